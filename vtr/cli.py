@@ -1,0 +1,124 @@
+"""The ``vtr`` command: one table of verbs.
+
+Each verb is a plain function somewhere in the project; its keyword arguments are its flags.
+Parameters without a default are positional; ``bool`` parameters become ``--flag`` / ``--no-flag``;
+``list[...]`` parameters take one or more values. The first paragraph of the function's docstring
+is the verb's help, and lines of the form ``name: text`` in its docstring document the flags.
+Modules are imported only when their verb runs, so ``vtr --help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import inspect
+import logging
+import sys
+import typing
+
+from vtr.errors import VtrError
+
+# verb -> "module:function". Multi-word verbs ("index build") become sub-commands.
+VERBS: dict[str, str] = {
+    "models": "vtr.models.registry:models_command",
+    "convert": "vtr.models.registry:convert_command",
+}
+
+
+def _resolve(target: str):
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _flag_help(doc: str) -> dict[str, str]:
+    helps = {}
+    for line in doc.splitlines():
+        name, sep, text = line.strip().partition(":")
+        if sep and name.isidentifier() and text.strip():
+            helps[name] = text.strip()
+    return helps
+
+
+def _add_arguments(parser: argparse.ArgumentParser, fn) -> None:
+    doc = inspect.getdoc(fn) or ""
+    helps = _flag_help(doc)
+    hints = typing.get_type_hints(fn)
+    for name, param in inspect.signature(fn).parameters.items():
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            continue
+        hint = hints.get(name, str)
+        origin = typing.get_origin(hint)
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if origin is typing.Union and len(args) == 1:  # Optional[X]
+            hint, origin, args = args[0], typing.get_origin(args[0]), typing.get_args(args[0])
+        kwargs: dict = {"help": helps.get(name)}
+        if origin in (list, tuple):
+            kwargs["nargs"] = "+" if param.default is param.empty else "*"
+            kwargs["type"] = args[0] if args else str
+        elif hint is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs["type"] = hint
+        if param.default is param.empty:
+            parser.add_argument(name, **kwargs)
+        else:
+            kwargs["default"] = param.default
+            if kwargs.get("help") and param.default not in (None, False):
+                kwargs["help"] += f" (default: {param.default})"
+            parser.add_argument("--" + name.replace("_", "-"), dest=name, **kwargs)
+
+
+def build_parser(verbs: dict[str, str] = VERBS) -> argparse.ArgumentParser:
+    from vtr import __version__
+
+    parser = argparse.ArgumentParser(prog="vtr", description="Video-text retrieval with VideoMamba.")
+    parser.add_argument("--version", action="version", version=f"vtr {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    subparsers = parser.add_subparsers(dest="verb", metavar="VERB")
+    groups: dict[str, argparse._SubParsersAction] = {}
+    for verb, target in verbs.items():
+        words = verb.split()
+        where = subparsers
+        for i, word in enumerate(words[:-1]):
+            key = " ".join(words[: i + 1])
+            if key not in groups:
+                group = where.add_parser(word, help=f"{key} commands")
+                groups[key] = group.add_subparsers(dest="verb_" + key.replace(" ", "_"), metavar="VERB", required=True)
+            where = groups[key]
+        # Help text is read lazily: importing every verb's module would make `vtr --help` slow.
+        sub = where.add_parser(words[-1], help=f"see `vtr {verb} --help`")
+        sub.set_defaults(_target=target, _parser=sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    # First pass only finds the verb; the verb's own flags are parsed once its function is loaded.
+    known, _ = parser.parse_known_args(argv)
+    if getattr(known, "_target", None) is None:
+        parser.print_help()
+        return 2
+    fn = _resolve(known._target)
+    sub: argparse.ArgumentParser = known._parser
+    sub.description = (inspect.getdoc(fn) or "").split("\n\n")[0]
+    _add_arguments(sub, fn)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    params = inspect.signature(fn).parameters
+    kwargs = {name: getattr(args, name) for name in params if hasattr(args, name)}
+    try:
+        result = fn(**kwargs)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except VtrError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return int(result) if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,22 @@
+"""Errors meant for the user. The CLI prints them as one line, without a traceback."""
+
+
+class VtrError(Exception):
+    """Base of every error whose message alone tells the user what went wrong and what to do."""
+
+
+class CheckpointError(VtrError):
+    """A checkpoint does not match the model: missing, unexplained or mis-shaped keys."""
+
+
+class WeightsNotFoundError(VtrError):
+    """Released weights are neither cached nor downloadable (offline); the message says what to fetch."""
+
+
+class VideoReadError(VtrError):
+    """A video file (or byte string) cannot be decoded; the message names the file and the cause."""
+
+    def __init__(self, source, cause: str):
+        self.source = str(source)
+        self.cause = cause
+        super().__init__(f"cannot read video {self.source}: {cause}")
