@@ -1,0 +1,51 @@
+"""How videos are FOUND: index folders of personal video collections, and search over them.
+
+    from index import build_index, VideoIndex
+    build_index(["~/Videos"], "~/videos.idx")                 # create or update incrementally
+    with VideoIndex("~/videos.idx") as idx:
+        for seg in idx.search("a dog catches a frisbee", k=5):
+            print(seg.path, seg.start, seg.end, seg.score)
+
+Modules: :mod:`index.scan` (finding files), :mod:`index.windows` (windowing), :mod:`index.decode` (decoding
+workers), :mod:`index.catalog` (sqlite), :mod:`index.store` (FAISS), :mod:`index.build` (build/update),
+:mod:`index.search`, :mod:`index.embed` (``torchrun -m index.embed``), :mod:`index.commands` (CLI verbs).
+Heavy imports (torch, faiss) happen inside the functions that need them.
+"""
+
+from __future__ import annotations
+
+__all__ = ["build_index", "update_index", "index_status", "VideoIndex", "Segment", "search"]
+
+
+def build_index(dirs, index, **kwargs):
+    """See :func:`index.build.build_index`."""
+    from index.build import build_index as _build
+
+    return _build(dirs, index, **kwargs)
+
+
+def update_index(index, **kwargs):
+    """Re-scan the folders recorded in the index; see :func:`index.build.build_index`."""
+    from index.build import build_index as _build
+
+    return _build(None, index, **kwargs)
+
+
+def index_status(index):
+    from index.build import index_status as _status
+
+    return _status(index)
+
+
+def search(index, query, k=10, **kwargs):
+    from index.search import search as _search
+
+    return _search(index, query, k=k, **kwargs)
+
+
+def __getattr__(name):
+    if name in ("VideoIndex", "Segment"):
+        import index.search as _s
+
+        return getattr(_s, name)
+    raise AttributeError(name)

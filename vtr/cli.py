@@ -18,10 +18,11 @@ import typing
 
 from vtr.errors import VtrError
 
-# verb -> "module:function". Multi-word verbs ("index build") become sub-commands.
-VERBS: dict[str, str] = {
-    "models": "vtr.models.registry:models_command",
-    "convert": "vtr.models.registry:convert_command",
+# verb -> ("module:function", one-line help). Multi-word verbs ("index build") become sub-commands.
+VERBS: dict[str, tuple[str, str]] = {
+    "models": ("vtr.models.registry:models_command", "list registered weights and architectures"),
+    "convert": ("vtr.models.registry:convert_command", "convert a checkpoint into vtr's format"),
+    "eval": ("vtr.eval.retrieval:eval_command", "zero-shot retrieval evaluation (published protocol)"),
 }
 
 
@@ -68,7 +69,7 @@ def _add_arguments(parser: argparse.ArgumentParser, fn) -> None:
             parser.add_argument("--" + name.replace("_", "-"), dest=name, **kwargs)
 
 
-def build_parser(verbs: dict[str, str] = VERBS) -> argparse.ArgumentParser:
+def build_parser(verbs: dict[str, tuple[str, str]] = VERBS) -> argparse.ArgumentParser:
     from vtr import __version__
 
     parser = argparse.ArgumentParser(prog="vtr", description="Video-text retrieval with VideoMamba.")
@@ -76,7 +77,7 @@ def build_parser(verbs: dict[str, str] = VERBS) -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     subparsers = parser.add_subparsers(dest="verb", metavar="VERB")
     groups: dict[str, argparse._SubParsersAction] = {}
-    for verb, target in verbs.items():
+    for verb, (target, help_text) in verbs.items():
         words = verb.split()
         where = subparsers
         for i, word in enumerate(words[:-1]):
@@ -85,8 +86,7 @@ def build_parser(verbs: dict[str, str] = VERBS) -> argparse.ArgumentParser:
                 group = where.add_parser(word, help=f"{key} commands")
                 groups[key] = group.add_subparsers(dest="verb_" + key.replace(" ", "_"), metavar="VERB", required=True)
             where = groups[key]
-        # Help text is read lazily: importing every verb's module would make `vtr --help` slow.
-        sub = where.add_parser(words[-1], help=f"see `vtr {verb} --help`")
+        sub = where.add_parser(words[-1], help=help_text)
         sub.set_defaults(_target=target, _parser=sub)
     return parser
 
@@ -94,11 +94,15 @@ def build_parser(verbs: dict[str, str] = VERBS) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    # First pass only finds the verb; the verb's own flags are parsed once its function is loaded.
-    known, _ = parser.parse_known_args(argv)
+    # First pass only finds the verb (help held back, or it would print before the verb's flags exist);
+    # the verb's own flags are added once its function is loaded.
+    wants_help = any(a in ("-h", "--help") for a in argv)
+    known, _ = parser.parse_known_args([a for a in argv if a not in ("-h", "--help")])
     if getattr(known, "_target", None) is None:
-        parser.print_help()
-        return 2
+        if wants_help or not argv:
+            parser.print_help()
+            return 0 if wants_help else 2
+        parser.parse_args(argv)  # reports the unknown verb / missing sub-verb and exits
     fn = _resolve(known._target)
     sub: argparse.ArgumentParser = known._parser
     sub.description = (inspect.getdoc(fn) or "").split("\n\n")[0]

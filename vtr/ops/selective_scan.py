@@ -1,4 +1,4 @@
-"""The selective scan of Mamba (model.md §3), three implementations side by side and one dispatch.
+"""The selective scan of Mamba (model.md §3): the readable reference, the fast paths, and one dispatch.
 
 All implementations share mamba_ssm's ``selective_scan_fn`` signature and semantics::
 
@@ -17,23 +17,53 @@ Recurrence, from s₀ = 0 of shape [D, N]::
     s_t = exp(Δ_t · A) ⊙ s_{t-1} + (Δ_t · u_t) ⊗ B_t
     y_t = s_t · C_t + D ⊙ u_t;   out_t = y_t ⊙ SiLU(z_t)
 
-Implementations (``VTR_SCAN`` = ``ref`` | ``cpu`` | ``cuda`` | ``auto``, default ``auto``):
+Implementations, side by side (every one computes in fp32 and casts the result back to u's dtype):
 
-- ``selective_scan_ref``: the readable loop, the ground truth for tests.
-- ``cpu``: fast CPU paths (see below), with autograd.
-- ``cuda``: mamba_ssm's CUDA kernel when tensors are on CUDA and the package imports; pure torch otherwise.
+- :func:`selective_scan_ref` — the readable loop, the ground truth for tests.
+- ``numba`` — fused CPU kernels (``_scan_numba.py``): one pass per channel for inference; with autograd a
+  forward that checkpoints the state every 64 steps and a hand-written reverse-time backward.
+- :func:`selective_scan_torch` — pure PyTorch, any device: a chunked two-level sequential scan, vectorised
+  over channels, state and chunks; autograd with per-channel-tile recomputation.
+- ``mamba_ssm`` — ``selective_scan_fn``'s CUDA kernel.
+
+:func:`selective_scan` chooses at run time (``impl`` argument, else env ``VTR_SCAN``, default ``auto``):
+
+============  =====================================  ======================================
+``VTR_SCAN``  CPU tensors                            CUDA tensors
+============  =====================================  ======================================
+``auto``      numba, else torch                      mamba_ssm, else torch
+``cpu``       numba, else torch                      torch
+``cuda``      torch                                  mamba_ssm, else torch
+``ref``       reference                              reference
+============  =====================================  ======================================
+
+numba and mamba_ssm are imported inside functions on first use; an import failure is logged once and the next
+best path runs, so ``import vtr`` never fails for want of either. :func:`available_backends` says what would run.
 """
 
 from __future__ import annotations
 
+import logging
+import math
+import os
+import threading
+
 import torch
+import torch.utils.checkpoint
 import torch.nn.functional as F
 
+log = logging.getLogger(__name__)
 
+IMPLS = ("auto", "cpu", "cuda", "ref")
+
+
+# ------------------------------------------------------------------------------------------------ reference
 def selective_scan_ref(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
-    """Readable reference (mamba_ssm ``selective_scan_ref``), shapes as in the module docstring.
+    """Readable reference (mamba_ssm ``selective_scan_ref``), O(L) Python steps.
 
-    Computed in fp32 whatever the input dtype; the result is cast back to ``u.dtype``.
+    u, delta, z: [B, D, L]; A: [D, N]; B, C: [B, N, L]; D, delta_bias: [D]. Returns [B, D, L] in u's dtype.
+    Computed in fp32 whatever the input dtype: Δ·A and Δ·B·u are materialised as [B, D, L, N], then one
+    state update and C contraction per time step.
     """
     dtype_in = u.dtype
     u = u.float()
@@ -60,6 +90,294 @@ def selective_scan_ref(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta
     return out.to(dtype_in)
 
 
+def _check_shapes(u, delta, A, B, C):
+    if u.dim() != 3 or delta.shape != u.shape:
+        raise ValueError(f"u and delta must be [B, D, L] of one shape, got {tuple(u.shape)} and {tuple(delta.shape)}")
+    batch, dim, length = u.shape
+    if A.dim() != 2 or A.shape[0] != dim:
+        raise ValueError(f"A must be [D, N] with D = {dim}, got {tuple(A.shape)}")
+    want = (batch, A.shape[1], length)
+    if tuple(B.shape) != want or tuple(C.shape) != want:
+        raise ValueError(f"B and C must be [B, N, L] = {want} (variable B/C only), got {tuple(B.shape)}, {tuple(C.shape)}")
+    if A.is_complex():
+        raise ValueError("complex A is not supported")
+
+
+# ------------------------------------------------------------------------------------------ pure PyTorch
+def _scan_tile(dt, u, A, Bk, Ck):
+    """y [b, d, K*T] of the zero-initialised scan for one channel tile.
+
+    dt, u: [b, d, K*T] (Δ after bias/softplus, zero padded); A: [d, N]; Bk, Ck: [T, b, K, N] (B, C split in K
+    chunks of T steps, time-in-chunk first so that every step below reads one contiguous slab).
+
+    Two levels, both plain sequential recurrences (no cumsum/cumprod-in-log-space, no division, so no
+    overflow or cancellation): (1) all K chunks at once, T steps: the chunk-local state h (zero start) and
+    the running decay product P = Π exp(Δ·A); (2) K steps across chunks: the state S entering each chunk.
+    Then s_t = h_t + P_t · S_chunk.
+    """
+    b, d, Lp = dt.shape
+    T, _, K, N = Bk.shape
+    dtT = dt.reshape(b, d, K, T).permute(3, 0, 1, 2)  # [T, b, d, K]
+    duT = (dt * u).reshape(b, d, K, T).permute(3, 0, 1, 2)
+    dA = torch.exp(dtT[..., None] * A[None, None, :, None, :])  # [T, b, d, K, N]
+    dBu = duT[..., None] * Bk[:, :, None]  # [T, b, d, K, N]
+    h, P = dBu[0], dA[0]
+    hs, Ps = [h], [P]
+    for j in range(1, T):
+        h = dA[j] * h + dBu[j]
+        P = P * dA[j]
+        hs.append(h)
+        Ps.append(P)
+    S = [torch.zeros_like(h[:, :, 0])]  # state entering chunk 0: [b, d, N]
+    for k in range(1, K):
+        S.append(P[:, :, k - 1] * S[-1] + h[:, :, k - 1])
+    S = torch.stack(S, dim=2)  # [b, d, K, N]
+    states = torch.stack(hs) + torch.stack(Ps) * S  # [T, b, d, K, N]
+    y = torch.einsum("tbdkn,tbkn->bdkt", states, Ck)
+    return y.reshape(b, d, Lp)
+
+
+def selective_scan_torch(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
+                         chunk=None, tile_elems=1 << 21):
+    """Pure-PyTorch scan for any device, with autograd; same contract as :func:`selective_scan_ref`.
+
+    Time is split in chunks of ``chunk`` steps (default ≈ √L, so ≈ 2√L sequential tensor ops), channels in
+    tiles of about ``tile_elems`` state values. Under autograd every tile is recomputed in the backward
+    (``torch.utils.checkpoint``), so memory stays O(tile) rather than O(B·D·L·N).
+    """
+    _check_shapes(u, delta, A, B, C)
+    dtype_in = u.dtype
+    batch, dim, length = u.shape
+    N = A.shape[1]
+    dt = delta.float()
+    if delta_bias is not None:
+        dt = dt + delta_bias.float()[:, None]
+    if delta_softplus:
+        dt = F.softplus(dt)
+    uf = u.float()
+    T = chunk or max(4, int(round(math.sqrt(length))))
+    K = -(-length // T)
+    pad = K * T - length
+    # zero padding at the end: Δ = 0 keeps the state, and the padded outputs are dropped
+    dtp, up = F.pad(dt, (0, pad)), F.pad(uf, (0, pad))
+    Bk = F.pad(B.float(), (0, pad)).reshape(batch, N, K, T).permute(3, 0, 2, 1)  # [T, b, K, N]
+    Ck = F.pad(C.float(), (0, pad)).reshape(batch, N, K, T).permute(3, 0, 2, 1)
+    Af = A.float()
+    tile = max(1, tile_elems // (batch * K * T * N))
+    grad = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (u, delta, A, B, C, delta_bias))
+    ys = []
+    for d0 in range(0, dim, tile):
+        args = (dtp[:, d0:d0 + tile], up[:, d0:d0 + tile], Af[d0:d0 + tile], Bk, Ck)
+        if grad:
+            ys.append(torch.utils.checkpoint.checkpoint(_scan_tile, *args, use_reentrant=False))
+        else:
+            ys.append(_scan_tile(*args))
+    y = torch.cat(ys, dim=1)[..., :length]
+    out = y if D is None else y + uf * D.float()[:, None]
+    if z is not None:
+        out = out * F.silu(z.float())
+    return out.to(dtype_in)
+
+
+# ------------------------------------------------------------------------------------------ numba (CPU)
+_numba_lock = threading.Lock()  # numba's workqueue layer forbids concurrent launches; one scan at a time anyway
+_numba_state = {"module": None, "failed": False, "pid": None, "serial": None}
+
+
+def _load_numba():
+    """The kernels module, or None when numba cannot import (logged once). Tests monkeypatch this."""
+    if _numba_state["module"] is None and not _numba_state["failed"]:
+        try:
+            from vtr.ops import _scan_numba
+        except Exception as e:  # ImportError, or a broken llvmlite
+            _numba_state["failed"] = True
+            log.warning("numba unavailable (%s): the CPU selective scan falls back to pure PyTorch", e)
+        else:
+            _numba_state["module"] = _scan_numba
+    return _numba_state["module"]
+
+
+def _kernels(mod):
+    """(scan_fwd, scan_bwd) to launch in this process.
+
+    numba's GNU-OpenMP threading layer kills a forked child that launches a parallel kernel after the parent
+    did (it is not fork safe). In such a child (e.g. a fork-started DataLoader worker) use serial builds.
+    """
+    import numba
+
+    pid = os.getpid()
+    if _numba_state["pid"] is None:
+        _numba_state["pid"] = pid
+    if pid != _numba_state["pid"]:
+        try:
+            layer = numba.threading_layer()
+        except ValueError:  # no parallel launch yet in this process tree
+            layer = None
+        if layer == "omp":
+            if _numba_state["serial"] is None:
+                log.info("forked process after an OpenMP parallel launch: using serial numba scan kernels")
+                _numba_state["serial"] = (numba.njit(fastmath=False)(mod.scan_fwd.py_func),
+                                          numba.njit(fastmath=False)(mod.scan_bwd.py_func))
+            return _numba_state["serial"]
+    return mod.scan_fwd, mod.scan_bwd
+
+
+def _launch(kernel, *args):
+    import numba
+
+    with _numba_lock:
+        # numba's pool follows torch's intra-op thread count (torch.set_num_threads, OMP_NUM_THREADS)
+        numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+        kernel(*args)
+
+
+def _f32(t):
+    return t.detach().to(torch.float32).contiguous()
+
+
+def _numba_inputs(u, delta, A, B, C, D, z, delta_bias):
+    dim = u.shape[1]
+    zeros = torch.zeros(dim, dtype=torch.float32)
+    return (
+        _f32(u), _f32(delta), _f32(A),
+        _f32(B).transpose(1, 2).contiguous(), _f32(C).transpose(1, 2).contiguous(),  # [B, L, N]
+        zeros if D is None else _f32(D),
+        torch.zeros(1, 1, 1) if z is None else _f32(z),
+        zeros if delta_bias is None else _f32(delta_bias),
+    )
+
+
+def _numba_forward(mod, inputs, delta_softplus, has_z, save_ckpt):
+    u32 = inputs[0]
+    batch, dim, length = u32.shape
+    N = inputs[2].shape[1]
+    out = torch.empty_like(u32)
+    ckpt = torch.empty(batch, dim, -(-length // mod.CHUNK) if save_ckpt else 0, N)
+    fwd, _ = _kernels(mod)
+    _launch(fwd, *(t.numpy() for t in inputs), bool(delta_softplus), bool(has_z), out.numpy(), ckpt.numpy())
+    return out, ckpt
+
+
+class _NumbaScan(torch.autograd.Function):
+    """Fused numba forward (checkpointing the state every CHUNK steps) + hand-written numba backward."""
+
+    @staticmethod
+    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus, mod):
+        inputs = _numba_inputs(u, delta, A, B, C, D, z, delta_bias)
+        out, ckpt = _numba_forward(mod, inputs, delta_softplus, z is not None, save_ckpt=True)
+        ctx.save_for_backward(*inputs, ckpt)
+        ctx.mod, ctx.softplus = mod, bool(delta_softplus)
+        ctx.present = (D is not None, z is not None, delta_bias is not None)
+        ctx.dtypes = tuple(None if t is None else t.dtype for t in (u, delta, A, B, C, D, z, delta_bias))
+        return out.to(u.dtype)
+
+    @staticmethod
+    def backward(ctx, dout):
+        mod = ctx.mod
+        *inputs, ckpt = ctx.saved_tensors
+        u32, _, A32, Bt = inputs[0], inputs[1], inputs[2], inputs[3]
+        batch, dim, length = u32.shape
+        N = A32.shape[1]
+        has_D, has_z, has_bias = ctx.present
+        n_groups = min(dim, max(16, torch.get_num_threads()))
+        du, ddelta = torch.empty_like(u32), torch.empty_like(u32)
+        dz = torch.empty_like(u32) if has_z else torch.zeros(1, 1, 1)
+        dA_part = torch.empty(batch, dim, N, dtype=torch.float64)
+        dB_part = torch.zeros(batch, n_groups, length, N)
+        dC_part = torch.zeros(batch, n_groups, length, N)
+        dD_part = torch.empty(batch, dim, dtype=torch.float64)
+        dbias_part = torch.empty(batch, dim, dtype=torch.float64)
+        _, bwd = _kernels(mod)
+        _launch(bwd, *(t.numpy() for t in inputs), ctx.softplus, has_z, _f32(dout).numpy(), ckpt.numpy(), n_groups,
+                du.numpy(), ddelta.numpy(), dz.numpy(), dA_part.numpy(), dB_part.numpy(), dC_part.numpy(),
+                dD_part.numpy(), dbias_part.numpy())
+        grads = [du, ddelta, dA_part.sum(0), dB_part.sum(1).transpose(1, 2), dC_part.sum(1).transpose(1, 2),
+                 dD_part.sum(0) if has_D else None, dz if has_z else None, dbias_part.sum(0) if has_bias else None]
+        out = [None if g is None or dt is None else g.to(dt) for g, dt in zip(grads, ctx.dtypes)]
+        return (*out, None, None)
+
+
+def selective_scan_numba(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
+    """Fused numba CPU scan (same contract as :func:`selective_scan_ref`); raises RuntimeError without numba."""
+    _check_shapes(u, delta, A, B, C)
+    if u.device.type != "cpu":
+        raise ValueError("the numba scan runs on CPU tensors only")
+    mod = _load_numba()
+    if mod is None:
+        raise RuntimeError("numba is not available")
+    grad = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (u, delta, A, B, C, D, z, delta_bias))
+    if grad:
+        return _NumbaScan.apply(u, delta, A, B, C, D, z, delta_bias, delta_softplus, mod)
+    inputs = _numba_inputs(u, delta, A, B, C, D, z, delta_bias)
+    out, _ = _numba_forward(mod, inputs, delta_softplus, z is not None, save_ckpt=False)
+    return out.to(u.dtype)
+
+
+# ----------------------------------------------------------------------------------------- mamba_ssm (CUDA)
+_mamba_state = {"fn": None, "failed": False}
+
+
+def _load_mamba_ssm():
+    """mamba_ssm's ``selective_scan_fn``, or None when it cannot import (logged once). Tests monkeypatch this."""
+    if _mamba_state["fn"] is None and not _mamba_state["failed"]:
+        try:
+            from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
+        except Exception as e:  # ImportError, or a CUDA extension built for another torch
+            _mamba_state["failed"] = True
+            log.warning("mamba_ssm unavailable (%s): CUDA tensors use the pure-PyTorch scan", e)
+        else:
+            _mamba_state["fn"] = selective_scan_fn
+    return _mamba_state["fn"]
+
+
+# ------------------------------------------------------------------------------------------------ dispatch
+def _resolve(impl, device_type):
+    """Name of the implementation that runs for this ``impl`` / ``VTR_SCAN`` and device type."""
+    impl = (impl or os.environ.get("VTR_SCAN") or "auto").strip().lower()
+    if impl not in IMPLS:
+        raise ValueError(f"unknown selective scan implementation {impl!r}: expected one of {IMPLS}")
+    if impl == "ref":
+        return "ref"
+    if device_type == "cuda" and impl in ("auto", "cuda"):
+        return "mamba_ssm" if _load_mamba_ssm() is not None else "torch"
+    if device_type == "cpu" and impl in ("auto", "cpu"):
+        return "numba" if _load_numba() is not None else "torch"
+    return "torch"
+
+
+def available_backends():
+    """What would run here: ``{"cpu": name, "cuda": name or None, "numba": bool, "mamba_ssm": bool, "impl": str}``.
+
+    ``cpu``/``cuda`` name the implementation that ``selective_scan`` picks for tensors on that device under the
+    current ``VTR_SCAN`` (``cuda`` is None without a GPU).
+    """
+    impl = (os.environ.get("VTR_SCAN") or "auto").strip().lower()
+    has_cuda = torch.cuda.is_available()
+    return {
+        "impl": impl,
+        "cpu": _resolve(None, "cpu"),
+        "cuda": _resolve(None, "cuda") if has_cuda else None,
+        "numba": _load_numba() is not None,
+        "mamba_ssm": _load_mamba_ssm() is not None if has_cuda else False,
+    }
+
+
 def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, impl=None):
-    """Dispatch to the best available implementation (``impl`` or ``VTR_SCAN`` overrides)."""
-    return selective_scan_ref(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+    """Mamba's selective scan, dispatched at run time (``impl`` overrides env ``VTR_SCAN``; see module doc).
+
+    u, delta, z: [B, D, L]; A: [D, N] fp32; B, C: [B, N, L]; D, delta_bias: [D]. Returns [B, D, L] in u's
+    dtype, differentiable on every path.
+    """
+    name = _resolve(impl, u.device.type)
+    if name == "ref":
+        return selective_scan_ref(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+    if name == "numba":
+        return selective_scan_numba(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+    if name == "mamba_ssm":
+        fn = _load_mamba_ssm()
+        return fn(u.contiguous(), delta.contiguous(), A.float().contiguous(), B.contiguous(), C.contiguous(),
+                  None if D is None else D.float(), None if z is None else z.contiguous(),
+                  None if delta_bias is None else delta_bias.float(), delta_softplus)
+    return selective_scan_torch(u, delta, A, B, C, D, z, delta_bias, delta_softplus)

@@ -1,0 +1,457 @@
+"""Encoder benchmark: VideoMamba vs quadratic ViT baselines on this machine's CPU (or GPU with --device cuda).
+
+Sections (``--sections``, comma separated; default all):
+
+- ``scan``      ``bench.scan.scan_benchmark()`` when that module exists (the selective-scan engineer's bench).
+- ``peak``      the machine's GEMM peak, fp32 and bf16, on a large square matmul.
+- ``encoder``   VideoMamba ti/s/m forward, batch 1, 224², per frame count and precision (fp32, bf16 autocast):
+                s/clip, clips/s, peak memory, analytic GFLOP and achieved GFLOP/s.
+- ``baselines`` two ViTs with VideoMamba-M's parameter count and joint space-time attention: through torch
+                SDPA, and with materialised softmax(QKᵀ)V (the paper's Fig. 1 baseline).
+- ``breakdown`` where the time of VideoMamba-M 8×224² goes (scan, matmuls, conv, norms, flips/copies/other).
+
+Every model configuration runs in a fresh subprocess, so peak memory is that process's ``ru_maxrss`` (the whole
+process: interpreter, torch, weights, activations) and ``act_mib`` = peak − RSS just before the first forward
+(what the forward itself added). On CUDA, ``torch.cuda.max_memory_allocated`` is reported instead.
+
+    python -m bench.encoder --quick                      # a couple of minutes: M at 8 frames + baselines at 8
+    python -m bench.encoder --models middle --frames 8 --dtypes fp32,bf16 --sections encoder
+    python -m bench.encoder                              # everything (long: the 64-frame attention baseline alone
+                                                         # needs ~12 GiB and minutes)
+
+Writes ``bench/results/encoder.json`` (``--out``) and prints tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results" / "encoder.json"
+SIZES = {"tiny": (192, 24), "small": (384, 24), "middle": (576, 32)}
+PATCHES_224 = 196
+
+
+# ----------------------------------------------------------------------------------------------- FLOP counts
+def videomamba_flops(dim, depth, frames, patches=PATCHES_224, d_state=16, d_conv=4, expand=2, patch_size=16):
+    """Forward FLOPs (multiply-add = 2) of VideoMamba, by part: matmuls, depthwise conv, scan, patch embed.
+
+    Scan: 9·L·d_inner·N per direction (mamba_ssm's count: Δ·A, exp, decay, Δ·u·B, state update, C contraction),
+    plus D skip and SiLU(z) gate; norms and elementwise activations are ignored (<1%).
+    """
+    seq = 1 + frames * patches
+    di, rank = expand * dim, math.ceil(dim / 16)
+    per_layer = {
+        "matmul": 2 * seq * dim * 2 * di + 2 * seq * di * dim + 2 * (2 * seq * di * (rank + 2 * d_state) + 2 * seq * rank * di),
+        "conv": 2 * 2 * seq * di * d_conv,
+        "scan": 2 * (9 * seq * di * d_state + 3 * seq * di),
+    }
+    out = {k: v * depth for k, v in per_layer.items()}
+    out["patch_embed"] = 2 * frames * patches * 3 * patch_size ** 2 * dim
+    out["total"] = sum(out.values())
+    return out
+
+
+def vit_flops(dim, depth, frames, patches=PATCHES_224, mlp_ratio=4, patch_size=16):
+    """Forward FLOPs of a ViT with joint space-time attention over L = 1 + T·P tokens."""
+    seq = 1 + frames * patches
+    linear = depth * 2 * seq * dim * dim * (3 + 1 + 2 * mlp_ratio)
+    attention = depth * 4 * seq * seq * dim
+    patch = 2 * frames * patches * 3 * patch_size ** 2 * dim
+    return {"matmul": linear, "attention": attention, "patch_embed": patch, "total": linear + attention + patch}
+
+
+def vit_depth_matching(params_target, dim, mlp_ratio=4):
+    per_block = dim * dim * (4 + 2 * mlp_ratio) + dim * (4 + mlp_ratio + 4)
+    return max(1, round(params_target / per_block))
+
+
+# ---------------------------------------------------------------------------------------- ViT baselines
+def build_vit(dim, depth, heads, frames, attention, img_size=224, patch_size=16):
+    """A plain pre-norm ViT over all T·P patch tokens + cls (joint space-time attention)."""
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+    class Attention(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.qkv = nn.Linear(dim, 3 * dim)
+            self.proj = nn.Linear(dim, dim)
+
+        def forward(self, x):
+            b, n, _ = x.shape
+            q, k, v = self.qkv(x).reshape(b, n, 3, heads, dim // heads).permute(2, 0, 3, 1, 4)
+            if attention == "sdpa":
+                o = F.scaled_dot_product_attention(q, k, v)
+            else:  # materialised: the [B, H, L, L] matrix exists in memory
+                attn = (q * (dim // heads) ** -0.5) @ k.transpose(-2, -1)
+                o = attn.softmax(-1) @ v
+            return self.proj(o.transpose(1, 2).reshape(b, n, dim))
+
+    class ViTBlock(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.norm1, self.attn = nn.LayerNorm(dim), Attention()
+            self.norm2 = nn.LayerNorm(dim)
+            self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
+
+        def forward(self, x):
+            x = x + self.attn(self.norm1(x))
+            return x + self.mlp(self.norm2(x))
+
+    class VideoViT(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.patch = nn.Conv3d(3, dim, (1, patch_size, patch_size), (1, patch_size, patch_size))
+            grid = (img_size // patch_size) ** 2
+            self.cls = nn.Parameter(torch.zeros(1, 1, dim))
+            self.pos = nn.Parameter(torch.zeros(1, 1 + grid, dim))
+            self.tpos = nn.Parameter(torch.zeros(1, frames, dim))
+            self.blocks = nn.ModuleList(ViTBlock() for _ in range(depth))
+            self.norm = nn.LayerNorm(dim)
+
+        def forward(self, frames_):
+            b, t = frames_.shape[:2]
+            x = self.patch(frames_.transpose(1, 2)).flatten(3).permute(0, 2, 3, 1)  # [B, T, P, D]
+            x = (x + self.pos[:, None, 1:] + self.tpos[:, :t, None]).reshape(b, -1, dim)
+            x = torch.cat([(self.cls + self.pos[:, :1]).expand(b, -1, -1), x], 1)
+            for blk in self.blocks:
+                x = blk(x)
+            return self.norm(x)
+
+    return VideoViT()
+
+
+# ------------------------------------------------------------------------------------------ one config
+def _rss_mib():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
+
+
+def _max_rss_mib():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def run_config(spec):
+    """Build one model, time its forward; runs inside a fresh worker process. Returns a result dict."""
+    import torch
+
+    torch.manual_seed(0)
+    device = torch.device(spec.get("device", "cpu"))
+    kind, size, frames, dtype = spec["kind"], spec["size"], spec["frames"], spec["dtype"]
+    if kind == "videomamba":
+        from vtr.models import videomamba as vm
+
+        model = getattr(vm, f"videomamba_{size}")(num_frames=frames)
+        dim, depth = SIZES[size]
+        flops = videomamba_flops(dim, depth, frames)
+    else:
+        dim, depth, heads = spec["dim"], spec["depth"], spec["heads"]
+        model = build_vit(dim, depth, heads, frames, attention=kind.split("_")[1])
+        flops = vit_flops(dim, depth, frames)
+    params = sum(p.numel() for p in model.parameters())
+    model = model.to(device).eval()
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=(dtype == "bf16"))
+
+    def forward(t):
+        x = torch.randn(1, t, 3, 224, 224, device=device)
+        with torch.inference_mode(), autocast:
+            model(x)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    forward(1)  # JIT compiles (numba scan), allocator and oneDNN primitive warm-up on a 1-frame clip
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    rss_before = _rss_mib()
+    times = []
+    deadline = time.perf_counter() + spec.get("budget_s", 60)
+    for i in range(spec.get("repeats", 2)):
+        t0 = time.perf_counter()
+        forward(frames)
+        times.append(time.perf_counter() - t0)
+        if time.perf_counter() > deadline:
+            break
+    peak = _max_rss_mib()
+    res = dict(spec, params=params, seq_len=1 + frames * PATCHES_224, times_s=times,
+               s_per_clip=min(times), s_per_clip_median=statistics.median(times), clips_per_s=1 / min(times),
+               gflop=flops["total"] / 1e9, gflops_achieved=flops["total"] / 1e9 / min(times),
+               flops_by_part={k: v / 1e9 for k, v in flops.items()},
+               peak_rss_mib=peak, act_mib=peak - rss_before, threads=torch.get_num_threads(),
+               loadavg=os.getloadavg()[0])
+    if device.type == "cuda":
+        res["cuda_peak_mib"] = torch.cuda.max_memory_allocated() / 2 ** 20
+    return res
+
+
+def run_in_subprocess(spec, timeout):
+    cmd = [sys.executable, "-m", "bench.encoder", "--worker", json.dumps(spec)]
+    root = Path(__file__).resolve().parents[1]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=root)
+    except subprocess.TimeoutExpired:
+        return dict(spec, error=f"timeout after {timeout}s")
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        return dict(spec, error=f"rc={proc.returncode}: " + " | ".join(tail))
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+# ------------------------------------------------------------------------------------------------ sections
+def section_scan(args):
+    try:
+        from bench.scan import scan_benchmark
+    except ImportError as e:
+        print(f"[scan] bench.scan not available ({e}); skipped")
+        return None
+    import inspect
+
+    try:
+        if "quick" in inspect.signature(scan_benchmark).parameters:
+            return scan_benchmark(quick=args.quick)
+        return scan_benchmark()
+    except Exception as e:  # the scan bench is someone else's: report, do not die
+        print(f"[scan] scan_benchmark failed: {e!r}")
+        return [{"error": repr(e)}]
+
+
+def section_peak(args):
+    import torch
+
+    n = 2048 if args.quick else 4096
+    out = {}
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+        torch.mm(a, b)
+        best = float("inf")
+        for _ in range(3 if args.quick else 5):
+            t0 = time.perf_counter()
+            torch.mm(a, b)
+            best = min(best, time.perf_counter() - t0)
+        out[name] = 2 * n ** 3 / best / 1e9
+    print(f"[peak] GEMM {n}²: fp32 {out['fp32']:.0f} GFLOP/s, bf16 {out['bf16']:.0f} GFLOP/s "
+          f"({torch.get_num_threads()} threads)")
+    return dict(out, n=n, threads=torch.get_num_threads())
+
+
+def _specs(args):
+    specs = []
+    for size in args.models:
+        for frames in args.frames:
+            for dtype in args.dtypes:
+                specs.append(dict(kind="videomamba", size=size, frames=frames, dtype=dtype))
+    return specs
+
+
+def _baseline_specs(args):
+    from vtr.models.videomamba import videomamba_middle
+    import torch
+
+    with torch.device("meta"):
+        target = sum(p.numel() for p in videomamba_middle().parameters())
+    dim, heads = 576, 9
+    depth = vit_depth_matching(target, dim)
+    specs = []
+    for kind in ("vit_sdpa", "vit_plain"):
+        for frames in args.frames:
+            if kind == "vit_plain" and frames > args.plain_max_frames:
+                continue
+            for dtype in args.dtypes:
+                specs.append(dict(kind=kind, size=f"D{dim}x{depth}", dim=dim, depth=depth, heads=heads,
+                                  frames=frames, dtype=dtype))
+    return specs
+
+
+def section_runs(specs, args, label):
+    rows = []
+    for spec in specs:
+        spec = dict(spec, device=args.device, repeats=args.repeats, budget_s=args.budget)
+        res = run_in_subprocess(spec, args.timeout)
+        rows.append(res)
+        if "error" in res:
+            print(f"[{label}] {spec['kind']} {spec['size']} T={spec['frames']} {spec['dtype']}: {res['error']}")
+        else:
+            print(f"[{label}] {res['kind']:10s} {res['size']:8s} T={res['frames']:3d} {res['dtype']}: "
+                  f"{res['s_per_clip']:8.3f} s/clip  {res['gflops_achieved']:6.1f} GFLOP/s  "
+                  f"peak {res['peak_rss_mib']:7.0f} MiB (fwd +{res['act_mib']:.0f})  load {res['loadavg']:.1f}", flush=True)
+    return rows
+
+
+def section_breakdown(args):
+    """VideoMamba-M at ``--breakdown-frames`` frames: manual wall timers around each part + profiler op table."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    import vtr.models.mamba as mm
+    from vtr.models.videomamba import videomamba_middle
+
+    timers = {}
+
+    def timed(name, fn):
+        def wrapper(*a, **k):
+            t0 = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                timers[name] = timers.get(name, 0.0) + time.perf_counter() - t0
+        return wrapper
+
+    frames = args.breakdown_frames
+    model = videomamba_middle(num_frames=frames).eval()
+    x = torch.randn(1, frames, 3, 224, 224)
+    originals = (mm.selective_scan, mm.causal_conv1d_silu, mm._channels_first_linear, mm.BiMambaMixer._out_proj,
+                 mm.RMSNorm.forward, mm.BiMambaMixer.forward)
+    mm.selective_scan = timed("scan", originals[0])
+    mm.causal_conv1d_silu = timed("conv+silu", originals[1])
+    mm._channels_first_linear = timed("matmul (in/x/dt proj)", originals[2])
+    mm.BiMambaMixer._out_proj = timed("matmul (out_proj)", originals[3])
+    mm.RMSNorm.forward = timed("rmsnorm", originals[4])
+    mm.BiMambaMixer.forward = timed("mixer total", originals[5])
+    out = {}
+    try:
+        for dtype in args.dtypes:
+            with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=(dtype == "bf16")):
+                model(x[:, :1])
+                timers.clear()
+                t0 = time.perf_counter()
+                model(x)
+                total = time.perf_counter() - t0
+                parts = dict(timers)
+                with profile(activities=[ProfilerActivity.CPU]) as prof:
+                    model(x)
+            mixer = parts.pop("mixer total")
+            named = sum(v for k, v in parts.items() if k != "rmsnorm")
+            parts["flips/adds/copies in mixer"] = mixer - named
+            parts["outside mixers (embed, residual adds, pool)"] = total - mixer - parts["rmsnorm"]
+            ops = sorted(((e.key, e.self_cpu_time_total / 1e6) for e in prof.key_averages()), key=lambda kv: -kv[1])
+            out[dtype] = {"total_s": total, "parts_s": parts, "top_ops_self_s": dict(ops[:15])}
+            print(f"[breakdown] VideoMamba-M {frames}×224² {dtype}: total {total:.2f} s")
+            for k, v in sorted(parts.items(), key=lambda kv: -kv[1]):
+                print(f"    {k:45s} {v:7.3f} s  {100 * v / total:5.1f}%")
+            print("    top ops (self CPU, profiled run): " + ", ".join(f"{k} {v:.2f}s" for k, v in ops[:8]))
+    finally:
+        (mm.selective_scan, mm.causal_conv1d_silu, mm._channels_first_linear, mm.BiMambaMixer._out_proj,
+         mm.RMSNorm.forward, mm.BiMambaMixer.forward) = originals
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- summary
+def summarize(encoder_rows, baseline_rows, frames):
+    ok = [r for r in encoder_rows + baseline_rows if "error" not in r]
+
+    def find(kind, size, t, dtype):
+        for r in ok:
+            if r["kind"] == kind and (size is None or r["size"] == size) and r["frames"] == t and r["dtype"] == dtype:
+                return r
+        return None
+
+    summary = {}
+    lo, hi = min(frames), max(frames)
+    for dtype in sorted({r["dtype"] for r in ok}):
+        s = {}
+        for size in SIZES:
+            a, b = find("videomamba", size, lo, dtype), find("videomamba", size, hi, dtype)
+            if a and b and lo != hi:
+                s[f"{size} time({hi})/time({lo})"] = b["s_per_clip"] / a["s_per_clip"]
+        m = {t: find("videomamba", "middle", t, dtype) for t in frames}
+        for base in ("vit_sdpa", "vit_plain"):
+            bt = {t: find(base, None, t, dtype) for t in frames}
+            if m[hi] and bt[hi]:
+                s[f"{base} / M speed ratio @{hi}"] = bt[hi]["s_per_clip"] / m[hi]["s_per_clip"]
+                s[f"M / {base} peak memory @{hi}"] = m[hi]["peak_rss_mib"] / bt[hi]["peak_rss_mib"]
+                s[f"M / {base} forward memory @{hi}"] = m[hi]["act_mib"] / max(bt[hi]["act_mib"], 1e-9)
+            faster = [t for t in frames if m[t] and bt[t] and m[t]["s_per_clip"] < bt[t]["s_per_clip"]]
+            slower = [t for t in frames if m[t] and bt[t] and m[t]["s_per_clip"] >= bt[t]["s_per_clip"]]
+            if faster or slower:
+                s[f"crossover vs {base}"] = (f"M faster from T={min(faster)}" if faster and (not slower or min(faster) > max(slower))
+                                             else f"M faster at T={faster}, slower at T={slower}")
+        if s:
+            summary[dtype] = s
+    return summary
+
+
+def print_table(rows):
+    ok = [r for r in rows if "error" not in r]
+    if not ok:
+        return
+    print(f"\n{'model':10s} {'size':9s} {'T':>3s} {'dtype':5s} {'L':>6s} {'s/clip':>8s} {'clips/s':>8s} "
+          f"{'GFLOP':>8s} {'GFLOP/s':>8s} {'peak MiB':>9s} {'fwd MiB':>8s}")
+    for r in ok:
+        print(f"{r['kind']:10s} {r['size']:9s} {r['frames']:3d} {r['dtype']:5s} {r['seq_len']:6d} {r['s_per_clip']:8.3f} "
+              f"{r['clips_per_s']:8.3f} {r['gflop']:8.1f} {r['gflops_achieved']:8.1f} {r['peak_rss_mib']:9.0f} "
+              f"{r['act_mib']:8.0f}")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sections", default="scan,peak,encoder,baselines,breakdown")
+    p.add_argument("--models", default="tiny,small,middle", help="VideoMamba sizes")
+    p.add_argument("--frames", default="8,16,32,64")
+    p.add_argument("--dtypes", default="fp32,bf16")
+    p.add_argument("--repeats", type=int, default=2, help="timed forwards per config (the minimum is reported)")
+    p.add_argument("--budget", type=float, default=120.0, help="stop repeating a config after this many seconds")
+    p.add_argument("--timeout", type=int, default=1800, help="per-config subprocess timeout (s)")
+    p.add_argument("--plain-max-frames", type=int, default=64,
+                   help="skip the materialised-attention ViT above this frame count (64 frames needs ~12 GiB)")
+    p.add_argument("--breakdown-frames", type=int, default=8)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--quick", action="store_true",
+                   help="middle only, 8 frames, 1 repeat, baselines at 8 frames, small peak GEMM")
+    p.add_argument("--out", default=str(RESULTS))
+    p.add_argument("--worker", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+
+    if args.worker:
+        print("RESULT " + json.dumps(run_config(json.loads(args.worker))), flush=True)
+        return 0
+
+    if args.quick:
+        args.models, args.frames, args.repeats = "middle", "8", 1
+    args.models = [m for m in args.models.split(",") if m]
+    args.frames = [int(t) for t in args.frames.split(",") if t]
+    args.dtypes = [d for d in args.dtypes.split(",") if d]
+    sections = set(args.sections.split(","))
+
+    import torch
+
+    report = {"machine": {"platform": platform.platform(), "processor": platform.processor(),
+                          "cpus": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+                          "loadavg_at_start": os.getloadavg()},
+              "args": {k: v for k, v in vars(args).items() if k != "worker"}}
+    if "scan" in sections:
+        report["scan"] = section_scan(args)
+    if "peak" in sections:
+        report["peak_gemm_gflops"] = section_peak(args)
+    encoder_rows = section_runs(_specs(args), args, "encoder") if "encoder" in sections else []
+    baseline_rows = section_runs(_baseline_specs(args), args, "baseline") if "baselines" in sections else []
+    report["encoder"], report["baselines"] = encoder_rows, baseline_rows
+    if "breakdown" in sections:
+        report["breakdown"] = section_breakdown(args)
+    print_table(encoder_rows + baseline_rows)
+    report["summary"] = summarize(encoder_rows, baseline_rows, args.frames)
+    report["machine"]["loadavg_at_end"] = os.getloadavg()
+    for dtype, s in report["summary"].items():
+        print(f"\nsummary ({dtype}):")
+        for k, v in s.items():
+            print(f"  {k:40s} {v:.3f}" if isinstance(v, float) else f"  {k:40s} {v}")
+
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1))
+    print(f"\nwrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,490 @@
+"""Building and updating an index folder: scan → plan (new / changed / renamed / deleted) → decode in worker
+processes → embed in batches → commit file by file → sync ``vectors.faiss``.
+
+Index folder layout (see also the README)::
+
+    IDX/manifest.json      model, weights checksum, frames per window, window/stride seconds, resolution,
+                           mean/std, embedding size, vtr version, FAISS factory string
+    IDX/catalog.sqlite     files, windows (with their float32 vectors), meta      (see index.catalog)
+    IDX/vectors.faiss      IDMap2 FAISS index, CPU format, ids = window ids       (see index.store)
+    IDX/thumbnails/K/ID.jpg  the middle sampled frame of window ID (K = ID // 1000)
+
+Crash safety: every file is committed in one sqlite transaction together with its vectors; ``vectors.faiss``
+and ``manifest.json`` are replaced atomically (temporary file + rename) and ``vectors.faiss`` is re-synced from
+the catalog at the end of each build, so an interrupted build resumes with the files it had finished and never
+holds duplicates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from index.catalog import Catalog, quick_hash
+from index.decode import ChunkResult, DecodePool, DecodeSettings, FileFailure
+from index.scan import VIDEO_EXTENSIONS, scan_folders
+from index.store import VectorStore, choose_factory
+from index.windows import DEFAULT_STRIDE_S, DEFAULT_WINDOW_S
+from vtr.errors import VtrError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "videomamba_m16_25M"
+MANIFEST = "manifest.json"
+CATALOG = "catalog.sqlite"
+VECTORS = "vectors.faiss"
+THUMBNAILS = "thumbnails"
+#: manifest keys that must match for new vectors to be comparable with the stored ones
+SETTINGS_KEYS = ("model", "weights_checksum", "num_frames", "img_size", "mean", "std", "window_s", "stride_s",
+                 "embed_dim")
+
+
+# ----------------------------------------------------------------------------------------------------- model
+def load_model(model, device: str | None = None):
+    """A model object, or a registered name / vtr folder (released weights are loaded for weight names)."""
+    import torch
+
+    import vtr
+    from vtr.models.registry import WEIGHTS
+
+    if isinstance(model, (str, os.PathLike)):
+        name = str(model)
+        m = vtr.create_model(name, pretrained=True if name in WEIGHTS else None)
+        m.index_source = name
+    else:
+        m = model
+        if not hasattr(m, "index_source"):
+            m.index_source = getattr(m, "model_name", type(m).__name__)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return m.to(device).eval()
+
+
+def weights_checksum(model) -> str:
+    """sha256 over the model's parameters and buffers (name, dtype, shape, bytes), whatever file they came from."""
+    import torch
+
+    cached = getattr(model, "_index_weights_checksum", None)
+    if cached:
+        return cached
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    model._index_weights_checksum = digest.hexdigest()
+    return model._index_weights_checksum
+
+
+def manifest_for(model, window_s: float, stride_s: float) -> dict:
+    from vtr import __version__
+
+    pre = model.preprocess
+    return {
+        "format": "vtr-index",
+        "model": str(getattr(model, "index_source", getattr(model, "model_name", ""))),
+        "weights_checksum": weights_checksum(model),
+        "num_frames": int(pre.num_frames),
+        "img_size": int(pre.img_size),
+        "mean": [float(x) for x in pre.mean],
+        "std": [float(x) for x in pre.std],
+        "max_txt_l": int(pre.max_txt_l),
+        "window_s": float(window_s),
+        "stride_s": float(stride_s),
+        "embed_dim": int(model.cfg.embed_dim),
+        "vtr_version": __version__,
+    }
+
+
+def read_manifest(index_dir) -> dict | None:
+    path = Path(index_dir) / MANIFEST
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def write_json_atomic(path: Path, obj) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2))
+    os.replace(tmp, path)
+
+
+def check_manifest(old: dict, new: dict) -> list[str]:
+    return [f"{k}: index has {old.get(k)!r}, now {new.get(k)!r}" for k in SETTINGS_KEYS if old.get(k) != new.get(k)]
+
+
+# -------------------------------------------------------------------------------------------- embedding
+@dataclass
+class EmbeddedFile:
+    key: object
+    path: str
+    meta: dict
+    windows: list  # [(start, end)]
+    vectors: np.ndarray  # float32 [n, E]
+    thumbnails: list  # JPEG bytes per window (may be empty)
+
+
+class WindowEmbedder:
+    """Normalises uint8 windows and runs ``encode_video`` in batches: ``[n, T, 3, S, S] uint8 → [n, E] float32``."""
+
+    def __init__(self, model, batch_size: int = 16):
+        import torch
+
+        self.model = model
+        self.batch_size = int(batch_size)
+        self.device = next(model.parameters()).device
+        pre = model.preprocess
+        self.mean = torch.tensor(pre.mean, dtype=torch.float32, device=self.device).view(1, 1, 3, 1, 1)
+        self.std = torch.tensor(pre.std, dtype=torch.float32, device=self.device).view(1, 1, 3, 1, 1)
+
+    def __call__(self, frames: np.ndarray) -> np.ndarray:
+        import torch
+
+        out = []
+        with torch.inference_mode():
+            for k in range(0, len(frames), self.batch_size):
+                x = torch.from_numpy(np.ascontiguousarray(frames[k:k + self.batch_size])).to(self.device)
+                x = (x.float().div_(255.0) - self.mean) / self.std
+                out.append(self.model.encode_video(x).embedding.float().cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, self.model.cfg.embed_dim), np.float32)
+
+
+def embed_files(model, files: list[tuple[object, str]], settings: DecodeSettings, batch_size: int = 16,
+                workers: int = 2, timeout_s: float = 120.0, progress: bool = True,
+                embedder=None) -> Iterator[EmbeddedFile | FileFailure]:
+    """Decode (worker processes) and embed (this process, in batches) every window of ``files``.
+
+    Yields one EmbeddedFile per good file as soon as all its windows are embedded, one FileFailure per bad file.
+    Windows of several files share batches.
+    """
+    from tqdm.auto import tqdm
+
+    embedder = embedder or WindowEmbedder(model, batch_size)
+    pool = DecodePool(settings, workers=workers, timeout_s=timeout_s)
+    state: dict = {}  # key -> {"chunks": {chunk: ChunkResult}, "vectors": {chunk: array}, "n_chunks": n}
+    queue: list[tuple[object, int, np.ndarray]] = []  # (key, chunk, frames) not yet embedded
+    queued_windows = 0
+    n_windows = 0
+    t0 = time.monotonic()
+    bar = tqdm(total=len(files), unit="file", desc="indexing", disable=not progress, dynamic_ncols=True)
+
+    def finished(key) -> EmbeddedFile | None:
+        s = state[key]
+        if len(s["vectors"]) < s["n_chunks"]:
+            return None
+        del state[key]
+        chunks = [s["chunks"][c] for c in range(s["n_chunks"])]
+        return EmbeddedFile(key, chunks[0].path, chunks[0].meta, [w for c in chunks for w in c.windows],
+                            np.concatenate([s["vectors"][c] for c in range(s["n_chunks"])]),
+                            [t for c in chunks for t in c.thumbnails])
+
+    def flush(final: bool):
+        nonlocal queue, queued_windows, n_windows
+        done = []
+        while queue and (final or queued_windows >= embedder.batch_size):
+            take, size = [], 0
+            while queue and size < embedder.batch_size:
+                take.append(queue.pop(0))
+                size += len(take[-1][2])
+            queued_windows -= size
+            vectors = embedder(np.concatenate([f for _, _, f in take]))
+            n_windows += size
+            offset = 0
+            for key, chunk, frames in take:
+                if key in state:  # the file may have failed in a later chunk meanwhile
+                    state[key]["vectors"][chunk] = vectors[offset:offset + len(frames)]
+                    ready = finished(key)
+                    if ready is not None:
+                        done.append(ready)
+                offset += len(frames)
+        return done
+
+    def report(item):
+        bar.update(1)
+        rate = n_windows / max(time.monotonic() - t0, 1e-9)
+        bar.set_postfix(windows=n_windows, win_s=f"{rate:.1f}", failed=report.failed, refresh=False)
+        return item
+    report.failed = 0
+
+    try:
+        for event in pool.run(files):
+            if isinstance(event, FileFailure):
+                state.pop(event.key, None)
+                queue = [q for q in queue if q[0] != event.key]
+                queued_windows = sum(len(q[2]) for q in queue)
+                report.failed += 1
+                yield report(event)
+                continue
+            s = state.setdefault(event.key, {"chunks": {}, "vectors": {}, "n_chunks": event.n_chunks})
+            s["chunks"][event.chunk] = event
+            queue.append((event.key, event.chunk, event.frames))
+            queued_windows += len(event.frames)
+            for item in flush(final=False):
+                yield report(item)
+        for item in flush(final=True):
+            yield report(item)
+    finally:
+        bar.close()
+
+
+# ---------------------------------------------------------------------------------------------- building
+@dataclass
+class BuildReport:
+    index: str
+    scanned: int = 0
+    added: int = 0
+    changed: int = 0
+    renamed: int = 0
+    deleted: int = 0
+    unchanged: int = 0
+    failed: int = 0
+    embedded_windows: int = 0
+    total_files: int = 0
+    total_windows: int = 0
+    factory: str = ""
+    seconds: float = 0.0
+    failures: list = field(default_factory=list)  # [(path, reason)] of this run
+
+    def summary(self) -> str:
+        return (f"{self.index}: {self.total_files} files, {self.total_windows} windows ({self.factory}); this run: "
+                f"{self.added} new, {self.changed} changed, {self.renamed} renamed, {self.deleted} deleted, "
+                f"{self.unchanged} unchanged, {self.failed} failed; {self.embedded_windows} windows embedded in "
+                f"{self.seconds:.1f} s")
+
+
+def thumbnail_path(index_dir, window_id: int) -> Path:
+    return Path(index_dir) / THUMBNAILS / str(int(window_id) // 1000) / f"{int(window_id)}.jpg"
+
+
+def _write_bytes_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _remove_thumbnails(index_dir, ids) -> None:
+    for i in ids:
+        try:
+            thumbnail_path(index_dir, i).unlink()
+        except FileNotFoundError:
+            pass
+
+
+def build_index(dirs: list[str] | None, index: str, model=DEFAULT_MODEL, window_s: float = DEFAULT_WINDOW_S,
+                stride_s: float = DEFAULT_STRIDE_S, batch_size: int = 16, workers: int = 2, timeout_s: float = 120.0,
+                factory: str | None = None, reembed: bool = False, retry_failed: bool = False,
+                device: str | None = None, thumbnails: bool = True, progress: bool = True,
+                extensions=VIDEO_EXTENSIONS) -> BuildReport:
+    """Create or incrementally update the index folder ``index`` from the videos under ``dirs``.
+
+    ``dirs=None`` re-scans the folders recorded in the catalog (``update``). New files are embedded, changed files
+    re-embedded, deleted files removed, renamed/moved files (same content hash) kept without re-embedding, files
+    left pending by an interrupted build embedded. Failed files are retried only when they changed or with
+    ``retry_failed``. A model or sampling setting that differs from ``manifest.json`` raises VtrError unless
+    ``reembed`` (then every file is embedded again).
+    """
+    t_start = time.monotonic()
+    index_dir = Path(index)
+    index_dir.mkdir(parents=True, exist_ok=True)
+    old_manifest = read_manifest(index_dir)
+    if isinstance(model, str) and model == DEFAULT_MODEL and old_manifest and dirs is None:
+        model = old_manifest["model"]  # update: the index's own model unless one is named
+    if old_manifest and dirs is None and window_s == DEFAULT_WINDOW_S and stride_s == DEFAULT_STRIDE_S:
+        window_s, stride_s = old_manifest["window_s"], old_manifest["stride_s"]
+    m = load_model(model, device)
+    manifest = manifest_for(m, window_s, stride_s)
+    catalog = Catalog(index_dir / CATALOG)
+    report = BuildReport(index=str(index_dir))
+    try:
+        if old_manifest is not None:
+            diffs = check_manifest(old_manifest, manifest)
+            if diffs and not reembed:
+                raise VtrError(
+                    f"index {index_dir} was built with other settings ({'; '.join(diffs)}). Re-embed everything "
+                    f"with --reembed, or build into another --index folder.")
+            manifest["index_factory"] = old_manifest.get("index_factory")
+            manifest["factory_override"] = old_manifest.get("factory_override")
+            if diffs:
+                logger.info("re-embedding every file: %s", "; ".join(diffs))
+                with catalog.transaction():
+                    catalog.conn.execute("DELETE FROM windows")
+                    catalog.conn.execute("UPDATE files SET status='pending' WHERE status='ok'")
+        if factory:
+            manifest["factory_override"] = factory
+        write_json_atomic(index_dir / MANIFEST, manifest)
+
+        roots = catalog.get_meta("roots", [])
+        if dirs is None:
+            if not roots:
+                raise VtrError(f"{index_dir} has no recorded folders; run `vtr index build DIR... --index {index}`")
+            dirs = roots
+        else:
+            dirs = [os.path.abspath(os.path.expanduser(d)) for d in dirs]
+            for d in dirs:
+                if d not in roots:
+                    roots.append(d)
+        scanned = scan_folders(dirs, extensions)
+        report.scanned = len(scanned)
+        todo = _plan(catalog, scanned, roots_now=dirs, retry_failed=retry_failed, report=report,
+                     index_dir=index_dir)
+        with catalog.transaction():
+            catalog.set_meta("roots", roots)
+
+        settings = DecodeSettings(num_frames=manifest["num_frames"], img_size=manifest["img_size"],
+                                  window_s=window_s, stride_s=stride_s, thumbnails=thumbnails)
+        for item in embed_files(m, todo, settings, batch_size=batch_size, workers=workers, timeout_s=timeout_s,
+                                progress=progress):
+            if isinstance(item, FileFailure):
+                with catalog.transaction():
+                    catalog.mark_failed(item.key, item.reason)
+                report.failed += 1
+                report.failures.append((item.path, item.reason))
+                logger.info("failed: %s: %s", item.path, item.reason)
+                continue
+            with catalog.transaction():
+                ids = catalog.finish_file(item.key, item.meta, item.windows, item.vectors)
+                for wid, jpeg in zip(ids, item.thumbnails):
+                    _write_bytes_atomic(thumbnail_path(index_dir, wid), jpeg)
+            report.embedded_windows += len(ids)
+
+        store = sync_store(catalog, index_dir, manifest)
+        report.factory = store.factory
+        counts = catalog.counts()
+        report.total_files, report.total_windows = counts["ok"], counts["windows"]
+    finally:
+        catalog.close()
+    report.seconds = time.monotonic() - t_start
+    logger.info(report.summary())
+    return report
+
+
+def _plan(catalog: Catalog, scanned, roots_now, retry_failed, report: BuildReport, index_dir) -> list[tuple[int, str]]:
+    """Apply renames/deletions to the catalog and return the ``[(file_id, path)]`` to embed."""
+    rows = {r.path: r for r in catalog.files()}
+    seen = {f.path: f for f in scanned}
+    todo: list[tuple[int, str]] = []
+    removed_windows: list[int] = []
+    in_roots = lambda p: any(p == r or p.startswith(r.rstrip(os.sep) + os.sep) for r in roots_now)  # noqa: E731
+    # Files that vanished from the scanned folders: renamed (matched by hash below) or deleted.
+    missing = {p: r for p, r in rows.items() if p not in seen and in_roots(p)}
+    missing_by_hash = {}
+    for r in missing.values():
+        if r.status == "ok" and r.hash:
+            missing_by_hash.setdefault(r.hash, r)
+    with catalog.transaction():
+        for path, f in seen.items():
+            row = rows.get(path)
+            if f.error:
+                fid = row.id if row else catalog.upsert_pending(path, f.size, f.mtime, None)
+                if row is None or row.status != "failed":
+                    catalog.mark_failed(fid, f.error)
+                    report.failed += 1
+                    report.failures.append((path, f.error))
+                continue
+            if row is not None and row.status != "pending" and (row.size, row.mtime) == (f.size, f.mtime):
+                if row.status == "failed" and retry_failed:
+                    todo.append((catalog.upsert_pending(path, f.size, f.mtime, row.hash), path))
+                else:
+                    report.unchanged += 1
+                continue
+            try:
+                h = quick_hash(path)
+            except OSError as e:
+                fid = row.id if row else catalog.upsert_pending(path, f.size, f.mtime, None)
+                catalog.mark_failed(fid, f"cannot read: {e.strerror or e}")
+                report.failed += 1
+                report.failures.append((path, f"cannot read: {e.strerror or e}"))
+                continue
+            if row is None:
+                old = missing_by_hash.pop(h, None)
+                if old is not None:  # renamed or moved: keep its windows and vectors
+                    catalog.touch(old.id, path, f.size, f.mtime)
+                    del missing[old.path]
+                    report.renamed += 1
+                    continue
+                todo.append((catalog.upsert_pending(path, f.size, f.mtime, h), path))
+                report.added += 1
+            elif row.status == "ok" and row.hash == h:
+                catalog.touch(row.id, path, f.size, f.mtime)  # touched, same content
+                report.unchanged += 1
+            else:
+                if row.status != "pending":
+                    report.changed += 1
+                removed_windows += [w.id for w in catalog.windows_of(row.id)]
+                todo.append((catalog.upsert_pending(path, f.size, f.mtime, h), path))
+        for r in missing.values():
+            removed_windows += catalog.delete_file(r.id)
+            report.deleted += 1
+    _remove_thumbnails(index_dir, removed_windows)
+    return todo
+
+
+def sync_store(catalog: Catalog, index_dir, manifest: dict, factory: str | None = None) -> VectorStore:
+    """Make ``vectors.faiss`` hold exactly the catalog's window vectors (load + remove/add, or rebuild)."""
+    index_dir = Path(index_dir)
+    path = index_dir / VECTORS
+    ids = catalog.window_ids()
+    n = len(ids)
+    target = factory or manifest.get("factory_override") or choose_factory(n)
+    current = manifest.get("index_factory")
+    trained_on = manifest.get("trained_on") or 0
+    store = None
+    if path.is_file() and current == target and not ("IVF" in target and n > 4 * max(trained_on, 1)):
+        try:
+            store = VectorStore.load(path, target)
+        except Exception as e:  # noqa: BLE001 - a damaged file is rebuilt from the catalog
+            logger.warning("cannot read %s (%s); rebuilding it from the catalog", path, e)
+    changed = False
+    if store is not None and store.dim == manifest["embed_dim"]:
+        present = store.ids()
+        extra = np.setdiff1d(present, ids)
+        missing = np.setdiff1d(ids, present)
+        try:
+            store.remove(extra)
+            for chunk_ids, vecs in catalog.iter_vectors(missing):
+                store.add(chunk_ids, vecs)
+            changed = bool(len(extra) or len(missing))
+        except RuntimeError as e:  # e.g. HNSW cannot remove
+            logger.info("rebuilding %s: %s", target, str(e).splitlines()[0][:120])
+            store = None
+    else:
+        store = None
+    if store is None:
+        try:
+            store = VectorStore.build(manifest["embed_dim"], lambda: catalog.iter_vectors(), n, target)
+        except ValueError as e:  # too few vectors to train the requested index: exact search until there are
+            logger.warning("%s; using exact search", e)
+            target = "Flat"
+            store = VectorStore.build(manifest["embed_dim"], lambda: catalog.iter_vectors(), n, target)
+        manifest["trained_on"] = n
+        changed = True
+    if changed or not path.is_file():
+        store.save(path)
+    manifest["index_factory"] = store.factory
+    write_json_atomic(index_dir / MANIFEST, manifest)
+    return store
+
+
+def index_status(index: str) -> dict:
+    """Counts, settings and failed files of an index folder."""
+    index_dir = Path(index)
+    manifest = read_manifest(index_dir)
+    if manifest is None or not (index_dir / CATALOG).is_file():
+        raise VtrError(f"{index_dir} is not an index folder (no {MANIFEST} / {CATALOG})")
+    catalog = Catalog(index_dir / CATALOG)
+    try:
+        counts = catalog.counts()
+        failed = [(r.path, r.error) for r in catalog.files("failed")]
+        pending = [r.path for r in catalog.files("pending")]
+        roots = catalog.get_meta("roots", [])
+        hours = catalog.conn.execute("SELECT COALESCE(SUM(duration), 0) FROM files WHERE status='ok'").fetchone()[0]
+    finally:
+        catalog.close()
+    return {"index": str(index_dir), "manifest": manifest, "roots": roots, "files": counts["ok"],
+            "windows": counts["windows"], "failed": failed, "pending": pending, "hours": hours / 3600.0}

@@ -1,0 +1,286 @@
+"""The catalog: one sqlite file (``catalog.sqlite``) holding what was indexed, window by window.
+
+Tables::
+
+    files(id, path UNIQUE, size, mtime, hash, duration, fps, width, height, status, error, indexed_at)
+        status: 'pending' (to embed; left by an interrupted build), 'ok', or 'failed' (error says why)
+    windows(id, file_id -> files.id, start, end, embedding)
+        id is the FAISS vector id (AUTOINCREMENT: ids are never reused, so a stale vector can never be
+        mistaken for a new one); embedding is the float32 vector, so ``vectors.faiss`` can always be rebuilt
+        from the catalog and a crash never loses finished work
+    meta(key, value)
+        roots (JSON list of the folders that were scanned)
+
+Every change is one sqlite transaction (commit per file while building), so an interrupted build leaves the
+catalog as it was after the last finished file. The database runs in WAL mode so searches can read while a
+build writes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS files (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    path TEXT NOT NULL UNIQUE,
+    size INTEGER NOT NULL,
+    mtime REAL NOT NULL,
+    hash TEXT,
+    duration REAL,
+    fps REAL,
+    width INTEGER,
+    height INTEGER,
+    status TEXT NOT NULL DEFAULT 'pending',
+    error TEXT,
+    indexed_at REAL
+);
+CREATE INDEX IF NOT EXISTS files_hash ON files(hash);
+CREATE TABLE IF NOT EXISTS windows (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    file_id INTEGER NOT NULL REFERENCES files(id) ON DELETE CASCADE,
+    start REAL NOT NULL,
+    end REAL NOT NULL,
+    embedding BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS windows_file ON windows(file_id);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+"""
+
+HASH_CHUNK = 1 << 20  # 1 MiB
+
+
+def quick_hash(path: str | os.PathLike, chunk: int = HASH_CHUNK) -> str:
+    """Content hash used to recognise renamed files: sha256 of the size, the first MiB and the last MiB.
+
+    Cheap on large videos (reads at most 2 MiB); two different videos with the same size and the same first and
+    last MiB would collide, which does not happen with real recordings.
+    """
+    size = os.path.getsize(path)
+    digest = hashlib.sha256(str(size).encode())
+    with open(path, "rb") as f:
+        digest.update(f.read(chunk))
+        if size > 2 * chunk:
+            f.seek(size - chunk)
+            digest.update(f.read(chunk))
+        elif size > chunk:
+            digest.update(f.read())
+    return digest.hexdigest()
+
+
+@dataclass
+class FileRow:
+    id: int
+    path: str
+    size: int
+    mtime: float
+    hash: str | None
+    duration: float | None
+    fps: float | None
+    width: int | None
+    height: int | None
+    status: str
+    error: str | None
+    indexed_at: float | None
+
+
+@dataclass
+class WindowRow:
+    id: int
+    file_id: int
+    start: float
+    end: float
+
+
+_FILE_COLS = "id, path, size, mtime, hash, duration, fps, width, height, status, error, indexed_at"
+
+
+class Catalog:
+    """Thin typed access to ``catalog.sqlite``. Use ``with catalog.transaction():`` around multi-step changes."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.conn = sqlite3.connect(str(self.path), isolation_level=None, timeout=60)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA foreign_keys=ON")
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+        self.conn.executescript(SCHEMA)
+        self._depth = 0
+
+    def close(self):
+        self.conn.close()
+
+    # ------------------------------------------------------------------------------------------ transactions
+    class _Tx:
+        def __init__(self, cat):
+            self.cat = cat
+
+        def __enter__(self):
+            if self.cat._depth == 0:
+                self.cat.conn.execute("BEGIN IMMEDIATE")
+            self.cat._depth += 1
+            return self.cat
+
+        def __exit__(self, exc_type, exc, tb):
+            self.cat._depth -= 1
+            if self.cat._depth == 0:
+                self.cat.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+            return False
+
+    def transaction(self):
+        return Catalog._Tx(self)
+
+    # ---------------------------------------------------------------------------------------------- meta
+    def get_meta(self, key: str, default=None):
+        row = self.conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return json.loads(row[0]) if row else default
+
+    def set_meta(self, key: str, value) -> None:
+        self.conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, json.dumps(value)))
+
+    # --------------------------------------------------------------------------------------------- files
+    def files(self, status: str | None = None) -> list[FileRow]:
+        sql = f"SELECT {_FILE_COLS} FROM files"
+        args: tuple = ()
+        if status:
+            sql += " WHERE status=?"
+            args = (status,)
+        return [FileRow(*r) for r in self.conn.execute(sql + " ORDER BY path", args)]
+
+    def file_by_path(self, path: str) -> FileRow | None:
+        r = self.conn.execute(f"SELECT {_FILE_COLS} FROM files WHERE path=?", (path,)).fetchone()
+        return FileRow(*r) if r else None
+
+    def file_by_id(self, file_id: int) -> FileRow | None:
+        r = self.conn.execute(f"SELECT {_FILE_COLS} FROM files WHERE id=?", (file_id,)).fetchone()
+        return FileRow(*r) if r else None
+
+    def upsert_pending(self, path: str, size: int, mtime: float, hash_: str | None) -> int:
+        """Mark a file as to-be-embedded (drops its old windows); returns its id."""
+        row = self.file_by_path(path)
+        if row is None:
+            cur = self.conn.execute(
+                "INSERT INTO files(path, size, mtime, hash, status) VALUES (?, ?, ?, ?, 'pending')",
+                (path, size, mtime, hash_))
+            return int(cur.lastrowid)
+        self.conn.execute("DELETE FROM windows WHERE file_id=?", (row.id,))
+        self.conn.execute(
+            "UPDATE files SET size=?, mtime=?, hash=?, status='pending', error=NULL, duration=NULL, fps=NULL, "
+            "width=NULL, height=NULL, indexed_at=NULL WHERE id=?", (size, mtime, hash_, row.id))
+        return row.id
+
+    def touch(self, file_id: int, path: str, size: int, mtime: float) -> None:
+        """Same content at a new path and/or with a new mtime (renamed or touched): keep the windows."""
+        self.conn.execute("UPDATE files SET path=?, size=?, mtime=? WHERE id=?", (path, size, mtime, file_id))
+
+    def delete_file(self, file_id: int) -> list[int]:
+        """Remove a file and its windows; returns the removed window (vector) ids."""
+        ids = [r[0] for r in self.conn.execute("SELECT id FROM windows WHERE file_id=?", (file_id,))]
+        self.conn.execute("DELETE FROM windows WHERE file_id=?", (file_id,))
+        self.conn.execute("DELETE FROM files WHERE id=?", (file_id,))
+        return ids
+
+    def mark_failed(self, file_id: int, error: str) -> None:
+        self.conn.execute("DELETE FROM windows WHERE file_id=?", (file_id,))
+        self.conn.execute("UPDATE files SET status='failed', error=?, indexed_at=? WHERE id=?",
+                          (error, time.time(), file_id))
+
+    def finish_file(self, file_id: int, meta: dict, windows: list[tuple[float, float]], vectors: np.ndarray) -> list[int]:
+        """Store a file's metadata and its windows with their vectors (status ok); returns the window ids."""
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        self.conn.execute("DELETE FROM windows WHERE file_id=?", (file_id,))
+        self.conn.execute(
+            "UPDATE files SET duration=?, fps=?, width=?, height=?, status='ok', error=NULL, indexed_at=? WHERE id=?",
+            (meta["duration"], meta["fps"], meta["width"], meta["height"], time.time(), file_id))
+        ids = []
+        for (start, end), vec in zip(windows, vectors):
+            cur = self.conn.execute("INSERT INTO windows(file_id, start, end, embedding) VALUES (?, ?, ?, ?)",
+                                    (file_id, float(start), float(end), vec.tobytes()))
+            ids.append(int(cur.lastrowid))
+        return ids
+
+    # ------------------------------------------------------------------------------------------- windows
+    def windows_of(self, file_id: int) -> list[WindowRow]:
+        return [WindowRow(*r) for r in self.conn.execute(
+            "SELECT id, file_id, start, end FROM windows WHERE file_id=? ORDER BY start", (file_id,))]
+
+    def window_ids(self) -> np.ndarray:
+        return np.fromiter((r[0] for r in self.conn.execute("SELECT id FROM windows ORDER BY id")), dtype=np.int64)
+
+    def window_count(self) -> int:
+        return int(self.conn.execute("SELECT COUNT(*) FROM windows").fetchone()[0])
+
+    def windows_by_ids(self, ids: Iterable[int]) -> dict[int, tuple[WindowRow, FileRow]]:
+        ids = [int(i) for i in ids]
+        out: dict[int, tuple[WindowRow, FileRow]] = {}
+        for k in range(0, len(ids), 500):
+            part = ids[k:k + 500]
+            q = ",".join("?" * len(part))
+            for r in self.conn.execute(
+                    f"SELECT w.id, w.file_id, w.start, w.end, {', '.join('f.' + c.strip() for c in _FILE_COLS.split(','))} "
+                    f"FROM windows w JOIN files f ON f.id = w.file_id WHERE w.id IN ({q})", part):
+                out[r[0]] = (WindowRow(*r[:4]), FileRow(*r[4:]))
+        return out
+
+    def iter_vectors(self, ids: Iterable[int] | None = None, chunk: int = 65536) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield ``(ids int64 [n], vectors float32 [n, E])`` chunks, all windows or only ``ids``."""
+        if ids is None:
+            cursor = self.conn.execute("SELECT id, embedding FROM windows ORDER BY id")
+            rows = iter(lambda: cursor.fetchmany(chunk), [])
+        else:
+            ids = sorted(int(i) for i in ids)
+
+            def gen():
+                for k in range(0, len(ids), 500):
+                    part = ids[k:k + 500]
+                    yield self.conn.execute(
+                        f"SELECT id, embedding FROM windows WHERE id IN ({','.join('?' * len(part))}) ORDER BY id",
+                        part).fetchall()
+            rows = gen()
+        buf_ids, buf_vecs = [], []
+        for batch in rows:
+            for wid, blob in batch:
+                buf_ids.append(wid)
+                buf_vecs.append(np.frombuffer(blob, dtype=np.float32))
+            if len(buf_ids) >= chunk:
+                yield np.asarray(buf_ids, np.int64), np.stack(buf_vecs)
+                buf_ids, buf_vecs = [], []
+        if buf_ids:
+            yield np.asarray(buf_ids, np.int64), np.stack(buf_vecs)
+
+    def vectors_of(self, file_id: int) -> np.ndarray:
+        rows = self.conn.execute("SELECT embedding FROM windows WHERE file_id=? ORDER BY start", (file_id,)).fetchall()
+        return np.stack([np.frombuffer(b, dtype=np.float32) for (b,) in rows]) if rows else np.zeros((0, 0), np.float32)
+
+    def window_ids_matching(self, path_glob: str | None = None, min_duration: float | None = None,
+                            max_duration: float | None = None) -> np.ndarray:
+        """Ids of the windows whose file matches the filters (path glob in sqlite GLOB syntax)."""
+        where, args = ["f.status='ok'"], []
+        if path_glob:
+            where.append("f.path GLOB ?")
+            args.append(path_glob)
+        if min_duration is not None:
+            where.append("f.duration >= ?")
+            args.append(float(min_duration))
+        if max_duration is not None:
+            where.append("f.duration <= ?")
+            args.append(float(max_duration))
+        rows = self.conn.execute(
+            f"SELECT w.id FROM windows w JOIN files f ON f.id = w.file_id WHERE {' AND '.join(where)}", args)
+        return np.fromiter((r[0] for r in rows), dtype=np.int64)
+
+    def counts(self) -> dict[str, int]:
+        out = {s: 0 for s in ("ok", "failed", "pending")}
+        for status, n in self.conn.execute("SELECT status, COUNT(*) FROM files GROUP BY status"):
+            out[status] = n
+        out["windows"] = self.window_count()
+        return out

@@ -1,0 +1,122 @@
+"""The CLI verbs of the index (``vtr index build|update|status``, ``vtr search``): plain functions whose keyword
+arguments are the flags (see :mod:`vtr.cli`)."""
+
+from __future__ import annotations
+
+import json as _json
+
+from index.build import DEFAULT_MODEL, build_index, index_status
+from index.windows import DEFAULT_STRIDE_S, DEFAULT_WINDOW_S
+
+
+def build_command(dirs: list[str], index: str, model: str = DEFAULT_MODEL, window_s: float = DEFAULT_WINDOW_S,
+                  stride_s: float = DEFAULT_STRIDE_S, batch_size: int = 16, workers: int = 2,
+                  timeout_s: float = 120.0, factory: str = None, reembed: bool = False, retry_failed: bool = False,
+                  device: str = None, thumbnails: bool = True) -> int:
+    """Index the videos under one or more folders (create the index, or update it incrementally).
+
+    dirs: folders (scanned recursively) or video files
+    index: index folder to create or update
+    model: weight name, architecture name or vtr model folder to embed with
+    window_s: seconds per window
+    stride_s: seconds between window starts
+    batch_size: windows per encoder batch
+    workers: decoding processes (0: decode in this process, no timeout)
+    timeout_s: seconds one decode task (opening a file or decoding up to 16 windows) may take before the file fails
+    factory: FAISS factory string instead of the automatic choice (e.g. "IVF4096,Flat", "HNSW32,Flat")
+    reembed: re-embed every file when the model or sampling settings differ from the index's manifest
+    retry_failed: try again the files that failed before even if they did not change
+    device: torch device for the encoder (default: cuda if available, else cpu)
+    thumbnails: write a JPEG thumbnail per window
+    """
+    report = build_index(dirs, index, model=model, window_s=window_s, stride_s=stride_s, batch_size=batch_size,
+                         workers=workers, timeout_s=timeout_s, factory=factory, reembed=reembed,
+                         retry_failed=retry_failed, device=device, thumbnails=thumbnails)
+    print(report.summary())
+    for path, reason in report.failures:
+        print(f"  failed: {path}: {reason}")
+    return 0
+
+
+def update_command(index: str, model: str = None, batch_size: int = 16, workers: int = 2, timeout_s: float = 120.0,
+                   reembed: bool = False, retry_failed: bool = False, device: str = None) -> int:
+    """Re-scan an index's folders: embed new and changed files, drop deleted ones, recognise renamed ones.
+
+    index: index folder
+    model: model to embed with (default: the one in the index's manifest)
+    batch_size: windows per encoder batch
+    workers: decoding processes
+    timeout_s: seconds one decode task may take before the file fails
+    reembed: re-embed every file when the model differs from the manifest
+    retry_failed: try again the files that failed before
+    device: torch device for the encoder
+    """
+    report = build_index(None, index, model=model or DEFAULT_MODEL, batch_size=batch_size, workers=workers,
+                         timeout_s=timeout_s, reembed=reembed, retry_failed=retry_failed, device=device)
+    print(report.summary())
+    for path, reason in report.failures:
+        print(f"  failed: {path}: {reason}")
+    return 0
+
+
+def status_command(index: str, json: bool = False) -> int:
+    """Show an index: model and settings, counts, and the files that failed with their reasons.
+
+    index: index folder
+    json: print JSON instead of text
+    """
+    st = index_status(index)
+    if json:
+        print(_json.dumps(st, indent=2))
+        return 0
+    m = st["manifest"]
+    print(f"index     {st['index']}")
+    print(f"model     {m['model']} (weights sha256 {m['weights_checksum'][:12]}), {m['num_frames']} frames at "
+          f"{m['img_size']}px per {m['window_s']:g} s window, stride {m['stride_s']:g} s, "
+          f"{m['embed_dim']}-d vectors, FAISS {m.get('index_factory')}")
+    print(f"folders   {', '.join(st['roots'])}")
+    print(f"indexed   {st['files']} files, {st['hours']:.2f} h, {st['windows']} windows")
+    if st["pending"]:
+        print(f"pending   {len(st['pending'])} files (interrupted build; run `vtr index update`)")
+    print(f"failed    {len(st['failed'])} files")
+    for path, reason in st["failed"]:
+        print(f"  {path}: {reason}")
+    return 0
+
+
+def search_command(query: str, index: str, k: int = 10, rerank: bool = False, json: bool = False,
+                   path: str = None, min_duration: float = None, max_duration: float = None, model: str = None,
+                   device: str = None, nprobe: int = None) -> int:
+    """Find moments in an indexed collection: a text query, or the path of an image or a video clip.
+
+    query: what happened, in words; or an image / video file to find similar moments
+    index: index folder
+    k: number of segments to show
+    rerank: re-score the best windows with the matching (ITM) head (slower, text queries only)
+    json: print JSON
+    path: only files whose path matches this glob (e.g. "*/holidays/*")
+    min_duration: only videos at least this many seconds long
+    max_duration: only videos at most this many seconds long
+    model: model to encode the query (default: the index's)
+    device: torch device for the encoder
+    nprobe: IVF cells to visit (approximate indexes; more is slower and more exact)
+    """
+    from index.search import VideoIndex
+
+    with VideoIndex(index, model=model, device=device, nprobe=nprobe) as idx:
+        segments = idx.search(query, k=k, rerank=rerank, path_glob=path, min_duration=min_duration,
+                              max_duration=max_duration)
+    if json:
+        print(_json.dumps([s.to_dict() for s in segments], indent=2))
+        return 0
+    if not segments:
+        print("no results")
+    for rank, s in enumerate(segments, 1):
+        print(f"{rank:3d}. {s.score:7.4f}  {_clock(s.start)}-{_clock(s.end)}  {s.path}")
+    return 0
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(float(seconds), 60)
+    h, m = divmod(int(m), 60)
+    return f"{h}:{m:02d}:{s:04.1f}" if h else f"{m}:{s:04.1f}"

@@ -1,0 +1,296 @@
+"""Decoding windows in worker processes, so that one bad or hanging file cannot stall or crash a build.
+
+Work is cut into *tasks*: ``(file, chunk)`` with up to ``chunk_windows`` windows each. A task opens the file,
+plans its windows (:mod:`index.windows`), decodes the frames of its chunk, resizes them to the model's
+resolution (uint8, so little is sent between processes) and encodes one JPEG thumbnail per window (the window's
+middle sampled frame). The first chunk's result tells how many chunks the file has; the others are queued then.
+
+:class:`DecodePool` runs tasks in ``workers`` spawned processes. Each worker has its own pipes, so the pool always
+knows which task each worker is on: a task running longer than ``timeout_s`` gets its worker killed and its file
+failed ("timed out"); a worker that dies (a decoder segfault) fails its current file ("decoder process
+crashed") and is replaced; other files carry on. A worker's send blocks until the builder takes the result, so
+memory stays bounded by about two chunks per worker however slow the encoder is. ``workers=0`` decodes in the
+calling process (no timeout; for debugging).
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import time
+import traceback
+from collections import deque
+from dataclasses import dataclass, field
+from multiprocessing.connection import wait
+from typing import Iterator
+
+import numpy as np
+
+from index.windows import DEFAULT_STRIDE_S, DEFAULT_WINDOW_S, plan_windows, window_frame_indices
+
+logger = logging.getLogger(__name__)
+
+THUMB_WIDTH = 160
+
+
+@dataclass(frozen=True)
+class DecodeSettings:
+    num_frames: int = 8
+    img_size: int = 224
+    window_s: float = DEFAULT_WINDOW_S
+    stride_s: float = DEFAULT_STRIDE_S
+    chunk_windows: int = 16
+    thumbnails: bool = True
+
+
+@dataclass
+class ChunkResult:
+    """Decoded windows ``[first, first + n)`` of a file."""
+
+    key: object  # the caller's file key
+    path: str
+    meta: dict  # num_frames, fps, duration, width, height
+    n_windows: int
+    n_chunks: int
+    chunk: int
+    windows: list  # [(start, end)] seconds
+    frames: np.ndarray  # uint8 [n, T, 3, S, S]
+    thumbnails: list = field(default_factory=list)  # JPEG bytes per window
+
+
+@dataclass
+class FileFailure:
+    key: object
+    path: str
+    reason: str
+
+
+def encode_jpeg(rgb: np.ndarray, width: int = THUMB_WIDTH) -> bytes:
+    """uint8 [H, W, 3] → JPEG bytes (PyAV's mjpeg encoder), scaled to ``width`` keeping the aspect ratio."""
+    import fractions
+
+    import av
+
+    h, w = rgb.shape[:2]
+    width = min(width, w)
+    height = max(2, int(round(h * width / w / 2)) * 2)
+    width = max(2, width // 2 * 2)
+    ctx = av.CodecContext.create("mjpeg", "w")
+    ctx.width, ctx.height, ctx.pix_fmt = width, height, "yuvj420p"
+    ctx.time_base = fractions.Fraction(1, 25)
+    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+    frame = frame.reformat(width=width, height=height, format="yuvj420p", interpolation="AREA")
+    packets = list(ctx.encode(frame)) + list(ctx.encode(None))
+    return b"".join(bytes(p) for p in packets)
+
+
+def decode_chunk(path: str, chunk: int, settings: DecodeSettings, key=None) -> ChunkResult:
+    """Open ``path`` and decode chunk ``chunk`` of its windows (raises VideoReadError/any error on failure)."""
+    import torch
+
+    from vtr.data.transforms import resize_uint8
+    from vtr.data.video import open_video
+
+    with open_video(path) as reader:
+        meta = {"num_frames": int(reader.num_frames), "fps": float(reader.fps), "duration": float(reader.duration),
+                "width": int(reader.width), "height": int(reader.height)}
+        windows = plan_windows(meta["duration"], settings.window_s, settings.stride_s)
+        n_chunks = max(1, -(-len(windows) // settings.chunk_windows))
+        part = windows[chunk * settings.chunk_windows:(chunk + 1) * settings.chunk_windows]
+        per_window = [window_frame_indices(w, reader.fps, reader.num_frames, settings.num_frames) for w in part]
+        wanted = sorted({i for idx in per_window for i in idx})
+        decoded = reader.get_frames(wanted)  # uint8 [N, H, W, 3]
+    pos = {i: k for k, i in enumerate(wanted)}
+    size = (settings.img_size, settings.img_size)
+    frames, thumbs = [], []
+    for idx in per_window:
+        clip = decoded[[pos[i] for i in idx]]  # [T, H, W, 3]
+        frames.append(resize_uint8(clip.permute(0, 3, 1, 2).contiguous(), size))
+        if settings.thumbnails:
+            thumbs.append(encode_jpeg(clip[len(idx) // 2].numpy()))
+    return ChunkResult(key=key, path=path, meta=meta, n_windows=len(windows), n_chunks=n_chunks, chunk=chunk,
+                       windows=[(w.start, w.end) for w in part], frames=torch.stack(frames).numpy(),
+                       thumbnails=thumbs)
+
+
+def _reason(e: BaseException) -> str:
+    from vtr.errors import VideoReadError
+
+    if isinstance(e, VideoReadError):
+        return e.cause
+    return f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"[:500]
+
+
+def _worker_main(task_conn, result_conn, settings: DecodeSettings):
+    import torch
+
+    torch.set_num_threads(1)
+    while True:
+        try:
+            task = task_conn.recv()
+        except EOFError:
+            return
+        if task is None:
+            return
+        tid, key, path, chunk = task
+        result_conn.send(("start", tid))
+        try:
+            result = decode_chunk(path, chunk, settings, key=key)
+        except Exception as e:  # noqa: BLE001 - any failure of one file is reported, never fatal
+            logger.debug("decode %s failed: %s", path, traceback.format_exc())
+            result_conn.send(("error", tid, _reason(e)))
+        else:
+            result_conn.send(("ok", tid, result))
+
+
+class _Worker:
+    def __init__(self, ctx, settings):
+        self.task_recv, self.task_send = ctx.Pipe(duplex=False)
+        self.result_recv, self.result_send = ctx.Pipe(duplex=False)
+        self.process = ctx.Process(target=_worker_main, args=(self.task_recv, self.result_send, settings), daemon=True)
+        self.process.start()
+        self.assigned: deque = deque()  # task ids, in the order the worker runs them
+        self.started_at: float | None = None  # when the current (first assigned) task started
+
+    def kill(self):
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join(timeout=5)
+        for c in (self.task_recv, self.task_send, self.result_recv, self.result_send):
+            c.close()
+
+
+class DecodePool:
+    """Decode files' windows in worker processes; iterate :meth:`run` for ChunkResult / FileFailure events."""
+
+    def __init__(self, settings: DecodeSettings, workers: int = 2, timeout_s: float = 120.0, per_worker: int = 2):
+        self.settings = settings
+        self.workers = int(workers)
+        self.timeout_s = float(timeout_s)
+        self.per_worker = int(per_worker)
+
+    def run(self, files: list[tuple[object, str]]) -> Iterator[ChunkResult | FileFailure]:
+        """files: ``[(key, path)]``. Yields every chunk of every good file and one FileFailure per bad file."""
+        if self.workers <= 0:
+            yield from self._run_inline(files)
+            return
+        yield from self._run_pool(files)
+
+    def _run_inline(self, files):
+        for key, path in files:
+            try:
+                first = decode_chunk(path, 0, self.settings, key=key)
+                chunks = [first] + [decode_chunk(path, c, self.settings, key=key) for c in range(1, first.n_chunks)]
+            except Exception as e:  # noqa: BLE001
+                yield FileFailure(key, path, _reason(e))
+                continue
+            yield from chunks
+
+    def _run_pool(self, files):
+        ctx = mp.get_context("spawn")  # fork would copy the encoder's threads and locks
+        pending: deque = deque()  # (tid, key, path, chunk)
+        tasks: dict[int, tuple] = {}
+        failed: set = set()
+        next_tid = 0
+        for key, path in files:
+            pending.append((next_tid, key, path, 0))
+            next_tid += 1
+        workers = [_Worker(ctx, self.settings) for _ in range(min(self.workers, max(1, len(files))))]
+        outstanding = 0  # tasks queued or running
+
+        def assign():
+            nonlocal outstanding
+            for w in workers:
+                while pending and len(w.assigned) < self.per_worker:
+                    task = pending.popleft()
+                    if task[1] in failed:
+                        continue
+                    tasks[task[0]] = task
+                    w.assigned.append(task[0])
+                    w.task_send.send(task)
+                    outstanding += 1
+
+        startup_failures = 0
+
+        def fail_worker(i, reason):
+            """The worker's current task fails its file; its other tasks go back to the queue."""
+            nonlocal outstanding, startup_failures
+            w = workers[i]
+            w.kill()
+            events = []
+            if w.started_at is None:  # died before starting a task: not a file's fault
+                startup_failures += 1
+                if startup_failures > 3:
+                    from vtr.errors import VtrError
+
+                    raise VtrError(f"video decoding worker processes die before decoding anything ({reason})")
+            elif w.assigned:
+                tid = w.assigned.popleft()
+                _, key, path, _ = tasks.pop(tid)
+                outstanding -= 1
+                failed.add(key)
+                events.append(FileFailure(key, path, reason))
+            for tid in reversed(w.assigned):
+                pending.appendleft(tasks.pop(tid))
+                outstanding -= 1
+            workers[i] = _Worker(ctx, self.settings)
+            return events
+
+        try:
+            assign()
+            while outstanding or pending:
+                by_conn = {w.result_recv: i for i, w in enumerate(workers)}
+                sentinels = {w.process.sentinel: i for i, w in enumerate(workers)}
+                ready = wait(list(by_conn) + list(sentinels), timeout=0.5)
+                events = []
+                dead = set()
+                for obj in ready:
+                    if obj in by_conn:
+                        i = by_conn[obj]
+                        w = workers[i]
+                        try:
+                            while w.result_recv.poll():
+                                msg = w.result_recv.recv()
+                                if msg[0] == "start":
+                                    w.started_at = time.monotonic()
+                                    continue
+                                tid = w.assigned.popleft()
+                                assert tid == msg[1]
+                                _, key, path, chunk = tasks.pop(tid)
+                                outstanding -= 1
+                                w.started_at = None
+                                if key in failed:
+                                    continue
+                                if msg[0] == "error":
+                                    failed.add(key)
+                                    events.append(FileFailure(key, path, msg[2]))
+                                else:
+                                    result: ChunkResult = msg[2]
+                                    if chunk == 0:
+                                        for c in range(1, result.n_chunks):
+                                            pending.append((next_tid, key, path, c))
+                                            next_tid += 1
+                                    events.append(result)
+                        except (EOFError, OSError):
+                            dead.add(i)
+                    else:
+                        dead.add(sentinels[obj])
+                for i in sorted(dead):
+                    workers[i].process.join(timeout=2)
+                    code = workers[i].process.exitcode
+                    events += fail_worker(i, f"decoder process crashed (exit code {code})")
+                now = time.monotonic()
+                for i, w in enumerate(workers):
+                    if w.started_at is not None and w.assigned and now - w.started_at > self.timeout_s:
+                        events += fail_worker(i, f"timed out: decoding took longer than {self.timeout_s:g} s")
+                assign()
+                yield from events
+        finally:
+            for w in workers:
+                try:
+                    w.task_send.send(None)
+                except (OSError, BrokenPipeError):
+                    pass
+            for w in workers:
+                w.process.join(timeout=1)
+                w.kill()

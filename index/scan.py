@@ -1,0 +1,78 @@
+"""Finding the videos under a set of folders."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+logger = logging.getLogger(__name__)
+
+VIDEO_EXTENSIONS = frozenset({
+    ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".wmv", ".flv", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts",
+    ".3gp", ".ogv",
+})
+
+
+@dataclass(frozen=True)
+class ScannedFile:
+    path: str  # absolute (symbolic links are kept as the path they were found at)
+    size: int
+    mtime: float
+    error: str | None = None  # set for entries that can be named but not read (a dangling link)
+
+
+def scan_folders(roots: list[str], extensions=VIDEO_EXTENSIONS) -> list[ScannedFile]:
+    """Video files under ``roots``, recursively, sorted by path.
+
+    Hidden files and folders (name starting with ``.``) are skipped. Symbolic links are followed, but each real
+    folder is visited once (no loops through links) and each real file is listed once. A link whose target is
+    missing is listed with ``error`` set, so the build records it as failed instead of silently ignoring it.
+    A folder whose name looks like a video (``x.mp4/``) is scanned as a folder. A root may also be a single file.
+    """
+    found: dict[str, ScannedFile] = {}
+    seen_real_files: set[str] = set()
+    seen_real_dirs: set[str] = set()
+    exts = {e.lower() for e in extensions}
+
+    def consider(path: str):
+        if os.path.splitext(path)[1].lower() not in exts or path in found:
+            return
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            if os.path.islink(path):
+                lst = os.lstat(path)
+                found[path] = ScannedFile(path, 0, lst.st_mtime, "dangling symbolic link (its target does not exist)")
+            return
+        except OSError as e:
+            found[path] = ScannedFile(path, 0, 0.0, f"cannot stat: {e.strerror}")
+            return
+        if not os.path.isfile(path):
+            return
+        real = os.path.realpath(path)
+        if real in seen_real_files:
+            return
+        seen_real_files.add(real)
+        found[path] = ScannedFile(path, int(st.st_size), float(st.st_mtime))
+
+    for root in roots:
+        root = os.path.abspath(os.path.expanduser(root))
+        if os.path.isfile(root) or os.path.islink(root) and not os.path.isdir(root):
+            consider(root)
+            continue
+        if not os.path.isdir(root):
+            from vtr.errors import VtrError
+
+            raise VtrError(f"{root} is not a folder or a file")
+        for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+            real = os.path.realpath(dirpath)
+            if real in seen_real_dirs:
+                dirnames[:] = []
+                continue
+            seen_real_dirs.add(real)
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for name in sorted(filenames):
+                if not name.startswith("."):
+                    consider(os.path.join(dirpath, name))
+    return sorted(found.values(), key=lambda f: f.path)

@@ -1,0 +1,304 @@
+"""Searching an index folder: a query (text, image, video clip or vector) → top windows → segments per video.
+
+Scores are the model's ITC similarity: the query's unit vector against each window's vector (the mean of its
+frames' unit embeddings, as :meth:`VideoTextModel.similarity` scores a clip). Windows are grouped per video and
+merged into segments: starting from a video's best window, adjacent or overlapping retrieved windows whose score
+is within ``merge_margin`` of the seed join it, so a segment spans the part of the video that matches about as
+well as its best moment. A segment's score is its best window's score.
+
+With ``rerank=True`` (text queries), the ``rerank_top`` best windows are decoded again, encoded with their patch
+tokens and scored by the matching (ITM) head; results then come from those candidates only, scored by the ITM
+logit. Filters (``path_glob`` in sqlite GLOB syntax, ``min_duration``/``max_duration`` in seconds) restrict the
+search to matching files (exactly: filtered searches score the matching windows' vectors directly).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from index.build import CATALOG, VECTORS, load_model, read_manifest, thumbnail_path, weights_checksum
+from index.catalog import Catalog
+from index.store import VectorStore
+from index.windows import Window, window_frame_indices
+from vtr.errors import VtrError
+
+logger = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
+EXACT_FILTERED_MAX = 200_000  # filtered searches score up to this many windows exactly
+
+
+@dataclass
+class Segment:
+    path: str
+    start: float  # seconds
+    end: float
+    score: float
+    windows: list = field(default_factory=list)  # [{"id", "start", "end", "score"}]
+    thumbnail: str | None = None  # JPEG of the best window's middle frame
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def merge_segments(hits: list[tuple[int, float, float, float]], merge_margin: float = 0.02,
+                   gap: float = 0.0) -> list[tuple[float, float, float, list]]:
+    """One video's hits ``[(window_id, start, end, score)]`` → segments ``[(start, end, score, hits)]``.
+
+    Greedy from the best hit: a segment grows through hits that overlap or touch it (``next.start <= end + gap``)
+    and score at least ``seed - merge_margin``. Segments come out best first; a segment lying more than half inside
+    a better one is dropped.
+    """
+    by_start = sorted(hits, key=lambda h: (h[1], h[2]))
+    used = [False] * len(by_start)
+    order = sorted(range(len(by_start)), key=lambda i: -by_start[i][3])
+    segments = []
+    for seed in order:
+        if used[seed]:
+            continue
+        used[seed] = True
+        lo = hi = seed
+        floor = by_start[seed][3] - merge_margin
+        start, end = by_start[seed][1], by_start[seed][2]
+        while lo - 1 >= 0 and not used[lo - 1] and by_start[lo - 1][2] >= start - gap and by_start[lo - 1][3] >= floor:
+            lo -= 1
+            used[lo] = True
+            start = min(start, by_start[lo][1])
+        while hi + 1 < len(by_start) and not used[hi + 1] and by_start[hi + 1][1] <= end + gap \
+                and by_start[hi + 1][3] >= floor:
+            hi += 1
+            used[hi] = True
+            end = max(end, by_start[hi][2])
+        members = by_start[lo:hi + 1]
+        # A weaker segment mostly inside a better one of the same video adds nothing.
+        if any(min(end, e) - max(start, s) > 0.5 * (end - start) for s, e, _, _ in segments):
+            continue
+        segments.append((start, end, by_start[seed][3], members))
+    return segments
+
+
+class VideoIndex:
+    """An opened index folder. ``VideoIndex(folder).search("a dog catches a frisbee")``.
+
+    model: None (the manifest's model), a registered name / vtr folder, or a model object; its weights must be
+    the ones the index was built with (checked against the manifest's checksum).
+    gpu: search on a GPU when faiss-gpu and a GPU are available (None: automatically).
+    """
+
+    def __init__(self, index: str, model=None, device: str | None = None, gpu: bool | None = None,
+                 nprobe: int | None = None, ef_search: int | None = None):
+        self.dir = Path(index)
+        self.manifest = read_manifest(self.dir)
+        if self.manifest is None or not (self.dir / CATALOG).is_file():
+            raise VtrError(f"{self.dir} is not an index folder; build one with `vtr index build DIR... --index "
+                           f"{self.dir}`")
+        self.catalog = Catalog(self.dir / CATALOG)
+        self.store = self._load_store()
+        self.store.set_search_params(nprobe=nprobe, ef_search=ef_search)
+        if gpu or gpu is None:
+            moved = self.store.to_gpu()
+            if gpu and not moved:
+                logger.warning("GPU search requested but faiss has no GPU support or sees no GPU; using CPU")
+        self._model_spec, self._device = model, device
+        self._model = None
+        self._tokenizer = None
+
+    def _load_store(self) -> VectorStore:
+        factory = self.manifest.get("index_factory") or "Flat"
+        path = self.dir / VECTORS
+        ids = self.catalog.window_ids()
+        store = VectorStore.load(path, factory) if path.is_file() else VectorStore.empty(self.manifest["embed_dim"])
+        present = store.ids()
+        if len(present) != len(ids) or not np.array_equal(np.sort(present), ids):
+            # A build was interrupted after committing files: search what the catalog holds (in memory only).
+            logger.warning("%s is behind the catalog (interrupted build?); run `vtr index update` to save it", path)
+            try:
+                store.remove(np.setdiff1d(present, ids))
+            except RuntimeError:
+                store = VectorStore.build(self.manifest["embed_dim"], lambda: self.catalog.iter_vectors(), len(ids),
+                                          "Flat")
+                present = store.ids()
+            for chunk_ids, vecs in self.catalog.iter_vectors(np.setdiff1d(ids, store.ids())):
+                store.add(chunk_ids, vecs)
+        return store
+
+    def close(self):
+        self.catalog.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # ------------------------------------------------------------------------------------------ encoding
+    @property
+    def model(self):
+        if self._model is None:
+            spec = self._model_spec if self._model_spec is not None else self.manifest["model"]
+            model = load_model(spec, self._device)
+            if weights_checksum(model) != self.manifest["weights_checksum"]:
+                raise VtrError(f"the model {getattr(model, 'index_source', spec)!r} does not have the weights "
+                               f"{self.dir} was built with (checksum mismatch); pass the same model")
+            self._model = model
+        return self._model
+
+    def encode_text(self, text: str):
+        """→ (unit query vector [E], TextEmbedding for ITM)."""
+        import torch
+
+        from vtr.data.text import normalize_caption, tokenize
+        from vtr.models.registry import get_tokenizer
+
+        model = self.model
+        if self._tokenizer is None:
+            self._tokenizer = get_tokenizer(model)
+        batch = tokenize(self._tokenizer, [normalize_caption(text)], model.preprocess.max_txt_l)
+        device = next(model.parameters()).device
+        with torch.inference_mode():
+            out = model.encode_text(batch["input_ids"].to(device), batch["attention_mask"].to(device))
+        return out.embedding[0].float().cpu().numpy(), out
+
+    def _frames_to_vector(self, frames_uint8, return_tokens: bool = False):
+        """frames uint8 [n, T, 3, H, W] (any size) → embeddings [n, E] (and tokens)."""
+        import torch
+
+        from vtr.data.transforms import normalize, resize_uint8
+
+        model = self.model
+        pre = model.preprocess
+        x = resize_uint8(frames_uint8, (pre.img_size, pre.img_size))
+        x = torch.stack([normalize(clip, pre.mean, pre.std) for clip in x])
+        device = next(model.parameters()).device
+        with torch.inference_mode():
+            out = model.encode_video(x.to(device), return_tokens=return_tokens)
+        return out
+
+    def encode_example(self, path: str) -> np.ndarray:
+        """An image (repeated to the model's frame count) or a video clip (sampled like one window) → [E]."""
+        import torch
+
+        from vtr.data.video import read_frames
+
+        path = str(path)
+        t = self.model.preprocess.num_frames
+        if Path(path).suffix.lower() in IMAGE_EXTENSIONS:
+            import av
+
+            try:
+                with av.open(path) as container:
+                    image = next(container.decode(video=0)).to_ndarray(format="rgb24")
+            except Exception as e:  # noqa: BLE001
+                raise VtrError(f"cannot read image {path}: {e}") from e
+            clip = torch.from_numpy(image).permute(2, 0, 1).unsqueeze(0).expand(t, -1, -1, -1).contiguous()
+        else:
+            clip = read_frames(path, t, "middle")
+        return self._frames_to_vector(clip.unsqueeze(0)).embedding[0].float().cpu().numpy()
+
+    # ------------------------------------------------------------------------------------------- search
+    def search(self, query, k: int = 10, rerank: bool = False, rerank_top: int = 20, path_glob: str | None = None,
+               min_duration: float | None = None, max_duration: float | None = None, windows: int | None = None,
+               merge_margin: float = 0.02) -> list[Segment]:
+        """Top ``k`` segments for ``query``: text, a path to an image or a video clip, or a vector [E].
+
+        windows: how many windows to retrieve before grouping (default ``max(5 k, 50)``).
+        """
+        text_out = None
+        if isinstance(query, np.ndarray):
+            q = query.astype(np.float32)
+        elif isinstance(query, (str, Path)) and Path(query).is_file():
+            q = self.encode_example(str(query))
+        else:
+            if not str(query).strip():
+                raise VtrError("empty query")
+            q, text_out = self.encode_text(str(query))
+        q = q / max(float(np.linalg.norm(q)), 1e-12)
+        n_windows = int(windows or max(5 * k, 50))
+        if rerank and text_out is not None:
+            n_windows = max(n_windows, int(rerank_top))
+        scores, ids = self._search_windows(q, n_windows, path_glob, min_duration, max_duration)
+        if rerank:
+            if text_out is None:
+                logger.warning("--rerank applies to text queries only; ignored")
+            else:
+                ids, scores = self._rerank(text_out, ids[:rerank_top])
+        return self._group(ids, scores, k, merge_margin)
+
+    def _search_windows(self, q, n, path_glob, min_duration, max_duration):
+        if path_glob is None and min_duration is None and max_duration is None:
+            scores, ids = self.store.search(q[None], n)
+            keep = ids[0] >= 0
+            return scores[0][keep], ids[0][keep]
+        allowed = self.catalog.window_ids_matching(path_glob, min_duration, max_duration)
+        if len(allowed) == 0:
+            return np.zeros(0, np.float32), np.zeros(0, np.int64)
+        if len(allowed) > EXACT_FILTERED_MAX:
+            scores, ids = self.store.search(q[None], n, allowed_ids=allowed)
+            keep = ids[0] >= 0
+            return scores[0][keep], ids[0][keep]
+        all_ids, all_scores = [], []
+        for chunk_ids, vecs in self.catalog.iter_vectors(allowed):
+            all_ids.append(chunk_ids)
+            all_scores.append(vecs @ q)
+        ids, scores = np.concatenate(all_ids), np.concatenate(all_scores)
+        top = np.argsort(-scores, kind="stable")[:n]
+        return scores[top], ids[top]
+
+    def _rerank(self, text_out, ids):
+        """Score candidate windows with the ITM head: decode their frames again, encode with tokens."""
+        import torch
+
+        from vtr.data.video import open_video
+
+        rows = self.catalog.windows_by_ids(ids)
+        model = self.model
+        pre = model.preprocess
+        kept, scores = [], []
+        for wid in ids:
+            wrow, frow = rows[int(wid)]
+            try:
+                with open_video(frow.path) as reader:
+                    idx = window_frame_indices(Window(wrow.start, wrow.end), reader.fps, reader.num_frames,
+                                               pre.num_frames)
+                    clip = reader.get_frames(idx).permute(0, 3, 1, 2).contiguous()
+            except Exception as e:  # noqa: BLE001 - a file that changed or vanished since indexing
+                logger.warning("rerank: skipping %s [%.1f-%.1f]: %s", frow.path, wrow.start, wrow.end, e)
+                continue
+            video = self._frames_to_vector(clip.unsqueeze(0), return_tokens=True)
+            with torch.inference_mode():
+                s = model.itm_score(text_out.hidden, text_out.attention_mask, video.tokens)
+            kept.append(int(wid))
+            scores.append(float(s[0]))
+        return np.asarray(kept, np.int64), np.asarray(scores, np.float32)
+
+    def _group(self, ids, scores, k, merge_margin) -> list[Segment]:
+        rows = self.catalog.windows_by_ids(ids)
+        per_file: dict[int, list] = {}
+        paths = {}
+        for wid, score in zip(ids, scores):
+            if int(wid) not in rows:
+                continue
+            wrow, frow = rows[int(wid)]
+            per_file.setdefault(frow.id, []).append((int(wid), wrow.start, wrow.end, float(score)))
+            paths[frow.id] = frow.path
+        segments = []
+        for file_id, hits in per_file.items():
+            for start, end, score, members in merge_segments(hits, merge_margin):
+                best = max(members, key=lambda h: h[3])
+                thumb = thumbnail_path(self.dir, best[0])
+                segments.append(Segment(
+                    path=paths[file_id], start=start, end=end, score=score,
+                    windows=[{"id": h[0], "start": h[1], "end": h[2], "score": h[3]} for h in members],
+                    thumbnail=str(thumb) if thumb.is_file() else None))
+        segments.sort(key=lambda s: -s.score)
+        return segments[:k]
+
+
+def search(index: str, query, k: int = 10, model=None, **kwargs) -> list[Segment]:
+    """One-shot search; see :meth:`VideoIndex.search` (open a :class:`VideoIndex` to search repeatedly)."""
+    with VideoIndex(index, model=model) as idx:
+        return idx.search(query, k=k, **kwargs)

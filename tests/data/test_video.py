@@ -1,0 +1,262 @@
+import random
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from tests.data.conftest import FPS, NUM_FRAMES
+from tests.videos import frame_index_of, indexed_frames, write_audio_only, write_video, write_zero_frame_video
+from vtr.data import video as video_mod
+from vtr.data.video import open_video, read_frames, sample_frame_indices, window_frame_range
+from vtr.errors import VideoReadError
+
+
+def _has_decord():
+    try:
+        import decord  # noqa: F401
+    except Exception:
+        return False
+    return True
+
+
+needs_decord = pytest.mark.skipif(not _has_decord(), reason="decord not installed (x86_64 wheels only)")
+BACKENDS = [pytest.param("decord", marks=needs_decord), "pyav"]
+
+
+def _indices_of(frames_thwc):
+    return [frame_index_of(f) for f in frames_thwc.numpy()]
+
+
+# ---------------------------------------------------------------------------------------------------- sampling
+
+def test_middle_matches_the_reference_example():
+    assert sample_frame_indices(4, 300, "middle") == [37, 112, 187, 262]
+    assert sample_frame_indices(8, 8, "middle") == list(range(8))
+    assert sample_frame_indices(1, 10, "middle") == [4]
+
+
+def test_short_video_pads_with_the_last_index():
+    assert sample_frame_indices(8, 3, "middle") == [0, 1, 2, 2, 2, 2, 2, 2]
+    # rand with vlen < T: every segment holds one frame -> reference fallback (all frames, sorted) then padding
+    assert sample_frame_indices(6, 4, "rand", rng=0) == [0, 1, 2, 3, 3, 3]
+
+
+def test_rand_draws_one_index_per_segment_never_its_last_frame():
+    vlen, t = 100, 8
+    edges = np.linspace(0, vlen, t + 1).astype(int)
+    seen = set()
+    for seed in range(200):
+        idx = sample_frame_indices(t, vlen, "rand", rng=seed)
+        assert len(idx) == t
+        for i, x in enumerate(idx):
+            assert edges[i] <= x < edges[i + 1] - 1  # [e_i, e_{i+1} - 1)
+        seen.update(idx)
+    assert not seen & {int(e) - 1 for e in edges[1:]}  # segment ends never drawn
+
+
+def test_rand_is_reproducible():
+    assert sample_frame_indices(8, 300, "rand", rng=7) == sample_frame_indices(8, 300, "rand", rng=7)
+    a = sample_frame_indices(8, 300, "rand", rng=np.random.default_rng(3))
+    b = sample_frame_indices(8, 300, "rand", rng=np.random.default_rng(3))
+    assert a == b
+    assert sample_frame_indices(8, 300, "rand", rng=random.Random(1)) == \
+        sample_frame_indices(8, 300, "rand", rng=random.Random(1))
+    random.seed(5)
+    c = sample_frame_indices(8, 300, "rand")
+    random.seed(5)
+    assert sample_frame_indices(8, 300, "rand") == c
+
+
+def test_rand_single_frame_segment_uses_the_reference_fallback():
+    # vlen 5, T 4: edges 0,1,2,3,5 -> a one-frame segment makes random.choice fail upstream;
+    # the fallback is a sorted random subset of all frames
+    for seed in range(20):
+        idx = sample_frame_indices(4, 5, "rand", rng=seed)
+        assert idx == sorted(idx) and len(set(idx)) == 4 and all(0 <= i < 5 for i in idx)
+
+
+def test_sampling_rejects_bad_arguments():
+    with pytest.raises(ValueError):
+        sample_frame_indices(4, 0)
+    with pytest.raises(ValueError):
+        sample_frame_indices(4, 10, "uniform")
+
+
+def test_window_frame_range():
+    assert window_frame_range(25, 60, 1.0, 2.0) == (25, 50)
+    assert window_frame_range(25, 60, None, None) == (0, 60)
+    assert window_frame_range(25, 60, 2.0, 99) == (50, 60)
+    assert window_frame_range(25, 60, 1.01, 1.02) == (26, 27)  # narrower than a frame: the next frame
+    with pytest.raises(ValueError):
+        window_frame_range(25, 60, 3.0, 4.0)
+
+
+# ---------------------------------------------------------------------------------------------------- reading
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("kind", ["h264_mp4", "mpeg4_avi", "mpeg4_mkv"])
+def test_metadata_and_frame_exact_access(videos, video_frames, kind, backend):
+    with open_video(videos[kind], backend=backend) as r:
+        assert r.backend == backend
+        assert (r.num_frames, r.fps, r.width, r.height) == (NUM_FRAMES, FPS, 64, 48)
+        assert r.duration == pytest.approx(NUM_FRAMES / FPS)
+        idx = [0, 5, 59, 17, 30, 30, 2]
+        frames = r.get_frames(idx)
+        assert frames.dtype == torch.uint8 and frames.shape == (7, 48, 64, 3)
+        assert _indices_of(frames) == idx
+        # lossy codecs: close to what was written
+        assert np.abs(frames.numpy().astype(int) - video_frames[idx]).mean() < 6
+        assert _indices_of(r.get_frames([1, 58])) == [1, 58]  # a second call on the same reader
+
+
+@needs_decord
+@pytest.mark.parametrize("kind", ["h264_mp4", "mpeg4_avi", "mpeg4_mkv"])
+@pytest.mark.parametrize("seek_threshold", [None, 4])
+def test_decord_and_pyav_return_identical_frames(videos, kind, seek_threshold):
+    idx = [3, 0, 13, 40, 41, 59, 24]
+    a = open_video(videos[kind], backend="decord").get_frames(idx)
+    b = open_video(videos[kind], backend="pyav", seek_threshold=seek_threshold).get_frames(idx)
+    assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_bytes_equal_path(videos, backend):
+    path = videos["h264_mp4"]
+    idx = [0, 11, 48]
+    from_bytes = open_video(path.read_bytes(), backend=backend)
+    assert from_bytes.num_frames == NUM_FRAMES
+    assert torch.equal(from_bytes.get_frames(idx), open_video(path, backend=backend).get_frames(idx))
+
+
+def test_auto_prefers_decord_and_falls_back_to_pyav(videos, monkeypatch):
+    if _has_decord():
+        assert open_video(videos["h264_mp4"]).backend == "decord"
+    monkeypatch.setitem(sys.modules, "decord", None)  # "not installed"
+    r = open_video(videos["h264_mp4"])
+    assert r.backend == "pyav" and _indices_of(r.get_frames([7])) == [7]
+
+
+def test_read_frames_middle(videos):
+    frames, idx, ts = read_frames(videos["h264_mp4"], 4, return_indices=True)
+    assert frames.shape == (4, 3, 48, 64) and frames.dtype == torch.uint8
+    assert idx == sample_frame_indices(4, NUM_FRAMES) == [7, 22, 37, 52]
+    assert ts == pytest.approx([i / FPS for i in idx])
+    assert [frame_index_of(f) for f in frames.numpy()] == idx
+    explicit = read_frames(videos["h264_mp4"], 4, indices=[1, 2])  # num_frames is ignored with explicit indices
+    assert [frame_index_of(f) for f in explicit.numpy()] == [1, 2]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_time_window_samples_inside_the_window(videos, backend):
+    frames, idx, ts = read_frames(videos["mpeg4_avi"], 4, start=1.0, end=2.0, return_indices=True, backend=backend)
+    assert all(25 <= i < 50 for i in idx) and all(1.0 <= t < 2.0 for t in ts)
+    assert idx == [25 + i for i in sample_frame_indices(4, 25)]
+    assert [frame_index_of(f) for f in frames.numpy()] == idx
+
+
+def test_rand_sampling_with_seed_is_reproducible(videos):
+    a = read_frames(videos["h264_mp4"], 4, sample="rand", rng=3, return_indices=True)
+    b = read_frames(videos["h264_mp4"], 4, sample="rand", rng=3, return_indices=True)
+    assert a[1] == b[1] and torch.equal(a[0], b[0])
+
+
+@pytest.fixture(scope="module")
+def long_video(tmp_path_factory):
+    """70 frames at 2 fps = 35 s (> 30 s) for trimmed30."""
+    return write_video(tmp_path_factory.mktemp("long") / "long.mp4", indexed_frames(70, 32, 32), fps=2)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_trimmed30_uses_only_the_first_30_seconds(long_video, backend):
+    _, full, _ = read_frames(long_video, 4, return_indices=True, backend=backend)
+    frames, trimmed, _ = read_frames(long_video, 4, trimmed30=True, return_indices=True, backend=backend)
+    assert full == sample_frame_indices(4, 70) == [8, 25, 43, 60]
+    assert trimmed == sample_frame_indices(4, 60) == [7, 22, 37, 52]  # vlen = int(30 * fps) = 60
+    assert [frame_index_of(f) for f in frames.numpy()] == trimmed
+
+
+def test_trimmed30_leaves_short_videos_alone(videos):
+    assert read_frames(videos["h264_mp4"], 4, trimmed30=True, return_indices=True)[1] == [7, 22, 37, 52]
+
+
+# ---------------------------------------------------------------------------------------------------- broken files
+
+@pytest.fixture(scope="module")
+def broken(tmp_path_factory, videos):
+    d = tmp_path_factory.mktemp("broken")
+    (d / "empty.mp4").write_bytes(b"")
+    data = videos["h264_mp4"].read_bytes()
+    (d / "truncated.mp4").write_bytes(data[: len(data) // 2])
+    (d / "random.mp4").write_bytes(np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes())
+    write_audio_only(d / "audio_only.mp4")
+    write_zero_frame_video(d / "zero_frames.mkv")
+    (d / "x.mp4").mkdir()
+    return d
+
+
+BROKEN = ["empty.mp4", "truncated.mp4", "random.mp4", "audio_only.mp4", "zero_frames.mkv", "x.mp4", "missing.mp4"]
+
+
+@pytest.mark.parametrize("backend", ["auto", pytest.param("decord", marks=needs_decord), "pyav"])
+@pytest.mark.parametrize("name", BROKEN)
+def test_broken_files_raise_video_read_error_naming_the_file(broken, name, backend):
+    path = broken / name
+    with pytest.raises(VideoReadError) as err:
+        read_frames(path, 4, backend=backend)
+    assert str(path) in str(err.value) and err.value.source == str(path) and err.value.cause
+
+
+def test_specific_causes(broken):
+    def cause(name, **kw):
+        with pytest.raises(VideoReadError) as err:
+            open_video(broken / name, **kw)
+        return err.value.cause
+
+    assert "empty" in cause("empty.mp4")
+    assert "not found" in cause("missing.mp4")
+    assert "directory" in cause("x.mp4")
+    assert "no video stream" in cause("audio_only.mp4", backend="pyav")
+
+
+@pytest.mark.parametrize("name", ["empty.mp4", "random.mp4", "audio_only.mp4", "truncated.mp4"])
+def test_broken_bytes_raise_video_read_error(broken, name):
+    with pytest.raises(VideoReadError, match="bytes"):
+        open_video((broken / name).read_bytes())
+    with pytest.raises(VideoReadError, match="clip42.mp4"):
+        open_video((broken / name).read_bytes(), name="clip42.mp4")
+
+
+def test_truncated_mkv_metadata_comes_from_the_header(tmp_path, videos):
+    """PyAV takes num_frames from the header (mkv: duration x fps) without decoding, so a truncated mkv
+    announces more frames than decode: asking for those raises VideoReadError."""
+    data = videos["mpeg4_mkv"].read_bytes()
+    path = tmp_path / "cut.mkv"
+    path.write_bytes(data[: len(data) // 2])
+    with open_video(path, backend="pyav") as r:
+        assert r.num_frames == NUM_FRAMES  # the header's estimate: nothing was decoded
+        assert _indices_of(r.get_frames([0, 1])) == [0, 1]
+        with pytest.raises(VideoReadError, match="cut.mkv"):
+            r.get_frames([NUM_FRAMES - 1])
+
+
+def test_index_out_of_range(videos):
+    with pytest.raises(IndexError):
+        open_video(videos["h264_mp4"], backend="pyav").get_frames([NUM_FRAMES])
+
+
+def test_decord_decode_error_falls_back_to_pyav(videos, monkeypatch):
+    pytest.importorskip("decord")
+    r = open_video(videos["h264_mp4"])
+    assert r.backend == "decord"
+
+    class Broken:
+        def get_batch(self, indices):
+            raise RuntimeError("boom")
+
+    r._vr = Broken()
+    assert _indices_of(r.get_frames([4])) == [4]
+    strict = video_mod.DecordVideoReader(videos["h264_mp4"], str(videos["h264_mp4"]))
+    strict._vr = Broken()
+    with pytest.raises(VideoReadError, match="boom"):
+        strict.get_frames([4])

@@ -1,0 +1,46 @@
+import os
+
+import pytest
+
+from index.scan import scan_folders
+from index.windows import plan_windows, window_frame_indices
+
+
+def spans(duration, **kw):
+    return [(w.start, w.end) for w in plan_windows(duration, **kw)]
+
+
+def test_plan_windows_defaults():
+    assert spans(3.0) == [(0.0, 3.0)]  # short video: one window over all of it
+    assert spans(8.0) == [(0.0, 8.0)]
+    assert spans(16.0) == [(0.0, 8.0), (4.0, 12.0), (8.0, 16.0)]
+    assert spans(13.0) == [(0.0, 8.0), (4.0, 12.0), (5.0, 13.0)]  # the tail gets its own window
+    assert spans(10.0, window_s=4, stride_s=4) == [(0.0, 4.0), (4.0, 8.0), (6.0, 10.0)]
+    with pytest.raises(ValueError):
+        plan_windows(10, stride_s=0)
+
+
+def test_window_frame_indices_sample_inside_window():
+    w = plan_windows(24.0)[3]  # 12-20 s
+    idx = window_frame_indices(w, fps=10, vlen=240, num_frames=4)
+    assert idx == [129, 149, 169, 189]
+
+
+def test_scan_skips_hidden_survives_loops_and_lists_dangling(tmp_path):
+    root = tmp_path / "videos"
+    (root / "a" / "b").mkdir(parents=True)
+    (root / ".hidden").mkdir()
+    for p in ["a/one.mp4", "a/b/two.MKV", ".hidden/three.mp4", "a/.four.mp4", "a/notes.txt"]:
+        (root / p).write_bytes(b"x")
+    os.symlink(root, root / "a" / "loop")  # a symlink loop back to the root
+    os.symlink(root / "a" / "one.mp4", root / "same.mp4")  # a second name for one file: listed once
+    os.symlink(root / "missing.mp4", root / "dangling.mp4")
+    (root / "dir.mp4").mkdir()  # a folder named like a video is just a folder
+    (root / "dir.mp4" / "five.webm").write_bytes(b"x")
+    found = scan_folders([str(root)])
+    rel = {os.path.relpath(f.path, root): f.error for f in found}
+    one = {"a/one.mp4", "same.mp4"} & set(rel)
+    assert len(one) == 1  # one entry per real file, whichever name is met first
+    assert set(rel) - one == {"a/b/two.MKV", "dangling.mp4", "dir.mp4/five.webm"}
+    assert rel["dangling.mp4"] and "dangling" in rel["dangling.mp4"]
+    assert rel[one.pop()] is None

@@ -1,0 +1,168 @@
+"""Strict loading of checkpoints in the released layout, vtr's own format, and the error messages."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import vtr
+from vtr.cli import main as cli_main
+from vtr.errors import CheckpointError
+from vtr.models.checkpoint import filter_checkpoint, load_checkpoint
+
+RELEASE_KEYS = Path(__file__).parents[1] / "fixtures" / "official_keys_release.tsv"
+DTYPES = {"float32": torch.bfloat16, "int64": torch.int64}  # the release stores its floats in bf16
+
+
+def release_layout():
+    rows = RELEASE_KEYS.read_text().splitlines()[1:]
+    for row in rows:
+        key, shape, dtype = row.split("\t")
+        yield key, tuple(int(s) for s in shape.strip("()").split(",") if s.strip()), dtype
+
+
+def fake_release_checkpoint(seed=0):
+    """Every key, shape and dtype of official_keys_release.tsv, random bf16 values (the release's storage)."""
+    g = torch.Generator().manual_seed(seed)
+    sd = {}
+    for key, shape, dtype in release_layout():
+        if dtype == "int64":
+            sd[key] = torch.arange(shape[-1]).expand(*shape).clone()
+        else:
+            sd[key] = (torch.randn(shape, generator=g) * 0.02).to(torch.bfloat16)
+    # BERT's MLM decoder is tied to the word embeddings, so the release stores the same values twice.
+    sd["text_encoder.cls.predictions.decoder.weight"] = sd["text_encoder.bert.embeddings.word_embeddings.weight"]
+    return sd
+
+
+@pytest.fixture(scope="module")
+def release_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("release") / "videomamba_m16_25M_f8_res224.pth"
+    torch.save(fake_release_checkpoint(), path)
+    return path
+
+
+def test_listing_is_the_release():
+    rows = list(release_layout())
+    assert len(rows) == 950
+    assert sum(k.startswith("clip_teacher.") for k, _, _ in rows) == 152
+
+
+@pytest.fixture(scope="module")
+def release_model(release_file):
+    return vtr.create_model("videomamba_m16_25M", pretrained=str(release_file))
+
+
+@pytest.mark.slow
+def test_release_checkpoint_loads_strictly_into_middle(release_model, release_file):
+    report = release_model.load_report
+    assert report.used == len(release_model.state_dict()) == 790  # 791 retrieval keys less position_ids
+    assert len(report.dropped["CLIP teacher (pretraining only)"]) == 152
+    assert len(report.dropped["MLM head (pretraining only; model built without it)"]) == 7
+    assert report.dropped["position_ids buffer (positions are computed)"] == ["text_encoder.bert.embeddings.position_ids"]
+    assert report.cast["bfloat16 -> float32"] == 790
+    sd = torch.load(release_file, weights_only=True)
+    got = release_model.state_dict()
+    assert all(v.dtype == torch.float32 and not v.is_meta for v in got.values())
+    assert torch.equal(got["vision_encoder.layers.31.mixer.A_b_log"], sd["vision_encoder.layers.31.mixer.A_b_log"].float())
+    assert torch.equal(
+        got["text_encoder.encoder.layer.11.crossattention.self.key.weight"],
+        sd["text_encoder.bert.encoder.layer.11.crossattention.self.key.weight"].float(),
+    )
+
+
+@pytest.mark.slow
+def test_convert_keeps_the_mlm_head_and_gives_identical_outputs(release_model, release_file, tmp_path):
+    out = tmp_path / "converted"
+    assert cli_main(["convert", str(release_file), str(out)]) == 0
+    converted = vtr.create_model(str(out))  # a vtr folder: config.json + model.safetensors
+    assert converted.text_mlm_head is not None  # kept so a converted release can continue pretraining
+    assert converted.text_mlm_head.predictions.decoder.weight is converted.text_encoder.embeddings.word_embeddings.weight
+    sd = torch.load(release_file, weights_only=True)
+    assert torch.equal(
+        converted.state_dict()["text_mlm_head.predictions.transform.dense.weight"],
+        sd["text_encoder.cls.predictions.transform.dense.weight"].float(),
+    )
+    assert converted.preprocess == release_model.preprocess
+    for k, v in release_model.state_dict().items():
+        assert torch.equal(converted.state_dict()[k], v), k
+
+    # A short, small input keeps this fast; the encoders resize position embeddings on the fly.
+    frames = torch.randn(1, 2, 3, 32, 32)
+    ids = torch.tensor([[101, 1037, 3899, 102, 0, 0]])
+    mask = (ids != 0).long()
+    with torch.no_grad():
+        a_v, b_v = release_model.encode_video(frames, return_tokens=True), converted.encode_video(frames, return_tokens=True)
+        a_t, b_t = release_model.encode_text(ids, mask), converted.encode_text(ids, mask)
+        assert torch.equal(a_v.frame_embeds, b_v.frame_embeds)
+        assert torch.equal(a_t.embedding, b_t.embedding)
+        assert torch.equal(
+            release_model.itm_score(a_t.hidden, mask, a_v.tokens), converted.itm_score(b_t.hidden, mask, b_v.tokens)
+        )
+
+
+def test_checkpoint_for_other_frames_and_resolution_is_resized(tmp_path):
+    """A release-layout checkpoint at 4 frames / 32 px loads into a model built for 6 frames / 48 px."""
+    src = vtr.create_model("vtr_test")
+    model = vtr.create_model("vtr_test", pretrained=_tiny_release_like(src), num_frames=6, img_size=48)
+    resized = "\n".join(model.load_report.resized)
+    assert "vision_encoder.pos_embed (1, 5, 32) -> (1, 10, 32)" in resized
+    assert "vision_encoder.temporal_pos_embedding (1, 4, 32) -> (1, 6, 32)" in resized
+    with torch.no_grad():
+        out = model.encode_video(torch.randn(1, 6, 3, 48, 48))
+    assert out.frame_embeds.shape == (1, 6, 16)
+
+
+def _tiny_release_like(model):
+    """vtr_test weights written under the release's names (text_encoder.bert., clip_teacher, cls head)."""
+    sd = {}
+    for k, v in model.state_dict().items():
+        if k.startswith("text_encoder."):
+            k = "text_encoder.bert." + k[len("text_encoder."):]
+        sd[k] = v.to(torch.bfloat16) if v.is_floating_point() else v
+    sd["text_encoder.bert.embeddings.position_ids"] = torch.arange(128)[None]
+    sd["clip_teacher.proj"] = torch.zeros(3)
+    return sd
+
+
+def test_missing_key_is_named():
+    model = vtr.create_model("vtr_test")
+    sd = _tiny_release_like(model)
+    del sd["vision_encoder.layers.1.mixer.A_b_log"]
+    with pytest.raises(CheckpointError, match=r"missing.*vision_encoder\.layers\.1\.mixer\.A_b_log"):
+        load_checkpoint(model, sd)
+
+
+def test_unknown_key_is_named():
+    model = vtr.create_model("vtr_test")
+    sd = _tiny_release_like(model)
+    sd["vision_encoder.layers.0.mixer.A_log_extra"] = torch.zeros(1)
+    with pytest.raises(CheckpointError, match=r"no rule explains.*A_log_extra"):
+        load_checkpoint(model, sd)
+
+
+def test_wrong_shape_is_named():
+    model = vtr.create_model("vtr_test")
+    sd = _tiny_release_like(model)
+    sd["vision_proj.weight"] = torch.zeros(3, 3)
+    with pytest.raises(CheckpointError, match=r"vision_proj\.weight"):
+        load_checkpoint(model, sd)
+
+
+def test_wrapped_and_ddp_prefixed_checkpoints_load():
+    model = vtr.create_model("vtr_test")
+    sd = {"module." + k: v for k, v in _tiny_release_like(model).items()}
+    other = vtr.create_model("vtr_test")
+    report = load_checkpoint(other, {"model": sd})
+    assert report.renamed["DDP prefix 'module.' stripped"] == len(sd)
+    for k, v in model.state_dict().items():
+        assert torch.equal(other.state_dict()[k], v.to(torch.bfloat16).to(v.dtype)), k
+
+
+def test_filter_reports_every_key():
+    model = vtr.create_model("vtr_test")
+    sd = _tiny_release_like(model)
+    out, report = filter_checkpoint(sd, model)
+    dropped = sum(len(v) for v in report.dropped.values())
+    assert report.used + dropped == len(sd)
+    assert "dropped" in report.summary() and "CLIP teacher" in report.summary()

@@ -1,0 +1,92 @@
+import pytest
+import torch
+
+import vtr
+from vtr.errors import VtrError, WeightsNotFoundError
+from vtr.models.registry import WEIGHTS, get_tokenizer
+
+
+def test_list_models_has_releases_and_architectures():
+    names = vtr.list_models()
+    for n in ("videomamba_m16_5M", "videomamba_m16_17M", "videomamba_m16_25M", "videomamba_middle_bert", "vtr_test"):
+        assert n in names
+    assert vtr.list_models(pretrained_only=True) == sorted(WEIGHTS)
+
+
+def test_weight_entries_carry_preprocessing():
+    e = WEIGHTS["videomamba_m16_25M"]
+    assert e.filename == "videomamba_m16_25M_f8_res224.pth" and e.repo_id == "OpenGVLab/VideoMamba"
+    assert (e.preprocess.num_frames, e.preprocess.img_size, e.preprocess.max_txt_l) == (8, 224, 32)
+    assert e.preprocess.tokenizer == "bert-base-uncased"
+
+
+def test_offline_pretrained_true_says_what_to_fetch(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
+    monkeypatch.setenv("VTR_WEIGHTS", str(tmp_path / "weights"))
+    with pytest.raises(WeightsNotFoundError) as e:
+        vtr.create_model("videomamba_m16_5M", pretrained=True)
+    msg = str(e.value)
+    assert "videomamba_m16_5M_f8_res224.pth" in msg
+    assert "OpenGVLab/VideoMamba" in msg
+    assert str(tmp_path / "weights") in msg
+
+
+def test_hand_placed_weights_are_found(monkeypatch, tmp_path):
+    """A file put where the offline message says is used without touching the hub."""
+    from vtr.models import registry
+
+    model = vtr.create_model("vtr_test")
+    entry = registry.WeightEntry("tiny_release", "vtr_test", "nobody/none", "tiny.pth", model.preprocess)
+    monkeypatch.setitem(registry.WEIGHTS, "tiny_release", entry)
+    monkeypatch.setenv("VTR_WEIGHTS", str(tmp_path))
+    torch.save(model.state_dict(), tmp_path / "tiny.pth")
+    loaded = vtr.create_model("tiny_release", pretrained=True)
+    assert loaded.weights_source == str(tmp_path / "tiny.pth")
+    for k, v in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[k], v)
+
+
+def test_unknown_name_and_override_errors():
+    with pytest.raises(VtrError, match="unknown model"):
+        vtr.create_model("no_such_model")
+    with pytest.raises(TypeError, match="unknown model override 'colour'"):
+        vtr.create_model("vtr_test", colour="red")
+    with pytest.raises(VtrError, match="without released weights"):
+        vtr.create_model("vtr_test", pretrained=True)
+
+
+def test_overrides_reach_configs():
+    m = vtr.create_model("vtr_test", num_frames=6, text_num_layers=4, with_mlm_head=True)
+    assert m.cfg.vision.num_frames == 6 and m.preprocess.num_frames == 6
+    assert m.cfg.text.num_layers == 4
+    assert m.text_mlm_head is not None
+
+
+def test_text_embedding_comes_from_the_last_text_mode_layer():
+    model = vtr.create_model("vtr_test")
+    tok = get_tokenizer(model)
+    enc = tok(["a dog catches a frisbee", "a red square moves left"], padding="max_length", max_length=12,
+              truncation=True, return_tensors="pt")
+    frames = torch.randn(2, 4, 3, 32, 32)
+    with torch.no_grad():
+        video = model.encode_video(frames, return_tokens=True)
+        before = model.encode_text(enc["input_ids"], enc["attention_mask"])
+        itm_before = model.itm_score(before.hidden, enc["attention_mask"], video.tokens)
+        fusion = model.cfg.text.fusion_layer
+        for name, p in model.text_encoder.named_parameters():
+            if f"encoder.layer.{fusion}." in name:
+                p.add_(torch.randn_like(p) * 0.5)
+        after = model.encode_text(enc["input_ids"], enc["attention_mask"])
+        itm_after = model.itm_score(after.hidden, enc["attention_mask"], video.tokens)
+    assert torch.equal(before.embedding, after.embedding)
+    assert not torch.allclose(itm_before, itm_after)
+
+
+def test_similarity_is_mean_of_frame_cosines():
+    model = vtr.create_model("vtr_test")
+    v = torch.nn.functional.normalize(torch.randn(3, 4, 16), dim=-1)
+    t = torch.nn.functional.normalize(torch.randn(5, 16), dim=-1)
+    expect = torch.einsum("vfe,te->vft", v, t).mean(1)
+    torch.testing.assert_close(model.similarity(v, t), expect)

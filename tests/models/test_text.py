@@ -1,0 +1,340 @@
+"""BertFusionModel: parity with transformers' BertModel on real MiniLM weights, modes, loading, MLM head."""
+
+import os
+
+import pytest
+import torch
+
+from tests.helpers_text import minilm_dir
+from vtr.errors import CheckpointError, WeightsNotFoundError
+from vtr.models.text import (
+    BertFusionModel,
+    BertMLMHead,
+    TextConfig,
+    additive_attention_mask,
+    load_hf_bert,
+    load_tokenizer,
+)
+
+SENTENCES = [
+    "a man is playing the guitar on a stage",
+    "two dogs run across a snowy field while a child laughs and throws a ball for them",
+    "cooking",
+]
+
+
+
+def tiny_config(**overrides):
+    kwargs = dict(
+        vocab_size=99, hidden_size=32, num_layers=4, num_heads=4, intermediate_size=37,
+        max_position_embeddings=64, fusion_layer=2, encoder_width=24, hidden_dropout=0.0, attention_dropout=0.0,
+    )
+    kwargs.update(overrides)
+    return TextConfig(**kwargs)
+
+
+@pytest.fixture(scope="module")
+def batch():
+    tokenizer = load_tokenizer(minilm_dir())
+    return tokenizer(SENTENCES, padding="max_length", truncation=True, max_length=24, return_tensors="pt")
+
+
+@pytest.fixture(scope="module")
+def hf_hidden_states(batch):
+    from transformers import BertModel
+
+    hf = BertModel.from_pretrained(minilm_dir()).eval()
+    with torch.no_grad():
+        return hf(**batch, output_hidden_states=True).hidden_states
+
+
+def _minilm_model(fusion_layer, encoder_width=48):
+    cfg = TextConfig.from_hf_config(minilm_dir(), fusion_layer=fusion_layer, encoder_width=encoder_width)
+    model = BertFusionModel(cfg).eval()
+    report = load_hf_bert(model, minilm_dir())
+    return model, report
+
+
+@pytest.fixture(scope="module")
+def minilm_full():
+    """MiniLM as a plain 6-layer BERT (fusion_layer = num_layers: no cross-attention), with its load report."""
+    return _minilm_model(fusion_layer=6)
+
+
+def _close_on_tokens(ours, theirs, mask, atol=1e-5):
+    """Compare states at real tokens only (padding positions are never read downstream)."""
+    keep = mask.bool()
+    torch.testing.assert_close(ours[keep], theirs[keep], atol=atol, rtol=1e-4)
+
+
+def test_default_config_is_bert_base_with_fusion():
+    cfg = TextConfig()
+    assert (cfg.vocab_size, cfg.hidden_size, cfg.num_layers, cfg.num_heads, cfg.intermediate_size) == (
+        30522, 768, 12, 12, 3072)
+    assert (cfg.fusion_layer, cfg.encoder_width, cfg.layer_norm_eps, cfg.max_position_embeddings) == (
+        9, 576, 1e-12, 512)
+
+
+def test_config_from_hf_config_json():
+    cfg = TextConfig.from_hf_config(os.path.join(minilm_dir(), "config.json"), fusion_layer=6)
+    assert (cfg.hidden_size, cfg.num_layers, cfg.num_heads, cfg.intermediate_size) == (384, 6, 12, 1536)
+    assert cfg.fusion_layer == 6 and cfg.layer_norm_eps == 1e-12 and cfg.hidden_dropout == 0.1
+    with pytest.raises(ValueError, match="fusion_layer"):
+        TextConfig.from_hf_config(minilm_dir())  # default fusion_layer 9 > 6 layers
+    with pytest.raises(TypeError):
+        TextConfig.from_hf_config(minilm_dir(), fusion_layers=6)
+
+
+RELEASE_KEYS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures", "official_keys_release.tsv")
+
+
+def test_state_dict_matches_release_text_encoder_keys():
+    """Default TextConfig reproduces the release's `text_encoder.bert.*` / `text_encoder.cls.*` names and shapes,
+    less `embeddings.position_ids` (a buffer the checkpoint loader drops)."""
+    with torch.device("meta"):
+        model, head = BertFusionModel(), BertMLMHead()
+    ours = {f"bert.{k}": tuple(v.shape) for k, v in model.state_dict().items()}
+    ours.update({f"cls.{k}": tuple(v.shape) for k, v in head.state_dict().items()})
+    release = {}
+    with open(RELEASE_KEYS, encoding="utf-8") as f:
+        for line in f:
+            key, shape, _ = line.rstrip("\n").split("\t")
+            if key.startswith("text_encoder."):
+                release[key[len("text_encoder."):]] = tuple(int(d) for d in shape.strip("()").split(",") if d.strip())
+    assert release.pop("bert.embeddings.position_ids") == (1, 512)
+    assert len(release) == 234
+    assert ours == release
+    assert not any(k.startswith("bert.encoder.layer.8.crossattention") for k in ours)
+
+
+def test_minilm_text_mode_matches_transformers_layer4(batch, hf_hidden_states):
+    model, report = _minilm_model(fusion_layer=4)
+    assert {k for k in report["initialized"]} == {
+        k for k in model.state_dict() if ".crossattention." in k}
+    assert sorted(report["ignored"]) == ["embeddings.position_ids", "pooler.dense.bias", "pooler.dense.weight"]
+    assert len(report["loaded"]) == 101
+    with torch.no_grad():
+        ours = model(batch["input_ids"], batch["attention_mask"], mode="text")
+    _close_on_tokens(ours, hf_hidden_states[4], batch["attention_mask"])
+
+
+def test_minilm_all_layers_match_transformers(batch, hf_hidden_states, minilm_full):
+    model, report = minilm_full
+    assert report["initialized"] == []
+    with torch.no_grad():
+        ours = model(batch["input_ids"], batch["attention_mask"], mode="text")
+        embeds = model.embeddings(batch["input_ids"])
+    _close_on_tokens(embeds, hf_hidden_states[0], batch["attention_mask"])
+    _close_on_tokens(ours, hf_hidden_states[6], batch["attention_mask"])
+
+
+def test_padding_does_not_change_token_states(batch, minilm_full):
+    model, _ = minilm_full
+    length = int(batch["attention_mask"].sum(1).max())
+    with torch.no_grad():
+        padded = model(batch["input_ids"], batch["attention_mask"])
+        trimmed = model(batch["input_ids"][:, :length], batch["attention_mask"][:, :length])
+    _close_on_tokens(padded[:, :length], trimmed, batch["attention_mask"][:, :length])
+
+
+@pytest.fixture
+def fusion_setup():
+    model = BertFusionModel(tiny_config()).eval()
+    ids = torch.randint(1, 99, (3, 10))
+    mask = torch.ones(3, 10, dtype=torch.long)
+    mask[1, 6:] = 0
+    mask[2, 3:] = 0
+    video = torch.randn(3, 7, 24)
+    return model, ids, mask, video
+
+
+def test_fusion_of_text_equals_multi_modal(fusion_setup):
+    model, ids, mask, video = fusion_setup
+    with torch.no_grad():
+        text = model(ids, mask, mode="text")
+        fused = model(None, mask, mode="fusion", hidden_states=text, encoder_hidden_states=video)
+        full = model(ids, mask, mode="multi_modal", encoder_hidden_states=video)
+        ones = model(None, mask, mode="fusion", hidden_states=text, encoder_hidden_states=video,
+                     encoder_attention_mask=torch.ones(3, 7, dtype=torch.long))
+    assert fused.shape == (3, 10, 32)
+    torch.testing.assert_close(fused, full)
+    torch.testing.assert_close(ones, fused)  # all-ones video mask == no mask, as in the release
+
+
+def test_cross_attention_affects_fusion_only(fusion_setup):
+    model, ids, mask, video = fusion_setup
+    with torch.no_grad():
+        text_before = model(ids, mask, mode="text")
+        fused_before = model(None, mask, mode="fusion", hidden_states=text_before, encoder_hidden_states=video)
+        for name, p in model.named_parameters():
+            if ".crossattention." in name:
+                p.add_(torch.randn_like(p))
+        text_after = model(ids, mask, mode="text")
+        fused_after = model(None, mask, mode="fusion", hidden_states=text_after, encoder_hidden_states=video)
+        other_video = model(None, mask, mode="fusion", hidden_states=text_after, encoder_hidden_states=video + 1)
+    torch.testing.assert_close(text_after, text_before, rtol=0, atol=0)
+    assert not torch.allclose(fused_after, fused_before, atol=1e-3)
+    assert not torch.allclose(other_video, fused_after, atol=1e-3)
+
+
+def test_modes_validate_inputs(fusion_setup):
+    model, ids, mask, video = fusion_setup
+    with pytest.raises(ValueError, match="encoder_hidden_states"):
+        model(ids, mask, mode="multi_modal")
+    with pytest.raises(ValueError, match="hidden_states"):
+        model(None, mask, mode="fusion", encoder_hidden_states=video)
+    with pytest.raises(ValueError, match="mode"):
+        model(ids, mask, mode="video")
+
+
+def test_additive_mask_is_minus_10000():
+    bias = additive_attention_mask(torch.tensor([[1, 1, 0]]), torch.float32)
+    assert bias.shape == (1, 1, 1, 3)
+    assert bias.flatten().tolist() == [0.0, 0.0, -10000.0]
+
+
+def test_gradient_checkpointing_gives_same_outputs_and_grads(fusion_setup):
+    model, ids, mask, video = fusion_setup
+    model.train()
+    results = []
+    for enable in (False, True):
+        model.zero_grad()
+        model.set_gradient_checkpointing(enable)
+        out = model(ids, mask, mode="multi_modal", encoder_hidden_states=video)
+        out.square().mean().backward()
+        results.append((out.detach(), [p.grad.clone() for p in model.parameters()]))
+    torch.testing.assert_close(results[0][0], results[1][0])
+    for a, b in zip(results[0][1], results[1][1]):
+        torch.testing.assert_close(a, b)
+
+
+def test_dropout_only_in_training():
+    model = BertFusionModel(tiny_config(hidden_dropout=0.5, attention_dropout=0.5, fusion_layer=4))
+    ids = torch.randint(1, 99, (2, 8))
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids), model(ids))
+    model.train()
+    with torch.no_grad():
+        assert not torch.allclose(model(ids), model(ids))
+
+
+def test_mlm_head_logits_and_tying():
+    cfg = tiny_config()
+    model, head = BertFusionModel(cfg), BertMLMHead(cfg)
+    hidden = model(torch.randint(1, 99, (2, 5)))
+    assert head(hidden).shape == (2, 5, 99)
+    assert head.predictions.decoder.weight is not model.embeddings.word_embeddings.weight
+    head.tie_weights(model)
+    assert head.predictions.decoder.weight is model.embeddings.word_embeddings.weight
+    assert head.predictions.decoder.bias is head.predictions.bias
+    with pytest.raises(ValueError, match="cannot tie"):
+        head.tie_weights(torch.nn.Embedding(10, 32))
+
+
+def _save_tiny_hf_mlm(folder):
+    """A random transformers BertForMaskedLM (`bert.` names, `cls.predictions.*`, tied decoder) saved to folder."""
+    from transformers import BertConfig, BertForMaskedLM
+
+    config = BertConfig(vocab_size=99, hidden_size=32, num_hidden_layers=4, num_attention_heads=4,
+                        intermediate_size=37, max_position_embeddings=64)
+    hf = BertForMaskedLM(config).eval()
+    with torch.no_grad():
+        hf.cls.predictions.bias.normal_()
+        for m in hf.modules():
+            if isinstance(m, torch.nn.LayerNorm):
+                m.weight.normal_(1.0, 0.1)
+                m.bias.normal_(0.0, 0.1)
+    hf.save_pretrained(folder)
+    return hf
+
+
+def test_load_bert_prefixed_mlm_checkpoint_matches_transformers(tmp_path):
+    hf = _save_tiny_hf_mlm(tmp_path)
+    cfg = TextConfig.from_hf_config(tmp_path, fusion_layer=4, encoder_width=24)
+    model, head = BertFusionModel(cfg).eval(), BertMLMHead(cfg)
+    head.tie_weights(model)
+    report = load_hf_bert(model, str(tmp_path), mlm_head=head)
+    assert report["initialized"] == []
+    assert "cls.predictions.decoder.weight" in report["loaded"]
+    ids = torch.randint(1, 99, (2, 9))
+    mask = torch.ones_like(ids)
+    mask[0, 5:] = 0
+    with torch.no_grad():
+        ours = head(model(ids, mask))
+        theirs = hf(input_ids=ids, attention_mask=mask).logits
+    _close_on_tokens(ours, theirs, mask)
+
+
+def test_load_old_gamma_beta_names_and_untied_decoder(tmp_path):
+    hf = _save_tiny_hf_mlm(tmp_path / "hf")
+    state = {}
+    for k, v in hf.state_dict().items():
+        if k == "cls.predictions.decoder.weight":
+            continue  # checkpoints that rely on tying omit it
+        k = k.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta")
+        state[k] = v.clone()
+    torch.save(state, tmp_path / "pytorch_model.bin")
+    cfg = tiny_config(hidden_dropout=0.1, attention_dropout=0.1)
+    model, head = BertFusionModel(cfg).eval(), BertMLMHead(cfg)  # head deliberately not tied
+    report = load_hf_bert(model, str(tmp_path / "pytorch_model.bin"), mlm_head=head)
+    assert all(".crossattention." in k for k in report["initialized"])
+    torch.testing.assert_close(head.predictions.decoder.weight, model.embeddings.word_embeddings.weight)
+    torch.testing.assert_close(model.encoder.layer[1].output.LayerNorm.weight,
+                               hf.bert.encoder.layer[1].output.LayerNorm.weight)
+
+
+def test_load_rejects_wrong_shapes_without_touching_the_model():
+    model = BertFusionModel(tiny_config(vocab_size=30522))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(CheckpointError, match="does not fit"):
+        load_hf_bert(model, minilm_dir())
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k])
+
+
+def test_load_strict_text_reports_missing_layers(tmp_path):
+    hf = _save_tiny_hf_mlm(tmp_path / "hf")
+    state = {k: v for k, v in hf.state_dict().items() if ".layer.1." not in k}
+    torch.save(state, tmp_path / "partial.bin")
+    with pytest.raises(CheckpointError, match="lacks"):
+        load_hf_bert(BertFusionModel(tiny_config()), str(tmp_path / "partial.bin"))
+    report = load_hf_bert(BertFusionModel(tiny_config()), str(tmp_path / "partial.bin"), strict_text=False)
+    assert "encoder.layer.1.output.dense.weight" in report["initialized"]
+
+
+def test_offline_uncached_hub_name_raises_helpful_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    model = BertFusionModel(tiny_config())
+    with pytest.raises(WeightsNotFoundError) as err:
+        load_hf_bert(model, "bert-base-uncased")
+    message = str(err.value)
+    assert "hf download bert-base-uncased" in message
+    assert str(tmp_path) in message and "HF_HUB_OFFLINE" in message and "folder" in message
+    with pytest.raises(WeightsNotFoundError, match="hf download bert-base-uncased"):
+        load_tokenizer("bert-base-uncased")
+    with pytest.raises(WeightsNotFoundError, match="does not exist"):
+        load_hf_bert(model, str(tmp_path / "no" / "such" / "folder"))
+
+
+def test_offline_cached_hub_name_loads_from_cache(tmp_path, monkeypatch):
+    """A hub name resolves through the HF cache layout (refs/main -> snapshots/<commit>/...) with HF_HUB_OFFLINE=1."""
+    commit = "0" * 40
+    repo = tmp_path / "hub" / "models--bert-base-uncased"
+    snapshot = repo / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    for filename in ("config.json", "model.safetensors", "vocab.txt", "tokenizer_config.json"):
+        os.symlink(os.path.join(minilm_dir(), filename), snapshot / filename)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+
+    cfg = TextConfig.from_hf_config("bert-base-uncased", fusion_layer=6)
+    assert cfg.hidden_size == 384
+    report = load_hf_bert(BertFusionModel(cfg), "bert-base-uncased")
+    assert report["source"].startswith(str(tmp_path)) and report["initialized"] == []
+    assert load_tokenizer("bert-base-uncased")("the man")["input_ids"] == [101, 1996, 2158, 102]

@@ -1,0 +1,142 @@
+"""The pretraining program: config handling, schedule, the real entry point under torchrun (2 gloo ranks),
+bit-identical resume, and a loss that falls on a small learnable set."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from pretrain.config import TrainConfig, load_config, parse_flags
+from pretrain.train import get_lr, param_groups, train
+from tests.pretrain.synthetic import colour_shards
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = str(REPO / "pretrain" / "configs" / "tiny_cpu.yaml")
+
+
+def _losses(out_dir) -> dict[int, dict]:
+    rows = [json.loads(line) for line in (Path(out_dir) / "log.jsonl").read_text().splitlines()]
+    return {r["step"]: r for r in rows if "loss" in r}
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    return colour_shards(tmp_path_factory.mktemp("colours"), num_clips=8, per_shard=4)
+
+
+# ------------------------------------------------------------------------------------------------ config
+def test_config_layers_and_unknown_keys(tmp_path):
+    cfg = load_config(TINY, ["--lr", "3e-4", "--max_steps=7", "--grad-checkpointing", "--no-tensorboard"])
+    assert (cfg.model, cfg.batch_size, cfg.lr, cfg.max_steps) == ("vtr_test", 8, 3e-4, 7)
+    assert cfg.grad_checkpointing is True and cfg.tensorboard is False
+    assert TrainConfig().weight_decay == 0.02 and TrainConfig().precision == "bf16"
+    with pytest.raises(ValueError, match="unknown config key.*learning_rate"):
+        load_config(TINY, ["--learning_rate", "1"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("lr: 1e-3\nbatchsize: 4\n")
+    with pytest.raises(ValueError, match="batchsize"):
+        load_config(str(bad))
+    with pytest.raises(ValueError, match="batch_size"):
+        load_config(None, ["--batch_size", "eight"])
+    assert parse_flags(["--a", "1", "--b", "--c=x"]) == {"a": "1", "b": True, "c": "x"}
+
+
+@pytest.mark.parametrize("name", ["videomamba_m16_5M", "videomamba_m16_17M", "videomamba_m16_25M"])
+def test_release_configs_load(name):
+    cfg = load_config(str(REPO / "pretrain" / "configs" / f"{name}.yaml"))
+    assert (cfg.model, cfg.lr, cfg.weight_decay, cfg.batch_size) == ("videomamba_middle_bert", 1e-4, 0.02, 128)
+
+
+def test_lr_schedule_warmup_cosine_floor():
+    cfg = TrainConfig(lr=1e-3, min_lr_ratio=0.01)
+    lrs = [get_lr(s, cfg, warmup_steps=10, total_steps=110) for s in range(120)]
+    assert lrs[0] == pytest.approx(1e-4) and lrs[9] == pytest.approx(1e-3)
+    assert lrs[60] == pytest.approx(1e-5 + 0.5 * (1e-3 - 1e-5))
+    assert lrs[110] == pytest.approx(1e-5) and lrs[119] == pytest.approx(1e-5)
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
+
+
+def test_no_weight_decay_on_biases_norms_and_1d():
+    m = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.LayerNorm(4))
+    m.temp = torch.nn.Parameter(torch.tensor(0.07))
+    decay, no_decay = param_groups(m, 0.02)
+    assert decay["weight_decay"] == 0.02 and [p.shape for p in decay["params"]] == [(4, 4)]
+    assert no_decay["weight_decay"] == 0.0 and len(no_decay["params"]) == 4
+
+
+# ------------------------------------------------------------------------------------------------ training
+def _cfg(shards, out_dir, **kw) -> TrainConfig:
+    base = dict(train_shards=str(shards), out_dir=str(out_dir), batch_size=4, num_workers=0, max_steps=6,
+                warmup_steps=2, ckpt_every=3, log_every=1, shuffle_buffer=4, shards_per_chunk=2)
+    return load_config(TINY, overrides={**base, **kw})
+
+
+@pytest.mark.slow
+def test_resume_gives_the_same_losses(shards, tmp_path):
+    train(_cfg(shards, tmp_path / "full"))
+    train(_cfg(shards, tmp_path / "cut", stop_after=3))
+    assert sorted(_losses(tmp_path / "cut")) == [1, 2, 3] and not (tmp_path / "cut" / "model").exists()
+    train(_cfg(shards, tmp_path / "cut"), resume=True)
+    full, cut = _losses(tmp_path / "full"), _losses(tmp_path / "cut")
+    assert sorted(cut) == list(range(1, 7))
+    for step in range(1, 7):
+        for key in ("loss", "vtc", "vtm", "mlm", "lr", "temp"):
+            assert cut[step][key] == full[step][key], (step, key)
+    ckpt = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=False)
+    assert ckpt["step"] == 6 and ckpt["config"]["max_steps"] == 6 and ckpt["loaders"][0]["video"]["step"] == 6
+    assert {"optimizer", "scheduler", "scaler", "rng", "model"} <= set(ckpt)
+
+
+@pytest.mark.slow
+def test_loss_falls_on_a_learnable_set(shards, tmp_path):
+    """8 clips of distinct solid colours captioned with their colour: 40 steps learn the pairing."""
+    train(_cfg(shards, tmp_path, batch_size=8, max_steps=40, warmup_steps=4, ckpt_every=1000, lr=2e-3,
+               mlm_prob=0.15))
+    log = _losses(tmp_path)
+    first = sum(log[s]["loss"] for s in range(1, 6)) / 5
+    last = sum(log[s]["loss"] for s in range(36, 41)) / 5
+    first_vtc = sum(log[s]["vtc"] for s in range(1, 6)) / 5
+    last_vtc = sum(log[s]["vtc"] for s in range(36, 41)) / 5
+    assert last < 0.8 * first, (first, last)
+    assert last_vtc < first_vtc - 0.3 and math.isfinite(last), (first_vtc, last_vtc)
+
+
+@pytest.mark.slow
+def test_torchrun_two_ranks_with_a_corrupt_sample(shards, tmp_path):
+    import webdataset as wds
+
+    import vtr
+
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    with wds.TarWriter(str(corrupt / "00000.tar")) as sink:
+        sink.write({"__key__": "000000100", "mp4": b"\x00garbage" * 40, "txt": "broken clip"})
+        for i, src in enumerate(sorted(Path(shards).glob("*.tar"))[:1]):
+            for sample in wds.WebDataset(str(src), shardshuffle=False):
+                sink.write({"__key__": "1" + sample["__key__"][1:], "mp4": sample["mp4"], "txt": sample["txt"]})
+    out = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "0",
+           "-m", "pretrain.train", "--config", TINY, "--train_shards", f"{shards}::{corrupt}/00000.tar",
+           "--out_dir", str(out), "--batch_size", "2", "--max_steps", "4", "--warmup_steps", "1",
+           "--num_workers", "1", "--samples_per_epoch", "8", "--ckpt_every", "2", "--shuffle_buffer", "2",
+           "--shards_per_chunk", "3"]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    log = _losses(out)
+    assert sorted(log) == [1, 2, 3, 4] and all(math.isfinite(r["loss"]) for r in log.values())
+    assert log[4]["corrupt_samples"] >= 1
+    assert log[1]["epoch"] == 0.5  # 8 samples per epoch / (2 ranks x 2) = 2 steps per epoch
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=False)
+    assert ckpt["world_size"] == 2 and len(ckpt["rng"]) == 2 and len(ckpt["loaders"]) == 2
+    model = vtr.create_model(str(out / "model"))
+    assert model.text_mlm_head is not None
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, ckpt["model"][name]), name

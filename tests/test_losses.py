@@ -1,0 +1,332 @@
+import math
+import os
+import socket
+import tempfile
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from vtr.losses import (
+    clamp_temperature,
+    distillation_loss,
+    gather_features,
+    get_sim,
+    mlm_loss,
+    mlm_mask,
+    uta_loss,
+    vtc_loss,
+    vtm_hard_negatives,
+    vtm_labels,
+    vtm_loss,
+    vtm_pair_indices,
+)
+
+# ----------------------------------------------------------------------------------------------------------------
+# VTC
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _hand_vtc(v, c, temp, ids=None):
+    """Plain-Python VTC: cos similarities / temp, soft targets over same-id columns, both directions."""
+    n = len(v)
+
+    def cos(a, b):
+        return sum(x * y for x, y in zip(a, b)) / math.sqrt(sum(x * x for x in a) * sum(y * y for y in b))
+
+    S = [[cos(v[i], c[j]) / temp for j in range(n)] for i in range(n)]
+    ids = list(range(n)) if ids is None else ids
+
+    def direction(M):
+        total = 0.0
+        for i in range(n):
+            lse = math.log(sum(math.exp(x) for x in M[i]))
+            pos = [j for j in range(n) if ids[j] == ids[i]]
+            total += -sum((M[i][j] - lse) / len(pos) for j in pos)
+        return total / n
+
+    St = [[S[j][i] for j in range(n)] for i in range(n)]
+    return 0.5 * (direction(S) + direction(St))
+
+
+V = [[1.0, 0.0], [0.6, 0.8], [-1.0, 2.0]]
+C = [[2.0, 0.5], [0.0, 1.0], [-3.0, 1.0]]
+
+
+def test_vtc_matches_hand_computation_diagonal():
+    got = vtc_loss(torch.tensor(V), torch.tensor(C), 0.5)
+    assert got.item() == pytest.approx(_hand_vtc(V, C, 0.5), rel=1e-5)
+
+
+def test_vtc_matches_hand_computation_with_duplicate_ids():
+    ids = [7, 7, 3]
+    got = vtc_loss(torch.tensor(V), torch.tensor(C), torch.tensor(0.2), ids=torch.tensor(ids))
+    assert got.item() == pytest.approx(_hand_vtc(V, C, 0.2, ids), rel=1e-5)
+    # Distinct ids are the same as no ids.
+    distinct = vtc_loss(torch.tensor(V), torch.tensor(C), 0.2, ids=torch.tensor([0, 1, 2]))
+    assert distinct.item() == pytest.approx(vtc_loss(torch.tensor(V), torch.tensor(C), 0.2).item(), rel=1e-6)
+
+
+def test_vtc_normalises_features_and_gets_sim_is_mean_of_frame_cosines():
+    v, c = torch.randn(4, 3, 8), torch.randn(4, 8)
+    sim, sim_t = get_sim(v, c, 0.1)
+    expect = torch.stack(
+        [torch.stack([F.cosine_similarity(v[i], c[j][None], dim=-1).mean() for j in range(4)]) for i in range(4)]
+    ) / 0.1
+    torch.testing.assert_close(sim, expect)
+    torch.testing.assert_close(sim_t, expect.t())
+    # Equivalent pooled form: mean of normalised frames (not re-normalised) dotted with the normalised text.
+    pooled = F.normalize(v, dim=-1).mean(1)
+    torch.testing.assert_close(sim, pooled @ F.normalize(c, dim=-1).t() / 0.1)
+    # Scale invariance (features are normalised inside).
+    torch.testing.assert_close(vtc_loss(v * 3, c * 0.1, 0.1), vtc_loss(v, c, 0.1))
+
+
+def test_clamp_temperature_in_place():
+    temp = torch.nn.Parameter(torch.tensor(0.0001))
+    out = clamp_temperature(temp)
+    assert out is temp and temp.item() == pytest.approx(0.001) and temp.requires_grad
+    temp.data.fill_(3.0)
+    clamp_temperature(temp)
+    assert temp.item() == pytest.approx(0.5)
+    temp.data.fill_(0.07)
+    clamp_temperature(temp)
+    assert temp.item() == pytest.approx(0.07)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Gather: two gloo processes
+# ----------------------------------------------------------------------------------------------------------------
+
+WORLD, LOCAL_B, DIM = 2, 3, 4
+
+
+def _rank_inputs(rank):
+    g = torch.Generator().manual_seed(100 + rank)
+    x = torch.randn(LOCAL_B, DIM, generator=g)
+    w = torch.randn(WORLD * LOCAL_B, DIM, generator=g)  # a different upstream gradient on each rank
+    v, c = torch.randn(LOCAL_B, 2, DIM, generator=g), torch.randn(LOCAL_B, DIM, generator=g)
+    ids = torch.tensor([0, 1, 1]) + 10 * rank
+    return x, w, v, c, ids
+
+
+def _gather_worker(rank, port, out_dir):
+    import torch.distributed as dist
+    import torch.distributed.nn as dist_nn
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD)
+    try:
+        x, w, v, c, ids = _rank_inputs(rank)
+        res = {}
+
+        xa = x.clone().requires_grad_()
+        out = gather_features(xa, rank, WORLD)
+        (out * w).sum().backward()
+        res["out"], res["grad_local"] = out.detach(), xa.grad
+
+        xb = x.clone().requires_grad_()
+        out_b = torch.cat(dist_nn.all_gather(xb), 0)
+        (out_b * w).sum().backward()
+        res["out_sum"], res["grad_sum"] = out_b.detach(), xb.grad
+
+        res["ids"] = gather_features(ids, rank, WORLD)
+
+        va, ca = v.clone().requires_grad_(), c.clone().requires_grad_()
+        loss = vtc_loss(va, ca, 0.1, ids=ids, rank=rank, world_size=WORLD)
+        loss.backward()
+        res["vtc"], res["vtc_gv"], res["vtc_gc"] = loss.detach(), va.grad, ca.grad
+        torch.save(res, os.path.join(out_dir, f"rank{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def gathered():
+    import torch.multiprocessing as mp
+
+    with tempfile.TemporaryDirectory() as d:
+        mp.spawn(_gather_worker, args=(_free_port(), d), nprocs=WORLD, join=True)
+        yield [torch.load(os.path.join(d, f"rank{r}.pt")) for r in range(WORLD)]
+
+
+def test_gather_forward_is_rank_order_concatenation(gathered):
+    xs = [_rank_inputs(r)[0] for r in range(WORLD)]
+    for r in range(WORLD):
+        torch.testing.assert_close(gathered[r]["out"], torch.cat(xs))
+        torch.testing.assert_close(gathered[r]["out_sum"], torch.cat(xs))
+        torch.testing.assert_close(gathered[r]["ids"], torch.tensor([0, 1, 1, 10, 11, 11]))
+
+
+def test_gather_backward_returns_only_local_slice(gathered):
+    ws = [_rank_inputs(r)[1] for r in range(WORLD)]
+    for r in range(WORLD):
+        sl = slice(r * LOCAL_B, (r + 1) * LOCAL_B)
+        # Ours: this rank's own upstream gradient, its slice only.
+        torch.testing.assert_close(gathered[r]["grad_local"], ws[r][sl])
+        # torch.distributed.nn.all_gather: the slices of every rank's upstream gradient, summed.
+        torch.testing.assert_close(gathered[r]["grad_sum"], sum(w[sl] for w in ws))
+        assert not torch.allclose(gathered[r]["grad_local"], gathered[r]["grad_sum"])
+
+
+def test_gathered_vtc_equals_single_process_global_batch(gathered):
+    inputs = [_rank_inputs(r) for r in range(WORLD)]
+    v = torch.cat([i[2] for i in inputs]).requires_grad_()
+    c = torch.cat([i[3] for i in inputs]).requires_grad_()
+    ids = torch.cat([i[4] for i in inputs])
+    loss = vtc_loss(v, c, 0.1, ids=ids)
+    loss.backward()
+    for r in range(WORLD):
+        sl = slice(r * LOCAL_B, (r + 1) * LOCAL_B)
+        torch.testing.assert_close(gathered[r]["vtc"], loss.detach())
+        # Each rank's local-slice gradient is exactly its share of the global-batch gradient.
+        torch.testing.assert_close(gathered[r]["vtc_gv"], v.grad[sl])
+        torch.testing.assert_close(gathered[r]["vtc_gc"], c.grad[sl])
+
+
+def test_gather_world_size_one_is_identity():
+    x = torch.randn(2, 3)
+    assert gather_features(x, 0, 1) is x
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# VTM
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_vtm_hard_negatives_never_pick_positives():
+    g = torch.Generator().manual_seed(0)
+    ids = torch.tensor([0, 0, 1, 2, 2, 2, 3, 4])
+    pos = ids[:, None] == ids[None, :]
+    for _ in range(50):
+        sim = torch.randn(8, 8, generator=g) * 5
+        nv, nt = vtm_hard_negatives(sim, sim.t(), ids=ids, generator=g)
+        assert nv.shape == nt.shape == (8,)
+        assert not pos[torch.arange(8), nv].any() and not pos[torch.arange(8), nt].any()
+        nv, nt = vtm_hard_negatives(sim, sim.t(), generator=g)  # no ids: only the diagonal is positive
+        assert (nv != torch.arange(8)).all() and (nt != torch.arange(8)).all()
+        nv, nt = vtm_hard_negatives(sim, sim.t(), ids=ids, generator=g, hard=False)
+        assert not pos[torch.arange(8), nv].any() and not pos[torch.arange(8), nt].any()
+
+
+def test_vtm_hard_negatives_follow_softmax_weights():
+    sim_v2t = torch.tensor([[0.0, 2.0, 1.0, 0.0], [1.0, 0.0, 0.5, -1.0], [0.0, 0.0, 0.0, 3.0], [1.0, 1.0, 1.0, 0.0]])
+    sim_t2v = sim_v2t.t().contiguous()
+    n = 2000
+    g = torch.Generator().manual_seed(1)
+    eye = torch.eye(4, dtype=torch.bool)
+    w = F.softmax(sim_v2t, 1).masked_fill(eye, 0)
+    expect_text = w / w.sum(1, keepdim=True)
+    wt = F.softmax(sim_t2v, 1).masked_fill(eye, 0)
+    expect_video = wt / wt.sum(1, keepdim=True)
+    # Tile the 4x4 similarity m times and give copies the same id: column class k of row i then carries total
+    # weight expect[i % 4, k] and every copy of the diagonal is a positive (zero weight). n draws per row class.
+    m = 25
+    ids = torch.arange(4).repeat(m)
+    rows = torch.arange(4 * m) % 4
+    counts_t, counts_v = torch.zeros(4, 4), torch.zeros(4, 4)
+    for _ in range(n // m):
+        nv, nt = vtm_hard_negatives(sim_v2t.repeat(m, m), sim_t2v.repeat(m, m), ids=ids, generator=g)
+        counts_t.index_put_((rows, nt % 4), torch.ones(4 * m), accumulate=True)
+        counts_v.index_put_((rows, nv % 4), torch.ones(4 * m), accumulate=True)
+    torch.testing.assert_close(counts_t / n, expect_text, atol=0.035, rtol=0)
+    torch.testing.assert_close(counts_v / n, expect_video, atol=0.035, rtol=0)
+
+
+def test_vtm_hard_negatives_reproducible_and_degenerate_ids():
+    sim = torch.randn(6, 6)
+    a = vtm_hard_negatives(sim, sim.t(), generator=torch.Generator().manual_seed(3))
+    b = vtm_hard_negatives(sim, sim.t(), generator=torch.Generator().manual_seed(3))
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    # Every sample shares an id: no negative exists; fall back to uniform over the others instead of crashing.
+    nv, nt = vtm_hard_negatives(sim, sim.t(), ids=torch.zeros(6, dtype=torch.long))
+    assert (nv != torch.arange(6)).all() and (nt != torch.arange(6)).all()
+
+
+def test_vtm_pairs_labels_and_loss_follow_umt_order():
+    nv, nt = torch.tensor([2, 0, 1]), torch.tensor([1, 2, 0])
+    vi, ti = vtm_pair_indices(nv, nt)
+    assert vi.tolist() == [0, 1, 2, 2, 0, 1, 0, 1, 2]
+    assert ti.tolist() == [0, 1, 2, 0, 1, 2, 1, 2, 0]
+    assert vtm_labels(3).tolist() == [1, 1, 1, 0, 0, 0, 0, 0, 0]
+    logits = torch.randn(9, 2)
+    torch.testing.assert_close(vtm_loss(logits), F.cross_entropy(logits, vtm_labels(3)))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# MLM
+# ----------------------------------------------------------------------------------------------------------------
+
+PAD, CLS, SEP, MASK, VOCAB = 0, 101, 102, 103, 30522
+
+
+def _batch(n=4000, length=32):
+    g = torch.Generator().manual_seed(5)
+    ids = torch.randint(1000, VOCAB, (n, length), generator=g)
+    lengths = torch.randint(3, length + 1, (n,), generator=g)
+    pos = torch.arange(length)[None]
+    attn = (pos < lengths[:, None]).long()
+    ids[:, 0] = CLS
+    ids[torch.arange(n), lengths - 1] = SEP
+    ids[attn == 0] = PAD
+    return ids, attn
+
+
+def test_mlm_mask_statistics():
+    ids, attn = _batch()
+    orig = ids.clone()
+    masked, labels = mlm_mask(ids, attn, VOCAB, MASK, PAD, CLS, prob=0.5, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(ids, orig)  # input untouched
+    sel = labels != -100
+    assert not sel[ids == PAD].any() and not sel[ids == CLS].any() and not sel[attn == 0].any()
+    assert sel[ids == SEP].any()  # SEP may be masked, as upstream
+    torch.testing.assert_close(labels[sel], orig[sel])
+    assert torch.equal(masked[~sel], orig[~sel])
+    eligible = (ids != PAD) & (ids != CLS)
+    assert sel.sum().item() / eligible.sum().item() == pytest.approx(0.5, abs=0.01)
+    n = sel.sum().item()
+    to_mask = (masked[sel] == MASK).sum().item() / n
+    kept = (masked[sel] == orig[sel]).sum().item() / n
+    rand = 1 - to_mask - kept
+    assert to_mask == pytest.approx(0.8, abs=0.01)
+    assert kept == pytest.approx(0.1, abs=0.01)
+    assert rand == pytest.approx(0.1, abs=0.01)
+
+
+def test_mlm_mask_reproducible_and_loss():
+    ids, attn = _batch(8, 16)
+    a = mlm_mask(ids, attn, VOCAB, MASK, PAD, CLS, generator=torch.Generator().manual_seed(9))
+    b = mlm_mask(ids, attn, VOCAB, MASK, PAD, CLS, generator=torch.Generator().manual_seed(9))
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    labels = a[1]
+    logits = torch.randn(8, 16, 50).requires_grad_()
+    small = labels.clamp(max=49).masked_fill(labels == -100, -100)
+    loss = mlm_loss(logits, small)
+    sel = small != -100
+    torch.testing.assert_close(loss, F.cross_entropy(logits[sel], small[sel]))
+    empty = mlm_loss(logits, torch.full((8, 16), -100))
+    assert empty.item() == 0.0 and empty.requires_grad
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Distillation / UTA
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_distillation_loss_values_and_gradients():
+    s = torch.randn(2, 5, 8)
+    assert distillation_loss(s, s * 3).item() == pytest.approx(0.0, abs=1e-6)
+    assert distillation_loss(s, -s).item() == pytest.approx(4.0, abs=1e-6)
+    a, b = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 2.0]])
+    assert distillation_loss(a, b).item() == pytest.approx(2.0)
+    assert uta_loss is distillation_loss
+    student = torch.randn(3, 4, 8, requires_grad=True)
+    teacher = torch.randn(3, 4, 8, requires_grad=True)
+    distillation_loss(student, teacher).backward()
+    assert student.grad is not None and teacher.grad is None
+    assert distillation_loss(torch.randn(4, 8), torch.randn(4, 8)).dim() == 0

@@ -1,0 +1,97 @@
+"""Test-video helpers: write small videos with PyAV whose frames encode their own index.
+
+Each frame's top half is a solid grey patch of level ``INDEX_BASE + INDEX_STEP * i`` (robust to lossy
+compression), the bottom half a moving colour texture (so frame comparisons between decoders test real pixels).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+INDEX_BASE = 20
+INDEX_STEP = 3
+MAX_INDEX = (255 - INDEX_BASE) // INDEX_STEP  # 78
+
+
+def indexed_frames(num_frames: int, height: int = 48, width: int = 64) -> np.ndarray:
+    """uint8 [T, H, W, 3]; frame i's top half is grey ``20 + 3 i`` (i <= 78)."""
+    if num_frames - 1 > MAX_INDEX:
+        raise ValueError(f"at most {MAX_INDEX + 1} indexed frames")
+    yy, xx = np.mgrid[0:height, 0:width]
+    out = np.empty((num_frames, height, width, 3), np.uint8)
+    half = height // 2
+    for i in range(num_frames):
+        out[i, :half] = INDEX_BASE + INDEX_STEP * i
+        out[i, half:, :, 0] = ((xx[half:] * 4 + i * 7) % 256)
+        out[i, half:, :, 1] = ((yy[half:] * 5 + i * 3) % 256)
+        out[i, half:, :, 2] = ((xx[half:] + yy[half:]) * 2 % 256)
+    return out
+
+
+def frame_index_of(frame) -> int:
+    """Recover the index written by :func:`indexed_frames` from a decoded frame ([H, W, 3] or [3, H, W])."""
+    a = np.asarray(frame, dtype=np.float64)
+    if a.shape[0] == 3 and a.shape[-1] != 3:
+        a = a.transpose(1, 2, 0)
+    h, w = a.shape[:2]
+    patch = a[h // 8: h // 2 - h // 8, w // 4: w - w // 4]  # centre of the solid top half
+    return int(round((patch.mean() - INDEX_BASE) / INDEX_STEP))
+
+
+def write_video(path, frames: np.ndarray, fps: int = 25, codec: str = "libx264", gop: int | None = None) -> Path:
+    """Write uint8 [T, H, W, 3] RGB frames with PyAV (container from the file extension).
+
+    codec: "libx264" (near-lossless crf 10) or "mpeg4" (high bitrate). gop: keyframe interval.
+    """
+    import av
+
+    path = Path(path)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=fps)
+        stream.width, stream.height = frames.shape[2], frames.shape[1]
+        stream.pix_fmt = "yuv420p"
+        if gop:
+            stream.codec_context.gop_size = gop
+        if codec == "libx264":
+            stream.options = {"crf": "10", "preset": "ultrafast"}
+        else:
+            stream.bit_rate = 4_000_000
+        for f in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def write_audio_only(path, seconds: float = 0.5, rate: int = 16000) -> Path:
+    """An mp4 holding a single AAC audio stream and no video."""
+    import av
+
+    path = Path(path)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("aac", rate=rate)
+        n = 1024
+        for k in range(int(seconds * rate) // n):
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, n), np.float32), format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = rate, k * n
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def write_zero_frame_video(path, codec: str = "mpeg4") -> Path:
+    """A container with a video stream header but no frames."""
+    import av
+
+    path = Path(path)
+    container = av.open(str(path), "w")
+    stream = container.add_stream(codec, rate=25)
+    stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+    container.start_encoding()
+    container.close()
+    return path

@@ -1,0 +1,471 @@
+"""WebDataset shards for pretraining: a writer in the video2dataset layout and a resumable training reader.
+
+**Layout** (what video2dataset writes, pretraining.md §4): ``{shard:05d}.tar`` holding samples keyed by a
+9-digit ``__key__`` with ``key.mp4`` (video bytes, any container: ``.mp4/.webm/.mkv/.avi/.mov``),
+``key.txt`` (caption) and ``key.json`` (metadata: caption, source file, duration, ...); images as
+``key.jpg``/``key.png`` + ``key.txt`` + ``key.json``. Next to each shard, ``{shard:05d}_stats.json``:
+``{"shard", "count", "successes", "failed", "failures": [{"key", "file", "reason"}]}``. Row ``i`` of the
+caption file gets key ``i`` and goes to shard ``i // per_shard`` (failed rows leave gaps, as in video2dataset).
+
+**Reader** (:func:`make_train_loader`): per rank, an endless stream of batches whose order is a pure function of
+``(seed, rank, step)``, so a run resumed from a checkpoint sees exactly the batches it would have seen:
+
+- The stream of a (rank, logical worker) pair is a sequence of *chunks*; chunk ``c`` reads ``shards_per_chunk``
+  shards drawn with replacement (``resampled``: no rank ever runs out of data, and no shard split across nodes
+  can make ranks hang) by an RNG seeded with ``(seed, rank, worker, c)``, interleaves them and passes them through
+  a shuffle buffer seeded the same way.
+- Each sample's frame sampling ("rand" segments) and crop/flip draw from an RNG seeded with the sample's position
+  ``(seed, rank, worker, c, i)``; video is decoded from the sample's bytes (no temp file).
+- Each batch carries the position after its last raw sample; :class:`TrainLoader` records the positions of the
+  batches the training loop consumed (``state_dict()``), and a new loader started from that state replays only the
+  current chunk's raw bytes (no decoding) to get back to the same place.
+- Batches are built inside the DataLoader workers; batch ``s`` comes from logical worker ``s % W``, and a loader
+  resumed at step ``S`` rotates its workers by ``S`` so the order is the same for any start step.
+- A fixed epoch length (``steps_per_epoch``, like ``wds.with_epoch``) so every rank takes the same number of steps.
+- A sample that fails to read or decode is skipped, logged and counted (``TrainLoader.num_corrupt``), never fatal.
+
+Images are 1-frame videos; a stream holds one modality (``"video"`` or ``"image"``) so batches stack; samples of
+the other modality are skipped (not counted as corrupt).
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import io
+import json
+import logging
+import os
+import random
+import time
+from itertools import islice
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+
+logger = logging.getLogger(__name__)
+
+VIDEO_EXTS = ("mp4", "webm", "mkv", "avi", "mov")
+IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
+MEDIA_COLUMNS = ("video", "videoid", "video_id", "path", "file", "filename", "image", "image_id")
+CAPTION_COLUMNS = ("caption", "text", "name", "title")
+
+
+# ============================================================================================================
+# Writer
+# ============================================================================================================
+
+
+def read_captions(path: str | os.PathLike) -> list[dict]:
+    """Rows of a ``.csv`` (with a header) or ``.jsonl`` caption file, as dicts.
+
+    Each row needs a media column (``video``, ``videoid``, ``path``, ``file``, ``filename``, ``image``, ...) and a
+    caption column (``caption``, ``text``, ``name``, ``title``); other columns are kept as metadata.
+    """
+    path = Path(path)
+    if path.suffix == ".jsonl":
+        with open(path, encoding="utf-8") as f:
+            return [json.loads(line) for line in f if line.strip()]
+    if path.suffix == ".csv":
+        with open(path, newline="", encoding="utf-8") as f:
+            return list(csv.DictReader(f))
+    raise ValueError(f"caption file must be .csv or .jsonl, got {path.name}")
+
+
+def _pick(row: dict, columns: Sequence[str]) -> str | None:
+    for c in columns:
+        if row.get(c) not in (None, ""):
+            return str(row[c])
+    return None
+
+
+def _resolve_media(videos_dir: Path, name: str) -> Path | None:
+    """``name`` relative to ``videos_dir``; without an extension, the first ``name.<video/image ext>`` found."""
+    p = Path(name) if os.path.isabs(name) else videos_dir / name
+    if p.is_file():
+        return p
+    if not p.suffix:
+        for ext in VIDEO_EXTS + IMAGE_EXTS:
+            q = p.with_name(p.name + "." + ext)
+            if q.is_file():
+                return q
+    return None
+
+
+def decode_image(data: bytes) -> np.ndarray:
+    """Decode image bytes (jpg/png/webp) to uint8 [H, W, 3] RGB with PyAV (no PIL dependency)."""
+    import av
+
+    with av.open(io.BytesIO(data)) as container:
+        frame = next(container.decode(video=0))
+        return frame.to_ndarray(format="rgb24")
+
+
+def _validate(data: bytes, ext: str, name: str) -> dict:
+    """Open the media with the training reader; returns metadata or raises with the reason."""
+    if ext in IMAGE_EXTS:
+        img = decode_image(data)
+        return {"height": int(img.shape[0]), "width": int(img.shape[1])}
+    from vtr.data.video import open_video
+
+    with open_video(data, name=name) as reader:
+        if reader.num_frames < 1:
+            raise ValueError("no frames")
+        reader.get_frames([0, reader.num_frames - 1])  # decodes: a header-only file fails here
+        return {"duration": round(reader.duration, 3), "num_frames": int(reader.num_frames),
+                "fps": float(reader.fps), "height": int(reader.height), "width": int(reader.width)}
+
+
+def write_shard(shard: int, rows: list[tuple[int, dict]], videos_dir: str | os.PathLike, out: str | os.PathLike) -> dict:
+    """Write shard ``shard`` from ``(row_index, row)`` pairs; returns (and writes) its stats."""
+    import webdataset as wds
+
+    videos_dir, out = Path(videos_dir), Path(out)
+    start = time.time()
+    failures, successes = [], 0
+    tmp = out / f"{shard:05d}.tar.tmp"
+    with wds.TarWriter(str(tmp)) as sink:
+        for index, row in rows:
+            key = f"{index:09d}"
+            media = _pick(row, MEDIA_COLUMNS)
+            caption = _pick(row, CAPTION_COLUMNS)
+            try:
+                if media is None or caption is None:
+                    raise ValueError(f"row has no media column {MEDIA_COLUMNS} or no caption column {CAPTION_COLUMNS}")
+                path = _resolve_media(videos_dir, media)
+                if path is None:
+                    raise FileNotFoundError(f"no such file: {media}")
+                ext = path.suffix.lower().lstrip(".")
+                if ext not in VIDEO_EXTS + IMAGE_EXTS:
+                    raise ValueError(f"unsupported extension .{ext}")
+                data = path.read_bytes()
+                meta = _validate(data, ext, str(path))
+            except Exception as e:  # noqa: BLE001 - any broken input is skipped and counted, never fatal
+                reason = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"[:300]
+                failures.append({"key": key, "file": media, "reason": reason})
+                logger.warning("skipping row %d (%s): %s", index, media, reason)
+                continue
+            extra = {k: v for k, v in row.items() if k not in MEDIA_COLUMNS and k not in CAPTION_COLUMNS}
+            meta = {"key": key, "caption": caption, "file": media, **meta, **extra}
+            sink.write({"__key__": key, ext: data, "txt": caption, "json": meta})
+            successes += 1
+    os.replace(tmp, out / f"{shard:05d}.tar")
+    stats = {"shard": shard, "count": len(rows), "successes": successes, "failed": len(failures),
+             "failures": failures, "start_time": start, "end_time": time.time()}
+    (out / f"{shard:05d}_stats.json").write_text(json.dumps(stats, indent=2))
+    return stats
+
+
+def _write_shard_star(args):
+    return write_shard(*args)
+
+
+def make_shards(videos: str | os.PathLike, captions: str | os.PathLike, out: str | os.PathLike,
+                per_shard: int = 1000, processes: int = 1) -> dict:
+    """Write the caption file's rows into ``{shard:05d}.tar`` + ``{shard:05d}_stats.json`` under ``out``.
+
+    Returns the totals ``{"shards", "count", "successes", "failed"}`` (also written to ``out/stats.json``).
+    """
+    rows = list(enumerate(read_captions(captions)))
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    jobs = [(s, rows[i:i + per_shard], str(videos), str(out)) for s, i in enumerate(range(0, len(rows), per_shard))]
+    if processes > 1 and len(jobs) > 1:
+        import multiprocessing as mp
+
+        with mp.get_context("spawn").Pool(processes) as pool:
+            stats = list(pool.imap(_write_shard_star, jobs))
+    else:
+        stats = [write_shard(*job) for job in jobs]
+    total = {"shards": len(stats), "count": sum(s["count"] for s in stats),
+             "successes": sum(s["successes"] for s in stats), "failed": sum(s["failed"] for s in stats)}
+    (out / "stats.json").write_text(json.dumps(total, indent=2))
+    return total
+
+
+def shards_make_command(videos: str, captions: str, out: str, per_shard: int = 1000, processes: int = 1) -> int:
+    """Write video/image + caption pairs into WebDataset shards (video2dataset layout) for pretraining.
+
+    videos: folder holding the media files named in the caption file
+    captions: .csv (with header) or .jsonl; a media column (video, videoid, path, file, image) and a caption column
+    out: output folder for {shard:05d}.tar and {shard:05d}_stats.json
+    per_shard: rows per shard
+    processes: shards written in parallel
+    """
+    total = make_shards(videos, captions, out, per_shard=per_shard, processes=processes)
+    print(f"wrote {total['shards']} shards to {out}: {total['successes']} samples, "
+          f"{total['failed']} skipped (see *_stats.json)")
+    return 0
+
+
+# ============================================================================================================
+# Reader
+# ============================================================================================================
+
+
+def expand_shards(spec: str | Sequence[str]) -> list[str]:
+    """Shard paths from a list, a brace pattern (``dir/{00000..00009}.tar``), a glob, a folder (all ``*.tar``), or
+    several of those joined by ``::``."""
+    if not isinstance(spec, str):
+        return [u for s in spec for u in expand_shards(s)]
+    import braceexpand
+
+    urls = []
+    for part in spec.split("::"):
+        part = part.strip()
+        if not part:
+            continue
+        if os.path.isdir(part):
+            urls += sorted(glob.glob(os.path.join(part, "*.tar")))
+            continue
+        for u in braceexpand.braceexpand(part):
+            urls += sorted(glob.glob(u)) if any(ch in u for ch in "*?[") else [u]
+    return urls
+
+
+def _seed(*parts: int) -> int:
+    """A 63-bit seed that is a pure function of the integers given."""
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(2, np.uint64)[0] >> np.uint64(1))
+
+
+def _raw_samples(url: str, on_error) -> Iterator[dict]:
+    """Samples (dicts of extension -> bytes, plus ``__key__``/``__url__``) of one tar file."""
+    import webdataset as wds
+
+    def handler(exn):
+        on_error(f"{url}: {type(exn).__name__}: {exn}")
+        return True
+
+    try:
+        stream = [{"url": url, "stream": open(url, "rb")}]
+    except OSError as e:
+        on_error(f"{url}: {e}")
+        return
+    try:
+        files = wds.tariterators.tar_file_expander(stream, handler=handler)
+        yield from wds.tariterators.group_by_keys(files, handler=handler)
+    finally:
+        stream[0]["stream"].close()
+
+
+def _modality(sample: dict) -> str | None:
+    if any(e in sample for e in VIDEO_EXTS):
+        return "video"
+    if any(e in sample for e in IMAGE_EXTS):
+        return "image"
+    return None
+
+
+class ShardStream(torch.utils.data.IterableDataset):
+    """One rank's endless stream of batches; see the module docstring for the order and the resume design.
+
+    Each item is a dict: ``frames`` float32 [B, T, 3, S, S] (T = 1 for images), ``input_ids`` / ``attention_mask``
+    [B, L], ``keys`` (list of str), ``__pos__`` ``(worker, chunk, offset, corrupt_so_far)``.
+    """
+
+    def __init__(self, urls, tokenizer, batch_size: int, num_frames: int = 8, img_size: int = 224,
+                 max_txt_l: int = 32, modality: str = "video", seed: int = 0, rank: int = 0,
+                 shards_per_chunk: int = 4, shuffle_buffer: int = 500, mean=None, std=None,
+                 transform_scale=(0.5, 1.0)):
+        super().__init__()
+        from vtr.data.transforms import IMAGENET_MEAN, IMAGENET_STD, TrainTransform
+
+        self.urls = expand_shards(urls)
+        if not self.urls:
+            raise ValueError(f"no shards found for {urls!r}")
+        if modality not in ("video", "image"):
+            raise ValueError(f"modality must be 'video' or 'image', got {modality!r}")
+        self.tokenizer, self.batch_size, self.num_frames, self.max_txt_l = tokenizer, batch_size, num_frames, max_txt_l
+        self.modality, self.seed, self.rank = modality, seed, rank
+        self.shards_per_chunk, self.shuffle_buffer = shards_per_chunk, shuffle_buffer
+        self.transform = TrainTransform(img_size, scale=transform_scale, mean=mean or IMAGENET_MEAN,
+                                        std=std or IMAGENET_STD)
+        self.num_workers = 1
+        self.start_step = 0
+        self.positions: dict[int, tuple[int, int, int]] = {}  # logical worker -> (chunk, offset, corrupt)
+
+    def set_position(self, step: int, positions: dict, num_workers: int) -> None:
+        """Where each logical worker resumes (called by :class:`TrainLoader` before each epoch)."""
+        self.start_step, self.positions, self.num_workers = step, dict(positions), max(1, num_workers)
+
+    # ------------------------------------------------------------------------------------------- raw order
+    def chunk_shards(self, worker: int, chunk: int) -> list[str]:
+        rng = random.Random(_seed(self.seed, self.rank, worker, chunk, 0))
+        return [rng.choice(self.urls) for _ in range(self.shards_per_chunk)]
+
+    def chunk_samples(self, worker: int, chunk: int, on_error) -> Iterator[dict]:
+        """The raw (undecoded) samples of a chunk, in their shuffled order; a pure function of its arguments."""
+        rng = random.Random(_seed(self.seed, self.rank, worker, chunk, 1))
+        streams = [_raw_samples(u, on_error) for u in self.chunk_shards(worker, chunk)]
+        buffer: list[dict] = []
+        while streams:
+            i = rng.randrange(len(streams))
+            try:
+                sample = next(streams[i])
+            except StopIteration:
+                streams.pop(i)
+                continue
+            buffer.append(sample)
+            if len(buffer) >= self.shuffle_buffer:
+                j = rng.randrange(len(buffer))
+                buffer[j], buffer[-1] = buffer[-1], buffer[j]
+                yield buffer.pop()
+        rng.shuffle(buffer)
+        yield from buffer
+
+    # ------------------------------------------------------------------------------------------- decoding
+    def decode(self, sample: dict, sample_seed: int) -> tuple[torch.Tensor, str]:
+        """Frames float32 [T, 3, S, S] and the normalised caption of one raw sample (raises when corrupt)."""
+        from vtr.data.text import normalize_caption
+        from vtr.data.video import open_video, sample_frame_indices
+
+        rng = np.random.default_rng(sample_seed)
+        gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        if self.modality == "video":
+            ext = next(e for e in VIDEO_EXTS if e in sample)
+            with open_video(bytes(sample[ext]), name=f"{sample['__url__']}:{sample['__key__']}.{ext}") as reader:
+                indices = sample_frame_indices(self.num_frames, reader.num_frames, "rand", rng=rng)
+                frames = reader.get_frames(indices).permute(0, 3, 1, 2).contiguous()
+        else:
+            ext = next(e for e in IMAGE_EXTS if e in sample)
+            frames = torch.from_numpy(decode_image(bytes(sample[ext]))).permute(2, 0, 1)[None].contiguous()
+        if "txt" in sample:
+            caption = bytes(sample["txt"]).decode("utf-8")
+        else:
+            caption = json.loads(bytes(sample["json"]))["caption"]
+        return self.transform(frames, generator=gen), normalize_caption(caption)
+
+    def collate(self, items: list) -> dict:
+        from vtr.data.text import tokenize
+
+        tokens = tokenize(self.tokenizer, [c for _, c, _ in items], self.max_txt_l)
+        return {"frames": torch.stack([f for f, _, _ in items]), **tokens, "keys": [k for _, _, k in items]}
+
+    # ------------------------------------------------------------------------------------------- iteration
+    def worker_batches(self, worker: int, chunk: int, offset: int, corrupt: int) -> Iterator[dict]:
+        """Batches of one logical worker from position (chunk, offset); never ends."""
+        errors: list[str] = []
+        items = []
+        while True:
+            for i, sample in enumerate(islice(self.chunk_samples(worker, chunk, errors.append), offset, None),
+                                       start=offset):
+                for err in errors:
+                    corrupt += 1
+                    logger.warning("skipping corrupt shard data (%d so far): %s", corrupt, err)
+                errors.clear()
+                if _modality(sample) != self.modality:
+                    continue
+                try:
+                    frames, caption = self.decode(sample, _seed(self.seed, self.rank, worker, chunk, 2, i))
+                except Exception as e:  # noqa: BLE001 - a corrupt sample is skipped and counted, never fatal
+                    corrupt += 1
+                    logger.warning("skipping corrupt sample %s in %s (%d so far): %s: %s", sample.get("__key__"),
+                                   sample.get("__url__"), corrupt, type(e).__name__, str(e)[:200])
+                    continue
+                items.append((frames, caption, sample["__key__"]))
+                if len(items) == self.batch_size:
+                    batch = self.collate(items)
+                    batch["__pos__"] = (worker, chunk, i + 1, corrupt)
+                    items = []
+                    yield batch
+            for err in errors:
+                corrupt += 1
+                logger.warning("skipping corrupt shard data (%d so far): %s", corrupt, err)
+            errors.clear()
+            chunk, offset = chunk + 1, 0
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        physical, n = (info.id, info.num_workers) if info is not None else (0, 1)
+        if n != self.num_workers:
+            raise RuntimeError(f"stream prepared for {self.num_workers} workers, running in {n}")
+        # Rotate so that the first batch of a loader started at step S comes from logical worker S % n.
+        worker = (physical + self.start_step) % n
+        chunk, offset, corrupt = self.positions.get(worker, (0, 0, 0))
+        return self.worker_batches(worker, chunk, offset, corrupt)
+
+
+class TrainLoader:
+    """DataLoader over a :class:`ShardStream` with a fixed epoch length (``wds.with_epoch`` semantics: each
+    iteration yields ``steps_per_epoch`` batches) and a resumable position (``state_dict`` / ``load_state_dict``).
+
+    ``num_corrupt``: samples skipped so far on this rank (as of the batches consumed).
+    """
+
+    def __init__(self, stream: ShardStream, steps_per_epoch: int, num_workers: int = 0, prefetch_factor: int = 2,
+                 pin_memory: bool = False):
+        self.stream, self.steps_per_epoch, self.num_workers = stream, int(steps_per_epoch), int(num_workers)
+        self.prefetch_factor, self.pin_memory = prefetch_factor, pin_memory
+        self.step = 0
+        self.positions: dict[int, tuple[int, int, int]] = {}
+
+    def __len__(self) -> int:
+        return self.steps_per_epoch
+
+    @property
+    def num_corrupt(self) -> int:
+        return sum(p[2] for p in self.positions.values())
+
+    def __iter__(self):
+        self.stream.set_position(self.step, self.positions, self.num_workers)
+        kwargs = {"prefetch_factor": self.prefetch_factor, "persistent_workers": False} if self.num_workers else {}
+        loader = torch.utils.data.DataLoader(self.stream, batch_size=None, num_workers=self.num_workers,
+                                             pin_memory=self.pin_memory, **kwargs)
+        for batch in islice(loader, self.steps_per_epoch):
+            worker, chunk, offset, corrupt = batch.pop("__pos__")
+            self.positions[int(worker)] = (int(chunk), int(offset), int(corrupt))
+            self.step += 1
+            yield batch
+
+    def state_dict(self) -> dict:
+        return {"step": self.step, "num_workers": self.num_workers,
+                "positions": {int(k): list(v) for k, v in self.positions.items()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("num_workers", self.num_workers) != self.num_workers:
+            logger.warning("loader state was saved with %s workers, now %s: data order will differ from the "
+                           "uninterrupted run", state.get("num_workers"), self.num_workers)
+        self.step = int(state["step"])
+        self.positions = {int(k): tuple(v) for k, v in state.get("positions", {}).items()}
+
+
+def make_train_loader(urls, tokenizer, batch_size: int, steps_per_epoch: int, num_frames: int = 8,
+                      img_size: int = 224, max_txt_l: int = 32, modality: str = "video", seed: int = 0,
+                      rank: int = 0, num_workers: int = 2, shards_per_chunk: int = 4, shuffle_buffer: int = 500,
+                      mean=None, std=None, state: dict | None = None) -> TrainLoader:
+    """The training reader for one rank: resampled shards, shuffle buffer, decode + "rand" frames + train
+    transform + caption normalisation and tokenisation, batches of ``batch_size``, ``steps_per_epoch`` per epoch.
+
+    urls: shard list / brace pattern / folder (see :func:`expand_shards`). state: a ``TrainLoader.state_dict()``
+    to resume from. Iterate it once per epoch; every batch is a dict with ``frames`` [B, T, 3, S, S],
+    ``input_ids``, ``attention_mask`` [B, max_txt_l] and ``keys``.
+    """
+    stream = ShardStream(urls, tokenizer, batch_size, num_frames=num_frames, img_size=img_size, max_txt_l=max_txt_l,
+                         modality=modality, seed=seed, rank=rank, shards_per_chunk=shards_per_chunk,
+                         shuffle_buffer=shuffle_buffer, mean=mean, std=std)
+    loader = TrainLoader(stream, steps_per_epoch, num_workers=num_workers)
+    if state is not None:
+        loader.load_state_dict(state)
+    return loader
+
+
+__all__ = ["read_captions", "make_shards", "write_shard", "shards_make_command", "decode_image", "expand_shards",
+           "ShardStream", "TrainLoader", "make_train_loader", "count_shard_samples"]
+
+
+def count_shard_samples(urls) -> int:
+    """Samples in the shards: the ``successes`` of each ``{shard}_stats.json`` next to a tar (its member count
+    when the stats file is missing)."""
+    import tarfile
+
+    total = 0
+    for url in expand_shards(urls):
+        stats = Path(url[: -len(".tar")] + "_stats.json") if url.endswith(".tar") else None
+        if stats is not None and stats.is_file():
+            total += int(json.loads(stats.read_text()).get("successes", 0))
+            continue
+        with tarfile.open(url) as tar:
+            total += len({Path(m.name).name.split(".", 1)[0] for m in tar.getmembers() if m.isfile()})
+    return total

@@ -1,0 +1,228 @@
+"""Checkpoint filter and strict loading.
+
+Recognises the released VideoMamba layout (flat or wrapped; ``text_encoder.bert.``, ``clip_teacher.*``,
+``text_encoder.cls.*``, bf16 tensors, the ``position_ids`` buffer), the official retrieval layout and vtr's own.
+Every checkpoint key is either used (possibly renamed, cast or resized, by a named rule) or dropped by a named
+rule; every model key must be filled. Anything else is an error that names the keys: a partial load looks like
+a weak model, which is the worst kind of bug (model.md §1).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from vtr.errors import CheckpointError
+from vtr.models.videomamba import resize_pos_embed, resize_temporal_pos_embed
+
+logger = logging.getLogger(__name__)
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+
+
+@dataclass
+class LoadReport:
+    """What a load did with every key, grouped by the rule that decided it."""
+
+    used: int = 0
+    renamed: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    cast: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    resized: list[str] = field(default_factory=list)
+    dropped: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+
+    def summary(self) -> str:
+        lines = [f"checkpoint load: {self.used} model tensors filled"]
+        for rule, n in self.renamed.items():
+            lines.append(f"  renamed  {n:5d}  {rule}")
+        for rule, n in self.cast.items():
+            lines.append(f"  cast     {n:5d}  {rule}")
+        for what in self.resized:
+            lines.append(f"  resized         {what}")
+        for rule, keys in self.dropped.items():
+            lines.append(f"  dropped  {len(keys):5d}  {rule}")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        return {
+            "used": self.used,
+            "renamed": dict(self.renamed),
+            "cast": dict(self.cast),
+            "resized": list(self.resized),
+            "dropped": {rule: len(keys) for rule, keys in self.dropped.items()},
+        }
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read a ``.pth``/``.pt``/``.bin`` or ``.safetensors`` file (or a vtr folder) into a flat state dict."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / WEIGHTS_FILE
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - re-raised with the file name
+        raise CheckpointError(f"cannot read checkpoint {path}: {e}") from e
+    return unwrap_state_dict(obj, source=str(path))
+
+
+def unwrap_state_dict(obj, source: str = "checkpoint") -> dict[str, torch.Tensor]:
+    """Accept a flat state dict or one wrapped as ``{"model": sd}`` / ``{"module": sd}`` / ``{"state_dict": sd}``."""
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{source}: expected a state dict, found {type(obj).__name__}")
+    for wrapper in ("model", "module", "state_dict"):
+        if wrapper in obj and isinstance(obj[wrapper], dict):
+            obj = obj[wrapper]
+            break
+    tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    if not tensors:
+        raise CheckpointError(f"{source}: no tensors found")
+    return tensors
+
+
+def file_checksum(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
+    """sha256 of a file (of ``model.safetensors`` for a vtr folder)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / WEIGHTS_FILE
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def filter_checkpoint(state_dict: dict[str, torch.Tensor], model: nn.Module) -> tuple[dict, LoadReport]:
+    """Map a foreign state dict onto ``model``'s names, shapes and dtypes; returns (state dict, report).
+
+    Raises CheckpointError naming every model key left missing, every checkpoint key no rule explains, and
+    every shape that cannot be reconciled.
+    """
+    report = LoadReport()
+    target = model.state_dict()
+    has_mlm_head = any(k.startswith("text_mlm_head.") for k in target)
+    out: dict[str, torch.Tensor] = {}
+    unexplained: list[str] = []
+
+    for key, value in state_dict.items():
+        name = key
+        if name.startswith("module."):
+            name = name[len("module.") :]
+            report.renamed["DDP prefix 'module.' stripped"] += 1
+        if name.startswith("clip_teacher."):
+            report.dropped["CLIP teacher (pretraining only)"].append(key)
+            continue
+        if name.endswith("embeddings.position_ids"):
+            report.dropped["position_ids buffer (positions are computed)"].append(key)
+            continue
+        if name.startswith("text_encoder.cls."):
+            if has_mlm_head:
+                name = "text_mlm_head." + name[len("text_encoder.cls.") :]
+                report.renamed["release MLM head text_encoder.cls. -> text_mlm_head."] += 1
+            else:
+                report.dropped["MLM head (pretraining only; model built without it)"].append(key)
+                continue
+        elif name.startswith("text_encoder.bert."):
+            name = "text_encoder." + name[len("text_encoder.bert.") :]
+            report.renamed["release text prefix text_encoder.bert. -> text_encoder."] += 1
+        if name not in target:
+            unexplained.append(key)
+            continue
+        want = target[name]
+        if value.shape != want.shape:
+            value = _resize(name, value, want, report)
+        if value.dtype != want.dtype:
+            report.cast[f"{value.dtype} -> {want.dtype}".replace("torch.", "")] += 1
+            value = value.to(want.dtype)
+        if not value.is_contiguous() or value.data_ptr() % 64:
+            # safetensors hands out 8-byte-aligned views; oneDNN/MKL kernels take other code paths on them
+            # and round differently, so the same weights would give different last digits per file format.
+            value = value.clone(memory_format=torch.contiguous_format)
+        out[name] = value
+
+    tied = "text_mlm_head.predictions.decoder.weight"
+    word = "text_encoder.embeddings.word_embeddings.weight"
+    if tied in out and word in out and not torch.equal(out[tied], out[word]):
+        raise CheckpointError(
+            f"{tied} differs from {word}, but the model ties them (as BERT's MLM head does); "
+            "this checkpoint was not trained with tied weights"
+        )
+
+    missing = [k for k in target if k not in out]
+    if missing or unexplained:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} model key(s) missing from the checkpoint: {_preview(missing)}")
+        if unexplained:
+            parts.append(f"{len(unexplained)} checkpoint key(s) no rule explains: {_preview(unexplained)}")
+        raise CheckpointError("; ".join(parts))
+    report.used = len(out)
+    return out, report
+
+
+def _resize(name: str, value: torch.Tensor, want: torch.Tensor, report: LoadReport) -> torch.Tensor:
+    if name.endswith("vision_encoder.pos_embed"):
+        grid = int(round((want.shape[1] - 1) ** 0.5))
+        resized = resize_pos_embed(value.float(), (grid, grid))
+    elif name.endswith("vision_encoder.temporal_pos_embedding"):
+        resized = resize_temporal_pos_embed(value.float(), want.shape[1])
+    else:
+        raise CheckpointError(f"shape mismatch for {name}: checkpoint {tuple(value.shape)}, model {tuple(want.shape)}")
+    if resized.shape != want.shape:
+        raise CheckpointError(f"cannot resize {name} from {tuple(value.shape)} to {tuple(want.shape)}")
+    report.resized.append(f"{name} {tuple(value.shape)} -> {tuple(want.shape)}")
+    return resized
+
+
+def _preview(keys: list[str], n: int = 10) -> str:
+    shown = ", ".join(keys[:n])
+    return shown + (f", ... (+{len(keys) - n} more)" if len(keys) > n else "")
+
+
+def load_checkpoint(model: nn.Module, source, log: bool = True, assign: bool = False) -> LoadReport:
+    """Filter then strictly load ``source`` (a path or a state dict) into ``model``; returns the report.
+
+    assign: take the checkpoint's tensors instead of copying into existing ones — for a model built on the
+        ``meta`` device, which skips the (slow, wasted) random initialisation of ~190M parameters.
+    """
+    state_dict = read_state_dict(source) if isinstance(source, (str, os.PathLike)) else unwrap_state_dict(source)
+    filtered, report = filter_checkpoint(state_dict, model)
+    model.load_state_dict(filtered, strict=True, assign=assign)
+    if hasattr(model, "tie_weights"):
+        model.tie_weights()  # assign replaces each tied parameter separately; share them again
+    left = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+    if left:
+        raise CheckpointError(f"tensors not filled by the checkpoint: {_preview(left)}")
+    if log:
+        logger.info("%s", report.summary())
+    return report
+
+
+def save_vtr(model: nn.Module, folder: str | os.PathLike, config: dict) -> Path:
+    """Write vtr's own format: ``model.safetensors`` + ``config.json`` (architecture and preprocessing)."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    # Tied weights (MLM decoder = word embeddings) are stored once per name; safetensors refuses shared storage.
+    tensors = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+    tmp = folder / (WEIGHTS_FILE + ".tmp")
+    save_file(tensors, str(tmp), metadata={"format": "vtr"})
+    os.replace(tmp, folder / WEIGHTS_FILE)
+    tmp = folder / (CONFIG_FILE + ".tmp")
+    tmp.write_text(json.dumps(config, indent=2))
+    os.replace(tmp, folder / CONFIG_FILE)
+    return folder

@@ -1,0 +1,193 @@
+"""The bidirectional Mamba mixer of VideoMamba (model.md §3), its RMSNorm and its pre-norm block.
+
+Parameter names follow the release (``layers.{i}.mixer.*``): ``in_proj``, per direction ``conv1d``,
+``x_proj``, ``dt_proj``, ``A_log``, ``D`` (backward: ``conv1d_b``, ``x_proj_b``, ``dt_proj_b``, ``A_b_log``,
+``D_b``) and one shared ``out_proj``.
+
+Layout: inside the mixer every per-channel tensor is kept channels-first, ``[B, C, L]``, which is what the
+selective scan wants; the only layout changes are at ``in_proj`` (``[B, L, D]`` in) and ``out_proj``
+(``[B, L, D]`` out), where they are folded into the matmuls.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from vtr.ops.selective_scan import selective_scan
+
+logger = logging.getLogger(__name__)
+
+_CAUSAL_CONV1D = None  # None: not tried yet; False: unavailable; else the function
+
+
+def _causal_conv1d_cuda():
+    """``causal_conv1d.causal_conv1d_fn`` when it imports, else ``None`` (tried once, never raises)."""
+    global _CAUSAL_CONV1D
+    if _CAUSAL_CONV1D is None:
+        try:
+            from causal_conv1d import causal_conv1d_fn
+
+            _CAUSAL_CONV1D = causal_conv1d_fn
+        except Exception:  # ImportError, or a broken CUDA build raising anything else
+            _CAUSAL_CONV1D = False
+    return _CAUSAL_CONV1D or None
+
+
+def causal_conv1d_silu(x, weight, bias):
+    """SiLU(causal depthwise conv1d(x) + bias) with zero left padding of ``K - 1``.
+
+    x: [B, C, L]; weight: [C, 1, K] (nn.Conv1d layout) or [C, K]; bias: [C] or None -> [B, C, L].
+    Uses causal_conv1d's kernel on CUDA when available; otherwise K shifted multiply-adds, which on CPU beat
+    oneDNN's depthwise convolution and need no padded copy.
+    """
+    weight = weight.reshape(weight.shape[0], -1)
+    if x.is_cuda:
+        fn = _causal_conv1d_cuda()
+        if fn is not None:
+            return fn(x, weight, bias, activation="silu")
+    k, length = weight.shape[1], x.shape[-1]
+    w = weight.to(x.dtype)[:, :, None]  # [C, K, 1]
+    b = torch.zeros((), dtype=x.dtype, device=x.device) if bias is None else bias.to(x.dtype)[:, None]
+    y = torch.addcmul(b, x, w[:, k - 1])  # tap on x_t
+    for j in range(1, min(k, length)):  # tap on x_{t-j}
+        y[..., j:].addcmul_(x[..., : length - j], w[:, k - 1 - j])
+    return F.silu(y, inplace=not torch.is_grad_enabled())
+
+
+def _channels_first_linear(weight, x):
+    """weight: [O, I]; x: [B, I, L] (any strides, e.g. a transposed [B, L, I]) -> weight · x: [B, O, L].
+
+    One batched GEMM with the layout change folded in (no transposed copy of x or of the result). Under
+    autocast the weight is cast once, not once per batch element.
+    """
+    dev = x.device.type
+    dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else x.dtype
+    return torch.bmm(weight.to(dtype).expand(x.shape[0], -1, -1), x.to(dtype))
+
+
+class RMSNorm(nn.Module):
+    """y = x · rsqrt(mean(x²) + eps) · weight, computed in fp32, returned in fp32 (no bias)."""
+
+    def __init__(self, dim, eps=1e-5):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x):
+        x = x.float()
+        return x * torch.rsqrt(x.square().mean(-1, keepdim=True) + self.eps) * self.weight.float()
+
+
+class DropPath(nn.Module):
+    """Stochastic depth per sample (identity in eval or with rate 0)."""
+
+    def __init__(self, rate=0.0):
+        super().__init__()
+        self.rate = float(rate)
+
+    def forward(self, x):
+        if not self.training or self.rate == 0.0:
+            return x
+        keep = 1.0 - self.rate
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
+        return x * mask / keep
+
+    def extra_repr(self):
+        return f"rate={self.rate}"
+
+
+class BiMambaMixer(nn.Module):
+    """Bidirectional Mamba ("bimamba v2") mixer. forward(h: [B, L, D]) -> [B, L, D].
+
+    xz = in_proj(h); x, z = split(xz); o_fwd = dir(x, z); o_bwd = dir_b(flip(x), flip(z));
+    out = out_proj(o_fwd + flip(o_bwd)) — no division by 2. Both directions go through
+    :func:`vtr.ops.selective_scan.selective_scan`.
+    """
+
+    def __init__(self, d_model, d_state=16, d_conv=4, expand=2, dt_rank="auto", dt_min=0.001, dt_max=0.1,
+                 dt_init_floor=1e-4, dt_scale=1.0, device=None, dtype=None):
+        super().__init__()
+        fk = {"device": device, "dtype": dtype}
+        self.d_model = d_model
+        self.d_state = d_state
+        self.d_conv = d_conv
+        self.d_inner = int(expand * d_model)
+        self.dt_rank = math.ceil(d_model / 16) if dt_rank == "auto" else int(dt_rank)
+        di, n, r = self.d_inner, d_state, self.dt_rank
+
+        self.in_proj = nn.Linear(d_model, 2 * di, bias=False, **fk)
+        for suffix in ("", "_b"):
+            setattr(self, "conv1d" + suffix,
+                    nn.Conv1d(di, di, kernel_size=d_conv, groups=di, padding=d_conv - 1, bias=True, **fk))
+            setattr(self, "x_proj" + suffix, nn.Linear(di, r + 2 * n, bias=False, **fk))
+            setattr(self, "dt_proj" + suffix, nn.Linear(r, di, bias=True, **fk))
+        a_log = torch.log(torch.arange(1, n + 1, dtype=torch.float32, device=device)).repeat(di, 1)
+        self.A_log = nn.Parameter(a_log.clone())
+        self.D = nn.Parameter(torch.ones(di, device=device))
+        self.A_b_log = nn.Parameter(a_log.clone())
+        self.D_b = nn.Parameter(torch.ones(di, device=device))
+        for p in (self.A_log, self.D, self.A_b_log, self.D_b):
+            p._no_weight_decay = True
+        self.out_proj = nn.Linear(di, d_model, bias=False, **fk)
+        self._init_dt(dt_min, dt_max, dt_init_floor, dt_scale)
+
+    @torch.no_grad()
+    def _init_dt(self, dt_min, dt_max, dt_init_floor, dt_scale):
+        """mamba_ssm's dt_proj init: weight U(±R^-0.5·scale); bias = softplus⁻¹(dt), dt log-uniform in [min, max]."""
+        std = self.dt_rank ** -0.5 * dt_scale
+        for proj in (self.dt_proj, self.dt_proj_b):
+            nn.init.uniform_(proj.weight, -std, std)
+            dt = torch.exp(torch.rand(self.d_inner, device=proj.bias.device) * (math.log(dt_max) - math.log(dt_min))
+                           + math.log(dt_min)).clamp(min=dt_init_floor)
+            proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))
+            proj.bias._no_reinit = True
+
+    def _direction(self, xz, conv, x_proj, dt_proj, A_log, D):
+        """One scan direction. xz: [B, 2·d_inner, L] -> [B, d_inner, L]."""
+        di, r, n = self.d_inner, self.dt_rank, self.d_state
+        x, z = xz[:, :di], xz[:, di:]
+        u = causal_conv1d_silu(x, conv.weight, conv.bias)  # [B, di, L]
+        x_dbl = _channels_first_linear(x_proj.weight, u)  # [B, R+2N, L]
+        delta = _channels_first_linear(dt_proj.weight, x_dbl[:, :r])  # [B, di, L]; bias + softplus in the scan
+        A = -torch.exp(A_log.float())
+        # B, C: [B, N, L] views; the scan re-lays them out as it needs (the CPU kernel wants [B, L, N]).
+        return selective_scan(u, delta, A, x_dbl[:, r:r + n], x_dbl[:, r + n:], D.float(), z=z,
+                              delta_bias=dt_proj.bias.float(), delta_softplus=True)
+
+    def forward(self, h):
+        """h: [B, L, D] -> [B, L, D]."""
+        xz = _channels_first_linear(self.in_proj.weight, h.mT)  # [B, 2·di, L] straight from [B, L, D]
+        o = self._direction(xz, self.conv1d, self.x_proj, self.dt_proj, self.A_log, self.D)
+        # One flip of x and z together; the backward scan runs on the reversed sequence with the _b parameters.
+        o_b = self._direction(xz.flip(-1), self.conv1d_b, self.x_proj_b, self.dt_proj_b, self.A_b_log, self.D_b)
+        o_b = o_b.flip(-1)
+        o = o.add_(o_b) if not torch.is_grad_enabled() else o + o_b
+        # out_proj back to [B, L, D] = oᵀ · Wᵀ, the transposes folded into the GEMM.
+        return self._out_proj(o)
+
+    def _out_proj(self, o):
+        """o: [B, d_inner, L] -> [B, L, D] via one batched GEMM on the transposed view."""
+        dev = o.device.type
+        dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else o.dtype
+        w = self.out_proj.weight.to(dtype)
+        return torch.bmm(o.to(dtype).mT, w.T.expand(o.shape[0], -1, -1))
+
+
+class Block(nn.Module):
+    """Pre-norm residual block, residual stream in fp32: r <- r + drop_path(mixer(norm(r)))."""
+
+    def __init__(self, dim, d_state=16, d_conv=4, expand=2, dt_rank="auto", norm_eps=1e-5, drop_path=0.0):
+        super().__init__()
+        self.norm = RMSNorm(dim, eps=norm_eps)
+        self.mixer = BiMambaMixer(dim, d_state=d_state, d_conv=d_conv, expand=expand, dt_rank=dt_rank)
+        self.drop_path = DropPath(drop_path)
+
+    def forward(self, residual):
+        """residual: [B, L, D] fp32 -> [B, L, D] fp32."""
+        h = self.mixer(self.norm(residual))
+        return residual + self.drop_path(h).float()

@@ -1,0 +1,165 @@
+"""The dual encoder users load: VideoMamba + BERT with fusion layers, and the heads of model.md §5.
+
+No loss lives here (see :mod:`vtr.losses`); the model only encodes and scores.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vtr.models.text import BertFusionModel, BertMLMHead, TextConfig
+from vtr.models.videomamba import VideoMamba, VideoMambaConfig
+
+
+@dataclass
+class Preprocess:
+    """How inputs must be prepared for a set of weights; travels with the weights (registry, vtr format)."""
+
+    num_frames: int = 8
+    img_size: int = 224
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    max_txt_l: int = 32
+    tokenizer: str = "bert-base-uncased"
+    # The release was evaluated with torchvision 0.16 (VideoMamba's requirements), whose tensor Resize did not
+    # antialias; torchvision >= 0.17 does by default. Recorded per weights so each is fed as it was trained.
+    antialias: bool = True
+
+    def eval_transform(self):
+        """The evaluation transform for these weights: uint8 [T,3,H,W] -> normalised float [T,3,S,S]."""
+        from vtr.data.transforms import EvalTransform
+
+        return EvalTransform(self.img_size, self.mean, self.std, antialias=self.antialias)
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Preprocess":
+        d = dict(d)
+        for k in ("mean", "std"):
+            if k in d:
+                d[k] = tuple(d[k])
+        return cls(**d)
+
+
+@dataclass
+class VideoEmbedding:
+    """Output of :meth:`VideoTextModel.encode_video`."""
+
+    frame_embeds: torch.Tensor  # [B, T, E], each frame unit-norm
+    embedding: torch.Tensor  # [B, E], mean over frames (not re-normalised): the vector to index
+    tokens: torch.Tensor | None = None  # [B, T*P, D] final-normed patch tokens, for ITM
+
+
+@dataclass
+class TextEmbedding:
+    """Output of :meth:`VideoTextModel.encode_text`."""
+
+    embedding: torch.Tensor  # [N, E] unit-norm
+    hidden: torch.Tensor  # [N, L, H] text-mode states (input of the fusion layers)
+    attention_mask: torch.Tensor  # [N, L]
+
+
+@dataclass
+class ModelConfig:
+    vision: VideoMambaConfig
+    text: TextConfig
+    embed_dim: int = 512
+    temp: float = 0.07
+    with_mlm_head: bool = False
+    preprocess: Preprocess = field(default_factory=Preprocess)
+
+
+class VideoTextModel(nn.Module):
+    """VideoMamba video encoder + BERT text encoder with fusion layers (the UMT_VIDEOMAMBA model).
+
+    Child names equal the official retrieval layout, so ``state_dict()`` (without the MLM head) has the
+    names of ``official_keys_retrieval.tsv`` (less the ``position_ids`` buffer, which we do not keep).
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        if cfg.text.encoder_width != cfg.vision.embed_dim:
+            raise ValueError(
+                f"text.encoder_width ({cfg.text.encoder_width}) must equal the video width ({cfg.vision.embed_dim})"
+            )
+        self.cfg = cfg
+        self.preprocess = cfg.preprocess
+        self.vision_encoder = VideoMamba(cfg.vision)
+        self.text_encoder = BertFusionModel(cfg.text)
+        self.vision_proj = nn.Linear(cfg.vision.embed_dim, cfg.embed_dim)
+        self.text_proj = nn.Linear(cfg.text.hidden_size, cfg.embed_dim)
+        self.itm_head = nn.Linear(cfg.text.hidden_size, 2)
+        self.temp = nn.Parameter(torch.tensor(cfg.temp))
+        self.text_mlm_head = BertMLMHead(cfg.text) if cfg.with_mlm_head else None
+        self.tie_weights()
+
+    def tie_weights(self) -> None:
+        """The MLM decoder shares the word embeddings, as in BERT and the release."""
+        if self.text_mlm_head is not None:
+            self.text_mlm_head.tie_weights(self.text_encoder.embeddings.word_embeddings)
+
+    # ----------------------------------------------------------------------------------- encoding
+    def encode_video(self, frames: torch.Tensor, return_tokens: bool = False, keep=None) -> VideoEmbedding:
+        """frames: [B, T, 3, H, W] normalised pixels → per-frame and mean embeddings (and tokens for ITM)."""
+        out = self.vision_encoder(frames, keep=keep)
+        frame_embeds = F.normalize(self.vision_proj(out.pooled), dim=-1)  # [B, T, E]
+        return VideoEmbedding(
+            frame_embeds=frame_embeds,
+            embedding=frame_embeds.mean(dim=1),
+            tokens=out.tokens if return_tokens else None,
+        )
+
+    def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> TextEmbedding:
+        """input_ids, attention_mask: [N, L] → unit-norm [N, E] from the text-mode [CLS] (layer fusion_layer−1)."""
+        hidden = self.text_encoder(input_ids, attention_mask, mode="text")
+        embedding = F.normalize(self.text_proj(hidden[:, 0]), dim=-1)
+        return TextEmbedding(embedding=embedding, hidden=hidden, attention_mask=attention_mask)
+
+    # ------------------------------------------------------------------------------------ scoring
+    @staticmethod
+    def similarity(frame_embeds: torch.Tensor, text_embeds: torch.Tensor) -> torch.Tensor:
+        """ITC score [Nv, Nt]: mean over frames of per-frame cosine. frame_embeds [Nv, T, E] or [Nv, E]."""
+        if frame_embeds.dim() == 3:
+            frame_embeds = frame_embeds.mean(dim=1)
+        return frame_embeds @ text_embeds.t()
+
+    def fusion_cls(self, text_hidden, text_mask, video_tokens) -> torch.Tensor:
+        """[CLS] state [N, H] of the fusion layers over (text-mode states, video tokens) pairs."""
+        video_mask = torch.ones(video_tokens.shape[:2], dtype=torch.long, device=video_tokens.device)
+        fused = self.text_encoder(
+            None,
+            text_mask,
+            mode="fusion",
+            hidden_states=text_hidden,
+            encoder_hidden_states=video_tokens,
+            encoder_attention_mask=video_mask,
+        )
+        return fused[:, 0]
+
+    def itm_score(self, text_hidden, text_mask, video_tokens) -> torch.Tensor:
+        """Raw video–text match logit (itm_head's logit 1) for N pairs: [N, L, H], [N, L], [N, K, D] → [N]."""
+        return self.itm_head(self.fusion_cls(text_hidden, text_mask, video_tokens))[:, 1]
+
+    def mlm_logits(self, input_ids, attention_mask, video_tokens) -> torch.Tensor:
+        """Masked-LM logits [N, L, vocab] with the fusion layers attending to the video tokens."""
+        if self.text_mlm_head is None:
+            raise RuntimeError("this model was built without the MLM head (with_mlm_head=False)")
+        video_mask = torch.ones(video_tokens.shape[:2], dtype=torch.long, device=video_tokens.device)
+        hidden = self.text_encoder(
+            input_ids,
+            attention_mask,
+            mode="multi_modal",
+            encoder_hidden_states=video_tokens,
+            encoder_attention_mask=video_mask,
+        )
+        return self.text_mlm_head(hidden)
+
+    @torch.no_grad()
+    def clamp_temperature(self, min_val: float = 0.001, max_val: float = 0.5) -> None:
+        self.temp.clamp_(min_val, max_val)

@@ -1,0 +1,625 @@
+"""BERT text encoder with cross-attention fusion layers (the UMT / ALBEF ``xbert`` layout), written from scratch.
+
+Layers ``0 .. fusion_layer-1`` are plain post-LN BERT layers (self-attention -> FFN); layers ``fusion_layer ..``
+add a cross-attention block over video tokens between the two (self-attention -> cross-attention -> FFN).
+Module names are exactly those of Hugging Face BERT (``embeddings.*``, ``encoder.layer.{i}.attention.self.query``,
+...), plus ``encoder.layer.{i}.crossattention.*``, so Hugging Face and release checkpoints load by name.
+
+Three modes share the weights (``model.md`` §4):
+
+- ``text``: embeddings + layers ``0 .. fusion_layer-1``. Its [CLS] is the contrastive text feature.
+- ``fusion``: layers ``fusion_layer ..`` on text-mode states, cross-attending to video tokens (ITM, MLM).
+- ``multi_modal``: all layers from token ids (equals ``fusion(text(x))``).
+
+``transformers`` is not used to build the model; it is only used here for the tokenizer (and in tests for parity).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, fields
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from vtr.errors import CheckpointError, WeightsNotFoundError
+
+logger = logging.getLogger(__name__)
+
+MODES = ("text", "fusion", "multi_modal")
+
+# The original ALBEF/UMT code masks padding by adding -10000 to the attention scores, not finfo(dtype).min.
+# We keep -10000: it reproduces the release's numerics exactly, exp(-10000) is already 0 in fp32/bf16/fp16 so real
+# tokens see the same softmax, it is representable in fp16/bf16 (finfo.min plus a score overflows to -inf in fp16),
+# and a fully masked row degrades to a uniform average instead of NaN.
+MASK_VALUE = -10000.0
+
+
+@dataclass
+class TextConfig:
+    """BERT-with-fusion hyper-parameters. Defaults: bert-base-uncased, fusion from layer 9, video width 576 (M).
+
+    Fields:
+        vocab_size, hidden_size, num_layers, num_heads, intermediate_size, max_position_embeddings,
+        type_vocab_size, layer_norm_eps, pad_token_id: as Hugging Face's ``BertConfig``
+            (``num_hidden_layers`` -> ``num_layers``, ``num_attention_heads`` -> ``num_heads``).
+        fusion_layer: index of the first layer with cross-attention; ``num_layers`` means no fusion layers.
+        encoder_width: width D of the video tokens the cross-attention keys/values read.
+        hidden_dropout, attention_dropout: dropout after embeddings/sub-blocks and on attention probabilities
+            (active only in training).
+        initializer_range: std of the normal init of Linear/Embedding weights (fresh cross-attention).
+        gradient_checkpointing: recompute each layer in backward (training only) to save activation memory.
+    """
+
+    vocab_size: int = 30522
+    hidden_size: int = 768
+    num_layers: int = 12
+    num_heads: int = 12
+    intermediate_size: int = 3072
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    layer_norm_eps: float = 1e-12
+    fusion_layer: int = 9
+    encoder_width: int = 576
+    hidden_dropout: float = 0.1
+    attention_dropout: float = 0.1
+    pad_token_id: int = 0
+    initializer_range: float = 0.02
+    gradient_checkpointing: bool = False
+
+    def __post_init__(self):
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"hidden_size {self.hidden_size} is not a multiple of num_heads {self.num_heads}")
+        if not 0 <= self.fusion_layer <= self.num_layers:
+            raise ValueError(
+                f"fusion_layer must be in [0, num_layers={self.num_layers}], got {self.fusion_layer} "
+                f"(use fusion_layer={self.num_layers} for a text-only encoder)"
+            )
+
+    # Hugging Face BertConfig key -> our field.
+    _HF_KEYS = {
+        "vocab_size": "vocab_size",
+        "hidden_size": "hidden_size",
+        "num_hidden_layers": "num_layers",
+        "num_attention_heads": "num_heads",
+        "intermediate_size": "intermediate_size",
+        "max_position_embeddings": "max_position_embeddings",
+        "type_vocab_size": "type_vocab_size",
+        "layer_norm_eps": "layer_norm_eps",
+        "hidden_dropout_prob": "hidden_dropout",
+        "attention_probs_dropout_prob": "attention_dropout",
+        "pad_token_id": "pad_token_id",
+        "initializer_range": "initializer_range",
+        "fusion_layer": "fusion_layer",  # present in UMT's config_bert.json
+        "encoder_width": "encoder_width",
+    }
+
+    @classmethod
+    def from_hf_config(cls, config: Any, **overrides) -> "TextConfig":
+        """Build from a Hugging Face BERT config: a dict, a ``transformers`` config object, a ``config.json`` path,
+        a model folder, or a hub name (cached or downloadable). ``overrides`` (our field names) win, e.g.
+        ``TextConfig.from_hf_config(folder, fusion_layer=4, encoder_width=192)``. Keys absent from the file
+        (``fusion_layer``, ``encoder_width``) take our defaults.
+        """
+        if hasattr(config, "to_dict"):
+            config = config.to_dict()
+        elif not isinstance(config, dict):
+            path = str(config)
+            if os.path.isdir(path):
+                path = os.path.join(path, "config.json")
+            elif not os.path.isfile(path):
+                path = _resolve_hub_file(path, ["config.json"], what="BERT config")
+            with open(path, encoding="utf-8") as f:
+                config = json.load(f)
+        act = config.get("hidden_act", "gelu")
+        if act != "gelu":
+            raise ValueError(f"only exact-erf GELU BERTs are supported, config has hidden_act={act!r}")
+        pos = config.get("position_embedding_type", "absolute")
+        if pos != "absolute":
+            raise ValueError(f"only absolute position embeddings are supported, config has {pos!r}")
+        kwargs = {ours: config[hf] for hf, ours in cls._HF_KEYS.items() if config.get(hf) is not None}
+        unknown = set(overrides) - {f.name for f in fields(cls)}
+        if unknown:
+            raise TypeError(f"unknown TextConfig fields: {sorted(unknown)}")
+        kwargs.update(overrides)
+        return cls(**kwargs)
+
+
+def additive_attention_mask(mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+    """Key-padding mask [N, L] (1 = attend, 0 = pad) -> additive bias [N, 1, 1, L]: 0 or -10000 (see MASK_VALUE)."""
+    if mask is None:
+        return None
+    return (1.0 - mask[:, None, None, :].to(dtype)) * MASK_VALUE
+
+
+class BertEmbeddings(nn.Module):
+    """word + token_type(0) + absolute position, then LayerNorm and dropout.
+
+    Positions come from ``arange`` at call time: no ``position_ids`` buffer, so our state dict holds parameters only.
+    """
+
+    def __init__(self, cfg: TextConfig):
+        super().__init__()
+        self.word_embeddings = nn.Embedding(cfg.vocab_size, cfg.hidden_size, padding_idx=cfg.pad_token_id)
+        self.position_embeddings = nn.Embedding(cfg.max_position_embeddings, cfg.hidden_size)
+        self.token_type_embeddings = nn.Embedding(cfg.type_vocab_size, cfg.hidden_size)
+        self.LayerNorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+        self.dropout = nn.Dropout(cfg.hidden_dropout)
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """input_ids: [N, L] -> [N, L, H]"""
+        length = input_ids.shape[1]
+        limit = self.position_embeddings.num_embeddings
+        if length > limit:
+            raise ValueError(f"{length} tokens exceed max_position_embeddings={limit}")
+        positions = torch.arange(length, device=input_ids.device)
+        # Same summation order as BERT: (word + token_type) + position.
+        x = self.word_embeddings(input_ids) + self.token_type_embeddings.weight[0]
+        x = x + self.position_embeddings(positions)
+        return self.dropout(self.LayerNorm(x))
+
+
+class BertSelfAttention(nn.Module):
+    """Multi-head attention. Self-attention when ``context`` is None; cross-attention (keys/values from
+    ``context`` of width ``kv_width``) otherwise."""
+
+    def __init__(self, cfg: TextConfig, kv_width: int | None = None):
+        super().__init__()
+        kv_width = kv_width or cfg.hidden_size
+        self.num_heads = cfg.num_heads
+        self.head_dim = cfg.hidden_size // cfg.num_heads
+        self.query = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+        self.key = nn.Linear(kv_width, cfg.hidden_size)
+        self.value = nn.Linear(kv_width, cfg.hidden_size)
+        self.dropout_p = cfg.attention_dropout
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        n, length, _ = x.shape
+        return x.view(n, length, self.num_heads, self.head_dim).transpose(1, 2)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, context: torch.Tensor | None = None):
+        """x: [N, Lq, H]; context: [N, Lk, kv_width] or None; mask: additive [N, 1, 1, Lk] or None -> [N, Lq, H]"""
+        kv = x if context is None else context
+        q, k, v = self._heads(self.query(x)), self._heads(self.key(kv)), self._heads(self.value(kv))
+        if mask is not None:
+            mask = mask.to(q.dtype)  # SDPA wants the bias in the query dtype (autocast casts q/k/v, not always it)
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=self.dropout_p if self.training else 0.0
+        )
+        n, _, length, _ = out.shape
+        return out.transpose(1, 2).reshape(n, length, self.num_heads * self.head_dim)
+
+
+class BertSelfOutput(nn.Module):
+    """Post-LN residual: LayerNorm(dropout(dense(h)) + input)."""
+
+    def __init__(self, cfg: TextConfig):
+        super().__init__()
+        self.dense = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+        self.LayerNorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+        self.dropout = nn.Dropout(cfg.hidden_dropout)
+
+    def forward(self, h: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        return self.LayerNorm(self.dropout(self.dense(h)) + residual)
+
+
+class BertAttention(nn.Module):
+    def __init__(self, cfg: TextConfig, kv_width: int | None = None):
+        super().__init__()
+        self.self = BertSelfAttention(cfg, kv_width)
+        self.output = BertSelfOutput(cfg)
+
+    def forward(self, x, mask=None, context=None):
+        return self.output(self.self(x, mask, context), x)
+
+
+class BertIntermediate(nn.Module):
+    def __init__(self, cfg: TextConfig):
+        super().__init__()
+        self.dense = nn.Linear(cfg.hidden_size, cfg.intermediate_size)
+
+    def forward(self, x):
+        return F.gelu(self.dense(x))  # exact erf GELU, as BERT's "gelu"
+
+
+class BertOutput(nn.Module):
+    def __init__(self, cfg: TextConfig):
+        super().__init__()
+        self.dense = nn.Linear(cfg.intermediate_size, cfg.hidden_size)
+        self.LayerNorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+        self.dropout = nn.Dropout(cfg.hidden_dropout)
+
+    def forward(self, h, residual):
+        return self.LayerNorm(self.dropout(self.dense(h)) + residual)
+
+
+class BertLayer(nn.Module):
+    """self-attention [-> cross-attention over video tokens] -> FFN, each a post-LN residual block."""
+
+    def __init__(self, cfg: TextConfig, has_cross_attention: bool):
+        super().__init__()
+        self.has_cross_attention = has_cross_attention
+        self.attention = BertAttention(cfg)
+        if has_cross_attention:
+            self.crossattention = BertAttention(cfg, kv_width=cfg.encoder_width)
+        self.intermediate = BertIntermediate(cfg)
+        self.output = BertOutput(cfg)
+
+    def forward(self, x, mask=None, encoder_hidden_states=None, encoder_mask=None):
+        x = self.attention(x, mask)
+        if self.has_cross_attention:
+            if encoder_hidden_states is None:
+                raise ValueError("fusion layers need encoder_hidden_states (the video tokens)")
+            x = self.crossattention(x, encoder_mask, encoder_hidden_states)
+        return self.output(self.intermediate(x), x)
+
+
+class BertEncoder(nn.Module):
+    def __init__(self, cfg: TextConfig):
+        super().__init__()
+        self.layer = nn.ModuleList(BertLayer(cfg, i >= cfg.fusion_layer) for i in range(cfg.num_layers))
+
+
+class BertFusionModel(nn.Module):
+    """BERT with cross-attention from ``cfg.fusion_layer`` on. See the module docstring for the three modes."""
+
+    def __init__(self, cfg: TextConfig | None = None):
+        super().__init__()
+        self.config = cfg = cfg or TextConfig()
+        self.embeddings = BertEmbeddings(cfg)
+        self.encoder = BertEncoder(cfg)
+        self.gradient_checkpointing = cfg.gradient_checkpointing
+        self.apply(self._init_weights)
+
+    def _init_weights(self, module: nn.Module):
+        """Hugging Face BERT's init: N(0, initializer_range) weights, zero biases, unit LayerNorm, zero pad row."""
+        std = self.config.initializer_range
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=std)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, std=std)
+            if module.padding_idx is not None:
+                with torch.no_grad():
+                    module.weight[module.padding_idx].zero_()
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+    def set_gradient_checkpointing(self, enable: bool = True):
+        self.gradient_checkpointing = enable
+
+    def layer_range(self, mode: str) -> range:
+        """Indices of the layers a mode runs."""
+        cfg = self.config
+        if mode == "text":
+            return range(0, cfg.fusion_layer)
+        if mode == "fusion":
+            return range(cfg.fusion_layer, cfg.num_layers)
+        if mode == "multi_modal":
+            return range(0, cfg.num_layers)
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        mode: str = "text",
+        hidden_states: torch.Tensor | None = None,
+        encoder_hidden_states: torch.Tensor | None = None,
+        encoder_attention_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Run one mode; returns the last run layer's states [N, L, H].
+
+        input_ids: [N, L] token ids (modes ``text``, ``multi_modal``).
+        attention_mask: [N, L] 1 for tokens, 0 for padding (None: all tokens).
+        hidden_states: [N, L, H] text-mode states (mode ``fusion``; replaces the embeddings).
+        encoder_hidden_states: [N, K, encoder_width] video tokens (``fusion``, ``multi_modal``).
+        encoder_attention_mask: [N, K] (None: attend to all video tokens, as the release does).
+        """
+        layers = self.layer_range(mode)
+        if mode == "fusion":
+            if hidden_states is None:
+                raise ValueError("mode='fusion' needs hidden_states (the text-mode output)")
+            x = hidden_states
+        else:
+            if input_ids is None:
+                raise ValueError(f"mode={mode!r} needs input_ids")
+            x = self.embeddings(input_ids)
+        mask = additive_attention_mask(attention_mask, x.dtype)
+        encoder_mask = additive_attention_mask(encoder_attention_mask, x.dtype)
+        use_checkpoint = self.gradient_checkpointing and self.training and torch.is_grad_enabled()
+        for i in layers:
+            layer = self.encoder.layer[i]
+            if use_checkpoint:
+                x = checkpoint(layer, x, mask, encoder_hidden_states, encoder_mask, use_reentrant=False)
+            else:
+                x = layer(x, mask, encoder_hidden_states, encoder_mask)
+        return x
+
+
+class BertPredictionHeadTransform(nn.Module):
+    def __init__(self, cfg: TextConfig):
+        super().__init__()
+        self.dense = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+        self.LayerNorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+
+    def forward(self, x):
+        return self.LayerNorm(F.gelu(self.dense(x)))
+
+
+class BertLMPredictionHead(nn.Module):
+    def __init__(self, cfg: TextConfig):
+        super().__init__()
+        self.transform = BertPredictionHeadTransform(cfg)
+        self.decoder = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
+        self.bias = nn.Parameter(torch.zeros(cfg.vocab_size))
+        # Shared, as in BERT: the state dict then holds both `decoder.bias` and `bias`, like the release does.
+        self.decoder.bias = self.bias
+
+    def forward(self, x):
+        return self.decoder(self.transform(x))
+
+
+class BertMLMHead(nn.Module):
+    """Masked-LM head (``cls.*`` in BERT / the release): dense -> GELU -> LayerNorm -> decoder (vocab) + bias."""
+
+    def __init__(self, cfg: TextConfig | None = None):
+        super().__init__()
+        cfg = cfg or TextConfig()
+        self.predictions = BertLMPredictionHead(cfg)
+        std = cfg.initializer_range
+        nn.init.normal_(self.predictions.transform.dense.weight, std=std)
+        nn.init.zeros_(self.predictions.transform.dense.bias)
+        nn.init.normal_(self.predictions.decoder.weight, std=std)
+
+    def tie_weights(self, embeddings: nn.Module):
+        """Share the decoder weight with the word embeddings (an ``nn.Embedding``, ``BertEmbeddings`` or
+        ``BertFusionModel``)."""
+        if isinstance(embeddings, BertFusionModel):
+            embeddings = embeddings.embeddings
+        if isinstance(embeddings, BertEmbeddings):
+            embeddings = embeddings.word_embeddings
+        if embeddings.weight.shape != self.predictions.decoder.weight.shape:
+            raise ValueError(
+                f"cannot tie: embeddings {tuple(embeddings.weight.shape)} vs "
+                f"decoder {tuple(self.predictions.decoder.weight.shape)}"
+            )
+        self.predictions.decoder.weight = embeddings.weight
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """hidden_states: [..., H] -> logits [..., vocab]. Pass only the masked positions to save compute."""
+        return self.predictions(hidden_states)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Hugging Face weights and tokenizer
+
+
+def _env_flag(name: str) -> bool | None:
+    value = os.environ.get(name)
+    if value is None:
+        return None
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _hub_offline() -> bool:
+    """HF_HUB_OFFLINE read at call time (huggingface_hub reads it once, at import)."""
+    flag = _env_flag("HF_HUB_OFFLINE")
+    if flag is not None:
+        return flag
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def _hub_cache_dir() -> str:
+    """The hub cache folder for the current environment (HF_HUB_CACHE, else HF_HOME/hub, else the default)."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return os.path.expanduser(os.environ["HF_HUB_CACHE"])
+    if os.environ.get("HF_HOME"):
+        return os.path.join(os.path.expanduser(os.environ["HF_HOME"]), "hub")
+    from huggingface_hub import constants
+
+    return constants.HF_HUB_CACHE
+
+
+def _looks_like_path(name: str) -> bool:
+    return (
+        os.path.isabs(name)
+        or name.startswith((".", "~"))
+        or name.count("/") > 1
+        or os.sep != "/" and os.sep in name
+        or name.endswith((".safetensors", ".bin", ".pt", ".pth", ".txt", ".json"))
+    )
+
+
+def _resolve_hub_file(repo_id: str, filenames: list[str], what: str) -> str:
+    """Local path of the first of ``filenames`` found for hub repo ``repo_id`` (cache first; download unless
+    offline). Raises WeightsNotFoundError that says what to fetch and where to put it."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
+
+    offline = _hub_offline()
+    cache_dir = _hub_cache_dir()
+    local_only = offline
+    problems = []
+    for filename in filenames:
+        try:
+            return hf_hub_download(repo_id, filename, cache_dir=cache_dir, local_files_only=local_only)
+        except HFValidationError as e:
+            raise WeightsNotFoundError(
+                f"{what}: {repo_id!r} is neither an existing local path nor a valid Hugging Face hub name ({e})"
+            ) from e
+        except LocalEntryNotFoundError as e:  # not cached, and offline or the hub unreachable
+            local_only = True  # don't wait for the network again for the next candidate
+            problems.append(f"{filename}: {type(e).__name__}")
+        except (OSError, ValueError) as e:  # no such repo or file on the hub, other I/O errors
+            problems.append(f"{filename}: {type(e).__name__}")
+    state = "HF_HUB_OFFLINE is set" if offline else "downloading failed"
+    raise WeightsNotFoundError(
+        f"{what} {repo_id!r} not found: none of {filenames} is in the Hugging Face cache {cache_dir} and {state} "
+        f"({'; '.join(problems)}). Either, on a machine with internet, run "
+        f"`hf download {repo_id}` (older huggingface_hub: `huggingface-cli download {repo_id}`) and copy its "
+        f"cache folder to {cache_dir} (or point HF_HOME at it); or download the model folder "
+        f"(config.json, vocab.txt, model.safetensors) from https://huggingface.co/{repo_id} anywhere and pass "
+        f"that folder's path instead of {repo_id!r}."
+    )
+
+
+def _resolve_weights_file(name_or_path: str) -> str:
+    path = os.path.expanduser(str(name_or_path))
+    if os.path.isdir(path):
+        for filename in ("model.safetensors", "pytorch_model.bin"):
+            candidate = os.path.join(path, filename)
+            if os.path.isfile(candidate):
+                return candidate
+        raise WeightsNotFoundError(
+            f"BERT weights: folder {path} has neither model.safetensors nor pytorch_model.bin; "
+            "put the Hugging Face model files there or pass a hub name such as 'bert-base-uncased'"
+        )
+    if os.path.isfile(path):
+        return path
+    if _looks_like_path(str(name_or_path)):
+        raise WeightsNotFoundError(
+            f"BERT weights: {path} does not exist; pass a folder holding model.safetensors or pytorch_model.bin, "
+            "or a hub name such as 'bert-base-uncased'"
+        )
+    return _resolve_hub_file(str(name_or_path), ["model.safetensors", "pytorch_model.bin"], what="BERT weights")
+
+
+def _read_state_dict(path: str) -> dict[str, torch.Tensor]:
+    if path.endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        return load_file(path, device="cpu")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("state_dict", "model"):
+        if isinstance(state.get(key), dict):
+            state = state[key]
+    return state
+
+
+_IGNORED_PREFIXES = ("pooler.", "cls.seq_relationship.")
+_IGNORED_NAMES = ("embeddings.position_ids", "embeddings.token_type_ids")
+
+
+def _hf_name(name: str) -> str:
+    """Canonical BERT name: no ``bert.`` prefix; old TF-converted ``LayerNorm.gamma/beta`` -> ``weight/bias``."""
+    if name.startswith("bert."):
+        name = name[len("bert.") :]
+    if name.endswith("LayerNorm.gamma"):
+        name = name[: -len("gamma")] + "weight"
+    elif name.endswith("LayerNorm.beta"):
+        name = name[: -len("beta")] + "bias"
+    return name
+
+
+def load_hf_bert(
+    model: BertFusionModel,
+    name_or_path: str = "bert-base-uncased",
+    strict_text: bool = True,
+    mlm_head: BertMLMHead | None = None,
+) -> dict[str, Any]:
+    """Copy Hugging Face BERT weights into ``model`` (and ``mlm_head``), leaving cross-attention as initialised.
+
+    name_or_path: a hub name (``bert-base-uncased``; read from the hub cache, downloaded unless HF_HUB_OFFLINE),
+        a model folder with ``model.safetensors`` or ``pytorch_model.bin``, or one such file.
+        Names may carry the ``bert.`` prefix (BertForMaskedLM / BertForPreTraining) or not (BertModel).
+    strict_text: raise CheckpointError when a non-cross-attention parameter of ``model`` is absent.
+    mlm_head: also fill a BertMLMHead from ``cls.predictions.*`` (kept as initialised where absent; a missing
+        decoder weight is taken from the word embeddings, BERT's tying).
+
+    Returns ``{"source", "loaded", "initialized", "ignored"}``: our names copied (MLM head ones prefixed ``cls.``),
+    our names left as initialised, and checkpoint names not used (pooler, NSP head, ``position_ids``, extra layers).
+    Shape mismatches always raise CheckpointError.
+    """
+    source = _resolve_weights_file(name_or_path)
+    checkpoint_state = _read_state_dict(source)
+
+    targets: dict[str, torch.Tensor] = dict(model.state_dict(keep_vars=True))
+    if mlm_head is not None:
+        targets.update({f"cls.{k}": v for k, v in mlm_head.state_dict(keep_vars=True).items()})
+
+    plan, ignored, mismatched = [], [], []
+    for raw_name, tensor in checkpoint_state.items():
+        name = _hf_name(raw_name)
+        target = targets.get(name)
+        if target is None or name.startswith(_IGNORED_PREFIXES) or name in _IGNORED_NAMES:
+            ignored.append(raw_name)
+        elif target.shape != tensor.shape:
+            mismatched.append(f"{raw_name}: checkpoint {tuple(tensor.shape)} vs model {tuple(target.shape)}")
+        else:
+            plan.append((name, tensor))
+    if mismatched:  # checked before copying anything, so a failed load leaves the model untouched
+        raise CheckpointError(
+            f"{source} does not fit this text encoder (wrong TextConfig?): " + "; ".join(mismatched[:10])
+            + (f" (+{len(mismatched) - 10} more)" if len(mismatched) > 10 else "")
+        )
+
+    # A parameter shared under several names (tied decoder weight; decoder.bias is bias) is loaded through any.
+    planned_ids = {id(targets[name]) for name, _ in plan}
+    loaded = [name for name, target in targets.items() if id(target) in planned_ids]
+    decoder, word = "cls.predictions.decoder.weight", "embeddings.word_embeddings.weight"
+    untied_decoder = mlm_head is not None and decoder not in loaded and word in loaded
+    if untied_decoder:
+        loaded.append(decoder)  # BERT ties it to the word embeddings: copy them
+    loaded_set = set(loaded)
+    initialized = [n for n in targets if n not in loaded_set]
+    missing_text = [n for n in initialized if not n.startswith("cls.") and ".crossattention." not in n]
+    if strict_text and missing_text:
+        raise CheckpointError(
+            f"{source} lacks {len(missing_text)} text-encoder weights, e.g. {missing_text[:5]}; "
+            "pass strict_text=False to keep them initialised"
+        )
+
+    with torch.no_grad():
+        for name, tensor in plan:
+            targets[name].copy_(tensor)
+        if untied_decoder:
+            targets[decoder].copy_(targets[word])
+    logger.info(
+        "loaded %d BERT tensors from %s; %d left initialised; %d ignored",
+        len(loaded), source, len(initialized), len(ignored),
+    )
+    return {"source": source, "loaded": loaded, "initialized": initialized, "ignored": ignored}
+
+
+def load_tokenizer(name_or_path: str = "bert-base-uncased"):
+    """``transformers.BertTokenizerFast`` (uncased WordPiece) from a hub name (cache first, download unless
+    HF_HUB_OFFLINE), a tokenizer/model folder, or a ``vocab.txt`` file. Raises WeightsNotFoundError when offline
+    and not cached, naming what to download."""
+    from transformers import BertTokenizerFast
+
+    path = os.path.expanduser(str(name_or_path))
+    if os.path.isfile(path):
+        tokenizer = BertTokenizerFast(vocab=path, do_lower_case=True)
+    elif os.path.isdir(path):
+        tokenizer = BertTokenizerFast.from_pretrained(path)
+    elif _looks_like_path(str(name_or_path)):
+        raise WeightsNotFoundError(f"tokenizer: {path} does not exist; pass a folder holding vocab.txt or the file")
+    else:
+        # vocab.txt alone defines the uncased WordPiece tokenizer; the snapshot folder also holds whatever
+        # tokenizer files were cached with it (e.g. by `hf download`).
+        vocab = _resolve_hub_file(str(name_or_path), ["vocab.txt"], what="BERT tokenizer")
+        tokenizer = BertTokenizerFast.from_pretrained(os.path.dirname(vocab))
+    if tokenizer.model_max_length > 100_000:  # "unknown" in transformers; BERT's positions end at 512
+        tokenizer.model_max_length = 512
+    return tokenizer
+
+
+__all__ = [
+    "MASK_VALUE",
+    "TextConfig",
+    "BertFusionModel",
+    "BertMLMHead",
+    "additive_attention_mask",
+    "load_hf_bert",
+    "load_tokenizer",
+]
