@@ -266,15 +266,7 @@ def _make_root(root, n=4, broken=None, missing=None):
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory):
-    pytest.importorskip("av")
     return _make_root(tmp_path_factory.mktemp("data"))
-
-
-def _require_test_model():
-    import vtr
-
-    if "vtr_test" not in vtr.list_models():
-        pytest.skip("tiny test model vtr_test not registered")
 
 
 def test_eval_command_end_to_end(data_root, tmp_path):
@@ -282,7 +274,6 @@ def test_eval_command_end_to_end(data_root, tmp_path):
 
     from vtr.eval.retrieval import eval_command
 
-    _require_test_model()
     out = tmp_path / "out"
     torch.manual_seed(0)
     assert eval_command(dataset="msrvtt", root=str(data_root), model="vtr_test", out=str(out), k_test=2,
@@ -309,8 +300,6 @@ def test_eval_cli_all_skips_absent_and_itc_only(data_root, tmp_path, monkeypatch
 
     from vtr import cli
 
-    _require_test_model()
-    monkeypatch.setitem(cli.VERBS, "eval", "vtr.eval.retrieval:eval_command")
     out = tmp_path / "all"
     rc = cli.main(["eval", "--all", "--root", str(data_root), "--model", "vtr_test", "--out", str(out),
                    "--workers", "0", "--no-itm", "--k-test", "2"])
@@ -329,7 +318,6 @@ def test_eval_missing_and_broken_videos(tmp_path):
     from vtr.errors import VideoReadError, VtrError
     from vtr.eval.retrieval import eval_command
 
-    _require_test_model()
     root = _make_root(tmp_path / "missing", n=3, missing=1)
     with pytest.raises(VtrError, match="1 of 3 video files are missing"):
         eval_command(dataset="msrvtt", root=str(root), model="vtr_test", out=str(tmp_path / "o1"), workers=0)

@@ -1,0 +1,150 @@
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import index.build as build_mod
+from index.build import build_index, index_status, thumbnail_path
+from index.catalog import Catalog
+from index.store import VectorStore
+from tests.index.media import make_broken, make_video
+
+
+def snapshot(idx) -> dict:
+    """{(file name, start, end): vector} of an index folder, checked for duplicates and store/catalog agreement."""
+    cat = Catalog(Path(idx) / "catalog.sqlite")
+    try:
+        out = {}
+        for f in cat.files("ok"):
+            for w, vec in zip(cat.windows_of(f.id), cat.vectors_of(f.id)):
+                key = (os.path.basename(f.path), w.start, w.end)
+                assert key not in out, f"duplicate window {key}"
+                out[key] = vec
+        store = VectorStore.load(Path(idx) / "vectors.faiss", "Flat")
+        assert np.array_equal(np.sort(store.ids()), cat.window_ids())
+        assert cat.counts()["pending"] == 0
+    finally:
+        cat.close()
+    return out
+
+
+@pytest.fixture
+def collection(tmp_path):
+    root = tmp_path / "videos"
+    make_video(root / "a.mp4", 3, seed=1)
+    make_video(root / "trip" / "b.mp4", 14, seed=2)
+    make_video(root / "c.mkv", 9, seed=3)
+    return root
+
+
+def test_build_indexes_good_files_and_records_bad_ones(collection, tmp_path, test_model):
+    broken = make_broken(collection / "broken")
+    idx = tmp_path / "idx"
+    report = build_index([str(collection)], str(idx), model=test_model, workers=2, progress=False)
+    st = index_status(str(idx))
+    assert st["files"] == 3 and report.total_files == 3
+    # windows: 3 s -> 1, 14 s -> 0-8, 4-12, 6-14, 9 s -> 0-8, 1-9
+    assert st["windows"] == 6
+    failed = {os.path.basename(p): reason for p, reason in st["failed"]}
+    assert set(failed) == set(broken), failed
+    assert "empty" in failed["empty.mp4"]
+    assert "dangling" in failed["dangling.mp4"]
+    assert "no video stream" in failed["audio_only.mp4"]
+    assert all(reason for reason in failed.values())
+    m = st["manifest"]
+    assert (m["num_frames"], m["img_size"], m["window_s"], m["stride_s"], m["embed_dim"]) == (4, 32, 8.0, 4.0, 16)
+    assert m["index_factory"] == "Flat" and m["weights_checksum"]
+    snap = snapshot(idx)
+    assert ("b.mp4", 6.0, 14.0) in snap
+    cat = Catalog(idx / "catalog.sqlite")
+    ids = cat.window_ids()
+    cat.close()
+    assert all(thumbnail_path(idx, i).read_bytes()[:2] == b"\xff\xd8" for i in ids)  # JPEG per window
+    # a second build changes nothing and does not retry the failures
+    again = build_index([str(collection)], str(idx), model=test_model, workers=0, progress=False)
+    assert (again.added, again.changed, again.deleted, again.failed, again.embedded_windows) == (0, 0, 0, 0, 0)
+
+
+def test_incremental_add_change_delete_rename(collection, tmp_path, test_model):
+    idx = tmp_path / "idx"
+    build_index([str(collection)], str(idx), model=test_model, workers=0, progress=False)
+    before = snapshot(idx)
+    cat = Catalog(idx / "catalog.sqlite")
+    c_ids = [w.id for w in cat.windows_of(cat.file_by_path(str(collection / "c.mkv")).id)]
+    cat.close()
+
+    make_video(collection / "new" / "d.mp4", 5, seed=4)  # added
+    make_video(collection / "a.mp4", 4, seed=11)  # changed content
+    os.remove(collection / "trip" / "b.mp4")  # deleted
+    os.rename(collection / "c.mkv", collection / "trip" / "c_renamed.mkv")  # renamed: no re-embedding
+    report = build_index(None, str(idx), model=test_model, workers=0, progress=False)
+    assert (report.added, report.changed, report.deleted, report.renamed) == (1, 1, 1, 1)
+    assert report.embedded_windows == 2  # d (1 window) + a (1 window)
+
+    after = snapshot(idx)
+    assert {k[0] for k in after} == {"a.mp4", "c_renamed.mkv", "d.mp4"}
+    assert not np.allclose(after[("a.mp4", 0.0, 4.0)], before[("a.mp4", 0.0, 3.0)])
+    for (name, s, e), vec in before.items():
+        if name == "c.mkv":
+            np.testing.assert_array_equal(after[("c_renamed.mkv", s, e)], vec)
+    cat = Catalog(idx / "catalog.sqlite")
+    assert [w.id for w in cat.windows_of(cat.file_by_path(str(collection / "trip" / "c_renamed.mkv")).id)] == c_ids
+    cat.close()
+    # the index equals a fresh build of the same folder
+    fresh = tmp_path / "fresh"
+    build_index([str(collection)], str(fresh), model=test_model, workers=0, progress=False)
+    fresh_snap = snapshot(fresh)
+    assert set(fresh_snap) == set(after)
+    for key in after:
+        np.testing.assert_allclose(after[key], fresh_snap[key], atol=1e-5)
+
+
+def test_interrupted_build_resumes_to_the_same_index(tmp_path, test_model, monkeypatch):
+    root = tmp_path / "videos"
+    for i in range(5):
+        make_video(root / f"v{i}.mp4", 5 + 3 * i, seed=20 + i)
+    full = tmp_path / "full"
+    build_index([str(root)], str(full), model=test_model, workers=0, progress=False)
+
+    real = build_mod.embed_files
+
+    def crashing(*args, **kwargs):
+        for n, item in enumerate(real(*args, **kwargs)):
+            if n == 2:
+                raise KeyboardInterrupt  # Ctrl-C after two files were committed
+            yield item
+
+    idx = tmp_path / "idx"
+    monkeypatch.setattr(build_mod, "embed_files", crashing)
+    with pytest.raises(KeyboardInterrupt):
+        build_index([str(root)], str(idx), model=test_model, workers=0, progress=False)
+    st = index_status(str(idx))
+    assert st["files"] == 2 and len(st["pending"]) == 3
+    # the interrupted index is usable: search sees the committed files
+    from index.search import VideoIndex
+
+    with VideoIndex(str(idx), model=test_model, gpu=False) as vi:
+        assert len({s.path for s in vi.search(np.ones(16, np.float32), k=10)}) == 2
+
+    monkeypatch.setattr(build_mod, "embed_files", real)
+    report = build_index([str(root)], str(idx), model=test_model, workers=0, progress=False)
+    assert report.added == 0 and report.total_files == 5
+    a, b = snapshot(idx), snapshot(full)
+    assert set(a) == set(b)
+    for key in a:
+        np.testing.assert_allclose(a[key], b[key], atol=1e-5)
+
+
+def test_manifest_mismatch_stops_unless_reembed(collection, tmp_path, test_model):
+    from vtr.errors import VtrError
+
+    idx = tmp_path / "idx"
+    build_index([str(collection)], str(idx), model=test_model, workers=0, progress=False)
+    with pytest.raises(VtrError, match="window_s.*--reembed"):
+        build_index([str(collection)], str(idx), model=test_model, window_s=4.0, workers=0, progress=False)
+    report = build_index([str(collection)], str(idx), model=test_model, window_s=4.0, stride_s=4.0, reembed=True,
+                         workers=0, progress=False)
+    assert report.embedded_windows == report.total_windows == 1 + 4 + 3
+    assert index_status(str(idx))["manifest"]["window_s"] == 4.0
