@@ -395,7 +395,9 @@ def print_table(rows):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--sections", default="scan,peak,encoder,baselines,breakdown")
+    p.add_argument("--sections", default=None,
+                   help="default: scan,peak,encoder,baselines,breakdown (--quick: without scan, whose own "
+                        "fwd+bwd reference runs take minutes; run python -m bench.scan --quick for it)")
     p.add_argument("--models", default="tiny,small,middle", help="VideoMamba sizes")
     p.add_argument("--frames", default="8,16,32,64")
     p.add_argument("--dtypes", default="fp32,bf16")
@@ -416,6 +418,8 @@ def main(argv=None):
         print("RESULT " + json.dumps(run_config(json.loads(args.worker))), flush=True)
         return 0
 
+    if args.sections is None:
+        args.sections = "peak,encoder,baselines,breakdown" if args.quick else "scan,peak,encoder,baselines,breakdown"
     if args.quick:
         args.models, args.frames, args.repeats = "middle", "8", 1
     args.models = [m for m in args.models.split(",") if m]

@@ -9,7 +9,7 @@ from index.build import DEFAULT_MODEL, build_index, index_status
 from index.windows import DEFAULT_STRIDE_S, DEFAULT_WINDOW_S
 
 
-def build_command(dirs: list[str], index: str, model: str = DEFAULT_MODEL, window_s: float = DEFAULT_WINDOW_S,
+def build_command(dirs: list[str], index: str = None, model: str = DEFAULT_MODEL, window_s: float = DEFAULT_WINDOW_S,
                   stride_s: float = DEFAULT_STRIDE_S, batch_size: int = 16, workers: int = 2,
                   timeout_s: float = 120.0, factory: str = None, reembed: bool = False, retry_failed: bool = False,
                   device: str = None, thumbnails: bool = True) -> int:
@@ -29,6 +29,7 @@ def build_command(dirs: list[str], index: str, model: str = DEFAULT_MODEL, windo
     device: torch device for the encoder (default: cuda if available, else cpu)
     thumbnails: write a JPEG thumbnail per window
     """
+    _need_index(index)
     report = build_index(dirs, index, model=model, window_s=window_s, stride_s=stride_s, batch_size=batch_size,
                          workers=workers, timeout_s=timeout_s, factory=factory, reembed=reembed,
                          retry_failed=retry_failed, device=device, thumbnails=thumbnails)
@@ -38,7 +39,7 @@ def build_command(dirs: list[str], index: str, model: str = DEFAULT_MODEL, windo
     return 0
 
 
-def update_command(index: str, model: str = None, batch_size: int = 16, workers: int = 2, timeout_s: float = 120.0,
+def update_command(index: str = None, model: str = None, batch_size: int = 16, workers: int = 2, timeout_s: float = 120.0,
                    reembed: bool = False, retry_failed: bool = False, device: str = None) -> int:
     """Re-scan an index's folders: embed new and changed files, drop deleted ones, recognise renamed ones.
 
@@ -51,6 +52,7 @@ def update_command(index: str, model: str = None, batch_size: int = 16, workers:
     retry_failed: try again the files that failed before
     device: torch device for the encoder
     """
+    _need_index(index)
     report = build_index(None, index, model=model or DEFAULT_MODEL, batch_size=batch_size, workers=workers,
                          timeout_s=timeout_s, reembed=reembed, retry_failed=retry_failed, device=device)
     print(report.summary())
@@ -59,12 +61,13 @@ def update_command(index: str, model: str = None, batch_size: int = 16, workers:
     return 0
 
 
-def status_command(index: str, json: bool = False) -> int:
+def status_command(index: str = None, json: bool = False) -> int:
     """Show an index: model and settings, counts, and the files that failed with their reasons.
 
     index: index folder
     json: print JSON instead of text
     """
+    _need_index(index)
     st = index_status(index)
     if json:
         print(_json.dumps(st, indent=2))
@@ -84,7 +87,7 @@ def status_command(index: str, json: bool = False) -> int:
     return 0
 
 
-def search_command(query: str, index: str, k: int = 10, rerank: bool = False, json: bool = False,
+def search_command(query: str, index: str = None, k: int = 10, rerank: bool = False, json: bool = False,
                    path: str = None, min_duration: float = None, max_duration: float = None, model: str = None,
                    device: str = None, nprobe: int = None) -> int:
     """Find moments in an indexed collection: a text query, or the path of an image or a video clip.
@@ -103,6 +106,7 @@ def search_command(query: str, index: str, k: int = 10, rerank: bool = False, js
     """
     from index.search import VideoIndex
 
+    _need_index(index)
     with VideoIndex(index, model=model, device=device, nprobe=nprobe) as idx:
         segments = idx.search(query, k=k, rerank=rerank, path_glob=path, min_duration=min_duration,
                               max_duration=max_duration)
@@ -114,6 +118,13 @@ def search_command(query: str, index: str, k: int = 10, rerank: bool = False, js
     for rank, s in enumerate(segments, 1):
         print(f"{rank:3d}. {s.score:7.4f}  {_clock(s.start)}-{_clock(s.end)}  {s.path}")
     return 0
+
+
+def _need_index(index):
+    if not index:
+        from vtr.errors import VtrError
+
+        raise VtrError("name the index folder with --index IDX")
 
 
 def _clock(seconds: float) -> str:

@@ -1,7 +1,8 @@
 """Searching an index folder: a query (text, image, video clip or vector) → top windows → segments per video.
 
 Scores are the model's ITC similarity: the query's unit vector against each window's vector (the mean of its
-frames' unit embeddings, as :meth:`VideoTextModel.similarity` scores a clip). Windows are grouped per video and
+frames' unit embeddings, as :meth:`VideoTextModel.similarity` scores a clip). Example queries (an image or a clip)
+are scored by cosine between the example's and the retrieved windows' vectors. Windows are grouped per video and
 merged into segments: starting from a video's best window, adjacent or overlapping retrieved windows whose score
 is within ``merge_margin`` of the seed join it, so a segment spans the part of the video that matches about as
 well as its best moment. A segment's score is its best window's score.
@@ -61,19 +62,19 @@ def merge_segments(hits: list[tuple[int, float, float, float]], merge_margin: fl
         if used[seed]:
             continue
         used[seed] = True
-        lo = hi = seed
         floor = by_start[seed][3] - merge_margin
         start, end = by_start[seed][1], by_start[seed][2]
-        while lo - 1 >= 0 and not used[lo - 1] and by_start[lo - 1][2] >= start - gap and by_start[lo - 1][3] >= floor:
-            lo -= 1
-            used[lo] = True
-            start = min(start, by_start[lo][1])
-        while hi + 1 < len(by_start) and not used[hi + 1] and by_start[hi + 1][1] <= end + gap \
-                and by_start[hi + 1][3] >= floor:
-            hi += 1
-            used[hi] = True
-            end = max(end, by_start[hi][2])
-        members = by_start[lo:hi + 1]
+        chosen = [seed]
+        grown = True
+        while grown:  # absorb every good-enough hit that overlaps or touches the segment
+            grown = False
+            for i, (_, s, e, score) in enumerate(by_start):
+                if not used[i] and score >= floor and s <= end + gap and e >= start - gap:
+                    used[i] = True
+                    chosen.append(i)
+                    start, end = min(start, s), max(end, e)
+                    grown = True
+        members = [by_start[i] for i in sorted(chosen)]
         # A weaker segment mostly inside a better one of the same video adds nothing.
         if any(min(end, e) - max(start, s) > 0.5 * (end - start) for s, e, _, _ in segments):
             continue
@@ -208,10 +209,12 @@ class VideoIndex:
         windows: how many windows to retrieve before grouping (default ``max(5 k, 50)``).
         """
         text_out = None
+        example = False
         if isinstance(query, np.ndarray):
             q = query.astype(np.float32)
         elif isinstance(query, (str, Path)) and Path(query).is_file():
             q = self.encode_example(str(query))
+            example = True
         else:
             if not str(query).strip():
                 raise VtrError("empty query")
@@ -221,6 +224,11 @@ class VideoIndex:
         if rerank and text_out is not None:
             n_windows = max(n_windows, int(rerank_top))
         scores, ids = self._search_windows(q, n_windows, path_glob, min_duration, max_duration)
+        if example and len(ids):
+            # Clip against clip: cosine, so a window's norm (how alike its frames are) does not outweigh direction.
+            vecs = dict(zip(*_unzip(self.catalog.iter_vectors(ids))))
+            scores = np.asarray([float(vecs[int(i)] @ q) / max(float(np.linalg.norm(vecs[int(i)])), 1e-12)
+                                 for i in ids], np.float32)
         if rerank:
             if text_out is None:
                 logger.warning("--rerank applies to text queries only; ignored")
@@ -296,6 +304,14 @@ class VideoIndex:
                     thumbnail=str(thumb) if thumb.is_file() else None))
         segments.sort(key=lambda s: -s.score)
         return segments[:k]
+
+
+def _unzip(chunks):
+    ids, vecs = [], []
+    for chunk_ids, chunk_vecs in chunks:
+        ids.extend(int(i) for i in chunk_ids)
+        vecs.extend(chunk_vecs)
+    return ids, vecs
 
 
 def search(index: str, query, k: int = 10, model=None, **kwargs) -> list[Segment]:

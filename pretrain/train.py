@@ -25,6 +25,7 @@ import sys
 import time
 from contextlib import nullcontext
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
@@ -382,7 +383,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     return {"step": step, **last}
 
 
-def train_command(config: str, resume: bool = False, override: list[str] | None = None) -> int:
+def train_command(config: str, resume: bool = False, override: Optional[list[str]] = None) -> int:
     """Pretrain a video-text model on WebDataset shards (UMT recipe). For several GPUs use
     `torchrun --nproc-per-node N -m pretrain.train --config FILE`.
 

@@ -14,6 +14,7 @@ import importlib
 import inspect
 import logging
 import sys
+import types
 import typing
 
 from vtr.errors import VtrError
@@ -23,6 +24,12 @@ VERBS: dict[str, tuple[str, str]] = {
     "models": ("vtr.models.registry:models_command", "list registered weights and architectures"),
     "convert": ("vtr.models.registry:convert_command", "convert a checkpoint into vtr's format"),
     "eval": ("vtr.eval.retrieval:eval_command", "zero-shot retrieval evaluation (published protocol)"),
+    "shards make": ("vtr.data.shards:shards_make_command", "pack videos/images + captions into WebDataset shards"),
+    "train": ("pretrain.train:train_command", "pretrain a model (also: torchrun -m pretrain.train)"),
+    "index build": ("index.commands:build_command", "index the videos under folders (incremental)"),
+    "index update": ("index.commands:update_command", "re-scan an index's folders"),
+    "index status": ("index.commands:status_command", "show an index and its failed files"),
+    "search": ("index.commands:search_command", "find moments by text, image or clip"),
 }
 
 
@@ -50,7 +57,7 @@ def _add_arguments(parser: argparse.ArgumentParser, fn) -> None:
         hint = hints.get(name, str)
         origin = typing.get_origin(hint)
         args = [a for a in typing.get_args(hint) if a is not type(None)]
-        if origin is typing.Union and len(args) == 1:  # Optional[X]
+        if origin in (typing.Union, types.UnionType) and len(args) == 1:  # Optional[X] / X | None
             hint, origin, args = args[0], typing.get_origin(args[0]), typing.get_args(args[0])
         kwargs: dict = {"help": helps.get(name)}
         if origin in (list, tuple):
@@ -66,7 +73,8 @@ def _add_arguments(parser: argparse.ArgumentParser, fn) -> None:
             kwargs["default"] = param.default
             if kwargs.get("help") and param.default not in (None, False):
                 kwargs["help"] += f" (default: {param.default})"
-            parser.add_argument("--" + name.replace("_", "-"), dest=name, **kwargs)
+            flags = ["-" + name] if len(name) == 1 else []  # one-letter parameters also get a short flag (-k)
+            parser.add_argument(*flags, "--" + name.replace("_", "-"), dest=name, **kwargs)
 
 
 def build_parser(verbs: dict[str, tuple[str, str]] = VERBS) -> argparse.ArgumentParser:

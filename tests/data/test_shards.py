@@ -64,7 +64,8 @@ def media(tmp_path_factory):
 
 def test_make_shards_layout_and_skips_broken(media, tmp_path, capsys):
     out = tmp_path / "shards"
-    assert shards_make_command(str(media / "v"), str(media / "captions.jsonl"), str(out), per_shard=4) == 0
+    assert shards_make_command(videos=str(media / "v"), captions=str(media / "captions.jsonl"), out=str(out),
+                               per_shard=4) == 0
     assert "3 skipped" in capsys.readouterr().out
     assert sorted(p.name for p in out.glob("*.tar")) == ["00000.tar", "00001.tar", "00002.tar"]
     s0 = json.loads((out / "00000_stats.json").read_text())
@@ -87,6 +88,13 @@ def test_make_shards_layout_and_skips_broken(media, tmp_path, capsys):
         assert decode_image(tar.extractfile("000000008.jpg").read()).shape == (40, 56, 3)
     assert count_shard_samples(str(out)) == 6
     assert json.loads((out / "stats.json").read_text()) == {"shards": 3, "count": 9, "successes": 6, "failed": 3}
+
+
+def test_shards_make_command_needs_its_flags(tmp_path):
+    from vtr.errors import VtrError
+
+    with pytest.raises(VtrError, match="--captions"):
+        shards_make_command(videos=str(tmp_path), out=str(tmp_path / "o"))
 
 
 def test_read_captions_csv_and_extensionless_names(media, tmp_path):

@@ -21,7 +21,7 @@ def test_choose_factory_by_size():
     assert choose_factory(1_000_000) == "IVF4096,Flat"
 
 
-@pytest.mark.parametrize("factory,params", [("IVF256,Flat", {"nprobe": 32}), ("HNSW32,Flat", {"ef_search": 128})])
+@pytest.mark.parametrize("factory,params", [("IVF256,Flat", {"nprobe": 32}), ("HNSW32,Flat", {"ef_search": 512})])
 def test_approximate_recall_against_exact(factory, params):
     x = clustered(20_000, 64, seed=0)
     q = clustered(200, 64, seed=1)

@@ -108,6 +108,11 @@ def test_causal_conv_matches_padded_conv():
     b = torch.randn(6)
     ref = F.silu(F.conv1d(x, w, b, padding=3, groups=6)[..., :10])
     torch.testing.assert_close(causal_conv1d_silu(x, w, b), ref)
+    # bf16 input (an autocast in_proj output): computed and returned in fp32
+    xb = x.bfloat16()
+    out = causal_conv1d_silu(xb, w, b)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, F.silu(F.conv1d(xb.float(), w, b, padding=3, groups=6)[..., :10]))
 
 
 def test_rmsnorm_fp32():

@@ -95,6 +95,10 @@ def test_residual_stream_by_hand():
         for layer in model.layers:
             r = r + layer.mixer(layer.norm(r))
         torch.testing.assert_close(model.forward_features(frames), model.norm(r))
+        # the official clip_decoder input: the residual before the last block's output is added
+        r = torch.cat([cls, patches], 1)
+        r = r + model.layers[0].mixer(model.layers[0].norm(r))
+        torch.testing.assert_close(model.forward_features(frames, return_clip_input=True)[1], r)
 
 
 @pytest.mark.parametrize("frames_, size", [(4, 32), (2, 32), (12, 32), (2, 40), (2, 24)])

@@ -72,6 +72,14 @@ def test_no_weight_decay_on_biases_norms_and_1d():
 
 
 # ------------------------------------------------------------------------------------------------ training
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def _cfg(shards, out_dir, **kw) -> TrainConfig:
     base = dict(train_shards=str(shards), out_dir=str(out_dir), batch_size=4, num_workers=0, max_steps=6,
                 warmup_steps=2, ckpt_every=3, log_every=1, shuffle_buffer=4, shards_per_chunk=2)
@@ -96,14 +104,14 @@ def test_resume_gives_the_same_losses(shards, tmp_path):
 
 @pytest.mark.slow
 def test_loss_falls_on_a_learnable_set(shards, tmp_path):
-    """8 clips of distinct solid colours captioned with their colour: 40 steps learn the pairing."""
-    train(_cfg(shards, tmp_path, batch_size=8, max_steps=40, warmup_steps=4, ckpt_every=1000, lr=2e-3,
+    """8 clips of distinct solid colours captioned with their colour: 30 steps learn the pairing."""
+    train(_cfg(shards, tmp_path, batch_size=8, max_steps=30, warmup_steps=3, ckpt_every=1000, lr=2e-3,
                mlm_prob=0.15))
     log = _losses(tmp_path)
     first = sum(log[s]["loss"] for s in range(1, 6)) / 5
-    last = sum(log[s]["loss"] for s in range(36, 41)) / 5
+    last = sum(log[s]["loss"] for s in range(26, 31)) / 5
     first_vtc = sum(log[s]["vtc"] for s in range(1, 6)) / 5
-    last_vtc = sum(log[s]["vtc"] for s in range(36, 41)) / 5
+    last_vtc = sum(log[s]["vtc"] for s in range(26, 31)) / 5
     assert last < 0.8 * first, (first, last)
     assert last_vtc < first_vtc - 0.3 and math.isfinite(last), (first_vtc, last_vtc)
 
@@ -123,7 +131,7 @@ def test_torchrun_two_ranks_with_a_corrupt_sample(shards, tmp_path):
                 sink.write({"__key__": "1" + sample["__key__"][1:], "mp4": sample["mp4"], "txt": sample["txt"]})
     out = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "0",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(_free_port()),
            "-m", "pretrain.train", "--config", TINY, "--train_shards", f"{shards}::{corrupt}/00000.tar",
            "--out_dir", str(out), "--batch_size", "2", "--max_steps", "4", "--warmup_steps", "1",
            "--num_workers", "1", "--samples_per_epoch", "8", "--ckpt_every", "2", "--shuffle_buffer", "2",
@@ -140,3 +148,24 @@ def test_torchrun_two_ranks_with_a_corrupt_sample(shards, tmp_path):
     assert model.text_mlm_head is not None
     for name, tensor in model.state_dict().items():
         assert torch.equal(tensor, ckpt["model"][name]), name
+
+
+@pytest.mark.slow
+def test_masked_student_distillation_checkpointing_and_eval(shards, tmp_path):
+    """Row-masked student + frozen teacher (a vtr folder) + gradient checkpointing + zero-shot eval, 2 steps."""
+    import vtr
+    from vtr.models.checkpoint import save_vtr
+    from vtr.models.registry import config_to_dict
+
+    teacher = vtr.create_model("vtr_test", with_mlm_head=True)
+    save_vtr(teacher, tmp_path / "teacher", config_to_dict(teacher.cfg, architecture="vtr_test"))
+    captions = [json.loads(line) for line in (Path(shards).parent / "captions.jsonl").read_text().splitlines()]
+    (tmp_path / "ann.json").write_text(json.dumps(captions))
+    train(_cfg(shards, tmp_path / "run", max_steps=2, warmup_steps=1, mask_type="row", mask_ratio=0.5,
+               teacher=str(tmp_path / "teacher"), init=str(tmp_path / "teacher"), grad_checkpointing=True,
+               eval_every=2, eval_annotation=str(tmp_path / "ann.json"), eval_videos=str(Path(shards).parent / "videos")))
+    rows = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert all(math.isfinite(r["distill"]) and r["distill"] < 4 for r in rows if "loss" in r)
+    evals = [r for r in rows if "eval" in r]
+    assert len(evals) == 1 and set(evals[0]["eval"]) == {"itm", "itc"}
+    assert 0 <= evals[0]["eval"]["itc"]["t2v_r1"] <= 100

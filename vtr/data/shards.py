@@ -185,15 +185,25 @@ def make_shards(videos: str | os.PathLike, captions: str | os.PathLike, out: str
     return total
 
 
-def shards_make_command(videos: str, captions: str, out: str, per_shard: int = 1000, processes: int = 1) -> int:
+def shards_make_command(videos: str = "", captions: str = "", out: str = "", per_shard: int = 1000,
+                        processes: int = 1) -> int:
     """Write video/image + caption pairs into WebDataset shards (video2dataset layout) for pretraining.
 
-    videos: folder holding the media files named in the caption file
-    captions: .csv (with header) or .jsonl; a media column (video, videoid, path, file, image) and a caption column
-    out: output folder for {shard:05d}.tar and {shard:05d}_stats.json
+    videos: folder holding the media files named in the caption file (required)
+    captions: .csv (with header) or .jsonl; a media column (video, videoid, path, file, image) and a caption column (required)
+    out: output folder for {shard:05d}.tar and {shard:05d}_stats.json (required)
     per_shard: rows per shard
     processes: shards written in parallel
     """
+    from vtr.errors import VtrError
+
+    missing = [f"--{name}" for name, value in (("videos", videos), ("captions", captions), ("out", out)) if not value]
+    if missing:
+        raise VtrError(f"shards make needs {', '.join(missing)}")
+    if not Path(videos).is_dir():
+        raise VtrError(f"--videos {videos}: not a folder")
+    if not Path(captions).is_file():
+        raise VtrError(f"--captions {captions}: file not found")
     total = make_shards(videos, captions, out, per_shard=per_shard, processes=processes)
     print(f"wrote {total['shards']} shards to {out}: {total['successes']} samples, "
           f"{total['failed']} skipped (see *_stats.json)")
@@ -451,10 +461,6 @@ def make_train_loader(urls, tokenizer, batch_size: int, steps_per_epoch: int, nu
     return loader
 
 
-__all__ = ["read_captions", "make_shards", "write_shard", "shards_make_command", "decode_image", "expand_shards",
-           "ShardStream", "TrainLoader", "make_train_loader", "count_shard_samples"]
-
-
 def count_shard_samples(urls) -> int:
     """Samples in the shards: the ``successes`` of each ``{shard}_stats.json`` next to a tar (its member count
     when the stats file is missing)."""
@@ -466,6 +472,12 @@ def count_shard_samples(urls) -> int:
         if stats is not None and stats.is_file():
             total += int(json.loads(stats.read_text()).get("successes", 0))
             continue
+        if not os.path.isfile(url):
+            raise FileNotFoundError(f"shard not found: {url}")
         with tarfile.open(url) as tar:
             total += len({Path(m.name).name.split(".", 1)[0] for m in tar.getmembers() if m.isfile()})
     return total
+
+
+__all__ = ["read_captions", "make_shards", "write_shard", "shards_make_command", "decode_image", "expand_shards",
+           "ShardStream", "TrainLoader", "make_train_loader", "count_shard_samples"]

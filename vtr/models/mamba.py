@@ -42,32 +42,48 @@ def causal_conv1d_silu(x, weight, bias):
     """SiLU(causal depthwise conv1d(x) + bias) with zero left padding of ``K - 1``.
 
     x: [B, C, L]; weight: [C, 1, K] (nn.Conv1d layout) or [C, K]; bias: [C] or None -> [B, C, L].
-    Uses causal_conv1d's kernel on CUDA when available; otherwise K shifted multiply-adds, which on CPU beat
-    oneDNN's depthwise convolution and need no padded copy.
+    Uses causal_conv1d's kernel on CUDA when available (result in x's dtype). Otherwise K shifted multiply-adds,
+    which on CPU beat oneDNN's depthwise convolution and need no padded copy; the result is then at least fp32
+    (a bf16 x from an autocast in_proj is upcast, and the scan gets the fp32 u it computes in).
     """
     weight = weight.reshape(weight.shape[0], -1)
     if x.is_cuda:
         fn = _causal_conv1d_cuda()
         if fn is not None:
-            return fn(x, weight, bias, activation="silu")
+            return fn(x, weight.to(x.dtype), None if bias is None else bias.to(x.dtype), activation="silu")
     k, length = weight.shape[1], x.shape[-1]
-    w = weight.to(x.dtype)[:, :, None]  # [C, K, 1]
-    b = torch.zeros((), dtype=x.dtype, device=x.device) if bias is None else bias.to(x.dtype)[:, None]
+    dtype = torch.promote_types(x.dtype, torch.float32)
+    x = x.to(dtype)  # one cast up front: mixed-dtype addcmuls are several times slower than this copy
+    w = weight.to(dtype)[:, :, None]  # [C, K, 1]
+    b = torch.zeros((), dtype=dtype, device=x.device) if bias is None else bias.to(dtype)[:, None]
     y = torch.addcmul(b, x, w[:, k - 1])  # tap on x_t
     for j in range(1, min(k, length)):  # tap on x_{t-j}
         y[..., j:].addcmul_(x[..., : length - j], w[:, k - 1 - j])
     return F.silu(y, inplace=not torch.is_grad_enabled())
 
 
-def _channels_first_linear(weight, x):
+def _autocast_dtype(device_type):
+    """The autocast dtype active for ``device_type``, or None when autocast is off there."""
+    try:
+        on = torch.is_autocast_enabled(device_type)
+        return torch.get_autocast_dtype(device_type) if on else None
+    except TypeError:  # torch < 2.4: per-device functions
+        if device_type == "cpu":
+            return torch.get_autocast_cpu_dtype() if torch.is_autocast_cpu_enabled() else None
+        return torch.get_autocast_gpu_dtype() if torch.is_autocast_enabled() else None
+
+
+def _channels_first_linear(weight, x, dtype=None):
     """weight: [O, I]; x: [B, I, L] (any strides, e.g. a transposed [B, L, I]) -> weight · x: [B, O, L].
 
-    One batched GEMM with the layout change folded in (no transposed copy of x or of the result). Under
-    autocast the weight is cast once, not once per batch element.
+    One batched GEMM with the layout change folded in (no transposed copy of x or of the result). Computes in
+    ``dtype`` when given (autocast off), else in the autocast dtype when autocast is on, else in x's dtype; the
+    weight is cast once, not once per batch element.
     """
     dev = x.device.type
-    dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else x.dtype
-    return torch.bmm(weight.to(dtype).expand(x.shape[0], -1, -1), x.to(dtype))
+    dtype = dtype or _autocast_dtype(dev) or x.dtype
+    with torch.autocast(dev, enabled=False):
+        return torch.bmm(weight.to(dtype).expand(x.shape[0], -1, -1), x.to(dtype))
 
 
 class RMSNorm(nn.Module):
@@ -152,8 +168,10 @@ class BiMambaMixer(nn.Module):
         di, r, n = self.d_inner, self.dt_rank, self.d_state
         x, z = xz[:, :di], xz[:, di:]
         u = causal_conv1d_silu(x, conv.weight, conv.bias)  # [B, di, L]
-        x_dbl = _channels_first_linear(x_proj.weight, u)  # [B, R+2N, L]
-        delta = _channels_first_linear(dt_proj.weight, x_dbl[:, :r])  # [B, di, L]; bias + softplus in the scan
+        # x_proj and dt_proj (≈10% of the FLOPs) run in u's dtype, fp32 on CPU even under autocast: Δ, B, C and
+        # u then reach the fp32 scan without casts, and Δ = softplus(·) is not rounded to bf16.
+        x_dbl = _channels_first_linear(x_proj.weight, u, dtype=u.dtype)  # [B, R+2N, L]
+        delta = _channels_first_linear(dt_proj.weight, x_dbl[:, :r], dtype=u.dtype)  # [B, di, L]; bias in scan
         A = -torch.exp(A_log.float())
         # B, C: [B, N, L] views; the scan re-lays them out as it needs (the CPU kernel wants [B, L, N]).
         return selective_scan(u, delta, A, x_dbl[:, r:r + n], x_dbl[:, r + n:], D.float(), z=z,
@@ -173,9 +191,9 @@ class BiMambaMixer(nn.Module):
     def _out_proj(self, o):
         """o: [B, d_inner, L] -> [B, L, D] via one batched GEMM on the transposed view."""
         dev = o.device.type
-        dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else o.dtype
-        w = self.out_proj.weight.to(dtype)
-        return torch.bmm(o.to(dtype).mT, w.T.expand(o.shape[0], -1, -1))
+        dtype = _autocast_dtype(dev) or o.dtype
+        with torch.autocast(dev, enabled=False):
+            return torch.bmm(o.to(dtype).mT, self.out_proj.weight.to(dtype).T.expand(o.shape[0], -1, -1))
 
 
 class Block(nn.Module):
@@ -190,4 +208,4 @@ class Block(nn.Module):
     def forward(self, residual):
         """residual: [B, L, D] fp32 -> [B, L, D] fp32."""
         h = self.mixer(self.norm(residual))
-        return residual + self.drop_path(h).float()
+        return residual + self.drop_path(h)  # promotes a bf16 mixer output into the fp32 residual

@@ -139,8 +139,7 @@ def _apply_overrides(cfg: ModelConfig, overrides: dict) -> ModelConfig:
             pre[key] = value
         elif key == "grad_checkpointing":
             vision[key] = value
-            if "grad_checkpointing" in text_fields:
-                text[key] = value
+            text["gradient_checkpointing"] = value
         elif key in top_fields:
             top[key] = value
         elif key.startswith("text_") and key[5:] in text_fields:

@@ -203,7 +203,9 @@ class VideoMamba(nn.Module):
     def _init_weights(self):
         """timm/Vim style: trunc_normal(0.02) for embeddings and Linear weights, zero biases, LayerNorm (1, 0);
         out_proj kaiming-uniform / sqrt(depth) (GPT-2 rescale); the mixers' dt_proj, A_log and D keep mamba_ssm's
-        init (the official code re-inits dt_proj with trunc_normal and zero bias; we do not)."""
+        init. Differences from the official init (which only matter when training from scratch): it leaves
+        cls_token and temporal_pos_embedding at zero and re-inits dt_proj with trunc_normal and a zero bias
+        (losing mamba's dt range); we do not."""
         for t in (self.pos_embed, self.cls_token, self.temporal_pos_embedding):
             nn.init.trunc_normal_(t, std=0.02)
         for layer in self.layers:
@@ -212,6 +214,8 @@ class VideoMamba(nn.Module):
                 nn.init.trunc_normal_(lin.weight, std=0.02)
             nn.init.kaiming_uniform_(m.out_proj.weight, a=math.sqrt(5))
             m.out_proj.weight.div_(math.sqrt(self.cfg.depth))
+        for dec in self.clip_decoder:  # the official segm init overrides Linear_Decoder's xavier init
+            nn.init.trunc_normal_(dec.head.weight, std=0.02)
         nn.init.ones_(self.pool_norm.weight)
         nn.init.zeros_(self.pool_norm.bias)
 
@@ -235,19 +239,28 @@ class VideoMamba(nn.Module):
         cls = (self.cls_token + pos[:, :1]).expand(b, -1, -1)
         return cls, x.reshape(b, -1, x.shape[-1])
 
-    def forward_features(self, frames, keep=None):
-        """frames: [B, T, C, H, W]; keep: [B, T·P] bool or None -> final-normed sequence [B, 1 + K, D] (cls first)."""
+    def forward_features(self, frames, keep=None, return_clip_input=False):
+        """frames: [B, T, C, H, W]; keep: [B, T·P] bool or None -> final-normed sequence [B, 1 + K, D] (cls first).
+
+        ``return_clip_input``: also return what the official pretraining feeds ``clip_decoder``: the un-normed
+        fp32 residual stream *before the last block's mixer output is added* (its fused add-norm leaves that in
+        ``residual``), [B, 1 + K, D]; returns (sequence, clip_input).
+        """
         cls, x = self.embed(frames)
         if keep is not None:
             x = select_tokens(x, keep)
         residual = torch.cat([cls, x], dim=1).float()
         ckpt = self.grad_checkpointing and self.training and torch.is_grad_enabled()
-        for layer in self.layers:
+        clip_input = None
+        for i, layer in enumerate(self.layers):
+            if i == len(self.layers) - 1:
+                clip_input = residual
             if ckpt:
                 residual = torch.utils.checkpoint.checkpoint(layer, residual, use_reentrant=False)
             else:
                 residual = layer(residual)
-        return self.norm(residual)
+        out = self.norm(residual)
+        return (out, clip_input) if return_clip_input else out
 
     def forward(self, frames, keep=None):
         """frames: [B, T, 3, H, W]; keep: optional [B, T·P] bool, True = visible patch token, the same count K per
@@ -270,8 +283,9 @@ class VideoMamba(nn.Module):
     def align_to_teacher(self, tokens, index=0, pos=None):
         """Apply ``clip_decoder[index]`` (Linear D→512 + LayerNorm) to student tokens [B, K, D] -> [B, K, 512].
 
-        The official pretraining feeds it the un-normed residual stream plus a fixed sin-cos table
-        (:func:`sinusoid_position_table`, rows of the visible tokens); pass that as ``pos`` [B|1, K, D].
+        The official pretraining feeds it ``forward_features(..., return_clip_input=True)[1]`` (the un-normed
+        residual before the last block's output, cls included) plus a fixed sin-cos table
+        (:func:`sinusoid_position_table` over 1 + T·P rows, the visible rows selected); pass that as ``pos``.
         """
         if pos is not None:
             tokens = tokens + pos.to(tokens.dtype)

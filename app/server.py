@@ -1,0 +1,115 @@
+"""Serving the page: ``vtr app --index IDX``. Local by default, and careful about what it hands out.
+
+- binds to 127.0.0.1 unless ``--host`` says otherwise (then ``--auth user:pass`` is strongly advised);
+- the browser gets only thumbnails of the index and the app's own preview clips: Gradio's ``allowed_paths`` is
+  exactly those two folders, so ``/gradio_api/file=`` refuses anything else (source videos, the catalog, the
+  rest of the disk); paths are resolved, so ``..`` and links lead nowhere else;
+- uploads (query by example) are limited to ``--max-upload-mb``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from dataclasses import dataclass
+
+from vtr.errors import VtrError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RunningApp:
+    """A launched app: ``url``; ``close()`` stops the server and removes the app's cache."""
+
+    demo: object
+    service: object
+    url: str
+
+    def close(self) -> None:
+        try:
+            self.demo.close()
+        finally:
+            self.service.close()
+
+
+def parse_auth(auth: str | None) -> tuple[str, str] | None:
+    """``"user:pass"`` → ``("user", "pass")`` (the password may contain ``:``)."""
+    if not auth:
+        return None
+    user, sep, password = auth.partition(":")
+    if not sep or not user or not password:
+        raise VtrError("--auth takes USER:PASSWORD")
+    return user, password
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def launch_app(index: str, host: str = "127.0.0.1", port: int = 7860, auth: str | None = None, model=None,
+               device: str | None = None, max_upload_mb: int = 50, warm_up: bool = True,
+               quiet: bool = False, build_options: dict | None = None) -> RunningApp:
+    """Start the app on ``host:port`` in background threads and return it (see :func:`app_command`).
+
+    model, build_options: as :class:`app.service.IndexService` (model: a name, a folder, or a model object).
+    """
+    from app.service import IndexService
+    from app.ui import CSS, THEME, build_ui
+
+    credentials = parse_auth(auth)
+    if max_upload_mb <= 0:
+        raise VtrError("--max-upload-mb must be positive")
+    if not _is_loopback(host) and credentials is None:
+        logger.warning("serving on %s without --auth: anyone who can reach this address can search and watch "
+                       "your videos", host)
+    service = IndexService(index, model=model, device=device, build_options=build_options)
+    try:
+        if warm_up:
+            try:
+                service.warm_up()
+            except VtrError as e:  # shown again on the page, where it can be fixed
+                logger.warning("%s", e)
+        demo = build_ui(service)
+        demo.queue(default_concurrency_limit=1)
+        try:
+            _, url, _ = demo.launch(
+                server_name=host, server_port=port, auth=credentials, prevent_thread_lock=True, share=False,
+                allowed_paths=service.served_dirs(), max_file_size=f"{int(max_upload_mb)}mb", show_error=False,
+                quiet=quiet, inbrowser=False, ssr_mode=False, mcp_server=False, pwa=False, enable_monitoring=False,
+                theme=THEME, css=CSS, footer_links=["api"])
+        except OSError as e:
+            raise VtrError(f"cannot serve on {host}:{port}: {e}") from e
+    except BaseException:
+        service.close()
+        raise
+    return RunningApp(demo, service, url)
+
+
+def app_command(index: str = None, host: str = "127.0.0.1", port: int = 7860, auth: str = None, model: str = None,
+                device: str = None, max_upload_mb: int = 50) -> int:
+    """Open the search app in your browser: type a sentence, watch the moments; add folders and update the index.
+
+    index: index folder, required (created from the Index tab when it does not exist yet)
+    host: address to listen on; the default serves this computer only (use 0.0.0.0 with --auth to share)
+    port: port to listen on
+    auth: USER:PASSWORD required to open the app
+    model: model to encode queries (default: the index's; for a new index: the default model)
+    device: torch device for the encoder (default: cuda if available, else cpu)
+    max_upload_mb: largest example image or clip accepted, in MB
+    """
+    if not index:
+        raise VtrError("--index is required: the index folder to search (it may not exist yet)")
+    running = launch_app(index, host=host, port=port, auth=auth, model=model, device=device,
+                         max_upload_mb=max_upload_mb)
+    logger.info("vtr app on %s (Ctrl+C to stop)", running.url)
+    try:
+        running.demo.block_thread()
+    finally:
+        running.close()
+    return 0

@@ -1,0 +1,269 @@
+"""The app's access to one index folder: search, status, build/update, previews. No Gradio here, and no retrieval
+logic: searching and building are :mod:`index`'s; this module only serialises access to them and turns results
+into things a page can show.
+
+Threading: a Gradio server runs each request in a worker thread, but an opened :class:`index.VideoIndex` holds a
+sqlite connection that may only be used by the thread that opened it. So every call on the opened index runs in
+one dedicated thread (searches are serialised, which a single CPU/GPU encoder does anyway). Builds run in the
+caller's thread with their own catalog connection; one at a time; the opened index is reloaded after each.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from vtr.errors import VtrError
+
+logger = logging.getLogger(__name__)
+
+MAX_FOLDER_CHOICES = 200
+
+
+@dataclass
+class Moment:
+    """One search result as the page shows it."""
+
+    path: str
+    start: float
+    end: float
+    score: float
+    thumbnail: str | None
+
+    @property
+    def name(self) -> str:
+        return Path(self.path).name
+
+    @property
+    def folder(self) -> str:
+        return str(Path(self.path).parent)
+
+    def to_dict(self) -> dict:
+        # "video", not "path": gradio_client takes any dict with a "path" for a file to download.
+        return {"video": self.path, "name": self.name, "folder": self.folder, "start": self.start, "end": self.end,
+                "score": self.score}
+
+
+def clock(seconds: float) -> str:
+    """``75.3`` → ``"1:15"``; hours when needed."""
+    s = int(round(float(seconds)))
+    h, rest = divmod(s, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def folder_glob(folder: str) -> str:
+    """A sqlite GLOB matching every file under ``folder`` (its ``*?[`` taken literally)."""
+    escaped = "".join(f"[{c}]" if c in "*?[" else c for c in folder.rstrip(os.sep))
+    return escaped + os.sep + "*"
+
+
+def group_by_video(moments: list[Moment]) -> list[Moment]:
+    """Order moments video by video (videos by their best score), best moment first within a video."""
+    best: dict[str, float] = {}
+    for m in moments:
+        best[m.path] = max(best.get(m.path, float("-inf")), m.score)
+    return sorted(moments, key=lambda m: (-best[m.path], m.path, -m.score))
+
+
+class IndexService:
+    """Search and maintain the index folder ``index`` (which may not exist yet).
+
+    model: None (the index's own model), a registered name / vtr model folder, or a model object; also the model a
+    first build embeds with (None there: :data:`index.build.DEFAULT_MODEL`).
+    cache_dir: where previews and fallback thumbnails go (default: a new temporary folder, removed by close()).
+    build_options: keyword arguments for every build (see :func:`index.build_index`: workers, batch_size, ...).
+    """
+
+    def __init__(self, index: str, model=None, device: str | None = None, cache_dir: str | None = None,
+                 build_options: dict | None = None):
+        self.index_dir = Path(os.path.abspath(os.path.expanduser(index)))
+        self._model_spec = model
+        self._device = device
+        self._own_cache = cache_dir is None
+        self.cache_dir = Path(cache_dir or tempfile.mkdtemp(prefix="vtr-app-"))
+        self.preview_dir = self.cache_dir / "previews"
+        self.thumbnail_dir = self.cache_dir / "thumbnails"
+        for d in (self.preview_dir, self.thumbnail_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vtr-index")
+        self._index = None  # index.VideoIndex, opened and used only in self._pool's thread
+        self._build_lock = threading.Lock()
+        self.build_options = dict(build_options or {})
+
+    # ------------------------------------------------------------------------------------------ lifecycle
+    @property
+    def index_thumbnails(self) -> Path:
+        from index.build import THUMBNAILS
+
+        return self.index_dir / THUMBNAILS
+
+    def served_dirs(self) -> list[str]:
+        """The only folders whose files the app hands to the browser (Gradio's ``allowed_paths``)."""
+        return [str(self.index_thumbnails), str(self.cache_dir)]
+
+    def exists(self) -> bool:
+        from index.build import CATALOG, MANIFEST
+
+        return (self.index_dir / MANIFEST).is_file() and (self.index_dir / CATALOG).is_file()
+
+    def _run(self, fn, *args, **kwargs):
+        return self._pool.submit(fn, *args, **kwargs).result()
+
+    def _opened(self):
+        """The opened VideoIndex (in the index thread), or a VtrError saying there is no index yet."""
+        if self._index is None:
+            if not self.exists():
+                raise VtrError(f"No index yet at {self.index_dir}. Add a folder of videos in the Index tab.")
+            from index.search import VideoIndex
+
+            self._index = VideoIndex(str(self.index_dir), model=self._model_spec, device=self._device, gpu=None)
+        return self._index
+
+    def _close_index(self):
+        if self._index is not None:
+            self._index.close()
+            self._index = None
+
+    def reload(self) -> None:
+        """Forget the opened index (after a build changed it); the next call reopens it."""
+        self._run(self._close_index)
+
+    def warm_up(self) -> None:
+        """Open the index and load its model now, so the first search does not wait for them."""
+        def load():
+            self._opened().model  # noqa: B018 - loading is the point
+        if self.exists():
+            self._run(load)
+
+    def close(self) -> None:
+        self._run(self._close_index)
+        self._pool.shutdown(wait=True)
+        if self._own_cache:
+            shutil.rmtree(self.cache_dir, ignore_errors=True)
+
+    # --------------------------------------------------------------------------------------------- search
+    def search(self, query: str = "", example: str | None = None, folder: str | None = None,
+               min_duration: float | None = None, max_duration: float | None = None, rerank: bool = False,
+               k: int = 24) -> list[Moment]:
+        """Moments for a text ``query``, or for an ``example`` image/clip (a path the app received by upload).
+
+        folder: only videos under this folder; min_duration/max_duration: only videos this long (seconds);
+        rerank: re-score text matches with the matching (ITM) head.
+        """
+        query = (query or "").strip()
+        if not query and not example:
+            raise VtrError("Type what you are looking for, or upload an example image or clip.")
+        if min_duration is not None and max_duration is not None and min_duration > max_duration:
+            raise VtrError("The minimum duration is longer than the maximum duration.")
+        path_glob = folder_glob(folder) if folder else None
+
+        def run():
+            idx = self._opened()
+            if example:
+                # A query by example goes as a vector: the index then never interprets a path itself.
+                q = idx.encode_example(str(example))
+                return idx.search(q, k=k, path_glob=path_glob, min_duration=min_duration, max_duration=max_duration)
+            if not rerank:
+                # Text goes as its vector, so words that happen to name a file on the server stay words.
+                q, _ = idx.encode_text(query)
+                return idx.search(q, k=k, path_glob=path_glob, min_duration=min_duration, max_duration=max_duration)
+            if Path(query).exists():
+                raise VtrError("Re-ranking needs a sentence, not a file path.")
+            return idx.search(query, k=k, rerank=True, path_glob=path_glob, min_duration=min_duration,
+                              max_duration=max_duration)
+
+        segments = self._run(run)
+        return group_by_video([Moment(s.path, float(s.start), float(s.end), float(s.score), s.thumbnail)
+                               for s in segments])
+
+    def thumbnail_of(self, moment: Moment) -> str | None:
+        """The index's thumbnail of the moment, or one cut from the video now (indexes built without them)."""
+        if moment.thumbnail and Path(moment.thumbnail).is_file():
+            return moment.thumbnail
+        from app.media import make_thumbnail
+
+        try:
+            return str(make_thumbnail(moment.path, (moment.start + moment.end) / 2, self.thumbnail_dir))
+        except Exception as e:  # noqa: BLE001 - a missing thumbnail must not lose the result
+            logger.info("no thumbnail for %s: %s", moment.path, e)
+            return None
+
+    def preview(self, moment: Moment) -> str:
+        """A browser-playable clip starting at the moment's first second (see :func:`app.media.make_preview`)."""
+        from app.media import make_preview
+
+        if not Path(moment.path).is_file():
+            raise VtrError(f"{moment.path} is gone (moved or deleted since it was indexed); update the index.")
+        return str(make_preview(moment.path, moment.start, moment.end, self.preview_dir))
+
+    # ----------------------------------------------------------------------------------------- the index
+    def status(self) -> dict | None:
+        """:func:`index.index_status` of the folder, or None when there is no index yet."""
+        from index import index_status
+
+        if not self.exists():
+            return None
+        return index_status(str(self.index_dir))
+
+    def folders(self) -> list[str]:
+        """Folders to filter by: the indexed roots, then every folder holding indexed videos."""
+        def run():
+            idx = self._opened()
+            roots = idx.catalog.get_meta("roots", [])
+            parents = sorted({str(Path(f.path).parent) for f in idx.catalog.files("ok")})
+            return list(dict.fromkeys(roots + parents))[:MAX_FOLDER_CHOICES]
+
+        if not self.exists():
+            return []
+        return self._run(run)
+
+    @property
+    def building(self) -> bool:
+        return self._build_lock.locked()
+
+    def build(self, add_folder: str | None = None, progress: bool = True, **kwargs):
+        """Add ``add_folder`` to the index (creating it), or re-scan the recorded folders when None.
+
+        Returns :class:`index.build.BuildReport`. kwargs (over ``build_options``) go to :func:`index.build_index`.
+        Raises VtrError when a build is already running, or for a folder that is not one.
+        """
+        from index import build_index, update_index
+
+        if add_folder is not None:
+            folder = os.path.abspath(os.path.expanduser(add_folder.strip()))
+            if not add_folder.strip() or not os.path.isdir(folder):
+                raise VtrError(f"{add_folder!r} is not a folder on this computer.")
+        elif not self.exists():
+            raise VtrError("There is no index yet: add a folder first.")
+        if not self._build_lock.acquire(blocking=False):
+            raise VtrError("An index build is already running; wait for it to finish.")
+        kwargs = {**self.build_options, **kwargs}
+        try:
+            model = self._model_for_build()
+            if model is not None:
+                kwargs["model"] = model
+            kwargs.setdefault("device", self._device)
+            if add_folder is not None:
+                report = build_index([folder], str(self.index_dir), progress=progress, **kwargs)
+            else:
+                report = update_index(str(self.index_dir), progress=progress, **kwargs)
+        finally:
+            self._build_lock.release()
+            self.reload()
+        return report
+
+    def _model_for_build(self):
+        """The model searches use (already loaded, and checked against the index), else what the app was given."""
+        if self.exists():
+            try:
+                return self._run(lambda: self._opened().model)
+            except VtrError as e:
+                logger.warning("building with %s: %s", self._model_spec, e)
+        return self._model_spec

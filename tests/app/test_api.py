@@ -1,0 +1,88 @@
+"""The app's programmatic API, through gradio_client, on a small generated index."""
+
+import math
+
+import pytest
+
+from tests.index.media import textured_frames
+from tests.videos import write_video
+
+
+@pytest.fixture(scope="module")
+def client(running_app):
+    from gradio_client import Client
+
+    return Client(running_app.url, verbose=False, download_files=False)
+
+
+def search(client, query="", example=None, folder="", min_duration=None, max_duration=None, rerank=False, k=10):
+    from gradio_client import handle_file
+
+    return client.predict(query, handle_file(str(example)) if example else None, folder, min_duration, max_duration,
+                          rerank, k, api_name="/search")
+
+
+def test_text_search_returns_moments_grouped_per_video(client, collection):
+    moments = search(client, "a walk in the park", k=10)
+    assert moments, "a text query on a non-empty index returns moments"
+    assert {m["video"] for m in moments} <= {str(collection / n) for n in ("beach.mp4", "city.mp4", "trips/park.mp4")}
+    for m in moments:
+        assert set(m) == {"video", "name", "folder", "start", "end", "score"}
+        assert 0 <= m["start"] < m["end"] and math.isfinite(m["score"])
+    # grouped: each video's moments are contiguous, best moment first; videos ordered by their best moment
+    order = [m["video"] for m in moments]
+    firsts = list(dict.fromkeys(order))
+    assert order == sorted(order, key=firsts.index)
+    best = [max(m["score"] for m in moments if m["video"] == v) for v in firsts]
+    assert best == sorted(best, reverse=True)
+    for v in firsts:
+        scores = [m["score"] for m in moments if m["video"] == v]
+        assert scores == sorted(scores, reverse=True)
+
+
+def test_query_by_example_clip_finds_its_video_and_span(client, collection, tmp_path):
+    # seconds 8-16 of park.mp4, re-encoded: the same frames, so the same window vector
+    clip = write_video(tmp_path / "clip.mp4", textured_frames(16, seed=3)[80:160], fps=10)
+    top = search(client, example=clip, k=3)[0]
+    assert top["video"] == str(collection / "trips" / "park.mp4")
+    assert top["start"] <= 8.0 and top["end"] >= 16.0
+
+
+def test_query_by_example_image(client, collection, tmp_path):
+    import av
+
+    frame = textured_frames(16, seed=1)[50]  # a still of beach.mp4 at 5 s
+    image = tmp_path / "still.jpg"
+    with av.open(str(image), "w", format="image2") as c:
+        s = c.add_stream("mjpeg", rate=1)
+        s.width, s.height, s.pix_fmt = frame.shape[1], frame.shape[0], "yuvj420p"
+        for p in list(s.encode(av.VideoFrame.from_ndarray(frame, format="rgb24"))) + list(s.encode()):
+            c.mux(p)
+    moments = search(client, "ignored when an example is given", example=image, k=3)
+    assert 1 <= len(moments) <= 3
+
+
+def test_filters_and_rerank(client, collection):
+    in_trips = search(client, "a walk", folder=str(collection / "trips"))
+    assert in_trips and {m["name"] for m in in_trips} == {"park.mp4"}
+    assert {m["name"] for m in search(client, "a walk", max_duration=13)} == {"city.mp4"}
+    assert search(client, "a walk", min_duration=100) == []
+    reranked = search(client, "a dog catches a frisbee", rerank=True, k=3)
+    assert 1 <= len(reranked) <= 3 and all(math.isfinite(m["score"]) for m in reranked)
+
+
+def test_errors_come_back_as_readable_messages(client):
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match="Type what you are looking for"):
+        search(client, "   ")
+    with pytest.raises(AppError, match="minimum duration is longer"):
+        search(client, "a walk", min_duration=20, max_duration=10)
+
+
+def test_status_counts_and_failure_reasons(client, collection):
+    st = client.predict(api_name="/status")
+    assert st["model"] == "vtr_test" and st["files"] == 3 and st["windows"] > 3
+    assert st["folders"] == [str(collection)]
+    assert [f["path"] for f in st["failed"]] == [str(collection / "broken.mp4")]
+    assert st["failed"][0]["reason"]

@@ -1,0 +1,99 @@
+"""The app in a real browser (Debian's chromium via Playwright): search, results, the player; the Index tab."""
+
+from urllib.parse import urlparse
+
+import pytest
+
+from tests.app.conftest import free_port, make_collection
+
+TIMEOUT_MS = 60_000
+
+
+def open_page(browser, url, tmp_path):
+    """A page that may only talk to the app: anything not on localhost is refused and recorded."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(TIMEOUT_MS)
+    page.outside = []
+
+    def guard(route):
+        host = urlparse(route.request.url).hostname
+        if route.request.url.startswith(("data:", "blob:")) or host in ("127.0.0.1", "localhost"):
+            route.continue_()
+        else:
+            page.outside.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", guard)
+    page.errors = []
+    page.on("pageerror", lambda e: page.errors.append(str(e)))
+    page.goto(url)
+    page.wait_for_selector("#query textarea, #query input")
+    return page
+
+
+def test_search_select_play(browser, running_app, tmp_path):
+    page = open_page(browser, running_app.url, tmp_path)
+    box = page.locator("#query textarea, #query input").first
+    box.fill("a walk in the park")
+    box.press("Enter")
+    items = page.locator("#results .thumbnail-item")
+    items.first.wait_for()
+    assert items.count() >= 3
+    assert "moments in" in page.locator("#status").inner_text()
+    captions = page.locator("#results").inner_text()
+    assert ".mp4" in captions and "–" in captions  # name · start–end · score
+
+    items.nth(1).click()
+    video = page.locator("#player video")
+    video.wait_for()
+    # the preview is H.264: the browser decodes it and knows its length
+    page.wait_for_function("() => { const v = document.querySelector('#player video');"
+                           " return v && v.readyState >= 1 && v.duration > 0 && v.videoWidth > 0; }")
+    assert "score" in page.locator("#details").inner_text()
+    shot = tmp_path / "search.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000
+    print(f"screenshot: {shot}")
+    assert not page.errors, page.errors
+    page.close()
+
+
+def test_empty_state_then_index_tab_builds(browser, app_model, tmp_path):
+    from app.server import launch_app
+
+    videos = make_collection(tmp_path / "my videos")
+    app = launch_app(str(tmp_path / "new.idx"), port=free_port(), model=app_model, quiet=True,
+                     build_options={"workers": 0})
+    try:
+        page = open_page(browser, app.url, tmp_path)
+        page.get_by_text("No index yet").first.wait_for()
+        box = page.locator("#query textarea, #query input").first
+        box.fill("anything")
+        box.press("Enter")
+        page.wait_for_function("() => document.querySelector('#status').innerText.includes('No index yet')")
+
+        page.get_by_role("tab", name="Index").click()
+        folder = page.locator("#new-folder textarea, #new-folder input").first
+        folder.fill(str(tmp_path / "does not exist"))
+        page.locator("#add").click()
+        page.wait_for_function("() => document.querySelector('#build-summary').innerText.includes('not a folder')")
+
+        folder.fill(str(videos))
+        page.locator("#add").click()
+        page.wait_for_function("() => document.querySelector('#build-summary').innerText.includes('Done in')")
+        summary = page.locator("#build-summary").inner_text()
+        assert "holds 3 videos" in summary
+        assert "1 failed" in summary and "broken.mp4" in summary
+        assert "3 videos indexed" in page.locator("#index-status").inner_text()
+        assert "broken.mp4" in page.locator("#failures").inner_text()
+        page.screenshot(path=str(tmp_path / "index.png"), full_page=True)
+
+        page.get_by_role("tab", name="Search").click()
+        assert not page.locator("#no-index").is_visible()
+        box.fill("a walk in the park")
+        box.press("Enter")
+        page.locator("#results .thumbnail-item").first.wait_for()
+        assert not page.errors, page.errors
+        page.close()
+    finally:
+        app.close()

@@ -1,0 +1,106 @@
+"""What the server hands out: only thumbnails and its own previews; local by default; auth; upload limits."""
+
+import inspect
+from urllib.parse import quote
+
+import httpx
+import pytest
+
+from tests.app.conftest import free_port
+
+
+def test_binds_to_localhost_by_default(running_app):
+    from app.server import app_command, launch_app
+
+    assert inspect.signature(app_command).parameters["host"].default == "127.0.0.1"
+    assert inspect.signature(launch_app).parameters["host"].default == "127.0.0.1"
+    assert running_app.url.startswith("http://127.0.0.1:")
+
+
+def test_file_routes_refuse_anything_outside_the_served_folders(running_app, built_index, collection):
+    base = running_app.url.rstrip("/")
+    thumbs = sorted((built_index / "thumbnails").rglob("*.jpg"))
+    assert thumbs, "the index has thumbnails"
+    ok = httpx.get(f"{base}/gradio_api/file={thumbs[0]}")
+    assert ok.status_code == 200 and ok.content[:2] == b"\xff\xd8"  # the route works for what it should serve
+
+    outside = [
+        "/etc/passwd",
+        str(collection / "beach.mp4"),  # source videos are never served: the player gets a preview cut
+        str(built_index / "catalog.sqlite"),
+        str(built_index / "manifest.json"),
+        f"{built_index}/thumbnails/../catalog.sqlite",
+        f"{built_index}/thumbnails/0/../../catalog.sqlite",
+        "../../../../../../etc/passwd",
+    ]
+    for path in outside:
+        for route in ("/gradio_api/file=", "/file=", "/gradio_api/file/"):
+            for spelled in (path, quote(path, safe="")):
+                r = httpx.get(base + route + spelled)
+                assert r.status_code in (403, 404), (route, spelled, r.status_code)
+                assert b"root:" not in r.content and b"SQLite" not in r.content
+
+
+def test_text_that_names_a_file_is_searched_as_words(running_app):
+    from gradio_client import Client
+
+    client = Client(running_app.url, verbose=False, download_files=False)
+    moments = client.predict("/etc/passwd", None, "", None, None, False, 3, api_name="/search")
+    assert moments and all(m["video"].endswith(".mp4") for m in moments)
+
+
+@pytest.fixture(scope="module")
+def guarded_app(built_index, app_model):
+    from app.server import launch_app
+
+    app = launch_app(str(built_index), port=free_port(), model=app_model, auth="ann:s3cr:et", max_upload_mb=1,
+                     quiet=True, warm_up=False)
+    yield app
+    app.close()
+
+
+def test_auth_is_required_when_set(guarded_app):
+    from gradio_client import Client
+
+    base = guarded_app.url.rstrip("/")
+    assert httpx.get(base + "/config").status_code in (401, 403)
+    r = httpx.post(base + "/gradio_api/call/search", json={"data": ["a walk", None, "", None, None, False, 3]})
+    assert r.status_code in (401, 403)
+    with pytest.raises(Exception):
+        Client(guarded_app.url, verbose=False)
+    client = Client(guarded_app.url, auth=("ann", "s3cr:et"), verbose=False, download_files=False)
+    assert client.predict("a walk", None, "", None, None, False, 3, api_name="/search")
+
+
+def test_uploads_are_size_limited(guarded_app):
+    base = guarded_app.url.rstrip("/")
+    with httpx.Client() as http:
+        assert http.post(base + "/login", data={"username": "ann", "password": "s3cr:et"}).status_code == 200
+        small = http.post(base + "/gradio_api/upload", files={"files": ("a.jpg", b"\xff\xd8" + b"0" * 1000)})
+        assert small.status_code == 200
+        big = http.post(base + "/gradio_api/upload", files={"files": ("b.mp4", b"0" * (2 * 1024 * 1024))})
+        assert big.status_code == 413
+
+
+def test_parse_auth():
+    from app.server import parse_auth
+    from vtr.errors import VtrError
+
+    assert parse_auth(None) is None
+    assert parse_auth("u:p:q") == ("u", "p:q")
+    for bad in ("nopassword", ":p", "u:"):
+        with pytest.raises(VtrError):
+            parse_auth(bad)
+
+
+def test_cli_flags():
+    """The verb's flags as `vtr app` will parse them (the lead adds "app" to vtr.cli.VERBS)."""
+    from vtr.cli import _add_arguments, build_parser
+
+    parser = build_parser({"app": ("app.server:app_command", "the search app")})
+    known, _ = parser.parse_known_args(["app", "--index", "x"])
+    from app.server import app_command
+
+    _add_arguments(known._parser, app_command)
+    args = parser.parse_args(["app", "--index", "IDX", "--port", "8000", "--auth", "u:p", "--max-upload-mb", "5"])
+    assert (args.index, args.host, args.port, args.auth, args.max_upload_mb) == ("IDX", "127.0.0.1", 8000, "u:p", 5)

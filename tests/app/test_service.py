@@ -1,0 +1,100 @@
+"""The app's service layer and media helpers, without a server."""
+
+from fractions import Fraction
+
+import av
+import numpy as np
+import pytest
+
+from app.media import make_preview, make_thumbnail
+from app.service import IndexService, Moment, clock, folder_glob, group_by_video
+from tests.videos import frame_index_of, indexed_frames, write_video
+from vtr.errors import VtrError
+
+
+def write_video_with_sound(path, frames, fps=10, rate=16000):
+    with av.open(str(path), "w") as c:
+        v = c.add_stream("mpeg4", rate=fps)  # a codec browsers cannot play
+        v.width, v.height, v.pix_fmt, v.bit_rate = frames.shape[2], frames.shape[1], "yuv420p", 4_000_000
+        a = c.add_stream("aac", rate=rate, layout="mono")
+        for f in frames:
+            for p in v.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                c.mux(p)
+        n, seconds = 1024, len(frames) / fps
+        for k in range(int(seconds * rate) // n):
+            af = av.AudioFrame.from_ndarray(np.sin(np.arange(k * n, (k + 1) * n) * 0.05)[None].astype(np.float32),
+                                            format="fltp", layout="mono")
+            af.sample_rate, af.pts = rate, k * n
+            for p in a.encode(af):
+                c.mux(p)
+        for s in (v, a):
+            for p in s.encode():
+                c.mux(p)
+    return path
+
+
+def test_preview_starts_at_the_matched_second_in_h264(tmp_path):
+    src = write_video_with_sound(tmp_path / "talk.mkv", indexed_frames(60))  # 6 s at 10 fps, MPEG-4 part 2
+    clip = make_preview(str(src), 2.0, 3.0, tmp_path / "cache", tail_s=1.0)
+    with av.open(str(clip)) as c:
+        kinds = {s.type: s.codec_context.name for s in c.streams}
+        assert kinds == {"video": "h264", "audio": "aac"}
+        assert c.streams.video[0].codec_context.pix_fmt == "yuv420p"
+        shown = [frame_index_of(f.to_ndarray(format="rgb24")) for f in c.decode(video=0)]
+    # 2.0 s .. 3.0 s + 1 s tail, every frame once (grey levels after two lossy encodes: +-1)
+    assert len(shown) == 20 and shown[0] == 20
+    assert all(abs(got - want) <= 1 for got, want in zip(shown, range(20, 40)))
+    assert make_preview(str(src), 2.0, 3.0, tmp_path / "cache", tail_s=1.0) == clip  # cached
+    with pytest.raises(VtrError, match="no frames"):
+        make_preview(str(src), 30.0, 40.0, tmp_path / "cache")
+    with pytest.raises(VtrError):
+        make_preview(str(tmp_path / "gone.mp4"), 0.0, 1.0, tmp_path / "cache")
+
+
+def test_preview_caps_length_and_thumbnail(tmp_path):
+    src = write_video(tmp_path / "v.mp4", indexed_frames(60), fps=10)
+    clip = make_preview(str(src), 0.0, 6.0, tmp_path / "cache", max_seconds=2.5)
+    with av.open(str(clip)) as c:
+        assert c.streams.video[0].frames == 25
+        assert c.streams.video[0].average_rate == Fraction(10)
+    thumb = make_thumbnail(str(src), 1.0, tmp_path / "cache")
+    assert thumb.read_bytes()[:2] == b"\xff\xd8"
+
+
+def test_helpers():
+    assert clock(75.4) == "1:15" and clock(3725) == "1:02:05" and clock(0) == "0:00"
+    assert folder_glob("/v/a*b?[c]/") == "/v/a[*]b[?][[]c]/*"
+    ms = [Moment("a", 0, 8, 0.5, None), Moment("b", 0, 8, 0.9, None), Moment("a", 8, 16, 0.7, None),
+          Moment("b", 8, 16, 0.1, None)]
+    assert [(m.path, m.score) for m in group_by_video(ms)] == [("b", 0.9), ("b", 0.1), ("a", 0.7), ("a", 0.5)]
+
+
+def test_service_without_an_index_then_building(tmp_path, app_model):
+    from tests.app.conftest import make_collection
+
+    service = IndexService(str(tmp_path / "new.idx"), model=app_model, build_options={"workers": 0})
+    try:
+        assert not service.exists() and service.status() is None and service.folders() == []
+        with pytest.raises(VtrError, match="No index yet"):
+            service.search("a dog")
+        with pytest.raises(VtrError, match="no index yet"):
+            service.build(None)
+        with pytest.raises(VtrError, match="not a folder"):
+            service.build(str(tmp_path / "nowhere"))
+        videos = make_collection(tmp_path / "videos")
+        report = service.build(str(videos), progress=False)
+        assert report.total_files == 3 and report.failed == 1
+        moments = service.search("a dog", k=5)
+        assert moments and all(m.thumbnail for m in moments)
+        assert service.folders() == [str(videos), str(videos / "trips")]
+        clip = service.preview(moments[0])
+        assert clip.startswith(str(service.cache_dir)) and clip.endswith(".mp4")
+        with pytest.raises(VtrError, match="Type what"):
+            service.search("  ")
+        # re-scan: nothing changed
+        again = service.build(None, progress=False)
+        assert again.added == again.embedded_windows == 0 and again.total_files == 3
+        cache = service.cache_dir
+    finally:
+        service.close()
+    assert not cache.exists()

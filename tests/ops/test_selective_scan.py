@@ -1,0 +1,210 @@
+"""Every selective-scan path against a float64 recurrence, on outputs and gradients; dispatch and fallbacks."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from vtr.ops import selective_scan as ss
+
+HAS_NUMBA = ss._load_numba() is not None
+needs_numba = pytest.mark.skipif(not HAS_NUMBA, reason="numba not importable")
+NAMES = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
+
+
+def scan64(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
+    """The recurrence in float64 (differentiable): ground truth for every implementation."""
+    dt = delta.double() + (delta_bias.double()[:, None] if delta_bias is not None else 0)
+    if delta_softplus:
+        dt = F.softplus(dt)
+    dA = torch.exp(dt[..., None] * A.double()[:, None, :])  # [B, D, L, N]
+    dBu = (dt * u.double())[..., None] * B.double().transpose(1, 2)[:, None]
+    s = torch.zeros(u.shape[0], u.shape[1], A.shape[1], dtype=torch.float64)
+    ys = []
+    for a, bu, c in zip(dA.unbind(2), dBu.unbind(2), C.double().unbind(2)):
+        s = a * s + bu
+        ys.append((s * c[:, None]).sum(-1))
+    y = torch.stack(ys, -1)
+    if D is not None:
+        y = y + u.double() * D.double()[:, None]
+    return y * F.silu(z.double()) if z is not None else y
+
+
+def make(batch, dim, length, n=16, softplus=True, with_D=True, with_z=True, with_bias=True, dtype=torch.float32):
+    g = torch.Generator().manual_seed(batch * 1000 + dim * 10 + length)
+    r = lambda *s: torch.randn(*s, generator=g)  # noqa: E731
+    delta = r(batch, dim, length) * 0.5 - 1.0 if softplus else torch.rand(batch, dim, length, generator=g) * 0.3
+    x = dict(u=r(batch, dim, length), delta=delta, A=-(torch.rand(dim, n, generator=g) * 3 + 0.1),
+             B=r(batch, n, length), C=r(batch, n, length), D=r(dim) if with_D else None,
+             z=r(batch, dim, length) if with_z else None,
+             delta_bias=r(dim) * 0.3 if with_bias and softplus else (torch.rand(dim, generator=g) * 0.1 if with_bias else None))
+    return {k: (v.to(dtype) if v is not None and k != "A" else v) for k, v in x.items()}
+
+
+def rel(x, ref):
+    return ((x.double() - ref.double()).abs().max() / ref.double().abs().max().clamp_min(1e-30)).item()
+
+
+IMPLS = [pytest.param(ss.selective_scan_numba, id="numba", marks=needs_numba),
+         pytest.param(ss.selective_scan_torch, id="torch")]
+# L = 150 and 67: not multiples of the numba chunk (64) nor of the torch chunk (≈√L); L = 1: a single step
+SHAPES = [(2, 5, 150), (1, 3, 67), (1, 2, 1)]
+OPTIONS = [(True, True, True), (False, False, False), (True, False, True), (False, True, False)]
+
+
+@pytest.mark.parametrize("softplus", [True, False], ids=["softplus", "raw"])
+@pytest.mark.parametrize("opts", OPTIONS, ids=lambda o: "D%d-z%d-bias%d" % o)
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("fn", IMPLS)
+def test_forward_and_grads_match_float64(fn, shape, opts, softplus):
+    x = make(*shape, softplus=softplus, with_D=opts[0], with_z=opts[1], with_bias=opts[2])
+    x64 = {k: v.double().requires_grad_() if v is not None else None for k, v in x.items()}
+    ref = scan64(**x64, delta_softplus=softplus)
+    gout = torch.randn(ref.shape, dtype=torch.float64)
+    ref.backward(gout)
+
+    with torch.no_grad():  # inference path
+        y = fn(**x, delta_softplus=softplus)
+    assert y.dtype == torch.float32 and y.shape == ref.shape
+    assert rel(y, ref) < 1e-5
+
+    xg = {k: v.clone().requires_grad_() if v is not None else None for k, v in x.items()}
+    y = fn(**xg, delta_softplus=softplus)  # training path
+    assert rel(y, ref) < 1e-5
+    y.backward(gout.float())
+    for k in NAMES:
+        if xg[k] is None:
+            continue
+        assert xg[k].grad is not None and xg[k].grad.dtype == xg[k].dtype, k
+        assert rel(xg[k].grad, x64[k].grad) < 2e-5, k
+
+
+def test_reference_matches_float64():
+    x = make(2, 4, 40)
+    assert rel(ss.selective_scan_ref(**x, delta_softplus=True), scan64(**x, delta_softplus=True)) < 1e-5
+
+
+@pytest.mark.parametrize("fn", IMPLS + [pytest.param(ss.selective_scan_ref, id="ref")])
+def test_bf16_inputs_upcast_and_cast_back(fn):
+    x = make(1, 4, 70, dtype=torch.bfloat16)
+    xg = {k: v.clone().requires_grad_() if v is not None else None for k, v in x.items()}
+    y = fn(**xg, delta_softplus=True)
+    assert y.dtype == torch.bfloat16
+    # every path computes in fp32 from the same bf16 values: equal up to the final bf16 rounding
+    assert rel(y, scan64(**x, delta_softplus=True)) < 1e-2
+    y.float().sum().backward()
+    for k in NAMES:
+        assert xg[k].grad.dtype == xg[k].dtype, k
+
+
+def test_torch_fallback_long_sequence_is_accurate():
+    # several chunks and tiles, decays strong enough to underflow the chunk products (flushed to zero)
+    x = make(1, 6, 700)
+    x["A"] = x["A"] * 10
+    y = ss.selective_scan_torch(**x, delta_softplus=True, tile_elems=4096)
+    assert rel(y, scan64(**x, delta_softplus=True)) < 1e-5
+
+
+def test_rejects_bad_shapes():
+    x = make(1, 3, 10)
+    x["B"] = x["B"][:, :, :5]
+    with pytest.raises(ValueError):
+        ss.selective_scan(**x, impl="cpu")
+
+
+# ------------------------------------------------------------------------------------------------ dispatch
+@pytest.mark.parametrize("env, expect", [("ref", "ref"), ("cpu", "numba"), ("auto", "numba"), ("cuda", "torch")])
+def test_dispatch_honours_env(monkeypatch, env, expect):
+    if expect == "numba" and not HAS_NUMBA:
+        expect = "torch"
+    monkeypatch.setenv("VTR_SCAN", env)
+    assert ss._resolve(None, "cpu") == expect
+    assert ss.available_backends()["cpu"] == expect
+
+
+def test_dispatch_calls_the_chosen_impl(monkeypatch):
+    calls = []
+    for name in ("selective_scan_ref", "selective_scan_numba", "selective_scan_torch"):
+        orig = getattr(ss, name)
+        monkeypatch.setattr(ss, name, lambda *a, _o=orig, _n=name, **k: calls.append(_n) or _o(*a, **k))
+    x = make(1, 2, 9)
+    monkeypatch.setenv("VTR_SCAN", "ref")
+    ss.selective_scan(**x)
+    ss.selective_scan(**x, impl="cpu")  # the argument wins over the environment
+    monkeypatch.delenv("VTR_SCAN")
+    ss.selective_scan(**x)
+    fast = "selective_scan_numba" if HAS_NUMBA else "selective_scan_torch"
+    assert calls == ["selective_scan_ref", fast, fast]
+    with pytest.raises(ValueError):
+        ss.selective_scan(**x, impl="fastest")
+
+
+def test_numba_missing_falls_back_to_torch(monkeypatch):
+    monkeypatch.setattr(ss, "_load_numba", lambda: None)
+    monkeypatch.delenv("VTR_SCAN", raising=False)
+    assert ss._resolve(None, "cpu") == "torch"
+    assert ss.available_backends()["numba"] is False
+    x = make(1, 3, 20)
+    assert rel(ss.selective_scan(**x, delta_softplus=True), scan64(**x, delta_softplus=True)) < 1e-5
+
+
+def test_mamba_ssm_missing_cuda_goes_to_torch(monkeypatch):
+    monkeypatch.setattr(ss, "_load_mamba_ssm", lambda: None)
+    assert ss._resolve("auto", "cuda") == "torch"
+    assert ss._resolve("cuda", "cuda") == "torch"
+    assert ss._resolve("cpu", "cuda") == "torch"
+
+
+def test_fresh_process_without_numba_imports_and_runs():
+    code = (
+        "import sys; sys.modules['numba'] = None\n"  # makes `import numba` raise ImportError
+        "import torch, vtr\n"
+        "from vtr.ops.selective_scan import selective_scan, available_backends\n"
+        "assert available_backends()['cpu'] == 'torch', available_backends()\n"
+        "u = torch.randn(1, 2, 5, requires_grad=True)\n"
+        "y = selective_scan(u, torch.rand(1, 2, 5), -torch.rand(2, 4), torch.randn(1, 4, 5), torch.randn(1, 4, 5))\n"
+        "y.sum().backward(); print('ok')\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "ok" in r.stdout, r.stderr
+
+
+@needs_numba
+def test_numba_threads_follow_torch():
+    import numba
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        with torch.no_grad():
+            ss.selective_scan_numba(**make(1, 2, 5))
+        assert numba.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+# ------------------------------------------------------------------------------------------------ CUDA
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-4), (torch.bfloat16, 3e-2)], ids=["fp32", "bf16"])
+def test_cuda_path_matches_cpu(dtype, tol):
+    x = make(2, 64, 300, dtype=dtype)
+    cpu = {k: v.clone().requires_grad_() if v is not None else None for k, v in x.items()}
+    gpu = {k: v.cuda().requires_grad_() if v is not None else None for k, v in x.items()}
+    y_cpu = ss.selective_scan(**cpu, delta_softplus=True, impl="cpu")
+    y_gpu = ss.selective_scan(**gpu, delta_softplus=True, impl="cuda")
+    assert y_gpu.dtype == dtype and y_gpu.is_cuda
+    assert rel(y_gpu.cpu(), y_cpu) < tol
+    g = torch.randn(y_cpu.shape).to(dtype)
+    y_cpu.backward(g)
+    y_gpu.backward(g.cuda())
+    for k in NAMES:
+        assert rel(gpu[k].grad.cpu(), cpu[k].grad) < tol, k
+
+
+@pytest.mark.gpu
+def test_torch_fallback_on_cuda_matches_cpu():
+    x = make(1, 16, 200)
+    y = ss.selective_scan_torch(**{k: v.cuda() if v is not None else None for k, v in x.items()}, delta_softplus=True)
+    assert rel(y.cpu(), scan64(**x, delta_softplus=True)) < 1e-5

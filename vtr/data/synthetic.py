@@ -1,0 +1,373 @@
+"""A learnable synthetic video-text corpus: moving shapes captioned from their attributes, for the offline demo,
+the learning benchmark and tests.
+
+Each clip shows ``count`` shapes of one ``colour`` and ``shape`` doing one ``motion`` on a dark noisy background;
+its caption is composed from those attributes ("two red circles move up", "a blue square shrinks"). Motions come
+in **time-reversed twins** — moves up / moves down, grows / shrinks, appears / disappears — and a twin is rendered
+as the exact time reversal of a forward clip, so the two captions differ *only* in frame order and a bag of
+frames cannot tell them apart. Every shape is symmetric under a horizontal flip, so the training reader's
+flip augmentation never changes a caption's truth; no attribute is horizontal for the same reason.
+
+**Splits.** Attribute combinations ``(colour, shape, count, motion)`` are split once, by seed: ``heldout``
+combinations never occur in training (checked: every single attribute value and every pair of values still
+occurs in training, so the held-out set tests composition, not new words). The held-out split has one video per
+combination, so each caption has exactly one true video.
+
+**Layout** written by :func:`generate_corpus` (every stage reads only files, so each can be re-run alone)::
+
+    OUT/corpus.json                 settings, seed, the train/held-out combinations, counts
+    OUT/train/videos/*.mp4          training clips (kept for inspection)
+    OUT/train/captions.jsonl        {"video", "caption", "colour", "shape", "count", "motion"} per clip
+    OUT/shards/{00000..}.tar        the same clips as WebDataset shards (vtr.data.shards writer, video2dataset layout)
+    OUT/heldout/videos/*.mp4        one clip per held-out combination
+    OUT/heldout/annotations.json    MSRVTT-style: [{"video", "caption", "duration", "twin_caption", attributes}]
+    OUT/long/*.mp4 + *.json         longer videos made of several clips in a row; the sidecar lists each clip's
+                                    [start, end) seconds and caption (ground truth for search)
+
+Same seed and size → identical decoded frames and captions (each clip draws from its own RNG seeded by
+``(seed, split, index)``; the encoder runs single-threaded, so the bytes are identical too in practice).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from itertools import combinations, product
+from pathlib import Path
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+COLOURS: dict[str, tuple[int, int, int]] = {
+    "red": (230, 40, 40),
+    "green": (40, 200, 60),
+    "blue": (50, 100, 250),
+    "yellow": (240, 225, 40),
+    "purple": (170, 60, 230),
+    "white": (245, 245, 245),
+}
+SHAPES: dict[str, str] = {"circle": "circles", "square": "squares", "triangle": "triangles"}  # singular -> plural
+COUNTS: dict[int, str] = {1: "a", 2: "two", 3: "three"}
+# motion -> (singular verb phrase, plural verb phrase); forward motions first, then their time-reversed twins
+MOTIONS: dict[str, tuple[str, str]] = {
+    "up": ("moves up", "move up"),
+    "grows": ("grows", "grow"),
+    "appears": ("appears", "appear"),
+    "down": ("moves down", "move down"),
+    "shrinks": ("shrinks", "shrink"),
+    "disappears": ("disappears", "disappear"),
+}
+TWIN: dict[str, str] = {"up": "down", "grows": "shrinks", "appears": "disappears",
+                        "down": "up", "shrinks": "grows", "disappears": "appears"}
+FORWARD = ("up", "grows", "appears")  # rendered directly; their twins are rendered as the time reversal
+
+_SPLIT_IDS = {"train": 1, "heldout": 2, "long": 3}
+
+
+@dataclass(frozen=True, order=True)
+class Combo:
+    """One attribute combination; its caption is a pure function of it."""
+
+    colour: str
+    shape: str
+    count: int
+    motion: str
+
+    @property
+    def caption(self) -> str:
+        noun = self.shape if self.count == 1 else SHAPES[self.shape]
+        verb = MOTIONS[self.motion][0 if self.count == 1 else 1]
+        return f"{COUNTS[self.count]} {self.colour} {noun} {verb}"
+
+    @property
+    def twin(self) -> "Combo":
+        """The combination whose clips are this one's clips played backwards."""
+        return dataclasses.replace(self, motion=TWIN[self.motion])
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def all_combos() -> list[Combo]:
+    """Every attribute combination, in a fixed order (colour, shape, count, motion)."""
+    return [Combo(c, s, n, m) for c, s, n, m in product(COLOURS, SHAPES, COUNTS, MOTIONS)]
+
+
+def _value_pairs(combos) -> set:
+    pairs = set()
+    for c in combos:
+        items = list(enumerate(dataclasses.astuple(c)))
+        pairs.update(combinations(items, 2))
+    return pairs
+
+
+def split_combos(num_heldout: int, seed: int = 0) -> tuple[list[Combo], list[Combo]]:
+    """``(train, heldout)`` combinations: ``num_heldout`` drawn by ``seed`` such that every pair of attribute values
+    (colour+shape, shape+motion, ...) still occurs in training. Both lists sorted."""
+    combos = all_combos()
+    if not 0 < num_heldout < len(combos):
+        raise ValueError(f"num_heldout must be in [1, {len(combos) - 1}], got {num_heldout}")
+    everything = _value_pairs(combos)
+    rng = np.random.default_rng([seed, 0])
+    for _ in range(1000):
+        order = rng.permutation(len(combos))
+        heldout = sorted(combos[i] for i in order[:num_heldout])
+        train = sorted(combos[i] for i in order[num_heldout:])
+        if _value_pairs(train) == everything:
+            return train, heldout
+    raise ValueError(f"could not hold out {num_heldout} combinations and keep every attribute pair in training")
+
+
+# ------------------------------------------------------------------------------------------------ rendering
+def _shape_mask(shape: str, yy, xx, cy: float, cx: float, r: float) -> np.ndarray:
+    if shape == "circle":
+        return (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
+    if shape == "square":
+        h = 0.85 * r
+        return (np.abs(yy - cy) <= h) & (np.abs(xx - cx) <= h)
+    if shape == "triangle":  # apex up; symmetric under a horizontal flip
+        top, bottom = cy - r, cy + 0.8 * r
+        half_width = (yy - top) / (bottom - top) * r
+        return (yy >= top) & (yy <= bottom) & (np.abs(xx - cx) <= half_width)
+    raise ValueError(f"unknown shape {shape!r}")
+
+
+def render_clip(combo: Combo, rng: np.random.Generator, num_frames: int = 16, size: int = 64) -> np.ndarray:
+    """uint8 [T, size, size, 3] frames of ``combo`` (positions, sizes, timing and background drawn from ``rng``).
+
+    A twin motion (down, shrinks, disappears) is the forward clip of its twin played backwards.
+    """
+    forward = combo.motion in FORWARD
+    motion = combo.motion if forward else TWIN[combo.motion]
+    n, T = combo.count, num_frames
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
+    margin = size * 0.1
+    col_w = (size - 2 * margin) / n
+    r_max = min(0.42 * col_w, size * 0.17)  # shapes never overlap: each lives in its own column
+    r_min = max(2.0, size * 0.045)
+    t = np.linspace(0.0, 1.0, T, dtype=np.float32)
+    # per-shape centre x (inside its column) and base y, radius
+    cx = margin + col_w * (np.arange(n) + 0.5) + rng.uniform(-0.12, 0.12, n) * col_w
+    r = np.full((n, T), rng.uniform(0.65, 1.0) * r_max, np.float32)
+    cy = np.repeat(rng.uniform(0.3, 0.7, (n, 1)) * size, T, axis=1)
+    visible = np.ones((n, T), bool)
+    if motion == "up":
+        room = size - 2 * r_max - 4  # centre y range that keeps every shape inside the frame
+        travel = rng.uniform(0.6, 1.0) * room
+        start = size - r_max - 2 - rng.uniform(0.0, room - travel)
+        cy = np.repeat((start - travel * t)[None, :], n, axis=0)
+    elif motion == "grows":
+        r0, r1 = rng.uniform(r_min, r_min + 1.0), rng.uniform(0.85, 1.0) * r_max
+        r = np.repeat((r0 + (r1 - r0) * t)[None, :], n, axis=0)
+    elif motion == "appears":
+        k = int(rng.integers(T // 4, 3 * T // 4 + 1))
+        visible[:, :k] = False
+    background = rng.uniform(10, 70)
+    tint = rng.uniform(-8, 8, 3)
+    frames = np.empty((T, size, size, 3), np.float32)
+    colour = np.asarray(COLOURS[combo.colour], np.float32)
+    for i in range(T):
+        frame = np.broadcast_to(background + tint, (size, size, 3)).copy()
+        for j in range(n):
+            if visible[j, i]:
+                frame[_shape_mask(combo.shape, yy, xx, cy[j, i], cx[j], r[j, i])] = colour
+        frames[i] = frame
+    frames += rng.normal(0.0, 4.0, frames.shape).astype(np.float32)
+    frames = np.clip(np.rint(frames), 0, 255).astype(np.uint8)
+    return frames if forward else frames[::-1].copy()
+
+
+def write_mp4(path, frames: np.ndarray, fps: int = 8, crf: int = 18) -> Path:
+    """Encode uint8 [T, H, W, 3] RGB frames as H.264 (single-threaded, so the bytes depend only on the frames)."""
+    import av
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with av.open(str(tmp), "w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        stream.options = {"crf": str(crf), "preset": "veryfast", "threads": "1"}
+        stream.codec_context.thread_count = 1
+        for f in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    os.replace(tmp, path)
+    return path
+
+
+# ------------------------------------------------------------------------------------------------ the corpus
+@dataclass(frozen=True)
+class CorpusConfig:
+    """Sizes of one corpus.
+
+    num_train: training clips (combinations cycled in a seeded order, so each appears about equally often).
+    num_heldout: held-out combinations (= held-out videos; chance R@1 = 1/num_heldout).
+    num_long / clips_per_long: long videos for indexing and how many clips each chains.
+    num_frames / size / fps: every clip's frames, square side in pixels, and frame rate.
+    per_shard: clips per WebDataset shard.
+    """
+
+    num_train: int = 4000
+    num_heldout: int = 72
+    num_long: int = 6
+    clips_per_long: int = 8
+    num_frames: int = 16
+    size: int = 64
+    fps: int = 8
+    per_shard: int = 500
+
+    @property
+    def clip_seconds(self) -> float:
+        return self.num_frames / self.fps
+
+
+SIZES: dict[str, CorpusConfig] = {
+    "default": CorpusConfig(),
+    "small": CorpusConfig(num_train=1500, num_heldout=60, num_long=4, clips_per_long=6, per_shard=250),
+    "tiny": CorpusConfig(num_train=48, num_heldout=12, num_long=2, clips_per_long=3, per_shard=24),
+}
+
+
+def corpus_config(size: str | CorpusConfig = "default", **overrides) -> CorpusConfig:
+    cfg = size if isinstance(size, CorpusConfig) else SIZES.get(size)
+    if cfg is None:
+        raise ValueError(f"unknown corpus size {size!r}; known: {', '.join(SIZES)}")
+    return dataclasses.replace(cfg, **overrides)
+
+
+def clip_rng(seed: int, split: str, index: int) -> np.random.Generator:
+    return np.random.default_rng([seed, _SPLIT_IDS[split], index])
+
+
+def train_combos_order(train: list[Combo], num_train: int, seed: int) -> list[Combo]:
+    """Which combination training clip ``i`` shows: the train combinations cycled, each cycle in a seeded order."""
+    rng = np.random.default_rng([seed, 4])
+    out: list[Combo] = []
+    while len(out) < num_train:
+        out += [train[i] for i in rng.permutation(len(train))]
+    return out[:num_train]
+
+
+def _row(video: str, combo: Combo, **extra) -> dict:
+    return {"video": video, "caption": combo.caption, **combo.to_dict(), **extra}
+
+
+def write_train_clips(out, cfg: CorpusConfig, train: list[Combo], seed: int, shuffle_time: bool = False) -> Path:
+    """``out/videos/train_NNNNN.mp4`` + ``out/captions.jsonl``. ``shuffle_time``: each clip's frames in a seeded
+    random order (the bag-of-frames control: same clips, no usable order)."""
+    out = Path(out)
+    rows = []
+    for i, combo in enumerate(train_combos_order(train, cfg.num_train, seed)):
+        name = f"train_{i:05d}.mp4"
+        rng = clip_rng(seed, "train", i)
+        frames = render_clip(combo, rng, cfg.num_frames, cfg.size)
+        if shuffle_time:
+            frames = frames[rng.permutation(len(frames))]
+        if not (out / "videos" / name).is_file():
+            write_mp4(out / "videos" / name, frames, cfg.fps)
+        rows.append(_row(name, combo))
+    tmp = out / "captions.jsonl.tmp"
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    os.replace(tmp, out / "captions.jsonl")
+    return out / "captions.jsonl"
+
+
+def write_heldout(out, cfg: CorpusConfig, heldout: list[Combo], seed: int) -> Path:
+    """``out/videos/heldout_NNN.mp4`` + ``out/annotations.json`` (MSRVTT layout, one entry per combination)."""
+    out = Path(out)
+    entries = []
+    for i, combo in enumerate(heldout):
+        name = f"heldout_{i:03d}.mp4"
+        write_mp4(out / "videos" / name, render_clip(combo, clip_rng(seed, "heldout", i), cfg.num_frames, cfg.size),
+                  cfg.fps)
+        entries.append(_row(name, combo, duration=cfg.clip_seconds, twin_caption=combo.twin.caption))
+    (out / "annotations.json").write_text(json.dumps(entries, indent=1))
+    return out / "annotations.json"
+
+
+def write_long_videos(out, cfg: CorpusConfig, heldout: list[Combo], seed: int) -> list[Path]:
+    """``out/long_NNN.mp4``: ``clips_per_long`` clips of random combinations in a row, with ``long_NNN.json``
+    holding ``{"video", "duration", "clips": [{"start", "end", "caption", "heldout", attributes}]}``."""
+    out = Path(out)
+    combos, held = all_combos(), set(heldout)
+    paths = []
+    for v in range(cfg.num_long):
+        rng = clip_rng(seed, "long", v)
+        frames, clips = [], []
+        for c in range(cfg.clips_per_long):
+            combo = combos[int(rng.integers(len(combos)))]
+            frames.append(render_clip(combo, rng, cfg.num_frames, cfg.size))
+            start = c * cfg.clip_seconds
+            clips.append({"start": round(start, 6), "end": round(start + cfg.clip_seconds, 6),
+                          "caption": combo.caption, "heldout": combo in held, **combo.to_dict()})
+        name = f"long_{v:03d}"
+        paths.append(write_mp4(out / f"{name}.mp4", np.concatenate(frames), cfg.fps))
+        sidecar = {"video": f"{name}.mp4", "duration": cfg.clips_per_long * cfg.clip_seconds, "clips": clips}
+        (out / f"{name}.json").write_text(json.dumps(sidecar, indent=1))
+    return paths
+
+
+def write_train_shards(out, cfg: CorpusConfig, train: list[Combo], seed: int, shuffle_time: bool = False,
+                       processes: int = 1) -> Path:
+    """Training clips written to ``out/`` (videos + captions.jsonl), then sharded into ``out/../shards[_shuffled]``
+    by :func:`vtr.data.shards.make_shards`. Returns the shard folder."""
+    from vtr.data.shards import make_shards
+
+    out = Path(out)
+    captions = write_train_clips(out, cfg, train, seed, shuffle_time=shuffle_time)
+    shards = out.parent / ("shards_shuffled" if shuffle_time else "shards")
+    total = make_shards(out / "videos", captions, shards, per_shard=cfg.per_shard, processes=processes)
+    if total["failed"]:
+        raise RuntimeError(f"{total['failed']} synthetic clips failed to shard (see {shards}/*_stats.json)")
+    return shards
+
+
+def generate_corpus(out, size: str | CorpusConfig = "default", seed: int = 0, shuffled_train: bool = False,
+                    processes: int = 1) -> dict:
+    """Write the whole corpus under ``out`` (layout in the module docstring); returns what ``corpus.json`` holds.
+
+    shuffled_train: also write ``train_shuffled/`` + ``shards_shuffled/``, the same training clips with their
+    frames in random order (the bag-of-frames control of ``bench/learning.py``).
+    """
+    cfg = corpus_config(size)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    train, heldout = split_combos(cfg.num_heldout, seed)
+    write_train_shards(out / "train", cfg, train, seed, processes=processes)
+    if shuffled_train:
+        write_train_shards(out / "train_shuffled", cfg, train, seed, shuffle_time=True, processes=processes)
+    write_heldout(out / "heldout", cfg, heldout, seed)
+    write_long_videos(out / "long", cfg, heldout, seed)
+    info = {
+        "format": "vtr-synthetic", "version": 1, "seed": seed, "config": dataclasses.asdict(cfg),
+        "attributes": {"colour": list(COLOURS), "shape": list(SHAPES), "count": list(COUNTS),
+                       "motion": list(MOTIONS), "twin": TWIN},
+        "train_combos": [c.to_dict() for c in train], "heldout_combos": [c.to_dict() for c in heldout],
+        "paths": {"shards": "shards", "heldout_annotations": "heldout/annotations.json",
+                  "heldout_videos": "heldout/videos", "long_videos": "long",
+                  **({"shards_shuffled": "shards_shuffled"} if shuffled_train else {})},
+        "seconds": round(time.time() - t0, 1),
+    }
+    (out / "corpus.json").write_text(json.dumps(info, indent=1))
+    logger.info("synthetic corpus: %d train clips, %d held-out, %d long videos in %s (%.1fs)", cfg.num_train,
+                len(heldout), cfg.num_long, out, info["seconds"])
+    return info
+
+
+def read_heldout(corpus) -> list[dict]:
+    """The held-out entries (``video``, ``caption``, ``twin_caption``, attributes) of a corpus folder."""
+    return json.loads((Path(corpus) / "heldout" / "annotations.json").read_text())
+
+
+__all__ = ["COLOURS", "SHAPES", "COUNTS", "MOTIONS", "TWIN", "Combo", "all_combos", "split_combos", "render_clip",
+           "write_mp4", "CorpusConfig", "SIZES", "corpus_config", "generate_corpus", "write_train_shards",
+           "write_heldout", "write_long_videos", "read_heldout"]
