@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import signal
 from dataclasses import dataclass
 
 from vtr.errors import VtrError
@@ -108,8 +109,14 @@ def app_command(index: str = None, host: str = "127.0.0.1", port: int = 7860, au
     running = launch_app(index, host=host, port=port, auth=auth, model=model, device=device,
                          max_upload_mb=max_upload_mb)
     logger.info("vtr app on %s (Ctrl+C to stop)", running.url)
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # a service manager's stop cleans up like Ctrl+C
     try:
-        running.demo.block_thread()
+        running.demo.block_thread()  # returns on Ctrl+C, after closing the server
     finally:
+        signal.signal(signal.SIGTERM, previous)
         running.close()
     return 0
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt

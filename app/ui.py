@@ -164,8 +164,8 @@ def build_ui(service: IndexService) -> gr.Blocks:
         return on_build(None, progress)
 
     def api_search(query, example, folder, min_duration, max_duration, rerank, k):
-        """Moments for a text query or an example image/clip, best video first: a list of {path, name, folder,
-        start, end, score}. Errors come back as an error with a readable message."""
+        """Moments for a text query or an example image/clip (the example wins), grouped by video, best first: a
+        list of {video (full path), name, folder, start, end, score}. Errors come back with a readable message."""
         try:
             return [m.to_dict() for m in run_search(query, example, folder, min_duration, max_duration, rerank, k)]
         except VtrError as e:
@@ -186,7 +186,9 @@ def build_ui(service: IndexService) -> gr.Blocks:
                 "failed": [{"path": p, "reason": r} for p, r in st["failed"]], "pending": len(st["pending"])}
 
     # --------------------------------------------------------------------------------------------- layout
-    with gr.Blocks(title="vtr — find moments in your videos", analytics_enabled=False) as demo:
+    # delete_cache: Gradio keeps a copy of every file it serves; drop copies older than 6 h, hourly.
+    with gr.Blocks(title="vtr — find moments in your videos", analytics_enabled=False,
+                   delete_cache=(3600, 6 * 3600)) as demo:
         results = gr.State([])
         gr.Markdown("# vtr\nType a sentence, watch the moments.", elem_id="vtr-header")
         with gr.Tabs():

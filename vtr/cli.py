@@ -30,6 +30,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "index update": ("index.commands:update_command", "re-scan an index's folders"),
     "index status": ("index.commands:status_command", "show an index and its failed files"),
     "search": ("index.commands:search_command", "find moments by text, image or clip"),
+    "app": ("app.server:app_command", "the search app in your browser (Gradio)"),
 }
 
 

@@ -73,6 +73,7 @@ def browser():
         pytest.fail("the browser tests need the playwright package (`pip install playwright`; the browser itself "
                     "comes from Debian's chromium, not `playwright install`)", pytrace=False)
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--autoplay-policy=no-user-gesture-required"])
+        b = p.chromium.launch(executable_path=CHROMIUM,
+                              args=["--no-sandbox", "--autoplay-policy=no-user-gesture-required"])
         yield b
         b.close()

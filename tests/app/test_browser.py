@@ -55,6 +55,7 @@ def test_search_select_play(browser, running_app, tmp_path):
     assert shot.stat().st_size > 10_000
     print(f"screenshot: {shot}")
     assert not page.errors, page.errors
+    assert not page.outside, f"the page tried to reach beyond localhost: {page.outside}"
     page.close()
 
 
