@@ -51,7 +51,9 @@ def videomamba_flops(dim, depth, frames, patches=PATCHES_224, d_state=16, d_conv
     seq = 1 + frames * patches
     di, rank = expand * dim, math.ceil(dim / 16)
     per_layer = {
-        "matmul": 2 * seq * dim * 2 * di + 2 * seq * di * dim + 2 * (2 * seq * di * (rank + 2 * d_state) + 2 * seq * rank * di),
+        # in_proj + out_proj + per direction (x_proj + dt_proj)
+        "matmul": (2 * seq * dim * 2 * di + 2 * seq * di * dim
+                   + 2 * (2 * seq * di * (rank + 2 * d_state) + 2 * seq * rank * di)),
         "conv": 2 * 2 * seq * di * d_conv,
         "scan": 2 * (9 * seq * di * d_state + 3 * seq * di),
     }
@@ -289,7 +291,8 @@ def section_runs(specs, args, label):
         else:
             print(f"[{label}] {res['kind']:10s} {res['size']:8s} T={res['frames']:3d} {res['dtype']}: "
                   f"{res['s_per_clip']:8.3f} s/clip  {res['gflops_achieved']:6.1f} GFLOP/s  "
-                  f"peak {res['peak_rss_mib']:7.0f} MiB (fwd +{res['act_mib']:.0f})  load {res['loadavg']:.1f}", flush=True)
+                  f"peak {res['peak_rss_mib']:7.0f} MiB (fwd +{res['act_mib']:.0f})  load {res['loadavg']:.1f}",
+                  flush=True)
     return rows
 
 
@@ -379,7 +382,8 @@ def summarize(encoder_rows, baseline_rows, frames):
             faster = [t for t in frames if m[t] and bt[t] and m[t]["s_per_clip"] < bt[t]["s_per_clip"]]
             slower = [t for t in frames if m[t] and bt[t] and m[t]["s_per_clip"] >= bt[t]["s_per_clip"]]
             if faster or slower:
-                s[f"crossover vs {base}"] = (f"M faster from T={min(faster)}" if faster and (not slower or min(faster) > max(slower))
+                clean = faster and (not slower or min(faster) > max(slower))
+                s[f"crossover vs {base}"] = (f"M faster from T={min(faster)}" if clean
                                              else f"M faster at T={faster}, slower at T={slower}")
         if s:
             summary[dtype] = s
@@ -393,7 +397,8 @@ def print_table(rows):
     print(f"\n{'model':10s} {'size':9s} {'T':>3s} {'dtype':5s} {'L':>6s} {'s/clip':>8s} {'clips/s':>8s} "
           f"{'GFLOP':>8s} {'GFLOP/s':>8s} {'peak MiB':>9s} {'fwd MiB':>8s}")
     for r in ok:
-        print(f"{r['kind']:10s} {r['size']:9s} {r['frames']:3d} {r['dtype']:5s} {r['seq_len']:6d} {r['s_per_clip']:8.3f} "
+        print(f"{r['kind']:10s} {r['size']:9s} {r['frames']:3d} {r['dtype']:5s} {r['seq_len']:6d} "
+              f"{r['s_per_clip']:8.3f} "
               f"{r['clips_per_s']:8.3f} {r['gflop']:8.1f} {r['gflops_achieved']:8.1f} {r['peak_rss_mib']:9.0f} "
               f"{r['act_mib']:8.0f}")
 

@@ -104,16 +104,17 @@ def test_resume_gives_the_same_losses(shards, tmp_path):
 
 @pytest.mark.slow
 def test_loss_falls_on_a_learnable_set(shards, tmp_path):
-    """8 clips of distinct solid colours captioned with their colour: 30 steps learn the pairing."""
-    train(_cfg(shards, tmp_path, batch_size=8, max_steps=30, warmup_steps=3, ckpt_every=1000, lr=2e-3,
+    """8 clips of distinct solid colours captioned with their colour: the total loss falls by a fifth in 45
+    steps and VTC leaves its random-init value. (Learning the pairing itself is measured by bench/learning.py.)"""
+    train(_cfg(shards, tmp_path, batch_size=8, max_steps=45, warmup_steps=3, ckpt_every=1000, lr=2e-3,
                mlm_prob=0.15))
     log = _losses(tmp_path)
     first = sum(log[s]["loss"] for s in range(1, 6)) / 5
-    last = sum(log[s]["loss"] for s in range(26, 31)) / 5
+    last = sum(log[s]["loss"] for s in range(41, 46)) / 5
     first_vtc = sum(log[s]["vtc"] for s in range(1, 6)) / 5
-    last_vtc = sum(log[s]["vtc"] for s in range(26, 31)) / 5
+    last_vtc = sum(log[s]["vtc"] for s in range(41, 46)) / 5
     assert last < 0.8 * first, (first, last)
-    assert last_vtc < first_vtc - 0.3 and math.isfinite(last), (first_vtc, last_vtc)
+    assert last_vtc < first_vtc - 0.5 and math.isfinite(last), (first_vtc, last_vtc)
 
 
 @pytest.mark.slow
