@@ -166,18 +166,11 @@ class IndexService:
 
         def run():
             idx = self._opened()
+            filters = dict(path_glob=path_glob, min_duration=min_duration, max_duration=max_duration)
             if example:
-                # A query by example goes as a vector: the index then never interprets a path itself.
-                q = idx.encode_example(str(example))
-                return idx.search(q, k=k, path_glob=path_glob, min_duration=min_duration, max_duration=max_duration)
-            if not rerank:
-                # Text goes as its vector, so words that happen to name a file on the server stay words.
-                q, _ = idx.encode_text(query)
-                return idx.search(q, k=k, path_glob=path_glob, min_duration=min_duration, max_duration=max_duration)
-            if Path(query).exists():
-                raise VtrError("Re-ranking needs a sentence, not a file path.")
-            return idx.search(query, k=k, rerank=True, path_glob=path_glob, min_duration=min_duration,
-                              max_duration=max_duration)
+                return idx.search(str(example), k=k, kind="example", **filters)
+            # kind="text": typed words stay words, even when they happen to name a file on the server.
+            return idx.search(query, k=k, kind="text", rerank=rerank, **filters)
 
         segments = self._run(run)
         return group_by_video([Moment(s.path, float(s.start), float(s.end), float(s.score), s.thumbnail)

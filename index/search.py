@@ -203,16 +203,22 @@ class VideoIndex:
     # ------------------------------------------------------------------------------------------- search
     def search(self, query, k: int = 10, rerank: bool = False, rerank_top: int = 20, path_glob: str | None = None,
                min_duration: float | None = None, max_duration: float | None = None, windows: int | None = None,
-               merge_margin: float = 0.02) -> list[Segment]:
+               merge_margin: float = 0.02, kind: str = "auto") -> list[Segment]:
         """Top ``k`` segments for ``query``: text, a path to an image or a video clip, or a vector [E].
 
         windows: how many windows to retrieve before grouping (default ``max(5 k, 50)``).
+        kind: ``"auto"`` (a string naming an existing file is an example, otherwise text), ``"text"`` (always
+            words: what a server passes on for typed queries) or ``"example"`` (must be an image or clip file).
         """
+        if kind not in ("auto", "text", "example"):
+            raise ValueError(f"kind must be auto, text or example, not {kind!r}")
+        if kind == "example" and not (isinstance(query, (str, Path)) and Path(query).is_file()):
+            raise VtrError(f"query by example needs an image or video file; not found: {query}")
         text_out = None
         example = False
         if isinstance(query, np.ndarray):
             q = query.astype(np.float32)
-        elif isinstance(query, (str, Path)) and Path(query).is_file():
+        elif kind != "text" and isinstance(query, (str, Path)) and Path(query).is_file():
             q = self.encode_example(str(query))
             example = True
         else:

@@ -208,14 +208,14 @@ def _write_json(path: Path, obj) -> None:
     os.replace(tmp, path)
 
 
-def demo_command(out: str = "runs/demo", size: str = "default", no_app: bool = False, force: bool = False,
+def demo_command(out: str = "runs/demo", size: str = "default", app: bool = True, force: bool = False,
                  seed: int = 0, max_steps: int = None, port: int = 7860) -> int:
     """Run vtr end to end offline: make a synthetic video-text corpus, pretrain a small VideoMamba + MiniLM on it,
     evaluate it on held-out attribute combinations, index longer videos and open the search app on them.
 
     out: run folder (corpus/, pretrain/, model/, eval/, results.json, index/); finished stages are skipped
     size: default (a few minutes of training on 2 CPU cores) or tiny (a smoke test in about a minute)
-    no_app: stop after building the index instead of launching the app
+    app: launch the app on the index at the end (--no-app stops after building the index)
     force: redo every stage even when its output exists
     seed: seed of the corpus and of training
     max_steps: training steps (default: the config's)
@@ -281,7 +281,7 @@ def demo_command(out: str = "runs/demo", size: str = "default", no_app: bool = F
     print(f"[demo] artefacts in {out}: corpus/, model/, results.json, index/ "
           f"(load the model with vtr.create_model({str(model_dir)!r}))")
 
-    if no_app:
+    if not app:
         print(f"[demo] app skipped (--no-app); start it with: vtr app --index {index_dir}")
         return 0
     from app.server import app_command

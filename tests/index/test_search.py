@@ -4,6 +4,7 @@ import torch
 
 from index.build import build_index
 from index.search import VideoIndex, merge_segments
+from vtr.errors import VtrError
 from tests.index.media import make_video
 
 RED_VECTOR = np.eye(16, dtype=np.float32)[0]
@@ -90,6 +91,14 @@ def test_query_by_example_clip_and_image(tmp_path, test_model):
             for p in s.encode():
                 c.mux(p)
         assert len(vi.search(str(image), k=2)) == 2
+        # kind pins how a string is read: "text" never opens a file, "example" insists on one
+        as_example = vi.search(str(clip), k=2, kind="example")
+        assert [s.path for s in as_example] == [s.path for s in top]
+        as_text = vi.search(str(clip), k=2, kind="text")
+        np.testing.assert_allclose(as_text[0].score, vi.search(vi.encode_text(str(clip))[0], k=1)[0].score,
+                                   rtol=1e-5)
+        with pytest.raises(VtrError, match="needs an image or video file"):
+            vi.search("a dog catches a frisbee", kind="example")
         # text + ITM re-ranking runs end to end (scores are meaningless with random weights)
         reranked = vi.search("a dog catches a frisbee", k=3, rerank=True, rerank_top=5)
         assert 1 <= len(reranked) <= 3 and all(np.isfinite(s.score) for s in reranked)
