@@ -68,19 +68,10 @@ def load_model(model, device: str | None = None):
 
 
 def weights_checksum(model) -> str:
-    """sha256 over the model's parameters and buffers (name, dtype, shape, bytes), whatever file they came from."""
-    import torch
+    """What the manifest pins: the sha256 of the model's tensors (see ``state_dict_checksum``)."""
+    from vtr.models.checkpoint import state_dict_checksum
 
-    cached = getattr(model, "_index_weights_checksum", None)
-    if cached:
-        return cached
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        t = tensor.detach().cpu().contiguous()
-        digest.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
-        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    model._index_weights_checksum = digest.hexdigest()
-    return model._index_weights_checksum
+    return state_dict_checksum(model)
 
 
 def manifest_for(model, window_s: float, stride_s: float) -> dict:

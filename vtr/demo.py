@@ -33,18 +33,18 @@ DEMO_SIZES = {"default": ("default", "demo.yaml"), "tiny": ("tiny", "demo_tiny.y
 
 # ------------------------------------------------------------------------------------------ the demo model
 def vtr_demo_minilm():
-    """The demo's model: VideoMamba D=96, depth 4, 8 frames of 64 px in 16 px patches (128 tokens), with the
+    """The demo's model: VideoMamba D=64, depth 4, 8 frames of 48 px in 16 px patches (72 tokens), with the
     MiniLM-L6 text encoder (3 text layers give the contrastive feature, 3 fusion layers), 128-d embeddings."""
     from vtr.models.registry import MINILM_TOKENIZER
     from vtr.models.retrieval import ModelConfig, Preprocess
     from vtr.models.text import TextConfig
     from vtr.models.videomamba import VideoMambaConfig
 
-    vision = VideoMambaConfig(embed_dim=96, depth=4, patch_size=16, img_size=64, num_frames=8)
+    vision = VideoMambaConfig(embed_dim=64, depth=4, patch_size=16, img_size=48, num_frames=8)
     text = TextConfig(hidden_size=384, num_layers=6, num_heads=12, intermediate_size=1536, fusion_layer=3,
-                      encoder_width=96)
+                      encoder_width=64)
     return ModelConfig(vision=vision, text=text, embed_dim=128,
-                       preprocess=Preprocess(num_frames=8, img_size=64, max_txt_l=16, tokenizer=MINILM_TOKENIZER))
+                       preprocess=Preprocess(num_frames=8, img_size=48, max_txt_l=12, tokenizer=MINILM_TOKENIZER))
 
 
 def register_demo_architecture() -> None:

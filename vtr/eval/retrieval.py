@@ -51,6 +51,7 @@ import torch
 
 from vtr.errors import VideoReadError, VtrError
 from vtr.eval.metrics import retrieval_metrics
+from vtr.models.checkpoint import file_checksum, state_dict_checksum
 
 logger = logging.getLogger(__name__)
 
@@ -173,23 +174,6 @@ def _npy_bytes(a: np.ndarray) -> bytes:
     f = io.BytesIO()
     np.save(f, a)
     return f.getvalue()
-
-
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def state_dict_digest(model: torch.nn.Module) -> str:
-    """sha256 over a model's parameter names and values (identifies random-init weights for the cache key)."""
-    digest = hashlib.sha256()
-    for name, value in model.state_dict().items():
-        digest.update(name.encode())
-        digest.update(value.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
-    return digest.hexdigest()
 
 
 def cache_key(**parts) -> str:
@@ -468,7 +452,6 @@ class LoadedModel:
 
 def load_eval_model(name: str, frames: int | None = None) -> LoadedModel:
     """A registered weight name (released file), a vtr model folder, or an architecture name (random init)."""
-    from vtr.models.checkpoint import file_checksum
     from vtr.models.registry import WEIGHTS, create_model
 
     overrides = {"num_frames": frames} if frames else {}
@@ -479,7 +462,7 @@ def load_eval_model(name: str, frames: int | None = None) -> LoadedModel:
         digest = checksum
     else:
         logger.warning("model %s has random-init weights: scores are meaningless except as a smoke test", name)
-        checksum, digest = "random-init", "random-init:" + state_dict_digest(model)
+        checksum, digest = "random-init", "random-init:" + state_dict_checksum(model)
     return LoadedModel(model, getattr(model, "model_name", name), checksum, digest, source)
 
 
@@ -565,7 +548,7 @@ def run_benchmark(loaded: LoadedModel, dataset: str, annotations=None, videos=No
     tokenizer = get_tokenizer(model)
     resolved_device = resolve_device(device)
     workers = default_workers() if workers is None else workers
-    annotation_sha = sha256_file(annotation_file)
+    annotation_sha = file_checksum(annotation_file)
     key = cache_key(model=loaded.digest, dataset=spec.name, annotation=annotation_sha, frames=num_frames,
                     img_size=pre.img_size, mean=list(pre.mean), std=list(pre.std), antialias=pre.antialias,
                     max_txt_l=max_txt_l, tokenizer=pre.tokenizer, bf16=bf16, cache_dtype=cache_dtype,

@@ -105,6 +105,21 @@ def file_checksum(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
     return digest.hexdigest()
 
 
+def state_dict_checksum(model: nn.Module) -> str:
+    """sha256 over a model's tensors (name, dtype, shape, bytes), whatever file they came from; cached on the
+    model. Identifies weights that have no file (random init, trained in this process)."""
+    cached = getattr(model, "_state_dict_checksum", None)
+    if cached:
+        return cached
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    model._state_dict_checksum = digest.hexdigest()
+    return model._state_dict_checksum
+
+
 def filter_checkpoint(state_dict: dict[str, torch.Tensor], model: nn.Module) -> tuple[dict, LoadReport]:
     """Map a foreign state dict onto ``model``'s names, shapes and dtypes; returns (state dict, report).
 

@@ -304,18 +304,22 @@ def scan_bwd(u, delta, A, Bt, Ct, Dv, z, bias, softplus, has_z, dout, ckpt, n_gr
             dbias_part[b, d] = dbias_acc
 
 
+
 W = 16  # channels per block of the inference kernel: one SIMD lane per channel (a zmm, or two ymm)
+TS = 16  # time steps per exp tile of the inference kernel: E is TS·N·W floats (16 KiB at N = 16)
 
 
 @njit(parallel=True, fastmath=False, cache=True)
 def scan_fwd_infer(u, delta, A, Bt, Ct, Dv, z, bias, softplus, has_z, out):
     """Inference forward (no checkpoints), same contract as :func:`scan_fwd`, vectorised across channels.
 
-    One ``prange`` task per (batch, block of W consecutive channels). The block's state is s[N, W] (channel
-    fastest), so every inner loop runs over the W channels in SIMD lanes: exp(Δ·A), the state update and the
-    C contraction (y[c] += s[n, c]·C_t[n], C broadcast: no horizontal sum). Per CHUNK steps the block's
-    Δ (bias, softplus) and Δ·u are computed up front into [CHUNK, W] buffers (transposed from [W, L]). A
-    partial last block is padded with Δ = u = A = 0 lanes (their state stays 0) that are never written out.
+    One ``prange`` task per (batch, block of W consecutive channels); its state is s[N, W] (channel fastest)
+    so that every inner loop runs over the W channels in SIMD lanes and needs no horizontal sum. Per CHUNK
+    steps: Δ (bias, softplus) and Δ·u per channel along time (vectorised over t), transposed into [CHUNK, W];
+    then per TS steps three loops: E[t, n, c] = exp(Δ_t[c]·A[c, n]) (independent, throughput bound), the
+    recurrence s = E·s + Δu·B_t[n] (sequential in t, E overwritten by the states), and
+    y_t[c] = Σ_n s_t[n, c]·C_t[n] (C broadcast); last, D skip and SiLU gate per channel along time.
+    A partial last block is padded with Δ = Δu = A = 0 lanes (their state stays 0), never written out.
     """
     nb, nd, L = u.shape
     N = A.shape[1]
@@ -324,12 +328,13 @@ def scan_fwd_infer(u, delta, A, Bt, Ct, Dv, z, bias, softplus, has_z, out):
         b = task // nblk
         d0 = (task % nblk) * W
         nc = min(W, nd - d0)
-        dtb = np.zeros(CHUNK * W, np.float32)   # Δ_t[c]
+        row = np.zeros(CHUNK, np.float32)       # one channel's values along time
+        dtb = np.zeros(CHUNK * W, np.float32)   # Δ_t[c]      [CHUNK, W]
         dub = np.zeros(CHUNK * W, np.float32)   # Δ_t[c]·u_t[c]
         yb = np.zeros(CHUNK * W, np.float32)    # y_t[c]
+        E = np.zeros(TS * N * W, np.float32)    # exp(Δ·A), then the states   [TS, N, W]
         s = np.zeros(N * W, np.float32)
         Ab = np.zeros(N * W, np.float32)
-        acc = np.zeros(W, np.float32)
         for c in range(nc):
             for n in range(N):
                 Ab[n * W + c] = A[d0 + c, n]
@@ -337,38 +342,58 @@ def scan_fwd_infer(u, delta, A, Bt, Ct, Dv, z, bias, softplus, has_z, out):
         Cb = Ct[b]
         for t0 in range(0, L, CHUNK):
             T = min(CHUNK, L - t0)
-            for c in range(nc):  # Δ and Δ·u of the block, transposed to [T, W]
+            for c in range(nc):
                 deb = delta[b, d0 + c]
                 ubc = u[b, d0 + c]
                 bc = bias[d0 + c]
+                if softplus:
+                    for t in range(T):
+                        row[t] = softplus32(deb[t0 + t] + bc)
+                else:
+                    for t in range(T):
+                        row[t] = deb[t0 + t] + bc
                 for t in range(T):
-                    x = deb[t0 + t] + bc
-                    dv = softplus32(x) if softplus else x
-                    dtb[t * W + c] = dv
-                    dub[t * W + c] = dv * ubc[t0 + t]
-            for t in range(T):  # the recurrence: sequential in t, SIMD over the W channels
-                k = t * W
-                for c in range(W):
-                    acc[c] = _F(0.0)
-                for n in range(N):
-                    bn = Bb[t0 + t, n]
-                    cn = Cb[t0 + t, n]
-                    j = n * W
+                    dtb[t * W + c] = row[t]
+                    dub[t * W + c] = row[t] * ubc[t0 + t]
+            for ts in range(0, T, TS):
+                Tn = min(TS, T - ts)
+                for t in range(Tn):
+                    k = (ts + t) * W
+                    for n in range(N):
+                        i = (t * N + n) * W
+                        j = n * W
+                        for c in range(W):
+                            E[i + c] = exp32(dtb[k + c] * Ab[j + c])
+                for t in range(Tn):  # the recurrence: the only sequential loop
+                    k = (ts + t) * W
+                    for n in range(N):
+                        bn = Bb[t0 + ts + t, n]
+                        i = (t * N + n) * W
+                        j = n * W
+                        for c in range(W):
+                            sv = E[i + c] * s[j + c] + dub[k + c] * bn
+                            s[j + c] = sv
+                            E[i + c] = sv
+                for t in range(Tn):
+                    k = (ts + t) * W
                     for c in range(W):
-                        sv = exp32(dtb[k + c] * Ab[j + c]) * s[j + c] + dub[k + c] * bn
-                        s[j + c] = sv
-                        acc[c] += sv * cn
-                for c in range(W):
-                    yb[k + c] = acc[c]
+                        yb[k + c] = _F(0.0)
+                    for n in range(N):
+                        cn = Cb[t0 + ts + t, n]
+                        i = (t * N + n) * W
+                        for c in range(W):
+                            yb[k + c] += E[i + c] * cn
             for c in range(nc):  # D skip, SiLU gate, back to [W, L]
                 ubc = u[b, d0 + c]
                 ob = out[b, d0 + c]
                 Dd = Dv[d0 + c]
+                for t in range(T):
+                    row[t] = yb[t * W + c]
                 if has_z:
                     zb = z[b, d0 + c]
                     for t in range(T):
                         zt = zb[t0 + t]
-                        ob[t0 + t] = (yb[t * W + c] + Dd * ubc[t0 + t]) * (zt * sigmoid32(zt))
+                        ob[t0 + t] = (row[t] + Dd * ubc[t0 + t]) * (zt * sigmoid32(zt))
                 else:
                     for t in range(T):
-                        ob[t0 + t] = yb[t * W + c] + Dd * ubc[t0 + t]
+                        ob[t0 + t] = row[t] + Dd * ubc[t0 + t]
