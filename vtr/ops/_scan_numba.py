@@ -304,96 +304,104 @@ def scan_bwd(u, delta, A, Bt, Ct, Dv, z, bias, softplus, has_z, dout, ckpt, n_gr
             dbias_part[b, d] = dbias_acc
 
 
-
-W = 16  # channels per block of the inference kernel: one SIMD lane per channel (a zmm, or two ymm)
-TS = 16  # time steps per exp tile of the inference kernel: E is TS·N·W floats (16 KiB at N = 16)
+W = 16  # channels per block of the inference kernel: one SIMD lane per channel (one zmm)
 
 
-@njit(parallel=True, fastmath=False, cache=True)
+# fastmath={"contract"} only: lets LLVM fuse a*b + c into FMAs (one rounding instead of two: never less
+# accurate; no reassociation, no finite-math assumptions). error_model="numpy": IEEE division without a
+# ZeroDivisionError branch, which lets softplus and sigmoid vectorise (no divisor here can be zero: sigmoid
+# divides by 1 + exp ≥ 1, softplus's v == 1 lane is discarded by the select).
+@njit(parallel=True, fastmath={"contract"}, error_model="numpy", cache=True)
 def scan_fwd_infer(u, delta, A, Bt, Ct, Dv, z, bias, softplus, has_z, out):
     """Inference forward (no checkpoints), same contract as :func:`scan_fwd`, vectorised across channels.
 
-    One ``prange`` task per (batch, block of W consecutive channels); its state is s[N, W] (channel fastest)
-    so that every inner loop runs over the W channels in SIMD lanes and needs no horizontal sum. Per CHUNK
-    steps: Δ (bias, softplus) and Δ·u per channel along time (vectorised over t), transposed into [CHUNK, W];
-    then per TS steps three loops: E[t, n, c] = exp(Δ_t[c]·A[c, n]) (independent, throughput bound), the
-    recurrence s = E·s + Δu·B_t[n] (sequential in t, E overwritten by the states), and
-    y_t[c] = Σ_n s_t[n, c]·C_t[n] (C broadcast); last, D skip and SiLU gate per channel along time.
-    A partial last block is padded with Δ = Δu = A = 0 lanes (their state stays 0), never written out.
+    One ``prange`` task per (batch, block of W consecutive channels). The block's state is s[N, W], channel
+    fastest, so the per-step loop over (n, c) runs the W channels in SIMD lanes: exp(Δ_t[c]·A[c, n]), the
+    update s = exp(ΔA)·s + Δu·B_t[n] and the product P[n, c] = s·C_t[n], with B and C broadcast. y_t[c] =
+    Σ_n P[n, c] is then a pairwise tree over n in long flat loops (no horizontal reduction; N is padded to a
+    power of two with zero rows). Per CHUNK steps Δ (bias, softplus) and Δ·u are computed along time per
+    channel and transposed into [CHUNK, W]; at the end y is transposed back, D-skipped and SiLU-gated along
+    time. A partial last block has Δ = Δu = A = 0 lanes (their state stays 0) that are never written out.
+
+    Notes for whoever edits this (numba runs LLVM's loop vectoriser but not the SLP vectoriser): a constant
+    W-iteration loop with a small body is fully unrolled into scalar code, so the (n, c) loop keeps the big
+    exp body and the sums are flat runtime-length loops; index time-sliced views with the bare loop variable
+    (``x[t0 + t]`` carries numba's negative-index wraparound per lane and becomes a gather).
     """
     nb, nd, L = u.shape
     N = A.shape[1]
+    Np = 1
+    while Np < N:
+        Np *= 2
+    NW = Np * W
     nblk = (nd + W - 1) // W
     for task in prange(nb * nblk):
         b = task // nblk
         d0 = (task % nblk) * W
         nc = min(W, nd - d0)
-        row = np.zeros(CHUNK, np.float32)       # one channel's values along time
-        dtb = np.zeros(CHUNK * W, np.float32)   # Δ_t[c]      [CHUNK, W]
-        dub = np.zeros(CHUNK * W, np.float32)   # Δ_t[c]·u_t[c]
-        yb = np.zeros(CHUNK * W, np.float32)    # y_t[c]
-        E = np.zeros(TS * N * W, np.float32)    # exp(Δ·A), then the states   [TS, N, W]
-        s = np.zeros(N * W, np.float32)
-        Ab = np.zeros(N * W, np.float32)
+        rows = np.zeros((W, CHUNK), np.float32)   # per channel along time: Δ, then y
+        rows2 = np.zeros((W, CHUNK), np.float32)  # Δ·u
+        dtb = np.zeros((CHUNK, W), np.float32)
+        dub = np.zeros((CHUNK, W), np.float32)
+        yb = np.zeros((CHUNK, W), np.float32)
+        P = np.zeros(NW, np.float32)
+        P2 = P.reshape((Np, W))
+        s = np.zeros((Np, W), np.float32)
+        Ab = np.zeros((Np, W), np.float32)
         for c in range(nc):
             for n in range(N):
-                Ab[n * W + c] = A[d0 + c, n]
+                Ab[n, c] = A[d0 + c, n]
         Bb = Bt[b]
         Cb = Ct[b]
         for t0 in range(0, L, CHUNK):
             T = min(CHUNK, L - t0)
-            for c in range(nc):
-                deb = delta[b, d0 + c]
-                ubc = u[b, d0 + c]
+            for c in range(nc):  # Δ and Δ·u along time, then transposed to [T, W]
+                deb = delta[b, d0 + c, t0:t0 + T]
+                ubc = u[b, d0 + c, t0:t0 + T]
                 bc = bias[d0 + c]
+                r = rows[c]
+                r2 = rows2[c]
                 if softplus:
                     for t in range(T):
-                        row[t] = softplus32(deb[t0 + t] + bc)
+                        r[t] = softplus32(deb[t] + bc)
                 else:
                     for t in range(T):
-                        row[t] = deb[t0 + t] + bc
+                        r[t] = deb[t] + bc
                 for t in range(T):
-                    dtb[t * W + c] = row[t]
-                    dub[t * W + c] = row[t] * ubc[t0 + t]
-            for ts in range(0, T, TS):
-                Tn = min(TS, T - ts)
-                for t in range(Tn):
-                    k = (ts + t) * W
-                    for n in range(N):
-                        i = (t * N + n) * W
-                        j = n * W
-                        for c in range(W):
-                            E[i + c] = exp32(dtb[k + c] * Ab[j + c])
-                for t in range(Tn):  # the recurrence: the only sequential loop
-                    k = (ts + t) * W
-                    for n in range(N):
-                        bn = Bb[t0 + ts + t, n]
-                        i = (t * N + n) * W
-                        j = n * W
-                        for c in range(W):
-                            sv = E[i + c] * s[j + c] + dub[k + c] * bn
-                            s[j + c] = sv
-                            E[i + c] = sv
-                for t in range(Tn):
-                    k = (ts + t) * W
+                    r2[t] = r[t] * ubc[t]
+            for t in range(T):
+                for c in range(W):
+                    dtb[t, c] = rows[c, t]
+                    dub[t, c] = rows2[c, t]
+            for t in range(T):  # the recurrence: sequential in t, W channels per SIMD vector
+                tt = t0 + t
+                for n in range(N):
+                    bn = Bb[tt, n]
+                    cn = Cb[tt, n]
                     for c in range(W):
-                        yb[k + c] = _F(0.0)
-                    for n in range(N):
-                        cn = Cb[t0 + ts + t, n]
-                        i = (t * N + n) * W
-                        for c in range(W):
-                            yb[k + c] += E[i + c] * cn
-            for c in range(nc):  # D skip, SiLU gate, back to [W, L]
-                ubc = u[b, d0 + c]
-                ob = out[b, d0 + c]
+                        sv = exp32(dtb[t, c] * Ab[n, c]) * s[n, c] + dub[t, c] * bn
+                        s[n, c] = sv
+                        P2[n, c] = sv * cn
+                h = NW // 2
+                while h >= W:  # y_t = Σ_n P[n, :], pairwise
+                    for j in range(h):
+                        P[j] += P[j + h]
+                    h //= 2
+                for c in range(W):
+                    yb[t, c] = P[c]
+            for t in range(T):
+                for c in range(W):
+                    rows[c, t] = yb[t, c]
+            for c in range(nc):  # D skip, SiLU gate, along time
+                ubc = u[b, d0 + c, t0:t0 + T]
+                ob = out[b, d0 + c, t0:t0 + T]
                 Dd = Dv[d0 + c]
-                for t in range(T):
-                    row[t] = yb[t * W + c]
+                r = rows[c]
                 if has_z:
-                    zb = z[b, d0 + c]
+                    zb = z[b, d0 + c, t0:t0 + T]
                     for t in range(T):
-                        zt = zb[t0 + t]
-                        ob[t0 + t] = (row[t] + Dd * ubc[t0 + t]) * (zt * sigmoid32(zt))
+                        zt = zb[t]
+                        ob[t] = (r[t] + Dd * ubc[t]) * (zt * sigmoid32(zt))
                 else:
                     for t in range(T):
-                        ob[t0 + t] = row[t] + Dd * ubc[t0 + t]
+                        ob[t] = r[t] + Dd * ubc[t]
