@@ -9,7 +9,10 @@ Modules: :mod:`app.service` (the index behind the page: search, status, builds, 
 (launching it safely; the ``vtr app`` verb). Gradio is imported only when the app starts.
 """
 
+
 from __future__ import annotations
+
+import vtr  # noqa: F401  (first: sets OpenMP's wait policy before torch loads)
 
 __all__ = ["launch_app", "app_command", "IndexService"]
 

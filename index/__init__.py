@@ -12,7 +12,10 @@ workers), :mod:`index.catalog` (sqlite), :mod:`index.store` (FAISS), :mod:`index
 Heavy imports (torch, faiss) happen inside the functions that need them.
 """
 
+
 from __future__ import annotations
+
+import vtr  # noqa: F401  (first: sets OpenMP's wait policy before torch loads)
 
 __all__ = ["build_index", "update_index", "index_status", "VideoIndex", "Segment", "search"]
 

@@ -1,5 +1,6 @@
 import os
 
+import vtr  # noqa: F401  (before torch: sets OpenMP's wait policy, as every vtr entry point does)
 import pytest
 import torch
 

@@ -24,8 +24,10 @@ combination, so each caption has exactly one true video.
     OUT/long/*.mp4 + *.json         longer videos made of several clips in a row; the sidecar lists each clip's
                                     [start, end) seconds and caption (ground truth for search)
 
-Same seed and size → identical decoded frames and captions (each clip draws from its own RNG seeded by
-``(seed, split, index)``; the encoder runs single-threaded, so the bytes are identical too in practice).
+Same seed and size → identical files: each clip draws from its own RNG seeded by ``(seed, split, index)``, and clips
+are stored as lossless H.264 (qp 0, single-threaded, our own RGB→YUV conversion), whose bytes — unlike lossy
+x264's, which varied between runs here — depend only on the frames. A static noise texture per clip keeps the
+lossless files small (~10 KB per 16-frame clip).
 """
 
 from __future__ import annotations
@@ -177,13 +179,33 @@ def render_clip(combo: Combo, rng: np.random.Generator, num_frames: int = 16, si
             if visible[j, i]:
                 frame[_shape_mask(combo.shape, yy, xx, cy[j, i], cx[j], r[j, i])] = colour
         frames[i] = frame
-    frames += rng.normal(0.0, 4.0, frames.shape).astype(np.float32)
+    frames += rng.normal(0.0, 4.0, (1, size, size, 3)).astype(np.float32)  # a static texture: cheap to store
     frames = np.clip(np.rint(frames), 0, 255).astype(np.uint8)
     return frames if forward else frames[::-1].copy()
 
 
-def write_mp4(path, frames: np.ndarray, fps: int = 8, crf: int = 18) -> Path:
-    """Encode uint8 [T, H, W, 3] RGB frames as H.264 (single-threaded, so the bytes depend only on the frames)."""
+def rgb_to_yuv420p(frame: np.ndarray) -> np.ndarray:
+    """uint8 [H, W, 3] RGB (H, W even) -> uint8 [H * 3 / 2, W] planar YUV 4:2:0, BT.601 limited range.
+
+    Done here so the YUV planes (what a lossless file stores) are a pure function of the RGB frames."""
+    x = frame.astype(np.float32)
+    r, g, b = x[..., 0], x[..., 1], x[..., 2]
+    y = 16.0 + 0.256788 * r + 0.504129 * g + 0.097906 * b
+    u = 128.0 - 0.148223 * r - 0.290993 * g + 0.439216 * b
+    v = 128.0 + 0.439216 * r - 0.367788 * g - 0.071427 * b
+    h, w = frame.shape[:2]
+
+    def down(c):  # 2x2 mean
+        return c.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
+
+    planes = [y.reshape(-1), down(u).reshape(-1), down(v).reshape(-1)]
+    return np.clip(np.rint(np.concatenate(planes)), 0, 255).astype(np.uint8).reshape(h * 3 // 2, w)
+
+
+def write_mp4(path, frames: np.ndarray, fps: int = 8, crf: int = 0) -> Path:
+    """Encode uint8 [T, H, W, 3] RGB frames (H, W even) as lossless H.264 (yuv420p), single-threaded, with our own
+    colour conversion and explicit timestamps, so the bytes depend only on the frames. ``crf``: lossy quality
+    instead (0 keeps it lossless; lossy x264 output is not reproducible byte for byte)."""
     import av
 
     path = Path(path)
@@ -192,10 +214,13 @@ def write_mp4(path, frames: np.ndarray, fps: int = 8, crf: int = 18) -> Path:
     with av.open(str(tmp), "w", format="mp4") as container:
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-        stream.options = {"crf": str(crf), "preset": "veryfast", "threads": "1"}
+        quality = {"crf": str(crf)} if crf else {"qp": "0"}  # qp 0: lossless
+        stream.options = {**quality, "preset": "veryfast", "threads": "1"}
         stream.codec_context.thread_count = 1
-        for f in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")):
+        for i, f in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(rgb_to_yuv420p(f), format="yuv420p")
+            frame.pts = i  # explicit timestamps: x264's rate control reads them
+            for packet in stream.encode(frame):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
@@ -208,7 +233,8 @@ def write_mp4(path, frames: np.ndarray, fps: int = 8, crf: int = 18) -> Path:
 class CorpusConfig:
     """Sizes of one corpus.
 
-    num_train: training clips (combinations cycled in a seeded order, so each appears about equally often).
+    num_train: training clips (combinations cycled in a seeded order, so each appears about equally often; a
+        clip and its time-reversed twin side by side, see :func:`write_train_clips`).
     num_heldout: held-out combinations (= held-out videos; chance R@1 = 1/num_heldout).
     num_long / clips_per_long: long videos for indexing and how many clips each chains.
     num_frames / size / fps: every clip's frames, square side in pixels, and frame rate.
@@ -222,7 +248,7 @@ class CorpusConfig:
     num_frames: int = 16
     size: int = 64
     fps: int = 8
-    per_shard: int = 500
+    per_shard: int = 100
 
     @property
     def clip_seconds(self) -> float:
@@ -231,7 +257,7 @@ class CorpusConfig:
 
 SIZES: dict[str, CorpusConfig] = {
     "default": CorpusConfig(),
-    "small": CorpusConfig(num_train=1500, num_heldout=60, num_long=4, clips_per_long=6, per_shard=250),
+    "small": CorpusConfig(num_train=1500, num_heldout=60, num_long=4, clips_per_long=6),
     "tiny": CorpusConfig(num_train=48, num_heldout=12, num_long=2, clips_per_long=3, per_shard=24),
 }
 
@@ -247,13 +273,29 @@ def clip_rng(seed: int, split: str, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, _SPLIT_IDS[split], index])
 
 
-def train_combos_order(train: list[Combo], num_train: int, seed: int) -> list[Combo]:
-    """Which combination training clip ``i`` shows: the train combinations cycled, each cycle in a seeded order."""
+def training_units(train: list[Combo]) -> list[tuple[Combo, ...]]:
+    """The training set's units: ``(forward, twin)`` when both are training combinations (written as one clip and
+    its exact time reversal, next to each other), else the single combination."""
+    units, trained = [], set(train)
+    for combo in train:
+        if combo.motion in FORWARD:
+            units.append((combo, combo.twin) if combo.twin in trained else (combo,))
+        elif combo.twin not in trained:
+            units.append((combo,))
+    return units
+
+
+def train_plan(train: list[Combo], num_train: int, seed: int) -> list[tuple[Combo, int]]:
+    """``(combo, source)`` of each training clip: the units cycled, each cycle in a seeded order; ``source`` is the
+    index of the clip whose frames it shows (itself, or for the second clip of a pair, the first, reversed)."""
+    units = training_units(train)
     rng = np.random.default_rng([seed, 4])
-    out: list[Combo] = []
-    while len(out) < num_train:
-        out += [train[i] for i in rng.permutation(len(train))]
-    return out[:num_train]
+    plan: list[tuple[Combo, int]] = []
+    while len(plan) < num_train:
+        for u in rng.permutation(len(units)):
+            first = len(plan)
+            plan += [(combo, first) for combo in units[u]]
+    return plan[:num_train]
 
 
 def _row(video: str, combo: Combo, **extra) -> dict:
@@ -261,19 +303,27 @@ def _row(video: str, combo: Combo, **extra) -> dict:
 
 
 def write_train_clips(out, cfg: CorpusConfig, train: list[Combo], seed: int, shuffle_time: bool = False) -> Path:
-    """``out/videos/train_NNNNN.mp4`` + ``out/captions.jsonl``. ``shuffle_time``: each clip's frames in a seeded
-    random order (the bag-of-frames control: same clips, no usable order)."""
+    """``out/videos/train_NNNNN.mp4`` + ``out/captions.jsonl``, in :func:`train_plan` order: a clip and its
+    time-reversed twin are neighbours, so a reader with a small shuffle buffer puts both in one batch (each is the
+    other's hard negative, separable by frame order alone).
+
+    shuffle_time: each clip's frames in a seeded random order (the bag-of-frames control: same clips, no usable
+    order).
+    """
     out = Path(out)
-    rows = []
-    for i, combo in enumerate(train_combos_order(train, cfg.num_train, seed)):
+    rows, frames = [], None
+    for i, (combo, source) in enumerate(train_plan(train, cfg.num_train, seed)):
         name = f"train_{i:05d}.mp4"
-        rng = clip_rng(seed, "train", i)
-        frames = render_clip(combo, rng, cfg.num_frames, cfg.size)
+        if source == i:
+            frames = render_clip(combo, clip_rng(seed, "train", i), cfg.num_frames, cfg.size)
+            clip = frames
+        else:  # the twin of the previous clip: the same frames, played backwards
+            clip = frames[::-1]
         if shuffle_time:
-            frames = frames[rng.permutation(len(frames))]
+            clip = clip[clip_rng(seed, "train", i).permutation(len(clip))]
         if not (out / "videos" / name).is_file():
-            write_mp4(out / "videos" / name, frames, cfg.fps)
-        rows.append(_row(name, combo))
+            write_mp4(out / "videos" / name, clip, cfg.fps)
+        rows.append(_row(name, combo, **({"twin_of": f"train_{source:05d}.mp4"} if source != i else {})))
     tmp = out / "captions.jsonl.tmp"
     tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
     os.replace(tmp, out / "captions.jsonl")
