@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from vtr.ops.selective_scan import _conv_silu_infer, _infer_numba_module, _selective_scan_infer, selective_scan
+from vtr.ops.selective_scan import selective_scan
 
 logger = logging.getLogger(__name__)
 
@@ -180,39 +180,12 @@ class BiMambaMixer(nn.Module):
     def forward(self, h):
         """h: [B, L, D] -> [B, L, D]."""
         xz = _channels_first_linear(self.in_proj.weight, h.mT)  # [B, 2·di, L] straight from [B, L, D]
-        mod = _infer_numba_module(xz)
-        if mod is not None:
-            return self._forward_infer(mod, xz)
         o = self._direction(xz, self.conv1d, self.x_proj, self.dt_proj, self.A_log, self.D)
         # One flip of x and z together; the backward scan runs on the reversed sequence with the _b parameters.
         o_b = self._direction(xz.flip(-1), self.conv1d_b, self.x_proj_b, self.dt_proj_b, self.A_b_log, self.D_b)
         o_b = o_b.flip(-1)
         o = o.add_(o_b) if not torch.is_grad_enabled() else o + o_b
         # out_proj back to [B, L, D] = oᵀ · Wᵀ, the transposes folded into the GEMM.
-        return self._out_proj(o)
-
-    def _forward_infer(self, mod, xz):
-        """No-grad CPU path with numba kernels, equal to the flip-based path above but without any flip or copy.
-
-        The backward direction's conv is computed anti-causally in original time order (= flip(conv(flip(x))));
-        x_proj and dt_proj are position-wise, so Δ, B, C come out in original order too; the scan then walks time
-        backwards and accumulates the backward output straight into the forward one's buffer.
-        """
-        di, r, n = self.d_inner, self.dt_rank, self.d_state
-        xz = xz.float()  # one upcast of x and z together (a no-op in fp32)
-        z = xz[:, di:]
-        if not z.is_contiguous():  # batch > 1: one copy shared by both directions
-            z = z.contiguous()
-        o = torch.empty(xz.shape[0], di, xz.shape[-1])
-        for reverse, conv, x_proj, dt_proj, A_log, D in (
-                (False, self.conv1d, self.x_proj, self.dt_proj, self.A_log, self.D),
-                (True, self.conv1d_b, self.x_proj_b, self.dt_proj_b, self.A_b_log, self.D_b)):
-            u = _conv_silu_infer(mod, xz, conv.weight, conv.bias, channels=di, reverse=reverse)  # [B, di, L]
-            x_dbl = _channels_first_linear(x_proj.weight, u, dtype=u.dtype)  # [B, R+2N, L]
-            delta = _channels_first_linear(dt_proj.weight, x_dbl[:, :r], dtype=u.dtype)  # [B, di, L]
-            _selective_scan_infer(mod, u, delta, -torch.exp(A_log.float()), x_dbl[:, r:r + n], x_dbl[:, r + n:],
-                                  D.float(), z=z, delta_bias=dt_proj.bias.float(), delta_softplus=True,
-                                  reverse=reverse, out=o, accumulate=reverse)
         return self._out_proj(o)
 
     def _out_proj(self, o):

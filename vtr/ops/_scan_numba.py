@@ -312,12 +312,8 @@ W = 16  # channels per block of the inference kernel: one SIMD lane per channel 
 # ZeroDivisionError branch, which lets softplus and sigmoid vectorise (no divisor here can be zero: sigmoid
 # divides by 1 + exp ≥ 1, softplus's v == 1 lane is discarded by the select).
 @njit(parallel=True, fastmath={"contract"}, error_model="numpy", cache=True)
-def scan_fwd_infer(u, delta, A, Bt, Ct, Dv, z, bias, softplus, has_z, out, reverse=False, accumulate=False):
+def scan_fwd_infer(u, delta, A, Bt, Ct, Dv, z, bias, softplus, has_z, out):
     """Inference forward (no checkpoints), same contract as :func:`scan_fwd`, vectorised across channels.
-
-    ``reverse``: scan time backwards (from s = 0 at t = L-1 down to 0), reading every input and writing ``out``
-    at the original positions: the same as flipping u, delta, B, C, z along time, scanning, and flipping the
-    result back, without the flips. ``accumulate``: ``out += result`` instead of ``out = result``.
 
     One ``prange`` task per (batch, block of W consecutive channels). The block's state is s[N, W], channel
     fastest, so the per-step loop over (n, c) runs the W channels in SIMD lanes: exp(Δ_t[c]·A[c, n]), the
@@ -357,14 +353,9 @@ def scan_fwd_infer(u, delta, A, Bt, Ct, Dv, z, bias, softplus, has_z, out, rever
                 Ab[n, c] = A[d0 + c, n]
         Bb = Bt[b]
         Cb = Ct[b]
-        for ci in range((L + CHUNK - 1) // CHUNK):
-            if reverse:  # chunks from the end; [t0, t0 + T) in original positions, walked backwards below
-                t0 = max(0, L - (ci + 1) * CHUNK)
-                T = L - ci * CHUNK - t0
-            else:
-                t0 = ci * CHUNK
-                T = min(CHUNK, L - t0)
-            for c in range(nc):  # Δ and Δ·u along (original) time, then transposed to [T, W] in scan order
+        for t0 in range(0, L, CHUNK):
+            T = min(CHUNK, L - t0)
+            for c in range(nc):  # Δ and Δ·u along time, then transposed to [T, W]
                 deb = delta[b, d0 + c, t0:t0 + T]
                 ubc = u[b, d0 + c, t0:t0 + T]
                 bc = bias[d0 + c]
@@ -378,19 +369,12 @@ def scan_fwd_infer(u, delta, A, Bt, Ct, Dv, z, bias, softplus, has_z, out, rever
                         r[t] = deb[t] + bc
                 for t in range(T):
                     r2[t] = r[t] * ubc[t]
-            if reverse:
-                for t in range(T):
-                    tr = T - 1 - t
-                    for c in range(W):
-                        dtb[t, c] = rows[c, tr]
-                        dub[t, c] = rows2[c, tr]
-            else:
-                for t in range(T):
-                    for c in range(W):
-                        dtb[t, c] = rows[c, t]
-                        dub[t, c] = rows2[c, t]
+            for t in range(T):
+                for c in range(W):
+                    dtb[t, c] = rows[c, t]
+                    dub[t, c] = rows2[c, t]
             for t in range(T):  # the recurrence: sequential in t, W channels per SIMD vector
-                tt = t0 + T - 1 - t if reverse else t0 + t
+                tt = t0 + t
                 for n in range(N):
                     bn = Bb[tt, n]
                     cn = Cb[tt, n]
@@ -405,69 +389,19 @@ def scan_fwd_infer(u, delta, A, Bt, Ct, Dv, z, bias, softplus, has_z, out, rever
                     h //= 2
                 for c in range(W):
                     yb[t, c] = P[c]
-            if reverse:
-                for t in range(T):
-                    tr = T - 1 - t
-                    for c in range(W):
-                        rows[c, tr] = yb[t, c]
-            else:
-                for t in range(T):
-                    for c in range(W):
-                        rows[c, t] = yb[t, c]
-            for c in range(nc):  # D skip, SiLU gate, along (original) time
+            for t in range(T):
+                for c in range(W):
+                    rows[c, t] = yb[t, c]
+            for c in range(nc):  # D skip, SiLU gate, along time
                 ubc = u[b, d0 + c, t0:t0 + T]
                 ob = out[b, d0 + c, t0:t0 + T]
                 Dd = Dv[d0 + c]
                 r = rows[c]
                 if has_z:
                     zb = z[b, d0 + c, t0:t0 + T]
-                    if accumulate:
-                        for t in range(T):
-                            zt = zb[t]
-                            ob[t] += (r[t] + Dd * ubc[t]) * (zt * sigmoid32(zt))
-                    else:
-                        for t in range(T):
-                            zt = zb[t]
-                            ob[t] = (r[t] + Dd * ubc[t]) * (zt * sigmoid32(zt))
-                elif accumulate:
                     for t in range(T):
-                        ob[t] += r[t] + Dd * ubc[t]
+                        zt = zb[t]
+                        ob[t] = (r[t] + Dd * ubc[t]) * (zt * sigmoid32(zt))
                 else:
                     for t in range(T):
                         ob[t] = r[t] + Dd * ubc[t]
-
-
-@njit(parallel=True, fastmath={"contract"}, error_model="numpy", cache=True)
-def conv_silu_infer(x, c0, w, bias, reverse, out):
-    """Inference causal depthwise conv + bias + SiLU, one ``prange`` task per (batch, channel) row.
-
-    x: [B, C_x, L] fp32 (channels c0 .. c0 + C read); w: [C, K]; bias: [C] (zeros when absent); out: [B, C, L].
-    Forward: out[b, c, t] = SiLU(bias[c] + Σ_j w[c, K-1-j] · x[b, c0+c, t-j]) with zero left padding (K - 1).
-    ``reverse``: the same conv of the time-reversed sequence, written back in original time order, i.e.
-    out[b, c, t] = SiLU(bias[c] + Σ_j w[c, K-1-j] · x[b, c0+c, t+j]) (zero right padding) = flip(conv(flip(x))).
-    Each tap is one flat pass over an L1-resident row (slices indexed by the bare loop variable).
-    """
-    nb, nc, L = out.shape
-    K = w.shape[1]
-    for task in prange(nb * nc):
-        b = task // nc
-        c = task % nc
-        xr = x[b, c0 + c]
-        o = out[b, c]
-        bc = bias[c]
-        wl = w[c, K - 1]
-        for t in range(L):  # tap on x_t
-            o[t] = bc + xr[t] * wl
-        for j in range(1, min(K, L)):  # tap on x_{t-j} (reverse: x_{t+j})
-            wj = w[c, K - 1 - j]
-            if reverse:
-                oj = o[:L - j]
-                xj = xr[j:]
-            else:
-                oj = o[j:]
-                xj = xr[:L - j]
-            for t in range(L - j):
-                oj[t] += xj[t] * wj
-        for t in range(L):
-            v = o[t]
-            o[t] = v / (_F(1.0) + exp32(-v))

@@ -203,7 +203,7 @@ def _load_numba():
 
 
 def _kernels(mod):
-    """(scan_fwd, scan_bwd, scan_fwd_infer, conv_silu_infer) to launch in this process.
+    """(scan_fwd, scan_bwd, scan_fwd_infer) to launch in this process.
 
     numba's GNU-OpenMP threading layer kills a forked child that launches a parallel kernel after the parent
     did (it is not fork safe). In such a child (e.g. a fork-started DataLoader worker) use serial builds.
@@ -224,11 +224,9 @@ def _kernels(mod):
                 _numba_state["serial"] = (numba.njit(fastmath=False)(mod.scan_fwd.py_func),
                                           numba.njit(fastmath=False)(mod.scan_bwd.py_func),
                                           numba.njit(fastmath={"contract"}, error_model="numpy")(
-                                              mod.scan_fwd_infer.py_func),
-                                          numba.njit(fastmath={"contract"}, error_model="numpy")(
-                                              mod.conv_silu_infer.py_func))
+                                              mod.scan_fwd_infer.py_func))
             return _numba_state["serial"]
-    return mod.scan_fwd, mod.scan_bwd, mod.scan_fwd_infer, mod.conv_silu_infer
+    return mod.scan_fwd, mod.scan_bwd, mod.scan_fwd_infer
 
 
 def _launch(kernel, *args):
@@ -261,9 +259,9 @@ def _numba_forward(mod, inputs, delta_softplus, has_z, save_ckpt):
     batch, dim, length = u32.shape
     N = inputs[2].shape[1]
     out = torch.empty_like(u32)
-    fwd, _, fwd_infer, _ = _kernels(mod)
+    fwd, _, fwd_infer = _kernels(mod)
     if not save_ckpt:  # inference: the channel-blocked kernel, no checkpoints
-        _launch(fwd_infer, *(t.numpy() for t in inputs), bool(delta_softplus), bool(has_z), out.numpy(), False, False)
+        _launch(fwd_infer, *(t.numpy() for t in inputs), bool(delta_softplus), bool(has_z), out.numpy())
         return out, None
     ckpt = torch.empty(batch, dim, -(-length // mod.CHUNK), N)
     _launch(fwd, *(t.numpy() for t in inputs), bool(delta_softplus), bool(has_z), out.numpy(), ckpt.numpy())
@@ -299,7 +297,7 @@ class _NumbaScan(torch.autograd.Function):
         dC_part = torch.zeros(batch, n_groups, length, N)
         dD_part = torch.empty(batch, dim, dtype=torch.float64)
         dbias_part = torch.empty(batch, dim, dtype=torch.float64)
-        _, bwd, _, _ = _kernels(mod)
+        _, bwd, _ = _kernels(mod)
         _launch(bwd, *(t.numpy() for t in inputs), ctx.softplus, has_z, _f32(dout).numpy(), ckpt.numpy(), n_groups,
                 du.numpy(), ddelta.numpy(), dz.numpy(), dA_part.numpy(), dB_part.numpy(), dC_part.numpy(),
                 dD_part.numpy(), dbias_part.numpy())
@@ -324,53 +322,6 @@ def selective_scan_numba(u, delta, A, B, C, D=None, z=None, delta_bias=None, del
     inputs = _numba_inputs(u, delta, A, B, C, D, z, delta_bias)
     out, _ = _numba_forward(mod, inputs, delta_softplus, z is not None, save_ckpt=False)
     return out.to(u.dtype)
-
-
-def _infer_numba_module(x):
-    """The numba kernels module when the no-grad CPU fast path applies to tensor x, else None.
-
-    That is: autograd off, x on CPU, and the dispatcher would pick numba for CPU tensors (``VTR_SCAN`` honoured).
-    """
-    if torch.is_grad_enabled() or x.device.type != "cpu" or _resolve(None, "cpu") != "numba":
-        return None
-    return _load_numba()
-
-
-def _conv_silu_infer(mod, x, weight, bias, channels=None, reverse=False):
-    """No-grad numba causal depthwise conv + bias + SiLU (see ``_scan_numba.conv_silu_infer``) -> fp32 [B, C, L].
-
-    x: [B, C_x, L] on CPU (upcast to fp32 once if needed); the first ``channels`` (default all) channels are
-    convolved, read in place from x, so a channel slice of a larger tensor needs no copy. weight: [C, 1, K] or
-    [C, K]; bias: [C] or None. ``reverse``: ``flip(conv(flip(x)))``, i.e. the backward direction's conv output
-    already in original time order.
-    """
-    x = _f32(x)
-    batch, _, length = x.shape
-    channels = x.shape[1] if channels is None else channels
-    w = _f32(weight.reshape(weight.shape[0], -1))
-    b = torch.zeros(channels) if bias is None else _f32(bias)
-    out = torch.empty(batch, channels, length)
-    _launch(_kernels(mod)[3], x.numpy(), 0, w.numpy(), b.numpy(), bool(reverse), out.numpy())
-    return out
-
-
-def _selective_scan_infer(mod, u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
-                          reverse=False, out=None, accumulate=False):
-    """No-grad numba scan (same contract as :func:`selective_scan_ref`) -> fp32 [B, D, L], with two extras.
-
-    ``reverse``: the scan runs from t = L-1 down to 0 and writes at the original positions, i.e. it returns
-    ``flip(scan(flip(u), flip(delta), A, flip(B), flip(C), D, flip(z)))`` without any flip. ``out`` (fp32,
-    contiguous [B, D, L]): written in place (``accumulate``: ``out += result``) and returned.
-    """
-    _check_shapes(u, delta, A, B, C)
-    inputs = _numba_inputs(u, delta, A, B, C, D, z, delta_bias)
-    if out is None:
-        out = torch.zeros_like(inputs[0]) if accumulate else torch.empty_like(inputs[0])
-    if out.dtype != torch.float32 or not out.is_contiguous() or out.shape != u.shape:
-        raise ValueError("out must be a contiguous fp32 tensor of u's shape")
-    _launch(_kernels(mod)[2], *(t.numpy() for t in inputs), bool(delta_softplus), z is not None, out.numpy(),
-            bool(reverse), bool(accumulate))
-    return out
 
 
 # ----------------------------------------------------------------------------------------- mamba_ssm (CUDA)
