@@ -14,8 +14,6 @@ def demo_run(tmp_path_factory):
     import contextlib
     import io
 
-    if "demo" not in cli.VERBS:  # until the verb table carries it
-        cli.VERBS["demo"] = ("vtr.demo:demo_command", "the whole pipeline offline")
     out = tmp_path_factory.mktemp("demo") / "run"
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):

@@ -31,6 +31,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "index status": ("index.commands:status_command", "show an index and its failed files"),
     "search": ("index.commands:search_command", "find moments by text, image or clip"),
     "app": ("app.server:app_command", "the search app in your browser (Gradio)"),
+    "demo": ("vtr.demo:demo_command", "the whole pipeline offline: synthetic corpus, pretrain, eval, index, app"),
 }
 
 

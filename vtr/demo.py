@@ -31,33 +31,6 @@ DEMO_ARCHITECTURE = "vtr_demo_minilm"
 DEMO_SIZES = {"default": ("default", "demo.yaml"), "tiny": ("tiny", "demo_tiny.yaml")}
 
 
-# ------------------------------------------------------------------------------------------ the demo model
-def vtr_demo_minilm():
-    """The demo's model: VideoMamba D=64, depth 4, 8 frames of 48 px in 16 px patches (72 tokens), with the
-    MiniLM-L6 text encoder (3 text layers give the contrastive feature, 3 fusion layers), 128-d embeddings."""
-    from vtr.models.registry import MINILM_TOKENIZER
-    from vtr.models.retrieval import ModelConfig, Preprocess
-    from vtr.models.text import TextConfig
-    from vtr.models.videomamba import VideoMambaConfig
-
-    vision = VideoMambaConfig(embed_dim=64, depth=4, patch_size=16, img_size=48, num_frames=8)
-    text = TextConfig(hidden_size=384, num_layers=6, num_heads=12, intermediate_size=1536, fusion_layer=3,
-                      encoder_width=64)
-    return ModelConfig(vision=vision, text=text, embed_dim=128,
-                       preprocess=Preprocess(num_frames=8, img_size=48, max_txt_l=12, tokenizer=MINILM_TOKENIZER))
-
-
-def register_demo_architecture() -> None:
-    """Make ``vtr_demo_minilm`` a registry architecture (until vtr.models.registry carries it itself)."""
-    from vtr.models import registry
-
-    if DEMO_ARCHITECTURE not in registry.ARCHITECTURES:
-        registry.register_architecture(vtr_demo_minilm)
-
-
-register_demo_architecture()
-
-
 # ------------------------------------------------------------------------------------------ held-out scoring
 def heldout_features(model, corpus, shuffle_frames: bool = False, seed: int = 0, batch_size: int = 16) -> dict:
     """Embeddings of the held-out split: ``video`` [Nv, E] (mean of unit frame embeddings, as ``similarity``),
@@ -290,4 +263,4 @@ def demo_command(out: str = "runs/demo", size: str = "default", app: bool = True
     return app_command(index=str(index_dir), port=port)
 
 
-__all__ = ["vtr_demo_minilm", "register_demo_architecture", "heldout_features", "heldout_scores", "demo_command"]
+__all__ = ["heldout_features", "heldout_scores", "demo_command"]

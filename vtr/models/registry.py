@@ -72,6 +72,17 @@ def vtr_test() -> ModelConfig:
     )
 
 
+@register_architecture
+def vtr_demo_minilm() -> ModelConfig:
+    """The offline demo's model (``vtr demo``): VideoMamba D=64, depth 4, 8 frames of 48 px in 16 px patches
+    (72 tokens) + the MiniLM-L6 text encoder (3 text + 3 fusion layers), 128-d embeddings."""
+    vision = VideoMambaConfig(embed_dim=64, depth=4, patch_size=16, img_size=48, num_frames=8)
+    text = TextConfig(hidden_size=384, num_layers=6, num_heads=12, intermediate_size=1536, fusion_layer=3,
+                      encoder_width=64)
+    return ModelConfig(vision=vision, text=text, embed_dim=128,
+                       preprocess=Preprocess(num_frames=8, img_size=48, max_txt_l=12, tokenizer=MINILM_TOKENIZER))
+
+
 # ------------------------------------------------------------------------------------------- weights
 @dataclass(frozen=True)
 class WeightEntry:
