@@ -32,6 +32,9 @@ DEFAULT_EF_SEARCH = 256
 TRAIN_PER_LIST = 40  # faiss warns below 39 training points per list
 
 
+SMALL_BATCH = 20  # faiss switches flat search to BLAS from 20 queries on
+
+
 def _faiss():
     try:
         import faiss
@@ -184,6 +187,15 @@ class VectorStore:
                 return scores, pos
             ids = np.where(pos >= 0, id_map[np.clip(pos, 0, None)], -1)
             return scores, ids
+        if self.factory == "Flat" and len(q) < SMALL_BATCH:
+            # A few queries over a flat index: OpenMP start-up costs more than a second thread saves (measured on
+            # 2 cores, 100k x 512: p50 12.9 ms on one thread vs 19 ms on two).
+            threads = faiss.omp_get_max_threads()
+            faiss.omp_set_num_threads(1)
+            try:
+                return self.index.search(q, k)
+            finally:
+                faiss.omp_set_num_threads(threads)
         return self.index.search(q, k)
 
     def to_gpu(self, device: int = 0) -> bool:
