@@ -29,6 +29,8 @@ tests write, decord 0.6.0 and PyAV 18 return bit-identical frames for the same i
 
 from __future__ import annotations
 
+import abc
+
 import io
 import logging
 import math
@@ -130,7 +132,7 @@ def window_frame_range(fps: float, vlen: int, start: float | None, end: float | 
 # Readers
 # --------------------------------------------------------------------------------------------------------------
 
-class VideoReader:
+class VideoReader(abc.ABC):
     """An opened video. Metadata attributes: ``num_frames, fps, duration (= num_frames / fps, as the reference
     computes it), width, height``; ``backend`` is ``"decord"`` or ``"pyav"``."""
 
@@ -157,8 +159,9 @@ class VideoReader:
             return torch.empty((0, self.height, self.width, 3), dtype=torch.uint8)
         return torch.from_numpy(np.ascontiguousarray(self._get_frames(indices)))
 
+    @abc.abstractmethod
     def _get_frames(self, indices: list[int]) -> np.ndarray:
-        raise NotImplementedError
+        """Decode the frames at ``indices`` (validated, non-empty) as uint8 [T, H, W, 3]; each backend's own."""
 
     def close(self) -> None:
         pass

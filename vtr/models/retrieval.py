@@ -130,15 +130,11 @@ class VideoTextModel(nn.Module):
         return frame_embeds @ text_embeds.t()
 
     def fusion_cls(self, text_hidden, text_mask, video_tokens) -> torch.Tensor:
-        """[CLS] state [N, H] of the fusion layers over (text-mode states, video tokens) pairs."""
-        video_mask = torch.ones(video_tokens.shape[:2], dtype=torch.long, device=video_tokens.device)
+        """[CLS] state [N, H] of the fusion layers over (text-mode states, video tokens) pairs.
+
+        The video side has no padding (model.md §4: its mask is all ones), so no mask is passed at all."""
         fused = self.text_encoder(
-            None,
-            text_mask,
-            mode="fusion",
-            hidden_states=text_hidden,
-            encoder_hidden_states=video_tokens,
-            encoder_attention_mask=video_mask,
+            None, text_mask, mode="fusion", hidden_states=text_hidden, encoder_hidden_states=video_tokens
         )
         return fused[:, 0]
 
@@ -150,14 +146,7 @@ class VideoTextModel(nn.Module):
         """Masked-LM logits [N, L, vocab] with the fusion layers attending to the video tokens."""
         if self.text_mlm_head is None:
             raise RuntimeError("this model was built without the MLM head (with_mlm_head=False)")
-        video_mask = torch.ones(video_tokens.shape[:2], dtype=torch.long, device=video_tokens.device)
-        hidden = self.text_encoder(
-            input_ids,
-            attention_mask,
-            mode="multi_modal",
-            encoder_hidden_states=video_tokens,
-            encoder_attention_mask=video_mask,
-        )
+        hidden = self.text_encoder(input_ids, attention_mask, mode="multi_modal", encoder_hidden_states=video_tokens)
         return self.text_mlm_head(hidden)
 
     @torch.no_grad()
