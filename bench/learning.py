@@ -11,7 +11,7 @@ frames shuffled in time (``shards_shuffled``), evaluated on time-shuffled held-o
 itself evaluated on time-shuffled clips. Order carries the only difference between twins, so both should fall to
 about 50% on temporal pairs while colour/shape/count keep most of their retrieval.
 
-    python -m bench.learning                      # corpus + two trainings + scoring (~25 min on 2 busy cores)
+    python -m bench.learning                      # corpus + two trainings + scoring (about 12 min on 2 cores)
     python -m bench.learning --max-steps 50       # quicker, for a smoke run
     python -m bench.learning --no-shuffled        # the temporal model only
 

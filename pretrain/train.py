@@ -262,7 +262,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
                                     img_size=pre.img_size, max_txt_l=pre.max_txt_l, modality=m, seed=cfg.seed,
                                     rank=rank, num_workers=cfg.num_workers, shards_per_chunk=cfg.shards_per_chunk,
                                     shuffle_buffer=cfg.shuffle_buffer, mean=pre.mean, std=pre.std,
-                                    state=loader_states.get(m))
+                                    crop_scale=cfg.crop_scale, flip_p=cfg.flip_p, state=loader_states.get(m))
                for m, n in steps_per_epoch.items()}
 
     def endless(loader):

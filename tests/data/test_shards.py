@@ -135,6 +135,17 @@ def test_reader_batches_video_and_image(shards, tokenizer):
     assert tokenizer.decode(ib["input_ids"][0], skip_special_tokens=True) == "a green picture"
 
 
+def test_reader_augmentation_settings_reach_the_transform(shards, tokenizer):
+    plain = make_train_loader(str(shards), tokenizer, batch_size=2, steps_per_epoch=1, num_frames=4, img_size=32,
+                              num_workers=0, crop_scale=1.0, flip_p=0.0)
+    assert (plain.stream.transform.scale, plain.stream.transform.flip_p) == ((1.0, 1.0), 0.0)
+    default = make_train_loader(str(shards), tokenizer, batch_size=2, steps_per_epoch=1, num_frames=4, img_size=32,
+                                num_workers=0)
+    assert (default.stream.transform.scale, default.stream.transform.flip_p) == ((0.5, 1.0), 0.5)  # UMT's
+    with pytest.raises(ValueError, match="crop scale"):
+        make_train_loader(str(shards), tokenizer, batch_size=2, steps_per_epoch=1, crop_scale=0.0)
+
+
 def test_corrupt_sample_is_skipped_and_counted(media, tmp_path, tokenizer):
     import webdataset as wds
 

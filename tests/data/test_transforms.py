@@ -142,3 +142,20 @@ def test_train_transform_flip():
     no_flip = TrainTransform(size=32, flip_p=0.0)(clip, generator=torch.Generator().manual_seed(0))
     flip = TrainTransform(size=32, flip_p=1.0)(clip, generator=torch.Generator().manual_seed(0))
     assert torch.equal(flip, no_flip.flip(-1))
+
+
+def test_train_transform_without_crop_resizes_the_whole_frame():
+    clip = _textured_clip(t=2)
+    whole = TrainTransform(size=32, scale=(1.0, 1.0), flip_p=0.0)
+    for seed in range(3):
+        out = whole(clip, generator=torch.Generator().manual_seed(seed))
+        torch.testing.assert_close(out, EvalTransform(32)(clip))
+
+
+def test_train_transform_rejects_bad_settings():
+    with pytest.raises(ValueError, match="crop scale"):
+        TrainTransform(size=32, scale=(0.0, 1.0))
+    with pytest.raises(ValueError, match="crop scale"):
+        TrainTransform(size=32, scale=(0.5, 1.5))
+    with pytest.raises(ValueError, match="flip_p"):
+        TrainTransform(size=32, flip_p=2.0)

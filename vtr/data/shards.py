@@ -278,7 +278,7 @@ class ShardStream(torch.utils.data.IterableDataset):
     def __init__(self, urls, tokenizer, batch_size: int, num_frames: int = 8, img_size: int = 224,
                  max_txt_l: int = 32, modality: str = "video", seed: int = 0, rank: int = 0,
                  shards_per_chunk: int = 4, shuffle_buffer: int = 500, mean=None, std=None,
-                 transform_scale=(0.5, 1.0)):
+                 transform_scale=(0.5, 1.0), flip_p: float = 0.5):
         super().__init__()
         from vtr.data.transforms import IMAGENET_MEAN, IMAGENET_STD, TrainTransform
 
@@ -290,7 +290,7 @@ class ShardStream(torch.utils.data.IterableDataset):
         self.tokenizer, self.batch_size, self.num_frames, self.max_txt_l = tokenizer, batch_size, num_frames, max_txt_l
         self.modality, self.seed, self.rank = modality, seed, rank
         self.shards_per_chunk, self.shuffle_buffer = shards_per_chunk, shuffle_buffer
-        self.transform = TrainTransform(img_size, scale=transform_scale, mean=mean or IMAGENET_MEAN,
+        self.transform = TrainTransform(img_size, scale=transform_scale, flip_p=flip_p, mean=mean or IMAGENET_MEAN,
                                         std=std or IMAGENET_STD)
         self.num_workers = 1
         self.start_step = 0
@@ -444,17 +444,20 @@ class TrainLoader:
 def make_train_loader(urls, tokenizer, batch_size: int, steps_per_epoch: int, num_frames: int = 8,
                       img_size: int = 224, max_txt_l: int = 32, modality: str = "video", seed: int = 0,
                       rank: int = 0, num_workers: int = 2, shards_per_chunk: int = 4, shuffle_buffer: int = 500,
-                      mean=None, std=None, state: dict | None = None) -> TrainLoader:
+                      mean=None, std=None, state: dict | None = None, crop_scale: float = 0.5,
+                      flip_p: float = 0.5) -> TrainLoader:
     """The training reader for one rank: resampled shards, shuffle buffer, decode + "rand" frames + train
     transform + caption normalisation and tokenisation, batches of ``batch_size``, ``steps_per_epoch`` per epoch.
 
     urls: shard list / brace pattern / folder (see :func:`expand_shards`). state: a ``TrainLoader.state_dict()``
-    to resume from. Iterate it once per epoch; every batch is a dict with ``frames`` [B, T, 3, S, S],
+    to resume from. crop_scale: RandomResizedCrop's smallest area fraction (1: no crop); flip_p: horizontal flip
+    probability. Iterate it once per epoch; every batch is a dict with ``frames`` [B, T, 3, S, S],
     ``input_ids``, ``attention_mask`` [B, max_txt_l] and ``keys``.
     """
     stream = ShardStream(urls, tokenizer, batch_size, num_frames=num_frames, img_size=img_size, max_txt_l=max_txt_l,
                          modality=modality, seed=seed, rank=rank, shards_per_chunk=shards_per_chunk,
-                         shuffle_buffer=shuffle_buffer, mean=mean, std=std)
+                         shuffle_buffer=shuffle_buffer, mean=mean, std=std, transform_scale=(crop_scale, 1.0),
+                         flip_p=flip_p)
     loader = TrainLoader(stream, steps_per_epoch, num_workers=num_workers)
     if state is not None:
         loader.load_state_dict(state)

@@ -98,7 +98,8 @@ def random_resized_crop_params(height: int, width: int, scale=(0.5, 1.0), ratio=
 
 class TrainTransform:
     """RandomResizedCrop(size, scale, ratio, bicubic) + horizontal flip (p), the same for every frame of a clip,
-    then /255 and normalise.
+    then /255 and normalise. ``scale=(1, 1)`` turns the crop off: the whole frame is resized, as in evaluation
+    (torchvision would centre-crop frames wider than ``ratio`` allows).
 
     ``__call__(frames uint8 [T, 3, H, W], generator=None) -> float32 [T, 3, size, size]``; the generator (given
     here or at construction) makes the crop and flip reproducible.
@@ -108,12 +109,19 @@ class TrainTransform:
                  mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD, antialias: bool = True,
                  generator: torch.Generator | None = None):
         self.size, self.scale, self.ratio, self.flip_p = int(size), tuple(scale), tuple(ratio), float(flip_p)
+        if not 0.0 < self.scale[0] <= self.scale[1] <= 1.0:
+            raise ValueError(f"crop scale must satisfy 0 < min <= max <= 1, got {self.scale}")
+        if not 0.0 <= self.flip_p <= 1.0:
+            raise ValueError(f"flip_p must be in [0, 1], got {self.flip_p}")
         self.mean, self.std, self.antialias, self.generator = tuple(mean), tuple(std), antialias, generator
 
     def sample_params(self, height: int, width: int, generator: torch.Generator | None = None):
         """``(top, left, h, w, flip)`` for one clip."""
         g = generator if generator is not None else self.generator
-        top, left, h, w = random_resized_crop_params(height, width, self.scale, self.ratio, generator=g)
+        if self.scale[0] >= 1.0:  # no crop
+            top, left, h, w = 0, 0, height, width
+        else:
+            top, left, h, w = random_resized_crop_params(height, width, self.scale, self.ratio, generator=g)
         flip = bool(torch.rand(1, generator=g).item() < self.flip_p)
         return top, left, h, w, flip
 

@@ -75,11 +75,12 @@ def vtr_test() -> ModelConfig:
 @register_architecture
 def vtr_demo_minilm() -> ModelConfig:
     """The offline demo's model (``vtr demo``): VideoMamba D=64, depth 4, 8 frames of 48 px in 16 px patches
-    (72 tokens) + the MiniLM-L6 text encoder (3 text + 3 fusion layers), 128-d embeddings."""
+    (72 tokens) + the MiniLM-L6 text encoder (3 text + 3 fusion layers), 128-d embeddings. Mean-pooled text
+    feature: MiniLM was trained with mean pooling and its [CLS] is the same vector for every caption."""
     vision = VideoMambaConfig(embed_dim=64, depth=4, patch_size=16, img_size=48, num_frames=8)
     text = TextConfig(hidden_size=384, num_layers=6, num_heads=12, intermediate_size=1536, fusion_layer=3,
                       encoder_width=64)
-    return ModelConfig(vision=vision, text=text, embed_dim=128,
+    return ModelConfig(vision=vision, text=text, embed_dim=128, text_pooling="mean",
                        preprocess=Preprocess(num_frames=8, img_size=48, max_txt_l=12, tokenizer=MINILM_TOKENIZER))
 
 
@@ -142,7 +143,7 @@ def resolve_weights(entry: WeightEntry) -> Path:
 def _apply_overrides(cfg: ModelConfig, overrides: dict) -> ModelConfig:
     vision_fields = {f.name for f in dataclasses.fields(cfg.vision)}
     text_fields = {f.name for f in dataclasses.fields(cfg.text)}
-    top_fields = {"embed_dim", "temp", "with_mlm_head"}
+    top_fields = {"embed_dim", "temp", "with_mlm_head", "text_pooling"}
     vision, text, top, pre = {}, {}, {}, {}
     for key, value in overrides.items():
         if key in ("num_frames", "img_size"):
@@ -186,6 +187,7 @@ def config_to_dict(cfg: ModelConfig, architecture: str | None = None, weights: s
         "embed_dim": cfg.embed_dim,
         "temp": cfg.temp,
         "with_mlm_head": cfg.with_mlm_head,
+        "text_pooling": cfg.text_pooling,
         "preprocess": cfg.preprocess.to_dict(),
     }
 
@@ -199,6 +201,7 @@ def config_from_dict(d: dict) -> ModelConfig:
         embed_dim=d["embed_dim"],
         temp=d["temp"],
         with_mlm_head=d["with_mlm_head"],
+        text_pooling=d.get("text_pooling", "cls"),  # folders written before the field existed are CLS models
         preprocess=Preprocess.from_dict(d["preprocess"]),
     )
 
@@ -210,7 +213,7 @@ def create_model(name: str, pretrained=None, **overrides) -> VideoTextModel:
         written by ``vtr convert`` / pretraining (``config.json`` + ``model.safetensors``).
     pretrained: None (random init; for a vtr folder: its own weights), True (the weight entry's released file,
         from the HF hub cache), or a path to a checkpoint (release ``.pth``, official retrieval layout, or vtr).
-    overrides: num_frames, img_size, max_txt_l, grad_checkpointing, with_mlm_head, embed_dim, VideoMamba config
+    overrides: num_frames, img_size, max_txt_l, grad_checkpointing, with_mlm_head, embed_dim, text_pooling, VideoMamba config
         fields, ``text_<field>`` for TextConfig fields, and ``text_weights`` (HF BERT name/folder to initialise
         the text encoder from).
     """

@@ -65,6 +65,9 @@ class TextEmbedding:
     attention_mask: torch.Tensor  # [N, L]
 
 
+TEXT_POOLING = ("cls", "mean")
+
+
 @dataclass
 class ModelConfig:
     vision: VideoMambaConfig
@@ -73,6 +76,14 @@ class ModelConfig:
     temp: float = 0.07
     with_mlm_head: bool = False
     preprocess: Preprocess = field(default_factory=Preprocess)
+    # The contrastive text feature: the text-mode [CLS] (UMT, the release) or the mean over real tokens. Text
+    # weights trained with mean pooling (sentence-transformers' MiniLM) carry no sentence in their [CLS]: its
+    # layer-3 state is the same vector (cosine 0.9999998) for every caption, so a CLS model starts blind.
+    text_pooling: str = "cls"
+
+    def __post_init__(self):
+        if self.text_pooling not in TEXT_POOLING:
+            raise ValueError(f"text_pooling must be one of {TEXT_POOLING}, got {self.text_pooling!r}")
 
 
 class VideoTextModel(nn.Module):
@@ -116,9 +127,15 @@ class VideoTextModel(nn.Module):
         )
 
     def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> TextEmbedding:
-        """input_ids, attention_mask: [N, L] → unit-norm [N, E] from the text-mode [CLS] (layer fusion_layer−1)."""
+        """input_ids, attention_mask: [N, L] → unit-norm [N, E] from the text-mode states (layer fusion_layer−1):
+        their [CLS], or their mean over real tokens (``cfg.text_pooling``)."""
         hidden = self.text_encoder(input_ids, attention_mask, mode="text")
-        embedding = F.normalize(self.text_proj(hidden[:, 0]), dim=-1)
+        if self.cfg.text_pooling == "mean":
+            weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * weights).sum(1) / weights.sum(1).clamp_min(1.0)
+        else:
+            pooled = hidden[:, 0]
+        embedding = F.normalize(self.text_proj(pooled), dim=-1)
         return TextEmbedding(embedding=embedding, hidden=hidden, attention_mask=attention_mask)
 
     # ------------------------------------------------------------------------------------ scoring
