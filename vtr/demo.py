@@ -259,7 +259,11 @@ def demo_command(out: str = "runs/demo", size: str = "default", app: bool = True
         return 0
     from app.server import app_command
 
-    print(f"[demo] app: vtr app --index {index_dir} (try a query such as 'two red circles move up')", flush=True)
+    # suggest a caption that is in the long videos (and that the index found)
+    examples = results.get("index", {}).get("examples", [])
+    query = next((ex["query"] for ex in examples if ex["correct"]), examples[0]["query"] if examples else None)
+    hint = f" (try a query such as {query!r})" if query else ""
+    print(f"[demo] app: vtr app --index {index_dir}{hint}", flush=True)
     return app_command(index=str(index_dir), port=port)
 
 
