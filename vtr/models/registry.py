@@ -213,9 +213,9 @@ def create_model(name: str, pretrained=None, **overrides) -> VideoTextModel:
         written by ``vtr convert`` / pretraining (``config.json`` + ``model.safetensors``).
     pretrained: None (random init; for a vtr folder: its own weights), True (the weight entry's released file,
         from the HF hub cache), or a path to a checkpoint (release ``.pth``, official retrieval layout, or vtr).
-    overrides: num_frames, img_size, max_txt_l, grad_checkpointing, with_mlm_head, embed_dim, text_pooling, VideoMamba config
-        fields, ``text_<field>`` for TextConfig fields, and ``text_weights`` (HF BERT name/folder to initialise
-        the text encoder from).
+    overrides: num_frames, img_size, max_txt_l, grad_checkpointing, with_mlm_head, embed_dim, text_pooling,
+        VideoMamba config fields, ``text_<field>`` for TextConfig fields, and ``text_weights`` (HF BERT name/folder
+        to initialise the text encoder from).
     """
     text_weights = overrides.pop("text_weights", None)
     architecture, weight_name, source = name, None, None
