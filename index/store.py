@@ -189,7 +189,8 @@ class VectorStore:
             return scores, ids
         if self.factory == "Flat" and len(q) < SMALL_BATCH:
             # A few queries over a flat index: OpenMP start-up costs more than a second thread saves (measured on
-            # 2 cores, 100k x 512: p50 12.9 ms on one thread vs 19 ms on two).
+            # 2 cores, 100k x 512: p50 12.9 ms on one thread vs 19 ms on two). The OpenMP setting is per calling
+            # thread, so concurrent searches from other threads keep theirs.
             threads = faiss.omp_get_max_threads()
             faiss.omp_set_num_threads(1)
             try:

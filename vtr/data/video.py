@@ -30,7 +30,6 @@ tests write, decord 0.6.0 and PyAV 18 return bit-identical frames for the same i
 from __future__ import annotations
 
 import abc
-
 import io
 import logging
 import math

@@ -37,6 +37,7 @@ cached as float32.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -552,7 +553,7 @@ def run_benchmark(loaded: LoadedModel, dataset: str, annotations=None, videos=No
     key = cache_key(model=loaded.digest, dataset=spec.name, annotation=annotation_sha, frames=num_frames,
                     img_size=pre.img_size, mean=list(pre.mean), std=list(pre.std), antialias=pre.antialias,
                     max_txt_l=max_txt_l, tokenizer=pre.tokenizer, bf16=bf16, cache_dtype=cache_dtype,
-                    text_pooling=getattr(getattr(model, "cfg", None), "text_pooling", "cls"),
+                    model_config=dataclasses.asdict(model.cfg),  # a folder's config.json (pooling, ...) counts too
                     videos=hashlib.sha256("\n".join(map(str, split.video_ids)).encode()).hexdigest())
     out = Path(out)
     cache_dir = out / "cache" / f"{spec.name}-{key}"
