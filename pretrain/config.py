@@ -47,7 +47,7 @@ class TrainConfig:
     weight_decay: float = 0.02
     beta1: float = 0.9
     beta2: float = 0.999
-    grad_clip: float = 0.0  # 0: off
+    grad_clip: float = 1.0  # max global gradient norm; 0: off (one loss spike can collapse an unclipped run)
     precision: str = "bf16"  # bf16 | fp16 (with GradScaler) | fp32
     # ---- losses
     loss_vtc: float = 1.0
@@ -55,10 +55,21 @@ class TrainConfig:
     loss_mlm: float = 1.0
     mlm_prob: float = 0.5
     vtm_hard_neg: bool = True
+    same_caption_positive: bool = True  # identical captions in a batch are positives (VTC), never VTM negatives
     mask_type: str = ""  # "" (no video token masking) | random | tube | row
     mask_ratio: float = 0.0
+    mask_steps: int = 0  # >0: only the first mask_steps steps are masked (with the teacher), then UMT's unmasked phase
     teacher: str = ""  # frozen teacher model (vtr folder / weight name / architecture:path) for distillation
-    loss_distill: float = 1.0
+    loss_distill: float = 1.0  # the student's final features -> the teacher's (VideoMamba self-distillation)
+    loss_uta: float = 0.0  # UMT unmasked token alignment: visible student tokens (clip_decoder) -> teacher tokens
+    vtm_start: int = 0  # first step with VTM (steps before: its compute is skipped)
+    mlm_start: int = 0  # first step with MLM
+    loss_ramp: int = 0  # steps over which VTM/MLM weights rise linearly from 0 after their start
+    vtm_samples: int = 0  # positives per rank per step for VTM (3x pairs with the hard negatives); 0: the batch
+    mlm_samples: int = 0  # captions per rank per step for MLM; 0: the batch
+    # ---- stability: a run that diverges stops with an error and exports nothing
+    max_nonfinite: int = 10  # consecutive steps with a non-finite loss or gradient (each is skipped) before stopping
+    collapse_window: int = 20  # steps of VTC loss back at chance, ln(global batch), after it had fallen: stop; 0: off
     # ---- logging, checkpoints, evaluation
     log_every: int = 10
     ckpt_every: int = 1000  # steps; a checkpoint is also written at the end
@@ -142,6 +153,29 @@ def load_config(path: str | None = None, argv: list[str] | None = None, override
     if argv:
         cfg = apply_overrides(cfg, parse_flags(argv), "command line")
     return cfg
+
+
+def config_help() -> str:
+    """Every config key with its type, default and the comment beside it in :class:`TrainConfig` (``--help``)."""
+    import inspect
+    import re
+
+    comments, section, lines = {}, {}, []
+    current = ""
+    for line in inspect.getsource(TrainConfig).splitlines():
+        if m := re.match(r"\s+# ---- (.*)", line):
+            current = m.group(1)
+        elif m := re.match(r"\s+(\w+): [^=]+=[^#]*(?:#\s*(.*))?$", line):
+            comments[m.group(1)], section[m.group(1)] = (m.group(2) or "").strip(), current
+    hints = typing.get_type_hints(TrainConfig)
+    shown = None
+    for f in dataclasses.fields(TrainConfig):
+        if section.get(f.name) != shown:
+            shown = section.get(f.name)
+            lines.append(f"\n{shown}:")
+        flag = f"  --{f.name} {hints[f.name].__name__.upper()}"
+        lines.append(f"{flag:34s} {comments.get(f.name, '')} (default: {f.default!r})")
+    return "\n".join(lines)
 
 
 def to_dict(cfg: TrainConfig) -> dict:

@@ -23,6 +23,7 @@ import os
 import random
 import sys
 import time
+import warnings
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Optional
@@ -33,8 +34,10 @@ import torch.distributed as dist
 from torch import nn
 
 from pretrain.config import TrainConfig, load_config, to_dict
+from pretrain.guard import DivergenceGuard, TrainingDiverged, mean_pairwise_cosine
 from vtr import losses as L
 from vtr.data.shards import _seed, count_shard_samples, make_train_loader
+from vtr.masking import apply_keep
 
 logger = logging.getLogger("pretrain")
 NO_DECAY_NAMES = ("pos_embed", "cls_token", "temporal_pos_embedding", "temp")
@@ -60,35 +63,73 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
+def loss_weight(step: int, weight: float, start: int, ramp: int) -> float:
+    """A loss's weight at ``step``: 0 before ``start``, then rising linearly to ``weight`` over ``ramp`` steps."""
+    if weight == 0 or step < start:
+        return 0.0
+    return weight * min(1.0, (step - start + 1) / ramp) if ramp > 0 else weight
+
+
 class Pretrainer(nn.Module):
-    """Every loss of one step in a single ``forward``, so DDP sees one call per step."""
+    """Every loss of one step in a single ``forward``, so DDP sees one call per step.
+
+    Returns the weighted ``loss`` and each computed term (``vtc``, ``vtm``, ``mlm``, ``distill``, ``uta``);
+    a term whose weight is 0 at this step is not computed at all."""
 
     def __init__(self, model, tokenizer, cfg: TrainConfig, rank: int, world_size: int):
         super().__init__()
         self.model, self.cfg, self.rank, self.world_size = model, cfg, rank, world_size
         self.mask_id, self.pad_id, self.cls_id = tokenizer.mask_token_id, tokenizer.pad_token_id, tokenizer.cls_token_id
 
-    def forward(self, frames, input_ids, attention_mask, generator, keep=None, teacher_embeds=None):
-        m, cfg = self.model, self.cfg
-        vid = m.encode_video(frames, return_tokens=True, keep=keep)  # frame_embeds [B,T,E], tokens [B,K,D]
+    def weights(self, step: int) -> dict:
+        cfg = self.cfg
+        return {"vtc": cfg.loss_vtc, "vtm": loss_weight(step, cfg.loss_vtm, cfg.vtm_start, cfg.loss_ramp),
+                "mlm": loss_weight(step, cfg.loss_mlm, cfg.mlm_start, cfg.loss_ramp),
+                "distill": cfg.loss_distill, "uta": cfg.loss_uta}
+
+    def forward(self, frames, input_ids, attention_mask, generator, step: int = 0, keep=None, teacher=None):
+        """teacher: the frozen teacher's ``encode_video(frames, return_tokens=True)`` output, or None."""
+        m, cfg, w = self.model, self.cfg, self.weights(step)
+        uta = teacher is not None and w["uta"] > 0
+        # frame_embeds [B,T,E], tokens [B,K,D] (K visible), clip_input [B,1+K,D]
+        vid = m.encode_video(frames, return_tokens=True, keep=keep, return_clip_input=uta)
         txt = m.encode_text(input_ids, attention_mask)  # embedding [B,E], hidden [B,L,H]
-        out = {"vtc": L.vtc_loss(vid.frame_embeds, txt.embedding, m.temp, rank=self.rank, world_size=self.world_size)}
-        if cfg.loss_vtm:
+        ids = L.caption_ids(input_ids, attention_mask) if cfg.same_caption_positive else None
+        out = {"vtc": L.vtc_loss(vid.frame_embeds, txt.embedding, m.temp, ids=ids, rank=self.rank,
+                                 world_size=self.world_size)}
+        self.last_embeddings = (vid.embedding.detach(), txt.embedding.detach())  # for the divergence guard's log
+        if w["vtm"]:
+            n = min(cfg.vtm_samples or len(input_ids), len(input_ids))
             with torch.no_grad():  # hard negatives from the local similarities, drawn on the CPU generator
                 sim_v2t, sim_t2v = L.get_sim(vid.frame_embeds.float().cpu(), txt.embedding.float().cpu(), m.temp.cpu())
-                neg_v, neg_t = L.vtm_hard_negatives(sim_v2t, sim_t2v, generator=generator, hard=cfg.vtm_hard_neg)
-                vi, ti = (i.to(frames.device) for i in L.vtm_pair_indices(neg_v, neg_t))
+                neg_v, neg_t = L.vtm_hard_negatives(sim_v2t, sim_t2v, None if ids is None else ids.cpu(),
+                                                    generator=generator, hard=cfg.vtm_hard_neg)
+                vi, ti = (i.to(frames.device) for i in L.vtm_pair_indices(neg_v[:n], neg_t[:n]))
             cls = m.fusion_cls(txt.hidden[ti], attention_mask[ti], vid.tokens[vi])
             out["vtm"] = L.vtm_loss(m.itm_head(cls))
-        if cfg.loss_mlm:
-            ids, labels = L.mlm_mask(input_ids, attention_mask, m.cfg.text.vocab_size, self.mask_id, self.pad_id,
-                                     self.cls_id, prob=cfg.mlm_prob, generator=generator)
-            out["mlm"] = L.mlm_loss(m.mlm_logits(ids, attention_mask, vid.tokens), labels)
-        if teacher_embeds is not None:  # self-distillation: the student's final features -> the frozen teacher's
-            out["distill"] = L.distillation_loss(vid.frame_embeds, teacher_embeds)
-        weights = {"vtc": cfg.loss_vtc, "vtm": cfg.loss_vtm, "mlm": cfg.loss_mlm, "distill": cfg.loss_distill}
-        out["loss"] = sum(weights[k] * v for k, v in out.items())
+        if w["mlm"]:
+            n = min(cfg.mlm_samples or len(input_ids), len(input_ids))
+            ids, labels = L.mlm_mask(input_ids[:n], attention_mask[:n], m.cfg.text.vocab_size, self.mask_id,
+                                     self.pad_id, self.cls_id, prob=cfg.mlm_prob, generator=generator)
+            selected = labels != -100
+            logits = m.mlm_logits(ids, attention_mask[:n], vid.tokens[:n], positions=selected)
+            out["mlm"] = L.mlm_loss(logits, labels[selected])
+        if teacher is not None and w["distill"]:  # self-distillation: final features -> the frozen teacher's
+            out["distill"] = L.distillation_loss(vid.frame_embeds, teacher.frame_embeds)
+        if uta:  # UMT: each visible student token, through clip_decoder, -> the teacher's token at that position
+            target = teacher.tokens if keep is None else apply_keep(teacher.tokens, keep)
+            pos = m.vision_encoder.clip_position_table(teacher.tokens.shape[1], keep)
+            student = m.vision_encoder.align_to_teacher(vid.clip_input, pos=pos)[:, 1:]  # drop cls
+            out["uta"] = L.uta_loss(student, target)
+        out["loss"] = sum(w[k] * v for k, v in out.items())
         return out
+
+
+def batch_spread(pretrainer: "Pretrainer") -> dict:
+    """Mean pairwise cosine of the last step's local video and text embeddings (1.0: one direction for all)."""
+    video, text = pretrainer.last_embeddings
+    return {"video_cos": round(mean_pairwise_cosine(torch.nn.functional.normalize(video.float(), dim=-1)), 4),
+            "text_cos": round(mean_pairwise_cosine(text), 4)}
 
 
 def video_keep_mask(cfg: TrainConfig, model, batch: int, num_frames: int, img_size: int, generator):
@@ -104,8 +145,9 @@ def video_keep_mask(cfg: TrainConfig, model, batch: int, num_frames: int, img_si
     return fn(batch, num_frames, grid * grid, cfg.mask_ratio, generator=generator)
 
 
-def build_model(cfg: TrainConfig):
-    """Student (with the MLM head) from the registry: an architecture, a released checkpoint or a vtr folder."""
+def build_model(cfg: TrainConfig, teacher=None):
+    """Student (with the MLM head) from the registry: an architecture, a released checkpoint or a vtr folder.
+    With token alignment (``loss_uta``) its ``clip_decoder`` maps to the teacher's token width and is trained."""
     import vtr
     from vtr.models.registry import WEIGHTS
 
@@ -120,12 +162,17 @@ def build_model(cfg: TrainConfig):
         overrides["text_weights"] = cfg.text_weights
     if cfg.grad_checkpointing:
         overrides["grad_checkpointing"] = True
+    uta = teacher is not None and cfg.loss_uta > 0
+    if uta and not pretrained:
+        overrides["clip_output_dim"] = teacher.cfg.vision.embed_dim
     model = vtr.create_model(name, pretrained=pretrained, with_mlm_head=True, **overrides)
+    if uta and model.cfg.vision.clip_output_dim != teacher.cfg.vision.embed_dim:
+        raise SystemExit(f"loss_uta: the student's clip_decoder maps to {model.cfg.vision.clip_output_dim} but the "
+                         f"teacher's tokens are {teacher.cfg.vision.embed_dim} wide; start the student from scratch")
     if cfg.grad_checkpointing:
         model.text_encoder.gradient_checkpointing = True
-    # The CLIP-teacher decoder is unused here (self-distillation aligns final features): keep it out of DDP.
-    if hasattr(model.vision_encoder, "clip_decoder"):
-        model.vision_encoder.clip_decoder.requires_grad_(False)
+    # Without token alignment the CLIP-teacher decoder is unused: keep it out of the optimizer and DDP.
+    model.vision_encoder.clip_decoder.requires_grad_(uta)
     return model.train()
 
 
@@ -210,13 +257,15 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     # ---------------------------------------------------------------- model, teacher, optimizer
     from vtr.models.registry import config_to_dict, get_tokenizer
 
-    raw_model = build_model(cfg).to(device)
+    teacher = build_teacher(cfg, device) if cfg.teacher else None
+    raw_model = build_model(cfg, teacher).to(device)
     tokenizer = get_tokenizer(raw_model)
     pre = raw_model.preprocess
-    teacher = build_teacher(cfg, device) if cfg.teacher else None
     pretrainer = Pretrainer(raw_model, tokenizer, cfg, rank, world_size)
+    every_param_used = (cfg.loss_vtm and cfg.loss_mlm and not (cfg.vtm_start or cfg.mlm_start)
+                        and not (cfg.loss_uta and cfg.mask_steps))
     model = nn.parallel.DistributedDataParallel(pretrainer, device_ids=[local_rank] if use_cuda else None,
-                                                find_unused_parameters=not (cfg.loss_vtm and cfg.loss_mlm)) if ddp else pretrainer
+                                                find_unused_parameters=not every_param_used) if ddp else pretrainer
     optimizer = torch.optim.AdamW(param_groups(raw_model, cfg.weight_decay), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2),
                                   fused=use_cuda)
 
@@ -234,6 +283,10 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     warmup_steps = cfg.warmup_steps if cfg.warmup_steps >= 0 else int(cfg.warmup_epochs * epoch_steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: get_lr(s, cfg, warmup_steps, total_steps) / cfg.lr)
     image_share = steps_per_epoch.get("image", 0) / epoch_steps
+    guard = DivergenceGuard(global_batch, cfg.collapse_window, cfg.max_nonfinite, advice=(
+        f"Lower the learning rate (lr is {cfg.lr:g}: try {cfg.lr / 3:.2g})"
+        + ("" if cfg.grad_clip > 0 else " and clip gradients (--grad_clip 1.0)")
+        + f", or resume from an earlier checkpoint in {cfg.out_dir} with --resume and the lower lr."))
 
     def modality_of(step: int) -> str:  # shared by all ranks: a function of (seed, step) only
         return "image" if random.Random(_seed(cfg.seed, step, 7)).random() < image_share else "video"
@@ -247,6 +300,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         scheduler.load_state_dict(ckpt["scheduler"])
         scaler.load_state_dict(ckpt["scaler"])
         step = ckpt["step"]
+        if "guard" in ckpt:
+            guard.load_state(ckpt["guard"])
         if ckpt["world_size"] == world_size:
             set_rng_state(ckpt["rng"][rank])
             loader_states = ckpt["loaders"][rank]
@@ -273,6 +328,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
 
     # ---------------------------------------------------------------- logging
     log_file = open(out_dir / "log.jsonl", "a") if master else None
+    if master:
+        guard.on_diverge = lambda message: (log_file.write(json.dumps({"step": step, "diverged": message}) + "\n"),
+                                            log_file.flush())
     tb = None
     if master:
         import yaml
@@ -302,25 +360,38 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         # Every random draw of this step (dropout included) is a function of (seed, step, rank).
         torch.manual_seed(_seed(cfg.seed, step, rank, 1))
         gen = torch.Generator().manual_seed(_seed(cfg.seed, step, rank, 2))
-        keep = video_keep_mask(cfg, raw_model, frames.shape[0], frames.shape[1], frames.shape[-1], gen)
-        teacher_embeds = None
-        if teacher is not None:
+        masked_phase = not cfg.mask_steps or step < cfg.mask_steps
+        keep = video_keep_mask(cfg, raw_model, frames.shape[0], frames.shape[1], frames.shape[-1], gen) \
+            if masked_phase else None
+        teacher_out = None
+        if teacher is not None and masked_phase:
             with torch.no_grad(), ctx:
-                teacher_embeds = teacher.encode_video(frames).frame_embeds
+                teacher_out = teacher.encode_video(frames, return_tokens=cfg.loss_uta > 0)
         raw_model.clamp_temperature()
         with ctx:
-            out = model(frames, input_ids, attn, gen, keep=None if keep is None else keep.to(device),
-                        teacher_embeds=teacher_embeds)
+            out = model(frames, input_ids, attn, gen, step=step, keep=None if keep is None else keep.to(device),
+                        teacher=teacher_out)
         scaler.scale(out["loss"]).backward()
-        if cfg.grad_clip > 0:
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(raw_model.parameters(), cfg.grad_clip)
-        scaler.step(optimizer)
+        scaler.unscale_(optimizer)
+        # The norm is taken after DDP's all-reduce: every rank sees the same value and skips the same steps.
+        grad_norm = torch.nn.utils.clip_grad_norm_(raw_model.parameters(), cfg.grad_clip or math.inf).item()
+        loss_value = out["loss"].item()
+        if scaler.is_enabled() and math.isfinite(loss_value):
+            scaler.step(optimizer)  # fp16: an overflowing gradient is the scaler's to skip, not a divergence
+            skipped = False
+        else:
+            skipped = not guard.step_is_finite(step + 1, loss_value, grad_norm)
+            if not skipped:
+                scaler.step(optimizer)
         scaler.update()
         optimizer.zero_grad(set_to_none=True)
-        scheduler.step()
+        with warnings.catch_warnings():  # a skipped step still advances the schedule, as it advances the data
+            if skipped:
+                warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step()`")
+            scheduler.step()
         step += 1
         bar.update(1)
+        guard.observe_vtc(step, out["vtc"].item(), spread=batch_spread(pretrainer) if step % cfg.log_every == 0 else None)
 
         if step % cfg.log_every == 0 or step == stop_at:
             values = torch.stack([v.detach().float() for v in out.values()])
@@ -335,6 +406,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
                 elapsed = time.time() - t0
                 record = {"step": step, "epoch": step / epoch_steps, "modality": modality,
                           "lr": optimizer.param_groups[0]["lr"], **last, "temp": raw_model.temp.item(),
+                          "grad_norm": grad_norm, "skipped_steps": guard.nonfinite_total, **guard.last_spread,
                           "corrupt_samples": int(corrupt.item()),
                           "samples_per_s": cfg.log_every * global_batch / max(elapsed, 1e-9)}
                 log_file.write(json.dumps(record) + "\n")
@@ -363,14 +435,19 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
                     "model": raw_model.state_dict(), "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "step": step,
                     "config": to_dict(cfg), "world_size": world_size, "rng": rngs, "loaders": loader_pos,
+                    "guard": guard.state(),
                 })
     bar.close()
 
     # ---------------------------------------------------------------- export
+    if step >= total_steps:
+        guard.check_learned(step)  # on every rank: all stop together
     if master and step >= total_steps:
         save_vtr_folder = out_dir / "model"
         from vtr.models.checkpoint import save_vtr
 
+        # The matching head is trained once VTM has run (or it came trained with the initial weights).
+        raw_model.cfg.itm_trained = raw_model.cfg.itm_trained or (cfg.loss_vtm > 0 and total_steps > cfg.vtm_start)
         save_vtr(raw_model, save_vtr_folder, config_to_dict(raw_model.cfg, architecture=raw_model.architecture))
         logger.info("exported %s (load with vtr.create_model(%r))", save_vtr_folder, str(save_vtr_folder))
     if log_file is not None:
@@ -383,29 +460,33 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     return {"step": step, **last}
 
 
-def train_command(config: str, resume: bool = False, override: Optional[list[str]] = None) -> int:
-    """Pretrain a video-text model on WebDataset shards (UMT recipe). For several GPUs use
-    `torchrun --nproc-per-node N -m pretrain.train --config FILE`.
+USAGE = """usage: python -m pretrain.train --config FILE [--key value ...] [--resume]
+       vtr train --config FILE [--key value ...] [--resume]          (the same flags)
+       torchrun --nproc-per-node N -m pretrain.train --config FILE [--key value ...]
 
-    config: YAML file (pretrain/configs/*.yaml)
-    resume: continue the run from out_dir/checkpoint.pt
-    override: config values as key=value (e.g. lr=3e-4 max_steps=100)
-    """
-    flags = []
-    for item in override or []:
-        key, eq, value = item.partition("=")
-        if not eq:
-            raise SystemExit(f"--override expects key=value, got {item!r}")
-        flags += [f"--{key}", value]
-    train(load_config(config, flags), resume=resume)
-    return 0
+UMT-style video-text pretraining on WebDataset shards (VTC + VTM + MLM, optional token masking with
+teacher alignment). Values come from the defaults below, then the YAML file, then the flags; unknown keys
+are rejected. A boolean key takes --key, --key true|false or --no-key.
+
+  --config FILE                      YAML file (pretrain/configs/*.yaml)
+  --resume                           continue from out_dir/checkpoint.pt (same data order and losses)
+  -h, --help                         this help
+"""
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
+    """``python -m pretrain.train`` and ``vtr train``: one command line (see ``USAGE``)."""
+    from pretrain.config import config_help
+
     argv = list(sys.argv[1:] if argv is None else argv)
+    if any(a in ("-h", "--help") for a in argv):
+        print(USAGE + config_help())
+        return 0
     config, resume, rest, i = None, False, [], 0
     while i < len(argv):
         if argv[i] == "--config":
+            if i + 1 >= len(argv):
+                raise SystemExit("error: --config needs a file")
             config, i = argv[i + 1], i + 2
         elif argv[i].startswith("--config="):
             config, i = argv[i].split("=", 1)[1], i + 1
@@ -415,14 +496,23 @@ def main(argv: list[str] | None = None) -> None:
             rest.append(argv[i])
             i += 1
     rank = int(os.environ.get("RANK", 0))
-    logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         cfg = load_config(config, rest)
-    except ValueError as e:
+    except (ValueError, OSError) as e:
         raise SystemExit(f"error: {e}") from None
-    train(cfg, resume=resume)
+    try:
+        train(cfg, resume=resume)
+    except TrainingDiverged as e:
+        raise SystemExit(f"error: {e}") from None
+    return 0
+
+
+#: ``vtr train`` hands its arguments to :func:`main` unparsed, so both command lines are one.
+main.cli_passthrough = True
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -46,6 +46,11 @@ def test_demo_model_loads_and_results_are_recorded(demo_run):
     e = results["eval"]
     assert e["videos"] == 12 and e["chance_r1"] == pytest.approx(100 / 12)
     assert 0 <= e["retrieval"]["t2v_r1"] <= 100 and 0 <= e["temporal_pair_acc"] <= 100
+    # the whole recipe ran (VTM trained the matching head), so both rows are reported
+    assert model.cfg.itm_trained and e["itm_k"] == 16
+    assert set(e["retrieval_itm"]) >= {"t2v_r1", "v2t_r1"} and e["retrieval_itm"] != e["retrieval"]
+    log = [json.loads(line) for line in (out / "pretrain" / "log.jsonl").read_text().splitlines()]
+    assert "vtm" not in log[0] and {"vtm", "mlm"} <= set(log[-1])
     assert results["index"]["files"] == 2 and results["index"]["queries"] > 0
     assert set(results["stages"]) == {"corpus", "pretrain", "eval", "index"}
 

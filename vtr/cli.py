@@ -25,7 +25,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "convert": ("vtr.models.registry:convert_command", "convert a checkpoint into vtr's format"),
     "eval": ("vtr.eval.retrieval:eval_command", "zero-shot retrieval evaluation (published protocol)"),
     "shards make": ("vtr.data.shards:shards_make_command", "pack videos/images + captions into WebDataset shards"),
-    "train": ("pretrain.train:train_command", "pretrain a model (also: torchrun -m pretrain.train)"),
+    "train": ("pretrain.train:main", "pretrain a model (the flags of python/torchrun -m pretrain.train)"),
     "index build": ("index.commands:build_command", "index the videos under folders (incremental)"),
     "index update": ("index.commands:update_command", "re-scan an index's folders"),
     "index status": ("index.commands:status_command", "show an index and its failed files"),
@@ -114,6 +114,11 @@ def main(argv: list[str] | None = None) -> int:
             return 0 if wants_help else 2
         parser.parse_args(argv)  # reports the unknown verb / missing sub-verb and exits
     fn = _resolve(known._target)
+    if getattr(fn, "cli_passthrough", False):  # a program with its own command line (vtr train)
+        verb_at = argv.index(known._parser.prog.split()[-1])
+        logging.basicConfig(level=logging.DEBUG if known.verbose else logging.INFO,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        return _run(fn, argv[verb_at + 1:])
     sub: argparse.ArgumentParser = known._parser
     sub.description = (inspect.getdoc(fn) or "").split("\n\n")[0]
     _add_arguments(sub, fn)
@@ -122,9 +127,12 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     params = inspect.signature(fn).parameters
-    kwargs = {name: getattr(args, name) for name in params if hasattr(args, name)}
+    return _run(fn, **{name: getattr(args, name) for name in params if hasattr(args, name)})
+
+
+def _run(fn, *args, **kwargs) -> int:
     try:
-        result = fn(**kwargs)
+        result = fn(*args, **kwargs)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -23,6 +23,7 @@ __all__ = [
     "TEMP_MAX",
     "gather_features",
     "clamp_temperature",
+    "caption_ids",
     "get_sim",
     "positive_mask",
     "vtc_loss",
@@ -118,6 +119,18 @@ def get_sim(
     c = F.normalize(text_feats, dim=-1)
     sim_v2t = torch.einsum("mtd,nd->mtn", v, c).mean(1) / temp
     return sim_v2t, sim_v2t.t()
+
+
+@torch.no_grad()
+def caption_ids(input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """[N] int64 ids equal exactly for rows with the same tokens (a fixed random hash of the token sequence, the
+    same on every rank): identical captions become one id, so they are positives for VTC and never drawn as each
+    other's VTM negatives. input_ids: [N, L]."""
+    if attention_mask is not None:
+        input_ids = input_ids * attention_mask
+    gen = torch.Generator().manual_seed(0x5EED)
+    weights = torch.randint(1, 2**31 - 1, (input_ids.shape[1],), generator=gen, dtype=torch.int64)
+    return (input_ids.long().cpu() * weights).sum(1).to(input_ids.device)
 
 
 @torch.no_grad()

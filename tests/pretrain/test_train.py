@@ -170,3 +170,34 @@ def test_masked_student_distillation_checkpointing_and_eval(shards, tmp_path):
     evals = [r for r in rows if "eval" in r]
     assert len(evals) == 1 and set(evals[0]["eval"]) == {"itm", "itc"}
     assert 0 <= evals[0]["eval"]["itc"]["t2v_r1"] <= 100
+
+
+@pytest.mark.slow
+def test_umt_token_alignment_to_a_vtr_teacher_then_unmasked_phase(shards, tmp_path):
+    """Tube-masked student, each visible token through clip_decoder aligned to the frozen teacher's token at the
+    same position (UMT), for mask_steps steps; then the unmasked phase without the teacher."""
+    import vtr
+    from vtr.models.checkpoint import save_vtr
+    from vtr.models.registry import config_to_dict
+
+    from pretrain.train import build_model, build_teacher
+
+    teacher = vtr.create_model("vtr_test", with_mlm_head=True)
+    save_vtr(teacher, tmp_path / "teacher", config_to_dict(teacher.cfg, architecture="vtr_test"))
+
+    def run(name, **kw):
+        cfg = _cfg(shards, tmp_path / name, max_steps=4, warmup_steps=1, mask_type="tube", mask_ratio=0.75,
+                   teacher=str(tmp_path / "teacher"), loss_distill=0.0, **kw)
+        torch.manual_seed(cfg.seed)  # what train() does before building: the same initial weights
+        init = build_model(cfg, build_teacher(cfg, torch.device("cpu"))).vision_encoder.clip_decoder[0].head
+        train(cfg)
+        return init, vtr.create_model(str(tmp_path / name / "model")).vision_encoder.clip_decoder[0].head
+
+    init, trained = run("uta", mask_steps=3, loss_uta=1.0)
+    log = _losses(tmp_path / "uta")
+    assert all("uta" in log[s] and 0 < log[s]["uta"] < 4 for s in (1, 2, 3)) and "distill" not in log[1]
+    assert "uta" not in log[4]  # the unmasked phase
+    assert trained.out_features == teacher.cfg.vision.embed_dim  # the teacher's token width, not CLIP's 512
+    assert not torch.equal(trained.weight, init.weight)  # clip_decoder learned
+    init, untouched = run("no_uta", loss_uta=0.0)
+    assert untouched.out_features == 512 and torch.equal(untouched.weight, init.weight)  # frozen when unused

@@ -52,8 +52,15 @@ COLOURS: dict[str, tuple[int, int, int]] = {
     "yellow": (240, 225, 40),
     "purple": (170, 60, 230),
     "white": (245, 245, 245),
+    # the "alt" vocabulary's
+    "orange": (250, 140, 20),
+    "cyan": (30, 215, 225),
+    "pink": (250, 120, 195),
+    "grey": (140, 140, 140),
+    "lime": (165, 240, 45),
 }
-SHAPES: dict[str, str] = {"circle": "circles", "square": "squares", "triangle": "triangles"}  # singular -> plural
+SHAPES: dict[str, str] = {"circle": "circles", "square": "squares", "triangle": "triangles",  # singular -> plural
+                          "diamond": "diamonds", "ring": "rings"}
 COUNTS: dict[int, str] = {1: "a", 2: "two", 3: "three"}
 # motion -> (singular verb phrase, plural verb phrase); forward motions first, then their time-reversed twins
 MOTIONS: dict[str, tuple[str, str]] = {
@@ -63,10 +70,40 @@ MOTIONS: dict[str, tuple[str, str]] = {
     "down": ("moves down", "move down"),
     "shrinks": ("shrinks", "shrink"),
     "disappears": ("disappears", "disappear"),
+    # the "alt" vocabulary's words for the same three motions and their twins
+    "rises": ("rises", "rise"),
+    "expands": ("expands", "expand"),
+    "shows up": ("shows up", "show up"),
+    "falls": ("falls", "fall"),
+    "contracts": ("contracts", "contract"),
+    "vanishes": ("vanishes", "vanish"),
 }
 TWIN: dict[str, str] = {"up": "down", "grows": "shrinks", "appears": "disappears",
-                        "down": "up", "shrinks": "grows", "disappears": "appears"}
-FORWARD = ("up", "grows", "appears")  # rendered directly; their twins are rendered as the time reversal
+                        "down": "up", "shrinks": "grows", "disappears": "appears",
+                        "rises": "falls", "expands": "contracts", "shows up": "vanishes",
+                        "falls": "rises", "contracts": "expands", "vanishes": "shows up"}
+# rendered directly; their twins are rendered as the time reversal
+FORWARD = ("up", "grows", "appears", "rises", "expands", "shows up")
+RENDER_AS = {"rises": "up", "expands": "grows", "shows up": "appears"}  # other words, the same forward motion
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """The attribute values a corpus draws from (all of them keys of the tables above)."""
+
+    colours: tuple[str, ...]
+    shapes: tuple[str, ...]
+    counts: tuple[int, ...]
+    motions: tuple[str, ...]
+
+
+VOCABULARIES: dict[str, Vocabulary] = {
+    "default": Vocabulary(("red", "green", "blue", "yellow", "purple", "white"), ("circle", "square", "triangle"),
+                          (1, 2, 3), ("up", "grows", "appears", "down", "shrinks", "disappears")),
+    # other colours, shapes and motion words: a corpus the demo recipe was not tuned on
+    "alt": Vocabulary(("orange", "cyan", "pink", "grey", "lime"), ("diamond", "ring", "circle", "square"),
+                      (1, 2, 3), ("rises", "expands", "shows up", "falls", "contracts", "vanishes")),
+}
 
 _SPLIT_IDS = {"train": 1, "heldout": 2, "long": 3}
 
@@ -95,9 +132,12 @@ class Combo:
         return dataclasses.asdict(self)
 
 
-def all_combos() -> list[Combo]:
-    """Every attribute combination, in a fixed order (colour, shape, count, motion)."""
-    return [Combo(c, s, n, m) for c, s, n, m in product(COLOURS, SHAPES, COUNTS, MOTIONS)]
+def all_combos(vocabulary: str = "default") -> list[Combo]:
+    """Every attribute combination of a vocabulary, in a fixed order (colour, shape, count, motion)."""
+    if vocabulary not in VOCABULARIES:
+        raise ValueError(f"unknown vocabulary {vocabulary!r}; known: {', '.join(VOCABULARIES)}")
+    v = VOCABULARIES[vocabulary]
+    return [Combo(c, s, n, m) for c, s, n, m in product(v.colours, v.shapes, v.counts, v.motions)]
 
 
 def _value_pairs(combos) -> set:
@@ -108,10 +148,10 @@ def _value_pairs(combos) -> set:
     return pairs
 
 
-def split_combos(num_heldout: int, seed: int = 0) -> tuple[list[Combo], list[Combo]]:
+def split_combos(num_heldout: int, seed: int = 0, vocabulary: str = "default") -> tuple[list[Combo], list[Combo]]:
     """``(train, heldout)`` combinations: ``num_heldout`` drawn by ``seed`` such that every pair of attribute values
     (colour+shape, shape+motion, ...) still occurs in training. Both lists sorted."""
-    combos = all_combos()
+    combos = all_combos(vocabulary)
     if not 0 < num_heldout < len(combos):
         raise ValueError(f"num_heldout must be in [1, {len(combos) - 1}], got {num_heldout}")
     everything = _value_pairs(combos)
@@ -136,6 +176,11 @@ def _shape_mask(shape: str, yy, xx, cy: float, cx: float, r: float) -> np.ndarra
         top, bottom = cy - r, cy + 0.8 * r
         half_width = (yy - top) / (bottom - top) * r
         return (yy >= top) & (yy <= bottom) & (np.abs(xx - cx) <= half_width)
+    if shape == "diamond":
+        return np.abs(yy - cy) + np.abs(xx - cx) <= r
+    if shape == "ring":
+        d2 = (yy - cy) ** 2 + (xx - cx) ** 2
+        return (d2 <= r * r) & (d2 >= (0.55 * r) ** 2)
     raise ValueError(f"unknown shape {shape!r}")
 
 
@@ -146,6 +191,7 @@ def render_clip(combo: Combo, rng: np.random.Generator, num_frames: int = 16, si
     """
     forward = combo.motion in FORWARD
     motion = combo.motion if forward else TWIN[combo.motion]
+    motion = RENDER_AS.get(motion, motion)
     n, T = combo.count, num_frames
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
     margin = size * 0.1
@@ -239,6 +285,7 @@ class CorpusConfig:
     num_long / clips_per_long: long videos for indexing and how many clips each chains.
     num_frames / size / fps: every clip's frames, square side in pixels, and frame rate.
     per_shard: clips per WebDataset shard.
+    vocabulary: the attribute values and words (a key of ``VOCABULARIES``).
     """
 
     num_train: int = 4000
@@ -249,6 +296,7 @@ class CorpusConfig:
     size: int = 64
     fps: int = 8
     per_shard: int = 100
+    vocabulary: str = "default"
 
     @property
     def clip_seconds(self) -> float:
@@ -391,7 +439,8 @@ def generate_corpus(out, size: str | CorpusConfig = "default", seed: int = 0, sh
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    train, heldout = split_combos(cfg.num_heldout, seed)
+    train, heldout = split_combos(cfg.num_heldout, seed, cfg.vocabulary)
+    vocab = VOCABULARIES[cfg.vocabulary]
     write_train_shards(out / "train", cfg, train, seed, processes=processes)
     if shuffled_train:
         write_train_shards(out / "train_shuffled", cfg, train, seed, shuffle_time=True, processes=processes)
@@ -399,8 +448,8 @@ def generate_corpus(out, size: str | CorpusConfig = "default", seed: int = 0, sh
     write_long_videos(out / "long", cfg, heldout, seed)
     info = {
         "format": "vtr-synthetic", "version": 1, "seed": seed, "config": dataclasses.asdict(cfg),
-        "attributes": {"colour": list(COLOURS), "shape": list(SHAPES), "count": list(COUNTS),
-                       "motion": list(MOTIONS), "twin": TWIN},
+        "attributes": {"colour": list(vocab.colours), "shape": list(vocab.shapes), "count": list(vocab.counts),
+                       "motion": list(vocab.motions), "twin": {m: TWIN[m] for m in vocab.motions}},
         "train_combos": [c.to_dict() for c in train], "heldout_combos": [c.to_dict() for c in heldout],
         "paths": {"shards": "shards", "heldout_annotations": "heldout/annotations.json",
                   "heldout_videos": "heldout/videos", "long_videos": "long",
@@ -418,6 +467,6 @@ def read_heldout(corpus) -> list[dict]:
     return json.loads((Path(corpus) / "heldout" / "annotations.json").read_text())
 
 
-__all__ = ["COLOURS", "SHAPES", "COUNTS", "MOTIONS", "TWIN", "Combo", "all_combos", "split_combos", "render_clip",
+__all__ = ["COLOURS", "SHAPES", "COUNTS", "MOTIONS", "TWIN", "VOCABULARIES", "Vocabulary", "Combo", "all_combos", "split_combos", "render_clip",
            "write_mp4", "CorpusConfig", "SIZES", "corpus_config", "generate_corpus", "write_train_shards",
            "write_heldout", "write_long_videos", "read_heldout"]

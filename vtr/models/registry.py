@@ -143,7 +143,7 @@ def resolve_weights(entry: WeightEntry) -> Path:
 def _apply_overrides(cfg: ModelConfig, overrides: dict) -> ModelConfig:
     vision_fields = {f.name for f in dataclasses.fields(cfg.vision)}
     text_fields = {f.name for f in dataclasses.fields(cfg.text)}
-    top_fields = {"embed_dim", "temp", "with_mlm_head", "text_pooling"}
+    top_fields = {"embed_dim", "temp", "with_mlm_head", "text_pooling", "itm_trained"}
     vision, text, top, pre = {}, {}, {}, {}
     for key, value in overrides.items():
         if key in ("num_frames", "img_size"):
@@ -188,6 +188,7 @@ def config_to_dict(cfg: ModelConfig, architecture: str | None = None, weights: s
         "temp": cfg.temp,
         "with_mlm_head": cfg.with_mlm_head,
         "text_pooling": cfg.text_pooling,
+        "itm_trained": cfg.itm_trained,
         "preprocess": cfg.preprocess.to_dict(),
     }
 
@@ -202,6 +203,8 @@ def config_from_dict(d: dict) -> ModelConfig:
         temp=d["temp"],
         with_mlm_head=d["with_mlm_head"],
         text_pooling=d.get("text_pooling", "cls"),  # folders written before the field existed are CLS models
+        # Before the field: converted releases (a weight name) have a trained head, vtr's own runs trained none.
+        itm_trained=d.get("itm_trained", bool(d.get("weights"))),
         preprocess=Preprocess.from_dict(d["preprocess"]),
     )
 
@@ -227,9 +230,10 @@ def create_model(name: str, pretrained=None, **overrides) -> VideoTextModel:
         source = folder if pretrained is None or pretrained is True else pretrained
     elif name in WEIGHTS:
         entry = WEIGHTS[name]
-        cfg = dataclasses.replace(ARCHITECTURES[entry.architecture](), preprocess=entry.preprocess)
         architecture, weight_name = entry.architecture, entry.name
         source = resolve_weights(entry) if pretrained is True else pretrained
+        cfg = dataclasses.replace(ARCHITECTURES[entry.architecture](), preprocess=entry.preprocess,
+                                  itm_trained=source is not None and source is not False)
     elif name in ARCHITECTURES:
         cfg = ARCHITECTURES[name]()
         if pretrained is True:

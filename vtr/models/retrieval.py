@@ -54,6 +54,7 @@ class VideoEmbedding:
     frame_embeds: torch.Tensor  # [B, T, E], each frame unit-norm
     embedding: torch.Tensor  # [B, E], mean over frames (not re-normalised): the vector to index
     tokens: torch.Tensor | None = None  # [B, T*P, D] final-normed patch tokens, for ITM
+    clip_input: torch.Tensor | None = None  # [B, 1+K, D] what clip_decoder reads in UMT's token alignment
 
 
 @dataclass
@@ -80,6 +81,9 @@ class ModelConfig:
     # weights trained with mean pooling (sentence-transformers' MiniLM) carry no sentence in their [CLS]: its
     # layer-3 state is the same vector (cosine 0.9999998) for every caption, so a CLS model starts blind.
     text_pooling: str = "cls"
+    # Whether the matching head (itm_head) was trained: the released weights and runs with VTM. A random head
+    # re-ranks worse than the dual encoder, so the app offers re-ranking only when this is true.
+    itm_trained: bool = False
 
     def __post_init__(self):
         if self.text_pooling not in TEXT_POOLING:
@@ -116,26 +120,24 @@ class VideoTextModel(nn.Module):
             self.text_mlm_head.tie_weights(self.text_encoder.embeddings.word_embeddings)
 
     # ----------------------------------------------------------------------------------- encoding
-    def encode_video(self, frames: torch.Tensor, return_tokens: bool = False, keep=None) -> VideoEmbedding:
-        """frames: [B, T, 3, H, W] normalised pixels → per-frame and mean embeddings (and tokens for ITM)."""
-        out = self.vision_encoder(frames, keep=keep)
+    def encode_video(self, frames: torch.Tensor, return_tokens: bool = False, keep=None,
+                     return_clip_input: bool = False) -> VideoEmbedding:
+        """frames: [B, T, 3, H, W] normalised pixels → per-frame and mean embeddings (and tokens for ITM; with
+        ``keep`` [B, T*P] bool only the visible tokens are encoded)."""
+        out = self.vision_encoder(frames, keep=keep, return_clip_input=return_clip_input)
         frame_embeds = F.normalize(self.vision_proj(out.pooled), dim=-1)  # [B, T, E]
         return VideoEmbedding(
             frame_embeds=frame_embeds,
             embedding=frame_embeds.mean(dim=1),
             tokens=out.tokens if return_tokens else None,
+            clip_input=out.clip_input,
         )
 
     def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> TextEmbedding:
         """input_ids, attention_mask: [N, L] → unit-norm [N, E] from the text-mode states (layer fusion_layer−1):
         their [CLS], or their mean over real tokens (``cfg.text_pooling``)."""
         hidden = self.text_encoder(input_ids, attention_mask, mode="text")
-        if self.cfg.text_pooling == "mean":
-            weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * weights).sum(1) / weights.sum(1).clamp_min(1.0)
-        else:
-            pooled = hidden[:, 0]
-        embedding = F.normalize(self.text_proj(pooled), dim=-1)
+        embedding = F.normalize(self.text_proj(self._pool_text(hidden, attention_mask)), dim=-1)
         return TextEmbedding(embedding=embedding, hidden=hidden, attention_mask=attention_mask)
 
     # ------------------------------------------------------------------------------------ scoring
@@ -147,23 +149,36 @@ class VideoTextModel(nn.Module):
         return frame_embeds @ text_embeds.t()
 
     def fusion_cls(self, text_hidden, text_mask, video_tokens) -> torch.Tensor:
-        """[CLS] state [N, H] of the fusion layers over (text-mode states, video tokens) pairs.
+        """The fusion layers' output over (text-mode states, video tokens) pairs, pooled as the text feature is
+        (``cfg.text_pooling``): the [CLS] state (UMT, the release) or the mean over real tokens (a mean-pooled
+        text encoder's [CLS] carries no sentence, so a head on it starts blind). Returns [N, H].
 
         The video side has no padding (model.md §4: its mask is all ones), so no mask is passed at all."""
         fused = self.text_encoder(
             None, text_mask, mode="fusion", hidden_states=text_hidden, encoder_hidden_states=video_tokens
         )
-        return fused[:, 0]
+        return self._pool_text(fused, text_mask)
+
+    def _pool_text(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """[N, L, H] -> [N, H]: the [CLS] state, or the mean over real tokens (``cfg.text_pooling``)."""
+        if self.cfg.text_pooling == "mean":
+            weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            return (hidden * weights).sum(1) / weights.sum(1).clamp_min(1.0)
+        return hidden[:, 0]
 
     def itm_score(self, text_hidden, text_mask, video_tokens) -> torch.Tensor:
         """Raw video–text match logit (itm_head's logit 1) for N pairs: [N, L, H], [N, L], [N, K, D] → [N]."""
         return self.itm_head(self.fusion_cls(text_hidden, text_mask, video_tokens))[:, 1]
 
-    def mlm_logits(self, input_ids, attention_mask, video_tokens) -> torch.Tensor:
-        """Masked-LM logits [N, L, vocab] with the fusion layers attending to the video tokens."""
+    def mlm_logits(self, input_ids, attention_mask, video_tokens, positions=None) -> torch.Tensor:
+        """Masked-LM logits [N, L, vocab] with the fusion layers attending to the video tokens; with ``positions``
+        ([N, L] bool, e.g. ``labels != -100``) only those rows, [M, vocab]: the vocabulary projection is most of
+        the head's cost and only masked positions enter the loss."""
         if self.text_mlm_head is None:
             raise RuntimeError("this model was built without the MLM head (with_mlm_head=False)")
         hidden = self.text_encoder(input_ids, attention_mask, mode="multi_modal", encoder_hidden_states=video_tokens)
+        if positions is not None:
+            hidden = hidden[positions]
         return self.text_mlm_head(hidden)
 
     @torch.no_grad()

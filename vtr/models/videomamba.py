@@ -85,6 +85,7 @@ class VideoMambaOutput(NamedTuple):
     tokens: torch.Tensor
     pooled: torch.Tensor
     cls: torch.Tensor
+    clip_input: torch.Tensor | None = None  # [B, 1 + K, D] with ``return_clip_input`` (see forward_features)
 
 
 def resize_pos_embed(pos_embed, grid_hw, num_prefix_tokens=1, old_grid_hw=None):
@@ -262,23 +263,33 @@ class VideoMamba(nn.Module):
         out = self.norm(residual)
         return (out, clip_input) if return_clip_input else out
 
-    def forward(self, frames, keep=None):
+    def forward(self, frames, keep=None, return_clip_input=False):
         """frames: [B, T, 3, H, W]; keep: optional [B, T·P] bool, True = visible patch token, the same count K per
-        sample (cls always kept) -> :class:`VideoMambaOutput`.
+        sample (cls always kept) -> :class:`VideoMambaOutput` (with ``clip_input`` when ``return_clip_input``).
 
         With ``keep``, pooled[b, t] averages only frame t's visible tokens (a frame with none contributes 0, i.e.
         pool_norm(cls)). With the same count per frame (tube masking) this equals the official
         ``x_vis.view(B, T, -1, D).mean(2)``.
         """
         b, t = frames.shape[:2]
-        x = self.forward_features(frames, keep)
+        x, clip_input = self.forward_features(frames, keep, return_clip_input=True)
         cls, tokens = x[:, 0], x[:, 1:]
         if keep is None:
             frame_mean = tokens.reshape(b, t, -1, tokens.shape[-1]).mean(2)
         else:
             frame_mean = masked_frame_mean(tokens, keep, t)
         pooled = self.pool_norm(cls[:, None] + frame_mean)
-        return VideoMambaOutput(tokens=tokens, pooled=pooled, cls=cls)
+        return VideoMambaOutput(tokens=tokens, pooled=pooled, cls=cls,
+                                clip_input=clip_input if return_clip_input else None)
+
+    def clip_position_table(self, num_patches: int, keep=None) -> torch.Tensor:
+        """The sin-cos rows the official pretraining adds to ``clip_input`` before ``clip_decoder``: [1, 1 + T·P, D],
+        or with ``keep`` [B, T·P] the rows of the cls and the visible tokens, [B, 1 + K, D]."""
+        table = sinusoid_position_table(1 + num_patches, self.cfg.embed_dim).to(self.cls_token.device)
+        if keep is None:
+            return table
+        visible = torch.cat([torch.ones_like(keep[:, :1]), keep], dim=1)  # the cls row always
+        return table.expand(keep.shape[0], -1, -1)[visible].reshape(keep.shape[0], -1, table.shape[-1])
 
     def align_to_teacher(self, tokens, index=0, pos=None):
         """Apply ``clip_decoder[index]`` (Linear D→512 + LayerNorm) to student tokens [B, K, D] -> [B, K, 512].
