@@ -20,6 +20,26 @@ def test_weight_entries_carry_preprocessing():
     assert e.preprocess.tokenizer == "bert-base-uncased"
 
 
+def test_release_weights_are_fed_without_antialias():
+    # The release was evaluated with torchvision 0.16's tensor Resize, which did not antialias: every release
+    # entry records that, and its eval transform resizes so (a downscale with antialias differs).
+    from dataclasses import replace
+
+    from vtr.data.transforms import normalize, resize_uint8
+
+    frames = torch.randint(0, 256, (2, 3, 96, 128), dtype=torch.uint8)
+    for name, e in WEIGHTS.items():
+        assert e.preprocess.antialias is False, name
+        pre = replace(e.preprocess, img_size=48)  # the same transform at a size that keeps the test fast
+        expected = {aa: normalize(resize_uint8(frames, (48, 48), antialias=aa), pre.mean, pre.std)
+                    for aa in (False, True)}
+        out = pre.eval_transform()(frames)
+        torch.testing.assert_close(out, expected[False])
+        assert not torch.allclose(out, expected[True], atol=1e-3)
+    # weights vtr trains itself are fed as they were trained: with antialias (torchvision >= 0.17's default)
+    assert vtr.create_model("vtr_test").preprocess.antialias is True
+
+
 def test_offline_pretrained_true_says_what_to_fetch(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
