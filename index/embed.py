@@ -154,7 +154,9 @@ def merge_shards(shards: str, index: str, factory: str | None = None) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from vtr.cli import setup_logging
+
+    setup_logging()
     if argv and argv[0] == "merge":
         p = argparse.ArgumentParser(prog="python -m index.embed merge")
         p.add_argument("shards")
