@@ -34,6 +34,7 @@ from torch import nn
 
 from pretrain.config import TrainConfig, load_config, to_dict
 from vtr import losses as L
+from vtr.atomic import atomic_path
 from vtr.data.shards import _seed, count_shard_samples, make_train_loader
 
 logger = logging.getLogger("pretrain")
@@ -159,9 +160,8 @@ def maybe_evaluate(model, tokenizer, cfg: TrainConfig, step: int, device) -> dic
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)  # atomic: a crash never leaves a half-written checkpoint
+    with atomic_path(path) as tmp:  # a crash never leaves a half-written checkpoint
+        torch.save(state, tmp)
 
 
 def gather_objects(obj, world_size: int) -> list:
