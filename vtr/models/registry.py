@@ -19,7 +19,7 @@ from typing import Callable
 
 import torch
 
-from vtr.errors import VtrError, WeightsNotFoundError
+from vtr.errors import VtrError
 from vtr.models.checkpoint import CONFIG_FILE, load_checkpoint, read_state_dict, save_vtr
 from vtr.models.retrieval import ModelConfig, Preprocess, VideoTextModel
 from vtr.models.text import TextConfig
@@ -123,20 +123,10 @@ def weights_dir() -> Path:
 
 def resolve_weights(entry: WeightEntry) -> Path:
     """A local path for the entry's file: placed by hand in :func:`weights_dir`, else the HF hub cache/download."""
-    local = weights_dir() / entry.filename
-    if local.is_file():
-        return local
-    try:
-        from huggingface_hub import hf_hub_download
+    from vtr.models.hub import hub_file
 
-        return Path(hf_hub_download(repo_id=entry.repo_id, filename=entry.filename))
-    except Exception as e:  # noqa: BLE001 - offline, no route, gated, ...: all end in the same advice
-        raise WeightsNotFoundError(
-            f"weights '{entry.name}' are not available offline and could not be downloaded ({type(e).__name__}). "
-            f"Fetch https://huggingface.co/{entry.repo_id}/resolve/main/{entry.filename} "
-            f"(e.g. `huggingface-cli download {entry.repo_id} {entry.filename}` on a machine with internet) and put "
-            f"the file at {local}, or pass its path: create_model('{entry.name}', pretrained='/path/{entry.filename}')."
-        ) from e
+    return Path(hub_file(entry.repo_id, [entry.filename], f"weights '{entry.name}' from", placed_dir=weights_dir(),
+                         otherwise=f"pass its path: create_model('{entry.name}', pretrained='/path/{entry.filename}')"))
 
 
 # ------------------------------------------------------------------------------------------ building
