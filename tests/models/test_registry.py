@@ -13,6 +13,20 @@ def test_list_models_has_releases_and_architectures():
     assert vtr.list_models(pretrained_only=True) == sorted(WEIGHTS)
 
 
+def test_architectures_are_the_videomamba_sizes_with_bert():
+    # one declaration of the sizes: the registry's VideoMamba+BERT models have the vision encoders of the
+    # size entry points, and their fusion layers read that width
+    from vtr.models import videomamba
+    from vtr.models.registry import ARCHITECTURES
+
+    for size in ("tiny", "small", "middle"):
+        cfg = ARCHITECTURES[f"videomamba_{size}_bert"]()
+        with torch.device("meta"):
+            encoder = getattr(videomamba, f"videomamba_{size}")()
+        assert cfg.vision == encoder.cfg
+        assert cfg.text.encoder_width == encoder.cfg.embed_dim and cfg.text.hidden_size == 768
+
+
 def test_weight_entries_carry_preprocessing():
     e = WEIGHTS["videomamba_m16_25M"]
     assert e.filename == "videomamba_m16_25M_f8_res224.pth" and e.repo_id == "OpenGVLab/VideoMamba"

@@ -23,7 +23,7 @@ from vtr.errors import VtrError
 from vtr.models.checkpoint import CONFIG_FILE, load_checkpoint, read_state_dict, save_vtr
 from vtr.models.retrieval import ModelConfig, Preprocess, VideoTextModel
 from vtr.models.text import TextConfig
-from vtr.models.videomamba import VideoMambaConfig
+from vtr.models.videomamba import VIDEOMAMBA_SIZES, VideoMambaConfig
 
 logger = logging.getLogger(__name__)
 
@@ -38,24 +38,27 @@ def register_architecture(fn: Callable[[], ModelConfig]) -> Callable[[], ModelCo
     return fn
 
 
-def _bert_base(encoder_width: int) -> TextConfig:
-    return TextConfig(encoder_width=encoder_width)  # bert-base-uncased, fusion_layer 9
+def _videomamba_bert(size: str) -> ModelConfig:
+    """A VideoMamba size (:data:`~vtr.models.videomamba.VIDEOMAMBA_SIZES`) + bert-base-uncased (fusion_layer 9)
+    cross-attending to its width."""
+    vision = VideoMambaConfig(**VIDEOMAMBA_SIZES[size])
+    return ModelConfig(vision=vision, text=TextConfig(encoder_width=vision.embed_dim))
 
 
 @register_architecture
 def videomamba_tiny_bert() -> ModelConfig:
-    return ModelConfig(vision=VideoMambaConfig(embed_dim=192, depth=24), text=_bert_base(192))
+    return _videomamba_bert("tiny")
 
 
 @register_architecture
 def videomamba_small_bert() -> ModelConfig:
-    return ModelConfig(vision=VideoMambaConfig(embed_dim=384, depth=24), text=_bert_base(384))
+    return _videomamba_bert("small")
 
 
 @register_architecture
 def videomamba_middle_bert() -> ModelConfig:
     """The released multimodal model: VideoMamba-M + BERT-base with 3 fusion layers."""
-    return ModelConfig(vision=VideoMambaConfig(embed_dim=576, depth=32), text=_bert_base(576))
+    return _videomamba_bert("middle")
 
 
 @register_architecture
