@@ -53,12 +53,11 @@ def load_model(model, device: str | None = None):
     """A model object, or a registered name / vtr folder (released weights are loaded for weight names)."""
     import torch
 
-    import vtr
-    from vtr.models.registry import WEIGHTS
+    from vtr.models.registry import load_named_model
 
     if isinstance(model, (str, os.PathLike)):
         name = str(model)
-        m = vtr.create_model(name, pretrained=True if name in WEIGHTS else None)
+        m = load_named_model(name)
         m.index_source = name
     else:
         m = model

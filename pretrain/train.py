@@ -108,20 +108,18 @@ def video_keep_mask(cfg: TrainConfig, model, batch: int, num_frames: int, img_si
 def build_model(cfg: TrainConfig):
     """Student (with the MLM head) from the registry: an architecture, a released checkpoint or a vtr folder."""
     import vtr
-    from vtr.models.registry import WEIGHTS
+    from vtr.models.registry import WEIGHTS, load_named_model
 
-    name, pretrained = cfg.model, None
-    if cfg.init in WEIGHTS:
-        name, pretrained = cfg.init, True
-    elif cfg.init:
-        pretrained = cfg.init
     overrides = {k: v for k, v in {"num_frames": cfg.num_frames, "img_size": cfg.img_size,
                                    "max_txt_l": cfg.max_txt_l}.items() if v}
     if cfg.text_weights:
         overrides["text_weights"] = cfg.text_weights
     if cfg.grad_checkpointing:
         overrides["grad_checkpointing"] = True
-    model = vtr.create_model(name, pretrained=pretrained, with_mlm_head=True, **overrides)
+    if cfg.init in WEIGHTS:  # a released checkpoint: its architecture, with its weights
+        model = load_named_model(cfg.init, with_mlm_head=True, **overrides)
+    else:  # the architecture cfg.model, from a checkpoint path or at random init
+        model = vtr.create_model(cfg.model, pretrained=cfg.init or None, with_mlm_head=True, **overrides)
     if cfg.grad_checkpointing:
         model.text_encoder.gradient_checkpointing = True
     # The CLIP-teacher decoder is unused here (self-distillation aligns final features): keep it out of DDP.
@@ -131,10 +129,9 @@ def build_model(cfg: TrainConfig):
 
 
 def build_teacher(cfg: TrainConfig, device):
-    import vtr
-    from vtr.models.registry import WEIGHTS
+    from vtr.models.registry import load_named_model
 
-    teacher = vtr.create_model(cfg.teacher, pretrained=True if cfg.teacher in WEIGHTS else None)
+    teacher = load_named_model(cfg.teacher)
     return teacher.to(device).eval().requires_grad_(False)
 
 

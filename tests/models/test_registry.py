@@ -2,7 +2,7 @@ import pytest
 import torch
 
 import vtr
-from vtr.errors import VtrError, WeightsNotFoundError
+from vtr.errors import CheckpointError, VtrError, WeightsNotFoundError
 from vtr.models.registry import WEIGHTS, get_tokenizer
 
 
@@ -80,6 +80,36 @@ def test_hand_placed_weights_are_found(monkeypatch, tmp_path):
     assert loaded.weights_source == str(tmp_path / "tiny.pth")
     for k, v in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[k], v)
+
+
+def test_a_weight_name_means_its_released_weights_everywhere(monkeypatch, tmp_path):
+    """One rule for a name given to a program: a weight name loads its released file, an architecture name is
+    random init, a vtr folder brings its own weights; the index, eval and pretraining programs all follow it."""
+    from index.build import load_model
+    from pretrain.config import TrainConfig
+    from pretrain.train import build_model, build_teacher
+    from vtr.eval.retrieval import load_eval_model
+    from vtr.models import registry
+    from vtr.models.checkpoint import save_vtr
+
+    model = vtr.create_model("vtr_test")
+    entry = registry.WeightEntry("tiny_release", "vtr_test", "nobody/none", "tiny.pth", model.preprocess)
+    monkeypatch.setitem(registry.WEIGHTS, "tiny_release", entry)
+    monkeypatch.setenv("VTR_WEIGHTS", str(tmp_path))
+    torch.save(model.state_dict(), tmp_path / "tiny.pth")
+    save_vtr(model, tmp_path / "folder", registry.config_to_dict(model.cfg, architecture="vtr_test"))
+    released = str(tmp_path / "tiny.pth")
+
+    assert registry.load_named_model("tiny_release").weights_source == released
+    assert registry.load_named_model("vtr_test").weights_source is None
+    assert registry.load_named_model(str(tmp_path / "folder")).weights_source == str(tmp_path / "folder")
+    assert load_model("tiny_release", device="cpu").weights_source == released
+    assert load_eval_model("tiny_release").weights_source == released
+    assert build_teacher(TrainConfig(teacher="tiny_release"), "cpu").weights_source == released
+    # the student reads the released file too (which, unlike a real release, lacks the MLM head pretraining needs)
+    with pytest.raises(CheckpointError, match="missing from the checkpoint: text_mlm_head"):
+        build_model(TrainConfig(model="vtr_test", init="tiny_release"))
+    assert build_model(TrainConfig(model="vtr_test")).weights_source is None
 
 
 def test_unknown_name_and_override_errors():

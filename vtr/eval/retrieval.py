@@ -444,10 +444,9 @@ class LoadedModel:
 
 def load_eval_model(name: str, frames: int | None = None) -> LoadedModel:
     """A registered weight name (released file), a vtr model folder, or an architecture name (random init)."""
-    from vtr.models.registry import WEIGHTS, create_model
+    from vtr.models.registry import load_named_model
 
-    overrides = {"num_frames": frames} if frames else {}
-    model = create_model(name, pretrained=True if name in WEIGHTS else None, **overrides)
+    model = load_named_model(name, **({"num_frames": frames} if frames else {}))
     source = getattr(model, "weights_source", None)
     if source is not None and Path(source).exists():
         checksum = file_checksum(source)

