@@ -13,6 +13,7 @@ import os
 from fractions import Fraction
 from pathlib import Path
 
+from vtr.atomic import atomic_path, write_bytes_atomic
 from vtr.errors import VtrError
 
 logger = logging.getLogger(__name__)
@@ -57,16 +58,13 @@ def make_preview(path: str, start: float, end: float, cache_dir, tail_s: float =
         raise VtrError(f"cannot open {path}: {e.strerror or e}") from e
     if out.is_file():
         return out
-    tmp = out.with_name(out.stem + f".{os.getpid()}.tmp.mp4")
     try:
-        _transcode(path, start, stop, tmp, max_width)
-        os.replace(tmp, out)
+        with atomic_path(out) as tmp:
+            _transcode(path, start, stop, tmp, max_width)
     except VtrError:
         raise
     except Exception as e:  # noqa: BLE001 - any decoder/encoder failure becomes one readable message
         raise VtrError(f"cannot make a preview of {Path(path).name}: {e}") from e
-    finally:
-        tmp.unlink(missing_ok=True)
     _prune(cache_dir)
     return out
 
@@ -188,8 +186,6 @@ def make_thumbnail(path: str, seconds: float, cache_dir) -> Path:
         with open_video(path) as reader:
             i = min(max(int(seconds * reader.fps), 0), reader.num_frames - 1)
             rgb = reader.get_frames([i])[0].numpy()
-        tmp = out.with_name(out.stem + f".{os.getpid()}.tmp.jpg")
-        tmp.write_bytes(encode_jpeg(rgb))
-        os.replace(tmp, out)
+        write_bytes_atomic(out, encode_jpeg(rgb))
         _prune(cache_dir)
     return out

@@ -82,6 +82,15 @@ def _rel(x, ref):
     return ((x.double() - ref).abs().max() / ref.abs().max()).item()
 
 
+def _fwd_bwd(fn, x, g):
+    """One forward + backward of ``fn`` on fresh leaf copies of ``x``; returns them (with their .grad)."""
+    import torch
+
+    xs = {k: (v.detach().requires_grad_() if torch.is_tensor(v) else v) for k, v in x.items()}
+    fn(**xs).backward(g)
+    return xs
+
+
 def _time(fn, repeats, warmup=1):
     for _ in range(warmup):
         fn()
@@ -151,20 +160,21 @@ def scan_benchmark(lengths=(1569, 6273), d_inner=1152, batch=1, d_state=16, repe
         for name in names:
             fn = impls[name]
             note = ""
-
-            def step():
-                xs = {k: (v.detach().requires_grad_() if torch.is_tensor(v) else v) for k, v in x.items()}
-                fn(**xs).backward(g32)
-                return xs
-
             if name == "ref" and L > ref_fwdbwd_max_len:
-                sec = ref_fb_per_step * L if ref_fb_per_step else float("nan")
+                if ref_fb_per_step is None:  # no length short enough was measured: time it once at the limit
+                    ref_fb_len = ref_fwdbwd_max_len
+                    short = make_inputs(ref_fb_len, d_inner, batch, d_state)
+                    g_short = torch.randn(batch, d_inner, ref_fb_len, generator=torch.Generator().manual_seed(1))
+                    sec, _ = _time(lambda: _fwd_bwd(fn, short, g_short), 1, warmup=0)
+                    ref_fb_per_step = sec / ref_fb_len
+                    del short, g_short
+                sec = ref_fb_per_step * L
                 # its backward is O(L²) (select-backward zero-fills [B, D, L, N] per step): linear is a lower bound
                 note = "extrapolated linearly from L=%d: a lower bound" % ref_fb_len
                 gerr, err = None, None
             else:
                 reps = 1 if name == "ref" else repeats
-                sec, xs = _time(step, reps, warmup=0 if name == "ref" else 1)
+                sec, xs = _time(lambda: _fwd_bwd(fn, x, g32), reps, warmup=0 if name == "ref" else 1)
                 gerr = None
                 if grads64 is not None:
                     gerr = max(_rel(xs[k].grad, grads64[k]) for k in grads64)

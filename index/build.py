@@ -33,6 +33,7 @@ from index.decode import ChunkResult, DecodePool, DecodeSettings, FileFailure
 from index.scan import VIDEO_EXTENSIONS, scan_folders
 from index.store import VectorStore, choose_factory
 from index.windows import DEFAULT_STRIDE_S, DEFAULT_WINDOW_S
+from vtr.atomic import write_bytes_atomic, write_json_atomic
 from vtr.errors import VtrError
 
 logger = logging.getLogger(__name__)
@@ -52,12 +53,11 @@ def load_model(model, device: str | None = None):
     """A model object, or a registered name / vtr folder (released weights are loaded for weight names)."""
     import torch
 
-    import vtr
-    from vtr.models.registry import WEIGHTS
+    from vtr.models.registry import load_named_model
 
     if isinstance(model, (str, os.PathLike)):
         name = str(model)
-        m = vtr.create_model(name, pretrained=True if name in WEIGHTS else None)
+        m = load_named_model(name)
         m.index_source = name
     else:
         m = model
@@ -97,12 +97,6 @@ def manifest_for(model, window_s: float, stride_s: float) -> dict:
 def read_manifest(index_dir) -> dict | None:
     path = Path(index_dir) / MANIFEST
     return json.loads(path.read_text()) if path.is_file() else None
-
-
-def write_json_atomic(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
-    os.replace(tmp, path)
 
 
 def check_manifest(old: dict, new: dict) -> list[str]:
@@ -252,13 +246,6 @@ def thumbnail_path(index_dir, window_id: int) -> Path:
     return Path(index_dir) / THUMBNAILS / str(int(window_id) // 1000) / f"{int(window_id)}.jpg"
 
 
-def _write_bytes_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def _remove_thumbnails(index_dir, ids) -> None:
     for i in ids:
         try:
@@ -341,7 +328,7 @@ def build_index(dirs: list[str] | None, index: str, model=DEFAULT_MODEL, window_
             with catalog.transaction():
                 ids = catalog.finish_file(item.key, item.meta, item.windows, item.vectors)
                 for wid, jpeg in zip(ids, item.thumbnails):
-                    _write_bytes_atomic(thumbnail_path(index_dir, wid), jpeg)
+                    write_bytes_atomic(thumbnail_path(index_dir, wid), jpeg)
             report.embedded_windows += len(ids)
 
         store = sync_store(catalog, index_dir, manifest)

@@ -30,12 +30,13 @@ from pathlib import Path
 
 import numpy as np
 
-from index.build import (CATALOG, DEFAULT_MODEL, MANIFEST, _write_bytes_atomic, embed_files, load_model,
-                         manifest_for, sync_store, thumbnail_path, write_json_atomic)
+from index.build import (CATALOG, DEFAULT_MODEL, MANIFEST, embed_files, load_model, manifest_for, sync_store,
+                         thumbnail_path)
 from index.catalog import Catalog, quick_hash
 from index.decode import DecodeSettings, FileFailure
 from index.scan import scan_folders
 from index.windows import DEFAULT_STRIDE_S, DEFAULT_WINDOW_S
+from vtr.atomic import atomic_path, write_bytes_atomic, write_json_atomic, write_text_atomic
 from vtr.errors import VtrError
 
 logger = logging.getLogger(__name__)
@@ -78,20 +79,15 @@ def embed_shard(dirs: list[str], out: str, model=DEFAULT_MODEL, rank: int = 0, w
         vectors.append(item.vectors)
     stem = out_dir / f"shard-{rank:05d}"
     array = np.concatenate(vectors) if vectors else np.zeros((0, manifest["embed_dim"]), np.float32)
-    tmp = stem.with_name(stem.name + ".tmp.npy")
-    np.save(tmp, array.astype(np.float32))
-    os.replace(tmp, stem.with_suffix(".npy"))
+    with atomic_path(stem.with_suffix(".npy")) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, array.astype(np.float32))
     _write_lines(stem.with_suffix(".jsonl"), lines)
     _write_lines(out_dir / f"failed-{rank:05d}.jsonl", failed)
     return {"rank": rank, "files": len(mine), "windows": len(lines), "failed": len(failed)}
 
 
 def _write_lines(path: Path, rows: list[dict]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as fh:
-        for r in rows:
-            fh.write(json.dumps(r) + "\n")
-    os.replace(tmp, path)
+    write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in rows))
 
 
 def _read_lines(path: Path) -> list[dict]:
@@ -137,7 +133,7 @@ def merge_shards(shards: str, index: str, factory: str | None = None) -> dict:
                     ids = catalog.finish_file(fid, r, [(rows[i]["start"], rows[i]["end"]) for i in idx], vecs[idx])
                     for wid, i in zip(ids, idx):
                         if rows[i]["thumbnail"]:
-                            _write_bytes_atomic(thumbnail_path(index_dir, wid), base64.b64decode(rows[i]["thumbnail"]))
+                            write_bytes_atomic(thumbnail_path(index_dir, wid), base64.b64decode(rows[i]["thumbnail"]))
                 n_files += 1
                 n_windows += len(idx)
             for r in _read_lines(shard_dir / f"failed-{rank:05d}.jsonl"):
@@ -154,7 +150,9 @@ def merge_shards(shards: str, index: str, factory: str | None = None) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from vtr.cli import setup_logging
+
+    setup_logging()
     if argv and argv[0] == "merge":
         p = argparse.ArgumentParser(prog="python -m index.embed merge")
         p.add_argument("shards")

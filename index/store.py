@@ -24,6 +24,8 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
+from vtr.atomic import atomic_path
+
 logger = logging.getLogger(__name__)
 
 EXACT_MAX = 50_000
@@ -220,9 +222,8 @@ class VectorStore:
         """Write the CPU index atomically (temporary file + rename)."""
         faiss = _faiss()
         path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        faiss.write_index(self.index, str(tmp))
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            faiss.write_index(self.index, str(tmp))
 
     def nprobe(self) -> int | None:
         ivf = self._ivf()

@@ -21,6 +21,7 @@ import logging
 import math
 import os
 import random
+import re
 import sys
 import time
 import warnings
@@ -36,6 +37,7 @@ from torch import nn
 from pretrain.config import TrainConfig, load_config, to_dict
 from pretrain.guard import DivergenceGuard, TrainingDiverged, mean_pairwise_cosine
 from vtr import losses as L
+from vtr.atomic import atomic_path
 from vtr.data.shards import _seed, count_shard_samples, make_train_loader
 from vtr.masking import apply_keep
 
@@ -149,13 +151,8 @@ def build_model(cfg: TrainConfig, teacher=None):
     """Student (with the MLM head) from the registry: an architecture, a released checkpoint or a vtr folder.
     With token alignment (``loss_uta``) its ``clip_decoder`` maps to the teacher's token width and is trained."""
     import vtr
-    from vtr.models.registry import WEIGHTS
+    from vtr.models.registry import WEIGHTS, load_named_model
 
-    name, pretrained = cfg.model, None
-    if cfg.init in WEIGHTS:
-        name, pretrained = cfg.init, True
-    elif cfg.init:
-        pretrained = cfg.init
     overrides = {k: v for k, v in {"num_frames": cfg.num_frames, "img_size": cfg.img_size,
                                    "max_txt_l": cfg.max_txt_l}.items() if v}
     if cfg.text_weights:
@@ -163,9 +160,12 @@ def build_model(cfg: TrainConfig, teacher=None):
     if cfg.grad_checkpointing:
         overrides["grad_checkpointing"] = True
     uta = teacher is not None and cfg.loss_uta > 0
-    if uta and not pretrained:
+    if uta and not cfg.init:
         overrides["clip_output_dim"] = teacher.cfg.vision.embed_dim
-    model = vtr.create_model(name, pretrained=pretrained, with_mlm_head=True, **overrides)
+    if cfg.init in WEIGHTS:  # a released checkpoint: its architecture, with its weights
+        model = load_named_model(cfg.init, with_mlm_head=True, **overrides)
+    else:  # the architecture cfg.model, from a checkpoint path or at random init
+        model = vtr.create_model(cfg.model, pretrained=cfg.init or None, with_mlm_head=True, **overrides)
     if uta and model.cfg.vision.clip_output_dim != teacher.cfg.vision.embed_dim:
         raise SystemExit(f"loss_uta: the student's clip_decoder maps to {model.cfg.vision.clip_output_dim} but the "
                          f"teacher's tokens are {teacher.cfg.vision.embed_dim} wide; start the student from scratch")
@@ -177,10 +177,9 @@ def build_model(cfg: TrainConfig, teacher=None):
 
 
 def build_teacher(cfg: TrainConfig, device):
-    import vtr
-    from vtr.models.registry import WEIGHTS
+    from vtr.models.registry import load_named_model
 
-    teacher = vtr.create_model(cfg.teacher, pretrained=True if cfg.teacher in WEIGHTS else None)
+    teacher = load_named_model(cfg.teacher)
     return teacher.to(device).eval().requires_grad_(False)
 
 
@@ -206,9 +205,8 @@ def maybe_evaluate(model, tokenizer, cfg: TrainConfig, step: int, device) -> dic
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)  # atomic: a crash never leaves a half-written checkpoint
+    with atomic_path(path) as tmp:  # a crash never leaves a half-written checkpoint
+        torch.save(state, tmp)
 
 
 def gather_objects(obj, world_size: int) -> list:
@@ -387,7 +385,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         optimizer.zero_grad(set_to_none=True)
         with warnings.catch_warnings():  # a skipped step still advances the schedule, as it advances the data
             if skipped:
-                warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step()`")
+                warnings.filterwarnings("ignore", message=re.escape("Detected call of `lr_scheduler.step()`"))
             scheduler.step()
         step += 1
         bar.update(1)

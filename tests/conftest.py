@@ -21,3 +21,26 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture
+def mamba_ssm_scan_calls(monkeypatch):
+    """Shapes of ``u`` for every call into mamba_ssm's CUDA selective scan during the test.
+
+    Skips, saying so, when mamba_ssm does not import: a GPU test must not pass on the PyTorch fallback while
+    claiming to check the CUDA kernel.
+    """
+    from vtr.ops import selective_scan as ss
+
+    kernel = ss._load_mamba_ssm()
+    if kernel is None:
+        pytest.skip("mamba_ssm is not installed (or its CUDA extension fails to load): the CUDA scan kernel "
+                    "cannot be checked here")
+    calls = []
+
+    def spy(u, *args, **kwargs):
+        calls.append(tuple(u.shape))
+        return kernel(u, *args, **kwargs)
+
+    monkeypatch.setattr(ss, "_load_mamba_ssm", lambda: spy)
+    return calls

@@ -68,13 +68,47 @@ def test_demo_rerun_skips_finished_stages(demo_run):
     assert "done in" not in buf.getvalue()
 
 
-def test_heldout_scores_of_the_bag_of_frames_view(demo_run):
-    from vtr.demo import heldout_scores
+def test_heldout_scores_of_the_bag_of_frames_view(demo_run, monkeypatch):
+    import torch
+
+    from vtr.demo import heldout_features, heldout_scores
 
     out, _ = demo_run
     model = vtr.create_model(str(out / "model"))
-    ordered = heldout_scores(model, out / "corpus")
-    shuffled = heldout_scores(model, out / "corpus", shuffle_frames=True)
-    for s in (ordered, shuffled):
-        assert s["videos"] == 12 and {"t2v_r1", "v2t_r1", "temporal_pair_acc"} <= set(s)
-    assert heldout_scores(model, out / "corpus")["t2v_r1"] == ordered["t2v_r1"]  # deterministic
+    clips = []  # every batch of clips the encoder sees, in call order
+    encode_video = model.encode_video
+    monkeypatch.setattr(model, "encode_video", lambda x, **kw: clips.append(x.clone()) or encode_video(x, **kw))
+
+    ordered = heldout_features(model, out / "corpus")
+    n_ordered = len(clips)
+    shuffled = heldout_features(model, out / "corpus", shuffle_frames=True)
+    before, after = torch.cat(clips[:n_ordered]), torch.cat(clips[n_ordered:])  # [12, T, 3, S, S] each
+    # The control feeds each video the very same frames in another order (a permutation, not other frames) ...
+    def frame_multiset(clip):
+        return sorted(f.numpy().tobytes() for f in clip)
+
+    for a, b in zip(before, after):
+        assert frame_multiset(a) == frame_multiset(b)
+    moved = sum(not torch.equal(a, b) for a, b in zip(before, after))
+    assert moved >= len(before) // 2, "most videos see their frames reordered"
+    # ... changes only the video side, and the encoder sees the order (VideoMamba is not a bag of frames)
+    assert torch.equal(ordered["text"], shuffled["text"]) and torch.equal(ordered["twin"], shuffled["twin"])
+    assert not torch.allclose(ordered["video"], shuffled["video"], atol=1e-4)
+    # seeded: the same seed shuffles the same way, another seed another way
+    torch.testing.assert_close(heldout_features(model, out / "corpus", shuffle_frames=True)["video"],
+                               shuffled["video"])
+    assert not torch.allclose(heldout_features(model, out / "corpus", shuffle_frames=True, seed=1)["video"],
+                              shuffled["video"], atol=1e-4)
+
+    # The scores are those of these features, for each view: R@1 from the argmax, the pair accuracy from the
+    # true caption against its time-reversed twin.
+    for features, shuffle in ((ordered, False), (shuffled, True)):
+        s = heldout_scores(model, out / "corpus", shuffle_frames=shuffle)
+        sim = features["video"] @ features["text"].t()
+        n = len(sim)
+        assert s["videos"] == n == 12 and s["chance_r1"] == pytest.approx(100 / n)
+        assert s["t2v_r1"] == pytest.approx(100 * float((sim.argmax(0) == torch.arange(n)).float().mean()), abs=0.01)
+        assert s["v2t_r1"] == pytest.approx(100 * float((sim.argmax(1) == torch.arange(n)).float().mean()), abs=0.01)
+        true = (features["video"] * features["text"]).sum(-1)
+        twin = (features["video"] * features["twin"]).sum(-1)
+        assert s["temporal_pair_acc"] == pytest.approx(100 * float((true > twin).float().mean()), abs=100 / n)

@@ -95,3 +95,17 @@ def write_zero_frame_video(path, codec: str = "mpeg4") -> Path:
     container.start_encoding()
     container.close()
     return path
+
+
+def write_jpeg(path, frame: np.ndarray) -> Path:
+    """Write one uint8 [H, W, 3] RGB frame as a JPEG still with PyAV."""
+    import av
+
+    path = Path(path)
+    with av.open(str(path), "w", format="image2") as container:
+        stream = container.add_stream("mjpeg", rate=1)
+        stream.width, stream.height, stream.pix_fmt = frame.shape[1], frame.shape[0], "yuvj420p"
+        for packet in list(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24"))) \
+                + list(stream.encode()):
+            container.mux(packet)
+    return path

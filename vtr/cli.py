@@ -79,12 +79,26 @@ def _add_arguments(parser: argparse.ArgumentParser, fn) -> None:
             parser.add_argument(*flags, "--" + name.replace("_", "-"), dest=name, **kwargs)
 
 
+#: The project's own loggers: INFO by default. Everyone else's (faiss's loader trying each instruction set, httpx,
+#: gradio, ...) stays at WARNING unless -v asks for everything at DEBUG.
+OWN_LOGGERS = ("vtr", "pretrain", "index", "app", "bench")
+
+
+def setup_logging(verbose: bool = False) -> None:
+    """Log to stderr: the project's INFO lines and only warnings from third parties, or everything with ``verbose``."""
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger().setLevel(logging.DEBUG if verbose else logging.WARNING)
+    for name in OWN_LOGGERS:
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
 def build_parser(verbs: dict[str, tuple[str, str]] = VERBS) -> argparse.ArgumentParser:
     from vtr import __version__
 
     parser = argparse.ArgumentParser(prog="vtr", description="Video-text retrieval with VideoMamba.")
     parser.add_argument("--version", action="version", version=f"vtr {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="debug logging, third-party libraries' included")
     subparsers = parser.add_subparsers(dest="verb", metavar="VERB")
     groups: dict[str, argparse._SubParsersAction] = {}
     for verb, (target, help_text) in verbs.items():
@@ -123,9 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.description = (inspect.getdoc(fn) or "").split("\n\n")[0]
     _add_arguments(sub, fn)
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    setup_logging(args.verbose)
     params = inspect.signature(fn).parameters
     return _run(fn, **{name: getattr(args, name) for name in params if hasattr(args, name)})
 

@@ -22,6 +22,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from vtr.atomic import write_json_atomic
 from vtr.errors import VtrError
 
 logger = logging.getLogger(__name__)
@@ -214,12 +215,6 @@ def run_index(corpus: Path, model_dir: Path, index_dir: Path, clip_seconds: floa
             "top1_hit_rate": 100.0 * hits / max(1, len(queries)), "examples": examples}
 
 
-def _write_json(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
-    os.replace(tmp, path)
-
-
 def demo_command(out: str = "runs/demo", size: str = "default", app: bool = True, force: bool = False,
                  seed: int = 0, max_steps: int = None, port: int = 7860) -> int:
     """Run vtr end to end offline: make a synthetic video-text corpus, pretrain a small VideoMamba + MiniLM on it,
@@ -278,7 +273,7 @@ def demo_command(out: str = "runs/demo", size: str = "default", app: bool = True
                   f"{e['retrieval']['v2t_r1']:.1f}, temporal pairs {e['temporal_pair_acc']:.1f}% (chance 50)"
                   + (f"; re-ranked by the matching head: T2V R@1 {itm['t2v_r1']:.1f}, V2T R@1 {itm['v2t_r1']:.1f}"
                      if itm else ""))
-        _write_json(results_path, results)
+        write_json_atomic(results_path, results)
 
     if "index" in results and (index_dir / "manifest.json").is_file():
         _skip("index", index_dir, timings)
@@ -292,7 +287,7 @@ def demo_command(out: str = "runs/demo", size: str = "default", app: bool = True
                 print(f"    {ex['query']!r} -> {ex['video']} {ex['start']:.1f}-{ex['end']:.1f} s "
                       f"{'(correct)' if ex['correct'] else '(wrong)'}")
     results["seconds_total"] = round(time.time() - t_all, 1)
-    _write_json(results_path, results)
+    write_json_atomic(results_path, results)
     print(f"[demo] artefacts in {out}: corpus/, model/, results.json, index/ "
           f"(load the model with vtr.create_model({str(model_dir)!r}))")
 

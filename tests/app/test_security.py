@@ -61,13 +61,16 @@ def guarded_app(built_index, app_model):
 
 def test_auth_is_required_when_set(guarded_app):
     from gradio_client import Client
+    from gradio_client.exceptions import AuthenticationError
 
     base = guarded_app.url.rstrip("/")
     assert httpx.get(base + "/config").status_code in (401, 403)
     r = httpx.post(base + "/gradio_api/call/search", json={"data": ["a walk", None, "", None, None, False, 3]})
     assert r.status_code in (401, 403)
-    with pytest.raises(Exception):
+    with pytest.raises(AuthenticationError, match="credentials were not provided"):
         Client(guarded_app.url, verbose=False)
+    with pytest.raises(ValueError, match="Could not login"):  # a wrong password is refused too
+        Client(guarded_app.url, auth=("ann", "wrong"), verbose=False)
     client = Client(guarded_app.url, auth=("ann", "s3cr:et"), verbose=False, download_files=False)
     assert client.predict("a walk", None, "", None, None, False, 3, api_name="/search")
 

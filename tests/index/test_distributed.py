@@ -23,7 +23,8 @@ def test_two_process_embedding_equals_single_process_build(tmp_path, test_model,
     merged = tmp_path / "merged"
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
            "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29517",
+    # --standalone: torchrun's rendezvous binds a port the OS picks, so parallel runs never collide on one
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--standalone",
            "-m", "index.embed", str(root), "--out", str(tmp_path / "shards"), "--model", str(test_model_folder),
            "--index", str(merged), "--workers", "0"]
     done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)

@@ -5,14 +5,17 @@ import torch
 from index.build import build_index
 from index.search import VideoIndex, merge_segments
 from vtr.errors import VtrError
-from tests.index.media import make_video
+from tests.index.media import RED, make_video
+from tests.videos import write_jpeg
 
 RED_VECTOR = np.eye(16, dtype=np.float32)[0]
+NOT_RED_VECTOR = np.eye(16, dtype=np.float32)[1]
 
 
 class RedDetector:
     """Stands in for the random-weight encoder (which cannot understand anything): a window's vector says which
-    fraction of its sampled frames are solid red, so the right answer to "red" is known exactly."""
+    fraction of its sampled frames are solid red, so the right answer to "red" is known exactly. Its one token
+    per clip carries the same vector, for a stand-in matching head."""
 
     def __init__(self, model):
         self.model = model
@@ -26,7 +29,8 @@ class RedDetector:
         emb = torch.zeros(frames.shape[0], 16)
         emb[:, 0] = red
         emb[:, 1] = 1 - red
-        return type("VideoEmbedding", (), {"embedding": emb, "frame_embeds": None, "tokens": None})
+        return type("VideoEmbedding", (), {"embedding": emb, "frame_embeds": None,
+                                           "tokens": emb[:, None] if return_tokens else None})
 
 
 @pytest.fixture
@@ -78,18 +82,8 @@ def test_query_by_example_clip_and_image(tmp_path, test_model):
         assert top[0].start <= 8.0 and top[0].end >= 16.0
         best = max(top[0].windows, key=lambda w: w["score"])
         assert (best["start"], best["end"]) == (8.0, 16.0)
-        # an image repeated to T frames works as a query too
-        import av
-
-        frame = textured_frames(16, seed=41)[50]
-        image = tmp_path / "still.jpg"
-        with av.open(str(image), "w", format="image2") as c:
-            s = c.add_stream("mjpeg", rate=1)
-            s.width, s.height, s.pix_fmt = frame.shape[1], frame.shape[0], "yuvj420p"
-            for p in s.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                c.mux(p)
-            for p in s.encode():
-                c.mux(p)
+        # an image repeated to T frames works as a query too (which video it finds: test_query_by_image_...)
+        image = write_jpeg(tmp_path / "still.jpg", textured_frames(16, seed=41)[50])
         assert len(vi.search(str(image), k=2)) == 2
         # kind pins how a string is read: "text" never opens a file, "example" insists on one
         as_example = vi.search(str(clip), k=2, kind="example")
@@ -99,9 +93,48 @@ def test_query_by_example_clip_and_image(tmp_path, test_model):
                                    rtol=1e-5)
         with pytest.raises(VtrError, match="needs an image or video file"):
             vi.search("a dog catches a frisbee", kind="example")
-        # text + ITM re-ranking runs end to end (scores are meaningless with random weights)
+        # text + ITM re-ranking runs end to end with the real matching head (the order it must give:
+        # test_rerank_orders_by_the_matching_head)
         reranked = vi.search("a dog catches a frisbee", k=3, rerank=True, rerank_top=5)
         assert 1 <= len(reranked) <= 3 and all(np.isfinite(s.score) for s in reranked)
+
+
+def test_query_by_image_finds_the_red_span(red_collection, test_model, monkeypatch, tmp_path):
+    root, idx = red_collection
+    monkeypatch.setattr(test_model, "encode_video", RedDetector(test_model))
+    still = write_jpeg(tmp_path / "red.jpg", np.full((48, 64, 3), RED, np.uint8))
+    with VideoIndex(str(idx), model=test_model, gpu=False) as vi:
+        top = vi.search(str(still), k=3)
+    # a red still is the red direction: beach.mp4 at 12-20 s (all red, cosine 1) first, then its half-red
+    # neighbours; park.mp4 (red for 2 of 30 s) below every beach moment
+    assert (top[0].path, top[0].start, top[0].end) == (str(root / "beach.mp4"), 12.0, 20.0)
+    assert top[0].score == pytest.approx(1.0, abs=1e-4)
+    assert [s.score for s in top] == sorted((s.score for s in top), reverse=True)
+    assert top[1].path == str(root / "beach.mp4") and top[1].score < top[0].score
+
+
+def test_rerank_orders_by_the_matching_head(red_collection, test_model, monkeypatch):
+    root, idx = red_collection
+    monkeypatch.setattr(test_model, "encode_video", RedDetector(test_model))
+    # A stand-in matching head that scores a window by its red fraction: the correct re-ranked order is known.
+    monkeypatch.setattr(test_model, "itm_score", lambda hidden, mask, tokens: tokens[:, 0, 0])
+    with VideoIndex(str(idx), model=test_model, gpu=False) as vi:
+        encode_text = vi.encode_text
+        # the contrastive query points at "not red", so before re-ranking the red span comes last
+        monkeypatch.setattr(vi, "encode_text", lambda text: (NOT_RED_VECTOR, encode_text(text)[1]))
+        plain = vi.search("a red scene", k=20)
+        reranked = vi.search("a red scene", k=20, rerank=True, rerank_top=100)
+    beach, park = str(root / "beach.mp4"), str(root / "long" / "park.mp4")
+    assert plain[0].score == pytest.approx(1.0) and plain[0].path != beach
+    assert plain[-1].path == beach and plain[-1].start <= 12.0 and plain[-1].end >= 20.0
+    assert (reranked[0].path, reranked[0].start, reranked[0].end) == (beach, 12.0, 20.0)
+    # then the half-red beach windows around it (0.5), park's 0-8 s window (2 s of 8 red: 0.25), then no red
+    assert [round(s.score, 3) for s in reranked[:3]] == [1.0, 0.5, 0.25]
+    assert [(s.path, s.start, s.end) for s in reranked[1:3]] == [(beach, 8.0, 24.0), (park, 0.0, 8.0)]
+    assert all(s.score == 0 for s in reranked[3:])
+    # every window the contrastive search shows was re-scored, none lost
+    windows = lambda segments: {w["id"] for s in segments for w in s.windows}  # noqa: E731
+    assert windows(plain) <= windows(reranked)
 
 
 def test_merge_segments():

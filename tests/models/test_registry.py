@@ -2,7 +2,7 @@ import pytest
 import torch
 
 import vtr
-from vtr.errors import VtrError, WeightsNotFoundError
+from vtr.errors import CheckpointError, VtrError, WeightsNotFoundError
 from vtr.models.registry import WEIGHTS, get_tokenizer
 
 
@@ -13,11 +13,45 @@ def test_list_models_has_releases_and_architectures():
     assert vtr.list_models(pretrained_only=True) == sorted(WEIGHTS)
 
 
+def test_architectures_are_the_videomamba_sizes_with_bert():
+    # one declaration of the sizes: the registry's VideoMamba+BERT models have the vision encoders of the
+    # size entry points, and their fusion layers read that width
+    from vtr.models import videomamba
+    from vtr.models.registry import ARCHITECTURES
+
+    for size in ("tiny", "small", "middle"):
+        cfg = ARCHITECTURES[f"videomamba_{size}_bert"]()
+        with torch.device("meta"):
+            encoder = getattr(videomamba, f"videomamba_{size}")()
+        assert cfg.vision == encoder.cfg
+        assert cfg.text.encoder_width == encoder.cfg.embed_dim and cfg.text.hidden_size == 768
+
+
 def test_weight_entries_carry_preprocessing():
     e = WEIGHTS["videomamba_m16_25M"]
     assert e.filename == "videomamba_m16_25M_f8_res224.pth" and e.repo_id == "OpenGVLab/VideoMamba"
     assert (e.preprocess.num_frames, e.preprocess.img_size, e.preprocess.max_txt_l) == (8, 224, 32)
     assert e.preprocess.tokenizer == "bert-base-uncased"
+
+
+def test_release_weights_are_fed_without_antialias():
+    # The release was evaluated with torchvision 0.16's tensor Resize, which did not antialias: every release
+    # entry records that, and its eval transform resizes so (a downscale with antialias differs).
+    from dataclasses import replace
+
+    from vtr.data.transforms import normalize, resize_uint8
+
+    frames = torch.randint(0, 256, (2, 3, 96, 128), dtype=torch.uint8)
+    for name, e in WEIGHTS.items():
+        assert e.preprocess.antialias is False, name
+        pre = replace(e.preprocess, img_size=48)  # the same transform at a size that keeps the test fast
+        expected = {aa: normalize(resize_uint8(frames, (48, 48), antialias=aa), pre.mean, pre.std)
+                    for aa in (False, True)}
+        out = pre.eval_transform()(frames)
+        torch.testing.assert_close(out, expected[False])
+        assert not torch.allclose(out, expected[True], atol=1e-3)
+    # weights vtr trains itself are fed as they were trained: with antialias (torchvision >= 0.17's default)
+    assert vtr.create_model("vtr_test").preprocess.antialias is True
 
 
 def test_offline_pretrained_true_says_what_to_fetch(monkeypatch, tmp_path):
@@ -46,6 +80,36 @@ def test_hand_placed_weights_are_found(monkeypatch, tmp_path):
     assert loaded.weights_source == str(tmp_path / "tiny.pth")
     for k, v in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[k], v)
+
+
+def test_a_weight_name_means_its_released_weights_everywhere(monkeypatch, tmp_path):
+    """One rule for a name given to a program: a weight name loads its released file, an architecture name is
+    random init, a vtr folder brings its own weights; the index, eval and pretraining programs all follow it."""
+    from index.build import load_model
+    from pretrain.config import TrainConfig
+    from pretrain.train import build_model, build_teacher
+    from vtr.eval.retrieval import load_eval_model
+    from vtr.models import registry
+    from vtr.models.checkpoint import save_vtr
+
+    model = vtr.create_model("vtr_test")
+    entry = registry.WeightEntry("tiny_release", "vtr_test", "nobody/none", "tiny.pth", model.preprocess)
+    monkeypatch.setitem(registry.WEIGHTS, "tiny_release", entry)
+    monkeypatch.setenv("VTR_WEIGHTS", str(tmp_path))
+    torch.save(model.state_dict(), tmp_path / "tiny.pth")
+    save_vtr(model, tmp_path / "folder", registry.config_to_dict(model.cfg, architecture="vtr_test"))
+    released = str(tmp_path / "tiny.pth")
+
+    assert registry.load_named_model("tiny_release").weights_source == released
+    assert registry.load_named_model("vtr_test").weights_source is None
+    assert registry.load_named_model(str(tmp_path / "folder")).weights_source == str(tmp_path / "folder")
+    assert load_model("tiny_release", device="cpu").weights_source == released
+    assert load_eval_model("tiny_release").weights_source == released
+    assert build_teacher(TrainConfig(teacher="tiny_release"), "cpu").weights_source == released
+    # the student reads the released file too (which, unlike a real release, lacks the MLM head pretraining needs)
+    with pytest.raises(CheckpointError, match="missing from the checkpoint: text_mlm_head"):
+        build_model(TrainConfig(model="vtr_test", init="tiny_release"))
+    assert build_model(TrainConfig(model="vtr_test")).weights_source is None
 
 
 def test_unknown_name_and_override_errors():

@@ -188,12 +188,13 @@ def test_numba_threads_follow_torch():
 # ------------------------------------------------------------------------------------------------ CUDA
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-4), (torch.bfloat16, 3e-2)], ids=["fp32", "bf16"])
-def test_cuda_path_matches_cpu(dtype, tol):
+def test_cuda_path_matches_cpu(dtype, tol, mamba_ssm_scan_calls):
     x = make(2, 64, 300, dtype=dtype)
     cpu = {k: v.clone().requires_grad_() if v is not None else None for k, v in x.items()}
     gpu = {k: v.cuda().requires_grad_() if v is not None else None for k, v in x.items()}
     y_cpu = ss.selective_scan(**cpu, delta_softplus=True, impl="cpu")
     y_gpu = ss.selective_scan(**gpu, delta_softplus=True, impl="cuda")
+    assert mamba_ssm_scan_calls == [(2, 64, 300)]  # the kernel ran, not the PyTorch fallback
     assert y_gpu.dtype == dtype and y_gpu.is_cuda
     assert rel(y_gpu.cpu(), y_cpu) < tol
     g = torch.randn(y_cpu.shape).to(dtype)

@@ -45,6 +45,8 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
+from vtr.atomic import atomic_path
+
 logger = logging.getLogger(__name__)
 
 VIDEO_EXTS = ("mp4", "webm", "mkv", "avi", "mov")
@@ -125,8 +127,7 @@ def write_shard(shard: int, rows: list[tuple[int, dict]], videos_dir: str | os.P
     videos_dir, out = Path(videos_dir), Path(out)
     start = time.time()
     failures, successes = [], 0
-    tmp = out / f"{shard:05d}.tar.tmp"
-    with wds.TarWriter(str(tmp)) as sink:
+    with atomic_path(out / f"{shard:05d}.tar") as tmp, wds.TarWriter(str(tmp)) as sink:
         for index, row in rows:
             key = f"{index:09d}"
             media = _pick(row, MEDIA_COLUMNS)
@@ -151,7 +152,6 @@ def write_shard(shard: int, rows: list[tuple[int, dict]], videos_dir: str | os.P
             meta = {"key": key, "caption": caption, "file": media, **meta, **extra}
             sink.write({"__key__": key, ext: data, "txt": caption, "json": meta})
             successes += 1
-    os.replace(tmp, out / f"{shard:05d}.tar")
     stats = {"shard": shard, "count": len(rows), "successes": successes, "failed": len(failures),
              "failures": failures, "start_time": start, "end_time": time.time()}
     (out / f"{shard:05d}_stats.json").write_text(json.dumps(stats, indent=2))

@@ -35,13 +35,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass
 from itertools import combinations, product
 from pathlib import Path
 
 import numpy as np
+
+from vtr.atomic import atomic_path, write_text_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -255,22 +256,20 @@ def write_mp4(path, frames: np.ndarray, fps: int = 8, crf: int = 0) -> Path:
     import av
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with av.open(str(tmp), "w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-        quality = {"crf": str(crf)} if crf else {"qp": "0"}  # qp 0: lossless
-        stream.options = {**quality, "preset": "veryfast", "threads": "1"}
-        stream.codec_context.thread_count = 1
-        for i, f in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(rgb_to_yuv420p(f), format="yuv420p")
-            frame.pts = i  # explicit timestamps: x264's rate control reads them
-            for packet in stream.encode(frame):
+    with atomic_path(path) as tmp:
+        with av.open(str(tmp), "w", format="mp4") as container:
+            stream = container.add_stream("libx264", rate=fps)
+            stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+            quality = {"crf": str(crf)} if crf else {"qp": "0"}  # qp 0: lossless
+            stream.options = {**quality, "preset": "veryfast", "threads": "1"}
+            stream.codec_context.thread_count = 1
+            for i, f in enumerate(frames):
+                frame = av.VideoFrame.from_ndarray(rgb_to_yuv420p(f), format="yuv420p")
+                frame.pts = i  # explicit timestamps: x264's rate control reads them
+                for packet in stream.encode(frame):
+                    container.mux(packet)
+            for packet in stream.encode():
                 container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    os.replace(tmp, path)
     return path
 
 
@@ -372,9 +371,7 @@ def write_train_clips(out, cfg: CorpusConfig, train: list[Combo], seed: int, shu
         if not (out / "videos" / name).is_file():
             write_mp4(out / "videos" / name, clip, cfg.fps)
         rows.append(_row(name, combo, **({"twin_of": f"train_{source:05d}.mp4"} if source != i else {})))
-    tmp = out / "captions.jsonl.tmp"
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    os.replace(tmp, out / "captions.jsonl")
+    write_text_atomic(out / "captions.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
     return out / "captions.jsonl"
 
 

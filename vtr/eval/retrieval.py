@@ -50,6 +50,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vtr.atomic import atomic_path, write_bytes_atomic, write_text_atomic
 from vtr.errors import VideoReadError, VtrError
 from vtr.eval.metrics import retrieval_metrics
 from vtr.models.checkpoint import file_checksum, state_dict_checksum
@@ -87,15 +88,6 @@ ITM_FILL = -100.0  # score of the pairs outside the top-k in the ITM matrices (a
 
 
 # ---------------------------------------------------------------------------------------- disk cache
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 class ChunkedArrays:
     """Named arrays of ``n`` rows on disk (``<name>.npy`` memmaps), filled a chunk of rows at a time.
 
@@ -135,11 +127,10 @@ class ChunkedArrays:
                 raise VtrError(f"cache array {path} has shape {mm.shape}/{mm.dtype}, expected rows {row_shape}/"
                                f"{dtype}; delete the folder {self.dir} and rerun")
         else:  # create under a temporary name, then rename: a half-created file is never seen as the array
-            tmp = self.dir / f"{name}.npy.tmp{os.getpid()}"
-            mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(self.n, *row_shape))
-            mm.flush()
-            del mm
-            os.replace(tmp, path)
+            with atomic_path(path) as tmp:
+                mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(self.n, *row_shape))
+                mm.flush()
+                del mm
             mm = np.load(path, mmap_mode="r+")
         self._open[name] = mm
         return mm
@@ -156,7 +147,7 @@ class ChunkedArrays:
             mm[rows] = value.astype(dtype, copy=False)
             mm.flush()
         buf = _npy_bytes(rows)
-        _atomic_write_bytes(self.dir / "done" / f"{int(rows[0]):09d}_{rows.size}.npy", buf)
+        write_bytes_atomic(self.dir / "done" / f"{int(rows[0]):09d}_{rows.size}.npy", buf, fsync=True)
 
     def read(self, name: str) -> np.memmap:
         """The array ``name`` (read-only memmap). Only meaningful for committed rows."""
@@ -453,10 +444,9 @@ class LoadedModel:
 
 def load_eval_model(name: str, frames: int | None = None) -> LoadedModel:
     """A registered weight name (released file), a vtr model folder, or an architecture name (random init)."""
-    from vtr.models.registry import WEIGHTS, create_model
+    from vtr.models.registry import load_named_model
 
-    overrides = {"num_frames": frames} if frames else {}
-    model = create_model(name, pretrained=True if name in WEIGHTS else None, **overrides)
+    model = load_named_model(name, **({"num_frames": frames} if frames else {}))
     source = getattr(model, "weights_source", None)
     if source is not None and Path(source).exists():
         checksum = file_checksum(source)
@@ -514,11 +504,6 @@ def format_comparison_table(model_name: str, results: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write_bytes(path, text.encode("utf-8"))
-
-
 def run_benchmark(loaded: LoadedModel, dataset: str, annotations=None, videos=None, root=None, out="runs/eval",
                   frames: int | None = None, k_test: int = 128, itm: bool = True, batch_size: int = 8,
                   workers: int | None = None, bf16: bool = False, device: str = "auto", allow_missing: bool = False,
@@ -566,7 +551,7 @@ def run_benchmark(loaded: LoadedModel, dataset: str, annotations=None, videos=No
         "batch_size": batch_size, "workers": workers, "bf16": bf16, "device": str(resolved_device),
         "cache_dtype": cache_dtype, "cache_dir": str(cache_dir),
     }
-    _atomic_write_text(cache_dir / "key.json", json.dumps({**config, "weights": loaded.digest,
+    write_text_atomic(cache_dir / "key.json", json.dumps({**config, "weights": loaded.digest,
                                                           "annotation_sha256": annotation_sha}, indent=2))
     logger.info("%s: %d videos, %d texts; cache %s", spec.name, len(split.videos), len(split.texts), cache_dir)
 
@@ -606,8 +591,8 @@ def run_benchmark(loaded: LoadedModel, dataset: str, annotations=None, videos=No
                      + "/".join(map(str, paper["v2t"])))
     notes.append("MdR/MnR from the ITC matrix in both rows")
     md = f"## {title}\n\n{table}\n\n" + "\n".join(f"- {n}" for n in notes) + "\n"
-    _atomic_write_text(out / "results.json", json.dumps(results, indent=2))
-    _atomic_write_text(out / "results.md", md)
+    write_text_atomic(out / "results.json", json.dumps(results, indent=2))
+    write_text_atomic(out / "results.md", md)
     print(md)
     return results
 
@@ -663,8 +648,8 @@ def eval_command(dataset: str = None, annotations: str = None, videos: str = Non
         raise VtrError(f"no benchmark folder found under {root} (expected some of: {', '.join(DATASETS)})")
     table = format_comparison_table(loaded.name, results)
     md = (f"## Zero-shot retrieval — {loaded.name} vs published VideoMamba-M (R@1/R@5/R@10)\n\n{table}\n")
-    _atomic_write_text(Path(out) / "summary.md", md)
-    _atomic_write_text(Path(out) / "summary.json", json.dumps(
+    write_text_atomic(Path(out) / "summary.md", md)
+    write_text_atomic(Path(out) / "summary.json", json.dumps(
         {"model": loaded.name, "weights_checksum": loaded.weights_checksum, "results": results}, indent=2))
     print(md)
     return 0

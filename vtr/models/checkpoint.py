@@ -10,7 +10,6 @@ a weak model, which is the worst kind of bug (model.md §1).
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 from collections import defaultdict
@@ -20,6 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from vtr.atomic import atomic_path, write_json_atomic
 from vtr.errors import CheckpointError
 from vtr.models.videomamba import resize_pos_embed, resize_temporal_pos_embed
 
@@ -234,10 +234,7 @@ def save_vtr(model: nn.Module, folder: str | os.PathLike, config: dict) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     # Tied weights (MLM decoder = word embeddings) are stored once per name; safetensors refuses shared storage.
     tensors = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
-    tmp = folder / (WEIGHTS_FILE + ".tmp")
-    save_file(tensors, str(tmp), metadata={"format": "vtr"})
-    os.replace(tmp, folder / WEIGHTS_FILE)
-    tmp = folder / (CONFIG_FILE + ".tmp")
-    tmp.write_text(json.dumps(config, indent=2))
-    os.replace(tmp, folder / CONFIG_FILE)
+    with atomic_path(folder / WEIGHTS_FILE) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": "vtr"})
+    write_json_atomic(folder / CONFIG_FILE, config)
     return folder

@@ -19,11 +19,11 @@ from typing import Callable
 
 import torch
 
-from vtr.errors import VtrError, WeightsNotFoundError
+from vtr.errors import VtrError
 from vtr.models.checkpoint import CONFIG_FILE, load_checkpoint, read_state_dict, save_vtr
 from vtr.models.retrieval import ModelConfig, Preprocess, VideoTextModel
 from vtr.models.text import TextConfig
-from vtr.models.videomamba import VideoMambaConfig
+from vtr.models.videomamba import VIDEOMAMBA_SIZES, VideoMambaConfig
 
 logger = logging.getLogger(__name__)
 
@@ -38,24 +38,27 @@ def register_architecture(fn: Callable[[], ModelConfig]) -> Callable[[], ModelCo
     return fn
 
 
-def _bert_base(encoder_width: int) -> TextConfig:
-    return TextConfig(encoder_width=encoder_width)  # bert-base-uncased, fusion_layer 9
+def _videomamba_bert(size: str) -> ModelConfig:
+    """A VideoMamba size (:data:`~vtr.models.videomamba.VIDEOMAMBA_SIZES`) + bert-base-uncased (fusion_layer 9)
+    cross-attending to its width."""
+    vision = VideoMambaConfig(**VIDEOMAMBA_SIZES[size])
+    return ModelConfig(vision=vision, text=TextConfig(encoder_width=vision.embed_dim))
 
 
 @register_architecture
 def videomamba_tiny_bert() -> ModelConfig:
-    return ModelConfig(vision=VideoMambaConfig(embed_dim=192, depth=24), text=_bert_base(192))
+    return _videomamba_bert("tiny")
 
 
 @register_architecture
 def videomamba_small_bert() -> ModelConfig:
-    return ModelConfig(vision=VideoMambaConfig(embed_dim=384, depth=24), text=_bert_base(384))
+    return _videomamba_bert("small")
 
 
 @register_architecture
 def videomamba_middle_bert() -> ModelConfig:
     """The released multimodal model: VideoMamba-M + BERT-base with 3 fusion layers."""
-    return ModelConfig(vision=VideoMambaConfig(embed_dim=576, depth=32), text=_bert_base(576))
+    return _videomamba_bert("middle")
 
 
 @register_architecture
@@ -123,20 +126,10 @@ def weights_dir() -> Path:
 
 def resolve_weights(entry: WeightEntry) -> Path:
     """A local path for the entry's file: placed by hand in :func:`weights_dir`, else the HF hub cache/download."""
-    local = weights_dir() / entry.filename
-    if local.is_file():
-        return local
-    try:
-        from huggingface_hub import hf_hub_download
+    from vtr.models.hub import hub_file
 
-        return Path(hf_hub_download(repo_id=entry.repo_id, filename=entry.filename))
-    except Exception as e:  # noqa: BLE001 - offline, no route, gated, ...: all end in the same advice
-        raise WeightsNotFoundError(
-            f"weights '{entry.name}' are not available offline and could not be downloaded ({type(e).__name__}). "
-            f"Fetch https://huggingface.co/{entry.repo_id}/resolve/main/{entry.filename} "
-            f"(e.g. `huggingface-cli download {entry.repo_id} {entry.filename}` on a machine with internet) and put "
-            f"the file at {local}, or pass its path: create_model('{entry.name}', pretrained='/path/{entry.filename}')."
-        ) from e
+    return Path(hub_file(entry.repo_id, [entry.filename], f"weights '{entry.name}' from", placed_dir=weights_dir(),
+                         otherwise=f"pass its path: create_model('{entry.name}', pretrained='/path/{entry.filename}')"))
 
 
 # ------------------------------------------------------------------------------------------ building
@@ -261,6 +254,13 @@ def create_model(name: str, pretrained=None, **overrides) -> VideoTextModel:
     model.architecture = architecture
     model.weights_source = str(source) if has_checkpoint and isinstance(source, (str, os.PathLike)) else None
     return model.eval()
+
+
+def load_named_model(name: str, **overrides) -> VideoTextModel:
+    """The model a program loads when given a name (``--model``, a config's teacher, an index's manifest): a weight
+    name comes with its released weights (``pretrained=True``), a vtr folder with its own, an architecture name at
+    random init. The one place this rule lives."""
+    return create_model(name, pretrained=True if name in WEIGHTS else None, **overrides)
 
 
 def resolve_text_source(name: str) -> str:

@@ -402,34 +402,6 @@ class BertMLMHead(nn.Module):
 # Hugging Face weights and tokenizer
 
 
-def _env_flag(name: str) -> bool | None:
-    value = os.environ.get(name)
-    if value is None:
-        return None
-    return value.strip().lower() in {"1", "true", "yes", "on"}
-
-
-def _hub_offline() -> bool:
-    """HF_HUB_OFFLINE read at call time (huggingface_hub reads it once, at import)."""
-    flag = _env_flag("HF_HUB_OFFLINE")
-    if flag is not None:
-        return flag
-    from huggingface_hub import constants
-
-    return bool(constants.HF_HUB_OFFLINE)
-
-
-def _hub_cache_dir() -> str:
-    """The hub cache folder for the current environment (HF_HUB_CACHE, else HF_HOME/hub, else the default)."""
-    if os.environ.get("HF_HUB_CACHE"):
-        return os.path.expanduser(os.environ["HF_HUB_CACHE"])
-    if os.environ.get("HF_HOME"):
-        return os.path.join(os.path.expanduser(os.environ["HF_HOME"]), "hub")
-    from huggingface_hub import constants
-
-    return constants.HF_HUB_CACHE
-
-
 def _looks_like_path(name: str) -> bool:
     return (
         os.path.isabs(name)
@@ -441,36 +413,12 @@ def _looks_like_path(name: str) -> bool:
 
 
 def _resolve_hub_file(repo_id: str, filenames: list[str], what: str) -> str:
-    """Local path of the first of ``filenames`` found for hub repo ``repo_id`` (cache first; download unless
-    offline). Raises WeightsNotFoundError that says what to fetch and where to put it."""
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
+    """Local path of the first of ``filenames`` of hub repo ``repo_id`` (see :func:`vtr.models.hub.hub_file`)."""
+    from vtr.models.hub import hub_file
 
-    offline = _hub_offline()
-    cache_dir = _hub_cache_dir()
-    local_only = offline
-    problems = []
-    for filename in filenames:
-        try:
-            return hf_hub_download(repo_id, filename, cache_dir=cache_dir, local_files_only=local_only)
-        except HFValidationError as e:
-            raise WeightsNotFoundError(
-                f"{what}: {repo_id!r} is neither an existing local path nor a valid Hugging Face hub name ({e})"
-            ) from e
-        except LocalEntryNotFoundError as e:  # not cached, and offline or the hub unreachable
-            local_only = True  # don't wait for the network again for the next candidate
-            problems.append(f"{filename}: {type(e).__name__}")
-        except (OSError, ValueError) as e:  # no such repo or file on the hub, other I/O errors
-            problems.append(f"{filename}: {type(e).__name__}")
-    state = "HF_HUB_OFFLINE is set" if offline else "downloading failed"
-    raise WeightsNotFoundError(
-        f"{what} {repo_id!r} not found: none of {filenames} is in the Hugging Face cache {cache_dir} and {state} "
-        f"({'; '.join(problems)}). Either, on a machine with internet, run "
-        f"`hf download {repo_id}` (older huggingface_hub: `huggingface-cli download {repo_id}`) and copy its "
-        f"cache folder to {cache_dir} (or point HF_HOME at it); or download the model folder "
-        f"(config.json, vocab.txt, model.safetensors) from https://huggingface.co/{repo_id} anywhere and pass "
-        f"that folder's path instead of {repo_id!r}."
-    )
+    return hub_file(repo_id, filenames, what, otherwise=(
+        f"download the model folder (config.json, vocab.txt, model.safetensors) from https://huggingface.co/{repo_id} "
+        f"anywhere and pass that folder's path instead of {repo_id!r}"))
 
 
 def _resolve_weights_file(name_or_path: str) -> str:

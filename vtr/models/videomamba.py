@@ -29,6 +29,7 @@ __all__ = [
     "VideoMambaConfig",
     "VideoMamba",
     "VideoMambaOutput",
+    "VIDEOMAMBA_SIZES",
     "build_videomamba",
     "videomamba_tiny",
     "videomamba_small",
@@ -324,6 +325,15 @@ def masked_frame_mean(tokens, keep, num_frames):
     return sums / counts[..., None]
 
 
+#: The VideoMamba sizes (width D, depth), declared once: the entry points below and the registry's architectures
+#: (``videomamba_tiny_bert``, ...) are built from them.
+VIDEOMAMBA_SIZES = {
+    "tiny": dict(embed_dim=192, depth=24),  # VideoMamba-Ti, ≈7M params
+    "small": dict(embed_dim=384, depth=24),  # VideoMamba-S, ≈26M params
+    "middle": dict(embed_dim=576, depth=32),  # VideoMamba-M, ≈74M params: the released multimodal encoder
+}
+
+
 def build_videomamba(cfg: Optional[VideoMambaConfig] = None, **overrides):
     """The one builder: a :class:`VideoMamba` from a config (fields overridden by keyword)."""
     cfg = replace(cfg or VideoMambaConfig(), **overrides)
@@ -331,18 +341,18 @@ def build_videomamba(cfg: Optional[VideoMambaConfig] = None, **overrides):
 
 
 def videomamba_tiny(**overrides):
-    """VideoMamba-Ti: D 192, depth 24 (≈7M params)."""
-    return build_videomamba(VideoMambaConfig(embed_dim=192, depth=24), **overrides)
+    """VideoMamba-Ti (:data:`VIDEOMAMBA_SIZES`)."""
+    return build_videomamba(VideoMambaConfig(**VIDEOMAMBA_SIZES["tiny"]), **overrides)
 
 
 def videomamba_small(**overrides):
-    """VideoMamba-S: D 384, depth 24 (≈26M params)."""
-    return build_videomamba(VideoMambaConfig(embed_dim=384, depth=24), **overrides)
+    """VideoMamba-S (:data:`VIDEOMAMBA_SIZES`)."""
+    return build_videomamba(VideoMambaConfig(**VIDEOMAMBA_SIZES["small"]), **overrides)
 
 
 def videomamba_middle(**overrides):
-    """VideoMamba-M: D 576, depth 32 (≈74M params), the released multimodal encoder."""
-    return build_videomamba(VideoMambaConfig(embed_dim=576, depth=32), **overrides)
+    """VideoMamba-M (:data:`VIDEOMAMBA_SIZES`), the released multimodal encoder."""
+    return build_videomamba(VideoMambaConfig(**VIDEOMAMBA_SIZES["middle"]), **overrides)
 
 
 def videomamba_test(**overrides):

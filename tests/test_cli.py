@@ -1,0 +1,52 @@
+"""The vtr command's logging: the project's INFO lines, third-party chatter only with -v."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+# What a vtr verb does: log through the project's loggers and import faiss, whose loader logs at INFO/DEBUG
+# while it tries each instruction set; a third-party INFO line is also emitted directly so the check does not
+# depend on what this faiss build happens to print.
+SCRIPT = """
+import logging, sys
+from vtr.cli import setup_logging
+setup_logging(verbose=sys.argv[1] == "-v")
+import faiss  # noqa: F401
+logging.getLogger("index.build").info("own info line")
+logging.getLogger("vtr.models").debug("own debug line")
+logging.getLogger("faiss.loader").info("third-party info line")
+logging.getLogger("httpx").warning("third-party warning line")
+"""
+
+
+def run(flag):
+    done = subprocess.run([sys.executable, "-c", SCRIPT, flag], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stderr
+
+
+def test_third_party_logs_are_quiet_by_default():
+    err = run("-")
+    assert "index.build: own info line" in err and "third-party warning line" in err
+    assert "faiss" not in err and "own debug line" not in err
+
+
+def test_verbose_shows_everything():
+    err = run("-v")
+    assert "own info line" in err and "own debug line" in err
+    assert "faiss.loader: third-party info line" in err
+
+
+@pytest.mark.parametrize("argv, verbose", [(["models"], False), (["-v", "models"], True)])
+def test_the_command_sets_up_logging_from_its_flag(monkeypatch, capsys, argv, verbose):
+    from vtr import cli
+
+    calls = []
+    monkeypatch.setattr(cli, "setup_logging", calls.append)
+    assert cli.main(argv) == 0
+    assert calls == [verbose]
+    assert "videomamba_m16_25M" in capsys.readouterr().out
