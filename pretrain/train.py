@@ -25,6 +25,7 @@ import re
 import sys
 import time
 import warnings
+from collections import deque
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Optional
@@ -42,6 +43,8 @@ from vtr.data.shards import _seed, count_shard_samples, make_train_loader
 from vtr.masking import apply_keep
 
 logger = logging.getLogger("pretrain")
+VTM_CHANCE = -(math.log(1 / 3) / 3 + 2 * math.log(2 / 3) / 3)  # label entropy: 1 positive per 2 negatives
+ITM_LEARNED_FRACTION = 0.9
 NO_DECAY_NAMES = ("pos_embed", "cls_token", "temporal_pos_embedding", "temp")
 
 
@@ -348,6 +351,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     bar = tqdm(total=total_steps, initial=step, disable=not master, dynamic_ncols=True, file=sys.stdout)
     stop_at = min(total_steps, cfg.stop_after) if cfg.stop_after else total_steps
     t0, last = time.time(), {}
+    recent_vtm: deque[float] = deque(maxlen=max(cfg.log_every, 20))  # has the matching head learned anything?
 
     # ---------------------------------------------------------------- the loop
     while step < stop_at:
@@ -390,6 +394,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         step += 1
         bar.update(1)
         guard.observe_vtc(step, out["vtc"].item(), spread=batch_spread(pretrainer) if step % cfg.log_every == 0 else None)
+        if "vtm" in out:
+            recent_vtm.append(out["vtm"].item())
 
         if step % cfg.log_every == 0 or step == stop_at:
             values = torch.stack([v.detach().float() for v in out.values()])
@@ -444,8 +450,15 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         save_vtr_folder = out_dir / "model"
         from vtr.models.checkpoint import save_vtr
 
-        # The matching head is trained once VTM has run (or it came trained with the initial weights).
-        raw_model.cfg.itm_trained = raw_model.cfg.itm_trained or (cfg.loss_vtm > 0 and total_steps > cfg.vtm_start)
+        # The matching head counts as trained when it came trained with the initial weights, or when this run's VTM
+        # loss ended clearly below the entropy of its labels (1/3 positives: 0.637), which a head that learned
+        # nothing sits at. An untrained head re-ranks worse than the dual encoder, so the app hides re-ranking.
+        vtm_final = sum(recent_vtm) / len(recent_vtm) if recent_vtm else None
+        raw_model.cfg.itm_trained = raw_model.cfg.itm_trained or (
+            vtm_final is not None and vtm_final < ITM_LEARNED_FRACTION * VTM_CHANCE)
+        if cfg.loss_vtm and vtm_final is not None and not raw_model.cfg.itm_trained:
+            logger.warning("the matching head did not learn (final VTM loss %.3f, chance %.3f): the exported model "
+                           "offers no re-ranking", vtm_final, VTM_CHANCE)
         save_vtr(raw_model, save_vtr_folder, config_to_dict(raw_model.cfg, architecture=raw_model.architecture))
         logger.info("exported %s (load with vtr.create_model(%r))", save_vtr_folder, str(save_vtr_folder))
     if log_file is not None:
