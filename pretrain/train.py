@@ -506,10 +506,12 @@ def main(argv: list[str] | None = None) -> int:
         else:
             rest.append(argv[i])
             i += 1
-    rank = int(os.environ.get("RANK", 0))
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not logging.getLogger().handlers:  # python -m pretrain.train (vtr train has set logging up already)
+        from vtr.cli import setup_logging
+
+        setup_logging()
+        if int(os.environ.get("RANK", 0)) != 0:  # one rank speaks
+            logging.getLogger("pretrain").setLevel(logging.WARNING)
     try:
         cfg = load_config(config, rest)
     except (ValueError, OSError) as e:

@@ -130,8 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     fn = _resolve(known._target)
     if getattr(fn, "cli_passthrough", False):  # a program with its own command line (vtr train)
         verb_at = argv.index(known._parser.prog.split()[-1])
-        logging.basicConfig(level=logging.DEBUG if known.verbose else logging.INFO,
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        setup_logging(known.verbose)
         return _run(fn, argv[verb_at + 1:])
     sub: argparse.ArgumentParser = known._parser
     sub.description = (inspect.getdoc(fn) or "").split("\n\n")[0]
