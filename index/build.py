@@ -74,7 +74,7 @@ def weights_checksum(model) -> str:
     return state_dict_checksum(model)
 
 
-def manifest_for(model, window_s: float, stride_s: float) -> dict:
+def manifest_for(model, window_s: float, stride_s: float, precision: str = "fp32") -> dict:
     from vtr import __version__
 
     pre = model.preprocess
@@ -90,6 +90,9 @@ def manifest_for(model, window_s: float, stride_s: float) -> dict:
         "window_s": float(window_s),
         "stride_s": float(stride_s),
         "embed_dim": int(model.cfg.embed_dim),
+        # recorded, not checked: bf16 and fp32 vectors of one model agree to cosine 0.999, so an index built in one
+        # is searched and updated in the other (see vtr.precision)
+        "precision": precision,
         "vtr_version": __version__,
     }
 
@@ -117,12 +120,15 @@ class EmbeddedFile:
 class WindowEmbedder:
     """Normalises uint8 windows and runs ``encode_video`` in batches: ``[n, T, 3, S, S] uint8 → [n, E] float32``."""
 
-    def __init__(self, model, batch_size: int = 16):
+    def __init__(self, model, batch_size: int = 16, precision: str | None = None):
         import torch
+
+        from vtr.precision import resolve_precision
 
         self.model = model
         self.batch_size = int(batch_size)
         self.device = next(model.parameters()).device
+        self.precision = resolve_precision(precision, self.device)
         pre = model.preprocess
         self.mean = torch.tensor(pre.mean, dtype=torch.float32, device=self.device).view(1, 1, 3, 1, 1)
         self.std = torch.tensor(pre.std, dtype=torch.float32, device=self.device).view(1, 1, 3, 1, 1)
@@ -130,8 +136,10 @@ class WindowEmbedder:
     def __call__(self, frames: np.ndarray) -> np.ndarray:
         import torch
 
+        from vtr.precision import autocast
+
         out = []
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(self.precision, self.device):
             for k in range(0, len(frames), self.batch_size):
                 x = torch.from_numpy(np.ascontiguousarray(frames[k:k + self.batch_size])).to(self.device)
                 x = (x.float().div_(255.0) - self.mean) / self.std
@@ -141,7 +149,7 @@ class WindowEmbedder:
 
 def embed_files(model, files: list[tuple[object, str]], settings: DecodeSettings, batch_size: int = 16,
                 workers: int = 2, timeout_s: float = 120.0, progress: bool = True,
-                embedder=None) -> Iterator[EmbeddedFile | FileFailure]:
+                embedder=None, precision: str | None = None) -> Iterator[EmbeddedFile | FileFailure]:
     """Decode (worker processes) and embed (this process, in batches) every window of ``files``.
 
     Yields one EmbeddedFile per good file as soon as all its windows are embedded, one FileFailure per bad file.
@@ -149,7 +157,7 @@ def embed_files(model, files: list[tuple[object, str]], settings: DecodeSettings
     """
     from tqdm.auto import tqdm
 
-    embedder = embedder or WindowEmbedder(model, batch_size)
+    embedder = embedder or WindowEmbedder(model, batch_size, precision)
     pool = DecodePool(settings, workers=workers, timeout_s=timeout_s)
     state: dict = {}  # key -> {"chunks": {chunk: ChunkResult}, "vectors": {chunk: array}, "n_chunks": n}
     queue: list[tuple[object, int, np.ndarray]] = []  # (key, chunk, frames) not yet embedded
@@ -258,14 +266,15 @@ def build_index(dirs: list[str] | None, index: str, model=DEFAULT_MODEL, window_
                 stride_s: float = DEFAULT_STRIDE_S, batch_size: int = 16, workers: int = 2, timeout_s: float = 120.0,
                 factory: str | None = None, reembed: bool = False, retry_failed: bool = False,
                 device: str | None = None, thumbnails: bool = True, progress: bool = True,
-                extensions=VIDEO_EXTENSIONS) -> BuildReport:
+                extensions=VIDEO_EXTENSIONS, precision: str | None = None) -> BuildReport:
     """Create or incrementally update the index folder ``index`` from the videos under ``dirs``.
 
     ``dirs=None`` re-scans the folders recorded in the catalog (``update``). New files are embedded, changed files
     re-embedded, deleted files removed, renamed/moved files (same content hash) kept without re-embedding, files
     left pending by an interrupted build embedded. Failed files are retried only when they changed or with
     ``retry_failed``. A model or sampling setting that differs from ``manifest.json`` raises VtrError unless
-    ``reembed`` (then every file is embedded again).
+    ``reembed`` (then every file is embedded again). ``precision``: fp32, bf16 or auto/None (bf16 where it is
+    native, see :mod:`vtr.precision`); recorded in the manifest.
     """
     t_start = time.monotonic()
     index_dir = Path(index)
@@ -276,7 +285,10 @@ def build_index(dirs: list[str] | None, index: str, model=DEFAULT_MODEL, window_
     if old_manifest and dirs is None and window_s == DEFAULT_WINDOW_S and stride_s == DEFAULT_STRIDE_S:
         window_s, stride_s = old_manifest["window_s"], old_manifest["stride_s"]
     m = load_model(model, device)
-    manifest = manifest_for(m, window_s, stride_s)
+    from vtr.precision import resolve_precision
+
+    precision = resolve_precision(precision, next(m.parameters()).device)
+    manifest = manifest_for(m, window_s, stride_s, precision)
     catalog = Catalog(index_dir / CATALOG)
     report = BuildReport(index=str(index_dir))
     try:
@@ -317,7 +329,7 @@ def build_index(dirs: list[str] | None, index: str, model=DEFAULT_MODEL, window_
         settings = DecodeSettings(num_frames=manifest["num_frames"], img_size=manifest["img_size"],
                                   window_s=window_s, stride_s=stride_s, thumbnails=thumbnails)
         for item in embed_files(m, todo, settings, batch_size=batch_size, workers=workers, timeout_s=timeout_s,
-                                progress=progress):
+                                progress=progress, precision=precision):
             if isinstance(item, FileFailure):
                 with catalog.transaction():
                     catalog.mark_failed(item.key, item.reason)
