@@ -100,7 +100,14 @@ def build_frame_clip():
     return ViTB32().eval()
 
 
-def run_frame_clip(model, path: Path, precision: str, batch: int = 16) -> dict:
+def _sync(device) -> None:
+    import torch
+
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def run_frame_clip(model, path: Path, precision: str, batch: int = 16, device: str = "cpu") -> dict:
     """Decode one frame per second (in this process), resize to 224², normalise, embed in batches."""
     import torch
 
@@ -115,10 +122,11 @@ def run_frame_clip(model, path: Path, precision: str, batch: int = 16) -> dict:
         idx = [i for i in idx if i < reader.num_frames]
         frames = reader.get_frames(idx).permute(0, 3, 1, 2).contiguous()
     decode_s = time.perf_counter() - t0
-    with torch.inference_mode(), autocast(precision, "cpu"):
+    with torch.inference_mode(), autocast(precision, device):
         for k in range(0, len(frames), batch):
             x = resize_uint8(frames[k:k + batch], (224, 224))
-            model(normalize(x, mean, std))
+            model(normalize(x, mean, std).to(device))
+    _sync(device)
     return {"frames": len(idx), "wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0,
             "decode_s": decode_s}
 
@@ -157,7 +165,7 @@ def run_vtr_encoder(model, windows: int, precision: str, batch: int) -> dict:
     best, best_cpu = float("inf"), float("inf")
     for _ in range(2):
         t0, c0 = time.perf_counter(), time.process_time()
-        vectors = embedder(fake)
+        vectors = embedder(fake)  # returns numpy: already synchronised
         best, best_cpu = min(best, time.perf_counter() - t0), min(best_cpu, time.process_time() - c0)
     return {"s_per_window": best / windows, "cpu_s_per_window": best_cpu / windows, "vectors": vectors}
 
@@ -171,6 +179,7 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=4, help="windows per encoder batch (vtr)")
     p.add_argument("--workers", type=int, default=1, help="decode worker processes (vtr)")
     p.add_argument("--model", default="videomamba_middle_bert", help="architecture, random weights")
+    p.add_argument("--device", default="cpu", help="torch device of both encoders (decoding stays on CPU)")
     p.add_argument("--no-baseline", action="store_true", help="skip frame-CLIP")
     p.add_argument("--footage-dir", default=None, help="where generated footage is kept (default: a temp folder)")
     p.add_argument("--quick", action="store_true", help="720p only, 16 s of footage")
@@ -191,13 +200,13 @@ def main(argv=None) -> int:
 
     footage = Path(a.footage_dir or tempfile.mkdtemp(prefix="vtr-bench-footage-"))
     report = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
-                          "threads": torch.get_num_threads(), "native_bf16": cpu_has_native_bf16(),
+                          "threads": torch.get_num_threads(), "native_bf16": cpu_has_native_bf16(), "device": a.device,
                           "loadavg_at_start": os.getloadavg()},
               "args": vars(a), "rows": []}
     torch.manual_seed(0)
-    model = vtr.create_model(a.model).eval()
+    model = vtr.create_model(a.model).to(a.device).eval()
     model.index_source = a.model
-    clip = None if a.no_baseline else build_frame_clip()
+    clip = None if a.no_baseline else build_frame_clip().to(a.device)
 
     # encoder alone, per precision (and bf16 vs fp32 agreement of the same windows)
     enc = {}
@@ -237,7 +246,7 @@ def main(argv=None) -> int:
                   f"min/h (encoder alone {row['encoder_alone_min_per_hour']:.1f}; build reaches "
                   f"{100 * row['build_vs_encoder']:.0f}%)  load {row['loadavg']:.1f}", flush=True)
             if clip is not None:
-                c = run_frame_clip(clip, path, prec)
+                c = run_frame_clip(clip, path, prec, device=a.device)
                 row = {"system": "frame-CLIP B/32 1fps", "resolution": res, "precision": prec, "policy": "1 fps",
                        "video_s": a.seconds, "units": c["frames"], "wall_s": c["wall_s"], "cpu_s": c["cpu_s"],
                        "min_per_hour": c["wall_s"] / a.seconds * 60, "cpu_min_per_hour": c["cpu_s"] / a.seconds * 60,

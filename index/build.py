@@ -45,7 +45,7 @@ VECTORS = "vectors.faiss"
 THUMBNAILS = "thumbnails"
 #: manifest keys that must match for new vectors to be comparable with the stored ones
 SETTINGS_KEYS = ("model", "weights_checksum", "num_frames", "img_size", "mean", "std", "window_s", "stride_s",
-                 "embed_dim")
+                 "window_policy", "embed_dim")
 
 
 # ----------------------------------------------------------------------------------------------------- model
@@ -74,7 +74,8 @@ def weights_checksum(model) -> str:
     return state_dict_checksum(model)
 
 
-def manifest_for(model, window_s: float, stride_s: float, precision: str = "fp32") -> dict:
+def manifest_for(model, window_s: float, stride_s: float, precision: str = "fp32",
+                 window_policy: str = "stride") -> dict:
     from vtr import __version__
 
     pre = model.preprocess
@@ -89,6 +90,7 @@ def manifest_for(model, window_s: float, stride_s: float, precision: str = "fp32
         "max_txt_l": int(pre.max_txt_l),
         "window_s": float(window_s),
         "stride_s": float(stride_s),
+        "window_policy": window_policy,
         "embed_dim": int(model.cfg.embed_dim),
         # recorded, not checked: bf16 and fp32 vectors of one model agree to cosine 0.999, so an index built in one
         # is searched and updated in the other (see vtr.precision)
@@ -103,6 +105,7 @@ def read_manifest(index_dir) -> dict | None:
 
 
 def check_manifest(old: dict, new: dict) -> list[str]:
+    old = {"window_policy": "stride", **old}  # indexes built before window policies existed
     return [f"{k}: index has {old.get(k)!r}, now {new.get(k)!r}" for k in SETTINGS_KEYS if old.get(k) != new.get(k)]
 
 
@@ -118,15 +121,23 @@ class EmbeddedFile:
 
 
 class WindowEmbedder:
-    """Normalises uint8 windows and runs ``encode_video`` in batches: ``[n, T, 3, S, S] uint8 → [n, E] float32``."""
+    """Normalises uint8 windows and runs ``encode_video`` in batches: ``[n, T, 3, S, S] uint8 → [n, E] float32``.
 
-    def __init__(self, model, batch_size: int = 16, precision: str | None = None):
+    reuse_duplicates: a window that is a near-duplicate of the last encoded one takes its vector instead of
+    running the encoder (:class:`index.policies.DuplicateFilter`; the ``shots`` window policy turns it on).
+    """
+
+    def __init__(self, model, batch_size: int = 16, precision: str | None = None, reuse_duplicates: bool = False):
         import torch
 
+        from index.policies import DuplicateFilter
         from vtr.precision import resolve_precision
 
         self.model = model
         self.batch_size = int(batch_size)
+        self.duplicates = DuplicateFilter() if reuse_duplicates else None
+        self.reused = 0  # windows that took another window's vector
+        self._last_vector = None
         self.device = next(model.parameters()).device
         self.precision = resolve_precision(precision, self.device)
         pre = model.preprocess
@@ -134,6 +145,21 @@ class WindowEmbedder:
         self.std = torch.tensor(pre.std, dtype=torch.float32, device=self.device).view(1, 1, 3, 1, 1)
 
     def __call__(self, frames: np.ndarray) -> np.ndarray:
+        if self.duplicates is None:
+            return self._encode(frames)
+        encode, source = self.duplicates.split(frames)
+        vectors = self._encode(frames[encode])
+        out = np.empty((len(frames), vectors.shape[1]), np.float32)
+        out[encode] = vectors
+        reuse = np.flatnonzero(source != np.arange(len(frames)))
+        for k in reuse:  # source -1: the last window of the previous call
+            out[k] = out[source[k]] if source[k] >= 0 else self._last_vector
+        self.reused += len(reuse)
+        if len(frames):
+            self._last_vector = out[encode[-1]] if len(encode) else self._last_vector
+        return out
+
+    def _encode(self, frames: np.ndarray) -> np.ndarray:
         import torch
 
         from vtr.precision import autocast
@@ -157,7 +183,8 @@ def embed_files(model, files: list[tuple[object, str]], settings: DecodeSettings
     """
     from tqdm.auto import tqdm
 
-    embedder = embedder or WindowEmbedder(model, batch_size, precision)
+    embedder = embedder or WindowEmbedder(model, batch_size, precision,
+                                          reuse_duplicates=settings.window_policy == "shots")
     pool = DecodePool(settings, workers=workers, timeout_s=timeout_s)
     state: dict = {}  # key -> {"chunks": {chunk: ChunkResult}, "vectors": {chunk: array}, "n_chunks": n}
     queue: list[tuple[object, int, np.ndarray]] = []  # (key, chunk, frames) not yet embedded
@@ -266,7 +293,8 @@ def build_index(dirs: list[str] | None, index: str, model=DEFAULT_MODEL, window_
                 stride_s: float = DEFAULT_STRIDE_S, batch_size: int = 16, workers: int = 2, timeout_s: float = 120.0,
                 factory: str | None = None, reembed: bool = False, retry_failed: bool = False,
                 device: str | None = None, thumbnails: bool = True, progress: bool = True,
-                extensions=VIDEO_EXTENSIONS, precision: str | None = None) -> BuildReport:
+                extensions=VIDEO_EXTENSIONS, precision: str | None = None,
+                window_policy: str | None = None) -> BuildReport:
     """Create or incrementally update the index folder ``index`` from the videos under ``dirs``.
 
     ``dirs=None`` re-scans the folders recorded in the catalog (``update``). New files are embedded, changed files
@@ -274,7 +302,8 @@ def build_index(dirs: list[str] | None, index: str, model=DEFAULT_MODEL, window_
     left pending by an interrupted build embedded. Failed files are retried only when they changed or with
     ``retry_failed``. A model or sampling setting that differs from ``manifest.json`` raises VtrError unless
     ``reembed`` (then every file is embedded again). ``precision``: fp32, bf16 or auto/None (bf16 where it is
-    native, see :mod:`vtr.precision`); recorded in the manifest.
+    native, see :mod:`vtr.precision`); recorded in the manifest. ``window_policy``: ``stride`` (default) or
+    ``shots`` (see :mod:`index.policies`); None keeps an existing index's policy.
     """
     t_start = time.monotonic()
     index_dir = Path(index)
@@ -284,11 +313,16 @@ def build_index(dirs: list[str] | None, index: str, model=DEFAULT_MODEL, window_
         model = old_manifest["model"]  # update: the index's own model unless one is named
     if old_manifest and dirs is None and window_s == DEFAULT_WINDOW_S and stride_s == DEFAULT_STRIDE_S:
         window_s, stride_s = old_manifest["window_s"], old_manifest["stride_s"]
+    if window_policy is None:
+        window_policy = (old_manifest or {}).get("window_policy", "stride")
+    from index.policies import check_policy
+
+    check_policy(window_policy)
     m = load_model(model, device)
     from vtr.precision import resolve_precision
 
     precision = resolve_precision(precision, next(m.parameters()).device)
-    manifest = manifest_for(m, window_s, stride_s, precision)
+    manifest = manifest_for(m, window_s, stride_s, precision, window_policy)
     catalog = Catalog(index_dir / CATALOG)
     report = BuildReport(index=str(index_dir))
     try:
@@ -327,7 +361,8 @@ def build_index(dirs: list[str] | None, index: str, model=DEFAULT_MODEL, window_
             catalog.set_meta("roots", roots)
 
         settings = DecodeSettings(num_frames=manifest["num_frames"], img_size=manifest["img_size"],
-                                  window_s=window_s, stride_s=stride_s, thumbnails=thumbnails)
+                                  window_s=window_s, stride_s=stride_s, thumbnails=thumbnails,
+                                  window_policy=window_policy)
         for item in embed_files(m, todo, settings, batch_size=batch_size, workers=workers, timeout_s=timeout_s,
                                 progress=progress, precision=precision):
             if isinstance(item, FileFailure):

@@ -12,7 +12,8 @@ from index.windows import DEFAULT_STRIDE_S, DEFAULT_WINDOW_S
 def build_command(dirs: list[str], index: str = None, model: str = DEFAULT_MODEL, window_s: float = DEFAULT_WINDOW_S,
                   stride_s: float = DEFAULT_STRIDE_S, batch_size: int = 16, workers: int = 2,
                   timeout_s: float = 120.0, factory: str = None, reembed: bool = False, retry_failed: bool = False,
-                  device: str = None, thumbnails: bool = True, precision: str = "auto") -> int:
+                  device: str = None, thumbnails: bool = True, precision: str = "auto",
+                  window_policy: str = None) -> int:
     """Index the videos under one or more folders (create the index, or update it incrementally).
 
     dirs: folders (scanned recursively) or video files
@@ -29,11 +30,13 @@ def build_command(dirs: list[str], index: str = None, model: str = DEFAULT_MODEL
     device: torch device for the encoder (default: cuda if available, else cpu)
     thumbnails: write a JPEG thumbnail per window
     precision: encoder precision: fp32, bf16 or auto (bf16 on CUDA or a CPU with native bf16, else fp32)
+    window_policy: stride (window_s windows every stride_s, the default for a new index) or shots (windows inside shots, still windows reuse a vector)
     """
     _need_index(index)
     report = build_index(dirs, index, model=model, window_s=window_s, stride_s=stride_s, batch_size=batch_size,
                          workers=workers, timeout_s=timeout_s, factory=factory, reembed=reembed,
-                         retry_failed=retry_failed, device=device, thumbnails=thumbnails, precision=precision)
+                         retry_failed=retry_failed, device=device, thumbnails=thumbnails, precision=precision,
+                         window_policy=window_policy)
     print(report.summary())
     for path, reason in report.failures:
         print(f"  failed: {path}: {reason}")

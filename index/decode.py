@@ -26,7 +26,8 @@ from typing import Iterator
 
 import numpy as np
 
-from index.windows import DEFAULT_STRIDE_S, DEFAULT_WINDOW_S, plan_windows, window_frame_indices
+from index.policies import plan_file_windows
+from index.windows import DEFAULT_STRIDE_S, DEFAULT_WINDOW_S, window_frame_indices
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ class DecodeSettings:
     stride_s: float = DEFAULT_STRIDE_S
     chunk_windows: int = 16
     thumbnails: bool = True
+    window_policy: str = "stride"  # see index.policies
 
 
 @dataclass
@@ -94,7 +96,8 @@ def decode_chunk(path: str, chunk: int, settings: DecodeSettings, key=None) -> C
     with open_video(path) as reader:
         meta = {"num_frames": int(reader.num_frames), "fps": float(reader.fps), "duration": float(reader.duration),
                 "width": int(reader.width), "height": int(reader.height)}
-        windows = plan_windows(meta["duration"], settings.window_s, settings.stride_s)
+        windows = plan_file_windows(path, meta["duration"], settings.window_policy, settings.window_s,
+                                    settings.stride_s)
         n_chunks = max(1, -(-len(windows) // settings.chunk_windows))
         part = windows[chunk * settings.chunk_windows:(chunk + 1) * settings.chunk_windows]
         per_window = [window_frame_indices(w, reader.fps, reader.num_frames, settings.num_frames) for w in part]
