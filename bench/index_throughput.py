@@ -3,10 +3,13 @@
 For each resolution (generated footage: textured shots with hard cuts, some static, H.264 at 24 fps) and each
 precision, in ONE run so the ratios share the machine's load:
 
-- ``vtr build``     decode (worker processes) + encode every window with the release-size model
+- ``vtr build``     per window policy (``stride``, ``shots``: :mod:`index.policies`): decode (worker processes)
+                    + encode every window (``enc``: windows that ran the encoder) with the release-size model
                     (``videomamba_middle_bert``, random weights: speed does not depend on them) through
                     :func:`index.build.embed_files`, exactly what ``vtr index build`` runs between its catalog
                     commits (model loading and the FAISS sync are excluded: a fixed cost, not per hour);
+- ``vtr decode``    decoding alone (one thread, this process): window planning, frames, model-size resize,
+                    thumbnails; what the decode workers must keep up with;
 - ``vtr encoder``   the encoder alone on pre-decoded windows (:class:`index.build.WindowEmbedder`), the ceiling
                     the build is compared with (``build/enc``: fraction of it the build reaches);
 - ``frame-CLIP``    ViT-B/32 (built here in torch: width 768, 12 layers, 32² patches) on one frame per second,
@@ -46,8 +49,9 @@ FPS = 24
 
 # ------------------------------------------------------------------------------------------------- footage
 def make_footage(path: Path, seconds: float, width: int, height: int, seed: int = 0) -> Path:
-    """H.264 footage of shots 3-10 s long with hard cuts: each shot a random texture, panning or (one in three)
-    static. Textures are drawn at 1/8 resolution and upscaled, so generation stays cheap at 4K."""
+    """H.264 footage of shots 3-10 s long with hard cuts: each shot a random texture over its own colour cast,
+    panning or (one in three) static. Textures are drawn at 1/8 resolution and upscaled, so generation stays
+    cheap at 4K."""
     import av
 
     rng = np.random.default_rng(seed)
@@ -60,7 +64,8 @@ def make_footage(path: Path, seconds: float, width: int, height: int, seed: int 
         total = int(seconds * FPS)
         while t < total:
             shot = min(total - t, int(rng.uniform(3, 10) * FPS))
-            small = rng.integers(0, 256, (height // 8 + 1, width // 8 + 1, 3), dtype=np.uint8)
+            tint = rng.integers(0, 256, 3)
+            small = (rng.integers(0, 256, (height // 8 + 1, width // 8 + 1, 3)) // 2 + tint // 2).astype(np.uint8)
             base = np.repeat(np.repeat(small, 8, 0), 8, 1)[:height, :width]
             speed = 0 if rng.random() < 1 / 3 else int(rng.integers(2, 9))
             for i in range(shot):
@@ -137,21 +142,43 @@ def _children_cpu_s() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def run_vtr_build(model, path: Path, precision: str, batch: int, workers: int) -> dict:
-    from index.build import embed_files
+def run_vtr_build(model, path: Path, precision: str, batch: int, workers: int, policy: str = "stride") -> dict:
+    from index.build import WindowEmbedder, embed_files
     from index.decode import DecodeSettings, FileFailure
 
     pre = model.preprocess
-    settings = DecodeSettings(num_frames=pre.num_frames, img_size=pre.img_size)
+    settings = DecodeSettings(num_frames=pre.num_frames, img_size=pre.img_size, window_policy=policy)
+    embedder = WindowEmbedder(model, batch, precision, reuse_duplicates=policy == "shots")
     t0, c0, k0 = time.perf_counter(), time.process_time(), _children_cpu_s()
     items = list(embed_files(model, [(0, str(path))], settings, batch_size=batch, workers=workers, progress=False,
-                             precision=precision))
+                             embedder=embedder))
     wall = time.perf_counter() - t0
     failed = [i for i in items if isinstance(i, FileFailure)]
     if failed:
         raise RuntimeError(f"build failed: {failed[0].reason}")
-    return {"windows": len(items[0].windows), "wall_s": wall,
+    return {"windows": len(items[0].windows), "reused": embedder.reused, "wall_s": wall,
             "cpu_s": time.process_time() - c0 + _children_cpu_s() - k0}
+
+
+def run_vtr_decode(model, path: Path, policy: str = "stride") -> dict:
+    """Decoding alone, in this process (one decoding thread, as in a worker): every chunk of the file, the
+    window planning (cut detection for ``shots``), the model-size resize and the thumbnails."""
+    import torch
+
+    from index.decode import DecodeSettings, decode_chunk
+
+    pre = model.preprocess
+    settings = DecodeSettings(num_frames=pre.num_frames, img_size=pre.img_size, window_policy=policy)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # what a decode worker runs with
+    try:
+        t0, c0 = time.perf_counter(), time.process_time()
+        first = decode_chunk(str(path), 0, settings)
+        for c in range(1, first.n_chunks):
+            decode_chunk(str(path), c, settings)
+        return {"windows": first.n_windows, "wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0}
+    finally:
+        torch.set_num_threads(threads)
 
 
 def run_vtr_encoder(model, windows: int, precision: str, batch: int) -> dict:
@@ -176,6 +203,7 @@ def main(argv=None) -> int:
     p.add_argument("--resolutions", default="720p,1080p", help=f"comma separated, of {', '.join(RESOLUTIONS)}")
     p.add_argument("--seconds", type=float, default=32.0, help="seconds of footage per resolution")
     p.add_argument("--precisions", default="fp32,bf16")
+    p.add_argument("--policies", default="stride,shots", help="window policies (index.policies)")
     p.add_argument("--batch-size", type=int, default=4, help="windows per encoder batch (vtr)")
     p.add_argument("--workers", type=int, default=1, help="decode worker processes (vtr)")
     p.add_argument("--model", default="videomamba_middle_bert", help="architecture, random weights")
@@ -189,6 +217,7 @@ def main(argv=None) -> int:
         a.resolutions, a.seconds = "720p", 16.0
     resolutions = [r for r in a.resolutions.split(",") if r]
     precisions = [x for x in a.precisions.split(",") if x]
+    policies = [x for x in a.policies.split(",") if x]
     for r in resolutions:
         if r not in RESOLUTIONS:
             p.error(f"unknown resolution {r!r}")
@@ -227,24 +256,39 @@ def main(argv=None) -> int:
 
     for res in resolutions:
         w, h = RESOLUTIONS[res]
-        path = footage / f"footage_{res}_{int(a.seconds)}s.mp4"
+        path = footage / f"footage_v2_{res}_{int(a.seconds)}s.mp4"
         if not path.is_file():
             t0 = time.perf_counter()
             make_footage(path, a.seconds, w, h)
             print(f"[footage] {res}: {a.seconds:g} s generated in {time.perf_counter() - t0:.1f} s", flush=True)
-        for prec in precisions:
-            b = run_vtr_build(model, path, prec, a.batch_size, a.workers)
-            e = enc[prec]
-            enc_s = e["s_per_window"] * b["windows"]
-            row = {"system": "vtr build", "resolution": res, "precision": prec, "policy": "stride",
-                   "video_s": a.seconds, "units": b["windows"], "wall_s": b["wall_s"], "cpu_s": b["cpu_s"],
-                   "min_per_hour": b["wall_s"] / a.seconds * 60, "cpu_min_per_hour": b["cpu_s"] / a.seconds * 60,
-                   "encoder_alone_min_per_hour": enc_s / a.seconds * 60, "build_vs_encoder": enc_s / b["wall_s"],
+        for policy in policies:
+            from index.policies import _shot_windows_cached
+
+            _shot_windows_cached.cache_clear()  # the cut detection is part of the decoding cost
+            d = run_vtr_decode(model, path, policy)
+            row = {"system": "vtr decode only", "resolution": res, "precision": "-", "policy": policy,
+                   "video_s": a.seconds, "units": d["windows"], "wall_s": d["wall_s"], "cpu_s": d["cpu_s"],
+                   "min_per_hour": d["wall_s"] / a.seconds * 60, "cpu_min_per_hour": d["cpu_s"] / a.seconds * 60,
                    "loadavg": os.getloadavg()[0]}
             report["rows"].append(row)
-            print(f"[vtr] {res} {prec}: {b['windows']} windows in {b['wall_s']:.1f} s -> {row['min_per_hour']:.1f} "
-                  f"min/h (encoder alone {row['encoder_alone_min_per_hour']:.1f}; build reaches "
-                  f"{100 * row['build_vs_encoder']:.0f}%)  load {row['loadavg']:.1f}", flush=True)
+            print(f"[decode] {res} {policy}: {d['windows']} windows decoded in {d['wall_s']:.1f} s -> "
+                  f"{row['min_per_hour']:.1f} min/h  load {row['loadavg']:.1f}", flush=True)
+        for prec in precisions:
+            for policy in policies:
+                b = run_vtr_build(model, path, prec, a.batch_size, a.workers, policy)
+                e = enc[prec]
+                encoded = b["windows"] - b["reused"]
+                enc_s = e["s_per_window"] * encoded
+                row = {"system": "vtr build", "resolution": res, "precision": prec, "policy": policy,
+                       "video_s": a.seconds, "units": b["windows"], "encoded": encoded, "wall_s": b["wall_s"],
+                       "cpu_s": b["cpu_s"], "min_per_hour": b["wall_s"] / a.seconds * 60,
+                       "cpu_min_per_hour": b["cpu_s"] / a.seconds * 60,
+                       "encoder_alone_min_per_hour": enc_s / a.seconds * 60, "build_vs_encoder": enc_s / b["wall_s"],
+                       "loadavg": os.getloadavg()[0]}
+                report["rows"].append(row)
+                print(f"[vtr] {res} {prec} {policy}: {b['windows']} windows ({encoded} encoded) in {b['wall_s']:.1f} s "
+                      f"-> {row['min_per_hour']:.1f} min/h (encoder alone {row['encoder_alone_min_per_hour']:.1f}; "
+                      f"build reaches {100 * row['build_vs_encoder']:.0f}%)  load {row['loadavg']:.1f}", flush=True)
             if clip is not None:
                 c = run_frame_clip(clip, path, prec, device=a.device)
                 row = {"system": "frame-CLIP B/32 1fps", "resolution": res, "precision": prec, "policy": "1 fps",
@@ -265,12 +309,13 @@ def main(argv=None) -> int:
 
 
 def print_table(report: dict) -> None:
-    print(f"\n{'system':22s} {'res':>6s} {'prec':>5s} {'policy':>7s} {'units':>6s} {'wall s':>7s} {'min/h':>7s} "
+    print(f"\n{'system':22s} {'res':>6s} {'prec':>5s} {'policy':>7s} {'units':>6s} {'enc':>4s} {'wall s':>7s} {'min/h':>7s} "
           f"{'cpu/h':>7s} {'enc min/h':>9s} {'build/enc':>9s} {'load':>5s}")
     for r in report["rows"]:
         enc = f"{r['encoder_alone_min_per_hour']:9.1f}" if "encoder_alone_min_per_hour" in r else f"{'':9s}"
         ratio = f"{100 * r['build_vs_encoder']:8.0f}%" if "build_vs_encoder" in r else f"{'':9s}"
         print(f"{r['system']:22s} {r['resolution']:>6s} {r['precision']:>5s} {r['policy']:>7s} {r['units']:6d} "
+              f"{r.get('encoded', r['units']):4d} "
               f"{r['wall_s']:7.1f} {r['min_per_hour']:7.1f} {r['cpu_min_per_hour']:7.1f} {enc} {ratio} "
               f"{r['loadavg']:5.1f}")
     m = report["machine"]
