@@ -9,6 +9,7 @@ Sections (``--sections``, comma separated; default all):
 - ``baselines`` two ViTs with VideoMamba-M's parameter count and joint space-time attention: through torch
                 SDPA, and with materialised softmax(QKᵀ)V (the paper's Fig. 1 baseline).
 - ``breakdown`` where the time of VideoMamba-M 8×224² goes (scan, matmuls, conv, norms, flips/copies/other).
+- ``conv``      (not in the default list) the mixer's conv1d + SiLU alone: torch vs the fused numba kernel.
 - ``ab``        (not in the default list) VideoMamba-M in one process with the ``--fused`` variants alternated
                 forward by forward, per dtype and ``--batch``: ``--sections ab --fused 1,0 --dtypes fp32,bf16``.
 
@@ -366,6 +367,46 @@ def section_breakdown(args):
     return out
 
 
+def section_conv(args):
+    """The causal conv1d + SiLU of one VideoMamba-M mixer direction ([1, 1152, 1569] out of xz [1, 2304, 1569]):
+    torch (what VTR_FUSED=0 runs: an explicit flip for the backward direction, a cast, one pass per tap) vs the
+    numba kernel, variants alternated call by call; best CPU and wall milliseconds of ``--conv-repeats`` calls."""
+    import torch
+
+    from vtr.models.mamba import causal_conv1d_silu
+    from vtr.ops.mixer_ops import causal_conv1d_silu_fused
+
+    di, length = 1152, 1569
+    w, b = torch.randn(di, 1, 4), torch.randn(di)
+    out = []
+    for dtype in args.dtypes:
+        xz = torch.randn(1, 2 * di, length).to(torch.bfloat16 if dtype == "bf16" else torch.float32)
+        variants = {
+            "torch fwd": lambda: causal_conv1d_silu(xz[:, :di], w, b),
+            "torch bwd (flip)": lambda: causal_conv1d_silu(xz.flip(-1)[:, :di], w, b),
+            "fused fwd": lambda: causal_conv1d_silu_fused(xz, 0, di, w, b, reverse=False),
+            "fused bwd (reverse)": lambda: causal_conv1d_silu_fused(xz, 0, di, w, b, reverse=True),
+        }
+        wall = {k: [] for k in variants}
+        cpu = {k: [] for k in variants}
+        with torch.inference_mode():
+            for fn in variants.values():
+                fn()
+            for _ in range(args.conv_repeats):
+                for k, fn in variants.items():
+                    t0, c0 = time.perf_counter(), time.process_time()
+                    fn()
+                    wall[k].append(time.perf_counter() - t0)
+                    cpu[k].append(time.process_time() - c0)
+        for k in variants:
+            row = {"dtype": dtype, "variant": k, "wall_ms": 1e3 * min(wall[k]), "cpu_ms": 1e3 * min(cpu[k]),
+                   "loadavg": os.getloadavg()[0]}
+            out.append(row)
+            print(f"[conv] {dtype} {k:20s} wall {row['wall_ms']:7.2f} ms  CPU {row['cpu_ms']:7.2f} ms  "
+                  f"load {row['loadavg']:.1f}", flush=True)
+    return out
+
+
 def section_ab(args):
     """VideoMamba-M, one process, the VTR_FUSED variants alternated forward by forward (``--ab-repeats`` each,
     per dtype and batch): the fairest side-by-side on a shared machine, since load changes hit every variant."""
@@ -478,6 +519,7 @@ def main(argv=None):
     p.add_argument("--fused", default="1",
                    help="VTR_FUSED values to compare side by side, e.g. 1,0 (numba conv+SiLU and RMSNorm on/off)")
     p.add_argument("--ab-repeats", type=int, default=4, help="forwards per variant in the ab section")
+    p.add_argument("--conv-repeats", type=int, default=50, help="calls per variant in the conv section")
     p.add_argument("--rounds", type=int, default=1,
                    help="run the whole VideoMamba list this many times, interleaved; the table keeps every row")
     p.add_argument("--repeats", type=int, default=2, help="timed forwards per config (the minimum is reported)")
@@ -527,6 +569,8 @@ def main(argv=None):
     report["encoder"], report["baselines"] = encoder_rows, baseline_rows
     if "breakdown" in sections:
         report["breakdown"] = section_breakdown(args)
+    if "conv" in sections:
+        report["conv"] = section_conv(args)
     if "ab" in sections:
         report["ab"] = section_ab(args)
     print_table(encoder_rows + baseline_rows)
