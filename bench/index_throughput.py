@@ -309,7 +309,8 @@ def main(argv=None) -> int:
 
 
 def print_table(report: dict) -> None:
-    print(f"\n{'system':22s} {'res':>6s} {'prec':>5s} {'policy':>7s} {'units':>6s} {'enc':>4s} {'wall s':>7s} {'min/h':>7s} "
+    print(f"\n{'system':22s} {'res':>6s} {'prec':>5s} {'policy':>7s} {'units':>6s} {'enc':>4s} {'wall s':>7s} "
+          f"{'min/h':>7s} "
           f"{'cpu/h':>7s} {'enc min/h':>9s} {'build/enc':>9s} {'load':>5s}")
     for r in report["rows"]:
         enc = f"{r['encoder_alone_min_per_hour']:9.1f}" if "encoder_alone_min_per_hour" in r else f"{'':9s}"

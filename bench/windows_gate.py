@@ -44,7 +44,8 @@ def main(argv=None) -> int:
             res = run_index(corpus, model_dir, Path(tmp) / "index", clip_seconds, window_policy=policy)
             res.update(policy=policy, seconds=time.perf_counter() - t0, loadavg=os.getloadavg()[0])
         rows.append(res)
-    print(f"\n{'policy':8s} {'files':>5s} {'windows':>7s} {'queries':>7s} {'top-1 hit rate':>15s} {'s':>6s} {'load':>5s}")
+    print(f"\n{'policy':8s} {'files':>5s} {'windows':>7s} {'queries':>7s} {'top-1 hit rate':>15s} {'s':>6s} "
+          f"{'load':>5s}")
     for r in rows:
         print(f"{r['policy']:8s} {r['files']:5d} {r['windows']:7d} {r['queries']:7d} {r['top1_hit_rate']:14.1f}% "
               f"{r['seconds']:6.1f} {r['loadavg']:5.1f}")

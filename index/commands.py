@@ -30,7 +30,7 @@ def build_command(dirs: list[str], index: str = None, model: str = DEFAULT_MODEL
     device: torch device for the encoder (default: cuda if available, else cpu)
     thumbnails: write a JPEG thumbnail per window
     precision: encoder precision: fp32, bf16 or auto (bf16 on CUDA or a CPU with native bf16, else fp32)
-    window_policy: stride (window_s windows every stride_s, the default for a new index) or shots (windows inside shots, still windows reuse a vector)
+    window_policy: stride (window_s windows every stride_s; new index default) or shots (windows inside shots)
     """
     _need_index(index)
     report = build_index(dirs, index, model=model, window_s=window_s, stride_s=stride_s, batch_size=batch_size,

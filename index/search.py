@@ -172,13 +172,12 @@ class VideoIndex:
         import torch
 
         from vtr.data.transforms import normalize, resize_uint8
+        from vtr.precision import autocast, resolve_precision
 
         model = self.model
         pre = model.preprocess
         x = resize_uint8(frames_uint8, (pre.img_size, pre.img_size))
         x = torch.stack([normalize(clip, pre.mean, pre.std) for clip in x])
-        from vtr.precision import autocast, resolve_precision
-
         device = next(model.parameters()).device
         with torch.inference_mode(), autocast(resolve_precision(self._precision, device), device):
             out = model.encode_video(x.to(device), return_tokens=return_tokens)
