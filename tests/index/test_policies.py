@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from index.build import WindowEmbedder, build_index, index_status
-from index.policies import (DETECT_FPS, DuplicateFilter, detection_frames, find_cuts, plan_file_windows,
+from index.policies import (DETECT_FPS, DuplicateFilter, detection_frames, find_cuts, plan_chunk_windows,
                             plan_shot_windows)
 from index.windows import Window, plan_windows
 from tests.index.media import textured_frames
@@ -56,11 +56,21 @@ def test_detection_on_a_real_video_finds_the_cuts(tmp_path):
     assert frames.shape[1:] == (18, 32, 3) and abs(len(times) - 30 * DETECT_FPS) <= 2
     cuts = find_cuts(times, frames)
     assert len(cuts) == 2 and all(abs(c - t) <= 1.0 / DETECT_FPS + 1e-6 for c, t in zip(cuts, (5.0, 21.0))), cuts
-    windows = plan_file_windows(str(path), 30.0, "shots", 8.0, 4.0)
+    windows, n, n_chunks = plan_chunk_windows(str(path), 30.0, "shots", 8.0, 4.0, 0, 16)
+    assert n == -1 and n_chunks == 1
     assert not any(w.start < c < w.end for w in windows for c in cuts)  # no window straddles a cut
-    assert plan_file_windows(str(path), 30.0, "stride", 8.0, 4.0) == plan_windows(30.0)
+    assert windows[0].start == 0.0 and windows[-1].end == 30.0
+    # in spans of 2 windows (16 s): chunk 1 starts at the span's start, decodes only its own span, same cut
+    first, _, n_chunks = plan_chunk_windows(str(path), 30.0, "shots", 8.0, 4.0, 0, 2)
+    second, _, _ = plan_chunk_windows(str(path), 30.0, "shots", 8.0, 4.0, 1, 2)
+    assert n_chunks == 2 and first[-1].end == second[0].start == 16.0 and second[-1].end == 30.0
+    assert any(abs(w.start - cuts[1]) < 1e-6 for w in second)
+    times, _ = detection_frames(str(path), 16.0, 30.0)
+    assert times[0] == pytest.approx(16.0, abs=0.11) and times[-1] < 30.0
+    stride, n, n_chunks = plan_chunk_windows(str(path), 30.0, "stride", 8.0, 4.0, 1, 4)
+    assert stride == plan_windows(30.0)[4:] and n == len(plan_windows(30.0)) and n_chunks == 2
     with pytest.raises(VtrError, match="window policy"):
-        plan_file_windows(str(path), 30.0, "scenes", 8.0, 4.0)
+        plan_chunk_windows(str(path), 30.0, "scenes", 8.0, 4.0, 0, 16)
 
 
 def test_duplicate_filter_reuses_only_near_identical_windows():
