@@ -7,8 +7,8 @@ every moment lies in two windows.
 scaled to ``DETECT_SIZE`` by the decoder), each shot gets ``ceil(length / window_s)`` equal windows that do not
 overlap and never straddle a cut, and shots shorter than ``MIN_SHOT_S`` join the previous one (a file is planned in
 spans of ``chunk_windows · window_s`` seconds, one per decode task; a span's end is a window boundary). A window whose
-frames are a near-duplicate of the window just embedded before it (a static scene cut into several windows,
-a still slide) reuses that window's vector instead of running the encoder (:class:`DuplicateFilter`). Fewer
+frames are a near-duplicate of the last window the encoder ran on (a static scene cut into several windows, a
+still slide) reuses that window's vector instead of running the encoder (:class:`DuplicateFilter`). Fewer
 windows (about one per shot or per ``window_s`` instead of two per ``window_s``) and no encoder for still ones.
 """
 
