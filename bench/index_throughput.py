@@ -18,8 +18,11 @@ precision, in ONE run so the ratios share the machine's load:
 ``min/h`` = wall seconds / video seconds × 60. ``cpu/h`` is the same from CPU seconds (this process and its
 decode workers), less sensitive to other users of a shared machine. The load average is printed with each row.
 
-    python -m bench.index_throughput --quick        # 720p, 16 s of footage (about 3 min on 2 idle cores)
-    python -m bench.index_throughput                # 720p and 1080p, 32 s each (about 10 min)
+    python -m bench.index_throughput --quick        # 720p, 16 s of footage
+    python -m bench.index_throughput                # 720p and 1080p, 32 s each
+
+On 2 idle cores the default run should take about 10 minutes (estimated from the encoder's 2.4-4.2 s per window;
+on the loaded machine it was measured on, 16 s of footage at two resolutions took about 13 minutes).
     python -m bench.index_throughput --resolutions 360p,720p,1080p,2160p --seconds 60
 
 Writes ``bench/results/index_throughput.json`` (``--out``) and prints a table.
