@@ -55,10 +55,11 @@ def _is_loopback(host: str) -> bool:
 
 def launch_app(index: str, host: str = "127.0.0.1", port: int = 7860, auth: str | None = None, model=None,
                device: str | None = None, max_upload_mb: int = 50, warm_up: bool = True,
-               quiet: bool = False, build_options: dict | None = None) -> RunningApp:
+               quiet: bool = False, build_options: dict | None = None, precision: str | None = None) -> RunningApp:
     """Start the app on ``host:port`` in background threads and return it (see :func:`app_command`).
 
-    model, build_options: as :class:`app.service.IndexService` (model: a name, a folder, or a model object).
+    model, build_options, precision: as :class:`app.service.IndexService` (model: a name, a folder, or a model
+    object).
     """
     from app.service import IndexService
     from app.ui import CSS, THEME, build_ui
@@ -69,7 +70,8 @@ def launch_app(index: str, host: str = "127.0.0.1", port: int = 7860, auth: str 
     if not _is_loopback(host) and credentials is None:
         logger.warning("serving on %s without --auth: anyone who can reach this address can search and watch "
                        "your videos", host)
-    service = IndexService(index, model=model, device=device, build_options=build_options)
+    service = IndexService(index, model=model, device=device, build_options=build_options,
+                           precision=precision)
     try:
         if warm_up:
             try:
@@ -93,7 +95,7 @@ def launch_app(index: str, host: str = "127.0.0.1", port: int = 7860, auth: str 
 
 
 def app_command(index: str = None, host: str = "127.0.0.1", port: int = 7860, auth: str = None, model: str = None,
-                device: str = None, max_upload_mb: int = 50) -> int:
+                device: str = None, max_upload_mb: int = 50, precision: str = "auto") -> int:
     """Open the search app in your browser: type a sentence, watch the moments; add folders and update the index.
 
     index: index folder, required (created from the Index tab when it does not exist yet)
@@ -103,11 +105,12 @@ def app_command(index: str = None, host: str = "127.0.0.1", port: int = 7860, au
     model: model to encode queries (default: the index's; for a new index: the default model)
     device: torch device for the encoder (default: cuda if available, else cpu)
     max_upload_mb: largest example image or clip accepted, in MB
+    precision: video encoder precision (examples, index builds): fp32, bf16 or auto (bf16 where native, else fp32)
     """
     if not index:
         raise VtrError("--index is required: the index folder to search (it may not exist yet)")
     running = launch_app(index, host=host, port=port, auth=auth, model=model, device=device,
-                         max_upload_mb=max_upload_mb)
+                         max_upload_mb=max_upload_mb, precision=precision)
     logger.info("vtr app on %s (Ctrl+C to stop)", running.url)
     previous = signal.signal(signal.SIGTERM, _interrupt)  # a service manager's stop cleans up like Ctrl+C
     try:

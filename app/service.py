@@ -79,13 +79,15 @@ class IndexService:
     first build embeds with (None there: :data:`index.build.DEFAULT_MODEL`).
     cache_dir: where previews and fallback thumbnails go (default: a new temporary folder, removed by close()).
     build_options: keyword arguments for every build (see :func:`index.build_index`: workers, batch_size, ...).
+    precision: video encoder precision of example queries and builds: fp32, bf16, auto/None (see vtr.precision).
     """
 
     def __init__(self, index: str, model=None, device: str | None = None, cache_dir: str | None = None,
-                 build_options: dict | None = None):
+                 build_options: dict | None = None, precision: str | None = None):
         self.index_dir = Path(os.path.abspath(os.path.expanduser(index)))
         self._model_spec = model
         self._device = device
+        self._precision = precision
         self._own_cache = cache_dir is None
         self.cache_dir = Path(cache_dir or tempfile.mkdtemp(prefix="vtr-app-"))
         self.preview_dir = self.cache_dir / "previews"
@@ -123,7 +125,8 @@ class IndexService:
                 raise VtrError(f"No index yet at {self.index_dir}. Add a folder of videos in the Index tab.")
             from index.search import VideoIndex
 
-            self._index = VideoIndex(str(self.index_dir), model=self._model_spec, device=self._device, gpu=None)
+            self._index = VideoIndex(str(self.index_dir), model=self._model_spec, device=self._device, gpu=None,
+                                     precision=self._precision)
         return self._index
 
     def _close_index(self):
@@ -243,6 +246,7 @@ class IndexService:
             if model is not None:
                 kwargs["model"] = model
             kwargs.setdefault("device", self._device)
+            kwargs.setdefault("precision", self._precision)
             if add_folder is not None:
                 report = build_index([folder], str(self.index_dir), progress=progress, **kwargs)
             else:

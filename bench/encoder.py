@@ -9,6 +9,9 @@ Sections (``--sections``, comma separated; default all):
 - ``baselines`` two ViTs with VideoMamba-M's parameter count and joint space-time attention: through torch
                 SDPA, and with materialised softmax(QKᵀ)V (the paper's Fig. 1 baseline).
 - ``breakdown`` where the time of VideoMamba-M 8×224² goes (scan, matmuls, conv, norms, flips/copies/other).
+- ``conv``      (not in the default list) the mixer's conv1d + SiLU alone: torch vs the fused numba kernel.
+- ``ab``        (not in the default list) VideoMamba-M in one process with the ``--fused`` variants alternated
+                forward by forward, per dtype and ``--batch``: ``--sections ab --fused 1,0 --dtypes fp32,bf16``.
 
 Every model configuration runs in a fresh subprocess, so peak memory is that process's ``ru_maxrss`` (the whole
 process: interpreter, torch, weights, activations) and ``act_mib`` = peak − RSS just before the first forward
@@ -165,8 +168,10 @@ def run_config(spec):
     model = model.to(device).eval()
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=(dtype == "bf16"))
 
+    batch = spec.get("batch", 1)
+
     def forward(t):
-        x = torch.randn(1, t, 3, 224, 224, device=device)
+        x = torch.randn(batch, t, 3, 224, 224, device=device)
         with torch.inference_mode(), autocast:
             model(x)
         if device.type == "cuda":
@@ -186,8 +191,9 @@ def run_config(spec):
             break
     peak = _max_rss_mib()
     res = dict(spec, params=params, seq_len=1 + frames * PATCHES_224, times_s=times,
-               s_per_clip=min(times), s_per_clip_median=statistics.median(times), clips_per_s=1 / min(times),
-               gflop=flops["total"] / 1e9, gflops_achieved=flops["total"] / 1e9 / min(times),
+               s_per_clip=min(times) / batch, s_per_clip_median=statistics.median(times) / batch,
+               clips_per_s=batch / min(times),
+               gflop=flops["total"] / 1e9, gflops_achieved=batch * flops["total"] / 1e9 / min(times),
                flops_by_part={k: v / 1e9 for k, v in flops.items()},
                peak_rss_mib=peak, act_mib=peak - rss_before, threads=torch.get_num_threads(),
                loadavg=os.getloadavg()[0])
@@ -203,6 +209,8 @@ def run_in_subprocess(spec, timeout):
     if spec.get("omp_wait_policy"):
         # read by libgomp when torch loads it: must be set before the worker imports torch
         env["OMP_WAIT_POLICY"] = spec["omp_wait_policy"]
+    if "fused" in spec:
+        env["VTR_FUSED"] = str(spec["fused"])  # vtr.ops.mixer_ops: numba conv/norm kernels on (1) or off (0)
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=root, env=env)
     except subprocess.TimeoutExpired:
@@ -253,10 +261,14 @@ def section_peak(args):
 
 def _specs(args):
     specs = []
-    for size in args.models:
-        for frames in args.frames:
-            for dtype in args.dtypes:
-                specs.append(dict(kind="videomamba", size=size, frames=frames, dtype=dtype))
+    for _ in range(args.rounds):  # rounds interleave the variants, so a load change hits all of them alike
+        for size in args.models:
+            for frames in args.frames:
+                for dtype in args.dtypes:
+                    for batch in args.batch:
+                        for fused in args.fused:
+                            specs.append(dict(kind="videomamba", size=size, frames=frames, dtype=dtype, batch=batch,
+                                              fused=fused))
     return specs
 
 
@@ -289,7 +301,8 @@ def section_runs(specs, args, label):
         if "error" in res:
             print(f"[{label}] {spec['kind']} {spec['size']} T={spec['frames']} {spec['dtype']}: {res['error']}")
         else:
-            print(f"[{label}] {res['kind']:10s} {res['size']:8s} T={res['frames']:3d} {res['dtype']}: "
+            print(f"[{label}] {res['kind']:10s} {res['size']:8s} T={res['frames']:3d} {res['dtype']} "
+                  f"B={res.get('batch', 1)} fused={res.get('fused', '-')}: "
                   f"{res['s_per_clip']:8.3f} s/clip  {res['gflops_achieved']:6.1f} GFLOP/s  "
                   f"peak {res['peak_rss_mib']:7.0f} MiB (fwd +{res['act_mib']:.0f})  load {res['loadavg']:.1f}",
                   flush=True)
@@ -354,6 +367,96 @@ def section_breakdown(args):
     return out
 
 
+def section_conv(args):
+    """The causal conv1d + SiLU of one VideoMamba-M mixer direction ([1, 1152, 1569] out of xz [1, 2304, 1569]):
+    torch (what VTR_FUSED=0 runs: an explicit flip for the backward direction, a cast, one pass per tap) vs the
+    numba kernel, variants alternated call by call; best CPU and wall milliseconds of ``--conv-repeats`` calls."""
+    import torch
+
+    from vtr.models.mamba import causal_conv1d_silu
+    from vtr.ops.mixer_ops import causal_conv1d_silu_fused
+
+    di, length = 1152, 1569
+    w, b = torch.randn(di, 1, 4), torch.randn(di)
+    out = []
+    for dtype in args.dtypes:
+        xz = torch.randn(1, 2 * di, length).to(torch.bfloat16 if dtype == "bf16" else torch.float32)
+        variants = {
+            "torch fwd": lambda: causal_conv1d_silu(xz[:, :di], w, b),
+            "torch bwd (flip)": lambda: causal_conv1d_silu(xz.flip(-1)[:, :di], w, b),
+            "fused fwd": lambda: causal_conv1d_silu_fused(xz, 0, di, w, b, reverse=False),
+            "fused bwd (reverse)": lambda: causal_conv1d_silu_fused(xz, 0, di, w, b, reverse=True),
+        }
+        wall = {k: [] for k in variants}
+        cpu = {k: [] for k in variants}
+        with torch.inference_mode():
+            for fn in variants.values():
+                fn()
+            for _ in range(args.conv_repeats):
+                for k, fn in variants.items():
+                    t0, c0 = time.perf_counter(), time.process_time()
+                    fn()
+                    wall[k].append(time.perf_counter() - t0)
+                    cpu[k].append(time.process_time() - c0)
+        for k in variants:
+            row = {"dtype": dtype, "variant": k, "wall_ms": 1e3 * min(wall[k]), "cpu_ms": 1e3 * min(cpu[k]),
+                   "loadavg": os.getloadavg()[0]}
+            out.append(row)
+            print(f"[conv] {dtype} {k:20s} wall {row['wall_ms']:7.2f} ms  CPU {row['cpu_ms']:7.2f} ms  "
+                  f"load {row['loadavg']:.1f}", flush=True)
+    return out
+
+
+def section_ab(args):
+    """VideoMamba-M, one process, the VTR_FUSED variants alternated forward by forward (``--ab-repeats`` each,
+    per dtype and batch): the fairest side-by-side on a shared machine, since load changes hit every variant."""
+    import torch
+
+    from vtr.models.videomamba import videomamba_middle
+
+    frames = args.frames[0]
+    model = videomamba_middle(num_frames=frames).eval()
+    out = []
+    saved = os.environ.get("VTR_FUSED")
+    try:
+        for dtype in args.dtypes:
+            for batch in args.batch:
+                x = torch.randn(batch, frames, 3, 224, 224)
+                times = {f: [] for f in args.fused}
+                cpu = {f: [] for f in args.fused}
+                with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=(dtype == "bf16")):
+                    for f in args.fused:  # warm-up: numba compiles, oneDNN primitives
+                        os.environ["VTR_FUSED"] = str(f)
+                        model(x[:1, :1])
+                    for _ in range(args.ab_repeats):
+                        for f in args.fused:
+                            os.environ["VTR_FUSED"] = str(f)
+                            t0, c0 = time.perf_counter(), time.process_time()
+                            model(x)
+                            times[f].append((time.perf_counter() - t0) / batch)
+                            # CPU seconds of this process: less sensitive than wall time to other users' load
+                            cpu[f].append((time.process_time() - c0) / batch)
+                base = min(times[args.fused[-1]])
+                for f in args.fused:
+                    row = {"dtype": dtype, "batch": batch, "frames": frames, "fused": f, "times_s": times[f],
+                           "s_per_clip": min(times[f]), "s_per_clip_median": statistics.median(times[f]),
+                           "cpu_s_per_clip": min(cpu[f]), "cpu_times_s": cpu[f],
+                           "speedup_vs_last": base / min(times[f]),
+                           "cpu_speedup_vs_last": min(cpu[args.fused[-1]]) / min(cpu[f]),
+                           "loadavg": os.getloadavg()[0]}
+                    out.append(row)
+                    print(f"[ab] M T={frames} {dtype} B={batch} VTR_FUSED={f}: min {row['s_per_clip']:.3f} "
+                          f"median {row['s_per_clip_median']:.3f} s/clip  x{row['speedup_vs_last']:.2f}; "
+                          f"CPU {row['cpu_s_per_clip']:.2f} s/clip x{row['cpu_speedup_vs_last']:.2f} vs "
+                          f"VTR_FUSED={args.fused[-1]}  load {row['loadavg']:.1f}", flush=True)
+    finally:
+        if saved is None:
+            os.environ.pop("VTR_FUSED", None)
+        else:
+            os.environ["VTR_FUSED"] = saved
+    return out
+
+
 # ----------------------------------------------------------------------------------------------- summary
 def summarize(encoder_rows, baseline_rows, frames):
     ok = [r for r in encoder_rows + baseline_rows if "error" not in r]
@@ -394,13 +497,14 @@ def print_table(rows):
     ok = [r for r in rows if "error" not in r]
     if not ok:
         return
-    print(f"\n{'model':10s} {'size':9s} {'T':>3s} {'dtype':5s} {'L':>6s} {'s/clip':>8s} {'clips/s':>8s} "
-          f"{'GFLOP':>8s} {'GFLOP/s':>8s} {'peak MiB':>9s} {'fwd MiB':>8s}")
+    print(f"\n{'model':10s} {'size':9s} {'T':>3s} {'dtype':5s} {'B':>2s} {'fused':>5s} {'L':>6s} {'s/clip':>8s} "
+          f"{'clips/s':>8s} {'GFLOP':>8s} {'GFLOP/s':>8s} {'peak MiB':>9s} {'fwd MiB':>8s} {'load':>5s}")
     for r in ok:
-        print(f"{r['kind']:10s} {r['size']:9s} {r['frames']:3d} {r['dtype']:5s} {r['seq_len']:6d} "
+        print(f"{r['kind']:10s} {r['size']:9s} {r['frames']:3d} {r['dtype']:5s} {r.get('batch', 1):2d} "
+              f"{str(r.get('fused', '-')):>5s} {r['seq_len']:6d} "
               f"{r['s_per_clip']:8.3f} "
               f"{r['clips_per_s']:8.3f} {r['gflop']:8.1f} {r['gflops_achieved']:8.1f} {r['peak_rss_mib']:9.0f} "
-              f"{r['act_mib']:8.0f}")
+              f"{r['act_mib']:8.0f} {r['loadavg']:5.1f}")
 
 
 def main(argv=None):
@@ -411,6 +515,13 @@ def main(argv=None):
     p.add_argument("--models", default="tiny,small,middle", help="VideoMamba sizes")
     p.add_argument("--frames", default="8,16,32,64")
     p.add_argument("--dtypes", default="fp32,bf16")
+    p.add_argument("--batch", default="1", help="clips per forward, comma separated (s/clip divides by it)")
+    p.add_argument("--fused", default="1",
+                   help="VTR_FUSED values to compare side by side, e.g. 1,0 (numba conv+SiLU and RMSNorm on/off)")
+    p.add_argument("--ab-repeats", type=int, default=4, help="forwards per variant in the ab section")
+    p.add_argument("--conv-repeats", type=int, default=50, help="calls per variant in the conv section")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="run the whole VideoMamba list this many times, interleaved; the table keeps every row")
     p.add_argument("--repeats", type=int, default=2, help="timed forwards per config (the minimum is reported)")
     p.add_argument("--budget", type=float, default=120.0, help="stop repeating a config after this many seconds")
     p.add_argument("--timeout", type=int, default=1800, help="per-config subprocess timeout (s)")
@@ -439,6 +550,8 @@ def main(argv=None):
     args.models = [m for m in args.models.split(",") if m]
     args.frames = [int(t) for t in args.frames.split(",") if t]
     args.dtypes = [d for d in args.dtypes.split(",") if d]
+    args.batch = [int(b) for b in args.batch.split(",") if b]
+    args.fused = [int(f) for f in args.fused.split(",") if f]
     sections = set(args.sections.split(","))
 
     import torch
@@ -456,6 +569,10 @@ def main(argv=None):
     report["encoder"], report["baselines"] = encoder_rows, baseline_rows
     if "breakdown" in sections:
         report["breakdown"] = section_breakdown(args)
+    if "conv" in sections:
+        report["conv"] = section_conv(args)
+    if "ab" in sections:
+        report["ab"] = section_ab(args)
     print_table(encoder_rows + baseline_rows)
     report["summary"] = summarize(encoder_rows, baseline_rows, args.frames)
     report["machine"]["loadavg_at_end"] = os.getloadavg()

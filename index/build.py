@@ -45,7 +45,7 @@ VECTORS = "vectors.faiss"
 THUMBNAILS = "thumbnails"
 #: manifest keys that must match for new vectors to be comparable with the stored ones
 SETTINGS_KEYS = ("model", "weights_checksum", "num_frames", "img_size", "mean", "std", "window_s", "stride_s",
-                 "embed_dim")
+                 "window_policy", "embed_dim")
 
 
 # ----------------------------------------------------------------------------------------------------- model
@@ -74,7 +74,8 @@ def weights_checksum(model) -> str:
     return state_dict_checksum(model)
 
 
-def manifest_for(model, window_s: float, stride_s: float) -> dict:
+def manifest_for(model, window_s: float, stride_s: float, precision: str = "fp32",
+                 window_policy: str = "stride") -> dict:
     from vtr import __version__
 
     pre = model.preprocess
@@ -89,7 +90,11 @@ def manifest_for(model, window_s: float, stride_s: float) -> dict:
         "max_txt_l": int(pre.max_txt_l),
         "window_s": float(window_s),
         "stride_s": float(stride_s),
+        "window_policy": window_policy,
         "embed_dim": int(model.cfg.embed_dim),
+        # recorded, not checked: bf16 and fp32 vectors of one model agree to cosine 0.999, so an index built in one
+        # is searched and updated in the other (see vtr.precision)
+        "precision": precision,
         "vtr_version": __version__,
     }
 
@@ -100,6 +105,7 @@ def read_manifest(index_dir) -> dict | None:
 
 
 def check_manifest(old: dict, new: dict) -> list[str]:
+    old = {"window_policy": "stride", **old}  # indexes built before window policies existed
     return [f"{k}: index has {old.get(k)!r}, now {new.get(k)!r}" for k in SETTINGS_KEYS if old.get(k) != new.get(k)]
 
 
@@ -115,23 +121,51 @@ class EmbeddedFile:
 
 
 class WindowEmbedder:
-    """Normalises uint8 windows and runs ``encode_video`` in batches: ``[n, T, 3, S, S] uint8 → [n, E] float32``."""
+    """Normalises uint8 windows and runs ``encode_video`` in batches: ``[n, T, 3, S, S] uint8 → [n, E] float32``.
 
-    def __init__(self, model, batch_size: int = 16):
+    reuse_duplicates: a window that is a near-duplicate of the last encoded one takes its vector instead of
+    running the encoder (:class:`index.policies.DuplicateFilter`; the ``shots`` window policy turns it on).
+    """
+
+    def __init__(self, model, batch_size: int = 16, precision: str | None = None, reuse_duplicates: bool = False):
         import torch
+
+        from index.policies import DuplicateFilter
+        from vtr.precision import resolve_precision
 
         self.model = model
         self.batch_size = int(batch_size)
+        self.duplicates = DuplicateFilter() if reuse_duplicates else None
+        self.reused = 0  # windows that took another window's vector
+        self._last_vector = None
         self.device = next(model.parameters()).device
+        self.precision = resolve_precision(precision, self.device)
         pre = model.preprocess
         self.mean = torch.tensor(pre.mean, dtype=torch.float32, device=self.device).view(1, 1, 3, 1, 1)
         self.std = torch.tensor(pre.std, dtype=torch.float32, device=self.device).view(1, 1, 3, 1, 1)
 
     def __call__(self, frames: np.ndarray) -> np.ndarray:
+        if self.duplicates is None:
+            return self._encode(frames)
+        encode, source = self.duplicates.split(frames)
+        vectors = self._encode(frames[encode])
+        out = np.empty((len(frames), vectors.shape[1]), np.float32)
+        out[encode] = vectors
+        reuse = np.flatnonzero(source != np.arange(len(frames)))
+        for k in reuse:  # source -1: the last window of the previous call
+            out[k] = out[source[k]] if source[k] >= 0 else self._last_vector
+        self.reused += len(reuse)
+        if len(frames):
+            self._last_vector = out[encode[-1]] if len(encode) else self._last_vector
+        return out
+
+    def _encode(self, frames: np.ndarray) -> np.ndarray:
         import torch
 
+        from vtr.precision import autocast
+
         out = []
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(self.precision, self.device):
             for k in range(0, len(frames), self.batch_size):
                 x = torch.from_numpy(np.ascontiguousarray(frames[k:k + self.batch_size])).to(self.device)
                 x = (x.float().div_(255.0) - self.mean) / self.std
@@ -141,7 +175,7 @@ class WindowEmbedder:
 
 def embed_files(model, files: list[tuple[object, str]], settings: DecodeSettings, batch_size: int = 16,
                 workers: int = 2, timeout_s: float = 120.0, progress: bool = True,
-                embedder=None) -> Iterator[EmbeddedFile | FileFailure]:
+                embedder=None, precision: str | None = None) -> Iterator[EmbeddedFile | FileFailure]:
     """Decode (worker processes) and embed (this process, in batches) every window of ``files``.
 
     Yields one EmbeddedFile per good file as soon as all its windows are embedded, one FileFailure per bad file.
@@ -149,7 +183,8 @@ def embed_files(model, files: list[tuple[object, str]], settings: DecodeSettings
     """
     from tqdm.auto import tqdm
 
-    embedder = embedder or WindowEmbedder(model, batch_size)
+    embedder = embedder or WindowEmbedder(model, batch_size, precision,
+                                          reuse_duplicates=settings.window_policy == "shots")
     pool = DecodePool(settings, workers=workers, timeout_s=timeout_s)
     state: dict = {}  # key -> {"chunks": {chunk: ChunkResult}, "vectors": {chunk: array}, "n_chunks": n}
     queue: list[tuple[object, int, np.ndarray]] = []  # (key, chunk, frames) not yet embedded
@@ -258,14 +293,17 @@ def build_index(dirs: list[str] | None, index: str, model=DEFAULT_MODEL, window_
                 stride_s: float = DEFAULT_STRIDE_S, batch_size: int = 16, workers: int = 2, timeout_s: float = 120.0,
                 factory: str | None = None, reembed: bool = False, retry_failed: bool = False,
                 device: str | None = None, thumbnails: bool = True, progress: bool = True,
-                extensions=VIDEO_EXTENSIONS) -> BuildReport:
+                extensions=VIDEO_EXTENSIONS, precision: str | None = None,
+                window_policy: str | None = None) -> BuildReport:
     """Create or incrementally update the index folder ``index`` from the videos under ``dirs``.
 
     ``dirs=None`` re-scans the folders recorded in the catalog (``update``). New files are embedded, changed files
     re-embedded, deleted files removed, renamed/moved files (same content hash) kept without re-embedding, files
     left pending by an interrupted build embedded. Failed files are retried only when they changed or with
     ``retry_failed``. A model or sampling setting that differs from ``manifest.json`` raises VtrError unless
-    ``reembed`` (then every file is embedded again).
+    ``reembed`` (then every file is embedded again). ``precision``: fp32, bf16 or auto/None (bf16 where it is
+    native, see :mod:`vtr.precision`); recorded in the manifest. ``window_policy``: ``stride`` (default) or
+    ``shots`` (see :mod:`index.policies`); None keeps an existing index's policy.
     """
     t_start = time.monotonic()
     index_dir = Path(index)
@@ -275,8 +313,16 @@ def build_index(dirs: list[str] | None, index: str, model=DEFAULT_MODEL, window_
         model = old_manifest["model"]  # update: the index's own model unless one is named
     if old_manifest and dirs is None and window_s == DEFAULT_WINDOW_S and stride_s == DEFAULT_STRIDE_S:
         window_s, stride_s = old_manifest["window_s"], old_manifest["stride_s"]
+    if window_policy is None:
+        window_policy = (old_manifest or {}).get("window_policy", "stride")
+    from index.policies import check_policy
+
+    check_policy(window_policy)
     m = load_model(model, device)
-    manifest = manifest_for(m, window_s, stride_s)
+    from vtr.precision import resolve_precision
+
+    precision = resolve_precision(precision, next(m.parameters()).device)
+    manifest = manifest_for(m, window_s, stride_s, precision, window_policy)
     catalog = Catalog(index_dir / CATALOG)
     report = BuildReport(index=str(index_dir))
     try:
@@ -315,9 +361,10 @@ def build_index(dirs: list[str] | None, index: str, model=DEFAULT_MODEL, window_
             catalog.set_meta("roots", roots)
 
         settings = DecodeSettings(num_frames=manifest["num_frames"], img_size=manifest["img_size"],
-                                  window_s=window_s, stride_s=stride_s, thumbnails=thumbnails)
+                                  window_s=window_s, stride_s=stride_s, thumbnails=thumbnails,
+                                  window_policy=window_policy)
         for item in embed_files(m, todo, settings, batch_size=batch_size, workers=workers, timeout_s=timeout_s,
-                                progress=progress):
+                                progress=progress, precision=precision):
             if isinstance(item, FileFailure):
                 with catalog.transaction():
                     catalog.mark_failed(item.key, item.reason)

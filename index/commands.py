@@ -12,7 +12,8 @@ from index.windows import DEFAULT_STRIDE_S, DEFAULT_WINDOW_S
 def build_command(dirs: list[str], index: str = None, model: str = DEFAULT_MODEL, window_s: float = DEFAULT_WINDOW_S,
                   stride_s: float = DEFAULT_STRIDE_S, batch_size: int = 16, workers: int = 2,
                   timeout_s: float = 120.0, factory: str = None, reembed: bool = False, retry_failed: bool = False,
-                  device: str = None, thumbnails: bool = True) -> int:
+                  device: str = None, thumbnails: bool = True, precision: str = "auto",
+                  window_policy: str = None) -> int:
     """Index the videos under one or more folders (create the index, or update it incrementally).
 
     dirs: folders (scanned recursively) or video files
@@ -28,11 +29,14 @@ def build_command(dirs: list[str], index: str = None, model: str = DEFAULT_MODEL
     retry_failed: try again the files that failed before even if they did not change
     device: torch device for the encoder (default: cuda if available, else cpu)
     thumbnails: write a JPEG thumbnail per window
+    precision: encoder precision: fp32, bf16 or auto (bf16 on CUDA or a CPU with native bf16, else fp32)
+    window_policy: stride (window_s windows every stride_s; new index default) or shots (windows inside shots)
     """
     _need_index(index)
     report = build_index(dirs, index, model=model, window_s=window_s, stride_s=stride_s, batch_size=batch_size,
                          workers=workers, timeout_s=timeout_s, factory=factory, reembed=reembed,
-                         retry_failed=retry_failed, device=device, thumbnails=thumbnails)
+                         retry_failed=retry_failed, device=device, thumbnails=thumbnails, precision=precision,
+                         window_policy=window_policy)
     print(report.summary())
     for path, reason in report.failures:
         print(f"  failed: {path}: {reason}")
@@ -40,7 +44,8 @@ def build_command(dirs: list[str], index: str = None, model: str = DEFAULT_MODEL
 
 
 def update_command(index: str = None, model: str = None, batch_size: int = 16, workers: int = 2, timeout_s: float = 120.0,
-                   reembed: bool = False, retry_failed: bool = False, device: str = None) -> int:
+                   reembed: bool = False, retry_failed: bool = False, device: str = None,
+                   precision: str = "auto") -> int:
     """Re-scan an index's folders: embed new and changed files, drop deleted ones, recognise renamed ones.
 
     index: index folder
@@ -51,10 +56,12 @@ def update_command(index: str = None, model: str = None, batch_size: int = 16, w
     reembed: re-embed every file when the model differs from the manifest
     retry_failed: try again the files that failed before
     device: torch device for the encoder
+    precision: encoder precision: fp32, bf16 or auto (bf16 on CUDA or a CPU with native bf16, else fp32)
     """
     _need_index(index)
     report = build_index(None, index, model=model or DEFAULT_MODEL, batch_size=batch_size, workers=workers,
-                         timeout_s=timeout_s, reembed=reembed, retry_failed=retry_failed, device=device)
+                         timeout_s=timeout_s, reembed=reembed, retry_failed=retry_failed, device=device,
+                         precision=precision)
     print(report.summary())
     for path, reason in report.failures:
         print(f"  failed: {path}: {reason}")
@@ -89,7 +96,7 @@ def status_command(index: str = None, json: bool = False) -> int:
 
 def search_command(query: str, index: str = None, k: int = 10, rerank: bool = False, json: bool = False,
                    path: str = None, min_duration: float = None, max_duration: float = None, model: str = None,
-                   device: str = None, nprobe: int = None) -> int:
+                   device: str = None, nprobe: int = None, precision: str = "auto") -> int:
     """Find moments in an indexed collection: a text query, or the path of an image or a video clip.
 
     query: what happened, in words; or an image / video file to find similar moments
@@ -103,11 +110,12 @@ def search_command(query: str, index: str = None, k: int = 10, rerank: bool = Fa
     model: model to encode the query (default: the index's)
     device: torch device for the encoder
     nprobe: IVF cells to visit (approximate indexes; more is slower and more exact)
+    precision: encoder precision for an example query: fp32, bf16 or auto (bf16 where native, else fp32)
     """
     from index.search import VideoIndex
 
     _need_index(index)
-    with VideoIndex(index, model=model, device=device, nprobe=nprobe) as idx:
+    with VideoIndex(index, model=model, device=device, nprobe=nprobe, precision=precision) as idx:
         segments = idx.search(query, k=k, rerank=rerank, path_glob=path, min_duration=min_duration,
                               max_duration=max_duration)
     if json:

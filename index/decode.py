@@ -26,7 +26,8 @@ from typing import Iterator
 
 import numpy as np
 
-from index.windows import DEFAULT_STRIDE_S, DEFAULT_WINDOW_S, plan_windows, window_frame_indices
+from index.policies import plan_chunk_windows
+from index.windows import DEFAULT_STRIDE_S, DEFAULT_WINDOW_S, window_frame_indices
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ class DecodeSettings:
     stride_s: float = DEFAULT_STRIDE_S
     chunk_windows: int = 16
     thumbnails: bool = True
+    window_policy: str = "stride"  # see index.policies
 
 
 @dataclass
@@ -50,7 +52,7 @@ class ChunkResult:
     key: object  # the caller's file key
     path: str
     meta: dict  # num_frames, fps, duration, width, height
-    n_windows: int
+    n_windows: int  # in the whole file; -1 when the window policy plans chunk by chunk (shots)
     n_chunks: int
     chunk: int
     windows: list  # [(start, end)] seconds
@@ -94,9 +96,9 @@ def decode_chunk(path: str, chunk: int, settings: DecodeSettings, key=None) -> C
     with open_video(path) as reader:
         meta = {"num_frames": int(reader.num_frames), "fps": float(reader.fps), "duration": float(reader.duration),
                 "width": int(reader.width), "height": int(reader.height)}
-        windows = plan_windows(meta["duration"], settings.window_s, settings.stride_s)
-        n_chunks = max(1, -(-len(windows) // settings.chunk_windows))
-        part = windows[chunk * settings.chunk_windows:(chunk + 1) * settings.chunk_windows]
+        part, n_windows, n_chunks = plan_chunk_windows(path, meta["duration"], settings.window_policy,
+                                                       settings.window_s, settings.stride_s, chunk,
+                                                       settings.chunk_windows)
         per_window = [window_frame_indices(w, reader.fps, reader.num_frames, settings.num_frames) for w in part]
         wanted = sorted({i for idx in per_window for i in idx})
         decoded = reader.get_frames(wanted)  # uint8 [N, H, W, 3]
@@ -108,7 +110,7 @@ def decode_chunk(path: str, chunk: int, settings: DecodeSettings, key=None) -> C
         frames.append(resize_uint8(clip.permute(0, 3, 1, 2).contiguous(), size))
         if settings.thumbnails:
             thumbs.append(encode_jpeg(clip[len(idx) // 2].numpy()))
-    return ChunkResult(key=key, path=path, meta=meta, n_windows=len(windows), n_chunks=n_chunks, chunk=chunk,
+    return ChunkResult(key=key, path=path, meta=meta, n_windows=n_windows, n_chunks=n_chunks, chunk=chunk,
                        windows=[(w.start, w.end) for w in part], frames=torch.stack(frames).numpy(),
                        thumbnails=thumbs)
 

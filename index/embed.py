@@ -48,12 +48,16 @@ def _rank_world() -> tuple[int, int, int]:
 
 def embed_shard(dirs: list[str], out: str, model=DEFAULT_MODEL, rank: int = 0, world: int = 1,
                 window_s: float = DEFAULT_WINDOW_S, stride_s: float = DEFAULT_STRIDE_S, batch_size: int = 16,
-                workers: int = 2, timeout_s: float = 120.0, device: str | None = None, progress: bool = True) -> dict:
+                workers: int = 2, timeout_s: float = 120.0, device: str | None = None, progress: bool = True,
+                precision: str | None = None) -> dict:
     """Embed this rank's share of the files under ``dirs`` into ``out/shard-{rank}.{npy,jsonl}``."""
+    from vtr.precision import resolve_precision
+
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     m = load_model(model, device)
-    manifest = manifest_for(m, window_s, stride_s)
+    precision = resolve_precision(precision, next(m.parameters()).device)
+    manifest = manifest_for(m, window_s, stride_s, precision)
     if rank == 0:
         write_json_atomic(out_dir / "info.json", {**manifest, "roots": [os.path.abspath(d) for d in dirs],
                                                   "world_size": world})
@@ -66,7 +70,7 @@ def embed_shard(dirs: list[str], out: str, model=DEFAULT_MODEL, rank: int = 0, w
     failed = [{"path": f.path, "size": f.size, "mtime": f.mtime, "reason": f.error} for f in mine if f.error]
     lines, vectors = [], []
     for item in embed_files(m, todo, settings, batch_size=batch_size, workers=workers, timeout_s=timeout_s,
-                            progress=progress and rank == 0):
+                            progress=progress and rank == 0, precision=precision):
         f = by_key[item.key]
         if isinstance(item, FileFailure):
             failed.append({"path": f.path, "size": f.size, "mtime": f.mtime, "reason": item.reason})
@@ -176,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--timeout-s", type=float, default=120.0)
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+                   help="encoder precision (auto: bf16 on CUDA or a CPU with native bf16, else fp32)")
     a = p.parse_args(argv)
     rank, world, local_rank = _rank_world()
     import torch
@@ -194,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         dist.init_process_group(backend)
     try:
         stats = embed_shard(a.dirs, a.out, a.model, rank, world, a.window_s, a.stride_s, a.batch_size, a.workers,
-                            a.timeout_s, device)
+                            a.timeout_s, device, precision=a.precision)
         logger.info("rank %d: %s", rank, stats)
         if dist is not None:
             dist.barrier()

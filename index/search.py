@@ -88,10 +88,12 @@ class VideoIndex:
     model: None (the manifest's model), a registered name / vtr folder, or a model object; its weights must be
     the ones the index was built with (checked against the manifest's checksum).
     gpu: search on a GPU when faiss-gpu and a GPU are available (None: automatically).
+    precision: of the video encoder for example queries: fp32, bf16 or auto/None (see :mod:`vtr.precision`);
+    text queries are encoded in fp32 (one short sentence: bf16 would save nothing worth its rounding).
     """
 
     def __init__(self, index: str, model=None, device: str | None = None, gpu: bool | None = None,
-                 nprobe: int | None = None, ef_search: int | None = None):
+                 nprobe: int | None = None, ef_search: int | None = None, precision: str | None = None):
         self.dir = Path(index)
         self.manifest = read_manifest(self.dir)
         if self.manifest is None or not (self.dir / CATALOG).is_file():
@@ -105,6 +107,7 @@ class VideoIndex:
             if gpu and not moved:
                 logger.warning("GPU search requested but faiss has no GPU support or sees no GPU; using CPU")
         self._model_spec, self._device = model, device
+        self._precision = precision
         self._model = None
         self._tokenizer = None
 
@@ -169,13 +172,14 @@ class VideoIndex:
         import torch
 
         from vtr.data.transforms import normalize, resize_uint8
+        from vtr.precision import autocast, resolve_precision
 
         model = self.model
         pre = model.preprocess
         x = resize_uint8(frames_uint8, (pre.img_size, pre.img_size))
         x = torch.stack([normalize(clip, pre.mean, pre.std) for clip in x])
         device = next(model.parameters()).device
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(resolve_precision(self._precision, device), device):
             out = model.encode_video(x.to(device), return_tokens=return_tokens)
         return out
 

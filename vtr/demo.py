@@ -188,14 +188,17 @@ def run_eval(corpus: Path, model_dir: Path, eval_dir: Path) -> dict:
             "chance_r1": scores["chance_r1"], "temporal_pair_acc": scores["temporal_pair_acc"]}
 
 
-def run_index(corpus: Path, model_dir: Path, index_dir: Path, clip_seconds: float) -> dict:
-    """Index the long videos (one window per clip length, half-clip stride); then search every clip's caption and
-    count how often the best segment overlaps a clip with that caption (in the right video)."""
+def run_index(corpus: Path, model_dir: Path, index_dir: Path, clip_seconds: float,
+              window_policy: str = "stride") -> dict:
+    """Index the long videos (one window per clip length, half-clip stride, or ``window_policy="shots"``); then
+    search every clip's caption and count how often the best segment overlaps a clip with that caption (in the
+    right video)."""
     from index import build_index
     from index.search import VideoIndex
 
     report = build_index([str(corpus / "long")], str(index_dir), model=str(model_dir.resolve()),
-                         window_s=clip_seconds, stride_s=clip_seconds / 2, workers=0, progress=False)
+                         window_s=clip_seconds, stride_s=clip_seconds / 2, workers=0, progress=False,
+                         window_policy=window_policy)
     print(report.summary())
     truth = [json.loads(p.read_text()) for p in sorted((corpus / "long").glob("*.json"))]
     hits, queries = 0, sorted({c["caption"] for t in truth for c in t["clips"]})

@@ -148,3 +148,22 @@ def test_manifest_mismatch_stops_unless_reembed(collection, tmp_path, test_model
                          workers=0, progress=False)
     assert report.embedded_windows == report.total_windows == 1 + 4 + 3
     assert index_status(str(idx))["manifest"]["window_s"] == 4.0
+
+
+def test_precision_is_recorded_and_does_not_force_a_reembed(tmp_path, test_model):
+    root = tmp_path / "videos"
+    make_video(root / "a.mp4", 9, seed=4)
+    idx32, idx16 = tmp_path / "idx32", tmp_path / "idx16"
+    build_index([str(root)], str(idx32), model=test_model, workers=0, progress=False, precision="fp32")
+    build_index([str(root)], str(idx16), model=test_model, workers=0, progress=False, precision="bf16")
+    assert index_status(str(idx32))["manifest"]["precision"] == "fp32"
+    assert index_status(str(idx16))["manifest"]["precision"] == "bf16"
+    v32, v16 = snapshot(idx32), snapshot(idx16)
+    assert v32.keys() == v16.keys() and len(v32) == 2
+    for key in v32:
+        assert not np.array_equal(v32[key], v16[key])
+        cos = float(v32[key] @ v16[key] / np.linalg.norm(v32[key]) / np.linalg.norm(v16[key]))
+        assert cos >= 0.999, (key, cos)
+    # the other precision updates the same index without --reembed (nothing to embed: no file changed)
+    again = build_index([str(root)], str(idx32), model=test_model, workers=0, progress=False, precision="bf16")
+    assert again.embedded_windows == 0 and index_status(str(idx32))["manifest"]["precision"] == "bf16"

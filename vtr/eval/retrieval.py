@@ -27,7 +27,7 @@ Layout of ``--out`` (one keyed cache folder per benchmark and setting; ``key.jso
 Disk: the token file is Nv × T·P × D × 2 bytes (MSRVTT ≈ 1.8 GB, ActivityNet ≈ 8.9 GB at float16).
 
 Parity: ITM inputs (text hidden states, video tokens) are cached as float16 by default — half the disk and
-memory traffic of float32. With ``--bf16`` (what the official evaluation ran) the model's bf16 outputs fit in
+memory traffic of float32. With ``--precision bf16`` (what the official evaluation ran) the model's bf16 outputs fit in
 float16 without loss (float16 has more mantissa bits; LayerNorm outputs are far from its range limits). In float32
 runs the rounding perturbs ITM logits by ~1e-3 relative, far below what changes a rank in practice; pass
 ``cache_dtype="float32"`` to :func:`evaluate_retrieval` for bit-faithful float32 parity. ITC embeddings are always
@@ -600,7 +600,7 @@ def run_benchmark(loaded: LoadedModel, dataset: str, annotations=None, videos=No
 def eval_command(dataset: str = None, annotations: str = None, videos: str = None, model: str = None,
                  frames: int = None, k_test: int = 128, itm: bool = True, out: str = "runs/eval",
                  all: bool = False, root: str = None, batch_size: int = 8, workers: int = None,
-                 bf16: bool = False, device: str = "auto", allow_missing: bool = False) -> int:
+                 precision: str = "auto", device: str = "auto", allow_missing: bool = False) -> int:
     """Zero-shot video-text retrieval on a benchmark: ITC, then ITM re-ranking of the top k (UMT/VideoMamba protocol).
 
     dataset: benchmark: msrvtt, didemo, anet, lsmdc or msvd
@@ -615,7 +615,7 @@ def eval_command(dataset: str = None, annotations: str = None, videos: str = Non
     root: data root with one folder per benchmark (see vtr/data/retrieval.py)
     batch_size: videos per encoding batch
     workers: video-decoding DataLoader workers (default: min(4, CPU count))
-    bf16: bfloat16 autocast (the official evaluation's precision)
+    precision: fp32, bf16 (autocast, the official evaluation's) or auto (bf16 on CUDA or a native-bf16 CPU, else fp32)
     device: auto (CUDA when present), cpu, cuda or cuda:N
     allow_missing: evaluate on the videos present when some are missing (results marked partial)
     """
@@ -624,6 +624,9 @@ def eval_command(dataset: str = None, annotations: str = None, videos: str = Non
         raise VtrError("--all needs --root DIR (one folder per benchmark)")
     if not run_all and not dataset:
         raise VtrError("pass --dataset NAME (msrvtt, didemo, anet, lsmdc, msvd), or --all --root DIR")
+    from vtr.precision import resolve_precision
+
+    bf16 = resolve_precision(precision, resolve_device(device)) == "bf16"
     loaded = load_eval_model(model or DEFAULT_MODEL, frames)
     common = dict(frames=frames, k_test=k_test, itm=itm, batch_size=batch_size, workers=workers, bf16=bf16,
                   device=device, allow_missing=allow_missing)

@@ -18,6 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from vtr.ops.mixer_ops import causal_conv1d_silu_fused, fused_available
 from vtr.ops.selective_scan import selective_scan
 
 logger = logging.getLogger(__name__)
@@ -163,11 +164,19 @@ class BiMambaMixer(nn.Module):
             proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))
             proj.bias._no_reinit = True
 
-    def _direction(self, xz, conv, x_proj, dt_proj, A_log, D):
-        """One scan direction. xz: [B, 2·d_inner, L] -> [B, d_inner, L]."""
+    def _direction(self, xz, conv, x_proj, dt_proj, A_log, D, reverse=False):
+        """One scan direction. xz: [B, 2·d_inner, L] -> [B, d_inner, L] (in reversed time when ``reverse``)."""
         di, r, n = self.d_inner, self.dt_rank, self.d_state
-        x, z = xz[:, :di], xz[:, di:]
-        u = causal_conv1d_silu(x, conv.weight, conv.bias)  # [B, di, L]
+        if fused_available(xz):
+            # numba conv + SiLU reads x straight out of xz (bf16 or fp32, back to front for the backward
+            # direction): no flipped copy of x, no upcast copy, one pass instead of one per tap
+            u = causal_conv1d_silu_fused(xz, 0, di, conv.weight, conv.bias, reverse=reverse)  # [B, di, L] fp32
+            z = xz[:, di:].flip(-1) if reverse else xz[:, di:]
+        else:
+            if reverse:
+                xz = xz.flip(-1)  # one flip of x and z together
+            z = xz[:, di:]
+            u = causal_conv1d_silu(xz[:, :di], conv.weight, conv.bias)  # [B, di, L]
         # x_proj and dt_proj (≈10% of the FLOPs) run in u's dtype, fp32 on CPU even under autocast: Δ, B, C and
         # u then reach the fp32 scan without casts, and Δ = softplus(·) is not rounded to bf16.
         x_dbl = _channels_first_linear(x_proj.weight, u, dtype=u.dtype)  # [B, R+2N, L]
@@ -181,8 +190,8 @@ class BiMambaMixer(nn.Module):
         """h: [B, L, D] -> [B, L, D]."""
         xz = _channels_first_linear(self.in_proj.weight, h.mT)  # [B, 2·di, L] straight from [B, L, D]
         o = self._direction(xz, self.conv1d, self.x_proj, self.dt_proj, self.A_log, self.D)
-        # One flip of x and z together; the backward scan runs on the reversed sequence with the _b parameters.
-        o_b = self._direction(xz.flip(-1), self.conv1d_b, self.x_proj_b, self.dt_proj_b, self.A_b_log, self.D_b)
+        # The backward scan runs on the reversed sequence with the _b parameters.
+        o_b = self._direction(xz, self.conv1d_b, self.x_proj_b, self.dt_proj_b, self.A_b_log, self.D_b, reverse=True)
         o_b = o_b.flip(-1)
         o = o.add_(o_b) if not torch.is_grad_enabled() else o + o_b
         # out_proj back to [B, L, D] = oᵀ · Wᵀ, the transposes folded into the GEMM.

@@ -1,0 +1,329 @@
+"""Index throughput: minutes of wall time per hour of video, vtr (VideoMamba-M) beside a frame-CLIP baseline.
+
+For each resolution (generated footage: textured shots with hard cuts, some static, H.264 at 24 fps) and each
+precision, in ONE run so the ratios share the machine's load:
+
+- ``vtr build``     per window policy (``stride``, ``shots``: :mod:`index.policies`): decode (worker processes)
+                    + encode every window (``enc``: windows that ran the encoder) with the release-size model
+                    (``videomamba_middle_bert``, random weights: speed does not depend on them) through
+                    :func:`index.build.embed_files`, exactly what ``vtr index build`` runs between its catalog
+                    commits (model loading and the FAISS sync are excluded: a fixed cost, not per hour);
+- ``vtr decode``    decoding alone (one thread, this process): window planning, frames, model-size resize,
+                    thumbnails; what the decode workers must keep up with;
+- ``vtr encoder``   the encoder alone on pre-decoded windows (:class:`index.build.WindowEmbedder`), the ceiling
+                    the build is compared with (``build/enc``: fraction of it the build reaches);
+- ``frame-CLIP``    ViT-B/32 (built here in torch: width 768, 12 layers, 32² patches) on one frame per second,
+                    decoded and resized in this process, the usual frame-CLIP indexing recipe.
+
+``min/h`` = wall seconds / video seconds × 60. ``cpu/h`` is the same from CPU seconds (this process and its
+decode workers), less sensitive to other users of a shared machine. The load average is printed with each row.
+
+    python -m bench.index_throughput --quick        # 720p, 16 s of footage
+    python -m bench.index_throughput                # 720p and 1080p, 32 s each
+
+On 2 idle cores the default run should take about 10 minutes (estimated from the encoder's 2.4-4.2 s per window;
+on the loaded machine it was measured on, 16 s of footage at two resolutions took about 13 minutes).
+    python -m bench.index_throughput --resolutions 360p,720p,1080p,2160p --seconds 60
+
+Writes ``bench/results/index_throughput.json`` (``--out``) and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+if "torch" not in sys.modules:  # before torch loads (see vtr/__init__.py): idle OpenMP threads must not spin
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np
+
+RESULTS = Path(__file__).resolve().parent / "results" / "index_throughput.json"
+RESOLUTIONS = {"360p": (640, 360), "720p": (1280, 720), "1080p": (1920, 1080), "2160p": (3840, 2160)}
+FPS = 24
+
+
+# ------------------------------------------------------------------------------------------------- footage
+def make_footage(path: Path, seconds: float, width: int, height: int, seed: int = 0) -> Path:
+    """H.264 footage of shots 3-10 s long with hard cuts: each shot a random texture over its own colour cast,
+    panning or (one in three) static. Textures are drawn at 1/8 resolution and upscaled, so generation stays
+    cheap at 4K."""
+    import av
+
+    rng = np.random.default_rng(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=FPS)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"crf": "23", "preset": "ultrafast"}
+        t = 0
+        total = int(seconds * FPS)
+        while t < total:
+            shot = min(total - t, int(rng.uniform(3, 10) * FPS))
+            tint = rng.integers(0, 256, 3)
+            small = (rng.integers(0, 256, (height // 8 + 1, width // 8 + 1, 3)) // 2 + tint // 2).astype(np.uint8)
+            base = np.repeat(np.repeat(small, 8, 0), 8, 1)[:height, :width]
+            speed = 0 if rng.random() < 1 / 3 else int(rng.integers(2, 9))
+            for i in range(shot):
+                frame = np.roll(base, speed * i, axis=1) if speed else base
+                for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
+                    container.mux(packet)
+            t += shot
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+# ------------------------------------------------------------------------------------------- frame-CLIP
+def build_frame_clip():
+    """ViT-B/32 image tower of CLIP (patch 32, width 768, 12 layers, 12 heads, 512-d projection), random weights."""
+    import torch
+    import torch.nn as nn
+
+    class ViTB32(nn.Module):
+        def __init__(self, width=768, layers=12, heads=12, patch=32, image=224, out_dim=512):
+            super().__init__()
+            self.conv = nn.Conv2d(3, width, patch, patch, bias=False)
+            self.cls = nn.Parameter(torch.randn(width) * 0.02)
+            self.pos = nn.Parameter(torch.randn((image // patch) ** 2 + 1, width) * 0.01)
+            self.ln_pre, self.ln_post = nn.LayerNorm(width), nn.LayerNorm(width)
+            layer = nn.TransformerEncoderLayer(width, heads, 4 * width, dropout=0.0, activation="gelu",
+                                               batch_first=True, norm_first=True)
+            self.blocks = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+            self.proj = nn.Linear(width, out_dim, bias=False)
+
+        def forward(self, x):  # x: [B, 3, 224, 224] -> [B, 512]
+            x = self.conv(x).flatten(2).transpose(1, 2)
+            x = torch.cat([self.cls.expand(x.shape[0], 1, -1), x], 1) + self.pos
+            x = self.blocks(self.ln_pre(x))
+            return self.proj(self.ln_post(x[:, 0]))
+
+    return ViTB32().eval()
+
+
+def _sync(device) -> None:
+    import torch
+
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def run_frame_clip(model, path: Path, precision: str, batch: int = 16, device: str = "cpu") -> dict:
+    """Decode one frame per second (in this process), resize to 224², normalise, embed in batches."""
+    import torch
+
+    from vtr.data.transforms import normalize, resize_uint8
+    from vtr.data.video import open_video
+    from vtr.precision import autocast
+
+    mean, std = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
+    t0, c0 = time.perf_counter(), time.process_time()
+    with open_video(str(path)) as reader:
+        idx = [int(round(s * reader.fps)) for s in range(int(reader.duration))]
+        idx = [i for i in idx if i < reader.num_frames]
+        frames = reader.get_frames(idx).permute(0, 3, 1, 2).contiguous()
+    decode_s = time.perf_counter() - t0
+    with torch.inference_mode(), autocast(precision, device):
+        for k in range(0, len(frames), batch):
+            x = resize_uint8(frames[k:k + batch], (224, 224))
+            model(normalize(x, mean, std).to(device))
+    _sync(device)
+    return {"frames": len(idx), "wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0,
+            "decode_s": decode_s}
+
+
+# ------------------------------------------------------------------------------------------------- vtr
+def _children_cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def run_vtr_build(model, path: Path, precision: str, batch: int, workers: int, policy: str = "stride") -> dict:
+    from index.build import WindowEmbedder, embed_files
+    from index.decode import DecodeSettings, FileFailure
+
+    pre = model.preprocess
+    settings = DecodeSettings(num_frames=pre.num_frames, img_size=pre.img_size, window_policy=policy)
+    embedder = WindowEmbedder(model, batch, precision, reuse_duplicates=policy == "shots")
+    t0, c0, k0 = time.perf_counter(), time.process_time(), _children_cpu_s()
+    items = list(embed_files(model, [(0, str(path))], settings, batch_size=batch, workers=workers, progress=False,
+                             embedder=embedder))
+    wall = time.perf_counter() - t0
+    failed = [i for i in items if isinstance(i, FileFailure)]
+    if failed:
+        raise RuntimeError(f"build failed: {failed[0].reason}")
+    return {"windows": len(items[0].windows), "reused": embedder.reused, "wall_s": wall,
+            "cpu_s": time.process_time() - c0 + _children_cpu_s() - k0}
+
+
+def run_vtr_decode(model, path: Path, policy: str = "stride") -> dict:
+    """Decoding alone, in this process (one decoding thread, as in a worker): every chunk of the file, the
+    window planning (cut detection for ``shots``), the model-size resize and the thumbnails."""
+    import torch
+
+    from index.decode import DecodeSettings, decode_chunk
+
+    pre = model.preprocess
+    settings = DecodeSettings(num_frames=pre.num_frames, img_size=pre.img_size, window_policy=policy)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # what a decode worker runs with
+    try:
+        t0, c0 = time.perf_counter(), time.process_time()
+        first = decode_chunk(str(path), 0, settings)
+        windows = len(first.windows)
+        for c in range(1, first.n_chunks):
+            windows += len(decode_chunk(str(path), c, settings).windows)
+        return {"windows": windows, "wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0}
+    finally:
+        torch.set_num_threads(threads)
+
+
+def run_vtr_encoder(model, windows: int, precision: str, batch: int) -> dict:
+    """The encoder alone on random uint8 windows: seconds per window (best of two passes)."""
+    from index.build import WindowEmbedder
+
+    pre = model.preprocess
+    embedder = WindowEmbedder(model, batch, precision)
+    fake = np.random.default_rng(1).integers(0, 256, (windows, pre.num_frames, 3, pre.img_size, pre.img_size),
+                                             dtype=np.uint8)
+    best, best_cpu = float("inf"), float("inf")
+    for _ in range(2):
+        t0, c0 = time.perf_counter(), time.process_time()
+        vectors = embedder(fake)  # returns numpy: already synchronised
+        best, best_cpu = min(best, time.perf_counter() - t0), min(best_cpu, time.process_time() - c0)
+    return {"s_per_window": best / windows, "cpu_s_per_window": best_cpu / windows, "vectors": vectors}
+
+
+# ------------------------------------------------------------------------------------------------- main
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--resolutions", default="720p,1080p", help=f"comma separated, of {', '.join(RESOLUTIONS)}")
+    p.add_argument("--seconds", type=float, default=32.0, help="seconds of footage per resolution")
+    p.add_argument("--precisions", default="fp32,bf16")
+    p.add_argument("--policies", default="stride,shots", help="window policies (index.policies)")
+    p.add_argument("--batch-size", type=int, default=4, help="windows per encoder batch (vtr)")
+    p.add_argument("--workers", type=int, default=1, help="decode worker processes (vtr)")
+    p.add_argument("--model", default="videomamba_middle_bert", help="architecture, random weights")
+    p.add_argument("--device", default="cpu", help="torch device of both encoders (decoding stays on CPU)")
+    p.add_argument("--no-baseline", action="store_true", help="skip frame-CLIP")
+    p.add_argument("--footage-dir", default=None, help="where generated footage is kept (default: a temp folder)")
+    p.add_argument("--quick", action="store_true", help="720p only, 16 s of footage")
+    p.add_argument("--out", default=str(RESULTS))
+    a = p.parse_args(argv)
+    if a.quick:
+        a.resolutions, a.seconds = "720p", 16.0
+    resolutions = [r for r in a.resolutions.split(",") if r]
+    precisions = [x for x in a.precisions.split(",") if x]
+    policies = [x for x in a.policies.split(",") if x]
+    for r in resolutions:
+        if r not in RESOLUTIONS:
+            p.error(f"unknown resolution {r!r}")
+
+    import torch
+
+    import vtr
+    from vtr.precision import cpu_has_native_bf16
+
+    footage = Path(a.footage_dir or tempfile.mkdtemp(prefix="vtr-bench-footage-"))
+    report = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
+                          "threads": torch.get_num_threads(), "native_bf16": cpu_has_native_bf16(), "device": a.device,
+                          "loadavg_at_start": os.getloadavg()},
+              "args": vars(a), "rows": []}
+    torch.manual_seed(0)
+    model = vtr.create_model(a.model).to(a.device).eval()
+    model.index_source = a.model
+    clip = None if a.no_baseline else build_frame_clip().to(a.device)
+
+    # encoder alone, per precision (and bf16 vs fp32 agreement of the same windows)
+    enc = {}
+    for prec in precisions:
+        enc[prec] = run_vtr_encoder(model, a.batch_size, prec, a.batch_size)
+    if "fp32" in enc:
+        ref = enc["fp32"]["vectors"]
+        for prec, e in enc.items():
+            v = e["vectors"]
+            cos = (v * ref).sum(1) / np.linalg.norm(v, axis=1) / np.linalg.norm(ref, axis=1)
+            e["cos_vs_fp32_min"] = float(cos.min())
+    for prec, e in enc.items():
+        e.pop("vectors")
+        print(f"[encoder] {prec}: {e['s_per_window']:.2f} s/window (CPU {e['cpu_s_per_window']:.2f})"
+              + (f", cosine vs fp32 >= {e['cos_vs_fp32_min']:.5f}" if "cos_vs_fp32_min" in e else "")
+              + f"  load {os.getloadavg()[0]:.1f}", flush=True)
+    report["encoder"] = enc
+
+    for res in resolutions:
+        w, h = RESOLUTIONS[res]
+        path = footage / f"footage_v2_{res}_{int(a.seconds)}s.mp4"
+        if not path.is_file():
+            t0 = time.perf_counter()
+            make_footage(path, a.seconds, w, h)
+            print(f"[footage] {res}: {a.seconds:g} s generated in {time.perf_counter() - t0:.1f} s", flush=True)
+        for policy in policies:
+            d = run_vtr_decode(model, path, policy)
+            row = {"system": "vtr decode only", "resolution": res, "precision": "-", "policy": policy,
+                   "video_s": a.seconds, "units": d["windows"], "wall_s": d["wall_s"], "cpu_s": d["cpu_s"],
+                   "min_per_hour": d["wall_s"] / a.seconds * 60, "cpu_min_per_hour": d["cpu_s"] / a.seconds * 60,
+                   "loadavg": os.getloadavg()[0]}
+            report["rows"].append(row)
+            print(f"[decode] {res} {policy}: {d['windows']} windows decoded in {d['wall_s']:.1f} s -> "
+                  f"{row['min_per_hour']:.1f} min/h  load {row['loadavg']:.1f}", flush=True)
+        for prec in precisions:
+            for policy in policies:
+                b = run_vtr_build(model, path, prec, a.batch_size, a.workers, policy)
+                e = enc[prec]
+                encoded = b["windows"] - b["reused"]
+                enc_s = e["s_per_window"] * encoded
+                row = {"system": "vtr build", "resolution": res, "precision": prec, "policy": policy,
+                       "video_s": a.seconds, "units": b["windows"], "encoded": encoded, "wall_s": b["wall_s"],
+                       "cpu_s": b["cpu_s"], "min_per_hour": b["wall_s"] / a.seconds * 60,
+                       "cpu_min_per_hour": b["cpu_s"] / a.seconds * 60,
+                       "encoder_alone_min_per_hour": enc_s / a.seconds * 60, "build_vs_encoder": enc_s / b["wall_s"],
+                       "loadavg": os.getloadavg()[0]}
+                report["rows"].append(row)
+                print(f"[vtr] {res} {prec} {policy}: {b['windows']} windows ({encoded} encoded) in {b['wall_s']:.1f} s "
+                      f"-> {row['min_per_hour']:.1f} min/h (encoder alone {row['encoder_alone_min_per_hour']:.1f}; "
+                      f"build reaches {100 * row['build_vs_encoder']:.0f}%)  load {row['loadavg']:.1f}", flush=True)
+            if clip is not None:
+                c = run_frame_clip(clip, path, prec, device=a.device)
+                row = {"system": "frame-CLIP B/32 1fps", "resolution": res, "precision": prec, "policy": "1 fps",
+                       "video_s": a.seconds, "units": c["frames"], "wall_s": c["wall_s"], "cpu_s": c["cpu_s"],
+                       "min_per_hour": c["wall_s"] / a.seconds * 60, "cpu_min_per_hour": c["cpu_s"] / a.seconds * 60,
+                       "decode_s": c["decode_s"], "loadavg": os.getloadavg()[0]}
+                report["rows"].append(row)
+                print(f"[clip] {res} {prec}: {c['frames']} frames in {c['wall_s']:.1f} s -> "
+                      f"{row['min_per_hour']:.1f} min/h  load {row['loadavg']:.1f}", flush=True)
+
+    report["machine"]["loadavg_at_end"] = os.getloadavg()
+    print_table(report)
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1))
+    print(f"\nwrote {out}")
+    return 0
+
+
+def print_table(report: dict) -> None:
+    print(f"\n{'system':22s} {'res':>6s} {'prec':>5s} {'policy':>7s} {'units':>6s} {'enc':>4s} {'wall s':>7s} "
+          f"{'min/h':>7s} "
+          f"{'cpu/h':>7s} {'enc min/h':>9s} {'build/enc':>9s} {'load':>5s}")
+    for r in report["rows"]:
+        enc = f"{r['encoder_alone_min_per_hour']:9.1f}" if "encoder_alone_min_per_hour" in r else f"{'':9s}"
+        ratio = f"{100 * r['build_vs_encoder']:8.0f}%" if "build_vs_encoder" in r else f"{'':9s}"
+        print(f"{r['system']:22s} {r['resolution']:>6s} {r['precision']:>5s} {r['policy']:>7s} {r['units']:6d} "
+              f"{r.get('encoded', r['units']):4d} "
+              f"{r['wall_s']:7.1f} {r['min_per_hour']:7.1f} {r['cpu_min_per_hour']:7.1f} {enc} {ratio} "
+              f"{r['loadavg']:5.1f}")
+    m = report["machine"]
+    print(f"load average at start {m['loadavg_at_start'][0]:.1f}, at end {m['loadavg_at_end'][0]:.1f} "
+          f"({m['cpus']} CPUs, native bf16: {m['native_bf16']})")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,194 @@
+"""Window policies: which windows of a video get a vector.
+
+``stride`` (the default, :func:`index.windows.plan_windows`): ``window_s`` windows every ``stride_s`` seconds, so
+every moment lies in two windows.
+
+``shots``: windows follow the video's shots. Hard cuts are found on cheap frames (``DETECT_FPS`` frames a second
+scaled to ``DETECT_SIZE`` by the decoder), each shot gets ``ceil(length / window_s)`` equal windows that do not
+overlap and never straddle a cut, and shots shorter than ``MIN_SHOT_S`` join the previous one (a file is planned in
+spans of ``chunk_windows · window_s`` seconds, one per decode task; a span's end is a window boundary). A window whose
+frames are a near-duplicate of the last window the encoder ran on (a static scene cut into several windows, a
+still slide) reuses that window's vector instead of running the encoder (:class:`DuplicateFilter`). Fewer
+windows (about one per shot or per ``window_s`` instead of two per ``window_s``) and no encoder for still ones.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+
+from index.windows import Window, plan_windows
+
+logger = logging.getLogger(__name__)
+
+POLICIES = ("stride", "shots")
+DETECT_FPS = 4.0
+DETECT_SIZE = (32, 18)  # width, height of the frames cut detection compares
+CUT_THRESHOLD = 30.0  # mean absolute RGB difference (0-255) between consecutive detection frames that is a cut
+CUT_RATIO = 3.0  # ... and that many times the larger of its neighbours' differences (motion is not a cut)
+HIST_THRESHOLD = 0.25  # colour-histogram distance (0-1) between consecutive detection frames that is a cut
+MIN_SHOT_S = 1.0
+DUPLICATE_TOL = 2.0  # mean absolute difference (0-255) of 16×16 window thumbnails below which a window is reused
+
+
+def check_policy(policy: str) -> str:
+    from vtr.errors import VtrError
+
+    if policy not in POLICIES:
+        raise VtrError(f"unknown window policy {policy!r}: expected one of {', '.join(POLICIES)}")
+    return policy
+
+
+# --------------------------------------------------------------------------------------------- detection
+def detection_frames(path: str, start: float = 0.0, end: float | None = None, fps: float = DETECT_FPS,
+                     size: tuple[int, int] = DETECT_SIZE):
+    """(times [n] seconds, frames uint8 [n, h, w, 3]): about ``fps`` frames a second of ``[start, end)``, scaled by
+    the decoder. Times count from the stream's first frame, as window times do.
+
+    One decoding thread: this runs in the decode workers, beside the encoder's threads.
+    """
+    import av
+
+    times, frames = [], []
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_count = 1
+        tb = float(stream.time_base) if stream.time_base else 0.0
+        origin = stream.start_time
+        if start > 0 and tb and origin is not None:
+            container.seek(int(origin + start / tb), stream=stream, backward=True)
+        next_t = start
+        for frame in container.decode(stream):
+            if frame.pts is None:
+                continue
+            if origin is None:
+                origin = frame.pts
+            t = (frame.pts - origin) * tb
+            if end is not None and t >= end:
+                break
+            if t + 1e-6 < next_t:
+                continue
+            next_t = (math.floor(t * fps + 1e-6) + 1) / fps  # on a grid: no drift when fps does not divide
+            times.append(t)
+            frames.append(frame.reformat(width=size[0], height=size[1], format="rgb24").to_ndarray())
+    if not frames:
+        return np.zeros(0), np.zeros((0, size[1], size[0], 3), np.uint8)
+    return np.asarray(times), np.stack(frames)
+
+
+def _colour_histograms(frames: np.ndarray, bins: int = 8) -> np.ndarray:
+    """[n, h, w, 3] uint8 -> [n, 3, bins] per-channel histograms, each summing to 1."""
+    n = len(frames)
+    q = (frames.reshape(n, -1, 3).astype(np.int64) * bins) // 256  # [n, P, 3] bin of each value
+    onehot = q[..., None] == np.arange(bins)  # [n, P, 3, bins]
+    return onehot.mean(axis=1)
+
+
+def _spikes(diff: np.ndarray, threshold: float, ratio: float) -> np.ndarray:
+    """Steps whose difference is above ``threshold`` and ``ratio`` times both neighbouring differences."""
+    before = np.concatenate([[0.0], diff[:-1]])
+    after = np.concatenate([diff[1:], [0.0]])
+    return (diff > threshold) & (diff > ratio * np.maximum(before, after))
+
+
+def find_cuts(times: np.ndarray, frames: np.ndarray, threshold: float = CUT_THRESHOLD, ratio: float = CUT_RATIO,
+              hist_threshold: float = HIST_THRESHOLD) -> list[float]:
+    """Cut times (seconds, the first frame of the new shot) from detection frames [n, h, w, 3].
+
+    A step between consecutive frames is a cut when one of two differences spikes, i.e. is above its threshold
+    and ``ratio`` times both neighbouring steps' (a pan or steady motion changes every step alike, a cut one
+    step): the mean absolute pixel difference (0-255), or the colour-histogram distance (half the L1 distance of
+    8-bin channel histograms, 0-1), which panning and motion leave almost unchanged.
+    """
+    if len(frames) < 2:
+        return []
+    f = frames.astype(np.float32)
+    pixel = np.abs(f[1:] - f[:-1]).mean(axis=(1, 2, 3))  # step i: frames i -> i + 1
+    hist = _colour_histograms(frames)
+    colour = 0.5 * np.abs(hist[1:] - hist[:-1]).sum(-1).mean(-1)
+    cut = _spikes(pixel, threshold, ratio) | _spikes(colour, hist_threshold, ratio)
+    return [float(times[i + 1]) for i in np.flatnonzero(cut)]
+
+
+def plan_shot_windows(duration: float, cuts: list[float], window_s: float, min_shot_s: float = MIN_SHOT_S,
+                      start: float = 0.0) -> list[Window]:
+    """Windows of ``[start, duration]`` inside shots: ``ceil(len / window_s)`` equal windows per shot, shots under
+    ``min_shot_s`` merged into the previous one (or the next, for the first)."""
+    duration = max(float(duration), start)
+    bounds = [start] + sorted(c for c in cuts if start < c < duration) + [duration]
+    shots: list[list[float]] = []
+    for a, b in zip(bounds, bounds[1:]):
+        if shots and (b - a < min_shot_s or shots[-1][1] - shots[-1][0] < min_shot_s):
+            shots[-1][1] = b
+        else:
+            shots.append([a, b])
+    if len(shots) > 1 and shots[-1][1] - shots[-1][0] < min_shot_s:
+        shots[-2][1] = shots.pop()[1]
+    windows = []
+    for a, b in shots:
+        n = max(1, math.ceil((b - a) / window_s - 1e-6))
+        step = (b - a) / n
+        windows += [Window(round(a + k * step, 6), round(a + (k + 1) * step, 6)) for k in range(n)]
+    return windows
+
+
+def plan_chunk_windows(path: str, duration: float, policy: str, window_s: float, stride_s: float,
+                       chunk: int, chunk_windows: int) -> tuple[list[Window], int, int]:
+    """(windows of chunk ``chunk``, windows in the file or -1 when unknown, number of chunks) under ``policy``.
+
+    ``stride``: the file's windows cut in chunks of ``chunk_windows``. ``shots``: chunks are spans of
+    ``chunk_windows · window_s`` seconds, each planned from its own detection frames (a task decodes only its
+    span at detection size, so a long file costs no more per task than a short one); a span's end acts as a cut.
+    """
+    if check_policy(policy) == "stride":
+        windows = plan_windows(duration, window_s, stride_s)
+        n_chunks = max(1, -(-len(windows) // chunk_windows))
+        return windows[chunk * chunk_windows:(chunk + 1) * chunk_windows], len(windows), n_chunks
+    span = chunk_windows * window_s
+    duration = max(float(duration), 0.0)
+    n_chunks = max(1, math.ceil(duration / span - 1e-6))
+    lo, hi = chunk * span, duration if chunk == n_chunks - 1 else (chunk + 1) * span
+    times, frames = detection_frames(path, lo, hi)
+    cuts = find_cuts(times, frames)
+    logger.debug("%s [%.1f, %.1f): %d cuts", path, lo, hi, len(cuts))
+    return plan_shot_windows(hi, cuts, window_s, start=lo), -1, n_chunks
+
+
+# ----------------------------------------------------------------------------------------- duplicates
+class DuplicateFilter:
+    """Which windows can reuse the vector of the window embedded just before them.
+
+    ``split(frames [n, T, 3, S, S] uint8)`` -> (indices to encode, source [n]: for each window the index whose
+    vector it takes, or -1 for "the last vector of the previous call"). The state carries across calls, so a
+    static scene split over two batches is still caught; windows are compared in the order they come.
+    """
+
+    def __init__(self, tol: float = DUPLICATE_TOL):
+        self.tol = float(tol)
+        self._ref = None  # thumbnail of the last window that was encoded (what a duplicate would reuse)
+
+    @staticmethod
+    def thumbnails(frames: np.ndarray) -> np.ndarray:
+        """[n, T, 3, S, S] uint8 -> [n, T, 3, 16, 16] float32 block means (S cropped to a multiple of 16)."""
+        n, t, c, s, _ = frames.shape
+        b = max(1, s // 16)
+        f = frames[..., : b * 16, : b * 16].astype(np.float32)
+        return f.reshape(n, t, c, 16, b, 16, b).mean(axis=(4, 6))
+
+    def split(self, frames: np.ndarray):
+        thumbs = self.thumbnails(frames)
+        source = np.full(len(frames), -1, dtype=np.int64)
+        encode = []
+        ref, ref_index = self._ref, -1
+        for k in range(len(frames)):
+            # compared with the last *encoded* window, not the previous one: a slow drift cannot chain along
+            if ref is not None and float(np.abs(thumbs[k] - ref).mean()) < self.tol:
+                source[k] = ref_index
+            else:
+                encode.append(k)
+                ref, ref_index = thumbs[k], k
+                source[k] = k
+        self._ref = ref
+        return np.asarray(encode, dtype=np.int64), source

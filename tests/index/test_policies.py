@@ -1,0 +1,119 @@
+"""Window policies: cut detection, shot windows, near-duplicate reuse, and a build with --window-policy shots."""
+
+import numpy as np
+import pytest
+
+from index.build import WindowEmbedder, build_index, index_status
+from index.policies import (DETECT_FPS, DuplicateFilter, detection_frames, find_cuts, plan_chunk_windows,
+                            plan_shot_windows)
+from index.windows import Window, plan_windows
+from tests.index.media import textured_frames
+from tests.videos import write_video
+from vtr.errors import VtrError
+
+FPS = 10
+SHOTS = [(0.0, 5.0, "pan"), (5.0, 21.0, "still"), (21.0, 30.0, "pan")]  # (start, end, kind)
+
+
+def shot_video(path, shots=SHOTS, fps=FPS):
+    """Shots of distinct colour and texture; 'still' shots do not move."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    parts = []
+    for k, (a, b, kind) in enumerate(shots):
+        f = textured_frames(b - a, seed=10 + k, fps=fps).astype(np.int32)
+        f = (f // 3 + np.array([[80, 0, 0], [0, 90, 0], [0, 0, 100]][k % 3])).clip(0, 255).astype(np.uint8)
+        if kind == "still":
+            f[:] = f[0]
+        parts.append(f)
+    return write_video(path, np.concatenate(parts), fps=fps)
+
+
+def test_shot_windows_follow_cuts_and_cover_the_video():
+    w = plan_shot_windows(30.0, [5.0, 20.0], window_s=8.0)
+    assert w == [Window(0.0, 5.0), Window(5.0, 12.5), Window(12.5, 20.0), Window(20.0, 25.0), Window(25.0, 30.0)]
+    # a 0.4 s shot joins the previous one; cuts outside the video are ignored
+    assert plan_shot_windows(10.0, [4.0, 4.4, 12.0], window_s=8.0) == [Window(0.0, 4.4), Window(4.4, 10.0)]
+    assert plan_shot_windows(10.0, [0.5], window_s=8.0) == [Window(0.0, 5.0), Window(5.0, 10.0)]
+    assert plan_shot_windows(3.0, [], window_s=8.0) == [Window(0.0, 3.0)]
+    # fewer windows than the stride policy on the same video
+    assert len(plan_shot_windows(3600.0, list(np.arange(6.0, 3600.0, 6.0)), 8.0)) < len(plan_windows(3600.0)) * 0.7
+
+
+def test_find_cuts_tells_cuts_from_motion():
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (18, 32, 3))
+    b = rng.integers(0, 128, (18, 32, 3))  # another shot, darker: only its colour histogram tells it from a pan
+    pan = [np.roll(a, 2 * i, axis=1) for i in range(8)]  # a noise texture panning: every pixel step differs a lot
+    frames = np.stack(pan + [b] * 4 + [np.full_like(a, 40)] * 3).astype(np.uint8)
+    times = np.arange(len(frames)) / 4.0
+    assert find_cuts(times, frames) == [2.0, 3.0]
+    assert find_cuts(times[:1], frames[:1]) == []
+
+
+def test_detection_on_a_real_video_finds_the_cuts(tmp_path):
+    path = shot_video(tmp_path / "shots.mp4")
+    times, frames = detection_frames(str(path))
+    assert frames.shape[1:] == (18, 32, 3) and abs(len(times) - 30 * DETECT_FPS) <= 2
+    cuts = find_cuts(times, frames)
+    assert len(cuts) == 2 and all(abs(c - t) <= 1.0 / DETECT_FPS + 1e-6 for c, t in zip(cuts, (5.0, 21.0))), cuts
+    windows, n, n_chunks = plan_chunk_windows(str(path), 30.0, "shots", 8.0, 4.0, 0, 16)
+    assert n == -1 and n_chunks == 1
+    assert not any(w.start < c < w.end for w in windows for c in cuts)  # no window straddles a cut
+    assert windows[0].start == 0.0 and windows[-1].end == 30.0
+    # in spans of 2 windows (16 s): chunk 1 starts at the span's start, decodes only its own span, same cut
+    first, _, n_chunks = plan_chunk_windows(str(path), 30.0, "shots", 8.0, 4.0, 0, 2)
+    second, _, _ = plan_chunk_windows(str(path), 30.0, "shots", 8.0, 4.0, 1, 2)
+    assert n_chunks == 2 and first[-1].end == second[0].start == 16.0 and second[-1].end == 30.0
+    assert any(abs(w.start - cuts[1]) < 1e-6 for w in second)
+    times, _ = detection_frames(str(path), 16.0, 30.0)
+    assert times[0] == pytest.approx(16.0, abs=0.11) and times[-1] < 30.0
+    stride, n, n_chunks = plan_chunk_windows(str(path), 30.0, "stride", 8.0, 4.0, 1, 4)
+    assert stride == plan_windows(30.0)[4:] and n == len(plan_windows(30.0)) and n_chunks == 2
+    with pytest.raises(VtrError, match="window policy"):
+        plan_chunk_windows(str(path), 30.0, "scenes", 8.0, 4.0, 0, 16)
+
+
+def test_duplicate_filter_reuses_only_near_identical_windows():
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (4, 3, 32, 32), dtype=np.uint8)
+    b = rng.integers(0, 256, (4, 3, 32, 32), dtype=np.uint8)
+    noisy = (a.astype(np.int32) + rng.integers(-1, 2, a.shape)).clip(0, 255).astype(np.uint8)
+    f = DuplicateFilter()
+    encode, source = f.split(np.stack([a, noisy, b, a]))
+    assert encode.tolist() == [0, 2, 3] and source.tolist() == [0, 0, 2, 3]
+    encode, source = f.split(np.stack([a, b]))  # across calls: window 0 repeats the last encoded one
+    assert encode.tolist() == [1] and source.tolist() == [-1, 1]
+
+
+def test_embedder_reuse_gives_the_encoded_vector(test_model):
+    rng = np.random.default_rng(1)
+    a, b = rng.integers(0, 256, (2, 4, 3, 32, 32), dtype=np.uint8)
+    plain, reuse = WindowEmbedder(test_model, 2), WindowEmbedder(test_model, 2, reuse_duplicates=True)
+    frames = np.stack([a, a, b])
+    want = plain(frames)
+    got = np.concatenate([reuse(frames[:2]), reuse(frames[2:]), reuse(frames[2:])])
+    assert reuse.reused == 2
+    np.testing.assert_allclose(got[:3], want, atol=1e-5)
+    np.testing.assert_array_equal(got[3], got[2])
+
+
+def test_build_with_shot_windows(tmp_path, test_model):
+    root = tmp_path / "videos"
+    shot_video(root / "shots.mp4")
+    idx = tmp_path / "idx"
+    report = build_index([str(root)], str(idx), model=test_model, workers=1, progress=False, window_policy="shots")
+    st = index_status(str(idx))
+    assert st["manifest"]["window_policy"] == "shots"
+    from tests.index.test_build import snapshot
+
+    snap = snapshot(idx)
+    spans = sorted((s, e) for _, s, e in snap)
+    assert report.total_windows == len(spans) < len(plan_windows(30.0))
+    assert spans[0][0] == 0.0 and spans[-1][1] == pytest.approx(30.0, abs=0.2)
+    assert not any(s < c - 0.3 and e > c + 0.3 for s, e in spans for c in (5.0, 21.0))  # none straddles a cut
+    still = [v for (_, s, e), v in snap.items() if s >= 5.0 and e <= 21.3]
+    assert len(still) >= 2 and all(np.array_equal(v, still[0]) for v in still)  # the still shot: one vector
+    with pytest.raises(VtrError, match="window_policy"):
+        build_index([str(root)], str(idx), model=test_model, workers=0, progress=False, window_policy="stride")
+    again = build_index([str(root)], str(idx), model=test_model, workers=0, progress=False)  # keeps "shots"
+    assert again.embedded_windows == 0

@@ -1,0 +1,84 @@
+"""Inference precision: the auto rule, and bf16 embeddings of a released-layout checkpoint against fp32."""
+
+import pytest
+import torch
+
+import vtr
+import vtr.precision as precision_mod
+from vtr.errors import VtrError
+from vtr.precision import autocast, resolve_precision
+
+
+@pytest.mark.parametrize("native, device, want", [
+    (True, "cpu", "bf16"), (False, "cpu", "fp32"), (False, "cuda", "bf16"), (False, "cuda:1", "bf16"),
+    (True, torch.device("cpu"), "bf16"), (False, None, "fp32"), (True, "mps", "fp32"),
+])
+def test_auto_is_bf16_only_where_native(monkeypatch, native, device, want):
+    monkeypatch.delenv("VTR_PRECISION", raising=False)
+    monkeypatch.setattr(precision_mod, "cpu_has_native_bf16", lambda: native)
+    assert resolve_precision("auto", device) == want
+    assert resolve_precision(None, device) == want
+    assert resolve_precision("FP32", device) == "fp32" and resolve_precision("bf16", device) == "bf16"
+
+
+def test_env_and_bad_values(monkeypatch):
+    monkeypatch.setenv("VTR_PRECISION", "fp32")
+    monkeypatch.setattr(precision_mod, "cpu_has_native_bf16", lambda: True)
+    assert resolve_precision(None, "cpu") == "fp32"
+    assert resolve_precision("bf16", "cpu") == "bf16"  # an explicit value wins over the environment
+    with pytest.raises(VtrError, match="unknown precision 'fp16'"):
+        resolve_precision("fp16", "cpu")
+    with pytest.raises(ValueError, match="resolved"):
+        autocast("auto", "cpu")
+
+
+def test_cpu_flag_detection_reads_cpuinfo(monkeypatch, tmp_path):
+    info = tmp_path / "cpuinfo"
+    real_open = open
+
+    def fake_open(path, *a, **k):
+        return real_open(info if path == "/proc/cpuinfo" else path, *a, **k)
+
+    monkeypatch.setattr("builtins.open", fake_open)
+    for flags, want in (("fpu avx2 avx512f avx512bw", False), ("fpu avx512f avx512_bf16", True),
+                        ("fpu amx_tile amx_bf16", True)):
+        info.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
+        precision_mod.cpu_has_native_bf16.cache_clear()
+        assert precision_mod.cpu_has_native_bf16() is want
+    precision_mod.cpu_has_native_bf16.cache_clear()
+
+
+def _released_layout(model):
+    """vtr's state dict in the release's layout and storage: BERT under ``text_encoder.bert.``, floats in bf16."""
+    out = {}
+    for k, v in model.state_dict().items():
+        if k.startswith("text_encoder."):
+            k = "text_encoder.bert." + k[len("text_encoder."):]
+        out[k] = v.to(torch.bfloat16) if v.is_floating_point() else v
+    return out
+
+
+@pytest.fixture(scope="module")
+def released_tiny(tmp_path_factory):
+    """A tiny VideoMamba-BERT (depth 6, 2 frames of 4×4 patches) loaded strictly from a release-layout .pth."""
+    torch.manual_seed(0)
+    arch = dict(depth=6, embed_dim=16)
+    src = vtr.create_model("vtr_test", **arch)
+    path = tmp_path_factory.mktemp("release") / "tiny_release.pth"
+    torch.save(_released_layout(src), path)
+    model = vtr.create_model("vtr_test", pretrained=str(path), **arch)
+    assert model.load_report.renamed  # it really went through the release-layout path
+    return model
+
+
+def test_bf16_embeddings_match_fp32(released_tiny):
+    torch.manual_seed(1)
+    frames = torch.randn(6, 4, 3, 32, 32)
+    with torch.inference_mode():
+        ref = released_tiny.encode_video(frames).embedding.float()
+        with autocast("bf16", "cpu"):
+            low = released_tiny.encode_video(frames).embedding.float()
+    assert low.shape == ref.shape
+    assert not torch.equal(low, ref)  # bf16 really ran
+    cos = torch.nn.functional.cosine_similarity(low, ref, dim=-1)
+    assert cos.min().item() >= 0.999, cos
