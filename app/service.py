@@ -88,7 +88,7 @@ def parse_seconds(value, what: str) -> float | None:
 def export_name(path: str, start: float, end: float) -> str:
     """``/v/Beach day.mov, 64.2, 72`` → ``Beach day 1m04s-1m12s.mp4`` (a file name people recognise)."""
     def stamp(t):
-        s = int(round(t))
+        s = int(t + 0.5)  # half up: 1.5 s reads as 0m02s, 4.5 s as 0m05s
         h, rest = divmod(s, 3600)
         m, s = divmod(rest, 60)
         return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"

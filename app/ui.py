@@ -378,7 +378,7 @@ def build_ui(service: IndexService) -> gr.Blocks:
                         with gr.Column():
                             rerank = gr.Checkbox(label="Re-rank with the matching head (ITM): slower, more precise; "
                                                        "words only", value=False, elem_id="rerank")
-                            k = gr.Slider(1, 60, value=PAGE, step=1, label="Moments per page")
+                            k = gr.Slider(1, 60, value=PAGE, step=1, label="Moments per page", elem_id="page-size")
                 status = gr.Markdown(elem_id="status")
                 with gr.Row():
                     with gr.Column(scale=3):
