@@ -102,3 +102,15 @@ def test_status_counts_and_failure_reasons(client, collection):
     assert st["folders"] == [str(collection)]
     assert [f["path"] for f in st["failed"]] == [str(collection / "broken.mp4")]
     assert st["failed"][0]["reason"]
+
+
+def test_an_unreadable_example_is_named_by_its_file_in_one_sentence(client, tmp_path):
+    from gradio_client.exceptions import AppError
+
+    fake = tmp_path / "holiday.mp4"
+    fake.write_bytes(b"not a video at all, just text\n" * 50)
+    with pytest.raises(AppError) as err:
+        search(client, example=fake)
+    msg = str(err.value)
+    assert "The example holiday.mp4 cannot be used: not a video file, or damaged beyond reading." in msg
+    assert "/tmp" not in msg and "Errno" not in msg and "decord" not in msg
