@@ -89,7 +89,7 @@ def _message(e: BaseException) -> str:
 
 def _warn(msg: str) -> str:
     """Toast ``msg`` (toasts render HTML: escaped) and return it for a Markdown status line (literal)."""
-    gr.Warning(html.escape(msg))
+    gr.Warning(html.escape(msg, quote=False))
     return f"⚠️ {literal(msg)}"
 
 
@@ -197,7 +197,7 @@ def build_ui(service: IndexService) -> gr.Blocks:
             gallery, _, results, grouped, view, n, more = nothing
             return gallery, _warn(_message(e)), results, grouped, view, n, more
         for note in notes:
-            gr.Warning(html.escape(note))
+            gr.Warning(html.escape(note, quote=False))
         if not moments:
             gallery, _, results, grouped, view, n, more = nothing
             return gallery, "No moments match. Try other words, or loosen the filters.", results, grouped, view, n, more
@@ -319,14 +319,14 @@ def build_ui(service: IndexService) -> gr.Blocks:
         try:
             return [m.to_dict() for m in run_search(query, example, folder, min_duration, max_duration, rerank, k)]
         except Exception as e:  # noqa: BLE001
-            raise gr.Error(html.escape(_message(e)), print_exception=False) from None
+            raise gr.Error(html.escape(_message(e), quote=False), print_exception=False) from None
 
     def api_status() -> dict | None:
         """The index: model, counts, folders, files indexed in part and failed files (null when there is none)."""
         try:
             st = service.status()
         except Exception as e:  # noqa: BLE001
-            raise gr.Error(html.escape(_message(e)), print_exception=False) from None
+            raise gr.Error(html.escape(_message(e), quote=False), print_exception=False) from None
         if st is None:
             return None
         return {"index": st["index"], "model": st["manifest"]["model"], "files": st["files"],

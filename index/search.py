@@ -283,6 +283,8 @@ class VideoIndex:
             if not str(query).strip():
                 raise VtrError("empty query")
             q, text_out = self.encode_text(str(query))
+            for note in self.query_notes(str(query)):  # the CLI shows warnings; the app shows them on the page
+                logger.warning("%s", note)
         q = q / max(float(np.linalg.norm(q)), 1e-12)
         n_windows = int(windows or max(5 * k, 50))
         if rerank and text_out is None:
