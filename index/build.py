@@ -383,7 +383,9 @@ def build_index(dirs: list[str] | None, index: str, model=DEFAULT_MODEL, window_
                                  progress=progress):
             if isinstance(item, FileFailure):
                 with catalog.transaction():
+                    dropped = [w.id for w in catalog.windows_of(item.key)]  # chunks committed before it failed
                     catalog.mark_failed(item.key, item.reason)
+                _remove_thumbnails(index_dir, dropped)
                 report.failed += 1
                 report.failures.append((item.path, item.reason))
                 logger.info("failed: %s: %s", item.path, item.reason)
