@@ -62,7 +62,7 @@ def launch_app(index: str, host: str = "127.0.0.1", port: int = 7860, auth: str 
     object).
     """
     from app.service import IndexService
-    from app.ui import CSS, THEME, build_ui
+    from app.ui import CSS, PAGE_JS, THEME, build_ui
 
     credentials = parse_auth(auth)
     if max_upload_mb <= 0:
@@ -85,7 +85,7 @@ def launch_app(index: str, host: str = "127.0.0.1", port: int = 7860, auth: str 
                 server_name=host, server_port=port, auth=credentials, prevent_thread_lock=True, share=False,
                 allowed_paths=service.served_dirs(), max_file_size=f"{int(max_upload_mb)}mb", show_error=False,
                 quiet=quiet, inbrowser=False, ssr_mode=False, mcp_server=False, pwa=False, enable_monitoring=False,
-                theme=THEME, css=CSS, footer_links=["api"])
+                theme=THEME, css=CSS, js=PAGE_JS, footer_links=["api"])
         except OSError as e:
             raise VtrError(f"cannot serve on {host}:{port}: {e}") from e
     except BaseException:

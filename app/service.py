@@ -24,6 +24,8 @@ from vtr.errors import VtrError
 logger = logging.getLogger(__name__)
 
 MAX_FOLDER_CHOICES = 200
+CONTEXT_S = 10.0  # seconds of the video shown before and after a moment, so it can be watched in context
+EXPORT_MAX_WIDTH = 1920
 
 
 @dataclass
@@ -62,6 +64,36 @@ def folder_glob(folder: str) -> str:
     """A sqlite GLOB matching every file under ``folder`` (its ``*?[`` taken literally)."""
     escaped = "".join(f"[{c}]" if c in "*?[" else c for c in folder.rstrip(os.sep))
     return escaped + os.sep + "*"
+
+
+def parse_seconds(value, what: str) -> float | None:
+    """A duration typed in a box: empty → None (no limit); ``"90"``, ``"1.5"``, ``"1:30"`` → seconds."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    if not text:
+        return None
+    try:
+        parts = [float(p) for p in text.split(":")]
+    except ValueError:
+        raise VtrError(f"{what}: “{text}” is not a number of seconds (e.g. 90 or 1:30).") from None
+    if len(parts) > 3 or any(p < 0 for p in parts):
+        raise VtrError(f"{what}: “{text}” is not a number of seconds (e.g. 90 or 1:30).")
+    seconds = 0.0
+    for p in parts:
+        seconds = seconds * 60 + p
+    return seconds
+
+
+def export_name(path: str, start: float, end: float) -> str:
+    """``/v/Beach day.mov, 64.2, 72`` → ``Beach day 1m04s-1m12s.mp4`` (a file name people recognise)."""
+    def stamp(t):
+        s = int(t + 0.5)  # half up: 1.5 s reads as 0m02s, 4.5 s as 0m05s
+        h, rest = divmod(s, 3600)
+        m, s = divmod(rest, 60)
+        return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
+    stem = "".join(c if c.isprintable() and c not in '/\\:*?"<>|' else "_" for c in Path(path).stem)[:80] or "moment"
+    return f"{stem} {stamp(start)}-{stamp(end)}.mp4"
 
 
 def group_by_video(moments: list[Moment]) -> list[Moment]:
@@ -176,8 +208,15 @@ class IndexService:
             return idx.search(query, k=k, kind="text", rerank=rerank, **filters)
 
         segments = self._run(run)
-        return group_by_video([Moment(s.path, float(s.start), float(s.end), float(s.score), s.thumbnail)
-                               for s in segments])
+        # Best first: grouping by video is a view (group_by_video), never a reason to rank a worse moment higher.
+        return [Moment(s.path, float(s.start), float(s.end), float(s.score), s.thumbnail) for s in segments]
+
+    def query_notes(self, query: str) -> list[str]:
+        """What a person should know about a text query before trusting its results (e.g. it is cut short)."""
+        query = (query or "").strip()
+        if not query or not self.exists():
+            return []
+        return self._run(lambda: self._opened().query_notes(query))
 
     def thumbnail_of(self, moment: Moment) -> str | None:
         """The index's thumbnail of the moment, or one cut from the video now (indexes built without them)."""
@@ -191,13 +230,60 @@ class IndexService:
             logger.info("no thumbnail for %s: %s", moment.path, e)
             return None
 
-    def preview(self, moment: Moment) -> str:
-        """A browser-playable clip starting at the moment's first second (see :func:`app.media.make_preview`)."""
+    def _check_source(self, moment: Moment) -> None:
+        if not Path(moment.path).is_file():
+            raise VtrError(f"{moment.name} is gone (moved or deleted since it was indexed); update the index.")
+
+    def preview(self, moment: Moment, context_s: float = CONTEXT_S) -> tuple[str, float]:
+        """A browser-playable cut around the moment: ``context_s`` seconds before it to ``context_s`` after it.
+
+        Returns ``(clip path, offset)``: the moment starts ``offset`` seconds into the clip (the page seeks there).
+        """
         from app.media import make_preview
 
-        if not Path(moment.path).is_file():
-            raise VtrError(f"{moment.path} is gone (moved or deleted since it was indexed); update the index.")
-        return str(make_preview(moment.path, moment.start, moment.end, self.preview_dir))
+        self._check_source(moment)
+        cut = max(0.0, moment.start - context_s)
+        clip = make_preview(moment.path, cut, moment.end, self.preview_dir, tail_s=context_s,
+                            max_seconds=moment.end - cut + context_s)
+        return str(clip), moment.start - cut
+
+    def export(self, moment: Moment, start: float | None = None, end: float | None = None) -> str:
+        """An mp4 of ``[start, end]`` seconds of the moment's video (default: the moment's span), named after the
+        video and the times; in the app's cache (so the browser may download it)."""
+        import hashlib
+
+        from app.media import make_preview
+
+        self._check_source(moment)
+        start = moment.start if start is None else float(start)
+        end = moment.end if end is None else float(end)
+        if start < 0 or end <= start:
+            raise VtrError(f"The out point ({end:g} s) must come after the in point ({start:g} s).")
+        clip = make_preview(moment.path, start, end, self.preview_dir, tail_s=0.0, max_seconds=end - start,
+                            max_width=EXPORT_MAX_WIDTH)
+        # One folder per export, so the file can carry a readable name without clashing with another export's.
+        folder = self.cache_dir / "exports" / hashlib.sha1(clip.name.encode()).hexdigest()[:12]
+        folder.mkdir(parents=True, exist_ok=True)
+        named = folder / export_name(moment.path, start, end)
+        if not named.is_file():
+            shutil.copyfile(clip, named)
+        return str(named)
+
+    def overview(self) -> dict | None:
+        """What the Search tab says is searchable: counts, and queries that fit this index (see
+        :meth:`index.search.VideoIndex.suggest_queries`). None when there is no index yet."""
+        if not self.exists():
+            return None
+        st = self.status()
+
+        def suggestions():
+            try:
+                return self._opened().suggest_queries()
+            except VtrError as e:
+                logger.info("no query suggestions: %s", e)
+                return []
+        return {"files": st["files"], "hours": st["hours"], "windows": st["windows"], "partial": len(st["partial"]),
+                "suggestions": self._run(suggestions)}
 
     # ----------------------------------------------------------------------------------------- the index
     def status(self) -> dict | None:
@@ -219,6 +305,13 @@ class IndexService:
         if not self.exists():
             return []
         return self._run(run)
+
+    def duration_of(self, path: str) -> float | None:
+        """The indexed duration of ``path`` in seconds (None when it is not in the index)."""
+        def run():
+            row = self._opened().catalog.file_by_path(path)
+            return row.duration if row is not None else None
+        return self._run(run) if self.exists() else None
 
     @property
     def building(self) -> bool:

@@ -2,26 +2,33 @@
 folder, build or update with a live progress bar, what failed and why). Everything it does goes through
 :class:`app.service.IndexService`; errors reach the page as a warning toast and a status line, never a traceback.
 
+Everything a person typed or a file is named is shown as plain text: Markdown components get it through
+:func:`literal`, toasts (which render HTML) through :func:`html.escape`.
+
 Endpoints for programs (``gradio_client``): ``/search`` (query, example, folder, min_duration, max_duration,
-rerank, k → list of moments as dicts) and ``/status`` (→ the index's counts and failures).
+rerank, k → list of moments as dicts, best first) and ``/status`` (→ the index's counts and failures).
 """
 
 from __future__ import annotations
 
+import html
 import logging
 import os
+import re
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # the app never calls home
 
 import gradio as gr  # noqa: E402
 
-from app.service import IndexService, Moment, clock  # noqa: E402
+from app.service import IndexService, Moment, clock, group_by_video, parse_seconds  # noqa: E402
 from vtr.errors import VtrError  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
 ALL_FOLDERS = ""
 EXAMPLE_TYPES = ["image", "video"]
+PAGE = 24  # moments per page; "More results" asks for another page
+BEST_FIRST, BY_VIDEO = "Best first", "Grouped by video"
 
 # System fonts only: the default theme would fetch web fonts from the internet.
 THEME = gr.themes.Soft(primary_hue="indigo", neutral_hue="slate",
@@ -34,7 +41,42 @@ CSS = """
 #build-summary { min-height: 4em; }
 #results .caption-label { font-size: 0.8em; white-space: normal; }
 #results .grid-wrap.fixed-height { min-height: 180px; }  /* grow with the results, not to a fixed 450 px */
+#timeline .track { position: relative; height: 14px; border-radius: 7px; background: var(--neutral-200); }
+#timeline .hit { position: absolute; top: 0; height: 14px; min-width: 3px; border-radius: 3px;
+                 background: var(--primary-300); }
+#timeline .hit.selected { background: var(--primary-600); }
+#timeline .ends { display: flex; justify-content: space-between; font-size: 0.8em; opacity: 0.75; }
 """
+
+# Runs once when the page loads. gr.Video cannot start at a given second, so the clip of a selected moment starts
+# a little before it (context) and the page seeks to the moment once the browser has the clip's metadata; the
+# offset travels in #seek-to, updated by the same event that changes the clip.
+PAGE_JS = """
+() => {
+  document.addEventListener('loadedmetadata', (e) => {
+    const v = e.target;
+    if (!(v instanceof HTMLVideoElement) || !v.closest('#player')) return;
+    const mark = document.querySelector('#seek-to [data-t]');
+    const t = mark ? parseFloat(mark.dataset.t) : 0;
+    if (t > 0 && t < v.duration) v.currentTime = t;
+  }, true);
+}
+"""
+# On a selection, bring the player into view: on a phone-width screen it sits below the whole gallery.
+SCROLL_TO_PLAYER_JS = """
+(...args) => {
+  const p = document.querySelector('#player');
+  if (p) p.scrollIntoView({behavior: 'instant', block: 'start'});
+  return args;
+}
+"""
+
+_MARKDOWN_SPECIAL = re.compile(r"([!-/:-@\[-`{-~])")  # every ASCII punctuation character
+
+
+def literal(text) -> str:
+    """``text`` as Markdown that renders exactly as written: no HTML, no emphasis, no links, one line."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
 
 
 def _message(e: BaseException) -> str:
@@ -42,7 +84,13 @@ def _message(e: BaseException) -> str:
     if isinstance(e, VtrError):
         return str(e)
     logger.exception("unexpected error in the app")
-    return f"Something went wrong ({type(e).__name__}: {e}). The details are in the server's log."
+    return f"Something went wrong ({type(e).__name__}). The details are in the server's log."
+
+
+def _warn(msg: str) -> str:
+    """Toast ``msg`` (toasts render HTML: escaped) and return it for a Markdown status line (literal)."""
+    gr.Warning(html.escape(msg, quote=False))
+    return f"⚠️ {literal(msg)}"
 
 
 def _caption(m: Moment) -> str:
@@ -54,25 +102,53 @@ def _grouped_markdown(moments: list[Moment]) -> str:
     for m in moments:
         if m.path != current:
             current = m.path
-            lines.append(f"\n**{m.name}** <small>{m.folder}</small>\n")
+            lines.append(f"\n**{literal(m.name)}** <small>{literal(m.folder)}</small>\n")
         lines.append(f"- {clock(m.start)}–{clock(m.end)} · score {m.score:.3f}")
     return "\n".join(lines).strip()
 
 
 def _status_markdown(st: dict | None, index_dir) -> str:
     if st is None:
-        return (f"**No index yet** at `{index_dir}`. Add a folder of videos below: every video in it (and its "
-                "sub-folders) is cut into short windows and embedded, so that you can search them by what happens.")
+        return (f"**No index yet** at {literal(index_dir)}. Add a folder of videos below: every video in it (and "
+                "its sub-folders) is cut into short windows and embedded, so that you can search them by what "
+                "happens.")
     m = st["manifest"]
-    roots = "".join(f"\n- `{r}`" for r in st["roots"]) or " none"
+    roots = "".join(f"\n- {literal(r)}" for r in st["roots"]) or " none"
     pending = f" · {len(st['pending'])} pending (interrupted build: update)" if st["pending"] else ""
-    return (f"**Index** `{st['index']}` · model `{m['model']}` · FAISS `{m.get('index_factory')}`\n\n"
-            f"**{st['files']}** videos indexed ({st['hours']:.2f} h, {st['windows']} windows) · "
+    partial = f" · **{len(st['partial'])}** indexed in part" if st.get("partial") else ""
+    return (f"**Index** {literal(st['index'])} · model {literal(m['model'])} · FAISS "
+            f"{literal(m.get('index_factory'))}\n\n"
+            f"**{st['files']}** videos indexed ({st['hours']:.2f} h, {st['windows']} windows){partial} · "
             f"**{len(st['failed'])}** failed{pending}\n\n**Folders:**{roots}")
 
 
-def _failure_rows(failures) -> list[list[str]]:
-    return [[path, reason] for path, reason in failures]
+def _problem_rows(st: dict | None) -> list[list[str]]:
+    if not st:
+        return []
+    return ([[path, f"indexed in part: {reason}"] for path, reason in st.get("partial", [])]
+            + [[path, reason] for path, reason in st["failed"]])
+
+
+def _overview_markdown(ov: dict | None) -> str:
+    if not ov:
+        return ""
+    partial = f" ({ov['partial']} indexed in part)" if ov["partial"] else ""
+    return (f"Searching **{ov['files']}** videos{partial} · {ov['hours']:.2f} h · {ov['windows']} windows "
+            "of a few seconds each.")
+
+
+def _timeline_html(results: list[dict], selected: int, duration: float | None) -> str:
+    """A bar for the selected moment's video with every hit of that video marked (the selected one darker)."""
+    d = results[selected]
+    hits = [(i, r) for i, r in enumerate(results) if r["video"] == d["video"]]
+    end = max([duration or 0.0] + [r["end"] for _, r in hits]) or 1.0
+    marks = "".join(
+        f'<div class="hit{" selected" if i == selected else ""}" title="{html.escape(clock(r["start"]))}–'
+        f'{html.escape(clock(r["end"]))} · {r["score"]:.3f}" style="left:{100 * r["start"] / end:.2f}%;'
+        f'width:{100 * (r["end"] - r["start"]) / end:.2f}%"></div>' for i, r in hits)
+    return (f'<div class="track" aria-label="{len(hits)} moments in {html.escape(d["name"])}">{marks}</div>'
+            f'<div class="ends"><span>0:00</span><span>{len(hits)} moment{"s" * (len(hits) != 1)} in this video'
+            f'</span><span>{clock(end)}</span></div>')
 
 
 def build_ui(service: IndexService) -> gr.Blocks:
@@ -89,55 +165,117 @@ def build_ui(service: IndexService) -> gr.Blocks:
     def empty_state():
         if service.exists():
             return gr.update(value="", visible=False)
-        return gr.update(value=f"### No index yet\nThere is nothing to search at `{service.index_dir}`. Open the "
-                               "**Index** tab and add a folder of videos.", visible=True)
+        return gr.update(value=f"### No index yet\nThere is nothing to search at {literal(service.index_dir)}. Open "
+                               "the **Index** tab and add a folder of videos.", visible=True)
 
     def run_search(query, example, folder, min_duration, max_duration, rerank, k):
         return service.search(query or "", example=example or None, folder=folder or None,
-                              min_duration=min_duration, max_duration=max_duration, rerank=bool(rerank),
-                              k=int(k or 24))
+                              min_duration=parse_seconds(min_duration, "Videos at least"),
+                              max_duration=parse_seconds(max_duration, "Videos at most"), rerank=bool(rerank),
+                              k=int(k or PAGE))
+
+    def ordered(moments: list[Moment], order) -> list[Moment]:
+        return group_by_video(moments) if order == BY_VIDEO else moments
+
+    def show(results: list[dict], order):
+        """Gallery, grouped list and the order the gallery shows ``results`` in (indices into ``results``)."""
+        moments = [Moment(d["video"], d["start"], d["end"], d["score"], d.get("thumb")) for d in results]
+        view = ordered(moments, order)
+        positions = {id(m): i for i, m in enumerate(moments)}
+        gallery = [(m.thumbnail, _caption(m)) for m in view]
+        return gallery, _grouped_markdown(group_by_video(moments)), [positions[id(m)] for m in view]
 
     # ------------------------------------------------------------------------------------------- handlers
-    def on_search(query, example, folder, min_duration, max_duration, rerank, k):
+    def on_search(query, example, folder, min_duration, max_duration, rerank, page, order, shown):
+        """A new search (shown=0) or one more page of the same search (shown = how many are on the page)."""
+        k = int(shown or 0) + int(page or PAGE)
+        nothing = ([], "", [], "", [], 0, gr.update(visible=False))
         try:
             moments = run_search(query, example, folder, min_duration, max_duration, rerank, k)
+            notes = [] if example else service.query_notes(query)
         except Exception as e:  # noqa: BLE001 - shown on the page
-            msg = _message(e)
-            gr.Warning(msg)
-            return [], f"⚠️ {msg}", [], "", None, ""
+            gallery, _, results, grouped, view, n, more = nothing
+            return gallery, _warn(_message(e)), results, grouped, view, n, more
+        for note in notes:
+            gr.Warning(html.escape(note, quote=False))
         if not moments:
-            return ([], "No moments match. Try other words, or loosen the filters.", [], "", None, "")
-        thumbs = [service.thumbnail_of(m) for m in moments]
-        shown = [m for m, t in zip(moments, thumbs) if t is not None]  # a video that vanished has no picture
-        gallery = [(t, _caption(m)) for m, t in zip(moments, thumbs) if t is not None]
-        videos = len({m.path for m in shown})
-        what = "your example" if example else f"“{(query or '').strip()}”"
-        status = f"**{len(shown)}** moments in **{videos}** videos for {what}. Select one to play it."
-        return gallery, status, [m.to_dict() | {"thumbnail": m.thumbnail} for m in shown], \
-            _grouped_markdown(shown), None, ""
+            gallery, _, results, grouped, view, n, more = nothing
+            return gallery, "No moments match. Try other words, or loosen the filters.", results, grouped, view, n, more
+        results = []
+        for m in moments:
+            thumb = service.thumbnail_of(m)
+            if thumb is not None:  # a video that vanished since indexing has no picture
+                results.append(m.to_dict() | {"thumb": thumb})
+        videos = len({d["video"] for d in results})
+        what = "your example" if example else f"“{literal((query or '').strip())}”"
+        status = f"**{len(results)}** moments in **{videos}** videos for {what}. Select one to play it."
+        status += "".join(f"\n\n⚠️ {literal(n)}" for n in notes)
+        gallery, grouped, view = show(results, order)
+        more = gr.update(visible=len(moments) >= k)  # a full page: there may be more
+        return gallery, status, results, grouped, view, len(moments), more
 
-    def on_select(results, evt: gr.SelectData):
-        if not results or evt.index is None or not 0 <= int(evt.index) < len(results):
-            return None, ""
-        d = results[int(evt.index)]
-        m = Moment(d["video"], d["start"], d["end"], d["score"], d.get("thumbnail"))
+    def on_new_search(query, example, folder, min_duration, max_duration, rerank, page, order):
+        return on_search(query, example, folder, min_duration, max_duration, rerank, page, order, 0)
+
+    def on_order(results, order):
+        if not results:
+            return [], []
+        gallery, _, view = show(results, order)
+        return gallery, view
+
+    def selected_moment(results, view, index) -> tuple[int, dict] | None:
+        if not results or index is None or not 0 <= int(index) < len(view):
+            return None
+        i = view[int(index)]
+        return i, results[i]
+
+    def on_select(results, view, evt: gr.SelectData):
+        picked = selected_moment(results, view, evt.index)
+        blank = (None, "", "", "", gr.update(value=""), gr.update(value=""), -1)
+        if picked is None:
+            return blank
+        i, d = picked
+        m = Moment(d["video"], d["start"], d["end"], d["score"], d.get("thumb"))
         try:
-            clip = service.preview(m)
+            clip, offset = service.preview(m)
         except Exception as e:  # noqa: BLE001
-            msg = _message(e)
-            gr.Warning(msg)
-            return None, f"⚠️ {msg}"
-        return (gr.update(value=clip, label=f"{m.name} from {clock(m.start)}"),
-                f"**{m.name}** · {clock(m.start)}–{clock(m.end)} · score {m.score:.3f}\n\n`{m.path}`")
+            player, _, seek, timeline, t_in, t_out, sel = blank
+            return player, _warn(_message(e)), seek, timeline, t_in, t_out, sel
+        details = (f"**{literal(m.name)}** · {clock(m.start)}–{clock(m.end)} · score {m.score:.3f}\n\n"
+                   f"{literal(m.path)}")
+        return (gr.update(value=clip, label=f"{m.name} from {clock(m.start)}"), details,
+                f'<span data-t="{offset:.3f}"></span>', _timeline_html(results, i, service.duration_of(m.path)),
+                f"{m.start:g}", f"{m.end:g}", i)
+
+    def on_export(results, selected, t_in, t_out):
+        if not results or selected is None or not 0 <= int(selected) < len(results):
+            gr.Warning("Select a moment first.")
+            return gr.update(value=None, visible=False), ""
+        d = results[int(selected)]
+        m = Moment(d["video"], d["start"], d["end"], d["score"], None)
+        try:
+            start = parse_seconds(t_in, "In")
+            end = parse_seconds(t_out, "Out")
+            path = service.export(m, start, end)
+        except Exception as e:  # noqa: BLE001
+            return gr.update(value=None, visible=False), _warn(_message(e))
+        return gr.update(value=path, visible=True), f"Ready: {literal(os.path.basename(path))}"
 
     def on_refresh():
         st, error = None, ""
         try:
             st = service.status()
         except Exception as e:  # noqa: BLE001
-            error = f"\n\n⚠️ {_message(e)}"
+            error = f"\n\n⚠️ {literal(_message(e))}"
+        try:
+            ov = service.overview()
+        except Exception as e:  # noqa: BLE001
+            logger.warning("no overview: %s", e)
+            ov = None
+        suggestions = (ov or {}).get("suggestions") or []
         return (empty_state(), gr.update(choices=folder_choices(), value=ALL_FOLDERS),
-                _status_markdown(st, service.index_dir) + error, _failure_rows(st["failed"]) if st else [])
+                _status_markdown(st, service.index_dir) + error, _problem_rows(st), _overview_markdown(ov),
+                gr.update(samples=[[s] for s in suggestions], visible=bool(suggestions)))
 
     def on_build(folder, progress=gr.Progress(track_tqdm=True)):
         adding = folder is not None
@@ -145,85 +283,125 @@ def build_ui(service: IndexService) -> gr.Blocks:
         try:
             report = service.build(folder if adding else None)
         except Exception as e:  # noqa: BLE001
-            msg = _message(e)
-            gr.Warning(msg)
-            summary = f"⚠️ {msg}"
+            summary = _warn(_message(e))
         else:
+            resumed = f", {report.resumed_windows} resumed from an interrupted build" \
+                if report.resumed_windows else ""
             summary = (f"Done in {report.seconds:.0f} s: **{report.added}** new, {report.changed} changed, "
                        f"{report.renamed} renamed, {report.deleted} removed, {report.unchanged} unchanged, "
-                       f"**{report.failed}** failed; {report.embedded_windows} windows embedded. The index holds "
-                       f"**{report.total_files}** videos.")
-            if report.failures:
-                names = ", ".join(f"`{os.path.basename(p)}`" for p, _ in report.failures[:10])
-                more = f" and {len(report.failures) - 10} more" if len(report.failures) > 10 else ""
-                summary += f"\n\nCould not index {names}{more}: the reasons are in the table below."
-        empty, choices, status, failures = on_refresh()
-        return summary, empty, choices, status, failures
+                       f"**{report.failed}** failed, {report.partial} indexed in part; {report.embedded_windows} "
+                       f"windows embedded{resumed}. The index holds **{report.total_files}** videos.")
+            problems = report.failures + report.partials
+            if problems:
+                names = ", ".join(literal(os.path.basename(p)) for p, _ in problems[:10])
+                more = f" and {len(problems) - 10} more" if len(problems) > 10 else ""
+                summary += f"\n\nCould not fully index {names}{more}: the reasons are in the table below."
+        return (summary,) + on_refresh()
 
     def on_update(progress=gr.Progress(track_tqdm=True)):
         return on_build(None, progress)
 
+    def on_example(example):
+        """Show the example and say that it replaces the words."""
+        if not example:
+            return gr.update(value=None, visible=False), gr.update(value=None, visible=False), ""
+        from index.search import IMAGE_EXTENSIONS
+
+        note = (f"Searching by the example {literal(os.path.basename(example))}: the words above are not used "
+                "while an example is set.")
+        if os.path.splitext(example)[1].lower() in IMAGE_EXTENSIONS:
+            return gr.update(value=example, visible=True), gr.update(value=None, visible=False), note
+        return gr.update(value=None, visible=False), gr.update(value=example, visible=True), note
+
     def api_search(query, example, folder, min_duration, max_duration, rerank, k):
-        """Moments for a text query or an example image/clip (the example wins), grouped by video, best first: a
-        list of {video (full path), name, folder, start, end, score}. Errors come back with a readable message."""
+        """Moments for a text query or an example image/clip (the example wins), best first: a list of
+        {video (full path), name, folder, start, end, score}. Errors come back with a readable message."""
         try:
             return [m.to_dict() for m in run_search(query, example, folder, min_duration, max_duration, rerank, k)]
-        except VtrError as e:
-            raise gr.Error(str(e), print_exception=False) from None
         except Exception as e:  # noqa: BLE001
-            raise gr.Error(_message(e), print_exception=False) from None
+            raise gr.Error(html.escape(_message(e), quote=False), print_exception=False) from None
 
     def api_status() -> dict | None:
-        """The index: model, counts, folders and failed files (null when there is no index yet)."""
+        """The index: model, counts, folders, files indexed in part and failed files (null when there is none)."""
         try:
             st = service.status()
         except Exception as e:  # noqa: BLE001
-            raise gr.Error(_message(e), print_exception=False) from None
+            raise gr.Error(html.escape(_message(e), quote=False), print_exception=False) from None
         if st is None:
             return None
         return {"index": st["index"], "model": st["manifest"]["model"], "files": st["files"],
                 "windows": st["windows"], "hours": st["hours"], "folders": st["roots"],
+                "partial": [{"path": p, "reason": r} for p, r in st["partial"]],
                 "failed": [{"path": p, "reason": r} for p, r in st["failed"]], "pending": len(st["pending"])}
 
     # --------------------------------------------------------------------------------------------- layout
     # delete_cache: Gradio keeps a copy of every file it serves; drop copies older than 6 h, hourly.
     with gr.Blocks(title="vtr — find moments in your videos", analytics_enabled=False,
                    delete_cache=(3600, 6 * 3600)) as demo:
-        results = gr.State([])
+        results = gr.State([])  # the moments of the current search, best first (dicts)
+        view = gr.State([])  # gallery position -> index into results, in the order shown
+        shown = gr.State(0)  # how many moments the search asked for so far
+        selected = gr.State(-1)  # index into results of the moment in the player
         gr.Markdown("# vtr\nType a sentence, watch the moments.", elem_id="vtr-header")
         with gr.Tabs():
             with gr.Tab("Search", id="search"):
                 no_index = gr.Markdown(visible=False, elem_id="no-index")
+                overview = gr.Markdown(elem_id="overview")
                 with gr.Row(equal_height=True):
                     query = gr.Textbox(placeholder="Describe a moment, e.g. “a dog catches a frisbee on the beach”",
                                        show_label=False, scale=8, elem_id="query", autofocus=True, max_length=500)
                     search_btn = gr.Button("Search", variant="primary", scale=1, min_width=120, elem_id="search")
+                suggest = gr.Dataset(components=["textbox"], samples=[], label="Try",
+                                     visible=False, elem_id="suggestions")
                 with gr.Accordion("Search by example, filters", open=False, elem_id="options"):
                     with gr.Row():
-                        example = gr.File(label="Example image or short clip (instead of words)",
-                                          file_types=EXAMPLE_TYPES, type="filepath", height=140, elem_id="example")
+                        with gr.Column():
+                            example = gr.File(label="Example image or short clip (instead of words)",
+                                              file_types=EXAMPLE_TYPES, type="filepath", height=140,
+                                              elem_id="example")
+                            example_image = gr.Image(label="Example", visible=False, interactive=False, height=140,
+                                                     elem_id="example-image")
+                            example_video = gr.Video(label="Example", visible=False, interactive=False, height=140,
+                                                     elem_id="example-video")
+                            example_note = gr.Markdown(elem_id="example-note")
                         with gr.Column():
                             # Custom values: programs may name any folder (it only narrows the search).
                             folder = gr.Dropdown(label="Folder", choices=folder_choices(), value=ALL_FOLDERS,
                                                  allow_custom_value=True, elem_id="folder")
                             with gr.Row():
-                                min_duration = gr.Number(label="Videos at least (s)", minimum=0, value=None)
-                                max_duration = gr.Number(label="Videos at most (s)", minimum=0, value=None)
+                                # Text boxes, not gr.Number: Gradio's number box shows and sends 0 for "empty"
+                                # once it is on screen, and "at most 0 s" matched nothing. Empty: no limit.
+                                min_duration = gr.Textbox(label="Videos at least (s)", placeholder="no limit",
+                                                          max_lines=1, elem_id="min-duration")
+                                max_duration = gr.Textbox(label="Videos at most (s)", placeholder="no limit",
+                                                          max_lines=1, elem_id="max-duration")
                         with gr.Column():
                             rerank = gr.Checkbox(label="Re-rank with the matching head (ITM): slower, more precise; "
                                                        "words only", value=False, elem_id="rerank")
-                            k = gr.Slider(1, 60, value=24, step=1, label="Moments to show")
+                            k = gr.Slider(1, 60, value=PAGE, step=1, label="Moments per page", elem_id="page-size")
                 status = gr.Markdown(elem_id="status")
                 with gr.Row():
                     with gr.Column(scale=3):
-                        gallery = gr.Gallery(label="Moments, grouped by video, best first", show_label=False,
-                                             columns=4, height="auto", allow_preview=False, object_fit="cover",
-                                             elem_id="results", interactive=False)
+                        order = gr.Radio([BEST_FIRST, BY_VIDEO], value=BEST_FIRST, show_label=False,
+                                         elem_id="order")
+                        gallery = gr.Gallery(label="Moments", show_label=False, columns=4, height="auto",
+                                             allow_preview=False, object_fit="cover", elem_id="results",
+                                             interactive=False)
+                        more_btn = gr.Button("More results", visible=False, elem_id="more")
                         grouped = gr.Markdown(elem_id="grouped")
                     with gr.Column(scale=2):
                         player = gr.Video(label="Preview", autoplay=True, interactive=False, elem_id="player",
                                           buttons=["download"])
+                        seek_to = gr.HTML(elem_id="seek-to", visible="hidden")
+                        timeline = gr.HTML(elem_id="timeline")
                         details = gr.Markdown(elem_id="details")
+                        with gr.Row(equal_height=True):
+                            t_in = gr.Textbox(label="In (s)", max_lines=1, elem_id="export-in", min_width=80)
+                            t_out = gr.Textbox(label="Out (s)", max_lines=1, elem_id="export-out", min_width=80)
+                            export_btn = gr.Button("Export mp4", elem_id="export", min_width=100)
+                        export_file = gr.File(label="Exported moment", visible=False, interactive=False,
+                                              elem_id="export-file")
+                        export_note = gr.Markdown(elem_id="export-note")
             with gr.Tab("Index", id="index"):
                 index_status = gr.Markdown(elem_id="index-status")
                 with gr.Row(equal_height=True):
@@ -233,18 +411,33 @@ def build_ui(service: IndexService) -> gr.Blocks:
                 update_btn = gr.Button("Update: re-scan the indexed folders for new, changed and deleted videos",
                                        elem_id="update")
                 build_summary = gr.Markdown(elem_id="build-summary")
-                failures = gr.Dataframe(headers=["file", "why it could not be indexed"], value=[],
-                                        label="Files that could not be indexed", interactive=False, wrap=True,
+                failures = gr.Dataframe(headers=["file", "why it could not be (fully) indexed"], value=[],
+                                        label="Files indexed in part or not at all", interactive=False, wrap=True,
                                         elem_id="failures")
 
         # ---------------------------------------------------------------------------------------- events
-        search_inputs = [query, example, folder, min_duration, max_duration, rerank, k]
-        search_outputs = [gallery, status, results, grouped, player, details]
-        gr.on([query.submit, search_btn.click], on_search, search_inputs, search_outputs,
-              api_visibility="private", concurrency_id="index", concurrency_limit=1, show_progress_on=[gallery])
-        gallery.select(on_select, [results], [player, details], api_visibility="private", concurrency_limit=2,
+        filters = [query, example, folder, min_duration, max_duration, rerank, k, order]
+        search_outputs = [gallery, status, results, grouped, view, shown, more_btn]
+        new_search = gr.on([query.submit, search_btn.click], on_new_search, filters, search_outputs,
+                           api_visibility="private", concurrency_id="index", concurrency_limit=1,
+                           show_progress_on=[gallery])
+        new_search.then(lambda: (None, "", "", "", "", -1, gr.update(value=None, visible=False)), None,
+                        [player, details, seek_to, timeline, export_note, selected, export_file],
+                        api_visibility="private")
+        more_btn.click(on_search, filters + [shown], search_outputs, api_visibility="private",
+                       concurrency_id="index", concurrency_limit=1, show_progress_on=[gallery])
+        order.change(on_order, [results, order], [gallery, view], api_visibility="private")
+        suggest.click(lambda s: s[0], [suggest], [query], api_visibility="private").then(
+            on_new_search, filters, search_outputs, api_visibility="private", concurrency_id="index",
+            concurrency_limit=1, show_progress_on=[gallery])
+        gallery.select(on_select, [results, view], [player, details, seek_to, timeline, t_in, t_out, selected],
+                       js=SCROLL_TO_PLAYER_JS, api_visibility="private", concurrency_limit=2,
                        show_progress_on=[player])
-        refresh_outputs = [no_index, folder, index_status, failures]
+        export_btn.click(on_export, [results, selected, t_in, t_out], [export_file, export_note],
+                         api_visibility="private", concurrency_limit=2, show_progress_on=[export_file])
+        example.change(on_example, [example], [example_image, example_video, example_note],
+                       api_visibility="private")
+        refresh_outputs = [no_index, folder, index_status, failures, overview, suggest]
         demo.load(on_refresh, None, refresh_outputs, api_visibility="private")
         build_outputs = [build_summary] + refresh_outputs
         add_btn.click(on_build, [new_folder], build_outputs, api_visibility="private", concurrency_id="build",
@@ -254,7 +447,7 @@ def build_ui(service: IndexService) -> gr.Blocks:
 
         api_out = gr.JSON(visible=False)
         api_btn = gr.Button(visible=False)
-        api_btn.click(api_search, search_inputs, api_out, api_name="search", concurrency_id="index",
+        api_btn.click(api_search, filters[:-1], api_out, api_name="search", concurrency_id="index",
                       concurrency_limit=1)
         gr.api(api_status, api_name="status")
     return demo

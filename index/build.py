@@ -9,10 +9,14 @@ Index folder layout (see also the README)::
     IDX/vectors.faiss      IDMap2 FAISS index, CPU format, ids = window ids       (see index.store)
     IDX/thumbnails/K/ID.jpg  the middle sampled frame of window ID (K = ID // 1000)
 
-Crash safety: every file is committed in one sqlite transaction together with its vectors; ``vectors.faiss``
-and ``manifest.json`` are replaced atomically (temporary file + rename) and ``vectors.faiss`` is re-synced from
-the catalog at the end of each build, so an interrupted build resumes with the files it had finished and never
-holds duplicates.
+Crash safety: every chunk of a file (up to 16 windows) is committed in one sqlite transaction together with its
+vectors, and the file is marked done with its last chunk; ``vectors.faiss`` and ``manifest.json`` are replaced
+atomically (temporary file + rename) and ``vectors.faiss`` is re-synced from the catalog at the end of each build.
+So an interrupted build (Ctrl-C, ``kill -9``, a power cut) resumes with the chunks it had committed, inside a long
+file too, re-embeds only the rest (the summary counts the windows resumed) and never holds duplicates.
+
+Damaged files: a file that decodes only in part (cut short, or damaged in the middle) is indexed as far as it
+decodes and listed as partial, with the reason, by ``vtr index status`` and the app.
 """
 
 from __future__ import annotations
@@ -44,8 +48,10 @@ CATALOG = "catalog.sqlite"
 VECTORS = "vectors.faiss"
 THUMBNAILS = "thumbnails"
 #: manifest keys that must match for new vectors to be comparable with the stored ones
-SETTINGS_KEYS = ("model", "weights_checksum", "num_frames", "img_size", "mean", "std", "window_s", "stride_s",
-                 "window_policy", "embed_dim")
+SETTINGS_KEYS = ("model", "weights_checksum", "num_frames", "img_size", "antialias", "mean", "std", "window_s",
+                 "stride_s", "window_policy", "embed_dim")
+#: What manifests written before ``antialias`` was recorded mean: those builds always resized with antialiasing.
+LEGACY_ANTIALIAS = True
 
 
 # ----------------------------------------------------------------------------------------------------- model
@@ -85,6 +91,7 @@ def manifest_for(model, window_s: float, stride_s: float, precision: str = "fp32
         "weights_checksum": weights_checksum(model),
         "num_frames": int(pre.num_frames),
         "img_size": int(pre.img_size),
+        "antialias": bool(pre.antialias),
         "mean": [float(x) for x in pre.mean],
         "std": [float(x) for x in pre.std],
         "max_txt_l": int(pre.max_txt_l),
@@ -100,8 +107,27 @@ def manifest_for(model, window_s: float, stride_s: float, precision: str = "fp32
 
 
 def read_manifest(index_dir) -> dict | None:
+    """The manifest, with ``antialias`` filled in for indexes built before it was recorded (see LEGACY_ANTIALIAS)."""
     path = Path(index_dir) / MANIFEST
-    return json.loads(path.read_text()) if path.is_file() else None
+    if not path.is_file():
+        return None
+    manifest = json.loads(path.read_text())
+    manifest.setdefault("antialias", LEGACY_ANTIALIAS)
+    return manifest
+
+
+def index_preprocess(model, manifest: dict):
+    """The preprocessing the index's vectors were made with: the model's, resized as the manifest records (an old
+    index of weights that do not antialias was built with antialiasing: queries by example follow the index)."""
+    import dataclasses
+
+    pre = model.preprocess
+    if bool(manifest.get("antialias", LEGACY_ANTIALIAS)) != bool(pre.antialias):
+        logger.warning("this index was built resizing frames with antialias=%s, but the model was trained with "
+                       "antialias=%s: searches work, but re-embedding (`vtr index update --reembed`) feeds the "
+                       "model as it was trained", manifest.get("antialias"), pre.antialias)
+        pre = dataclasses.replace(pre, antialias=bool(manifest["antialias"]))
+    return pre
 
 
 def check_manifest(old: dict, new: dict) -> list[str]:
@@ -118,6 +144,7 @@ class EmbeddedFile:
     windows: list  # [(start, end)]
     vectors: np.ndarray  # float32 [n, E]
     thumbnails: list  # JPEG bytes per window (may be empty)
+    partial: str | None = None  # why some windows are missing (damaged file)
 
 
 class WindowEmbedder:
@@ -128,8 +155,6 @@ class WindowEmbedder:
     """
 
     def __init__(self, model, batch_size: int = 16, precision: str | None = None, reuse_duplicates: bool = False):
-        import torch
-
         from index.policies import DuplicateFilter
         from vtr.precision import resolve_precision
 
@@ -140,9 +165,7 @@ class WindowEmbedder:
         self._last_vector = None
         self.device = next(model.parameters()).device
         self.precision = resolve_precision(precision, self.device)
-        pre = model.preprocess
-        self.mean = torch.tensor(pre.mean, dtype=torch.float32, device=self.device).view(1, 1, 3, 1, 1)
-        self.std = torch.tensor(pre.std, dtype=torch.float32, device=self.device).view(1, 1, 3, 1, 1)
+        self.preprocess = model.preprocess
 
     def __call__(self, frames: np.ndarray) -> np.ndarray:
         if self.duplicates is None:
@@ -167,89 +190,122 @@ class WindowEmbedder:
         out = []
         with torch.inference_mode(), autocast(self.precision, self.device):
             for k in range(0, len(frames), self.batch_size):
-                x = torch.from_numpy(np.ascontiguousarray(frames[k:k + self.batch_size])).to(self.device)
-                x = (x.float().div_(255.0) - self.mean) / self.std
+                x = self.preprocess.normalize(
+                    torch.from_numpy(np.ascontiguousarray(frames[k:k + self.batch_size])).to(self.device))
                 out.append(self.model.encode_video(x).embedding.float().cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, self.model.cfg.embed_dim), np.float32)
 
 
-def embed_files(model, files: list[tuple[object, str]], settings: DecodeSettings, batch_size: int = 16,
-                workers: int = 2, timeout_s: float = 120.0, progress: bool = True,
-                embedder=None, precision: str | None = None) -> Iterator[EmbeddedFile | FileFailure]:
-    """Decode (worker processes) and embed (this process, in batches) every window of ``files``.
+@dataclass
+class EmbeddedChunk:
+    """One decoded and embedded chunk of a file (see :class:`index.decode.ChunkResult`)."""
 
-    Yields one EmbeddedFile per good file as soon as all its windows are embedded, one FileFailure per bad file.
-    Windows of several files share batches.
+    key: object
+    path: str
+    meta: dict
+    chunk: int
+    n_chunks: int
+    windows: list  # [(start, end)]
+    vectors: np.ndarray  # float32 [n, E]
+    thumbnails: list  # JPEG bytes per window (may be empty)
+    planned: int  # windows the chunk was planned with
+    partial: str | None  # why windows are missing (damaged file), else None
+
+
+def embed_chunks(model, files: list[tuple], settings: DecodeSettings, batch_size: int = 16, workers: int = 2,
+                 timeout_s: float = 120.0, progress: bool = True, embedder=None, precision: str | None = None
+                 ) -> Iterator[EmbeddedChunk | FileFailure]:
+    """Decode (worker processes) and embed (this process, in batches) the windows of ``files``, chunk by chunk.
+
+    files: ``[(key, path)]``, or ``[(key, path, chunks)]`` to embed only those chunks (resuming a file). Yields an
+    EmbeddedChunk as soon as a chunk's windows are embedded, one FileFailure per bad file. Chunks of several files
+    share batches.
     """
     from tqdm.auto import tqdm
 
     embedder = embedder or WindowEmbedder(model, batch_size, precision,
                                           reuse_duplicates=settings.window_policy == "shots")
     pool = DecodePool(settings, workers=workers, timeout_s=timeout_s)
-    state: dict = {}  # key -> {"chunks": {chunk: ChunkResult}, "vectors": {chunk: array}, "n_chunks": n}
-    queue: list[tuple[object, int, np.ndarray]] = []  # (key, chunk, frames) not yet embedded
+    left: dict = {key: len(only[0]) for key, _, *only in files if only and only[0] is not None}  # chunks to go
+    queue: list = []  # ChunkResults not yet embedded
     queued_windows = 0
     n_windows = 0
+    failed = 0
     t0 = time.monotonic()
     bar = tqdm(total=len(files), unit="file", desc="indexing", disable=not progress, dynamic_ncols=True)
 
-    def finished(key) -> EmbeddedFile | None:
-        s = state[key]
-        if len(s["vectors"]) < s["n_chunks"]:
-            return None
-        del state[key]
-        chunks = [s["chunks"][c] for c in range(s["n_chunks"])]
-        return EmbeddedFile(key, chunks[0].path, chunks[0].meta, [w for c in chunks for w in c.windows],
-                            np.concatenate([s["vectors"][c] for c in range(s["n_chunks"])]),
-                            [t for c in chunks for t in c.thumbnails])
+    def done(c: ChunkResult, vectors) -> EmbeddedChunk:
+        left[c.key] = left.get(c.key, c.n_chunks) - 1
+        if left[c.key] == 0:
+            bar.update(1)
+        rate = n_windows / max(time.monotonic() - t0, 1e-9)
+        bar.set_postfix(windows=n_windows, win_s=f"{rate:.1f}", failed=failed, refresh=False)
+        return EmbeddedChunk(c.key, c.path, c.meta, c.chunk, c.n_chunks, c.windows, vectors, c.thumbnails,
+                             c.planned, c.partial)
 
     def flush(final: bool):
         nonlocal queue, queued_windows, n_windows
-        done = []
         while queue and (final or queued_windows >= embedder.batch_size):
             take, size = [], 0
             while queue and size < embedder.batch_size:
                 take.append(queue.pop(0))
-                size += len(take[-1][2])
+                size += len(take[-1].frames)
             queued_windows -= size
-            vectors = embedder(np.concatenate([f for _, _, f in take]))
+            vectors = embedder(np.concatenate([c.frames for c in take]))
             n_windows += size
             offset = 0
-            for key, chunk, frames in take:
-                if key in state:  # the file may have failed in a later chunk meanwhile
-                    state[key]["vectors"][chunk] = vectors[offset:offset + len(frames)]
-                    ready = finished(key)
-                    if ready is not None:
-                        done.append(ready)
-                offset += len(frames)
-        return done
-
-    def report(item):
-        bar.update(1)
-        rate = n_windows / max(time.monotonic() - t0, 1e-9)
-        bar.set_postfix(windows=n_windows, win_s=f"{rate:.1f}", failed=report.failed, refresh=False)
-        return item
-    report.failed = 0
+            for c in take:
+                yield done(c, vectors[offset:offset + len(c.frames)])
+                offset += len(c.frames)
 
     try:
         for event in pool.run(files):
             if isinstance(event, FileFailure):
-                state.pop(event.key, None)
-                queue = [q for q in queue if q[0] != event.key]
-                queued_windows = sum(len(q[2]) for q in queue)
-                report.failed += 1
-                yield report(event)
+                queue = [c for c in queue if c.key != event.key]
+                queued_windows = sum(len(c.frames) for c in queue)
+                failed += 1
+                bar.update(1)
+                yield event
                 continue
-            s = state.setdefault(event.key, {"chunks": {}, "vectors": {}, "n_chunks": event.n_chunks})
-            s["chunks"][event.chunk] = event
-            queue.append((event.key, event.chunk, event.frames))
+            if len(event.frames) == 0:  # a chunk of a damaged file in which nothing decodes
+                yield done(event, np.zeros((0, model.cfg.embed_dim), np.float32))
+                continue
+            queue.append(event)
             queued_windows += len(event.frames)
-            for item in flush(final=False):
-                yield report(item)
-        for item in flush(final=True):
-            yield report(item)
+            yield from flush(final=False)
+        yield from flush(final=True)
     finally:
         bar.close()
+
+
+def embed_files(model, files: list[tuple[object, str]], settings: DecodeSettings, batch_size: int = 16,
+                workers: int = 2, timeout_s: float = 120.0, progress: bool = True,
+                embedder=None, precision: str | None = None) -> Iterator[EmbeddedFile | FileFailure]:
+    """Like :func:`embed_chunks`, one EmbeddedFile per good file once all its chunks are embedded (for
+    :mod:`index.embed`, which writes whole files). A file in which no window decodes is a FileFailure."""
+    parts: dict = {}
+    failed: set = set()
+    for item in embed_chunks(model, files, settings, batch_size, workers, timeout_s, progress, embedder, precision):
+        if isinstance(item, FileFailure):
+            parts.pop(item.key, None)
+            failed.add(item.key)
+            yield item
+            continue
+        if item.key in failed:
+            continue
+        got = parts.setdefault(item.key, {})
+        got[item.chunk] = item
+        if len(got) < item.n_chunks:
+            continue
+        chunks = [got[c] for c in range(item.n_chunks)]
+        del parts[item.key]
+        reasons = [c.partial for c in chunks if c.partial]
+        if not any(c.windows for c in chunks):
+            yield FileFailure(item.key, item.path, reasons[0] if reasons else "no window could be decoded")
+            continue
+        yield EmbeddedFile(item.key, item.path, chunks[0].meta, [w for c in chunks for w in c.windows],
+                           np.concatenate([c.vectors for c in chunks]), [t for c in chunks for t in c.thumbnails],
+                           partial=reasons[0] if reasons else None)
 
 
 # ---------------------------------------------------------------------------------------------- building
@@ -268,13 +324,17 @@ class BuildReport:
     total_windows: int = 0
     factory: str = ""
     seconds: float = 0.0
+    partial: int = 0  # files of this run indexed in part (damaged)
+    resumed_windows: int = 0  # windows an interrupted build had committed, kept instead of embedded again
     failures: list = field(default_factory=list)  # [(path, reason)] of this run
+    partials: list = field(default_factory=list)  # [(path, reason)] of this run: indexed in part
 
     def summary(self) -> str:
+        resumed = f", {self.resumed_windows} resumed from an interrupted build" if self.resumed_windows else ""
         return (f"{self.index}: {self.total_files} files, {self.total_windows} windows ({self.factory}); this run: "
                 f"{self.added} new, {self.changed} changed, {self.renamed} renamed, {self.deleted} deleted, "
-                f"{self.unchanged} unchanged, {self.failed} failed; {self.embedded_windows} windows embedded in "
-                f"{self.seconds:.1f} s")
+                f"{self.unchanged} unchanged, {self.failed} failed, {self.partial} indexed in part; "
+                f"{self.embedded_windows} windows embedded{resumed} in {self.seconds:.1f} s")
 
 
 def thumbnail_path(index_dir, window_id: int) -> Path:
@@ -293,8 +353,8 @@ def build_index(dirs: list[str] | None, index: str, model=DEFAULT_MODEL, window_
                 stride_s: float = DEFAULT_STRIDE_S, batch_size: int = 16, workers: int = 2, timeout_s: float = 120.0,
                 factory: str | None = None, reembed: bool = False, retry_failed: bool = False,
                 device: str | None = None, thumbnails: bool = True, progress: bool = True,
-                extensions=VIDEO_EXTENSIONS, precision: str | None = None,
-                window_policy: str | None = None) -> BuildReport:
+                extensions=VIDEO_EXTENSIONS, precision: str | None = None, window_policy: str | None = None,
+                chunk_windows: int = DecodeSettings.chunk_windows) -> BuildReport:
     """Create or incrementally update the index folder ``index`` from the videos under ``dirs``.
 
     ``dirs=None`` re-scans the folders recorded in the catalog (``update``). New files are embedded, changed files
@@ -303,7 +363,8 @@ def build_index(dirs: list[str] | None, index: str, model=DEFAULT_MODEL, window_
     ``retry_failed``. A model or sampling setting that differs from ``manifest.json`` raises VtrError unless
     ``reembed`` (then every file is embedded again). ``precision``: fp32, bf16 or auto/None (bf16 where it is
     native, see :mod:`vtr.precision`); recorded in the manifest. ``window_policy``: ``stride`` (default) or
-    ``shots`` (see :mod:`index.policies`); None keeps an existing index's policy.
+    ``shots`` (see :mod:`index.policies`); None keeps an existing index's policy. ``chunk_windows``: windows
+    committed together (a kill loses at most one chunk per file in flight).
     """
     t_start = time.monotonic()
     index_dir = Path(index)
@@ -338,6 +399,7 @@ def build_index(dirs: list[str] | None, index: str, model=DEFAULT_MODEL, window_
                 logger.info("re-embedding every file: %s", "; ".join(diffs))
                 with catalog.transaction():
                     catalog.conn.execute("DELETE FROM windows")
+                    catalog.conn.execute("DELETE FROM chunks")
                     catalog.conn.execute("UPDATE files SET status='pending' WHERE status='ok'")
         if factory:
             manifest["factory_override"] = factory
@@ -362,21 +424,36 @@ def build_index(dirs: list[str] | None, index: str, model=DEFAULT_MODEL, window_
 
         settings = DecodeSettings(num_frames=manifest["num_frames"], img_size=manifest["img_size"],
                                   window_s=window_s, stride_s=stride_s, thumbnails=thumbnails,
-                                  window_policy=window_policy)
-        for item in embed_files(m, todo, settings, batch_size=batch_size, workers=workers, timeout_s=timeout_s,
-                                progress=progress, precision=precision):
+                                  window_policy=window_policy, antialias=manifest["antialias"],
+                                  chunk_windows=chunk_windows)
+        for item in embed_chunks(m, todo, settings, batch_size=batch_size, workers=workers, timeout_s=timeout_s,
+                                 progress=progress, precision=precision):
             if isinstance(item, FileFailure):
                 with catalog.transaction():
+                    dropped = [w.id for w in catalog.windows_of(item.key)]  # chunks committed before it failed
                     catalog.mark_failed(item.key, item.reason)
+                _remove_thumbnails(index_dir, dropped)
                 report.failed += 1
                 report.failures.append((item.path, item.reason))
                 logger.info("failed: %s: %s", item.path, item.reason)
                 continue
+            # One transaction per chunk: a kill loses at most the chunk being embedded.
             with catalog.transaction():
-                ids = catalog.finish_file(item.key, item.meta, item.windows, item.vectors)
+                ids = catalog.add_chunk(item.key, item.chunk, item.n_chunks, item.meta, item.windows, item.vectors,
+                                        item.planned, item.partial)
                 for wid, jpeg in zip(ids, item.thumbnails):
                     write_bytes_atomic(thumbnail_path(index_dir, wid), jpeg)
+                finished = len(catalog.committed_chunks(item.key)) == item.n_chunks
+                if finished:
+                    windows, reason = catalog.finish_chunks(item.key)
             report.embedded_windows += len(ids)
+            if finished and windows == 0:
+                report.failed += 1
+                report.failures.append((item.path, reason or "no window could be decoded"))
+            elif finished and reason:
+                report.partial += 1
+                report.partials.append((item.path, reason))
+                logger.info("indexed in part: %s: %s", item.path, reason)
 
         store = sync_store(catalog, index_dir, manifest)
         report.factory = store.factory
@@ -389,8 +466,9 @@ def build_index(dirs: list[str] | None, index: str, model=DEFAULT_MODEL, window_
     return report
 
 
-def _plan(catalog: Catalog, scanned, roots_now, retry_failed, report: BuildReport, index_dir) -> list[tuple[int, str]]:
-    """Apply renames/deletions to the catalog and return the ``[(file_id, path)]`` to embed."""
+def _plan(catalog: Catalog, scanned, roots_now, retry_failed, report: BuildReport, index_dir) -> list[tuple]:
+    """Apply renames/deletions to the catalog and return the ``[(file_id, path)]`` to embed (``(file_id, path,
+    chunks)`` for a file an interrupted build had begun: the chunks still to embed)."""
     rows = {r.path: r for r in catalog.files()}
     seen = {f.path: f for f in scanned}
     todo: list[tuple[int, str]] = []
@@ -438,6 +516,13 @@ def _plan(catalog: Catalog, scanned, roots_now, retry_failed, report: BuildRepor
             elif row.status == "ok" and row.hash == h:
                 catalog.touch(row.id, path, f.size, f.mtime)  # touched, same content
                 report.unchanged += 1
+            elif row.status == "pending" and row.hash == h and (row.size, row.mtime) == (f.size, f.mtime) \
+                    and catalog.committed_chunks(row.id):
+                # Left by an interrupted build: keep its committed chunks, embed the others.
+                done = catalog.committed_chunks(row.id)
+                n_chunks = next(iter(done.values()))[0]
+                report.resumed_windows += sum(c[1] for c in done.values())
+                todo.append((row.id, path, [c for c in range(n_chunks) if c not in done]))
             else:
                 if row.status != "pending":
                     report.changed += 1
@@ -506,10 +591,12 @@ def index_status(index: str) -> dict:
     try:
         counts = catalog.counts()
         failed = [(r.path, r.error) for r in catalog.files("failed")]
+        partial = [(r.path, r.error) for r in catalog.files("ok") if r.error]
         pending = [r.path for r in catalog.files("pending")]
         roots = catalog.get_meta("roots", [])
         hours = catalog.conn.execute("SELECT COALESCE(SUM(duration), 0) FROM files WHERE status='ok'").fetchone()[0]
     finally:
         catalog.close()
     return {"index": str(index_dir), "manifest": manifest, "roots": roots, "files": counts["ok"],
-            "windows": counts["windows"], "failed": failed, "pending": pending, "hours": hours / 3600.0}
+            "windows": counts["windows"], "failed": failed, "partial": partial, "pending": pending,
+            "hours": hours / 3600.0}

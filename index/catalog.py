@@ -8,12 +8,18 @@ Tables::
         id is the FAISS vector id (AUTOINCREMENT: ids are never reused, so a stale vector can never be
         mistaken for a new one); embedding is the float32 vector, so ``vectors.faiss`` can always be rebuilt
         from the catalog and a crash never loses finished work
+    chunks(file_id -> files.id, chunk, n_chunks, windows, planned, partial)
+        the chunks of a file whose windows are committed (a long file is committed chunk by chunk, so a killed
+        build resumes inside it); partial says why a chunk of a damaged file has fewer windows than planned
     meta(key, value)
         roots (JSON list of the folders that were scanned)
 
-Every change is one sqlite transaction (commit per file while building), so an interrupted build leaves the
-catalog as it was after the last finished file. The database runs in WAL mode so searches can read while a
-build writes.
+A file indexed in part (damaged or cut short in the middle: the windows that decode are indexed) has status 'ok'
+and its ``error`` says what is missing and why.
+
+Every change is one sqlite transaction (commit per chunk of up to 16 windows while building), so an interrupted
+build leaves the catalog as it was after the last committed chunk. The database runs in WAL mode so searches can
+read while a build writes.
 """
 
 from __future__ import annotations
@@ -54,6 +60,15 @@ CREATE TABLE IF NOT EXISTS windows (
 );
 CREATE INDEX IF NOT EXISTS windows_file ON windows(file_id);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS chunks (
+    file_id INTEGER NOT NULL REFERENCES files(id) ON DELETE CASCADE,
+    chunk INTEGER NOT NULL,
+    n_chunks INTEGER NOT NULL,
+    windows INTEGER NOT NULL,
+    planned INTEGER NOT NULL,
+    partial TEXT,
+    PRIMARY KEY (file_id, chunk)
+);
 """
 
 HASH_CHUNK = 1 << 20  # 1 MiB
@@ -172,7 +187,7 @@ class Catalog:
                 "INSERT INTO files(path, size, mtime, hash, status) VALUES (?, ?, ?, ?, 'pending')",
                 (path, size, mtime, hash_))
             return int(cur.lastrowid)
-        self.conn.execute("DELETE FROM windows WHERE file_id=?", (row.id,))
+        self._drop_windows(row.id)
         self.conn.execute(
             "UPDATE files SET size=?, mtime=?, hash=?, status='pending', error=NULL, duration=NULL, fps=NULL, "
             "width=NULL, height=NULL, indexed_at=NULL WHERE id=?", (size, mtime, hash_, row.id))
@@ -185,28 +200,65 @@ class Catalog:
     def delete_file(self, file_id: int) -> list[int]:
         """Remove a file and its windows; returns the removed window (vector) ids."""
         ids = [r[0] for r in self.conn.execute("SELECT id FROM windows WHERE file_id=?", (file_id,))]
-        self.conn.execute("DELETE FROM windows WHERE file_id=?", (file_id,))
+        self._drop_windows(file_id)
         self.conn.execute("DELETE FROM files WHERE id=?", (file_id,))
         return ids
 
-    def mark_failed(self, file_id: int, error: str) -> None:
+    def _drop_windows(self, file_id: int) -> None:
         self.conn.execute("DELETE FROM windows WHERE file_id=?", (file_id,))
+        self.conn.execute("DELETE FROM chunks WHERE file_id=?", (file_id,))
+
+    def mark_failed(self, file_id: int, error: str) -> None:
+        self._drop_windows(file_id)
         self.conn.execute("UPDATE files SET status='failed', error=?, indexed_at=? WHERE id=?",
                           (error, time.time(), file_id))
 
     def finish_file(self, file_id: int, meta: dict, windows: list[tuple[float, float]], vectors: np.ndarray) -> list[int]:
         """Store a file's metadata and its windows with their vectors (status ok); returns the window ids."""
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        self.conn.execute("DELETE FROM windows WHERE file_id=?", (file_id,))
+        self._drop_windows(file_id)
         self.conn.execute(
             "UPDATE files SET duration=?, fps=?, width=?, height=?, status='ok', error=NULL, indexed_at=? WHERE id=?",
             (meta["duration"], meta["fps"], meta["width"], meta["height"], time.time(), file_id))
+        return self._insert_windows(file_id, windows, vectors)
+
+    def _insert_windows(self, file_id: int, windows, vectors) -> list[int]:
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         ids = []
         for (start, end), vec in zip(windows, vectors):
             cur = self.conn.execute("INSERT INTO windows(file_id, start, end, embedding) VALUES (?, ?, ?, ?)",
                                     (file_id, float(start), float(end), vec.tobytes()))
             ids.append(int(cur.lastrowid))
         return ids
+
+    def add_chunk(self, file_id: int, chunk: int, n_chunks: int, meta: dict, windows: list[tuple[float, float]],
+                  vectors: np.ndarray, planned: int, partial: str | None = None) -> list[int]:
+        """Store one chunk of a file being built (the file stays 'pending'); returns its window ids."""
+        self.conn.execute("UPDATE files SET duration=?, fps=?, width=?, height=? WHERE id=?",
+                          (meta["duration"], meta["fps"], meta["width"], meta["height"], file_id))
+        self.conn.execute("INSERT INTO chunks(file_id, chunk, n_chunks, windows, planned, partial) "
+                          "VALUES (?, ?, ?, ?, ?, ?)", (file_id, chunk, n_chunks, len(windows), planned, partial))
+        return self._insert_windows(file_id, windows, vectors)
+
+    def committed_chunks(self, file_id: int) -> dict[int, tuple[int, int, int, str | None]]:
+        """``{chunk: (n_chunks, windows, planned, partial)}`` of the chunks of ``file_id`` already stored."""
+        return {r[0]: tuple(r[1:]) for r in self.conn.execute(
+            "SELECT chunk, n_chunks, windows, planned, partial FROM chunks WHERE file_id=?", (file_id,))}
+
+    def finish_chunks(self, file_id: int) -> tuple[int, str | None]:
+        """Every chunk of ``file_id`` is stored: mark it 'ok' (with what is missing, for a damaged file), or
+        'failed' when no window at all could be decoded. Returns ``(windows, partial reason or None)``."""
+        chunks = self.committed_chunks(file_id)
+        windows = sum(c[1] for c in chunks.values())
+        planned = sum(c[2] for c in chunks.values())
+        reasons = [c[3] for _, c in sorted(chunks.items()) if c[3]]
+        reason = f"{reasons[0]}; {windows} of {planned} windows indexed" if reasons else None
+        if windows == 0:
+            self.mark_failed(file_id, reasons[0] if reasons else "no window could be decoded")
+            return 0, reason
+        self.conn.execute("UPDATE files SET status='ok', error=?, indexed_at=? WHERE id=?",
+                          (reason, time.time(), file_id))
+        self.conn.execute("DELETE FROM chunks WHERE file_id=?", (file_id,))
+        return windows, reason
 
     # ------------------------------------------------------------------------------------------- windows
     def windows_of(self, file_id: int) -> list[WindowRow]:
@@ -282,5 +334,7 @@ class Catalog:
         out = {s: 0 for s in ("ok", "failed", "pending")}
         for status, n in self.conn.execute("SELECT status, COUNT(*) FROM files GROUP BY status"):
             out[status] = n
+        out["partial"] = int(self.conn.execute(
+            "SELECT COUNT(*) FROM files WHERE status='ok' AND error IS NOT NULL").fetchone()[0])
         out["windows"] = self.window_count()
         return out

@@ -37,9 +37,7 @@ def build_command(dirs: list[str], index: str = None, model: str = DEFAULT_MODEL
                          workers=workers, timeout_s=timeout_s, factory=factory, reembed=reembed,
                          retry_failed=retry_failed, device=device, thumbnails=thumbnails, precision=precision,
                          window_policy=window_policy)
-    print(report.summary())
-    for path, reason in report.failures:
-        print(f"  failed: {path}: {reason}")
+    _print_report(report)
     return 0
 
 
@@ -62,9 +60,7 @@ def update_command(index: str = None, model: str = None, batch_size: int = 16, w
     report = build_index(None, index, model=model or DEFAULT_MODEL, batch_size=batch_size, workers=workers,
                          timeout_s=timeout_s, reembed=reembed, retry_failed=retry_failed, device=device,
                          precision=precision)
-    print(report.summary())
-    for path, reason in report.failures:
-        print(f"  failed: {path}: {reason}")
+    _print_report(report)
     return 0
 
 
@@ -82,12 +78,17 @@ def status_command(index: str = None, json: bool = False) -> int:
     m = st["manifest"]
     print(f"index     {st['index']}")
     print(f"model     {m['model']} (weights sha256 {m['weights_checksum'][:12]}), {m['num_frames']} frames at "
-          f"{m['img_size']}px per {m['window_s']:g} s window, stride {m['stride_s']:g} s, "
+          f"{m['img_size']}px (antialias {'on' if m['antialias'] else 'off'}) per {m['window_s']:g} s window, "
+          f"stride {m['stride_s']:g} s, "
           f"{m['embed_dim']}-d vectors, FAISS {m.get('index_factory')}")
     print(f"folders   {', '.join(st['roots'])}")
     print(f"indexed   {st['files']} files, {st['hours']:.2f} h, {st['windows']} windows")
     if st["pending"]:
         print(f"pending   {len(st['pending'])} files (interrupted build; run `vtr index update`)")
+    if st["partial"]:
+        print(f"partial   {len(st['partial'])} files indexed in part (damaged):")
+        for path, reason in st["partial"]:
+            print(f"  {path}: {reason}")
     print(f"failed    {len(st['failed'])} files")
     for path, reason in st["failed"]:
         print(f"  {path}: {reason}")
@@ -126,6 +127,14 @@ def search_command(query: str, index: str = None, k: int = 10, rerank: bool = Fa
     for rank, s in enumerate(segments, 1):
         print(f"{rank:3d}. {s.score:7.4f}  {_clock(s.start)}-{_clock(s.end)}  {s.path}")
     return 0
+
+
+def _print_report(report) -> None:
+    print(report.summary())
+    for path, reason in report.partials:
+        print(f"  indexed in part: {path}: {reason}")
+    for path, reason in report.failures:
+        print(f"  failed: {path}: {reason}")
 
 
 def _need_index(index):

@@ -27,7 +27,7 @@ from typing import Iterator
 import numpy as np
 
 from index.policies import plan_chunk_windows
-from index.windows import DEFAULT_STRIDE_S, DEFAULT_WINDOW_S, window_frame_indices
+from index.windows import DEFAULT_STRIDE_S, DEFAULT_WINDOW_S, plan_windows, window_frame_indices
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +43,14 @@ class DecodeSettings:
     chunk_windows: int = 16
     thumbnails: bool = True
     window_policy: str = "stride"  # see index.policies
+    antialias: bool = True  # the model's resize (vtr.models.retrieval.Preprocess.antialias), as in the manifest
+
+    @property
+    def preprocess(self):
+        """The model's preprocessing, the one owner of how frames are resized (normalising happens at embedding)."""
+        from vtr.models.retrieval import Preprocess
+
+        return Preprocess(num_frames=self.num_frames, img_size=self.img_size, antialias=self.antialias)
 
 
 @dataclass
@@ -58,6 +66,8 @@ class ChunkResult:
     windows: list  # [(start, end)] seconds
     frames: np.ndarray  # uint8 [n, T, 3, S, S]
     thumbnails: list = field(default_factory=list)  # JPEG bytes per window
+    partial: str | None = None  # why some planned windows of this chunk are missing (damaged file), else None
+    planned: int = 0  # windows the chunk was planned with (before a damaged file lost some)
 
 
 @dataclass
@@ -87,32 +97,89 @@ def encode_jpeg(rgb: np.ndarray, width: int = THUMB_WIDTH) -> bytes:
 
 
 def decode_chunk(path: str, chunk: int, settings: DecodeSettings, key=None) -> ChunkResult:
-    """Open ``path`` and decode chunk ``chunk`` of its windows (raises VideoReadError/any error on failure)."""
+    """Open ``path`` and decode chunk ``chunk`` of its windows (raises VideoReadError/any error on failure).
+
+    A file damaged or cut short in the middle keeps the windows that decode (see :func:`_salvage`); the result
+    says why the others are missing (``partial``).
+    """
     import torch
 
-    from vtr.data.transforms import resize_uint8
     from vtr.data.video import open_video
+    from vtr.errors import VideoReadError
 
+    pre = settings.preprocess
+    partial = None
     with open_video(path) as reader:
         meta = {"num_frames": int(reader.num_frames), "fps": float(reader.fps), "duration": float(reader.duration),
                 "width": int(reader.width), "height": int(reader.height)}
         part, n_windows, n_chunks = plan_chunk_windows(path, meta["duration"], settings.window_policy,
                                                        settings.window_s, settings.stride_s, chunk,
                                                        settings.chunk_windows)
+        planned = len(part)
+        if settings.window_policy == "stride":  # the file's whole plan: which chunk owns a damaged file's tail
+            windows, lo = plan_windows(meta["duration"], settings.window_s, settings.stride_s), \
+                chunk * settings.chunk_windows
+        else:  # shots: chunks are disjoint spans of time, planned alone; this span is all there is to see
+            windows, lo = part, 0
         per_window = [window_frame_indices(w, reader.fps, reader.num_frames, settings.num_frames) for w in part]
         wanted = sorted({i for idx in per_window for i in idx})
-        decoded = reader.get_frames(wanted)  # uint8 [N, H, W, 3]
+        try:
+            decoded = reader.get_frames(wanted)  # uint8 [N, H, W, 3]
+        except VideoReadError as e:
+            part, per_window, partial = _salvage(reader, windows, lo, part, per_window, settings, e)
+            wanted = sorted({i for idx in per_window for i in idx})
+            decoded = reader.get_frames(wanted) if wanted else None
     pos = {i: k for k, i in enumerate(wanted)}
-    size = (settings.img_size, settings.img_size)
     frames, thumbs = [], []
     for idx in per_window:
         clip = decoded[[pos[i] for i in idx]]  # [T, H, W, 3]
-        frames.append(resize_uint8(clip.permute(0, 3, 1, 2).contiguous(), size))
+        frames.append(pre.resize(clip.permute(0, 3, 1, 2).contiguous()))
         if settings.thumbnails:
             thumbs.append(encode_jpeg(clip[len(idx) // 2].numpy()))
+    s = settings.img_size
+    stacked = torch.stack(frames).numpy() if frames else np.zeros((0, settings.num_frames, 3, s, s), np.uint8)
     return ChunkResult(key=key, path=path, meta=meta, n_windows=n_windows, n_chunks=n_chunks, chunk=chunk,
-                       windows=[(w.start, w.end) for w in part], frames=torch.stack(frames).numpy(),
-                       thumbnails=thumbs)
+                       windows=[(w.start, w.end) for w in part], frames=stacked, thumbnails=thumbs,
+                       partial=partial, planned=planned)
+
+
+def _salvage(reader, windows, lo, part, per_window, settings, error):
+    """The windows of a chunk that still decode after ``error``: each one tried alone; and, when the decoder told
+    how far the file decodes from its start, one last window ending there (owned by the chunk holding the first
+    window that reaches past it). Returns ``(windows, frame indices, reason)``."""
+    from vtr.errors import VideoReadError
+
+    kept, kept_idx = [], []
+    for w, idx in zip(part, per_window):
+        try:
+            reader.get_frames(idx)
+        except VideoReadError:
+            continue
+        kept.append(w)
+        kept_idx.append(idx)
+    n = error.decodable_frames
+    fps, duration = reader.fps, reader.duration
+    if n:
+        last = n / fps
+        first_past = next((j for j, w in enumerate(windows)
+                           if max(window_frame_indices(w, fps, reader.num_frames, settings.num_frames)) >= n), None)
+        tail = plan_windows(last, settings.window_s, settings.stride_s)[-1]
+        # windows[0] starts before the damage: the whole file's plan, or (shots) the span that holds it
+        if (first_past is not None and lo <= first_past < lo + len(part) and windows[0].start * fps < n
+                and all(w.end < tail.end for w in kept)):
+            idx = window_frame_indices(tail, fps, n, settings.num_frames)
+            try:
+                reader.get_frames(idx)
+            except VideoReadError:
+                pass
+            else:
+                kept.append(tail)
+                kept_idx.append(idx)
+        reason = f"the video cannot be decoded past {last:.1f} s of {duration:.1f} s (damaged or cut short)"
+    else:
+        reason = f"some of the video cannot be decoded (damaged): {error.cause}"
+    order = sorted(range(len(kept)), key=lambda k: (kept[k].start, kept[k].end))
+    return [kept[k] for k in order], [kept_idx[k] for k in order], reason
 
 
 def _reason(e: BaseException) -> str:
@@ -171,18 +238,24 @@ class DecodePool:
         self.timeout_s = float(timeout_s)
         self.per_worker = int(per_worker)
 
-    def run(self, files: list[tuple[object, str]]) -> Iterator[ChunkResult | FileFailure]:
-        """files: ``[(key, path)]``. Yields every chunk of every good file and one FileFailure per bad file."""
+    def run(self, files: list[tuple]) -> Iterator[ChunkResult | FileFailure]:
+        """files: ``[(key, path)]`` or ``[(key, path, chunks)]``. Yields every chunk of every good file and one
+        FileFailure per bad file; ``chunks`` (a list of chunk numbers) decodes only those, e.g. what an interrupted
+        build left to do."""
         if self.workers <= 0:
             yield from self._run_inline(files)
             return
         yield from self._run_pool(files)
 
     def _run_inline(self, files):
-        for key, path in files:
+        for key, path, *only in files:
             try:
-                first = decode_chunk(path, 0, self.settings, key=key)
-                chunks = [first] + [decode_chunk(path, c, self.settings, key=key) for c in range(1, first.n_chunks)]
+                if only and only[0] is not None:
+                    chunks = [decode_chunk(path, c, self.settings, key=key) for c in only[0]]
+                else:
+                    first = decode_chunk(path, 0, self.settings, key=key)
+                    chunks = [first] + [decode_chunk(path, c, self.settings, key=key)
+                                        for c in range(1, first.n_chunks)]
             except Exception as e:  # noqa: BLE001
                 yield FileFailure(key, path, _reason(e))
                 continue
@@ -194,9 +267,14 @@ class DecodePool:
         tasks: dict[int, tuple] = {}
         failed: set = set()
         next_tid = 0
-        for key, path in files:
-            pending.append((next_tid, key, path, 0))
-            next_tid += 1
+        listed: set = set()  # files whose chunks were given: chunk 0 does not schedule the others
+        for key, path, *only in files:
+            chunks = only[0] if only and only[0] is not None else [0]
+            if only and only[0] is not None:
+                listed.add(key)
+            for c in chunks:
+                pending.append((next_tid, key, path, c))
+                next_tid += 1
         workers = [_Worker(ctx, self.settings) for _ in range(min(self.workers, max(1, len(files))))]
         outstanding = 0  # tasks queued or running
 
@@ -268,7 +346,7 @@ class DecodePool:
                                     events.append(FileFailure(key, path, msg[2]))
                                 else:
                                     result: ChunkResult = msg[2]
-                                    if chunk == 0:
+                                    if chunk == 0 and key not in listed:
                                         for c in range(1, result.n_chunks):
                                             pending.append((next_tid, key, path, c))
                                             next_tid += 1

@@ -64,7 +64,7 @@ def embed_shard(dirs: list[str], out: str, model=DEFAULT_MODEL, rank: int = 0, w
     scanned = scan_folders(dirs)
     mine = scanned[rank::world]
     settings = DecodeSettings(num_frames=manifest["num_frames"], img_size=manifest["img_size"], window_s=window_s,
-                              stride_s=stride_s)
+                              stride_s=stride_s, antialias=manifest["antialias"])
     by_key = {i: f for i, f in enumerate(mine)}
     todo = [(i, f.path) for i, f in by_key.items() if not f.error]
     failed = [{"path": f.path, "size": f.size, "mtime": f.mtime, "reason": f.error} for f in mine if f.error]

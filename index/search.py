@@ -21,16 +21,29 @@ from pathlib import Path
 
 import numpy as np
 
-from index.build import CATALOG, VECTORS, load_model, read_manifest, thumbnail_path, weights_checksum
+from index.build import (CATALOG, VECTORS, index_preprocess, load_model, read_manifest, thumbnail_path,
+                         weights_checksum)
 from index.catalog import Catalog
 from index.store import VectorStore
 from index.windows import Window, window_frame_indices
-from vtr.errors import VtrError
+from vtr.errors import VideoReadError, VtrError
 
 logger = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
 EXACT_FILTERED_MAX = 200_000  # filtered searches score up to this many windows exactly
+#: Everyday moments people look for in their own videos; :meth:`VideoIndex.suggest_queries` offers the ones the
+#: index matches best, so a first search is one that fits the collection.
+COMMON_QUERIES = (
+    "a dog running on the grass", "a cat playing", "children playing in a park", "people dancing at a party",
+    "a birthday cake with candles", "someone cooking in a kitchen", "a car driving on a road", "waves on a beach",
+    "people swimming in a pool", "snow falling", "a city street with traffic", "a plane taking off",
+    "someone riding a bicycle", "a football match", "people hiking in the mountains", "a sunset over the sea",
+    "fireworks at night", "a person giving a speech", "a band playing music on stage", "a baby laughing",
+    "people eating at a table", "a boat on a lake", "a train passing by", "someone skiing down a slope",
+    "a crowd at a concert", "a person walking in the rain", "a horse running", "a garden with flowers",
+    "a person playing the guitar", "a wedding ceremony",
+)
 
 
 @dataclass
@@ -109,7 +122,9 @@ class VideoIndex:
         self._model_spec, self._device = model, device
         self._precision = precision
         self._model = None
+        self._preprocess = None
         self._tokenizer = None
+        self._suggestions = None
 
     def _load_store(self) -> VectorStore:
         factory = self.manifest.get("index_factory") or "Flat"
@@ -151,33 +166,70 @@ class VideoIndex:
             self._model = model
         return self._model
 
-    def encode_text(self, text: str):
-        """→ (unit query vector [E], TextEmbedding for ITM)."""
+    @property
+    def preprocess(self):
+        """How queries are fed to the model: the model's preprocessing, resized as the index was built."""
+        if self._preprocess is None:
+            self._preprocess = index_preprocess(self.model, self.manifest)
+        return self._preprocess
+
+    @property
+    def tokenizer(self):
+        if self._tokenizer is None:
+            from vtr.models.registry import get_tokenizer
+
+            self._tokenizer = get_tokenizer(self.model)
+        return self._tokenizer
+
+    def encode_text(self, text: str | list[str]):
+        """→ (unit query vector [E] (``[N, E]`` for a list), TextEmbedding for ITM)."""
         import torch
 
-        from vtr.data.text import normalize_caption, tokenize
-        from vtr.models.registry import get_tokenizer
+        from vtr.data.text import normalize_caption
 
         model = self.model
-        if self._tokenizer is None:
-            self._tokenizer = get_tokenizer(model)
-        batch = tokenize(self._tokenizer, [normalize_caption(text)], model.preprocess.max_txt_l)
+        texts = [text] if isinstance(text, str) else list(text)
+        batch = self.preprocess.tokenize(self.tokenizer, [normalize_caption(t) for t in texts])
         device = next(model.parameters()).device
         with torch.inference_mode():
             out = model.encode_text(batch["input_ids"].to(device), batch["attention_mask"].to(device))
-        return out.embedding[0].float().cpu().numpy(), out
+        vectors = out.embedding.float().cpu().numpy()
+        return (vectors[0] if isinstance(text, str) else vectors), out
+
+    def query_notes(self, text: str) -> list[str]:
+        """Warnings about a text query: it is longer than the model reads (``max_txt_l`` tokens), so its end is
+        ignored."""
+        from vtr.data.text import normalize_caption
+
+        pre = self.preprocess
+        n = pre.count_tokens(self.tokenizer, normalize_caption(text))
+        if n <= pre.max_txt_l:
+            return []
+        kept = self.tokenizer.decode(pre.tokenize(self.tokenizer, [normalize_caption(text)])["input_ids"][0],
+                                     skip_special_tokens=True)
+        return [f"Your query is {n} tokens long, but the model reads only the first {pre.max_txt_l}: it searched "
+                f"for “{kept}”. Shorten the query to say what matters."]
+
+    def suggest_queries(self, n: int = 4) -> list[str]:
+        """``n`` everyday queries (:data:`COMMON_QUERIES`) this index matches best (its best window scores)."""
+        if self._suggestions is None:
+            if self.store.ntotal == 0:
+                return []
+            vectors, _ = self.encode_text(list(COMMON_QUERIES))
+            vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+            best, _ = self.store.search(vectors, 1)
+            order = np.argsort(-best[:, 0], kind="stable")
+            self._suggestions = [COMMON_QUERIES[i] for i in order]
+        return self._suggestions[:n]
 
     def _frames_to_vector(self, frames_uint8, return_tokens: bool = False):
         """frames uint8 [n, T, 3, H, W] (any size) → embeddings [n, E] (and tokens)."""
         import torch
 
-        from vtr.data.transforms import normalize, resize_uint8
         from vtr.precision import autocast, resolve_precision
 
         model = self.model
-        pre = model.preprocess
-        x = resize_uint8(frames_uint8, (pre.img_size, pre.img_size))
-        x = torch.stack([normalize(clip, pre.mean, pre.std) for clip in x])
+        x = self.preprocess(frames_uint8)
         device = next(model.parameters()).device
         with torch.inference_mode(), autocast(resolve_precision(self._precision, device), device):
             out = model.encode_video(x.to(device), return_tokens=return_tokens)
@@ -190,7 +242,7 @@ class VideoIndex:
         from vtr.data.video import read_frames
 
         path = str(path)
-        t = self.model.preprocess.num_frames
+        t = self.preprocess.num_frames
         if Path(path).suffix.lower() in IMAGE_EXTENSIONS:
             import av
 
@@ -198,10 +250,14 @@ class VideoIndex:
                 with av.open(path) as container:
                     image = next(container.decode(video=0)).to_ndarray(format="rgb24")
             except Exception as e:  # noqa: BLE001
-                raise VtrError(f"cannot read image {path}: {e}") from e
+                logger.debug("cannot read image %s: %s", path, e)
+                raise VtrError(f"The example {Path(path).name} is not an image file, or it is damaged.") from e
             clip = torch.from_numpy(image).permute(2, 0, 1).unsqueeze(0).expand(t, -1, -1, -1).contiguous()
         else:
-            clip = read_frames(path, t, "middle")
+            try:
+                clip = read_frames(path, t, "middle")
+            except VideoReadError as e:  # named by its file name: the path is a server's upload folder
+                raise VtrError(f"The example {Path(path).name} cannot be used: {e.cause}.") from e
         return self._frames_to_vector(clip.unsqueeze(0)).embedding[0].float().cpu().numpy()
 
     # ------------------------------------------------------------------------------------------- search
@@ -210,7 +266,10 @@ class VideoIndex:
                merge_margin: float = 0.02, kind: str = "auto") -> list[Segment]:
         """Top ``k`` segments for ``query``: text, a path to an image or a video clip, or a vector [E].
 
-        windows: how many windows to retrieve before grouping (default ``max(5 k, 50)``).
+        windows: how many windows to retrieve before grouping (default ``max(5 k, 50)``, doubled until they group
+            into ``k`` segments or the index has no more).
+        rerank: re-score the best windows (at least ``rerank_top`` and ``2 k``, more until they group into ``k``
+            segments) with the matching (ITM) head; text queries only.
         kind: ``"auto"`` (a string naming an existing file is an example, otherwise text), ``"text"`` (always
             words: what a server passes on for typed queries) or ``"example"`` (must be an image or clip file).
         """
@@ -229,22 +288,46 @@ class VideoIndex:
             if not str(query).strip():
                 raise VtrError("empty query")
             q, text_out = self.encode_text(str(query))
+            for note in self.query_notes(str(query)):  # the CLI shows warnings; the app shows them on the page
+                logger.warning("%s", note)
         q = q / max(float(np.linalg.norm(q)), 1e-12)
         n_windows = int(windows or max(5 * k, 50))
-        if rerank and text_out is not None:
-            n_windows = max(n_windows, int(rerank_top))
-        scores, ids = self._search_windows(q, n_windows, path_glob, min_duration, max_duration)
-        if example and len(ids):
-            # Clip against clip: cosine, so a window's norm (how alike its frames are) does not outweigh direction.
-            vecs = dict(zip(*_unzip(self.catalog.iter_vectors(ids))))
-            scores = np.asarray([float(vecs[int(i)] @ q) / max(float(np.linalg.norm(vecs[int(i)])), 1e-12)
-                                 for i in ids], np.float32)
-        if rerank:
-            if text_out is None:
-                logger.warning("--rerank applies to text queries only; ignored")
+        if rerank and text_out is None:
+            logger.warning("--rerank applies to text queries only; ignored")
+        itm: dict[int, float | None] = {}  # window id -> ITM score (None: could not be decoded again)
+        while True:
+            # Grouping merges windows into segments, so k segments may need more than n windows: widen until
+            # there are k, or the index (under the filters) has no more.
+            scores, ids = self._search_windows(q, n_windows, path_glob, min_duration, max_duration)
+            if example and len(ids):
+                # Clip against clip: cosine, so a window's norm (how alike its frames are) does not outweigh
+                # direction.
+                vecs = dict(zip(*_unzip(self.catalog.iter_vectors(ids))))
+                scores = np.asarray([float(vecs[int(i)] @ q) / max(float(np.linalg.norm(vecs[int(i)])), 1e-12)
+                                     for i in ids], np.float32)
+            if rerank and text_out is not None:
+                segments = self._reranked(text_out, ids, k, max(int(rerank_top), 2 * k), merge_margin, itm)
             else:
-                ids, scores = self._rerank(text_out, ids[:rerank_top])
-        return self._group(ids, scores, k, merge_margin)
+                segments = self._group(ids, scores, k, merge_margin)
+            if len(segments) >= k or len(ids) < n_windows or windows is not None:
+                return segments
+            n_windows *= 2
+
+    def _reranked(self, text_out, ids, k, n_candidates, merge_margin, itm) -> list[Segment]:
+        """The best ITC candidates re-scored by ITM, widened until they group into ``k`` segments (or run out)."""
+        while True:
+            candidates = [int(i) for i in ids[:n_candidates]]
+            todo = [i for i in candidates if i not in itm]
+            if todo:
+                kept, scores = self._rerank(text_out, np.asarray(todo, np.int64))
+                itm.update(dict.fromkeys(todo))
+                itm.update({int(i): float(s) for i, s in zip(kept, scores)})
+            good = [i for i in candidates if itm[i] is not None]
+            segments = self._group(np.asarray(good, np.int64), np.asarray([itm[i] for i in good], np.float32), k,
+                                   merge_margin)
+            if len(segments) >= k or n_candidates >= len(ids):
+                return segments
+            n_candidates *= 2
 
     def _search_windows(self, q, n, path_glob, min_duration, max_duration):
         if path_glob is None and min_duration is None and max_duration is None:
@@ -274,7 +357,7 @@ class VideoIndex:
 
         rows = self.catalog.windows_by_ids(ids)
         model = self.model
-        pre = model.preprocess
+        pre = self.preprocess
         kept, scores = [], []
         for wid in ids:
             wrow, frow = rows[int(wid)]

@@ -190,17 +190,15 @@ def maybe_evaluate(model, tokenizer, cfg: TrainConfig, step: int, device) -> dic
     """Zero-shot retrieval on ``eval_annotation`` + ``eval_videos`` through ``vtr.eval.retrieval`` (if present)."""
     try:
         from vtr.data.retrieval import RetrievalVideos, load_retrieval_split
-        from vtr.data.text import tokenize
-        from vtr.data.transforms import EvalTransform
         from vtr.eval.retrieval import evaluate_retrieval
     except ImportError as e:
         logger.info("zero-shot evaluation skipped: %s", e)
         return None
     pre = model.preprocess
     split = load_retrieval_split("msrvtt", annotation_file=cfg.eval_annotation, video_dir=cfg.eval_videos)
-    videos = RetrievalVideos(split, num_frames=pre.num_frames, transform=EvalTransform(pre.img_size, pre.mean, pre.std))
+    videos = RetrievalVideos(split, num_frames=pre.num_frames, transform=pre.eval_transform())
     result = evaluate_retrieval(model, split.texts, videos, split.txt2video, split.video2txt,
-                                lambda texts: tokenize(tokenizer, texts, pre.max_txt_l),
+                                lambda texts: pre.tokenize(tokenizer, texts),
                                 cache_dir=Path(cfg.out_dir) / "eval" / f"step{step:08d}", workers=0, device=device,
                                 bf16=cfg.precision == "bf16" and device.type == "cuda")
     model.train()
@@ -317,7 +315,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     loaders = {m: make_train_loader(sources[m][0], tokenizer, cfg.batch_size, n, num_frames=num_frames[m],
                                     img_size=pre.img_size, max_txt_l=pre.max_txt_l, modality=m, seed=cfg.seed,
                                     rank=rank, num_workers=cfg.num_workers, shards_per_chunk=cfg.shards_per_chunk,
-                                    shuffle_buffer=cfg.shuffle_buffer, mean=pre.mean, std=pre.std,
+                                    shuffle_buffer=cfg.shuffle_buffer, preprocess=pre,
                                     crop_scale=cfg.crop_scale, flip_p=cfg.flip_p, state=loader_states.get(m))
                for m, n in steps_per_epoch.items()}
 

@@ -16,7 +16,10 @@ class WeightsNotFoundError(VtrError):
 class VideoReadError(VtrError):
     """A video file (or byte string) cannot be decoded; the message names the file and the cause."""
 
-    def __init__(self, source, cause: str):
+    def __init__(self, source, cause: str, decodable_frames: int | None = None):
         self.source = str(source)
         self.cause = cause
+        # Frames 0 .. decodable_frames - 1 did decode (known when decoding ran from the start and then failed): a
+        # file damaged or cut short in the middle can still be used up to there.
+        self.decodable_frames = decodable_frames
         super().__init__(f"cannot read video {self.source}: {cause}")

@@ -87,8 +87,9 @@ def test_service_without_an_index_then_building(tmp_path, app_model):
         moments = service.search("a dog", k=5)
         assert moments and all(m.thumbnail for m in moments)
         assert service.folders() == [str(videos), str(videos / "trips")]
-        clip = service.preview(moments[0])
+        clip, offset = service.preview(moments[0])
         assert clip.startswith(str(service.cache_dir)) and clip.endswith(".mp4")
+        assert offset == pytest.approx(min(moments[0].start, 10.0))  # the cut starts up to 10 s before the moment
         with pytest.raises(VtrError, match="Type what"):
             service.search("  ")
         # re-scan: nothing changed

@@ -108,16 +108,16 @@ def test_interrupted_build_resumes_to_the_same_index(tmp_path, test_model, monke
     full = tmp_path / "full"
     build_index([str(root)], str(full), model=test_model, workers=0, progress=False)
 
-    real = build_mod.embed_files
+    real = build_mod.embed_chunks
 
     def crashing(*args, **kwargs):
         for n, item in enumerate(real(*args, **kwargs)):
             if n == 2:
-                raise KeyboardInterrupt  # Ctrl-C after two files were committed
+                raise KeyboardInterrupt  # Ctrl-C after two files (one chunk each) were committed
             yield item
 
     idx = tmp_path / "idx"
-    monkeypatch.setattr(build_mod, "embed_files", crashing)
+    monkeypatch.setattr(build_mod, "embed_chunks", crashing)
     with pytest.raises(KeyboardInterrupt):
         build_index([str(root)], str(idx), model=test_model, workers=0, progress=False)
     st = index_status(str(idx))
@@ -128,7 +128,7 @@ def test_interrupted_build_resumes_to_the_same_index(tmp_path, test_model, monke
     with VideoIndex(str(idx), model=test_model, gpu=False) as vi:
         assert len({s.path for s in vi.search(np.ones(16, np.float32), k=10)}) == 2
 
-    monkeypatch.setattr(build_mod, "embed_files", real)
+    monkeypatch.setattr(build_mod, "embed_chunks", real)
     report = build_index([str(root)], str(idx), model=test_model, workers=0, progress=False)
     assert report.added == 0 and report.total_files == 5
     a, b = snapshot(idx), snapshot(full)

@@ -278,20 +278,24 @@ class ShardStream(torch.utils.data.IterableDataset):
     def __init__(self, urls, tokenizer, batch_size: int, num_frames: int = 8, img_size: int = 224,
                  max_txt_l: int = 32, modality: str = "video", seed: int = 0, rank: int = 0,
                  shards_per_chunk: int = 4, shuffle_buffer: int = 500, mean=None, std=None,
-                 transform_scale=(0.5, 1.0), flip_p: float = 0.5):
+                 transform_scale=(0.5, 1.0), flip_p: float = 0.5, preprocess=None):
         super().__init__()
-        from vtr.data.transforms import IMAGENET_MEAN, IMAGENET_STD, TrainTransform
+        from vtr.models.retrieval import Preprocess
 
         self.urls = expand_shards(urls)
         if not self.urls:
             raise ValueError(f"no shards found for {urls!r}")
         if modality not in ("video", "image"):
             raise ValueError(f"modality must be 'video' or 'image', got {modality!r}")
-        self.tokenizer, self.batch_size, self.num_frames, self.max_txt_l = tokenizer, batch_size, num_frames, max_txt_l
+        if preprocess is None:  # the model's preprocessing owns resize, normalise and tokenise; build one
+            kw = {k: tuple(v) for k, v in (("mean", mean), ("std", std)) if v is not None}
+            preprocess = Preprocess(num_frames=num_frames, img_size=img_size, max_txt_l=max_txt_l, **kw)
+        self.preprocess = preprocess
+        self.tokenizer, self.batch_size, self.num_frames = tokenizer, batch_size, num_frames
+        self.max_txt_l = preprocess.max_txt_l
         self.modality, self.seed, self.rank = modality, seed, rank
         self.shards_per_chunk, self.shuffle_buffer = shards_per_chunk, shuffle_buffer
-        self.transform = TrainTransform(img_size, scale=transform_scale, flip_p=flip_p, mean=mean or IMAGENET_MEAN,
-                                        std=std or IMAGENET_STD)
+        self.transform = preprocess.train_transform(scale=transform_scale, flip_p=flip_p)
         self.num_workers = 1
         self.start_step = 0
         self.positions: dict[int, tuple[int, int, int]] = {}  # logical worker -> (chunk, offset, corrupt)
@@ -348,9 +352,7 @@ class ShardStream(torch.utils.data.IterableDataset):
         return self.transform(frames, generator=gen), normalize_caption(caption)
 
     def collate(self, items: list) -> dict:
-        from vtr.data.text import tokenize
-
-        tokens = tokenize(self.tokenizer, [c for _, c, _ in items], self.max_txt_l)
+        tokens = self.preprocess.tokenize(self.tokenizer, [c for _, c, _ in items])
         return {"frames": torch.stack([f for f, _, _ in items]), **tokens, "keys": [k for _, _, k in items]}
 
     # ------------------------------------------------------------------------------------------- iteration
@@ -445,19 +447,20 @@ def make_train_loader(urls, tokenizer, batch_size: int, steps_per_epoch: int, nu
                       img_size: int = 224, max_txt_l: int = 32, modality: str = "video", seed: int = 0,
                       rank: int = 0, num_workers: int = 2, shards_per_chunk: int = 4, shuffle_buffer: int = 500,
                       mean=None, std=None, state: dict | None = None, crop_scale: float = 0.5,
-                      flip_p: float = 0.5) -> TrainLoader:
+                      flip_p: float = 0.5, preprocess=None) -> TrainLoader:
     """The training reader for one rank: resampled shards, shuffle buffer, decode + "rand" frames + train
     transform + caption normalisation and tokenisation, batches of ``batch_size``, ``steps_per_epoch`` per epoch.
 
     urls: shard list / brace pattern / folder (see :func:`expand_shards`). state: a ``TrainLoader.state_dict()``
     to resume from. crop_scale: RandomResizedCrop's smallest area fraction (1: no crop); flip_p: horizontal flip
-    probability. Iterate it once per epoch; every batch is a dict with ``frames`` [B, T, 3, S, S],
+    probability. preprocess: the model's :class:`vtr.models.retrieval.Preprocess` (its size, mean/std, resize
+    antialiasing and ``max_txt_l`` win over img_size, max_txt_l, mean, std; num_frames stays per modality). Iterate it once per epoch; every batch is a dict with ``frames`` [B, T, 3, S, S],
     ``input_ids``, ``attention_mask`` [B, max_txt_l] and ``keys``.
     """
     stream = ShardStream(urls, tokenizer, batch_size, num_frames=num_frames, img_size=img_size, max_txt_l=max_txt_l,
                          modality=modality, seed=seed, rank=rank, shards_per_chunk=shards_per_chunk,
                          shuffle_buffer=shuffle_buffer, mean=mean, std=std, transform_scale=(crop_scale, 1.0),
-                         flip_p=flip_p)
+                         flip_p=flip_p, preprocess=preprocess)
     loader = TrainLoader(stream, steps_per_epoch, num_workers=num_workers)
     if state is not None:
         loader.load_state_dict(state)

@@ -35,10 +35,10 @@ def resize_uint8(frames: torch.Tensor, size: tuple[int, int], antialias: bool = 
 
 
 def normalize(frames_uint8: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """``uint8 [T, 3, H, W]`` -> ``float32 (x / 255 - mean) / std``."""
+    """``uint8 [..., 3, H, W]`` (any device) -> ``float32 (x / 255 - mean) / std``."""
     x = frames_uint8.to(torch.float32).div_(255.0)
-    mean_t = torch.as_tensor(mean, dtype=torch.float32).view(-1, 1, 1)
-    std_t = torch.as_tensor(std, dtype=torch.float32).view(-1, 1, 1)
+    mean_t = torch.as_tensor(mean, dtype=torch.float32, device=x.device).view(-1, 1, 1)
+    std_t = torch.as_tensor(std, dtype=torch.float32, device=x.device).view(-1, 1, 1)
     return x.sub_(mean_t).div_(std_t)
 
 

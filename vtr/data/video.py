@@ -208,7 +208,7 @@ class DecordVideoReader(VideoReader):
                 logger.warning("decord failed to decode %s (%s); retrying with PyAV", self.name, _first_line(e))
                 with self._fallback() as reader:
                     return reader._get_frames(indices)
-            raise VideoReadError(self.name, f"decord failed to decode frames {indices} ({_first_line(e)})") from e
+            raise VideoReadError(self.name, f"decord failed to decode frames {_span(indices)} ({_first_line(e)})") from e
 
     def close(self):
         self._vr = None
@@ -227,7 +227,9 @@ class PyAVVideoReader(VideoReader):
             self._container = av.open(io.BytesIO(bytes(source)) if isinstance(source, (bytes, bytearray, memoryview))
                                       else str(source))
         except Exception as e:
-            raise VideoReadError(name, f"not a readable media file ({_first_line(e)})") from e
+            # FFmpeg's text names the path and an errno; people need to know what is wrong with the file.
+            logger.debug("PyAV cannot open %s: %s", name, e)
+            raise VideoReadError(name, "not a video file, or damaged beyond reading") from e
         try:
             if not self._container.streams.video:
                 raise VideoReadError(name, "no video stream (audio-only or data file)")
@@ -297,11 +299,14 @@ class PyAVVideoReader(VideoReader):
                     else:
                         decoded = f"only {pos + 1} frames decode"
                     raise VideoReadError(self.name, f"frame {target} cannot be decoded; {decoded} of the "
-                                                    f"{self.num_frames} announced (truncated file?)")
+                                                    f"{self.num_frames} announced (truncated file?)",
+                                         decodable_frames=None if by_pts else pos + 1)
         except VideoReadError:
             raise
         except Exception as e:
-            raise VideoReadError(self.name, f"PyAV failed to decode ({_first_line(e)})") from e
+            raise VideoReadError(self.name, f"the video data is damaged after frame {pos + 1} ({_first_line(e)})"
+                                 if pos >= 0 else f"PyAV failed to decode ({_first_line(e)})",
+                                 decodable_frames=None if by_pts else pos + 1) from e
         return np.stack([got[i] for i in indices])
 
     def _sequential_fallback(self, indices):
@@ -321,6 +326,11 @@ class PyAVVideoReader(VideoReader):
         if self._container is not None:
             self._container.close()
             self._container = None
+
+
+def _span(indices: list[int]) -> str:
+    """``[0, 1, ..., 149]`` → ``"0-149 (150 frames)"``: an error message names the range, not every index."""
+    return f"{min(indices)}-{max(indices)} ({len(indices)} frames)" if len(indices) > 3 else str(indices)
 
 
 def _first_line(e: BaseException) -> str:
@@ -386,7 +396,8 @@ def open_video(source: VideoSource, backend: str = "auto", name: str | None = No
             try:
                 return pyav()
             except VideoReadError as e:
-                raise VideoReadError(name, f"{e.cause}; {decord_error.cause}") from e
+                logger.debug("decord cannot open %s either: %s", name, decord_error.cause)
+                raise VideoReadError(name, e.cause) from e
     return pyav()
 
 

@@ -511,7 +511,6 @@ def run_benchmark(loaded: LoadedModel, dataset: str, annotations=None, videos=No
     """Evaluate one benchmark; writes ``out/results.json`` and ``out/results.md``; returns the results dict."""
     from vtr import __version__
     from vtr.data.retrieval import RetrievalVideos, check_videos, get_retrieval_spec, load_retrieval_split
-    from vtr.data.text import tokenize
     from vtr.models.registry import get_tokenizer
 
     spec = get_retrieval_spec(dataset)
@@ -558,7 +557,7 @@ def run_benchmark(loaded: LoadedModel, dataset: str, annotations=None, videos=No
     dataset_frames = RetrievalVideos(split, num_frames, pre.eval_transform())
     result = evaluate_retrieval(
         model, split.texts, dataset_frames, split.txt2video, split.video2txt,
-        lambda texts: tokenize(tokenizer, texts, max_txt_l), cache_dir, k_test=k_test, itm=itm,
+        lambda texts: pre.tokenize(tokenizer, texts, max_txt_l), cache_dir, k_test=k_test, itm=itm,
         batch_size=batch_size, workers=workers, bf16=bf16, device=resolved_device, max_length=max_txt_l,
         cache_dtype=cache_dtype,
     )

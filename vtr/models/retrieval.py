@@ -29,11 +29,46 @@ class Preprocess:
     # antialias; torchvision >= 0.17 does by default. Recorded per weights so each is fed as it was trained.
     antialias: bool = True
 
+    # The one owner of how frames and words are fed to these weights: evaluation, index building, text and
+    # example search, the pretraining reader and the app all go through the methods below.
+    def resize(self, frames_uint8: torch.Tensor) -> torch.Tensor:
+        """``uint8 [..., 3, H, W]`` → ``uint8 [..., 3, S, S]`` (bicubic, antialias as recorded for the weights)."""
+        from vtr.data.transforms import resize_uint8
+
+        return resize_uint8(frames_uint8, (self.img_size, self.img_size), antialias=self.antialias)
+
+    def normalize(self, frames_uint8: torch.Tensor) -> torch.Tensor:
+        """``uint8 [..., 3, S, S]`` (any device) → ``float32 (x / 255 - mean) / std``."""
+        from vtr.data.transforms import normalize
+
+        return normalize(frames_uint8, self.mean, self.std)
+
+    def __call__(self, frames_uint8: torch.Tensor) -> torch.Tensor:
+        """``uint8 [..., 3, H, W]`` → the model's input ``float32 [..., 3, S, S]``: resize, then normalise."""
+        return self.normalize(self.resize(frames_uint8))
+
     def eval_transform(self):
         """The evaluation transform for these weights: uint8 [T,3,H,W] -> normalised float [T,3,S,S]."""
         from vtr.data.transforms import EvalTransform
 
         return EvalTransform(self.img_size, self.mean, self.std, antialias=self.antialias)
+
+    def train_transform(self, scale=(0.5, 1.0), flip_p: float = 0.5, generator=None):
+        """The pretraining transform (random resized crop + flip) with these weights' size, mean/std and resize."""
+        from vtr.data.transforms import TrainTransform
+
+        return TrainTransform(self.img_size, scale=scale, flip_p=flip_p, mean=self.mean, std=self.std,
+                              antialias=self.antialias, generator=generator)
+
+    def tokenize(self, tokenizer, texts, max_length: int | None = None) -> dict:
+        """Normalised captions → ``input_ids`` / ``attention_mask [N, L]``, ``L = max_length or max_txt_l``."""
+        from vtr.data.text import tokenize
+
+        return tokenize(tokenizer, texts, int(max_length or self.max_txt_l))
+
+    def count_tokens(self, tokenizer, text: str) -> int:
+        """How many tokens ``text`` needs, special tokens included (more than ``max_txt_l`` are cut off)."""
+        return len(tokenizer(text, truncation=False)["input_ids"])
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()}

@@ -1,0 +1,169 @@
+"""The search page as a person uses it, in Debian's chromium: filters, what typed text becomes, export, the player."""
+
+from tests.app.test_browser import open_page
+
+
+def search_box(page):
+    return page.locator("#query textarea, #query input").first
+
+
+def test_opening_the_filters_keeps_every_search_working(browser, running_app, tmp_path):
+    page = open_page(browser, running_app.url, tmp_path)
+    page.locator("#options").get_by_text("Search by example, filters").click()
+    inputs = page.locator("#min-duration input, #max-duration input")
+    inputs.first.wait_for()
+    assert [inputs.nth(i).input_value() for i in range(inputs.count())] == ["", ""]  # empty: no limit
+    search_box(page).fill("a walk in the park")
+    search_box(page).press("Enter")
+    page.locator("#results .thumbnail-item").first.wait_for()
+    assert "moments in" in page.locator("#status").inner_text()
+    # a limit typed, then erased again, is no limit either
+    box = page.locator("#max-duration input")
+    box.fill("1")
+    search_box(page).press("Enter")
+    page.wait_for_function("() => document.querySelector('#status').innerText.includes('No moments match')")
+    box.fill("")
+    search_box(page).press("Enter")
+    page.wait_for_function("() => document.querySelector('#status').innerText.includes('moments in')")
+    assert not page.errors, page.errors
+    page.close()
+
+
+def test_typed_html_and_markdown_show_literally(browser, running_app, tmp_path):
+    page = open_page(browser, running_app.url, tmp_path)
+    requested = []
+    page.on("request", lambda r: requested.append(r.url))
+    typed = "<img src=x> **bold** [link](javascript:alert(1)) _it_ `code`"
+    search_box(page).fill(typed)
+    search_box(page).press("Enter")
+    page.locator("#results .thumbnail-item").first.wait_for()
+    status = page.locator("#status")
+    assert typed in status.inner_text()
+    assert status.locator("img, em, a, code").count() == 0
+    assert status.locator("strong", has_text="bold").count() == 0  # the counts are bold; the query is not
+    assert not [u for u in requested if u.rstrip("/").endswith("/x")], requested
+    assert not page.errors, page.errors
+    page.close()
+
+
+def run_search(page, words):
+    search_box(page).fill(words)
+    search_box(page).press("Enter")
+    page.wait_for_function("() => /moments in|No moments/.test(document.querySelector('#status').innerText)")
+
+
+def captions(page) -> list[str]:
+    return page.locator("#results .thumbnail-item").all_inner_texts()
+
+
+def test_best_first_paging_and_grouped_view(browser, running_app, tmp_path):
+    page = open_page(browser, running_app.url, tmp_path)
+    page.locator("#options").get_by_text("Search by example, filters").click()
+    size = page.locator("#page-size input[type=number]")
+    size.fill("3")
+    size.press("Enter")
+    run_search(page, "a walk in the park")
+    assert len(captions(page)) == 3
+    page.locator("#more").click()  # the next page: 6 asked; this small index merges its 8 windows into 5
+    page.wait_for_function("() => document.querySelectorAll('#results .thumbnail-item').length > 3")
+    best_first = captions(page)
+    assert len(best_first) == 5 and not page.locator("#more").is_visible()  # nothing more to show
+    scores = [float(c.rsplit("·", 1)[1]) for c in best_first]
+    assert scores == sorted(scores, reverse=True)  # best first across videos
+    names = [c.split("·")[0].strip() for c in best_first]
+    assert len([i for i in range(1, 5) if names[i] != names[i - 1]]) > len(set(names)) - 1  # videos interleave
+
+    page.locator("#order").get_by_text("Grouped by video").click()
+    page.wait_for_function("(before) => Array.from(document.querySelectorAll('#results .thumbnail-item'))"
+                           ".map(e => e.innerText).join('|') !== before", arg="|".join(best_first))
+    grouped = captions(page)
+    assert sorted(grouped) == sorted(best_first)
+    names = [c.split("·")[0].strip() for c in grouped]
+    assert len([i for i in range(1, 5) if names[i] != names[i - 1]]) == len(set(names)) - 1  # videos together
+    assert not page.errors, page.errors
+    page.close()
+
+
+def test_selected_moment_plays_in_context_and_exports(browser, running_app, tmp_path):
+    import av
+
+    page = open_page(browser, running_app.url, tmp_path)
+    run_search(page, "a walk in the park")
+    items = page.locator("#results .thumbnail-item")
+    texts = captions(page)
+    pick = next(i for i, t in enumerate(texts) if not t.split("·")[1].strip().startswith("0:00"))
+    name = texts[pick].split("·")[0].strip()
+    start = sum(int(x) * 60 ** k for k, x in enumerate(reversed(texts[pick].split("·")[1].split("–")[0].split(":"))))
+    items.nth(pick).click()
+    page.wait_for_function("() => { const v = document.querySelector('#player video');"
+                           " return v && v.readyState >= 1 && v.duration > 0; }")
+    # the clip starts up to 10 s before the moment, and the player is put at the moment
+    page.wait_for_function(f"() => document.querySelector('#player video').currentTime >= {start} - 0.6")
+    same_video = sum(t.split("·")[0].strip() == name for t in texts)
+    assert page.locator("#timeline .hit").count() == same_video
+    assert page.locator("#timeline .hit.selected").count() == 1
+
+    page.locator("#export-in input, #export-in textarea").first.fill("1.5")
+    page.locator("#export-out input, #export-out textarea").first.fill("4.5")
+    page.locator("#export").click()
+    link = page.locator("#export-file a").first
+    link.wait_for()
+    with page.expect_download() as info:
+        link.click()
+    download = info.value
+    assert download.suggested_filename == f"{name.rsplit('.', 1)[0]} 0m02s-0m05s.mp4"
+    saved = tmp_path / "export.mp4"
+    download.save_as(saved)
+    with av.open(str(saved)) as c:
+        frames = list(c.decode(video=0))
+    assert len(frames) == 30  # 3.0 s at 10 fps: exactly the span asked for
+    page.screenshot(path=str(tmp_path / "export.png"), full_page=True)
+    assert not page.errors, page.errors
+    page.close()
+
+
+def test_on_a_phone_the_player_comes_into_view(browser, running_app, tmp_path):
+    page = browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True)
+    page.set_default_timeout(60_000)
+    page.goto(running_app.url)
+    run_search(page, "a walk in the park")
+    items = page.locator("#results .thumbnail-item")
+    items.last.scroll_into_view_if_needed()
+    items.last.click()
+    page.locator("#player video").wait_for()
+    page.wait_for_function("() => { const r = document.querySelector('#player').getBoundingClientRect();"
+                           " return r.top >= -1 && r.top < window.innerHeight / 2; }")
+    page.close()
+
+
+def test_search_tab_says_what_is_searchable(browser, running_app, tmp_path):
+    page = open_page(browser, running_app.url, tmp_path)
+    page.wait_for_function("() => document.querySelector('#overview').innerText.includes('Searching')")
+    text = page.locator("#overview").inner_text()
+    assert "3 videos" in text and "windows" in text
+    suggestions = page.locator("#suggestions button, #suggestions tr, #suggestions .gallery-item")
+    suggestions.first.wait_for()
+    first = suggestions.first.inner_text().strip()
+    assert first
+    suggestions.first.click()
+    page.wait_for_function("() => document.querySelector('#status').innerText.includes('moments in')")
+    assert search_box(page).input_value() == first
+    assert first in page.locator("#status").inner_text()
+    assert not page.errors, page.errors
+    page.close()
+
+
+def test_example_shows_a_preview_and_says_it_replaces_the_words(browser, running_app, tmp_path):
+    from tests.index.media import textured_frames
+    from tests.videos import write_video
+
+    clip = write_video(tmp_path / "my clip.mp4", textured_frames(8, seed=3), fps=10)
+    page = open_page(browser, running_app.url, tmp_path)
+    page.locator("#options").get_by_text("Search by example, filters").click()
+    page.locator("#example input[type=file]").set_input_files(str(clip))
+    page.wait_for_function("() => document.querySelector('#example-note').innerText.includes('not used')")
+    assert "my clip.mp4" in page.locator("#example-note").inner_text()
+    page.locator("#example-video video").wait_for()
+    run_search(page, "words that are ignored")
+    assert "your example" in page.locator("#status").inner_text()
+    page.close()

@@ -1,0 +1,49 @@
+"""How many results a search returns, and what it says about the query."""
+
+import pytest
+
+from index.build import build_index
+from index.search import VideoIndex
+from tests.index.media import make_video
+
+
+@pytest.fixture(scope="module")
+def many_windows(tmp_path_factory, test_model):
+    root = tmp_path_factory.mktemp("videos")
+    for i in range(4):
+        make_video(root / f"v{i}.mp4", 40, seed=40 + i)  # 9 windows each
+    idx = tmp_path_factory.mktemp("idx") / "idx"
+    build_index([str(root)], str(idx), model=test_model, workers=0, progress=False)
+    return idx
+
+
+def test_rerank_returns_as_many_moments_as_asked(many_windows, test_model):
+    with VideoIndex(str(many_windows), model=test_model, gpu=False) as vi:
+        plain = vi.search("people walking on a beach", k=24, merge_margin=0.0)
+        reranked = vi.search("people walking on a beach", k=24, rerank=True, merge_margin=0.0)
+    assert len(plain) == 24
+    assert len(reranked) == 24  # the ITM candidates widen until they make 24 moments (it stopped at 20 windows)
+    scores = [s.score for s in reranked]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_a_query_longer_than_the_model_reads_is_flagged(many_windows, test_model):
+    with VideoIndex(str(many_windows), model=test_model, gpu=False) as vi:
+        assert vi.query_notes("a dog catches a frisbee on the beach") == []
+        long = " ".join(["a dog catches a red frisbee"] * 10)  # 60 words
+        [note] = vi.query_notes(long)
+        limit = test_model.preprocess.max_txt_l
+        assert f"reads only the first {limit}" in note and "tokens long" in note
+        assert "searched for “a dog catches" in note
+
+
+def test_suggestions_come_from_the_index(many_windows, test_model):
+    with VideoIndex(str(many_windows), model=test_model, gpu=False) as vi:
+        first = vi.suggest_queries(3)
+        assert len(first) == 3 and len(set(first)) == 3
+        vectors, _ = vi.encode_text(first)
+        import numpy as np
+
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        best = vi.store.search(vectors, 1)[0][:, 0]
+        assert list(best) == sorted(best, reverse=True)  # the best-matched phrases first
