@@ -183,6 +183,16 @@ class IndexService:
         if self._own_cache:
             shutil.rmtree(self.cache_dir, ignore_errors=True)
 
+    def can_rerank(self) -> bool:
+        """Whether the index's model has a trained matching head (re-ranking is offered only then)."""
+        if not self.exists():
+            return False
+        try:
+            return bool(self._run(lambda: self._opened().can_rerank))
+        except VtrError as e:
+            logger.info("no re-ranking: %s", e)
+            return False
+
     # --------------------------------------------------------------------------------------------- search
     def search(self, query: str = "", example: str | None = None, folder: str | None = None,
                min_duration: float | None = None, max_duration: float | None = None, rerank: bool = False,

@@ -376,8 +376,11 @@ def build_ui(service: IndexService) -> gr.Blocks:
                                 max_duration = gr.Textbox(label="Videos at most (s)", placeholder="no limit",
                                                           max_lines=1, elem_id="max-duration")
                         with gr.Column():
+                            # Offered only for a model whose matching head was trained: an untrained head
+                            # orders moments worse than the search itself.
                             rerank = gr.Checkbox(label="Re-rank with the matching head (ITM): slower, more precise; "
-                                                       "words only", value=False, elem_id="rerank")
+                                                       "words only", value=False, elem_id="rerank",
+                                                 visible=service.can_rerank())
                             k = gr.Slider(1, 60, value=PAGE, step=1, label="Moments per page", elem_id="page-size")
                 status = gr.Markdown(elem_id="status")
                 with gr.Row():

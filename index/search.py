@@ -166,6 +166,15 @@ class VideoIndex:
             self._model = model
         return self._model
 
+    NO_RERANK = ("this index's model has no trained matching head (its config says itm_trained: false), so "
+                 "re-ranking would order moments worse than the search itself; search without --rerank")
+
+    @property
+    def can_rerank(self) -> bool:
+        """Whether the model's matching (ITM) head was trained (``ModelConfig.itm_trained``): only then is
+        re-ranking offered. The released weights have one; vtr's own runs say whether their VTM loss left chance."""
+        return bool(self.model.cfg.itm_trained)
+
     @property
     def preprocess(self):
         """How queries are fed to the model: the model's preprocessing, resized as the index was built."""
@@ -294,6 +303,8 @@ class VideoIndex:
         n_windows = int(windows or max(5 * k, 50))
         if rerank and text_out is None:
             logger.warning("--rerank applies to text queries only; ignored")
+        elif rerank and not self.can_rerank:
+            raise VtrError(self.NO_RERANK)
         itm: dict[int, float | None] = {}  # window id -> ITM score (None: could not be decoded again)
         while True:
             # Grouping merges windows into segments, so k segments may need more than n windows: widen until

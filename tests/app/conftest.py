@@ -33,7 +33,8 @@ def app_model():
     import vtr
 
     torch.manual_seed(4321)
-    return vtr.create_model("vtr_test")
+    # itm_trained: its random matching head stands in for a trained one, so the re-rank path can be tested
+    return vtr.create_model("vtr_test", itm_trained=True)
 
 
 @pytest.fixture(scope="module")

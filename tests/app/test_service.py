@@ -99,3 +99,25 @@ def test_service_without_an_index_then_building(tmp_path, app_model):
     finally:
         service.close()
     assert not cache.exists()
+
+
+def test_rerank_is_offered_only_for_a_trained_matching_head(built_index, app_model):
+    """The Search tab shows the re-rank box only when the index's model says its matching head was trained."""
+    import copy
+
+    from app.ui import build_ui
+
+    untrained = copy.deepcopy(app_model)
+    untrained.cfg.itm_trained = False
+    shown = {}
+    for name, model in (("trained", app_model), ("untrained", untrained)):
+        service = IndexService(str(built_index), model=model)
+        try:
+            assert service.can_rerank() is (name == "trained")
+            blocks = build_ui(service)
+            box = [c for c in blocks.config["components"] if c.get("props", {}).get("elem_id") == "rerank"]
+            assert len(box) == 1
+            shown[name] = box[0]["props"].get("visible", True)
+        finally:
+            service.close()
+    assert shown == {"trained": True, "untrained": False}

@@ -9,7 +9,8 @@ def test_model():
     import vtr
 
     torch.manual_seed(1234)
-    return vtr.create_model("vtr_test")
+    # itm_trained: its random matching head stands in for a trained one, so the re-rank path can be tested
+    return vtr.create_model("vtr_test", itm_trained=True)
 
 
 @pytest.fixture(scope="session")

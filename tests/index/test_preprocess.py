@@ -51,7 +51,8 @@ def test_window_vectors_equal_eval_embeddings_for_both_resize_settings(tmp_path,
     for antialias in (True, False):
         model = with_antialias(test_model, antialias)
         idx = tmp_path / f"idx-{antialias}"
-        build_index([str(video.parent)], str(idx), model=model, workers=1, progress=False)
+        # fp32, as the eval embedding below (auto would pick bf16 on a CPU with native bf16)
+        build_index([str(video.parent)], str(idx), model=model, workers=1, progress=False, precision="fp32")
         assert read_manifest(idx)["antialias"] is antialias
         vectors = index_vectors(idx)
         assert len(vectors) == 2

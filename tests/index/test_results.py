@@ -47,3 +47,21 @@ def test_suggestions_come_from_the_index(many_windows, test_model):
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
         best = vi.store.search(vectors, 1)[0][:, 0]
         assert list(best) == sorted(best, reverse=True)  # the best-matched phrases first
+
+
+def test_no_rerank_with_an_untrained_matching_head(many_windows, test_model):
+    """A model whose config says its matching head was not trained offers no re-ranking: it would order moments
+    worse than the search itself."""
+    import copy
+
+    from vtr.errors import VtrError
+
+    untrained = copy.deepcopy(test_model)
+    untrained.cfg.itm_trained = False
+    with VideoIndex(str(many_windows), model=untrained, gpu=False) as vi:
+        assert not vi.can_rerank
+        assert vi.search("a red ball", k=3)  # plain search works
+        with pytest.raises(VtrError, match="no trained matching head"):
+            vi.search("a red ball", k=3, rerank=True)
+    with VideoIndex(str(many_windows), model=test_model, gpu=False) as vi:
+        assert vi.can_rerank and vi.search("a red ball", k=3, rerank=True)
