@@ -23,15 +23,9 @@ _state = {"module": None, "failed": False}
 
 
 def _load():
-    if _state["module"] is None and not _state["failed"]:
-        try:
-            from vtr.ops import _mixer_numba
-        except Exception as e:  # ImportError, or a broken llvmlite
-            _state["failed"] = True
-            log.warning("numba unavailable (%s): the mixer runs its PyTorch conv", e)
-        else:
-            _state["module"] = _mixer_numba
-    return _state["module"]
+    from vtr.ops.selective_scan import load_numba_module
+
+    return load_numba_module("_mixer_numba", _state, "the mixer runs its PyTorch conv")
 
 
 def fused_enabled() -> bool:

@@ -44,6 +44,7 @@ best path runs, so ``import vtr`` never fails for want of either. :func:`availab
 
 from __future__ import annotations
 
+import importlib
 import logging
 import math
 import os
@@ -189,17 +190,21 @@ _numba_lock = threading.Lock()  # numba's workqueue layer forbids concurrent lau
 _numba_state = {"module": None, "failed": False, "pid": None, "serial": None}
 
 
+def load_numba_module(name: str, state: dict, fallback: str):
+    """``vtr.ops.<name>`` (a numba kernels module), imported once into ``state["module"]``; None when numba cannot
+    import, with one warning saying what runs instead (``fallback``)."""
+    if state["module"] is None and not state["failed"]:
+        try:
+            state["module"] = importlib.import_module(f"vtr.ops.{name}")
+        except Exception as e:  # ImportError, or a broken llvmlite
+            state["failed"] = True
+            log.warning("numba unavailable (%s): %s", e, fallback)
+    return state["module"]
+
+
 def _load_numba():
     """The kernels module, or None when numba cannot import (logged once). Tests monkeypatch this."""
-    if _numba_state["module"] is None and not _numba_state["failed"]:
-        try:
-            from vtr.ops import _scan_numba
-        except Exception as e:  # ImportError, or a broken llvmlite
-            _numba_state["failed"] = True
-            log.warning("numba unavailable (%s): the CPU selective scan falls back to pure PyTorch", e)
-        else:
-            _numba_state["module"] = _scan_numba
-    return _numba_state["module"]
+    return load_numba_module("_scan_numba", _numba_state, "the CPU selective scan falls back to pure PyTorch")
 
 
 def _kernels(mod):
