@@ -188,6 +188,9 @@ def build_teacher(cfg: TrainConfig, device):
 
 def maybe_evaluate(model, tokenizer, cfg: TrainConfig, step: int, device) -> dict | None:
     """Zero-shot retrieval on ``eval_annotation`` + ``eval_videos`` through ``vtr.eval.retrieval`` (if present)."""
+    if not (cfg.eval_annotation and cfg.eval_videos):
+        logger.info("eval_every set but eval_annotation/eval_videos are not: skipping evaluation")
+        return None
     try:
         from vtr.data.retrieval import RetrievalVideos, load_retrieval_split
         from vtr.eval.retrieval import evaluate_retrieval
@@ -231,8 +234,27 @@ def set_rng_state(s: dict) -> None:
         torch.cuda.set_rng_state_all(s["cuda"])
 
 
-def train(cfg: TrainConfig, resume: bool = False) -> dict:
-    # ---------------------------------------------------------------- ranks (torchrun env), device, precision
+# ------------------------------------------------------------------------------------------------ the run's parts
+@dataclasses.dataclass
+class Runtime:
+    """Rank-derived variables (torchrun's environment), the device, and one autocast context for every precision."""
+
+    ddp: bool
+    rank: int
+    local_rank: int
+    world_size: int
+    device: torch.device
+    precision: str  # what runs: fp16 becomes fp32 on the CPU
+    ctx: object  # autocast for bf16/fp16, nullcontext for fp32
+    scaler: torch.amp.GradScaler  # enabled for fp16 only
+
+    @property
+    def master(self) -> bool:  # the rank that logs, evaluates, writes the checkpoint and exports
+        return self.rank == 0
+
+
+def setup_runtime(cfg: TrainConfig) -> Runtime:
+    """Joins torchrun's process group (if launched by it), picks the device and precision, seeds the model init."""
     ddp = int(os.environ.get("RANK", -1)) != -1
     rank, local_rank, world_size = (int(os.environ[k]) for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE")) if ddp else (0, 0, 1)
     use_cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
@@ -241,10 +263,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         torch.cuda.set_device(device)
     if ddp:
         dist.init_process_group(backend="nccl" if use_cuda else "gloo")
-    master = rank == 0
-    out_dir = Path(cfg.out_dir)
-    if master:
-        out_dir.mkdir(parents=True, exist_ok=True)
+    if rank == 0:
+        Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     if use_cuda:
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
@@ -252,27 +272,48 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     ptdtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[precision]
     ctx = nullcontext() if precision == "fp32" else torch.autocast(device_type=device.type, dtype=ptdtype)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    return Runtime(ddp, rank, local_rank, world_size, device, precision, ctx, scaler)
 
-    # ---------------------------------------------------------------- model, teacher, optimizer
-    from vtr.models.registry import config_to_dict, get_tokenizer
 
-    teacher = build_teacher(cfg, device) if cfg.teacher else None
-    raw_model = build_model(cfg, teacher).to(device)
-    tokenizer = get_tokenizer(raw_model)
-    pre = raw_model.preprocess
-    pretrainer = Pretrainer(raw_model, tokenizer, cfg, rank, world_size)
+def wrap_ddp(pretrainer: Pretrainer, cfg: TrainConfig, rt: Runtime) -> nn.Module:
+    """DDP over the pretrainer under torchrun; unused-parameter search only when some loss can be off in a step."""
+    if not rt.ddp:
+        return pretrainer
     every_param_used = (cfg.loss_vtm and cfg.loss_mlm and not (cfg.vtm_start or cfg.mlm_start)
                         and not (cfg.loss_uta and cfg.mask_steps))
-    model = nn.parallel.DistributedDataParallel(pretrainer, device_ids=[local_rank] if use_cuda else None,
-                                                find_unused_parameters=not every_param_used) if ddp else pretrainer
-    optimizer = torch.optim.AdamW(param_groups(raw_model, cfg.weight_decay), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2),
-                                  fused=use_cuda)
+    return nn.parallel.DistributedDataParallel(pretrainer, device_ids=[rt.local_rank] if rt.device.type == "cuda"
+                                               else None, find_unused_parameters=not every_param_used)
 
-    # ---------------------------------------------------------------- data: steps are all-video or all-image
+
+@dataclasses.dataclass
+class Schedule:
+    """How long the run is and which modality each step reads: steps are all-video or all-image."""
+
+    seed: int
+    global_batch: int
+    steps_per_epoch: dict  # modality -> steps per epoch
+    total_steps: int
+    warmup_steps: int
+
+    @property
+    def epoch_steps(self) -> int:
+        return sum(self.steps_per_epoch.values())
+
+    def modality_of(self, step: int) -> str:
+        """Shared by all ranks: a function of (seed, step) only."""
+        image_share = self.steps_per_epoch.get("image", 0) / self.epoch_steps
+        return "image" if random.Random(_seed(self.seed, step, 7)).random() < image_share else "video"
+
+
+def shard_sources(cfg: TrainConfig) -> dict:
+    """modality -> (shard urls, samples per epoch over all ranks; 0: count them)."""
+    return {"video": (cfg.train_shards, cfg.samples_per_epoch), "image": (cfg.image_shards, cfg.image_samples_per_epoch)}
+
+
+def plan_schedule(cfg: TrainConfig, world_size: int) -> Schedule:
     global_batch = cfg.batch_size * world_size
-    sources = {"video": (cfg.train_shards, cfg.samples_per_epoch), "image": (cfg.image_shards, cfg.image_samples_per_epoch)}
     steps_per_epoch = {}
-    for modality, (urls, samples) in sources.items():
+    for modality, (urls, samples) in shard_sources(cfg).items():
         if urls:
             steps_per_epoch[modality] = max(1, (samples or count_shard_samples(urls)) // global_batch)
     if not steps_per_epoch:
@@ -280,115 +321,222 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     epoch_steps = sum(steps_per_epoch.values())
     total_steps = cfg.max_steps or int(cfg.epochs * epoch_steps)
     warmup_steps = cfg.warmup_steps if cfg.warmup_steps >= 0 else int(cfg.warmup_epochs * epoch_steps)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: get_lr(s, cfg, warmup_steps, total_steps) / cfg.lr)
-    image_share = steps_per_epoch.get("image", 0) / epoch_steps
-    guard = DivergenceGuard(global_batch, cfg.collapse_window, cfg.max_nonfinite, advice=(
+    return Schedule(cfg.seed, global_batch, steps_per_epoch, total_steps, warmup_steps)
+
+
+def make_guard(cfg: TrainConfig, global_batch: int) -> DivergenceGuard:
+    return DivergenceGuard(global_batch, cfg.collapse_window, cfg.max_nonfinite, advice=(
         f"Lower the learning rate (lr is {cfg.lr:g}: try {cfg.lr / 3:.2g})"
         + ("" if cfg.grad_clip > 0 else " and clip gradients (--grad_clip 1.0)")
         + f", or resume from an earlier checkpoint in {cfg.out_dir} with --resume and the lower lr."))
 
-    def modality_of(step: int) -> str:  # shared by all ranks: a function of (seed, step) only
-        return "image" if random.Random(_seed(cfg.seed, step, 7)).random() < image_share else "video"
 
-    # ---------------------------------------------------------------- resume
-    step, loader_states, ckpt_path = 0, {}, out_dir / "checkpoint.pt"
-    if resume and ckpt_path.is_file():
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        raw_model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        scaler.load_state_dict(ckpt["scaler"])
-        step = ckpt["step"]
-        if "guard" in ckpt:
-            guard.load_state(ckpt["guard"])
-        if ckpt["world_size"] == world_size:
-            set_rng_state(ckpt["rng"][rank])
-            loader_states = ckpt["loaders"][rank]
-        else:
-            logger.warning("resuming with %d ranks (checkpoint: %d): data positions restart", world_size, ckpt["world_size"])
-        if master:
-            logger.info("resumed from %s at step %d", ckpt_path, step)
-    elif resume and master:
-        logger.info("--resume: no checkpoint at %s, starting from scratch", ckpt_path)
+def make_loaders(cfg: TrainConfig, schedule: Schedule, tokenizer, pre, rank: int, states: dict) -> dict:
+    """modality -> this rank's :class:`vtr.data.shards.TrainLoader`, at the positions ``states`` (resume) hold."""
+    num_frames, sources = {"video": pre.num_frames, "image": 1}, shard_sources(cfg)
+    return {m: make_train_loader(sources[m][0], tokenizer, cfg.batch_size, n, num_frames=num_frames[m],
+                                 img_size=pre.img_size, max_txt_l=pre.max_txt_l, modality=m, seed=cfg.seed,
+                                 rank=rank, num_workers=cfg.num_workers, shards_per_chunk=cfg.shards_per_chunk,
+                                 shuffle_buffer=cfg.shuffle_buffer, preprocess=pre,
+                                 crop_scale=cfg.crop_scale, flip_p=cfg.flip_p, state=states.get(m))
+            for m, n in schedule.steps_per_epoch.items()}
 
-    num_frames = {"video": pre.num_frames, "image": 1}
-    loaders = {m: make_train_loader(sources[m][0], tokenizer, cfg.batch_size, n, num_frames=num_frames[m],
-                                    img_size=pre.img_size, max_txt_l=pre.max_txt_l, modality=m, seed=cfg.seed,
-                                    rank=rank, num_workers=cfg.num_workers, shards_per_chunk=cfg.shards_per_chunk,
-                                    shuffle_buffer=cfg.shuffle_buffer, preprocess=pre,
-                                    crop_scale=cfg.crop_scale, flip_p=cfg.flip_p, state=loader_states.get(m))
-               for m, n in steps_per_epoch.items()}
 
-    def endless(loader):
-        while True:
-            yield from loader  # one epoch (fixed length) per pass
+def endless(loader):
+    while True:
+        yield from loader  # one epoch (fixed length) per pass
 
-    streams = {m: endless(loader) for m, loader in loaders.items()}
 
-    # ---------------------------------------------------------------- logging
-    log_file = open(out_dir / "log.jsonl", "a") if master else None
-    if master:
-        guard.on_diverge = lambda message: (log_file.write(json.dumps({"step": step, "diverged": message}) + "\n"),
-                                            log_file.flush())
-    tb = None
-    if master:
+def resume_from(path: Path, rt: Runtime, raw_model, optimizer, scheduler, guard) -> tuple[int, dict]:
+    """Loads ``checkpoint.pt`` (if there is one) into the run; returns (step, this rank's loader positions)."""
+    if not path.is_file():
+        if rt.master:
+            logger.info("--resume: no checkpoint at %s, starting from scratch", path)
+        return 0, {}
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    raw_model.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    scheduler.load_state_dict(ckpt["scheduler"])
+    rt.scaler.load_state_dict(ckpt["scaler"])
+    step, loader_states = ckpt["step"], {}
+    if "guard" in ckpt:
+        guard.load_state(ckpt["guard"])
+    if ckpt["world_size"] == rt.world_size:
+        set_rng_state(ckpt["rng"][rt.rank])
+        loader_states = ckpt["loaders"][rt.rank]
+    else:
+        logger.warning("resuming with %d ranks (checkpoint: %d): data positions restart", rt.world_size, ckpt["world_size"])
+    if rt.master:
+        logger.info("resumed from %s at step %d", path, step)
+    return step, loader_states
+
+
+def write_checkpoint(path: Path, rt: Runtime, cfg: TrainConfig, step: int, raw_model, optimizer, scheduler, guard,
+                     loaders: dict) -> None:
+    """Every rank's RNG states and loader positions, gathered (a collective: all ranks call it); the master writes."""
+    rngs = gather_objects(rng_state(), rt.world_size)
+    loader_pos = gather_objects({m: ld.state_dict() for m, ld in loaders.items()}, rt.world_size)
+    if rt.master:
+        save_checkpoint(path, {
+            "model": raw_model.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "scaler": rt.scaler.state_dict(), "step": step,
+            "config": to_dict(cfg), "world_size": rt.world_size, "rng": rngs, "loaders": loader_pos,
+            "guard": guard.state(),
+        })
+
+
+class RunLog:
+    """The master's records: ``config.yaml``, ``log.jsonl`` and (optionally) TensorBoard; silent on other ranks."""
+
+    def __init__(self, cfg: TrainConfig, master: bool):
+        self.file = self.tb = None
+        if not master:
+            return
         import yaml
 
+        out_dir = Path(cfg.out_dir)
+        self.file = open(out_dir / "log.jsonl", "a")
         (out_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
         if cfg.tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
-                tb = SummaryWriter(str(out_dir / "tb"))
+                self.tb = SummaryWriter(str(out_dir / "tb"))
             except ImportError:
                 logger.info("tensorboard not installed: logging to log.jsonl only")
-        logger.info("%d ranks, %d steps (%s per epoch), global batch %d, %s on %s", world_size, total_steps,
-                    steps_per_epoch, global_batch, precision, device)
+
+    def write(self, record: dict, scalars: bool = False) -> None:
+        """One line of ``log.jsonl``; ``scalars``: its numbers also go to TensorBoard as ``train/<key>``."""
+        if self.file is None:
+            return
+        self.file.write(json.dumps(record) + "\n")
+        self.file.flush()
+        if scalars and self.tb is not None:
+            for k, v in record.items():
+                if isinstance(v, (int, float)):
+                    self.tb.add_scalar(f"train/{k}", v, record["step"])
+
+    def close(self) -> None:
+        for f in (self.file, self.tb):
+            if f is not None:
+                f.close()
+
+
+def step_inputs(cfg: TrainConfig, batch: dict, step: int, rt: Runtime, raw_model, teacher) -> dict:
+    """The pretrainer's arguments for ``step``. Every random draw of the step (dropout included) is seeded here
+    as a function of (seed, step, rank): the masks, the generator for VTM negatives and MLM, the global seed."""
+    frames = batch["frames"].to(rt.device, non_blocking=True)
+    input_ids, attn = batch["input_ids"].to(rt.device), batch["attention_mask"].to(rt.device)
+    torch.manual_seed(_seed(cfg.seed, step, rt.rank, 1))
+    gen = torch.Generator().manual_seed(_seed(cfg.seed, step, rt.rank, 2))
+    masked_phase = not cfg.mask_steps or step < cfg.mask_steps
+    keep = video_keep_mask(cfg, raw_model, frames.shape[0], frames.shape[1], frames.shape[-1], gen) \
+        if masked_phase else None
+    teacher_out = None
+    if teacher is not None and masked_phase:
+        with torch.no_grad(), rt.ctx:
+            teacher_out = teacher.encode_video(frames, return_tokens=cfg.loss_uta > 0)
+    return {"frames": frames, "input_ids": input_ids, "attention_mask": attn, "generator": gen, "step": step,
+            "keep": None if keep is None else keep.to(rt.device), "teacher": teacher_out}
+
+
+def optimizer_step(cfg: TrainConfig, step: int, loss_value: float, raw_model, optimizer, scheduler,
+                   scaler, guard) -> float:
+    """Clips, steps (unless the guard skips a non-finite step), advances the schedule; returns the gradient norm."""
+    scaler.unscale_(optimizer)
+    # The norm is taken after DDP's all-reduce: every rank sees the same value and skips the same steps.
+    grad_norm = torch.nn.utils.clip_grad_norm_(raw_model.parameters(), cfg.grad_clip or math.inf).item()
+    if scaler.is_enabled() and math.isfinite(loss_value):
+        scaler.step(optimizer)  # fp16: an overflowing gradient is the scaler's to skip, not a divergence
+        skipped = False
+    else:
+        skipped = not guard.step_is_finite(step + 1, loss_value, grad_norm)
+        if not skipped:
+            scaler.step(optimizer)
+    scaler.update()
+    optimizer.zero_grad(set_to_none=True)
+    with warnings.catch_warnings():  # a skipped step still advances the schedule, as it advances the data
+        if skipped:
+            warnings.filterwarnings("ignore", message=re.escape("Detected call of `lr_scheduler.step()`"))
+        scheduler.step()
+    return grad_norm
+
+
+def mean_over_ranks(out: dict, loaders: dict, rt: Runtime) -> tuple[dict, int]:
+    """The step's loss terms averaged over ranks, and the corrupt samples all ranks skipped so far (a collective)."""
+    values = torch.stack([v.detach().float() for v in out.values()])
+    if rt.ddp:
+        dist.all_reduce(values)
+        values /= rt.world_size
+    corrupt = torch.tensor([sum(ld.num_corrupt for ld in loaders.values())], dtype=torch.long)
+    if rt.ddp:
+        dist.all_reduce(corrupt)
+    return {k: v.item() for k, v in zip(out, values)}, int(corrupt.item())
+
+
+def export_model(raw_model, folder: Path, cfg: TrainConfig, recent_vtm) -> None:
+    """The trained model as a vtr folder (``vtr.create_model(folder)``), its matching head marked trained or not."""
+    from vtr.models.checkpoint import save_vtr
+    from vtr.models.registry import config_to_dict
+
+    # The matching head counts as trained when it came trained with the initial weights, or when this run's VTM
+    # loss ended clearly below the entropy of its labels (1/3 positives: 0.637), which a head that learned
+    # nothing sits at. An untrained head re-ranks worse than the dual encoder, so the app hides re-ranking.
+    vtm_final = sum(recent_vtm) / len(recent_vtm) if recent_vtm else None
+    raw_model.cfg.itm_trained = raw_model.cfg.itm_trained or (
+        vtm_final is not None and vtm_final < ITM_LEARNED_FRACTION * VTM_CHANCE)
+    if cfg.loss_vtm and vtm_final is not None and not raw_model.cfg.itm_trained:
+        logger.warning("the matching head did not learn (final VTM loss %.3f, chance %.3f): the exported model "
+                       "offers no re-ranking", vtm_final, VTM_CHANCE)
+    save_vtr(raw_model, folder, config_to_dict(raw_model.cfg, architecture=raw_model.architecture))
+    logger.info("exported %s (load with vtr.create_model(%r))", folder, str(folder))
+
+
+# ------------------------------------------------------------------------------------------------ the run
+def train(cfg: TrainConfig, resume: bool = False) -> dict:
+    """One pretraining run (every rank under torchrun); returns the last step and its rank-averaged losses."""
     from tqdm import tqdm
 
-    bar = tqdm(total=total_steps, initial=step, disable=not master, dynamic_ncols=True, file=sys.stdout)
-    stop_at = min(total_steps, cfg.stop_after) if cfg.stop_after else total_steps
+    from vtr.models.registry import get_tokenizer
+
+    rt = setup_runtime(cfg)
+    out_dir, ckpt_path = Path(cfg.out_dir), Path(cfg.out_dir) / "checkpoint.pt"
+    # ---------------------------------------------------------------- model, teacher, optimizer
+    teacher = build_teacher(cfg, rt.device) if cfg.teacher else None
+    raw_model = build_model(cfg, teacher).to(rt.device)
+    tokenizer = get_tokenizer(raw_model)
+    pretrainer = Pretrainer(raw_model, tokenizer, cfg, rt.rank, rt.world_size)
+    model = wrap_ddp(pretrainer, cfg, rt)
+    optimizer = torch.optim.AdamW(param_groups(raw_model, cfg.weight_decay), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2),
+                                  fused=rt.device.type == "cuda")
+    # ---------------------------------------------------------------- schedule, resume, data
+    sched = plan_schedule(cfg, rt.world_size)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: get_lr(s, cfg, sched.warmup_steps, sched.total_steps) / cfg.lr)
+    guard = make_guard(cfg, sched.global_batch)
+    step, loader_states = resume_from(ckpt_path, rt, raw_model, optimizer, scheduler, guard) if resume else (0, {})
+    loaders = make_loaders(cfg, sched, tokenizer, raw_model.preprocess, rt.rank, loader_states)
+    streams = {m: endless(loader) for m, loader in loaders.items()}
+    # ---------------------------------------------------------------- logging
+    log = RunLog(cfg, rt.master)
+    guard.on_diverge = lambda message: log.write({"step": step, "diverged": message})
+    if rt.master:
+        logger.info("%d ranks, %d steps (%s per epoch), global batch %d, %s on %s", rt.world_size, sched.total_steps,
+                    sched.steps_per_epoch, sched.global_batch, rt.precision, rt.device)
+    bar = tqdm(total=sched.total_steps, initial=step, disable=not rt.master, dynamic_ncols=True, file=sys.stdout)
+    stop_at = min(sched.total_steps, cfg.stop_after) if cfg.stop_after else sched.total_steps
     t0, last = time.time(), {}
     recent_vtm: deque[float] = deque(maxlen=max(cfg.log_every, 20))  # has the matching head learned anything?
 
     # ---------------------------------------------------------------- the loop
     while step < stop_at:
-        modality = modality_of(step)
-        batch = next(streams[modality])
-        frames = batch["frames"].to(device, non_blocking=True)
-        input_ids, attn = batch["input_ids"].to(device), batch["attention_mask"].to(device)
-        # Every random draw of this step (dropout included) is a function of (seed, step, rank).
-        torch.manual_seed(_seed(cfg.seed, step, rank, 1))
-        gen = torch.Generator().manual_seed(_seed(cfg.seed, step, rank, 2))
-        masked_phase = not cfg.mask_steps or step < cfg.mask_steps
-        keep = video_keep_mask(cfg, raw_model, frames.shape[0], frames.shape[1], frames.shape[-1], gen) \
-            if masked_phase else None
-        teacher_out = None
-        if teacher is not None and masked_phase:
-            with torch.no_grad(), ctx:
-                teacher_out = teacher.encode_video(frames, return_tokens=cfg.loss_uta > 0)
+        modality = sched.modality_of(step)
+        inputs = step_inputs(cfg, next(streams[modality]), step, rt, raw_model, teacher)
         raw_model.clamp_temperature()
-        with ctx:
-            out = model(frames, input_ids, attn, gen, step=step, keep=None if keep is None else keep.to(device),
-                        teacher=teacher_out)
-        scaler.scale(out["loss"]).backward()
-        scaler.unscale_(optimizer)
-        # The norm is taken after DDP's all-reduce: every rank sees the same value and skips the same steps.
-        grad_norm = torch.nn.utils.clip_grad_norm_(raw_model.parameters(), cfg.grad_clip or math.inf).item()
-        loss_value = out["loss"].item()
-        if scaler.is_enabled() and math.isfinite(loss_value):
-            scaler.step(optimizer)  # fp16: an overflowing gradient is the scaler's to skip, not a divergence
-            skipped = False
-        else:
-            skipped = not guard.step_is_finite(step + 1, loss_value, grad_norm)
-            if not skipped:
-                scaler.step(optimizer)
-        scaler.update()
-        optimizer.zero_grad(set_to_none=True)
-        with warnings.catch_warnings():  # a skipped step still advances the schedule, as it advances the data
-            if skipped:
-                warnings.filterwarnings("ignore", message=re.escape("Detected call of `lr_scheduler.step()`"))
-            scheduler.step()
+        with rt.ctx:
+            out = model(**inputs)
+        rt.scaler.scale(out["loss"]).backward()
+        grad_norm = optimizer_step(cfg, step, out["loss"].item(), raw_model, optimizer, scheduler, rt.scaler, guard)
         step += 1
         bar.update(1)
         guard.observe_vtc(step, out["vtc"].item(), spread=batch_spread(pretrainer) if step % cfg.log_every == 0 else None)
@@ -396,74 +544,33 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
             recent_vtm.append(out["vtm"].item())
 
         if step % cfg.log_every == 0 or step == stop_at:
-            values = torch.stack([v.detach().float() for v in out.values()])
-            if ddp:
-                dist.all_reduce(values)
-                values /= world_size
-            corrupt = torch.tensor([sum(ld.num_corrupt for ld in loaders.values())], dtype=torch.long)
-            if ddp:
-                dist.all_reduce(corrupt)
-            last = {k: v.item() for k, v in zip(out, values)}
-            if master:
+            last, corrupt = mean_over_ranks(out, loaders, rt)
+            if rt.master:
                 elapsed = time.time() - t0
-                record = {"step": step, "epoch": step / epoch_steps, "modality": modality,
-                          "lr": optimizer.param_groups[0]["lr"], **last, "temp": raw_model.temp.item(),
-                          "grad_norm": grad_norm, "skipped_steps": guard.nonfinite_total, **guard.last_spread,
-                          "corrupt_samples": int(corrupt.item()),
-                          "samples_per_s": cfg.log_every * global_batch / max(elapsed, 1e-9)}
-                log_file.write(json.dumps(record) + "\n")
-                log_file.flush()
-                bar.set_postfix(loss=f"{last['loss']:.4f}", lr=f"{record['lr']:.2e}")
-                if tb is not None:
-                    for k, v in record.items():
-                        if isinstance(v, (int, float)):
-                            tb.add_scalar(f"train/{k}", v, step)
+                log.write({"step": step, "epoch": step / sched.epoch_steps, "modality": modality,
+                           "lr": optimizer.param_groups[0]["lr"], **last, "temp": raw_model.temp.item(),
+                           "grad_norm": grad_norm, "skipped_steps": guard.nonfinite_total, **guard.last_spread,
+                           "corrupt_samples": corrupt,
+                           "samples_per_s": cfg.log_every * sched.global_batch / max(elapsed, 1e-9)}, scalars=True)
+                bar.set_postfix(loss=f"{last['loss']:.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
             t0 = time.time()
 
-        if cfg.eval_every and step % cfg.eval_every == 0 and master:
-            if cfg.eval_annotation and cfg.eval_videos:
-                rows = maybe_evaluate(raw_model, tokenizer, cfg, step, device)
-                if rows:
-                    log_file.write(json.dumps({"step": step, "eval": rows}) + "\n")
-                    log_file.flush()
-            else:
-                logger.info("eval_every set but eval_annotation/eval_videos are not: skipping evaluation")
+        if cfg.eval_every and step % cfg.eval_every == 0 and rt.master:
+            rows = maybe_evaluate(raw_model, tokenizer, cfg, step, rt.device)
+            if rows:
+                log.write({"step": step, "eval": rows})
 
         if step % cfg.ckpt_every == 0 or step == stop_at:
-            rngs = gather_objects(rng_state(), world_size)
-            loader_pos = gather_objects({m: ld.state_dict() for m, ld in loaders.items()}, world_size)
-            if master:
-                save_checkpoint(ckpt_path, {
-                    "model": raw_model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "step": step,
-                    "config": to_dict(cfg), "world_size": world_size, "rng": rngs, "loaders": loader_pos,
-                    "guard": guard.state(),
-                })
+            write_checkpoint(ckpt_path, rt, cfg, step, raw_model, optimizer, scheduler, guard, loaders)
     bar.close()
 
     # ---------------------------------------------------------------- export
-    if step >= total_steps:
+    if step >= sched.total_steps:
         guard.check_learned(step)  # on every rank: all stop together
-    if master and step >= total_steps:
-        save_vtr_folder = out_dir / "model"
-        from vtr.models.checkpoint import save_vtr
-
-        # The matching head counts as trained when it came trained with the initial weights, or when this run's VTM
-        # loss ended clearly below the entropy of its labels (1/3 positives: 0.637), which a head that learned
-        # nothing sits at. An untrained head re-ranks worse than the dual encoder, so the app hides re-ranking.
-        vtm_final = sum(recent_vtm) / len(recent_vtm) if recent_vtm else None
-        raw_model.cfg.itm_trained = raw_model.cfg.itm_trained or (
-            vtm_final is not None and vtm_final < ITM_LEARNED_FRACTION * VTM_CHANCE)
-        if cfg.loss_vtm and vtm_final is not None and not raw_model.cfg.itm_trained:
-            logger.warning("the matching head did not learn (final VTM loss %.3f, chance %.3f): the exported model "
-                           "offers no re-ranking", vtm_final, VTM_CHANCE)
-        save_vtr(raw_model, save_vtr_folder, config_to_dict(raw_model.cfg, architecture=raw_model.architecture))
-        logger.info("exported %s (load with vtr.create_model(%r))", save_vtr_folder, str(save_vtr_folder))
-    if log_file is not None:
-        log_file.close()
-    if tb is not None:
-        tb.close()
-    if ddp:
+        if rt.master:
+            export_model(raw_model, out_dir / "model", cfg, recent_vtm)
+    log.close()
+    if rt.ddp:
         dist.barrier()
         dist.destroy_process_group()
     return {"step": step, **last}
