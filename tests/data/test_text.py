@@ -7,7 +7,7 @@ import torch
 
 from tests.helpers_text import minilm_dir
 from vtr.data.text import join_paragraph, normalize_caption, tokenize
-from vtr.models.text import load_tokenizer
+from vtr.models.hf_bert import load_tokenizer
 
 
 

@@ -9,7 +9,7 @@ import vtr
 from vtr.errors import WeightsNotFoundError
 from vtr.models import registry
 from vtr.models.hub import hub_file
-from vtr.models.text import load_tokenizer
+from vtr.models.hf_bert import load_tokenizer
 
 
 @pytest.fixture

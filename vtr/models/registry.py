@@ -22,7 +22,7 @@ import torch
 from vtr.errors import VtrError
 from vtr.models.checkpoint import CONFIG_FILE, load_checkpoint, read_state_dict, save_vtr
 from vtr.models.retrieval import ModelConfig, Preprocess, VideoTextModel
-from vtr.models.text import TextConfig
+from vtr.models.bert import TextConfig
 from vtr.models.videomamba import VIDEOMAMBA_SIZES, VideoMambaConfig
 
 logger = logging.getLogger(__name__)
@@ -247,7 +247,7 @@ def create_model(name: str, pretrained=None, **overrides) -> VideoTextModel:
     else:
         model = VideoTextModel(cfg)
         if text_weights is not None:
-            from vtr.models.text import load_hf_bert
+            from vtr.models.hf_bert import load_hf_bert
 
             load_hf_bert(model.text_encoder, resolve_text_source(text_weights))
     model.model_name = weight_name or architecture or str(name)
@@ -276,7 +276,7 @@ def resolve_text_source(name: str) -> str:
 
 def get_tokenizer(model_or_name):
     """The tokenizer a model's preprocessing names (bert-base-uncased for the releases)."""
-    from vtr.models.text import load_tokenizer
+    from vtr.models.hf_bert import load_tokenizer
 
     pre = model_or_name.preprocess if hasattr(model_or_name, "preprocess") else None
     name = pre.tokenizer if pre is not None else str(model_or_name)

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vtr.models.text import BertFusionModel, BertMLMHead, TextConfig
+from vtr.models.bert import BertFusionModel, BertMLMHead, TextConfig
 from vtr.models.videomamba import VideoMamba, VideoMambaConfig
 
 

@@ -1,36 +1,19 @@
-"""BertFusionModel: parity with transformers' BertModel on real MiniLM weights, modes, loading, MLM head."""
+"""BertFusionModel: parity with transformers' BertModel on real MiniLM weights, modes, masks, MLM head."""
 
 import os
 
 import pytest
 import torch
 
-from tests.helpers_text import minilm_dir
-from vtr.errors import CheckpointError, WeightsNotFoundError
-from vtr.models.text import (
-    BertFusionModel,
-    BertMLMHead,
-    TextConfig,
-    additive_attention_mask,
-    load_hf_bert,
-    load_tokenizer,
-)
+from tests.helpers_text import close_on_tokens, minilm_dir, tiny_text_config
+from vtr.models.bert import BertFusionModel, BertMLMHead, TextConfig, additive_attention_mask
+from vtr.models.hf_bert import load_hf_bert, load_tokenizer
 
 SENTENCES = [
     "a man is playing the guitar on a stage",
     "two dogs run across a snowy field while a child laughs and throws a ball for them",
     "cooking",
 ]
-
-
-
-def tiny_config(**overrides):
-    kwargs = dict(
-        vocab_size=99, hidden_size=32, num_layers=4, num_heads=4, intermediate_size=37,
-        max_position_embeddings=64, fusion_layer=2, encoder_width=24, hidden_dropout=0.0, attention_dropout=0.0,
-    )
-    kwargs.update(overrides)
-    return TextConfig(**kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -59,12 +42,6 @@ def _minilm_model(fusion_layer, encoder_width=48):
 def minilm_full():
     """MiniLM as a plain 6-layer BERT (fusion_layer = num_layers: no cross-attention), with its load report."""
     return _minilm_model(fusion_layer=6)
-
-
-def _close_on_tokens(ours, theirs, mask, atol=1e-5):
-    """Compare states at real tokens only (padding positions are never read downstream)."""
-    keep = mask.bool()
-    torch.testing.assert_close(ours[keep], theirs[keep], atol=atol, rtol=1e-4)
 
 
 def test_default_config_is_bert_base_with_fusion():
@@ -115,7 +92,7 @@ def test_minilm_text_mode_matches_transformers_layer4(batch, hf_hidden_states):
     assert len(report["loaded"]) == 101
     with torch.no_grad():
         ours = model(batch["input_ids"], batch["attention_mask"], mode="text")
-    _close_on_tokens(ours, hf_hidden_states[4], batch["attention_mask"])
+    close_on_tokens(ours, hf_hidden_states[4], batch["attention_mask"])
 
 
 def test_minilm_all_layers_match_transformers(batch, hf_hidden_states, minilm_full):
@@ -124,8 +101,8 @@ def test_minilm_all_layers_match_transformers(batch, hf_hidden_states, minilm_fu
     with torch.no_grad():
         ours = model(batch["input_ids"], batch["attention_mask"], mode="text")
         embeds = model.embeddings(batch["input_ids"])
-    _close_on_tokens(embeds, hf_hidden_states[0], batch["attention_mask"])
-    _close_on_tokens(ours, hf_hidden_states[6], batch["attention_mask"])
+    close_on_tokens(embeds, hf_hidden_states[0], batch["attention_mask"])
+    close_on_tokens(ours, hf_hidden_states[6], batch["attention_mask"])
 
 
 def test_padding_does_not_change_token_states(batch, minilm_full):
@@ -134,12 +111,12 @@ def test_padding_does_not_change_token_states(batch, minilm_full):
     with torch.no_grad():
         padded = model(batch["input_ids"], batch["attention_mask"])
         trimmed = model(batch["input_ids"][:, :length], batch["attention_mask"][:, :length])
-    _close_on_tokens(padded[:, :length], trimmed, batch["attention_mask"][:, :length])
+    close_on_tokens(padded[:, :length], trimmed, batch["attention_mask"][:, :length])
 
 
 @pytest.fixture
 def fusion_setup():
-    model = BertFusionModel(tiny_config()).eval()
+    model = BertFusionModel(tiny_text_config()).eval()
     ids = torch.randint(1, 99, (3, 10))
     mask = torch.ones(3, 10, dtype=torch.long)
     mask[1, 6:] = 0
@@ -209,7 +186,7 @@ def test_gradient_checkpointing_gives_same_outputs_and_grads(fusion_setup):
 
 
 def test_dropout_only_in_training():
-    model = BertFusionModel(tiny_config(hidden_dropout=0.5, attention_dropout=0.5, fusion_layer=4))
+    model = BertFusionModel(tiny_text_config(hidden_dropout=0.5, attention_dropout=0.5, fusion_layer=4))
     ids = torch.randint(1, 99, (2, 8))
     model.eval()
     with torch.no_grad():
@@ -220,7 +197,7 @@ def test_dropout_only_in_training():
 
 
 def test_mlm_head_logits_and_tying():
-    cfg = tiny_config()
+    cfg = tiny_text_config()
     model, head = BertFusionModel(cfg), BertMLMHead(cfg)
     hidden = model(torch.randint(1, 99, (2, 5)))
     assert head(hidden).shape == (2, 5, 99)
@@ -230,111 +207,3 @@ def test_mlm_head_logits_and_tying():
     assert head.predictions.decoder.bias is head.predictions.bias
     with pytest.raises(ValueError, match="cannot tie"):
         head.tie_weights(torch.nn.Embedding(10, 32))
-
-
-def _save_tiny_hf_mlm(folder):
-    """A random transformers BertForMaskedLM (`bert.` names, `cls.predictions.*`, tied decoder) saved to folder."""
-    from transformers import BertConfig, BertForMaskedLM
-
-    config = BertConfig(vocab_size=99, hidden_size=32, num_hidden_layers=4, num_attention_heads=4,
-                        intermediate_size=37, max_position_embeddings=64)
-    hf = BertForMaskedLM(config).eval()
-    with torch.no_grad():
-        hf.cls.predictions.bias.normal_()
-        for m in hf.modules():
-            if isinstance(m, torch.nn.LayerNorm):
-                m.weight.normal_(1.0, 0.1)
-                m.bias.normal_(0.0, 0.1)
-    hf.save_pretrained(folder)
-    return hf
-
-
-def test_load_bert_prefixed_mlm_checkpoint_matches_transformers(tmp_path):
-    hf = _save_tiny_hf_mlm(tmp_path)
-    cfg = TextConfig.from_hf_config(tmp_path, fusion_layer=4, encoder_width=24)
-    model, head = BertFusionModel(cfg).eval(), BertMLMHead(cfg)
-    head.tie_weights(model)
-    report = load_hf_bert(model, str(tmp_path), mlm_head=head)
-    assert report["initialized"] == []
-    assert "cls.predictions.decoder.weight" in report["loaded"]
-    ids = torch.randint(1, 99, (2, 9))
-    mask = torch.ones_like(ids)
-    mask[0, 5:] = 0
-    with torch.no_grad():
-        ours = head(model(ids, mask))
-        theirs = hf(input_ids=ids, attention_mask=mask).logits
-    _close_on_tokens(ours, theirs, mask)
-
-
-def test_load_old_gamma_beta_names_and_untied_decoder(tmp_path):
-    hf = _save_tiny_hf_mlm(tmp_path / "hf")
-    state = {}
-    for k, v in hf.state_dict().items():
-        if k == "cls.predictions.decoder.weight":
-            continue  # checkpoints that rely on tying omit it
-        k = k.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta")
-        state[k] = v.clone()
-    torch.save(state, tmp_path / "pytorch_model.bin")
-    cfg = tiny_config(hidden_dropout=0.1, attention_dropout=0.1)
-    model, head = BertFusionModel(cfg).eval(), BertMLMHead(cfg)  # head deliberately not tied
-    report = load_hf_bert(model, str(tmp_path / "pytorch_model.bin"), mlm_head=head)
-    assert all(".crossattention." in k for k in report["initialized"])
-    torch.testing.assert_close(head.predictions.decoder.weight, model.embeddings.word_embeddings.weight)
-    torch.testing.assert_close(model.encoder.layer[1].output.LayerNorm.weight,
-                               hf.bert.encoder.layer[1].output.LayerNorm.weight)
-
-
-def test_load_rejects_wrong_shapes_without_touching_the_model():
-    model = BertFusionModel(tiny_config(vocab_size=30522))
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    with pytest.raises(CheckpointError, match="does not fit"):
-        load_hf_bert(model, minilm_dir())
-    for k, v in model.state_dict().items():
-        assert torch.equal(v, before[k])
-
-
-def test_load_strict_text_reports_missing_layers(tmp_path):
-    hf = _save_tiny_hf_mlm(tmp_path / "hf")
-    state = {k: v for k, v in hf.state_dict().items() if ".layer.1." not in k}
-    torch.save(state, tmp_path / "partial.bin")
-    with pytest.raises(CheckpointError, match="lacks"):
-        load_hf_bert(BertFusionModel(tiny_config()), str(tmp_path / "partial.bin"))
-    report = load_hf_bert(BertFusionModel(tiny_config()), str(tmp_path / "partial.bin"), strict_text=False)
-    assert "encoder.layer.1.output.dense.weight" in report["initialized"]
-
-
-def test_offline_uncached_hub_name_raises_helpful_error(tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path))
-    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
-    model = BertFusionModel(tiny_config())
-    with pytest.raises(WeightsNotFoundError) as err:
-        load_hf_bert(model, "bert-base-uncased")
-    message = str(err.value)
-    assert "hf download bert-base-uncased" in message
-    assert str(tmp_path) in message and "HF_HUB_OFFLINE" in message and "folder" in message
-    with pytest.raises(WeightsNotFoundError, match="hf download bert-base-uncased"):
-        load_tokenizer("bert-base-uncased")
-    with pytest.raises(WeightsNotFoundError, match="does not exist"):
-        load_hf_bert(model, str(tmp_path / "no" / "such" / "folder"))
-
-
-def test_offline_cached_hub_name_loads_from_cache(tmp_path, monkeypatch):
-    """A hub name resolves through the HF cache layout (refs/main -> snapshots/<commit>/...) with HF_HUB_OFFLINE=1."""
-    commit = "0" * 40
-    repo = tmp_path / "hub" / "models--bert-base-uncased"
-    snapshot = repo / "snapshots" / commit
-    snapshot.mkdir(parents=True)
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text(commit)
-    for filename in ("config.json", "model.safetensors", "vocab.txt", "tokenizer_config.json"):
-        os.symlink(os.path.join(minilm_dir(), filename), snapshot / filename)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path))
-    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
-
-    cfg = TextConfig.from_hf_config("bert-base-uncased", fusion_layer=6)
-    assert cfg.hidden_size == 384
-    report = load_hf_bert(BertFusionModel(cfg), "bert-base-uncased")
-    assert report["source"].startswith(str(tmp_path)) and report["initialized"] == []
-    assert load_tokenizer("bert-base-uncased")("the man")["input_ids"] == [101, 1996, 2158, 102]
