@@ -28,7 +28,6 @@ import warnings
 from collections import deque
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import torch

@@ -23,7 +23,7 @@ from vtr.errors import VtrError
 VERBS: dict[str, tuple[str, str]] = {
     "models": ("vtr.models.registry:models_command", "list registered weights and architectures"),
     "convert": ("vtr.models.registry:convert_command", "convert a checkpoint into vtr's format"),
-    "eval": ("vtr.eval.retrieval:eval_command", "zero-shot retrieval evaluation (published protocol)"),
+    "eval": ("vtr.eval.command:eval_command", "zero-shot retrieval evaluation (published protocol)"),
     "shards make": ("vtr.data.shards:shards_make_command", "pack videos/images + captions into WebDataset shards"),
     "train": ("pretrain.train:main", "pretrain a model (the flags of python/torchrun -m pretrain.train)"),
     "index build": ("index.commands:build_command", "index the videos under folders (incremental)"),

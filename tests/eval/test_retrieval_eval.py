@@ -7,7 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vtr.eval.retrieval import ITM_FILL, ChunkedArrays, evaluate_retrieval, itm_rerank, topk_pairs
+from vtr.eval.cache import ChunkedArrays
+from vtr.eval.rerank import ITM_FILL, itm_rerank, topk_pairs
+from vtr.eval.retrieval import evaluate_retrieval
 
 # ------------------------------------------------------------------------------------------- fakes
 T, PIX, E = 2, 4, 4  # frames per video, "patches" (pixels) per frame, embedding width
@@ -272,7 +274,7 @@ def data_root(tmp_path_factory):
 def test_eval_command_end_to_end(data_root, tmp_path):
     import json
 
-    from vtr.eval.retrieval import eval_command
+    from vtr.eval.command import eval_command
 
     out = tmp_path / "out"
     torch.manual_seed(0)
@@ -316,7 +318,7 @@ def test_eval_missing_and_broken_videos(tmp_path):
     import json
 
     from vtr.errors import VideoReadError, VtrError
-    from vtr.eval.retrieval import eval_command
+    from vtr.eval.command import eval_command
 
     root = _make_root(tmp_path / "missing", n=3, missing=1)
     with pytest.raises(VtrError, match="1 of 3 video files are missing"):
@@ -333,7 +335,7 @@ def test_eval_missing_and_broken_videos(tmp_path):
 
 
 def test_published_numbers_and_tables():
-    from vtr.eval.retrieval import PUBLISHED_ITM, format_comparison_table, format_results_table
+    from vtr.eval.command import PUBLISHED_ITM, format_comparison_table, format_results_table
 
     assert PUBLISHED_ITM["videomamba_m16_25M"]["msrvtt"]["t2v"] == (35.6, 58.1, 69.5)
     assert PUBLISHED_ITM["videomamba_m16_5M"]["msvd"]["v2t"] == (57.5, 79.9, 85.4)
@@ -346,3 +348,15 @@ def test_published_numbers_and_tables():
     assert format_results_table({"itm": row, "itc": row}).count("| 10.0") == 26
     table = format_comparison_table("videomamba_m16_25M", {"msrvtt": {"rows": {"itm": row, "itc": row}}})
     assert "35.6/58.1/69.5" in table and "-25.6" in table
+
+
+def test_command_names_stay_importable_from_the_protocol_module():
+    """`vtr eval` moved to vtr.eval.command; code that imported its names from vtr.eval.retrieval keeps working."""
+    import vtr.eval.command as C
+    import vtr.eval.retrieval as R
+    from vtr.eval.retrieval import eval_command
+
+    assert eval_command is C.eval_command and R.load_eval_model is C.load_eval_model
+    assert R.PUBLISHED_ITM is C.PUBLISHED_ITM and R.itm_rerank is itm_rerank
+    with pytest.raises(AttributeError, match="no_such_name"):
+        R.no_such_name

@@ -88,7 +88,7 @@ def test_a_weight_name_means_its_released_weights_everywhere(monkeypatch, tmp_pa
     from index.build import load_model
     from pretrain.config import TrainConfig
     from pretrain.train import build_model, build_teacher
-    from vtr.eval.retrieval import load_eval_model
+    from vtr.eval.command import load_eval_model
     from vtr.models import registry
     from vtr.models.checkpoint import save_vtr
 
