@@ -31,7 +31,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "index status": ("index.commands:status_command", "show an index and its failed files"),
     "search": ("index.commands:search_command", "find moments by text, image or clip"),
     "app": ("app.server:app_command", "the search app in your browser (Gradio)"),
-    "demo": ("vtr.demo:demo_command", "the whole pipeline offline: synthetic corpus, pretrain, eval, index, app"),
+    "demo": ("demo.run:demo_command", "the whole pipeline offline: synthetic corpus, pretrain, eval, index, app"),
 }
 
 
@@ -81,7 +81,7 @@ def _add_arguments(parser: argparse.ArgumentParser, fn) -> None:
 
 #: The project's own loggers: INFO by default. Everyone else's (faiss's loader trying each instruction set, httpx,
 #: gradio, ...) stays at WARNING unless -v asks for everything at DEBUG.
-OWN_LOGGERS = ("vtr", "pretrain", "index", "app", "bench")
+OWN_LOGGERS = ("vtr", "pretrain", "index", "app", "demo", "bench")
 
 
 def setup_logging(verbose: bool = False) -> None:
