@@ -43,9 +43,10 @@ def test_the_demo_is_a_program_the_cli_loads_when_its_verb_runs():
     assert not (REPO / "vtr" / "demo.py").exists()
 
 
-def program_imports(source_dir: Path) -> list[str]:
-    """``file:line module`` for every import of a program in the .py files under ``source_dir``, at any depth
-    (the lazy imports inside functions too, which loading the modules alone would not reveal)."""
+def imports_in(source_dir: Path, wanted) -> list[str]:
+    """``file:line module`` for every import of a module ``wanted(module)`` accepts in the .py files under
+    ``source_dir``, at any depth (the lazy imports inside functions too, which loading the modules would not
+    reveal)."""
     found = []
     for path in sorted(source_dir.rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
@@ -55,9 +56,12 @@ def program_imports(source_dir: Path) -> list[str]:
                 modules = [node.module]
             else:
                 continue
-            found += [f"{path.relative_to(source_dir.parent)}:{node.lineno} {m}" for m in modules
-                      if m.split(".")[0] in PROGRAMS]
+            found += [f"{path.relative_to(source_dir.parent)}:{node.lineno} {m}" for m in modules if wanted(m)]
     return found
+
+
+def program_imports(source_dir: Path) -> list[str]:
+    return imports_in(source_dir, lambda m: m.split(".")[0] in PROGRAMS)
 
 
 def test_no_library_source_imports_a_program_even_lazily(tmp_path):
@@ -66,3 +70,16 @@ def test_no_library_source_imports_a_program_even_lazily(tmp_path):
     (tmp_path / "vtr").mkdir()
     (tmp_path / "vtr" / "m.py").write_text("def f():\n    from pretrain.train import train\n    import app.server\n")
     assert program_imports(tmp_path / "vtr") == ["vtr/m.py:2 pretrain.train", "vtr/m.py:3 app.server"]
+
+
+#: What the app may use of the index: the package's functions, the opened index, and the folder layout.
+APP_DOORS = ("index", "index.search", "index.layout")
+
+
+def test_the_app_reaches_the_index_only_through_its_public_doors():
+    inside = imports_in(REPO / "app", lambda m: m.split(".")[0] == "index" and m not in APP_DOORS)
+    catalog_reads = [f"{p.name}:{node.lineno}" for p in sorted((REPO / "app").rglob("*.py"))
+                     for node in ast.walk(ast.parse(p.read_text())) if isinstance(node, ast.Attribute)
+                     and node.attr == "catalog"]
+    assert inside == [] and catalog_reads == []
+    assert imports_in(REPO / "app", lambda m: m in APP_DOORS)  # the check looks at the app's real imports
