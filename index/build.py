@@ -85,91 +85,28 @@ def build_index(dirs: list[str] | None, index: str, model=DEFAULT_MODEL, window_
     index_dir = Path(index)
     index_dir.mkdir(parents=True, exist_ok=True)
     old_manifest = read_manifest(index_dir)
-    if isinstance(model, str) and model == DEFAULT_MODEL and old_manifest and dirs is None:
-        model = old_manifest["model"]  # update: the index's own model unless one is named
-    if old_manifest and dirs is None and window_s == DEFAULT_WINDOW_S and stride_s == DEFAULT_STRIDE_S:
-        window_s, stride_s = old_manifest["window_s"], old_manifest["stride_s"]
+    if old_manifest and dirs is None:  # update: the index's own model and windows unless others are named
+        model, window_s, stride_s = _update_settings(old_manifest, model, window_s, stride_s)
     if window_policy is None:
         window_policy = (old_manifest or {}).get("window_policy", "stride")
     from index.policies import check_policy
+    from vtr.precision import resolve_precision
 
     check_policy(window_policy)
     m = load_model(model, device)
-    from vtr.precision import resolve_precision
-
     precision = resolve_precision(precision, next(m.parameters()).device)
     manifest = manifest_for(m, window_s, stride_s, precision, window_policy)
     catalog = Catalog(index_dir / CATALOG)
     report = BuildReport(index=str(index_dir))
     try:
-        if old_manifest is not None:
-            diffs = check_manifest(old_manifest, manifest)
-            if diffs and not reembed:
-                raise VtrError(
-                    f"index {index_dir} was built with other settings ({'; '.join(diffs)}). Re-embed everything "
-                    f"with --reembed, or build into another --index folder.")
-            manifest["index_factory"] = old_manifest.get("index_factory")
-            manifest["factory_override"] = old_manifest.get("factory_override")
-            if diffs:
-                logger.info("re-embedding every file: %s", "; ".join(diffs))
-                with catalog.transaction():
-                    catalog.conn.execute("DELETE FROM windows")
-                    catalog.conn.execute("DELETE FROM chunks")
-                    catalog.conn.execute("UPDATE files SET status='pending' WHERE status='ok'")
-        if factory:
-            manifest["factory_override"] = factory
-        write_manifest(index_dir, manifest)
-
-        roots = catalog.get_meta("roots", [])
-        if dirs is None:
-            if not roots:
-                raise VtrError(f"{index_dir} has no recorded folders; run `vtr index build DIR... --index {index}`")
-            dirs = roots
-        else:
-            dirs = [os.path.abspath(os.path.expanduser(d)) for d in dirs]
-            for d in dirs:
-                if d not in roots:
-                    roots.append(d)
-        scanned = scan_folders(dirs, extensions)
-        report.scanned = len(scanned)
-        todo = _plan(catalog, scanned, roots_now=dirs, retry_failed=retry_failed, report=report,
-                     index_dir=index_dir)
-        with catalog.transaction():
-            catalog.set_meta("roots", roots)
-
+        _adopt_manifest(catalog, index_dir, old_manifest, manifest, reembed, factory)
+        todo = _scan_and_plan(catalog, index_dir, dirs, extensions, retry_failed, report)
         settings = DecodeSettings(num_frames=manifest["num_frames"], img_size=manifest["img_size"],
                                   window_s=window_s, stride_s=stride_s, thumbnails=thumbnails,
                                   window_policy=window_policy, antialias=manifest["antialias"],
                                   chunk_windows=chunk_windows)
-        for item in embed_chunks(m, todo, settings, batch_size=batch_size, workers=workers, timeout_s=timeout_s,
-                                 progress=progress, precision=precision):
-            if isinstance(item, FileFailure):
-                with catalog.transaction():
-                    dropped = [w.id for w in catalog.windows_of(item.key)]  # chunks committed before it failed
-                    catalog.mark_failed(item.key, item.reason)
-                remove_thumbnails(index_dir, dropped)
-                report.failed += 1
-                report.failures.append((item.path, item.reason))
-                logger.info("failed: %s: %s", item.path, item.reason)
-                continue
-            # One transaction per chunk: a kill loses at most the chunk being embedded.
-            with catalog.transaction():
-                ids = catalog.add_chunk(item.key, item.chunk, item.n_chunks, item.meta, item.windows, item.vectors,
-                                        item.planned, item.partial)
-                for wid, jpeg in zip(ids, item.thumbnails):
-                    write_thumbnail(index_dir, wid, jpeg)
-                finished = len(catalog.committed_chunks(item.key)) == item.n_chunks
-                if finished:
-                    windows, reason = catalog.finish_chunks(item.key)
-            report.embedded_windows += len(ids)
-            if finished and windows == 0:
-                report.failed += 1
-                report.failures.append((item.path, reason or "no window could be decoded"))
-            elif finished and reason:
-                report.partial += 1
-                report.partials.append((item.path, reason))
-                logger.info("indexed in part: %s: %s", item.path, reason)
-
+        _commit(catalog, index_dir, embed_chunks(m, todo, settings, batch_size=batch_size, workers=workers,
+                                                 timeout_s=timeout_s, progress=progress, precision=precision), report)
         store = sync_store(catalog, index_dir, manifest)
         report.factory = store.factory
         counts = catalog.counts()
@@ -179,6 +116,90 @@ def build_index(dirs: list[str] | None, index: str, model=DEFAULT_MODEL, window_
     report.seconds = time.monotonic() - t_start
     logger.info(report.summary())
     return report
+
+
+def _update_settings(old_manifest: dict, model, window_s: float, stride_s: float) -> tuple:
+    """``(model, window_s, stride_s)`` of an update: the manifest's, where the caller left the defaults."""
+    if isinstance(model, str) and model == DEFAULT_MODEL:
+        model = old_manifest["model"]
+    if window_s == DEFAULT_WINDOW_S and stride_s == DEFAULT_STRIDE_S:
+        window_s, stride_s = old_manifest["window_s"], old_manifest["stride_s"]
+    return model, window_s, stride_s
+
+
+def _adopt_manifest(catalog: Catalog, index_dir: Path, old_manifest: dict | None, manifest: dict, reembed: bool,
+                    factory: str | None) -> None:
+    """Check the new ``manifest`` against the index's and write it: settings that differ stop the build unless
+    ``reembed``, which then marks every file for embedding again; the FAISS choice carries over."""
+    if old_manifest is not None:
+        diffs = check_manifest(old_manifest, manifest)
+        if diffs and not reembed:
+            raise VtrError(
+                f"index {index_dir} was built with other settings ({'; '.join(diffs)}). Re-embed everything "
+                f"with --reembed, or build into another --index folder.")
+        manifest["index_factory"] = old_manifest.get("index_factory")
+        manifest["factory_override"] = old_manifest.get("factory_override")
+        if diffs:
+            logger.info("re-embedding every file: %s", "; ".join(diffs))
+            with catalog.transaction():
+                catalog.conn.execute("DELETE FROM windows")
+                catalog.conn.execute("DELETE FROM chunks")
+                catalog.conn.execute("UPDATE files SET status='pending' WHERE status='ok'")
+    if factory:
+        manifest["factory_override"] = factory
+    write_manifest(index_dir, manifest)
+
+
+def _scan_and_plan(catalog: Catalog, index_dir: Path, dirs: list[str] | None, extensions, retry_failed: bool,
+                   report: BuildReport) -> list[tuple]:
+    """Scan ``dirs`` (None: the recorded folders), record new folders, and plan the work (see :func:`_plan`)."""
+    roots = catalog.get_meta("roots", [])
+    if dirs is None:
+        if not roots:
+            raise VtrError(f"{index_dir} has no recorded folders; run `vtr index build DIR... --index {index_dir}`")
+        dirs = roots
+    else:
+        dirs = [os.path.abspath(os.path.expanduser(d)) for d in dirs]
+        for d in dirs:
+            if d not in roots:
+                roots.append(d)
+    scanned = scan_folders(dirs, extensions)
+    report.scanned = len(scanned)
+    todo = _plan(catalog, scanned, roots_now=dirs, retry_failed=retry_failed, report=report, index_dir=index_dir)
+    with catalog.transaction():
+        catalog.set_meta("roots", roots)
+    return todo
+
+
+def _commit(catalog: Catalog, index_dir: Path, items, report: BuildReport) -> None:
+    """Commit each embedded chunk (one transaction per chunk: a kill loses at most the chunk being embedded) and
+    each failure, as :func:`index.embed.embed_chunks` yields them."""
+    for item in items:
+        if isinstance(item, FileFailure):
+            with catalog.transaction():
+                dropped = [w.id for w in catalog.windows_of(item.key)]  # chunks committed before it failed
+                catalog.mark_failed(item.key, item.reason)
+            remove_thumbnails(index_dir, dropped)
+            report.failed += 1
+            report.failures.append((item.path, item.reason))
+            logger.info("failed: %s: %s", item.path, item.reason)
+            continue
+        with catalog.transaction():
+            ids = catalog.add_chunk(item.key, item.chunk, item.n_chunks, item.meta, item.windows, item.vectors,
+                                    item.planned, item.partial)
+            for wid, jpeg in zip(ids, item.thumbnails):
+                write_thumbnail(index_dir, wid, jpeg)
+            finished = len(catalog.committed_chunks(item.key)) == item.n_chunks
+            if finished:
+                windows, reason = catalog.finish_chunks(item.key)
+        report.embedded_windows += len(ids)
+        if finished and windows == 0:
+            report.failed += 1
+            report.failures.append((item.path, reason or "no window could be decoded"))
+        elif finished and reason:
+            report.partial += 1
+            report.partials.append((item.path, reason))
+            logger.info("indexed in part: %s: %s", item.path, reason)
 
 
 def _plan(catalog: Catalog, scanned, roots_now, retry_failed, report: BuildReport, index_dir) -> list[tuple]:
