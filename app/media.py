@@ -12,6 +12,7 @@ import logging
 import os
 from fractions import Fraction
 from pathlib import Path
+from typing import Callable
 
 from vtr.atomic import atomic_path, write_bytes_atomic
 from vtr.errors import VtrError
@@ -174,18 +175,13 @@ def _copy_audio(src, aout, dst, start, stop) -> None:
         dst.mux(packet)
 
 
-def make_thumbnail(path: str, seconds: float, cache_dir) -> Path:
-    """A JPEG of the frame at ``seconds`` (for indexes built without thumbnails)."""
-    from index.decode import encode_jpeg
-    from vtr.data.video import open_video
-
+def make_thumbnail(path: str, seconds: float, cache_dir, render: Callable[[str, float], bytes]) -> Path:
+    """A cached JPEG of ``path`` at ``seconds`` (for indexes built without thumbnails); ``render(path, seconds)``
+    makes the JPEG bytes (:meth:`index.search.VideoIndex.thumbnail`) when the cache does not hold it yet."""
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
     out = cache_dir / _cache_name(path, seconds, seconds, ".jpg")
     if not out.is_file():
-        with open_video(path) as reader:
-            i = min(max(int(seconds * reader.fps), 0), reader.num_frames - 1)
-            rgb = reader.get_frames([i])[0].numpy()
-        write_bytes_atomic(out, encode_jpeg(rgb))
+        write_bytes_atomic(out, render(path, seconds))
         _prune(cache_dir)
     return out

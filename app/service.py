@@ -108,7 +108,7 @@ class IndexService:
     """Search and maintain the index folder ``index`` (which may not exist yet).
 
     model: None (the index's own model), a registered name / vtr model folder, or a model object; also the model a
-    first build embeds with (None there: :data:`index.build.DEFAULT_MODEL`).
+    first build embeds with (None there: :data:`index.embed.DEFAULT_MODEL`).
     cache_dir: where previews and fallback thumbnails go (default: a new temporary folder, removed by close()).
     build_options: keyword arguments for every build (see :func:`index.build_index`: workers, batch_size, ...).
     precision: video encoder precision of example queries and builds: fp32, bf16, auto/None (see vtr.precision).
@@ -134,18 +134,18 @@ class IndexService:
     # ------------------------------------------------------------------------------------------ lifecycle
     @property
     def index_thumbnails(self) -> Path:
-        from index.build import THUMBNAILS
+        from index.layout import thumbnails_dir
 
-        return self.index_dir / THUMBNAILS
+        return thumbnails_dir(self.index_dir)
 
     def served_dirs(self) -> list[str]:
         """The only folders whose files the app hands to the browser (Gradio's ``allowed_paths``)."""
         return [str(self.index_thumbnails), str(self.cache_dir)]
 
     def exists(self) -> bool:
-        from index.build import CATALOG, MANIFEST
+        from index.layout import is_index
 
-        return (self.index_dir / MANIFEST).is_file() and (self.index_dir / CATALOG).is_file()
+        return is_index(self.index_dir)
 
     def _run(self, fn, *args, **kwargs):
         return self._pool.submit(fn, *args, **kwargs).result()
@@ -234,8 +234,10 @@ class IndexService:
             return moment.thumbnail
         from app.media import make_thumbnail
 
+        def render(path, seconds):
+            return self._run(lambda: self._opened().thumbnail(path, seconds))
         try:
-            return str(make_thumbnail(moment.path, (moment.start + moment.end) / 2, self.thumbnail_dir))
+            return str(make_thumbnail(moment.path, (moment.start + moment.end) / 2, self.thumbnail_dir, render))
         except Exception as e:  # noqa: BLE001 - a missing thumbnail must not lose the result
             logger.info("no thumbnail for %s: %s", moment.path, e)
             return None
@@ -297,7 +299,9 @@ class IndexService:
 
     # ----------------------------------------------------------------------------------------- the index
     def status(self) -> dict | None:
-        """:func:`index.index_status` of the folder, or None when there is no index yet."""
+        """:func:`index.index_status` of the folder, or None when there is no index yet. (Not the opened index's
+        :meth:`~index.search.VideoIndex.status`: this one also answers during a first build without loading the
+        vector store, which the build is still writing.)"""
         from index import index_status
 
         if not self.exists():
@@ -306,22 +310,13 @@ class IndexService:
 
     def folders(self) -> list[str]:
         """Folders to filter by: the indexed roots, then every folder holding indexed videos."""
-        def run():
-            idx = self._opened()
-            roots = idx.catalog.get_meta("roots", [])
-            parents = sorted({str(Path(f.path).parent) for f in idx.catalog.files("ok")})
-            return list(dict.fromkeys(roots + parents))[:MAX_FOLDER_CHOICES]
-
         if not self.exists():
             return []
-        return self._run(run)
+        return self._run(lambda: self._opened().folders()[:MAX_FOLDER_CHOICES])
 
     def duration_of(self, path: str) -> float | None:
         """The indexed duration of ``path`` in seconds (None when it is not in the index)."""
-        def run():
-            row = self._opened().catalog.file_by_path(path)
-            return row.duration if row is not None else None
-        return self._run(run) if self.exists() else None
+        return self._run(lambda: self._opened().duration(path)) if self.exists() else None
 
     @property
     def building(self) -> bool:

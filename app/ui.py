@@ -15,6 +15,7 @@ import html
 import logging
 import os
 import re
+from types import SimpleNamespace
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # the app never calls home
 
@@ -151,48 +152,50 @@ def _timeline_html(results: list[dict], selected: int, duration: float | None) -
             f'</span><span>{clock(end)}</span></div>')
 
 
-def build_ui(service: IndexService) -> gr.Blocks:
-    """The page for ``service``'s index (launch it with :func:`app.server.launch_app`)."""
+class _Handlers:
+    """What the page does when a person acts, for one ``service``: each method is one event's handler."""
 
-    def folder_choices():
+    def __init__(self, service: IndexService):
+        self.service = service
+
+    # ------------------------------------------------------------------------------------------- page state
+    def folder_choices(self):
         try:
-            folders = service.folders()
+            folders = self.service.folders()
         except Exception as e:  # noqa: BLE001 - a broken index still shows the page, with its error
             logger.warning("cannot list folders: %s", e)
             folders = []
         return [("All folders", ALL_FOLDERS)] + [(f, f) for f in folders]
 
-    def empty_state():
-        if service.exists():
+    def empty_state(self):
+        if self.service.exists():
             return gr.update(value="", visible=False)
-        return gr.update(value=f"### No index yet\nThere is nothing to search at {literal(service.index_dir)}. Open "
-                               "the **Index** tab and add a folder of videos.", visible=True)
+        return gr.update(value=f"### No index yet\nThere is nothing to search at {literal(self.service.index_dir)}. "
+                               "Open the **Index** tab and add a folder of videos.", visible=True)
 
-    def run_search(query, example, folder, min_duration, max_duration, rerank, k):
-        return service.search(query or "", example=example or None, folder=folder or None,
-                              min_duration=parse_seconds(min_duration, "Videos at least"),
-                              max_duration=parse_seconds(max_duration, "Videos at most"), rerank=bool(rerank),
-                              k=int(k or PAGE))
+    # --------------------------------------------------------------------------------------------- search
+    def run_search(self, query, example, folder, min_duration, max_duration, rerank, k):
+        return self.service.search(query or "", example=example or None, folder=folder or None,
+                                   min_duration=parse_seconds(min_duration, "Videos at least"),
+                                   max_duration=parse_seconds(max_duration, "Videos at most"), rerank=bool(rerank),
+                                   k=int(k or PAGE))
 
-    def ordered(moments: list[Moment], order) -> list[Moment]:
-        return group_by_video(moments) if order == BY_VIDEO else moments
-
+    @staticmethod
     def show(results: list[dict], order):
         """Gallery, grouped list and the order the gallery shows ``results`` in (indices into ``results``)."""
         moments = [Moment(d["video"], d["start"], d["end"], d["score"], d.get("thumb")) for d in results]
-        view = ordered(moments, order)
+        view = group_by_video(moments) if order == BY_VIDEO else moments
         positions = {id(m): i for i, m in enumerate(moments)}
         gallery = [(m.thumbnail, _caption(m)) for m in view]
         return gallery, _grouped_markdown(group_by_video(moments)), [positions[id(m)] for m in view]
 
-    # ------------------------------------------------------------------------------------------- handlers
-    def on_search(query, example, folder, min_duration, max_duration, rerank, page, order, shown):
+    def on_search(self, query, example, folder, min_duration, max_duration, rerank, page, order, shown):
         """A new search (shown=0) or one more page of the same search (shown = how many are on the page)."""
         k = int(shown or 0) + int(page or PAGE)
         nothing = ([], "", [], "", [], 0, gr.update(visible=False))
         try:
-            moments = run_search(query, example, folder, min_duration, max_duration, rerank, k)
-            notes = [] if example else service.query_notes(query)
+            moments = self.run_search(query, example, folder, min_duration, max_duration, rerank, k)
+            notes = [] if example else self.service.query_notes(query)
         except Exception as e:  # noqa: BLE001 - shown on the page
             gallery, _, results, grouped, view, n, more = nothing
             return gallery, _warn(_message(e)), results, grouped, view, n, more
@@ -203,105 +206,27 @@ def build_ui(service: IndexService) -> gr.Blocks:
             return gallery, "No moments match. Try other words, or loosen the filters.", results, grouped, view, n, more
         results = []
         for m in moments:
-            thumb = service.thumbnail_of(m)
+            thumb = self.service.thumbnail_of(m)
             if thumb is not None:  # a video that vanished since indexing has no picture
                 results.append(m.to_dict() | {"thumb": thumb})
         videos = len({d["video"] for d in results})
         what = "your example" if example else f"“{literal((query or '').strip())}”"
         status = f"**{len(results)}** moments in **{videos}** videos for {what}. Select one to play it."
         status += "".join(f"\n\n⚠️ {literal(n)}" for n in notes)
-        gallery, grouped, view = show(results, order)
+        gallery, grouped, view = self.show(results, order)
         more = gr.update(visible=len(moments) >= k)  # a full page: there may be more
         return gallery, status, results, grouped, view, len(moments), more
 
-    def on_new_search(query, example, folder, min_duration, max_duration, rerank, page, order):
-        return on_search(query, example, folder, min_duration, max_duration, rerank, page, order, 0)
+    def on_new_search(self, query, example, folder, min_duration, max_duration, rerank, page, order):
+        return self.on_search(query, example, folder, min_duration, max_duration, rerank, page, order, 0)
 
-    def on_order(results, order):
+    def on_order(self, results, order):
         if not results:
             return [], []
-        gallery, _, view = show(results, order)
+        gallery, _, view = self.show(results, order)
         return gallery, view
 
-    def selected_moment(results, view, index) -> tuple[int, dict] | None:
-        if not results or index is None or not 0 <= int(index) < len(view):
-            return None
-        i = view[int(index)]
-        return i, results[i]
-
-    def on_select(results, view, evt: gr.SelectData):
-        picked = selected_moment(results, view, evt.index)
-        blank = (None, "", "", "", gr.update(value=""), gr.update(value=""), -1)
-        if picked is None:
-            return blank
-        i, d = picked
-        m = Moment(d["video"], d["start"], d["end"], d["score"], d.get("thumb"))
-        try:
-            clip, offset = service.preview(m)
-        except Exception as e:  # noqa: BLE001
-            player, _, seek, timeline, t_in, t_out, sel = blank
-            return player, _warn(_message(e)), seek, timeline, t_in, t_out, sel
-        details = (f"**{literal(m.name)}** · {clock(m.start)}–{clock(m.end)} · score {m.score:.3f}\n\n"
-                   f"{literal(m.path)}")
-        return (gr.update(value=clip, label=f"{m.name} from {clock(m.start)}"), details,
-                f'<span data-t="{offset:.3f}"></span>', _timeline_html(results, i, service.duration_of(m.path)),
-                f"{m.start:g}", f"{m.end:g}", i)
-
-    def on_export(results, selected, t_in, t_out):
-        if not results or selected is None or not 0 <= int(selected) < len(results):
-            gr.Warning("Select a moment first.")
-            return gr.update(value=None, visible=False), ""
-        d = results[int(selected)]
-        m = Moment(d["video"], d["start"], d["end"], d["score"], None)
-        try:
-            start = parse_seconds(t_in, "In")
-            end = parse_seconds(t_out, "Out")
-            path = service.export(m, start, end)
-        except Exception as e:  # noqa: BLE001
-            return gr.update(value=None, visible=False), _warn(_message(e))
-        return gr.update(value=path, visible=True), f"Ready: {literal(os.path.basename(path))}"
-
-    def on_refresh():
-        st, error = None, ""
-        try:
-            st = service.status()
-        except Exception as e:  # noqa: BLE001
-            error = f"\n\n⚠️ {literal(_message(e))}"
-        try:
-            ov = service.overview()
-        except Exception as e:  # noqa: BLE001
-            logger.warning("no overview: %s", e)
-            ov = None
-        suggestions = (ov or {}).get("suggestions") or []
-        return (empty_state(), gr.update(choices=folder_choices(), value=ALL_FOLDERS),
-                _status_markdown(st, service.index_dir) + error, _problem_rows(st), _overview_markdown(ov),
-                gr.update(samples=[[s] for s in suggestions], visible=bool(suggestions)))
-
-    def on_build(folder, progress=gr.Progress(track_tqdm=True)):
-        adding = folder is not None
-        progress(0, desc="Loading the model and scanning folders…")
-        try:
-            report = service.build(folder if adding else None)
-        except Exception as e:  # noqa: BLE001
-            summary = _warn(_message(e))
-        else:
-            resumed = f", {report.resumed_windows} resumed from an interrupted build" \
-                if report.resumed_windows else ""
-            summary = (f"Done in {report.seconds:.0f} s: **{report.added}** new, {report.changed} changed, "
-                       f"{report.renamed} renamed, {report.deleted} removed, {report.unchanged} unchanged, "
-                       f"**{report.failed}** failed, {report.partial} indexed in part; {report.embedded_windows} "
-                       f"windows embedded{resumed}. The index holds **{report.total_files}** videos.")
-            problems = report.failures + report.partials
-            if problems:
-                names = ", ".join(literal(os.path.basename(p)) for p, _ in problems[:10])
-                more = f" and {len(problems) - 10} more" if len(problems) > 10 else ""
-                summary += f"\n\nCould not fully index {names}{more}: the reasons are in the table below."
-        return (summary,) + on_refresh()
-
-    def on_update(progress=gr.Progress(track_tqdm=True)):
-        return on_build(None, progress)
-
-    def on_example(example):
+    def on_example(self, example):
         """Show the example and say that it replaces the words."""
         if not example:
             return gr.update(value=None, visible=False), gr.update(value=None, visible=False), ""
@@ -313,18 +238,83 @@ def build_ui(service: IndexService) -> gr.Blocks:
             return gr.update(value=example, visible=True), gr.update(value=None, visible=False), note
         return gr.update(value=None, visible=False), gr.update(value=example, visible=True), note
 
-    def api_search(query, example, folder, min_duration, max_duration, rerank, k):
+    # ----------------------------------------------------------------------------------- player and export
+    def on_select(self, results, view, evt: gr.SelectData):
+        blank = (None, "", "", "", gr.update(value=""), gr.update(value=""), -1)
+        if not results or evt.index is None or not 0 <= int(evt.index) < len(view):
+            return blank
+        i = view[int(evt.index)]
+        d = results[i]
+        m = Moment(d["video"], d["start"], d["end"], d["score"], d.get("thumb"))
+        try:
+            clip, offset = self.service.preview(m)
+        except Exception as e:  # noqa: BLE001
+            player, _, seek, timeline, t_in, t_out, sel = blank
+            return player, _warn(_message(e)), seek, timeline, t_in, t_out, sel
+        details = (f"**{literal(m.name)}** · {clock(m.start)}–{clock(m.end)} · score {m.score:.3f}\n\n"
+                   f"{literal(m.path)}")
+        return (gr.update(value=clip, label=f"{m.name} from {clock(m.start)}"), details,
+                f'<span data-t="{offset:.3f}"></span>', _timeline_html(results, i, self.service.duration_of(m.path)),
+                f"{m.start:g}", f"{m.end:g}", i)
+
+    def on_export(self, results, selected, t_in, t_out):
+        if not results or selected is None or not 0 <= int(selected) < len(results):
+            gr.Warning("Select a moment first.")
+            return gr.update(value=None, visible=False), ""
+        d = results[int(selected)]
+        m = Moment(d["video"], d["start"], d["end"], d["score"], None)
+        try:
+            start = parse_seconds(t_in, "In")
+            end = parse_seconds(t_out, "Out")
+            path = self.service.export(m, start, end)
+        except Exception as e:  # noqa: BLE001
+            return gr.update(value=None, visible=False), _warn(_message(e))
+        return gr.update(value=path, visible=True), f"Ready: {literal(os.path.basename(path))}"
+
+    # ------------------------------------------------------------------------------------------ index tab
+    def on_refresh(self):
+        st, error = None, ""
+        try:
+            st = self.service.status()
+        except Exception as e:  # noqa: BLE001
+            error = f"\n\n⚠️ {literal(_message(e))}"
+        try:
+            ov = self.service.overview()
+        except Exception as e:  # noqa: BLE001
+            logger.warning("no overview: %s", e)
+            ov = None
+        suggestions = (ov or {}).get("suggestions") or []
+        return (self.empty_state(), gr.update(choices=self.folder_choices(), value=ALL_FOLDERS),
+                _status_markdown(st, self.service.index_dir) + error, _problem_rows(st), _overview_markdown(ov),
+                gr.update(samples=[[s] for s in suggestions], visible=bool(suggestions)))
+
+    def on_build(self, folder, progress=gr.Progress(track_tqdm=True)):
+        progress(0, desc="Loading the model and scanning folders…")
+        try:
+            report = self.service.build(folder)
+        except Exception as e:  # noqa: BLE001
+            summary = _warn(_message(e))
+        else:
+            summary = _build_summary(report)
+        return (summary,) + self.on_refresh()
+
+    def on_update(self, progress=gr.Progress(track_tqdm=True)):
+        return self.on_build(None, progress)
+
+    # ------------------------------------------------------------------------------- endpoints for programs
+    def api_search(self, query, example, folder, min_duration, max_duration, rerank, k):
         """Moments for a text query or an example image/clip (the example wins), best first: a list of
         {video (full path), name, folder, start, end, score}. Errors come back with a readable message."""
         try:
-            return [m.to_dict() for m in run_search(query, example, folder, min_duration, max_duration, rerank, k)]
+            return [m.to_dict() for m in self.run_search(query, example, folder, min_duration, max_duration,
+                                                         rerank, k)]
         except Exception as e:  # noqa: BLE001
             raise gr.Error(html.escape(_message(e), quote=False), print_exception=False) from None
 
-    def api_status() -> dict | None:
+    def api_status(self) -> dict | None:
         """The index: model, counts, folders, files indexed in part and failed files (null when there is none)."""
         try:
-            st = service.status()
+            st = self.service.status()
         except Exception as e:  # noqa: BLE001
             raise gr.Error(html.escape(_message(e), quote=False), print_exception=False) from None
         if st is None:
@@ -334,123 +324,165 @@ def build_ui(service: IndexService) -> gr.Blocks:
                 "partial": [{"path": p, "reason": r} for p, r in st["partial"]],
                 "failed": [{"path": p, "reason": r} for p, r in st["failed"]], "pending": len(st["pending"])}
 
-    # --------------------------------------------------------------------------------------------- layout
+
+def _build_summary(report) -> str:
+    """What the Index tab says after a build (:class:`index.build.BuildReport`)."""
+    resumed = f", {report.resumed_windows} resumed from an interrupted build" if report.resumed_windows else ""
+    summary = (f"Done in {report.seconds:.0f} s: **{report.added}** new, {report.changed} changed, "
+               f"{report.renamed} renamed, {report.deleted} removed, {report.unchanged} unchanged, "
+               f"**{report.failed}** failed, {report.partial} indexed in part; {report.embedded_windows} "
+               f"windows embedded{resumed}. The index holds **{report.total_files}** videos.")
+    problems = report.failures + report.partials
+    if problems:
+        names = ", ".join(literal(os.path.basename(p)) for p, _ in problems[:10])
+        more = f" and {len(problems) - 10} more" if len(problems) > 10 else ""
+        summary += f"\n\nCould not fully index {names}{more}: the reasons are in the table below."
+    return summary
+
+
+# ------------------------------------------------------------------------------------------------- layout
+def _query_row(ui: SimpleNamespace) -> None:
+    ui.no_index = gr.Markdown(visible=False, elem_id="no-index")
+    ui.overview = gr.Markdown(elem_id="overview")
+    with gr.Row(equal_height=True):
+        ui.query = gr.Textbox(placeholder="Describe a moment, e.g. “a dog catches a frisbee on the beach”",
+                              show_label=False, scale=8, elem_id="query", autofocus=True, max_length=500)
+        ui.search_btn = gr.Button("Search", variant="primary", scale=1, min_width=120, elem_id="search")
+    ui.suggest = gr.Dataset(components=["textbox"], samples=[], label="Try", visible=False, elem_id="suggestions")
+
+
+def _search_options(ui: SimpleNamespace, handlers: _Handlers) -> None:
+    """The folded-away part of the Search tab: an example instead of words, filters, re-ranking, page size."""
+    with gr.Accordion("Search by example, filters", open=False, elem_id="options"), gr.Row():
+        with gr.Column():
+            ui.example = gr.File(label="Example image or short clip (instead of words)", file_types=EXAMPLE_TYPES,
+                                 type="filepath", height=140, elem_id="example")
+            ui.example_image = gr.Image(label="Example", visible=False, interactive=False, height=140,
+                                        elem_id="example-image")
+            ui.example_video = gr.Video(label="Example", visible=False, interactive=False, height=140,
+                                        elem_id="example-video")
+            ui.example_note = gr.Markdown(elem_id="example-note")
+        with gr.Column():
+            # Custom values: programs may name any folder (it only narrows the search).
+            ui.folder = gr.Dropdown(label="Folder", choices=handlers.folder_choices(), value=ALL_FOLDERS,
+                                    allow_custom_value=True, elem_id="folder")
+            with gr.Row():
+                # Text boxes, not gr.Number: Gradio's number box shows and sends 0 for "empty" once it is on
+                # screen, and "at most 0 s" matched nothing. Empty: no limit.
+                ui.min_duration = gr.Textbox(label="Videos at least (s)", placeholder="no limit", max_lines=1,
+                                             elem_id="min-duration")
+                ui.max_duration = gr.Textbox(label="Videos at most (s)", placeholder="no limit", max_lines=1,
+                                             elem_id="max-duration")
+        with gr.Column():
+            # Offered only for a model whose matching head was trained: an untrained head orders moments worse
+            # than the search itself.
+            ui.rerank = gr.Checkbox(label="Re-rank with the matching head (ITM): slower, more precise; words only",
+                                    value=False, elem_id="rerank", visible=handlers.service.can_rerank())
+            ui.k = gr.Slider(1, 60, value=PAGE, step=1, label="Moments per page", elem_id="page-size")
+
+
+def _results_and_player(ui: SimpleNamespace) -> None:
+    """The gallery of moments (best first or by video) beside the player, its timeline and the export."""
+    ui.status = gr.Markdown(elem_id="status")
+    with gr.Row():
+        with gr.Column(scale=3):
+            ui.order = gr.Radio([BEST_FIRST, BY_VIDEO], value=BEST_FIRST, show_label=False, elem_id="order")
+            ui.gallery = gr.Gallery(label="Moments", show_label=False, columns=4, height="auto", allow_preview=False,
+                                    object_fit="cover", elem_id="results", interactive=False)
+            ui.more_btn = gr.Button("More results", visible=False, elem_id="more")
+            ui.grouped = gr.Markdown(elem_id="grouped")
+        with gr.Column(scale=2):
+            ui.player = gr.Video(label="Preview", autoplay=True, interactive=False, elem_id="player",
+                                 buttons=["download"])
+            ui.seek_to = gr.HTML(elem_id="seek-to", visible="hidden")
+            ui.timeline = gr.HTML(elem_id="timeline")
+            ui.details = gr.Markdown(elem_id="details")
+            with gr.Row(equal_height=True):
+                ui.t_in = gr.Textbox(label="In (s)", max_lines=1, elem_id="export-in", min_width=80)
+                ui.t_out = gr.Textbox(label="Out (s)", max_lines=1, elem_id="export-out", min_width=80)
+                ui.export_btn = gr.Button("Export mp4", elem_id="export", min_width=100)
+            ui.export_file = gr.File(label="Exported moment", visible=False, interactive=False,
+                                     elem_id="export-file")
+            ui.export_note = gr.Markdown(elem_id="export-note")
+
+
+def _index_tab(ui: SimpleNamespace) -> None:
+    ui.index_status = gr.Markdown(elem_id="index-status")
+    with gr.Row(equal_height=True):
+        ui.new_folder = gr.Textbox(label="Add a folder of videos (on this computer)", scale=8,
+                                   placeholder="/home/me/Videos", elem_id="new-folder")
+        ui.add_btn = gr.Button("Add and index", variant="primary", scale=1, min_width=140, elem_id="add")
+    ui.update_btn = gr.Button("Update: re-scan the indexed folders for new, changed and deleted videos",
+                              elem_id="update")
+    ui.build_summary = gr.Markdown(elem_id="build-summary")
+    ui.failures = gr.Dataframe(headers=["file", "why it could not be (fully) indexed"], value=[],
+                               label="Files indexed in part or not at all", interactive=False, wrap=True,
+                               elem_id="failures")
+
+
+# ------------------------------------------------------------------------------------------------- events
+def _search_events(ui: SimpleNamespace, h: _Handlers) -> None:
+    filters = [ui.query, ui.example, ui.folder, ui.min_duration, ui.max_duration, ui.rerank, ui.k, ui.order]
+    search_outputs = [ui.gallery, ui.status, ui.results, ui.grouped, ui.view, ui.shown, ui.more_btn]
+    searching = dict(api_visibility="private", concurrency_id="index", concurrency_limit=1,
+                     show_progress_on=[ui.gallery])
+    new_search = gr.on([ui.query.submit, ui.search_btn.click], h.on_new_search, filters, search_outputs, **searching)
+    new_search.then(lambda: (None, "", "", "", "", -1, gr.update(value=None, visible=False)), None,
+                    [ui.player, ui.details, ui.seek_to, ui.timeline, ui.export_note, ui.selected, ui.export_file],
+                    api_visibility="private")
+    ui.more_btn.click(h.on_search, filters + [ui.shown], search_outputs, **searching)
+    ui.order.change(h.on_order, [ui.results, ui.order], [ui.gallery, ui.view], api_visibility="private")
+    ui.suggest.click(lambda s: s[0], [ui.suggest], [ui.query], api_visibility="private").then(
+        h.on_new_search, filters, search_outputs, **searching)
+    ui.gallery.select(h.on_select, [ui.results, ui.view],
+                      [ui.player, ui.details, ui.seek_to, ui.timeline, ui.t_in, ui.t_out, ui.selected],
+                      js=SCROLL_TO_PLAYER_JS, api_visibility="private", concurrency_limit=2,
+                      show_progress_on=[ui.player])
+    ui.export_btn.click(h.on_export, [ui.results, ui.selected, ui.t_in, ui.t_out], [ui.export_file, ui.export_note],
+                        api_visibility="private", concurrency_limit=2, show_progress_on=[ui.export_file])
+    ui.example.change(h.on_example, [ui.example], [ui.example_image, ui.example_video, ui.example_note],
+                      api_visibility="private")
+
+
+def _index_events(ui: SimpleNamespace, h: _Handlers, page: gr.Blocks) -> None:
+    refresh_outputs = [ui.no_index, ui.folder, ui.index_status, ui.failures, ui.overview, ui.suggest]
+    page.load(h.on_refresh, None, refresh_outputs, api_visibility="private")
+    building = dict(api_visibility="private", concurrency_id="build", concurrency_limit=1,
+                    show_progress_on=[ui.build_summary])
+    ui.add_btn.click(h.on_build, [ui.new_folder], [ui.build_summary] + refresh_outputs, **building)
+    ui.update_btn.click(h.on_update, None, [ui.build_summary] + refresh_outputs, **building)
+
+
+def _api_endpoints(ui: SimpleNamespace, h: _Handlers) -> None:
+    """For programs (gradio_client): ``/search`` over the page's filters (less the gallery's order), ``/status``."""
+    filters = [ui.query, ui.example, ui.folder, ui.min_duration, ui.max_duration, ui.rerank, ui.k]
+    api_out = gr.JSON(visible=False)
+    gr.Button(visible=False).click(h.api_search, filters, api_out, api_name="search", concurrency_id="index",
+                                   concurrency_limit=1)
+    gr.api(h.api_status, api_name="status")
+
+
+def build_ui(service: IndexService) -> gr.Blocks:
+    """The page for ``service``'s index (launch it with :func:`app.server.launch_app`)."""
+    handlers = _Handlers(service)
     # delete_cache: Gradio keeps a copy of every file it serves; drop copies older than 6 h, hourly.
     with gr.Blocks(title="vtr — find moments in your videos", analytics_enabled=False,
-                   delete_cache=(3600, 6 * 3600)) as demo:
-        results = gr.State([])  # the moments of the current search, best first (dicts)
-        view = gr.State([])  # gallery position -> index into results, in the order shown
-        shown = gr.State(0)  # how many moments the search asked for so far
-        selected = gr.State(-1)  # index into results of the moment in the player
+                   delete_cache=(3600, 6 * 3600)) as page:
+        ui = SimpleNamespace(
+            results=gr.State([]),  # the moments of the current search, best first (dicts)
+            view=gr.State([]),  # gallery position -> index into results, in the order shown
+            shown=gr.State(0),  # how many moments the search asked for so far
+            selected=gr.State(-1),  # index into results of the moment in the player
+        )
         gr.Markdown("# vtr\nType a sentence, watch the moments.", elem_id="vtr-header")
         with gr.Tabs():
             with gr.Tab("Search", id="search"):
-                no_index = gr.Markdown(visible=False, elem_id="no-index")
-                overview = gr.Markdown(elem_id="overview")
-                with gr.Row(equal_height=True):
-                    query = gr.Textbox(placeholder="Describe a moment, e.g. “a dog catches a frisbee on the beach”",
-                                       show_label=False, scale=8, elem_id="query", autofocus=True, max_length=500)
-                    search_btn = gr.Button("Search", variant="primary", scale=1, min_width=120, elem_id="search")
-                suggest = gr.Dataset(components=["textbox"], samples=[], label="Try",
-                                     visible=False, elem_id="suggestions")
-                with gr.Accordion("Search by example, filters", open=False, elem_id="options"):
-                    with gr.Row():
-                        with gr.Column():
-                            example = gr.File(label="Example image or short clip (instead of words)",
-                                              file_types=EXAMPLE_TYPES, type="filepath", height=140,
-                                              elem_id="example")
-                            example_image = gr.Image(label="Example", visible=False, interactive=False, height=140,
-                                                     elem_id="example-image")
-                            example_video = gr.Video(label="Example", visible=False, interactive=False, height=140,
-                                                     elem_id="example-video")
-                            example_note = gr.Markdown(elem_id="example-note")
-                        with gr.Column():
-                            # Custom values: programs may name any folder (it only narrows the search).
-                            folder = gr.Dropdown(label="Folder", choices=folder_choices(), value=ALL_FOLDERS,
-                                                 allow_custom_value=True, elem_id="folder")
-                            with gr.Row():
-                                # Text boxes, not gr.Number: Gradio's number box shows and sends 0 for "empty"
-                                # once it is on screen, and "at most 0 s" matched nothing. Empty: no limit.
-                                min_duration = gr.Textbox(label="Videos at least (s)", placeholder="no limit",
-                                                          max_lines=1, elem_id="min-duration")
-                                max_duration = gr.Textbox(label="Videos at most (s)", placeholder="no limit",
-                                                          max_lines=1, elem_id="max-duration")
-                        with gr.Column():
-                            # Offered only for a model whose matching head was trained: an untrained head
-                            # orders moments worse than the search itself.
-                            rerank = gr.Checkbox(label="Re-rank with the matching head (ITM): slower, more precise; "
-                                                       "words only", value=False, elem_id="rerank",
-                                                 visible=service.can_rerank())
-                            k = gr.Slider(1, 60, value=PAGE, step=1, label="Moments per page", elem_id="page-size")
-                status = gr.Markdown(elem_id="status")
-                with gr.Row():
-                    with gr.Column(scale=3):
-                        order = gr.Radio([BEST_FIRST, BY_VIDEO], value=BEST_FIRST, show_label=False,
-                                         elem_id="order")
-                        gallery = gr.Gallery(label="Moments", show_label=False, columns=4, height="auto",
-                                             allow_preview=False, object_fit="cover", elem_id="results",
-                                             interactive=False)
-                        more_btn = gr.Button("More results", visible=False, elem_id="more")
-                        grouped = gr.Markdown(elem_id="grouped")
-                    with gr.Column(scale=2):
-                        player = gr.Video(label="Preview", autoplay=True, interactive=False, elem_id="player",
-                                          buttons=["download"])
-                        seek_to = gr.HTML(elem_id="seek-to", visible="hidden")
-                        timeline = gr.HTML(elem_id="timeline")
-                        details = gr.Markdown(elem_id="details")
-                        with gr.Row(equal_height=True):
-                            t_in = gr.Textbox(label="In (s)", max_lines=1, elem_id="export-in", min_width=80)
-                            t_out = gr.Textbox(label="Out (s)", max_lines=1, elem_id="export-out", min_width=80)
-                            export_btn = gr.Button("Export mp4", elem_id="export", min_width=100)
-                        export_file = gr.File(label="Exported moment", visible=False, interactive=False,
-                                              elem_id="export-file")
-                        export_note = gr.Markdown(elem_id="export-note")
+                _query_row(ui)
+                _search_options(ui, handlers)
+                _results_and_player(ui)
             with gr.Tab("Index", id="index"):
-                index_status = gr.Markdown(elem_id="index-status")
-                with gr.Row(equal_height=True):
-                    new_folder = gr.Textbox(label="Add a folder of videos (on this computer)", scale=8,
-                                            placeholder="/home/me/Videos", elem_id="new-folder")
-                    add_btn = gr.Button("Add and index", variant="primary", scale=1, min_width=140, elem_id="add")
-                update_btn = gr.Button("Update: re-scan the indexed folders for new, changed and deleted videos",
-                                       elem_id="update")
-                build_summary = gr.Markdown(elem_id="build-summary")
-                failures = gr.Dataframe(headers=["file", "why it could not be (fully) indexed"], value=[],
-                                        label="Files indexed in part or not at all", interactive=False, wrap=True,
-                                        elem_id="failures")
-
-        # ---------------------------------------------------------------------------------------- events
-        filters = [query, example, folder, min_duration, max_duration, rerank, k, order]
-        search_outputs = [gallery, status, results, grouped, view, shown, more_btn]
-        new_search = gr.on([query.submit, search_btn.click], on_new_search, filters, search_outputs,
-                           api_visibility="private", concurrency_id="index", concurrency_limit=1,
-                           show_progress_on=[gallery])
-        new_search.then(lambda: (None, "", "", "", "", -1, gr.update(value=None, visible=False)), None,
-                        [player, details, seek_to, timeline, export_note, selected, export_file],
-                        api_visibility="private")
-        more_btn.click(on_search, filters + [shown], search_outputs, api_visibility="private",
-                       concurrency_id="index", concurrency_limit=1, show_progress_on=[gallery])
-        order.change(on_order, [results, order], [gallery, view], api_visibility="private")
-        suggest.click(lambda s: s[0], [suggest], [query], api_visibility="private").then(
-            on_new_search, filters, search_outputs, api_visibility="private", concurrency_id="index",
-            concurrency_limit=1, show_progress_on=[gallery])
-        gallery.select(on_select, [results, view], [player, details, seek_to, timeline, t_in, t_out, selected],
-                       js=SCROLL_TO_PLAYER_JS, api_visibility="private", concurrency_limit=2,
-                       show_progress_on=[player])
-        export_btn.click(on_export, [results, selected, t_in, t_out], [export_file, export_note],
-                         api_visibility="private", concurrency_limit=2, show_progress_on=[export_file])
-        example.change(on_example, [example], [example_image, example_video, example_note],
-                       api_visibility="private")
-        refresh_outputs = [no_index, folder, index_status, failures, overview, suggest]
-        demo.load(on_refresh, None, refresh_outputs, api_visibility="private")
-        build_outputs = [build_summary] + refresh_outputs
-        add_btn.click(on_build, [new_folder], build_outputs, api_visibility="private", concurrency_id="build",
-                      concurrency_limit=1, show_progress_on=[build_summary])
-        update_btn.click(on_update, None, build_outputs, api_visibility="private", concurrency_id="build",
-                         concurrency_limit=1, show_progress_on=[build_summary])
-
-        api_out = gr.JSON(visible=False)
-        api_btn = gr.Button(visible=False)
-        api_btn.click(api_search, filters[:-1], api_out, api_name="search", concurrency_id="index",
-                      concurrency_limit=1)
-        gr.api(api_status, api_name="status")
-    return demo
+                _index_tab(ui)
+        _search_events(ui, handlers)
+        _index_events(ui, handlers, page)
+        _api_endpoints(ui, handlers)
+    return page

@@ -105,7 +105,8 @@ def bench_build(videos: int, seconds: float, model_name: str, img_size: int, bat
     import torch
 
     import vtr
-    from index.build import WindowEmbedder, build_index
+    from index.build import build_index
+    from index.embed import WindowEmbedder
     from index.windows import plan_windows
     from tests.videos import write_video
 

@@ -6,11 +6,11 @@ precision, in ONE run so the ratios share the machine's load:
 - ``vtr build``     per window policy (``stride``, ``shots``: :mod:`index.policies`): decode (worker processes)
                     + encode every window (``enc``: windows that ran the encoder) with the release-size model
                     (``videomamba_middle_bert``, random weights: speed does not depend on them) through
-                    :func:`index.build.embed_files`, exactly what ``vtr index build`` runs between its catalog
+                    :func:`index.embed.embed_files`, exactly what ``vtr index build`` runs between its catalog
                     commits (model loading and the FAISS sync are excluded: a fixed cost, not per hour);
 - ``vtr decode``    decoding alone (one thread, this process): window planning, frames, model-size resize,
                     thumbnails; what the decode workers must keep up with;
-- ``vtr encoder``   the encoder alone on pre-decoded windows (:class:`index.build.WindowEmbedder`), the ceiling
+- ``vtr encoder``   the encoder alone on pre-decoded windows (:class:`index.embed.WindowEmbedder`), the ceiling
                     the build is compared with (``build/enc``: fraction of it the build reaches);
 - ``frame-CLIP``    ViT-B/32 (built here in torch: width 768, 12 layers, 32² patches) on one frame per second,
                     decoded and resized in this process, the usual frame-CLIP indexing recipe.
@@ -146,7 +146,7 @@ def _children_cpu_s() -> float:
 
 
 def run_vtr_build(model, path: Path, precision: str, batch: int, workers: int, policy: str = "stride") -> dict:
-    from index.build import WindowEmbedder, embed_files
+    from index.embed import WindowEmbedder, embed_files
     from index.decode import DecodeSettings, FileFailure
 
     pre = model.preprocess
@@ -187,7 +187,7 @@ def run_vtr_decode(model, path: Path, policy: str = "stride") -> dict:
 
 def run_vtr_encoder(model, windows: int, precision: str, batch: int) -> dict:
     """The encoder alone on random uint8 windows: seconds per window (best of two passes)."""
-    from index.build import WindowEmbedder
+    from index.embed import WindowEmbedder
 
     pre = model.preprocess
     embedder = WindowEmbedder(model, batch, precision)

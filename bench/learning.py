@@ -91,7 +91,7 @@ def train_one(shards: Path, run_dir: Path, config: Path, seed: int, max_steps: i
 
 def score(model_dir: str, corpus: Path, shuffle_frames: bool = False, seed: int = 0) -> dict:
     import vtr
-    from vtr.demo import heldout_scores
+    from vtr.eval.heldout import heldout_scores
 
     model = vtr.create_model(model_dir)
     # The ITM row always, trained head or not: the benchmark reports what re-ranking would do.
@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     import logging
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from vtr.demo import config_path
+    from demo.run import config_path
 
     work = Path(args.work)
     config = Path(args.config) if args.config else config_path("demo.yaml")

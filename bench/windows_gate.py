@@ -1,7 +1,7 @@
 """Quality gate of the window policies: the demo's moment hit rate under each policy, side by side.
 
 Needs a finished demo run (``vtr demo --no-app --out RUN``: corpus/ and model/). Each policy indexes the demo's
-long videos into its own temporary index with the demo model (:func:`vtr.demo.run_index`), then searches every
+long videos into its own temporary index with the demo model (:func:`demo.run.run_index`), then searches every
 long-video caption; a hit is a top-1 segment overlapping a clip with that caption in the right video.
 
     python -m bench.windows_gate --run runs/demo
@@ -29,7 +29,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=str(RESULTS))
     a = p.parse_args(argv)
 
-    from vtr.demo import run_index
+    from demo.run import run_index
 
     run = Path(a.run)
     corpus, model_dir = run / "corpus", run / "model"

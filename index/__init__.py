@@ -6,9 +6,10 @@
         for seg in idx.search("a dog catches a frisbee", k=5):
             print(seg.path, seg.start, seg.end, seg.score)
 
-Modules: :mod:`index.scan` (finding files), :mod:`index.windows` (windowing), :mod:`index.decode` (decoding
-workers), :mod:`index.catalog` (sqlite), :mod:`index.store` (FAISS), :mod:`index.build` (build/update),
-:mod:`index.search`, :mod:`index.embed` (``torchrun -m index.embed``), :mod:`index.commands` (CLI verbs).
+Modules: :mod:`index.layout` (the folder's files and manifest), :mod:`index.scan` (finding files),
+:mod:`index.windows` (windowing), :mod:`index.decode` (decoding workers), :mod:`index.embed` (decoded windows →
+vectors), :mod:`index.catalog` (sqlite), :mod:`index.store` (FAISS), :mod:`index.build` (build/update),
+:mod:`index.search`, :mod:`index.distributed` (``torchrun -m index.distributed``), :mod:`index.commands` (CLI verbs).
 Heavy imports (torch, faiss) happen inside the functions that need them.
 """
 

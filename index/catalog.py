@@ -330,6 +330,17 @@ class Catalog:
             f"SELECT w.id FROM windows w JOIN files f ON f.id = w.file_id WHERE {' AND '.join(where)}", args)
         return np.fromiter((r[0] for r in rows), dtype=np.int64)
 
+    def summary(self) -> dict:
+        """What ``vtr index status`` shows: ``files``/``windows`` indexed, ``hours`` of video, ``roots`` (the folders
+        scanned), ``failed`` and ``partial`` as ``[(path, reason)]``, ``pending`` paths (left by an interrupted
+        build)."""
+        counts = self.counts()
+        seconds = self.conn.execute("SELECT COALESCE(SUM(duration), 0) FROM files WHERE status='ok'").fetchone()[0]
+        return {"roots": self.get_meta("roots", []), "files": counts["ok"], "windows": counts["windows"],
+                "failed": [(r.path, r.error) for r in self.files("failed")],
+                "partial": [(r.path, r.error) for r in self.files("ok") if r.error],
+                "pending": [r.path for r in self.files("pending")], "hours": seconds / 3600.0}
+
     def counts(self) -> dict[str, int]:
         out = {s: 0 for s in ("ok", "failed", "pending")}
         for status, n in self.conn.execute("SELECT status, COUNT(*) FROM files GROUP BY status"):

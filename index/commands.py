@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json as _json
 
-from index.build import DEFAULT_MODEL, build_index, index_status
+from index.build import build_index, index_status
+from index.embed import DEFAULT_MODEL
 from index.windows import DEFAULT_STRIDE_S, DEFAULT_WINDOW_S
 
 

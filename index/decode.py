@@ -262,115 +262,138 @@ class DecodePool:
             yield from chunks
 
     def _run_pool(self, files):
-        ctx = mp.get_context("spawn")  # fork would copy the encoder's threads and locks
-        pending: deque = deque()  # (tid, key, path, chunk)
-        tasks: dict[int, tuple] = {}
-        failed: set = set()
-        next_tid = 0
-        listed: set = set()  # files whose chunks were given: chunk 0 does not schedule the others
+        pool = _PoolRun(self.settings, self.workers, self.timeout_s, self.per_worker, files)
+        try:
+            yield from pool.events()
+        finally:
+            pool.shut_down()
+
+
+class _PoolRun:
+    """One :meth:`DecodePool.run` over worker processes: the task queue, the workers and what each is doing.
+
+    A task is one chunk of one file. Chunk 0 of a file tells how many chunks it has, so the others are queued when
+    it comes back (unless the caller listed the chunks). Each worker holds up to ``per_worker`` tasks; a worker
+    that dies or overruns ``timeout_s`` fails the file of the task it was running and is replaced.
+    """
+
+    def __init__(self, settings: DecodeSettings, workers: int, timeout_s: float, per_worker: int, files):
+        self.ctx = mp.get_context("spawn")  # fork would copy the encoder's threads and locks
+        self.settings, self.timeout_s, self.per_worker = settings, timeout_s, per_worker
+        self.pending: deque = deque()  # (tid, key, path, chunk)
+        self.tasks: dict[int, tuple] = {}
+        self.failed: set = set()
+        self.next_tid = 0
+        self.listed: set = set()  # files whose chunks were given: chunk 0 does not schedule the others
         for key, path, *only in files:
             chunks = only[0] if only and only[0] is not None else [0]
             if only and only[0] is not None:
-                listed.add(key)
+                self.listed.add(key)
             for c in chunks:
-                pending.append((next_tid, key, path, c))
-                next_tid += 1
-        workers = [_Worker(ctx, self.settings) for _ in range(min(self.workers, max(1, len(files))))]
-        outstanding = 0  # tasks queued or running
+                self._queue(key, path, c)
+        self.workers = [_Worker(self.ctx, settings) for _ in range(min(workers, max(1, len(files))))]
+        self.outstanding = 0  # tasks queued or running
+        self.startup_failures = 0
 
-        def assign():
-            nonlocal outstanding
-            for w in workers:
-                while pending and len(w.assigned) < self.per_worker:
-                    task = pending.popleft()
-                    if task[1] in failed:
-                        continue
-                    tasks[task[0]] = task
-                    w.assigned.append(task[0])
-                    w.task_send.send(task)
-                    outstanding += 1
+    def _queue(self, key, path, chunk) -> None:
+        self.pending.append((self.next_tid, key, path, chunk))
+        self.next_tid += 1
 
-        startup_failures = 0
-
-        def fail_worker(i, reason):
-            """The worker's current task fails its file; its other tasks go back to the queue."""
-            nonlocal outstanding, startup_failures
-            w = workers[i]
-            w.kill()
+    def events(self) -> Iterator[ChunkResult | FileFailure]:
+        """Decode until every task is done, yielding results and failures as the workers report them."""
+        self.assign()
+        while self.outstanding or self.pending:
+            by_conn = {w.result_recv: i for i, w in enumerate(self.workers)}
+            sentinels = {w.process.sentinel: i for i, w in enumerate(self.workers)}
+            ready = wait(list(by_conn) + list(sentinels), timeout=0.5)
             events = []
-            if w.started_at is None:  # died before starting a task: not a file's fault
-                startup_failures += 1
-                if startup_failures > 3:
-                    from vtr.errors import VtrError
+            dead = set()
+            for obj in ready:
+                if obj in by_conn:
+                    i = by_conn[obj]
+                    try:
+                        self.receive(self.workers[i], events)
+                    except (EOFError, OSError):
+                        dead.add(i)
+                else:
+                    dead.add(sentinels[obj])
+            for i in sorted(dead):
+                self.workers[i].process.join(timeout=2)
+                code = self.workers[i].process.exitcode
+                events += self.fail_worker(i, f"decoder process crashed (exit code {code})")
+            now = time.monotonic()
+            for i, w in enumerate(self.workers):
+                if w.started_at is not None and w.assigned and now - w.started_at > self.timeout_s:
+                    events += self.fail_worker(i, f"timed out: decoding took longer than {self.timeout_s:g} s")
+            self.assign()
+            yield from events
 
-                    raise VtrError(f"video decoding worker processes die before decoding anything ({reason})")
-            elif w.assigned:
-                tid = w.assigned.popleft()
-                _, key, path, _ = tasks.pop(tid)
-                outstanding -= 1
-                failed.add(key)
-                events.append(FileFailure(key, path, reason))
-            for tid in reversed(w.assigned):
-                pending.appendleft(tasks.pop(tid))
-                outstanding -= 1
-            workers[i] = _Worker(ctx, self.settings)
-            return events
+    def assign(self) -> None:
+        """Top every worker up to ``per_worker`` tasks (skipping those of files that already failed)."""
+        for w in self.workers:
+            while self.pending and len(w.assigned) < self.per_worker:
+                task = self.pending.popleft()
+                if task[1] in self.failed:
+                    continue
+                self.tasks[task[0]] = task
+                w.assigned.append(task[0])
+                w.task_send.send(task)
+                self.outstanding += 1
 
-        try:
-            assign()
-            while outstanding or pending:
-                by_conn = {w.result_recv: i for i, w in enumerate(workers)}
-                sentinels = {w.process.sentinel: i for i, w in enumerate(workers)}
-                ready = wait(list(by_conn) + list(sentinels), timeout=0.5)
-                events = []
-                dead = set()
-                for obj in ready:
-                    if obj in by_conn:
-                        i = by_conn[obj]
-                        w = workers[i]
-                        try:
-                            while w.result_recv.poll():
-                                msg = w.result_recv.recv()
-                                if msg[0] == "start":
-                                    w.started_at = time.monotonic()
-                                    continue
-                                tid = w.assigned.popleft()
-                                assert tid == msg[1]
-                                _, key, path, chunk = tasks.pop(tid)
-                                outstanding -= 1
-                                w.started_at = None
-                                if key in failed:
-                                    continue
-                                if msg[0] == "error":
-                                    failed.add(key)
-                                    events.append(FileFailure(key, path, msg[2]))
-                                else:
-                                    result: ChunkResult = msg[2]
-                                    if chunk == 0 and key not in listed:
-                                        for c in range(1, result.n_chunks):
-                                            pending.append((next_tid, key, path, c))
-                                            next_tid += 1
-                                    events.append(result)
-                        except (EOFError, OSError):
-                            dead.add(i)
-                    else:
-                        dead.add(sentinels[obj])
-                for i in sorted(dead):
-                    workers[i].process.join(timeout=2)
-                    code = workers[i].process.exitcode
-                    events += fail_worker(i, f"decoder process crashed (exit code {code})")
-                now = time.monotonic()
-                for i, w in enumerate(workers):
-                    if w.started_at is not None and w.assigned and now - w.started_at > self.timeout_s:
-                        events += fail_worker(i, f"timed out: decoding took longer than {self.timeout_s:g} s")
-                assign()
-                yield from events
-        finally:
-            for w in workers:
-                try:
-                    w.task_send.send(None)
-                except (OSError, BrokenPipeError):
-                    pass
-            for w in workers:
-                w.process.join(timeout=1)
-                w.kill()
+    def receive(self, w: _Worker, events: list) -> None:
+        """Append to ``events`` what the messages ``w`` has sent say; raises EOFError/OSError when it died (the
+        events of the messages read before stay in ``events``)."""
+        while w.result_recv.poll():
+            msg = w.result_recv.recv()
+            if msg[0] == "start":
+                w.started_at = time.monotonic()
+                continue
+            tid = w.assigned.popleft()
+            assert tid == msg[1]
+            _, key, path, chunk = self.tasks.pop(tid)
+            self.outstanding -= 1
+            w.started_at = None
+            if key in self.failed:
+                continue
+            if msg[0] == "error":
+                self.failed.add(key)
+                events.append(FileFailure(key, path, msg[2]))
+            else:
+                result: ChunkResult = msg[2]
+                if chunk == 0 and key not in self.listed:
+                    for c in range(1, result.n_chunks):
+                        self._queue(key, path, c)
+                events.append(result)
+
+    def fail_worker(self, i: int, reason: str) -> list:
+        """The worker's current task fails its file; its other tasks go back to the queue."""
+        w = self.workers[i]
+        w.kill()
+        events = []
+        if w.started_at is None:  # died before starting a task: not a file's fault
+            self.startup_failures += 1
+            if self.startup_failures > 3:
+                from vtr.errors import VtrError
+
+                raise VtrError(f"video decoding worker processes die before decoding anything ({reason})")
+        elif w.assigned:
+            tid = w.assigned.popleft()
+            _, key, path, _ = self.tasks.pop(tid)
+            self.outstanding -= 1
+            self.failed.add(key)
+            events.append(FileFailure(key, path, reason))
+        for tid in reversed(w.assigned):
+            self.pending.appendleft(self.tasks.pop(tid))
+            self.outstanding -= 1
+        self.workers[i] = _Worker(self.ctx, self.settings)
+        return events
+
+    def shut_down(self) -> None:
+        for w in self.workers:
+            try:
+                w.task_send.send(None)
+            except (OSError, BrokenPipeError):
+                pass
+        for w in self.workers:
+            w.process.join(timeout=1)
+            w.kill()

@@ -1,219 +1,219 @@
-"""Embedding a collection on many processes / machines, then merging into one index folder.
-
-    torchrun --nnodes N --nproc-per-node G -m index.embed DIR... --out SHARDS --model NAME [--index IDX]
-    python -m index.embed merge SHARDS --index IDX [--factory "IVF4096,Flat"]
-
-Every rank scans the same folders (sorted, so every rank sees the same list) and takes files ``rank::world``.
-Each rank writes its own shard into ``SHARDS`` (clip-retrieval's layout: embeddings + metadata, each stage
-re-runnable alone)::
-
-    SHARDS/info.json                 the index manifest the shards were made with (written by rank 0)
-    SHARDS/shard-00003.npy           float32 [n, E]: rank 3's window vectors, in metadata order
-    SHARDS/shard-00003.jsonl         one line per window: path, size, mtime, hash, duration, fps, width, height,
-                                     start, end, thumbnail (base64 JPEG)
-    SHARDS/failed-00003.jsonl        one line per failed file: path, size, mtime, reason
-
-With ``--index``, rank 0 merges after a barrier: the catalog gets every file and window, and ``vectors.faiss`` is
-built from it (an IVF index is trained on a sample and filled chunk by chunk when the collection is large).
-Process groups use gloo on CPU and NCCL when each rank has a GPU.
+"""The embedding loop: decoded windows (worker processes, :mod:`index.decode`) → vectors (this process, in
+batches), chunk by chunk, for :func:`index.build.build_index` (which commits each chunk to the catalog) and
+:mod:`index.distributed` (which writes whole files into shards).
 """
 
 from __future__ import annotations
 
-import argparse
-import base64
-import json
 import logging
 import os
-import sys
-from pathlib import Path
+import time
+from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
 
-from index.build import (CATALOG, DEFAULT_MODEL, MANIFEST, embed_files, load_model, manifest_for, sync_store,
-                         thumbnail_path)
-from index.catalog import Catalog, quick_hash
-from index.decode import DecodeSettings, FileFailure
-from index.scan import scan_folders
-from index.windows import DEFAULT_STRIDE_S, DEFAULT_WINDOW_S
-from vtr.atomic import atomic_path, write_bytes_atomic, write_json_atomic, write_text_atomic
-from vtr.errors import VtrError
+from index.decode import ChunkResult, DecodePool, DecodeSettings, FileFailure
 
 logger = logging.getLogger(__name__)
 
-
-def _rank_world() -> tuple[int, int, int]:
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
-
-
-def embed_shard(dirs: list[str], out: str, model=DEFAULT_MODEL, rank: int = 0, world: int = 1,
-                window_s: float = DEFAULT_WINDOW_S, stride_s: float = DEFAULT_STRIDE_S, batch_size: int = 16,
-                workers: int = 2, timeout_s: float = 120.0, device: str | None = None, progress: bool = True,
-                precision: str | None = None) -> dict:
-    """Embed this rank's share of the files under ``dirs`` into ``out/shard-{rank}.{npy,jsonl}``."""
-    from vtr.precision import resolve_precision
-
-    out_dir = Path(out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    m = load_model(model, device)
-    precision = resolve_precision(precision, next(m.parameters()).device)
-    manifest = manifest_for(m, window_s, stride_s, precision)
-    if rank == 0:
-        write_json_atomic(out_dir / "info.json", {**manifest, "roots": [os.path.abspath(d) for d in dirs],
-                                                  "world_size": world})
-    scanned = scan_folders(dirs)
-    mine = scanned[rank::world]
-    settings = DecodeSettings(num_frames=manifest["num_frames"], img_size=manifest["img_size"], window_s=window_s,
-                              stride_s=stride_s, antialias=manifest["antialias"])
-    by_key = {i: f for i, f in enumerate(mine)}
-    todo = [(i, f.path) for i, f in by_key.items() if not f.error]
-    failed = [{"path": f.path, "size": f.size, "mtime": f.mtime, "reason": f.error} for f in mine if f.error]
-    lines, vectors = [], []
-    for item in embed_files(m, todo, settings, batch_size=batch_size, workers=workers, timeout_s=timeout_s,
-                            progress=progress and rank == 0, precision=precision):
-        f = by_key[item.key]
-        if isinstance(item, FileFailure):
-            failed.append({"path": f.path, "size": f.size, "mtime": f.mtime, "reason": item.reason})
-            continue
-        h = quick_hash(f.path)
-        for k, (start, end) in enumerate(item.windows):
-            thumb = item.thumbnails[k] if k < len(item.thumbnails) else b""
-            lines.append({"path": f.path, "size": f.size, "mtime": f.mtime, "hash": h, **item.meta,
-                          "start": start, "end": end, "thumbnail": base64.b64encode(thumb).decode()})
-        vectors.append(item.vectors)
-    stem = out_dir / f"shard-{rank:05d}"
-    array = np.concatenate(vectors) if vectors else np.zeros((0, manifest["embed_dim"]), np.float32)
-    with atomic_path(stem.with_suffix(".npy")) as tmp, open(tmp, "wb") as fh:
-        np.save(fh, array.astype(np.float32))
-    _write_lines(stem.with_suffix(".jsonl"), lines)
-    _write_lines(out_dir / f"failed-{rank:05d}.jsonl", failed)
-    return {"rank": rank, "files": len(mine), "windows": len(lines), "failed": len(failed)}
+#: The model a new index embeds with unless one is named.
+DEFAULT_MODEL = "videomamba_m16_25M"
 
 
-def _write_lines(path: Path, rows: list[dict]) -> None:
-    write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in rows))
-
-
-def _read_lines(path: Path) -> list[dict]:
-    with open(path) as fh:
-        return [json.loads(line) for line in fh if line.strip()]
-
-
-def merge_shards(shards: str, index: str, factory: str | None = None) -> dict:
-    """Build a new index folder from the shards in ``shards`` (see the module docstring)."""
-    shard_dir, index_dir = Path(shards), Path(index)
-    info_path = shard_dir / "info.json"
-    if not info_path.is_file():
-        raise VtrError(f"{shard_dir} holds no shards (no info.json); run `torchrun ... -m index.embed` first")
-    info = json.loads(info_path.read_text())
-    world = int(info.get("world_size", 1))
-    missing = [r for r in range(world) if not (shard_dir / f"shard-{r:05d}.jsonl").is_file()]
-    if missing:
-        raise VtrError(f"{shard_dir}: shards of ranks {missing} are missing (did those ranks fail?)")
-    index_dir.mkdir(parents=True, exist_ok=True)
-    if (index_dir / CATALOG).is_file():
-        raise VtrError(f"{index_dir} already holds an index; merge into a new folder")
-    roots = info.pop("roots", [])
-    info.pop("world_size", None)
-    manifest = dict(info)
-    if factory:
-        manifest["factory_override"] = factory
-    write_json_atomic(index_dir / MANIFEST, manifest)
-    catalog = Catalog(index_dir / CATALOG)
-    n_files = n_windows = n_failed = 0
-    try:
-        with catalog.transaction():
-            catalog.set_meta("roots", roots)
-        for rank in range(world):
-            rows = _read_lines(shard_dir / f"shard-{rank:05d}.jsonl")
-            vecs = np.load(shard_dir / f"shard-{rank:05d}.npy")
-            groups: dict[str, list[int]] = {}
-            for i, r in enumerate(rows):
-                groups.setdefault(r["path"], []).append(i)
-            for path, idx in groups.items():
-                r = rows[idx[0]]
-                with catalog.transaction():
-                    fid = catalog.upsert_pending(path, r["size"], r["mtime"], r["hash"])
-                    ids = catalog.finish_file(fid, r, [(rows[i]["start"], rows[i]["end"]) for i in idx], vecs[idx])
-                    for wid, i in zip(ids, idx):
-                        if rows[i]["thumbnail"]:
-                            write_bytes_atomic(thumbnail_path(index_dir, wid), base64.b64decode(rows[i]["thumbnail"]))
-                n_files += 1
-                n_windows += len(idx)
-            for r in _read_lines(shard_dir / f"failed-{rank:05d}.jsonl"):
-                with catalog.transaction():
-                    fid = catalog.upsert_pending(r["path"], r["size"], r["mtime"], None)
-                    catalog.mark_failed(fid, r["reason"])
-                n_failed += 1
-        store = sync_store(catalog, index_dir, manifest)
-    finally:
-        catalog.close()
-    return {"index": str(index_dir), "files": n_files, "windows": n_windows, "failed": n_failed,
-            "factory": store.factory}
-
-
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    from vtr.cli import setup_logging
-
-    setup_logging()
-    if argv and argv[0] == "merge":
-        p = argparse.ArgumentParser(prog="python -m index.embed merge")
-        p.add_argument("shards")
-        p.add_argument("--index", required=True)
-        p.add_argument("--factory", default=None)
-        a = p.parse_args(argv[1:])
-        try:
-            print(json.dumps(merge_shards(a.shards, a.index, a.factory)))
-        except VtrError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 1
-        return 0
-    p = argparse.ArgumentParser(prog="torchrun ... -m index.embed", description=__doc__.split("\n\n")[0])
-    p.add_argument("dirs", nargs="+")
-    p.add_argument("--out", required=True, help="shard folder")
-    p.add_argument("--model", default=DEFAULT_MODEL)
-    p.add_argument("--index", default=None, help="merge into this new index folder when every rank is done")
-    p.add_argument("--factory", default=None)
-    p.add_argument("--window-s", type=float, default=DEFAULT_WINDOW_S)
-    p.add_argument("--stride-s", type=float, default=DEFAULT_STRIDE_S)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--timeout-s", type=float, default=120.0)
-    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
-                   help="encoder precision (auto: bf16 on CUDA or a CPU with native bf16, else fp32)")
-    a = p.parse_args(argv)
-    rank, world, local_rank = _rank_world()
+def load_model(model, device: str | None = None):
+    """A model object, or a registered name / vtr folder (released weights are loaded for weight names)."""
     import torch
 
-    dist = None
-    device = None
-    if world > 1:
-        import torch.distributed as dist
+    from vtr.models.registry import load_named_model
 
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        if backend == "nccl":
-            torch.cuda.set_device(local_rank)
-            device = f"cuda:{local_rank}"
-        else:
-            device = "cpu"
-        dist.init_process_group(backend)
+    if isinstance(model, (str, os.PathLike)):
+        name = str(model)
+        m = load_named_model(name)
+        m.index_source = name
+    else:
+        m = model
+        if not hasattr(m, "index_source"):
+            m.index_source = getattr(m, "model_name", type(m).__name__)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return m.to(device).eval()
+
+
+@dataclass
+class EmbeddedFile:
+    key: object
+    path: str
+    meta: dict
+    windows: list  # [(start, end)]
+    vectors: np.ndarray  # float32 [n, E]
+    thumbnails: list  # JPEG bytes per window (may be empty)
+    partial: str | None = None  # why some windows are missing (damaged file)
+
+
+class WindowEmbedder:
+    """Normalises uint8 windows and runs ``encode_video`` in batches: ``[n, T, 3, S, S] uint8 → [n, E] float32``.
+
+    reuse_duplicates: a window that is a near-duplicate of the last encoded one takes its vector instead of
+    running the encoder (:class:`index.policies.DuplicateFilter`; the ``shots`` window policy turns it on).
+    """
+
+    def __init__(self, model, batch_size: int = 16, precision: str | None = None, reuse_duplicates: bool = False):
+        from index.policies import DuplicateFilter
+        from vtr.precision import resolve_precision
+
+        self.model = model
+        self.batch_size = int(batch_size)
+        self.duplicates = DuplicateFilter() if reuse_duplicates else None
+        self.reused = 0  # windows that took another window's vector
+        self._last_vector = None
+        self.device = next(model.parameters()).device
+        self.precision = resolve_precision(precision, self.device)
+        self.preprocess = model.preprocess
+
+    def __call__(self, frames: np.ndarray) -> np.ndarray:
+        if self.duplicates is None:
+            return self._encode(frames)
+        encode, source = self.duplicates.split(frames)
+        vectors = self._encode(frames[encode])
+        out = np.empty((len(frames), vectors.shape[1]), np.float32)
+        out[encode] = vectors
+        reuse = np.flatnonzero(source != np.arange(len(frames)))
+        for k in reuse:  # source -1: the last window of the previous call
+            out[k] = out[source[k]] if source[k] >= 0 else self._last_vector
+        self.reused += len(reuse)
+        if len(frames):
+            self._last_vector = out[encode[-1]] if len(encode) else self._last_vector
+        return out
+
+    def _encode(self, frames: np.ndarray) -> np.ndarray:
+        import torch
+
+        from vtr.precision import autocast
+
+        out = []
+        with torch.inference_mode(), autocast(self.precision, self.device):
+            for k in range(0, len(frames), self.batch_size):
+                x = self.preprocess.normalize(
+                    torch.from_numpy(np.ascontiguousarray(frames[k:k + self.batch_size])).to(self.device))
+                out.append(self.model.encode_video(x).embedding.float().cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, self.model.cfg.embed_dim), np.float32)
+
+
+@dataclass
+class EmbeddedChunk:
+    """One decoded and embedded chunk of a file (see :class:`index.decode.ChunkResult`)."""
+
+    key: object
+    path: str
+    meta: dict
+    chunk: int
+    n_chunks: int
+    windows: list  # [(start, end)]
+    vectors: np.ndarray  # float32 [n, E]
+    thumbnails: list  # JPEG bytes per window (may be empty)
+    planned: int  # windows the chunk was planned with
+    partial: str | None  # why windows are missing (damaged file), else None
+
+
+def embed_chunks(model, files: list[tuple], settings: DecodeSettings, batch_size: int = 16, workers: int = 2,
+                 timeout_s: float = 120.0, progress: bool = True, embedder=None, precision: str | None = None
+                 ) -> Iterator[EmbeddedChunk | FileFailure]:
+    """Decode (worker processes) and embed (this process, in batches) the windows of ``files``, chunk by chunk.
+
+    files: ``[(key, path)]``, or ``[(key, path, chunks)]`` to embed only those chunks (resuming a file). Yields an
+    EmbeddedChunk as soon as a chunk's windows are embedded, one FileFailure per bad file. Chunks of several files
+    share batches.
+    """
+    from tqdm.auto import tqdm
+
+    embedder = embedder or WindowEmbedder(model, batch_size, precision,
+                                          reuse_duplicates=settings.window_policy == "shots")
+    pool = DecodePool(settings, workers=workers, timeout_s=timeout_s)
+    left: dict = {key: len(only[0]) for key, _, *only in files if only and only[0] is not None}  # chunks to go
+    queue: list = []  # ChunkResults not yet embedded
+    queued_windows = 0
+    n_windows = 0
+    failed = 0
+    t0 = time.monotonic()
+    bar = tqdm(total=len(files), unit="file", desc="indexing", disable=not progress, dynamic_ncols=True)
+
+    def done(c: ChunkResult, vectors) -> EmbeddedChunk:
+        left[c.key] = left.get(c.key, c.n_chunks) - 1
+        if left[c.key] == 0:
+            bar.update(1)
+        rate = n_windows / max(time.monotonic() - t0, 1e-9)
+        bar.set_postfix(windows=n_windows, win_s=f"{rate:.1f}", failed=failed, refresh=False)
+        return EmbeddedChunk(c.key, c.path, c.meta, c.chunk, c.n_chunks, c.windows, vectors, c.thumbnails,
+                             c.planned, c.partial)
+
+    def flush(final: bool):
+        nonlocal queue, queued_windows, n_windows
+        while queue and (final or queued_windows >= embedder.batch_size):
+            take, size = [], 0
+            while queue and size < embedder.batch_size:
+                take.append(queue.pop(0))
+                size += len(take[-1].frames)
+            queued_windows -= size
+            vectors = embedder(np.concatenate([c.frames for c in take]))
+            n_windows += size
+            offset = 0
+            for c in take:
+                yield done(c, vectors[offset:offset + len(c.frames)])
+                offset += len(c.frames)
+
     try:
-        stats = embed_shard(a.dirs, a.out, a.model, rank, world, a.window_s, a.stride_s, a.batch_size, a.workers,
-                            a.timeout_s, device, precision=a.precision)
-        logger.info("rank %d: %s", rank, stats)
-        if dist is not None:
-            dist.barrier()
-        if a.index and rank == 0:
-            print(json.dumps(merge_shards(a.out, a.index, a.factory)))
-    except VtrError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        for event in pool.run(files):
+            if isinstance(event, FileFailure):
+                queue = [c for c in queue if c.key != event.key]
+                queued_windows = sum(len(c.frames) for c in queue)
+                failed += 1
+                bar.update(1)
+                yield event
+                continue
+            if len(event.frames) == 0:  # a chunk of a damaged file in which nothing decodes
+                yield done(event, np.zeros((0, model.cfg.embed_dim), np.float32))
+                continue
+            queue.append(event)
+            queued_windows += len(event.frames)
+            yield from flush(final=False)
+        yield from flush(final=True)
     finally:
-        if dist is not None:
-            dist.destroy_process_group()
-    return 0
+        bar.close()
 
 
-if __name__ == "__main__":
+def embed_files(model, files: list[tuple[object, str]], settings: DecodeSettings, batch_size: int = 16,
+                workers: int = 2, timeout_s: float = 120.0, progress: bool = True,
+                embedder=None, precision: str | None = None) -> Iterator[EmbeddedFile | FileFailure]:
+    """Like :func:`embed_chunks`, one EmbeddedFile per good file once all its chunks are embedded (for
+    :mod:`index.embed`, which writes whole files). A file in which no window decodes is a FileFailure."""
+    parts: dict = {}
+    failed: set = set()
+    for item in embed_chunks(model, files, settings, batch_size, workers, timeout_s, progress, embedder, precision):
+        if isinstance(item, FileFailure):
+            parts.pop(item.key, None)
+            failed.add(item.key)
+            yield item
+            continue
+        if item.key in failed:
+            continue
+        got = parts.setdefault(item.key, {})
+        got[item.chunk] = item
+        if len(got) < item.n_chunks:
+            continue
+        chunks = [got[c] for c in range(item.n_chunks)]
+        del parts[item.key]
+        reasons = [c.partial for c in chunks if c.partial]
+        if not any(c.windows for c in chunks):
+            yield FileFailure(item.key, item.path, reasons[0] if reasons else "no window could be decoded")
+            continue
+        yield EmbeddedFile(item.key, item.path, chunks[0].meta, [w for c in chunks for w in c.windows],
+                           np.concatenate([c.vectors for c in chunks]), [t for c in chunks for t in c.thumbnails],
+                           partial=reasons[0] if reasons else None)
+
+
+if __name__ == "__main__":  # `torchrun ... -m index.embed` from before the sharder had its own module
+    import sys
+
+    from index.distributed import main
+
     sys.exit(main())

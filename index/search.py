@@ -21,9 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from index.build import (CATALOG, VECTORS, index_preprocess, load_model, read_manifest, thumbnail_path,
-                         weights_checksum)
 from index.catalog import Catalog
+from index.embed import load_model
+from index.layout import (CATALOG, VECTORS, index_preprocess, is_index, read_manifest, thumbnail_path,
+                          weights_checksum)
 from index.store import VectorStore
 from index.windows import Window, window_frame_indices
 from vtr.errors import VideoReadError, VtrError
@@ -109,7 +110,7 @@ class VideoIndex:
                  nprobe: int | None = None, ef_search: int | None = None, precision: str | None = None):
         self.dir = Path(index)
         self.manifest = read_manifest(self.dir)
-        if self.manifest is None or not (self.dir / CATALOG).is_file():
+        if self.manifest is None or not is_index(self.dir):
             raise VtrError(f"{self.dir} is not an index folder; build one with `vtr index build DIR... --index "
                            f"{self.dir}`")
         self.catalog = Catalog(self.dir / CATALOG)
@@ -153,6 +154,35 @@ class VideoIndex:
 
     def __exit__(self, *exc):
         self.close()
+
+    # ------------------------------------------------------------------------------------------- contents
+    def status(self) -> dict:
+        """What ``vtr index status`` shows (:func:`index.index_status`): ``index``, ``manifest``, and the
+        catalog's counts, folders and failed / partial / pending files (:meth:`index.catalog.Catalog.summary`)."""
+        return {"index": str(self.dir), "manifest": self.manifest, **self.catalog.summary()}
+
+    def folders(self) -> list[str]:
+        """Folders to filter a search by (``path_glob``): the folders the index was built from, then every folder
+        holding an indexed video, each once."""
+        roots = self.catalog.get_meta("roots", [])
+        parents = sorted({str(Path(f.path).parent) for f in self.catalog.files("ok")})
+        return list(dict.fromkeys(roots + parents))
+
+    def duration(self, video: str) -> float | None:
+        """The indexed duration of ``video`` (its path) in seconds; None when it is not in the index."""
+        row = self.catalog.file_by_path(str(video))
+        return row.duration if row is not None else None
+
+    def thumbnail(self, video: str, seconds: float) -> bytes:
+        """A JPEG of ``video``'s frame at ``seconds``, like the index's own thumbnails (``THUMB_WIDTH`` wide), cut
+        from the video now: for moments of an index built without thumbnails. Raises VideoReadError."""
+        from index.decode import encode_jpeg
+        from vtr.data.video import open_video
+
+        with open_video(str(video)) as reader:
+            i = min(max(int(float(seconds) * reader.fps), 0), reader.num_frames - 1)
+            rgb = reader.get_frames([i])[0].numpy()
+        return encode_jpeg(rgb)
 
     # ------------------------------------------------------------------------------------------ encoding
     @property

@@ -50,3 +50,15 @@ def test_the_command_sets_up_logging_from_its_flag(monkeypatch, capsys, argv, ve
     assert cli.main(argv) == 0
     assert calls == [verbose]
     assert "videomamba_m16_25M" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv", [["index", "-h"], ["-v", "index", "--help"]])
+def test_help_of_a_verb_group_lists_its_verbs(capsys, argv):
+    from vtr import cli
+
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: vtr index")
+    for verb, (_, help_text) in cli.VERBS.items():
+        if verb.startswith("index "):
+            assert verb.split()[1] in out and help_text in out

@@ -58,7 +58,8 @@ def test_demo_model_loads_and_results_are_recorded(demo_run):
 def test_eval_stage_reports_the_itm_row_for_a_trained_head(demo_run, tmp_path):
     import shutil
 
-    from vtr.demo import HELDOUT_ITM_K, run_eval
+    from demo.run import run_eval
+    from vtr.eval.heldout import HELDOUT_ITM_K
 
     out, _ = demo_run
     model_dir = tmp_path / "model"
@@ -87,7 +88,7 @@ def test_demo_rerun_skips_finished_stages(demo_run):
 def test_heldout_scores_of_the_bag_of_frames_view(demo_run, monkeypatch):
     import torch
 
-    from vtr.demo import heldout_features, heldout_scores
+    from vtr.eval.heldout import heldout_features, heldout_scores
 
     out, _ = demo_run
     model = vtr.create_model(str(out / "model"))

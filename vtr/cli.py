@@ -31,7 +31,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "index status": ("index.commands:status_command", "show an index and its failed files"),
     "search": ("index.commands:search_command", "find moments by text, image or clip"),
     "app": ("app.server:app_command", "the search app in your browser (Gradio)"),
-    "demo": ("vtr.demo:demo_command", "the whole pipeline offline: synthetic corpus, pretrain, eval, index, app"),
+    "demo": ("demo.run:demo_command", "the whole pipeline offline: synthetic corpus, pretrain, eval, index, app"),
 }
 
 
@@ -81,7 +81,7 @@ def _add_arguments(parser: argparse.ArgumentParser, fn) -> None:
 
 #: The project's own loggers: INFO by default. Everyone else's (faiss's loader trying each instruction set, httpx,
 #: gradio, ...) stays at WARNING unless -v asks for everything at DEBUG.
-OWN_LOGGERS = ("vtr", "pretrain", "index", "app", "bench")
+OWN_LOGGERS = ("vtr", "pretrain", "index", "app", "demo", "bench")
 
 
 def setup_logging(verbose: bool = False) -> None:
@@ -101,13 +101,14 @@ def build_parser(verbs: dict[str, tuple[str, str]] = VERBS) -> argparse.Argument
                         help="debug logging, third-party libraries' included")
     subparsers = parser.add_subparsers(dest="verb", metavar="VERB")
     groups: dict[str, argparse._SubParsersAction] = {}
+    parser.group_parsers = {}  # "index" -> the parser of `vtr index`, for `vtr index -h`
     for verb, (target, help_text) in verbs.items():
         words = verb.split()
         where = subparsers
         for i, word in enumerate(words[:-1]):
             key = " ".join(words[: i + 1])
             if key not in groups:
-                group = where.add_parser(word, help=f"{key} commands")
+                group = parser.group_parsers[key] = where.add_parser(word, help=f"{key} commands")
                 groups[key] = group.add_subparsers(dest="verb_" + key.replace(" ", "_"), metavar="VERB", required=True)
             where = groups[key]
         sub = where.add_parser(words[-1], help=help_text)
@@ -121,6 +122,10 @@ def main(argv: list[str] | None = None) -> int:
     # First pass only finds the verb (help held back, or it would print before the verb's flags exist);
     # the verb's own flags are added once its function is loaded.
     wants_help = any(a in ("-h", "--help") for a in argv)
+    words = " ".join(a for a in argv if not a.startswith("-"))
+    if wants_help and words in parser.group_parsers:  # `vtr index -h`: its verbs (a parse would want one first)
+        parser.group_parsers[words].print_help()
+        return 0
     known, _ = parser.parse_known_args([a for a in argv if a not in ("-h", "--help")])
     if getattr(known, "_target", None) is None:
         if wants_help or not argv:

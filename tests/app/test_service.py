@@ -57,8 +57,37 @@ def test_preview_caps_length_and_thumbnail(tmp_path):
     with av.open(str(clip)) as c:
         assert c.streams.video[0].frames == 25
         assert c.streams.video[0].average_rate == Fraction(10)
-    thumb = make_thumbnail(str(src), 1.0, tmp_path / "cache")
-    assert thumb.read_bytes()[:2] == b"\xff\xd8"
+    rendered = []
+
+    def render(path, seconds):
+        rendered.append((path, seconds))
+        return b"\xff\xd8 a jpeg of " + f"{seconds}".encode()
+
+    thumb = make_thumbnail(str(src), 1.0, tmp_path / "cache", render)
+    assert thumb.read_bytes() == b"\xff\xd8 a jpeg of 1.0" and thumb.parent == tmp_path / "cache"
+    assert make_thumbnail(str(src), 1.0, tmp_path / "cache", render) == thumb  # cached: rendered once
+    assert make_thumbnail(str(src), 2.0, tmp_path / "cache", render) != thumb
+    assert rendered == [(str(src), 1.0), (str(src), 2.0)]
+
+
+def test_thumbnails_of_an_index_built_without_them_are_cut_from_the_video(tmp_path, app_model):
+    from index import build_index
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    write_video(videos / "count.mp4", indexed_frames(60), fps=10)  # frame i shows its index
+    build_index([str(videos)], str(tmp_path / "idx"), model=app_model, workers=0, progress=False, thumbnails=False)
+    service = IndexService(str(tmp_path / "idx"), model=app_model)
+    try:
+        moment = Moment(str(videos / "count.mp4"), 2.0, 4.0, 0.5, None)
+        thumb = service.thumbnail_of(moment)
+        assert thumb.startswith(str(service.thumbnail_dir))
+        with av.open(thumb) as c:
+            assert frame_index_of(next(c.decode(video=0)).to_ndarray(format="rgb24")) == 30  # the middle: 3.0 s
+        assert service.duration_of(moment.path) == pytest.approx(6.0, abs=0.15)
+        assert service.thumbnail_of(Moment(str(videos / "gone.mp4"), 0.0, 1.0, 0.5, None)) is None
+    finally:
+        service.close()
 
 
 def test_helpers():

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 import index.build as build_mod
-from index.build import build_index, index_status, thumbnail_path
+from index.build import build_index, index_status
+from index.layout import thumbnail_path
 from index.catalog import Catalog
 from index.store import VectorStore
 from tests.index.media import make_broken, make_video

@@ -69,8 +69,9 @@ def test_file_corrupt_in_the_middle_is_indexed_in_part(tmp_path, test_model, cap
 KILL_AT_THIRD_BATCH = """
 import sys, time
 import index.build as b
+from index.embed import WindowEmbedder
 
-calls, real = 0, b.WindowEmbedder.__call__
+calls, real = 0, WindowEmbedder.__call__
 
 
 def held(self, frames):
@@ -82,7 +83,7 @@ def held(self, frames):
     return real(self, frames)
 
 
-b.WindowEmbedder.__call__ = held
+WindowEmbedder.__call__ = held
 b.build_index([sys.argv[1]], sys.argv[2], model=sys.argv[3], workers=1, batch_size=4, chunk_windows=4,
               progress=False)
 """

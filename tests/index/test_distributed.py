@@ -25,7 +25,7 @@ def test_two_process_embedding_equals_single_process_build(tmp_path, test_model,
            "OMP_NUM_THREADS": "1"}
     # --standalone: torchrun's rendezvous binds a port the OS picks, so parallel runs never collide on one
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--standalone",
-           "-m", "index.embed", str(root), "--out", str(tmp_path / "shards"), "--model", str(test_model_folder),
+           "-m", "index.distributed", str(root), "--out", str(tmp_path / "shards"), "--model", str(test_model_folder),
            "--index", str(merged), "--workers", "0"]
     done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -39,3 +39,12 @@ def test_two_process_embedding_equals_single_process_build(tmp_path, test_model,
     st = index_status(str(merged))
     assert [os.path.basename(p) for p, _ in st["failed"]] == ["broken.mp4"]
     assert st["manifest"]["weights_checksum"] == index_status(str(single))["manifest"]["weights_checksum"]
+
+
+def test_the_sharder_answers_to_its_earlier_module_name_too():
+    """`torchrun -m index.embed` (the name before the sharder had index/distributed.py) still runs it."""
+    for module in ("index.distributed", "index.embed"):
+        done = subprocess.run([sys.executable, "-m", module, "--help"], cwd=REPO, capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert "-m index.distributed" in done.stdout and "--out OUT" in done.stdout and "--index INDEX" in done.stdout

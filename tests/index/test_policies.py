@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from index.build import WindowEmbedder, build_index, index_status
+from index.build import build_index, index_status
+from index.embed import WindowEmbedder
 from index.policies import (DETECT_FPS, DuplicateFilter, detection_frames, find_cuts, plan_chunk_windows,
                             plan_shot_windows)
 from index.windows import Window, plan_windows

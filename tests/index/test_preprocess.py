@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from index.build import build_index, index_status, read_manifest
+from index.build import build_index, index_status
+from index.layout import read_manifest
 from index.catalog import Catalog
 from index.windows import Window, window_frame_indices
 from tests.index.media import make_video, textured_frames

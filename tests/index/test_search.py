@@ -1,3 +1,5 @@
+import io
+
 import numpy as np
 import pytest
 import torch
@@ -145,3 +147,39 @@ def test_merge_segments():
     # a weaker segment lying mostly inside a better one is dropped
     segs = merge_segments([(1, 0, 8, 0.9), (2, 4, 12, 0.9), (3, 2, 10, 0.5)], merge_margin=0.02)
     assert [s[:3] for s in segs] == [(0, 12, 0.9)]
+
+
+def test_what_the_app_shows_of_an_index_comes_from_public_methods(tmp_path, test_model):
+    """status(), folders(), duration() and thumbnail(): the app's view of an index, without its catalog."""
+    import av
+
+    from index import index_status
+    from index.decode import THUMB_WIDTH
+    from tests.videos import frame_index_of, indexed_frames, write_video
+
+    root = tmp_path / "videos"
+    (root / "trips" / "2024").mkdir(parents=True)
+    write_video(root / "count.mp4", indexed_frames(60), fps=10)  # 6 s; frame i shows its index
+    make_video(root / "trips" / "2024" / "park.mp4", 9, seed=3)
+    (root / "broken.mp4").write_bytes(b"not a video")
+    idx = tmp_path / "idx"
+    build_index([str(root)], str(idx), model=test_model, workers=0, progress=False, thumbnails=False)
+    with VideoIndex(str(idx), model=test_model, gpu=False) as vi:
+        st = vi.status()
+        assert st == index_status(str(idx))  # one answer, opened or not
+        assert (st["files"], st["roots"], st["pending"]) == (2, [str(root)], [])
+        assert [p for p, _ in st["failed"]] == [str(root / "broken.mp4")]
+        assert st["hours"] == pytest.approx((6 + 9) / 3600, rel=0.02)
+        assert st["manifest"]["embed_dim"] == 16 and st["windows"] == len(vi.catalog.window_ids())
+        # the roots first, then every folder holding an indexed video (not the failed file's), each once
+        assert vi.folders() == [str(root), str(root / "trips" / "2024")]
+        assert vi.duration(str(root / "count.mp4")) == pytest.approx(6.0, abs=0.15)
+        assert vi.duration(str(root / "broken.mp4")) is None and vi.duration(str(tmp_path / "nowhere.mp4")) is None
+        for seconds, frame in ((0.0, 0), (2.35, 23), (5.9, 59), (60.0, 59)):  # past the end: the last frame
+            jpeg = vi.thumbnail(str(root / "count.mp4"), seconds)
+            assert jpeg[:2] == b"\xff\xd8"
+            with av.open(io.BytesIO(jpeg)) as c:
+                image = next(c.decode(video=0)).to_ndarray(format="rgb24")
+            assert image.shape[1] == min(THUMB_WIDTH, 64) and frame_index_of(image) == frame
+        with pytest.raises(VtrError):
+            vi.thumbnail(str(tmp_path / "nowhere.mp4"), 1.0)

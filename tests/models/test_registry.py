@@ -85,7 +85,7 @@ def test_hand_placed_weights_are_found(monkeypatch, tmp_path):
 def test_a_weight_name_means_its_released_weights_everywhere(monkeypatch, tmp_path):
     """One rule for a name given to a program: a weight name loads its released file, an architecture name is
     random init, a vtr folder brings its own weights; the index, eval and pretraining programs all follow it."""
-    from index.build import load_model
+    from index.embed import load_model
     from pretrain.config import TrainConfig
     from pretrain.train import build_model, build_teacher
     from vtr.eval.command import load_eval_model

@@ -1,0 +1,56 @@
+"""The decoding pool's worker processes: a crash or a hang fails that one file, the others are decoded by a fresh
+worker; workers that die before decoding anything stop the run with a clear error."""
+
+import numpy as np
+import pytest
+
+import index.decode as decode
+from index.decode import ChunkResult, DecodePool, DecodeSettings, FileFailure
+from tests.index.media import make_video
+from tests.index.pool_workers import dies_at_start, misbehaving_worker
+from vtr.errors import VtrError
+
+SETTINGS = DecodeSettings(num_frames=4, img_size=32, window_s=4.0, stride_s=2.0, chunk_windows=2, thumbnails=False)
+
+
+@pytest.fixture
+def files(tmp_path):
+    """(bad file, two good files of several chunks each): the bad one first, so the good ones queue behind it."""
+    return [make_video(tmp_path / "bad.mp4", 4, seed=1)] + [make_video(tmp_path / f"good{i}.mp4", 10, seed=2 + i)
+                                                             for i in range(2)]
+
+
+def run(tmp_path, files, bad_name, worker, monkeypatch, **pool_options):
+    bad = tmp_path / bad_name
+    files[0].rename(bad)
+    monkeypatch.setattr(decode, "_worker_main", worker)
+    pool = DecodePool(SETTINGS, **{"workers": 1, **pool_options})
+    return list(pool.run([(0, str(bad))] + [(i, str(p)) for i, p in enumerate(files[1:], 1)]))
+
+
+def assert_good_files_decoded_as_inline(events, files):
+    inline = list(DecodePool(SETTINGS, workers=0).run([(i, str(p)) for i, p in enumerate(files[1:], 1)]))
+    chunks = sorted((e for e in events if isinstance(e, ChunkResult)), key=lambda c: (c.key, c.chunk))
+    assert [(c.key, c.chunk, c.n_chunks) for c in inline] == [(c.key, c.chunk, c.n_chunks) for c in chunks]
+    assert {c.key for c in chunks} == {1, 2} and all(c.n_chunks >= 2 for c in chunks)  # chunk 0 queued the rest
+    for got, want in zip(chunks, inline):
+        assert got.windows == want.windows and np.array_equal(got.frames, want.frames)
+
+
+def test_a_worker_crash_fails_its_file_and_a_new_worker_decodes_the_rest(tmp_path, files, monkeypatch):
+    events = run(tmp_path, files, "crash.mp4", misbehaving_worker, monkeypatch, per_worker=2)
+    failures = [e for e in events if isinstance(e, FileFailure)]
+    assert [(f.key, f.reason) for f in failures] == [(0, "decoder process crashed (exit code 3)")]
+    assert_good_files_decoded_as_inline(events, files)
+
+
+def test_a_hung_decode_times_out_and_fails_only_its_file(tmp_path, files, monkeypatch):
+    events = run(tmp_path, files, "hang.mp4", misbehaving_worker, monkeypatch, per_worker=2, timeout_s=10.0)
+    failures = [e for e in events if isinstance(e, FileFailure)]
+    assert [(f.key, f.reason) for f in failures] == [(0, "timed out: decoding took longer than 10 s")]
+    assert_good_files_decoded_as_inline(events, files)
+
+
+def test_workers_that_die_before_decoding_anything_stop_the_run(tmp_path, files, monkeypatch):
+    with pytest.raises(VtrError, match="die before decoding anything"):
+        run(tmp_path, files, "fine.mp4", dies_at_start, monkeypatch)
