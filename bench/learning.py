@@ -110,7 +110,7 @@ def make_corpus(path: Path, variant: str, seed: int, shuffled: bool) -> dict:
     if (info is None or info["seed"] != seed or info["config"] != dataclasses.asdict(cfg)
             or (shuffled and "shards_shuffled" not in info["paths"])):
         shutil.rmtree(path, ignore_errors=True)
-        info = generate_corpus(path, size=cfg, seed=seed, shuffled_train=shuffled)
+        info = generate_corpus(path, size=cfg, seed=seed, shuffled_train=shuffled, processes=os.cpu_count() or 1)
     return info
 
 

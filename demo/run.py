@@ -59,7 +59,7 @@ def config_path(name: str) -> Path:
 def run_corpus(out: Path, size: str, seed: int) -> dict:
     from vtr.data.synthetic import generate_corpus
 
-    return generate_corpus(out, size=size, seed=seed)
+    return generate_corpus(out, size=size, seed=seed, processes=os.cpu_count() or 1)  # nothing else runs yet
 
 
 def run_pretrain(corpus: Path, run_dir: Path, model_dir: Path, config: str | os.PathLike, seed: int = 0,

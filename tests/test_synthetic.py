@@ -13,10 +13,10 @@ from vtr.data import synthetic as syn
 
 @pytest.fixture(scope="module")
 def corpora(tmp_path_factory):
-    """The tiny corpus written twice with seed 0 and once with seed 1."""
+    """The tiny corpus written twice with seed 0 (by one process, then by two) and once with seed 1."""
     root = tmp_path_factory.mktemp("synthetic")
-    return {name: (root / name, syn.generate_corpus(root / name, size="tiny", seed=seed))
-            for name, seed in (("a", 0), ("b", 0), ("c", 1))}
+    return {name: (root / name, syn.generate_corpus(root / name, size="tiny", seed=seed, processes=processes))
+            for name, seed, processes in (("a", 0, 1), ("b", 0, 2), ("c", 1, 1))}
 
 
 def _decoded(path):
@@ -76,6 +76,10 @@ def test_same_seed_same_corpus(corpora):
         np.testing.assert_array_equal(_decoded(a / rel), _decoded(b / rel))
         assert (a / rel).read_bytes() == (b / rel).read_bytes()
     assert _shard_captions(a / "shards") == _shard_captions(b / "shards")
+    # written by two processes: every training clip byte for byte the one process's
+    videos = sorted(p.name for p in (a / "train/videos").glob("*.mp4"))
+    assert videos == sorted(p.name for p in (b / "train/videos").glob("*.mp4")) and len(videos) == 48
+    assert all((a / "train/videos" / v).read_bytes() == (b / "train/videos" / v).read_bytes() for v in videos)
     # another seed: another split and other clips
     assert info_c["heldout_combos"] != info_a["heldout_combos"]
     assert not np.array_equal(_decoded(a / "train/videos/train_00000.mp4"), _decoded(c / "train/videos/train_00000.mp4"))

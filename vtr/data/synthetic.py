@@ -349,17 +349,11 @@ def _row(video: str, combo: Combo, **extra) -> dict:
     return {"video": video, "caption": combo.caption, **combo.to_dict(), **extra}
 
 
-def write_train_clips(out, cfg: CorpusConfig, train: list[Combo], seed: int, shuffle_time: bool = False) -> Path:
-    """``out/videos/train_NNNNN.mp4`` + ``out/captions.jsonl``, in :func:`train_plan` order: a clip and its
-    time-reversed twin are neighbours, so a reader with a small shuffle buffer puts both in one batch (each is the
-    other's hard negative, separable by frame order alone).
-
-    shuffle_time: each clip's frames in a seeded random order (the bag-of-frames control: same clips, no usable
-    order).
-    """
-    out = Path(out)
+def _write_unit(args) -> list[dict]:
+    """One training unit (a clip, or a clip and its time-reversed twin): render once, write each clip's mp4."""
+    out, cfg, seed, shuffle_time, unit = args
     rows, frames = [], None
-    for i, (combo, source) in enumerate(train_plan(train, cfg.num_train, seed)):
+    for i, combo, source in unit:
         name = f"train_{i:05d}.mp4"
         if source == i:
             frames = render_clip(combo, clip_rng(seed, "train", i), cfg.num_frames, cfg.size)
@@ -371,6 +365,34 @@ def write_train_clips(out, cfg: CorpusConfig, train: list[Combo], seed: int, shu
         if not (out / "videos" / name).is_file():
             write_mp4(out / "videos" / name, clip, cfg.fps)
         rows.append(_row(name, combo, **({"twin_of": f"train_{source:05d}.mp4"} if source != i else {})))
+    return rows
+
+
+def write_train_clips(out, cfg: CorpusConfig, train: list[Combo], seed: int, shuffle_time: bool = False,
+                      processes: int = 1) -> Path:
+    """``out/videos/train_NNNNN.mp4`` + ``out/captions.jsonl``, in :func:`train_plan` order: a clip and its
+    time-reversed twin are neighbours, so a reader with a small shuffle buffer puts both in one batch (each is the
+    other's hard negative, separable by frame order alone).
+
+    shuffle_time: each clip's frames in a seeded random order (the bag-of-frames control: same clips, no usable
+    order). processes: encoding processes; every clip's bytes depend only on (seed, index), so the corpus is the
+    same for any number.
+    """
+    out = Path(out)
+    units: list[list] = []
+    for i, (combo, source) in enumerate(train_plan(train, cfg.num_train, seed)):
+        if source == i:
+            units.append([])
+        units[-1].append((i, combo, source))
+    tasks = [(out, cfg, seed, shuffle_time, unit) for unit in units]
+    if processes > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(processes) as pool:
+            results = list(pool.map(_write_unit, tasks, chunksize=32))
+    else:
+        results = [_write_unit(t) for t in tasks]
+    rows = [row for unit_rows in results for row in unit_rows]
     write_text_atomic(out / "captions.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
     return out / "captions.jsonl"
 
@@ -417,7 +439,7 @@ def write_train_shards(out, cfg: CorpusConfig, train: list[Combo], seed: int, sh
     from vtr.data.shards import make_shards
 
     out = Path(out)
-    captions = write_train_clips(out, cfg, train, seed, shuffle_time=shuffle_time)
+    captions = write_train_clips(out, cfg, train, seed, shuffle_time=shuffle_time, processes=processes)
     shards = out.parent / ("shards_shuffled" if shuffle_time else "shards")
     total = make_shards(out / "videos", captions, shards, per_shard=cfg.per_shard, processes=processes)
     if total["failed"]:
