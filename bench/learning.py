@@ -20,6 +20,13 @@ the bag-of-frames control (trained and evaluated on time-shuffled clips).
     python -m bench.learning                                  # 3 seeds x 2 variants + 2 masked students
     python -m bench.learning --seeds 0 --variants default     # one run
     python -m bench.learning --max-steps 40 --seeds 0         # a smoke run
+    python -m bench.learning --seeds 0 --variants default --no-masked --eval-every 50 --out bench/results/learning_curve.json
+                                                              # + held-out R@1 every 50 steps (learning curves)
+
+Every run keeps its loss curve (``run.curve``: the logged losses by step); with ``--eval-every N`` the trainer
+also evaluates the held-out set every N steps (its zero-shot eval, ITC and ITM rows) into ``run.eval_curve``.
+Those evaluations count in the run's wall time, so leave them off when steps/s is what you compare.
+``python -m bench.plots`` draws the curves.
 
 Writes ``bench/results/learning.json`` (``--out``) and prints the tables; works in ``runs/bench_learning``.
 """
@@ -27,6 +34,7 @@ Writes ``bench/results/learning.json`` (``--out``) and prints the tables; works 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import platform
@@ -57,13 +65,18 @@ def machine() -> dict:
 
 
 def train_one(shards: Path, run_dir: Path, config: Path, seed: int, max_steps: int | None,
-              overrides: dict | None = None) -> dict:
-    """Pretrain through pretrain.train (fresh run); wall time, steps/s (whole run and masked phase), losses."""
+              overrides: dict | None = None, eval_every: int = 0, corpus: Path | None = None) -> dict:
+    """Pretrain through pretrain.train (fresh run); wall time, steps/s (whole run and masked phase), losses by
+    step, and with ``eval_every`` the held-out R@1 of ``corpus`` by step (the trainer's zero-shot evaluation)."""
     from pretrain.config import load_config
     from pretrain.train import train
 
     shutil.rmtree(run_dir, ignore_errors=True)
     o = {"train_shards": str(shards), "out_dir": str(run_dir), "seed": seed, **(overrides or {})}
+    if eval_every:
+        paths = json.loads((corpus / "corpus.json").read_text())["paths"]
+        o.update(eval_every=eval_every, eval_annotation=str(corpus / paths["heldout_annotations"]),
+                 eval_videos=str(corpus / paths["heldout_videos"]))
     if max_steps:
         o["max_steps"] = max_steps
     cfg = load_config(str(config), overrides=o)
@@ -86,7 +99,18 @@ def train_one(shards: Path, run_dir: Path, config: Path, seed: int, max_steps: i
             "masked_phase_steps_per_s": phase_rate(masked_rows) if cfg.mask_type else None,
             "final": {k: last.get(k) for k in ("vtc", "vtm", "mlm", "uta") if k in last},
             "load_avg_1m_before": round(load_before, 2), "load_avg_1m_after": round(os.getloadavg()[0], 2),
-            "model": str(run_dir / "model")}
+            "model": str(run_dir / "model"), **learning_curves(log)}
+
+
+def learning_curves(log: list[dict]) -> dict:
+    """From a run's ``log.jsonl`` rows: ``curve`` (step and losses) and ``eval_curve`` (step and each eval row's
+    T2V/V2T R@1, e.g. ``itc_t2v_r1``)."""
+    losses = ("loss", "vtc", "vtm", "mlm", "distill", "uta")
+    curve = [{"step": r["step"], **{k: r[k] for k in losses if k in r}} for r in log if "loss" in r]
+    evals = [{"step": r["step"], **{f"{row}_{m}": values[m] for row, values in r["eval"].items()
+                                    for m in ("t2v_r1", "v2t_r1") if m in values}}
+             for r in log if "eval" in r]
+    return {"curve": curve, "eval_curve": evals}
 
 
 def score(model_dir: str, corpus: Path, shuffle_frames: bool = False, seed: int = 0) -> dict:
@@ -172,9 +196,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="the masked student against the first seed's run of each variant (default: yes)")
     parser.add_argument("--shuffled", action=argparse.BooleanOptionalAction, default=False,
                         help="also the bag-of-frames control on the first seed of each variant (default: no)")
+    parser.add_argument("--eval-every", type=int, default=0,
+                        help="held-out R@1 every N steps during training, for the learning curves (default: off; "
+                             "the evaluations count in the wall time)")
     args = parser.parse_args(argv)
 
     import logging
+
+    from bench import write_results
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from demo.run import config_path
@@ -182,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(args.work)
     config = Path(args.config) if args.config else config_path("demo.yaml")
     result: dict = {"config": str(config), "seeds": args.seeds, "variants": {v: VARIANTS[v] for v in args.variants},
+                    "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                     "machine_start": machine(), "corpora": {}}
     t0 = time.time()
     rows, masked_rows, control_rows = [], [], []
@@ -194,12 +224,14 @@ def main(argv: list[str] | None = None) -> int:
                 "train_clips": info["config"]["num_train"], "heldout": len(info["heldout_combos"]),
                 "train_combinations": len(info["train_combos"]), "attributes": info["attributes"]}
             run_dir = work / variant / f"seed{seed}" / "recipe"
-            run = train_one(corpus / "shards", run_dir, config, seed, args.max_steps)
+            run = train_one(corpus / "shards", run_dir, config, seed, args.max_steps, eval_every=args.eval_every,
+                            corpus=corpus)
             rows.append(_row("recipe", variant, seed, run, score(run["model"], corpus, seed=seed)))
             print(format_runs(rows[-1:]).splitlines()[-1], flush=True)
             if first and args.masked:
                 student = train_one(corpus / "shards", work / variant / f"seed{seed}" / "masked", config, seed,
-                                    args.max_steps, {**MASKED, "teacher": run["model"]})
+                                    args.max_steps, {**MASKED, "teacher": run["model"]},
+                                    eval_every=args.eval_every, corpus=corpus)
                 r = _row("masked student", variant, seed, student, score(student["model"], corpus, seed=seed))
                 r["vs_unmasked"] = {
                     "steps_per_s_ratio": round(student["steps_per_s"] / run["steps_per_s"], 2),
@@ -243,10 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"masked student ({m['variant']}): {m['vs_unmasked']}")
     print("targets: " + ", ".join(f"{k} {'yes' if v else 'NO' if v is not None else '-'}"
                                   for k, v in result["targets"].items()))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    print(f"wrote {out}")
+    write_results(args.out, result)
     return 0
 
 

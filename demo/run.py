@@ -86,7 +86,7 @@ def run_eval(corpus: Path, model_dir: Path, eval_dir: Path) -> dict:
     model's matching head was trained: ``itc`` (dual encoder) and ``itm`` (the ITC top ``HELDOUT_ITM_K``
     re-ranked by the matching head: the row the paper reports)."""
     import vtr
-    from vtr.eval.retrieval import eval_command
+    from vtr.eval.command import eval_command
 
     model = vtr.create_model(str(model_dir))
     itm = model.cfg.itm_trained

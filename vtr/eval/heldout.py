@@ -72,7 +72,7 @@ def heldout_scores(model, corpus, shuffle_frames: bool = False, seed: int = 0, i
     import torch
 
     from vtr.eval.metrics import retrieval_metrics
-    from vtr.eval.retrieval import itm_rerank
+    from vtr.eval.rerank import itm_rerank
 
     itm = model.cfg.itm_trained if itm is None else itm
     f = heldout_features(model, corpus, shuffle_frames=shuffle_frames, seed=seed, with_itm_inputs=itm)
