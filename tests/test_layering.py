@@ -83,3 +83,18 @@ def test_the_app_reaches_the_index_only_through_its_public_doors():
                      and node.attr == "catalog"]
     assert inside == [] and catalog_reads == []
     assert imports_in(REPO / "app", lambda m: m in APP_DOORS)  # the check looks at the app's real imports
+
+
+def test_the_index_folder_layout_is_imported_from_its_own_module():
+    """Names of the index folder contract come from index.layout, never through index.build (anywhere in the
+    project): build.py uses the layout like every other stage."""
+    import index.layout
+
+    layout_names = set(index.layout.__all__)
+    through_build = [f"{p.relative_to(REPO)}:{node.lineno} {a.name}"
+                     for top in ("index", "app", "demo", "bench", "tests", "vtr", "pretrain")
+                     for p in sorted((REPO / top).rglob("*.py"))
+                     for node in ast.walk(ast.parse(p.read_text())) if isinstance(node, ast.ImportFrom)
+                     and node.module == "index.build" for a in node.names if a.name in layout_names]
+    assert through_build == []
+    assert {"MANIFEST", "read_manifest", "thumbnail_path"} <= layout_names  # the check knows the layout's names
