@@ -10,6 +10,8 @@ Sections (``--sections``, comma separated; default all):
                 SDPA, and with materialised softmax(QKᵀ)V (the paper's Fig. 1 baseline).
 - ``breakdown`` where the time of VideoMamba-M 8×224² goes (scan, matmuls, conv, norms, flips/copies/other).
 - ``conv``      (not in the default list) the mixer's conv1d + SiLU alone: torch vs the fused numba kernel.
+- ``mixer``     (not in the default list) one VideoMamba-M mixer (inference, fused conv), per dtype and ``--batch``:
+                the backward direction through flips and a separate sum/cast vs inside the scan kernel's indexing.
 - ``ab``        (not in the default list) VideoMamba-M in one process with the ``--fused`` variants alternated
                 forward by forward, per dtype and ``--batch``: ``--sections ab --fused 1,0 --dtypes fp32,bf16``.
 
@@ -367,6 +369,20 @@ def section_breakdown(args):
     return out
 
 
+def _alternate(variants: dict, repeats: int):
+    """Call every variant ``repeats`` times, alternated call by call (load changes hit all alike); returns
+    ``(wall, cpu)``: seconds per call, lists per variant name."""
+    wall = {k: [] for k in variants}
+    cpu = {k: [] for k in variants}
+    for _ in range(repeats):
+        for k, fn in variants.items():
+            t0, c0 = time.perf_counter(), time.process_time()
+            fn()
+            wall[k].append(time.perf_counter() - t0)
+            cpu[k].append(time.process_time() - c0)
+    return wall, cpu
+
+
 def section_conv(args):
     """The causal conv1d + SiLU of one VideoMamba-M mixer direction ([1, 1152, 1569] out of xz [1, 2304, 1569]):
     torch (what VTR_FUSED=0 runs: an explicit flip for the backward direction, a cast, one pass per tap) vs the
@@ -387,23 +403,56 @@ def section_conv(args):
             "fused fwd": lambda: causal_conv1d_silu_fused(xz, 0, di, w, b, reverse=False),
             "fused bwd (reverse)": lambda: causal_conv1d_silu_fused(xz, 0, di, w, b, reverse=True),
         }
-        wall = {k: [] for k in variants}
-        cpu = {k: [] for k in variants}
         with torch.inference_mode():
             for fn in variants.values():
                 fn()
-            for _ in range(args.conv_repeats):
-                for k, fn in variants.items():
-                    t0, c0 = time.perf_counter(), time.process_time()
-                    fn()
-                    wall[k].append(time.perf_counter() - t0)
-                    cpu[k].append(time.process_time() - c0)
+            wall, cpu = _alternate(variants, args.conv_repeats)
         for k in variants:
             row = {"dtype": dtype, "variant": k, "wall_ms": 1e3 * min(wall[k]), "cpu_ms": 1e3 * min(cpu[k]),
                    "loadavg": os.getloadavg()[0]}
             out.append(row)
             print(f"[conv] {dtype} {k:20s} wall {row['wall_ms']:7.2f} ms  CPU {row['cpu_ms']:7.2f} ms  "
                   f"load {row['loadavg']:.1f}", flush=True)
+    return out
+
+
+def section_mixer(args):
+    """One BiMambaMixer of VideoMamba-M (d_model 576, L = 1569 at 8×224²), inference with the fused conv: the
+    previous path (z flipped, scan, output flipped, summed, then cast for out_proj) vs the current one (the scan
+    kernel reads z back to front, adds into the forward output and writes out_proj's dtype), alternated call by
+    call; best CPU and wall milliseconds of ``--conv-repeats`` calls."""
+    import torch
+
+    from vtr.models.mamba import BiMambaMixer, _channels_first_linear
+    from vtr.ops.selective_scan import selective_scan
+
+    torch.manual_seed(0)
+    m = BiMambaMixer(576).eval()
+    fwd = (m.conv1d, m.x_proj, m.dt_proj, m.A_log, m.D)
+    bwd = (m.conv1d_b, m.x_proj_b, m.dt_proj_b, m.A_b_log, m.D_b)
+
+    def with_flips(h):
+        xz = _channels_first_linear(m.in_proj.weight, h.mT)
+        o = selective_scan(**m._scan_args(xz, *fwd, fused=True))
+        a = m._scan_args(xz, *bwd, reverse=True, fused=True)
+        a["z"] = a["z"].flip(-1)
+        return m._out_proj(o.add_(selective_scan(**a).flip(-1)))
+
+    out = []
+    for dtype in args.dtypes:
+        for batch in args.batch:
+            h = torch.randn(batch, 1569, 576)
+            variants = {"flips + sum + cast": lambda: with_flips(h), "in the kernel": lambda: m(h)}
+            with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=(dtype == "bf16")):
+                ref, got = (fn().float() for fn in variants.values())  # warm-up, and a check that both agree
+                diff = ((got - ref).abs().max() / ref.abs().max()).item()
+                wall, cpu = _alternate(variants, args.conv_repeats)
+            for k in variants:
+                row = {"dtype": dtype, "batch": batch, "variant": k, "wall_ms": 1e3 * min(wall[k]) / batch,
+                       "cpu_ms": 1e3 * min(cpu[k]) / batch, "rel_diff": diff, "loadavg": os.getloadavg()[0]}
+                out.append(row)
+                print(f"[mixer] {dtype} B={batch} {k:20s} wall {row['wall_ms']:7.2f} ms/clip  CPU "
+                      f"{row['cpu_ms']:7.2f} ms/clip  (rel. diff {diff:.1e})  load {row['loadavg']:.1f}", flush=True)
     return out
 
 
@@ -571,6 +620,8 @@ def main(argv=None):
         report["breakdown"] = section_breakdown(args)
     if "conv" in sections:
         report["conv"] = section_conv(args)
+    if "mixer" in sections:
+        report["mixer"] = section_mixer(args)
     if "ab" in sections:
         report["ab"] = section_ab(args)
     print_table(encoder_rows + baseline_rows)

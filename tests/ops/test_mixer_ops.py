@@ -48,12 +48,16 @@ def test_mixer_inference_with_fused_conv_matches_reference(length, monkeypatch):
     h = torch.randn(2, length, 24)
     with torch.no_grad():
         ref = reference_mixer(m, h)
-        calls = []
+        calls, flips = [], []
         real = mixer_ops.causal_conv1d_silu_fused
         monkeypatch.setattr("vtr.models.mamba.causal_conv1d_silu_fused",
                             lambda *a, **k: calls.append(k["reverse"]) or real(*a, **k))
+        real_flip = torch.Tensor.flip
+        monkeypatch.setattr(torch.Tensor, "flip", lambda self, *a: flips.append(a) or real_flip(self, *a))
         fused = m(h)
         assert calls == [False, True]  # both directions went through the kernel
+        assert flips == []  # the backward direction is reversed inside the kernels' indexing, never copied
+        monkeypatch.undo()
         monkeypatch.setenv("VTR_FUSED", "0")
         plain = m(h)
     torch.testing.assert_close(fused, ref, rtol=1e-4, atol=1e-5)

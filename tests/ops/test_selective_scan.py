@@ -250,3 +250,79 @@ def test_numba_inference_long_sequence_strong_decay():
         y = ss.selective_scan_numba(**x, delta_softplus=True)
     assert torch.isfinite(y).all()
     assert rel(y, scan64(**x, delta_softplus=True)) < 1e-5
+
+
+# -------------------------------------------- inference entry with the mixer's layouts (gate/output reversed)
+def _layout_case(dtype_z, sliced, batch=2, dim=21, length=130):
+    x = make(batch, dim, length)
+    z = x.pop("z")
+    if sliced:  # the gate as the mixer passes it: a channel slice of a wider tensor (not contiguous for B > 1)
+        wide = torch.randn(batch, 2 * dim, length)
+        wide[:, dim:] = z
+        z = wide.to(dtype_z)[:, dim:]
+        assert not z.is_contiguous()
+    else:
+        z = z.to(dtype_z)
+    return x, z
+
+
+@needs_numba
+@pytest.mark.parametrize("reverse_io", [False, True], ids=["forward", "reversed"])
+@pytest.mark.parametrize("with_add", [False, True], ids=["alone", "add"])
+@pytest.mark.parametrize("dtype_z, sliced", [(torch.float32, False), (torch.float32, True), (torch.bfloat16, True)],
+                         ids=["z32", "z32-slice", "z16-slice"])
+def test_scan_inference_layouts_match_reference(reverse_io, with_add, dtype_z, sliced):
+    x, z = _layout_case(dtype_z, sliced)
+    add = torch.randn(x["u"].shape) if with_add else None
+    with torch.no_grad():
+        # the readable composition (flip, reference scan, flip, add) is the ground truth
+        want = ss.selective_scan_inference(**x, z=z, delta_softplus=True, reverse_io=reverse_io,
+                                           add=None if add is None else add.clone(), impl="ref")
+        z_scan = z.float().flip(-1) if reverse_io else z.float()
+        ref = ss.selective_scan_ref(**x, z=z_scan, delta_softplus=True)
+        ref = (ref.flip(-1) if reverse_io else ref) + (0 if add is None else add)
+        assert rel(want, ref) == 0  # the composition is literally that
+        got = ss.selective_scan_inference(**x, z=z, delta_softplus=True, reverse_io=reverse_io,
+                                          add=None if add is None else add.clone(), out_dtype=torch.float32)
+        got16 = ss.selective_scan_inference(**x, z=z, delta_softplus=True, reverse_io=reverse_io,
+                                            add=None if add is None else add.clone(), out_dtype=torch.bfloat16)
+    assert got.dtype == torch.float32 and got16.dtype == torch.bfloat16
+    assert rel(got, want) < 1e-5
+    # bf16 output: the same fp32 values, rounded once to nearest even (as torch's cast rounds)
+    assert torch.equal(got16, got.to(torch.bfloat16))
+
+
+@needs_numba
+def test_scan_inference_numba_path_makes_no_flip_and_adds_in_place(monkeypatch):
+    x, z = _layout_case(torch.float32, sliced=True)
+    add = torch.randn(x["u"].shape)
+    expect = add + ss.selective_scan_ref(**x, z=z.flip(-1), delta_softplus=True).flip(-1)
+    flips = []
+    real_flip = torch.Tensor.flip
+    monkeypatch.setattr(torch.Tensor, "flip", lambda self, *a: flips.append(a) or real_flip(self, *a))
+    with torch.no_grad():
+        got = ss.selective_scan_inference(**x, z=z, delta_softplus=True, reverse_io=True, add=add)
+    assert flips == []
+    assert got.data_ptr() == add.data_ptr()  # the sum was written over `add`, no new buffer
+    assert rel(got, expect) < 1e-5
+
+
+def test_scan_inference_under_autograd_is_the_differentiable_composition():
+    x, z = _layout_case(torch.float32, sliced=False, batch=1, dim=3, length=20)
+    xg = {k: v.clone().requires_grad_() if v is not None else None for k, v in x.items()}
+    y = ss.selective_scan_inference(**xg, z=z, delta_softplus=True, reverse_io=True)
+    y64 = scan64(**x, z=z.flip(-1), delta_softplus=True).flip(-1)
+    assert rel(y.detach(), y64) < 1e-5
+    y.sum().backward()
+    assert all(xg[k].grad is not None for k in ("u", "delta", "A", "B", "C"))
+
+
+def test_rows_of_reads_a_channel_slice_without_a_copy():
+    wide = torch.randn(3, 10, 7)
+    src, off = ss._rows_of(wide[:, 6:])
+    assert src is wide and off == 6
+    src, off = ss._rows_of(wide[:, 2:5])
+    assert src is wide and off == 2
+    strided = wide[:, :, ::2]  # not a channel slice: copied
+    src, off = ss._rows_of(strided)
+    assert off == 0 and src.is_contiguous() and torch.equal(src, strided)

@@ -19,7 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from vtr.ops.mixer_ops import causal_conv1d_silu_fused, fused_available
-from vtr.ops.selective_scan import selective_scan
+from vtr.ops.selective_scan import selective_scan, selective_scan_inference
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +123,8 @@ class BiMambaMixer(nn.Module):
 
     xz = in_proj(h); x, z = split(xz); o_fwd = dir(x, z); o_bwd = dir_b(flip(x), flip(z));
     out = out_proj(o_fwd + flip(o_bwd)) — no division by 2. Both directions go through
-    :func:`vtr.ops.selective_scan.selective_scan`.
+    :func:`vtr.ops.selective_scan.selective_scan`; CPU inference with the fused kernels through
+    :func:`~vtr.ops.selective_scan.selective_scan_inference`, which computes the same without the flips.
     """
 
     def __init__(self, d_model, d_state=16, d_conv=4, expand=2, dt_rank="auto", dt_min=0.001, dt_max=0.1,
@@ -164,14 +165,16 @@ class BiMambaMixer(nn.Module):
             proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))
             proj.bias._no_reinit = True
 
-    def _direction(self, xz, conv, x_proj, dt_proj, A_log, D, reverse=False):
-        """One scan direction. xz: [B, 2·d_inner, L] -> [B, d_inner, L] (in reversed time when ``reverse``)."""
+    def _scan_args(self, xz, conv, x_proj, dt_proj, A_log, D, reverse=False, fused=False):
+        """One direction's selective-scan arguments from xz: [B, 2·d_inner, L]; u, delta, B, C: [B, ·, L] in the
+        direction's scan order (reversed time when ``reverse``). z is in scan order too, except on the ``fused``
+        path, where it stays the forward-time slice of xz and the scan kernel reads it back to front."""
         di, r, n = self.d_inner, self.dt_rank, self.d_state
-        if fused_available(xz):
+        if fused:
             # numba conv + SiLU reads x straight out of xz (bf16 or fp32, back to front for the backward
             # direction): no flipped copy of x, no upcast copy, one pass instead of one per tap
             u = causal_conv1d_silu_fused(xz, 0, di, conv.weight, conv.bias, reverse=reverse)  # [B, di, L] fp32
-            z = xz[:, di:].flip(-1) if reverse else xz[:, di:]
+            z = xz[:, di:]
         else:
             if reverse:
                 xz = xz.flip(-1)  # one flip of x and z together
@@ -181,18 +184,27 @@ class BiMambaMixer(nn.Module):
         # u then reach the fp32 scan without casts, and Δ = softplus(·) is not rounded to bf16.
         x_dbl = _channels_first_linear(x_proj.weight, u, dtype=u.dtype)  # [B, R+2N, L]
         delta = _channels_first_linear(dt_proj.weight, x_dbl[:, :r], dtype=u.dtype)  # [B, di, L]; bias in scan
-        A = -torch.exp(A_log.float())
         # B, C: [B, N, L] views; the scan re-lays them out as it needs (the CPU kernel wants [B, L, N]).
-        return selective_scan(u, delta, A, x_dbl[:, r:r + n], x_dbl[:, r + n:], D.float(), z=z,
-                              delta_bias=dt_proj.bias.float(), delta_softplus=True)
+        return dict(u=u, delta=delta, A=-torch.exp(A_log.float()), B=x_dbl[:, r:r + n], C=x_dbl[:, r + n:],
+                    D=D.float(), z=z, delta_bias=dt_proj.bias.float(), delta_softplus=True)
 
     def forward(self, h):
         """h: [B, L, D] -> [B, L, D]."""
         xz = _channels_first_linear(self.in_proj.weight, h.mT)  # [B, 2·di, L] straight from [B, L, D]
-        o = self._direction(xz, self.conv1d, self.x_proj, self.dt_proj, self.A_log, self.D)
+        fwd = (self.conv1d, self.x_proj, self.dt_proj, self.A_log, self.D)
         # The backward scan runs on the reversed sequence with the _b parameters.
-        o_b = self._direction(xz, self.conv1d_b, self.x_proj_b, self.dt_proj_b, self.A_b_log, self.D_b, reverse=True)
-        o_b = o_b.flip(-1)
+        bwd = (self.conv1d_b, self.x_proj_b, self.dt_proj_b, self.A_b_log, self.D_b)
+        if fused_available(xz):
+            # Inference on CPU: the backward direction reads its gate back to front and adds its output into the
+            # forward direction's, in forward time, inside the scan kernel (no flipped copies, no separate sum);
+            # under autocast that sum is written in the bf16 out_proj reads (no cast pass).
+            o = selective_scan_inference(**self._scan_args(xz, *fwd, fused=True), out_dtype=torch.float32)
+            o = selective_scan_inference(**self._scan_args(xz, *bwd, reverse=True, fused=True), reverse_io=True,
+                                         add=o, out_dtype=_autocast_dtype("cpu") or torch.float32)
+            return self._out_proj(o)
+        # Autograd (training), CUDA, or VTR_FUSED=0: the readable composition, differentiable on every path.
+        o = selective_scan(**self._scan_args(xz, *fwd))
+        o_b = selective_scan(**self._scan_args(xz, *bwd, reverse=True)).flip(-1)
         o = o.add_(o_b) if not torch.is_grad_enabled() else o + o_b
         # out_proj back to [B, L, D] = oᵀ · Wᵀ, the transposes folded into the GEMM.
         return self._out_proj(o)

@@ -12,25 +12,11 @@ inside the kernel instead of in a copy.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange, types
-from numba.extending import overload
+from numba import njit, prange
 
-from vtr.ops._scan_numba import _i32_as_f32, exp32
+from vtr.ops._scan_numba import as_f32, exp32
 
 _F = np.float32
-
-
-def as_f32(v):
-    """float32 value of one element: a float, or the int16 bits of a bfloat16."""
-    raise NotImplementedError  # only called from numba code, where the overload below replaces it
-
-
-@overload(as_f32, inline="always")
-def _as_f32_impl(v):
-    if isinstance(v, types.Integer):
-        # bf16 bits are the top half of the float32 bits: widen (the sign extension is shifted out) and shift
-        return lambda v: _i32_as_f32(np.int32(v) << np.int32(16))
-    return lambda v: np.float32(v)
 
 
 # fastmath={"contract"}: FMAs only (one rounding instead of two), no reassociation; error_model="numpy": IEEE

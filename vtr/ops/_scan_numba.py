@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
 CHUNK = 64  # time steps per tile: scratch of a few CHUNK×N buffers stays in L1
 _F = np.float32
@@ -51,6 +51,40 @@ def _f32_as_i32(typingctx, x):
         return builder.bitcast(args[0], ir.IntType(32))
 
     return sig, codegen
+
+
+def as_f32(v):
+    """float32 value of one element: a float, or the int16 bits of a bfloat16."""
+    raise NotImplementedError  # only called from numba code, where the overload below replaces it
+
+
+@overload(as_f32, inline="always")
+def _as_f32_impl(v):
+    if isinstance(v, types.Integer):
+        # bf16 bits are the top half of the float32 bits: widen (the sign extension is shifted out) and shift
+        return lambda v: _i32_as_f32(np.int32(v) << np.int32(16))
+    return lambda v: np.float32(v)
+
+
+@njit(inline="always", fastmath=False, cache=True)
+def bf16_bits(v):
+    """The int16 bits of float32 ``v`` rounded to bfloat16, to nearest even (torch's ``.to(torch.bfloat16)``)."""
+    if v != v:
+        return np.int16(0x7FC0)  # a quiet NaN (rounding could carry a NaN's payload into the exponent)
+    bits = _f32_as_i32(v)
+    return np.int16((bits + np.int32(0x7FFF) + ((bits >> np.int32(16)) & np.int32(1))) >> np.int32(16))
+
+
+def from_f32(v, like):
+    """``v`` (float32) as an element of array ``like``: float32, or the int16 bits of a bfloat16."""
+    raise NotImplementedError  # only called from numba code, where the overload below replaces it
+
+
+@overload(from_f32)  # LLVM inlines it; numba-level inlining warns (an internal SSA check)
+def _from_f32_impl(v, like):
+    if isinstance(like.dtype, types.Integer):
+        return lambda v, like: bf16_bits(v)
+    return lambda v, like: np.float32(v)
 
 
 @njit(inline="always", fastmath=False, cache=True)
@@ -307,13 +341,58 @@ def scan_bwd(u, delta, A, Bt, Ct, Dv, z, bias, softplus, has_z, dout, ckpt, n_gr
 W = 16  # channels per block of the inference kernel: one SIMD lane per channel (one zmm)
 
 
+@njit(inline="always", fastmath=False, cache=True)
+def _load_row(src, t0, T, L, reverse, dst):
+    """dst[:T] = float32 of src at scan steps t0..t0+T (src: one channel's row in natural time, float32 or bf16
+    bits); ``reverse``: scan step t is natural position L-1-t."""
+    if reverse:
+        seg = src[L - t0 - T:L - t0]
+        for t in range(T):
+            dst[t] = as_f32(seg[T - 1 - t])
+    else:
+        seg = src[t0:t0 + T]
+        for t in range(T):
+            dst[t] = as_f32(seg[t])
+
+
+@njit(inline="always", fastmath=False, cache=True)
+def _store_row(r, t0, T, L, reverse, acc, has_acc, dst, tmp):
+    """dst (one channel's row in natural time, float32 or bf16 bits) at scan steps t0..t0+T = r[:T] (+ acc, the
+    same positions of a float32 row); ``reverse`` as in :func:`_load_row` (tmp: CHUNK scratch for the reversal)."""
+    if reverse:
+        o0 = L - t0 - T
+        for k in range(T):  # a copy in L1, so that the loops below run forward over contiguous memory
+            tmp[k] = r[T - 1 - k]
+        fw = tmp
+    else:
+        o0 = t0
+        fw = r
+    seg = dst[o0:o0 + T]
+    if has_acc:
+        aseg = acc[o0:o0 + T]
+        for k in range(T):
+            seg[k] = from_f32(fw[k] + aseg[k], seg)
+    else:
+        for k in range(T):
+            seg[k] = from_f32(fw[k], seg)
+
+
 # fastmath={"contract"} only: lets LLVM fuse a*b + c into FMAs (one rounding instead of two: never less
 # accurate; no reassociation, no finite-math assumptions). error_model="numpy": IEEE division without a
 # ZeroDivisionError branch, which lets softplus and sigmoid vectorise (no divisor here can be zero: sigmoid
 # divides by 1 + exp ≥ 1, softplus's v == 1 lane is discarded by the select).
 @njit(parallel=True, fastmath={"contract"}, error_model="numpy", cache=True)
-def scan_fwd_infer(u, delta, A, Bt, Ct, Dv, z, bias, softplus, has_z, out):
+def scan_fwd_infer(u, delta, A, Bt, Ct, Dv, z, zc0, bias, softplus, has_z, reverse_io, acc, has_acc, out):
     """Inference forward (no checkpoints), same contract as :func:`scan_fwd`, vectorised across channels.
+
+    Extra layout options (what the backward direction of the bidirectional mixer needs, so that it makes no
+    flipped copies, no separate sum and no cast):
+
+    - z: [B, C', L] float32 or int16 (bf16 bits); channel d's gate is row ``zc0 + d`` (z may be the whole xz).
+    - ``reverse_io``: u, Δ, B, C are in scan order but z and out in natural order: scan step t is position
+      L-1-t of z's and out's rows (the scan runs back to front over a forward-ordered sequence).
+    - ``has_acc``: out = scan + acc (acc: [B, D, L] float32, out's order; it may be out itself).
+    - out: [B, D, L] float32 or int16 (bf16 bits, rounded to nearest even); computation is fp32 throughout.
 
     One ``prange`` task per (batch, block of W consecutive channels). The block's state is s[N, W], channel
     fastest, so the per-step loop over (n, c) runs the W channels in SIMD lanes: exp(Δ_t[c]·A[c, n]), the
@@ -326,7 +405,9 @@ def scan_fwd_infer(u, delta, A, Bt, Ct, Dv, z, bias, softplus, has_z, out):
     Notes for whoever edits this (numba runs LLVM's loop vectoriser but not the SLP vectoriser): a constant
     W-iteration loop with a small body is fully unrolled into scalar code, so the (n, c) loop keeps the big
     exp body and the sums are flat runtime-length loops; index time-sliced views with the bare loop variable
-    (``x[t0 + t]`` carries numba's negative-index wraparound per lane and becomes a gather).
+    (``x[t0 + t]`` carries numba's negative-index wraparound per lane and becomes a gather). The reversed and
+    bf16 accesses are confined to copy loops over one chunk (:func:`_load_row`, :func:`_store_row`), so the
+    loops with exp stay forward and contiguous.
     """
     nb, nd, L = u.shape
     N = A.shape[1]
@@ -344,6 +425,8 @@ def scan_fwd_infer(u, delta, A, Bt, Ct, Dv, z, bias, softplus, has_z, out):
         dtb = np.zeros((CHUNK, W), np.float32)
         dub = np.zeros((CHUNK, W), np.float32)
         yb = np.zeros((CHUNK, W), np.float32)
+        zr = np.zeros(CHUNK, np.float32)   # one channel's gate in scan order
+        tmp = np.zeros(CHUNK, np.float32)  # one channel's output, reversed
         P = np.zeros(NW, np.float32)
         P2 = P.reshape((Np, W))
         s = np.zeros((Np, W), np.float32)
@@ -394,14 +477,14 @@ def scan_fwd_infer(u, delta, A, Bt, Ct, Dv, z, bias, softplus, has_z, out):
                     rows[c, t] = yb[t, c]
             for c in range(nc):  # D skip, SiLU gate, along time
                 ubc = u[b, d0 + c, t0:t0 + T]
-                ob = out[b, d0 + c, t0:t0 + T]
                 Dd = Dv[d0 + c]
                 r = rows[c]
                 if has_z:
-                    zb = z[b, d0 + c, t0:t0 + T]
+                    _load_row(z[b, zc0 + d0 + c], t0, T, L, reverse_io, zr)
                     for t in range(T):
-                        zt = zb[t]
-                        ob[t] = (r[t] + Dd * ubc[t]) * (zt * sigmoid32(zt))
+                        zt = zr[t]
+                        r[t] = (r[t] + Dd * ubc[t]) * (zt * sigmoid32(zt))
                 else:
                     for t in range(T):
-                        ob[t] = r[t] + Dd * ubc[t]
+                        r[t] = r[t] + Dd * ubc[t]
+                _store_row(r, t0, T, L, reverse_io, acc[b, d0 + c] if has_acc else r, has_acc, out[b, d0 + c], tmp)

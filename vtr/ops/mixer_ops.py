@@ -48,11 +48,6 @@ def fused_available(x: torch.Tensor) -> bool:
     return _load() is not None
 
 
-def _numpy_view(t: torch.Tensor):
-    """float32 -> its array; bfloat16 -> an int16 array of its bits (numba has no bf16)."""
-    return (t.view(torch.int16) if t.dtype == torch.bfloat16 else t).numpy()
-
-
 # ------------------------------------------------------------------------------------- conv1d + SiLU
 def causal_conv1d_silu_ref(x, weight, bias, reverse=False):
     """x: [B, C, L]; weight: [C, K]; bias: [C] or None -> SiLU(causal depthwise conv) [B, C, L] in fp32.
@@ -71,7 +66,7 @@ def causal_conv1d_silu_ref(x, weight, bias, reverse=False):
 def causal_conv1d_silu_fused(xz, channel_offset, channels, weight, bias, reverse=False):
     """The numba kernel on channels ``[offset, offset + channels)`` of ``xz`` [B, C', L] (fp32 or bf16, no copy)
     -> fp32 [B, channels, L]; same result as ``causal_conv1d_silu_ref(xz[:, offset:offset + channels], ...)``."""
-    from vtr.ops.selective_scan import _launch
+    from vtr.ops.selective_scan import _launch, numba_view
 
     mod = _load()
     xz = xz.contiguous()
@@ -79,6 +74,6 @@ def causal_conv1d_silu_fused(xz, channel_offset, channels, weight, bias, reverse
     w = weight.detach().reshape(channels, -1).float().contiguous()
     bias = torch.zeros(channels) if bias is None else bias.detach().float().contiguous()
     out = torch.empty(b, channels, length, dtype=torch.float32)
-    _launch(mod.conv1d_silu, _numpy_view(xz), int(channel_offset), w.numpy(), bias.numpy(), bool(reverse),
+    _launch(mod.conv1d_silu, numba_view(xz), int(channel_offset), w.numpy(), bias.numpy(), bool(reverse),
             out.numpy())
     return out

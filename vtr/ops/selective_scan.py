@@ -21,7 +21,7 @@ Implementations, side by side (every one computes in fp32 and casts the result b
 
 - :func:`selective_scan_ref` — the readable loop, the ground truth for tests.
 - ``numba`` — fused CPU kernels (``_scan_numba.py``): for inference one pass per block of 16 channels
-  (SIMD lanes across channels); with autograd a forward that checkpoints the state every 64 steps and a
+  (SIMD lanes across channels; the gate read and the result written in fp32 or bf16); with autograd a forward that checkpoints the state every 64 steps and a
   hand-written reverse-time backward.
 - :func:`selective_scan_torch` — pure PyTorch, any device: a chunked two-level sequential scan, vectorised
   over channels, state and chunks; autograd with per-channel-tile recomputation.
@@ -37,6 +37,10 @@ Implementations, side by side (every one computes in fp32 and casts the result b
 ``cuda``      torch                                  mamba_ssm, else torch
 ``ref``       reference                              reference
 ============  =====================================  ======================================
+
+:func:`selective_scan_inference` is the no-autograd entry with the layout options of the bidirectional mixer
+(gate and output in the opposite time order to the scan, a sum with the other direction, a bf16 result): one
+numba kernel call on that path, the readable composition flip → scan → flip → add → cast everywhere else.
 
 numba and mamba_ssm are imported inside functions on first use; an import failure is logged once and the next
 best path runs, so ``import vtr`` never fails for want of either. :func:`available_backends` says what would run.
@@ -247,6 +251,30 @@ def _f32(t):
     return t.detach().to(torch.float32).contiguous()
 
 
+def numba_view(t: torch.Tensor):
+    """A contiguous CPU tensor as the array a kernel reads: float32 -> its array; bfloat16 -> an int16 array of
+    its bits (numba has no bf16; the kernels convert with ``as_f32`` / ``from_f32``)."""
+    return (t.view(torch.int16) if t.dtype == torch.bfloat16 else t).numpy()
+
+
+def _rows_of(t):
+    """(contiguous tensor, channel offset) from which a kernel reads row ``t[b, c]`` as ``src[b, offset + c]``.
+
+    ``t`` itself when contiguous; the tensor ``t`` slices channels of when it is such a slice (the mixer's
+    ``z = xz[:, d_inner:]``, not contiguous for batch > 1), so no copy is made; else a contiguous copy.
+    """
+    if t.is_contiguous():
+        return t, 0
+    base = t._base
+    if (base is not None and base.is_contiguous() and base.dim() == 3 and base.dtype == t.dtype
+            and base.shape[0] == t.shape[0] and base.shape[2] == t.shape[2] and base.stride() == t.stride()):
+        length = t.shape[2]
+        off = t.storage_offset() - base.storage_offset()
+        if off % length == 0 and 0 <= off // length <= base.shape[1] - t.shape[1]:
+            return base, off // length
+    return t.contiguous(), 0
+
+
 def _numba_inputs(u, delta, A, B, C, D, z, delta_bias):
     dim = u.shape[1]
     zeros = torch.zeros(dim, dtype=torch.float32)
@@ -259,18 +287,39 @@ def _numba_inputs(u, delta, A, B, C, D, z, delta_bias):
     )
 
 
-def _numba_forward(mod, inputs, delta_softplus, has_z, save_ckpt):
+def _numba_forward(mod, inputs, delta_softplus, has_z):
+    """The training kernel: output and the state checkpoints its backward needs."""
     u32 = inputs[0]
     batch, dim, length = u32.shape
     N = inputs[2].shape[1]
     out = torch.empty_like(u32)
-    fwd, _, fwd_infer = _kernels(mod)
-    if not save_ckpt:  # inference: the channel-blocked kernel, no checkpoints
-        _launch(fwd_infer, *(t.numpy() for t in inputs), bool(delta_softplus), bool(has_z), out.numpy())
-        return out, None
+    fwd, _, _ = _kernels(mod)
     ckpt = torch.empty(batch, dim, -(-length // mod.CHUNK), N)
     _launch(fwd, *(t.numpy() for t in inputs), bool(delta_softplus), bool(has_z), out.numpy(), ckpt.numpy())
     return out, ckpt
+
+
+_KERNEL_DTYPES = (torch.float32, torch.bfloat16)  # what the inference kernel reads for z and writes for out
+
+
+def _numba_infer(mod, u, delta, A, B, C, D, z, delta_bias, delta_softplus, reverse_io, add, out_dtype):
+    """The inference kernel, one call: z read in place (fp32 or bf16 bits), the result written in ``out_dtype``
+    (fp32 or bf16), into ``add`` itself when that is a contiguous fp32 tensor. See :func:`selective_scan_inference`."""
+    u32, d32, A32, Bt, Ct, Dv, _, bias = _numba_inputs(u, delta, A, B, C, D, None, delta_bias)
+    if z is None:
+        z_src, zc0 = torch.zeros(1, 1, 1), 0
+    else:
+        z_src, zc0 = _rows_of(z.detach() if z.dtype in _KERNEL_DTYPES else z.detach().float())
+    if add is not None and out_dtype == torch.float32 and add.dtype == torch.float32 and add.is_contiguous():
+        out = add.detach()
+    else:
+        out = torch.empty(u.shape, dtype=out_dtype)
+    acc = torch.zeros(1, 1, 1) if add is None else _f32(add)
+    _, _, fwd_infer = _kernels(mod)
+    _launch(fwd_infer, u32.numpy(), d32.numpy(), A32.numpy(), Bt.numpy(), Ct.numpy(), Dv.numpy(), numba_view(z_src),
+            int(zc0), bias.numpy(), bool(delta_softplus), z is not None, bool(reverse_io), acc.numpy(),
+            add is not None, numba_view(out))
+    return out
 
 
 class _NumbaScan(torch.autograd.Function):
@@ -279,7 +328,7 @@ class _NumbaScan(torch.autograd.Function):
     @staticmethod
     def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus, mod):
         inputs = _numba_inputs(u, delta, A, B, C, D, z, delta_bias)
-        out, ckpt = _numba_forward(mod, inputs, delta_softplus, z is not None, save_ckpt=True)
+        out, ckpt = _numba_forward(mod, inputs, delta_softplus, z is not None)
         ctx.save_for_backward(*inputs, ckpt)
         ctx.mod, ctx.softplus = mod, bool(delta_softplus)
         ctx.present = (D is not None, z is not None, delta_bias is not None)
@@ -324,8 +373,8 @@ def selective_scan_numba(u, delta, A, B, C, D=None, z=None, delta_bias=None, del
         t is not None and t.requires_grad for t in (u, delta, A, B, C, D, z, delta_bias))
     if grad:
         return _NumbaScan.apply(u, delta, A, B, C, D, z, delta_bias, delta_softplus, mod)
-    inputs = _numba_inputs(u, delta, A, B, C, D, z, delta_bias)
-    out, _ = _numba_forward(mod, inputs, delta_softplus, z is not None, save_ckpt=False)
+    out_dtype = u.dtype if u.dtype in _KERNEL_DTYPES else torch.float32
+    out = _numba_infer(mod, u, delta, A, B, C, D, z, delta_bias, delta_softplus, False, None, out_dtype)
     return out.to(u.dtype)
 
 
@@ -395,3 +444,39 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
                   None if D is None else D.float(), None if z is None else z.contiguous(),
                   None if delta_bias is None else delta_bias.float(), delta_softplus)
     return selective_scan_torch(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+
+
+def selective_scan_inference(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, *,
+                             reverse_io=False, add=None, out_dtype=None, impl=None):
+    """The scan for inference, with the layout options of the bidirectional mixer (no autograd needed).
+
+    u, delta: [B, D, L] and B, C: [B, N, L] in scan order; A, D, delta_bias as in :func:`selective_scan`.
+    z: [B, D, L] gate, fp32 or bf16, may be a channel slice of a larger tensor (``xz[:, d_inner:]``).
+    reverse_io: z and the result are in the opposite time order to the scan (the backward direction's input
+    is read back to front, its gate and output stay front to back). add: [B, D, L] in the result's order,
+    added to the result; it may be overwritten with the sum. out_dtype: the result's dtype (default u's).
+
+    Equals ``rev(selective_scan(u, delta, A, B, C, D, rev(z), ...)) + add`` cast to ``out_dtype``, with
+    ``rev`` a flip of the last dim when ``reverse_io`` — which is literally what runs unless the numba kernel
+    is the CPU path (see the dispatch table) and no gradient is needed. There, one kernel call: z read in place
+    in fp32 or bf16, no flipped copy, the sum and the cast done in the kernel's last pass (fp32 arithmetic
+    throughout, one rounding to bf16 at the end).
+    """
+    out_dtype = out_dtype or u.dtype
+    grad = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (u, delta, A, B, C, D, z, delta_bias, add))
+    if (not grad and u.device.type == "cpu" and out_dtype in _KERNEL_DTYPES
+            and (add is None or add.shape == u.shape) and _resolve(impl, "cpu") == "numba"):
+        _check_shapes(u, delta, A, B, C)
+        if z is not None and z.shape != u.shape:
+            raise ValueError(f"z must be [B, D, L] = {tuple(u.shape)}, got {tuple(z.shape)}")
+        return _numba_infer(_load_numba(), u, delta, A, B, C, D, z, delta_bias, delta_softplus, reverse_io, add,
+                            out_dtype)
+    if reverse_io and z is not None:
+        z = z.flip(-1)
+    y = selective_scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus, impl=impl)
+    if reverse_io:
+        y = y.flip(-1)
+    if add is not None:
+        y = add + y
+    return y.to(out_dtype)
