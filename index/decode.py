@@ -1,8 +1,8 @@
 """Decoding windows in worker processes, so that one bad or hanging file cannot stall or crash a build.
 
 Work is cut into *tasks*: ``(file, chunk)`` with up to ``chunk_windows`` windows each. A task opens the file,
-plans its windows (:mod:`index.windows`), decodes the frames of its chunk, resizes them to the model's
-resolution (uint8, so little is sent between processes) and encodes one JPEG thumbnail per window (the window's
+plans its windows (:mod:`index.windows`), decodes the frames of its chunk (large sources scaled by the decoder
+first: :func:`decoder_size`), resizes them to the model's resolution (uint8, so little is sent between processes) and encodes one JPEG thumbnail per window (the window's
 middle sampled frame). The first chunk's result tells how many chunks the file has; the others are queued then.
 
 :class:`DecodePool` runs tasks in ``workers`` spawned processes. Each worker has its own pipes, so the pool always
@@ -44,6 +44,10 @@ class DecodeSettings:
     thumbnails: bool = True
     window_policy: str = "stride"  # see index.policies
     antialias: bool = True  # the model's resize (vtr.models.retrieval.Preprocess.antialias), as in the manifest
+    # Sources larger than twice the model's size are scaled by the decoder first for weights that antialias (see
+    # decoder_size); False: every frame is converted to RGB at full resolution and only Preprocess resizes (what
+    # evaluation does).
+    decoder_scale: bool = True
 
     @property
     def preprocess(self):
@@ -96,6 +100,25 @@ def encode_jpeg(rgb: np.ndarray, width: int = THUMB_WIDTH) -> bytes:
     return b"".join(bytes(p) for p in packets)
 
 
+def decoder_size(width: int, height: int, img_size: int, antialias: bool = True) -> tuple[int, int] | None:
+    """(width, height) the decoder scales a ``width × height`` source to before the model's resize: short side
+    ``2 · img_size``, aspect kept. None (decode as it is) when the short side is not above that, or for weights
+    whose resize does not antialias (``antialias=False``, the release).
+
+    Why 2×: the final S×S resize stays :meth:`Preprocess.resize` (its bicubic, antialiased) on a 2× oversampled
+    frame, so what the model sees moves little (tests/index/test_decode_size.py states the tolerance), while the
+    RGB conversion and the float resize no longer run at 720p/1080p/4K (swscale scales in the same pass as its
+    YUV→RGB conversion, in the decoder's thread). Why not without antialias: that resize point-samples the full
+    frame and aliases, which a low-passed decoder scale cannot reproduce (mean pixel difference 13/255, embedding
+    cosine 0.977 on the test model, against 1.8/255 and 0.9992 with antialias).
+    """
+    short = 2 * int(img_size)
+    if not antialias or min(width, height) <= short:
+        return None
+    f = short / min(width, height)
+    return (max(short, int(round(width * f))), max(short, int(round(height * f))))
+
+
 def decode_chunk(path: str, chunk: int, settings: DecodeSettings, key=None) -> ChunkResult:
     """Open ``path`` and decode chunk ``chunk`` of its windows (raises VideoReadError/any error on failure).
 
@@ -123,12 +146,14 @@ def decode_chunk(path: str, chunk: int, settings: DecodeSettings, key=None) -> C
             windows, lo = part, 0
         per_window = [window_frame_indices(w, reader.fps, reader.num_frames, settings.num_frames) for w in part]
         wanted = sorted({i for idx in per_window for i in idx})
+        size = (decoder_size(reader.width, reader.height, settings.img_size, settings.antialias)
+                if settings.decoder_scale else None)
         try:
-            decoded = reader.get_frames(wanted)  # uint8 [N, H, W, 3]
+            decoded = reader.get_frames(wanted, size=size)  # uint8 [N, H, W, 3]
         except VideoReadError as e:
             part, per_window, partial = _salvage(reader, windows, lo, part, per_window, settings, e)
             wanted = sorted({i for idx in per_window for i in idx})
-            decoded = reader.get_frames(wanted) if wanted else None
+            decoded = reader.get_frames(wanted, size=size) if wanted else None
     pos = {i: k for k, i in enumerate(wanted)}
     frames, thumbs = [], []
     for idx in per_window:

@@ -148,19 +148,31 @@ class VideoReader(abc.ABC):
     def duration(self) -> float:
         return self.num_frames / self.fps if self.fps > 0 else 0.0
 
-    def get_frames(self, indices: Sequence[int]) -> torch.Tensor:
-        """Frames at ``indices`` (any order, repeats allowed) as uint8 RGB ``[T, H, W, 3]``."""
+    def get_frames(self, indices: Sequence[int], size: tuple[int, int] | None = None) -> torch.Tensor:
+        """Frames at ``indices`` (any order, repeats allowed) as uint8 RGB ``[T, H, W, 3]``.
+
+        size: ``(width, height)`` to have the decoder scale to (FFmpeg's swscale, bicubic, in the same pass as
+        the YUV→RGB conversion): a downscaled frame never exists at full resolution in RGB. None: the source size.
+        """
         indices = [int(i) for i in indices]
         for i in indices:
             if not 0 <= i < self.num_frames:
                 raise IndexError(f"frame index {i} out of range for {self.name} ({self.num_frames} frames)")
+        if size is not None:
+            size = (int(size[0]), int(size[1]))
+            if size[0] < 1 or size[1] < 1:
+                raise ValueError(f"decode size must be positive (width, height), got {size}")
+            if size == (self.width, self.height):
+                size = None
         if not indices:
-            return torch.empty((0, self.height, self.width, 3), dtype=torch.uint8)
-        return torch.from_numpy(np.ascontiguousarray(self._get_frames(indices)))
+            w, h = size or (self.width, self.height)
+            return torch.empty((0, h, w, 3), dtype=torch.uint8)
+        return torch.from_numpy(np.ascontiguousarray(self._get_frames(indices, size)))
 
     @abc.abstractmethod
-    def _get_frames(self, indices: list[int]) -> np.ndarray:
-        """Decode the frames at ``indices`` (validated, non-empty) as uint8 [T, H, W, 3]; each backend's own."""
+    def _get_frames(self, indices: list[int], size: tuple[int, int] | None = None) -> np.ndarray:
+        """Decode the frames at ``indices`` (validated, non-empty) as uint8 [T, H, W, 3], scaled to ``size``
+        (width, height) when given; each backend's own."""
 
     def close(self) -> None:
         pass
@@ -188,6 +200,7 @@ class DecordVideoReader(VideoReader):
         try:
             src = io.BytesIO(bytes(source)) if isinstance(source, (bytes, bytearray, memoryview)) else str(source)
             self._vr = decord.VideoReader(src, num_threads=1)
+            self._sized = {}  # (width, height) -> a decord reader that scales to it (decord fixes the size at open)
             self.num_frames = len(self._vr)
             self.fps = float(self._vr.get_avg_fps())
             first_shape = None
@@ -200,18 +213,30 @@ class DecordVideoReader(VideoReader):
             raise VideoReadError(name, "the video stream has zero frames")
         self.height, self.width = int(first_shape[0]), int(first_shape[1])
 
-    def _get_frames(self, indices):
+    def _reader(self, size):
+        if size is None:
+            return self._vr
+        if size not in self._sized:
+            import decord
+
+            src = self._source
+            src = io.BytesIO(bytes(src)) if isinstance(src, (bytes, bytearray, memoryview)) else str(src)
+            self._sized[size] = decord.VideoReader(src, num_threads=1, width=size[0], height=size[1])
+        return self._sized[size]
+
+    def _get_frames(self, indices, size=None):
         try:
-            return self._vr.get_batch(indices).asnumpy()
+            return self._reader(size).get_batch(indices).asnumpy()
         except Exception as e:
             if self._fallback is not None:
                 logger.warning("decord failed to decode %s (%s); retrying with PyAV", self.name, _first_line(e))
                 with self._fallback() as reader:
-                    return reader._get_frames(indices)
+                    return reader._get_frames(indices, size)
             raise VideoReadError(self.name, f"decord failed to decode frames {_span(indices)} ({_first_line(e)})") from e
 
     def close(self):
         self._vr = None
+        self._sized = {}
 
 
 class PyAVVideoReader(VideoReader):
@@ -258,7 +283,10 @@ class PyAVVideoReader(VideoReader):
         self._start_pts = stream.start_time if stream.start_time is not None else 0
         self._used = False
 
-    def _get_frames(self, indices):
+    def _get_frames(self, indices, size=None):
+        # scaling in the RGB conversion's own swscale call (bicubic, as decord's scale filter)
+        fmt = {"format": "rgb24"} if size is None else {"format": "rgb24", "width": size[0], "height": size[1],
+                                                          "interpolation": "BICUBIC"}
         wanted = sorted(set(indices))
         wanted_set = set(wanted)
         got: dict[int, np.ndarray] = {}
@@ -285,12 +313,12 @@ class PyAVVideoReader(VideoReader):
                 for frame in decoder:
                     if by_pts:
                         if frame.pts is None:  # cannot place the frame in time: count from the start instead
-                            return self._sequential_fallback(indices)
+                            return self._sequential_fallback(indices, size)
                         pos = self._index_of(frame.pts)
                     else:
                         pos += 1
                     if pos in wanted_set and pos not in got:
-                        got[pos] = frame.to_ndarray(format="rgb24")
+                        got[pos] = frame.to_ndarray(**fmt)
                     if pos >= target:
                         break
                 if target not in got:
@@ -309,10 +337,10 @@ class PyAVVideoReader(VideoReader):
                                  decodable_frames=None if by_pts else pos + 1) from e
         return np.stack([got[i] for i in indices])
 
-    def _sequential_fallback(self, indices):
+    def _sequential_fallback(self, indices, size=None):
         saved, self.seek_threshold = self.seek_threshold, None
         try:
-            return self._get_frames(indices)
+            return self._get_frames(indices, size)
         finally:
             self.seek_threshold = saved
 
