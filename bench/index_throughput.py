@@ -145,12 +145,14 @@ def _children_cpu_s() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def run_vtr_build(model, path: Path, precision: str, batch: int, workers: int, policy: str = "stride") -> dict:
+def run_vtr_build(model, path: Path, precision: str, batch: int, workers: int, policy: str = "stride",
+                  decoder_threads: int = 1) -> dict:
     from index.embed import WindowEmbedder, embed_files
     from index.decode import DecodeSettings, FileFailure
 
     pre = model.preprocess
-    settings = DecodeSettings(num_frames=pre.num_frames, img_size=pre.img_size, window_policy=policy)
+    settings = DecodeSettings(num_frames=pre.num_frames, img_size=pre.img_size, window_policy=policy,
+                              decoder_threads=decoder_threads, antialias=pre.antialias)
     embedder = WindowEmbedder(model, batch, precision, reuse_duplicates=policy == "shots")
     t0, c0, k0 = time.perf_counter(), time.process_time(), _children_cpu_s()
     items = list(embed_files(model, [(0, str(path))], settings, batch_size=batch, workers=workers, progress=False,
@@ -163,15 +165,17 @@ def run_vtr_build(model, path: Path, precision: str, batch: int, workers: int, p
             "cpu_s": time.process_time() - c0 + _children_cpu_s() - k0}
 
 
-def run_vtr_decode(model, path: Path, policy: str = "stride") -> dict:
+def run_vtr_decode(model, path: Path, policy: str = "stride", decoder_scale: bool = True) -> dict:
     """Decoding alone, in this process (one decoding thread, as in a worker): every chunk of the file, the
-    window planning (cut detection for ``shots``), the model-size resize and the thumbnails."""
+    window planning (cut detection for ``shots``), the model-size resize and the thumbnails. ``decoder_scale``
+    False: full-resolution RGB frames resized by Preprocess alone (the path before issue 14's decoder scaling)."""
     import torch
 
     from index.decode import DecodeSettings, decode_chunk
 
     pre = model.preprocess
-    settings = DecodeSettings(num_frames=pre.num_frames, img_size=pre.img_size, window_policy=policy)
+    settings = DecodeSettings(num_frames=pre.num_frames, img_size=pre.img_size, window_policy=policy,
+                              decoder_scale=decoder_scale, antialias=pre.antialias)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # what a decode worker runs with
     try:
@@ -210,6 +214,14 @@ def main(argv=None) -> int:
     p.add_argument("--policies", default="stride,shots", help="window policies (index.policies)")
     p.add_argument("--batch-size", type=int, default=4, help="windows per encoder batch (vtr)")
     p.add_argument("--workers", type=int, default=1, help="decode worker processes (vtr)")
+    p.add_argument("--thread-variants", default="",
+                   help="extra vtr build rows with other decode threading, WORKERSxCODEC_THREADS comma separated, "
+                        "e.g. 2x0 (two workers, FFmpeg's automatic codec threads: the settings before issue 14)")
+    p.add_argument("--encoder-batches", default="",
+                   help="encoder-alone rows at these batch sizes too (s/window per batch), e.g. 1,2,4")
+    p.add_argument("--decode-only", action="store_true", help="only the decode rows (no model runs)")
+    p.add_argument("--no-decoder-scale-rows", action="store_true",
+                   help="skip the decode-only rows without decoder scaling")
     p.add_argument("--model", default="videomamba_middle_bert", help="architecture, random weights")
     p.add_argument("--device", default="cpu", help="torch device of both encoders (decoding stays on CPU)")
     p.add_argument("--no-baseline", action="store_true", help="skip frame-CLIP")
@@ -243,6 +255,8 @@ def main(argv=None) -> int:
 
     # encoder alone, per precision (and bf16 vs fp32 agreement of the same windows)
     enc = {}
+    if a.decode_only:
+        precisions, clip = [], None
     for prec in precisions:
         enc[prec] = run_vtr_encoder(model, a.batch_size, prec, a.batch_size)
     if "fp32" in enc:
@@ -257,6 +271,17 @@ def main(argv=None) -> int:
               + (f", cosine vs fp32 >= {e['cos_vs_fp32_min']:.5f}" if "cos_vs_fp32_min" in e else "")
               + f"  load {os.getloadavg()[0]:.1f}", flush=True)
     report["encoder"] = enc
+    # per-window cost by batch size, precisions alternated batch by batch
+    report["encoder_batches"] = []
+    for bs in [int(x) for x in a.encoder_batches.split(",") if x]:
+        for prec in precisions:
+            e = run_vtr_encoder(model, bs, prec, bs)
+            e.pop("vectors")
+            e.update(batch=bs, precision=prec, loadavg=os.getloadavg()[0])
+            report["encoder_batches"].append(e)
+            print(f"[encoder] batch {bs} {prec}: {e['s_per_window']:.2f} s/window (CPU {e['cpu_s_per_window']:.2f})"
+                  f"  load {e['loadavg']:.1f}", flush=True)
+    variants = [tuple(int(x) for x in v.split("x")) for v in a.thread_variants.split(",") if v]
 
     for res in resolutions:
         w, h = RESOLUTIONS[res]
@@ -265,29 +290,33 @@ def main(argv=None) -> int:
             t0 = time.perf_counter()
             make_footage(path, a.seconds, w, h)
             print(f"[footage] {res}: {a.seconds:g} s generated in {time.perf_counter() - t0:.1f} s", flush=True)
-        for policy in policies:
-            d = run_vtr_decode(model, path, policy)
-            row = {"system": "vtr decode only", "resolution": res, "precision": "-", "policy": policy,
+        for policy, scale in [(p_, s_) for p_ in policies for s_ in ((True,) if a.no_decoder_scale_rows
+                                                                    else (True, False))]:
+            d = run_vtr_decode(model, path, policy, decoder_scale=scale)
+            row = {"system": "vtr decode only" + ("" if scale else " (full-res)"), "resolution": res,
+                   "precision": "-", "policy": policy,
                    "video_s": a.seconds, "units": d["windows"], "wall_s": d["wall_s"], "cpu_s": d["cpu_s"],
                    "min_per_hour": d["wall_s"] / a.seconds * 60, "cpu_min_per_hour": d["cpu_s"] / a.seconds * 60,
                    "loadavg": os.getloadavg()[0]}
             report["rows"].append(row)
-            print(f"[decode] {res} {policy}: {d['windows']} windows decoded in {d['wall_s']:.1f} s -> "
+            print(f"[decode] {res} {policy} scale={scale}: {d['windows']} windows decoded in {d['wall_s']:.1f} s -> "
                   f"{row['min_per_hour']:.1f} min/h  load {row['loadavg']:.1f}", flush=True)
         for prec in precisions:
-            for policy in policies:
-                b = run_vtr_build(model, path, prec, a.batch_size, a.workers, policy)
+            for policy, (workers, codec) in [(p_, v) for p_ in policies for v in [(a.workers, 1)] + variants]:
+                b = run_vtr_build(model, path, prec, a.batch_size, workers, policy, decoder_threads=codec)
                 e = enc[prec]
                 encoded = b["windows"] - b["reused"]
                 enc_s = e["s_per_window"] * encoded
-                row = {"system": "vtr build", "resolution": res, "precision": prec, "policy": policy,
+                name = "vtr build" + ("" if (workers, codec) == (a.workers, 1) else f" {workers}w×{codec or 'auto'}t")
+                row = {"system": name, "resolution": res, "precision": prec, "policy": policy, "workers": workers,
+                       "decoder_threads": codec,
                        "video_s": a.seconds, "units": b["windows"], "encoded": encoded, "wall_s": b["wall_s"],
                        "cpu_s": b["cpu_s"], "min_per_hour": b["wall_s"] / a.seconds * 60,
                        "cpu_min_per_hour": b["cpu_s"] / a.seconds * 60,
                        "encoder_alone_min_per_hour": enc_s / a.seconds * 60, "build_vs_encoder": enc_s / b["wall_s"],
                        "loadavg": os.getloadavg()[0]}
                 report["rows"].append(row)
-                print(f"[vtr] {res} {prec} {policy}: {b['windows']} windows ({encoded} encoded) in {b['wall_s']:.1f} s "
+                print(f"[vtr] {name} {res} {prec} {policy}: {b['windows']} windows ({encoded} encoded) in {b['wall_s']:.1f} s "
                       f"-> {row['min_per_hour']:.1f} min/h (encoder alone {row['encoder_alone_min_per_hour']:.1f}; "
                       f"build reaches {100 * row['build_vs_encoder']:.0f}%)  load {row['loadavg']:.1f}", flush=True)
             if clip is not None:
@@ -310,13 +339,13 @@ def main(argv=None) -> int:
 
 
 def print_table(report: dict) -> None:
-    print(f"\n{'system':22s} {'res':>6s} {'prec':>5s} {'policy':>7s} {'units':>6s} {'enc':>4s} {'wall s':>7s} "
+    print(f"\n{'system':26s} {'res':>6s} {'prec':>5s} {'policy':>7s} {'units':>6s} {'enc':>4s} {'wall s':>7s} "
           f"{'min/h':>7s} "
           f"{'cpu/h':>7s} {'enc min/h':>9s} {'build/enc':>9s} {'load':>5s}")
     for r in report["rows"]:
         enc = f"{r['encoder_alone_min_per_hour']:9.1f}" if "encoder_alone_min_per_hour" in r else f"{'':9s}"
         ratio = f"{100 * r['build_vs_encoder']:8.0f}%" if "build_vs_encoder" in r else f"{'':9s}"
-        print(f"{r['system']:22s} {r['resolution']:>6s} {r['precision']:>5s} {r['policy']:>7s} {r['units']:6d} "
+        print(f"{r['system']:26s} {r['resolution']:>6s} {r['precision']:>5s} {r['policy']:>7s} {r['units']:6d} "
               f"{r.get('encoded', r['units']):4d} "
               f"{r['wall_s']:7.1f} {r['min_per_hour']:7.1f} {r['cpu_min_per_hour']:7.1f} {enc} {ratio} "
               f"{r['loadavg']:5.1f}")

@@ -48,6 +48,9 @@ class DecodeSettings:
     # decoder_size); False: every frame is converted to RGB at full resolution and only Preprocess resizes (what
     # evaluation does).
     decoder_scale: bool = True
+    # Codec threads per decode worker (0: FFmpeg's automatic count, one per core). One: the workers decode beside
+    # an encoder that already uses every core, so more threads only preempt it (bench/README.md, issue 14).
+    decoder_threads: int = 1
 
     @property
     def preprocess(self):
@@ -132,7 +135,7 @@ def decode_chunk(path: str, chunk: int, settings: DecodeSettings, key=None) -> C
 
     pre = settings.preprocess
     partial = None
-    with open_video(path) as reader:
+    with open_video(path, threads=settings.decoder_threads) as reader:
         meta = {"num_frames": int(reader.num_frames), "fps": float(reader.fps), "duration": float(reader.duration),
                 "width": int(reader.width), "height": int(reader.height)}
         part, n_windows, n_chunks = plan_chunk_windows(path, meta["duration"], settings.window_policy,

@@ -161,6 +161,12 @@ def embed_chunks(model, files: list[tuple], settings: DecodeSettings, batch_size
                 yield done(c, vectors[offset:offset + len(c.frames)])
                 offset += len(c.frames)
 
+    import torch
+
+    # The encoder (torch, and numba, which follows torch's count) takes every core this process may use; the decode
+    # workers run one codec thread each (DecodeSettings.decoder_threads) and fill the gaps.
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(usable_cores())
     try:
         for event in pool.run(files):
             if isinstance(event, FileFailure):
@@ -178,7 +184,16 @@ def embed_chunks(model, files: list[tuple], settings: DecodeSettings, batch_size
             yield from flush(final=False)
         yield from flush(final=True)
     finally:
+        torch.set_num_threads(threads_before)
         bar.close()
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, e.g. under taskset or a container's cpuset)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # no sched_getaffinity (macOS, Windows)
+        return max(1, os.cpu_count() or 1)
 
 
 def embed_files(model, files: list[tuple[object, str]], settings: DecodeSettings, batch_size: int = 16,

@@ -242,7 +242,7 @@ class DecordVideoReader(VideoReader):
 class PyAVVideoReader(VideoReader):
     backend = "pyav"
 
-    def __init__(self, source, name: str, seek_threshold: int | None = DEFAULT_SEEK_THRESHOLD):
+    def __init__(self, source, name: str, seek_threshold: int | None = DEFAULT_SEEK_THRESHOLD, threads: int = 0):
         super().__init__(name)
         import av
 
@@ -260,6 +260,8 @@ class PyAVVideoReader(VideoReader):
                 raise VideoReadError(name, "no video stream (audio-only or data file)")
             stream = self._container.streams.video[0]
             stream.thread_type = "AUTO"
+            if threads:
+                stream.thread_count = int(threads)
             self._stream = stream
             rate = stream.average_rate or stream.guessed_rate or stream.base_rate
             self.fps = float(rate) if rate else 0.0
@@ -394,12 +396,14 @@ def _check_source(source, name: str):
 
 
 def open_video(source: VideoSource, backend: str = "auto", name: str | None = None,
-               seek_threshold: int | None = DEFAULT_SEEK_THRESHOLD) -> VideoReader:
+               seek_threshold: int | None = DEFAULT_SEEK_THRESHOLD, threads: int = 0) -> VideoReader:
     """Open a video from a path or from its bytes.
 
     backend: ``"auto"`` (decord if importable and it opens the file, else PyAV; a decord decode error retries
     with PyAV), ``"decord"`` or ``"pyav"``.
     name: what error messages call the source (default: the path, or ``<N bytes>``).
+    threads: codec threads of the PyAV decoder (0: FFmpeg's automatic count, one per core); decord decodes with
+    one thread.
     Raises :class:`VideoReadError` naming the source and the cause.
     """
     if isinstance(source, (bytes, bytearray, memoryview)):
@@ -409,7 +413,7 @@ def open_video(source: VideoSource, backend: str = "auto", name: str | None = No
     _check_source(source, name)
 
     def pyav():
-        return PyAVVideoReader(source, name, seek_threshold=seek_threshold)
+        return PyAVVideoReader(source, name, seek_threshold=seek_threshold, threads=threads)
 
     if backend == "pyav":
         return pyav()
