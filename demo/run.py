@@ -106,6 +106,7 @@ def run_index(corpus: Path, model_dir: Path, index_dir: Path, clip_seconds: floa
     search every clip's caption and count how often the best segment overlaps a clip with that caption (in the
     right video)."""
     from index import build_index
+    from index.layout import write_queries
     from index.search import VideoIndex
 
     report = build_index([str(corpus / "long")], str(index_dir), model=str(model_dir.resolve()),
@@ -114,6 +115,7 @@ def run_index(corpus: Path, model_dir: Path, index_dir: Path, clip_seconds: floa
     print(report.summary())
     truth = [json.loads(p.read_text()) for p in sorted((corpus / "long").glob("*.json"))]
     hits, queries = 0, sorted({c["caption"] for t in truth for c in t["clips"]})
+    write_queries(index_dir, queries)  # the app's "Try" row offers what these videos show, not "a cat playing"
     examples = []
     with VideoIndex(str(index_dir)) as idx:
         for q in queries:

@@ -17,7 +17,7 @@ import json
 import logging
 from pathlib import Path
 
-from vtr.atomic import write_bytes_atomic, write_json_atomic
+from vtr.atomic import write_bytes_atomic, write_json_atomic, write_text_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +25,8 @@ MANIFEST = "manifest.json"
 CATALOG = "catalog.sqlite"
 VECTORS = "vectors.faiss"
 THUMBNAILS = "thumbnails"
+#: optional: one query per line that fits this collection, offered by the app before the everyday ones
+QUERIES = "queries.txt"
 #: manifest keys that must match for new vectors to be comparable with the stored ones
 SETTINGS_KEYS = ("model", "weights_checksum", "num_frames", "img_size", "antialias", "mean", "std", "window_s",
                  "stride_s", "window_policy", "embed_dim")
@@ -106,6 +108,20 @@ def index_preprocess(model, manifest: dict):
     return pre
 
 
+# ----------------------------------------------------------------------------------------- suggested queries
+def read_queries(index_dir) -> list[str]:
+    """The collection's own candidate queries (:data:`QUERIES`): stripped, non-empty, first occurrence; [] if none."""
+    path = Path(index_dir) / QUERIES
+    if not path.is_file():
+        return []
+    lines = (line.strip() for line in path.read_text(encoding="utf-8").splitlines())
+    return list(dict.fromkeys(line for line in lines if line))
+
+
+def write_queries(index_dir, queries) -> None:
+    write_text_atomic(Path(index_dir) / QUERIES, "".join(q.strip() + "\n" for q in queries if q.strip()))
+
+
 # ------------------------------------------------------------------------------------------------ thumbnails
 def thumbnails_dir(index_dir) -> Path:
     return Path(index_dir) / THUMBNAILS
@@ -127,6 +143,6 @@ def remove_thumbnails(index_dir, window_ids) -> None:
             pass
 
 
-__all__ = ["MANIFEST", "CATALOG", "VECTORS", "THUMBNAILS", "SETTINGS_KEYS", "LEGACY_ANTIALIAS", "is_index",
+__all__ = ["MANIFEST", "CATALOG", "VECTORS", "THUMBNAILS", "QUERIES", "read_queries", "write_queries", "SETTINGS_KEYS", "LEGACY_ANTIALIAS", "is_index",
            "weights_checksum", "manifest_for", "read_manifest", "write_manifest", "check_manifest",
            "index_preprocess", "thumbnails_dir", "thumbnail_path", "write_thumbnail", "remove_thumbnails"]

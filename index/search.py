@@ -23,8 +23,8 @@ import numpy as np
 
 from index.catalog import Catalog
 from index.embed import load_model
-from index.layout import (CATALOG, VECTORS, index_preprocess, is_index, read_manifest, thumbnail_path,
-                          weights_checksum)
+from index.layout import (CATALOG, VECTORS, index_preprocess, is_index, read_manifest, read_queries,
+                          thumbnail_path, weights_checksum)
 from index.store import VectorStore
 from index.windows import Window, window_frame_indices
 from vtr.errors import VideoReadError, VtrError
@@ -250,15 +250,17 @@ class VideoIndex:
                 f"for “{kept}”. Shorten the query to say what matters."]
 
     def suggest_queries(self, n: int = 4) -> list[str]:
-        """``n`` everyday queries (:data:`COMMON_QUERIES`) this index matches best (its best window scores)."""
+        """``n`` queries this index matches best (by their best window's score), from the collection's own
+        candidates (``queries.txt`` in the index folder, when present) and the everyday :data:`COMMON_QUERIES`."""
         if self._suggestions is None:
             if self.store.ntotal == 0:
                 return []
-            vectors, _ = self.encode_text(list(COMMON_QUERIES))
+            candidates = list(dict.fromkeys(read_queries(self.dir) + list(COMMON_QUERIES)))
+            vectors, _ = self.encode_text(candidates)
             vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
             best, _ = self.store.search(vectors, 1)
             order = np.argsort(-best[:, 0], kind="stable")
-            self._suggestions = [COMMON_QUERIES[i] for i in order]
+            self._suggestions = [candidates[i] for i in order]
         return self._suggestions[:n]
 
     def _frames_to_vector(self, frames_uint8, return_tokens: bool = False):

@@ -52,6 +52,11 @@ def test_demo_model_loads_and_results_are_recorded(demo_run):
     assert "vtm" not in log[0] and {"vtm", "mlm"} <= set(log[-1])
     assert not model.cfg.itm_trained and e["retrieval_itm"] is None and e["itm_k"] is None
     assert results["index"]["files"] == 2 and results["index"]["queries"] > 0
+    # the app's suggested queries include what the indexed clips show
+    from index.layout import read_queries
+
+    captions = {c["caption"] for p in (out / "corpus" / "long").glob("*.json") for c in json.loads(p.read_text())["clips"]}
+    assert sorted(read_queries(out / "index")) == sorted(captions) and len(captions) == results["index"]["queries"]
     assert set(results["stages"]) == {"corpus", "pretrain", "eval", "index"}
 
 

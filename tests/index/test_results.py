@@ -49,6 +49,32 @@ def test_suggestions_come_from_the_index(many_windows, test_model):
         assert list(best) == sorted(best, reverse=True)  # the best-matched phrases first
 
 
+def test_the_collections_own_queries_are_suggested_by_score(many_windows, test_model, tmp_path):
+    """queries.txt in the index folder (the demo writes its clips' captions there) adds candidates to the
+    everyday list; all of them are ranked by how well the index matches them."""
+    import shutil
+
+    import numpy as np
+
+    from index.layout import read_queries, write_queries
+    from index.search import COMMON_QUERIES
+
+    idx = tmp_path / "idx"
+    shutil.copytree(many_windows, idx)
+    write_queries(idx, ["  a striped test pattern drifts ", "", "a striped test pattern drifts", COMMON_QUERIES[0]])
+    own = read_queries(idx)
+    assert own == ["a striped test pattern drifts", COMMON_QUERIES[0]]  # stripped, blank lines and repeats dropped
+    with VideoIndex(str(idx), model=test_model, gpu=False) as vi:
+        offered = vi.suggest_queries(10_000)
+        assert sorted(offered) == sorted(set(own) | set(COMMON_QUERIES))  # each candidate once
+        vectors, _ = vi.encode_text(offered)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        best = vi.store.search(vectors, 1)[0][:, 0]
+        assert list(best) == sorted(best, reverse=True)
+    with VideoIndex(str(many_windows), model=test_model, gpu=False) as vi:  # no queries.txt: the everyday list
+        assert sorted(vi.suggest_queries(10_000)) == sorted(COMMON_QUERIES)
+
+
 def test_no_rerank_with_an_untrained_matching_head(many_windows, test_model):
     """A model whose config says its matching head was not trained offers no re-ranking: it would order moments
     worse than the search itself."""
