@@ -61,9 +61,12 @@ def test_best_first_paging_and_grouped_view(browser, running_app, tmp_path):
     page.locator("#options").get_by_text("Search by example, filters").click()
     size = page.locator("#page-size input[type=number]")
     size.fill("3")
-    size.press("Enter")
+    size.press("Tab")  # leaving the box commits it: the slider beside it moves to 3
+    page.wait_for_function("() => document.querySelector('#page-size input[type=range]').value === '3'")
+    asked = []
+    page.on("request", lambda r: asked.append(r.post_data) if "queue/join" in r.url else None)
     run_search(page, "a walk in the park")
-    assert len(captions(page)) == 3
+    assert len(captions(page)) == 3, (size.input_value(), asked)
     page.locator("#more").click()  # the next page: 6 asked; this small index merges its 8 windows into 5
     page.wait_for_function("() => document.querySelectorAll('#results .thumbnail-item').length > 3")
     best_first = captions(page)
