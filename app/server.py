@@ -105,7 +105,8 @@ def app_command(index: str = None, host: str = "127.0.0.1", port: int = 7860, au
     model: model to encode queries (default: the index's; for a new index: the default model)
     device: torch device for the encoder (default: cuda if available, else cpu)
     max_upload_mb: largest example image or clip accepted, in MB
-    precision: video encoder precision (examples, index builds): fp32, bf16 or auto (bf16 where native, else fp32)
+    precision: video encoder precision (examples, index builds): fp32, bf16 or auto (bf16 where it is native
+               and measures faster, else fp32; see vtr.precision)
     """
     if not index:
         raise VtrError("--index is required: the index folder to search (it may not exist yet)")

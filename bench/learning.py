@@ -70,13 +70,15 @@ def train_one(shards: Path, run_dir: Path, config: Path, seed: int, max_steps: i
     step, and with ``eval_every`` the held-out R@1 of ``corpus`` by step (the trainer's zero-shot evaluation)."""
     from pretrain.config import load_config
     from pretrain.train import train
+    from vtr.eval.heldout import HELDOUT_ITM_K
 
     shutil.rmtree(run_dir, ignore_errors=True)
     o = {"train_shards": str(shards), "out_dir": str(run_dir), "seed": seed, **(overrides or {})}
     if eval_every:
         paths = json.loads((corpus / "corpus.json").read_text())["paths"]
         o.update(eval_every=eval_every, eval_annotation=str(corpus / paths["heldout_annotations"]),
-                 eval_videos=str(corpus / paths["heldout_videos"]))
+                 eval_videos=str(corpus / paths["heldout_videos"]),
+                 eval_k_test=HELDOUT_ITM_K)  # the same ITM row as the final held-out scores
     if max_steps:
         o["max_steps"] = max_steps
     cfg = load_config(str(config), overrides=o)

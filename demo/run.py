@@ -29,9 +29,6 @@ from vtr.eval.heldout import HELDOUT_ITM_K, heldout_scores
 DEMO_ARCHITECTURE = "vtr_demo_minilm"
 #: --size -> (corpus size of vtr.data.synthetic.SIZES, pretraining config in pretrain/configs/)
 DEMO_SIZES = {"default": ("default", "demo.yaml"), "tiny": ("tiny", "demo_tiny.yaml")}
-#: The demo's model is trained in fp32 and too small for bf16 to save time; in bf16 its held-out R@1 moved by
-#: points (58.3 against fp32's 62.5 on one run), so its eval and index run in the precision it was trained in.
-DEMO_PRECISION = "fp32"
 
 
 # ------------------------------------------------------------------------------------------ stages
@@ -92,7 +89,7 @@ def run_eval(corpus: Path, model_dir: Path, eval_dir: Path) -> dict:
     itm = model.cfg.itm_trained
     eval_command(dataset="msrvtt", annotations=str(corpus / "heldout" / "annotations.json"),
                  videos=str(corpus / "heldout" / "videos"), model=str(model_dir), itm=itm, k_test=HELDOUT_ITM_K,
-                 out=str(eval_dir), workers=0, precision=DEMO_PRECISION)
+                 out=str(eval_dir), workers=0)  # precision: the model's own (trained in fp32: fp32)
     retrieval = json.loads((eval_dir / "results.json").read_text())
     scores = heldout_scores(model, corpus, itm=False)
     return {"retrieval": retrieval["rows"]["itc"], "retrieval_itm": retrieval["rows"].get("itm"),
@@ -111,7 +108,7 @@ def run_index(corpus: Path, model_dir: Path, index_dir: Path, clip_seconds: floa
 
     report = build_index([str(corpus / "long")], str(index_dir), model=str(model_dir.resolve()),
                          window_s=clip_seconds, stride_s=clip_seconds / 2, workers=0, progress=False,
-                         window_policy=window_policy, precision=DEMO_PRECISION)
+                         window_policy=window_policy)
     print(report.summary())
     truth = [json.loads(p.read_text()) for p in sorted((corpus / "long").glob("*.json"))]
     hits, queries = 0, sorted({c["caption"] for t in truth for c in t["clips"]})

@@ -94,7 +94,7 @@ def build_index(dirs: list[str] | None, index: str, model=DEFAULT_MODEL, window_
 
     check_policy(window_policy)
     m = load_model(model, device)
-    precision = resolve_precision(precision, next(m.parameters()).device)
+    precision = resolve_precision(precision, next(m.parameters()).device, m)
     manifest = manifest_for(m, window_s, stride_s, precision, window_policy)
     catalog = Catalog(index_dir / CATALOG)
     report = BuildReport(index=str(index_dir))

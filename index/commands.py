@@ -30,7 +30,8 @@ def build_command(dirs: list[str], index: str = None, model: str = DEFAULT_MODEL
     retry_failed: try again the files that failed before even if they did not change
     device: torch device for the encoder (default: cuda if available, else cpu)
     thumbnails: write a JPEG thumbnail per window
-    precision: encoder precision: fp32, bf16 or auto (bf16 on CUDA or a CPU with native bf16, else fp32)
+    precision: encoder precision: fp32, bf16 or auto (bf16 on CUDA or a native-bf16 CPU where it measures
+               faster, else fp32; fp32 for a model trained in fp32)
     window_policy: stride (window_s windows every stride_s; new index default) or shots (windows inside shots)
     """
     _need_index(index)
@@ -55,7 +56,8 @@ def update_command(index: str = None, model: str = None, batch_size: int = 16, w
     reembed: re-embed every file when the model differs from the manifest
     retry_failed: try again the files that failed before
     device: torch device for the encoder
-    precision: encoder precision: fp32, bf16 or auto (bf16 on CUDA or a CPU with native bf16, else fp32)
+    precision: encoder precision: fp32, bf16 or auto (bf16 on CUDA or a native-bf16 CPU where it measures
+               faster, else fp32; fp32 for a model trained in fp32)
     """
     _need_index(index)
     report = build_index(None, index, model=model or DEFAULT_MODEL, batch_size=batch_size, workers=workers,

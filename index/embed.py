@@ -67,7 +67,7 @@ class WindowEmbedder:
         self.reused = 0  # windows that took another window's vector
         self._last_vector = None
         self.device = next(model.parameters()).device
-        self.precision = resolve_precision(precision, self.device)
+        self.precision = resolve_precision(precision, self.device, model)
         self.preprocess = model.preprocess
 
     def __call__(self, frames: np.ndarray) -> np.ndarray:

@@ -272,7 +272,7 @@ class VideoIndex:
         model = self.model
         x = self.preprocess(frames_uint8)
         device = next(model.parameters()).device
-        with torch.inference_mode(), autocast(resolve_precision(self._precision, device), device):
+        with torch.inference_mode(), autocast(resolve_precision(self._precision, device, model), device):
             out = model.encode_video(x.to(device), return_tokens=return_tokens)
         return out
 

@@ -77,6 +77,7 @@ class TrainConfig:
     eval_every: int = 0  # steps; 0: off
     eval_annotation: str = ""
     eval_videos: str = ""
+    eval_k_test: int = 128  # candidates the matching head re-ranks per query (UMT's k_test); fewer for small splits
     tensorboard: bool = True  # when installed
 
 

@@ -7,6 +7,11 @@ import torch
 # Tests never touch the network: make any accidental hub access fail fast instead of hanging.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# vtr's own cache (the CPU's bf16 probe, vtr.precision) goes to a folder of this session, not the user's home.
+if "VTR_CACHE" not in os.environ:
+    import tempfile
+
+    os.environ["VTR_CACHE"] = tempfile.mkdtemp(prefix="vtr-test-cache-")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -62,3 +62,17 @@ def test_help_of_a_verb_group_lists_its_verbs(capsys, argv):
     for verb, (_, help_text) in cli.VERBS.items():
         if verb.startswith("index "):
             assert verb.split()[1] in out and help_text in out
+
+
+def test_flag_help_reads_continued_lines():
+    from vtr.cli import _flag_help
+
+    doc = """Do a thing.
+
+    precision: fp32, bf16 or auto (bf16 where it
+               measures faster)
+    out: where it goes
+    other line: not a flag
+    """
+    assert _flag_help(doc) == {"precision": "fp32, bf16 or auto (bf16 where it measures faster)",
+                               "out": "where it goes"}

@@ -9,13 +9,13 @@ from vtr.errors import VtrError
 from vtr.precision import autocast, resolve_precision
 
 
-@pytest.mark.parametrize("native, device, want", [
+@pytest.mark.parametrize("fast, device, want", [
     (True, "cpu", "bf16"), (False, "cpu", "fp32"), (False, "cuda", "bf16"), (False, "cuda:1", "bf16"),
     (True, torch.device("cpu"), "bf16"), (False, None, "fp32"), (True, "mps", "fp32"),
 ])
-def test_auto_is_bf16_only_where_native(monkeypatch, native, device, want):
+def test_auto_is_bf16_only_where_fast(monkeypatch, fast, device, want):
     monkeypatch.delenv("VTR_PRECISION", raising=False)
-    monkeypatch.setattr(precision_mod, "cpu_has_native_bf16", lambda: native)
+    monkeypatch.setattr(precision_mod, "cpu_bf16_is_faster", lambda: fast)
     assert resolve_precision("auto", device) == want
     assert resolve_precision(None, device) == want
     assert resolve_precision("FP32", device) == "fp32" and resolve_precision("bf16", device) == "bf16"
@@ -23,13 +23,75 @@ def test_auto_is_bf16_only_where_native(monkeypatch, native, device, want):
 
 def test_env_and_bad_values(monkeypatch):
     monkeypatch.setenv("VTR_PRECISION", "fp32")
-    monkeypatch.setattr(precision_mod, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(precision_mod, "cpu_bf16_is_faster", lambda: True)
     assert resolve_precision(None, "cpu") == "fp32"
     assert resolve_precision("bf16", "cpu") == "bf16"  # an explicit value wins over the environment
     with pytest.raises(VtrError, match="unknown precision 'fp16'"):
         resolve_precision("fp16", "cpu")
     with pytest.raises(ValueError, match="resolved"):
         autocast("auto", "cpu")
+
+
+def test_a_model_trained_in_fp32_runs_in_fp32_under_auto(monkeypatch, tmp_path):
+    from vtr.models.checkpoint import save_vtr
+    from vtr.models.registry import config_to_dict
+
+    monkeypatch.delenv("VTR_PRECISION", raising=False)
+    monkeypatch.setattr(precision_mod, "cpu_bf16_is_faster", lambda: True)
+    model = vtr.create_model("vtr_test")
+    assert model.cfg.precision == "auto" and resolve_precision("auto", "cpu", model) == "bf16"
+    model.cfg.precision = "fp32"
+    save_vtr(model, tmp_path / "m", config_to_dict(model.cfg, architecture="vtr_test"))
+    loaded = vtr.create_model(str(tmp_path / "m"))  # the folder keeps it
+    assert loaded.cfg.precision == "fp32"
+    assert resolve_precision("auto", "cpu", loaded) == "fp32" and resolve_precision("auto", "cuda", loaded) == "fp32"
+    assert resolve_precision("bf16", "cpu", loaded) == "bf16"  # an explicit value still wins
+    with pytest.raises(ValueError, match="precision must be one of"):
+        vtr.create_model("vtr_test", precision="bf16")
+
+
+def test_native_bf16_is_chosen_only_where_a_gemm_measures_it_faster_once_per_machine(monkeypatch, tmp_path):
+    monkeypatch.setenv("VTR_CACHE", str(tmp_path))
+    probes = []
+
+    def probe(fp32_s, bf16_s):
+        def run():
+            probes.append(1)
+            return {"fp32_s": fp32_s, "bf16_s": bf16_s}
+        return run
+
+    def verdict():
+        precision_mod.cpu_bf16_is_faster.cache_clear()
+        return precision_mod.cpu_bf16_is_faster()
+
+    try:
+        monkeypatch.setattr(precision_mod, "cpu_has_native_bf16", lambda: False)
+        monkeypatch.setattr(precision_mod, "_probe", probe(1.0, 0.1))
+        assert verdict() is False and not probes  # no bf16 instructions: not even measured
+        monkeypatch.setattr(precision_mod, "cpu_has_native_bf16", lambda: True)
+        monkeypatch.setattr(precision_mod, "_probe", probe(0.020, 0.012))
+        assert verdict() is True and len(probes) == 1
+        assert (tmp_path / "cpu_bf16.json").is_file()
+        monkeypatch.setattr(precision_mod, "_probe", probe(0.020, 0.030))
+        assert verdict() is True and len(probes) == 1  # the kept verdict: one machine answers the same every time
+        (tmp_path / "cpu_bf16.json").unlink()
+        assert verdict() is False and len(probes) == 2  # bf16 slower than fp32 here: fp32
+        (tmp_path / "cpu_bf16.json").unlink()
+        monkeypatch.setattr(precision_mod, "_probe", probe(0.020, 0.018))
+        assert verdict() is False  # 1.1x is not worth bf16's rounding
+        (tmp_path / "cpu_bf16.json").write_text("not json")
+        monkeypatch.setattr(precision_mod, "_probe", probe(0.020, 0.010))
+        assert verdict() is True  # a damaged file is measured again
+    finally:
+        precision_mod.cpu_bf16_is_faster.cache_clear()
+
+
+def test_the_probe_times_real_gemms():
+    import math
+
+    for dtype in (torch.float32, torch.bfloat16):
+        t = precision_mod.gemm_seconds(dtype, 64, 32, 48, repeats=2)
+        assert t > 0 and math.isfinite(t)
 
 
 def test_cpu_flag_detection_reads_cpuinfo(monkeypatch, tmp_path):

@@ -41,11 +41,17 @@ def _resolve(target: str):
 
 
 def _flag_help(doc: str) -> dict[str, str]:
-    helps = {}
+    """``name: text`` lines of a docstring; a line indented deeper than the one before it continues that text."""
+    helps, last, last_indent = {}, None, 0
     for line in doc.splitlines():
+        indent = len(line) - len(line.lstrip())
+        if last is not None and line.strip() and indent > last_indent:
+            helps[last] += " " + line.strip()
+            continue
         name, sep, text = line.strip().partition(":")
+        last = None
         if sep and name.isidentifier() and text.strip():
-            helps[name] = text.strip()
+            helps[name], last, last_indent = text.strip(), name, indent
     return helps
 
 

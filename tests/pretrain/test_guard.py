@@ -15,7 +15,7 @@ import torch
 
 from pretrain.config import load_config
 from pretrain.guard import DivergenceGuard, TrainingDiverged, mean_pairwise_cosine
-from pretrain.train import loss_weight, train
+from pretrain.train import RunLog, loss_weight, train
 from tests.pretrain.synthetic import colour_shards
 
 REPO = Path(__file__).resolve().parents[2]
@@ -136,8 +136,12 @@ def test_nonfinite_steps_are_skipped_and_counted(shards, tmp_path, monkeypatch):
     assert [r["skipped_steps"] for r in log] == [0, 1, 2, 2, 2]
     assert math.isfinite(log[-1]["loss"]) and (out / "model" / "config.json").is_file()
     monkeypatch.setattr(L, "vtc_loss", lambda *a, **k: real(*a, **k) * float("nan"))
+    opened = []
+    monkeypatch.setattr(RunLog, "close", lambda self, close=RunLog.close: (opened.append(self.file), close(self)))
     with pytest.raises(TrainingDiverged, match="step 3: 3 steps in a row"):
         train(_cfg(shards, tmp_path / "nan", max_steps=5, max_nonfinite=3))
+    assert len(opened) == 1 and opened[0].closed  # the stopped run closed its log.jsonl
+    assert "diverged" in _log(tmp_path / "nan")[-1]
 
 
 @pytest.mark.slow
@@ -156,6 +160,7 @@ def test_whole_recipe_schedule_and_whether_the_matching_head_learned(shards, tmp
     assert log[2]["loss"] == pytest.approx(sum(w * log[2][k] for k, w in weights.items()), rel=1e-5)
     assert min(r["vtm"] for r in log[2:]) > 0.9 * 0.6365  # two steps teach the head nothing ...
     assert vtr.create_model(str(out / "model")).cfg.itm_trained is False  # ... and the model says so
+    assert vtr.create_model(str(out / "model")).cfg.precision == "fp32"  # trained in fp32: --precision auto keeps it
     assert "the matching head did not learn" in caplog.text
 
     real = L.vtm_loss

@@ -164,12 +164,14 @@ def test_masked_student_distillation_checkpointing_and_eval(shards, tmp_path):
     (tmp_path / "ann.json").write_text(json.dumps(captions))
     train(_cfg(shards, tmp_path / "run", max_steps=2, warmup_steps=1, mask_type="row", mask_ratio=0.5,
                teacher=str(tmp_path / "teacher"), init=str(tmp_path / "teacher"), grad_checkpointing=True,
-               eval_every=2, eval_annotation=str(tmp_path / "ann.json"), eval_videos=str(Path(shards).parent / "videos")))
+               eval_every=2, eval_annotation=str(tmp_path / "ann.json"),
+               eval_videos=str(Path(shards).parent / "videos"), eval_k_test=3))
     rows = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert all(math.isfinite(r["distill"]) and r["distill"] < 4 for r in rows if "loss" in r)
     evals = [r for r in rows if "eval" in r]
     assert len(evals) == 1 and set(evals[0]["eval"]) == {"itm", "itc"}
     assert 0 <= evals[0]["eval"]["itc"]["t2v_r1"] <= 100
+    assert list((tmp_path / "run" / "eval" / "step00000002").glob("itm_k3_*"))  # ITM re-ranked eval_k_test candidates
 
 
 @pytest.mark.slow

@@ -243,7 +243,8 @@ def eval_command(dataset: str = None, annotations: str = None, videos: str = Non
     root: data root with one folder per benchmark (see vtr/data/retrieval.py)
     batch_size: videos per encoding batch
     workers: video-decoding DataLoader workers (default: min(4, CPU count))
-    precision: fp32, bf16 (autocast, the official evaluation's) or auto (bf16 on CUDA or a native-bf16 CPU, else fp32)
+    precision: fp32, bf16 (autocast, the official evaluation's) or auto (bf16 on CUDA or a native-bf16 CPU where it
+               measures faster, else fp32; fp32 for a model whose config says it runs in fp32)
     device: auto (CUDA when present), cpu, cuda or cuda:N
     allow_missing: evaluate on the videos present when some are missing (results marked partial)
     """
@@ -254,8 +255,8 @@ def eval_command(dataset: str = None, annotations: str = None, videos: str = Non
         raise VtrError("pass --dataset NAME (msrvtt, didemo, anet, lsmdc, msvd), or --all --root DIR")
     from vtr.precision import resolve_precision
 
-    bf16 = resolve_precision(precision, resolve_device(device)) == "bf16"
     loaded = load_eval_model(model or DEFAULT_MODEL, frames)
+    bf16 = resolve_precision(precision, resolve_device(device), loaded.model) == "bf16"
     common = dict(frames=frames, k_test=k_test, itm=itm, batch_size=batch_size, workers=workers, bf16=bf16,
                   device=device, allow_missing=allow_missing)
     if not run_all:

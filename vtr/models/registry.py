@@ -136,7 +136,7 @@ def resolve_weights(entry: WeightEntry) -> Path:
 def _apply_overrides(cfg: ModelConfig, overrides: dict) -> ModelConfig:
     vision_fields = {f.name for f in dataclasses.fields(cfg.vision)}
     text_fields = {f.name for f in dataclasses.fields(cfg.text)}
-    top_fields = {"embed_dim", "temp", "with_mlm_head", "text_pooling", "itm_trained"}
+    top_fields = {"embed_dim", "temp", "with_mlm_head", "text_pooling", "itm_trained", "precision"}
     vision, text, top, pre = {}, {}, {}, {}
     for key, value in overrides.items():
         if key in ("num_frames", "img_size"):
@@ -182,6 +182,7 @@ def config_to_dict(cfg: ModelConfig, architecture: str | None = None, weights: s
         "with_mlm_head": cfg.with_mlm_head,
         "text_pooling": cfg.text_pooling,
         "itm_trained": cfg.itm_trained,
+        "precision": cfg.precision,
         "preprocess": cfg.preprocess.to_dict(),
     }
 
@@ -198,6 +199,7 @@ def config_from_dict(d: dict) -> ModelConfig:
         text_pooling=d.get("text_pooling", "cls"),  # folders written before the field existed are CLS models
         # Before the field: converted releases (a weight name) have a trained head, vtr's own runs trained none.
         itm_trained=d.get("itm_trained", bool(d.get("weights"))),
+        precision=d.get("precision", "auto"),
         preprocess=Preprocess.from_dict(d["preprocess"]),
     )
 

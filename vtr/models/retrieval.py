@@ -102,6 +102,7 @@ class TextEmbedding:
 
 
 TEXT_POOLING = ("cls", "mean")
+MODEL_PRECISIONS = ("auto", "fp32")  # ModelConfig.precision
 
 
 @dataclass
@@ -119,10 +120,16 @@ class ModelConfig:
     # Whether the matching head (itm_head) was trained: the released weights and runs with VTM. A random head
     # re-ranks worse than the dual encoder, so the app offers re-ranking only when this is true.
     itm_trained: bool = False
+    # What ``--precision auto`` runs this model in: "auto" (bf16 where the hardware multiplies it natively, see
+    # vtr.precision) or "fp32" (a model trained in fp32, as vtr's own small runs are: bf16 moves its rankings by
+    # points and, at its size, saves no time). An explicit --precision always wins.
+    precision: str = "auto"
 
     def __post_init__(self):
         if self.text_pooling not in TEXT_POOLING:
             raise ValueError(f"text_pooling must be one of {TEXT_POOLING}, got {self.text_pooling!r}")
+        if self.precision not in MODEL_PRECISIONS:
+            raise ValueError(f"precision must be one of {MODEL_PRECISIONS}, got {self.precision!r}")
 
 
 class VideoTextModel(nn.Module):
