@@ -1,5 +1,7 @@
 """Inference precision: the auto rule, and bf16 embeddings of a released-layout checkpoint against fp32."""
 
+import json
+
 import pytest
 import torch
 
@@ -82,6 +84,10 @@ def test_native_bf16_is_chosen_only_where_a_gemm_measures_it_faster_once_per_mac
         (tmp_path / "cpu_bf16.json").write_text("not json")
         monkeypatch.setattr(precision_mod, "_probe", probe(0.020, 0.010))
         assert verdict() is True  # a damaged file is measured again
+        kept = json.loads((tmp_path / "cpu_bf16.json").read_text())
+        (tmp_path / "cpu_bf16.json").write_text(json.dumps({k: {"fp32_s": "fast"} for k in kept}))
+        monkeypatch.setattr(precision_mod, "_probe", probe(0.020, 0.030))
+        assert verdict() is False  # ... and so is a damaged entry
     finally:
         precision_mod.cpu_bf16_is_faster.cache_clear()
 

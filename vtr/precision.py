@@ -6,7 +6,7 @@ Native is not enough on the CPU: on one AVX512-BF16 machine oneDNN ran bf16 GEMM
 another (2 vCPUs, the same instructions) at 0.6×. So on a native-bf16 CPU, ``auto`` times one encoder-sized GEMM
 in both dtypes once (about 0.2 s) and picks bf16 only when it is clearly faster; the verdict is kept in
 ``~/.cache/vtr/cpu_bf16.json`` (``$VTR_CACHE``) per CPU, thread count and torch version, so one machine always
-answers the same.
+answers the same (delete the file to measure again).
 
 Only the matmuls run in bf16 under autocast; the VideoMamba residual stream, norms, scan and pooling stay fp32
 (see :mod:`vtr.models.mamba`), which keeps embeddings within cosine 0.999 of fp32 (tests/test_precision.py).
@@ -89,6 +89,10 @@ def _probe() -> dict:
     return {"fp32_s": min(fp32), "bf16_s": min(bf16)}
 
 
+def _valid_probe(m) -> bool:
+    return isinstance(m, dict) and all(isinstance(m.get(k), (int, float)) and m[k] > 0 for k in ("fp32_s", "bf16_s"))
+
+
 @functools.lru_cache(maxsize=1)
 def cpu_bf16_is_faster() -> bool:
     """True on a native-bf16 CPU where a bf16 GEMM is at least ``BF16_MIN_SPEEDUP``× faster than fp32 (measured
@@ -105,7 +109,7 @@ def cpu_bf16_is_faster() -> bool:
         known = {}
     if not isinstance(known, dict):
         known = {}
-    if key not in known:
+    if not _valid_probe(known.get(key)):  # never measured here, or a damaged entry: measure
         known[key] = _probe()
         try:
             from vtr.atomic import write_json_atomic
