@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vtr.errors import VtrError
+from vtr.precision import check_precision
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +120,7 @@ class IndexService:
         self.index_dir = Path(os.path.abspath(os.path.expanduser(index)))
         self._model_spec = model
         self._device = device
-        self._precision = precision
+        self._precision = check_precision(precision)  # a bad flag fails at start, not at the first build
         self._own_cache = cache_dir is None
         self.cache_dir = Path(cache_dir or tempfile.mkdtemp(prefix="vtr-app-"))
         self.preview_dir = self.cache_dir / "previews"

@@ -114,7 +114,7 @@ def search_command(query: str, index: str = None, k: int = 10, rerank: bool = Fa
     model: model to encode the query (default: the index's)
     device: torch device for the encoder
     nprobe: IVF cells to visit (approximate indexes; more is slower and more exact)
-    precision: encoder precision for an example query: fp32, bf16 or auto (bf16 where native, else fp32)
+    precision: encoder precision for an example query: fp32, bf16 or auto (as for index build)
     """
     from index.search import VideoIndex
 

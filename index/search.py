@@ -28,6 +28,7 @@ from index.layout import (CATALOG, VECTORS, index_preprocess, is_index, read_man
 from index.store import VectorStore
 from index.windows import Window, window_frame_indices
 from vtr.errors import VideoReadError, VtrError
+from vtr.precision import check_precision
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +109,7 @@ class VideoIndex:
 
     def __init__(self, index: str, model=None, device: str | None = None, gpu: bool | None = None,
                  nprobe: int | None = None, ef_search: int | None = None, precision: str | None = None):
+        precision = check_precision(precision)  # a bad flag fails now, not at the first example query
         self.dir = Path(index)
         self.manifest = read_manifest(self.dir)
         if self.manifest is None or not is_index(self.dir):

@@ -125,6 +125,17 @@ def cpu_bf16_is_faster() -> bool:
     return faster
 
 
+def check_precision(precision: str | None) -> str:
+    """``precision`` (or env ``VTR_PRECISION``, or ``auto``) lower-cased; VtrError when it is not one of PRECISIONS.
+    Cheap (no probe): programs call it where a user's flag comes in, long before anything is encoded."""
+    from vtr.errors import VtrError
+
+    precision = (precision or os.environ.get("VTR_PRECISION") or "auto").strip().lower()
+    if precision not in PRECISIONS:
+        raise VtrError(f"unknown precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
+    return precision
+
+
 def resolve_precision(precision: str | None, device, model=None) -> str:
     """``auto`` (or None, or env ``VTR_PRECISION``) -> ``bf16`` on CUDA or on a native-bf16 CPU where bf16 GEMMs
     measure faster (:func:`cpu_bf16_is_faster`), else ``fp32``; ``fp32`` whatever the hardware for a ``model``
@@ -133,11 +144,7 @@ def resolve_precision(precision: str | None, device, model=None) -> str:
     device: a torch.device, a device string ("cpu", "cuda:0") or None (= cpu). An explicit ``fp32``/``bf16`` is
     returned as is; anything else raises VtrError (a user's flag or setting).
     """
-    from vtr.errors import VtrError
-
-    precision = (precision or os.environ.get("VTR_PRECISION") or "auto").strip().lower()
-    if precision not in PRECISIONS:
-        raise VtrError(f"unknown precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
+    precision = check_precision(precision)
     if precision != "auto":
         return precision
     if getattr(getattr(model, "cfg", None), "precision", "auto") == "fp32":

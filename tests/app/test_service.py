@@ -150,3 +150,8 @@ def test_rerank_is_offered_only_for_a_trained_matching_head(built_index, app_mod
         finally:
             service.close()
     assert shown == {"trained": True, "untrained": False}
+
+
+def test_a_bad_precision_flag_fails_when_the_service_starts(tmp_path):
+    with pytest.raises(VtrError, match="unknown precision 'half'"):  # not at the first build or example query
+        IndexService(str(tmp_path / "idx"), precision="half")

@@ -66,6 +66,14 @@ def test_text_search_finds_the_right_video_and_span(red_collection, test_model, 
         assert vi.search(RED_VECTOR, k=3, max_duration=1) == []
 
 
+def test_a_bad_precision_flag_fails_when_the_index_opens(red_collection, test_model):
+    from vtr.errors import VtrError
+
+    _, idx = red_collection
+    with pytest.raises(VtrError, match="unknown precision 'fp16'"):  # not silently at the first example query
+        VideoIndex(str(idx), model=test_model, gpu=False, precision="fp16")
+
+
 def test_query_by_example_clip_and_image(tmp_path, test_model):
     root = tmp_path / "videos"
     for i in range(4):
