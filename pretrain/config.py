@@ -35,6 +35,7 @@ class TrainConfig:
     num_workers: int = 2  # DataLoader workers per rank
     shards_per_chunk: int = 4  # shards interleaved and shuffled together by each worker
     shuffle_buffer: int = 500
+    decode_cache_mb: float = 0  # per rank: keep short clips decoded between epochs (vtr.data.shards); 0: off
     crop_scale: float = 0.5  # RandomResizedCrop keeps [crop_scale, 1] of the frame's area; 1: no crop (UMT: 0.5)
     flip_p: float = 0.5  # horizontal flip probability (UMT: 0.5)
     # ---- optimisation

@@ -338,7 +338,8 @@ def make_loaders(cfg: TrainConfig, schedule: Schedule, tokenizer, pre, rank: int
                                  img_size=pre.img_size, max_txt_l=pre.max_txt_l, modality=m, seed=cfg.seed,
                                  rank=rank, num_workers=cfg.num_workers, shards_per_chunk=cfg.shards_per_chunk,
                                  shuffle_buffer=cfg.shuffle_buffer, preprocess=pre,
-                                 crop_scale=cfg.crop_scale, flip_p=cfg.flip_p, state=states.get(m))
+                                 crop_scale=cfg.crop_scale, flip_p=cfg.flip_p, state=states.get(m),
+                                 decode_cache_mb=cfg.decode_cache_mb)
             for m, n in schedule.steps_per_epoch.items()}
 
 
@@ -474,6 +475,12 @@ def mean_over_ranks(out: dict, loaders: dict, rt: Runtime) -> tuple[dict, int]:
     return {k: v.item() for k, v in zip(out, values)}, int(corrupt.item())
 
 
+def cache_record(loaders: dict) -> dict:
+    """The decoded-clip cache's hit rate on this rank, for the log (nothing when the cache is off)."""
+    rates = {m: ld.cache_hit_rate for m, ld in loaders.items() if ld.cache_hit_rate is not None}
+    return {f"decode_cache_hits_{m}": round(r, 3) for m, r in rates.items()}
+
+
 def export_model(raw_model, folder: Path, cfg: TrainConfig, recent_vtm, precision: str) -> None:
     """The trained model as a vtr folder (``vtr.create_model(folder)``), its matching head marked trained or not,
     and the precision it trained in (``precision``) as the one it runs in under ``--precision auto``."""
@@ -558,6 +565,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
                                "lr": optimizer.param_groups[0]["lr"], **last, "temp": raw_model.temp.item(),
                                "grad_norm": grad_norm, "skipped_steps": guard.nonfinite_total, **guard.last_spread,
                                "corrupt_samples": corrupt,
+                               **cache_record(loaders),
                                "samples_per_s": cfg.log_every * sched.global_batch / max(elapsed, 1e-9)}, scalars=True)
                     bar.set_postfix(loss=f"{last['loss']:.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
                 t0 = time.time()

@@ -146,7 +146,8 @@ def test_reader_augmentation_settings_reach_the_transform(shards, tokenizer):
         make_train_loader(str(shards), tokenizer, batch_size=2, steps_per_epoch=1, crop_scale=0.0)
 
 
-def test_corrupt_sample_is_skipped_and_counted(media, tmp_path, tokenizer):
+@pytest.mark.parametrize("cache_mb", [0, 16], ids=["no-cache", "decode-cache"])
+def test_corrupt_sample_is_skipped_and_counted(media, tmp_path, tokenizer, cache_mb):
     import webdataset as wds
 
     good = (media / "v" / "c0.mp4").read_bytes()
@@ -155,7 +156,8 @@ def test_corrupt_sample_is_skipped_and_counted(media, tmp_path, tokenizer):
         sink.write({"__key__": "000000001", "mp4": b"\x00\x01corrupt" * 30, "txt": "bad one"})
         sink.write({"__key__": "000000002", "mp4": good[: len(good) // 3], "txt": "truncated"})
     loader = make_train_loader(str(tmp_path / "00000.tar"), tokenizer, batch_size=2, steps_per_epoch=3,
-                               num_frames=4, img_size=32, num_workers=0, shards_per_chunk=1, shuffle_buffer=1)
+                               num_frames=4, img_size=32, num_workers=0, shards_per_chunk=1, shuffle_buffer=1,
+                               decode_cache_mb=cache_mb)
     batches = list(loader)
     assert len(batches) == 3
     assert all(set(b["keys"]) <= {"000000000", "000000002"} for b in batches)
@@ -186,3 +188,52 @@ def islice_n(loader, n):
     from itertools import islice
 
     return islice(iter(loader), n)
+
+
+@pytest.fixture(scope="module")
+def graded_shards(tmp_path_factory):
+    """Clips whose every frame differs (so a wrong frame shows), six short ones and one long one."""
+    root = tmp_path_factory.mktemp("graded")
+    (root / "v").mkdir()
+    rows = []
+    for i in range(7):
+        n = 40 if i == 6 else 10
+        frames = np.empty((n, 48, 64, 3), np.uint8)
+        for t in range(n):
+            frames[t] = (20 * t + 7 * i) % 250
+            frames[t, :, : 8 * (i + 1)] = 255 - frames[t, 0, 0]
+        write_video(root / "v" / f"g{i}.mp4", frames)
+        rows.append({"video": f"g{i}.mp4", "caption": f"clip {i}"})
+    with open(root / "captions.jsonl", "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+    make_shards(root / "v", root / "captions.jsonl", root / "shards", per_shard=3)
+    return root / "shards"
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_decode_cache_serves_the_same_frames(graded_shards, tokenizer, workers):
+    kwargs = dict(batch_size=2, steps_per_epoch=4, num_frames=4, img_size=32, num_workers=workers, seed=3,
+                  shards_per_chunk=2, shuffle_buffer=3)
+    plain = make_train_loader(str(graded_shards), tokenizer, **kwargs)
+    cached = make_train_loader(str(graded_shards), tokenizer, decode_cache_mb=64, **kwargs)
+    for _ in range(3):  # epochs: the cached loader's workers live on, the cache fills and serves
+        for a, b in zip(list(plain), list(cached), strict=True):
+            assert a["keys"] == b["keys"]
+            assert torch.equal(a["frames"], b["frames"])
+    assert plain.cache_hit_rate is None
+    assert cached.cache_hit_rate > 0.3
+
+
+def test_decode_cache_keeps_to_its_budget_and_to_short_clips(graded_shards, tokenizer):
+    clip_bytes = 10 * 48 * 64 * 3
+    kwargs = dict(batch_size=2, steps_per_epoch=6, num_frames=4, img_size=32, num_workers=0, seed=1,
+                  shards_per_chunk=3, shuffle_buffer=2)
+    small = make_train_loader(str(graded_shards), tokenizer, decode_cache_mb=2.5 * clip_bytes / 2**20, **kwargs)
+    big = make_train_loader(str(graded_shards), tokenizer, decode_cache_mb=64, **kwargs)
+    for _ in range(4):
+        list(small), list(big)
+    assert len(small.stream._clips) == 2 and small.stream.cache_used == 2 * clip_bytes
+    # every short clip got cached, the 40-frame one (10x the 4 frames the model takes) never
+    assert {k for _, k in big.stream._clips} == {f"{i:09d}" for i in range(6)}
+    with pytest.raises(ValueError, match="decode_cache_mb"):
+        make_train_loader(str(graded_shards), tokenizer, decode_cache_mb=-1, **kwargs)

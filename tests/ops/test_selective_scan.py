@@ -231,13 +231,14 @@ def test_numba_inference_kernel_matches_reference(shape, opts, softplus):
 
 @needs_numba
 def test_numba_inference_and_training_forward_agree():
-    # the no-grad path (channel-blocked kernel) and the autograd path (checkpointing kernel) give one output
+    # the no-grad path (gate read in place) and the autograd path (the same kernel saving checkpoints, the
+    # gate copied): one output, bit for bit
     x = make(2, 19, 200, softplus=True)
     with torch.no_grad():
         y_inf = ss.selective_scan_numba(**x, delta_softplus=True)
     xg = {k: v.clone().requires_grad_() if v is not None else None for k, v in x.items()}
     y_train = ss.selective_scan_numba(**xg, delta_softplus=True)
-    assert rel(y_inf, y_train.detach()) < 2e-6
+    assert torch.equal(y_inf, y_train.detach())
 
 
 @needs_numba
@@ -326,3 +327,34 @@ def test_rows_of_reads_a_channel_slice_without_a_copy():
     strided = wide[:, :, ::2]  # not a channel slice: copied
     src, off = ss._rows_of(strided)
     assert off == 0 and src.is_contiguous() and torch.equal(src, strided)
+
+
+@needs_numba
+def test_forked_child_trains_with_the_serial_kernels():
+    # GNU OpenMP is not fork safe: a child forked after the parent's parallel launch (a fork-started DataLoader
+    # worker) gets serial builds of both kernels, and they compute what the parent's parallel ones do
+    code = (
+        "import multiprocessing as mp, torch\n"
+        "import vtr.ops.selective_scan as ss\n"
+        "torch.manual_seed(0)\n"
+        "x = [torch.randn(2, 21, 70), torch.rand(2, 21, 70), -torch.rand(21, 16), torch.randn(2, 16, 70),\n"
+        "     torch.randn(2, 16, 70), torch.randn(21), torch.randn(2, 21, 70)]\n"
+        "def grads():\n"
+        "    xs = [t.clone().requires_grad_() for t in x]\n"
+        "    y = ss.selective_scan_numba(*xs, delta_softplus=True)\n"
+        "    y.pow(2).sum().backward()\n"
+        "    return [y.detach()] + [t.grad for t in xs]\n"
+        "def child(q):\n"
+        "    q.put(([t.numpy() for t in grads()], ss._numba_state['serial'] is not None))  # by value\n"
+        "parent = grads()\n"
+        "ctx = mp.get_context('fork'); q = ctx.Queue(); p = ctx.Process(target=child, args=(q,)); p.start()\n"
+        "got, serial = q.get(timeout=300); p.join(60)\n"
+        "assert p.exitcode == 0, p.exitcode\n"
+        "import numba\n"
+        "assert serial == (numba.threading_layer() == 'omp'), serial\n"
+        "for a, b in zip(got, parent):\n"
+        "    assert torch.allclose(torch.from_numpy(a), b, rtol=1e-5, atol=1e-6), (a - b.numpy()).max()\n"
+        "print('ok', serial)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 and "ok" in r.stdout, r.stdout + r.stderr

@@ -23,6 +23,12 @@ caption file gets key ``i`` and goes to shard ``i // per_shard`` (failed rows le
   resumed at step ``S`` rotates its workers by ``S`` so the order is the same for any start step.
 - A fixed epoch length (``steps_per_epoch``, like ``wds.with_epoch``) so every rank takes the same number of steps.
 - A sample that fails to read or decode is skipped, logged and counted (``TrainLoader.num_corrupt``), never fatal.
+- The DataLoader's workers live as long as the loader (one iterator across epochs, which yields the same batches
+  as starting each epoch from the recorded positions). With ``decode_cache_mb`` they keep short clips decoded:
+  a clip of at most ``CACHE_MAX_FRAME_RATIO`` × ``num_frames`` frames is decoded whole (uint8, source size) the
+  first time it is read, while it fits in the rank's budget (split between its workers), and later reads of it
+  sample their frames from memory instead of decoding: the same frames, as the decoder is deterministic. On a
+  2-core machine the demo's decoding took as much time as its training step.
 
 Images are 1-frame videos; a stream holds one modality (``"video"`` or ``"image"``) so batches stack; samples of
 the other modality are skipped (not counted as corrupt).
@@ -53,6 +59,7 @@ VIDEO_EXTS = ("mp4", "webm", "mkv", "avi", "mov")
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
 MEDIA_COLUMNS = ("video", "videoid", "video_id", "path", "file", "filename", "image", "image_id")
 CAPTION_COLUMNS = ("caption", "text", "name", "title")
+CACHE_MAX_FRAME_RATIO = 4  # a clip is cached only when decoding all its frames is at most this many times the work
 
 
 # ============================================================================================================
@@ -278,7 +285,7 @@ class ShardStream(torch.utils.data.IterableDataset):
     def __init__(self, urls, tokenizer, batch_size: int, num_frames: int = 8, img_size: int = 224,
                  max_txt_l: int = 32, modality: str = "video", seed: int = 0, rank: int = 0,
                  shards_per_chunk: int = 4, shuffle_buffer: int = 500, mean=None, std=None,
-                 transform_scale=(0.5, 1.0), flip_p: float = 0.5, preprocess=None):
+                 transform_scale=(0.5, 1.0), flip_p: float = 0.5, preprocess=None, decode_cache_mb: float = 0):
         super().__init__()
         from vtr.models.retrieval import Preprocess
 
@@ -299,9 +306,14 @@ class ShardStream(torch.utils.data.IterableDataset):
         self.num_workers = 1
         self.start_step = 0
         self.positions: dict[int, tuple[int, int, int]] = {}  # logical worker -> (chunk, offset, corrupt)
+        if decode_cache_mb < 0:
+            raise ValueError(f"decode_cache_mb must be >= 0, got {decode_cache_mb}")
+        self.decode_cache_bytes = int(decode_cache_mb * 2**20)
+        self._clips: dict[tuple[str, str], torch.Tensor] = {}  # (shard, key) -> uint8 [F, 3, H, W], per process
+        self.cache_used = self.cache_hits = self.cache_misses = 0
 
     def set_position(self, step: int, positions: dict, num_workers: int) -> None:
-        """Where each logical worker resumes (called by :class:`TrainLoader` before each epoch)."""
+        """Where each logical worker resumes (called by :class:`TrainLoader` when it starts its workers)."""
         self.start_step, self.positions, self.num_workers = step, dict(positions), max(1, num_workers)
 
     # ------------------------------------------------------------------------------------------- raw order
@@ -338,10 +350,7 @@ class ShardStream(torch.utils.data.IterableDataset):
         rng = np.random.default_rng(sample_seed)
         gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
         if self.modality == "video":
-            ext = next(e for e in VIDEO_EXTS if e in sample)
-            with open_video(bytes(sample[ext]), name=f"{sample['__url__']}:{sample['__key__']}.{ext}") as reader:
-                indices = sample_frame_indices(self.num_frames, reader.num_frames, "rand", rng=rng)
-                frames = reader.get_frames(indices).permute(0, 3, 1, 2).contiguous()
+            frames = self.video_frames(sample, rng)
         else:
             ext = next(e for e in IMAGE_EXTS if e in sample)
             frames = torch.from_numpy(decode_image(bytes(sample[ext]))).permute(2, 0, 1)[None].contiguous()
@@ -350,6 +359,34 @@ class ShardStream(torch.utils.data.IterableDataset):
         else:
             caption = json.loads(bytes(sample["json"]))["caption"]
         return self.transform(frames, generator=gen), normalize_caption(caption)
+
+    def video_frames(self, sample: dict, rng) -> torch.Tensor:
+        """uint8 [T, 3, H, W] at the sample's "rand" frame indices, from the decoded-clip cache when it holds the
+        clip (the same rng draws either way, so a cached and an uncached run see the same frames)."""
+        from vtr.data.video import open_video, sample_frame_indices
+
+        key = (sample["__url__"], sample["__key__"])
+        clip = self._clips.get(key)
+        if clip is not None:
+            self.cache_hits += 1
+            return clip[sample_frame_indices(self.num_frames, len(clip), "rand", rng=rng)]
+        ext = next(e for e in VIDEO_EXTS if e in sample)
+        with open_video(bytes(sample[ext]), name=f"{sample['__url__']}:{sample['__key__']}.{ext}") as reader:
+            indices = sample_frame_indices(self.num_frames, reader.num_frames, "rand", rng=rng)
+            size = reader.num_frames * reader.height * reader.width * 3
+            if self.decode_cache_bytes:
+                self.cache_misses += 1
+            if (reader.num_frames <= CACHE_MAX_FRAME_RATIO * self.num_frames
+                    and self.cache_used + size <= self.decode_cache_bytes // self.num_workers):
+                try:
+                    clip = reader.get_frames(range(reader.num_frames)).permute(0, 3, 1, 2).contiguous()
+                except Exception:  # noqa: BLE001 - a frame past the sampled ones is damaged: read as without a cache
+                    clip = None
+                if clip is not None:
+                    self._clips[key] = clip
+                    self.cache_used += size
+                    return clip[indices]
+            return reader.get_frames(indices).permute(0, 3, 1, 2).contiguous()
 
     def collate(self, items: list) -> dict:
         tokens = self.preprocess.tokenize(self.tokenizer, [c for _, c, _ in items])
@@ -380,6 +417,7 @@ class ShardStream(torch.utils.data.IterableDataset):
                 if len(items) == self.batch_size:
                     batch = self.collate(items)
                     batch["__pos__"] = (worker, chunk, i + 1, corrupt)
+                    batch["__cache__"] = (self.cache_hits, self.cache_misses, self.cache_used)
                     items = []
                     yield batch
             for err in errors:
@@ -412,6 +450,8 @@ class TrainLoader:
         self.prefetch_factor, self.pin_memory = prefetch_factor, pin_memory
         self.step = 0
         self.positions: dict[int, tuple[int, int, int]] = {}
+        self.cache: dict[int, tuple[int, int, int]] = {}  # worker -> decoded-clip cache (hits, misses, bytes)
+        self._batches = None  # the DataLoader's iterator, kept across epochs (and its workers with it)
 
     def __len__(self) -> int:
         return self.steps_per_epoch
@@ -420,14 +460,24 @@ class TrainLoader:
     def num_corrupt(self) -> int:
         return sum(p[2] for p in self.positions.values())
 
+    @property
+    def cache_hit_rate(self) -> float | None:
+        """Share of the samples read so far that came from the decoded-clip cache (None: no cache)."""
+        hits, misses = sum(c[0] for c in self.cache.values()), sum(c[1] for c in self.cache.values())
+        return hits / (hits + misses) if hits + misses else None
+
     def __iter__(self):
-        self.stream.set_position(self.step, self.positions, self.num_workers)
-        kwargs = {"prefetch_factor": self.prefetch_factor, "persistent_workers": False} if self.num_workers else {}
-        loader = torch.utils.data.DataLoader(self.stream, batch_size=None, num_workers=self.num_workers,
-                                             pin_memory=self.pin_memory, **kwargs)
-        for batch in islice(loader, self.steps_per_epoch):
+        if self._batches is None:
+            self.stream.set_position(self.step, self.positions, self.num_workers)
+            kwargs = {"prefetch_factor": self.prefetch_factor} if self.num_workers else {}
+            loader = torch.utils.data.DataLoader(self.stream, batch_size=None, num_workers=self.num_workers,
+                                                 pin_memory=self.pin_memory, **kwargs)
+            self._batches = iter(loader)  # the stream never ends: one iterator serves every epoch
+        for _ in range(self.steps_per_epoch):
+            batch = next(self._batches)
             worker, chunk, offset, corrupt = batch.pop("__pos__")
             self.positions[int(worker)] = (int(chunk), int(offset), int(corrupt))
+            self.cache[int(worker)] = tuple(int(v) for v in batch.pop("__cache__"))
             self.step += 1
             yield batch
 
@@ -441,26 +491,29 @@ class TrainLoader:
                            "uninterrupted run", state.get("num_workers"), self.num_workers)
         self.step = int(state["step"])
         self.positions = {int(k): tuple(v) for k, v in state.get("positions", {}).items()}
+        self._batches = None  # the next epoch starts from these positions
 
 
 def make_train_loader(urls, tokenizer, batch_size: int, steps_per_epoch: int, num_frames: int = 8,
                       img_size: int = 224, max_txt_l: int = 32, modality: str = "video", seed: int = 0,
                       rank: int = 0, num_workers: int = 2, shards_per_chunk: int = 4, shuffle_buffer: int = 500,
                       mean=None, std=None, state: dict | None = None, crop_scale: float = 0.5,
-                      flip_p: float = 0.5, preprocess=None) -> TrainLoader:
+                      flip_p: float = 0.5, preprocess=None, decode_cache_mb: float = 0) -> TrainLoader:
     """The training reader for one rank: resampled shards, shuffle buffer, decode + "rand" frames + train
     transform + caption normalisation and tokenisation, batches of ``batch_size``, ``steps_per_epoch`` per epoch.
 
     urls: shard list / brace pattern / folder (see :func:`expand_shards`). state: a ``TrainLoader.state_dict()``
     to resume from. crop_scale: RandomResizedCrop's smallest area fraction (1: no crop); flip_p: horizontal flip
     probability. preprocess: the model's :class:`vtr.models.retrieval.Preprocess` (its size, mean/std, resize
-    antialiasing and ``max_txt_l`` win over img_size, max_txt_l, mean, std; num_frames stays per modality). Iterate it once per epoch; every batch is a dict with ``frames`` [B, T, 3, S, S],
+    antialiasing and ``max_txt_l`` win over img_size, max_txt_l, mean, std; num_frames stays per modality).
+    decode_cache_mb: memory (MiB, per rank) for keeping short clips decoded between epochs; 0: off (see the
+    module docstring). Iterate it once per epoch; every batch is a dict with ``frames`` [B, T, 3, S, S],
     ``input_ids``, ``attention_mask`` [B, max_txt_l] and ``keys``.
     """
     stream = ShardStream(urls, tokenizer, batch_size, num_frames=num_frames, img_size=img_size, max_txt_l=max_txt_l,
                          modality=modality, seed=seed, rank=rank, shards_per_chunk=shards_per_chunk,
                          shuffle_buffer=shuffle_buffer, mean=mean, std=std, transform_scale=(crop_scale, 1.0),
-                         flip_p=flip_p, preprocess=preprocess)
+                         flip_p=flip_p, preprocess=preprocess, decode_cache_mb=decode_cache_mb)
     loader = TrainLoader(stream, steps_per_epoch, num_workers=num_workers)
     if state is not None:
         loader.load_state_dict(state)

@@ -20,9 +20,9 @@ Recurrence, from s₀ = 0 of shape [D, N]::
 Implementations, side by side (every one computes in fp32 and casts the result back to u's dtype):
 
 - :func:`selective_scan_ref` — the readable loop, the ground truth for tests.
-- ``numba`` — fused CPU kernels (``_scan_numba.py``): for inference one pass per block of 16 channels
-  (SIMD lanes across channels; the gate read and the result written in fp32 or bf16); with autograd a forward that checkpoints the state every 64 steps and a
-  hand-written reverse-time backward.
+- ``numba`` — fused CPU kernels (``_scan_numba.py``), one pass per block of 16 channels (SIMD lanes across
+  channels): for inference the gate read and the result written in fp32 or bf16; with autograd the same forward
+  checkpoints the state every 64 steps, and a hand-written reverse-time backward recomputes from them.
 - :func:`selective_scan_torch` — pure PyTorch, any device: a chunked two-level sequential scan, vectorised
   over channels, state and chunks; autograd with per-channel-tile recomputation.
 - ``mamba_ssm`` — ``selective_scan_fn``'s CUDA kernel.
@@ -54,6 +54,7 @@ import math
 import os
 import threading
 
+import numpy as np
 import torch
 import torch.utils.checkpoint
 import torch.nn.functional as F
@@ -212,7 +213,7 @@ def _load_numba():
 
 
 def _kernels(mod):
-    """(scan_fwd, scan_bwd, scan_fwd_infer) to launch in this process.
+    """(scan_fwd, scan_bwd) to launch in this process.
 
     numba's GNU-OpenMP threading layer kills a forked child that launches a parallel kernel after the parent
     did (it is not fork safe). In such a child (e.g. a fork-started DataLoader worker) use serial builds.
@@ -230,12 +231,10 @@ def _kernels(mod):
         if layer == "omp":
             if _numba_state["serial"] is None:
                 log.info("forked process after an OpenMP parallel launch: using serial numba scan kernels")
-                _numba_state["serial"] = (numba.njit(fastmath=False)(mod.scan_fwd.py_func),
-                                          numba.njit(fastmath=False)(mod.scan_bwd.py_func),
-                                          numba.njit(fastmath={"contract"}, error_model="numpy")(
-                                              mod.scan_fwd_infer.py_func))
+                _numba_state["serial"] = tuple(numba.njit(fastmath={"contract"}, error_model="numpy")(k.py_func)
+                                               for k in (mod.scan_fwd, mod.scan_bwd))
             return _numba_state["serial"]
-    return mod.scan_fwd, mod.scan_bwd, mod.scan_fwd_infer
+    return mod.scan_fwd, mod.scan_bwd
 
 
 def _launch(kernel, *args):
@@ -288,14 +287,14 @@ def _numba_inputs(u, delta, A, B, C, D, z, delta_bias):
 
 
 def _numba_forward(mod, inputs, delta_softplus, has_z):
-    """The training kernel: output and the state checkpoints its backward needs."""
-    u32 = inputs[0]
+    """The training forward: output and the state checkpoints its backward needs."""
+    u32, d32, A32, Bt, Ct, Dv, z32, bias = inputs
     batch, dim, length = u32.shape
-    N = inputs[2].shape[1]
     out = torch.empty_like(u32)
-    fwd, _, _ = _kernels(mod)
-    ckpt = torch.empty(batch, dim, -(-length // mod.CHUNK), N)
-    _launch(fwd, *(t.numpy() for t in inputs), bool(delta_softplus), bool(has_z), out.numpy(), ckpt.numpy())
+    ckpt = torch.empty(batch, dim, -(-length // mod.CHUNK), A32.shape[1])
+    fwd, _ = _kernels(mod)
+    _launch(fwd, u32.numpy(), d32.numpy(), A32.numpy(), Bt.numpy(), Ct.numpy(), Dv.numpy(), z32.numpy(), 0,
+            bias.numpy(), bool(delta_softplus), bool(has_z), False, out.numpy(), False, out.numpy(), ckpt.numpy())
     return out, ckpt
 
 
@@ -315,10 +314,10 @@ def _numba_infer(mod, u, delta, A, B, C, D, z, delta_bias, delta_softplus, rever
     else:
         out = torch.empty(u.shape, dtype=out_dtype)
     acc = torch.zeros(1, 1, 1) if add is None else _f32(add)
-    _, _, fwd_infer = _kernels(mod)
-    _launch(fwd_infer, u32.numpy(), d32.numpy(), A32.numpy(), Bt.numpy(), Ct.numpy(), Dv.numpy(), numba_view(z_src),
+    fwd, _ = _kernels(mod)
+    _launch(fwd, u32.numpy(), d32.numpy(), A32.numpy(), Bt.numpy(), Ct.numpy(), Dv.numpy(), numba_view(z_src),
             int(zc0), bias.numpy(), bool(delta_softplus), z is not None, bool(reverse_io), acc.numpy(),
-            add is not None, numba_view(out))
+            add is not None, numba_view(out), np.zeros((1, 1, 0, 1), np.float32))
     return out
 
 
@@ -343,18 +342,18 @@ class _NumbaScan(torch.autograd.Function):
         batch, dim, length = u32.shape
         N = A32.shape[1]
         has_D, has_z, has_bias = ctx.present
-        n_groups = min(dim, max(16, torch.get_num_threads()))
+        n_blocks = -(-dim // mod.W)  # the kernel's partial sums of B's and C's gradients: one per block of channels
         du, ddelta = torch.empty_like(u32), torch.empty_like(u32)
         dz = torch.empty_like(u32) if has_z else torch.zeros(1, 1, 1)
         dA_part = torch.empty(batch, dim, N, dtype=torch.float64)
-        dB_part = torch.zeros(batch, n_groups, length, N)
-        dC_part = torch.zeros(batch, n_groups, length, N)
+        dB_part = torch.empty(batch, n_blocks, length, N)
+        dC_part = torch.empty(batch, n_blocks, length, N)
         dD_part = torch.empty(batch, dim, dtype=torch.float64)
         dbias_part = torch.empty(batch, dim, dtype=torch.float64)
-        _, bwd, _ = _kernels(mod)
-        _launch(bwd, *(t.numpy() for t in inputs), ctx.softplus, has_z, _f32(dout).numpy(), ckpt.numpy(), n_groups,
+        _, bwd = _kernels(mod)
+        _launch(bwd, *(t.numpy() for t in inputs), ctx.softplus, has_z, _f32(dout).numpy(), ckpt.numpy(),
                 du.numpy(), ddelta.numpy(), dz.numpy(), dA_part.numpy(), dB_part.numpy(), dC_part.numpy(),
-                dD_part.numpy(), dbias_part.numpy())
+                dD_part.numpy(), dbias_part.numpy(), mod.W)
         grads = [du, ddelta, dA_part.sum(0), dB_part.sum(1).transpose(1, 2), dC_part.sum(1).transpose(1, 2),
                  dD_part.sum(0) if has_D else None, dz if has_z else None, dbias_part.sum(0) if has_bias else None]
         out = [None if g is None or dt is None else g.to(dt) for g, dt in zip(grads, ctx.dtypes)]
