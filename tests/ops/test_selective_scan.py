@@ -81,6 +81,25 @@ def test_forward_and_grads_match_float64(fn, shape, opts, softplus):
         assert rel(xg[k].grad, x64[k].grad) < 2e-5, k
 
 
+@needs_numba
+@pytest.mark.parametrize("shape", [(2, 37, 130, 16), (1, 19, 70, 12), (1, 16, 64, 32)],
+                         ids=lambda s: "x".join(map(str, s)))
+def test_numba_grads_across_channel_blocks(shape):
+    # the backward runs blocks of 16 channels in SIMD lanes: several blocks, a partial last one, N other than 16
+    batch, dim, length, n = shape
+    x = make(batch, dim, length, n=n)
+    x64 = {k: v.double().requires_grad_() for k, v in x.items()}
+    ref = scan64(**x64, delta_softplus=True)
+    gout = torch.randn(ref.shape, dtype=torch.float64)
+    ref.backward(gout)
+    xg = {k: v.clone().requires_grad_() for k, v in x.items()}
+    y = ss.selective_scan_numba(**xg, delta_softplus=True)
+    assert rel(y, ref) < 1e-5
+    y.backward(gout.float())
+    for k in NAMES:
+        assert rel(xg[k].grad, x64[k].grad) < 2e-5, k
+
+
 def test_reference_matches_float64():
     x = make(2, 4, 40)
     assert rel(ss.selective_scan_ref(**x, delta_softplus=True), scan64(**x, delta_softplus=True)) < 1e-5
