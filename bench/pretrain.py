@@ -126,24 +126,19 @@ def main() -> None:
     opt_ms = {name: round(sorted(v)[len(v) // 2], 1) for name, v in opt_ms.items()}
     opt.zero_grad(set_to_none=True)
 
-    # 3. both: the training loop's view
-    it = iter(loader())
-    for i in range(warm):
-        step(next(it), i)
-    t = time.perf_counter()
-    for i, b in enumerate(islice(it, args.steps)):
-        step(b, i)
-    both_rate = args.steps * cfg.batch_size / (time.perf_counter() - t)
-    del it
+    def train_rate(it) -> float:
+        """samples/s of the training loop's view: batches from ``it``, each stepped as it arrives."""
+        for i in range(warm):
+            step(next(it), i)
+        t = time.perf_counter()
+        for i, b in enumerate(islice(it, args.steps)):
+            step(b, i)
+        return args.steps * cfg.batch_size / (time.perf_counter() - t)
 
-    # 3b. both, with the cache warm
+    # 3. both: the training loop's view; 3b. the same with the cache warm
+    both_rate = train_rate(iter(loader()))
     cached, it = warm_cache_iterator()
-    for i in range(warm):
-        step(next(it), i)
-    t = time.perf_counter()
-    for i, b in enumerate(islice(it, args.steps)):
-        step(b, i)
-    both_cached_rate = args.steps * cfg.batch_size / (time.perf_counter() - t)
+    both_cached_rate = train_rate(it)
     del it, cached
 
     result = {
