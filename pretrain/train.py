@@ -585,6 +585,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     finally:  # a run that stops with an error (a diverged run, a broken shard folder) still closes its log
         bar.close()
         log.close()
+        for loader in loaders.values():  # and stops its decoding workers, which hold the decoded-clip cache
+            loader.close()
     if rt.ddp:
         dist.barrier()
         dist.destroy_process_group()

@@ -102,6 +102,26 @@ def test_resume_gives_the_same_losses(shards, tmp_path):
     assert {"optimizer", "scheduler", "scaler", "rng", "model"} <= set(ckpt)
 
 
+def test_decoding_workers_stop_with_the_run(shards, tmp_path, monkeypatch):
+    # the loader's workers live across epochs and hold the decoded-clip cache: a run stops them as it ends, even
+    # one that stops with an error whose traceback (kept by the caller) still holds train()'s frame
+    import multiprocessing
+
+    import vtr.losses as L
+    from pretrain.guard import TrainingDiverged
+
+    kw = dict(num_workers=1, max_steps=5, samples_per_epoch=8, decode_cache_mb=64, max_nonfinite=2)
+    train(_cfg(shards, tmp_path / "ok", **kw))
+    assert multiprocessing.active_children() == []
+    log = [json.loads(line) for line in (tmp_path / "ok" / "log.jsonl").read_text().splitlines()]
+    assert any(r.get("decode_cache_hits_video", 0) > 0 for r in log)  # epochs 2+ read clips from memory
+    real = L.vtc_loss
+    monkeypatch.setattr(L, "vtc_loss", lambda *a, **k: real(*a, **k) * float("nan"))
+    with pytest.raises(TrainingDiverged) as stopped:
+        train(_cfg(shards, tmp_path / "nan", **kw))
+    assert stopped.tb is not None and multiprocessing.active_children() == []
+
+
 @pytest.mark.slow
 def test_loss_falls_on_a_learnable_set(shards, tmp_path):
     """8 clips of distinct solid colours captioned with their colour: the total loss falls by a fifth in 45

@@ -481,6 +481,10 @@ class TrainLoader:
             self.step += 1
             yield batch
 
+    def close(self) -> None:
+        """Stop the workers now (and free their decoded clips); iterating again starts new ones at the positions."""
+        self._batches = None  # the DataLoader iterator's last reference: it shuts its workers down
+
     def state_dict(self) -> dict:
         return {"step": self.step, "num_workers": self.num_workers,
                 "positions": {int(k): list(v) for k, v in self.positions.items()}}
