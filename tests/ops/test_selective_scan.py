@@ -377,3 +377,16 @@ def test_forked_child_trains_with_the_serial_kernels():
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0 and "ok" in r.stdout, r.stdout + r.stderr
+
+
+@needs_numba
+def test_numba_backward_propagates_a_nonfinite_gradient():
+    # the divergence guard reads the gradient norm: a NaN in one channel's incoming gradient must reach the
+    # gradients that sum over channels (B, C), not vanish in the reassociated lane sums
+    x = {k: v.clone().requires_grad_() for k, v in make(1, 20, 70).items()}
+    y = ss.selective_scan_numba(**x, delta_softplus=True)
+    g = torch.randn_like(y)
+    g[0, 17, 40] = float("nan")
+    y.backward(g)
+    assert not torch.isfinite(x["B"].grad).all() and not torch.isfinite(x["C"].grad).all()
+    assert torch.isfinite(x["u"].grad[0, :17]).all()  # the other channels' own gradients are untouched

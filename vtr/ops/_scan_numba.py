@@ -305,10 +305,11 @@ def scan_fwd(u, delta, A, Bt, Ct, Dv, z, zc0, bias, softplus, has_z, reverse_io,
                 _store_row(r, t0, T, L, reverse_io, acc[b, d0 + c] if has_acc else r, has_acc, out[b, d0 + c], tmp)
 
 
-@njit(fastmath=True, error_model="numpy", cache=True)
+@njit(fastmath={"reassoc", "contract"}, error_model="numpy", cache=True)
 def _lane_sums(x, m, lanes, out):
     """out[j] = Σ_{c < lanes} x[j, c] for j < m: a sum across SIMD lanes (channels), reassociated so that it
-    vectorises (``lanes`` at run time, so that the inner loop is not unrolled into scalar adds)."""
+    vectorises (``lanes`` at run time, so that the inner loop is not unrolled into scalar adds). No finite-math
+    flags: a NaN or inf from a diverging step must reach the gradient norm the divergence guard reads."""
     for j in range(m):
         acc = _F(0.0)
         for c in range(lanes):
