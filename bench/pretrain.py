@@ -39,6 +39,8 @@ def main() -> None:
                         help="decode_cache_mb of the cached rows (the clips decoded take ~75 MB at the defaults)")
     parser.add_argument("--out", default=str(REPO / "bench" / "results" / "pretrain.json"))
     args = parser.parse_args()
+    if args.cache_mb <= 0:
+        parser.error("--cache-mb must be > 0 (the cached rows wait until the cache has served every clip)")
 
     import logging
 
