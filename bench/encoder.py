@@ -12,6 +12,8 @@ Sections (``--sections``, comma separated; default all):
 - ``conv``      (not in the default list) the mixer's conv1d + SiLU alone: torch vs the fused numba kernel.
 - ``mixer``     (not in the default list) one VideoMamba-M mixer (inference, fused conv), per dtype and ``--batch``:
                 the backward direction through flips and a separate sum/cast vs inside the scan kernel's indexing.
+- ``wide``      (not in the default list) the inference scan kernel alone on one M mixer direction, 1 and 2
+                threads, with ``--wide`` variants (``VTR_NUMBA_WIDE``) in fresh processes, alternated, ≥ 3 rounds.
 - ``ab``        (not in the default list) VideoMamba-M in one process with the ``--fused`` variants alternated
                 forward by forward, per dtype and ``--batch``: ``--sections ab --fused 1,0 --dtypes fp32,bf16``.
 
@@ -21,6 +23,7 @@ process: interpreter, torch, weights, activations) and ``act_mib`` = peak − RS
 
     python -m bench.encoder --quick                      # a couple of minutes: M at 8 frames + baselines at 8
     python -m bench.encoder --models middle --frames 8 --dtypes fp32,bf16 --sections encoder
+    python -m bench.encoder --models middle --frames 8 --dtypes fp32 --sections encoder --wide 1,0 --rounds 3
     python -m bench.encoder                              # everything (long: the 64-frame attention baseline alone
                                                          # needs ~12 GiB and minutes)
 
@@ -183,17 +186,19 @@ def run_config(spec):
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     rss_before = _rss_mib()
-    times = []
+    times, cpu = [], []
     deadline = time.perf_counter() + spec.get("budget_s", 60)
     for i in range(spec.get("repeats", 2)):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         forward(frames)
         times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
         if time.perf_counter() > deadline:
             break
     peak = _max_rss_mib()
     res = dict(spec, params=params, seq_len=1 + frames * PATCHES_224, times_s=times,
                s_per_clip=min(times) / batch, s_per_clip_median=statistics.median(times) / batch,
+               cpu_s=cpu, cpu_s_per_clip=min(cpu) / batch,
                clips_per_s=batch / min(times),
                gflop=flops["total"] / 1e9, gflops_achieved=batch * flops["total"] / 1e9 / min(times),
                flops_by_part={k: v / 1e9 for k, v in flops.items()},
@@ -202,6 +207,64 @@ def run_config(spec):
     if device.type == "cuda":
         res["cuda_peak_mib"] = torch.cuda.max_memory_allocated() / 2 ** 20
     return res
+
+
+def run_scan_config(spec):
+    """The inference scan kernel alone on one VideoMamba-M mixer direction ([1, 1152, 1569], N = 16, softplus and
+    gate on), ``spec["threads"]`` numba threads; best and median of ``spec["calls"]`` calls, wall and CPU time."""
+    import torch
+
+    from vtr.ops import selective_scan as ss
+
+    torch.manual_seed(0)
+    torch.set_num_threads(spec["threads"])
+    d, length, n = 1152, 1 + 8 * PATCHES_224, 16
+    x = dict(u=torch.randn(1, d, length), delta=torch.randn(1, d, length) * 0.5 - 1, A=-torch.rand(d, n) * 4,
+             B=torch.randn(1, n, length), C=torch.randn(1, n, length), D=torch.randn(d), z=torch.randn(1, d, length),
+             delta_bias=torch.randn(d) * 0.1)
+    for _ in range(2):
+        ss.selective_scan_inference(**x, delta_softplus=True, impl="cpu")
+    wall, cpu = [], []
+    for _ in range(spec["calls"]):
+        t0, c0 = time.perf_counter(), time.process_time()
+        ss.selective_scan_inference(**x, delta_softplus=True, impl="cpu")
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    from numba.core.registry import cpu_target
+
+    return dict(spec, wall_ms=1e3 * min(wall), wall_ms_median=1e3 * statistics.median(wall), cpu_ms=1e3 * min(cpu),
+                cpu_ms_median=1e3 * statistics.median(cpu), loadavg=os.getloadavg()[0],
+                zmm_preferred=cpu_target.target_context.codegen()._tm_features.endswith(",-prefer-256-bit"))
+
+
+def section_wide(args):
+    """The scan kernel with and without 512-bit vectors (VTR_NUMBA_WIDE=1/0), fresh processes alternated."""
+    rows = []
+    for _ in range(max(args.rounds, 3)):
+        for threads in (1, 2):
+            for wide in args.wide:
+                spec = dict(kind="scan", wide=wide, threads=threads, calls=args.conv_repeats // 5 or 10,
+                            omp_wait_policy=args.omp_wait_policy)
+                res = run_in_subprocess(spec, args.timeout)
+                rows.append(res)
+                if "error" in res:
+                    print(f"[wide] wide={wide} threads={threads}: {res['error']}")
+                else:
+                    print(f"[wide] VTR_NUMBA_WIDE={wide} (zmm {res['zmm_preferred']}) threads={threads}: "
+                          f"best {res['wall_ms']:.2f} ms wall, {res['cpu_ms']:.2f} ms CPU; median "
+                          f"{res['wall_ms_median']:.2f} / {res['cpu_ms_median']:.2f}  load {res['loadavg']:.1f}",
+                          flush=True)
+    ok = [r for r in rows if "error" not in r]
+    print("\n| threads | VTR_NUMBA_WIDE | best wall ms | median wall ms | best CPU ms | median CPU ms | runs |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    for threads in (1, 2):
+        for wide in args.wide:
+            rs = [r for r in ok if r["threads"] == threads and r["wide"] == wide]
+            if rs:
+                print(f"| {threads} | {wide} | {min(r['wall_ms'] for r in rs):.2f} | "
+                      f"{statistics.median(r['wall_ms_median'] for r in rs):.2f} | {min(r['cpu_ms'] for r in rs):.2f} | "
+                      f"{statistics.median(r['cpu_ms_median'] for r in rs):.2f} | {len(rs)} |")
+    return rows
 
 
 def run_in_subprocess(spec, timeout):
@@ -213,6 +276,8 @@ def run_in_subprocess(spec, timeout):
         env["OMP_WAIT_POLICY"] = spec["omp_wait_policy"]
     if "fused" in spec:
         env["VTR_FUSED"] = str(spec["fused"])  # vtr.ops.mixer_ops: numba conv/norm kernels on (1) or off (0)
+    if "wide" in spec:
+        env["VTR_NUMBA_WIDE"] = str(spec["wide"])  # vtr.ops.selective_scan: 512-bit vectors in numba (1) or not (0)
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=root, env=env)
     except subprocess.TimeoutExpired:
@@ -269,8 +334,9 @@ def _specs(args):
                 for dtype in args.dtypes:
                     for batch in args.batch:
                         for fused in args.fused:
-                            specs.append(dict(kind="videomamba", size=size, frames=frames, dtype=dtype, batch=batch,
-                                              fused=fused))
+                            for wide in args.wide:
+                                specs.append(dict(kind="videomamba", size=size, frames=frames, dtype=dtype,
+                                                  batch=batch, fused=fused, wide=wide))
     return specs
 
 
@@ -304,8 +370,9 @@ def section_runs(specs, args, label):
             print(f"[{label}] {spec['kind']} {spec['size']} T={spec['frames']} {spec['dtype']}: {res['error']}")
         else:
             print(f"[{label}] {res['kind']:10s} {res['size']:8s} T={res['frames']:3d} {res['dtype']} "
-                  f"B={res.get('batch', 1)} fused={res.get('fused', '-')}: "
-                  f"{res['s_per_clip']:8.3f} s/clip  {res['gflops_achieved']:6.1f} GFLOP/s  "
+                  f"B={res.get('batch', 1)} fused={res.get('fused', '-')} wide={res.get('wide', '-')}: "
+                  f"{res['s_per_clip']:8.3f} s/clip ({res['cpu_s_per_clip']:.3f} CPU s)  "
+                  f"{res['gflops_achieved']:6.1f} GFLOP/s  "
                   f"peak {res['peak_rss_mib']:7.0f} MiB (fwd +{res['act_mib']:.0f})  load {res['loadavg']:.1f}",
                   flush=True)
     return rows
@@ -551,12 +618,12 @@ def print_table(rows):
     ok = [r for r in rows if "error" not in r]
     if not ok:
         return
-    print(f"\n{'model':10s} {'size':9s} {'T':>3s} {'dtype':5s} {'B':>2s} {'fused':>5s} {'L':>6s} {'s/clip':>8s} "
-          f"{'clips/s':>8s} {'GFLOP':>8s} {'GFLOP/s':>8s} {'peak MiB':>9s} {'fwd MiB':>8s} {'load':>5s}")
+    print(f"\n{'model':10s} {'size':9s} {'T':>3s} {'dtype':5s} {'B':>2s} {'fused':>5s} {'wide':>4s} {'L':>6s} "
+          f"{'s/clip':>8s} {'CPU s':>7s} {'clips/s':>8s} {'GFLOP':>8s} {'GFLOP/s':>8s} {'peak MiB':>9s} {'fwd MiB':>8s} {'load':>5s}")
     for r in ok:
         print(f"{r['kind']:10s} {r['size']:9s} {r['frames']:3d} {r['dtype']:5s} {r.get('batch', 1):2d} "
-              f"{str(r.get('fused', '-')):>5s} {r['seq_len']:6d} "
-              f"{r['s_per_clip']:8.3f} "
+              f"{str(r.get('fused', '-')):>5s} {str(r.get('wide', '-')):>4s} {r['seq_len']:6d} "
+              f"{r['s_per_clip']:8.3f} {r.get('cpu_s_per_clip', float('nan')):7.3f} "
               f"{r['clips_per_s']:8.3f} {r['gflop']:8.1f} {r['gflops_achieved']:8.1f} {r['peak_rss_mib']:9.0f} "
               f"{r['act_mib']:8.0f} {r['loadavg']:5.1f}")
 
@@ -570,6 +637,9 @@ def main(argv=None):
     p.add_argument("--frames", default="8,16,32,64")
     p.add_argument("--dtypes", default="fp32,bf16")
     p.add_argument("--batch", default="1", help="clips per forward, comma separated (s/clip divides by it)")
+    p.add_argument("--wide", default="1",
+                   help="VTR_NUMBA_WIDE per encoder run, comma separated: 1 = numba may use 512-bit vectors "
+                        "(vtr's default on AVX-512), 0 = LLVM's own preference; --wide 1,0 --rounds 3 alternates")
     p.add_argument("--fused", default="1",
                    help="VTR_FUSED values to compare side by side, e.g. 1,0 (numba conv+SiLU and RMSNorm on/off)")
     p.add_argument("--ab-repeats", type=int, default=4, help="forwards per variant in the ab section")
@@ -594,7 +664,9 @@ def main(argv=None):
     args = p.parse_args(argv)
 
     if args.worker:
-        print("RESULT " + json.dumps(run_config(json.loads(args.worker))), flush=True)
+        spec = json.loads(args.worker)
+        run = run_scan_config if spec["kind"] == "scan" else run_config
+        print("RESULT " + json.dumps(run(spec)), flush=True)
         return 0
 
     if args.sections is None:
@@ -606,6 +678,7 @@ def main(argv=None):
     args.dtypes = [d for d in args.dtypes.split(",") if d]
     args.batch = [int(b) for b in args.batch.split(",") if b]
     args.fused = [int(f) for f in args.fused.split(",") if f]
+    args.wide = [int(w) for w in args.wide.split(",") if w]
     sections = set(args.sections.split(","))
 
     import torch
@@ -629,6 +702,8 @@ def main(argv=None):
         report["mixer"] = section_mixer(args)
     if "ab" in sections:
         report["ab"] = section_ab(args)
+    if "wide" in sections:
+        report["wide"] = section_wide(args)
     print_table(encoder_rows + baseline_rows)
     report["summary"] = summarize(encoder_rows, baseline_rows, args.frames)
     report["machine"]["loadavg_at_end"] = os.getloadavg()

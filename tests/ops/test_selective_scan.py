@@ -1,8 +1,10 @@
 """Every selective-scan path against a float64 recurrence, on outputs and gradients; dispatch and fallbacks."""
 
+import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -204,6 +206,25 @@ def test_numba_threads_follow_torch():
         torch.set_num_threads(before)
 
 
+@needs_numba
+def test_first_numba_launch_leaves_torch_threads_alone():
+    # starting numba's OpenMP pool sets the process's OpenMP thread count to NUMBA_NUM_THREADS, which is torch's
+    # count too: a process that asked torch for 1 thread must still have 1 after its first scan
+    code = (
+        "import torch; torch.set_num_threads(1)\n"
+        "from vtr.ops import selective_scan as ss\n"
+        "x = dict(u=torch.randn(1, 4, 9), delta=torch.rand(1, 4, 9), A=-torch.rand(4, 3), B=torch.randn(1, 3, 9),\n"
+        "         C=torch.randn(1, 3, 9))\n"
+        "ss.selective_scan_inference(**x, impl='cpu')\n"
+        "import numba\n"
+        "print('THREADS', torch.get_num_threads(), numba.get_num_threads())\n"
+    )
+    env = dict(os.environ, NUMBA_NUM_THREADS="3", OMP_NUM_THREADS="3")
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "THREADS 1 1" in r.stdout, r.stdout
+
+
 # ------------------------------------------------------------------------------------------------ CUDA
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-4), (torch.bfloat16, 3e-2)], ids=["fp32", "bf16"])
@@ -390,3 +411,44 @@ def test_numba_backward_propagates_a_nonfinite_gradient():
     y.backward(g)
     assert not torch.isfinite(x["B"].grad).all() and not torch.isfinite(x["C"].grad).all()
     assert torch.isfinite(x["u"].grad[0, :17]).all()  # the other channels' own gradients are untouched
+
+
+_WIDE_CHILD = (
+    "import os, sys, numpy as np, torch\n"
+    "from vtr.ops import selective_scan as ss\n"
+    "torch.manual_seed(0)\n"
+    "D, L, N = 40, 150, 16\n"
+    "x = dict(u=torch.randn(2, D, L), delta=torch.randn(2, D, L) * 0.5 - 1, A=-torch.rand(D, N) * 4,\n"
+    "         B=torch.randn(2, N, L), C=torch.randn(2, N, L), D=torch.randn(D), z=torch.randn(2, D, L),\n"
+    "         delta_bias=torch.randn(D) * 0.1)\n"
+    "y = ss.selective_scan_inference(**x, delta_softplus=True, impl='cpu')\n"
+    "xs = {k: v.clone().requires_grad_() for k, v in x.items()}\n"
+    "ss.selective_scan_numba(**xs, delta_softplus=True).pow(2).sum().backward()\n"
+    "from numba.core.registry import cpu_target\n"
+    "feats = cpu_target.target_context.codegen()._tm_features\n"
+    "np.savez(sys.argv[1], y=y.numpy(), **{k: v.grad.numpy() for k, v in xs.items()})\n"
+    "print('WIDE', feats.endswith(',-prefer-256-bit'), 'NUMBA_CPU_FEATURES' in os.environ)\n"
+)
+
+
+@needs_numba
+def test_numba_512_bit_vectors_change_speed_not_results(tmp_path):
+    # vtr lets numba's LLVM use zmm registers on AVX-512 hosts (LLVM's tuning for Intel server cores prefers
+    # 256-bit ones); it must act only there, leave the environment as it was and compute the same numbers
+    import llvmlite.binding as llvm
+
+    avx512 = "+avx512f" in llvm.get_host_cpu_features().flatten().split(",")
+    out = {}
+    for wide in ("1", "0"):
+        env = dict(os.environ, VTR_NUMBA_WIDE=wide)
+        env.pop("NUMBA_CPU_FEATURES", None), env.pop("NUMBA_CPU_NAME", None)
+        r = subprocess.run([sys.executable, "-c", _WIDE_CHILD, str(tmp_path / f"w{wide}.npz")], env=env,
+                           capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stdout + r.stderr
+        line = [ln for ln in r.stdout.splitlines() if ln.startswith("WIDE")][-1]
+        assert line == f"WIDE {avx512 and wide == '1'} False", line
+        out[wide] = np.load(tmp_path / f"w{wide}.npz")
+    # the forward's sums run in a fixed order (a pairwise tree over the state): the same bits either way
+    np.testing.assert_array_equal(out["1"]["y"], out["0"]["y"])
+    for k in ("u", "delta", "A", "B", "C", "D", "z", "delta_bias"):  # lane sums reassociate: rounding only
+        np.testing.assert_allclose(out["1"][k], out["0"][k], rtol=1e-5, atol=1e-5, err_msg=k)
