@@ -12,9 +12,11 @@ training):
 - the **temporal-pair accuracy**: is each held-out video's caption scored above its time-reversed twin's
   ("moves up" vs "moves down")? A bag of frames scores 50%.
 
-Then, for the first seed of each variant, **UMT's masked student**: a fresh model trained with 80% tube masking,
-its visible tokens aligned through ``clip_decoder`` to the frozen first-stage model's tokens (UTA) and a short
-unmasked phase at the end, against the unmasked first-stage run: steps/s and held-out R@1. ``--shuffled`` adds
+Then, for the first seed of each variant, **UMT's masked student** (``student_overrides``), in UMT's two stages
+within the same step budget: for the first half, the video encoder alone, 80% tube masked, its visible tokens
+aligned through ``clip_decoder`` to the frozen first-stage model's tokens (UTA; no text); for the second half, the
+recipe's own loss schedule shifted to start there, on 50% masked clips with the alignment kept, and a short
+unmasked phase at the end. Against the unmasked first-stage run: steps/s and held-out R@1. ``--shuffled`` adds
 the bag-of-frames control (trained and evaluated on time-shuffled clips).
 
     python -m bench.learning                                  # 3 seeds x 2 variants + 2 masked students
@@ -53,8 +55,22 @@ VARIANTS: dict[str, dict] = {
     "alt": {"size": 56, "num_frames": 12, "fps": 4, "vocabulary": "alt"},
 }
 
-#: The masked student (UMT): 80% tube masking, token alignment to the first-stage model, unmasked last 10%.
-MASKED = {"mask_type": "tube", "mask_ratio": 0.8, "loss_uta": 1.0, "loss_distill": 0.0}
+#: The masked student (UMT): 80% tube masking with token alignment to the first-stage model alone (stage 1), then
+#: the text losses on 50% masking with the alignment kept (stage 2), unmasked last 10% (``student_overrides``).
+MASKED = {"mask_type": "tube", "mask_ratio": 0.8, "vl_mask_ratio": 0.5, "loss_uta": 1.0, "loss_distill": 0.0}
+STAGE_ONE_FRACTION = 0.5  # of the run's steps: UMT's stage 1 (video only)
+
+
+def student_overrides(config: Path, max_steps: int | None, teacher: str) -> dict:
+    """The masked student's settings for ``config``'s run length: stage 1 for the first STAGE_ONE_FRACTION of the
+    steps, then the recipe's own schedule (VTC at once, VTM and MLM after their own offsets) shifted to start there,
+    so stage 2 is the first-stage recipe on fewer steps, on masked clips, with the teacher alignment."""
+    from pretrain.config import load_config
+
+    cfg = load_config(str(config), overrides={"max_steps": max_steps} if max_steps else None)
+    text_start = int(STAGE_ONE_FRACTION * cfg.max_steps)
+    return {**MASKED, "teacher": teacher, "text_start": text_start, "vtm_start": text_start + cfg.vtm_start,
+            "mlm_start": text_start + cfg.mlm_start, "mask_steps": int(0.9 * cfg.max_steps)}
 
 
 def machine() -> dict:
@@ -232,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
             print(format_runs(rows[-1:]).splitlines()[-1], flush=True)
             if first and args.masked:
                 student = train_one(corpus / "shards", work / variant / f"seed{seed}" / "masked", config, seed,
-                                    args.max_steps, {**MASKED, "teacher": run["model"]},
+                                    args.max_steps, student_overrides(config, args.max_steps, run["model"]),
                                     eval_every=args.eval_every, corpus=corpus)
                 r = _row("masked student", variant, seed, student, score(student["model"], corpus, seed=seed))
                 r["vs_unmasked"] = {

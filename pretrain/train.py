@@ -87,8 +87,10 @@ class Pretrainer(nn.Module):
 
     def weights(self, step: int) -> dict:
         cfg = self.cfg
-        return {"vtc": cfg.loss_vtc, "vtm": loss_weight(step, cfg.loss_vtm, cfg.vtm_start, cfg.loss_ramp),
-                "mlm": loss_weight(step, cfg.loss_mlm, cfg.mlm_start, cfg.loss_ramp),
+        text = step >= cfg.text_start  # before it (UMT's stage 1) only the video-only teacher losses run
+        return {"vtc": cfg.loss_vtc if text else 0.0,
+                "vtm": loss_weight(step, cfg.loss_vtm, max(cfg.vtm_start, cfg.text_start), cfg.loss_ramp),
+                "mlm": loss_weight(step, cfg.loss_mlm, max(cfg.mlm_start, cfg.text_start), cfg.loss_ramp),
                 "distill": cfg.loss_distill, "uta": cfg.loss_uta}
 
     def forward(self, frames, input_ids, attention_mask, generator, step: int = 0, keep=None, teacher=None):
@@ -97,11 +99,13 @@ class Pretrainer(nn.Module):
         uta = teacher is not None and w["uta"] > 0
         # frame_embeds [B,T,E], tokens [B,K,D] (K visible), clip_input [B,1+K,D]
         vid = m.encode_video(frames, return_tokens=True, keep=keep, return_clip_input=uta)
-        txt = m.encode_text(input_ids, attention_mask)  # embedding [B,E], hidden [B,L,H]
-        ids = L.caption_ids(input_ids, attention_mask) if cfg.same_caption_positive else None
-        out = {"vtc": L.vtc_loss(vid.frame_embeds, txt.embedding, m.temp, ids=ids, rank=self.rank,
-                                 world_size=self.world_size)}
-        self.last_embeddings = (vid.embedding.detach(), txt.embedding.detach())  # for the divergence guard's log
+        out = {}
+        if step >= cfg.text_start:  # the text side (VTC always with it: the guard reads it, even at weight 0)
+            txt = m.encode_text(input_ids, attention_mask)  # embedding [B,E], hidden [B,L,H]
+            ids = L.caption_ids(input_ids, attention_mask) if cfg.same_caption_positive else None
+            out["vtc"] = L.vtc_loss(vid.frame_embeds, txt.embedding, m.temp, ids=ids, rank=self.rank,
+                                    world_size=self.world_size)
+            self.last_embeddings = (vid.embedding.detach(), txt.embedding.detach())  # for the guard's log
         if w["vtm"]:
             n = min(cfg.vtm_samples or len(input_ids), len(input_ids))
             with torch.no_grad():  # hard negatives from the local similarities, drawn on the CPU generator
@@ -136,17 +140,18 @@ def batch_spread(pretrainer: "Pretrainer") -> dict:
             "text_cos": round(mean_pairwise_cosine(text), 4)}
 
 
-def video_keep_mask(cfg: TrainConfig, model, batch: int, num_frames: int, img_size: int, generator):
-    """keep [B, T*P] for the masked student, or None."""
-    if not cfg.mask_type or cfg.mask_ratio <= 0:
+def video_keep_mask(cfg: TrainConfig, model, batch: int, num_frames: int, img_size: int, generator, step: int = 0):
+    """keep [B, T*P] for the masked student at ``step``, or None."""
+    ratio = cfg.vl_mask_ratio if cfg.vl_mask_ratio >= 0 and step >= cfg.text_start else cfg.mask_ratio
+    if not cfg.mask_type or ratio <= 0:
         return None
     from vtr import masking
 
     grid = img_size // model.cfg.vision.patch_size
     if cfg.mask_type == "row":
-        return masking.row_mask(batch, num_frames, grid, grid, cfg.mask_ratio, generator=generator)
+        return masking.row_mask(batch, num_frames, grid, grid, ratio, generator=generator)
     fn = {"random": masking.random_mask, "tube": masking.tube_mask}[cfg.mask_type]
-    return fn(batch, num_frames, grid * grid, cfg.mask_ratio, generator=generator)
+    return fn(batch, num_frames, grid * grid, ratio, generator=generator)
 
 
 def build_model(cfg: TrainConfig, teacher=None):
@@ -280,7 +285,7 @@ def wrap_ddp(pretrainer: Pretrainer, cfg: TrainConfig, rt: Runtime) -> nn.Module
     if not rt.ddp:
         return pretrainer
     every_param_used = (cfg.loss_vtm and cfg.loss_mlm and not (cfg.vtm_start or cfg.mlm_start)
-                        and not (cfg.loss_uta and cfg.mask_steps))
+                        and not (cfg.loss_uta and cfg.mask_steps) and not cfg.text_start)
     return nn.parallel.DistributedDataParallel(pretrainer, device_ids=[rt.local_rank] if rt.device.type == "cuda"
                                                else None, find_unused_parameters=not every_param_used)
 
@@ -431,7 +436,7 @@ def step_inputs(cfg: TrainConfig, batch: dict, step: int, rt: Runtime, raw_model
     torch.manual_seed(_seed(cfg.seed, step, rt.rank, 1))
     gen = torch.Generator().manual_seed(_seed(cfg.seed, step, rt.rank, 2))
     masked_phase = not cfg.mask_steps or step < cfg.mask_steps
-    keep = video_keep_mask(cfg, raw_model, frames.shape[0], frames.shape[1], frames.shape[-1], gen) \
+    keep = video_keep_mask(cfg, raw_model, frames.shape[0], frames.shape[1], frames.shape[-1], gen, step) \
         if masked_phase else None
     teacher_out = None
     if teacher is not None and masked_phase:
@@ -510,6 +515,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
 
     from vtr.models.registry import get_tokenizer
 
+    if cfg.text_start and not (cfg.teacher and (cfg.loss_uta > 0 or cfg.loss_distill > 0)):
+        raise SystemExit(f"text_start {cfg.text_start}: the steps before it train the video encoder on its teacher "
+                         "losses alone; set teacher and loss_uta (UMT's token alignment) or loss_distill")
     rt = setup_runtime(cfg)
     out_dir, ckpt_path = Path(cfg.out_dir), Path(cfg.out_dir) / "checkpoint.pt"
     # ---------------------------------------------------------------- model, teacher, optimizer
@@ -523,6 +531,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
                                   betas=(cfg.beta1, cfg.beta2), fused=True)
     # ---------------------------------------------------------------- schedule, resume, data
     sched = plan_schedule(cfg, rt.world_size)
+    if cfg.text_start >= sched.total_steps:
+        raise SystemExit(f"text_start {cfg.text_start} is not before the run's end (step {sched.total_steps}): the "
+                         "text side would never train")
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: get_lr(s, cfg, sched.warmup_steps, sched.total_steps) / cfg.lr)
     guard = make_guard(cfg, sched.global_batch)
@@ -552,8 +563,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
             grad_norm = optimizer_step(cfg, step, out["loss"].item(), raw_model, optimizer, scheduler, rt.scaler, guard)
             step += 1
             bar.update(1)
-            spread = batch_spread(pretrainer) if step % cfg.log_every == 0 else None
-            guard.observe_vtc(step, out["vtc"].item(), spread=spread)
+            if "vtc" in out:  # from text_start on
+                spread = batch_spread(pretrainer) if step % cfg.log_every == 0 else None
+                guard.observe_vtc(step, out["vtc"].item(), spread=spread)
             if "vtm" in out:
                 recent_vtm.append(out["vtm"].item())
 

@@ -223,3 +223,60 @@ def test_umt_token_alignment_to_a_vtr_teacher_then_unmasked_phase(shards, tmp_pa
     assert not torch.equal(trained.weight, init.weight)  # clip_decoder learned
     init, untouched = run("no_uta", loss_uta=0.0)
     assert untouched.out_features == 512 and torch.equal(untouched.weight, init.weight)  # frozen when unused
+
+
+def test_umt_stage_one_weights_and_mask_ratio_by_step(monkeypatch):
+    """Before text_start only the teacher losses have weight (UMT's stage 1); from it the text losses start, VTM and
+    MLM not before their own starts, and the mask ratio turns to vl_mask_ratio."""
+    from types import SimpleNamespace
+
+    from pretrain.train import Pretrainer, video_keep_mask
+    from vtr import masking
+
+    cfg = TrainConfig(text_start=5, vtm_start=2, mlm_start=8, loss_ramp=0, loss_uta=1.0, loss_distill=0.0,
+                      mask_type="tube", mask_ratio=0.8, vl_mask_ratio=0.5)
+    w = [Pretrainer.weights(SimpleNamespace(cfg=cfg), s) for s in (0, 4, 5, 7, 8)]
+    assert [x["vtc"] for x in w] == [0.0, 0.0, 1.0, 1.0, 1.0]
+    assert [x["vtm"] for x in w] == [0.0, 0.0, 1.0, 1.0, 1.0]  # vtm_start 2 < text_start: starts with the text
+    assert [x["mlm"] for x in w] == [0.0, 0.0, 0.0, 0.0, 1.0]  # its own start, later
+    assert all(x["uta"] == 1.0 for x in w)
+    ratios = []
+    monkeypatch.setattr(masking, "tube_mask", lambda b, t, p, ratio, generator=None: ratios.append(ratio))
+    model = SimpleNamespace(cfg=SimpleNamespace(vision=SimpleNamespace(patch_size=16)))
+    for step in (0, 4, 5, 9):
+        video_keep_mask(cfg, model, 2, 4, 32, torch.Generator(), step)
+    assert ratios == [0.8, 0.8, 0.5, 0.5]
+    ratios.clear()
+    video_keep_mask(TrainConfig(text_start=5, mask_type="tube", mask_ratio=0.8), model, 2, 4, 32, torch.Generator(), 9)
+    assert ratios == [0.8]  # vl_mask_ratio -1: the one ratio throughout
+
+
+@pytest.mark.slow
+def test_umt_stage_one_trains_the_video_side_alone(shards, tmp_path, monkeypatch):
+    """text_start: the first steps run only the token alignment (the text encoder is not even called), then the
+    contrastive loss joins; a text_start without a teacher loss, or at the run's end, is refused up front."""
+    import vtr
+    from vtr.models.checkpoint import save_vtr
+    from vtr.models.registry import config_to_dict
+    from vtr.models.retrieval import VideoTextModel
+
+    teacher = vtr.create_model("vtr_test", with_mlm_head=True)
+    save_vtr(teacher, tmp_path / "teacher", config_to_dict(teacher.cfg, architecture="vtr_test"))
+    text_calls = []
+    encode_text = VideoTextModel.encode_text
+    monkeypatch.setattr(VideoTextModel, "encode_text", lambda self, *a, **k: text_calls.append(1) or
+                        encode_text(self, *a, **k))
+    common = dict(max_steps=4, warmup_steps=1, mask_type="tube", mask_ratio=0.75, vl_mask_ratio=0.5,
+                  teacher=str(tmp_path / "teacher"), loss_distill=0.0, vtm_start=0, mlm_start=0)
+    train(_cfg(shards, tmp_path / "run", text_start=2, loss_uta=1.0, **common))
+    log = _losses(tmp_path / "run")
+    assert set(log[1]) >= {"uta", "loss"} and not {"vtc", "vtm", "mlm"} & set(log[1] | log[2])
+    assert log[1]["loss"] == pytest.approx(log[1]["uta"])
+    assert {"vtc", "vtm", "mlm", "uta"} <= set(log[3]) and {"vtc", "uta"} <= set(log[4])
+    assert len(text_calls) >= 2  # steps 3 and 4 (and the MLM pass), none before
+    n_before = len(text_calls)
+    with pytest.raises(SystemExit, match="teacher losses alone"):
+        train(_cfg(shards, tmp_path / "bad1", text_start=2, loss_uta=0.0, **common))
+    with pytest.raises(SystemExit, match="never train"):
+        train(_cfg(shards, tmp_path / "bad2", text_start=4, loss_uta=1.0, **common))
+    assert len(text_calls) == n_before
