@@ -262,7 +262,8 @@ def section_wide(args):
             rs = [r for r in ok if r["threads"] == threads and r["wide"] == wide]
             if rs:
                 print(f"| {threads} | {wide} | {min(r['wall_ms'] for r in rs):.2f} | "
-                      f"{statistics.median(r['wall_ms_median'] for r in rs):.2f} | {min(r['cpu_ms'] for r in rs):.2f} | "
+                      f"{statistics.median(r['wall_ms_median'] for r in rs):.2f} | "
+                      f"{min(r['cpu_ms'] for r in rs):.2f} | "
                       f"{statistics.median(r['cpu_ms_median'] for r in rs):.2f} | {len(rs)} |")
     return rows
 
@@ -619,7 +620,8 @@ def print_table(rows):
     if not ok:
         return
     print(f"\n{'model':10s} {'size':9s} {'T':>3s} {'dtype':5s} {'B':>2s} {'fused':>5s} {'wide':>4s} {'L':>6s} "
-          f"{'s/clip':>8s} {'CPU s':>7s} {'clips/s':>8s} {'GFLOP':>8s} {'GFLOP/s':>8s} {'peak MiB':>9s} {'fwd MiB':>8s} {'load':>5s}")
+          f"{'s/clip':>8s} {'CPU s':>7s} {'clips/s':>8s} {'GFLOP':>8s} {'GFLOP/s':>8s} {'peak MiB':>9s} "
+          f"{'fwd MiB':>8s} {'load':>5s}")
     for r in ok:
         print(f"{r['kind']:10s} {r['size']:9s} {r['frames']:3d} {r['dtype']:5s} {r.get('batch', 1):2d} "
               f"{str(r.get('fused', '-')):>5s} {str(r.get('wide', '-')):>4s} {r['seq_len']:6d} "

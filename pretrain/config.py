@@ -60,7 +60,7 @@ class TrainConfig:
     mask_type: str = ""  # "" (no video token masking) | random | tube | row
     mask_ratio: float = 0.0
     mask_steps: int = 0  # >0: only the first mask_steps steps are masked (with the teacher), then UMT's unmasked phase
-    text_start: int = 0  # UMT's stage 1: steps before this train the video encoder alone on its teacher losses (no text)
+    text_start: int = 0  # UMT's stage 1: the steps before it train the video encoder alone on teacher losses (no text)
     vl_mask_ratio: float = -1.0  # mask ratio from text_start on (UMT's stage 2 masks 50%); -1: mask_ratio throughout
     teacher: str = ""  # frozen teacher model (vtr folder / weight name / architecture:path) for distillation
     loss_distill: float = 1.0  # the student's final features -> the teacher's (VideoMamba self-distillation)
