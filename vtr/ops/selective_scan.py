@@ -205,8 +205,8 @@ def _import_numba_wide() -> None:
     inference scan 1.28× faster on one core of an Emerald Rapids VM (``python -m bench.encoder --sections wide``).
     numba reads its target once, as it is imported, so this only acts when vtr is the first to import numba; the
     host's own feature list is used, with one tuning flag changed, and the variable is removed again so that child
-    processes see the user's environment. ``VTR_NUMBA_WIDE=0``, or the user's own ``NUMBA_CPU_NAME``/``NUMBA_CPU_FEATURES``,
-    leave numba's default.
+    processes see the user's environment. ``VTR_NUMBA_WIDE=0``, or the user's own ``NUMBA_CPU_NAME`` or
+    ``NUMBA_CPU_FEATURES``, leave numba's default.
     """
     if ("numba" in sys.modules or os.environ.get("VTR_NUMBA_WIDE", "1") == "0"
             or os.environ.get("NUMBA_CPU_FEATURES") or os.environ.get("NUMBA_CPU_NAME")):
