@@ -98,8 +98,6 @@ def train_one(shards: Path, run_dir: Path, config: Path, seed: int, max_steps: i
     if max_steps:
         o["max_steps"] = max_steps
     cfg = load_config(str(config), overrides=o)
-    if cfg.mask_type and not cfg.mask_steps and "mask_steps" not in (overrides or {}):
-        cfg.mask_steps = int(0.9 * cfg.max_steps)
     load_before = os.getloadavg()[0]
     t0 = time.time()
     last = train(cfg)
