@@ -136,7 +136,8 @@ def decode_chunk(path: str, chunk: int, settings: DecodeSettings, key=None) -> C
     pre = settings.preprocess
     partial = None
     with open_video(path, threads=settings.decoder_threads) as reader:
-        meta = {"num_frames": int(reader.num_frames), "fps": float(reader.fps), "duration": float(reader.duration),
+        clock = reader.clock()  # frames on the player's clock, also when the frame rate varies
+        meta = {"num_frames": clock.num_frames, "fps": float(reader.fps), "duration": clock.duration,
                 "width": int(reader.width), "height": int(reader.height)}
         part, n_windows, n_chunks = plan_chunk_windows(path, meta["duration"], settings.window_policy,
                                                        settings.window_s, settings.stride_s, chunk,
@@ -147,7 +148,7 @@ def decode_chunk(path: str, chunk: int, settings: DecodeSettings, key=None) -> C
                 chunk * settings.chunk_windows
         else:  # shots: chunks are disjoint spans of time, planned alone; this span is all there is to see
             windows, lo = part, 0
-        per_window = [window_frame_indices(w, reader.fps, reader.num_frames, settings.num_frames) for w in part]
+        per_window = [window_frame_indices(w, clock, settings.num_frames) for w in part]
         wanted = sorted({i for idx in per_window for i in idx})
         size = (decoder_size(reader.width, reader.height, settings.img_size, settings.antialias)
                 if settings.decoder_scale else None)
@@ -186,16 +187,17 @@ def _salvage(reader, windows, lo, part, per_window, settings, error):
         kept.append(w)
         kept_idx.append(idx)
     n = error.decodable_frames
-    fps, duration = reader.fps, reader.duration
+    clock = reader.clock()
+    duration = clock.duration
     if n:
-        last = n / fps
+        last = clock.time_of(n)
         first_past = next((j for j, w in enumerate(windows)
-                           if max(window_frame_indices(w, fps, reader.num_frames, settings.num_frames)) >= n), None)
+                           if max(window_frame_indices(w, clock, settings.num_frames)) >= n), None)
         tail = plan_windows(last, settings.window_s, settings.stride_s)[-1]
         # windows[0] starts before the damage: the whole file's plan, or (shots) the span that holds it
-        if (first_past is not None and lo <= first_past < lo + len(part) and windows[0].start * fps < n
+        if (first_past is not None and lo <= first_past < lo + len(part) and windows[0].start < last
                 and all(w.end < tail.end for w in kept)):
-            idx = window_frame_indices(tail, fps, n, settings.num_frames)
+            idx = window_frame_indices(tail, clock.truncated(n), settings.num_frames)
             try:
                 reader.get_frames(idx)
             except VideoReadError:

@@ -182,8 +182,7 @@ class VideoIndex:
         from vtr.data.video import open_video
 
         with open_video(str(video)) as reader:
-            i = min(max(int(float(seconds) * reader.fps), 0), reader.num_frames - 1)
-            rgb = reader.get_frames([i])[0].numpy()
+            rgb = reader.get_frames([reader.clock().frame_at(seconds)])[0].numpy()
         return encode_jpeg(rgb)
 
     # ------------------------------------------------------------------------------------------ encoding
@@ -408,8 +407,7 @@ class VideoIndex:
             wrow, frow = rows[int(wid)]
             try:
                 with open_video(frow.path) as reader:
-                    idx = window_frame_indices(Window(wrow.start, wrow.end), reader.fps, reader.num_frames,
-                                               pre.num_frames)
+                    idx = window_frame_indices(Window(wrow.start, wrow.end), reader.clock(), pre.num_frames)
                     clip = reader.get_frames(idx).permute(0, 3, 1, 2).contiguous()
             except Exception as e:  # noqa: BLE001 - a file that changed or vanished since indexing
                 logger.warning("rerank: skipping %s [%.1f-%.1f]: %s", frow.path, wrow.start, wrow.end, e)

@@ -3,9 +3,10 @@
 Defaults (documented in the README): each window spans ``window_s = 8`` seconds, consecutive windows start
 ``stride_s = 4`` seconds apart (so every moment lies in two windows), and ``num_frames`` frames (the model's
 ``preprocess.num_frames``, 8 for the released weights) are sampled in the middle of ``num_frames`` equal segments
-of the window, exactly like evaluation samples a whole clip. A video no longer than one window gets one window
-over its whole length; when the strides do not land on the end, a last window ``[duration - window_s, duration]``
-covers the tail.
+of the window, exactly like evaluation samples a whole clip. Seconds are the player's: a variable-frame-rate video's
+frames are placed by their presentation times (:meth:`vtr.data.video.VideoReader.clock`). A video no longer than
+one window gets one window over its whole length; when the strides do not land on the end, a last window
+``[duration - window_s, duration]`` covers the tail.
 """
 
 from __future__ import annotations
@@ -40,9 +41,10 @@ def plan_windows(duration: float, window_s: float = DEFAULT_WINDOW_S, stride_s: 
     return windows
 
 
-def window_frame_indices(window: Window, fps: float, vlen: int, num_frames: int) -> list[int]:
-    """The ``num_frames`` frame indices sampled for a window ("middle" sampling inside the window's frames)."""
-    from vtr.data.video import sample_frame_indices, window_frame_range
+def window_frame_indices(window: Window, clock, num_frames: int) -> list[int]:
+    """The ``num_frames`` frame indices sampled for a window ("middle" sampling inside the frames shown during the
+    window, on the video's :class:`~vtr.data.video.Clock`: its real clock when the frame rate varies)."""
+    from vtr.data.video import sample_frame_indices
 
-    lo, hi = window_frame_range(fps, vlen, window.start, window.end)
+    lo, hi = clock.frame_range(window.start, window.end)
     return [lo + i for i in sample_frame_indices(num_frames, hi - lo, "middle")]

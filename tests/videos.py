@@ -66,6 +66,33 @@ def write_video(path, frames: np.ndarray, fps: int = 25, codec: str = "libx264",
     return path
 
 
+def write_vfr_video(path, frames: np.ndarray, times, codec: str = "libx264") -> Path:
+    """Write uint8 [T, H, W, 3] RGB frames shown at ``times`` (seconds, increasing): a variable frame rate, as
+    phones and screen recorders write. Millisecond timestamps; libx264 keeps its B-frames (presentation order
+    differs from decoding order)."""
+    import fractions
+
+    import av
+
+    path = Path(path)
+    tb = fractions.Fraction(1, 1000)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=30)
+        stream.width, stream.height = frames.shape[2], frames.shape[1]
+        stream.pix_fmt = "yuv420p"
+        stream.codec_context.time_base = stream.time_base = tb
+        if codec == "libx264":
+            stream.options = {"crf": "10", "preset": "ultrafast", "bf": "2"}
+        for f, t in zip(frames, times):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")
+            frame.pts, frame.time_base = int(round(float(t) * 1000)), tb
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
 def write_audio_only(path, seconds: float = 0.5, rate: int = 16000) -> Path:
     """An mp4 holding a single AAC audio stream and no video."""
     import av

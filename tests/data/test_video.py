@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from tests.data.conftest import FPS, NUM_FRAMES
-from tests.videos import frame_index_of, indexed_frames, write_audio_only, write_video, write_zero_frame_video
+from tests.videos import (frame_index_of, indexed_frames, write_audio_only, write_vfr_video, write_video,
+                          write_zero_frame_video)
 from vtr.data import video as video_mod
-from vtr.data.video import open_video, read_frames, sample_frame_indices, window_frame_range
+from vtr.data.video import Clock, open_video, read_frames, sample_frame_indices, window_frame_range
 from vtr.errors import VideoReadError
 
 
@@ -178,6 +179,64 @@ def test_trimmed30_uses_only_the_first_30_seconds(long_video, backend):
 
 def test_trimmed30_leaves_short_videos_alone(videos):
     assert read_frames(videos["h264_mp4"], 4, trimmed30=True, return_indices=True)[1] == [7, 22, 37, 52]
+
+
+# ---------------------------------------------------------------------------------------------------- clock
+
+#: 2 s at 20 fps, then 6 s at 4 fps, then 1 s at 10 fps (a phone that slowed down in the dark, then recovered):
+#: 74 frames over 9 s, 8.2 fps on average, so frame i / fps drifts from the clock by up to 2.9 s.
+VFR_TIMES = np.concatenate([np.arange(40) / 20, 2 + np.arange(24) / 4, 8 + np.arange(10) / 10])
+
+
+@pytest.fixture(scope="module")
+def vfr_videos(tmp_path_factory):
+    root = tmp_path_factory.mktemp("vfr")
+    frames = indexed_frames(len(VFR_TIMES))
+    return {ext: write_vfr_video(root / f"vfr.{ext}", frames, VFR_TIMES) for ext in ("mp4", "mkv")}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("ext", ["mp4", "mkv"])
+def test_variable_frame_rate_clock_places_frames_at_their_times(vfr_videos, ext, backend):
+    with open_video(vfr_videos[ext], backend=backend) as r:
+        clock = r.clock()
+        assert clock.variable and clock.num_frames == r.num_frames == len(VFR_TIMES)
+        assert clock.times == pytest.approx(VFR_TIMES, abs=1e-3)
+        # to the last frame's length: what the container says it is (PyAV), or the one before it (decord)
+        assert clock.duration == pytest.approx(9.0, abs=0.1)
+        lo, hi = clock.frame_range(4.0, 6.0)  # shown from 4 s to 6 s: frames 48..55 (i / fps says 33..49)
+        assert (lo, hi) == (48, 56)
+        assert _indices_of(r.get_frames([lo, hi - 1])) == [48, 55]
+        assert clock.frame_at(8.55) == 69 and clock.time_of(69) == pytest.approx(8.5)
+        assert clock.frame_range(2.3, 2.4) == (41, 42)  # no frame starts inside: the one on screen (2.25 s)
+        assert clock.frame_range(8.91, 8.93) == (73, 74)  # inside the last frame
+        with pytest.raises(ValueError, match="after the video ends"):
+            clock.frame_range(9.5, 10)
+        # evaluation keeps the reference's reading (frame i at i / fps)
+        assert r.duration == pytest.approx(len(VFR_TIMES) / r.fps)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("kind", ["h264_mp4", "mpeg4_avi", "mpeg4_mkv"])
+def test_constant_frame_rate_clock_is_i_over_fps(videos, kind, backend):
+    with open_video(videos[kind], backend=backend) as r:
+        clock = r.clock()
+        assert not clock.variable and clock.duration == r.duration and clock.num_frames == r.num_frames
+        for start, end in [(0.0, 0.4), (1.0, 2.0), (1.01, 1.02), (2.0, 9.0)]:
+            assert clock.frame_range(start, end) == window_frame_range(r.fps, r.num_frames, start, end)
+        assert clock.frame_at(1.0) == 25 and clock.frame_at(99) == NUM_FRAMES - 1
+
+
+def test_clock_from_times_needs_a_real_drift():
+    jitter = np.arange(100) / 25 + np.tile([0.0, 0.015], 50)  # ±15 ms on 40 ms frames: constant rate
+    assert not Clock.from_times(25, 100, jitter).variable
+    assert not Clock.from_times(25, 3, [0.0, 0.04, 0.04]).variable  # repeated times: not a frame sequence
+    assert not Clock.from_times(25, 1, [0.0]).variable
+    vfr = Clock.from_times(8.0, 4, [1.0, 1.1, 1.2, 2.0])  # counted from the first frame
+    assert vfr.variable and vfr.times.tolist() == pytest.approx([0.0, 0.1, 0.2, 1.0])
+    assert vfr.duration == pytest.approx(1.8)  # the last frame lasts as long as the one before it
+    cut = vfr.truncated(3)
+    assert cut.num_frames == 3 and cut.duration == pytest.approx(1.0) and cut.frame_range(0.15, 0.9) == (2, 3)
 
 
 # ---------------------------------------------------------------------------------------------------- broken files

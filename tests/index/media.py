@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.videos import write_audio_only, write_video
+from tests.videos import write_audio_only, write_vfr_video, write_video
 
 FPS = 10
 RED = (200, 30, 30)
@@ -32,6 +32,21 @@ def make_video(path, seconds: float, seed: int = 0, red=None, fps: int = FPS) ->
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     return write_video(path, textured_frames(seconds, seed, fps, red=red), fps=fps)
+
+
+def make_vfr_video(path, rates: list[tuple[float, float]], seed: int = 0, red=None) -> Path:
+    """A variable-frame-rate video: ``rates`` = [(seconds, fps), ...] in order; frames shown inside ``red =
+    (start, end)`` seconds (of the real clock) are solid red."""
+    times = np.concatenate([t0 + np.arange(round(sec * fps)) / fps
+                            for t0, (sec, fps) in zip(np.cumsum([0] + [sec for sec, _ in rates[:-1]]), rates)])
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 181, (48, 64, 3)).astype(np.uint8)
+    frames = np.stack([np.roll(base, 3 * i, axis=1) for i in range(len(times))])
+    if red is not None:
+        frames[(times >= red[0]) & (times < red[1])] = RED
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return write_vfr_video(path, frames, times)
 
 
 def make_broken(folder) -> dict[str, str]:

@@ -31,7 +31,7 @@ def eval_embedding(model, path, window: Window) -> np.ndarray:
     """What `vtr eval` computes for these frames: the weights' eval transform, then encode_video."""
     pre = model.preprocess
     with open_video(path) as r:
-        idx = window_frame_indices(window, r.fps, r.num_frames, pre.num_frames)
+        idx = window_frame_indices(window, r.clock(), pre.num_frames)
     x = pre.eval_transform()(read_frames(path, pre.num_frames, indices=idx))
     with torch.inference_mode():
         return model.encode_video(x[None]).embedding[0].numpy()

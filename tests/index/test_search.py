@@ -1,5 +1,6 @@
 import io
 
+import av
 import numpy as np
 import pytest
 import torch
@@ -7,7 +8,7 @@ import torch
 from index.build import build_index
 from index.search import VideoIndex, merge_segments
 from vtr.errors import VtrError
-from tests.index.media import RED, make_video
+from tests.index.media import RED, make_vfr_video, make_video
 from tests.videos import write_jpeg
 
 RED_VECTOR = np.eye(16, dtype=np.float32)[0]
@@ -64,6 +65,26 @@ def test_text_search_finds_the_right_video_and_span(red_collection, test_model, 
         assert only_long[0].start == 0.0 and only_long[0].score == pytest.approx(0.25)
         assert all(s.path.endswith("park.mp4") for s in vi.search(RED_VECTOR, k=3, min_duration=25))
         assert vi.search(RED_VECTOR, k=3, max_duration=1) == []
+
+
+@pytest.mark.parametrize("policy", ["stride", "shots"])
+def test_variable_frame_rate_moments_are_on_the_players_clock(tmp_path, test_model, monkeypatch, policy):
+    # 30 fps for 8 s, then 4 fps (a phone in the dark): 304 frames over 24 s, 12.7 fps on average, so frame
+    # i / fps would put the red 12-20 s at 4.6-9.3 s of a 24 s video
+    root = tmp_path / "videos"
+    make_vfr_video(root / "phone.mp4", [(8, 30), (16, 4)], seed=5, red=(12, 20))
+    monkeypatch.setattr(test_model, "encode_video", RedDetector(test_model))
+    idx = tmp_path / "idx"
+    build_index([str(root)], str(idx), model=test_model, workers=0, progress=False, window_policy=policy)
+    monkeypatch.undo()
+    with VideoIndex(str(idx), model=test_model, gpu=False) as vi:
+        assert vi.duration(str(root / "phone.mp4")) == pytest.approx(24.0, abs=0.25)  # to a frame (4 fps)
+        top = vi.search(RED_VECTOR, k=1)
+        assert (top[0].start, top[0].end) == (12.0, 20.0) and top[0].score == pytest.approx(1.0)
+        for seconds, red in ((11.5, False), (13.0, True), (19.9, True), (20.5, False)):  # the frame on screen
+            with av.open(io.BytesIO(vi.thumbnail(top[0].path, seconds))) as c:
+                rgb = next(c.decode(video=0)).to_ndarray(format="rgb24").reshape(-1, 3).mean(0)
+            assert (rgb[0] > 150 and rgb[1] < 60) == red, seconds
 
 
 def test_a_bad_precision_flag_fails_when_the_index_opens(red_collection, test_model):

@@ -4,6 +4,7 @@ import pytest
 
 from index.scan import scan_folders
 from index.windows import plan_windows, window_frame_indices
+from vtr.data.video import Clock
 
 
 def spans(duration, **kw):
@@ -22,8 +23,11 @@ def test_plan_windows_defaults():
 
 def test_window_frame_indices_sample_inside_window():
     w = plan_windows(24.0)[3]  # 12-20 s
-    idx = window_frame_indices(w, fps=10, vlen=240, num_frames=4)
-    assert idx == [129, 149, 169, 189]
+    assert window_frame_indices(w, Clock(fps=10, num_frames=240), num_frames=4) == [129, 149, 169, 189]
+    # a variable rate: 10 fps to 12 s, then 2 fps; the window's frames are those shown from 12 to 20 s
+    times = [i / 10 for i in range(120)] + [12 + i / 2 for i in range(24)]
+    clock = Clock.from_times(144 / 24, 144, times)
+    assert window_frame_indices(w, clock, num_frames=4) == [121, 125, 129, 133]
 
 
 def test_scan_skips_hidden_survives_loops_and_lists_dangling(tmp_path):

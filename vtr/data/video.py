@@ -23,6 +23,13 @@ Frame numbering is "the i-th frame in presentation order", as in decord. Caveats
   constant-frame-rate video; for variable-frame-rate video it can differ from decord's counting by a frame or so.
   Set ``seek_threshold=None`` for strictly sequential counting.
 
+Time: the reference places frame ``i`` at ``i / fps`` (``fps`` the stream's average rate), which evaluation keeps.
+That is only true of constant-frame-rate video; phones (in low light), screen recorders and browsers' webm vary
+the rate, and there ``i / fps`` drifts from the clock by seconds. :meth:`VideoReader.clock` reads every frame's
+presentation time (decord's frame index; PyAV demuxes the packets without decoding them) and returns a
+:class:`Clock` that maps seconds to frames on the real clock when the rate varies, and by ``i / fps`` when it
+does not; the index places its windows with it, so a moment's times are the player's times.
+
 Both backends convert YUV to RGB24 with FFmpeg's swscale defaults; on the h264/mp4 and mpeg4/avi/mkv files the
 tests write, decord 0.6.0 and PyAV 18 return bit-identical frames for the same indices.
 """
@@ -127,6 +134,92 @@ def window_frame_range(fps: float, vlen: int, start: float | None, end: float | 
     return lo, hi
 
 
+#: Frame times further than this share of a frame period from ``i / fps`` make a video variable-rate.
+VFR_TOLERANCE = 0.5
+
+
+class Clock:
+    """Where a video's frames lie in time (see the module docstring): frame ``i`` at ``i / fps`` (constant
+    frame rate, ``times`` None) or at ``times[i]`` seconds from the first frame (variable frame rate)."""
+
+    def __init__(self, fps: float, num_frames: int, times: np.ndarray | None = None, end: float | None = None):
+        self.fps, self.num_frames = float(fps), int(num_frames)
+        self.times = None if times is None else np.asarray(times, np.float64)
+        self._end = end
+        if self.times is not None:
+            self.num_frames = len(self.times)
+
+    @classmethod
+    def from_times(cls, fps: float, num_frames: int, times, end: float | None = None) -> "Clock":
+        """A variable-rate clock when ``times`` (seconds, presentation order) stray from ``i / fps`` by more than
+        ``VFR_TOLERANCE`` of a frame, else the constant-rate one. Times that cannot be a frame sequence (fewer
+        than 2, not increasing) say nothing: constant rate."""
+        if times is None or fps <= 0:
+            return cls(fps, num_frames)
+        t = np.asarray(times, np.float64)
+        if len(t) < 2 or not np.all(np.isfinite(t)) or np.any(np.diff(t) <= 0):
+            return cls(fps, num_frames)
+        t = t - t[0]
+        if np.max(np.abs(t - np.arange(len(t)) / fps)) <= VFR_TOLERANCE / fps:
+            return cls(fps, num_frames)
+        if end is None or end <= t[-1]:
+            end = float(2 * t[-1] - t[-2])  # the last frame lasts as long as the one before it
+        return cls(fps, len(t), t, end)
+
+    @property
+    def variable(self) -> bool:
+        return self.times is not None
+
+    @property
+    def duration(self) -> float:
+        """Seconds from the first frame to the end of the last: ``num_frames / fps`` at a constant rate."""
+        if self.times is None:
+            return self.num_frames / self.fps if self.fps > 0 else 0.0
+        return float(self._end)
+
+    def time_of(self, index: int) -> float:
+        """When frame ``index`` is shown (``num_frames``: the end of the video)."""
+        if self.times is None:
+            return index / self.fps
+        return float(self.times[index]) if index < self.num_frames else self.duration
+
+    def frame_range(self, start: float | None, end: float | None) -> tuple[int, int]:
+        """Frames ``[lo, hi)`` whose times lie in ``[start, end)`` seconds: :func:`window_frame_range` at a constant
+        rate. At a variable rate a window in which no frame starts (a frame can last seconds in a screen
+        recording) gets the frame on screen at ``start``. Raises ValueError for a window past the end."""
+        if self.times is None:
+            return window_frame_range(self.fps, self.num_frames, start, end)
+        if start is not None and end is not None and end < start:
+            raise ValueError(f"time window end {end} < start {start}")
+        if start is not None and float(start) >= self.duration:
+            raise ValueError(f"time window starts at {start} s, after the video ends ({self.duration:.3f} s)")
+        n = self.num_frames
+        lo = 0 if start is None else int(np.searchsorted(self.times, float(start) - 1e-6, side="left"))
+        hi = n if end is None else min(n, int(np.searchsorted(self.times, float(end) - 1e-6, side="left")))
+        if hi <= lo:
+            lo = self.frame_at(start)
+            hi = lo + 1
+        return lo, hi
+
+    def frame_at(self, seconds: float) -> int:
+        """The frame on screen at ``seconds`` (clamped to the video)."""
+        if self.times is None:
+            i = int(float(seconds) * self.fps)
+        else:
+            i = int(np.searchsorted(self.times, float(seconds) + 1e-6, side="right")) - 1
+        return min(max(i, 0), self.num_frames - 1)
+
+    def truncated(self, num_frames: int) -> "Clock":
+        """This clock over the first ``num_frames`` frames (a file that decodes only that far)."""
+        if self.times is None:
+            return Clock(self.fps, num_frames)
+        return Clock(self.fps, num_frames, self.times[:num_frames], self.time_of(num_frames))
+
+    def __repr__(self):
+        kind = f"variable, {self.duration:.3f} s" if self.variable else "constant"
+        return f"Clock({kind}, {self.num_frames} frames, average {self.fps:.3f} fps)"
+
+
 # --------------------------------------------------------------------------------------------------------------
 # Readers
 # --------------------------------------------------------------------------------------------------------------
@@ -143,10 +236,31 @@ class VideoReader(abc.ABC):
 
     def __init__(self, name: str):
         self.name = name
+        self._clock = None
 
     @property
     def duration(self) -> float:
         return self.num_frames / self.fps if self.fps > 0 else 0.0
+
+    def clock(self) -> Clock:
+        """Where the frames lie in time, read once (see the module docstring); evaluation does not use it."""
+        if self._clock is None:
+            try:
+                times, end = self._frame_times()
+            except Exception as e:  # noqa: BLE001 - a file whose timing cannot be read keeps i / fps
+                logger.debug("cannot read frame times of %s: %s", self.name, e)
+                times, end = None, None
+            self._clock = Clock.from_times(self.fps, self.num_frames, times, end)
+            if self._clock.variable:
+                logger.debug("%s has a variable frame rate: %r", self.name, self._clock)
+                # PyAV's count is an estimate where the header has none (mkv, webm): the timed frames are the count
+                self.num_frames = self._clock.num_frames
+        return self._clock
+
+    def _frame_times(self) -> tuple[np.ndarray | None, float | None]:
+        """(every frame's presentation time in seconds, in presentation order; the end of the last frame), or
+        (None, None) when the backend cannot tell."""
+        return None, None
 
     def get_frames(self, indices: Sequence[int], size: tuple[int, int] | None = None) -> torch.Tensor:
         """Frames at ``indices`` (any order, repeats allowed) as uint8 RGB ``[T, H, W, 3]``.
@@ -233,6 +347,10 @@ class DecordVideoReader(VideoReader):
                 with self._fallback() as reader:
                     return reader._get_frames(indices, size)
             raise VideoReadError(self.name, f"decord failed to decode frames {_span(indices)} ({_first_line(e)})") from e
+
+    def _frame_times(self):
+        # [n, (start, end)]; decord ends the last frame one nominal frame period after it starts: not used
+        return np.asarray(self._vr.get_frame_timestamp(list(range(self.num_frames))), np.float64)[:, 0], None
 
     def close(self):
         self._vr = None
@@ -345,6 +463,27 @@ class PyAVVideoReader(VideoReader):
             return self._get_frames(indices, size)
         finally:
             self.seek_threshold = saved
+
+    def _frame_times(self):
+        # The packets' timestamps, no decoding (reads the file once). A packet without one leaves the timing
+        # unknown; a count unlike the header's is not this stream's frames.
+        stream = self._stream
+        pts, end = [], None
+        self._container.seek(0, stream=stream, backward=True, any_frame=False)
+        self._used = True
+        for packet in self._container.demux(stream):
+            if packet.size == 0:  # the demuxer's flush packet
+                continue
+            if packet.pts is None:
+                return None, None
+            pts.append(packet.pts)
+            if packet.duration:
+                end = max(end if end is not None else 0, packet.pts + packet.duration)
+        if not pts or (stream.frames and len(pts) != stream.frames):
+            return None, None
+        pts.sort()
+        tb = float(stream.time_base)
+        return (np.asarray(pts, np.float64) - pts[0]) * tb, None if end is None else (end - pts[0]) * tb
 
     def _pts_of(self, index: int) -> int:
         return int(self._start_pts + round(index / self.fps / float(self._stream.time_base)))
