@@ -40,10 +40,12 @@ def frame_index_of(frame) -> int:
     return int(round((patch.mean() - INDEX_BASE) / INDEX_STEP))
 
 
-def write_video(path, frames: np.ndarray, fps: int = 25, codec: str = "libx264", gop: int | None = None) -> Path:
+def write_video(path, frames: np.ndarray, fps: int = 25, codec: str = "libx264", gop: int | None = None,
+                rotation: int = 0) -> Path:
     """Write uint8 [T, H, W, 3] RGB frames with PyAV (container from the file extension).
 
-    codec: "libx264" (near-lossless crf 10) or "mpeg4" (high bitrate). gop: keyframe interval.
+    codec: "libx264" (near-lossless crf 10) or "mpeg4" (high bitrate). gop: keyframe interval. rotation: a display
+    rotation in degrees, counter-clockwise, as phones write portrait video (the frames are stored as given).
     """
     import av
 
@@ -54,6 +56,8 @@ def write_video(path, frames: np.ndarray, fps: int = 25, codec: str = "libx264",
         stream.pix_fmt = "yuv420p"
         if gop:
             stream.codec_context.gop_size = gop
+        if rotation:
+            stream.set_display_rotation(rotation)
         if codec == "libx264":
             stream.options = {"crf": "10", "preset": "ultrafast"}
         else:

@@ -239,6 +239,22 @@ def test_clock_from_times_needs_a_real_drift():
     assert cut.num_frames == 3 and cut.duration == pytest.approx(1.0) and cut.frame_range(0.15, 0.9) == (2, 3)
 
 
+@pytest.mark.parametrize("rotation", [90, -90, 180])
+def test_display_rotation_is_applied_by_both_backends(tmp_path, rotation):
+    # a phone's portrait video: landscape frames stored with a display rotation; players show them upright
+    frames = np.zeros((6, 64, 128, 3), np.uint8)
+    frames[:, :32, :64] = (220, 20, 20)  # the stored frame's top-left quarter is red
+    path = write_video(tmp_path / "portrait.mp4", frames, fps=10, rotation=rotation)
+    upright = np.rot90(frames[0], rotation // 90)  # counter-clockwise, as FFmpeg's display rotation
+    for backend in ["pyav", "auto"] + (["decord"] if _has_decord() else []):
+        with open_video(path, backend=backend) as r:
+            assert (r.width, r.height) == (upright.shape[1], upright.shape[0]), backend
+            got = r.get_frames([0, 5]).numpy()
+            assert got.shape[1:] == upright.shape and np.abs(got[0].astype(int) - upright).mean() < 4, backend
+            small = r.get_frames([0], size=(upright.shape[1] // 2, upright.shape[0] // 2)).numpy()[0]
+            assert np.abs(small.astype(int) - upright[::2, ::2]).mean() < 12, backend  # scaled, then upright
+
+
 # ---------------------------------------------------------------------------------------------------- broken files
 
 @pytest.fixture(scope="module")

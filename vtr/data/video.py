@@ -30,6 +30,10 @@ presentation time (decord's frame index; PyAV demuxes the packets without decodi
 :class:`Clock` that maps seconds to frames on the real clock when the rate varies, and by ``i / fps`` when it
 does not; the index places its windows with it, so a moment's times are the player's times.
 
+Both backends return frames upright: a display rotation in the container (phones store portrait video as landscape
+frames plus a rotation) is applied as players apply it, and ``width``/``height`` are the upright frame's (PyAV
+decodes the first frame when opening, the only place FFmpeg reports the rotation to it).
+
 Both backends convert YUV to RGB24 with FFmpeg's swscale defaults; on the h264/mp4 and mpeg4/avi/mkv files the
 tests write, decord 0.6.0 and PyAV 18 return bit-identical frames for the same indices.
 """
@@ -402,9 +406,28 @@ class PyAVVideoReader(VideoReader):
             raise
         self._start_pts = stream.start_time if stream.start_time is not None else 0
         self._used = False
+        self.rotation = self._probe_rotation()
+        if self.rotation in (90, 270):
+            self.width, self.height = self.height, self.width
+
+    def _probe_rotation(self) -> int:
+        # Phones store portrait video as landscape frames plus a display rotation; players (and decord) turn
+        # the frames upright, so must we, or the model sees the world sideways. FFmpeg attaches the rotation to
+        # each decoded frame, not to anything PyAV reads from the header: decode the first one.
+        try:
+            frame = next(iter(self._container.decode(self._stream)), None)
+        except Exception as e:  # noqa: BLE001 - a file that fails here fails with its cause in get_frames
+            logger.debug("cannot decode the first frame of %s: %s", self.name, e)
+            frame = None
+        finally:
+            self._used = True
+        degrees = int(round(getattr(frame, "rotation", 0) or 0)) % 360 if frame is not None else 0
+        return degrees if degrees in (90, 180, 270) else 0
 
     def _get_frames(self, indices, size=None):
         # scaling in the RGB conversion's own swscale call (bicubic, as decord's scale filter)
+        if size is not None and self.rotation in (90, 270):
+            size = (size[1], size[0])  # the stored frame is scaled, then turned upright
         fmt = {"format": "rgb24"} if size is None else {"format": "rgb24", "width": size[0], "height": size[1],
                                                           "interpolation": "BICUBIC"}
         wanted = sorted(set(indices))
@@ -439,6 +462,8 @@ class PyAVVideoReader(VideoReader):
                         pos += 1
                     if pos in wanted_set and pos not in got:
                         got[pos] = frame.to_ndarray(**fmt)
+                        if self.rotation:  # counter-clockwise, as FFmpeg's display rotation and decord
+                            got[pos] = np.rot90(got[pos], self.rotation // 90)
                     if pos >= target:
                         break
                 if target not in got:
