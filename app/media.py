@@ -79,6 +79,24 @@ def _seek(container, seconds: float) -> None:
         container.seek(0)
 
 
+def _decode_from(container, stream, seconds: float, origin: float):
+    """``stream``'s frames from one at or before ``seconds`` (counted from ``origin``) on. Seeking in MPEG-TS is
+    by estimated byte position and can land past the target even backwards: then seek further back, up to the
+    start."""
+    import itertools
+
+    margin = 0.0
+    while True:
+        _seek(container, origin + max(0.0, seconds - margin))
+        frames = container.decode(stream)
+        first = next(frames, None)
+        if first is None:
+            return iter(())
+        if first.time is None or first.time - origin <= seconds + 1e-3 or seconds - margin <= 0:
+            return itertools.chain([first], frames)
+        margin = max(1.0, 2 * margin)
+
+
 def _transcode(path: str, start: float, stop: float, out_path: Path, max_width: int) -> None:
     import av
 
@@ -95,14 +113,29 @@ def _transcode(path: str, start: float, stop: float, out_path: Path, max_width: 
         _transcode_once(path, start, stop, out_path, max_width, with_audio=False)
 
 
+def _display_rotation(path: str) -> int:
+    """The video's display rotation (degrees counter-clockwise; 0 when it has none or it cannot be read)."""
+    from vtr.data.video import open_video
+
+    try:
+        with open_video(str(path), backend="pyav") as reader:
+            return reader.rotation
+    except Exception as e:  # noqa: BLE001 - the transcode itself reports what is wrong with the file
+        logger.debug("no display rotation for %s: %s", path, e)
+        return 0
+
+
 def _transcode_once(path, start, stop, out_path, max_width, with_audio: bool) -> None:
     import av
 
+    rotation = _display_rotation(path)
     with av.open(str(path)) as src:
         if not src.streams.video:
             raise VtrError(f"{Path(path).name} has no video stream")
         vin = src.streams.video[0]
         vin.thread_type = "AUTO"
+        # The index counts seconds from the first frame; streams (MPEG-TS, camcorders' .mts) can start anywhere
+        origin = float(vin.start_time * vin.time_base) if vin.start_time is not None and vin.time_base else 0.0
         rate = vin.average_rate or vin.guessed_rate or Fraction(25)
         if rate > 120:
             rate = Fraction(30)
@@ -116,21 +149,23 @@ def _transcode_once(path, start, stop, out_path, max_width, with_audio: bool) ->
             vout.width, vout.height, vout.pix_fmt = width, height, "yuv420p"
             vout.options = {"crf": "23", "preset": "veryfast"}
             vout.codec_context.time_base = 1 / rate
+            if rotation:  # portrait phone video: stored frames copied as they are, turned upright by the player
+                vout.set_display_rotation(rotation)
             aout = dst.add_stream("aac", rate=AUDIO_RATE, layout="stereo") if with_audio else None
-            n_frames = _copy_video(src, vin, vout, dst, start, stop, rate, width, height)
+            n_frames = _copy_video(src, vin, vout, dst, start, stop, rate, width, height, origin)
             if n_frames == 0:
                 raise VtrError(f"no frames of {Path(path).name} between {start:.1f} s and {stop:.1f} s")
             if aout is not None:
-                _copy_audio(src, aout, dst, start, stop)
+                _copy_audio(src, aout, dst, start, stop, origin)
 
 
-def _copy_video(src, vin, vout, dst, start, stop, rate, width, height) -> int:
-    _seek(src, start)
+def _copy_video(src, vin, vout, dst, start, stop, rate, width, height, origin: float = 0.0) -> int:
     last_pts = -1
-    for frame in src.decode(vin):
+    for frame in _decode_from(src, vin, start, origin):
         t = frame.time
         if t is None:
             continue
+        t -= origin
         if t < start - 1e-3:
             continue
         if t >= stop:
@@ -146,12 +181,11 @@ def _copy_video(src, vin, vout, dst, start, stop, rate, width, height) -> int:
     return last_pts + 1
 
 
-def _copy_audio(src, aout, dst, start, stop) -> None:
+def _copy_audio(src, aout, dst, start, stop, origin: float = 0.0) -> None:
     import av
 
     ain = src.streams.audio[0]
     resampler = av.AudioResampler(format="fltp", layout="stereo", rate=AUDIO_RATE)
-    _seek(src, start)
     samples = 0
     tb = Fraction(1, AUDIO_RATE)
 
@@ -163,9 +197,11 @@ def _copy_audio(src, aout, dst, start, stop) -> None:
             for packet in aout.encode(f):
                 dst.mux(packet)
 
-    for frame in src.decode(ain):
-        t = frame.time
-        if t is None or t + frame.samples / frame.sample_rate <= start:
+    for frame in _decode_from(src, ain, start, origin):
+        if frame.time is None:
+            continue
+        t = frame.time - origin
+        if t + frame.samples / frame.sample_rate <= start:
             continue
         if t >= stop:
             break

@@ -51,6 +51,38 @@ def test_preview_starts_at_the_matched_second_in_h264(tmp_path):
         make_preview(str(tmp_path / "gone.mp4"), 0.0, 1.0, tmp_path / "cache")
 
 
+def test_preview_counts_seconds_from_the_first_frame_of_a_stream_that_starts_late(tmp_path):
+    # camcorders' .mts and broadcast .ts start their clock anywhere: here at 100 s; the index's 2 s is 102 s
+    src = tmp_path / "camcorder.ts"
+    with av.open(str(src), "w") as c:
+        v = c.add_stream("mpeg2video", rate=10)
+        v.width, v.height, v.pix_fmt, v.bit_rate = 64, 48, "yuv420p", 4_000_000
+        v.codec_context.time_base = Fraction(1, 10)
+        for i, f in enumerate(indexed_frames(60)):
+            frame = av.VideoFrame.from_ndarray(f, format="rgb24")
+            frame.pts, frame.time_base = 1000 + i, Fraction(1, 10)
+            for packet in v.encode(frame):
+                c.mux(packet)
+        for packet in v.encode():
+            c.mux(packet)
+    with av.open(str(src)) as c:
+        assert float(c.streams.video[0].start_time * c.streams.video[0].time_base) > 99
+    clip = make_preview(str(src), 2.0, 3.0, tmp_path / "cache", tail_s=0.0)
+    with av.open(str(clip)) as c:
+        shown = [frame_index_of(f.to_ndarray(format="rgb24")) for f in c.decode(video=0)]
+    assert len(shown) == 10 and all(abs(got - want) <= 1 for got, want in zip(shown, range(20, 30)))
+
+
+@pytest.mark.parametrize("rotation", [90, -90])
+def test_preview_of_portrait_phone_video_keeps_its_display_rotation(tmp_path, rotation):
+    src = write_video(tmp_path / "portrait.mp4", indexed_frames(30, 64, 128), fps=10, rotation=rotation)
+    clip = make_preview(str(src), 1.0, 2.0, tmp_path / "cache")
+    with av.open(str(clip)) as c:
+        frame = next(c.decode(video=0))
+        assert (frame.width, frame.height) == (128, 64)  # stored as the source stores it ...
+        assert frame.rotation % 360 == rotation % 360  # ... and shown upright by the player, like the source
+
+
 def test_preview_caps_length_and_thumbnail(tmp_path):
     src = write_video(tmp_path / "v.mp4", indexed_frames(60), fps=10)
     clip = make_preview(str(src), 0.0, 6.0, tmp_path / "cache", max_seconds=2.5)
