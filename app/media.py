@@ -140,6 +140,9 @@ def _transcode_once(path, start, stop, out_path, max_width, with_audio: bool) ->
         if rate > 120:
             rate = Fraction(30)
         src_w, src_h = vin.codec_context.width or max_width, vin.codec_context.height or max_width
+        sar = vin.sample_aspect_ratio or vin.codec_context.sample_aspect_ratio
+        if sar and 0.2 < sar < 5 and sar != 1:  # non-square pixels (HDV 1440x1080, DV): square them as players do
+            src_w = int(round(src_w * sar))
         width = min(max_width, src_w)
         height = int(round(src_h * width / src_w))
         width, height = max(2, width // 2 * 2), max(2, height // 2 * 2)

@@ -83,6 +83,25 @@ def test_preview_of_portrait_phone_video_keeps_its_display_rotation(tmp_path, ro
         assert frame.rotation % 360 == rotation % 360  # ... and shown upright by the player, like the source
 
 
+def test_preview_of_non_square_pixels_is_shown_at_its_display_aspect(tmp_path):
+    # HDV stores 16:9 pictures as 1440x1080 with 4:3 pixels; here 144x108 (4:3 stored, 16:9 shown)
+    src = tmp_path / "hdv.mp4"
+    with av.open(str(src), "w") as c:
+        v = c.add_stream("libx264", rate=10)
+        v.width, v.height, v.pix_fmt = 144, 108, "yuv420p"
+        v.codec_context.sample_aspect_ratio = Fraction(4, 3)
+        for f in indexed_frames(20, 108, 144):
+            for packet in v.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                c.mux(packet)
+        for packet in v.encode():
+            c.mux(packet)
+    clip = make_preview(str(src), 0.0, 1.0, tmp_path / "cache")
+    with av.open(str(clip)) as c:
+        v = c.streams.video[0]
+        assert (v.codec_context.width, v.codec_context.height) == (192, 108)
+        assert not v.sample_aspect_ratio or v.sample_aspect_ratio == 1
+
+
 def test_preview_caps_length_and_thumbnail(tmp_path):
     src = write_video(tmp_path / "v.mp4", indexed_frames(60), fps=10)
     clip = make_preview(str(src), 0.0, 6.0, tmp_path / "cache", max_seconds=2.5)
