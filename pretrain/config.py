@@ -75,7 +75,7 @@ class TrainConfig:
     collapse_window: int = 20  # steps of VTC loss back at chance, ln(global batch), after it had fallen: stop; 0: off
     # ---- logging, checkpoints, evaluation
     log_every: int = 10
-    ckpt_every: int = 1000  # steps; a checkpoint is also written at the end
+    ckpt_every: int = 1000  # steps; a checkpoint is also written at the end (0: only there)
     stop_after: int = 0  # >0: stop (after checkpointing) at this step, keeping the schedule of the full run
     eval_every: int = 0  # steps; 0: off
     eval_annotation: str = ""

@@ -515,6 +515,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
 
     from vtr.models.registry import get_tokenizer
 
+    if cfg.log_every < 1:
+        raise SystemExit(f"log_every must be at least 1 (steps between logged losses), got {cfg.log_every}")
     if cfg.text_start and not (cfg.teacher and (cfg.loss_uta > 0 or cfg.loss_distill > 0)):
         raise SystemExit(f"text_start {cfg.text_start}: the steps before it train the video encoder on its teacher "
                          "losses alone; set teacher and loss_uta (UMT's token alignment) or loss_distill")
@@ -587,7 +589,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
                 if rows:
                     log.write({"step": step, "eval": rows})
 
-            if step % cfg.ckpt_every == 0 or step == stop_at:
+            if (cfg.ckpt_every > 0 and step % cfg.ckpt_every == 0) or step == stop_at:
                 write_checkpoint(ckpt_path, rt, cfg, step, raw_model, optimizer, scheduler, guard, loaders)
         # ------------------------------------------------------------ export
         if step >= sched.total_steps:

@@ -102,6 +102,14 @@ def test_resume_gives_the_same_losses(shards, tmp_path):
     assert {"optimizer", "scheduler", "scaler", "rng", "model"} <= set(ckpt)
 
 
+def test_ckpt_every_0_checkpoints_only_at_the_end_and_log_every_0_is_refused(shards, tmp_path):
+    train(_cfg(shards, tmp_path / "end", max_steps=3, ckpt_every=0))
+    assert torch.load(tmp_path / "end" / "checkpoint.pt", weights_only=False)["step"] == 3
+    assert (tmp_path / "end" / "model").is_dir()
+    with pytest.raises(SystemExit, match="log_every must be at least 1"):
+        train(_cfg(shards, tmp_path / "nolog", log_every=0))
+
+
 def test_decoding_workers_stop_with_the_run(shards, tmp_path, monkeypatch):
     # the loader's workers live across epochs and hold the decoded-clip cache: a run stops them as it ends, even
     # one that stops with an error whose traceback (kept by the caller) still holds train()'s frame
