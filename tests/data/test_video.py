@@ -214,6 +214,23 @@ def test_variable_frame_rate_clock_places_frames_at_their_times(vfr_videos, ext,
             clock.frame_range(9.5, 10)
         # evaluation keeps the reference's reading (frame i at i / fps)
         assert r.duration == pytest.approx(len(VFR_TIMES) / r.fps)
+    if backend == "pyav":  # after a seek, a decoded frame's index comes from its time: the clock's, once read
+        with open_video(vfr_videos[ext], backend="pyav", seek_threshold=4) as r:
+            r.clock()
+            assert _indices_of(r.get_frames([70, 12, 50, 60, 73])) == [70, 12, 50, 60, 73]
+
+
+@needs_decord
+def test_decord_falling_back_to_pyav_on_variable_rate_video_keeps_the_frames(vfr_videos):
+    with open_video(vfr_videos["mp4"], seek_threshold=4) as r:  # the fallback reader seeks to far frames
+        assert r.backend == "decord" and r.clock().variable
+
+        class Broken:
+            def get_batch(self, indices):
+                raise RuntimeError("boom")
+
+        r._vr = Broken()
+        assert _indices_of(r.get_frames([70, 12, 50])) == [70, 12, 50]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -20,7 +20,8 @@ Frame numbering is "the i-th frame in presentation order", as in decord. Caveats
   truncated file) raises :class:`VideoReadError`.
 - After a seek (only for frames more than ``seek_threshold`` frames past the decoder position), a decoded
   frame's index is recovered from its timestamp, ``round((pts - start) * time_base * fps)``: exact for
-  constant-frame-rate video; for variable-frame-rate video it can differ from decord's counting by a frame or so.
+  constant-frame-rate video; for variable-frame-rate video it can differ from decord's counting, unless the
+  reader's :meth:`~VideoReader.clock` was read (the index reads it), which places every frame by its own time.
   Set ``seek_threshold=None`` for strictly sequential counting.
 
 Time: the reference places frame ``i`` at ``i / fps`` (``fps`` the stream's average rate), which evaluation keeps.
@@ -349,6 +350,8 @@ class DecordVideoReader(VideoReader):
             if self._fallback is not None:
                 logger.warning("decord failed to decode %s (%s); retrying with PyAV", self.name, _first_line(e))
                 with self._fallback() as reader:
+                    if self._clock is not None and self._clock.variable:
+                        reader.clock()  # PyAV places the frames it seeks to by their times, as decord counts them
                     return reader._get_frames(indices, size)
             raise VideoReadError(self.name, f"decord failed to decode frames {_span(indices)} ({_first_line(e)})") from e
 
@@ -508,13 +511,20 @@ class PyAVVideoReader(VideoReader):
             return None, None
         pts.sort()
         tb = float(stream.time_base)
+        self._times_origin = pts[0]
         return (np.asarray(pts, np.float64) - pts[0]) * tb, None if end is None else (end - pts[0]) * tb
 
     def _pts_of(self, index: int) -> int:
-        return int(self._start_pts + round(index / self.fps / float(self._stream.time_base)))
+        tb = float(self._stream.time_base)
+        if self._clock is not None and self._clock.variable:  # frame times read: exact at any rate
+            return int(self._times_origin + round(self._clock.times[index] / tb))
+        return int(self._start_pts + round(index / self.fps / tb))
 
     def _index_of(self, pts: int) -> int:
-        return int(round((pts - self._start_pts) * float(self._stream.time_base) * self.fps))
+        tb = float(self._stream.time_base)
+        if self._clock is not None and self._clock.variable:
+            return int(np.searchsorted(self._clock.times, (pts - self._times_origin) * tb + 1e-6, side="right")) - 1
+        return int(round((pts - self._start_pts) * tb * self.fps))
 
     def close(self):
         if self._container is not None:
