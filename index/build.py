@@ -53,13 +53,15 @@ class BuildReport:
     seconds: float = 0.0
     partial: int = 0  # files of this run indexed in part (damaged)
     resumed_windows: int = 0  # windows an interrupted build had committed, kept instead of embedded again
+    retimed: int = 0  # unchanged variable-frame-rate files embedded again on their frame times (older indexes)
     failures: list = field(default_factory=list)  # [(path, reason)] of this run
     partials: list = field(default_factory=list)  # [(path, reason)] of this run: indexed in part
 
     def summary(self) -> str:
         resumed = f", {self.resumed_windows} resumed from an interrupted build" if self.resumed_windows else ""
+        retimed = f", {self.retimed} re-timed (variable frame rate)" if self.retimed else ""
         return (f"{self.index}: {self.total_files} files, {self.total_windows} windows ({self.factory}); this run: "
-                f"{self.added} new, {self.changed} changed, {self.renamed} renamed, {self.deleted} deleted, "
+                f"{self.added} new, {self.changed} changed{retimed}, {self.renamed} renamed, {self.deleted} deleted, "
                 f"{self.unchanged} unchanged, {self.failed} failed, {self.partial} indexed in part; "
                 f"{self.embedded_windows} windows embedded{resumed} in {self.seconds:.1f} s")
 
@@ -101,6 +103,7 @@ def build_index(dirs: list[str] | None, index: str, model=DEFAULT_MODEL, window_
     try:
         _adopt_manifest(catalog, index_dir, old_manifest, manifest, reembed, factory)
         todo = _scan_and_plan(catalog, index_dir, dirs, extensions, retry_failed, report)
+        todo += _retime_variable_rate(catalog, index_dir, todo, report, progress)
         settings = DecodeSettings(num_frames=manifest["num_frames"], img_size=manifest["img_size"],
                                   window_s=window_s, stride_s=stride_s, thumbnails=thumbnails,
                                   window_policy=window_policy, antialias=manifest["antialias"],
@@ -269,6 +272,40 @@ def _plan(catalog: Catalog, scanned, roots_now, retry_failed, report: BuildRepor
             report.deleted += 1
     remove_thumbnails(index_dir, removed_windows)
     return todo
+
+
+def _retime_variable_rate(catalog: Catalog, index_dir: Path, todo, report: BuildReport, progress: bool) -> list:
+    """Once per index: the unchanged files of an index built before windows followed frame timestamps whose frame
+    rate varies (their windows were cut at frame index / average rate, seconds off), to embed again. The catalog's
+    ``frame_times`` mark says the check was done (or that every file was embedded on frame times)."""
+    if catalog.get_meta("frame_times", False):
+        return []
+    from tqdm import tqdm
+
+    from vtr.data.video import open_video
+
+    queued = {t[0] for t in todo}
+    rows = [r for r in catalog.files("ok") if r.id not in queued]
+    variable = []
+    for r in tqdm(rows, desc="checking frame timing", unit="file", disable=not progress or not rows):
+        try:
+            with open_video(r.path) as reader:
+                if reader.clock().variable:
+                    variable.append(r)
+        except Exception as e:  # noqa: BLE001 - unreadable now: its next change re-indexes it
+            logger.debug("frame timing of %s not checked: %s", r.path, e)
+    redo, removed = [], []
+    with catalog.transaction():
+        for r in variable:
+            removed += [w.id for w in catalog.windows_of(r.id)]
+            redo.append((catalog.upsert_pending(r.path, r.size, r.mtime, r.hash), r.path))
+        catalog.set_meta("frame_times", True)
+    remove_thumbnails(index_dir, removed)
+    if redo:
+        logger.info("embedding again %d variable-frame-rate video(s) indexed before windows followed frame times",
+                    len(redo))
+    report.retimed, report.unchanged = len(redo), report.unchanged - len(redo)
+    return redo
 
 
 def sync_store(catalog: Catalog, index_dir, manifest: dict, factory: str | None = None) -> VectorStore:

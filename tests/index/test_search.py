@@ -87,6 +87,36 @@ def test_variable_frame_rate_moments_are_on_the_players_clock(tmp_path, test_mod
             assert (rgb[0] > 150 and rgb[1] < 60) == red, seconds
 
 
+def test_an_index_built_before_frame_times_re_embeds_its_variable_rate_videos_once(tmp_path, test_model, monkeypatch):
+    from index.catalog import Catalog
+    from vtr.data import video as video_mod
+
+    root = tmp_path / "videos"
+    make_vfr_video(root / "phone.mp4", [(8, 30), (16, 4)], seed=5, red=(12, 20))
+    make_video(root / "city.mp4", 12, seed=2)
+    idx = tmp_path / "idx"
+    monkeypatch.setattr(test_model, "encode_video", RedDetector(test_model))
+    # an older vtr: frame i at i / fps, and no frame-times mark in the catalog
+    with monkeypatch.context() as old:
+        old.setattr(video_mod.Clock, "from_times", classmethod(lambda cls, fps, n, times, end=None: cls(fps, n)))
+        build_index([str(root)], str(idx), model=test_model, workers=0, progress=False)
+    cat = Catalog(idx / "catalog.sqlite")
+    with cat.transaction():
+        cat.conn.execute("DELETE FROM meta WHERE key='frame_times'")
+    cat.close()
+    with VideoIndex(str(idx), model=test_model, gpu=False) as vi:
+        top = vi.search(RED_VECTOR, k=1)[0]  # the red 12-20 s, misplaced (at 20-23 s of "23.4 s")
+        assert (top.start, top.end) != (12.0, 20.0) and top.score < 0.5
+    report = build_index(None, str(idx), model=test_model, workers=0, progress=False)
+    assert (report.retimed, report.unchanged, report.changed) == (1, 1, 0)  # the phone video only
+    assert "1 re-timed" in report.summary()
+    with VideoIndex(str(idx), model=test_model, gpu=False) as vi:
+        top = vi.search(RED_VECTOR, k=1)
+        assert top[0].path.endswith("phone.mp4") and (top[0].start, top[0].end) == (12.0, 20.0)
+    again = build_index(None, str(idx), model=test_model, workers=0, progress=False)
+    assert (again.retimed, again.unchanged) == (0, 2)  # checked once per index
+
+
 def test_a_bad_precision_flag_fails_when_the_index_opens(red_collection, test_model):
     from vtr.errors import VtrError
 
