@@ -70,17 +70,18 @@ def write_video(path, frames: np.ndarray, fps: int = 25, codec: str = "libx264",
     return path
 
 
-def write_vfr_video(path, frames: np.ndarray, times, codec: str = "libx264") -> Path:
+def write_vfr_video(path, frames: np.ndarray, times, codec: str = "libx264", live: bool = False) -> Path:
     """Write uint8 [T, H, W, 3] RGB frames shown at ``times`` (seconds, increasing): a variable frame rate, as
     phones and screen recorders write. Millisecond timestamps; libx264 keeps its B-frames (presentation order
-    differs from decoding order)."""
+    differs from decoding order). live: Matroska written as a browser's MediaRecorder writes it (Chrome's webm or
+    H.264 mkv), with neither a duration nor a frame count in its header."""
     import fractions
 
     import av
 
     path = Path(path)
     tb = fractions.Fraction(1, 1000)
-    with av.open(str(path), "w") as container:
+    with av.open(str(path), "w", **({"format": "matroska", "options": {"live": "1"}} if live else {})) as container:
         stream = container.add_stream(codec, rate=30)
         stream.width, stream.height = frames.shape[2], frames.shape[1]
         stream.pix_fmt = "yuv420p"

@@ -1,6 +1,7 @@
 import random
 import sys
 
+import av
 import numpy as np
 import pytest
 import torch
@@ -218,6 +219,20 @@ def test_variable_frame_rate_clock_places_frames_at_their_times(vfr_videos, ext,
         with open_video(vfr_videos[ext], backend="pyav", seek_threshold=4) as r:
             r.clock()
             assert _indices_of(r.get_frames([70, 12, 50, 60, 73])) == [70, 12, 50, 60, 73]
+
+
+@pytest.mark.parametrize("backend", ["pyav", "auto"])
+def test_a_browser_recording_without_duration_or_frame_count_opens_on_its_frame_times(tmp_path, backend):
+    # MediaRecorder's Matroska: no duration, no count (decord cannot open it, "broken metadata"); PyAV counts the
+    # packets. (H.264 here: libvpx fails to open in a process that loaded decord's FFmpeg first.)
+    path = write_vfr_video(tmp_path / "recording.mkv", indexed_frames(len(VFR_TIMES)), VFR_TIMES, live=True)
+    with av.open(str(path)) as c:
+        assert not c.duration and not c.streams.video[0].frames
+    with open_video(path, backend=backend) as r:
+        clock = r.clock()
+        assert r.num_frames == clock.num_frames == len(VFR_TIMES) and clock.variable
+        assert clock.frame_range(4.0, 6.0) == (48, 56)
+        assert _indices_of(r.get_frames([48, 55, 73])) == [48, 55, 73]
 
 
 @needs_decord

@@ -400,6 +400,13 @@ class PyAVVideoReader(VideoReader):
                 elif stream.duration and stream.time_base:
                     seconds = float(stream.duration * stream.time_base)
                 self.num_frames = int(self.fps * seconds) if seconds and self.fps else 0
+            if self.num_frames <= 0 and self.fps > 0:
+                # Neither a count nor a duration (a browser's MediaRecorder webm, a live capture): the packets are
+                # the frames, and their times the clock
+                times, end = self._frame_times()
+                if times is not None:
+                    self.num_frames = len(times)
+                    self._clock = Clock.from_times(self.fps, self.num_frames, times, end)
             if self.num_frames < 1:
                 raise VideoReadError(name, "the video stream has zero frames")
             if self.fps <= 0:
