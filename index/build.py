@@ -304,7 +304,7 @@ def _retime_variable_rate(catalog: Catalog, index_dir: Path, todo, report: Build
     if redo:
         logger.info("embedding again %d variable-frame-rate video(s) indexed before windows followed frame times",
                     len(redo))
-    report.retimed, report.unchanged = len(redo), report.unchanged - len(redo)
+    report.retimed, report.unchanged = len(redo), max(0, report.unchanged - len(redo))  # counted there by _plan
     return redo
 
 
