@@ -102,15 +102,16 @@ def _transcode(path: str, start: float, stop: float, out_path: Path, max_width: 
 
     with av.open(str(path)) as src:
         has_audio = bool(src.streams.audio)
+    rotation = _display_rotation(path)  # read once: the retry without sound reuses it
     try:
-        _transcode_once(path, start, stop, out_path, max_width, with_audio=has_audio)
+        _transcode_once(path, start, stop, out_path, max_width, rotation, with_audio=has_audio)
     except VtrError:
         raise
     except Exception as e:  # noqa: BLE001 - a broken audio track must not cost the picture
         if not has_audio:
             raise
         logger.info("preview of %s without sound: %s", path, e)
-        _transcode_once(path, start, stop, out_path, max_width, with_audio=False)
+        _transcode_once(path, start, stop, out_path, max_width, rotation, with_audio=False)
 
 
 def _display_rotation(path: str) -> int:
@@ -125,10 +126,9 @@ def _display_rotation(path: str) -> int:
         return 0
 
 
-def _transcode_once(path, start, stop, out_path, max_width, with_audio: bool) -> None:
+def _transcode_once(path, start, stop, out_path, max_width, rotation: int, with_audio: bool) -> None:
     import av
 
-    rotation = _display_rotation(path)
     with av.open(str(path)) as src:
         if not src.streams.video:
             raise VtrError(f"{Path(path).name} has no video stream")
