@@ -24,7 +24,7 @@ class TrainConfig:
     text_weights: str = ""  # HF BERT name/folder for the text encoder ("bert-base-uncased"); "" keeps init/random
     num_frames: int = 0  # 0: the model's preprocessing
     img_size: int = 0  # 0: the model's preprocessing
-    max_txt_l: int = 0  # 0: the model's preprocessing
+    max_txt_l: int = 0  # 0: the model's preprocessing, raised to fit the training captions (train.fit_text_length)
     grad_checkpointing: bool = False
     # ---- data
     train_shards: str = ""  # video shards: brace pattern, glob, folder, or several joined by "::"

@@ -44,6 +44,7 @@ from vtr.masking import apply_keep
 logger = logging.getLogger("pretrain")
 VTM_CHANCE = -(math.log(1 / 3) / 3 + 2 * math.log(2 / 3) / 3)  # label entropy: 1 positive per 2 negatives
 ITM_LEARNED_FRACTION = 0.9
+CAPTION_SAMPLE = 2000  # training captions whose token lengths set max_txt_l (fit_text_length)
 NO_DECAY_NAMES = ("pos_embed", "cls_token", "temporal_pos_embedding", "temp")
 
 
@@ -181,6 +182,42 @@ def build_model(cfg: TrainConfig, teacher=None):
     # Without token alignment the CLIP-teacher decoder is unused: keep it out of the optimizer and DDP.
     model.vision_encoder.clip_decoder.requires_grad_(uta)
     return model.train()
+
+
+def fit_text_length(cfg: TrainConfig, model, tokenizer, log: bool = True) -> int:
+    """Captions longer than ``max_txt_l`` tokens lose their end, often the words that tell clips apart ("... moves
+    counterclockwise"). With ``max_txt_l: 0`` the model's length is raised to the longest of a sample of the
+    training captions (at most the text encoder's positions), so the exported model reads them whole in eval and
+    search too; a length set in the config is kept, with a warning saying how many captions it cuts. Every rank
+    samples the same captions, so all agree. Returns the length used."""
+    import dataclasses
+
+    from vtr.data.shards import sample_captions
+
+    have = model.preprocess.max_txt_l
+    captions = sample_captions([u for u in (cfg.train_shards, cfg.image_shards) if u], CAPTION_SAMPLE)
+    if not captions:
+        return have
+    lengths = [len(ids) for ids in tokenizer(captions)["input_ids"]]  # [CLS] and [SEP] included
+    need, cut = max(lengths), sum(n > have for n in lengths)
+    if not cut:
+        return have
+    limit = model.cfg.text.max_position_embeddings
+    if cfg.max_txt_l or have >= limit:
+        if log:
+            logger.warning("%d of %d sampled training captions are longer than max_txt_l %d (the longest needs %d "
+                           "tokens) and lose their end; %s", cut, len(captions), have, need,
+                           f"set max_txt_l: {min(need, limit)} to keep them" if have < limit else
+                           f"the text encoder has only {limit} positions")
+        return have
+    new = min(need, limit)
+    pre = dataclasses.replace(model.preprocess, max_txt_l=new)
+    model.cfg = dataclasses.replace(model.cfg, preprocess=pre)
+    model.preprocess = pre
+    if log:
+        logger.info("max_txt_l %d -> %d: %d of %d sampled training captions need more than %d tokens (the longest "
+                    "%d); the exported model reads %d", have, new, cut, len(captions), have, need, new)
+    return new
 
 
 def build_teacher(cfg: TrainConfig, device):
@@ -526,6 +563,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     teacher = build_teacher(cfg, rt.device) if cfg.teacher else None
     raw_model = build_model(cfg, teacher).to(rt.device)
     tokenizer = get_tokenizer(raw_model)
+    fit_text_length(cfg, raw_model, tokenizer, log=rt.master)
     pretrainer = Pretrainer(raw_model, tokenizer, cfg, rt.rank, rt.world_size)
     model = wrap_ddp(pretrainer, cfg, rt)
     # fused: one kernel over all tensors, on the CPU too (tensor by tensor it was a tenth of the demo model's step)

@@ -15,9 +15,9 @@ COLOURS = {
 
 
 def write_colour_clips(folder, num_clips: int = 8, num_frames: int = 12, height: int = 48, width: int = 64,
-                       seed: int = 0) -> Path:
+                       seed: int = 0, caption: str = "A {} video.") -> Path:
     """``folder/videos/*.mp4`` + ``folder/captions.jsonl``: clip i is a solid colour (cycling over 8) with mild
-    noise, captioned "a <colour> video"."""
+    noise, captioned ``caption`` with the colour in it ("a <colour> video")."""
     from tests.videos import write_video
 
     folder = Path(folder)
@@ -32,7 +32,7 @@ def write_colour_clips(folder, num_clips: int = 8, num_frames: int = 12, height:
             noise = rng.integers(-12, 13, frames.shape)
             frames = np.clip(frames.astype(int) + noise, 0, 255).astype(np.uint8)
             write_video(folder / "videos" / f"clip{i:04d}.mp4", frames)
-            f.write(json.dumps({"video": f"clip{i:04d}.mp4", "caption": f"A {name} video."}) + "\n")
+            f.write(json.dumps({"video": f"clip{i:04d}.mp4", "caption": caption.format(name)}) + "\n")
     return folder
 
 

@@ -4,6 +4,7 @@ bit-identical resume, and a loss that falls on a small learnable set."""
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import subprocess
@@ -14,7 +15,7 @@ import pytest
 import torch
 
 from pretrain.config import TrainConfig, load_config, parse_flags
-from pretrain.train import get_lr, param_groups, train
+from pretrain.train import build_model, get_lr, param_groups, train
 from tests.pretrain.synthetic import colour_shards
 
 REPO = Path(__file__).resolve().parents[2]
@@ -108,6 +109,39 @@ def test_ckpt_every_0_checkpoints_only_at_the_end_and_log_every_0_is_refused(sha
     assert (tmp_path / "end" / "model").is_dir()
     with pytest.raises(SystemExit, match="log_every must be at least 1"):
         train(_cfg(shards, tmp_path / "nolog", log_every=0))
+
+
+def test_captions_longer_than_the_model_reads_raise_max_txt_l_or_warn(tmp_path, caplog):
+    # An unseen corpus with long captions: the words that tell clips apart come last and a fixed max_txt_l would
+    # cut them off in training, eval and search alike.
+    import vtr
+    from pretrain.train import fit_text_length
+    from vtr.models.registry import get_tokenizer
+    from vtr.data.shards import sample_captions
+    from vtr.data.text import normalize_caption
+
+    long = ("a short video clip in which the whole of the frame, from its top left corner all the way down to its "
+            "bottom right corner, stays one and the same solid colour, which is {}")
+    shards = colour_shards(tmp_path / "long", num_clips=8, per_shard=4, caption=long)
+    captions = sample_captions(str(shards))
+    assert sorted(captions) == sorted(normalize_caption(long.format(c)) for c in ["red", "green", "blue", "yellow", "purple",
+                                                               "orange", "white", "black"])
+    train(_cfg(shards, tmp_path / "fit", max_steps=2, ckpt_every=0))
+    model = vtr.create_model(str(tmp_path / "fit" / "model"))
+    exported, tokenizer = model.preprocess.max_txt_l, get_tokenizer(model)
+    need = max(len(tokenizer(c)["input_ids"]) for c in captions)
+    assert exported == need > 32  # vtr_test reads 32 tokens unless told otherwise
+    # a length set in the config is the user's: kept, with a warning that says what it cuts
+    cfg = _cfg(shards, tmp_path / "fixed", max_txt_l=16)
+    model = build_model(cfg)
+    with caplog.at_level(logging.WARNING, logger="pretrain.train"):
+        assert fit_text_length(cfg, model, tokenizer) == 16
+    assert model.preprocess.max_txt_l == 16 and "8 of 8 sampled training captions are longer than max_txt_l 16" \
+        in caplog.text and f"set max_txt_l: {need}" in caplog.text
+    # captions that fit change nothing
+    short = colour_shards(tmp_path / "short", num_clips=4, per_shard=4)
+    model = build_model(_cfg(short, tmp_path / "short_run"))
+    assert fit_text_length(_cfg(short, tmp_path / "short_run"), model, tokenizer) == 32 == model.preprocess.max_txt_l
 
 
 def test_decoding_workers_stop_with_the_run(shards, tmp_path, monkeypatch):

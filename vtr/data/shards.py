@@ -524,6 +524,44 @@ def make_train_loader(urls, tokenizer, batch_size: int, steps_per_epoch: int, nu
     return loader
 
 
+def sample_captions(urls, limit: int = 2000) -> list[str]:
+    """Up to ``limit`` captions (normalised as training reads them) from the local shards of ``urls``, an equal share
+    from each shard, read from the tar headers and the small caption members only (videos are skipped, not read).
+    Shards that are not local files (``pipe:``, URLs) are not sampled."""
+    import tarfile
+
+    from vtr.data.text import normalize_caption
+
+    local = [u for u in expand_shards(urls) if os.path.isfile(u)]
+    if not local:
+        return []
+    share = max(1, -(-int(limit) // len(local)))
+    captions: list[str] = []
+    for url in local[: int(limit)]:
+        got: dict[str, str] = {}
+        try:
+            with tarfile.open(url) as tar:
+                for m in tar:
+                    if not m.isfile():
+                        continue
+                    key, _, ext = Path(m.name).name.partition(".")
+                    if ext not in ("txt", "json") or (ext == "json" and key in got):
+                        continue
+                    data = tar.extractfile(m).read()
+                    try:
+                        text = data.decode("utf-8") if ext == "txt" else json.loads(data).get("caption")
+                    except (UnicodeDecodeError, ValueError, AttributeError):
+                        continue  # a corrupt member: the loader skips that sample too
+                    if isinstance(text, str):
+                        got[key] = text  # a .txt wins over the .json's caption, as in ShardStream.decode
+                    if len(got) > share:
+                        break
+        except (OSError, tarfile.TarError):
+            continue  # the loader reports unreadable shards itself
+        captions += [normalize_caption(t) for t in list(got.values())[:share]]
+    return captions[: int(limit)]
+
+
 def count_shard_samples(urls) -> int:
     """Samples in the shards: the ``successes`` of each ``{shard}_stats.json`` next to a tar (its member count
     when the stats file is missing)."""
@@ -543,4 +581,4 @@ def count_shard_samples(urls) -> int:
 
 
 __all__ = ["read_captions", "make_shards", "write_shard", "shards_make_command", "decode_image", "expand_shards",
-           "ShardStream", "TrainLoader", "make_train_loader", "count_shard_samples"]
+           "ShardStream", "TrainLoader", "make_train_loader", "count_shard_samples", "sample_captions"]
