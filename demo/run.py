@@ -98,10 +98,10 @@ def run_eval(corpus: Path, model_dir: Path, eval_dir: Path) -> dict:
 
 
 def run_index(corpus: Path, model_dir: Path, index_dir: Path, clip_seconds: float,
-              window_policy: str = "stride") -> dict:
-    """Index the long videos (one window per clip length, half-clip stride, or ``window_policy="shots"``); then
-    search every clip's caption and count how often the best segment overlaps a clip with that caption (in the
-    right video)."""
+              window_policy: str | None = None) -> dict:
+    """Index the long videos (windows of at most one clip length: inside shots, the default of a new index, or with
+    ``window_policy="stride"`` every half clip); then search every clip's caption and count how often the best
+    segment overlaps a clip with that caption (in the right video)."""
     from index import build_index
     from index.layout import write_queries
     from index.search import VideoIndex

@@ -79,9 +79,9 @@ def build_index(dirs: list[str] | None, index: str, model=DEFAULT_MODEL, window_
     left pending by an interrupted build embedded. Failed files are retried only when they changed or with
     ``retry_failed``. A model or sampling setting that differs from ``manifest.json`` raises VtrError unless
     ``reembed`` (then every file is embedded again). ``precision``: fp32, bf16 or auto/None (bf16 where it is
-    native, see :mod:`vtr.precision`); recorded in the manifest. ``window_policy``: ``stride`` (default) or
-    ``shots`` (see :mod:`index.policies`); None keeps an existing index's policy. ``chunk_windows``: windows
-    committed together (a kill loses at most one chunk per file in flight).
+    native, see :mod:`vtr.precision`); recorded in the manifest. ``window_policy``: ``shots`` (the default of a
+    new index) or ``stride`` (see :mod:`index.policies`); None keeps an existing index's policy. ``chunk_windows``:
+    windows committed together (a kill loses at most one chunk per file in flight).
     """
     t_start = time.monotonic()
     index_dir = Path(index)
@@ -89,9 +89,10 @@ def build_index(dirs: list[str] | None, index: str, model=DEFAULT_MODEL, window_
     old_manifest = read_manifest(index_dir)
     if old_manifest and dirs is None:  # update: the index's own model and windows unless others are named
         model, window_s, stride_s = _update_settings(old_manifest, model, window_s, stride_s)
-    if window_policy is None:
-        window_policy = (old_manifest or {}).get("window_policy", "stride")
-    from index.policies import check_policy
+    from index.policies import DEFAULT_POLICY, check_policy
+
+    if window_policy is None:  # a manifest without a policy was built before policies, with stride windows
+        window_policy = old_manifest.get("window_policy", "stride") if old_manifest else DEFAULT_POLICY
     from vtr.precision import resolve_precision
 
     check_policy(window_policy)

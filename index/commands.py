@@ -32,7 +32,7 @@ def build_command(dirs: list[str], index: str = None, model: str = DEFAULT_MODEL
     thumbnails: write a JPEG thumbnail per window
     precision: encoder precision: fp32, bf16 or auto (bf16 on CUDA or a native-bf16 CPU where it measures
                faster, else fp32; fp32 for a model trained in fp32)
-    window_policy: stride (window_s windows every stride_s; new index default) or shots (windows inside shots)
+    window_policy: shots (windows inside shots, static ones reuse a vector; new index default) or stride (window_s windows every stride_s)
     """
     _need_index(index)
     report = build_index(dirs, index, model=model, window_s=window_s, stride_s=stride_s, batch_size=batch_size,

@@ -37,6 +37,7 @@ from index.catalog import Catalog, quick_hash
 from index.decode import DecodeSettings, FileFailure
 from index.embed import DEFAULT_MODEL, embed_files, load_model
 from index.layout import CATALOG, manifest_for, write_manifest, write_thumbnail
+from index.policies import DEFAULT_POLICY, POLICIES, check_policy
 from index.scan import scan_folders
 from index.windows import DEFAULT_STRIDE_S, DEFAULT_WINDOW_S
 from vtr.atomic import atomic_path, write_json_atomic, write_text_atomic
@@ -52,22 +53,25 @@ def _rank_world() -> tuple[int, int, int]:
 def embed_shard(dirs: list[str], out: str, model=DEFAULT_MODEL, rank: int = 0, world: int = 1,
                 window_s: float = DEFAULT_WINDOW_S, stride_s: float = DEFAULT_STRIDE_S, batch_size: int = 16,
                 workers: int = 2, timeout_s: float = 120.0, device: str | None = None, progress: bool = True,
-                precision: str | None = None) -> dict:
-    """Embed this rank's share of the files under ``dirs`` into ``out/shard-{rank}.{npy,jsonl}``."""
+                precision: str | None = None, window_policy: str = DEFAULT_POLICY) -> dict:
+    """Embed this rank's share of the files under ``dirs`` into ``out/shard-{rank}.{npy,jsonl}``, windows planned by
+    ``window_policy`` (:mod:`index.policies`), as ``vtr index build`` does."""
     from vtr.precision import resolve_precision
+
+    check_policy(window_policy)
 
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     m = load_model(model, device)
     precision = resolve_precision(precision, next(m.parameters()).device, m)
-    manifest = manifest_for(m, window_s, stride_s, precision)
+    manifest = manifest_for(m, window_s, stride_s, precision, window_policy)
     if rank == 0:
         write_json_atomic(out_dir / "info.json", {**manifest, "roots": [os.path.abspath(d) for d in dirs],
                                                   "world_size": world})
     scanned = scan_folders(dirs)
     mine = scanned[rank::world]
     settings = DecodeSettings(num_frames=manifest["num_frames"], img_size=manifest["img_size"], window_s=window_s,
-                              stride_s=stride_s, antialias=manifest["antialias"])
+                              stride_s=stride_s, antialias=manifest["antialias"], window_policy=window_policy)
     by_key = {i: f for i, f in enumerate(mine)}
     todo = [(i, f.path) for i, f in by_key.items() if not f.error]
     failed = [{"path": f.path, "size": f.size, "mtime": f.mtime, "reason": f.error} for f in mine if f.error]
@@ -183,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--timeout-s", type=float, default=120.0)
+    p.add_argument("--window-policy", default=DEFAULT_POLICY, choices=POLICIES,
+                   help="shots (windows inside shots, static ones reuse a vector) or stride (index.policies)")
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
                    help="encoder precision (auto: bf16 on CUDA or a native-bf16 CPU where it measures faster, "
                         "else fp32)")
@@ -204,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         dist.init_process_group(backend)
     try:
         stats = embed_shard(a.dirs, a.out, a.model, rank, world, a.window_s, a.stride_s, a.batch_size, a.workers,
-                            a.timeout_s, device, precision=a.precision)
+                            a.timeout_s, device, precision=a.precision, window_policy=a.window_policy)
         logger.info("rank %d: %s", rank, stats)
         if dist is not None:
             dist.barrier()

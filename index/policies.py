@@ -1,15 +1,16 @@
 """Window policies: which windows of a video get a vector.
 
-``stride`` (the default, :func:`index.windows.plan_windows`): ``window_s`` windows every ``stride_s`` seconds, so
-every moment lies in two windows.
+``shots`` (the default for new indexes): windows follow the video's shots. Hard cuts are found on cheap frames
+(``DETECT_FPS`` frames a second scaled to ``DETECT_SIZE`` by the decoder), each shot gets ``ceil(length /
+window_s)`` equal windows that do not overlap and never straddle a cut, and shots shorter than ``MIN_SHOT_S`` join
+the previous one (a file is planned in spans of ``chunk_windows · window_s`` seconds, one per decode task; a span's
+end is a window boundary). A window whose frames are a near-duplicate of the last window the encoder ran on (a
+static scene cut into several windows, a still slide) reuses that window's vector instead of running the encoder
+(:class:`DuplicateFilter`). Fewer windows (about one per shot or per ``window_s`` instead of two per ``window_s``)
+and no encoder for still ones.
 
-``shots``: windows follow the video's shots. Hard cuts are found on cheap frames (``DETECT_FPS`` frames a second
-scaled to ``DETECT_SIZE`` by the decoder), each shot gets ``ceil(length / window_s)`` equal windows that do not
-overlap and never straddle a cut, and shots shorter than ``MIN_SHOT_S`` join the previous one (a file is planned in
-spans of ``chunk_windows · window_s`` seconds, one per decode task; a span's end is a window boundary). A window whose
-frames are a near-duplicate of the last window the encoder ran on (a static scene cut into several windows, a
-still slide) reuses that window's vector instead of running the encoder (:class:`DuplicateFilter`). Fewer
-windows (about one per shot or per ``window_s`` instead of two per ``window_s``) and no encoder for still ones.
+``stride`` (:func:`index.windows.plan_windows`; the default before shots, and of indexes built before policies were
+recorded): ``window_s`` windows every ``stride_s`` seconds, so every moment lies in two windows.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from index.windows import Window, plan_windows
 logger = logging.getLogger(__name__)
 
 POLICIES = ("stride", "shots")
+DEFAULT_POLICY = "shots"  # of a new index; an existing one keeps the policy in its manifest
 DETECT_FPS = 4.0
 DETECT_SIZE = (32, 18)  # width, height of the frames cut detection compares
 CUT_THRESHOLD = 30.0  # mean absolute RGB difference (0-255) between consecutive detection frames that is a cut
@@ -47,7 +49,9 @@ def detection_frames(path: str, start: float = 0.0, end: float | None = None, fp
     """(times [n] seconds, frames uint8 [n, h, w, 3]): about ``fps`` frames a second of ``[start, end)``, scaled by
     the decoder. Times count from the stream's first frame, as window times do.
 
-    One decoding thread: this runs in the decode workers, beside the encoder's threads.
+    One decoding thread: this runs in the decode workers, beside the encoder's threads. Packets that do not decode (a
+    file damaged in the middle) are skipped, as players skip them: cut detection sees the frames around the damage,
+    and the windows' own decoding decides what is indexed (:func:`index.decode._salvage`).
     """
     import av
 
@@ -60,7 +64,7 @@ def detection_frames(path: str, start: float = 0.0, end: float | None = None, fp
         if start > 0 and tb and origin is not None:
             container.seek(int(origin + start / tb), stream=stream, backward=True)
         next_t = start
-        for frame in container.decode(stream):
+        for frame in _decodable_frames(container, stream):
             if frame.pts is None:
                 continue
             if origin is None:
@@ -76,6 +80,25 @@ def detection_frames(path: str, start: float = 0.0, end: float | None = None, fp
     if not frames:
         return np.zeros(0), np.zeros((0, size[1], size[0], 3), np.uint8)
     return np.asarray(times), np.stack(frames)
+
+
+def _decodable_frames(container, stream):
+    """The frames of ``stream`` that decode, packet by packet; a damaged packet (or a damaged stretch of the
+    container) is skipped instead of ending the file."""
+    import av
+
+    packets = container.demux(stream)
+    while True:
+        try:
+            packet = next(packets)
+        except StopIteration:
+            return
+        except av.FFmpegError:  # the demuxer itself gave up: nothing further can be read
+            return
+        try:
+            yield from packet.decode()
+        except av.FFmpegError:
+            continue
 
 
 def _colour_histograms(frames: np.ndarray, bins: int = 8) -> np.ndarray:

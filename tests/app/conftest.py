@@ -47,7 +47,7 @@ def built_index(collection, app_model, tmp_path_factory):
     from index import build_index
 
     idx = tmp_path_factory.mktemp("idx") / "videos.idx"
-    build_index([str(collection)], str(idx), model=app_model, workers=0, progress=False)
+    build_index([str(collection)], str(idx), model=app_model, workers=0, progress=False, window_policy="stride")
     return idx
 
 

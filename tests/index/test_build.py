@@ -43,7 +43,8 @@ def collection(tmp_path):
 def test_build_indexes_good_files_and_records_bad_ones(collection, tmp_path, test_model):
     broken = make_broken(collection / "broken")
     idx = tmp_path / "idx"
-    report = build_index([str(collection)], str(idx), model=test_model, workers=2, progress=False)
+    report = build_index([str(collection)], str(idx), model=test_model, workers=2, progress=False,
+                         window_policy="stride")
     st = index_status(str(idx))
     assert st["files"] == 3 and report.total_files == 3
     # windows: 3 s -> 1, 14 s -> 0-8, 4-12, 6-14, 9 s -> 0-8, 1-9
@@ -64,13 +65,14 @@ def test_build_indexes_good_files_and_records_bad_ones(collection, tmp_path, tes
     cat.close()
     assert all(thumbnail_path(idx, i).read_bytes()[:2] == b"\xff\xd8" for i in ids)  # JPEG per window
     # a second build changes nothing and does not retry the failures
-    again = build_index([str(collection)], str(idx), model=test_model, workers=0, progress=False)
+    again = build_index([str(collection)], str(idx), model=test_model, workers=0, progress=False,
+                        window_policy="stride")
     assert (again.added, again.changed, again.deleted, again.failed, again.embedded_windows) == (0, 0, 0, 0, 0)
 
 
 def test_incremental_add_change_delete_rename(collection, tmp_path, test_model):
     idx = tmp_path / "idx"
-    build_index([str(collection)], str(idx), model=test_model, workers=0, progress=False)
+    build_index([str(collection)], str(idx), model=test_model, workers=0, progress=False, window_policy="stride")
     before = snapshot(idx)
     cat = Catalog(idx / "catalog.sqlite")
     c_ids = [w.id for w in cat.windows_of(cat.file_by_path(str(collection / "c.mkv")).id)]
@@ -95,7 +97,7 @@ def test_incremental_add_change_delete_rename(collection, tmp_path, test_model):
     cat.close()
     # the index equals a fresh build of the same folder
     fresh = tmp_path / "fresh"
-    build_index([str(collection)], str(fresh), model=test_model, workers=0, progress=False)
+    build_index([str(collection)], str(fresh), model=test_model, workers=0, progress=False, window_policy="stride")
     fresh_snap = snapshot(fresh)
     assert set(fresh_snap) == set(after)
     for key in after:
@@ -107,7 +109,7 @@ def test_interrupted_build_resumes_to_the_same_index(tmp_path, test_model, monke
     for i in range(5):
         make_video(root / f"v{i}.mp4", 5 + 3 * i, seed=20 + i)
     full = tmp_path / "full"
-    build_index([str(root)], str(full), model=test_model, workers=0, progress=False)
+    build_index([str(root)], str(full), model=test_model, workers=0, progress=False, window_policy="stride")
 
     real = build_mod.embed_chunks
 
@@ -120,7 +122,7 @@ def test_interrupted_build_resumes_to_the_same_index(tmp_path, test_model, monke
     idx = tmp_path / "idx"
     monkeypatch.setattr(build_mod, "embed_chunks", crashing)
     with pytest.raises(KeyboardInterrupt):
-        build_index([str(root)], str(idx), model=test_model, workers=0, progress=False)
+        build_index([str(root)], str(idx), model=test_model, workers=0, progress=False, window_policy="stride")
     st = index_status(str(idx))
     assert st["files"] == 2 and len(st["pending"]) == 3
     # the interrupted index is usable: search sees the committed files
@@ -130,7 +132,7 @@ def test_interrupted_build_resumes_to_the_same_index(tmp_path, test_model, monke
         assert len({s.path for s in vi.search(np.ones(16, np.float32), k=10)}) == 2
 
     monkeypatch.setattr(build_mod, "embed_chunks", real)
-    report = build_index([str(root)], str(idx), model=test_model, workers=0, progress=False)
+    report = build_index([str(root)], str(idx), model=test_model, workers=0, progress=False, window_policy="stride")
     assert report.added == 0 and report.total_files == 5
     a, b = snapshot(idx), snapshot(full)
     assert set(a) == set(b)
@@ -142,9 +144,10 @@ def test_manifest_mismatch_stops_unless_reembed(collection, tmp_path, test_model
     from vtr.errors import VtrError
 
     idx = tmp_path / "idx"
-    build_index([str(collection)], str(idx), model=test_model, workers=0, progress=False)
+    build_index([str(collection)], str(idx), model=test_model, workers=0, progress=False, window_policy="stride")
     with pytest.raises(VtrError, match="window_s.*--reembed"):
-        build_index([str(collection)], str(idx), model=test_model, window_s=4.0, workers=0, progress=False)
+        build_index([str(collection)], str(idx), model=test_model, window_s=4.0, workers=0, progress=False,
+                    window_policy="stride")
     report = build_index([str(collection)], str(idx), model=test_model, window_s=4.0, stride_s=4.0, reembed=True,
                          workers=0, progress=False)
     assert report.embedded_windows == report.total_windows == 1 + 4 + 3
@@ -155,8 +158,10 @@ def test_precision_is_recorded_and_does_not_force_a_reembed(tmp_path, test_model
     root = tmp_path / "videos"
     make_video(root / "a.mp4", 9, seed=4)
     idx32, idx16 = tmp_path / "idx32", tmp_path / "idx16"
-    build_index([str(root)], str(idx32), model=test_model, workers=0, progress=False, precision="fp32")
-    build_index([str(root)], str(idx16), model=test_model, workers=0, progress=False, precision="bf16")
+    build_index([str(root)], str(idx32), model=test_model, workers=0, progress=False, window_policy="stride",
+                precision="fp32")
+    build_index([str(root)], str(idx16), model=test_model, workers=0, progress=False, window_policy="stride",
+                precision="bf16")
     assert index_status(str(idx32))["manifest"]["precision"] == "fp32"
     assert index_status(str(idx16))["manifest"]["precision"] == "bf16"
     v32, v16 = snapshot(idx32), snapshot(idx16)
@@ -166,5 +171,6 @@ def test_precision_is_recorded_and_does_not_force_a_reembed(tmp_path, test_model
         cos = float(v32[key] @ v16[key] / np.linalg.norm(v32[key]) / np.linalg.norm(v16[key]))
         assert cos >= 0.999, (key, cos)
     # the other precision updates the same index without --reembed (nothing to embed: no file changed)
-    again = build_index([str(root)], str(idx32), model=test_model, workers=0, progress=False, precision="bf16")
+    again = build_index([str(root)], str(idx32), model=test_model, workers=0, progress=False, window_policy="stride",
+                        precision="bf16")
     assert again.embedded_windows == 0 and index_status(str(idx32))["manifest"]["precision"] == "bf16"

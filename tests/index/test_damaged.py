@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from index.build import build_index, index_status
 from index.catalog import Catalog
@@ -29,24 +30,27 @@ def damage_middle(path: Path, seed: int = 0) -> Path:
     return path
 
 
-def test_file_corrupt_in_the_middle_is_indexed_in_part(tmp_path, test_model, capsys):
+@pytest.mark.parametrize("policy, windows", [("stride", [(0.0, 8.0)]), ("shots", [(0.0, 7.5)])])
+def test_file_corrupt_in_the_middle_is_indexed_in_part(tmp_path, test_model, capsys, policy, windows):
     root = tmp_path / "videos"
     make_video(root / "good.mp4", 9, seed=1)
     damaged = damage_middle(make_video(root / "damaged.mp4", 15, seed=5))
     (root / "notes.mp4").write_bytes(b"shopping list: milk, eggs\n" * 40)  # not a video, named like one
     idx = tmp_path / "idx"
-    report = build_index([str(root)], str(idx), model=test_model, workers=1, progress=False)
+    report = build_index([str(root)], str(idx), model=test_model, workers=1, progress=False, window_policy=policy)
 
     assert report.total_files == 2 and report.failed == 1 and report.partial == 1
     st = index_status(str(idx))
     [(path, reason)] = st["partial"]
     assert path == str(damaged)
-    # frames 0-74 of 150 decode: indexed up to 7.5 s, and the reason says so
-    assert "cannot be decoded past 7.5 s of 15.0 s" in reason and "1 of 3 windows" in reason
+    # frames 0-74 of 150 decode: indexed up to 7.5 s, and the reason says so (stride plans 3 windows over the 15 s,
+    # shots 2: no cut, at most 8 s each; cut detection skips the damaged packets instead of failing the file)
+    planned = {"stride": 3, "shots": 2}[policy]
+    assert "cannot be decoded past 7.5 s of 15.0 s" in reason and f"1 of {planned} windows" in reason
     cat = Catalog(idx / "catalog.sqlite")
     try:
         row = cat.file_by_path(str(damaged))
-        assert row.status == "ok" and [(w.start, w.end) for w in cat.windows_of(row.id)] == [(0.0, 8.0)]
+        assert row.status == "ok" and [(w.start, w.end) for w in cat.windows_of(row.id)] == windows
     finally:
         cat.close()
     # a non-video: one sentence about the file, no server path, no errno, no decoder name
@@ -62,7 +66,7 @@ def test_file_corrupt_in_the_middle_is_indexed_in_part(tmp_path, test_model, cap
 
     assert "1** indexed in part" in _status_markdown(st, idx)
     assert [str(damaged), f"indexed in part: {reason}"] in _problem_rows(st)
-    again = build_index([str(root)], str(idx), model=test_model, workers=0, progress=False)
+    again = build_index([str(root)], str(idx), model=test_model, workers=0, progress=False)  # its own policy
     assert (again.embedded_windows, again.partial, again.failed) == (0, 0, 0)  # unchanged files stay as they are
 
 
@@ -85,7 +89,7 @@ def held(self, frames):
 
 WindowEmbedder.__call__ = held
 b.build_index([sys.argv[1]], sys.argv[2], model=sys.argv[3], workers=1, batch_size=4, chunk_windows=4,
-              progress=False)
+              progress=False, window_policy="stride")
 """
 
 
@@ -131,7 +135,7 @@ def test_kill_9_during_a_build_keeps_committed_chunks_and_resumes_inside_the_fil
     assert len(kept) == 8
 
     report = build_index([str(root)], str(idx), model=str(test_model_folder), workers=1, batch_size=4,
-                         chunk_windows=4, progress=False)
+                         chunk_windows=4, progress=False)  # the index's own policy (stride) when none is named
     assert report.resumed_windows == 8 and report.embedded_windows == 14 - 8
     assert "8 resumed from an interrupted build" in report.summary()
     cat = Catalog(idx / "catalog.sqlite")
@@ -142,7 +146,8 @@ def test_kill_9_during_a_build_keeps_committed_chunks_and_resumes_inside_the_fil
     finally:
         cat.close()
     fresh = tmp_path / "fresh"
-    build_index([str(root)], str(fresh), model=str(test_model_folder), workers=0, progress=False)
+    build_index([str(root)], str(fresh), model=str(test_model_folder), workers=0, progress=False,
+                window_policy="stride")
     a, b = snapshot(idx), snapshot(fresh)
     assert set(a) == set(b)
     for key in a:
@@ -150,13 +155,21 @@ def test_kill_9_during_a_build_keeps_committed_chunks_and_resumes_inside_the_fil
 
 
 def test_damaged_file_is_cut_into_the_same_windows_whatever_the_chunking(tmp_path, test_model):
-    """Chunks of a damaged file are planned the same way every time, so a resumed build finds the same windows."""
+    """Chunks of a damaged file are planned the same way every time, so a resumed build finds the same windows
+    (stride: the whole file's plan, whatever the chunk size; shots: each chunk's span planned alone, the same in
+    the build process and in a decode worker)."""
     root = tmp_path / "videos"
     damage_middle(make_video(root / "v.mp4", 30, seed=9), seed=1)
-    a = build_index([str(root)], str(tmp_path / "a"), model=test_model, workers=0, chunk_windows=2, progress=False)
-    b = build_index([str(root)], str(tmp_path / "b"), model=test_model, workers=1, chunk_windows=16, progress=False)
+    a = build_index([str(root)], str(tmp_path / "a"), model=test_model, workers=0, chunk_windows=2, progress=False,
+                    window_policy="stride")
+    b = build_index([str(root)], str(tmp_path / "b"), model=test_model, workers=1, chunk_windows=16, progress=False,
+                    window_policy="stride")
+    c = build_index([str(root)], str(tmp_path / "c"), model=test_model, workers=0, chunk_windows=2, progress=False)
+    d = build_index([str(root)], str(tmp_path / "d"), model=test_model, workers=1, chunk_windows=2, progress=False)
     assert a.partial == b.partial == 1 and 0 < a.total_windows == b.total_windows < 7  # 7 windows when whole
-    sa, sb = snapshot(tmp_path / "a"), snapshot(tmp_path / "b")
-    assert set(sa) == set(sb)
-    for key in sa:
-        np.testing.assert_allclose(sa[key], sb[key], atol=1e-5)
+    assert c.partial == d.partial == 1 and 0 < c.total_windows == d.total_windows < 4  # shots: 4 when whole
+    for one, other in (("a", "b"), ("c", "d")):
+        sa, sb = snapshot(tmp_path / one), snapshot(tmp_path / other)
+        assert set(sa) == set(sb)
+        for key in sa:
+            np.testing.assert_allclose(sa[key], sb[key], atol=1e-5)

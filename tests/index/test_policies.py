@@ -118,3 +118,25 @@ def test_build_with_shot_windows(tmp_path, test_model):
         build_index([str(root)], str(idx), model=test_model, workers=0, progress=False, window_policy="stride")
     again = build_index([str(root)], str(idx), model=test_model, workers=0, progress=False)  # keeps "shots"
     assert again.embedded_windows == 0
+
+
+def test_a_new_index_gets_shot_windows_and_an_old_one_keeps_its_policy(tmp_path, test_model):
+    import json
+
+    from tests.index.media import make_video
+
+    root = tmp_path / "videos"
+    make_video(root / "v.mp4", 20, seed=4)  # one moving shot: 3 windows of 6.67 s (stride: 0-8, 4-12, 8-16, 12-20)
+    new = tmp_path / "new"
+    report = build_index([str(root)], str(new), model=test_model, workers=0, progress=False)
+    assert index_status(str(new))["manifest"]["window_policy"] == "shots" and report.total_windows == 3
+    # an index written before window policies were recorded was built with stride windows: an update keeps them
+    old = tmp_path / "old"
+    build_index([str(root)], str(old), model=test_model, workers=0, progress=False, window_policy="stride")
+    manifest = json.loads((old / "manifest.json").read_text())
+    del manifest["window_policy"]
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    make_video(root / "w.mp4", 12, seed=5)
+    again = build_index(None, str(old), model=test_model, workers=0, progress=False)
+    assert (again.added, again.embedded_windows) == (1, 2)  # w.mp4 in stride windows: 0-8, 4-12
+    assert index_status(str(old))["manifest"]["window_policy"] == "stride"

@@ -53,7 +53,8 @@ def test_window_vectors_equal_eval_embeddings_for_both_resize_settings(tmp_path,
         model = with_antialias(test_model, antialias)
         idx = tmp_path / f"idx-{antialias}"
         # fp32, as the eval embedding below (auto would pick bf16 on a CPU with native bf16)
-        build_index([str(video.parent)], str(idx), model=model, workers=1, progress=False, precision="fp32")
+        build_index([str(video.parent)], str(idx), model=model, workers=1, progress=False, window_policy="stride",
+                    precision="fp32")
         assert read_manifest(idx)["antialias"] is antialias
         vectors = index_vectors(idx)
         assert len(vectors) == 2
@@ -75,7 +76,8 @@ def test_window_vectors_equal_eval_embeddings_for_both_resize_settings(tmp_path,
 def test_manifest_without_antialias_reads_as_antialiased(tmp_path, test_model):
     video = make_video(tmp_path / "videos" / "v.mp4", 5, seed=8)
     idx = tmp_path / "idx"
-    build_index([str(video.parent)], str(idx), model=with_antialias(test_model, True), workers=0, progress=False)
+    build_index([str(video.parent)], str(idx), model=with_antialias(test_model, True), workers=0, progress=False,
+                window_policy="stride")
     path = idx / "manifest.json"
     old = json.loads(path.read_text())
     del old["antialias"]  # as written before the field existed

@@ -13,7 +13,7 @@ def many_windows(tmp_path_factory, test_model):
     for i in range(4):
         make_video(root / f"v{i}.mp4", 40, seed=40 + i)  # 9 windows each
     idx = tmp_path_factory.mktemp("idx") / "idx"
-    build_index([str(root)], str(idx), model=test_model, workers=0, progress=False)
+    build_index([str(root)], str(idx), model=test_model, workers=0, progress=False, window_policy="stride")
     return idx
 
 

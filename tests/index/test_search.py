@@ -44,7 +44,7 @@ def red_collection(tmp_path, test_model, monkeypatch):
     make_video(root / "long" / "park.mp4", 30, seed=3, red=(0, 2))  # a little red: a worse match
     monkeypatch.setattr(test_model, "encode_video", RedDetector(test_model))
     idx = tmp_path / "idx"
-    build_index([str(root)], str(idx), model=test_model, workers=0, progress=False)
+    build_index([str(root)], str(idx), model=test_model, workers=0, progress=False, window_policy="stride")
     monkeypatch.undo()
     return root, idx
 
@@ -99,7 +99,7 @@ def test_an_index_built_before_frame_times_re_embeds_its_variable_rate_videos_on
     # an older vtr: frame i at i / fps, and no frame-times mark in the catalog
     with monkeypatch.context() as old:
         old.setattr(video_mod.Clock, "from_times", classmethod(lambda cls, fps, n, times, end=None: cls(fps, n)))
-        build_index([str(root)], str(idx), model=test_model, workers=0, progress=False)
+        build_index([str(root)], str(idx), model=test_model, workers=0, progress=False, window_policy="stride")
     cat = Catalog(idx / "catalog.sqlite")
     with cat.transaction():
         cat.conn.execute("DELETE FROM meta WHERE key='frame_times'")
@@ -130,7 +130,7 @@ def test_query_by_example_clip_and_image(tmp_path, test_model):
     for i in range(4):
         make_video(root / f"v{i}.mp4", 16, seed=40 + i)
     idx = tmp_path / "idx"
-    build_index([str(root)], str(idx), model=test_model, workers=0, progress=False)
+    build_index([str(root)], str(idx), model=test_model, workers=0, progress=False, window_policy="stride")
     # a clip cut from v2 at 8-16 s (the same frames, re-encoded) must find v2 at 8-16 s
     from tests.index.media import textured_frames
     from tests.videos import write_video
@@ -222,7 +222,8 @@ def test_what_the_app_shows_of_an_index_comes_from_public_methods(tmp_path, test
     make_video(root / "trips" / "2024" / "park.mp4", 9, seed=3)
     (root / "broken.mp4").write_bytes(b"not a video")
     idx = tmp_path / "idx"
-    build_index([str(root)], str(idx), model=test_model, workers=0, progress=False, thumbnails=False)
+    build_index([str(root)], str(idx), model=test_model, workers=0, progress=False, window_policy="stride",
+                thumbnails=False)
     with VideoIndex(str(idx), model=test_model, gpu=False) as vi:
         st = vi.status()
         assert st == index_status(str(idx))  # one answer, opened or not

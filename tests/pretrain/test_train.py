@@ -124,8 +124,8 @@ def test_captions_longer_than_the_model_reads_raise_max_txt_l_or_warn(tmp_path, 
             "bottom right corner, stays one and the same solid colour, which is {}")
     shards = colour_shards(tmp_path / "long", num_clips=8, per_shard=4, caption=long)
     captions = sample_captions(str(shards))
-    assert sorted(captions) == sorted(normalize_caption(long.format(c)) for c in ["red", "green", "blue", "yellow", "purple",
-                                                               "orange", "white", "black"])
+    colours = ["red", "green", "blue", "yellow", "purple", "orange", "white", "black"]
+    assert sorted(captions) == sorted(normalize_caption(long.format(c)) for c in colours)
     train(_cfg(shards, tmp_path / "fit", max_steps=2, ckpt_every=0))
     model = vtr.create_model(str(tmp_path / "fit" / "model"))
     exported, tokenizer = model.preprocess.max_txt_l, get_tokenizer(model)
