@@ -235,6 +235,24 @@ def test_a_browser_recording_without_duration_or_frame_count_opens_on_its_frame_
         assert _indices_of(r.get_frames([48, 55, 73])) == [48, 55, 73]
 
 
+def test_pyav_reads_a_files_frame_times_once_per_process(tmp_path, monkeypatch):
+    # the index opens a long file again for every chunk of its windows; without decord each open read every packet
+    from vtr.data import video as V
+
+    path = write_vfr_video(tmp_path / "phone.mp4", indexed_frames(len(VFR_TIMES)), VFR_TIMES)
+    reads = []
+    real = V.PyAVVideoReader._read_frame_times
+    monkeypatch.setattr(V.PyAVVideoReader, "_read_frame_times", lambda self: reads.append(1) or real(self))
+    for _ in range(3):
+        with open_video(path, backend="pyav", seek_threshold=4) as r:
+            assert r.clock().variable and _indices_of(r.get_frames([70, 12, 50])) == [70, 12, 50]
+    assert len(reads) == 1
+    write_vfr_video(path, indexed_frames(40), np.arange(40) / 20)  # rewritten: another size and mtime
+    with open_video(path, backend="pyav") as r:
+        assert not r.clock().variable and r.num_frames == 40
+    assert len(reads) == 2
+
+
 @needs_decord
 def test_decord_falling_back_to_pyav_on_variable_rate_video_keeps_the_frames(vfr_videos):
     with open_video(vfr_videos["mp4"], seek_threshold=4) as r:  # the fallback reader seeks to far frames

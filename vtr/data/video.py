@@ -364,6 +364,22 @@ class DecordVideoReader(VideoReader):
         self._sized = {}
 
 
+#: Files whose packet times PyAV keeps per process (oldest dropped first), keyed by path, size and mtime.
+FRAME_TIMES_CACHE = 8
+_FRAME_TIMES: dict = {}
+
+
+def _file_identity(source):
+    """(path, size, mtime_ns) of a file source, None for bytes (or a file that cannot be stat'ed)."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return None
+    try:
+        st = os.stat(source)
+    except OSError:
+        return None
+    return os.path.realpath(source), st.st_size, st.st_mtime_ns
+
+
 class PyAVVideoReader(VideoReader):
     backend = "pyav"
 
@@ -501,7 +517,20 @@ class PyAVVideoReader(VideoReader):
 
     def _frame_times(self):
         # The packets' timestamps, no decoding (reads the file once). A packet without one leaves the timing
-        # unknown; a count unlike the header's is not this stream's frames.
+        # unknown; a count unlike the header's is not this stream's frames. A file on disk is read once per process
+        # (``FRAME_TIMES_CACHE``): the index opens a long file again for each chunk of its windows.
+        key = _file_identity(self._source)
+        if key is not None and key in _FRAME_TIMES:
+            times, end, self._times_origin = _FRAME_TIMES[key]
+            return (None if times is None else times.copy()), end
+        times, end = self._read_frame_times()
+        if key is not None:
+            _FRAME_TIMES[key] = (times, end, getattr(self, "_times_origin", None))
+            while len(_FRAME_TIMES) > FRAME_TIMES_CACHE:
+                _FRAME_TIMES.pop(next(iter(_FRAME_TIMES)))
+        return times, end
+
+    def _read_frame_times(self):
         stream = self._stream
         pts, end = [], None
         self._container.seek(0, stream=stream, backward=True, any_frame=False)
