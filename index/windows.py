@@ -1,4 +1,6 @@
-"""Cutting a video into the time windows that get one vector each.
+"""Cutting a video into the time windows that get one vector each: the ``stride`` policy's plan, and the frames
+sampled for any window (the ``shots`` policy, the default of a new index, plans its windows in
+:mod:`index.policies`).
 
 Defaults (documented in the README): each window spans ``window_s = 8`` seconds, consecutive windows start
 ``stride_s = 4`` seconds apart (so every moment lies in two windows), and ``num_frames`` frames (the model's
