@@ -47,6 +47,7 @@ import logging
 import math
 import os
 import random
+import threading
 from pathlib import Path
 from typing import Sequence, Union
 
@@ -367,6 +368,7 @@ class DecordVideoReader(VideoReader):
 #: Files whose packet times PyAV keeps per process (oldest dropped first), keyed by path, size and mtime.
 FRAME_TIMES_CACHE = 8
 _FRAME_TIMES: dict = {}
+_FRAME_TIMES_LOCK = threading.Lock()  # the app opens videos from several threads
 
 
 def _file_identity(source):
@@ -520,14 +522,17 @@ class PyAVVideoReader(VideoReader):
         # unknown; a count unlike the header's is not this stream's frames. A file on disk is read once per process
         # (``FRAME_TIMES_CACHE``): the index opens a long file again for each chunk of its windows.
         key = _file_identity(self._source)
-        if key is not None and key in _FRAME_TIMES:
-            times, end, self._times_origin = _FRAME_TIMES[key]
+        with _FRAME_TIMES_LOCK:
+            cached = _FRAME_TIMES.get(key) if key is not None else None
+        if cached is not None:
+            times, end, self._times_origin = cached
             return (None if times is None else times.copy()), end
         times, end = self._read_frame_times()
         if key is not None:
-            _FRAME_TIMES[key] = (times, end, getattr(self, "_times_origin", None))
-            while len(_FRAME_TIMES) > FRAME_TIMES_CACHE:
-                _FRAME_TIMES.pop(next(iter(_FRAME_TIMES)))
+            with _FRAME_TIMES_LOCK:
+                _FRAME_TIMES[key] = (times, end, getattr(self, "_times_origin", None))
+                while len(_FRAME_TIMES) > FRAME_TIMES_CACHE:
+                    _FRAME_TIMES.pop(next(iter(_FRAME_TIMES)))
         return times, end
 
     def _read_frame_times(self):
