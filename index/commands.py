@@ -80,9 +80,11 @@ def status_command(index: str = None, json: bool = False) -> int:
         return 0
     m = st["manifest"]
     print(f"index     {st['index']}")
+    windows = (f"per window inside shots of at most {m['window_s']:g} s"
+               if m.get("window_policy", "stride") == "shots" else
+               f"per {m['window_s']:g} s window, stride {m['stride_s']:g} s")
     print(f"model     {m['model']} (weights sha256 {m['weights_checksum'][:12]}), {m['num_frames']} frames at "
-          f"{m['img_size']}px (antialias {'on' if m['antialias'] else 'off'}) per {m['window_s']:g} s window, "
-          f"stride {m['stride_s']:g} s, "
+          f"{m['img_size']}px (antialias {'on' if m['antialias'] else 'off'}) {windows}, "
           f"{m['embed_dim']}-d vectors, FAISS {m.get('index_factory')}")
     print(f"folders   {', '.join(st['roots'])}")
     print(f"indexed   {st['files']} files, {st['hours']:.2f} h, {st['windows']} windows")

@@ -120,9 +120,10 @@ def test_build_with_shot_windows(tmp_path, test_model):
     assert again.embedded_windows == 0
 
 
-def test_a_new_index_gets_shot_windows_and_an_old_one_keeps_its_policy(tmp_path, test_model):
+def test_a_new_index_gets_shot_windows_and_an_old_one_keeps_its_policy(tmp_path, test_model, capsys):
     import json
 
+    from index.commands import status_command
     from tests.index.media import make_video
 
     root = tmp_path / "videos"
@@ -140,3 +141,8 @@ def test_a_new_index_gets_shot_windows_and_an_old_one_keeps_its_policy(tmp_path,
     again = build_index(None, str(old), model=test_model, workers=0, progress=False)
     assert (again.added, again.embedded_windows) == (1, 2)  # w.mp4 in stride windows: 0-8, 4-12
     assert index_status(str(old))["manifest"]["window_policy"] == "stride"
+    capsys.readouterr()
+    status_command(index=str(new))
+    assert "per window inside shots of at most 8 s," in capsys.readouterr().out  # no stride to speak of
+    status_command(index=str(old))
+    assert "per 8 s window, stride 4 s," in capsys.readouterr().out
