@@ -134,7 +134,7 @@ def test_captions_longer_than_the_model_reads_raise_max_txt_l_or_warn(tmp_path, 
     # a length set in the config is the user's: kept, with a warning that says what it cuts
     cfg = _cfg(shards, tmp_path / "fixed", max_txt_l=16)
     model = build_model(cfg)
-    with caplog.at_level(logging.WARNING, logger="pretrain.train"):
+    with caplog.at_level(logging.WARNING, logger="pretrain"):  # pretrain.train logs as "pretrain"
         assert fit_text_length(cfg, model, tokenizer) == 16
     assert model.preprocess.max_txt_l == 16 and "8 of 8 sampled training captions are longer than max_txt_l 16" \
         in caplog.text and f"set max_txt_l: {need}" in caplog.text
