@@ -13,10 +13,11 @@ training):
   ("moves up" vs "moves down")? A bag of frames scores 50%.
 
 Then, for the first seed of each variant, **UMT's masked student** (``student_overrides``), in UMT's two stages
-within the same step budget: for the first half, the video encoder alone, 80% tube masked, its visible tokens
-aligned through ``clip_decoder`` to the frozen first-stage model's tokens (UTA; no text); for the second half, the
-recipe's own loss schedule shifted to start there, on 50% masked clips with the alignment kept, and a short
-unmasked phase at the end. Against the unmasked first-stage run: steps/s and held-out R@1. ``--shuffled`` adds
+within the same step budget: for the first ``STAGE_ONE_FRACTION`` of the steps, the video encoder alone, 80% tube
+masked, its visible tokens aligned through ``clip_decoder`` to the frozen first-stage model's tokens (UTA; no text);
+for the rest, the recipe's own loss schedule shifted to start there, on 50% masked clips with the alignment kept,
+and a short unmasked phase at the end. Each stage has its own warm-up and cosine, as UMT's two runs do
+(``stage_lr_restart``). Against the unmasked first-stage run: steps/s and held-out R@1. ``--shuffled`` adds
 the bag-of-frames control (trained and evaluated on time-shuffled clips).
 
     python -m bench.learning                                  # 3 seeds x 2 variants + 2 masked students
@@ -58,17 +59,21 @@ VARIANTS: dict[str, dict] = {
 #: The masked student (UMT): 80% tube masking with token alignment to the first-stage model alone (stage 1), then
 #: the text losses on 50% masking with the alignment kept (stage 2), unmasked last 10% (``student_overrides``).
 MASKED = {"mask_type": "tube", "mask_ratio": 0.8, "vl_mask_ratio": 0.5, "loss_uta": 1.0, "loss_distill": 0.0}
-STAGE_ONE_FRACTION = 0.5  # of the run's steps: UMT's stage 1 (video only)
+#: Of the run's steps: UMT's stage 1 (video only). Its steps cost about a quarter of a recipe step and stage 2's
+#: about one, so 0.45 is the smallest stage 1 that keeps the student's steps/s 1.5x the recipe's with some margin
+#: (measured: 0.4 gave 1.40x, 0.5 gave 1.63-1.86x; bench/README.md).
+STAGE_ONE_FRACTION = 0.45
 
 
-def student_overrides(config: Path, max_steps: int | None, teacher: str) -> dict:
-    """The masked student's settings for ``config``'s run length: stage 1 for the first STAGE_ONE_FRACTION of the
+def student_overrides(config: Path, max_steps: int | None, teacher: str,
+                      stage_one: float = STAGE_ONE_FRACTION) -> dict:
+    """The masked student's settings for ``config``'s run length: stage 1 for the first ``stage_one`` of the
     steps, then the recipe's own schedule (VTC at once, VTM and MLM after their own offsets) shifted to start there,
     so stage 2 is the first-stage recipe on fewer steps, on masked clips, with the teacher alignment."""
     from pretrain.config import load_config
 
     cfg = load_config(str(config), overrides={"max_steps": max_steps} if max_steps else None)
-    text_start = int(STAGE_ONE_FRACTION * cfg.max_steps)
+    text_start = int(stage_one * cfg.max_steps)
     return {**MASKED, "teacher": teacher, "text_start": text_start, "vtm_start": text_start + cfg.vtm_start,
             "mlm_start": text_start + cfg.mlm_start, "mask_steps": int(0.9 * cfg.max_steps)}
 
@@ -210,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-steps", type=int, default=None, help="override the config's max_steps")
     parser.add_argument("--masked", action=argparse.BooleanOptionalAction, default=True,
                         help="the masked student against the first seed's run of each variant (default: yes)")
+    parser.add_argument("--stage-one", type=float, default=STAGE_ONE_FRACTION,
+                        help="the masked student's stage 1 (video only), as a fraction of the steps")
     parser.add_argument("--shuffled", action=argparse.BooleanOptionalAction, default=False,
                         help="also the bag-of-frames control on the first seed of each variant (default: no)")
     parser.add_argument("--eval-every", type=int, default=0,
@@ -226,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
 
     work = Path(args.work)
     config = Path(args.config) if args.config else config_path("demo.yaml")
-    result: dict = {"config": str(config), "seeds": args.seeds, "variants": {v: VARIANTS[v] for v in args.variants},
+    result: dict = {"config": str(config), "seeds": args.seeds, "stage_one": args.stage_one, "variants": {v: VARIANTS[v] for v in args.variants},
                     "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                     "machine_start": machine(), "corpora": {}}
     t0 = time.time()
@@ -246,7 +253,8 @@ def main(argv: list[str] | None = None) -> int:
             print(format_runs(rows[-1:]).splitlines()[-1], flush=True)
             if first and args.masked:
                 student = train_one(corpus / "shards", work / variant / f"seed{seed}" / "masked", config, seed,
-                                    args.max_steps, student_overrides(config, args.max_steps, run["model"]),
+                                    args.max_steps,
+                                    student_overrides(config, args.max_steps, run["model"], args.stage_one),
                                     eval_every=args.eval_every, corpus=corpus)
                 r = _row("masked student", variant, seed, student, score(student["model"], corpus, seed=seed))
                 r["vs_unmasked"] = {

@@ -61,6 +61,7 @@ class TrainConfig:
     mask_ratio: float = 0.0
     mask_steps: int = 0  # >0: only the first mask_steps steps are masked (with the teacher), then UMT's unmasked phase
     text_start: int = 0  # UMT's stage 1: the steps before it train the video encoder alone on teacher losses (no text)
+    stage_lr_restart: bool = True  # with text_start: each stage has its own warm-up and cosine (UMT's two runs)
     vl_mask_ratio: float = -1.0  # mask ratio from text_start on (UMT's stage 2 masks 50%); -1: mask_ratio throughout
     teacher: str = ""  # frozen teacher model (vtr folder / weight name / architecture:path) for distillation
     loss_distill: float = 1.0  # the student's final features -> the teacher's (VideoMamba self-distillation)

@@ -49,7 +49,18 @@ NO_DECAY_NAMES = ("pos_embed", "cls_token", "temporal_pos_embedding", "temp")
 
 
 def get_lr(step: int, cfg: TrainConfig, warmup_steps: int, total_steps: int) -> float:
-    """Linear warm-up to ``lr``, then per-step cosine down to ``min_lr_ratio * lr``."""
+    """Linear warm-up to ``lr``, then per-step cosine down to ``min_lr_ratio * lr``.
+
+    With ``text_start`` and ``stage_lr_restart`` the two stages are scheduled as UMT runs them, as two runs: the
+    video-only stage warms up and decays over its own steps, and the text stage does again over the rest (the text
+    encoder's first step is then at a warm-up rate, not at the middle of one long cosine)."""
+    if cfg.text_start and cfg.stage_lr_restart:
+        if step < cfg.text_start:
+            total_steps = cfg.text_start
+            warmup_steps = min(warmup_steps, cfg.text_start // 2)
+        else:
+            step, total_steps = step - cfg.text_start, total_steps - cfg.text_start
+            warmup_steps = min(warmup_steps, total_steps // 2)
     min_lr = cfg.lr * cfg.min_lr_ratio
     if step < warmup_steps:
         return cfg.lr * (step + 1) / warmup_steps

@@ -64,6 +64,17 @@ def test_lr_schedule_warmup_cosine_floor():
     assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
 
 
+def test_lr_schedule_restarts_at_text_start_as_umts_two_runs():
+    cfg = TrainConfig(lr=1e-3, min_lr_ratio=0.01, text_start=40)
+    lrs = [get_lr(s, cfg, warmup_steps=10, total_steps=140) for s in range(140)]
+    assert lrs[9] == pytest.approx(1e-3) and lrs[39] < 2e-5  # stage 1 decays over its own steps
+    assert lrs[40] == pytest.approx(1e-4) and lrs[49] == pytest.approx(1e-3)  # stage 2 warms up again from text_start
+    assert lrs[95] == pytest.approx(1e-5 + 0.5 * (1e-3 - 1e-5)) and lrs[139] == pytest.approx(1e-5, rel=0.05)
+    one = [get_lr(s, TrainConfig(lr=1e-3, min_lr_ratio=0.01, text_start=40, stage_lr_restart=False), 10, 140)
+           for s in range(140)]
+    assert one == [get_lr(s, TrainConfig(lr=1e-3, min_lr_ratio=0.01), 10, 140) for s in range(140)]
+
+
 def test_no_weight_decay_on_biases_norms_and_1d():
     m = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.LayerNorm(4))
     m.temp = torch.nn.Parameter(torch.tensor(0.07))

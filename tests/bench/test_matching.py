@@ -1,0 +1,36 @@
+import torch
+
+import vtr
+from bench.matching import listwise_loss, trial
+
+
+def _features(model, n: int = 6) -> dict:
+    torch.manual_seed(0)
+    pre = model.preprocess
+    clips = torch.randn(n, pre.num_frames, 3, pre.img_size, pre.img_size)
+    ids = torch.randint(1000, 2000, (n, 6))
+    ids[:, 0], ids[:, -1] = 101, 102
+    mask = torch.ones_like(ids)
+    with torch.no_grad():
+        video = model.encode_video(clips, return_tokens=True)
+        text = model.encode_text(ids, mask)
+    return {"tokens": video.tokens, "frames": video.frame_embeds, "hidden": text.hidden, "text": text.embedding,
+            "mask": mask, "ids": ids}
+
+
+def test_listwise_objective_scores_each_query_against_its_hardest_candidates_and_trains_the_head():
+    model = vtr.create_model("vtr_test")
+    f = _features(model)
+    seen = []
+    fusion = model.fusion_cls
+    model.fusion_cls = lambda hidden, mask, tokens: seen.append((hidden, tokens)) or fusion(hidden, mask, tokens)
+    loss = listwise_loss(model, f, torch.arange(6), k=3)
+    loss.backward()
+    hidden, tokens = seen[0]
+    assert hidden.shape[0] == tokens.shape[0] == 2 * 6 * 3  # each text and each video against k candidates
+    # the first candidate of text 0 is its own video, the next two are other videos (never its own again)
+    assert torch.equal(tokens[0], f["tokens"][0]) and not torch.equal(tokens[1], f["tokens"][0])
+    assert torch.isfinite(loss) and model.itm_head.weight.grad.abs().sum() > 0
+    model.fusion_cls = fusion
+    losses = trial(model, f, hard=True, steps=30, lr=1e-3, batch=6, objective="listwise", k=3)
+    assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5  # six pairs to tell apart: the head learns them
