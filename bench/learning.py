@@ -233,7 +233,8 @@ def main(argv: list[str] | None = None) -> int:
 
     work = Path(args.work)
     config = Path(args.config) if args.config else config_path("demo.yaml")
-    result: dict = {"config": str(config), "seeds": args.seeds, "stage_one": args.stage_one, "variants": {v: VARIANTS[v] for v in args.variants},
+    result: dict = {"config": str(config), "seeds": args.seeds, "stage_one": args.stage_one,
+                    "variants": {v: VARIANTS[v] for v in args.variants},
                     "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                     "machine_start": machine(), "corpora": {}}
     t0 = time.time()
