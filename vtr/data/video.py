@@ -530,7 +530,8 @@ class PyAVVideoReader(VideoReader):
         times, end = self._read_frame_times()
         if key is not None:
             with _FRAME_TIMES_LOCK:
-                _FRAME_TIMES[key] = (times, end, getattr(self, "_times_origin", None))
+                _FRAME_TIMES[key] = (None if times is None else times.copy(), end,  # the caller may change its own
+                                     getattr(self, "_times_origin", None))
                 while len(_FRAME_TIMES) > FRAME_TIMES_CACHE:
                     _FRAME_TIMES.pop(next(iter(_FRAME_TIMES)))
         return times, end
