@@ -158,6 +158,8 @@ def decode_chunk(path: str, chunk: int, settings: DecodeSettings, key=None) -> C
             part, per_window, partial = _salvage(reader, windows, lo, part, per_window, settings, e)
             wanted = sorted({i for idx in per_window for i in idx})
             decoded = reader.get_frames(wanted, size=size) if wanted else None
+    if partial is None and chunk == n_chunks - 1:  # once per file: its last chunk says what its tail lacks
+        partial = _cut_short_reason(path, meta["duration"])
     pos = {i: k for k, i in enumerate(wanted)}
     frames, thumbs = [], []
     for idx in per_window:
@@ -210,6 +212,18 @@ def _salvage(reader, windows, lo, part, per_window, settings, error):
         reason = f"some of the video cannot be decoded (damaged): {error.cause}"
     order = sorted(range(len(kept)), key=lambda k: (kept[k].start, kept[k].end))
     return [kept[k] for k in order], [kept_idx[k] for k in order], reason
+
+
+def _cut_short_reason(path: str, seconds: float) -> str | None:
+    """Why a file whose packets stop long before its header's duration is listed as indexed in part (None when it
+    is whole): nothing fails while decoding such a file, so without this it would look complete."""
+    from vtr.data.video import cut_short
+
+    short = cut_short(path, seconds)
+    if short is None:
+        return None
+    return (f"the file stops at {short[0]:.1f} s of the {short[1]:.1f} s its header declares (cut short, e.g. an "
+            "interrupted copy or download)")
 
 
 def _reason(e: BaseException) -> str:

@@ -8,9 +8,12 @@ from dataclasses import dataclass
 
 logger = logging.getLogger(__name__)
 
+# Containers FFmpeg (PyAV) opens; also camcorders' (.mts, .mod, .dv), DVDs' (.vob), broadcast (.mxf), old web
+# and Windows video (.asf, .f4v, .divx, .rm, .rmvb). Audio-first extensions (.ogg, .m4a) are left out: a music
+# folder would fill the failed list.
 VIDEO_EXTENSIONS = frozenset({
     ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".wmv", ".flv", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts",
-    ".3gp", ".ogv",
+    ".3gp", ".ogv", ".mxf", ".vob", ".mod", ".dv", ".m2v", ".asf", ".f4v", ".divx", ".rm", ".rmvb", ".y4m",
 })
 
 

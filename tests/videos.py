@@ -104,15 +104,39 @@ def write_audio_only(path, seconds: float = 0.5, rate: int = 16000) -> Path:
 
     path = Path(path)
     with av.open(str(path), "w") as container:
-        stream = container.add_stream("aac", rate=rate)
-        n = 1024
-        for k in range(int(seconds * rate) // n):
-            frame = av.AudioFrame.from_ndarray(np.zeros((1, n), np.float32), format="fltp", layout="mono")
-            frame.sample_rate, frame.pts = rate, k * n
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
+        _mux_silence(container, container.add_stream("aac", rate=rate), seconds, rate)
+    return path
+
+
+def _mux_silence(container, stream, seconds: float, rate: int) -> None:
+    """Encode and mux ``seconds`` of mono silence into an audio ``stream`` of ``container``."""
+    import av
+
+    n = 1024
+    for k in range(int(seconds * rate) // n):
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, n), np.float32), format="fltp", layout="mono")
+        frame.sample_rate, frame.pts = rate, k * n
+        for packet in stream.encode(frame):
             container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
+
+
+def write_video_with_audio(path, frames: np.ndarray, fps: int, audio_seconds: float, rate: int = 16000) -> Path:
+    """uint8 [T, H, W, 3] frames (mpeg4) and a silent AAC track of ``audio_seconds`` (which may outlast them)."""
+    import av
+
+    path = Path(path)
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("mpeg4", rate=fps)
+        video.width, video.height, video.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        audio = container.add_stream("aac", rate=rate)
+        for f in frames:
+            for packet in video.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")):
+                container.mux(packet)
+        for packet in video.encode():
+            container.mux(packet)
+        _mux_silence(container, audio, audio_seconds, rate)
     return path
 
 

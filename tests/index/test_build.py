@@ -174,3 +174,27 @@ def test_precision_is_recorded_and_does_not_force_a_reembed(tmp_path, test_model
     again = build_index([str(root)], str(idx32), model=test_model, workers=0, progress=False, window_policy="stride",
                         precision="bf16")
     assert again.embedded_windows == 0 and index_status(str(idx32))["manifest"]["precision"] == "bf16"
+
+
+def test_dvd_broadcast_and_old_windows_containers_are_indexed(tmp_path, test_model):
+    """The scanner lists the camcorder, DVD, broadcast and old Windows containers FFmpeg reads, and they index."""
+    import av
+
+    root = tmp_path / "videos"
+    root.mkdir()
+    frames = np.zeros((20, 96, 128, 3), np.uint8)  # MXF refuses some small sizes (96x64)
+    frames[:, :, :64] = 200
+    for name, codec, fmt in [("dvd.vob", "mpeg2video", "vob"), ("broadcast.mxf", "mpeg2video", "mxf"),
+                             ("old.asf", "msmpeg4", "asf")]:
+        with av.open(str(root / name), "w", format=fmt) as c:
+            s = c.add_stream(codec, rate=25)  # MXF takes broadcast rates only
+            s.width, s.height, s.pix_fmt = 128, 96, "yuv420p"
+            for f in frames:
+                for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                    c.mux(p)
+            for p in s.encode():
+                c.mux(p)
+    (root / "song.m4a").write_bytes(b"not listed")  # audio-first extensions are not scanned
+    report = build_index([str(root)], str(tmp_path / "idx"), model=test_model, workers=0, progress=False)
+    assert (report.total_files, report.failed) == (3, 0)
+    assert {k[0] for k in snapshot(tmp_path / "idx")} == {"dvd.vob", "broadcast.mxf", "old.asf"}

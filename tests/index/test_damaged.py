@@ -15,8 +15,9 @@ import pytest
 from index.build import build_index, index_status
 from index.catalog import Catalog
 from index.commands import status_command
-from tests.index.media import make_video
+from tests.index.media import make_video, textured_frames
 from tests.index.test_build import snapshot
+from tests.videos import write_video, write_video_with_audio
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -68,6 +69,35 @@ def test_file_corrupt_in_the_middle_is_indexed_in_part(tmp_path, test_model, cap
     assert [str(damaged), f"indexed in part: {reason}"] in _problem_rows(st)
     again = build_index([str(root)], str(idx), model=test_model, workers=0, progress=False)  # its own policy
     assert (again.embedded_windows, again.partial, again.failed) == (0, 0, 0)  # unchanged files stay as they are
+
+
+def test_file_cut_short_is_listed_as_indexed_in_part(tmp_path, test_model):
+    """A Matroska file copied in part keeps its header (which declares the whole duration) and loses its tail; its
+    packets just stop, so it decodes without an error. It is indexed as far as it goes and listed as partial; a
+    whole file, and one whose audio runs on after its video, are not."""
+    root = tmp_path / "videos"
+    root.mkdir()
+    whole = write_video(root / "whole.mkv", textured_frames(12, seed=3), fps=10, codec="mpeg4")
+    data = whole.read_bytes()
+    cut = root / "cut.mkv"
+    cut.write_bytes(data[: int(len(data) * 0.4)])  # an interrupted copy
+    write_video_with_audio(root / "long_audio.mkv", textured_frames(3, seed=4), fps=10, audio_seconds=9)
+    idx = tmp_path / "idx"
+    report = build_index([str(root)], str(idx), model=test_model, workers=1, progress=False)
+
+    assert (report.total_files, report.failed, report.partial) == (3, 0, 1)
+    [(path, reason)] = index_status(str(idx))["partial"]
+    assert path == str(cut) and "of the 12.0 s its header declares (cut short" in reason
+    cat = Catalog(idx / "catalog.sqlite")
+    try:
+        row = cat.file_by_path(str(cut))
+        assert row.status == "ok" and 2 < row.duration < 8  # indexed as far as its data goes
+        assert cat.windows_of(row.id) and max(w.end for w in cat.windows_of(row.id)) <= row.duration + 1e-6
+        for name in ("whole.mkv", "long_audio.mkv"):
+            r = cat.file_by_path(str(root / name))
+            assert r.status == "ok" and r.error is None, (name, r.error)
+    finally:
+        cat.close()
 
 
 KILL_AT_THIRD_BATCH = """

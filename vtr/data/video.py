@@ -649,6 +649,48 @@ def open_video(source: VideoSource, backend: str = "auto", name: str | None = No
     return pyav()
 
 
+#: A file counts as cut short when its data ends this long before the duration its header declares (and
+#: CUT_SHORT_SHARE of it): less is rounding, an audio priming offset, a last frame's length.
+CUT_SHORT_SECONDS = 1.0
+CUT_SHORT_SHARE = 0.02
+
+
+def cut_short(path, video_seconds: float) -> tuple[float, float] | None:
+    """``(seconds of data, declared seconds)`` when the file at ``path`` ends well before the duration its
+    container header declares: an interrupted copy or download of a Matroska/WebM file keeps its header (with the
+    full duration) and loses its tail, and its packets simply stop, so nothing fails while decoding it. None when
+    the file is whole (or the header declares nothing, or the file cannot be read).
+
+    ``video_seconds``: how long the video stream actually runs (its clock). Only when that falls short of the header
+    are the packets of *every* stream read (no decoding): a file whose audio runs on past its video is whole.
+    """
+    import av
+
+    try:
+        with av.open(os.fspath(path)) as container:
+            if not container.duration:
+                return None
+            declared = container.duration / 1_000_000  # AV_TIME_BASE
+            if declared - video_seconds <= _cut_tolerance(declared):
+                return None
+            start = (container.start_time or 0) / 1_000_000
+            end = None
+            for packet in container.demux():
+                if packet.pts is None or packet.size == 0 or packet.stream.time_base is None:
+                    continue
+                t = float((packet.pts + (packet.duration or 0)) * packet.stream.time_base)
+                end = t if end is None else max(end, t)
+    except Exception as e:  # noqa: BLE001 - a probe: the decoder has the last word on a damaged file
+        logger.debug("cannot check whether %s is whole: %s", path, e)
+        return None
+    data = max(video_seconds, (end - start) if end is not None else 0.0)
+    return (data, declared) if declared - data > _cut_tolerance(declared) else None
+
+
+def _cut_tolerance(declared: float) -> float:
+    return CUT_SHORT_SECONDS + CUT_SHORT_SHARE * declared
+
+
 def read_frames(source: VideoSource, num_frames: int, sample: str = "middle", trimmed30: bool = False,
                 start: float | None = None, end: float | None = None, indices: Sequence[int] | None = None,
                 backend: str = "auto", rng=None, return_indices: bool = False, name: str | None = None):
