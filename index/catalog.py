@@ -251,7 +251,9 @@ class Catalog:
         windows = sum(c[1] for c in chunks.values())
         planned = sum(c[2] for c in chunks.values())
         reasons = [c[3] for _, c in sorted(chunks.items()) if c[3]]
-        reason = f"{reasons[0]}; {windows} of {planned} windows indexed" if reasons else None
+        # (a file cut short had its windows planned on what is there: nothing to count)
+        reason = (f"{reasons[0]}; {windows} of {planned} windows indexed" if windows < planned else reasons[0]) \
+            if reasons else None
         if windows == 0:
             self.mark_failed(file_id, reasons[0] if reasons else "no window could be decoded")
             return 0, reason
