@@ -49,7 +49,8 @@ class TrainConfig:
     beta1: float = 0.9
     beta2: float = 0.999
     grad_clip: float = 1.0  # max global gradient norm; 0: off (one loss spike can collapse an unclipped run)
-    precision: str = "bf16"  # bf16 | fp16 (with GradScaler) | fp32
+    # bf16 | fp16 (with GradScaler) | fp32 | auto (bf16 on a GPU, and on a CPU whose bf16 measures faster; else fp32)
+    precision: str = "bf16"
     # ---- losses
     loss_vtc: float = 1.0
     loss_vtm: float = 1.0

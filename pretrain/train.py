@@ -238,7 +238,7 @@ def build_teacher(cfg: TrainConfig, device):
     return teacher.to(device).eval().requires_grad_(False)
 
 
-def maybe_evaluate(model, tokenizer, cfg: TrainConfig, step: int, device) -> dict | None:
+def maybe_evaluate(model, tokenizer, cfg: TrainConfig, step: int, device, precision: str = "fp32") -> dict | None:
     """Zero-shot retrieval on ``eval_annotation`` + ``eval_videos`` through ``vtr.eval.retrieval`` (if present)."""
     if not (cfg.eval_annotation and cfg.eval_videos):
         logger.info("eval_every set but eval_annotation/eval_videos are not: skipping evaluation")
@@ -256,7 +256,7 @@ def maybe_evaluate(model, tokenizer, cfg: TrainConfig, step: int, device) -> dic
                                 lambda texts: pre.tokenize(tokenizer, texts),
                                 cache_dir=Path(cfg.out_dir) / "eval" / f"step{step:08d}", workers=0, device=device,
                                 k_test=cfg.eval_k_test,
-                                bf16=cfg.precision == "bf16" and device.type == "cuda")
+                                bf16=precision == "bf16" and device.type == "cuda")
     model.train()
     return result.rows
 
@@ -306,6 +306,31 @@ class Runtime:
         return self.rank == 0
 
 
+TRAIN_PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+
+
+def training_precision(requested: str, device, ddp: bool = False) -> str:
+    """What a run computes in: ``auto`` is bf16 on a GPU that has it (else fp16) and on a CPU whose bf16 GEMMs
+    measure faster than fp32 (``vtr.precision``: native bf16, probed once per CPU model), else fp32; fp16 becomes
+    fp32 on the CPU (no fp16 autocast there). Under torchrun every rank takes rank 0's answer (a probe is a
+    measurement; ranks must not train in different precisions)."""
+    if requested not in TRAIN_PRECISIONS:
+        raise SystemExit(f"precision must be one of {', '.join(TRAIN_PRECISIONS)}, got {requested!r}")
+    if requested == "auto":
+        if device.type == "cuda":
+            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        else:
+            from vtr.precision import cpu_bf16_is_faster
+
+            precision = "bf16" if device.type == "cpu" and cpu_bf16_is_faster() else "fp32"
+        if ddp:
+            choice = torch.tensor([TRAIN_PRECISIONS.index(precision)], device=device)
+            dist.broadcast(choice, 0)
+            precision = TRAIN_PRECISIONS[int(choice.item())]
+        return precision
+    return requested if (device.type == "cuda" or requested != "fp16") else "fp32"
+
+
 def setup_runtime(cfg: TrainConfig) -> Runtime:
     """Joins torchrun's process group (if launched by it), picks the device and precision, seeds the model init."""
     ddp = int(os.environ.get("RANK", -1)) != -1
@@ -321,7 +346,7 @@ def setup_runtime(cfg: TrainConfig) -> Runtime:
     torch.manual_seed(cfg.seed)
     if use_cuda:
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-    precision = cfg.precision if (use_cuda or cfg.precision != "fp16") else "fp32"  # no fp16 autocast on CPU
+    precision = training_precision(cfg.precision, device, ddp)
     ptdtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[precision]
     ctx = nullcontext() if precision == "fp32" else torch.autocast(device_type=device.type, dtype=ptdtype)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
@@ -634,7 +659,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
                 t0 = time.time()
 
             if cfg.eval_every and step % cfg.eval_every == 0 and rt.master:
-                rows = maybe_evaluate(raw_model, tokenizer, cfg, step, rt.device)
+                rows = maybe_evaluate(raw_model, tokenizer, cfg, step, rt.device, rt.precision)
                 if rows:
                     log.write({"step": step, "eval": rows})
 

@@ -55,6 +55,40 @@ def test_release_configs_load(name):
     assert (cfg.model, cfg.lr, cfg.weight_decay, cfg.batch_size) == ("videomamba_middle_bert", 1e-4, 0.02, 128)
 
 
+@pytest.mark.parametrize("fast_bf16, expected", [(True, "bf16"), (False, "fp32")])
+def test_auto_precision_trains_in_bf16_only_where_this_cpu_multiplies_it_faster(monkeypatch, fast_bf16, expected):
+    import vtr.precision
+    from pretrain.train import training_precision
+
+    monkeypatch.setattr(vtr.precision, "cpu_bf16_is_faster", lambda: fast_bf16)
+    cpu = torch.device("cpu")
+    assert training_precision("auto", cpu) == expected
+    assert training_precision("fp32", cpu) == "fp32" and training_precision("bf16", cpu) == "bf16"
+    assert training_precision("fp16", cpu) == "fp32"  # no fp16 autocast on the CPU
+    with pytest.raises(SystemExit, match="precision must be one of auto, bf16, fp16, fp32, got 'bf61'"):
+        training_precision("bf61", cpu)
+
+
+def test_a_run_in_auto_precision_exports_a_model_that_runs_as_it_trained(shards, tmp_path, monkeypatch, caplog):
+    """auto on a fast-bf16 CPU trains under bf16 autocast and exports precision 'auto' (bf16 where it is fast);
+    where bf16 is slow it trains in fp32 and the model says fp32."""
+    import vtr
+    import vtr.precision
+
+    caplog.set_level(logging.INFO, logger="pretrain")
+    for fast, model_precision in ((True, "auto"), (False, "fp32")):
+        monkeypatch.setattr(vtr.precision, "cpu_bf16_is_faster", lambda fast=fast: fast)
+        caplog.clear()
+        out = tmp_path / f"fast{int(fast)}"
+        cfg = load_config(TINY, overrides=dict(train_shards=str(shards), out_dir=str(out), batch_size=4,
+                                               num_workers=0, max_steps=2, warmup_steps=1, ckpt_every=1000,
+                                               log_every=1, shuffle_buffer=4, shards_per_chunk=2, precision="auto"))
+        train(cfg)
+        assert all(math.isfinite(r["loss"]) for r in _losses(out).values())
+        assert f"{'bf16' if fast else 'fp32'} on cpu" in caplog.text  # what the run computed in
+        assert vtr.create_model(str(out / "model")).cfg.precision == model_precision
+
+
 def test_lr_schedule_warmup_cosine_floor():
     cfg = TrainConfig(lr=1e-3, min_lr_ratio=0.01)
     lrs = [get_lr(s, cfg, warmup_steps=10, total_steps=110) for s in range(120)]
