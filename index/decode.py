@@ -223,7 +223,7 @@ def _cut_short_reason(path: str, seconds: float) -> str | None:
     if short is None:
         return None
     return (f"the file stops at {short[0]:.1f} s of the {short[1]:.1f} s its header declares (cut short, e.g. an "
-            "interrupted copy or download)")
+            "interrupted copy or download, or damaged so that nothing after it can be found)")
 
 
 def _reason(e: BaseException) -> str:
