@@ -222,8 +222,8 @@ def _cut_short_reason(path: str, seconds: float) -> str | None:
     short = cut_short(path, seconds)
     if short is None:
         return None
-    return (f"the file stops at {short[0]:.1f} s of the {short[1]:.1f} s its header declares (cut short, e.g. an "
-            "interrupted copy or download, or damaged so that nothing after it can be found)")
+    # short: the app's table shows it in one cell (an interrupted copy or download; or damage that hides the rest)
+    return f"the file stops at {short[0]:.1f} s of the {short[1]:.1f} s its header declares (cut short or damaged)"
 
 
 def _reason(e: BaseException) -> str:
