@@ -56,13 +56,30 @@ def captions(page) -> list[str]:
     return page.locator("#results .thumbnail-item").all_inner_texts()
 
 
+def set_page_size(page, size, n: int) -> None:
+    """Type ``n`` in the page-size box and leave it (which commits it: the slider beside it moves to ``n``). Typed
+    while the opening panel is still rendering (a loaded machine: CI once), the first commit can be lost, as no
+    person could type that fast; so it is typed again, at most three times, before the test fails."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    size.wait_for(state="visible")
+    for _ in range(3):
+        size.fill(str(n))
+        size.press("Tab")
+        try:
+            page.wait_for_function(f"() => document.querySelector('#page-size input[type=range]').value === '{n}'",
+                                   timeout=15000)
+            return
+        except PlaywrightTimeout:
+            continue
+    raise AssertionError(f"the page-size slider never took {n} (box: {size.input_value()!r})")
+
+
 def test_best_first_paging_and_grouped_view(browser, running_app, tmp_path):
     page = open_page(browser, running_app.url, tmp_path)
     page.locator("#options").get_by_text("Search by example, filters").click()
     size = page.locator("#page-size input[type=number]")
-    size.fill("3")
-    size.press("Tab")  # leaving the box commits it: the slider beside it moves to 3
-    page.wait_for_function("() => document.querySelector('#page-size input[type=range]').value === '3'")
+    set_page_size(page, size, 3)
     asked = []
     page.on("request", lambda r: asked.append(r.post_data) if "queue/join" in r.url else None)
     run_search(page, "a walk in the park")
