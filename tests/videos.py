@@ -41,11 +41,12 @@ def frame_index_of(frame) -> int:
 
 
 def write_video(path, frames: np.ndarray, fps: int = 25, codec: str = "libx264", gop: int | None = None,
-                rotation: int = 0) -> Path:
+                rotation: int = 0, audio_seconds: float | None = None) -> Path:
     """Write uint8 [T, H, W, 3] RGB frames with PyAV (container from the file extension).
 
-    codec: "libx264" (near-lossless crf 10) or "mpeg4" (high bitrate). gop: keyframe interval. rotation: a display
-    rotation in degrees, counter-clockwise, as phones write portrait video (the frames are stored as given).
+    codec: "libx264" (near-lossless crf 10) or another encoder (high bitrate). gop: keyframe interval. rotation: a
+    display rotation in degrees, counter-clockwise, as phones write portrait video (the frames are stored as given).
+    audio_seconds: also a silent AAC track that long (it may outlast the frames).
     """
     import av
 
@@ -58,6 +59,7 @@ def write_video(path, frames: np.ndarray, fps: int = 25, codec: str = "libx264",
             stream.codec_context.gop_size = gop
         if rotation:
             stream.set_display_rotation(rotation)
+        audio = container.add_stream("aac", rate=16000) if audio_seconds else None  # every stream before muxing
         if codec == "libx264":
             stream.options = {"crf": "10", "preset": "ultrafast"}
         else:
@@ -67,6 +69,8 @@ def write_video(path, frames: np.ndarray, fps: int = 25, codec: str = "libx264",
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
+        if audio is not None:
+            _mux_silence(container, audio, audio_seconds, 16000)
     return path
 
 
@@ -120,24 +124,6 @@ def _mux_silence(container, stream, seconds: float, rate: int) -> None:
             container.mux(packet)
     for packet in stream.encode():
         container.mux(packet)
-
-
-def write_video_with_audio(path, frames: np.ndarray, fps: int, audio_seconds: float, rate: int = 16000) -> Path:
-    """uint8 [T, H, W, 3] frames (mpeg4) and a silent AAC track of ``audio_seconds`` (which may outlast them)."""
-    import av
-
-    path = Path(path)
-    with av.open(str(path), "w") as container:
-        video = container.add_stream("mpeg4", rate=fps)
-        video.width, video.height, video.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-        audio = container.add_stream("aac", rate=rate)
-        for f in frames:
-            for packet in video.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")):
-                container.mux(packet)
-        for packet in video.encode():
-            container.mux(packet)
-        _mux_silence(container, audio, audio_seconds, rate)
-    return path
 
 
 def write_zero_frame_video(path, codec: str = "mpeg4") -> Path:

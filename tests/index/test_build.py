@@ -11,6 +11,7 @@ from index.layout import thumbnail_path
 from index.catalog import Catalog
 from index.store import VectorStore
 from tests.index.media import make_broken, make_video
+from tests.videos import write_video
 
 
 def snapshot(idx) -> dict:
@@ -178,22 +179,12 @@ def test_precision_is_recorded_and_does_not_force_a_reembed(tmp_path, test_model
 
 def test_dvd_broadcast_and_old_windows_containers_are_indexed(tmp_path, test_model):
     """The scanner lists the camcorder, DVD, broadcast and old Windows containers FFmpeg reads, and they index."""
-    import av
-
     root = tmp_path / "videos"
     root.mkdir()
     frames = np.zeros((20, 96, 128, 3), np.uint8)  # MXF refuses some small sizes (96x64)
     frames[:, :, :64] = 200
-    for name, codec, fmt in [("dvd.vob", "mpeg2video", "vob"), ("broadcast.mxf", "mpeg2video", "mxf"),
-                             ("old.asf", "msmpeg4", "asf")]:
-        with av.open(str(root / name), "w", format=fmt) as c:
-            s = c.add_stream(codec, rate=25)  # MXF takes broadcast rates only
-            s.width, s.height, s.pix_fmt = 128, 96, "yuv420p"
-            for f in frames:
-                for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
-                    c.mux(p)
-            for p in s.encode():
-                c.mux(p)
+    for name, codec in [("dvd.vob", "mpeg2video"), ("broadcast.mxf", "mpeg2video"), ("old.asf", "msmpeg4")]:
+        write_video(root / name, frames, fps=25, codec=codec)  # MXF takes broadcast rates only
     (root / "song.m4a").write_bytes(b"not listed")  # audio-first extensions are not scanned
     report = build_index([str(root)], str(tmp_path / "idx"), model=test_model, workers=0, progress=False)
     assert (report.total_files, report.failed) == (3, 0)

@@ -17,7 +17,7 @@ from index.catalog import Catalog
 from index.commands import status_command
 from tests.index.media import make_video, textured_frames
 from tests.index.test_build import snapshot
-from tests.videos import write_video, write_video_with_audio
+from tests.videos import write_video
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -81,7 +81,7 @@ def test_file_cut_short_is_listed_as_indexed_in_part(tmp_path, test_model):
     data = whole.read_bytes()
     cut = root / "cut.mkv"
     cut.write_bytes(data[: int(len(data) * 0.4)])  # an interrupted copy
-    write_video_with_audio(root / "long_audio.mkv", textured_frames(3, seed=4), fps=10, audio_seconds=9)
+    write_video(root / "long_audio.mkv", textured_frames(3, seed=4), fps=10, codec="mpeg4", audio_seconds=9)
     idx = tmp_path / "idx"
     report = build_index([str(root)], str(idx), model=test_model, workers=1, progress=False)
 
