@@ -3,8 +3,9 @@
 The scan's forward (with state checkpoints) and hand-written backward, as ``pretrain`` runs them: ms per call
 (median of ``--repeats``) on the demo model's shape (batch 32, d_inner 128, L 73) and on VideoMamba-M's for one
 clip (batch 1, d_inner 1152, L 1569); the old kernels are loaded from ``git show REV:vtr/ops/_scan_numba.py``
-(REV: ``de407b0``, the last commit with the per-channel kernels, whose calling convention this script knows).
-Both get the same float32 inputs; the table also shows the largest relative difference of their outputs.
+(REV: ``de407b0``, the last commit with the per-channel kernels, by default; a later REV whose kernels already
+run channel blocks, as this checkout's do, is called the same way as this checkout). Both get the same float32
+inputs; the table also shows the largest relative difference of their outputs.
 
     python -m bench.scan_train [--repeats 15] [--rev de407b0]
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import inspect
 import json
 import os
 import platform
@@ -92,6 +94,13 @@ def run_old(mod, x, dout):
     return fwd, bwd, out, grads
 
 
+def same_convention(old, new) -> bool:
+    """Whether the earlier kernels take this checkout's arguments (channel blocks) or de407b0's."""
+    params = lambda mod: list(inspect.signature(mod.scan_fwd.py_func).parameters)  # noqa: E731
+    return params(old) == params(new) and list(inspect.signature(old.scan_bwd.py_func).parameters) == list(
+        inspect.signature(new.scan_bwd.py_func).parameters)
+
+
 def timed(fn, repeats):
     fn()
     times = []
@@ -124,7 +133,7 @@ def main() -> None:
     for name, shape in SHAPES.items():
         x, dout = inputs(*shape)
         f_new, b_new, out_new, g_new = run_new(new, x, dout)
-        f_old, b_old, out_old, g_old = run_old(old, x, dout)
+        f_old, b_old, out_old, g_old = (run_new if same_convention(old, new) else run_old)(old, x, dout)
         row = {"shape": name}
         for which, f, b in (("old", f_old, b_old), ("new", f_new, b_new)):
             row[f"fwd_ms_{which}"] = round(timed(f, args.repeats), 2)

@@ -282,6 +282,32 @@ def test_numba_inference_and_training_forward_agree():
 
 
 @needs_numba
+def test_exp2_of_the_recurrence_is_accurate_to_two_ulp_and_clamps():
+    from numba import njit
+
+    from vtr.ops._scan_numba import exp2_32
+
+    @njit
+    def run(x, out):
+        for i in range(x.size):
+            out[i] = exp2_32(x[i])
+
+    x = np.concatenate([np.linspace(-126, 126, 2_000_001), np.linspace(-0.5, 0.5, 200_001),
+                        [-125.5, -0.5, 0.0, 0.5, 125.5]]).astype(np.float32)
+    out = np.empty_like(x)
+    run(x, out)
+    assert (out[x == 0] == 1.0).all()  # the decay of a zero step is exactly 1 (p(0) = 1)
+    err = np.abs(out.astype(np.float64) / np.exp2(x.astype(np.float64)) - 1)
+    assert err.max() < 2.5e-7, err.max()
+    # fused multiply-adds or not (LLVM may contract), the result stays in range and finite at the clamps
+    far = np.array([-1e4, -200.0, -126.0, 126.0, 200.0, 1e4], np.float32)
+    out = np.empty_like(far)
+    run(far, out)
+    assert np.isfinite(out).all() and (out > 0).all()
+    assert out[0] == out[1] == out[2] == np.float32(2.0 ** -126) and out[3] == out[4] == out[5] == np.float32(2.0 ** 126)
+
+
+@needs_numba
 def test_numba_inference_long_sequence_strong_decay():
     # many chunks, decays that underflow exp's clamp range and large Δ (softplus threshold branch)
     x = make(1, 20, 700)
