@@ -99,12 +99,21 @@ def listwise_loss(model, f: dict, idx, k: int):
 
 
 def trial(model, f: dict, hard: bool, steps: int, lr: float, batch: int, seed: int = 0, objective: str = "vtm",
-          k: int = 4) -> list[float]:
+          k: int = 4, bf16: bool = False) -> list[float]:
+    """The fusion layers and ITM head trained on ``f`` for ``steps`` steps; ``bf16``: forward and backward under
+    CPU bf16 autocast (the weights and AdamW stay float32). Returns the loss of every step."""
+    import torch
+
+    model.train()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        return _trial(model, f, hard, steps, lr, batch, seed, objective, k)
+
+
+def _trial(model, f, hard, steps, lr, batch, seed, objective, k):
     import torch
 
     from vtr import losses as L
 
-    model.train()
     opt = torch.optim.AdamW(list(model.itm_head.parameters()) + fusion_parameters(model), lr=lr, weight_decay=0.0,
                             fused=True)
     g = torch.Generator().manual_seed(seed)
@@ -147,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="vtm: UMT's two-way loss on 3 pairs a clip; listwise: each text against its video and "
                              "the k-1 videos ITC ranks highest (and each video against its k-1 hardest texts)")
     parser.add_argument("--k", type=int, default=4, help="candidates per query of --objective listwise")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
+                        help="training of the fusion layers (bf16: CPU autocast; scoring stays fp32)")
     parser.add_argument("--out", default=str(REPO / "bench" / "results" / "matching.json"))
     args = parser.parse_args(argv)
 
@@ -167,11 +178,12 @@ def main(argv: list[str] | None = None) -> int:
             m = copy.deepcopy(model) if start == "own" else fresh_fusion(model, args.config)
             t0 = time.time()
             losses = trial(m, f, negatives == "hard", args.steps, args.lr, args.batch, objective=args.objective,
-                           k=args.k)
+                           k=args.k, bf16=args.precision == "bf16")
             m.eval()
             s = heldout_scores(m, run / "corpus", itm=True)
             tail = losses[-max(1, args.steps // 10):]
             rows.append({"start": start, "negatives": negatives, "objective": args.objective, "steps": args.steps,
+                         "precision": args.precision, "lr": args.lr, "clips": args.clips,
                          "train_s": round(time.time() - t0, 1),
                          "loss_first": round(sum(losses[:10]) / len(losses[:10]), 3),
                          "loss_last": round(sum(tail) / len(tail), 3),

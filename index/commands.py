@@ -83,7 +83,7 @@ def status_command(index: str = None, json: bool = False) -> int:
     windows = (f"per window inside shots of at most {m['window_s']:g} s"
                if m.get("window_policy", "stride") == "shots" else
                f"per {m['window_s']:g} s window, stride {m['stride_s']:g} s")
-    print(f"model     {m['model']} (weights sha256 {m['weights_checksum'][:12]}), {m['num_frames']} frames at "
+    print(f"model     {m['model']} (sha256 of its tensors {m['weights_checksum'][:12]}), {m['num_frames']} frames at "
           f"{m['img_size']}px (antialias {'on' if m['antialias'] else 'off'}) {windows}, "
           f"{m['embed_dim']}-d vectors, FAISS {m.get('index_factory')}")
     print(f"folders   {', '.join(st['roots'])}")

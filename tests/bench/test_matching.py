@@ -34,3 +34,11 @@ def test_listwise_objective_scores_each_query_against_its_hardest_candidates_and
     model.fusion_cls = fusion
     losses = trial(model, f, hard=True, steps=30, lr=1e-3, batch=6, objective="listwise", k=3)
     assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5  # six pairs to tell apart: the head learns them
+
+
+def test_trial_in_bf16_trains_float32_weights():
+    model = vtr.create_model("vtr_test")
+    f = _features(model)
+    losses = trial(model, f, hard=True, steps=30, lr=1e-3, batch=6, objective="listwise", k=3, bf16=True)
+    assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5
+    assert model.itm_head.weight.dtype == torch.float32 and not torch.is_autocast_enabled("cpu")

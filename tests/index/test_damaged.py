@@ -62,6 +62,10 @@ def test_file_corrupt_in_the_middle_is_indexed_in_part(tmp_path, test_model, cap
     status_command(index=str(idx))
     out = capsys.readouterr().out
     assert "1 files indexed in part" in out and "damaged.mp4: the video cannot be decoded past 7.5 s" in out
+    from vtr.models.checkpoint import state_dict_checksum
+
+    # the manifest pins the tensors' sha256, which is not the weights file's: the line says which it is
+    assert f"(sha256 of its tensors {state_dict_checksum(test_model)[:12]})" in out
 
     from app.ui import _problem_rows, _status_markdown
 
