@@ -100,20 +100,18 @@ def listwise_loss(model, f: dict, idx, k: int):
 
 def trial(model, f: dict, hard: bool, steps: int, lr: float, batch: int, seed: int = 0, objective: str = "vtm",
           k: int = 4, bf16: bool = False) -> list[float]:
-    """The fusion layers and ITM head trained on ``f`` for ``steps`` steps; ``bf16``: forward and backward under
-    CPU bf16 autocast (the weights and AdamW stay float32). Returns the loss of every step."""
-    import torch
+    """The fusion layers and ITM head trained on ``f`` for ``steps`` steps; ``bf16``: each step's forward under CPU
+    bf16 autocast (the weights and AdamW stay float32). Returns the loss of every step.
 
-    model.train()
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-        return _trial(model, f, hard, steps, lr, batch, seed, objective, k)
-
-
-def _trial(model, f, hard, steps, lr, batch, seed, objective, k):
+    The autocast region is entered step by step, as ``pretrain.train`` does: autocast keeps its bf16 copies of the
+    weights until the outermost region ends, so one region around the loop would train the float32 weights while
+    every forward read their first copies."""
     import torch
 
     from vtr import losses as L
 
+    model.train()
+    amp = lambda: torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)  # noqa: E731
     opt = torch.optim.AdamW(list(model.itm_head.parameters()) + fusion_parameters(model), lr=lr, weight_decay=0.0,
                             fused=True)
     g = torch.Generator().manual_seed(seed)
@@ -121,7 +119,8 @@ def _trial(model, f, hard, steps, lr, batch, seed, objective, k):
     for _ in range(steps):
         idx = torch.randperm(n, generator=g)[:batch]
         if objective == "listwise":
-            loss = listwise_loss(model, f, idx, k)
+            with amp():
+                loss = listwise_loss(model, f, idx, k)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -132,8 +131,9 @@ def _trial(model, f, hard, steps, lr, batch, seed, objective, k):
             neg_v, neg_t = L.vtm_hard_negatives(sim_v2t, sim_t2v, L.caption_ids(f["ids"][idx], f["mask"][idx]),
                                                 generator=g, hard=hard)
             vi, ti = L.vtm_pair_indices(neg_v, neg_t)
-        cls = model.fusion_cls(f["hidden"][idx][ti], f["mask"][idx][ti], f["tokens"][idx][vi])
-        loss = L.vtm_loss(model.itm_head(cls))
+        with amp():
+            cls = model.fusion_cls(f["hidden"][idx][ti], f["mask"][idx][ti], f["tokens"][idx][vi])
+            loss = L.vtm_loss(model.itm_head(cls))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -1,3 +1,5 @@
+import copy
+
 import torch
 
 import vtr
@@ -36,9 +38,17 @@ def test_listwise_objective_scores_each_query_against_its_hardest_candidates_and
     assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5  # six pairs to tell apart: the head learns them
 
 
-def test_trial_in_bf16_trains_float32_weights():
+def test_trial_in_bf16_learns_as_fp32_does():
+    """Autocast caches its bf16 copies of the weights until the outermost autocast region ends: a region around the
+    whole loop would train the float32 weights while every forward kept reading their first copies."""
     model = vtr.create_model("vtr_test")
     f = _features(model)
-    losses = trial(model, f, hard=True, steps=30, lr=1e-3, batch=6, objective="listwise", k=3, bf16=True)
-    assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5
-    assert model.itm_head.weight.dtype == torch.float32 and not torch.is_autocast_enabled("cpu")
+    runs = {}
+    for bf16 in (False, True):
+        m = copy.deepcopy(model)
+        runs[bf16] = trial(m, f, hard=True, steps=40, lr=3e-3, batch=6, objective="listwise", k=3, bf16=bf16)
+        assert m.itm_head.weight.dtype == torch.float32 and not torch.is_autocast_enabled("cpu")
+    fp32_last, bf16_last = sum(runs[False][-5:]) / 5, sum(runs[True][-5:]) / 5
+    first = sum(runs[False][:5]) / 5
+    assert fp32_last < 0.7 * first  # the head learns these six pairs
+    assert abs(bf16_last - fp32_last) < 0.2 * first, (runs[False][-5:], runs[True][-5:])
