@@ -16,7 +16,8 @@ and training's forward, which also saves the state at the start of every chunk) 
 (hand-written backward: it recomputes one chunk's states from its checkpoint and runs the reverse-time
 recurrence over them, so the full [B, D, L, N] state is never stored). exp/log are polynomial versions written
 here (≤ 2 ulp; the recurrence's decay is :func:`exp2_32`, the cheapest): LLVM cannot vectorise calls to libm's
-expf, and the scalar calls cost more than the whole recurrence. Everything is fp32 except the sums over time of the parameter gradients (float64).
+expf, and the scalar calls cost more than the whole recurrence. Everything is fp32 except the sums over time of the
+parameter gradients (float64).
 
 Writing vector loops for numba (it runs LLVM's loop vectoriser, not the SLP vectoriser): a loop with a
 constant trip count and a small body is unrolled into scalar code, so such loops take their bound at run time;
