@@ -32,20 +32,21 @@ import torch  # noqa: E402  (after bench.scan_train, which puts the checkout on 
 
 
 def _alternate(mods: dict, call, repeats: int) -> dict:
-    """Seconds of ``call()`` per module, the modules alternated call by call after one warm call each."""
+    """Seconds of ``call()`` per kernel module, the modules alternated call by call (:func:`bench.encoder._alternate`)
+    after one warm call each."""
     import vtr.ops.selective_scan as ss
+    from bench.encoder import _alternate as alternate
 
-    times = {k: [] for k in mods}
-    for k, m in mods.items():
-        ss._numba_state["module"] = m
-        call()
-    for _ in range(repeats):
-        for k, m in mods.items():
+    def with_module(m):
+        def run():
             ss._numba_state["module"] = m
-            t0 = time.perf_counter()
             call()
-            times[k].append(time.perf_counter() - t0)
-    return times
+        return run
+
+    variants = {k: with_module(m) for k, m in mods.items()}
+    for run in variants.values():
+        run()
+    return alternate(variants, repeats)[0]
 
 
 def scan_rows(mods: dict, batch: int, repeats: int) -> list[dict]:

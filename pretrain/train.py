@@ -317,12 +317,11 @@ def training_precision(requested: str, device, ddp: bool = False) -> str:
     if requested not in TRAIN_PRECISIONS:
         raise SystemExit(f"precision must be one of {', '.join(TRAIN_PRECISIONS)}, got {requested!r}")
     if requested == "auto":
-        if device.type == "cuda":
-            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        else:
-            from vtr.precision import cpu_bf16_is_faster
+        from vtr.precision import resolve_precision  # what eval and the index run in: one rule for all
 
-            precision = "bf16" if device.type == "cpu" and cpu_bf16_is_faster() else "fp32"
+        precision = resolve_precision("auto", device)
+        if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            precision = "fp16"  # training has fp16 with a GradScaler where a GPU lacks bf16
         if ddp:
             choice = torch.tensor([TRAIN_PRECISIONS.index(precision)], device=device)
             dist.broadcast(choice, 0)
