@@ -74,7 +74,7 @@ def student_overrides(config: Path, max_steps: int | None, teacher: str,
 
     cfg = load_config(str(config), overrides={"max_steps": max_steps} if max_steps else None)
     text_start = int(stage_one * cfg.max_steps)
-    return {**MASKED, "teacher": teacher, "text_start": text_start, "vtm_start": text_start + cfg.vtm_start,
+    return {**MASKED, "rank_steps": 0, "teacher": teacher, "text_start": text_start, "vtm_start": text_start + cfg.vtm_start,
             "mlm_start": text_start + cfg.mlm_start, "mask_steps": int(0.9 * cfg.max_steps)}
 
 
@@ -114,9 +114,13 @@ def train_one(shards: Path, run_dir: Path, config: Path, seed: int, max_steps: i
         rates = [r["samples_per_s"] / cfg.batch_size for r in rows if "samples_per_s" in r]
         return round(statistics.median(rates), 3) if rates else None
 
-    masked_rows = [r for r in log if cfg.mask_type and r.get("step", 0) <= (cfg.mask_steps or steps)]
+    rank = ([r["rank_check"] for r in log if "rank_check" in r] or [None])[-1]
+    main = [r for r in log if r.get("stage") != "rank"]  # steps/s: the pretraining steps, not the ranking stage's
+    main_wall = wall - (rank["wall_s"] if rank else 0.0)
+    masked_rows = [r for r in main if cfg.mask_type and r.get("step", 0) <= (cfg.mask_steps or steps)]
     return {"steps": steps, "batch_size": cfg.batch_size, "final_loss": last.get("loss"),
-            "train_wall_s": round(wall, 1), "steps_per_s": round(steps / wall, 3), "steps_per_s_logged": phase_rate(log),
+            "train_wall_s": round(wall, 1), "steps_per_s": round(steps / main_wall, 3),
+            "steps_per_s_logged": phase_rate(main), "rank_stage": rank,
             "masked_phase_steps_per_s": phase_rate(masked_rows) if cfg.mask_type else None,
             "final": {k: last.get(k) for k in ("vtc", "vtm", "mlm", "uta") if k in last},
             "load_avg_1m_before": round(load_before, 2), "load_avg_1m_after": round(os.getloadavg()[0], 2),
@@ -165,6 +169,7 @@ def _row(name: str, variant: str, seed: int, run: dict, scores: dict, **extra) -
             "v2t_r1": scores["v2t_r1"], "itm_t2v_r1": itm.get("t2v_r1"), "itm_v2t_r1": itm.get("v2t_r1"),
             "chance_r1": scores["chance_r1"], "temporal_pair_acc": scores["temporal_pair_acc"],
             "itm_trained": scores["itm_trained"],
+            "rank_stage_s": (run.get("rank_stage") or {}).get("wall_s"),
             "train_wall_s": run["train_wall_s"], "steps_per_s": run["steps_per_s"], "scores": scores, "run": run,
             **extra}
 
@@ -175,13 +180,14 @@ def _f(x, fmt="{:.1f}") -> str:
 
 def format_runs(rows: list[dict]) -> str:
     head = ("| run | variant | seed | T2V R@1 (ITC) | T2V R@1 (ITM) | V2T R@1 (ITC) | V2T R@1 (ITM) | R@5 (ITC) "
-            "| temporal pairs | chance R@1 | steps/s | train wall |")
+            "| temporal pairs | chance R@1 | steps/s | train wall (ranking stage) | head re-ranks |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         lines.append(f"| {r['name']} | {r['variant']} | {r['seed']} | {_f(r['t2v_r1'])} | {_f(r['itm_t2v_r1'])} | "
                      f"{_f(r['v2t_r1'])} | {_f(r['itm_v2t_r1'])} | {_f(r['t2v_r5'])} | "
                      f"{r['temporal_pair_acc']:.1f}% | {r['chance_r1']:.1f} | {r['steps_per_s']:.2f} | "
-                     f"{r['train_wall_s']:.0f} s |")
+                     f"{r['train_wall_s']:.0f} s ({_f(r.get('rank_stage_s'), '{:.0f} s')}) | "
+                     f"{'yes' if r['itm_trained'] else 'no'} |")
     return "\n".join(lines)
 
 

@@ -74,28 +74,19 @@ def fresh_fusion(model, config: str):
 
 
 def listwise_loss(model, f: dict, idx, k: int):
-    """Each text against its video and the k-1 videos ITC ranks highest among the batch's others (and each video
-    against its k-1 hardest texts): cross-entropy over the k match scores, the ranking the ITM row is read from,
-    plus the head's two-way loss on the same pairs so that its probability stays meaningful. 2·B·k fusion passes."""
+    """The ranking stage's loss (``pretrain.train.Ranker``) on cached features: each text against its video and the
+    k-1 videos ITC ranks highest among the batch's others, each video against its k-1 hardest texts
+    (``vtr.losses.ranking_pairs`` / ``ranking_loss``), each distinct pair through the fusion layers once."""
     import torch
-    import torch.nn.functional as F
 
     from vtr import losses as L
 
-    n = len(idx)
     with torch.no_grad():
-        sim_v2t, sim_t2v = L.get_sim(f["frames"][idx], f["text"][idx], model.temp.detach())
-        pos = L.positive_mask(n, L.caption_ids(f["ids"][idx], f["mask"][idx])).bool()
-        ar = torch.arange(n)
-        videos = torch.cat([ar[:, None], sim_t2v.masked_fill(pos, -1e4).topk(k - 1, dim=1).indices], 1)  # per text
-        texts = torch.cat([ar[:, None], sim_v2t.masked_fill(pos, -1e4).topk(k - 1, dim=1).indices], 1)  # per video
-        vi = torch.cat([videos.reshape(-1), ar.repeat_interleave(k)])
-        ti = torch.cat([ar.repeat_interleave(k), texts.reshape(-1)])
-    logits = model.itm_head(model.fusion_cls(f["hidden"][idx][ti], f["mask"][idx][ti], f["tokens"][idx][vi]))
-    score = (logits[:, 1] - logits[:, 0]).view(2, n, k)
-    first = torch.zeros(n, dtype=torch.long)
-    labels = (torch.arange(k) == 0).long().repeat(2 * n)
-    return (F.cross_entropy(score[0], first) + F.cross_entropy(score[1], first)) / 2 + F.cross_entropy(logits, labels)
+        sim_v2t, _ = L.get_sim(f["frames"][idx], f["text"][idx], model.temp.detach())
+        pairs = L.ranking_pairs(sim_v2t, k, L.caption_ids(f["ids"][idx], f["mask"][idx]))
+    cls = model.fusion_cls_pairs(f["hidden"][idx], f["mask"][idx], f["tokens"][idx], pairs["text_idx"],
+                                 pairs["video_idx"])
+    return L.ranking_loss(model.itm_head(cls), pairs)[0]
 
 
 def trial(model, f: dict, hard: bool, steps: int, lr: float, batch: int, seed: int = 0, objective: str = "vtm",

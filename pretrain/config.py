@@ -72,6 +72,12 @@ class TrainConfig:
     loss_ramp: int = 0  # steps over which VTM/MLM weights rise linearly from 0 after their start
     vtm_samples: int = 0  # positives per rank per step for VTM (3x pairs with the hard negatives); 0: the batch
     mlm_samples: int = 0  # captions per rank per step for MLM; 0: the batch
+    # ---- ranking stage: after the last step, the fusion layers and ITM head alone (encoders frozen) learn to rank
+    # each text's k ITC candidates (and each video's) with a listwise loss, the ranking the ITM row reads
+    rank_steps: int = 0  # steps of the ranking stage after the last step (encoders frozen); 0: off
+    rank_lr: float = 2e-4  # its learning rate (warm-up over 5% of its steps, then cosine down to a tenth)
+    rank_k: int = 4  # candidates per query: the positive and the k-1 hardest by ITC in the batch
+    rank_v2t: bool = True  # also each video against its k texts; False: text queries alone (the app's direction)
     # ---- stability: a run that diverges stops with an error and exports nothing
     max_nonfinite: int = 10  # consecutive steps with a non-finite loss or gradient (each is skipped) before stopping
     collapse_window: int = 20  # steps of VTC loss back at chance, ln(global batch), after it had fallen: stop; 0: off

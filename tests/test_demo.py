@@ -46,10 +46,11 @@ def test_demo_model_loads_and_results_are_recorded(demo_run):
     e = results["eval"]
     assert e["videos"] == 12 and e["chance_r1"] == pytest.approx(100 / 12)
     assert 0 <= e["retrieval"]["t2v_r1"] <= 100 and 0 <= e["temporal_pair_acc"] <= 100
-    # the whole recipe ran (VTM and MLM from step 3); two steps teach the matching head nothing, so the model
-    # says so and the demo reports the dual-encoder row alone
+    # the whole recipe ran (VTM and MLM from step 3, then the ranking stage); two ranking steps teach the matching
+    # head nothing, so the model says so and the demo reports the dual-encoder row alone
     log = [json.loads(line) for line in (out / "pretrain" / "log.jsonl").read_text().splitlines()]
-    assert "vtm" not in log[0] and {"vtm", "mlm"} <= set(log[-1])
+    assert "vtm" not in log[0] and {"vtm", "mlm"} <= set(log[3])
+    assert [r["step"] for r in log if r.get("stage") == "rank"] == [5, 6, 6] and "rank_check" in log[-1]
     assert not model.cfg.itm_trained and e["retrieval_itm"] is None and e["itm_k"] is None
     assert results["index"]["files"] == 2 and results["index"]["queries"] > 0
     # the app's suggested queries include what the indexed clips show

@@ -14,6 +14,8 @@ from vtr.losses import (
     get_sim,
     mlm_loss,
     mlm_mask,
+    ranking_loss,
+    ranking_pairs,
     uta_loss,
     vtc_loss,
     vtm_hard_negatives,
@@ -275,6 +277,62 @@ def _batch(n=4000, length=32):
     ids[torch.arange(n), lengths - 1] = SEP
     ids[attn == 0] = PAD
     return ids, attn
+
+
+def test_ranking_pairs_take_the_hardest_negatives_once_each_and_never_a_positive():
+    sim_v2t = torch.tensor([[0.9, 0.8, 0.1, 0.7],   # video 0: its text 0 first
+                            [0.95, 0.5, 0.3, 0.2],  # video 1: text 0 above its own text 1
+                            [0.2, 0.1, 0.6, 0.65],  # video 2
+                            [0.3, 0.2, 0.1, 0.0]])  # video 3: its text 3 last
+    ids = torch.tensor([10, 11, 12, 12])  # texts 2 and 3 are the same caption: positives of videos 2 and 3
+    p = ranking_pairs(sim_v2t, k=3, ids=ids)
+    pairs = list(zip(p["text_idx"].tolist(), p["video_idx"].tolist()))
+    assert len(pairs) == len(set(pairs))  # each distinct pair once
+    cand = {(d, q): [pairs[j] for j in p["slot"][d, q].tolist()] for d in (0, 1) for q in range(4)}
+    # text 0 (t2v): its video, then the videos ITC ranks highest for it: 1 (0.95), 3 (0.3)
+    assert cand[(0, 0)] == [(0, 0), (0, 1), (0, 3)]
+    # text 2: videos 2 and 3 are both its positives, so only videos 0 and 1 are negatives
+    assert cand[(0, 2)] == [(2, 2), (2, 1), (2, 0)]
+    # video 3 (v2t): its text, then texts 0 and 1; text 2 shares its caption and is never a negative
+    assert cand[(1, 3)] == [(3, 3), (0, 3), (1, 3)]
+    for (t, v), label in zip(pairs, p["label"].tolist()):
+        assert label == int(ids[t] == ids[v])
+    assert p["valid"].all()
+    # ITC hits (positive above every negative): text 0's 0.9 is below video 1's 0.95; video 2's 0.6 is above
+    # texts 0 and 1 (0.2, 0.1), text 3 (0.65) being a positive of it too
+    assert p["itc_hit"][0].tolist() == [False, False, True, False]
+    assert p["itc_hit"][1].tolist() == [True, False, True, False]
+    # within ITC's top k = 3 (above the 2nd hardest negative): video 1's 0.5 is (negatives 0.95, 0.3), video 3's 0.0
+    # is not (0.3, 0.2)
+    assert p["in_top_k"][1].tolist() == [True, True, True, False]
+    t2v = ranking_pairs(sim_v2t, k=3, ids=ids, v2t=False)  # the text queries alone
+    assert t2v["slot"].shape == (1, 4, 3) and len(t2v["text_idx"]) == 4 * 3
+    for q in range(4):
+        assert [(t2v["text_idx"][j].item(), t2v["video_idx"][j].item()) for j in t2v["slot"][0, q]] == cand[(0, q)]
+    assert torch.equal(t2v["itc_hit"][0], p["itc_hit"][0]) and torch.equal(t2v["in_top_k"][0], p["in_top_k"][0])
+
+
+def test_ranking_loss_ranks_the_positive_first_and_reads_the_itm_row():
+    torch.manual_seed(0)
+    n, k = 6, 3
+    sim = torch.randn(n, n)
+    p = ranking_pairs(sim, k)
+    logits = torch.zeros(len(p["text_idx"]), 2, requires_grad=True)
+    loss, hit = ranking_loss(logits, p)
+    # all scores equal: the listwise term is ln k in both directions, the pairwise term ln 2
+    assert loss.item() == pytest.approx(math.log(k) + math.log(2), abs=1e-6)
+    assert not hit.any()  # a tie does not rank the positive first
+    loss.backward()
+    assert (logits.grad[p["label"] == 1, 1] < 0).all()  # the positives' match logits go up
+    perfect = torch.stack([torch.zeros(len(p["label"])), 10.0 * p["label"].float()], 1)
+    _, hit = ranking_loss(perfect, p)
+    assert torch.equal(hit, p["in_top_k"])  # a perfect head is right exactly where ITC's top k holds the positive
+    small = ranking_pairs(torch.randn(2, 2), k=4)  # fewer clips than candidates: the missing ones are masked
+    assert small["slot"].shape == (2, 2, 4) and small["valid"].sum().item() == 2 * 2 * 2  # positive + 1 negative
+    loss, _ = ranking_loss(torch.randn(len(small["label"]), 2), small)
+    assert math.isfinite(loss.item())
+    with pytest.raises(ValueError, match="k >= 2"):
+        ranking_pairs(sim, 1)
 
 
 def test_mlm_mask_statistics():

@@ -253,6 +253,67 @@ def vtm_loss(itm_logits: torch.Tensor, labels: Optional[torch.Tensor] = None) ->
     return F.cross_entropy(itm_logits, labels)
 
 
+@torch.no_grad()
+def ranking_pairs(sim_v2t: torch.Tensor, k: int, ids: Optional[torch.Tensor] = None, v2t: bool = True) -> dict:
+    """The candidates of the listwise matching loss (:func:`ranking_loss`) in a batch of n clips: each text against
+    its video and the k-1 videos ITC ranks highest among those that are not its positives, and each video against
+    its text and its k-1 hardest texts, the lists the ITM row re-ranks. The fusion layers see each distinct pair once.
+
+    sim_v2t: [n, n] ITC similarities; ids: [n] caption ids (equal ids are positives, never negatives) or None;
+    v2t: False for the text queries alone (half the pairs: the app's search is text to video).
+    Returns ``text_idx``/``video_idx`` [P] (the distinct pairs), ``label`` [P] (1: a positive pair), ``slot``
+    [D, n, k] (each (direction, query, candidate) -> its pair, t2v then v2t; candidate 0 is the positive),
+    ``valid`` [D, n, k] (False where a batch has fewer than k-1 negatives for a query), and per query [D, n]
+    ``itc_hit`` (the positive
+    above every negative by ITC) and ``in_top_k`` (the positive within ITC's top k: the ITM row's list is then
+    exactly these k candidates)."""
+    n = sim_v2t.shape[0]
+    if k < 2:
+        raise ValueError(f"ranking needs k >= 2 candidates (the positive and a negative), got {k}")
+    pos = positive_mask(n, None if ids is None else ids.cpu()).bool().to(sim_v2t.device)
+    ar = torch.arange(n, device=sim_v2t.device)
+    slots, valid, itc_hit, in_top_k = [], [], [], []
+    for sim in (sim_v2t.t(), sim_v2t)[:2 if v2t else 1]:  # t2v (rows: texts), v2t (rows: videos)
+        negs = sim.float().masked_fill(pos, float("-inf"))
+        top = negs.topk(min(k - 1, n - 1), dim=1)
+        cand = torch.cat([ar[:, None], top.indices], 1)
+        ok = torch.cat([torch.ones(n, 1, dtype=torch.bool, device=sim.device), top.values > float("-inf")], 1)
+        if cand.shape[1] < k:  # a batch smaller than k
+            pad = k - cand.shape[1]
+            cand = torch.cat([cand, cand[:, :1].expand(n, pad)], 1)
+            ok = torch.cat([ok, torch.zeros(n, pad, dtype=torch.bool, device=sim.device)], 1)
+        slots.append(cand)
+        valid.append(ok)
+        positive = sim.float().diagonal()
+        itc_hit.append(positive > negs.max(1).values)
+        kth = top.values[:, -1] if k - 1 <= n - 1 else torch.full_like(positive, float("-inf"))
+        in_top_k.append(positive > kth)
+    # pair key = text * n + video: t2v lists are (query text, candidate video), v2t lists (candidate text, query video)
+    keys = torch.stack([ar[:, None] * n + slots[0]] + ([slots[1] * n + ar[:, None]] if v2t else []))
+    unique, inverse = torch.unique(keys.reshape(-1), return_inverse=True)
+    text_idx, video_idx = unique // n, unique % n
+    return {"text_idx": text_idx, "video_idx": video_idx, "label": pos[text_idx, video_idx].long(),
+            "slot": inverse.view(len(slots), n, k), "valid": torch.stack(valid), "itc_hit": torch.stack(itc_hit),
+            "in_top_k": torch.stack(in_top_k)}
+
+
+def ranking_loss(itm_logits: torch.Tensor, pairs: dict) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Listwise matching loss over :func:`ranking_pairs`: cross-entropy of each query's k match scores
+    (logit 1 − logit 0 of ``itm_head``) with its positive first, in both directions, the ranking the ITM row reads,
+    plus the head's two-way loss on every distinct pair so that its probability stays meaningful.
+
+    itm_logits: [P, 2] for ``pairs``' distinct pairs. Returns ``(loss, itm_hit [D, n])``: itm_hit is True where the
+    ITM row would rank the positive first (within ITC's top k, and above the k-1 negatives by the head)."""
+    score = itm_logits[:, 1] - itm_logits[:, 0]
+    s = score[pairs["slot"]].float().masked_fill(~pairs["valid"], float("-inf"))  # [2, n, k]
+    two, n, k = s.shape
+    listwise = F.cross_entropy(s.reshape(two * n, k), torch.zeros(two * n, dtype=torch.long, device=s.device))
+    loss = listwise + F.cross_entropy(itm_logits.float(), pairs["label"])
+    with torch.no_grad():
+        itm_hit = pairs["in_top_k"] & (s[..., 0] > s[..., 1:].max(-1).values)
+    return loss, itm_hit
+
+
 # --------------------------------------------------------------------------------------------------------------
 # Masked language modelling
 # --------------------------------------------------------------------------------------------------------------

@@ -20,20 +20,15 @@ def _features(model, n: int = 6) -> dict:
             "mask": mask, "ids": ids}
 
 
-def test_listwise_objective_scores_each_query_against_its_hardest_candidates_and_trains_the_head():
+def test_listwise_objective_trains_the_fusion_layers_and_the_head():
+    """The candidates themselves are tested with vtr.losses.ranking_pairs; here the bench's use of them."""
     model = vtr.create_model("vtr_test")
     f = _features(model)
-    seen = []
-    fusion = model.fusion_cls
-    model.fusion_cls = lambda hidden, mask, tokens: seen.append((hidden, tokens)) or fusion(hidden, mask, tokens)
     loss = listwise_loss(model, f, torch.arange(6), k=3)
     loss.backward()
-    hidden, tokens = seen[0]
-    assert hidden.shape[0] == tokens.shape[0] == 2 * 6 * 3  # each text and each video against k candidates
-    # the first candidate of text 0 is its own video, the next two are other videos (never its own again)
-    assert torch.equal(tokens[0], f["tokens"][0]) and not torch.equal(tokens[1], f["tokens"][0])
+    cross = [p for n, p in model.text_encoder.named_parameters() if ".crossattention." in n]
     assert torch.isfinite(loss) and model.itm_head.weight.grad.abs().sum() > 0
-    model.fusion_cls = fusion
+    assert cross and all(p.grad is not None and p.grad.abs().sum() > 0 for p in cross)
     losses = trial(model, f, hard=True, steps=30, lr=1e-3, batch=6, objective="listwise", k=3)
     assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5  # six pairs to tell apart: the head learns them
 

@@ -16,17 +16,17 @@ T, PIX, E = 2, 4, 4  # frames per video, "patches" (pixels) per frame, embedding
 
 
 class FakeVideos(torch.utils.data.Dataset):
-    """videos[i] -> (i, frames [T, 3, 2, 2]), deterministic per index."""
+    """videos[i] -> (i, frames [T, 3, 2, 2]) (or ``shape``), deterministic per index."""
 
-    def __init__(self, n):
-        self.n = n
+    def __init__(self, n, shape=(T, 3, 2, 2)):
+        self.n, self.shape = n, shape
 
     def __len__(self):
         return self.n
 
     def __getitem__(self, i):
         g = torch.Generator().manual_seed(1000 + i)
-        return i, torch.randn(T, 3, 2, 2, generator=g)
+        return i, torch.randn(*self.shape, generator=g)
 
 
 class Interrupted(Exception):
@@ -360,3 +360,31 @@ def test_command_names_stay_importable_from_the_protocol_module():
     assert R.PUBLISHED_ITM is C.PUBLISHED_ITM and R.itm_rerank is itm_rerank
     with pytest.raises(AttributeError, match="no_such_name"):
         R.no_such_name
+
+
+def test_a_real_model_scores_a_batch_of_pairs_at_once_as_it_scores_them_pair_by_pair(tmp_path):
+    """``itm_score_pairs`` (keys and values projected once per video) gives the ITM rows of ``itm_score`` on
+    every pair gathered; a model without it (the contract's minimum) still evaluates."""
+    import vtr
+
+    model = vtr.create_model("vtr_test").eval()
+    texts, t2v, v2t = fake_split(8, captions_per_video=2)
+    calls = []
+
+    class PairByPair:  # the same model without itm_score_pairs
+        def __getattr__(self, name):
+            if name == "itm_score_pairs":
+                raise AttributeError(name)
+            return getattr(model, name)
+
+        def itm_score(self, *a):
+            calls.append(a[0].shape[0])
+            return model.itm_score(*a)
+
+    kw = {"k_test": 5, "batch_size": 4, "workers": 0, "device": "cpu", "itm_batch_size": 16}
+    paired = evaluate_retrieval(model, texts, FakeVideos(8, (4, 3, 32, 32)), t2v, v2t, fake_tokenize, tmp_path / "a", **kw)
+    single = evaluate_retrieval(PairByPair(), texts, FakeVideos(8, (4, 3, 32, 32)), t2v, v2t, fake_tokenize, tmp_path / "b", **kw)
+    assert calls and sum(calls) == paired.counts["pairs_total"]
+    torch.testing.assert_close(paired.itm_v2t, single.itm_v2t, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(paired.itm_t2v, single.itm_t2v, rtol=1e-5, atol=1e-5)
+    assert paired.rows["itm"] == single.rows["itm"]

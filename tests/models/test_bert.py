@@ -154,6 +154,33 @@ def test_cross_attention_affects_fusion_only(fusion_setup):
     assert not torch.allclose(other_video, fused_after, atol=1e-3)
 
 
+def test_fuse_pairs_equals_fusion_over_the_gathered_pairs_with_the_same_gradients(fusion_setup):
+    """The ranking stage's path: what pairs share (a text's first fusion self-attention, a video's keys and values)
+    is computed once, and outputs and gradients are those of running every pair through mode ``fusion``."""
+    model, ids, mask, video = fusion_setup
+    with torch.no_grad():
+        text = model(ids, mask, mode="text")
+    text_idx = torch.tensor([0, 0, 1, 2, 2, 1, 0])
+    video_idx = torch.tensor([0, 1, 1, 2, 0, 0, 2])
+    results = []
+    for paired in (False, True):
+        model.zero_grad()
+        h, v = text.clone().requires_grad_(True), video.clone().requires_grad_(True)
+        if paired:
+            out = model.fuse_pairs(h, mask, v, text_idx, video_idx)
+        else:
+            out = model(None, mask[text_idx], mode="fusion", hidden_states=h[text_idx],
+                        encoder_hidden_states=v[video_idx])
+        (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+        results.append([out.detach(), h.grad, v.grad] + [p.grad.clone() for p in model.parameters()
+                                                          if p.grad is not None])
+    assert results[0][0].shape == (7, 10, 32) and len(results[0]) == len(results[1])
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="no fusion layers"):
+        BertFusionModel(tiny_text_config(fusion_layer=4)).fuse_pairs(text, mask, video, text_idx, video_idx)
+
+
 def test_modes_validate_inputs(fusion_setup):
     model, ids, mask, video = fusion_setup
     with pytest.raises(ValueError, match="encoder_hidden_states"):

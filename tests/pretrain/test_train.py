@@ -243,7 +243,8 @@ def test_torchrun_two_ranks_with_a_corrupt_sample(shards, tmp_path):
            "-m", "pretrain.train", "--config", TINY, "--train_shards", f"{shards}::{corrupt}/00000.tar",
            "--out_dir", str(out), "--batch_size", "2", "--max_steps", "4", "--warmup_steps", "1",
            "--num_workers", "1", "--samples_per_epoch", "8", "--ckpt_every", "2", "--shuffle_buffer", "2",
-           "--shards_per_chunk", "3", "--precision", "auto"]  # auto: every rank takes rank 0's choice (a broadcast)
+           "--shards_per_chunk", "3", "--precision", "auto",  # auto: every rank takes rank 0's choice (a broadcast)
+           "--rank_steps", "2", "--rank_k", "2"]  # the ranking stage under DDP: its own wrapper, frozen encoders
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     log = _losses(out)
@@ -254,8 +255,61 @@ def test_torchrun_two_ranks_with_a_corrupt_sample(shards, tmp_path):
     assert ckpt["world_size"] == 2 and len(ckpt["rng"]) == 2 and len(ckpt["loaders"]) == 2
     model = vtr.create_model(str(out / "model"))
     assert model.text_mlm_head is not None and model.cfg.precision in ("auto", "fp32")
+    ranked = _ranking_names(model)
+    for name, tensor in model.state_dict().items():  # the checkpoint is the last step's, before the ranking stage
+        assert torch.equal(tensor, ckpt["model"][name]) != (name in ranked), name
+    rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["rank_check"]["queries"] for r in rows if "rank_check" in r] == [2 * 2 * 2 * 1]  # 2 ranks, 2 dirs
+
+
+def _ranking_names(model) -> set[str]:
+    """The state-dict names the ranking stage trains (the fusion layers and the ITM head)."""
+    from pretrain.train import ranking_parameters
+
+    ids = {id(p) for p in ranking_parameters(model)}
+    return {n for n, p in model.named_parameters() if id(p) in ids}
+
+
+def test_the_ranking_stage_trains_the_fusion_layers_alone_and_decides_whether_the_head_reranks(shards, tmp_path):
+    """After the last step, rank_steps of the listwise loss change the fusion layers and the ITM head and nothing
+    else; its check (ITM re-ranking against ITC on its last batches) is logged and sets itm_trained."""
+    import vtr
+
+    out = tmp_path / "run"
+    train(_cfg(shards, out, max_steps=3, ckpt_every=0, rank_steps=4, rank_k=3, log_every=2))
+    model = vtr.create_model(str(out / "model"))
+    before = torch.load(out / "checkpoint.pt", weights_only=False)["model"]
+    ranked = _ranking_names(model)
+    assert any(".crossattention." in n for n in ranked) and "itm_head.weight" in ranked
+    assert not any(n.startswith("vision_encoder.") or ".layer.0." in n for n in ranked)
     for name, tensor in model.state_dict().items():
-        assert torch.equal(tensor, ckpt["model"][name]), name
+        assert torch.equal(tensor, before[name]) != (name in ranked), name
+    rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    stage = [r for r in rows if r.get("stage") == "rank"]
+    assert [r["step"] for r in stage] == [5, 7, 7] and all(math.isfinite(r["loss_rank"]) for r in stage[:2])
+    check = stage[-1]["rank_check"]
+    assert check["queries"] == 1 * 2 * 4 and check["k"] == 3  # the last quarter: 1 batch of 4, both directions
+    assert 0 <= check["itc_r1"] <= 100 and 0 <= check["itm_r1"] <= 100
+    # t2v and v2t, 4 clips, 3 candidates: ln 3 per query + the entropy of 4 positives among the distinct pairs
+    assert math.log(3) < check["chance_loss"] < math.log(3) + math.log(2)
+    assert model.cfg.itm_trained == (check["loss"] < 0.5 * check["chance_loss"])
+
+
+def test_a_ranking_stage_whose_loss_stayed_near_chance_exports_an_untrained_head(tmp_path, caplog):
+    from pretrain.train import export_model
+
+    import vtr
+
+    model = vtr.create_model("vtr_test", with_mlm_head=True)
+    cfg = TrainConfig(rank_steps=10)
+    recent_vtm = [0.1] * 20  # a VTM loss far below chance: trained by the VTM test, not by the ranking stage's
+    check = {"itc_r1": 80.0, "itm_r1": 70.0, "queries": 64, "chance_loss": 1.95, "steps": 10, "k": 4}
+    with caplog.at_level(logging.WARNING, logger="pretrain"):
+        export_model(model, tmp_path / "flat", cfg, recent_vtm, "fp32", {**check, "loss": 1.2})
+    assert vtr.create_model(str(tmp_path / "flat")).cfg.itm_trained is False
+    assert "offers no re-ranking" in caplog.text
+    export_model(model, tmp_path / "learned", cfg, [], "fp32", {**check, "loss": 0.7})
+    assert vtr.create_model(str(tmp_path / "learned")).cfg.itm_trained is True
 
 
 @pytest.mark.slow

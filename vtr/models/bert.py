@@ -172,10 +172,16 @@ class BertSelfAttention(nn.Module):
         n, length, _ = x.shape
         return x.view(n, length, self.num_heads, self.head_dim).transpose(1, 2)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, context: torch.Tensor | None = None):
-        """x: [N, Lq, H]; context: [N, Lk, kv_width] or None; mask: additive [N, 1, 1, Lk] or None -> [N, Lq, H]"""
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, context: torch.Tensor | None = None,
+                context_index: torch.Tensor | None = None):
+        """x: [N, Lq, H]; context: [N, Lk, kv_width] or None; mask: additive [N, 1, 1, Lk] or None -> [N, Lq, H].
+
+        context_index: [N] rows of ``context`` ([M, Lk, kv_width]) that each query row attends to: the keys and
+        values are projected once per context row, not once per pair (pairs that share a video)."""
         kv = x if context is None else context
         q, k, v = self._heads(self.query(x)), self._heads(self.key(kv)), self._heads(self.value(kv))
+        if context_index is not None:
+            k, v = k.index_select(0, context_index), v.index_select(0, context_index)
         if mask is not None:
             mask = mask.to(q.dtype)  # SDPA wants the bias in the query dtype (autocast casts q/k/v, not always it)
         out = F.scaled_dot_product_attention(
@@ -204,8 +210,8 @@ class BertAttention(nn.Module):
         self.self = BertSelfAttention(cfg, kv_width)
         self.output = BertSelfOutput(cfg)
 
-    def forward(self, x, mask=None, context=None):
-        return self.output(self.self(x, mask, context), x)
+    def forward(self, x, mask=None, context=None, context_index=None):
+        return self.output(self.self(x, mask, context, context_index), x)
 
 
 class BertIntermediate(nn.Module):
@@ -240,12 +246,17 @@ class BertLayer(nn.Module):
         self.intermediate = BertIntermediate(cfg)
         self.output = BertOutput(cfg)
 
-    def forward(self, x, mask=None, encoder_hidden_states=None, encoder_mask=None):
+    def forward(self, x, mask=None, encoder_hidden_states=None, encoder_mask=None, encoder_index=None,
+                text_index=None):
+        """encoder_index / text_index ([N] or None): pair n reads video row encoder_index[n] and, when given, text
+        row text_index[n] of ``x`` *after* this layer's self-attention (which then runs once per text)."""
         x = self.attention(x, mask)
+        if text_index is not None:
+            x = x.index_select(0, text_index)
         if self.has_cross_attention:
             if encoder_hidden_states is None:
                 raise ValueError("fusion layers need encoder_hidden_states (the video tokens)")
-            x = self.crossattention(x, encoder_mask, encoder_hidden_states)
+            x = self.crossattention(x, encoder_mask, encoder_hidden_states, encoder_index)
         return self.output(self.intermediate(x), x)
 
 
@@ -331,6 +342,29 @@ class BertFusionModel(nn.Module):
                 x = checkpoint(layer, x, mask, encoder_hidden_states, encoder_mask, use_reentrant=False)
             else:
                 x = layer(x, mask, encoder_hidden_states, encoder_mask)
+        return x
+
+    def fuse_pairs(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None,
+                   encoder_hidden_states: torch.Tensor, text_index: torch.Tensor,
+                   video_index: torch.Tensor) -> torch.Tensor:
+        """Mode ``fusion`` over the pairs (text ``text_index[n]``, video ``video_index[n]``) of T texts and V videos:
+        the same states as ``forward(mode="fusion")`` on the gathered pairs ([N, L, H]), at less cost when texts
+        and videos recur across pairs (a text against its k candidates): the first fusion layer's self-attention
+        runs once per text, and every cross-attention projects its keys and values once per video.
+
+        hidden_states: [T, L, H] text-mode states; attention_mask: [T, L]; encoder_hidden_states: [V, K, D] (no
+        padding on the video side, model.md §4)."""
+        if not len(self.layer_range("fusion")):
+            raise ValueError("this text encoder has no fusion layers")
+        mask = additive_attention_mask(attention_mask, hidden_states.dtype)
+        x = hidden_states
+        for j, i in enumerate(self.layer_range("fusion")):
+            if j == 0:
+                x = self.encoder.layer[i](x, mask, encoder_hidden_states, None, encoder_index=video_index,
+                                          text_index=text_index)
+                mask = None if mask is None else mask[text_index]
+            else:
+                x = self.encoder.layer[i](x, mask, encoder_hidden_states, None, encoder_index=video_index)
         return x
 
 

@@ -201,6 +201,12 @@ class VideoTextModel(nn.Module):
         )
         return self._pool_text(fused, text_mask)
 
+    def fusion_cls_pairs(self, text_hidden, text_mask, video_tokens, text_index, video_index) -> torch.Tensor:
+        """:meth:`fusion_cls` over the pairs (text ``text_index[n]``, video ``video_index[n]``) of [T, L, H] texts
+        and [V, K, D] videos, computing what the pairs share once (``BertFusionModel.fuse_pairs``). Returns [N, H]."""
+        fused = self.text_encoder.fuse_pairs(text_hidden, text_mask, video_tokens, text_index, video_index)
+        return self._pool_text(fused, text_mask[text_index])
+
     def _pool_text(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """[N, L, H] -> [N, H]: the [CLS] state, or the mean over real tokens (``cfg.text_pooling``)."""
         if self.cfg.text_pooling == "mean":
@@ -211,6 +217,11 @@ class VideoTextModel(nn.Module):
     def itm_score(self, text_hidden, text_mask, video_tokens) -> torch.Tensor:
         """Raw video–text match logit (itm_head's logit 1) for N pairs: [N, L, H], [N, L], [N, K, D] → [N]."""
         return self.itm_head(self.fusion_cls(text_hidden, text_mask, video_tokens))[:, 1]
+
+    def itm_score_pairs(self, text_hidden, text_mask, video_tokens, text_index, video_index) -> torch.Tensor:
+        """:meth:`itm_score` of the pairs (text ``text_index[n]``, video ``video_index[n]``) of [T, L, H] texts and
+        [V, K, D] videos; what pairs share is computed once (:meth:`fusion_cls_pairs`). Returns [N]."""
+        return self.itm_head(self.fusion_cls_pairs(text_hidden, text_mask, video_tokens, text_index, video_index))[:, 1]
 
     def mlm_logits(self, input_ids, attention_mask, video_tokens, positions=None) -> torch.Tensor:
         """Masked-LM logits [N, L, vocab] with the fusion layers attending to the video tokens; with ``positions``
