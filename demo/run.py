@@ -114,19 +114,25 @@ def run_index(corpus: Path, model_dir: Path, index_dir: Path, clip_seconds: floa
     hits, queries = 0, sorted({c["caption"] for t in truth for c in t["clips"]})
     write_queries(index_dir, queries)  # the app's "Try" row offers what these videos show, not "a cat playing"
     examples = []
+    def right(q, top) -> bool:
+        return bool(top) and any(Path(top[0].path).name == t["video"] and c["caption"] == q
+                                 and top[0].start < c["end"] and top[0].end > c["start"]
+                                 for t in truth for c in t["clips"])
+
+    reranked = None
     with VideoIndex(str(index_dir)) as idx:
         for q in queries:
             top = idx.search(q, k=1)
-            ok = bool(top) and any(
-                Path(top[0].path).name == t["video"] and c["caption"] == q
-                and top[0].start < c["end"] and top[0].end > c["start"]
-                for t in truth for c in t["clips"])
+            ok = right(q, top)
             hits += ok
             if top and len(examples) < 5:
                 examples.append({"query": q, "video": Path(top[0].path).name, "start": top[0].start,
                                  "end": top[0].end, "correct": ok})
+        if idx.can_rerank:  # what the app's re-rank box does, on the same captions
+            reranked = 100.0 * sum(right(q, idx.search(q, k=1, rerank=True)) for q in queries) / max(1, len(queries))
     return {"files": report.total_files, "windows": report.total_windows, "queries": len(queries),
-            "top1_hit_rate": 100.0 * hits / max(1, len(queries)), "examples": examples}
+            "top1_hit_rate": 100.0 * hits / max(1, len(queries)), "top1_hit_rate_reranked": reranked,
+            "examples": examples}
 
 
 # ------------------------------------------------------------------------------------------ the program
@@ -201,7 +207,9 @@ def index_stage(run: DemoRun, results: dict, clip_seconds: float, timings: dict)
     with _stage("index", f"indexing the long videos of {run.corpus / 'long'} into {run.index}", timings):
         results["index"] = s = run_index(run.corpus, run.model, run.index, clip_seconds)
         print(f"  searching each clip caption: the best segment is the right moment for "
-              f"{s['top1_hit_rate']:.0f}% of {s['queries']} queries")
+              f"{s['top1_hit_rate']:.0f}% of {s['queries']} queries"
+              + (f"; re-ranked by the matching head (the app's re-rank box): {s['top1_hit_rate_reranked']:.0f}%"
+                 if s.get("top1_hit_rate_reranked") is not None else ""))
         for ex in s["examples"]:
             print(f"    {ex['query']!r} -> {ex['video']} {ex['start']:.1f}-{ex['end']:.1f} s "
                   f"{'(correct)' if ex['correct'] else '(wrong)'}")

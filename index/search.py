@@ -203,7 +203,8 @@ class VideoIndex:
     @property
     def can_rerank(self) -> bool:
         """Whether the model's matching (ITM) head was trained (``ModelConfig.itm_trained``): only then is
-        re-ranking offered. The released weights have one; vtr's own runs say whether their VTM loss left chance."""
+        re-ranking offered. The released weights have one; vtr's own runs say whether their matching head learned
+        (``pretrain.train.export_model``)."""
         return bool(self.model.cfg.itm_trained)
 
     @property

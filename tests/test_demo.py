@@ -53,6 +53,7 @@ def test_demo_model_loads_and_results_are_recorded(demo_run):
     assert [r["step"] for r in log if r.get("stage") == "rank"] == [5, 6, 6] and "rank_check" in log[-1]
     assert not model.cfg.itm_trained and e["retrieval_itm"] is None and e["itm_k"] is None
     assert results["index"]["files"] == 2 and results["index"]["queries"] > 0
+    assert results["index"]["top1_hit_rate_reranked"] is None  # no trained head: no re-ranked hit rate
     # the app's suggested queries include what the indexed clips show
     from index.layout import read_queries
 
@@ -76,6 +77,12 @@ def test_eval_stage_reports_the_itm_row_for_a_trained_head(demo_run, tmp_path):
     assert e["itm_k"] == HELDOUT_ITM_K and set(e["retrieval_itm"]) >= {"t2v_r1", "v2t_r1"}
     assert e["retrieval"] == json.loads((out / "results.json").read_text())["eval"]["retrieval"]  # same ITC row
     assert e["retrieval_itm"] != e["retrieval"]
+    # and the index stage measures the app's re-rank box on the same captions
+    from demo.run import run_index
+
+    info = json.loads((out / "corpus" / "corpus.json").read_text())
+    s = run_index(out / "corpus", model_dir, tmp_path / "index", info["config"]["num_frames"] / info["config"]["fps"])
+    assert 0 <= s["top1_hit_rate_reranked"] <= 100 and s["queries"] > 0
 
 
 def test_demo_rerun_skips_finished_stages(demo_run):
