@@ -23,6 +23,7 @@ the bag-of-frames control (trained and evaluated on time-shuffled clips).
     python -m bench.learning                                  # 3 seeds x 2 variants + 2 masked students
     python -m bench.learning --seeds 0 --variants default     # one run
     python -m bench.learning --max-steps 40 --seeds 0         # a smoke run
+    python -m bench.learning --no-masked --set rank_steps=600 # with the ranking stage (pretrain.train.ranking_stage)
     python -m bench.learning --seeds 0 --variants default --no-masked --eval-every 50 --out bench/results/learning_curve.json
                                                               # + held-out R@1 every 50 steps (learning curves)
 
@@ -228,7 +229,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-every", type=int, default=0,
                         help="held-out R@1 every N steps during training, for the learning curves (default: off; "
                              "the evaluations count in the wall time)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a pretraining config key for every run (repeatable), e.g. --set rank_steps=600")
     args = parser.parse_args(argv)
+    sets = {}
+    for item in args.set:
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            parser.error(f"--set takes KEY=VALUE, got {item!r}")
+        sets[key] = value
 
     import logging
 
@@ -239,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
 
     work = Path(args.work)
     config = Path(args.config) if args.config else config_path("demo.yaml")
-    result: dict = {"config": str(config), "seeds": args.seeds, "stage_one": args.stage_one,
+    result: dict = {"config": str(config), "set": sets, "seeds": args.seeds, "stage_one": args.stage_one,
                     "variants": {v: VARIANTS[v] for v in args.variants},
                     "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                     "machine_start": machine(), "corpora": {}}
@@ -254,14 +263,14 @@ def main(argv: list[str] | None = None) -> int:
                 "train_clips": info["config"]["num_train"], "heldout": len(info["heldout_combos"]),
                 "train_combinations": len(info["train_combos"]), "attributes": info["attributes"]}
             run_dir = work / variant / f"seed{seed}" / "recipe"
-            run = train_one(corpus / "shards", run_dir, config, seed, args.max_steps, eval_every=args.eval_every,
+            run = train_one(corpus / "shards", run_dir, config, seed, args.max_steps, sets, eval_every=args.eval_every,
                             corpus=corpus)
             rows.append(_row("recipe", variant, seed, run, score(run["model"], corpus, seed=seed)))
             print(format_runs(rows[-1:]).splitlines()[-1], flush=True)
             if first and args.masked:
                 student = train_one(corpus / "shards", work / variant / f"seed{seed}" / "masked", config, seed,
                                     args.max_steps,
-                                    student_overrides(config, args.max_steps, run["model"], args.stage_one),
+                                    {**sets, **student_overrides(config, args.max_steps, run["model"], args.stage_one)},
                                     eval_every=args.eval_every, corpus=corpus)
                 r = _row("masked student", variant, seed, student, score(student["model"], corpus, seed=seed))
                 r["vs_unmasked"] = {
@@ -273,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(format_runs([r]).splitlines()[-1], r["vs_unmasked"], flush=True)
             if first and args.shuffled:
                 control = train_one(corpus / "shards_shuffled", work / variant / f"seed{seed}" / "bag_of_frames",
-                                    config, seed, args.max_steps)
+                                    config, seed, args.max_steps, sets)
                 control_rows.append(_row("bag of frames", variant, seed, control,
                                          score(control["model"], corpus, shuffle_frames=True, seed=seed)))
 
