@@ -70,12 +70,14 @@ def student_overrides(config: Path, max_steps: int | None, teacher: str,
                       stage_one: float = STAGE_ONE_FRACTION) -> dict:
     """The masked student's settings for ``config``'s run length: stage 1 for the first ``stage_one`` of the
     steps, then the recipe's own schedule (VTC at once, VTM and MLM after their own offsets) shifted to start there,
-    so stage 2 is the first-stage recipe on fewer steps, on masked clips, with the teacher alignment."""
+    so stage 2 is the first-stage recipe on fewer steps, on masked clips, with the teacher alignment. No ranking
+    stage: the student is compared on its pretraining (steps/s, ITC R@1)."""
     from pretrain.config import load_config
 
     cfg = load_config(str(config), overrides={"max_steps": max_steps} if max_steps else None)
     text_start = int(stage_one * cfg.max_steps)
-    return {**MASKED, "rank_steps": 0, "teacher": teacher, "text_start": text_start, "vtm_start": text_start + cfg.vtm_start,
+    return {**MASKED, "rank_steps": 0, "teacher": teacher, "text_start": text_start,
+            "vtm_start": text_start + cfg.vtm_start,
             "mlm_start": text_start + cfg.mlm_start, "mask_steps": int(0.9 * cfg.max_steps)}
 
 
