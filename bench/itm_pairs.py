@@ -26,6 +26,8 @@ import os
 import statistics
 from pathlib import Path
 
+from bench import write_results
+
 RESULTS = Path(__file__).resolve().parent / "results" / "itm_pairs.json"
 
 
@@ -89,9 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         print(f"| {r['dtype']} | {r['videos']} | {r['pair_by_pair_s']:.3f} | {r['shared_once_s']:.3f} | "
               f"{r['speedup']:.2f}× | {r['max_abs_diff']:.1e} |")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"model": args.model, "load_avg_1m": load, "rows": rows}, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_results(args.out, {"model": args.model, "load_avg_1m": load, "rows": rows})
     return 0
 
 
@@ -149,10 +149,7 @@ def train_step(args) -> int:
         base = next(b for b in rows if b["directions"] == r["directions"] and b["variant"].startswith("pair"))
         print(f"| {r['directions']} | {r['pairs']} | {r['variant']} | {r['step_s']:.3f} | "
               f"{base['step_s'] / r['step_s']:.2f}× |")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"model": model.architecture, "mode": "train", "load_avg_1m": load,
-                                          "rows": rows}, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_results(args.out, {"model": model.architecture, "mode": "train", "load_avg_1m": load, "rows": rows})
     return 0
 
 

@@ -51,12 +51,6 @@ def train_features(model, corpus: Path, clips: int, batch_size: int = 32) -> dic
             "text": text.embedding, "mask": batch["attention_mask"], "ids": batch["input_ids"]}
 
 
-def fusion_parameters(model):
-    first = model.cfg.text.fusion_layer
-    return [p for n, p in model.text_encoder.named_parameters()
-            if n.startswith("encoder.layer.") and int(n.split(".")[2]) >= first]
-
-
 def fresh_fusion(model, config: str):
     """``model`` with its fusion layers and ITM head as pretraining starts them (built from ``config``)."""
     from pretrain.config import load_config
@@ -99,11 +93,12 @@ def trial(model, f: dict, hard: bool, steps: int, lr: float, batch: int, seed: i
     every forward read their first copies."""
     import torch
 
+    from pretrain.train import ranking_parameters
     from vtr import losses as L
 
     model.train()
     amp = lambda: torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)  # noqa: E731
-    opt = torch.optim.AdamW(list(model.itm_head.parameters()) + fusion_parameters(model), lr=lr, weight_decay=0.0,
+    opt = torch.optim.AdamW(ranking_parameters(model), lr=lr, weight_decay=0.0,
                             fused=True)
     g = torch.Generator().manual_seed(seed)
     n, losses = len(f["tokens"]), []

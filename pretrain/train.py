@@ -578,15 +578,7 @@ class Ranker(nn.Module):
             pairs = L.ranking_pairs(sim_v2t, self.k, ids, v2t=self.v2t)
         cls = m.fusion_cls_pairs(txt.hidden, attention_mask, vid.tokens, pairs["text_idx"], pairs["video_idx"])
         loss, itm_hit = L.ranking_loss(m.itm_head(cls), pairs)
-        return {"loss": loss, "itc_hit": pairs["itc_hit"], "itm_hit": itm_hit, "chance": ranking_chance(pairs)}
-
-
-def ranking_chance(pairs: dict) -> float:
-    """``L.ranking_loss`` of a head that learned nothing but the share of positives: ln(candidates) per query
-    plus the entropy of the pair labels."""
-    p = pairs["label"].float().mean().clamp(1e-6, 1 - 1e-6).item()
-    listwise = pairs["valid"].sum(-1).clamp_min(1).float().log().mean().item()
-    return listwise - p * math.log(p) - (1 - p) * math.log(1 - p)
+        return {"loss": loss, "itc_hit": pairs["itc_hit"], "itm_hit": itm_hit, "chance": L.ranking_chance(pairs)}
 
 
 def ranking_parameters(model) -> list:
@@ -642,11 +634,12 @@ def ranking_stage(cfg: TrainConfig, rt: Runtime, raw_model, stream, log: "RunLog
                 out = model(batch["frames"].to(rt.device, non_blocking=True), batch["input_ids"].to(rt.device),
                             batch["attention_mask"].to(rt.device))
             rt.scaler.scale(out["loss"]).backward()
-            optimizer_step(cfg, first_step + s, out["loss"].item(), raw_model, optimizer, scheduler, rt.scaler, guard)
-            losses.append(out["loss"].item())
+            loss_value = out["loss"].item()
+            optimizer_step(cfg, first_step + s, loss_value, raw_model, optimizer, scheduler, rt.scaler, guard)
+            losses.append(loss_value)
             if s >= check_from:
                 hits += torch.tensor([out["itc_hit"].sum().item(), out["itm_hit"].sum().item(),
-                                      out["itc_hit"].numel(), out["loss"].item(), out["chance"], 1],
+                                      out["itc_hit"].numel(), loss_value, out["chance"], 1],
                                      dtype=torch.float64)
             bar.update(1)
             if (s + 1) % cfg.log_every == 0 or s + 1 == cfg.rank_steps:

@@ -13,6 +13,7 @@ Shapes: B local batch, T frames, E embedding dim, L text length, V vocabulary, K
 
 from __future__ import annotations
 
+import math
 from typing import Optional, Tuple
 
 import torch
@@ -312,6 +313,15 @@ def ranking_loss(itm_logits: torch.Tensor, pairs: dict) -> Tuple[torch.Tensor, t
     with torch.no_grad():
         itm_hit = pairs["in_top_k"] & (s[..., 0] > s[..., 1:].max(-1).values)
     return loss, itm_hit
+
+
+@torch.no_grad()
+def ranking_chance(pairs: dict) -> float:
+    """:func:`ranking_loss` of a head that learned nothing but the share of positives: ln(candidates) per query
+    plus the entropy of the pair labels."""
+    p = pairs["label"].float().mean().clamp(1e-6, 1 - 1e-6).item()
+    listwise = pairs["valid"].sum(-1).clamp_min(1).float().log().mean().item()
+    return listwise - p * math.log(p) - (1 - p) * math.log(1 - p)
 
 
 # --------------------------------------------------------------------------------------------------------------
