@@ -479,3 +479,37 @@ def test_numba_512_bit_vectors_change_speed_not_results(tmp_path):
     np.testing.assert_array_equal(out["1"]["y"], out["0"]["y"])
     for k in ("u", "delta", "A", "B", "C", "D", "z", "delta_bias"):  # lane sums reassociate: rounding only
         np.testing.assert_allclose(out["1"][k], out["0"][k], rtol=1e-5, atol=1e-5, err_msg=k)
+
+
+@needs_numba
+@pytest.mark.parametrize("scalef", [True, False])
+def test_exp2_scales_the_same_with_and_without_avx512(scalef):
+    """Both ways of scaling by 2**k (``vscalefps`` where the CPU has AVX-512, the exponent's bits elsewhere) give
+    the same bits; each is compiled here whatever this CPU has (without AVX-512 the ldexp is slow, never wrong)."""
+    import types as pytypes
+
+    from numba import njit
+
+    from vtr.ops import _scan_numba as mod
+
+    f = mod.exp2_32.py_func
+    variant = njit(inline="always")(pytypes.FunctionType(f.__code__, {**f.__globals__, "SCALEF": scalef}))
+
+    @njit
+    def run(x, out):
+        for i in range(x.size):
+            out[i] = variant(x[i])
+
+    @njit
+    def run_host(x, out):
+        for i in range(x.size):
+            out[i] = mod.exp2_32(x[i])
+
+    x = np.concatenate([np.linspace(-130, 130, 1_000_001), [-np.inf, np.inf, -125.5, -0.5, 0.5, 125.5]]).astype(np.float32)
+    out, host = np.empty_like(x), np.empty_like(x)
+    run(x, out)
+    run_host(x, host)
+    assert np.array_equal(out.view(np.int32), host.view(np.int32))
+    x = np.float32(np.nan) * np.ones(3, np.float32)
+    run(x, out[:3])
+    assert np.isnan(out[:3]).all()
