@@ -49,9 +49,9 @@ def _alternate(mods: dict, call, repeats: int) -> dict:
     return alternate(variants, repeats)[0]
 
 
-def scan_rows(mods: dict, batch: int, repeats: int) -> list[dict]:
-    import vtr.ops.selective_scan as ss
-
+def mixer_inputs(batch: int) -> tuple:
+    """Seeded inputs of one VideoMamba-M mixer direction's scan: u, Δ, A, B, C, D, Δ bias and xz (whose channel slice
+    ``xz[:, 1152:]`` is the gate, as the mixer passes it)."""
     g = torch.Generator().manual_seed(0)
     d, L, n = 1152, 1569, 16
     u = torch.randn(batch, d, L, generator=g)
@@ -59,7 +59,14 @@ def scan_rows(mods: dict, batch: int, repeats: int) -> list[dict]:
     A = -torch.exp(torch.randn(d, n, generator=g) * 0.5 + 1)
     B, C = torch.randn(batch, n, L, generator=g), torch.randn(batch, n, L, generator=g)
     D, bias = torch.randn(d, generator=g), torch.randn(d, generator=g) * 0.3
-    xz = torch.randn(batch, 2 * d, L, generator=g)
+    return u, delta, A, B, C, D, bias, torch.randn(batch, 2 * d, L, generator=g)
+
+
+def scan_rows(mods: dict, batch: int, repeats: int) -> list[dict]:
+    import vtr.ops.selective_scan as ss
+
+    u, delta, A, B, C, D, bias, xz = mixer_inputs(batch)
+    d = u.shape[1]
     rows = []
     for dtype in (torch.float32, torch.bfloat16):
         z = xz.to(dtype)[:, d:]  # the gate as the mixer passes it: a channel slice of xz

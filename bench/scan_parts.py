@@ -33,24 +33,23 @@ import torch  # noqa: E402  (after bench.scan_train, which puts the checkout on 
 
 KERNEL = REPO / "vtr" / "ops" / "_scan_numba.py"
 
-# (name, [(exact text of the kernel, replacement), ...]); each replacement must match exactly once.
-_NO_RECURRENCE = ("""                for n in range(N):
-                    bn = Bb[tt, n]
-                    cn = Cb[tt, n]
-                    for c in range(W):
-                        sv = exp2_32(dtb[t, c] * Ab[n, c]) * s[n, c] + dub[t, c] * bn
-                        s[n, c] = sv
-                        P2[n, c] = sv * cn
-                h = NW // 2
-                while h >= W:  # y_t = Σ_n P[n, :], pairwise
-                    for j in range(h):
-                        P[j] += P[j + h]
-                    h //= 2
-                for c in range(W):
-                    yb[t, c] = P[c]
-""", """                for c in range(W):
-                    yb[t, c] = dub[t, c] * Bb[tt, 0]
-""")
+# The recurrence and its sum over the states, from the first line of the loop over the states to the line that
+# stores y_t: what the first cut replaces (read from the kernel, so that this file does not copy it).
+_RECURRENCE_FROM = "                for n in range(N):\n                    bn = Bb[tt, n]\n"
+_RECURRENCE_TO = "                    yb[t, c] = P[c]\n"
+_NO_Y = "                for c in range(W):\n                    yb[t, c] = dub[t, c] * Bb[tt, 0]\n"
+
+
+def _no_recurrence(source: str) -> tuple[str, str]:
+    """(the kernel's recurrence, as text; y = Δu·B₀ instead): the first cut."""
+    start = source.find(_RECURRENCE_FROM)
+    end = source.find(_RECURRENCE_TO, start)
+    if start < 0 or end < 0:
+        raise SystemExit("bench.scan_parts: the kernel's recurrence no longer reads as _RECURRENCE_FROM/_TO say")
+    return source[start:end + len(_RECURRENCE_TO)], _NO_Y
+
+
+# Each further cut: (exact text of the kernel, replacement), each matching exactly once.
 _CUTS = {
     "no softplus": ("                        r[t] = softplus32(deb[t] + bc)\n",
                     "                        r[t] = deb[t] + bc\n"),
@@ -89,44 +88,31 @@ def _empty_body(source: str) -> str:
 
 def section_parts(args) -> list[dict]:
     import vtr.ops.selective_scan as ss
-    from bench.encoder import _alternate
+    from bench.scan_ab import _alternate as alternate_modules, mixer_inputs
 
     if ss._load_numba() is None:
         raise SystemExit("numba is not importable here: no kernel to take apart")
     source = KERNEL.read_text()
     mods = {"the kernel": ss._numba_state["module"],
-            "no recurrence (y = Δu·B₀)": _variant("no recurrence", source, [_NO_RECURRENCE])}
-    edits = [_NO_RECURRENCE]
+            "no recurrence (y = Δu·B₀)": _variant("no recurrence", source, [_no_recurrence(source)])}
+    edits = [_no_recurrence(source)]
     for name, edit in _CUTS.items():
         edits.append(edit)
         mods[f"… and {name}"] = _variant(name, source, edits)
     mods["empty kernel (allocations, prange)"] = _variant("empty", _empty_body(source), [])
-    g = torch.Generator().manual_seed(0)
-    b, d, length, n = args.batch, 1152, 1569, 16
-    u = torch.randn(b, d, length, generator=g)
-    delta = torch.randn(b, d, length, generator=g) * 0.5 - 2
-    A = -torch.exp(torch.randn(d, n, generator=g) * 0.5 + 1)
-    B, C = torch.randn(b, n, length, generator=g), torch.randn(b, n, length, generator=g)
-    D, bias = torch.randn(d, generator=g), torch.randn(d, generator=g) * 0.3
-    xz = torch.randn(b, 2 * d, length, generator=g)
+    u, delta, A, B, C, D, bias, xz = mixer_inputs(args.batch)
+    d = u.shape[1]
     reverse = args.direction == "backward"
     rows = []
     for dtype in (torch.bfloat16, torch.float32):
         z = xz.to(dtype)[:, d:]
 
-        def run_with(mod):
-            def run():
-                ss._numba_state["module"] = mod
-                with torch.inference_mode():
-                    ss.selective_scan_inference(u, delta, A, B, C, D, z, bias, True, reverse_io=reverse,
-                                                   out_dtype=dtype)
-            return run
+        def call():
+            with torch.inference_mode():
+                ss.selective_scan_inference(u, delta, A, B, C, D, z, bias, True, reverse_io=reverse, out_dtype=dtype)
 
-        variants = {k: run_with(m) for k, m in mods.items()}
         try:
-            for run in variants.values():  # compile and warm each
-                run()
-            wall, _ = _alternate(variants, args.repeats)
+            wall = alternate_modules(mods, call, args.repeats)  # compiles and warms each first
         finally:
             ss._numba_state["module"] = mods["the kernel"]
         for k, v in wall.items():
@@ -170,6 +156,15 @@ def section_gemm(args) -> list[dict]:
     return rows
 
 
+def _print_table(title: str, header: tuple, rows: list[dict], row_key: str, col_key: str, cols: tuple, cell) -> None:
+    print(f"\n{title}\n| " + " | ".join(header) + " |\n|---|" + "---:|" * len(cols))
+    by: dict = {}
+    for r in rows:
+        by.setdefault(r[row_key], {})[r[col_key]] = cell(r)
+    for k, v in by.items():
+        print(f"| {k} | " + " | ".join(v.get(c, "") for c in cols) + " |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batch", type=int, default=4)
@@ -186,24 +181,16 @@ def main() -> None:
                                                                                              time.gmtime())}
     if "parts" in sections:
         report["parts"] = section_parts(args)
-        print(f"\nOne M mixer direction ({args.direction}), batch {args.batch}, {torch.get_num_threads()} threads: "
-              f"min (median) ms of {args.repeats} calls, alternated call by call")
-        print("| variant | bf16 gate/output | fp32 gate/output |\n|---|---:|---:|")
-        by = {}
-        for r in report["parts"]:
-            by.setdefault(r["variant"], {})[r["io"]] = f'{r["ms"]} ({r["ms_median"]})'
-        for k, v in by.items():
-            print(f"| {k} | {v.get('bfloat16', '')} | {v.get('float32', '')} |")
+        _print_table(f"One M mixer direction ({args.direction}), batch {args.batch}, {torch.get_num_threads()} "
+                     f"threads: min (median) ms of {args.repeats} calls, alternated call by call",
+                     ("variant", "bf16 gate/output", "fp32 gate/output"), report["parts"], "variant", "io",
+                     ("bfloat16", "float32"), lambda r: f'{r["ms"]} ({r["ms_median"]})')
     if "gemm" in sections:
         report["gemm"] = section_gemm(args)
-        print(f"\nThe mixer's projections, M shapes, batch {args.batch}: min ms of {args.repeats} calls "
-              "(s per clip over 32 layers, both directions for x/dt)")
-        print("| GEMM | fp32 ms (s/clip) | bf16 ms (s/clip) |\n|---|---:|---:|")
-        by = {}
-        for r in report["gemm"]:
-            by.setdefault(r["gemm"], {})[r["dtype"]] = f'{r["ms"]} ({r["s_per_clip_32_layers"]})'
-        for k, v in by.items():
-            print(f"| {k} | {v.get('float32', '')} | {v.get('bfloat16', '')} |")
+        _print_table(f"The mixer's projections, M shapes, batch {args.batch}: min ms of {args.repeats} calls (s per "
+                     "clip over 32 layers, both directions for x/dt)", ("GEMM", "fp32 ms (s/clip)", "bf16 ms (s/clip)"),
+                     report["gemm"], "gemm", "dtype", ("float32", "bfloat16"),
+                     lambda r: f'{r["ms"]} ({r["s_per_clip_32_layers"]})')
     report["load_avg_1m_after"] = round(os.getloadavg()[0], 2)
     print(f"\nload {report['load_avg_1m_before']} -> {report['load_avg_1m_after']}")
     write_results(args.out, report)
