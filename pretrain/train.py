@@ -126,7 +126,7 @@ class Pretrainer(nn.Module):
                 neg_v, neg_t = L.vtm_hard_negatives(sim_v2t, sim_t2v, None if ids is None else ids.cpu(),
                                                     generator=generator, hard=cfg.vtm_hard_neg)
                 vi, ti = (i.to(frames.device) for i in L.vtm_pair_indices(neg_v[:n], neg_t[:n]))
-            cls = m.fusion_cls(txt.hidden[ti], attention_mask[ti], vid.tokens[vi])
+            cls = m.fusion_cls(L.gather_rows(txt.hidden, ti), attention_mask[ti], L.gather_rows(vid.tokens, vi))
             out["vtm"] = L.vtm_loss(m.itm_head(cls))
         if w["mlm"]:
             n = min(cfg.mlm_samples or len(input_ids), len(input_ids))

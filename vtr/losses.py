@@ -30,6 +30,7 @@ __all__ = [
     "vtc_loss",
     "vtm_hard_negatives",
     "vtm_pair_indices",
+    "gather_rows",
     "vtm_labels",
     "vtm_loss",
     "mlm_mask",
@@ -94,6 +95,16 @@ def gather_features(x: torch.Tensor, rank: int, world_size: int, group=None) -> 
 # --------------------------------------------------------------------------------------------------------------
 # Contrastive (VTC)
 # --------------------------------------------------------------------------------------------------------------
+
+
+def gather_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``x[index]`` for an integer ``index`` of any shape (repeats allowed), with a backward that is the same from run
+    to run.
+
+    The backward of ``x[index]`` on the CPU accumulates repeated rows (a video or a caption in several matching
+    pairs) in a parallel order that changes between runs, so a pretraining run stopped being reproducible bit for
+    bit at the first VTM step; ``index_select``'s backward sums in a fixed order."""
+    return x.index_select(0, index.reshape(-1)).view(*index.shape, *x.shape[1:])
 
 
 @torch.no_grad()
@@ -306,7 +317,7 @@ def ranking_loss(itm_logits: torch.Tensor, pairs: dict) -> Tuple[torch.Tensor, t
     itm_logits: [P, 2] for ``pairs``' distinct pairs. Returns ``(loss, itm_hit [D, n])``: itm_hit is True where the
     ITM row would rank the positive first (within ITC's top k, and above the k-1 negatives by the head)."""
     score = itm_logits[:, 1] - itm_logits[:, 0]
-    s = score[pairs["slot"]].float().masked_fill(~pairs["valid"], float("-inf"))  # [2, n, k]
+    s = gather_rows(score, pairs["slot"]).float().masked_fill(~pairs["valid"], float("-inf"))  # [2, n, k]
     two, n, k = s.shape
     listwise = F.cross_entropy(s.reshape(two * n, k), torch.zeros(two * n, dtype=torch.long, device=s.device))
     loss = listwise + F.cross_entropy(itm_logits.float(), pairs["label"])
