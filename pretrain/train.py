@@ -10,7 +10,9 @@ scaler, step, RNG states and loader positions of every rank, resolved config; wr
 
 Reproducibility: the data order and every random draw of step s on rank r (frame sampling, crops, MLM and token
 masks, VTM negatives, dropout) are pure functions of (seed, s, r), so ``--resume`` continues with the losses an
-uninterrupted run would have had (bit-identical on CPU).
+uninterrupted run would have had (bit-identical on CPU), and two runs of one config on one machine and thread count
+give the same model bit for bit on the CPU (the matching pairs gather with ``vtr.losses.gather_rows``, whose backward
+sums in a fixed order).
 """
 
 from __future__ import annotations
