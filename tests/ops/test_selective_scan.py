@@ -513,3 +513,23 @@ def test_exp2_scales_the_same_with_and_without_avx512(scalef):
     x = np.float32(np.nan) * np.ones(3, np.float32)
     run(x, out[:3])
     assert np.isnan(out[:3]).all()
+
+
+@needs_numba
+def test_scalef_follows_the_target_numba_compiles_for(monkeypatch):
+    """``vscalefps`` only where numba's target has AVX-512: the features numba was given, never a named other target
+    (a ``generic`` build for a shared cache would otherwise get a vector ldexp LLVM expands into scalar calls)."""
+    from numba.core import config
+
+    from vtr.ops import _scan_numba as mod
+
+    monkeypatch.setattr(config, "CPU_FEATURES", "+64bit,+avx2,-avx512f")
+    assert mod._target_has_avx512() is False
+    monkeypatch.setattr(config, "CPU_FEATURES", "+64bit,+avx2,+avx512f,-prefer-256-bit")
+    assert mod._target_has_avx512() is True
+    monkeypatch.setattr(config, "CPU_FEATURES", None)
+    monkeypatch.setattr(config, "CPU_NAME", "generic")
+    assert mod._target_has_avx512() is False
+    monkeypatch.setattr(config, "CPU_NAME", None)
+    import llvmlite.binding as llvm
+    assert mod._target_has_avx512() is bool(llvm.get_host_cpu_features().get("avx512f", False))

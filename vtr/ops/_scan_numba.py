@@ -62,15 +62,30 @@ def _ldexp32(typingctx, x, e):
     sig = types.float32(types.float32, types.int32)
 
     def codegen(context, builder, signature, args):
-        fnty = ir.FunctionType(ir.FloatType(), [ir.FloatType(), ir.IntType(32)])
-        return builder.call(builder.module.declare_intrinsic("llvm.ldexp", [ir.FloatType(), ir.IntType(32)], fnty), args)
+        types_ = [ir.FloatType(), ir.IntType(32)]
+        fn = builder.module.declare_intrinsic("llvm.ldexp", types_, ir.FunctionType(ir.FloatType(), types_))
+        return builder.call(fn, args)
 
     return sig, codegen
 
 
+def _target_has_avx512() -> bool:
+    """Whether the CPU numba compiles for has AVX-512: the features it was told (``NUMBA_CPU_FEATURES``, as
+    :func:`vtr.ops.selective_scan._import_numba_wide` sets them), no for another named target (``NUMBA_CPU_NAME``,
+    e.g. ``generic`` for caches shared across machines), else the host's."""
+    from numba.core import config
+
+    if config.CPU_FEATURES:
+        return "+avx512f" in config.CPU_FEATURES.split(",")
+    if config.CPU_NAME and config.CPU_NAME != "host":
+        return False
+    return bool(_binding.get_host_cpu_features().get("avx512f", False))
+
+
 #: AVX-512 (``vscalefps``) on the CPU numba compiles for: :func:`exp2_32` scales with ``llvm.ldexp``. A constant at
-#: compile time; numba's cache is keyed by the CPU, so a cached kernel never crosses to a CPU without it.
-SCALEF = bool(_binding.get_host_cpu_features().get("avx512f", False))
+#: compile time; numba's cache is keyed by the target CPU and its features, so a cached kernel never crosses to a CPU
+#: without it.
+SCALEF = _target_has_avx512()
 
 
 def as_f32(v):
@@ -135,7 +150,7 @@ def exp2_32(x):
     The polynomial is the minimax fit of 2**f on [-1/2, 1/2] with p(0) = 1 (Lawson's iteration, coefficients rounded
     to float32). With AVX-512 (:data:`SCALEF`) the scaling by 2**k is LLVM's ldexp, ``vcvtdq2ps`` + ``vscalefps``,
     two operations fewer than building 2**k's bits and exact like it, so the results are the same bit for bit
-    (``python -m bench.scan_ab``: the scan 1.05-1.12x). Without AVX-512 LLVM would expand a vector ldexp into scalar
+    (``python -m bench.scan_ab``: the scan 1.05-1.26x). Without AVX-512 LLVM would expand a vector ldexp into scalar
     calls, so the bits are built."""
     x = min(max(x, _F(-126.0)), _F(126.0))
     k = np.rint(x)
