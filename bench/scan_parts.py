@@ -71,7 +71,7 @@ def _variant(name: str, source: str, edits) -> object:
             raise SystemExit(f"bench.scan_parts: the kernel no longer has the code the {name!r} cut removes; "
                              "update _CUTS to the kernel's current text")
         source = source.replace(old, new)
-    path = Path(tempfile.mkdtemp(prefix="vtr_scan_parts_")) / f"_scan_{len(name)}.py"
+    path = Path(tempfile.mkdtemp(prefix="vtr_scan_parts_")) / "_scan_numba_cut.py"  # its own folder per variant
     path.write_text(source.replace("cache=True", "cache=False"))
     spec = importlib.util.spec_from_file_location(path.stem, path)
     mod = importlib.util.module_from_spec(spec)
