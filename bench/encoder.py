@@ -10,12 +10,14 @@ Sections (``--sections``, comma separated; default all):
                 SDPA, and with materialised softmax(QKᵀ)V (the paper's Fig. 1 baseline).
 - ``breakdown`` where the time of VideoMamba-M 8×224² goes (scan, matmuls, conv, norms, flips/copies/other).
 - ``conv``      (not in the default list) the mixer's conv1d + SiLU alone: torch vs the fused numba kernel.
-- ``mixer``     (not in the default list) one VideoMamba-M mixer (inference, fused conv), per dtype and ``--batch``:
-                the backward direction through flips and a separate sum/cast vs inside the scan kernel's indexing.
 - ``wide``      (not in the default list) the inference scan kernel alone on one M mixer direction, 1 and 2
                 threads, with ``--wide`` variants (``VTR_NUMBA_WIDE``) in fresh processes, alternated, ≥ 3 rounds.
 - ``ab``        (not in the default list) VideoMamba-M in one process with the ``--fused`` variants alternated
                 forward by forward, per dtype and ``--batch``: ``--sections ab --fused 1,0 --dtypes fp32,bf16``.
+
+``--rev REV`` runs every VideoMamba configuration of the ``encoder`` section at commit REV too (``git archive`` into a
+temporary folder, its own ``bench.encoder`` worker), alternated config by config with this checkout's, and prints
+their ratio: a side-by-side of two versions of the library in one run.
 
 Every model configuration runs in a fresh subprocess, so peak memory is that process's ``ru_maxrss`` (the whole
 process: interpreter, torch, weights, activations) and ``act_mib`` = peak − RSS just before the first forward
@@ -24,6 +26,7 @@ process: interpreter, torch, weights, activations) and ``act_mib`` = peak − RS
     python -m bench.encoder --quick                      # a couple of minutes: M at 8 frames + baselines at 8
     python -m bench.encoder --models middle --frames 8 --dtypes fp32,bf16 --sections encoder
     python -m bench.encoder --models middle --frames 8 --dtypes fp32 --sections encoder --wide 1,0 --rounds 3
+    python -m bench.encoder --models middle --frames 8 --sections encoder --rev da6cc0b --rounds 3 --repeats 3
     python -m bench.encoder                              # everything (long: the 64-frame attention baseline alone
                                                          # needs ~12 GiB and minutes)
 
@@ -210,8 +213,8 @@ def run_config(spec):
 
 
 def run_scan_config(spec):
-    """The inference scan kernel alone on one VideoMamba-M mixer direction ([1, 1152, 1569], N = 16, softplus and
-    gate on), ``spec["threads"]`` numba threads; best and median of ``spec["calls"]`` calls, wall and CPU time."""
+    """The inference scan kernel alone on one VideoMamba-M mixer direction ([1, 1569, 1152] rows, N = 16, softplus
+    and gate on), ``spec["threads"]`` numba threads; best and median of ``spec["calls"]`` calls, wall and CPU time."""
     import torch
 
     from vtr.ops import selective_scan as ss
@@ -219,15 +222,15 @@ def run_scan_config(spec):
     torch.manual_seed(0)
     torch.set_num_threads(spec["threads"])
     d, length, n = 1152, 1 + 8 * PATCHES_224, 16
-    x = dict(u=torch.randn(1, d, length), delta=torch.randn(1, d, length) * 0.5 - 1, A=-torch.rand(d, n) * 4,
-             B=torch.randn(1, n, length), C=torch.randn(1, n, length), D=torch.randn(d), z=torch.randn(1, d, length),
+    x = dict(u=torch.randn(1, length, d), delta=torch.randn(1, length, d) * 0.5 - 1, A=-torch.rand(d, n) * 4,
+             B=torch.randn(1, length, n), C=torch.randn(1, length, n), D=torch.randn(d), z=torch.randn(1, length, d),
              delta_bias=torch.randn(d) * 0.1)
     for _ in range(2):
-        ss.selective_scan_inference(**x, delta_softplus=True, impl="cpu")
+        ss.selective_scan_rows(**x, delta_softplus=True, impl="cpu")
     wall, cpu = [], []
     for _ in range(spec["calls"]):
         t0, c0 = time.perf_counter(), time.process_time()
-        ss.selective_scan_inference(**x, delta_softplus=True, impl="cpu")
+        ss.selective_scan_rows(**x, delta_softplus=True, impl="cpu")
         wall.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
     from numba.core.registry import cpu_target
@@ -270,8 +273,9 @@ def section_wide(args):
 
 def run_in_subprocess(spec, timeout):
     cmd = [sys.executable, "-m", "bench.encoder", "--worker", json.dumps(spec)]
-    root = Path(__file__).resolve().parents[1]
-    env = dict(os.environ)
+    root = checkout_of(spec.get("rev", "."))
+    paths = [str(root)] + [q for q in os.environ.get("PYTHONPATH", "").split(os.pathsep) if q]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(paths))  # that checkout's vtr, not the installed one
     if spec.get("omp_wait_policy"):
         # read by libgomp when torch loads it: must be set before the worker imports torch
         env["OMP_WAIT_POLICY"] = spec["omp_wait_policy"]
@@ -336,9 +340,34 @@ def _specs(args):
                     for batch in args.batch:
                         for fused in args.fused:
                             for wide in args.wide:
-                                specs.append(dict(kind="videomamba", size=size, frames=frames, dtype=dtype,
-                                                  batch=batch, fused=fused, wide=wide))
+                                for rev in args.revs:
+                                    specs.append(dict(kind="videomamba", size=size, frames=frames, dtype=dtype,
+                                                      batch=batch, fused=fused, wide=wide, rev=rev))
     return specs
+
+
+def checkout_of(rev):
+    """The folder whose code a worker for ``rev`` runs: this checkout for ``"."``, else commit ``rev`` extracted
+    once with ``git archive`` into a temporary folder (removed at exit)."""
+    root = Path(__file__).resolve().parents[1]
+    if rev == ".":
+        return root
+    if rev not in _CHECKOUTS:
+        import atexit
+        import shutil
+        import tempfile
+
+        folder = Path(tempfile.mkdtemp(prefix=f"vtr_bench_{rev}_"))
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        archive = subprocess.run(["git", "-C", str(root), "archive", rev], capture_output=True, check=False)
+        if archive.returncode != 0:
+            raise SystemExit(f"bench.encoder: git archive {rev} failed: {archive.stderr.decode().strip()}")
+        subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
+        _CHECKOUTS[rev] = folder
+    return _CHECKOUTS[rev]
+
+
+_CHECKOUTS = {}
 
 
 def _baseline_specs(args):
@@ -371,7 +400,8 @@ def section_runs(specs, args, label):
             print(f"[{label}] {spec['kind']} {spec['size']} T={spec['frames']} {spec['dtype']}: {res['error']}")
         else:
             print(f"[{label}] {res['kind']:10s} {res['size']:8s} T={res['frames']:3d} {res['dtype']} "
-                  f"B={res.get('batch', 1)} fused={res.get('fused', '-')} wide={res.get('wide', '-')}: "
+                  f"B={res.get('batch', 1)} fused={res.get('fused', '-')} wide={res.get('wide', '-')} "
+                  f"code={res.get('rev', '.')}: "
                   f"{res['s_per_clip']:8.3f} s/clip ({res['cpu_s_per_clip']:.3f} CPU s)  "
                   f"{res['gflops_achieved']:6.1f} GFLOP/s  "
                   f"peak {res['peak_rss_mib']:7.0f} MiB (fwd +{res['act_mib']:.0f})  load {res['loadavg']:.1f}",
@@ -401,18 +431,20 @@ def section_breakdown(args):
     frames = args.breakdown_frames
     model = videomamba_middle(num_frames=frames).eval()
     x = torch.randn(1, frames, 3, 224, 224)
-    # every path the mixer may take: the scan with flips or the no-flip inference scan, the torch or the fused conv
+    # every path the mixer may take: the readable one (channels first, torch conv, flips) or the fused channels-last
+    # one (numba conv and scan, plain linear calls: every F.linear is counted, the mixers' are nearly all of them)
     originals = (mm.selective_scan, mm.causal_conv1d_silu, mm._channels_first_linear, mm.BiMambaMixer._out_proj,
-                 mm.RMSNorm.forward, mm.BiMambaMixer.forward, mm.selective_scan_inference,
-                 mm.causal_conv1d_silu_fused)
+                 mm.RMSNorm.forward, mm.BiMambaMixer.forward, mm.selective_scan_rows, mm.causal_conv1d_silu_rows,
+                 mm.F.linear)
     mm.selective_scan = timed("scan", originals[0])
     mm.causal_conv1d_silu = timed("conv+silu", originals[1])
     mm._channels_first_linear = timed("matmul (in/x/dt proj)", originals[2])
     mm.BiMambaMixer._out_proj = timed("matmul (out_proj)", originals[3])
     mm.RMSNorm.forward = timed("rmsnorm", originals[4])
     mm.BiMambaMixer.forward = timed("mixer total", originals[5])
-    mm.selective_scan_inference = timed("scan", originals[6])
-    mm.causal_conv1d_silu_fused = timed("conv+silu", originals[7])
+    mm.selective_scan_rows = timed("scan", originals[6])
+    mm.causal_conv1d_silu_rows = timed("conv+silu", originals[7])
+    mm.F.linear = timed("matmul (linear: in/x/dt/out proj)", originals[8])
     out = {}
     try:
         for dtype in args.dtypes:
@@ -437,8 +469,8 @@ def section_breakdown(args):
             print("    top ops (self CPU, profiled run): " + ", ".join(f"{k} {v:.2f}s" for k, v in ops[:8]))
     finally:
         (mm.selective_scan, mm.causal_conv1d_silu, mm._channels_first_linear, mm.BiMambaMixer._out_proj,
-         mm.RMSNorm.forward, mm.BiMambaMixer.forward, mm.selective_scan_inference,
-         mm.causal_conv1d_silu_fused) = originals
+         mm.RMSNorm.forward, mm.BiMambaMixer.forward, mm.selective_scan_rows, mm.causal_conv1d_silu_rows,
+         mm.F.linear) = originals
     return out
 
 
@@ -457,24 +489,25 @@ def _alternate(variants: dict, repeats: int):
 
 
 def section_conv(args):
-    """The causal conv1d + SiLU of one VideoMamba-M mixer direction ([1, 1152, 1569] out of xz [1, 2304, 1569]):
-    torch (what VTR_FUSED=0 runs: an explicit flip for the backward direction, a cast, one pass per tap) vs the
-    numba kernel, variants alternated call by call; best CPU and wall milliseconds of ``--conv-repeats`` calls."""
+    """The causal conv1d + SiLU of one VideoMamba-M mixer direction ([1, 1569, 1152] out of xz [1, 1569, 2304]):
+    torch (what VTR_FUSED=0 runs: channels first, an explicit flip for the backward direction, a cast, one pass per
+    tap) vs the numba kernel on the rows, variants alternated call by call; best CPU and wall milliseconds of
+    ``--conv-repeats`` calls."""
     import torch
 
     from vtr.models.mamba import causal_conv1d_silu
-    from vtr.ops.mixer_ops import causal_conv1d_silu_fused
+    from vtr.ops.mixer_ops import causal_conv1d_silu_rows
 
     di, length = 1152, 1569
     w, b = torch.randn(di, 1, 4), torch.randn(di)
     out = []
     for dtype in args.dtypes:
-        xz = torch.randn(1, 2 * di, length).to(torch.bfloat16 if dtype == "bf16" else torch.float32)
+        xz = torch.randn(1, length, 2 * di).to(torch.bfloat16 if dtype == "bf16" else torch.float32)
         variants = {
-            "torch fwd": lambda: causal_conv1d_silu(xz[:, :di], w, b),
-            "torch bwd (flip)": lambda: causal_conv1d_silu(xz.flip(-1)[:, :di], w, b),
-            "fused fwd": lambda: causal_conv1d_silu_fused(xz, 0, di, w, b, reverse=False),
-            "fused bwd (reverse)": lambda: causal_conv1d_silu_fused(xz, 0, di, w, b, reverse=True),
+            "torch fwd": lambda: causal_conv1d_silu(xz.mT[:, :di], w, b),
+            "torch bwd (flip)": lambda: causal_conv1d_silu(xz.mT.flip(-1)[:, :di], w, b),
+            "fused fwd": lambda: causal_conv1d_silu_rows(xz[..., :di], w, b, reverse=False),
+            "fused bwd (reverse)": lambda: causal_conv1d_silu_rows(xz[..., :di], w, b, reverse=True),
         }
         with torch.inference_mode():
             for fn in variants.values():
@@ -486,46 +519,6 @@ def section_conv(args):
             out.append(row)
             print(f"[conv] {dtype} {k:20s} wall {row['wall_ms']:7.2f} ms  CPU {row['cpu_ms']:7.2f} ms  "
                   f"load {row['loadavg']:.1f}", flush=True)
-    return out
-
-
-def section_mixer(args):
-    """One BiMambaMixer of VideoMamba-M (d_model 576, L = 1569 at 8×224²), inference with the fused conv: the
-    previous path (z flipped, scan, output flipped, summed, then cast for out_proj) vs the current one (the scan
-    kernel reads z back to front, adds into the forward output and writes out_proj's dtype), alternated call by
-    call; best CPU and wall milliseconds of ``--conv-repeats`` calls."""
-    import torch
-
-    from vtr.models.mamba import BiMambaMixer, _channels_first_linear
-    from vtr.ops.selective_scan import selective_scan
-
-    torch.manual_seed(0)
-    m = BiMambaMixer(576).eval()
-    fwd = (m.conv1d, m.x_proj, m.dt_proj, m.A_log, m.D)
-    bwd = (m.conv1d_b, m.x_proj_b, m.dt_proj_b, m.A_b_log, m.D_b)
-
-    def with_flips(h):
-        xz = _channels_first_linear(m.in_proj.weight, h.mT)
-        o = selective_scan(**m._scan_args(xz, *fwd, fused=True))
-        a = m._scan_args(xz, *bwd, reverse=True, fused=True)
-        a["z"] = a["z"].flip(-1)
-        return m._out_proj(o.add_(selective_scan(**a).flip(-1)))
-
-    out = []
-    for dtype in args.dtypes:
-        for batch in args.batch:
-            h = torch.randn(batch, 1569, 576)
-            variants = {"flips + sum + cast": lambda: with_flips(h), "in the kernel": lambda: m(h)}
-            with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=(dtype == "bf16")):
-                ref, got = (fn().float() for fn in variants.values())  # warm-up, and a check that both agree
-                diff = ((got - ref).abs().max() / ref.abs().max()).item()
-                wall, cpu = _alternate(variants, args.conv_repeats)
-            for k in variants:
-                row = {"dtype": dtype, "batch": batch, "variant": k, "wall_ms": 1e3 * min(wall[k]) / batch,
-                       "cpu_ms": 1e3 * min(cpu[k]) / batch, "rel_diff": diff, "loadavg": os.getloadavg()[0]}
-                out.append(row)
-                print(f"[mixer] {dtype} B={batch} {k:20s} wall {row['wall_ms']:7.2f} ms/clip  CPU "
-                      f"{row['cpu_ms']:7.2f} ms/clip  (rel. diff {diff:.1e})  load {row['loadavg']:.1f}", flush=True)
     return out
 
 
@@ -615,16 +608,40 @@ def summarize(encoder_rows, baseline_rows, frames):
     return summary
 
 
+def print_rev_ratios(rows, rev):
+    """Per configuration: best s/clip of this checkout and of ``rev`` over all rounds, and their ratio."""
+    ok = [r for r in rows if "error" not in r]
+    keys = sorted({(r["size"], r["frames"], r["dtype"], r.get("batch", 1), r.get("fused"), r.get("wide")) for r in ok},
+                  key=str)
+    out = []
+    print(f"\n| size | T | dtype | B | {rev} s/clip | this checkout s/clip | speed-up | runs | load |")
+    print("|---|---:|---|---:|---:|---:|---:|---:|---:|")
+    for key in keys:
+        same = [r for r in ok if (r["size"], r["frames"], r["dtype"], r.get("batch", 1), r.get("fused"),
+                                  r.get("wide")) == key]
+        old = [r["s_per_clip"] for r in same if r.get("rev") == rev]
+        new = [r["s_per_clip"] for r in same if r.get("rev", ".") == "."]
+        if old and new:
+            row = dict(size=key[0], frames=key[1], dtype=key[2], batch=key[3], rev_s=min(old), this_s=min(new),
+                       speedup=min(old) / min(new), runs=min(len(old), len(new)),
+                       loadavg=max(r["loadavg"] for r in same))
+            out.append(row)
+            print(f"| {key[0]} | {key[1]} | {key[2]} | {key[3]} | {row['rev_s']:.3f} | {row['this_s']:.3f} | "
+                  f"{row['speedup']:.2f}× | {row['runs']} | ≤ {row['loadavg']:.1f} |")
+    return out
+
+
 def print_table(rows):
     ok = [r for r in rows if "error" not in r]
     if not ok:
         return
-    print(f"\n{'model':10s} {'size':9s} {'T':>3s} {'dtype':5s} {'B':>2s} {'fused':>5s} {'wide':>4s} {'L':>6s} "
-          f"{'s/clip':>8s} {'CPU s':>7s} {'clips/s':>8s} {'GFLOP':>8s} {'GFLOP/s':>8s} {'peak MiB':>9s} "
+    print(f"\n{'model':10s} {'size':9s} {'T':>3s} {'dtype':5s} {'B':>2s} {'fused':>5s} {'wide':>4s} {'code':>8s} "
+          f"{'L':>6s} {'s/clip':>8s} {'CPU s':>7s} {'clips/s':>8s} {'GFLOP':>8s} {'GFLOP/s':>8s} {'peak MiB':>9s} "
           f"{'fwd MiB':>8s} {'load':>5s}")
     for r in ok:
         print(f"{r['kind']:10s} {r['size']:9s} {r['frames']:3d} {r['dtype']:5s} {r.get('batch', 1):2d} "
-              f"{str(r.get('fused', '-')):>5s} {str(r.get('wide', '-')):>4s} {r['seq_len']:6d} "
+              f"{str(r.get('fused', '-')):>5s} {str(r.get('wide', '-')):>4s} {str(r.get('rev', '.')):>8s} "
+              f"{r['seq_len']:6d} "
               f"{r['s_per_clip']:8.3f} {r.get('cpu_s_per_clip', float('nan')):7.3f} "
               f"{r['clips_per_s']:8.3f} {r['gflop']:8.1f} {r['gflops_achieved']:8.1f} {r['peak_rss_mib']:9.0f} "
               f"{r['act_mib']:8.0f} {r['loadavg']:5.1f}")
@@ -644,6 +661,9 @@ def main(argv=None):
                         "(vtr's default on AVX-512), 0 = LLVM's own preference; --wide 1,0 --rounds 3 alternates")
     p.add_argument("--fused", default="1",
                    help="VTR_FUSED values to compare side by side, e.g. 1,0 (numba conv+SiLU and RMSNorm on/off)")
+    p.add_argument("--rev", default=None,
+                   help="a git commit to run the encoder section's VideoMamba configs at too, alternated with this "
+                        "checkout ('.'), with the ratio printed")
     p.add_argument("--ab-repeats", type=int, default=4, help="forwards per variant in the ab section")
     p.add_argument("--conv-repeats", type=int, default=50, help="calls per variant in the conv section")
     p.add_argument("--rounds", type=int, default=1,
@@ -681,6 +701,7 @@ def main(argv=None):
     args.batch = [int(b) for b in args.batch.split(",") if b]
     args.fused = [int(f) for f in args.fused.split(",") if f]
     args.wide = [int(w) for w in args.wide.split(",") if w]
+    args.revs = [".", args.rev] if args.rev else ["."]
     sections = set(args.sections.split(","))
 
     import torch
@@ -700,13 +721,13 @@ def main(argv=None):
         report["breakdown"] = section_breakdown(args)
     if "conv" in sections:
         report["conv"] = section_conv(args)
-    if "mixer" in sections:
-        report["mixer"] = section_mixer(args)
     if "ab" in sections:
         report["ab"] = section_ab(args)
     if "wide" in sections:
         report["wide"] = section_wide(args)
     print_table(encoder_rows + baseline_rows)
+    if args.rev:
+        report["rev_ratios"] = print_rev_ratios(encoder_rows, args.rev)
     report["summary"] = summarize(encoder_rows, baseline_rows, args.frames)
     report["machine"]["loadavg_at_end"] = os.getloadavg()
     for dtype, s in report["summary"].items():

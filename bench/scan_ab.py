@@ -2,16 +2,17 @@
 
 Two measurements, each alternating the two kernel modules call by call (a load change hits both alike):
 
-- ``scan``: one direction of a VideoMamba-M mixer through ``selective_scan_inference`` (batch ``--batch``,
-  d_inner 1152, L 1569, the backward direction's layout: gate read and output written back to front), with a
-  float32 and a bfloat16 gate/output (what fp32 and bf16 autocast pass): ms per call.
+- ``scan``: one direction of a VideoMamba-M mixer through ``selective_scan_rows`` (batch ``--batch``, d_inner
+  1152, L 1569, channels last, the backward direction: run back to front, its sum with the forward output written
+  as it goes), with a float32 and a bfloat16 gate/output (what fp32 and bf16 autocast pass): ms per call.
 - ``model``: VideoMamba-M 8×224² (random weights), batch ``--batch``, fp32 and bf16 autocast: s per clip, and the
   largest relative difference of the two kernels' tokens on one clip.
 
-The earlier kernels come from ``git show REV:vtr/ops/_scan_numba.py`` and must take this checkout's arguments
-(REV 11eaaa1: the last commit whose recurrence used ``exp32``)::
+The earlier kernels come from ``git show REV:vtr/ops/_scan_numba.py`` and must take this checkout's arguments (a
+commit with ``scan_rows``, the channels-last inference kernel; to compare whole checkouts across that change, run
+``python -m bench.encoder --sections encoder --rev REV``)::
 
-    python -m bench.scan_ab [--rev 11eaaa1] [--batch 4] [--repeats 8] [--model-repeats 4]
+    python -m bench.scan_ab --rev REV [--batch 4] [--repeats 8] [--model-repeats 4]
 
 Prints two tables, writes ``bench/results/scan_ab.json``.
 """
@@ -50,31 +51,32 @@ def _alternate(mods: dict, call, repeats: int) -> dict:
 
 
 def mixer_inputs(batch: int) -> tuple:
-    """Seeded inputs of one VideoMamba-M mixer direction's scan: u, Δ, A, B, C, D, Δ bias and xz (whose channel slice
-    ``xz[:, 1152:]`` is the gate, as the mixer passes it)."""
+    """Seeded inputs of one VideoMamba-M mixer direction's scan, as rows: u, Δ [B, L, d], A, B, C [B, L, N], D, Δ bias
+    and xz [B, L, 2d] (whose column slice ``xz[..., 1152:]`` is the gate, as the mixer passes it)."""
     g = torch.Generator().manual_seed(0)
     d, L, n = 1152, 1569, 16
-    u = torch.randn(batch, d, L, generator=g)
-    delta = torch.randn(batch, d, L, generator=g) * 0.5 - 2
+    u = torch.randn(batch, L, d, generator=g)
+    delta = torch.randn(batch, L, d, generator=g) * 0.5 - 2
     A = -torch.exp(torch.randn(d, n, generator=g) * 0.5 + 1)
-    B, C = torch.randn(batch, n, L, generator=g), torch.randn(batch, n, L, generator=g)
+    B, C = torch.randn(batch, L, n, generator=g), torch.randn(batch, L, n, generator=g)
     D, bias = torch.randn(d, generator=g), torch.randn(d, generator=g) * 0.3
-    return u, delta, A, B, C, D, bias, torch.randn(batch, 2 * d, L, generator=g)
+    return u, delta, A, B, C, D, bias, torch.randn(batch, L, 2 * d, generator=g)
 
 
 def scan_rows(mods: dict, batch: int, repeats: int) -> list[dict]:
     import vtr.ops.selective_scan as ss
 
     u, delta, A, B, C, D, bias, xz = mixer_inputs(batch)
-    d = u.shape[1]
+    d = u.shape[2]
+    add = torch.randn(u.shape)
     rows = []
     for dtype in (torch.float32, torch.bfloat16):
-        z = xz.to(dtype)[:, d:]  # the gate as the mixer passes it: a channel slice of xz
+        z = xz.to(dtype)[..., d:]  # the gate as the mixer passes it: a column slice of xz
 
         def call():
             with torch.inference_mode():
-                return ss.selective_scan_inference(u, delta, A, B, C, D, z, bias, True, reverse_io=True,
-                                                   out_dtype=dtype)
+                return ss.selective_scan_rows(u, delta, A, B, C, D, z, bias, True, reverse=True, add=add,
+                                              out_dtype=dtype)
 
         times = _alternate(mods, call, repeats)
         rows.append({"io": str(dtype).removeprefix("torch."), "batch": batch,
@@ -109,7 +111,7 @@ def model_rows(mods: dict, batch: int, repeats: int) -> list[dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rev", default="11eaaa1")
+    parser.add_argument("--rev", required=True, help="an earlier commit whose kernels have scan_rows")
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=8, help="scan calls per module")
     parser.add_argument("--model-repeats", type=int, default=4, help="model forwards per module (0: skip)")
@@ -121,8 +123,9 @@ def main() -> None:
         raise SystemExit("numba is not importable here: nothing to compare")
     new = ss._numba_state["module"]
     old = load_old(args.rev)
-    if not same_convention(old, new):
-        raise SystemExit(f"{args.rev}'s kernels take other arguments than this checkout's; pick a later --rev")
+    if not same_convention(old, new) or not hasattr(old, "scan_rows"):
+        raise SystemExit(f"{args.rev}'s kernels take other arguments than this checkout's (or have no scan_rows): pick "
+                         "a later --rev, or compare whole checkouts with python -m bench.encoder --rev")
     mods = {"old": old, "new": new}
     load = round(os.getloadavg()[0], 2)
     try:

@@ -74,9 +74,21 @@ def buffers(mod, x, parts):
     return arrays, out, ckpt, grads
 
 
+def _params(fn) -> list:
+    return list(inspect.signature(fn.py_func).parameters)
+
+
+def forward_call(mod, u, d, A, Bt, Ct, Dv, z, bias, out, ckpt):
+    """``mod.scan_fwd`` on these arrays as that commit's kernel takes them: with the inference layout options it had
+    from 188b705 to da6cc0b (gate offset, reversed I/O, a sum: all off here), or without."""
+    if "reverse_io" in _params(mod.scan_fwd):
+        return lambda: mod.scan_fwd(u, d, A, Bt, Ct, Dv, z, 0, bias, True, True, False, out, False, out, ckpt)
+    return lambda: mod.scan_fwd(u, d, A, Bt, Ct, Dv, z, bias, True, True, out, ckpt)
+
+
 def run_new(mod, x, dout):
     (u, d, A, Bt, Ct, Dv, z, bias), out, ckpt, grads = buffers(mod, x, -(-x[0].shape[1] // mod.W))
-    fwd = lambda: mod.scan_fwd(u, d, A, Bt, Ct, Dv, z, 0, bias, True, True, False, out, False, out, ckpt)  # noqa: E731
+    fwd = forward_call(mod, u, d, A, Bt, Ct, Dv, z, bias, out, ckpt)
     bwd = lambda: mod.scan_bwd(u, d, A, Bt, Ct, Dv, z, bias, True, True, dout.numpy(), ckpt, *grads, mod.W)  # noqa
     return fwd, bwd, out, grads
 
@@ -90,15 +102,12 @@ def run_old(mod, x, dout):
         grads[5][:] = 0
         mod.scan_bwd(u, d, A, Bt, Ct, Dv, z, bias, True, True, dout.numpy(), ckpt, groups, *grads)
 
-    fwd = lambda: mod.scan_fwd(u, d, A, Bt, Ct, Dv, z, bias, True, True, out, ckpt)  # noqa: E731
-    return fwd, bwd, out, grads
+    return forward_call(mod, u, d, A, Bt, Ct, Dv, z, bias, out, ckpt), bwd, out, grads
 
 
 def same_convention(old, new) -> bool:
-    """Whether the earlier kernels take this checkout's arguments (channel blocks) or de407b0's."""
-    params = lambda mod: list(inspect.signature(mod.scan_fwd.py_func).parameters)  # noqa: E731
-    return params(old) == params(new) and list(inspect.signature(old.scan_bwd.py_func).parameters) == list(
-        inspect.signature(new.scan_bwd.py_func).parameters)
+    """Whether the earlier backward kernel takes this checkout's arguments (channel blocks) or de407b0's."""
+    return _params(old.scan_bwd) == _params(new.scan_bwd)
 
 
 def timed(fn, repeats):

@@ -1,4 +1,5 @@
-"""The fused numba conv1d + SiLU against its PyTorch twin, and the mixer/encoder with it against the reference."""
+"""The fused numba conv1d + SiLU against its PyTorch twin, and the mixer/encoder's fused channels-last inference path
+against the reference and the readable path."""
 
 import pytest
 import torch
@@ -7,7 +8,7 @@ from tests.models.test_mamba import _randomize, reference_mixer
 from vtr.models.mamba import BiMambaMixer
 from vtr.models.videomamba import videomamba_test
 from vtr.ops import mixer_ops
-from vtr.ops.mixer_ops import causal_conv1d_silu_fused, causal_conv1d_silu_ref
+from vtr.ops.mixer_ops import causal_conv1d_silu_ref, causal_conv1d_silu_rows
 
 needs_numba = pytest.mark.skipif(mixer_ops._load() is None, reason="numba not importable")
 
@@ -18,16 +19,29 @@ needs_numba = pytest.mark.skipif(mixer_ops._load() is None, reason="numba not im
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_fused_conv_matches_reference(length, reverse, dtype):
     torch.manual_seed(length)
-    xz = torch.randn(2, 10, length).to(dtype)  # x = channels 0..4, z = 5..9 (never read)
+    xz = torch.randn(2, length, 10).to(dtype)  # rows: x = columns 0..4, z = 5..9 (never read)
     w, b = torch.randn(5, 1, 4), torch.randn(5)
-    got = causal_conv1d_silu_fused(xz, 0, 5, w, b, reverse=reverse)
-    want = causal_conv1d_silu_ref(xz[:, :5], w.reshape(5, 4), b, reverse=reverse)
-    assert got.dtype == torch.float32 and got.shape == (2, 5, length)
+    got = causal_conv1d_silu_rows(xz[..., :5], w, b, reverse=reverse)
+    want = causal_conv1d_silu_ref(xz[..., :5], w.reshape(5, 4), b, reverse=reverse)
+    assert got.dtype == torch.float32 and got.shape == (2, length, 5)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
-    # the offset selects channels: the z half convolved with the same weights differs
-    other = causal_conv1d_silu_fused(xz, 5, 5, w, b, reverse=reverse)
-    torch.testing.assert_close(other, causal_conv1d_silu_ref(xz[:, 5:], w.reshape(5, 4), b, reverse=reverse),
+    # a slice further along selects other columns: the z half convolved with the same weights differs
+    other = causal_conv1d_silu_rows(xz[..., 5:], w, b, reverse=reverse)
+    torch.testing.assert_close(other, causal_conv1d_silu_ref(xz[..., 5:], w.reshape(5, 4), b, reverse=reverse),
                                rtol=1e-5, atol=1e-6)
+
+
+def test_conv_reference_is_the_channels_first_conv():
+    # the twin's two directions are the mixer's readable ones: a causal conv, and one on the time-reversed input
+    torch.manual_seed(0)
+    x, w, b = torch.randn(2, 30, 6), torch.randn(6, 4), torch.randn(6)
+    conv = torch.nn.Conv1d(6, 6, 4, groups=6, padding=3)
+    with torch.no_grad():
+        conv.weight.copy_(w[:, None]), conv.bias.copy_(b)
+        fwd = torch.nn.functional.silu(conv(x.mT)[..., :30]).mT
+        bwd = torch.nn.functional.silu(conv(x.flip(1).mT)[..., :30]).mT.flip(1)
+    torch.testing.assert_close(causal_conv1d_silu_ref(x, w, b), fwd)
+    torch.testing.assert_close(causal_conv1d_silu_ref(x, w, b, reverse=True), bwd)
 
 
 def test_fused_only_without_grad_and_with_the_switch(monkeypatch):
@@ -42,21 +56,29 @@ def test_fused_only_without_grad_and_with_the_switch(monkeypatch):
 
 @needs_numba
 @pytest.mark.parametrize("length", [5, 70])
-def test_mixer_inference_with_fused_conv_matches_reference(length, monkeypatch):
+def test_mixer_fused_rows_path_matches_reference(length, monkeypatch):
     torch.manual_seed(0)
     m = _randomize(BiMambaMixer(24, d_state=8)).eval()
     h = torch.randn(2, length, 24)
     with torch.no_grad():
         ref = reference_mixer(m, h)
-        calls, flips = [], []
-        real = mixer_ops.causal_conv1d_silu_fused
-        monkeypatch.setattr("vtr.models.mamba.causal_conv1d_silu_fused",
+        calls, flips, transposes = [], [], []
+        real = mixer_ops.causal_conv1d_silu_rows
+        monkeypatch.setattr("vtr.models.mamba.causal_conv1d_silu_rows",
                             lambda *a, **k: calls.append(k["reverse"]) or real(*a, **k))
-        real_flip = torch.Tensor.flip
+        real_flip, real_contig = torch.Tensor.flip, torch.Tensor.contiguous
+
+        def contiguous(self, *a, **k):
+            if not self.is_contiguous() and self.dim() == 3:  # an activation, [B, L, ·] or [B, ·, L]
+                transposes.append(tuple(self.shape))
+            return real_contig(self, *a, **k)
+
         monkeypatch.setattr(torch.Tensor, "flip", lambda self, *a: flips.append(a) or real_flip(self, *a))
+        monkeypatch.setattr(torch.Tensor, "contiguous", contiguous)
         fused = m(h)
         assert calls == [False, True]  # both directions went through the kernel
-        assert flips == []  # the backward direction is reversed inside the kernels' indexing, never copied
+        assert flips == []  # the backward direction runs back to front in the kernels' indexing, never copied
+        assert transposes == []  # and every activation stays in rows: no re-laid-out copies
         monkeypatch.undo()
         monkeypatch.setenv("VTR_FUSED", "0")
         plain = m(h)

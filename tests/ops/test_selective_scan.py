@@ -213,9 +213,9 @@ def test_first_numba_launch_leaves_torch_threads_alone():
     code = (
         "import torch; torch.set_num_threads(1)\n"
         "from vtr.ops import selective_scan as ss\n"
-        "x = dict(u=torch.randn(1, 4, 9), delta=torch.rand(1, 4, 9), A=-torch.rand(4, 3), B=torch.randn(1, 3, 9),\n"
-        "         C=torch.randn(1, 3, 9))\n"
-        "ss.selective_scan_inference(**x, impl='cpu')\n"
+        "x = dict(u=torch.randn(1, 9, 4), delta=torch.rand(1, 9, 4), A=-torch.rand(4, 3), B=torch.randn(1, 9, 3),\n"
+        "         C=torch.randn(1, 9, 3))\n"
+        "ss.selective_scan_rows(**x, impl='cpu')\n"
         "import numba\n"
         "print('THREADS', torch.get_num_threads(), numba.get_num_threads())\n"
     )
@@ -320,80 +320,124 @@ def test_numba_inference_long_sequence_strong_decay():
     assert rel(y, scan64(**x, delta_softplus=True)) < 1e-5
 
 
-# -------------------------------------------- inference entry with the mixer's layouts (gate/output reversed)
-def _layout_case(dtype_z, sliced, batch=2, dim=21, length=130):
-    x = make(batch, dim, length)
+# ------------------------------------------- channels-last inference entry (the mixer's rows, run back to front)
+def _rows_case(dtype_z, sliced, batch=2, dim=21, length=130, n=16):
+    """A scan's inputs as rows, [B, L, ·], and its gate: z as the mixer passes it when ``sliced`` (a column slice
+    of a wider tensor, the xz of in_proj) with B and C as column slices of one x_dbl."""
+    x = {k: (v.mT.contiguous() if v is not None and v.dim() == 3 else v) for k, v in make(batch, dim, length, n).items()}
     z = x.pop("z")
-    if sliced:  # the gate as the mixer passes it: a channel slice of a wider tensor (not contiguous for B > 1)
-        wide = torch.randn(batch, 2 * dim, length)
-        wide[:, dim:] = z
-        z = wide.to(dtype_z)[:, dim:]
-        assert not z.is_contiguous()
+    if sliced:
+        wide = torch.randn(batch, length, 2 * dim)
+        wide[..., dim:] = z
+        z = wide.to(dtype_z)[..., dim:]
+        x_dbl = torch.randn(batch, length, 3 + 2 * n)
+        x_dbl[..., 3:3 + n], x_dbl[..., 3 + n:] = x["B"], x["C"]
+        x["B"], x["C"] = x_dbl[..., 3:3 + n], x_dbl[..., 3 + n:]
+        assert not (z.is_contiguous() or x["B"].is_contiguous() or x["C"].is_contiguous())
     else:
         z = z.to(dtype_z)
     return x, z
 
 
+def _cf(x, z, reverse):
+    """The channels-first, scan-order inputs that the rows stand for."""
+    flip = (lambda t: t.flip(1)) if reverse else (lambda t: t)  # noqa: E731
+    return {k: (flip(v).mT.contiguous() if v is not None and v.dim() == 3 else v) for k, v in x.items()}, \
+        flip(z.float()).mT.contiguous()
+
+
 @needs_numba
-@pytest.mark.parametrize("reverse_io", [False, True], ids=["forward", "reversed"])
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reversed"])
 @pytest.mark.parametrize("with_add", [False, True], ids=["alone", "add"])
 @pytest.mark.parametrize("dtype_z, sliced", [(torch.float32, False), (torch.float32, True), (torch.bfloat16, True)],
                          ids=["z32", "z32-slice", "z16-slice"])
-def test_scan_inference_layouts_match_reference(reverse_io, with_add, dtype_z, sliced):
-    x, z = _layout_case(dtype_z, sliced)
+def test_scan_rows_match_the_reference(reverse, with_add, dtype_z, sliced):
+    x, z = _rows_case(dtype_z, sliced)
     add = torch.randn(x["u"].shape) if with_add else None
+    xc, zc = _cf(x, z, reverse)
     with torch.no_grad():
-        # the readable composition (flip, reference scan, flip, add) is the ground truth
-        want = ss.selective_scan_inference(**x, z=z, delta_softplus=True, reverse_io=reverse_io,
-                                           add=None if add is None else add.clone(), impl="ref")
-        z_scan = z.float().flip(-1) if reverse_io else z.float()
-        ref = ss.selective_scan_ref(**x, z=z_scan, delta_softplus=True)
-        ref = (ref.flip(-1) if reverse_io else ref) + (0 if add is None else add)
-        assert rel(want, ref) == 0  # the composition is literally that
-        got = ss.selective_scan_inference(**x, z=z, delta_softplus=True, reverse_io=reverse_io,
-                                          add=None if add is None else add.clone(), out_dtype=torch.float32)
-        got16 = ss.selective_scan_inference(**x, z=z, delta_softplus=True, reverse_io=reverse_io,
-                                            add=None if add is None else add.clone(), out_dtype=torch.bfloat16)
+        # the readable composition (transpose, flip, reference scan, flip back, add) is the ground truth
+        want = ss.selective_scan_rows(**x, z=z, delta_softplus=True, reverse=reverse,
+                                      add=None if add is None else add.clone(), impl="ref")
+        ref = ss.selective_scan_ref(**xc, z=zc, delta_softplus=True).mT
+        ref = (ref.flip(1) if reverse else ref) + (0 if add is None else add)
+        assert rel(want, ref) < 1e-7  # the composition is literally that (the reference on transposed views)
+        got = ss.selective_scan_rows(**x, z=z, delta_softplus=True, reverse=reverse,
+                                     add=None if add is None else add.clone(), out_dtype=torch.float32)
+        got16 = ss.selective_scan_rows(**x, z=z, delta_softplus=True, reverse=reverse,
+                                       add=None if add is None else add.clone(), out_dtype=torch.bfloat16)
+        y64 = scan64(**xc, z=zc, delta_softplus=True).mT
+        y64 = (y64.flip(1) if reverse else y64) + (0 if add is None else add.double())
     assert got.dtype == torch.float32 and got16.dtype == torch.bfloat16
-    assert rel(got, want) < 1e-5
+    assert rel(got, want) < 1e-5 and rel(got, y64) < 1e-5
     # bf16 output: the same fp32 values, rounded once to nearest even (as torch's cast rounds)
     assert torch.equal(got16, got.to(torch.bfloat16))
 
 
 @needs_numba
-def test_scan_inference_numba_path_makes_no_flip_and_adds_in_place(monkeypatch):
-    x, z = _layout_case(torch.float32, sliced=True)
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reversed"])
+def test_scan_rows_kernel_is_the_training_kernel_bit_for_bit(reverse):
+    # scan_rows does scan_fwd's arithmetic in scan_fwd's order; only where it reads and writes differs
+    x, z = _rows_case(torch.float32, sliced=True, batch=3, dim=37, length=200)
+    xc, zc = _cf(x, z, reverse)
+    with torch.no_grad():
+        rows = ss.selective_scan_rows(**x, z=z, delta_softplus=True, reverse=reverse)
+        cf = ss.selective_scan_numba(**xc, z=zc, delta_softplus=True).mT
+    assert torch.equal(rows, cf.flip(1) if reverse else cf)
+
+
+@needs_numba
+def test_scan_rows_reads_slices_in_place_and_adds_without_a_new_buffer(monkeypatch):
+    x, z = _rows_case(torch.bfloat16, sliced=True)
     add = torch.randn(x["u"].shape)
-    expect = add + ss.selective_scan_ref(**x, z=z.flip(-1), delta_softplus=True).flip(-1)
-    flips = []
-    real_flip = torch.Tensor.flip
+    expect = add + ss.selective_scan_rows(**x, z=z, delta_softplus=True, reverse=True, impl="ref")
+    copies, flips = [], []
+    real_contig, real_flip = torch.Tensor.contiguous, torch.Tensor.flip
+
+    def contiguous(self, *a, **k):
+        if not self.is_contiguous():
+            copies.append(tuple(self.shape))
+        return real_contig(self, *a, **k)
+
+    monkeypatch.setattr(torch.Tensor, "contiguous", contiguous)
     monkeypatch.setattr(torch.Tensor, "flip", lambda self, *a: flips.append(a) or real_flip(self, *a))
     with torch.no_grad():
-        got = ss.selective_scan_inference(**x, z=z, delta_softplus=True, reverse_io=True, add=add)
-    assert flips == []
-    assert got.data_ptr() == add.data_ptr()  # the sum was written over `add`, no new buffer
+        got = ss.selective_scan_rows(**x, z=z, delta_softplus=True, reverse=True, add=add)
+    assert flips == [] and copies == []  # the bf16 gate and B, C were read where they lie
+    assert got.data_ptr() == add.data_ptr()  # the sum was written over `add`
     assert rel(got, expect) < 1e-5
 
 
-def test_scan_inference_under_autograd_is_the_differentiable_composition():
-    x, z = _layout_case(torch.float32, sliced=False, batch=1, dim=3, length=20)
+def test_scan_rows_under_autograd_is_the_differentiable_composition():
+    x, z = _rows_case(torch.float32, sliced=False, batch=1, dim=3, length=20)
     xg = {k: v.clone().requires_grad_() if v is not None else None for k, v in x.items()}
-    y = ss.selective_scan_inference(**xg, z=z, delta_softplus=True, reverse_io=True)
-    y64 = scan64(**x, z=z.flip(-1), delta_softplus=True).flip(-1)
-    assert rel(y.detach(), y64) < 1e-5
+    y = ss.selective_scan_rows(**xg, z=z, delta_softplus=True, reverse=True)
+    xc, zc = _cf(x, z, True)
+    assert rel(y.detach(), scan64(**xc, z=zc, delta_softplus=True).mT.flip(1)) < 1e-5
     y.sum().backward()
     assert all(xg[k].grad is not None for k in ("u", "delta", "A", "B", "C"))
 
 
-def test_rows_of_reads_a_channel_slice_without_a_copy():
-    wide = torch.randn(3, 10, 7)
-    src, off = ss._rows_of(wide[:, 6:])
-    assert src is wide and off == 6
-    src, off = ss._rows_of(wide[:, 2:5])
-    assert src is wide and off == 2
-    strided = wide[:, :, ::2]  # not a channel slice: copied
-    src, off = ss._rows_of(strided)
-    assert off == 0 and src.is_contiguous() and torch.equal(src, strided)
+def test_scan_rows_rejects_mismatched_shapes():
+    x, z = _rows_case(torch.float32, sliced=False, batch=1, dim=3, length=20)
+    with pytest.raises(ValueError, match="z must be"):
+        ss.selective_scan_rows(**x, z=z[:, :10])
+    with pytest.raises(ValueError, match="B must be"):
+        ss.selective_scan_rows(**{**x, "B": x["B"].mT})
+
+
+def test_cols_of_reads_a_column_slice_without_a_copy():
+    with torch.inference_mode():  # the mixer's views: made under inference_mode, so they do not know their base
+        wide = torch.randn(3, 10, 7)
+        # every other row is a column slice too: of [3, 5, 14] rows, the odd ones' columns 3.. at offset 7 + 3
+        for view, offset in ((wide[..., 5:], 5), (wide[..., 2:4], 2), (wide[:, ::2], 0), (wide[:, 1::2, 3:], 10)):
+            src, off = ss._cols_of(view)
+            assert src.is_contiguous() and off == offset and src.data_ptr() == wide.data_ptr()  # no copy
+            assert torch.equal(src[..., off:off + view.shape[2]], view)  # what the kernel reads is the view
+        for other in (wide.mT, wide[..., ::2], wide[:, :1].expand(3, 10, 7)):  # no column layout: copied
+            src, off = ss._cols_of(other)
+            assert off == 0 and src.is_contiguous() and torch.equal(src, other)
+            assert src.data_ptr() != wide.data_ptr()
 
 
 @needs_numba
@@ -448,7 +492,8 @@ _WIDE_CHILD = (
     "x = dict(u=torch.randn(2, D, L), delta=torch.randn(2, D, L) * 0.5 - 1, A=-torch.rand(D, N) * 4,\n"
     "         B=torch.randn(2, N, L), C=torch.randn(2, N, L), D=torch.randn(D), z=torch.randn(2, D, L),\n"
     "         delta_bias=torch.randn(D) * 0.1)\n"
-    "y = ss.selective_scan_inference(**x, delta_softplus=True, impl='cpu')\n"
+    "y = ss.selective_scan_rows(**{k: v.mT if v.dim() == 3 else v for k, v in x.items()}, delta_softplus=True,\n"
+    "                           impl='cpu')\n"
     "xs = {k: v.clone().requires_grad_() for k, v in x.items()}\n"
     "ss.selective_scan_numba(**xs, delta_softplus=True).pow(2).sum().backward()\n"
     "from numba.core.registry import cpu_target\n"

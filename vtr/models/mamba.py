@@ -4,9 +4,11 @@ Parameter names follow the release (``layers.{i}.mixer.*``): ``in_proj``, per di
 ``x_proj``, ``dt_proj``, ``A_log``, ``D`` (backward: ``conv1d_b``, ``x_proj_b``, ``dt_proj_b``, ``A_b_log``,
 ``D_b``) and one shared ``out_proj``.
 
-Layout: inside the mixer every per-channel tensor is kept channels-first, ``[B, C, L]``, which is what the
-selective scan wants; the only layout changes are at ``in_proj`` (``[B, L, D]`` in) and ``out_proj``
-(``[B, L, D]`` out), where they are folded into the matmuls.
+Layout: the readable path (training, CUDA) keeps every per-channel tensor channels first, ``[B, C, L]``, which is
+what mamba_ssm's scan and conv want; its only layout changes are at ``in_proj`` (``[B, L, D]`` in) and ``out_proj``
+(``[B, L, D]`` out), where they are folded into the matmuls. CPU inference runs channels last, ``[B, L, C]``, from
+``in_proj`` to ``out_proj`` (plain ``linear`` calls, numba kernels that read time steps as rows; see
+:meth:`BiMambaMixer._forward_rows`).
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from vtr.ops.mixer_ops import causal_conv1d_silu_fused, fused_available
-from vtr.ops.selective_scan import selective_scan, selective_scan_inference
+from vtr.ops.mixer_ops import causal_conv1d_silu_rows, fused_available
+from vtr.ops.selective_scan import selective_scan, selective_scan_rows
 
 logger = logging.getLogger(__name__)
 
@@ -123,8 +125,8 @@ class BiMambaMixer(nn.Module):
 
     xz = in_proj(h); x, z = split(xz); o_fwd = dir(x, z); o_bwd = dir_b(flip(x), flip(z));
     out = out_proj(o_fwd + flip(o_bwd)) — no division by 2. Both directions go through
-    :func:`vtr.ops.selective_scan.selective_scan`; CPU inference with the fused kernels through
-    :func:`~vtr.ops.selective_scan.selective_scan_inference`, which computes the same without the flips.
+    :func:`vtr.ops.selective_scan.selective_scan`; CPU inference with the fused kernels runs channels last through
+    :func:`~vtr.ops.selective_scan.selective_scan_rows`, which computes the same without transposes or flips.
     """
 
     def __init__(self, d_model, d_state=16, d_conv=4, expand=2, dt_rank="auto", dt_min=0.001, dt_max=0.1,
@@ -165,49 +167,59 @@ class BiMambaMixer(nn.Module):
             proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))
             proj.bias._no_reinit = True
 
-    def _scan_args(self, xz, conv, x_proj, dt_proj, A_log, D, reverse=False, fused=False):
-        """One direction's selective-scan arguments from xz: [B, 2·d_inner, L]; u, delta, B, C: [B, ·, L] in the
-        direction's scan order (reversed time when ``reverse``). z is in scan order too, except on the ``fused``
-        path, where it stays the forward-time slice of xz and the scan kernel reads it back to front."""
+    def _scan_args(self, xz, conv, x_proj, dt_proj, A_log, D, reverse=False):
+        """One direction's selective-scan arguments from xz: [B, 2·d_inner, L]; u, delta, B, C, z: [B, ·, L] in the
+        direction's scan order (reversed time when ``reverse``)."""
         di, r, n = self.d_inner, self.dt_rank, self.d_state
-        if fused:
-            # numba conv + SiLU reads x straight out of xz (bf16 or fp32, back to front for the backward
-            # direction): no flipped copy of x, no upcast copy, one pass instead of one per tap
-            u = causal_conv1d_silu_fused(xz, 0, di, conv.weight, conv.bias, reverse=reverse)  # [B, di, L] fp32
-            z = xz[:, di:]
-        else:
-            if reverse:
-                xz = xz.flip(-1)  # one flip of x and z together
-            z = xz[:, di:]
-            u = causal_conv1d_silu(xz[:, :di], conv.weight, conv.bias)  # [B, di, L]
+        if reverse:
+            xz = xz.flip(-1)  # one flip of x and z together
+        u = causal_conv1d_silu(xz[:, :di], conv.weight, conv.bias)  # [B, di, L]
         # x_proj and dt_proj (≈10% of the FLOPs) run in u's dtype, fp32 on CPU even under autocast: Δ, B, C and
         # u then reach the fp32 scan without casts, and Δ = softplus(·) is not rounded to bf16.
         x_dbl = _channels_first_linear(x_proj.weight, u, dtype=u.dtype)  # [B, R+2N, L]
         delta = _channels_first_linear(dt_proj.weight, x_dbl[:, :r], dtype=u.dtype)  # [B, di, L]; bias in scan
         # B, C: [B, N, L] views; the scan re-lays them out as it needs (the CPU kernel wants [B, L, N]).
         return dict(u=u, delta=delta, A=-torch.exp(A_log.float()), B=x_dbl[:, r:r + n], C=x_dbl[:, r + n:],
-                    D=D.float(), z=z, delta_bias=dt_proj.bias.float(), delta_softplus=True)
+                    D=D.float(), z=xz[:, di:], delta_bias=dt_proj.bias.float(), delta_softplus=True)
 
     def forward(self, h):
         """h: [B, L, D] -> [B, L, D]."""
-        xz = _channels_first_linear(self.in_proj.weight, h.mT)  # [B, 2·di, L] straight from [B, L, D]
-        fwd = (self.conv1d, self.x_proj, self.dt_proj, self.A_log, self.D)
-        # The backward scan runs on the reversed sequence with the _b parameters.
-        bwd = (self.conv1d_b, self.x_proj_b, self.dt_proj_b, self.A_b_log, self.D_b)
-        if fused_available(xz):
-            # Inference on CPU: the backward direction reads its gate back to front and adds its output into the
-            # forward direction's, in forward time, inside the scan kernel (no flipped copies, no separate sum);
-            # under autocast that sum is written in the bf16 out_proj reads (no cast pass).
-            o = selective_scan_inference(**self._scan_args(xz, *fwd, fused=True), out_dtype=torch.float32)
-            o = selective_scan_inference(**self._scan_args(xz, *bwd, reverse=True, fused=True), reverse_io=True,
-                                         add=o, out_dtype=_autocast_dtype("cpu") or torch.float32)
-            return self._out_proj(o)
+        if fused_available(h):
+            return self._forward_rows(h)
         # Autograd (training), CUDA, or VTR_FUSED=0: the readable composition, differentiable on every path.
-        o = selective_scan(**self._scan_args(xz, *fwd))
-        o_b = selective_scan(**self._scan_args(xz, *bwd, reverse=True)).flip(-1)
+        xz = _channels_first_linear(self.in_proj.weight, h.mT)  # [B, 2·di, L] straight from [B, L, D]
+        o = selective_scan(**self._scan_args(xz, self.conv1d, self.x_proj, self.dt_proj, self.A_log, self.D))
+        # The backward scan runs on the reversed sequence with the _b parameters.
+        o_b = selective_scan(**self._scan_args(xz, self.conv1d_b, self.x_proj_b, self.dt_proj_b, self.A_b_log,
+                                               self.D_b, reverse=True)).flip(-1)
         o = o.add_(o_b) if not torch.is_grad_enabled() else o + o_b
         # out_proj back to [B, L, D] = oᵀ · Wᵀ, the transposes folded into the GEMM.
         return self._out_proj(o)
+
+    @torch.no_grad()
+    def _forward_rows(self, h):
+        """CPU inference, channels last from ``in_proj`` to ``out_proj``: h: [B, L, D] -> [B, L, D].
+
+        Every step reads and writes [B, L, ·] rows, the layout the projections' GEMMs produce and consume, so nothing
+        is transposed; the backward direction's conv and scan run back to front over the same rows (nothing flipped)
+        and its scan adds into the forward direction's output as it writes it, in the dtype out_proj reads (bf16
+        under autocast). x_proj and dt_proj run in fp32 as on the readable path (Δ is not rounded to bf16).
+        """
+        di, r, n = self.d_inner, self.dt_rank, self.d_state
+        dtype = _autocast_dtype("cpu") or torch.float32
+        with torch.autocast("cpu", enabled=False):
+            xz = F.linear(h.to(dtype), self.in_proj.weight.to(dtype))  # [B, L, 2·di]
+            o = None
+            for conv, x_proj, dt_proj, A_log, D, reverse in (
+                    (self.conv1d, self.x_proj, self.dt_proj, self.A_log, self.D, False),
+                    (self.conv1d_b, self.x_proj_b, self.dt_proj_b, self.A_b_log, self.D_b, True)):
+                u = causal_conv1d_silu_rows(xz[..., :di], conv.weight, conv.bias, reverse=reverse)  # [B, L, di] fp32
+                x_dbl = F.linear(u, x_proj.weight.float())  # [B, L, R+2N]
+                delta = F.linear(x_dbl[..., :r], dt_proj.weight.float())  # [B, L, di]; bias in the scan
+                o = selective_scan_rows(u, delta, -torch.exp(A_log.float()), x_dbl[..., r:r + n], x_dbl[..., r + n:],
+                                        D.float(), xz[..., di:], dt_proj.bias.float(), True, reverse=reverse, add=o,
+                                        out_dtype=torch.float32 if o is None else dtype)
+            return F.linear(o, self.out_proj.weight.to(o.dtype))
 
     def _out_proj(self, o):
         """o: [B, d_inner, L] -> [B, L, D] via one batched GEMM on the transposed view."""

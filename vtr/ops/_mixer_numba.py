@@ -1,4 +1,4 @@
-"""Numba kernel of the memory-bound mixer step before the scan: causal depthwise conv1d + SiLU.
+"""Numba kernel of the memory-bound mixer step before the scan: causal depthwise conv1d + SiLU, channels last.
 
 Imported lazily by :mod:`vtr.ops.mixer_ops` (this module imports numba at top level). The kernel reads its input
 once from memory and writes its output once; the torch version it replaces makes one pass per tap, one for the
@@ -22,37 +22,35 @@ _F = np.float32
 # fastmath={"contract"}: FMAs only (one rounding instead of two), no reassociation; error_model="numpy": IEEE
 # division without a ZeroDivisionError branch, so the SiLU loop vectorises (its divisor is ≥ 1).
 @njit(parallel=True, fastmath={"contract"}, error_model="numpy", cache=True)
-def conv1d_silu(xz, c0, w, bias, reverse, out):
-    """out[b, c] = SiLU(bias[c] + Σ_j w[c, j] · x[b, c, t - (K-1) + j]) with x = xz[:, c0:c0 + C] (zero left pad).
+def conv1d_silu_rows(xz, c0, wt, bias, reverse, out):
+    """out[b, t, c] = SiLU(bias[c] + Σ_j wt[j, c] · x[b, t - (K-1) + j, c]) with x = xz[:, :, c0:c0 + C] (zeros
+    outside [0, L)), in natural time order.
 
-    xz: [B, C', L] float32 or int16 (bf16 bits), contiguous; w: [C, K] float32; bias: [C] float32;
-    out: [B, C, L] float32. ``reverse``: x is read back to front (the backward scan direction's input, so the
-    flipped copy of x is never made) and out is in that reversed time order.
+    xz: [B, L, C'] float32 or int16 (bf16 bits); wt: [K, C] float32 (the taps transposed, so that one tap of all
+    channels is a row); bias: [C]; out: [B, L, C] float32. ``reverse``: the conv of the backward direction, causal in
+    reversed time, x[b, t + (K-1) - j] (its output stays in natural order: the scan reads it back to front). One task
+    per (batch, chunk of 32 steps), every loop along the channels, contiguous; the taps are summed in the order of
+    nn.Conv1d's weight, with fused multiply-adds.
     """
-    nb, nc, L = out.shape
-    K = w.shape[1]
-    for task in prange(nb * nc):
-        b = task // nc
-        c = task % nc
-        src = xz[b, c0 + c]
-        buf = np.zeros(L + K - 1, np.float32)  # K-1 zeros, then the channel's row (in L1: a few KiB)
-        body = buf[K - 1:]
-        if reverse:
-            rsrc = src[::-1]
-            for t in range(L):
-                body[t] = as_f32(rsrc[t])
-        else:
-            for t in range(L):
-                body[t] = as_f32(src[t])
-        o = out[b, c]
-        bc = bias[c]
-        for t in range(L):
-            o[t] = bc
-        for j in range(K):  # one vectorised pass per tap, over L1-resident rows
-            wj = w[c, j]
-            tap = buf[j:j + L]
-            for t in range(L):
-                o[t] += wj * tap[t]
-        for t in range(L):
-            v = o[t]
-            o[t] = v / (_F(1.0) + exp32(-v))
+    nb, L, nc = out.shape
+    K = wt.shape[0]
+    TC = 32
+    nch = (L + TC - 1) // TC
+    for task in prange(nb * nch):
+        b = task // nch
+        t0 = (task % nch) * TC
+        for t in range(t0, min(L, t0 + TC)):
+            o = out[b, t]
+            for c in range(nc):
+                o[c] = bias[c]
+            for j in range(K):
+                q = t + (K - 1) - j if reverse else t - (K - 1) + j
+                if q < 0 or q >= L:
+                    continue
+                xr = xz[b, q, c0:c0 + nc]
+                wj = wt[j]
+                for c in range(nc):
+                    o[c] += wj[c] * as_f32(xr[c])
+            for c in range(nc):
+                v = o[c]
+                o[c] = v / (_F(1.0) + exp32(-v))

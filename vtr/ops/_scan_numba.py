@@ -1,23 +1,25 @@
-"""Numba kernels of the fused CPU selective scan (forward and hand-written backward).
+"""Numba kernels of the fused CPU selective scan: training's forward and hand-written backward, and inference.
 
 Imported lazily by :mod:`vtr.ops.selective_scan` (never at ``import vtr``): this module imports numba at
 top level, so an ImportError here means "no numba" and the caller falls back to pure PyTorch.
 
-Layouts (all float32, C-contiguous; the wrapper casts and transposes):
+Layouts of the training kernels (all float32, C-contiguous; the wrapper casts and transposes):
 
-    u, delta, z:   [B, D, L]   natural layout, contiguous along L per channel
+    u, delta, z:   [B, D, L]   channels first (mamba_ssm's layout, what autograd's callers pass)
     A:             [D, N]
     Bt, Ct:        [B, L, N]   B and C transposed once so that one time step's N values are contiguous
     Dv, bias:      [D]         zeros when absent (adding 0 / 0·u changes nothing)
 
-Both kernels run one ``prange`` task per (batch, block of W = 16 consecutive channels) with the channels in
-SIMD lanes (state s[N, W], channel fastest), over time in chunks of ``CHUNK`` steps: :func:`scan_fwd` (inference,
-and training's forward, which also saves the state at the start of every chunk) and :func:`scan_bwd`
-(hand-written backward: it recomputes one chunk's states from its checkpoint and runs the reverse-time
-recurrence over them, so the full [B, D, L, N] state is never stored). exp/log are polynomial versions written
-here (≤ 2 ulp; the recurrence's decay is :func:`exp2_32`, the cheapest): LLVM cannot vectorise calls to libm's
-expf, and the scalar calls cost more than the whole recurrence. Everything is fp32 except the sums over time of the
-parameter gradients (float64).
+Every kernel runs one ``prange`` task per (batch, block of W = 16 consecutive channels) with the channels in
+SIMD lanes (state s[N, W], channel fastest), over time in chunks of ``CHUNK`` steps: :func:`scan_fwd` (training's
+forward, which also saves the state at the start of every chunk), :func:`scan_bwd` (hand-written backward: it
+recomputes one chunk's states from its checkpoint and runs the reverse-time recurrence over them, so the full
+[B, D, L, N] state is never stored) and :func:`scan_rows` (inference on the mixer's own channels-last rows,
+[B, L, D]: one time step of a block is W consecutive values, so it needs no transposes, reads a bf16 gate and
+writes a bf16 result in place, and runs back to front for the backward direction without a flipped copy).
+exp/log are polynomial versions written here (≤ 2 ulp; the recurrence's decay is :func:`exp2_32`, the cheapest):
+LLVM cannot vectorise calls to libm's expf, and the scalar calls cost more than the whole recurrence. Everything
+is fp32 except the sums over time of the parameter gradients (float64).
 
 Writing vector loops for numba (it runs LLVM's loop vectoriser, not the SLP vectoriser): a loop with a
 constant trip count and a small body is unrolled into scalar code, so such loops take their bound at run time;
@@ -209,39 +211,14 @@ W = 16  # channels per block: one SIMD lane per channel (one zmm)
 
 
 @njit(inline="always", fastmath=False, cache=True)
-def _load_row(src, t0, T, L, reverse, dst):
-    """dst[:T] = float32 of src at scan steps t0..t0+T (src: one channel's row in natural time, float32 or bf16
-    bits); ``reverse``: scan step t is natural position L-1-t."""
-    if reverse:
-        seg = src[L - t0 - T:L - t0]
-        for t in range(T):
-            dst[t] = as_f32(seg[T - 1 - t])
-    else:
-        seg = src[t0:t0 + T]
-        for t in range(T):
-            dst[t] = as_f32(seg[t])
-
-
-@njit(inline="always", fastmath=False, cache=True)
-def _store_row(r, t0, T, L, reverse, acc, has_acc, dst, tmp):
-    """dst (one channel's row in natural time, float32 or bf16 bits) at scan steps t0..t0+T = r[:T] (+ acc, the
-    same positions of a float32 row); ``reverse`` as in :func:`_load_row` (tmp: CHUNK scratch for the reversal)."""
-    if reverse:
-        o0 = L - t0 - T
-        for k in range(T):  # a copy in L1, so that the loops below run forward over contiguous memory
-            tmp[k] = r[T - 1 - k]
-        fw = tmp
-    else:
-        o0 = t0
-        fw = r
-    seg = dst[o0:o0 + T]
-    if has_acc:
-        aseg = acc[o0:o0 + T]
-        for k in range(T):
-            seg[k] = from_f32(fw[k] + aseg[k], seg)
-    else:
-        for k in range(T):
-            seg[k] = from_f32(fw[k], seg)
+def _block_decays(A, d0, nc, Np):
+    """A·log2 e of channels d0..d0+nc as [Np, W], state fastest-varying across rows (zero rows and lanes past N and
+    nc): exp(Δ·A) = 2**(Δ·A·log2 e), the form :func:`exp2_32` takes."""
+    Ab = np.zeros((Np, W), np.float32)
+    for c in range(nc):
+        for n in range(A.shape[1]):
+            Ab[n, c] = A[d0 + c, n] * LOG2E
+    return Ab
 
 
 # fastmath={"contract"} only: lets LLVM fuse a*b + c into FMAs (one rounding instead of two: never less
@@ -249,20 +226,12 @@ def _store_row(r, t0, T, L, reverse, acc, has_acc, dst, tmp):
 # ZeroDivisionError branch, which lets softplus and sigmoid vectorise (no divisor here can be zero: sigmoid
 # divides by 1 + exp ≥ 1, softplus's v == 1 lane is discarded by the select).
 @njit(parallel=True, fastmath={"contract"}, error_model="numpy", cache=True)
-def scan_fwd(u, delta, A, Bt, Ct, Dv, z, zc0, bias, softplus, has_z, reverse_io, acc, has_acc, out, ckpt):
-    """The forward scan, vectorised across channels: out[b, d, :] = gated scan of channel d.
+def scan_fwd(u, delta, A, Bt, Ct, Dv, z, bias, softplus, has_z, out, ckpt):
+    """The forward scan on channels-first tensors, vectorised across channels: out[b, d, :] = gated scan of
+    channel d (training's forward; inference runs :func:`scan_rows`).
 
     ckpt: [B, D, ceil(L / CHUNK), N] float32 receives the state at the start of every chunk (what
     :func:`scan_bwd` recomputes from) for training; a [1, 1, 0, 1] array: nothing saved (inference).
-
-    Extra layout options (what the backward direction of the bidirectional mixer needs, so that it makes no
-    flipped copies, no separate sum and no cast):
-
-    - z: [B, C', L] float32 or int16 (bf16 bits); channel d's gate is row ``zc0 + d`` (z may be the whole xz).
-    - ``reverse_io``: u, Δ, B, C are in scan order but z and out in natural order: scan step t is position
-      L-1-t of z's and out's rows (the scan runs back to front over a forward-ordered sequence).
-    - ``has_acc``: out = scan + acc (acc: [B, D, L] float32, out's order; it may be out itself).
-    - out: [B, D, L] float32 or int16 (bf16 bits, rounded to nearest even); computation is fp32 throughout.
 
     One ``prange`` task per (batch, block of W consecutive channels). The block's state is s[N, W], channel
     fastest, so the per-step loop over (n, c) runs the W channels in SIMD lanes: exp(Δ_t[c]·A[c, n]), the
@@ -275,9 +244,7 @@ def scan_fwd(u, delta, A, Bt, Ct, Dv, z, zc0, bias, softplus, has_z, reverse_io,
     Notes for whoever edits this (numba runs LLVM's loop vectoriser but not the SLP vectoriser): a constant
     W-iteration loop with a small body is fully unrolled into scalar code, so the (n, c) loop keeps the big
     exp body and the sums are flat runtime-length loops; index time-sliced views with the bare loop variable
-    (``x[t0 + t]`` carries numba's negative-index wraparound per lane and becomes a gather). The reversed and
-    bf16 accesses are confined to copy loops over one chunk (:func:`_load_row`, :func:`_store_row`), so the
-    loops with exp stay forward and contiguous.
+    (``x[t0 + t]`` carries numba's negative-index wraparound per lane and becomes a gather).
     """
     nb, nd, L = u.shape
     N = A.shape[1]
@@ -296,15 +263,10 @@ def scan_fwd(u, delta, A, Bt, Ct, Dv, z, zc0, bias, softplus, has_z, reverse_io,
         dtb = np.zeros((CHUNK, W), np.float32)
         dub = np.zeros((CHUNK, W), np.float32)
         yb = np.zeros((CHUNK, W), np.float32)
-        zr = np.zeros(CHUNK, np.float32)   # one channel's gate in scan order
-        tmp = np.zeros(CHUNK, np.float32)  # one channel's output, reversed
         P = np.zeros(NW, np.float32)
         P2 = P.reshape((Np, W))
         s = np.zeros((Np, W), np.float32)
-        Ab = np.zeros((Np, W), np.float32)
-        for c in range(nc):
-            for n in range(N):
-                Ab[n, c] = A[d0 + c, n] * LOG2E  # exp(ΔA) = 2**(Δ·A·log2 e)
+        Ab = _block_decays(A, d0, nc, Np)
         Bb = Bt[b]
         Cb = Ct[b]
         for t0 in range(0, L, CHUNK):
@@ -354,15 +316,107 @@ def scan_fwd(u, delta, A, Bt, Ct, Dv, z, zc0, bias, softplus, has_z, reverse_io,
                 ubc = u[b, d0 + c, t0:t0 + T]
                 Dd = Dv[d0 + c]
                 r = rows[c]
+                o = out[b, d0 + c, t0:t0 + T]
                 if has_z:
-                    _load_row(z[b, zc0 + d0 + c], t0, T, L, reverse_io, zr)
+                    zs = z[b, d0 + c, t0:t0 + T]
                     for t in range(T):
-                        zt = zr[t]
-                        r[t] = (r[t] + Dd * ubc[t]) * (zt * sigmoid32(zt))
+                        zt = zs[t]
+                        o[t] = (r[t] + Dd * ubc[t]) * (zt * sigmoid32(zt))
                 else:
                     for t in range(T):
-                        r[t] = r[t] + Dd * ubc[t]
-                _store_row(r, t0, T, L, reverse_io, acc[b, d0 + c] if has_acc else r, has_acc, out[b, d0 + c], tmp)
+                        o[t] = r[t] + Dd * ubc[t]
+
+
+@njit(parallel=True, fastmath={"contract"}, error_model="numpy", cache=True)
+def scan_rows(u, delta, A, Bm, bc0, Cm, cc0, Dv, z, zc0, bias, softplus, has_z, reverse, acc, has_acc, out):
+    """The inference scan on channels-last tensors, [B, L, ·] rows in natural time (the mixer's own layout).
+
+    u, delta: [B, L, D] float32; A: [D, N]; Bm, Cm: [B, L, K] float32 whose columns ``bc0 + n`` and ``cc0 + n``
+    are B_t[n] and C_t[n] (both may be x_proj's output, read in place); Dv, bias: [D]; z: [B, L, C'] float32 or
+    int16 (bf16 bits), channel d's gate at column ``zc0 + d`` (z may be the whole xz); acc: [B, L, D] float32, added
+    when ``has_acc`` (it may be out); out: [B, L, D] float32 or int16 (bf16 bits). ``reverse``: the scan runs from
+    t = L-1 down to 0 (the backward direction, with nothing flipped).
+
+    Same arithmetic as :func:`scan_fwd`, in the same order, so the results are the same bit for bit; what changes is
+    only where values are read: one time step of a block of W channels is W consecutive values of a row, so the
+    channels go into SIMD lanes with no transposes, and running backwards is a matter of which row comes next.
+    """
+    nb, L, nd = u.shape
+    N = A.shape[1]
+    Np = 1
+    while Np < N:
+        Np *= 2
+    NW = Np * W
+    nblk = (nd + W - 1) // W
+    for task in prange(nb * nblk):
+        b = task // nblk
+        d0 = (task % nblk) * W
+        nc = min(W, nd - d0)
+        dtb = np.zeros((CHUNK, W), np.float32)
+        dub = np.zeros((CHUNK, W), np.float32)
+        yb = np.zeros((CHUNK, W), np.float32)
+        P = np.zeros(NW, np.float32)
+        P2 = P.reshape((Np, W))
+        s = np.zeros((Np, W), np.float32)
+        Ab = _block_decays(A, d0, nc, Np)
+        bb = bias[d0:d0 + nc]
+        Db = Dv[d0:d0 + nc]
+        for t0 in range(0, L, CHUNK):
+            T = min(CHUNK, L - t0)
+            for t in range(T):  # Δ and Δ·u of the chunk's steps, W channels per row
+                p = L - 1 - t0 - t if reverse else t0 + t
+                de = delta[b, p, d0:d0 + nc]
+                ur = u[b, p, d0:d0 + nc]
+                dr = dtb[t]
+                du = dub[t]
+                if softplus:
+                    for c in range(nc):
+                        dr[c] = softplus32(de[c] + bb[c])
+                else:
+                    for c in range(nc):
+                        dr[c] = de[c] + bb[c]
+                for c in range(nc):
+                    du[c] = dr[c] * ur[c]
+            # The recurrence, written out as in scan_fwd rather than shared through an inlined helper: the helper
+            # (row slices of B and C per step) made both kernels 5-15% slower.
+            for t in range(T):
+                p = L - 1 - t0 - t if reverse else t0 + t
+                br = Bm[b, p]
+                cr = Cm[b, p]
+                for n in range(N):
+                    bn = br[bc0 + n]
+                    cn = cr[cc0 + n]
+                    for c in range(W):
+                        sv = exp2_32(dtb[t, c] * Ab[n, c]) * s[n, c] + dub[t, c] * bn
+                        s[n, c] = sv
+                        P2[n, c] = sv * cn
+                h = NW // 2
+                while h >= W:
+                    for j in range(h):
+                        P[j] += P[j + h]
+                    h //= 2
+                for c in range(W):
+                    yb[t, c] = P[c]
+            for t in range(T):  # D skip, SiLU gate, sum, written in the output's dtype
+                p = L - 1 - t0 - t if reverse else t0 + t
+                ur = u[b, p, d0:d0 + nc]
+                yr = yb[t]
+                o = out[b, p, d0:d0 + nc]
+                if has_z:
+                    zr = z[b, p, zc0 + d0:zc0 + d0 + nc]
+                    for c in range(nc):
+                        zt = as_f32(zr[c])
+                        yr[c] = (yr[c] + Db[c] * ur[c]) * (zt * sigmoid32(zt))
+                else:
+                    for c in range(nc):
+                        yr[c] = yr[c] + Db[c] * ur[c]
+                if has_acc:
+                    ar = acc[b, p, d0:d0 + nc]
+                    for c in range(nc):
+                        o[c] = from_f32(yr[c] + ar[c], o)
+                else:
+                    for c in range(nc):
+                        o[c] = from_f32(yr[c], o)
 
 
 @njit(fastmath={"reassoc", "contract"}, error_model="numpy", cache=True)
@@ -584,3 +638,4 @@ def scan_bwd(u, delta, A, Bt, Ct, Dv, z, bias, softplus, has_z, dout, ckpt,
                 dA_part[b, d0 + c, n] = dA_acc[n, c]
             dD_part[b, d0 + c] = dD_acc[c]
             dbias_part[b, d0 + c] = dbias_acc[c]
+

@@ -1,12 +1,14 @@
 """Fused CPU inference kernel for the memory-bound mixer step before the scan, beside its readable PyTorch twin.
 
-:func:`causal_conv1d_silu_ref` / :func:`causal_conv1d_silu_fused` (numba ``conv1d_silu``): SiLU(causal depthwise
-conv1d + bias) of the x half of ``xz``, optionally on the time-reversed input (the backward direction reads
-``xz`` back to front instead of flipping a copy), from fp32 or bf16 input to fp32 output.
+:func:`causal_conv1d_silu_ref` / :func:`causal_conv1d_silu_rows` (numba ``conv1d_silu_rows``): SiLU(causal
+depthwise conv1d + bias) of channels-last rows ``x: [B, L, C]`` (e.g. the x half of the mixer's ``xz``, read in
+place), optionally causal in reversed time (the backward direction's conv, without a flipped copy), from fp32 or
+bf16 input to fp32 output in natural time order.
 
 :func:`fused_available` says whether the fused kernel runs for a tensor: CPU, grad mode off (the kernel has no
 backward), numba importable, not a forked child of a process that already launched numba's OpenMP pool, and
-the switch on (env ``VTR_FUSED``, default ``1``; ``0`` runs the torch code everywhere, for A/B benchmarks).
+the switch on (env ``VTR_FUSED``, default ``1``; ``0`` runs the readable torch path of the mixer everywhere, for
+A/B benchmarks and as the fallback).
 """
 
 from __future__ import annotations
@@ -50,30 +52,30 @@ def fused_available(x: torch.Tensor) -> bool:
 
 # ------------------------------------------------------------------------------------- conv1d + SiLU
 def causal_conv1d_silu_ref(x, weight, bias, reverse=False):
-    """x: [B, C, L]; weight: [C, K]; bias: [C] or None -> SiLU(causal depthwise conv) [B, C, L] in fp32.
+    """x: [B, L, C]; weight: [C, K] or [C, 1, K]; bias: [C] or None -> SiLU(causal depthwise conv) [B, L, C] in fp32.
 
-    ``reverse``: the conv runs on ``x.flip(-1)`` (the result stays in that reversed order).
+    ``reverse``: the conv is causal in reversed time (run on ``x.flip(1)``, its result flipped back to natural order).
     """
-    x = x.float()
+    x = x.float().mT  # [B, C, L]
     if reverse:
         x = x.flip(-1)
     k = weight.shape[-1]
-    y = F.conv1d(F.pad(x, (k - 1, 0)), weight.float().reshape(weight.shape[0], 1, k),
-                 None if bias is None else bias.float(), groups=x.shape[1])
-    return F.silu(y)
+    y = F.silu(F.conv1d(F.pad(x, (k - 1, 0)), weight.float().reshape(weight.shape[0], 1, k),
+                        None if bias is None else bias.float(), groups=x.shape[1]))
+    return (y.flip(-1) if reverse else y).mT
 
 
-def causal_conv1d_silu_fused(xz, channel_offset, channels, weight, bias, reverse=False):
-    """The numba kernel on channels ``[offset, offset + channels)`` of ``xz`` [B, C', L] (fp32 or bf16, no copy)
-    -> fp32 [B, channels, L]; same result as ``causal_conv1d_silu_ref(xz[:, offset:offset + channels], ...)``."""
-    from vtr.ops.selective_scan import _launch, numba_view
+def causal_conv1d_silu_rows(x, weight, bias, reverse=False):
+    """The numba kernel: the same result as :func:`causal_conv1d_silu_ref`. x: [B, L, C] fp32 or bf16, read in place
+    when it is a column slice of a contiguous tensor (``xz[..., :d_inner]``) -> fp32 [B, L, C]."""
+    from vtr.ops.selective_scan import _cols_of, _launch, numba_view
 
     mod = _load()
-    xz = xz.contiguous()
-    b, _, length = xz.shape
-    w = weight.detach().reshape(channels, -1).float().contiguous()
+    src, c0 = _cols_of(x)
+    b, length, channels = x.shape
+    wt = weight.detach().reshape(channels, -1).float().T.contiguous()  # [K, C]: one tap of every channel a row
     bias = torch.zeros(channels) if bias is None else bias.detach().float().contiguous()
-    out = torch.empty(b, channels, length, dtype=torch.float32)
-    _launch(mod.conv1d_silu, numba_view(xz), int(channel_offset), w.numpy(), bias.numpy(), bool(reverse),
+    out = torch.empty(b, length, channels, dtype=torch.float32)
+    _launch(mod.conv1d_silu_rows, numba_view(src.detach()), int(c0), wt.numpy(), bias.numpy(), bool(reverse),
             out.numpy())
     return out

@@ -21,8 +21,8 @@ Implementations, side by side (every one computes in fp32 and casts the result b
 
 - :func:`selective_scan_ref` — the readable loop, the ground truth for tests.
 - ``numba`` — fused CPU kernels (``_scan_numba.py``), one pass per block of 16 channels (SIMD lanes across
-  channels): for inference the gate read and the result written in fp32 or bf16; with autograd the same forward
-  checkpoints the state every 64 steps, and a hand-written reverse-time backward recomputes from them.
+  channels): with autograd the forward checkpoints the state every 64 steps, and a hand-written reverse-time
+  backward recomputes from them; for inference a kernel on channels-last rows (:func:`selective_scan_rows`).
 - :func:`selective_scan_torch` — pure PyTorch, any device: a chunked two-level sequential scan, vectorised
   over channels, state and chunks; autograd with per-channel-tile recomputation.
 - ``mamba_ssm`` — ``selective_scan_fn``'s CUDA kernel.
@@ -38,9 +38,10 @@ Implementations, side by side (every one computes in fp32 and casts the result b
 ``ref``       reference                              reference
 ============  =====================================  ======================================
 
-:func:`selective_scan_inference` is the no-autograd entry with the layout options of the bidirectional mixer
-(gate and output in the opposite time order to the scan, a sum with the other direction, a bf16 result): one
-numba kernel call on that path, the readable composition flip → scan → flip → add → cast everywhere else.
+:func:`selective_scan_rows` is the inference entry in the bidirectional mixer's own layout, channels last
+([B, L, D], what its projections read and write), with its options (the scan run back to front, a sum with the other
+direction, a bf16 result): one numba kernel call on that path, the readable composition transpose → flip → scan →
+flip → transpose → add → cast everywhere else.
 
 numba and mamba_ssm are imported inside functions on first use; an import failure is logged once and the next
 best path runs, so ``import vtr`` never fails for want of either. :func:`available_backends` says what would run.
@@ -242,7 +243,7 @@ def _load_numba():
 
 
 def _kernels(mod):
-    """(scan_fwd, scan_bwd) to launch in this process.
+    """(scan_fwd, scan_bwd, scan_rows) to launch in this process.
 
     numba's GNU-OpenMP threading layer kills a forked child that launches a parallel kernel after the parent
     did (it is not fork safe). In such a child (e.g. a fork-started DataLoader worker) use serial builds.
@@ -261,9 +262,9 @@ def _kernels(mod):
             if _numba_state["serial"] is None:
                 log.info("forked process after an OpenMP parallel launch: using serial numba scan kernels")
                 _numba_state["serial"] = tuple(numba.njit(fastmath={"contract"}, error_model="numpy")(k.py_func)
-                                               for k in (mod.scan_fwd, mod.scan_bwd))
+                                               for k in (mod.scan_fwd, mod.scan_bwd, mod.scan_rows))
             return _numba_state["serial"]
-    return mod.scan_fwd, mod.scan_bwd
+    return mod.scan_fwd, mod.scan_bwd, mod.scan_rows
 
 
 def _launch(kernel, *args):
@@ -290,24 +291,6 @@ def numba_view(t: torch.Tensor):
     return (t.view(torch.int16) if t.dtype == torch.bfloat16 else t).numpy()
 
 
-def _rows_of(t):
-    """(contiguous tensor, channel offset) from which a kernel reads row ``t[b, c]`` as ``src[b, offset + c]``.
-
-    ``t`` itself when contiguous; the tensor ``t`` slices channels of when it is such a slice (the mixer's
-    ``z = xz[:, d_inner:]``, not contiguous for batch > 1), so no copy is made; else a contiguous copy.
-    """
-    if t.is_contiguous():
-        return t, 0
-    base = t._base
-    if (base is not None and base.is_contiguous() and base.dim() == 3 and base.dtype == t.dtype
-            and base.shape[0] == t.shape[0] and base.shape[2] == t.shape[2] and base.stride() == t.stride()):
-        length = t.shape[2]
-        off = t.storage_offset() - base.storage_offset()
-        if off % length == 0 and 0 <= off // length <= base.shape[1] - t.shape[1]:
-            return base, off // length
-    return t.contiguous(), 0
-
-
 def _numba_inputs(u, delta, A, B, C, D, z, delta_bias):
     dim = u.shape[1]
     zeros = torch.zeros(dim, dtype=torch.float32)
@@ -320,40 +303,16 @@ def _numba_inputs(u, delta, A, B, C, D, z, delta_bias):
     )
 
 
-def _numba_forward(mod, inputs, delta_softplus, has_z):
-    """The training forward: output and the state checkpoints its backward needs."""
+def _numba_forward(mod, inputs, delta_softplus, has_z, save=True):
+    """The forward kernel: the output, and (``save``, for training) the state checkpoints its backward needs."""
     u32, d32, A32, Bt, Ct, Dv, z32, bias = inputs
     batch, dim, length = u32.shape
     out = torch.empty_like(u32)
-    ckpt = torch.empty(batch, dim, -(-length // mod.CHUNK), A32.shape[1])
-    fwd, _ = _kernels(mod)
-    # z read from its own rows (zc0 = 0), natural order (reverse_io False), nothing added (acc: a placeholder)
-    _launch(fwd, u32.numpy(), d32.numpy(), A32.numpy(), Bt.numpy(), Ct.numpy(), Dv.numpy(), z32.numpy(), 0,
-            bias.numpy(), bool(delta_softplus), bool(has_z), False, out.numpy(), False, out.numpy(), ckpt.numpy())
+    ckpt = torch.empty(batch, dim, -(-length // mod.CHUNK) if save else 0, A32.shape[1])
+    fwd, _, _ = _kernels(mod)
+    _launch(fwd, u32.numpy(), d32.numpy(), A32.numpy(), Bt.numpy(), Ct.numpy(), Dv.numpy(), z32.numpy(),
+            bias.numpy(), bool(delta_softplus), bool(has_z), out.numpy(), ckpt.numpy())
     return out, ckpt
-
-
-_KERNEL_DTYPES = (torch.float32, torch.bfloat16)  # what the inference kernel reads for z and writes for out
-
-
-def _numba_infer(mod, u, delta, A, B, C, D, z, delta_bias, delta_softplus, reverse_io, add, out_dtype):
-    """The inference kernel, one call: z read in place (fp32 or bf16 bits), the result written in ``out_dtype``
-    (fp32 or bf16), into ``add`` itself when that is a contiguous fp32 tensor. See :func:`selective_scan_inference`."""
-    u32, d32, A32, Bt, Ct, Dv, _, bias = _numba_inputs(u, delta, A, B, C, D, None, delta_bias)
-    if z is None:
-        z_src, zc0 = torch.zeros(1, 1, 1), 0
-    else:
-        z_src, zc0 = _rows_of(z.detach() if z.dtype in _KERNEL_DTYPES else z.detach().float())
-    if add is not None and out_dtype == torch.float32 and add.dtype == torch.float32 and add.is_contiguous():
-        out = add.detach()
-    else:
-        out = torch.empty(u.shape, dtype=out_dtype)
-    acc = torch.zeros(1, 1, 1) if add is None else _f32(add)
-    fwd, _ = _kernels(mod)
-    _launch(fwd, u32.numpy(), d32.numpy(), A32.numpy(), Bt.numpy(), Ct.numpy(), Dv.numpy(), numba_view(z_src),
-            int(zc0), bias.numpy(), bool(delta_softplus), z is not None, bool(reverse_io), acc.numpy(),
-            add is not None, numba_view(out), np.zeros((1, 1, 0, 1), np.float32))
-    return out
 
 
 class _NumbaScan(torch.autograd.Function):
@@ -385,7 +344,7 @@ class _NumbaScan(torch.autograd.Function):
         dC_part = torch.empty(batch, n_blocks, length, N)
         dD_part = torch.empty(batch, dim, dtype=torch.float64)
         dbias_part = torch.empty(batch, dim, dtype=torch.float64)
-        _, bwd = _kernels(mod)
+        _, bwd, _ = _kernels(mod)
         _launch(bwd, *(t.numpy() for t in inputs), ctx.softplus, has_z, _f32(dout).numpy(), ckpt.numpy(),
                 du.numpy(), ddelta.numpy(), dz.numpy(), dA_part.numpy(), dB_part.numpy(), dC_part.numpy(),
                 dD_part.numpy(), dbias_part.numpy(), mod.W)
@@ -407,8 +366,8 @@ def selective_scan_numba(u, delta, A, B, C, D=None, z=None, delta_bias=None, del
         t is not None and t.requires_grad for t in (u, delta, A, B, C, D, z, delta_bias))
     if grad:
         return _NumbaScan.apply(u, delta, A, B, C, D, z, delta_bias, delta_softplus, mod)
-    out_dtype = u.dtype if u.dtype in _KERNEL_DTYPES else torch.float32
-    out = _numba_infer(mod, u, delta, A, B, C, D, z, delta_bias, delta_softplus, False, None, out_dtype)
+    out, _ = _numba_forward(mod, _numba_inputs(u, delta, A, B, C, D, z, delta_bias), delta_softplus, z is not None,
+                            save=False)
     return out.to(u.dtype)
 
 
@@ -480,37 +439,88 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
     return selective_scan_torch(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
 
 
-def selective_scan_inference(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, *,
-                             reverse_io=False, add=None, out_dtype=None, impl=None):
-    """The scan for inference, with the layout options of the bidirectional mixer (no autograd needed).
+_KERNEL_DTYPES = (torch.float32, torch.bfloat16)  # what scan_rows reads for z and writes for out
 
-    u, delta: [B, D, L] and B, C: [B, N, L] in scan order; A, D, delta_bias as in :func:`selective_scan`.
-    z: [B, D, L] gate, fp32 or bf16, may be a channel slice of a larger tensor (``xz[:, d_inner:]``).
-    reverse_io: z and the result are in the opposite time order to the scan (the backward direction's input
-    is read back to front, its gate and output stay front to back). add: [B, D, L] in the result's order,
-    added to the result; it may be overwritten with the sum. out_dtype: the result's dtype (default u's).
 
-    Equals ``rev(selective_scan(u, delta, A, B, C, D, rev(z), ...)) + add`` cast to ``out_dtype``, with
-    ``rev`` a flip of the last dim when ``reverse_io`` — which is literally what runs unless the numba kernel
-    is the CPU path (see the dispatch table) and no gradient is needed. There, one kernel call: z read in place
-    in fp32 or bf16, no flipped copy, the sum and the cast done in the kernel's last pass (fp32 arithmetic
-    throughout, one rounding to bf16 at the end).
+def _cols_of(t):
+    """(contiguous tensor, column offset) from which a kernel reads ``t[b, l, d]`` as ``src[b, l, offset + d]``.
+
+    ``t`` itself when contiguous; when ``t`` is a column slice of a contiguous [B, L, K] tensor (the mixer's gate
+    ``xz[..., d_inner:]``, B and C ``x_dbl[..., R:R + N]``), that whole tensor, rebuilt from ``t``'s strides and
+    storage (views made under ``inference_mode`` or detached do not know their base), so no copy is made; else a
+    contiguous copy.
+    """
+    if t.is_contiguous():
+        return t, 0
+    if t.dim() == 3 and t.stride(2) == 1:
+        batch, length, width = t.shape
+        k = t.stride(1)
+        off = t.storage_offset() % k if k else 0
+        start = t.storage_offset() - off
+        if (k >= width and off + width <= k and t.stride(0) == length * k
+                and t.untyped_storage().nbytes() >= (start + batch * length * k) * t.element_size()):
+            return t.as_strided((batch, length, k), (length * k, k, 1), start), off
+    return t.contiguous(), 0
+
+
+def _numba_rows(mod, u, delta, A, B, C, D, z, delta_bias, delta_softplus, reverse, add, out_dtype):
+    """:func:`selective_scan_rows` on the numba kernel, one call (see there)."""
+    dim = u.shape[2]
+    zeros = torch.zeros(dim, dtype=torch.float32)
+    Bm, bc0 = _cols_of(B.float())
+    Cm, cc0 = _cols_of(C.float())
+    if z is None:
+        z_src, zc0 = torch.zeros(1, 1, 1), 0
+    else:
+        z_src, zc0 = _cols_of(z if z.dtype in _KERNEL_DTYPES else z.float())
+    if add is not None and out_dtype == torch.float32 and add.dtype == torch.float32 and add.is_contiguous():
+        out = add.detach()
+    else:
+        out = torch.empty(u.shape, dtype=out_dtype)
+    acc = torch.zeros(1, 1, 1) if add is None else _f32(add)
+    Dv = zeros if D is None else _f32(D)
+    bias = zeros if delta_bias is None else _f32(delta_bias)
+    _launch(_kernels(mod)[2], _f32(u).numpy(), _f32(delta).numpy(), _f32(A).numpy(), Bm.detach().numpy(), int(bc0),
+            Cm.detach().numpy(), int(cc0), Dv.numpy(), numba_view(z_src.detach()), int(zc0), bias.numpy(),
+            bool(delta_softplus), z is not None, bool(reverse), acc.numpy(), add is not None, numba_view(out))
+    return out
+
+
+def selective_scan_rows(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, *, reverse=False,
+                        add=None, out_dtype=None, impl=None):
+    """The scan on channels-last tensors, for inference: the bidirectional mixer's own layout.
+
+    u, delta, z: [B, L, D]; B, C: [B, L, N]; A, D, delta_bias as in :func:`selective_scan`; every tensor in natural
+    time order. ``reverse``: the scan runs from the last step to the first (the mixer's backward direction: no
+    flipped copies in or out). z may be fp32 or bf16 and a column slice of a larger tensor (``xz[..., d_inner:]``),
+    B and C column slices of x_proj's output; they are read in place. add: [B, L, D], added to the result (it may be
+    overwritten with the sum). out_dtype: the result's dtype (default u's).
+
+    Equals ``rev(selective_scan(rev(u)ᵀ, rev(delta)ᵀ, A, rev(B)ᵀ, rev(C)ᵀ, D, rev(z)ᵀ, ...)ᵀ) + add`` cast to
+    ``out_dtype``, with ``ᵀ`` the swap of the last two dims and ``rev`` a flip of time when ``reverse`` — which is
+    literally what runs unless the numba kernel is the CPU path (see the dispatch table) and no gradient is needed.
+    There, one :func:`~vtr.ops._scan_numba.scan_rows` call: no transposes, no flips, the gate read in fp32 or bf16,
+    the sum and the cast done as the result is written (fp32 arithmetic throughout, one rounding to bf16 at the end).
     """
     out_dtype = out_dtype or u.dtype
+    batch, length, dim = u.shape
+    for name, t, width in (("delta", delta, dim), ("B", B, A.shape[1]), ("C", C, A.shape[1]), ("z", z, dim),
+                           ("add", add, dim)):
+        if t is not None and tuple(t.shape) != (batch, length, width):
+            raise ValueError(f"{name} must be [B, L, {width}] = {(batch, length, width)}, got {tuple(t.shape)}")
     grad = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (u, delta, A, B, C, D, z, delta_bias, add))
-    if (not grad and u.device.type == "cpu" and out_dtype in _KERNEL_DTYPES
-            and (add is None or add.shape == u.shape) and _resolve(impl, "cpu") == "numba"):
-        _check_shapes(u, delta, A, B, C)
-        if z is not None and z.shape != u.shape:
-            raise ValueError(f"z must be [B, D, L] = {tuple(u.shape)}, got {tuple(z.shape)}")
-        return _numba_infer(_load_numba(), u, delta, A, B, C, D, z, delta_bias, delta_softplus, reverse_io, add,
-                            out_dtype)
-    if reverse_io and z is not None:
-        z = z.flip(-1)
-    y = selective_scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus, impl=impl)
-    if reverse_io:
-        y = y.flip(-1)
+    if (not grad and u.device.type == "cpu" and out_dtype in _KERNEL_DTYPES and A.shape[0] == dim
+            and _resolve(impl, "cpu") == "numba"):
+        return _numba_rows(_load_numba(), u, delta, A, B, C, D, z, delta_bias, delta_softplus, reverse, add,
+                           out_dtype)
+
+    def cf(t):  # channels first, in scan order
+        return None if t is None else (t.flip(1) if reverse else t).mT
+
+    y = selective_scan(cf(u), cf(delta), A, cf(B), cf(C), D, cf(z), delta_bias, delta_softplus, impl=impl).mT
+    if reverse:
+        y = y.flip(1)
     if add is not None:
         y = add + y
     return y.to(out_dtype)
