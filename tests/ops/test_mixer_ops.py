@@ -17,18 +17,33 @@ needs_numba = pytest.mark.skipif(mixer_ops._load() is None, reason="numba not im
 @pytest.mark.parametrize("length", [1, 3, 67, 150])
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_fused_conv_matches_reference(length, reverse, dtype):
+@pytest.mark.parametrize("taps", [4, 3])  # 4: VideoMamba's, with the kernel's one-pass loop; 3: the general loop
+def test_fused_conv_matches_reference(length, reverse, dtype, taps):
     torch.manual_seed(length)
     xz = torch.randn(2, length, 10).to(dtype)  # rows: x = columns 0..4, z = 5..9 (never read)
-    w, b = torch.randn(5, 1, 4), torch.randn(5)
+    w, b = torch.randn(5, 1, taps), torch.randn(5)
     got = causal_conv1d_silu_rows(xz[..., :5], w, b, reverse=reverse)
-    want = causal_conv1d_silu_ref(xz[..., :5], w.reshape(5, 4), b, reverse=reverse)
+    want = causal_conv1d_silu_ref(xz[..., :5], w.reshape(5, taps), b, reverse=reverse)
     assert got.dtype == torch.float32 and got.shape == (2, length, 5)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
     # a slice further along selects other columns: the z half convolved with the same weights differs
     other = causal_conv1d_silu_rows(xz[..., 5:], w, b, reverse=reverse)
-    torch.testing.assert_close(other, causal_conv1d_silu_ref(xz[..., 5:], w.reshape(5, 4), b, reverse=reverse),
+    torch.testing.assert_close(other, causal_conv1d_silu_ref(xz[..., 5:], w.reshape(5, taps), b, reverse=reverse),
                                rtol=1e-5, atol=1e-6)
+
+
+@needs_numba
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_fused_conv_one_pass_loop_gives_the_general_loops_bits(reverse, dtype):
+    # 4 taps run the one-pass loop; the same taps behind a zero tap (5 taps: 0·x adds exactly nothing) run the
+    # general one, in the same order: the two must agree bit for bit
+    torch.manual_seed(0)
+    xz = torch.randn(2, 90, 40).to(dtype)
+    w, b = torch.randn(40, 4), torch.randn(40)
+    four = causal_conv1d_silu_rows(xz, w, b, reverse=reverse)
+    five = causal_conv1d_silu_rows(xz, torch.cat([torch.zeros(40, 1), w], 1), b, reverse=reverse)
+    assert torch.equal(four, five)
 
 
 def test_conv_reference_is_the_channels_first_conv():

