@@ -56,7 +56,6 @@ import os
 import sys
 import threading
 
-import numpy as np
 import torch
 import torch.utils.checkpoint
 import torch.nn.functional as F
