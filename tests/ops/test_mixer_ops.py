@@ -69,6 +69,35 @@ def test_fused_only_without_grad_and_with_the_switch(monkeypatch):
     assert not mixer_ops.fused_available(x)  # grad mode: the torch path (it has a backward)
 
 
+@pytest.mark.parametrize("shape", [(3, 37, 24), (2, 5, 96)])
+def test_linear_rows_matches_float64_and_runs_onednn_in_fp32(shape, monkeypatch):
+    torch.manual_seed(0)
+    x = torch.randn(*shape)
+    w = torch.randn(40, shape[-1]) / shape[-1] ** 0.5
+    exact = torch.nn.functional.linear(x.double(), w.double())
+    calls = []
+    op = mixer_ops._onednn_linear()
+    if op is not None:
+        monkeypatch.setitem(mixer_ops._state, "onednn", lambda *a: calls.append(a[0].dtype) or op(*a))
+    with torch.no_grad():
+        for xs in (x, torch.cat([x, x], -1)[..., : shape[-1]]):  # contiguous, and a column slice
+            y = mixer_ops.linear_rows(xs, w)
+            assert y.dtype == torch.float32 and y.shape == (*shape[:-1], 40)
+            torch.testing.assert_close(y.double(), exact, rtol=0, atol=2e-6)
+        yb = mixer_ops.linear_rows(x.bfloat16(), w.bfloat16())  # bf16: F.linear, not the oneDNN op
+        assert yb.dtype == torch.bfloat16
+        torch.testing.assert_close(yb.double(), exact, rtol=2e-2, atol=2e-2)
+    assert calls == ([torch.float32] * 2 if op is not None else [])
+    y = mixer_ops.linear_rows(x, w.requires_grad_())  # grad mode: F.linear, differentiable
+    y.sum().backward()
+    assert w.grad is not None and len(calls) == (2 if op is not None else 0)
+
+
+def test_onednn_linear_is_found_in_this_torch():
+    # torch's CPU wheels have oneDNN; when a build lacks it, linear_rows is F.linear and the mixer runs the same
+    assert (mixer_ops._onednn_linear() is not None) is torch.backends.mkldnn.is_available()
+
+
 @needs_numba
 @pytest.mark.parametrize("length", [5, 70])
 def test_mixer_fused_rows_path_matches_reference(length, monkeypatch):
@@ -90,8 +119,13 @@ def test_mixer_fused_rows_path_matches_reference(length, monkeypatch):
 
         monkeypatch.setattr(torch.Tensor, "flip", lambda self, *a: flips.append(a) or real_flip(self, *a))
         monkeypatch.setattr(torch.Tensor, "contiguous", contiguous)
+        gemms = []
+        real_linear = mixer_ops.linear_rows
+        monkeypatch.setattr("vtr.models.mamba.linear_rows",
+                            lambda x, w: gemms.append(tuple(w.shape)) or real_linear(x, w))
         fused = m(h)
         assert calls == [False, True]  # both directions went through the kernel
+        assert len(gemms) == 6  # in_proj, out_proj, and x_proj and dt_proj of each direction, through linear_rows
         assert flips == []  # the backward direction runs back to front in the kernels' indexing, never copied
         assert transposes == []  # and every activation stays in rows: no re-laid-out copies
         monkeypatch.undo()

@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from vtr.ops.mixer_ops import causal_conv1d_silu_rows, fused_available
+from vtr.ops.mixer_ops import causal_conv1d_silu_rows, fused_available, linear_rows
 from vtr.ops.selective_scan import selective_scan, selective_scan_rows
 
 logger = logging.getLogger(__name__)
@@ -203,23 +203,24 @@ class BiMambaMixer(nn.Module):
         Every step reads and writes [B, L, ·] rows, the layout the projections' GEMMs produce and consume, so nothing
         is transposed; the backward direction's conv and scan run back to front over the same rows (nothing flipped)
         and its scan adds into the forward direction's output as it writes it, in the dtype out_proj reads (bf16
-        under autocast). x_proj and dt_proj run in fp32 as on the readable path (Δ is not rounded to bf16).
+        under autocast). x_proj and dt_proj run in fp32 as on the readable path (Δ is not rounded to bf16). The fp32
+        GEMMs go through oneDNN (:func:`linear_rows`).
         """
         di, r, n = self.d_inner, self.dt_rank, self.d_state
         dtype = _autocast_dtype("cpu") or torch.float32
         with torch.autocast("cpu", enabled=False):
-            xz = F.linear(h.to(dtype), self.in_proj.weight.to(dtype))  # [B, L, 2·di]
+            xz = linear_rows(h.to(dtype), self.in_proj.weight.to(dtype))  # [B, L, 2·di]
             o = None
             for conv, x_proj, dt_proj, A_log, D, reverse in (
                     (self.conv1d, self.x_proj, self.dt_proj, self.A_log, self.D, False),
                     (self.conv1d_b, self.x_proj_b, self.dt_proj_b, self.A_b_log, self.D_b, True)):
                 u = causal_conv1d_silu_rows(xz[..., :di], conv.weight, conv.bias, reverse=reverse)  # [B, L, di] fp32
-                x_dbl = F.linear(u, x_proj.weight.float())  # [B, L, R+2N]
-                delta = F.linear(x_dbl[..., :r], dt_proj.weight.float())  # [B, L, di]; bias in the scan
+                x_dbl = linear_rows(u, x_proj.weight.float())  # [B, L, R+2N]
+                delta = linear_rows(x_dbl[..., :r], dt_proj.weight.float())  # [B, L, di]; bias in the scan
                 o = selective_scan_rows(u, delta, -torch.exp(A_log.float()), x_dbl[..., r:r + n], x_dbl[..., r + n:],
                                         D.float(), xz[..., di:], dt_proj.bias.float(), True, reverse=reverse, add=o,
                                         out_dtype=torch.float32 if o is None else dtype)
-            return F.linear(o, self.out_proj.weight.to(o.dtype))
+            return linear_rows(o, self.out_proj.weight.to(o.dtype))
 
     def _out_proj(self, o):
         """o: [B, d_inner, L] -> [B, L, D] via one batched GEMM on the transposed view."""

@@ -5,6 +5,11 @@ depthwise conv1d + bias) of channels-last rows ``x: [B, L, C]`` (e.g. the x half
 place), optionally causal in reversed time (the backward direction's conv, without a flipped copy), from fp32 or
 bf16 input to fp32 output in natural time order.
 
+:func:`linear_rows`: the mixer's inference GEMMs. The fp32 ones go through oneDNN (``torch.ops.mkldnn._linear_pointwise``,
+the op torch's own CPU compiler emits for a frozen linear) where this torch build has it: on the mixer's shapes it
+runs faster than MKL's sgemm, which ``F.linear`` calls (``bench/README.md``, eleventh round). Everything else is
+``F.linear``.
+
 :func:`fused_available` says whether the fused kernel runs for a tensor: CPU, grad mode off (the kernel has no
 backward), numba importable, not a forked child of a process that already launched numba's OpenMP pool, and
 the switch on (env ``VTR_FUSED``, default ``1``; ``0`` runs the readable torch path of the mixer everywhere, for
@@ -48,6 +53,30 @@ def fused_available(x: torch.Tensor) -> bool:
     if ss._numba_state["pid"] not in (None, os.getpid()):
         return False
     return _load() is not None
+
+
+# ------------------------------------------------------------------------------------- GEMMs
+def _onednn_linear():
+    """``torch.ops.mkldnn._linear_pointwise`` when this torch build has oneDNN and the op, else None."""
+    if "onednn" not in _state:
+        op = None
+        try:
+            if torch.backends.mkldnn.is_available():
+                op = torch.ops.mkldnn._linear_pointwise
+        except (AttributeError, RuntimeError):
+            op = None
+        _state["onednn"] = op
+    return _state["onednn"]
+
+
+def linear_rows(x, weight):
+    """``F.linear(x, weight)`` (no bias) for CPU inference: x [..., K] and weight [N, K] of one dtype -> [..., N].
+    In fp32 through oneDNN when :func:`_onednn_linear` has it (another summation order than MKL's: the same
+    accuracy, not the same bits), else ``F.linear``."""
+    op = _onednn_linear() if x.dtype == torch.float32 and weight.dtype == torch.float32 else None
+    if op is None or x.device.type != "cpu" or torch.is_grad_enabled():
+        return F.linear(x, weight)
+    return op(x, weight, None, "none", [], "")
 
 
 # ------------------------------------------------------------------------------------- conv1d + SiLU
