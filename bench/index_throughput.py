@@ -54,10 +54,12 @@ FPS = 24
 
 
 # ------------------------------------------------------------------------------------------------- footage
-def make_footage(path: Path, seconds: float, width: int, height: int, seed: int = 0) -> Path:
+def make_footage(path: Path, seconds: float, width: int, height: int, seed: int = 0,
+                 preset: str = "ultrafast") -> Path:
     """H.264 footage of shots 3-10 s long with hard cuts: each shot a random texture over its own colour cast,
     panning or (one in three) static. Textures are drawn at 1/8 resolution and upscaled, so generation stays
-    cheap at 4K."""
+    cheap at 4K. ``preset``: x264's; ``ultrafast`` (what every round before the eleventh measured) has no B-frames
+    and no deblocking filter, so it decodes faster than ordinary footage; ``veryfast`` and slower have both."""
     import av
 
     rng = np.random.default_rng(seed)
@@ -65,7 +67,7 @@ def make_footage(path: Path, seconds: float, width: int, height: int, seed: int 
     with av.open(str(path), "w") as container:
         stream = container.add_stream("libx264", rate=FPS)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"crf": "23", "preset": "ultrafast"}
+        stream.options = {"crf": "23", "preset": preset}
         t = 0
         total = int(seconds * FPS)
         while t < total:
@@ -190,13 +192,22 @@ class _TimedEmbedder:
         return out
 
 
-def run_vtr_decode(model, path: Path, policy: str = "stride", decoder_scale: bool = True) -> dict:
+def run_vtr_decode(model, path: Path, policy: str = "stride", decoder_scale: bool = True,
+                   detection: str = "cheap") -> dict:
     """Decoding alone, in this process (one decoding thread, as in a worker): every chunk of the file, the
     window planning (cut detection for ``shots``), the model-size resize and the thumbnails. ``decoder_scale``
-    False: full-resolution RGB frames resized by Preprocess alone (the path before issue 14's decoder scaling)."""
+    False: full-resolution RGB frames resized by Preprocess alone (the path before issue 14's decoder scaling).
+    ``detection``: ``cheap`` (the default, :func:`index.policies.detection_frames`) or ``full`` (every frame decoded
+    for cut detection, as before the eleventh round)."""
     import torch
 
+    from index import policies
     from index.decode import DecodeSettings, decode_chunk
+
+    if detection not in ("cheap", "full"):
+        raise ValueError(f"unknown detection {detection!r}: cheap or full")
+    real = policies.detection_frames
+    policies.detection_frames = lambda *a, **k: real(*a, **k, cheap=detection == "cheap")
 
     pre = model.preprocess
     settings = DecodeSettings(num_frames=pre.num_frames, img_size=pre.img_size, window_policy=policy,
@@ -212,6 +223,7 @@ def run_vtr_decode(model, path: Path, policy: str = "stride", decoder_scale: boo
         return {"windows": windows, "wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0}
     finally:
         torch.set_num_threads(threads)
+        policies.detection_frames = real
 
 
 def run_vtr_encoder(model, windows: int, precision: str, batch: int) -> dict:
@@ -251,6 +263,12 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu", help="torch device of both encoders (decoding stays on CPU)")
     p.add_argument("--no-baseline", action="store_true", help="skip frame-CLIP")
     p.add_argument("--footage-dir", default=None, help="where generated footage is kept (default: a temp folder)")
+    p.add_argument("--preset", default="ultrafast",
+                   help="x264 preset of the generated footage: ultrafast (no B-frames, no deblocking: the earlier "
+                        "rounds' footage) or e.g. veryfast (both, as ordinary footage has)")
+    p.add_argument("--detection", default="cheap",
+                   help="cut detection of the shots policy's decode-only rows, comma separated: cheap (the "
+                        "default: unreferenced frames and the loop filter skipped) and/or full (every frame)")
     p.add_argument("--quick", action="store_true", help="720p only, 16 s of footage")
     p.add_argument("--out", default=str(RESULTS))
     a = p.parse_args(argv)
@@ -259,6 +277,10 @@ def main(argv=None) -> int:
     resolutions = [r for r in a.resolutions.split(",") if r]
     precisions = [x for x in a.precisions.split(",") if x]
     policies = [x for x in a.policies.split(",") if x]
+    detections = [x for x in a.detection.split(",") if x]
+    for d in detections:
+        if d not in ("cheap", "full"):
+            p.error(f"unknown --detection {d!r}: cheap or full")
     for r in resolutions:
         if r not in RESOLUTIONS:
             p.error(f"unknown resolution {r!r}")
@@ -310,21 +332,25 @@ def main(argv=None) -> int:
 
     for res in resolutions:
         w, h = RESOLUTIONS[res]
-        path = footage / f"footage_v2_{res}_{int(a.seconds)}s.mp4"
+        tag = "" if a.preset == "ultrafast" else f"_{a.preset}"
+        path = footage / f"footage_v2_{res}_{int(a.seconds)}s{tag}.mp4"
         if not path.is_file():
             t0 = time.perf_counter()
-            make_footage(path, a.seconds, w, h)
+            make_footage(path, a.seconds, w, h, preset=a.preset)
             print(f"[footage] {res}: {a.seconds:g} s generated in {time.perf_counter() - t0:.1f} s", flush=True)
-        for policy, scale in [(p_, s_) for p_ in policies for s_ in ((True,) if a.no_decoder_scale_rows
-                                                                    else (True, False))]:
-            d = run_vtr_decode(model, path, policy, decoder_scale=scale)
-            row = {"system": "vtr decode only" + ("" if scale else " (full-res)"), "resolution": res,
+        for policy, scale, det in [(p_, s_, d_) for p_ in policies
+                                   for s_ in ((True,) if a.no_decoder_scale_rows else (True, False))
+                                   for d_ in (detections if p_ == "shots" else ["cheap"])]:
+            d = run_vtr_decode(model, path, policy, decoder_scale=scale, detection=det)
+            row = {"system": "vtr decode only" + ("" if scale else " (full-res)")
+                             + (" (full detection)" if det == "full" else ""), "resolution": res,
                    "precision": "-", "policy": policy,
                    "video_s": a.seconds, "units": d["windows"], "wall_s": d["wall_s"], "cpu_s": d["cpu_s"],
                    "min_per_hour": d["wall_s"] / a.seconds * 60, "cpu_min_per_hour": d["cpu_s"] / a.seconds * 60,
                    "loadavg": os.getloadavg()[0]}
             report["rows"].append(row)
-            print(f"[decode] {res} {policy} scale={scale}: {d['windows']} windows decoded in {d['wall_s']:.1f} s -> "
+            print(f"[decode] {res} {policy} scale={scale} detection={det}: {d['windows']} windows decoded in "
+                  f"{d['wall_s']:.1f} s -> "
                   f"{row['min_per_hour']:.1f} min/h  load {row['loadavg']:.1f}", flush=True)
         for prec in precisions:
             for policy, (workers, codec) in [(p_, v) for p_ in policies for v in [(a.workers, 1)] + variants]:
@@ -371,7 +397,7 @@ def main(argv=None) -> int:
 
 
 def print_table(report: dict) -> None:
-    print(f"\n{'system':26s} {'res':>6s} {'prec':>5s} {'policy':>7s} {'units':>6s} {'enc':>4s} {'wall s':>7s} "
+    print(f"\n{'system':34s} {'res':>6s} {'prec':>5s} {'policy':>7s} {'units':>6s} {'enc':>4s} {'wall s':>7s} "
           f"{'min/h':>7s} "
           f"{'cpu/h':>7s} {'enc min/h':>9s} {'build/enc':>9s} {'after 1st':>9s} {'load':>5s}")
     for r in report["rows"]:
@@ -379,7 +405,7 @@ def print_table(report: dict) -> None:
         ratio = f"{100 * r['build_vs_encoder']:8.0f}%" if "build_vs_encoder" in r else f"{'':9s}"
         steady = r.get("build_vs_encoder_after_start")
         ratio += f" {100 * steady:8.0f}%" if steady else f" {'':9s}"
-        print(f"{r['system']:26s} {r['resolution']:>6s} {r['precision']:>5s} {r['policy']:>7s} {r['units']:6d} "
+        print(f"{r['system']:34s} {r['resolution']:>6s} {r['precision']:>5s} {r['policy']:>7s} {r['units']:6d} "
               f"{r.get('encoded', r['units']):4d} "
               f"{r['wall_s']:7.1f} {r['min_per_hour']:7.1f} {r['cpu_min_per_hour']:7.1f} {enc} {ratio} "
               f"{r['loadavg']:5.1f}")

@@ -45,25 +45,51 @@ def check_policy(policy: str) -> str:
 
 # --------------------------------------------------------------------------------------------- detection
 def detection_frames(path: str, start: float = 0.0, end: float | None = None, fps: float = DETECT_FPS,
-                     size: tuple[int, int] = DETECT_SIZE):
+                     size: tuple[int, int] = DETECT_SIZE, cheap: bool = True):
     """(times [n] seconds, frames uint8 [n, h, w, 3]): about ``fps`` frames a second of ``[start, end)``, scaled by
     the decoder. Times count from the stream's first frame, as window times do.
 
     One decoding thread: this runs in the decode workers, beside the encoder's threads. Packets that do not decode (a
     file damaged in the middle) are skipped, as players skip them: cut detection sees the frames around the damage,
     and the windows' own decoding decides what is indexed (:func:`index.decode._salvage`).
+
+    ``cheap``: on streams of at least twice ``fps`` frames a second, the decoder skips the frames no other frame
+    references (the B-frames of most H.264/HEVC) and the in-loop deblocking filter, which thumbnails of 32×18 block
+    means do not see: about half the decoding of ordinary footage (``bench/README.md``, eleventh round). A cut is then
+    found at the first decoded frame after it, at most a frame or two later than on the ``fps`` grid of every frame,
+    which itself places cuts to 1/``fps`` s.
+    When the skipping left a gap of more than 1/``fps`` s between two decoded frames (a stream that slows down, as
+    phones do in the dark, or a damaged one) or fewer than half the grid's frames (a stream whose frames are all
+    marked unreferenced), the span is decoded again in full.
     """
+    times, frames, expected, gap = _detection_pass(path, start, end, fps, size, cheap)
+    if cheap and (len(times) < 0.5 * expected or gap > 1.0 / fps + 1e-3):
+        times, frames, _, _ = _detection_pass(path, start, end, fps, size, False)
+    if not frames:
+        return np.zeros(0), np.zeros((0, size[1], size[0], 3), np.uint8)
+    return np.asarray(times), np.stack(frames)
+
+
+def _detection_pass(path, start, end, fps, size, cheap):
+    """One decoding pass of :func:`detection_frames`: (times, frames, grid frames expected in the span, the largest
+    gap in seconds between two consecutive decoded frames)."""
     import av
 
     times, frames = [], []
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         stream.thread_count = 1
+        rate = float(stream.average_rate or stream.guessed_rate or 0.0)
+        if cheap and rate >= 2 * fps:  # a slower stream would lose grid frames to the skipping
+            stream.codec_context.skip_frame = "NONREF"
+            stream.codec_context.options = {"skip_loop_filter": "all"}  # read when the decoder opens
         tb = float(stream.time_base) if stream.time_base else 0.0
+        stop = end if end is not None else (container.duration / av.time_base if container.duration else None)
+        expected = max(0.0, (stop - start) * min(fps, rate or fps)) if stop is not None else 1.0
         origin = stream.start_time
         if start > 0 and tb and origin is not None:
             container.seek(int(origin + start / tb), stream=stream, backward=True)
-        next_t = start
+        next_t, last_t, gap = start, None, 0.0
         for frame in _decodable_frames(container, stream):
             if frame.pts is None:
                 continue
@@ -72,14 +98,13 @@ def detection_frames(path: str, start: float = 0.0, end: float | None = None, fp
             t = (frame.pts - origin) * tb
             if end is not None and t >= end:
                 break
+            gap, last_t = (max(gap, t - last_t) if last_t is not None else gap), t
             if t + 1e-6 < next_t:
                 continue
             next_t = (math.floor(t * fps + 1e-6) + 1) / fps  # on a grid: no drift when fps does not divide
             times.append(t)
             frames.append(frame.reformat(width=size[0], height=size[1], format="rgb24").to_ndarray())
-    if not frames:
-        return np.zeros(0), np.zeros((0, size[1], size[0], 3), np.uint8)
-    return np.asarray(times), np.stack(frames)
+    return times, frames, expected, gap
 
 
 def _decodable_frames(container, stream):

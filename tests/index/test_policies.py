@@ -51,6 +51,78 @@ def test_find_cuts_tells_cuts_from_motion():
     assert find_cuts(times[:1], frames[:1]) == []
 
 
+def _b_frame_video(path, shots=((0.0, 3.0, "pan"), (3.0, 7.5, "still"), (7.5, 12.0, "pan")), fps=25):
+    """shot_video's shots through libx264's default-like settings: B-frames and the deblocking filter on (what
+    ordinary footage has, unlike the tests' near-lossless ultrafast files)."""
+    import av
+
+    parts = []
+    for k, (a, b, kind) in enumerate(shots):
+        f = textured_frames(b - a, seed=10 + k, fps=fps).astype(np.int32)
+        f = (f // 3 + np.array([[80, 0, 0], [0, 90, 0], [0, 0, 100]][k % 3])).clip(0, 255).astype(np.uint8)
+        if kind == "still":
+            f[:] = f[0]
+        parts.append(f)
+    frames = np.concatenate(parts)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        stream.options = {"crf": "23", "preset": "veryfast", "bframes": "3"}
+        for f in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def test_cheap_detection_skips_unreferenced_frames_and_finds_the_same_cuts(tmp_path, monkeypatch):
+    from index import policies
+
+    path = _b_frame_video(tmp_path / "bframes.mp4")
+    decoded = []
+    real = policies._decodable_frames
+
+    def counting(container, stream):
+        for frame in real(container, stream):
+            decoded[-1] += 1
+            yield frame
+
+    monkeypatch.setattr(policies, "_decodable_frames", counting)
+    found = {}
+    for cheap in (False, True):
+        decoded.append(0)
+        times, frames = detection_frames(str(path), cheap=cheap)
+        found[cheap] = (times, find_cuts(times, frames))
+    full, cheap = decoded
+    assert full >= 295 and cheap < 0.8 * full  # the unreferenced B-frames were skipped (b-pyramid keeps some)
+    assert abs(len(found[True][0]) - len(found[False][0])) <= 1  # the grid still gets a frame every 1/fps s
+    assert len(found[False][1]) == len(found[True][1]) == 2
+    for a, b, t in zip(found[False][1], found[True][1], (3.0, 7.5)):
+        assert abs(a - t) <= 1.0 / DETECT_FPS + 1e-6 and 0 <= b - a <= 3 / 25 + 1e-6  # a few frames later at most
+
+
+def test_cheap_detection_decodes_in_full_when_skipping_loses_the_grid(tmp_path, monkeypatch):
+    from index import policies
+
+    slow = shot_video(tmp_path / "slow.mp4", fps=5)  # under 2 x DETECT_FPS: nothing is skipped
+    assert np.array_equal(detection_frames(str(slow))[0], detection_frames(str(slow), cheap=False)[0])
+    # a stream whose frames would all be skipped as unreferenced: the cheap pass comes back short, the span is
+    # decoded again without skipping
+    path = shot_video(tmp_path / "shots.mp4")
+    calls = []
+    real = policies._detection_pass
+
+    def short_when_cheap(path, start, end, fps, size, cheap):
+        calls.append(cheap)
+        times, frames, expected, gap = real(path, start, end, fps, size, cheap)
+        return (times[:3], frames[:3], expected, gap) if cheap else (times, frames, expected, gap)
+
+    monkeypatch.setattr(policies, "_detection_pass", short_when_cheap)
+    times, frames = detection_frames(str(path))
+    assert calls == [True, False] and abs(len(times) - 30 * DETECT_FPS) <= 2 and len(find_cuts(times, frames)) == 2
+
+
 def test_detection_on_a_real_video_finds_the_cuts(tmp_path):
     path = shot_video(tmp_path / "shots.mp4")
     times, frames = detection_frames(str(path))
