@@ -10,6 +10,8 @@ Sections (``--sections``, comma separated; default all):
                 SDPA, and with materialised softmax(QKᵀ)V (the paper's Fig. 1 baseline).
 - ``breakdown`` where the time of VideoMamba-M 8×224² goes (scan, matmuls, conv, norms, flips/copies/other).
 - ``conv``      (not in the default list) the mixer's conv1d + SiLU alone: torch vs the fused numba kernel.
+- ``gemms``     (not in the default list) VideoMamba-M's mixer GEMMs at each ``--batch``, fp32: ``F.linear`` (MKL's
+                sgemm) vs :func:`vtr.ops.mixer_ops.linear_rows` (oneDNN), alternated call by call.
 - ``wide``      (not in the default list) the inference scan kernel alone on one M mixer direction, 1 and 2
                 threads, with ``--wide`` variants (``VTR_NUMBA_WIDE``) in fresh processes, alternated, ≥ 3 rounds.
 - ``ab``        (not in the default list) VideoMamba-M in one process with the ``--fused`` variants alternated
@@ -27,6 +29,7 @@ process: interpreter, torch, weights, activations) and ``act_mib`` = peak − RS
     python -m bench.encoder --models middle --frames 8 --dtypes fp32,bf16 --sections encoder
     python -m bench.encoder --models middle --frames 8 --dtypes fp32 --sections encoder --wide 1,0 --rounds 3
     python -m bench.encoder --models middle --frames 8 --sections encoder --rev da6cc0b --rounds 3 --repeats 3
+    python -m bench.encoder --sections gemms --batch 1,4 --conv-repeats 10   # the mixer's fp32 GEMMs, MKL vs oneDNN
     python -m bench.encoder                              # everything (long: the 64-frame attention baseline alone
                                                          # needs ~12 GiB and minutes)
 
@@ -522,6 +525,41 @@ def section_conv(args):
     return out
 
 
+def section_gemms(args):
+    """The fp32 GEMMs of one VideoMamba-M mixer (in_proj 576→2304, x_proj 1152→68, dt_proj 36→1152, out_proj
+    1152→576 over B·1569 rows): ``F.linear`` vs ``linear_rows``, alternated call by call; best of ``--conv-repeats``
+    calls, in ms and GFLOP/s, and the largest difference between the two outputs."""
+    import torch
+    import torch.nn.functional as F
+
+    from vtr.ops.mixer_ops import _onednn_linear, linear_rows
+
+    if _onednn_linear() is None:
+        print("[gemms] this torch has no oneDNN linear: linear_rows is F.linear", flush=True)
+        return []
+    out = []
+    for batch in args.batch:
+        for name, k, n in (("in_proj", 576, 2304), ("x_proj", 1152, 68), ("dt_proj", 36, 1152),
+                           ("out_proj", 1152, 576)):
+            x, w = torch.randn(batch, 1569, k), torch.randn(n, k) / k ** 0.5
+            variants = {"F.linear": lambda: F.linear(x, w), "linear_rows": lambda: linear_rows(x, w)}
+            with torch.inference_mode():
+                diff = float((variants["F.linear"]() - variants["linear_rows"]()).abs().max())
+                wall, _ = _alternate(variants, args.conv_repeats)
+            flop = 2 * batch * 1569 * k * n
+            row = {"gemm": name, "batch": batch, "max_abs_diff": diff, "loadavg": os.getloadavg()[0]}
+            for v in variants:
+                row[f"{v}_ms"] = 1e3 * min(wall[v])
+                row[f"{v}_gflops"] = flop / min(wall[v]) / 1e9
+            out.append(row)
+            print(f"[gemms] B={batch} {name:8s} F.linear {row['F.linear_ms']:7.2f} ms "
+                  f"({row['F.linear_gflops']:4.0f} GFLOP/s)  linear_rows {row['linear_rows_ms']:7.2f} ms "
+                  f"({row['linear_rows_gflops']:4.0f} GFLOP/s)  "
+                  f"{row['F.linear_ms'] / row['linear_rows_ms']:.2f}x  max diff {diff:.1e}  "
+                  f"load {row['loadavg']:.1f}", flush=True)
+    return out
+
+
 def section_ab(args):
     """VideoMamba-M, one process, the VTR_FUSED variants alternated forward by forward (``--ab-repeats`` each,
     per dtype and batch): the fairest side-by-side on a shared machine, since load changes hit every variant."""
@@ -723,6 +761,8 @@ def main(argv=None):
         report["conv"] = section_conv(args)
     if "ab" in sections:
         report["ab"] = section_ab(args)
+    if "gemms" in sections:
+        report["gemms"] = section_gemms(args)
     if "wide" in sections:
         report["wide"] = section_wide(args)
     print_table(encoder_rows + baseline_rows)

@@ -226,8 +226,8 @@ def run_vtr_decode(model, path: Path, policy: str = "stride", decoder_scale: boo
         policies.detection_frames = real
 
 
-def run_vtr_encoder(model, windows: int, precision: str, batch: int) -> dict:
-    """The encoder alone on random uint8 windows: seconds per window (best of two passes)."""
+def run_vtr_encoder(model, windows: int, precision: str, batch: int, passes: int = 2) -> dict:
+    """The encoder alone on random uint8 windows: seconds per window (best of ``passes`` passes)."""
     from index.embed import WindowEmbedder
 
     pre = model.preprocess
@@ -235,7 +235,7 @@ def run_vtr_encoder(model, windows: int, precision: str, batch: int) -> dict:
     fake = np.random.default_rng(1).integers(0, 256, (windows, pre.num_frames, 3, pre.img_size, pre.img_size),
                                              dtype=np.uint8)
     best, best_cpu = float("inf"), float("inf")
-    for _ in range(2):
+    for _ in range(passes):
         t0, c0 = time.perf_counter(), time.process_time()
         vectors = embedder(fake)  # returns numpy: already synchronised
         best, best_cpu = min(best, time.perf_counter() - t0), min(best_cpu, time.process_time() - c0)
@@ -305,7 +305,9 @@ def main(argv=None) -> int:
     if a.decode_only:
         precisions, clip = [], None
     for prec in precisions:
-        enc[prec] = run_vtr_encoder(model, a.batch_size, prec, a.batch_size)
+        # two batches a pass, best of three: one batch of one pass was the reference until the eleventh round, and
+        # a build's steady rate came out up to 1.2x above it
+        enc[prec] = run_vtr_encoder(model, 2 * a.batch_size, prec, a.batch_size, passes=3)
     if "fp32" in enc:
         ref = enc["fp32"]["vectors"]
         for prec, e in enc.items():

@@ -1,4 +1,5 @@
-"""bench.encoder --rev: a worker for another commit runs that commit's code, from its own extracted tree."""
+"""bench.encoder --rev: a worker for another commit runs that commit's code, from its own extracted tree; and the
+gemms section."""
 
 import subprocess
 
@@ -21,3 +22,17 @@ def test_checkout_of_a_commit_is_that_commits_tree():
 def test_an_unknown_commit_stops_with_a_message():
     with pytest.raises(SystemExit, match="git archive no-such-commit failed"):
         encoder.checkout_of("no-such-commit")
+
+
+def test_gemms_section_times_both_ways_on_the_mixers_shapes():
+    from types import SimpleNamespace
+
+    from vtr.ops.mixer_ops import _onednn_linear
+
+    rows = encoder.section_gemms(SimpleNamespace(batch=[1], conv_repeats=1))
+    if _onednn_linear() is None:
+        assert rows == []
+        return
+    assert [r["gemm"] for r in rows] == ["in_proj", "x_proj", "dt_proj", "out_proj"]
+    for r in rows:
+        assert r["F.linear_ms"] > 0 and r["linear_rows_ms"] > 0 and r["max_abs_diff"] < 1e-4

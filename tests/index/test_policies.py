@@ -16,9 +16,8 @@ FPS = 10
 SHOTS = [(0.0, 5.0, "pan"), (5.0, 21.0, "still"), (21.0, 30.0, "pan")]  # (start, end, kind)
 
 
-def shot_video(path, shots=SHOTS, fps=FPS):
-    """Shots of distinct colour and texture; 'still' shots do not move."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+def shot_frames(shots=SHOTS, fps=FPS):
+    """uint8 [T, H, W, 3]: shots of distinct colour and texture; 'still' shots do not move."""
     parts = []
     for k, (a, b, kind) in enumerate(shots):
         f = textured_frames(b - a, seed=10 + k, fps=fps).astype(np.int32)
@@ -26,7 +25,12 @@ def shot_video(path, shots=SHOTS, fps=FPS):
         if kind == "still":
             f[:] = f[0]
         parts.append(f)
-    return write_video(path, np.concatenate(parts), fps=fps)
+    return np.concatenate(parts)
+
+
+def shot_video(path, shots=SHOTS, fps=FPS):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return write_video(path, shot_frames(shots, fps), fps=fps)
 
 
 def test_shot_windows_follow_cuts_and_cover_the_video():
@@ -52,18 +56,11 @@ def test_find_cuts_tells_cuts_from_motion():
 
 
 def _b_frame_video(path, shots=((0.0, 3.0, "pan"), (3.0, 7.5, "still"), (7.5, 12.0, "pan")), fps=25):
-    """shot_video's shots through libx264's default-like settings: B-frames and the deblocking filter on (what
+    """:func:`shot_frames` through libx264's default-like settings: B-frames and the deblocking filter on (what
     ordinary footage has, unlike the tests' near-lossless ultrafast files)."""
     import av
 
-    parts = []
-    for k, (a, b, kind) in enumerate(shots):
-        f = textured_frames(b - a, seed=10 + k, fps=fps).astype(np.int32)
-        f = (f // 3 + np.array([[80, 0, 0], [0, 90, 0], [0, 0, 100]][k % 3])).clip(0, 255).astype(np.uint8)
-        if kind == "still":
-            f[:] = f[0]
-        parts.append(f)
-    frames = np.concatenate(parts)
+    frames = shot_frames(shots, fps)
     with av.open(str(path), "w") as container:
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
