@@ -93,6 +93,18 @@ def test_linear_rows_matches_float64_and_runs_onednn_in_fp32(shape, monkeypatch)
     assert w.grad is not None and len(calls) == (2 if op is not None else 0)
 
 
+def test_linear_rows_falls_back_for_good_when_onednn_fails(monkeypatch, caplog):
+    def broken(*a):
+        raise RuntimeError("could not create a primitive\nmore text")
+
+    monkeypatch.setitem(mixer_ops._state, "onednn", broken)
+    x, w = torch.randn(4, 8), torch.randn(3, 8)
+    with torch.no_grad(), caplog.at_level("WARNING", logger="vtr.ops.mixer_ops"):
+        y = mixer_ops.linear_rows(x, w)
+    torch.testing.assert_close(y, torch.nn.functional.linear(x, w))
+    assert mixer_ops._state["onednn"] is None and "could not create a primitive" in caplog.text
+
+
 def test_onednn_linear_is_found_in_this_torch():
     # torch's CPU wheels have oneDNN; when a build lacks it, linear_rows is F.linear and the mixer runs the same
     assert (mixer_ops._onednn_linear() is not None) is torch.backends.mkldnn.is_available()

@@ -76,7 +76,12 @@ def linear_rows(x, weight):
     op = _onednn_linear() if x.dtype == torch.float32 and weight.dtype == torch.float32 else None
     if op is None or x.device.type != "cpu" or torch.is_grad_enabled():
         return F.linear(x, weight)
-    return op(x, weight, None, "none", [], "")
+    try:
+        return op(x, weight, None, "none", [], "")
+    except RuntimeError as e:  # a build whose oneDNN cannot run it here: F.linear from now on
+        log.warning("oneDNN linear failed (%s); the mixer's GEMMs use F.linear", str(e).splitlines()[0][:200])
+        _state["onednn"] = None
+        return F.linear(x, weight)
 
 
 # ------------------------------------------------------------------------------------- conv1d + SiLU
