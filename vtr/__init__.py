@@ -27,10 +27,10 @@ def _keep_freed_memory() -> bool:
     """Have glibc's malloc keep the memory a process frees for its next allocations (``mallopt``: no ``mmap`` for
     large blocks, no trimming of the heap). By default every tensor above glibc's threshold (a mixer's activations are
     7-58 MB) is a fresh ``mmap`` whose pages the kernel faults in and zeroes on first touch, and is unmapped when
-    freed: VideoMamba-M took 70,000-330,000 page faults a forward, 0-300 with this, and ran 1.1-1.4x faster for it on 2
-    cores (``bench/README.md``, eleventh round). The peak memory is the same; the process just does not hand it back
-    between forwards. Not done where the C library is not glibc, under ``VTR_MALLOC_TUNE=0``, or when the user tunes
-    malloc already (``GLIBC_TUNABLES`` / ``MALLOC_*_`` variables). Returns whether the settings were made."""
+    freed: VideoMamba-M took 70,000-330,000 page faults a forward, 0-600 with this, and ran 1.3x faster for it in
+    bf16 on 2 cores (``bench/README.md``, eleventh round). The peak memory is the same; the process just does not
+    hand it back between forwards. Not done where the C library is not glibc, under ``VTR_MALLOC_TUNE=0``, or when the
+    user tunes malloc already (``GLIBC_TUNABLES`` / ``MALLOC_*_`` variables). Returns whether the settings were made."""
     if _os.environ.get("VTR_MALLOC_TUNE", "1").strip().lower() in ("0", "false", "off", "no"):
         return False
     if "malloc" in _os.environ.get("GLIBC_TUNABLES", "") or any(

@@ -5,10 +5,10 @@ depthwise conv1d + bias) of channels-last rows ``x: [B, L, C]`` (e.g. the x half
 place), optionally causal in reversed time (the backward direction's conv, without a flipped copy), from fp32 or
 bf16 input to fp32 output in natural time order.
 
-:func:`linear_rows`: the mixer's inference GEMMs. The fp32 ones go through oneDNN (``torch.ops.mkldnn._linear_pointwise``,
-the op torch's own CPU compiler emits for a frozen linear) where this torch build has it: on the mixer's shapes it
-runs faster than MKL's sgemm, which ``F.linear`` calls (``bench/README.md``, eleventh round). Everything else is
-``F.linear``.
+:func:`linear_rows`: the mixer's inference GEMMs. The fp32 ones go through oneDNN
+(``torch.ops.mkldnn._linear_pointwise``, the op torch's own CPU compiler emits for a frozen linear) where this torch
+build has it: on the mixer's shapes it runs faster than MKL's sgemm, which ``F.linear`` calls (``bench/README.md``,
+eleventh round). Everything else is ``F.linear``.
 
 :func:`fused_available` says whether the fused kernel runs for a tensor: CPU, grad mode off (the kernel has no
 backward), numba importable, not a forked child of a process that already launched numba's OpenMP pool, and
