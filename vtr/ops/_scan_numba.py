@@ -211,6 +211,16 @@ W = 16  # channels per block: one SIMD lane per channel (one zmm)
 
 
 @njit(inline="always", fastmath=False, cache=True)
+def _block_layout(N, nd):
+    """(Np, NW, nblk): N states padded to a power of two (the lane sums halve it), Np·W values of a block's state,
+    and the number of blocks of W channels among nd."""
+    Np = 1
+    while Np < N:
+        Np *= 2
+    return Np, Np * W, (nd + W - 1) // W
+
+
+@njit(inline="always", fastmath=False, cache=True)
 def _block_decays(A, d0, nc, Np):
     """A·log2 e of channels d0..d0+nc as [Np, W], state fastest-varying across rows (zero rows and lanes past N and
     nc): exp(Δ·A) = 2**(Δ·A·log2 e), the form :func:`exp2_32` takes."""
@@ -248,11 +258,7 @@ def scan_fwd(u, delta, A, Bt, Ct, Dv, z, bias, softplus, has_z, out, ckpt):
     """
     nb, nd, L = u.shape
     N = A.shape[1]
-    Np = 1
-    while Np < N:
-        Np *= 2
-    NW = Np * W
-    nblk = (nd + W - 1) // W
+    Np, NW, nblk = _block_layout(N, nd)
     save = ckpt.shape[2] > 0
     for task in prange(nb * nblk):
         b = task // nblk
@@ -343,11 +349,7 @@ def scan_rows(u, delta, A, Bm, bc0, Cm, cc0, Dv, z, zc0, bias, softplus, has_z, 
     """
     nb, L, nd = u.shape
     N = A.shape[1]
-    Np = 1
-    while Np < N:
-        Np *= 2
-    NW = Np * W
-    nblk = (nd + W - 1) // W
+    Np, NW, nblk = _block_layout(N, nd)
     for task in prange(nb * nblk):
         b = task // nblk
         d0 = (task % nblk) * W
