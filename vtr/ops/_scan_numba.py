@@ -212,18 +212,14 @@ W = 16  # channels per block: one SIMD lane per channel (one zmm)
 
 @njit(inline="always", fastmath=False, cache=True)
 def _block_layout(N, nd):
-    """(Np, NW, nblk): N states padded to a power of two (the lane sums halve it), Np·W values of a block's state,
-    and the number of blocks of W channels among nd."""
-    Np = 1
-    while Np < N:
-        Np *= 2
-    return Np, Np * W, (nd + W - 1) // W
+    """(N, nblk): the rows of a block's state s[N, W] and the number of blocks of W channels among nd."""
+    return N, (nd + W - 1) // W
 
 
 @njit(inline="always", fastmath=False, cache=True)
 def _block_decays(A, d0, nc, Np):
-    """A·log2 e of channels d0..d0+nc as [Np, W], state fastest-varying across rows (zero rows and lanes past N and
-    nc): exp(Δ·A) = 2**(Δ·A·log2 e), the form :func:`exp2_32` takes."""
+    """A·log2 e of channels d0..d0+nc as [Np, W], state fastest-varying across rows (zero lanes past nc):
+    exp(Δ·A) = 2**(Δ·A·log2 e), the form :func:`exp2_32` takes."""
     Ab = np.zeros((Np, W), np.float32)
     for c in range(nc):
         for n in range(A.shape[1]):
@@ -245,20 +241,21 @@ def scan_fwd(u, delta, A, Bt, Ct, Dv, z, bias, softplus, has_z, out, ckpt):
 
     One ``prange`` task per (batch, block of W consecutive channels). The block's state is s[N, W], channel
     fastest, so the per-step loop over (n, c) runs the W channels in SIMD lanes: exp(Δ_t[c]·A[c, n]), the
-    update s = exp(ΔA)·s + Δu·B_t[n] and the product P[n, c] = s·C_t[n], with B and C broadcast. y_t[c] =
-    Σ_n P[n, c] is then a pairwise tree over n in long flat loops (no horizontal reduction; N is padded to a
-    power of two with zero rows). Per CHUNK steps Δ (bias, softplus) and Δ·u are computed along time per
+    update s = exp(ΔA)·s + Δu·B_t[n] and y_t[c] += s·C_t[n] (summed in order of n, in the same loop: no horizontal
+    reduction), with B and C broadcast. Per CHUNK steps Δ (bias, softplus) and Δ·u are computed along time per
     channel and transposed into [CHUNK, W]; at the end y is transposed back, D-skipped and SiLU-gated along
     time. A partial last block has Δ = Δu = A = 0 lanes (their state stays 0) that are never written out.
 
     Notes for whoever edits this (numba runs LLVM's loop vectoriser but not the SLP vectoriser): a constant
     W-iteration loop with a small body is fully unrolled into scalar code, so the (n, c) loop keeps the big
-    exp body and the sums are flat runtime-length loops; index time-sliced views with the bare loop variable
-    (``x[t0 + t]`` carries numba's negative-index wraparound per lane and becomes a gather).
+    exp body and other loops over a chunk are flat runtime-length loops; index time-sliced views with the bare
+    loop variable (``x[t0 + t]`` carries numba's negative-index wraparound per lane and becomes a gather). y is
+    summed inside the (n, c) loop: a pairwise tree over a [N, W] buffer after it (the kernels before) made the
+    inference scan 1.3-1.5x slower (``python -m bench.scan_ab``).
     """
     nb, nd, L = u.shape
     N = A.shape[1]
-    Np, NW, nblk = _block_layout(N, nd)
+    Np, nblk = _block_layout(N, nd)
     save = ckpt.shape[2] > 0
     for task in prange(nb * nblk):
         b = task // nblk
@@ -268,9 +265,8 @@ def scan_fwd(u, delta, A, Bt, Ct, Dv, z, bias, softplus, has_z, out, ckpt):
         rows2 = np.zeros((W, CHUNK), np.float32)  # Δ·u
         dtb = np.zeros((CHUNK, W), np.float32)
         dub = np.zeros((CHUNK, W), np.float32)
-        yb = np.zeros((CHUNK, W), np.float32)
-        P = np.zeros(NW, np.float32)
-        P2 = P.reshape((Np, W))
+        yflat = np.zeros(CHUNK * W, np.float32)
+        yb = yflat.reshape((CHUNK, W))
         s = np.zeros((Np, W), np.float32)
         Ab = _block_decays(A, d0, nc, Np)
         Bb = Bt[b]
@@ -299,6 +295,8 @@ def scan_fwd(u, delta, A, Bt, Ct, Dv, z, bias, softplus, has_z, out, ckpt):
                 for c in range(W):
                     dtb[t, c] = rows[c, t]
                     dub[t, c] = rows2[c, t]
+            for j in range(T * W):
+                yflat[j] = _F(0.0)
             for t in range(T):  # the recurrence: sequential in t, W channels per SIMD vector
                 tt = t0 + t
                 for n in range(N):
@@ -307,14 +305,7 @@ def scan_fwd(u, delta, A, Bt, Ct, Dv, z, bias, softplus, has_z, out, ckpt):
                     for c in range(W):
                         sv = exp2_32(dtb[t, c] * Ab[n, c]) * s[n, c] + dub[t, c] * bn
                         s[n, c] = sv
-                        P2[n, c] = sv * cn
-                h = NW // 2
-                while h >= W:  # y_t = Σ_n P[n, :], pairwise
-                    for j in range(h):
-                        P[j] += P[j + h]
-                    h //= 2
-                for c in range(W):
-                    yb[t, c] = P[c]
+                        yb[t, c] += sv * cn  # y_t = Σ_n s·C_t[n], in order of n
             for t in range(T):
                 for c in range(W):
                     rows[c, t] = yb[t, c]
@@ -349,16 +340,15 @@ def scan_rows(u, delta, A, Bm, bc0, Cm, cc0, Dv, z, zc0, bias, softplus, has_z, 
     """
     nb, L, nd = u.shape
     N = A.shape[1]
-    Np, NW, nblk = _block_layout(N, nd)
+    Np, nblk = _block_layout(N, nd)
     for task in prange(nb * nblk):
         b = task // nblk
         d0 = (task % nblk) * W
         nc = min(W, nd - d0)
         dtb = np.zeros((CHUNK, W), np.float32)
         dub = np.zeros((CHUNK, W), np.float32)
-        yb = np.zeros((CHUNK, W), np.float32)
-        P = np.zeros(NW, np.float32)
-        P2 = P.reshape((Np, W))
+        yflat = np.zeros(CHUNK * W, np.float32)
+        yb = yflat.reshape((CHUNK, W))
         s = np.zeros((Np, W), np.float32)
         Ab = _block_decays(A, d0, nc, Np)
         bb = bias[d0:d0 + nc]
@@ -381,6 +371,8 @@ def scan_rows(u, delta, A, Bm, bc0, Cm, cc0, Dv, z, zc0, bias, softplus, has_z, 
                     du[c] = dr[c] * ur[c]
             # The recurrence, written out as in scan_fwd rather than shared through an inlined helper: the helper
             # (row slices of B and C per step) made both kernels 5-15% slower.
+            for j in range(T * W):
+                yflat[j] = _F(0.0)
             for t in range(T):
                 p = L - 1 - t0 - t if reverse else t0 + t
                 br = Bm[b, p]
@@ -391,14 +383,7 @@ def scan_rows(u, delta, A, Bm, bc0, Cm, cc0, Dv, z, zc0, bias, softplus, has_z, 
                     for c in range(W):
                         sv = exp2_32(dtb[t, c] * Ab[n, c]) * s[n, c] + dub[t, c] * bn
                         s[n, c] = sv
-                        P2[n, c] = sv * cn
-                h = NW // 2
-                while h >= W:
-                    for j in range(h):
-                        P[j] += P[j + h]
-                    h //= 2
-                for c in range(W):
-                    yb[t, c] = P[c]
+                        yb[t, c] += sv * cn
             for t in range(T):  # D skip, SiLU gate, sum, written in the output's dtype
                 p = L - 1 - t0 - t if reverse else t0 + t
                 ur = u[b, p, d0:d0 + nc]
