@@ -282,6 +282,31 @@ def test_numba_inference_and_training_forward_agree():
 
 
 @needs_numba
+def test_the_gate_silu_is_accurate_to_a_few_ulp():
+    from numba import njit
+
+    from vtr.ops._scan_numba import silu32
+
+    @njit
+    def run(x, out):
+        for i in range(x.size):
+            out[i] = silu32(x[i])
+
+    x = np.concatenate([np.linspace(-80, 80, 1_000_001), [-1e30, -200.0, 0.0, 200.0, 1e30]]).astype(np.float32)
+    out = np.empty_like(x)
+    run(x, out)
+    x64 = x.astype(np.float64)
+    ref = x64 / (1 + np.exp(-np.clip(x64, -700, 700)))
+    ulp = np.spacing(np.abs(ref).astype(np.float32)).astype(np.float64)
+    inside = np.abs(x) <= 80
+    assert (np.abs(out - ref) / ulp)[inside].max() <= 3
+    assert np.isfinite(out).all() and (out[x == 0] == 0).all()
+    # far out: x itself for large x; for very negative x, x·e^-88 (exp's clamp, as x·sigmoid32 gives): about 0
+    assert out[x == 200.0] == 200.0 and out[x == 1e30] == np.float32(1e30)
+    assert ((out[x <= -200.0] <= 0) & (np.abs(out[x <= -200.0]) < 1e-8)).all()
+
+
+@needs_numba
 def test_exp2_of_the_recurrence_is_accurate_to_two_ulp_and_clamps():
     from numba import njit
 
