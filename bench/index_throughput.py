@@ -54,12 +54,18 @@ FPS = 24
 
 
 # ------------------------------------------------------------------------------------------------- footage
+SHOTS = (3.0, 10.0)  # seconds a shot of the default footage lasts (uniform): edited footage, a cut every 6.5 s
+STATIC = 1 / 3  # chance that a shot of the default footage does not move
+
+
 def make_footage(path: Path, seconds: float, width: int, height: int, seed: int = 0,
-                 preset: str = "ultrafast") -> Path:
-    """H.264 footage of shots 3-10 s long with hard cuts: each shot a random texture over its own colour cast,
-    panning or (one in three) static. Textures are drawn at 1/8 resolution and upscaled, so generation stays
-    cheap at 4K. ``preset``: x264's; ``ultrafast`` (what every round before the eleventh measured) has no B-frames
-    and no deblocking filter, so it decodes faster than ordinary footage; ``veryfast`` and slower have both."""
+                 preset: str = "ultrafast", shots: tuple = SHOTS, static: float = STATIC) -> Path:
+    """H.264 footage of shots ``shots`` seconds long (3-10 s) with hard cuts: each shot a random texture over its
+    own colour cast, panning or (a ``static`` share, one in three) static. Textures are drawn at 1/8 resolution and
+    upscaled, so generation stays cheap at 4K. ``preset``: x264's; ``ultrafast`` (what every round before the
+    eleventh measured) has no B-frames and no deblocking filter, so it decodes faster than ordinary footage;
+    ``veryfast`` and slower have both. Long shots that all move (``--shots 60-120 --static 0``) stand for a phone's
+    single takes: the window count of the shots policy then follows the length alone, and no window is reused."""
     import av
 
     rng = np.random.default_rng(seed)
@@ -71,11 +77,11 @@ def make_footage(path: Path, seconds: float, width: int, height: int, seed: int 
         t = 0
         total = int(seconds * FPS)
         while t < total:
-            shot = min(total - t, int(rng.uniform(3, 10) * FPS))
+            shot = min(total - t, int(rng.uniform(*shots) * FPS))
             tint = rng.integers(0, 256, 3)
             small = (rng.integers(0, 256, (height // 8 + 1, width // 8 + 1, 3)) // 2 + tint // 2).astype(np.uint8)
             base = np.repeat(np.repeat(small, 8, 0), 8, 1)[:height, :width]
-            speed = 0 if rng.random() < 1 / 3 else int(rng.integers(2, 9))
+            speed = 0 if rng.random() < static else int(rng.integers(2, 9))
             for i in range(shot):
                 frame = np.roll(base, speed * i, axis=1) if speed else base
                 for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
@@ -266,6 +272,10 @@ def main(argv=None) -> int:
     p.add_argument("--preset", default="ultrafast",
                    help="x264 preset of the generated footage: ultrafast (no B-frames, no deblocking: the earlier "
                         "rounds' footage) or e.g. veryfast (both, as ordinary footage has)")
+    p.add_argument("--shots", default="3-10",
+                   help="MIN-MAX seconds a shot of the generated footage lasts: 3-10 (the default, edited footage), "
+                        "e.g. 60-120 for single takes")
+    p.add_argument("--static", type=float, default=STATIC, help="share of static shots in the generated footage")
     p.add_argument("--detection", default="cheap",
                    help="cut detection of the shots policy's decode-only rows, comma separated: cheap (the "
                         "default: unreferenced frames and the loop filter skipped) and/or full (every frame)")
@@ -278,6 +288,14 @@ def main(argv=None) -> int:
     precisions = [x for x in a.precisions.split(",") if x]
     policies = [x for x in a.policies.split(",") if x]
     detections = [x for x in a.detection.split(",") if x]
+    try:
+        shots = tuple(float(x) for x in a.shots.split("-"))
+        if len(shots) != 2 or not 0 < shots[0] <= shots[1]:
+            raise ValueError
+    except ValueError:
+        p.error(f"--shots {a.shots!r}: expected MIN-MAX seconds, e.g. 3-10")
+    if not 0 <= a.static <= 1:
+        p.error(f"--static {a.static}: a share between 0 and 1")
     for d in detections:
         if d not in ("cheap", "full"):
             p.error(f"unknown --detection {d!r}: cheap or full")
@@ -335,10 +353,12 @@ def main(argv=None) -> int:
     for res in resolutions:
         w, h = RESOLUTIONS[res]
         tag = "" if a.preset == "ultrafast" else f"_{a.preset}"
+        if shots != SHOTS or a.static != STATIC:
+            tag += f"_shots{a.shots}_static{a.static:g}"
         path = footage / f"footage_v2_{res}_{int(a.seconds)}s{tag}.mp4"
         if not path.is_file():
             t0 = time.perf_counter()
-            make_footage(path, a.seconds, w, h, preset=a.preset)
+            make_footage(path, a.seconds, w, h, preset=a.preset, shots=shots, static=a.static)
             print(f"[footage] {res}: {a.seconds:g} s generated in {time.perf_counter() - t0:.1f} s", flush=True)
         for policy, scale, det in [(p_, s_, d_) for p_ in policies
                                    for s_ in ((True,) if a.no_decoder_scale_rows else (True, False))
