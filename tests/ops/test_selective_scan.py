@@ -281,17 +281,24 @@ def test_numba_inference_and_training_forward_agree():
     assert torch.equal(y_inf, y_train.detach())
 
 
-@needs_numba
-def test_the_gate_silu_is_accurate_to_a_few_ulp():
+def _elementwise(fn):
+    """A jitted ``run(x, out)`` that writes ``fn(x[i])`` to ``out[i]`` (fn: one of the kernels' inline scalar
+    functions, which only exist inside jitted code)."""
     from numba import njit
-
-    from vtr.ops._scan_numba import silu32
 
     @njit
     def run(x, out):
         for i in range(x.size):
-            out[i] = silu32(x[i])
+            out[i] = fn(x[i])
 
+    return run
+
+
+@needs_numba
+def test_the_gate_silu_is_accurate_to_a_few_ulp():
+    from vtr.ops._scan_numba import silu32
+
+    run = _elementwise(silu32)
     x = np.concatenate([np.linspace(-80, 80, 1_000_001), [-1e30, -200.0, 0.0, 200.0, 1e30]]).astype(np.float32)
     out = np.empty_like(x)
     run(x, out)
@@ -308,15 +315,9 @@ def test_the_gate_silu_is_accurate_to_a_few_ulp():
 
 @needs_numba
 def test_exp2_of_the_recurrence_is_accurate_to_two_ulp_and_clamps():
-    from numba import njit
-
     from vtr.ops._scan_numba import exp2_32
 
-    @njit
-    def run(x, out):
-        for i in range(x.size):
-            out[i] = exp2_32(x[i])
-
+    run = _elementwise(exp2_32)
     x = np.concatenate([np.linspace(-126, 126, 2_000_001), np.linspace(-0.5, 0.5, 200_001),
                         [-125.5, -0.5, 0.0, 0.5, 125.5]]).astype(np.float32)
     out = np.empty_like(x)

@@ -219,16 +219,16 @@ W = 16  # channels per block: one SIMD lane per channel (one zmm)
 
 
 @njit(inline="always", fastmath=False, cache=True)
-def _block_layout(N, nd):
-    """(N, nblk): the rows of a block's state s[N, W] and the number of blocks of W channels among nd."""
-    return N, (nd + W - 1) // W
+def _n_blocks(nd):
+    """The number of blocks of W channels among nd (the last one may be partial)."""
+    return (nd + W - 1) // W
 
 
 @njit(inline="always", fastmath=False, cache=True)
-def _block_decays(A, d0, nc, Np):
-    """A·log2 e of channels d0..d0+nc as [Np, W], state fastest-varying across rows (zero lanes past nc):
+def _block_decays(A, d0, nc):
+    """A·log2 e of channels d0..d0+nc as [N, W], state fastest-varying across rows (zero lanes past nc):
     exp(Δ·A) = 2**(Δ·A·log2 e), the form :func:`exp2_32` takes."""
-    Ab = np.zeros((Np, W), np.float32)
+    Ab = np.zeros((A.shape[1], W), np.float32)
     for c in range(nc):
         for n in range(A.shape[1]):
             Ab[n, c] = A[d0 + c, n] * LOG2E
@@ -263,7 +263,7 @@ def scan_fwd(u, delta, A, Bt, Ct, Dv, z, bias, softplus, has_z, out, ckpt):
     """
     nb, nd, L = u.shape
     N = A.shape[1]
-    Np, nblk = _block_layout(N, nd)
+    nblk = _n_blocks(nd)
     save = ckpt.shape[2] > 0
     for task in prange(nb * nblk):
         b = task // nblk
@@ -275,8 +275,8 @@ def scan_fwd(u, delta, A, Bt, Ct, Dv, z, bias, softplus, has_z, out, ckpt):
         dub = np.zeros((CHUNK, W), np.float32)
         yflat = np.zeros(CHUNK * W, np.float32)
         yb = yflat.reshape((CHUNK, W))
-        s = np.zeros((Np, W), np.float32)
-        Ab = _block_decays(A, d0, nc, Np)
+        s = np.zeros((N, W), np.float32)
+        Ab = _block_decays(A, d0, nc)
         Bb = Bt[b]
         Cb = Ct[b]
         for t0 in range(0, L, CHUNK):
@@ -348,7 +348,7 @@ def scan_rows(u, delta, A, Bm, bc0, Cm, cc0, Dv, z, zc0, bias, softplus, has_z, 
     """
     nb, L, nd = u.shape
     N = A.shape[1]
-    Np, nblk = _block_layout(N, nd)
+    nblk = _n_blocks(nd)
     for task in prange(nb * nblk):
         b = task // nblk
         d0 = (task % nblk) * W
@@ -357,8 +357,8 @@ def scan_rows(u, delta, A, Bm, bc0, Cm, cc0, Dv, z, zc0, bias, softplus, has_z, 
         dub = np.zeros((CHUNK, W), np.float32)
         yflat = np.zeros(CHUNK * W, np.float32)
         yb = yflat.reshape((CHUNK, W))
-        s = np.zeros((Np, W), np.float32)
-        Ab = _block_decays(A, d0, nc, Np)
+        s = np.zeros((N, W), np.float32)
+        Ab = _block_decays(A, d0, nc)
         bb = bias[d0:d0 + nc]
         Db = Dv[d0:d0 + nc]
         for t0 in range(0, L, CHUNK):
@@ -447,7 +447,7 @@ def scan_bwd(u, delta, A, Bt, Ct, Dv, z, bias, softplus, has_z, dout, ckpt,
     nb, nd, L = u.shape
     N = A.shape[1]
     n_chunks = ckpt.shape[2]
-    nblk = (nd + W - 1) // W
+    nblk = _n_blocks(nd)
     for task in prange(nb * nblk):
         b = task // nblk
         blk = task % nblk
