@@ -552,6 +552,37 @@ def test_numba_512_bit_vectors_change_speed_not_results(tmp_path):
         np.testing.assert_allclose(out["1"][k], out["0"][k], rtol=1e-5, atol=1e-5, err_msg=k)
 
 
+_TARGET_CHILD = (
+    "import sys, numpy as np, torch\n"
+    "from vtr.ops import selective_scan as ss, _scan_numba as k\n"
+    "torch.manual_seed(0)\n"
+    "D, L, N = 40, 150, 16\n"
+    "x = dict(u=torch.randn(2, D, L), delta=torch.randn(2, D, L) * 0.5 - 1, A=-torch.rand(D, N) * 4,\n"
+    "         B=torch.randn(2, N, L), C=torch.randn(2, N, L), D=torch.randn(D), z=torch.randn(2, D, L),\n"
+    "         delta_bias=torch.randn(D) * 0.1)\n"
+    "ref = ss.selective_scan(**x, delta_softplus=True, impl='ref')\n"
+    "rows = ss.selective_scan_rows(**{k_: v.mT if v.dim() == 3 else v for k_, v in x.items()}, delta_softplus=True,\n"
+    "                              impl='cpu').mT\n"
+    "fwd = ss.selective_scan_numba(**x, delta_softplus=True).detach()\n"
+    "print('SCALEF', k.SCALEF, 'ROWS_EQ_FWD', torch.equal(rows, fwd), 'ERR', float((rows - ref).abs().max()))\n"
+)
+
+
+@needs_numba
+@pytest.mark.parametrize("cpu", ["haswell", "generic"])
+def test_kernels_built_for_a_cpu_without_avx512(cpu, tmp_path):
+    """The recurrence's hand-written vector code (``_recurrence``) has a second way to scale by 2**k for targets
+    without AVX-512; build every kernel for such a target (AVX2 + FMA, and x86-64 with neither) in a fresh process
+    and check it against the reference, and the inference kernel against the training one, bit for bit."""
+    env = dict(os.environ, NUMBA_CPU_NAME=cpu, NUMBA_CACHE_DIR=str(tmp_path))
+    env.pop("NUMBA_CPU_FEATURES", None)
+    r = subprocess.run([sys.executable, "-c", _TARGET_CHILD], env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    words = [ln for ln in r.stdout.splitlines() if ln.startswith("SCALEF")][-1].split()
+    assert words[1] == "False" and words[3] == "True", words
+    assert float(words[5]) < 1e-5, words
+
+
 @needs_numba
 @pytest.mark.parametrize("scalef", [True, False])
 def test_exp2_scales_the_same_with_and_without_avx512(scalef):
