@@ -284,6 +284,26 @@ def _ptr2(typingctx, a, i, k):
 
 
 @intrinsic
+def _prefetch(typingctx, ptr):
+    """Ask for the cache line at ``ptr`` (a CPointer) ahead of its use (``llvm.prefetch``: read, keep in every
+    cache level). The inference scan reads one 64-byte piece of each [B, L, D] row, a row apart: it asks during one
+    chunk's recurrence for the rows its epilogue and the next chunk's prologue read (3-7% faster,
+    ``python -m bench.scan_ab``)."""
+    if not isinstance(ptr, types.CPointer):
+        raise errors.TypingError(f"_prefetch takes a pointer, got {ptr}")
+    sig = types.void(ptr)
+
+    def codegen(context, builder, signature, args):
+        i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
+        fn = builder.module.declare_intrinsic("llvm.prefetch.p0", (),
+                                              ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]))
+        builder.call(fn, [builder.bitcast(args[0], i8p), ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
 def _recurrence(typingctx, dtb, dub, Ab, s, yb, t, Bm, b, p, bc0, Cm, cc0):
     """One time step of a block of W = 16 channels, emitted as LLVM vector code, one <16 x float> per row:
 
@@ -511,7 +531,17 @@ def scan_rows(u, delta, A, Bm, bc0, Cm, cc0, Dv, z, zc0, bias, softplus, has_z, 
                 for c in range(nc):
                     du[c] = dr[c] * ur[c]
             for t in range(T):  # the recurrence: the same vector code as scan_fwd's
-                _recurrence(dtb, dub, Ab, s, yb, t, Bm, b, L - 1 - t0 - t if reverse else t0 + t, bc0, Cm, cc0)
+                p = L - 1 - t0 - t if reverse else t0 + t
+                _recurrence(dtb, dub, Ab, s, yb, t, Bm, b, p, bc0, Cm, cc0)
+                # meanwhile, the rows the epilogue reads next and those of the next chunk's prologue
+                if has_z:
+                    _prefetch(_ptr3(z, b, p, zc0 + d0))
+                if has_acc:
+                    _prefetch(_ptr3(acc, b, p, d0))
+                q = p - CHUNK if reverse else p + CHUNK
+                if 0 <= q < L:
+                    _prefetch(_ptr3(delta, b, q, d0))
+                    _prefetch(_ptr3(u, b, q, d0))
             for t in range(T):  # D skip, SiLU gate, sum, written in the output's dtype
                 p = L - 1 - t0 - t if reverse else t0 + t
                 ur = carray(_ptr3(u, b, p, d0), nc)
