@@ -12,7 +12,7 @@ adding into the forward's output), and disassembles the hottest function with ``
 
 Prints the share of samples per function, the hottest instructions, and the code around the hottest one (a
 sample usually lands on the instruction after the one that stalled). Writes ``bench/results/scan_profile.json``.
-The sixteenth session used it to find that LLVM's loop over the 16 lanes kept y in memory across states and
+The thirteenth round in ``bench/README.md`` used it to find that LLVM's loop over the 16 lanes kept y in memory across states and
 checked every array against every other at run time (``_recurrence`` replaced that loop), and that row slices cost
 7% in reference counting (``_ptr3``).
 """

@@ -88,10 +88,11 @@ def _target_has_avx512() -> bool:
     return bool(_binding.get_host_cpu_features().get("avx512f", False))
 
 
-#: AVX-512 (``vscalefps``) on the CPU numba compiles for: :func:`exp2_32` scales with ``llvm.ldexp``. A constant at
-#: compile time; numba's cache is keyed by the target CPU and its features, so a cached kernel never crosses to a CPU
-#: without it.
-SCALEF = _target_has_avx512()
+#: AVX-512 (``vscalefps``) on the CPU numba compiles for, and an LLVM that has the ``llvm.ldexp`` intrinsic (16 and
+#: later; numba < 0.61 brings LLVM 14 or 15, which aborts on it): :func:`exp2_32` scales with ``llvm.ldexp``. A
+#: constant at compile time; numba's cache is keyed by the target CPU and its features, so a cached kernel never
+#: crosses to a CPU without it.
+SCALEF = _target_has_avx512() and _binding.llvm_version_info >= (16,)
 
 
 def as_f32(v):
@@ -259,7 +260,7 @@ def _item_pointer(context, builder, aryty, value, indices):
 def _ptr3(typingctx, a, i, j, k):
     """A raw pointer to a[i, j, k]. A row read as ``carray(_ptr3(a, i, j, k), n)`` is a view without a reference
     count: a slice ``a[i, j, k:k + n]`` increfs and decrefs its parent, 7% of the inference scan when it was made
-    once per step (``python -m bench.scan_ab``)."""
+    once per step (``python -m bench.scan_profile``)."""
     if not (isinstance(a, types.Array) and a.ndim == 3):
         raise errors.TypingError(f"_ptr3 takes a 3-D array, got {a}")
     sig = types.CPointer(a.dtype)(a, types.intp, types.intp, types.intp)
@@ -287,7 +288,7 @@ def _ptr2(typingctx, a, i, k):
 def _prefetch(typingctx, ptr):
     """Ask for the cache line at ``ptr`` (a CPointer) ahead of its use (``llvm.prefetch``: read, keep in every
     cache level). The inference scan reads one 64-byte piece of each [B, L, D] row, a row apart: it asks during one
-    chunk's recurrence for the rows its epilogue and the next chunk's prologue read (3-7% faster,
+    chunk's recurrence for the rows its epilogue and the next chunk's prologue read (1.02-1.23x,
     ``python -m bench.scan_ab``)."""
     if not isinstance(ptr, types.CPointer):
         raise errors.TypingError(f"_prefetch takes a pointer, got {ptr}")
@@ -295,7 +296,8 @@ def _prefetch(typingctx, ptr):
 
     def codegen(context, builder, signature, args):
         i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
-        fn = builder.module.declare_intrinsic("llvm.prefetch.p0", (),
+        # llvmlite mangles the pointer type for its LLVM (p0i8 or p0), as numba's own intrinsics do
+        fn = builder.module.declare_intrinsic("llvm.prefetch", [i8p],
                                               ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]))
         builder.call(fn, [builder.bitcast(args[0], i8p), ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
         return context.get_dummy_value()
@@ -316,7 +318,7 @@ def _recurrence(typingctx, dtb, dub, Ab, s, yb, t, Bm, b, p, bc0, Cm, cc0):
     fma(s, C, y), in order of n), so the bits are the same; what changes is the code around them. From that loop
     LLVM built a vectorised loop over the 16 lanes guarded by runtime alias checks of every array against every
     other, kept y in memory across n (a store-to-load chain per state) and chose between versions per step: half
-    of the recurrence's time (``perf`` on ``python -m bench.scan_ab``). Here y is a register, nothing is checked,
+    of the recurrence's time (``python -m bench.scan_profile`` on the kernel before it). Here y is a register, nothing is checked,
     and the loop over n is the only loop. dtb, dub, yb: [CHUNK, W], Ab, s: [N, W], all C-contiguous float32 (one
     row = one vector); Bm, Cm: 3-D float32, read one value per state and broadcast.
     """
@@ -425,7 +427,8 @@ def scan_fwd(u, delta, A, Bt, Ct, Dv, z, bias, softplus, has_z, out, ckpt):
     loop variable (``x[t0 + t]`` carries numba's negative-index wraparound per lane and becomes a gather). y is
     summed as the states are updated: a pairwise tree over a [N, W] buffer after them (the kernels before) made
     the inference scan 1.3-1.5x slower (``python -m bench.scan_ab``); the step itself is written as vector code
-    (:func:`_recurrence`), 1.2-1.6x faster again than the numba loop it replaced, with the same bits.
+    (:func:`_recurrence`), with the same bits as the numba loop it replaced and faster (the inference scan
+    1.5-2.0x, ``python -m bench.scan_ab``; this kernel 1.2-1.6x on an M clip, ``python -m bench.scan_train``).
     """
     nb, nd, L = u.shape
     N = A.shape[1]
