@@ -12,9 +12,9 @@ adding into the forward's output), and disassembles the hottest function with ``
 
 Prints the share of samples per function, the hottest instructions, and the code around the hottest one (a
 sample usually lands on the instruction after the one that stalled). Writes ``bench/results/scan_profile.json``.
-The thirteenth round in ``bench/README.md`` used it to find that LLVM's loop over the 16 lanes kept y in memory across states and
-checked every array against every other at run time (``_recurrence`` replaced that loop), and that row slices cost
-7% in reference counting (``_ptr3``).
+The thirteenth round in ``bench/README.md`` used it to find that LLVM's loop over the 16 lanes kept y in memory
+across states and checked every array against every other at run time (``_recurrence`` replaced that loop), and
+that row slices cost 7% in reference counting (``_ptr3``).
 """
 
 from __future__ import annotations
@@ -127,8 +127,9 @@ def main() -> None:
     call()  # compile
     funcs = functions(mod.scan_rows)
     data = Path(tempfile.mkdtemp(prefix="vtr_perf_")) / "perf.data"
-    perf = subprocess.Popen(["perf", "record", "-q", "-e", "cpu-clock", "-F", str(args.frequency), "-p", str(os.getpid()),
-                             "-o", str(data)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    cmd = ["perf", "record", "-q", "-e", "cpu-clock", "-F", str(args.frequency), "-p", str(os.getpid()),
+           "-o", str(data)]
+    perf = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     time.sleep(1.0)  # perf attaches
     t0 = time.perf_counter()
     for _ in range(args.calls):

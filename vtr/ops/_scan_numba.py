@@ -318,9 +318,10 @@ def _recurrence(typingctx, dtb, dub, Ab, s, yb, t, Bm, b, p, bc0, Cm, cc0):
     fma(s, C, y), in order of n), so the bits are the same; what changes is the code around them. From that loop
     LLVM built a vectorised loop over the 16 lanes guarded by runtime alias checks of every array against every
     other, kept y in memory across n (a store-to-load chain per state) and chose between versions per step: half
-    of the recurrence's time (``python -m bench.scan_profile`` on the kernel before it). Here y is a register, nothing is checked,
-    and the loop over n is the only loop. dtb, dub, yb: [CHUNK, W], Ab, s: [N, W], all C-contiguous float32 (one
-    row = one vector); Bm, Cm: 3-D float32, read one value per state and broadcast.
+    of the recurrence's time (``python -m bench.scan_profile`` on the kernel before it). Here y is a register,
+    nothing is checked, and the loop over n is the only loop. dtb, dub, yb: [CHUNK, W], Ab, s: [N, W], all
+    C-contiguous float32 with rows of exactly W (one row = one vector; not checked); Bm, Cm: 3-D float32, read one
+    value per state and broadcast.
     """
     for name, ty in (("dtb", dtb), ("dub", dub), ("Ab", Ab), ("s", s), ("yb", yb)):
         _c_rows(name, ty)
@@ -384,7 +385,8 @@ def _recurrence(typingctx, dtb, dub, Ab, s, yb, t, Bm, b, p, bc0, Cm, cc0):
                                ir.Constant(ivec, [23] * W))
             e = builder.fmul(poly, builder.bitcast(bits, vec))
         sp = row(3, s_v, n)
-        sv = builder.call(fma, [du, broadcast(6, bm_v, builder.add(bc0_v, n)), builder.fmul(e, builder.load(sp, align=4))])
+        es = builder.fmul(e, builder.load(sp, align=4))
+        sv = builder.call(fma, [du, broadcast(6, bm_v, builder.add(bc0_v, n)), es])
         builder.store(sv, sp, align=4)
         y_next = builder.call(fma, [sv, broadcast(10, cm_v, builder.add(cc0_v, n)), y])
         n_next = builder.add(n, ir.Constant(i64, 1))
@@ -417,8 +419,8 @@ def scan_fwd(u, delta, A, Bt, Ct, Dv, z, bias, softplus, has_z, out, ckpt):
     One ``prange`` task per (batch, block of W consecutive channels). The block's state is s[N, W], channel
     fastest, so each step (:func:`_recurrence`) runs the W channels in SIMD lanes: for each state n,
     exp(Δ_t[c]·A[c, n]), the update s = exp(ΔA)·s + Δu·B_t[n] and y_t[c] += s·C_t[n] (summed in order of n: no
-    horizontal reduction), with B and C broadcast. Per CHUNK steps Δ (bias, softplus) and Δ·u are computed along time per
-    channel and transposed into [CHUNK, W]; at the end y is transposed back, D-skipped and SiLU-gated along
+    horizontal reduction), with B and C broadcast. Per CHUNK steps Δ (bias, softplus) and Δ·u are computed along
+    time per channel and transposed into [CHUNK, W]; at the end y is transposed back, D-skipped and SiLU-gated along
     time. A partial last block has Δ = Δu = A = 0 lanes (their state stays 0) that are never written out.
 
     Notes for whoever edits this (numba runs LLVM's loop vectoriser but not the SLP vectoriser): a constant
