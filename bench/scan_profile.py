@@ -14,7 +14,7 @@ Prints the share of samples per function, the hottest instructions, and the code
 sample usually lands on the instruction after the one that stalled). Writes ``bench/results/scan_profile.json``.
 The thirteenth round in ``bench/README.md`` used it to find that LLVM's loop over the 16 lanes kept y in memory
 across states and checked every array against every other at run time (``_recurrence`` replaced that loop), and
-that row slices cost 7% in reference counting (``_ptr3``).
+that row slices cost 7% in reference counting (``_ptr``).
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import argparse
 import bisect
 import collections
 import ctypes
-import importlib.util
 import json
 import os
 import shutil
@@ -33,21 +32,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.scan_train import REPO
+from bench.scan_train import REPO, load_kernels
 
 import torch  # noqa: E402  (after bench.scan_train, which puts the checkout on sys.path)
-
-
-def load_uncached():
-    """This checkout's ``vtr/ops/_scan_numba.py`` compiled without numba's cache (a cached function has no LLVM
-    module to find addresses in)."""
-    src = (REPO / "vtr" / "ops" / "_scan_numba.py").read_text().replace("cache=True", "cache=False")
-    path = Path(tempfile.mkdtemp(prefix="vtr_scan_profile_")) / "_scan_numba_profiled.py"
-    path.write_text(src)
-    spec = importlib.util.spec_from_file_location("_scan_numba_profiled", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def functions(dispatcher) -> list[tuple[int, str]]:
@@ -113,7 +100,8 @@ def main() -> None:
 
     if ss._load_numba() is None:
         raise SystemExit("numba is not importable here: nothing to profile")
-    mod = load_uncached()
+    # without the cache: a cached function has no LLVM module to find addresses in
+    mod = load_kernels((REPO / "vtr" / "ops" / "_scan_numba.py").read_text(), "_scan_numba_profiled")
     ss._numba_state["module"] = mod
     u, delta, A, B, C, D, bias, xz = mixer_inputs(args.batch)
     d = u.shape[2]

@@ -34,15 +34,22 @@ import torch  # noqa: E402
 SHAPES = {"demo (32×128×73)": (32, 128, 73), "M, 1 clip (1×1152×1569)": (1, 1152, 1569)}
 
 
-def load_old(rev: str):
-    src = subprocess.run(["git", "-C", str(REPO), "show", f"{rev}:vtr/ops/_scan_numba.py"], check=True,
-                         capture_output=True, text=True).stdout
-    path = Path(tempfile.mkdtemp(prefix="vtr_scan_old_")) / "_scan_numba_old.py"
+def load_kernels(src: str, name: str):
+    """The kernels module ``src`` (the text of a ``vtr/ops/_scan_numba.py``) imported as ``name``, compiled without
+    numba's cache (so that two versions do not share cache entries, and numba keeps their LLVM modules)."""
+    path = Path(tempfile.mkdtemp(prefix=f"vtr_{name}_")) / f"{name}.py"
     path.write_text(src.replace("cache=True", "cache=False"))
-    spec = importlib.util.spec_from_file_location("_scan_numba_old", path)
+    spec = importlib.util.spec_from_file_location(name, path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+def load_old(rev: str):
+    """The kernels of commit ``rev`` (:func:`load_kernels`)."""
+    src = subprocess.run(["git", "-C", str(REPO), "show", f"{rev}:vtr/ops/_scan_numba.py"], check=True,
+                         capture_output=True, text=True).stdout
+    return load_kernels(src, "_scan_numba_old")
 
 
 def inputs(batch, dim, length, n=16):

@@ -27,7 +27,7 @@ a loop that writes several arrays and reads others needs more than 8 runtime ali
 loops are split to write one or two arrays; a sum across lanes needs reassociation (:func:`_lane_sums`). Where the
 vectoriser's output is not good enough, write the vector code: the forward recurrence (:func:`_recurrence`) is
 LLVM IR on <16 x float> values, emitted through an ``@intrinsic``; per-step row views are ``carray`` over a raw
-pointer (:func:`_ptr3`), since a slice costs a reference count increment and decrement.
+pointer (:func:`_ptr`), since a slice costs a reference count increment and decrement.
 """
 
 from __future__ import annotations
@@ -147,6 +147,8 @@ def exp32(x):
 
 
 LOG2E = _F(1.4426950408889634)
+#: :func:`exp2_32` clamps its argument to ±this (2**-126 is the smallest normal float32)
+_EXP2_CLAMP = 126.0
 #: :func:`exp2_32`'s polynomial, highest degree first (also emitted as vector code by :func:`_recurrence`)
 _EXP2_POLY = (1.3264708686619997e-3, 9.671511128544807e-3, 5.550733953714371e-2, 2.4022242426872253e-1,
               6.931470036506653e-1, 1.0)
@@ -162,7 +164,7 @@ def exp2_32(x):
     two operations fewer than building 2**k's bits and exact like it, so the results are the same bit for bit
     (``python -m bench.scan_ab``: the scan 1.05-1.26x). Without AVX-512 LLVM would expand a vector ldexp into scalar
     calls, so the bits are built."""
-    x = min(max(x, _F(-126.0)), _F(126.0))
+    x = min(max(x, _F(-_EXP2_CLAMP)), _F(_EXP2_CLAMP))
     k = np.rint(x)
     f = x - k
     p = _F(_EXP2_POLY[0])
@@ -257,29 +259,20 @@ def _item_pointer(context, builder, aryty, value, indices):
 
 
 @intrinsic
-def _ptr3(typingctx, a, i, j, k):
-    """A raw pointer to a[i, j, k]. A row read as ``carray(_ptr3(a, i, j, k), n)`` is a view without a reference
-    count: a slice ``a[i, j, k:k + n]`` increfs and decrefs its parent, 7% of the inference scan when it was made
-    once per step (``python -m bench.scan_profile``)."""
-    if not (isinstance(a, types.Array) and a.ndim == 3):
-        raise errors.TypingError(f"_ptr3 takes a 3-D array, got {a}")
-    sig = types.CPointer(a.dtype)(a, types.intp, types.intp, types.intp)
+def _ptr(typingctx, a, index):
+    """A raw pointer to ``a[index]`` (index: a tuple of a.ndim integers). A row read as ``carray(_ptr(a, (i, j, k)),
+    n)`` is a view without a reference count: a slice ``a[i, j, k:k + n]`` increfs and decrefs its parent, 7% of the
+    inference scan when it was made once per step (``python -m bench.scan_profile``)."""
+    if not (isinstance(a, types.Array) and isinstance(index, types.BaseTuple) and len(index) == a.ndim
+            and all(isinstance(t, types.Integer) for t in index)):
+        raise errors.TypingError(f"_ptr takes an array and a tuple of one integer per dimension, got {a}, {index}")
+    sig = types.CPointer(a.dtype)(a, index)
 
     def codegen(context, builder, signature, args):
-        return _item_pointer(context, builder, signature.args[0], args[0], args[1:])
-
-    return sig, codegen
-
-
-@intrinsic
-def _ptr2(typingctx, a, i, k):
-    """A raw pointer to a[i, k] of a 2-D array (see :func:`_ptr3`)."""
-    if not (isinstance(a, types.Array) and a.ndim == 2):
-        raise errors.TypingError(f"_ptr2 takes a 2-D array, got {a}")
-    sig = types.CPointer(a.dtype)(a, types.intp, types.intp)
-
-    def codegen(context, builder, signature, args):
-        return _item_pointer(context, builder, signature.args[0], args[0], args[1:])
+        aryty, idxty = signature.args
+        idx = [context.cast(builder, v, t, types.intp)
+               for v, t in zip(cgutils.unpack_tuple(builder, args[1], len(idxty)), idxty)]
+        return _item_pointer(context, builder, aryty, args[0], idx)
 
     return sig, codegen
 
@@ -368,8 +361,8 @@ def _recurrence(typingctx, dtb, dub, Ab, s, yb, t, Bm, b, p, bc0, Cm, cc0):
         y.add_incoming(zero, entry)
         # exp2_32(Δ · A log2 e): clamp (NaN passes through), 2**f on [-1/2, 1/2], scale by 2**k
         x = builder.fmul(dt, builder.load(row(2, ab_v, n), align=4))
-        x = builder.select(builder.fcmp_ordered("<", x, const(-126.0)), const(-126.0), x)
-        x = builder.select(builder.fcmp_ordered(">", x, const(126.0)), const(126.0), x)
+        x = builder.select(builder.fcmp_ordered("<", x, const(-_EXP2_CLAMP)), const(-_EXP2_CLAMP), x)
+        x = builder.select(builder.fcmp_ordered(">", x, const(_EXP2_CLAMP)), const(_EXP2_CLAMP), x)
         k = builder.call(rint, [x])
         f = builder.fsub(x, k)
         poly = const(_EXP2_POLY[0])
@@ -523,10 +516,10 @@ def scan_rows(u, delta, A, Bm, bc0, Cm, cc0, Dv, z, zc0, bias, softplus, has_z, 
             T = min(CHUNK, L - t0)
             for t in range(T):  # Δ and Δ·u of the chunk's steps, W channels per row
                 p = L - 1 - t0 - t if reverse else t0 + t
-                de = carray(_ptr3(delta, b, p, d0), nc)
-                ur = carray(_ptr3(u, b, p, d0), nc)
-                dr = carray(_ptr2(dtb, t, 0), W)
-                du = carray(_ptr2(dub, t, 0), W)
+                de = carray(_ptr(delta, (b, p, d0)), nc)
+                ur = carray(_ptr(u, (b, p, d0)), nc)
+                dr = carray(_ptr(dtb, (t, 0)), W)
+                du = carray(_ptr(dub, (t, 0)), W)
                 if softplus:
                     for c in range(nc):
                         dr[c] = softplus32(de[c] + bb[c])
@@ -540,20 +533,20 @@ def scan_rows(u, delta, A, Bm, bc0, Cm, cc0, Dv, z, zc0, bias, softplus, has_z, 
                 _recurrence(dtb, dub, Ab, s, yb, t, Bm, b, p, bc0, Cm, cc0)
                 # meanwhile, the rows the epilogue reads next and those of the next chunk's prologue
                 if has_z:
-                    _prefetch(_ptr3(z, b, p, zc0 + d0))
+                    _prefetch(_ptr(z, (b, p, zc0 + d0)))
                 if has_acc:
-                    _prefetch(_ptr3(acc, b, p, d0))
+                    _prefetch(_ptr(acc, (b, p, d0)))
                 q = p - CHUNK if reverse else p + CHUNK
                 if 0 <= q < L:
-                    _prefetch(_ptr3(delta, b, q, d0))
-                    _prefetch(_ptr3(u, b, q, d0))
+                    _prefetch(_ptr(delta, (b, q, d0)))
+                    _prefetch(_ptr(u, (b, q, d0)))
             for t in range(T):  # D skip, SiLU gate, sum, written in the output's dtype
                 p = L - 1 - t0 - t if reverse else t0 + t
-                ur = carray(_ptr3(u, b, p, d0), nc)
-                yr = carray(_ptr2(yb, t, 0), W)
-                o = carray(_ptr3(out, b, p, d0), nc)
+                ur = carray(_ptr(u, (b, p, d0)), nc)
+                yr = carray(_ptr(yb, (t, 0)), W)
+                o = carray(_ptr(out, (b, p, d0)), nc)
                 if has_z:
-                    zr = carray(_ptr3(z, b, p, zc0 + d0), nc)
+                    zr = carray(_ptr(z, (b, p, zc0 + d0)), nc)
                     for c in range(nc):
                         zt = as_f32(zr[c])
                         yr[c] = (yr[c] + Db[c] * ur[c]) * silu32(zt)
@@ -561,7 +554,7 @@ def scan_rows(u, delta, A, Bm, bc0, Cm, cc0, Dv, z, zc0, bias, softplus, has_z, 
                     for c in range(nc):
                         yr[c] = yr[c] + Db[c] * ur[c]
                 if has_acc:
-                    ar = carray(_ptr3(acc, b, p, d0), nc)
+                    ar = carray(_ptr(acc, (b, p, d0)), nc)
                     for c in range(nc):
                         o[c] = from_f32(yr[c] + ar[c], o)
                 else:
