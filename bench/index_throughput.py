@@ -157,13 +157,13 @@ def _children_cpu_s() -> float:
 
 
 def run_vtr_build(model, path: Path, precision: str, batch: int, workers: int, policy: str = "stride",
-                  decoder_threads: int = 1) -> dict:
+                  decoder_threads: int = 1, backend: str = "pyav") -> dict:
     from index.embed import WindowEmbedder, embed_files
     from index.decode import DecodeSettings, FileFailure
 
     pre = model.preprocess
     settings = DecodeSettings(num_frames=pre.num_frames, img_size=pre.img_size, window_policy=policy,
-                              decoder_threads=decoder_threads, antialias=pre.antialias)
+                              decoder_threads=decoder_threads, antialias=pre.antialias, video_backend=backend)
     embedder = _TimedEmbedder(WindowEmbedder(model, batch, precision, reuse_duplicates=policy == "shots"))
     t0, c0, k0 = time.perf_counter(), time.process_time(), _children_cpu_s()
     items = list(embed_files(model, [(0, str(path))], settings, batch_size=batch, workers=workers, progress=False,
@@ -199,12 +199,13 @@ class _TimedEmbedder:
 
 
 def run_vtr_decode(model, path: Path, policy: str = "stride", decoder_scale: bool = True,
-                   detection: str = "cheap") -> dict:
+                   detection: str = "cheap", backend: str = "pyav") -> dict:
     """Decoding alone, in this process (one decoding thread, as in a worker): every chunk of the file, the
     window planning (cut detection for ``shots``), the model-size resize and the thumbnails. ``decoder_scale``
     False: full-resolution RGB frames resized by Preprocess alone (the path before issue 14's decoder scaling).
     ``detection``: ``cheap`` (the default, :func:`index.policies.detection_frames`) or ``full`` (every frame decoded
-    for cut detection, as before the eleventh round)."""
+    for cut detection, as before the eleventh round). ``backend``: the windows' decoder (DecodeSettings.video_backend;
+    ``decord`` before the fourteenth round)."""
     import torch
 
     from index import policies
@@ -217,7 +218,7 @@ def run_vtr_decode(model, path: Path, policy: str = "stride", decoder_scale: boo
 
     pre = model.preprocess
     settings = DecodeSettings(num_frames=pre.num_frames, img_size=pre.img_size, window_policy=policy,
-                              decoder_scale=decoder_scale, antialias=pre.antialias)
+                              decoder_scale=decoder_scale, antialias=pre.antialias, video_backend=backend)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # what a decode worker runs with
     try:
@@ -279,6 +280,9 @@ def main(argv=None) -> int:
     p.add_argument("--detection", default="cheap",
                    help="cut detection of the shots policy's decode-only rows, comma separated: cheap (the "
                         "default: unreferenced frames and the loop filter skipped) and/or full (every frame)")
+    p.add_argument("--decode-backends", default="pyav",
+                   help="decoders of the decode-only and build rows, comma separated: pyav (the index's) and/or decord (the "
+                        "index's before the fourteenth round) or auto")
     p.add_argument("--quick", action="store_true", help="720p only, 16 s of footage")
     p.add_argument("--out", default=str(RESULTS))
     a = p.parse_args(argv)
@@ -288,6 +292,10 @@ def main(argv=None) -> int:
     precisions = [x for x in a.precisions.split(",") if x]
     policies = [x for x in a.policies.split(",") if x]
     detections = [x for x in a.detection.split(",") if x]
+    backends = [x for x in a.decode_backends.split(",") if x]
+    for b_ in backends:
+        if b_ not in ("pyav", "decord", "auto"):
+            p.error(f"unknown --decode-backends entry {b_!r}: pyav, decord or auto")
     try:
         shots = tuple(float(x) for x in a.shots.split("-"))
         if len(shots) != 2 or not 0 < shots[0] <= shots[1]:
@@ -360,27 +368,30 @@ def main(argv=None) -> int:
             t0 = time.perf_counter()
             make_footage(path, a.seconds, w, h, preset=a.preset, shots=shots, static=a.static)
             print(f"[footage] {res}: {a.seconds:g} s generated in {time.perf_counter() - t0:.1f} s", flush=True)
-        for policy, scale, det in [(p_, s_, d_) for p_ in policies
-                                   for s_ in ((True,) if a.no_decoder_scale_rows else (True, False))
-                                   for d_ in (detections if p_ == "shots" else ["cheap"])]:
-            d = run_vtr_decode(model, path, policy, decoder_scale=scale, detection=det)
+        for policy, scale, det, be in [(p_, s_, d_, b_) for p_ in policies
+                                       for s_ in ((True,) if a.no_decoder_scale_rows else (True, False))
+                                       for d_ in (detections if p_ == "shots" else ["cheap"]) for b_ in backends]:
+            d = run_vtr_decode(model, path, policy, decoder_scale=scale, detection=det, backend=be)
             row = {"system": "vtr decode only" + ("" if scale else " (full-res)")
-                             + (" (full detection)" if det == "full" else ""), "resolution": res,
+                             + (" (full detection)" if det == "full" else "")
+                             + ("" if be == "pyav" else f" ({be})"), "resolution": res,
                    "precision": "-", "policy": policy,
                    "video_s": a.seconds, "units": d["windows"], "wall_s": d["wall_s"], "cpu_s": d["cpu_s"],
                    "min_per_hour": d["wall_s"] / a.seconds * 60, "cpu_min_per_hour": d["cpu_s"] / a.seconds * 60,
                    "loadavg": os.getloadavg()[0]}
             report["rows"].append(row)
-            print(f"[decode] {res} {policy} scale={scale} detection={det}: {d['windows']} windows decoded in "
+            print(f"[decode] {res} {policy} scale={scale} detection={det} {be}: {d['windows']} windows decoded in "
                   f"{d['wall_s']:.1f} s -> "
                   f"{row['min_per_hour']:.1f} min/h  load {row['loadavg']:.1f}", flush=True)
         for prec in precisions:
-            for policy, (workers, codec) in [(p_, v) for p_ in policies for v in [(a.workers, 1)] + variants]:
-                b = run_vtr_build(model, path, prec, a.batch_size, workers, policy, decoder_threads=codec)
+            for policy, (workers, codec), be in [(p_, v, b_) for p_ in policies for v in [(a.workers, 1)] + variants
+                                                 for b_ in backends]:
+                b = run_vtr_build(model, path, prec, a.batch_size, workers, policy, decoder_threads=codec, backend=be)
                 e = enc[prec]
                 encoded = b["windows"] - b["reused"]
                 enc_s = e["s_per_window"] * encoded
-                name = "vtr build" + ("" if (workers, codec) == (a.workers, 1) else f" {workers}w×{codec or 'auto'}t")
+                name = ("vtr build" + ("" if (workers, codec) == (a.workers, 1) else f" {workers}w×{codec or 'auto'}t")
+                        + ("" if be == "pyav" else f" ({be})"))
                 row = {"system": name, "resolution": res, "precision": prec, "policy": policy, "workers": workers,
                        "decoder_threads": codec,
                        "video_s": a.seconds, "units": b["windows"], "encoded": encoded, "wall_s": b["wall_s"],

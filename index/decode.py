@@ -51,6 +51,10 @@ class DecodeSettings:
     # Codec threads per decode worker (0: FFmpeg's automatic count, one per core). One: the workers decode beside
     # an encoder that already uses every core, so more threads only preempt it (bench/README.md, issue 14).
     decoder_threads: int = 1
+    # The decoder: PyAV, whose reads drop the frames no wanted frame needs (vtr.data.video.SKIP_CODECS; about half
+    # of ordinary H.264/HEVC footage) and share one colour converter, decode a chunk's windows in ~0.6x decord's
+    # time (bench/README.md, fourteenth round); "auto" and "decord" as open_video takes them.
+    video_backend: str = "pyav"
 
     @property
     def preprocess(self):
@@ -135,7 +139,7 @@ def decode_chunk(path: str, chunk: int, settings: DecodeSettings, key=None) -> C
 
     pre = settings.preprocess
     partial = None
-    with open_video(path, threads=settings.decoder_threads) as reader:
+    with open_video(path, backend=settings.video_backend, threads=settings.decoder_threads) as reader:
         clock = reader.clock()  # frames on the player's clock, also when the frame rate varies
         meta = {"num_frames": clock.num_frames, "fps": float(reader.fps), "duration": clock.duration,
                 "width": int(reader.width), "height": int(reader.height)}

@@ -41,12 +41,14 @@ def frame_index_of(frame) -> int:
 
 
 def write_video(path, frames: np.ndarray, fps: int = 25, codec: str = "libx264", gop: int | None = None,
-                rotation: int = 0, audio_seconds: float | None = None) -> Path:
+                rotation: int = 0, audio_seconds: float | None = None, options: dict | None = None) -> Path:
     """Write uint8 [T, H, W, 3] RGB frames with PyAV (container from the file extension).
 
     codec: "libx264" (near-lossless crf 10) or another encoder (high bitrate). gop: keyframe interval. rotation: a
     display rotation in degrees, counter-clockwise, as phones write portrait video (the frames are stored as given).
     audio_seconds: also a silent AAC track that long (it may outlast the frames).
+    options: the encoder's options instead of those defaults (B-frames, keyframe intervals, quality of ordinary
+    footage), e.g. ``{"preset": "veryfast", "bf": "3", "g": "16"}``.
     """
     import av
 
@@ -60,9 +62,11 @@ def write_video(path, frames: np.ndarray, fps: int = 25, codec: str = "libx264",
         if rotation:
             stream.set_display_rotation(rotation)
         audio = container.add_stream("aac", rate=16000) if audio_seconds else None  # every stream before muxing
-        if codec == "libx264":
+        if options is not None:
+            stream.options = dict(options)
+        elif codec == "libx264":
             stream.options = {"crf": "10", "preset": "ultrafast"}
-        else:
+        if codec not in ("libx264", "libx265") and not (options or {}).get("b"):
             stream.bit_rate = 4_000_000
         for f in frames:
             for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")):

@@ -58,19 +58,8 @@ def test_find_cuts_tells_cuts_from_motion():
 def _b_frame_video(path, shots=((0.0, 3.0, "pan"), (3.0, 7.5, "still"), (7.5, 12.0, "pan")), fps=25):
     """:func:`shot_frames` through libx264's default-like settings: B-frames and the deblocking filter on (what
     ordinary footage has, unlike the tests' near-lossless ultrafast files)."""
-    import av
-
-    frames = shot_frames(shots, fps)
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-        stream.options = {"crf": "23", "preset": "veryfast", "bframes": "3"}
-        for f in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+    return write_video(path, shot_frames(shots, fps), fps=fps,
+                       options={"crf": "23", "preset": "veryfast", "bframes": "3"})
 
 
 def test_cheap_detection_skips_unreferenced_frames_and_finds_the_same_cuts(tmp_path, monkeypatch):
@@ -141,6 +130,20 @@ def test_detection_on_a_real_video_finds_the_cuts(tmp_path):
     assert stride == plan_windows(30.0)[4:] and n == len(plan_windows(30.0)) and n_chunks == 2
     with pytest.raises(VtrError, match="window policy"):
         plan_chunk_windows(str(path), 30.0, "scenes", 8.0, 4.0, 0, 16)
+
+
+@pytest.mark.parametrize("name", ["shots.ts", "shots.mp4"])
+def test_detection_from_the_middle_starts_at_its_start(tmp_path, name):
+    """A chunk's cut detection seeks to its start. MPEG-TS lands on any packet, after which the decoder waits for
+    the next keyframe; MP4 seeks by decoding time (ahead of presentation by the B-frame delay). With a keyframe
+    every 3 s and B-frames, the first frame out must still be the chunk's own first."""
+    path = write_video(tmp_path / name, shot_frames(), fps=FPS,
+                       options={"preset": "veryfast", "bf": "3", "x264-params": "b-adapt=0:scenecut=0", "g": "30",
+                                "crf": "12"})
+    for start in (4.0, 5.9, 16.0, 20.9):
+        for cheap in (True, False):
+            times, _ = detection_frames(str(path), start, start + 4.0, cheap=cheap)
+            assert times[0] == pytest.approx(start, abs=1.0 / DETECT_FPS + 1e-6), (name, start, cheap, times[:3])
 
 
 def test_duplicate_filter_reuses_only_near_identical_windows():

@@ -3,8 +3,8 @@
 One reader interface over two backends:
 
 - **decord** (default, what the reference code uses): random access by frame index via ``get_batch``.
-- **PyAV**: fallback for files decord cannot open, and the only backend where decord is not installed
-  (decord ships x86_64 wheels only).
+- **PyAV**: fallback for files decord cannot open, the index's decoder (see below), and the only backend where
+  decord is not installed (decord ships x86_64 wheels only).
 
 ``open_video(source)`` accepts a path or the file's bytes and returns a :class:`VideoReader` with
 ``num_frames, fps, duration, width, height`` (read from the container header, no full decode) and
@@ -19,10 +19,14 @@ Frame numbering is "the i-th frame in presentation order", as in decord. Caveats
   containers when its packet index is unusable. A frame index inside the estimate that does not decode (a
   truncated file) raises :class:`VideoReadError`.
 - After a seek (only for frames more than ``seek_threshold`` frames past the decoder position), a decoded
-  frame's index is recovered from its timestamp, ``round((pts - start) * time_base * fps)``: exact for
+  frame's index is recovered from its timestamp, ``round((pts - first) * time_base * fps)``: exact for
   constant-frame-rate video; for variable-frame-rate video it can differ from decord's counting, unless the
   reader's :meth:`~VideoReader.clock` was read (the index reads it), which places every frame by its own time.
-  Set ``seek_threshold=None`` for strictly sequential counting.
+  A seek starts from a keyframe shown at or before the frame (MP4 seeks by decoding time and MPEG-TS lands on any
+  packet: :meth:`PyAVVideoReader._seek_to`). Set ``seek_threshold=None`` for strictly sequential counting.
+- Once the clock was read, H.264 and HEVC reads drop the frames that no wanted frame needs (the unreferenced
+  B-frames, about half of ordinary footage) and give the same bits as decoding every frame: the index decodes with
+  PyAV for that (:meth:`PyAVVideoReader._decode_skipping`).
 
 Time: the reference places frame ``i`` at ``i / fps`` (``fps`` the stream's average rate), which evaluation keeps.
 That is only true of constant-frame-rate video; phones (in low light), screen recorders and browsers' webm vary
@@ -36,7 +40,9 @@ frames plus a rotation) is applied as players apply it, and ``width``/``height``
 decodes the first frame when opening, the only place FFmpeg reports the rotation to it).
 
 Both backends convert YUV to RGB24 with FFmpeg's swscale defaults; on the h264/mp4 and mpeg4/avi/mkv files the
-tests write, decord 0.6.0 and PyAV 18 return bit-identical frames for the same indices.
+tests write, decord 0.6.0 and PyAV 18 return bit-identical frames for the same indices. Not so on AVI with B-frames
+(old DivX/Xvid camcorder files), where decord 0.6.0 returns other frames than asked (asked for 50, 51, 120 of 200,
+it gave 19, 20, 122); the index decodes with PyAV.
 """
 
 from __future__ import annotations
@@ -256,10 +262,13 @@ class VideoReader(abc.ABC):
             except Exception as e:  # noqa: BLE001 - a file whose timing cannot be read keeps i / fps
                 logger.debug("cannot read frame times of %s: %s", self.name, e)
                 times, end = None, None
-            self._clock = Clock.from_times(self.fps, self.num_frames, times, end)
+            # PyAV's count is an estimate where the header has none (mkv, webm: duration x rate, and the duration
+            # can be the audio's): the timed frames are the count
+            counted = times is not None and getattr(self, "_count_estimated", False)
+            self._clock = Clock.from_times(self.fps, len(times) if counted else self.num_frames, times, end)
             if self._clock.variable:
                 logger.debug("%s has a variable frame rate: %r", self.name, self._clock)
-                # PyAV's count is an estimate where the header has none (mkv, webm): the timed frames are the count
+            if self._clock.variable or counted:
                 self.num_frames = self._clock.num_frames
         return self._clock
 
@@ -365,6 +374,15 @@ class DecordVideoReader(VideoReader):
         self._sized = {}
 
 
+#: Codecs whose decoders drop, when asked (``skip_frame=NONREF``), exactly the frames no other frame references
+#: (H.264: ``nal_ref_idc`` 0; HEVC: the sub-layer non-reference NAL types), so the others decode to the same bits:
+#: :meth:`PyAVVideoReader._decode_skipping`.
+SKIP_CODECS = frozenset({"h264", "hevc"})
+
+#: How many packets after a seek :meth:`PyAVVideoReader._seek_to` reads for a keyframe before it seeks further back
+#: (keyframes come every 1-10 s in ordinary footage: 250 frames is x264's default).
+KEYFRAME_SCAN = 600
+
 #: Files whose packet times PyAV keeps per process (oldest dropped first), keyed by path, size and mtime.
 FRAME_TIMES_CACHE = 8
 _FRAME_TIMES: dict = {}
@@ -391,6 +409,10 @@ class PyAVVideoReader(VideoReader):
 
         self.seek_threshold = seek_threshold
         self._source = source
+        self._reformatter = None  # one swscale context for all of this reader's conversions (see _rgb)
+        self._packet_pts = None  # every packet's presentation time, sorted (read with the clock)
+        self._pts_map = None  # {packet pts: frame index}, False when the packet times cannot place frames
+        self.frames_decoded = 0  # frames the decoder gave out for get_frames (the cost of a read)
         try:
             self._container = av.open(io.BytesIO(bytes(source)) if isinstance(source, (bytes, bytearray, memoryview))
                                       else str(source))
@@ -410,6 +432,7 @@ class PyAVVideoReader(VideoReader):
             self.fps = float(rate) if rate else 0.0
             self.width, self.height = int(stream.codec_context.width), int(stream.codec_context.height)
             self.num_frames = int(stream.frames or 0)
+            self._count_estimated = self.num_frames <= 0
             if self.num_frames <= 0:
                 # No frame count in the header (mkv, webm, ...): estimate from duration x fps, like decord.
                 seconds = None
@@ -449,6 +472,7 @@ class PyAVVideoReader(VideoReader):
             frame = None
         finally:
             self._used = True
+        self._first_pts = frame.pts if frame is not None else None  # the first frame's time (see _origin)
         degrees = int(round(getattr(frame, "rotation", 0) or 0)) % 360 if frame is not None else 0
         return degrees if degrees in (90, 180, 270) else 0
 
@@ -459,8 +483,11 @@ class PyAVVideoReader(VideoReader):
         fmt = {"format": "rgb24"} if size is None else {"format": "rgb24", "width": size[0], "height": size[1],
                                                           "interpolation": "BICUBIC"}
         wanted = sorted(set(indices))
+        got = self._decode_skipping(wanted, fmt)
+        if got is not None:
+            return np.stack([got[i] for i in indices])
         wanted_set = set(wanted)
-        got: dict[int, np.ndarray] = {}
+        got = {}
         stream = self._stream
         decoder = None
         pos = -1            # index of the last decoded frame
@@ -472,16 +499,18 @@ class PyAVVideoReader(VideoReader):
                 far = self.seek_threshold is not None and target - pos > self.seek_threshold
                 if decoder is None or target <= pos or far:
                     if far and target > 0:
-                        self._container.seek(self._pts_of(target), stream=stream, backward=True, any_frame=False)
+                        packets = self._seek_to(target, self._pts_of(target))
                         by_pts = True
                     else:
                         if self._used:  # rewind a container that an earlier call (or seek) moved
                             self._container.seek(0, stream=stream, backward=True, any_frame=False)
+                        packets = self._container.demux(stream)
                         by_pts = False
                     self._used = True
                     pos = -1
-                    decoder = self._container.decode(stream)
+                    decoder = (frame for packet in packets for frame in packet.decode())
                 for frame in decoder:
+                    self.frames_decoded += 1
                     if by_pts:
                         if frame.pts is None:  # cannot place the frame in time: count from the start instead
                             return self._sequential_fallback(indices, size)
@@ -489,9 +518,7 @@ class PyAVVideoReader(VideoReader):
                     else:
                         pos += 1
                     if pos in wanted_set and pos not in got:
-                        got[pos] = frame.to_ndarray(**fmt)
-                        if self.rotation:  # counter-clockwise, as FFmpeg's display rotation and decord
-                            got[pos] = np.rot90(got[pos], self.rotation // 90)
+                        got[pos] = self._rgb(frame, fmt)
                     if pos >= target:
                         break
                 if target not in got:
@@ -510,6 +537,111 @@ class PyAVVideoReader(VideoReader):
                                  decodable_frames=None if by_pts else pos + 1) from e
         return np.stack([got[i] for i in indices])
 
+    def _rgb(self, frame, fmt) -> np.ndarray:
+        # one swscale context for the reader's frames: a frame's own to_ndarray builds one per call, which costs
+        # more than the conversion at 2x the model's size (the same bits either way)
+        if self._reformatter is None:
+            from av.video.reformatter import VideoReformatter
+
+            self._reformatter = VideoReformatter()
+        rgb = self._reformatter.reformat(frame, **fmt).to_ndarray()
+        if self.rotation:  # counter-clockwise, as FFmpeg's display rotation and decord
+            rgb = np.rot90(rgb, self.rotation // 90)
+        return rgb
+
+    def _decode_skipping(self, wanted: list[int], fmt) -> dict | None:
+        """The frames at ``wanted`` (sorted, distinct), decoded without the frames that are neither wanted nor
+        referenced by another frame: the decoder is told per packet to drop it (``skip_frame=NONREF``) unless the
+        packet holds a wanted frame. Dropping a frame that no other frame references changes no other frame, so the
+        result is the same bit for bit as decoding every frame; on footage with B-frames it decodes about half the
+        frames (``bench/README.md``, fourteenth round). Frames are placed by their packets' presentation times
+        (decord's numbering), so this runs once :meth:`clock` has read them (:meth:`_pts_index`).
+
+        Only for :data:`SKIP_CODECS`. None where it cannot tell (no packet times, a frame whose time is not a
+        packet's, a wanted frame that does not come out, a decoding error): the caller then decodes every frame,
+        which also reports what is wrong with the file."""
+        stream = self._stream
+        if stream.codec_context.name not in SKIP_CODECS:
+            return None
+        index_of = self._pts_index()
+        if index_of is None or wanted[-1] >= len(index_of):
+            return None
+        pts_of = self._packet_pts
+        want_pts = {int(pts_of[i]) for i in wanted}
+        ctx = stream.codec_context
+        got: dict[int, np.ndarray] = {}
+        remaining = list(reversed(wanted))  # next wanted frame last
+        try:
+            while remaining:
+                target = remaining[-1]
+                packets = self._seek_to(target, int(pts_of[target]))
+                self._used = True
+                pos = -1
+                for packet in packets:
+                    # the demuxer's last, empty packet drains the decoder: nothing of it to skip
+                    ctx.skip_frame = "DEFAULT" if packet.size == 0 or packet.pts in want_pts else "NONREF"
+                    for frame in packet.decode():
+                        self.frames_decoded += 1
+                        pos = index_of.get(frame.pts, -2) if frame.pts is not None else -2
+                        if pos == -2:
+                            return None
+                        if pos == remaining[-1]:
+                            got[pos] = self._rgb(frame, fmt)
+                            remaining.pop()
+                        elif remaining and pos > remaining[-1]:
+                            return None  # the decoder passed a wanted frame without giving it
+                        if not remaining:
+                            break
+                    if not remaining or (remaining[-1] != target and self.seek_threshold is not None
+                                         and remaining[-1] - pos > self.seek_threshold):
+                        break  # all there, or the next one after this seek's target is far: seek to it
+                else:
+                    return None  # the packets ended before every wanted frame came out
+        except Exception as e:  # noqa: BLE001 - the full decode reports it
+            logger.debug("decoding %s with skipping failed (%s); decoding every frame", self.name, e)
+            return None
+        finally:
+            ctx.skip_frame = "DEFAULT"
+        return got
+
+    def _seek_to(self, target: int, target_pts: int):
+        """The stream's packets from a keyframe shown at or before frame ``target`` (presentation time
+        ``target_pts``). A seek alone does not promise one: FFmpeg's MP4/MOV demuxer seeks by decoding time, which
+        runs ahead of presentation time by the B-frame delay, so a seek to a frame just before a keyframe lands on
+        that keyframe; MPEG-TS can land on any packet, from which the decoder waits for the next keyframe. Either way
+        the frames before it never come out. So the packets are read on to the first keyframe and, where that is
+        shown after ``target``, the seek goes further back (2, 4, 8... frames, then the start)."""
+        import itertools
+
+        stream = self._stream
+        back = 0
+        while True:
+            seek_pts = target_pts if back == 0 else (self._pts_of(target - back) if back < target else None)
+            self._container.seek(0 if seek_pts is None else seek_pts, stream=stream, backward=True,
+                                 any_frame=False)
+            packets = self._container.demux(stream)
+            if seek_pts is None:
+                return packets
+            first = None
+            for packet in itertools.islice(packets, KEYFRAME_SCAN):
+                if packet.is_keyframe and packet.size:  # (the demuxer's last packet is empty: the end, no keyframe)
+                    first = packet
+                    break
+            if first is not None and (first.pts is None or first.pts <= target_pts):
+                return itertools.chain([first], packets)
+            back = max(2, 2 * back)
+
+    def _pts_index(self) -> dict | None:
+        """{packet presentation time: frame index}, once the packet times were read (:meth:`clock`, which the index
+        reads; evaluation does not, and a long file's packets are not read for a few frames); None when they were
+        not, or cannot place frames (unknown, repeated)."""
+        if self._pts_map is None:
+            pts = self._packet_pts
+            if pts is None:
+                return None
+            self._pts_map = {int(p): i for i, p in enumerate(pts)} if len(np.unique(pts)) == len(pts) else False
+        return self._pts_map or None
+
     def _sequential_fallback(self, indices, size=None):
         saved, self.seek_threshold = self.seek_threshold, None
         try:
@@ -525,13 +657,13 @@ class PyAVVideoReader(VideoReader):
         with _FRAME_TIMES_LOCK:
             cached = _FRAME_TIMES.get(key) if key is not None else None
         if cached is not None:
-            times, end, self._times_origin = cached
+            times, end, self._times_origin, self._packet_pts = cached
             return (None if times is None else times.copy()), end
         times, end = self._read_frame_times()
         if key is not None:
             with _FRAME_TIMES_LOCK:
                 _FRAME_TIMES[key] = (None if times is None else times.copy(), end,  # the caller may change its own
-                                     getattr(self, "_times_origin", None))
+                                     getattr(self, "_times_origin", None), self._packet_pts)
                 while len(_FRAME_TIMES) > FRAME_TIMES_CACHE:
                     _FRAME_TIMES.pop(next(iter(_FRAME_TIMES)))
         return times, end
@@ -554,19 +686,27 @@ class PyAVVideoReader(VideoReader):
         pts.sort()
         tb = float(stream.time_base)
         self._times_origin = pts[0]
+        self._packet_pts = np.asarray(pts, np.int64)
         return (np.asarray(pts, np.float64) - pts[0]) * tb, None if end is None else (end - pts[0]) * tb
+
+    def _origin(self) -> int:
+        # the first frame's time: from the packets once they were read, else the first frame's, else the stream's
+        # start (which can differ: AVI with B-frames numbers its frames from 1 and starts its stream at 0)
+        if self._packet_pts is not None:
+            return int(self._packet_pts[0])
+        return self._start_pts if getattr(self, "_first_pts", None) is None else int(self._first_pts)
 
     def _pts_of(self, index: int) -> int:
         tb = float(self._stream.time_base)
         if self._clock is not None and self._clock.variable:  # frame times read: exact at any rate
             return int(self._times_origin + round(self._clock.times[index] / tb))
-        return int(self._start_pts + round(index / self.fps / tb))
+        return int(self._origin() + round(index / self.fps / tb))
 
     def _index_of(self, pts: int) -> int:
         tb = float(self._stream.time_base)
         if self._clock is not None and self._clock.variable:
             return int(np.searchsorted(self._clock.times, (pts - self._times_origin) * tb + 1e-6, side="right")) - 1
-        return int(round((pts - self._start_pts) * tb * self.fps))
+        return int(round((pts - self._origin()) * tb * self.fps))
 
     def close(self):
         if self._container is not None:
