@@ -281,8 +281,8 @@ def main(argv=None) -> int:
                    help="cut detection of the shots policy's decode-only rows, comma separated: cheap (the "
                         "default: unreferenced frames and the loop filter skipped) and/or full (every frame)")
     p.add_argument("--decode-backends", default="pyav",
-                   help="decoders of the decode-only and build rows, comma separated: pyav (the index's) and/or decord (the "
-                        "index's before the fourteenth round) or auto")
+                   help="decoders of the decode-only and build rows, comma separated: pyav (the index's) "
+                        "and/or decord (the index's before the fourteenth round) or auto")
     p.add_argument("--quick", action="store_true", help="720p only, 16 s of footage")
     p.add_argument("--out", default=str(RESULTS))
     a = p.parse_args(argv)

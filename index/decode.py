@@ -52,8 +52,9 @@ class DecodeSettings:
     # an encoder that already uses every core, so more threads only preempt it (bench/README.md, issue 14).
     decoder_threads: int = 1
     # The decoder: PyAV, whose reads drop the frames no wanted frame needs (vtr.data.video.SKIP_CODECS; about half
-    # of ordinary H.264/HEVC footage) and share one colour converter, decode a chunk's windows in ~0.6x decord's
-    # time (bench/README.md, fourteenth round); "auto" and "decord" as open_video takes them.
+    # of ordinary H.264/HEVC footage) and share one colour converter, decodes a chunk's windows in about half of
+    # decord's time, and a chunk with its cut detection in 0.67-0.80x (bench/README.md, fourteenth round); "auto"
+    # and "decord" as open_video takes them.
     video_backend: str = "pyav"
 
     @property

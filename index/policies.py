@@ -89,9 +89,8 @@ def _detection_pass(path, start, end, fps, size, cheap):
         stop = end if end is not None else (container.duration / av.time_base if container.duration else None)
         expected = max(0.0, (stop - start) * min(fps, rate or fps)) if stop is not None else 1.0
         origin = stream.start_time
-        decoded = _decodable_frames(container, stream)
-        if start > 0 and tb and origin is not None:
-            decoded = _frames_from(container, stream, start, origin, tb)
+        decoded = (_frames_from(container, stream, start, origin, tb) if start > 0 and tb and origin is not None
+                   else _decodable_frames(container, stream))
         next_t, last_t, gap = start, None, 0.0
         for frame in decoded:
             if frame.pts is None:
