@@ -41,14 +41,16 @@ def frame_index_of(frame) -> int:
 
 
 def write_video(path, frames: np.ndarray, fps: int = 25, codec: str = "libx264", gop: int | None = None,
-                rotation: int = 0, audio_seconds: float | None = None, options: dict | None = None) -> Path:
+                rotation: int = 0, audio_seconds: float | None = None, options: dict | None = None,
+                pix_fmt: str = "yuv420p") -> Path:
     """Write uint8 [T, H, W, 3] RGB frames with PyAV (container from the file extension).
 
     codec: "libx264" (near-lossless crf 10) or another encoder (high bitrate). gop: keyframe interval. rotation: a
     display rotation in degrees, counter-clockwise, as phones write portrait video (the frames are stored as given).
     audio_seconds: also a silent AAC track that long (it may outlast the frames).
     options: the encoder's options instead of those defaults (B-frames, keyframe intervals, quality of ordinary
-    footage), e.g. ``{"preset": "veryfast", "bf": "3", "g": "16"}``.
+    footage), e.g. ``{"preset": "veryfast", "bf": "3", "g": "16"}``. pix_fmt: what the encoder takes (MJPEG
+    ``yuvj420p``, ProRes ``yuv422p10le``).
     """
     import av
 
@@ -56,7 +58,7 @@ def write_video(path, frames: np.ndarray, fps: int = 25, codec: str = "libx264",
     with av.open(str(path), "w") as container:
         stream = container.add_stream(codec, rate=fps)
         stream.width, stream.height = frames.shape[2], frames.shape[1]
-        stream.pix_fmt = "yuv420p"
+        stream.pix_fmt = pix_fmt
         if gop:
             stream.codec_context.gop_size = gop
         if rotation:

@@ -40,9 +40,10 @@ frames plus a rotation) is applied as players apply it, and ``width``/``height``
 decodes the first frame when opening, the only place FFmpeg reports the rotation to it).
 
 Both backends convert YUV to RGB24 with FFmpeg's swscale defaults; on the h264/mp4 and mpeg4/avi/mkv files the
-tests write, decord 0.6.0 and PyAV 18 return bit-identical frames for the same indices. Not so on AVI with B-frames
-(old DivX/Xvid camcorder files), where decord 0.6.0 returns other frames than asked (asked for 50, 51, 120 of 200,
-it gave 19, 20, 122); the index decodes with PyAV.
+tests write, decord 0.6.0 and PyAV 18 return bit-identical frames for the same indices. Not so on MPEG-TS (camcorders'
+.mts, broadcast), MPEG-PS (.mpg, DVDs) and AVI with B-frames (DivX/Xvid), where decord 0.6.0 returns other frames than
+asked (AVI: asked for 50, 51, 120 of 200, it gave 19, 20, 122; TS: asked for 0, 1, 2, it gave 32, 33, 34); the index
+decodes with PyAV. Evaluation keeps decord, as the reference does.
 """
 
 from __future__ import annotations
