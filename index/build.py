@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from index.catalog import Catalog, quick_hash
-from index.decode import DecodeSettings, FileFailure
+from index.decode import VIDEO_BACKEND, DecodeSettings, FileFailure
 from index.embed import DEFAULT_MODEL, embed_chunks, load_model
 from index.layout import (CATALOG, MANIFEST, VECTORS, check_manifest, is_index, manifest_for, read_manifest,
                           remove_thumbnails, write_manifest, write_thumbnail)
@@ -290,7 +290,7 @@ def _retime_variable_rate(catalog: Catalog, index_dir: Path, todo, report: Build
     variable = []
     for r in tqdm(rows, desc="checking frame timing", unit="file", disable=not progress or not rows):
         try:
-            with open_video(r.path) as reader:
+            with open_video(r.path, backend=VIDEO_BACKEND) as reader:  # the clock the windows were placed on
                 if reader.clock().variable:
                     variable.append(r)
         except Exception as e:  # noqa: BLE001 - unreadable now: its next change re-indexes it

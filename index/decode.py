@@ -33,6 +33,13 @@ logger = logging.getLogger(__name__)
 
 THUMB_WIDTH = 160
 
+#: The decoder of everything the index reads from people's videos (windows, thumbnails cut later, re-ranking, example
+#: clips): PyAV, whose reads drop the frames no wanted frame needs (vtr.data.video.SKIP_CODECS; about half of
+#: ordinary H.264/HEVC footage) and share one colour converter. It decodes a chunk's windows in about half of decord's
+#: time, a chunk with its cut detection in 0.67-0.80x, and reads MPEG-TS, MPEG-PS and AVI with B-frames right, where
+#: decord 0.6 returns other frames (bench/README.md, fourteenth round).
+VIDEO_BACKEND = "pyav"
+
 
 @dataclass(frozen=True)
 class DecodeSettings:
@@ -51,11 +58,7 @@ class DecodeSettings:
     # Codec threads per decode worker (0: FFmpeg's automatic count, one per core). One: the workers decode beside
     # an encoder that already uses every core, so more threads only preempt it (bench/README.md, issue 14).
     decoder_threads: int = 1
-    # The decoder: PyAV, whose reads drop the frames no wanted frame needs (vtr.data.video.SKIP_CODECS; about half
-    # of ordinary H.264/HEVC footage) and share one colour converter, decodes a chunk's windows in about half of
-    # decord's time, and a chunk with its cut detection in 0.67-0.80x (bench/README.md, fourteenth round); "auto"
-    # and "decord" as open_video takes them.
-    video_backend: str = "pyav"
+    video_backend: str = VIDEO_BACKEND  # or "auto", "decord", as open_video takes them (benches compare them)
 
     @property
     def preprocess(self):

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from index.catalog import Catalog
+from index.decode import VIDEO_BACKEND
 from index.embed import load_model
 from index.layout import (CATALOG, VECTORS, index_preprocess, is_index, read_manifest, read_queries,
                           thumbnail_path, weights_checksum)
@@ -181,7 +182,7 @@ class VideoIndex:
         from index.decode import encode_jpeg
         from vtr.data.video import open_video
 
-        with open_video(str(video)) as reader:
+        with open_video(str(video), backend=VIDEO_BACKEND) as reader:
             rgb = reader.get_frames([reader.clock().frame_at(seconds)])[0].numpy()
         return encode_jpeg(rgb)
 
@@ -298,7 +299,7 @@ class VideoIndex:
             clip = torch.from_numpy(image).permute(2, 0, 1).unsqueeze(0).expand(t, -1, -1, -1).contiguous()
         else:
             try:
-                clip = read_frames(path, t, "middle")
+                clip = read_frames(path, t, "middle", backend=VIDEO_BACKEND)
             except VideoReadError as e:  # named by its file name: the path is a server's upload folder
                 raise VtrError(f"The example {Path(path).name} cannot be used: {e.cause}.") from e
         return self._frames_to_vector(clip.unsqueeze(0)).embedding[0].float().cpu().numpy()
@@ -407,7 +408,7 @@ class VideoIndex:
         for wid in ids:
             wrow, frow = rows[int(wid)]
             try:
-                with open_video(frow.path) as reader:
+                with open_video(frow.path, backend=VIDEO_BACKEND) as reader:  # the frames the index embedded
                     idx = window_frame_indices(Window(wrow.start, wrow.end), reader.clock(), pre.num_frames)
                     clip = reader.get_frames(idx).permute(0, 3, 1, 2).contiguous()
             except Exception as e:  # noqa: BLE001 - a file that changed or vanished since indexing

@@ -227,13 +227,21 @@ def test_the_formats_people_have_index_whole(tmp_path, test_model):
                ("screen.mkv", "libsvtav1", {"g": "50", "preset": "12"}, "yuv420p"),
                ("divx.avi", "mpeg4", {"bf": "2", "g": "50"}, "yuv420p"), ("webcam.avi", "mjpeg", {}, "yuvj420p"),
                ("edit.mov", "prores_ks", {}, "yuv422p10le"), ("camera.mp4", "libx264", bf, "yuv420p")]
+    required = {"camcorder.mts", "divx.avi", "camera.mp4"}
     written = []
     for name, codec, options, pix_fmt in formats:
         if codec not in av.codecs_available:
             continue  # an FFmpeg built without this encoder (the decoders are in every build)
-        write_video(root / name, frames, fps=25, codec=codec, options=options, pix_fmt=pix_fmt)
+        try:
+            write_video(root / name, frames, fps=25, codec=codec, options=options, pix_fmt=pix_fmt)
+        except av.error.FFmpegError:
+            # libvpx-vp9 refuses to open once decord (its own FFmpeg libraries) is loaded in this process
+            if name in required:
+                raise
+            (root / name).unlink(missing_ok=True)
+            continue
         written.append(name)
-    assert {"camcorder.mts", "divx.avi", "camera.mp4"} <= set(written)
+    assert required <= set(written)
     idx = tmp_path / "idx"
     report = build_index([str(root)], str(idx), model=test_model, workers=1, progress=False)
     assert (report.total_files, report.failed, report.partial) == (len(written), 0, 0), \
