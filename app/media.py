@@ -81,18 +81,20 @@ def _seek(container, seconds: float) -> None:
 
 def _decode_from(container, stream, seconds: float, origin: float):
     """``stream``'s frames from one at or before ``seconds`` (counted from ``origin``) on. Seeking in MPEG-TS is
-    by estimated byte position and can land past the target even backwards: then seek further back, up to the
+    by estimated byte position and can land past the target even backwards (also for the stream's first frame, after
+    which the decoder waits for the next keyframe): then seek further back, up to time 0, before every stream's
     start."""
     import itertools
 
     margin = 0.0
     while True:
-        _seek(container, origin + max(0.0, seconds - margin))
+        target = seconds - margin
+        _seek(container, origin + target if target > 0 else 0.0)
         frames = container.decode(stream)
         first = next(frames, None)
         if first is None:
             return iter(())
-        if first.time is None or first.time - origin <= seconds + 1e-3 or seconds - margin <= 0:
+        if first.time is None or first.time - origin <= seconds + 1e-3 or target <= 0:
             return itertools.chain([first], frames)
         margin = max(1.0, 2 * margin)
 

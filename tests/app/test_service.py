@@ -73,6 +73,19 @@ def test_preview_counts_seconds_from_the_first_frame_of_a_stream_that_starts_lat
     assert len(shown) == 10 and all(abs(got - want) <= 1 for got, want in zip(shown, range(20, 30)))
 
 
+@pytest.mark.parametrize("start", [0.0, 2.0])
+def test_preview_of_a_camcorder_ts_starts_at_its_second(tmp_path, start):
+    """MPEG-TS with B-frames and a keyframe every 1.6 s (a camcorder's .mts): its seeks land past the target, also
+    when the target is the first frame, and the decoder then waits for the next keyframe."""
+    src = write_video(tmp_path / "cam.ts", indexed_frames(50), fps=10,
+                      options={"preset": "veryfast", "bf": "3", "g": "16", "crf": "12"})
+    clip = make_preview(str(src), start, start + 1.0, tmp_path / "cache", tail_s=0.0)
+    with av.open(str(clip)) as c:
+        shown = [frame_index_of(f.to_ndarray(format="rgb24")) for f in c.decode(video=0)]
+    first = int(start * 10)
+    assert len(shown) == 10 and all(abs(got - want) <= 1 for got, want in zip(shown, range(first, first + 10))), shown
+
+
 @pytest.mark.parametrize("rotation", [90, -90])
 def test_preview_of_portrait_phone_video_keeps_its_display_rotation(tmp_path, rotation):
     src = write_video(tmp_path / "portrait.mp4", indexed_frames(30, 64, 128), fps=10, rotation=rotation)
