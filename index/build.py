@@ -54,12 +54,14 @@ class BuildReport:
     partial: int = 0  # files of this run indexed in part (damaged)
     resumed_windows: int = 0  # windows an interrupted build had committed, kept instead of embedded again
     retimed: int = 0  # unchanged variable-frame-rate files embedded again on their frame times (older indexes)
+    redecoded: int = 0  # unchanged files an older index's decoder may have misread, embedded again (older indexes)
     failures: list = field(default_factory=list)  # [(path, reason)] of this run
     partials: list = field(default_factory=list)  # [(path, reason)] of this run: indexed in part
 
     def summary(self) -> str:
         resumed = f", {self.resumed_windows} resumed from an interrupted build" if self.resumed_windows else ""
         retimed = f", {self.retimed} re-timed (variable frame rate)" if self.retimed else ""
+        retimed += f", {self.redecoded} decoded again (TS/MPEG/AVI)" if self.redecoded else ""
         return (f"{self.index}: {self.total_files} files, {self.total_windows} windows ({self.factory}); this run: "
                 f"{self.added} new, {self.changed} changed{retimed}, {self.renamed} renamed, {self.deleted} deleted, "
                 f"{self.unchanged} unchanged, {self.failed} failed, {self.partial} indexed in part; "
@@ -105,6 +107,7 @@ def build_index(dirs: list[str] | None, index: str, model=DEFAULT_MODEL, window_
         _adopt_manifest(catalog, index_dir, old_manifest, manifest, reembed, factory)
         todo = _scan_and_plan(catalog, index_dir, dirs, extensions, retry_failed, report)
         todo += _retime_variable_rate(catalog, index_dir, todo, report, progress)
+        todo += _redecode_misread(catalog, index_dir, todo, report)
         settings = DecodeSettings(num_frames=manifest["num_frames"], img_size=manifest["img_size"],
                                   window_s=window_s, stride_s=stride_s, thumbnails=thumbnails,
                                   window_policy=window_policy, antialias=manifest["antialias"],
@@ -295,17 +298,47 @@ def _retime_variable_rate(catalog: Catalog, index_dir: Path, todo, report: Build
                     variable.append(r)
         except Exception as e:  # noqa: BLE001 - unreadable now: its next change re-indexes it
             logger.debug("frame timing of %s not checked: %s", r.path, e)
-    redo, removed = [], []
-    with catalog.transaction():
-        for r in variable:
-            removed += [w.id for w in catalog.windows_of(r.id)]
-            redo.append((catalog.upsert_pending(r.path, r.size, r.mtime, r.hash), r.path))
-        catalog.set_meta("frame_times", True)
-    remove_thumbnails(index_dir, removed)
+    redo = _embed_again(catalog, index_dir, variable, "frame_times")
     if redo:
         logger.info("embedding again %d variable-frame-rate video(s) indexed before windows followed frame times",
                     len(redo))
     report.retimed, report.unchanged = len(redo), max(0, report.unchanged - len(redo))  # counted there by _plan
+    return redo
+
+
+def _embed_again(catalog: Catalog, index_dir: Path, rows, mark: str) -> list:
+    """Queue ``rows`` (catalog files) to be embedded again, dropping their windows and thumbnails, and set the
+    catalog's ``mark`` in the same transaction. Returns the queued ``(file id, path)``."""
+    redo, removed = [], []
+    with catalog.transaction():
+        for r in rows:
+            removed += [w.id for w in catalog.windows_of(r.id)]
+            redo.append((catalog.upsert_pending(r.path, r.size, r.mtime, r.hash), r.path))
+        catalog.set_meta(mark, True)
+    remove_thumbnails(index_dir, removed)
+    return redo
+
+
+#: Containers whose frames decord 0.6 (the index's decoder before 2026-12-04) can return other than asked: MPEG-TS,
+#: MPEG-PS and AVI with B-frames (bench/README.md, fourteenth round). Files of these kinds in an older index are
+#: embedded again once, with the PyAV decoder (:func:`_redecode_misread`).
+MISREAD_EXTENSIONS = frozenset({".ts", ".mts", ".m2ts", ".mpg", ".mpeg", ".vob", ".avi"})
+
+
+def _redecode_misread(catalog: Catalog, index_dir: Path, todo, report: BuildReport) -> list:
+    """Once per index: the unchanged files of an index whose windows were decoded by decord, in containers it can
+    misread (:data:`MISREAD_EXTENSIONS`), to embed again. The catalog's ``pyav_frames`` mark says this was done (or
+    that every file was decoded by PyAV)."""
+    if catalog.get_meta("pyav_frames", False):
+        return []
+    queued = {t[0] for t in todo}
+    rows = [r for r in catalog.files("ok")
+            if r.id not in queued and Path(r.path).suffix.lower() in MISREAD_EXTENSIONS]
+    redo = _embed_again(catalog, index_dir, rows, "pyav_frames")
+    if redo:
+        logger.info("embedding again %d TS/MPEG/AVI video(s) that the decoder of older indexes could misread",
+                    len(redo))
+    report.redecoded, report.unchanged = len(redo), max(0, report.unchanged - len(redo))
     return redo
 
 

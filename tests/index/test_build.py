@@ -259,3 +259,28 @@ def test_the_formats_people_have_index_whole(tmp_path, test_model):
                 assert number(thumbnail_path(idx, w.id).read_bytes()) == middle, (f.path, w)
     finally:
         cat.close()
+
+
+def test_an_index_decoded_by_decord_embeds_its_ts_mpeg_and_avi_files_again_once(tmp_path, test_model):
+    """decord, the index's decoder before PyAV, could return other frames than asked from MPEG-TS, MPEG-PS and AVI
+    with B-frames: an older index (no ``pyav_frames`` mark) embeds its files of those kinds again, once."""
+    root = tmp_path / "videos"
+    make_video(root / "camcorder.mts", 6, seed=1)
+    make_video(root / "phone.mp4", 6, seed=2)
+    write_video(root / "divx.avi", textured_frames(6, seed=3), fps=10, codec="mpeg4")
+    idx = tmp_path / "idx"
+    first = build_index([str(root)], str(idx), model=test_model, workers=0, progress=False)
+    assert (first.added, first.redecoded) == (3, 0)  # a new index is decoded by PyAV throughout
+    before = snapshot(idx)
+    cat = Catalog(idx / "catalog.sqlite")
+    with cat.transaction():
+        cat.conn.execute("DELETE FROM meta WHERE key='pyav_frames'")  # as an index built before the mark
+    cat.close()
+    report = build_index(None, str(idx), model=test_model, workers=0, progress=False)
+    assert (report.redecoded, report.unchanged, report.changed) == (2, 1, 0)  # the .mts and the .avi
+    assert "2 decoded again" in report.summary() and report.embedded_windows > 0
+    after = snapshot(idx)
+    assert after.keys() == before.keys()  # the same windows, embedded again (here from the same frames)
+    assert all(np.allclose(after[k], before[k], atol=1e-5) for k in after)
+    again = build_index(None, str(idx), model=test_model, workers=0, progress=False)
+    assert (again.redecoded, again.unchanged, again.embedded_windows) == (0, 3, 0)  # once per index
