@@ -556,7 +556,7 @@ class PyAVVideoReader(VideoReader):
         packet holds a wanted frame. Dropping a frame that no other frame references changes no other frame, so the
         result is the same bit for bit as decoding every frame; on footage with B-frames it decodes about half the
         frames (``bench/README.md``, fourteenth round). Frames are placed by their packets' presentation times
-        (decord's numbering), so this runs once :meth:`clock` has read them (:meth:`_pts_index`).
+        (presentation order), so this runs once :meth:`clock` has read them (:meth:`_pts_index`).
 
         Only for :data:`SKIP_CODECS`. None where it cannot tell (no packet times, a frame whose time is not a
         packet's, a wanted frame that does not come out, a decoding error): the caller then decodes every frame,
