@@ -70,35 +70,6 @@ def make_preview(path: str, start: float, end: float, cache_dir, tail_s: float =
     return out
 
 
-def _seek(container, seconds: float) -> None:
-    import av
-
-    try:
-        container.seek(int(seconds * av.time_base), backward=True)
-    except av.error.FFmpegError:  # unseekable: decode from the start
-        container.seek(0)
-
-
-def _decode_from(container, stream, seconds: float, origin: float):
-    """``stream``'s frames from one at or before ``seconds`` (counted from ``origin``) on. Seeking in MPEG-TS is
-    by estimated byte position and can land past the target even backwards (also for the stream's first frame, after
-    which the decoder waits for the next keyframe): then seek further back, up to time 0, before every stream's
-    start."""
-    import itertools
-
-    margin = 0.0
-    while True:
-        target = seconds - margin
-        _seek(container, origin + target if target > 0 else 0.0)
-        frames = container.decode(stream)
-        first = next(frames, None)
-        if first is None:
-            return iter(())
-        if first.time is None or first.time - origin <= seconds + 1e-3 or target <= 0:
-            return itertools.chain([first], frames)
-        margin = max(1.0, 2 * margin)
-
-
 def _transcode(path: str, start: float, stop: float, out_path: Path, max_width: int) -> None:
     import av
 
@@ -165,8 +136,10 @@ def _transcode_once(path, start, stop, out_path, max_width, rotation: int, with_
 
 
 def _copy_video(src, vin, vout, dst, start, stop, rate, width, height, origin: float = 0.0) -> int:
+    from vtr.data.video import decode_from
+
     last_pts = -1
-    for frame in _decode_from(src, vin, start, origin):
+    for frame in decode_from(src, vin, start, origin):
         t = frame.time
         if t is None:
             continue
@@ -189,6 +162,8 @@ def _copy_video(src, vin, vout, dst, start, stop, rate, width, height, origin: f
 def _copy_audio(src, aout, dst, start, stop, origin: float = 0.0) -> None:
     import av
 
+    from vtr.data.video import decode_from
+
     ain = src.streams.audio[0]
     resampler = av.AudioResampler(format="fltp", layout="stereo", rate=AUDIO_RATE)
     samples = 0
@@ -202,7 +177,7 @@ def _copy_audio(src, aout, dst, start, stop, origin: float = 0.0) -> None:
             for packet in aout.encode(f):
                 dst.mux(packet)
 
-    for frame in _decode_from(src, ain, start, origin):
+    for frame in decode_from(src, ain, start, origin):
         if frame.time is None:
             continue
         t = frame.time - origin

@@ -76,6 +76,8 @@ def _detection_pass(path, start, end, fps, size, cheap):
     import av
     from av.video.reformatter import VideoReformatter
 
+    from vtr.data.video import decode_from
+
     times, frames = [], []
     to_rgb = VideoReformatter()  # one swscale context for the pass (a frame's own reformat builds one per frame)
     with av.open(str(path)) as container:
@@ -89,8 +91,8 @@ def _detection_pass(path, start, end, fps, size, cheap):
         stop = end if end is not None else (container.duration / av.time_base if container.duration else None)
         expected = max(0.0, (stop - start) * min(fps, rate or fps)) if stop is not None else 1.0
         origin = stream.start_time
-        decoded = (_frames_from(container, stream, start, origin, tb) if start > 0 and tb and origin is not None
-                   else _decodable_frames(container, stream))
+        decoded = (decode_from(container, stream, start, origin * tb, frames=_decodable_frames)
+                   if start > 0 and tb and origin is not None else _decodable_frames(container, stream))
         next_t, last_t, gap = start, None, 0.0
         for frame in decoded:
             if frame.pts is None:
@@ -107,23 +109,6 @@ def _detection_pass(path, start, end, fps, size, cheap):
             times.append(t)
             frames.append(to_rgb.reformat(frame, width=size[0], height=size[1], format="rgb24").to_ndarray())
     return times, frames, expected, gap
-
-
-def _frames_from(container, stream, start, origin, tb):
-    """:func:`_decodable_frames` from a seek that reaches back to ``start`` seconds. A seek alone may not: MP4's
-    demuxer seeks by decoding time (ahead of presentation by the B-frame delay), MPEG-TS lands on any packet and
-    the decoder waits for the next keyframe. So it seeks half a second earlier and, while the first frame out is
-    shown after ``start``, 4x further back (then from the start)."""
-    import itertools
-
-    back = 0.5
-    while True:
-        container.seek(int(origin + max(0.0, start - back) / tb), stream=stream, backward=True)
-        frames = _decodable_frames(container, stream)
-        first = next((f for f in frames if f.pts is not None), None)
-        if (first is not None and (first.pts - origin) * tb <= start + 1e-6) or back >= start:
-            return itertools.chain([first] if first is not None else [], frames)
-        back *= 4
 
 
 def _decodable_frames(container, stream):

@@ -715,6 +715,37 @@ class PyAVVideoReader(VideoReader):
             self._container = None
 
 
+def decode_from(container, stream, seconds: float, origin: float = 0.0, frames=None):
+    """``stream``'s decoded frames from one shown at or before ``seconds`` (counted from ``origin``, the stream's
+    first time, both in seconds) on. A seek alone does not promise one: MP4's demuxer seeks by decoding time (ahead
+    of presentation by the B-frame delay), MPEG-TS by estimated byte position, landing anywhere, even past the
+    target backwards and past a stream's first frame, after which the decoder waits for the next keyframe. So while
+    the first frame out is shown after ``seconds`` (or none comes out) it seeks further back (1, 2, 4... s), down to
+    time 0, before every stream's start. Used where frames are cut by time (cut detection, the app's previews);
+    :meth:`PyAVVideoReader._seek_to` is the same for frames by index.
+
+    frames: ``frames(container, stream)``, the frames after a seek (default: ``container.decode(stream)``).
+    """
+    import itertools
+
+    import av
+
+    frames = frames or (lambda c, s: c.decode(s))
+    margin = 0.0
+    while True:
+        target = seconds - margin
+        try:
+            container.seek(int((origin + target) * av.time_base) if target > 0 else 0, backward=True)
+        except av.error.FFmpegError:  # unseekable: decode from the start
+            container.seek(0)
+            target = 0.0
+        out = frames(container, stream)
+        first = next(out, None)
+        if target <= 0 or (first is not None and (first.time is None or first.time - origin <= seconds + 1e-3)):
+            return itertools.chain([first], out) if first is not None else iter(())
+        margin = max(1.0, 2 * margin)
+
+
 def _span(indices: list[int]) -> str:
     """``[0, 1, ..., 149]`` → ``"0-149 (150 frames)"``: an error message names the range, not every index."""
     return f"{min(indices)}-{max(indices)} ({len(indices)} frames)" if len(indices) > 3 else str(indices)
