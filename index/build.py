@@ -68,15 +68,17 @@ class BuildReport:
                 f"{self.embedded_windows} windows embedded{resumed} in {self.seconds:.1f} s")
 
 
-def build_index(dirs: list[str] | None, index: str, model=DEFAULT_MODEL, window_s: float = DEFAULT_WINDOW_S,
-                stride_s: float = DEFAULT_STRIDE_S, batch_size: int = 16, workers: int = 2, timeout_s: float = 120.0,
+def build_index(dirs: list[str] | None, index: str, model=None, window_s: float | None = None,
+                stride_s: float | None = None, batch_size: int = 16, workers: int = 2, timeout_s: float = 120.0,
                 factory: str | None = None, reembed: bool = False, retry_failed: bool = False,
                 device: str | None = None, thumbnails: bool = True, progress: bool = True,
                 extensions=VIDEO_EXTENSIONS, precision: str | None = None, window_policy: str | None = None,
                 chunk_windows: int = DecodeSettings.chunk_windows) -> BuildReport:
     """Create or incrementally update the index folder ``index`` from the videos under ``dirs``.
 
-    ``dirs=None`` re-scans the folders recorded in the catalog (``update``). New files are embedded, changed files
+    ``dirs=None`` re-scans the folders recorded in the catalog (``update``). ``model``, ``window_s`` and ``stride_s``
+    left None are the index's own (its manifest's), for a new index :data:`DEFAULT_MODEL` and 8 s windows every 4 s:
+    adding a folder to an index embeds it as the index was embedded. New files are embedded, changed files
     re-embedded, deleted files removed, renamed/moved files (same content hash) kept without re-embedding, files
     left pending by an interrupted build embedded. Failed files are retried only when they changed or with
     ``retry_failed``. A model or sampling setting that differs from ``manifest.json`` raises VtrError unless
@@ -89,8 +91,7 @@ def build_index(dirs: list[str] | None, index: str, model=DEFAULT_MODEL, window_
     index_dir = Path(index)
     index_dir.mkdir(parents=True, exist_ok=True)
     old_manifest = read_manifest(index_dir)
-    if old_manifest and dirs is None:  # update: the index's own model and windows unless others are named
-        model, window_s, stride_s = _update_settings(old_manifest, model, window_s, stride_s)
+    model, window_s, stride_s = _settings(old_manifest, model, window_s, stride_s)
     from index.policies import DEFAULT_POLICY, check_policy
 
     if window_policy is None:  # a manifest without a policy was built before policies, with stride windows
@@ -125,13 +126,16 @@ def build_index(dirs: list[str] | None, index: str, model=DEFAULT_MODEL, window_
     return report
 
 
-def _update_settings(old_manifest: dict, model, window_s: float, stride_s: float) -> tuple:
-    """``(model, window_s, stride_s)`` of an update: the manifest's, where the caller left the defaults."""
-    if isinstance(model, str) and model == DEFAULT_MODEL:
-        model = old_manifest["model"]
-    if window_s == DEFAULT_WINDOW_S and stride_s == DEFAULT_STRIDE_S:
-        window_s, stride_s = old_manifest["window_s"], old_manifest["stride_s"]
-    return model, window_s, stride_s
+def _settings(old_manifest: dict | None, model, window_s: float | None, stride_s: float | None) -> tuple:
+    """``(model, window_s, stride_s)`` of a build: those given; for those left None, the index's (``old_manifest``),
+    else the defaults of a new index. Windows come as a pair: one given and one not takes the other's default."""
+    if old_manifest:
+        model = model or old_manifest["model"]
+        if window_s is None and stride_s is None:
+            window_s, stride_s = old_manifest["window_s"], old_manifest["stride_s"]
+    window_s = DEFAULT_WINDOW_S if window_s is None else window_s
+    stride_s = DEFAULT_STRIDE_S if stride_s is None else stride_s
+    return model or DEFAULT_MODEL, window_s, stride_s
 
 
 def _adopt_manifest(catalog: Catalog, index_dir: Path, old_manifest: dict | None, manifest: dict, reembed: bool,

@@ -6,12 +6,10 @@ from __future__ import annotations
 import json as _json
 
 from index.build import build_index, index_status
-from index.embed import DEFAULT_MODEL
-from index.windows import DEFAULT_STRIDE_S, DEFAULT_WINDOW_S
 
 
-def build_command(dirs: list[str], index: str = None, model: str = DEFAULT_MODEL, window_s: float = DEFAULT_WINDOW_S,
-                  stride_s: float = DEFAULT_STRIDE_S, batch_size: int = 16, workers: int = 2,
+def build_command(dirs: list[str], index: str = None, model: str = None, window_s: float = None,
+                  stride_s: float = None, batch_size: int = 16, workers: int = 2,
                   timeout_s: float = 120.0, factory: str = None, reembed: bool = False, retry_failed: bool = False,
                   device: str = None, thumbnails: bool = True, precision: str = "auto",
                   window_policy: str = None) -> int:
@@ -19,9 +17,10 @@ def build_command(dirs: list[str], index: str = None, model: str = DEFAULT_MODEL
 
     dirs: folders (scanned recursively) or video files
     index: index folder to create or update
-    model: weight name, architecture name or vtr model folder to embed with
-    window_s: seconds per window
-    stride_s: seconds between window starts
+    model: weight name, architecture name or vtr model folder to embed with (default: the index's; for a new index
+           videomamba_m16_25M)
+    window_s: seconds per window (default: the index's; for a new index 8)
+    stride_s: seconds between window starts (default: the index's; for a new index 4)
     batch_size: windows per encoder batch
     workers: decoding processes (0: decode in this process, no timeout)
     timeout_s: seconds one decode task (opening a file or decoding up to 16 windows) may take before the file fails
@@ -60,7 +59,7 @@ def update_command(index: str = None, model: str = None, batch_size: int = 16, w
                faster, else fp32; fp32 for a model trained in fp32)
     """
     _need_index(index)
-    report = build_index(None, index, model=model or DEFAULT_MODEL, batch_size=batch_size, workers=workers,
+    report = build_index(None, index, model=model, batch_size=batch_size, workers=workers,
                          timeout_s=timeout_s, reembed=reembed, retry_failed=retry_failed, device=device,
                          precision=precision)
     _print_report(report)

@@ -284,3 +284,32 @@ def test_an_index_decoded_by_decord_embeds_its_ts_mpeg_and_avi_files_again_once(
     assert all(np.allclose(after[k], before[k], atol=1e-5) for k in after)
     again = build_index(None, str(idx), model=test_model, workers=0, progress=False)
     assert (again.redecoded, again.unchanged, again.embedded_windows) == (0, 3, 0)  # once per index
+
+
+def test_adding_a_folder_embeds_it_as_the_index_was_embedded(tmp_path, test_model_folder):
+    """`vtr index build --index IDX NEW_FOLDER` on an existing index: its model and windows, not the defaults (which
+    would load the release model, and then stop on a manifest that differs)."""
+    from vtr.cli import main as cli_main
+
+    make_video(tmp_path / "first" / "a.mp4", 9, seed=1)
+    make_video(tmp_path / "more" / "b.mp4", 14, seed=2)
+    idx = tmp_path / "idx"
+    assert cli_main(["index", "build", "--index", str(idx), "--model", str(test_model_folder), "--window-s", "6",
+                     "--stride-s", "3", "--window-policy", "stride", "--workers", "0", str(tmp_path / "first")]) == 0
+    before = index_status(str(idx))["manifest"]
+    assert cli_main(["index", "build", "--index", str(idx), "--workers", "0", str(tmp_path / "more")]) == 0
+    after = index_status(str(idx))["manifest"]
+    assert {k: after[k] for k in ("model", "weights_checksum", "window_s", "stride_s")} == \
+        {k: before[k] for k in ("model", "weights_checksum", "window_s", "stride_s")} == \
+        {"model": str(test_model_folder), "weights_checksum": before["weights_checksum"], "window_s": 6.0,
+         "stride_s": 3.0}
+    windows = {k[0]: [] for k in snapshot(idx)}
+    for name, start, end in snapshot(idx):
+        windows[name].append((start, end))
+    assert sorted(windows["b.mp4"]) == [(0.0, 6.0), (3.0, 9.0), (6.0, 12.0), (8.0, 14.0)]  # 6 s every 3 s, the last at the end
+    assert len(windows["a.mp4"]) == 2
+    # a new index still takes the defaults
+    from index.commands import build_command
+    assert "videomamba_m16_25M" in build_command.__doc__
+    from index.embed import DEFAULT_MODEL
+    assert DEFAULT_MODEL == "videomamba_m16_25M"
