@@ -236,6 +236,8 @@ def _plan(catalog: Catalog, scanned, roots_now, retry_failed, report: BuildRepor
                     catalog.mark_failed(fid, f.error)
                     report.failed += 1
                     report.failures.append((path, f.error))
+                else:  # failed as before, as a damaged file that did not change
+                    report.unchanged += 1
                 continue
             if row is not None and row.status != "pending" and (row.size, row.mtime) == (f.size, f.mtime):
                 if row.status == "failed" and retry_failed:

@@ -25,6 +25,17 @@ class ScannedFile:
     error: str | None = None  # set for entries that can be named but not read (a dangling link)
 
 
+def unreadable_name(path: str) -> str | None:
+    """None for a path that is valid UTF-8 (nearly all); else the path with its undecodable bytes written as
+    ``\\xNN``. Python gives such a name (a Latin-1 one from an old archive, say) lone surrogates, which neither the
+    catalog nor a page can hold, so the file is listed as failed under that printable name."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return None
+
+
 def scan_folders(roots: list[str], extensions=VIDEO_EXTENSIONS) -> list[ScannedFile]:
     """Video files under ``roots``, recursively, sorted by path.
 
@@ -32,6 +43,8 @@ def scan_folders(roots: list[str], extensions=VIDEO_EXTENSIONS) -> list[ScannedF
     folder is visited once (no loops through links) and each real file is listed once. A link whose target is
     missing is listed with ``error`` set, so the build records it as failed instead of silently ignoring it.
     A folder whose name looks like a video (``x.mp4/``) is scanned as a folder. A root may also be a single file.
+    A file whose path is not valid UTF-8 is listed with ``error`` set, under a printable name
+    (:func:`unreadable_name`).
     """
     found: dict[str, ScannedFile] = {}
     seen_real_files: set[str] = set()
@@ -40,6 +53,10 @@ def scan_folders(roots: list[str], extensions=VIDEO_EXTENSIONS) -> list[ScannedF
 
     def consider(path: str):
         if os.path.splitext(path)[1].lower() not in exts or path in found:
+            return
+        shown = unreadable_name(path)
+        if shown is not None:
+            found[shown] = ScannedFile(shown, 0, 0.0, "its name is not valid UTF-8 (rename it to index it)")
             return
         try:
             st = os.stat(path)

@@ -208,3 +208,21 @@ def test_damaged_file_is_cut_into_the_same_windows_whatever_the_chunking(tmp_pat
         assert set(sa) == set(sb)
         for key in sa:
             np.testing.assert_allclose(sa[key], sb[key], atol=1e-5)
+
+
+def test_a_name_that_is_not_utf8_is_listed_as_failed_and_stops_nothing(tmp_path, test_model, capsys):
+    # a Latin-1 name from an old archive: Python holds it with a lone surrogate, which sqlite refused (the whole
+    # build stopped with UnicodeEncodeError)
+    root = tmp_path / "videos"
+    make_video(root / "ok.mp4", 5, seed=1)
+    latin1 = os.fsdecode(os.fsencode(str(root)) + b"/caf\xe9.mp4")
+    make_video(latin1, 5, seed=2)
+    idx = tmp_path / "idx"
+    report = build_index([str(root)], str(idx), model=test_model, workers=0, progress=False)
+    shown = str(root / "caf\\xe9.mp4")
+    assert report.failures == [(shown, "its name is not valid UTF-8 (rename it to index it)")]
+    assert report.total_files == 1
+    assert status_command(str(idx)) == 0
+    assert "caf\\xe9.mp4: its name is not valid UTF-8" in capsys.readouterr().out
+    again = build_index([str(root)], str(idx), model=test_model, workers=0, progress=False)
+    assert (again.failed, again.unchanged, again.added) == (0, 2, 0)
