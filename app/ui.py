@@ -337,6 +337,10 @@ def _build_summary(report) -> str:
         names = ", ".join(literal(os.path.basename(p)) for p, _ in problems[:10])
         more = f" and {len(problems) - 10} more" if len(problems) > 10 else ""
         summary += f"\n\nCould not fully index {names}{more}: the reasons are in the table below."
+    missing = getattr(report, "missing_roots", [])
+    if missing:
+        summary += (f"\n\nNot found, so not scanned: {', '.join(literal(d) for d in missing)} (a drive not "
+                    "mounted?). Its videos stay in the index as they were.")
     return summary
 
 

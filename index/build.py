@@ -57,6 +57,7 @@ class BuildReport:
     redecoded: int = 0  # unchanged files an older index's decoder may have misread, embedded again (older indexes)
     failures: list = field(default_factory=list)  # [(path, reason)] of this run
     partials: list = field(default_factory=list)  # [(path, reason)] of this run: indexed in part
+    missing_roots: list = field(default_factory=list)  # recorded folders not there on an update: files kept
 
     def summary(self) -> str:
         resumed = f", {self.resumed_windows} resumed from an interrupted build" if self.resumed_windows else ""
@@ -65,7 +66,9 @@ class BuildReport:
         return (f"{self.index}: {self.total_files} files, {self.total_windows} windows ({self.factory}); this run: "
                 f"{self.added} new, {self.changed} changed{retimed}, {self.renamed} renamed, {self.deleted} deleted, "
                 f"{self.unchanged} unchanged, {self.failed} failed, {self.partial} indexed in part; "
-                f"{self.embedded_windows} windows embedded{resumed} in {self.seconds:.1f} s")
+                f"{self.embedded_windows} windows embedded{resumed} in {self.seconds:.1f} s"
+                + (f"; not found, so not re-scanned (their files kept): {', '.join(self.missing_roots)}"
+                   if self.missing_roots else ""))
 
 
 def build_index(dirs: list[str] | None, index: str, model=None, window_s: float | None = None,
@@ -168,7 +171,15 @@ def _scan_and_plan(catalog: Catalog, index_dir: Path, dirs: list[str] | None, ex
     if dirs is None:
         if not roots:
             raise VtrError(f"{index_dir} has no recorded folders; run `vtr index build DIR... --index {index_dir}`")
-        dirs = roots
+        # A recorded folder that is not there (a drive not mounted, a share offline) is not a folder whose videos
+        # were deleted: its files stay as they are until it is back.
+        dirs = [d for d in roots if os.path.exists(d)]
+        report.missing_roots = [d for d in roots if d not in dirs]
+        for d in report.missing_roots:
+            logger.warning("%s is not there (a drive not mounted?): its files stay in the index as they are", d)
+        if not dirs:
+            raise VtrError(f"none of the folders of {index_dir} is there ({', '.join(roots)}): a drive not mounted? "
+                           "Nothing was changed.")
     else:
         dirs = [os.path.abspath(os.path.expanduser(d)) for d in dirs]
         for d in dirs:

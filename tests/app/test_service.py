@@ -219,3 +219,13 @@ def test_rerank_is_offered_only_for_a_trained_matching_head(built_index, app_mod
 def test_a_bad_precision_flag_fails_when_the_service_starts(tmp_path):
     with pytest.raises(VtrError, match="unknown precision 'half'"):  # not at the first build or example query
         IndexService(str(tmp_path / "idx"), precision="half")
+
+
+def test_build_summary_says_which_folders_were_not_there():
+    from app.ui import _build_summary, literal
+    from index.build import BuildReport
+
+    report = BuildReport(index="idx", unchanged=3, total_files=3, missing_roots=["/media/drive/Videos"])
+    text = _build_summary(report)
+    assert "Not found, so not scanned: " + literal("/media/drive/Videos") in text and "stay in the index" in text
+    assert "Not found" not in _build_summary(BuildReport(index="idx"))

@@ -313,3 +313,31 @@ def test_adding_a_folder_embeds_it_as_the_index_was_embedded(tmp_path, test_mode
     assert "videomamba_m16_25M" in build_command.__doc__
     from index.embed import DEFAULT_MODEL
     assert DEFAULT_MODEL == "videomamba_m16_25M"
+
+
+def test_a_folder_that_is_not_there_keeps_its_files(tmp_path, test_model):
+    """An update while a recorded folder is away (a drive not mounted) scans the others and deletes nothing of it;
+    with every folder away it changes nothing and says why."""
+    from vtr.errors import VtrError
+
+    drive, home = tmp_path / "drive", tmp_path / "home"
+    make_video(drive / "a.mp4", 5, seed=1)
+    make_video(home / "b.mp4", 5, seed=2)
+    idx = tmp_path / "idx"
+    build_index([str(drive), str(home)], str(idx), model=test_model, workers=0, progress=False)
+    before = snapshot(idx)
+    drive.rename(tmp_path / "unmounted")
+    make_video(home / "c.mp4", 5, seed=3)
+    report = build_index(None, str(idx), model=test_model, workers=0, progress=False)
+    assert (report.deleted, report.added, report.missing_roots) == (0, 1, [str(drive)])
+    assert "not found, so not re-scanned (their files kept): " + str(drive) in report.summary()
+    after = snapshot(idx)
+    assert {k: v.tolist() for k, v in after.items() if k[0] != "c.mp4"} == {k: v.tolist() for k, v in before.items()}
+    home.rename(tmp_path / "away")
+    with pytest.raises(VtrError, match="none of the folders .* is there .*Nothing was changed"):
+        build_index(None, str(idx), model=test_model, workers=0, progress=False)
+    assert snapshot(idx).keys() == after.keys()
+    (tmp_path / "unmounted").rename(drive)
+    (tmp_path / "away").rename(home)
+    report = build_index(None, str(idx), model=test_model, workers=0, progress=False)
+    assert (report.deleted, report.added, report.unchanged, report.missing_roots) == (0, 0, 3, [])
