@@ -319,6 +319,11 @@ class VideoIndex:
         """
         if kind not in ("auto", "text", "example"):
             raise ValueError(f"kind must be auto, text or example, not {kind!r}")
+        if int(k) < 1:
+            raise VtrError(f"k is the number of moments to show: at least 1, not {k}")
+        if min_duration is not None and max_duration is not None and min_duration > max_duration:
+            raise VtrError(f"no video is at least {min_duration:g} s and at most {max_duration:g} s long: "
+                           "the minimum duration is above the maximum")
         if kind == "example" and not (isinstance(query, (str, Path)) and Path(query).is_file()):
             raise VtrError(f"query by example needs an image or video file; not found: {query}")
         text_out = None

@@ -65,6 +65,12 @@ def test_text_search_finds_the_right_video_and_span(red_collection, test_model, 
         assert only_long[0].start == 0.0 and only_long[0].score == pytest.approx(0.25)
         assert all(s.path.endswith("park.mp4") for s in vi.search(RED_VECTOR, k=3, min_duration=25))
         assert vi.search(RED_VECTOR, k=3, max_duration=1) == []
+        # what cannot be asked (`vtr search -k -3` listed 45 moments, -k 0 said "no results")
+        for k in (0, -3):
+            with pytest.raises(VtrError, match=f"at least 1, not {k}"):
+                vi.search("a red scene", k=k)
+        with pytest.raises(VtrError, match="minimum duration is above the maximum"):
+            vi.search(RED_VECTOR, k=3, min_duration=30, max_duration=10)
 
 
 @pytest.mark.parametrize("policy", ["stride", "shots"])
