@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -93,40 +95,73 @@ def build_index(dirs: list[str] | None, index: str, model=None, window_s: float 
     t_start = time.monotonic()
     index_dir = Path(index)
     index_dir.mkdir(parents=True, exist_ok=True)
-    old_manifest = read_manifest(index_dir)
-    model, window_s, stride_s = _settings(old_manifest, model, window_s, stride_s)
-    from index.policies import DEFAULT_POLICY, check_policy
+    with build_lock(index_dir):
+        old_manifest = read_manifest(index_dir)
+        model, window_s, stride_s = _settings(old_manifest, model, window_s, stride_s)
+        from index.policies import DEFAULT_POLICY, check_policy
 
-    if window_policy is None:  # a manifest without a policy was built before policies, with stride windows
-        window_policy = old_manifest.get("window_policy", "stride") if old_manifest else DEFAULT_POLICY
-    from vtr.precision import resolve_precision
+        if window_policy is None:  # a manifest without a policy was built before policies, with stride windows
+            window_policy = old_manifest.get("window_policy", "stride") if old_manifest else DEFAULT_POLICY
+        from vtr.precision import resolve_precision
 
-    check_policy(window_policy)
-    m = load_model(model, device)
-    precision = resolve_precision(precision, next(m.parameters()).device, m)
-    manifest = manifest_for(m, window_s, stride_s, precision, window_policy)
-    catalog = Catalog(index_dir / CATALOG)
-    report = BuildReport(index=str(index_dir))
+        check_policy(window_policy)
+        m = load_model(model, device)
+        precision = resolve_precision(precision, next(m.parameters()).device, m)
+        manifest = manifest_for(m, window_s, stride_s, precision, window_policy)
+        catalog = Catalog(index_dir / CATALOG)
+        report = BuildReport(index=str(index_dir))
+        try:
+            _adopt_manifest(catalog, index_dir, old_manifest, manifest, reembed, factory)
+            todo = _scan_and_plan(catalog, index_dir, dirs, extensions, retry_failed, report)
+            todo += _retime_variable_rate(catalog, index_dir, todo, report, progress)
+            todo += _redecode_misread(catalog, index_dir, todo, report)
+            settings = DecodeSettings(num_frames=manifest["num_frames"], img_size=manifest["img_size"],
+                                      window_s=window_s, stride_s=stride_s, thumbnails=thumbnails,
+                                      window_policy=window_policy, antialias=manifest["antialias"],
+                                      chunk_windows=chunk_windows)
+            _commit(catalog, index_dir, embed_chunks(m, todo, settings, batch_size=batch_size, workers=workers,
+                                                     timeout_s=timeout_s, progress=progress, precision=precision), report)
+            store = sync_store(catalog, index_dir, manifest)
+            report.factory = store.factory
+            counts = catalog.counts()
+            report.total_files, report.total_windows = counts["ok"], counts["windows"]
+        finally:
+            catalog.close()
+        report.seconds = time.monotonic() - t_start
+        logger.info(report.summary())
+        return report
+
+
+LOCK = "build.lock"
+
+
+@contextmanager
+def build_lock(index_dir: Path):
+    """One build of an index at a time, across processes (a cron update beside the app's, two terminals): an
+    exclusive ``flock`` on ``index_dir/build.lock``, which the system releases when the process ends, even by
+    ``kill -9``. A second build stops at once with VtrError naming the first's process; searches do not lock.
+    Where ``fcntl`` does not exist (Windows) builds are not locked."""
     try:
-        _adopt_manifest(catalog, index_dir, old_manifest, manifest, reembed, factory)
-        todo = _scan_and_plan(catalog, index_dir, dirs, extensions, retry_failed, report)
-        todo += _retime_variable_rate(catalog, index_dir, todo, report, progress)
-        todo += _redecode_misread(catalog, index_dir, todo, report)
-        settings = DecodeSettings(num_frames=manifest["num_frames"], img_size=manifest["img_size"],
-                                  window_s=window_s, stride_s=stride_s, thumbnails=thumbnails,
-                                  window_policy=window_policy, antialias=manifest["antialias"],
-                                  chunk_windows=chunk_windows)
-        _commit(catalog, index_dir, embed_chunks(m, todo, settings, batch_size=batch_size, workers=workers,
-                                                 timeout_s=timeout_s, progress=progress, precision=precision), report)
-        store = sync_store(catalog, index_dir, manifest)
-        report.factory = store.factory
-        counts = catalog.counts()
-        report.total_files, report.total_windows = counts["ok"], counts["windows"]
-    finally:
-        catalog.close()
-    report.seconds = time.monotonic() - t_start
-    logger.info(report.summary())
-    return report
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with open(index_dir / LOCK, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            raise VtrError(f"{index_dir} is being built by {holder}; run this again when it has finished") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"process {os.getpid()} on {socket.gethostname()}")
+        f.flush()
+        try:
+            yield
+        finally:
+            f.seek(0)
+            f.truncate()
 
 
 def _settings(old_manifest: dict | None, model, window_s: float | None, stride_s: float | None) -> tuple:

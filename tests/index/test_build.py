@@ -341,3 +341,19 @@ def test_a_folder_that_is_not_there_keeps_its_files(tmp_path, test_model):
     (tmp_path / "away").rename(home)
     report = build_index(None, str(idx), model=test_model, workers=0, progress=False)
     assert (report.deleted, report.added, report.unchanged, report.missing_roots) == (0, 0, 3, [])
+
+
+def test_one_build_of_an_index_at_a_time(tmp_path, test_model):
+    """A second build while one runs (a cron update beside the app's) stops at once and names the first; both
+    embedding the same pending files would have committed their windows twice."""
+    from index.build import build_lock
+    from vtr.errors import VtrError
+
+    make_video(tmp_path / "videos" / "a.mp4", 5, seed=1)
+    idx = tmp_path / "idx"
+    idx.mkdir()
+    with build_lock(idx):
+        with pytest.raises(VtrError, match=rf"is being built by process {os.getpid()} on .*when it has finished"):
+            build_index([str(tmp_path / "videos")], str(idx), model=test_model, workers=0, progress=False)
+    report = build_index([str(tmp_path / "videos")], str(idx), model=test_model, workers=0, progress=False)
+    assert report.added == 1 and (idx / "build.lock").read_text() == ""
