@@ -9,6 +9,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterator
 
 import numpy as np
@@ -25,12 +26,20 @@ def load_model(model, device: str | None = None):
     """A model object, or a registered name / vtr folder (released weights are loaded for weight names)."""
     import torch
 
+    from vtr.models.checkpoint import CONFIG_FILE
     from vtr.models.registry import load_named_model
 
     if isinstance(model, (str, os.PathLike)):
         name = str(model)
+        if os.sep in name and not os.path.isabs(name) and not Path(name).exists():
+            from vtr.errors import VtrError
+
+            raise VtrError(f"model folder {name!r} not found from {os.getcwd()}. An index built before 2026-12-04 "
+                           "recorded a model folder as it was typed; run from the folder it was built in once "
+                           "(any update then records the full path), or pass --model with the full path")
         m = load_named_model(name)
-        m.index_source = name
+        # a model folder is recorded by its absolute path: the manifest must name it from any directory
+        m.index_source = os.path.abspath(name) if (Path(name) / CONFIG_FILE).is_file() else name
     else:
         m = model
         if not hasattr(m, "index_source"):

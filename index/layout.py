@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 from vtr.atomic import write_bytes_atomic, write_json_atomic, write_text_atomic
@@ -91,6 +92,8 @@ def write_manifest(index_dir, manifest: dict) -> None:
 def check_manifest(old: dict, new: dict) -> list[str]:
     """The settings (:data:`SETTINGS_KEYS`) in which ``new`` differs from the index's ``old`` manifest."""
     old = {"window_policy": "stride", **old}  # indexes built before window policies existed
+    if os.path.abspath(str(old.get("model"))) == new.get("model"):  # a folder recorded relative to the directory
+        old["model"] = new["model"]  # of its build (before 2026-12-04) is the same folder named from here
     return [f"{k}: index has {old.get(k)!r}, now {new.get(k)!r}" for k in SETTINGS_KEYS if old.get(k) != new.get(k)]
 
 

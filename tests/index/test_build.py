@@ -357,3 +357,30 @@ def test_one_build_of_an_index_at_a_time(tmp_path, test_model):
             build_index([str(tmp_path / "videos")], str(idx), model=test_model, workers=0, progress=False)
     report = build_index([str(tmp_path / "videos")], str(idx), model=test_model, workers=0, progress=False)
     assert report.added == 1 and (idx / "build.lock").read_text() == ""
+
+
+def test_a_model_folder_is_recorded_by_its_full_path(tmp_path, test_model_folder, monkeypatch):
+    """`--model runs/demo/model` from one directory: searches and updates from any other find it. An index that
+    recorded it as typed (before) upgrades on an update from where it was built, and elsewhere says what to do."""
+    import json
+
+    from index.search import VideoIndex
+    from vtr.errors import VtrError
+
+    make_video(tmp_path / "videos" / "a.mp4", 5, seed=1)
+    idx = tmp_path / "idx"
+    monkeypatch.chdir(test_model_folder.parent.parent)
+    relative = os.path.join(test_model_folder.parent.name, test_model_folder.name)
+    build_index([str(tmp_path / "videos")], str(idx), model=relative, workers=0, progress=False)
+    assert index_status(str(idx))["manifest"]["model"] == str(test_model_folder)
+    monkeypatch.chdir(tmp_path)
+    with VideoIndex(str(idx), gpu=False) as vi:
+        assert vi.search("anything", k=1)
+    # as an index built before recorded it
+    manifest = json.loads((idx / "manifest.json").read_text())
+    (idx / "manifest.json").write_text(json.dumps({**manifest, "model": relative}))
+    with pytest.raises(VtrError, match="not found from .*run from the folder it was built in once"):
+        build_index(None, str(idx), workers=0, progress=False)
+    monkeypatch.chdir(test_model_folder.parent.parent)
+    assert build_index(None, str(idx), workers=0, progress=False).unchanged == 1
+    assert index_status(str(idx))["manifest"]["model"] == str(test_model_folder)
