@@ -206,12 +206,7 @@ def _scan_and_plan(catalog: Catalog, index_dir: Path, dirs: list[str] | None, ex
     if dirs is None:
         if not roots:
             raise VtrError(f"{index_dir} has no recorded folders; run `vtr index build DIR... --index {index_dir}`")
-        # A recorded folder that is not there (a drive not mounted, a share offline) is not a folder whose videos
-        # were deleted: its files stay as they are until it is back.
         dirs = [d for d in roots if os.path.exists(d)]
-        report.missing_roots = [d for d in roots if d not in dirs]
-        for d in report.missing_roots:
-            logger.warning("%s is not there (a drive not mounted?): its files stay in the index as they are", d)
         if not dirs:
             raise VtrError(f"none of the folders of {index_dir} is there ({', '.join(roots)}): a drive not mounted? "
                            "Nothing was changed.")
@@ -220,12 +215,28 @@ def _scan_and_plan(catalog: Catalog, index_dir: Path, dirs: list[str] | None, ex
         for d in dirs:
             if d not in roots:
                 roots.append(d)
+    # A recorded folder that is not there (a drive not mounted, a share offline) is not a folder whose videos were
+    # deleted: its files stay as they are until it is back, or until they turn up in a scanned folder (it was
+    # moved or renamed: matched by content, kept without embedding them again).
+    gone = [d for d in roots if not os.path.exists(d)]
     scanned = scan_folders(dirs, extensions)
     report.scanned = len(scanned)
-    todo = _plan(catalog, scanned, roots_now=dirs, retry_failed=retry_failed, report=report, index_dir=index_dir)
+    todo = _plan(catalog, scanned, roots_now=dirs, retry_failed=retry_failed, report=report, index_dir=index_dir,
+                 roots_gone=gone)
+    left = {d: any(_under(r.path, d) for r in catalog.files()) for d in gone}
+    for d in gone:
+        if left[d]:
+            logger.warning("%s is not there (a drive not mounted?): its files stay in the index as they are", d)
+        else:
+            logger.info("%s is not there and none of its files is left: no longer recorded", d)
+    report.missing_roots = [d for d in gone if left[d]]
     with catalog.transaction():
-        catalog.set_meta("roots", roots)
+        catalog.set_meta("roots", [d for d in roots if d not in gone or left[d]])
     return todo
+
+
+def _under(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
 def _commit(catalog: Catalog, index_dir: Path, items, report: BuildReport) -> None:
@@ -259,18 +270,20 @@ def _commit(catalog: Catalog, index_dir: Path, items, report: BuildReport) -> No
             logger.info("indexed in part: %s: %s", item.path, reason)
 
 
-def _plan(catalog: Catalog, scanned, roots_now, retry_failed, report: BuildReport, index_dir) -> list[tuple]:
+def _plan(catalog: Catalog, scanned, roots_now, retry_failed, report: BuildReport, index_dir,
+          roots_gone=()) -> list[tuple]:
     """Apply renames/deletions to the catalog and return the ``[(file_id, path)]`` to embed (``(file_id, path,
-    chunks)`` for a file an interrupted build had begun: the chunks still to embed)."""
+    chunks)`` for a file an interrupted build had begun: the chunks still to embed). Files under ``roots_gone``
+    (recorded folders that are not there) are never deleted, but may turn up renamed or moved."""
     rows = {r.path: r for r in catalog.files()}
     seen = {f.path: f for f in scanned}
     todo: list[tuple[int, str]] = []
     removed_windows: list[int] = []
-    in_roots = lambda p: any(p == r or p.startswith(r.rstrip(os.sep) + os.sep) for r in roots_now)  # noqa: E731
     # Files that vanished from the scanned folders: renamed (matched by hash below) or deleted.
-    missing = {p: r for p, r in rows.items() if p not in seen and in_roots(p)}
+    missing = {p: r for p, r in rows.items() if p not in seen and any(_under(p, d) for d in roots_now)}
+    away = {p: r for p, r in rows.items() if p not in seen and any(_under(p, d) for d in roots_gone)}
     missing_by_hash = {}
-    for r in missing.values():
+    for r in list(missing.values()) + list(away.values()):
         if r.status == "ok" and r.hash:
             missing_by_hash.setdefault(r.hash, r)
     with catalog.transaction():
@@ -303,7 +316,8 @@ def _plan(catalog: Catalog, scanned, roots_now, retry_failed, report: BuildRepor
                 old = missing_by_hash.pop(h, None)
                 if old is not None:  # renamed or moved: keep its windows and vectors
                     catalog.touch(old.id, path, f.size, f.mtime)
-                    del missing[old.path]
+                    missing.pop(old.path, None)
+                    away.pop(old.path, None)
                     report.renamed += 1
                     continue
                 todo.append((catalog.upsert_pending(path, f.size, f.mtime, h), path))

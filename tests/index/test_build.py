@@ -384,3 +384,31 @@ def test_a_model_folder_is_recorded_by_its_full_path(tmp_path, test_model_folder
     monkeypatch.chdir(test_model_folder.parent.parent)
     assert build_index(None, str(idx), workers=0, progress=False).unchanged == 1
     assert index_status(str(idx))["manifest"]["model"] == str(test_model_folder)
+
+
+def test_a_moved_folder_keeps_its_vectors(tmp_path, test_model):
+    """~/Videos moved to ~/Media: adding ~/Media finds its files by content (renamed, nothing embedded again) and
+    the old folder, now empty in the catalog, is no longer recorded; nothing is listed twice."""
+    from index.catalog import Catalog
+
+    old, new = tmp_path / "Videos", tmp_path / "Media"
+    make_video(old / "a.mp4", 5, seed=1)
+    make_video(old / "trip" / "b.mp4", 9, seed=2)
+    idx = tmp_path / "idx"
+    build_index([str(old)], str(idx), model=test_model, workers=0, progress=False)
+    before = snapshot(idx)
+    old.rename(new)
+    make_video(new / "c.mp4", 5, seed=3)
+    report = build_index([str(new)], str(idx), model=test_model, workers=0, progress=False)
+    assert (report.renamed, report.added, report.deleted, report.missing_roots) == (2, 1, 0, [])
+    after = snapshot(idx)
+    assert {k: v.tolist() for k, v in after.items() if k[0] != "c.mp4"} == {k: v.tolist() for k, v in before.items()}
+    cat = Catalog(idx / "catalog.sqlite")
+    try:
+        assert cat.get_meta("roots") == [str(new)]
+        assert sorted(f.path for f in cat.files("ok")) == [str(new / "a.mp4"), str(new / "c.mp4"),
+                                                            str(new / "trip" / "b.mp4")]
+    finally:
+        cat.close()
+    again = build_index(None, str(idx), model=test_model, workers=0, progress=False)
+    assert (again.unchanged, again.embedded_windows, again.missing_roots) == (3, 0, [])
