@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import signal
 from dataclasses import dataclass
 
@@ -110,6 +111,8 @@ def app_command(index: str = None, host: str = "127.0.0.1", port: int = 7860, au
     """
     if not index:
         raise VtrError("--index is required: the index folder to search (it may not exist yet)")
+    if os.path.exists(os.path.expanduser(index)) and not os.path.isdir(os.path.expanduser(index)):
+        raise VtrError(f"--index {index} is a file; the index is a folder (it may not exist yet)")
     running = launch_app(index, host=host, port=port, auth=auth, model=model, device=device,
                          max_upload_mb=max_upload_mb, precision=precision)
     logger.info("vtr app on %s (Ctrl+C to stop)", running.url)

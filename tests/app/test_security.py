@@ -107,3 +107,13 @@ def test_cli_flags():
     _add_arguments(known._parser, app_command)
     args = parser.parse_args(["app", "--index", "IDX", "--port", "8000", "--auth", "u:p", "--max-upload-mb", "5"])
     assert (args.index, args.host, args.port, args.auth, args.max_upload_mb) == ("IDX", "127.0.0.1", 8000, "u:p", 5)
+
+
+def test_an_index_that_is_a_file_stops_before_serving(tmp_path):
+    from app.server import app_command
+    from vtr.errors import VtrError
+
+    f = tmp_path / "videos.idx"
+    f.write_text("")
+    with pytest.raises(VtrError, match="is a file; the index is a folder"):
+        app_command(index=str(f), port=0)
