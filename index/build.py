@@ -153,6 +153,8 @@ def build_lock(index_dir: Path):
             f.seek(0)
             holder = f.read().strip() or "another process"
             raise VtrError(f"{index_dir} is being built by {holder}; run this again when it has finished") from None
+        except OSError as e:  # a file system without locks (some network shares): build unlocked, as before
+            logger.warning("cannot lock %s (%s): not guarding against a second build at once", f.name, e)
         f.seek(0)
         f.truncate()
         f.write(f"process {os.getpid()} on {socket.gethostname()}")
