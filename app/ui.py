@@ -340,7 +340,8 @@ def _build_summary(report) -> str:
     missing = getattr(report, "missing_roots", [])
     if missing:
         summary += (f"\n\nNot found, so not scanned: {', '.join(literal(d) for d in missing)} (a drive not "
-                    "mounted?). Its videos stay in the index as they were.")
+                    "mounted?). Its videos stay in the index as they were; `vtr index update --forget-missing` drops "
+                    "them.")
     return summary
 
 

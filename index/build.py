@@ -69,7 +69,8 @@ class BuildReport:
                 f"{self.added} new, {self.changed} changed{retimed}, {self.renamed} renamed, {self.deleted} deleted, "
                 f"{self.unchanged} unchanged, {self.failed} failed, {self.partial} indexed in part; "
                 f"{self.embedded_windows} windows embedded{resumed} in {self.seconds:.1f} s"
-                + (f"; not found, so not re-scanned (their files kept): {', '.join(self.missing_roots)}"
+                + (f"; not found, so not re-scanned (their files kept; --forget-missing drops them): "
+                   f"{', '.join(self.missing_roots)}"
                    if self.missing_roots else ""))
 
 
@@ -78,7 +79,7 @@ def build_index(dirs: list[str] | None, index: str, model=None, window_s: float 
                 factory: str | None = None, reembed: bool = False, retry_failed: bool = False,
                 device: str | None = None, thumbnails: bool = True, progress: bool = True,
                 extensions=VIDEO_EXTENSIONS, precision: str | None = None, window_policy: str | None = None,
-                chunk_windows: int = DecodeSettings.chunk_windows) -> BuildReport:
+                chunk_windows: int = DecodeSettings.chunk_windows, forget_missing: bool = False) -> BuildReport:
     """Create or incrementally update the index folder ``index`` from the videos under ``dirs``.
 
     ``dirs=None`` re-scans the folders recorded in the catalog (``update``). ``model``, ``window_s`` and ``stride_s``
@@ -90,7 +91,9 @@ def build_index(dirs: list[str] | None, index: str, model=None, window_s: float 
     ``reembed`` (then every file is embedded again). ``precision``: fp32, bf16 or auto/None (bf16 where it is
     native, see :mod:`vtr.precision`); recorded in the manifest. ``window_policy``: ``shots`` (the default of a
     new index) or ``stride`` (see :mod:`index.policies`); None keeps an existing index's policy. ``chunk_windows``:
-    windows committed together (a kill loses at most one chunk per file in flight).
+    windows committed together (a kill loses at most one chunk per file in flight). A recorded folder that is not
+    there keeps its files (a drive not mounted), unless ``forget_missing``: then those not found elsewhere by
+    content are dropped, and the folder with them.
     """
     t_start = time.monotonic()
     index_dir = Path(index)
@@ -112,7 +115,7 @@ def build_index(dirs: list[str] | None, index: str, model=None, window_s: float 
         report = BuildReport(index=str(index_dir))
         try:
             _adopt_manifest(catalog, index_dir, old_manifest, manifest, reembed, factory)
-            todo = _scan_and_plan(catalog, index_dir, dirs, extensions, retry_failed, report)
+            todo = _scan_and_plan(catalog, index_dir, dirs, extensions, retry_failed, report, forget_missing)
             todo += _retime_variable_rate(catalog, index_dir, todo, report, progress)
             todo += _redecode_misread(catalog, index_dir, todo, report)
             settings = DecodeSettings(num_frames=manifest["num_frames"], img_size=manifest["img_size"],
@@ -202,14 +205,14 @@ def _adopt_manifest(catalog: Catalog, index_dir: Path, old_manifest: dict | None
 
 
 def _scan_and_plan(catalog: Catalog, index_dir: Path, dirs: list[str] | None, extensions, retry_failed: bool,
-                   report: BuildReport) -> list[tuple]:
+                   report: BuildReport, forget_missing: bool = False) -> list[tuple]:
     """Scan ``dirs`` (None: the recorded folders), record new folders, and plan the work (see :func:`_plan`)."""
     roots = catalog.get_meta("roots", [])
     if dirs is None:
         if not roots:
             raise VtrError(f"{index_dir} has no recorded folders; run `vtr index build DIR... --index {index_dir}`")
         dirs = [d for d in roots if os.path.exists(d)]
-        if not dirs:
+        if not dirs and not forget_missing:
             raise VtrError(f"none of the folders of {index_dir} is there ({', '.join(roots)}): a drive not mounted? "
                            "Nothing was changed.")
     else:
@@ -224,7 +227,7 @@ def _scan_and_plan(catalog: Catalog, index_dir: Path, dirs: list[str] | None, ex
     scanned = scan_folders(dirs, extensions)
     report.scanned = len(scanned)
     todo = _plan(catalog, scanned, roots_now=dirs, retry_failed=retry_failed, report=report, index_dir=index_dir,
-                 roots_gone=gone)
+                 roots_gone=gone, forget_gone=forget_missing)
     left = {d: any(_under(r.path, d) for r in catalog.files()) for d in gone}
     for d in gone:
         if left[d]:
@@ -273,10 +276,11 @@ def _commit(catalog: Catalog, index_dir: Path, items, report: BuildReport) -> No
 
 
 def _plan(catalog: Catalog, scanned, roots_now, retry_failed, report: BuildReport, index_dir,
-          roots_gone=()) -> list[tuple]:
+          roots_gone=(), forget_gone: bool = False) -> list[tuple]:
     """Apply renames/deletions to the catalog and return the ``[(file_id, path)]`` to embed (``(file_id, path,
     chunks)`` for a file an interrupted build had begun: the chunks still to embed). Files under ``roots_gone``
-    (recorded folders that are not there) are never deleted, but may turn up renamed or moved."""
+    (recorded folders that are not there) may turn up renamed or moved; the others are deleted only with
+    ``forget_gone``."""
     rows = {r.path: r for r in catalog.files()}
     seen = {f.path: f for f in scanned}
     todo: list[tuple[int, str]] = []
@@ -339,7 +343,7 @@ def _plan(catalog: Catalog, scanned, roots_now, retry_failed, report: BuildRepor
                     report.changed += 1
                 removed_windows += [w.id for w in catalog.windows_of(row.id)]
                 todo.append((catalog.upsert_pending(path, f.size, f.mtime, h), path))
-        for r in missing.values():
+        for r in list(missing.values()) + (list(away.values()) if forget_gone else []):
             removed_windows += catalog.delete_file(r.id)
             report.deleted += 1
     remove_thumbnails(index_dir, removed_windows)

@@ -44,7 +44,7 @@ def build_command(dirs: list[str], index: str = None, model: str = None, window_
 
 def update_command(index: str = None, model: str = None, batch_size: int = 16, workers: int = 2, timeout_s: float = 120.0,
                    reembed: bool = False, retry_failed: bool = False, device: str = None,
-                   precision: str = "auto") -> int:
+                   precision: str = "auto", forget_missing: bool = False) -> int:
     """Re-scan an index's folders: embed new and changed files, drop deleted ones, recognise renamed ones.
 
     index: index folder
@@ -57,11 +57,13 @@ def update_command(index: str = None, model: str = None, batch_size: int = 16, w
     device: torch device for the encoder
     precision: encoder precision: fp32, bf16 or auto (bf16 on CUDA or a native-bf16 CPU where it measures
                faster, else fp32; fp32 for a model trained in fp32)
+    forget_missing: drop the videos of recorded folders that are not there (by default they are kept: a drive
+                    not mounted is not a deleted folder)
     """
     _need_index(index)
     report = build_index(None, index, model=model, batch_size=batch_size, workers=workers,
                          timeout_s=timeout_s, reembed=reembed, retry_failed=retry_failed, device=device,
-                         precision=precision)
+                         precision=precision, forget_missing=forget_missing)
     _print_report(report)
     return 0
 

@@ -330,7 +330,8 @@ def test_a_folder_that_is_not_there_keeps_its_files(tmp_path, test_model):
     make_video(home / "c.mp4", 5, seed=3)
     report = build_index(None, str(idx), model=test_model, workers=0, progress=False)
     assert (report.deleted, report.added, report.missing_roots) == (0, 1, [str(drive)])
-    assert "not found, so not re-scanned (their files kept): " + str(drive) in report.summary()
+    assert "not found, so not re-scanned (their files kept; --forget-missing drops them): " + str(drive) \
+        in report.summary()
     after = snapshot(idx)
     assert {k: v.tolist() for k, v in after.items() if k[0] != "c.mp4"} == {k: v.tolist() for k, v in before.items()}
     home.rename(tmp_path / "away")
@@ -341,6 +342,17 @@ def test_a_folder_that_is_not_there_keeps_its_files(tmp_path, test_model):
     (tmp_path / "away").rename(home)
     report = build_index(None, str(idx), model=test_model, workers=0, progress=False)
     assert (report.deleted, report.added, report.unchanged, report.missing_roots) == (0, 0, 3, [])
+    # a folder deleted for good: forgotten on request, with its videos
+    shutil.rmtree(drive)
+    assert build_index(None, str(idx), model=test_model, workers=0, progress=False).missing_roots == [str(drive)]
+    report = build_index(None, str(idx), model=test_model, workers=0, progress=False, forget_missing=True)
+    assert (report.deleted, report.missing_roots) == (1, [])
+    assert sorted(k[0] for k in snapshot(idx)) == ["b.mp4", "c.mp4"]
+    cat = Catalog(idx / "catalog.sqlite")
+    try:
+        assert cat.get_meta("roots") == [str(home)]
+    finally:
+        cat.close()
 
 
 def test_one_build_of_an_index_at_a_time(tmp_path, test_model):
