@@ -16,6 +16,7 @@ search to matching files (exactly: filtered searches score the matching windows'
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -34,6 +35,19 @@ from vtr.precision import check_precision
 logger = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
+
+
+def _missing_example(query) -> bool:
+    """Whether ``query`` is a path to an image or video that does not exist (a typo searched as words would
+    answer something unrelated): a folder in it and an image or video extension, and no such file."""
+    from index.scan import VIDEO_EXTENSIONS
+
+    if not isinstance(query, (str, Path)):
+        return False
+    text = str(query).strip()
+    looks = (os.sep in text or text.startswith("~")) and len(text.split()) == 1 \
+        and Path(text).suffix.lower() in IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
+    return looks and not Path(text).is_file()
 EXACT_FILTERED_MAX = 200_000  # filtered searches score up to this many windows exactly
 #: Everyday moments people look for in their own videos; :meth:`VideoIndex.suggest_queries` offers the ones the
 #: index matches best, so a first search is one that fits the collection.
@@ -319,6 +333,8 @@ class VideoIndex:
         """
         if kind not in ("auto", "text", "example"):
             raise ValueError(f"kind must be auto, text or example, not {kind!r}")
+        if kind != "text" and isinstance(query, str) and query.startswith("~"):
+            query = os.path.expanduser(query)
         if int(k) < 1:
             raise VtrError(f"k is the number of moments to show: at least 1, not {k}")
         if min_duration is not None and max_duration is not None and min_duration > max_duration:
@@ -326,6 +342,9 @@ class VideoIndex:
                            "the minimum duration is above the maximum")
         if kind == "example" and not (isinstance(query, (str, Path)) and Path(query).is_file()):
             raise VtrError(f"query by example needs an image or video file; not found: {query}")
+        if kind == "auto" and _missing_example(query):
+            raise VtrError(f"no such file: {query} (a query by example names an image or a video; to search for "
+                           "these words, leave out the folder or the extension)")
         text_out = None
         example = False
         if isinstance(query, np.ndarray):

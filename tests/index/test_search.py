@@ -158,6 +158,11 @@ def test_query_by_example_clip_and_image(tmp_path, test_model):
         as_text = vi.search(str(clip), k=2, kind="text")
         np.testing.assert_allclose(as_text[0].score, vi.search(vi.encode_text(str(clip))[0], k=1)[0].score,
                                    rtol=1e-5)
+        # a path to a file that is not there is a typo, not words to search for (it answered "something")
+        with pytest.raises(VtrError, match=r"no such file: .*cilp\.mp4"):
+            vi.search(str(tmp_path / "cilp.mp4"), k=2)
+        assert len(vi.search("a clip.mp4 of my dog", k=2)) == 2  # words that mention a file name stay words
+        assert len(vi.search(str(tmp_path / "cilp.mp4"), k=2, kind="text")) == 2
         with pytest.raises(VtrError, match="needs an image or video file"):
             vi.search("a dog catches a frisbee", kind="example")
         # text + ITM re-ranking runs end to end with the real matching head (the order it must give:
