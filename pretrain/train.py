@@ -713,6 +713,12 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
 
     if cfg.log_every < 1:
         raise SystemExit(f"log_every must be at least 1 (steps between logged losses), got {cfg.log_every}")
+    for key, value, ok, what in (("max_steps", cfg.max_steps, cfg.max_steps >= 0, "0 (run epochs) or more"),
+                                 ("epochs", cfg.epochs, cfg.epochs > 0, "positive"),
+                                 ("batch_size", cfg.batch_size, cfg.batch_size >= 1, "at least 1"),
+                                 ("lr", cfg.lr, cfg.lr > 0, "positive")):
+        if not ok:
+            raise SystemExit(f"{key} must be {what}, got {value}")
     if cfg.text_start and not (cfg.teacher and (cfg.loss_uta > 0 or cfg.loss_distill > 0)):
         raise SystemExit(f"text_start {cfg.text_start}: the steps before it train the video encoder on its teacher "
                          "losses alone; set teacher and loss_uta (UMT's token alignment) or loss_distill")

@@ -388,3 +388,15 @@ def test_a_real_model_scores_a_batch_of_pairs_at_once_as_it_scores_them_pair_by_
     torch.testing.assert_close(paired.itm_v2t, single.itm_v2t, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(paired.itm_t2v, single.itm_t2v, rtol=1e-5, atol=1e-5)
     assert paired.rows["itm"] == single.rows["itm"]
+
+
+def test_an_unknown_benchmark_is_named_before_the_model_loads(monkeypatch):
+    import vtr.eval.command as command
+    from vtr.errors import VtrError
+
+    def no_model(*a, **k):
+        raise AssertionError("the model was loaded (or downloaded) before the benchmark's name was checked")
+
+    monkeypatch.setattr(command, "load_eval_model", no_model)
+    with pytest.raises(VtrError, match="unknown retrieval dataset 'msrvt'; known: msrvtt"):
+        command.eval_command(dataset="msrvt")

@@ -154,6 +154,12 @@ def test_ckpt_every_0_checkpoints_only_at_the_end_and_log_every_0_is_refused(sha
     assert (tmp_path / "end" / "model").is_dir()
     with pytest.raises(SystemExit, match="log_every must be at least 1"):
         train(_cfg(shards, tmp_path / "nolog", log_every=0))
+    # settings no run can have say which one, before anything is built (-5 steps spoke of text_start)
+    for key, value, what in (("max_steps", -5, "0 \\(run epochs\\) or more"), ("batch_size", 0, "at least 1"),
+                             ("lr", 0.0, "positive"), ("epochs", -1.0, "positive")):
+        with pytest.raises(SystemExit, match=f"{key} must be {what}, got {value}"):
+            train(_cfg(shards, tmp_path / "bad", **{key: value}))
+    assert not (tmp_path / "bad").exists()
 
 
 def test_captions_longer_than_the_model_reads_raise_max_txt_l_or_warn(tmp_path, caplog):

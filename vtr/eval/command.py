@@ -253,6 +253,10 @@ def eval_command(dataset: str = None, annotations: str = None, videos: str = Non
         raise VtrError("--all needs --root DIR (one folder per benchmark)")
     if not run_all and not dataset:
         raise VtrError("pass --dataset NAME (msrvtt, didemo, anet, lsmdc, msvd), or --all --root DIR")
+    if not run_all:
+        from vtr.data.retrieval import get_retrieval_spec
+
+        get_retrieval_spec(dataset)  # an unknown name is said before the model is loaded (or downloaded)
     from vtr.precision import resolve_precision
 
     loaded = load_eval_model(model or DEFAULT_MODEL, frames)
