@@ -108,9 +108,18 @@ def build_index(dirs: list[str] | None, index: str, model=None, window_s: float 
         from vtr.precision import resolve_precision
 
         check_policy(window_policy)
+        _check_numbers(window_s=window_s, stride_s=stride_s, batch_size=batch_size, timeout_s=timeout_s,
+                       workers=workers)
         m = load_model(model, device)
         precision = resolve_precision(precision, next(m.parameters()).device, m)
         manifest = manifest_for(m, window_s, stride_s, precision, window_policy)
+        if factory:  # an unknown FAISS factory is said now, not after every window is embedded
+            try:
+                VectorStore.empty(manifest["embed_dim"], factory)
+            except RuntimeError as e:
+                why = str(e).strip().splitlines()[-1].rsplit(": ", 1)[-1]
+                raise VtrError(f"--factory {factory!r}: FAISS cannot build it ({why}); e.g. Flat, IVF4096,Flat, "
+                               "HNSW32,Flat") from None
         catalog = Catalog(index_dir / CATALOG)
         report = BuildReport(index=str(index_dir))
         try:
@@ -167,6 +176,18 @@ def build_lock(index_dir: Path):
         finally:
             f.seek(0)
             f.truncate()
+
+
+def _check_numbers(**values) -> None:
+    """The build's numeric flags, checked before the model loads (``--window-s 0`` failed every file with a
+    ZeroDivisionError, ``--batch-size 0`` with a traceback after the first chunk)."""
+    rules = {"window_s": (lambda v: v > 0, "positive"), "stride_s": (lambda v: v > 0, "positive"),
+             "batch_size": (lambda v: v >= 1, "at least 1"), "timeout_s": (lambda v: v > 0, "positive"),
+             "workers": (lambda v: v >= 0, "0 (decode in this process) or more")}
+    for key, value in values.items():
+        ok, what = rules[key]
+        if not ok(value):
+            raise VtrError(f"--{key.replace('_', '-')} must be {what}, not {value:g}")
 
 
 def _settings(old_manifest: dict | None, model, window_s: float | None, stride_s: float | None) -> tuple:

@@ -424,3 +424,28 @@ def test_a_moved_folder_keeps_its_vectors(tmp_path, test_model):
         cat.close()
     again = build_index(None, str(idx), model=test_model, workers=0, progress=False)
     assert (again.unchanged, again.embedded_windows, again.missing_roots) == (3, 0, [])
+
+
+@pytest.mark.parametrize("flag, value, says", [("window_s", 0.0, "--window-s must be positive, not 0"),
+                                                ("stride_s", -1.0, "--stride-s must be positive, not -1"),
+                                                ("batch_size", 0, "--batch-size must be at least 1, not 0"),
+                                                ("timeout_s", 0.0, "--timeout-s must be positive, not 0"),
+                                                ("workers", -1, "--workers must be 0 .* or more, not -1")])
+def test_numbers_no_build_can_use_are_refused_before_the_model_loads(tmp_path, flag, value, says):
+    # before: --window-s 0 failed every file with ZeroDivisionError, --batch-size 0 raised a ValueError traceback
+    from vtr.errors import VtrError
+
+    make_video(tmp_path / "videos" / "a.mp4", 3, seed=1)
+    with pytest.raises(VtrError, match=says):  # the model named does not exist: the check came first
+        build_index([str(tmp_path / "videos")], str(tmp_path / "idx"), model="no_such_model", progress=False,
+                    **{flag: value})
+
+
+def test_a_faiss_factory_faiss_cannot_parse_is_refused_before_embedding(tmp_path, test_model, monkeypatch):
+    from vtr.errors import VtrError
+
+    make_video(tmp_path / "videos" / "a.mp4", 3, seed=1)
+    monkeypatch.setattr(build_mod, "embed_chunks", lambda *a, **k: pytest.fail("embedded before the check"))
+    with pytest.raises(VtrError, match="--factory 'Bogus': FAISS cannot build it .*could not parse"):
+        build_index([str(tmp_path / "videos")], str(tmp_path / "idx"), model=test_model, factory="Bogus",
+                    workers=0, progress=False)
