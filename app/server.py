@@ -68,6 +68,8 @@ def launch_app(index: str, host: str = "127.0.0.1", port: int = 7860, auth: str 
     credentials = parse_auth(auth)
     if max_upload_mb <= 0:
         raise VtrError("--max-upload-mb must be positive")
+    if not 0 <= int(port) <= 65535:
+        raise VtrError(f"--port {port}: a port is a number from 1 to 65535 (0: any free one)")
     if not _is_loopback(host) and credentials is None:
         logger.warning("serving on %s without --auth: anyone who can reach this address can search and watch "
                        "your videos", host)

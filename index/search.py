@@ -125,6 +125,9 @@ class VideoIndex:
     def __init__(self, index: str, model=None, device: str | None = None, gpu: bool | None = None,
                  nprobe: int | None = None, ef_search: int | None = None, precision: str | None = None):
         precision = check_precision(precision)  # a bad flag fails now, not at the first example query
+        for key, value in (("nprobe", nprobe), ("ef_search", ef_search)):
+            if value is not None and value < 1:
+                raise VtrError(f"--{key.replace('_', '-')} must be at least 1, not {value}")
         self.dir = Path(index)
         self.manifest = read_manifest(self.dir)
         if self.manifest is None or not is_index(self.dir):

@@ -117,3 +117,11 @@ def test_an_index_that_is_a_file_stops_before_serving(tmp_path):
     f.write_text("")
     with pytest.raises(VtrError, match="is a file; the index is a folder"):
         app_command(index=str(f), port=0)
+
+
+def test_a_port_beyond_65535_is_refused_in_words(tmp_path):
+    from app.server import launch_app
+    from vtr.errors import VtrError
+
+    with pytest.raises(VtrError, match="--port 99999: a port is a number from 1 to 65535"):  # was an OverflowError
+        launch_app(str(tmp_path / "idx"), port=99999)

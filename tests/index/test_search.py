@@ -129,6 +129,8 @@ def test_a_bad_precision_flag_fails_when_the_index_opens(red_collection, test_mo
     _, idx = red_collection
     with pytest.raises(VtrError, match="unknown precision 'fp16'"):  # not silently at the first example query
         VideoIndex(str(idx), model=test_model, gpu=False, precision="fp16")
+    with pytest.raises(VtrError, match="--nprobe must be at least 1, not 0"):  # was ignored, or FAISS's error
+        VideoIndex(str(idx), model=test_model, gpu=False, nprobe=0)
 
 
 def test_query_by_example_clip_and_image(tmp_path, test_model):
