@@ -400,3 +400,8 @@ def test_an_unknown_benchmark_is_named_before_the_model_loads(monkeypatch):
     monkeypatch.setattr(command, "load_eval_model", no_model)
     with pytest.raises(VtrError, match="unknown retrieval dataset 'msrvt'; known: msrvtt"):
         command.eval_command(dataset="msrvt")
+    # numbers no evaluation can use (--k-test 0 printed an ITM row of ties at -100 as a result)
+    for kwargs, says in (({"k_test": 0}, "--k-test must be at least 1"), ({"batch_size": 0}, "--batch-size must be"),
+                         ({"workers": -1}, "--workers must be 0"), ({"frames": 0}, "--frames must be at least 1")):
+        with pytest.raises(VtrError, match=says):
+            command.eval_command(dataset="msrvtt", **kwargs)

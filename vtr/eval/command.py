@@ -253,6 +253,13 @@ def eval_command(dataset: str = None, annotations: str = None, videos: str = Non
         raise VtrError("--all needs --root DIR (one folder per benchmark)")
     if not run_all and not dataset:
         raise VtrError("pass --dataset NAME (msrvtt, didemo, anet, lsmdc, msvd), or --all --root DIR")
+    for key, value, ok, what in (
+            ("k-test", k_test, k_test >= 1, "at least 1 (the ITC top k the ITM head re-ranks)"),
+            ("batch-size", batch_size, batch_size >= 1, "at least 1"),
+            ("workers", workers, workers is None or workers >= 0, "0 (decode in this process) or more"),
+            ("frames", frames, frames is None or frames >= 1, "at least 1")):
+        if not ok:  # --k-test 0 reported an ITM row of ties at -100 as if it were a result
+            raise VtrError(f"--{key} must be {what}, not {value}")
     if not run_all:
         from vtr.data.retrieval import get_retrieval_spec
 
