@@ -705,6 +705,34 @@ def export_model(raw_model, folder: Path, cfg: TrainConfig, recent_vtm, precisio
 
 
 # ------------------------------------------------------------------------------------------------ the run
+def check_ranges(cfg: TrainConfig) -> None:
+    """Settings no run can use stop it before anything is built, naming the setting (``--max_steps -5`` spoke of
+    text_start; ``--grad_clip -1`` flipped every gradient's sign, ascending the loss; ``--num_workers -1`` was a
+    DataLoader traceback)."""
+    between = lambda lo, hi, v: lo <= v <= hi  # noqa: E731
+    rules = [("max_steps", cfg.max_steps >= 0, "0 (run epochs) or more"),
+             ("epochs", cfg.epochs > 0, "positive"),
+             ("batch_size", cfg.batch_size >= 1, "at least 1"),
+             ("lr", cfg.lr > 0, "positive"),
+             ("min_lr_ratio", between(0, 1, cfg.min_lr_ratio), "between 0 and 1"),
+             ("warmup_steps", cfg.warmup_steps >= -1, "-1 (use warmup_epochs) or more"),
+             ("warmup_epochs", cfg.warmup_epochs >= 0, "0 or more"),
+             ("weight_decay", cfg.weight_decay >= 0, "0 or more"),
+             ("grad_clip", cfg.grad_clip >= 0, "0 (off) or more"),
+             ("num_workers", cfg.num_workers >= 0, "0 (load in the training process) or more"),
+             ("mlm_prob", 0 < cfg.mlm_prob <= 1, "above 0 and at most 1"),
+             ("mask_ratio", 0 <= cfg.mask_ratio < 1, "at least 0 and below 1"),
+             ("vl_mask_ratio", cfg.vl_mask_ratio == -1 or 0 <= cfg.vl_mask_ratio < 1,
+              "-1 (mask_ratio) or at least 0 and below 1"),
+             ("crop_scale", 0 < cfg.crop_scale <= 1, "above 0 and at most 1"),
+             ("flip_p", between(0, 1, cfg.flip_p), "between 0 and 1")]
+    rules += [(k, getattr(cfg, k) >= 0, "0 (off) or more")
+              for k in ("loss_vtc", "loss_vtm", "loss_mlm", "loss_distill", "loss_uta")]
+    for key, ok, what in rules:
+        if not ok:
+            raise SystemExit(f"{key} must be {what}, got {getattr(cfg, key)}")
+
+
 def train(cfg: TrainConfig, resume: bool = False) -> dict:
     """One pretraining run (every rank under torchrun); returns the last step and its rank-averaged losses."""
     from tqdm import tqdm
@@ -713,12 +741,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
 
     if cfg.log_every < 1:
         raise SystemExit(f"log_every must be at least 1 (steps between logged losses), got {cfg.log_every}")
-    for key, value, ok, what in (("max_steps", cfg.max_steps, cfg.max_steps >= 0, "0 (run epochs) or more"),
-                                 ("epochs", cfg.epochs, cfg.epochs > 0, "positive"),
-                                 ("batch_size", cfg.batch_size, cfg.batch_size >= 1, "at least 1"),
-                                 ("lr", cfg.lr, cfg.lr > 0, "positive")):
-        if not ok:
-            raise SystemExit(f"{key} must be {what}, got {value}")
+    check_ranges(cfg)
     if cfg.text_start and not (cfg.teacher and (cfg.loss_uta > 0 or cfg.loss_distill > 0)):
         raise SystemExit(f"text_start {cfg.text_start}: the steps before it train the video encoder on its teacher "
                          "losses alone; set teacher and loss_uta (UMT's token alignment) or loss_distill")

@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -155,9 +156,13 @@ def test_ckpt_every_0_checkpoints_only_at_the_end_and_log_every_0_is_refused(sha
     with pytest.raises(SystemExit, match="log_every must be at least 1"):
         train(_cfg(shards, tmp_path / "nolog", log_every=0))
     # settings no run can have say which one, before anything is built (-5 steps spoke of text_start)
-    for key, value, what in (("max_steps", -5, "0 \\(run epochs\\) or more"), ("batch_size", 0, "at least 1"),
-                             ("lr", 0.0, "positive"), ("epochs", -1.0, "positive")):
-        with pytest.raises(SystemExit, match=f"{key} must be {what}, got {value}"):
+    for key, value, what in (("max_steps", -5, "0 (run epochs) or more"), ("batch_size", 0, "at least 1"),
+                             ("lr", 0.0, "positive"), ("epochs", -1.0, "positive"),
+                             ("grad_clip", -1.0, "0 (off) or more"),
+                             ("num_workers", -1, "0 (load in the training process) or more"),
+                             ("mlm_prob", 1.5, "above 0 and at most 1"), ("mask_ratio", 1.0, "at least 0 and below 1"),
+                             ("loss_vtm", -1.0, "0 (off) or more")):
+        with pytest.raises(SystemExit, match=re.escape(f"{key} must be {what}, got {value}")):
             train(_cfg(shards, tmp_path / "bad", **{key: value}))
     assert not (tmp_path / "bad").exists()
 
