@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -108,8 +109,6 @@ def _visible_arch() -> str:
 
 def install(src: Path, target: Path, arch: str | None, jobs: int) -> int:
     """Install ``src``'s wheels and build its sources into ``target``; returns the number of failures."""
-    import os
-
     target.mkdir(parents=True, exist_ok=True)
     pip = [sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
            "--upgrade", "--target", str(target)]
@@ -159,8 +158,6 @@ def main(argv=None) -> None:
     if a.cmd == "bundle":
         bundle(a.dir, a.python_version)
     else:
-        import os
-
         sys.exit(1 if install(a.dir, a.target, a.arch, a.jobs or os.cpu_count() or 1) else 0)
 
 

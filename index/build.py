@@ -131,8 +131,9 @@ def build_index(dirs: list[str] | None, index: str, model=None, window_s: float 
                                       window_s=window_s, stride_s=stride_s, thumbnails=thumbnails,
                                       window_policy=window_policy, antialias=manifest["antialias"],
                                       chunk_windows=chunk_windows)
-            _commit(catalog, index_dir, embed_chunks(m, todo, settings, batch_size=batch_size, workers=workers,
-                                                     timeout_s=timeout_s, progress=progress, precision=precision), report)
+            embedded = embed_chunks(m, todo, settings, batch_size=batch_size, workers=workers, timeout_s=timeout_s,
+                                    progress=progress, precision=precision)
+            _commit(catalog, index_dir, embedded, report)
             store = sync_store(catalog, index_dir, manifest)
             report.factory = store.factory
             counts = catalog.counts()
@@ -249,7 +250,8 @@ def _scan_and_plan(catalog: Catalog, index_dir: Path, dirs: list[str] | None, ex
     report.scanned = len(scanned)
     todo = _plan(catalog, scanned, roots_now=dirs, retry_failed=retry_failed, report=report, index_dir=index_dir,
                  roots_gone=gone, forget_gone=forget_missing)
-    left = {d: any(_under(r.path, d) for r in catalog.files()) for d in gone}
+    paths = [r.path for r in catalog.files()] if gone else []
+    left = {d: any(_under(path, d) for path in paths) for d in gone}
     for d in gone:
         if left[d]:
             logger.warning("%s is not there (a drive not mounted?): its files stay in the index as they are", d)

@@ -36,18 +36,6 @@ logger = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
 
-
-def _missing_example(query) -> bool:
-    """Whether ``query`` is a path to an image or video that does not exist (a typo searched as words would
-    answer something unrelated): a folder in it and an image or video extension, and no such file."""
-    from index.scan import VIDEO_EXTENSIONS
-
-    if not isinstance(query, (str, Path)):
-        return False
-    text = str(query).strip()
-    looks = (os.sep in text or text.startswith("~")) and len(text.split()) == 1 \
-        and Path(text).suffix.lower() in IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
-    return looks and not Path(text).is_file()
 EXACT_FILTERED_MAX = 200_000  # filtered searches score up to this many windows exactly
 #: Everyday moments people look for in their own videos; :meth:`VideoIndex.suggest_queries` offers the ones the
 #: index matches best, so a first search is one that fits the collection.
@@ -110,6 +98,19 @@ def merge_segments(hits: list[tuple[int, float, float, float]], merge_margin: fl
             continue
         segments.append((start, end, by_start[seed][3], members))
     return segments
+
+
+def _missing_example(query) -> bool:
+    """Whether ``query`` is a path to an image or video that does not exist (a typo searched as words would
+    answer something unrelated): a folder in it and an image or video extension, and no such file."""
+    from index.scan import VIDEO_EXTENSIONS
+
+    if not isinstance(query, (str, Path)):
+        return False
+    text = str(query).strip()
+    looks = (os.sep in text or text.startswith("~")) and len(text.split()) == 1 \
+        and Path(text).suffix.lower() in IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
+    return looks and not Path(text).is_file()
 
 
 class VideoIndex:

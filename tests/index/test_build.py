@@ -206,7 +206,9 @@ def test_the_formats_people_have_index_whole(tmp_path, test_model):
 
     root = tmp_path / "videos"
     root.mkdir()
-    frames = textured_frames(16, seed=7, fps=25, height=96, width=128)
+    fps = 25
+    frames = textured_frames(16, seed=7, fps=fps, height=96, width=128)
+    length = len(frames) / fps  # the video's own length in seconds (400 frames), what its catalog row must say
     frames[:, :16] = 0
     for i in range(len(frames)):  # frame i's number in 9 bars of 14 pixels across the top
         for b in range(9):
@@ -233,7 +235,7 @@ def test_the_formats_people_have_index_whole(tmp_path, test_model):
         if codec not in av.codecs_available:
             continue  # an FFmpeg built without this encoder (the decoders are in every build)
         try:
-            write_video(root / name, frames, fps=25, codec=codec, options=options, pix_fmt=pix_fmt)
+            write_video(root / name, frames, fps=fps, codec=codec, options=options, pix_fmt=pix_fmt)
         except av.error.FFmpegError:
             # libvpx-vp9 refuses to open once decord (its own FFmpeg libraries) is loaded in this process
             if name in required:
@@ -251,10 +253,10 @@ def test_the_formats_people_have_index_whole(tmp_path, test_model):
     try:
         for f in cat.files("ok"):
             windows = cat.windows_of(f.id)
-            assert f.duration == pytest.approx(16.0, abs=0.05), (f.path, f.duration)
+            assert f.duration == pytest.approx(length, abs=0.05), (f.path, f.duration)  # media time, not a timing
             assert windows[0].start == 0.0 and windows[-1].end == pytest.approx(f.duration), f.path
             for w in windows:
-                sampled = window_frame_indices(Window(w.start, w.end), Clock(25.0, 400), n)  # the thumbnail: middle
+                sampled = window_frame_indices(Window(w.start, w.end), Clock(float(fps), len(frames)), n)  # middle
                 middle = sampled[len(sampled) // 2]
                 assert number(thumbnail_path(idx, w.id).read_bytes()) == middle, (f.path, w)
     finally:
@@ -306,7 +308,8 @@ def test_adding_a_folder_embeds_it_as_the_index_was_embedded(tmp_path, test_mode
     windows = {k[0]: [] for k in snapshot(idx)}
     for name, start, end in snapshot(idx):
         windows[name].append((start, end))
-    assert sorted(windows["b.mp4"]) == [(0.0, 6.0), (3.0, 9.0), (6.0, 12.0), (8.0, 14.0)]  # 6 s every 3 s, the last at the end
+    # 6 s every 3 s, the last one ending at the end
+    assert sorted(windows["b.mp4"]) == [(0.0, 6.0), (3.0, 9.0), (6.0, 12.0), (8.0, 14.0)]
     assert len(windows["a.mp4"]) == 2
     # a new index still takes the defaults
     from index.commands import build_command
