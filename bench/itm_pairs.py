@@ -1,6 +1,14 @@
-"""The matching head's re-ranking cost: pair by pair (``itm_score``) against what pairs share computed once
-(``itm_score_pairs``: each video's keys and values projected once per fusion layer, the first fusion layer's
-self-attention once per text), side by side in one process, call by call alternated.
+"""The matching head's re-ranking cost, four ways side by side in one process, call by call alternated:
+
+1. pair by pair through every row of the fusion layers (the path before any saving below);
+2. what pairs share computed once (each video's keys and values projected once per fusion layer, the first fusion
+   layer's self-attention once per text), the keys and values then gathered for every pair;
+3. as 2, with the queries of the pairs that read one video stacked into one attention call instead of that gather
+   (``BertSelfAttention.group_queries``);
+4. as 3, with the last fusion layer computing the [CLS] row alone, the only row the head reads (a [CLS]-pooled
+   model, the release);
+5. as 4, without the padding columns no caption of the batch uses (``vtr.models.bert.trim_padding``): what
+   ``itm_score_pairs`` does. The batch's captions fill half the model's length.
 
 A batch is laid out as evaluation scores it: the ITC top-k pairs sorted by video, so a batch of ``--batch`` pairs
 holds ``--videos`` videos. The release architecture (VideoMamba-M + BERT-base fusion, 8×224²: 1,569 video tokens
@@ -50,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     import vtr
     from bench.encoder import _alternate
     from vtr.eval.encode import bf16_autocast
+    from vtr.models.bert import BertSelfAttention
 
     torch.manual_seed(0)
     model = vtr.create_model(args.model).eval()
@@ -68,29 +77,61 @@ def main(argv: list[str] | None = None) -> int:
             ti = torch.arange(args.batch)  # each pair its own text: the v2t lists of a video
             vi = torch.arange(args.batch) * nv // args.batch
 
+            def head(fused, m):  # every row computed, pooled as the model pools
+                return model.itm_head(model._pool_text(fused, m))[:, 1]
+
             def single():
                 with torch.no_grad(), bf16_autocast(torch.device("cpu"), dtype == "bf16"):
-                    return model.itm_score(hidden[ti], mask[ti], videos[vi])
+                    return head(model.text_encoder(None, mask[ti], mode="fusion", hidden_states=hidden[ti],
+                                                   encoder_hidden_states=videos[vi]), mask[ti])
+
+            def gathered():
+                BertSelfAttention.group_queries = False
+                try:
+                    with torch.no_grad(), bf16_autocast(torch.device("cpu"), dtype == "bf16"):
+                        return head(model.text_encoder.fuse_pairs(hidden, mask, videos, ti, vi), mask[ti])
+                finally:
+                    BertSelfAttention.group_queries = True
 
             def paired():
                 with torch.no_grad(), bf16_autocast(torch.device("cpu"), dtype == "bf16"):
+                    return head(model.text_encoder.fuse_pairs(hidden, mask, videos, ti, vi), mask[ti])
+
+            def cls_only():
+                cls = model.cfg.text_pooling == "cls"
+                with torch.no_grad(), bf16_autocast(torch.device("cpu"), dtype == "bf16"):
+                    return head(model.text_encoder.fuse_pairs(hidden, mask, videos, ti, vi, cls_only=cls), mask[ti])
+
+            def trimmed():
+                with torch.no_grad(), bf16_autocast(torch.device("cpu"), dtype == "bf16"):
                     return model.itm_score_pairs(hidden, mask, videos, ti, vi)
 
-            diff = (single().float() - paired().float()).abs().max().item()
-            wall, _ = _alternate({"pair by pair": single, "shared once": paired}, args.repeats)
-            a, b = statistics.median(wall["pair by pair"]), statistics.median(wall["shared once"])
+            ref = single().float()
+            ways = {"pair by pair": single, "gathered": gathered, "shared once": paired, "cls only": cls_only,
+                    "trimmed": trimmed}
+            diff = max((f().float() - ref).abs().max().item() for f in ways.values())
+            wall, _ = _alternate(ways, args.repeats)
+            a, g, b, c, t = (statistics.median(wall[n]) for n in ways)
             rows.append({"dtype": dtype, "videos": nv, "batch": args.batch, "video_tokens": k,
-                         "pair_by_pair_s": round(a, 4), "shared_once_s": round(b, 4), "speedup": round(a / b, 2),
+                         "text_tokens": length, "real_text_tokens": length // 2,
+                         "pooling": model.cfg.text_pooling, "pair_by_pair_s": round(a, 4),
+                         "gathered_s": round(g, 4), "shared_once_s": round(b, 4), "cls_only_s": round(c, 4),
+                         "trimmed_s": round(t, 4), "speedup_gathered": round(a / g, 2), "speedup": round(a / b, 2),
+                         "speedup_cls_only": round(a / c, 2), "speedup_trimmed": round(a / t, 2),
                          "max_abs_diff": diff})
             print(json.dumps(rows[-1]), flush=True)
     load.append(round(os.getloadavg()[0], 2))
-    print(f"\n{args.model}: {args.batch} pairs a call, {k} video tokens, {length} text tokens; median of "
-          f"{args.repeats} alternated calls; {os.cpu_count()} CPUs, load {load[0]} -> {load[1]}")
-    print("| dtype | videos in the batch | pair by pair (s) | shared once (s) | speed-up | max abs diff |")
-    print("|---|---|---|---|---|---|")
+    print(f"\n{args.model} ({model.cfg.text_pooling} pooling: [CLS] alone only under cls): {args.batch} pairs a "
+          f"call, {k} video tokens, {length} text tokens of which {length // 2} real; median of {args.repeats} "
+          f"alternated calls; {os.cpu_count()} CPUs, load {load[0]} -> {load[1]}")
+    print("| dtype | videos in the batch | 1. pair by pair | 2. shared, keys gathered per pair | 3. queries grouped "
+          "by video | 4. + [CLS] alone | 5. + padding trimmed | max abs diff |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['dtype']} | {r['videos']} | {r['pair_by_pair_s']:.3f} | {r['shared_once_s']:.3f} | "
-              f"{r['speedup']:.2f}× | {r['max_abs_diff']:.1e} |")
+        print(f"| {r['dtype']} | {r['videos']} | {r['pair_by_pair_s']:.3f} s | {r['gathered_s']:.3f} s "
+              f"({r['speedup_gathered']:.2f}×) | {r['shared_once_s']:.3f} s ({r['speedup']:.2f}×) | "
+              f"{r['cls_only_s']:.3f} s ({r['speedup_cls_only']:.2f}×) | {r['trimmed_s']:.3f} s "
+              f"({r['speedup_trimmed']:.2f}×) | {r['max_abs_diff']:.1e} |")
     write_results(args.out, {"model": args.model, "load_avg_1m": load, "rows": rows})
     return 0
 

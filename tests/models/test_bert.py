@@ -181,6 +181,46 @@ def test_fuse_pairs_equals_fusion_over_the_gathered_pairs_with_the_same_gradient
         BertFusionModel(tiny_text_config(fusion_layer=4)).fuse_pairs(text, mask, video, text_idx, video_idx)
 
 
+@pytest.mark.parametrize("fusion_layer", [2, 3])  # two fusion layers; one (the first is then the last)
+@pytest.mark.parametrize("checkpointing", [False, True])
+def test_cls_only_gives_the_cls_row_and_its_gradients_with_less_work(fusion_layer, checkpointing):
+    """``cls_only`` (the matching head reads [CLS] alone): the last fusion layer computes that row only. Outputs and
+    every gradient are those of the full layer's [CLS] row, through ``forward`` and ``fuse_pairs``, and the work
+    counted by PyTorch's FLOP counter drops (the skipped rows' queries, cross-attention and FFN)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch.manual_seed(0)
+    model = BertFusionModel(tiny_text_config(fusion_layer=fusion_layer)).train(checkpointing)  # no dropout
+    model.set_gradient_checkpointing(checkpointing)
+    ids = torch.randint(1, 99, (3, 10))
+    mask = torch.ones(3, 10, dtype=torch.long)
+    mask[1, 6:] = 0
+    video = torch.randn(3, 7, 24)
+    text_idx, video_idx = torch.tensor([0, 1, 2, 2, 0]), torch.tensor([1, 1, 0, 2, 2])
+    with torch.no_grad():
+        text = model(ids, mask, mode="text")
+    for paired in (False, True):
+        results, flops = [], []
+        for cls_only in (False, True):
+            model.zero_grad()
+            h, v = text.clone().requires_grad_(True), video.clone().requires_grad_(True)
+            with FlopCounterMode(display=False) as counter:
+                if paired:
+                    out = model.fuse_pairs(h, mask, v, text_idx, video_idx, cls_only=cls_only)
+                else:
+                    out = model(None, mask[text_idx], mode="fusion", hidden_states=h[text_idx],
+                                encoder_hidden_states=v[video_idx], cls_only=cls_only)
+            flops.append(counter.get_total_flops())
+            assert out.shape == (5, 1 if cls_only else 10, 32)
+            out[:, 0].pow(2).sum().backward()
+            results.append([out[:, 0].detach(), h.grad, v.grad]
+                           + [p.grad.clone() for p in model.parameters() if p.grad is not None])
+        assert len(results[0]) == len(results[1])
+        for a, b in zip(*results):
+            torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5)  # sums over other rows' zeros: last bits
+        assert flops[1] < 0.9 * flops[0]
+
+
 def test_modes_validate_inputs(fusion_setup):
     model, ids, mask, video = fusion_setup
     with pytest.raises(ValueError, match="encoder_hidden_states"):

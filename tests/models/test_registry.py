@@ -179,6 +179,34 @@ def test_mean_pooled_text_feature_averages_real_tokens_only():
     assert not torch.allclose(cls, out.embedding)
 
 
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+def test_match_score_skips_padding_columns_no_caption_uses(pooling):
+    """Texts come padded to the model's length; the match score (pair by pair and shared) is the same at any
+    padding, and its work does not grow with padding that no caption of the batch uses."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch.manual_seed(0)
+    model = vtr.create_model("vtr_test", text_pooling=pooling).eval()
+    texts = ["a dog catches a frisbee", "two red squares move up", "a cat"]
+    video = torch.randn(2, 1 + 4 * 4, model.cfg.text.encoder_width)
+    ti, vi = torch.tensor([0, 1, 2, 2]), torch.tensor([0, 0, 1, 0])
+    scores, flops = [], []
+    for length in (12, 40):
+        batch = _captions(model, texts, length)
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            hidden = model.encode_text(batch["input_ids"], batch["attention_mask"]).hidden
+            text_flops = counter.get_total_flops()
+            mask = batch["attention_mask"]
+            pairs = model.itm_score_pairs(hidden, mask, video, ti, vi)
+            single = model.itm_score(hidden[ti], mask[ti], video[vi])
+        scores.append((pairs, single))
+        flops.append(counter.get_total_flops() - text_flops)
+    torch.testing.assert_close(scores[1][0], scores[0][0], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(scores[1][1], scores[0][1], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(scores[0][0], scores[0][1], rtol=1e-5, atol=1e-6)
+    assert flops[1] == flops[0]
+
+
 def test_text_pooling_is_saved_and_checked(tmp_path):
     from vtr.models.registry import config_from_dict, config_to_dict
 

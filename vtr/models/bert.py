@@ -127,6 +127,21 @@ def additive_attention_mask(mask: torch.Tensor | None, dtype: torch.dtype) -> to
     return (1.0 - mask[:, None, None, :].to(dtype)) * MASK_VALUE
 
 
+def trim_padding(hidden: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Text states [N, L, H] and mask [N, L] without the trailing columns that are padding in every row.
+
+    Exact for whatever reads real tokens only (a [CLS] or masked-mean head): a padding key's additive mask
+    (``MASK_VALUE``) makes its softmax weight exactly 0 in fp32 and bf16, and a padding row is read by nothing. Texts
+    are padded to the model's length (32 for the release), while captions use about half of it."""
+    if mask is None or mask.shape[1] <= 1:
+        return hidden, mask
+    used = mask.any(0).nonzero()
+    length = int(used.max()) + 1 if len(used) else 1
+    if length == mask.shape[1]:
+        return hidden, mask
+    return hidden[:, :length], mask[:, :length]
+
+
 class BertEmbeddings(nn.Module):
     """word + token_type(0) + absolute position, then LayerNorm and dropout.
 
@@ -158,6 +173,10 @@ class BertSelfAttention(nn.Module):
     """Multi-head attention. Self-attention when ``context`` is None; cross-attention (keys/values from
     ``context`` of width ``kv_width``) otherwise."""
 
+    #: Pairs that share a context row (``context_index``, no mask) attend in one call per row (``_grouped``);
+    #: False gathers keys and values per pair instead (the same numbers: kept for bench.itm_pairs' side by side).
+    group_queries = True
+
     def __init__(self, cfg: TextConfig, kv_width: int | None = None):
         super().__init__()
         kv_width = kv_width or cfg.hidden_size
@@ -180,6 +199,8 @@ class BertSelfAttention(nn.Module):
         values are projected once per context row, not once per pair (pairs that share a video)."""
         kv = x if context is None else context
         q, k, v = self._heads(self.query(x)), self._heads(self.key(kv)), self._heads(self.value(kv))
+        if context_index is not None and mask is None and self.group_queries:
+            return self._grouped(q, k, v, context_index)
         if context_index is not None:
             k, v = k.index_select(0, context_index), v.index_select(0, context_index)
         if mask is not None:
@@ -189,6 +210,26 @@ class BertSelfAttention(nn.Module):
         )
         n, _, length, _ = out.shape
         return out.transpose(1, 2).reshape(n, length, self.num_heads * self.head_dim)
+
+
+    def _grouped(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """Unmasked attention of queries q [N, h, Lq, d] to keys and values k, v [M, h, Lk, d], row n reading
+        k[index[n]]: the queries of the rows that read one context row are stacked into one attention call against
+        it. Exact (rows are independent without a mask), and no copy of keys and values per pair: for the release
+        model that copy is 1,569 tokens x 768 x 2 per pair and layer, more memory traffic than the attention."""
+        _, heads, lq, d = q.shape
+        drop = self.dropout_p if self.training else 0.0
+        order = torch.argsort(index, stable=True)
+        groups, counts = torch.unique_consecutive(index[order], return_counts=True)
+        q = q.index_select(0, order).transpose(0, 1)  # [h, N, Lq, d], rows grouped by context row
+        outs, start = [], 0
+        for g, c in zip(groups.tolist(), counts.tolist()):
+            qg = q[:, start:start + c].reshape(1, heads, c * lq, d)
+            start += c
+            og = F.scaled_dot_product_attention(qg, k[g:g + 1], v[g:g + 1], dropout_p=drop)
+            outs.append(og.view(heads, c, lq, d))
+        out = torch.cat(outs, 1).permute(1, 2, 0, 3).reshape(-1, lq, heads * d)
+        return out.index_select(0, torch.argsort(order))  # back to the pairs' order
 
 
 class BertSelfOutput(nn.Module):
@@ -247,10 +288,18 @@ class BertLayer(nn.Module):
         self.output = BertOutput(cfg)
 
     def forward(self, x, mask=None, encoder_hidden_states=None, encoder_mask=None, encoder_index=None,
-                text_index=None):
+                text_index=None, cls_only=False):
         """encoder_index / text_index ([N] or None): pair n reads video row encoder_index[n] and, when given, text
-        row text_index[n] of ``x`` *after* this layer's self-attention (which then runs once per text)."""
-        x = self.attention(x, mask)
+        row text_index[n] of ``x`` *after* this layer's self-attention (which then runs once per text).
+
+        cls_only: compute the [CLS] row alone ([N, 1, H]): its query attends to every token's key and value, and
+        the rows after it, which nothing reads when this is the last layer and the head reads [CLS], are skipped.
+        Their queries, cross-attention and FFN are most of a fusion layer's cost."""
+        if cls_only:
+            cls = x[:, :1]
+            x = self.attention(cls, mask, x)  # self-attention: keys and values from every row of x
+        else:
+            x = self.attention(x, mask)
         if text_index is not None:
             x = x.index_select(0, text_index)
         if self.has_cross_attention:
@@ -315,14 +364,16 @@ class BertFusionModel(nn.Module):
         hidden_states: torch.Tensor | None = None,
         encoder_hidden_states: torch.Tensor | None = None,
         encoder_attention_mask: torch.Tensor | None = None,
+        cls_only: bool = False,
     ) -> torch.Tensor:
-        """Run one mode; returns the last run layer's states [N, L, H].
+        """Run one mode; returns the last run layer's states [N, L, H] ([N, 1, H] with ``cls_only``).
 
         input_ids: [N, L] token ids (modes ``text``, ``multi_modal``).
         attention_mask: [N, L] 1 for tokens, 0 for padding (None: all tokens).
         hidden_states: [N, L, H] text-mode states (mode ``fusion``; replaces the embeddings).
         encoder_hidden_states: [N, K, encoder_width] video tokens (``fusion``, ``multi_modal``).
         encoder_attention_mask: [N, K] (None: attend to all video tokens, as the release does).
+        cls_only: the last layer computes the [CLS] row alone (``BertLayer``): for a head that reads only it.
         """
         layers = self.layer_range(mode)
         if mode == "fusion":
@@ -337,34 +388,38 @@ class BertFusionModel(nn.Module):
         encoder_mask = additive_attention_mask(encoder_attention_mask, x.dtype)
         use_checkpoint = self.gradient_checkpointing and self.training and torch.is_grad_enabled()
         for i in layers:
-            layer = self.encoder.layer[i]
+            layer, last = self.encoder.layer[i], cls_only and i == layers[-1]
             if use_checkpoint:
-                x = checkpoint(layer, x, mask, encoder_hidden_states, encoder_mask, use_reentrant=False)
+                x = checkpoint(layer, x, mask, encoder_hidden_states, encoder_mask, cls_only=last,
+                               use_reentrant=False)
             else:
-                x = layer(x, mask, encoder_hidden_states, encoder_mask)
+                x = layer(x, mask, encoder_hidden_states, encoder_mask, cls_only=last)
         return x
 
     def fuse_pairs(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None,
                    encoder_hidden_states: torch.Tensor, text_index: torch.Tensor,
-                   video_index: torch.Tensor) -> torch.Tensor:
+                   video_index: torch.Tensor, cls_only: bool = False) -> torch.Tensor:
         """Mode ``fusion`` over the pairs (text ``text_index[n]``, video ``video_index[n]``) of T texts and V videos:
         the same states as ``forward(mode="fusion")`` on the gathered pairs ([N, L, H]), at less cost when texts
         and videos recur across pairs (a text against its k candidates): the first fusion layer's self-attention
         runs once per text, and every cross-attention projects its keys and values once per video.
 
         hidden_states: [T, L, H] text-mode states; attention_mask: [T, L]; encoder_hidden_states: [V, K, D] (no
-        padding on the video side, model.md §4)."""
-        if not len(self.layer_range("fusion")):
+        padding on the video side, model.md §4). cls_only: as in :meth:`forward` ([N, 1, H])."""
+        layers = self.layer_range("fusion")
+        if not len(layers):
             raise ValueError("this text encoder has no fusion layers")
         mask = additive_attention_mask(attention_mask, hidden_states.dtype)
         x = hidden_states
-        for j, i in enumerate(self.layer_range("fusion")):
-            if j == 0:
+        for i in layers:
+            last = cls_only and i == layers[-1]
+            if i == layers[0]:
                 x = self.encoder.layer[i](x, mask, encoder_hidden_states, None, encoder_index=video_index,
-                                          text_index=text_index)
+                                          text_index=text_index, cls_only=last)
                 mask = None if mask is None else mask[text_index]
             else:
-                x = self.encoder.layer[i](x, mask, encoder_hidden_states, None, encoder_index=video_index)
+                x = self.encoder.layer[i](x, mask, encoder_hidden_states, None, encoder_index=video_index,
+                                          cls_only=last)
         return x
 
 
@@ -428,4 +483,5 @@ __all__ = [
     "BertFusionModel",
     "BertMLMHead",
     "additive_attention_mask",
+    "trim_padding",
 ]

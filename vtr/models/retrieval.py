@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vtr.models.bert import BertFusionModel, BertMLMHead, TextConfig
+from vtr.models.bert import BertFusionModel, BertMLMHead, TextConfig, trim_padding
 from vtr.models.videomamba import VideoMamba, VideoMambaConfig
 
 
@@ -195,16 +195,22 @@ class VideoTextModel(nn.Module):
         (``cfg.text_pooling``): the [CLS] state (UMT, the release) or the mean over real tokens (a mean-pooled
         text encoder's [CLS] carries no sentence, so a head on it starts blind). Returns [N, H].
 
-        The video side has no padding (model.md §4: its mask is all ones), so no mask is passed at all."""
+        The video side has no padding (model.md §4: its mask is all ones), so no mask is passed at all. Under [CLS]
+        pooling the last fusion layer computes that row alone (``BertLayer``: the same vector, less work), and
+        padding columns no text uses are dropped first (:func:`trim_padding`)."""
+        text_hidden, text_mask = trim_padding(text_hidden, text_mask)
         fused = self.text_encoder(
-            None, text_mask, mode="fusion", hidden_states=text_hidden, encoder_hidden_states=video_tokens
+            None, text_mask, mode="fusion", hidden_states=text_hidden, encoder_hidden_states=video_tokens,
+            cls_only=self.cfg.text_pooling == "cls",
         )
         return self._pool_text(fused, text_mask)
 
     def fusion_cls_pairs(self, text_hidden, text_mask, video_tokens, text_index, video_index) -> torch.Tensor:
         """:meth:`fusion_cls` over the pairs (text ``text_index[n]``, video ``video_index[n]``) of [T, L, H] texts
         and [V, K, D] videos, computing what the pairs share once (``BertFusionModel.fuse_pairs``). Returns [N, H]."""
-        fused = self.text_encoder.fuse_pairs(text_hidden, text_mask, video_tokens, text_index, video_index)
+        text_hidden, text_mask = trim_padding(text_hidden, text_mask)
+        fused = self.text_encoder.fuse_pairs(text_hidden, text_mask, video_tokens, text_index, video_index,
+                                             cls_only=self.cfg.text_pooling == "cls")
         return self._pool_text(fused, text_mask[text_index])
 
     def _pool_text(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
