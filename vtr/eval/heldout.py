@@ -86,9 +86,12 @@ def heldout_scores(model, corpus, shuffle_frames: bool = False, seed: int = 0, i
     scores = {"videos": n, "chance_r1": 100.0 / n, "temporal_pair_acc": pair_acc,
               **{k: round(v, 2) for k, v in metrics.items()}}
     if itm:
-        def score_pairs(video_idx, text_idx):
+        def score_pairs(video_idx, text_idx):  # sorted by video: each video's keys and values projected once
+            uniq_v, inv_v = torch.unique(video_idx, return_inverse=True)
+            uniq_t, inv_t = torch.unique(text_idx, return_inverse=True)
             with torch.no_grad():
-                return model.itm_score(f["text_hidden"][text_idx], f["text_mask"][text_idx], f["tokens"][video_idx])
+                return model.itm_score_pairs(f["text_hidden"][uniq_t], f["text_mask"][uniq_t], f["tokens"][uniq_v],
+                                             inv_t, inv_v)
 
         itm_v2t, itm_t2v, _ = itm_rerank(itc, score_pairs, k=itm_k, batch_size=64)
         rows = retrieval_metrics(itm_v2t.numpy(), txt2video, video2txt, scores_t2v=itm_t2v.numpy(),
