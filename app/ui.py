@@ -114,7 +114,11 @@ def _status_markdown(st: dict | None, index_dir) -> str:
                 "its sub-folders) is cut into short windows and embedded, so that you can search them by what "
                 "happens.")
     m = st["manifest"]
-    roots = "".join(f"\n- {literal(r)}" for r in st["roots"]) or " none"
+    missing = set(st.get("missing_roots", []))
+    roots = "".join(f"\n- {literal(r)}" + (" · **not found** (not mounted, moved or deleted? its videos stay "
+                                             "searchable; `vtr index update --forget-missing` drops them)"
+                                             if r in missing else "")
+                    for r in st["roots"]) or " none"
     pending = f" · {len(st['pending'])} pending (interrupted build: update)" if st["pending"] else ""
     partial = f" · **{len(st['partial'])}** indexed in part" if st.get("partial") else ""
     return (f"**Index** {literal(st['index'])} · model {literal(m['model'])} · FAISS "
@@ -312,7 +316,8 @@ class _Handlers:
             raise gr.Error(html.escape(_message(e), quote=False), print_exception=False) from None
 
     def api_status(self) -> dict | None:
-        """The index: model, counts, folders, files indexed in part and failed files (null when there is none)."""
+        """The index: model, counts, folders (``missing_folders``: those not there now), files indexed in part and
+        failed files (null when there is none)."""
         try:
             st = self.service.status()
         except Exception as e:  # noqa: BLE001
@@ -321,6 +326,7 @@ class _Handlers:
             return None
         return {"index": st["index"], "model": st["manifest"]["model"], "files": st["files"],
                 "windows": st["windows"], "hours": st["hours"], "folders": st["roots"],
+                "missing_folders": st.get("missing_roots", []),
                 "partial": [{"path": p, "reason": r} for p, r in st["partial"]],
                 "failed": [{"path": p, "reason": r} for p, r in st["failed"]], "pending": len(st["pending"])}
 

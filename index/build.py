@@ -484,13 +484,16 @@ def sync_store(catalog: Catalog, index_dir, manifest: dict, factory: str | None 
 
 
 def index_status(index: str) -> dict:
-    """Counts, settings and failed files of an index folder (see :meth:`index.catalog.Catalog.summary`)."""
+    """Counts, settings and failed files of an index folder (see :meth:`index.catalog.Catalog.summary`), and
+    ``missing_roots``: the recorded folders that are not there now (a drive not mounted, a folder moved)."""
     index_dir = Path(index)
     manifest = read_manifest(index_dir)
     if manifest is None or not is_index(index_dir):
         raise VtrError(f"{index_dir} is not an index folder (no {MANIFEST} / {CATALOG})")
     catalog = Catalog(index_dir / CATALOG)
     try:
-        return {"index": str(index_dir), "manifest": manifest, **catalog.summary()}
+        summary = catalog.summary()
     finally:
         catalog.close()
+    missing = [r for r in summary["roots"] if not os.path.isdir(r)]
+    return {"index": str(index_dir), "manifest": manifest, **summary, "missing_roots": missing}

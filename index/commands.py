@@ -87,7 +87,11 @@ def status_command(index: str = None, json: bool = False) -> int:
     print(f"model     {m['model']} (sha256 of its tensors {m['weights_checksum'][:12]}), {m['num_frames']} frames at "
           f"{m['img_size']}px (antialias {'on' if m['antialias'] else 'off'}) {windows}, "
           f"{m['embed_dim']}-d vectors, FAISS {m.get('index_factory')}")
-    print(f"folders   {', '.join(st['roots'])}")
+    missing = set(st["missing_roots"])
+    print(f"folders   {', '.join(r + (' (not found)' if r in missing else '') for r in st['roots'])}")
+    if missing:
+        print("          a folder not found keeps its videos in the index; `vtr index update --forget-missing` "
+              "drops them")
     print(f"indexed   {st['files']} files, {st['hours']:.2f} h, {st['windows']} windows")
     if st["pending"]:
         print(f"pending   {len(st['pending'])} files (interrupted build; run `vtr index update`)")

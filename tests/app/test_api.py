@@ -99,7 +99,7 @@ def test_errors_come_back_as_readable_messages(client):
 def test_status_counts_and_failure_reasons(client, collection):
     st = client.predict(api_name="/status")
     assert st["model"] == "vtr_test" and st["files"] == 3 and st["windows"] > 3
-    assert st["folders"] == [str(collection)]
+    assert st["folders"] == [str(collection)] and st["missing_folders"] == []
     assert [f["path"] for f in st["failed"]] == [str(collection / "broken.mp4")]
     assert st["failed"][0]["reason"]
 

@@ -229,3 +229,18 @@ def test_build_summary_says_which_folders_were_not_there():
     text = _build_summary(report)
     assert "Not found, so not scanned: " + literal("/media/drive/Videos") in text and "stay in the index" in text
     assert "Not found" not in _build_summary(BuildReport(index="idx"))
+
+
+def test_index_tab_marks_a_recorded_folder_that_is_not_there(tmp_path):
+    """The folder list of the Index tab said nothing of an unplugged drive; only the build summary did."""
+    from app.ui import _status_markdown, literal
+
+    present, gone = tmp_path / "videos", tmp_path / "drive" / "Videos"
+    present.mkdir()
+    st = {"index": str(tmp_path / "idx"), "manifest": {"model": "m", "index_factory": "Flat"}, "files": 2,
+          "hours": 0.1, "windows": 9, "failed": [], "pending": [], "roots": [str(present), str(gone)],
+          "missing_roots": [str(gone)]}
+    lines = {line for line in _status_markdown(st, tmp_path / "idx").splitlines() if line.startswith("- ")}
+    assert lines == {f"- {literal(str(present))}",
+                     f"- {literal(str(gone))} · **not found** (not mounted, moved or deleted? its videos stay "
+                     "searchable; `vtr index update --forget-missing` drops them)"}

@@ -318,7 +318,7 @@ def test_adding_a_folder_embeds_it_as_the_index_was_embedded(tmp_path, test_mode
     assert DEFAULT_MODEL == "videomamba_m16_25M"
 
 
-def test_a_folder_that_is_not_there_keeps_its_files(tmp_path, test_model):
+def test_a_folder_that_is_not_there_keeps_its_files(tmp_path, test_model, capsys):
     """An update while a recorded folder is away (a drive not mounted) scans the others and deletes nothing of it;
     with every folder away it changes nothing and says why."""
     from vtr.errors import VtrError
@@ -337,6 +337,12 @@ def test_a_folder_that_is_not_there_keeps_its_files(tmp_path, test_model):
         in report.summary()
     after = snapshot(idx)
     assert {k: v.tolist() for k, v in after.items() if k[0] != "c.mp4"} == {k: v.tolist() for k, v in before.items()}
+    # `vtr index status` (and the app's Index tab, which reads the same dict) marks the folder that is away
+    from index.commands import status_command
+
+    assert index_status(str(idx))["missing_roots"] == [str(drive)]
+    status_command(str(idx))
+    assert f"folders   {drive} (not found), {home}\n" in capsys.readouterr().out
     home.rename(tmp_path / "away")
     with pytest.raises(VtrError, match="none of the folders .* is there .*Nothing was changed"):
         build_index(None, str(idx), model=test_model, workers=0, progress=False)
