@@ -10,6 +10,7 @@ caller's thread with their own catalog connection; one at a time; the opened ind
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import shutil
@@ -149,7 +150,9 @@ class IndexService:
         return is_index(self.index_dir)
 
     def _run(self, fn, *args, **kwargs):
-        return self._pool.submit(fn, *args, **kwargs).result()
+        # In the caller's context: Gradio finds the progress bar of the event being handled through context
+        # variables, so a tqdm in the index thread (a re-ranking) then moves the page's bar.
+        return self._pool.submit(contextvars.copy_context().run, fn, *args, **kwargs).result()
 
     def _opened(self):
         """The opened VideoIndex (in the index thread), or a VtrError saying there is no index yet."""
@@ -201,7 +204,8 @@ class IndexService:
         """Moments for a text ``query``, or for an ``example`` image/clip (a path the app received by upload).
 
         folder: only videos under this folder; min_duration/max_duration: only videos this long (seconds);
-        rerank: re-score text matches with the matching (ITM) head.
+        rerank: re-score text matches with the matching (ITM) head, with a progress bar (tqdm: the app's page
+            shows it) over the windows it decodes and encodes again.
         """
         query = (query or "").strip()
         if not query and not example:
@@ -216,7 +220,7 @@ class IndexService:
             if example:
                 return idx.search(str(example), k=k, kind="example", **filters)
             # kind="text": typed words stay words, even when they happen to name a file on the server.
-            return idx.search(query, k=k, kind="text", rerank=rerank, **filters)
+            return idx.search(query, k=k, kind="text", rerank=rerank, progress=rerank, **filters)
 
         segments = self._run(run)
         # Best first: grouping by video is a view (group_by_video), never a reason to rank a worse moment higher.

@@ -115,9 +115,9 @@ def _status_markdown(st: dict | None, index_dir) -> str:
                 "happens.")
     m = st["manifest"]
     missing = set(st.get("missing_roots", []))
-    roots = "".join(f"\n- {literal(r)}" + (" · **not found** (not mounted, moved or deleted? its videos stay "
-                                             "searchable; `vtr index update --forget-missing` drops them)"
-                                             if r in missing else "")
+    roots = "".join(f"\n- {literal(r)}" + (" · **not found** (not mounted, moved or deleted? its videos stay in "
+                                             "the index and play again once it is back; `vtr index update "
+                                             "--forget-missing` drops them)" if r in missing else "")
                     for r in st["roots"]) or " none"
     pending = f" · {len(st['pending'])} pending (interrupted build: update)" if st["pending"] else ""
     partial = f" · **{len(st['partial'])}** indexed in part" if st.get("partial") else ""
@@ -193,8 +193,10 @@ class _Handlers:
         gallery = [(m.thumbnail, _caption(m)) for m in view]
         return gallery, _grouped_markdown(group_by_video(moments)), [positions[id(m)] for m in view]
 
-    def on_search(self, query, example, folder, min_duration, max_duration, rerank, page, order, shown):
-        """A new search (shown=0) or one more page of the same search (shown = how many are on the page)."""
+    def on_search(self, query, example, folder, min_duration, max_duration, rerank, page, order, shown,
+                  progress=gr.Progress(track_tqdm=True)):
+        """A new search (shown=0) or one more page of the same search (shown = how many are on the page). A
+        re-ranking's progress (its tqdm) shows on the page."""
         k = int(shown or 0) + int(page or PAGE)
         nothing = ([], "", [], "", [], 0, gr.update(visible=False))
         try:
@@ -221,8 +223,9 @@ class _Handlers:
         more = gr.update(visible=len(moments) >= k)  # a full page: there may be more
         return gallery, status, results, grouped, view, len(moments), more
 
-    def on_new_search(self, query, example, folder, min_duration, max_duration, rerank, page, order):
-        return self.on_search(query, example, folder, min_duration, max_duration, rerank, page, order, 0)
+    def on_new_search(self, query, example, folder, min_duration, max_duration, rerank, page, order,
+                      progress=gr.Progress(track_tqdm=True)):
+        return self.on_search(query, example, folder, min_duration, max_duration, rerank, page, order, 0, progress)
 
     def on_order(self, results, order):
         if not results:

@@ -492,8 +492,13 @@ def index_status(index: str) -> dict:
         raise VtrError(f"{index_dir} is not an index folder (no {MANIFEST} / {CATALOG})")
     catalog = Catalog(index_dir / CATALOG)
     try:
-        summary = catalog.summary()
+        return status_of(index_dir, manifest, catalog)
     finally:
         catalog.close()
+
+
+def status_of(index_dir, manifest: dict, catalog: Catalog) -> dict:
+    """:func:`index_status` of an opened catalog (what ``VideoIndex.status`` answers too)."""
+    summary = catalog.summary()
     missing = [r for r in summary["roots"] if not os.path.isdir(r)]
     return {"index": str(index_dir), "manifest": manifest, **summary, "missing_roots": missing}

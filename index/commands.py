@@ -127,7 +127,7 @@ def search_command(query: str, index: str = None, k: int = 10, rerank: bool = Fa
 
     _need_index(index)
     with VideoIndex(index, model=model, device=device, nprobe=nprobe, precision=precision) as idx:
-        segments = idx.search(query, k=k, rerank=rerank, path_glob=path, min_duration=min_duration,
+        segments = idx.search(query, k=k, rerank=rerank, progress=rerank, path_glob=path, min_duration=min_duration,
                               max_duration=max_duration)
     if json:
         print(_json.dumps([s.to_dict() for s in segments], indent=2))

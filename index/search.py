@@ -179,8 +179,11 @@ class VideoIndex:
     # ------------------------------------------------------------------------------------------- contents
     def status(self) -> dict:
         """What ``vtr index status`` shows (:func:`index.index_status`): ``index``, ``manifest``, and the
-        catalog's counts, folders and failed / partial / pending files (:meth:`index.catalog.Catalog.summary`)."""
-        return {"index": str(self.dir), "manifest": self.manifest, **self.catalog.summary()}
+        catalog's counts, folders and failed / partial / pending files (:meth:`index.catalog.Catalog.summary`),
+        and the folders not there now (``missing_roots``)."""
+        from index.build import status_of
+
+        return status_of(self.dir, self.manifest, self.catalog)
 
     def folders(self) -> list[str]:
         """Folders to filter a search by (``path_glob``): the folders the index was built from, then every folder
@@ -325,7 +328,7 @@ class VideoIndex:
     # ------------------------------------------------------------------------------------------- search
     def search(self, query, k: int = 10, rerank: bool = False, rerank_top: int = 20, path_glob: str | None = None,
                min_duration: float | None = None, max_duration: float | None = None, windows: int | None = None,
-               merge_margin: float = 0.02, kind: str = "auto") -> list[Segment]:
+               merge_margin: float = 0.02, kind: str = "auto", progress: bool = False) -> list[Segment]:
         """Top ``k`` segments for ``query``: text, a path to an image or a video clip, or a vector [E].
 
         windows: how many windows to retrieve before grouping (default ``max(5 k, 50)``, doubled until they group
@@ -334,6 +337,8 @@ class VideoIndex:
             segments) with the matching (ITM) head; text queries only.
         kind: ``"auto"`` (a string naming an existing file is an example, otherwise text), ``"text"`` (always
             words: what a server passes on for typed queries) or ``"example"`` (must be an image or clip file).
+        progress: a progress bar over the windows a re-ranking decodes and encodes again (with the release
+            model on a CPU, seconds each).
         """
         if kind not in ("auto", "text", "example"):
             raise ValueError(f"kind must be auto, text or example, not {kind!r}")
@@ -380,20 +385,21 @@ class VideoIndex:
                 scores = np.asarray([float(vecs[int(i)] @ q) / max(float(np.linalg.norm(vecs[int(i)])), 1e-12)
                                      for i in ids], np.float32)
             if rerank and text_out is not None:
-                segments = self._reranked(text_out, ids, k, max(int(rerank_top), 2 * k), merge_margin, itm)
+                segments = self._reranked(text_out, ids, k, max(int(rerank_top), 2 * k), merge_margin, itm,
+                                          progress)
             else:
                 segments = self._group(ids, scores, k, merge_margin)
             if len(segments) >= k or len(ids) < n_windows or windows is not None:
                 return segments
             n_windows *= 2
 
-    def _reranked(self, text_out, ids, k, n_candidates, merge_margin, itm) -> list[Segment]:
+    def _reranked(self, text_out, ids, k, n_candidates, merge_margin, itm, progress=False) -> list[Segment]:
         """The best ITC candidates re-scored by ITM, widened until they group into ``k`` segments (or run out)."""
         while True:
             candidates = [int(i) for i in ids[:n_candidates]]
             todo = [i for i in candidates if i not in itm]
             if todo:
-                kept, scores = self._rerank(text_out, np.asarray(todo, np.int64))
+                kept, scores = self._rerank(text_out, np.asarray(todo, np.int64), progress)
                 itm.update(dict.fromkeys(todo))
                 itm.update({int(i): float(s) for i, s in zip(kept, scores)})
             good = [i for i in candidates if itm[i] is not None]
@@ -423,9 +429,10 @@ class VideoIndex:
         top = np.argsort(-scores, kind="stable")[:n]
         return scores[top], ids[top]
 
-    def _rerank(self, text_out, ids):
+    def _rerank(self, text_out, ids, progress=False):
         """Score candidate windows with the ITM head: decode their frames again, encode with tokens."""
         import torch
+        from tqdm import tqdm
 
         from vtr.data.video import open_video
 
@@ -433,20 +440,34 @@ class VideoIndex:
         model = self.model
         pre = self.preprocess
         kept, scores = [], []
-        for wid in ids:
+        skipped: dict[str, list] = {}  # path -> [windows left out, why, whether the file would not open]
+        for wid in tqdm(ids, desc="re-ranking with the matching head", unit="moment", disable=not progress,
+                        dynamic_ncols=True):
             wrow, frow = rows[int(wid)]
+            if skipped.get(frow.path, [0, "", False])[2]:  # gone or unreadable: one try per file, not per window
+                skipped[frow.path][0] += 1
+                continue
             try:
-                with open_video(frow.path, backend=VIDEO_BACKEND) as reader:  # the frames the index embedded
+                reader = open_video(frow.path, backend=VIDEO_BACKEND)
+            except Exception as e:  # noqa: BLE001 - a file that vanished or changed since indexing
+                skipped[frow.path] = [1, str(e), True]
+                continue
+            try:
+                with reader:  # the frames the index embedded
                     idx = window_frame_indices(Window(wrow.start, wrow.end), reader.clock(), pre.num_frames)
                     clip = reader.get_frames(idx).permute(0, 3, 1, 2).contiguous()
-            except Exception as e:  # noqa: BLE001 - a file that changed or vanished since indexing
-                logger.warning("rerank: skipping %s [%.1f-%.1f]: %s", frow.path, wrow.start, wrow.end, e)
+            except Exception as e:  # noqa: BLE001 - this window no longer decodes; the file's others may
+                n = skipped.get(frow.path, [0])[0]
+                skipped[frow.path] = [n + 1, f"{e} (at {wrow.start:.1f}-{wrow.end:.1f} s)", False]
                 continue
             video = self._frames_to_vector(clip.unsqueeze(0), return_tokens=True)
             with torch.inference_mode():
                 s = model.itm_score(text_out.hidden, text_out.attention_mask, video.tokens)
             kept.append(int(wid))
             scores.append(float(s[0]))
+        for path, (n, why, gone) in skipped.items():  # after the bar, once per file
+            logger.warning("rerank: %d moment%s of %s left out, %s cannot be read now: %s", n,
+                           "" if n == 1 else "s", path, "the file" if gone else "its frames", why)
         return np.asarray(kept, np.int64), np.asarray(scores, np.float32)
 
     def _group(self, ids, scores, k, merge_margin) -> list[Segment]:

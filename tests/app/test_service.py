@@ -242,5 +242,21 @@ def test_index_tab_marks_a_recorded_folder_that_is_not_there(tmp_path):
           "missing_roots": [str(gone)]}
     lines = {line for line in _status_markdown(st, tmp_path / "idx").splitlines() if line.startswith("- ")}
     assert lines == {f"- {literal(str(present))}",
-                     f"- {literal(str(gone))} · **not found** (not mounted, moved or deleted? its videos stay "
-                     "searchable; `vtr index update --forget-missing` drops them)"}
+                     f"- {literal(str(gone))} · **not found** (not mounted, moved or deleted? its videos stay in "
+                     "the index and play again once it is back; `vtr index update --forget-missing` drops them)"}
+
+
+def test_index_thread_runs_in_the_callers_context(tmp_path):
+    """Gradio finds the page's progress bar through context variables: a re-ranking's tqdm in the index thread
+    moves it only if that thread runs in the context of the event being handled."""
+    import contextvars
+
+    var = contextvars.ContextVar("event")
+    service = IndexService(str(tmp_path / "idx"))
+    try:
+        var.set("search 1")
+        assert service._run(var.get) == "search 1"
+        var.set("search 2")
+        assert service._run(var.get) == "search 2"
+    finally:
+        service.close()

@@ -27,6 +27,28 @@ def test_rerank_returns_as_many_moments_as_asked(many_windows, test_model):
     assert scores == sorted(scores, reverse=True)
 
 
+def test_rerank_says_once_per_file_which_moments_it_left_out(tmp_path, test_model, caplog):
+    """A file gone since indexing (a drive unplugged) is tried once and named once with its count, after the
+    progress bar, not once per window; a damaged stretch of a present file costs only its own windows."""
+    root = tmp_path / "videos"
+    for i in range(3):
+        make_video(root / f"v{i}.mp4", 40, seed=60 + i)
+    idx = tmp_path / "idx"
+    build_index([str(root)], str(idx), model=test_model, workers=0, progress=False, window_policy="stride")
+    (root / "v1.mp4").unlink()
+    with VideoIndex(str(idx), model=test_model, gpu=False) as vi:
+        ids = vi.catalog.window_ids()
+        rows = vi.catalog.windows_by_ids(ids)
+        gone = sum(rows[i][1].path == str(root / "v1.mp4") for i in ids)
+        caplog.clear()
+        kept, scores = vi._rerank(vi.encode_text("a walk")[1], ids)
+    assert len(kept) == len(ids) - gone and gone > 1
+    warnings = [r.getMessage() for r in caplog.records if r.getMessage().startswith("rerank:")]
+    assert warnings == [f"rerank: {gone} moments of {root / 'v1.mp4'} left out, the file cannot be read now: "
+                        + warnings[0].split("cannot be read now: ")[1]]
+    assert "v1.mp4" in warnings[0].split("cannot be read now: ")[1]  # the reader's reason names the file
+
+
 def test_a_query_longer_than_the_model_reads_is_flagged(many_windows, test_model):
     with VideoIndex(str(many_windows), model=test_model, gpu=False) as vi:
         assert vi.query_notes("a dog catches a frisbee on the beach") == []

@@ -133,7 +133,7 @@ def test_a_bad_precision_flag_fails_when_the_index_opens(red_collection, test_mo
         VideoIndex(str(idx), model=test_model, gpu=False, nprobe=0)
 
 
-def test_query_by_example_clip_and_image(tmp_path, test_model):
+def test_query_by_example_clip_and_image(tmp_path, test_model, capsys):
     root = tmp_path / "videos"
     for i in range(4):
         make_video(root / f"v{i}.mp4", 16, seed=40 + i)
@@ -171,6 +171,10 @@ def test_query_by_example_clip_and_image(tmp_path, test_model):
         # test_rerank_orders_by_the_matching_head)
         reranked = vi.search("a dog catches a frisbee", k=3, rerank=True, rerank_top=5)
         assert 1 <= len(reranked) <= 3 and all(np.isfinite(s.score) for s in reranked)
+        assert "re-ranking" not in capsys.readouterr().err
+        # with progress (the CLI's `--rerank`, the app): a bar over the windows decoded and encoded again
+        assert vi.search("a dog catches a frisbee", k=3, rerank=True, rerank_top=5, progress=True) == reranked
+        assert "re-ranking with the matching head" in capsys.readouterr().err
 
 
 def test_query_by_image_finds_the_red_span(red_collection, test_model, monkeypatch, tmp_path):
