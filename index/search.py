@@ -289,12 +289,15 @@ class VideoIndex:
 
     def _frames_to_vector(self, frames_uint8, return_tokens: bool = False):
         """frames uint8 [n, T, 3, H, W] (any size) → embeddings [n, E] (and tokens)."""
+        return self._encode(self.preprocess(frames_uint8), return_tokens)
+
+    def _encode(self, x, return_tokens: bool = False):
+        """Preprocessed clips [n, T, 3, h, w] → the model's ``encode_video`` output, at the index's precision."""
         import torch
 
         from vtr.precision import autocast, resolve_precision
 
         model = self.model
-        x = self.preprocess(frames_uint8)
         device = next(model.parameters()).device
         with torch.inference_mode(), autocast(resolve_precision(self._precision, device, model), device):
             out = model.encode_video(x.to(device), return_tokens=return_tokens)
@@ -429,8 +432,15 @@ class VideoIndex:
         top = np.argsort(-scores, kind="stable")[:n]
         return scores[top], ids[top]
 
-    def _rerank(self, text_out, ids, progress=False):
-        """Score candidate windows with the ITM head: decode their frames again, encode with tokens."""
+    #: Windows a re-ranking encodes together on a GPU, which wants batches (not measured: no GPU run yet). On a CPU
+    #: it encodes one at a time: on a 2-core Zen 3 a release-size window took 3.49 s encoded 4 to a call and 3.33 s
+    #: alone (``python -m bench.rerank``, bench/README.md), so batching buys nothing there.
+    RERANK_BATCH_CUDA = 4
+
+    def _rerank(self, text_out, ids, progress=False, batch: int | None = None):
+        """Score candidate windows with the ITM head: decode their frames again, encode them with their tokens,
+        ``batch`` windows at a time (default: 1 on a CPU, ``RERANK_BATCH_CUDA`` on a GPU), and score each against
+        the query."""
         import torch
         from tqdm import tqdm
 
@@ -439,35 +449,60 @@ class VideoIndex:
         rows = self.catalog.windows_by_ids(ids)
         model = self.model
         pre = self.preprocess
+        if batch is None:
+            batch = self.RERANK_BATCH_CUDA if next(model.parameters()).device.type == "cuda" else 1
+        batch = max(1, int(batch))
         kept, scores = [], []
-        skipped: dict[str, list] = {}  # path -> [windows left out, why, whether the file would not open]
-        for wid in tqdm(ids, desc="re-ranking with the matching head", unit="moment", disable=not progress,
-                        dynamic_ncols=True):
-            wrow, frow = rows[int(wid)]
-            if skipped.get(frow.path, [0, "", False])[2]:  # gone or unreadable: one try per file, not per window
-                skipped[frow.path][0] += 1
-                continue
-            try:
-                reader = open_video(frow.path, backend=VIDEO_BACKEND)
-            except Exception as e:  # noqa: BLE001 - a file that vanished or changed since indexing
-                skipped[frow.path] = [1, str(e), True]
-                continue
-            try:
-                with reader:  # the frames the index embedded
-                    idx = window_frame_indices(Window(wrow.start, wrow.end), reader.clock(), pre.num_frames)
-                    clip = reader.get_frames(idx).permute(0, 3, 1, 2).contiguous()
-            except Exception as e:  # noqa: BLE001 - this window no longer decodes; the file's others may
-                n = skipped.get(frow.path, [0])[0]
-                skipped[frow.path] = [n + 1, f"{e} (at {wrow.start:.1f}-{wrow.end:.1f} s)", False]
-                continue
-            video = self._frames_to_vector(clip.unsqueeze(0), return_tokens=True)
-            with torch.inference_mode():
-                s = model.itm_score(text_out.hidden, text_out.attention_mask, video.tokens)
-            kept.append(int(wid))
-            scores.append(float(s[0]))
-        for path, (n, why, gone) in skipped.items():  # after the bar, once per file
-            logger.warning("rerank: %d moment%s of %s left out, %s cannot be read now: %s", n,
-                           "" if n == 1 else "s", path, "the file" if gone else "its frames", why)
+        left_out: dict[str, int] = {}  # path -> moments left out
+        why: dict[str, str] = {}  # path -> the reader's reason
+        gone: set[str] = set()  # files that would not open: tried once, not once per window
+        pending: list[tuple[int, torch.Tensor]] = []  # (window id, [1, T, 3, h, w]) decoded, not yet encoded
+
+        def score(bar):
+            if not pending:
+                return
+            video = self._encode(torch.cat([clip for _, clip in pending]), return_tokens=True)
+            n = len(pending)
+            with torch.inference_mode():  # each window its own video: nothing for itm_score_pairs to share
+                s = model.itm_score(text_out.hidden.expand(n, -1, -1), text_out.attention_mask.expand(n, -1),
+                                    video.tokens)
+            kept.extend(wid for wid, _ in pending)
+            scores.extend(float(x) for x in s.float().cpu())
+            bar.update(len(pending))
+            pending.clear()
+
+        with tqdm(total=len(ids), desc="re-ranking with the matching head", unit="moment", disable=not progress,
+                  dynamic_ncols=True) as bar:
+            for wid in ids:
+                wrow, frow = rows[int(wid)]
+                path = frow.path
+                if path in gone:
+                    left_out[path] += 1
+                    bar.update(1)
+                    continue
+                try:
+                    reader = open_video(path, backend=VIDEO_BACKEND)
+                except Exception as e:  # noqa: BLE001 - a file that vanished or changed since indexing
+                    gone.add(path)
+                    left_out[path], why[path] = 1, str(e)
+                    bar.update(1)
+                    continue
+                try:
+                    with reader:  # the frames the index embedded
+                        idx = window_frame_indices(Window(wrow.start, wrow.end), reader.clock(), pre.num_frames)
+                        clip = reader.get_frames(idx).permute(0, 3, 1, 2).contiguous()
+                except Exception as e:  # noqa: BLE001 - this window no longer decodes; the file's others may
+                    left_out[path] = left_out.get(path, 0) + 1
+                    why[path] = f"{e} (at {wrow.start:.1f}-{wrow.end:.1f} s)"
+                    bar.update(1)
+                    continue
+                pending.append((int(wid), self.preprocess(clip.unsqueeze(0))))  # at the model's size: any source
+                if len(pending) == batch:
+                    score(bar)
+            score(bar)
+        for path, n in left_out.items():  # after the bar, once per file
+            logger.warning("rerank: %d moment%s of %s left out, %s cannot be read now: %s", n, "" if n == 1 else "s",
+                           path, "the file" if path in gone else "its frames", why[path])
         return np.asarray(kept, np.int64), np.asarray(scores, np.float32)
 
     def _group(self, ids, scores, k, merge_margin) -> list[Segment]:

@@ -1,5 +1,6 @@
 """How many results a search returns, and what it says about the query."""
 
+import numpy as np
 import pytest
 
 from index.build import build_index
@@ -47,6 +48,28 @@ def test_rerank_says_once_per_file_which_moments_it_left_out(tmp_path, test_mode
     assert warnings == [f"rerank: {gone} moments of {root / 'v1.mp4'} left out, the file cannot be read now: "
                         + warnings[0].split("cannot be read now: ")[1]]
     assert "v1.mp4" in warnings[0].split("cannot be read now: ")[1]  # the reader's reason names the file
+
+
+def test_rerank_scores_windows_in_batches_as_one_by_one(tmp_path, test_model):
+    """The re-ranking encodes several windows per call; windows of videos of other sizes stack at the model's
+    size, and every score is the one the window gets alone."""
+    from tests.index.media import textured_frames
+    from tests.videos import write_video
+
+    root = tmp_path / "videos"
+    root.mkdir()
+    write_video(root / "small.mp4", textured_frames(12, 1, height=48, width=64), fps=10)
+    write_video(root / "wide.mp4", textured_frames(12, 2, height=36, width=96), fps=10)
+    idx = tmp_path / "idx"
+    build_index([str(root)], str(idx), model=test_model, workers=0, progress=False, window_policy="stride")
+    with VideoIndex(str(idx), model=test_model, gpu=False) as vi:
+        ids = vi.catalog.window_ids()
+        text = vi.encode_text("a walk")[1]
+        alone, together = vi._rerank(text, ids, batch=1), vi._rerank(text, ids, batch=3)
+        assert {vi.catalog.windows_by_ids(ids)[i][1].path for i in ids} == {str(root / "small.mp4"),
+                                                                              str(root / "wide.mp4")}
+    assert len(ids) > 3 and list(together[0]) == list(alone[0]) == list(ids)
+    np.testing.assert_allclose(together[1], alone[1], rtol=1e-5, atol=1e-5)
 
 
 def test_a_query_longer_than_the_model_reads_is_flagged(many_windows, test_model):

@@ -130,9 +130,9 @@ def additive_attention_mask(mask: torch.Tensor | None, dtype: torch.dtype) -> to
 def trim_padding(hidden: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Text states [N, L, H] and mask [N, L] without the trailing columns that are padding in every row.
 
-    Exact for whatever reads real tokens only (a [CLS] or masked-mean head): a padding key's additive mask
-    (``MASK_VALUE``) makes its softmax weight exactly 0 in fp32 and bf16, and a padding row is read by nothing. Texts
-    are padded to the model's length (32 for the release), while captions use about half of it."""
+    The same result, to float rounding, for whatever reads real tokens only (a [CLS] or masked-mean head): a padding
+    key's additive mask (``MASK_VALUE``) makes its softmax weight exactly 0 in fp32 and bf16, and a padding row is
+    read by nothing. Texts are padded to the model's length (32 for the release); captions use about half of it."""
     if mask is None or mask.shape[1] <= 1:
         return hidden, mask
     used = mask.any(0).nonzero()
@@ -211,12 +211,11 @@ class BertSelfAttention(nn.Module):
         n, _, length, _ = out.shape
         return out.transpose(1, 2).reshape(n, length, self.num_heads * self.head_dim)
 
-
     def _grouped(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         """Unmasked attention of queries q [N, h, Lq, d] to keys and values k, v [M, h, Lk, d], row n reading
         k[index[n]]: the queries of the rows that read one context row are stacked into one attention call against
-        it. Exact (rows are independent without a mask), and no copy of keys and values per pair: for the release
-        model that copy is 1,569 tokens x 768 x 2 per pair and layer, more memory traffic than the attention."""
+        it. The same result (rows are independent without a mask), without a copy of keys and values per pair: for
+        the release model that copy is 1,569 tokens x 768 x 2 per pair and layer, more traffic than the attention."""
         _, heads, lq, d = q.shape
         drop = self.dropout_p if self.training else 0.0
         order = torch.argsort(index, stable=True)
