@@ -1,4 +1,4 @@
-"""The matching head's re-ranking cost, four ways side by side in one process, call by call alternated:
+"""The matching head's re-ranking cost, five ways side by side in one process, call by call alternated:
 
 1. pair by pair through every row of the fusion layers (the path before any saving below);
 2. what pairs share computed once (each video's keys and values projected once per fusion layer, the first fusion

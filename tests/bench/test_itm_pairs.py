@@ -9,8 +9,8 @@ def test_itm_pairs_bench_writes_both_paths_and_they_agree(tmp_path, capsys):
                  "--out", str(out)]) == 0
     rows = json.loads(out.read_text())["rows"]
     assert [(r["dtype"], r["videos"]) for r in rows] == [("fp32", 1), ("fp32", 3)]
-    assert all(r["max_abs_diff"] < 1e-5 and r["pair_by_pair_s"] > 0 and r["shared_once_s"] > 0
-               and r["cls_only_s"] > 0 and r["gathered_s"] > 0 and r["trimmed_s"] > 0 and r["pooling"] == "cls" for r in rows)
+    times = ("pair_by_pair_s", "gathered_s", "shared_once_s", "cls_only_s", "trimmed_s")
+    assert all(r["max_abs_diff"] < 1e-5 and r["pooling"] == "cls" and all(r[t] > 0 for t in times) for r in rows)
     assert "| fp32 | 3 |" in capsys.readouterr().out
 
 

@@ -28,26 +28,53 @@ def test_rerank_returns_as_many_moments_as_asked(many_windows, test_model):
     assert scores == sorted(scores, reverse=True)
 
 
-def test_rerank_says_once_per_file_which_moments_it_left_out(tmp_path, test_model, caplog):
+def test_rerank_says_once_per_file_which_moments_it_left_out(tmp_path, test_model, caplog, monkeypatch):
     """A file gone since indexing (a drive unplugged) is tried once and named once with its count, after the
-    progress bar, not once per window; a damaged stretch of a present file costs only its own windows."""
+    progress bar, not once per window; a stretch of a present file that no longer decodes costs only its own
+    windows."""
+    import vtr.data.video
+    from vtr.errors import VideoReadError
+
     root = tmp_path / "videos"
     for i in range(3):
         make_video(root / f"v{i}.mp4", 40, seed=60 + i)
     idx = tmp_path / "idx"
     build_index([str(root)], str(idx), model=test_model, workers=0, progress=False, window_policy="stride")
     (root / "v1.mp4").unlink()
+    opened, failed = [], []
+    real_open = vtr.data.video.open_video
+
+    def open_video(path, **kwargs):  # v2.mp4 opens, but every other window of it no longer decodes
+        opened.append(str(path))
+        reader = real_open(path, **kwargs)
+        if str(path).endswith("v2.mp4"):
+            get_frames = reader.get_frames
+
+            def damaged(indices, *args, **kw):
+                if opened.count(str(path)) % 2:
+                    failed.append(indices)
+                    raise VideoReadError(path, "damaged")
+                return get_frames(indices, *args, **kw)
+
+            reader.get_frames = damaged
+        return reader
+
+    monkeypatch.setattr(vtr.data.video, "open_video", open_video)
     with VideoIndex(str(idx), model=test_model, gpu=False) as vi:
         ids = vi.catalog.window_ids()
-        rows = vi.catalog.windows_by_ids(ids)
-        gone = sum(rows[i][1].path == str(root / "v1.mp4") for i in ids)
+        paths = [vi.catalog.windows_by_ids(ids)[i][1].path for i in ids]
         caplog.clear()
         kept, scores = vi._rerank(vi.encode_text("a walk")[1], ids)
-    assert len(kept) == len(ids) - gone and gone > 1
+    gone, v2 = paths.count(str(root / "v1.mp4")), paths.count(str(root / "v2.mp4"))
+    assert gone > 1 and opened.count(str(root / "v1.mp4")) == 1  # tried once
+    assert 0 < len(failed) < v2 and len(kept) == len(ids) - gone - len(failed)
     warnings = [r.getMessage() for r in caplog.records if r.getMessage().startswith("rerank:")]
-    assert warnings == [f"rerank: {gone} moments of {root / 'v1.mp4'} left out, the file cannot be read now: "
-                        + warnings[0].split("cannot be read now: ")[1]]
-    assert "v1.mp4" in warnings[0].split("cannot be read now: ")[1]  # the reader's reason names the file
+    assert len(warnings) == 2
+    assert warnings[0].startswith(f"rerank: {gone} moments of {root / 'v1.mp4'} left out, the file cannot be read "
+                                  "now: ") and "v1.mp4" in warnings[0].split("read now: ")[1]
+    assert warnings[1].startswith(f"rerank: {len(failed)} moment{'s' if len(failed) > 1 else ''} of "
+                                  f"{root / 'v2.mp4'} left out, its frames cannot be read now: ")
+    assert "damaged (at " in warnings[1]
 
 
 def test_rerank_scores_windows_in_batches_as_one_by_one(tmp_path, test_model):
