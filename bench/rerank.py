@@ -5,6 +5,7 @@ call by call. Release architecture (VideoMamba-M 8×224² + BERT-base fusion) wi
 
     python -m bench.rerank                          # 12 windows, batches 1 and 4, fp32
     python -m bench.rerank --model vtr_test --seconds 20 --windows 6 --repeats 1     # seconds, for a check
+    python -m bench.rerank --device cuda --batches 1 4 8                            # on a GPU (bench/gpu.sh)
 
 Prints a table, writes ``bench/results/rerank.json``.
 """
@@ -32,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 4], help="windows per encoder call")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="torch device of the model (decoding stays on the CPU)")
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args(argv)
 
@@ -46,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     from vtr.models.registry import MINILM_TOKENIZER
 
     torch.manual_seed(0)
-    model = vtr.create_model(args.model).eval()
+    model = vtr.create_model(args.model).to(args.device).eval()
     # The query's words through bert-base-uncased's vocabulary as MiniLM's package ships it: no download.
     model.preprocess = dataclasses.replace(model.preprocess, tokenizer=MINILM_TOKENIZER)
     load = [round(os.getloadavg()[0], 2)]
@@ -54,9 +56,10 @@ def main(argv: list[str] | None = None) -> int:
         video = make_footage(Path(tmp) / "videos" / "footage.mp4", args.seconds, 1280, 720)
         t = time.perf_counter()
         build_index([str(video.parent)], str(Path(tmp) / "idx"), model=model, workers=1, progress=False,
-                    window_policy="stride", precision=args.precision, thumbnails=False)
+                    window_policy="stride", precision=args.precision, thumbnails=False, device=args.device)
         build_s = time.perf_counter() - t
-        with VideoIndex(str(Path(tmp) / "idx"), model=model, gpu=False, precision=args.precision) as vi:
+        with VideoIndex(str(Path(tmp) / "idx"), model=model, device=args.device, gpu=False,
+                         precision=args.precision) as vi:
             ids = np.asarray(vi.catalog.window_ids()[:args.windows], np.int64)
             if len(ids) < args.windows:
                 raise SystemExit(f"the footage has {len(ids)} windows; ask for fewer or give --seconds more")
@@ -76,12 +79,12 @@ def main(argv: list[str] | None = None) -> int:
         r["speedup"] = round(base / r["call_s"], 2)
     print(f"\n{args.model}, {args.precision}: {args.windows} windows of 720p footage re-ranked per call (decode, "
           f"encode with tokens, match score); median of {args.repeats} alternated calls; index built in "
-          f"{build_s:.0f} s; {os.cpu_count()} CPUs, load {load[0]} -> {load[1]}; max score diff {diff:.1e}")
+          f"{build_s:.0f} s; {args.device}, {os.cpu_count()} CPUs, load {load[0]} -> {load[1]}; max score diff {diff:.1e}")
     print("| windows per encoder call | s a call | s a window | against the first |")
     print("|---|---|---|---|")
     for r in rows:
         print(f"| {r['batch']} | {r['call_s']:.2f} | {r['s_per_window']:.3f} | {r['speedup']:.2f}× |")
-    write_results(args.out, {"model": args.model, "precision": args.precision, "windows": args.windows,
+    write_results(args.out, {"model": args.model, "device": args.device, "precision": args.precision, "windows": args.windows,
                              "repeats": args.repeats, "load_avg_1m": load, "max_score_diff": diff, "rows": rows})
     return 0
 

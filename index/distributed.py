@@ -17,13 +17,15 @@ re-runnable alone)::
 
 With ``--index``, rank 0 merges after a barrier: the catalog gets every file and window, and ``vectors.faiss`` is
 built from it (an IVF index is trained on a sample and filled chunk by chunk when the collection is large).
-Process groups use gloo on CPU and NCCL when each rank has a GPU.
+Each rank encodes on its own GPU when it has one (``cuda:LOCAL_RANK``). The process group is gloo's either way, with
+a two-day timeout: it exchanges no tensors, and only waits at that barrier for the rank with the most video.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import datetime
 import json
 import logging
 import os
@@ -201,13 +203,14 @@ def main(argv: list[str] | None = None) -> int:
     if world > 1:
         import torch.distributed as dist
 
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        if backend == "nccl":
+        if torch.cuda.is_available():
             torch.cuda.set_device(local_rank)
             device = f"cuda:{local_rank}"
         else:
             device = "cpu"
-        dist.init_process_group(backend)
+        # The group only waits at the end, for the rank with the most video: gloo needs no GPU for that, and the
+        # wait can be hours (files are split by name, not length), far past the 10 or 30 minutes of the defaults.
+        dist.init_process_group("gloo", timeout=datetime.timedelta(days=2))
     try:
         stats = embed_shard(a.dirs, a.out, a.model, rank, world, a.window_s, a.stride_s, a.batch_size, a.workers,
                             a.timeout_s, device, precision=a.precision, window_policy=a.window_policy)

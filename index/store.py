@@ -35,6 +35,7 @@ TRAIN_PER_LIST = 40  # faiss warns below 39 training points per list
 
 
 SMALL_BATCH = 20  # faiss switches flat search to BLAS from 20 queries on
+GPU_MAX_K = 2048  # faiss's GPU indexes return at most this many neighbours per query; beyond, the CPU index answers
 
 
 def _faiss():
@@ -182,7 +183,7 @@ class VectorStore:
             else:
                 params = faiss.SearchParameters(sel=sel)
             return self.index.search(q, k, params=params)
-        if self._gpu is not None:
+        if self._gpu is not None and k <= GPU_MAX_K:
             inner, id_map = self._gpu
             scores, pos = inner.search(q, k)
             if id_map is None:

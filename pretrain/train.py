@@ -18,6 +18,7 @@ sums in a fixed order).
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
 import logging
 import math
@@ -333,6 +334,9 @@ def training_precision(requested: str, device, ddp: bool = False) -> str:
     return requested if (device.type == "cuda" or requested != "fp16") else "fp32"
 
 
+DIST_TIMEOUT = datetime.timedelta(hours=2)  # how long a rank waits in a collective for the others
+
+
 def setup_runtime(cfg: TrainConfig) -> Runtime:
     """Joins torchrun's process group (if launched by it), picks the device and precision, seeds the model init."""
     ddp = int(os.environ.get("RANK", -1)) != -1
@@ -342,7 +346,9 @@ def setup_runtime(cfg: TrainConfig) -> Runtime:
     if use_cuda:
         torch.cuda.set_device(device)
     if ddp:
-        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+        # Rank 0 evaluates alone (eval_every) while the others wait in their next collective: NCCL's default 10
+        # minutes would end the run during a full MSRVTT evaluation.
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo", timeout=DIST_TIMEOUT)
     if rank == 0:
         Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
@@ -549,7 +555,8 @@ def mean_over_ranks(out: dict, loaders: dict, rt: Runtime) -> tuple[dict, int]:
     if rt.ddp:
         dist.all_reduce(values)
         values /= rt.world_size
-    corrupt = torch.tensor([sum(ld.num_corrupt for ld in loaders.values())], dtype=torch.long)
+    # on the run's device: NCCL reduces CUDA tensors only (a CPU tensor stopped the first logged step on a GPU)
+    corrupt = torch.tensor([sum(ld.num_corrupt for ld in loaders.values())], dtype=torch.long, device=rt.device)
     if rt.ddp:
         dist.all_reduce(corrupt)
     return {k: v.item() for k, v in zip(out, values)}, int(corrupt.item())
@@ -658,6 +665,7 @@ def ranking_stage(cfg: TrainConfig, rt: Runtime, raw_model, stream, log: "RunLog
         for p in frozen:
             p.requires_grad_(True)
     if rt.ddp:
+        hits = hits.to(rt.device)  # NCCL reduces CUDA tensors only
         dist.all_reduce(hits)
     itc, itm, n, loss, chance, steps = hits.tolist()
     check = {"itc_r1": round(100 * itc / max(n, 1), 2), "itm_r1": round(100 * itm / max(n, 1), 2), "queries": int(n),

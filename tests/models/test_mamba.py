@@ -160,3 +160,31 @@ def test_mixer_cuda_matches_cpu(mamba_ssm_scan_calls):
     # both scan directions ran on mamba_ssm's kernel ([B, d_inner, L] each), not on the PyTorch fallback
     assert mamba_ssm_scan_calls == [(2, m.d_inner, 40)] * 2
     torch.testing.assert_close(out, ref, rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("conv", ["causal_conv1d", "shifted adds"])
+def test_mixer_cuda_bf16_autocast_with_either_conv(conv, mamba_ssm_scan_calls, monkeypatch):
+    """Under bf16 autocast the conv's output dtype depends on which conv runs (causal_conv1d keeps bf16, the shifted
+    adds give fp32) while in_proj's gate is bf16: the scan kernel must get them in one dtype either way (an H200 run
+    once stopped there). Forward and backward, close to the fp32 CPU mixer."""
+    import vtr.models.mamba as mamba
+
+    if conv == "causal_conv1d" and mamba._causal_conv1d_cuda() is None:
+        pytest.skip("causal_conv1d does not import here")
+    if conv == "shifted adds":
+        monkeypatch.setattr(mamba, "_CAUSAL_CONV1D", False)
+    m = _randomize(BiMambaMixer(32, d_state=8))
+    h = torch.randn(2, 40, 32)
+    ref = m(h)
+    g = torch.randn_like(ref)
+    ref.backward(g)
+    ref_grad = m.in_proj.weight.grad.clone()
+    m = m.cuda()
+    m.zero_grad()
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        out = m(h.cuda())
+    out.float().backward(g.cuda())
+    assert len(mamba_ssm_scan_calls) == 2
+    assert F.cosine_similarity(out.float().cpu().flatten(), ref.detach().flatten(), dim=0) >= 0.999
+    assert F.cosine_similarity(m.in_proj.weight.grad.cpu().flatten(), ref_grad.flatten(), dim=0) >= 0.99

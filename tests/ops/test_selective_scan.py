@@ -178,6 +178,29 @@ def test_mamba_ssm_missing_cuda_goes_to_torch(monkeypatch):
     assert ss._resolve("cpu", "cuda") == "torch"
 
 
+def _kernel_like_mamba_ssm(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
+    """The checks selective_scan_cuda.fwd makes on its arguments (csrc/selective_scan/selective_scan.cpp), then the
+    reference scan: the kernel's contract, on the CPU."""
+    assert A.dtype == torch.float32
+    for name, t in (("delta", delta), ("B", B), ("C", C), ("z", z)):
+        if t is not None and t.dtype != u.dtype:
+            raise RuntimeError(f"Expected {name}.scalar_type() == input_type to be true, but got false.")
+    return ss.selective_scan_ref(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+
+
+def test_the_mamba_ssm_kernel_gets_its_arguments_in_u_s_dtype(monkeypatch):
+    """Under CUDA autocast without causal_conv1d, the conv returns fp32 u while in_proj's gate z is bf16: the kernel
+    refuses that pair (seen on an H200), so z is upcast to u's dtype, and the result is the fp32 scan's."""
+    monkeypatch.setattr(ss, "_load_mamba_ssm", lambda: _kernel_like_mamba_ssm)
+    monkeypatch.setattr(ss, "_resolve", lambda impl, device_type: "mamba_ssm")  # as for CUDA tensors
+    x = make(2, 8, 30)
+    mixed = {**x, "z": x["z"].bfloat16()}
+    y = ss.selective_scan(**mixed, delta_softplus=True)
+    assert y.dtype == torch.float32
+    ref = scan64(**{**x, "z": mixed["z"].float()}, delta_softplus=True)
+    assert rel(y, ref) < 1e-5
+
+
 def test_fresh_process_without_numba_imports_and_runs():
     code = (
         "import sys; sys.modules['numba'] = None\n"  # makes `import numba` raise ImportError

@@ -273,6 +273,35 @@ def test_torchrun_two_ranks_with_a_corrupt_sample(shards, tmp_path):
     assert [r["rank_check"]["queries"] for r in rows if "rank_check" in r] == [2 * 2 * 2 * 1]  # 2 ranks, 2 dirs
 
 
+@pytest.mark.gpu
+def test_torchrun_on_cuda_trains_every_loss_in_bf16_and_exports(shards, tmp_path):
+    """The GPU path of the real entry point: one NCCL rank under torchrun, precision auto (bf16 autocast on CUDA),
+    VTC + VTM + MLM, then the ranking stage under its own DDP wrapper; the exported model runs on the CPU."""
+    import vtr
+
+    out = tmp_path / "run"
+    # the repository first, then what bench/gpu.sh installed beside the machine's packages (mamba_ssm, webdataset)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "1", "--master-port", str(_free_port()),
+           "-m", "pretrain.train", "--config", TINY, "--train_shards", str(shards), "--out_dir", str(out),
+           "--device", "cuda", "--precision", "auto", "--batch_size", "4", "--max_steps", "4", "--warmup_steps", "1",
+           "--num_workers", "1", "--samples_per_epoch", "8", "--ckpt_every", "2", "--shuffle_buffer", "2",
+           "--rank_steps", "2", "--rank_k", "2"]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    log = _losses(out)
+    assert sorted(log) == [1, 2, 3, 4]
+    for row in log.values():
+        assert all(math.isfinite(row[k]) for k in ("loss", "vtc", "vtm", "mlm")), row
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=False, map_location="cpu")
+    assert ckpt["world_size"] == 1
+    model = vtr.create_model(str(out / "model")).eval()
+    assert model.cfg.precision == "auto"  # trained in bf16: fp32 would be recorded as fp32
+    frames = torch.rand(1, model.cfg.vision.num_frames, 3, model.cfg.vision.img_size, model.cfg.vision.img_size)
+    with torch.no_grad():
+        assert torch.isfinite(model.encode_video(frames).embedding).all()
+
+
 def _ranking_names(model) -> set[str]:
     """The state-dict names the ranking stage trains (the fusion layers and the ITM head)."""
     from pretrain.train import ranking_parameters

@@ -31,6 +31,7 @@ def heldout_features(model, corpus, shuffle_frames: bool = False, seed: int = 0,
     tokenizer = get_tokenizer(model)
     rng = np.random.default_rng([seed, 99])
     model.eval()
+    device = next(model.parameters()).device  # the features stay there; heldout_scores brings the scores back
     video, tokens = [], []
     with torch.no_grad():
         for i in range(0, len(entries), batch_size):
@@ -40,14 +41,14 @@ def heldout_features(model, corpus, shuffle_frames: bool = False, seed: int = 0,
                 if shuffle_frames:
                     frames = frames[torch.from_numpy(rng.permutation(len(frames)))]
                 clips.append(frames)
-            out = model.encode_video(torch.stack(clips), return_tokens=with_itm_inputs)
+            out = model.encode_video(torch.stack(clips).to(device), return_tokens=with_itm_inputs)
             video.append(out.frame_embeds.mean(1))
             if with_itm_inputs:
                 tokens.append(out.tokens)
 
         def encode(texts):
             batch = tokenize(tokenizer, [normalize_caption(t) for t in texts], pre.max_txt_l)
-            return model.encode_text(batch["input_ids"], batch["attention_mask"])
+            return model.encode_text(batch["input_ids"].to(device), batch["attention_mask"].to(device))
 
         captions = encode([e["caption"] for e in entries])
         features = {"video": torch.cat(video), "text": captions.embedding,
@@ -76,7 +77,7 @@ def heldout_scores(model, corpus, shuffle_frames: bool = False, seed: int = 0, i
 
     itm = model.cfg.itm_trained if itm is None else itm
     f = heldout_features(model, corpus, shuffle_frames=shuffle_frames, seed=seed, with_itm_inputs=itm)
-    itc = (f["video"] @ f["text"].t()).float()  # [Nv, Nt], text t belongs to video t
+    itc = (f["video"] @ f["text"].t()).float().cpu()  # [Nv, Nt], text t belongs to video t
     n = itc.shape[0]
     true = (f["video"] * f["text"]).sum(-1)
     twin = (f["video"] * f["twin"]).sum(-1)
@@ -89,9 +90,10 @@ def heldout_scores(model, corpus, shuffle_frames: bool = False, seed: int = 0, i
         def score_pairs(video_idx, text_idx):  # sorted by video: each video's keys and values projected once
             uniq_v, inv_v = torch.unique(video_idx, return_inverse=True)
             uniq_t, inv_t = torch.unique(text_idx, return_inverse=True)
+            dev = f["tokens"].device
             with torch.no_grad():
-                return model.itm_score_pairs(f["text_hidden"][uniq_t], f["text_mask"][uniq_t], f["tokens"][uniq_v],
-                                             inv_t, inv_v)
+                return model.itm_score_pairs(f["text_hidden"][uniq_t.to(dev)], f["text_mask"][uniq_t.to(dev)],
+                                             f["tokens"][uniq_v.to(dev)], inv_t.to(dev), inv_v.to(dev)).float().cpu()
 
         itm_v2t, itm_t2v, _ = itm_rerank(itc, score_pairs, k=itm_k, batch_size=64)
         rows = retrieval_metrics(itm_v2t.numpy(), txt2video, video2txt, scores_t2v=itm_t2v.numpy(),

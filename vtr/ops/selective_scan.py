@@ -431,11 +431,18 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
     if name == "numba":
         return selective_scan_numba(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
     if name == "mamba_ssm":
-        fn = _load_mamba_ssm()
-        return fn(u.contiguous(), delta.contiguous(), A.float().contiguous(), B.contiguous(), C.contiguous(),
-                  None if D is None else D.float(), None if z is None else z.contiguous(),
-                  None if delta_bias is None else delta_bias.float(), delta_softplus)
+        return _mamba_ssm_scan(_load_mamba_ssm(), u, delta, A, B, C, D, z, delta_bias, delta_softplus)
     return selective_scan_torch(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+
+
+def _mamba_ssm_scan(fn, u, delta, A, B, C, D, z, delta_bias, delta_softplus):
+    """mamba_ssm's ``selective_scan_fn`` with its arguments as its kernel demands them: Δ, the input-dependent B and C
+    and the gate z in u's dtype (the kernel refuses any other), A, D and the Δ bias in fp32. Under autocast they can
+    differ: without causal_conv1d the conv returns fp32 u while in_proj's z is bf16; z is then upcast, exactly."""
+    like_u = (lambda t: t.to(u.dtype).contiguous())
+    return fn(u.contiguous(), like_u(delta), A.float().contiguous(), like_u(B), like_u(C),
+              None if D is None else D.float(), None if z is None else like_u(z),
+              None if delta_bias is None else delta_bias.float(), delta_softplus)
 
 
 _KERNEL_DTYPES = (torch.float32, torch.bfloat16)  # what scan_rows reads for z and writes for out
