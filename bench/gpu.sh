@@ -8,19 +8,18 @@
 #
 # The lent GPU machine (no registry, 10 minutes a command, 15 in all, bench/README.md). Building mamba-ssm and
 # causal-conv1d there took more than 330 s of its time (causal-conv1d did not finish), so build their wheels here
-# first, with nvcc and a Python holding the GPU machine's torch (bench/README.md says how, without a GPU):
+# first, without a GPU (about 13 minutes on 2 cores):
 #
-#     python -m bench.gpu_build bundle                        # wheels and sources into .whl/
-#     /path/to/py312-torch2.11-cu130 -m bench.gpu_build prebuild --arch 90   # wheels of both, into .whl/
+#     bash bench/gpu_prebuild.sh        # .whl/ (bench.gpu_build bundle) and .whl-cuda/ (the two CUDA wheels)
 #
-# then one command carrying .whl, with a budget that ends it before the call's limit; SNAPSHOT is a tarball of the
-# results, rewritten after every step, so that a command stopped at its limit still returns what it finished:
+# Together they are over the 64 MiB a call carries: two commands back to back, the second within the machine's
+# 30 s warm window (which keeps .gpu-site/), each carrying its folder. SNAPSHOT is a tarball of the results,
+# rewritten after every step, so that a command stopped at its limit still returns what it finished:
 #
-#     QUICK=1 BUDGET_S=240 GPU_RESULTS=/tmp/gpu SNAPSHOT=$OUT/gpu.tgz bash bench/gpu.sh
-#
-# Over 64 MiB of wheels: two bundles, two commands back to back (the second within the machine's 30 s warm window,
-# which keeps .gpu-site/), e.g. BUNDLES=.whl-cuda STEPS=install,tests PYTEST_K="not torchrun", then
-# BUNDLES=.whl KEEP_SITE=1 STEPS=install,tests,index,rerank PYTEST_K=torchrun.
+#     BUNDLES=.whl-cuda STEPS=install,tests,encoder PYTEST_K="not torchrun" QUICK=1 BUDGET_S=200 \
+#         GPU_RESULTS=/tmp/gpu1 SNAPSHOT=$OUT/gpu1.tgz bash bench/gpu.sh                   # carrying .whl-cuda
+#     BUNDLES=.whl KEEP_SITE=1 STEPS=install,tests,index,rerank PYTEST_K=torchrun QUICK=1 BUDGET_S=300 \
+#         GPU_RESULTS=/tmp/gpu2 SNAPSHOT=$OUT/gpu2.tgz bash bench/gpu.sh                   # carrying .whl
 #
 # STEPS: any of install, tests, encoder, index, rerank (default: all five). BUDGET_S: seconds for the whole script;
 # each step's timeout is cut to what is left of it (less RESERVE_S=15 for the table), and a step with under 20 s
@@ -126,7 +125,8 @@ EOF
 GPU_TESTS=$(grep -rl "pytest.mark.gpu" tests/ | sort | tr '\n' ' ')
 if ! step tests; then :
 elif ! T=$(limit "pytest -m gpu" 600); then :
-elif timeout -k 10 "$T" "$PY" -m pytest -q -rs -m gpu ${PYTEST_K:+-k "$PYTEST_K"} $GPU_TESTS > "$RES/pytest_gpu.txt" 2>&1; then
+elif timeout -k 10 "$T" "$PY" -m pytest -q -rs -m gpu ${PYTEST_K:+-k "$PYTEST_K"} $GPU_TESTS \
+        > "$RES/pytest_gpu.txt" 2>&1; then
     status "pytest -m gpu" "ok: $(tail -1 "$RES/pytest_gpu.txt")"
 else
     status "pytest -m gpu" "FAILED: $(tail -1 "$RES/pytest_gpu.txt")"

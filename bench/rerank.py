@@ -79,13 +79,15 @@ def main(argv: list[str] | None = None) -> int:
         r["speedup"] = round(base / r["call_s"], 2)
     print(f"\n{args.model}, {args.precision}: {args.windows} windows of 720p footage re-ranked per call (decode, "
           f"encode with tokens, match score); median of {args.repeats} alternated calls; index built in "
-          f"{build_s:.0f} s; {args.device}, {os.cpu_count()} CPUs, load {load[0]} -> {load[1]}; max score diff {diff:.1e}")
+          f"{build_s:.0f} s; {args.device}, {os.cpu_count()} CPUs, load {load[0]} -> {load[1]}; "
+          f"max score diff {diff:.1e}")
     print("| windows per encoder call | s a call | s a window | against the first |")
     print("|---|---|---|---|")
     for r in rows:
         print(f"| {r['batch']} | {r['call_s']:.2f} | {r['s_per_window']:.3f} | {r['speedup']:.2f}× |")
-    write_results(args.out, {"model": args.model, "device": args.device, "precision": args.precision, "windows": args.windows,
-                             "repeats": args.repeats, "load_avg_1m": load, "max_score_diff": diff, "rows": rows})
+    write_results(args.out, {"model": args.model, "device": args.device, "precision": args.precision,
+                             "windows": args.windows, "repeats": args.repeats, "load_avg_1m": load,
+                             "max_score_diff": diff, "rows": rows})
     return 0
 
 
