@@ -113,6 +113,16 @@ def _missing_example(query) -> bool:
     return looks and not Path(text).is_file()
 
 
+def _cuda_ordinal(device) -> int:
+    """N of a ``cuda:N`` device (str or torch.device); 0 for ``cuda``, ``cpu`` or None."""
+    if device is None:
+        return 0
+    text = str(device)
+    if text.startswith("cuda:") and text[5:].isdigit():
+        return int(text[5:])
+    return 0
+
+
 class VideoIndex:
     """An opened index folder. ``VideoIndex(folder).search("a dog catches a frisbee")``.
 
@@ -138,7 +148,8 @@ class VideoIndex:
         self.store = self._load_store()
         self.store.set_search_params(nprobe=nprobe, ef_search=ef_search)
         if gpu or gpu is None:
-            moved = self.store.to_gpu()
+            # the encoder's GPU when one is named (cuda:N), not always the first
+            moved = self.store.to_gpu(_cuda_ordinal(device))
             if gpu and not moved:
                 logger.warning("GPU search requested but faiss has no GPU support or sees no GPU; using CPU")
         self._model_spec, self._device = model, device

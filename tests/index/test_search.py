@@ -260,3 +260,14 @@ def test_what_the_app_shows_of_an_index_comes_from_public_methods(tmp_path, test
             assert image.shape[1] == min(THUMB_WIDTH, 64) and frame_index_of(image) == frame
         with pytest.raises(VtrError):
             vi.thumbnail(str(tmp_path / "nowhere.mp4"), 1.0)
+
+
+def test_faiss_goes_to_the_encoder_s_gpu(red_collection, monkeypatch):
+    from index.store import VectorStore
+
+    _, idx = red_collection
+    asked = []
+    monkeypatch.setattr(VectorStore, "to_gpu", lambda self, device=0: asked.append(device) or False)
+    for device in ("cuda:1", "cuda", None, "cpu"):
+        VideoIndex(str(idx), device=device).close()
+    assert asked == [1, 0, 0, 0]
