@@ -95,7 +95,8 @@ def measure(model, corpus: Path, clips: int = 4000, steps: int = 300) -> dict:
     itc = (test["video"] @ test["text"].t()).float()
     misses = miss_attributes(itc, held)
     return {"clips": len(rows), "heldout": len(held), "probes": probes, "majority_class": chance,
-            "t2v_misses": dict(misses.most_common()), "t2v_r1": round(100.0 * (1 - sum(misses.values()) / len(held)), 1)}
+            "t2v_misses": dict(misses.most_common()),
+            "t2v_r1": round(100.0 * (1 - sum(misses.values()) / len(held)), 1)}
 
 
 def model_folder(run: Path) -> Path:
