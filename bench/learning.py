@@ -18,7 +18,9 @@ masked, its visible tokens aligned through ``clip_decoder`` to the frozen first-
 for the rest, the recipe's own loss schedule shifted to start there, on 50% masked clips with the alignment kept,
 and a short unmasked phase at the end. Each stage has its own warm-up and cosine, as UMT's two runs do
 (``stage_lr_restart``). Against the unmasked first-stage run: steps/s and held-out R@1. ``--shuffled`` adds
-the bag-of-frames control (trained and evaluated on time-shuffled clips).
+the bag-of-frames control (trained and evaluated on time-shuffled clips). ``--probe`` adds, for each recipe run,
+what its video encoder reads of each attribute and what ITC's held-out misses get wrong (``bench.attributes``:
+about 45 s a run on 2 cores), under ``attributes`` in its row.
 
     python -m bench.learning                                  # 3 seeds x 2 variants + 2 masked students
     python -m bench.learning --seeds 0 --variants default     # one run
@@ -151,6 +153,27 @@ def score(model_dir: str, corpus: Path, shuffle_frames: bool = False, seed: int 
     return {**scores, "itm_trained": model.cfg.itm_trained}
 
 
+def probe_attributes(model_dir: str, corpus: Path) -> dict:
+    """:func:`bench.attributes.measure` of a run's model: held-out probe accuracy per attribute and view, ITC's
+    T2V misses by the attributes they get wrong."""
+    import vtr
+    from bench.attributes import measure
+
+    return measure(vtr.create_model(model_dir), corpus)
+
+
+def format_probe(attributes: dict) -> str:
+    """One line: each attribute's held-out probe accuracy on the video's ITC embedding and on its max-pooled
+    tokens, and how many of ITC's T2V misses each attribute is in."""
+    probes = ", ".join(f"{a} {v['video ITC embedding'][1]:.0f}/{v['video tokens, max'][1]:.0f}%"
+                       for a, v in attributes["probes"].items())
+    misses = attributes["t2v_misses"]
+    total = sum(misses.values())
+    within = ", ".join(f"{a} {sum(n for k, n in misses.items() if a in k.split('+'))}"
+                       for a in attributes["probes"])
+    return f"  held-out probes (ITC embedding / max tokens): {probes}; ITC's {total} T2V misses involve: {within}"
+
+
 def make_corpus(path: Path, variant: str, seed: int, shuffled: bool) -> dict:
     import dataclasses
 
@@ -231,6 +254,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-every", type=int, default=0,
                         help="held-out R@1 every N steps during training, for the learning curves (default: off; "
                              "the evaluations count in the wall time)")
+    parser.add_argument("--probe", action=argparse.BooleanOptionalAction, default=False,
+                        help="each recipe run's linear attribute probes and ITC misses by attribute "
+                             "(bench.attributes; default: no)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a pretraining config key for every run (repeatable), e.g. --set rank_steps=600")
     args = parser.parse_args(argv)
@@ -269,6 +295,9 @@ def main(argv: list[str] | None = None) -> int:
                             corpus=corpus)
             rows.append(_row("recipe", variant, seed, run, score(run["model"], corpus, seed=seed)))
             print(format_runs(rows[-1:]).splitlines()[-1], flush=True)
+            if args.probe:
+                rows[-1]["attributes"] = probe_attributes(run["model"], corpus)
+                print(format_probe(rows[-1]["attributes"]), flush=True)
             if first and args.masked:
                 student = train_one(corpus / "shards", work / variant / f"seed{seed}" / "masked", config, seed,
                                     args.max_steps,
