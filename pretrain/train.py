@@ -43,6 +43,7 @@ from vtr import losses as L
 from vtr.atomic import atomic_path
 from vtr.data.shards import _seed, count_shard_samples, make_train_loader
 from vtr.masking import apply_keep
+from vtr.models.bert import trim_padding
 
 logger = logging.getLogger("pretrain")
 VTM_CHANCE = -(math.log(1 / 3) / 3 + 2 * math.log(2 / 3) / 3)  # label entropy: 1 positive per 2 negatives
@@ -113,6 +114,9 @@ class Pretrainer(nn.Module):
         """teacher: the frozen teacher's ``encode_video(frames, return_tokens=True)`` output, or None."""
         m, cfg, w = self.model, self.cfg, self.weights(step)
         uta = teacher is not None and w["uta"] > 0
+        # Captions come padded to max_txt_l; every text pass below (text mode, VTM fusion, MLM) reads real tokens
+        # only, so the columns that are padding in the whole batch are dropped once, here: less work, same losses.
+        input_ids, attention_mask = trim_padding(input_ids, attention_mask)
         # frame_embeds [B,T,E], tokens [B,K,D] (K visible), clip_input [B,1+K,D]
         vid = m.encode_video(frames, return_tokens=True, keep=keep, return_clip_input=uta)
         out = {}
@@ -579,6 +583,7 @@ class Ranker(nn.Module):
 
     def forward(self, frames, input_ids, attention_mask):
         m = self.model
+        input_ids, attention_mask = trim_padding(input_ids, attention_mask)  # as in Pretrainer.forward
         with torch.no_grad():
             vid = m.encode_video(frames, return_tokens=True)
             txt = m.encode_text(input_ids, attention_mask)

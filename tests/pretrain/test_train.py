@@ -406,6 +406,46 @@ def test_umt_token_alignment_to_a_vtr_teacher_then_unmasked_phase(shards, tmp_pa
     assert untouched.out_features == 512 and torch.equal(untouched.weight, init.weight)  # frozen when unused
 
 
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+def test_a_step_does_no_work_for_padding_no_caption_uses(pooling):
+    """Captions come padded to max_txt_l; a step's losses (VTC, VTM with its hard negatives, MLM with its random
+    masking) are the same at any padding, and its work does not grow with padding that no caption of the batch
+    uses."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    import vtr
+    from pretrain.train import Pretrainer, Ranker
+    from vtr.models.registry import get_tokenizer
+
+    torch.manual_seed(0)
+    model = vtr.create_model("vtr_test", with_mlm_head=True, text_pooling=pooling).eval()  # no dropout
+    tokenizer = get_tokenizer(model)
+    cfg = TrainConfig(vtm_start=0, mlm_start=0, loss_ramp=0, vtm_samples=0, mlm_samples=0)
+    pretrainer = Pretrainer(model, tokenizer, cfg, rank=0, world_size=1)
+    texts = ["a dog catches a frisbee", "two red squares move up", "a cat", "three green circles shrink slowly"]
+    frames = torch.randn(len(texts), 4, 3, 32, 32)
+    outs, flops = [], []
+    for length in (16, 48):
+        batch = tokenizer(texts, padding="max_length", max_length=length, truncation=True, return_tensors="pt")
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            outs.append(pretrainer(frames, batch["input_ids"], batch["attention_mask"],
+                                   torch.Generator().manual_seed(0), step=10))
+        flops.append(counter.get_total_flops())
+    assert {"vtc", "vtm", "mlm"} <= set(outs[0])
+    for name in ("vtc", "vtm", "mlm", "loss"):
+        torch.testing.assert_close(outs[1][name], outs[0][name], rtol=1e-5, atol=1e-6)
+    assert flops[1] == flops[0]
+    # the ranking stage's step too
+    ranker, outs, flops = Ranker(model, k=2), [], []
+    for length in (16, 48):
+        batch = tokenizer(texts, padding="max_length", max_length=length, truncation=True, return_tensors="pt")
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            outs.append(ranker(frames, batch["input_ids"], batch["attention_mask"]))
+        flops.append(counter.get_total_flops())
+    torch.testing.assert_close(outs[1]["loss"], outs[0]["loss"], rtol=1e-5, atol=1e-6)
+    assert flops[1] == flops[0]
+
+
 def test_umt_stage_one_weights_and_mask_ratio_by_step(monkeypatch):
     """Before text_start only the teacher losses have weight (UMT's stage 1); from it the text losses start, VTM and
     MLM not before their own starts, and the mask ratio turns to vl_mask_ratio."""

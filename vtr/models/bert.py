@@ -128,7 +128,8 @@ def additive_attention_mask(mask: torch.Tensor | None, dtype: torch.dtype) -> to
 
 
 def trim_padding(hidden: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Text states [N, L, H] and mask [N, L] without the trailing columns that are padding in every row.
+    """Text states [N, L, H] (or token ids [N, L]) and mask [N, L] without the trailing columns that are padding in
+    every row.
 
     The same result, to float rounding, for whatever reads real tokens only (a [CLS] or masked-mean head): a padding
     key's additive mask (``MASK_VALUE``) makes its softmax weight exactly 0 in fp32 and bf16, and a padding row is
