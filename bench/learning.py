@@ -12,9 +12,10 @@ training):
 - the **temporal-pair accuracy**: is each held-out video's caption scored above its time-reversed twin's
   ("moves up" vs "moves down")? A bag of frames scores 50%.
 
-Then, for the first seed of each variant, **UMT's masked student** (``student_overrides``), in UMT's two stages
-within the same step budget: for the first ``STAGE_ONE_FRACTION`` of the steps, the video encoder alone, 80% tube
-masked, its visible tokens aligned through ``clip_decoder`` to the frozen first-stage model's tokens (UTA; no text);
+Then, for the first seed of each variant (every seed with ``--masked-seeds all``), **UMT's masked student**
+(``student_overrides``), in UMT's two stages within the same step budget: for the first ``STAGE_ONE_FRACTION`` of
+the steps, the video encoder alone, 80% tube masked, its visible tokens aligned through ``clip_decoder`` to the
+frozen first-stage model's tokens (UTA; no text);
 for the rest, the recipe's own loss schedule shifted to start there, on 50% masked clips with the alignment kept,
 and a short unmasked phase at the end. Each stage has its own warm-up and cosine, as UMT's two runs do
 (``stage_lr_restart``). Against the unmasked first-stage run: steps/s and held-out R@1. ``--shuffled`` adds
@@ -23,6 +24,7 @@ what its video encoder reads of each attribute and what ITC's held-out misses ge
 about 45 s a run on 2 cores), under ``attributes`` in its row.
 
     python -m bench.learning                                  # 3 seeds x 2 variants + 2 masked students
+    python -m bench.learning --masked-seeds all               # ... + a masked student for every run
     python -m bench.learning --seeds 0 --variants default     # one run
     python -m bench.learning --max-steps 40 --seeds 0         # a smoke run
     python -m bench.learning --no-masked --set rank_steps=600 # with the ranking stage (pretrain.train.ranking_stage)
@@ -247,6 +249,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-steps", type=int, default=None, help="override the config's max_steps")
     parser.add_argument("--masked", action=argparse.BooleanOptionalAction, default=True,
                         help="the masked student against the first seed's run of each variant (default: yes)")
+    parser.add_argument("--masked-seeds", choices=["first", "all"], default="first",
+                        help="the masked student against the first seed's run of each variant, or every seed's: one "
+                             "run per variant places its R@1 ratio only to about +-10%% (default: first)")
     parser.add_argument("--stage-one", type=float, default=STAGE_ONE_FRACTION,
                         help="the masked student's stage 1 (video only), as a fraction of the steps")
     parser.add_argument("--shuffled", action=argparse.BooleanOptionalAction, default=False,
@@ -298,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.probe:
                 rows[-1]["attributes"] = probe_attributes(run["model"], corpus)
                 print(format_probe(rows[-1]["attributes"]), flush=True)
-            if first and args.masked:
+            if args.masked and (first or args.masked_seeds == "all"):
                 student = train_one(corpus / "shards", work / variant / f"seed{seed}" / "masked", config, seed,
                                     args.max_steps,
                                     {**sets, **student_overrides(config, args.max_steps, run["model"], args.stage_one)},
@@ -332,6 +337,8 @@ def main(argv: list[str] | None = None) -> int:
         "masked_r1_ge_90pct": (all(m["vs_unmasked"]["t2v_r1_ratio"] >= 0.9 for m in masked_rows)
                                if masked_rows else None),
     }
+    result["masked_mean"] = ({k: round(statistics.mean(m["vs_unmasked"][k] for m in masked_rows), 3)
+                              for k in masked_rows[0]["vs_unmasked"]} if len(masked_rows) > 1 else None)
     result["machine_end"] = machine()
     result["total_s"] = round(time.time() - t0, 1)
 
@@ -343,7 +350,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"ITM row minus ITC row, T2V R@1: mean {result['itm_minus_itc_t2v_r1']['mean']}, "
           f"min {result['itm_minus_itc_t2v_r1']['min']}")
     for m in masked_rows:
-        print(f"masked student ({m['variant']}): {m['vs_unmasked']}")
+        print(f"masked student ({m['variant']}, seed {m['seed']}): {m['vs_unmasked']}")
+    if result["masked_mean"]:
+        print(f"masked students, mean over {len(masked_rows)}: {result['masked_mean']}")
     print("targets: " + ", ".join(f"{k} {'yes' if v else 'NO' if v is not None else '-'}"
                                   for k, v in result["targets"].items()))
     write_results(args.out, result)

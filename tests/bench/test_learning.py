@@ -59,3 +59,35 @@ def test_probe_goes_into_each_recipe_row(tmp_path, monkeypatch):
     assert B.main(["--work", str(tmp_path), "--seeds", "0", "--variants", "default", "--no-masked",
                    "--out", str(out)]) == 0
     assert "attributes" not in json.loads(out.read_text())["rows"][0] and len(probed) == 2
+
+
+def test_masked_seeds_all_trains_a_student_against_every_run_and_averages_them(tmp_path, monkeypatch):
+    """By default the masked student runs against the first seed of each variant; ``--masked-seeds all`` runs one
+    against every seed's run, reports each run's ratios and their mean."""
+    info = {"config": {"num_train": 8}, "heldout_combos": [1], "train_combos": [1], "attributes": {}}
+    monkeypatch.setattr(B, "make_corpus", lambda path, variant, seed, shuffled: info)
+    runs = []
+
+    def fake_train(shards, run_dir, config, seed, max_steps, overrides=None, eval_every=0, corpus=None):
+        runs.append((run_dir.name, seed))
+        student = run_dir.name == "masked"
+        return {"train_wall_s": 1.0, "steps_per_s": 2.0 if student else 1.0, "steps_per_s_logged": 1.0,
+                "masked_phase_steps_per_s": 2.5, "model": str(run_dir / "model")}
+
+    r1 = iter([50.0, 45.0, 60.0, 57.0])  # recipe seed 0, its student, recipe seed 1, its student
+    monkeypatch.setattr(B, "train_one", fake_train)
+    monkeypatch.setattr(B, "score", lambda *a, **k: {"t2v_r1": next(r1), "t2v_r5": 90.0, "v2t_r1": 40.0,
+                                                     "chance_r1": 1.4, "temporal_pair_acc": 95.0, "itm": None,
+                                                     "itm_trained": False})
+    monkeypatch.setattr(B, "student_overrides", lambda *a, **k: {})
+    out = tmp_path / "learning.json"
+    assert B.main(["--work", str(tmp_path), "--seeds", "0", "1", "--variants", "default", "--masked-seeds", "all",
+                   "--out", str(out)]) == 0
+    assert runs == [("recipe", 0), ("masked", 0), ("recipe", 1), ("masked", 1)]
+    result = json.loads(out.read_text())
+    assert [m["vs_unmasked"]["t2v_r1_ratio"] for m in result["masked"]] == [0.9, 0.95]
+    assert result["masked_mean"]["t2v_r1_ratio"] == 0.925 and result["masked_mean"]["steps_per_s_ratio"] == 2.0
+    runs.clear()
+    r1 = iter([50.0, 45.0, 60.0])
+    assert B.main(["--work", str(tmp_path), "--seeds", "0", "1", "--variants", "default", "--out", str(out)]) == 0
+    assert runs == [("recipe", 0), ("masked", 0), ("recipe", 1)] and json.loads(out.read_text())["masked_mean"] is None
