@@ -414,3 +414,18 @@ def test_gather_rows_backward_is_the_same_every_run():
         assert torch.allclose(grads[0], torch.zeros_like(x).index_add_(0, idx, up), atol=1e-5)
     finally:
         torch.set_num_threads(threads)
+
+
+def test_caption_ids_match_identical_captions_at_any_padded_length():
+    """Identical token sequences share an id and others do not, and padding of any length (up to BERT's 512
+    positions) changes nothing: ranks whose batches were trimmed to different lengths agree on every caption."""
+    from vtr.losses import caption_ids
+
+    ids = torch.tensor([[101, 7, 8, 102], [101, 7, 9, 102], [101, 7, 8, 102], [101, 8, 7, 102]])
+    mask = torch.ones_like(ids)
+    base = caption_ids(ids, mask)
+    assert base[0] == base[2] and len({int(base[0]), int(base[1]), int(base[3])}) == 3
+    for extra in (1, 10, 500):
+        padded = torch.cat([ids, torch.zeros(len(ids), extra, dtype=ids.dtype)], 1)
+        padded_mask = torch.cat([mask, torch.zeros(len(ids), extra, dtype=mask.dtype)], 1)
+        assert torch.equal(caption_ids(padded, padded_mask), base)

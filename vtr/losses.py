@@ -137,11 +137,13 @@ def get_sim(
 def caption_ids(input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
     """[N] int64 ids equal exactly for rows with the same tokens (a fixed random hash of the token sequence, the
     same on every rank): identical captions become one id, so they are positives for VTC and never drawn as each
-    other's VTM negatives. input_ids: [N, L]."""
+    other's VTM negatives. input_ids: [N, L]. Padding adds nothing, so the id does not depend on the padded length
+    either: ranks that trimmed their batches' padding to different lengths agree."""
     if attention_mask is not None:
         input_ids = input_ids * attention_mask
     gen = torch.Generator().manual_seed(0x5EED)
-    weights = torch.randint(1, 2**31 - 1, (input_ids.shape[1],), generator=gen, dtype=torch.int64)
+    length = input_ids.shape[1]  # one table for every length up to 512 (BERT's positions), sliced
+    weights = torch.randint(1, 2**31 - 1, (max(length, 512),), generator=gen, dtype=torch.int64)[:length]
     return (input_ids.long().cpu() * weights).sum(1).to(input_ids.device)
 
 
