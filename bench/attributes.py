@@ -117,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import vtr
+    from bench import write_results
 
     run = Path(args.run)
     if not (run / "corpus" / "train" / "captions.jsonl").exists():
@@ -138,9 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     print("| differs in | misses |\n|---|---:|")
     for what, n in result["t2v_misses"].items():
         print(f"| {what} | {n} |")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_results(args.out, result)
     return 0
 
 
