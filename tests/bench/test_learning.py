@@ -86,8 +86,71 @@ def test_masked_seeds_all_trains_a_student_against_every_run_and_averages_them(t
     assert runs == [("recipe", 0), ("masked", 0), ("recipe", 1), ("masked", 1)]
     result = json.loads(out.read_text())
     assert [m["vs_unmasked"]["t2v_r1_ratio"] for m in result["masked"]] == [0.9, 0.95]
-    assert result["masked_mean"]["t2v_r1_ratio"] == 0.925 and result["masked_mean"]["steps_per_s_ratio"] == 2.0
+    mean = result["masked_mean"][B.student_name(B.MASKED["vl_mask_ratio"])]
+    assert mean["t2v_r1_ratio"] == {"mean": 0.925, "min": 0.9, "max": 0.95, "n": 2}
+    assert mean["steps_per_s_ratio"]["mean"] == 2.0
+    assert result["targets"]["masked_steps_per_s_ge_1_5x"] and result["targets"]["masked_r1_ge_90pct"]
     runs.clear()
     r1 = iter([50.0, 45.0, 60.0])
     assert B.main(["--work", str(tmp_path), "--seeds", "0", "1", "--variants", "default", "--out", str(out)]) == 0
-    assert runs == [("recipe", 0), ("masked", 0), ("recipe", 1)] and json.loads(out.read_text())["masked_mean"] is None
+    assert runs == [("recipe", 0), ("masked", 0), ("recipe", 1)]
+    assert [m["t2v_r1_ratio"]["n"] for m in json.loads(out.read_text())["masked_mean"].values()] == [1]
+
+
+def test_stage_two_mask_trains_a_student_per_ratio_against_the_same_run(tmp_path, monkeypatch):
+    """``--stage-two-mask 0 0.5``: two students per recipe run, stage 2 unmasked and masked 50%, each with its own
+    folder, name and mean ratios; the targets are judged on the first ratio's students (mean R@1 ratio, every
+    run's steps/s)."""
+    info = {"config": {"num_train": 8}, "heldout_combos": [1], "train_combos": [1], "attributes": {}}
+    monkeypatch.setattr(B, "make_corpus", lambda path, variant, seed, shuffled: info)
+    runs = []
+
+    def fake_train(shards, run_dir, config, seed, max_steps, overrides=None, eval_every=0, corpus=None):
+        runs.append((run_dir.name, (overrides or {}).get("vl_mask_ratio")))
+        student = run_dir.name != "recipe"
+        return {"train_wall_s": 1.0, "steps_per_s": 1.8 if student else 1.0, "steps_per_s_logged": 1.0,
+                "masked_phase_steps_per_s": None, "model": str(run_dir / "model")}
+
+    # recipe seed 0, its two students (stage 2 unmasked, masked 50%), recipe seed 1, its two students
+    r1 = iter([50.0, 47.5, 40.0, 60.0, 52.0, 48.0])
+    monkeypatch.setattr(B, "train_one", fake_train)
+    monkeypatch.setattr(B, "score", lambda *a, **k: {"t2v_r1": next(r1), "t2v_r5": 90.0, "v2t_r1": 40.0,
+                                                     "chance_r1": 1.4, "temporal_pair_acc": 95.0, "itm": None,
+                                                     "itm_trained": False})
+    out = tmp_path / "learning.json"
+    assert B.main(["--work", str(tmp_path), "--seeds", "0", "1", "--variants", "default", "--masked-seeds", "all",
+                   "--stage-two-mask", "0", "0.5", "--out", str(out)]) == 0
+    unmasked, masked = B.student_dir(0.0), B.student_dir(0.5)
+    assert unmasked != masked
+    assert runs == [("recipe", None), (unmasked, 0.0), (masked, 0.5)] * 2
+    result = json.loads(out.read_text())
+    assert [m["name"] for m in result["masked"]] == [B.student_name(0.0), B.student_name(0.5)] * 2
+    assert B.student_name(0.0) == "masked student (stage 2 unmasked)"
+    assert B.student_name(0.5) == "masked student (stage 2 masked 50%)"
+    means = {k: v["t2v_r1_ratio"]["mean"] for k, v in result["masked_mean"].items()}
+    assert means == {B.student_name(0.0): 0.908, B.student_name(0.5): 0.8}  # (0.95 + 0.867) / 2, (0.8 + 0.8) / 2
+    assert result["targets"]["masked_r1_ge_90pct"] and result["targets"]["masked_steps_per_s_ge_1_5x"]
+    assert "masked_phase_steps_per_s_ratio" not in result["masked_mean"][B.student_name(0.0)]
+    r1 = iter([50.0, 40.0, 47.5])  # the other order: the 50%-masked students decide the targets
+    assert B.main(["--work", str(tmp_path), "--seeds", "0", "--variants", "default", "--stage-two-mask", "0.5", "0",
+                   "--out", str(out)]) == 0
+    assert not json.loads(out.read_text())["targets"]["masked_r1_ge_90pct"]
+
+
+def test_student_overrides_set_stage_two_and_its_masked_phase(tmp_path):
+    """The student's stages from the demo config: stage 1 for STAGE_ONE_FRACTION of the steps, the text losses'
+    offsets shifted past it, stage 2's mask ratio from ``stage_two_mask``; its masked phase (for the steps/s of
+    the masked steps) ends with stage 1 when stage 2 is unmasked."""
+    from demo.run import config_path
+    from pretrain.config import load_config
+
+    config = config_path("demo.yaml")
+    o = B.student_overrides(config, 200, "teacher/model", 0.5, stage_two_mask=0.0)
+    cfg = load_config(str(config), overrides={**o, "max_steps": 200})
+    assert (cfg.text_start, cfg.vtm_start, cfg.mask_steps, cfg.vl_mask_ratio) == (100, 200, 180, 0.0)
+    assert cfg.teacher == "teacher/model" and cfg.mask_ratio == B.MASKED["mask_ratio"]
+    assert B.masked_phase_end(cfg, 200) == 100
+    cfg = load_config(str(config), overrides={**B.student_overrides(config, 200, "t", 0.5), "max_steps": 200})
+    assert cfg.vl_mask_ratio == B.MASKED["vl_mask_ratio"]
+    assert B.masked_phase_end(cfg, 200) == (100 if cfg.vl_mask_ratio == 0 else 180)
+    assert B.masked_phase_end(load_config(str(config), overrides={"max_steps": 200}), 200) == 200
