@@ -103,7 +103,8 @@ def student_name(stage_two_mask: float) -> str:
 
 def masked_mean(rows: list[dict]) -> dict:
     """Each ``vs_unmasked`` ratio over the students ``rows``: mean, min, max and count."""
-    values = {k: [r["vs_unmasked"][k] for r in rows if r["vs_unmasked"][k] is not None] for k in rows[0]["vs_unmasked"]}
+    values = {k: [r["vs_unmasked"][k] for r in rows if r["vs_unmasked"][k] is not None]
+              for k in rows[0]["vs_unmasked"]}
     return {k: {"mean": round(statistics.mean(v), 3), "min": min(v), "max": max(v), "n": len(v)}
             for k, v in values.items() if v}
 
