@@ -472,7 +472,9 @@ class TrainLoader:
             kwargs = {"prefetch_factor": self.prefetch_factor} if self.num_workers else {}
             loader = torch.utils.data.DataLoader(self.stream, batch_size=None, num_workers=self.num_workers,
                                                  pin_memory=self.pin_memory, **kwargs)
-            self._batches = iter(loader)  # the stream never ends: one iterator serves every epoch
+            from vtr.data.video import start_loader
+
+            self._batches = start_loader(loader)  # the stream never ends: one iterator serves every epoch
         for _ in range(self.steps_per_epoch):
             batch = next(self._batches)
             worker, chunk, offset, corrupt = batch.pop("__pos__")

@@ -76,6 +76,24 @@ DEFAULT_SEEK_THRESHOLD = 250
 # Frame sampling (pure functions)
 # --------------------------------------------------------------------------------------------------------------
 
+def start_loader(loader: torch.utils.data.DataLoader):
+    """``iter(loader)``, with its worker processes forked from a parent that leaves them no garbage to collect.
+
+    A fork copies the parent's objects but not its threads. PyAV's scaler (``VideoReformatter``) owns FFmpeg slice
+    threads; one left in the parent's uncollected reference cycles is freed by the child's garbage collector,
+    whose ``pthread_cond_destroy`` then waits forever for threads that do not exist there (a DataLoader that
+    hangs). So the parent collects first, and the objects it still holds are frozen while the workers fork:
+    the children never collect them, and the parent goes on collecting its own after the workers started."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    try:
+        return iter(loader)
+    finally:
+        gc.unfreeze()
+
+
 def sample_frame_indices(num_frames: int, vlen: int, mode: str = "middle", rng=None) -> list[int]:
     """Pick ``num_frames`` frame indices out of ``vlen`` frames, exactly like UMT/VINDLU ``get_frame_indices``.
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from vtr.data.video import start_loader
 from vtr.errors import VideoReadError
 from vtr.eval.cache import ChunkedArrays
 
@@ -113,7 +114,7 @@ def encode_videos(model, videos: torch.utils.data.Dataset, store: ChunkedArrays,
         _CatchReadErrors(torch.utils.data.Subset(videos, missing.tolist())), batch_size=batch_size, shuffle=False,
         num_workers=workers, pin_memory=device.type == "cuda", collate_fn=_collate_or_error,
     )
-    for batch in _progress(loader, desc="videos", unit="batch"):
+    for batch in _progress(start_loader(loader), total=len(loader), desc="videos", unit="batch"):
         if isinstance(batch, _ReadFailure):
             raise VideoReadError(batch.source, batch.cause)
         index, frames = batch
