@@ -73,7 +73,7 @@ DEFAULT_SEEK_THRESHOLD = 250
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Frame sampling (pure functions)
+# Decoding workers
 # --------------------------------------------------------------------------------------------------------------
 
 def start_loader(loader: torch.utils.data.DataLoader):
@@ -93,6 +93,10 @@ def start_loader(loader: torch.utils.data.DataLoader):
     finally:
         gc.unfreeze()
 
+
+# --------------------------------------------------------------------------------------------------------------
+# Frame sampling (pure functions)
+# --------------------------------------------------------------------------------------------------------------
 
 def sample_frame_indices(num_frames: int, vlen: int, mode: str = "middle", rng=None) -> list[int]:
     """Pick ``num_frames`` frame indices out of ``vlen`` frames, exactly like UMT/VINDLU ``get_frame_indices``.
