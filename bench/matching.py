@@ -10,8 +10,10 @@ the ITC row::
     python -m bench.matching --run runs/bench_learning/default/seed0     # corpus/ and recipe/model/ inside
 
 ``--run`` is a bench/learning.py run folder (``corpus/`` from vtr.data.synthetic, ``recipe/model``); the model's
-pretraining config comes from its ``--config`` (the demo's by default). Prints a table, writes
-bench/results/matching.json.
+pretraining config comes from its ``--config`` (the demo's by default). ``--seen N`` also scores each trial on
+fresh renders of N *training* combinations (:func:`seen_corpus`), beside the held-out ones that training never
+showed: a head that only fails on unseen combinations would be a compositional failure, one that fails on both is
+not. Prints a table, writes bench/results/matching.json.
 """
 
 from __future__ import annotations
@@ -49,6 +51,35 @@ def train_features(model, corpus: Path, clips: int, batch_size: int = 32) -> dic
         text = model.encode_text(batch["input_ids"], batch["attention_mask"])
     return {"tokens": torch.cat(tokens), "frames": torch.cat(frames), "hidden": text.hidden,
             "text": text.embedding, "mask": batch["attention_mask"], "ids": batch["input_ids"]}
+
+
+def seen_corpus(corpus: Path, n: int, out: Path) -> Path:
+    """``out/heldout`` in the held-out split's layout (:func:`vtr.data.synthetic.write_heldout`), made of ``n`` of
+    ``corpus``'s *training* combinations (seeded choice), each rendered afresh: another seed, so no clip is a
+    training clip, only its combination is. :func:`vtr.eval.heldout.heldout_scores` then scores it as it scores the
+    real held-out split. Written once; returns ``out``."""
+    import dataclasses
+
+    import numpy as np
+
+    from vtr.data.synthetic import Combo, CorpusConfig, write_heldout
+
+    info = json.loads((corpus / "corpus.json").read_text())
+    rows = [json.loads(line) for line in (corpus / "train" / "captions.jsonl").read_text().splitlines()]
+    train = sorted({Combo(r["colour"], r["shape"], r["count"], r["motion"]) for r in rows},
+                   key=lambda c: (c.colour, c.shape, c.count, c.motion))  # those the training clips show
+    if not 0 < n <= len(train):
+        raise SystemExit(f"--seen {n}: the corpus's training clips show {len(train)} combinations")
+    marker = out / "seen.json"
+    want = {"corpus": str(corpus.resolve()), "seed": info["seed"], "n": n}
+    if marker.is_file() and json.loads(marker.read_text()) == want:
+        return out
+    rng = np.random.default_rng([info["seed"], n, 7])
+    pick = [train[i] for i in sorted(rng.choice(len(train), n, replace=False))]
+    cfg = dataclasses.replace(CorpusConfig(), **info["config"])
+    write_heldout(out / "heldout", cfg, pick, seed=info["seed"] + 1000)
+    marker.write_text(json.dumps(want) + "\n")
+    return out
 
 
 def fresh_fusion(model, config: str):
@@ -144,6 +175,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--k", type=int, default=4, help="candidates per query of --objective listwise")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
                         help="training of the fusion layers (bf16: CPU autocast; scoring stays fp32)")
+    parser.add_argument("--seen", type=int, default=0, metavar="N",
+                        help="also score each trial on fresh renders of N training combinations (written once to "
+                             "RUN/seen_N)")
     parser.add_argument("--out", default=str(REPO / "bench" / "results" / "matching.json"))
     args = parser.parse_args(argv)
 
@@ -157,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     run = Path(args.run)
     model = vtr.create_model(str(run / "recipe" / "model"))
     load = [round(os.getloadavg()[0], 2)]
+    seen = seen_corpus(run / "corpus", args.seen, run / f"seen_{args.seen}") if args.seen else None
     f = train_features(model, run / "corpus", args.clips)
     rows = []
     for start in args.starts:
@@ -176,18 +211,27 @@ def main(argv: list[str] | None = None) -> int:
                          "curve": [round(sum(losses[i:i + 10]) / len(losses[i:i + 10]), 3) for i in range(0, len(losses), 10)],
                          "itc_t2v_r1": s["t2v_r1"], "itc_v2t_r1": s["v2t_r1"],
                          "itm_t2v_r1": s["itm"]["t2v_r1"], "itm_v2t_r1": s["itm"]["v2t_r1"]})
+            if seen:
+                s = heldout_scores(m, seen, itm=True)
+                rows[-1]["seen"] = {"itc_t2v_r1": s["t2v_r1"], "itc_v2t_r1": s["v2t_r1"],
+                                    "itm_t2v_r1": s["itm"]["t2v_r1"], "itm_v2t_r1": s["itm"]["v2t_r1"]}
             print(json.dumps({k: v for k, v in rows[-1].items() if k != "curve"}), flush=True)
     load.append(round(os.getloadavg()[0], 2))
     print(f"\n{args.objective} on frozen encoders of {run}: {args.clips} clips, batch {args.batch}, lr {args.lr:g}, "
           f"held-out ITM = ITC top {HELDOUT_ITM_K} re-ranked; chance VTM loss {VTM_CHANCE:.3f}; load {load[0]} -> {load[1]}")
-    print("| fusion start | negatives | loss first 10 → last 10% | ITC T2V / V2T R@1 | ITM T2V / V2T R@1 |")
-    print("|---|---|---|---|---|")
+    seen_head = " seen: ITC T2V / V2T R@1 | seen: ITM T2V / V2T R@1 |" if seen else ""
+    head = "| fusion start | negatives | loss first 10 → last 10% | ITC T2V / V2T R@1 | ITM T2V / V2T R@1 |"
+    print(head + seen_head)
+    print("|---|---|---|---|---|" + ("---|---|" if seen else ""))
     for r in rows:
+        cells = [r] + ([r["seen"]] if seen else [])
         print(f"| {r['start']} | {r['negatives']} | {r['loss_first']:.3f} → {r['loss_last']:.3f} | "
-              f"{r['itc_t2v_r1']:.1f} / {r['itc_v2t_r1']:.1f} | {r['itm_t2v_r1']:.1f} / {r['itm_v2t_r1']:.1f} |")
+              + " | ".join(f"{c['itc_t2v_r1']:.1f} / {c['itc_v2t_r1']:.1f} | {c['itm_t2v_r1']:.1f} / "
+                           f"{c['itm_v2t_r1']:.1f}" for c in cells) + " |")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"run": str(run), "clips": args.clips, "batch": args.batch, "lr": args.lr,
                                           "itm_k": HELDOUT_ITM_K, "vtm_chance": VTM_CHANCE, "load_avg_1m": load,
+                                          "seen": str(seen) if seen else None,
                                           "rows": rows}, indent=2) + "\n")
     print(f"wrote {args.out}")
     return 0
