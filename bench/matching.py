@@ -58,16 +58,13 @@ def seen_corpus(corpus: Path, n: int, out: Path) -> Path:
     ``corpus``'s *training* combinations (seeded choice), each rendered afresh: another seed, so no clip is a
     training clip, only its combination is. :func:`vtr.eval.heldout.heldout_scores` then scores it as it scores the
     real held-out split. Written once; returns ``out``."""
-    import dataclasses
-
     import numpy as np
 
     from vtr.data.synthetic import Combo, CorpusConfig, write_heldout
 
     info = json.loads((corpus / "corpus.json").read_text())
     rows = [json.loads(line) for line in (corpus / "train" / "captions.jsonl").read_text().splitlines()]
-    train = sorted({Combo(r["colour"], r["shape"], r["count"], r["motion"]) for r in rows},
-                   key=lambda c: (c.colour, c.shape, c.count, c.motion))  # those the training clips show
+    train = sorted({Combo(r["colour"], r["shape"], r["count"], r["motion"]) for r in rows})  # the clips show
     if not 0 < n <= len(train):
         raise SystemExit(f"--seen {n}: the corpus's training clips show {len(train)} combinations")
     marker = out / "seen.json"
@@ -76,8 +73,7 @@ def seen_corpus(corpus: Path, n: int, out: Path) -> Path:
         return out
     rng = np.random.default_rng([info["seed"], n, 7])
     pick = [train[i] for i in sorted(rng.choice(len(train), n, replace=False))]
-    cfg = dataclasses.replace(CorpusConfig(), **info["config"])
-    write_heldout(out / "heldout", cfg, pick, seed=info["seed"] + 1000)
+    write_heldout(out / "heldout", CorpusConfig(**info["config"]), pick, seed=info["seed"] + 1000)
     marker.write_text(json.dumps(want) + "\n")
     return out
 
