@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 ALL_FOLDERS = ""
 EXAMPLE_TYPES = ["image", "video"]
 PAGE = 24  # moments per page; "More results" asks for another page
+QUOTED = 80  # characters of the query the status line quotes (a longer one is cut; the notes say what was read)
 BEST_FIRST, BY_VIDEO = "Best first", "Grouped by video"
 
 # System fonts only: the default theme would fetch web fonts from the internet.
@@ -78,6 +79,17 @@ _MARKDOWN_SPECIAL = re.compile(r"([!-/:-@\[-`{-~])")  # every ASCII punctuation 
 def literal(text) -> str:
     """``text`` as Markdown that renders exactly as written: no HTML, no emphasis, no links, one line."""
     return _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
+
+
+def quoted(text, limit: int = QUOTED) -> str:
+    """``text`` in quotes as :func:`literal` Markdown, cut after ``limit`` characters (at a space when one is in
+    its second half) with an ellipsis, so a long query does not fill the page."""
+    words = " ".join(str(text).split())
+    if len(words) > limit:
+        cut = words[:limit]
+        space = cut.rfind(" ")
+        words = (cut[:space] if space > limit // 2 else cut).rstrip() + "…"
+    return f"“{literal(words)}”"
 
 
 def _message(e: BaseException) -> str:
@@ -216,7 +228,7 @@ class _Handlers:
             if thumb is not None:  # a video that vanished since indexing has no picture
                 results.append(m.to_dict() | {"thumb": thumb})
         videos = len({d["video"] for d in results})
-        what = "your example" if example else f"“{literal((query or '').strip())}”"
+        what = "your example" if example else quoted(query or "")
         status = f"**{len(results)}** moments in **{videos}** videos for {what}. Select one to play it."
         status += "".join(f"\n\n⚠️ {literal(n)}" for n in notes)
         gallery, grouped, view = self.show(results, order)

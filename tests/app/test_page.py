@@ -46,6 +46,20 @@ def test_typed_html_and_markdown_show_literally(browser, running_app, tmp_path):
     page.close()
 
 
+def test_a_long_query_is_quoted_short(browser, running_app, tmp_path):
+    """The status line quotes the first words of a long query, not all of it (500 characters filled half the page)."""
+    page = open_page(browser, running_app.url, tmp_path)
+    typed = " ".join(f"word{i}" for i in range(80))  # 469 characters
+    search_box(page).fill(typed)
+    search_box(page).press("Enter")
+    page.locator("#results .thumbnail-item").first.wait_for()
+    first_line = page.locator("#status").inner_text().splitlines()[0]
+    assert "word0 word1" in first_line and "word79" not in first_line
+    assert "…”" in first_line and len(first_line) < 160, first_line
+    assert not page.errors, page.errors
+    page.close()
+
+
 def run_search(page, words):
     search_box(page).fill(words)
     search_box(page).press("Enter")

@@ -260,3 +260,13 @@ def test_index_thread_runs_in_the_callers_context(tmp_path):
         assert service._run(var.get) == "search 2"
     finally:
         service.close()
+
+
+def test_quoted_cuts_a_long_query_at_a_space_and_escapes_after_cutting():
+    from app.ui import literal, quoted
+
+    assert quoted("  a   dog\nruns ") == "“a dog runs”"
+    words = " ".join(["walking"] * 30)
+    assert quoted(words, limit=20) == "“walking walking…”"  # cut at the last space within the limit
+    assert quoted("x" * 50, limit=20) == "“" + "x" * 20 + "…”"  # no space in its second half: cut at the limit
+    assert quoted("*" * 50, limit=10) == "“" + literal("*" * 10) + "…”"  # every kept character still escaped
