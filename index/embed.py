@@ -144,14 +144,30 @@ def embed_chunks(model, files: list[tuple], settings: DecodeSettings, batch_size
     n_windows = 0
     failed = 0
     t0 = time.monotonic()
-    bar = tqdm(total=len(files), unit="file", desc="indexing", disable=not progress, dynamic_ncols=True)
+    # The bar moves chunk by chunk (a file of an hour is ~40 chunks), so its total counts files in fractions of
+    # their chunks; the postfix says how many files are whole.
+    bar = tqdm(total=len(files), desc="indexing", disable=not progress, dynamic_ncols=True,
+               bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}{postfix}]")
+    todo = dict(left)  # chunks to embed per file (known for a file once its first chunk arrives)
+    counted: dict = {}  # the part of each file the bar has counted
+    files_done = 0
+
+    def advance(key, part: float) -> None:
+        bar.update(part - counted.get(key, 0.0))
+        counted[key] = part
+
+    def show() -> None:
+        rate = n_windows / max(time.monotonic() - t0, 1e-9)
+        bar.set_postfix_str(f"{files_done}/{len(files)} files, {n_windows} windows, {rate:.1f} windows/s, "
+                            f"{failed} failed")
 
     def done(c: ChunkResult, vectors) -> EmbeddedChunk:
+        nonlocal files_done
         left[c.key] = left.get(c.key, c.n_chunks) - 1
-        if left[c.key] == 0:
-            bar.update(1)
-        rate = n_windows / max(time.monotonic() - t0, 1e-9)
-        bar.set_postfix(windows=n_windows, win_s=f"{rate:.1f}", failed=failed, refresh=False)
+        total = todo.setdefault(c.key, c.n_chunks)
+        files_done += left[c.key] == 0
+        advance(c.key, 1.0 if left[c.key] == 0 else (total - left[c.key]) / total)
+        show()
         return EmbeddedChunk(c.key, c.path, c.meta, c.chunk, c.n_chunks, c.windows, vectors, c.thumbnails,
                              c.planned, c.partial)
 
@@ -182,7 +198,9 @@ def embed_chunks(model, files: list[tuple], settings: DecodeSettings, batch_size
                 queue = [c for c in queue if c.key != event.key]
                 queued_windows = sum(len(c.frames) for c in queue)
                 failed += 1
-                bar.update(1)
+                files_done += 1
+                advance(event.key, 1.0)
+                show()
                 yield event
                 continue
             if len(event.frames) == 0:  # a chunk of a damaged file in which nothing decodes

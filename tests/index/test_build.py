@@ -458,3 +458,19 @@ def test_a_faiss_factory_faiss_cannot_parse_is_refused_before_embedding(tmp_path
     with pytest.raises(VtrError, match="--factory 'Bogus': FAISS cannot build it .*could not parse"):
         build_index([str(tmp_path / "videos")], str(tmp_path / "idx"), model=test_model, factory="Bogus",
                     workers=0, progress=False)
+
+
+def test_the_progress_bar_moves_inside_a_long_file(tmp_path, test_model, capsys):
+    """An hour-long video is one file of ~40 chunks: the bar moves chunk by chunk, not only when a file ends (it
+    stood at 0% for the whole of a single long file), and a failed file counts as done."""
+    root = tmp_path / "videos"
+    make_video(root / "long.mp4", 30, seed=1)  # 7 stride windows: 4 chunks of 2
+    (root / "broken.mp4").write_bytes(b"this is not a video")
+    report = build_index([str(root)], str(tmp_path / "idx"), model=test_model, workers=0, chunk_windows=2,
+                         progress=True, window_policy="stride")
+    assert (report.total_windows, report.failed) == (7, 1)
+    shown = [line for line in capsys.readouterr().err.replace("\r", "\n").splitlines() if "indexing:" in line]
+    percents = {int(line.split("indexing:")[1].split("%")[0]) for line in shown}
+    assert len(percents - {0, 100}) >= 3, shown  # long.mp4's chunks are an eighth of the work each; per file: 50
+    assert shown[-1].startswith("indexing: 100%"), shown[-1]
+    assert ", 2/2 files, 7 windows, " in shown[-1] and shown[-1].endswith(" windows/s, 1 failed]"), shown[-1]
