@@ -75,8 +75,8 @@ class BuildReport:
 
 
 def build_index(dirs: list[str] | None, index: str, model=None, window_s: float | None = None,
-                stride_s: float | None = None, batch_size: int = 16, workers: int = 2, timeout_s: float = 120.0,
-                factory: str | None = None, reembed: bool = False, retry_failed: bool = False,
+                stride_s: float | None = None, batch_size: int | None = None, workers: int = 2,
+                timeout_s: float = 120.0, factory: str | None = None, reembed: bool = False, retry_failed: bool = False,
                 device: str | None = None, thumbnails: bool = True, progress: bool = True,
                 extensions=VIDEO_EXTENSIONS, precision: str | None = None, window_policy: str | None = None,
                 chunk_windows: int = DecodeSettings.chunk_windows, forget_missing: bool = False) -> BuildReport:
@@ -187,7 +187,7 @@ def _check_numbers(**values) -> None:
              "workers": (lambda v: v >= 0, "0 (decode in this process) or more")}
     for key, value in values.items():
         ok, what = rules[key]
-        if not ok(value):
+        if value is not None and not ok(value):  # None: the default
             raise VtrError(f"--{key.replace('_', '-')} must be {what}, not {value:g}")
 
 

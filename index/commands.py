@@ -9,7 +9,7 @@ from index.build import build_index, index_status
 
 
 def build_command(dirs: list[str], index: str = None, model: str = None, window_s: float = None,
-                  stride_s: float = None, batch_size: int = 16, workers: int = 2,
+                  stride_s: float = None, batch_size: int = None, workers: int = 2,
                   timeout_s: float = 120.0, factory: str = None, reembed: bool = False, retry_failed: bool = False,
                   device: str = None, thumbnails: bool = True, precision: str = "auto",
                   window_policy: str = None) -> int:
@@ -21,7 +21,8 @@ def build_command(dirs: list[str], index: str = None, model: str = None, window_
            videomamba_m16_25M)
     window_s: seconds per window (default: the index's; for a new index 8)
     stride_s: seconds between window starts (default: the index's; for a new index 4)
-    batch_size: windows per encoder batch
+    batch_size: windows per encoder batch (default: 4 on a CPU, where larger batches are no faster and take more
+                memory; 16 on a GPU)
     workers: decoding processes (0: decode in this process, no timeout)
     timeout_s: seconds one decode task (opening a file or decoding up to 16 windows) may take before the file fails
     factory: FAISS factory string instead of the automatic choice (e.g. "IVF4096,Flat", "HNSW32,Flat")
@@ -42,14 +43,15 @@ def build_command(dirs: list[str], index: str = None, model: str = None, window_
     return 0
 
 
-def update_command(index: str = None, model: str = None, batch_size: int = 16, workers: int = 2, timeout_s: float = 120.0,
-                   reembed: bool = False, retry_failed: bool = False, device: str = None,
+def update_command(index: str = None, model: str = None, batch_size: int = None, workers: int = 2,
+                   timeout_s: float = 120.0, reembed: bool = False, retry_failed: bool = False, device: str = None,
                    precision: str = "auto", forget_missing: bool = False) -> int:
     """Re-scan an index's folders: embed new and changed files, drop deleted ones, recognise renamed ones.
 
     index: index folder
     model: model to embed with (default: the one in the index's manifest)
-    batch_size: windows per encoder batch
+    batch_size: windows per encoder batch (default: 4 on a CPU, where larger batches are no faster and take more
+                memory; 16 on a GPU)
     workers: decoding processes
     timeout_s: seconds one decode task may take before the file fails
     reembed: re-embed every file when the model differs from the manifest

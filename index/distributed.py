@@ -53,7 +53,7 @@ def _rank_world() -> tuple[int, int, int]:
 
 
 def embed_shard(dirs: list[str], out: str, model=DEFAULT_MODEL, rank: int = 0, world: int = 1,
-                window_s: float = DEFAULT_WINDOW_S, stride_s: float = DEFAULT_STRIDE_S, batch_size: int = 16,
+                window_s: float = DEFAULT_WINDOW_S, stride_s: float = DEFAULT_STRIDE_S, batch_size: int | None = None,
                 workers: int = 2, timeout_s: float = 120.0, device: str | None = None, progress: bool = True,
                 precision: str | None = None, window_policy: str = DEFAULT_POLICY) -> dict:
     """Embed this rank's share of the files under ``dirs`` into ``out/shard-{rank}.{npy,jsonl}``, windows planned by
@@ -186,7 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--factory", default=None)
     p.add_argument("--window-s", type=float, default=DEFAULT_WINDOW_S)
     p.add_argument("--stride-s", type=float, default=DEFAULT_STRIDE_S)
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="windows per encoder batch (default: 4 on a CPU, 16 on a GPU)")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--timeout-s", type=float, default=120.0)
     p.add_argument("--window-policy", default=DEFAULT_POLICY, choices=POLICIES,
