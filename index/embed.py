@@ -163,12 +163,17 @@ def embed_chunks(model, files: list[tuple], settings: DecodeSettings, batch_size
     bar = tqdm(total=len(files), desc="indexing", disable=not progress, dynamic_ncols=True,
                bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}{postfix}]")
     todo = dict(left)  # chunks to embed per file (known for a file once its first chunk arrives)
-    counted: dict = {}  # the part of each file the bar has counted
+    partly: dict = {}  # the part done of each file begun and not finished
     files_done = 0
 
     def advance(key, part: float) -> None:
-        bar.update(part - counted.get(key, 0.0))
-        counted[key] = part
+        # recomputed, not summed step by step: sevenths summed over five files came to 5.000000000000001, and tqdm
+        # showed a negative time left ("<-00:00")
+        if part >= 1.0:
+            partly.pop(key, None)
+        else:
+            partly[key] = part
+        bar.n = files_done + sum(partly.values())
 
     def show() -> None:
         rate = n_windows / max(time.monotonic() - t0, 1e-9)

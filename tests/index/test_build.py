@@ -463,18 +463,20 @@ def test_a_faiss_factory_faiss_cannot_parse_is_refused_before_embedding(tmp_path
 
 def test_the_progress_bar_moves_inside_a_long_file(tmp_path, test_model, capsys):
     """An hour-long video is one file of ~40 chunks: the bar moves chunk by chunk, not only when a file ends (it
-    stood at 0% for the whole of a single long file), and a failed file counts as done."""
+    stood at 0% for the whole of a single long file), a failed file counts as done, and the bar ends on its total
+    exactly (fractions summed step by step ended past it, with a negative time left)."""
     root = tmp_path / "videos"
-    make_video(root / "long.mp4", 30, seed=1)  # 7 stride windows: 4 chunks of 2
+    for i in range(5):
+        make_video(root / f"long{i}.mp4", 30, seed=i)  # 7 stride windows: 7 chunks of 1, sevenths of a file
     (root / "broken.mp4").write_bytes(b"this is not a video")
-    report = build_index([str(root)], str(tmp_path / "idx"), model=test_model, workers=0, chunk_windows=2,
+    report = build_index([str(root)], str(tmp_path / "idx"), model=test_model, workers=0, chunk_windows=1,
                          progress=True, window_policy="stride")
-    assert (report.total_windows, report.failed) == (7, 1)
+    assert (report.total_windows, report.failed) == (35, 1)
     shown = [line for line in capsys.readouterr().err.replace("\r", "\n").splitlines() if "indexing:" in line]
     percents = {int(line.split("indexing:")[1].split("%")[0]) for line in shown}
-    assert len(percents - {0, 100}) >= 3, shown  # long.mp4's chunks are an eighth of the work each; per file: 50
-    assert shown[-1].startswith("indexing: 100%"), shown[-1]
-    assert ", 2/2 files, 7 windows, " in shown[-1] and shown[-1].endswith(" windows/s, 1 failed]"), shown[-1]
+    assert len(percents - {0, 100}) >= 10, shown  # a chunk is 1/42 of the work; file by file there were 5 steps
+    assert shown[-1].startswith("indexing: 100%") and "<-" not in shown[-1], shown[-1]
+    assert ", 6/6 files, 35 windows, " in shown[-1] and shown[-1].endswith(" windows/s, 1 failed]"), shown[-1]
 
 
 def test_the_encoder_batch_is_4_windows_on_a_cpu_and_16_on_a_gpu(tmp_path, test_model, monkeypatch):
