@@ -164,29 +164,26 @@ def embed_chunks(model, files: list[tuple], settings: DecodeSettings, batch_size
                bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}{postfix}]")
     todo = dict(left)  # chunks to embed per file (known for a file once its first chunk arrives)
     partly: dict = {}  # the part done of each file begun and not finished
-    files_done = 0
+    finished: set = set()  # files embedded whole or failed (a set: a file counts once whatever arrives late)
 
     def advance(key, part: float) -> None:
         # recomputed, not summed step by step: sevenths summed over five files came to 5.000000000000001, and tqdm
         # showed a negative time left ("<-00:00")
-        if part >= 1.0:
+        if key in finished:
             partly.pop(key, None)
         else:
             partly[key] = part
-        bar.n = files_done + sum(partly.values())
-
-    def show() -> None:
+        bar.n = len(finished) + sum(partly.values())
         rate = n_windows / max(time.monotonic() - t0, 1e-9)
-        bar.set_postfix_str(f"{files_done}/{len(files)} files, {n_windows} windows, {rate:.1f} windows/s, "
+        bar.set_postfix_str(f"{len(finished)}/{len(files)} files, {n_windows} windows, {rate:.1f} windows/s, "
                             f"{failed} failed")
 
     def done(c: ChunkResult, vectors) -> EmbeddedChunk:
-        nonlocal files_done
         left[c.key] = left.get(c.key, c.n_chunks) - 1
         total = todo.setdefault(c.key, c.n_chunks)
-        files_done += left[c.key] == 0
-        advance(c.key, 1.0 if left[c.key] == 0 else (total - left[c.key]) / total)
-        show()
+        if left[c.key] == 0:
+            finished.add(c.key)
+        advance(c.key, (total - left[c.key]) / total)
         return EmbeddedChunk(c.key, c.path, c.meta, c.chunk, c.n_chunks, c.windows, vectors, c.thumbnails,
                              c.planned, c.partial)
 
@@ -217,9 +214,8 @@ def embed_chunks(model, files: list[tuple], settings: DecodeSettings, batch_size
                 queue = [c for c in queue if c.key != event.key]
                 queued_windows = sum(len(c.frames) for c in queue)
                 failed += 1
-                files_done += 1
+                finished.add(event.key)
                 advance(event.key, 1.0)
-                show()
                 yield event
                 continue
             if len(event.frames) == 0:  # a chunk of a damaged file in which nothing decodes
