@@ -160,20 +160,22 @@ def embed_chunks(model, files: list[tuple], settings: DecodeSettings, batch_size
     t0 = time.monotonic()
     # The bar moves chunk by chunk (a file of an hour is ~40 chunks), so its total counts files in fractions of
     # their chunks; the postfix says how many files are whole.
-    bar = tqdm(total=len(files), desc="indexing", disable=not progress, dynamic_ncols=True,
+    bar = tqdm(total=len(files), desc="indexing", unit="file", disable=not progress, dynamic_ncols=True,
                bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}{postfix}]")
     todo = dict(left)  # chunks to embed per file (known for a file once its first chunk arrives)
     partly: dict = {}  # the part done of each file begun and not finished
     finished: set = set()  # files embedded whole or failed (a set: a file counts once whatever arrives late)
 
     def advance(key, part: float) -> None:
-        # recomputed, not summed step by step: sevenths summed over five files came to 5.000000000000001, and tqdm
-        # showed a negative time left ("<-00:00")
         if key in finished:
             partly.pop(key, None)
         else:
             partly[key] = part
-        bar.n = len(finished) + sum(partly.values())
+        position = len(finished) + sum(partly.values())
+        bar.update(max(0.0, position - bar.n))  # through update(): the app's progress (gradio's track_tqdm) follows it
+        # then set, not summed: sevenths summed over five files came to 5.000000000000001, and tqdm showed a negative
+        # time left ("<-00:00")
+        bar.n = position
         rate = n_windows / max(time.monotonic() - t0, 1e-9)
         bar.set_postfix_str(f"{len(finished)}/{len(files)} files, {n_windows} windows, {rate:.1f} windows/s, "
                             f"{failed} failed")

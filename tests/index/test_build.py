@@ -461,10 +461,15 @@ def test_a_faiss_factory_faiss_cannot_parse_is_refused_before_embedding(tmp_path
                     workers=0, progress=False)
 
 
-def test_the_progress_bar_moves_inside_a_long_file(tmp_path, test_model, capsys):
+def test_the_progress_bar_moves_inside_a_long_file(tmp_path, test_model, capsys, monkeypatch):
     """An hour-long video is one file of ~40 chunks: the bar moves chunk by chunk, not only when a file ends (it
     stood at 0% for the whole of a single long file), a failed file counts as done, and the bar ends on its total
-    exactly (fractions summed step by step ended past it, with a negative time left)."""
+    exactly (fractions summed step by step ended past it, with a negative time left). The app's progress (gradio's
+    ``track_tqdm``) sees only ``tqdm.update`` calls, so the bar must move through them."""
+    import tqdm
+
+    updates, update = [], tqdm.tqdm.update  # wrapped as gradio wraps it
+    monkeypatch.setattr(tqdm.tqdm, "update", lambda self, n=1: updates.append(n) or update(self, n))
     root = tmp_path / "videos"
     for i in range(5):
         make_video(root / f"long{i}.mp4", 30, seed=i)  # 7 stride windows: 7 chunks of 1, sevenths of a file
@@ -477,6 +482,8 @@ def test_the_progress_bar_moves_inside_a_long_file(tmp_path, test_model, capsys)
     assert len(percents - {0, 100}) >= 10, shown  # a chunk is 1/42 of the work; file by file there were 5 steps
     assert shown[-1].startswith("indexing: 100%") and "<-" not in shown[-1], shown[-1]
     assert ", 6/6 files, 35 windows, " in shown[-1] and shown[-1].endswith(" windows/s, 1 failed]"), shown[-1]
+    seen = np.cumsum(updates)
+    assert len({round(x, 3) for x in seen}) >= 10 and abs(seen[-1] - 6) < 1e-9, updates  # what the app shows
 
 
 def test_the_encoder_batch_is_4_windows_on_a_cpu_and_16_on_a_gpu(tmp_path, test_model, monkeypatch):
