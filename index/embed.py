@@ -158,7 +158,7 @@ def embed_chunks(model, files: list[tuple], settings: DecodeSettings, batch_size
     n_windows = 0
     failed = 0
     t0 = time.monotonic()
-    # The bar moves chunk by chunk (a file of an hour is ~40 chunks), so its total counts files in fractions of
+    # The bar moves chunk by chunk (an hour-long file is 30-60 chunks), so its total counts files in fractions of
     # their chunks; the postfix says how many files are whole.
     bar = tqdm(total=len(files), desc="indexing", unit="file", disable=not progress, dynamic_ncols=True,
                bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}{postfix}]")

@@ -462,7 +462,7 @@ def test_a_faiss_factory_faiss_cannot_parse_is_refused_before_embedding(tmp_path
 
 
 def test_the_progress_bar_moves_inside_a_long_file(tmp_path, test_model, capsys, monkeypatch):
-    """An hour-long video is one file of ~40 chunks: the bar moves chunk by chunk, not only when a file ends (it
+    """An hour-long video is one file of 30-60 chunks: the bar moves chunk by chunk, not only when a file ends (it
     stood at 0% for the whole of a single long file), a failed file counts as done, and the bar ends on its total
     exactly (fractions summed step by step ended past it, with a negative time left). The app's progress (gradio's
     ``track_tqdm``) sees only ``tqdm.update`` calls, so the bar must move through them."""
