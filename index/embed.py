@@ -67,9 +67,10 @@ DEFAULT_BATCH_SIZE = {"cpu": 4, "cuda": 16}
 
 
 def default_batch_size(device) -> int:
-    """:data:`DEFAULT_BATCH_SIZE` for ``device``'s type (a torch.device or a string; other types: the CPU's)."""
-    device_type = str(getattr(device, "type", device) or "cpu").split(":")[0]
-    return DEFAULT_BATCH_SIZE.get(device_type, DEFAULT_BATCH_SIZE["cpu"])
+    """:data:`DEFAULT_BATCH_SIZE` for ``device``'s type (:func:`vtr.precision.device_type`; others: the CPU's)."""
+    from vtr.precision import device_type
+
+    return DEFAULT_BATCH_SIZE.get(device_type(device), DEFAULT_BATCH_SIZE["cpu"])
 
 
 class WindowEmbedder:

@@ -136,6 +136,11 @@ def check_precision(precision: str | None) -> str:
     return precision
 
 
+def device_type(device) -> str:
+    """``"cpu"``, ``"cuda"``, ...: the type of a torch.device, of a device string ("cuda:0") or of None (= cpu)."""
+    return str(getattr(device, "type", device) or "cpu").split(":")[0]
+
+
 def resolve_precision(precision: str | None, device, model=None) -> str:
     """``auto`` (or None, or env ``VTR_PRECISION``) -> ``bf16`` on CUDA or on a native-bf16 CPU where bf16 GEMMs
     measure faster (:func:`cpu_bf16_is_faster`), else ``fp32``; ``fp32`` whatever the hardware for a ``model``
@@ -149,10 +154,10 @@ def resolve_precision(precision: str | None, device, model=None) -> str:
         return precision
     if getattr(getattr(model, "cfg", None), "precision", "auto") == "fp32":
         return "fp32"
-    device_type = str(getattr(device, "type", device) or "cpu").split(":")[0]
-    if device_type == "cuda":
+    kind = device_type(device)
+    if kind == "cuda":
         return "bf16"
-    return "bf16" if device_type == "cpu" and cpu_bf16_is_faster() else "fp32"
+    return "bf16" if kind == "cpu" and cpu_bf16_is_faster() else "fp32"
 
 
 def autocast(precision: str, device):
@@ -166,5 +171,4 @@ def autocast(precision: str, device):
         raise ValueError(f"precision must be resolved to fp32 or bf16, got {precision!r}")
     if precision == "fp32":
         return contextlib.nullcontext()
-    device_type = str(getattr(device, "type", device) or "cpu").split(":")[0]
-    return torch.autocast(device_type=device_type, dtype=torch.bfloat16)
+    return torch.autocast(device_type=device_type(device), dtype=torch.bfloat16)
