@@ -108,12 +108,31 @@ def test_cpu_flag_detection_reads_cpuinfo(monkeypatch, tmp_path):
         return real_open(info if path == "/proc/cpuinfo" else path, *a, **k)
 
     monkeypatch.setattr("builtins.open", fake_open)
-    for flags, want in (("fpu avx2 avx512f avx512bw", False), ("fpu avx512f avx512_bf16", True),
-                        ("fpu amx_tile amx_bf16", True)):
+    for flags, want in (("fpu avx2 avx512f avx512bw", ()), ("fpu avx512f avx512_bf16", ("avx512_bf16",)),
+                        ("fpu amx_tile amx_bf16 avx512_bf16", ("avx512_bf16", "amx_bf16"))):
         info.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
-        precision_mod.cpu_has_native_bf16.cache_clear()
-        assert precision_mod.cpu_has_native_bf16() is want
-    precision_mod.cpu_has_native_bf16.cache_clear()
+        precision_mod.native_bf16_flags.cache_clear()
+        assert precision_mod.native_bf16_flags() == want
+        assert precision_mod.cpu_has_native_bf16() is bool(want)
+    precision_mod.native_bf16_flags.cache_clear()
+
+
+def test_cpus_of_one_name_with_and_without_amx_are_probed_apart(monkeypatch, tmp_path):
+    # Cloud VMs often call CPUs with and without AMX by one generic name, and their bf16 GEMMs differ by 5x: a
+    # verdict measured on one must not be served to the other through a shared home directory.
+    monkeypatch.setenv("VTR_CACHE", str(tmp_path))
+    monkeypatch.setattr(precision_mod, "_cpu_model", lambda: "Intel(R) Xeon(R) Processor")
+    machines = {("avx512_bf16",): {"fp32_s": 0.020, "bf16_s": 0.030},
+                ("avx512_bf16", "amx_bf16"): {"fp32_s": 0.020, "bf16_s": 0.004}}
+    try:
+        for flags in [("avx512_bf16",), ("avx512_bf16", "amx_bf16"), ("avx512_bf16",)]:
+            monkeypatch.setattr(precision_mod, "native_bf16_flags", lambda flags=flags: flags)
+            monkeypatch.setattr(precision_mod, "_probe", lambda flags=flags: dict(machines[flags]))
+            precision_mod.cpu_bf16_is_faster.cache_clear()
+            assert precision_mod.cpu_bf16_is_faster() is ("amx_bf16" in flags)
+        assert len(json.loads((tmp_path / "cpu_bf16.json").read_text())) == 2
+    finally:
+        precision_mod.cpu_bf16_is_faster.cache_clear()
 
 
 def _released_layout(model):

@@ -5,8 +5,8 @@ AMX-BF16. Elsewhere oneDNN emulates bf16 through fp32 and it is slower than fp32
 Native is not enough on the CPU: on one AVX512-BF16 machine oneDNN ran bf16 GEMMs at twice the fp32 rate, on
 another (2 vCPUs, the same instructions) at 0.6×. So on a native-bf16 CPU, ``auto`` times one encoder-sized GEMM
 in both dtypes once (about 0.2 s) and picks bf16 only when it is clearly faster; the verdict is kept in
-``~/.cache/vtr/cpu_bf16.json`` (``$VTR_CACHE``) per CPU, thread count and torch version, so one machine always
-answers the same (delete the file to measure again).
+``~/.cache/vtr/cpu_bf16.json`` (``$VTR_CACHE``) per CPU (model name and bf16 instructions), thread count and torch
+version, so one machine always answers the same (delete the file to measure again).
 
 Only the matmuls run in bf16 under autocast; the VideoMamba residual stream, norms, scan and pooling stay fp32
 (see :mod:`vtr.models.mamba`), which keeps embeddings within cosine 0.999 of fp32 (tests/test_precision.py).
@@ -29,21 +29,26 @@ _NATIVE_BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
 @functools.lru_cache(maxsize=1)
-def cpu_has_native_bf16() -> bool:
-    """True when this CPU has bf16 dot-product instructions (AVX512-BF16 or AMX-BF16; read from /proc/cpuinfo).
+def native_bf16_flags() -> tuple[str, ...]:
+    """The bf16 dot-product instructions this CPU has (``avx512_bf16``, ``amx_bf16``; read from /proc/cpuinfo).
 
     ``torch.backends.cpu.get_cpu_capability()`` only says "AVX512", which Skylake-era CPUs without bf16 also
-    report, so the flags are read directly. Non-Linux systems answer False (fp32 is the safe default).
+    report, so the flags are read directly. Non-Linux systems answer none (fp32 is the safe default).
     """
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
                 if line.startswith("flags"):
                     flags = set(line.split(":", 1)[1].split())
-                    return any(flag in flags for flag in _NATIVE_BF16_CPU_FLAGS)
+                    return tuple(flag for flag in _NATIVE_BF16_CPU_FLAGS if flag in flags)
     except OSError:
         pass
-    return False
+    return ()
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when this CPU has bf16 dot-product instructions (AVX512-BF16 or AMX-BF16)."""
+    return bool(native_bf16_flags())
 
 
 #: bf16 must beat fp32 by this factor in the probe GEMM to be chosen (below it, its rounding is not worth it)
@@ -96,12 +101,15 @@ def _valid_probe(m) -> bool:
 @functools.lru_cache(maxsize=1)
 def cpu_bf16_is_faster() -> bool:
     """True on a native-bf16 CPU where a bf16 GEMM is at least ``BF16_MIN_SPEEDUP``× faster than fp32 (measured
-    once per CPU model, thread count and torch version; kept in :func:`_cache_file`)."""
+    once per CPU model, bf16 instructions, thread count and torch version; kept in :func:`_cache_file`)."""
     if not cpu_has_native_bf16():
         return False
     import torch
 
-    key = f"{_cpu_model()} | {torch.get_num_threads()} threads | torch {torch.__version__}"
+    # The flags are part of the key: cloud VMs often report a generic model name ("Intel(R) Xeon(R) Processor")
+    # for CPUs with and without AMX, whose bf16 GEMMs differ by 5x, and a home directory can move between them.
+    key = (f"{_cpu_model()} | {'+'.join(native_bf16_flags())} | {torch.get_num_threads()} threads"
+           f" | torch {torch.__version__}")
     path = _cache_file()
     try:
         known = json.loads(path.read_text())
