@@ -31,6 +31,7 @@ EXAMPLE_TYPES = ["image", "video"]
 PAGE = 24  # moments per page; "More results" asks for another page
 QUOTED = 80  # characters of the query the status line quotes (a longer one is cut; the notes say what was read)
 BEST_FIRST, BY_VIDEO = "Best first", "Grouped by video"
+PLAYER_LABEL = "Preview"  # the player's label when no moment is selected (a selection names its moment)
 
 # System fonts only: the default theme would fetch web fonts from the internet.
 THEME = gr.themes.Soft(primary_hue="indigo", neutral_hue="slate",
@@ -259,7 +260,7 @@ class _Handlers:
 
     # ----------------------------------------------------------------------------------- player and export
     def on_select(self, results, view, evt: gr.SelectData):
-        blank = (None, "", "", "", gr.update(value=""), gr.update(value=""), -1)
+        blank = (gr.update(value=None, label=PLAYER_LABEL), "", "", "", gr.update(value=""), gr.update(value=""), -1)
         if not results or evt.index is None or not 0 <= int(evt.index) < len(view):
             return blank
         i = view[int(evt.index)]
@@ -418,7 +419,7 @@ def _results_and_player(ui: SimpleNamespace) -> None:
             ui.more_btn = gr.Button("More results", visible=False, elem_id="more")
             ui.grouped = gr.Markdown(elem_id="grouped")
         with gr.Column(scale=2):
-            ui.player = gr.Video(label="Preview", autoplay=True, interactive=False, elem_id="player",
+            ui.player = gr.Video(label=PLAYER_LABEL, autoplay=True, interactive=False, elem_id="player",
                                  buttons=["download"])
             ui.seek_to = gr.HTML(elem_id="seek-to", visible="hidden")
             ui.timeline = gr.HTML(elem_id="timeline")
@@ -453,9 +454,11 @@ def _search_events(ui: SimpleNamespace, h: _Handlers) -> None:
     searching = dict(api_visibility="private", concurrency_id="index", concurrency_limit=1,
                      show_progress_on=[ui.gallery])
     new_search = gr.on([ui.query.submit, ui.search_btn.click], h.on_new_search, filters, search_outputs, **searching)
-    new_search.then(lambda: (None, "", "", "", "", -1, gr.update(value=None, visible=False)), None,
-                    [ui.player, ui.details, ui.seek_to, ui.timeline, ui.export_note, ui.selected, ui.export_file],
-                    api_visibility="private")
+    # A new search empties the player and everything that named the last moment (its label and export span too).
+    new_search.then(lambda: (gr.update(value=None, label=PLAYER_LABEL), "", "", "", "", "", "", -1,
+                             gr.update(value=None, visible=False)), None,
+                    [ui.player, ui.details, ui.seek_to, ui.timeline, ui.t_in, ui.t_out, ui.export_note, ui.selected,
+                     ui.export_file], api_visibility="private")
     ui.more_btn.click(h.on_search, filters + [ui.shown], search_outputs, **searching)
     ui.order.change(h.on_order, [ui.results, ui.order], [ui.gallery, ui.view], api_visibility="private")
     ui.suggest.click(lambda s: s[0], [ui.suggest], [ui.query], api_visibility="private").then(

@@ -201,3 +201,27 @@ def test_example_shows_a_preview_and_says_it_replaces_the_words(browser, running
     run_search(page, "words that are ignored")
     assert "your example" in page.locator("#status").inner_text()
     page.close()
+
+
+def test_a_new_search_empties_the_player_and_its_export_span(browser, running_app, tmp_path):
+    page = open_page(browser, running_app.url, tmp_path)
+    run_search(page, "a walk in the park")
+    page.locator("#results .thumbnail-item").nth(1).click()
+    page.wait_for_function("() => / from \\d+:\\d\\d/.test(document.querySelector('#player').innerText)")
+    span = page.locator("#export-in input, #export-in textarea").first
+    assert span.input_value() != ""
+
+    search_box(page).fill("a quiet street at night")
+    search_box(page).press("Enter")
+    page.wait_for_function("() => document.querySelector('#status').innerText.includes('a quiet street at night')")
+    # the player's label named the old moment, and In/Out held its span, while the player itself was empty
+    page.wait_for_function("() => !document.querySelector('#player video')"
+                           " && document.querySelector('#player').innerText.includes('Preview')")
+    assert " from " not in page.locator("#player").inner_text()
+    assert span.input_value() == ""
+    assert page.locator("#export-out input, #export-out textarea").first.input_value() == ""
+    page.locator("#export").click()
+    page.get_by_text("Select a moment first.").first.wait_for()  # not an export of the old moment
+    page.screenshot(path=str(tmp_path / "new_search.png"), full_page=True)
+    assert not page.errors, page.errors
+    page.close()
