@@ -73,6 +73,10 @@ def launch_app(index: str, host: str = "127.0.0.1", port: int = 7860, auth: str 
     if not _is_loopback(host) and credentials is None:
         logger.warning("serving on %s without --auth: anyone who can reach this address can search and watch "
                        "your videos", host)
+    if device is not None:  # a device this machine lacks stops the start (the page could not mend it)
+        from vtr.device import resolve_device
+
+        resolve_device(device)
     service = IndexService(index, model=model, device=device, build_options=build_options,
                            precision=precision)
     try:

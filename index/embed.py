@@ -24,11 +24,11 @@ DEFAULT_MODEL = "videomamba_m16_25M"
 
 def load_model(model, device: str | None = None):
     """A model object, or a registered name / vtr folder (released weights are loaded for weight names)."""
-    import torch
-
+    from vtr.device import resolve_device
     from vtr.models.checkpoint import CONFIG_FILE
     from vtr.models.registry import load_named_model
 
+    device = resolve_device(device)  # before the weights load (or download): a device this machine lacks says so
     if isinstance(model, (str, os.PathLike)):
         name = str(model)
         if os.sep in name and not os.path.isabs(name) and not Path(name).exists():
@@ -44,7 +44,6 @@ def load_model(model, device: str | None = None):
         m = model
         if not hasattr(m, "index_source"):
             m.index_source = getattr(m, "model_name", type(m).__name__)
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     return m.to(device).eval()
 
 

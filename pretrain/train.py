@@ -42,6 +42,8 @@ from pretrain.guard import DivergenceGuard, TrainingDiverged, mean_pairwise_cosi
 from vtr import losses as L
 from vtr.atomic import atomic_path
 from vtr.data.shards import _seed, count_shard_samples, make_train_loader
+from vtr.device import resolve_device
+from vtr.errors import VtrError
 from vtr.masking import apply_keep
 from vtr.models.bert import trim_padding
 
@@ -345,7 +347,11 @@ def setup_runtime(cfg: TrainConfig) -> Runtime:
     """Joins torchrun's process group (if launched by it), picks the device and precision, seeds the model init."""
     ddp = int(os.environ.get("RANK", -1)) != -1
     rank, local_rank, world_size = (int(os.environ[k]) for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE")) if ddp else (0, 0, 1)
-    use_cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
+    # "gpu" ran on the CPU without a word, and "cuda" on a machine without one was a traceback from torch
+    try:
+        use_cuda = resolve_device(cfg.device).type == "cuda"
+    except VtrError as e:
+        raise SystemExit(str(e)) from None
     device = torch.device(f"cuda:{local_rank}" if use_cuda else "cpu")
     if use_cuda:
         torch.cuda.set_device(device)

@@ -167,6 +167,16 @@ def test_ckpt_every_0_checkpoints_only_at_the_end_and_log_every_0_is_refused(sha
     assert not (tmp_path / "bad").exists()
 
 
+def test_a_device_this_machine_lacks_stops_the_run_before_it_starts(shards, tmp_path, monkeypatch):
+    # "gpu" trained on the CPU without a word; "cuda" without a GPU was an AttributeError from torch.cuda
+    with pytest.raises(SystemExit, match="unknown device 'gpu': use auto"):
+        train(_cfg(shards, tmp_path / "gpu", device="gpu"))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit, match="device 'cuda': .*Use --device cpu"):
+        train(_cfg(shards, tmp_path / "cuda", device="cuda"))
+    assert not (tmp_path / "gpu").exists() and not (tmp_path / "cuda").exists()
+
+
 def test_captions_longer_than_the_model_reads_raise_max_txt_l_or_warn(tmp_path, caplog):
     # An unseen corpus with long captions: the words that tell clips apart come last and a fixed max_txt_l would
     # cut them off in training, eval and search alike.

@@ -23,9 +23,9 @@ from pathlib import Path
 import torch
 
 from vtr.atomic import write_text_atomic
+from vtr.device import resolve_device
 from vtr.errors import VtrError
 from vtr.eval.cache import cache_key
-from vtr.eval.encode import resolve_device
 from vtr.eval.retrieval import default_workers, evaluate_retrieval
 from vtr.models.checkpoint import file_checksum, state_dict_checksum
 
@@ -266,8 +266,9 @@ def eval_command(dataset: str = None, annotations: str = None, videos: str = Non
         get_retrieval_spec(dataset)  # an unknown name is said before the model is loaded (or downloaded)
     from vtr.precision import resolve_precision
 
+    resolved_device = resolve_device(device)  # before the weights load: a device this machine lacks says so first
     loaded = load_eval_model(model or DEFAULT_MODEL, frames)
-    bf16 = resolve_precision(precision, resolve_device(device), loaded.model) == "bf16"
+    bf16 = resolve_precision(precision, resolved_device, loaded.model) == "bf16"
     common = dict(frames=frames, k_test=k_test, itm=itm, batch_size=batch_size, workers=workers, bf16=bf16,
                   device=device, allow_missing=allow_missing)
     if not run_all:

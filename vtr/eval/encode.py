@@ -15,12 +15,6 @@ from vtr.errors import VideoReadError
 from vtr.eval.cache import ChunkedArrays
 
 
-def resolve_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 def bf16_autocast(device: torch.device, bf16: bool):
     """bf16 autocast on ``device`` when ``bf16``, else no context."""
     if not bf16:

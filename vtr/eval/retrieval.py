@@ -36,8 +36,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vtr.device import resolve_device
 from vtr.eval.cache import ChunkedArrays
-from vtr.eval.encode import bf16_autocast, encode_texts, encode_videos, resolve_device
+from vtr.eval.encode import bf16_autocast, encode_texts, encode_videos
 from vtr.eval.metrics import retrieval_metrics
 from vtr.eval.rerank import ITM_FILL, itm_rerank, topk_pairs
 
@@ -67,7 +68,7 @@ def evaluate_retrieval(model, texts: Sequence[str], videos: torch.utils.data.Dat
     model: has ``encode_text``, ``encode_video``, ``similarity``, ``itm_score`` (docs/CONTRACTS.md).
     videos[i] -> (i, frames [T, 3, H, W]); texts[t]; txt2video[t]; video2txt[v] as in the split.
     """
-    device = resolve_device(device) if isinstance(device, str) else device
+    device = resolve_device(device)
     workers = default_workers() if workers is None else workers
     cache_dir = Path(cache_dir)
     model = model.to(device).eval() if isinstance(model, torch.nn.Module) else model
