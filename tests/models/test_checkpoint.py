@@ -159,6 +159,85 @@ def test_wrapped_and_ddp_prefixed_checkpoints_load():
         assert torch.equal(other.state_dict()[k], v.to(torch.bfloat16).to(v.dtype)), k
 
 
+def _official_training_checkpoint(path, weights, victim: Path):
+    """A checkpoint as the official training code saves it (tasks/pretrain.py: model, optimizer, scheduler, scaler,
+    config, epoch, global_step), its config an ``easydict.EasyDict`` from a module this process does not have, plus
+    an ``argparse.Namespace``, a numpy scalar and an object whose unpickling would delete ``victim``."""
+    import argparse
+    import shutil
+    import sys
+    import types
+
+    import numpy as np
+
+    easydict = types.ModuleType("easydict")
+
+    class EasyDict(dict):
+        def __init__(self, d=None):
+            super().__init__(d or {})
+            self.__dict__.update(self)
+
+    EasyDict.__module__, EasyDict.__qualname__ = easydict.__name__, "EasyDict"
+    easydict.EasyDict = EasyDict
+
+    class Deletes:
+        def __reduce__(self):
+            return shutil.rmtree, (str(victim),)
+
+    sys.modules["easydict"] = easydict  # only while saving: pickle records the class by its name
+    try:
+        torch.save({"model": weights, "optimizer": {"state": {}, "param_groups": [{"lr": 1e-4}]},
+                    "scheduler": {"last_epoch": 3}, "scaler": {}, "config": EasyDict({"lr": 1e-4, "bf16": True}),
+                    "args": argparse.Namespace(seed=42), "best": np.float64(0.5), "epoch": 3, "global_step": 900,
+                    "hook": Deletes()}, path)
+    finally:
+        del sys.modules["easydict"]
+
+
+def test_a_checkpoint_of_the_official_training_code_loads_and_runs_none_of_its_code(tmp_path, caplog):
+    """weights_only refuses such files (EasyDict is neither importable here nor allowed, and a dict subclass cannot
+    take its items); they are read again with every class torch does not allow as inert data."""
+    import logging
+    import pickle
+
+    from vtr.models.checkpoint import PickledObject, load_pickled_checkpoint
+
+    src = vtr.create_model("vtr_test")
+    victim = tmp_path / "keep"
+    victim.mkdir()
+    path = tmp_path / "ckpt_best.pth"
+    _official_training_checkpoint(path, _tiny_release_like(src), victim)
+    with pytest.raises(pickle.UnpicklingError):
+        torch.load(path, weights_only=True)
+
+    with caplog.at_level(logging.INFO, logger="vtr.models.checkpoint"):
+        obj = load_pickled_checkpoint(path)
+    assert victim.is_dir()  # the reduce to shutil.rmtree came back as data, never called
+    assert isinstance(obj["hook"], PickledObject) and obj["hook"].global_name == "shutil.rmtree"
+    assert isinstance(obj["config"], PickledObject) and obj["config"].global_name == "easydict.EasyDict"
+    assert dict(obj["config"]) == {"lr": 1e-4, "bf16": True}
+    assert obj["epoch"] == 3 and obj["optimizer"]["param_groups"][0]["lr"] == 1e-4
+    assert "easydict.EasyDict" in caplog.text and "none of their code ran" in caplog.text
+
+    model = vtr.create_model("vtr_test", pretrained=str(path))  # the weights under "model", strictly
+    for k, v in src.state_dict().items():
+        assert torch.equal(model.state_dict()[k], v.to(torch.bfloat16).to(v.dtype)), k
+    assert cli_main(["convert", str(path), str(tmp_path / "converted"), "--model", "vtr_test"]) == 0
+    assert victim.is_dir()
+
+
+@pytest.mark.parametrize("content, says", [(b"not a checkpoint at all", "Unsupported operand"),
+                                           (b"PK\x03\x04 cut short", "failed reading zip archive")])
+def test_a_file_that_is_no_checkpoint_is_said_in_one_line(tmp_path, content, says):
+    path = tmp_path / "model.pth"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError) as e:
+        vtr.create_model("vtr_test", pretrained=str(path))
+    message = str(e.value)
+    assert message.startswith(f"cannot read checkpoint {path}: not a PyTorch checkpoint, or a damaged one (")
+    assert says in message and "weights_only" not in message and "\n" not in message
+
+
 def test_filter_reports_every_key():
     model = vtr.create_model("vtr_test")
     sd = _tiny_release_like(model)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import pickle
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,11 +74,84 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         from safetensors.torch import load_file
 
         return load_file(str(path))
+    return unwrap_state_dict(load_pickled_checkpoint(path), source=str(path))
+
+
+class PickledObject(dict):
+    """An object of a class vtr does not import, as :func:`load_pickled_checkpoint` reads it: inert data (the
+    arguments it was made from in ``args``, its pickled state in ``state``, its items if it was a dict, as an
+    ``EasyDict`` config is). Nothing of the class's own code runs."""
+
+    global_name = "?"
+
+    def __new__(cls, *args, **kwargs):
+        return dict.__new__(cls)
+
+    def __init__(self, *args, **kwargs):
+        dict.__init__(self)
+        self.__dict__["args"] = args
+
+    def __setstate__(self, state):
+        self.__dict__["state"] = state
+
+    def __repr__(self) -> str:
+        return f"<{self.global_name}, read as data: {dict.__repr__(self)}>"
+
+
+def load_pickled_checkpoint(path: str | os.PathLike):
+    """``torch.load(path, weights_only=True)``, so that no file can run code, that also reads the checkpoints the
+    official training code writes: beside the weights they keep Python objects ``weights_only`` refuses (the
+    config, an ``EasyDict``; an ``argparse.Namespace``). Those files are read again with the restriction the pickle
+    documentation gives ("Restricting Globals"): what torch's ``weights_only`` allows is itself, every other class
+    or function a named, inert :class:`PickledObject`; nothing else is imported or called. Unreadable files raise
+    :class:`CheckpointError` in one sentence."""
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - re-raised with the file name
-        raise CheckpointError(f"cannot read checkpoint {path}: {e}") from e
-    return unwrap_state_dict(obj, source=str(path))
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:  # objects beside the tensors, or not a checkpoint at all
+        refused = e
+    except Exception as e:  # noqa: BLE001 - not a zip or pickle torch can read: said with the file name
+        raise CheckpointError(f"cannot read checkpoint {path}: {_load_failure(e)}") from e
+    unpickler = _data_only_unpickler()
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=False, pickle_module=unpickler)
+    except Exception:  # noqa: BLE001 - what weights_only said is the clearer reason
+        raise CheckpointError(f"cannot read checkpoint {path}: {_load_failure(refused)}") from refused
+    logger.info("%s: read %s as data (Python objects beside the weights; none of their code ran)", path,
+                ", ".join(sorted(unpickler.placeholders)) or "nothing")
+    return obj
+
+
+def _data_only_unpickler():
+    """A ``pickle_module`` for ``torch.load`` whose unpickler finds torch's ``weights_only`` globals and nothing
+    else: any other name becomes a :class:`PickledObject` subclass named after it (recorded in ``placeholders``)."""
+    import types
+
+    from torch._weights_only_unpickler import _get_allowed_globals
+
+    allowed, placeholders = _get_allowed_globals(), {}
+
+    class DataOnlyUnpickler(pickle.Unpickler):
+        def find_class(self, module, name):
+            full = f"{module}.{name}"
+            if full in allowed:
+                return allowed[full]
+            if full not in placeholders:
+                placeholders[full] = type(name.rsplit(".", 1)[-1], (PickledObject,),
+                                          {"global_name": full, "__module__": __name__})
+            return placeholders[full]
+
+    return types.SimpleNamespace(__name__="vtr_data_only_pickle", __version__=pickle.format_version,
+                                 Unpickler=DataOnlyUnpickler, load=lambda f, **kw: DataOnlyUnpickler(f, **kw).load(),
+                                 placeholders=placeholders)
+
+
+def _load_failure(e: BaseException) -> str:
+    """What torch.load's error says about the file, without its advice on ``weights_only`` (which vtr keeps on)."""
+    text = str(e)
+    inner = re.search(r"WeightsUnpickler error:\s*(.*?)(?:\n\n|$)", text, re.S)
+    detail = " ".join((inner.group(1) if inner else text).split())
+    first_sentence = re.split(r"(?<=\.)\s", detail, maxsplit=1)[0]
+    return f"not a PyTorch checkpoint, or a damaged one ({first_sentence[:300]})"
 
 
 def unwrap_state_dict(obj, source: str = "checkpoint") -> dict[str, torch.Tensor]:

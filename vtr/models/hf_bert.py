@@ -15,6 +15,7 @@ import torch
 
 from vtr.errors import CheckpointError, WeightsNotFoundError
 from vtr.models.bert import BertFusionModel, BertMLMHead
+from vtr.models.checkpoint import load_pickled_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ def _read_state_dict(path: str) -> dict[str, torch.Tensor]:
         from safetensors.torch import load_file
 
         return load_file(path, device="cpu")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_pickled_checkpoint(path)
     for key in ("state_dict", "model"):
         if isinstance(state.get(key), dict):
             state = state[key]
