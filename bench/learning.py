@@ -109,14 +109,6 @@ def masked_mean(rows: list[dict]) -> dict:
             for k, v in values.items() if v}
 
 
-def masked_phase_end(cfg, steps: int) -> int:
-    """The last step a run's clips are masked: stage 1's when stage 2 is unmasked (``vl_mask_ratio`` 0), else the
-    step UMT's unmasked phase starts (``mask_steps``), else the run's last."""
-    if cfg.text_start and cfg.vl_mask_ratio == 0:
-        return cfg.text_start
-    return cfg.mask_steps or steps
-
-
 def machine() -> dict:
     import torch
 
@@ -156,7 +148,7 @@ def train_one(shards: Path, run_dir: Path, config: Path, seed: int, max_steps: i
     rank = ([r["rank_check"] for r in log if "rank_check" in r] or [None])[-1]
     main = [r for r in log if r.get("stage") != "rank"]  # steps/s: the pretraining steps, not the ranking stage's
     main_wall = wall - (rank["wall_s"] if rank else 0.0)
-    masked_rows = [r for r in main if cfg.mask_type and r.get("step", 0) <= masked_phase_end(cfg, steps)]
+    masked_rows = [r for r in main if r.get("masked_fraction") == 1.0]  # rows whose every step was masked
     return {"steps": steps, "batch_size": cfg.batch_size, "final_loss": last.get("loss"),
             "train_wall_s": round(wall, 1), "steps_per_s": round(steps / main_wall, 3),
             "steps_per_s_logged": phase_rate(main), "rank_stage": rank,

@@ -795,7 +795,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
                     sched.steps_per_epoch, sched.global_batch, rt.precision, rt.device)
     bar = tqdm(total=sched.total_steps, initial=step, disable=not rt.master, dynamic_ncols=True, file=sys.stdout)
     stop_at = min(sched.total_steps, cfg.stop_after) if cfg.stop_after else sched.total_steps
-    t0, last = time.time(), {}
+    t0, last, masked_steps, logged_at = time.time(), {}, 0, step
     recent_vtm: deque[float] = deque(maxlen=max(cfg.log_every, 20))  # has the matching head learned anything?
 
     # ---------------------------------------------------------------- the loop
@@ -803,6 +803,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         while step < stop_at:
             modality = sched.modality_of(step)
             inputs = step_inputs(cfg, next(streams[modality]), step, rt, raw_model, teacher)
+            masked_steps += inputs["keep"] is not None
             raw_model.clamp_temperature()
             with rt.ctx:
                 out = model(**inputs)
@@ -825,9 +826,12 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
                                "grad_norm": grad_norm, "skipped_steps": guard.nonfinite_total, **guard.last_spread,
                                "corrupt_samples": corrupt,
                                **cache_record(loaders),
-                               "samples_per_s": cfg.log_every * sched.global_batch / max(elapsed, 1e-9)}, scalars=True)
+                               # of the steps since the last row, the part whose clips were masked (the student)
+                               "masked_fraction": round(masked_steps / (step - logged_at), 4),
+                               "samples_per_s": (step - logged_at) * sched.global_batch / max(elapsed, 1e-9)},
+                              scalars=True)
                     bar.set_postfix(loss=f"{last['loss']:.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
-                t0 = time.time()
+                t0, masked_steps, logged_at = time.time(), 0, step
 
             if cfg.eval_every and step % cfg.eval_every == 0 and rt.master:
                 rows = maybe_evaluate(raw_model, tokenizer, cfg, step, rt.device, rt.precision)

@@ -410,6 +410,8 @@ def test_umt_token_alignment_to_a_vtr_teacher_then_unmasked_phase(shards, tmp_pa
     log = _losses(tmp_path / "uta")
     assert all("uta" in log[s] and 0 < log[s]["uta"] < 4 for s in (1, 2, 3)) and "distill" not in log[1]
     assert "uta" not in log[4]  # the unmasked phase
+    # each row says which part of its steps trained the masked student (bench.learning's masked steps/s reads it)
+    assert [log[s]["masked_fraction"] for s in (1, 2, 3, 4)] == [1.0, 1.0, 1.0, 0.0]
     assert trained.out_features == teacher.cfg.vision.embed_dim  # the teacher's token width, not CLIP's 512
     assert not torch.equal(trained.weight, init.weight)  # clip_decoder learned
     init, untouched = run("no_uta", loss_uta=0.0)
@@ -505,6 +507,11 @@ def test_umt_stage_one_trains_the_video_side_alone(shards, tmp_path, monkeypatch
     assert log[1]["loss"] == pytest.approx(log[1]["uta"])
     assert {"vtc", "vtm", "mlm", "uta"} <= set(log[3]) and {"vtc", "uta"} <= set(log[4])
     assert len(text_calls) >= 2  # steps 3 and 4 (and the MLM pass), none before
+    # stage 2 unmasked: rows of 3 steps (2 of them stage 1), then the last step alone
+    train(_cfg(shards, tmp_path / "unmasked2", text_start=2, loss_uta=1.0, log_every=3,
+               **{**common, "vl_mask_ratio": 0.0}))
+    log = _losses(tmp_path / "unmasked2")
+    assert (log[3]["masked_fraction"], log[4]["masked_fraction"]) == (0.6667, 0.0)
     n_before = len(text_calls)
     with pytest.raises(SystemExit, match="teacher losses alone"):
         train(_cfg(shards, tmp_path / "bad1", text_start=2, loss_uta=0.0, **common))
