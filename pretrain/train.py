@@ -752,6 +752,25 @@ def check_ranges(cfg: TrainConfig) -> None:
             raise SystemExit(f"{key} must be {what}, got {getattr(cfg, key)}")
 
 
+def check_shards(cfg: TrainConfig) -> None:
+    """Shard settings that name nothing stop the run before the model is built (a glob matching no file was a
+    ValueError from the loader, after the text weights had loaded)."""
+    from vtr.data.shards import expand_shards
+
+    for key in ("train_shards", "image_shards"):
+        spec = getattr(cfg, key)
+        if not spec:
+            continue
+        urls = expand_shards(spec)
+        local = [u for u in urls if "://" not in u and not u.startswith("pipe:")]
+        missing = [u for u in local if not os.path.isfile(u)]
+        if not urls or missing:
+            found = f"{len(missing)} of its {len(urls)} shards do not exist ({missing[0]})" if missing else \
+                "it matches no shard"
+            raise SystemExit(f"{key} {spec!r}: {found}. Give a folder of .tar shards, a glob, a brace pattern "
+                             "(dir/{00000..00009}.tar) or URLs; `vtr shards make` writes shards")
+
+
 def train(cfg: TrainConfig, resume: bool = False) -> dict:
     """One pretraining run (every rank under torchrun); returns the last step and its rank-averaged losses."""
     from tqdm import tqdm
@@ -761,6 +780,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     if cfg.log_every < 1:
         raise SystemExit(f"log_every must be at least 1 (steps between logged losses), got {cfg.log_every}")
     check_ranges(cfg)
+    check_shards(cfg)
     if cfg.text_start and not (cfg.teacher and (cfg.loss_uta > 0 or cfg.loss_distill > 0)):
         raise SystemExit(f"text_start {cfg.text_start}: the steps before it train the video encoder on its teacher "
                          "losses alone; set teacher and loss_uta (UMT's token alignment) or loss_distill")

@@ -167,6 +167,22 @@ def test_ckpt_every_0_checkpoints_only_at_the_end_and_log_every_0_is_refused(sha
     assert not (tmp_path / "bad").exists()
 
 
+def test_shards_that_name_nothing_stop_the_run_before_it_starts(shards, tmp_path, monkeypatch):
+    """A glob matching no file was a ValueError from the loader after the text weights had loaded."""
+    import vtr.models.registry
+
+    built = []
+    monkeypatch.setattr(vtr.models.registry, "create_model", lambda *a, **k: built.append(1))
+    for spec, says in ((str(tmp_path / "nowhere" / "*.tar"), "it matches no shard"),
+                       (str(tmp_path), "it matches no shard"),  # a folder without .tar files
+                       (f"{shards}::{tmp_path}/00007.tar", "1 of its ")):
+        with pytest.raises(SystemExit, match=re.escape(f"train_shards {spec!r}: {says}")):
+            train(_cfg(shards, tmp_path / "run", train_shards=spec))
+    with pytest.raises(SystemExit, match="image_shards .*: it matches no shard"):
+        train(_cfg(shards, tmp_path / "run", image_shards=str(tmp_path / "*.tar")))
+    assert not built and not (tmp_path / "run").exists()
+
+
 def test_a_device_this_machine_lacks_stops_the_run_before_it_starts(shards, tmp_path, monkeypatch):
     # "gpu" trained on the CPU without a word; "cuda" without a GPU was an AttributeError from torch.cuda
     with pytest.raises(SystemExit, match="unknown device 'gpu': use auto"):
