@@ -97,6 +97,27 @@ def test_shards_make_command_needs_its_flags(tmp_path):
         shards_make_command(videos=str(tmp_path), out=str(tmp_path / "o"))
 
 
+def test_caption_files_that_cannot_make_a_sample_are_said_in_one_line(tmp_path):
+    """Each was a traceback, or shards without a sample that failed only in training."""
+    from vtr.errors import VtrError
+
+    (tmp_path / "v").mkdir()
+    (tmp_path / "v" / "fake.mp4").write_bytes(b"not a video")
+    cases = {"columns.csv": (b"a,b\n1,2\n", "no row names both a media file .* its columns: a, b"),
+             "empty.csv": (b"", "it has no rows"),
+             "broken.jsonl": (b'{"video": "fake.mp4", "caption": "x"}\n{oops\n', "broken.jsonl, line 2: not a JSON"),
+             "latin.csv": ("video,caption\ncaf\u00e9.mp4,x\n".encode("latin-1"), "not UTF-8 text"),
+             "skipped.csv": (b"video,caption\nfake.mp4,a\nmissing.mp4,b\n", "no sample written: every row")}
+    for name, (content, says) in cases.items():
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(VtrError, match=says):
+            shards_make_command(videos=str(tmp_path / "v"), captions=str(tmp_path / name),
+                                out=str(tmp_path / name[:-4]))
+    with pytest.raises(VtrError, match=r"--per-shard\) and processes \(--processes\) must be at least 1, not 0"):
+        shards_make_command(videos=str(tmp_path / "v"), captions=str(tmp_path / "skipped.csv"), out=str(tmp_path / "o"),
+                            per_shard=0)
+
+
 def test_read_captions_csv_and_extensionless_names(media, tmp_path):
     assert read_captions(media / "captions.csv")[0] == {"video": "c0.mp4", "caption": "first, clip"}
     total = make_shards(media / "v", media / "captions.csv", tmp_path / "s")

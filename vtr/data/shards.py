@@ -52,6 +52,7 @@ import numpy as np
 import torch
 
 from vtr.atomic import atomic_path
+from vtr.errors import VtrError
 
 logger = logging.getLogger(__name__)
 
@@ -74,13 +75,22 @@ def read_captions(path: str | os.PathLike) -> list[dict]:
     caption column (``caption``, ``text``, ``name``, ``title``); other columns are kept as metadata.
     """
     path = Path(path)
-    if path.suffix == ".jsonl":
-        with open(path, encoding="utf-8") as f:
-            return [json.loads(line) for line in f if line.strip()]
-    if path.suffix == ".csv":
+    if path.suffix not in (".jsonl", ".csv"):
+        raise VtrError(f"caption file must be .csv or .jsonl, got {path.name}")
+    try:
         with open(path, newline="", encoding="utf-8") as f:
-            return list(csv.DictReader(f))
-    raise ValueError(f"caption file must be .csv or .jsonl, got {path.name}")
+            if path.suffix == ".csv":
+                return list(csv.DictReader(f))
+            rows = []
+            for number, line in enumerate(f, 1):
+                if line.strip():
+                    try:
+                        rows.append(json.loads(line))
+                    except json.JSONDecodeError as e:
+                        raise VtrError(f"{path}, line {number}: not a JSON object ({e.msg})") from None
+            return rows
+    except UnicodeDecodeError as e:
+        raise VtrError(f"{path}: not UTF-8 text (byte {e.start}); save the caption file as UTF-8") from None
 
 
 def _pick(row: dict, columns: Sequence[str]) -> str | None:
@@ -175,7 +185,16 @@ def make_shards(videos: str | os.PathLike, captions: str | os.PathLike, out: str
 
     Returns the totals ``{"shards", "count", "successes", "failed"}`` (also written to ``out/stats.json``).
     """
+    if per_shard < 1 or processes < 1:
+        raise VtrError(f"per_shard (--per-shard) and processes (--processes) must be at least 1, not {per_shard} and "
+                       f"{processes}")
     rows = list(enumerate(read_captions(captions)))
+    usable = [r for _, r in rows if isinstance(r, dict) and _pick(r, MEDIA_COLUMNS) and _pick(r, CAPTION_COLUMNS)]
+    if not usable:
+        seen = sorted({k for _, r in rows if isinstance(r, dict) for k in r})
+        raise VtrError(f"{captions}: no row names both a media file (a column {', '.join(MEDIA_COLUMNS)}) and a "
+                       f"caption (a column {', '.join(CAPTION_COLUMNS)}); "
+                       + (f"its columns: {', '.join(seen)}" if seen else "it has no rows"))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     jobs = [(s, rows[i:i + per_shard], str(videos), str(out)) for s, i in enumerate(range(0, len(rows), per_shard))]
@@ -202,8 +221,6 @@ def shards_make_command(videos: str = "", captions: str = "", out: str = "", per
     per_shard: rows per shard
     processes: shards written in parallel
     """
-    from vtr.errors import VtrError
-
     missing = [f"--{name}" for name, value in (("videos", videos), ("captions", captions), ("out", out)) if not value]
     if missing:
         raise VtrError(f"shards make needs {', '.join(missing)}")
@@ -214,6 +231,9 @@ def shards_make_command(videos: str = "", captions: str = "", out: str = "", per
     total = make_shards(videos, captions, out, per_shard=per_shard, processes=processes)
     print(f"wrote {total['shards']} shards to {out}: {total['successes']} samples, "
           f"{total['failed']} skipped (see *_stats.json)")
+    if not total["successes"]:  # shards without a sample would only fail later, in training
+        raise VtrError(f"no sample written: every row of {captions} was skipped; each row's reason is in the "
+                       f"*_stats.json files under {out} (media files are looked up under --videos {videos})")
     return 0
 
 
