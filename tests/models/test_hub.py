@@ -69,3 +69,40 @@ def test_a_file_placed_by_hand_wins_over_the_cache(offline_empty_cache):
     (placed / "a.bin").write_bytes(b"placed")
     assert hub_file("someone/tiny", ["a.bin"], "test file", placed_dir=placed) == str(placed / "a.bin")
     assert os.path.exists(snapshot / "a.bin")
+
+
+@pytest.fixture
+def online_empty_cache(offline_empty_cache, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    return offline_empty_cache
+
+
+def test_no_network_is_said_at_once_instead_of_after_the_hubs_retries(online_empty_cache, monkeypatch):
+    """Not cached and the hub unreachable: the cache is all there is. huggingface_hub retried each file five times
+    (about 25 s of warnings) before the message."""
+    import socket
+
+    import huggingface_hub
+
+    from vtr.models import hub
+
+    probes, downloads = [], []
+    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: probes.append(a) or (_ for _ in ()).throw(
+        OSError("Name or service not known")))
+    real_download = huggingface_hub.hf_hub_download
+    # records what was asked, and never goes to the network itself
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda *a, **k: downloads.append(k["local_files_only"])
+                        or real_download(*a, **{**k, "local_files_only": True}))
+    with pytest.raises(WeightsNotFoundError, match="and https://huggingface.co cannot be reached from this machine"):
+        load_tokenizer("bert-base-uncased")
+    assert probes and downloads == [True]  # one probe, then the cache alone
+
+    # a cached file is served without a probe; behind a proxy the probe is the proxy's to answer
+    snapshot = fake_cache(online_empty_cache, "someone/tiny", {"a.bin": lambda p: p.write_bytes(b"cached")})
+    probes.clear()
+    assert hub_file("someone/tiny", ["a.bin"], "test file") == str(snapshot / "a.bin") and not probes
+    assert downloads[-1] is False  # the hub may still be asked for a newer version, as before
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
+    assert hub.hub_reachable() and not probes

@@ -2,12 +2,14 @@
 
 Where a file is looked for, in order: a folder where it was placed by hand (``placed_dir``; the released
 VideoMamba checkpoints use ``$VTR_WEIGHTS``), the hub cache (``HF_HUB_CACHE``, else ``HF_HOME/hub``), then a
-download unless ``HF_HUB_OFFLINE`` is set. Both environment variables are read at call time.
+download unless ``HF_HUB_OFFLINE`` is set or the hub cannot be reached. Both environment variables are read at call
+time.
 """
 
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 from vtr.errors import WeightsNotFoundError
@@ -41,6 +43,41 @@ def hub_cache_dir() -> str:
     return constants.HF_HUB_CACHE
 
 
+PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
+
+
+def hub_endpoint() -> str:
+    from huggingface_hub import constants
+
+    return constants.ENDPOINT
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to the hub's host opens within ``timeout`` s. Behind a proxy it is assumed to (the
+    proxy decides). Without it, a machine with no network waited for huggingface_hub's five retries of each file
+    (about 25 s, a screen of warnings) before the message that says what to download."""
+    if any(os.environ.get(name) for name in PROXY_VARIABLES):
+        return True
+    from urllib.parse import urlparse
+
+    url = urlparse(hub_endpoint())
+    try:
+        with socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)),
+                                      timeout=timeout):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def _cached(repo_id: str, filename: str, cache_dir: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        return isinstance(try_to_load_from_cache(repo_id, filename, cache_dir=cache_dir), str)
+    except Exception:  # noqa: BLE001 - an invalid name: hf_hub_download below says so
+        return False
+
+
 def hub_file(repo_id: str, filenames: list[str], what: str, placed_dir: str | os.PathLike | None = None,
              otherwise: str | None = None) -> str:
     """Local path of the first of ``filenames`` of hub repo ``repo_id``: placed by hand in ``placed_dir``, else
@@ -59,7 +96,9 @@ def hub_file(repo_id: str, filenames: list[str], what: str, placed_dir: str | os
 
     offline = hub_offline()
     cache_dir = hub_cache_dir()
-    local_only = offline
+    # Not cached and no network: the cache is all there is (see hub_reachable)
+    unreachable = not offline and not any(_cached(repo_id, f, cache_dir) for f in filenames) and not hub_reachable()
+    local_only = offline or unreachable
     problems = []
     for filename in filenames:
         try:
@@ -73,7 +112,8 @@ def hub_file(repo_id: str, filenames: list[str], what: str, placed_dir: str | os
             problems.append(f"{filename}: {type(e).__name__}")
         except (OSError, ValueError) as e:  # no such repo or file on the hub, gated, other I/O errors
             problems.append(f"{filename}: {type(e).__name__}")
-    state = "HF_HUB_OFFLINE is set" if offline else "downloading failed"
+    state = ("HF_HUB_OFFLINE is set" if offline else f"{hub_endpoint()} cannot be reached from this machine"
+             if unreachable else "downloading failed")
     where = f"in {placed_dir} nor " if placed_dir is not None else ""
     command = f"{repo_id} {filenames[0]}"
     placed = (f"; or fetch https://huggingface.co/{repo_id}/resolve/main/{filenames[0]} and put it at "
