@@ -17,7 +17,7 @@ class TrainConfig:
     # ---- run
     out_dir: str = "runs/pretrain"  # checkpoint.pt, log.jsonl, config.yaml and the exported model/ folder
     seed: int = 0
-    device: str = "auto"  # auto (cuda if available), cuda, cpu
+    device: str = "auto"  # auto (cuda if available), cpu, cuda or cuda:N (under torchrun: each rank its local GPU)
     # ---- model
     model: str = "vtr_test"  # registry architecture or weight name, or a vtr model folder
     init: str = ""  # checkpoint to start from (release .pth, vtr folder, or a weight name for its released file)

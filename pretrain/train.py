@@ -349,10 +349,13 @@ def setup_runtime(cfg: TrainConfig) -> Runtime:
     rank, local_rank, world_size = (int(os.environ[k]) for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE")) if ddp else (0, 0, 1)
     # "gpu" ran on the CPU without a word, and "cuda" on a machine without one was a traceback from torch
     try:
-        use_cuda = resolve_device(cfg.device).type == "cuda"
+        requested = resolve_device(cfg.device)
     except VtrError as e:
         raise SystemExit(str(e)) from None
-    device = torch.device(f"cuda:{local_rank}" if use_cuda else "cpu")
+    use_cuda = requested.type == "cuda"
+    # under torchrun each rank takes the GPU of its local rank; alone, the one named (cuda:1), else the first
+    gpu = local_rank if ddp or requested.index is None else requested.index
+    device = torch.device(f"cuda:{gpu}" if use_cuda else "cpu")
     if use_cuda:
         torch.cuda.set_device(device)
     if ddp:

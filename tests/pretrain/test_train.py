@@ -193,6 +193,31 @@ def test_a_device_this_machine_lacks_stops_the_run_before_it_starts(shards, tmp_
     assert not (tmp_path / "gpu").exists() and not (tmp_path / "cuda").exists()
 
 
+@pytest.mark.parametrize("device, ddp, want", [("cuda:1", False, "cuda:1"), ("cuda", False, "cuda:0"),
+                                                 ("cuda:1", True, "cuda:0"), ("auto", False, "cuda:0"),
+                                                 ("cpu", False, "cpu")])
+def test_the_run_takes_the_gpu_it_is_given_and_under_torchrun_its_local_one(monkeypatch, tmp_path, device, ddp,
+                                                                            want):
+    """cuda:1 trained on the CPU (only "cuda" was recognised); under torchrun each rank takes its local GPU."""
+    from pretrain.train import setup_runtime
+
+    chosen = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    if ddp:  # rank 0 of a torchrun group of one, without joining it
+        for name in ("RANK", "LOCAL_RANK"):
+            monkeypatch.setenv(name, "0")
+        monkeypatch.setenv("WORLD_SIZE", "1")
+        monkeypatch.setattr("torch.distributed.init_process_group", lambda *a, **k: None)
+    else:
+        monkeypatch.delenv("RANK", raising=False)
+    rt = setup_runtime(TrainConfig(device=device, out_dir=str(tmp_path / "run"), precision="fp32"))
+    assert str(rt.device) == want
+    assert chosen == ([torch.device(want)] if want != "cpu" else [])
+
+
 def test_captions_longer_than_the_model_reads_raise_max_txt_l_or_warn(tmp_path, caplog):
     # An unseen corpus with long captions: the words that tell clips apart come last and a fixed max_txt_l would
     # cut them off in training, eval and search alike.
