@@ -102,6 +102,8 @@ def _display_rotation(path: str) -> int:
 def _transcode_once(path, start, stop, out_path, max_width, rotation: int, with_audio: bool) -> None:
     import av
 
+    from vtr.data.video import pixel_aspect_of
+
     with av.open(str(path)) as src:
         if not src.streams.video:
             raise VtrError(f"{Path(path).name} has no video stream")
@@ -113,8 +115,8 @@ def _transcode_once(path, start, stop, out_path, max_width, rotation: int, with_
         if rate > 120:
             rate = Fraction(30)
         src_w, src_h = vin.codec_context.width or max_width, vin.codec_context.height or max_width
-        sar = vin.sample_aspect_ratio or vin.codec_context.sample_aspect_ratio
-        if sar and 0.2 < sar < 5 and sar != 1:  # non-square pixels (HDV 1440x1080, DV): square them as players do
+        sar = pixel_aspect_of(vin)
+        if sar != 1:  # non-square pixels (HDV 1440x1080, DV): square them as players do
             src_w = int(round(src_w * sar))
         width = min(max_width, src_w)
         height = int(round(src_h * width / src_w))

@@ -92,15 +92,17 @@ class FileFailure:
     reason: str
 
 
-def encode_jpeg(rgb: np.ndarray, width: int = THUMB_WIDTH) -> bytes:
-    """uint8 [H, W, 3] → JPEG bytes (PyAV's mjpeg encoder), scaled to ``width`` keeping the aspect ratio."""
+def encode_jpeg(rgb: np.ndarray, width: int = THUMB_WIDTH, pixel_aspect: float = 1.0) -> bytes:
+    """uint8 [H, W, 3] → JPEG bytes (PyAV's mjpeg encoder), scaled to ``width`` keeping the aspect ratio the frame
+    is shown at (``pixel_aspect``: :attr:`vtr.data.video.VideoReader.pixel_aspect`; HDV's circles stay round)."""
     import fractions
 
     import av
 
     h, w = rgb.shape[:2]
-    width = min(width, w)
-    height = max(2, int(round(h * width / w / 2)) * 2)
+    shown_w = w * pixel_aspect
+    width = min(width, max(2, int(round(shown_w))))
+    height = max(2, int(round(h * width / shown_w / 2)) * 2)
     width = max(2, width // 2 * 2)
     ctx = av.CodecContext.create("mjpeg", "w")
     ctx.width, ctx.height, ctx.pix_fmt = width, height, "yuvj420p"
@@ -147,6 +149,7 @@ def decode_chunk(path: str, chunk: int, settings: DecodeSettings, key=None) -> C
         clock = reader.clock()  # frames on the player's clock, also when the frame rate varies
         meta = {"num_frames": clock.num_frames, "fps": float(reader.fps), "duration": clock.duration,
                 "width": int(reader.width), "height": int(reader.height)}
+        pixel_aspect = reader.pixel_aspect
         part, n_windows, n_chunks = plan_chunk_windows(path, meta["duration"], settings.window_policy,
                                                        settings.window_s, settings.stride_s, chunk,
                                                        settings.chunk_windows)
@@ -174,7 +177,7 @@ def decode_chunk(path: str, chunk: int, settings: DecodeSettings, key=None) -> C
         clip = decoded[[pos[i] for i in idx]]  # [T, H, W, 3]
         frames.append(pre.resize(clip.permute(0, 3, 1, 2).contiguous()))
         if settings.thumbnails:
-            thumbs.append(encode_jpeg(clip[len(idx) // 2].numpy()))
+            thumbs.append(encode_jpeg(clip[len(idx) // 2].numpy(), pixel_aspect=pixel_aspect))
     s = settings.img_size
     stacked = torch.stack(frames).numpy() if frames else np.zeros((0, settings.num_frames, 3, s, s), np.uint8)
     return ChunkResult(key=key, path=path, meta=meta, n_windows=n_windows, n_chunks=n_chunks, chunk=chunk,

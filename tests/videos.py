@@ -42,7 +42,7 @@ def frame_index_of(frame) -> int:
 
 def write_video(path, frames: np.ndarray, fps: int = 25, codec: str = "libx264", gop: int | None = None,
                 rotation: int = 0, audio_seconds: float | None = None, options: dict | None = None,
-                pix_fmt: str = "yuv420p") -> Path:
+                pix_fmt: str = "yuv420p", sample_aspect=None) -> Path:
     """Write uint8 [T, H, W, 3] RGB frames with PyAV (container from the file extension).
 
     codec: "libx264" (near-lossless crf 10) or another encoder (high bitrate). gop: keyframe interval. rotation: a
@@ -50,7 +50,7 @@ def write_video(path, frames: np.ndarray, fps: int = 25, codec: str = "libx264",
     audio_seconds: also a silent AAC track that long (it may outlast the frames).
     options: the encoder's options instead of those defaults (B-frames, keyframe intervals, quality of ordinary
     footage), e.g. ``{"preset": "veryfast", "bf": "3", "g": "16"}``. pix_fmt: what the encoder takes (MJPEG
-    ``yuvj420p``, ProRes ``yuv422p10le``).
+    ``yuvj420p``, ProRes ``yuv422p10le``). sample_aspect: non-square pixels (a Fraction; HDV's 4/3).
     """
     import av
 
@@ -63,6 +63,8 @@ def write_video(path, frames: np.ndarray, fps: int = 25, codec: str = "libx264",
             stream.codec_context.gop_size = gop
         if rotation:
             stream.set_display_rotation(rotation)
+        if sample_aspect is not None:
+            stream.codec_context.sample_aspect_ratio = sample_aspect
         audio = container.add_stream("aac", rate=16000) if audio_seconds else None  # every stream before muxing
         if options is not None:
             stream.options = dict(options)

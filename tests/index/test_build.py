@@ -15,6 +15,15 @@ from tests.index.media import make_broken, make_video, textured_frames
 from tests.videos import write_video
 
 
+def snapshot_windows(idx) -> list:
+    """(file row, window row) of every window of an index folder's indexed files."""
+    cat = Catalog(Path(idx) / "catalog.sqlite")
+    try:
+        return [(f, w) for f in cat.files("ok") for w in cat.windows_of(f.id)]
+    finally:
+        cat.close()
+
+
 def snapshot(idx) -> dict:
     """{(file name, start, end): vector} of an index folder, checked for duplicates and store/catalog agreement."""
     cat = Catalog(Path(idx) / "catalog.sqlite")
@@ -190,6 +199,31 @@ def test_dvd_broadcast_and_old_windows_containers_are_indexed(tmp_path, test_mod
     report = build_index([str(root)], str(tmp_path / "idx"), model=test_model, workers=0, progress=False)
     assert (report.total_files, report.failed) == (3, 0)
     assert {k[0] for k in snapshot(tmp_path / "idx")} == {"dvd.vob", "broadcast.mxf", "old.asf"}
+
+
+@pytest.mark.parametrize("rotation", [0, 90])
+def test_thumbnails_are_shown_as_players_show_non_square_pixels(tmp_path, test_model, rotation):
+    """HDV camcorders store 1440x1080 and mark each pixel 4/3 as wide (shown 16:9); the thumbnails were 4:3, every
+    round thing an upright ellipse. A display rotation turns the wide pixel into a tall one."""
+    from fractions import Fraction
+
+    import av
+
+    from vtr.data.video import open_video
+
+    root = tmp_path / "videos"
+    root.mkdir()
+    write_video(root / "hdv.mp4", np.full((20, 96, 128, 3), 90, np.uint8), fps=10, rotation=rotation,
+                sample_aspect=Fraction(4, 3))
+    with open_video(str(root / "hdv.mp4"), backend="pyav") as reader:
+        assert reader.pixel_aspect == pytest.approx(4 / 3 if rotation == 0 else 3 / 4)
+        assert (reader.width, reader.height) == ((128, 96) if rotation == 0 else (96, 128))  # stored pixels
+    build_index([str(root)], str(tmp_path / "idx"), model=test_model, workers=0, progress=False)
+    ids = [w.id for _, w in snapshot_windows(tmp_path / "idx")]
+    with av.open(str(thumbnail_path(tmp_path / "idx", ids[0]))) as c:
+        thumb = c.streams.video[0].codec_context
+        shown = thumb.width / thumb.height
+    assert shown == pytest.approx(16 / 9 if rotation == 0 else 9 / 16, rel=0.03)
 
 
 def test_the_formats_people_have_index_whole(tmp_path, test_model):

@@ -259,15 +259,25 @@ class Clock:
 # Readers
 # --------------------------------------------------------------------------------------------------------------
 
+def pixel_aspect_of(stream) -> float:
+    """A stored pixel's width on screen against its height, from a PyAV stream's sample aspect ratio: 4/3 for HDV
+    (1440×1080, shown 1920 wide), 32/27 for a wide DVD; 1.0 where the file gives none or an implausible one."""
+    sar = stream.sample_aspect_ratio or stream.codec_context.sample_aspect_ratio
+    return float(sar) if sar and 0.2 < sar < 5 else 1.0
+
+
 class VideoReader(abc.ABC):
     """An opened video. Metadata attributes: ``num_frames, fps, duration (= num_frames / fps, as the reference
-    computes it), width, height``; ``backend`` is ``"decord"`` or ``"pyav"``."""
+    computes it), width, height``; ``backend`` is ``"decord"`` or ``"pyav"``. ``pixel_aspect``: how much wider than
+    tall a decoded pixel is shown (:func:`pixel_aspect_of`; what is shown to people follows it, the model input keeps
+    the stored pixels as the official decoding does; decord does not say: 1.0)."""
 
     backend: str = ""
     num_frames: int
     fps: float
     width: int
     height: int
+    pixel_aspect: float = 1.0
 
     def __init__(self, name: str):
         self.name = name
@@ -481,8 +491,10 @@ class PyAVVideoReader(VideoReader):
         self._start_pts = stream.start_time if stream.start_time is not None else 0
         self._used = False
         self.rotation = self._probe_rotation()
+        self.pixel_aspect = pixel_aspect_of(stream)
         if self.rotation in (90, 270):
             self.width, self.height = self.height, self.width
+            self.pixel_aspect = 1.0 / self.pixel_aspect  # turned upright, a wide pixel is a tall one
 
     def _probe_rotation(self) -> int:
         # Phones store portrait video as landscape frames plus a display rotation; players (and decord) turn
