@@ -102,12 +102,12 @@ def _display_rotation(path: str) -> int:
 def _transcode_once(path, start, stop, out_path, max_width, rotation: int, with_audio: bool) -> None:
     import av
 
-    from vtr.data.video import pixel_aspect_of
+    from vtr.data.video import main_video_stream, pixel_aspect_of
 
     with av.open(str(path)) as src:
-        if not src.streams.video:
+        vin = main_video_stream(src)
+        if vin is None:
             raise VtrError(f"{Path(path).name} has no video stream")
-        vin = src.streams.video[0]
         vin.thread_type = "AUTO"
         # The index counts seconds from the first frame; streams (MPEG-TS, camcorders' .mts) can start anywhere
         origin = float(vin.start_time * vin.time_base) if vin.start_time is not None and vin.time_base else 0.0

@@ -385,3 +385,39 @@ def test_decord_decode_error_falls_back_to_pyav(videos, monkeypatch):
     strict._vr = Broken()
     with pytest.raises(VideoReadError, match="boom"):
         strict.get_frames([4])
+
+
+def test_a_cover_picture_before_the_video_is_not_what_is_read(tmp_path):
+    """A one-picture stream ahead of the video (a cover image in Matroska) was taken for the video: its 64x64
+    picture at 1 fps became the file. The stream FFmpeg (and decord, and players) would pick is read instead, by the
+    index's reader, its cut detection and the app's preview."""
+    from app.media import make_preview
+    from index.policies import detection_frames
+
+    path = tmp_path / "with_cover.mkv"
+    frames = indexed_frames(50, 96, 128)
+    with av.open(str(path), "w") as c:
+        cover = c.add_stream("mjpeg", rate=1)
+        cover.width, cover.height, cover.pix_fmt = 64, 64, "yuvj420p"
+        video = c.add_stream("libx264", rate=10)
+        video.width, video.height, video.pix_fmt = 128, 96, "yuv420p"
+        video.options = {"crf": "10", "preset": "ultrafast"}
+        for p in cover.encode(av.VideoFrame.from_ndarray(np.full((64, 64, 3), 200, np.uint8), format="rgb24")):
+            c.mux(p)
+        for p in cover.encode():
+            c.mux(p)
+        for f in frames:
+            for p in video.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                c.mux(p)
+        for p in video.encode():
+            c.mux(p)
+    with av.open(str(path)) as c:
+        assert c.streams.video[0].codec_context.name == "mjpeg"  # the cover comes first
+    with open_video(str(path), backend="pyav") as reader:
+        assert (reader.width, reader.height, reader.fps, reader.num_frames) == (128, 96, 10.0, 50)
+        assert [frame_index_of(f) for f in reader.get_frames([0, 20, 49])] == [0, 20, 49]
+    times, detected = detection_frames(str(path), 0.0, None, fps=2.0, size=(32, 24))
+    assert detected.shape[1:3] == (24, 32) and times[-1] >= 4.0  # the video's 5 s, not the cover's still
+    preview = make_preview(str(path), 1.0, 3.0, tmp_path / "previews")
+    with av.open(str(preview)) as c:
+        assert (c.streams.video[0].codec_context.width, c.streams.video[0].codec_context.height) == (128, 96)

@@ -259,6 +259,18 @@ class Clock:
 # Readers
 # --------------------------------------------------------------------------------------------------------------
 
+def main_video_stream(container):
+    """The video stream a player shows, as FFmpeg picks it (``av_find_best_stream``, which decord uses too): not a
+    one-picture stream stored before it (a cover image: yt-dlp's ``--embed-thumbnail``, Matroska attachments). None
+    when the container has no video."""
+    if not container.streams.video:
+        return None
+    try:
+        return container.streams.best("video")
+    except Exception:  # noqa: BLE001 - an FFmpeg that cannot rank them: the first, as before
+        return container.streams.video[0]
+
+
 def pixel_aspect_of(stream) -> float:
     """A stored pixel's width on screen against its height, from a PyAV stream's sample aspect ratio: 4/3 for HDV
     (1440×1080, shown 1920 wide), 32/27 for a wide DVD; 1.0 where the file gives none or an implausible one."""
@@ -454,9 +466,9 @@ class PyAVVideoReader(VideoReader):
             logger.debug("PyAV cannot open %s: %s", name, e)
             raise VideoReadError(name, "not a video file, or damaged beyond reading") from e
         try:
-            if not self._container.streams.video:
+            stream = main_video_stream(self._container)
+            if stream is None:
                 raise VideoReadError(name, "no video stream (audio-only or data file)")
-            stream = self._container.streams.video[0]
             stream.thread_type = "AUTO"
             if threads:
                 stream.thread_count = int(threads)
