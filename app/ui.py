@@ -107,6 +107,18 @@ def _warn(msg: str) -> str:
     return f"⚠️ {literal(msg)}"
 
 
+def _marked_gallery(items: list, position: int | None):
+    """The gallery's new items with the item at ``position`` marked (None: none). A component, not ``gr.update``:
+    gradio drops a None ``selected_index`` from an update, and the mark stayed where it was."""
+    return gr.Gallery(value=items, selected_index=position)
+
+
+def _position_in(view: list[int], selected) -> int | None:
+    """Where the gallery (``view``: indices into the results) shows the moment in the player (``selected``, an
+    index into the results; -1: none), or None."""
+    return view.index(selected) if selected is not None and selected >= 0 and selected in view else None
+
+
 def _caption(m: Moment) -> str:
     return f"{m.name} · {clock(m.start)}–{clock(m.end)} · {m.score:.3f}"
 
@@ -238,13 +250,26 @@ class _Handlers:
 
     def on_new_search(self, query, example, folder, min_duration, max_duration, rerank, page, order,
                       progress=gr.Progress(track_tqdm=True)):
-        return self.on_search(query, example, folder, min_duration, max_duration, rerank, page, order, 0, progress)
+        """A new search: no moment of its results is in the player (the mark stayed at the old position)."""
+        gallery, *rest = self.on_search(query, example, folder, min_duration, max_duration, rerank, page, order, 0,
+                                        progress)
+        return (_marked_gallery(gallery, None), *rest)
 
-    def on_order(self, results, order):
+    def on_more(self, query, example, folder, min_duration, max_duration, rerank, page, order, shown, selected,
+                progress=gr.Progress(track_tqdm=True)):
+        """One more page; the moment in the player stays marked where the longer page shows it."""
+        gallery, *rest = self.on_search(query, example, folder, min_duration, max_duration, rerank, page, order,
+                                        shown, progress)
+        view = rest[3]
+        return (_marked_gallery(gallery, _position_in(view, selected)), *rest)
+
+    def on_order(self, results, order, selected):
+        """The gallery in the other order, the moment in the player marked where it now is (it stayed marked at
+        its old position, on another moment)."""
         if not results:
             return [], []
         gallery, _, view = self.show(results, order)
-        return gallery, view
+        return _marked_gallery(gallery, _position_in(view, selected)), view
 
     def on_example(self, example):
         """Show the example and say that it replaces the words."""
@@ -453,16 +478,17 @@ def _search_events(ui: SimpleNamespace, h: _Handlers) -> None:
     search_outputs = [ui.gallery, ui.status, ui.results, ui.grouped, ui.view, ui.shown, ui.more_btn]
     searching = dict(api_visibility="private", concurrency_id="index", concurrency_limit=1,
                      show_progress_on=[ui.gallery])
-    new_search = gr.on([ui.query.submit, ui.search_btn.click], h.on_new_search, filters, search_outputs, **searching)
     # A new search empties the player and everything that named the last moment (its label and export span too).
-    new_search.then(lambda: (gr.update(value=None, label=PLAYER_LABEL), "", "", "", "", "", "", -1,
-                             gr.update(value=None, visible=False)), None,
-                    [ui.player, ui.details, ui.seek_to, ui.timeline, ui.t_in, ui.t_out, ui.export_note, ui.selected,
-                     ui.export_file], api_visibility="private")
-    ui.more_btn.click(h.on_search, filters + [ui.shown], search_outputs, **searching)
-    ui.order.change(h.on_order, [ui.results, ui.order], [ui.gallery, ui.view], api_visibility="private")
+    no_moment = dict(fn=lambda: (gr.update(value=None, label=PLAYER_LABEL), "", "", "", "", "", "", -1,
+                                 gr.update(value=None, visible=False)), inputs=None,
+                     outputs=[ui.player, ui.details, ui.seek_to, ui.timeline, ui.t_in, ui.t_out, ui.export_note,
+                              ui.selected, ui.export_file], api_visibility="private")
+    gr.on([ui.query.submit, ui.search_btn.click], h.on_new_search, filters, search_outputs, **searching).then(
+        **no_moment)
+    ui.more_btn.click(h.on_more, filters + [ui.shown, ui.selected], search_outputs, **searching)
+    ui.order.change(h.on_order, [ui.results, ui.order, ui.selected], [ui.gallery, ui.view], api_visibility="private")
     ui.suggest.click(lambda s: s[0], [ui.suggest], [ui.query], api_visibility="private").then(
-        h.on_new_search, filters, search_outputs, **searching)
+        h.on_new_search, filters, search_outputs, **searching).then(**no_moment)
     ui.gallery.select(h.on_select, [ui.results, ui.view],
                       [ui.player, ui.details, ui.seek_to, ui.timeline, ui.t_in, ui.t_out, ui.selected],
                       js=SCROLL_TO_PLAYER_JS, api_visibility="private", concurrency_limit=2,

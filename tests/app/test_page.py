@@ -203,23 +203,42 @@ def test_example_shows_a_preview_and_says_it_replaces_the_words(browser, running
     page.close()
 
 
-def test_a_new_search_empties_the_player_and_its_export_span(browser, running_app, tmp_path):
+def marked(page) -> list[str]:
+    """Captions of the gallery items marked as selected."""
+    return page.evaluate("() => Array.from(document.querySelectorAll('#results .thumbnail-item.selected'))"
+                         ".map(e => e.innerText)")
+
+
+def test_the_gallery_marks_the_moment_in_the_player_and_a_new_search_empties_both(browser, running_app, tmp_path):
+    """The gallery's mark stayed at its position: on another moment once the order changed, and on the new results'
+    item there after a new search, whose player kept the old moment's label and In/Out span."""
     page = open_page(browser, running_app.url, tmp_path)
     run_search(page, "a walk in the park")
-    page.locator("#results .thumbnail-item").nth(1).click()
+    best_first = captions(page)
+    pick = next(i for i in range(1, len(best_first))
+                if best_first[i].split("·")[0] != best_first[0].split("·")[0])  # moves when grouped by video
+    page.locator("#results .thumbnail-item").nth(pick).click()
     page.wait_for_function("() => / from \\d+:\\d\\d/.test(document.querySelector('#player').innerText)")
+    assert marked(page) == [best_first[pick]]
+
+    page.locator("#order").get_by_text("Grouped by video").click()
+    page.wait_for_function("(before) => Array.from(document.querySelectorAll('#results .thumbnail-item'))"
+                           ".map(e => e.innerText).join('|') !== before", arg="|".join(best_first))
+    grouped = captions(page)
+    assert grouped.index(best_first[pick]) != pick  # the test moves the moment
+    page.wait_for_function("(want) => Array.from(document.querySelectorAll('#results .thumbnail-item.selected'))"
+                           ".map(e => e.innerText).join('|') === want", arg=best_first[pick])
     span = page.locator("#export-in input, #export-in textarea").first
     assert span.input_value() != ""
 
     search_box(page).fill("a quiet street at night")
     search_box(page).press("Enter")
     page.wait_for_function("() => document.querySelector('#status').innerText.includes('a quiet street at night')")
-    # the player's label named the old moment, and In/Out held its span, while the player itself was empty
     page.wait_for_function("() => !document.querySelector('#player video')"
                            " && document.querySelector('#player').innerText.includes('Preview')")
+    page.wait_for_function("() => !document.querySelector('#results .thumbnail-item.selected')")
     assert " from " not in page.locator("#player").inner_text()
-    assert span.input_value() == ""
-    assert page.locator("#export-out input, #export-out textarea").first.input_value() == ""
+    assert span.input_value() == "" and page.locator("#export-out input, #export-out textarea").first.input_value() == ""
     page.locator("#export").click()
     page.get_by_text("Select a moment first.").first.wait_for()  # not an export of the old moment
     page.screenshot(path=str(tmp_path / "new_search.png"), full_page=True)
