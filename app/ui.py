@@ -258,10 +258,9 @@ class _Handlers:
     def on_more(self, query, example, folder, min_duration, max_duration, rerank, page, order, shown, selected,
                 progress=gr.Progress(track_tqdm=True)):
         """One more page; the moment in the player stays marked where the longer page shows it."""
-        gallery, *rest = self.on_search(query, example, folder, min_duration, max_duration, rerank, page, order,
-                                        shown, progress)
-        view = rest[3]
-        return (_marked_gallery(gallery, _position_in(view, selected)), *rest)
+        gallery, status, results, grouped, view, n, more = self.on_search(
+            query, example, folder, min_duration, max_duration, rerank, page, order, shown, progress)
+        return _marked_gallery(gallery, _position_in(view, selected)), status, results, grouped, view, n, more
 
     def on_order(self, results, order, selected):
         """The gallery in the other order, the moment in the player marked where it now is (it stayed marked at

@@ -238,7 +238,8 @@ def test_the_gallery_marks_the_moment_in_the_player_and_a_new_search_empties_bot
                            " && document.querySelector('#player').innerText.includes('Preview')")
     page.wait_for_function("() => !document.querySelector('#results .thumbnail-item.selected')")
     assert " from " not in page.locator("#player").inner_text()
-    assert span.input_value() == "" and page.locator("#export-out input, #export-out textarea").first.input_value() == ""
+    assert span.input_value() == ""
+    assert page.locator("#export-out input, #export-out textarea").first.input_value() == ""
     page.locator("#export").click()
     page.get_by_text("Select a moment first.").first.wait_for()  # not an export of the old moment
     page.screenshot(path=str(tmp_path / "new_search.png"), full_page=True)
