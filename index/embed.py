@@ -31,9 +31,12 @@ def load_model(model, device: str | None = None):
     device = resolve_device(device)  # before the weights load (or download): a device this machine lacks says so
     if isinstance(model, (str, os.PathLike)):
         name = str(model)
-        if os.sep in name and not os.path.isabs(name) and not Path(name).exists():
+        if os.sep in name and not Path(name).exists():
             from vtr.errors import VtrError
 
+            if os.path.isabs(name):  # it was "unknown model '/path'; known: videomamba_m16_17M, ..."
+                raise VtrError(f"model folder {name} is not there (moved or deleted?); an index names its model "
+                               "folder by its full path: pass --model with the folder's new path (the same weights)")
             raise VtrError(f"model folder {name!r} not found from {os.getcwd()}. An index built before 2026-12-04 "
                            "recorded a model folder as it was typed; run from the folder it was built in once "
                            "(any update then records the full path), or pass --model with the full path")

@@ -216,7 +216,8 @@ class VideoIndex:
 
         with open_video(str(video), backend=VIDEO_BACKEND) as reader:
             rgb = reader.get_frames([reader.clock().frame_at(seconds)])[0].numpy()
-        return encode_jpeg(rgb)
+            pixel_aspect = reader.pixel_aspect
+        return encode_jpeg(rgb, pixel_aspect=pixel_aspect)
 
     # ------------------------------------------------------------------------------------------ encoding
     @property

@@ -205,10 +205,12 @@ def test_dvd_broadcast_and_old_windows_containers_are_indexed(tmp_path, test_mod
 def test_thumbnails_are_shown_as_players_show_non_square_pixels(tmp_path, test_model, rotation):
     """HDV camcorders store 1440x1080 and mark each pixel 4/3 as wide (shown 16:9); the thumbnails were 4:3, every
     round thing an upright ellipse. A display rotation turns the wide pixel into a tall one."""
+    import io
     from fractions import Fraction
 
     import av
 
+    from index.search import VideoIndex
     from vtr.data.video import open_video
 
     root = tmp_path / "videos"
@@ -220,10 +222,13 @@ def test_thumbnails_are_shown_as_players_show_non_square_pixels(tmp_path, test_m
         assert (reader.width, reader.height) == ((128, 96) if rotation == 0 else (96, 128))  # stored pixels
     build_index([str(root)], str(tmp_path / "idx"), model=test_model, workers=0, progress=False)
     ids = [w.id for _, w in snapshot_windows(tmp_path / "idx")]
-    with av.open(str(thumbnail_path(tmp_path / "idx", ids[0]))) as c:
-        thumb = c.streams.video[0].codec_context
-        shown = thumb.width / thumb.height
-    assert shown == pytest.approx(16 / 9 if rotation == 0 else 9 / 16, rel=0.03)
+    with VideoIndex(str(tmp_path / "idx"), gpu=False) as vi:  # and one cut later (an index without thumbnails)
+        later = vi.thumbnail(str(root / "hdv.mp4"), 1.0)
+    for jpeg in (thumbnail_path(tmp_path / "idx", ids[0]).read_bytes(), later):
+        with av.open(io.BytesIO(jpeg)) as c:
+            thumb = c.streams.video[0].codec_context
+            shown = thumb.width / thumb.height
+        assert shown == pytest.approx(16 / 9 if rotation == 0 else 9 / 16, rel=0.03)
 
 
 def test_the_formats_people_have_index_whole(tmp_path, test_model):
@@ -440,6 +445,26 @@ def test_a_model_folder_is_recorded_by_its_full_path(tmp_path, test_model_folder
     monkeypatch.chdir(test_model_folder.parent.parent)
     assert build_index(None, str(idx), workers=0, progress=False).unchanged == 1
     assert index_status(str(idx))["manifest"]["model"] == str(test_model_folder)
+
+
+def test_a_model_folder_moved_after_the_build_is_said_so(tmp_path, test_model_folder):
+    """Its full path in the manifest names nothing any more: it was "unknown model '/path'; known: ..."."""
+    import shutil
+
+    from index.search import VideoIndex
+    from vtr.errors import VtrError
+
+    make_video(tmp_path / "videos" / "a.mp4", 5, seed=1)
+    model = tmp_path / "model"
+    shutil.copytree(test_model_folder, model)
+    idx = tmp_path / "idx"
+    build_index([str(tmp_path / "videos")], str(idx), model=str(model), workers=0, progress=False)
+    model.rename(tmp_path / "moved")
+    with VideoIndex(str(idx), gpu=False) as vi:
+        with pytest.raises(VtrError, match=f"model folder {model} is not there .*pass --model with the folder's new"):
+            vi.search("anything", k=1)
+    with VideoIndex(str(idx), model=str(tmp_path / "moved"), gpu=False) as vi:
+        assert vi.search("anything", k=1)
 
 
 def test_a_moved_folder_keeps_its_vectors(tmp_path, test_model):
