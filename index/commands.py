@@ -100,10 +100,10 @@ def status_command(index: str = None, json: bool = False) -> int:
     if st["partial"]:
         print(f"partial   {len(st['partial'])} files indexed in part (damaged):")
         for path, reason in st["partial"]:
-            print(f"  {path}: {reason}")
+            print(f"  {_line(path)}: {reason}")
     print(f"failed    {len(st['failed'])} files")
     for path, reason in st["failed"]:
-        print(f"  {path}: {reason}")
+        print(f"  {_line(path)}: {reason}")
     return 0
 
 
@@ -137,16 +137,16 @@ def search_command(query: str, index: str = None, k: int = 10, rerank: bool = Fa
     if not segments:
         print("no results")
     for rank, s in enumerate(segments, 1):
-        print(f"{rank:3d}. {s.score:7.4f}  {_clock(s.start)}-{_clock(s.end)}  {s.path}")
+        print(f"{rank:3d}. {s.score:7.4f}  {_clock(s.start)}-{_clock(s.end)}  {_line(s.path)}")
     return 0
 
 
 def _print_report(report) -> None:
     print(report.summary())
     for path, reason in report.partials:
-        print(f"  indexed in part: {path}: {reason}")
+        print(f"  indexed in part: {_line(path)}: {reason}")
     for path, reason in report.failures:
-        print(f"  failed: {path}: {reason}")
+        print(f"  failed: {_line(path)}: {reason}")
 
 
 def _need_index(index, device: str | None = None):
@@ -159,6 +159,12 @@ def _need_index(index, device: str | None = None):
         from vtr.device import resolve_device
 
         resolve_device(device)
+
+
+def _line(path: str) -> str:
+    """``path`` on one line: a control character in a file name (a newline) written as its escape, so that each
+    printed result stays one line (``--json`` prints names as they are)."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode() for ch in str(path))
 
 
 def _clock(seconds: float) -> str:
