@@ -206,6 +206,9 @@ def test_the_run_takes_the_gpu_it_is_given_and_under_torchrun_its_local_one(monk
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    # the run turns TF32 on for CUDA: put it back for the tests after this one
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", torch.backends.cuda.matmul.allow_tf32)
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", torch.backends.cudnn.allow_tf32)
     if ddp:  # rank 0 of a torchrun group of one, without joining it
         for name in ("RANK", "LOCAL_RANK"):
             monkeypatch.setenv(name, "0")
