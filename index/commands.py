@@ -34,7 +34,7 @@ def build_command(dirs: list[str], index: str = None, model: str = None, window_
                faster, else fp32; fp32 for a model trained in fp32)
     window_policy: shots (windows inside shots, static ones reuse a vector; new index default) or stride (window_s windows every stride_s)
     """
-    _need_index(index, device)
+    _check_flags(index, device)
     report = build_index(dirs, index, model=model, window_s=window_s, stride_s=stride_s, batch_size=batch_size,
                          workers=workers, timeout_s=timeout_s, factory=factory, reembed=reembed,
                          retry_failed=retry_failed, device=device, thumbnails=thumbnails, precision=precision,
@@ -62,7 +62,7 @@ def update_command(index: str = None, model: str = None, batch_size: int = None,
     forget_missing: drop the videos of recorded folders that are not there (by default they are kept: a drive
                     not mounted is not a deleted folder)
     """
-    _need_index(index, device)
+    _check_flags(index, device)
     report = build_index(None, index, model=model, batch_size=batch_size, workers=workers,
                          timeout_s=timeout_s, reembed=reembed, retry_failed=retry_failed, device=device,
                          precision=precision, forget_missing=forget_missing)
@@ -76,7 +76,7 @@ def status_command(index: str = None, json: bool = False) -> int:
     index: index folder
     json: print JSON instead of text
     """
-    _need_index(index)
+    _check_flags(index)
     st = index_status(index)
     if json:
         print(_json.dumps(st, indent=2))
@@ -127,7 +127,7 @@ def search_command(query: str, index: str = None, k: int = 10, rerank: bool = Fa
     """
     from index.search import VideoIndex
 
-    _need_index(index, device)
+    _check_flags(index, device)
     with VideoIndex(index, model=model, device=device, nprobe=nprobe, precision=precision) as idx:
         segments = idx.search(query, k=k, rerank=rerank, progress=rerank, path_glob=path, min_duration=min_duration,
                               max_duration=max_duration)
@@ -149,7 +149,7 @@ def _print_report(report) -> None:
         print(f"  failed: {_line(path)}: {reason}")
 
 
-def _need_index(index, device: str | None = None):
+def _check_flags(index, device: str | None = None):
     """The flags every index verb needs right, checked before anything is opened or loaded."""
     if not index:
         from vtr.errors import VtrError

@@ -69,8 +69,8 @@ DEFAULT_BATCH_SIZE = {"cpu": 4, "cuda": 16}
 
 
 def default_batch_size(device) -> int:
-    """:data:`DEFAULT_BATCH_SIZE` for ``device``'s type (:func:`vtr.precision.device_type`; others: the CPU's)."""
-    from vtr.precision import device_type
+    """:data:`DEFAULT_BATCH_SIZE` for ``device``'s type (:func:`vtr.device.device_type`; others: the CPU's)."""
+    from vtr.device import device_type
 
     return DEFAULT_BATCH_SIZE.get(device_type(device), DEFAULT_BATCH_SIZE["cpu"])
 

@@ -1,15 +1,24 @@
 """Which torch device a command runs on: ``auto`` (a CUDA GPU when there is one, else the CPU), ``cpu``, ``cuda`` or
 ``cuda:N``. Every command resolves its ``--device`` here before it loads anything, so a device this machine lacks is
 a one-line error that says what to use instead, not a traceback from inside torch after the weights were loaded.
+:func:`device_type` names a device's kind for the choices that depend on it (precision, the index's batch).
 """
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
 from vtr.errors import VtrError
 
+if TYPE_CHECKING:
+    import torch
+
 AUTO = "auto"
+
+
+def device_type(device) -> str:
+    """``"cpu"``, ``"cuda"``, ...: the type of a torch.device, of a device string ("cuda:0") or of None (= cpu)."""
+    return str(getattr(device, "type", device) or "cpu").split(":")[0]
 
 
 def resolve_device(device: str | torch.device | None = AUTO) -> torch.device:
@@ -18,6 +27,8 @@ def resolve_device(device: str | torch.device | None = AUTO) -> torch.device:
     Raises :class:`VtrError` for a name torch does not know (``gpu``), CUDA on a CPU-only torch or a machine with
     no visible GPU, a GPU number past the last one, and other device types torch cannot allocate on here.
     """
+    import torch
+
     if isinstance(device, torch.device):
         resolved, name = device, str(device)
     else:

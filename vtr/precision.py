@@ -22,6 +22,8 @@ import os
 import time
 from pathlib import Path
 
+from vtr.device import device_type
+
 logger = logging.getLogger(__name__)
 
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -142,11 +144,6 @@ def check_precision(precision: str | None) -> str:
     if precision not in PRECISIONS:
         raise VtrError(f"unknown precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
     return precision
-
-
-def device_type(device) -> str:
-    """``"cpu"``, ``"cuda"``, ...: the type of a torch.device, of a device string ("cuda:0") or of None (= cpu)."""
-    return str(getattr(device, "type", device) or "cpu").split(":")[0]
 
 
 def resolve_precision(precision: str | None, device, model=None) -> str:

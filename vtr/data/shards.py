@@ -189,8 +189,7 @@ def make_shards(videos: str | os.PathLike, captions: str | os.PathLike, out: str
         raise VtrError(f"per_shard (--per-shard) and processes (--processes) must be at least 1, not {per_shard} and "
                        f"{processes}")
     rows = list(enumerate(read_captions(captions)))
-    usable = [r for _, r in rows if isinstance(r, dict) and _pick(r, MEDIA_COLUMNS) and _pick(r, CAPTION_COLUMNS)]
-    if not usable:
+    if not any(isinstance(r, dict) and _pick(r, MEDIA_COLUMNS) and _pick(r, CAPTION_COLUMNS) for _, r in rows):
         seen = sorted({k for _, r in rows if isinstance(r, dict) for k in r})
         raise VtrError(f"{captions}: no row names both a media file (a column {', '.join(MEDIA_COLUMNS)}) and a "
                        f"caption (a column {', '.join(CAPTION_COLUMNS)}); "
