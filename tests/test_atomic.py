@@ -1,6 +1,8 @@
 """vtr.atomic: the target holds the old or the new content, never a part; no temporary file is left."""
 
 import json
+import os
+import stat
 import threading
 
 import numpy as np
@@ -57,3 +59,24 @@ def test_concurrent_writers_use_their_own_temporary_files(tmp_path):
     assert len(set(names)) == 2
     assert (tmp_path / "preview.mp4").read_bytes() in (b"one", b"two")
     assert [p.name for p in tmp_path.iterdir()] == ["preview.mp4"]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+def test_a_model_folder_is_readable_as_the_umask_allows_and_an_overwrite_keeps_the_mode(tmp_path):
+    """safetensors >= 0.8 creates its file 0o600 whatever the umask: a model folder vtr wrote on a lab server (or in
+    a container's image, as root) was unreadable to everyone else, while its config.json was not."""
+    from torch import nn
+
+    from vtr.models.checkpoint import save_vtr
+
+    old = os.umask(0o027)
+    try:
+        folder = save_vtr(nn.Linear(2, 2), tmp_path / "model", {"format": "vtr"})
+        weights, config = folder / "model.safetensors", folder / "config.json"
+        assert stat.S_IMODE(weights.stat().st_mode) == 0o640 == stat.S_IMODE(config.stat().st_mode)
+        os.chmod(weights, 0o600)  # the owner chose: a model saved again over it keeps the choice
+        save_vtr(nn.Linear(2, 2), folder, {"format": "vtr"})
+        assert stat.S_IMODE(weights.stat().st_mode) == 0o600
+        assert not list(folder.glob("*.tmp"))
+    finally:
+        os.umask(old)

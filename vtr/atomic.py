@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import threading
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,6 +28,11 @@ def atomic_path(path: str | os.PathLike, fsync: bool = False) -> Iterator[Path]:
     one left by a killed process; writers that pick a format from the suffix need it given (PyAV's ``format=``,
     ``np.save`` to an open file). It carries the process and thread ids: concurrent writers never share one.
     fsync: flush the file to disk before the rename (for files a resumed run trusts after a power loss).
+
+    The finished file has the permissions ``open()`` would give it: an overwritten file keeps its own, a new one
+    gets 0o666 less the umask. Some writers create their file 0o600 whatever the umask (safetensors >= 0.8 writes
+    through a private temporary file: safetensors/safetensors#782), which made a model folder unreadable to the
+    other users of a lab server or to a container's non-root user.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -36,9 +42,35 @@ def atomic_path(path: str | os.PathLike, fsync: bool = False) -> Iterator[Path]:
         if fsync:
             with open(tmp, "rb+") as f:
                 os.fsync(f.fileno())
+        _give_mode(tmp, path)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _give_mode(tmp: Path, path: Path) -> None:
+    """chmod ``tmp`` (a file) to ``path``'s mode if it exists, else to what a new file gets under the umask."""
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode) if path.is_file() else 0o666 & ~_umask()
+        if tmp.is_file() and stat.S_IMODE(tmp.stat().st_mode) != mode:
+            os.chmod(tmp, mode)
+    except OSError:  # a file system without permission bits (some network or FAT mounts): keep what was written
+        pass
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux shows it (``os.umask`` can only be read by
+    setting it, which would race with threads that create files meanwhile)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes, fsync: bool = False) -> Path:

@@ -329,6 +329,8 @@ class BertFusionModel(nn.Module):
     def _init_weights(self, module: nn.Module):
         """Hugging Face BERT's init: N(0, initializer_range) weights, zero biases, unit LayerNorm, zero pad row."""
         std = self.config.initializer_range
+        if getattr(module, "weight", None) is not None and module.weight.is_meta:
+            return  # built to be filled from a checkpoint (``checkpoint.empty_weights``): nothing to draw
         if isinstance(module, nn.Linear):
             nn.init.normal_(module.weight, std=std)
             if module.bias is not None:

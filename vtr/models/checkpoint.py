@@ -9,12 +9,15 @@ a weak model, which is the worst kind of bug (model.md §1).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
 import pickle
 import re
+import threading
 from collections import defaultdict
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -280,6 +283,47 @@ def _resize(name: str, value: torch.Tensor, want: torch.Tensor, report: LoadRepo
 def _preview(keys: list[str], n: int = 10) -> str:
     shown = ", ".join(keys[:n])
     return shown + (f", ... (+{len(keys) - n} more)" if len(keys) > n else "")
+
+
+#: The ``torch.nn.init`` functions that module constructors call (``reset_parameters``) and vtr's own inits use.
+_INIT_FUNCTIONS = ("uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_", "dirac_",
+                   "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "orthogonal_",
+                   "sparse_")
+_meta_lock = threading.Lock()
+_meta_depth = 0
+
+
+@contextmanager
+def empty_weights():
+    """Build modules on the meta device, to be filled from a checkpoint (``load_checkpoint(..., assign=True)``):
+    no memory, and no random init drawn. torch has no meta kernel for ``normal_``, ``uniform_`` or ``rand``: each
+    falls back to a Python reference whose first call imports torch's compiler (0.8-0.9 s a process, the most of
+    what ``vtr search`` spent building the model). Here the ``torch.nn.init`` functions return meta tensors as
+    they are; other tensors, in other threads too, are initialised as ever."""
+    global _meta_depth
+
+    with _meta_lock:
+        if _meta_depth == 0:
+            for name in _INIT_FUNCTIONS:
+                setattr(nn.init, name, _skip_on_meta(getattr(nn.init, name)))
+        _meta_depth += 1
+    try:
+        with torch.device("meta"):
+            yield
+    finally:
+        with _meta_lock:
+            _meta_depth -= 1
+            if _meta_depth == 0:
+                for name in _INIT_FUNCTIONS:
+                    setattr(nn.init, name, getattr(nn.init, name).__wrapped__)
+
+
+def _skip_on_meta(fn):
+    @functools.wraps(fn)
+    def init(tensor, *args, **kwargs):
+        return tensor if tensor.is_meta else fn(tensor, *args, **kwargs)
+
+    return init
 
 
 def load_checkpoint(model: nn.Module, source, log: bool = True, assign: bool = False) -> LoadReport:

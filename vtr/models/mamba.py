@@ -146,7 +146,10 @@ class BiMambaMixer(nn.Module):
                     nn.Conv1d(di, di, kernel_size=d_conv, groups=di, padding=d_conv - 1, bias=True, **fk))
             setattr(self, "x_proj" + suffix, nn.Linear(di, r + 2 * n, bias=False, **fk))
             setattr(self, "dt_proj" + suffix, nn.Linear(r, di, bias=True, **fk))
-        a_log = torch.log(torch.arange(1, n + 1, dtype=torch.float32, device=device)).repeat(di, 1)
+        # S4D-real init, computed on the CPU: on the meta device (a model built to be filled from a checkpoint)
+        # arange and rand have no kernel, and their first call imports torch's decompositions (0.8 s a process).
+        a_log = torch.log(torch.arange(1, n + 1, dtype=torch.float32, device="cpu")).repeat(di, 1)
+        a_log = a_log.to(self.in_proj.weight.device)
         self.A_log = nn.Parameter(a_log.clone())
         self.D = nn.Parameter(torch.ones(di, device=device))
         self.A_b_log = nn.Parameter(a_log.clone())
@@ -160,6 +163,8 @@ class BiMambaMixer(nn.Module):
     def _init_dt(self, dt_min, dt_max, dt_init_floor, dt_scale):
         """mamba_ssm's dt_proj init: weight U(±R^-0.5·scale); bias = softplus⁻¹(dt), dt log-uniform in [min, max]."""
         std = self.dt_rank ** -0.5 * dt_scale
+        if self.dt_proj.weight.is_meta:
+            return  # no values to draw (see the A init)
         for proj in (self.dt_proj, self.dt_proj_b):
             nn.init.uniform_(proj.weight, -std, std)
             dt = torch.exp(torch.rand(self.d_inner, device=proj.bias.device) * (math.log(dt_max) - math.log(dt_min))

@@ -20,7 +20,7 @@ from typing import Callable
 import torch
 
 from vtr.errors import VtrError
-from vtr.models.checkpoint import CONFIG_FILE, load_checkpoint, read_state_dict, save_vtr
+from vtr.models.checkpoint import CONFIG_FILE, empty_weights, load_checkpoint, read_state_dict, save_vtr
 from vtr.models.retrieval import ModelConfig, Preprocess, VideoTextModel
 from vtr.models.bert import TextConfig
 from vtr.models.videomamba import VIDEOMAMBA_SIZES, VideoMambaConfig
@@ -242,7 +242,7 @@ def create_model(name: str, pretrained=None, **overrides) -> VideoTextModel:
         raise VtrError("text_weights initialises a fresh text encoder; it cannot be combined with a checkpoint")
     if has_checkpoint:
         # Every tensor comes from the checkpoint: skip random init by building on the meta device.
-        with torch.device("meta"):
+        with empty_weights():
             model = VideoTextModel(cfg)
         # source: a path, or an already-read state dict (``vtr convert`` reads the file once)
         model.load_report = load_checkpoint(model, source, assign=True)

@@ -208,6 +208,8 @@ class VideoMamba(nn.Module):
         init. Differences from the official init (which only matter when training from scratch): it leaves
         cls_token and temporal_pos_embedding at zero and re-inits dt_proj with trunc_normal and a zero bias
         (losing mamba's dt range); we do not."""
+        if self.pos_embed.is_meta:
+            return  # built to be filled from a checkpoint (``checkpoint.empty_weights``): nothing to draw
         for t in (self.pos_embed, self.cls_token, self.temporal_pos_embedding):
             nn.init.trunc_normal_(t, std=0.02)
         for layer in self.layers:
