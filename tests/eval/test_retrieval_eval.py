@@ -279,7 +279,7 @@ def test_eval_command_end_to_end(data_root, tmp_path):
     out = tmp_path / "out"
     torch.manual_seed(0)
     assert eval_command(dataset="msrvtt", root=str(data_root), model="vtr_test", out=str(out), k_test=2,
-                        batch_size=3, workers=1) == 0
+                        batch_size=3, workers=1, itm=True) == 0
     res = json.loads((out / "results.json").read_text())
     assert set(res["rows"]) == {"itm", "itc"}
     for row in res["rows"].values():
@@ -288,13 +288,42 @@ def test_eval_command_end_to_end(data_root, tmp_path):
     assert res["counts"]["videos"] == 4 and res["counts"]["texts"] == 4 and res["counts"]["videos_encoded"] == 4
     assert res["weights_checksum"] == "random-init" and res["partial"] is False
     assert len(res["annotation_sha256"]) == 64 and res["config"]["frames"] == 4 and res["config"]["max_txt_l"] == 32
-    assert "| itm |" in (out / "results.md").read_text()
+    md = (out / "results.md").read_text()
+    assert "| itm |" in md and "matching head that was never trained" in md  # random init, re-ranked as asked
     # same weights again: everything comes from the cache and the numbers are identical
     torch.manual_seed(0)
-    eval_command(dataset="msrvtt", root=str(data_root), model="vtr_test", out=str(out), k_test=2, workers=0)
+    eval_command(dataset="msrvtt", root=str(data_root), model="vtr_test", out=str(out), k_test=2, workers=0,
+                 itm=True)
     res2 = json.loads((out / "results.json").read_text())
     assert res2["counts"]["videos_encoded"] == 0 and res2["counts"]["pairs_scored"] == 0
     assert res2["rows"] == res["rows"]
+    # by default a head its config calls untrained (here random init) re-ranks nothing, and the results say why
+    torch.manual_seed(0)
+    eval_command(dataset="msrvtt", root=str(data_root), model="vtr_test", out=str(out), k_test=2, workers=0)
+    res3 = json.loads((out / "results.json").read_text())
+    assert res3["rows"] == {"itc": res["rows"]["itc"]} and res3["counts"]["videos_encoded"] == 0
+    assert (res3["config"]["itm"], res3["config"]["itm_head_trained"]) == (False, False)
+    assert "no itm row: the model's config says its matching head was not trained" in (out / "results.md").read_text()
+
+
+def test_eval_of_released_weights_re_ranks_by_default(data_root, tmp_path, monkeypatch):
+    """The releases' matching head is trained: the ITM row (the one the paper reports) needs no flag."""
+    import json
+
+    import vtr
+    from vtr.eval.command import eval_command
+    from vtr.models import registry
+
+    model = vtr.create_model("vtr_test")
+    entry = registry.WeightEntry("tiny_release", "vtr_test", "nobody/none", "tiny.pth", model.preprocess)
+    monkeypatch.setitem(registry.WEIGHTS, "tiny_release", entry)
+    monkeypatch.setenv("VTR_WEIGHTS", str(tmp_path))
+    torch.save(model.state_dict(), tmp_path / "tiny.pth")
+    eval_command(dataset="msrvtt", root=str(data_root), model="tiny_release", out=str(tmp_path / "out"), k_test=2,
+                 workers=0)
+    res = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert set(res["rows"]) == {"itm", "itc"} and res["config"]["itm_head_trained"] is True
+    assert "not trained" not in (tmp_path / "out" / "results.md").read_text()
 
 
 def test_eval_cli_all_skips_absent_and_itc_only(data_root, tmp_path, monkeypatch, capsys):

@@ -133,11 +133,19 @@ def format_comparison_table(model_name: str, results: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+#: Why a model's evaluation has no ITM row unless --itm asks for one.
+UNTRAINED_HEAD = ("the model's config says its matching head was not trained (itm_trained: false), so its "
+                  "re-ranking would not measure the model; --itm re-ranks anyway")
+
+
 def run_benchmark(loaded: LoadedModel, dataset: str, annotations=None, videos=None, root=None, out="runs/eval",
-                  frames: int | None = None, k_test: int = 128, itm: bool = True, batch_size: int = 8,
+                  frames: int | None = None, k_test: int = 128, itm: bool | None = None, batch_size: int = 8,
                   workers: int | None = None, bf16: bool = False, device: str = "auto", allow_missing: bool = False,
                   cache_dtype: str = "float16") -> dict:
-    """Evaluate one benchmark; writes ``out/results.json`` and ``out/results.md``; returns the results dict."""
+    """Evaluate one benchmark; writes ``out/results.json`` and ``out/results.md``; returns the results dict.
+
+    itm: re-rank with the matching head; None: when the model's config says the head was trained
+    (``itm_trained``: the releases' was; a vtr run's says whether it learned), as the app offers re-ranking."""
     from vtr import __version__
     from vtr.data.retrieval import RetrievalVideos, check_videos, get_retrieval_spec, load_retrieval_split
     from vtr.models.registry import get_tokenizer
@@ -152,6 +160,11 @@ def run_benchmark(loaded: LoadedModel, dataset: str, annotations=None, videos=No
         raise VtrError(f"{spec.name}: no video left to evaluate")
 
     model, pre = loaded.model, loaded.model.preprocess
+    head_trained = bool(getattr(getattr(model, "cfg", None), "itm_trained", False))
+    if itm is None:
+        itm = head_trained
+        if not itm:
+            logger.info("%s: no ITM row: %s", spec.name, UNTRAINED_HEAD)
     num_frames = frames or pre.num_frames
     max_txt_l = spec.max_txt_l
     max_pos = getattr(getattr(getattr(model, "cfg", None), "text", None), "max_position_embeddings", None)
@@ -176,6 +189,7 @@ def run_benchmark(loaded: LoadedModel, dataset: str, annotations=None, videos=No
         "model": loaded.name, "frames": num_frames, "img_size": pre.img_size, "mean": list(pre.mean),
         "std": list(pre.std), "antialias": pre.antialias, "max_txt_l": max_txt_l, "tokenizer": pre.tokenizer, "sample": "middle",
         "trimmed30": spec.trimmed30, "text_mode": spec.text_mode, "k_test": k_test, "itm": itm,
+        "itm_head_trained": head_trained,
         "batch_size": batch_size, "workers": workers, "bf16": bf16, "device": str(resolved_device),
         "cache_dtype": cache_dtype, "cache_dir": str(cache_dir),
     }
@@ -213,11 +227,15 @@ def run_benchmark(loaded: LoadedModel, dataset: str, annotations=None, videos=No
     if split.partial:
         notes.append(f"PARTIAL: {split.num_missing_videos} missing videos and their {split.num_missing_texts} "
                      "texts removed; not the benchmark's numbers")
+    if not head_trained:
+        notes.append(("the itm row re-ranks with a matching head that was never trained: read the itc row" if itm
+                      else f"no itm row: {UNTRAINED_HEAD}"))
     paper = results["published_itm"]
     if paper:
         notes.append("published ITM: T2V " + "/".join(map(str, paper["t2v"])) + ", V2T "
                      + "/".join(map(str, paper["v2t"])))
-    notes.append("MdR/MnR from the ITC matrix in both rows")
+    if "itm" in result.rows:
+        notes.append("MdR/MnR from the ITC matrix in both rows")
     md = f"## {title}\n\n{table}\n\n" + "\n".join(f"- {n}" for n in notes) + "\n"
     write_text_atomic(out / "results.json", json.dumps(results, indent=2))
     write_text_atomic(out / "results.md", md)
@@ -226,7 +244,7 @@ def run_benchmark(loaded: LoadedModel, dataset: str, annotations=None, videos=No
 
 
 def eval_command(dataset: str = None, annotations: str = None, videos: str = None, model: str = None,
-                 frames: int = None, k_test: int = 128, itm: bool = True, out: str = "runs/eval",
+                 frames: int = None, k_test: int = 128, itm: bool | None = None, out: str = "runs/eval",
                  all: bool = False, root: str = None, batch_size: int = 8, workers: int = None,
                  precision: str = "auto", device: str = "auto", allow_missing: bool = False) -> int:
     """Zero-shot video-text retrieval on a benchmark: ITC, then ITM re-ranking of the top k (UMT/VideoMamba protocol).
@@ -237,7 +255,9 @@ def eval_command(dataset: str = None, annotations: str = None, videos: str = Non
     model: weight name (e.g. videomamba_m16_25M, the default), vtr model folder, or architecture (random init)
     frames: frames per video (default: the model's preprocessing, 8 for VideoMamba-M)
     k_test: candidates re-ranked by ITM in each direction
-    itm: re-rank the ITC top k with the ITM head (--no-itm: report only the ITC dual-encoder row)
+    itm: re-rank the ITC top k with the ITM head (--no-itm: report only the ITC dual-encoder row). Default: when
+         the model's config says its matching head was trained (the releases' was; vtr's runs record whether theirs
+         learned)
     out: output folder: results.json, results.md and the resumable feature cache (cache/)
     all: run msrvtt, didemo, anet, lsmdc and msvd from --root and compare with the published numbers
     root: data root with one folder per benchmark (see vtr/data/retrieval.py)
