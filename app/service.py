@@ -359,6 +359,24 @@ class IndexService:
             self.reload()
         return report
 
+    def remove(self, path: str):
+        """Take ``path`` (a folder of the index, or a video) out of the index; the files stay on disk. Returns
+        :class:`index.build.RemoveReport`. Raises VtrError while a build runs, or for a path the index does not
+        hold."""
+        from index import remove_from_index
+
+        if not path or not str(path).strip():
+            raise VtrError("Choose a folder to take out of the index first.")
+        if not self.exists():
+            raise VtrError("There is no index yet.")
+        if not self._build_lock.acquire(blocking=False):
+            raise VtrError("An index build is running; wait for it to finish.")
+        try:
+            return remove_from_index([str(path).strip()], str(self.index_dir))
+        finally:
+            self._build_lock.release()
+            self.reload()
+
     def _model_for_build(self):
         """The model searches use (already loaded, and checked against the index), else what the app was given."""
         if self.exists():

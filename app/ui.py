@@ -74,6 +74,16 @@ SCROLL_TO_PLAYER_JS = """
 }
 """
 
+# Taking a folder out of the index asks first (adding it back embeds its videos again); cancel sends None, an empty
+# choice "" (the handler says to choose one).
+CONFIRM_REMOVE_JS = """
+(folder) => {
+  if (!folder) return [""];
+  return [confirm('Take ' + folder + ' out of the index?\\n\\nIts videos stay on disk; adding the folder again '
+                  + 'embeds them again.') ? folder : null];
+}
+"""
+
 _MARKDOWN_SPECIAL = re.compile(r"([!-/:-@\[-`{-~])")  # every ASCII punctuation character
 
 
@@ -144,6 +154,10 @@ def _status_markdown(st: dict | None, index_dir) -> str:
                                              "the index and play again once it is back; `vtr index update "
                                              "--forget-missing` drops them)" if r in missing else "")
                     for r in st["roots"]) or " none"
+    left_out = st.get("excluded") or []
+    if left_out:
+        roots += ("\n\n**Left out** (taken out of the index; add one as a folder to index it again):"
+                  + "".join(f"\n- {literal(e)}" for e in left_out))
     pending = f" · {len(st['pending'])} pending (interrupted build: update)" if st["pending"] else ""
     partial = f" · **{len(st['partial'])}** indexed in part" if st.get("partial") else ""
     return (f"**Index** {literal(st['index'])} · model {literal(m['model'])} · FAISS "
@@ -316,6 +330,8 @@ class _Handlers:
         return gr.update(value=path, visible=True), f"Ready: {literal(os.path.basename(path))}"
 
     # ------------------------------------------------------------------------------------------ index tab
+    REFRESHED = 7  # the outputs on_refresh fills (``refresh_outputs``)
+
     def on_refresh(self):
         st, error = None, ""
         try:
@@ -328,22 +344,34 @@ class _Handlers:
             logger.warning("no overview: %s", e)
             ov = None
         suggestions = (ov or {}).get("suggestions") or []
-        return (self.empty_state(), gr.update(choices=self.folder_choices(), value=ALL_FOLDERS),
+        choices = self.folder_choices()
+        return (self.empty_state(), gr.update(choices=choices, value=ALL_FOLDERS),
                 _status_markdown(st, self.service.index_dir) + error, _problem_rows(st), _overview_markdown(ov),
-                gr.update(samples=[[s] for s in suggestions], visible=bool(suggestions)))
+                gr.update(samples=[[s] for s in suggestions], visible=bool(suggestions)),
+                gr.update(choices=[c for c in choices if c[1] != ALL_FOLDERS], value=None))
 
     def on_build(self, folder, progress=gr.Progress(track_tqdm=True)):
         progress(0, desc="Loading the model and scanning folders…")
-        try:
-            report = self.service.build(folder)
-        except Exception as e:  # noqa: BLE001
-            summary = _warn(_message(e))
-        else:
-            summary = _build_summary(report)
-        return (summary,) + self.on_refresh()
+        return self._change_index(lambda: self.service.build(folder), _build_summary)
 
     def on_update(self, progress=gr.Progress(track_tqdm=True)):
         return self.on_build(None, progress)
+
+    def on_remove(self, folder):
+        """Take ``folder`` out of the index; None: the page's confirmation was cancelled (nothing changes)."""
+        if folder is None:
+            return (gr.skip(),) * (1 + self.REFRESHED)
+        return self._change_index(lambda: self.service.remove(folder), _remove_summary)
+
+    def _change_index(self, change, summarize):
+        """Run ``change`` (a build or a removal); its summary (or its error) and the refreshed Index tab."""
+        try:
+            report = change()
+        except Exception as e:  # noqa: BLE001
+            summary = _warn(_message(e))
+        else:
+            summary = summarize(report)
+        return (summary,) + self.on_refresh()
 
     # ------------------------------------------------------------------------------- endpoints for programs
     def api_search(self, query, example, folder, min_duration, max_duration, rerank, k):
@@ -388,6 +416,16 @@ def _build_summary(report) -> str:
         summary += (f"\n\nNot found, so not scanned: {', '.join(literal(d) for d in missing)} (a drive not "
                     "mounted?). Its videos stay in the index as they were; `vtr index update --forget-missing` drops "
                     "them.")
+    return summary
+
+
+def _remove_summary(report) -> str:
+    """What the Index tab says after taking a folder out (:class:`index.build.RemoveReport`)."""
+    videos = "1 video" if report.files == 1 else f"{report.files} videos"
+    summary = f"Took **{videos}** ({report.windows} windows) out of the index. The files themselves are untouched."
+    if report.excluded:
+        summary += (f"\n\nUpdates leave out {', '.join(literal(p) for p in report.excluded)} from now on; adding "
+                    "it as a folder again indexes it again.")
     return summary
 
 
@@ -465,6 +503,10 @@ def _index_tab(ui: SimpleNamespace) -> None:
         ui.add_btn = gr.Button("Add and index", variant="primary", scale=1, min_width=140, elem_id="add")
     ui.update_btn = gr.Button("Update: re-scan the indexed folders for new, changed and deleted videos",
                               elem_id="update")
+    with gr.Row(equal_height=True):
+        ui.remove_folder = gr.Dropdown(label="Take a folder out of the index (its videos stay on disk)", choices=[],
+                                       value=None, allow_custom_value=True, scale=8, elem_id="remove-folder")
+        ui.remove_btn = gr.Button("Take out", variant="stop", scale=1, min_width=140, elem_id="remove")
     ui.build_summary = gr.Markdown(elem_id="build-summary")
     ui.failures = gr.Dataframe(headers=["file", "why it could not be (fully) indexed"], value=[],
                                label="Files indexed in part or not at all", interactive=False, wrap=True,
@@ -499,12 +541,16 @@ def _search_events(ui: SimpleNamespace, h: _Handlers) -> None:
 
 
 def _index_events(ui: SimpleNamespace, h: _Handlers, page: gr.Blocks) -> None:
-    refresh_outputs = [ui.no_index, ui.folder, ui.index_status, ui.failures, ui.overview, ui.suggest]
+    refresh_outputs = [ui.no_index, ui.folder, ui.index_status, ui.failures, ui.overview, ui.suggest,
+                       ui.remove_folder]
     page.load(h.on_refresh, None, refresh_outputs, api_visibility="private")
     building = dict(api_visibility="private", concurrency_id="build", concurrency_limit=1,
                     show_progress_on=[ui.build_summary])
     ui.add_btn.click(h.on_build, [ui.new_folder], [ui.build_summary] + refresh_outputs, **building)
     ui.update_btn.click(h.on_update, None, [ui.build_summary] + refresh_outputs, **building)
+    # The browser asks first: putting the videos back means embedding them again. Cancel sends None.
+    ui.remove_btn.click(h.on_remove, [ui.remove_folder], [ui.build_summary] + refresh_outputs, js=CONFIRM_REMOVE_JS,
+                        **building)
 
 
 def _api_endpoints(ui: SimpleNamespace, h: _Handlers) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import vtr  # noqa: F401  (first: sets OpenMP's wait policy before torch loads)
 
-__all__ = ["build_index", "update_index", "index_status", "VideoIndex", "Segment", "search"]
+__all__ = ["build_index", "update_index", "remove_from_index", "index_status", "VideoIndex", "Segment", "search"]
 
 
 def build_index(dirs, index, **kwargs):
@@ -33,6 +33,13 @@ def update_index(index, **kwargs):
     from index.build import build_index as _build
 
     return _build(None, index, **kwargs)
+
+
+def remove_from_index(paths, index):
+    """Take folders or videos out of the index (the files stay); see :func:`index.build.remove_from_index`."""
+    from index.build import remove_from_index as _remove
+
+    return _remove(paths, index)
 
 
 def index_status(index):

@@ -145,6 +145,80 @@ def build_index(dirs: list[str] | None, index: str, model=None, window_s: float 
         return report
 
 
+@dataclass
+class RemoveReport:
+    index: str
+    files: int = 0  # videos taken out of the index (indexed, failed or pending)
+    windows: int = 0
+    roots: list = field(default_factory=list)  # recorded folders no longer scanned
+    excluded: list = field(default_factory=list)  # paths inside recorded folders that scans now leave out
+
+    def summary(self) -> str:
+        videos = "1 video" if self.files == 1 else f"{self.files} videos"
+        lines = [f"{self.index}: took out {videos} ({self.windows} windows); the files themselves are untouched"]
+        if self.roots:
+            lines.append(f"no longer scanned: {', '.join(self.roots)}")
+        for path in self.excluded:
+            lines.append(f"left out of updates from now on: {path} (`vtr index build {path} --index {self.index}` "
+                         "adds it back)")
+        return "\n".join(lines)
+
+
+def remove_from_index(paths: list[str], index: str) -> RemoveReport:
+    """Take videos out of an index: those at or under each of ``paths`` (a recorded folder, a folder inside one,
+    or a video) lose their windows, vectors and thumbnails; the files on disk are not touched. A recorded folder
+    is no longer scanned; a path inside one is left out of later scans (the catalog's ``excluded``) until a build
+    names it again. Every path is checked before anything changes; no model is loaded."""
+    index_dir = Path(index)
+    manifest = read_manifest(index_dir)
+    if manifest is None or not is_index(index_dir):
+        raise VtrError(f"{index_dir} is not an index folder (no {MANIFEST} / {CATALOG})")
+    if not paths:
+        raise VtrError("name the folders or videos to take out of the index")
+    with build_lock(index_dir):
+        catalog = Catalog(index_dir / CATALOG)
+        try:
+            roots = catalog.get_meta("roots", [])
+            excluded = catalog.get_meta("excluded", [])
+            rows = catalog.files()
+            targets = []
+            for path in dict.fromkeys(os.path.abspath(os.path.expanduser(p)) for p in paths):
+                files = [r for r in rows if _under(r.path, path)]
+                recorded = [d for d in roots if _under(d, path)]
+                if not files and not recorded and path in excluded:
+                    raise VtrError(f"{path} is already left out of {index_dir} (`vtr index build {path} --index "
+                                   f"{index_dir}` adds it back). Nothing was changed.")
+                if not files and not recorded:
+                    raise VtrError(f"{path}: no video of {index_dir} is there or under it; its folders: "
+                                   f"{', '.join(roots) or 'none'}. Nothing was changed.")
+                targets.append((path, files, recorded))
+            report = RemoveReport(index=str(index_dir))
+            removed: list[int] = []
+            with catalog.transaction():
+                for path, files, recorded in targets:
+                    for r in files:
+                        if catalog.file_by_id(r.id) is not None:  # not already taken out under another path
+                            removed += catalog.delete_file(r.id)
+                            report.files += 1
+                    for d in recorded:
+                        if d in roots:
+                            roots.remove(d)
+                            report.roots.append(d)
+                    if any(_under(path, d) for d in roots) and path not in excluded:
+                        excluded.append(path)
+                        report.excluded.append(path)
+                excluded = [e for e in excluded if any(_under(e, d) for d in roots)]  # of a folder still scanned
+                report.excluded = [e for e in report.excluded if e in excluded]
+                catalog.set_meta("roots", roots)
+                catalog.set_meta("excluded", excluded)
+            report.windows = len(removed)
+            remove_thumbnails(index_dir, removed)
+            sync_store(catalog, index_dir, manifest)
+        finally:
+            catalog.close()
+    return report
+
+
 LOCK = "build.lock"
 
 
@@ -230,6 +304,7 @@ def _scan_and_plan(catalog: Catalog, index_dir: Path, dirs: list[str] | None, ex
                    report: BuildReport, forget_missing: bool = False) -> list[tuple]:
     """Scan ``dirs`` (None: the recorded folders), record new folders, and plan the work (see :func:`_plan`)."""
     roots = catalog.get_meta("roots", [])
+    excluded = catalog.get_meta("excluded", [])  # paths inside recorded folders `vtr index remove` took out
     if dirs is None:
         if not roots:
             raise VtrError(f"{index_dir} has no recorded folders; run `vtr index build DIR... --index {index_dir}`")
@@ -242,11 +317,17 @@ def _scan_and_plan(catalog: Catalog, index_dir: Path, dirs: list[str] | None, ex
         for d in dirs:
             if d not in roots:
                 roots.append(d)
+        named = [e for e in excluded if e in dirs]  # named again: indexed again
+        excluded = [e for e in excluded if e not in named]
+        for e in excluded:
+            if any(_under(e, d) for d in dirs):
+                logger.info("leaving out %s (taken out with `vtr index remove`; `vtr index build %s` adds it back)",
+                            e, e)
     # A recorded folder that is not there (a drive not mounted, a share offline) is not a folder whose videos were
     # deleted: its files stay as they are until it is back, or until they turn up in a scanned folder (it was
     # moved or renamed: matched by content, kept without embedding them again).
     gone = [d for d in roots if not os.path.exists(d)]
-    scanned = scan_folders(dirs, extensions)
+    scanned = scan_folders(dirs, extensions, exclude=excluded)
     report.scanned = len(scanned)
     todo = _plan(catalog, scanned, roots_now=dirs, retry_failed=retry_failed, report=report, index_dir=index_dir,
                  roots_gone=gone, forget_gone=forget_missing)
@@ -260,6 +341,7 @@ def _scan_and_plan(catalog: Catalog, index_dir: Path, dirs: list[str] | None, ex
     report.missing_roots = [d for d in gone if left[d]]
     with catalog.transaction():
         catalog.set_meta("roots", [d for d in roots if d not in gone or left[d]])
+        catalog.set_meta("excluded", excluded)
     return todo
 
 

@@ -12,7 +12,8 @@ Tables::
         the chunks of a file whose windows are committed (a long file is committed chunk by chunk, so a killed
         build resumes inside it); partial says why a chunk of a damaged file has fewer windows than planned
     meta(key, value)
-        roots (JSON list of the folders that were scanned)
+        roots (JSON list of the folders that were scanned), excluded (JSON list of the paths inside them that
+        ``vtr index remove`` took out: scans leave them out)
 
 A file indexed in part (damaged or cut short in the middle: the windows that decode are indexed) has status 'ok'
 and its ``error`` says what is missing and why.
@@ -334,11 +335,12 @@ class Catalog:
 
     def summary(self) -> dict:
         """What ``vtr index status`` shows: ``files``/``windows`` indexed, ``hours`` of video, ``roots`` (the folders
-        scanned), ``failed`` and ``partial`` as ``[(path, reason)]``, ``pending`` paths (left by an interrupted
-        build)."""
+        scanned) and ``excluded`` (paths inside them left out), ``failed`` and ``partial`` as ``[(path, reason)]``,
+        ``pending`` paths (left by an interrupted build)."""
         counts = self.counts()
         seconds = self.conn.execute("SELECT COALESCE(SUM(duration), 0) FROM files WHERE status='ok'").fetchone()[0]
-        return {"roots": self.get_meta("roots", []), "files": counts["ok"], "windows": counts["windows"],
+        return {"roots": self.get_meta("roots", []), "excluded": self.get_meta("excluded", []),
+                "files": counts["ok"], "windows": counts["windows"],
                 "failed": [(r.path, r.error) for r in self.files("failed")],
                 "partial": [(r.path, r.error) for r in self.files("ok") if r.error],
                 "pending": [r.path for r in self.files("pending")], "hours": seconds / 3600.0}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json as _json
 
-from index.build import build_index, index_status
+from index.build import build_index, index_status, remove_from_index
 
 
 def build_command(dirs: list[str], index: str = None, model: str = None, window_s: float = None,
@@ -70,6 +70,18 @@ def update_command(index: str = None, model: str = None, batch_size: int = None,
     return 0
 
 
+def remove_command(paths: list[str], index: str = None) -> int:
+    """Take videos out of an index (the files themselves are not touched): a recorded folder is no longer scanned,
+    a folder or video inside one is left out of later updates until `vtr index build` names it again.
+
+    paths: recorded folders, folders inside them, or videos
+    index: index folder
+    """
+    _check_flags(index)
+    print(remove_from_index(paths, index).summary())
+    return 0
+
+
 def status_command(index: str = None, json: bool = False) -> int:
     """Show an index: model and settings, counts, and the files that failed with their reasons.
 
@@ -94,6 +106,8 @@ def status_command(index: str = None, json: bool = False) -> int:
     if missing:
         print("          a folder not found keeps its videos in the index; `vtr index update --forget-missing` "
               "drops them")
+    if st["excluded"]:
+        print(f"left out  {', '.join(st['excluded'])} (`vtr index remove`; `vtr index build PATH` adds one back)")
     print(f"indexed   {st['files']} files, {st['hours']:.2f} h, {st['windows']} windows")
     if st["pending"]:
         print(f"pending   {len(st['pending'])} files (interrupted build; run `vtr index update`)")

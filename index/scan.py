@@ -36,8 +36,11 @@ def unreadable_name(path: str) -> str | None:
     return None
 
 
-def scan_folders(roots: list[str], extensions=VIDEO_EXTENSIONS) -> list[ScannedFile]:
+def scan_folders(roots: list[str], extensions=VIDEO_EXTENSIONS, exclude=()) -> list[ScannedFile]:
     """Video files under ``roots``, recursively, sorted by path.
+
+    exclude: absolute paths (folders or files) inside the roots to leave out, as ``vtr index remove`` records
+    them; a root itself is always scanned, also one inside an excluded folder.
 
     Hidden files and folders (name starting with ``.``) are skipped. Symbolic links are followed, but each real
     folder is visited once (no loops through links) and each real file is listed once. A link whose target is
@@ -47,6 +50,7 @@ def scan_folders(roots: list[str], extensions=VIDEO_EXTENSIONS) -> list[ScannedF
     (:func:`unreadable_name`).
     """
     found: dict[str, ScannedFile] = {}
+    left_out = {os.path.abspath(e) for e in exclude}
     seen_real_files: set[str] = set()
     seen_real_dirs: set[str] = set()
     exts = {e.lower() for e in extensions}
@@ -91,8 +95,9 @@ def scan_folders(roots: list[str], extensions=VIDEO_EXTENSIONS) -> list[ScannedF
                 dirnames[:] = []
                 continue
             seen_real_dirs.add(real)
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            dirnames[:] = sorted(d for d in dirnames
+                                 if not d.startswith(".") and os.path.join(dirpath, d) not in left_out)
             for name in sorted(filenames):
-                if not name.startswith("."):
+                if not name.startswith(".") and os.path.join(dirpath, name) not in left_out:
                     consider(os.path.join(dirpath, name))
     return sorted(found.values(), key=lambda f: f.path)

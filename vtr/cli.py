@@ -29,6 +29,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "index build": ("index.commands:build_command", "index the videos under folders (incremental)"),
     "index update": ("index.commands:update_command", "re-scan an index's folders"),
     "index status": ("index.commands:status_command", "show an index and its failed files"),
+    "index remove": ("index.commands:remove_command", "take folders or videos out of an index (files untouched)"),
     "search": ("index.commands:search_command", "find moments by text, image or clip"),
     "app": ("app.server:app_command", "the search app in your browser (Gradio)"),
     "demo": ("demo.run:demo_command", "the whole pipeline offline: synthetic corpus, pretrain, eval, index, app"),

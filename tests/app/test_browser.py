@@ -98,3 +98,59 @@ def test_empty_state_then_index_tab_builds(browser, app_model, tmp_path):
         page.close()
     finally:
         app.close()
+
+
+def test_index_tab_takes_a_folder_out_after_asking(browser, app_model, tmp_path):
+    from app.server import launch_app
+    from index import build_index
+
+    videos = make_collection(tmp_path / "my videos")
+    idx = tmp_path / "videos.idx"
+    build_index([str(videos)], str(idx), model=app_model, workers=0, progress=False, window_policy="stride")
+    app = launch_app(str(idx), port=free_port(), model=app_model, quiet=True, build_options={"workers": 0})
+    try:
+        page = open_page(browser, app.url, tmp_path)
+        answers, asked = [], []
+
+        def answer(dialog):
+            asked.append(dialog.message)
+            dialog.accept() if answers.pop(0) else dialog.dismiss()
+
+        page.on("dialog", answer)
+        page.get_by_role("tab", name="Index").click()
+        page.locator("#remove").click()  # nothing chosen: no question, a hint
+        page.wait_for_function("() => document.querySelector('#build-summary').innerText.includes('Choose a folder')")
+        assert asked == []
+
+        trips = str(videos / "trips")
+        page.locator("#remove-folder input").click()
+        page.locator("ul[role=listbox] li", has_text=trips).first.click()
+        answers.append(False)  # cancelled: nothing changes
+        page.locator("#remove").click()
+        page.wait_for_function("() => document.querySelector('#index-status').innerText.includes('3 videos')")
+        assert len(asked) == 1 and trips in asked[0] and "stay on disk" in asked[0]
+        page.wait_for_timeout(1000)
+        assert "3 videos indexed" in page.locator("#index-status").inner_text()
+
+        answers.append(True)
+        page.locator("#remove").click()
+        page.wait_for_function("() => document.querySelector('#build-summary').innerText.includes('Took')")
+        summary = page.locator("#build-summary").inner_text()
+        assert "Took 1 video" in summary and "untouched" in summary
+        status = page.locator("#index-status").inner_text()
+        assert "2 videos indexed" in status and "Left out" in status and trips in status
+        assert (videos / "trips" / "park.mp4").is_file()
+        page.screenshot(path=str(tmp_path / "removed.png"), full_page=True)
+
+        page.get_by_role("tab", name="Search").click()
+        box = page.locator("#query textarea, #query input").first
+        box.fill("a walk in the park")
+        box.press("Enter")
+        page.locator("#results .thumbnail-item").first.wait_for()
+        names = page.evaluate("() => Array.from(document.querySelectorAll('#results .caption-label'))"
+                              ".map(e => e.innerText)")
+        assert names and not any("park.mp4" in n for n in names), names
+        assert not page.errors, page.errors
+        page.close()
+    finally:
+        app.close()
