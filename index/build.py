@@ -100,6 +100,15 @@ def build_index(dirs: list[str] | None, index: str, model=None, window_s: float 
     index_dir.mkdir(parents=True, exist_ok=True)
     with build_lock(index_dir):
         old_manifest = read_manifest(index_dir)
+        # An index's own settings (an update, or a folder added as the index was built): the plan comes first, and
+        # a run with nothing to embed (a cron update) loads no model. Otherwise the model and its settings are
+        # checked before the catalog is touched; so is a model folder an older index recorded as it was typed,
+        # which an update records by its full path.
+        recorded = str((old_manifest or {}).get("model", ""))
+        own_settings = (old_manifest is not None and is_index(index_dir) and not reembed and not factory
+                        and model in (None, recorded) and (os.sep not in recorded or os.path.isabs(recorded))
+                        and window_s is None and stride_s is None
+                        and window_policy in (None, old_manifest.get("window_policy", "stride")))
         model, window_s, stride_s = _settings(old_manifest, model, window_s, stride_s)
         from index.policies import DEFAULT_POLICY, check_policy
 
@@ -110,6 +119,17 @@ def build_index(dirs: list[str] | None, index: str, model=None, window_s: float 
         check_policy(window_policy)
         _check_numbers(window_s=window_s, stride_s=stride_s, batch_size=batch_size, timeout_s=timeout_s,
                        workers=workers)
+        report = BuildReport(index=str(index_dir))
+        todo = None
+        if own_settings:
+            catalog = Catalog(index_dir / CATALOG)
+            try:
+                todo = _plan_run(catalog, index_dir, dirs, extensions, retry_failed, report, forget_missing,
+                                 progress)
+                if not todo:
+                    return _finish(catalog, index_dir, old_manifest, report, t_start)
+            finally:
+                catalog.close()
         m = load_model(model, device)
         precision = resolve_precision(precision, next(m.parameters()).device, m)
         manifest = manifest_for(m, window_s, stride_s, precision, window_policy)
@@ -121,12 +141,11 @@ def build_index(dirs: list[str] | None, index: str, model=None, window_s: float 
                 raise VtrError(f"--factory {factory!r}: FAISS cannot build it ({why}); e.g. Flat, IVF4096,Flat, "
                                "HNSW32,Flat") from None
         catalog = Catalog(index_dir / CATALOG)
-        report = BuildReport(index=str(index_dir))
         try:
             _adopt_manifest(catalog, index_dir, old_manifest, manifest, reembed, factory)
-            todo = _scan_and_plan(catalog, index_dir, dirs, extensions, retry_failed, report, forget_missing)
-            todo += _retime_variable_rate(catalog, index_dir, todo, report, progress)
-            todo += _redecode_misread(catalog, index_dir, todo, report)
+            if todo is None:
+                todo = _plan_run(catalog, index_dir, dirs, extensions, retry_failed, report, forget_missing,
+                                 progress)
             settings = DecodeSettings(num_frames=manifest["num_frames"], img_size=manifest["img_size"],
                                       window_s=window_s, stride_s=stride_s, thumbnails=thumbnails,
                                       window_policy=window_policy, antialias=manifest["antialias"],
@@ -134,15 +153,30 @@ def build_index(dirs: list[str] | None, index: str, model=None, window_s: float 
             embedded = embed_chunks(m, todo, settings, batch_size=batch_size, workers=workers, timeout_s=timeout_s,
                                     progress=progress, precision=precision)
             _commit(catalog, index_dir, embedded, report)
-            store = sync_store(catalog, index_dir, manifest)
-            report.factory = store.factory
-            counts = catalog.counts()
-            report.total_files, report.total_windows = counts["ok"], counts["windows"]
+            return _finish(catalog, index_dir, manifest, report, t_start)
         finally:
             catalog.close()
-        report.seconds = time.monotonic() - t_start
-        logger.info(report.summary())
-        return report
+
+
+def _plan_run(catalog: Catalog, index_dir: Path, dirs, extensions, retry_failed: bool, report: BuildReport,
+              forget_missing: bool, progress: bool) -> list[tuple]:
+    """The files a build embeds: scanned and planned (:func:`_scan_and_plan`), and those an older index embeds
+    again."""
+    todo = _scan_and_plan(catalog, index_dir, dirs, extensions, retry_failed, report, forget_missing)
+    todo += _retime_variable_rate(catalog, index_dir, todo, report, progress)
+    todo += _redecode_misread(catalog, index_dir, todo, report)
+    return todo
+
+
+def _finish(catalog: Catalog, index_dir: Path, manifest: dict, report: BuildReport, t_start: float) -> BuildReport:
+    """Sync the vector store with the catalog and complete the report."""
+    store = sync_store(catalog, index_dir, manifest)
+    report.factory = store.factory
+    counts = catalog.counts()
+    report.total_files, report.total_windows = counts["ok"], counts["windows"]
+    report.seconds = time.monotonic() - t_start
+    logger.info(report.summary())
+    return report
 
 
 @dataclass

@@ -559,3 +559,30 @@ def test_the_encoder_batch_is_4_windows_on_a_cpu_and_16_on_a_gpu(tmp_path, test_
     report = build_index([str(tmp_path / "videos")], str(tmp_path / "idx"), model=test_model, workers=0,
                          progress=False, window_policy="stride")
     assert report.total_windows == 7 and sizes == [4, 3], sizes
+
+
+def test_an_update_with_nothing_to_embed_loads_no_model(tmp_path, test_model_folder, monkeypatch):
+    """A cron `vtr index update` of an unchanged collection: with the release model it loaded 0.7 GB of weights
+    (3.4 s, 1.7 GB of memory) to embed nothing. Deletions and renames need no model either; a new file does."""
+    from index import embed, update_index
+    from index.search import VideoIndex
+
+    make_video(tmp_path / "videos" / "a.mp4", 6, seed=1)
+    make_video(tmp_path / "videos" / "b.mp4", 6, seed=2)
+    idx = tmp_path / "idx"
+    build_index([str(tmp_path / "videos")], str(idx), model=str(test_model_folder), workers=0, progress=False)
+    loads = []
+    real = embed.load_model
+    monkeypatch.setattr("index.build.load_model", lambda *a, **k: loads.append(a) or real(*a, **k))
+
+    nothing = update_index(str(idx), workers=0, progress=False)
+    assert (nothing.unchanged, nothing.embedded_windows, nothing.total_files, loads) == (2, 0, 2, [])
+    (tmp_path / "videos" / "b.mp4").rename(tmp_path / "videos" / "c.mp4")
+    (tmp_path / "videos" / "a.mp4").unlink()
+    moved = update_index(str(idx), workers=0, progress=False)
+    assert (moved.renamed, moved.deleted, moved.total_files, loads) == (1, 1, 1, [])
+    with VideoIndex(str(idx), gpu=False) as vi:
+        assert {s.path for s in vi.search("anything", k=3)} == {str(tmp_path / "videos" / "c.mp4")}
+    make_video(tmp_path / "videos" / "d.mp4", 6, seed=3)
+    added = update_index(str(idx), workers=0, progress=False)
+    assert (added.added, added.total_files, len(loads)) == (1, 2, 1) and added.embedded_windows > 0
