@@ -271,3 +271,23 @@ def test_faiss_goes_to_the_encoder_s_gpu(red_collection, monkeypatch):
     for device in ("cuda:1", "cuda", None, "cpu"):
         VideoIndex(str(idx), device=device).close()
     assert asked == [1, 0, 0, 0]
+
+
+def test_a_model_without_the_index_s_weights_is_refused_for_words_and_examples(tmp_path, test_model):
+    """The weights are hashed beside the first encoding (not before it); a model whose tensors differ still gets
+    no result, for a text query or an example, however many times it is asked."""
+    import vtr
+
+    make_video(tmp_path / "videos" / "a.mp4", 6, seed=1)
+    idx = tmp_path / "idx"
+    build_index([str(tmp_path / "videos")], str(idx), model=test_model, workers=0, progress=False)
+    torch.manual_seed(99)
+    other = vtr.create_model("vtr_test")  # the same architecture, other weights
+    with VideoIndex(str(idx), model=other, gpu=False) as vi:
+        for _ in range(2):
+            with pytest.raises(VtrError, match="does not have the weights .*checksum mismatch"):
+                vi.search("anything", k=1)
+        with pytest.raises(VtrError, match="checksum mismatch"):
+            vi.search(str(tmp_path / "videos" / "a.mp4"), k=1)
+    with VideoIndex(str(idx), model=test_model, gpu=False) as vi:
+        assert vi.search("anything", k=1) and vi.search(str(tmp_path / "videos" / "a.mp4"), k=1)

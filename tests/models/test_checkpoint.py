@@ -271,3 +271,22 @@ def test_whole_model_on_cuda_matches_cpu(mamba_ssm_scan_calls):
     bf16 = run(model, "cuda", autocast=True)
     for a, b in zip(cpu[:2], bf16[:2]):
         assert torch.nn.functional.cosine_similarity(a, b).min() >= 0.999
+
+
+def test_the_weights_checksum_is_the_sha256_of_names_dtypes_shapes_and_bytes():
+    """What index manifests pin: it must not move when the hashing code does (an index built before would refuse
+    its own model)."""
+    import hashlib
+
+    from torch import nn
+
+    from vtr.models.checkpoint import state_dict_checksum
+
+    m = nn.Sequential(nn.Linear(3, 2), nn.LayerNorm(2)).to(torch.bfloat16)
+    m.register_buffer("empty", torch.zeros(0))
+    m.register_buffer("strided", torch.arange(12.0).view(3, 4).t())  # not contiguous
+    want = hashlib.sha256()
+    for name, t in sorted(m.state_dict().items()):
+        want.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        want.update(t.contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    assert state_dict_checksum(m) == want.hexdigest()

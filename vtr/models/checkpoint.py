@@ -193,7 +193,9 @@ def state_dict_checksum(model: nn.Module) -> str:
     for name, tensor in sorted(model.state_dict().items()):
         t = tensor.detach().cpu().contiguous()
         digest.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
-        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        # the tensor's own bytes, not a copy: hashlib reads the buffer without the GIL (VideoIndex hashes in a
+        # thread beside the tokenizer's loading)
+        digest.update(t.reshape(-1).view(torch.uint8).numpy() if t.numel() else b"")
     model._state_dict_checksum = digest.hexdigest()
     return model._state_dict_checksum
 
