@@ -428,6 +428,10 @@ SKIP_CODECS = frozenset({"h264", "hevc"})
 #: (keyframes come every 1-10 s in ordinary footage: 250 frames is x264's default).
 KEYFRAME_SCAN = 600
 
+#: An average frame rate above this is a time base, not a rate (high-speed cameras record at up to 1000 fps, but
+#: store the footage to play at 24-60): the reader takes FFmpeg's guess instead.
+MAX_AVERAGE_FPS = 1000
+
 #: Files whose packet times PyAV keeps per process (oldest dropped first), keyed by path, size and mtime.
 FRAME_TIMES_CACHE = 8
 _FRAME_TIMES: dict = {}
@@ -473,7 +477,11 @@ class PyAVVideoReader(VideoReader):
             if threads:
                 stream.thread_count = int(threads)
             self._stream = stream
-            rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+            rate = stream.average_rate
+            if not rate or rate > MAX_AVERAGE_FPS:
+                # FFmpeg 7's raw DV demuxer (a camcorder's .dv, as dvgrab writes it) reports 60000 (the inverse of
+                # its 1/60000 time base); its guess from the codec says 25 (PAL) or 29.97 (NTSC), as decord reads
+                rate = stream.guessed_rate or stream.base_rate
             self.fps = float(rate) if rate else 0.0
             self.width, self.height = int(stream.codec_context.width), int(stream.codec_context.height)
             self.num_frames = int(stream.frames or 0)
