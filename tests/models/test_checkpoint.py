@@ -290,3 +290,36 @@ def test_the_weights_checksum_is_the_sha256_of_names_dtypes_shapes_and_bytes():
         want.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
         want.update(t.contiguous().view(-1).view(torch.uint8).numpy().tobytes())
     assert state_dict_checksum(m) == want.hexdigest()
+
+
+def test_safetensors_are_read_into_aligned_memory_of_their_own(tmp_path, monkeypatch):
+    """vtr's reader gives what safetensors gives, each tensor in 64-byte aligned memory of its own (not views of
+    the mapped file, which the loader then copied: the weights twice in memory)."""
+    from safetensors.torch import load_file, save_file
+
+    from vtr.errors import CheckpointError
+    from vtr.models import checkpoint
+
+    tensors = {"f32": torch.randn(3, 5), "bf16": torch.randn(7).bfloat16(), "f16": torch.randn(2, 3).half(),
+               "i64": torch.arange(5), "mask": torch.tensor([True, False, True]), "u8": torch.arange(3).byte(),
+               "scalar": torch.tensor(2.5), "empty": torch.zeros(0, 4), "odd": torch.randn(13).bfloat16()}
+    path = tmp_path / "w.safetensors"
+    save_file(tensors, str(path), metadata={"format": "vtr"})
+    got, want = checkpoint.read_safetensors(path), load_file(str(path))
+    assert got.keys() == want.keys() == tensors.keys()
+    for k in got:
+        assert got[k].dtype == want[k].dtype and got[k].shape == want[k].shape and torch.equal(got[k], want[k]), k
+        assert got[k].numel() == 0 or got[k].data_ptr() % 64 == 0, k
+        assert got[k].untyped_storage().nbytes() == got[k].numel() * got[k].element_size(), k  # not a view
+    got["f32"].add_(1)  # writable, and the file is not
+    assert torch.equal(checkpoint.read_safetensors(path)["f32"], tensors["f32"])
+    monkeypatch.delitem(checkpoint.SAFETENSORS_DTYPES, "BF16")  # a dtype it does not know: safetensors reads it
+    assert torch.equal(checkpoint.read_safetensors(path)["bf16"], tensors["bf16"])
+    monkeypatch.undo()
+
+    path.write_bytes(path.read_bytes()[:-6])
+    with pytest.raises(CheckpointError, match="cut short"):
+        checkpoint.read_safetensors(path)
+    path.write_bytes(b"not a safetensors file at all")
+    with pytest.raises(CheckpointError, match="not a safetensors file"):
+        checkpoint.read_safetensors(path)
