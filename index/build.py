@@ -616,5 +616,5 @@ def index_status(index: str) -> dict:
 def status_of(index_dir, manifest: dict, catalog: Catalog) -> dict:
     """:func:`index_status` of an opened catalog (what ``VideoIndex.status`` answers too)."""
     summary = catalog.summary()
-    missing = [r for r in summary["roots"] if not os.path.isdir(r)]
+    missing = [r for r in summary["roots"] if not os.path.exists(r)]  # a root may be one video
     return {"index": str(index_dir), "manifest": manifest, **summary, "missing_roots": missing}

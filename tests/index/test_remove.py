@@ -121,3 +121,21 @@ def test_scans_leave_out_excluded_paths_but_never_a_root(tmp_path):
     assert names == []
     inside = [f.path for f in scan_folders([junk], exclude=[junk])]  # a root inside (or at) an excluded path
     assert inside == [junk + "/b.mp4", junk + "/c.mp4"]
+
+
+def test_videos_indexed_one_by_one_are_roots_that_are_there_and_come_out_one_by_one(tmp_path, test_model, capsys):
+    """A build may name videos rather than folders. `vtr index status` called such a root "not found" (it looked for
+    a folder), and so did the app."""
+    from index.commands import status_command
+
+    root = _tree(tmp_path)
+    a, d = str(root / "videos" / "a.mp4"), str(root / "other" / "d.mp4")
+    idx = tmp_path / "idx"
+    build_index([a, d], str(idx), model=test_model, workers=0, progress=False)
+    assert index_status(str(idx))["missing_roots"] == []
+    capsys.readouterr()
+    assert status_command(index=str(idx)) == 0
+    assert "not found" not in capsys.readouterr().out
+    report = remove_from_index([a], str(idx))
+    assert (report.files, report.roots, report.excluded) == (1, [a], [])
+    assert _paths(idx) == [d] and index_status(str(idx))["roots"] == [d]
