@@ -1,7 +1,9 @@
 """What a person waits for at the command line: ``vtr search`` (one query, a fresh process: imports, the model,
 the weight check, the query) and ``vtr index update`` of an unchanged collection (a cron job), with the
 release-size model (``videomamba_middle_bert``, random weights: the time does not depend on them; the MiniLM
-package's bert-base-uncased vocabulary, so nothing is downloaded).
+package's bert-base-uncased vocabulary, so nothing is downloaded); and loading the released weights' file (a
+``.pth`` with every key, shape and dtype of the release, CLIP teacher included, random values) into
+``videomamba_m16_25M``, as every command given that weight name does.
 
 Each command runs in its own process, for each code revision in turn (``--revs``: ``.`` is this checkout; another
 revision is extracted with ``git archive``), alternating, so that a change in the machine's load hits every
@@ -42,13 +44,24 @@ def make_model(folder) -> Path:
     return save_vtr(model, folder, config)
 
 
+def make_release_file(path) -> Path:
+    """A ``.pth`` of the release's keys, shapes and dtypes (bf16 floats), random values."""
+    import torch
+
+    from tests.models.test_checkpoint import fake_release_checkpoint
+
+    torch.save(fake_release_checkpoint(), path)
+    return Path(path)
+
+
 def run_timed(argv: list[str], checkout: Path) -> tuple[float, float]:
-    """(wall seconds, peak RSS MiB) of ``python -m vtr.cli ARGV`` with ``checkout``'s code."""
+    """(wall seconds, peak RSS MiB) of ``python -m vtr.cli ARGV`` (``python -c CODE`` for ``["-c", CODE]``) with
+    ``checkout``'s code."""
     env = {**os.environ, "PYTHONPATH": str(checkout)}
+    command = [sys.executable, *argv] if argv[0] == "-c" else [sys.executable, "-m", "vtr.cli", *argv]
     with tempfile.TemporaryFile() as err:  # a file, not a pipe: a chatty process never blocks on it
         start = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-m", "vtr.cli", *argv], cwd=str(checkout), env=env,
-                                stdout=subprocess.DEVNULL, stderr=err)
+        proc = subprocess.Popen(command, cwd=str(checkout), env=env, stdout=subprocess.DEVNULL, stderr=err)
         _, status, usage = os.wait4(proc.pid, 0)  # this child's own rusage
         wall = time.perf_counter() - start
         proc.returncode = os.waitstatus_to_exitcode(status)
@@ -73,15 +86,18 @@ def main(argv=None) -> int:
     work = Path(tempfile.mkdtemp(prefix="vtr_cli_latency_"))
     model = work / "model"
     # in a process of its own: a child's ru_maxrss counts what it inherited from this one before its exec
-    subprocess.run([sys.executable, "-c", f"from bench.cli_latency import make_model; make_model({str(model)!r})"],
-                   cwd=str(ROOT), check=True)
+    release = work / "videomamba_m16_25M_f8_res224.pth"
+    subprocess.run([sys.executable, "-c", f"from bench.cli_latency import make_model, make_release_file; "
+                    f"make_model({str(model)!r}); make_release_file({str(release)!r})"], cwd=str(ROOT), check=True)
     make_footage(work / "videos" / "clip.mp4", 16, 640, 360)
     index = work / "idx"
     subprocess.run([sys.executable, "-m", "vtr.cli", "index", "build", str(work / "videos"), "--index", str(index),
                     "--model", str(model)], cwd=str(ROOT), env={**os.environ, "PYTHONPATH": str(ROOT)},
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     commands = {"search": ["search", QUERY, "--index", str(index), "-k", "3"],
-                "update (nothing new)": ["index", "update", "--index", str(index)]}
+                "update (nothing new)": ["index", "update", "--index", str(index)],
+                "load the release file": ["-c", f"import vtr; vtr.create_model('videomamba_m16_25M', "
+                                                f"pretrained={str(release)!r})"]}
     checkouts = {rev: checkout_of(rev) for rev in args.revs}
     samples = {(rev, name): [] for rev in args.revs for name in commands}
     for _ in range(args.runs):

@@ -323,3 +323,19 @@ def test_safetensors_are_read_into_aligned_memory_of_their_own(tmp_path, monkeyp
     path.write_bytes(b"not a safetensors file at all")
     with pytest.raises(CheckpointError, match="not a safetensors file"):
         checkpoint.read_safetensors(path)
+
+
+def test_a_zip_checkpoint_is_mapped_not_read_and_an_old_one_still_loads(tmp_path):
+    """torch's zip checkpoints (every release) are mapped, so the tensors a model does not use (the release's CLIP
+    teacher) are never read; a checkpoint in torch's pre-1.6 format cannot be mapped and is read as before."""
+    from vtr.models.checkpoint import load_pickled_checkpoint
+
+    weights = {"a": torch.randn(64, 64), "b": torch.arange(7)}
+    zipped, legacy = tmp_path / "zip.pth", tmp_path / "legacy.pth"
+    torch.save(weights, zipped)
+    torch.save(weights, legacy, _use_new_zipfile_serialization=False)
+    got = load_pickled_checkpoint(zipped)
+    maps = Path("/proc/self/maps").read_text() if Path("/proc/self/maps").exists() else ""
+    assert not maps or str(zipped) in maps  # the file is mapped while its tensors live
+    old = load_pickled_checkpoint(legacy)
+    assert all(torch.equal(got[k], weights[k]) and torch.equal(old[k], weights[k]) for k in weights)
