@@ -378,7 +378,8 @@ class IndexService:
             self.reload()
 
     def _model_for_build(self):
-        """The model searches use (already loaded, and checked against the index), else what the app was given."""
+        """The model searches use (already loaded; the build checks its weights against the index's manifest), else
+        what the app was given."""
         if self.exists():
             try:
                 return self._run(lambda: self._opened().model)
