@@ -16,6 +16,13 @@ VIDEO_EXTENSIONS = frozenset({
     ".3gp", ".ogv", ".mxf", ".vob", ".mod", ".dv", ".m2v", ".asf", ".f4v", ".divx", ".rm", ".rmvb", ".y4m",
 })
 
+#: Folders a file system or a NAS keeps for itself (compared without case), skipped like hidden ones: recycle bins
+#: (Windows' $RECYCLE.BIN and RECYCLER, Synology's #recycle, QNAP's @Recycle), snapshots (Synology's #snapshot: a
+#: copy of every video), Synology's @eaDir (thumbnails and a small transcode of every video), Windows' System Volume
+#: Information, and lost+found. A folder named as a root is scanned all the same.
+SYSTEM_FOLDERS = frozenset({"$recycle.bin", "recycler", "#recycle", "@recycle", "#snapshot", "@eadir",
+                            "system volume information", "lost+found"})
+
 
 @dataclass(frozen=True)
 class ScannedFile:
@@ -42,7 +49,7 @@ def scan_folders(roots: list[str], extensions=VIDEO_EXTENSIONS, exclude=()) -> l
     exclude: absolute paths (folders or files) inside the roots to leave out, as ``vtr index remove`` records
     them; a root itself is always scanned, also one inside an excluded folder.
 
-    Hidden files and folders (name starting with ``.``) are skipped. Symbolic links are followed, but each real
+    Hidden files and folders (name starting with ``.``) are skipped, and so are :data:`SYSTEM_FOLDERS`. Symbolic links are followed, but each real
     folder is visited once (no loops through links) and each real file is listed once. A link whose target is
     missing is listed with ``error`` set, so the build records it as failed instead of silently ignoring it.
     A folder whose name looks like a video (``x.mp4/``) is scanned as a folder. A root may also be a single file.
@@ -95,8 +102,8 @@ def scan_folders(roots: list[str], extensions=VIDEO_EXTENSIONS, exclude=()) -> l
                 dirnames[:] = []
                 continue
             seen_real_dirs.add(real)
-            dirnames[:] = sorted(d for d in dirnames
-                                 if not d.startswith(".") and os.path.join(dirpath, d) not in left_out)
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d.lower() not in SYSTEM_FOLDERS
+                                 and os.path.join(dirpath, d) not in left_out)
             for name in sorted(filenames):
                 if not name.startswith(".") and os.path.join(dirpath, name) not in left_out:
                     consider(os.path.join(dirpath, name))

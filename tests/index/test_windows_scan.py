@@ -30,6 +30,24 @@ def test_window_frame_indices_sample_inside_window():
     assert window_frame_indices(w, clock, num_frames=4) == [121, 125, 129, 133]
 
 
+def test_scan_skips_the_folders_drives_and_nas_boxes_keep_for_themselves(tmp_path):
+    """A USB drive's recycle bin or a Synology share's @eaDir (a small transcode of every video) filled the index
+    with deleted videos and duplicates. Named as a root, such a folder is scanned all the same."""
+    root = tmp_path / "share"
+    kept = ["holiday/beach.mp4", "eaDir.mp4", "recycle/clip.mov"]
+    system = ["$RECYCLE.BIN/S-1-5-21/$R1A2B3C.mp4", "RECYCLER/old.avi", "#recycle/deleted.mov",
+              "@Recycle/gone.mkv", "#snapshot/GMT+01_2026/holiday/beach.mp4",
+              "holiday/@eaDir/beach.mp4/SYNOPHOTO_FILM_M.mp4", "System Volume Information/tracking.mp4",
+              "lost+found/#1234.mp4"]
+    for rel in kept + system:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(b"x")
+    found = {os.path.relpath(f.path, root) for f in scan_folders([str(root)])}
+    assert found == set(kept)
+    named = [f.path for f in scan_folders([str(root / "#recycle")])]
+    assert named == [str(root / "#recycle" / "deleted.mov")]
+
+
 def test_scan_skips_hidden_survives_loops_and_lists_dangling(tmp_path):
     root = tmp_path / "videos"
     (root / "a" / "b").mkdir(parents=True)
