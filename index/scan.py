@@ -43,13 +43,39 @@ def unreadable_name(path: str) -> str | None:
     return None
 
 
+#: Extensions that also name text files: ``.ts`` is MPEG-TS (broadcast, camcorders) and TypeScript, thousands of
+#: files in any ``node_modules``. Such a file whose start is text is code, not a damaged video.
+SHARED_EXTENSIONS = frozenset({".ts"})
+
+
+def is_source_code(path: str) -> bool:
+    """Whether ``path``, named like a video by an extension text files share (:data:`SHARED_EXTENSIONS`), starts
+    as text: UTF-8 without NUL bytes. MPEG-TS starts with the sync byte 0x47 and holds binary everywhere; a damaged
+    video that is binary is not text, so it is still listed as failed."""
+    if os.path.splitext(path)[1].lower() not in SHARED_EXTENSIONS:
+        return False
+    try:
+        with open(path, "rb") as f:
+            head = f.read(512)
+    except OSError:
+        return False  # the build says why it cannot be read
+    if not head or b"\0" in head:
+        return False
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return e.start >= len(head) - 3 and e.reason == "unexpected end of data"  # a character cut at 512 bytes
+    return True
+
+
 def scan_folders(roots: list[str], extensions=VIDEO_EXTENSIONS, exclude=()) -> list[ScannedFile]:
     """Video files under ``roots``, recursively, sorted by path.
 
     exclude: absolute paths (folders or files) inside the roots to leave out, as ``vtr index remove`` records
     them; a root itself is always scanned, also one inside an excluded folder.
 
-    Hidden files and folders (name starting with ``.``) are skipped, and so are :data:`SYSTEM_FOLDERS`. Symbolic links are followed, but each real
+    Hidden files and folders (name starting with ``.``) are skipped, and so are :data:`SYSTEM_FOLDERS` and
+    TypeScript files (:func:`is_source_code`). Symbolic links are followed, but each real
     folder is visited once (no loops through links) and each real file is listed once. A link whose target is
     missing is listed with ``error`` set, so the build records it as failed instead of silently ignoring it.
     A folder whose name looks like a video (``x.mp4/``) is scanned as a folder. A root may also be a single file.
@@ -79,7 +105,7 @@ def scan_folders(roots: list[str], extensions=VIDEO_EXTENSIONS, exclude=()) -> l
         except OSError as e:
             found[path] = ScannedFile(path, 0, 0.0, f"cannot stat: {e.strerror}")
             return
-        if not os.path.isfile(path):
+        if not os.path.isfile(path) or is_source_code(path):
             return
         real = os.path.realpath(path)
         if real in seen_real_files:

@@ -66,3 +66,20 @@ def test_scan_skips_hidden_survives_loops_and_lists_dangling(tmp_path):
     assert set(rel) - one == {"a/b/two.MKV", "dangling.mp4", "dir.mp4/five.webm"}
     assert rel["dangling.mp4"] and "dangling" in rel["dangling.mp4"]
     assert rel[one.pop()] is None
+
+
+def test_typescript_is_not_taken_for_mpeg_ts_and_a_damaged_ts_video_still_fails_loudly(tmp_path):
+    """`.ts` names both broadcast video and TypeScript: a folder with a node_modules listed thousands of source files
+    as failed videos. A `.ts` that starts as text is code; binary `.ts` files are videos, damaged or not."""
+    from tests.videos import indexed_frames, write_video
+
+    root = tmp_path / "drive"
+    (root / "recordings").mkdir(parents=True)
+    write_video(root / "recordings" / "news.ts", indexed_frames(10), fps=10, codec="mpeg2video")
+    (root / "app" / "node_modules" / "lib").mkdir(parents=True)
+    (root / "app" / "src.ts").write_text("export const answer: number = 42;\n")
+    (root / "app" / "node_modules" / "lib" / "index.d.ts").write_text("declare const π: number; // " + "é" * 300)
+    (root / "recordings" / "cut.ts").write_bytes(b"\x47\x40\x11\x10" + bytes(range(256)) * 3)  # binary, damaged
+    (root / "recordings" / "notes.txt").write_text("not a video at all")
+    found = {os.path.relpath(f.path, root) for f in scan_folders([str(root)])}
+    assert found == {"recordings/news.ts", "recordings/cut.ts"}
