@@ -17,7 +17,7 @@ import shutil
 import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from vtr.errors import VtrError
@@ -39,6 +39,7 @@ class Moment:
     end: float
     score: float
     thumbnail: str | None
+    copies: list = field(default_factory=list)  # other paths of the same video (see ``Segment.copies``)
 
     @property
     def name(self) -> str:
@@ -51,7 +52,7 @@ class Moment:
     def to_dict(self) -> dict:
         # "video", not "path": gradio_client takes any dict with a "path" for a file to download.
         return {"video": self.path, "name": self.name, "folder": self.folder, "start": self.start, "end": self.end,
-                "score": self.score}
+                "score": self.score, "copies": list(self.copies)}
 
 
 def clock(seconds: float) -> str:
@@ -224,7 +225,8 @@ class IndexService:
 
         segments = self._run(run)
         # Best first: grouping by video is a view (group_by_video), never a reason to rank a worse moment higher.
-        return [Moment(s.path, float(s.start), float(s.end), float(s.score), s.thumbnail) for s in segments]
+        return [Moment(s.path, float(s.start), float(s.end), float(s.score), s.thumbnail, list(s.copies))
+                for s in segments]
 
     def query_notes(self, query: str) -> list[str]:
         """What a person should know about a text query before trusting its results (e.g. it is cut short)."""

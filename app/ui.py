@@ -311,6 +311,9 @@ class _Handlers:
             return player, _warn(_message(e)), seek, timeline, t_in, t_out, sel
         details = (f"**{literal(m.name)}** · {clock(m.start)}–{clock(m.end)} · score {m.score:.3f}\n\n"
                    f"{literal(m.path)}")
+        copies = d.get("copies") or []
+        if copies:  # the same video kept elsewhere too: one result, its other places named
+            details += "\n\nThe same video is also at:" + "".join(f"\n- {literal(c)}" for c in copies)
         return (gr.update(value=clip, label=f"{m.name} from {clock(m.start)}"), details,
                 f'<span data-t="{offset:.3f}"></span>', _timeline_html(results, i, self.service.duration_of(m.path)),
                 f"{m.start:g}", f"{m.end:g}", i)
@@ -376,7 +379,8 @@ class _Handlers:
     # ------------------------------------------------------------------------------- endpoints for programs
     def api_search(self, query, example, folder, min_duration, max_duration, rerank, k):
         """Moments for a text query or an example image/clip (the example wins), best first: a list of
-        {video (full path), name, folder, start, end, score}. Errors come back with a readable message."""
+        {video (full path), name, folder, start, end, score, copies (other paths of the same video)}. Errors come
+        back with a readable message."""
         try:
             return [m.to_dict() for m in self.run_search(query, example, folder, min_duration, max_duration,
                                                          rerank, k)]

@@ -151,7 +151,8 @@ def search_command(query: str, index: str = None, k: int = 10, rerank: bool = Fa
     if not segments:
         print("no results")
     for rank, s in enumerate(segments, 1):
-        print(f"{rank:3d}. {s.score:7.4f}  {_clock(s.start)}-{_clock(s.end)}  {_line(s.path)}")
+        copies = f"  (the same video also at: {', '.join(_line(c) for c in s.copies)})" if s.copies else ""
+        print(f"{rank:3d}. {s.score:7.4f}  {_clock(s.start)}-{_clock(s.end)}  {_line(s.path)}{copies}")
     return 0
 
 

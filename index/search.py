@@ -59,6 +59,7 @@ class Segment:
     score: float
     windows: list = field(default_factory=list)  # [{"id", "start", "end", "score"}]
     thumbnail: str | None = None  # JPEG of the best window's middle frame
+    copies: list = field(default_factory=list)  # other paths of the same video (same content), this moment folded in
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -538,24 +539,43 @@ class VideoIndex:
     def _group(self, ids, scores, k, merge_margin) -> list[Segment]:
         rows = self.catalog.windows_by_ids(ids)
         per_file: dict[int, list] = {}
-        paths = {}
+        files = {}
         for wid, score in zip(ids, scores):
             if int(wid) not in rows:
                 continue
             wrow, frow = rows[int(wid)]
             per_file.setdefault(frow.id, []).append((int(wid), wrow.start, wrow.end, float(score)))
-            paths[frow.id] = frow.path
-        segments = []
+            files[frow.id] = frow
+        segments, content = [], {}
         for file_id, hits in per_file.items():
             for start, end, score, members in merge_segments(hits, merge_margin):
                 best = max(members, key=lambda h: h[3])
                 thumb = thumbnail_path(self.dir, best[0])
                 segments.append(Segment(
-                    path=paths[file_id], start=start, end=end, score=score,
+                    path=files[file_id].path, start=start, end=end, score=score,
                     windows=[{"id": h[0], "start": h[1], "end": h[2], "score": h[3]} for h in members],
                     thumbnail=str(thumb) if thumb.is_file() else None))
+                content[id(segments[-1])] = files[file_id].hash
         segments.sort(key=lambda s: -s.score)
-        return segments[:k]
+        return _fold_copies(segments, content)[:k]
+
+
+def _fold_copies(segments: list[Segment], content: dict) -> list[Segment]:
+    """One segment per moment of a video kept in several places (a backup, a copy exported again): segments of
+    files with the same content hash (``content[id(segment)]``) over the same span are one result, the first (the
+    best; among equals, the first found) naming the others in ``copies``. Copies hold the same frames, so their windows, vectors and
+    scores are the same."""
+    kept, first = [], {}
+    for seg in segments:
+        digest = content.get(id(seg))
+        key = (digest, round(seg.start, 3), round(seg.end, 3)) if digest else None
+        if key is not None and key in first:
+            first[key].copies.append(seg.path)
+            continue
+        if key is not None:
+            first[key] = seg
+        kept.append(seg)
+    return kept
 
 
 def _unzip(chunks):

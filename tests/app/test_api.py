@@ -46,7 +46,7 @@ def test_text_search_returns_moments_best_first(client, collection):
     assert moments, "a text query on a non-empty index returns moments"
     assert {m["video"] for m in moments} <= {str(collection / n) for n in ("beach.mp4", "city.mp4", "trips/park.mp4")}
     for m in moments:
-        assert set(m) == {"video", "name", "folder", "start", "end", "score"}
+        assert set(m) == {"video", "name", "folder", "start", "end", "score", "copies"}
         assert 0 <= m["start"] < m["end"] and math.isfinite(m["score"])
     # best first across videos: grouping by video is a view of the page, never the ranking
     scores = [m["score"] for m in moments]

@@ -270,3 +270,24 @@ def test_quoted_cuts_a_long_query_at_a_space_and_escapes_after_cutting():
     assert quoted(words, limit=20) == "“walking walking…”"  # cut at the last space within the limit
     assert quoted("x" * 50, limit=20) == "“" + "x" * 20 + "…”"  # no space in its second half: cut at the limit
     assert quoted("*" * 50, limit=10) == "“" + literal("*" * 10) + "…”"  # every kept character still escaped
+
+
+def test_a_video_and_its_backup_copy_are_one_moment_that_names_the_copy(tmp_path, app_model):
+    import shutil
+
+    from index import build_index
+
+    videos = tmp_path / "videos"
+    (videos / "backup").mkdir(parents=True)
+    write_video(videos / "count.mp4", indexed_frames(60), fps=10)
+    shutil.copy(videos / "count.mp4", videos / "backup" / "count.mp4")
+    build_index([str(videos)], str(tmp_path / "idx"), model=app_model, workers=0, progress=False,
+                window_policy="stride")
+    service = IndexService(str(tmp_path / "idx"), model=app_model)
+    try:
+        moments = service.search("anything", k=10)
+        both = {str(videos / "backup" / "count.mp4"), str(videos / "count.mp4")}
+        assert moments and len({m.path for m in moments}) == 1
+        assert all({m.path, *m.to_dict()["copies"]} == both for m in moments)
+    finally:
+        service.close()

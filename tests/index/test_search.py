@@ -291,3 +291,35 @@ def test_a_model_without_the_index_s_weights_is_refused_for_words_and_examples(t
             vi.search(str(tmp_path / "videos" / "a.mp4"), k=1)
     with VideoIndex(str(idx), model=test_model, gpu=False) as vi:
         assert vi.search("anything", k=1) and vi.search(str(tmp_path / "videos" / "a.mp4"), k=1)
+
+
+def test_a_video_kept_in_two_places_is_one_result_naming_its_copy(tmp_path, test_model_folder, capsys):
+    """A phone's video and its backup copy gave every moment twice, pushing other videos off the page."""
+    import json
+    import shutil
+
+    from index.commands import search_command
+
+    root = tmp_path / "videos"
+    make_video(root / "phone" / "beach.mp4", 12, seed=1)
+    make_video(root / "city.mp4", 12, seed=2)
+    (root / "backup").mkdir()
+    shutil.copy(root / "phone" / "beach.mp4", root / "backup" / "beach.mp4")
+    idx = tmp_path / "idx"
+    build_index([str(root)], str(idx), model=str(test_model_folder), workers=0, progress=False,
+                window_policy="stride")
+    with VideoIndex(str(idx), gpu=False) as vi:
+        segments = vi.search("anything", k=20)
+    spans = [(s.path, s.start, s.end) for s in segments]
+    assert len(spans) == len(set(spans))
+    both = {str(root / "backup" / "beach.mp4"), str(root / "phone" / "beach.mp4")}
+    beach = [s for s in segments if s.path.endswith("beach.mp4")]
+    assert beach and len({s.path for s in beach}) == 1  # one of the two, for every moment of it
+    assert all({s.path, *s.copies} == both and len(s.copies) == 1 for s in beach)
+    assert all(s.copies == [] for s in segments if s.path.endswith("city.mp4"))
+    capsys.readouterr()
+    assert search_command("anything", index=str(idx), k=20, json=True) == 0
+    hits = json.loads(capsys.readouterr().out)
+    assert any({h["path"], *h["copies"]} == both for h in hits)
+    assert search_command("anything", index=str(idx), k=20) == 0
+    assert f"(the same video also at: {beach[0].copies[0]})" in capsys.readouterr().out
