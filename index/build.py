@@ -29,7 +29,7 @@ from index.catalog import Catalog, quick_hash
 from index.decode import VIDEO_BACKEND, DecodeSettings, FileFailure
 from index.embed import DEFAULT_MODEL, embed_chunks, load_model
 from index.layout import (CATALOG, MANIFEST, VECTORS, check_manifest, is_index, manifest_for, read_manifest,
-                          remove_thumbnails, write_manifest, write_thumbnail)
+                          remove_thumbnails, thumbnail_path, write_manifest, write_thumbnail)
 from index.scan import VIDEO_EXTENSIONS, scan_folders
 from index.store import VectorStore, choose_factory
 from index.windows import DEFAULT_STRIDE_S, DEFAULT_WINDOW_S
@@ -57,6 +57,7 @@ class BuildReport:
     resumed_windows: int = 0  # windows an interrupted build had committed, kept instead of embedded again
     retimed: int = 0  # unchanged variable-frame-rate files embedded again on their frame times (older indexes)
     redecoded: int = 0  # unchanged files an older index's decoder may have misread, embedded again (older indexes)
+    copies: int = 0  # new files whose content was already indexed (a backup, a copy): windows reused, not embedded
     failures: list = field(default_factory=list)  # [(path, reason)] of this run
     partials: list = field(default_factory=list)  # [(path, reason)] of this run: indexed in part
     missing_roots: list = field(default_factory=list)  # recorded folders not there on an update: files kept
@@ -65,8 +66,10 @@ class BuildReport:
         resumed = f", {self.resumed_windows} resumed from an interrupted build" if self.resumed_windows else ""
         retimed = f", {self.retimed} re-timed (variable frame rate)" if self.retimed else ""
         retimed += f", {self.redecoded} decoded again (TS/MPEG/AVI)" if self.redecoded else ""
+        copies = f" ({self.copies} copies of indexed videos, not embedded again)" if self.copies else ""
         return (f"{self.index}: {self.total_files} files, {self.total_windows} windows ({self.factory}); this run: "
-                f"{self.added} new, {self.changed} changed{retimed}, {self.renamed} renamed, {self.deleted} deleted, "
+                f"{self.added} new{copies}, {self.changed} changed{retimed}, {self.renamed} renamed, "
+                f"{self.deleted} deleted, "
                 f"{self.unchanged} unchanged, {self.failed} failed, {self.partial} indexed in part; "
                 f"{self.embedded_windows} windows embedded{resumed} in {self.seconds:.1f} s"
                 + (f"; not found, so not re-scanned (their files kept; --forget-missing drops them): "
@@ -431,6 +434,12 @@ def _plan(catalog: Catalog, scanned, roots_now, retry_failed, report: BuildRepor
     for r in list(missing.values()) + list(away.values()):
         if r.status == "ok" and r.hash:
             missing_by_hash.setdefault(r.hash, r)
+    # Indexed files whose content a new file may repeat (a backup, a copy): their windows are reused, not embedded
+    indexed_by_hash = {}
+    for r in rows.values():
+        if r.status == "ok" and r.hash and r.path not in missing:
+            indexed_by_hash.setdefault((r.hash, r.size), r.id)
+    copied: list[tuple[int, int]] = []  # (source window, new window): thumbnails to copy
     with catalog.transaction():
         for path, f in seen.items():
             row = rows.get(path)
@@ -465,7 +474,17 @@ def _plan(catalog: Catalog, scanned, roots_now, retry_failed, report: BuildRepor
                     away.pop(old.path, None)
                     report.renamed += 1
                     continue
-                todo.append((catalog.upsert_pending(path, f.size, f.mtime, h), path))
+                fid = catalog.upsert_pending(path, f.size, f.mtime, h)
+                source = indexed_by_hash.get((h, f.size))
+                source_row = catalog.file_by_id(source) if source is not None else None
+                if source_row is not None and source_row.status == "ok" and source_row.hash == h:
+                    pairs = catalog.copy_file(source, fid)
+                    if pairs:  # the same content, already embedded: the same windows and vectors
+                        copied += pairs
+                        report.added += 1
+                        report.copies += 1
+                        continue
+                todo.append((fid, path))
                 report.added += 1
             elif row.status == "ok" and row.hash == h:
                 catalog.touch(row.id, path, f.size, f.mtime)  # touched, same content
@@ -486,6 +505,10 @@ def _plan(catalog: Catalog, scanned, roots_now, retry_failed, report: BuildRepor
             removed_windows += catalog.delete_file(r.id)
             report.deleted += 1
     remove_thumbnails(index_dir, removed_windows)
+    for source, window in copied:
+        thumb = thumbnail_path(index_dir, source)
+        if thumb.is_file():
+            write_thumbnail(index_dir, window, thumb.read_bytes())
     return todo
 
 

@@ -222,6 +222,23 @@ class Catalog:
             (meta["duration"], meta["fps"], meta["width"], meta["height"], time.time(), file_id))
         return self._insert_windows(file_id, windows, vectors)
 
+    def copy_file(self, source_id: int, file_id: int) -> list[tuple[int, int]]:
+        """Give ``file_id`` (a copy of ``source_id``'s content) that file's metadata, windows and vectors (status
+        ok); returns ``[(source window id, new window id)]``."""
+        self._drop_windows(file_id)
+        self.conn.execute(
+            "UPDATE files SET (duration, fps, width, height, status, error, indexed_at) = "
+            "(SELECT duration, fps, width, height, 'ok', error, ? FROM files WHERE id=?) WHERE id=?",
+            (time.time(), source_id, file_id))
+        pairs = []
+        for wid, start, end, vec in self.conn.execute(
+                "SELECT id, start, end, embedding FROM windows WHERE file_id=? ORDER BY start, id",
+                (source_id,)).fetchall():
+            cur = self.conn.execute("INSERT INTO windows(file_id, start, end, embedding) VALUES (?, ?, ?, ?)",
+                                    (file_id, start, end, vec))
+            pairs.append((int(wid), int(cur.lastrowid)))
+        return pairs
+
     def _insert_windows(self, file_id: int, windows, vectors) -> list[int]:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         ids = []

@@ -586,3 +586,52 @@ def test_an_update_with_nothing_to_embed_loads_no_model(tmp_path, test_model_fol
     make_video(tmp_path / "videos" / "d.mp4", 6, seed=3)
     added = update_index(str(idx), workers=0, progress=False)
     assert (added.added, added.total_files, len(loads)) == (1, 2, 1) and added.embedded_windows > 0
+
+
+def test_a_copy_of_an_indexed_video_reuses_its_windows_instead_of_embedding_them(tmp_path, test_model_folder,
+                                                                                  monkeypatch):
+    """A backup folder added to an index held the same videos again: each was decoded and embedded again (with the
+    release model, minutes an hour of video). Same content (hash and size): the same windows, vectors and
+    thumbnails, and no model is loaded when nothing else is new."""
+    from index import embed, update_index
+
+    make_video(tmp_path / "phone" / "a.mp4", 9, seed=1)
+    idx = tmp_path / "idx"
+    build_index([str(tmp_path / "phone")], str(idx), model=str(test_model_folder), workers=0, progress=False)
+    shutil.copy(tmp_path / "phone" / "a.mp4", tmp_path / "phone" / "a copy.mp4")
+    loads = []
+    real = embed.load_model
+    monkeypatch.setattr("index.build.load_model", lambda *a, **k: loads.append(a) or real(*a, **k))
+    report = update_index(str(idx), workers=0, progress=False)
+    assert (report.added, report.copies, report.embedded_windows, loads) == (1, 1, 0, [])
+    assert "(1 copies of indexed videos, not embedded again)" in report.summary()
+    rows = _windows_by_file(idx)
+    (a, wa), (b, wb) = rows[str(tmp_path / "phone" / "a.mp4")], rows[str(tmp_path / "phone" / "a copy.mp4")]
+    assert (a.duration, a.fps, a.width, a.height, b.status) == (b.duration, b.fps, b.width, b.height, "ok")
+    assert [(w.start, w.end) for w, _ in wa] == [(w.start, w.end) for w, _ in wb] and wa
+    assert all(np.array_equal(va, vb) for (_, va), (_, vb) in zip(wa, wb))
+    assert all(thumbnail_path(idx, w.id).read_bytes() == thumbnail_path(idx, v.id).read_bytes()
+               for (w, _), (v, _) in zip(wa, wb))
+    assert index_status(str(idx))["windows"] == 2 * len(wa)
+    # a new video with content of its own is embedded as ever
+    make_video(tmp_path / "phone" / "b.mp4", 9, seed=2)
+    again = update_index(str(idx), workers=0, progress=False)
+    assert (again.added, again.copies, len(loads)) == (1, 0, 1) and again.embedded_windows > 0
+
+
+def _windows_by_file(idx) -> dict:
+    """{path: (file row, [(window row, vector)])} of an index folder."""
+    cat = Catalog(Path(idx) / "catalog.sqlite")
+    try:
+        out = {}
+        for f in cat.files("ok"):
+            vectors = dict(zip(*_ids_and_vectors(cat, f.id)))
+            out[f.path] = (f, [(w, vectors[w.id]) for w in cat.windows_of(f.id)])
+        return out
+    finally:
+        cat.close()
+
+
+def _ids_and_vectors(cat, file_id):
+    rows = cat.conn.execute("SELECT id, embedding FROM windows WHERE file_id=?", (file_id,)).fetchall()
+    return [r[0] for r in rows], [np.frombuffer(r[1], dtype=np.float32) for r in rows]
