@@ -66,7 +66,8 @@ class BuildReport:
         resumed = f", {self.resumed_windows} resumed from an interrupted build" if self.resumed_windows else ""
         retimed = f", {self.retimed} re-timed (variable frame rate)" if self.retimed else ""
         retimed += f", {self.redecoded} decoded again (TS/MPEG/AVI)" if self.redecoded else ""
-        copies = f" ({self.copies} copies of indexed videos, not embedded again)" if self.copies else ""
+        copies = ("" if not self.copies else " (1 copy of an indexed video, not embedded again)" if self.copies == 1
+                  else f" ({self.copies} copies of indexed videos, not embedded again)")
         return (f"{self.index}: {self.total_files} files, {self.total_windows} windows ({self.factory}); this run: "
                 f"{self.added} new{copies}, {self.changed} changed{retimed}, {self.renamed} renamed, "
                 f"{self.deleted} deleted, "

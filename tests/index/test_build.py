@@ -604,7 +604,7 @@ def test_a_copy_of_an_indexed_video_reuses_its_windows_instead_of_embedding_them
     monkeypatch.setattr("index.build.load_model", lambda *a, **k: loads.append(a) or real(*a, **k))
     report = update_index(str(idx), workers=0, progress=False)
     assert (report.added, report.copies, report.embedded_windows, loads) == (1, 1, 0, [])
-    assert "(1 copies of indexed videos, not embedded again)" in report.summary()
+    assert "1 new (1 copy of an indexed video, not embedded again)" in report.summary()
     rows = _windows_by_file(idx)
     (a, wa), (b, wb) = rows[str(tmp_path / "phone" / "a.mp4")], rows[str(tmp_path / "phone" / "a copy.mp4")]
     assert (a.duration, a.fps, a.width, a.height, b.status) == (b.duration, b.fps, b.width, b.height, "ok")
