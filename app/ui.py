@@ -407,6 +407,7 @@ def _build_summary(report) -> str:
     """What the Index tab says after a build (:class:`index.build.BuildReport`)."""
     resumed = f", {report.resumed_windows} resumed from an interrupted build" if report.resumed_windows else ""
     copies = ("" if not report.copies else " (a copy of an indexed video: not embedded again)" if report.added == 1
+              else " (1 of them a copy of an indexed video: not embedded again)" if report.copies == 1
               else f" ({report.copies} of them copies of indexed videos: not embedded again)")
     summary = (f"Done in {report.seconds:.0f} s: **{report.added}** new{copies}, {report.changed} changed, "
                f"{report.renamed} renamed, {report.deleted} removed, {report.unchanged} unchanged, "
