@@ -505,11 +505,11 @@ def _plan(catalog: Catalog, scanned, roots_now, retry_failed, report: BuildRepor
         for r in list(missing.values()) + (list(away.values()) if forget_gone else []):
             removed_windows += catalog.delete_file(r.id)
             report.deleted += 1
-    remove_thumbnails(index_dir, removed_windows)
-    for source, window in copied:
+    for source, window in copied:  # before any removal: a source changed after it was copied loses its own
         thumb = thumbnail_path(index_dir, source)
         if thumb.is_file():
             write_thumbnail(index_dir, window, thumb.read_bytes())
+    remove_thumbnails(index_dir, removed_windows)
     return todo
 
 
