@@ -635,3 +635,21 @@ def _windows_by_file(idx) -> dict:
 def _ids_and_vectors(cat, file_id):
     rows = cat.conn.execute("SELECT id, embedding FROM windows WHERE file_id=?", (file_id,)).fetchall()
     return [r[0] for r in rows], [np.frombuffer(r[1], dtype=np.float32) for r in rows]
+
+
+def test_a_copy_made_before_its_source_changed_keeps_the_old_windows_and_thumbnails(tmp_path, test_model):
+    """`cp b.mp4 a.mp4`, then b.mp4 edited: one update copies b's old windows to a.mp4 (met first) and embeds the
+    new b.mp4; the thumbnails a.mp4 takes are written before b's old ones are removed."""
+    videos = tmp_path / "videos"
+    make_video(videos / "b.mp4", 9, seed=1)
+    idx = tmp_path / "idx"
+    build_index([str(videos)], str(idx), model=test_model, workers=0, progress=False)
+    (old_b, old_windows), = _windows_by_file(idx).values()
+    shutil.copy(videos / "b.mp4", videos / "a.mp4")
+    make_video(videos / "b.mp4", 7, seed=2)  # edited in place
+    report = build_index(None, str(idx), model=test_model, workers=0, progress=False)
+    assert (report.added, report.copies, report.changed) == (1, 1, 1)
+    a, a_windows = _windows_by_file(idx)[str(videos / "a.mp4")]
+    assert a.duration == old_b.duration and len(a_windows) == len(old_windows)
+    assert all(np.array_equal(va, vb) for (_, va), (_, vb) in zip(a_windows, old_windows))
+    assert all(thumbnail_path(idx, w.id).is_file() for w, _ in a_windows)
