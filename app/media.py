@@ -102,7 +102,7 @@ def _display_rotation(path: str) -> int:
 def _transcode_once(path, start, stop, out_path, max_width, rotation: int, with_audio: bool) -> None:
     import av
 
-    from vtr.data.video import main_video_stream, pixel_aspect_of
+    from vtr.data.video import frame_rate, main_video_stream, pixel_aspect_of
 
     with av.open(str(path)) as src:
         vin = main_video_stream(src)
@@ -111,7 +111,7 @@ def _transcode_once(path, start, stop, out_path, max_width, rotation: int, with_
         vin.thread_type = "AUTO"
         # The index counts seconds from the first frame; streams (MPEG-TS, camcorders' .mts) can start anywhere
         origin = float(vin.start_time * vin.time_base) if vin.start_time is not None and vin.time_base else 0.0
-        rate = vin.average_rate or vin.guessed_rate or Fraction(25)
+        rate = frame_rate(vin) or Fraction(25)
         if rate > 120:
             rate = Fraction(30)
         src_w, src_h = vin.codec_context.width or max_width, vin.codec_context.height or max_width

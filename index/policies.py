@@ -76,14 +76,14 @@ def _detection_pass(path, start, end, fps, size, cheap):
     import av
     from av.video.reformatter import VideoReformatter
 
-    from vtr.data.video import decode_from, main_video_stream
+    from vtr.data.video import decode_from, frame_rate, main_video_stream
 
     times, frames = [], []
     to_rgb = VideoReformatter()  # one swscale context for the pass (a frame's own reformat builds one per frame)
     with av.open(str(path)) as container:
         stream = main_video_stream(container)
         stream.thread_count = 1
-        rate = float(stream.average_rate or stream.guessed_rate or 0.0)
+        rate = float(frame_rate(stream) or 0.0)
         if cheap and rate >= 2 * fps:  # a slower stream would lose grid frames to the skipping
             stream.codec_context.skip_frame = "NONREF"
             stream.codec_context.options = {"skip_loop_filter": "all"}  # read when the decoder opens

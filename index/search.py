@@ -546,28 +546,26 @@ class VideoIndex:
             wrow, frow = rows[int(wid)]
             per_file.setdefault(frow.id, []).append((int(wid), wrow.start, wrow.end, float(score)))
             files[frow.id] = frow
-        segments, content = [], {}
+        found = []  # (segment, its file's content hash)
         for file_id, hits in per_file.items():
             for start, end, score, members in merge_segments(hits, merge_margin):
                 best = max(members, key=lambda h: h[3])
                 thumb = thumbnail_path(self.dir, best[0])
-                segments.append(Segment(
+                found.append((Segment(
                     path=files[file_id].path, start=start, end=end, score=score,
                     windows=[{"id": h[0], "start": h[1], "end": h[2], "score": h[3]} for h in members],
-                    thumbnail=str(thumb) if thumb.is_file() else None))
-                content[id(segments[-1])] = files[file_id].hash
-        segments.sort(key=lambda s: -s.score)
-        return _fold_copies(segments, content)[:k]
+                    thumbnail=str(thumb) if thumb.is_file() else None), files[file_id].hash))
+        found.sort(key=lambda pair: -pair[0].score)
+        return _fold_copies(found)[:k]
 
 
-def _fold_copies(segments: list[Segment], content: dict) -> list[Segment]:
-    """One segment per moment of a video kept in several places (a backup, a copy exported again): segments of
-    files with the same content hash (``content[id(segment)]``) over the same span are one result, the first (the
-    best; among equals, the first found) naming the others in ``copies``. Copies hold the same frames, so their windows, vectors and
-    scores are the same."""
+def _fold_copies(found: list[tuple[Segment, str | None]]) -> list[Segment]:
+    """One segment per moment of a video kept in several places (a backup, a copy exported again): ``found`` is
+    ``(segment, its file's content hash)``, best first; segments of the same content over the same span are one
+    result, the first (the best; among equals, the first found) naming the others in ``copies``. Copies hold the
+    same frames, so their windows, vectors and scores are the same."""
     kept, first = [], {}
-    for seg in segments:
-        digest = content.get(id(seg))
+    for seg, digest in found:
         key = (digest, round(seg.start, 3), round(seg.end, 3)) if digest else None
         if key is not None and key in first:
             first[key].copies.append(seg.path)

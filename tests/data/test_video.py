@@ -427,10 +427,15 @@ def test_a_camcorder_s_raw_dv_file_has_its_frame_rate(tmp_path):
     """FFmpeg 7's raw DV demuxer reports an average rate of 60000 fps (its time base). The index's reader said so:
     the catalog kept 60000 fps and the reader a duration of 2.5 ms; the frames' times saved the windows. DV is
     25 fps (PAL) or 29.97 (NTSC), as FFmpeg's guess and decord say."""
+    from app.media import make_preview
+
     path = write_video(tmp_path / "tape.dv", indexed_frames(50, 576, 720), fps=25, codec="dvvideo",
                        pix_fmt="yuv420p")
     with open_video(str(path), backend="pyav") as reader:
         clock = reader.clock()
+        # media time from the file's header and frame times (not a timing): 50 frames at 25 fps are 2 s
         assert (reader.fps, reader.num_frames, reader.duration) == (25.0, 50, 2.0)
         assert (clock.variable, clock.duration) == (False, 2.0)
         assert [frame_index_of(f) for f in reader.get_frames([0, 25, 49])] == [0, 25, 49]
+    with av.open(str(make_preview(str(path), 0.0, 1.0, tmp_path / "cache", tail_s=0.0))) as c:
+        assert c.streams.video[0].average_rate == 25  # the app's preview plays it at its rate (it took 30)

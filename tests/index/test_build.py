@@ -607,6 +607,7 @@ def test_a_copy_of_an_indexed_video_reuses_its_windows_instead_of_embedding_them
     assert "1 new (1 copy of an indexed video, not embedded again)" in report.summary()
     rows = _windows_by_file(idx)
     (a, wa), (b, wb) = rows[str(tmp_path / "phone" / "a.mp4")], rows[str(tmp_path / "phone" / "a copy.mp4")]
+    # the copy's catalog row: the source's media facts (durations and rates from the file, not timings)
     assert (a.duration, a.fps, a.width, a.height, b.status) == (b.duration, b.fps, b.width, b.height, "ok")
     assert [(w.start, w.end) for w, _ in wa] == [(w.start, w.end) for w, _ in wb] and wa
     assert all(np.array_equal(va, vb) for (_, va), (_, vb) in zip(wa, wb))
@@ -650,6 +651,6 @@ def test_a_copy_made_before_its_source_changed_keeps_the_old_windows_and_thumbna
     report = build_index(None, str(idx), model=test_model, workers=0, progress=False)
     assert (report.added, report.copies, report.changed) == (1, 1, 1)
     a, a_windows = _windows_by_file(idx)[str(videos / "a.mp4")]
-    assert a.duration == old_b.duration and len(a_windows) == len(old_windows)
+    assert a.duration == old_b.duration and len(a_windows) == len(old_windows)  # media length, not a timing
     assert all(np.array_equal(va, vb) for (_, va), (_, vb) in zip(a_windows, old_windows))
     assert all(thumbnail_path(idx, w.id).is_file() for w, _ in a_windows)

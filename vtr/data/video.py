@@ -271,6 +271,21 @@ def main_video_stream(container):
         return container.streams.video[0]
 
 
+#: An average frame rate above this is a time base, not a rate (high-speed cameras record at up to 1000 fps, but
+#: store the footage to play at 24-60): FFmpeg's guess is taken instead (:func:`frame_rate`).
+MAX_AVERAGE_FPS = 1000
+
+def frame_rate(stream):
+    """A PyAV stream's frame rate (a Fraction; None when the file gives none): its average rate, unless that is
+    missing or above :data:`MAX_AVERAGE_FPS`, then FFmpeg's guess. FFmpeg 7's raw DV demuxer (a camcorder's .dv, as
+    dvgrab writes it) reports an average of 60000 (the inverse of its 1/60000 time base); its guess from the codec
+    says 25 (PAL) or 29.97 (NTSC), as decord reads. The reader, cut detection and the app's preview all use it."""
+    rate = stream.average_rate
+    if not rate or rate > MAX_AVERAGE_FPS:
+        rate = stream.guessed_rate or stream.base_rate
+    return rate or None
+
+
 def pixel_aspect_of(stream) -> float:
     """A stored pixel's width on screen against its height, from a PyAV stream's sample aspect ratio: 4/3 for HDV
     (1440×1080, shown 1920 wide), 32/27 for a wide DVD; 1.0 where the file gives none or an implausible one."""
@@ -428,10 +443,6 @@ SKIP_CODECS = frozenset({"h264", "hevc"})
 #: (keyframes come every 1-10 s in ordinary footage: 250 frames is x264's default).
 KEYFRAME_SCAN = 600
 
-#: An average frame rate above this is a time base, not a rate (high-speed cameras record at up to 1000 fps, but
-#: store the footage to play at 24-60): the reader takes FFmpeg's guess instead.
-MAX_AVERAGE_FPS = 1000
-
 #: Files whose packet times PyAV keeps per process (oldest dropped first), keyed by path, size and mtime.
 FRAME_TIMES_CACHE = 8
 _FRAME_TIMES: dict = {}
@@ -477,11 +488,7 @@ class PyAVVideoReader(VideoReader):
             if threads:
                 stream.thread_count = int(threads)
             self._stream = stream
-            rate = stream.average_rate
-            if not rate or rate > MAX_AVERAGE_FPS:
-                # FFmpeg 7's raw DV demuxer (a camcorder's .dv, as dvgrab writes it) reports 60000 (the inverse of
-                # its 1/60000 time base); its guess from the codec says 25 (PAL) or 29.97 (NTSC), as decord reads
-                rate = stream.guessed_rate or stream.base_rate
+            rate = frame_rate(stream)
             self.fps = float(rate) if rate else 0.0
             self.width, self.height = int(stream.codec_context.width), int(stream.codec_context.height)
             self.num_frames = int(stream.frames or 0)

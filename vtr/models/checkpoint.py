@@ -88,8 +88,8 @@ def read_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """The tensors of a ``.safetensors`` file, each copied into memory of its own, with the file's pages given back
     as they are copied. ``safetensors.torch.load_file`` hands out views of the mapped file, 8-byte aligned, which
     the loader then copied to aligned memory (see :func:`filter_checkpoint`): the process held the weights twice
-    (the release-size model: 1.68 GB at its peak, 0.95 GB read this way, in 0.25 s). A dtype this reader does not
-    know goes to safetensors."""
+    (``python -m bench.cli_latency``: a search with the release-size model peaked at 1767 MiB, 1025 read this way).
+    A dtype this reader does not know goes to safetensors."""
     import json
     import mmap
 
@@ -181,8 +181,8 @@ def load_pickled_checkpoint(path: str | os.PathLike):
 def _torch_load(path, **kwargs):
     """``torch.load`` to the CPU, mapping a zip checkpoint (torch's format since 1.6) instead of reading it: only
     the tensors the model uses are read. A release file's CLIP teacher (a third of it) is dropped unread, and its
-    bf16 tensors are cast without a copy of the file in memory: loading the release layout took 0.33 s and 1.32 GB
-    instead of 0.60 s and 1.48 GB. Older (non-zip) files are read as before."""
+    bf16 tensors are cast without a copy of the file in memory (``python -m bench.cli_latency``, "load the release
+    file"). Older (non-zip) files are read as before."""
     import zipfile
 
     if zipfile.is_zipfile(path):
