@@ -170,26 +170,22 @@ def load_hf_bert(
 
 
 def load_tokenizer(name_or_path: str = "bert-base-uncased"):
-    """``transformers.BertTokenizerFast`` (uncased WordPiece) from a hub name (cache first, download unless
-    HF_HUB_OFFLINE), a tokenizer/model folder, or a ``vocab.txt`` file. Raises WeightsNotFoundError when offline
-    and not cached, naming what to download."""
-    from transformers import BertTokenizerFast
+    """BERT's WordPiece tokenizer (:class:`vtr.data.tokenizer.BertTokenizer`: transformers' ids, without importing
+    transformers) from a hub name (cache first, download unless HF_HUB_OFFLINE), a tokenizer/model folder, or a
+    ``vocab.txt`` file. Raises WeightsNotFoundError when offline and not cached, naming what to download."""
+    from vtr.data.tokenizer import BertTokenizer
 
     path = os.path.expanduser(str(name_or_path))
     if os.path.isfile(path):
-        tokenizer = BertTokenizerFast(vocab=path, do_lower_case=True)
-    elif os.path.isdir(path):
-        tokenizer = BertTokenizerFast.from_pretrained(path)
-    elif _looks_like_path(str(name_or_path)):
+        return BertTokenizer.from_vocab(path)
+    if os.path.isdir(path):
+        return BertTokenizer.from_folder(path)
+    if _looks_like_path(str(name_or_path)):
         raise WeightsNotFoundError(f"tokenizer: {path} does not exist; pass a folder holding vocab.txt or the file")
-    else:
-        # vocab.txt alone defines the uncased WordPiece tokenizer; the snapshot folder also holds whatever
-        # tokenizer files were cached with it (e.g. by `hf download`).
-        vocab = _resolve_hub_file(str(name_or_path), ["vocab.txt"], what="BERT tokenizer")
-        tokenizer = BertTokenizerFast.from_pretrained(os.path.dirname(vocab))
-    if tokenizer.model_max_length > 100_000:  # "unknown" in transformers; BERT's positions end at 512
-        tokenizer.model_max_length = 512
-    return tokenizer
+    # vocab.txt alone defines the uncased WordPiece tokenizer; the snapshot folder also holds whatever
+    # tokenizer files were cached with it (e.g. by `hf download`).
+    vocab = _resolve_hub_file(str(name_or_path), ["vocab.txt"], what="BERT tokenizer")
+    return BertTokenizer.from_folder(os.path.dirname(vocab))
 
 
 __all__ = ["load_hf_bert", "load_tokenizer", "read_hf_config"]
