@@ -29,7 +29,8 @@ from index.catalog import Catalog, quick_hash
 from index.decode import VIDEO_BACKEND, DecodeSettings, FileFailure
 from index.embed import DEFAULT_MODEL, embed_chunks, load_model
 from index.layout import (CATALOG, MANIFEST, VECTORS, check_manifest, is_index, manifest_for, read_manifest,
-                          remove_thumbnails, thumbnail_path, write_manifest, write_thumbnail)
+                          remember_weights_verified, remove_thumbnails, thumbnail_path, weights_identity,
+                          write_manifest, write_thumbnail)
 from index.scan import VIDEO_EXTENSIONS, scan_folders
 from index.store import VectorStore, choose_factory
 from index.windows import DEFAULT_STRIDE_S, DEFAULT_WINDOW_S
@@ -147,6 +148,9 @@ def build_index(dirs: list[str] | None, index: str, model=None, window_s: float 
         catalog = Catalog(index_dir / CATALOG)
         try:
             _adopt_manifest(catalog, index_dir, old_manifest, manifest, reembed, factory)
+            if isinstance(model, (str, os.PathLike)):  # the model's files give the tensors just hashed: a search
+                # need not hash them again (a model object's tensors may differ from its files)
+                remember_weights_verified(index_dir, weights_identity(m), manifest["weights_checksum"])
             if todo is None:
                 todo = _plan_run(catalog, index_dir, dirs, extensions, retry_failed, report, forget_missing,
                                  progress)

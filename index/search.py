@@ -26,7 +26,8 @@ from index.catalog import Catalog
 from index.decode import VIDEO_BACKEND
 from index.embed import load_model
 from index.layout import (CATALOG, VECTORS, index_preprocess, is_index, read_manifest, read_queries,
-                          thumbnail_path, weights_checksum)
+                          remember_weights_verified, thumbnail_path, weights_checksum, weights_identity,
+                          weights_verified)
 from index.store import VectorStore
 from index.windows import Window, window_frame_indices
 from vtr.errors import VideoReadError, VtrError
@@ -225,16 +226,21 @@ class VideoIndex:
     @property
     def model(self):
         """The model (loaded on first use). Its weights are checked against the index's checksum beside the first
-        encoding (:meth:`_check_weights`): hashing 0.7 GB of release weights takes 0.6 s, and it releases the GIL
-        while the tokenizer loads and the query is encoded."""
+        encoding (:meth:`_check_weights`): hashing 0.7 GB of release weights takes 0.66 s, and it releases the GIL
+        while the tokenizer loads and the query is encoded. A model this index loads by name from files that passed
+        the check before, unchanged since (:func:`index.layout.weights_verified`), is not hashed again; a model
+        object handed in always is (its tensors may have changed since they were read)."""
         if self._model is None:
             spec = self._model_spec if self._model_spec is not None else self.manifest["model"]
             model = load_model(spec, self._device)
-            from concurrent.futures import ThreadPoolExecutor
+            identity = weights_identity(model) if isinstance(spec, (str, os.PathLike)) else None
+            if not weights_verified(self.dir, identity, self.manifest["weights_checksum"]):
+                from concurrent.futures import ThreadPoolExecutor
 
-            pool = ThreadPoolExecutor(1, thread_name_prefix="vtr-checksum")
-            self._weights_check = (pool.submit(weights_checksum, model), getattr(model, "index_source", spec))
-            pool.shutdown(wait=False)  # the thread ends with the hash
+                pool = ThreadPoolExecutor(1, thread_name_prefix="vtr-checksum")
+                self._weights_check = (pool.submit(weights_checksum, model), getattr(model, "index_source", spec),
+                                       identity)
+                pool.shutdown(wait=False)  # the thread ends with the hash
             self._model = model
         return self._model
 
@@ -242,11 +248,12 @@ class VideoIndex:
         """Raise VtrError unless the model has the weights the index was built with (waits for the hash)."""
         if self._weights_check is None:
             return
-        digest, name = self._weights_check
+        digest, name, identity = self._weights_check
         if digest.result() != self.manifest["weights_checksum"]:
             raise VtrError(f"the model {name!r} does not have the weights {self.dir} was built with (checksum "
                            "mismatch); pass the same model")
         self._weights_check = None
+        remember_weights_verified(self.dir, identity, self.manifest["weights_checksum"])
 
     NO_RERANK = ("this index's model has no trained matching head (its config says itm_trained: false), so "
                  "re-ranking would order moments worse than the search itself; search without --rerank")

@@ -20,7 +20,8 @@ from typing import Callable
 import torch
 
 from vtr.errors import VtrError
-from vtr.models.checkpoint import CONFIG_FILE, empty_weights, load_checkpoint, read_state_dict, save_vtr
+from vtr.models.checkpoint import (CONFIG_FILE, WEIGHTS_FILE, empty_weights, load_checkpoint, read_state_dict,
+                                   save_vtr)
 from vtr.models.retrieval import ModelConfig, Preprocess, VideoTextModel
 from vtr.models.bert import TextConfig
 from vtr.models.videomamba import VIDEOMAMBA_SIZES, VideoMambaConfig
@@ -240,6 +241,8 @@ def create_model(name: str, pretrained=None, **overrides) -> VideoTextModel:
     has_checkpoint = source is not None and source is not False
     if has_checkpoint and text_weights is not None:
         raise VtrError("text_weights initialises a fresh text encoder; it cannot be combined with a checkpoint")
+    # stat before the read: a file written while it is read never passes for the bytes that were read
+    weights_files = _weights_files(source if isinstance(source, (str, os.PathLike)) else None, folder, overrides)
     if has_checkpoint:
         # Every tensor comes from the checkpoint: skip random init by building on the meta device.
         with empty_weights():
@@ -255,7 +258,26 @@ def create_model(name: str, pretrained=None, **overrides) -> VideoTextModel:
     model.model_name = weight_name or architecture or str(name)
     model.architecture = architecture
     model.weights_source = str(source) if has_checkpoint and isinstance(source, (str, os.PathLike)) else None
+    model.weights_files = weights_files if has_checkpoint else None
     return model.eval()
+
+
+def _weights_files(source, folder: Path, overrides: dict) -> list[dict] | None:
+    """The files a model built from a checkpoint is a function of (the checkpoint, and a vtr folder's
+    ``config.json``: its layout), as ``stat`` sees them: ``path`` (resolved), ``size``, ``mtime_ns``, ``ctime_ns``,
+    ``inode``, ``device``. Writing a file changes its ``ctime``, which no program sets; replacing it changes its
+    inode. None when something else went in too (overrides: a resampled position embedding) or the tensors come from
+    no file (random init, a state dict already read)."""
+    if source is None or overrides:
+        return None
+    checkpoint = Path(source) / WEIGHTS_FILE if Path(source).is_dir() else Path(source)
+    files = [checkpoint, *([folder / CONFIG_FILE] if (folder / CONFIG_FILE).is_file() else [])]
+    try:
+        stats = [(os.path.realpath(f), os.stat(f)) for f in files]
+    except OSError:
+        return None  # the read that follows says what is wrong
+    return [{"path": path, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns,
+             "inode": st.st_ino, "device": st.st_dev} for path, st in stats]
 
 
 def load_named_model(name: str, **overrides) -> VideoTextModel:
