@@ -107,6 +107,20 @@ def group_by_video(moments: list[Moment]) -> list[Moment]:
     return sorted(moments, key=lambda m: (-best[m.path], m.path, -m.score))
 
 
+def _filters(folder: str | None, min_duration: float | None, max_duration: float | None) -> dict:
+    """A search's filters as :meth:`index.VideoIndex.search` takes them (the durations checked)."""
+    if min_duration is not None and max_duration is not None and min_duration > max_duration:
+        raise VtrError("The minimum duration is longer than the maximum duration.")
+    return dict(path_glob=folder_glob(folder) if folder else None, min_duration=min_duration,
+                max_duration=max_duration)
+
+
+def _moments(segments) -> list[Moment]:
+    # Best first: grouping by video is a view (group_by_video), never a reason to rank a worse moment higher.
+    return [Moment(s.path, float(s.start), float(s.end), float(s.score), s.thumbnail, list(s.copies))
+            for s in segments]
+
+
 class IndexService:
     """Search and maintain the index folder ``index`` (which may not exist yet).
 
@@ -211,22 +225,24 @@ class IndexService:
         query = (query or "").strip()
         if not query and not example:
             raise VtrError("Type what you are looking for, or upload an example image or clip.")
-        if min_duration is not None and max_duration is not None and min_duration > max_duration:
-            raise VtrError("The minimum duration is longer than the maximum duration.")
-        path_glob = folder_glob(folder) if folder else None
+        filters = _filters(folder, min_duration, max_duration)
 
         def run():
             idx = self._opened()
-            filters = dict(path_glob=path_glob, min_duration=min_duration, max_duration=max_duration)
             if example:
                 return idx.search(str(example), k=k, kind="example", **filters)
             # kind="text": typed words stay words, even when they happen to name a file on the server.
             return idx.search(query, k=k, kind="text", rerank=rerank, progress=rerank, **filters)
 
-        segments = self._run(run)
-        # Best first: grouping by video is a view (group_by_video), never a reason to rank a worse moment higher.
-        return [Moment(s.path, float(s.start), float(s.end), float(s.score), s.thumbnail, list(s.copies))
-                for s in segments]
+        return _moments(self._run(run))
+
+    def similar(self, moment: Moment, folder: str | None = None, min_duration: float | None = None,
+                max_duration: float | None = None, k: int = 24) -> list[Moment]:
+        """Moments like ``moment`` (a result of a search), from the index's own vectors (no model is loaded); the
+        moment itself is left out. Filters as for :meth:`search`."""
+        filters = _filters(folder, min_duration, max_duration)
+        return _moments(self._run(lambda: self._opened().similar(moment.path, moment.start, moment.end, k=k,
+                                                                 **filters)))
 
     def query_notes(self, query: str) -> list[str]:
         """What a person should know about a text query before trusting its results (e.g. it is cut short)."""

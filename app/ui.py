@@ -232,15 +232,24 @@ class _Handlers:
         gallery = [(m.thumbnail, _caption(m)) for m in view]
         return gallery, _grouped_markdown(group_by_video(moments)), [positions[id(m)] for m in view]
 
-    def on_search(self, query, example, folder, min_duration, max_duration, rerank, page, order, shown,
+    def run_similar(self, like, folder, min_duration, max_duration, k):
+        return self.service.similar(Moment(like["video"], like["start"], like["end"], 0.0, None), folder=folder or None,
+                                    min_duration=parse_seconds(min_duration, "Videos at least"),
+                                    max_duration=parse_seconds(max_duration, "Videos at most"), k=int(k or PAGE))
+
+    def on_search(self, query, example, folder, min_duration, max_duration, rerank, page, order, shown, like=None,
                   progress=gr.Progress(track_tqdm=True)):
-        """A new search (shown=0) or one more page of the same search (shown = how many are on the page). A
+        """A new search (shown=0) or one more page of the same search (shown = how many are on the page); ``like``
+        (a moment's ``video``, ``start``, ``end``): moments like it instead of the words or the example. A
         re-ranking's progress (its tqdm) shows on the page."""
         k = int(shown or 0) + int(page or PAGE)
         nothing = ([], "", [], "", [], 0, gr.update(visible=False))
         try:
-            moments = self.run_search(query, example, folder, min_duration, max_duration, rerank, k)
-            notes = [] if example else self.service.query_notes(query)
+            if like:
+                moments, notes = self.run_similar(like, folder, min_duration, max_duration, k), []
+            else:
+                moments = self.run_search(query, example, folder, min_duration, max_duration, rerank, k)
+                notes = [] if example else self.service.query_notes(query)
         except Exception as e:  # noqa: BLE001 - shown on the page
             gallery, _, results, grouped, view, n, more = nothing
             return gallery, _warn(_message(e)), results, grouped, view, n, more
@@ -255,8 +264,11 @@ class _Handlers:
             if thumb is not None:  # a video that vanished since indexing has no picture
                 results.append(m.to_dict() | {"thumb": thumb})
         videos = len({d["video"] for d in results})
-        what = "your example" if example else quoted(query or "")
-        status = f"**{len(results)}** moments in **{videos}** videos for {what}. Select one to play it."
+        if like:
+            what = f"like {literal(os.path.basename(like['video']))} {clock(like['start'])}–{clock(like['end'])}"
+        else:
+            what = "for " + ("your example" if example else quoted(query or ""))
+        status = f"**{len(results)}** moments in **{videos}** videos {what}. Select one to play it."
         status += "".join(f"\n\n⚠️ {literal(n)}" for n in notes)
         gallery, grouped, view = self.show(results, order)
         more = gr.update(visible=len(moments) >= k)  # a full page: there may be more
@@ -264,16 +276,29 @@ class _Handlers:
 
     def on_new_search(self, query, example, folder, min_duration, max_duration, rerank, page, order,
                       progress=gr.Progress(track_tqdm=True)):
-        """A new search: no moment of its results is in the player (the mark stayed at the old position)."""
+        """A new search by words or example: no moment of its results is in the player (the mark stayed at the old
+        position), and "More results" follows it, not an earlier "Moments like this"."""
         gallery, *rest = self.on_search(query, example, folder, min_duration, max_duration, rerank, page, order, 0,
+                                        None, progress)
+        return (_marked_gallery(gallery, None), *rest, None)
+
+    def on_like(self, results, selected, folder, min_duration, max_duration, page, order,
+                progress=gr.Progress(track_tqdm=True)):
+        """Moments like the one in the player, with the page's filters; it becomes what "More results" follows."""
+        if not results or selected is None or not 0 <= int(selected) < len(results):
+            gr.Warning("Select a moment first.")
+            return (gr.skip(),) * 8
+        d = results[int(selected)]
+        like = {"video": d["video"], "start": d["start"], "end": d["end"]}
+        gallery, *rest = self.on_search("", None, folder, min_duration, max_duration, False, page, order, 0, like,
                                         progress)
-        return (_marked_gallery(gallery, None), *rest)
+        return (_marked_gallery(gallery, None), *rest, like)
 
     def on_more(self, query, example, folder, min_duration, max_duration, rerank, page, order, shown, selected,
-                progress=gr.Progress(track_tqdm=True)):
+                like, progress=gr.Progress(track_tqdm=True)):
         """One more page; the moment in the player stays marked where the longer page shows it."""
         gallery, status, results, grouped, view, n, more = self.on_search(
-            query, example, folder, min_duration, max_duration, rerank, page, order, shown, progress)
+            query, example, folder, min_duration, max_duration, rerank, page, order, shown, like, progress)
         return _marked_gallery(gallery, _position_in(view, selected)), status, results, grouped, view, n, more
 
     def on_order(self, results, order, selected):
@@ -493,6 +518,7 @@ def _results_and_player(ui: SimpleNamespace) -> None:
             ui.seek_to = gr.HTML(elem_id="seek-to", visible="hidden")
             ui.timeline = gr.HTML(elem_id="timeline")
             ui.details = gr.Markdown(elem_id="details")
+            ui.like_btn = gr.Button("Moments like this", elem_id="like", size="sm")
             with gr.Row(equal_height=True):
                 ui.t_in = gr.Textbox(label="In (s)", max_lines=1, elem_id="export-in", min_width=80)
                 ui.t_out = gr.Textbox(label="Out (s)", max_lines=1, elem_id="export-out", min_width=80)
@@ -531,12 +557,15 @@ def _search_events(ui: SimpleNamespace, h: _Handlers) -> None:
                                  gr.update(value=None, visible=False)), inputs=None,
                      outputs=[ui.player, ui.details, ui.seek_to, ui.timeline, ui.t_in, ui.t_out, ui.export_note,
                               ui.selected, ui.export_file], api_visibility="private")
-    gr.on([ui.query.submit, ui.search_btn.click], h.on_new_search, filters, search_outputs, **searching).then(
-        **no_moment)
-    ui.more_btn.click(h.on_more, filters + [ui.shown, ui.selected], search_outputs, **searching)
+    gr.on([ui.query.submit, ui.search_btn.click], h.on_new_search, filters, search_outputs + [ui.like],
+          **searching).then(**no_moment)
+    # Moments like the one in the player: new results, so the player empties as for a new search.
+    ui.like_btn.click(h.on_like, [ui.results, ui.selected, ui.folder, ui.min_duration, ui.max_duration, ui.k, ui.order],
+                      search_outputs + [ui.like], **searching).then(**no_moment)
+    ui.more_btn.click(h.on_more, filters + [ui.shown, ui.selected, ui.like], search_outputs, **searching)
     ui.order.change(h.on_order, [ui.results, ui.order, ui.selected], [ui.gallery, ui.view], api_visibility="private")
     ui.suggest.click(lambda s: s[0], [ui.suggest], [ui.query], api_visibility="private").then(
-        h.on_new_search, filters, search_outputs, **searching).then(**no_moment)
+        h.on_new_search, filters, search_outputs + [ui.like], **searching).then(**no_moment)
     ui.gallery.select(h.on_select, [ui.results, ui.view],
                       [ui.player, ui.details, ui.seek_to, ui.timeline, ui.t_in, ui.t_out, ui.selected],
                       js=SCROLL_TO_PLAYER_JS, api_visibility="private", concurrency_limit=2,
@@ -580,6 +609,7 @@ def build_ui(service: IndexService) -> gr.Blocks:
             view=gr.State([]),  # gallery position -> index into results, in the order shown
             shown=gr.State(0),  # how many moments the search asked for so far
             selected=gr.State(-1),  # index into results of the moment in the player
+            like=gr.State(None),  # the moment the results are like ({video, start, end}), or None: words / example
         )
         gr.Markdown("# vtr\nType a sentence, watch the moments.", elem_id="vtr-header")
         with gr.Tabs():

@@ -176,6 +176,13 @@ class Catalog:
         r = self.conn.execute(f"SELECT {_FILE_COLS} FROM files WHERE path=?", (path,)).fetchone()
         return FileRow(*r) if r else None
 
+    def files_by_content(self, hash_: str | None, size: int) -> list[FileRow]:
+        """The indexed files (status ok) with this quick hash and size: one video kept under several paths."""
+        if not hash_:
+            return []
+        return [FileRow(*r) for r in self.conn.execute(
+            f"SELECT {_FILE_COLS} FROM files WHERE hash=? AND size=? AND status='ok' ORDER BY id", (hash_, int(size)))]
+
     def file_by_id(self, file_id: int) -> FileRow | None:
         r = self.conn.execute(f"SELECT {_FILE_COLS} FROM files WHERE id=?", (file_id,)).fetchone()
         return FileRow(*r) if r else None

@@ -123,10 +123,12 @@ def status_command(index: str = None, json: bool = False) -> int:
 
 def search_command(query: str, index: str = None, k: int = 10, rerank: bool = False, json: bool = False,
                    path: str = None, min_duration: float = None, max_duration: float = None, model: str = None,
-                   device: str = None, nprobe: int = None, precision: str = "auto") -> int:
+                   device: str = None, nprobe: int = None, precision: str = "auto", at: float = None) -> int:
     """Find moments in an indexed collection: a text query, or the path of an image or a video clip.
 
     query: what happened, in words; or an image / video file to find similar moments
+    at: with a video of the index as the query: moments like the one at this second of it (from the index's own
+        vectors: no model is loaded; the moment itself is left out)
     index: index folder
     k: number of segments to show
     rerank: re-score the best windows with the matching (ITM) head (slower, text queries only)
@@ -142,9 +144,17 @@ def search_command(query: str, index: str = None, k: int = 10, rerank: bool = Fa
     from index.search import VideoIndex
 
     _check_flags(index, device)
+    if at is not None and rerank:
+        from vtr.errors import VtrError
+
+        raise VtrError("--rerank scores words against moments; --at finds moments like a moment: use one")
     with VideoIndex(index, model=model, device=device, nprobe=nprobe, precision=precision) as idx:
-        segments = idx.search(query, k=k, rerank=rerank, progress=rerank, path_glob=path, min_duration=min_duration,
-                              max_duration=max_duration)
+        if at is not None:
+            segments = idx.similar(query, at, k=k, path_glob=path, min_duration=min_duration,
+                                   max_duration=max_duration)
+        else:
+            segments = idx.search(query, k=k, rerank=rerank, progress=rerank, path_glob=path,
+                                  min_duration=min_duration, max_duration=max_duration)
     if json:
         print(_json.dumps([s.to_dict() for s in segments], indent=2))
         return 0

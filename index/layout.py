@@ -184,7 +184,8 @@ def remove_thumbnails(index_dir, window_ids) -> None:
             pass
 
 
-__all__ = ["MANIFEST", "CATALOG", "VECTORS", "THUMBNAILS", "QUERIES", "read_queries", "write_queries", "SETTINGS_KEYS", "LEGACY_ANTIALIAS", "is_index",
+__all__ = ["MANIFEST", "CATALOG", "VECTORS", "THUMBNAILS", "QUERIES", "read_queries", "write_queries", "SETTINGS_KEYS",
+           "LEGACY_ANTIALIAS", "is_index",
            "weights_checksum", "weights_identity", "weights_verified", "remember_weights_verified", "WEIGHTS_VERIFIED",
            "manifest_for", "read_manifest", "write_manifest", "check_manifest",
            "index_preprocess", "thumbnails_dir", "thumbnail_path", "write_thumbnail", "remove_thumbnails"]

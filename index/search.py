@@ -16,6 +16,7 @@ search to matching files (exactly: filtered searches score the matching windows'
 from __future__ import annotations
 
 import logging
+import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -431,6 +432,74 @@ class VideoIndex:
             else:
                 segments = self._group(ids, scores, k, merge_margin)
             if len(segments) >= k or len(ids) < n_windows or windows is not None:
+                return segments
+            n_windows *= 2
+
+    def moment_windows(self, path, start: float, end: float | None = None) -> list[int]:
+        """Ids of the windows of the indexed video ``path`` that make the moment ``start``–``end`` seconds: those
+        more than half inside it, or it more than half inside them (a search result's span gives its windows);
+        ``end`` None: those holding the second ``start``; none of them: the nearest window. A path the index does
+        not hold is found by its content (a copy, a link). Raises VtrError when the index holds neither."""
+        from index.catalog import quick_hash
+
+        path = os.path.abspath(os.path.expanduser(str(path)))
+        start = float(start)
+        end = start if end is None else float(end)
+        if not (math.isfinite(start) and math.isfinite(end)) or start < 0 or end < start:
+            what = f"{start:g}" if end == start else f"{start:g} to {end:g}"
+            raise VtrError(f"a moment is seconds from the video's start, 0 or more, its end not before its start: "
+                           f"not {what}")
+        row = self.catalog.file_by_path(path)
+        if row is None and os.path.isfile(path):
+            row = next(iter(self.catalog.files_by_content(quick_hash(path), os.path.getsize(path))), None)
+        if row is None:
+            raise VtrError(f"{path} is not in this index, nor a copy of a video it holds: index it first "
+                           "(`vtr index build`), or search by the clip itself, without a time")
+        windows = self.catalog.windows_of(row.id)
+        if not windows:
+            why = f": {row.error}" if row.error else ""
+            raise VtrError(f"{row.path} has no indexed moments ({row.status}{why})")
+        length = max(row.duration or 0.0, windows[-1].end)
+        if start > length + 0.5:
+            raise VtrError(f"{Path(row.path).name} is {length:.1f} s long: there is no moment at {start:g} s")
+        if end > start:  # the windows more than half inside the span (or the span more than half inside them)
+            inside = [w.id for w in windows
+                      if min(w.end, end) - max(w.start, start) > 0.5 * min(w.end - w.start, end - start)]
+        else:
+            inside = [w.id for w in windows if w.start <= start < w.end]
+        if not inside:  # in no window (the very end, a gap): the nearest
+            inside = [min(windows, key=lambda w: max(w.start - end, start - w.end)).id]
+        return inside
+
+    def similar(self, path, start: float, end: float | None = None, k: int = 10, path_glob: str | None = None,
+                min_duration: float | None = None, max_duration: float | None = None,
+                merge_margin: float = 0.02) -> list[Segment]:
+        """Top ``k`` moments like ``start``–``end`` seconds of the indexed video ``path`` (``end`` None: the moment
+        at ``start``), from the index's own vectors: no model is loaded. The query is the mean of that moment's
+        window vectors, scored against every window clip to clip (cosine, as for an example). The moment itself is
+        left out: every window of its video, or of a copy of it, that overlaps it. Filters as for :meth:`search`."""
+        if int(k) < 1:
+            raise VtrError(f"k is the number of moments to show: at least 1, not {k}")
+        own = self.moment_windows(path, start, end)
+        rows = self.catalog.windows_by_ids(own)
+        video = next(iter(rows.values()))[1]
+        first, last = min(w.start for w, _ in rows.values()), max(w.end for w, _ in rows.values())
+        left_out = {w.id for f in (self.catalog.files_by_content(video.hash, video.size) or [video])
+                    for w in self.catalog.windows_of(f.id) if w.start < last and w.end > first}
+        _, vectors = _unzip(self.catalog.iter_vectors(own))
+        q = np.mean([v / max(float(np.linalg.norm(v)), 1e-12) for v in vectors], axis=0).astype(np.float32)
+        q /= max(float(np.linalg.norm(q)), 1e-12)
+        n_windows = max(5 * int(k), 50) + len(left_out)
+        while True:
+            _, ids = self._search_windows(q, n_windows, path_glob, min_duration, max_duration)
+            found = len(ids)
+            ids = np.asarray([i for i in ids if int(i) not in left_out], np.int64)
+            vecs = dict(zip(*_unzip(self.catalog.iter_vectors(ids))))
+            scores = np.asarray([float(vecs[int(i)] @ q) / max(float(np.linalg.norm(vecs[int(i)])), 1e-12)
+                                 for i in ids], np.float32)
+            order = np.argsort(-scores, kind="stable")
+            segments = self._group(ids[order], scores[order], int(k), merge_margin)
+            if len(segments) >= k or found < n_windows:
                 return segments
             n_windows *= 2
 

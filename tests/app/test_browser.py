@@ -59,6 +59,50 @@ def test_search_select_play(browser, running_app, tmp_path):
     page.close()
 
 
+def test_moments_like_the_one_in_the_player(browser, running_app, tmp_path):
+    """Select a moment, ask for moments like it: new results without it, the player emptied, "More results" and a new
+    search by words each follow what they should."""
+    import re
+
+    page = open_page(browser, running_app.url, tmp_path)
+    page.locator("#like").click()  # nothing selected yet: says so, changes nothing
+    page.get_by_text("Select a moment first.").wait_for()
+    box = page.locator("#query textarea, #query input").first
+    box.fill("a walk in the park")
+    box.press("Enter")
+    items = page.locator("#results .thumbnail-item")
+    items.first.wait_for()
+    items.first.click()
+    page.locator("#player video").wait_for()
+    name, span = re.search(r"(\S+\.mp4) · (\S+–\S+)", page.locator("#details").inner_text()).groups()
+    start, end = (sum(float(p) * 60 ** i for i, p in enumerate(reversed(t.split(":")))) for t in span.split("–"))
+
+    page.locator("#like").click()
+    status = page.locator("#status")
+    page.wait_for_function("() => document.querySelector('#status').innerText.includes(' like ')")
+    assert f"like {name} {span}" in status.inner_text(), status.inner_text()
+    # new results: nothing of them is in the player yet (it empties right after the results come)
+    page.wait_for_function("() => !document.querySelector('#player video')")
+    captions = [items.nth(i).inner_text() for i in range(items.count())]
+    assert captions
+    for caption in captions:  # the moment itself is not among them
+        found = re.search(r"(\S+\.mp4) · (\S+)–(\S+)", caption)
+        if found and found.group(1) == name:
+            s, e = (sum(float(p) * 60 ** i for i, p in enumerate(reversed(t.split(":")))) for t in found.groups()[1:])
+            assert e <= start or s >= end, (caption, span)
+    shot = tmp_path / "like.png"
+    page.screenshot(path=str(shot), full_page=True)
+    print(f"screenshot: {shot}")
+
+    box.fill("a walk in the park")  # words again: "like" no longer holds
+    box.press("Enter")
+    page.wait_for_function("() => document.querySelector('#status').innerText.includes('for “a walk')")
+    assert " like " not in status.inner_text()
+    assert not page.errors, page.errors
+    assert not page.outside, page.outside
+    page.close()
+
+
 def test_empty_state_then_index_tab_builds(browser, app_model, tmp_path):
     from app.server import launch_app
 

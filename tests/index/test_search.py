@@ -293,6 +293,67 @@ def test_a_model_without_the_index_s_weights_is_refused_for_words_and_examples(t
         assert vi.search("anything", k=1) and vi.search(str(tmp_path / "videos" / "a.mp4"), k=1)
 
 
+def test_moments_like_a_moment_come_from_the_index_s_vectors_without_the_moment(red_collection, test_model, tmp_path,
+                                                                                monkeypatch, capsys):
+    """Moments like one found: its windows' mean vector against the index's, clip to clip. Its own windows, and those
+    of a copy of its video over the same span, are left out; the rest of its video is not; no model is loaded."""
+    import json
+    import shutil
+
+    import index.search
+    from index.commands import search_command
+
+    root, idx = red_collection
+    beach = root / "beach.mp4"
+    (root / "backup").mkdir()
+    shutil.copy(beach, root / "backup" / "beach.mp4")  # a backup: the same windows, by content
+    build_index([str(root)], str(idx), model=test_model, workers=0, progress=False)
+    elsewhere = tmp_path / "elsewhere.mp4"  # a copy the index does not hold
+    shutil.copy(beach, elsewhere)
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("a search by a moment of the index loads no model")
+
+    monkeypatch.setattr(index.search, "load_model", no_model)
+    with VideoIndex(str(idx), gpu=False) as vi:
+        own = vi.moment_windows(beach, 14)  # 8-16 and 12-20 hold the 14th second
+        rows = vi.catalog.windows_by_ids(own)
+        assert sorted((w.start, w.end) for w, _ in rows.values()) == [(8.0, 16.0), (12.0, 20.0)]
+        assert vi.moment_windows(beach, 12, 20) == [i for i in own if rows[i][0].start == 12.0]
+
+        found = vi.similar(beach, 14, k=20)
+        for seg in found:  # nothing of the moment: 8-20 s of beach.mp4, in either place
+            if seg.path == str(beach) or str(beach) in seg.copies:
+                assert seg.end <= 8.0 or seg.start >= 20.0
+        assert any((seg.path == str(beach) or str(beach) in seg.copies) and seg.end <= 8.0  # the rest of it is there
+                   for seg in found)
+        # the best is the window most like the moment by cosine, from the catalog's vectors
+        q = np.mean([v / np.linalg.norm(v) for v in vi.catalog.vectors_of(rows[own[0]][1].id)[[2, 3]]], axis=0)
+        q /= np.linalg.norm(q)
+        park = vi.catalog.file_by_path(str(root / "long" / "park.mp4"))
+        first = vi.catalog.windows_of(park.id)[0]
+        v = vi.catalog.vectors_of(park.id)[0]
+        assert (found[0].path, found[0].start, found[0].end) == (park.path, first.start, first.end)
+        assert found[0].score == pytest.approx(float(v @ q) / float(np.linalg.norm(v)), abs=1e-5)
+        assert found[0].score > found[1].score
+
+        assert vi.similar(elsewhere, 14, k=20) == found  # found by its content
+        assert [s.path for s in vi.similar(beach, 14, k=20, path_glob="*/long/*")] == [park.path] * len(
+            [s for s in found if s.path == park.path])
+        with pytest.raises(VtrError, match="24.0 s long: there is no moment at 99 s"):
+            vi.similar(beach, 99)
+        with pytest.raises(VtrError, match="0 or more"):
+            vi.similar(beach, -1)
+        with pytest.raises(VtrError, match="not in this index, nor a copy"):
+            vi.similar(tmp_path / "nowhere.mp4", 3)
+
+    assert search_command(str(beach), index=str(idx), at=14, k=3, json=True) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert [(d["path"], d["start"], d["end"]) for d in printed] == [(s.path, s.start, s.end) for s in found[:3]]
+    with pytest.raises(VtrError, match="--rerank"):
+        search_command(str(beach), index=str(idx), at=14, rerank=True)
+
+
 def test_weights_are_hashed_again_only_when_their_files_change(tmp_path, test_model_folder, monkeypatch):
     """Hashing the release-size model's tensors was 0.66 s of a 2.4 s `vtr search`. Files that the build hashed, or
     that passed a search's check, unchanged since, are not hashed again; other bytes written into the same file, its
