@@ -40,6 +40,8 @@ class Moment:
     score: float
     thumbnail: str | None
     copies: list = field(default_factory=list)  # other paths of the same video (see ``Segment.copies``)
+    recorded: float | None = None  # when the video was recorded, seconds since the epoch (see ``index.dates``)
+    recorded_by: str | None = None  # "metadata", "name" or "file": where that date came from
 
     @property
     def name(self) -> str:
@@ -52,7 +54,8 @@ class Moment:
     def to_dict(self) -> dict:
         # "video", not "path": gradio_client takes any dict with a "path" for a file to download.
         return {"video": self.path, "name": self.name, "folder": self.folder, "start": self.start, "end": self.end,
-                "score": self.score, "copies": list(self.copies)}
+                "score": self.score, "copies": list(self.copies), "recorded": self.recorded,
+                "recorded_by": self.recorded_by}
 
 
 def clock(seconds: float) -> str:
@@ -61,6 +64,18 @@ def clock(seconds: float) -> str:
     h, rest = divmod(s, 3600)
     m, s = divmod(rest, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def recorded_text(recorded: float | None, recorded_by: str | None) -> str:
+    """When a video was recorded, as the page says it (local time), and how that is known; "" when not known."""
+    if recorded is None:
+        return ""
+    from datetime import datetime
+
+    when = datetime.fromtimestamp(float(recorded)).strftime("%Y-%m-%d %H:%M")
+    if recorded_by == "file":
+        return f"File date {when} (the video carries no recording date)"
+    return f"Recorded {when}" + (" (from its name)" if recorded_by == "name" else "")
 
 
 def folder_glob(folder: str) -> str:
@@ -107,18 +122,21 @@ def group_by_video(moments: list[Moment]) -> list[Moment]:
     return sorted(moments, key=lambda m: (-best[m.path], m.path, -m.score))
 
 
-def _filters(folder: str | None, min_duration: float | None, max_duration: float | None) -> dict:
-    """A search's filters as :meth:`index.VideoIndex.search` takes them (the durations checked)."""
+def _filters(folder: str | None, min_duration: float | None, max_duration: float | None,
+             since: float | None = None, until: float | None = None) -> dict:
+    """A search's filters as :meth:`index.VideoIndex.search` takes them (the durations and dates checked)."""
     if min_duration is not None and max_duration is not None and min_duration > max_duration:
         raise VtrError("The minimum duration is longer than the maximum duration.")
+    if since is not None and until is not None and since >= until:
+        raise VtrError("The first recording date is after the last.")
     return dict(path_glob=folder_glob(folder) if folder else None, min_duration=min_duration,
-                max_duration=max_duration)
+                max_duration=max_duration, since=since, until=until)
 
 
 def _moments(segments) -> list[Moment]:
     # Best first: grouping by video is a view (group_by_video), never a reason to rank a worse moment higher.
-    return [Moment(s.path, float(s.start), float(s.end), float(s.score), s.thumbnail, list(s.copies))
-            for s in segments]
+    return [Moment(s.path, float(s.start), float(s.end), float(s.score), s.thumbnail, list(s.copies), s.recorded,
+                   s.recorded_by) for s in segments]
 
 
 class IndexService:
@@ -215,17 +233,18 @@ class IndexService:
     # --------------------------------------------------------------------------------------------- search
     def search(self, query: str = "", example: str | None = None, folder: str | None = None,
                min_duration: float | None = None, max_duration: float | None = None, rerank: bool = False,
-               k: int = 24) -> list[Moment]:
+               k: int = 24, since: float | None = None, until: float | None = None) -> list[Moment]:
         """Moments for a text ``query``, or for an ``example`` image/clip (a path the app received by upload).
 
         folder: only videos under this folder; min_duration/max_duration: only videos this long (seconds);
+        since/until: only videos recorded at or after / before these times (seconds since the epoch);
         rerank: re-score text matches with the matching (ITM) head, with a progress bar (tqdm: the app's page
             shows it) over the windows it decodes and encodes again.
         """
         query = (query or "").strip()
         if not query and not example:
             raise VtrError("Type what you are looking for, or upload an example image or clip.")
-        filters = _filters(folder, min_duration, max_duration)
+        filters = _filters(folder, min_duration, max_duration, since, until)
 
         def run():
             idx = self._opened()
@@ -237,10 +256,11 @@ class IndexService:
         return _moments(self._run(run))
 
     def similar(self, moment: Moment, folder: str | None = None, min_duration: float | None = None,
-                max_duration: float | None = None, k: int = 24) -> list[Moment]:
+                max_duration: float | None = None, k: int = 24, since: float | None = None,
+                until: float | None = None) -> list[Moment]:
         """Moments like ``moment`` (a result of a search), from the index's own vectors (no model is loaded); the
         moment itself is left out. Filters as for :meth:`search`."""
-        filters = _filters(folder, min_duration, max_duration)
+        filters = _filters(folder, min_duration, max_duration, since, until)
         return _moments(self._run(lambda: self._opened().similar(moment.path, moment.start, moment.end, k=k,
                                                                  **filters)))
 

@@ -6,7 +6,7 @@ Everything a person typed or a file is named is shown as plain text: Markdown co
 :func:`literal`, toasts (which render HTML) through :func:`html.escape`.
 
 Endpoints for programs (``gradio_client``): ``/search`` (query, example, folder, min_duration, max_duration,
-rerank, k → list of moments as dicts, best first) and ``/status`` (→ the index's counts and failures).
+rerank, k, since, until → list of moments as dicts, best first) and ``/status`` (→ the index's counts and failures).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # the app never call
 
 import gradio as gr  # noqa: E402
 
-from app.service import IndexService, Moment, clock, group_by_video, parse_seconds  # noqa: E402
+from app.service import IndexService, Moment, clock, group_by_video, parse_seconds, recorded_text  # noqa: E402
 from vtr.errors import VtrError  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -217,11 +217,18 @@ class _Handlers:
                                "Open the **Index** tab and add a folder of videos.", visible=True)
 
     # --------------------------------------------------------------------------------------------- search
-    def run_search(self, query, example, folder, min_duration, max_duration, rerank, k):
-        return self.service.search(query or "", example=example or None, folder=folder or None,
-                                   min_duration=parse_seconds(min_duration, "Videos at least"),
-                                   max_duration=parse_seconds(max_duration, "Videos at most"), rerank=bool(rerank),
-                                   k=int(k or PAGE))
+    @staticmethod
+    def narrowing(folder, min_duration, max_duration, since, until) -> dict:
+        """The page's filters as the service takes them; a bad duration or date says which box it is in."""
+        from index.dates import date_filters
+
+        return dict(folder=folder or None, min_duration=parse_seconds(min_duration, "Videos at least"),
+                    max_duration=parse_seconds(max_duration, "Videos at most"),
+                    **date_filters(since, until, names=("Recorded from", "Recorded until")))
+
+    def run_search(self, query, example, folder, min_duration, max_duration, rerank, k, since=None, until=None):
+        return self.service.search(query or "", example=example or None, rerank=bool(rerank), k=int(k or PAGE),
+                                   **self.narrowing(folder, min_duration, max_duration, since, until))
 
     @staticmethod
     def show(results: list[dict], order):
@@ -232,13 +239,12 @@ class _Handlers:
         gallery = [(m.thumbnail, _caption(m)) for m in view]
         return gallery, _grouped_markdown(group_by_video(moments)), [positions[id(m)] for m in view]
 
-    def run_similar(self, like, folder, min_duration, max_duration, k):
-        return self.service.similar(Moment(like["video"], like["start"], like["end"], 0.0, None), folder=folder or None,
-                                    min_duration=parse_seconds(min_duration, "Videos at least"),
-                                    max_duration=parse_seconds(max_duration, "Videos at most"), k=int(k or PAGE))
+    def run_similar(self, like, folder, min_duration, max_duration, k, since=None, until=None):
+        return self.service.similar(Moment(like["video"], like["start"], like["end"], 0.0, None), k=int(k or PAGE),
+                                    **self.narrowing(folder, min_duration, max_duration, since, until))
 
     def on_search(self, query, example, folder, min_duration, max_duration, rerank, page, order, shown, like=None,
-                  progress=gr.Progress(track_tqdm=True)):
+                  since=None, until=None, progress=gr.Progress(track_tqdm=True)):
         """A new search (shown=0) or one more page of the same search (shown = how many are on the page); ``like``
         (a moment's ``video``, ``start``, ``end``): moments like it instead of the words or the example. A
         re-ranking's progress (its tqdm) shows on the page."""
@@ -246,9 +252,9 @@ class _Handlers:
         nothing = ([], "", [], "", [], 0, gr.update(visible=False))
         try:
             if like:
-                moments, notes = self.run_similar(like, folder, min_duration, max_duration, k), []
+                moments, notes = self.run_similar(like, folder, min_duration, max_duration, k, since, until), []
             else:
-                moments = self.run_search(query, example, folder, min_duration, max_duration, rerank, k)
+                moments = self.run_search(query, example, folder, min_duration, max_duration, rerank, k, since, until)
                 notes = [] if example else self.service.query_notes(query)
         except Exception as e:  # noqa: BLE001 - shown on the page
             gallery, _, results, grouped, view, n, more = nothing
@@ -274,15 +280,15 @@ class _Handlers:
         more = gr.update(visible=len(moments) >= k)  # a full page: there may be more
         return gallery, status, results, grouped, view, len(moments), more
 
-    def on_new_search(self, query, example, folder, min_duration, max_duration, rerank, page, order,
+    def on_new_search(self, query, example, folder, min_duration, max_duration, rerank, page, order, since, until,
                       progress=gr.Progress(track_tqdm=True)):
         """A new search by words or example: no moment of its results is in the player (the mark stayed at the old
         position), and "More results" follows it, not an earlier "Moments like this"."""
         gallery, *rest = self.on_search(query, example, folder, min_duration, max_duration, rerank, page, order, 0,
-                                        None, progress)
+                                        None, since, until, progress)
         return (_marked_gallery(gallery, None), *rest, None)
 
-    def on_like(self, results, selected, folder, min_duration, max_duration, page, order,
+    def on_like(self, results, selected, folder, min_duration, max_duration, page, order, since, until,
                 progress=gr.Progress(track_tqdm=True)):
         """Moments like the one in the player, with the page's filters; it becomes what "More results" follows."""
         if not results or selected is None or not 0 <= int(selected) < len(results):
@@ -291,14 +297,15 @@ class _Handlers:
         d = results[int(selected)]
         like = {"video": d["video"], "start": d["start"], "end": d["end"]}
         gallery, *rest = self.on_search("", None, folder, min_duration, max_duration, False, page, order, 0, like,
-                                        progress)
+                                        since, until, progress)
         return (_marked_gallery(gallery, None), *rest, like)
 
-    def on_more(self, query, example, folder, min_duration, max_duration, rerank, page, order, shown, selected,
-                like, progress=gr.Progress(track_tqdm=True)):
+    def on_more(self, query, example, folder, min_duration, max_duration, rerank, page, order, since, until, shown,
+                selected, like, progress=gr.Progress(track_tqdm=True)):
         """One more page; the moment in the player stays marked where the longer page shows it."""
         gallery, status, results, grouped, view, n, more = self.on_search(
-            query, example, folder, min_duration, max_duration, rerank, page, order, shown, like, progress)
+            query, example, folder, min_duration, max_duration, rerank, page, order, shown, like, since, until,
+            progress)
         return _marked_gallery(gallery, _position_in(view, selected)), status, results, grouped, view, n, more
 
     def on_order(self, results, order, selected):
@@ -336,6 +343,9 @@ class _Handlers:
             return player, _warn(_message(e)), seek, timeline, t_in, t_out, sel
         details = (f"**{literal(m.name)}** · {clock(m.start)}–{clock(m.end)} · score {m.score:.3f}\n\n"
                    f"{literal(m.path)}")
+        when = recorded_text(d.get("recorded"), d.get("recorded_by"))
+        if when:
+            details += f"\n\n{when}"
         copies = d.get("copies") or []
         if copies:  # the same video kept elsewhere too: one result, its other places named
             details += "\n\nThe same video is also at:" + "".join(f"\n- {literal(c)}" for c in copies)
@@ -402,13 +412,14 @@ class _Handlers:
         return (summary,) + self.on_refresh()
 
     # ------------------------------------------------------------------------------- endpoints for programs
-    def api_search(self, query, example, folder, min_duration, max_duration, rerank, k):
+    def api_search(self, query, example, folder, min_duration, max_duration, rerank, k, since=None, until=None):
         """Moments for a text query or an example image/clip (the example wins), best first: a list of
-        {video (full path), name, folder, start, end, score, copies (other paths of the same video)}. Errors come
-        back with a readable message."""
+        {video (full path), name, folder, start, end, score, copies (other paths of the same video), recorded
+        (seconds since the epoch, or None), recorded_by}. ``since``/``until``: recording dates (YYYY, YYYY-MM or
+        YYYY-MM-DD; empty: no limit). Errors come back with a readable message."""
         try:
             return [m.to_dict() for m in self.run_search(query, example, folder, min_duration, max_duration,
-                                                         rerank, k)]
+                                                         rerank, k, since, until)]
         except Exception as e:  # noqa: BLE001
             raise gr.Error(html.escape(_message(e), quote=False), print_exception=False) from None
 
@@ -494,6 +505,11 @@ def _search_options(ui: SimpleNamespace, handlers: _Handlers) -> None:
                                              elem_id="min-duration")
                 ui.max_duration = gr.Textbox(label="Videos at most (s)", placeholder="no limit", max_lines=1,
                                              elem_id="max-duration")
+            with gr.Row():  # the day, month or year: from the video's tags, else its name, else the file's time
+                ui.since = gr.Textbox(label="Recorded from", placeholder="YYYY, YYYY-MM or YYYY-MM-DD", max_lines=1,
+                                      elem_id="since")
+                ui.until = gr.Textbox(label="Recorded until", placeholder="YYYY, YYYY-MM or YYYY-MM-DD",
+                                      max_lines=1, elem_id="until")
         with gr.Column():
             # Offered only for a model whose matching head was trained: an untrained head orders moments worse
             # than the search itself.
@@ -548,7 +564,8 @@ def _index_tab(ui: SimpleNamespace) -> None:
 
 # ------------------------------------------------------------------------------------------------- events
 def _search_events(ui: SimpleNamespace, h: _Handlers) -> None:
-    filters = [ui.query, ui.example, ui.folder, ui.min_duration, ui.max_duration, ui.rerank, ui.k, ui.order]
+    filters = [ui.query, ui.example, ui.folder, ui.min_duration, ui.max_duration, ui.rerank, ui.k, ui.order, ui.since,
+               ui.until]
     search_outputs = [ui.gallery, ui.status, ui.results, ui.grouped, ui.view, ui.shown, ui.more_btn]
     searching = dict(api_visibility="private", concurrency_id="index", concurrency_limit=1,
                      show_progress_on=[ui.gallery])
@@ -560,8 +577,8 @@ def _search_events(ui: SimpleNamespace, h: _Handlers) -> None:
     gr.on([ui.query.submit, ui.search_btn.click], h.on_new_search, filters, search_outputs + [ui.like],
           **searching).then(**no_moment)
     # Moments like the one in the player: new results, so the player empties as for a new search.
-    ui.like_btn.click(h.on_like, [ui.results, ui.selected, ui.folder, ui.min_duration, ui.max_duration, ui.k, ui.order],
-                      search_outputs + [ui.like], **searching).then(**no_moment)
+    ui.like_btn.click(h.on_like, [ui.results, ui.selected, ui.folder, ui.min_duration, ui.max_duration, ui.k, ui.order,
+                                  ui.since, ui.until], search_outputs + [ui.like], **searching).then(**no_moment)
     ui.more_btn.click(h.on_more, filters + [ui.shown, ui.selected, ui.like], search_outputs, **searching)
     ui.order.change(h.on_order, [ui.results, ui.order, ui.selected], [ui.gallery, ui.view], api_visibility="private")
     ui.suggest.click(lambda s: s[0], [ui.suggest], [ui.query], api_visibility="private").then(
@@ -591,7 +608,7 @@ def _index_events(ui: SimpleNamespace, h: _Handlers, page: gr.Blocks) -> None:
 
 def _api_endpoints(ui: SimpleNamespace, h: _Handlers) -> None:
     """For programs (gradio_client): ``/search`` over the page's filters (less the gallery's order), ``/status``."""
-    filters = [ui.query, ui.example, ui.folder, ui.min_duration, ui.max_duration, ui.rerank, ui.k]
+    filters = [ui.query, ui.example, ui.folder, ui.min_duration, ui.max_duration, ui.rerank, ui.k, ui.since, ui.until]
     api_out = gr.JSON(visible=False)
     gr.Button(visible=False).click(h.api_search, filters, api_out, api_name="search", concurrency_id="index",
                                    concurrency_limit=1)

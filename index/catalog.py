@@ -14,6 +14,9 @@ Tables::
     meta(key, value)
         roots (JSON list of the folders that were scanned), excluded (JSON list of the paths inside them that
         ``vtr index remove`` took out: scans leave them out)
+    recorded(file_id -> files.id, time, source)
+        when an indexed video was recorded (seconds since the epoch) and where that came from: its tags, its name
+        or the file's time (see :mod:`index.dates`); filled after each build for the files that have none yet
 
 A file indexed in part (damaged or cut short in the middle: the windows that decode are indexed) has status 'ok'
 and its ``error`` says what is missing and why.
@@ -61,6 +64,11 @@ CREATE TABLE IF NOT EXISTS windows (
 );
 CREATE INDEX IF NOT EXISTS windows_file ON windows(file_id);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS recorded (
+    file_id INTEGER PRIMARY KEY REFERENCES files(id) ON DELETE CASCADE,
+    time REAL NOT NULL,
+    source TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS chunks (
     file_id INTEGER NOT NULL REFERENCES files(id) ON DELETE CASCADE,
     chunk INTEGER NOT NULL,
@@ -202,8 +210,10 @@ class Catalog:
         return row.id
 
     def touch(self, file_id: int, path: str, size: int, mtime: float) -> None:
-        """Same content at a new path and/or with a new mtime (renamed or touched): keep the windows."""
+        """Same content at a new path and/or with a new mtime (renamed or touched): keep the windows (its
+        recording date is read again: a name can carry one)."""
         self.conn.execute("UPDATE files SET path=?, size=?, mtime=? WHERE id=?", (path, size, mtime, file_id))
+        self.conn.execute("DELETE FROM recorded WHERE file_id=?", (file_id,))
 
     def delete_file(self, file_id: int) -> list[int]:
         """Remove a file and its windows; returns the removed window (vector) ids."""
@@ -214,6 +224,7 @@ class Catalog:
 
     def _drop_windows(self, file_id: int) -> None:
         self.conn.execute("DELETE FROM windows WHERE file_id=?", (file_id,))
+        self.conn.execute("DELETE FROM recorded WHERE file_id=?", (file_id,))
         self.conn.execute("DELETE FROM chunks WHERE file_id=?", (file_id,))
 
     def mark_failed(self, file_id: int, error: str) -> None:
@@ -340,19 +351,39 @@ class Catalog:
         rows = self.conn.execute("SELECT embedding FROM windows WHERE file_id=? ORDER BY start", (file_id,)).fetchall()
         return np.stack([np.frombuffer(b, dtype=np.float32) for (b,) in rows]) if rows else np.zeros((0, 0), np.float32)
 
+    # ------------------------------------------------------------------------------------- recording dates
+    def without_recorded(self) -> list[FileRow]:
+        """The indexed files (status ok) whose recording date was not read yet."""
+        return [FileRow(*r) for r in self.conn.execute(
+            f"SELECT {', '.join('f.' + c.strip() for c in _FILE_COLS.split(','))} FROM files f "
+            "LEFT JOIN recorded r ON r.file_id = f.id WHERE f.status='ok' AND r.file_id IS NULL ORDER BY f.id")]
+
+    def set_recorded(self, file_id: int, when: float, source: str) -> None:
+        self.conn.execute("INSERT OR REPLACE INTO recorded(file_id, time, source) VALUES (?, ?, ?)",
+                          (file_id, float(when), source))
+
+    def recorded_of(self, file_ids: Iterable[int]) -> dict[int, tuple[float, str]]:
+        """``{file_id: (seconds since the epoch, source)}`` for those of ``file_ids`` whose date is known."""
+        ids = sorted({int(i) for i in file_ids})
+        out = {}
+        for k in range(0, len(ids), 500):
+            part = ids[k:k + 500]
+            out.update({r[0]: (r[1], r[2]) for r in self.conn.execute(
+                f"SELECT file_id, time, source FROM recorded WHERE file_id IN ({','.join('?' * len(part))})", part)})
+        return out
+
     def window_ids_matching(self, path_glob: str | None = None, min_duration: float | None = None,
-                            max_duration: float | None = None) -> np.ndarray:
-        """Ids of the windows whose file matches the filters (path glob in sqlite GLOB syntax)."""
-        where, args = ["f.status='ok'"], []
-        if path_glob:
-            where.append("f.path GLOB ?")
-            args.append(path_glob)
-        if min_duration is not None:
-            where.append("f.duration >= ?")
-            args.append(float(min_duration))
-        if max_duration is not None:
-            where.append("f.duration <= ?")
-            args.append(float(max_duration))
+                            max_duration: float | None = None, since: float | None = None,
+                            until: float | None = None) -> np.ndarray:
+        """Ids of the windows whose file matches the filters (path glob in sqlite GLOB syntax; recorded at or after
+        ``since`` and before ``until``, seconds since the epoch: a file whose date is not known yet matches
+        neither)."""
+        conditions = [("f.path GLOB ?", path_glob or None), ("f.duration >= ?", min_duration),
+                      ("f.duration <= ?", max_duration),
+                      ("f.id IN (SELECT file_id FROM recorded WHERE time >= ?)", since),
+                      ("f.id IN (SELECT file_id FROM recorded WHERE time < ?)", until)]
+        where = ["f.status='ok'"] + [sql for sql, value in conditions if value is not None]
+        args = [value if isinstance(value, str) else float(value) for _, value in conditions if value is not None]
         rows = self.conn.execute(
             f"SELECT w.id FROM windows w JOIN files f ON f.id = w.file_id WHERE {' AND '.join(where)}", args)
         return np.fromiter((r[0] for r in rows), dtype=np.int64)

@@ -123,7 +123,8 @@ def status_command(index: str = None, json: bool = False) -> int:
 
 def search_command(query: str, index: str = None, k: int = 10, rerank: bool = False, json: bool = False,
                    path: str = None, min_duration: float = None, max_duration: float = None, model: str = None,
-                   device: str = None, nprobe: int = None, precision: str = "auto", at: float = None) -> int:
+                   device: str = None, nprobe: int = None, precision: str = "auto", at: float = None,
+                   since: str = None, until: str = None) -> int:
     """Find moments in an indexed collection: a text query, or the path of an image or a video clip.
 
     query: what happened, in words; or an image / video file to find similar moments
@@ -136,11 +137,15 @@ def search_command(query: str, index: str = None, k: int = 10, rerank: bool = Fa
     path: only files whose path matches this glob (e.g. "*/holidays/*")
     min_duration: only videos at least this many seconds long
     max_duration: only videos at most this many seconds long
+    since: only videos recorded on or after this date: YYYY, YYYY-MM or YYYY-MM-DD (from the video's tags, else its
+        name, else the file's time)
+    until: only videos recorded on or before this date, the whole period included (2023-08: all of August)
     model: model to encode the query (default: the index's)
     device: torch device for the encoder
     nprobe: IVF cells to visit (approximate indexes; more is slower and more exact)
     precision: encoder precision for an example query: fp32, bf16 or auto (as for index build)
     """
+    from index.dates import date_filters
     from index.search import VideoIndex
 
     _check_flags(index, device)
@@ -148,13 +153,13 @@ def search_command(query: str, index: str = None, k: int = 10, rerank: bool = Fa
         from vtr.errors import VtrError
 
         raise VtrError("--rerank scores words against moments; --at finds moments like a moment: use one")
+    filters = dict(path_glob=path, min_duration=min_duration, max_duration=max_duration,
+                   **date_filters(since, until))  # checked before the index opens
     with VideoIndex(index, model=model, device=device, nprobe=nprobe, precision=precision) as idx:
         if at is not None:
-            segments = idx.similar(query, at, k=k, path_glob=path, min_duration=min_duration,
-                                   max_duration=max_duration)
+            segments = idx.similar(query, at, k=k, **filters)
         else:
-            segments = idx.search(query, k=k, rerank=rerank, progress=rerank, path_glob=path,
-                                  min_duration=min_duration, max_duration=max_duration)
+            segments = idx.search(query, k=k, rerank=rerank, progress=rerank, **filters)
     if json:
         print(_json.dumps([s.to_dict() for s in segments], indent=2))
         return 0

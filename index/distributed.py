@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from index.build import sync_store
+from index.build import read_recording_dates, sync_store
 from index.catalog import Catalog, quick_hash
 from index.decode import DecodeSettings, FileFailure
 from index.embed import DEFAULT_MODEL, embed_files, load_model
@@ -154,6 +154,7 @@ def merge_shards(shards: str, index: str, factory: str | None = None) -> dict:
                     fid = catalog.upsert_pending(r["path"], r["size"], r["mtime"], None)
                     catalog.mark_failed(fid, r["reason"])
                 n_failed += 1
+        read_recording_dates(catalog)
         store = sync_store(catalog, index_dir, manifest)
     finally:
         catalog.close()

@@ -62,6 +62,8 @@ class Segment:
     windows: list = field(default_factory=list)  # [{"id", "start", "end", "score"}]
     thumbnail: str | None = None  # JPEG of the best window's middle frame
     copies: list = field(default_factory=list)  # other paths of the same video (same content), this moment folded in
+    recorded: float | None = None  # when the video was recorded (seconds since the epoch), if known
+    recorded_by: str | None = None  # where that came from: "metadata", "name" or "file" (see index.dates)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -101,6 +103,16 @@ def merge_segments(hits: list[tuple[int, float, float, float]], merge_margin: fl
             continue
         segments.append((start, end, by_start[seed][3], members))
     return segments
+
+
+def _check_filters(min_duration, max_duration, since, until) -> None:
+    """Filters that no video can pass are refused before anything is encoded."""
+    if min_duration is not None and max_duration is not None and min_duration > max_duration:
+        raise VtrError(f"no video is at least {min_duration:g} s and at most {max_duration:g} s long: "
+                       "the minimum duration is above the maximum")
+    if since is not None and until is not None and since >= until:
+        raise VtrError("no video was recorded on or after the first date and before the second: the dates are the "
+                       "wrong way round")
 
 
 def _missing_example(query) -> bool:
@@ -370,8 +382,13 @@ class VideoIndex:
     # ------------------------------------------------------------------------------------------- search
     def search(self, query, k: int = 10, rerank: bool = False, rerank_top: int = 20, path_glob: str | None = None,
                min_duration: float | None = None, max_duration: float | None = None, windows: int | None = None,
-               merge_margin: float = 0.02, kind: str = "auto", progress: bool = False) -> list[Segment]:
+               merge_margin: float = 0.02, kind: str = "auto", progress: bool = False, since: float | None = None,
+               until: float | None = None) -> list[Segment]:
         """Top ``k`` segments for ``query``: text, a path to an image or a video clip, or a vector [E].
+
+        path_glob, min_duration, max_duration, since, until: only videos whose path matches the glob, this long
+            (seconds), recorded at or after ``since`` and before ``until`` (seconds since the epoch,
+            :func:`index.dates.parse_day_bound` makes them from dates; see :mod:`index.dates`).
 
         windows: how many windows to retrieve before grouping (default ``max(5 k, 50)``, doubled until they group
             into ``k`` segments or the index has no more).
@@ -388,9 +405,7 @@ class VideoIndex:
             query = os.path.expanduser(query)
         if int(k) < 1:
             raise VtrError(f"k is the number of moments to show: at least 1, not {k}")
-        if min_duration is not None and max_duration is not None and min_duration > max_duration:
-            raise VtrError(f"no video is at least {min_duration:g} s and at most {max_duration:g} s long: "
-                           "the minimum duration is above the maximum")
+        _check_filters(min_duration, max_duration, since, until)
         if kind == "example" and not (isinstance(query, (str, Path)) and Path(query).is_file()):
             raise VtrError(f"query by example needs an image or video file; not found: {query}")
         if kind == "auto" and _missing_example(query):
@@ -419,7 +434,7 @@ class VideoIndex:
         while True:
             # Grouping merges windows into segments, so k segments may need more than n windows: widen until
             # there are k, or the index (under the filters) has no more.
-            scores, ids = self._search_windows(q, n_windows, path_glob, min_duration, max_duration)
+            scores, ids = self._search_windows(q, n_windows, path_glob, min_duration, max_duration, since, until)
             if example and len(ids):
                 # Clip against clip: cosine, so a window's norm (how alike its frames are) does not outweigh
                 # direction.
@@ -472,14 +487,15 @@ class VideoIndex:
         return inside
 
     def similar(self, path, start: float, end: float | None = None, k: int = 10, path_glob: str | None = None,
-                min_duration: float | None = None, max_duration: float | None = None,
-                merge_margin: float = 0.02) -> list[Segment]:
+                min_duration: float | None = None, max_duration: float | None = None, merge_margin: float = 0.02,
+                since: float | None = None, until: float | None = None) -> list[Segment]:
         """Top ``k`` moments like ``start``–``end`` seconds of the indexed video ``path`` (``end`` None: the moment
         at ``start``), from the index's own vectors: no model is loaded. The query is the mean of that moment's
         window vectors, scored against every window clip to clip (cosine, as for an example). The moment itself is
         left out: every window of its video, or of a copy of it, that overlaps it. Filters as for :meth:`search`."""
         if int(k) < 1:
             raise VtrError(f"k is the number of moments to show: at least 1, not {k}")
+        _check_filters(min_duration, max_duration, since, until)
         own = self.moment_windows(path, start, end)
         rows = self.catalog.windows_by_ids(own)
         video = next(iter(rows.values()))[1]
@@ -491,7 +507,7 @@ class VideoIndex:
         q /= max(float(np.linalg.norm(q)), 1e-12)
         n_windows = max(5 * int(k), 50) + len(left_out)
         while True:
-            _, ids = self._search_windows(q, n_windows, path_glob, min_duration, max_duration)
+            _, ids = self._search_windows(q, n_windows, path_glob, min_duration, max_duration, since, until)
             found = len(ids)
             ids = np.asarray([i for i in ids if int(i) not in left_out], np.int64)
             vecs = dict(zip(*_unzip(self.catalog.iter_vectors(ids))))
@@ -519,12 +535,12 @@ class VideoIndex:
                 return segments
             n_candidates *= 2
 
-    def _search_windows(self, q, n, path_glob, min_duration, max_duration):
-        if path_glob is None and min_duration is None and max_duration is None:
+    def _search_windows(self, q, n, path_glob, min_duration, max_duration, since=None, until=None):
+        if path_glob is None and min_duration is None and max_duration is None and since is None and until is None:
             scores, ids = self.store.search(q[None], n)
             keep = ids[0] >= 0
             return scores[0][keep], ids[0][keep]
-        allowed = self.catalog.window_ids_matching(path_glob, min_duration, max_duration)
+        allowed = self.catalog.window_ids_matching(path_glob, min_duration, max_duration, since, until)
         if len(allowed) == 0:
             return np.zeros(0, np.float32), np.zeros(0, np.int64)
         if len(allowed) > EXACT_FILTERED_MAX:
@@ -623,14 +639,17 @@ class VideoIndex:
             per_file.setdefault(frow.id, []).append((int(wid), wrow.start, wrow.end, float(score)))
             files[frow.id] = frow
         found = []  # (segment, its file's content hash)
+        dates = self.catalog.recorded_of(per_file)
         for file_id, hits in per_file.items():
+            recorded, recorded_by = dates.get(file_id, (None, None))
             for start, end, score, members in merge_segments(hits, merge_margin):
                 best = max(members, key=lambda h: h[3])
                 thumb = thumbnail_path(self.dir, best[0])
                 found.append((Segment(
                     path=files[file_id].path, start=start, end=end, score=score,
                     windows=[{"id": h[0], "start": h[1], "end": h[2], "score": h[3]} for h in members],
-                    thumbnail=str(thumb) if thumb.is_file() else None), files[file_id].hash))
+                    thumbnail=str(thumb) if thumb.is_file() else None, recorded=recorded, recorded_by=recorded_by),
+                    files[file_id].hash))
         found.sort(key=lambda pair: -pair[0].score)
         return _fold_copies(found)[:k]
 

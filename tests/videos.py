@@ -42,7 +42,7 @@ def frame_index_of(frame) -> int:
 
 def write_video(path, frames: np.ndarray, fps: int = 25, codec: str = "libx264", gop: int | None = None,
                 rotation: int = 0, audio_seconds: float | None = None, options: dict | None = None,
-                pix_fmt: str = "yuv420p", sample_aspect=None) -> Path:
+                pix_fmt: str = "yuv420p", sample_aspect=None, tags: dict | None = None) -> Path:
     """Write uint8 [T, H, W, 3] RGB frames with PyAV (container from the file extension).
 
     codec: "libx264" (near-lossless crf 10) or another encoder (high bitrate). gop: keyframe interval. rotation: a
@@ -50,12 +50,16 @@ def write_video(path, frames: np.ndarray, fps: int = 25, codec: str = "libx264",
     audio_seconds: also a silent AAC track that long (it may outlast the frames).
     options: the encoder's options instead of those defaults (B-frames, keyframe intervals, quality of ordinary
     footage), e.g. ``{"preset": "veryfast", "bf": "3", "g": "16"}``. pix_fmt: what the encoder takes (MJPEG
-    ``yuvj420p``, ProRes ``yuv422p10le``). sample_aspect: non-square pixels (a Fraction; HDV's 4/3).
+    ``yuvj420p``, ProRes ``yuv422p10le``). sample_aspect: non-square pixels (a Fraction; HDV's 4/3). tags: the
+    container's metadata, e.g. ``{"creation_time": "2023-07-14T15:30:12Z"}`` (Apple's ``com.apple.quicktime.*``
+    keys written as an iPhone writes them).
     """
     import av
 
     path = Path(path)
-    with av.open(str(path), "w") as container:
+    apple = any(k.startswith("com.apple.") for k in (tags or {}))
+    with av.open(str(path), "w", options={"movflags": "use_metadata_tags"} if apple else None) as container:
+        container.metadata.update(tags or {})
         stream = container.add_stream(codec, rate=fps)
         stream.width, stream.height = frames.shape[2], frames.shape[1]
         stream.pix_fmt = pix_fmt

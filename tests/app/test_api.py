@@ -46,12 +46,23 @@ def test_text_search_returns_moments_best_first(client, collection):
     assert moments, "a text query on a non-empty index returns moments"
     assert {m["video"] for m in moments} <= {str(collection / n) for n in ("beach.mp4", "city.mp4", "trips/park.mp4")}
     for m in moments:
-        assert set(m) == {"video", "name", "folder", "start", "end", "score", "copies"}
+        assert set(m) == {"video", "name", "folder", "start", "end", "score", "copies", "recorded", "recorded_by"}
+        assert m["recorded_by"] == "file" and math.isfinite(m["recorded"])  # generated files: no tags, no dated name
         assert 0 <= m["start"] < m["end"] and math.isfinite(m["score"])
     # best first across videos: grouping by video is a view of the page, never the ranking
     scores = [m["score"] for m in moments]
     assert scores == sorted(scores, reverse=True)
     assert len({m["video"] for m in moments}) > 1
+
+
+def test_recording_dates_are_optional_keywords(client):
+    """Programs written before the date filters call /search as they did; others name since / until."""
+    assert search(client, "a walk in the park", k=3)
+    assert client.predict("a walk in the park", None, "", None, None, False, 3, since="1990", until="1990-12",
+                          api_name="/search") == []
+    assert client.predict("a walk in the park", None, "", None, None, False, 3, since="1990", api_name="/search")
+    with pytest.raises(Exception, match="Recorded from: 'x' is not a date"):
+        client.predict("a walk", None, "", None, None, False, 3, since="x", api_name="/search")
 
 
 def test_query_by_example_clip_finds_its_video_and_span(client, collection, tmp_path):

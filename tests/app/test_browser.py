@@ -103,6 +103,35 @@ def test_moments_like_the_one_in_the_player(browser, running_app, tmp_path):
     page.close()
 
 
+def test_recording_dates_filter_and_show(browser, running_app, tmp_path):
+    """The date boxes under "Search by example, filters": a bad date says which box; a year with no video finds
+    none; an open range finds them; the player's details say when a video was recorded (here: its file's date)."""
+    page = open_page(browser, running_app.url, tmp_path)
+    page.locator("#options").click()
+    since = page.locator("#since textarea, #since input").first
+    since.fill("soon")
+    box = page.locator("#query textarea, #query input").first
+    box.fill("a walk in the park")
+    box.press("Enter")
+    status = page.locator("#status")
+    page.wait_for_function("() => document.querySelector('#status').innerText.includes('Recorded from')")
+    assert "'soon' is not a date" in status.inner_text()
+    since.fill("1990")
+    page.locator("#until textarea, #until input").first.fill("1990-12")
+    box.press("Enter")
+    page.get_by_text("No moments match").wait_for()
+    since.fill("1990")
+    page.locator("#until textarea, #until input").first.fill("")
+    box.press("Enter")
+    items = page.locator("#results .thumbnail-item")
+    items.first.wait_for()
+    items.first.click()
+    page.locator("#player video").wait_for()
+    page.wait_for_function("() => document.querySelector('#details').innerText.includes('File date ')")
+    assert not page.errors, page.errors
+    page.close()
+
+
 def test_empty_state_then_index_tab_builds(browser, app_model, tmp_path):
     from app.server import launch_app
 

@@ -291,3 +291,42 @@ def test_a_video_and_its_backup_copy_are_one_moment_that_names_the_copy(tmp_path
         assert all({m.path, *m.to_dict()["copies"]} == both for m in moments)
     finally:
         service.close()
+
+
+def test_recording_dates_narrow_searches_and_moments_like_one_and_are_shown(tmp_path, app_model):
+    from datetime import datetime
+
+    from app.service import recorded_text
+    from app.ui import _Handlers
+    from index import build_index
+    from tests.index.media import make_video
+
+    videos = tmp_path / "videos"
+    make_video(videos / "old.mp4", 6, seed=1, tags={"creation_time": "2019-06-01T10:00:00Z"})
+    make_video(videos / "new.mp4", 6, seed=2, tags={"creation_time": "2023-06-01T10:00:00Z"})
+    make_video(videos / "VID_20230105_120000.mp4", 6, seed=3)
+    build_index([str(videos)], str(tmp_path / "idx"), model=app_model, workers=0, progress=False,
+                window_policy="stride")
+    service = IndexService(str(tmp_path / "idx"), model=app_model)
+    handlers = _Handlers(service)
+    try:
+        names = lambda moments: sorted({m.name for m in moments})  # noqa: E731
+        assert names(handlers.run_search("anything", None, "", "", "", False, 20, "2023", "")) == [
+            "VID_20230105_120000.mp4", "new.mp4"]
+        assert names(handlers.run_search("anything", None, "", "", "", False, 20, "", "2022")) == ["old.mp4"]
+        old = handlers.run_search("anything", None, "", "", "", False, 20, "", "2019-06")[0]
+        like = {"video": old.path, "start": old.start, "end": old.end}
+        assert names(handlers.run_similar(like, "", "", "", 20, "2023-06", "2023-06")) == ["new.mp4"]
+        with pytest.raises(VtrError, match="^Recorded from: '2023-06-31' is not a date"):
+            handlers.run_search("anything", None, "", "", "", False, 20, "2023-06-31", "")
+        with pytest.raises(VtrError, match="first recording date is after the last"):
+            handlers.run_search("anything", None, "", "", "", False, 20, "2023", "2019")
+        by_name = {m.name: m for m in service.search("anything", k=20)}
+        assert by_name["old.mp4"].to_dict()["recorded_by"] == "metadata"
+        stamp = datetime.fromtimestamp(by_name["VID_20230105_120000.mp4"].recorded)
+        assert stamp == datetime(2023, 1, 5, 12)
+        assert recorded_text(stamp.timestamp(), "name") == "Recorded 2023-01-05 12:00 (from its name)"
+        assert recorded_text(stamp.timestamp(), "file").startswith("File date 2023-01-05 12:00 (the video carries")
+        assert recorded_text(None, None) == ""
+    finally:
+        service.close()

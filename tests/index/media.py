@@ -28,10 +28,10 @@ def textured_frames(seconds: float, seed: int, fps: int = FPS, height: int = 48,
     return frames
 
 
-def make_video(path, seconds: float, seed: int = 0, red=None, fps: int = FPS) -> Path:
+def make_video(path, seconds: float, seed: int = 0, red=None, fps: int = FPS, tags: dict | None = None) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    return write_video(path, textured_frames(seconds, seed, fps, red=red), fps=fps)
+    return write_video(path, textured_frames(seconds, seed, fps, red=red), fps=fps, tags=tags)
 
 
 def make_vfr_video(path, rates: list[tuple[float, float]], seed: int = 0, red=None) -> Path:
