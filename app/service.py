@@ -66,13 +66,17 @@ def clock(seconds: float) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
-def recorded_text(recorded: float | None, recorded_by: str | None) -> str:
-    """When a video was recorded, as the page says it (local time), and how that is known; "" when not known."""
+def recorded_text(recorded: float | None, recorded_by: str | None, day_only: bool = False) -> str:
+    """When a video was recorded, as the page says it (local time), and how that is known; "" when not known.
+    ``day_only``: the day alone, for a list of videos ("(file date)" when the video carries none)."""
     if recorded is None:
         return ""
     from datetime import datetime
 
-    when = datetime.fromtimestamp(float(recorded)).strftime("%Y-%m-%d %H:%M")
+    stamp = datetime.fromtimestamp(float(recorded))
+    if day_only:
+        return stamp.strftime("%Y-%m-%d") + (" (file date)" if recorded_by == "file" else "")
+    when = stamp.strftime("%Y-%m-%d %H:%M")
     if recorded_by == "file":
         return f"File date {when} (the video carries no recording date)"
     return f"Recorded {when}" + (" (from its name)" if recorded_by == "name" else "")

@@ -138,7 +138,8 @@ def _grouped_markdown(moments: list[Moment]) -> str:
     for m in moments:
         if m.path != current:
             current = m.path
-            lines.append(f"\n**{literal(m.name)}** <small>{literal(m.folder)}</small>\n")
+            day = recorded_text(m.recorded, m.recorded_by, day_only=True)
+            lines.append(f"\n**{literal(m.name)}** <small>{literal(m.folder)}{' · ' + day if day else ''}</small>\n")
         lines.append(f"- {clock(m.start)}–{clock(m.end)} · score {m.score:.3f}")
     return "\n".join(lines).strip()
 
@@ -160,10 +161,14 @@ def _status_markdown(st: dict | None, index_dir) -> str:
                   + "".join(f"\n- {literal(e)}" for e in left_out))
     pending = f" · {len(st['pending'])} pending (interrupted build: update)" if st["pending"] else ""
     partial = f" · **{len(st['partial'])}** indexed in part" if st.get("partial") else ""
+    from index import dates_summary
+
+    dates = dates_summary(st.get("recorded"))
+    dates = f"\n\n**Recorded** {literal(dates)}" if dates else ""
     return (f"**Index** {literal(st['index'])} · model {literal(m['model'])} · FAISS "
             f"{literal(m.get('index_factory'))}\n\n"
             f"**{st['files']}** videos indexed ({st['hours']:.2f} h, {st['windows']} windows){partial} · "
-            f"**{len(st['failed'])}** failed{pending}\n\n**Folders:**{roots}")
+            f"**{len(st['failed'])}** failed{pending}{dates}\n\n**Folders:**{roots}")
 
 
 def _problem_rows(st: dict | None) -> list[list[str]]:
@@ -220,7 +225,7 @@ class _Handlers:
     @staticmethod
     def narrowing(folder, min_duration, max_duration, since, until) -> dict:
         """The page's filters as the service takes them; a bad duration or date says which box it is in."""
-        from index.dates import date_filters
+        from index import date_filters
 
         return dict(folder=folder or None, min_duration=parse_seconds(min_duration, "Videos at least"),
                     max_duration=parse_seconds(max_duration, "Videos at most"),
@@ -233,7 +238,8 @@ class _Handlers:
     @staticmethod
     def show(results: list[dict], order):
         """Gallery, grouped list and the order the gallery shows ``results`` in (indices into ``results``)."""
-        moments = [Moment(d["video"], d["start"], d["end"], d["score"], d.get("thumb")) for d in results]
+        moments = [Moment(d["video"], d["start"], d["end"], d["score"], d.get("thumb"), recorded=d.get("recorded"),
+                          recorded_by=d.get("recorded_by")) for d in results]
         view = group_by_video(moments) if order == BY_VIDEO else moments
         positions = {id(m): i for i, m in enumerate(moments)}
         gallery = [(m.thumbnail, _caption(m)) for m in view]
@@ -506,10 +512,10 @@ def _search_options(ui: SimpleNamespace, handlers: _Handlers) -> None:
                 ui.max_duration = gr.Textbox(label="Videos at most (s)", placeholder="no limit", max_lines=1,
                                              elem_id="max-duration")
             with gr.Row():  # the day, month or year: from the video's tags, else its name, else the file's time
-                ui.since = gr.Textbox(label="Recorded from", placeholder="YYYY, YYYY-MM or YYYY-MM-DD", max_lines=1,
+                ui.since = gr.Textbox(label="Recorded from", placeholder="e.g. 2023-07", max_lines=1,
                                       elem_id="since")
-                ui.until = gr.Textbox(label="Recorded until", placeholder="YYYY, YYYY-MM or YYYY-MM-DD",
-                                      max_lines=1, elem_id="until")
+                ui.until = gr.Textbox(label="Recorded until", placeholder="e.g. 2023-08", max_lines=1,
+                                      elem_id="until")
         with gr.Column():
             # Offered only for a model whose matching head was trained: an untrained head orders moments worse
             # than the search itself.

@@ -391,11 +391,22 @@ class Catalog:
     def summary(self) -> dict:
         """What ``vtr index status`` shows: ``files``/``windows`` indexed, ``hours`` of video, ``roots`` (the folders
         scanned) and ``excluded`` (paths inside them left out), ``failed`` and ``partial`` as ``[(path, reason)]``,
-        ``pending`` paths (left by an interrupted build)."""
+        ``pending`` paths (left by an interrupted build), ``recorded``: how many videos have their recording date from
+        their tags (``metadata``), their ``name``, their ``file``'s time, or none yet (``unknown``), and the
+        ``first`` and ``last`` date (seconds since the epoch, None without any)."""
         counts = self.counts()
         seconds = self.conn.execute("SELECT COALESCE(SUM(duration), 0) FROM files WHERE status='ok'").fetchone()[0]
+        by_source = dict(self.conn.execute(
+            "SELECT r.source, COUNT(*) FROM recorded r JOIN files f ON f.id = r.file_id WHERE f.status='ok' "
+            "GROUP BY r.source").fetchall())
+        first, last = self.conn.execute(
+            "SELECT MIN(r.time), MAX(r.time) FROM recorded r JOIN files f ON f.id = r.file_id "
+            "WHERE f.status='ok'").fetchone()
+        dates = {"metadata": by_source.get("metadata", 0), "name": by_source.get("name", 0),
+                 "file": by_source.get("file", 0), "first": first, "last": last}
+        dates["unknown"] = counts["ok"] - dates["metadata"] - dates["name"] - dates["file"]
         return {"roots": self.get_meta("roots", []), "excluded": self.get_meta("excluded", []),
-                "files": counts["ok"], "windows": counts["windows"],
+                "files": counts["ok"], "windows": counts["windows"], "recorded": dates,
                 "failed": [(r.path, r.error) for r in self.files("failed")],
                 "partial": [(r.path, r.error) for r in self.files("ok") if r.error],
                 "pending": [r.path for r in self.files("pending")], "hours": seconds / 3600.0}

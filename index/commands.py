@@ -109,6 +109,10 @@ def status_command(index: str = None, json: bool = False) -> int:
     if st["excluded"]:
         print(f"left out  {', '.join(st['excluded'])} (`vtr index remove`; `vtr index build PATH` adds one back)")
     print(f"indexed   {st['files']} files, {st['hours']:.2f} h, {st['windows']} windows")
+    from index.dates import dates_summary
+
+    if dates_summary(st.get("recorded")):
+        print(f"recorded  {dates_summary(st.get('recorded'))}")
     if st["pending"]:
         print(f"pending   {len(st['pending'])} files (interrupted build; run `vtr index update`)")
     if st["partial"]:

@@ -328,5 +328,12 @@ def test_recording_dates_narrow_searches_and_moments_like_one_and_are_shown(tmp_
         assert recorded_text(stamp.timestamp(), "name") == "Recorded 2023-01-05 12:00 (from its name)"
         assert recorded_text(stamp.timestamp(), "file").startswith("File date 2023-01-05 12:00 (the video carries")
         assert recorded_text(None, None) == ""
+        assert recorded_text(stamp.timestamp(), "name", day_only=True) == "2023-01-05"
+        assert recorded_text(stamp.timestamp(), "file", day_only=True) == "2023-01-05 (file date)"
+        from app.ui import _grouped_markdown, literal
+
+        grouped = _grouped_markdown([by_name["old.mp4"]])  # the list by video names each video's day
+        assert literal("old.mp4") in grouped and datetime.fromtimestamp(by_name["old.mp4"].recorded).strftime(
+            "%Y-%m-%d") in grouped
     finally:
         service.close()

@@ -153,3 +153,8 @@ def test_the_command_line_takes_dates_and_prints_them_in_json(dated_collection, 
     assert (printed[0]["recorded"], printed[0]["recorded_by"]) == (utc(2021, 8, 31, 22), "metadata")
     with pytest.raises(VtrError, match="^--since: '2021-00' is not a date"):
         search_command("anything", index=str(idx), since="2021-00")
+    from index.commands import status_command
+
+    assert status_command(index=str(idx)) == 0
+    first, last = (datetime.fromtimestamp(t).strftime("%Y-%m-%d") for t in (utc(2019, 6, 1, 10), local(2023, 1, 2, 9)))
+    assert f"recorded  {first} to {last}: 2 from their tags, 1 from their names\n" in capsys.readouterr().out
