@@ -132,8 +132,9 @@ def search_command(query: str, index: str = None, k: int = 10, rerank: bool = Fa
     """Find moments in an indexed collection: a text query, or the path of an image or a video clip.
 
     query: what happened, in words; or an image / video file to find similar moments
-    at: with a video of the index as the query: moments like the one at this second of it (from the index's own
-        vectors: no model is loaded; the moment itself is left out)
+    at: with a video as the query: moments like the one at this second of it (a video of the index: from the
+        index's own vectors, no model loaded, the moment itself left out; another video: its window around that
+        second, encoded)
     index: index folder
     k: number of segments to show
     rerank: re-score the best windows with the matching (ITM) head (slower, text queries only)

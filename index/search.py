@@ -105,6 +105,14 @@ def merge_segments(hits: list[tuple[int, float, float, float]], merge_margin: fl
     return segments
 
 
+def _window_around(at: float, length: float, duration: float, name: str) -> Window:
+    """The window of ``length`` seconds centred on second ``at`` of a video ``duration`` long, inside it."""
+    if not math.isfinite(at) or at < 0 or at > duration + 0.5:
+        raise VtrError(f"{name} is {duration:.1f} s long: there is no moment at {at:g} s")
+    start = min(max(0.0, at - length / 2), max(0.0, duration - length))
+    return Window(start, min(duration, start + length))
+
+
 def _check_filters(min_duration, max_duration, since, until) -> None:
     """Filters that no video can pass are refused before anything is encoded."""
     if min_duration is not None and max_duration is not None and min_duration > max_duration:
@@ -354,15 +362,25 @@ class VideoIndex:
         self._check_weights()
         return out
 
-    def encode_example(self, path: str) -> np.ndarray:
-        """An image (repeated to the model's frame count) or a video clip (sampled like one window) → [E]."""
+    def encode_example(self, path: str, at: float | None = None) -> np.ndarray:
+        """An image (repeated to the model's frame count) or a video clip (sampled like one window) → [E]. ``at``:
+        the window of a video around that second (the index's window length), not the whole video."""
         import torch
 
-        from vtr.data.video import read_frames
+        from vtr.data.video import open_video, read_frames
 
         path = str(path)
         t = self.preprocess.num_frames
-        if Path(path).suffix.lower() in IMAGE_EXTENSIONS:
+        if at is not None:
+            try:
+                with open_video(path, backend=VIDEO_BACKEND) as reader:
+                    clock = reader.clock()
+                    window = _window_around(float(at), float(self.manifest.get("window_s") or 8.0), clock.duration,
+                                            Path(path).name)
+                    clip = reader.get_frames(window_frame_indices(window, clock, t)).permute(0, 3, 1, 2).contiguous()
+            except VideoReadError as e:
+                raise VtrError(f"The example {Path(path).name} cannot be used: {e.cause}.") from e
+        elif Path(path).suffix.lower() in IMAGE_EXTENSIONS:
             import av
 
             try:
@@ -374,9 +392,16 @@ class VideoIndex:
             clip = torch.from_numpy(image).permute(2, 0, 1).unsqueeze(0).expand(t, -1, -1, -1).contiguous()
         else:
             try:
+                with open_video(path, backend=VIDEO_BACKEND) as reader:
+                    duration = reader.duration
                 clip = read_frames(path, t, "middle", backend=VIDEO_BACKEND)
             except VideoReadError as e:  # named by its file name: the path is a server's upload folder
                 raise VtrError(f"The example {Path(path).name} cannot be used: {e.cause}.") from e
+            window_s = float(self.manifest.get("window_s") or 8.0)
+            if duration > 2 * window_s:
+                logger.warning("the example %s is %.0f s long: its %d frames are spread over all of it, as one "
+                               "moment of %.0f s; for one moment of it, name a second (`vtr search FILE --at "
+                               "SECONDS`)", Path(path).name, duration, t, duration)
         return self._frames_to_vector(clip.unsqueeze(0)).embedding[0].float().cpu().numpy()
 
     # ------------------------------------------------------------------------------------------- search
@@ -395,7 +420,8 @@ class VideoIndex:
         rerank: re-score the best windows (at least ``rerank_top`` and ``2 k``, more until they group into ``k``
             segments) with the matching (ITM) head; text queries only.
         kind: ``"auto"`` (a string naming an existing file is an example, otherwise text), ``"text"`` (always
-            words: what a server passes on for typed queries) or ``"example"`` (must be an image or clip file).
+            words: what a server passes on for typed queries) or ``"example"`` (an image or clip file, or a clip's
+            vector: scored clip to clip).
         progress: a progress bar over the windows a re-ranking decodes and encodes again (with the release
             model on a CPU, seconds each).
         """
@@ -406,15 +432,17 @@ class VideoIndex:
         if int(k) < 1:
             raise VtrError(f"k is the number of moments to show: at least 1, not {k}")
         _check_filters(min_duration, max_duration, since, until)
-        if kind == "example" and not (isinstance(query, (str, Path)) and Path(query).is_file()):
+        if kind == "example" and not isinstance(query, np.ndarray) and not (isinstance(query, (str, Path))
+                                                                            and Path(query).is_file()):
             raise VtrError(f"query by example needs an image or video file; not found: {query}")
         if kind == "auto" and _missing_example(query):
             raise VtrError(f"no such file: {query} (a query by example names an image or a video; to search for "
                            "these words, leave out the folder or the extension)")
         text_out = None
         example = False
-        if isinstance(query, np.ndarray):
+        if isinstance(query, np.ndarray):  # a vector; kind="example": an example's, scored clip to clip
             q = query.astype(np.float32)
+            example = kind == "example"
         elif kind != "text" and isinstance(query, (str, Path)) and Path(query).is_file():
             q = self.encode_example(str(query))
             example = True
@@ -450,13 +478,21 @@ class VideoIndex:
                 return segments
             n_windows *= 2
 
+    def _indexed_file(self, path):
+        """The catalog's row of ``path``, or of a file with its content (a copy, a link); None when neither."""
+        from index.catalog import quick_hash
+
+        path = os.path.abspath(os.path.expanduser(str(path)))
+        row = self.catalog.file_by_path(path)
+        if row is None and os.path.isfile(path):
+            row = next(iter(self.catalog.files_by_content(quick_hash(path), os.path.getsize(path))), None)
+        return row
+
     def moment_windows(self, path, start: float, end: float | None = None) -> list[int]:
         """Ids of the windows of the indexed video ``path`` that make the moment ``start``–``end`` seconds: those
         more than half inside it, or it more than half inside them (a search result's span gives its windows);
         ``end`` None: those holding the second ``start``; none of them: the nearest window. A path the index does
         not hold is found by its content (a copy, a link). Raises VtrError when the index holds neither."""
-        from index.catalog import quick_hash
-
         path = os.path.abspath(os.path.expanduser(str(path)))
         start = float(start)
         end = start if end is None else float(end)
@@ -464,12 +500,10 @@ class VideoIndex:
             what = f"{start:g}" if end == start else f"{start:g} to {end:g}"
             raise VtrError(f"a moment is seconds from the video's start, 0 or more, its end not before its start: "
                            f"not {what}")
-        row = self.catalog.file_by_path(path)
-        if row is None and os.path.isfile(path):
-            row = next(iter(self.catalog.files_by_content(quick_hash(path), os.path.getsize(path))), None)
+        row = self._indexed_file(path)
         if row is None:
             raise VtrError(f"{path} is not in this index, nor a copy of a video it holds: index it first "
-                           "(`vtr index build`), or search by the clip itself, without a time")
+                           "(`vtr index build`), or search by the clip itself")
         windows = self.catalog.windows_of(row.id)
         if not windows:
             why = f": {row.error}" if row.error else ""
@@ -492,10 +526,19 @@ class VideoIndex:
         """Top ``k`` moments like ``start``–``end`` seconds of the indexed video ``path`` (``end`` None: the moment
         at ``start``), from the index's own vectors: no model is loaded. The query is the mean of that moment's
         window vectors, scored against every window clip to clip (cosine, as for an example). The moment itself is
-        left out: every window of its video, or of a copy of it, that overlaps it. Filters as for :meth:`search`."""
+        left out: every window of its video, or of a copy of it, that overlaps it. Filters as for :meth:`search`.
+
+        A video the index does not hold (nor a copy of it), with ``end`` None: its window around second ``start``
+        (the index's window length) is encoded with the model, as an example."""
         if int(k) < 1:
             raise VtrError(f"k is the number of moments to show: at least 1, not {k}")
         _check_filters(min_duration, max_duration, since, until)
+        if self._indexed_file(path) is None and Path(os.path.expanduser(str(path))).is_file() and end is None:
+            # a video the index does not hold: its window around that second, encoded as an example
+            q = self.encode_example(os.path.expanduser(str(path)), at=start)
+            return self.search(q / max(float(np.linalg.norm(q)), 1e-12), k=k, path_glob=path_glob,
+                               min_duration=min_duration, max_duration=max_duration, merge_margin=merge_margin,
+                               since=since, until=until, kind="example")
         own = self.moment_windows(path, start, end)
         rows = self.catalog.windows_by_ids(own)
         video = next(iter(rows.values()))[1]

@@ -354,6 +354,30 @@ def test_moments_like_a_moment_come_from_the_index_s_vectors_without_the_moment(
         search_command(str(beach), index=str(idx), at=14, rerank=True)
 
 
+def test_moments_like_a_second_of_a_video_the_index_does_not_hold(red_collection, test_model, tmp_path, monkeypatch,
+                                                                   caplog):
+    """A video outside the index: its window around that second (the index's window length) is encoded, as an
+    example; a whole long example is one moment of its whole length, and the search says how to pick one."""
+    import shutil
+
+    root, idx = red_collection
+    outside = tmp_path / "outside.mp4"
+    shutil.copy(root / "beach.mp4", outside)
+    with open(outside, "ab") as f:
+        f.write(b"\0")  # another size: not a copy of an indexed video
+    monkeypatch.setattr(test_model, "encode_video", RedDetector(test_model))
+    with VideoIndex(str(idx), model=test_model, gpu=False) as vi:
+        assert vi._indexed_file(outside) is None
+        top = vi.similar(outside, 14, k=3)  # the 8 s around 14 s: 10-18 s, three quarters red
+        assert (top[0].path, top[0].start, top[0].end) == (str(root / "beach.mp4"), 12.0, 20.0)
+        assert top[0].score == pytest.approx(0.75 / np.hypot(0.75, 0.25), abs=0.02)
+        with pytest.raises(VtrError, match="24.0 s long: there is no moment at 30 s"):
+            vi.similar(outside, 30)
+        with caplog.at_level("WARNING", logger="index.search"):
+            vi.search(str(outside), k=1)
+        assert "is 24 s long: its 4 frames are spread over all of it" in caplog.text  # vtr_test: 4 frames
+
+
 def test_weights_are_hashed_again_only_when_their_files_change(tmp_path, test_model_folder, monkeypatch):
     """Hashing the release-size model's tensors was 0.66 s of a 2.4 s `vtr search`. Files that the build hashed, or
     that passed a search's check, unchanged since, are not hashed again; other bytes written into the same file, its
