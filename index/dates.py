@@ -6,7 +6,8 @@ From the first of these that says:
    offset: iPhones), ``creation_time`` (MP4/MOV/MKV/WebM, in UTC), ``date`` (AVI's ``ICRD``), ``date_recorded``;
    then a stream's ``creation_time``. QuickTime's and Unix's zero dates (files written without a clock) say nothing;
 2. the file's name, as phones and cameras write it: ``VID_20230714_153012.mp4``, ``PXL_20230714_153012345.mp4``,
-   ``2023-07-14 15.30.12.mov``, ``WhatsApp Video 2023-07-14 at 15.30.12.mp4`` (local time);
+   ``2023-07-14 15.30.12.mov``, ``WhatsApp Video 2023-07-14 at 15.30.12.mp4``, ``DJI_20230714153012_0001_D.MP4``
+   (local time);
 3. the file's modification time, which a copy may have reset.
 
 ``source`` says which (``"metadata"``, ``"name"``, ``"file"``): the app shows a date from the file's time as such.
@@ -31,8 +32,9 @@ EARLIEST = datetime(1971, 1, 1, tzinfo=timezone.utc).timestamp()
 
 _ISO = re.compile(r"^\s*(\d{4})[-:](\d{2})[-:](\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:[.,]\d+)?)?)?"
                   r"\s*(Z|UTC|[+-]\d{2}:?\d{2})?\s*$", re.IGNORECASE)
-# 20230714_153012, 20230714-153012345, 2023-07-14 15.30.12, 2023-07-14 at 15.30.12, 2023_07_14-15_30_12
-_NAME = re.compile(r"(?<!\d)((?:19|20)\d{2})[-_.]?(\d{2})[-_.]?(\d{2})(?:(?:[ _T-]|\s+at\s+)(\d{2})[-_.:]?(\d{2})"
+# 20230714_153012, 20230714-153012345, 2023-07-14 15.30.12, 2023-07-14 at 15.30.12, 2023_07_14-15_30_12,
+# DJI_20230714153012_0001
+_NAME = re.compile(r"(?<!\d)((?:19|20)\d{2})[-_.]?(\d{2})[-_.]?(\d{2})(?:(?:[ _T-]|\s+at\s+)?(\d{2})[-_.:]?(\d{2})"
                    r"[-_.:]?(\d{2})(?:\d{1,3})?)?(?!\d)", re.IGNORECASE)  # (milliseconds: Pixel phones)
 
 

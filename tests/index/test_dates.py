@@ -42,6 +42,9 @@ def test_tags_are_read_as_utc_or_with_their_offset(value, expected):
     ("2023-07-14 15.30.12.mov", local(2023, 7, 14, 15, 30, 12)),  # Dropbox's camera uploads
     ("WhatsApp Video 2023-07-14 at 15.30.12.mp4", local(2023, 7, 14, 15, 30, 12)),
     ("video-2021-05-03-12-30-45.mp4", local(2021, 5, 3, 12, 30, 45)),
+    ("DJI_20230714153012_0001_D.MP4", local(2023, 7, 14, 15, 30, 12)),  # drones: no separator
+    ("Screen Recording 2023-07-14 at 15.30.12.mov", local(2023, 7, 14, 15, 30, 12)),  # macOS
+    ("2023-07-14 15-30-12.mkv", local(2023, 7, 14, 15, 30, 12)),  # OBS
     ("20230714.mp4", utc(2023, 7, 14, 12)),
     ("IMG_1234.MOV", None), ("GH010123.MP4", None), ("clip_123456789.mp4", None), ("trip 2019.mp4", None),
     ("20231399_999999.mp4", None), ("/photos/2023-07-14/IMG_1.mov", None),  # a folder's name is not the file's

@@ -352,6 +352,14 @@ def test_moments_like_a_moment_come_from_the_index_s_vectors_without_the_moment(
     assert [(d["path"], d["start"], d["end"]) for d in printed] == [(s.path, s.start, s.end) for s in found[:3]]
     with pytest.raises(VtrError, match="--rerank"):
         search_command(str(beach), index=str(idx), at=14, rerank=True)
+    # in a process of its own, as `vtr search VIDEO --at S` runs: nothing of torch is imported
+    import subprocess
+    import sys
+
+    code = ("import sys; from index.commands import search_command; "
+            f"search_command({str(beach)!r}, index={str(idx)!r}, at=14, k=1); print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "False" and str(root / "long" / "park.mp4") in out
 
 
 def test_moments_like_a_second_of_a_video_the_index_does_not_hold(red_collection, test_model, tmp_path, monkeypatch,
