@@ -38,7 +38,9 @@ logger = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
 
-EXACT_FILTERED_MAX = 200_000  # filtered searches score up to this many windows exactly
+#: a filtered search of a store without exact filtering (HNSW, PQ) scores up to this many windows exactly, from the
+#: catalog's vectors; Flat and IVF…,Flat stores filter exactly themselves (VectorStore.search_allowed_exactly)
+EXACT_FILTERED_MAX = 200_000
 #: Everyday moments people look for in their own videos; :meth:`VideoIndex.suggest_queries` offers the ones the
 #: index matches best, so a first search is one that fits the collection.
 COMMON_QUERIES = (
@@ -586,10 +588,14 @@ class VideoIndex:
         allowed = self.catalog.window_ids_matching(path_glob, min_duration, max_duration, since, until)
         if len(allowed) == 0:
             return np.zeros(0, np.float32), np.zeros(0, np.int64)
-        if len(allowed) > EXACT_FILTERED_MAX:
-            scores, ids = self.store.search(q[None], n, allowed_ids=allowed)
+        found = self.store.search_allowed_exactly(q[None], n, allowed)  # Flat, IVF…,Flat: exact and fast
+        if found is None and len(allowed) > EXACT_FILTERED_MAX:
+            found = self.store.search(q[None], n, allowed_ids=allowed)  # approximate, as the index itself
+        if found is not None:
+            scores, ids = found
             keep = ids[0] >= 0
             return scores[0][keep], ids[0][keep]
+        # HNSW, PQ, ...: the allowed windows scored exactly, from the catalog's vectors
         all_ids, all_scores = [], []
         for chunk_ids, vecs in self.catalog.iter_vectors(allowed):
             all_ids.append(chunk_ids)

@@ -94,3 +94,28 @@ def test_gpu_search_matches_cpu():
         assert (ic[:, 0] == ig[:, 0]).mean() >= 0.99
         assert recall_at(ic, ig) >= 0.98
         np.testing.assert_allclose(sc[:, 0], sg[:, 0], atol=1e-3)
+
+
+@pytest.mark.parametrize("factory, exact", [("Flat", True), ("IVF16,Flat", True), ("HNSW16,Flat", False),
+                                            ("IVF16,SQ8", False)])
+def test_filtered_search_is_exact_where_the_store_keeps_its_vectors(factory, exact):
+    """Flat and IVF…,Flat find the exact top k among the allowed ids themselves (IVF with every list probed: an
+    allowed vector in a list the query would not probe is still found); other stores say they cannot."""
+    vecs = clustered(4000, 32, seed=3)
+    ids = np.arange(10, 4010, dtype=np.int64)
+    store = VectorStore.build(32, lambda: iter([(ids, vecs)]), len(ids), factory)
+    store.set_search_params(nprobe=1)  # a filtered exact search ignores it
+    rng = np.random.default_rng(0)
+    allowed = np.sort(rng.choice(ids, 300, replace=False))
+    queries = clustered(5, 32, seed=9)
+    found = store.search_allowed_exactly(queries, 10, allowed)
+    if not exact:
+        assert found is None
+        return
+    scores, got = found
+    mask = np.isin(ids, allowed)
+    truth = queries @ vecs[mask].T
+    for qi in range(len(queries)):
+        best = np.argsort(-truth[qi])[:10]
+        assert list(got[qi]) == list(ids[mask][best])
+        np.testing.assert_allclose(scores[qi], truth[qi][best], rtol=1e-5, atol=1e-5)
