@@ -15,7 +15,6 @@ half and a twentieth of the windows, by date. p50 of ``--repeats`` queries, one 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -74,6 +73,7 @@ def p50_ms(fn, repeats: int) -> float:
 
 
 def main(argv=None) -> int:
+    from bench import write_results
     from index.store import EXACT_MAX, VectorStore, choose_factory
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -87,7 +87,8 @@ def main(argv=None) -> int:
     work = Path(tempfile.mkdtemp(prefix="vtr_filtered_"))
     catalog = make_catalog(work / "catalog.sqlite", args.windows)
     chunks = lambda: catalog.iter_vectors()  # noqa: E731
-    ivf_factory = choose_factory(max(args.windows, EXACT_MAX))
+    nlist = int(choose_factory(max(args.windows, EXACT_MAX))[3:].split(",")[0])
+    ivf_factory = f"IVF{min(nlist, max(1, args.windows // 40))},Flat"  # a small run: 40 training vectors a list
     stores = {"Flat": VectorStore.build(DIM, chunks, args.windows, "Flat"),
               ivf_factory: VectorStore.build(DIM, chunks, args.windows, ivf_factory)}
     q = np.random.default_rng(1).standard_normal(DIM).astype(np.float32)
@@ -109,10 +110,6 @@ def main(argv=None) -> int:
                                        args.repeats)
         rows.append(row)
     load_after = os.getloadavg()
-    report = {"machine": {"cpus": os.cpu_count(), "load_before": load_before, "load_after": load_after},
-              "windows": args.windows, "k": args.k, "ivf": ivf_factory, "rows": rows}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2))
     catalog.close()
 
     print(f"{args.windows} windows, k={args.k}, p50 of {args.repeats}; load {load_before[0]:.2f} before, "
@@ -122,7 +119,10 @@ def main(argv=None) -> int:
     for r in rows:
         print(f"| {r['kept']} | {r['ids_ms']:.1f} | {r['catalog_ms']:.1f} | {r['Flat_ms']:.1f} | "
               f"{r[ivf_factory + '_ms']:.1f} | {r['catalog_ms'] / r['Flat_ms']:.0f}x |")
-    print(f"(JSON: {args.out}; every row: the same {args.k} windows from all three)")
+    print(f"(every row: the same {args.k} windows from all three)")
+    write_results(args.out, {"machine": {"cpus": os.cpu_count(), "load_before": load_before,
+                                         "load_after": load_after},
+                             "windows": args.windows, "k": args.k, "ivf": ivf_factory, "rows": rows})
     return 0
 
 
