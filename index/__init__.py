@@ -9,7 +9,8 @@
 Modules: :mod:`index.layout` (the folder's files and manifest), :mod:`index.scan` (finding files),
 :mod:`index.windows` (windowing), :mod:`index.decode` (decoding workers), :mod:`index.embed` (decoded windows →
 vectors), :mod:`index.catalog` (sqlite), :mod:`index.store` (FAISS), :mod:`index.build` (build/update),
-:mod:`index.search`, :mod:`index.dates` (recording dates), :mod:`index.distributed` (``torchrun -m index.distributed``), :mod:`index.commands` (CLI verbs).
+:mod:`index.search`, :mod:`index.dates` (recording dates), :mod:`index.distributed` (``torchrun -m
+index.distributed``), :mod:`index.commands` (CLI verbs).
 Heavy imports (torch, faiss) happen inside the functions that need them.
 """
 

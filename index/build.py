@@ -192,8 +192,8 @@ def _finish(catalog: Catalog, index_dir: Path, manifest: dict, report: BuildRepo
 def read_recording_dates(catalog: Catalog, progress: bool = False) -> int:
     """Read when each indexed video without a date yet was recorded (:func:`index.dates.recorded_at`: its tags, its
     name, its file's time), for the date filters of a search: the new files of a build, and once every file of an
-    index built before dates were read (0.4–1.2 ms a video here: its container is opened, nothing decoded). A file
-    that cannot be read now (a drive not mounted) is tried again by the next build. Returns how many were read."""
+    index built before dates were read (its container is opened, nothing decoded). A file that cannot be read now (a
+    drive not mounted) is tried again by the next build. Returns how many were read."""
     from tqdm import tqdm
 
     from index.dates import recorded_at

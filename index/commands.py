@@ -129,7 +129,8 @@ def search_command(query: str, index: str = None, k: int = 10, rerank: bool = Fa
                    path: str = None, min_duration: float = None, max_duration: float = None, model: str = None,
                    device: str = None, nprobe: int = None, precision: str = "auto", at: float = None,
                    since: str = None, until: str = None) -> int:
-    """Find moments in an indexed collection: a text query, or the path of an image or a video clip.
+    """Find moments in an indexed collection: a text query, or the path of an image or a video clip. Each result:
+    rank, score, span, the day its video was recorded (~: only the file's date), path.
 
     query: what happened, in words; or an image / video file to find similar moments
     at: with a video as the query: moments like the one at this second of it (a video of the index: from the
@@ -172,8 +173,19 @@ def search_command(query: str, index: str = None, k: int = 10, rerank: bool = Fa
         print("no results")
     for rank, s in enumerate(segments, 1):
         copies = f"  (the same video also at: {', '.join(_line(c) for c in s.copies)})" if s.copies else ""
-        print(f"{rank:3d}. {s.score:7.4f}  {_clock(s.start)}-{_clock(s.end)}  {_line(s.path)}{copies}")
+        print(f"{rank:3d}. {s.score:7.4f}  {_clock(s.start)}-{_clock(s.end)}  {_day(s)}  {_line(s.path)}{copies}")
     return 0
+
+
+def _day(segment) -> str:
+    """The day a result's video was recorded, 11 characters: ``~`` before a day that is only the file's time (a
+    copy may have reset it), blanks when none is known yet."""
+    if segment.recorded is None:
+        return " " * 11
+    from datetime import datetime
+
+    day = datetime.fromtimestamp(segment.recorded).strftime("%Y-%m-%d")
+    return ("~" if segment.recorded_by == "file" else " ") + day
 
 
 def _print_report(report) -> None:

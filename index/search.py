@@ -109,7 +109,9 @@ def merge_segments(hits: list[tuple[int, float, float, float]], merge_margin: fl
 
 def _window_around(at: float, length: float, duration: float, name: str) -> Window:
     """The window of ``length`` seconds centred on second ``at`` of a video ``duration`` long, inside it."""
-    if not math.isfinite(at) or at < 0 or at > duration + 0.5:
+    if not math.isfinite(at) or at < 0:
+        raise VtrError(f"a moment is seconds from the video's start, 0 or more: not {at:g}")
+    if at > duration + 0.5:
         raise VtrError(f"{name} is {duration:.1f} s long: there is no moment at {at:g} s")
     start = min(max(0.0, at - length / 2), max(0.0, duration - length))
     return Window(start, min(duration, start + length))

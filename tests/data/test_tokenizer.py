@@ -144,3 +144,13 @@ def test_bad_requests_and_files_are_refused(tmp_path):
         load_tokenizer(str(tmp_path / "words.txt"))
     with pytest.raises(WeightsNotFoundError, match="does not exist"):
         load_tokenizer(str(tmp_path / "missing" / "vocab.txt"))
+    (tmp_path / "tokenizer.json").write_text("{not json")
+    with pytest.raises(VtrError, match="is not a tokenizer.json"):
+        load_tokenizer(str(tmp_path / "tokenizer.json"))
+
+
+def test_a_tokenizer_json_file_alone_gives_the_folder_s_ids():
+    from_json = load_tokenizer(os.path.join(minilm_dir(), "tokenizer.json"))
+    folder = load_tokenizer(minilm_dir())
+    for text in TEXTS[:60]:
+        assert from_json(text)["input_ids"] == folder(text)["input_ids"]

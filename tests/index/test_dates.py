@@ -161,3 +161,11 @@ def test_the_command_line_takes_dates_and_prints_them_in_json(dated_collection, 
     assert status_command(index=str(idx)) == 0
     first, last = (datetime.fromtimestamp(t).strftime("%Y-%m-%d") for t in (utc(2019, 6, 1, 10), local(2023, 1, 2, 9)))
     assert f"recorded  {first} to {last}: 2 from their tags, 1 from their names\n" in capsys.readouterr().out
+    with sqlite3.connect(idx / "catalog.sqlite") as conn:  # as if its tags said nothing: the file's time, marked
+        conn.execute("UPDATE recorded SET time=?, source='file' WHERE file_id=1", (utc(2020, 2, 2, 12),))
+    assert search_command(str(root / "2021.mp4"), index=str(idx), at=1, k=5) == 0
+    lines = capsys.readouterr().out.splitlines()
+    file_day = datetime.fromtimestamp(utc(2020, 2, 2, 12)).strftime("%Y-%m-%d")
+    assert any(line.endswith(f"  ~{file_day}  {root / '2019.mp4'}") for line in lines), lines
+    name_day = datetime.fromtimestamp(local(2023, 1, 2, 9)).strftime("%Y-%m-%d")
+    assert any(line.endswith(f"   {name_day}  {root / 'VID_20230102_090000.mp4'}") for line in lines), lines

@@ -381,6 +381,8 @@ def test_moments_like_a_second_of_a_video_the_index_does_not_hold(red_collection
         assert top[0].score == pytest.approx(0.75 / np.hypot(0.75, 0.25), abs=0.02)
         with pytest.raises(VtrError, match="24.0 s long: there is no moment at 30 s"):
             vi.similar(outside, 30)
+        with pytest.raises(VtrError, match="0 or more: not -3"):
+            vi.similar(outside, -3)
         with caplog.at_level("WARNING", logger="index.search"):
             vi.search(str(outside), k=1)
         assert "is 24 s long: its 4 frames are spread over all of it" in caplog.text  # vtr_test: 4 frames

@@ -67,6 +67,18 @@ class BertTokenizer:
         return cls(backend, model_max_length, source=vocab_file)
 
     @classmethod
+    def from_file(cls, path: str) -> "BertTokenizer":
+        """From a ``tokenizer.json`` (a whole pipeline, as Hugging Face saves it) or a ``vocab.txt``."""
+        if str(path).endswith(".json"):
+            from tokenizers import Tokenizer
+
+            try:
+                return cls(Tokenizer.from_file(str(path)), source=str(path))
+            except Exception as e:  # noqa: BLE001 - the Rust parser's message, on one line
+                raise VtrError(f"{path} is not a tokenizer.json ({str(e).splitlines()[0]})") from None
+        return cls.from_vocab(str(path))
+
+    @classmethod
     def from_folder(cls, folder: str) -> "BertTokenizer":
         """From a tokenizer or model folder as Hugging Face writes it: its ``tokenizer.json`` when there is one
         (the whole pipeline), otherwise its ``vocab.txt`` with the options of its ``tokenizer_config.json``
