@@ -6,7 +6,8 @@ Everything a person typed or a file is named is shown as plain text: Markdown co
 :func:`literal`, toasts (which render HTML) through :func:`html.escape`.
 
 Endpoints for programs (``gradio_client``): ``/search`` (query, example, folder, min_duration, max_duration,
-rerank, k, since, until → list of moments as dicts, best first) and ``/status`` (→ the index's counts and failures).
+rerank, k, since, until → list of moments as dicts, best first), ``/similar`` (video, start, end, the same filters →
+the moments like that one) and ``/status`` (→ the index's counts and failures).
 """
 
 from __future__ import annotations
@@ -429,6 +430,18 @@ class _Handlers:
         except Exception as e:  # noqa: BLE001
             raise gr.Error(html.escape(_message(e), quote=False), print_exception=False) from None
 
+    def api_similar(self, video: str, start: float, end: float | None = None, folder: str = "",
+                    min_duration: str = "", max_duration: str = "", k: int = PAGE, since: str = "",
+                    until: str = "") -> list[dict]:
+        """Moments like ``start``–``end`` seconds of an indexed video (a /search result's ``video``, ``start`` and
+        ``end``; ``end`` null: the moment at ``start``), best first, as /search gives them, that moment left out;
+        from the index's own vectors. Filters as for /search. Errors come back with a readable message."""
+        try:
+            like = {"video": video, "start": float(start), "end": None if end is None else float(end)}
+            return [m.to_dict() for m in self.run_similar(like, folder, min_duration, max_duration, k, since, until)]
+        except Exception as e:  # noqa: BLE001
+            raise gr.Error(html.escape(_message(e), quote=False), print_exception=False) from None
+
     def api_status(self) -> dict | None:
         """The index: model, counts, folders (``missing_folders``: those not there now), files indexed in part and
         failed files (null when there is none)."""
@@ -613,11 +626,13 @@ def _index_events(ui: SimpleNamespace, h: _Handlers, page: gr.Blocks) -> None:
 
 
 def _api_endpoints(ui: SimpleNamespace, h: _Handlers) -> None:
-    """For programs (gradio_client): ``/search`` over the page's filters (less the gallery's order), ``/status``."""
+    """For programs (gradio_client): ``/search`` over the page's filters (less the gallery's order), ``/similar``
+    (moments like one of its results), ``/status``."""
     filters = [ui.query, ui.example, ui.folder, ui.min_duration, ui.max_duration, ui.rerank, ui.k, ui.since, ui.until]
     api_out = gr.JSON(visible=False)
     gr.Button(visible=False).click(h.api_search, filters, api_out, api_name="search", concurrency_id="index",
                                    concurrency_limit=1)
+    gr.api(h.api_similar, api_name="similar")
     gr.api(h.api_status, api_name="status")
 
 

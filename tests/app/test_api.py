@@ -65,6 +65,20 @@ def test_recording_dates_are_optional_keywords(client):
         client.predict("a walk", None, "", None, None, False, 3, since="x", api_name="/search")
 
 
+def test_moments_like_a_search_result(client, collection):
+    """/similar takes a /search result's video, start and end: the moments like it, that moment left out."""
+    top = search(client, "a walk in the park", k=3)[0]
+    like = client.predict(top["video"], top["start"], top["end"], api_name="/similar")
+    assert like and set(like[0]) == set(top)
+    for m in like:
+        assert not (m["video"] == top["video"] and m["start"] < top["end"] and m["end"] > top["start"]), (m, top)
+    assert len(client.predict(top["video"], top["start"], None, k=2, api_name="/similar")) == 2  # the second alone
+    assert client.predict(top["video"], top["start"], top["end"], since="1990", until="1990",
+                          api_name="/similar") == []
+    with pytest.raises(Exception, match="not in this index"):
+        client.predict(str(collection / "nowhere.mp4"), 1.0, api_name="/similar")
+
+
 def test_query_by_example_clip_finds_its_video_and_span(client, collection, tmp_path):
     # seconds 8-16 of park.mp4, re-encoded: the same frames, so the same window vector
     clip = write_video(tmp_path / "clip.mp4", textured_frames(16, seed=3)[80:160], fps=10)

@@ -67,16 +67,17 @@ class BertTokenizer:
         return cls(backend, model_max_length, source=vocab_file)
 
     @classmethod
-    def from_file(cls, path: str) -> "BertTokenizer":
+    def from_file(cls, path: str, model_max_length: int = DEFAULT_MAX_LENGTH) -> "BertTokenizer":
         """From a ``tokenizer.json`` (a whole pipeline, as Hugging Face saves it) or a ``vocab.txt``."""
         if str(path).endswith(".json"):
             from tokenizers import Tokenizer
 
             try:
-                return cls(Tokenizer.from_file(str(path)), source=str(path))
+                backend = Tokenizer.from_file(str(path))
             except Exception as e:  # noqa: BLE001 - the Rust parser's message, on one line
                 raise VtrError(f"{path} is not a tokenizer.json ({str(e).splitlines()[0]})") from None
-        return cls.from_vocab(str(path))
+            return cls(backend, model_max_length, source=str(path))
+        return cls.from_vocab(str(path), model_max_length=model_max_length)
 
     @classmethod
     def from_folder(cls, folder: str) -> "BertTokenizer":
@@ -93,9 +94,7 @@ class BertTokenizer:
             max_length = DEFAULT_MAX_LENGTH
         pipeline = os.path.join(folder, "tokenizer.json")
         if os.path.isfile(pipeline):
-            from tokenizers import Tokenizer
-
-            return cls(Tokenizer.from_file(pipeline), max_length, source=pipeline)
+            return cls.from_file(pipeline, max_length)
         vocab = os.path.join(folder, "vocab.txt")
         if not os.path.isfile(vocab):
             raise WeightsNotFoundError(f"tokenizer: {folder} holds neither tokenizer.json nor vocab.txt")
