@@ -2,9 +2,10 @@
 
 From the first of these that says:
 
-1. the container's own tags, as FFmpeg reads them: Apple's ``com.apple.quicktime.creationdate`` (local time with its
-   offset: iPhones), ``creation_time`` (MP4/MOV/MKV/WebM, in UTC), ``date`` (AVI's ``ICRD``), ``date_recorded``;
-   then a stream's ``creation_time``. QuickTime's and Unix's zero dates (files written without a clock) say nothing;
+1. the tags FFmpeg reads, in this order, each in the container and then in its streams: Apple's
+   ``com.apple.quicktime.creationdate`` (local time with its offset: iPhones), ``creation_time`` (MP4/MOV/MKV/WebM,
+   in UTC), ``date_recorded``, ``date`` (AVI's ``ICRD``). QuickTime's and Unix's zero dates (files written without
+   a clock) say nothing;
 2. the file's name, as phones and cameras write it: ``VID_20230714_153012.mp4``, ``PXL_20230714_153012345.mp4``,
    ``2023-07-14 15.30.12.mov``, ``WhatsApp Video 2023-07-14 at 15.30.12.mp4``, ``DJI_20230714153012_0001_D.MP4``
    (local time);
@@ -117,16 +118,16 @@ def parse_day_bound(text: str, end: bool = False) -> float:
     year, month, day = int(m.group(1)), int(m.group(2) or 1), int(m.group(3) or 1)
     try:
         first = datetime(year, month, day)
-    except ValueError:
+        if end:
+            if m.group(3):
+                first += timedelta(days=1)
+            elif m.group(2):
+                first = datetime(year + month // 12, month % 12 + 1, 1)
+            else:
+                first = datetime(year + 1, 1, 1)
+        return first.timestamp()
+    except (ValueError, OverflowError):  # no such day, or beyond what the clock counts (year 0, 9999's end)
         raise ValueError(f"{text!r} is not a date: write YYYY, YYYY-MM or YYYY-MM-DD") from None
-    if end:
-        if m.group(3):
-            first += timedelta(days=1)
-        elif m.group(2):
-            first = datetime(year + month // 12, month % 12 + 1, 1)
-        else:
-            first = datetime(year + 1, 1, 1)
-    return first.timestamp()
 
 
 def date_filters(since: str | None, until: str | None, names=("--since", "--until")) -> dict:

@@ -80,9 +80,11 @@ def test_filter_dates_cover_whole_periods():
     assert parse_day_bound("2023-12", end=True) == local(2024, 1, 1)
     assert parse_day_bound("2023/7/4") == local(2023, 7, 4)
     assert parse_day_bound("2023-08-31", end=True) == local(2023, 9, 1)
-    for bad in ("2023-02-30", "July 2023", "23-07", "2023-7-4-1"):
+    for bad in ("2023-02-30", "July 2023", "23-07", "2023-7-4-1", "0000"):
         with pytest.raises(ValueError, match="YYYY, YYYY-MM or YYYY-MM-DD"):
             parse_day_bound(bad)
+    with pytest.raises(ValueError, match="'9999' is not a date"):  # its end is past what datetime counts
+        parse_day_bound("9999", end=True)
     assert date_filters(None, "") == {}
     with pytest.raises(VtrError, match="^Recorded until: 'soon' is not a date"):
         date_filters("2020", "soon", names=("Recorded from", "Recorded until"))

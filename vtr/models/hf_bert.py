@@ -172,7 +172,8 @@ def load_hf_bert(
 def load_tokenizer(name_or_path: str = "bert-base-uncased"):
     """BERT's WordPiece tokenizer (:class:`vtr.data.tokenizer.BertTokenizer`: transformers' ids, without importing
     transformers) from a hub name (cache first, download unless HF_HUB_OFFLINE), a tokenizer/model folder, or a
-    ``vocab.txt`` or ``tokenizer.json`` file. Raises WeightsNotFoundError when offline and not cached, naming what to download."""
+    ``vocab.txt`` or ``tokenizer.json`` file. Raises WeightsNotFoundError when offline and not cached, naming what
+    to download."""
     from vtr.data.tokenizer import BertTokenizer
 
     path = os.path.expanduser(str(name_or_path))
