@@ -73,10 +73,11 @@ def recorded_text(recorded: float | None, recorded_by: str | None, day_only: boo
         return ""
     from datetime import datetime
 
-    stamp = datetime.fromtimestamp(float(recorded))
+    from index import local_day
+
     if day_only:
-        return stamp.strftime("%Y-%m-%d") + (" (file date)" if recorded_by == "file" else "")
-    when = stamp.strftime("%Y-%m-%d %H:%M")
+        return local_day(recorded) + (" (file date)" if recorded_by == "file" else "")
+    when = datetime.fromtimestamp(float(recorded)).strftime("%Y-%m-%d %H:%M")
     if recorded_by == "file":
         return f"File date {when} (the video carries no recording date)"
     return f"Recorded {when}" + (" (from its name)" if recorded_by == "name" else "")

@@ -20,7 +20,7 @@ from __future__ import annotations
 import vtr  # noqa: F401  (first: sets OpenMP's wait policy before torch loads)
 
 __all__ = ["build_index", "update_index", "remove_from_index", "index_status", "VideoIndex", "Segment", "search",
-           "date_filters", "dates_summary"]
+           "date_filters", "dates_summary", "local_day"]
 
 
 def build_index(dirs, index, **kwargs):
@@ -61,7 +61,7 @@ def __getattr__(name):
         import index.search as _s
 
         return getattr(_s, name)
-    if name in ("date_filters", "dates_summary"):  # recording dates as people write them (index.dates)
+    if name in ("date_filters", "dates_summary", "local_day"):  # recording dates as people write them (index.dates)
         import index.dates as _d
 
         return getattr(_d, name)

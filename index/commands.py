@@ -182,10 +182,9 @@ def _day(segment) -> str:
     copy may have reset it), blanks when none is known yet."""
     if segment.recorded is None:
         return " " * 11
-    from datetime import datetime
+    from index.dates import local_day
 
-    day = datetime.fromtimestamp(segment.recorded).strftime("%Y-%m-%d")
-    return ("~" if segment.recorded_by == "file" else " ") + day
+    return ("~" if segment.recorded_by == "file" else " ") + local_day(segment.recorded)
 
 
 def _print_report(report) -> None:

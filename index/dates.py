@@ -145,22 +145,23 @@ def date_filters(since: str | None, until: str | None, names=("--since", "--unti
     return out
 
 
+def local_day(stamp: float) -> str:
+    """Seconds since the epoch → the day on this machine's calendar, ``YYYY-MM-DD``."""
+    return datetime.fromtimestamp(float(stamp)).strftime("%Y-%m-%d")
+
+
 def dates_summary(recorded: dict | None) -> str:
     """An index status's ``recorded`` counts in words: "2019-06-01 to 2023-08-01: 2 from their tags, 1 from their
     names, 1 from the file's time only" ("" while no date is known)."""
     if not recorded or recorded.get("first") is None:
         return ""
-
-    def day(t):
-        return datetime.fromtimestamp(t).strftime("%Y-%m-%d")
-
     known = [f"{recorded[k]} {what}" for k, what in (("metadata", "from their tags"), ("name", "from their names"),
                                                      ("file", "from the file's time only")) if recorded.get(k)]
-    text = f"{day(recorded['first'])} to {day(recorded['last'])}: {', '.join(known)}"
+    text = f"{local_day(recorded['first'])} to {local_day(recorded['last'])}: {', '.join(known)}"
     if recorded.get("unknown"):
         text += f"; {recorded['unknown']} not read yet (an update reads them)"
     return text
 
 
 __all__ = ["DATE_TAGS", "parse_tag", "date_from_name", "recorded_at", "parse_day_bound", "date_filters",
-           "dates_summary"]
+           "local_day", "dates_summary"]

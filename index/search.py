@@ -251,8 +251,9 @@ class VideoIndex:
     @property
     def model(self):
         """The model (loaded on first use). Its weights are checked against the index's checksum beside the first
-        encoding (:meth:`_check_weights`): hashing 0.7 GB of release weights takes 0.66 s, and it releases the GIL
-        while the tokenizer loads and the query is encoded. A model this index loads by name from files that passed
+        encoding (:meth:`_check_weights`): hashing 0.7 GB of release weights is most of the 0.6 s the check cost a
+        ``vtr search`` (``bench.cli_latency``: 2.31 s with it, 1.71 s without); it releases the GIL while the
+        tokenizer loads and the query is encoded. A model this index loads by name from files that passed
         the check before, unchanged since (:func:`index.layout.weights_verified`), is not hashed again; a model
         object handed in always is (its tensors may have changed since they were read)."""
         if self._model is None:
@@ -371,7 +372,7 @@ class VideoIndex:
         the window of a video around that second (the index's window length), not the whole video."""
         import torch
 
-        from vtr.data.video import open_video, read_frames
+        from vtr.data.video import open_video, sample_frame_indices
 
         path = str(path)
         t = self.preprocess.num_frames
@@ -395,10 +396,11 @@ class VideoIndex:
                 raise VtrError(f"The example {Path(path).name} is not an image file, or it is damaged.") from e
             clip = torch.from_numpy(image).permute(2, 0, 1).unsqueeze(0).expand(t, -1, -1, -1).contiguous()
         else:
-            try:
+            try:  # sampled like one window over the whole clip, as read_frames samples it
                 with open_video(path, backend=VIDEO_BACKEND) as reader:
                     duration = reader.duration
-                clip = read_frames(path, t, "middle", backend=VIDEO_BACKEND)
+                    indices = sample_frame_indices(t, reader.num_frames, "middle")
+                    clip = reader.get_frames(indices).permute(0, 3, 1, 2).contiguous()
             except VideoReadError as e:  # named by its file name: the path is a server's upload folder
                 raise VtrError(f"The example {Path(path).name} cannot be used: {e.cause}.") from e
             window_s = float(self.manifest.get("window_s") or 8.0)
@@ -468,11 +470,7 @@ class VideoIndex:
             # there are k, or the index (under the filters) has no more.
             scores, ids = self._search_windows(q, n_windows, path_glob, min_duration, max_duration, since, until)
             if example and len(ids):
-                # Clip against clip: cosine, so a window's norm (how alike its frames are) does not outweigh
-                # direction.
-                vecs = dict(zip(*_unzip(self.catalog.iter_vectors(ids))))
-                scores = np.asarray([float(vecs[int(i)] @ q) / max(float(np.linalg.norm(vecs[int(i)])), 1e-12)
-                                     for i in ids], np.float32)
+                scores = self._cosine(ids, q)
             if rerank and text_out is not None:
                 segments = self._reranked(text_out, ids, k, max(int(rerank_top), 2 * k), merge_margin, itm,
                                           progress)
@@ -497,17 +495,19 @@ class VideoIndex:
         more than half inside it, or it more than half inside them (a search result's span gives its windows);
         ``end`` None: those holding the second ``start``; none of them: the nearest window. A path the index does
         not hold is found by its content (a copy, a link). Raises VtrError when the index holds neither."""
-        path = os.path.abspath(os.path.expanduser(str(path)))
+        return self._windows_of_moment(self._indexed_file(path), path, start, end)
+
+    def _windows_of_moment(self, row, path, start, end) -> list[int]:
+        """:meth:`moment_windows` of the catalog's ``row`` for ``path`` (None: the index holds no such video)."""
         start = float(start)
         end = start if end is None else float(end)
         if not (math.isfinite(start) and math.isfinite(end)) or start < 0 or end < start:
             what = f"{start:g}" if end == start else f"{start:g} to {end:g}"
             raise VtrError(f"a moment is seconds from the video's start, 0 or more, its end not before its start: "
                            f"not {what}")
-        row = self._indexed_file(path)
         if row is None:
-            raise VtrError(f"{path} is not in this index, nor a copy of a video it holds: index it first "
-                           "(`vtr index build`), or search by the clip itself")
+            raise VtrError(f"{os.path.abspath(os.path.expanduser(str(path)))} is not in this index, nor a copy of a "
+                           "video it holds: index it first (`vtr index build`), or search by the clip itself")
         windows = self.catalog.windows_of(row.id)
         if not windows:
             why = f": {row.error}" if row.error else ""
@@ -537,13 +537,14 @@ class VideoIndex:
         if int(k) < 1:
             raise VtrError(f"k is the number of moments to show: at least 1, not {k}")
         _check_filters(min_duration, max_duration, since, until)
-        if self._indexed_file(path) is None and Path(os.path.expanduser(str(path))).is_file() and end is None:
+        row = self._indexed_file(path)
+        if row is None and Path(os.path.expanduser(str(path))).is_file() and end is None:
             # a video the index does not hold: its window around that second, encoded as an example
             q = self.encode_example(os.path.expanduser(str(path)), at=start)
             return self.search(q / max(float(np.linalg.norm(q)), 1e-12), k=k, path_glob=path_glob,
                                min_duration=min_duration, max_duration=max_duration, merge_margin=merge_margin,
                                since=since, until=until, kind="example")
-        own = self.moment_windows(path, start, end)
+        own = self._windows_of_moment(row, path, start, end)
         rows = self.catalog.windows_by_ids(own)
         video = next(iter(rows.values()))[1]
         first, last = min(w.start for w, _ in rows.values()), max(w.end for w, _ in rows.values())
@@ -557,14 +558,17 @@ class VideoIndex:
             _, ids = self._search_windows(q, n_windows, path_glob, min_duration, max_duration, since, until)
             found = len(ids)
             ids = np.asarray([i for i in ids if int(i) not in left_out], np.int64)
-            vecs = dict(zip(*_unzip(self.catalog.iter_vectors(ids))))
-            scores = np.asarray([float(vecs[int(i)] @ q) / max(float(np.linalg.norm(vecs[int(i)])), 1e-12)
-                                 for i in ids], np.float32)
-            order = np.argsort(-scores, kind="stable")
-            segments = self._group(ids[order], scores[order], int(k), merge_margin)
+            segments = self._group(ids, self._cosine(ids, q), int(k), merge_margin)
             if len(segments) >= k or found < n_windows:
                 return segments
             n_windows *= 2
+
+    def _cosine(self, ids, q) -> np.ndarray:
+        """Clip against clip: each window's cosine with the unit ``q``, so a window's norm (how alike its frames
+        are) does not outweigh its direction."""
+        vecs = dict(zip(*_unzip(self.catalog.iter_vectors(ids))))
+        return np.asarray([float(vecs[int(i)] @ q) / max(float(np.linalg.norm(vecs[int(i)])), 1e-12) for i in ids],
+                          np.float32)
 
     def _reranked(self, text_out, ids, k, n_candidates, merge_margin, itm, progress=False) -> list[Segment]:
         """The best ITC candidates re-scored by ITM, widened until they group into ``k`` segments (or run out)."""

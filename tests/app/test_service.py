@@ -333,6 +333,7 @@ def test_recording_dates_narrow_searches_and_moments_like_one_and_are_shown(tmp_
         from app.ui import _grouped_markdown, literal
 
         grouped = _grouped_markdown([by_name["old.mp4"]])  # the list by video names each video's day
+        # (a recording date from the file's tags, a calendar day: not a timing)
         assert literal("old.mp4") in grouped and datetime.fromtimestamp(by_name["old.mp4"].recorded).strftime(
             "%Y-%m-%d") in grouped
     finally:
