@@ -39,6 +39,11 @@ from vtr.errors import VtrError
 logger = logging.getLogger(__name__)
 
 
+class IndexNotReady(VtrError):
+    """The index cannot be updated now but may be later: another build holds it, or none of its folders is there
+    (a drive not mounted). ``vtr index update --watch`` waits for the next round instead of stopping."""
+
+
 @dataclass
 class BuildReport:
     index: str
@@ -59,9 +64,17 @@ class BuildReport:
     retimed: int = 0  # unchanged variable-frame-rate files embedded again on their frame times (older indexes)
     redecoded: int = 0  # unchanged files an older index's decoder may have misread, embedded again (older indexes)
     copies: int = 0  # new files whose content was already indexed (a backup, a copy): windows reused, not embedded
+    waiting: list = field(default_factory=list)  # new or changed files left for a later build: still being written
     failures: list = field(default_factory=list)  # [(path, reason)] of this run
     partials: list = field(default_factory=list)  # [(path, reason)] of this run: indexed in part
     missing_roots: list = field(default_factory=list)  # recorded folders not there on an update: files kept
+
+    @property
+    def changed_index(self) -> bool:
+        """Whether this run changed what the index holds (files added, changed, renamed, deleted, failed, windows
+        embedded)."""
+        return bool(self.added or self.changed or self.renamed or self.deleted or self.failures or self.partial
+                    or self.embedded_windows)
 
     def summary(self) -> str:
         resumed = f", {self.resumed_windows} resumed from an interrupted build" if self.resumed_windows else ""
@@ -74,6 +87,7 @@ class BuildReport:
                 f"{self.deleted} deleted, "
                 f"{self.unchanged} unchanged, {self.failed} failed, {self.partial} indexed in part; "
                 f"{self.embedded_windows} windows embedded{resumed} in {self.seconds:.1f} s"
+                + (f"; {len(self.waiting)} still being written, left for later" if self.waiting else "")
                 + (f"; not found, so not re-scanned (their files kept; --forget-missing drops them): "
                    f"{', '.join(self.missing_roots)}"
                    if self.missing_roots else ""))
@@ -84,7 +98,8 @@ def build_index(dirs: list[str] | None, index: str, model=None, window_s: float 
                 timeout_s: float = 120.0, factory: str | None = None, reembed: bool = False, retry_failed: bool = False,
                 device: str | None = None, thumbnails: bool = True, progress: bool = True,
                 extensions=VIDEO_EXTENSIONS, precision: str | None = None, window_policy: str | None = None,
-                chunk_windows: int = DecodeSettings.chunk_windows, forget_missing: bool = False) -> BuildReport:
+                chunk_windows: int = DecodeSettings.chunk_windows, forget_missing: bool = False,
+                settled=None) -> BuildReport:
     """Create or incrementally update the index folder ``index`` from the videos under ``dirs``.
 
     ``dirs=None`` re-scans the folders recorded in the catalog (``update``). ``model``, ``window_s`` and ``stride_s``
@@ -98,7 +113,9 @@ def build_index(dirs: list[str] | None, index: str, model=None, window_s: float 
     new index) or ``stride`` (see :mod:`index.policies`); None keeps an existing index's policy. ``chunk_windows``:
     windows committed together (a kill loses at most one chunk per file in flight). A recorded folder that is not
     there keeps its files (a drive not mounted), unless ``forget_missing``: then those not found elsewhere by
-    content are dropped, and the folder with them.
+    content are dropped, and the folder with them. ``settled``: a predicate on each new or changed
+    :class:`index.scan.ScannedFile`; those it rejects (still being written) are left as they are, for a later build,
+    and listed in ``BuildReport.waiting`` (see :class:`index.watch.Settling`).
     """
     t_start = time.monotonic()
     index_dir = Path(index)
@@ -130,7 +147,7 @@ def build_index(dirs: list[str] | None, index: str, model=None, window_s: float 
             catalog = Catalog(index_dir / CATALOG)
             try:
                 todo = _plan_run(catalog, index_dir, dirs, extensions, retry_failed, report, forget_missing,
-                                 progress)
+                                 progress, settled)
                 if not todo:
                     return _finish(catalog, index_dir, old_manifest, report, t_start, progress)
             finally:
@@ -153,7 +170,7 @@ def build_index(dirs: list[str] | None, index: str, model=None, window_s: float 
                 remember_weights_verified(index_dir, weights_identity(m), manifest["weights_checksum"])
             if todo is None:
                 todo = _plan_run(catalog, index_dir, dirs, extensions, retry_failed, report, forget_missing,
-                                 progress)
+                                 progress, settled)
             settings = DecodeSettings(num_frames=manifest["num_frames"], img_size=manifest["img_size"],
                                       window_s=window_s, stride_s=stride_s, thumbnails=thumbnails,
                                       window_policy=window_policy, antialias=manifest["antialias"],
@@ -167,10 +184,10 @@ def build_index(dirs: list[str] | None, index: str, model=None, window_s: float 
 
 
 def _plan_run(catalog: Catalog, index_dir: Path, dirs, extensions, retry_failed: bool, report: BuildReport,
-              forget_missing: bool, progress: bool) -> list[tuple]:
+              forget_missing: bool, progress: bool, settled=None) -> list[tuple]:
     """The files a build embeds: scanned and planned (:func:`_scan_and_plan`), and those an older index embeds
     again."""
-    todo = _scan_and_plan(catalog, index_dir, dirs, extensions, retry_failed, report, forget_missing)
+    todo = _scan_and_plan(catalog, index_dir, dirs, extensions, retry_failed, report, forget_missing, settled)
     todo += _retime_variable_rate(catalog, index_dir, todo, report, progress)
     todo += _redecode_misread(catalog, index_dir, todo, report)
     return todo
@@ -185,7 +202,7 @@ def _finish(catalog: Catalog, index_dir: Path, manifest: dict, report: BuildRepo
     counts = catalog.counts()
     report.total_files, report.total_windows = counts["ok"], counts["windows"]
     report.seconds = time.monotonic() - t_start
-    logger.info(report.summary())
+    logger.debug(report.summary())  # the CLI prints it, the app shows it: once
     return report
 
 
@@ -312,7 +329,8 @@ def build_lock(index_dir: Path):
         except BlockingIOError:
             f.seek(0)
             holder = f.read().strip() or "another process"
-            raise VtrError(f"{index_dir} is being built by {holder}; run this again when it has finished") from None
+            raise IndexNotReady(f"{index_dir} is being built by {holder}; run this again when it has finished") \
+                from None
         except OSError as e:  # a file system without locks (some network shares): build unlocked, as before
             logger.warning("cannot lock %s (%s): not guarding against a second build at once", f.name, e)
         f.seek(0)
@@ -374,7 +392,7 @@ def _adopt_manifest(catalog: Catalog, index_dir: Path, old_manifest: dict | None
 
 
 def _scan_and_plan(catalog: Catalog, index_dir: Path, dirs: list[str] | None, extensions, retry_failed: bool,
-                   report: BuildReport, forget_missing: bool = False) -> list[tuple]:
+                   report: BuildReport, forget_missing: bool = False, settled=None) -> list[tuple]:
     """Scan ``dirs`` (None: the recorded folders), record new folders, and plan the work (see :func:`_plan`)."""
     roots = catalog.get_meta("roots", [])
     excluded = catalog.get_meta("excluded", [])  # paths inside recorded folders `vtr index remove` took out
@@ -383,8 +401,8 @@ def _scan_and_plan(catalog: Catalog, index_dir: Path, dirs: list[str] | None, ex
             raise VtrError(f"{index_dir} has no recorded folders; run `vtr index build DIR... --index {index_dir}`")
         dirs = [d for d in roots if os.path.exists(d)]
         if not dirs and not forget_missing:
-            raise VtrError(f"none of the folders of {index_dir} is there ({', '.join(roots)}): a drive not mounted? "
-                           "Nothing was changed.")
+            raise IndexNotReady(f"none of the folders of {index_dir} is there ({', '.join(roots)}): a drive not "
+                                "mounted? Nothing was changed.")
     else:
         dirs = [os.path.abspath(os.path.expanduser(d)) for d in dirs]
         for d in dirs:
@@ -403,7 +421,7 @@ def _scan_and_plan(catalog: Catalog, index_dir: Path, dirs: list[str] | None, ex
     scanned = scan_folders(dirs, extensions, exclude=excluded)
     report.scanned = len(scanned)
     todo = _plan(catalog, scanned, roots_now=dirs, retry_failed=retry_failed, report=report, index_dir=index_dir,
-                 roots_gone=gone, forget_gone=forget_missing)
+                 roots_gone=gone, forget_gone=forget_missing, settled=settled)
     paths = [r.path for r in catalog.files()] if gone else []
     left = {d: any(_under(path, d) for path in paths) for d in gone}
     for d in gone:
@@ -454,11 +472,11 @@ def _commit(catalog: Catalog, index_dir: Path, items, report: BuildReport) -> No
 
 
 def _plan(catalog: Catalog, scanned, roots_now, retry_failed, report: BuildReport, index_dir,
-          roots_gone=(), forget_gone: bool = False) -> list[tuple]:
+          roots_gone=(), forget_gone: bool = False, settled=None) -> list[tuple]:
     """Apply renames/deletions to the catalog and return the ``[(file_id, path)]`` to embed (``(file_id, path,
     chunks)`` for a file an interrupted build had begun: the chunks still to embed). Files under ``roots_gone``
     (recorded folders that are not there) may turn up renamed or moved; the others are deleted only with
-    ``forget_gone``."""
+    ``forget_gone``. New and changed files ``settled`` rejects are left for a later build."""
     rows = {r.path: r for r in catalog.files()}
     seen = {f.path: f for f in scanned}
     todo: list[tuple[int, str]] = []
@@ -493,6 +511,9 @@ def _plan(catalog: Catalog, scanned, roots_now, retry_failed, report: BuildRepor
                     todo.append((catalog.upsert_pending(path, f.size, f.mtime, row.hash), path))
                 else:
                     report.unchanged += 1
+                continue
+            if settled is not None and not settled(f):  # still being written: its old windows (if any) stay
+                report.waiting.append(path)
                 continue
             try:
                 h = quick_hash(path)

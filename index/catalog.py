@@ -143,6 +143,11 @@ class Catalog:
     def close(self):
         self.conn.close()
 
+    def data_version(self) -> int:
+        """sqlite's ``PRAGMA data_version``: it changes when another connection (another process's build, a cron
+        update) commits a change to the catalog, and only then; this connection's own commits leave it."""
+        return int(self.conn.execute("PRAGMA data_version").fetchone()[0])
+
     # ------------------------------------------------------------------------------------------ transactions
     class _Tx:
         def __init__(self, cat):

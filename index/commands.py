@@ -4,6 +4,8 @@ arguments are the flags (see :mod:`vtr.cli`)."""
 from __future__ import annotations
 
 import json as _json
+import signal
+import sys
 
 from index.build import build_index, index_status, remove_from_index
 
@@ -45,7 +47,7 @@ def build_command(dirs: list[str], index: str = None, model: str = None, window_
 
 def update_command(index: str = None, model: str = None, batch_size: int = None, workers: int = 2,
                    timeout_s: float = 120.0, reembed: bool = False, retry_failed: bool = False, device: str = None,
-                   precision: str = "auto", forget_missing: bool = False) -> int:
+                   precision: str = "auto", forget_missing: bool = False, watch: float = None) -> int:
     """Re-scan an index's folders: embed new and changed files, drop deleted ones, recognise renamed ones.
 
     index: index folder
@@ -61,8 +63,25 @@ def update_command(index: str = None, model: str = None, batch_size: int = None,
                faster, else fp32; fp32 for a model trained in fp32)
     forget_missing: drop the videos of recorded folders that are not there (by default they are kept: a drive
                     not mounted is not a deleted folder)
+    watch: keep the index up to date: update again this many seconds after each update, until Ctrl-C; a video
+           still being written waits for a later round, and an open app sees each round's changes
     """
     _check_flags(index, device)
+    if watch is not None:
+        from index.watch import watch_index
+
+        print(f"watching the folders of {index}, updating {watch:g} s after each update; Ctrl-C stops", flush=True)
+        previous = signal.signal(signal.SIGTERM, _interrupt)  # a service manager's stop ends it like Ctrl-C
+        try:
+            watch_index(index, watch, say=lambda line: print(_line(line), flush=True), model=model,
+                        batch_size=batch_size, workers=workers, timeout_s=timeout_s, reembed=reembed,
+                        retry_failed=retry_failed, device=device, precision=precision, forget_missing=forget_missing)
+        except KeyboardInterrupt:
+            print(f"stopped watching {index}", file=sys.stderr)
+            return 130
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+        return 0
     report = build_index(None, index, model=model, batch_size=batch_size, workers=workers,
                          timeout_s=timeout_s, reembed=reembed, retry_failed=retry_failed, device=device,
                          precision=precision, forget_missing=forget_missing)
@@ -193,6 +212,10 @@ def _print_report(report) -> None:
         print(f"  indexed in part: {_line(path)}: {reason}")
     for path, reason in report.failures:
         print(f"  failed: {_line(path)}: {reason}")
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def _check_flags(index, device: str | None = None):

@@ -26,7 +26,7 @@ import numpy as np
 from index.catalog import Catalog
 from index.decode import VIDEO_BACKEND
 from index.embed import load_model
-from index.layout import (CATALOG, VECTORS, index_preprocess, is_index, read_manifest, read_queries,
+from index.layout import (CATALOG, MANIFEST, VECTORS, index_preprocess, is_index, read_manifest, read_queries,
                           remember_weights_verified, thumbnail_path, weights_checksum, weights_identity,
                           weights_verified)
 from index.store import VectorStore
@@ -172,39 +172,90 @@ class VideoIndex:
             raise VtrError(f"{self.dir} is not an index folder; build one with `vtr index build DIR... --index "
                            f"{self.dir}`")
         self.catalog = Catalog(self.dir / CATALOG)
-        self.store = self._load_store()
-        self.store.set_search_params(nprobe=nprobe, ef_search=ef_search)
-        if gpu or gpu is None:
-            # the encoder's GPU when one is named (cuda:N), not always the first
-            moved = self.store.to_gpu(_cuda_ordinal(device))
-            if gpu and not moved:
-                logger.warning("GPU search requested but faiss has no GPU support or sees no GPU; using CPU")
+        self._seen = self._version()
+        self._search_params = {"nprobe": nprobe, "ef_search": ef_search}
+        self._gpu = None  # the GPU the store was moved to
         self._model_spec, self._device = model, device
+        self._load_store(gpu, opening=True)
         self._precision = precision
+        self._forget_model()
+
+    def _forget_model(self) -> None:
         self._model = None
         self._weights_check = None  # (future of the model's weights checksum, its name) until checked
         self._preprocess = None
         self._tokenizer = None
         self._suggestions = None
 
-    def _load_store(self) -> VectorStore:
+    def _load_store(self, gpu: bool | None = False, opening: bool = False) -> None:
+        """``self.store``: ``vectors.faiss``, brought up to the catalog (:meth:`_catch_up`), on the GPU when asked
+        (``gpu`` None: when there is one)."""
         factory = self.manifest.get("index_factory") or "Flat"
         path = self.dir / VECTORS
-        ids = self.catalog.window_ids()
-        store = VectorStore.load(path, factory) if path.is_file() else VectorStore.empty(self.manifest["embed_dim"])
-        present = store.ids()
-        if len(present) != len(ids) or not np.array_equal(np.sort(present), ids):
-            # A build was interrupted after committing files: search what the catalog holds (in memory only).
+        self.store = (VectorStore.load(path, factory) if path.is_file()
+                      else VectorStore.empty(self.manifest["embed_dim"]))
+        if self._catch_up() and opening:
+            # A build was interrupted after committing files, or runs now: search what the catalog holds (in
+            # memory only).
             logger.warning("%s is behind the catalog (interrupted build?); run `vtr index update` to save it", path)
-            try:
-                store.remove(np.setdiff1d(present, ids))
-            except RuntimeError:
-                store = VectorStore.build(self.manifest["embed_dim"], lambda: self.catalog.iter_vectors(), len(ids),
-                                          "Flat")
-                present = store.ids()
-            for chunk_ids, vecs in self.catalog.iter_vectors(np.setdiff1d(ids, store.ids())):
-                store.add(chunk_ids, vecs)
-        return store
+        self.store.set_search_params(**self._search_params)
+        if gpu or gpu is None:
+            # the encoder's GPU when one is named (cuda:N), not always the first
+            ordinal = _cuda_ordinal(self._device)
+            if self.store.to_gpu(ordinal):
+                self._gpu = ordinal
+            elif gpu:
+                logger.warning("GPU search requested but faiss has no GPU support or sees no GPU; using CPU")
+
+    def _catch_up(self) -> bool:
+        """Make the store hold exactly the catalog's windows (drop the deleted, add the new). Returns whether it
+        had to change."""
+        ids = self.catalog.window_ids()
+        present = self.store.ids()
+        if len(present) == len(ids) and np.array_equal(np.sort(present), ids):
+            return False
+        try:
+            self.store.remove(np.setdiff1d(present, ids))
+        except RuntimeError:  # a store that cannot remove (HNSW): exact search over the catalog's vectors
+            self.store = VectorStore.build(self.manifest["embed_dim"], lambda: self.catalog.iter_vectors(),
+                                           len(ids), "Flat")
+        for chunk_ids, vecs in self.catalog.iter_vectors(np.setdiff1d(ids, self.store.ids())):
+            self.store.add(chunk_ids, vecs)
+        if self._gpu is not None and not self.store.to_gpu(self._gpu):  # edits drop the store back to the CPU
+            self._gpu = None
+        return True
+
+    def _version(self) -> tuple:
+        """What changes when another process changes the index: the catalog's data version, the manifest's file."""
+        try:
+            st = os.stat(self.dir / MANIFEST)
+            manifest = (st.st_mtime_ns, st.st_size, st.st_ino)
+        except OSError:
+            manifest = None
+        return self.catalog.data_version(), manifest
+
+    def _follow(self) -> None:
+        """Catch up with what another process committed since the index was opened or last followed: a cron
+        ``vtr index update``, ``vtr index update --watch``, a build in another terminal, the app's own builds.
+        New windows are searched, deleted ones no longer are, and a manifest another model wrote (``--reembed``)
+        drops the model loaded for the old one. Called at the start of each search; costs a ``PRAGMA`` and a
+        ``stat`` when nothing changed."""
+        version = self._version()
+        if version == self._seen:
+            return
+        self._seen = version
+        manifest = read_manifest(self.dir)
+        self._suggestions = None
+        if manifest is None or manifest == self.manifest:
+            self._catch_up()
+            return
+        logger.info("%s: the index's settings changed; reopening it", self.dir)
+        if {k: v for k, v in manifest.items() if k != "index_factory"} != \
+                {k: v for k, v in self.manifest.items() if k != "index_factory"}:
+            self._forget_model()
+        self.manifest = manifest
+        gpu, self._gpu = self._gpu is not None, None
+        self._load_store(gpu)
 
     def close(self):
         self.catalog.close()
@@ -222,6 +273,7 @@ class VideoIndex:
         and the folders not there now (``missing_roots``)."""
         from index.build import status_of
 
+        self._follow()
         return status_of(self.dir, self.manifest, self.catalog)
 
     def folders(self) -> list[str]:
@@ -339,6 +391,7 @@ class VideoIndex:
     def suggest_queries(self, n: int = 4) -> list[str]:
         """``n`` queries this index matches best (by their best window's score), from the collection's own
         candidates (``queries.txt`` in the index folder, when present) and the everyday :data:`COMMON_QUERIES`."""
+        self._follow()
         if self._suggestions is None:
             if self.store.ntotal == 0:
                 return []
@@ -433,6 +486,7 @@ class VideoIndex:
         """
         if kind not in ("auto", "text", "example"):
             raise ValueError(f"kind must be auto, text or example, not {kind!r}")
+        self._follow()
         if kind != "text" and isinstance(query, str) and query.startswith("~"):
             query = os.path.expanduser(query)
         if int(k) < 1:
@@ -537,6 +591,7 @@ class VideoIndex:
         if int(k) < 1:
             raise VtrError(f"k is the number of moments to show: at least 1, not {k}")
         _check_filters(min_duration, max_duration, since, until)
+        self._follow()
         row = self._indexed_file(path)
         if row is None and Path(os.path.expanduser(str(path))).is_file() and end is None:
             # a video the index does not hold: its window around that second, encoded as an example
