@@ -56,11 +56,12 @@ def _is_loopback(host: str) -> bool:
 
 def launch_app(index: str, host: str = "127.0.0.1", port: int = 7860, auth: str | None = None, model=None,
                device: str | None = None, max_upload_mb: int = 50, warm_up: bool = True,
-               quiet: bool = False, build_options: dict | None = None, precision: str | None = None) -> RunningApp:
+               quiet: bool = False, build_options: dict | None = None, precision: str | None = None,
+               watch: float | None = None) -> RunningApp:
     """Start the app on ``host:port`` in background threads and return it (see :func:`app_command`).
 
     model, build_options, precision: as :class:`app.service.IndexService` (model: a name, a folder, or a model
-    object).
+    object). watch: seconds between updates of the index while the app runs (:meth:`IndexService.watch`).
     """
     from app.service import IndexService
     from app.ui import CSS, PAGE_JS, THEME, build_ui
@@ -77,6 +78,10 @@ def launch_app(index: str, host: str = "127.0.0.1", port: int = 7860, auth: str 
         from vtr.device import resolve_device
 
         resolve_device(device)
+    if watch is not None:  # a bad interval is said before anything starts
+        from index import check_interval
+
+        check_interval(watch)
     service = IndexService(index, model=model, device=device, build_options=build_options,
                            precision=precision)
     try:
@@ -85,6 +90,8 @@ def launch_app(index: str, host: str = "127.0.0.1", port: int = 7860, auth: str 
                 service.warm_up()
             except VtrError as e:  # shown again on the page, where it can be fixed
                 logger.warning("%s", e)
+        if watch is not None:
+            service.watch(watch)
         demo = build_ui(service)
         demo.queue(default_concurrency_limit=1)
         try:
@@ -102,7 +109,7 @@ def launch_app(index: str, host: str = "127.0.0.1", port: int = 7860, auth: str 
 
 
 def app_command(index: str = None, host: str = "127.0.0.1", port: int = 7860, auth: str = None, model: str = None,
-                device: str = None, max_upload_mb: int = 50, precision: str = "auto") -> int:
+                device: str = None, max_upload_mb: int = 50, precision: str = "auto", watch: float = None) -> int:
     """Open the search app in your browser: type a sentence, watch the moments; add folders and update the index.
 
     index: index folder, required (created from the Index tab when it does not exist yet)
@@ -114,13 +121,15 @@ def app_command(index: str = None, host: str = "127.0.0.1", port: int = 7860, au
     max_upload_mb: largest example image or clip accepted, in MB
     precision: video encoder precision (examples, index builds): fp32, bf16 or auto (bf16 where it is native
                and measures faster, else fp32; see vtr.precision)
+    watch: update the index this many seconds after each update while the app runs, so that videos arriving in
+           its folders become searchable (as `vtr index update --watch`)
     """
     if not index:
         raise VtrError("--index is required: the index folder to search (it may not exist yet)")
     if os.path.exists(os.path.expanduser(index)) and not os.path.isdir(os.path.expanduser(index)):
         raise VtrError(f"--index {index} is a file; the index is a folder (it may not exist yet)")
     running = launch_app(index, host=host, port=port, auth=auth, model=model, device=device,
-                         max_upload_mb=max_upload_mb, precision=precision)
+                         max_upload_mb=max_upload_mb, precision=precision, watch=watch)
     logger.info("vtr app on %s (Ctrl+C to stop)", running.url)
     previous = signal.signal(signal.SIGTERM, _interrupt)  # a service manager's stop cleans up like Ctrl+C
     try:

@@ -6,6 +6,8 @@ Threading: a Gradio server runs each request in a worker thread, but an opened :
 sqlite connection that may only be used by the thread that opened it. So every call on the opened index runs in
 one dedicated thread (searches are serialised, which a single CPU/GPU encoder does anyway). Builds run in the
 caller's thread with their own catalog connection; one at a time; the opened index is reloaded after each.
+With :meth:`IndexService.watch`, a background thread updates the index every few seconds; the opened index
+follows those updates (and any other process's) by itself, so it is not reloaded after them.
 """
 
 from __future__ import annotations
@@ -170,6 +172,9 @@ class IndexService:
         self._index = None  # index.VideoIndex, opened and used only in self._pool's thread
         self._build_lock = threading.Lock()
         self.build_options = dict(build_options or {})
+        self.watching: float | None = None  # seconds between the watch's updates, while it runs
+        self._stop_watch = threading.Event()
+        self._watcher: threading.Thread | None = None
 
     # ------------------------------------------------------------------------------------------ lifecycle
     @property
@@ -220,6 +225,9 @@ class IndexService:
             self._run(load)
 
     def close(self) -> None:
+        self._stop_watch.set()
+        if self._watcher is not None:
+            self._watcher.join()
         self._run(self._close_index)
         self._pool.shutdown(wait=True)
         if self._own_cache:
@@ -329,12 +337,16 @@ class IndexService:
             shutil.copyfile(clip, named)
         return str(named)
 
-    def overview(self) -> dict | None:
+    def overview(self, suggest: bool = True) -> dict | None:
         """What the Search tab says is searchable: counts, and queries that fit this index (see
-        :meth:`index.search.VideoIndex.suggest_queries`). None when there is no index yet."""
+        :meth:`index.search.VideoIndex.suggest_queries`; ``suggest=False``: none, the model is not asked). None
+        when there is no index yet."""
         if not self.exists():
             return None
         st = self.status()
+        if not suggest:
+            return {"files": st["files"], "hours": st["hours"], "windows": st["windows"],
+                    "partial": len(st["partial"]), "suggestions": []}
 
         def suggestions():
             try:
@@ -401,6 +413,54 @@ class IndexService:
             self._build_lock.release()
             self.reload()
         return report
+
+    def watch(self, every_s: float) -> None:
+        """Update the index ``every_s`` seconds after each update, in a background thread, until :meth:`close`:
+        videos that arrive in its folders become searchable (``vtr app --watch``). Rounds as
+        ``vtr index update --watch`` (:func:`index.watch_index`): a video still being written waits for a later
+        round, and a round with nothing new loads no model. A round is skipped while another build runs (the
+        Index tab's, another process's); an error is logged once and the watch goes on."""
+        from index import Settling, check_interval
+
+        check_interval(every_s)
+        if self._watcher is not None:
+            raise VtrError("the app is already watching its index")
+        self.watching = float(every_s)
+        settling = Settling(quiet_s=every_s)
+
+        def rounds():
+            said = None
+            while not self._stop_watch.wait(self.watching):
+                try:
+                    report = self._watch_round(settling)
+                    said = None
+                except Exception as e:  # noqa: BLE001 - the app goes on serving; the next round tries again
+                    if str(e) != said:
+                        logger.warning("watching %s: %s", self.index_dir, e)
+                    said = str(e)
+                    continue
+                finally:
+                    settling.next_round()
+                if report is not None and report.changed_index:
+                    logger.info("%s", report.summary())
+
+        self._watcher = threading.Thread(target=rounds, name="vtr-watch", daemon=True)
+        self._watcher.start()
+
+    def _watch_round(self, settling):
+        """One update of the watch (None: no index yet, or a build of the Index tab runs)."""
+        from index import update_index
+
+        if not self.exists() or not self._build_lock.acquire(blocking=False):
+            return None
+        try:
+            # The model by name: a round with nothing new loads none, and one that embeds loads it for itself
+            # (the model searches use is the model the index was built with, checked).
+            options = {**self.build_options, "device": self._device, "precision": self._precision,
+                       "model": self._model_spec, "settled": settling}
+            return update_index(str(self.index_dir), progress=False, **options)
+        finally:
+            self._build_lock.release()
 
     def remove(self, path: str):
         """Take ``path`` (a folder of the index, or a video) out of the index; the files stay on disk. Returns

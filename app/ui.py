@@ -31,6 +31,7 @@ ALL_FOLDERS = ""
 EXAMPLE_TYPES = ["image", "video"]
 PAGE = 24  # moments per page; "More results" asks for another page
 QUOTED = 80  # characters of the query the status line quotes (a longer one is cut; the notes say what was read)
+WATCH_TICK_MIN_S = 15.0  # while the app watches its index, the counts on the page refresh at most this often
 BEST_FIRST, BY_VIDEO = "Best first", "Grouped by video"
 PLAYER_LABEL = "Preview"  # the player's label when no moment is selected (a selection names its moment)
 
@@ -145,11 +146,13 @@ def _grouped_markdown(moments: list[Moment]) -> str:
     return "\n".join(lines).strip()
 
 
-def _status_markdown(st: dict | None, index_dir) -> str:
+def _status_markdown(st: dict | None, index_dir, watching: float | None = None) -> str:
+    watch = (f"\n\n**Watching** its folders: an update {watching:g} s after each, so videos that arrive are "
+             "searchable once they are completely written" if watching else "")
     if st is None:
         return (f"**No index yet** at {literal(index_dir)}. Add a folder of videos below: every video in it (and "
                 "its sub-folders) is cut into short windows and embedded, so that you can search them by what "
-                "happens.")
+                "happens." + watch)
     m = st["manifest"]
     missing = set(st.get("missing_roots", []))
     roots = "".join(f"\n- {literal(r)}" + (" · **not found** (not mounted, moved or deleted? its videos stay in "
@@ -169,7 +172,7 @@ def _status_markdown(st: dict | None, index_dir) -> str:
     return (f"**Index** {literal(st['index'])} · model {literal(m['model'])} · FAISS "
             f"{literal(m.get('index_factory'))}\n\n"
             f"**{st['files']}** videos indexed ({st['hours']:.2f} h, {st['windows']} windows){partial} · "
-            f"**{len(st['failed'])}** failed{pending}{dates}\n\n**Folders:**{roots}")
+            f"**{len(st['failed'])}** failed{pending}{dates}{watch}\n\n**Folders:**{roots}")
 
 
 def _problem_rows(st: dict | None) -> list[list[str]]:
@@ -391,9 +394,22 @@ class _Handlers:
         suggestions = (ov or {}).get("suggestions") or []
         choices = self.folder_choices()
         return (self.empty_state(), gr.update(choices=choices, value=ALL_FOLDERS),
-                _status_markdown(st, self.service.index_dir) + error, _problem_rows(st), _overview_markdown(ov),
+                _status_markdown(st, self.service.index_dir, self.service.watching) + error, _problem_rows(st),
+                _overview_markdown(ov),
                 gr.update(samples=[[s] for s in suggestions], visible=bool(suggestions)),
                 gr.update(choices=[c for c in choices if c[1] != ALL_FOLDERS], value=None))
+
+    def on_watch_tick(self):
+        """While the app watches its index: the Index tab's status and the Search tab's counts, as the watch's
+        updates change them (the suggestions and the folder filter stay as they are until the page reloads)."""
+        try:
+            st = self.service.status()
+            ov = self.service.overview(suggest=False)
+        except Exception as e:  # noqa: BLE001 - a build may be replacing files: the next tick
+            logger.info("status while watching: %s", e)
+            return gr.update(), gr.update(), gr.update()
+        return _status_markdown(st, self.service.index_dir, self.service.watching), _problem_rows(st), \
+            _overview_markdown(ov)
 
     def on_build(self, folder, progress=gr.Progress(track_tqdm=True)):
         progress(0, desc="Loading the model and scanning folders…")
@@ -616,6 +632,13 @@ def _index_events(ui: SimpleNamespace, h: _Handlers, page: gr.Blocks) -> None:
     refresh_outputs = [ui.no_index, ui.folder, ui.index_status, ui.failures, ui.overview, ui.suggest,
                        ui.remove_folder]
     page.load(h.on_refresh, None, refresh_outputs, api_visibility="private")
+    if h.service.watching:  # the counts follow the watch's updates while the page stays open
+        # show_progress="hidden" alone still flashes a "0.0s" over Markdown outputs at each tick (gradio 6.31):
+        # the progress goes to an element never shown instead
+        unseen = gr.HTML(visible=False)
+        gr.Timer(max(h.service.watching, WATCH_TICK_MIN_S)).tick(
+            h.on_watch_tick, None, [ui.index_status, ui.failures, ui.overview], api_visibility="private",
+            show_progress="hidden", show_progress_on=[unseen])
     building = dict(api_visibility="private", concurrency_id="build", concurrency_limit=1,
                     show_progress_on=[ui.build_summary])
     ui.add_btn.click(h.on_build, [ui.new_folder], [ui.build_summary] + refresh_outputs, **building)

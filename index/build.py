@@ -119,6 +119,8 @@ def build_index(dirs: list[str] | None, index: str, model=None, window_s: float 
     """
     t_start = time.monotonic()
     index_dir = Path(index)
+    if dirs is None:  # an update of a mistyped folder: not a new index of nothing, with the default model
+        check_is_index(index_dir)
     index_dir.mkdir(parents=True, exist_ok=True)
     with build_lock(index_dir):
         old_manifest = read_manifest(index_dir)
@@ -181,6 +183,13 @@ def build_index(dirs: list[str] | None, index: str, model=None, window_s: float 
             return _finish(catalog, index_dir, manifest, report, t_start, progress)
         finally:
             catalog.close()
+
+
+def check_is_index(index_dir) -> None:
+    """Raise VtrError unless ``index_dir`` holds an index (what an update needs)."""
+    if not is_index(index_dir):
+        raise VtrError(f"{index_dir} is not an index folder; build one with `vtr index build DIR... --index "
+                       f"{index_dir}`")
 
 
 def _plan_run(catalog: Catalog, index_dir: Path, dirs, extensions, retry_failed: bool, report: BuildReport,

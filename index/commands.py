@@ -7,7 +7,7 @@ import json as _json
 import signal
 import sys
 
-from index.build import build_index, index_status, remove_from_index
+from index.build import build_index, check_is_index, index_status, remove_from_index
 
 
 def build_command(dirs: list[str], index: str = None, model: str = None, window_s: float = None,
@@ -68,8 +68,10 @@ def update_command(index: str = None, model: str = None, batch_size: int = None,
     """
     _check_flags(index, device)
     if watch is not None:
-        from index.watch import watch_index
+        from index.watch import check_interval, watch_index
 
+        check_interval(watch)
+        check_is_index(index)
         print(f"watching the folders of {index}, updating {watch:g} s after each update; Ctrl-C stops", flush=True)
         previous = signal.signal(signal.SIGTERM, _interrupt)  # a service manager's stop ends it like Ctrl-C
         try:

@@ -47,6 +47,12 @@ class Settling:
         self._previous, self._current = self._current, {}
 
 
+def check_interval(every_s: float) -> None:
+    """Raise VtrError unless ``every_s`` (``--watch``) is a number of seconds above 0."""
+    if not every_s > 0:  # also NaN
+        raise VtrError(f"--watch is the seconds between updates: more than 0, not {every_s}")
+
+
 def _stamp() -> str:
     return datetime.now().strftime("%Y-%m-%d %H:%M:%S")
 
@@ -59,8 +65,7 @@ def watch_index(index: str, every_s: float, rounds: int | None = None, say: Call
     is not ready for (another build holds it; none of its folders is there) is said and tried again next round;
     any other error stops the watch. ``build_options`` go to :func:`index.build.build_index` (``retry_failed``
     and ``reembed`` to the first round only). Returns the reports of the rounds that ran."""
-    if not every_s > 0:  # also NaN
-        raise VtrError(f"--watch is the seconds between updates: more than 0, not {every_s}")
+    check_interval(every_s)
     settling = Settling(quiet_s=every_s)
     reports: list[BuildReport] = []
     said: tuple = ((), (), None)  # (waiting, missing folders, not ready) last said

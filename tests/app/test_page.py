@@ -245,3 +245,38 @@ def test_the_gallery_marks_the_moment_in_the_player_and_a_new_search_empties_bot
     page.screenshot(path=str(tmp_path / "new_search.png"), full_page=True)
     assert not page.errors, page.errors
     page.close()
+
+
+def test_a_watching_app_shows_a_video_that_arrives_without_a_reload(browser, app_model, tmp_path, monkeypatch):
+    """``vtr app --watch``: a video copied into an indexed folder is counted on the open page, and found by the
+    next search, with no reload; the Index tab says the app watches."""
+    import app.ui
+    from app.server import launch_app
+    from index import build_index
+    from tests.app.conftest import free_port, make_collection
+    from tests.index.media import make_video
+
+    videos = make_collection(tmp_path / "videos")
+    idx = tmp_path / "idx"
+    build_index([str(videos)], str(idx), model=app_model, workers=0, progress=False)
+    monkeypatch.setattr(app.ui, "WATCH_TICK_MIN_S", 0.5)  # the page asks for the counts twice a second
+    running = launch_app(str(idx), port=free_port(), model=app_model, quiet=True, build_options={"workers": 0},
+                         watch=0.2)
+    try:
+        page = open_page(browser, running.url, tmp_path)
+        page.wait_for_function("() => document.querySelector('#overview').innerText.includes('3 videos')")
+        make_video(tmp_path / "incoming.mp4", 8, seed=9)
+        (tmp_path / "incoming.mp4").rename(videos / "trips" / "lake.mp4")
+        page.wait_for_function("() => document.querySelector('#overview').innerText.includes('4 videos')",
+                               timeout=60_000)
+        search_box(page).fill("a walk by the lake")
+        search_box(page).press("Enter")
+        page.wait_for_function("() => document.querySelector('#status').innerText.includes('in 4 videos')")
+        assert "lake.mp4" in page.locator("#results").inner_text()
+        page.get_by_role("tab", name="Index").click()
+        page.wait_for_function("() => document.querySelector('#index-status').innerText.includes('4 videos')")
+        assert "Watching its folders: an update 0.2 s after each" in page.locator("#index-status").inner_text()
+        assert not page.errors, page.errors
+        page.close()
+    finally:
+        running.close()

@@ -1,5 +1,6 @@
 """The app's service layer and media helpers, without a server."""
 
+import time
 from fractions import Fraction
 
 import av
@@ -338,3 +339,39 @@ def test_recording_dates_narrow_searches_and_moments_like_one_and_are_shown(tmp_
             "%Y-%m-%d") in grouped
     finally:
         service.close()
+
+
+def test_the_app_watching_its_folders_makes_arrivals_searchable(tmp_path, app_model):
+    """``vtr app --watch``: videos that arrive in the index's folders become searchable while the app runs, without
+    a reload; the Index tab says it watches; close() ends the watch."""
+    from app.ui import _status_markdown
+    from tests.app.conftest import make_collection
+    from tests.index.media import make_video
+
+    videos = make_collection(tmp_path / "videos")
+    service = IndexService(str(tmp_path / "new.idx"), model=app_model, build_options={"workers": 0})
+    try:
+        with pytest.raises(VtrError, match="more than 0, not 0"):
+            service.watch(0)
+        from app.server import launch_app
+
+        with pytest.raises(VtrError, match="more than 0, not -5"):  # before anything starts
+            launch_app(str(tmp_path / "new.idx"), port=0, model=app_model, watch=-5)
+        service.watch(0.1)  # no index yet: the rounds wait for one
+        with pytest.raises(VtrError, match="already watching"):
+            service.watch(1)
+        service.build(str(videos), progress=False)
+        before = {m.path for m in service.search("a dog", k=50)}
+        assert before == {str(videos / "beach.mp4"), str(videos / "city.mp4"), str(videos / "trips" / "park.mp4")}
+        arrived = make_video(videos / "trips" / "lake.mp4", 8, seed=9)
+        for _ in range(600):  # at most a minute: a round sees it, the next (it did not change) embeds it
+            if service.status()["files"] == 4:
+                break
+            time.sleep(0.1)
+        assert {m.path for m in service.search("a dog", k=50)} == before | {str(arrived)}
+        assert "**Watching** its folders: an update 0.1 s after each" in _status_markdown(
+            service.status(), service.index_dir, service.watching)
+        watcher = service._watcher
+    finally:
+        service.close()
+    assert not watcher.is_alive()

@@ -164,3 +164,17 @@ def test_the_watch_command_indexes_arrivals_for_an_open_index_and_stops_when_ask
     assert proc.returncode == 130, err[-2000:]
     assert f"stopped watching {idx}" in err
     assert "1 new" in out and "Traceback" not in err
+
+
+def test_an_update_of_a_folder_that_is_not_an_index_says_so_and_creates_nothing(tmp_path, capsys):
+    from vtr.cli import main
+
+    typo = tmp_path / "vtr-idnex"
+    # before: it made the folder and loaded the default model (a 1 GB download) to build an index of nothing
+    assert main(["index", "update", "--index", str(typo)]) == 1
+    assert main(["index", "update", "--index", str(typo), "--watch", "5"]) == 1
+    assert main(["index", "update", "--index", str(typo), "--watch", "0"]) == 1
+    captured = capsys.readouterr()
+    assert captured.err.count(f"{typo} is not an index folder; build one with `vtr index build DIR... --index") == 2
+    assert "--watch is the seconds between updates: more than 0, not 0.0" in captured.err
+    assert "watching" not in captured.out and not typo.exists()
