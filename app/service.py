@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vtr.data.cut import EXPORT_MAX_WIDTH, export_name
 from vtr.errors import VtrError
 from vtr.precision import check_precision
 
@@ -29,7 +30,6 @@ logger = logging.getLogger(__name__)
 
 MAX_FOLDER_CHOICES = 200
 CONTEXT_S = 10.0  # seconds of the video shown before and after a moment, so it can be watched in context
-EXPORT_MAX_WIDTH = 1920
 
 
 @dataclass
@@ -108,17 +108,6 @@ def parse_seconds(value, what: str) -> float | None:
     for p in parts:
         seconds = seconds * 60 + p
     return seconds
-
-
-def export_name(path: str, start: float, end: float) -> str:
-    """``/v/Beach day.mov, 64.2, 72`` → ``Beach day 1m04s-1m12s.mp4`` (a file name people recognise)."""
-    def stamp(t):
-        s = int(t + 0.5)  # half up: 1.5 s reads as 0m02s, 4.5 s as 0m05s
-        h, rest = divmod(s, 3600)
-        m, s = divmod(rest, 60)
-        return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
-    stem = "".join(c if c.isprintable() and c not in '/\\:*?"<>|' else "_" for c in Path(path).stem)[:80] or "moment"
-    return f"{stem} {stamp(start)}-{stamp(end)}.mp4"
 
 
 def group_by_video(moments: list[Moment]) -> list[Moment]:

@@ -149,7 +149,7 @@ def status_command(index: str = None, json: bool = False) -> int:
 def search_command(query: str, index: str = None, k: int = 10, rerank: bool = False, json: bool = False,
                    path: str = None, min_duration: float = None, max_duration: float = None, model: str = None,
                    device: str = None, nprobe: int = None, precision: str = "auto", at: float = None,
-                   since: str = None, until: str = None) -> int:
+                   since: str = None, until: str = None, export: str = None) -> int:
     """Find moments in an indexed collection: a text query, or the path of an image or a video clip. Each result:
     rank, score, span, the day its video was recorded (~: only the file's date), path.
 
@@ -171,6 +171,8 @@ def search_command(query: str, index: str = None, k: int = 10, rerank: bool = Fa
     device: torch device for the encoder
     nprobe: IVF cells to visit (approximate indexes; more is slower and more exact)
     precision: encoder precision for an example query: fp32, bf16 or auto (as for index build)
+    export: also cut each moment found into an mp4 in this folder, named after its video and times (an existing
+            file is never overwritten; a clip exported before is kept)
     """
     from index.dates import date_filters
     from index.search import VideoIndex
@@ -182,20 +184,38 @@ def search_command(query: str, index: str = None, k: int = 10, rerank: bool = Fa
         raise VtrError("--rerank scores words against moments; --at finds moments like a moment: use one")
     filters = dict(path_glob=path, min_duration=min_duration, max_duration=max_duration,
                    **date_filters(since, until))  # checked before the index opens
+    if export is not None:  # a folder that cannot be made is said before the model loads
+        from vtr.data.cut import export_folder
+
+        export_folder(export)
     with VideoIndex(index, model=model, device=device, nprobe=nprobe, precision=precision) as idx:
         if at is not None:
             segments = idx.similar(query, at, k=k, **filters)
         else:
             segments = idx.search(query, k=k, rerank=rerank, progress=rerank, **filters)
+    exported = None
+    if export is not None:
+        from vtr.data.cut import export_clips
+
+        exported = export_clips([(s.path, s.start, s.end) for s in segments], export, progress=True)
+    failed = sum(1 for _, error in exported or [] if error)
     if json:
-        print(_json.dumps([s.to_dict() for s in segments], indent=2))
-        return 0
+        rows = [s.to_dict() for s in segments]
+        for row, (clip, error) in zip(rows, exported or []):
+            row.update(exported=clip) if clip else row.update(export_error=error)
+        print(_json.dumps(rows, indent=2))
+        return 1 if failed else 0
     if not segments:
         print("no results")
     for rank, s in enumerate(segments, 1):
         copies = f"  (the same video also at: {', '.join(_line(c) for c in s.copies)})" if s.copies else ""
         print(f"{rank:3d}. {s.score:7.4f}  {_clock(s.start)}-{_clock(s.end)}  {_day(s)}  {_line(s.path)}{copies}")
-    return 0
+    if exported is not None:
+        print(f"exported {len(exported) - failed} of {len(exported)} moments to {_line(export)}")
+        for rank, (clip, error) in enumerate(exported, 1):
+            if error:
+                print(f"  {rank}. not exported: {error}")
+    return 1 if failed else 0
 
 
 def _day(segment) -> str:

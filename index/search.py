@@ -243,19 +243,19 @@ class VideoIndex:
         version = self._version()
         if version == self._seen:
             return
-        self._seen = version
         manifest = read_manifest(self.dir)
         self._suggestions = None
         if manifest is None or manifest == self.manifest:
             self._catch_up()
-            return
-        logger.info("%s: the index's settings changed; reopening it", self.dir)
-        if {k: v for k, v in manifest.items() if k != "index_factory"} != \
-                {k: v for k, v in self.manifest.items() if k != "index_factory"}:
-            self._forget_model()
-        self.manifest = manifest
-        gpu, self._gpu = self._gpu is not None, None
-        self._load_store(gpu)
+        else:
+            logger.info("%s: the index's settings changed; reopening it", self.dir)
+            if {k: v for k, v in manifest.items() if k != "index_factory"} != \
+                    {k: v for k, v in self.manifest.items() if k != "index_factory"}:
+                self._forget_model()
+            self.manifest = manifest
+            gpu, self._gpu = self._gpu is not None, None
+            self._load_store(gpu)
+        self._seen = version  # only once caught up: a failure here is tried again by the next search
 
     def close(self):
         self.catalog.close()

@@ -1,5 +1,7 @@
 import json
+from pathlib import Path
 
+import av
 import pytest
 
 from index.commands import build_command, search_command, status_command, update_command
@@ -43,3 +45,34 @@ def test_a_file_name_with_a_newline_stays_on_one_printed_line(tmp_path, test_mod
     assert "  " + str(root / "bad\\tone.mp4") + ": " in capsys.readouterr().out
     assert search_command("anything", index=idx, k=4, json=True) == 0
     assert str(root / "new\nline.mp4") in {hit["path"] for hit in json.loads(capsys.readouterr().out)}
+
+
+def test_search_export_cuts_the_moments_found_into_a_folder(tmp_path, test_model_folder, capsys):
+    root = tmp_path / "videos"
+    make_video(root / "a.mp4", 10, seed=5)
+    make_video(root / "b.mp4", 10, seed=6)
+    idx = str(tmp_path / "idx")
+    assert build_command([str(root)], index=idx, model=str(test_model_folder), workers=0) == 0
+    capsys.readouterr()
+    clips = tmp_path / "clips"
+    assert search_command("anything", index=idx, k=3, json=True, export=str(clips)) == 0
+    hits = json.loads(capsys.readouterr().out)
+    assert len(hits) == 3 and sorted(p.name for p in clips.iterdir()) == sorted(Path(h["exported"]).name
+                                                                                    for h in hits)
+    for h in hits:
+        with av.open(h["exported"]) as c:  # each clip as long as its moment (media time, not wall time)
+            assert c.duration / 1e6 == pytest.approx(h["end"] - h["start"], abs=0.15)
+            assert c.metadata["comment"] == f"vtr: {h['path']} {h['start']:.3f}-{h['end']:.3f}"
+    # the first moment's video is gone: the others are still exported, the lost one is said, the exit code is 1
+    gone = Path(hits[0]["path"])
+    gone.rename(tmp_path / "away.mp4")
+    again = tmp_path / "again"
+    assert search_command("anything", index=idx, k=3, export=str(again)) == 1
+    out = capsys.readouterr().out
+    lost = sum(1 for h in hits if h["path"] == str(gone))
+    assert f"exported {3 - lost} of 3 moments to {again}" in out
+    assert out.count("not exported: ") == lost and len(list(again.iterdir())) == 3 - lost
+    # a folder that cannot be made: said before the index opens (its model loaded for nothing)
+    (tmp_path / "note.txt").write_text("x")
+    with pytest.raises(VtrError, match="cannot export into .*note.txt/clips: Not a directory"):
+        search_command("anything", index=str(tmp_path / "no-index"), export=str(tmp_path / "note.txt" / "clips"))

@@ -1,0 +1,57 @@
+"""Cutting moments into files (``vtr search --export``): each span of its own video, named after it, nothing
+overwritten, a failed one said while the others are written."""
+
+import os
+
+import av
+import pytest
+
+from tests.videos import frame_index_of, indexed_frames, write_video
+from vtr.data.cut import export_clips, export_name
+from vtr.errors import VtrError
+
+
+def shown_frames(path) -> list[int]:
+    with av.open(str(path)) as c:
+        assert c.streams.video[0].codec_context.name == "h264"
+        return [frame_index_of(f.to_ndarray(format="rgb24")) for f in c.decode(video=0)]
+
+
+def test_export_cuts_each_span_and_never_overwrites(tmp_path):
+    for folder in ("home", "trip"):
+        (tmp_path / folder).mkdir()
+    a = write_video(tmp_path / "home" / "beach.mp4", indexed_frames(60), fps=10)  # 6 s at 10 fps
+    b = write_video(tmp_path / "trip" / "beach.mp4", indexed_frames(60)[::-1].copy(), fps=10)  # the same name
+    out = tmp_path / "clips"
+    spans = [(str(a), 2.0, 3.0), (str(b), 2.0, 3.0), (str(tmp_path / "gone.mp4"), 0.0, 1.0), (str(a), 30.0, 31.0)]
+    done = export_clips(spans, out)
+    first, second = out / "beach 0m02s-0m03s.mp4", out / "beach 0m02s-0m03s (2).mp4"
+    assert [clip for clip, _ in done] == [str(first), str(second), None, None]
+    assert "gone.mp4" in done[2][1] and "no frames of beach.mp4 between 30.0 s and 31.0 s" in done[3][1]
+    # each clip holds its own video's span, every frame once (grey levels after two lossy encodes: +-1)
+    got_a, got_b = shown_frames(first), shown_frames(second)
+    assert len(got_a) == len(got_b) == 10
+    assert all(abs(got - want) <= 1 for got, want in zip(got_a, range(20, 30)))
+    assert all(abs(got - want) <= 1 for got, want in zip(got_b, range(39, 29, -1)))
+    with av.open(str(second)) as c:
+        assert c.metadata["comment"] == f"vtr: {b} 2.000-3.000"
+    # run again: the clips are found and kept, not written a second time under new names
+    stamps = {p: os.stat(p).st_mtime_ns for p in (first, second)}
+    assert export_clips(spans[:2], out) == done[:2]
+    assert sorted(p.name for p in out.iterdir()) == sorted([first.name, second.name])
+    assert {p: os.stat(p).st_mtime_ns for p in (first, second)} == stamps
+    # a file of the user's under that name is left alone
+    first.write_bytes(b"my own notes")
+    assert export_clips(spans[:1], out)[0][0] == str(out / "beach 0m02s-0m03s (3).mp4")
+    assert first.read_bytes() == b"my own notes"
+
+
+def test_export_into_a_folder_that_cannot_be_made_says_so(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(VtrError, match="cannot export into"):
+        export_clips([], tmp_path / "file" / "clips")
+
+
+def test_export_names_read_as_times():
+    assert export_name("/v/Beach day.mov", 64.2, 72) == "Beach day 1m04s-1m12s.mp4"
+    assert export_name("/v/a:b?.mp4", 3600, 3725) == "a_b_ 1h00m00s-1h02m05s.mp4"

@@ -1,0 +1,218 @@
+"""Cutting a span of a video into a playable MP4 (H.264/AAC, ``+faststart`` so it streams), with PyAV: the app's
+previews and exports, and ``vtr search --export``. Seconds count from the video's first frame, as the index's
+windows do, also for streams that start late (MPEG-TS, camcorders' ``.mts``).
+"""
+
+from __future__ import annotations
+
+import logging
+from fractions import Fraction
+from pathlib import Path
+
+from vtr.errors import VtrError
+
+logger = logging.getLogger(__name__)
+
+AUDIO_RATE = 48000
+EXPORT_MAX_WIDTH = 1920  # an exported moment keeps up to 1080p's width
+
+
+def export_name(path: str, start: float, end: float) -> str:
+    """``/v/Beach day.mov, 64.2, 72`` → ``Beach day 1m04s-1m12s.mp4`` (a file name people recognise)."""
+    def stamp(t):
+        s = int(t + 0.5)  # half up: 1.5 s reads as 0m02s, 4.5 s as 0m05s
+        h, rest = divmod(s, 3600)
+        m, s = divmod(rest, 60)
+        return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
+    stem = "".join(c if c.isprintable() and c not in '/\\:*?"<>|' else "_" for c in Path(path).stem)[:80] or "moment"
+    return f"{stem} {stamp(start)}-{stamp(end)}.mp4"
+
+
+def cut_clip(path: str, start: float, stop: float, out_path: Path, max_width: int = EXPORT_MAX_WIDTH,
+             comment: str | None = None) -> None:
+    """Write ``[start, stop)`` seconds of ``path`` (seconds from its first frame, as the index counts them) to
+    ``out_path``: H.264 yuv420p (crf 23) at most ``max_width`` wide, non-square pixels squared, a display rotation
+    kept; the sound as AAC stereo when the source has a track that decodes (a broken one costs the sound, not the
+    picture). ``comment``: the MP4's comment tag. Raises VtrError when no frame lies in the span or the video has no
+    video stream."""
+    import av
+
+    with av.open(str(path)) as src:
+        has_audio = bool(src.streams.audio)
+    rotation = _display_rotation(path)  # read once: the retry without sound reuses it
+    try:
+        _transcode_once(path, start, stop, out_path, max_width, rotation, with_audio=has_audio, comment=comment)
+    except VtrError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a broken audio track must not cost the picture
+        if not has_audio:
+            raise
+        logger.info("preview of %s without sound: %s", path, e)
+        _transcode_once(path, start, stop, out_path, max_width, rotation, with_audio=False, comment=comment)
+
+
+def _display_rotation(path: str) -> int:
+    """The video's display rotation (degrees counter-clockwise; 0 when it has none or it cannot be read)."""
+    from vtr.data.video import open_video
+
+    try:
+        with open_video(str(path), backend="pyav") as reader:
+            return reader.rotation
+    except Exception as e:  # noqa: BLE001 - the transcode itself reports what is wrong with the file
+        logger.debug("no display rotation for %s: %s", path, e)
+        return 0
+
+
+def _transcode_once(path, start, stop, out_path, max_width, rotation: int, with_audio: bool,
+                    comment: str | None = None) -> None:
+    import av
+
+    from vtr.data.video import frame_rate, main_video_stream, pixel_aspect_of
+
+    with av.open(str(path)) as src:
+        vin = main_video_stream(src)
+        if vin is None:
+            raise VtrError(f"{Path(path).name} has no video stream")
+        vin.thread_type = "AUTO"
+        # The index counts seconds from the first frame; streams (MPEG-TS, camcorders' .mts) can start anywhere
+        origin = float(vin.start_time * vin.time_base) if vin.start_time is not None and vin.time_base else 0.0
+        rate = frame_rate(vin) or Fraction(25)
+        if rate > 120:
+            rate = Fraction(30)
+        src_w, src_h = vin.codec_context.width or max_width, vin.codec_context.height or max_width
+        sar = pixel_aspect_of(vin)
+        if sar != 1:  # non-square pixels (HDV 1440x1080, DV): square them as players do
+            src_w = int(round(src_w * sar))
+        width = min(max_width, src_w)
+        height = int(round(src_h * width / src_w))
+        width, height = max(2, width // 2 * 2), max(2, height // 2 * 2)
+        with av.open(str(out_path), "w", format="mp4", options={"movflags": "+faststart"}) as dst:
+            if comment:
+                dst.metadata["comment"] = comment
+            # Every output stream must exist before the first packet is written.
+            vout = dst.add_stream("libx264", rate=rate)
+            vout.width, vout.height, vout.pix_fmt = width, height, "yuv420p"
+            vout.options = {"crf": "23", "preset": "veryfast"}
+            vout.codec_context.time_base = 1 / rate
+            if rotation:  # portrait phone video: stored frames copied as they are, turned upright by the player
+                vout.set_display_rotation(rotation)
+            aout = dst.add_stream("aac", rate=AUDIO_RATE, layout="stereo") if with_audio else None
+            n_frames = _copy_video(src, vin, vout, dst, start, stop, rate, width, height, origin)
+            if n_frames == 0:
+                raise VtrError(f"no frames of {Path(path).name} between {start:.1f} s and {stop:.1f} s")
+            if aout is not None:
+                _copy_audio(src, aout, dst, start, stop, origin)
+
+
+def _copy_video(src, vin, vout, dst, start, stop, rate, width, height, origin: float = 0.0) -> int:
+    from vtr.data.video import decode_from
+
+    last_pts = -1
+    for frame in decode_from(src, vin, start, origin):
+        t = frame.time
+        if t is None:
+            continue
+        t -= origin
+        if t < start - 1e-3:
+            continue
+        if t >= stop:
+            break
+        pts = max(last_pts + 1, int(round((t - start) * rate)))
+        out = frame.reformat(width=width, height=height, format="yuv420p")
+        out.pts, out.time_base = pts, 1 / rate
+        last_pts = pts
+        for packet in vout.encode(out):
+            dst.mux(packet)
+    for packet in vout.encode():
+        dst.mux(packet)
+    return last_pts + 1
+
+
+def _copy_audio(src, aout, dst, start, stop, origin: float = 0.0) -> None:
+    import av
+
+    from vtr.data.video import decode_from
+
+    ain = src.streams.audio[0]
+    resampler = av.AudioResampler(format="fltp", layout="stereo", rate=AUDIO_RATE)
+    samples = 0
+    tb = Fraction(1, AUDIO_RATE)
+
+    def encode(frames):
+        nonlocal samples
+        for f in frames:
+            f.pts, f.time_base = samples, tb
+            samples += f.samples
+            for packet in aout.encode(f):
+                dst.mux(packet)
+
+    for frame in decode_from(src, ain, start, origin):
+        if frame.time is None:
+            continue
+        t = frame.time - origin
+        if t + frame.samples / frame.sample_rate <= start:
+            continue
+        if t >= stop:
+            break
+        encode(resampler.resample(frame))
+    encode(resampler.resample(None))
+    for packet in aout.encode():
+        dst.mux(packet)
+
+
+def export_clips(spans, folder, max_width: int = EXPORT_MAX_WIDTH, progress: bool = False) -> list[tuple]:
+    """Cut each ``(path, start, end)`` of ``spans`` into ``folder`` (created) as :func:`export_name` names it, and
+    return ``(written path or None, error or None)`` for each, in order. One that fails (a video gone, a span with
+    no frames) is said and the others go on. Each clip names its source in its comment tag (``vtr: PATH
+    START-END``): a name taken by the same source and span (an export run again) is that clip, kept; one taken by
+    another video gets `` (2)``, `` (3)``, ... Nothing is overwritten."""
+    from tqdm import tqdm
+
+    from vtr.atomic import atomic_path
+
+    folder = export_folder(folder)
+    done = []
+    for path, start, end in tqdm(spans, desc="exporting", unit="moment", disable=not progress or not spans,
+                                 dynamic_ncols=True):
+        comment = f"vtr: {path} {float(start):.3f}-{float(end):.3f}"
+        try:
+            target = _free_name(folder, export_name(path, start, end), comment)
+            if not target.is_file():
+                with atomic_path(target) as tmp:
+                    cut_clip(path, start, end, tmp, max_width, comment=comment)
+            done.append((str(target), None))
+        except VtrError as e:
+            done.append((None, str(e)))
+        except Exception as e:  # noqa: BLE001 - any decoder/encoder failure of one clip: said, the others go on
+            done.append((None, f"cannot cut {Path(path).name}: {e}"))
+    return done
+
+
+def export_folder(folder) -> Path:
+    """``folder`` made (with its parents) to export into; VtrError saying why when it cannot be."""
+    folder = Path(folder).expanduser()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise VtrError(f"cannot export into {folder}: {e.strerror or e}") from e
+    return folder
+
+
+def _free_name(folder: Path, name: str, comment: str) -> Path:
+    """``folder / name``, or the first ``name (N)`` that is free or holds the clip ``comment`` names."""
+    stem, suffix = name[:-len(".mp4")], ".mp4"
+    for n in range(1, 10_000):
+        target = folder / (name if n == 1 else f"{stem} ({n}){suffix}")
+        if not target.exists() or _comment_of(target) == comment:
+            return target
+    raise VtrError(f"no free name for {name} in {folder}")
+
+
+def _comment_of(path: Path) -> str | None:
+    import av
+
+    try:
+        with av.open(str(path)) as f:
+            return f.metadata.get("comment")
+    except Exception:  # noqa: BLE001 - not a clip this can read: not the one asked for
+        return None
