@@ -375,18 +375,28 @@ class VideoIndex:
         return (vectors[0] if isinstance(text, str) else vectors), out
 
     def query_notes(self, text: str) -> list[str]:
-        """Warnings about a text query: it is longer than the model reads (``max_txt_l`` tokens), so its end is
+        """Warnings about a text query: words the model's vocabulary has no token for (emoji, scripts it lacks:
+        each reads as ``[UNK]``), and a query longer than the model reads (``max_txt_l`` tokens), whose end is
         ignored."""
         from vtr.data.text import normalize_caption
 
         pre = self.preprocess
-        n = pre.count_tokens(self.tokenizer, normalize_caption(text))
-        if n <= pre.max_txt_l:
-            return []
-        kept = self.tokenizer.decode(pre.tokenize(self.tokenizer, [normalize_caption(text)])["input_ids"][0],
-                                     skip_special_tokens=True)
-        return [f"Your query is {n} tokens long, but the model reads only the first {pre.max_txt_l}: it searched "
-                f"for “{kept}”. Shorten the query to say what matters."]
+        text = normalize_caption(text)
+        notes = []
+        unknown = getattr(self.tokenizer, "unknown_words", lambda _: [])(text)
+        if unknown:
+            said = ", ".join(f"“{w}”" for w in unknown[:5]) + (", …" if len(unknown) > 5 else "")
+            known = self.tokenizer.tokenize(text)
+            notes.append(f"The model has no word for {said}: it searched for the rest of the query." if any(
+                t != "[UNK]" for t in known) else f"The model has no word for {said}, so the query says nothing it "
+                "can search for. Describe the moment in words (the model reads English).")
+        n = pre.count_tokens(self.tokenizer, text)
+        if n > pre.max_txt_l:
+            kept = self.tokenizer.decode(pre.tokenize(self.tokenizer, [text])["input_ids"][0],
+                                         skip_special_tokens=True)
+            notes.append(f"Your query is {n} tokens long, but the model reads only the first {pre.max_txt_l}: it "
+                         f"searched for “{kept}”. Shorten the query to say what matters.")
+        return notes
 
     def suggest_queries(self, n: int = 4) -> list[str]:
         """``n`` queries this index matches best (by their best window's score), from the collection's own

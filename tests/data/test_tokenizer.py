@@ -154,3 +154,11 @@ def test_a_tokenizer_json_file_alone_gives_the_folder_s_ids():
     folder = load_tokenizer(minilm_dir())
     for text in TEXTS[:60]:
         assert from_json(text)["input_ids"] == folder(text)["input_ids"]
+
+
+def test_unknown_words_are_the_parts_that_read_as_unk():
+    tok = BertTokenizer.from_folder(minilm_dir())
+    assert tok.unknown_words("Café ☃ SNOW 🐶🐶 Ünïcode") == ["☃", "🐶🐶"]  # as written, each once
+    assert tok.unknown_words("🐶 x 🐶") == ["🐶"]
+    assert tok.unknown_words("a dog on the beach") == []
+    assert tok.tokenize("☃") == ["[UNK]"]

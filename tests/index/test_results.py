@@ -109,6 +109,16 @@ def test_a_query_longer_than_the_model_reads_is_flagged(many_windows, test_model
         assert "searched for “a dog catches" in note
 
 
+def test_words_the_vocabulary_has_no_token_for_are_flagged(many_windows, test_model):
+    """An emoji or a script the vocabulary lacks reads as [UNK]: the search runs, and the page and the CLI say so."""
+    with VideoIndex(str(many_windows), model=test_model, gpu=False) as vi:
+        [note] = vi.query_notes("a dog 🐶 on the beach")
+        assert note == "The model has no word for “🐶”: it searched for the rest of the query."
+        [note] = vi.query_notes("🐶🏖\ufe0f")  # the emoji's invisible variation selector is not shown
+        assert note.startswith("The model has no word for “🐶🏖”, so the query says nothing it can search for.")
+        assert vi.query_notes("ein Hund am Strand") == []  # foreign words still have word pieces
+
+
 def test_suggestions_come_from_the_index(many_windows, test_model):
     with VideoIndex(str(many_windows), model=test_model, gpu=False) as vi:
         first = vi.suggest_queries(3)

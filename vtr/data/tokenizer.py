@@ -151,6 +151,12 @@ class BertTokenizer:
         """The WordPiece tokens of ``text``, without ``[CLS]`` and ``[SEP]``."""
         return self._backend.encode(text, add_special_tokens=False).tokens
 
+    def unknown_words(self, text: str) -> list[str]:
+        """The parts of ``text`` the vocabulary has no token for (each becomes ``[UNK]``): emoji, most symbols,
+        scripts it lacks. Each once, in order, as written in ``text``."""
+        enc = self._backend.encode(text, add_special_tokens=False)
+        return list(dict.fromkeys(text[a:b] for i, (a, b) in zip(enc.ids, enc.offsets) if i == self.unk_token_id))
+
     def convert_tokens_to_ids(self, tokens: str | Sequence[str]):
         """The id of a token (``[UNK]``'s when the vocabulary lacks it), or the ids of a list of tokens."""
         if isinstance(tokens, str):
