@@ -29,6 +29,7 @@ from vtr.precision import check_precision
 logger = logging.getLogger(__name__)
 
 MAX_FOLDER_CHOICES = 200
+WATCH_STOP_S = 10.0  # how long closing the app waits for a watch update in progress
 CONTEXT_S = 10.0  # seconds of the video shown before and after a moment, so it can be watched in context
 
 
@@ -216,7 +217,11 @@ class IndexService:
     def close(self) -> None:
         self._stop_watch.set()
         if self._watcher is not None:
-            self._watcher.join()
+            # a round embedding a long video could hold the app's exit for minutes: its thread is a daemon, and
+            # what it committed (chunk by chunk) is kept, the rest embedded by the next update
+            self._watcher.join(timeout=WATCH_STOP_S)
+            if self._watcher.is_alive():
+                logger.warning("stopped during a watch update of %s: the next update finishes it", self.index_dir)
         self._run(self._close_index)
         self._pool.shutdown(wait=True)
         if self._own_cache:

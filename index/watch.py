@@ -63,8 +63,8 @@ def watch_index(index: str, every_s: float, rounds: int | None = None, say: Call
     times (None: until interrupted). ``say`` gets one line for each round that changed the index, and when the
     files waiting or the folders missing are not those of the round before; nothing otherwise. A round the index
     is not ready for (another build holds it; none of its folders is there) is said and tried again next round;
-    any other error stops the watch. ``build_options`` go to :func:`index.build.build_index` (``retry_failed``
-    and ``reembed`` to the first round only). Returns the reports of the rounds that ran."""
+    any other error stops the watch. ``build_options`` go to :func:`index.build.build_index` (``retry_failed``,
+    ``reembed`` and ``forget_missing`` to the first round only). Returns the reports of the rounds that ran."""
     check_interval(every_s)
     settling = Settling(quiet_s=every_s)
     reports: list[BuildReport] = []
@@ -76,7 +76,8 @@ def watch_index(index: str, every_s: float, rounds: int | None = None, say: Call
         n += 1
         try:
             report = build_index(None, index, settled=settling, **build_options)
-            for once in ("retry_failed", "reembed"):  # the first round's work, not every round's
+            # the first round's work, not every round's: a drive unplugged later is not a folder to forget
+            for once in ("retry_failed", "reembed", "forget_missing"):
                 build_options.pop(once, None)
         except IndexNotReady as e:
             if said[2] != str(e):

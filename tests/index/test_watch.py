@@ -178,3 +178,17 @@ def test_an_update_of_a_folder_that_is_not_an_index_says_so_and_creates_nothing(
     assert captured.err.count(f"{typo} is not an index folder; build one with `vtr index build DIR... --index") == 2
     assert "--watch is the seconds between updates: more than 0, not 0.0" in captured.err
     assert "watching" not in captured.out and not typo.exists()
+
+
+def test_forget_missing_applies_to_the_first_round_only(tmp_path, test_model):
+    """A drive unplugged while the watch runs is not a folder to forget, even when it started with
+    --forget-missing (which dropped the folders missing then)."""
+    root, idx = tmp_path / "videos", tmp_path / "idx"
+    make_video(root / "first.mp4", 6, seed=1)
+    build_index([str(root)], str(idx), model=test_model, workers=0, progress=False)
+    said: list[str] = []
+    reports = watch_index(str(idx), 1.0, rounds=2, say=said.append, model=test_model, workers=0, progress=False,
+                          forget_missing=True, sleep=lambda s: root.rename(tmp_path / "unplugged"))
+    assert len(reports) == 1 and "none of the folders" in said[-1]
+    with VideoIndex(str(idx), model=test_model, gpu=False) as vi:
+        assert vi.status()["files"] == 1
