@@ -331,6 +331,34 @@ class IndexService:
             shutil.copyfile(clip, named)
         return str(named)
 
+    def export_all(self, moments: list[Moment], progress: bool = True) -> tuple[str, list[str]]:
+        """A zip of every moment's span cut into an mp4 (named as :meth:`export` names one), for one download; and
+        what could not be cut (a video gone since the search), said rather than fatal. In the app's cache. Raises
+        VtrError when there is nothing to export or no moment could be cut."""
+        import uuid
+        import zipfile
+
+        from vtr.data.cut import export_clips
+
+        if not moments:
+            raise VtrError("Search first: there are no moments to export.")
+        folder = self.cache_dir / "exports" / f"all-{uuid.uuid4().hex[:12]}"
+        done = export_clips([(m.path, m.start, m.end) for m in moments], folder, progress=progress)
+        clips = [Path(clip) for clip, _ in done if clip]
+        errors: dict[str, int] = {}  # the same reason for each moment of a video gone: said once, counted
+        for _, error in done:
+            if error:
+                errors[error] = errors.get(error, 0) + 1
+        failed = [error if n == 1 else f"{error} ({n} moments)" for error, n in errors.items()]
+        if not clips:
+            raise VtrError("No moment could be cut: " + "; ".join(failed[:3]))
+        archive = folder / f"{len(clips)} moments.zip"
+        with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as z:  # mp4 is compressed already
+            for clip in clips:
+                z.write(clip, clip.name)
+                clip.unlink()  # the zip holds it; the cache keeps one copy
+        return str(archive), failed
+
     def overview(self, suggest: bool = True) -> dict | None:
         """What the Search tab says is searchable: counts, and queries that fit this index (see
         :meth:`index.search.VideoIndex.suggest_queries`; ``suggest=False``: none, the model is not asked). None

@@ -377,6 +377,22 @@ class _Handlers:
             return gr.update(value=None, visible=False), _warn(_message(e))
         return gr.update(value=path, visible=True), f"Ready: {literal(os.path.basename(path))}"
 
+    def on_export_all(self, results, progress=gr.Progress(track_tqdm=True)):
+        """Every moment of the search so far cut into an mp4, in one zip to download."""
+        moments = [Moment(d["video"], d["start"], d["end"], d["score"], None) for d in results or []]
+        try:
+            path, failed = self.service.export_all(moments)
+        except Exception as e:  # noqa: BLE001
+            return gr.update(value=None, visible=False), _warn(_message(e))
+        note = f"Ready: {literal(os.path.basename(path))}"
+        note += "".join(f"\n\n⚠️ Not exported: {literal(f)}" for f in failed)
+        return gr.update(value=path, visible=True), note
+
+    @staticmethod
+    def after_search(results):
+        """A new search: "Export these moments" when there are some; the last search's zip is gone."""
+        return gr.update(visible=bool(results)), gr.update(value=None, visible=False), ""
+
     # ------------------------------------------------------------------------------------------ index tab
     REFRESHED = 7  # the outputs on_refresh fills (``refresh_outputs``)
 
@@ -562,6 +578,11 @@ def _results_and_player(ui: SimpleNamespace) -> None:
             ui.gallery = gr.Gallery(label="Moments", show_label=False, columns=4, height="auto", allow_preview=False,
                                     object_fit="cover", elem_id="results", interactive=False)
             ui.more_btn = gr.Button("More results", visible=False, elem_id="more")
+            ui.export_all_btn = gr.Button("Export these moments (a zip of mp4s)", visible=False, elem_id="export-all",
+                                          size="sm")
+            ui.export_all_file = gr.File(label="Exported moments", visible=False, interactive=False,
+                                         elem_id="export-all-file")
+            ui.export_all_note = gr.Markdown(elem_id="export-all-note")
             ui.grouped = gr.Markdown(elem_id="grouped")
         with gr.Column(scale=2):
             ui.player = gr.Video(label=PLAYER_LABEL, autoplay=True, interactive=False, elem_id="player",
@@ -609,21 +630,27 @@ def _search_events(ui: SimpleNamespace, h: _Handlers) -> None:
                                  gr.update(value=None, visible=False)), inputs=None,
                      outputs=[ui.player, ui.details, ui.seek_to, ui.timeline, ui.t_in, ui.t_out, ui.export_note,
                               ui.selected, ui.export_file], api_visibility="private")
+    # ... and the export of all its moments offered anew
+    export_all = dict(fn=h.after_search, inputs=[ui.results],
+                      outputs=[ui.export_all_btn, ui.export_all_file, ui.export_all_note], api_visibility="private")
     gr.on([ui.query.submit, ui.search_btn.click], h.on_new_search, filters, search_outputs + [ui.like],
-          **searching).then(**no_moment)
+          **searching).then(**no_moment).then(**export_all)
     # Moments like the one in the player: new results, so the player empties as for a new search.
     ui.like_btn.click(h.on_like, [ui.results, ui.selected, ui.folder, ui.min_duration, ui.max_duration, ui.k, ui.order,
-                                  ui.since, ui.until], search_outputs + [ui.like], **searching).then(**no_moment)
+                                  ui.since, ui.until], search_outputs + [ui.like], **searching).then(
+        **no_moment).then(**export_all)
     ui.more_btn.click(h.on_more, filters + [ui.shown, ui.selected, ui.like], search_outputs, **searching)
     ui.order.change(h.on_order, [ui.results, ui.order, ui.selected], [ui.gallery, ui.view], api_visibility="private")
     ui.suggest.click(lambda s: s[0], [ui.suggest], [ui.query], api_visibility="private").then(
-        h.on_new_search, filters, search_outputs + [ui.like], **searching).then(**no_moment)
+        h.on_new_search, filters, search_outputs + [ui.like], **searching).then(**no_moment).then(**export_all)
     ui.gallery.select(h.on_select, [ui.results, ui.view],
                       [ui.player, ui.details, ui.seek_to, ui.timeline, ui.t_in, ui.t_out, ui.selected],
                       js=SCROLL_TO_PLAYER_JS, api_visibility="private", concurrency_limit=2,
                       show_progress_on=[ui.player])
     ui.export_btn.click(h.on_export, [ui.results, ui.selected, ui.t_in, ui.t_out], [ui.export_file, ui.export_note],
                         api_visibility="private", concurrency_limit=2, show_progress_on=[ui.export_file])
+    ui.export_all_btn.click(h.on_export_all, [ui.results], [ui.export_all_file, ui.export_all_note],
+                            api_visibility="private", concurrency_limit=1, show_progress_on=[ui.export_all_note])
     ui.example.change(h.on_example, [ui.example], [ui.example_image, ui.example_video, ui.example_note],
                       api_visibility="private")
 

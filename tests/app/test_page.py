@@ -280,3 +280,33 @@ def test_a_watching_app_shows_a_video_that_arrives_without_a_reload(browser, app
         page.close()
     finally:
         running.close()
+
+
+def test_every_moment_of_a_search_downloads_as_one_zip(browser, running_app, tmp_path):
+    import zipfile
+
+    page = open_page(browser, running_app.url, tmp_path)
+    assert not page.locator("#export-all").is_visible()  # nothing found yet, nothing to export
+    run_search(page, "a walk in the park")
+    shown = captions(page)
+    page.locator("#export-all").click()
+    link = page.locator("#export-all-file a").first
+    link.wait_for()
+    assert page.locator("#export-all-note").inner_text().strip() == f"Ready: {len(shown)} moments.zip"
+    with page.expect_download() as info:
+        link.click()
+    saved = tmp_path / "moments.zip"
+    info.value.save_as(saved)
+    with zipfile.ZipFile(saved) as z:
+        names = z.namelist()
+    # one mp4 per moment shown, named after its video and span, as the gallery captions them
+    assert len(names) == len(shown)
+    for caption, name in zip(shown, names):
+        video = caption.split("·")[0].strip().rsplit(".", 1)[0]
+        assert name.startswith(video + " ") and name.endswith(".mp4")
+    # a new search takes the last one's zip away
+    run_search(page, "a day at the beach")
+    page.wait_for_function("() => !document.querySelector('#export-all-file a')")
+    assert page.locator("#export-all").is_visible()
+    assert not page.errors, page.errors
+    page.close()

@@ -1,7 +1,9 @@
 """The app's service layer and media helpers, without a server."""
 
+import os
 import time
 from fractions import Fraction
+from pathlib import Path
 
 import av
 import numpy as np
@@ -375,3 +377,41 @@ def test_the_app_watching_its_folders_makes_arrivals_searchable(tmp_path, app_mo
     finally:
         service.close()
     assert not watcher.is_alive()
+
+
+def test_export_all_zips_every_moment_and_says_which_could_not_be_cut(tmp_path, app_model):
+    import zipfile
+
+    from tests.app.conftest import make_collection
+
+    videos = make_collection(tmp_path / "videos")
+    service = IndexService(str(tmp_path / "idx"), model=app_model, build_options={"workers": 0})
+    try:
+        service.build(str(videos), progress=False)
+        moments = service.search("a dog", k=6)
+        with pytest.raises(VtrError, match="Search first"):
+            service.export_all([])
+        archive, failed = service.export_all(moments, progress=False)
+        assert archive.startswith(str(service.cache_dir)) and archive.endswith(f"{len(moments)} moments.zip")
+        assert failed == []
+        with zipfile.ZipFile(archive) as z:
+            names = z.namelist()
+            assert len(names) == len(moments) and all(n.endswith(".mp4") for n in names)
+            first = tmp_path / "first.mp4"
+            first.write_bytes(z.read(names[0]))
+        with av.open(str(first)) as c:  # the best moment's span (media time), cut from its video
+            assert c.duration / 1e6 == pytest.approx(moments[0].end - moments[0].start, abs=0.15)
+            assert c.metadata["comment"] == f"vtr: {moments[0].path} {moments[0].start:.3f}-{moments[0].end:.3f}"
+        # a video moved away since the search: its moments are named, the others zipped
+        gone = moments[0].path
+        os.rename(gone, tmp_path / "away.mp4")
+        archive, failed = service.export_all(moments, progress=False)
+        lost = [m for m in moments if m.path == gone]
+        said = f"{Path(gone).name} is not there (moved or deleted since it was indexed?)"
+        assert failed == [said if len(lost) == 1 else f"{said} ({len(lost)} moments)"]  # once per video
+        with zipfile.ZipFile(archive) as z:
+            assert len(z.namelist()) == len(moments) - len(lost)
+        with pytest.raises(VtrError, match="No moment could be cut"):
+            service.export_all(lost, progress=False)
+    finally:
+        service.close()

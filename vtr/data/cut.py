@@ -175,6 +175,9 @@ def export_clips(spans, folder, max_width: int = EXPORT_MAX_WIDTH, progress: boo
     for path, start, end in tqdm(spans, desc="exporting", unit="moment", disable=not progress or not spans,
                                  dynamic_ncols=True):
         comment = f"vtr: {path} {float(start):.3f}-{float(end):.3f}"
+        if not Path(path).is_file():
+            done.append((None, f"{Path(path).name} is not there (moved or deleted since it was indexed?)"))
+            continue
         try:
             target = _free_name(folder, export_name(path, start, end), comment)
             if not target.is_file():
