@@ -308,8 +308,22 @@ class Catalog:
         return [WindowRow(*r) for r in self.conn.execute(
             "SELECT id, file_id, start, end FROM windows WHERE file_id=? ORDER BY start", (file_id,))]
 
-    def window_ids(self) -> np.ndarray:
-        return np.fromiter((r[0] for r in self.conn.execute("SELECT id FROM windows ORDER BY id")), dtype=np.int64)
+    def window_ids(self, after: int | None = None) -> np.ndarray:
+        """Every window id, ascending; ``after``: only those above it (ids are never reused: ``AUTOINCREMENT``, so
+        these are the windows added since a window ``after`` was)."""
+        if after is not None:  # a range of the table's own b-tree: only the new rows' pages
+            cursor = self.conn.execute("SELECT id FROM windows WHERE id > ? ORDER BY id", (int(after),))
+            return np.fromiter((r[0] for r in cursor), dtype=np.int64)
+        # Not ORDER BY id: that walks the table, whose pages hold every vector (2 KiB a window at 512-d); sqlite
+        # reads all ids from the file index instead, a fraction of the pages (100,000 windows: 139 → 25 ms, by hand)
+        ids = np.fromiter((r[0] for r in self.conn.execute("SELECT id FROM windows")), dtype=np.int64)
+        ids.sort()
+        return ids
+
+    def window_span(self) -> tuple[int, int]:
+        """``(count, largest id)`` of the windows (``(0, 0)`` when there are none)."""
+        count, top = self.conn.execute("SELECT COUNT(*), COALESCE(MAX(id), 0) FROM windows").fetchone()
+        return int(count), int(top)
 
     def window_count(self) -> int:
         return int(self.conn.execute("SELECT COUNT(*) FROM windows").fetchone()[0])

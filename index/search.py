@@ -175,6 +175,7 @@ class VideoIndex:
         self._seen = self._version()
         self._search_params = {"nprobe": nprobe, "ef_search": ef_search}
         self._gpu = None  # the GPU the store was moved to
+        self._top = None  # the largest window id the store has caught up with
         self._model_spec, self._device = model, device
         self._load_store(gpu, opening=True)
         self._precision = precision
@@ -194,7 +195,7 @@ class VideoIndex:
         path = self.dir / VECTORS
         self.store = (VectorStore.load(path, factory) if path.is_file()
                       else VectorStore.empty(self.manifest["embed_dim"]))
-        if self._catch_up() and opening:
+        if self._catch_up(whole=True) and opening:
             # A build was interrupted after committing files, or runs now: search what the catalog holds (in
             # memory only).
             logger.warning("%s is behind the catalog (interrupted build?); run `vtr index update` to save it", path)
@@ -207,21 +208,42 @@ class VideoIndex:
             elif gpu:
                 logger.warning("GPU search requested but faiss has no GPU support or sees no GPU; using CPU")
 
-    def _catch_up(self) -> bool:
+    def _catch_up(self, whole: bool = False) -> bool:
         """Make the store hold exactly the catalog's windows (drop the deleted, add the new). Returns whether it
-        had to change."""
+        had to change. Window ids are never reused, so when the catalog's count is the store's plus the windows
+        above the largest id caught up with, windows were only added: those are read, not every id (a build in
+        another process commits its windows chunk by chunk, and each search after a commit catches up). Otherwise,
+        or with ``whole``, every id is compared."""
+        count, top = self.catalog.window_span()
+        if not whole and self._top is not None:
+            if count == self.store.ntotal and top == self._top:
+                return False
+            new = self.catalog.window_ids(after=self._top)
+            if self.store.ntotal + len(new) == count:  # only added (a race adding more falls to the whole way)
+                self._add(new)
+                self._top = int(new[-1]) if len(new) else self._top
+                return self._moved_back()
         ids = self.catalog.window_ids()
-        present = self.store.ids()
-        if len(present) == len(ids) and np.array_equal(np.sort(present), ids):
+        present = np.sort(self.store.ids())
+        self._top = int(ids[-1]) if len(ids) else 0
+        if len(present) == len(ids) and np.array_equal(present, ids):
             return False
         try:
-            self.store.remove(np.setdiff1d(present, ids))
+            self.store.remove(_not_in(present, ids))
         except RuntimeError:  # a store that cannot remove (HNSW): exact search over the catalog's vectors
             self.store = VectorStore.build(self.manifest["embed_dim"], lambda: self.catalog.iter_vectors(),
                                            len(ids), "Flat")
-        for chunk_ids, vecs in self.catalog.iter_vectors(np.setdiff1d(ids, self.store.ids())):
+            present = np.sort(self.store.ids())
+        self._add(_not_in(ids, present))
+        return self._moved_back()
+
+    def _add(self, ids) -> None:
+        for chunk_ids, vecs in self.catalog.iter_vectors(ids):
             self.store.add(chunk_ids, vecs)
-        if self._gpu is not None and not self.store.to_gpu(self._gpu):  # edits drop the store back to the CPU
+
+    def _moved_back(self) -> bool:
+        """After an edit (which drops the store back to the CPU): on its GPU again. Returns True (it changed)."""
+        if self._gpu is not None and not self.store.to_gpu(self._gpu):
             self._gpu = None
         return True
 
@@ -772,6 +794,15 @@ class VideoIndex:
                     files[file_id].hash))
         found.sort(key=lambda pair: -pair[0].score)
         return _fold_copies(found)[:k]
+
+
+def _not_in(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The ids of sorted ``a`` that sorted ``b`` lacks (``np.setdiff1d`` without its hashing of both: 100,000 ids
+    in a few ms instead of 40)."""
+    if len(b) == 0:
+        return a
+    at = np.minimum(np.searchsorted(b, a), len(b) - 1)
+    return a[b[at] != a]
 
 
 def _fold_copies(found: list[tuple[Segment, str | None]]) -> list[Segment]:

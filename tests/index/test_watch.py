@@ -192,3 +192,44 @@ def test_forget_missing_applies_to_the_first_round_only(tmp_path, test_model):
     assert len(reports) == 1 and "none of the folders" in said[-1]
     with VideoIndex(str(idx), model=test_model, gpu=False) as vi:
         assert vi.status()["files"] == 1
+
+
+def test_catching_up_holds_exactly_the_catalogs_windows_whatever_another_process_did(tmp_path):
+    """Additions are read as the ids above the last seen (ids are never reused), anything else by comparing every
+    id: after any mix of additions and deletions by another connection, the open index searches exactly the
+    catalog's windows."""
+    import json
+
+    from index.catalog import Catalog
+    from index.layout import CATALOG, MANIFEST
+
+    rng = np.random.default_rng(0)
+    dim, meta = 16, {"duration": 8.0, "fps": 25.0, "width": 64, "height": 48}
+    other = Catalog(tmp_path / CATALOG)
+    (tmp_path / MANIFEST).write_text(json.dumps({"format": "vtr-index", "model": "none", "weights_checksum": "",
+                                                 "num_frames": 8, "img_size": 32, "embed_dim": dim,
+                                                 "window_s": 8.0, "stride_s": 4.0, "index_factory": "Flat"}))
+    files = []  # (file id, windows)
+
+    def add(n_windows):
+        vecs = rng.standard_normal((n_windows, dim)).astype(np.float32)
+        fid = other.upsert_pending(f"/v/{len(files)}-{rng.integers(1e9)}.mp4", 1, 0.0, None)
+        other.finish_file(fid, meta, [(float(i), i + 1.0) for i in range(n_windows)], vecs)
+        files.append((fid, n_windows))
+
+    def delete(at):
+        fid, n = files.pop(at)
+        other.delete_file(fid)
+        return n
+
+    add(3)
+    with VideoIndex(str(tmp_path), gpu=False) as vi:
+        steps = [lambda: add(2), lambda: delete(0), lambda: (add(1), add(4)), lambda: (delete(-1), add(2)),
+                 lambda: add(delete(-1)),  # as many windows gone as come: the count alone does not tell
+                 lambda: delete(-1), lambda: (add(3), delete(0), add(1))]
+        for step in steps * 3:
+            with other.transaction():
+                step()
+            vi.search(rng.standard_normal(dim).astype(np.float32), k=2)
+            assert np.array_equal(np.sort(vi.store.ids()), other.window_ids())
+    other.close()
