@@ -9,8 +9,8 @@
 Modules: :mod:`index.layout` (the folder's files and manifest), :mod:`index.scan` (finding files),
 :mod:`index.windows` (windowing), :mod:`index.decode` (decoding workers), :mod:`index.embed` (decoded windows →
 vectors), :mod:`index.catalog` (sqlite), :mod:`index.store` (FAISS), :mod:`index.build` (build/update),
-:mod:`index.search`, :mod:`index.watch` (updates as videos arrive), :mod:`index.dates` (recording dates), :mod:`index.distributed` (``torchrun -m
-index.distributed``), :mod:`index.commands` (CLI verbs).
+:mod:`index.search`, :mod:`index.watch` (updates as videos arrive), :mod:`index.dates` (recording dates),
+:mod:`index.distributed` (``torchrun -m index.distributed``), :mod:`index.commands` (CLI verbs).
 Heavy imports (torch, faiss) happen inside the functions that need them.
 """
 
@@ -20,7 +20,7 @@ from __future__ import annotations
 import vtr  # noqa: F401  (first: sets OpenMP's wait policy before torch loads)
 
 __all__ = ["build_index", "update_index", "remove_from_index", "index_status", "VideoIndex", "Segment", "search",
-           "date_filters", "dates_summary", "local_day", "Settling", "watch_index"]
+           "date_filters", "dates_summary", "local_day", "local_time", "Settling", "watch_index"]
 
 
 def build_index(dirs, index, **kwargs):
@@ -65,7 +65,7 @@ def __getattr__(name):
         import index.watch as _w
 
         return getattr(_w, name)
-    if name in ("date_filters", "dates_summary", "local_day"):  # recording dates as people write them (index.dates)
+    if name in ("date_filters", "dates_summary", "local_day", "local_time"):  # dates as people write them (index.dates)
         import index.dates as _d
 
         return getattr(_d, name)

@@ -412,7 +412,8 @@ class Catalog:
         scanned) and ``excluded`` (paths inside them left out), ``failed`` and ``partial`` as ``[(path, reason)]``,
         ``pending`` paths (left by an interrupted build), ``recorded``: how many videos have their recording date from
         their tags (``metadata``), their ``name``, their ``file``'s time, or none yet (``unknown``), and the
-        ``first`` and ``last`` date (seconds since the epoch, None without any)."""
+        ``first`` and ``last`` date (seconds since the epoch, None without any); ``last_indexed``: when the last
+        video was indexed or failed (seconds since the epoch, None before any)."""
         counts = self.counts()
         seconds = self.conn.execute("SELECT COALESCE(SUM(duration), 0) FROM files WHERE status='ok'").fetchone()[0]
         by_source = dict(self.conn.execute(
@@ -428,7 +429,9 @@ class Catalog:
                 "files": counts["ok"], "windows": counts["windows"], "recorded": dates,
                 "failed": [(r.path, r.error) for r in self.files("failed")],
                 "partial": [(r.path, r.error) for r in self.files("ok") if r.error],
-                "pending": [r.path for r in self.files("pending")], "hours": seconds / 3600.0}
+                "pending": [r.path for r in self.files("pending")], "hours": seconds / 3600.0,
+                "last_indexed": self.conn.execute(
+                    "SELECT MAX(indexed_at) FROM files WHERE status IN ('ok', 'failed')").fetchone()[0]}
 
     def counts(self) -> dict[str, int]:
         out = {s: 0 for s in ("ok", "failed", "pending")}

@@ -129,8 +129,10 @@ def status_command(index: str = None, json: bool = False) -> int:
               "drops them")
     if st["excluded"]:
         print(f"left out  {', '.join(st['excluded'])} (`vtr index remove`; `vtr index build PATH` adds one back)")
-    print(f"indexed   {st['files']} files, {st['hours']:.2f} h, {st['windows']} windows")
-    from index.dates import dates_summary
+    from index.dates import dates_summary, local_time
+
+    last = f"; the last on {local_time(st['last_indexed'])}" if st.get("last_indexed") else ""
+    print(f"indexed   {st['files']} files, {st['hours']:.2f} h, {st['windows']} windows{last}")
 
     if dates_summary(st.get("recorded")):
         print(f"recorded  {dates_summary(st.get('recorded'))}")

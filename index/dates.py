@@ -150,6 +150,11 @@ def local_day(stamp: float) -> str:
     return datetime.fromtimestamp(float(stamp)).strftime("%Y-%m-%d")
 
 
+def local_time(stamp: float) -> str:
+    """Seconds since the epoch → this machine's date and time to the minute, ``YYYY-MM-DD HH:MM``."""
+    return datetime.fromtimestamp(float(stamp)).strftime("%Y-%m-%d %H:%M")
+
+
 def dates_summary(recorded: dict | None) -> str:
     """An index status's ``recorded`` counts in words: "2019-06-01 to 2023-08-01: 2 from their tags, 1 from their
     names, 1 from the file's time only" ("" while no date is known)."""

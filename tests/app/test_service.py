@@ -247,6 +247,12 @@ def test_index_tab_marks_a_recorded_folder_that_is_not_there(tmp_path):
     assert lines == {f"- {literal(str(present))}",
                      f"- {literal(str(gone))} · **not found** (not mounted, moved or deleted? its videos stay in "
                      "the index and play again once it is back; `vtr index update --forget-missing` drops them)"}
+    # when the last video was indexed (a watch, a cron update: is it still at work?), in this machine's time
+    from index.dates import local_time
+
+    st["last_indexed"] = 1.7e9
+    assert (f"**2** videos indexed (0.10 h, 9 windows) · the last on {literal(local_time(1.7e9))} ·"
+            in _status_markdown(st, tmp_path / "idx"))
 
 
 def test_index_thread_runs_in_the_callers_context(tmp_path):

@@ -20,6 +20,13 @@ def test_cli_functions_end_to_end(tmp_path, test_model_folder, capsys):
     assert status_command(index=idx) == 0
     out = capsys.readouterr().out
     assert "1 files" in out and "bad.mp4" in out
+    from index.catalog import Catalog
+    from index.dates import local_time
+
+    catalog = Catalog(tmp_path / "idx" / "catalog.sqlite")
+    last = max(f.indexed_at for f in catalog.files())  # bad.mp4 failed after a.mp4, or before: the later of the two
+    catalog.close()
+    assert f" windows; the last on {local_time(last)}\nrecorded" in out  # a date shown, not a timing
     assert search_command(str(root / "a.mp4"), index=idx, k=1, json=True) == 0
     hits = json.loads(capsys.readouterr().out)
     assert hits[0]["path"] == str(root / "a.mp4")
