@@ -22,7 +22,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vtr.data.cut import EXPORT_MAX_WIDTH, export_name
 from vtr.errors import VtrError
 from vtr.precision import check_precision
 
@@ -311,25 +310,26 @@ class IndexService:
 
     def export(self, moment: Moment, start: float | None = None, end: float | None = None) -> str:
         """An mp4 of ``[start, end]`` seconds of the moment's video (default: the moment's span), named after the
-        video and the times; in the app's cache (so the browser may download it)."""
+        video and the times, dated when that moment was recorded (:func:`vtr.data.cut.export_clips`); in the app's
+        cache (so the browser may download it)."""
         import hashlib
 
-        from app.media import make_preview
+        from vtr.data.cut import export_clips
 
         self._check_source(moment)
         start = moment.start if start is None else float(start)
         end = moment.end if end is None else float(end)
         if start < 0 or end <= start:
             raise VtrError(f"The out point ({end:g} s) must come after the in point ({start:g} s).")
-        clip = make_preview(moment.path, start, end, self.preview_dir, tail_s=0.0, max_seconds=end - start,
-                            max_width=EXPORT_MAX_WIDTH)
-        # One folder per export, so the file can carry a readable name without clashing with another export's.
-        folder = self.cache_dir / "exports" / hashlib.sha1(clip.name.encode()).hexdigest()[:12]
-        folder.mkdir(parents=True, exist_ok=True)
-        named = folder / export_name(moment.path, start, end)
-        if not named.is_file():
-            shutil.copyfile(clip, named)
-        return str(named)
+        # One folder per video (as it is now) and span: the file carries a readable name without clashing with
+        # another export's, and exporting the same again gives the clip already cut.
+        st = os.stat(moment.path)
+        key = f"{os.path.abspath(moment.path)}|{st.st_size}|{st.st_mtime_ns}|{start:.3f}|{end:.3f}"
+        folder = self.cache_dir / "exports" / hashlib.sha1(key.encode()).hexdigest()[:12]
+        [(clip, error)] = export_clips([(moment.path, start, end, moment.recorded)], folder)
+        if error:
+            raise VtrError(error)
+        return clip
 
     def export_all(self, moments: list[Moment], progress: bool = True) -> tuple[str, list[str]]:
         """A zip of every moment's span cut into an mp4 (named as :meth:`export` names one), for one download; and
@@ -343,7 +343,7 @@ class IndexService:
         if not moments:
             raise VtrError("Search first: there are no moments to export.")
         folder = self.cache_dir / "exports" / f"all-{uuid.uuid4().hex[:12]}"
-        done = export_clips([(m.path, m.start, m.end) for m in moments], folder, progress=progress)
+        done = export_clips([(m.path, m.start, m.end, m.recorded) for m in moments], folder, progress=progress)
         clips = [Path(clip) for clip, _ in done if clip]
         errors: dict[str, int] = {}  # the same reason for each moment of a video gone: said once, counted
         for _, error in done:

@@ -369,7 +369,7 @@ class _Handlers:
             gr.Warning("Select a moment first.")
             return gr.update(value=None, visible=False), ""
         d = results[int(selected)]
-        m = Moment(d["video"], d["start"], d["end"], d["score"], None)
+        m = Moment(d["video"], d["start"], d["end"], d["score"], None, recorded=d.get("recorded"))
         try:
             start = parse_seconds(t_in, "In")
             end = parse_seconds(t_out, "Out")
@@ -380,7 +380,8 @@ class _Handlers:
 
     def on_export_all(self, results, progress=gr.Progress(track_tqdm=True)):
         """Every moment of the search so far cut into an mp4, in one zip to download."""
-        moments = [Moment(d["video"], d["start"], d["end"], d["score"], None) for d in results or []]
+        moments = [Moment(d["video"], d["start"], d["end"], d["score"], None, recorded=d.get("recorded"))
+                   for d in results or []]
         try:
             path, failed = self.service.export_all(moments)
         except Exception as e:  # noqa: BLE001

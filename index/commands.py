@@ -199,7 +199,7 @@ def search_command(query: str, index: str = None, k: int = 10, rerank: bool = Fa
     if export is not None:
         from vtr.data.cut import export_clips
 
-        exported = export_clips([(s.path, s.start, s.end) for s in segments], export, progress=True)
+        exported = export_clips([(s.path, s.start, s.end, s.recorded) for s in segments], export, progress=True)
     failed = sum(1 for _, error in exported or [] if error)
     if json:
         rows = [s.to_dict() for s in segments]

@@ -408,6 +408,15 @@ def test_export_all_zips_every_moment_and_says_which_could_not_be_cut(tmp_path, 
         with av.open(str(first)) as c:  # the best moment's span (media time), cut from its video
             assert c.duration / 1e6 == pytest.approx(moments[0].end - moments[0].start, abs=0.15)
             assert c.metadata["comment"] == f"vtr: {moments[0].path} {moments[0].start:.3f}-{moments[0].end:.3f}"
+        from index.dates import recorded_at
+
+        assert moments[0].recorded is not None  # the file's time, for these untagged videos
+        # dates, not timings (the tag is read back to the second)
+        taken = pytest.approx(moments[0].recorded + moments[0].start, abs=1.0)
+        assert recorded_at(str(first)) == (taken, "metadata")
+        single = service.export(moments[0])  # the one-moment export is dated the same way
+        assert recorded_at(single) == (taken, "metadata")
+        assert service.export(moments[0]) == single  # asked again: the clip already cut
         # a video moved away since the search: its moments are named, the others zipped
         gone = moments[0].path
         os.rename(gone, tmp_path / "away.mp4")

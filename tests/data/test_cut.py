@@ -56,3 +56,18 @@ def test_export_into_a_folder_that_cannot_be_made_says_so(tmp_path):
 def test_export_names_read_as_times():
     assert export_name("/v/Beach day.mov", 64.2, 72) == "Beach day 1m04s-1m12s.mp4"
     assert export_name("/v/a:b?.mp4", 3600, 3725) == "a_b_ 1h00m00s-1h02m05s.mp4"
+
+
+def test_a_clip_is_dated_when_its_moment_was_recorded(tmp_path):
+    """A photo library or an editor files an exported moment by its creation_time (or, lacking one, its file's
+    time): the moment's own, the video's recording time plus the moment's start, not the day of the export."""
+    from index.dates import recorded_at
+
+    src = write_video(tmp_path / "a.mp4", indexed_frames(60), fps=10)
+    taken = 1689341412.0  # 2023-07-14 13:30:12 UTC
+    [(dated, _), (undated, _)] = export_clips([(str(src), 2.0, 3.0, taken), (str(src), 4.0, 5.0, None)],
+                                              tmp_path / "out")
+    assert recorded_at(dated) == (taken + 2.0, "metadata")  # read back as the index reads a video's date
+    assert os.stat(dated).st_mtime == taken + 2.0
+    with av.open(undated) as c:
+        assert "creation_time" not in c.metadata

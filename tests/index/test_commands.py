@@ -55,9 +55,11 @@ def test_a_file_name_with_a_newline_stays_on_one_printed_line(tmp_path, test_mod
 
 
 def test_search_export_cuts_the_moments_found_into_a_folder(tmp_path, test_model_folder, capsys):
+    from index.dates import recorded_at
+
     root = tmp_path / "videos"
-    make_video(root / "a.mp4", 10, seed=5)
-    make_video(root / "b.mp4", 10, seed=6)
+    make_video(root / "a.mp4", 10, seed=5, tags={"creation_time": "2023-07-14T13:30:12.000000Z"})
+    make_video(root / "b.mp4", 10, seed=6, tags={"creation_time": "2021-02-03T04:05:06.000000Z"})
     idx = str(tmp_path / "idx")
     assert build_command([str(root)], index=idx, model=str(test_model_folder), workers=0) == 0
     capsys.readouterr()
@@ -70,6 +72,8 @@ def test_search_export_cuts_the_moments_found_into_a_folder(tmp_path, test_model
         with av.open(h["exported"]) as c:  # each clip as long as its moment (media time, not wall time)
             assert c.duration / 1e6 == pytest.approx(h["end"] - h["start"], abs=0.15)
             assert c.metadata["comment"] == f"vtr: {h['path']} {h['start']:.3f}-{h['end']:.3f}"
+        # dated when the moment was recorded: its video's recording date plus its start
+        assert recorded_at(h["exported"]) == (h["recorded"] + h["start"], "metadata")
     # the first moment's video is gone: the others are still exported, the lost one is said, the exit code is 1
     gone = Path(hits[0]["path"])
     gone.rename(tmp_path / "away.mp4")

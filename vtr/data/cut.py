@@ -6,6 +6,8 @@ windows do, also for streams that start late (MPEG-TS, camcorders' ``.mts``).
 from __future__ import annotations
 
 import logging
+import os
+from datetime import datetime, timezone
 from fractions import Fraction
 from pathlib import Path
 
@@ -29,26 +31,29 @@ def export_name(path: str, start: float, end: float) -> str:
 
 
 def cut_clip(path: str, start: float, stop: float, out_path: Path, max_width: int = EXPORT_MAX_WIDTH,
-             comment: str | None = None) -> None:
+             comment: str | None = None, created: float | None = None) -> None:
     """Write ``[start, stop)`` seconds of ``path`` (seconds from its first frame, as the index counts them) to
     ``out_path``: H.264 yuv420p (crf 23) at most ``max_width`` wide, non-square pixels squared, a display rotation
     kept; the sound as AAC stereo when the source has a track that decodes (a broken one costs the sound, not the
-    picture). ``comment``: the MP4's comment tag. Raises VtrError when no frame lies in the span or the video has no
-    video stream."""
+    picture). ``comment``: the MP4's comment tag; ``created``: its ``creation_time`` (seconds since the epoch), when
+    the clip was recorded. Raises VtrError when no frame lies in the span or the video has no video stream."""
     import av
 
     with av.open(str(path)) as src:
         has_audio = bool(src.streams.audio)
     rotation = _display_rotation(path)  # read once: the retry without sound reuses it
+    tags = {"comment": comment} if comment else {}
+    if created is not None:  # MP4's creation_time is UTC
+        tags["creation_time"] = datetime.fromtimestamp(float(created), timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     try:
-        _transcode_once(path, start, stop, out_path, max_width, rotation, with_audio=has_audio, comment=comment)
+        _transcode_once(path, start, stop, out_path, max_width, rotation, with_audio=has_audio, tags=tags)
     except VtrError:
         raise
     except Exception as e:  # noqa: BLE001 - a broken audio track must not cost the picture
         if not has_audio:
             raise
         logger.info("preview of %s without sound: %s", path, e)
-        _transcode_once(path, start, stop, out_path, max_width, rotation, with_audio=False, comment=comment)
+        _transcode_once(path, start, stop, out_path, max_width, rotation, with_audio=False, tags=tags)
 
 
 def _display_rotation(path: str) -> int:
@@ -64,7 +69,7 @@ def _display_rotation(path: str) -> int:
 
 
 def _transcode_once(path, start, stop, out_path, max_width, rotation: int, with_audio: bool,
-                    comment: str | None = None) -> None:
+                    tags: dict | None = None) -> None:
     import av
 
     from vtr.data.video import frame_rate, main_video_stream, pixel_aspect_of
@@ -87,8 +92,7 @@ def _transcode_once(path, start, stop, out_path, max_width, rotation: int, with_
         height = int(round(src_h * width / src_w))
         width, height = max(2, width // 2 * 2), max(2, height // 2 * 2)
         with av.open(str(out_path), "w", format="mp4", options={"movflags": "+faststart"}) as dst:
-            if comment:
-                dst.metadata["comment"] = comment
+            dst.metadata.update(tags or {})
             # Every output stream must exist before the first packet is written.
             vout = dst.add_stream("libx264", rate=rate)
             vout.width, vout.height, vout.pix_fmt = width, height, "yuv420p"
@@ -161,20 +165,24 @@ def _copy_audio(src, aout, dst, start, stop, origin: float = 0.0) -> None:
 
 
 def export_clips(spans, folder, max_width: int = EXPORT_MAX_WIDTH, progress: bool = False) -> list[tuple]:
-    """Cut each ``(path, start, end)`` of ``spans`` into ``folder`` (created) as :func:`export_name` names it, and
-    return ``(written path or None, error or None)`` for each, in order. One that fails (a video gone, a span with
-    no frames) is said and the others go on. Each clip names its source in its comment tag (``vtr: PATH
-    START-END``): a name taken by the same source and span (an export run again) is that clip, kept; one taken by
-    another video gets `` (2)``, `` (3)``, ... Nothing is overwritten."""
+    """Cut each ``(path, start, end)`` or ``(path, start, end, recorded)`` of ``spans`` into ``folder`` (created)
+    as :func:`export_name` names it, and return ``(written path or None, error or None)`` for each, in order. One
+    that fails (a video gone, a span with no frames) is said and the others go on. Each clip names its source in
+    its comment tag (``vtr: PATH START-END``): a name taken by the same source and span (an export run again) is
+    that clip, kept; one taken by another video gets `` (2)``, `` (3)``, ... Nothing is overwritten. ``recorded``
+    (seconds since the epoch, when the video was recorded; None: not known): the clip's ``creation_time`` tag and
+    its file's time are that moment's, ``recorded + start``, so that photo libraries and editors file it where the
+    video is, not on the day of the export."""
     from tqdm import tqdm
 
     from vtr.atomic import atomic_path
 
     folder = export_folder(folder)
     done = []
-    for path, start, end in tqdm(spans, desc="exporting", unit="moment", disable=not progress or not spans,
-                                 dynamic_ncols=True):
+    for path, start, end, *recorded in tqdm(spans, desc="exporting", unit="moment", disable=not progress or not spans,
+                                            dynamic_ncols=True):
         comment = f"vtr: {path} {float(start):.3f}-{float(end):.3f}"
+        created = float(recorded[0]) + float(start) if recorded and recorded[0] is not None else None
         if not Path(path).is_file():
             done.append((None, f"{Path(path).name} is not there (moved or deleted since it was indexed?)"))
             continue
@@ -182,7 +190,9 @@ def export_clips(spans, folder, max_width: int = EXPORT_MAX_WIDTH, progress: boo
             target = _free_name(folder, export_name(path, start, end), comment)
             if not target.is_file():
                 with atomic_path(target) as tmp:
-                    cut_clip(path, start, end, tmp, max_width, comment=comment)
+                    cut_clip(path, start, end, tmp, max_width, comment=comment, created=created)
+                if created is not None:
+                    os.utime(target, (created, created))
             done.append((str(target), None))
         except VtrError as e:
             done.append((None, str(e)))
