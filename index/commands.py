@@ -204,7 +204,10 @@ def search_command(query: str, index: str = None, k: int = 10, rerank: bool = Fa
     if json:
         rows = [s.to_dict() for s in segments]
         for row, (clip, error) in zip(rows, exported or []):
-            row.update(exported=clip) if clip else row.update(export_error=error)
+            if clip:
+                row["exported"] = clip
+            else:
+                row["export_error"] = error
         print(_json.dumps(rows, indent=2))
         return 1 if failed else 0
     if not segments:
