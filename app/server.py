@@ -12,9 +12,9 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
-import signal
 from dataclasses import dataclass
 
+from vtr.cli import sigterm_as_interrupt
 from vtr.errors import VtrError
 
 logger = logging.getLogger(__name__)
@@ -131,14 +131,9 @@ def app_command(index: str = None, host: str = "127.0.0.1", port: int = 7860, au
     running = launch_app(index, host=host, port=port, auth=auth, model=model, device=device,
                          max_upload_mb=max_upload_mb, precision=precision, watch=watch)
     logger.info("vtr app on %s (Ctrl+C to stop)", running.url)
-    previous = signal.signal(signal.SIGTERM, _interrupt)  # a service manager's stop cleans up like Ctrl+C
     try:
-        running.demo.block_thread()  # returns on Ctrl+C, after closing the server
+        with sigterm_as_interrupt():  # a service manager's stop cleans up like Ctrl+C
+            running.demo.block_thread()  # returns on Ctrl+C, after closing the server
     finally:
-        signal.signal(signal.SIGTERM, previous)
         running.close()
     return 0
-
-
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt

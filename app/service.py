@@ -359,16 +359,16 @@ class IndexService:
                 clip.unlink()  # the zip holds it; the cache keeps one copy
         return str(archive), failed
 
-    def overview(self, suggest: bool = True) -> dict | None:
+    def overview(self, suggest: bool = True, status: dict | None = None) -> dict | None:
         """What the Search tab says is searchable: counts, and queries that fit this index (see
         :meth:`index.search.VideoIndex.suggest_queries`; ``suggest=False``: none, the model is not asked). None
-        when there is no index yet."""
+        when there is no index yet. ``status``: :meth:`status`, when the caller has it already."""
         if not self.exists():
             return None
-        st = self.status()
+        st = status or self.status()
+        counts = {"files": st["files"], "hours": st["hours"], "windows": st["windows"], "partial": len(st["partial"])}
         if not suggest:
-            return {"files": st["files"], "hours": st["hours"], "windows": st["windows"],
-                    "partial": len(st["partial"]), "suggestions": []}
+            return {**counts, "suggestions": []}
 
         def suggestions():
             try:
@@ -376,8 +376,7 @@ class IndexService:
             except VtrError as e:
                 logger.info("no query suggestions: %s", e)
                 return []
-        return {"files": st["files"], "hours": st["hours"], "windows": st["windows"], "partial": len(st["partial"]),
-                "suggestions": self._run(suggestions)}
+        return {**counts, "suggestions": self._run(suggestions)}
 
     # ----------------------------------------------------------------------------------------- the index
     def status(self) -> dict | None:

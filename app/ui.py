@@ -405,7 +405,7 @@ class _Handlers:
         except Exception as e:  # noqa: BLE001
             error = f"\n\n⚠️ {literal(_message(e))}"
         try:
-            ov = self.service.overview()
+            ov = self.service.overview(status=st)
         except Exception as e:  # noqa: BLE001
             logger.warning("no overview: %s", e)
             ov = None
@@ -422,7 +422,7 @@ class _Handlers:
         updates change them (the suggestions and the folder filter stay as they are until the page reloads)."""
         try:
             st = self.service.status()
-            ov = self.service.overview(suggest=False)
+            ov = self.service.overview(suggest=False, status=st)
         except Exception as e:  # noqa: BLE001 - a build may be replacing files: the next tick
             logger.info("status while watching: %s", e)
             return gr.update(), gr.update(), gr.update()

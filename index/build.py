@@ -23,7 +23,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 
 from index.catalog import Catalog, quick_hash
 from index.decode import VIDEO_BACKEND, DecodeSettings, FileFailure
@@ -659,14 +658,8 @@ def sync_store(catalog: Catalog, index_dir, manifest: dict, factory: str | None 
             logger.warning("cannot read %s (%s); rebuilding it from the catalog", path, e)
     changed = False
     if store is not None and store.dim == manifest["embed_dim"]:
-        present = store.ids()
-        extra = np.setdiff1d(present, ids)
-        missing = np.setdiff1d(ids, present)
         try:
-            store.remove(extra)
-            for chunk_ids, vecs in catalog.iter_vectors(missing):
-                store.add(chunk_ids, vecs)
-            changed = bool(len(extra) or len(missing))
+            changed = store.hold(ids, catalog.iter_vectors)
         except RuntimeError as e:  # e.g. HNSW cannot remove
             logger.info("rebuilding %s: %s", target, str(e).splitlines()[0][:120])
             store = None

@@ -4,7 +4,6 @@ arguments are the flags (see :mod:`vtr.cli`)."""
 from __future__ import annotations
 
 import json as _json
-import signal
 import sys
 
 from index.build import build_index, check_is_index, index_status, remove_from_index
@@ -69,20 +68,20 @@ def update_command(index: str = None, model: str = None, batch_size: int = None,
     _check_flags(index, device)
     if watch is not None:
         from index.watch import check_interval, watch_index
+        from vtr.cli import sigterm_as_interrupt
 
         check_interval(watch)
         check_is_index(index)
         print(f"watching the folders of {index}, updating {watch:g} s after each update; Ctrl-C stops", flush=True)
-        previous = signal.signal(signal.SIGTERM, _interrupt)  # a service manager's stop ends it like Ctrl-C
         try:
-            watch_index(index, watch, say=lambda line: print(_line(line), flush=True), model=model,
-                        batch_size=batch_size, workers=workers, timeout_s=timeout_s, reembed=reembed,
-                        retry_failed=retry_failed, device=device, precision=precision, forget_missing=forget_missing)
+            with sigterm_as_interrupt():  # a service manager's stop ends it like Ctrl-C
+                watch_index(index, watch, say=lambda line: print(_line(line), flush=True), model=model,
+                            batch_size=batch_size, workers=workers, timeout_s=timeout_s, reembed=reembed,
+                            retry_failed=retry_failed, device=device, precision=precision,
+                            forget_missing=forget_missing)
         except KeyboardInterrupt:
             print(f"stopped watching {index}", file=sys.stderr)
             return 130
-        finally:
-            signal.signal(signal.SIGTERM, previous)
         return 0
     report = build_index(None, index, model=model, batch_size=batch_size, workers=workers,
                          timeout_s=timeout_s, reembed=reembed, retry_failed=retry_failed, device=device,
@@ -239,10 +238,6 @@ def _print_report(report) -> None:
         print(f"  indexed in part: {_line(path)}: {reason}")
     for path, reason in report.failures:
         print(f"  failed: {_line(path)}: {reason}")
-
-
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
 
 
 def _check_flags(index, device: str | None = None):

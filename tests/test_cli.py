@@ -76,3 +76,17 @@ def test_flag_help_reads_continued_lines():
     """
     assert _flag_help(doc) == {"precision": "fp32, bf16 or auto (bf16 where it measures faster)",
                                "out": "where it goes"}
+
+
+def test_sigterm_ends_a_long_command_as_ctrl_c_does_and_only_inside_the_block():
+    """``vtr app`` and ``vtr index update --watch`` stop on a service manager's SIGTERM as on Ctrl-C."""
+    import os
+    import signal
+
+    from vtr.cli import sigterm_as_interrupt
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt):
+        with sigterm_as_interrupt():
+            os.kill(os.getpid(), signal.SIGTERM)  # the handler runs as os.kill returns
+    assert signal.getsignal(signal.SIGTERM) == before

@@ -13,9 +13,11 @@ import argparse
 import importlib
 import inspect
 import logging
+import signal
 import sys
 import types
 import typing
+from contextlib import contextmanager
 
 from vtr.errors import VtrError
 
@@ -151,6 +153,20 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.verbose)
     params = inspect.signature(fn).parameters
     return _run(fn, **{name: getattr(args, name) for name in params if hasattr(args, name)})
+
+
+@contextmanager
+def sigterm_as_interrupt():
+    """While the block runs, SIGTERM (a service manager's stop) raises KeyboardInterrupt as Ctrl-C does, so a
+    long-running command (``vtr app``, ``vtr index update --watch``) ends the same way for both. Main thread only."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _run(fn, *args, **kwargs) -> int:
