@@ -85,13 +85,13 @@ def launch_app(index: str, host: str = "127.0.0.1", port: int = 7860, auth: str 
     service = IndexService(index, model=model, device=device, build_options=build_options,
                            precision=precision)
     try:
+        if watch is not None:  # first: a read-only index is refused before its model loads
+            service.watch(watch)
         if warm_up:
             try:
                 service.warm_up()
             except VtrError as e:  # shown again on the page, where it can be fixed
                 logger.warning("%s", e)
-        if watch is not None:
-            service.watch(watch)
         demo = build_ui(service)
         demo.queue(default_concurrency_limit=1)
         try:

@@ -444,6 +444,10 @@ class IndexService:
         from index import Settling, check_interval
 
         check_interval(every_s)
+        if self.exists():  # a read-only index is refused now, not in a warning at each round
+            from index import check_writable
+
+            check_writable(self.index_dir)
         if self._watcher is not None:
             raise VtrError("the app is already watching its index")
         self.watching = float(every_s)

@@ -149,6 +149,8 @@ def _grouped_markdown(moments: list[Moment]) -> str:
 def _status_markdown(st: dict | None, index_dir, watching: float | None = None) -> str:
     watch = (f"\n\n**Watching** its folders: an update {watching:g} s after each, so videos that arrive are "
              "searchable once they are completely written" if watching else "")
+    read_only = (f"\n\n**Read-only here** ({literal(st['read_only'])}): searches work; adding, updating and "
+                 "taking out need write access." if st and st.get("read_only") else "")
     if st is None:
         return (f"**No index yet** at {literal(index_dir)}. Add a folder of videos below: every video in it (and "
                 "its sub-folders) is cut into short windows and embedded, so that you can search them by what "
@@ -173,7 +175,7 @@ def _status_markdown(st: dict | None, index_dir, watching: float | None = None) 
     return (f"**Index** {literal(st['index'])} · model {literal(m['model'])} · FAISS "
             f"{literal(m.get('index_factory'))}\n\n"
             f"**{st['files']}** videos indexed ({st['hours']:.2f} h, {st['windows']} windows){last}{partial} · "
-            f"**{len(st['failed'])}** failed{pending}{dates}{watch}\n\n**Folders:**{roots}")
+            f"**{len(st['failed'])}** failed{pending}{dates}{watch}{read_only}\n\n**Folders:**{roots}")
 
 
 def _problem_rows(st: dict | None) -> list[list[str]]:

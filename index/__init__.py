@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import vtr  # noqa: F401  (first: sets OpenMP's wait policy before torch loads)
 
-__all__ = ["build_index", "update_index", "remove_from_index", "index_status", "VideoIndex", "Segment", "search",
+__all__ = ["build_index", "update_index", "remove_from_index", "index_status", "check_writable", "VideoIndex", "Segment", "search",
            "date_filters", "dates_summary", "local_day", "local_time", "Settling", "watch_index"]
 
 
@@ -48,6 +48,15 @@ def index_status(index):
     from index.build import index_status as _status
 
     return _status(index)
+
+
+def check_writable(index):
+    """VtrError unless this process may change the index (see :func:`index.build.read_only`)."""
+    from pathlib import Path
+
+    from index.build import check_writable as _check
+
+    _check(Path(index))
 
 
 def search(index, query, k=10, **kwargs):

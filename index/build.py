@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
-from index.catalog import Catalog, quick_hash
+from index.catalog import Catalog, quick_hash, writable
 from index.decode import VIDEO_BACKEND, DecodeSettings, FileFailure
 from index.embed import DEFAULT_MODEL, embed_chunks, load_model
 from index.layout import (CATALOG, MANIFEST, VECTORS, check_manifest, is_index, manifest_for, read_manifest,
@@ -120,7 +120,7 @@ def build_index(dirs: list[str] | None, index: str, model=None, window_s: float 
     index_dir = Path(index)
     if dirs is None:  # an update of a mistyped folder: not a new index of nothing, with the default model
         check_is_index(index_dir)
-    index_dir.mkdir(parents=True, exist_ok=True)
+    make_index_folder(index_dir)
     with build_lock(index_dir):
         old_manifest = read_manifest(index_dir)
         # An index's own settings (an update, or a folder added as the index was built): the plan comes first, and
@@ -320,12 +320,42 @@ def remove_from_index(paths: list[str], index: str) -> RemoveReport:
 LOCK = "build.lock"
 
 
+def make_index_folder(index_dir: Path) -> None:
+    """Create the folder of a new index (and its parents); VtrError saying why it cannot be."""
+    try:
+        index_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise VtrError(f"cannot create the index folder {index_dir}: {e.strerror or e}") from None
+
+
+def read_only(index_dir: Path) -> str | None:
+    """Why this process may not change the index in ``index_dir`` (None: it may). An index on a read-only share or
+    mount, or that another user built, can be searched (its catalog is opened read-only), not built or changed."""
+    if writable(Path(index_dir) / CATALOG):
+        return None
+    try:
+        read_only_fs = bool(os.statvfs(index_dir).f_flag & os.ST_RDONLY)
+    except OSError:
+        read_only_fs = False
+    return "its file system is mounted read-only" if read_only_fs else "this user may not write it"
+
+
+def check_writable(index_dir: Path) -> None:
+    """VtrError unless this process may change the index in ``index_dir`` (see :func:`read_only`)."""
+    why = read_only(index_dir)
+    if why:
+        raise VtrError(f"{index_dir} cannot be changed ({why}): it can be searched, but building, updating or "
+                       "removing from it needs write access; run this as a user who may write it, or copy the "
+                       "index folder somewhere you can")
+
+
 @contextmanager
 def build_lock(index_dir: Path):
     """One build of an index at a time, across processes (a cron update beside the app's, two terminals): an
     exclusive ``flock`` on ``index_dir/build.lock``, which the system releases when the process ends, even by
     ``kill -9``. A second build stops at once with VtrError naming the first's process; searches do not lock.
     Where ``fcntl`` does not exist (Windows) builds are not locked."""
+    check_writable(index_dir)
     try:
         import fcntl
     except ImportError:
@@ -688,7 +718,7 @@ def index_status(index: str) -> dict:
     manifest = read_manifest(index_dir)
     if manifest is None or not is_index(index_dir):
         raise VtrError(f"{index_dir} is not an index folder (no {MANIFEST} / {CATALOG})")
-    catalog = Catalog(index_dir / CATALOG)
+    catalog = Catalog.for_reading(index_dir / CATALOG)
     try:
         return status_of(index_dir, manifest, catalog)
     finally:
@@ -699,4 +729,5 @@ def status_of(index_dir, manifest: dict, catalog: Catalog) -> dict:
     """:func:`index_status` of an opened catalog (what ``VideoIndex.status`` answers too)."""
     summary = catalog.summary()
     missing = [r for r in summary["roots"] if not os.path.exists(r)]  # a root may be one video
-    return {"index": str(index_dir), "manifest": manifest, **summary, "missing_roots": missing}
+    return {"index": str(index_dir), "manifest": manifest, **summary, "missing_roots": missing,
+            "read_only": read_only(index_dir)}

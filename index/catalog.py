@@ -128,17 +128,58 @@ class WindowRow:
 _FILE_COLS = "id, path, size, mtime, hash, duration, fps, width, height, status, error, indexed_at"
 
 
+def writable(catalog: str | os.PathLike) -> bool:
+    """Whether this process may change ``catalog`` (and create sqlite's ``-wal`` and ``-shm`` files beside it)."""
+    catalog = Path(catalog)
+    return os.access(catalog.parent, os.W_OK) and (not catalog.exists() or os.access(catalog, os.W_OK))
+
+
+def _connect_readonly(path: Path) -> sqlite3.Connection:
+    if not path.is_file():
+        raise FileNotFoundError(f"no catalog at {path}")
+    # sqlite's ``-shm`` file is there while a build in another process (its owner's watch) has the catalog open:
+    # ``mode=ro`` then reads the catalog as that build commits to it. Without it, a reader that may not create it
+    # cannot use ``mode=ro``, and nothing writes the catalog now (nor can, on a read-only mount): ``immutable=1``
+    # reads it without locks (a build started later is seen once the index is opened again).
+    shm = path.with_name(path.name + "-shm")
+    mode = "mode=ro" if shm.exists() else "immutable=1"
+    conn = sqlite3.connect(f"{path.absolute().as_uri()}?{mode}", uri=True, isolation_level=None, timeout=60)
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    # A catalog written by an older vtr lacks the newer tables, which a writable open creates; here they are empty
+    # temporary tables (in memory), so the queries that read them find nothing, as they would before its update.
+    for statement in SCHEMA.split(";"):
+        words = statement.split()
+        if words[:5] == ["CREATE", "TABLE", "IF", "NOT", "EXISTS"] and words[5] not in tables:
+            conn.execute(statement.replace("CREATE TABLE", "CREATE TEMP TABLE", 1))
+    conn.execute("PRAGMA foreign_keys=ON")
+    return conn
+
+
 class Catalog:
     """Thin typed access to ``catalog.sqlite``. Use ``with catalog.transaction():`` around multi-step changes."""
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, readonly: bool = False):
+        """readonly: open an existing catalog for reading only, as :meth:`for_reading` does where the index's
+        folder cannot be written; any change then raises ``sqlite3.OperationalError``."""
         self.path = Path(path)
+        self.readonly = readonly
+        self._depth = 0
+        if readonly:
+            self.conn = _connect_readonly(self.path)
+            return
         self.conn = sqlite3.connect(str(self.path), isolation_level=None, timeout=60)
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA foreign_keys=ON")
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.executescript(SCHEMA)
-        self._depth = 0
+
+    @classmethod
+    def for_reading(cls, path: str | os.PathLike) -> "Catalog":
+        """The catalog for a process that only reads it (searches, status): opened as a build opens it where its
+        folder can be written, read-only where it cannot (an index on a read-only share, mount or disc, or one
+        another user built and this one may only read)."""
+        path = Path(path)
+        return cls(path, readonly=not writable(path))
 
     def close(self):
         self.conn.close()

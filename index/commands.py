@@ -144,6 +144,8 @@ def status_command(index: str = None, json: bool = False) -> int:
     print(f"failed    {len(st['failed'])} files")
     for path, reason in st["failed"]:
         print(f"  {_line(path)}: {reason}")
+    if st["read_only"]:
+        print(f"read-only {st['read_only']}: searches work; building, updating or removing needs write access")
     return 0
 
 

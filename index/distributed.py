@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from index.build import read_recording_dates, sync_store
+from index.build import check_writable, make_index_folder, read_recording_dates, sync_store
 from index.catalog import Catalog, quick_hash
 from index.decode import DecodeSettings, FileFailure
 from index.embed import DEFAULT_MODEL, embed_files, load_model
@@ -119,7 +119,8 @@ def merge_shards(shards: str, index: str, factory: str | None = None) -> dict:
     missing = [r for r in range(world) if not (shard_dir / f"shard-{r:05d}.jsonl").is_file()]
     if missing:
         raise VtrError(f"{shard_dir}: shards of ranks {missing} are missing (did those ranks fail?)")
-    index_dir.mkdir(parents=True, exist_ok=True)
+    make_index_folder(index_dir)
+    check_writable(index_dir)
     if (index_dir / CATALOG).is_file():
         raise VtrError(f"{index_dir} already holds an index; merge into a new folder")
     roots = info.pop("roots", [])

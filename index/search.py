@@ -171,7 +171,7 @@ class VideoIndex:
         if self.manifest is None or not is_index(self.dir):
             raise VtrError(f"{self.dir} is not an index folder; build one with `vtr index build DIR... --index "
                            f"{self.dir}`")
-        self.catalog = Catalog(self.dir / CATALOG)
+        self.catalog = Catalog.for_reading(self.dir / CATALOG)
         self._seen = self._version()
         self._search_params = {"nprobe": nprobe, "ef_search": ef_search}
         self._gpu = None  # the GPU the store was moved to

@@ -430,3 +430,25 @@ def test_export_all_zips_every_moment_and_says_which_could_not_be_cut(tmp_path, 
             service.export_all(lost, progress=False)
     finally:
         service.close()
+
+
+def test_a_read_only_index_is_searched_and_the_index_tab_says_it_cannot_change_it(built_index, app_model,
+                                                                                  monkeypatch):
+    """An index on a read-only mount (or another user's): the app searches it, its Index tab says so before any
+    click, an update says why it cannot run, and ``--watch`` is refused at start rather than failing every round."""
+    from app.ui import _status_markdown
+    from tests.index.test_read_only import deny_writes_under
+
+    deny_writes_under(monkeypatch, built_index)
+    service = IndexService(str(built_index), model=app_model, build_options={"workers": 0})
+    try:
+        assert service.search("a dog", k=3)
+        assert "**Read-only here** (this user may not write it): searches work" in _status_markdown(
+            service.status(), service.index_dir)
+        with pytest.raises(VtrError, match="cannot be changed"):
+            service.build(progress=False)
+        with pytest.raises(VtrError, match="cannot be changed"):
+            service.watch(5)
+        assert service.watching is None
+    finally:
+        service.close()
