@@ -7,6 +7,7 @@ second on, and transcoded to H.264/AAC in MP4 (``+faststart`` so it streams), in
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
@@ -64,6 +65,8 @@ def make_preview(path: str, start: float, end: float, cache_dir, tail_s: float =
     except VtrError:
         raise
     except Exception as e:  # noqa: BLE001 - any decoder/encoder failure becomes one readable message
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise  # the cache's disk is full, not the video at fault: the page says that
         raise VtrError(f"cannot make a preview of {Path(path).name}: {e}") from e
     _prune(cache_dir)
     return out

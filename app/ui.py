@@ -12,10 +12,12 @@ the moments like that one) and ``/status`` (→ the index's counts and failures)
 
 from __future__ import annotations
 
+import errno
 import html
 import logging
 import os
 import re
+from pathlib import Path
 from types import SimpleNamespace
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # the app never calls home
@@ -109,6 +111,10 @@ def _message(e: BaseException) -> str:
     """What the page says about an error: VtrError messages are written for people; anything else is logged."""
     if isinstance(e, VtrError):
         return str(e)
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):  # the app's cache (previews, exports)
+        where = Path(e.filename).parent if e.filename else "the app's cache"
+        logger.warning("%s", e)
+        return f"No space left on the disk of {where}: free some space, then try again."
     logger.exception("unexpected error in the app")
     return f"Something went wrong ({type(e).__name__}). The details are in the server's log."
 

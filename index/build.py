@@ -15,11 +15,13 @@ decodes and listed as partial, with the reason, by ``vtr index status`` and the 
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import socket
+import sqlite3
 import time
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -121,7 +123,7 @@ def build_index(dirs: list[str] | None, index: str, model=None, window_s: float 
     if dirs is None:  # an update of a mistyped folder: not a new index of nothing, with the default model
         check_is_index(index_dir)
     make_index_folder(index_dir)
-    with build_lock(index_dir):
+    with build_lock(index_dir), disk_full_said(index_dir):
         old_manifest = read_manifest(index_dir)
         # An index's own settings (an update, or a folder added as the index was built): the plan comes first, and
         # a run with nothing to embed (a cron update) loads no model. Otherwise the model and its settings are
@@ -178,7 +180,8 @@ def build_index(dirs: list[str] | None, index: str, model=None, window_s: float 
                                       chunk_windows=chunk_windows)
             embedded = embed_chunks(m, todo, settings, batch_size=batch_size, workers=workers, timeout_s=timeout_s,
                                     progress=progress, precision=precision)
-            _commit(catalog, index_dir, embedded, report)
+            with closing(embedded):  # a commit that fails (a full disk) stops the decoding and ends the bar now
+                _commit(catalog, index_dir, embedded, report)
             return _finish(catalog, index_dir, manifest, report, t_start, progress)
         finally:
             catalog.close()
@@ -273,7 +276,7 @@ def remove_from_index(paths: list[str], index: str) -> RemoveReport:
         raise VtrError(f"{index_dir} is not an index folder (no {MANIFEST} / {CATALOG})")
     if not paths:
         raise VtrError("name the folders or videos to take out of the index")
-    with build_lock(index_dir):
+    with build_lock(index_dir), disk_full_said(index_dir):
         catalog = Catalog(index_dir / CATALOG)
         try:
             roots = catalog.get_meta("roots", [])
@@ -338,6 +341,23 @@ def read_only(index_dir: Path) -> str | None:
     except OSError:
         read_only_fs = False
     return "its file system is mounted read-only" if read_only_fs else "this user may not write it"
+
+
+@contextmanager
+def disk_full_said(index_dir: Path):
+    """A disk that fills up while an index is written (its catalog, thumbnails, vectors) stops the change with a
+    VtrError that says so, instead of a traceback. What was committed before stays (one transaction per chunk of
+    windows): the index is searchable, and an update after space is freed goes on from there."""
+    try:
+        yield
+    except (OSError, sqlite3.OperationalError) as e:
+        if isinstance(e, OSError) and e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        if isinstance(e, sqlite3.OperationalError) and "disk is full" not in str(e):
+            raise
+        where = getattr(e, "filename", None) or index_dir
+        raise VtrError(f"no space left on the disk of {where}: the windows committed before are kept and searchable; "
+                       f"free some space, then `vtr index update --index {index_dir}` goes on from there") from None
 
 
 def check_writable(index_dir: Path) -> None:

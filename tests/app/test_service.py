@@ -452,3 +452,28 @@ def test_a_read_only_index_is_searched_and_the_index_tab_says_it_cannot_change_i
         assert service.watching is None
     finally:
         service.close()
+
+
+def test_a_full_disk_under_the_app_s_cache_is_said_as_such(built_index, app_model, tmp_path, monkeypatch):
+    """A preview whose cut finds the cache's disk full is not blamed on the video ("cannot make a preview of
+    beach.mp4: [Errno 28] ..."): the page says the disk is full, and where."""
+    import errno
+
+    import app.media
+    from app.ui import _message
+
+    def full(path, start, stop, out, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(out))
+
+    monkeypatch.setattr(app.media, "cut_clip", full)
+    service = IndexService(str(built_index), model=app_model, cache_dir=str(tmp_path / "cache"))
+    try:
+        moment = service.search("a dog", k=1)[0]
+        with pytest.raises(OSError) as caught:
+            service.preview(moment)
+        assert _message(caught.value) == (f"No space left on the disk of {tmp_path / 'cache' / 'previews'}: free "
+                                          "some space, then try again.")
+        assert _message(OSError(errno.ENOSPC, "No space left on device")) == (
+            "No space left on the disk of the app's cache: free some space, then try again.")
+    finally:
+        service.close()

@@ -151,6 +151,59 @@ def test_interrupted_build_resumes_to_the_same_index(tmp_path, test_model, monke
         np.testing.assert_allclose(a[key], b[key], atol=1e-5)
 
 
+@pytest.mark.parametrize("full", ["thumbnail", "catalog"])
+def test_a_disk_that_fills_up_stops_the_build_plainly_and_an_update_goes_on(tmp_path, test_model, monkeypatch,
+                                                                             full):
+    """The third file's write finds the disk full (a thumbnail: ENOSPC; the catalog: sqlite's "database or disk
+    is full"). The build stops with a VtrError saying so, not a traceback; the two files committed before are kept and
+    searched; an update once there is room gives the index a clean build gives."""
+    import errno
+    import sqlite3
+
+    from vtr.errors import VtrError
+
+    root = tmp_path / "videos"
+    for i in range(4):
+        make_video(root / f"v{i}.mp4", 5 + 3 * i, seed=30 + i)
+    clean = tmp_path / "clean"
+    build_index([str(root)], str(clean), model=test_model, workers=0, progress=False, window_policy="stride")
+    finished = []
+    if full == "thumbnail":
+        real, target = build_mod.write_thumbnail, "write_thumbnail"
+
+        def filling(index_dir, window_id, jpeg):
+            if len(finished) == 2:
+                raise OSError(errno.ENOSPC, "No space left on device", str(thumbnail_path(index_dir, window_id)))
+            return real(index_dir, window_id, jpeg)
+    else:
+        real, target = Catalog.add_chunk, "add_chunk"
+
+        def filling(self, *args, **kwargs):
+            if len(finished) == 2:
+                raise sqlite3.OperationalError("database or disk is full")
+            return real(self, *args, **kwargs)
+    real_commit = Catalog.finish_chunks
+    monkeypatch.setattr(Catalog, "finish_chunks", lambda self, key: finished.append(key) or real_commit(self, key))
+    monkeypatch.setattr(Catalog if full == "catalog" else build_mod, target, filling)
+    idx = tmp_path / "idx"
+    with pytest.raises(VtrError, match="no space left on the disk of .*: the windows committed before are kept"):
+        build_index([str(root)], str(idx), model=test_model, workers=0, progress=False, window_policy="stride")
+    monkeypatch.undo()
+    st = index_status(str(idx))
+    assert st["files"] == 2 and len(st["pending"]) == 2
+    from index.search import VideoIndex
+
+    with VideoIndex(str(idx), model=test_model, gpu=False) as vi:
+        assert len({s.path for s in vi.search(np.ones(16, np.float32), k=10)}) == 2
+    report = build_index(None, str(idx), model=test_model, workers=0, progress=False)
+    assert report.total_files == 4 and report.failed == 0
+    a, b = snapshot(idx), snapshot(clean)
+    assert set(a) == set(b)
+    for key in a:
+        np.testing.assert_allclose(a[key], b[key], atol=1e-5)
+    assert len(list((idx / "thumbnails").rglob("*.jpg"))) == len(list((clean / "thumbnails").rglob("*.jpg")))
+
+
 def test_manifest_mismatch_stops_unless_reembed(collection, tmp_path, test_model):
     from vtr.errors import VtrError
 
