@@ -515,6 +515,11 @@ def _build_summary(report) -> str:
         names = ", ".join(literal(os.path.basename(p)) for p, _ in problems[:10])
         more = f" and {len(problems) - 10} more" if len(problems) > 10 else ""
         summary += f"\n\nCould not fully index {names}{more}: the reasons are in the table below."
+    if report.vanished:
+        names = ", ".join(literal(os.path.basename(p)) for p in report.vanished[:10])
+        more = f" and {len(report.vanished) - 10} more" if len(report.vanished) > 10 else ""
+        summary += (f"\n\nGone while being read (a drive or share unplugged?): {names}{more}. An update indexes "
+                    "them once they are back.")
     missing = getattr(report, "missing_roots", [])
     if missing:
         summary += (f"\n\nNot found, so not scanned: {', '.join(literal(d) for d in missing)} (a drive not "

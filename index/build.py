@@ -66,6 +66,8 @@ class BuildReport:
     redecoded: int = 0  # unchanged files an older index's decoder may have misread, embedded again (older indexes)
     copies: int = 0  # new files whose content was already indexed (a backup, a copy): windows reused, not embedded
     waiting: list = field(default_factory=list)  # new or changed files left for a later build: still being written
+    vanished: list = field(default_factory=list)  # files gone while this run read them (a share or drive dropped):
+    # not recorded as failed, so the next build indexes them once they are back
     failures: list = field(default_factory=list)  # [(path, reason)] of this run
     partials: list = field(default_factory=list)  # [(path, reason)] of this run: indexed in part
     missing_roots: list = field(default_factory=list)  # recorded folders not there on an update: files kept
@@ -75,7 +77,7 @@ class BuildReport:
         """Whether this run changed what the index holds (files added, changed, renamed, deleted, failed, windows
         embedded)."""
         return bool(self.added or self.changed or self.renamed or self.deleted or self.failures or self.partial
-                    or self.embedded_windows)
+                    or self.embedded_windows or self.vanished)
 
     def summary(self) -> str:
         resumed = f", {self.resumed_windows} resumed from an interrupted build" if self.resumed_windows else ""
@@ -89,6 +91,8 @@ class BuildReport:
                 f"{self.unchanged} unchanged, {self.failed} failed, {self.partial} indexed in part; "
                 f"{self.embedded_windows} windows embedded{resumed} in {self.seconds:.1f} s"
                 + (f"; {len(self.waiting)} still being written, left for later" if self.waiting else "")
+                + (f"; {len(self.vanished)} gone while being read (a drive or share unplugged?), indexed by an update "
+                   "once they are back" if self.vanished else "")
                 + (f"; not found, so not re-scanned (their files kept; --forget-missing drops them): "
                    f"{', '.join(self.missing_roots)}"
                    if self.missing_roots else ""))
@@ -503,10 +507,18 @@ def _commit(catalog: Catalog, index_dir: Path, items, report: BuildReport) -> No
     each failure, as :func:`index.embed.embed_chunks` yields them."""
     for item in items:
         if isinstance(item, FileFailure):
+            gone = not os.path.exists(item.path)  # not the file's fault: a share or drive dropped, or it was deleted
             with catalog.transaction():
-                dropped = [w.id for w in catalog.windows_of(item.key)]  # chunks committed before it failed
-                catalog.mark_failed(item.key, item.reason)
+                if gone:  # out of the catalog: the next build finds it new if it is back, and gone if it is not
+                    dropped = catalog.delete_file(item.key)
+                else:
+                    dropped = [w.id for w in catalog.windows_of(item.key)]  # chunks committed before it failed
+                    catalog.mark_failed(item.key, item.reason)
             remove_thumbnails(index_dir, dropped)
+            if gone:
+                report.vanished.append(item.path)
+                logger.info("gone while being read: %s (%s)", item.path, item.reason)
+                continue
             report.failed += 1
             report.failures.append((item.path, item.reason))
             logger.info("failed: %s: %s", item.path, item.reason)
@@ -565,7 +577,8 @@ def _plan(catalog: Catalog, scanned, roots_now, retry_failed, report: BuildRepor
                     report.unchanged += 1
                 continue
             if row is not None and row.status != "pending" and (row.size, row.mtime) == (f.size, f.mtime):
-                if row.status == "failed" and retry_failed:
+                # "file not found": recorded by builds before gone files were told apart, for a file there now
+                if row.status == "failed" and (retry_failed or row.error == "file not found"):
                     todo.append((catalog.upsert_pending(path, f.size, f.mtime, row.hash), path))
                 else:
                     report.unchanged += 1
@@ -575,6 +588,9 @@ def _plan(catalog: Catalog, scanned, roots_now, retry_failed, report: BuildRepor
                 continue
             try:
                 h = quick_hash(path)
+            except FileNotFoundError:  # gone since the scan: as if the scan had not seen it
+                report.vanished.append(path)
+                continue
             except OSError as e:
                 fid = row.id if row else catalog.upsert_pending(path, f.size, f.mtime, None)
                 catalog.mark_failed(fid, f"cannot read: {e.strerror or e}")

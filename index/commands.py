@@ -240,6 +240,8 @@ def _print_report(report) -> None:
         print(f"  indexed in part: {_line(path)}: {reason}")
     for path, reason in report.failures:
         print(f"  failed: {_line(path)}: {reason}")
+    for path in report.vanished:
+        print(f"  gone while being read: {_line(path)}")
 
 
 def _check_flags(index, device: str | None = None):

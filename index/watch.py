@@ -94,6 +94,8 @@ def watch_index(index: str, every_s: float, rounds: int | None = None, say: Call
                 say(f"  indexed in part: {path}: {reason}")
             for path, reason in report.failures:
                 say(f"  failed: {path}: {reason}")
+            for path in report.vanished:
+                say(f"  gone while being read: {path}")
             for path in report.waiting:
                 say(f"  still being written: {path}")
         said = now

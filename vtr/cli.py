@@ -82,7 +82,7 @@ def _add_arguments(parser: argparse.ArgumentParser, fn) -> None:
             parser.add_argument(name, **kwargs)
         else:
             kwargs["default"] = param.default
-            if kwargs.get("help") and param.default not in (None, False):
+            if kwargs.get("help") and param.default not in (None, False, ""):
                 kwargs["help"] += f" (default: {param.default})"
             flags = ["-" + name] if len(name) == 1 else []  # one-letter parameters also get a short flag (-k)
             parser.add_argument(*flags, "--" + name.replace("_", "-"), dest=name, **kwargs)

@@ -232,6 +232,10 @@ def test_build_summary_says_which_folders_were_not_there():
     text = _build_summary(report)
     assert "Not found, so not scanned: " + literal("/media/drive/Videos") in text and "stay in the index" in text
     assert "Not found" not in _build_summary(BuildReport(index="idx"))
+    report = BuildReport(index="idx", vanished=["/nas/a.mp4", "/nas/b.mp4"])
+    assert ("Gone while being read (a drive or share unplugged?): a.mp4, b.mp4. An update indexes them once they are "
+            "back." in _build_summary(report).replace("\\", ""))
+    assert "Gone" not in _build_summary(BuildReport(index="idx"))
 
 
 def test_index_tab_marks_a_recorded_folder_that_is_not_there(tmp_path):

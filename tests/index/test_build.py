@@ -151,6 +151,69 @@ def test_interrupted_build_resumes_to_the_same_index(tmp_path, test_model, monke
         np.testing.assert_allclose(a[key], b[key], atol=1e-5)
 
 
+def test_files_gone_while_being_read_are_not_failed_and_are_indexed_once_back(tmp_path, test_model, monkeypatch):
+    """A share or drive that drops mid-build: the files not yet read are not recorded as damaged (an update would
+    have left them failed, unchanged, when the share came back); the next update with the folder back indexes
+    them, giving the index a clean build gives."""
+    root = tmp_path / "share" / "videos"
+    for i in range(4):
+        make_video(root / f"v{i}.mp4", 5 + 3 * i, seed=40 + i)
+    clean = tmp_path / "clean"
+    build_index([str(root)], str(clean), model=test_model, workers=0, progress=False, window_policy="stride")
+    real = build_mod.embed_chunks
+    away = tmp_path / "away"
+
+    def dropping(*args, **kwargs):
+        for n, item in enumerate(real(*args, **kwargs)):
+            yield item
+            if n == 0:
+                (tmp_path / "share").rename(away)  # unplugged after the first file
+
+    monkeypatch.setattr(build_mod, "embed_chunks", dropping)
+    idx = tmp_path / "idx"
+    report = build_index([str(root)], str(idx), model=test_model, workers=0, progress=False, window_policy="stride")
+    monkeypatch.undo()
+    gone = len(report.vanished)  # the files not decoded yet when it went (decoding reads ahead)
+    assert report.failed == 0 and report.failures == [] and gone >= 1
+    assert f"{gone} gone while being read" in report.summary()
+    st = index_status(str(idx))
+    assert st["files"] == 4 - gone and st["failed"] == [] and st["pending"] == []
+    away.rename(tmp_path / "share")
+    report = build_index(None, str(idx), model=test_model, workers=0, progress=False)
+    assert report.added == gone and report.total_files == 4 and report.vanished == []
+    a, b = snapshot(idx), snapshot(clean)
+    assert set(a) == set(b)
+    # a file gone between the scan and its hash is left as if unseen
+    make_video(root / "late.mp4", 5, seed=50)
+    real_hash = build_mod.quick_hash
+
+    def vanishing(path):
+        if path.endswith("late.mp4"):
+            raise FileNotFoundError(2, "No such file or directory", path)
+        return real_hash(path)
+
+    monkeypatch.setattr(build_mod, "quick_hash", vanishing)
+    report = build_index(None, str(idx), model=test_model, workers=0, progress=False)
+    assert report.vanished == [str(root / "late.mp4")] and report.failed == 0
+    assert index_status(str(idx))["files"] == 4
+
+
+def test_a_file_an_older_build_failed_as_not_found_is_tried_again_when_it_is_there(tmp_path, test_model):
+    root = tmp_path / "videos"
+    make_video(root / "a.mp4", 5, seed=1)
+    make_video(root / "b.mp4", 5, seed=2)
+    idx = tmp_path / "idx"
+    build_index([str(root)], str(idx), model=test_model, workers=0, progress=False)
+    cat = Catalog(idx / "catalog.sqlite")  # as a build before gone files were told apart left b.mp4
+    with cat.transaction():
+        cat.mark_failed(cat.file_by_path(str(root / "b.mp4")).id, "file not found")
+        cat.mark_failed(cat.file_by_path(str(root / "a.mp4")).id, "moov atom not found")  # damaged: stays
+    cat.close()
+    build_index(None, str(idx), model=test_model, workers=0, progress=False)
+    st = index_status(str(idx))
+    assert st["files"] == 1 and st["failed"] == [(str(root / "a.mp4"), "moov atom not found")]
+
+
 @pytest.mark.parametrize("full", ["thumbnail", "catalog"])
 def test_a_disk_that_fills_up_stops_the_build_plainly_and_an_update_goes_on(tmp_path, test_model, monkeypatch,
                                                                              full):
