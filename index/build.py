@@ -498,6 +498,17 @@ def _scan_and_plan(catalog: Catalog, index_dir: Path, dirs: list[str] | None, ex
     return todo
 
 
+CANNOT_READ = "cannot read:"  # the start of the reason of a file the build could not open (permissions, I/O)
+
+
+def _readable(path: str) -> bool:
+    try:
+        with open(path, "rb"):
+            return True
+    except OSError:
+        return False
+
+
 def _under(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
@@ -577,8 +588,10 @@ def _plan(catalog: Catalog, scanned, roots_now, retry_failed, report: BuildRepor
                     report.unchanged += 1
                 continue
             if row is not None and row.status != "pending" and (row.size, row.mtime) == (f.size, f.mtime):
-                # "file not found": recorded by builds before gone files were told apart, for a file there now
-                if row.status == "failed" and (retry_failed or row.error == "file not found"):
+                # "file not found": recorded by builds before gone files were told apart, for a file there now;
+                # "cannot read": permissions mended since (a chmod leaves the modification time)
+                if row.status == "failed" and (retry_failed or row.error == "file not found"
+                                               or ((row.error or "").startswith(CANNOT_READ) and _readable(path))):
                     todo.append((catalog.upsert_pending(path, f.size, f.mtime, row.hash), path))
                 else:
                     report.unchanged += 1
@@ -593,9 +606,9 @@ def _plan(catalog: Catalog, scanned, roots_now, retry_failed, report: BuildRepor
                 continue
             except OSError as e:
                 fid = row.id if row else catalog.upsert_pending(path, f.size, f.mtime, None)
-                catalog.mark_failed(fid, f"cannot read: {e.strerror or e}")
+                catalog.mark_failed(fid, f"{CANNOT_READ} {e.strerror or e}")
                 report.failed += 1
-                report.failures.append((path, f"cannot read: {e.strerror or e}"))
+                report.failures.append((path, f"{CANNOT_READ} {e.strerror or e}"))
                 continue
             if row is None:
                 old = missing_by_hash.pop(h, None)

@@ -19,17 +19,19 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import errno
 import json
 import logging
 import math
 import os
 import random
 import re
+import shutil
 import sys
 import time
 import warnings
 from collections import deque
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +40,7 @@ import torch.distributed as dist
 from torch import nn
 
 from pretrain.config import TrainConfig, load_config, to_dict
-from pretrain.guard import DivergenceGuard, TrainingDiverged, mean_pairwise_cosine
+from pretrain.guard import DivergenceGuard, mean_pairwise_cosine
 from vtr import losses as L
 from vtr.atomic import atomic_path
 from vtr.data.shards import _seed, count_shard_samples, make_train_loader
@@ -272,8 +274,41 @@ def maybe_evaluate(model, tokenizer, cfg: TrainConfig, step: int, device, precis
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
-    with atomic_path(path) as tmp:  # a crash never leaves a half-written checkpoint
-        torch.save(state, tmp)
+    then = ("the checkpoint before is kept: free some space, then run again with --resume" if path.is_file() else
+            "free some space, then run again")
+    with space_said(path, state, then):
+        with atomic_path(path) as tmp:  # a crash never leaves a half-written checkpoint
+            torch.save(state, tmp)
+
+
+@contextmanager
+def space_said(path: Path, state, then: str):
+    """A write of ``state``'s tensors to ``path`` that fails on a full disk raises VtrError saying so (torch.save then
+    fails with "unexpected pos 576 vs 534", safetensors with an I/O error); other failures pass as they are."""
+    try:
+        free = shutil.disk_usage(Path(path).parent).free  # before: the failed write's file holds space until freed
+    except OSError:
+        free = None
+    try:
+        yield
+    except (OSError, RuntimeError) as e:
+        need = _tensor_bytes(state)
+        full = isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
+        if not full and (free is None or free >= need):
+            raise
+        room = f"{free / 2**20:.0f} MiB free, " if free is not None else ""
+        raise VtrError(f"cannot write {path}: no space left on its disk ({room}about {need / 2**20:.0f} MiB "
+                       f"needed); {then}") from e
+
+
+def _tensor_bytes(obj) -> int:
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(_tensor_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_tensor_bytes(v) for v in obj)
+    return 0
 
 
 def gather_objects(obj, world_size: int) -> list:
@@ -722,7 +757,9 @@ def export_model(raw_model, folder: Path, cfg: TrainConfig, recent_vtm, precisio
     # A model trained in fp32 runs in fp32 unless told otherwise: the demo model's held-out R@1 moved by points in
     # bf16 (58.3 against 62.5 on one run), and at its size bf16 saves no time.
     raw_model.cfg.precision = "fp32" if precision == "fp32" else "auto"
-    save_vtr(raw_model, folder, config_to_dict(raw_model.cfg, architecture=raw_model.architecture))
+    with space_said(Path(folder) / "model.safetensors", raw_model.state_dict(),
+                    "free some space, then run again with --resume: it exports from the last checkpoint"):
+        save_vtr(raw_model, folder, config_to_dict(raw_model.cfg, architecture=raw_model.architecture))
     logger.info("exported %s (load with vtr.create_model(%r))", folder, str(folder))
 
 
@@ -929,7 +966,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"error: {e}") from None
     try:
         train(cfg, resume=resume)
-    except TrainingDiverged as e:
+    except VtrError as e:  # a diverging run, a full disk: said in one line, not a traceback
         raise SystemExit(f"error: {e}") from None
     return 0
 

@@ -214,6 +214,32 @@ def test_a_file_an_older_build_failed_as_not_found_is_tried_again_when_it_is_the
     assert st["files"] == 1 and st["failed"] == [(str(root / "a.mp4"), "moov atom not found")]
 
 
+def test_a_file_that_could_not_be_read_is_tried_again_once_it_can_be(tmp_path, test_model, monkeypatch):
+    """Copied in by another user with mode 600: "cannot read: Permission denied". A chmod mends it without changing
+    the file's modification time, so an update tries it again when it opens (tests run as root: the refusal is
+    patched in); while it still does not, the update leaves it failed as before, without saying so again."""
+    root = tmp_path / "videos"
+    make_video(root / "a.mp4", 5, seed=1)
+    make_video(root / "b.mp4", 5, seed=2)
+    idx = tmp_path / "idx"
+    real_hash = build_mod.quick_hash
+
+    def refused(path):
+        if path.endswith("b.mp4"):
+            raise PermissionError(13, "Permission denied", path)
+        return real_hash(path)
+
+    monkeypatch.setattr(build_mod, "quick_hash", refused)
+    report = build_index([str(root)], str(idx), model=test_model, workers=0, progress=False)
+    assert report.failures == [(str(root / "b.mp4"), "cannot read: Permission denied")]
+    monkeypatch.setattr(build_mod, "_readable", lambda path: False)  # still refused: as before, unsaid
+    report = build_index(None, str(idx), model=test_model, workers=0, progress=False)
+    assert report.failures == [] and report.unchanged == 2 and not report.changed_index
+    monkeypatch.undo()
+    report = build_index(None, str(idx), model=test_model, workers=0, progress=False)
+    assert report.failures == [] and report.total_files == 2 and index_status(str(idx))["failed"] == []
+
+
 @pytest.mark.parametrize("full", ["thumbnail", "catalog"])
 def test_a_disk_that_fills_up_stops_the_build_plainly_and_an_update_goes_on(tmp_path, test_model, monkeypatch,
                                                                              full):

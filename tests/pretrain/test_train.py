@@ -562,3 +562,43 @@ def test_umt_stage_one_trains_the_video_side_alone(shards, tmp_path, monkeypatch
     with pytest.raises(SystemExit, match="never train"):
         train(_cfg(shards, tmp_path / "bad2", text_start=4, loss_uta=1.0, **common))
     assert len(text_calls) == n_before
+
+
+def test_a_checkpoint_that_finds_the_disk_full_is_said_as_such(tmp_path, monkeypatch):
+    """torch.save on a full disk fails with "unexpected pos 576 vs 534" (seen on a full tmpfs): the run stops with
+    an error that says the disk is full, how much the checkpoint needs, and that the checkpoint before is kept.
+    A failure with room to spare is not blamed on the disk."""
+    import errno
+    import shutil
+    from collections import namedtuple
+
+    import pretrain.train as T
+    from vtr.errors import VtrError
+
+    state = {"model": {"w": torch.zeros(1024, 1024)}, "step": 5}  # 4 MiB
+    path = tmp_path / "checkpoint.pt"
+    usage = namedtuple("usage", "total used free")
+
+    def failing(obj, f):
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534")
+
+    monkeypatch.setattr(T.torch, "save", failing)
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(2**30, 2**30 - 2**20, 2**20))  # 1 MiB free
+    with pytest.raises(VtrError, match=r"cannot write .*checkpoint.pt: no space left on its disk \(1 MiB free, "
+                                       r"about 4 MiB needed\); free some space, then run again$"):
+        T.save_checkpoint(path, state)
+    path.write_bytes(b"the step before")
+    with pytest.raises(VtrError, match="the checkpoint before is kept: free some space, then run again with "
+                                       "--resume"):
+        T.save_checkpoint(path, state)
+    assert path.read_bytes() == b"the step before" and sorted(os.listdir(tmp_path)) == ["checkpoint.pt"]
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(2**40, 0, 2**40))
+    with pytest.raises(RuntimeError, match="unexpected pos"):  # room enough: not the disk
+        T.save_checkpoint(path, state)
+
+    def enospc(obj, f):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(T.torch, "save", enospc)  # a quota: the disk says it is full whatever df says
+    with pytest.raises(VtrError, match="no space left on its disk"):
+        T.save_checkpoint(path, state)
