@@ -520,6 +520,9 @@ def _build_summary(report) -> str:
         more = f" and {len(report.vanished) - 10} more" if len(report.vanished) > 10 else ""
         summary += (f"\n\nGone while being read (a drive or share unplugged?): {names}{more}. An update indexes "
                     "them once they are back.")
+    if report.unreadable:
+        summary += ("\n\nCould not read " + ", ".join(f"{literal(d)} ({literal(why)})" for d, why in report.unreadable)
+                    + ": their videos stay in the index as they were.")
     missing = getattr(report, "missing_roots", [])
     if missing:
         summary += (f"\n\nNot found, so not scanned: {', '.join(literal(d) for d in missing)} (a drive not "

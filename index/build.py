@@ -71,6 +71,7 @@ class BuildReport:
     failures: list = field(default_factory=list)  # [(path, reason)] of this run
     partials: list = field(default_factory=list)  # [(path, reason)] of this run: indexed in part
     missing_roots: list = field(default_factory=list)  # recorded folders not there on an update: files kept
+    unreadable: list = field(default_factory=list)  # [(folder, reason)] that could not be listed: files kept
 
     @property
     def changed_index(self) -> bool:
@@ -95,7 +96,9 @@ class BuildReport:
                    "once they are back" if self.vanished else "")
                 + (f"; not found, so not re-scanned (their files kept; --forget-missing drops them): "
                    f"{', '.join(self.missing_roots)}"
-                   if self.missing_roots else ""))
+                   if self.missing_roots else "")
+                + (f"; could not be read, so their videos were kept as they were: "
+                   f"{', '.join(f'{d} ({why})' for d, why in self.unreadable)}" if self.unreadable else ""))
 
 
 def build_index(dirs: list[str] | None, index: str, model=None, window_s: float | None = None,
@@ -480,10 +483,13 @@ def _scan_and_plan(catalog: Catalog, index_dir: Path, dirs: list[str] | None, ex
     # deleted: its files stay as they are until it is back, or until they turn up in a scanned folder (it was
     # moved or renamed: matched by content, kept without embedding them again).
     gone = [d for d in roots if not os.path.exists(d)]
-    scanned = scan_folders(dirs, extensions, exclude=excluded)
+    scanned = scan_folders(dirs, extensions, exclude=excluded, unreadable=report.unreadable)
+    for d, why in report.unreadable:
+        logger.warning("cannot read the folder %s (%s): its videos stay in the index as they are", d, why)
     report.scanned = len(scanned)
     todo = _plan(catalog, scanned, roots_now=dirs, retry_failed=retry_failed, report=report, index_dir=index_dir,
-                 roots_gone=gone, forget_gone=forget_missing, settled=settled)
+                 roots_gone=gone, forget_gone=forget_missing, settled=settled,
+                 unread=[d for d, _ in report.unreadable])
     paths = [r.path for r in catalog.files()] if gone else []
     left = {d: any(_under(path, d) for path in paths) for d in gone}
     for d in gone:
@@ -553,13 +559,16 @@ def _commit(catalog: Catalog, index_dir: Path, items, report: BuildReport) -> No
 
 
 def _plan(catalog: Catalog, scanned, roots_now, retry_failed, report: BuildReport, index_dir,
-          roots_gone=(), forget_gone: bool = False, settled=None) -> list[tuple]:
+          roots_gone=(), forget_gone: bool = False, settled=None, unread=()) -> list[tuple]:
     """Apply renames/deletions to the catalog and return the ``[(file_id, path)]`` to embed (``(file_id, path,
     chunks)`` for a file an interrupted build had begun: the chunks still to embed). Files under ``roots_gone``
     (recorded folders that are not there) may turn up renamed or moved; the others are deleted only with
-    ``forget_gone``. New and changed files ``settled`` rejects are left for a later build."""
+    ``forget_gone``. New and changed files ``settled`` rejects are left for a later build. Files under ``unread``
+    (folders the scan could not list) are left as they are."""
     rows = {r.path: r for r in catalog.files()}
     seen = {f.path: f for f in scanned}
+    if unread:
+        rows = {p: r for p, r in rows.items() if not any(_under(p, d) for d in unread)}
     todo: list[tuple[int, str]] = []
     removed_windows: list[int] = []
     # Files that vanished from the scanned folders: renamed (matched by hash below) or deleted.

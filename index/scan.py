@@ -68,11 +68,14 @@ def is_source_code(path: str) -> bool:
     return True
 
 
-def scan_folders(roots: list[str], extensions=VIDEO_EXTENSIONS, exclude=()) -> list[ScannedFile]:
+def scan_folders(roots: list[str], extensions=VIDEO_EXTENSIONS, exclude=(),
+                 unreadable: list | None = None) -> list[ScannedFile]:
     """Video files under ``roots``, recursively, sorted by path.
 
     exclude: absolute paths (folders or files) inside the roots to leave out, as ``vtr index remove`` records
     them; a root itself is always scanned, also one inside an excluded folder.
+    unreadable: a list that gets ``(folder, reason)`` for each folder that could not be listed (permissions, a
+    share's I/O error): its videos are unknown, not gone.
 
     Hidden files and folders (name starting with ``.``) are skipped, and so are :data:`SYSTEM_FOLDERS` and
     TypeScript files (:func:`is_source_code`). Symbolic links are followed, but each real
@@ -122,7 +125,11 @@ def scan_folders(roots: list[str], extensions=VIDEO_EXTENSIONS, exclude=()) -> l
             from vtr.errors import VtrError
 
             raise VtrError(f"{root} is not a folder or a file")
-        for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        def said(e: OSError):
+            if unreadable is not None:
+                unreadable.append((os.path.abspath(e.filename or root), e.strerror or str(e)))
+
+        for dirpath, dirnames, filenames in os.walk(root, onerror=said, followlinks=True):
             real = os.path.realpath(dirpath)
             if real in seen_real_dirs:
                 dirnames[:] = []

@@ -87,7 +87,7 @@ def watch_index(index: str, every_s: float, rounds: int | None = None, say: Call
         finally:
             settling.next_round()
         reports.append(report)
-        now = (tuple(report.waiting), tuple(report.missing_roots), None)
+        now = (tuple(report.waiting), tuple(report.missing_roots) + tuple(report.unreadable), None)
         if report.changed_index or now[:2] != said[:2]:
             say(f"{_stamp()} {report.summary()}")
             for path, reason in report.partials:

@@ -236,6 +236,9 @@ def test_build_summary_says_which_folders_were_not_there():
     assert ("Gone while being read (a drive or share unplugged?): a.mp4, b.mp4. An update indexes them once they are "
             "back." in _build_summary(report).replace("\\", ""))
     assert "Gone" not in _build_summary(BuildReport(index="idx"))
+    report = BuildReport(index="idx", unreadable=[("/nas/trip", "Permission denied")])
+    assert ("Could not read /nas/trip (Permission denied): their videos stay in the index as they were."
+            in _build_summary(report).replace("\\", ""))
 
 
 def test_index_tab_marks_a_recorded_folder_that_is_not_there(tmp_path):

@@ -151,6 +151,53 @@ def test_interrupted_build_resumes_to_the_same_index(tmp_path, test_model, monke
         np.testing.assert_allclose(a[key], b[key], atol=1e-5)
 
 
+def refuse_listing(monkeypatch, name: str) -> None:
+    """Listing a folder called ``name`` fails as for a user without permission (``os.walk`` lists with
+    ``os.scandir``)."""
+    real = os.scandir
+
+    def refused(path="."):
+        if str(path).endswith(name):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", refused)
+
+
+def test_a_folder_that_cannot_be_listed_keeps_its_videos(tmp_path, test_model, monkeypatch):
+    """A sub-folder the scan cannot list (its permissions changed; a share's I/O error) is not a folder whose videos
+    were deleted: they stay in the index as they were, and the update says which folder it could not read and why.
+    (Before, they were dropped, and embedded again once the folder could be read. Tests run as root: the refusal is
+    patched into ``os.scandir``, which ``os.walk`` lists with; `vtr index update` as another user showed the same.)"""
+    root = tmp_path / "videos"
+    make_video(root / "trip" / "a.mp4", 5, seed=1)
+    make_video(root / "trip" / "b.mp4", 5, seed=2)
+    make_video(root / "home" / "c.mp4", 5, seed=3)
+    idx = tmp_path / "idx"
+    build_index([str(root)], str(idx), model=test_model, workers=0, progress=False)
+    refuse_listing(monkeypatch, "trip")
+    report = build_index(None, str(idx), model=test_model, workers=0, progress=False)
+    assert report.unreadable == [(str(root / "trip"), "Permission denied")]
+    assert report.deleted == 0 and report.total_files == 3
+    assert f"could not be read, so their videos were kept as they were: {root / 'trip'} (Permission denied)" in (
+        report.summary())
+    monkeypatch.undo()
+    report = build_index(None, str(idx), model=test_model, workers=0, progress=False)
+    assert report.unreadable == [] and report.unchanged == 3 and report.total_files == 3
+
+
+def _hash_fails(monkeypatch, name: str, error: OSError) -> None:
+    """The build's first read of the file called ``name`` (its content hash) raises ``error``."""
+    real_hash = build_mod.quick_hash
+
+    def failing(path):
+        if path.endswith(name):
+            raise error
+        return real_hash(path)
+
+    monkeypatch.setattr(build_mod, "quick_hash", failing)
+
+
 def test_files_gone_while_being_read_are_not_failed_and_are_indexed_once_back(tmp_path, test_model, monkeypatch):
     """A share or drive that drops mid-build: the files not yet read are not recorded as damaged (an update would
     have left them failed, unchanged, when the share came back); the next update with the folder back indexes
@@ -185,14 +232,7 @@ def test_files_gone_while_being_read_are_not_failed_and_are_indexed_once_back(tm
     assert set(a) == set(b)
     # a file gone between the scan and its hash is left as if unseen
     make_video(root / "late.mp4", 5, seed=50)
-    real_hash = build_mod.quick_hash
-
-    def vanishing(path):
-        if path.endswith("late.mp4"):
-            raise FileNotFoundError(2, "No such file or directory", path)
-        return real_hash(path)
-
-    monkeypatch.setattr(build_mod, "quick_hash", vanishing)
+    _hash_fails(monkeypatch, "late.mp4", FileNotFoundError(2, "No such file or directory"))
     report = build_index(None, str(idx), model=test_model, workers=0, progress=False)
     assert report.vanished == [str(root / "late.mp4")] and report.failed == 0
     assert index_status(str(idx))["files"] == 4
@@ -222,14 +262,7 @@ def test_a_file_that_could_not_be_read_is_tried_again_once_it_can_be(tmp_path, t
     make_video(root / "a.mp4", 5, seed=1)
     make_video(root / "b.mp4", 5, seed=2)
     idx = tmp_path / "idx"
-    real_hash = build_mod.quick_hash
-
-    def refused(path):
-        if path.endswith("b.mp4"):
-            raise PermissionError(13, "Permission denied", path)
-        return real_hash(path)
-
-    monkeypatch.setattr(build_mod, "quick_hash", refused)
+    _hash_fails(monkeypatch, "b.mp4", PermissionError(13, "Permission denied"))
     report = build_index([str(root)], str(idx), model=test_model, workers=0, progress=False)
     assert report.failures == [(str(root / "b.mp4"), "cannot read: Permission denied")]
     monkeypatch.setattr(build_mod, "_readable", lambda path: False)  # still refused: as before, unsaid

@@ -18,6 +18,7 @@ from index.build import build_index, build_lock
 from index.scan import ScannedFile
 from index.search import VideoIndex
 from index.watch import Settling, watch_index
+from tests.index.test_build import refuse_listing
 from tests.index.media import make_video
 from tests.index.test_search import RED_VECTOR, RedDetector, red_collection  # noqa: F401 (a fixture)
 from vtr.errors import VtrError
@@ -113,6 +114,19 @@ def test_watch_indexes_a_video_once_it_is_written_and_says_only_what_changed(tmp
     assert "1 new" in said[2] and "1 deleted" in said[3]
     with VideoIndex(str(idx), model=test_model, gpu=False) as vi:
         assert [s.path for s in vi.search(RED_VECTOR, k=5)] == [str(root / "new.mp4")]
+
+
+def test_watch_says_a_folder_it_cannot_read_once(tmp_path, test_model, monkeypatch):
+    root, idx = tmp_path / "videos", tmp_path / "idx"
+    make_video(root / "trip" / "a.mp4", 5, seed=1)
+    build_index([str(root)], str(idx), model=test_model, workers=0, progress=False)
+    refuse_listing(monkeypatch, "trip")
+    said: list[str] = []
+    reports = watch_index(str(idx), 30.0, rounds=3, say=said.append, sleep=lambda s: None, model=test_model,
+                          workers=0, progress=False)
+    assert [r.deleted for r in reports] == [0, 0, 0] and reports[-1].total_files == 1
+    assert len(said) == 1 and said[0].endswith(f"could not be read, so their videos were kept as they were: "
+                                               f"{root / 'trip'} (Permission denied)")
 
 
 def test_watch_waits_for_a_busy_index_and_stops_on_other_errors(tmp_path, test_model, monkeypatch):
