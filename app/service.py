@@ -125,7 +125,8 @@ def _filters(folder: str | None, min_duration: float | None, max_duration: float
         raise VtrError("The minimum duration is longer than the maximum duration.")
     if since is not None and until is not None and since >= until:
         raise VtrError("The first recording date is after the last.")
-    return dict(path_glob=folder_glob(folder) if folder else None, min_duration=min_duration,
+    return dict(path_glob=folder_glob(typed_folder(folder)) if folder and folder.strip() else None,
+                min_duration=min_duration,
                 max_duration=max_duration, since=since, until=until)
 
 
@@ -133,6 +134,19 @@ def _moments(segments) -> list[Moment]:
     # Best first: grouping by video is a view (group_by_video), never a reason to rank a worse moment higher.
     return [Moment(s.path, float(s.start), float(s.end), float(s.score), s.thumbnail, list(s.copies), s.recorded,
                    s.recorded_by) for s in segments]
+
+
+def typed_folder(text: str) -> str:
+    """The absolute folder a person typed or pasted: ``~`` expanded, and the quotes or the ``file://`` URL that
+    file managers copy a path as ("Copy as path" on Windows, Files and Finder on Linux and macOS) taken off."""
+    text = text.strip()
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        text = text[1:-1].strip()
+    if text.startswith("file://"):
+        from urllib.parse import unquote, urlparse
+
+        text = unquote(urlparse(text).path)
+    return os.path.abspath(os.path.expanduser(text))
 
 
 class IndexService:
@@ -412,7 +426,7 @@ class IndexService:
         from index import build_index, update_index
 
         if add_folder is not None:
-            folder = os.path.abspath(os.path.expanduser(add_folder.strip()))
+            folder = typed_folder(add_folder)
             if not add_folder.strip() or not os.path.isdir(folder):
                 raise VtrError(f"{add_folder!r} is not a folder on this computer.")
         elif not self.exists():
@@ -500,7 +514,7 @@ class IndexService:
         if not self._build_lock.acquire(blocking=False):
             raise VtrError("An index build is running; wait for it to finish.")
         try:
-            return remove_from_index([str(path).strip()], str(self.index_dir))
+            return remove_from_index([typed_folder(str(path))], str(self.index_dir))
         finally:
             self._build_lock.release()
             self.reload()

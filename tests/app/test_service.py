@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from app.media import make_preview, make_thumbnail
-from app.service import IndexService, Moment, clock, folder_glob, group_by_video
+from app.service import IndexService, Moment, clock, folder_glob, group_by_video, typed_folder
 from tests.videos import frame_index_of, indexed_frames, write_video
 from vtr.errors import VtrError
 
@@ -160,6 +160,15 @@ def test_thumbnails_of_an_index_built_without_them_are_cut_from_the_video(tmp_pa
 def test_helpers():
     assert clock(75.4) == "1:15" and clock(3725) == "1:02:05" and clock(0) == "0:00"
     assert folder_glob("/v/a*b?[c]/") == "/v/a[*]b[?][[]c]/*"
+    # a folder as people paste it: in quotes (Windows' "Copy as path"), as a file manager's URL, with ~
+    for pasted in ('"/home/me/My Videos"', "'/home/me/My Videos' ", "file:///home/me/My%20Videos",
+                   "file:///home/me/My%20Videos/"):
+        assert typed_folder(pasted) == "/home/me/My Videos"
+    assert typed_folder("~/clips") == os.path.expanduser("~/clips")
+    from app.service import _filters
+
+    assert _filters('"/v/trips/"', None, None)["path_glob"] == "/v/trips/*"
+    assert _filters("  ", None, None)["path_glob"] is None
     ms = [Moment("a", 0, 8, 0.5, None), Moment("b", 0, 8, 0.9, None), Moment("a", 8, 16, 0.7, None),
           Moment("b", 8, 16, 0.1, None)]
     assert [(m.path, m.score) for m in group_by_video(ms)] == [("b", 0.9), ("b", 0.1), ("a", 0.7), ("a", 0.5)]
@@ -178,7 +187,7 @@ def test_service_without_an_index_then_building(tmp_path, app_model):
         with pytest.raises(VtrError, match="not a folder"):
             service.build(str(tmp_path / "nowhere"))
         videos = make_collection(tmp_path / "videos")
-        report = service.build(str(videos), progress=False)
+        report = service.build(f"  {videos.as_uri()}/ ", progress=False)  # pasted from a file manager
         assert report.total_files == 3 and report.failed == 1
         moments = service.search("a dog", k=5)
         assert moments and all(m.thumbnail for m in moments)
