@@ -5,8 +5,8 @@ import shutil
 import pytest
 import torch
 
-from vtr.data.retrieval import (RETRIEVAL_DATASETS, RetrievalVideos, check_videos, get_retrieval_spec,
-                                load_retrieval_split)
+from vtr.data.retrieval import (RETRIEVAL_DATASETS, RetrievalVideos, check_readable, check_videos,
+                                get_retrieval_spec, load_retrieval_split)
 from vtr.data.text import normalize_caption
 from vtr.data.transforms import EvalTransform
 from vtr.errors import VideoReadError, VtrError
@@ -165,6 +165,28 @@ def test_allow_missing_returns_a_consistent_partial_split(tmp_path, videos):
     for v, ts in enumerate(sub.video2txt):
         assert all(sub.txt2video[t] == v for t in ts)
     assert sub.video_ids == [entries[0]["video"], entries[2]["video"]]
+
+
+def test_videos_that_cannot_be_read_are_all_named_before_any_features_are_computed(tmp_path, videos):
+    """A download cut short (its index at the end missing) and a file that is no video: found by opening each
+    video, named together with why; ``allow_missing`` evaluates without them (partial, listed)."""
+    ann, vdir, entries = _write(tmp_path, "msvd")
+    _touch_videos(vdir, entries, videos["h264_mp4"])
+    (vdir / entries[0]["video"]).write_bytes(b"<html>404 Not Found</html>")
+    cut = vdir / entries[2]["video"]
+    cut.write_bytes(cut.read_bytes()[:2000])
+    split = check_videos(load_retrieval_split("msvd", ann, vdir))  # every file is there
+    with pytest.raises(VtrError) as err:
+        check_readable(split, progress=False)
+    msg = str(err.value)
+    assert "2 of 3 video files cannot be read" in msg and "--allow-missing" in msg
+    assert f"{vdir / entries[0]['video']}: " in msg and f"{cut}: " in msg and entries[1]["video"] not in msg
+    sub = check_readable(split, allow_missing=True, progress=False)
+    assert sub.partial and sub.videos == [vdir / entries[1]["video"]] and sub.num_missing_videos == 2
+    assert sub.texts == [split.texts[2]] and sub.txt2video == [0] and sub.video2txt == [[0]]
+    assert [v for v, _ in sub.unreadable] == [str(vdir / entries[0]["video"]), str(cut)]
+    assert all(why for _, why in sub.unreadable)
+    assert check_readable(sub, progress=False) is sub
 
 
 def test_complete_split_passes_check(tmp_path, videos):

@@ -343,7 +343,7 @@ def test_eval_cli_all_skips_absent_and_itc_only(data_root, tmp_path, monkeypatch
     assert "| msrvtt |" in (out / "summary.md").read_text()
 
 
-def test_eval_missing_and_broken_videos(tmp_path):
+def test_eval_missing_and_broken_videos(tmp_path, monkeypatch):
     import json
 
     from vtr.errors import VideoReadError, VtrError
@@ -358,8 +358,20 @@ def test_eval_missing_and_broken_videos(tmp_path):
     assert res["partial"] is True and res["counts"]["videos"] == 2 and res["missing_videos"] == 1
 
     root = _make_root(tmp_path / "broken", n=3, broken=2)
-    with pytest.raises(VideoReadError, match="video2.mp4"):  # raised in a worker, re-raised typed
+    with pytest.raises(VtrError, match=r"1 of 3 video files cannot be read:\n  .*video2.mp4: "):  # before decoding
         eval_command(dataset="msrvtt", root=str(root), model="vtr_test", out=str(tmp_path / "o2"), workers=1,
+                     batch_size=1)
+    eval_command(dataset="msrvtt", root=str(root), model="vtr_test", out=str(tmp_path / "o2"), workers=0,
+                 allow_missing=True, itm=False)
+    res = json.loads((tmp_path / "o2" / "results.json").read_text())
+    assert res["partial"] is True and res["counts"]["videos"] == 2
+    assert [u["video"].rsplit("/", 1)[-1] for u in res["unreadable_videos"]] == ["video2.mp4"]
+    # damage the opening check cannot see (past the first frame) still stops the decoding, named
+    import vtr.data.retrieval
+
+    monkeypatch.setattr(vtr.data.retrieval, "check_readable", lambda split, **kwargs: split)
+    with pytest.raises(VideoReadError, match="video2.mp4"):  # raised in a worker, re-raised typed
+        eval_command(dataset="msrvtt", root=str(root), model="vtr_test", out=str(tmp_path / "o3"), workers=1,
                      batch_size=1)
 
 

@@ -106,6 +106,7 @@ class RetrievalSplit:
     num_missing_videos: int = 0
     num_missing_texts: int = 0
     video_ids: list[str] = field(default_factory=list)
+    unreadable: list[tuple[str, str]] = field(default_factory=list)  # (video, why) dropped by check_readable
 
     def __len__(self):
         return len(self.videos)
@@ -184,9 +185,53 @@ def check_videos(split: RetrievalSplit, allow_missing: bool = False) -> Retrieva
         listed = "\n  ".join(str(p) for p in missing[:20])
         more = f"\n  ... and {len(missing) - 20} more" if len(missing) > 20 else ""
         raise VtrError(f"{split.name}: {len(missing)} of {len(split.videos)} video files are missing:\n  {listed}{more}"
-                       f"\n(fix the data root, or allow missing videos to evaluate on a partial split)")
-    missing_set = set(missing)
-    keep = [v for v, p in enumerate(split.videos) if p not in missing_set]
+                       "\n(fix the data root, or --allow-missing evaluates the videos present, the results marked "
+                       "partial)")
+    logger.warning("%s: %d of %d videos missing; evaluating a partial split", split.name, len(missing),
+                   len(split.videos))
+    return _without(split, set(missing))
+
+
+def check_readable(split: RetrievalSplit, allow_missing: bool = False, backend: str = "auto",
+                   threads: int = 4, progress: bool = True) -> RetrievalSplit:
+    """Open every video of the split (its container and first frame, as the evaluation's decoder opens it) before
+    the features are computed, so that a download cut short or a file that is no video is found in seconds, all
+    of them at once, not one per run after hours of decoding. Without ``allow_missing`` they raise VtrError
+    naming the first 20 and why; with it, the split without them and their texts (``partial``, listed in
+    ``unreadable``), as :func:`check_videos` drops missing ones."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tqdm.auto import tqdm
+
+    from vtr.data.video import open_video
+
+    def why_not(path) -> str | None:
+        try:
+            with open_video(path, backend=backend):
+                return None
+        except Exception as e:  # noqa: BLE001 - whatever stops the decoder is the reason, said as it is
+            return str(e).removeprefix(f"cannot read video {path}: ")
+
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        reasons = list(tqdm(pool.map(why_not, split.videos), total=len(split.videos), desc="opening videos",
+                            unit="video", disable=not progress or len(split.videos) < 100))
+    bad = [(path, why) for path, why in zip(split.videos, reasons) if why is not None]
+    if not bad:
+        return split
+    if not allow_missing:
+        listed = "\n  ".join(f"{p}: {why}" for p, why in bad[:20])
+        more = f"\n  ... and {len(bad) - 20} more" if len(bad) > 20 else ""
+        raise VtrError(f"{split.name}: {len(bad)} of {len(split.videos)} video files cannot be read:\n  {listed}{more}"
+                       "\n(replace them, or --allow-missing evaluates without them, the results marked partial)")
+    logger.warning("%s: %d of %d videos cannot be read; evaluating a partial split", split.name, len(bad),
+                   len(split.videos))
+    out = _without(split, {p for p, _ in bad})
+    return replace(out, unreadable=split.unreadable + [(str(p), why) for p, why in bad])
+
+
+def _without(split: RetrievalSplit, dropped: set) -> RetrievalSplit:
+    """The split without the videos in ``dropped`` and their texts, re-indexed in the same order, ``partial``."""
+    keep = [v for v, p in enumerate(split.videos) if p not in dropped]
     texts, txt2video, video2txt = [], [], []
     for new_v, old_v in enumerate(keep):
         video2txt.append([])
@@ -195,11 +240,10 @@ def check_videos(split: RetrievalSplit, allow_missing: bool = False) -> Retrieva
             txt2video.append(new_v)
             texts.append(split.texts[t])
     dropped_texts = len(split.texts) - len(texts)
-    logger.warning("%s: %d of %d videos missing; evaluating a partial split (%d videos, %d texts)",
-                   split.name, len(missing), len(split.videos), len(keep), len(texts))
+    logger.info("%s: %d videos, %d texts left", split.name, len(keep), len(texts))
     return replace(split, texts=texts, videos=[split.videos[v] for v in keep], txt2video=txt2video,
                    video2txt=video2txt, video_ids=[split.video_ids[v] for v in keep] if split.video_ids else [],
-                   partial=True, num_missing_videos=split.num_missing_videos + len(missing),
+                   partial=True, num_missing_videos=split.num_missing_videos + len(split.videos) - len(keep),
                    num_missing_texts=split.num_missing_texts + dropped_texts)
 
 

@@ -147,7 +147,8 @@ def run_benchmark(loaded: LoadedModel, dataset: str, annotations=None, videos=No
     itm: re-rank with the matching head; None: when the model's config says the head was trained
     (``itm_trained``: the releases' was; a vtr run's says whether it learned), as the app offers re-ranking."""
     from vtr import __version__
-    from vtr.data.retrieval import RetrievalVideos, check_videos, get_retrieval_spec, load_retrieval_split
+    from vtr.data.retrieval import (RetrievalVideos, check_readable, check_videos, get_retrieval_spec,
+                                    load_retrieval_split)
     from vtr.models.registry import get_tokenizer
 
     spec = get_retrieval_spec(dataset)
@@ -156,6 +157,7 @@ def run_benchmark(loaded: LoadedModel, dataset: str, annotations=None, videos=No
         raise VtrError(f"{spec.name}: pass --annotations and --videos, or --root (layout in vtr/data/retrieval.py)")
     split = load_retrieval_split(spec.name, annotation_file, videos, root)
     split = check_videos(split, allow_missing=allow_missing)
+    split = check_readable(split, allow_missing=allow_missing)  # seconds: a broken file found before hours of work
     if not split.videos:
         raise VtrError(f"{spec.name}: no video left to evaluate")
 
@@ -216,6 +218,7 @@ def run_benchmark(loaded: LoadedModel, dataset: str, annotations=None, videos=No
         "partial": bool(split.partial),
         "missing_videos": split.num_missing_videos,
         "missing_texts": split.num_missing_texts,
+        "unreadable_videos": [{"video": v, "reason": why} for v, why in split.unreadable],
         "rows": {name: {k: round(v, 4) for k, v in row.items()} for name, row in result.rows.items()},
         "published_itm": published_for(loaded.name, spec.name),
         "config": config,
@@ -225,8 +228,8 @@ def run_benchmark(loaded: LoadedModel, dataset: str, annotations=None, videos=No
     title = f"{spec.title} — {loaded.name} ({num_frames} frames, k={k_test}{', bf16' if bf16 else ''})"
     notes = [f"{len(split.videos)} videos, {len(split.texts)} texts"]
     if split.partial:
-        notes.append(f"PARTIAL: {split.num_missing_videos} missing videos and their {split.num_missing_texts} "
-                     "texts removed; not the benchmark's numbers")
+        notes.append(f"PARTIAL: {split.num_missing_videos} missing or unreadable videos and their "
+                     f"{split.num_missing_texts} texts removed; not the benchmark's numbers")
     if not head_trained:
         notes.append(("the itm row re-ranks with a matching head that was never trained: read the itc row" if itm
                       else f"no itm row: {UNTRAINED_HEAD}"))
