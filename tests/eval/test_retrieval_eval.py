@@ -375,6 +375,28 @@ def test_eval_missing_and_broken_videos(tmp_path, monkeypatch):
                      batch_size=1)
 
 
+def test_the_data_is_checked_before_the_model_is_loaded(tmp_path, monkeypatch):
+    """A mistyped path, a missing or a broken video is said before the weights load (with the released model, a
+    1 GB download the first time)."""
+    import vtr.eval.command as C
+    from vtr.errors import VtrError
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded before the data was checked")
+
+    monkeypatch.setattr(C, "load_eval_model", no_model)
+    with pytest.raises(VtrError, match="annotation file not found"):
+        C.eval_command(dataset="msrvtt", annotations=str(tmp_path / "typo.json"), videos=str(tmp_path))
+    for kind in ("missing", "broken"):
+        root = _make_root(tmp_path / kind, n=3, **{kind: 1})
+        with pytest.raises(VtrError, match="video1.mp4"):
+            C.eval_command(dataset="msrvtt", root=str(root))
+        with pytest.raises(VtrError, match="video1.mp4"):  # --all: before the first benchmark runs
+            C.eval_command(all=True, root=str(root))
+    with pytest.raises(VtrError, match="no benchmark folder found"):
+        C.eval_command(all=True, root=str(tmp_path / "empty"))
+
+
 def test_published_numbers_and_tables():
     from vtr.eval.command import PUBLISHED_ITM, format_comparison_table, format_results_table
 

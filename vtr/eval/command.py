@@ -138,18 +138,11 @@ UNTRAINED_HEAD = ("the model's config says its matching head was not trained (it
                   "re-ranking would not measure the model; --itm re-ranks anyway")
 
 
-def run_benchmark(loaded: LoadedModel, dataset: str, annotations=None, videos=None, root=None, out="runs/eval",
-                  frames: int | None = None, k_test: int = 128, itm: bool | None = None, batch_size: int = 8,
-                  workers: int | None = None, bf16: bool = False, device: str = "auto", allow_missing: bool = False,
-                  cache_dtype: str = "float16") -> dict:
-    """Evaluate one benchmark; writes ``out/results.json`` and ``out/results.md``; returns the results dict.
-
-    itm: re-rank with the matching head; None: when the model's config says the head was trained
-    (``itm_trained``: the releases' was; a vtr run's says whether it learned), as the app offers re-ranking."""
-    from vtr import __version__
-    from vtr.data.retrieval import (RetrievalVideos, check_readable, check_videos, get_retrieval_spec,
-                                    load_retrieval_split)
-    from vtr.models.registry import get_tokenizer
+def prepare_split(dataset: str, annotations=None, videos=None, root=None, allow_missing: bool = False) -> tuple:
+    """``(annotation file, split)`` of one benchmark, read and checked before any model is loaded (or downloaded):
+    the annotation file, the videos missing, then those that cannot be opened (see
+    :func:`vtr.data.retrieval.check_readable`). Raises VtrError for what stops the evaluation."""
+    from vtr.data.retrieval import check_readable, check_videos, get_retrieval_spec, load_retrieval_split
 
     spec = get_retrieval_spec(dataset)
     annotation_file = Path(annotations) if annotations else (spec.annotation_path(root) if root else None)
@@ -160,6 +153,24 @@ def run_benchmark(loaded: LoadedModel, dataset: str, annotations=None, videos=No
     split = check_readable(split, allow_missing=allow_missing)  # seconds: a broken file found before hours of work
     if not split.videos:
         raise VtrError(f"{spec.name}: no video left to evaluate")
+    return annotation_file, split
+
+
+def run_benchmark(loaded: LoadedModel, dataset: str, annotations=None, videos=None, root=None, out="runs/eval",
+                  frames: int | None = None, k_test: int = 128, itm: bool | None = None, batch_size: int = 8,
+                  workers: int | None = None, bf16: bool = False, device: str = "auto", allow_missing: bool = False,
+                  cache_dtype: str = "float16", prepared: tuple | None = None) -> dict:
+    """Evaluate one benchmark; writes ``out/results.json`` and ``out/results.md``; returns the results dict.
+    ``prepared``: what :func:`prepare_split` returned for it (else it runs here).
+
+    itm: re-rank with the matching head; None: when the model's config says the head was trained
+    (``itm_trained``: the releases' was; a vtr run's says whether it learned), as the app offers re-ranking."""
+    from vtr import __version__
+    from vtr.data.retrieval import RetrievalVideos, get_retrieval_spec
+    from vtr.models.registry import get_tokenizer
+
+    spec = get_retrieval_spec(dataset)
+    annotation_file, split = prepared or prepare_split(dataset, annotations, videos, root, allow_missing)
 
     model, pre = loaded.model, loaded.model.preprocess
     head_trained = bool(getattr(getattr(model, "cfg", None), "itm_trained", False))
@@ -283,36 +294,37 @@ def eval_command(dataset: str = None, annotations: str = None, videos: str = Non
             ("frames", frames, frames is None or frames >= 1, "at least 1")):
         if not ok:  # --k-test 0 reported an ITM row of ties at -100 as if it were a result
             raise VtrError(f"--{key} must be {what}, not {value}")
-    if not run_all:
-        from vtr.data.retrieval import get_retrieval_spec
-
-        get_retrieval_spec(dataset)  # an unknown name is said before the model is loaded (or downloaded)
+    from vtr.data.retrieval import get_retrieval_spec
     from vtr.precision import resolve_precision
 
     resolved_device = resolve_device(device)  # before the weights load: a device this machine lacks says so first
+    # The data is read and checked before the model is loaded (or downloaded): a mistyped path, a missing or broken
+    # video is said in seconds.
+    if not run_all:
+        prepared = {dataset: prepare_split(dataset, annotations, videos, root, allow_missing)}
+    else:
+        prepared = {}
+        for ds in DATASETS:
+            spec = get_retrieval_spec(ds)
+            folder = Path(root) / spec.name
+            if not folder.is_dir():
+                print(f"{ds}: skipped (no folder {folder})")
+            elif not spec.annotation_path(root).is_file():
+                print(f"{ds}: skipped (no annotation file {' or '.join(spec.annotation_files)} in {folder})")
+            else:
+                prepared[ds] = prepare_split(ds, None, None, root, allow_missing)
+        if not prepared:
+            raise VtrError(f"no benchmark folder found under {root} (expected some of: {', '.join(DATASETS)})")
     loaded = load_eval_model(model or DEFAULT_MODEL, frames)
     bf16 = resolve_precision(precision, resolved_device, loaded.model) == "bf16"
     common = dict(frames=frames, k_test=k_test, itm=itm, batch_size=batch_size, workers=workers, bf16=bf16,
                   device=device, allow_missing=allow_missing)
     if not run_all:
-        run_benchmark(loaded, dataset, annotations, videos, root, out, **common)
+        run_benchmark(loaded, dataset, annotations, videos, root, out, prepared=prepared[dataset], **common)
         return 0
 
-    from vtr.data.retrieval import get_retrieval_spec
-
-    results: dict[str, dict] = {}
-    for ds in DATASETS:
-        spec = get_retrieval_spec(ds)
-        folder = Path(root) / spec.name
-        if not folder.is_dir():
-            print(f"{ds}: skipped (no folder {folder})")
-            continue
-        if not spec.annotation_path(root).is_file():
-            print(f"{ds}: skipped (no annotation file {' or '.join(spec.annotation_files)} in {folder})")
-            continue
-        results[ds] = run_benchmark(loaded, ds, None, None, root, Path(out) / ds, **common)
-    if not results:
-        raise VtrError(f"no benchmark folder found under {root} (expected some of: {', '.join(DATASETS)})")
+    results = {ds: run_benchmark(loaded, ds, None, None, root, Path(out) / ds, prepared=split, **common)
+               for ds, split in prepared.items()}
     table = format_comparison_table(loaded.name, results)
     md = (f"## Zero-shot retrieval — {loaded.name} vs published VideoMamba-M (R@1/R@5/R@10)\n\n{table}\n")
     write_text_atomic(Path(out) / "summary.md", md)
