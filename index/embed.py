@@ -159,7 +159,7 @@ def embed_chunks(model, files: list[tuple], settings: DecodeSettings, batch_size
     queue: list = []  # ChunkResults not yet embedded
     queued_windows = 0
     n_windows = 0
-    failed = 0
+    failed = gone = 0  # gone: not there when read (a share unplugged), which the build does not count as failed
     t0 = time.monotonic()
     # The bar moves chunk by chunk (an hour-long file is 30-60 chunks), so its total counts files in fractions of
     # their chunks; the postfix says how many files are whole.
@@ -181,7 +181,7 @@ def embed_chunks(model, files: list[tuple], settings: DecodeSettings, batch_size
         bar.n = position
         rate = n_windows / max(time.monotonic() - t0, 1e-9)
         bar.set_postfix_str(f"{len(finished)}/{len(files)} files, {n_windows} windows, {rate:.1f} windows/s, "
-                            f"{failed} failed")
+                            f"{failed} failed" + (f", {gone} gone" if gone else ""))
 
     def done(c: ChunkResult, vectors) -> EmbeddedChunk:
         left[c.key] = left.get(c.key, c.n_chunks) - 1
@@ -218,7 +218,10 @@ def embed_chunks(model, files: list[tuple], settings: DecodeSettings, batch_size
             if isinstance(event, FileFailure):
                 queue = [c for c in queue if c.key != event.key]
                 queued_windows = sum(len(c.frames) for c in queue)
-                failed += 1
+                if os.path.exists(event.path):
+                    failed += 1
+                else:
+                    gone += 1
                 finished.add(event.key)
                 advance(event.key, 1.0)
                 yield event
