@@ -126,8 +126,7 @@ def _filters(folder: str | None, min_duration: float | None, max_duration: float
     if since is not None and until is not None and since >= until:
         raise VtrError("The first recording date is after the last.")
     return dict(path_glob=folder_glob(typed_folder(folder)) if folder and folder.strip() else None,
-                min_duration=min_duration,
-                max_duration=max_duration, since=since, until=until)
+                min_duration=min_duration, max_duration=max_duration, since=since, until=until)
 
 
 def _moments(segments) -> list[Moment]:

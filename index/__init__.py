@@ -20,8 +20,7 @@ from __future__ import annotations
 import vtr  # noqa: F401  (first: sets OpenMP's wait policy before torch loads)
 
 __all__ = ["build_index", "update_index", "remove_from_index", "index_status", "check_writable", "VideoIndex",
-           "Segment", "search",
-           "date_filters", "dates_summary", "local_day", "local_time", "Settling", "watch_index"]
+           "Segment", "search", "date_filters", "dates_summary", "local_day", "local_time", "Settling", "watch_index"]
 
 
 def build_index(dirs, index, **kwargs):

@@ -362,7 +362,8 @@ def disk_full_said(index_dir: Path):
             raise
         if isinstance(e, sqlite3.OperationalError) and "disk is full" not in str(e):
             raise
-        where = getattr(e, "filename", None) or index_dir
+        written = getattr(e, "filename", None)  # a thumbnail's temporary file: the index's disk is what matters
+        where = index_dir if not written or _under(os.path.abspath(written), os.path.abspath(index_dir)) else written
         raise VtrError(f"no space left on the disk of {where}: the windows committed before are kept and searchable; "
                        f"free some space, then `vtr index update --index {index_dir}` goes on from there") from None
 
