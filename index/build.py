@@ -484,24 +484,31 @@ def _scan_and_plan(catalog: Catalog, index_dir: Path, dirs: list[str] | None, ex
     # deleted: its files stay as they are until it is back, or until they turn up in a scanned folder (it was
     # moved or renamed: matched by content, kept without embedding them again).
     gone = [d for d in roots if not os.path.exists(d)]
-    scanned = scan_folders(dirs, extensions, exclude=excluded, unreadable=report.unreadable)
+    mounts: list[str] = []
+    scanned = scan_folders(dirs, extensions, exclude=excluded, unreadable=report.unreadable, mounts=mounts)
     for d, why in report.unreadable:
         logger.warning("cannot read the folder %s (%s): its videos stay in the index as they are", d, why)
+    # So is a drive or share mounted inside a scanned folder (a root of /media/me, ~/Videos/NAS) at an earlier
+    # build and not mounted now: an empty folder, or none (udisks removes it), not a folder whose videos were deleted.
+    scanned_here = [m for m in catalog.get_meta("mounts", []) if any(_under(m, d) for d in dirs)]
+    unmounted = [m for m in scanned_here if m not in mounts]
     report.scanned = len(scanned)
     todo = _plan(catalog, scanned, roots_now=dirs, retry_failed=retry_failed, report=report, index_dir=index_dir,
-                 roots_gone=gone, forget_gone=forget_missing, settled=settled,
+                 roots_gone=gone + unmounted, forget_gone=forget_missing, settled=settled,
                  unread=[d for d, _ in report.unreadable])
-    paths = [r.path for r in catalog.files()] if gone else []
-    left = {d: any(_under(path, d) for path in paths) for d in gone}
-    for d in gone:
+    paths = [r.path for r in catalog.files()] if gone or unmounted else []
+    left = {d: any(_under(path, d) for path in paths) for d in gone + unmounted}
+    for d in gone + unmounted:
         if left[d]:
             logger.warning("%s is not there (a drive not mounted?): its files stay in the index as they are", d)
         else:
             logger.info("%s is not there and none of its files is left: no longer recorded", d)
-    report.missing_roots = [d for d in gone if left[d]]
+    report.missing_roots = [d for d in gone + unmounted if left[d]]
     with catalog.transaction():
         catalog.set_meta("roots", [d for d in roots if d not in gone or left[d]])
         catalog.set_meta("excluded", excluded)
+        catalog.set_meta("mounts", sorted({m for m in catalog.get_meta("mounts", []) if m not in scanned_here}
+                                          | set(mounts) | {m for m in unmounted if left[m]}))
     return todo
 
 
@@ -563,9 +570,9 @@ def _plan(catalog: Catalog, scanned, roots_now, retry_failed, report: BuildRepor
           roots_gone=(), forget_gone: bool = False, settled=None, unread=()) -> list[tuple]:
     """Apply renames/deletions to the catalog and return the ``[(file_id, path)]`` to embed (``(file_id, path,
     chunks)`` for a file an interrupted build had begun: the chunks still to embed). Files under ``roots_gone``
-    (recorded folders that are not there) may turn up renamed or moved; the others are deleted only with
-    ``forget_gone``. New and changed files ``settled`` rejects are left for a later build. Files under ``unread``
-    (folders the scan could not list) are left as they are."""
+    (recorded folders that are not there, drives no longer mounted inside scanned ones) may turn up renamed or
+    moved; the others are deleted only with ``forget_gone``. New and changed files ``settled`` rejects are left for
+    a later build. Files under ``unread`` (folders the scan could not list) are left as they are."""
     rows = {r.path: r for r in catalog.files()}
     seen = {f.path: f for f in scanned}
     if unread:
@@ -573,7 +580,8 @@ def _plan(catalog: Catalog, scanned, roots_now, retry_failed, report: BuildRepor
     todo: list[tuple[int, str]] = []
     removed_windows: list[int] = []
     # Files that vanished from the scanned folders: renamed (matched by hash below) or deleted.
-    missing = {p: r for p, r in rows.items() if p not in seen and any(_under(p, d) for d in roots_now)}
+    missing = {p: r for p, r in rows.items() if p not in seen and any(_under(p, d) for d in roots_now)
+               and not any(_under(p, d) for d in roots_gone)}  # a drive mounted inside a scanned folder: away
     away = {p: r for p, r in rows.items() if p not in seen and any(_under(p, d) for d in roots_gone)}
     missing_by_hash = {}
     for r in list(missing.values()) + list(away.values()):

@@ -69,13 +69,15 @@ def is_source_code(path: str) -> bool:
 
 
 def scan_folders(roots: list[str], extensions=VIDEO_EXTENSIONS, exclude=(),
-                 unreadable: list | None = None) -> list[ScannedFile]:
+                 unreadable: list | None = None, mounts: list | None = None) -> list[ScannedFile]:
     """Video files under ``roots``, recursively, sorted by path.
 
     exclude: absolute paths (folders or files) inside the roots to leave out, as ``vtr index remove`` records
     them; a root itself is always scanned, also one inside an excluded folder.
     unreadable: a list that gets ``(folder, reason)`` for each folder that could not be listed (permissions, a
     share's I/O error): its videos are unknown, not gone.
+    mounts: a list that gets each folder below a root on which a drive or share is mounted (``/media/me/USB``,
+    ``~/Videos/NAS``): once unmounted, its videos are away, not gone.
 
     Hidden files and folders (name starting with ``.``) are skipped, and so are :data:`SYSTEM_FOLDERS` and
     TypeScript files (:func:`is_source_code`). Symbolic links are followed, but each real
@@ -125,6 +127,7 @@ def scan_folders(roots: list[str], extensions=VIDEO_EXTENSIONS, exclude=(),
             from vtr.errors import VtrError
 
             raise VtrError(f"{root} is not a folder or a file")
+
         def said(e: OSError):
             if unreadable is not None:
                 unreadable.append((os.path.abspath(e.filename or root), e.strerror or str(e)))
@@ -135,6 +138,8 @@ def scan_folders(roots: list[str], extensions=VIDEO_EXTENSIONS, exclude=(),
                 dirnames[:] = []
                 continue
             seen_real_dirs.add(real)
+            if mounts is not None and dirpath != root and os.path.ismount(dirpath):
+                mounts.append(os.path.abspath(dirpath))
             dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d.lower() not in SYSTEM_FOLDERS
                                  and os.path.join(dirpath, d) not in left_out)
             for name in sorted(filenames):

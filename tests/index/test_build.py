@@ -186,6 +186,42 @@ def test_a_folder_that_cannot_be_listed_keeps_its_videos(tmp_path, test_model, m
     assert report.unreadable == [] and report.unchanged == 3 and report.total_files == 3
 
 
+def test_a_drive_mounted_inside_a_scanned_folder_keeps_its_videos_while_unplugged(tmp_path, test_model, monkeypatch):
+    """An index of /media/me (every USB drive the desktop mounts there) or of ~/Videos with a NAS mounted inside: an
+    unplugged drive leaves an empty folder, or none (udisks removes it). Its videos are away, not deleted: kept and
+    said, found again unchanged when it is back, dropped by --forget-missing. (Tests cannot mount: the mount is
+    ``os.path.ismount``'s answer; a tmpfs mounted and unmounted by hand showed the same.)"""
+    root = tmp_path / "media"
+    make_video(root / "USB1" / "a.mp4", 5, seed=1)
+    make_video(root / "USB1" / "b.mp4", 5, seed=2)
+    make_video(root / "home" / "c.mp4", 5, seed=3)
+    drive = root / "USB1"
+    mounted = {str(drive)}
+    monkeypatch.setattr(os.path, "ismount", lambda path: os.path.abspath(path) in mounted)
+    idx = tmp_path / "idx"
+
+    def update(**kwargs):
+        return build_index(None, str(idx), model=test_model, workers=0, progress=False, **kwargs)
+
+    build_index([str(root)], str(idx), model=test_model, workers=0, progress=False)
+    mounted.clear()
+    drive.rename(tmp_path / "unplugged")  # udisks removes the folder it mounted on
+    report = update()
+    assert report.deleted == 0 and report.total_files == 3 and report.missing_roots == [str(drive)]
+    (tmp_path / "unplugged").rename(drive)
+    mounted.add(str(drive))
+    report = update()
+    assert report.unchanged == 3 and report.embedded_windows == 0 and report.missing_roots == []
+    mounted.clear()
+    for f in drive.iterdir():  # unmounted: the empty folder it was mounted on
+        f.rename(tmp_path / f.name)
+    assert update().total_files == 3
+    report = update(forget_missing=True)
+    assert report.deleted == 2 and report.total_files == 1
+    report = update()  # forgotten with its videos: nothing more is said of it
+    assert report.missing_roots == [] and report.total_files == 1
+
+
 def _hash_fails(monkeypatch, name: str, error: OSError) -> None:
     """The build's first read of the file called ``name`` (its content hash) raises ``error``."""
     real_hash = build_mod.quick_hash
