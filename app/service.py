@@ -425,9 +425,11 @@ class IndexService:
         from index import build_index, update_index
 
         if add_folder is not None:
+            if not add_folder.strip():
+                raise VtrError("Type the path of a folder of videos first.")
             folder = typed_folder(add_folder)
-            if not add_folder.strip() or not os.path.isdir(folder):
-                raise VtrError(f"{add_folder!r} is not a folder on this computer.")
+            if not os.path.isdir(folder):  # said as cleaned up: the quotes or URL it was pasted with are gone
+                raise VtrError(f"{folder} is not a folder on this computer.")
         elif not self.exists():
             raise VtrError("There is no index yet: add a folder first.")
         if not self._build_lock.acquire(blocking=False):

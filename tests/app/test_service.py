@@ -186,6 +186,10 @@ def test_service_without_an_index_then_building(tmp_path, app_model):
             service.build(None)
         with pytest.raises(VtrError, match="not a folder"):
             service.build(str(tmp_path / "nowhere"))
+        with pytest.raises(VtrError, match=f"^{tmp_path / 'no such'} is not a folder on this computer"):
+            service.build(f"'{tmp_path / 'no such'}'")  # pasted in quotes: named without them
+        with pytest.raises(VtrError, match="Type the path of a folder"):
+            service.build("  ")
         videos = make_collection(tmp_path / "videos")
         report = service.build(f"  {videos.as_uri()}/ ", progress=False)  # pasted from a file manager
         assert report.total_files == 3 and report.failed == 1
