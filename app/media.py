@@ -7,7 +7,6 @@ second on, and transcoded to H.264/AAC in MP4 (``+faststart`` so it streams), in
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import logging
 import os
@@ -16,7 +15,7 @@ from typing import Callable
 
 from vtr.atomic import atomic_path, write_bytes_atomic
 from vtr.data.cut import cut_clip
-from vtr.errors import VtrError
+from vtr.errors import VtrError, disk_full
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +64,7 @@ def make_preview(path: str, start: float, end: float, cache_dir, tail_s: float =
     except VtrError:
         raise
     except Exception as e:  # noqa: BLE001 - any decoder/encoder failure becomes one readable message
-        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+        if disk_full(e):
             raise  # the cache's disk is full, not the video at fault: the page says that
         raise VtrError(f"cannot make a preview of {Path(path).name}: {e}") from e
     _prune(cache_dir)

@@ -12,7 +12,6 @@ the moments like that one) and ``/status`` (→ the index's counts and failures)
 
 from __future__ import annotations
 
-import errno
 import html
 import logging
 import os
@@ -25,7 +24,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # the app never call
 import gradio as gr  # noqa: E402
 
 from app.service import IndexService, Moment, clock, group_by_video, parse_seconds, recorded_text  # noqa: E402
-from vtr.errors import VtrError  # noqa: E402
+from vtr.errors import VtrError, disk_full  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -111,7 +110,7 @@ def _message(e: BaseException) -> str:
     """What the page says about an error: VtrError messages are written for people; anything else is logged."""
     if isinstance(e, VtrError):
         return str(e)
-    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):  # the app's cache (previews, exports)
+    if disk_full(e):  # the app's cache (previews, exports)
         where = Path(e.filename).parent if e.filename else "the app's cache"
         logger.warning("%s", e)
         return f"No space left on the disk of {where}: free some space, then try again."

@@ -15,7 +15,6 @@ decodes and listed as partial, with the reason, by ``vtr index status`` and the 
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import socket
@@ -35,7 +34,7 @@ from index.layout import (CATALOG, MANIFEST, VECTORS, check_manifest, is_index, 
 from index.scan import VIDEO_EXTENSIONS, scan_folders
 from index.store import VectorStore, choose_factory
 from index.windows import DEFAULT_STRIDE_S, DEFAULT_WINDOW_S
-from vtr.errors import VtrError
+from vtr.errors import VtrError, disk_full
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +78,12 @@ class BuildReport:
         embedded)."""
         return bool(self.added or self.changed or self.renamed or self.deleted or self.failures or self.partial
                     or self.embedded_windows or self.vanished)
+
+    def detail_lines(self) -> list[str]:
+        """A line under the summary for each file indexed in part, failed or gone while being read."""
+        return ([f"  indexed in part: {path}: {reason}" for path, reason in self.partials]
+                + [f"  failed: {path}: {reason}" for path, reason in self.failures]
+                + [f"  gone while being read: {path}" for path in self.vanished])
 
     def summary(self) -> str:
         resumed = f", {self.resumed_windows} resumed from an interrupted build" if self.resumed_windows else ""
@@ -358,9 +363,7 @@ def disk_full_said(index_dir: Path):
     try:
         yield
     except (OSError, sqlite3.OperationalError) as e:
-        if isinstance(e, OSError) and e.errno not in (errno.ENOSPC, errno.EDQUOT):
-            raise
-        if isinstance(e, sqlite3.OperationalError) and "disk is full" not in str(e):
+        if not disk_full(e):
             raise
         written = getattr(e, "filename", None)  # a thumbnail's temporary file: the index's disk is what matters
         where = index_dir if not written or _under(os.path.abspath(written), os.path.abspath(index_dir)) else written

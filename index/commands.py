@@ -236,12 +236,8 @@ def _day(segment) -> str:
 
 def _print_report(report) -> None:
     print(report.summary())
-    for path, reason in report.partials:
-        print(f"  indexed in part: {_line(path)}: {reason}")
-    for path, reason in report.failures:
-        print(f"  failed: {_line(path)}: {reason}")
-    for path in report.vanished:
-        print(f"  gone while being read: {_line(path)}")
+    for line in report.detail_lines():
+        print(_line(line))
 
 
 def _check_flags(index, device: str | None = None):

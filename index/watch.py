@@ -90,12 +90,8 @@ def watch_index(index: str, every_s: float, rounds: int | None = None, say: Call
         now = (tuple(report.waiting), tuple(report.missing_roots) + tuple(report.unreadable), None)
         if report.changed_index or now[:2] != said[:2]:
             say(f"{_stamp()} {report.summary()}")
-            for path, reason in report.partials:
-                say(f"  indexed in part: {path}: {reason}")
-            for path, reason in report.failures:
-                say(f"  failed: {path}: {reason}")
-            for path in report.vanished:
-                say(f"  gone while being read: {path}")
+            for line in report.detail_lines():
+                say(line)
             for path in report.waiting:
                 say(f"  still being written: {path}")
         said = now

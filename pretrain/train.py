@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import errno
 import json
 import logging
 import math
@@ -45,7 +44,7 @@ from vtr import losses as L
 from vtr.atomic import atomic_path
 from vtr.data.shards import _seed, count_shard_samples, make_train_loader
 from vtr.device import resolve_device
-from vtr.errors import VtrError
+from vtr.errors import VtrError, disk_full
 from vtr.masking import apply_keep
 from vtr.models.bert import trim_padding
 
@@ -293,8 +292,7 @@ def space_said(path: Path, state, then: str):
         yield
     except (OSError, RuntimeError) as e:
         need = _tensor_bytes(state)
-        full = isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
-        if not full and (free is None or free >= need):
+        if not disk_full(e) and (free is None or free >= need):
             raise
         room = f"{free / 2**20:.0f} MiB free, " if free is not None else ""
         raise VtrError(f"cannot write {path}: no space left on its disk ({room}about {need / 2**20:.0f} MiB "

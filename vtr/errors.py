@@ -1,5 +1,7 @@
 """Errors meant for the user. The CLI prints them as one line, without a traceback."""
 
+import errno
+
 
 class VtrError(Exception):
     """Base of every error whose message alone tells the user what went wrong and what to do."""
@@ -23,3 +25,11 @@ class VideoReadError(VtrError):
         # file damaged or cut short in the middle can still be used up to there.
         self.decodable_frames = decodable_frames
         super().__init__(f"cannot read video {self.source}: {cause}")
+
+
+def disk_full(e: BaseException) -> bool:
+    """Whether ``e`` says the disk (or the user's quota) is full: ``ENOSPC``/``EDQUOT``, or sqlite's "database or
+    disk is full". Its callers say so in place of the error (a build, a checkpoint, the app's cache)."""
+    if isinstance(e, OSError):
+        return e.errno in (errno.ENOSPC, errno.EDQUOT)
+    return type(e).__module__ == "sqlite3" and "disk is full" in str(e)
