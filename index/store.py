@@ -41,10 +41,10 @@ GPU_MAX_K = 2048  # faiss's GPU indexes return at most this many neighbours per 
 def _faiss():
     try:
         import faiss
-    except ImportError as e:  # pragma: no cover - exercised only without the extra
-        from vtr.errors import VtrError
+    except ImportError as e:
+        from vtr.extras import not_installed
 
-        raise VtrError("the index needs faiss: `pip install vtr[index]` (CPU) or `vtr[cuda]` (GPU)") from e
+        raise not_installed("faiss") from e
     return faiss
 
 

