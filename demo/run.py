@@ -180,8 +180,13 @@ def pretrain_stage(run: DemoRun, config: str, seed: int, max_steps: int | None, 
         return
     with _stage("pretrain", f"pretraining {DEMO_ARCHITECTURE} with pretrain/configs/{config} into {run.pretrain}",
                 timings):
-        last = run_pretrain(run.corpus, run.pretrain, run.model, config_path(config), seed=seed,
-                            overrides={"max_steps": max_steps} if max_steps else None)
+        from pretrain.train import RunStopped
+
+        try:
+            last = run_pretrain(run.corpus, run.pretrain, run.model, config_path(config), seed=seed,
+                                overrides={"max_steps": max_steps} if max_steps else None)
+        except RunStopped as e:
+            raise RunStopped(f"{e}: `vtr demo` again goes on from there") from None
         print(f"  {last.get('step')} steps, last loss {last.get('loss', float('nan')):.4f}; model in {run.model}")
 
 

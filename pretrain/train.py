@@ -26,7 +26,9 @@ import os
 import random
 import re
 import shutil
+import signal
 import sys
+import threading
 import time
 import warnings
 from collections import deque
@@ -595,6 +597,51 @@ def optimizer_step(cfg: TrainConfig, step: int, loss_value: float, raw_model, op
     return grad_norm
 
 
+class RunStopped(KeyboardInterrupt):
+    """The run stopped on a signal, after a checkpoint of its last step (``--resume`` goes on from there)."""
+
+
+class StopRequests:
+    """Ctrl+C (SIGINT) or SIGTERM (a scheduler ending or preempting the job; torchrun passes either on to its
+    ranks) while the steps run: the step in flight finishes, a checkpoint of it is written and the run stops, so
+    that ``--resume`` loses nothing. Before, the steps since the last ``ckpt_every`` checkpoint were lost (up to
+    2,000 in the release configs). A second signal stops at once (``KeyboardInterrupt``). The handlers are
+    installed in the main thread only, and only for the steps: the ranking stage and the export stop at once."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, master: bool):
+        self.master, self.name, self._previous = master, None, {}
+
+    def install(self) -> "StopRequests":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        return self
+
+    def release(self) -> None:
+        """The handlers there were before (twice: nothing more)."""
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+        self._previous = {}
+
+    def _handle(self, signum, frame) -> None:
+        if self.name is not None:
+            raise KeyboardInterrupt
+        self.name = signal.Signals(signum).name
+        if self.master:  # a plain write: a handler that logged could run inside the logger's own write
+            os.write(2, f"\n{self.name}: stopping after this step with a checkpoint (again: stop at once, without "
+                        "one)\n".encode())
+
+    def agreed(self, rt: Runtime) -> bool:
+        """Whether any rank was asked to stop (a collective under DDP: every rank stops after the same step)."""
+        asked = self.name is not None
+        if not rt.ddp:
+            return asked
+        flag = torch.tensor([int(asked)], device=rt.device)  # NCCL reduces CUDA tensors only
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())
+
+
 def mean_over_ranks(out: dict, loaders: dict, rt: Runtime) -> tuple[dict, int]:
     """The step's loss terms averaged over ranks, and the corrupt samples all ranks skipped so far (a collective)."""
     values = torch.stack([v.detach().float() for v in out.values()])
@@ -857,6 +904,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     recent_vtm: deque[float] = deque(maxlen=max(cfg.log_every, 20))  # has the matching head learned anything?
 
     # ---------------------------------------------------------------- the loop
+    stops, saved = StopRequests(rt.master).install(), step
     try:
         while step < stop_at:
             modality = sched.modality_of(step)
@@ -898,6 +946,13 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
 
             if (cfg.ckpt_every > 0 and step % cfg.ckpt_every == 0) or step == stop_at:
                 write_checkpoint(ckpt_path, rt, cfg, step, raw_model, optimizer, scheduler, guard, loaders)
+                saved = step
+            if stops.agreed(rt):
+                if saved != step:
+                    write_checkpoint(ckpt_path, rt, cfg, step, raw_model, optimizer, scheduler, guard, loaders)
+                raise RunStopped(f"stopped at step {step} of {sched.total_steps} on {stops.name}, with a checkpoint in "
+                                 f"{ckpt_path}")
+        stops.release()  # the ranking stage and the export stop at once, as before
         # ------------------------------------------------------------ export
         if step >= sched.total_steps:
             guard.check_learned(step)  # on every rank: all stop together
@@ -906,7 +961,12 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
             check = ranking_stage(cfg, rt, raw_model, stream, log, guard, step) if cfg.rank_steps else None
             if rt.master:
                 export_model(raw_model, out_dir / "model", cfg, recent_vtm, rt.precision, check)
+    except RunStopped:
+        if rt.ddp:
+            dist.destroy_process_group()
+        raise
     finally:  # a run that stops with an error (a diverged run, a broken shard folder) still closes its log
+        stops.release()
         bar.close()
         log.close()
         for loader in loaders.values():  # and stops its decoding workers, which hold the decoded-clip cache
@@ -966,6 +1026,13 @@ def main(argv: list[str] | None = None) -> int:
         train(cfg, resume=resume)
     except VtrError as e:  # a diverging run, a full disk: said in one line, not a traceback
         raise SystemExit(f"error: {e}") from None
+    except RunStopped as e:  # Ctrl+C or SIGTERM, after a checkpoint
+        if int(os.environ.get("RANK", 0)) == 0:
+            print(f"{e}: the same command with --resume goes on from there", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:  # a second Ctrl+C, or one outside the steps
+        print("interrupted", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -172,8 +172,8 @@ def sigterm_as_interrupt():
 def _run(fn, *args, **kwargs) -> int:
     try:
         result = fn(*args, **kwargs)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:  # a run stopped with a checkpoint says where it is
+        print(str(e) or "interrupted", file=sys.stderr)
         return 130
     except VtrError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -327,6 +327,77 @@ def test_torchrun_two_ranks_with_a_corrupt_sample(shards, tmp_path):
     assert [r["rank_check"]["queries"] for r in rows if "rank_check" in r] == [2 * 2 * 2 * 1]  # 2 ranks, 2 dirs
 
 
+def _run_until_signalled(cmd, out: Path, sig, env, whole_group: bool) -> tuple[subprocess.Popen, str]:
+    """Start ``cmd``, send ``sig`` once its log has three steps, and return the process (ended) and its stderr."""
+    import signal
+    import time
+
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        while not ((out / "log.jsonl").is_file() and len(_losses(out)) >= 3):
+            assert proc.poll() is None, proc.stderr.read()[-3000:]
+            time.sleep(0.05)
+        # a terminal's Ctrl+C reaches the trainer and its loading worker (its process group); a scheduler's SIGTERM
+        # to torchrun reaches the ranks through torchrun, which runs them in sessions of their own
+        os.killpg(proc.pid, sig) if whole_group else proc.send_signal(sig)
+        _, err = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    return proc, err
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_after_the_step_with_a_checkpoint_that_resume_goes_on_from(shards, tmp_path):
+    """Before, Ctrl+C lost every step since the last ``ckpt_every`` checkpoint (here: the whole run)."""
+    import signal
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    flags = ["--config", TINY, "--train_shards", str(shards), "--batch_size", "2", "--max_steps", "2000",
+             "--warmup_steps", "1", "--ckpt_every", "0", "--log_every", "1", "--num_workers", "1",
+             "--shuffle_buffer", "2", "--shards_per_chunk", "1"]
+    cut = tmp_path / "cut"
+    proc, err = _run_until_signalled([sys.executable, "-m", "pretrain.train", *flags, "--out_dir", str(cut)], cut,
+                                     signal.SIGINT, env, whole_group=True)
+    assert proc.returncode == 130, err[-3000:]
+    stopped = torch.load(cut / "checkpoint.pt", weights_only=False)["step"]  # ckpt_every 0: none before the end
+    assert 3 <= stopped < 2000 and max(_losses(cut)) == stopped  # the step in flight finished, and no other
+    assert (f"stopped at step {stopped} of 2000 on SIGINT, with a checkpoint in {cut / 'checkpoint.pt'}: the same "
+            "command with --resume goes on from there") in err
+    assert "Traceback" not in err and not (cut / "model").exists()
+    # said once, when the signal came: by the trainer, not again by its worker (which leaves signals to it)
+    assert err.count("SIGINT: stopping after this step with a checkpoint (again: stop at once, without one)") == 1
+    # --resume goes on from there, as a run that was never stopped did
+    for out, more in ((cut, ["--resume"]), (tmp_path / "whole", [])):
+        done = subprocess.run([sys.executable, "-m", "pretrain.train", *flags, "--out_dir", str(out),
+                               "--stop_after", str(stopped + 2), *more], cwd=REPO, env=env, capture_output=True,
+                              text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+    whole, resumed = _losses(tmp_path / "whole"), _losses(cut)
+    assert sorted(resumed) == list(range(1, stopped + 3))
+    for step in (stopped + 1, stopped + 2):
+        assert resumed[step]["loss"] == whole[step]["loss"], step
+
+
+@pytest.mark.slow
+def test_sigterm_to_torchrun_stops_both_ranks_after_the_same_step_with_a_checkpoint(shards, tmp_path):
+    import signal
+
+    out = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(_free_port()),
+           "-m", "pretrain.train", "--config", TINY, "--train_shards", str(shards), "--out_dir", str(out),
+           "--batch_size", "2", "--max_steps", "2000", "--warmup_steps", "1", "--ckpt_every", "0", "--log_every", "1",
+           "--num_workers", "1", "--shuffle_buffer", "2", "--shards_per_chunk", "1"]
+    proc, err = _run_until_signalled(cmd, out, signal.SIGTERM, env, whole_group=False)
+    assert proc.returncode != 0  # torchrun reports its ranks as stopped
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=False)
+    stopped = ckpt["step"]
+    assert ckpt["world_size"] == 2 and [pos["video"]["step"] for pos in ckpt["loaders"]] == [stopped, stopped]
+    assert err.count(f"stopped at step {stopped} of 2000 on SIGTERM") == 1, err[-3000:]  # rank 0 says it
+
+
 @pytest.mark.gpu
 def test_torchrun_on_cuda_trains_every_loss_in_bf16_and_exports(shards, tmp_path):
     """The GPU path of the real entry point: one NCCL rank under torchrun, precision auto (bf16 autocast on CUDA),

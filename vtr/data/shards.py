@@ -43,6 +43,7 @@ import json
 import logging
 import os
 import random
+import signal
 import time
 from itertools import islice
 from pathlib import Path
@@ -456,6 +457,15 @@ class ShardStream(torch.utils.data.IterableDataset):
         return self.worker_batches(worker, chunk, offset, corrupt)
 
 
+def leave_signals_to_the_trainer(worker_id: int) -> None:
+    """A loading worker ignores Ctrl+C and SIGTERM, which a terminal (its process group) or a service manager (its
+    cgroup) sends it along with the trainer: the trainer finishes its step, which may still need the worker's
+    batch, writes a checkpoint and then stops its workers (see ``pretrain.train.StopRequests``). A worker whose
+    trainer is gone ends on its own (the DataLoader's watchdog)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 class TrainLoader:
     """DataLoader over a :class:`ShardStream` with a fixed epoch length (``wds.with_epoch`` semantics: each
     iteration yields ``steps_per_epoch`` batches) and a resumable position (``state_dict`` / ``load_state_dict``).
@@ -488,7 +498,8 @@ class TrainLoader:
     def __iter__(self):
         if self._batches is None:
             self.stream.set_position(self.step, self.positions, self.num_workers)
-            kwargs = {"prefetch_factor": self.prefetch_factor} if self.num_workers else {}
+            kwargs = ({"prefetch_factor": self.prefetch_factor, "worker_init_fn": leave_signals_to_the_trainer}
+                      if self.num_workers else {})
             loader = torch.utils.data.DataLoader(self.stream, batch_size=None, num_workers=self.num_workers,
                                                  pin_memory=self.pin_memory, **kwargs)
             from vtr.data.video import start_loader
