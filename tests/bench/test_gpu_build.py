@@ -85,7 +85,9 @@ def test_a_stripped_wheel_keeps_its_files_and_a_true_record(tmp_path):
         _assert_record_holds(z, "pkg-1.0.dist-info/RECORD")
         assert z.read("pkg/__init__.py") == b"x = 1\n"
         so = z.read("pkg/ext.so")
-    assert so[:4] == b"\x7fELF" and len(so) <= len(files["pkg/ext.so"])
+    # its symbol table gone: the size is no test, as a library this small can grow when strip realigns its
+    # sections (PyTorch's CUDA wheel: 17,017 -> 18,896 bytes)
+    assert so[:4] == b"\x7fELF" and b".symtab" in files["pkg/ext.so"] and b".symtab" not in so
 
 
 def test_the_slim_wheel_holds_the_vocabulary_not_the_weights_and_installs(tmp_path):

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import io
+import logging
+import os
+import subprocess
+import sys
 import json
 import tarfile
 
@@ -121,7 +125,51 @@ def test_caption_files_that_cannot_make_a_sample_are_said_in_one_line(tmp_path):
 def test_read_captions_csv_and_extensionless_names(media, tmp_path):
     assert read_captions(media / "captions.csv")[0] == {"video": "c0.mp4", "caption": "first, clip"}
     total = make_shards(media / "v", media / "captions.csv", tmp_path / "s")
-    assert total == {"shards": 1, "count": 2, "successes": 2, "failed": 0}  # "c1" resolves to c1.mp4
+    assert total == {"shards": 1, "count": 2, "successes": 2, "failed": 0, "kept": 0}  # "c1" resolves to c1.mp4
+
+
+def test_running_make_shards_again_keeps_the_shards_it_wrote_whole(media, tmp_path, monkeypatch, caplog):
+    """A stopped run (Ctrl+C, a crash) goes on where it stopped: before, every shard was written again."""
+    import shutil
+
+    import vtr.data.shards as shards_module
+
+    videos, out = tmp_path / "v", tmp_path / "s"
+    shutil.copytree(media / "v", videos)
+    captions = media / "captions.jsonl"
+    real_write, calls = shards_module.write_shard, []
+
+    def stopped_at_shard_1(shard, *args, **kwargs):
+        calls.append(shard)
+        if shard == 1:
+            raise KeyboardInterrupt
+        return real_write(shard, *args, **kwargs)
+
+    monkeypatch.setattr(shards_module, "write_shard", stopped_at_shard_1)
+    with pytest.raises(KeyboardInterrupt, match=f"interrupted with 1 of 3 shards whole in {out}: the same command"):
+        make_shards(videos, captions, out, per_shard=4)
+    monkeypatch.setattr(shards_module, "write_shard", lambda shard, *a, **k: calls.append(shard) or real_write(
+        shard, *a, **k))
+    calls.clear()
+    assert make_shards(videos, captions, out, per_shard=4)["kept"] == 1 and calls == [1, 2]
+    first = {p.name: p.stat().st_mtime_ns for p in out.glob("*.tar")}
+    calls.clear()
+    total = make_shards(videos, captions, out, per_shard=4)
+    assert total == {"shards": 3, "count": 9, "successes": 6, "failed": 3, "kept": 3} and calls == []
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.tar")} == first  # not rewritten
+    # a file added (row 3's missing.mp4, shard 0) or replaced (c4.mp4, row 7: shard 1) makes its shard again
+    shutil.copy(videos / "c0.mp4", videos / "missing.mp4")
+    write_video(videos / "c4.mp4", _clip((90, 90, 90), n=12))
+    assert make_shards(videos, captions, out, per_shard=4)["kept"] == 1 and calls == [0, 1]
+    assert json.loads((out / "00000_stats.json").read_text())["successes"] == 3
+    # a half-written shard of a killed writer is removed; one of a live process (this one) is left
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (out / f"00001.tar.{int(dead.stdout)}-1.tmp").write_bytes(b"x" * 100)
+    (out / f"00001.tar.{os.getpid()}-1.tmp").write_bytes(b"x")
+    with caplog.at_level(logging.WARNING, logger="vtr.data.shards"):
+        make_shards(videos, captions, out, per_shard=8)  # fewer shards than before: the extra one is named
+    assert sorted(p.name for p in out.glob("*.tmp")) == [f"00001.tar.{os.getpid()}-1.tmp"]
+    assert "also holds 1 shard(s) that this caption file does not make (00002.tar)" in caplog.text
 
 
 def test_expand_shards(tmp_path):

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import csv
 import glob
+import hashlib
 import io
 import json
 import logging
@@ -52,7 +53,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-from vtr.atomic import atomic_path
+from vtr.atomic import atomic_path, write_json_atomic
 from vtr.errors import VtrError
 
 logger = logging.getLogger(__name__)
@@ -138,8 +139,10 @@ def _validate(data: bytes, ext: str, name: str) -> dict:
                 "fps": float(reader.fps), "height": int(reader.height), "width": int(reader.width)}
 
 
-def write_shard(shard: int, rows: list[tuple[int, dict]], videos_dir: str | os.PathLike, out: str | os.PathLike) -> dict:
-    """Write shard ``shard`` from ``(row_index, row)`` pairs; returns (and writes) its stats."""
+def write_shard(shard: int, rows: list[tuple[int, dict]], videos_dir: str | os.PathLike, out: str | os.PathLike,
+                fingerprint: str | None = None, progress=None) -> dict:
+    """Write shard ``shard`` from ``(row_index, row)`` pairs; returns (and writes) its stats, which keep
+    ``fingerprint`` (:func:`rows_fingerprint`). progress: called with 1 after each row."""
     import webdataset as wds
 
     videos_dir, out = Path(videos_dir), Path(out)
@@ -165,14 +168,16 @@ def write_shard(shard: int, rows: list[tuple[int, dict]], videos_dir: str | os.P
                 reason = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"[:300]
                 failures.append({"key": key, "file": media, "reason": reason})
                 logger.warning("skipping row %d (%s): %s", index, media, reason)
-                continue
-            extra = {k: v for k, v in row.items() if k not in MEDIA_COLUMNS and k not in CAPTION_COLUMNS}
-            meta = {"key": key, "caption": caption, "file": media, **meta, **extra}
-            sink.write({"__key__": key, ext: data, "txt": caption, "json": meta})
-            successes += 1
+            else:
+                extra = {k: v for k, v in row.items() if k not in MEDIA_COLUMNS and k not in CAPTION_COLUMNS}
+                meta = {"key": key, "caption": caption, "file": media, **meta, **extra}
+                sink.write({"__key__": key, ext: data, "txt": caption, "json": meta})
+                successes += 1
+            if progress is not None:
+                progress(1)
     stats = {"shard": shard, "count": len(rows), "successes": successes, "failed": len(failures),
-             "failures": failures, "start_time": start, "end_time": time.time()}
-    (out / f"{shard:05d}_stats.json").write_text(json.dumps(stats, indent=2))
+             "failures": failures, "start_time": start, "end_time": time.time(), "fingerprint": fingerprint}
+    write_json_atomic(out / f"{shard:05d}_stats.json", stats)  # after the tar: a shard with stats is whole
     return stats
 
 
@@ -180,11 +185,58 @@ def _write_shard_star(args):
     return write_shard(*args)
 
 
+def rows_fingerprint(rows: list[tuple[int, dict]], videos_dir: Path) -> str:
+    """What a shard is made of: its rows (index and every column), the media folder, and the size and time of each
+    row's file (a file fixed, added or replaced changes it). A shard whose stats hold the same fingerprint is kept
+    by the next ``make_shards`` into the same folder."""
+    digest = hashlib.sha256(str(videos_dir.resolve()).encode())
+    for index, row in rows:
+        media = _pick(row, MEDIA_COLUMNS) if isinstance(row, dict) else None
+        path = _resolve_media(videos_dir, media) if media else None
+        try:
+            st = path.stat() if path is not None else None
+        except OSError:
+            st = None
+        digest.update(json.dumps([index, row, [st.st_size, st.st_mtime_ns] if st else None], sort_keys=True,
+                                 default=str).encode())
+    return digest.hexdigest()
+
+
+def _kept_stats(out: Path, shard: int, fingerprint: str) -> dict | None:
+    """The stats of shard ``shard`` under ``out`` when an earlier run wrote it whole from the same rows."""
+    try:
+        stats = json.loads((out / f"{shard:05d}_stats.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return stats if stats.get("fingerprint") == fingerprint and (out / f"{shard:05d}.tar").is_file() else None
+
+
+def _remove_stale_temporaries(out: Path) -> None:
+    """Half-written shards of runs that were killed (their ``.tmp`` names carry the writer's process id): a shard
+    is often gigabytes. Those of a process still running (another ``make_shards`` into this folder) are left."""
+    for tmp in out.glob("[0-9][0-9][0-9][0-9][0-9]*.tmp"):
+        try:
+            pid = int(tmp.name.rsplit(".", 2)[-2].split("-")[0])
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            tmp.unlink(missing_ok=True)
+        except (ValueError, IndexError, PermissionError):  # not one of ours, or another user's live process
+            continue
+
+
+def _ignore_interrupts() -> None:
+    """A pool worker leaves Ctrl+C to the parent, which stops the pool (no traceback from every worker)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def make_shards(videos: str | os.PathLike, captions: str | os.PathLike, out: str | os.PathLike,
-                per_shard: int = 1000, processes: int = 1) -> dict:
+                per_shard: int = 1000, processes: int = 1, progress: bool = False) -> dict:
     """Write the caption file's rows into ``{shard:05d}.tar`` + ``{shard:05d}_stats.json`` under ``out``.
 
-    Returns the totals ``{"shards", "count", "successes", "failed"}`` (also written to ``out/stats.json``).
+    A shard that an earlier run (one stopped by Ctrl+C, a crash) wrote whole from the same rows and files is kept
+    (:func:`rows_fingerprint`), so running the command again goes on where it stopped. Returns the totals
+    ``{"shards", "count", "successes", "failed"}`` (also written to ``out/stats.json``) and ``"kept"``, the shards
+    kept. progress: a bar over the rows.
     """
     if per_shard < 1 or processes < 1:
         raise VtrError(f"per_shard (--per-shard) and processes (--processes) must be at least 1, not {per_shard} and "
@@ -195,20 +247,54 @@ def make_shards(videos: str | os.PathLike, captions: str | os.PathLike, out: str
         raise VtrError(f"{captions}: no row names both a media file (a column {', '.join(MEDIA_COLUMNS)}) and a "
                        f"caption (a column {', '.join(CAPTION_COLUMNS)}); "
                        + (f"its columns: {', '.join(seen)}" if seen else "it has no rows"))
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    jobs = [(s, rows[i:i + per_shard], str(videos), str(out)) for s, i in enumerate(range(0, len(rows), per_shard))]
-    if processes > 1 and len(jobs) > 1:
-        import multiprocessing as mp
+    from tqdm import tqdm
 
-        with mp.get_context("spawn").Pool(processes) as pool:
-            stats = list(pool.imap(_write_shard_star, jobs))
-    else:
-        stats = [write_shard(*job) for job in jobs]
+    out, videos = Path(out), Path(videos)
+    out.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(out)
+    kept, jobs = [], []
+    for shard, i in enumerate(range(0, len(rows), per_shard)):
+        fingerprint = rows_fingerprint(rows[i:i + per_shard], videos)
+        stats = _kept_stats(out, shard, fingerprint)
+        if stats is not None:
+            kept.append(stats)
+        else:
+            jobs.append((shard, rows[i:i + per_shard], str(videos), str(out), fingerprint))
+    _warn_of_other_shards(out, len(kept) + len(jobs))
+    written = []
+    bar = tqdm(total=sum(len(job[1]) for job in jobs), desc="shards", unit="rows", disable=not progress or not jobs)
+    try:
+        if processes > 1 and len(jobs) > 1:
+            import multiprocessing as mp
+
+            with mp.get_context("spawn").Pool(processes, initializer=_ignore_interrupts) as pool:
+                for stats in pool.imap_unordered(_write_shard_star, jobs):
+                    written.append(stats)
+                    bar.update(stats["count"])
+        else:
+            for job in jobs:
+                written.append(write_shard(*job, progress=bar.update))
+    except KeyboardInterrupt:
+        done = len(kept) + len(written)
+        raise KeyboardInterrupt(f"interrupted with {done} of {len(kept) + len(jobs)} shards whole in {out}: the same "
+                                "command goes on from there") from None
+    finally:
+        bar.close()
+    stats = kept + written
     total = {"shards": len(stats), "count": sum(s["count"] for s in stats),
              "successes": sum(s["successes"] for s in stats), "failed": sum(s["failed"] for s in stats)}
-    (out / "stats.json").write_text(json.dumps(total, indent=2))
-    return total
+    write_json_atomic(out / "stats.json", total)
+    return {**total, "kept": len(kept)}
+
+
+def _warn_of_other_shards(out: Path, shards: int) -> None:
+    """Shards numbered past this caption file's, from an earlier run over more rows: a training run reads every
+    shard of the folder, so they are named (not deleted: they are the user's)."""
+    extra = sorted(p.name for p in out.glob("[0-9][0-9][0-9][0-9][0-9].tar") if int(p.name[:5]) >= shards)
+    if extra:
+        logger.warning("%s also holds %d shard(s) that this caption file does not make (%s%s), from an earlier run "
+                       "over more rows: training reads every shard in the folder, so delete them if they are not "
+                       "wanted", out, len(extra), ", ".join(extra[:3]), ", ..." if len(extra) > 3 else "")
 
 
 def shards_make_command(videos: str = "", captions: str = "", out: str = "", per_shard: int = 1000,
@@ -228,9 +314,11 @@ def shards_make_command(videos: str = "", captions: str = "", out: str = "", per
         raise VtrError(f"--videos {videos}: not a folder")
     if not Path(captions).is_file():
         raise VtrError(f"--captions {captions}: file not found")
-    total = make_shards(videos, captions, out, per_shard=per_shard, processes=processes)
-    print(f"wrote {total['shards']} shards to {out}: {total['successes']} samples, "
-          f"{total['failed']} skipped (see *_stats.json)")
+    total = make_shards(videos, captions, out, per_shard=per_shard, processes=processes, progress=True)
+    shards = (f"{total['shards']} shards in {out}: {total['shards'] - total['kept']} written, {total['kept']} kept as "
+              "an earlier run wrote them from the same rows and files;" if total["kept"]
+              else f"wrote {total['shards']} shards to {out}:")
+    print(f"{shards} {total['successes']} samples, {total['failed']} skipped (see *_stats.json)")
     if not total["successes"]:  # shards without a sample would only fail later, in training
         raise VtrError(f"no sample written: every row of {captions} was skipped; each row's reason is in the "
                        f"*_stats.json files under {out} (media files are looked up under --videos {videos})")
