@@ -31,7 +31,7 @@ from index.embed import DEFAULT_MODEL, embed_chunks, load_model
 from index.layout import (CATALOG, MANIFEST, VECTORS, check_manifest, is_index, manifest_for, read_manifest,
                           remember_weights_verified, remove_thumbnails, thumbnail_path, weights_identity,
                           write_manifest, write_thumbnail)
-from index.scan import VIDEO_EXTENSIONS, scan_folders
+from index.scan import VIDEO_EXTENSIONS, check_roots, scan_folders
 from index.store import VectorStore, choose_factory
 from index.windows import DEFAULT_STRIDE_S, DEFAULT_WINDOW_S
 from vtr.errors import VtrError, disk_full
@@ -136,6 +136,8 @@ def build_index(dirs: list[str] | None, index: str, model=None, window_s: float 
     if dirs is None:  # an update of a mistyped folder: not a new index of nothing, with the default model
         check_is_index(index_dir)
     require("faiss")  # before the folder is made, the model loads and videos are embedded for a store not written
+    if dirs is not None:
+        check_roots(dirs)  # a mistyped folder: before, a new index of nothing was left, its model loaded for nothing
     make_index_folder(index_dir)
     with build_lock(index_dir), disk_full_said(index_dir):
         old_manifest = read_manifest(index_dir)

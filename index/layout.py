@@ -41,7 +41,7 @@ LEGACY_ANTIALIAS = True
 
 def is_index(index_dir) -> bool:
     """Whether ``index_dir`` holds an index (its manifest and catalog)."""
-    return (Path(index_dir) / MANIFEST).is_file() and (Path(index_dir) / CATALOG).is_file()
+    return os.path.isfile(Path(index_dir) / MANIFEST) and os.path.isfile(Path(index_dir) / CATALOG)  # never raises
 
 
 # -------------------------------------------------------------------------------------------------- manifest
@@ -116,7 +116,7 @@ def manifest_for(model, window_s: float, stride_s: float, precision: str = "fp32
 def read_manifest(index_dir) -> dict | None:
     """The manifest, with ``antialias`` filled in for indexes built before it was recorded (see LEGACY_ANTIALIAS)."""
     path = Path(index_dir) / MANIFEST
-    if not path.is_file():
+    if not os.path.isfile(path):  # Path.is_file raised on a name too long for the file system
         return None
     manifest = json.loads(path.read_text())
     manifest.setdefault("antialias", LEGACY_ANTIALIAS)

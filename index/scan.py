@@ -68,6 +68,17 @@ def is_source_code(path: str) -> bool:
     return True
 
 
+def check_roots(roots) -> None:
+    """Each of ``roots`` names a folder, a file or a link here: a typo is said before an index folder is made or a
+    model loads (a name longer than the file system takes is no folder either, not an ``OSError``)."""
+    for root in roots:
+        path = os.path.abspath(os.path.expanduser(root))
+        if not (os.path.isdir(path) or os.path.isfile(path) or os.path.islink(path)):
+            from vtr.errors import VtrError
+
+            raise VtrError(f"{path} is not a folder or a file")
+
+
 def scan_folders(roots: list[str], extensions=VIDEO_EXTENSIONS, exclude=(),
                  unreadable: list | None = None, mounts: list | None = None) -> list[ScannedFile]:
     """Video files under ``roots``, recursively, sorted by path.
@@ -123,10 +134,7 @@ def scan_folders(roots: list[str], extensions=VIDEO_EXTENSIONS, exclude=(),
         if os.path.isfile(root) or os.path.islink(root) and not os.path.isdir(root):
             consider(root)
             continue
-        if not os.path.isdir(root):
-            from vtr.errors import VtrError
-
-            raise VtrError(f"{root} is not a folder or a file")
+        check_roots([root])
 
         def said(e: OSError):
             if unreadable is not None:

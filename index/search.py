@@ -137,7 +137,13 @@ def _missing_example(query) -> bool:
     text = str(query).strip()
     looks = (os.sep in text or text.startswith("~")) and len(text.split()) == 1 \
         and Path(text).suffix.lower() in IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
-    return looks and not Path(text).is_file()
+    return looks and not _is_file(text)
+
+
+def _is_file(query) -> bool:
+    """Whether ``query`` names a file here. Never raises: a sentence longer than a file name may be (255 bytes)
+    is words, where ``Path.is_file`` raised ``OSError: File name too long`` (Python < 3.14)."""
+    return os.path.isfile(query)
 
 
 def _cuda_ordinal(device) -> int:
@@ -518,7 +524,7 @@ class VideoIndex:
             raise VtrError(f"k is the number of moments to show: at least 1, not {k}")
         _check_filters(min_duration, max_duration, since, until)
         if kind == "example" and not isinstance(query, np.ndarray) and not (isinstance(query, (str, Path))
-                                                                            and Path(query).is_file()):
+                                                                            and _is_file(query)):
             raise VtrError(f"query by example needs an image or video file; not found: {query}")
         if kind == "auto" and _missing_example(query):
             raise VtrError(f"no such file: {query} (a query by example names an image or a video; to search for "
@@ -528,7 +534,7 @@ class VideoIndex:
         if isinstance(query, np.ndarray):  # a vector; kind="example": an example's, scored clip to clip
             q = query.astype(np.float32)
             example = kind == "example"
-        elif kind != "text" and isinstance(query, (str, Path)) and Path(query).is_file():
+        elif kind != "text" and isinstance(query, (str, Path)) and _is_file(query):
             q = self.encode_example(str(query))
             example = True
         else:
@@ -618,7 +624,7 @@ class VideoIndex:
         _check_filters(min_duration, max_duration, since, until)
         self._follow()
         row = self._indexed_file(path)
-        if row is None and Path(os.path.expanduser(str(path))).is_file() and end is None:
+        if row is None and _is_file(os.path.expanduser(str(path))) and end is None:
             # a video the index does not hold: its window around that second, encoded as an example
             q = self.encode_example(os.path.expanduser(str(path)), at=start)
             return self.search(q / max(float(np.linalg.norm(q)), 1e-12), k=k, path_glob=path_glob,

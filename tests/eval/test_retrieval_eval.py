@@ -387,6 +387,11 @@ def test_the_data_is_checked_before_the_model_is_loaded(tmp_path, monkeypatch):
     monkeypatch.setattr(C, "load_eval_model", no_model)
     with pytest.raises(VtrError, match="annotation file not found"):
         C.eval_command(dataset="msrvtt", annotations=str(tmp_path / "typo.json"), videos=str(tmp_path))
+    # a folder given for the file, or a name longer than a file name may be (an OSError traceback before)
+    with pytest.raises(VtrError, match=f"cannot read the annotation file {tmp_path}: Is a directory"):
+        C.eval_command(dataset="msrvtt", annotations=str(tmp_path), videos=str(tmp_path))
+    with pytest.raises(VtrError, match="cannot read the annotation file .*: File name too long"):
+        C.eval_command(dataset="msrvtt", annotations=str(tmp_path / ("x" * 300 + ".json")), videos=str(tmp_path))
     for kind in ("missing", "broken"):
         root = _make_root(tmp_path / kind, n=3, **{kind: 1})
         with pytest.raises(VtrError, match="video1.mp4"):

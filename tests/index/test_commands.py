@@ -105,3 +105,30 @@ def test_search_and_remove_without_faiss_say_so(tmp_path, test_model_folder, mon
     with pytest.raises(VtrError, match="pip install 'faiss-cpu>=1.8'"):
         remove_from_index([str(tmp_path / "videos" / "a.mp4")], idx)
     assert (tmp_path / "idx" / "catalog.sqlite").read_bytes() == before  # nothing taken out
+
+
+def test_paths_and_sentences_longer_than_a_file_name(tmp_path, test_model_folder, capsys):
+    """Each was an ``OSError: File name too long`` traceback: a query of more than 255 bytes, checked for being an
+    example's path, and an index or folder named that long."""
+    make_video(tmp_path / "videos" / "a.mp4", 4, seed=1)
+    idx = str(tmp_path / "idx")
+    assert build_command([str(tmp_path / "videos")], index=idx, model=str(test_model_folder), workers=0) == 0
+    capsys.readouterr()
+    sentence = "a person walks along the beach at sunset and then " * 8  # 408 bytes: words, not a path
+    assert search_command(sentence, index=idx, k=1) == 0
+    assert capsys.readouterr().out.startswith("  1. ")
+    too_long = str(tmp_path / ("x" * 300))
+    with pytest.raises(VtrError, match="is not an index folder"):
+        status_command(index=too_long)
+    with pytest.raises(VtrError, match="is not an index folder"):
+        search_command("anything", index=too_long)
+    with pytest.raises(VtrError, match="is not a folder or a file"):
+        build_command([too_long], index=idx)
+
+
+def test_a_mistyped_folder_is_said_before_an_index_is_made_or_a_model_loads(tmp_path):
+    """Before, the model loaded (the default: a 1 GB download the first time) and an empty index of it was left."""
+    new = tmp_path / "new.idx"
+    with pytest.raises(VtrError, match=f"^{tmp_path / 'Vidoes'} is not a folder or a file$"):
+        build_command([str(tmp_path / "Vidoes")], index=str(new), model="no-such-model")
+    assert not new.exists()

@@ -118,6 +118,8 @@ def _read_annotations(path: Path) -> list[dict]:
             data = json.load(f)
     except FileNotFoundError:
         raise VtrError(f"annotation file not found: {path}") from None
+    except OSError as e:  # a folder, no permission, a name too long
+        raise VtrError(f"cannot read the annotation file {path}: {e.strerror or e}") from None
     except json.JSONDecodeError as e:
         raise VtrError(f"annotation file {path} is not valid JSON: {e}") from None
     if not isinstance(data, list) or not all(isinstance(d, dict) and "video" in d and "caption" in d for d in data):

@@ -310,9 +310,9 @@ def shards_make_command(videos: str = "", captions: str = "", out: str = "", per
     missing = [f"--{name}" for name, value in (("videos", videos), ("captions", captions), ("out", out)) if not value]
     if missing:
         raise VtrError(f"shards make needs {', '.join(missing)}")
-    if not Path(videos).is_dir():
+    if not os.path.isdir(videos):
         raise VtrError(f"--videos {videos}: not a folder")
-    if not Path(captions).is_file():
+    if not os.path.isfile(captions):
         raise VtrError(f"--captions {captions}: file not found")
     total = make_shards(videos, captions, out, per_shard=per_shard, processes=processes, progress=True)
     shards = (f"{total['shards']} shards in {out}: {total['shards'] - total['kept']} written, {total['kept']} kept as "
