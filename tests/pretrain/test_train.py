@@ -196,8 +196,8 @@ def test_a_device_this_machine_lacks_stops_the_run_before_it_starts(shards, tmp_
 @pytest.mark.parametrize("device, ddp, want", [("cuda:1", False, "cuda:1"), ("cuda", False, "cuda:0"),
                                                  ("cuda:1", True, "cuda:0"), ("auto", False, "cuda:0"),
                                                  ("cpu", False, "cpu")])
-def test_the_run_takes_the_gpu_it_is_given_and_under_torchrun_its_local_one(monkeypatch, tmp_path, device, ddp,
-                                                                            want):
+def test_the_run_takes_the_gpu_it_is_given_and_under_torchrun_its_local_one(monkeypatch, request, tmp_path, device,
+                                                                            ddp, want):
     """cuda:1 trained on the CPU (only "cuda" was recognised); under torchrun each rank takes its local GPU."""
     from pretrain.train import setup_runtime
 
@@ -206,9 +206,15 @@ def test_the_run_takes_the_gpu_it_is_given_and_under_torchrun_its_local_one(monk
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
-    # the run turns TF32 on for CUDA: put it back for the tests after this one
-    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", torch.backends.cuda.matmul.allow_tf32)
-    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", torch.backends.cudnn.allow_tf32)
+    # The run turns TF32 on for CUDA: put it back for the tests after this one. Not through monkeypatch: on a CUDA
+    # build of torch, matmul.allow_tf32 is no attribute of its own, so monkeypatch's undo raised AttributeError and
+    # left torch.cuda.is_available patched to True for every later test (a CPU-only machine "had" a GPU).
+    tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+
+    def put_tf32_back():
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
+
+    request.addfinalizer(put_tf32_back)
     if ddp:  # rank 0 of a torchrun group of one, without joining it
         for name in ("RANK", "LOCAL_RANK"):
             monkeypatch.setenv(name, "0")
