@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json as _json
 import sys
+from contextlib import contextmanager
 
 from index.build import build_index, check_is_index, index_status, remove_from_index
 
@@ -36,10 +37,11 @@ def build_command(dirs: list[str], index: str = None, model: str = None, window_
     window_policy: shots (windows inside shots, static ones reuse a vector; new index default) or stride (window_s windows every stride_s)
     """
     _check_flags(index, device)
-    report = build_index(dirs, index, model=model, window_s=window_s, stride_s=stride_s, batch_size=batch_size,
-                         workers=workers, timeout_s=timeout_s, factory=factory, reembed=reembed,
-                         retry_failed=retry_failed, device=device, thumbnails=thumbnails, precision=precision,
-                         window_policy=window_policy)
+    with _stopped_said(index):
+        report = build_index(dirs, index, model=model, window_s=window_s, stride_s=stride_s, batch_size=batch_size,
+                             workers=workers, timeout_s=timeout_s, factory=factory, reembed=reembed,
+                             retry_failed=retry_failed, device=device, thumbnails=thumbnails, precision=precision,
+                             window_policy=window_policy)
     _print_report(report)
     return 0
 
@@ -83,11 +85,26 @@ def update_command(index: str = None, model: str = None, batch_size: int = None,
             print(f"stopped watching {index}", file=sys.stderr)
             return 130
         return 0
-    report = build_index(None, index, model=model, batch_size=batch_size, workers=workers,
-                         timeout_s=timeout_s, reembed=reembed, retry_failed=retry_failed, device=device,
-                         precision=precision, forget_missing=forget_missing)
+    with _stopped_said(index):
+        report = build_index(None, index, model=model, batch_size=batch_size, workers=workers,
+                             timeout_s=timeout_s, reembed=reembed, retry_failed=retry_failed, device=device,
+                             precision=precision, forget_missing=forget_missing)
     _print_report(report)
     return 0
+
+
+@contextmanager
+def _stopped_said(index: str):
+    """Ctrl-C, or SIGTERM (``timeout``, a service manager), during a build or an update: the windows committed so
+    far are kept, and the message says how to go on (before: "interrupted" alone, and SIGTERM said nothing)."""
+    from vtr.cli import sigterm_as_interrupt
+
+    try:
+        with sigterm_as_interrupt():
+            yield
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(f"interrupted: the windows embedded so far are kept; `vtr index update --index "
+                                f"{_line(index)}` goes on from there") from None
 
 
 def remove_command(paths: list[str], index: str = None) -> int:

@@ -246,8 +246,13 @@ def _reason(e: BaseException) -> str:
 
 
 def _worker_main(task_conn, result_conn, settings: DecodeSettings):
+    import signal
+
     import torch
 
+    # A terminal's Ctrl-C reaches the whole process group: the build stops its workers itself, and each worker's
+    # KeyboardInterrupt traceback was printed above the build's one-line message.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(1)
     while True:
         try:

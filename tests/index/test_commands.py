@@ -132,3 +132,19 @@ def test_a_mistyped_folder_is_said_before_an_index_is_made_or_a_model_loads(tmp_
     with pytest.raises(VtrError, match=f"^{tmp_path / 'Vidoes'} is not a folder or a file$"):
         build_command([str(tmp_path / "Vidoes")], index=str(new), model="no-such-model")
     assert not new.exists()
+
+
+def test_an_interrupted_build_says_how_to_go_on(tmp_path, monkeypatch):
+    """Ctrl-C (or SIGTERM, as Ctrl-C) in a build or an update: the message says what is kept and the command that
+    goes on; before it was "interrupted" alone."""
+    import index.commands as commands
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(commands, "build_index", interrupted)
+    expected = r"^interrupted: the windows embedded so far are kept; `vtr index update --index .*/idx` goes on"
+    with pytest.raises(KeyboardInterrupt, match=expected):
+        build_command([str(tmp_path)], index=str(tmp_path / "idx"))
+    with pytest.raises(KeyboardInterrupt, match=expected):
+        update_command(index=str(tmp_path / "idx"))

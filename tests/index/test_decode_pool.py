@@ -54,3 +54,28 @@ def test_a_hung_decode_times_out_and_fails_only_its_file(tmp_path, files, monkey
 def test_workers_that_die_before_decoding_anything_stop_the_run(tmp_path, files, monkeypatch):
     with pytest.raises(VtrError, match="die before decoding anything"):
         run(tmp_path, files, "fine.mp4", dies_at_start, monkeypatch)
+
+
+def test_a_worker_leaves_ctrl_c_to_the_build(tmp_path):
+    """A terminal's Ctrl-C reaches the decoding workers too (one process group): each printed a KeyboardInterrupt
+    traceback above the build's message. A worker now ignores it and goes on until the build stops it."""
+    import multiprocessing as mp
+    import os
+    import signal
+
+    video = make_video(tmp_path / "a.mp4", 4, seed=1)
+    worker = decode._Worker(mp.get_context("spawn"), SETTINGS)
+    try:
+        for tid in (0, 1):
+            worker.task_send.send((tid, 0, str(video), 0))
+            assert worker.result_recv.recv() == ("start", tid)
+            assert worker.result_recv.recv()[:2] == ("ok", tid)  # the worker runs its loop, its handler set
+            if tid == 0:
+                os.kill(worker.process.pid, signal.SIGINT)
+                worker.process.join(timeout=1)
+                assert worker.process.is_alive()
+        worker.task_send.send(None)
+        worker.process.join(timeout=10)
+        assert worker.process.exitcode == 0
+    finally:
+        worker.kill()
