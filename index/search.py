@@ -142,7 +142,7 @@ def _missing_example(query) -> bool:
 
 def _is_file(query) -> bool:
     """Whether ``query`` names a file here. Never raises: a sentence longer than a file name may be (255 bytes)
-    is words, where ``Path.is_file`` raised ``OSError: File name too long`` (Python < 3.14)."""
+    is words, where ``Path.is_file`` raised ``OSError: File name too long``."""
     return os.path.isfile(query)
 
 

@@ -619,7 +619,7 @@ class StopRequests:
         return self
 
     def release(self) -> None:
-        """The handlers there were before (twice: nothing more)."""
+        """Put back the handlers there were before (a second call does nothing)."""
         for s, handler in self._previous.items():
             signal.signal(s, handler)
         self._previous = {}

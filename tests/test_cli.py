@@ -90,3 +90,28 @@ def test_sigterm_ends_a_long_command_as_ctrl_c_does_and_only_inside_the_block():
         with sigterm_as_interrupt():
             os.kill(os.getpid(), signal.SIGTERM)  # the handler runs as os.kill returns
     assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_sigterm_as_interrupt_outside_the_main_thread_changes_nothing():
+    """A build run from a thread (an app, a notebook's executor) goes through it: signal.signal raised there."""
+    import signal
+    import threading
+
+    from vtr.cli import sigterm_as_interrupt
+
+    before, ran, errors = signal.getsignal(signal.SIGTERM), [], []
+
+    def body():
+        try:
+            with sigterm_as_interrupt():
+                ran.append(True)
+        except Exception as e:  # noqa: BLE001 - the assertion below names it
+            errors.append(e)
+
+    thread = threading.Thread(target=body)
+    thread.start()
+    thread.join()
+    assert ran == [True] and errors == [] and signal.getsignal(signal.SIGTERM) is before
+    with sigterm_as_interrupt():  # in the main thread it still turns SIGTERM into Ctrl-C
+        assert signal.getsignal(signal.SIGTERM) is not before
+    assert signal.getsignal(signal.SIGTERM) is before

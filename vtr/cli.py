@@ -15,6 +15,7 @@ import inspect
 import logging
 import signal
 import sys
+import threading
 import types
 import typing
 from contextlib import contextmanager
@@ -158,10 +159,14 @@ def main(argv: list[str] | None = None) -> int:
 @contextmanager
 def sigterm_as_interrupt():
     """While the block runs, SIGTERM (a service manager's stop) raises KeyboardInterrupt as Ctrl-C does, so a
-    long-running command (``vtr app``, ``vtr index update --watch``) ends the same way for both. Main thread only."""
+    long-running command (``vtr app``, ``vtr index update --watch``, a build) ends the same way for both. Outside the
+    main thread, where Python takes no handler, it changes nothing."""
     def interrupt(signum, frame):
         raise KeyboardInterrupt
 
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
     previous = signal.signal(signal.SIGTERM, interrupt)
     try:
         yield
