@@ -66,11 +66,16 @@ def media(tmp_path_factory):
     return root
 
 
-def test_make_shards_layout_and_skips_broken(media, tmp_path, capsys):
+def test_make_shards_layout_and_skips_broken(media, tmp_path, capsys, caplog):
     out = tmp_path / "shards"
-    assert shards_make_command(videos=str(media / "v"), captions=str(media / "captions.jsonl"), out=str(out),
-                               per_shard=4) == 0
+    with caplog.at_level(logging.DEBUG, logger="vtr.data.shards"):
+        assert shards_make_command(videos=str(media / "v"), captions=str(media / "captions.jsonl"), out=str(out),
+                                   per_shard=4) == 0
     assert "3 skipped" in capsys.readouterr().out
+    # the skipped rows said in one warning, by reason (a line each flooded the terminal: thousands for WebVid)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and warnings[0].startswith(
+        "3 of 9 rows skipped (VideoReadError: 2, FileNotFoundError: 1); the first, key 000000002 (garbage.mp4): ")
     assert sorted(p.name for p in out.glob("*.tar")) == ["00000.tar", "00001.tar", "00002.tar"]
     s0 = json.loads((out / "00000_stats.json").read_text())
     s1 = json.loads((out / "00001_stats.json").read_text())
@@ -120,6 +125,32 @@ def test_caption_files_that_cannot_make_a_sample_are_said_in_one_line(tmp_path):
     with pytest.raises(VtrError, match=r"--per-shard\) and processes \(--processes\) must be at least 1, not 0"):
         shards_make_command(videos=str(tmp_path / "v"), captions=str(tmp_path / "skipped.csv"), out=str(tmp_path / "o"),
                             per_shard=0)
+
+
+def test_the_reference_codes_json_annotation_files_make_shards(media, tmp_path):
+    """UMT's and VideoMamba's annotation files are JSON lists, some with a list of captions per video (MSRVTT's
+    training file): each caption becomes a sample. Before, a .json file was refused, and a list caption in a .jsonl
+    file became one sample captioned "['first', 'second']"."""
+    from vtr.errors import VtrError
+
+    rows = [{"video": "c0.mp4", "caption": ["a red clip", "something red"], "source": "webvid"},
+            {"video": "c1.mp4", "caption": "a green clip"}, {"video": "c2.mp4", "caption": []}]
+    (tmp_path / "train.json").write_text(json.dumps(rows))
+    total = make_shards(media / "v", tmp_path / "train.json", tmp_path / "s")
+    assert (total["count"], total["successes"], total["failed"]) == (4, 3, 1)  # c2: no caption, skipped and said
+    with tarfile.open(tmp_path / "s" / "00000.tar") as tar:
+        captions = {n: tar.extractfile(n).read().decode() for n in tar.getnames() if n.endswith(".txt")}
+        meta = json.loads(tar.extractfile("000000001.json").read())
+    assert captions == {"000000000.txt": "a red clip", "000000001.txt": "something red", "000000002.txt": "a green clip"}
+    assert meta["file"] == "c0.mp4" and meta["source"] == "webvid"  # the other columns, kept for each caption
+    (tmp_path / "train.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    assert [r["caption"] for r in read_captions(tmp_path / "train.jsonl")] == ["a red clip", "something red",
+                                                                                "a green clip", ""]
+    for content, says in (('{"video": "c0.mp4"}', "a JSON list of objects .*, not a JSON dict"),
+                          ('[{"video": "c0.mp4",\n "caption": x}]', "train.json, line 2: not valid JSON")):
+        (tmp_path / "train.json").write_text(content)
+        with pytest.raises(VtrError, match=says):
+            read_captions(tmp_path / "train.json")
 
 
 def test_read_captions_csv_and_extensionless_names(media, tmp_path):

@@ -71,18 +71,31 @@ CACHE_MAX_FRAME_RATIO = 4  # a clip is cached only when decoding all its frames 
 
 
 def read_captions(path: str | os.PathLike) -> list[dict]:
-    """Rows of a ``.csv`` (with a header) or ``.jsonl`` caption file, as dicts.
+    """Rows of a ``.csv`` (with a header), ``.jsonl`` or ``.json`` caption file, as dicts. A ``.json`` file is a
+    JSON list of objects: the annotation files of the reference code (UMT, VideoMamba: WebVid, CC3M, ...).
 
     Each row needs a media column (``video``, ``videoid``, ``path``, ``file``, ``filename``, ``image``, ...) and a
-    caption column (``caption``, ``text``, ``name``, ``title``); other columns are kept as metadata.
+    caption column (``caption``, ``text``, ``name``, ``title``); other columns are kept as metadata. A row whose
+    caption is a list of captions (the reference's files for MSRVTT, COCO, ...) becomes one row per caption, as the
+    reference trains on each (video, caption) pair.
     """
     path = Path(path)
-    if path.suffix not in (".jsonl", ".csv"):
-        raise VtrError(f"caption file must be .csv or .jsonl, got {path.name}")
+    if path.suffix not in (".jsonl", ".csv", ".json"):
+        raise VtrError(f"caption file must be .csv, .jsonl or .json (a JSON list, as the reference code's "
+                       f"annotation files), got {path.name}")
     try:
         with open(path, newline="", encoding="utf-8") as f:
             if path.suffix == ".csv":
                 return list(csv.DictReader(f))
+            if path.suffix == ".json":
+                try:
+                    rows = json.load(f)
+                except json.JSONDecodeError as e:
+                    raise VtrError(f"{path}, line {e.lineno}: not valid JSON ({e.msg})") from None
+                if not isinstance(rows, list):
+                    raise VtrError(f"{path}: a .json caption file is a JSON list of objects (one per video or "
+                                   f"image), not a JSON {type(rows).__name__}")
+                return _one_caption_per_row(rows)
             rows = []
             for number, line in enumerate(f, 1):
                 if line.strip():
@@ -90,9 +103,23 @@ def read_captions(path: str | os.PathLike) -> list[dict]:
                         rows.append(json.loads(line))
                     except json.JSONDecodeError as e:
                         raise VtrError(f"{path}, line {number}: not a JSON object ({e.msg})") from None
-            return rows
+            return _one_caption_per_row(rows)
     except UnicodeDecodeError as e:
         raise VtrError(f"{path}: not UTF-8 text (byte {e.start}); save the caption file as UTF-8") from None
+
+
+def _one_caption_per_row(rows: list) -> list:
+    """Rows whose caption column holds a list, one row per caption (the list's other columns repeated); before, the
+    list was written as its Python text ("['a man cooks', ...]") into one sample's caption."""
+    out = []
+    for row in rows:
+        column = next((c for c in CAPTION_COLUMNS if isinstance(row, dict) and row.get(c) not in (None, "")), None)
+        if column is None or not isinstance(row[column], list):
+            out.append(row)
+            continue
+        captions = [c for c in row[column] if isinstance(c, str) and c.strip()]
+        out.extend({**row, column: caption} for caption in captions or [""])  # "": skipped as a row without one
+    return out
 
 
 def _pick(row: dict, columns: Sequence[str]) -> str | None:
@@ -142,7 +169,7 @@ def _validate(data: bytes, ext: str, name: str) -> dict:
 def write_shard(shard: int, rows: list[tuple[int, dict]], videos_dir: str | os.PathLike, out: str | os.PathLike,
                 fingerprint: str | None = None, progress=None) -> dict:
     """Write shard ``shard`` from ``(row_index, row)`` pairs; returns (and writes) its stats, which keep
-    ``fingerprint`` (:func:`rows_fingerprint`). progress: called with 1 after each row."""
+    ``fingerprint`` (:func:`rows_fingerprint`). progress: called after each row with the rows skipped so far."""
     import webdataset as wds
 
     videos_dir, out = Path(videos_dir), Path(out)
@@ -167,14 +194,14 @@ def write_shard(shard: int, rows: list[tuple[int, dict]], videos_dir: str | os.P
             except Exception as e:  # noqa: BLE001 - any broken input is skipped and counted, never fatal
                 reason = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"[:300]
                 failures.append({"key": key, "file": media, "reason": reason})
-                logger.warning("skipping row %d (%s): %s", index, media, reason)
+                logger.debug("skipping row %d (%s): %s", index, media, reason)  # summed up by make_shards
             else:
                 extra = {k: v for k, v in row.items() if k not in MEDIA_COLUMNS and k not in CAPTION_COLUMNS}
                 meta = {"key": key, "caption": caption, "file": media, **meta, **extra}
                 sink.write({"__key__": key, ext: data, "txt": caption, "json": meta})
                 successes += 1
             if progress is not None:
-                progress(1)
+                progress(len(failures))
     stats = {"shard": shard, "count": len(rows), "successes": successes, "failed": len(failures),
              "failures": failures, "start_time": start, "end_time": time.time(), "fingerprint": fingerprint}
     write_json_atomic(out / f"{shard:05d}_stats.json", stats)  # after the tar: a shard with stats is whole
@@ -263,6 +290,13 @@ def make_shards(videos: str | os.PathLike, captions: str | os.PathLike, out: str
     _warn_of_other_shards(out, len(kept) + len(jobs))
     written = []
     bar = tqdm(total=sum(len(job[1]) for job in jobs), desc="shards", unit="rows", disable=not progress or not jobs)
+
+    def shown(skipped_here: int = 0, rows: int = 1) -> None:  # rows done; skipped_here: in the shard being written
+        skipped = sum(s["failed"] for s in written) + skipped_here
+        if skipped:
+            bar.set_postfix(skipped=skipped, refresh=False)
+        bar.update(rows)
+
     try:
         if processes > 1 and len(jobs) > 1:
             import multiprocessing as mp
@@ -270,21 +304,39 @@ def make_shards(videos: str | os.PathLike, captions: str | os.PathLike, out: str
             with mp.get_context("spawn").Pool(processes, initializer=_ignore_interrupts) as pool:
                 for stats in pool.imap_unordered(_write_shard_star, jobs):
                     written.append(stats)
-                    bar.update(stats["count"])
+                    shown(rows=stats["count"])
         else:
             for job in jobs:
-                written.append(write_shard(*job, progress=bar.update))
+                written.append(write_shard(*job, progress=shown))
     except KeyboardInterrupt:
         done = len(kept) + len(written)
         raise KeyboardInterrupt(f"interrupted with {done} of {len(kept) + len(jobs)} shards whole in {out}: the same "
                                 "command goes on from there") from None
     finally:
         bar.close()
-    stats = kept + written
+    stats = sorted(kept + written, key=lambda s: s["shard"])
     total = {"shards": len(stats), "count": sum(s["count"] for s in stats),
              "successes": sum(s["successes"] for s in stats), "failed": sum(s["failed"] for s in stats)}
     write_json_atomic(out / "stats.json", total)
+    _say_skipped(stats, total, out)
     return {**total, "kept": len(kept)}
+
+
+def _say_skipped(stats: list[dict], total: dict, out: Path) -> None:
+    """One warning for the rows skipped, by reason, with the first of them: a line per row flooded the terminal
+    (a WebVid download with its dead links skips thousands)."""
+    failures = [f for s in stats for f in s["failures"]]
+    if not failures:
+        return
+    kinds: dict[str, int] = {}
+    for f in failures:
+        kind = f["reason"].split(":", 1)[0]
+        kinds[kind] = kinds.get(kind, 0) + 1
+    first = failures[0]
+    logger.warning("%d of %d rows skipped (%s); the first, key %s (%s): %s. Every row's reason is in %s",
+                   total["failed"], total["count"], ", ".join(f"{k}: {n}" for k, n in sorted(kinds.items(),
+                                                                                         key=lambda kv: -kv[1])),
+                   first["key"], first["file"], first["reason"], out / "*_stats.json")
 
 
 def _warn_of_other_shards(out: Path, shards: int) -> None:
@@ -302,7 +354,8 @@ def shards_make_command(videos: str = "", captions: str = "", out: str = "", per
     """Write video/image + caption pairs into WebDataset shards (video2dataset layout) for pretraining.
 
     videos: folder holding the media files named in the caption file (required)
-    captions: .csv (with header) or .jsonl; a media column (video, videoid, path, file, image) and a caption column (required)
+    captions: .csv (with header), .jsonl or .json (a JSON list, as the reference code's annotation files); a media
+              column (video, videoid, path, file, image) and a caption column, or a list of captions (required)
     out: output folder for {shard:05d}.tar and {shard:05d}_stats.json (required)
     per_shard: rows per shard
     processes: shards written in parallel
