@@ -141,7 +141,8 @@ def test_the_reference_codes_json_annotation_files_make_shards(media, tmp_path):
     with tarfile.open(tmp_path / "s" / "00000.tar") as tar:
         captions = {n: tar.extractfile(n).read().decode() for n in tar.getnames() if n.endswith(".txt")}
         meta = json.loads(tar.extractfile("000000001.json").read())
-    assert captions == {"000000000.txt": "a red clip", "000000001.txt": "something red", "000000002.txt": "a green clip"}
+    assert captions == {"000000000.txt": "a red clip", "000000001.txt": "something red",
+                        "000000002.txt": "a green clip"}
     assert meta["file"] == "c0.mp4" and meta["source"] == "webvid"  # the other columns, kept for each caption
     (tmp_path / "train.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
     assert [r["caption"] for r in read_captions(tmp_path / "train.jsonl")] == ["a red clip", "something red",
