@@ -115,3 +115,19 @@ def test_sigterm_as_interrupt_outside_the_main_thread_changes_nothing():
     with sigterm_as_interrupt():  # in the main thread it still turns SIGTERM into Ctrl-C
         assert signal.getsignal(signal.SIGTERM) is not before
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_output_into_a_pipe_that_closes_ends_without_a_traceback():
+    """`vtr search ... | head -1`: the reader goes once it has its lines. Before, a BrokenPipeError traceback."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen([sys.executable, "-m", "vtr.cli", "models"], cwd=root, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(root)})
+    proc.stdout.close()  # before the program has printed anything (it is still importing)
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141, err  # 128 + SIGPIPE, as `yes | head -1` gives
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err

@@ -13,6 +13,7 @@ import argparse
 import importlib
 import inspect
 import logging
+import os
 import signal
 import sys
 import threading
@@ -183,7 +184,26 @@ def _run(fn, *args, **kwargs) -> int:
     except VtrError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        if not _stdout_gone():  # a pipe of the program's own (a decoding worker's): a real error
+            raise
+        # The reader of the output stopped reading (`vtr search ... | head -1`): it has what it wanted. Before, a
+        # BrokenPipeError traceback. stdout goes to /dev/null so that Python's flush at exit does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + 13  # as a program killed by SIGPIPE
     return int(result) if isinstance(result, int) else 0
+
+
+def _stdout_gone() -> bool:
+    """Whether stdout is a pipe whose reading end was closed."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll() (Windows), no file descriptor (a captured stdout)
+        return False
 
 
 if __name__ == "__main__":
