@@ -473,3 +473,18 @@ def test_an_unknown_benchmark_is_named_before_the_model_loads(monkeypatch):
                          ({"workers": -1}, "--workers must be 0"), ({"frames": 0}, "--frames must be at least 1")):
         with pytest.raises(VtrError, match=says):
             command.eval_command(dataset="msrvtt", **kwargs)
+
+
+def test_an_interrupted_evaluation_says_its_cache_goes_on(tmp_path, monkeypatch):
+    """Ctrl-C (or SIGTERM) in `vtr eval`: the cache keeps what was computed; the message says so. Before,
+    "interrupted" alone, and a user might delete --out or start over without it."""
+    import vtr.eval.command as C
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(C, "load_eval_model", interrupted)
+    root = _make_root(tmp_path / "data", n=3)
+    with pytest.raises(KeyboardInterrupt, match=f"^interrupted: the features computed so far are kept in "
+                                                f"{tmp_path / 'out'}; the same command goes on from there$"):
+        C.eval_command(dataset="msrvtt", root=str(root), out=str(tmp_path / "out"))

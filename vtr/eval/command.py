@@ -294,8 +294,8 @@ def eval_command(dataset: str = None, annotations: str = None, videos: str = Non
             ("frames", frames, frames is None or frames >= 1, "at least 1")):
         if not ok:  # --k-test 0 reported an ITM row of ties at -100 as if it were a result
             raise VtrError(f"--{key} must be {what}, not {value}")
+    from vtr.cli import sigterm_as_interrupt
     from vtr.data.retrieval import get_retrieval_spec
-    from vtr.precision import resolve_precision
 
     resolved_device = resolve_device(device)  # before the weights load: a device this machine lacks says so first
     # The data is read and checked before the model is loaded (or downloaded): a mistyped path, a missing or broken
@@ -315,10 +315,24 @@ def eval_command(dataset: str = None, annotations: str = None, videos: str = Non
                 prepared[ds] = prepare_split(ds, None, None, root, allow_missing)
         if not prepared:
             raise VtrError(f"no benchmark folder found under {root} (expected some of: {', '.join(DATASETS)})")
+    try:
+        with sigterm_as_interrupt():  # `timeout`, a scheduler: as Ctrl-C
+            return _evaluate(model, frames, precision, resolved_device, run_all, prepared, dataset, annotations,
+                             videos, root, out, k_test=k_test, itm=itm, batch_size=batch_size, workers=workers,
+                             device=device, allow_missing=allow_missing)
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(f"interrupted: the features computed so far are kept in {out}; the same command goes "
+                                "on from there") from None
+
+
+def _evaluate(model, frames, precision, resolved_device, run_all: bool, prepared: dict, dataset, annotations, videos,
+              root, out, **common) -> int:
+    """The model loaded, then each benchmark of ``prepared`` run (see :func:`eval_command`)."""
+    from vtr.precision import resolve_precision
+
     loaded = load_eval_model(model or DEFAULT_MODEL, frames)
     bf16 = resolve_precision(precision, resolved_device, loaded.model) == "bf16"
-    common = dict(frames=frames, k_test=k_test, itm=itm, batch_size=batch_size, workers=workers, bf16=bf16,
-                  device=device, allow_missing=allow_missing)
+    common = dict(frames=frames, bf16=bf16, **common)
     if not run_all:
         run_benchmark(loaded, dataset, annotations, videos, root, out, prepared=prepared[dataset], **common)
         return 0
