@@ -55,6 +55,28 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def check_port(host: str, port: int) -> None:
+    """A port that another program listens on is said before the model loads (the released model: a 1 GB download
+    the first time); before, Gradio's error came after it, naming its own settings rather than --port."""
+    import errno
+    import socket
+
+    if port == 0:
+        return
+    # the family the server (uvicorn) binds with: IPv6 for an address with a colon, else IPv4 ("localhost" too)
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds: a closed port is free
+        try:
+            probe.bind((host, port))
+        except socket.gaierror as e:
+            raise VtrError(f"--host {host}: not an address of this computer ({e.strerror or e})") from None
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                raise VtrError(f"port {port} on {host} is in use (another vtr app?): pick another with --port, or "
+                               "--port 0 for any free one") from None
+            raise VtrError(f"cannot serve on {host}:{port}: {e.strerror or e}") from None
+
+
 def launch_app(index: str, host: str = "127.0.0.1", port: int = 7860, auth: str | None = None, model=None,
                device: str | None = None, max_upload_mb: int = 50, warm_up: bool = True,
                quiet: bool = False, build_options: dict | None = None, precision: str | None = None,
@@ -80,6 +102,7 @@ def launch_app(index: str, host: str = "127.0.0.1", port: int = 7860, auth: str 
         from vtr.device import resolve_device
 
         resolve_device(device)
+    check_port(host, int(port))
     if watch is not None:  # a bad interval is said before anything starts
         from index import check_interval
 

@@ -125,3 +125,25 @@ def test_a_port_beyond_65535_is_refused_in_words(tmp_path):
 
     with pytest.raises(VtrError, match="--port 99999: a port is a number from 1 to 65535"):  # was an OverflowError
         launch_app(str(tmp_path / "idx"), port=99999)
+
+
+def test_a_port_in_use_is_said_before_the_model_loads(tmp_path, monkeypatch):
+    """Before, the model loaded (the released one: a 1 GB download the first time), then Gradio's error named its
+    own settings (GRADIO_SERVER_PORT, `server_port`) rather than --port."""
+    import socket
+
+    import app.service
+    from app.server import launch_app
+    from vtr.errors import VtrError
+
+    def no_service(*args, **kwargs):
+        raise AssertionError("the index service (and its model) started before the port was checked")
+
+    monkeypatch.setattr(app.service, "IndexService", no_service)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(VtrError, match=f"^port {port} on 127.0.0.1 is in use \\(another vtr app\\?\\): pick "
+                                           "another with --port, or --port 0 for any free one$"):
+            launch_app(str(tmp_path / "idx"), port=port)
