@@ -1,5 +1,6 @@
 """Strict loading of checkpoints in the released layout, vtr's own format, and the error messages."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -339,3 +340,20 @@ def test_a_zip_checkpoint_is_mapped_not_read_and_an_old_one_still_loads(tmp_path
     assert not maps or str(zipped) in maps  # the file is mapped while its tensors live
     old = load_pickled_checkpoint(legacy)
     assert all(torch.equal(got[k], weights[k]) and torch.equal(old[k], weights[k]) for k in weights)
+
+
+def test_convert_resizes_a_vtr_folder_in_its_own_architecture(tmp_path):
+    """`vtr convert FOLDER OUT --num-frames 16`: before, the folder was read into the default architecture (M with
+    bert-base) and failed on its first tensor of another width ("shape mismatch for itm_head.weight")."""
+    from vtr.models.checkpoint import save_vtr
+    from vtr.models.registry import config_to_dict
+
+    src = vtr.create_model("vtr_test")
+    save_vtr(src, tmp_path / "own", config_to_dict(src.cfg, architecture="vtr_test"))
+    assert cli_main(["convert", str(tmp_path / "own"), str(tmp_path / "x16"), "--num-frames", "16"]) == 0
+    out = vtr.create_model(str(tmp_path / "x16"))
+    assert out.architecture == "vtr_test" and out.preprocess.num_frames == 16
+    assert json.loads((tmp_path / "x16" / "config.json").read_text())["weights"] is None  # no released weights
+    for k, v in src.state_dict().items():
+        if "temporal_pos_embedding" not in k:  # the one tensor resized
+            assert torch.equal(out.state_dict()[k], v), k

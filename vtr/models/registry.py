@@ -328,22 +328,29 @@ def models_command(pretrained_only: bool = False) -> int:
     return 0
 
 
-def convert_command(src: str, dst: str, model: str = "videomamba_m16_25M", num_frames: int = None,
-                    img_size: int = None) -> int:
+def convert_command(src: str, dst: str, model: str = None, num_frames: int = None, img_size: int = None) -> int:
     """Convert a checkpoint (release .pth, official retrieval layout or vtr folder) into vtr's own format.
 
-    src: checkpoint file to read
+    src: checkpoint file to read, or a vtr model folder (to resize it with --num-frames / --img-size)
     dst: folder to write (model.safetensors + config.json with the preprocessing)
-    model: weight or architecture name whose architecture and preprocessing the checkpoint follows
+    model: weight or architecture name whose architecture and preprocessing the checkpoint follows (default: a vtr
+           folder's own; for a checkpoint file videomamba_m16_25M)
     num_frames: resize temporal position embeddings to this many frames
     img_size: resize spatial position embeddings to this resolution
     """
     overrides = {k: v for k, v in {"num_frames": num_frames, "img_size": img_size}.items() if v is not None}
-    state_dict = read_state_dict(src)
-    # Keep the MLM head when the source has one, so converted checkpoints can continue pretraining.
-    has_mlm = any(".cls.predictions" in k or k.startswith("text_mlm_head.") for k in state_dict)
-    m = create_model(model, pretrained=state_dict, with_mlm_head=has_mlm, **overrides)
+    if model is None and (Path(src) / CONFIG_FILE).is_file():
+        # A vtr folder follows its own config; read into the default architecture it failed on its first tensor
+        # of another width ("shape mismatch for itm_head.weight").
+        m = create_model(src, **overrides)
+    else:
+        state_dict = read_state_dict(src)
+        # Keep the MLM head when the source has one, so converted checkpoints can continue pretraining.
+        has_mlm = any(".cls.predictions" in k or k.startswith("text_mlm_head.") for k in state_dict)
+        m = create_model(model or "videomamba_m16_25M", pretrained=state_dict, with_mlm_head=has_mlm, **overrides)
     print(m.load_report.summary())
-    save_vtr(m, dst, config_to_dict(m.cfg, architecture=m.architecture, weights=m.model_name))
+    # "weights" names released weights only (a model name that is an architecture's is no weight entry)
+    save_vtr(m, dst, config_to_dict(m.cfg, architecture=m.architecture,
+                                    weights=m.model_name if m.model_name in WEIGHTS else None))
     print(f"wrote {dst} (from {src})")
     return 0
