@@ -340,8 +340,13 @@ def _run_until_signalled(cmd, out: Path, sig, env, whole_group: bool) -> tuple[s
 
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
+    def logged_steps() -> int:  # whole lines only: the run may be writing the next one
+        log = out / "log.jsonl"
+        lines = log.read_text().splitlines(keepends=True) if log.is_file() else []
+        return sum(line.endswith("\n") and '"loss"' in line for line in lines)
+
     try:
-        while not ((out / "log.jsonl").is_file() and len(_losses(out)) >= 3):
+        while logged_steps() < 3:
             assert proc.poll() is None, proc.stderr.read()[-3000:]
             time.sleep(0.05)
         # a terminal's Ctrl+C reaches the trainer and its loading worker (its process group); a scheduler's SIGTERM
