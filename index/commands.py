@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json as _json
 import sys
-from contextlib import contextmanager
 
 from index.build import build_index, check_is_index, index_status, remove_from_index
 
@@ -93,18 +92,13 @@ def update_command(index: str = None, model: str = None, batch_size: int = None,
     return 0
 
 
-@contextmanager
 def _stopped_said(index: str):
-    """Ctrl-C, or SIGTERM (``timeout``, a service manager), during a build or an update: the windows committed so
-    far are kept, and the message says how to go on (before: "interrupted" alone, and SIGTERM said nothing)."""
-    from vtr.cli import sigterm_as_interrupt
+    """Ctrl-C or SIGTERM during a build or an update: the windows committed so far are kept (before: "interrupted"
+    alone, and SIGTERM said nothing)."""
+    from vtr.cli import interrupted_says
 
-    try:
-        with sigterm_as_interrupt():
-            yield
-    except KeyboardInterrupt:
-        raise KeyboardInterrupt(f"interrupted: the windows embedded so far are kept; `vtr index update --index "
-                                f"{_line(index)}` goes on from there") from None
+    return interrupted_says(f"the windows embedded so far are kept; `vtr index update --index {_line(index)}` goes "
+                            "on from there")
 
 
 def remove_command(paths: list[str], index: str = None) -> int:

@@ -48,6 +48,20 @@ def atomic_path(path: str | os.PathLike, fsync: bool = False) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+def remove_stale_temporaries(folder: str | os.PathLike, pattern: str = "*") -> None:
+    """Remove the temporaries of :func:`atomic_path` (names ``pattern`` + ``.<pid>-<thread>.tmp``) under ``folder``
+    whose writer process is gone (killed while writing: a shard is often gigabytes). Those of a process still
+    running, or of another user's, are left."""
+    for tmp in Path(folder).glob(f"{pattern}.*-*.tmp"):
+        try:
+            pid = int(tmp.name.rsplit(".", 2)[-2].split("-")[0])
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            tmp.unlink(missing_ok=True)
+        except (ValueError, IndexError, PermissionError):  # not one of these names, or another user's process
+            continue
+
+
 def _give_mode(tmp: Path, path: Path) -> None:
     """chmod ``tmp`` (a file) to ``path``'s mode if it exists, else to what a new file gets under the umask."""
     try:

@@ -175,6 +175,18 @@ def sigterm_as_interrupt():
         signal.signal(signal.SIGTERM, previous)
 
 
+@contextmanager
+def interrupted_says(message: str):
+    """Ctrl-C, or SIGTERM (``timeout``, a scheduler, a service manager) as Ctrl-C, in a long command whose finished
+    work is kept: the KeyboardInterrupt carries ``message`` (what is kept, the command that goes on), which
+    :func:`_run` prints in place of a bare "interrupted"."""
+    try:
+        with sigterm_as_interrupt():
+            yield
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(f"interrupted: {message}") from None
+
+
 def _run(fn, *args, **kwargs) -> int:
     try:
         result = fn(*args, **kwargs)

@@ -53,7 +53,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-from vtr.atomic import atomic_path, write_json_atomic
+from vtr.atomic import atomic_path, remove_stale_temporaries, write_json_atomic
 from vtr.errors import VtrError
 
 logger = logging.getLogger(__name__)
@@ -238,19 +238,6 @@ def _kept_stats(out: Path, shard: int, fingerprint: str) -> dict | None:
     return stats if stats.get("fingerprint") == fingerprint and (out / f"{shard:05d}.tar").is_file() else None
 
 
-def _remove_stale_temporaries(out: Path) -> None:
-    """Half-written shards of runs that were killed (their ``.tmp`` names carry the writer's process id): a shard
-    is often gigabytes. Those of a process still running (another ``make_shards`` into this folder) are left."""
-    for tmp in out.glob("[0-9][0-9][0-9][0-9][0-9]*.tmp"):
-        try:
-            pid = int(tmp.name.rsplit(".", 2)[-2].split("-")[0])
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            tmp.unlink(missing_ok=True)
-        except (ValueError, IndexError, PermissionError):  # not one of ours, or another user's live process
-            continue
-
-
 def _ignore_interrupts() -> None:
     """A pool worker leaves Ctrl+C to the parent, which stops the pool (no traceback from every worker)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -278,7 +265,7 @@ def make_shards(videos: str | os.PathLike, captions: str | os.PathLike, out: str
 
     out, videos = Path(out), Path(videos)
     out.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temporaries(out)
+    remove_stale_temporaries(out, "[0-9][0-9][0-9][0-9][0-9]*")  # half-written shards and stats of killed runs
     kept, jobs = [], []
     for shard, i in enumerate(range(0, len(rows), per_shard)):
         fingerprint = rows_fingerprint(rows[i:i + per_shard], videos)

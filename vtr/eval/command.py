@@ -294,7 +294,7 @@ def eval_command(dataset: str = None, annotations: str = None, videos: str = Non
             ("frames", frames, frames is None or frames >= 1, "at least 1")):
         if not ok:  # --k-test 0 reported an ITM row of ties at -100 as if it were a result
             raise VtrError(f"--{key} must be {what}, not {value}")
-    from vtr.cli import sigterm_as_interrupt
+    from vtr.cli import interrupted_says
     from vtr.data.retrieval import get_retrieval_spec
 
     resolved_device = resolve_device(device)  # before the weights load: a device this machine lacks says so first
@@ -315,14 +315,10 @@ def eval_command(dataset: str = None, annotations: str = None, videos: str = Non
                 prepared[ds] = prepare_split(ds, None, None, root, allow_missing)
         if not prepared:
             raise VtrError(f"no benchmark folder found under {root} (expected some of: {', '.join(DATASETS)})")
-    try:
-        with sigterm_as_interrupt():  # `timeout`, a scheduler: as Ctrl-C
-            return _evaluate(model, frames, precision, resolved_device, run_all, prepared, dataset, annotations,
-                             videos, root, out, k_test=k_test, itm=itm, batch_size=batch_size, workers=workers,
-                             device=device, allow_missing=allow_missing)
-    except KeyboardInterrupt:
-        raise KeyboardInterrupt(f"interrupted: the features computed so far are kept in {out}; the same command goes "
-                                "on from there") from None
+    with interrupted_says(f"the features computed so far are kept in {out}; the same command goes on from there"):
+        return _evaluate(model, frames, precision, resolved_device, run_all, prepared, dataset, annotations, videos,
+                         root, out, k_test=k_test, itm=itm, batch_size=batch_size, workers=workers, device=device,
+                         allow_missing=allow_missing)
 
 
 def _evaluate(model, frames, precision, resolved_device, run_all: bool, prepared: dict, dataset, annotations, videos,
