@@ -372,8 +372,26 @@ def disk_full_said(index_dir: Path):
             raise
         written = getattr(e, "filename", None)  # a thumbnail's temporary file: the index's disk is what matters
         where = index_dir if not written or _under(os.path.abspath(written), os.path.abspath(index_dir)) else written
-        raise VtrError(f"no space left on the disk of {where}: the windows committed before are kept and searchable; "
-                       f"free some space, then `vtr index update --index {index_dir}` goes on from there") from None
+        if _recorded_roots(index_dir):
+            raise VtrError(f"no space left on the disk of {where}: the windows committed before are kept and "
+                           f"searchable; free some space, then `vtr index update --index {index_dir}` goes on from "
+                           "there") from None
+        # Full before the first commit (the folders are recorded with the plan): an update would find no folders.
+        raise VtrError(f"no space left on the disk of {where}: nothing of the build was committed; free some space, "
+                       "then run the same command again") from None
+
+
+def _recorded_roots(index_dir: Path) -> list:
+    """The folders the catalog in ``index_dir`` records, read without writing (the disk may be full); [] when none
+    or when it cannot be read."""
+    try:
+        catalog = Catalog(index_dir / CATALOG, readonly=True)
+        try:
+            return list(catalog.get_meta("roots", []) or [])
+        finally:
+            catalog.close()
+    except Exception:  # noqa: BLE001 - only the advice depends on it
+        return []
 
 
 def check_writable(index_dir: Path) -> None:

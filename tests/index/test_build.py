@@ -366,6 +366,33 @@ def test_a_disk_that_fills_up_stops_the_build_plainly_and_an_update_goes_on(tmp_
     assert len(list((idx / "thumbnails").rglob("*.jpg"))) == len(list((clean / "thumbnails").rglob("*.jpg")))
 
 
+def test_a_disk_full_before_the_first_commit_says_to_run_the_build_again(tmp_path, test_model, monkeypatch):
+    """A disk full while the plan is written (the folders are recorded with it): nothing was committed, so the error
+    says to run the same command again; `vtr index update`, which the error offered before, found no folders."""
+    import re
+    import sqlite3
+
+    from index.catalog import Catalog
+    from vtr.errors import VtrError
+
+    root = tmp_path / "videos"
+    make_video(root / "a.mp4", 5, seed=3)
+
+    def full(self, *args, **kwargs):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(Catalog, "upsert_pending", full)
+    idx = tmp_path / "idx"
+    with pytest.raises(VtrError, match=re.escape(f"no space left on the disk of {idx}: nothing of the build was "
+                                                 "committed; free some space, then run the same command again")):
+        build_index([str(root)], str(idx), model=test_model, workers=0, progress=False)
+    monkeypatch.undo()
+    with pytest.raises(VtrError, match="has no recorded folders"):  # what the old advice led to
+        build_index(None, str(idx), model=test_model, workers=0, progress=False)
+    report = build_index([str(root)], str(idx), model=test_model, workers=0, progress=False)  # the advice now
+    assert report.total_files == 1 and report.failed == 0
+
+
 def test_manifest_mismatch_stops_unless_reembed(collection, tmp_path, test_model):
     from vtr.errors import VtrError
 
