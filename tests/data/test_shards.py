@@ -127,26 +127,42 @@ def test_caption_files_that_cannot_make_a_sample_are_said_in_one_line(tmp_path):
                             per_shard=0)
 
 
-def test_the_reference_codes_json_annotation_files_make_shards(media, tmp_path):
+def test_the_reference_codes_json_annotation_files_make_shards(media, tmp_path, tokenizer):
     """UMT's and VideoMamba's annotation files are JSON lists, some with a list of captions per video (MSRVTT's
-    training file): each caption becomes a sample. Before, a .json file was refused, and a list caption in a .jsonl
-    file became one sample captioned "['first', 'second']"."""
+    training file, 20 a video): such a video is one sample holding its bytes once and all its captions, and the
+    reader takes one of them at each visit. Before, a .json file was refused, a list caption in a .jsonl file became
+    one sample captioned "['first', 'second']", and then one sample per caption held the video once per caption."""
     from vtr.errors import VtrError
 
-    rows = [{"video": "c0.mp4", "caption": ["a red clip", "something red"], "source": "webvid"},
-            {"video": "c1.mp4", "caption": "a green clip"}, {"video": "c2.mp4", "caption": []}]
+    rows = [{"video": "c0.mp4", "caption": ["a red clip", "", "something red", "a crimson clip"],
+             "timestamp": [[0, 1], [1, 2], [2, 3], [3, 4]], "source": "webvid"},
+            {"video": "c1.mp4", "caption": "a green clip"}, {"video": "c2.mp4", "caption": []},
+            {"video": "c3.mp4", "caption": ["a yellow clip", 7]}]
     (tmp_path / "train.json").write_text(json.dumps(rows))
     total = make_shards(media / "v", tmp_path / "train.json", tmp_path / "s")
     assert (total["count"], total["successes"], total["failed"]) == (4, 3, 1)  # c2: no caption, skipped and said
     with tarfile.open(tmp_path / "s" / "00000.tar") as tar:
-        captions = {n: tar.extractfile(n).read().decode() for n in tar.getnames() if n.endswith(".txt")}
-        meta = json.loads(tar.extractfile("000000001.json").read())
-    assert captions == {"000000000.txt": "a red clip", "000000001.txt": "something red",
-                        "000000002.txt": "a green clip"}
-    assert meta["file"] == "c0.mp4" and meta["source"] == "webvid"  # the other columns, kept for each caption
+        names = tar.getnames()
+        captions = {n: tar.extractfile(n).read().decode() for n in names if n.endswith(".txt")}
+        meta = json.loads(tar.extractfile("000000000.json").read())
+        single = json.loads(tar.extractfile("000000003.json").read())
+    assert sorted(n for n in names if n.endswith(".mp4")) == ["000000000.mp4", "000000001.mp4", "000000003.mp4"]
+    assert captions == {"000000000.txt": "a red clip", "000000001.txt": "a green clip",
+                        "000000003.txt": "a yellow clip"}
+    assert meta["captions"] == ["a red clip", "something red", "a crimson clip"]  # the empty one left out
+    assert meta["file"] == "c0.mp4" and meta["source"] == "webvid" and meta["timestamp"] == rows[0]["timestamp"]
+    assert "captions" not in single and single["caption"] == "a yellow clip"  # one string left: a plain caption
+    loader = make_train_loader(str(tmp_path / "s" / "00000.tar"), tokenizer, batch_size=1, steps_per_epoch=60,
+                               num_frames=2, img_size=32, shuffle_buffer=1, shards_per_chunk=1)
+    seen: dict[str, set] = {}
+    for batch in loader:
+        text = tokenizer.decode(batch["input_ids"][0], skip_special_tokens=True)
+        seen.setdefault(batch["keys"][0], set()).add(text)
+    assert seen["000000000"] == {"a red clip", "something red", "a crimson clip"}  # each visit draws one
+    assert seen["000000001"] == {"a green clip"} and seen["000000003"] == {"a yellow clip"}
     (tmp_path / "train.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
-    assert [r["caption"] for r in read_captions(tmp_path / "train.jsonl")] == ["a red clip", "something red",
-                                                                                "a green clip", ""]
+    assert [r["caption"] for r in read_captions(tmp_path / "train.jsonl")] == [
+        ["a red clip", "something red", "a crimson clip"], "a green clip", "", "a yellow clip"]
     for content, says in (('{"video": "c0.mp4"}', "a JSON list of objects .*, not a JSON dict"),
                           ('[{"video": "c0.mp4",\n "caption": x}]', "train.json, line 2: not valid JSON")):
         (tmp_path / "train.json").write_text(content)

@@ -3,7 +3,8 @@
 **Layout** (what video2dataset writes, pretraining.md §4): ``{shard:05d}.tar`` holding samples keyed by a
 9-digit ``__key__`` with ``key.mp4`` (video bytes, any container: ``.mp4/.webm/.mkv/.avi/.mov``),
 ``key.txt`` (caption) and ``key.json`` (metadata: caption, source file, duration, ...); images as
-``key.jpg``/``key.png`` + ``key.txt`` + ``key.json``. Next to each shard, ``{shard:05d}_stats.json``:
+``key.jpg``/``key.png`` + ``key.txt`` + ``key.json``. A video with several captions is one sample: its ``.txt``
+holds the first, its ``.json`` all of them (``captions``), and the reader takes one of them at each visit. Next to each shard, ``{shard:05d}_stats.json``:
 ``{"shard", "count", "successes", "failed", "failures": [{"key", "file", "reason"}]}``. Row ``i`` of the
 caption file gets key ``i`` and goes to shard ``i // per_shard`` (failed rows leave gaps, as in video2dataset).
 
@@ -75,9 +76,9 @@ def read_captions(path: str | os.PathLike) -> list[dict]:
     JSON list of objects: the annotation files of the reference code (UMT, VideoMamba: WebVid, CC3M, ...).
 
     Each row needs a media column (``video``, ``videoid``, ``path``, ``file``, ``filename``, ``image``, ...) and a
-    caption column (``caption``, ``text``, ``name``, ``title``); other columns are kept as metadata. A row whose
-    caption is a list of captions (the reference's files for MSRVTT, COCO, ...) becomes one row per caption, as the
-    reference trains on each (video, caption) pair.
+    caption column (``caption``, ``text``, ``name``, ``title``); other columns are kept as metadata. A row's
+    caption may be a list of captions (the reference's files for MSRVTT, ActivityNet, COCO, ...): it keeps its
+    non-empty strings (one becomes a plain caption), and the row becomes one sample that holds its media once.
     """
     path = Path(path)
     if path.suffix not in (".jsonl", ".csv", ".json"):
@@ -95,7 +96,7 @@ def read_captions(path: str | os.PathLike) -> list[dict]:
                 if not isinstance(rows, list):
                     raise VtrError(f"{path}: a .json caption file is a JSON list of objects (one per video or "
                                    f"image), not a JSON {type(rows).__name__}")
-                return _one_caption_per_row(rows)
+                return _caption_lists(rows)
             rows = []
             for number, line in enumerate(f, 1):
                 if line.strip():
@@ -103,23 +104,35 @@ def read_captions(path: str | os.PathLike) -> list[dict]:
                         rows.append(json.loads(line))
                     except json.JSONDecodeError as e:
                         raise VtrError(f"{path}, line {number}: not a JSON object ({e.msg})") from None
-            return _one_caption_per_row(rows)
+            return _caption_lists(rows)
     except UnicodeDecodeError as e:
         raise VtrError(f"{path}: not UTF-8 text (byte {e.start}); save the caption file as UTF-8") from None
 
 
-def _one_caption_per_row(rows: list) -> list:
-    """Rows whose caption column holds a list, one row per caption (the list's other columns repeated); before, the
-    list was written as its Python text ("['a man cooks', ...]") into one sample's caption."""
+def _caption_lists(rows: list) -> list:
+    """Rows whose caption column holds a list keep its non-empty strings: one becomes a plain caption, none ""
+    (the row is skipped as one without a caption). Each such row is one sample with its media once, the reader
+    picking a caption at each visit; one sample per caption held MSRVTT's training videos 20 times over, and
+    repeated the row's other lists whole (an ActivityNet row's timestamps, which match its captions one to one)."""
     out = []
     for row in rows:
         column = next((c for c in CAPTION_COLUMNS if isinstance(row, dict) and row.get(c) not in (None, "")), None)
-        if column is None or not isinstance(row[column], list):
-            out.append(row)
-            continue
-        captions = [c for c in row[column] if isinstance(c, str) and c.strip()]
-        out.extend({**row, column: caption} for caption in captions or [""])  # "": skipped as a row without one
+        if column is not None and isinstance(row[column], list):
+            captions = [c for c in row[column] if isinstance(c, str) and c.strip()]
+            row = {**row, column: captions if len(captions) > 1 else "".join(captions)}
+        out.append(row)
     return out
+
+
+def _captions(row: dict) -> list[str]:
+    """The captions of a caption file's row (see :func:`_caption_lists`), [] when it has none."""
+    for c in CAPTION_COLUMNS:
+        value = row.get(c)
+        if isinstance(value, list) and value:
+            return [str(v) for v in value]
+        if value not in (None, "", []):
+            return [str(value)]
+    return []
 
 
 def _pick(row: dict, columns: Sequence[str]) -> str | None:
@@ -179,10 +192,12 @@ def write_shard(shard: int, rows: list[tuple[int, dict]], videos_dir: str | os.P
         for index, row in rows:
             key = f"{index:09d}"
             media = _pick(row, MEDIA_COLUMNS)
-            caption = _pick(row, CAPTION_COLUMNS)
+            captions = _captions(row)
             try:
-                if media is None or caption is None:
-                    raise ValueError(f"row has no media column {MEDIA_COLUMNS} or no caption column {CAPTION_COLUMNS}")
+                if media is None:
+                    raise ValueError(f"row has no media column {MEDIA_COLUMNS}")
+                if not captions:
+                    raise ValueError(f"row has no caption (an empty one, or no column {CAPTION_COLUMNS})")
                 path = _resolve_media(videos_dir, media)
                 if path is None:
                     raise FileNotFoundError(f"no such file: {media}")
@@ -197,8 +212,9 @@ def write_shard(shard: int, rows: list[tuple[int, dict]], videos_dir: str | os.P
                 logger.debug("skipping row %d (%s): %s", index, media, reason)  # summed up by make_shards
             else:
                 extra = {k: v for k, v in row.items() if k not in MEDIA_COLUMNS and k not in CAPTION_COLUMNS}
-                meta = {"key": key, "caption": caption, "file": media, **meta, **extra}
-                sink.write({"__key__": key, ext: data, "txt": caption, "json": meta})
+                several = {"captions": captions} if len(captions) > 1 else {}
+                meta = {"key": key, "caption": captions[0], **several, "file": media, **meta, **extra}
+                sink.write({"__key__": key, ext: data, "txt": captions[0], "json": meta})
                 successes += 1
             if progress is not None:
                 progress(len(failures))
@@ -256,7 +272,7 @@ def make_shards(videos: str | os.PathLike, captions: str | os.PathLike, out: str
         raise VtrError(f"per_shard (--per-shard) and processes (--processes) must be at least 1, not {per_shard} and "
                        f"{processes}")
     rows = list(enumerate(read_captions(captions)))
-    if not any(isinstance(r, dict) and _pick(r, MEDIA_COLUMNS) and _pick(r, CAPTION_COLUMNS) for _, r in rows):
+    if not any(isinstance(r, dict) and _pick(r, MEDIA_COLUMNS) and _captions(r) for _, r in rows):
         seen = sorted({k for _, r in rows if isinstance(r, dict) for k in r})
         raise VtrError(f"{captions}: no row names both a media file (a column {', '.join(MEDIA_COLUMNS)}) and a "
                        f"caption (a column {', '.join(CAPTION_COLUMNS)}); "
@@ -502,10 +518,16 @@ class ShardStream(torch.utils.data.IterableDataset):
         else:
             ext = next(e for e in IMAGE_EXTS if e in sample)
             frames = torch.from_numpy(decode_image(bytes(sample[ext]))).permute(2, 0, 1)[None].contiguous()
-        if "txt" in sample:
+        meta = json.loads(bytes(sample["json"])) if "json" in sample else {}
+        several = meta.get("captions") if isinstance(meta, dict) else None
+        if isinstance(several, list) and several and all(isinstance(c, str) for c in several):
+            # A video with several captions: one of them at each visit, drawn apart from the frames and the crop
+            # (which stay what they would be with one caption).
+            caption = several[int(np.random.default_rng([sample_seed, 1]).integers(len(several)))]
+        elif "txt" in sample:
             caption = bytes(sample["txt"]).decode("utf-8")
         else:
-            caption = json.loads(bytes(sample["json"]))["caption"]
+            caption = meta["caption"]
         return self.transform(frames, generator=gen), normalize_caption(caption)
 
     def video_frames(self, sample: dict, rng) -> torch.Tensor:
