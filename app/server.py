@@ -55,14 +55,15 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def check_port(host: str, port: int) -> None:
-    """A port that another program listens on is said before the model loads (the released model: a 1 GB download
-    the first time); before, Gradio's error came after it, naming its own settings rather than --port."""
+def check_port(host: str, port: int) -> int:
+    """The port to serve on: ``port``, or for 0 one that is free now, which the system picks. A port that another
+    program listens on is said before the model loads (the released model: a 1 GB download the first time);
+    before, Gradio's error came after it, naming its own settings rather than --port. Port 0 is chosen here because
+    Gradio serves it as given: its server then listened on a port it did not know, and its start failed waiting
+    for ``http://127.0.0.1:0``."""
     import errno
     import socket
 
-    if port == 0:
-        return
     # the family the server (uvicorn) binds with: IPv6 for an address with a colon, else IPv4 ("localhost" too)
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds: a closed port is free
@@ -75,16 +76,19 @@ def check_port(host: str, port: int) -> None:
                 raise VtrError(f"port {port} on {host} is in use (another vtr app?): pick another with --port, or "
                                "--port 0 for any free one") from None
             raise VtrError(f"cannot serve on {host}:{port}: {e.strerror or e}") from None
+        return probe.getsockname()[1]
 
 
 def launch_app(index: str, host: str = "127.0.0.1", port: int = 7860, auth: str | None = None, model=None,
                device: str | None = None, max_upload_mb: int = 50, warm_up: bool = True,
-               quiet: bool = False, build_options: dict | None = None, precision: str | None = None,
+               quiet: bool = True, build_options: dict | None = None, precision: str | None = None,
                watch: float | None = None) -> RunningApp:
     """Start the app on ``host:port`` in background threads and return it (see :func:`app_command`).
 
     model, build_options, precision: as :class:`app.service.IndexService` (model: a name, a folder, or a model
     object). watch: seconds between updates of the index while the app runs (:meth:`IndexService.watch`).
+    quiet: without Gradio's banner, which speaks to a developer (`share=True` in `launch()`): `vtr app` says its
+    address itself.
     """
     require("gradio", "faiss")  # said in one line, before the page or the model
     from app.service import IndexService
@@ -102,7 +106,10 @@ def launch_app(index: str, host: str = "127.0.0.1", port: int = 7860, auth: str 
         from vtr.device import resolve_device
 
         resolve_device(device)
-    check_port(host, int(port))
+    port = check_port(host, int(port))
+    from index import check_creatable
+
+    check_creatable(index)  # made when a folder is first added; one that never could be is said before the model
     if watch is not None:  # a bad interval is said before anything starts
         from index import check_interval
 

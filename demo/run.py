@@ -252,6 +252,10 @@ def demo_command(out: str = "runs/demo", size: str = "default", app: bool = True
     if absent:  # said before the corpus and the training, not at the stage that needs it minutes later
         raise VtrError(str(not_installed(*absent)) + ("; or --no-app to stop before the app" if "gradio" in absent
                                                       else ""))
+    if app:  # a port in use (an app still running) is said now, not after the minutes of the stages
+        from app.server import check_port
+
+        check_port("127.0.0.1", int(port))
     run = DemoRun.at(out)
     run.out.mkdir(parents=True, exist_ok=True)
     results = json.loads(run.results.read_text()) if run.results.is_file() and not force else {}

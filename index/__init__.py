@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import vtr  # noqa: F401  (first: sets OpenMP's wait policy before torch loads)
 
-__all__ = ["build_index", "update_index", "remove_from_index", "index_status", "check_writable", "VideoIndex",
-           "Segment", "search", "date_filters", "dates_summary", "local_day", "local_time", "Settling", "watch_index"]
+__all__ = ["build_index", "update_index", "remove_from_index", "index_status", "check_writable", "check_creatable",
+           "VideoIndex", "Segment", "search", "date_filters", "dates_summary", "local_day", "local_time", "Settling",
+           "watch_index"]
 
 
 def build_index(dirs, index, **kwargs):
@@ -48,6 +49,15 @@ def index_status(index):
     from index.build import index_status as _status
 
     return _status(index)
+
+
+def check_creatable(index):
+    """VtrError unless a new index could be created at ``index`` (see :func:`index.build.check_creatable`)."""
+    from pathlib import Path
+
+    from index.build import check_creatable as _check
+
+    _check(Path(index))
 
 
 def check_writable(index):

@@ -15,6 +15,7 @@ decodes and listed as partial, with the reason, by ``vtr index status`` and the 
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import socket
@@ -344,6 +345,26 @@ def make_index_folder(index_dir: Path) -> None:
     """Create the folder of a new index (and its parents); VtrError saying why it cannot be."""
     try:
         index_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise VtrError(f"cannot create the index folder {index_dir}: {e.strerror or e}") from None
+
+
+def check_creatable(index_dir: Path) -> None:
+    """VtrError unless the folder of a new index could be created at ``index_dir`` (nothing is left behind: a
+    folder is made in its nearest existing parent and removed). For the app, which makes its index when a folder is
+    first added: an index no folder could ever be added to is said before the model loads."""
+    import tempfile
+
+    index_dir = Path(os.path.abspath(os.path.expanduser(str(index_dir))))
+    if index_dir.exists():
+        return
+    parent = index_dir.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    try:
+        if not parent.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, f"{parent} is a file")
+        os.rmdir(tempfile.mkdtemp(prefix=".vtr-probe-", dir=parent))
     except OSError as e:
         raise VtrError(f"cannot create the index folder {index_dir}: {e.strerror or e}") from None
 

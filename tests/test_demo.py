@@ -142,3 +142,21 @@ def test_heldout_scores_of_the_bag_of_frames_view(demo_run, monkeypatch):
         true = (features["video"] * features["text"]).sum(-1)
         twin = (features["video"] * features["twin"]).sum(-1)
         assert s["temporal_pair_acc"] == pytest.approx(100 * float((true > twin).float().mean()), abs=100 / n)
+
+
+def test_a_port_in_use_stops_the_demo_before_its_stages(tmp_path):
+    """Before, `vtr demo` made its corpus, trained, evaluated and indexed (4 minutes on 2 cores) and only then
+    found its app's port taken (an earlier `vtr app` still running)."""
+    import socket
+
+    from demo.run import demo_command
+    from vtr.errors import VtrError
+
+    out = tmp_path / "demo"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(VtrError, match=f"^port {port} on 127.0.0.1 is in use"):
+            demo_command(out=str(out), size="tiny", port=port)
+    assert not out.exists()

@@ -147,3 +147,39 @@ def test_a_port_in_use_is_said_before_the_model_loads(tmp_path, monkeypatch):
         with pytest.raises(VtrError, match=f"^port {port} on 127.0.0.1 is in use \\(another vtr app\\?\\): pick "
                                            "another with --port, or --port 0 for any free one$"):
             launch_app(str(tmp_path / "idx"), port=port)
+
+
+def test_port_0_serves_on_a_free_port_it_names(built_index, app_model):
+    """`--port 0`, which the port-in-use error offers: before, Gradio served port 0 as given and its start failed
+    waiting for http://127.0.0.1:0 (httpx.ConnectError)."""
+    import httpx
+
+    from app.server import launch_app
+
+    app = launch_app(str(built_index), port=0, model=app_model, quiet=True, warm_up=False)
+    try:
+        port = int(app.url.rstrip("/").rsplit(":", 1)[1])
+        assert port > 0
+        assert httpx.get(app.url, timeout=30).status_code == 200
+    finally:
+        app.close()
+
+
+def test_an_index_that_could_never_be_made_is_said_before_the_model_loads(tmp_path, monkeypatch):
+    """The app makes its index when a folder is first added; before, it started on a path no folder could ever be
+    made at (inside a file, a read-only mount), loaded the model, and the page failed at the first folder added."""
+    import app.service
+    from app.server import launch_app
+    from index import check_creatable
+    from vtr.errors import VtrError
+
+    def no_service(*args, **kwargs):
+        raise AssertionError("the index service (and its model) started before the index's folder was checked")
+
+    monkeypatch.setattr(app.service, "IndexService", no_service)
+    (tmp_path / "notes.txt").write_text("a file")
+    with pytest.raises(VtrError, match=f"^cannot create the index folder {tmp_path}/notes.txt/sub/idx: "
+                                       f"{tmp_path}/notes.txt is a file$"):
+        launch_app(str(tmp_path / "notes.txt" / "sub" / "idx"), port=0)
+    check_creatable(tmp_path / "new" / "videos.idx")  # one that can be made: nothing made or left by the check
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
