@@ -134,13 +134,28 @@ def writable(catalog: str | os.PathLike) -> bool:
     return os.access(catalog.parent, os.W_OK) and (not catalog.exists() or os.access(catalog, os.W_OK))
 
 
-def _connect_readonly(path: Path) -> sqlite3.Connection:
+def _files_of(path: Path) -> tuple:
+    """What a writer of the catalog at ``path`` changes: the file itself, and sqlite's ``-wal`` and ``-shm`` files,
+    which appear when a build opens it."""
+    out = []
+    for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        try:
+            st = os.stat(p)
+            out.append((st.st_mtime_ns, st.st_size, st.st_ino))
+        except OSError:
+            out.append(None)
+    return tuple(out)
+
+
+def _connect_readonly(path: Path) -> tuple[sqlite3.Connection, bool]:
+    """A read-only connection, and whether it is ``immutable`` (see below)."""
     if not path.is_file():
         raise FileNotFoundError(f"no catalog at {path}")
     # sqlite's ``-shm`` file is there while a build in another process (its owner's watch) has the catalog open:
     # ``mode=ro`` then reads the catalog as that build commits to it. Without it, a reader that may not create it
     # cannot use ``mode=ro``, and nothing writes the catalog now (nor can, on a read-only mount): ``immutable=1``
-    # reads it without locks (a build started later is seen once the index is opened again).
+    # reads it without locks and never sees a change: :meth:`Catalog.data_version` opens it again when its files
+    # change (a build started later).
     shm = path.with_name(path.name + "-shm")
     mode = "mode=ro" if shm.exists() else "immutable=1"
     conn = sqlite3.connect(f"{path.absolute().as_uri()}?{mode}", uri=True, isolation_level=None, timeout=60)
@@ -152,7 +167,7 @@ def _connect_readonly(path: Path) -> sqlite3.Connection:
         if words[:5] == ["CREATE", "TABLE", "IF", "NOT", "EXISTS"] and words[5] not in tables:
             conn.execute(statement.replace("CREATE TABLE", "CREATE TEMP TABLE", 1))
     conn.execute("PRAGMA foreign_keys=ON")
-    return conn
+    return conn, mode == "immutable=1"
 
 
 class Catalog:
@@ -164,8 +179,10 @@ class Catalog:
         self.path = Path(path)
         self.readonly = readonly
         self._depth = 0
+        self._immutable: tuple | None = None  # an immutable connection: the files it was opened on
+        self._reopened = 0
         if readonly:
-            self.conn = _connect_readonly(self.path)
+            self._open_readonly()
             return
         self.conn = sqlite3.connect(str(self.path), isolation_level=None, timeout=60)
         self.conn.execute("PRAGMA journal_mode=WAL")
@@ -181,13 +198,26 @@ class Catalog:
         path = Path(path)
         return cls(path, readonly=not writable(path))
 
+    def _open_readonly(self) -> None:
+        files = _files_of(self.path)  # before: a change while connecting is seen by the next check
+        self.conn, immutable = _connect_readonly(self.path)
+        self._immutable = files if immutable else None
+
     def close(self):
         self.conn.close()
 
     def data_version(self) -> int:
         """sqlite's ``PRAGMA data_version``: it changes when another connection (another process's build, a cron
-        update) commits a change to the catalog, and only then; this connection's own commits leave it."""
-        return int(self.conn.execute("PRAGMA data_version").fetchone()[0])
+        update) commits a change to the catalog, and only then; this connection's own commits leave it. An
+        immutable read-only connection (opened while nothing wrote the catalog) sees no change: when the catalog's
+        files change it is opened again, which counts as a new version. Before, a reader of an index it may not
+        write (another user's, one on a share) never saw a build begun after it opened, and read without locks a
+        file that build was changing."""
+        if self._immutable is not None and _files_of(self.path) != self._immutable:
+            self.conn.close()
+            self._open_readonly()
+            self._reopened += 1
+        return int(self.conn.execute("PRAGMA data_version").fetchone()[0]) + (self._reopened << 32)
 
     # ------------------------------------------------------------------------------------------ transactions
     class _Tx:

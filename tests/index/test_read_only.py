@@ -86,6 +86,29 @@ def test_a_read_only_reader_follows_a_build_that_has_the_catalog_open(tmp_path, 
         Catalog.for_reading(tmp_path / "nothing.sqlite")
 
 
+def test_a_read_only_reader_opened_while_nothing_wrote_follows_a_later_build(red_collection, test_model,  # noqa: F811
+                                                                          monkeypatch):
+    """A reader that may not write the index, opened while no build had it open, reads it ``immutable`` (no lock,
+    no -shm it could not create). A build begun later, by its owner (a cron update), changes the files: the reader
+    opens the catalog again and searches the new video. Before, it never saw it, and read without locks a file that
+    was being changed."""
+    from tests.index.media import make_video
+    from tests.index.test_search import RedDetector
+
+    root, idx = red_collection
+    deny_writes_under(monkeypatch, idx)
+    with VideoIndex(str(idx), model=test_model, gpu=False) as vi:
+        assert vi.catalog.readonly and vi.catalog._immutable is not None
+        assert {s.path for s in vi.search(RED_VECTOR, k=20)} == {str(root / n) for n in ("beach.mp4", "city.mp4",
+                                                                                         "long/park.mp4")}
+        monkeypatch.undo()  # the owner's build, in another process in life
+        make_video(root / "harbour.mp4", 10, seed=7, red=(0, 10))  # all red: the best match now
+        monkeypatch.setattr(test_model, "encode_video", RedDetector(test_model))
+        build_index(None, str(idx), model=test_model, workers=0, progress=False)
+        top = vi.search(RED_VECTOR, k=20)
+        assert top[0].path == str(root / "harbour.mp4") and len({s.path for s in top}) == 4
+
+
 def test_a_read_only_catalog_of_an_older_vtr_reads_its_missing_tables_as_empty(tmp_path, monkeypatch):
     """A catalog from before recording dates and chunks: a writable open adds those tables; read-only, they are
     empty (in memory), so a date filter matches nothing, as it did before the index's update."""
