@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 from fractions import Fraction
 from pathlib import Path
 
+from vtr.data.hdr import HLG, PQ, frame_to_rgb as hdr_frame_to_rgb, is_hdr
 from vtr.errors import VtrError
 
 logger = logging.getLogger(__name__)
@@ -98,6 +99,9 @@ def _transcode_once(path, start, stop, out_path, max_width, rotation: int, with_
             vout.width, vout.height, vout.pix_fmt = width, height, "yuv420p"
             vout.options = {"crf": "23", "preset": "veryfast"}
             vout.codec_context.time_base = 1 / rate
+            if vin.codec_context.color_trc in (PQ, HLG):  # tone-mapped to SDR (vtr.data.hdr), and said so
+                cc = vout.codec_context
+                cc.color_primaries, cc.color_trc, cc.colorspace, cc.color_range = 1, 1, 1, 1  # BT.709, limited
             if rotation:  # portrait phone video: stored frames copied as they are, turned upright by the player
                 vout.set_display_rotation(rotation)
             aout = dst.add_stream("aac", rate=AUDIO_RATE, layout="stereo") if with_audio else None
@@ -109,9 +113,13 @@ def _transcode_once(path, start, stop, out_path, max_width, rotation: int, with_
 
 
 def _copy_video(src, vin, vout, dst, start, stop, rate, width, height, origin: float = 0.0) -> int:
+    import av
+    from av.video.reformatter import VideoReformatter
+
     from vtr.data.video import decode_from
 
     last_pts = -1
+    reformatter = VideoReformatter()
     for frame in decode_from(src, vin, start, origin):
         t = frame.time
         if t is None:
@@ -122,7 +130,12 @@ def _copy_video(src, vin, vout, dst, start, stop, rate, width, height, origin: f
         if t >= stop:
             break
         pts = max(last_pts + 1, int(round((t - start) * rate)))
-        out = frame.reformat(width=width, height=height, format="yuv420p")
+        if is_hdr(frame):  # a phone's HDR video: as SDR, in BT.709 (the stream is tagged so)
+            rgb = hdr_frame_to_rgb(frame, reformatter, width, height, "BICUBIC")
+            out = reformatter.reformat(av.VideoFrame.from_ndarray(rgb, format="rgb24"), format="yuv420p",
+                                       dst_colorspace="ITU709", dst_color_range="MPEG")
+        else:
+            out = frame.reformat(width=width, height=height, format="yuv420p")
         out.pts, out.time_base = pts, 1 / rate
         last_pts = pts
         for packet in vout.encode(out):

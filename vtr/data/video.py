@@ -61,6 +61,7 @@ from typing import Sequence, Union
 import numpy as np
 import torch
 
+from vtr.data.hdr import HLG as HDR_HLG, PQ as HDR_PQ, frame_to_rgb as hdr_frame_to_rgb, is_hdr
 from vtr.errors import VideoReadError
 
 logger = logging.getLogger(__name__)
@@ -606,7 +607,11 @@ class PyAVVideoReader(VideoReader):
             from av.video.reformatter import VideoReformatter
 
             self._reformatter = VideoReformatter()
-        rgb = self._reformatter.reformat(frame, **fmt).to_ndarray()
+        if is_hdr(frame):  # PQ or HLG (a phone's HDR video): tone-mapped to SDR, see vtr.data.hdr
+            rgb = hdr_frame_to_rgb(frame, self._reformatter, fmt.get("width"), fmt.get("height"),
+                                   fmt.get("interpolation"))
+        else:
+            rgb = self._reformatter.reformat(frame, **fmt).to_ndarray()
         if self.rotation:  # counter-clockwise, as FFmpeg's display rotation and decord
             rgb = np.rot90(rgb, self.rotation // 90)
         return rgb
@@ -844,12 +849,25 @@ def _check_source(source, name: str):
         raise VideoReadError(name, "empty file (0 bytes)")
 
 
+def hdr_source(source) -> bool:
+    """Whether the main video stream's header says PQ or HLG (about 1 ms: the header only, no frame decoded)."""
+    import av
+
+    try:
+        with av.open(io.BytesIO(bytes(source)) if isinstance(source, (bytes, bytearray, memoryview))
+                     else str(source)) as container:
+            stream = main_video_stream(container)
+            return stream is not None and stream.codec_context.color_trc in (HDR_PQ, HDR_HLG)
+    except Exception:  # noqa: BLE001 - the reader that opens it says what is wrong
+        return False
+
+
 def open_video(source: VideoSource, backend: str = "auto", name: str | None = None,
                seek_threshold: int | None = DEFAULT_SEEK_THRESHOLD, threads: int = 0) -> VideoReader:
     """Open a video from a path or from its bytes.
 
     backend: ``"auto"`` (decord if importable and it opens the file, else PyAV; a decord decode error retries
-    with PyAV), ``"decord"`` or ``"pyav"``.
+    with PyAV; PyAV for an HDR video, which it tone-maps to SDR as decord cannot), ``"decord"`` or ``"pyav"``.
     name: what error messages call the source (default: the path, or ``<N bytes>``).
     threads: codec threads of the PyAV decoder (0: FFmpeg's automatic count, one per core); decord decodes with
     one thread.
@@ -870,7 +888,7 @@ def open_video(source: VideoSource, backend: str = "auto", name: str | None = No
         return DecordVideoReader(source, name)
     if backend != "auto":
         raise ValueError(f"unknown video backend {backend!r}; expected 'auto', 'decord' or 'pyav'")
-    if _decord_available():
+    if _decord_available() and not hdr_source(source):  # decord has no tone mapping (see vtr.data.hdr)
         try:
             return DecordVideoReader(source, name, fallback=pyav)
         except VideoReadError as decord_error:
