@@ -189,26 +189,30 @@ def sdr_as_hdr(rgb: np.ndarray, transfer: str) -> np.ndarray:
     return np.stack([64 + 876 * luma, 512 + 896 * (b_ - luma) / 1.8814, 512 + 896 * (r - luma) / 1.4746], -1)
 
 
-def write_hdr_video(path, frames: np.ndarray, transfer: str, fps: int = 25) -> Path:
+def write_hdr_video(path, frames: np.ndarray, transfer: str, fps: int = 25, full_range: bool = False) -> Path:
     """uint8 [T, H, W, 3] SDR frames (H, W even) as a 10-bit HEVC video tagged as a phone tags its HDR video:
-    BT.2020 primaries and matrix, limited range, and the PQ ("pq", HDR10) or HLG ("hlg", an iPhone's) transfer.
-    Lossless, so what is decoded is what :func:`sdr_as_hdr` made."""
+    BT.2020 primaries and matrix, limited range (full with ``full_range``), and the PQ ("pq", HDR10) or HLG ("hlg",
+    an iPhone's) transfer. Lossless, so what is decoded is what :func:`sdr_as_hdr` made."""
     import av
 
-    yuv = np.clip(np.round(sdr_as_hdr(frames, transfer)), 0, 1023).astype(np.uint16)
+    yuv = sdr_as_hdr(frames, transfer)
+    if full_range:  # the same signal over all 1024 code values
+        yuv = np.concatenate([(yuv[..., :1] - 64) * 1023 / 876, 512 + (yuv[..., 1:] - 512) * 1023 / 896], -1)
+    yuv = np.clip(np.round(yuv), 0, 1023).astype(np.uint16)
     t, h, w = frames.shape[:3]
     with av.open(str(path), "w") as container:
         stream = container.add_stream("libx265", rate=fps, options={"x265-params": "lossless=1:log-level=error"})
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p10le"
         cc = stream.codec_context
-        cc.color_primaries, cc.colorspace, cc.color_range = 9, 9, 1  # BT.2020, BT.2020 NCL, limited ("tv")
+        cc.color_primaries, cc.colorspace = 9, 9  # BT.2020, BT.2020 NCL
+        cc.color_range = 2 if full_range else 1  # "pc" or "tv"
         cc.color_trc = 16 if transfer == "pq" else 18
         for i in range(t):
             chroma = yuv[i, :, :, 1:].reshape(h // 2, 2, w // 2, 2, 2).mean(axis=(1, 3)).round().astype(np.uint16)
             planes = np.concatenate([yuv[i, :, :, 0].reshape(-1), chroma[..., 0].reshape(-1),
                                      chroma[..., 1].reshape(-1)]).reshape(h * 3 // 2, w)
             frame = av.VideoFrame.from_ndarray(planes, format="yuv420p10le")
-            frame.color_primaries, frame.colorspace, frame.color_range = 9, 9, 1
+            frame.color_primaries, frame.colorspace, frame.color_range = 9, 9, cc.color_range
             frame.color_trc = cc.color_trc
             frame.pts = i
             for packet in stream.encode(frame):

@@ -29,9 +29,11 @@ def patches(rgb: np.ndarray) -> np.ndarray:
                     np.int32)
 
 
-@pytest.fixture(scope="module", params=["hlg", "pq"])
+@pytest.fixture(scope="module", params=["hlg", "pq", "hlg-full-range"])
 def hdr_video(request, tmp_path_factory):
-    return write_hdr_video(tmp_path_factory.mktemp("hdr") / f"{request.param}.mp4", chart_frames(), request.param)
+    transfer, _, full = request.param.partition("-")
+    return write_hdr_video(tmp_path_factory.mktemp("hdr") / f"{request.param}.mp4", chart_frames(), transfer,
+                           full_range=bool(full))
 
 
 def test_hdr_frames_come_out_as_their_sdr_colours(hdr_video):
