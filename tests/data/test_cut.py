@@ -4,6 +4,7 @@ overwritten, a failed one said while the others are written."""
 import os
 
 import av
+import numpy as np
 import pytest
 
 from tests.videos import frame_index_of, indexed_frames, write_video
@@ -71,3 +72,53 @@ def test_a_clip_is_dated_when_its_moment_was_recorded(tmp_path):
     assert os.stat(dated).st_mtime == taken + 2.0
     with av.open(undated) as c:
         assert "creation_time" not in c.metadata
+
+
+def _interlaced_ts(path, n: int = 20, h: int = 120, w: int = 160):
+    """A camcorder-like 1080i stand-in: interlaced H.264 (top field first) in MPEG-TS, each frame's two fields from
+    two instants of a white bar moving fast across grey, so a frame shown as it is combs the bar's edges."""
+    def scene(t):
+        img = np.full((h, w, 3), 90, np.uint8)
+        img[20:100, 10 + 6 * t:22 + 6 * t] = 240
+        return img
+
+    with av.open(str(path), "w", format="mpegts") as c:
+        s = c.add_stream("libx264", rate=25, options={"crf": "12", "x264-params": "interlaced=1:tff=1"})
+        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+        for i in range(n):
+            frame = scene(2 * i)
+            frame[1::2] = scene(2 * i + 1)[1::2]  # the bottom field, a field period later
+            vf = av.VideoFrame.from_ndarray(frame, format="rgb24")
+            vf.pts = i
+            for packet in s.encode(vf):
+                c.mux(packet)
+        for packet in s.encode():
+            c.mux(packet)
+    return path
+
+
+def _combing(rgb) -> float:
+    """How far each row is from the mean of its neighbours: large where two fields of a moving edge interleave."""
+    grey = rgb.astype(np.float64).mean(-1)
+    return float(np.abs(grey[1:-1] - (grey[:-2] + grey[2:]) / 2).mean())
+
+
+def test_interlaced_video_is_deinterlaced_in_the_cut(tmp_path):
+    """A 1080i camcorder clip cut as it was decoded combed every moving edge in the (progressive) H.264 file, which
+    players then show as it is; players deinterlace the source, and so does the cut now."""
+    from vtr.data.cut import cut_clip
+
+    src = _interlaced_ts(tmp_path / "camcorder.mts")
+    with av.open(str(src)) as c:
+        frames = list(c.decode(video=0))
+        assert all(f.interlaced_frame for f in frames)
+        combed = np.mean([_combing(f.to_ndarray(format="rgb24")) for f in frames])
+    out = tmp_path / "cut.mp4"
+    cut_clip(str(src), 0.0, 0.8, out, max_width=160)
+    with av.open(str(out)) as c:
+        cut = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    assert len(cut) == 20  # every frame of the 0.8 s at 25 fps, the one bwdif holds back included
+    assert combed > 3 and np.mean([_combing(f) for f in cut]) < 0.1 * combed
+    progressive = write_video(tmp_path / "phone.mp4", indexed_frames(10), fps=10)
+    cut_clip(str(progressive), 0.0, 1.0, tmp_path / "p.mp4")  # progressive frames: not filtered, as before
+    assert shown_frames(tmp_path / "p.mp4") == list(range(10))

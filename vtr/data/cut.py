@@ -112,6 +112,54 @@ def _transcode_once(path, start, stop, out_path, max_width, rotation: int, with_
                 _copy_audio(src, aout, dst, start, stop, origin)
 
 
+DEINTERLACE = "bwdif=mode=send_frame:parity=auto:deint=interlaced"
+
+
+def deinterlaced(frames, time_base):
+    """``frames`` as they come, except that from the first interlaced one (a camcorder's 1080i AVCHD, broadcast
+    recordings) they pass through FFmpeg's ``bwdif``, as players show them: written as they are into a progressive
+    H.264 file, each frame's two fields, half a frame period apart, combed every moving edge. Frames that are
+    not flagged interlaced pass through unchanged; the filter holds one frame back, so the last is flushed at the
+    end."""
+    import av
+
+    graph, shape = None, None
+    for frame in frames:
+        if graph is None and not frame.interlaced_frame:
+            yield frame
+            continue
+        if graph is not None and (frame.width, frame.height, frame.format.name) != shape:  # a stream that changes
+            graph.push(None)
+            yield from _pulled(graph)
+            graph = None
+        if graph is None:
+            shape = (frame.width, frame.height, frame.format.name)
+            graph = av.filter.Graph()
+            source = graph.add_buffer(width=frame.width, height=frame.height, format=frame.format.name,
+                                      time_base=time_base)
+            name, _, args = DEINTERLACE.partition("=")
+            deint = graph.add(name, args)
+            sink = graph.add("buffersink")
+            source.link_to(deint)
+            deint.link_to(sink)
+            graph.configure()
+        graph.push(frame)
+        yield from _pulled(graph)
+    if graph is not None:
+        graph.push(None)
+        yield from _pulled(graph)
+
+
+def _pulled(graph):
+    import av
+
+    while True:
+        try:
+            yield graph.pull()
+        except (av.error.BlockingIOError, av.error.EOFError):
+            return
+
+
 def _copy_video(src, vin, vout, dst, start, stop, rate, width, height, origin: float = 0.0) -> int:
     import av
     from av.video.reformatter import VideoReformatter
@@ -120,7 +168,7 @@ def _copy_video(src, vin, vout, dst, start, stop, rate, width, height, origin: f
 
     last_pts = -1
     reformatter = VideoReformatter()
-    for frame in decode_from(src, vin, start, origin):
+    for frame in deinterlaced(decode_from(src, vin, start, origin), vin.time_base):
         t = frame.time
         if t is None:
             continue
