@@ -287,14 +287,17 @@ def test_corrupt_sample_is_skipped_and_counted(media, tmp_path, tokenizer, cache
         sink.write({"__key__": "000000000", "mp4": good, "txt": "good one"})
         sink.write({"__key__": "000000001", "mp4": b"\x00\x01corrupt" * 30, "txt": "bad one"})
         sink.write({"__key__": "000000002", "mp4": good[: len(good) // 3], "txt": "truncated"})
+        # metadata that does not parse: the caption is in .txt, so the sample is read (as before captions lists)
+        sink.write({"__key__": "000000003", "mp4": good, "txt": "broken metadata", "json": b"{not json"})
     loader = make_train_loader(str(tmp_path / "00000.tar"), tokenizer, batch_size=2, steps_per_epoch=3,
                                num_frames=4, img_size=32, num_workers=0, shards_per_chunk=1, shuffle_buffer=1,
                                decode_cache_mb=cache_mb)
     batches = list(loader)
     assert len(batches) == 3
-    assert all(set(b["keys"]) <= {"000000000", "000000002"} for b in batches)
-    assert loader.num_corrupt >= 3  # the corrupt sample, once per pass over the shard
+    assert all(set(b["keys"]) <= {"000000000", "000000002", "000000003"} for b in batches)
+    assert loader.num_corrupt >= 3, loader.num_corrupt  # the corrupt sample, once per pass over the shard
     assert "000000001" not in {k for b in batches for k in b["keys"]}
+    assert "000000003" in {k for b in batches for k in b["keys"]}
 
 
 @pytest.mark.parametrize("workers", [0, 2])

@@ -531,7 +531,12 @@ class ShardStream(torch.utils.data.IterableDataset):
         else:
             ext = next(e for e in IMAGE_EXTS if e in sample)
             frames = torch.from_numpy(decode_image(bytes(sample[ext]))).permute(2, 0, 1)[None].contiguous()
-        meta = json.loads(bytes(sample["json"])) if "json" in sample else {}
+        try:
+            meta = json.loads(bytes(sample["json"])) if "json" in sample else {}
+        except (UnicodeDecodeError, ValueError):
+            if "txt" not in sample:
+                raise
+            meta = {}  # a sample with its caption in .txt does not need its metadata
         several = meta.get("captions") if isinstance(meta, dict) else None
         if isinstance(several, list) and several and all(isinstance(c, str) for c in several):
             # A video with several captions: one of them at each visit, drawn apart from the frames and the crop
