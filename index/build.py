@@ -65,7 +65,7 @@ class BuildReport:
     resumed_windows: int = 0  # windows an interrupted build had committed, kept instead of embedded again
     retimed: int = 0  # unchanged variable-frame-rate files embedded again on their frame times (older indexes)
     redecoded: int = 0  # unchanged files an older index's decoder may have misread, embedded again (older indexes)
-    tone_mapped: int = 0  # unchanged HDR files embedded again, tone-mapped (older indexes)
+    reread: int = 0  # unchanged HDR or interlaced files embedded again, tone-mapped, deinterlaced (older indexes)
     copies: int = 0  # new files whose content was already indexed (a backup, a copy): windows reused, not embedded
     waiting: list = field(default_factory=list)  # new or changed files left for a later build: still being written
     vanished: list = field(default_factory=list)  # files gone while this run read them (a share or drive dropped):
@@ -92,7 +92,7 @@ class BuildReport:
         resumed = f", {self.resumed_windows} resumed from an interrupted build" if self.resumed_windows else ""
         retimed = f", {self.retimed} re-timed (variable frame rate)" if self.retimed else ""
         retimed += f", {self.redecoded} decoded again (TS/MPEG/AVI)" if self.redecoded else ""
-        retimed += f", {self.tone_mapped} HDR tone-mapped" if self.tone_mapped else ""
+        retimed += f", {self.reread} HDR or interlaced read anew" if self.reread else ""
         copies = ("" if not self.copies else " (1 copy of an indexed video, not embedded again)" if self.copies == 1
                   else f" ({self.copies} copies of indexed videos, not embedded again)")
         return (f"{self.index}: {self.total_files} files, {self.total_windows} windows ({self.factory}); this run: "
@@ -220,7 +220,7 @@ def _plan_run(catalog: Catalog, index_dir: Path, dirs, extensions, retry_failed:
     todo = _scan_and_plan(catalog, index_dir, dirs, extensions, retry_failed, report, forget_missing, settled)
     todo += _retime_variable_rate(catalog, index_dir, todo, report, progress)
     todo += _redecode_misread(catalog, index_dir, todo, report)
-    todo += _tone_map_hdr(catalog, index_dir, todo, report, progress)
+    todo += _reread_hdr_and_interlaced(catalog, index_dir, todo, report, progress)
     return todo
 
 
@@ -788,25 +788,26 @@ def _redecode_misread(catalog: Catalog, index_dir: Path, todo, report: BuildRepo
     return redo
 
 
-def _tone_map_hdr(catalog: Catalog, index_dir: Path, todo, report: BuildReport, progress: bool) -> list:
-    """Once per index: the unchanged HDR files (PQ, HLG: phones' video) of an index built before frames were
-    tone-mapped (:mod:`vtr.data.hdr`), whose windows and thumbnails were made from dull or dark frames, to embed
-    again. Each file's header is read (about 1 ms). The catalog's ``hdr_tone_mapped`` mark says this was done (or
-    that every file was embedded with tone mapping)."""
-    if catalog.get_meta("hdr_tone_mapped", False):
+def _reread_hdr_and_interlaced(catalog: Catalog, index_dir: Path, todo, report: BuildReport, progress: bool) -> list:
+    """Once per index: the unchanged HDR files (PQ, HLG: phones' video) and interlaced ones (a camcorder's 1080i) of
+    an index built before frames were tone-mapped (:mod:`vtr.data.hdr`) and deinterlaced, whose windows and
+    thumbnails were made from dull or dark or combed frames, to embed again. Each file's header is read (about
+    1 ms). The catalog's ``sdr_progressive_frames`` mark says this was done (or that every file was embedded so)."""
+    if catalog.get_meta("sdr_progressive_frames", False):
         return []
     from tqdm import tqdm
 
-    from vtr.data.video import hdr_source
+    from vtr.data.video import header_flags
 
     queued = {t[0] for t in todo}
     rows = [r for r in catalog.files("ok") if r.id not in queued]
-    hdr = [r for r in tqdm(rows, desc="looking for HDR video", unit="file", disable=not progress or not rows)
-           if hdr_source(r.path)]
-    redo = _embed_again(catalog, index_dir, hdr, "hdr_tone_mapped")
+    found = [r for r in tqdm(rows, desc="looking for HDR and interlaced video", unit="file",
+                             disable=not progress or not rows) if any(header_flags(r.path))]
+    redo = _embed_again(catalog, index_dir, found, "sdr_progressive_frames")
     if redo:
-        logger.info("embedding again %d HDR video(s) indexed before HDR was tone-mapped", len(redo))
-    report.tone_mapped, report.unchanged = len(redo), max(0, report.unchanged - len(redo))
+        logger.info("embedding again %d HDR or interlaced video(s) indexed before they were tone-mapped and "
+                    "deinterlaced", len(redo))
+    report.reread, report.unchanged = len(redo), max(0, report.unchanged - len(redo))
     return redo
 
 

@@ -122,3 +122,18 @@ def test_interlaced_video_is_deinterlaced_in_the_cut(tmp_path):
     progressive = write_video(tmp_path / "phone.mp4", indexed_frames(10), fps=10)
     cut_clip(str(progressive), 0.0, 1.0, tmp_path / "p.mp4")  # progressive frames: not filtered, as before
     assert shown_frames(tmp_path / "p.mp4") == list(range(10))
+
+
+def test_interlaced_frames_are_read_deinterlaced(tmp_path):
+    """The readers behind the index's windows and thumbnails: an interlaced frame is deinterlaced on its own (the
+    reader jumps between frames), at full size and scaled on the way."""
+    from vtr.data.video import open_video
+
+    src = _interlaced_ts(tmp_path / "camcorder.mts")
+    with av.open(str(src)) as c:
+        combed = np.mean([_combing(f.to_ndarray(format="rgb24")) for f in c.decode(video=0)])
+    with open_video(str(src), backend="pyav") as reader:
+        full = reader.get_frames(list(range(0, 20, 3))).numpy()
+        small = reader.get_frames([5, 9], size=(80, 60)).numpy()
+    assert combed > 3
+    assert np.mean([_combing(f) for f in full]) < 0.1 * combed and np.mean([_combing(f) for f in small]) < 0.2 * combed

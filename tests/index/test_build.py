@@ -570,11 +570,14 @@ def test_an_index_decoded_by_decord_embeds_its_ts_mpeg_and_avi_files_again_once(
     assert (again.redecoded, again.unchanged, again.embedded_windows) == (0, 3, 0)  # once per index
 
 
-def test_an_index_built_before_tone_mapping_embeds_its_hdr_files_again_once(tmp_path, test_model, monkeypatch):
-    """An HLG video (an iPhone's) in an index built before HDR was tone-mapped, its windows and thumbnails made from
-    dull frames: an older index (no ``hdr_tone_mapped`` mark) embeds its HDR files again, once; SDR files stay."""
+def test_an_index_built_before_tone_mapping_and_deinterlacing_reads_those_files_again_once(tmp_path, test_model,
+                                                                                           monkeypatch):
+    """An HLG video (an iPhone's) and an interlaced one (a camcorder's) in an index built before HDR was tone-mapped
+    and fields deinterlaced, their windows and thumbnails made from dull or combed frames: an older index (no
+    ``sdr_progressive_frames`` mark) embeds them again, once; a plain SDR file stays."""
     import vtr.data.hdr
     import vtr.data.video
+    from tests.data.test_cut import _interlaced_ts
     from tests.videos import write_hdr_video
 
     root = tmp_path / "videos"
@@ -582,29 +585,32 @@ def test_an_index_built_before_tone_mapping_embeds_its_hdr_files_again_once(tmp_
     frames = textured_frames(40, seed=5, height=64, width=96)
     write_hdr_video(root / "iphone.mov", frames, "hlg", fps=10)
     write_video(root / "sdr.mp4", frames, fps=10)
+    _interlaced_ts(root / "camcorder.mts", n=50)
     idx = tmp_path / "idx"
-    tone_mapped = build_index([str(root)], str(idx), model=test_model, workers=0, progress=False)
-    assert (tone_mapped.added, tone_mapped.tone_mapped) == (2, 0)  # a new index is tone-mapped throughout
+    first = build_index([str(root)], str(idx), model=test_model, workers=0, progress=False)
+    assert (first.added, first.reread) == (3, 0)  # a new index reads them right throughout
     want = snapshot(idx)
     shutil.rmtree(idx)
-    for module in (vtr.data.video, vtr.data.hdr):  # as vtr read HDR frames before
+    for module in (vtr.data.video, vtr.data.hdr):  # as vtr read such frames before
         monkeypatch.setattr(module, "is_hdr", lambda frame: False)
+    monkeypatch.setattr(vtr.data.video, "deinterlace_frame", lambda frame: frame)
     build_index([str(root)], str(idx), model=test_model, workers=0, progress=False)
     monkeypatch.undo()
     old = snapshot(idx)
-    hdr_keys = [k for k in old if k[0] == "iphone.mov"]
-    assert hdr_keys and all(not np.allclose(old[k], want[k], atol=1e-3) for k in hdr_keys)  # the dull frames' vectors
+    for name in ("iphone.mov", "camcorder.mts"):
+        keys = [k for k in old if k[0] == name]
+        assert keys and any(not np.allclose(old[k], want[k], atol=1e-3) for k in keys), name  # from other frames
     cat = Catalog(idx / "catalog.sqlite")
     with cat.transaction():
-        cat.conn.execute("DELETE FROM meta WHERE key='hdr_tone_mapped'")  # as an index built before the mark
+        cat.conn.execute("DELETE FROM meta WHERE key='sdr_progressive_frames'")  # as an index built before the mark
     cat.close()
     report = build_index(None, str(idx), model=test_model, workers=0, progress=False)
-    assert (report.tone_mapped, report.unchanged, report.changed) == (1, 1, 0)
-    assert "1 HDR tone-mapped" in report.summary()
+    assert (report.reread, report.unchanged, report.changed) == (2, 1, 0)
+    assert "2 HDR or interlaced read anew" in report.summary()
     after = snapshot(idx)
     assert after.keys() == want.keys() and all(np.allclose(after[k], want[k], atol=1e-5) for k in after)
     again = build_index(None, str(idx), model=test_model, workers=0, progress=False)
-    assert (again.tone_mapped, again.unchanged, again.embedded_windows) == (0, 2, 0)  # once per index
+    assert (again.reread, again.unchanged, again.embedded_windows) == (0, 3, 0)  # once per index
 
 
 def test_adding_a_folder_embeds_it_as_the_index_was_embedded(tmp_path, test_model_folder):
