@@ -235,6 +235,40 @@ def test_each_shards_fingerprint_is_taken_as_it_comes(media, tmp_path, monkeypat
                      ("write", 2)]
 
 
+def test_caption_rows_are_read_as_they_are_used_and_checked_before_writing(media, tmp_path):
+    """A .csv or .jsonl caption file is read row by row (WebVid-10M's rows, held as dicts, took about 8 GB), in a
+    first pass that counts them and finds a broken line before any shard is written, then shard by shard."""
+    from vtr.data.shards import iter_captions
+    from vtr.errors import VtrError
+
+    lines = [json.dumps({"video": f"c{i}.mp4", "caption": f"clip {i}"}) for i in range(3)] + ['{"video": broken']
+    (tmp_path / "caps.jsonl").write_text("\n".join(lines))
+    rows = iter_captions(tmp_path / "caps.jsonl")
+    assert next(rows) == {"video": "c0.mp4", "caption": "clip 0"}  # before the broken line is reached
+    with pytest.raises(VtrError, match="caps.jsonl, line 4: not a JSON object"):
+        list(rows)
+    with pytest.raises(VtrError, match="caps.jsonl, line 4: not a JSON object"):
+        make_shards(media / "v", tmp_path / "caps.jsonl", tmp_path / "s", per_shard=1)
+    assert not list((tmp_path / "s").glob("*.tar"))  # said before anything was written
+
+
+def test_shards_made_by_several_processes_are_those_of_one(media, tmp_path):
+    """`--processes 2`: the pool is fed a few shards' rows at a time; the shards and totals are the same."""
+    one = make_shards(media / "v", media / "captions.jsonl", tmp_path / "one", per_shard=2)
+    two = make_shards(media / "v", media / "captions.jsonl", tmp_path / "two", per_shard=2, processes=2)
+    assert one == two and one["shards"] == 5
+
+    def members(folder):
+        out = {}
+        for tar_path in sorted(folder.glob("*.tar")):
+            with tarfile.open(tar_path) as tar:
+                out[tar_path.name] = sorted(tar.getnames())
+        return out
+
+    assert members(tmp_path / "one") == members(tmp_path / "two")
+    assert json.loads((tmp_path / "two" / "stats.json").read_text()) == {k: one[k] for k in one if k != "kept"}
+
+
 def test_expand_shards(tmp_path):
     for i in range(3):
         (tmp_path / f"{i:05d}.tar").write_bytes(b"")

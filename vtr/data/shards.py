@@ -80,7 +80,15 @@ def read_captions(path: str | os.PathLike) -> list[dict]:
     caption column (``caption``, ``text``, ``name``, ``title``); other columns are kept as metadata. A row's
     caption may be a list of captions (the reference's files for MSRVTT, ActivityNet, COCO, ...): it keeps its
     non-empty strings (one becomes a plain caption), and the row becomes one sample that holds its media once.
+    :func:`iter_captions` gives the same rows one at a time.
     """
+    return list(iter_captions(path))
+
+
+def iter_captions(path: str | os.PathLike) -> Iterator[dict]:
+    """The rows of :func:`read_captions`, read as they are used: a ``.csv`` or ``.jsonl`` file is never held in
+    memory whole (held as dicts, WebVid-10M's rows took about 8 GB: 0.75 KB a row). A ``.json`` list is parsed
+    whole, as JSON must be."""
     path = Path(path)
     if path.suffix not in (".jsonl", ".csv", ".json"):
         raise VtrError(f"caption file must be .csv, .jsonl or .json (a JSON list, as the reference code's "
@@ -88,7 +96,8 @@ def read_captions(path: str | os.PathLike) -> list[dict]:
     try:
         with open(path, newline="", encoding="utf-8") as f:
             if path.suffix == ".csv":
-                return list(csv.DictReader(f))
+                yield from csv.DictReader(f)
+                return
             if path.suffix == ".json":
                 try:
                     rows = json.load(f)
@@ -97,15 +106,15 @@ def read_captions(path: str | os.PathLike) -> list[dict]:
                 if not isinstance(rows, list):
                     raise VtrError(f"{path}: a .json caption file is a JSON list of objects (one per video or "
                                    f"image), not a JSON {type(rows).__name__}")
-                return _caption_lists(rows)
-            rows = []
+                yield from _caption_lists(rows)
+                return
             for number, line in enumerate(f, 1):
                 if line.strip():
                     try:
-                        rows.append(json.loads(line))
+                        row = json.loads(line)
                     except json.JSONDecodeError as e:
                         raise VtrError(f"{path}, line {number}: not a JSON object ({e.msg})") from None
-            return _caption_lists(rows)
+                    yield from _caption_lists([row])
     except UnicodeDecodeError as e:
         raise VtrError(f"{path}: not UTF-8 text (byte {e.start}); save the caption file as UTF-8") from None
 
@@ -284,22 +293,33 @@ def make_shards(videos: str | os.PathLike, captions: str | os.PathLike, out: str
     if per_shard < 1 or processes < 1:
         raise VtrError(f"per_shard (--per-shard) and processes (--processes) must be at least 1, not {per_shard} and "
                        f"{processes}")
-    rows = list(enumerate(read_captions(captions)))
-    if not any(isinstance(r, dict) and _pick(r, MEDIA_COLUMNS) and _captions(r) for _, r in rows):
-        seen = sorted({k for _, r in rows if isinstance(r, dict) for k in r})
+    # A first pass counts the rows (the bar's total, the shards' number) and finds a usable one, without keeping
+    # them: a caption file that cannot make a sample, or a broken line anywhere, is said before anything is written.
+    total_rows, usable, columns = 0, False, set()
+    for row in iter_captions(captions):
+        total_rows += 1
+        if not usable and isinstance(row, dict):
+            usable = bool(_pick(row, MEDIA_COLUMNS) and _captions(row))
+            columns.update(row)
+    if not usable:
         raise VtrError(f"{captions}: no row names both a media file (a column {', '.join(MEDIA_COLUMNS)}) and a "
                        f"caption (a column {', '.join(CAPTION_COLUMNS)}); "
-                       + (f"its columns: {', '.join(seen)}" if seen else "it has no rows"))
+                       + (f"its columns: {', '.join(sorted(columns))}" if columns else "it has no rows"))
     from tqdm import tqdm
 
     out, videos = Path(out), Path(videos)
     out.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(out, "[0-9][0-9][0-9][0-9][0-9]*")  # half-written shards and stats of killed runs
-    jobs = [(shard, rows[i:i + per_shard], str(videos), str(out))
-            for shard, i in enumerate(range(0, len(rows), per_shard))]
-    _warn_of_other_shards(out, len(jobs))
+    n_shards = -(-total_rows // per_shard)
+    _warn_of_other_shards(out, n_shards)
+
+    def jobs():  # the second pass: one shard's rows at a time
+        rows = enumerate(iter_captions(captions))
+        for shard in range(n_shards):
+            yield shard, list(islice(rows, per_shard)), str(videos), str(out)
+
     kept, written = [], []
-    bar = tqdm(total=len(rows), desc="shards", unit="rows", disable=not progress)
+    bar = tqdm(total=total_rows, desc="shards", unit="rows", disable=not progress)
 
     def shown(skipped_here: int = 0, rows: int = 1) -> None:  # rows done; skipped_here: in the shard being written
         skipped = sum(s["failed"] for s in kept + written) + skipped_here
@@ -310,23 +330,41 @@ def make_shards(videos: str | os.PathLike, captions: str | os.PathLike, out: str
         bar.update(rows)
 
     def done(stats: dict, was_kept: bool, rows: int) -> None:
-        (kept if was_kept else written).append(stats)
+        (kept if was_kept else written).append(_slim(stats))
         shown(rows=rows)
 
     try:
-        if processes > 1 and len(jobs) > 1:
+        if processes > 1 and n_shards > 1:
             import multiprocessing as mp
+            import threading
+
+            # The pool's feeder thread takes jobs from the generator as it is given room: at most two a process
+            # wait their turn, so the rows in memory are those of a few shards, not of the whole file.
+            room, stop = threading.Semaphore(2 * processes), threading.Event()
+
+            def bounded(jobs):
+                for job in jobs:
+                    while not room.acquire(timeout=0.1):
+                        if stop.is_set():
+                            return
+                    if stop.is_set():
+                        return
+                    yield job
 
             with mp.get_context("spawn").Pool(processes, initializer=_ignore_interrupts) as pool:
-                for stats, was_kept in pool.imap_unordered(_make_shard_star, jobs):
-                    done(stats, was_kept, stats["count"])
+                try:
+                    for stats, was_kept in pool.imap_unordered(_make_shard_star, bounded(jobs())):
+                        room.release()
+                        done(stats, was_kept, stats["count"])
+                finally:
+                    stop.set()  # a feeder waiting for room ends, so that the pool can stop (Ctrl+C)
         else:
-            for job in jobs:
+            for job in jobs():
                 start = bar.n
                 stats, was_kept = _make_shard(*job, progress=shown)
                 done(stats, was_kept, stats["count"] - (bar.n - start))  # the rows a written shard did not show
     except KeyboardInterrupt:
-        raise KeyboardInterrupt(f"interrupted with {len(kept) + len(written)} of {len(jobs)} shards whole in {out}: "
+        raise KeyboardInterrupt(f"interrupted with {len(kept) + len(written)} of {n_shards} shards whole in {out}: "
                                 "the same command goes on from there") from None
     finally:
         bar.close()
@@ -338,17 +376,28 @@ def make_shards(videos: str | os.PathLike, captions: str | os.PathLike, out: str
     return {**total, "kept": len(kept)}
 
 
-def _say_skipped(stats: list[dict], total: dict, out: Path) -> None:
-    """One warning for the rows skipped, by reason, with the first of them: a line per row flooded the terminal
-    (a WebVid download with its dead links skips thousands)."""
-    failures = [f for s in stats for f in s["failures"]]
-    if not failures:
-        return
+def _slim(stats: dict) -> dict:
+    """A shard's stats as :func:`make_shards` keeps them until the end: its counts, its failures counted by kind and
+    the first of them (every failure is in its stats file; held for every shard, a WebVid download's dead links
+    took hundreds of MB)."""
     kinds: dict[str, int] = {}
-    for f in failures:
+    for f in stats["failures"]:
         kind = f["reason"].split(":", 1)[0]
         kinds[kind] = kinds.get(kind, 0) + 1
-    first = failures[0]
+    return {**{k: stats[k] for k in ("shard", "count", "successes", "failed")}, "kinds": kinds,
+            "first": stats["failures"][0] if stats["failures"] else None}
+
+
+def _say_skipped(stats: list[dict], total: dict, out: Path) -> None:
+    """One warning for the rows skipped, by reason, with the first of them (``stats``: :func:`_slim`'s, by shard): a
+    line per row flooded the terminal (a WebVid download with its dead links skips thousands)."""
+    first = next((s["first"] for s in stats if s["first"] is not None), None)
+    if first is None:
+        return
+    kinds: dict[str, int] = {}
+    for s in stats:
+        for kind, n in s["kinds"].items():
+            kinds[kind] = kinds.get(kind, 0) + n
     logger.warning("%d of %d rows skipped (%s); the first, key %s (%s): %s. Every row's reason is in %s",
                    total["failed"], total["count"], ", ".join(f"{k}: {n}" for k, n in sorted(kinds.items(),
                                                                                          key=lambda kv: -kv[1])),
@@ -780,5 +829,5 @@ def count_shard_samples(urls) -> int:
     return total
 
 
-__all__ = ["read_captions", "make_shards", "write_shard", "shards_make_command", "decode_image", "expand_shards",
-           "ShardStream", "TrainLoader", "make_train_loader", "count_shard_samples", "sample_captions"]
+__all__ = ["read_captions", "iter_captions", "make_shards", "write_shard", "shards_make_command", "decode_image",
+           "expand_shards", "ShardStream", "TrainLoader", "make_train_loader", "count_shard_samples", "sample_captions"]
