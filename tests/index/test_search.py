@@ -191,6 +191,31 @@ def test_query_by_image_finds_the_red_span(red_collection, test_model, monkeypat
     assert top[1].path == str(root / "beach.mp4") and top[1].score < top[0].score
 
 
+def test_an_avif_photo_is_an_image_example(red_collection, test_model, monkeypatch, tmp_path):
+    """AVIF (what browsers save from the web now): read as an image, and shown as one by the app. Before, it went to
+    the video reader, and the app put it in a video player, which shows nothing of a still."""
+    import av
+
+    from index.search import IMAGE_EXTENSIONS
+
+    root, idx = red_collection
+    monkeypatch.setattr(test_model, "encode_video", RedDetector(test_model))
+    still = tmp_path / "red.avif"
+    with av.open(str(still), "w", format="avif") as c:
+        s = c.add_stream("libsvtav1", rate=1)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        for packet in s.encode(av.VideoFrame.from_ndarray(np.full((48, 64, 3), RED, np.uint8), format="rgb24")):
+            c.mux(packet)
+        for packet in s.encode():
+            c.mux(packet)
+    with VideoIndex(str(idx), model=test_model, gpu=False) as vi:
+        with pytest.raises(VtrError, match="no such file"):
+            vi.search(str(tmp_path / "typo.avif"), k=1)  # a mistyped photo is said, not searched as words
+        top = vi.search(str(still), k=1)
+    assert (top[0].path, top[0].start, top[0].end) == (str(root / "beach.mp4"), 12.0, 20.0)
+    assert ".avif" in IMAGE_EXTENSIONS  # the app's example preview: an image, not a video player
+
+
 def test_rerank_orders_by_the_matching_head(red_collection, test_model, monkeypatch):
     root, idx = red_collection
     monkeypatch.setattr(test_model, "encode_video", RedDetector(test_model))
