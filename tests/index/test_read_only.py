@@ -101,7 +101,7 @@ def test_a_read_only_reader_opened_while_nothing_wrote_follows_a_later_build(red
         assert vi.catalog.readonly and vi.catalog._immutable is not None
         assert {s.path for s in vi.search(RED_VECTOR, k=20)} == {str(root / n) for n in ("beach.mp4", "city.mp4",
                                                                                          "long/park.mp4")}
-        monkeypatch.undo()  # the owner's build, in another process in life
+        monkeypatch.undo()  # the owner's build (another process, in real use)
         make_video(root / "harbour.mp4", 10, seed=7, red=(0, 10))  # all red: the best match now
         monkeypatch.setattr(test_model, "encode_video", RedDetector(test_model))
         build_index(None, str(idx), model=test_model, workers=0, progress=False)
