@@ -220,3 +220,18 @@ def write_hdr_video(path, frames: np.ndarray, transfer: str, fps: int = 25, full
         for packet in stream.encode():
             container.mux(packet)
     return Path(path)
+
+
+def write_interlaced_video(path, n: int = 20, h: int = 120, w: int = 160) -> Path:
+    """A camcorder-like 1080i stand-in: interlaced H.264 (top field first) in MPEG-TS (from a ``.mts`` path), each
+    frame's two fields from two instants of a white bar moving fast across grey, so a frame shown as it is combs the
+    bar's edges."""
+    def scene(t):
+        img = np.full((h, w, 3), 90, np.uint8)
+        img[20:100, 10 + 6 * t:22 + 6 * t] = 240
+        return img
+
+    frames = np.stack([scene(2 * i) for i in range(n)])
+    for i in range(n):
+        frames[i, 1::2] = scene(2 * i + 1)[1::2]  # the bottom field, a field period later
+    return write_video(path, frames, fps=25, options={"crf": "12", "x264-params": "interlaced=1:tff=1"})

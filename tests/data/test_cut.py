@@ -7,7 +7,7 @@ import av
 import numpy as np
 import pytest
 
-from tests.videos import frame_index_of, indexed_frames, write_video
+from tests.videos import frame_index_of, indexed_frames, write_interlaced_video, write_video
 from vtr.data.cut import export_clips, export_name
 from vtr.errors import VtrError
 
@@ -74,29 +74,6 @@ def test_a_clip_is_dated_when_its_moment_was_recorded(tmp_path):
         assert "creation_time" not in c.metadata
 
 
-def _interlaced_ts(path, n: int = 20, h: int = 120, w: int = 160):
-    """A camcorder-like 1080i stand-in: interlaced H.264 (top field first) in MPEG-TS, each frame's two fields from
-    two instants of a white bar moving fast across grey, so a frame shown as it is combs the bar's edges."""
-    def scene(t):
-        img = np.full((h, w, 3), 90, np.uint8)
-        img[20:100, 10 + 6 * t:22 + 6 * t] = 240
-        return img
-
-    with av.open(str(path), "w", format="mpegts") as c:
-        s = c.add_stream("libx264", rate=25, options={"crf": "12", "x264-params": "interlaced=1:tff=1"})
-        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
-        for i in range(n):
-            frame = scene(2 * i)
-            frame[1::2] = scene(2 * i + 1)[1::2]  # the bottom field, a field period later
-            vf = av.VideoFrame.from_ndarray(frame, format="rgb24")
-            vf.pts = i
-            for packet in s.encode(vf):
-                c.mux(packet)
-        for packet in s.encode():
-            c.mux(packet)
-    return path
-
-
 def _combing(rgb) -> float:
     """How far each row is from the mean of its neighbours: large where two fields of a moving edge interleave."""
     grey = rgb.astype(np.float64).mean(-1)
@@ -108,7 +85,7 @@ def test_interlaced_video_is_deinterlaced_in_the_cut(tmp_path):
     players then show as it is; players deinterlace the source, and so does the cut now."""
     from vtr.data.cut import cut_clip
 
-    src = _interlaced_ts(tmp_path / "camcorder.mts")
+    src = write_interlaced_video(tmp_path / "camcorder.mts")
     with av.open(str(src)) as c:
         frames = list(c.decode(video=0))
         assert all(f.interlaced_frame for f in frames)
@@ -129,7 +106,7 @@ def test_interlaced_frames_are_read_deinterlaced(tmp_path):
     reader jumps between frames), at full size and scaled on the way."""
     from vtr.data.video import open_video
 
-    src = _interlaced_ts(tmp_path / "camcorder.mts")
+    src = write_interlaced_video(tmp_path / "camcorder.mts")
     with av.open(str(src)) as c:
         combed = np.mean([_combing(f.to_ndarray(format="rgb24")) for f in c.decode(video=0)])
     with open_video(str(src), backend="pyav") as reader:

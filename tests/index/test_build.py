@@ -577,15 +577,14 @@ def test_an_index_built_before_tone_mapping_and_deinterlacing_reads_those_files_
     ``sdr_progressive_frames`` mark) embeds them again, once; a plain SDR file stays."""
     import vtr.data.hdr
     import vtr.data.video
-    from tests.data.test_cut import _interlaced_ts
-    from tests.videos import write_hdr_video
+    from tests.videos import write_hdr_video, write_interlaced_video
 
     root = tmp_path / "videos"
     root.mkdir()
     frames = textured_frames(40, seed=5, height=64, width=96)
     write_hdr_video(root / "iphone.mov", frames, "hlg", fps=10)
     write_video(root / "sdr.mp4", frames, fps=10)
-    _interlaced_ts(root / "camcorder.mts", n=50)
+    write_interlaced_video(root / "camcorder.mts", n=50)
     idx = tmp_path / "idx"
     first = build_index([str(root)], str(idx), model=test_model, workers=0, progress=False)
     assert (first.added, first.reread) == (3, 0)  # a new index reads them right throughout

@@ -112,7 +112,7 @@ def _transcode_once(path, start, stop, out_path, max_width, rotation: int, with_
                 _copy_audio(src, aout, dst, start, stop, origin)
 
 
-DEINTERLACE = "bwdif=mode=send_frame:parity=auto:deint=interlaced"
+DEINTERLACE = ("bwdif", "mode=send_frame:parity=auto:deint=interlaced")
 
 
 def deinterlaced(frames, time_base):
@@ -121,7 +121,7 @@ def deinterlaced(frames, time_base):
     H.264 file, each frame's two fields, half a frame period apart, combed every moving edge. Frames that are
     not flagged interlaced pass through unchanged; the filter holds one frame back, so the last is flushed at the
     end."""
-    import av
+    from vtr.data.video import filter_graph, pulled
 
     graph, shape = None, None
     for frame in frames:
@@ -130,34 +130,16 @@ def deinterlaced(frames, time_base):
             continue
         if graph is not None and (frame.width, frame.height, frame.format.name) != shape:  # a stream that changes
             graph.push(None)
-            yield from _pulled(graph)
+            yield from pulled(graph)
             graph = None
         if graph is None:
             shape = (frame.width, frame.height, frame.format.name)
-            graph = av.filter.Graph()
-            source = graph.add_buffer(width=frame.width, height=frame.height, format=frame.format.name,
-                                      time_base=time_base)
-            name, _, args = DEINTERLACE.partition("=")
-            deint = graph.add(name, args)
-            sink = graph.add("buffersink")
-            source.link_to(deint)
-            deint.link_to(sink)
-            graph.configure()
+            graph = filter_graph(frame, time_base, *DEINTERLACE)
         graph.push(frame)
-        yield from _pulled(graph)
+        yield from pulled(graph)
     if graph is not None:
         graph.push(None)
-        yield from _pulled(graph)
-
-
-def _pulled(graph):
-    import av
-
-    while True:
-        try:
-            yield graph.pull()
-        except (av.error.BlockingIOError, av.error.EOFError):
-            return
+        yield from pulled(graph)
 
 
 def _copy_video(src, vin, vout, dst, start, stop, rate, width, height, origin: float = 0.0) -> int:
