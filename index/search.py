@@ -470,11 +470,10 @@ class VideoIndex:
             except VideoReadError as e:
                 raise VtrError(f"The example {Path(path).name} cannot be used: {e.cause}.") from e
         elif Path(path).suffix.lower() in IMAGE_EXTENSIONS:
-            import av
+            from vtr.data.image import read_image
 
-            try:
-                with av.open(path) as container:
-                    image = next(container.decode(video=0)).to_ndarray(format="rgb24")
+            try:  # upright, as the user sees the photo (its EXIF orientation)
+                image = read_image(path)
             except Exception as e:  # noqa: BLE001
                 logger.debug("cannot read image %s: %s", path, e)
                 raise VtrError(f"The example {Path(path).name} is not an image file, or it is damaged.") from e

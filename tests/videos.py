@@ -165,6 +165,57 @@ def write_jpeg(path, frame: np.ndarray) -> Path:
     return path
 
 
+def exif_block(orientation: int, byte_order: str = "MM") -> bytes:
+    """A minimal EXIF (TIFF) block whose first directory holds one tag: the orientation (1-8), written by hand after
+    the TIFF 6.0 layout (big-endian ``MM`` as cameras write it, or little-endian ``II``)."""
+    import struct
+
+    order = ">" if byte_order == "MM" else "<"
+    return (byte_order.encode() + struct.pack(order + "HI", 42, 8) + struct.pack(order + "H", 1)
+            + struct.pack(order + "HHIHH", 0x0112, 3, 1, orientation, 0) + struct.pack(order + "I", 0))
+
+
+def write_photo(path, stored: np.ndarray, orientation: int | None = None, byte_order: str = "MM") -> Path:
+    """Write uint8 [H, W, 3] ``stored`` pixels as a .jpg, .png or .webp still (by ``path``'s extension) with PyAV,
+    tagged with an EXIF ``orientation`` as a camera tags it: an APP1 segment after the JPEG's start, a PNG
+    ``eXIf`` chunk before the image data, a WebP ``EXIF`` chunk after it (in the extended format, flagged in its
+    ``VP8X`` header)."""
+    import struct
+    import zlib
+
+    path = Path(path)
+    ext = path.suffix.lower()
+    codec, pix_fmt, fmt = {".jpg": ("mjpeg", "yuvj444p", "image2"), ".png": ("png", "rgb24", "image2"),
+                           ".webp": ("libwebp", "yuv420p", "webp")}[ext]
+    import av
+
+    with av.open(str(path), "w", format=fmt) as container:
+        stream = container.add_stream(codec, rate=1)
+        stream.width, stream.height, stream.pix_fmt = stored.shape[1], stored.shape[0], pix_fmt
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(stored), format="rgb24")
+        for packet in list(stream.encode(frame)) + list(stream.encode()):
+            container.mux(packet)
+    if orientation is None:
+        return path
+    data, tiff = path.read_bytes(), exif_block(orientation, byte_order)
+    if ext == ".jpg":
+        data = data[:2] + b"\xff\xe1" + struct.pack(">H", 2 + 6 + len(tiff)) + b"Exif\0\0" + tiff + data[2:]
+    elif ext == ".png":
+        idat = data.index(b"IDAT") - 4
+        chunk = struct.pack(">I", len(tiff)) + b"eXIf" + tiff + struct.pack(">I", zlib.crc32(b"eXIf" + tiff))
+        data = data[:idat] + chunk + data[idat:]
+    else:
+        assert data[12:16] in (b"VP8 ", b"VP8L"), data[12:16]  # libwebp's simple format: made extended here
+        h, w = stored.shape[:2]
+        vp8x = b"VP8X" + struct.pack("<I", 10) + bytes([0x08, 0, 0, 0]) + (w - 1).to_bytes(3, "little") \
+            + (h - 1).to_bytes(3, "little")
+        exif = b"EXIF" + struct.pack("<I", len(tiff)) + tiff + b"\0" * (len(tiff) % 2)
+        body = b"WEBP" + vp8x + data[12:] + exif
+        data = b"RIFF" + struct.pack("<I", len(body)) + body
+    path.write_bytes(data)
+    return path
+
+
 def sdr_as_hdr(rgb: np.ndarray, transfer: str) -> np.ndarray:
     """uint8 [..., 3] SDR frames (BT.709, gamma 2.4) mastered as HDR: [..., 3] yuv float (BT.2020 non-constant
     luminance, limited range, 10-bit code values), with SDR white at HDR reference white (203 nits, BT.2408). Written
@@ -208,16 +259,43 @@ def write_hdr_video(path, frames: np.ndarray, transfer: str, fps: int = 25, full
         cc.color_range = 2 if full_range else 1  # "pc" or "tv"
         cc.color_trc = 16 if transfer == "pq" else 18
         for i in range(t):
-            chroma = yuv[i, :, :, 1:].reshape(h // 2, 2, w // 2, 2, 2).mean(axis=(1, 3)).round().astype(np.uint16)
-            planes = np.concatenate([yuv[i, :, :, 0].reshape(-1), chroma[..., 0].reshape(-1),
-                                     chroma[..., 1].reshape(-1)]).reshape(h * 3 // 2, w)
-            frame = av.VideoFrame.from_ndarray(planes, format="yuv420p10le")
-            frame.color_primaries, frame.colorspace, frame.color_range = 9, 9, cc.color_range
-            frame.color_trc = cc.color_trc
+            frame = _yuv420p10_frame(yuv[i], cc)
             frame.pts = i
             for packet in stream.encode(frame):
                 container.mux(packet)
         for packet in stream.encode():
+            container.mux(packet)
+    return Path(path)
+
+
+def _yuv420p10_frame(yuv: np.ndarray, tagged_as):
+    """A PyAV yuv420p10le frame of one uint16 [H, W, 3] YUV picture (chroma averaged over 2x2), tagged with the
+    colour properties of the codec context ``tagged_as``."""
+    import av
+
+    h, w = yuv.shape[:2]
+    chroma = yuv[:, :, 1:].reshape(h // 2, 2, w // 2, 2, 2).mean(axis=(1, 3)).round().astype(np.uint16)
+    planes = np.concatenate([yuv[:, :, 0].reshape(-1), chroma[..., 0].reshape(-1),
+                             chroma[..., 1].reshape(-1)]).reshape(h * 3 // 2, w)
+    frame = av.VideoFrame.from_ndarray(planes, format="yuv420p10le")
+    frame.color_primaries, frame.colorspace = tagged_as.color_primaries, tagged_as.colorspace
+    frame.color_range, frame.color_trc = tagged_as.color_range, tagged_as.color_trc
+    return frame
+
+
+def write_hdr_photo(path, rgb: np.ndarray, transfer: str) -> Path:
+    """A uint8 [H, W, 3] SDR picture (H, W even) as an HDR AVIF photo: 10-bit AV1 at near-lossless quality, BT.2020,
+    limited range, PQ ("pq") or HLG ("hlg"), mastered by :func:`sdr_as_hdr`."""
+    import av
+
+    yuv = np.clip(np.round(sdr_as_hdr(rgb, transfer)), 0, 1023).astype(np.uint16)
+    with av.open(str(path), "w", format="avif") as container:
+        stream = container.add_stream("libsvtav1", rate=1, options={"crf": "4", "svtav1-params": "log-level=0"})
+        stream.width, stream.height, stream.pix_fmt = rgb.shape[1], rgb.shape[0], "yuv420p10le"
+        cc = stream.codec_context
+        cc.color_primaries, cc.colorspace, cc.color_range = 9, 9, 1
+        cc.color_trc = 16 if transfer == "pq" else 18
+        for packet in list(stream.encode(_yuv420p10_frame(yuv, cc))) + list(stream.encode()):
             container.mux(packet)
     return Path(path)
 

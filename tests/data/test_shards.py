@@ -99,6 +99,26 @@ def test_make_shards_layout_and_skips_broken(media, tmp_path, capsys, caplog):
     assert json.loads((out / "stats.json").read_text()) == {"shards": 3, "count": 9, "successes": 6, "failed": 3}
 
 
+def test_a_phone_photo_is_packed_and_read_upright(tmp_path):
+    """A portrait photo stored sideways with an EXIF orientation (as phones write it) is a portrait sample: its size
+    in the sample's metadata and its pixels as training reads them. Before, the model learnt it on its side."""
+    from tests.videos import write_photo
+
+    (tmp_path / "v").mkdir()
+    upright = np.zeros((56, 40, 3), np.uint8)
+    upright[:20] = (255, 0, 0)  # a red top
+    write_photo(tmp_path / "v" / "IMG_0042.jpg", np.ascontiguousarray(np.rot90(upright, 1)), orientation=6)
+    (tmp_path / "caps.csv").write_text("video,caption\nIMG_0042.jpg,a red sky\n")
+    assert shards_make_command(videos=str(tmp_path / "v"), captions=str(tmp_path / "caps.csv"),
+                               out=str(tmp_path / "s")) == 0
+    with tarfile.open(tmp_path / "s" / "00000.tar") as tar:
+        meta = json.loads(tar.extractfile("000000000.json").read())
+        image = decode_image(tar.extractfile("000000000.jpg").read())
+    assert (meta["height"], meta["width"]) == (56, 40) and image.shape == (56, 40, 3)
+    assert np.abs(image[:16].astype(int) - (255, 0, 0)).max() <= 12  # the red is at the top
+    assert np.abs(image[-16:].astype(int)).max() <= 12
+
+
 def test_shards_make_command_needs_its_flags(tmp_path):
     from vtr.errors import VtrError
 

@@ -9,7 +9,7 @@ from index.build import build_index
 from index.search import VideoIndex, merge_segments
 from vtr.errors import VtrError
 from tests.index.media import RED, make_vfr_video, make_video
-from tests.videos import write_jpeg
+from tests.videos import write_jpeg, write_photo
 
 RED_VECTOR = np.eye(16, dtype=np.float32)[0]
 NOT_RED_VECTOR = np.eye(16, dtype=np.float32)[1]
@@ -214,6 +214,22 @@ def test_an_avif_photo_is_an_image_example(red_collection, test_model, monkeypat
         top = vi.search(str(still), k=1)
     assert (top[0].path, top[0].start, top[0].end) == (str(root / "beach.mp4"), 12.0, 20.0)
     assert ".avif" in IMAGE_EXTENSIONS  # the app's example preview: an image, not a video player
+
+
+def test_a_phone_photo_is_the_example_its_viewer_shows(red_collection, test_model, tmp_path):
+    """A portrait photo as phones write it (landscape pixels tagged "turn 90° clockwise" in EXIF) is the example the
+    user sees, upright. Before, the model was given it on its side."""
+    _, idx = red_collection
+    upright = np.zeros((64, 48, 3), np.uint8)  # portrait: a red top, a textured bottom
+    upright[:20] = RED
+    upright[20:] = np.random.default_rng(5).integers(0, 255, (44, 48, 3), dtype=np.uint8)
+    stored = np.ascontiguousarray(np.rot90(upright, 1))  # the sensor's landscape pixels
+    with VideoIndex(str(idx), model=test_model, gpu=False) as vi:
+        shown = vi.encode_example(write_photo(tmp_path / "upright.png", upright))
+        tagged = vi.encode_example(write_photo(tmp_path / "IMG_0042.png", stored, orientation=6))
+        sideways = vi.encode_example(write_photo(tmp_path / "sideways.png", stored))
+    np.testing.assert_allclose(tagged, shown, atol=1e-6)
+    assert float(shown @ sideways) < 0.999  # the model tells the two apart: the test sees a sideways read
 
 
 def test_rerank_orders_by_the_matching_head(red_collection, test_model, monkeypatch):

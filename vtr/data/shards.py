@@ -41,7 +41,6 @@ from __future__ import annotations
 import csv
 import glob
 import hashlib
-import io
 import json
 import logging
 import os
@@ -166,12 +165,12 @@ def _resolve_media(videos_dir: Path, name: str) -> Path | None:
 
 
 def decode_image(data: bytes) -> np.ndarray:
-    """Decode image bytes (jpg/png/webp) to uint8 [H, W, 3] RGB with PyAV (no PIL dependency)."""
-    import av
+    """Decode image bytes (jpg/png/webp) to uint8 [H, W, 3] RGB with PyAV (no PIL dependency), upright: a photo
+    tagged with an EXIF orientation (a phone's portrait shot) is turned as a viewer shows it
+    (:func:`vtr.data.image.read_image`)."""
+    from vtr.data.image import read_image
 
-    with av.open(io.BytesIO(data)) as container:
-        frame = next(container.decode(video=0))
-        return frame.to_ndarray(format="rgb24")
+    return read_image(data)
 
 
 def _validate(data: bytes, ext: str, name: str) -> dict:

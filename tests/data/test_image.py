@@ -1,0 +1,93 @@
+"""Still images are read upright: a photo's EXIF orientation is applied as viewers apply it."""
+
+import numpy as np
+import pytest
+
+from tests.videos import exif_block, write_photo
+from vtr.data import image as image_module
+from vtr.data.image import exif_orientation, read_image
+
+RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)
+H, W, B = 48, 64, 16  # a block of B pixels in two corners of the stored picture
+
+
+def stored_picture() -> np.ndarray:
+    """As the camera stored it: red where its first row meets its first column, green at the first row's end."""
+    s = np.full((H, W, 3), BLUE, np.uint8)
+    s[:B, :B] = RED
+    s[:B, -B:] = GREEN
+    return s
+
+
+# The EXIF standard's table: where the stored picture's first row and first column are on screen.
+FIRST_ROW_AND_COLUMN = {1: ("top", "left"), 2: ("top", "right"), 3: ("bottom", "right"), 4: ("bottom", "left"),
+                        5: ("left", "top"), 6: ("right", "top"), 7: ("right", "bottom"), 8: ("left", "bottom")}
+OPPOSITE = {"top": "bottom", "bottom": "top", "left": "right", "right": "left"}
+
+
+def corner_colour(rgb: np.ndarray, sides: set[str]) -> np.ndarray:
+    rows = slice(0, B) if "top" in sides else slice(rgb.shape[0] - B, None)
+    cols = slice(0, B) if "left" in sides else slice(rgb.shape[1] - B, None)
+    return rgb[rows, cols].reshape(-1, 3).mean(0)
+
+
+@pytest.mark.parametrize("ext", [".jpg", ".png", ".webp"])
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_every_orientation_is_shown_as_the_exif_standard_says(tmp_path, ext, orientation):
+    path = write_photo(tmp_path / f"photo{ext}", stored_picture(), orientation, "MM" if orientation % 2 else "II")
+    assert exif_orientation(path.read_bytes()) == orientation
+    shown = read_image(path)
+    assert shown.dtype == np.uint8 and shown.flags.c_contiguous
+    assert shown.shape == ((W, H, 3) if orientation >= 5 else (H, W, 3))
+    row, column = FIRST_ROW_AND_COLUMN[orientation]
+    tol = 0 if ext == ".png" else 12  # lossless, or what the lossy codecs keep of a flat block
+    # the stored first pixel is where its row and column are; the end of its first row is along the same edge
+    assert np.abs(corner_colour(shown, {row, column}) - RED).max() <= tol
+    assert np.abs(corner_colour(shown, {row, OPPOSITE[column]}) - GREEN).max() <= tol
+    assert np.abs(corner_colour(shown, {OPPOSITE[row], OPPOSITE[column]}) - BLUE).max() <= tol
+    assert np.array_equal(read_image(path.read_bytes()), shown)  # bytes as a training shard holds them
+
+
+def test_a_picture_without_orientation_is_read_as_stored(tmp_path):
+    stored = stored_picture()
+    path = write_photo(tmp_path / "plain.png", stored)
+    assert exif_orientation(path.read_bytes()) is None
+    assert np.array_equal(read_image(path), stored)
+
+
+@pytest.mark.parametrize("orientation", [3, 6, 8])
+def test_the_rotation_ffmpeg_reports_turns_a_picture_whose_exif_is_not_read_here(tmp_path, monkeypatch, orientation):
+    """Formats whose orientation is not an EXIF block read here (an AVIF's or a HEIF's rotation box) are turned by
+    the rotation FFmpeg reports, which is the same for the orientations that do not mirror."""
+    path = write_photo(tmp_path / "photo.png", stored_picture(), orientation)
+    expected = read_image(path)
+    monkeypatch.setattr(image_module, "exif_orientation", lambda data: None)
+    assert np.array_equal(read_image(path), expected)
+
+
+@pytest.mark.parametrize("data", [
+    b"\xff\xd8\xff\xe1\x00\x10Exif\x00\x00MM\x00*",  # a JPEG's EXIF cut short
+    b"\xff\xd8\xff\xe1\x00\x20Exif\x00\x00MM\x00*\x00\x00\xff\xff\x00\x05",  # a directory past the end
+    b"\xff\xd8\xff\xe1\x00\x20Exif\x00\x00XX\x00*\x00\x00\x00\x08",  # no byte order
+    b"\x89PNG\r\n\x1a\n\x00\x00\x00\x04eXIf",  # a PNG chunk cut short
+    b"RIFF\x00\x00\x00\x00WEBPEXIF\xff\xff\xff\x7f",  # a WebP chunk longer than the file
+    b"\xff\xd8\xff\xe1\x00\x2aExif\x00\x00" + exif_block(9),  # a value the standard does not define
+    b"",
+])
+def test_damaged_or_odd_exif_is_no_orientation(data):
+    assert exif_orientation(data) is None
+
+
+@pytest.mark.parametrize("transfer", ["pq", "hlg"])
+def test_an_hdr_photo_is_tone_mapped_as_hdr_video_is(tmp_path, transfer):
+    """An HDR AVIF (PQ or HLG) comes out as its SDR colours; FFmpeg's plain conversion gave them dark or dull."""
+    import av
+
+    from tests.data.test_hdr import CHART, chart_frames, patches
+    from tests.videos import write_hdr_photo
+
+    path = write_hdr_photo(tmp_path / f"{transfer}.avif", chart_frames(1)[0], transfer)
+    with av.open(str(path)) as container:
+        plain = next(container.decode(video=0)).to_ndarray(format="rgb24")
+    assert np.abs(patches(plain) - CHART).max() > 30  # the photo shows the fault
+    assert np.abs(patches(read_image(path)) - CHART).max() <= 6
