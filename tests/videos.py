@@ -313,3 +313,30 @@ def write_interlaced_video(path, n: int = 20, h: int = 120, w: int = 160) -> Pat
     for i in range(n):
         frames[i, 1::2] = scene(2 * i + 1)[1::2]  # the bottom field, a field period later
     return write_video(path, frames, fps=25, options={"crf": "12", "x264-params": "interlaced=1:tff=1"})
+
+
+def write_resized_stream(path, sizes=((96, 128), (48, 64)), per_size: int = 20, fps: int = 25) -> Path:
+    """MPEG-TS whose picture size changes mid-stream, as a TV recording's does between programme and advert: one
+    H.264 stream written in runs of ``per_size`` :func:`indexed_frames` at each (height, width) of ``sizes``, each run
+    starting on a keyframe with its own sequence header, the timestamps and frame indices going on across runs."""
+    import io
+
+    import av
+
+    path = Path(path)
+    with open(path, "wb") as out:
+        for run, (h, w) in enumerate(sizes):
+            frames = indexed_frames(per_size * len(sizes), h, w)[run * per_size:(run + 1) * per_size]
+            buf = io.BytesIO()
+            with av.open(buf, "w", format="mpegts") as container:
+                stream = container.add_stream("libx264", rate=fps, options={"crf": "10", "preset": "ultrafast"})
+                stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+                for i, f in enumerate(frames):
+                    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")
+                    frame.pts = run * per_size + i
+                    for packet in stream.encode(frame):
+                        container.mux(packet)
+                for packet in stream.encode():
+                    container.mux(packet)
+            out.write(buf.getvalue())
+    return path

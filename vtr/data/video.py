@@ -498,6 +498,7 @@ class PyAVVideoReader(VideoReader):
             rate = frame_rate(stream)
             self.fps = float(rate) if rate else 0.0
             self.width, self.height = int(stream.codec_context.width), int(stream.codec_context.height)
+            self._stored_size = (self.width, self.height)  # before a rotation turns it (see _rgb)
             self.num_frames = int(stream.frames or 0)
             self._count_estimated = self.num_frames <= 0
             if self.num_frames <= 0:
@@ -613,6 +614,10 @@ class PyAVVideoReader(VideoReader):
             from av.video.reformatter import VideoReformatter
 
             self._reformatter = VideoReformatter()
+        if "width" not in fmt and (frame.width, frame.height) != self._stored_size:
+            # a stream whose picture size changes (a TV recording's programmes and adverts, a browser's recording
+            # of a window resized): every frame at the size the header gives, as a player shows them in one window
+            fmt = {**fmt, "width": self._stored_size[0], "height": self._stored_size[1], "interpolation": "BICUBIC"}
         if frame.interlaced_frame:  # a camcorder's 1080i: its two fields combed every moving edge
             frame = deinterlace_frame(frame)
         if is_hdr(frame):  # PQ or HLG (a phone's HDR video): tone-mapped to SDR, see vtr.data.hdr
