@@ -340,3 +340,27 @@ def write_resized_stream(path, sizes=((96, 128), (48, 64)), per_size: int = 20, 
                     container.mux(packet)
             out.write(buf.getvalue())
     return path
+
+
+def write_trimmed_copy(src, dst, cut_s: float) -> Path:
+    """``src`` trimmed at ``cut_s`` seconds without re-encoding, as ``ffmpeg -ss CUT -i SRC -c copy DST`` and
+    LosslessCut do: its packets from the keyframe at or before the cut, timed so that the cut is at 0, which makes
+    the MP4/MOV muxer write an edit list hiding the frames before it (the decoder needs them, players never show
+    them, and the header still counts them)."""
+    import av
+
+    dst = Path(dst)
+    with av.open(str(src)) as source:
+        stream = source.streams.video[0]
+        packets = [p for p in source.demux(stream) if p.size and p.pts is not None]
+        cut = int(round(cut_s / stream.time_base))
+        key = max(p.pts for p in packets if p.is_keyframe and p.pts <= cut)
+        first_dts = min(p.dts for p in packets if p.pts >= key)
+        with av.open(str(dst), "w") as out:
+            copy = out.add_stream_from_template(stream)
+            for p in packets:
+                if p.dts < first_dts:
+                    continue
+                p.pts, p.dts, p.stream = p.pts - cut, p.dts - cut, copy
+                out.mux(p)
+    return dst

@@ -252,6 +252,32 @@ def test_a_stream_whose_picture_size_changes_is_read_at_its_header_size(tmp_path
     assert all(abs(frame_index_of(f) - i) <= 1 for f, i in zip(scaled, [5, 25]))
 
 
+@pytest.mark.parametrize("cut", [1.4, 1.04])
+@pytest.mark.parametrize("read_clock", [False, True])
+def test_a_video_trimmed_without_reencoding_is_the_part_players_show(tmp_path, cut, read_clock):
+    """`ffmpeg -ss CUT -c copy`, LosslessCut: the packets from the keyframe before the cut stay, hidden by an edit
+    list, and the header counts them. The reader counts and times the frames shown, from the cut. Before, it took
+    the header's count: the last frames "could not be decoded", and the index listed the file as damaged."""
+    from tests.videos import write_trimmed_copy
+
+    src = write_video(tmp_path / "src.mp4", indexed_frames(75), fps=25,
+                      options={"preset": "veryfast", "crf": "12",  # B-frames, a keyframe each second exactly
+                               "x264-params": "bframes=3:keyint=25:min-keyint=25:scenecut=0"})
+    path = write_trimmed_copy(src, tmp_path / "trimmed.mp4", cut)
+    shown = 75 - round(cut * 25)
+    with av.open(str(path)) as c:
+        assert c.streams.video[0].frames == 50  # the header counts the hidden frames, from the keyframe at 1 s
+    with open_video(path, backend="pyav") as r:
+        if read_clock:  # as the index reads it: the packets' times
+            assert r.clock().num_frames == shown and not r.clock().variable
+        assert r.edited and r.num_frames == shown and r.duration == pytest.approx(shown / 25)
+        got = _indices_of(r.get_frames([0, 1, shown // 2, shown - 1]))
+    first = round(cut * 25)
+    assert got == [first, first + 1, first + shown // 2, 74]
+    with open_video(src, backend="pyav") as r:
+        assert not r.edited and r.num_frames == 75
+
+
 def test_pyav_reads_a_files_frame_times_once_per_process(tmp_path, monkeypatch):
     # the index opens a long file again for every chunk of its windows; without decord each open read every packet
     from vtr.data import video as V

@@ -612,6 +612,42 @@ def test_an_index_built_before_tone_mapping_and_deinterlacing_reads_those_files_
     assert (again.reread, again.unchanged, again.embedded_windows) == (0, 3, 0)  # once per index
 
 
+def test_a_video_trimmed_without_reencoding_is_indexed_whole_and_older_indexes_read_it_again(tmp_path, test_model):
+    """A clip cut with `ffmpeg -ss ... -c copy` or LosslessCut (an edit list hides the frames before the cut, which
+    the header still counts) is indexed on the times players show, 6.4 s here. Before, its windows were placed on
+    the header's count (7.0 s, off by the hidden part), and some such files' ends "could not be decoded" (listed as
+    indexed in part). An older index (no ``edit_lists_shown`` mark) embeds such a file again, once."""
+    from tests.videos import write_trimmed_copy
+
+    root = tmp_path / "videos"
+    root.mkdir()
+    src = write_video(tmp_path / "src.mp4", textured_frames(10, seed=4, height=64, width=96), fps=10,
+                      options={"preset": "veryfast", "crf": "18", "x264-params": "keyint=30:scenecut=0"})
+    write_trimmed_copy(src, root / "trimmed.mp4", 3.6)  # the keyframe at 3 s: 6 frames hidden, 6.4 s shown
+    make_video(root / "plain.mp4", 9, seed=2)
+    idx = tmp_path / "idx"
+    first = build_index([str(root)], str(idx), model=test_model, workers=0, progress=False)
+    assert (first.added, first.partial, first.trimmed) == (2, 0, 0), first.partials
+    ends = [w.end for f, w in snapshot_windows(idx) if f.path.endswith("trimmed.mp4")]
+    assert max(ends) == pytest.approx(6.4)
+    want = snapshot(idx)
+    cat = Catalog(idx / "catalog.sqlite")  # as an older index could leave it: listed in part, before the mark
+    with cat.transaction():
+        cat.conn.execute("UPDATE files SET error=? WHERE path LIKE '%trimmed.mp4'",
+                         ("the video cannot be decoded past 6.4 s of 7.0 s (damaged or cut short)",))
+        cat.conn.execute("DELETE FROM meta WHERE key='edit_lists_shown'")
+    cat.close()
+    assert len(index_status(str(idx))["partial"]) == 1
+    report = build_index(None, str(idx), model=test_model, workers=0, progress=False)
+    assert (report.trimmed, report.unchanged, report.partial) == (1, 1, 0)
+    assert "1 trimmed (edit lists) read anew" in report.summary()
+    assert index_status(str(idx))["partial"] == []
+    after = snapshot(idx)
+    assert after.keys() == want.keys() and all(np.allclose(after[k], want[k], atol=1e-5) for k in after)
+    again = build_index(None, str(idx), model=test_model, workers=0, progress=False)
+    assert (again.trimmed, again.unchanged, again.embedded_windows) == (0, 2, 0)  # once per index
+
+
 def test_adding_a_folder_embeds_it_as_the_index_was_embedded(tmp_path, test_model_folder):
     """`vtr index build --index IDX NEW_FOLDER` on an existing index: its model and windows, not the defaults (which
     would load the release model, and then stop on a manifest that differs)."""

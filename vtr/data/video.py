@@ -293,6 +293,34 @@ def frame_rate(stream):
     return rate or None
 
 
+def frames_shown(stream, fps: float) -> int | None:
+    """How many frames of a PyAV video stream players show, when an edit list hides some that its header counts;
+    None when it hides none. A video trimmed without re-encoding (`ffmpeg -ss ... -c copy`, LosslessCut) keeps the
+    frames from the keyframe before its cut, which the decoder needs, and an edit list that hides them: the header
+    counts them, the decoder drops them, and the stream's duration is the part shown. Counted from the header, the
+    frames past the shown ones "could not be decoded", and frame times were off by the hidden part."""
+    count = int(stream.frames or 0)
+    if count <= 0 or not stream.duration or not stream.time_base or fps <= 0:
+        return None
+    shown = int(round(float(stream.duration * stream.time_base) * fps))
+    return shown if 0 < shown < count else None
+
+
+def trimmed_by_edit_list(path) -> bool:
+    """Whether the video of the file at ``path`` has frames an edit list hides (:func:`frames_shown`), from its
+    header alone (about a millisecond); False when it cannot be read."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            stream = main_video_stream(container)
+            rate = frame_rate(stream) if stream is not None else None
+            return bool(rate) and frames_shown(stream, float(rate)) is not None
+    except Exception as e:  # noqa: BLE001 - the reader says what is wrong with such a file
+        logger.debug("cannot read the header of %s: %s", path, e)
+        return False
+
+
 def pixel_aspect_of(stream) -> float:
     """A stored pixel's width on screen against its height, from a PyAV stream's sample aspect ratio: 4/3 for HDV
     (1440×1080, shown 1920 wide), 32/27 for a wide DVD; 1.0 where the file gives none or an implausible one."""
@@ -330,8 +358,9 @@ class VideoReader(abc.ABC):
                 logger.debug("cannot read frame times of %s: %s", self.name, e)
                 times, end = None, None
             # PyAV's count is an estimate where the header has none (mkv, webm: duration x rate, and the duration
-            # can be the audio's): the timed frames are the count
-            counted = times is not None and getattr(self, "_count_estimated", False)
+            # can be the audio's), or counts frames an edit list hides: the timed frames are the count
+            counted = times is not None and (getattr(self, "_count_estimated", False)
+                                             or getattr(self, "_edited", False))
             self._clock = Clock.from_times(self.fps, len(times) if counted else self.num_frames, times, end)
             if self._clock.variable:
                 logger.debug("%s has a variable frame rate: %r", self.name, self._clock)
@@ -501,6 +530,11 @@ class PyAVVideoReader(VideoReader):
             self._stored_size = (self.width, self.height)  # before a rotation turns it (see _rgb)
             self.num_frames = int(stream.frames or 0)
             self._count_estimated = self.num_frames <= 0
+            shown = frames_shown(stream, self.fps)
+            self._edited = shown is not None  # the clock's packet times then give the count (see clock)
+            if shown is not None:
+                logger.debug("%s: an edit list shows %d of its %d frames", name, shown, self.num_frames)
+                self.num_frames = shown
             if self.num_frames <= 0:
                 # No frame count in the header (mkv, webm, ...): estimate from duration x fps, like decord.
                 seconds = None
@@ -530,6 +564,12 @@ class PyAVVideoReader(VideoReader):
         if self.rotation in (90, 270):
             self.width, self.height = self.height, self.width
             self.pixel_aspect = 1.0 / self.pixel_aspect  # turned upright, a wide pixel is a tall one
+
+    @property
+    def edited(self) -> bool:
+        """Whether an edit list hides some of the stream's frames (a video trimmed without re-encoding): the header
+        counts them, :attr:`num_frames` does not."""
+        return bool(self._edited)
 
     def _probe_rotation(self) -> int:
         # Phones store portrait video as landscape frames plus a display rotation; players (and decord) turn
@@ -737,32 +777,37 @@ class PyAVVideoReader(VideoReader):
         with _FRAME_TIMES_LOCK:
             cached = _FRAME_TIMES.get(key) if key is not None else None
         if cached is not None:
-            times, end, self._times_origin, self._packet_pts = cached
+            times, end, self._times_origin, self._packet_pts, hidden = cached
+            self._edited = self._edited or hidden
             return (None if times is None else times.copy()), end
         times, end = self._read_frame_times()
         if key is not None:
             with _FRAME_TIMES_LOCK:
                 _FRAME_TIMES[key] = (None if times is None else times.copy(), end,  # the caller may change its own
-                                     getattr(self, "_times_origin", None), self._packet_pts)
+                                     getattr(self, "_times_origin", None), self._packet_pts, self._edited)
                 while len(_FRAME_TIMES) > FRAME_TIMES_CACHE:
                     _FRAME_TIMES.pop(next(iter(_FRAME_TIMES)))
         return times, end
 
     def _read_frame_times(self):
         stream = self._stream
-        pts, end = [], None
+        pts, end, hidden = [], None, 0
         self._container.seek(0, stream=stream, backward=True, any_frame=False)
         self._used = True
         for packet in self._container.demux(stream):
             if packet.size == 0:  # the demuxer's flush packet
+                continue
+            if packet.is_discard:  # before an edit list's start (see frames_shown): decoded, never shown
+                hidden += 1
                 continue
             if packet.pts is None:
                 return None, None
             pts.append(packet.pts)
             if packet.duration:
                 end = max(end if end is not None else 0, packet.pts + packet.duration)
-        if not pts or (stream.frames and len(pts) != stream.frames):
+        if not pts or (stream.frames and len(pts) + hidden != stream.frames):
             return None, None
+        self._edited = self._edited or hidden > 0
         pts.sort()
         tb = float(stream.time_base)
         self._times_origin = pts[0]
