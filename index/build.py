@@ -842,7 +842,7 @@ def _reread_trimmed(catalog: Catalog, index_dir: Path, todo, report: BuildReport
 
 
 #: Containers with edit lists (ISO base media: MP4, MOV and their kin), the files :func:`_reread_trimmed` reads.
-EDIT_LIST_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".3gp", ".f4v"})
+EDIT_LIST_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".3gp", ".3g2", ".f4v"})
 
 
 def sync_store(catalog: Catalog, index_dir, manifest: dict, factory: str | None = None) -> VectorStore:

@@ -14,6 +14,7 @@ logger = logging.getLogger(__name__)
 VIDEO_EXTENSIONS = frozenset({
     ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".wmv", ".flv", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts",
     ".3gp", ".ogv", ".mxf", ".vob", ".mod", ".dv", ".m2v", ".asf", ".f4v", ".divx", ".rm", ".rmvb", ".y4m",
+    ".tod", ".m2t", ".3g2",  # JVC's HD camcorders (MPEG-TS), HDV captured from tape, CDMA phones' 3GPP2
 })
 
 #: Folders a file system or a NAS keeps for itself (compared without case), skipped like hidden ones: recycle bins

@@ -435,12 +435,16 @@ def test_dvd_broadcast_and_old_windows_containers_are_indexed(tmp_path, test_mod
     root.mkdir()
     frames = np.zeros((20, 96, 128, 3), np.uint8)  # MXF refuses some small sizes (96x64)
     frames[:, :, :64] = 200
-    for name, codec in [("dvd.vob", "mpeg2video"), ("broadcast.mxf", "mpeg2video"), ("old.asf", "msmpeg4")]:
-        write_video(root / name, frames, fps=25, codec=codec)  # MXF takes broadcast rates only
+    for name, codec in [("dvd.vob", "mpeg2video"), ("broadcast.mxf", "mpeg2video"), ("old.asf", "msmpeg4"),
+                        ("old_phone.3g2", "h263")]:
+        write_video(root / name, frames, fps=25, codec=codec)  # MXF takes broadcast rates only; H.263 128x96
+    for name in ("MOV001.TOD", "tape.m2t"):  # JVC's HD camcorders; HDV captured from tape: MPEG-2 in MPEG-TS
+        write_video(root / "tmp.ts", frames, fps=25, codec="mpeg2video").rename(root / name)
     (root / "song.m4a").write_bytes(b"not listed")  # audio-first extensions are not scanned
     report = build_index([str(root)], str(tmp_path / "idx"), model=test_model, workers=0, progress=False)
-    assert (report.total_files, report.failed) == (3, 0)
-    assert {k[0] for k in snapshot(tmp_path / "idx")} == {"dvd.vob", "broadcast.mxf", "old.asf"}
+    assert (report.total_files, report.failed) == (6, 0), report.failures
+    assert {k[0] for k in snapshot(tmp_path / "idx")} == {"dvd.vob", "broadcast.mxf", "old.asf", "old_phone.3g2",
+                                                          "MOV001.TOD", "tape.m2t"}
 
 
 @pytest.mark.parametrize("rotation", [0, 90])
