@@ -424,14 +424,15 @@ class _Handlers:
                 gr.update(samples=[[s] for s in suggestions], visible=bool(suggestions)),
                 gr.update(choices=[c for c in choices if c[1] != ALL_FOLDERS], value=None))
 
-    def on_watch_tick(self):
-        """While the app watches its index: the Index tab's status and the Search tab's counts, as the watch's
-        updates change them (the suggestions and the folder filter stay as they are until the page reloads)."""
+    def on_counts(self):
+        """The Index tab's status and the Search tab's counts as the index is now: after each search, and while the
+        app watches its index at each tick, so another tab's build, a cron update or the watch shows on an open
+        page (the suggestions and the folder filter stay as they are until the page reloads)."""
         try:
             st = self.service.status()
             ov = self.service.overview(suggest=False, status=st)
         except Exception as e:  # noqa: BLE001 - a build may be replacing files: the next tick
-            logger.info("status while watching: %s", e)
+            logger.info("the counts are left as they were: %s", e)
             return gr.update(), gr.update(), gr.update()
         return _status_markdown(st, self.service.index_dir, self.service.watching), _problem_rows(st), \
             _overview_markdown(ov)
@@ -544,6 +545,7 @@ def _remove_summary(report) -> str:
 def _query_row(ui: SimpleNamespace) -> None:
     ui.no_index = gr.Markdown(visible=False, elem_id="no-index")
     ui.overview = gr.Markdown(elem_id="overview")
+    ui.unseen = gr.HTML(visible=False)  # where the progress of quiet refreshes goes (see _index_events)
     with gr.Row(equal_height=True):
         ui.query = gr.Textbox(placeholder="Describe a moment, e.g. “a dog catches a frisbee on the beach”",
                               show_label=False, scale=8, elem_id="query", autofocus=True, max_length=500)
@@ -650,16 +652,21 @@ def _search_events(ui: SimpleNamespace, h: _Handlers) -> None:
     # ... and the export of all its moments offered anew
     export_all = dict(fn=h.after_search, inputs=[ui.results],
                       outputs=[ui.export_all_btn, ui.export_all_file, ui.export_all_note], api_visibility="private")
+    # ... and the counts as the search saw the index (another tab or process may have changed it since the page
+    # loaded): without a flash of progress over them (see _index_events)
+    counts = dict(fn=h.on_counts, inputs=None, outputs=[ui.index_status, ui.failures, ui.overview],
+                  api_visibility="private", show_progress="hidden", show_progress_on=[ui.unseen])
     gr.on([ui.query.submit, ui.search_btn.click], h.on_new_search, filters, search_outputs + [ui.like],
-          **searching).then(**no_moment).then(**export_all)
+          **searching).then(**no_moment).then(**export_all).then(**counts)
     # Moments like the one in the player: new results, so the player empties as for a new search.
     ui.like_btn.click(h.on_like, [ui.results, ui.selected, ui.folder, ui.min_duration, ui.max_duration, ui.k, ui.order,
                                   ui.since, ui.until], search_outputs + [ui.like], **searching).then(
-        **no_moment).then(**export_all)
+        **no_moment).then(**export_all).then(**counts)
     ui.more_btn.click(h.on_more, filters + [ui.shown, ui.selected, ui.like], search_outputs, **searching)
     ui.order.change(h.on_order, [ui.results, ui.order, ui.selected], [ui.gallery, ui.view], api_visibility="private")
     ui.suggest.click(lambda s: s[0], [ui.suggest], [ui.query], api_visibility="private").then(
-        h.on_new_search, filters, search_outputs + [ui.like], **searching).then(**no_moment).then(**export_all)
+        h.on_new_search, filters, search_outputs + [ui.like], **searching).then(**no_moment).then(
+        **export_all).then(**counts)
     ui.gallery.select(h.on_select, [ui.results, ui.view],
                       [ui.player, ui.details, ui.seek_to, ui.timeline, ui.t_in, ui.t_out, ui.selected],
                       js=SCROLL_TO_PLAYER_JS, api_visibility="private", concurrency_limit=2,
@@ -679,10 +686,9 @@ def _index_events(ui: SimpleNamespace, h: _Handlers, page: gr.Blocks) -> None:
     if h.service.watching:  # the counts follow the watch's updates while the page stays open
         # show_progress="hidden" alone still flashes a "0.0s" over Markdown outputs at each tick (gradio 6.31):
         # the progress goes to an element never shown instead
-        unseen = gr.HTML(visible=False)
         gr.Timer(max(h.service.watching, WATCH_TICK_MIN_S)).tick(
-            h.on_watch_tick, None, [ui.index_status, ui.failures, ui.overview], api_visibility="private",
-            show_progress="hidden", show_progress_on=[unseen])
+            h.on_counts, None, [ui.index_status, ui.failures, ui.overview], api_visibility="private",
+            show_progress="hidden", show_progress_on=[ui.unseen])
     building = dict(api_visibility="private", concurrency_id="build", concurrency_limit=1,
                     show_progress_on=[ui.build_summary])
     ui.add_btn.click(h.on_build, [ui.new_folder], [ui.build_summary] + refresh_outputs, **building)

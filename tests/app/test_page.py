@@ -282,6 +282,35 @@ def test_a_watching_app_shows_a_video_that_arrives_without_a_reload(browser, app
         running.close()
 
 
+def test_a_search_shows_the_counts_of_the_index_it_searched(browser, app_model, tmp_path):
+    """A page left open while another tab's build, a cron `vtr index update` or a terminal adds videos: its next
+    search finds them and the page's counts say so (the Search tab's and the Index tab's). Before, they stayed as
+    the page had loaded them ("Searching 3 videos" over results from 4) until a reload."""
+    from app.server import launch_app
+    from index import build_index
+    from tests.app.conftest import free_port, make_collection
+    from tests.index.media import make_video
+
+    videos = make_collection(tmp_path / "videos")
+    idx = tmp_path / "idx"
+    build_index([str(videos)], str(idx), model=app_model, workers=0, progress=False)
+    running = launch_app(str(idx), port=free_port(), model=app_model, quiet=True, build_options={"workers": 0})
+    try:
+        page = open_page(browser, running.url, tmp_path)
+        page.wait_for_function("() => document.querySelector('#overview').innerText.includes('3 videos')")
+        make_video(videos / "trips" / "lake.mp4", 8, seed=9)
+        build_index(None, str(idx), model=app_model, workers=0, progress=False)  # another process's update
+        run_search(page, "a walk by the lake")
+        assert "in 4 videos" in page.locator("#status").inner_text()
+        page.wait_for_function("() => document.querySelector('#overview').innerText.includes('4 videos')")
+        page.get_by_role("tab", name="Index").click()
+        assert "4 videos" in page.locator("#index-status").inner_text()
+        assert not page.errors, page.errors
+        page.close()
+    finally:
+        running.close()
+
+
 def test_every_moment_of_a_search_downloads_as_one_zip(browser, running_app, tmp_path):
     import zipfile
 
