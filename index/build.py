@@ -66,7 +66,7 @@ class BuildReport:
     retimed: int = 0  # unchanged variable-frame-rate files embedded again on their frame times (older indexes)
     redecoded: int = 0  # unchanged files an older index's decoder may have misread, embedded again (older indexes)
     reread: int = 0  # unchanged HDR or interlaced files embedded again, tone-mapped, deinterlaced (older indexes)
-    trimmed: int = 0  # unchanged files trimmed without re-encoding (edit lists), embedded again (older indexes)
+    trimmed: int = 0  # unchanged files with frames never shown (trimmed, cut in), embedded again (older indexes)
     copies: int = 0  # new files whose content was already indexed (a backup, a copy): windows reused, not embedded
     waiting: list = field(default_factory=list)  # new or changed files left for a later build: still being written
     vanished: list = field(default_factory=list)  # files gone while this run read them (a share or drive dropped):
@@ -94,7 +94,7 @@ class BuildReport:
         retimed = f", {self.retimed} re-timed (variable frame rate)" if self.retimed else ""
         retimed += f", {self.redecoded} decoded again (TS/MPEG/AVI)" if self.redecoded else ""
         retimed += f", {self.reread} HDR or interlaced read anew" if self.reread else ""
-        retimed += f", {self.trimmed} trimmed (edit lists) read anew" if self.trimmed else ""
+        retimed += f", {self.trimmed} trimmed or cut in read anew" if self.trimmed else ""
         copies = ("" if not self.copies else " (1 copy of an indexed video, not embedded again)" if self.copies == 1
                   else f" ({self.copies} copies of indexed videos, not embedded again)")
         return (f"{self.index}: {self.total_files} files, {self.total_windows} windows ({self.factory}); this run: "
@@ -223,7 +223,7 @@ def _plan_run(catalog: Catalog, index_dir: Path, dirs, extensions, retry_failed:
     todo += _retime_variable_rate(catalog, index_dir, todo, report, progress)
     todo += _redecode_misread(catalog, index_dir, todo, report)
     todo += _reread_hdr_and_interlaced(catalog, index_dir, todo, report, progress)
-    todo += _reread_trimmed(catalog, index_dir, todo, report, progress)
+    todo += _reread_hidden_frames(catalog, index_dir, todo, report, progress)
     return todo
 
 
@@ -791,18 +791,17 @@ def _redecode_misread(catalog: Catalog, index_dir: Path, todo, report: BuildRepo
     return redo
 
 
-def _reread_once(catalog: Catalog, index_dir: Path, todo, mark: str, looking_for: str, found_if, progress: bool,
-                 extensions=None) -> list:
-    """Once per index (until the catalog holds ``mark``): the indexed files not queued already (of ``extensions``,
-    when given) for which ``found_if(path)`` holds, queued to be embedded again (:func:`_embed_again`, which sets
-    the mark). Returns the queued ``(file id, path)``."""
+def _reread_once(catalog: Catalog, index_dir: Path, todo, mark: str, looking_for: str, found_if,
+                 progress: bool) -> list:
+    """Once per index (until the catalog holds ``mark``): the indexed files not queued already for which
+    ``found_if(path)`` holds, queued to be embedded again (:func:`_embed_again`, which sets the mark). Returns the
+    queued ``(file id, path)``."""
     if catalog.get_meta(mark, False):
         return []
     from tqdm import tqdm
 
     queued = {t[0] for t in todo}
-    rows = [r for r in catalog.files("ok")
-            if r.id not in queued and (extensions is None or Path(r.path).suffix.lower() in extensions)]
+    rows = [r for r in catalog.files("ok") if r.id not in queued]
     found = [r for r in tqdm(rows, desc=f"looking for {looking_for}", unit="file", disable=not progress or not rows)
              if found_if(r.path)]
     return _embed_again(catalog, index_dir, found, mark)
@@ -824,25 +823,22 @@ def _reread_hdr_and_interlaced(catalog: Catalog, index_dir: Path, todo, report: 
     return redo
 
 
-def _reread_trimmed(catalog: Catalog, index_dir: Path, todo, report: BuildReport, progress: bool) -> list:
-    """Once per index: the videos trimmed without re-encoding (an edit list hides the frames before the cut, which
-    the header still counts: ``ffmpeg -ss ... -c copy``, LosslessCut) of an index built before such frames were left
-    out. Their windows were placed on the header's count, off by the hidden part, and the end of some "could not be
-    decoded" (listed as indexed in part): embedded again. Each MP4/MOV file's header is read (about 1 ms). The
-    catalog's ``edit_lists_shown`` mark says this was done (or that every file was embedded so)."""
-    from vtr.data.video import trimmed_by_edit_list
+def _reread_hidden_frames(catalog: Catalog, index_dir: Path, todo, report: BuildReport, progress: bool) -> list:
+    """Once per index: the videos holding frames players never show, of an index built before such frames were left
+    out (:func:`vtr.data.video.hides_frames`): trimmed without re-encoding (an edit list hides the frames before the
+    cut, which the header still counts: ``ffmpeg -ss ... -c copy``, LosslessCut), or recorded from between two
+    keyframes (a TV or an IP camera's recording). Their windows were placed counting those frames, off by them, and
+    some ends "could not be decoded" (listed as indexed in part): embedded again. Each file's header and first packet
+    are read (about 1 ms). The catalog's ``hidden_frames_left_out`` mark says this was done (or that every file was
+    embedded so)."""
+    from vtr.data.video import hides_frames
 
-    redo = _reread_once(catalog, index_dir, todo, "edit_lists_shown", "trimmed video", trimmed_by_edit_list, progress,
-                        EDIT_LIST_EXTENSIONS)
+    redo = _reread_once(catalog, index_dir, todo, "hidden_frames_left_out", "trimmed video", hides_frames, progress)
     if redo:
-        logger.info("embedding again %d video(s) trimmed without re-encoding, indexed before their hidden frames "
-                    "were left out", len(redo))
+        logger.info("embedding again %d video(s) with frames players never show (trimmed, or recorded from between "
+                    "two keyframes), indexed before those frames were left out", len(redo))
     report.trimmed, report.unchanged = len(redo), max(0, report.unchanged - len(redo))
     return redo
-
-
-#: Containers with edit lists (ISO base media: MP4, MOV and their kin), the files :func:`_reread_trimmed` reads.
-EDIT_LIST_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".3gp", ".3g2", ".f4v"})
 
 
 def sync_store(catalog: Catalog, index_dir, manifest: dict, factory: str | None = None) -> VectorStore:

@@ -77,7 +77,7 @@ def _detection_pass(path, start, end, fps, size, cheap):
     from av.video.reformatter import VideoReformatter
 
     from vtr.data.hdr import frame_to_rgb as hdr_frame_to_rgb, is_hdr
-    from vtr.data.video import decode_from, frame_rate, main_video_stream
+    from vtr.data.video import decode_from, frame_rate, main_video_stream, time_origin
 
     times, frames = [], []
     to_rgb = VideoReformatter()  # one swscale context for the pass (a frame's own reformat builds one per frame)
@@ -91,7 +91,8 @@ def _detection_pass(path, start, end, fps, size, cheap):
         tb = float(stream.time_base) if stream.time_base else 0.0
         stop = end if end is not None else (container.duration / av.time_base if container.duration else None)
         expected = max(0.0, (stop - start) * min(fps, rate or fps)) if stop is not None else 1.0
-        origin = stream.start_time
+        shown_from = time_origin(path)  # the index's second 0: its reader's, the first frame shown
+        origin = int(round(shown_from / tb)) if shown_from is not None and tb else stream.start_time
         decoded = (decode_from(container, stream, start, origin * tb, frames=_decodable_frames)
                    if start > 0 and tb and origin is not None else _decodable_frames(container, stream))
         next_t, last_t, gap = start, None, 0.0

@@ -479,10 +479,12 @@ class VideoIndex:
                 raise VtrError(f"The example {Path(path).name} is not an image file, or it is damaged.") from e
             clip = torch.from_numpy(image).permute(2, 0, 1).unsqueeze(0).expand(t, -1, -1, -1).contiguous()
         else:
-            try:  # sampled like one window over the whole clip, as read_frames samples it
+            try:  # sampled like one window over the whole clip, as read_frames samples it, over the frames its
+                # clock counts (as the index counts them: a header's count can hold frames that never show)
                 with open_video(path, backend=VIDEO_BACKEND) as reader:
-                    duration = reader.duration
-                    indices = sample_frame_indices(t, reader.num_frames, "middle")
+                    clock = reader.clock()
+                    duration = clock.duration
+                    indices = sample_frame_indices(t, clock.num_frames, "middle")
                     clip = reader.get_frames(indices).permute(0, 3, 1, 2).contiguous()
             except VideoReadError as e:  # named by its file name: the path is a server's upload folder
                 raise VtrError(f"The example {Path(path).name} cannot be used: {e.cause}.") from e

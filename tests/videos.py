@@ -364,3 +364,24 @@ def write_trimmed_copy(src, dst, cut_s: float) -> Path:
                 p.pts, p.dts, p.stream = p.pts - cut, p.dts - cut, copy
                 out.mux(p)
     return dst
+
+
+def write_cut_in_recording(path, frames: np.ndarray, fps: int = 25, keyint: int = 25) -> Path:
+    """uint8 [T, H, W, 3] frames (T >= 3 ``keyint``) as MPEG-TS recorded from between two keyframes, as a TV tuner or
+    an IP camera starts its recordings: H.264 with B-frames and a keyframe every ``keyint`` frames, written whole,
+    then its bytes from a transport packet inside the first group of pictures. The first frames then reference
+    pictures the file does not hold; decoders drop them, up to the second keyframe (frame ``keyint``)."""
+    import av
+
+    path = Path(path)
+    whole = path.with_name(path.stem + ".whole.ts")
+    write_video(whole, frames, fps=fps, options={
+        "preset": "veryfast", "crf": "12",
+        "x264-params": f"bframes=2:keyint={keyint}:min-keyint={keyint}:scenecut=0"})
+    data = whole.read_bytes()
+    whole.unlink()
+    path.write_bytes(data[len(data) * keyint // len(frames) // 2 // 188 * 188:])  # half-way into the first GOP
+    with av.open(str(path)) as container:
+        first = next(p for p in container.demux(video=0) if p.size)
+        assert not first.is_keyframe, "the cut landed on a keyframe"
+    return path

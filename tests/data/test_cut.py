@@ -80,6 +80,19 @@ def _combing(rgb) -> float:
     return float(np.abs(grey[1:-1] - (grey[:-2] + grey[2:]) / 2).mean())
 
 
+def test_a_recording_started_between_keyframes_is_cut_on_the_index_seconds(tmp_path):
+    """The index counts a recording's seconds from its first frame shown (its first frames cannot be decoded: a TV
+    tuner's recording); a preview or an export of a moment holds that moment. Before, the cut counted from the
+    stream's first timestamp, half a second of frames that never show earlier: each clip began that much late."""
+    from tests.videos import write_cut_in_recording
+
+    path = write_cut_in_recording(tmp_path / "tv.ts", indexed_frames(75), fps=25, keyint=25)
+    (clip, error), = export_clips([(str(path), 0.4, 1.2)], tmp_path / "clips")
+    assert error is None
+    got = shown_frames(clip)
+    assert len(got) == 20 and all(abs(g - w) <= 1 for g, w in zip(got, range(35, 55)))  # the reader's 10 to 29
+
+
 def test_interlaced_video_is_deinterlaced_in_the_cut(tmp_path):
     """A 1080i camcorder clip cut as it was decoded combed every moving edge in the (progressive) H.264 file, which
     players then show as it is; players deinterlace the source, and so does the cut now."""

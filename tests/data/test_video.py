@@ -259,6 +259,7 @@ def test_a_video_trimmed_without_reencoding_is_the_part_players_show(tmp_path, c
     list, and the header counts them. The reader counts and times the frames shown, from the cut. Before, it took
     the header's count: the last frames "could not be decoded", and the index listed the file as damaged."""
     from tests.videos import write_trimmed_copy
+    from vtr.data.video import hides_frames
 
     src = write_video(tmp_path / "src.mp4", indexed_frames(75), fps=25,
                       options={"preset": "veryfast", "crf": "12",  # B-frames, a keyframe each second exactly
@@ -276,6 +277,32 @@ def test_a_video_trimmed_without_reencoding_is_the_part_players_show(tmp_path, c
     assert got == [first, first + 1, first + shown // 2, 74]
     with open_video(src, backend="pyav") as r:
         assert not r.edited and r.num_frames == 75
+    assert hides_frames(path) and not hides_frames(src)  # what an older index embeds again
+
+
+def test_a_recording_started_between_keyframes_starts_at_its_first_frame_shown(tmp_path):
+    """A TV tuner's or an IP camera's recording starts between keyframes: its first frames reference pictures the file
+    does not hold, and decoders drop them up to the next keyframe. The reader's frames and seconds start there, and
+    the index and a search by the clip (which read the clock) see every frame. Before, the dropped frames were counted:
+    frame i was the file's frame i + 25 or none, and the last ones "could not be decoded"."""
+    from tests.videos import write_cut_in_recording
+    from vtr.data.video import hides_frames
+
+    path = write_cut_in_recording(tmp_path / "tv.ts", indexed_frames(75), fps=25, keyint=25)
+    with open_video(path, backend="pyav") as r:
+        clock = r.clock()
+        assert r.edited and clock.num_frames == r.num_frames == 50 and clock.duration == pytest.approx(2.0)
+        assert _indices_of(r.get_frames([0, 1, 30, 49])) == [25, 26, 55, 74]
+        with av.open(str(path)) as c:  # its second 0: the first frame shown, not the stream's first timestamp
+            stream = c.streams.video[0]
+            first = next(f for f in c.decode(stream))
+            assert r.time_origin == pytest.approx(float(first.pts * stream.time_base))
+            assert r.time_origin > float(stream.start_time * stream.time_base)
+    assert hides_frames(path)
+    whole = write_video(tmp_path / "whole.ts", indexed_frames(30), fps=25)
+    with open_video(whole, backend="pyav") as r:
+        assert r.clock().num_frames == 30 and not r.edited and _indices_of(r.get_frames([0, 29])) == [0, 29]
+    assert not hides_frames(whole)
 
 
 def test_pyav_reads_a_files_frame_times_once_per_process(tmp_path, monkeypatch):

@@ -616,40 +616,43 @@ def test_an_index_built_before_tone_mapping_and_deinterlacing_reads_those_files_
     assert (again.reread, again.unchanged, again.embedded_windows) == (0, 3, 0)  # once per index
 
 
-def test_a_video_trimmed_without_reencoding_is_indexed_whole_and_older_indexes_read_it_again(tmp_path, test_model):
+def test_frames_players_never_show_are_left_out_and_older_indexes_read_such_files_again(tmp_path, test_model):
     """A clip cut with `ffmpeg -ss ... -c copy` or LosslessCut (an edit list hides the frames before the cut, which
-    the header still counts) is indexed on the times players show, 6.4 s here. Before, its windows were placed on
-    the header's count (7.0 s, off by the hidden part), and some such files' ends "could not be decoded" (listed as
-    indexed in part). An older index (no ``edit_lists_shown`` mark) embeds such a file again, once."""
-    from tests.videos import write_trimmed_copy
+    the header still counts) and a TV recording started between keyframes (its first frames cannot be decoded) are
+    indexed on the frames players show: 6.4 s and 4 s here. Before, their windows were placed counting the hidden
+    frames (7.0 s, 4.5 s: off by them), and some ends "could not be decoded" (listed as indexed in part). An older
+    index (no ``hidden_frames_left_out`` mark) embeds such files again, once."""
+    from tests.videos import write_cut_in_recording, write_trimmed_copy
 
     root = tmp_path / "videos"
     root.mkdir()
     src = write_video(tmp_path / "src.mp4", textured_frames(10, seed=4, height=64, width=96), fps=10,
                       options={"preset": "veryfast", "crf": "18", "x264-params": "keyint=30:scenecut=0"})
     write_trimmed_copy(src, root / "trimmed.mp4", 3.6)  # the keyframe at 3 s: 6 frames hidden, 6.4 s shown
+    write_cut_in_recording(root / "tv.ts", textured_frames(6, seed=5, height=64, width=96), fps=10, keyint=20)
     make_video(root / "plain.mp4", 9, seed=2)
     idx = tmp_path / "idx"
     first = build_index([str(root)], str(idx), model=test_model, workers=0, progress=False)
-    assert (first.added, first.partial, first.trimmed) == (2, 0, 0), first.partials
-    ends = [w.end for f, w in snapshot_windows(idx) if f.path.endswith("trimmed.mp4")]
-    assert max(ends) == pytest.approx(6.4)
+    assert (first.added, first.partial, first.trimmed) == (3, 0, 0), first.partials
+    ends = {name: max(w.end for f, w in snapshot_windows(idx) if f.path.endswith(name))
+            for name in ("trimmed.mp4", "tv.ts")}
+    assert ends == {"trimmed.mp4": pytest.approx(6.4), "tv.ts": pytest.approx(4.0)}  # tv.ts: from frame 20 of 60
     want = snapshot(idx)
     cat = Catalog(idx / "catalog.sqlite")  # as an older index could leave it: listed in part, before the mark
     with cat.transaction():
         cat.conn.execute("UPDATE files SET error=? WHERE path LIKE '%trimmed.mp4'",
                          ("the video cannot be decoded past 6.4 s of 7.0 s (damaged or cut short)",))
-        cat.conn.execute("DELETE FROM meta WHERE key='edit_lists_shown'")
+        cat.conn.execute("DELETE FROM meta WHERE key='hidden_frames_left_out'")
     cat.close()
     assert len(index_status(str(idx))["partial"]) == 1
     report = build_index(None, str(idx), model=test_model, workers=0, progress=False)
-    assert (report.trimmed, report.unchanged, report.partial) == (1, 1, 0)
-    assert "1 trimmed (edit lists) read anew" in report.summary()
+    assert (report.trimmed, report.unchanged, report.partial) == (2, 1, 0)
+    assert "2 trimmed or cut in read anew" in report.summary()
     assert index_status(str(idx))["partial"] == []
     after = snapshot(idx)
     assert after.keys() == want.keys() and all(np.allclose(after[k], want[k], atol=1e-5) for k in after)
     again = build_index(None, str(idx), model=test_model, workers=0, progress=False)
-    assert (again.trimmed, again.unchanged, again.embedded_windows) == (0, 2, 0)  # once per index
+    assert (again.trimmed, again.unchanged, again.embedded_windows) == (0, 3, 0)  # once per index
 
 
 def test_adding_a_folder_embeds_it_as_the_index_was_embedded(tmp_path, test_model_folder):

@@ -146,6 +146,22 @@ def test_detection_from_the_middle_starts_at_its_start(tmp_path, name):
             assert times[0] == pytest.approx(start, abs=1.0 / DETECT_FPS + 1e-6), (name, start, cheap, times[:3])
 
 
+def test_detection_counts_a_recordings_seconds_from_its_first_frame_shown(tmp_path):
+    """Cut detection times a recording started between keyframes (a TV tuner's) as the index's reader does: from the
+    first frame a decoder shows. Before, it counted from the stream's first timestamp, so cuts were placed late."""
+    from tests.videos import frame_index_of, indexed_frames, write_cut_in_recording
+    from vtr.data.video import open_video
+
+    path = write_cut_in_recording(tmp_path / "tv.ts", indexed_frames(75), fps=25, keyint=25)
+    with open_video(path, backend="pyav") as r:
+        r.clock()
+        first = frame_index_of(r.get_frames([0], size=(64, 48))[0].numpy())
+    for start in (0.0, 1.0):
+        times, frames = detection_frames(str(path), start, None, cheap=False, size=(64, 48))
+        assert times[0] == pytest.approx(start)
+        assert abs(frame_index_of(frames[0]) - (first + round(start * 25))) <= 1
+
+
 def test_duplicate_filter_reuses_only_near_identical_windows():
     rng = np.random.default_rng(0)
     a = rng.integers(0, 256, (4, 3, 32, 32), dtype=np.uint8)

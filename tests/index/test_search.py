@@ -232,6 +232,20 @@ def test_a_phone_photo_is_the_example_its_viewer_shows(red_collection, test_mode
     assert float(shown @ sideways) < 0.999  # the model tells the two apart: the test sees a sideways read
 
 
+def test_a_clip_whose_header_counts_frames_never_shown_is_an_example(red_collection, test_model, tmp_path):
+    """A TV recording started between keyframes, searched by as an example clip: sampled over the frames its clock
+    counts (as the index counts them). Before, the frames sampled near its end were frames that never decode: "The
+    example tv.ts cannot be used: frame 57 cannot be decoded"."""
+    from tests.videos import indexed_frames, write_cut_in_recording
+
+    _, idx = red_collection
+    path = write_cut_in_recording(tmp_path / "tv.ts", indexed_frames(75), fps=25, keyint=25)
+    with VideoIndex(str(idx), model=test_model, gpu=False) as vi:
+        vector = vi.encode_example(str(path))
+        assert vector.shape == (vi.manifest["embed_dim"],) and np.isfinite(vector).all()
+        assert len(vi.search(str(path), k=2)) == 2
+
+
 def test_rerank_orders_by_the_matching_head(red_collection, test_model, monkeypatch):
     root, idx = red_collection
     monkeypatch.setattr(test_model, "encode_video", RedDetector(test_model))

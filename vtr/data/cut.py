@@ -42,34 +42,36 @@ def cut_clip(path: str, start: float, stop: float, out_path: Path, max_width: in
 
     with av.open(str(path)) as src:
         has_audio = bool(src.streams.audio)
-    rotation = _display_rotation(path)  # read once: the retry without sound reuses it
+    rotation, origin = _rotation_and_origin(path)  # read once: the retry without sound reuses them
     tags = {"comment": comment} if comment else {}
     if created is not None:  # MP4's creation_time is UTC
         tags["creation_time"] = datetime.fromtimestamp(float(created), timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     try:
-        _transcode_once(path, start, stop, out_path, max_width, rotation, with_audio=has_audio, tags=tags)
+        _transcode_once(path, start, stop, out_path, max_width, rotation, origin, with_audio=has_audio, tags=tags)
     except VtrError:
         raise
     except Exception as e:  # noqa: BLE001 - a broken audio track must not cost the picture
         if not has_audio:
             raise
         logger.info("preview of %s without sound: %s", path, e)
-        _transcode_once(path, start, stop, out_path, max_width, rotation, with_audio=False, tags=tags)
+        _transcode_once(path, start, stop, out_path, max_width, rotation, origin, with_audio=False, tags=tags)
 
 
-def _display_rotation(path: str) -> int:
-    """The video's display rotation (degrees counter-clockwise; 0 when it has none or it cannot be read)."""
+def _rotation_and_origin(path: str) -> tuple[int, float | None]:
+    """The video's display rotation (degrees counter-clockwise; 0 when it has none) and where the index's second 0
+    lies on its timestamps (the reader's :attr:`~vtr.data.video.PyAVVideoReader.time_origin`: its first frame
+    shown); ``(0, None)`` when it cannot be read."""
     from vtr.data.video import open_video
 
     try:
         with open_video(str(path), backend="pyav") as reader:
-            return reader.rotation
+            return reader.rotation, reader.time_origin
     except Exception as e:  # noqa: BLE001 - the transcode itself reports what is wrong with the file
         logger.debug("no display rotation for %s: %s", path, e)
-        return 0
+        return 0, None
 
 
-def _transcode_once(path, start, stop, out_path, max_width, rotation: int, with_audio: bool,
+def _transcode_once(path, start, stop, out_path, max_width, rotation: int, origin: float | None, with_audio: bool,
                     tags: dict | None = None) -> None:
     import av
 
@@ -80,8 +82,10 @@ def _transcode_once(path, start, stop, out_path, max_width, rotation: int, with_
         if vin is None:
             raise VtrError(f"{Path(path).name} has no video stream")
         vin.thread_type = "AUTO"
-        # The index counts seconds from the first frame; streams (MPEG-TS, camcorders' .mts) can start anywhere
-        origin = float(vin.start_time * vin.time_base) if vin.start_time is not None and vin.time_base else 0.0
+        # The index counts seconds from the first frame shown; streams (MPEG-TS, camcorders' .mts) can start
+        # anywhere, and a recording can start with frames that cannot be decoded
+        if origin is None:
+            origin = float(vin.start_time * vin.time_base) if vin.start_time is not None and vin.time_base else 0.0
         rate = frame_rate(vin) or Fraction(25)
         if rate > 120:
             rate = Fraction(30)
@@ -157,7 +161,7 @@ def _copy_video(src, vin, vout, dst, start, stop, rate, width, height, origin: f
         t -= origin
         if t < start - 1e-3:
             continue
-        if t >= stop:
+        if t >= stop - 1e-3:  # [start, stop), to a millisecond both ways: the seconds are sums of floats
             break
         pts = max(last_pts + 1, int(round((t - start) * rate)))
         if is_hdr(frame):  # a phone's HDR video: as SDR, in BT.709 (the stream is tagged so)

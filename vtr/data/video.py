@@ -306,19 +306,50 @@ def frames_shown(stream, fps: float) -> int | None:
     return shown if 0 < shown < count else None
 
 
-def trimmed_by_edit_list(path) -> bool:
-    """Whether the video of the file at ``path`` has frames an edit list hides (:func:`frames_shown`), from its
-    header alone (about a millisecond); False when it cannot be read."""
+def time_origin(path) -> float | None:
+    """:attr:`PyAVVideoReader.time_origin` of the video at ``path`` (where the index's second 0 lies on its
+    timestamps, in seconds); None when it cannot be opened."""
+    try:
+        with open_video(str(path), backend="pyav") as reader:
+            return reader.time_origin
+    except Exception as e:  # noqa: BLE001 - the caller's own reading says what is wrong with the file
+        logger.debug("no time origin for %s: %s", path, e)
+        return None
+
+
+def hides_frames(path) -> bool:
+    """Whether the video at ``path`` holds frames that players never show and that readers before 2026-12-06
+    counted as frames: frames an edit list hides (:func:`frames_shown`: a video trimmed without re-encoding), or
+    frames before its first keyframe (:func:`_undecodable_start`: a recording started between keyframes). From its
+    header and first packet (about a millisecond); False when it cannot be read."""
     import av
 
     try:
         with av.open(str(path)) as container:
             stream = main_video_stream(container)
-            rate = frame_rate(stream) if stream is not None else None
-            return bool(rate) and frames_shown(stream, float(rate)) is not None
+            if stream is None:
+                return False
+            rate = frame_rate(stream)
+            if rate and frames_shown(stream, float(rate)) is not None:
+                return True
+            first = next((p for p in container.demux(stream) if p.size), None)
+            return first is not None and not first.is_keyframe
     except Exception as e:  # noqa: BLE001 - the reader says what is wrong with such a file
-        logger.debug("cannot read the header of %s: %s", path, e)
+        logger.debug("cannot read the start of %s: %s", path, e)
         return False
+
+
+def _undecodable_start(pts: list, keyed: int | None) -> tuple[list, int]:
+    """The presentation times (decoding order) of a stream less those of the frames before its first keyframe
+    (index ``keyed``), and of those after it shown before it: a recording that starts between keyframes (a TV or an IP
+    camera's, a file whose start was cut off) begins with frames that reference pictures it does not hold. Decoders
+    drop them, players never show them, and counted as frames they shifted every later frame's index. Returns
+    ``(times kept, how many dropped)``; nothing is dropped from a stream that starts on a keyframe or has none."""
+    if not keyed:
+        return pts, 0
+    first = pts[keyed]
+    kept = [p for p in pts[keyed:] if p >= first]
+    return kept, len(pts) - len(kept)
 
 
 def pixel_aspect_of(stream) -> float:
@@ -567,9 +598,17 @@ class PyAVVideoReader(VideoReader):
 
     @property
     def edited(self) -> bool:
-        """Whether an edit list hides some of the stream's frames (a video trimmed without re-encoding): the header
-        counts them, :attr:`num_frames` does not."""
+        """Whether an edit list hides some of the stream's frames (a video trimmed without re-encoding), or the
+        stream starts with frames that cannot be decoded (a recording started between keyframes; known once the
+        :meth:`clock` was read): the header or the packets count them, :attr:`num_frames` does not."""
         return bool(self._edited)
+
+    @property
+    def time_origin(self) -> float:
+        """Where this reader's second 0 lies on the stream's timestamps, in seconds: its first frame shown, which
+        lies after the stream's start where the first frames cannot be decoded. Previews and exports
+        (:mod:`vtr.data.cut`) and cut detection (``index.policies``) count seconds from it too."""
+        return float(self._origin() * self._stream.time_base)
 
     def _probe_rotation(self) -> int:
         # Phones store portrait video as landscape frames plus a display rotation; players (and decord) turn
@@ -791,12 +830,14 @@ class PyAVVideoReader(VideoReader):
 
     def _read_frame_times(self):
         stream = self._stream
-        pts, end, hidden = [], None, 0
+        pts, end, hidden, keyed = [], None, 0, None
         self._container.seek(0, stream=stream, backward=True, any_frame=False)
         self._used = True
         for packet in self._container.demux(stream):
             if packet.size == 0:  # the demuxer's flush packet
                 continue
+            if keyed is None and packet.is_keyframe:
+                keyed = len(pts)  # where a decoder can start (see _undecodable_start); hidden or not
             if packet.is_discard:  # before an edit list's start (see frames_shown): decoded, never shown
                 hidden += 1
                 continue
@@ -807,6 +848,8 @@ class PyAVVideoReader(VideoReader):
                 end = max(end if end is not None else 0, packet.pts + packet.duration)
         if not pts or (stream.frames and len(pts) + hidden != stream.frames):
             return None, None
+        pts, lead = _undecodable_start(pts, keyed)
+        hidden += lead
         self._edited = self._edited or hidden > 0
         pts.sort()
         tb = float(stream.time_base)
