@@ -29,7 +29,7 @@ from vtr.errors import VtrError, disk_full  # noqa: E402
 logger = logging.getLogger(__name__)
 
 ALL_FOLDERS = ""
-EXAMPLE_TYPES = ["image", "video"]
+EXAMPLE_TYPES = ["image", "video", ".heic", ".heif"]  # iPhones' photos: MIME types Gradio does not count as images
 PAGE = 24  # moments per page; "More results" asks for another page
 QUOTED = 80  # characters of the query the status line quotes (a longer one is cut; the notes say what was read)
 WATCH_TICK_MIN_S = 15.0  # while the app watches its index, the counts on the page refresh at most this often
@@ -190,6 +190,24 @@ def _problem_rows(st: dict | None) -> list[list[str]]:
             + [[path, reason] for path, reason in st["failed"]])
 
 
+EXAMPLE_PREVIEW_PX = 480  # the longest side of an example photo as the page shows it (its box is 140 px high)
+
+
+def example_picture(path: str):
+    """An example photo as the model sees it (upright, HDR tone-mapped, an iPhone's tiled HEIC whole), made small
+    for the page, which shows it whatever its format (a browser shows no HEIC, nor TIFF); the file itself when it
+    cannot be read (the search says why)."""
+    from vtr.data.image import read_image
+
+    try:
+        rgb = read_image(path)
+    except Exception as e:  # noqa: BLE001 - the search that follows says what is wrong with the file
+        logger.debug("example %s not read for its preview: %s", path, e)
+        return path
+    step = -(-max(rgb.shape[:2]) // EXAMPLE_PREVIEW_PX)
+    return rgb[::step, ::step]
+
+
 def _overview_markdown(ov: dict | None) -> str:
     if not ov:
         return ""
@@ -343,7 +361,7 @@ class _Handlers:
         note = (f"Searching by the example {literal(os.path.basename(example))}: the words above are not used "
                 "while an example is set.")
         if os.path.splitext(example)[1].lower() in IMAGE_EXTENSIONS:
-            return gr.update(value=example, visible=True), gr.update(value=None, visible=False), note
+            return gr.update(value=example_picture(example), visible=True), gr.update(value=None, visible=False), note
         return gr.update(value=None, visible=False), gr.update(value=example, visible=True), note
 
     # ----------------------------------------------------------------------------------- player and export

@@ -36,7 +36,7 @@ from vtr.precision import check_precision
 
 logger = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff", ".avif"}  # FFmpeg reads them all
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff", ".avif", ".heic", ".heif"}
 
 #: a filtered search of a store without exact filtering (HNSW, PQ) scores up to this many windows exactly, from the
 #: catalog's vectors; Flat and IVF…,Flat stores filter exactly themselves (VectorStore.search_allowed_exactly)

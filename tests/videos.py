@@ -385,3 +385,118 @@ def write_cut_in_recording(path, frames: np.ndarray, fps: int = 25, keyint: int 
         first = next(p for p in container.demux(video=0) if p.size)
         assert not first.is_keyframe, "the cut landed on a keyframe"
     return path
+
+
+def _box(kind: bytes, payload: bytes) -> bytes:
+    import struct
+
+    return struct.pack(">I4s", 8 + len(payload), kind) + payload
+
+
+def _full_box(kind: bytes, version: int, flags: int, payload: bytes) -> bytes:
+    import struct
+
+    return _box(kind, struct.pack(">I", (version << 24) | flags) + payload)
+
+
+def _find_box(data: bytes, path: list, start: int = 0, end: int | None = None):
+    """(payload start, end) of the first box at ``path`` (box types) inside ``data``; the sample description boxes'
+    own fields are stepped over."""
+    import struct
+
+    end = len(data) if end is None else end
+    pos = start
+    while pos + 8 <= end:
+        size, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        if kind == path[0]:
+            if len(path) == 1:
+                return pos + 8, pos + size
+            skip = {b"meta": 4, b"stsd": 8, b"hvc1": 78, b"hev1": 78}.get(kind, 0)
+            found = _find_box(data, path[1:], pos + 8 + skip, pos + size)
+            if found:
+                return found
+        pos += size
+    return None
+
+
+def _hevc_still(rgb: np.ndarray) -> tuple[bytes, bytes]:
+    """One picture coded as HEVC: its ``hvcC`` record and its sample (length-prefixed units), from a 1-frame MP4."""
+    import io
+
+    import av
+
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mp4") as container:
+        stream = container.add_stream("libx265", rate=1, options={"x265-params": "log-level=error:keyint=1"})
+        stream.width, stream.height, stream.pix_fmt = rgb.shape[1], rgb.shape[0], "yuv420p"
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+        for packet in list(stream.encode(frame)) + list(stream.encode()):
+            container.mux(packet)
+    data = buf.getvalue()
+    entry = [b"moov", b"trak", b"mdia", b"minf", b"stbl", b"stsd"]
+    hs, he = _find_box(data, entry + [b"hev1", b"hvcC"]) or _find_box(data, entry + [b"hvc1", b"hvcC"])
+    ms, me = _find_box(data, [b"mdat"])
+    return data[hs:he], data[ms:me]
+
+
+def write_heif(path, rgb: np.ndarray, tile: int | None = None, quarter_turns: int = 0) -> Path:
+    """uint8 [H, W, 3] (even sizes) as a HEIF photo, written box by box after ISO/IEC 23008-12: one HEVC image, or,
+    with ``tile``, a grid of ``tile`` x ``tile`` HEVC tiles (the last row and column padded; the grid's size crops
+    them) as an iPhone writes its HEIC (512-pixel tiles, the grid in ``idat``, the tiles hidden). ``quarter_turns``:
+    an ``irot`` property on the primary image (anticlockwise, as shown)."""
+    import struct
+
+    h, w = rgb.shape[:2]
+    if tile is None:
+        tiles = [rgb]
+        rows = columns = 1
+    else:
+        rows, columns = -(-h // tile), -(-w // tile)
+        padded = np.zeros((rows * tile, columns * tile, 3), np.uint8)
+        padded[:h, :w] = rgb
+        tiles = [padded[r * tile:(r + 1) * tile, c * tile:(c + 1) * tile] for r in range(rows) for c in range(columns)]
+    coded = [_hevc_still(t) for t in tiles]
+    n = len(tiles)
+    primary = 1 if tile is None else n + 1
+    hdlr = _full_box(b"hdlr", 0, 0, struct.pack(">I4s12s", 0, b"pict", b"\0" * 12) + b"\0")
+    pitm = _full_box(b"pitm", 0, 0, struct.pack(">H", primary))
+    infes = [_full_box(b"infe", 2, 0 if tile is None else 1, struct.pack(">HH4s", i + 1, 0, b"hvc1") + b"\0")
+             for i in range(n)]  # tiles of a grid are hidden (flag 1)
+    if tile is not None:
+        infes.append(_full_box(b"infe", 2, 0, struct.pack(">HH4s", primary, 0, b"grid") + b"\0"))
+    iinf = _full_box(b"iinf", 0, 0, struct.pack(">H", len(infes)) + b"".join(infes))
+    props, assoc = [], []
+    for i, (hvcc, _) in enumerate(coded):
+        size = struct.pack(">II", tiles[i].shape[1], tiles[i].shape[0])
+        props += [_box(b"hvcC", hvcc), _full_box(b"ispe", 0, 0, size)]
+        assoc.append((i + 1, [len(props) - 1, len(props)]))
+    if tile is not None:
+        props.append(_full_box(b"ispe", 0, 0, struct.pack(">II", w, h)))
+        assoc.append((primary, [len(props)]))
+    if quarter_turns:
+        props.append(_box(b"irot", bytes([quarter_turns & 3])))
+        assoc[-1][1].append(len(props))
+    ipma = _full_box(b"ipma", 0, 0, struct.pack(">I", len(assoc)) + b"".join(
+        struct.pack(">HB", item, len(ps)) + bytes(p | (0x80 if k == 0 else 0) for k, p in enumerate(ps))
+        for item, ps in assoc))
+    iprp = _box(b"iprp", _box(b"ipco", b"".join(props)) + ipma)
+    iref = b"" if tile is None else _full_box(b"iref", 0, 0, _box(b"dimg", struct.pack(">HH", primary, n) + b"".join(
+        struct.pack(">H", i + 1) for i in range(n))))
+    grid = b"" if tile is None else struct.pack(">BBBBHH", 0, 0, rows - 1, columns - 1, w, h)
+    ftyp = _box(b"ftyp", b"heic" + struct.pack(">I", 0) + b"mif1heic")
+
+    def meta(mdat_at: int) -> bytes:  # iloc v1: 4-byte offsets and lengths; tiles in mdat, the grid in idat
+        entries, at = [], mdat_at
+        for i, (_, sample) in enumerate(coded):
+            entries.append(struct.pack(">HHHHII", i + 1, 0, 0, 1, at, len(sample)))
+            at += len(sample)
+        if tile is not None:
+            entries.append(struct.pack(">HHHHII", primary, 1, 0, 1, 0, len(grid)))
+        iloc = _full_box(b"iloc", 1, 0, struct.pack(">BBH", 0x44, 0, len(entries)) + b"".join(entries))
+        idat = _box(b"idat", grid) if grid else b""
+        return _full_box(b"meta", 0, 0, hdlr + pitm + iloc + iinf + iref + iprp + idat)
+
+    head = ftyp + meta(0)
+    head = ftyp + meta(len(head) + 8)
+    Path(path).write_bytes(head + _box(b"mdat", b"".join(sample for _, sample in coded)))
+    return Path(path)

@@ -203,6 +203,28 @@ def test_example_shows_a_preview_and_says_it_replaces_the_words(browser, running
     page.close()
 
 
+def test_an_iphone_heic_example_is_shown_as_the_model_sees_it(browser, running_app, tmp_path):
+    """A browser shows no HEIC: the page shows the photo decoded, whole and upright, as the search reads it. Before,
+    `.heic` went to a video player that showed nothing, and the search read one tile of it."""
+    from tests.data.test_image import heic_picture
+    from tests.videos import write_heif
+
+    photo = write_heif(tmp_path / "IMG_0042.HEIC", heic_picture(), tile=64, quarter_turns=1)  # shown 120 x 200
+    page = open_page(browser, running_app.url, tmp_path)
+    page.locator("#options").get_by_text("Search by example, filters").click()
+    page.locator("#example input[type=file]").set_input_files(str(photo))
+    page.wait_for_function("() => { const i = document.querySelector('#example-image img');"
+                           " return i && i.complete && i.naturalWidth > 0; }")
+    size = page.evaluate("() => { const i = document.querySelector('#example-image img');"
+                         " return [i.naturalWidth, i.naturalHeight]; }")
+    assert size == [120, 200]  # whole (not one 64-pixel tile) and turned upright
+    assert not page.locator("#example-video video").is_visible()
+    run_search(page, "words that are ignored")
+    assert "your example" in page.locator("#status").inner_text()
+    assert not page.errors, page.errors
+    page.close()
+
+
 def marked(page) -> list[str]:
     """Captions of the gallery items marked as selected."""
     return page.evaluate("() => Array.from(document.querySelectorAll('#results .thumbnail-item.selected'))"

@@ -91,3 +91,51 @@ def test_an_hdr_photo_is_tone_mapped_as_hdr_video_is(tmp_path, transfer):
         plain = next(container.decode(video=0)).to_ndarray(format="rgb24")
     assert np.abs(patches(plain) - CHART).max() > 30  # the photo shows the fault
     assert np.abs(patches(read_image(path)) - CHART).max() <= 6
+
+
+def heic_picture() -> np.ndarray:
+    """A 120 x 200 picture whose every region differs: a gradient, a red block at the top left."""
+    yy, xx = np.mgrid[0:120, 0:200]
+    picture = np.stack([xx * 255 // 199, yy * 255 // 119, np.full_like(xx, 60)], -1).astype(np.uint8)
+    picture[:40, :60] = RED
+    return picture
+
+
+@pytest.mark.parametrize("tile, turns", [(None, 0), (None, 1), (64, 0), (64, 3)])
+def test_a_heic_photo_is_read_whole_and_upright(tmp_path, tile, turns):
+    """An iPhone's HEIC is a grid of tiles, each an image of its own, and its rotation a property of the grid:
+    FFmpeg gives the tiles as streams, so the first stream was one tile, a corner of the photo. The grid is read from
+    the file and its tiles put together, cropped and turned (one image without a grid: as FFmpeg reads it)."""
+    import av
+
+    from tests.videos import write_heif
+    from vtr.data.image import heif_grid
+
+    picture = heic_picture()
+    path = write_heif(tmp_path / "IMG_0001.HEIC", picture, tile=tile, quarter_turns=turns)
+    shown = read_image(path)
+    want = np.rot90(picture, turns)
+    assert shown.shape == want.shape and np.abs(shown.astype(int) - want).mean() <= 4
+    grid = heif_grid(path.read_bytes())
+    if tile is None:
+        assert grid is None
+    else:  # 2 x 4 tiles of 64 for 120 x 200: the last row and column padded, the grid's size crops them
+        assert (grid["rows"], grid["columns"], grid["width"], grid["height"]) == (2, 4, 200, 120)
+        assert grid["tiles"] == list(range(1, 9)) and grid["transforms"] == ([("irot", turns)] if turns else [])
+        with av.open(str(path)) as c:  # what FFmpeg's first stream is: the top left tile
+            assert next(c.decode(c.streams.best("video"))).to_ndarray(format="rgb24").shape == (64, 64, 3)
+
+
+def test_files_that_are_not_a_heic_grid_have_none(tmp_path):
+    from tests.videos import write_heif
+    from vtr.data.image import heif_grid
+
+    whole = write_heif(tmp_path / "grid.heic", heic_picture(), tile=64).read_bytes()
+    assert heif_grid(whole) is not None
+    png = write_photo(tmp_path / "p.png", heic_picture()).read_bytes()
+    for data in (png, b"", whole[:40], whole[:len(whole) // 4]):  # a photo cut short in its grid's description
+        assert heif_grid(data) is None
+    tiles_cut = whole[:len(whole) - 4000]  # the grid whole, its tiles cut short: an error, as any damaged photo's
+    assert heif_grid(tiles_cut) is not None
+    with pytest.raises(ValueError):  # FFmpeg's InvalidDataError is one
+        read_image(tiles_cut)

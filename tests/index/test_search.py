@@ -246,6 +246,21 @@ def test_a_clip_whose_header_counts_frames_never_shown_is_an_example(red_collect
         assert len(vi.search(str(path), k=2)) == 2
 
 
+def test_an_iphone_heic_photo_is_an_example_read_whole(red_collection, test_model, tmp_path):
+    """An iPhone's HEIC photo (a grid of tiles) is an image example, read whole and upright, as the same photo saved
+    as PNG is. Before, `.heic` went to the video reader, which read the first tile: a corner of the photo."""
+    from tests.data.test_image import heic_picture
+    from tests.videos import write_heif
+
+    _, idx = red_collection
+    picture = heic_picture()
+    with VideoIndex(str(idx), model=test_model, gpu=False) as vi:
+        png = vi.encode_example(write_photo(tmp_path / "photo.png", picture))
+        heic = vi.encode_example(write_heif(tmp_path / "IMG_0042.HEIC", np.rot90(picture, -1).copy(), tile=64,
+                                            quarter_turns=1))  # stored on its side, shown upright
+    assert float(png @ heic) / float(np.linalg.norm(png) * np.linalg.norm(heic)) > 0.999
+
+
 def test_rerank_orders_by_the_matching_head(red_collection, test_model, monkeypatch):
     root, idx = red_collection
     monkeypatch.setattr(test_model, "encode_video", RedDetector(test_model))

@@ -7,7 +7,9 @@ decodes the stored pixels and only reports a rotation (its display matrix loses 
 read the matrix itself), so the orientation is read here from the file's EXIF block (JPEG's APP1 segment, PNG's
 ``eXIf`` chunk, WebP's ``EXIF`` chunk) and applied as the EXIF standard defines it. A file without one (an AVIF
 or HEIF whose rotation is a container box) is turned by the rotation FFmpeg reports. A photo tagged PQ or HLG (an
-HDR AVIF) is tone-mapped to SDR as HDR video is (:mod:`vtr.data.hdr`).
+HDR AVIF) is tone-mapped to SDR as HDR video is (:mod:`vtr.data.hdr`). An iPhone's HEIC is a grid of tiles, each
+coded as an image of its own, which FFmpeg gives as separate streams: the grid, its tiles' order and its rotation
+are read from the file's boxes (:func:`heif_grid`) and the tiles put together.
 """
 
 from __future__ import annotations
@@ -101,6 +103,157 @@ def apply_orientation(rgb: np.ndarray, orientation: int) -> np.ndarray:
     return rgb
 
 
+def _boxes(data: bytes, start: int = 0, end: int | None = None):
+    """(type, payload start, payload end) of the ISO base media boxes in ``data[start:end]``."""
+    end = len(data) if end is None else end
+    pos = start
+    while pos + 8 <= end:
+        size, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        head = 8
+        if size == 1:  # a 64-bit size follows
+            size, head = struct.unpack(">Q", data[pos + 8:pos + 16])[0], 16
+        elif size == 0:  # to the end
+            size = end - pos
+        if size < head or pos + size > end:
+            return
+        yield kind, pos + head, pos + size
+        pos += size
+
+
+def _uint(data: bytes, pos: int, size: int) -> tuple[int, int]:
+    """An unsigned big-endian integer of ``size`` bytes (0, 2, 4 or 8) at ``pos``, and the position after it."""
+    return (int.from_bytes(data[pos:pos + size], "big") if size else 0), pos + size
+
+
+def heif_grid(data: bytes) -> dict | None:
+    """The layout of a HEIF photo (an iPhone's HEIC) whose primary image is a grid of tiles, each coded as an image
+    of its own (ISO/IEC 23008-12, 6.6.2.3): ``{"rows", "columns", "width", "height", "tiles": [item ids, row by
+    row], "transforms": [("irot", quarter turns anticlockwise) or ("imir", axis), in order]}``. None when the file is
+    not HEIF or its primary image is not a grid. FFmpeg gives such a file's tiles as streams (their ids the items'),
+    and PyAV has no access to the grid FFmpeg reads, so the first stream was one tile: a corner of the photo."""
+    if data[4:8] != b"ftyp":
+        return None
+    meta = next(((s, e) for kind, s, e in _boxes(data) if kind == b"meta"), None)
+    if meta is None:
+        return None
+    kids = {kind: (s, e) for kind, s, e in _boxes(data, meta[0] + 4, meta[1])}  # meta is a full box
+    if not {b"pitm", b"iinf", b"iloc", b"iref"} <= kids.keys():
+        return None
+    s, _ = kids[b"pitm"]
+    primary, _ = _uint(data, s + 4, 2 if data[s] == 0 else 4)
+    s, e = kids[b"iinf"]
+    types = {}
+    for kind, bs, be in _boxes(data, s + 4 + (2 if data[s] == 0 else 4), e):
+        if kind == b"infe" and data[bs] >= 2:
+            item, pos = _uint(data, bs + 4, 2 if data[bs] == 2 else 4)
+            types[item] = data[pos + 2:pos + 6]
+    if types.get(primary) != b"grid":
+        return None
+    s, e = kids[b"iref"]
+    wide = 4 if data[s] else 2
+    tiles = None
+    for kind, bs, be in _boxes(data, s + 4, e):
+        item, pos = _uint(data, bs, wide)
+        if kind == b"dimg" and item == primary:
+            count, pos = _uint(data, pos, 2)
+            tiles = [_uint(data, pos + wide * i, wide)[0] for i in range(count)]
+    grid = _item_data(data, kids, primary)
+    if not tiles or grid is None or len(grid) < 8:
+        return None
+    rows, columns = grid[2] + 1, grid[3] + 1
+    width, height = struct.unpack(">II" if grid[1] & 1 else ">HH", grid[4:12] if grid[1] & 1 else grid[4:8])
+    return {"rows": rows, "columns": columns, "width": width, "height": height, "tiles": tiles,
+            "transforms": _transforms(data, kids, primary)}
+
+
+def _item_data(data: bytes, kids: dict, item_id: int) -> bytes | None:
+    """An item's bytes, from the ``iloc`` box: in the file (construction method 0) or in ``idat`` (1)."""
+    s, e = kids[b"iloc"]
+    version = data[s]
+    pos = s + 4
+    offset_size, length_size = data[pos] >> 4, data[pos] & 15
+    base_size, index_size = data[pos + 1] >> 4, (data[pos + 1] & 15 if version in (1, 2) else 0)
+    count, pos = _uint(data, pos + 2, 2 if version < 2 else 4)
+    for _ in range(count):
+        item, pos = _uint(data, pos, 2 if version < 2 else 4)
+        method = 0
+        if version in (1, 2):
+            method, pos = _uint(data, pos, 2)
+            method &= 15
+        pos += 2  # data reference index
+        base, pos = _uint(data, pos, base_size)
+        extents, pos = _uint(data, pos, 2)
+        chunks = []
+        for _ in range(extents):
+            pos += index_size
+            offset, pos = _uint(data, pos, offset_size)
+            length, pos = _uint(data, pos, length_size)
+            chunks.append((base + offset, length))
+        if item != item_id:
+            continue
+        if method == 1 and b"idat" in kids:
+            origin = kids[b"idat"][0]
+        elif method == 0:
+            origin = 0
+        else:
+            return None
+        return b"".join(data[origin + o:origin + o + n] for o, n in chunks)
+    return None
+
+
+def _transforms(data: bytes, kids: dict, item_id: int) -> list:
+    """The rotation (``irot``) and mirror (``imir``) properties associated with an item, in their order."""
+    if b"iprp" not in kids:
+        return []
+    iprp = {kind: (s, e) for kind, s, e in _boxes(data, *kids[b"iprp"])}
+    if b"ipco" not in iprp or b"ipma" not in iprp:
+        return []
+    props = [(kind, s) for kind, s, _ in _boxes(data, *iprp[b"ipco"])]
+    s, e = iprp[b"ipma"]
+    version, flags = data[s], int.from_bytes(data[s + 1:s + 4], "big")
+    count, pos = _uint(data, s + 4, 4)
+    out = []
+    for _ in range(count):
+        item, pos = _uint(data, pos, 2 if version < 1 else 4)
+        n, pos = _uint(data, pos, 1)
+        for _ in range(n):
+            index, pos = _uint(data, pos, 2 if flags & 1 else 1)
+            index &= 0x7FFF if flags & 1 else 0x7F
+            if item == item_id and 1 <= index <= len(props):
+                kind, ps = props[index - 1]
+                if kind == b"irot":
+                    out.append(("irot", data[ps] & 3))
+                elif kind == b"imir":
+                    out.append(("imir", data[ps] & 1))
+    return out
+
+
+def _tiled(container, grid: dict) -> np.ndarray:
+    """The grid's picture from its tiles' streams (each one picture), cropped to its size and turned as its
+    transforms say."""
+    streams = {s.id: s for s in container.streams.video}
+    missing = [t for t in grid["tiles"] if t not in streams]
+    if missing or len(grid["tiles"]) != grid["rows"] * grid["columns"]:
+        raise ValueError(f"the photo's grid names {len(grid['tiles'])} tiles, {len(missing)} of them not found")
+    wanted = [streams[t] for t in grid["tiles"]]
+    pictures = {}
+    for packet in container.demux(*wanted):
+        for frame in packet.decode():
+            pictures.setdefault(packet.stream.id, frame.to_ndarray(format="rgb24"))
+    if len(pictures) < len(wanted):
+        raise ValueError(f"{len(wanted) - len(pictures)} of the photo's {len(wanted)} tiles do not decode (damaged)")
+    th, tw = pictures[grid["tiles"][0]].shape[:2]
+    canvas = np.zeros((grid["rows"] * th, grid["columns"] * tw, 3), np.uint8)
+    for i, item in enumerate(grid["tiles"]):
+        r, c = divmod(i, grid["columns"])
+        tile = pictures[item]
+        canvas[r * th:r * th + tile.shape[0], c * tw:c * tw + tile.shape[1]] = tile[:th, :tw]
+    rgb = canvas[:grid["height"], :grid["width"]]
+    for kind, value in grid["transforms"]:
+        rgb = np.rot90(rgb, value) if kind == "irot" else (rgb[:, ::-1] if value == 0 else rgb[::-1])
+    return rgb
+
+
 def read_image(source: bytes | str | os.PathLike) -> np.ndarray:
     """The first picture of an image file (its bytes or its path) as uint8 [H, W, 3] RGB, upright (see the
     module's docstring). Raises what PyAV raises for a file that is not an image or is damaged."""
@@ -111,7 +264,10 @@ def read_image(source: bytes | str | os.PathLike) -> np.ndarray:
 
     data = source if isinstance(source, (bytes, bytearray, memoryview)) else open(source, "rb").read()
     data = bytes(data)
+    grid = heif_grid(data)
     with av.open(io.BytesIO(data)) as container:
+        if grid is not None:  # an iPhone's HEIC: tiles (FFmpeg reads its rotation from the grid, not the tiles)
+            return np.ascontiguousarray(_tiled(container, grid))
         frame = next(container.decode(video=0))
         rgb = frame_to_rgb(frame, VideoReformatter()) if is_hdr(frame) else frame.to_ndarray(format="rgb24")
         rotation = int(round(getattr(frame, "rotation", 0) or 0)) % 360
@@ -123,4 +279,4 @@ def read_image(source: bytes | str | os.PathLike) -> np.ndarray:
     return np.ascontiguousarray(rgb)
 
 
-__all__ = ["read_image", "exif_orientation", "apply_orientation"]
+__all__ = ["read_image", "exif_orientation", "apply_orientation", "heif_grid"]
