@@ -67,7 +67,7 @@ def _rotation_and_origin(path: str) -> tuple[int, float | None]:
         with open_video(str(path), backend="pyav") as reader:
             return reader.rotation, reader.time_origin
     except Exception as e:  # noqa: BLE001 - the transcode itself reports what is wrong with the file
-        logger.debug("no display rotation for %s: %s", path, e)
+        logger.debug("no display rotation nor first frame shown for %s: %s", path, e)
         return 0, None
 
 
