@@ -305,6 +305,21 @@ def test_a_recording_started_between_keyframes_starts_at_its_first_frame_shown(t
     assert not hides_frames(whole)
 
 
+def test_a_raw_stream_without_a_container_is_said_in_a_line(tmp_path):
+    """A raw H.264 stream (a CCTV recorder's export) has no timestamps and cannot be read from its start again.
+    Before, the reader let PyAV's "[Errno 1] Operation not permitted" out as a traceback."""
+    src = write_video(tmp_path / "cam.mp4", indexed_frames(20), fps=25)
+    raw = tmp_path / "cam.h264"
+    with av.open(str(src)) as i, av.open(str(raw), "w", format="h264") as o:
+        stream = o.add_stream_from_template(i.streams.video[0])
+        for packet in i.demux(i.streams.video[0]):
+            if packet.size:
+                packet.stream = stream
+                o.mux(packet)
+    with pytest.raises(VideoReadError, match="a raw stream without a container"):
+        open_video(raw, backend="pyav")
+
+
 def test_pyav_reads_a_files_frame_times_once_per_process(tmp_path, monkeypatch):
     # the index opens a long file again for every chunk of its windows; without decord each open read every packet
     from vtr.data import video as V

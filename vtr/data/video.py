@@ -577,7 +577,12 @@ class PyAVVideoReader(VideoReader):
             if self.num_frames <= 0 and self.fps > 0:
                 # Neither a count nor a duration (a browser's MediaRecorder webm, a live capture): the packets are
                 # the frames, and their times the clock
-                times, end = self._frame_times()
+                try:
+                    times, end = self._frame_times()
+                except av.FFmpegError as e:  # a raw H.264/HEVC stream (a CCTV export) cannot be read again
+                    raise VideoReadError(name, f"its frames cannot be counted ({_first_line(e)}): a raw stream "
+                                               "without a container? Put it in one, e.g. `ffmpeg -i FILE -c copy "
+                                               "FILE.mkv`") from e
                 if times is not None:
                     self.num_frames = len(times)
                     self._clock = Clock.from_times(self.fps, self.num_frames, times, end)
