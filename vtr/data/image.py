@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import os
 import struct
+from pathlib import Path
 
 import numpy as np
 
@@ -262,11 +263,10 @@ def read_image(source: bytes | str | os.PathLike) -> np.ndarray:
 
     from vtr.data.hdr import frame_to_rgb, is_hdr
 
-    data = source if isinstance(source, (bytes, bytearray, memoryview)) else open(source, "rb").read()
-    data = bytes(data)
+    data = bytes(source) if isinstance(source, (bytes, bytearray, memoryview)) else Path(source).read_bytes()
     grid = heif_grid(data)
     with av.open(io.BytesIO(data)) as container:
-        if grid is not None:  # an iPhone's HEIC: tiles (FFmpeg reads its rotation from the grid, not the tiles)
+        if grid is not None:  # an iPhone's HEIC: its tiles, put together (its rotation is the grid's, not theirs)
             return np.ascontiguousarray(_tiled(container, grid))
         frame = next(container.decode(video=0))
         rgb = frame_to_rgb(frame, VideoReformatter()) if is_hdr(frame) else frame.to_ndarray(format="rgb24")
