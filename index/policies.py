@@ -91,8 +91,12 @@ def _detection_pass(path, start, end, fps, size, cheap):
         tb = float(stream.time_base) if stream.time_base else 0.0
         stop = end if end is not None else (container.duration / av.time_base if container.duration else None)
         expected = max(0.0, (stop - start) * min(fps, rate or fps)) if stop is not None else 1.0
-        shown_from = time_origin(path)  # the index's second 0: its reader's, the first frame shown
-        origin = int(round(shown_from / tb)) if shown_from is not None and tb else stream.start_time
+        # the index's second 0 is its reader's, the first frame shown: from the start, the first frame this pass
+        # decodes (set below); a later span seeks from it, so it is read first
+        origin = None
+        if start > 0:
+            shown_from = time_origin(path)
+            origin = int(round(shown_from / tb)) if shown_from is not None and tb else stream.start_time
         decoded = (decode_from(container, stream, start, origin * tb, frames=_decodable_frames)
                    if start > 0 and tb and origin is not None else _decodable_frames(container, stream))
         next_t, last_t, gap = start, None, 0.0

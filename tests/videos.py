@@ -152,17 +152,8 @@ def write_zero_frame_video(path, codec: str = "mpeg4") -> Path:
 
 
 def write_jpeg(path, frame: np.ndarray) -> Path:
-    """Write one uint8 [H, W, 3] RGB frame as a JPEG still with PyAV."""
-    import av
-
-    path = Path(path)
-    with av.open(str(path), "w", format="image2") as container:
-        stream = container.add_stream("mjpeg", rate=1)
-        stream.width, stream.height, stream.pix_fmt = frame.shape[1], frame.shape[0], "yuvj420p"
-        for packet in list(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24"))) \
-                + list(stream.encode()):
-            container.mux(packet)
-    return path
+    """Write one uint8 [H, W, 3] RGB frame as a JPEG still with PyAV (:func:`write_photo`, untagged)."""
+    return write_photo(path, frame)
 
 
 def exif_block(orientation: int, byte_order: str = "MM") -> bytes:
@@ -185,7 +176,8 @@ def write_photo(path, stored: np.ndarray, orientation: int | None = None, byte_o
 
     path = Path(path)
     ext = path.suffix.lower()
-    codec, pix_fmt, fmt = {".jpg": ("mjpeg", "yuvj444p", "image2"), ".png": ("png", "rgb24", "image2"),
+    jpeg = ("mjpeg", "yuvj420p", "image2")
+    codec, pix_fmt, fmt = {".jpg": jpeg, ".jpeg": jpeg, ".png": ("png", "rgb24", "image2"),
                            ".webp": ("libwebp", "yuv420p", "webp")}[ext]
     import av
 
@@ -198,7 +190,7 @@ def write_photo(path, stored: np.ndarray, orientation: int | None = None, byte_o
     if orientation is None:
         return path
     data, tiff = path.read_bytes(), exif_block(orientation, byte_order)
-    if ext == ".jpg":
+    if ext in (".jpg", ".jpeg"):
         data = data[:2] + b"\xff\xe1" + struct.pack(">H", 2 + 6 + len(tiff)) + b"Exif\0\0" + tiff + data[2:]
     elif ext == ".png":
         idat = data.index(b"IDAT") - 4
