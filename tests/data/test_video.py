@@ -280,6 +280,50 @@ def test_a_video_trimmed_without_reencoding_is_the_part_players_show(tmp_path, c
     assert hides_frames(path) and not hides_frames(src)  # what an older index embeds again
 
 
+def test_a_variable_rate_mp4_is_not_taken_for_a_trimmed_one(tmp_path):
+    """A phone's variable-rate MP4: its duration × average rate (37.07) falls short of its header's count (40), as a
+    trimmed video's does. Its first packet is shown, so nothing is hidden: every frame counts before the clock is
+    read, and an older index does not embed it again. Before, the reader counted 37 frames until its clock was read
+    and marked the file trimmed."""
+    from vtr.data.video import hides_frames
+
+    times = [0.0, 0.04, 0.2, 0.24, 0.5] + [0.5 + 0.033 * i for i in range(1, 36)]
+    path = write_vfr_video(tmp_path / "phone.mp4", indexed_frames(40), times)
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        assert s.frames == 40 and float(s.duration * s.time_base * s.average_rate) < 39.5  # the count alone misleads
+    for source in (path, path.read_bytes()):
+        with open_video(source, backend="pyav") as r:
+            assert r.num_frames == 40 and not r.edited
+            assert _indices_of(r.get_frames([0, 20, 39])) == [0, 20, 39]
+    assert not hides_frames(path)
+
+
+@needs_decord
+@pytest.mark.parametrize("name,codec,options,reader", [
+    ("h264.mp4", "libx264", {"bf": "3", "g": "12"}, "decord"),
+    ("h264.mkv", "libx264", {"bf": "3", "g": "12"}, "decord"),
+    ("h264.ts", "libx264", {"bf": "3", "g": "12"}, "pyav"),  # a camcorder's .mts: decord a GOP late
+    ("h264.avi", "libx264", {"bf": "0", "g": "12"}, "pyav"),
+    ("wmv2.wmv", "wmv2", {"g": "12"}, "pyav"),
+    ("mpeg2.mpg", "mpeg2video", {"bf": "2", "g": "15"}, "pyav"),
+    ("mpeg4.mp4", "mpeg4", {"bf": "2", "g": "12"}, "pyav"),
+    ("hevc.mp4", "libx265", {"x265-params": "bframes=4:keyint=12:log-level=error"}, "pyav"),
+])
+def test_auto_reads_with_decord_only_where_it_returns_the_frames_asked(tmp_path, name, codec, options, reader):
+    """decord 0.6 returns other frames than asked, silently, outside H.264 in MP4/MOV/MKV/FLV and streams decoded in
+    the order shown: "auto" (evaluation, `vtr shards make`, training) reads those files with PyAV. Before, it read
+    them with decord: asked for frames 3, 20, 40, 60, 75 of a TS file, it returned 15, 32, 52, 72, 77."""
+    path = write_video(tmp_path / name, indexed_frames(79, 96, 128), codec=codec, options=options)
+    rng = random.Random(0)
+    asked = [sorted(rng.sample(range(79), 8)) for _ in range(6)]
+    with open_video(path) as r:
+        assert r.backend == reader and r.num_frames == 79
+        assert [_indices_of(r.get_frames(idx)) for idx in asked] == asked
+    for source in (path, path.read_bytes()):  # a shard's sample: the same choice from the bytes
+        assert (video_mod.decord_unsuited(source) is None) == (reader == "decord")
+
+
 def test_a_recording_started_between_keyframes_starts_at_its_first_frame_shown(tmp_path):
     """A TV tuner's or an IP camera's recording starts between keyframes: its first frames reference pictures the file
     does not hold, and decoders drop them up to the next keyframe. The reader's frames and seconds start there, and

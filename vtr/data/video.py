@@ -2,7 +2,8 @@
 
 One reader interface over two backends:
 
-- **decord** (default, what the reference code uses): random access by frame index via ``get_batch``.
+- **decord** (default, what the reference code uses): random access by frame index via ``get_batch``, where it
+  returns the frames asked for (H.264 in MP4/MOV/MKV, see :func:`decord_unsuited`).
 - **PyAV**: fallback for files decord cannot open, the index's decoder (see below), and the only backend where
   decord is not installed (decord ships x86_64 wheels only).
 
@@ -298,7 +299,8 @@ def frames_shown(stream, fps: float) -> int | None:
     None when it hides none. A video trimmed without re-encoding (`ffmpeg -ss ... -c copy`, LosslessCut) keeps the
     frames from the keyframe before its cut, which the decoder needs, and an edit list that hides them: the header
     counts them, the decoder drops them, and the stream's duration is the part shown. Counted from the header, the
-    frames past the shown ones "could not be decoded", and frame times were off by the hidden part."""
+    frames past the shown ones "could not be decoded", and frame times were off by the hidden part. From the header
+    alone, so a first guess: :func:`_edit_list_shows` confirms it."""
     count = int(stream.frames or 0)
     if count <= 0 or not stream.duration or not stream.time_base or fps <= 0:
         return None
@@ -327,16 +329,33 @@ def hides_frames(path) -> bool:
     try:
         with av.open(str(path)) as container:
             stream = main_video_stream(container)
-            if stream is None:
-                return False
-            rate = frame_rate(stream)
-            if rate and frames_shown(stream, float(rate)) is not None:
-                return True
-            first = next((p for p in container.demux(stream) if p.size), None)
-            return first is not None and not first.is_keyframe
+            return stream is not None and _starts_hidden(container, stream)
     except Exception as e:  # noqa: BLE001 - the reader says what is wrong with such a file
         logger.debug("cannot read the start of %s: %s", path, e)
         return False
+
+
+def _first_packet(container, stream):
+    """The stream's first packet that holds data, in decoding order (None in an empty stream)."""
+    return next((p for p in container.demux(stream) if p.size), None)
+
+
+def _edit_list_shows(stream, fps: float, first) -> int | None:
+    """:func:`frames_shown`, confirmed by the stream's ``first`` packet: an edit list that hides frames hides that
+    one too (FFmpeg marks it ``is_discard``). The count alone is not enough, as a variable-rate video's duration ×
+    average rate falls short of its count (a phone's MP4 of 40 frames came to 37)."""
+    shown = frames_shown(stream, fps)
+    return shown if shown is not None and first is not None and first.is_discard else None
+
+
+def _starts_hidden(container, stream) -> bool:
+    """Whether the stream starts with frames players do not show (see :func:`hides_frames`); reads its first
+    packet from ``container``."""
+    first = _first_packet(container, stream)
+    if first is None:
+        return False
+    rate = frame_rate(stream)
+    return not first.is_keyframe or bool(rate and _edit_list_shows(stream, float(rate), first) is not None)
 
 
 def _undecodable_start(pts: list, keyed: int | None) -> tuple[list, int]:
@@ -411,6 +430,9 @@ class VideoReader(abc.ABC):
         the YUV→RGB conversion): a downscaled frame never exists at full resolution in RGB. None: the source size.
         """
         indices = [int(i) for i in indices]
+        estimated = self._clock is None and getattr(self, "_count_estimated", False)
+        if estimated and max(indices, default=0) >= self.num_frames:
+            self.clock()  # a count estimated as duration × rate can fall short (an .mpg by 2): the packets count
         for i in indices:
             if not 0 <= i < self.num_frames:
                 raise IndexError(f"frame index {i} out of range for {self.name} ({self.num_frames} frames)")
@@ -561,7 +583,7 @@ class PyAVVideoReader(VideoReader):
             self._stored_size = (self.width, self.height)  # before a rotation turns it (see _rgb)
             self.num_frames = int(stream.frames or 0)
             self._count_estimated = self.num_frames <= 0
-            shown = frames_shown(stream, self.fps)
+            shown = self._shown_by_edit_list() if frames_shown(stream, self.fps) is not None else None
             self._edited = shown is not None  # the clock's packet times then give the count (see clock)
             if shown is not None:
                 logger.debug("%s: an edit list shows %d of its %d frames", name, shown, self.num_frames)
@@ -600,6 +622,15 @@ class PyAVVideoReader(VideoReader):
         if self.rotation in (90, 270):
             self.width, self.height = self.height, self.width
             self.pixel_aspect = 1.0 / self.pixel_aspect  # turned upright, a wide pixel is a tall one
+
+    def _shown_by_edit_list(self) -> int | None:
+        """:func:`_edit_list_shows` of this reader's stream, its first packet read from a container of its own."""
+        import av
+
+        src = self._source
+        with av.open(io.BytesIO(bytes(src)) if isinstance(src, (bytes, bytearray, memoryview)) else str(src)) as probe:
+            stream = main_video_stream(probe)
+            return _edit_list_shows(stream, self.fps, _first_packet(probe, stream)) if stream is not None else None
 
     @property
     def edited(self) -> bool:
@@ -1022,17 +1053,50 @@ def header_flags(source) -> tuple[bool, bool]:
         return False, False
 
 
-def hdr_source(source) -> bool:
-    """Whether the main video stream's header says PQ or HLG (see :func:`header_flags`)."""
-    return header_flags(source)[0]
+#: Where decord 0.6's ``get_batch`` returns the frames asked for, checked frame by frame against PyAV with random
+#: reads (tests/data/test_video.py): H.264 in these containers (FFmpeg's demuxer names), and any codec there whose
+#: frames are decoded in the order they are shown. Elsewhere it returns other frames than asked, and says nothing:
+#: MPEG-TS (a whole GOP late), AVI with H.264, ASF/WMV, MPEG program streams (.mpg, .vob), and HEVC, MPEG-4 part 2
+#: or MPEG-2 with B-frames even in MP4 or Matroska (dmlc/decord#195, #252, #365).
+DECORD_CONTAINERS = frozenset({"mov", "matroska", "flv"})
+DECORD_REORDERED_CODECS = frozenset({"h264"})
+
+
+def decord_unsuited(source) -> str | None:
+    """Why ``open_video(backend="auto")`` reads ``source`` with PyAV although decord is installed; None when decord
+    reads it right (see :data:`DECORD_CONTAINERS`), or the header cannot be read (the readers say what is wrong).
+    From the header and the first packet: about a millisecond."""
+    import av
+
+    try:
+        with av.open(io.BytesIO(bytes(source)) if isinstance(source, (bytes, bytearray, memoryview))
+                     else str(source)) as container:
+            stream = main_video_stream(container)
+            if stream is None:
+                return None
+            cc = stream.codec_context
+            if cc.color_trc in (HDR_PQ, HDR_HLG):
+                return "HDR, which decord cannot tone-map (see vtr.data.hdr)"
+            if (cc.field_order or 0) > 1:  # 0 unknown, 1 progressive
+                return "interlaced, which decord cannot deinterlace"
+            kind = container.format.name.split(",")[0]
+            if kind not in DECORD_CONTAINERS:
+                return f"its container ({kind}) is one where decord reads other frames than asked"
+            if cc.has_b_frames and cc.name not in DECORD_REORDERED_CODECS:
+                return f"{cc.name} with B-frames, where decord reads other frames than asked"
+            if _starts_hidden(container, stream):
+                return "it starts with frames players do not show, which decord counts"
+            return None
+    except Exception:  # noqa: BLE001 - the reader that opens it says what is wrong
+        return None
 
 
 def open_video(source: VideoSource, backend: str = "auto", name: str | None = None,
                seek_threshold: int | None = DEFAULT_SEEK_THRESHOLD, threads: int = 0) -> VideoReader:
     """Open a video from a path or from its bytes.
 
-    backend: ``"auto"`` (decord if importable and it opens the file, else PyAV; a decord decode error retries
-    with PyAV; PyAV for an HDR video, which it tone-maps to SDR as decord cannot), ``"decord"`` or ``"pyav"``.
+    backend: ``"auto"`` (decord where it is installed, opens the file and reads it right, else PyAV: see
+    :func:`decord_unsuited`; a decord decode error retries with PyAV), ``"decord"`` or ``"pyav"``.
     name: what error messages call the source (default: the path, or ``<N bytes>``).
     threads: codec threads of the PyAV decoder (0: FFmpeg's automatic count, one per core); decord decodes with
     one thread.
@@ -1053,7 +1117,10 @@ def open_video(source: VideoSource, backend: str = "auto", name: str | None = No
         return DecordVideoReader(source, name)
     if backend != "auto":
         raise ValueError(f"unknown video backend {backend!r}; expected 'auto', 'decord' or 'pyav'")
-    if _decord_available() and not hdr_source(source):  # decord has no tone mapping (see vtr.data.hdr)
+    unsuited = decord_unsuited(source) if _decord_available() else "decord is not installed"
+    if unsuited:
+        logger.debug("reading %s with PyAV: %s", name, unsuited)
+    else:
         try:
             return DecordVideoReader(source, name, fallback=pyav)
         except VideoReadError as decord_error:
