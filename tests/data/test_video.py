@@ -299,6 +299,18 @@ def test_a_variable_rate_mp4_is_not_taken_for_a_trimmed_one(tmp_path):
     assert not hides_frames(path)
 
 
+def test_a_read_past_an_estimated_count_takes_the_packets_count(tmp_path):
+    """An MPEG program stream's header has no frame count; duration × rate falls 2 frames short of its 79 (B-frames
+    end it early). Asked for its last frame, the reader counts the packets. Before: "frame index 78 out of range"."""
+    path = write_video(tmp_path / "old.mpg", indexed_frames(79, 96, 128), codec="mpeg1video",
+                       options={"bf": "2", "g": "15"})
+    with open_video(path, backend="pyav") as r:
+        assert r.num_frames < 79  # the estimate this is about
+        assert _indices_of(r.get_frames([0, 78])) == [0, 78] and r.num_frames == 79
+        with pytest.raises(IndexError, match="79 frames"):
+            r.get_frames([79])
+
+
 @needs_decord
 @pytest.mark.parametrize("name,codec,options,reader", [
     ("h264.mp4", "libx264", {"bf": "3", "g": "12"}, "decord"),
