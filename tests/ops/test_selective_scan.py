@@ -597,9 +597,10 @@ _TARGET_CHILD = (
     "                              impl='cpu').mT\n"
     "fwd = ss.selective_scan_numba(**x, delta_softplus=True).detach()\n"
     "err = (rows.double() - truth).abs() / (1 + truth.abs())\n"  # relative where |y| > 1 (it reaches 15 here)
+    "at = int(err.argmax())\n"
     "print('SCALEF', k.SCALEF, 'ROWS_EQ_FWD', torch.equal(rows, fwd), 'ERR', float(err.max()),\n"
-    "      'REF_ERR', float(((ref.double() - truth).abs() / (1 + truth.abs())).max()), 'AT', np.unravel_index(int(err.argmax()), err.shape),\n"
-    "      'GOT', float(rows.flatten()[int(err.argmax())]), 'WANT', float(truth.flatten()[int(err.argmax())]))\n"
+    "      'REF_ERR', float(((ref.double() - truth).abs() / (1 + truth.abs())).max()),\n"
+    "      'AT', np.unravel_index(at, err.shape), 'GOT', float(rows.flatten()[at]), 'WANT', float(truth.flatten()[at]))\n"
 )
 
 
