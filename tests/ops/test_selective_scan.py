@@ -600,7 +600,8 @@ _TARGET_CHILD = (
     "at = int(err.argmax())\n"
     "print('SCALEF', k.SCALEF, 'ROWS_EQ_FWD', torch.equal(rows, fwd), 'ERR', float(err.max()),\n"
     "      'REF_ERR', float(((ref.double() - truth).abs() / (1 + truth.abs())).max()),\n"
-    "      'AT', np.unravel_index(at, err.shape), 'GOT', float(rows.flatten()[at]), 'WANT', float(truth.flatten()[at]))\n"
+    "      'AT', np.unravel_index(at, err.shape), 'GOT', float(rows.flatten()[at]),\n"
+    "      'WANT', float(truth.flatten()[at]))\n"
 )
 
 
