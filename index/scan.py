@@ -6,16 +6,9 @@ import logging
 import os
 from dataclasses import dataclass
 
-logger = logging.getLogger(__name__)
+from vtr.data.extensions import VIDEO_EXTENSIONS  # noqa: F401  (what the scan finds)
 
-# Containers FFmpeg (PyAV) opens; also camcorders' (.mts, .mod, .dv), DVDs' (.vob), broadcast (.mxf), old web
-# and Windows video (.asf, .f4v, .divx, .rm, .rmvb). Audio-first extensions (.ogg, .m4a) are left out: a music
-# folder would fill the failed list.
-VIDEO_EXTENSIONS = frozenset({
-    ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".wmv", ".flv", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts",
-    ".3gp", ".ogv", ".mxf", ".vob", ".mod", ".dv", ".m2v", ".asf", ".f4v", ".divx", ".rm", ".rmvb", ".y4m",
-    ".tod", ".m2t", ".3g2",  # JVC's HD camcorders (MPEG-TS), HDV captured from tape, CDMA phones' 3GPP2
-})
+logger = logging.getLogger(__name__)
 
 #: Folders a file system or a NAS keeps for itself (compared without case), skipped like hidden ones: recycle bins
 #: (Windows' $RECYCLE.BIN and RECYCLER, Synology's #recycle, QNAP's @Recycle), snapshots (Synology's #snapshot: a

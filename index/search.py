@@ -31,12 +31,12 @@ from index.layout import (CATALOG, MANIFEST, VECTORS, index_preprocess, is_index
                           weights_verified)
 from index.store import VectorStore
 from index.windows import Window, window_frame_indices
+from vtr.data.extensions import IMAGE_EXTENSIONS
 from vtr.errors import VideoReadError, VtrError
 from vtr.precision import check_precision
 
 logger = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff", ".avif", ".heic", ".heif"}
 
 #: a filtered search of a store without exact filtering (HNSW, PQ) scores up to this many windows exactly, from the
 #: catalog's vectors; Flat and IVF…,Flat stores filter exactly themselves (VectorStore.search_allowed_exactly)

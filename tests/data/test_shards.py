@@ -119,6 +119,38 @@ def test_a_phone_photo_is_packed_and_read_upright(tmp_path):
     assert np.abs(image[-16:].astype(int)).max() <= 12
 
 
+def test_every_video_and_photo_format_vtr_reads_makes_a_sample(tmp_path, tokenizer):
+    """A camcorder's .MTS, a DVD's .mpg, a Windows .wmv and an iPhone's .HEIC are packed under their own extension and
+    read back by training, as the index reads them. Before, `vtr shards make` skipped every file that was not .mp4,
+    .webm, .mkv, .avi, .mov or .jpg/.jpeg/.png/.webp: "unsupported extension"."""
+    from tests.videos import indexed_frames, write_heif
+
+    (tmp_path / "v").mkdir()
+    frames = indexed_frames(30, 48, 64)
+    write_video(tmp_path / "v" / "00012.MTS", frames, options={"bf": "3", "g": "12"})
+    write_video(tmp_path / "v" / "VTS_01_1.mpg", frames, codec="mpeg2video", options={"bf": "2", "g": "15"})
+    write_video(tmp_path / "v" / "party.wmv", frames, codec="wmv2")
+    write_heif(tmp_path / "v" / "IMG_0001.HEIC", np.full((32, 48, 3), (30, 160, 220), np.uint8))
+    names = ["00012.MTS", "VTS_01_1.mpg", "party.wmv", "IMG_0001.HEIC"]
+    (tmp_path / "caps.csv").write_text("video,caption\n" + "".join(f"{n},clip {i}\n" for i, n in enumerate(names)))
+    assert shards_make_command(videos=str(tmp_path / "v"), captions=str(tmp_path / "caps.csv"),
+                               out=str(tmp_path / "s")) == 0
+    with tarfile.open(tmp_path / "s" / "00000.tar") as tar:
+        media = sorted(n for n in tar.getnames() if not n.endswith((".json", ".txt")))
+        metas = [json.loads(tar.extractfile(f"00000000{i}.json").read()) for i in range(3)]
+    assert media == ["000000000.mts", "000000001.mpg", "000000002.wmv", "000000003.heic"]
+    # the whole video each (an .mpg has no frame count: duration × rate, 28 of its 30)
+    assert [m["num_frames"] for m in metas] in ([30, 30, 30], [30, 28, 30])
+    videos = make_train_loader(str(tmp_path / "s"), tokenizer, batch_size=3, steps_per_epoch=4, num_frames=4,
+                               img_size=32, num_workers=0, shuffle_buffer=1)
+    batches = list(videos)
+    assert {k for b in batches for k in b["keys"]} == {"000000000", "000000001", "000000002"}
+    assert all(b["frames"].shape == (3, 4, 3, 32, 32) for b in batches)
+    photos = make_train_loader(str(tmp_path / "s"), tokenizer, batch_size=1, steps_per_epoch=1, img_size=32,
+                               modality="image", num_workers=0)
+    assert [b["keys"] for b in photos] == [["000000003"]]
+
+
 def test_shards_make_command_needs_its_flags(tmp_path):
     from vtr.errors import VtrError
 

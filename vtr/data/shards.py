@@ -55,12 +55,22 @@ import numpy as np
 import torch
 
 from vtr.atomic import atomic_path, remove_stale_temporaries, write_json_atomic
+from vtr.data.extensions import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from vtr.errors import VtrError
 
 logger = logging.getLogger(__name__)
 
-VIDEO_EXTS = ("mp4", "webm", "mkv", "avi", "mov")
-IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
+
+def _fields(extensions, first: tuple) -> tuple:
+    """``first``, then the other ``extensions`` without their dots, sorted."""
+    return first + tuple(sorted(e.lstrip(".") for e in extensions if e.lstrip(".") not in first))
+
+
+#: What a shard's sample may hold, as the field names of its media (the file's extension, lower case): every video and
+#: photo file vtr reads (:mod:`vtr.data.extensions`), the video2dataset layout's first. An extension-less caption
+#: row takes the first of these it finds.
+VIDEO_EXTS = _fields(VIDEO_EXTENSIONS, first=("mp4", "webm", "mkv", "avi", "mov"))
+IMAGE_EXTS = _fields(IMAGE_EXTENSIONS, first=("jpg", "jpeg", "png", "webp"))
 MEDIA_COLUMNS = ("video", "videoid", "video_id", "path", "file", "filename", "image", "image_id")
 CAPTION_COLUMNS = ("caption", "text", "name", "title")
 CACHE_MAX_FRAME_RATIO = 4  # a clip is cached only when decoding all its frames is at most this many times the work

@@ -1,0 +1,15 @@
+"""The file extensions vtr reads as media: what the index scans, what a search takes as an example, what `vtr shards
+make` packs. No imports: the scan and the command line read them without loading torch."""
+
+#: Video files: the containers FFmpeg (PyAV) opens; also camcorders' (.mts, .mod, .dv), DVDs' (.vob), broadcast
+#: (.mxf), old web and Windows video (.asf, .f4v, .divx, .rm, .rmvb). Audio-first extensions (.ogg, .m4a) are left
+#: out: a music folder would fill the failed list.
+VIDEO_EXTENSIONS = frozenset({
+    ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".wmv", ".flv", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts",
+    ".3gp", ".ogv", ".mxf", ".vob", ".mod", ".dv", ".m2v", ".asf", ".f4v", ".divx", ".rm", ".rmvb", ".y4m",
+    ".tod", ".m2t", ".3g2",  # JVC's HD camcorders (MPEG-TS), HDV captured from tape, CDMA phones' 3GPP2
+})
+
+#: Photos: what :func:`vtr.data.image.read_image` reads (HEIC grids, EXIF orientation, HDR AVIF).
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff", ".avif", ".heic",
+                              ".heif"})
