@@ -3,7 +3,8 @@
 One reader interface over two backends:
 
 - **decord** (default, what the reference code uses): random access by frame index via ``get_batch``, where it
-  returns the frames asked for (H.264 in MP4/MOV/MKV, see :func:`decord_unsuited`).
+  returns the frames asked for (H.264 in MP4/MOV/MKV/FLV, and streams without B-frames there: see
+  :func:`decord_unsuited`).
 - **PyAV**: fallback for files decord cannot open, the index's decoder (see below), and the only backend where
   decord is not installed (decord ships x86_64 wheels only).
 
@@ -628,9 +629,14 @@ class PyAVVideoReader(VideoReader):
         import av
 
         src = self._source
-        with av.open(io.BytesIO(bytes(src)) if isinstance(src, (bytes, bytearray, memoryview)) else str(src)) as probe:
-            stream = main_video_stream(probe)
-            return _edit_list_shows(stream, self.fps, _first_packet(probe, stream)) if stream is not None else None
+        try:
+            with av.open(io.BytesIO(bytes(src)) if isinstance(src, (bytes, bytearray, memoryview))
+                         else str(src)) as probe:
+                stream = main_video_stream(probe)
+                return _edit_list_shows(stream, self.fps, _first_packet(probe, stream)) if stream is not None else None
+        except Exception as e:  # noqa: BLE001 - unreadable a moment after it opened (replaced?): the header's count
+            logger.debug("cannot read the first packet of %s: %s", self.name, e)
+            return None
 
     @property
     def edited(self) -> bool:
@@ -1054,10 +1060,10 @@ def header_flags(source) -> tuple[bool, bool]:
 
 
 #: Where decord 0.6's ``get_batch`` returns the frames asked for, checked frame by frame against PyAV with random
-#: reads (tests/data/test_video.py): H.264 in these containers (FFmpeg's demuxer names), and any codec there whose
-#: frames are decoded in the order they are shown. Elsewhere it returns other frames than asked, and says nothing:
-#: MPEG-TS (a whole GOP late), AVI with H.264, ASF/WMV, MPEG program streams (.mpg, .vob), and HEVC, MPEG-4 part 2
-#: or MPEG-2 with B-frames even in MP4 or Matroska (dmlc/decord#195, #252, #365).
+#: reads (``python -m bench.decoders``; tests/data/test_video.py): H.264 in these containers (FFmpeg's demuxer
+#: names), and any codec there whose frames are decoded in the order they are shown. Elsewhere it returns other frames
+#: than asked, and says nothing: MPEG-TS (a whole GOP late), AVI with H.264, ASF/WMV, MPEG program streams (.mpg,
+#: .vob), and HEVC, MPEG-4 part 2 or MPEG-2 with B-frames even in MP4 or Matroska (dmlc/decord#195, #252, #365).
 DECORD_CONTAINERS = frozenset({"mov", "matroska", "flv"})
 DECORD_REORDERED_CODECS = frozenset({"h264"})
 
