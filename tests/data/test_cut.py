@@ -127,3 +127,19 @@ def test_interlaced_frames_are_read_deinterlaced(tmp_path):
         small = reader.get_frames([5, 9], size=(80, 60)).numpy()
     assert combed > 3
     assert np.mean([_combing(f) for f in full]) < 0.1 * combed and np.mean([_combing(f) for f in small]) < 0.2 * combed
+
+
+def test_auto_reads_interlaced_video_deinterlaced_where_decord_would_not(tmp_path):
+    """Evaluation, shards and training open videos with "auto", which read an interlaced H.264 MKV (decord's kind of
+    file) with decord: combed, as stored. It is read with PyAV now, deinterlaced as the index reads it."""
+    pytest.importorskip("decord")
+    from vtr.data.video import decord_unsuited, open_video
+
+    src = write_interlaced_video(tmp_path / "camcorder.mkv")
+    with open_video(str(src), backend="decord") as reader:
+        combed = np.mean([_combing(f) for f in reader.get_frames(list(range(0, 20, 3))).numpy()])
+    assert "interlaced" in decord_unsuited(str(src))
+    with open_video(str(src)) as reader:
+        assert reader.backend == "pyav"
+        shown = np.mean([_combing(f) for f in reader.get_frames(list(range(0, 20, 3))).numpy()])
+    assert combed > 3 and shown < 0.1 * combed
