@@ -71,6 +71,29 @@ def make_preview(path: str, start: float, end: float, cache_dir, tail_s: float =
     return out
 
 
+#: What Chromium, Firefox and Safari all play: these codecs in MP4/MOV or WebM/Matroska (FFmpeg's demuxer names).
+BROWSER_CONTAINERS = frozenset({"mov", "matroska"})
+BROWSER_CODECS = frozenset({"h264", "vp8", "vp9", "av1"})
+
+
+def browser_plays(path: str) -> bool:
+    """Whether a browser shows the video at ``path`` as players do: a codec and container browsers play, neither
+    HDR (shown washed out where the model sees it tone-mapped) nor interlaced (combed). False when it cannot be
+    read."""
+    import av
+
+    from vtr.data.video import header_flags, main_video_stream
+
+    try:
+        with av.open(str(path)) as container:
+            stream = main_video_stream(container)
+            playable = (stream is not None and container.format.name.split(",")[0] in BROWSER_CONTAINERS
+                        and stream.codec_context.name in BROWSER_CODECS)
+    except Exception:  # noqa: BLE001 - unreadable: not playable either
+        return False
+    return playable and not any(header_flags(path))
+
+
 def make_thumbnail(path: str, seconds: float, cache_dir, render: Callable[[str, float], bytes]) -> Path:
     """A cached JPEG of ``path`` at ``seconds`` (for indexes built without thumbnails); ``render(path, seconds)``
     makes the JPEG bytes (:meth:`index.search.VideoIndex.thumbnail`) when the cache does not hold it yet."""

@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 
 MAX_FOLDER_CHOICES = 200
 WATCH_STOP_S = 10.0  # how long closing the app waits for a watch update in progress
+EXAMPLE_PREVIEW_S = 30.0  # seconds of an example clip the page shows, when it has to be cut for the browser
 CONTEXT_S = 10.0  # seconds of the video shown before and after a moment, so it can be watched in context
 
 
@@ -307,6 +308,21 @@ class IndexService:
     def _check_source(self, moment: Moment) -> None:
         if not Path(moment.path).is_file():
             raise VtrError(f"{moment.name} is gone (moved or deleted since it was indexed); update the index.")
+
+    def example_clip(self, path: str) -> str:
+        """An example clip as the page can play it: the file itself when a browser plays it (:func:`app.media.
+        browser_plays`), else its first ``EXAMPLE_PREVIEW_S`` seconds cut to H.264 as a moment's preview is (a
+        camcorder's .MTS, an .mpg, an .avi or a .wmv showed an empty player; the search reads the whole clip all the
+        same); the file itself when it cannot be read (the search says why)."""
+        from app.media import browser_plays, make_preview
+
+        if browser_plays(path):
+            return path
+        try:
+            return str(make_preview(path, 0.0, EXAMPLE_PREVIEW_S, self.preview_dir, tail_s=0.0))
+        except Exception as e:  # noqa: BLE001 - the search by it says what is wrong with the file
+            logger.debug("no preview of the example %s: %s", path, e)
+            return path
 
     def preview(self, moment: Moment, context_s: float = CONTEXT_S) -> tuple[str, float]:
         """A browser-playable cut around the moment: ``context_s`` seconds before it to ``context_s`` after it.

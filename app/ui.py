@@ -362,7 +362,8 @@ class _Handlers:
                 "while an example is set.")
         if os.path.splitext(example)[1].lower() in IMAGE_EXTENSIONS:
             return gr.update(value=example_picture(example), visible=True), gr.update(value=None, visible=False), note
-        return gr.update(value=None, visible=False), gr.update(value=example, visible=True), note
+        clip = self.service.example_clip(example)  # what a browser plays
+        return gr.update(value=None, visible=False), gr.update(value=clip, visible=True), note
 
     # ----------------------------------------------------------------------------------- player and export
     def on_select(self, results, view, evt: gr.SelectData):

@@ -203,6 +203,24 @@ def test_example_shows_a_preview_and_says_it_replaces_the_words(browser, running
     page.close()
 
 
+def test_an_example_clip_from_a_dvd_plays_in_the_page(browser, running_app, tmp_path):
+    """Browsers play no MPEG-2 program stream (nor .MTS, .avi, .wmv): the example's player was empty. The page
+    plays it cut to H.264, as it plays a moment's preview."""
+    from tests.index.media import textured_frames
+    from tests.videos import write_video
+
+    clip = write_video(tmp_path / "VTS_01_1.mpg", textured_frames(20, seed=3), fps=10, codec="mpeg2video")
+    page = open_page(browser, running_app.url, tmp_path)
+    page.locator("#options").get_by_text("Search by example, filters").click()
+    page.locator("#example input[type=file]").set_input_files(str(clip))
+    page.wait_for_function("() => { const v = document.querySelector('#example-video video');"
+                           " return v && v.readyState >= 1 && v.videoWidth > 0 && v.duration > 1.5; }", timeout=30000)
+    run_search(page, "words that are ignored")
+    assert "your example" in page.locator("#status").inner_text()
+    assert not page.errors, page.errors
+    page.close()
+
+
 def test_an_iphone_heic_example_is_shown_as_the_model_sees_it(browser, running_app, tmp_path):
     """A browser shows no HEIC: the page shows the photo decoded, whole and upright, as the search reads it. Before,
     `.heic` went to a video player that showed nothing, and the search read one tile of it."""

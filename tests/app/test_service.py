@@ -137,6 +137,33 @@ def test_preview_caps_length_and_thumbnail(tmp_path):
     assert rendered == [(str(src), 1.0), (str(src), 2.0)]
 
 
+def test_an_example_clip_a_browser_cannot_play_is_shown_cut_to_h264(tmp_path):
+    """An example clip from a camcorder (.MTS), a DVD (.mpg), Windows (.wmv) or an old camera (.avi) showed an empty
+    player: browsers play none of them. The page gets the clip cut to H.264 as a moment's preview is, every frame
+    of it; a file a browser plays is shown as it is, and a damaged one too (the search says what is wrong)."""
+    from tests.videos import write_hdr_video, write_interlaced_video
+
+    service = IndexService(str(tmp_path / "none.idx"), cache_dir=str(tmp_path / "cache"))
+    frames = indexed_frames(30)
+    kinds = {"00012.MTS": {"options": {"bf": "3", "g": "12"}}, "VTS_01_1.mpg": {"codec": "mpeg2video"},
+             "party.wmv": {"codec": "wmv2"}, "old.avi": {"codec": "mpeg4"}}
+    for name, how in kinds.items():
+        clip = service.example_clip(str(write_video(tmp_path / name, frames, fps=10, **how)))
+        assert clip.startswith(str(service.preview_dir)) and clip.endswith(".mp4"), name
+        with av.open(clip) as c:
+            assert c.streams.video[0].codec_context.name == "h264"
+            shown = [frame_index_of(f.to_ndarray(format="rgb24")) for f in c.decode(video=0)]
+        assert len(shown) == 30 and all(abs(got - want) <= 1 for got, want in zip(shown, range(30))), name
+    for name in ("phone.mp4", "browser.webm"):
+        playable = str(write_video(tmp_path / name, frames, codec="libvpx-vp9" if name.endswith("webm") else "libx264"))
+        assert service.example_clip(playable) == playable
+    hdr = write_hdr_video(tmp_path / "iphone.mov", indexed_frames(10), "hlg")  # tone-mapped, as the model sees it
+    interlaced = write_interlaced_video(tmp_path / "camcorder.mkv")  # deinterlaced
+    assert all(service.example_clip(str(p)).startswith(str(service.preview_dir)) for p in (hdr, interlaced))
+    (tmp_path / "broken.mpg").write_bytes(b"\x00\x00\x01\xba" + b"junk" * 100)
+    assert service.example_clip(str(tmp_path / "broken.mpg")) == str(tmp_path / "broken.mpg")
+
+
 def test_thumbnails_of_an_index_built_without_them_are_cut_from_the_video(tmp_path, app_model):
     from index import build_index
 
