@@ -71,24 +71,27 @@ def make_preview(path: str, start: float, end: float, cache_dir, tail_s: float =
     return out
 
 
-#: What Chromium, Firefox and Safari all play: these codecs in MP4/MOV or WebM/Matroska (FFmpeg's demuxer names).
-BROWSER_CONTAINERS = frozenset({"mov", "matroska"})
-BROWSER_CODECS = frozenset({"h264", "vp8", "vp9", "av1"})
+#: What Chromium, Firefox and Safari all play, by file type (the extension decides the type the browser is told):
+#: MP4 with H.264, VP9 or AV1, and WebM with VP8, VP9 or AV1. Not Matroska (.mkv) nor QuickTime (.mov), which some
+#: browsers refuse whatever their codec.
+BROWSER_PLAYS = {".mp4": frozenset({"h264", "vp9", "av1"}), ".m4v": frozenset({"h264", "vp9", "av1"}),
+                 ".webm": frozenset({"vp8", "vp9", "av1"})}
 
 
 def browser_plays(path: str) -> bool:
-    """Whether a browser shows the video at ``path`` as players do: a codec and container browsers play, neither
-    HDR (shown washed out where the model sees it tone-mapped) nor interlaced (combed). False when it cannot be
-    read."""
+    """Whether every browser shows the video at ``path`` as players do (:data:`BROWSER_PLAYS`), neither HDR (shown
+    washed out where the model sees it tone-mapped) nor interlaced (combed). False when it cannot be read."""
     import av
 
     from vtr.data.video import header_flags, main_video_stream
 
+    codecs = BROWSER_PLAYS.get(os.path.splitext(str(path))[1].lower())
+    if not codecs:
+        return False
     try:
         with av.open(str(path)) as container:
             stream = main_video_stream(container)
-            playable = (stream is not None and container.format.name.split(",")[0] in BROWSER_CONTAINERS
-                        and stream.codec_context.name in BROWSER_CODECS)
+            playable = stream is not None and stream.codec_context.name in codecs
     except Exception:  # noqa: BLE001 - unreadable: not playable either
         return False
     return playable and not any(header_flags(path))

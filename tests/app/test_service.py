@@ -138,15 +138,17 @@ def test_preview_caps_length_and_thumbnail(tmp_path):
 
 
 def test_an_example_clip_a_browser_cannot_play_is_shown_cut_to_h264(tmp_path):
-    """An example clip from a camcorder (.MTS), a DVD (.mpg), Windows (.wmv) or an old camera (.avi) showed an empty
-    player: browsers play none of them. The page gets the clip cut to H.264 as a moment's preview is, every frame
-    of it; a file a browser plays is shown as it is, and a damaged one too (the search says what is wrong)."""
+    """An example clip from a camcorder (.MTS), a DVD (.mpg), Windows (.wmv), an old camera (.avi), an iPhone (HEVC
+    .MOV) or OBS (.mkv) showed an empty player in one browser or another. The page gets the clip cut to H.264 as a
+    moment's preview is, every frame of it; a file every browser plays is shown as it is, and a damaged one too (the
+    search says what is wrong)."""
     from tests.videos import write_hdr_video, write_interlaced_video
 
     service = IndexService(str(tmp_path / "none.idx"), cache_dir=str(tmp_path / "cache"))
     frames = indexed_frames(30)
     kinds = {"00012.MTS": {"options": {"bf": "3", "g": "12"}}, "VTS_01_1.mpg": {"codec": "mpeg2video"},
-             "party.wmv": {"codec": "wmv2"}, "old.avi": {"codec": "mpeg4"}}
+             "party.wmv": {"codec": "wmv2"}, "old.avi": {"codec": "mpeg4"}, "IMG_0001.MOV": {"codec": "libx265"},
+             "obs.mkv": {}}
     for name, how in kinds.items():
         clip = service.example_clip(str(write_video(tmp_path / name, frames, fps=10, **how)))
         assert clip.startswith(str(service.preview_dir)) and clip.endswith(".mp4"), name
