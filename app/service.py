@@ -310,10 +310,10 @@ class IndexService:
             raise VtrError(f"{moment.name} is gone (moved or deleted since it was indexed); update the index.")
 
     def example_clip(self, path: str) -> str:
-        """An example clip as the page can play it: the file itself when a browser plays it (:func:`app.media.
-        browser_plays`), else its first ``EXAMPLE_PREVIEW_S`` seconds cut to H.264 as a moment's preview is (a
-        camcorder's .MTS, an .mpg, an .avi or a .wmv showed an empty player; the search reads the whole clip all the
-        same); the file itself when it cannot be read (the search says why)."""
+        """An example clip as the page can play it: the file itself where every browser plays it
+        (:func:`app.media.browser_plays`), else its first ``EXAMPLE_PREVIEW_S`` seconds cut to H.264 as a moment's
+        preview is (a camcorder's .MTS, an .mpg, .avi, .wmv, .mkv or an iPhone's HEVC .MOV showed an empty player;
+        the search reads the whole clip all the same); the file itself when it cannot be read (the search says why)."""
         from app.media import browser_plays, make_preview
 
         if browser_plays(path):
