@@ -24,12 +24,15 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # the app never call
 import gradio as gr  # noqa: E402
 
 from app.service import IndexService, Moment, clock, group_by_video, parse_seconds, recorded_text  # noqa: E402
+from vtr.data.extensions import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS  # noqa: E402
 from vtr.errors import VtrError, disk_full  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
 ALL_FOLDERS = ""
-EXAMPLE_TYPES = ["image", "video", ".heic", ".heif"]  # iPhones' photos: MIME types Gradio does not count as images
+#: What the example upload takes: every photo and video file vtr reads, by extension too, as browsers give many of them
+#: no image/video type (an iPhone's .HEIC, a camcorder's .MTS, a TV recording's .ts, .3gp, .vob, ...)
+EXAMPLE_TYPES = ["image", "video", *sorted(IMAGE_EXTENSIONS | VIDEO_EXTENSIONS)]
 PAGE = 24  # moments per page; "More results" asks for another page
 QUOTED = 80  # characters of the query the status line quotes (a longer one is cut; the notes say what was read)
 WATCH_TICK_MIN_S = 15.0  # while the app watches its index, the counts on the page refresh at most this often
@@ -356,8 +359,6 @@ class _Handlers:
         """Show the example and say that it replaces the words."""
         if not example:
             return gr.update(value=None, visible=False), gr.update(value=None, visible=False), ""
-        from index.search import IMAGE_EXTENSIONS
-
         note = (f"Searching by the example {literal(os.path.basename(example))}: the words above are not used "
                 "while an example is set.")
         if os.path.splitext(example)[1].lower() in IMAGE_EXTENSIONS:

@@ -1,5 +1,7 @@
 """The search page as a person uses it, in Debian's chromium: filters, what typed text becomes, export, the player."""
 
+import pytest
+
 from tests.app.test_browser import open_page
 
 
@@ -218,6 +220,23 @@ def test_an_example_clip_from_a_dvd_plays_in_the_page(browser, running_app, tmp_
     run_search(page, "words that are ignored")
     assert "your example" in page.locator("#status").inner_text()
     assert not page.errors, page.errors
+    page.close()
+
+
+@pytest.mark.parametrize("name", ["00012.MTS", "IMG_0001.MOV", "recording.ts", "VTS_01_1.VOB", "phone.3gp"])
+def test_every_video_file_the_index_reads_is_taken_as_an_example(browser, running_app, tmp_path, name):
+    """The upload took "video" by the type the browser gives a file, and browsers give none to a camcorder's .MTS or
+    a TV's .ts: "Invalid file type", as for an iPhone's .MOV, a DVD's .VOB or a phone's .3gp (driven by Playwright).
+    The upload takes them by their extension now."""
+    from tests.videos import indexed_frames, write_video
+
+    clip = tmp_path / name
+    clip.write_bytes(write_video(tmp_path / "clip.mp4", indexed_frames(10)).read_bytes())  # FFmpeg reads any name
+    page = open_page(browser, running_app.url, tmp_path)
+    page.locator("#options").get_by_text("Search by example, filters").click()
+    page.locator("#example input[type=file]").set_input_files(str(clip))
+    page.wait_for_function("() => document.querySelector('#example-note').innerText.includes('not used')")
+    assert not [t for t in page.locator(".toast-body").all_inner_texts() if "Invalid" in t]
     page.close()
 
 
