@@ -83,7 +83,7 @@ def browser_plays(path: str) -> bool:
     washed out where the model sees it tone-mapped) nor interlaced (combed). False when it cannot be read."""
     import av
 
-    from vtr.data.video import header_flags, main_video_stream
+    from vtr.data.video import main_video_stream, stream_flags
 
     codecs = BROWSER_PLAYS.get(os.path.splitext(str(path))[1].lower())
     if not codecs:
@@ -91,10 +91,9 @@ def browser_plays(path: str) -> bool:
     try:
         with av.open(str(path)) as container:
             stream = main_video_stream(container)
-            playable = stream is not None and stream.codec_context.name in codecs
+            return stream is not None and stream.codec_context.name in codecs and not any(stream_flags(stream))
     except Exception:  # noqa: BLE001 - unreadable: not playable either
         return False
-    return playable and not any(header_flags(path))
 
 
 def make_thumbnail(path: str, seconds: float, cache_dir, render: Callable[[str, float], bytes]) -> Path:

@@ -1051,12 +1051,15 @@ def header_flags(source) -> tuple[bool, bool]:
         with av.open(io.BytesIO(bytes(source)) if isinstance(source, (bytes, bytearray, memoryview))
                      else str(source)) as container:
             stream = main_video_stream(container)
-            if stream is None:
-                return False, False
-            cc = stream.codec_context
-            return cc.color_trc in (HDR_PQ, HDR_HLG), (cc.field_order or 0) > 1  # 0 unknown, 1 progressive
+            return (False, False) if stream is None else stream_flags(stream)
     except Exception:  # noqa: BLE001 - the reader that opens it says what is wrong
         return False, False
+
+
+def stream_flags(stream) -> tuple[bool, bool]:
+    """:func:`header_flags` of an opened PyAV video stream."""
+    cc = stream.codec_context
+    return cc.color_trc in (HDR_PQ, HDR_HLG), (cc.field_order or 0) > 1  # field order 0 unknown, 1 progressive
 
 
 #: Where decord 0.6's ``get_batch`` returns the frames asked for, checked frame by frame against PyAV with random
@@ -1081,9 +1084,10 @@ def decord_unsuited(source) -> str | None:
             if stream is None:
                 return None
             cc = stream.codec_context
-            if cc.color_trc in (HDR_PQ, HDR_HLG):
+            hdr, interlaced = stream_flags(stream)
+            if hdr:
                 return "HDR, which decord cannot tone-map (see vtr.data.hdr)"
-            if (cc.field_order or 0) > 1:  # 0 unknown, 1 progressive
+            if interlaced:
                 return "interlaced, which decord cannot deinterlace"
             kind = container.format.name.split(",")[0]
             if kind not in DECORD_CONTAINERS:
