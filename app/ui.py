@@ -24,6 +24,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # the app never call
 import gradio as gr  # noqa: E402
 
 from app.service import IndexService, Moment, clock, group_by_video, parse_seconds, recorded_text  # noqa: E402
+from vtr.data.animation import is_animation  # noqa: E402
 from vtr.data.extensions import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS  # noqa: E402
 from vtr.errors import VtrError, disk_full  # noqa: E402
 
@@ -361,7 +362,7 @@ class _Handlers:
             return gr.update(value=None, visible=False), gr.update(value=None, visible=False), ""
         note = (f"Searching by the example {literal(os.path.basename(example))}: the words above are not used "
                 "while an example is set.")
-        if os.path.splitext(example)[1].lower() in IMAGE_EXTENSIONS:
+        if os.path.splitext(example)[1].lower() in IMAGE_EXTENSIONS and not is_animation(example):
             return gr.update(value=example_picture(example), visible=True), gr.update(value=None, visible=False), note
         clip = self.service.example_clip(example)  # what a browser plays
         return gr.update(value=None, visible=False), gr.update(value=clip, visible=True), note

@@ -32,7 +32,7 @@ from index.embed import DEFAULT_MODEL, embed_chunks, load_model
 from index.layout import (CATALOG, MANIFEST, VECTORS, check_manifest, is_index, manifest_for, read_manifest,
                           remember_weights_verified, remove_thumbnails, thumbnail_path, weights_identity,
                           write_manifest, write_thumbnail)
-from index.scan import VIDEO_EXTENSIONS, check_roots, scan_folders
+from index.scan import SCANNED_EXTENSIONS, check_roots, scan_folders
 from index.store import VectorStore, choose_factory
 from index.windows import DEFAULT_STRIDE_S, DEFAULT_WINDOW_S
 from vtr.errors import VtrError, disk_full
@@ -116,7 +116,7 @@ def build_index(dirs: list[str] | None, index: str, model=None, window_s: float 
                 stride_s: float | None = None, batch_size: int | None = None, workers: int = 2,
                 timeout_s: float = 120.0, factory: str | None = None, reembed: bool = False, retry_failed: bool = False,
                 device: str | None = None, thumbnails: bool = True, progress: bool = True,
-                extensions=VIDEO_EXTENSIONS, precision: str | None = None, window_policy: str | None = None,
+                extensions=SCANNED_EXTENSIONS, precision: str | None = None, window_policy: str | None = None,
                 chunk_windows: int = DecodeSettings.chunk_windows, forget_missing: bool = False,
                 settled=None) -> BuildReport:
     """Create or incrementally update the index folder ``index`` from the videos under ``dirs``.

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from dataclasses import dataclass
 
-from vtr.data.extensions import VIDEO_EXTENSIONS  # noqa: F401  (what the scan finds)
+from vtr.data.animation import is_animation
+from vtr.data.extensions import ANIMATION_EXTENSIONS, VIDEO_EXTENSIONS
+
+#: What the scan looks for: videos, and the pictures that may be animations (a GIF of one frame is left out:
+#: :func:`is_still_picture`).
+SCANNED_EXTENSIONS = VIDEO_EXTENSIONS | ANIMATION_EXTENSIONS
 
 logger = logging.getLogger(__name__)
 
@@ -62,20 +68,51 @@ def is_source_code(path: str) -> bool:
     return True
 
 
-def check_roots(roots) -> None:
+def is_still_picture(path: str, size: int, mtime: float) -> bool:
+    """Whether ``path``, named as a picture that may be animated (:data:`ANIMATION_EXTENSIONS`: ``.gif``,
+    ``.apng``), holds a single frame: a picture, not a video, left out like a photo. An animation (a phone's, or one
+    saved from a chat) is indexed as the short video it is. Remembered by size and modification time: a scan that
+    runs every few minutes reads each GIF once."""
+    if os.path.splitext(path)[1].lower() not in ANIMATION_EXTENSIONS:
+        return False
+    return _still(path, size, mtime)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _still(path: str, size: int, mtime: float) -> bool:
+    return not is_animation(path)  # reads the file's blocks up to its second frame
+
+
+def check_roots(roots, extensions=SCANNED_EXTENSIONS) -> None:
     """Each of ``roots`` names a folder, a file or a link here: a typo is said before an index folder is made or a
-    model loads (a name longer than the file system takes is no folder either, not an ``OSError``)."""
+    model loads (a name longer than the file system takes is no folder either, not an ``OSError``). A file named
+    alone must be one the scan takes: a photo, a document or a GIF of one frame was an index of nothing, with no
+    word why."""
+    from vtr.errors import VtrError
+
     for root in roots:
         path = os.path.abspath(os.path.expanduser(root))
         if not (os.path.isdir(path) or os.path.isfile(path) or os.path.islink(path)):
-            from vtr.errors import VtrError
-
             raise VtrError(f"{path} is not a folder or a file")
+        if not os.path.isfile(path):
+            continue  # a folder, or a dangling link (listed as failed, as in a folder)
+        ext = os.path.splitext(path)[1].lower()
+        if ext not in {e.lower() for e in extensions}:
+            names = ", ".join(sorted(e for e in extensions if e not in ANIMATION_EXTENSIONS))
+            raise VtrError(f"{path} is not a video file: vtr indexes the extensions {names}, and animated "
+                           f"{' and '.join(sorted(ANIMATION_EXTENSIONS & set(extensions)))} files")
+        if is_source_code(path):
+            raise VtrError(f"{path} is text (source code such as TypeScript), not an MPEG-TS video")
+        st = os.stat(path)
+        if is_still_picture(path, st.st_size, st.st_mtime):
+            raise VtrError(f"{path} is a still picture (a single frame), not a video: vtr indexes a GIF or an APNG "
+                           "when it is animated")
 
 
-def scan_folders(roots: list[str], extensions=VIDEO_EXTENSIONS, exclude=(),
+def scan_folders(roots: list[str], extensions=SCANNED_EXTENSIONS, exclude=(),
                  unreadable: list | None = None, mounts: list | None = None) -> list[ScannedFile]:
-    """Video files under ``roots``, recursively, sorted by path.
+    """Video files under ``roots``, recursively, sorted by path; animated GIFs and APNGs too
+    (:func:`is_still_picture`).
 
     exclude: absolute paths (folders or files) inside the roots to leave out, as ``vtr index remove`` records
     them; a root itself is always scanned, also one inside an excluded folder.
@@ -115,7 +152,7 @@ def scan_folders(roots: list[str], extensions=VIDEO_EXTENSIONS, exclude=(),
         except OSError as e:
             found[path] = ScannedFile(path, 0, 0.0, f"cannot stat: {e.strerror}")
             return
-        if not os.path.isfile(path) or is_source_code(path):
+        if not os.path.isfile(path) or is_source_code(path) or is_still_picture(path, st.st_size, st.st_mtime):
             return
         real = os.path.realpath(path)
         if real in seen_real_files:

@@ -31,7 +31,8 @@ from index.layout import (CATALOG, MANIFEST, VECTORS, index_preprocess, is_index
                           weights_verified)
 from index.store import VectorStore
 from index.windows import Window, window_frame_indices
-from vtr.data.extensions import IMAGE_EXTENSIONS
+from vtr.data.animation import animated_webp, is_animation
+from vtr.data.extensions import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from vtr.errors import VideoReadError, VtrError
 from vtr.precision import check_precision
 
@@ -130,8 +131,6 @@ def _check_filters(min_duration, max_duration, since, until) -> None:
 def _missing_example(query) -> bool:
     """Whether ``query`` is a path to an image or video that does not exist (a typo searched as words would
     answer something unrelated): a folder in it and an image or video extension, and no such file."""
-    from index.scan import VIDEO_EXTENSIONS
-
     if not isinstance(query, (str, Path)):
         return False
     text = str(query).strip()
@@ -452,8 +451,9 @@ class VideoIndex:
         return out
 
     def encode_example(self, path: str, at: float | None = None) -> np.ndarray:
-        """An image (repeated to the model's frame count) or a video clip (sampled like one window) → [E]. ``at``:
-        the window of a video around that second (the index's window length), not the whole video."""
+        """An image (repeated to the model's frame count) or a video clip (sampled like one window; an animated GIF
+        is one) → [E]. ``at``: the window of a video around that second (the index's window length), not the whole
+        video."""
         import torch
 
         from vtr.data.video import open_video, sample_frame_indices
@@ -469,13 +469,16 @@ class VideoIndex:
                     clip = reader.get_frames(window_frame_indices(window, clock, t)).permute(0, 3, 1, 2).contiguous()
             except VideoReadError as e:
                 raise VtrError(f"The example {Path(path).name} cannot be used: {e.cause}.") from e
-        elif Path(path).suffix.lower() in IMAGE_EXTENSIONS:
+        elif Path(path).suffix.lower() in IMAGE_EXTENSIONS and not is_animation(path):  # an animated GIF: a clip
             from vtr.data.image import read_image
 
             try:  # upright, as the user sees the photo (its EXIF orientation)
                 image = read_image(path)
             except Exception as e:  # noqa: BLE001
                 logger.debug("cannot read image %s: %s", path, e)
+                if animated_webp(path):
+                    raise VtrError(f"The example {Path(path).name} is an animated WebP, which FFmpeg cannot decode: "
+                                   "save it as an MP4 or a GIF, or take one frame of it as a picture.") from e
                 raise VtrError(f"The example {Path(path).name} is not an image file, or it is damaged.") from e
             clip = torch.from_numpy(image).permute(2, 0, 1).unsqueeze(0).expand(t, -1, -1, -1).contiguous()
         else:

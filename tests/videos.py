@@ -86,6 +86,27 @@ def write_video(path, frames: np.ndarray, fps: int = 25, codec: str = "libx264",
     return path
 
 
+def write_gif(path, frames: np.ndarray, fps: int = 10) -> Path:
+    """uint8 [T, H, W, 3] frames as an animated GIF (one frame: a still one), in grey: the palette keeps the grey
+    of :func:`indexed_frames` exactly."""
+    return write_video(path, frames, fps=fps, codec="gif", pix_fmt="gray")
+
+
+def write_animated_webp(path, frames: np.ndarray, fps: int = 10) -> Path:
+    """uint8 [T, H, W, 3] frames as an animated WebP (libwebp), which FFmpeg writes but does not decode."""
+    import av
+
+    with av.open(str(path), "w", format="webp") as out:
+        stream = out.add_stream("libwebp_anim", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        for f in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return Path(path)
+
+
 def write_vfr_video(path, frames: np.ndarray, times, codec: str = "libx264", live: bool = False) -> Path:
     """Write uint8 [T, H, W, 3] RGB frames shown at ``times`` (seconds, increasing): a variable frame rate, as
     phones and screen recorders write. Millisecond timestamps; libx264 keeps its B-frames (presentation order

@@ -223,6 +223,24 @@ def test_an_example_clip_from_a_dvd_plays_in_the_page(browser, running_app, tmp_
     page.close()
 
 
+def test_an_animated_gif_example_plays_as_the_clip_the_search_reads(browser, running_app, tmp_path):
+    """An animated GIF is searched by as a clip, so the page shows it in the example's player (as H.264, 3 s), not as
+    a picture; the search reads the same frames."""
+    from tests.videos import indexed_frames, write_gif
+
+    gif = write_gif(tmp_path / "reaction.gif", indexed_frames(30, 96, 128))
+    page = open_page(browser, running_app.url, tmp_path)
+    page.locator("#options").get_by_text("Search by example, filters").click()
+    page.locator("#example input[type=file]").set_input_files(str(gif))
+    page.wait_for_function("() => { const v = document.querySelector('#example-video video');"
+                           " return v && v.readyState >= 1 && v.videoWidth > 0 && v.duration > 2.5; }", timeout=30000)
+    assert not page.locator("#example-image img").is_visible()
+    run_search(page, "words that are ignored")
+    assert "your example" in page.locator("#status").inner_text()
+    assert not page.errors, page.errors
+    page.close()
+
+
 @pytest.mark.parametrize("name", ["00012.MTS", "IMG_0001.MOV", "recording.ts", "VTS_01_1.VOB", "phone.3gp"])
 def test_every_video_file_the_index_reads_is_taken_as_an_example(browser, running_app, tmp_path, name):
     """The upload took "video" by the type the browser gives a file, and browsers give none to a camcorder's .MTS or

@@ -151,6 +151,34 @@ def test_every_video_and_photo_format_vtr_reads_makes_a_sample(tmp_path, tokeniz
     assert [b["keys"] for b in photos] == [["000000003"]]
 
 
+def test_an_animated_gif_is_a_video_sample_and_a_still_one_a_picture(tmp_path, tokenizer):
+    """TGIF's clips, and a chat's saved reactions, are animated GIFs: training reads one as the video it is, its
+    frames over time, packed under its own extension. A GIF of one frame stays a picture. Before, every GIF was a
+    picture: the first frame of the animation, and nothing of its motion."""
+    from tests.videos import frame_index_of, indexed_frames, write_gif
+
+    (tmp_path / "v").mkdir()
+    write_gif(tmp_path / "v" / "tumblr_0001.gif", indexed_frames(40))  # 4 s at 10 frames a second
+    write_gif(tmp_path / "v" / "logo.gif", indexed_frames(1))
+    (tmp_path / "caps.csv").write_text("video,caption\ntumblr_0001.gif,a cat jumps\nlogo.gif,a logo\n")
+    assert shards_make_command(videos=str(tmp_path / "v"), captions=str(tmp_path / "caps.csv"),
+                               out=str(tmp_path / "s")) == 0
+    with tarfile.open(tmp_path / "s" / "00000.tar") as tar:
+        assert sorted(n for n in tar.getnames() if n.endswith(".gif")) == ["000000000.gif", "000000001.gif"]
+        meta = json.loads(tar.extractfile("000000000.json").read())
+    assert (meta["num_frames"], meta["duration"]) == (40, 4.0)  # media time: 40 frames of 0.1 s
+    videos = make_train_loader(str(tmp_path / "s"), tokenizer, batch_size=1, steps_per_epoch=3, num_frames=4,
+                               img_size=48, num_workers=0, shuffle_buffer=1, mean=(0, 0, 0), std=(1, 1, 1),
+                               crop_scale=1.0, flip_p=0.0)
+    batches = list(videos)
+    assert {k for b in batches for k in b["keys"]} == {"000000000"}
+    numbers = [frame_index_of(f.numpy() * 255) for f in batches[0]["frames"][0]]  # 4 frames, each's number
+    assert numbers == sorted(numbers) and numbers[-1] - numbers[0] >= 20, numbers  # spread over its 40 frames
+    photos = make_train_loader(str(tmp_path / "s"), tokenizer, batch_size=1, steps_per_epoch=1, img_size=32,
+                               modality="image", num_workers=0)
+    assert [b["keys"] for b in photos] == [["000000001"]]
+
+
 def test_shards_make_command_needs_its_flags(tmp_path):
     from vtr.errors import VtrError
 

@@ -1,7 +1,9 @@
+import io
 import os
 import shutil
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 import torch
@@ -11,8 +13,10 @@ from index.build import build_index, index_status
 from index.layout import thumbnail_path
 from index.catalog import Catalog
 from index.store import VectorStore
+from index.windows import Window, window_frame_indices
 from tests.index.media import make_broken, make_video, textured_frames
 from tests.videos import write_video
+from vtr.data.video import Clock
 
 
 def snapshot_windows(idx) -> list:
@@ -547,6 +551,39 @@ def test_the_formats_people_have_index_whole(tmp_path, test_model):
                 assert number(thumbnail_path(idx, w.id).read_bytes()) == middle, (f.path, w)
     finally:
         cat.close()
+
+
+def test_animated_gifs_are_indexed_as_videos_and_still_ones_left_out(tmp_path, test_model):
+    """A GIF or APNG of several frames (a phone's animation, a clip saved from a chat) is a short video: indexed
+    with its windows over its frames' times. One of a single frame (a web page's spacer) is a picture, left out as
+    photos are, until it holds an animation. Before, no `.gif` was scanned: an animation was never found."""
+    from tests.videos import frame_index_of, indexed_frames, write_gif
+
+    root = tmp_path / "videos"
+    (root / "chat").mkdir(parents=True)
+    (root / "site").mkdir()
+    frames = indexed_frames(30, 96, 128)
+    write_gif(root / "chat" / "dance.GIF", frames)  # 3 s at 10 frames a second
+    write_video(root / "chat" / "sticker.apng", frames[:20], fps=10, codec="apng", pix_fmt="rgb24")
+    write_gif(root / "site" / "spacer.gif", frames[:1])
+    idx = tmp_path / "idx"
+    report = build_index([str(root)], str(idx), model=test_model, workers=0, progress=False)
+    assert (report.total_files, report.added, report.failed) == (2, 2, 0), report.failures
+    n = test_model.preprocess.num_frames
+    spans = {}
+    for f, w in snapshot_windows(idx):
+        length = {"dance.GIF": 3.0, "sticker.apng": 2.0}[os.path.basename(f.path)]
+        assert f.duration == pytest.approx(length)  # media time: 0.1 s a frame
+        spans.setdefault(os.path.basename(f.path), []).append((w.start, w.end))
+        with av.open(io.BytesIO(thumbnail_path(idx, w.id).read_bytes())) as c:
+            shown = frame_index_of(next(c.decode(video=0)).to_ndarray(format="rgb24"))
+        middle = window_frame_indices(Window(w.start, w.end), Clock(10.0, round(length * 10)), n)[n // 2]
+        assert abs(shown - middle) <= 1, (f.path, w)  # the frame at the window's middle, not the first one
+    assert {name: (min(s), max(e)) for name, ws in spans.items() for s, e in [zip(*ws)]} == \
+        {"dance.GIF": (0.0, pytest.approx(3.0)), "sticker.apng": (0.0, pytest.approx(2.0))}  # windows over it all
+    write_gif(root / "site" / "spacer.gif", frames[:10])  # the same name, now an animation
+    later = build_index(None, str(idx), model=test_model, workers=0, progress=False)
+    assert (later.added, later.unchanged) == (1, 2)
 
 
 def test_an_index_decoded_by_decord_embeds_its_ts_mpeg_and_avi_files_again_once(tmp_path, test_model):

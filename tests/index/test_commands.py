@@ -134,6 +134,32 @@ def test_a_mistyped_folder_is_said_before_an_index_is_made_or_a_model_loads(tmp_
     assert not new.exists()
 
 
+def test_a_file_named_alone_that_is_no_video_is_said_before_an_index_is_made(tmp_path):
+    """`vtr index build photo.jpg`, a document, a GIF of one frame or a TypeScript file: each was an index of
+    nothing, made with the model loaded and no word why. Now the command says what the file is and what vtr
+    indexes, before anything is made; an animated GIF named alone is indexed."""
+    from tests.videos import indexed_frames, write_gif, write_photo
+
+    cases = {"IMG_0042.jpg": "is not a video file: vtr indexes the extensions .3g2, .3gp, .*, and animated .apng and "
+                             ".gif files$",
+             "notes.txt": "is not a video file",
+             "spacer.gif": "is a still picture \\(a single frame\\), not a video: vtr indexes a GIF or an APNG when "
+                           "it is animated$",
+             "main.ts": "is text \\(source code such as TypeScript\\), not an MPEG-TS video$"}
+    write_photo(tmp_path / "IMG_0042.jpg", indexed_frames(1)[0])
+    (tmp_path / "notes.txt").write_text("a list of things")
+    write_gif(tmp_path / "spacer.gif", indexed_frames(1))
+    (tmp_path / "main.ts").write_text("export const answer: number = 42;\n")
+    new = tmp_path / "new.idx"
+    for name, says in cases.items():
+        with pytest.raises(VtrError, match=f"^{tmp_path / name} {says}"):
+            build_command([str(tmp_path / name)], index=str(new), model="no-such-model")
+        assert not new.exists()
+    write_gif(tmp_path / "dance.gif", indexed_frames(20))
+    with pytest.raises(VtrError, match="no-such-model"):  # taken: the next step is loading the model
+        build_command([str(tmp_path / "dance.gif")], index=str(new), model="no-such-model")
+
+
 def test_an_interrupted_build_says_how_to_go_on(tmp_path, monkeypatch):
     """Ctrl-C (or SIGTERM, as Ctrl-C) in a build or an update: the message says what is kept and the command that
     goes on; before it was "interrupted" alone."""

@@ -9,7 +9,7 @@ from index.build import build_index
 from index.search import VideoIndex, merge_segments
 from vtr.errors import VtrError
 from tests.index.media import RED, make_vfr_video, make_video
-from tests.videos import write_jpeg, write_photo
+from tests.videos import write_jpeg, write_photo, write_video
 
 RED_VECTOR = np.eye(16, dtype=np.float32)[0]
 NOT_RED_VECTOR = np.eye(16, dtype=np.float32)[1]
@@ -259,6 +259,35 @@ def test_an_iphone_heic_photo_is_an_example_read_whole(red_collection, test_mode
         heic = vi.encode_example(write_heif(tmp_path / "IMG_0042.HEIC", np.rot90(picture, -1).copy(), tile=64,
                                             quarter_turns=1))  # stored on its side, shown upright
     assert float(png @ heic) / float(np.linalg.norm(png) * np.linalg.norm(heic)) > 0.999
+
+
+def test_an_animated_gif_is_an_example_clip_and_an_animated_webp_is_said_to_be_unreadable(red_collection, test_model,
+                                                                                          tmp_path):
+    """An animated GIF searched by is the clip it shows, sampled over its frames as the same frames in a video file
+    are; one of a single frame is a picture. Before, a GIF was always a picture: its first frame, repeated. An
+    animated WebP, which FFmpeg does not decode, was "not an image file, or it is damaged"."""
+    from tests.videos import indexed_frames, write_animated_webp, write_gif
+
+    _, idx = red_collection
+    frames = indexed_frames(30, 96, 128)
+    frames[15:] = 255 - frames[15:]  # its second half unlike its first frame
+    gif = write_gif(tmp_path / "dance.gif", frames)
+    with av.open(str(gif)) as c:
+        shown = np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])  # its frames, as decoded
+    lossless = write_video(tmp_path / "dance.mkv", shown, fps=10, codec="ffv1", pix_fmt="bgr0")
+    still = write_gif(tmp_path / "first.gif", shown[:1])
+
+    def cos(a, b):
+        return float(a @ b) / float(np.linalg.norm(a) * np.linalg.norm(b))
+    with VideoIndex(str(idx), model=test_model, gpu=False) as vi:
+        clip, video, picture = (vi.encode_example(str(p)) for p in (gif, lossless, still))
+        photo = vi.encode_example(write_photo(tmp_path / "first.png", shown[0]))
+        write_animated_webp(tmp_path / "sticker.webp", frames[:4])
+        with pytest.raises(VtrError, match="^The example sticker.webp is an animated WebP, which FFmpeg cannot decode: "
+                                           "save it as an MP4 or a GIF"):
+            vi.encode_example(str(tmp_path / "sticker.webp"))
+    assert cos(clip, video) > 0.9999 and cos(picture, photo) > 0.9999
+    assert cos(clip, picture) < 0.999, cos(clip, picture)
 
 
 def test_rerank_orders_by_the_matching_head(red_collection, test_model, monkeypatch):

@@ -11,5 +11,10 @@ VIDEO_EXTENSIONS = frozenset({
 })
 
 #: Photos: what :func:`vtr.data.image.read_image` reads (HEIC grids, EXIF orientation, HDR AVIF).
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff", ".avif", ".heic",
-                              ".heif"})
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".apng", ".bmp", ".webp", ".gif", ".tif", ".tiff", ".avif",
+                              ".heic", ".heif"})
+
+#: Pictures that are a video when they hold more than one frame (:func:`vtr.data.animation.is_animation`), a photo
+#: when not: the index scans them with the videos and leaves out the stills. (An animated WebP is not among them:
+#: FFmpeg does not decode one.)
+ANIMATION_EXTENSIONS = frozenset({".gif", ".apng"})

@@ -55,7 +55,8 @@ import numpy as np
 import torch
 
 from vtr.atomic import atomic_path, remove_stale_temporaries, write_json_atomic
-from vtr.data.extensions import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+from vtr.data.animation import is_animation
+from vtr.data.extensions import ANIMATION_EXTENSIONS, IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from vtr.errors import VtrError
 
 logger = logging.getLogger(__name__)
@@ -71,6 +72,8 @@ def _fields(extensions, first: tuple) -> tuple:
 #: row takes the first of these it finds.
 VIDEO_EXTS = _fields(VIDEO_EXTENSIONS, first=("mp4", "webm", "mkv", "avi", "mov"))
 IMAGE_EXTS = _fields(IMAGE_EXTENSIONS, first=("jpg", "jpeg", "png", "webp"))
+#: Picture fields that hold a video when animated (an animated GIF, as TGIF's clips are): read as one, frames over time.
+ANIMATION_FIELDS = frozenset(e.lstrip(".") for e in ANIMATION_EXTENSIONS)
 MEDIA_COLUMNS = ("video", "videoid", "video_id", "path", "file", "filename", "image", "image_id")
 CAPTION_COLUMNS = ("caption", "text", "name", "title")
 CACHE_MAX_FRAME_RATIO = 4  # a clip is cached only when decoding all its frames is at most this many times the work
@@ -185,7 +188,7 @@ def decode_image(data: bytes) -> np.ndarray:
 
 def _validate(data: bytes, ext: str, name: str) -> dict:
     """Open the media with the training reader; returns metadata or raises with the reason."""
-    if ext in IMAGE_EXTS:
+    if ext in IMAGE_EXTS and not (ext in ANIMATION_FIELDS and is_animation(data)):
         img = decode_image(data)
         return {"height": int(img.shape[0]), "width": int(img.shape[1])}
     from vtr.data.video import open_video
@@ -502,12 +505,21 @@ def _raw_samples(url: str, on_error) -> Iterator[dict]:
         stream[0]["stream"].close()
 
 
+def _media(sample: dict) -> tuple[str, str] | None:
+    """``(modality, field)`` of a raw sample's media: a video field, else a picture field, which holds a video when
+    it is an animation (:data:`ANIMATION_FIELDS`); None without media."""
+    ext = next((e for e in VIDEO_EXTS if e in sample), None)
+    if ext is not None:
+        return "video", ext
+    ext = next((e for e in IMAGE_EXTS if e in sample), None)
+    if ext is None:
+        return None
+    return ("video" if ext in ANIMATION_FIELDS and is_animation(bytes(sample[ext])) else "image"), ext
+
+
 def _modality(sample: dict) -> str | None:
-    if any(e in sample for e in VIDEO_EXTS):
-        return "video"
-    if any(e in sample for e in IMAGE_EXTS):
-        return "image"
-    return None
+    media = _media(sample)
+    return media[0] if media else None
 
 
 class ShardStream(torch.utils.data.IterableDataset):
@@ -587,7 +599,7 @@ class ShardStream(torch.utils.data.IterableDataset):
         if self.modality == "video":
             frames = self.video_frames(sample, rng)
         else:
-            ext = next(e for e in IMAGE_EXTS if e in sample)
+            ext = _media(sample)[1]
             frames = torch.from_numpy(decode_image(bytes(sample[ext]))).permute(2, 0, 1)[None].contiguous()
         try:
             meta = json.loads(bytes(sample["json"])) if "json" in sample else {}
@@ -616,7 +628,7 @@ class ShardStream(torch.utils.data.IterableDataset):
         if clip is not None:
             self.cache_hits += 1
             return clip[sample_frame_indices(self.num_frames, len(clip), "rand", rng=rng)]
-        ext = next(e for e in VIDEO_EXTS if e in sample)
+        ext = _media(sample)[1]
         with open_video(bytes(sample[ext]), name=f"{sample['__url__']}:{sample['__key__']}.{ext}") as reader:
             indices = sample_frame_indices(self.num_frames, reader.num_frames, "rand", rng=rng)
             size = reader.num_frames * reader.height * reader.width * 3

@@ -1,0 +1,72 @@
+"""Animated pictures (vtr.data.animation): a GIF or APNG of several frames is a video, one of a single frame a
+picture; told apart by the file's own blocks, and read as video by the same reader as any clip."""
+
+import io
+
+import numpy as np
+import pytest
+
+from tests.videos import frame_index_of, indexed_frames, write_animated_webp, write_gif, write_video
+from vtr.data.animation import animated_webp, gif_frames, is_animation, png_animation_frames
+
+
+def test_a_gif_of_several_frames_is_an_animation_and_one_of_a_single_frame_a_picture(tmp_path):
+    frames = indexed_frames(12)
+    moving = write_gif(tmp_path / "dance.gif", frames)
+    still = write_gif(tmp_path / "spacer.gif", frames[:1])
+    assert is_animation(moving) and not is_animation(still)
+    with open(moving, "rb") as f:
+        assert gif_frames(f, stop=100) == 12
+    with open(still, "rb") as f:
+        assert gif_frames(f, stop=100) == 1
+    assert is_animation(moving.read_bytes())  # the bytes of a shard's sample, too
+    # the walk stops at the second image: it does not read the rest of a long animation
+    with open(moving, "rb") as f:
+        assert gif_frames(f) == 2
+        assert f.tell() < moving.stat().st_size // 2
+
+
+def test_an_apng_is_told_from_a_still_png_by_its_animation_chunk(tmp_path):
+    frames = indexed_frames(6)
+    apng = write_video(tmp_path / "sticker.apng", frames, fps=10, codec="apng", pix_fmt="rgb24")
+    png = write_video(tmp_path / "still.png", frames[:1], fps=1, codec="png", pix_fmt="rgb24")
+    assert is_animation(apng) and not is_animation(png)
+    with open(apng, "rb") as f:
+        assert png_animation_frames(f) == 6
+    renamed = tmp_path / "sticker.png"  # an animated PNG under the still's extension is still an animation
+    renamed.write_bytes(apng.read_bytes())
+    assert is_animation(renamed)
+
+
+def test_what_is_no_animation_or_cannot_be_read_says_false(tmp_path):
+    clip = write_video(tmp_path / "clip.mp4", indexed_frames(5))
+    gif = write_gif(tmp_path / "a.gif", indexed_frames(12)).read_bytes()
+    cases = {"an mp4": clip, "text": b"GIF is a format of pictures", "empty": b"", "a header only": gif[:13],
+             "cut in its first frame": gif[:200], "no such file": tmp_path / "gone.gif"}
+    for what, source in cases.items():
+        assert not is_animation(source), what
+    assert gif_frames(io.BytesIO(gif[:len(gif) * 2 // 3]), stop=100) >= 2  # a GIF cut short: the frames it has
+
+
+def test_an_animated_webp_is_named_for_its_error(tmp_path):
+    """FFmpeg decodes no animated WebP; the example's error says so instead of "not an image"."""
+    path = write_animated_webp(tmp_path / "sticker.webp", indexed_frames(4))
+    still = write_video(tmp_path / "photo.webp", indexed_frames(1), fps=1, codec="libwebp", pix_fmt="yuv420p")
+    assert animated_webp(path) and not animated_webp(still) and not animated_webp(tmp_path / "gone.webp")
+    assert not is_animation(path)
+
+
+@pytest.mark.parametrize("name", ["dance.gif", "sticker.apng"])
+def test_an_animation_is_read_as_a_video_with_each_frame_at_its_time(tmp_path, name):
+    from vtr.data.video import open_video
+
+    frames = indexed_frames(30)
+    path = (write_gif(tmp_path / name, frames) if name.endswith(".gif")
+            else write_video(tmp_path / name, frames, fps=10, codec="apng", pix_fmt="rgb24"))
+    for source in (str(path), path.read_bytes()):
+        with open_video(source, name=name) as reader:
+            clock = reader.clock()
+            assert (clock.num_frames, clock.duration) == (30, pytest.approx(3.0))  # 30 frames of 0.1 s: media time
+            got = reader.get_frames([0, 7, 18, 29]).numpy()
+        assert [frame_index_of(f) for f in got] == [0, 7, 18, 29]
+    assert np.asarray(got).shape == (4, 48, 64, 3)
