@@ -67,6 +67,7 @@ class BuildReport:
     redecoded: int = 0  # unchanged files an older index's decoder may have misread, embedded again (older indexes)
     reread: int = 0  # unchanged HDR or interlaced files embedded again, tone-mapped, deinterlaced (older indexes)
     trimmed: int = 0  # unchanged files with frames never shown (trimmed, cut in), embedded again (older indexes)
+    transparent: int = 0  # unchanged files with transparency, embedded again over white (older indexes)
     copies: int = 0  # new files whose content was already indexed (a backup, a copy): windows reused, not embedded
     waiting: list = field(default_factory=list)  # new or changed files left for a later build: still being written
     vanished: list = field(default_factory=list)  # files gone while this run read them (a share or drive dropped):
@@ -95,6 +96,7 @@ class BuildReport:
         retimed += f", {self.redecoded} decoded again (TS/MPEG/AVI)" if self.redecoded else ""
         retimed += f", {self.reread} HDR or interlaced read anew" if self.reread else ""
         retimed += f", {self.trimmed} trimmed or cut in read anew" if self.trimmed else ""
+        retimed += f", {self.transparent} with transparency read anew" if self.transparent else ""
         copies = ("" if not self.copies else " (1 copy of an indexed video, not embedded again)" if self.copies == 1
                   else f" ({self.copies} copies of indexed videos, not embedded again)")
         return (f"{self.index}: {self.total_files} files, {self.total_windows} windows ({self.factory}); this run: "
@@ -224,6 +226,7 @@ def _plan_run(catalog: Catalog, index_dir: Path, dirs, extensions, retry_failed:
     todo += _redecode_misread(catalog, index_dir, todo, report)
     todo += _reread_hdr_and_interlaced(catalog, index_dir, todo, report, progress)
     todo += _reread_hidden_frames(catalog, index_dir, todo, report, progress)
+    todo += _reread_transparent(catalog, index_dir, todo, report, progress)
     return todo
 
 
@@ -838,6 +841,22 @@ def _reread_hidden_frames(catalog: Catalog, index_dir: Path, todo, report: Build
         logger.info("embedding again %d video(s) with frames players never show (trimmed, or recorded from between "
                     "two keyframes), indexed before those frames were left out", len(redo))
     report.trimmed, report.unchanged = len(redo), max(0, report.unchanged - len(redo))
+    return redo
+
+
+def _reread_transparent(catalog: Catalog, index_dir: Path, todo, report: BuildReport, progress: bool) -> list:
+    """Once per index: the videos whose pixels carry transparency (an editor's ProRes 4444 or QuickTime Animation
+    overlay, PNG in MOV: :func:`vtr.data.video.transparent`), of an index built before transparency was put over
+    white. Their windows and thumbnails showed the colour stored under it, which no player shows: embedded again.
+    Each file's header is read (about 1 ms). The catalog's ``transparency_over_white`` mark says this was done (or
+    that every file was embedded so)."""
+    from vtr.data.video import transparent
+
+    redo = _reread_once(catalog, index_dir, todo, "transparency_over_white", "video with transparency", transparent,
+                        progress)
+    if redo:
+        logger.info("embedding again %d video(s) with transparency, indexed before it was put over white", len(redo))
+    report.transparent, report.unchanged = len(redo), max(0, report.unchanged - len(redo))
     return redo
 
 

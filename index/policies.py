@@ -76,7 +76,7 @@ def _detection_pass(path, start, end, fps, size, cheap):
     import av
     from av.video.reformatter import VideoReformatter
 
-    from vtr.data.hdr import frame_to_rgb as hdr_frame_to_rgb, is_hdr
+    from vtr.data.image import shown_rgb
     from vtr.data.video import decode_from, frame_rate, main_video_stream, time_origin
 
     times, frames = [], []
@@ -113,8 +113,7 @@ def _detection_pass(path, start, end, fps, size, cheap):
                 continue
             next_t = (math.floor(t * fps + 1e-6) + 1) / fps  # on a grid: no drift when fps does not divide
             times.append(t)
-            frames.append(hdr_frame_to_rgb(frame, to_rgb, size[0], size[1]) if is_hdr(frame)  # as the windows
-                          else to_rgb.reformat(frame, width=size[0], height=size[1], format="rgb24").to_ndarray())
+            frames.append(shown_rgb(frame, to_rgb, size[0], size[1]))  # as the windows: HDR tone-mapped, ...
     return times, frames, expected, gap
 
 

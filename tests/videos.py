@@ -107,6 +107,40 @@ def write_animated_webp(path, frames: np.ndarray, fps: int = 10) -> Path:
     return Path(path)
 
 
+def transparent_frames(num_frames: int, height: int = 48, width: int = 64) -> np.ndarray:
+    """uint8 [T, H, W, 4] RGBA: a red square (opaque) moving right, a half-transparent blue bar along the bottom, and
+    a transparent rest whose stored colour is green, as a sticker or an editor's export may store it (no viewer
+    shows it)."""
+    out = np.zeros((num_frames, height, width, 4), np.uint8)
+    out[..., 1] = 255  # green, alpha 0
+    for i in range(num_frames):
+        out[i, height // 4:3 * height // 4, 4 + 2 * i:4 + 2 * i + width // 3] = (200, 30, 30, 255)
+    out[:, -6:] = (0, 0, 255, 128)
+    return out
+
+
+def write_rgba(path, frames: np.ndarray, fps: int = 10) -> Path:
+    """uint8 [T, H, W, 4] RGBA frames with their transparency, by ``path``'s extension: ``.apng`` (animated),
+    ``.png`` or ``.webp`` (the first frame, a still: a chat's sticker is a WebP with transparency)."""
+    import av
+
+    path = Path(path)
+    ext = path.suffix.lower()
+    codec, pix_fmt, fmt = {".apng": ("apng", "rgba", None), ".png": ("png", "rgba", None),
+                           ".webp": ("libwebp", "yuva420p", "webp")}[ext]
+    with av.open(str(path), "w", format=fmt) as out:
+        stream = out.add_stream(codec, rate=fps)
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], pix_fmt
+        if codec == "libwebp":
+            stream.options = {"lossless": "1"}
+        for f in frames if ext == ".apng" else frames[:1]:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgba")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
 def write_vfr_video(path, frames: np.ndarray, times, codec: str = "libx264", live: bool = False) -> Path:
     """Write uint8 [T, H, W, 3] RGB frames shown at ``times`` (seconds, increasing): a variable frame rate, as
     phones and screen recorders write. Millisecond timestamps; libx264 keeps its B-frames (presentation order

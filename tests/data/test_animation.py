@@ -3,6 +3,7 @@ picture; told apart by the file's own blocks, and read as video by the same read
 
 import io
 
+import av
 import numpy as np
 import pytest
 
@@ -70,3 +71,23 @@ def test_an_animation_is_read_as_a_video_with_each_frame_at_its_time(tmp_path, n
             got = reader.get_frames([0, 7, 18, 29]).numpy()
         assert [frame_index_of(f) for f in got] == [0, 7, 18, 29]
     assert np.asarray(got).shape == (4, 48, 64, 3)
+
+
+def test_an_apng_with_transparency_is_read_over_white_at_any_size(tmp_path):
+    """A sticker's transparency, as a browser shows it: white, in the model's frames (scaled in the decoder too,
+    where the stored colour must not bleed into the edges) and in a moment's exported clip."""
+    from tests.videos import transparent_frames, write_rgba
+    from vtr.data.cut import export_clips
+    from vtr.data.video import open_video
+
+    path = write_rgba(tmp_path / "sticker.apng", transparent_frames(10))
+    with open_video(str(path)) as reader:
+        full = reader.get_frames([0, 9]).numpy()
+        small = reader.get_frames([0, 9], size=(32, 24)).numpy()
+    assert (full[:, 2, 60] == 255).all() and np.abs(full[0, 24, 10].astype(int) - (200, 30, 30)).max() <= 3
+    assert (small[..., 1] <= np.minimum(small[..., 0], small[..., 2]).astype(int) + 3).all()  # no green anywhere
+    ((clip, error),) = export_clips([(str(path), 0.0, 1.0)], tmp_path / "out")
+    assert error is None
+    with av.open(clip) as c:
+        first = next(c.decode(video=0)).to_ndarray(format="rgb24")
+    assert first[2, 60].min() >= 245  # white (after H.264), not green

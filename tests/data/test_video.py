@@ -336,6 +336,29 @@ def test_auto_reads_with_decord_only_where_it_returns_the_frames_asked(tmp_path,
         assert (video_mod.decord_unsuited(source) is None) == (reader == "decord")
 
 
+@pytest.mark.parametrize("codec, pix_fmt", [("prores_ks", "yuva444p10le"), ("qtrle", "argb"), ("png", "rgba")])
+def test_an_editor_s_transparent_video_is_read_over_white_and_not_by_decord(tmp_path, codec, pix_fmt):
+    """An overlay exported with its transparency (ProRes 4444, QuickTime Animation, PNG in MOV) is read with its
+    transparent pixels white, as a page shows them; "auto" reads it with PyAV, since decord drops the transparency
+    and gives the colour stored under it (green here)."""
+    from tests.videos import transparent_frames
+
+    path = tmp_path / "lower_third.mov"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream(codec, rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, pix_fmt
+        for f in transparent_frames(10):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgba")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    assert "transparent" in video_mod.decord_unsuited(path)
+    with open_video(path) as r:
+        assert r.backend == "pyav"
+        frame = r.get_frames([3]).numpy()[0]
+    assert (frame[2, 60] == 255).all() and np.abs(frame[24, 20].astype(int) - (200, 30, 30)).max() <= 4
+
+
 def test_a_recording_started_between_keyframes_starts_at_its_first_frame_shown(tmp_path):
     """A TV tuner's or an IP camera's recording starts between keyframes: its first frames reference pictures the file
     does not hold, and decoders drop them up to the next keyframe. The reader's frames and seconds start there, and

@@ -611,6 +611,38 @@ def test_an_index_decoded_by_decord_embeds_its_ts_mpeg_and_avi_files_again_once(
     assert (again.redecoded, again.unchanged, again.embedded_windows) == (0, 3, 0)  # once per index
 
 
+def built_now_and_before(root, idx, model, monkeypatch, counted: str, n: int, as_before: list) -> tuple[dict, dict]:
+    """The snapshots of ``root`` indexed into ``idx`` as vtr reads its files now (``n`` added, none counted as
+    ``BuildReport.<counted>``: a new index reads them right throughout) and as it read them before, with the
+    ``(module, name, value)`` of ``as_before`` patched in; ``idx`` is left as the second one."""
+    first = build_index([str(root)], str(idx), model=model, workers=0, progress=False)
+    assert (first.added, getattr(first, counted)) == (n, 0)
+    want = snapshot(idx)
+    shutil.rmtree(idx)
+    for module, name, value in as_before:
+        monkeypatch.setattr(module, name, value)
+    build_index([str(root)], str(idx), model=model, workers=0, progress=False)
+    monkeypatch.undo()
+    return want, snapshot(idx)
+
+
+def reads_again_once(idx, model, want: dict, mark: str, counted: str, n: int, others: int, says: str) -> None:
+    """``idx`` made as an index built before ``mark`` (its catalog without it): its update embeds ``n`` files again
+    (``BuildReport.<counted>``, ``says`` in its summary) to the vectors ``want`` (a fresh build's) and leaves the
+    ``others``; the update after it embeds nothing (once per index)."""
+    cat = Catalog(idx / "catalog.sqlite")
+    with cat.transaction():
+        cat.conn.execute("DELETE FROM meta WHERE key=?", (mark,))
+    cat.close()
+    report = build_index(None, str(idx), model=model, workers=0, progress=False)
+    assert (getattr(report, counted), report.unchanged, report.changed) == (n, others, 0)
+    assert says in report.summary()
+    after = snapshot(idx)
+    assert after.keys() == want.keys() and all(np.allclose(after[k], want[k], atol=1e-5) for k in after)
+    again = build_index(None, str(idx), model=model, workers=0, progress=False)
+    assert (getattr(again, counted), again.unchanged, again.embedded_windows) == (0, n + others, 0)
+
+
 def test_an_index_built_before_tone_mapping_and_deinterlacing_reads_those_files_again_once(tmp_path, test_model,
                                                                                            monkeypatch):
     """An HLG video (an iPhone's) and an interlaced one (a camcorder's) in an index built before HDR was tone-mapped
@@ -627,30 +659,41 @@ def test_an_index_built_before_tone_mapping_and_deinterlacing_reads_those_files_
     write_video(root / "sdr.mp4", frames, fps=10)
     write_interlaced_video(root / "camcorder.mts", n=50)
     idx = tmp_path / "idx"
-    first = build_index([str(root)], str(idx), model=test_model, workers=0, progress=False)
-    assert (first.added, first.reread) == (3, 0)  # a new index reads them right throughout
-    want = snapshot(idx)
-    shutil.rmtree(idx)
-    for module in (vtr.data.video, vtr.data.hdr):  # as vtr read such frames before
-        monkeypatch.setattr(module, "is_hdr", lambda frame: False)
-    monkeypatch.setattr(vtr.data.video, "deinterlace_frame", lambda frame: frame)
-    build_index([str(root)], str(idx), model=test_model, workers=0, progress=False)
-    monkeypatch.undo()
-    old = snapshot(idx)
+    want, old = built_now_and_before(root, idx, test_model, monkeypatch, "reread", 3,
+                                     [(vtr.data.hdr, "is_hdr", lambda frame: False),
+                                      (vtr.data.video, "deinterlace_frame", lambda frame: frame)])
     for name in ("iphone.mov", "camcorder.mts"):
         keys = [k for k in old if k[0] == name]
         assert keys and any(not np.allclose(old[k], want[k], atol=1e-3) for k in keys), name  # from other frames
-    cat = Catalog(idx / "catalog.sqlite")
-    with cat.transaction():
-        cat.conn.execute("DELETE FROM meta WHERE key='sdr_progressive_frames'")  # as an index built before the mark
-    cat.close()
-    report = build_index(None, str(idx), model=test_model, workers=0, progress=False)
-    assert (report.reread, report.unchanged, report.changed) == (2, 1, 0)
-    assert "2 HDR or interlaced read anew" in report.summary()
-    after = snapshot(idx)
-    assert after.keys() == want.keys() and all(np.allclose(after[k], want[k], atol=1e-5) for k in after)
-    again = build_index(None, str(idx), model=test_model, workers=0, progress=False)
-    assert (again.reread, again.unchanged, again.embedded_windows) == (0, 3, 0)  # once per index
+    reads_again_once(idx, test_model, want, "sdr_progressive_frames", "reread", 2, 1, "2 HDR or interlaced read anew")
+
+
+def test_an_index_built_before_transparency_was_put_over_white_reads_such_files_again_once(tmp_path, test_model,
+                                                                                           monkeypatch):
+    """An editor's overlay with transparency (ProRes 4444) in an index built before transparent pixels were put over
+    white: its windows and thumbnails showed the green stored under them. An older index (no
+    ``transparency_over_white`` mark) embeds it again, once; an opaque file stays."""
+    import vtr.data.image
+    from tests.videos import transparent_frames
+
+    root = tmp_path / "videos"
+    root.mkdir()
+    with av.open(str(root / "lower_third.mov"), "w") as out:
+        stream = out.add_stream("prores_ks", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuva444p10le"
+        for f in transparent_frames(20):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgba")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    make_video(root / "plain.mp4", 3, seed=2)
+    idx = tmp_path / "idx"
+    want, old = built_now_and_before(root, idx, test_model, monkeypatch, "transparent", 2,
+                                     [(vtr.data.image, "has_alpha", lambda frame: False)])
+    keys = [k for k in old if k[0] == "lower_third.mov"]
+    assert keys and any(not np.allclose(old[k], want[k], atol=1e-3) for k in keys)  # from the green frames
+    reads_again_once(idx, test_model, want, "transparency_over_white", "transparent", 1, 1,
+                     "1 with transparency read anew")
 
 
 def test_frames_players_never_show_are_left_out_and_older_indexes_read_such_files_again(tmp_path, test_model):

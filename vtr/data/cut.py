@@ -11,7 +11,8 @@ from datetime import datetime, timezone
 from fractions import Fraction
 from pathlib import Path
 
-from vtr.data.hdr import HLG, PQ, frame_to_rgb as hdr_frame_to_rgb, is_hdr
+from vtr.data.hdr import HLG, PQ, is_hdr
+from vtr.data.image import has_alpha, shown_rgb
 from vtr.errors import VtrError
 
 logger = logging.getLogger(__name__)
@@ -164,8 +165,9 @@ def _copy_video(src, vin, vout, dst, start, stop, rate, width, height, origin: f
         if t >= stop - 1e-3:  # [start, stop), to a millisecond both ways: the seconds are sums of floats
             break
         pts = max(last_pts + 1, int(round((t - start) * rate)))
-        if is_hdr(frame):  # a phone's HDR video: as SDR, in BT.709 (the stream is tagged so)
-            rgb = hdr_frame_to_rgb(frame, reformatter, width, height, "BICUBIC")
+        if is_hdr(frame) or has_alpha(frame):  # a phone's HDR video as SDR, an APNG's transparency over white (as
+            # the model sees them), in BT.709 (the stream is tagged so)
+            rgb = shown_rgb(frame, reformatter, width, height, "BICUBIC")
             out = reformatter.reformat(av.VideoFrame.from_ndarray(rgb, format="rgb24"), format="yuv420p",
                                        dst_colorspace="ITU709", dst_color_range="MPEG")
         else:

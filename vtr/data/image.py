@@ -9,7 +9,9 @@ read the matrix itself), so the orientation is read here from the file's EXIF bl
 or HEIF whose rotation is a container box) is turned by the rotation FFmpeg reports. A photo tagged PQ or HLG (an
 HDR AVIF) is tone-mapped to SDR as HDR video is (:mod:`vtr.data.hdr`). An iPhone's HEIC is a grid of tiles, each
 coded as an image of its own, which FFmpeg gives as separate streams: the grid, its tiles' order and its rotation
-are read from the file's boxes (:func:`heif_grid`) and the tiles put together.
+are read from the file's boxes (:func:`heif_grid`) and the tiles put together. A picture with transparency (a chat's
+sticker, a logo) is put over white, as a page shows it (:func:`shown_rgb`: video frames with transparency too, such
+as an APNG's).
 """
 
 from __future__ import annotations
@@ -255,13 +257,68 @@ def _tiled(container, grid: dict) -> np.ndarray:
     return rgb
 
 
+#: What a transparent pixel shows: white, as a browser shows a sticker, a logo or an animation on a page (and as
+#: FFmpeg's GIF decoder fills a GIF's transparent colour). The colour a file stores under its transparent pixels is
+#: often another one (a sticker's green, an editor's black) that no viewer shows.
+BACKGROUND = 255
+
+_HAS_ALPHA: dict[str, bool] = {}
+
+
+def format_has_alpha(name: str | None) -> bool:
+    """Whether the FFmpeg pixel format ``name`` carries transparency (rgba, bgra, yuva420p, yuva444p10le, ...)."""
+    if not name:
+        return False
+    alpha = _HAS_ALPHA.get(name)
+    if alpha is None:
+        import av
+
+        try:
+            alpha = any(c.is_alpha for c in av.VideoFormat(name).components)
+        except (ValueError, av.FFmpegError):  # a name this FFmpeg does not know
+            alpha = False
+        _HAS_ALPHA[name] = alpha
+    return alpha
+
+
+def has_alpha(frame) -> bool:
+    """Whether a decoded PyAV frame carries transparency."""
+    return format_has_alpha(frame.format.name)
+
+
+def over_background(rgba: np.ndarray) -> np.ndarray:
+    """uint8 [..., 4] RGBA (straight alpha, as PNG, WebP, GIF and video codecs store it) → [..., 3] RGB over
+    :data:`BACKGROUND`, rounded."""
+    a = rgba[..., 3:].astype(np.uint16)
+    return ((rgba[..., :3] * a + BACKGROUND * (255 - a) + 127) // 255).astype(np.uint8)
+
+
+def shown_rgb(frame, reformatter, width=None, height=None, interpolation=None) -> np.ndarray:
+    """A decoded PyAV frame as uint8 [H, W, 3] RGB as it is shown: HDR (PQ, HLG) tone-mapped to SDR
+    (:mod:`vtr.data.hdr`), transparency over :data:`BACKGROUND`, at ``width`` × ``height`` when given (swscale,
+    through ``reformatter``). A transparent frame is put over the background at its own size and then scaled, so
+    the colour stored under its transparent pixels does not bleed into the edges."""
+    from vtr.data.hdr import frame_to_rgb, is_hdr
+
+    if is_hdr(frame):
+        return frame_to_rgb(frame, reformatter, width, height, interpolation)
+    if not has_alpha(frame):
+        return reformatter.reformat(frame, format="rgb24", width=width, height=height,
+                                    interpolation=interpolation).to_ndarray()
+    import av
+
+    rgb = over_background(reformatter.reformat(frame, format="rgba").to_ndarray())
+    if width is None and height is None:
+        return rgb
+    return reformatter.reformat(av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24"),
+                                width=width, height=height, interpolation=interpolation).to_ndarray()
+
+
 def read_image(source: bytes | str | os.PathLike) -> np.ndarray:
     """The first picture of an image file (its bytes or its path) as uint8 [H, W, 3] RGB, upright (see the
     module's docstring). Raises what PyAV raises for a file that is not an image or is damaged."""
     import av
     from av.video.reformatter import VideoReformatter
-
-    from vtr.data.hdr import frame_to_rgb, is_hdr
 
     data = bytes(source) if isinstance(source, (bytes, bytearray, memoryview)) else Path(source).read_bytes()
     grid = heif_grid(data)
@@ -269,7 +326,7 @@ def read_image(source: bytes | str | os.PathLike) -> np.ndarray:
         if grid is not None:  # an iPhone's HEIC: its tiles, put together (its rotation is the grid's, not theirs)
             return np.ascontiguousarray(_tiled(container, grid))
         frame = next(container.decode(video=0))
-        rgb = frame_to_rgb(frame, VideoReformatter()) if is_hdr(frame) else frame.to_ndarray(format="rgb24")
+        rgb = shown_rgb(frame, VideoReformatter())  # HDR tone-mapped, transparency over white
         rotation = int(round(getattr(frame, "rotation", 0) or 0)) % 360
     orientation = exif_orientation(data)
     if orientation is not None:
@@ -279,4 +336,5 @@ def read_image(source: bytes | str | os.PathLike) -> np.ndarray:
     return np.ascontiguousarray(rgb)
 
 
-__all__ = ["read_image", "exif_orientation", "apply_orientation", "heif_grid"]
+__all__ = ["read_image", "shown_rgb", "has_alpha", "format_has_alpha", "over_background", "exif_orientation",
+           "apply_orientation", "heif_grid"]

@@ -69,7 +69,8 @@ from typing import Sequence, Union
 import numpy as np
 import torch
 
-from vtr.data.hdr import HLG as HDR_HLG, PQ as HDR_PQ, frame_to_rgb as hdr_frame_to_rgb, is_hdr
+from vtr.data.hdr import HLG as HDR_HLG, PQ as HDR_PQ
+from vtr.data.image import format_has_alpha, shown_rgb
 from vtr.errors import VideoReadError
 
 logger = logging.getLogger(__name__)
@@ -741,11 +742,8 @@ class PyAVVideoReader(VideoReader):
             fmt = {**fmt, "width": self._stored_size[0], "height": self._stored_size[1], "interpolation": "BICUBIC"}
         if frame.interlaced_frame:  # a camcorder's 1080i: its two fields combed every moving edge
             frame = deinterlace_frame(frame)
-        if is_hdr(frame):  # PQ or HLG (a phone's HDR video): tone-mapped to SDR, see vtr.data.hdr
-            rgb = hdr_frame_to_rgb(frame, self._reformatter, fmt.get("width"), fmt.get("height"),
-                                   fmt.get("interpolation"))
-        else:
-            rgb = self._reformatter.reformat(frame, **fmt).to_ndarray()
+        # PQ or HLG (a phone's HDR video) tone-mapped to SDR (vtr.data.hdr); an APNG's transparency over white
+        rgb = shown_rgb(frame, self._reformatter, fmt.get("width"), fmt.get("height"), fmt.get("interpolation"))
         if self.rotation:  # counter-clockwise, as FFmpeg's display rotation and decord
             rgb = np.rot90(rgb, self.rotation // 90)
         return rgb
@@ -1042,18 +1040,31 @@ def _check_source(source, name: str):
         raise VideoReadError(name, "empty file (0 bytes)")
 
 
-def header_flags(source) -> tuple[bool, bool]:
-    """``(hdr, interlaced)`` as the main video stream's header says: a PQ or HLG transfer, fields (any order). About
-    1 ms: the header only, no frame decoded; (False, False) when it cannot be read (the reader says why)."""
+def _from_header(source, read, default):
+    """``read(stream)`` of the main video stream of ``source`` (a path or bytes), from its header (about 1 ms, no
+    frame decoded); ``default`` when it has none or cannot be read (the reader says why)."""
     import av
 
     try:
         with av.open(io.BytesIO(bytes(source)) if isinstance(source, (bytes, bytearray, memoryview))
                      else str(source)) as container:
             stream = main_video_stream(container)
-            return (False, False) if stream is None else stream_flags(stream)
+            return default if stream is None else read(stream)
     except Exception:  # noqa: BLE001 - the reader that opens it says what is wrong
-        return False, False
+        return default
+
+
+def header_flags(source) -> tuple[bool, bool]:
+    """``(hdr, interlaced)`` as the main video stream's header says: a PQ or HLG transfer, fields (any order). About
+    1 ms: the header only, no frame decoded; (False, False) when it cannot be read (the reader says why)."""
+    return _from_header(source, stream_flags, (False, False))
+
+
+def transparent(source) -> bool:
+    """Whether the main video stream's pixels carry transparency, as its header says (an editor's ProRes 4444 or
+    QuickTime Animation overlay, PNG in MOV, an APNG or a GIF); about 1 ms. The readers put it over white
+    (:func:`vtr.data.image.shown_rgb`)."""
+    return _from_header(source, lambda stream: format_has_alpha(stream.codec_context.pix_fmt), False)
 
 
 def stream_flags(stream) -> tuple[bool, bool]:
@@ -1089,6 +1100,8 @@ def decord_unsuited(source) -> str | None:
                 return "HDR, which decord cannot tone-map (see vtr.data.hdr)"
             if interlaced:
                 return "interlaced, which decord cannot deinterlace"
+            if format_has_alpha(cc.pix_fmt):  # ProRes 4444, QuickTime Animation, PNG in MOV: an editor's overlay
+                return "transparent, which decord drops (it shows the colours stored under the transparency)"
             kind = container.format.name.split(",")[0]
             if kind not in DECORD_CONTAINERS:
                 return f"its container ({kind}) is one where decord reads other frames than asked"
