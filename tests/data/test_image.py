@@ -154,3 +154,14 @@ def test_a_transparent_picture_is_read_over_white_as_a_page_shows_it(tmp_path, n
     assert (rgb[2, 60] == 255).all()  # transparent: white, not the stored green
     assert np.abs(rgb[24, 10].astype(int) - (200, 30, 30)).max() <= 3  # opaque: its own colour
     assert np.abs(rgb[-2, 30].astype(int) - (127, 127, 255)).max() <= 3  # half-transparent blue over white
+
+
+def test_transparency_is_blended_over_white_exactly_for_every_colour_and_alpha():
+    """The shifts that stand for the division by 255 round as the exact blend does, for all 65,536 pairs."""
+    from vtr.data.image import over_background
+
+    c, a = np.meshgrid(np.arange(256), np.arange(256))
+    rgba = np.stack([c, 255 - c, c // 2, a], -1).astype(np.uint8)
+    alpha = a[..., None].astype(np.float64)
+    exact = np.round((rgba[..., :3] * alpha + 255 * (255 - alpha)) / 255).astype(np.uint8)
+    assert np.array_equal(over_background(rgba), exact)
