@@ -89,5 +89,7 @@ def test_an_apng_with_transparency_is_read_over_white_at_any_size(tmp_path):
     ((clip, error),) = export_clips([(str(path), 0.0, 1.0)], tmp_path / "out")
     assert error is None
     with av.open(clip) as c:
+        assert c.streams.video[0].codec_context.colorspace == 1  # its RGB was made BT.709, and the stream says so
         first = next(c.decode(video=0)).to_ndarray(format="rgb24")
     assert first[2, 60].min() >= 245  # white (after H.264), not green
+    assert np.abs(first[24, 10].astype(int) - (200, 30, 30)).max() <= 12  # red, as BT.709 decodes it (H.264's loss)

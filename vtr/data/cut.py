@@ -12,7 +12,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from vtr.data.hdr import HLG, PQ, is_hdr
-from vtr.data.image import has_alpha, shown_rgb
+from vtr.data.image import format_has_alpha, has_alpha, shown_rgb
 from vtr.errors import VtrError
 
 logger = logging.getLogger(__name__)
@@ -104,7 +104,9 @@ def _transcode_once(path, start, stop, out_path, max_width, rotation: int, origi
             vout.width, vout.height, vout.pix_fmt = width, height, "yuv420p"
             vout.options = {"crf": "23", "preset": "veryfast"}
             vout.codec_context.time_base = 1 / rate
-            if vin.codec_context.color_trc in (PQ, HLG):  # tone-mapped to SDR (vtr.data.hdr), and said so
+            if vin.codec_context.color_trc in (PQ, HLG) or format_has_alpha(vin.codec_context.pix_fmt):
+                # tone-mapped to SDR (vtr.data.hdr), or put over white (a GIF, an APNG, ProRes 4444): its RGB made
+                # BT.709 (_copy_video), and said so
                 cc = vout.codec_context
                 cc.color_primaries, cc.color_trc, cc.colorspace, cc.color_range = 1, 1, 1, 1  # BT.709, limited
             if rotation:  # portrait phone video: stored frames copied as they are, turned upright by the player
