@@ -141,6 +141,30 @@ def write_rgba(path, frames: np.ndarray, fps: int = 10) -> Path:
     return path
 
 
+def write_palette_png(path, rgba: np.ndarray) -> Path:
+    """A uint8 [H, W, 4] picture of at most 256 colours as an 8-bit palette PNG whose entries carry alpha (its
+    ``tRNS`` chunk), as pngquant and icon editors write them."""
+    import av
+
+    colours, indices = np.unique(rgba.reshape(-1, 4), axis=0, return_inverse=True)
+    if len(colours) > 256:
+        raise ValueError("a palette holds at most 256 colours")
+    height, width = rgba.shape[:2]
+    frame = av.VideoFrame(width, height, "pal8")
+    rows = np.zeros((height, frame.planes[0].line_size), np.uint8)
+    rows[:, :width] = indices.reshape(height, width)
+    palette = np.zeros((256, 4), np.uint8)
+    palette[:len(colours)] = colours[:, [2, 1, 0, 3]]  # FFmpeg's palette entries are BGRA
+    frame.planes[0].update(rows.tobytes())
+    frame.planes[1].update(palette.tobytes())
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("png", rate=1)
+        stream.width, stream.height, stream.pix_fmt = width, height, "pal8"
+        for packet in [*stream.encode(frame), *stream.encode()]:
+            out.mux(packet)
+    return Path(path)
+
+
 def write_vfr_video(path, frames: np.ndarray, times, codec: str = "libx264", live: bool = False) -> Path:
     """Write uint8 [T, H, W, 3] RGB frames shown at ``times`` (seconds, increasing): a variable frame rate, as
     phones and screen recorders write. Millisecond timestamps; libx264 keeps its B-frames (presentation order

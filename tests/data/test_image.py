@@ -141,15 +141,19 @@ def test_files_that_are_not_a_heic_grid_have_none(tmp_path):
         read_image(tiles_cut)
 
 
-@pytest.mark.parametrize("name", ["sticker.webp", "logo.png"])
+@pytest.mark.parametrize("name", ["sticker.webp", "logo.png", "pngquant.png"])
 def test_a_transparent_picture_is_read_over_white_as_a_page_shows_it(tmp_path, name):
-    """A chat's sticker (WebP) or a logo (PNG) with transparency: its transparent pixels are white, as a browser
-    shows the picture on a page; a half-transparent one is blended. Before, they were the colour the file stores
-    under them, which no viewer shows: green here."""
-    from tests.videos import transparent_frames, write_rgba
+    """A chat's sticker (WebP) or a logo (PNG, also one with a palette, as pngquant writes it) with transparency:
+    its transparent pixels are white, as a browser shows the picture on a page; a half-transparent one is blended.
+    Before, they were the colour the file stores under them, which no viewer shows: green here."""
+    from tests.videos import transparent_frames, write_palette_png, write_rgba
 
     rgba = transparent_frames(1)[0]
-    rgb = read_image(write_rgba(tmp_path / name, rgba[None]))
+    if name == "pngquant.png":  # an 8-bit palette whose entries carry alpha: FFmpeg decodes it as pal8
+        path = write_palette_png(tmp_path / name, rgba)
+    else:
+        path = write_rgba(tmp_path / name, rgba[None])
+    rgb = read_image(path)
     assert rgb.shape == (48, 64, 3)
     assert (rgb[2, 60] == 255).all()  # transparent: white, not the stored green
     assert np.abs(rgb[24, 10].astype(int) - (200, 30, 30)).max() <= 3  # opaque: its own colour

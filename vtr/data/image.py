@@ -282,8 +282,12 @@ def format_has_alpha(name: str | None) -> bool:
 
 
 def has_alpha(frame) -> bool:
-    """Whether a decoded PyAV frame carries transparency."""
-    return format_has_alpha(frame.format.name)
+    """Whether a decoded PyAV frame carries transparency: by its pixel format, or for a palette frame (a PNG made
+    small by pngquant, an icon) by its palette's alpha."""
+    name = frame.format.name
+    if name == "pal8":
+        return bool(np.frombuffer(frame.planes[1], np.uint8)[3::4].min() < 255)  # BGRA entries
+    return format_has_alpha(name)
 
 
 def over_background(rgba: np.ndarray) -> np.ndarray:
