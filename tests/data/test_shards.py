@@ -154,18 +154,23 @@ def test_every_video_and_photo_format_vtr_reads_makes_a_sample(tmp_path, tokeniz
 def test_an_animated_gif_is_a_video_sample_and_a_still_one_a_picture(tmp_path, tokenizer):
     """TGIF's clips, and a chat's saved reactions, are animated GIFs: training reads one as the video it is, its
     frames over time, packed under its own extension. A GIF of one frame stays a picture. Before, every GIF was a
-    picture: the first frame of the animation, and nothing of its motion."""
-    from tests.videos import frame_index_of, indexed_frames, write_gif
+    picture: the first frame of the animation, and nothing of its motion. An animated WebP, which FFmpeg cannot
+    decode, is skipped for that reason (it was "InvalidDataError: ... Invalid data found when processing input")."""
+    from tests.videos import frame_index_of, indexed_frames, write_animated_webp, write_gif
 
     (tmp_path / "v").mkdir()
     write_gif(tmp_path / "v" / "tumblr_0001.gif", indexed_frames(40))  # 4 s at 10 frames a second
     write_gif(tmp_path / "v" / "logo.gif", indexed_frames(1))
-    (tmp_path / "caps.csv").write_text("video,caption\ntumblr_0001.gif,a cat jumps\nlogo.gif,a logo\n")
+    write_animated_webp(tmp_path / "v" / "sticker.webp", indexed_frames(4))  # FFmpeg decodes none: skipped, said
+    (tmp_path / "caps.csv").write_text("video,caption\ntumblr_0001.gif,a cat jumps\nlogo.gif,a logo\n"
+                                       "sticker.webp,a sticker\n")
     assert shards_make_command(videos=str(tmp_path / "v"), captions=str(tmp_path / "caps.csv"),
                                out=str(tmp_path / "s")) == 0
     with tarfile.open(tmp_path / "s" / "00000.tar") as tar:
-        assert sorted(n for n in tar.getnames() if n.endswith(".gif")) == ["000000000.gif", "000000001.gif"]
+        assert sorted(n for n in tar.getnames() if n.endswith((".gif", ".webp"))) == ["000000000.gif", "000000001.gif"]
         meta = json.loads(tar.extractfile("000000000.json").read())
+    (failure,) = json.loads((tmp_path / "s" / "00000_stats.json").read_text())["failures"]
+    assert failure["file"] == "sticker.webp" and "an animated WebP, which FFmpeg cannot decode" in failure["reason"]
     assert (meta["num_frames"], meta["duration"]) == (40, 4.0)  # media time: 40 frames of 0.1 s
     videos = make_train_loader(str(tmp_path / "s"), tokenizer, batch_size=1, steps_per_epoch=3, num_frames=4,
                                img_size=48, num_workers=0, shuffle_buffer=1, mean=(0, 0, 0), std=(1, 1, 1),

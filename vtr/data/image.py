@@ -331,11 +331,16 @@ def shown_rgb(frame, reformatter, width=None, height=None, interpolation=None) -
 
 def read_image(source: bytes | str | os.PathLike) -> np.ndarray:
     """The first picture of an image file (its bytes or its path) as uint8 [H, W, 3] RGB, upright (see the
-    module's docstring). Raises what PyAV raises for a file that is not an image or is damaged."""
+    module's docstring). Raises what PyAV raises for a file that is not an image or is damaged, and ValueError for
+    an animated WebP (which FFmpeg cannot decode: PyAV's own error called it invalid data)."""
     import av
     from av.video.reformatter import VideoReformatter
 
+    from vtr.data.animation import animated_webp
+
     data = bytes(source) if isinstance(source, (bytes, bytearray, memoryview)) else Path(source).read_bytes()
+    if animated_webp(data):
+        raise ValueError("it is an animated WebP, which FFmpeg cannot decode (save it as an MP4 or a GIF)")
     grid = heif_grid(data)
     with av.open(io.BytesIO(data)) as container:
         if grid is not None:  # an iPhone's HEIC: its tiles, put together (its rotation is the grid's, not theirs)
