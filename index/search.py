@@ -31,7 +31,7 @@ from index.layout import (CATALOG, MANIFEST, VECTORS, index_preprocess, is_index
                           weights_verified)
 from index.store import VectorStore
 from index.windows import Window, window_frame_indices
-from vtr.data.animation import animated_webp, is_animation
+from vtr.data.animation import is_animation
 from vtr.data.extensions import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from vtr.errors import VideoReadError, VtrError
 from vtr.precision import check_precision
@@ -470,15 +470,14 @@ class VideoIndex:
             except VideoReadError as e:
                 raise VtrError(f"The example {Path(path).name} cannot be used: {e.cause}.") from e
         elif Path(path).suffix.lower() in IMAGE_EXTENSIONS and not is_animation(path):  # an animated GIF: a clip
-            from vtr.data.image import read_image
+            from vtr.data.image import AnimatedWebPError, read_image
 
             try:  # upright, as the user sees the photo (its EXIF orientation)
                 image = read_image(path)
+            except AnimatedWebPError as e:
+                raise VtrError(f"The example {Path(path).name} is {e}.") from e
             except Exception as e:  # noqa: BLE001
                 logger.debug("cannot read image %s: %s", path, e)
-                if animated_webp(path):
-                    raise VtrError(f"The example {Path(path).name} is an animated WebP, which FFmpeg cannot decode: "
-                                   "save it as an MP4 or a GIF, or take one frame of it as a picture.") from e
                 raise VtrError(f"The example {Path(path).name} is not an image file, or it is damaged.") from e
             clip = torch.from_numpy(image).permute(2, 0, 1).unsqueeze(0).expand(t, -1, -1, -1).contiguous()
         else:

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from vtr.data import hdr  # its functions looked up at each call (tests stand in for them)
+
 ORIENTATION_TAG = 0x0112  # EXIF/TIFF: 1 as stored, 2-8 mirrored and/or turned
 
 
@@ -313,10 +315,8 @@ def shown_rgb(frame, reformatter, width=None, height=None, interpolation=None) -
     (:mod:`vtr.data.hdr`), transparency over :data:`BACKGROUND`, at ``width`` × ``height`` when given (swscale,
     through ``reformatter``). A transparent frame is put over the background at its own size and then scaled, so
     the colour stored under its transparent pixels does not bleed into the edges."""
-    from vtr.data.hdr import frame_to_rgb, is_hdr
-
-    if is_hdr(frame):
-        return frame_to_rgb(frame, reformatter, width, height, interpolation)
+    if hdr.is_hdr(frame):
+        return hdr.frame_to_rgb(frame, reformatter, width, height, interpolation)
     if not has_alpha(frame):
         return reformatter.reformat(frame, format="rgb24", width=width, height=height,
                                     interpolation=interpolation).to_ndarray()
@@ -329,10 +329,14 @@ def shown_rgb(frame, reformatter, width=None, height=None, interpolation=None) -
                                 width=width, height=height, interpolation=interpolation).to_ndarray()
 
 
+class AnimatedWebPError(ValueError):
+    """An animated WebP, which FFmpeg cannot decode (its WebP decoder fails on an animation's frames)."""
+
+
 def read_image(source: bytes | str | os.PathLike) -> np.ndarray:
     """The first picture of an image file (its bytes or its path) as uint8 [H, W, 3] RGB, upright (see the
-    module's docstring). Raises what PyAV raises for a file that is not an image or is damaged, and ValueError for
-    an animated WebP (which FFmpeg cannot decode: PyAV's own error called it invalid data)."""
+    module's docstring). Raises what PyAV raises for a file that is not an image or is damaged, and
+    :class:`AnimatedWebPError` for an animated WebP (PyAV's own error called it invalid data)."""
     import av
     from av.video.reformatter import VideoReformatter
 
@@ -340,7 +344,8 @@ def read_image(source: bytes | str | os.PathLike) -> np.ndarray:
 
     data = bytes(source) if isinstance(source, (bytes, bytearray, memoryview)) else Path(source).read_bytes()
     if animated_webp(data):
-        raise ValueError("it is an animated WebP, which FFmpeg cannot decode (save it as an MP4 or a GIF)")
+        raise AnimatedWebPError("an animated WebP, which FFmpeg cannot decode: save it as an MP4 or a GIF, or take one "
+                                "frame of it as a picture")
     grid = heif_grid(data)
     with av.open(io.BytesIO(data)) as container:
         if grid is not None:  # an iPhone's HEIC: its tiles, put together (its rotation is the grid's, not theirs)
@@ -356,5 +361,5 @@ def read_image(source: bytes | str | os.PathLike) -> np.ndarray:
     return np.ascontiguousarray(rgb)
 
 
-__all__ = ["read_image", "shown_rgb", "has_alpha", "format_has_alpha", "over_background", "exif_orientation",
+__all__ = ["read_image", "AnimatedWebPError", "shown_rgb", "has_alpha", "format_has_alpha", "over_background", "exif_orientation",
            "apply_orientation", "heif_grid"]

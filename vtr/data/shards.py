@@ -518,11 +518,6 @@ def _media(sample: dict) -> tuple[str, str] | None:
     return ("video" if ext in ANIMATION_FIELDS and is_animation(bytes(sample[ext])) else "image"), ext
 
 
-def _modality(sample: dict) -> str | None:
-    media = _media(sample)
-    return media[0] if media else None
-
-
 class ShardStream(torch.utils.data.IterableDataset):
     """One rank's endless stream of batches; see the module docstring for the order and the resume design.
 
@@ -590,18 +585,18 @@ class ShardStream(torch.utils.data.IterableDataset):
         yield from buffer
 
     # ------------------------------------------------------------------------------------------- decoding
-    def decode(self, sample: dict, sample_seed: int) -> tuple[torch.Tensor, str]:
-        """Frames float32 [T, 3, S, S] and the normalised caption of one raw sample (raises when corrupt)."""
+    def decode(self, sample: dict, sample_seed: int, field: str) -> tuple[torch.Tensor, str]:
+        """Frames float32 [T, 3, S, S] and the normalised caption of one raw sample, its media in ``field`` (of this
+        stream's modality, :func:`_media`); raises when corrupt."""
         from vtr.data.text import normalize_caption
         from vtr.data.video import open_video, sample_frame_indices
 
         rng = np.random.default_rng(sample_seed)
         gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
         if self.modality == "video":
-            frames = self.video_frames(sample, rng)
+            frames = self.video_frames(sample, rng, field)
         else:
-            ext = _media(sample)[1]
-            frames = torch.from_numpy(decode_image(bytes(sample[ext]))).permute(2, 0, 1)[None].contiguous()
+            frames = torch.from_numpy(decode_image(bytes(sample[field]))).permute(2, 0, 1)[None].contiguous()
         try:
             meta = json.loads(bytes(sample["json"])) if "json" in sample else {}
         except (UnicodeDecodeError, ValueError):
@@ -619,7 +614,7 @@ class ShardStream(torch.utils.data.IterableDataset):
             caption = meta["caption"]
         return self.transform(frames, generator=gen), normalize_caption(caption)
 
-    def video_frames(self, sample: dict, rng) -> torch.Tensor:
+    def video_frames(self, sample: dict, rng, ext: str) -> torch.Tensor:
         """uint8 [T, 3, H, W] at the sample's "rand" frame indices, from the decoded-clip cache when it holds the
         clip (the same rng draws either way, so a cached and an uncached run see the same frames)."""
         from vtr.data.video import open_video, sample_frame_indices
@@ -629,7 +624,6 @@ class ShardStream(torch.utils.data.IterableDataset):
         if clip is not None:
             self.cache_hits += 1
             return clip[sample_frame_indices(self.num_frames, len(clip), "rand", rng=rng)]
-        ext = _media(sample)[1]
         with open_video(bytes(sample[ext]), name=f"{sample['__url__']}:{sample['__key__']}.{ext}") as reader:
             indices = sample_frame_indices(self.num_frames, reader.num_frames, "rand", rng=rng)
             size = reader.num_frames * reader.height * reader.width * 3
@@ -663,10 +657,11 @@ class ShardStream(torch.utils.data.IterableDataset):
                     corrupt += 1
                     logger.warning("skipping corrupt shard data (%d so far): %s", corrupt, err)
                 errors.clear()
-                if _modality(sample) != self.modality:
+                media = _media(sample)  # (modality, field): an animated GIF's bytes are read once
+                if media is None or media[0] != self.modality:
                     continue
                 try:
-                    frames, caption = self.decode(sample, _seed(self.seed, self.rank, worker, chunk, 2, i))
+                    frames, caption = self.decode(sample, _seed(self.seed, self.rank, worker, chunk, 2, i), media[1])
                 except Exception as e:  # noqa: BLE001 - a corrupt sample is skipped and counted, never fatal
                     corrupt += 1
                     logger.warning("skipping corrupt sample %s in %s (%d so far): %s: %s", sample.get("__key__"),
