@@ -361,5 +361,5 @@ def read_image(source: bytes | str | os.PathLike) -> np.ndarray:
     return np.ascontiguousarray(rgb)
 
 
-__all__ = ["read_image", "AnimatedWebPError", "shown_rgb", "has_alpha", "format_has_alpha", "over_background", "exif_orientation",
-           "apply_orientation", "heif_grid"]
+__all__ = ["read_image", "AnimatedWebPError", "shown_rgb", "has_alpha", "format_has_alpha", "over_background",
+           "exif_orientation", "apply_orientation", "heif_grid"]
