@@ -32,7 +32,7 @@ from index.embed import DEFAULT_MODEL, embed_chunks, load_model
 from index.layout import (CATALOG, MANIFEST, VECTORS, check_manifest, is_index, manifest_for, read_manifest,
                           remember_weights_verified, remove_thumbnails, thumbnail_path, weights_identity,
                           write_manifest, write_thumbnail)
-from index.scan import SCANNED_EXTENSIONS, check_roots, scan_folders
+from index.scan import PICTURES_VERSION, SCANNED_EXTENSIONS, check_roots, scan_folders
 from index.store import VectorStore, choose_factory
 from index.windows import DEFAULT_STRIDE_S, DEFAULT_WINDOW_S
 from vtr.errors import VtrError, disk_full
@@ -541,7 +541,10 @@ def _scan_and_plan(catalog: Catalog, index_dir: Path, dirs: list[str] | None, ex
     # moved or renamed: matched by content, kept without embedding them again).
     gone = [d for d in roots if not os.path.exists(d)]
     mounts: list[str] = []
-    scanned = scan_folders(dirs, extensions, exclude=excluded, unreadable=report.unreadable, mounts=mounts)
+    known_pictures = catalog.pictures() if catalog.get_meta("pictures_version") == PICTURES_VERSION else {}
+    pictures: list[tuple] = []
+    scanned = scan_folders(dirs, extensions, exclude=excluded, unreadable=report.unreadable, mounts=mounts,
+                           known_pictures=known_pictures, pictures=pictures)
     for d, why in report.unreadable:
         logger.warning("cannot read the folder %s (%s): its videos stay in the index as they are", d, why)
     # So is a drive or share mounted inside a scanned folder (a root of /media/me, ~/Videos/NAS) at an earlier
@@ -565,6 +568,8 @@ def _scan_and_plan(catalog: Catalog, index_dir: Path, dirs: list[str] | None, ex
         catalog.set_meta("excluded", excluded)
         catalog.set_meta("mounts", sorted({m for m in catalog.get_meta("mounts", []) if m not in scanned_here}
                                           | set(mounts) | {m for m in unmounted if left[m]}))
+        catalog.keep_pictures(pictures, forgotten=[p for p in known_pictures if any(_under(p, d) for d in dirs)])
+        catalog.set_meta("pictures_version", PICTURES_VERSION)
     return todo
 
 

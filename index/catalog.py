@@ -17,6 +17,10 @@ Tables::
     recorded(file_id -> files.id, time, source)
         when an indexed video was recorded (seconds since the epoch) and where that came from: its tags, its name
         or the file's time (see :mod:`index.dates`); filled after each build for the files that have none yet
+    pictures(path UNIQUE, size, mtime, video)
+        the pictures the last scan read (photos, GIFs, APNGs: see :func:`index.scan.is_still_picture`) and whether
+        each holds a video: the next scan takes that without reading the file again while its size and
+        modification time are the same (meta ``pictures_version`` says which scan read them)
 
 A file indexed in part (damaged or cut short in the middle: the windows that decode are indexed) has status 'ok'
 and its ``error`` says what is missing and why.
@@ -68,6 +72,12 @@ CREATE TABLE IF NOT EXISTS recorded (
     file_id INTEGER PRIMARY KEY REFERENCES files(id) ON DELETE CASCADE,
     time REAL NOT NULL,
     source TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS pictures (
+    path TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    mtime REAL NOT NULL,
+    video INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS chunks (
     file_id INTEGER NOT NULL REFERENCES files(id) ON DELETE CASCADE,
@@ -461,6 +471,19 @@ class Catalog:
             out.update({r[0]: (r[1], r[2]) for r in self.conn.execute(
                 f"SELECT file_id, time, source FROM recorded WHERE file_id IN ({','.join('?' * len(part))})", part)})
         return out
+
+    # ------------------------------------------------------------------------------------------------ pictures
+    def pictures(self) -> dict[str, tuple[int, float, bool]]:
+        """``{path: (size, mtime, holds a video)}`` of the pictures the last scan read."""
+        return {path: (size, mtime, bool(video))
+                for path, size, mtime, video in self.conn.execute("SELECT path, size, mtime, video FROM pictures")}
+
+    def keep_pictures(self, found: Iterable[tuple[str, int, float, bool]], forgotten: Iterable[str] = ()) -> None:
+        """Forget the pictures at ``forgotten`` (those under the folders a scan read again), then keep ``found``:
+        ``(path, size, mtime, holds a video)`` of each picture that scan read."""
+        self.conn.executemany("DELETE FROM pictures WHERE path=?", ((p,) for p in forgotten))
+        self.conn.executemany("INSERT OR REPLACE INTO pictures(path, size, mtime, video) VALUES (?, ?, ?, ?)",
+                              ((p, size, mtime, int(video)) for p, size, mtime, video in found))
 
     def window_ids_matching(self, path_glob: str | None = None, min_duration: float | None = None,
                             max_duration: float | None = None, since: float | None = None,

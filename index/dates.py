@@ -91,7 +91,9 @@ def recorded_at(path: str) -> tuple[float, str] | None:
     try:
         import av
 
-        with av.open(path) as container:
+        from vtr.data.motion_photo import ffmpeg_input
+
+        with av.open(ffmpeg_input(path)) as container:
             tags = [{k.lower(): v for k, v in container.metadata.items()}]
             tags += [{k.lower(): v for k, v in s.metadata.items()} for s in container.streams]
         for tag in DATE_TAGS:

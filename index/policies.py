@@ -77,11 +77,12 @@ def _detection_pass(path, start, end, fps, size, cheap):
     from av.video.reformatter import VideoReformatter
 
     from vtr.data.image import shown_rgb
+    from vtr.data.motion_photo import ffmpeg_input
     from vtr.data.video import decode_from, frame_rate, main_video_stream, time_origin
 
     times, frames = [], []
     to_rgb = VideoReformatter()  # one swscale context for the pass (a frame's own reformat builds one per frame)
-    with av.open(str(path)) as container:
+    with av.open(ffmpeg_input(path)) as container:
         stream = main_video_stream(container)
         stream.thread_count = 1
         rate = float(frame_rate(stream) or 0.0)

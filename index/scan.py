@@ -8,11 +8,18 @@ import os
 from dataclasses import dataclass
 
 from vtr.data.animation import is_animation
-from vtr.data.extensions import ANIMATION_EXTENSIONS, VIDEO_EXTENSIONS
+from vtr.data.extensions import ANIMATION_EXTENSIONS, MOTION_PHOTO_EXTENSIONS, VIDEO_EXTENSIONS
+from vtr.data.motion_photo import embedded_video
 
-#: What the scan looks for: videos, and the pictures that may be animations (a GIF of one frame is left out:
-#: :func:`is_still_picture`).
-SCANNED_EXTENSIONS = VIDEO_EXTENSIONS | ANIMATION_EXTENSIONS
+#: What the scan looks for: videos, the pictures that may be animations and the photos that may carry a video (a
+#: GIF of one frame and a photo without a video are left out: :func:`is_still_picture`).
+SCANNED_EXTENSIONS = VIDEO_EXTENSIONS | ANIMATION_EXTENSIONS | MOTION_PHOTO_EXTENSIONS
+#: Pictures that may hold a video, which the scan reads to know (:func:`is_still_picture`).
+PICTURE_EXTENSIONS = ANIMATION_EXTENSIONS | MOTION_PHOTO_EXTENSIONS
+
+#: Which scan read the pictures an index keeps (``Catalog.pictures``): when vtr learns to find a video in pictures
+#: it left out before, this number goes up, and an index reads its pictures again.
+PICTURES_VERSION = 1
 
 logger = logging.getLogger(__name__)
 
@@ -70,10 +77,14 @@ def is_source_code(path: str) -> bool:
 
 def is_still_picture(path: str, size: int, mtime: float) -> bool:
     """Whether ``path``, named as a picture that may be animated (:data:`ANIMATION_EXTENSIONS`: ``.gif``,
-    ``.apng``), holds a single frame: a picture, not a video, left out like a photo. An animation (a phone's, or one
-    saved from a chat) is indexed as the short video it is. Remembered by size and modification time: a scan that
-    runs every few minutes reads each GIF once."""
-    if os.path.splitext(path)[1].lower() not in ANIMATION_EXTENSIONS:
+    ``.apng``) or a photo that may carry a video (:data:`MOTION_PHOTO_EXTENSIONS`: ``.jpg``, ``.heic``, ...), holds
+    a single frame and no video: a picture, left out. An animation (a phone's, or one saved from a chat) is indexed
+    as the short video it is, and so is a motion photo's video (:mod:`vtr.data.motion_photo`). Remembered by size
+    and modification time: a scan that runs every few minutes reads each picture once."""
+    ext = os.path.splitext(path)[1].lower()
+    if ext in MOTION_PHOTO_EXTENSIONS:
+        return embedded_video(path) is None  # its XMP and its tail, a few small reads; remembered there
+    if ext not in ANIMATION_EXTENSIONS:
         return False
     return _still(path, size, mtime)
 
@@ -98,20 +109,25 @@ def check_roots(roots, extensions=SCANNED_EXTENSIONS) -> None:
             continue  # a folder, or a dangling link (listed as failed, as in a folder)
         ext = os.path.splitext(path)[1].lower()
         if ext not in {e.lower() for e in extensions}:
-            names = ", ".join(sorted(e for e in extensions if e not in ANIMATION_EXTENSIONS))
-            raise VtrError(f"{path} is not a video file: vtr indexes the extensions {names}, and animated "
-                           f"{' and '.join(sorted(ANIMATION_EXTENSIONS & set(extensions)))} files")
+            names = ", ".join(sorted(e for e in extensions if e not in PICTURE_EXTENSIONS))
+            raise VtrError(f"{path} is not a video file: vtr indexes the extensions {names}, animated "
+                           f"{' and '.join(sorted(ANIMATION_EXTENSIONS & set(extensions)))} files, and motion photos "
+                           f"({', '.join(sorted(MOTION_PHOTO_EXTENSIONS & set(extensions)))} holding a video)")
         if is_source_code(path):
             raise VtrError(f"{path} is text (source code such as TypeScript), not an MPEG-TS video")
         st = os.stat(path)
         if is_still_picture(path, st.st_size, st.st_mtime):
+            if ext in MOTION_PHOTO_EXTENSIONS:
+                raise VtrError(f"{path} is a photo with no video in it, not a video: vtr indexes a photo when it is "
+                               "a motion photo (a Pixel's .MP.jpg, a Galaxy's motion photo)")
             raise VtrError(f"{path} is a still picture (a single frame), not a video: vtr indexes a GIF or an APNG "
                            "when it is animated")
 
 
 def scan_folders(roots: list[str], extensions=SCANNED_EXTENSIONS, exclude=(),
-                 unreadable: list | None = None, mounts: list | None = None) -> list[ScannedFile]:
-    """Video files under ``roots``, recursively, sorted by path; animated GIFs and APNGs too
+                 unreadable: list | None = None, mounts: list | None = None, known_pictures=None,
+                 pictures: list | None = None) -> list[ScannedFile]:
+    """Video files under ``roots``, recursively, sorted by path; animated GIFs and APNGs, and motion photos, too
     (:func:`is_still_picture`).
 
     exclude: absolute paths (folders or files) inside the roots to leave out, as ``vtr index remove`` records
@@ -120,6 +136,11 @@ def scan_folders(roots: list[str], extensions=SCANNED_EXTENSIONS, exclude=(),
     share's I/O error): its videos are unknown, not gone.
     mounts: a list that gets each folder below a root on which a drive or share is mounted (``/media/me/USB``,
     ``~/Videos/NAS``): once unmounted, its videos are away, not gone.
+    known_pictures: ``{path: (size, mtime, holds a video)}`` of pictures an earlier scan read: taken as they were,
+    without reading the file, while its size and modification time are the same (a camera folder of thousands of
+    photos is read once, not on every update).
+    pictures: a list that gets ``(path, size, mtime, holds a video)`` of each picture (:data:`PICTURE_EXTENSIONS`)
+    found.
 
     Hidden files and folders (name starting with ``.``) are skipped, and so are :data:`SYSTEM_FOLDERS` and
     TypeScript files (:func:`is_source_code`). Symbolic links are followed, but each real
@@ -134,6 +155,7 @@ def scan_folders(roots: list[str], extensions=SCANNED_EXTENSIONS, exclude=(),
     seen_real_files: set[str] = set()
     seen_real_dirs: set[str] = set()
     exts = {e.lower() for e in extensions}
+    known = known_pictures or {}
 
     def consider(path: str):
         if os.path.splitext(path)[1].lower() not in exts or path in found:
@@ -152,8 +174,17 @@ def scan_folders(roots: list[str], extensions=SCANNED_EXTENSIONS, exclude=(),
         except OSError as e:
             found[path] = ScannedFile(path, 0, 0.0, f"cannot stat: {e.strerror}")
             return
-        if not os.path.isfile(path) or is_source_code(path) or is_still_picture(path, st.st_size, st.st_mtime):
+        if not os.path.isfile(path) or is_source_code(path):
             return
+        size, mtime = int(st.st_size), float(st.st_mtime)
+        if os.path.splitext(path)[1].lower() in PICTURE_EXTENSIONS:
+            before = known.get(path)
+            video = before[2] if before is not None and before[:2] == (size, mtime) else \
+                not is_still_picture(path, size, mtime)
+            if pictures is not None:
+                pictures.append((path, size, mtime, video))
+            if not video:
+                return
         real = os.path.realpath(path)
         if real in seen_real_files:
             return

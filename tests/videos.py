@@ -571,3 +571,95 @@ def write_heif(path, rgb: np.ndarray, tile: int | None = None, quarter_turns: in
     head = ftyp + meta(len(head) + 8)
     Path(path).write_bytes(head + _box(b"mdat", b"".join(sample for _, sample in coded)))
     return Path(path)
+
+
+def motion_photo_xmp(video_length: int, after_video: int = 0, flag: int | None = 1) -> bytes:
+    """Google's Motion Photo XMP as a Pixel writes it: ``GCamera:MotionPhoto`` (``flag``; None leaves it out) and a
+    ``Container:Directory`` of the primary image and the video (``video_length`` bytes), then, when ``after_video``
+    is given, a gain map of that many bytes after it."""
+    gain_map = (f'<rdf:li rdf:parseType="Resource"><Container:Item Item:Mime="image/jpeg" Item:Semantic="GainMap" '
+                f'Item:Length="{after_video}"/></rdf:li>') if after_video else ""
+    flagged = f'GCamera:MotionPhoto="{flag}" GCamera:MotionPhotoVersion="1"' if flag is not None else ""
+    return (f'<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?><x:xmpmeta xmlns:x="adobe:ns:meta/">'
+            '<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description rdf:about="" '
+            'xmlns:GCamera="http://ns.google.com/photos/1.0/camera/" '
+            'xmlns:Container="http://ns.google.com/photos/1.0/container/" '
+            'xmlns:Item="http://ns.google.com/photos/1.0/container/item/" '
+            f'{flagged} GCamera:MotionPhotoPresentationTimestampUs="1000000"><Container:Directory><rdf:Seq>'
+            '<rdf:li rdf:parseType="Resource"><Container:Item Item:Mime="image/jpeg" Item:Semantic="Primary" '
+            'Item:Length="0" Item:Padding="0"/></rdf:li>'
+            '<rdf:li rdf:parseType="Resource"><Container:Item Item:Mime="video/mp4" Item:Semantic="MotionPhoto" '
+            f'Item:Length="{video_length}" Item:Padding="0"/></rdf:li>{gain_map}'
+            '</rdf:Seq></Container:Directory></rdf:Description></rdf:RDF></x:xmpmeta>'
+            '<?xpacket end="w"?>').encode()
+
+
+def micro_video_xmp(offset: int) -> bytes:
+    """The XMP of an older Google motion photo (``MVIMG_*.jpg``): the video ``offset`` bytes before the end."""
+    return ('<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+            '<rdf:Description rdf:about="" xmlns:GCamera="http://ns.google.com/photos/1.0/camera/">'
+            '<GCamera:MicroVideo>1</GCamera:MicroVideo><GCamera:MicroVideoVersion>1</GCamera:MicroVideoVersion>'
+            f'<GCamera:MicroVideoOffset>{offset}</GCamera:MicroVideoOffset>'
+            '</rdf:Description></rdf:RDF></x:xmpmeta>').encode()
+
+
+def with_xmp(jpeg: bytes, xmp: bytes) -> bytes:
+    """``jpeg`` with an XMP APP1 segment after its first segment (JFIF), where cameras write it."""
+    import struct
+
+    body = b"http://ns.adobe.com/xap/1.0/\0" + xmp
+    first = 4 + struct.unpack(">H", jpeg[4:6])[0]
+    return jpeg[:first] + b"\xff\xe1" + struct.pack(">H", 2 + len(body)) + body + jpeg[first:]
+
+
+def samsung_trailer(video: bytes) -> bytes:
+    """A Galaxy's SEF trailer, written after a photo's image: an ``Image_UTC_Data`` record, the video as the
+    ``MotionPhoto_Data`` record, and the directory (each record's marker, distance back from ``SEFH`` and size), its
+    size and ``SEFT``."""
+    import struct
+
+    records = [(0x0A01, b"Image_UTC_Data", b"1700000000000"), (0x0A30, b"MotionPhoto_Data", video)]
+    body, entries = b"", []
+    for marker, name, data in records:
+        record = struct.pack("<HHI", 0, marker, len(name)) + name + data
+        entries.append((marker, len(body), len(record)))
+        body += record
+    directory = b"SEFH" + struct.pack("<II", 106, len(entries)) + b"".join(
+        struct.pack("<HHII", 0, marker, len(body) - at, size) for marker, at, size in entries)
+    return body + directory + struct.pack("<I", len(directory)) + b"SEFT"
+
+
+def write_motion_photo(path, photo: np.ndarray, frames: np.ndarray, layout: str = "google", fps: int = 10,
+                       tags: dict | None = None) -> Path:
+    """A phone's motion photo: ``photo`` (uint8 [H, W, 3]) and, inside the same file, ``frames`` as an H.264 MP4.
+
+    layout: ``"google"`` (a Pixel's JPEG: the XMP directory, the MP4 appended), ``"google-gainmap"`` (an Ultra HDR
+    Pixel's: a gain map JPEG after the MP4, listed after it), ``"microvideo"`` (an ``MVIMG``'s offset),
+    ``"samsung"`` (a Galaxy's SEF trailer), ``"heic"`` (the MP4 appended to a HEIF photo) or ``"heic-mpvd"``
+    (a Galaxy's HEIC: the MP4 in an ``mpvd`` box). tags: the MP4's metadata (:func:`write_video`)."""
+    import tempfile
+
+    path = Path(path)
+    with tempfile.TemporaryDirectory() as tmp:
+        video = write_video(Path(tmp) / "v.mp4", frames, fps=fps, tags=tags).read_bytes()
+        if layout.startswith("heic"):
+            image = write_heif(Path(tmp) / "p.heic", photo).read_bytes()
+        else:
+            image = write_jpeg(Path(tmp) / "p.jpg", photo).read_bytes()
+    if layout == "google":
+        data = with_xmp(image, motion_photo_xmp(len(video))) + video
+    elif layout == "google-gainmap":
+        gain_map = image  # a second JPEG stands in for the gain map
+        data = with_xmp(image, motion_photo_xmp(len(video), after_video=len(gain_map))) + video + gain_map
+    elif layout == "microvideo":
+        data = with_xmp(image, micro_video_xmp(len(video))) + video
+    elif layout == "samsung":
+        data = image + samsung_trailer(video)
+    elif layout == "heic":
+        data = image + video
+    elif layout == "heic-mpvd":
+        data = image + _box(b"mpvd", video)
+    else:
+        raise ValueError(layout)
+    path.write_bytes(data)
+    return path

@@ -586,6 +586,91 @@ def test_animated_gifs_are_indexed_as_videos_and_still_ones_left_out(tmp_path, t
     assert (later.added, later.unchanged) == (1, 2)
 
 
+def test_motion_photos_are_indexed_as_their_videos_and_other_photos_left_out(tmp_path, test_model):
+    """A phone's camera folder: a Pixel's motion photo (with an Ultra HDR gain map), a Galaxy's JPEG and HEIC ones,
+    and photos without a video. Each motion photo's video is indexed, its windows over its frames, its date from
+    the video's tags; the other photos are left out, not failed. Before, no photo was scanned: the moments a phone
+    keeps around each shot were never found."""
+    from datetime import datetime, timezone
+
+    from tests.videos import frame_index_of, indexed_frames, write_heif, write_motion_photo, write_photo
+
+    camera = tmp_path / "DCIM" / "Camera"
+    camera.mkdir(parents=True)
+    frames = indexed_frames(20, 96, 128)  # 2 s at 10 frames a second
+    photo = frames[10]
+    write_motion_photo(camera / "PXL_20240501_101112345.MP.jpg", photo, frames, "google-gainmap",
+                       tags={"creation_time": "2024-05-01T08:11:12Z"})
+    write_motion_photo(camera / "20240502_090000.jpg", photo, frames, "samsung")
+    write_motion_photo(camera / "20240503_090000.heic", photo, frames, "heic-mpvd")
+    write_photo(camera / "IMG_20240504_090000.jpg", photo)
+    write_heif(camera / "IMG_0001.HEIC", photo)
+    idx = tmp_path / "idx"
+    report = build_index([str(tmp_path / "DCIM")], str(idx), model=test_model, workers=0, progress=False)
+    assert (report.total_files, report.added, report.failed) == (3, 3, 0), report.failures
+    n = test_model.preprocess.num_frames
+    ids = {}
+    for f, w in snapshot_windows(idx):
+        ids[os.path.basename(f.path)] = f.id
+        assert f.duration == pytest.approx(2.0)  # media time: 0.1 s a frame
+        with av.open(io.BytesIO(thumbnail_path(idx, w.id).read_bytes())) as c:
+            shown = frame_index_of(next(c.decode(video=0)).to_ndarray(format="rgb24"))
+        middle = window_frame_indices(Window(w.start, w.end), Clock(10.0, 20), n)[n // 2]
+        assert abs(shown - middle) <= 1, (f.path, w)  # a frame of the video, not the photo
+    assert sorted(ids) == ["20240502_090000.jpg", "20240503_090000.heic", "PXL_20240501_101112345.MP.jpg"]
+    cat = Catalog(idx / "catalog.sqlite")
+    try:
+        when, source = cat.recorded_of([ids["PXL_20240501_101112345.MP.jpg"]])[ids["PXL_20240501_101112345.MP.jpg"]]
+    finally:
+        cat.close()
+    assert (datetime.fromtimestamp(when, timezone.utc), source) == (datetime(2024, 5, 1, 8, 11, 12,
+                                                                              tzinfo=timezone.utc), "metadata")
+    again = build_index(None, str(idx), model=test_model, workers=0, progress=False)
+    assert (again.added, again.unchanged, again.failed) == (0, 3, 0)
+
+
+def test_an_update_reads_the_photos_it_left_out_once(tmp_path, test_model, monkeypatch):
+    """A camera folder of photos: the first scan reads each one's XMP and tail, indexes the motion photo and leaves
+    the others out; the index keeps what it read, so the next update (a new process) stats them and reads none,
+    until one changes. Pictures kept by an older scan (``pictures_version``) are read again: a newer vtr may find a
+    video in them."""
+    import index.scan as scan_mod
+    import vtr.data.motion_photo as motion_photo
+    from tests.videos import indexed_frames, write_gif, write_motion_photo, write_photo
+
+    camera = tmp_path / "Camera"
+    camera.mkdir()
+    frames = indexed_frames(20, 64, 96)
+    for i in range(3):
+        write_photo(camera / f"IMG_{i}.jpg", frames[i])
+    write_gif(camera / "spacer.gif", frames[:1])
+    write_video(camera / "clip.mp4", frames, fps=10)
+    write_motion_photo(camera / "PXL_1.MP.jpg", frames[5], frames)
+    read = []
+    real_span, real_still = motion_photo.video_span, scan_mod._still.__wrapped__
+    monkeypatch.setattr(motion_photo, "video_span", lambda f, size: read.append(f.name) or real_span(f, size))
+    monkeypatch.setattr(scan_mod, "_still", lambda *a: read.append(a[0]) or real_still(*a))
+
+    def update(roots=None):
+        motion_photo._embedded.cache_clear()  # as a new process
+        read.clear()
+        return build_index(roots, str(tmp_path / "idx"), model=test_model, workers=0, progress=False)
+
+    first = update([str(camera)])
+    assert (first.added, len(read)) == (2, 5)  # the video and the motion photo; each picture read once
+    again = update()
+    assert (again.unchanged, read) == (2, [])
+    write_motion_photo(camera / "IMG_1.jpg", frames[1], frames)  # edited: now a motion photo
+    changed = update()
+    assert (changed.added, changed.unchanged, read) == (1, 2, [str(camera / "IMG_1.jpg")])
+    cat = Catalog(tmp_path / "idx" / "catalog.sqlite")
+    with cat.transaction():
+        cat.set_meta("pictures_version", 0)  # kept by an older scan
+    cat.close()
+    assert (update().unchanged, len(read)) == (3, 5)
+    assert update().unchanged == 3 and read == []
+
+
 def test_an_index_decoded_by_decord_embeds_its_ts_mpeg_and_avi_files_again_once(tmp_path, test_model):
     """decord, the index's decoder before PyAV, could return other frames than asked from MPEG-TS, MPEG-PS and AVI
     with B-frames: an older index (no ``pyav_frames`` mark) embeds its files of those kinds again, once."""

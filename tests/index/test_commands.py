@@ -137,12 +137,13 @@ def test_a_mistyped_folder_is_said_before_an_index_is_made_or_a_model_loads(tmp_
 def test_a_file_named_alone_that_is_no_video_is_said_before_an_index_is_made(tmp_path):
     """`vtr index build photo.jpg`, a document, a GIF of one frame or a TypeScript file: each was an index of
     nothing, made with the model loaded and no word why. Now the command says what the file is and what vtr
-    indexes, before anything is made; an animated GIF named alone is indexed."""
-    from tests.videos import indexed_frames, write_gif, write_photo
+    indexes, before anything is made; an animated GIF or a motion photo named alone is indexed."""
+    from tests.videos import indexed_frames, write_gif, write_motion_photo, write_photo
 
-    cases = {"IMG_0042.jpg": "is not a video file: vtr indexes the extensions .3g2, .3gp, .*, and animated .apng and "
-                             ".gif files$",
-             "notes.txt": "is not a video file",
+    cases = {"IMG_0042.jpg": "is a photo with no video in it, not a video: vtr indexes a photo when it is a motion "
+                             "photo \\(a Pixel's .MP.jpg, a Galaxy's motion photo\\)$",
+             "notes.txt": "is not a video file: vtr indexes the extensions .3g2, .3gp, .*, animated .apng and .gif "
+                          "files, and motion photos \\(.avif, .heic, .heif, .jpeg, .jpg holding a video\\)$",
              "spacer.gif": "is a still picture \\(a single frame\\), not a video: vtr indexes a GIF or an APNG when "
                            "it is animated$",
              "main.ts": "is text \\(source code such as TypeScript\\), not an MPEG-TS video$"}
@@ -156,8 +157,10 @@ def test_a_file_named_alone_that_is_no_video_is_said_before_an_index_is_made(tmp
             build_command([str(tmp_path / name)], index=str(new), model="no-such-model")
         assert not new.exists()
     write_gif(tmp_path / "dance.gif", indexed_frames(20))
-    with pytest.raises(VtrError, match="no-such-model"):  # taken: the next step is loading the model
-        build_command([str(tmp_path / "dance.gif")], index=str(new), model="no-such-model")
+    write_motion_photo(tmp_path / "PXL_1.MP.jpg", indexed_frames(1)[0], indexed_frames(20))
+    for taken in ("dance.gif", "PXL_1.MP.jpg"):
+        with pytest.raises(VtrError, match="no-such-model"):  # taken: the next step is loading the model
+            build_command([str(tmp_path / taken)], index=str(new), model="no-such-model")
 
 
 def test_an_interrupted_build_says_how_to_go_on(tmp_path, monkeypatch):

@@ -290,6 +290,27 @@ def test_an_animated_gif_is_an_example_clip_and_an_animated_webp_is_said_to_be_u
     assert cos(clip, picture) < 0.999, cos(clip, picture)
 
 
+def test_a_motion_photo_example_is_its_photo_and_a_moment_of_it_its_video(red_collection, test_model, tmp_path):
+    """A Pixel's motion photo searched by is the photo people see; a second of it (the app's "more like this
+    moment" on an indexed one) is its video's window there. Before, the photo of a small motion photo was "not an
+    image file, or it is damaged": FFmpeg's probe read on into the video."""
+    from tests.videos import indexed_frames, write_motion_photo
+
+    _, idx = red_collection
+    frames = indexed_frames(30, 96, 128)
+    photo = np.ascontiguousarray(255 - frames[0])  # unlike every frame of its video
+    motion = write_motion_photo(tmp_path / "PXL_20240501_101112345.MP.jpg", photo, frames)
+
+    def cos(a, b):
+        return float(a @ b) / float(np.linalg.norm(a) * np.linalg.norm(b))
+    with VideoIndex(str(idx), model=test_model, gpu=False) as vi:
+        as_example, plain = vi.encode_example(str(motion)), vi.encode_example(write_photo(tmp_path / "p.jpg", photo))
+        moment = vi.encode_example(str(motion), at=1.5)
+        video = vi.encode_example(write_video(tmp_path / "v.mp4", frames, fps=10), at=1.5)
+    assert cos(as_example, plain) > 0.9999
+    assert cos(moment, video) > 0.9999 and cos(moment, plain) < 0.999
+
+
 def test_rerank_orders_by_the_matching_head(red_collection, test_model, monkeypatch):
     root, idx = red_collection
     monkeypatch.setattr(test_model, "encode_video", RedDetector(test_model))

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from vtr.data.hdr import HLG, PQ, is_hdr
 from vtr.data.image import format_has_alpha, has_alpha, shown_rgb
+from vtr.data.motion_photo import ffmpeg_input
 from vtr.errors import VtrError
 
 logger = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ def cut_clip(path: str, start: float, stop: float, out_path: Path, max_width: in
     the clip was recorded. Raises VtrError when no frame lies in the span or the video has no video stream."""
     import av
 
-    with av.open(str(path)) as src:
+    with av.open(ffmpeg_input(path)) as src:
         has_audio = bool(src.streams.audio)
     rotation, origin = _rotation_and_origin(path)  # read once: the retry without sound reuses them
     tags = {"comment": comment} if comment else {}
@@ -78,7 +79,7 @@ def _transcode_once(path, start, stop, out_path, max_width, rotation: int, origi
 
     from vtr.data.video import frame_rate, main_video_stream, pixel_aspect_of
 
-    with av.open(str(path)) as src:
+    with av.open(ffmpeg_input(path)) as src:
         vin = main_video_stream(src)
         if vin is None:
             raise VtrError(f"{Path(path).name} has no video stream")

@@ -18,3 +18,7 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".apng", ".bmp", ".webp",
 #: when not: the index scans them with the videos and leaves out the stills. (An animated WebP is not among them:
 #: FFmpeg does not decode one.)
 ANIMATION_EXTENSIONS = frozenset({".gif", ".apng"})
+
+#: Photos that may carry a video (a phone's motion photo: :mod:`vtr.data.motion_photo`): the index scans them with the
+#: videos, indexes that video and leaves out the photos without one.
+MOTION_PHOTO_EXTENSIONS = frozenset({".jpg", ".jpeg", ".heic", ".heif", ".avif"})

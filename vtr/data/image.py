@@ -347,7 +347,9 @@ def read_image(source: bytes | str | os.PathLike) -> np.ndarray:
         raise AnimatedWebPError("an animated WebP, which FFmpeg cannot decode: save it as an MP4 or a GIF, or take one "
                                 "frame of it as a picture")
     grid = heif_grid(data)
-    with av.open(io.BytesIO(data)) as container:
+    # A JPEG is named as one: FFmpeg's probe reads past a small one's end, and where a motion photo's video follows
+    # (vtr.data.motion_photo) it recognises neither
+    with av.open(io.BytesIO(data), format="jpeg_pipe" if data[:3] == b"\xff\xd8\xff" else None) as container:
         if grid is not None:  # an iPhone's HEIC: its tiles, put together (its rotation is the grid's, not theirs)
             return np.ascontiguousarray(_tiled(container, grid))
         frame = next(container.decode(video=0))

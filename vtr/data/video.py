@@ -71,6 +71,7 @@ import torch
 
 from vtr.data.hdr import HLG as HDR_HLG, PQ as HDR_PQ
 from vtr.data.image import format_has_alpha, shown_rgb
+from vtr.data.motion_photo import embedded_video, ffmpeg_input
 from vtr.errors import VideoReadError
 
 logger = logging.getLogger(__name__)
@@ -329,7 +330,7 @@ def hides_frames(path) -> bool:
     import av
 
     try:
-        with av.open(str(path)) as container:
+        with av.open(ffmpeg_input(path)) as container:
             stream = main_video_stream(container)
             return stream is not None and _starts_hidden(container, stream)
     except Exception as e:  # noqa: BLE001 - the reader says what is wrong with such a file
@@ -565,8 +566,7 @@ class PyAVVideoReader(VideoReader):
         self._pts_map = None  # {packet pts: frame index}, False when the packet times cannot place frames
         self.frames_decoded = 0  # frames the decoder gave out for get_frames (the cost of a read)
         try:
-            self._container = av.open(io.BytesIO(bytes(source)) if isinstance(source, (bytes, bytearray, memoryview))
-                                      else str(source))
+            self._container = av.open(ffmpeg_input(source))
         except Exception as e:
             # FFmpeg's text names the path and an errno; people need to know what is wrong with the file.
             logger.debug("PyAV cannot open %s: %s", name, e)
@@ -629,10 +629,8 @@ class PyAVVideoReader(VideoReader):
         """:func:`_edit_list_shows` of this reader's stream, its first packet read from a container of its own."""
         import av
 
-        src = self._source
         try:
-            with av.open(io.BytesIO(bytes(src)) if isinstance(src, (bytes, bytearray, memoryview))
-                         else str(src)) as probe:
+            with av.open(ffmpeg_input(self._source)) as probe:
                 stream = main_video_stream(probe)
                 return _edit_list_shows(stream, self.fps, _first_packet(probe, stream)) if stream is not None else None
         except Exception as e:  # noqa: BLE001 - unreadable a moment after it opened (replaced?): the header's count
@@ -1046,8 +1044,7 @@ def _from_header(source, read, default):
     import av
 
     try:
-        with av.open(io.BytesIO(bytes(source)) if isinstance(source, (bytes, bytearray, memoryview))
-                     else str(source)) as container:
+        with av.open(ffmpeg_input(source)) as container:
             stream = main_video_stream(container)
             return default if stream is None else read(stream)
     except Exception:  # noqa: BLE001 - the reader that opens it says what is wrong
@@ -1088,9 +1085,10 @@ def decord_unsuited(source) -> str | None:
     From the header and the first packet: about a millisecond."""
     import av
 
+    if not isinstance(source, (bytes, bytearray, memoryview)) and embedded_video(source) is not None:
+        return "a motion photo's video, which decord cannot find inside the photo"
     try:
-        with av.open(io.BytesIO(bytes(source)) if isinstance(source, (bytes, bytearray, memoryview))
-                     else str(source)) as container:
+        with av.open(ffmpeg_input(source)) as container:
             stream = main_video_stream(container)
             if stream is None:
                 return None
@@ -1173,7 +1171,7 @@ def cut_short(path, video_seconds: float) -> tuple[float, float] | None:
     import av
 
     try:
-        with av.open(os.fspath(path)) as container:
+        with av.open(ffmpeg_input(path)) as container:
             if not container.duration:
                 return None
             declared = container.duration / 1_000_000  # AV_TIME_BASE
