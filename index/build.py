@@ -568,7 +568,10 @@ def _scan_and_plan(catalog: Catalog, index_dir: Path, dirs: list[str] | None, ex
         catalog.set_meta("excluded", excluded)
         catalog.set_meta("mounts", sorted({m for m in catalog.get_meta("mounts", []) if m not in scanned_here}
                                           | set(mounts) | {m for m in unmounted if left[m]}))
-        catalog.keep_pictures(pictures, forgotten=[p for p in known_pictures if any(_under(p, d) for d in dirs)])
+        read = {path: tuple(rest) for path, *rest in pictures}  # written where they differ: on most updates, none
+        gone_pictures = [p for p in known_pictures if p not in read and any(_under(p, d) for d in dirs)]
+        catalog.keep_pictures([(path, *rest) for path, rest in read.items() if known_pictures.get(path) != rest],
+                              forgotten=gone_pictures)
         catalog.set_meta("pictures_version", PICTURES_VERSION)
     return todo
 

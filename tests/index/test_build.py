@@ -669,6 +669,15 @@ def test_an_update_reads_the_photos_it_left_out_once(tmp_path, test_model, monke
     cat.close()
     assert (update().unchanged, len(read)) == (3, 5)
     assert update().unchanged == 3 and read == []
+    (camera / "IMG_0.jpg").unlink()
+    assert update().unchanged == 3 and read == []
+    cat = Catalog(tmp_path / "idx" / "catalog.sqlite")
+    try:
+        kept = cat.pictures()
+    finally:
+        cat.close()
+    assert {os.path.basename(p): video for p, (_, _, video) in kept.items()} == {
+        "IMG_1.jpg": True, "IMG_2.jpg": False, "PXL_1.MP.jpg": True, "spacer.gif": False}  # the deleted one forgotten
 
 
 def test_an_index_decoded_by_decord_embeds_its_ts_mpeg_and_avi_files_again_once(tmp_path, test_model):
