@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from vtr.data.animation import is_animation
 from vtr.data.extensions import ANIMATION_EXTENSIONS, MOTION_PHOTO_EXTENSIONS, VIDEO_EXTENSIONS
-from vtr.data.motion_photo import embedded_video
+from vtr.data.motion_photo import video_at
 
 #: What the scan looks for: videos, the pictures that may be animations and the photos that may carry a video (a
 #: GIF of one frame and a photo without a video are left out: :func:`is_still_picture`).
@@ -80,12 +80,15 @@ def is_still_picture(path: str, size: int, mtime: float) -> bool:
     ``.apng``) or a photo that may carry a video (:data:`MOTION_PHOTO_EXTENSIONS`: ``.jpg``, ``.heic``, ...), holds
     a single frame and no video: a picture, left out. An animation (a phone's, or one saved from a chat) is indexed
     as the short video it is, and so is a motion photo's video (:mod:`vtr.data.motion_photo`). Remembered by size
-    and modification time: a scan that runs every few minutes reads each picture once."""
+    and modification time: a scan that runs every few minutes reads each picture once. Raises ``OSError`` for a
+    file that cannot be read: not known to be a picture, it is listed, and the build says why."""
     ext = os.path.splitext(path)[1].lower()
     if ext in MOTION_PHOTO_EXTENSIONS:
-        return embedded_video(path) is None  # its XMP and its tail, a few small reads; remembered there
+        return video_at(path) is None  # its XMP and its tail, a few small reads; remembered there
     if ext not in ANIMATION_EXTENSIONS:
         return False
+    with open(path, "rb"):  # is_animation takes a file it cannot open for a still
+        pass
     return _still(path, size, mtime)
 
 
@@ -116,7 +119,11 @@ def check_roots(roots, extensions=SCANNED_EXTENSIONS) -> None:
         if is_source_code(path):
             raise VtrError(f"{path} is text (source code such as TypeScript), not an MPEG-TS video")
         st = os.stat(path)
-        if is_still_picture(path, st.st_size, st.st_mtime):
+        try:
+            still = is_still_picture(path, st.st_size, st.st_mtime)
+        except OSError:
+            continue  # taken: the build says why it cannot be read
+        if still:
             if ext in MOTION_PHOTO_EXTENSIONS:
                 raise VtrError(f"{path} is a photo with no video in it, not a video: vtr indexes a photo when it is "
                                "a motion photo (a Pixel's .MP.jpg, a Galaxy's motion photo)")
@@ -179,11 +186,16 @@ def scan_folders(roots: list[str], extensions=SCANNED_EXTENSIONS, exclude=(),
         size, mtime = int(st.st_size), float(st.st_mtime)
         if os.path.splitext(path)[1].lower() in PICTURE_EXTENSIONS:
             before = known.get(path)
-            video = before[2] if before is not None and before[:2] == (size, mtime) else \
-                not is_still_picture(path, size, mtime)
-            if pictures is not None:
+            if before is not None and before[:2] == (size, mtime):
+                video = before[2]
+            else:
+                try:
+                    video = not is_still_picture(path, size, mtime)
+                except OSError:  # listed as a video that cannot be read is: the build says why, and reads it
+                    video = None  # again once it can (nothing is kept of it)
+            if pictures is not None and video is not None:
                 pictures.append((path, size, mtime, video))
-            if not video:
+            if video is False:
                 return
         real = os.path.realpath(path)
         if real in seen_real_files:

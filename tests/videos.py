@@ -635,8 +635,10 @@ def write_motion_photo(path, photo: np.ndarray, frames: np.ndarray, layout: str 
 
     layout: ``"google"`` (a Pixel's JPEG: the XMP directory, the MP4 appended), ``"google-gainmap"`` (an Ultra HDR
     Pixel's: a gain map JPEG after the MP4, listed after it), ``"microvideo"`` (an ``MVIMG``'s offset),
-    ``"samsung"`` (a Galaxy's SEF trailer), ``"heic"`` (the MP4 appended to a HEIF photo) or ``"heic-mpvd"``
-    (a Galaxy's HEIC: the MP4 in an ``mpvd`` box). tags: the MP4's metadata (:func:`write_video`)."""
+    ``"samsung"`` (a Galaxy's SEF trailer), ``"samsung-xmp"`` (a newer Galaxy's: the trailer, and Google's XMP
+    too, whose lengths do not place the video: the trailer's directory follows it), ``"heic"`` (the MP4 appended
+    to a HEIF photo) or ``"heic-mpvd"`` (a Galaxy's HEIC: the MP4 in an ``mpvd`` box). tags: the MP4's metadata
+    (:func:`write_video`)."""
     import tempfile
 
     path = Path(path)
@@ -655,6 +657,8 @@ def write_motion_photo(path, photo: np.ndarray, frames: np.ndarray, layout: str 
         data = with_xmp(image, micro_video_xmp(len(video))) + video
     elif layout == "samsung":
         data = image + samsung_trailer(video)
+    elif layout == "samsung-xmp":
+        data = with_xmp(image, motion_photo_xmp(len(video))) + samsung_trailer(video)
     elif layout == "heic":
         data = image + video
     elif layout == "heic-mpvd":

@@ -16,7 +16,8 @@ from vtr.data.video import decord_unsuited, open_video
 PHOTO = np.full((64, 96, 3), (200, 120, 40), np.uint8)
 LAYOUTS = {"PXL_20240501_101112345.MP.jpg": "google", "PXL_20240501_101113456.MP.jpg": "google-gainmap",
            "MVIMG_20190501_101112.jpg": "microvideo", "20240501_101112.jpg": "samsung",
-           "20240501_101113.heic": "heic-mpvd", "PXL_20240501_101114567.MP.HEIC": "heic"}
+           "20250501_101112.jpg": "samsung-xmp", "20240501_101113.heic": "heic-mpvd",
+           "PXL_20240501_101114567.MP.HEIC": "heic"}
 
 
 @pytest.mark.parametrize("name", LAYOUTS)

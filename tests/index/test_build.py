@@ -680,6 +680,41 @@ def test_an_update_reads_the_photos_it_left_out_once(tmp_path, test_model, monke
         "IMG_1.jpg": True, "IMG_2.jpg": False, "PXL_1.MP.jpg": True, "spacer.gif": False}  # the deleted one forgotten
 
 
+def test_a_photo_that_cannot_be_read_is_listed_and_read_once_it_can(tmp_path, test_model, monkeypatch):
+    """A photo the scan cannot read (permissions, a share's I/O error) may hold a video: it is listed as failed with
+    the reason, as a video that cannot be read is, and no verdict is kept of it, so the update after a chmod (which
+    leaves the modification time) reads it. Taken for a photo without a video, it was left out for good."""
+    import builtins
+
+    import index.catalog as catalog_mod
+    import vtr.data.motion_photo as motion_photo
+    from tests.videos import indexed_frames, write_motion_photo
+
+    camera = tmp_path / "Camera"
+    camera.mkdir()
+    frames = indexed_frames(20, 64, 96)
+    locked = write_motion_photo(camera / "PXL_1.MP.jpg", frames[5], frames)
+
+    def refusing(path, *args, **kwargs):  # as a file of another user's is to this one (the tests run as root)
+        if os.fspath(path) == str(locked):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return builtins.open(path, *args, **kwargs)
+    idx = str(tmp_path / "idx")
+    with monkeypatch.context() as m:
+        for module in (motion_photo, catalog_mod, build_mod):
+            m.setattr(module, "open", refusing, raising=False)
+        first = build_index([str(camera)], idx, model=test_model, workers=0, progress=False)
+        assert (first.failed, first.failures) == (1, [(str(locked), "cannot read: Permission denied")])
+        assert build_index(None, idx, model=test_model, workers=0, progress=False).failed == 0  # as before
+    later = build_index(None, idx, model=test_model, workers=0, progress=False)
+    cat = Catalog(Path(idx) / "catalog.sqlite")
+    try:
+        assert [(f.path, f.status) for f in cat.files()] == [(str(locked), "ok")]
+    finally:
+        cat.close()
+    assert later.failed == 0 and later.embedded_windows > 0
+
+
 def test_an_index_decoded_by_decord_embeds_its_ts_mpeg_and_avi_files_again_once(tmp_path, test_model):
     """decord, the index's decoder before PyAV, could return other frames than asked from MPEG-TS, MPEG-PS and AVI
     with B-frames: an older index (no ``pyav_frames`` mark) embeds its files of those kinds again, once."""

@@ -188,25 +188,32 @@ def video_span(f, size: int) -> tuple[int, int] | None:
 
 def embedded_video(path) -> tuple[int, int] | None:
     """:func:`video_span` of the photo at ``path``; None at once for a name that is no JPEG, HEIF or AVIF
-    (:data:`~vtr.data.extensions.MOTION_PHOTO_EXTENSIONS`) and for a file that cannot be read. Remembered by path,
-    size and modification time: the build's readers and probes open each file several times."""
+    (:data:`~vtr.data.extensions.MOTION_PHOTO_EXTENSIONS`), and for a file that cannot be read (whoever opens it
+    next says why)."""
+    try:
+        return video_at(path)
+    except OSError:
+        return None
+
+
+def video_at(path) -> tuple[int, int] | None:
+    """:func:`embedded_video`, raising ``OSError`` for a file that cannot be read (the index's scan lists such a
+    file, where a photo is left out). Remembered by path, size and modification time: the build's readers and probes
+    open each file several times, and a scan that runs every few minutes reads each photo once."""
     path = os.fspath(path)
     if os.path.splitext(path)[1].lower() not in MOTION_PHOTO_EXTENSIONS:
         return None
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
+    st = os.stat(path)
     return _embedded(os.path.abspath(path), st.st_size, st.st_mtime_ns)
 
 
 @functools.lru_cache(maxsize=1 << 16)
 def _embedded(path: str, size: int, mtime_ns: int) -> tuple[int, int] | None:
-    try:
-        with open(path, "rb") as f:
+    with open(path, "rb") as f:  # an OSError is raised, not remembered: the file may be readable later
+        try:
             return video_span(f, size)
-    except (OSError, struct.error):
-        return None
+        except struct.error:  # a structure cut short
+            return None
 
 
 def ffmpeg_input(source):
@@ -220,4 +227,4 @@ def ffmpeg_input(source):
     return f"subfile,,start,{span[0]},end,{span[1]},,:file:{os.path.abspath(os.fspath(source))}"
 
 
-__all__ = ["video_span", "embedded_video", "ffmpeg_input"]
+__all__ = ["video_span", "embedded_video", "video_at", "ffmpeg_input"]
