@@ -1,6 +1,8 @@
 """Motion photos (vtr.data.motion_photo): the video a phone keeps inside its photo is found in each layout phones
 write, read by the same readers, cuts and probes as a video file, and a photo without one stays a photo."""
 
+import io
+
 import av
 import numpy as np
 import pytest
@@ -10,7 +12,7 @@ from tests.videos import (frame_index_of, indexed_frames, motion_photo_xmp, sams
                           write_motion_photo, write_video)
 from vtr.data.cut import cut_clip
 from vtr.data.image import read_image
-from vtr.data.motion_photo import embedded_video, ffmpeg_input
+from vtr.data.motion_photo import embedded_video, ffmpeg_input, video_span
 from vtr.data.video import decord_unsuited, open_video
 
 PHOTO = np.full((64, 96, 3), (200, 120, 40), np.uint8)
@@ -110,3 +112,20 @@ def test_ffmpeg_opens_a_motion_photo_whose_path_holds_commas_and_colons(tmp_path
     path = write_motion_photo(folder / "PXL_1.MP.jpg", PHOTO, indexed_frames(10, 64, 96))
     with av.open(ffmpeg_input(path)) as container:
         assert [frame_index_of(f.to_ndarray(format="rgb24")) for f in container.decode(video=0)] == list(range(10))
+
+
+def test_damaged_photos_never_raise(tmp_path):
+    """A photo cut short or with bytes overwritten anywhere (a failing card, an interrupted copy) gives a span inside
+    the file or none, never an exception: the scan reads every photo of a camera folder."""
+    rng = np.random.default_rng(0)
+    frames = indexed_frames(10, 64, 96)
+    sources = [write_motion_photo(tmp_path / f"m{i}.{'heic' if layout.startswith('heic') else 'jpg'}", PHOTO, frames,
+                                  layout).read_bytes() for i, layout in enumerate(sorted(set(LAYOUTS.values())))]
+    sources.append(b"\xff\xd8" + b"\xff" * 5000)  # fill bytes without end
+    for data in sources:
+        for _ in range(40):
+            copy = bytearray(data[:int(rng.integers(1, len(data) + 1))])
+            for at in rng.integers(0, len(copy), size=int(rng.integers(0, 4))):
+                copy[at] = int(rng.integers(0, 256))
+            span = video_span(io.BytesIO(bytes(copy)), len(copy))
+            assert span is None or 0 <= span[0] < span[1] <= len(copy)

@@ -45,7 +45,9 @@ def _jpeg_xmp(f) -> bytes | None:
         return None
     for _ in range(_MAX_STEPS):
         head = f.read(4)
-        while len(head) == 4 and head[1] == 0xFF:  # fill bytes before a marker
+        for _ in range(_MAX_STEPS):  # fill bytes before a marker
+            if len(head) < 4 or head[1] != 0xFF:
+                break
             head = head[1:] + f.read(1)
         if len(head) < 4 or head[0] != 0xFF or head[1] in (0xD9, 0xDA):  # the file's end, or the image data
             return None
@@ -75,7 +77,7 @@ def _google_span(xmp: bytes, size: int) -> tuple[int, int] | None | bool:
     is no motion photo (``MotionPhoto`` 0 or below), None when it does not say where a video is."""
     try:
         root = ET.fromstring(xmp.strip(b"\0 \t\r\n"))
-    except ET.ParseError:
+    except (ET.ParseError, ValueError):
         return None
     described = list(root.iter())
     flag = next((v for e in described if (v := _property(e, _CAMERA + "MotionPhoto")) is not None), None)
@@ -113,15 +115,13 @@ def _samsung_span(f, size: int) -> tuple[int, int] | None:
     if sefh < 0 or directory_size < 12:
         return None
     f.seek(sefh)
-    directory = f.read(directory_size)
-    if directory[:4] != b"SEFH":
+    head = f.read(12)
+    if head[:4] != b"SEFH":
         return None
-    count = struct.unpack("<I", directory[8:12])[0]
-    for i in range(min(count, _MAX_STEPS)):
-        entry = directory[12 + 12 * i: 24 + 12 * i]
-        if len(entry) < 12:
-            break
-        back, length = struct.unpack("<II", entry[4:])
+    count = min(struct.unpack("<I", head[8:12])[0], (directory_size - 12) // 12, _MAX_STEPS)
+    entries = f.read(12 * count)
+    for i in range(len(entries) // 12):
+        back, length = struct.unpack("<II", entries[12 * i + 4: 12 * i + 12])
         record = sefh - back
         if record < 0 or length < 8:
             continue
