@@ -176,11 +176,13 @@ def _status_markdown(st: dict | None, index_dir, watching: float | None = None) 
                   + "".join(f"\n- {literal(e)}" for e in left_out))
     pending = f" · {len(st['pending'])} pending (interrupted build: update)" if st["pending"] else ""
     partial = f" · **{len(st['partial'])}** indexed in part" if st.get("partial") else ""
-    from index import dates_summary, local_time
+    from index import dates_summary, local_time, pictures_summary
 
     last = f" · the last on {literal(local_time(st['last_indexed']))}" if st.get("last_indexed") else ""
     dates = dates_summary(st.get("recorded"))
     dates = f"\n\n**Recorded** {literal(dates)}" if dates else ""
+    pictures = pictures_summary(st.get("pictures"))
+    dates += f"\n\n**Pictures** {literal(pictures)}" if pictures else ""
     return (f"**Index** {literal(st['index'])} · model {literal(m['model'])} · FAISS "
             f"{literal(m.get('index_factory'))}\n\n"
             f"**{st['files']}** videos indexed ({st['hours']:.2f} h, {st['windows']} windows){last}{partial} · "

@@ -20,8 +20,8 @@ from __future__ import annotations
 import vtr  # noqa: F401  (first: sets OpenMP's wait policy before torch loads)
 
 __all__ = ["build_index", "update_index", "remove_from_index", "index_status", "check_writable", "check_creatable",
-           "VideoIndex", "Segment", "search", "date_filters", "dates_summary", "local_day", "local_time", "Settling",
-           "watch_index"]
+           "VideoIndex", "Segment", "search", "date_filters", "dates_summary", "pictures_summary", "local_day",
+           "local_time", "Settling", "watch_index"]
 
 
 def build_index(dirs, index, **kwargs):
@@ -88,4 +88,8 @@ def __getattr__(name):
         import index.dates as _d
 
         return getattr(_d, name)
+    if name == "pictures_summary":  # what the scan read of photos and GIFs (index.scan)
+        import index.scan as _scan
+
+        return _scan.pictures_summary
     raise AttributeError(name)

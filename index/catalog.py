@@ -507,7 +507,9 @@ class Catalog:
         ``pending`` paths (left by an interrupted build), ``recorded``: how many videos have their recording date from
         their tags (``metadata``), their ``name``, their ``file``'s time, or none yet (``unknown``), and the
         ``first`` and ``last`` date (seconds since the epoch, None without any); ``last_indexed``: when the last
-        video was indexed or failed (seconds since the epoch, None before any)."""
+        video was indexed or failed (seconds since the epoch, None before any); ``pictures``: how many pictures the
+        scans ``read`` (photos, GIFs, APNGs) and how many of them hold a video (``with_video``: motion photos and
+        animations, indexed)."""
         counts = self.counts()
         seconds = self.conn.execute("SELECT COALESCE(SUM(duration), 0) FROM files WHERE status='ok'").fetchone()[0]
         by_source = dict(self.conn.execute(
@@ -519,11 +521,13 @@ class Catalog:
         dates = {"metadata": by_source.get("metadata", 0), "name": by_source.get("name", 0),
                  "file": by_source.get("file", 0), "first": first, "last": last}
         dates["unknown"] = counts["ok"] - dates["metadata"] - dates["name"] - dates["file"]
+        read, with_video = self.conn.execute("SELECT COUNT(*), COALESCE(SUM(video), 0) FROM pictures").fetchone()
         return {"roots": self.get_meta("roots", []), "excluded": self.get_meta("excluded", []),
                 "files": counts["ok"], "windows": counts["windows"], "recorded": dates,
                 "failed": [(r.path, r.error) for r in self.files("failed")],
                 "partial": [(r.path, r.error) for r in self.files("ok") if r.error],
                 "pending": [r.path for r in self.files("pending")], "hours": seconds / 3600.0,
+                "pictures": {"read": int(read), "with_video": int(with_video)},
                 "last_indexed": self.conn.execute(
                     "SELECT MAX(indexed_at) FROM files WHERE status IN ('ok', 'failed')").fetchone()[0]}
 

@@ -140,12 +140,15 @@ def status_command(index: str = None, json: bool = False) -> int:
     if st["excluded"]:
         print(f"left out  {', '.join(st['excluded'])} (`vtr index remove`; `vtr index build PATH` adds one back)")
     from index.dates import dates_summary, local_time
+    from index.scan import pictures_summary
 
     last = f"; the last on {local_time(st['last_indexed'])}" if st.get("last_indexed") else ""
     print(f"indexed   {st['files']} files, {st['hours']:.2f} h, {st['windows']} windows{last}")
 
     if dates_summary(st.get("recorded")):
         print(f"recorded  {dates_summary(st.get('recorded'))}")
+    if pictures_summary(st.get("pictures")):
+        print(f"pictures  {pictures_summary(st.get('pictures'))}")
     if st["pending"]:
         print(f"pending   {len(st['pending'])} files (interrupted build; run `vtr index update`)")
     if st["partial"]:

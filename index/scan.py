@@ -97,6 +97,15 @@ def _still(path: str, size: int, mtime: float) -> bool:
     return not is_animation(path)  # reads the file's blocks up to its second frame
 
 
+def pictures_summary(pictures: dict | None) -> str:
+    """An index status's ``pictures`` counts in words: "2200 read: 200 hold a video (motion photos, animations), 2000
+    left out" ("" before any picture was read)."""
+    if not pictures or not pictures.get("read"):
+        return ""
+    return (f"{pictures['read']} read: {pictures['with_video']} hold a video (motion photos, animations), "
+            f"{pictures['read'] - pictures['with_video']} left out")
+
+
 def check_roots(roots, extensions=SCANNED_EXTENSIONS) -> None:
     """Each of ``roots`` names a folder, a file or a link here: a typo is said before an index folder is made or a
     model loads (a name longer than the file system takes is no folder either, not an ``OSError``). A file named

@@ -586,7 +586,7 @@ def test_animated_gifs_are_indexed_as_videos_and_still_ones_left_out(tmp_path, t
     assert (later.added, later.unchanged) == (1, 2)
 
 
-def test_motion_photos_are_indexed_as_their_videos_and_other_photos_left_out(tmp_path, test_model):
+def test_motion_photos_are_indexed_as_their_videos_and_other_photos_left_out(tmp_path, test_model, capsys):
     """A phone's camera folder: a Pixel's motion photo (with an Ultra HDR gain map), a Galaxy's JPEG and HEIC ones,
     and photos without a video. Each motion photo's video is indexed, its windows over its frames, its date from
     the video's tags; the other photos are left out, not failed. Before, no photo was scanned: the moments a phone
@@ -627,6 +627,16 @@ def test_motion_photos_are_indexed_as_their_videos_and_other_photos_left_out(tmp
                                                                               tzinfo=timezone.utc), "metadata")
     again = build_index(None, str(idx), model=test_model, workers=0, progress=False)
     assert (again.added, again.unchanged, again.failed) == (0, 3, 0)
+    # the status says what became of the photos (`vtr index status`, the app's Index tab)
+    from app.ui import _status_markdown, literal
+    from index.commands import status_command
+
+    st = index_status(str(idx))
+    assert st["pictures"] == {"read": 5, "with_video": 3}
+    said = "5 read: 3 hold a video (motion photos, animations), 2 left out"
+    status_command(index=str(idx))
+    assert f"pictures  {said}\n" in capsys.readouterr().out
+    assert f"**Pictures** {literal(said)}" in _status_markdown(st, idx)
 
 
 def test_an_update_reads_the_photos_it_left_out_once(tmp_path, test_model, monkeypatch):
