@@ -339,6 +339,8 @@ def remove_from_index(paths: list[str], index: str) -> RemoveReport:
                 report.excluded = [e for e in report.excluded if e in excluded]
                 catalog.set_meta("roots", roots)
                 catalog.set_meta("excluded", excluded)
+                catalog.keep_pictures([], forgotten=[p for p in catalog.pictures()  # no longer scanned there
+                                                     if any(_under(p, path) for path, _, _ in targets)])
             report.windows = len(removed)
             remove_thumbnails(index_dir, removed)
             sync_store(catalog, index_dir, manifest)
@@ -541,7 +543,8 @@ def _scan_and_plan(catalog: Catalog, index_dir: Path, dirs: list[str] | None, ex
     # moved or renamed: matched by content, kept without embedding them again).
     gone = [d for d in roots if not os.path.exists(d)]
     mounts: list[str] = []
-    known_pictures = catalog.pictures() if catalog.get_meta("pictures_version") == PICTURES_VERSION else {}
+    kept_pictures = catalog.pictures()
+    known_pictures = kept_pictures if catalog.get_meta("pictures_version") == PICTURES_VERSION else {}
     pictures: list[tuple] = []
     scanned = scan_folders(dirs, extensions, exclude=excluded, unreadable=report.unreadable, mounts=mounts,
                            known_pictures=known_pictures, pictures=pictures)
@@ -569,8 +572,8 @@ def _scan_and_plan(catalog: Catalog, index_dir: Path, dirs: list[str] | None, ex
         catalog.set_meta("mounts", sorted({m for m in catalog.get_meta("mounts", []) if m not in scanned_here}
                                           | set(mounts) | {m for m in unmounted if left[m]}))
         read = {path: tuple(rest) for path, *rest in pictures}  # written where they differ: on most updates, none
-        gone_pictures = [p for p in known_pictures if p not in read and any(_under(p, d) for d in dirs)]
-        catalog.keep_pictures([(path, *rest) for path, rest in read.items() if known_pictures.get(path) != rest],
+        gone_pictures = [p for p in kept_pictures if p not in read and any(_under(p, d) for d in dirs)]
+        catalog.keep_pictures([(path, *rest) for path, rest in read.items() if kept_pictures.get(path) != rest],
                               forgotten=gone_pictures)
         catalog.set_meta("pictures_version", PICTURES_VERSION)
     return todo

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import index.build as build_mod
-from index.build import build_index, index_status
+from index.build import build_index, index_status, remove_from_index
 from index.layout import thumbnail_path
 from index.catalog import Catalog
 from index.store import VectorStore
@@ -677,17 +677,23 @@ def test_an_update_reads_the_photos_it_left_out_once(tmp_path, test_model, monke
     with cat.transaction():
         cat.set_meta("pictures_version", 0)  # kept by an older scan
     cat.close()
-    assert (update().unchanged, len(read)) == (3, 5)
+    (camera / "IMG_2.jpg").unlink()
+    assert (update().unchanged, len(read)) == (3, 4)
+    idx = str(tmp_path / "idx")
+    assert index_status(idx)["pictures"] == {"read": 4, "with_video": 2}  # the deleted one forgotten at once
     assert update().unchanged == 3 and read == []
     (camera / "IMG_0.jpg").unlink()
     assert update().unchanged == 3 and read == []
-    cat = Catalog(tmp_path / "idx" / "catalog.sqlite")
+    cat = Catalog(Path(idx) / "catalog.sqlite")
     try:
         kept = cat.pictures()
     finally:
         cat.close()
     assert {os.path.basename(p): video for p, (_, _, video) in kept.items()} == {
-        "IMG_1.jpg": True, "IMG_2.jpg": False, "PXL_1.MP.jpg": True, "spacer.gif": False}  # the deleted one forgotten
+        "IMG_1.jpg": True, "PXL_1.MP.jpg": True, "spacer.gif": False}  # the deleted ones forgotten
+    assert index_status(idx)["pictures"] == {"read": 3, "with_video": 2}
+    remove_from_index([str(camera)], idx)  # its folder taken out: nothing of it is counted
+    assert index_status(idx)["pictures"] == {"read": 0, "with_video": 0}
 
 
 def test_a_photo_that_cannot_be_read_is_listed_and_read_once_it_can(tmp_path, test_model, monkeypatch):
