@@ -18,8 +18,8 @@ SCANNED_EXTENSIONS = VIDEO_EXTENSIONS | ANIMATION_EXTENSIONS | MOTION_PHOTO_EXTE
 PICTURE_EXTENSIONS = ANIMATION_EXTENSIONS | MOTION_PHOTO_EXTENSIONS
 
 #: Which scan read the pictures an index keeps (``Catalog.pictures``): when vtr learns to find a video in pictures
-#: it left out before, this number goes up, and an index reads its pictures again.
-PICTURES_VERSION = 1
+#: it left out before, this number goes up, and an index reads its pictures again (2: animated AVIFs).
+PICTURES_VERSION = 2
 
 logger = logging.getLogger(__name__)
 
@@ -77,19 +77,19 @@ def is_source_code(path: str) -> bool:
 
 def is_still_picture(path: str, size: int, mtime: float) -> bool:
     """Whether ``path``, named as a picture that may be animated (:data:`ANIMATION_EXTENSIONS`: ``.gif``,
-    ``.apng``) or a photo that may carry a video (:data:`MOTION_PHOTO_EXTENSIONS`: ``.jpg``, ``.heic``, ...), holds
-    a single frame and no video: a picture, left out. An animation (a phone's, or one saved from a chat) is indexed
-    as the short video it is, and so is a motion photo's video (:mod:`vtr.data.motion_photo`). Remembered by size
-    and modification time: a scan that runs every few minutes reads each picture once. Raises ``OSError`` for a
-    file that cannot be read: not known to be a picture, it is listed, and the build says why."""
+    ``.apng``, ``.avif``) or a photo that may carry a video (:data:`MOTION_PHOTO_EXTENSIONS`: ``.jpg``, ``.heic``,
+    ...), holds a single frame and no video: a picture, left out. An animation (a phone's, or one saved from a
+    chat) is indexed as the short video it is, and so is a motion photo's video (:mod:`vtr.data.motion_photo`).
+    Remembered by size and modification time: a scan that runs every few minutes reads each picture once. Raises
+    ``OSError`` for a file that cannot be read: not known to be a picture, it is listed, and the build says why."""
     ext = os.path.splitext(path)[1].lower()
-    if ext in MOTION_PHOTO_EXTENSIONS:
-        return video_at(path) is None  # its XMP and its tail, a few small reads; remembered there
-    if ext not in ANIMATION_EXTENSIONS:
+    if ext in MOTION_PHOTO_EXTENSIONS and video_at(path) is not None:  # its XMP and its tail, a few small reads
         return False
+    if ext not in ANIMATION_EXTENSIONS:
+        return ext in MOTION_PHOTO_EXTENSIONS
     with open(path, "rb"):  # is_animation takes a file it cannot open for a still
         pass
-    return _still(path, size, mtime)
+    return _still(path, size, mtime)  # an AVIF is both: a motion photo's, or an image sequence
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -123,7 +123,7 @@ def check_roots(roots, extensions=SCANNED_EXTENSIONS) -> None:
         if ext not in {e.lower() for e in extensions}:
             names = ", ".join(sorted(e for e in extensions if e not in PICTURE_EXTENSIONS))
             raise VtrError(f"{path} is not a video file: vtr indexes the extensions {names}, animated "
-                           f"{' and '.join(sorted(ANIMATION_EXTENSIONS & set(extensions)))} files, and motion photos "
+                           f"{', '.join(sorted(ANIMATION_EXTENSIONS & set(extensions)))} files, and motion photos "
                            f"({', '.join(sorted(MOTION_PHOTO_EXTENSIONS & set(extensions)))} holding a video)")
         if is_source_code(path):
             raise VtrError(f"{path} is text (source code such as TypeScript), not an MPEG-TS video")

@@ -94,10 +94,24 @@ def write_gif(path, frames: np.ndarray, fps: int = 10) -> Path:
 
 def write_animated_webp(path, frames: np.ndarray, fps: int = 10) -> Path:
     """uint8 [T, H, W, 3] frames as an animated WebP (libwebp), which FFmpeg writes but does not decode."""
+    return _write_stills(path, frames, "webp", "libwebp_anim", fps)
+
+
+def write_avif(path, frames: np.ndarray, fps: int = 10) -> Path:
+    """uint8 [T, H, W, 3] frames (even sizes) as an AVIF (FFmpeg's muxer, SVT-AV1): a still of one frame, an image
+    sequence (the ``avis`` brand: an animated AVIF) of several."""
+    import os
+
+    os.environ.setdefault("SVT_LOG", "1")  # errors only: SVT-AV1 prints its whole configuration otherwise
+    return _write_stills(path, frames, "avif", "libsvtav1", fps, {"crf": "10"})
+
+
+def _write_stills(path, frames: np.ndarray, fmt: str, codec: str, fps: int, options: dict | None = None) -> Path:
+    """uint8 [T, H, W, 3] frames through FFmpeg's ``fmt`` muxer and ``codec`` (yuv420p)."""
     import av
 
-    with av.open(str(path), "w", format="webp") as out:
-        stream = out.add_stream("libwebp_anim", rate=fps)
+    with av.open(str(path), "w", format=fmt) as out:
+        stream = out.add_stream(codec, rate=fps, options=options or {})
         stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
         for f in frames:
             for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")):

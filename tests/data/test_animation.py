@@ -9,6 +9,7 @@ import pytest
 
 from tests.videos import frame_index_of, indexed_frames, write_animated_webp, write_gif, write_video
 from vtr.data.animation import animated_webp, gif_frames, is_animation, png_animation_frames
+from vtr.data.video import open_video
 
 
 def test_a_gif_of_several_frames_is_an_animation_and_one_of_a_single_frame_a_picture(tmp_path):
@@ -25,6 +26,20 @@ def test_a_gif_of_several_frames_is_an_animation_and_one_of_a_single_frame_a_pic
     with open(moving, "rb") as f:
         assert gif_frames(f) == 2
         assert f.tell() < moving.stat().st_size // 2
+
+
+def test_an_avif_image_sequence_is_an_animation_and_a_still_avif_a_picture(tmp_path):
+    """An animated AVIF (the web's GIF replacement) lists the ``avis`` brand; FFmpeg reads its sequence as the main
+    video stream, each frame at its time, beside the still it also holds."""
+    from tests.videos import write_avif
+
+    frames = indexed_frames(20, 64, 96)
+    animated = write_avif(tmp_path / "loop.avif", frames)
+    still = write_avif(tmp_path / "photo.avif", frames[:1])
+    assert is_animation(animated) and is_animation(animated.read_bytes()) and not is_animation(still)
+    with open_video(str(animated)) as reader:
+        assert (reader.num_frames, reader.fps) == (20, 10.0)
+        assert [frame_index_of(f) for f in reader.get_frames([0, 7, 19])] == [0, 7, 19]
 
 
 def test_an_apng_is_told_from_a_still_png_by_its_animation_chunk(tmp_path):

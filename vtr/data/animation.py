@@ -76,6 +76,17 @@ def png_animation_frames(f) -> int:
         f.seek(length + 4, io.SEEK_CUR)  # the chunk's data and its CRC
 
 
+def avif_sequence(f) -> bool:
+    """Whether the ISO-BMFF file ``f`` is an AVIF image sequence (an animated AVIF, the web's GIF replacement): its
+    ``ftyp`` box lists the ``avis`` brand. A still AVIF lists ``avif`` alone."""
+    head = f.read(8)
+    if len(head) < 8 or head[4:] != b"ftyp":
+        return False
+    size = struct.unpack(">I", head[:4])[0]
+    brands = f.read(min(max(size - 8, 0), 256))
+    return any(brands[i:i + 4] == b"avis" for i in range(0, len(brands) - 3, 4))  # major, version, compatible
+
+
 def _open(source):
     if isinstance(source, (bytes, bytearray, memoryview)):
         return io.BytesIO(source)
@@ -83,8 +94,9 @@ def _open(source):
 
 
 def is_animation(source) -> bool:
-    """Whether ``source`` (a path or the file's bytes) is a GIF or PNG of more than one frame. False for a still,
-    for other formats and for a file that cannot be read (whoever opens it next says why)."""
+    """Whether ``source`` (a path or the file's bytes) is a GIF or PNG of more than one frame, or an AVIF image
+    sequence. False for a still, for other formats and for a file that cannot be read (whoever opens it next says
+    why)."""
     try:
         with _open(source) as f:
             magic = f.read(8)
@@ -93,6 +105,8 @@ def is_animation(source) -> bool:
                 return gif_frames(f) > 1
             if magic == _PNG_SIGNATURE:
                 return png_animation_frames(f) > 1
+            if magic[4:8] == b"ftyp":
+                return avif_sequence(f)
     except OSError:
         return False
     return False
@@ -109,4 +123,4 @@ def animated_webp(source) -> bool:
     return len(head) == 21 and head[:4] == b"RIFF" and head[8:16] == b"WEBPVP8X" and bool(head[20] & 0x02)
 
 
-__all__ = ["gif_frames", "png_animation_frames", "is_animation", "animated_webp"]
+__all__ = ["gif_frames", "png_animation_frames", "avif_sequence", "is_animation", "animated_webp"]
