@@ -174,7 +174,8 @@ def scan_folders(roots: list[str], extensions=SCANNED_EXTENSIONS, exclude=(),
     known = known_pictures or {}
 
     def consider(path: str):
-        if os.path.splitext(path)[1].lower() not in exts or path in found:
+        ext = os.path.splitext(path)[1].lower()
+        if ext not in exts or path in found:
             return
         shown = unreadable_name(path)
         if shown is not None:
@@ -193,7 +194,7 @@ def scan_folders(roots: list[str], extensions=SCANNED_EXTENSIONS, exclude=(),
         if not os.path.isfile(path) or is_source_code(path):
             return
         size, mtime = int(st.st_size), float(st.st_mtime)
-        if os.path.splitext(path)[1].lower() in PICTURE_EXTENSIONS:
+        if ext in PICTURE_EXTENSIONS:
             before = known.get(path)
             if before is not None and before[:2] == (size, mtime):
                 video = before[2]
