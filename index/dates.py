@@ -91,7 +91,7 @@ def recorded_at(path: str) -> tuple[float, str] | None:
     try:
         import av
 
-        from vtr.data.motion_photo import ffmpeg_input
+        from vtr.data.sources import ffmpeg_input
 
         with av.open(ffmpeg_input(path)) as container:
             tags = [{k.lower(): v for k, v in container.metadata.items()}]

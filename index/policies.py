@@ -77,7 +77,7 @@ def _detection_pass(path, start, end, fps, size, cheap):
     from av.video.reformatter import VideoReformatter
 
     from vtr.data.image import shown_rgb
-    from vtr.data.motion_photo import ffmpeg_input
+    from vtr.data.sources import ffmpeg_input
     from vtr.data.video import decode_from, frame_rate, main_video_stream, time_origin
 
     times, frames = [], []

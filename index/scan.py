@@ -77,9 +77,9 @@ def is_source_code(path: str) -> bool:
 
 def is_still_picture(path: str, size: int, mtime: float) -> bool:
     """Whether ``path``, named as a picture that may be animated (:data:`ANIMATION_EXTENSIONS`: ``.gif``,
-    ``.apng``, ``.avif``) or a photo that may carry a video (:data:`MOTION_PHOTO_EXTENSIONS`: ``.jpg``, ``.heic``,
-    ...), holds a single frame and no video: a picture, left out. An animation (a phone's, or one saved from a
-    chat) is indexed as the short video it is, and so is a motion photo's video (:mod:`vtr.data.motion_photo`).
+    ``.apng``, ``.webp``, ``.avif``) or a photo that may carry a video (:data:`MOTION_PHOTO_EXTENSIONS`: ``.jpg``,
+    ``.heic``, ...), holds a single frame and no video: a picture, left out. An animation (a phone's, or one saved
+    from a chat) is indexed as the short video it is, and so is a motion photo's video (:mod:`vtr.data.motion_photo`).
     Remembered by size and modification time: a scan that runs every few minutes reads each picture once. Raises
     ``OSError`` for a file that cannot be read: not known to be a picture, it is listed, and the build says why."""
     ext = os.path.splitext(path)[1].lower()
@@ -136,15 +136,15 @@ def check_roots(roots, extensions=SCANNED_EXTENSIONS) -> None:
             if ext in MOTION_PHOTO_EXTENSIONS:
                 raise VtrError(f"{path} is a photo with no video in it, not a video: vtr indexes a photo when it is "
                                "a motion photo (a Pixel's .MP.jpg, a Galaxy's motion photo)")
-            raise VtrError(f"{path} is a still picture (a single frame), not a video: vtr indexes a GIF or an APNG "
-                           "when it is animated")
+            raise VtrError(f"{path} is a still picture (a single frame), not a video: vtr indexes a GIF, an APNG or "
+                           "a WebP when it is animated")
 
 
 def scan_folders(roots: list[str], extensions=SCANNED_EXTENSIONS, exclude=(),
                  unreadable: list | None = None, mounts: list | None = None, known_pictures=None,
                  pictures: list | None = None) -> list[ScannedFile]:
-    """Video files under ``roots``, recursively, sorted by path; animated GIFs and APNGs, and motion photos, too
-    (:func:`is_still_picture`).
+    """Video files under ``roots``, recursively, sorted by path; animated GIFs, APNGs, WebPs and AVIFs, and motion
+    photos, too (:func:`is_still_picture`).
 
     exclude: absolute paths (folders or files) inside the roots to leave out, as ``vtr index remove`` records
     them; a root itself is always scanned, also one inside an excluded folder.

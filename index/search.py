@@ -470,12 +470,10 @@ class VideoIndex:
             except VideoReadError as e:
                 raise VtrError(f"The example {Path(path).name} cannot be used: {e.cause}.") from e
         elif Path(path).suffix.lower() in IMAGE_EXTENSIONS and not is_animation(path):  # an animated GIF: a clip
-            from vtr.data.image import AnimatedWebPError, read_image
+            from vtr.data.image import read_image
 
             try:  # upright, as the user sees the photo (its EXIF orientation)
                 image = read_image(path)
-            except AnimatedWebPError as e:
-                raise VtrError(f"The example {Path(path).name} is {e}.") from e
             except Exception as e:  # noqa: BLE001
                 logger.debug("cannot read image %s: %s", path, e)
                 raise VtrError(f"The example {Path(path).name} is not an image file, or it is damaged.") from e

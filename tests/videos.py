@@ -6,6 +6,8 @@ compression), the bottom half a moving colour texture (so frame comparisons betw
 
 from __future__ import annotations
 
+import io
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -92,9 +94,57 @@ def write_gif(path, frames: np.ndarray, fps: int = 10) -> Path:
     return write_video(path, frames, fps=fps, codec="gif", pix_fmt="gray")
 
 
-def write_animated_webp(path, frames: np.ndarray, fps: int = 10) -> Path:
-    """uint8 [T, H, W, 3] frames as an animated WebP (libwebp), which FFmpeg writes but does not decode."""
-    return _write_stills(path, frames, "webp", "libwebp_anim", fps)
+def write_animated_webp(path, frames: np.ndarray, fps: int = 10, lossless: bool = False) -> Path:
+    """uint8 [T, H, W, 3] frames as an animated WebP (libwebp's animation encoder: each frame the rectangle that
+    changed, drawn over the last; lossy, it merges frames it finds alike), which FFmpeg writes but does not decode
+    (:mod:`vtr.data.webp` does)."""
+    return _write_stills(path, frames, "webp", "libwebp_anim", fps, {"lossless": "1"} if lossless else None)
+
+
+def webp_still_chunks(rgba: np.ndarray, lossless: bool = True) -> bytes:
+    """A uint8 [H, W, 4] picture encoded by libwebp (lossless: a ``VP8L`` chunk; lossy: ``VP8 ``, behind an ``ALPH``
+    chunk when it has transparency): the chunks an animated WebP's frame holds."""
+    import av
+
+    out = io.BytesIO()
+    with av.open(out, "w", format="webp") as container:
+        stream = container.add_stream("libwebp", rate=1, options={"lossless": "1"} if lossless else {})
+        stream.width, stream.height = rgba.shape[1], rgba.shape[0]
+        stream.pix_fmt = "bgra" if lossless else "yuva420p"
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgba), format="rgba")
+        for packet in [*stream.encode(frame), *stream.encode()]:
+            container.mux(packet)
+    data = out.getvalue()
+    chunks, pos = b"", 12
+    while pos < len(data):
+        size = struct.unpack("<I", data[pos + 4:pos + 8])[0]
+        if data[pos:pos + 4] in (b"ALPH", b"VP8 ", b"VP8L"):
+            chunks += data[pos:pos + 8 + size + (size & 1)]
+        pos += 8 + size + (size & 1)
+    return chunks
+
+
+def riff_chunk(kind: bytes, data: bytes) -> bytes:
+    """A RIFF chunk: its four-character kind, its size, its data padded to an even size."""
+    return kind + struct.pack("<I", len(data)) + data + b"\0" * (len(data) & 1)
+
+
+def write_webp_animation(path, width: int, height: int, frames) -> Path:
+    """An animated WebP written chunk by chunk as RFC 9649 lays it out, each frame a ``(x, y, rgba, duration_ms,
+    blend, dispose)`` (even offsets; ``rgba`` uint8 [h, w, 4]) or ``(..., lossless)``, its image encoded by libwebp
+    (:func:`webp_still_chunks`): every rule of the format chosen here, where libwebp's animation encoder picks its
+    own."""
+    def u24(n):
+        return int(n).to_bytes(3, "little")
+
+    body = riff_chunk(b"VP8X", bytes([0x12, 0, 0, 0]) + u24(width - 1) + u24(height - 1))  # animation, alpha
+    body += riff_chunk(b"ANIM", bytes([255, 255, 255, 255, 0, 0]))  # a white background (viewers draw none)
+    for x, y, rgba, duration, blend, dispose, *lossless in frames:
+        head = u24(x // 2) + u24(y // 2) + u24(rgba.shape[1] - 1) + u24(rgba.shape[0] - 1) + u24(duration)
+        head += bytes([(0 if blend else 2) | (1 if dispose else 0)])
+        body += riff_chunk(b"ANMF", head + webp_still_chunks(rgba, *lossless))
+    Path(path).write_bytes(b"RIFF" + struct.pack("<I", 4 + len(body)) + b"WEBP" + body)
+    return Path(path)
 
 
 def write_avif(path, frames: np.ndarray, fps: int = 10) -> Path:
@@ -252,8 +302,6 @@ def write_jpeg(path, frame: np.ndarray) -> Path:
 def exif_block(orientation: int, byte_order: str = "MM") -> bytes:
     """A minimal EXIF (TIFF) block whose first directory holds one tag: the orientation (1-8), written by hand after
     the TIFF 6.0 layout (big-endian ``MM`` as cameras write it, or little-endian ``II``)."""
-    import struct
-
     order = ">" if byte_order == "MM" else "<"
     return (byte_order.encode() + struct.pack(order + "HI", 42, 8) + struct.pack(order + "H", 1)
             + struct.pack(order + "HHIHH", 0x0112, 3, 1, orientation, 0) + struct.pack(order + "I", 0))
@@ -264,7 +312,6 @@ def write_photo(path, stored: np.ndarray, orientation: int | None = None, byte_o
     tagged with an EXIF ``orientation`` as a camera tags it: an APP1 segment after the JPEG's start, a PNG
     ``eXIf`` chunk before the image data, a WebP ``EXIF`` chunk after it (in the extended format, flagged in its
     ``VP8X`` header)."""
-    import struct
     import zlib
 
     path = Path(path)
@@ -404,8 +451,6 @@ def write_resized_stream(path, sizes=((96, 128), (48, 64)), per_size: int = 20, 
     """MPEG-TS whose picture size changes mid-stream, as a TV recording's does between programme and advert: one
     H.264 stream written in runs of ``per_size`` :func:`indexed_frames` at each (height, width) of ``sizes``, each run
     starting on a keyframe with its own sequence header, the timestamps and frame indices going on across runs."""
-    import io
-
     import av
 
     path = Path(path)
@@ -473,22 +518,16 @@ def write_cut_in_recording(path, frames: np.ndarray, fps: int = 25, keyint: int 
 
 
 def _box(kind: bytes, payload: bytes) -> bytes:
-    import struct
-
     return struct.pack(">I4s", 8 + len(payload), kind) + payload
 
 
 def _full_box(kind: bytes, version: int, flags: int, payload: bytes) -> bytes:
-    import struct
-
     return _box(kind, struct.pack(">I", (version << 24) | flags) + payload)
 
 
 def _find_box(data: bytes, path: list, start: int = 0, end: int | None = None):
     """(payload start, end) of the first box at ``path`` (box types) inside ``data``; the sample description boxes'
     own fields are stepped over."""
-    import struct
-
     end = len(data) if end is None else end
     pos = start
     while pos + 8 <= end:
@@ -506,8 +545,6 @@ def _find_box(data: bytes, path: list, start: int = 0, end: int | None = None):
 
 def _hevc_still(rgb: np.ndarray) -> tuple[bytes, bytes]:
     """One picture coded as HEVC: its ``hvcC`` record and its sample (length-prefixed units), from a 1-frame MP4."""
-    import io
-
     import av
 
     buf = io.BytesIO()
@@ -529,8 +566,6 @@ def write_heif(path, rgb: np.ndarray, tile: int | None = None, quarter_turns: in
     with ``tile``, a grid of ``tile`` x ``tile`` HEVC tiles (the last row and column padded; the grid's size crops
     them) as an iPhone writes its HEIC (512-pixel tiles, the grid in ``idat``, the tiles hidden). ``quarter_turns``:
     an ``irot`` property on the primary image (anticlockwise, as shown)."""
-    import struct
-
     h, w = rgb.shape[:2]
     if tile is None:
         tiles = [rgb]
@@ -619,8 +654,6 @@ def micro_video_xmp(offset: int) -> bytes:
 
 def with_xmp(jpeg: bytes, xmp: bytes) -> bytes:
     """``jpeg`` with an XMP APP1 segment after its first segment (JFIF), where cameras write it."""
-    import struct
-
     body = b"http://ns.adobe.com/xap/1.0/\0" + xmp
     first = 4 + struct.unpack(">H", jpeg[4:6])[0]
     return jpeg[:first] + b"\xff\xe1" + struct.pack(">H", 2 + len(body)) + body + jpeg[first:]
@@ -630,8 +663,6 @@ def samsung_trailer(video: bytes) -> bytes:
     """A Galaxy's SEF trailer, written after a photo's image: an ``Image_UTC_Data`` record, the video as the
     ``MotionPhoto_Data`` record, and the directory (each record's marker, distance back from ``SEFH`` and size), its
     size and ``SEFT``."""
-    import struct
-
     records = [(0x0A01, b"Image_UTC_Data", b"1700000000000"), (0x0A30, b"MotionPhoto_Data", video)]
     body, entries = b"", []
     for marker, name, data in records:

@@ -223,15 +223,17 @@ def test_an_example_clip_from_a_dvd_plays_in_the_page(browser, running_app, tmp_
     page.close()
 
 
-def test_an_animated_gif_example_plays_as_the_clip_the_search_reads(browser, running_app, tmp_path):
-    """An animated GIF is searched by as a clip, so the page shows it in the example's player (as H.264, 3 s), not as
-    a picture; the search reads the same frames."""
-    from tests.videos import indexed_frames, write_gif
+@pytest.mark.parametrize("name", ["reaction.gif", "sticker.webp"])
+def test_an_animated_gif_example_plays_as_the_clip_the_search_reads(browser, running_app, tmp_path, name):
+    """An animated GIF or WebP (a chat's sticker) is searched by as a clip, so the page shows it in the example's
+    player (as H.264, 3 s), not as a picture; the search reads the same frames."""
+    from tests.videos import indexed_frames, write_animated_webp, write_gif
 
-    gif = write_gif(tmp_path / "reaction.gif", indexed_frames(30, 96, 128))
+    write = write_gif if name.endswith(".gif") else write_animated_webp
+    animation = write(tmp_path / name, indexed_frames(30, 96, 128))
     page = open_page(browser, running_app.url, tmp_path)
     page.locator("#options").get_by_text("Search by example, filters").click()
-    page.locator("#example input[type=file]").set_input_files(str(gif))
+    page.locator("#example input[type=file]").set_input_files(str(animation))
     page.wait_for_function("() => { const v = document.querySelector('#example-video video');"
                            " return v && v.readyState >= 1 && v.videoWidth > 0 && v.duration > 2.5; }", timeout=30000)
     assert not page.locator("#example-image img").is_visible()

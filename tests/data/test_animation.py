@@ -1,4 +1,4 @@
-"""Animated pictures (vtr.data.animation): a GIF or APNG of several frames is a video, one of a single frame a
+"""Animated pictures (vtr.data.animation): a GIF, APNG or WebP of several frames is a video, one of a single frame a
 picture; told apart by the file's own blocks, and read as video by the same reader as any clip."""
 
 import io
@@ -64,12 +64,12 @@ def test_what_is_no_animation_or_cannot_be_read_says_false(tmp_path):
     assert gif_frames(io.BytesIO(gif[:len(gif) * 2 // 3]), stop=100) >= 2  # a GIF cut short: the frames it has
 
 
-def test_an_animated_webp_is_named_for_its_error(tmp_path):
-    """FFmpeg decodes no animated WebP; the example's error says so instead of "not an image"."""
+def test_an_animated_webp_is_told_from_a_still_one_by_its_header(tmp_path):
+    """FFmpeg decodes no animated WebP, so its header is read first (vtr.data.webp draws its frames)."""
     path = write_animated_webp(tmp_path / "sticker.webp", indexed_frames(4))
     still = write_video(tmp_path / "photo.webp", indexed_frames(1), fps=1, codec="libwebp", pix_fmt="yuv420p")
     assert animated_webp(path) and not animated_webp(still) and not animated_webp(tmp_path / "gone.webp")
-    assert not is_animation(path)
+    assert is_animation(path) and not is_animation(still)
 
 
 @pytest.mark.parametrize("name", ["dance.gif", "sticker.apng"])

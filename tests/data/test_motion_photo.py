@@ -12,7 +12,8 @@ from tests.videos import (frame_index_of, indexed_frames, motion_photo_xmp, sams
                           write_motion_photo, write_video)
 from vtr.data.cut import cut_clip
 from vtr.data.image import read_image
-from vtr.data.motion_photo import embedded_video, ffmpeg_input, video_span
+from vtr.data.motion_photo import embedded_video, video_span
+from vtr.data.sources import ffmpeg_input
 from vtr.data.video import decord_unsuited, open_video
 
 PHOTO = np.full((64, 96, 3), (200, 120, 40), np.uint8)

@@ -154,31 +154,35 @@ def test_every_video_and_photo_format_vtr_reads_makes_a_sample(tmp_path, tokeniz
 def test_an_animated_gif_is_a_video_sample_and_a_still_one_a_picture(tmp_path, tokenizer):
     """TGIF's clips, and a chat's saved reactions, are animated GIFs: training reads one as the video it is, its
     frames over time, packed under its own extension. A GIF of one frame stays a picture. Before, every GIF was a
-    picture: the first frame of the animation, and nothing of its motion. An animated WebP, which FFmpeg cannot
-    decode, is skipped for that reason (it was "InvalidDataError: ... Invalid data found when processing input")."""
+    picture: the first frame of the animation, and nothing of its motion. An animated WebP (a chat's sticker) is a
+    video sample too; FFmpeg decoding none, it was skipped ("InvalidDataError: ... Invalid data found when processing
+    input")."""
     from tests.videos import frame_index_of, indexed_frames, write_animated_webp, write_gif
 
     (tmp_path / "v").mkdir()
     write_gif(tmp_path / "v" / "tumblr_0001.gif", indexed_frames(40))  # 4 s at 10 frames a second
     write_gif(tmp_path / "v" / "logo.gif", indexed_frames(1))
-    write_animated_webp(tmp_path / "v" / "sticker.webp", indexed_frames(4))  # FFmpeg decodes none: skipped, said
+    write_animated_webp(tmp_path / "v" / "sticker.webp", indexed_frames(4), lossless=True)
     (tmp_path / "caps.csv").write_text("video,caption\ntumblr_0001.gif,a cat jumps\nlogo.gif,a logo\n"
                                        "sticker.webp,a sticker\n")
     assert shards_make_command(videos=str(tmp_path / "v"), captions=str(tmp_path / "caps.csv"),
                                out=str(tmp_path / "s")) == 0
     with tarfile.open(tmp_path / "s" / "00000.tar") as tar:
-        assert sorted(n for n in tar.getnames() if n.endswith((".gif", ".webp"))) == ["000000000.gif", "000000001.gif"]
+        assert sorted(n for n in tar.getnames() if n.endswith((".gif", ".webp"))) == [
+            "000000000.gif", "000000001.gif", "000000002.webp"]
         meta = json.loads(tar.extractfile("000000000.json").read())
-    (failure,) = json.loads((tmp_path / "s" / "00000_stats.json").read_text())["failures"]
-    assert failure["file"] == "sticker.webp" and "an animated WebP, which FFmpeg cannot decode" in failure["reason"]
+        sticker = json.loads(tar.extractfile("000000002.json").read())
+    assert not json.loads((tmp_path / "s" / "00000_stats.json").read_text())["failures"]
     assert (meta["num_frames"], meta["duration"]) == (40, 4.0)  # media time: 40 frames of 0.1 s
-    videos = make_train_loader(str(tmp_path / "s"), tokenizer, batch_size=1, steps_per_epoch=3, num_frames=4,
+    assert (sticker["num_frames"], sticker["duration"]) == (4, 0.4)
+    videos = make_train_loader(str(tmp_path / "s"), tokenizer, batch_size=1, steps_per_epoch=6, num_frames=4,
                                img_size=48, num_workers=0, shuffle_buffer=1, mean=(0, 0, 0), std=(1, 1, 1),
                                crop_scale=1.0, flip_p=0.0)
-    batches = list(videos)
-    assert {k for b in batches for k in b["keys"]} == {"000000000"}
-    numbers = [frame_index_of(f.numpy() * 255) for f in batches[0]["frames"][0]]  # 4 frames, each's number
+    batches = {b["keys"][0]: b for b in videos}
+    assert set(batches) == {"000000000", "000000002"}
+    numbers = [frame_index_of(f.numpy() * 255) for f in batches["000000000"]["frames"][0]]  # 4 frames, each's number
     assert numbers == sorted(numbers) and numbers[-1] - numbers[0] >= 20, numbers  # spread over its 40 frames
+    assert [frame_index_of(f.numpy() * 255) for f in batches["000000002"]["frames"][0]] == [0, 1, 2, 3]
     photos = make_train_loader(str(tmp_path / "s"), tokenizer, batch_size=1, steps_per_epoch=1, img_size=32,
                                modality="image", num_workers=0)
     assert [b["keys"] for b in photos] == [["000000001"]]

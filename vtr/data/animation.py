@@ -1,11 +1,12 @@
-"""Animated pictures: a GIF or an APNG of more than one frame is a short video (a phone's "animation", a reaction
-clip saved from a chat), one of a single frame is a picture. The extension does not say which, so these read the
-file's own structure: GIF's blocks up to its second image, PNG's chunks up to its image data. Only the standard
-library: the index's scan asks for every ``.gif`` it finds, without loading torch.
+"""Animated pictures: a GIF, an APNG or a WebP of more than one frame is a short video (a phone's "animation", a
+reaction clip or a sticker saved from a chat), one of a single frame is a picture; so is an AVIF image sequence. The
+extension does not say which, so these read the file's own structure: GIF's blocks up to its second image, PNG's
+chunks up to its image data, WebP's chunks up to its second frame, AVIF's brands. Only the standard library: the
+index's scan asks for every ``.gif`` it finds, without loading torch.
 
-FFmpeg (PyAV) decodes both kinds of animation as video, with each frame's delay as its time. An animated WebP it
-does not decode (FFmpeg 8's WebP decoder reads one still frame, and fails on an animation's frames), so
-:func:`animated_webp` names such a file for a clear error instead.
+FFmpeg (PyAV) decodes GIF, APNG and AVIF animations as video, with each frame's delay as its time. An animated WebP
+it does not decode (its WebP decoder reads stills only): :mod:`vtr.data.webp` draws its frames, and
+:func:`vtr.data.sources.ffmpeg_input` gives them to FFmpeg as an APNG.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from __future__ import annotations
 import io
 import os
 import struct
+
+from vtr.data import webp
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -94,7 +97,7 @@ def _open(source):
 
 
 def is_animation(source) -> bool:
-    """Whether ``source`` (a path or the file's bytes) is a GIF or PNG of more than one frame, or an AVIF image
+    """Whether ``source`` (a path or the file's bytes) is a GIF, PNG or WebP of more than one frame, or an AVIF image
     sequence. False for a still, for other formats and for a file that cannot be read (whoever opens it next says
     why)."""
     try:
@@ -107,6 +110,8 @@ def is_animation(source) -> bool:
                 return png_animation_frames(f) > 1
             if magic[4:8] == b"ftyp":
                 return avif_sequence(f)
+            if magic[:4] == b"RIFF":
+                return webp.animation_frames(f) > 1
     except OSError:
         return False
     return False
@@ -114,7 +119,7 @@ def is_animation(source) -> bool:
 
 def animated_webp(source) -> bool:
     """Whether ``source`` (a path or bytes) is an animated WebP: an extended (``VP8X``) header with its animation
-    flag set."""
+    flag set (one frame or more: FFmpeg decodes none of them)."""
     try:
         with _open(source) as f:
             head = f.read(21)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from vtr.data.hdr import HLG, PQ, is_hdr
 from vtr.data.image import format_has_alpha, has_alpha, shown_rgb
-from vtr.data.motion_photo import ffmpeg_input
+from vtr.data.sources import ffmpeg_input
 from vtr.errors import VtrError
 
 logger = logging.getLogger(__name__)

@@ -329,14 +329,11 @@ def shown_rgb(frame, reformatter, width=None, height=None, interpolation=None) -
                                 width=width, height=height, interpolation=interpolation).to_ndarray()
 
 
-class AnimatedWebPError(ValueError):
-    """An animated WebP, which FFmpeg cannot decode (its WebP decoder fails on an animation's frames)."""
-
-
 def read_image(source: bytes | str | os.PathLike) -> np.ndarray:
     """The first picture of an image file (its bytes or its path) as uint8 [H, W, 3] RGB, upright (see the
-    module's docstring). Raises what PyAV raises for a file that is not an image or is damaged, and
-    :class:`AnimatedWebPError` for an animated WebP (PyAV's own error called it invalid data)."""
+    module's docstring); an animated WebP's first frame as it is shown (:mod:`vtr.data.webp`: FFmpeg decodes no
+    animated WebP). Raises what PyAV raises for a file that is not an image or is damaged, ``ValueError`` for a
+    damaged animated WebP."""
     import av
     from av.video.reformatter import VideoReformatter
 
@@ -344,8 +341,10 @@ def read_image(source: bytes | str | os.PathLike) -> np.ndarray:
 
     data = bytes(source) if isinstance(source, (bytes, bytearray, memoryview)) else Path(source).read_bytes()
     if animated_webp(data):
-        raise AnimatedWebPError("an animated WebP, which FFmpeg cannot decode: save it as an MP4 or a GIF, or take one "
-                                "frame of it as a picture")
+        from vtr.data.webp import composited_frames
+
+        canvas, _ = next(composited_frames(data))
+        return _upright(over_background(canvas), exif_orientation(data), 0)
     grid = heif_grid(data)
     # A JPEG is named as one: FFmpeg's probe reads past a small one's end, and where a motion photo's video follows
     # (vtr.data.motion_photo) it recognises neither
@@ -355,7 +354,11 @@ def read_image(source: bytes | str | os.PathLike) -> np.ndarray:
         frame = next(container.decode(video=0))
         rgb = shown_rgb(frame, VideoReformatter())  # HDR tone-mapped, transparency over white
         rotation = int(round(getattr(frame, "rotation", 0) or 0)) % 360
-    orientation = exif_orientation(data)
+    return _upright(rgb, exif_orientation(data), rotation)
+
+
+def _upright(rgb: np.ndarray, orientation: int | None, rotation: int) -> np.ndarray:
+    """A decoded picture turned by its EXIF orientation, else by the rotation FFmpeg reports."""
     if orientation is not None:
         rgb = apply_orientation(rgb, orientation)
     elif rotation in (90, 180, 270):  # anticlockwise, as the video readers turn portrait phone video
@@ -363,5 +366,5 @@ def read_image(source: bytes | str | os.PathLike) -> np.ndarray:
     return np.ascontiguousarray(rgb)
 
 
-__all__ = ["read_image", "AnimatedWebPError", "shown_rgb", "has_alpha", "format_has_alpha", "over_background",
+__all__ = ["read_image", "shown_rgb", "has_alpha", "format_has_alpha", "over_background",
            "exif_orientation", "apply_orientation", "heif_grid"]

@@ -1,7 +1,8 @@
 """Motion photos: a phone's photo that carries the second or two of video around the shot (a Pixel's
 ``PXL_*.MP.jpg``, an older ``MVIMG_*.jpg``, a Galaxy's "motion photo", many other Android cameras). The video is an
-MP4 stored in the photo's file, after its image; this module finds its byte range, and :func:`ffmpeg_input` hands
-that range to FFmpeg (its ``subfile`` protocol), so every reader, cut and probe opens it as the video file it is.
+MP4 stored in the photo's file, after its image; this module finds its byte range, and
+:func:`vtr.data.sources.ffmpeg_input` hands that range to FFmpeg (its ``subfile`` protocol), so every reader, cut
+and probe opens it as the video file it is.
 
 The layouts, read from the file's head and tail (a few small reads; only the standard library: the index's scan
 asks for every photo it finds, without loading torch):
@@ -216,15 +217,4 @@ def _embedded(path: str, size: int, mtime_ns: int) -> tuple[int, int] | None:
             return None
 
 
-def ffmpeg_input(source):
-    """What ``av.open`` is given for ``source``: a file object over bytes; for a motion photo, its video's byte range
-    (``subfile,,start,S,end,E,,:file:PATH``, which FFmpeg opens as that file); else the path."""
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        return io.BytesIO(bytes(source))
-    span = embedded_video(source)
-    if span is None:
-        return os.fspath(source)
-    return f"subfile,,start,{span[0]},end,{span[1]},,:file:{os.path.abspath(os.fspath(source))}"
-
-
-__all__ = ["video_span", "embedded_video", "video_at", "ffmpeg_input"]
+__all__ = ["video_span", "embedded_video", "video_at"]

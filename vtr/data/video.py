@@ -69,9 +69,11 @@ from typing import Sequence, Union
 import numpy as np
 import torch
 
+from vtr.data.animation import animated_webp
 from vtr.data.hdr import HLG as HDR_HLG, PQ as HDR_PQ
 from vtr.data.image import format_has_alpha, shown_rgb
-from vtr.data.motion_photo import embedded_video, ffmpeg_input
+from vtr.data.motion_photo import embedded_video
+from vtr.data.sources import ffmpeg_input
 from vtr.errors import VideoReadError
 
 logger = logging.getLogger(__name__)
@@ -566,7 +568,11 @@ class PyAVVideoReader(VideoReader):
         self._pts_map = None  # {packet pts: frame index}, False when the packet times cannot place frames
         self.frames_decoded = 0  # frames the decoder gave out for get_frames (the cost of a read)
         try:
-            self._container = av.open(ffmpeg_input(source))
+            opened = ffmpeg_input(source)
+        except ValueError as e:  # an animated WebP whose frames cannot be drawn: what is wrong with it
+            raise VideoReadError(name, str(e)) from e
+        try:
+            self._container = av.open(opened)
         except Exception as e:
             # FFmpeg's text names the path and an errno; people need to know what is wrong with the file.
             logger.debug("PyAV cannot open %s: %s", name, e)
@@ -1087,6 +1093,8 @@ def decord_unsuited(source) -> str | None:
 
     if not isinstance(source, (bytes, bytearray, memoryview)) and embedded_video(source) is not None:
         return "a motion photo's video, which decord cannot find inside the photo"
+    if animated_webp(source):
+        return "an animated WebP, which decord cannot decode"
     try:
         with av.open(ffmpeg_input(source)) as container:
             stream = main_video_stream(container)

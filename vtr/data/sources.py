@@ -1,0 +1,54 @@
+"""What FFmpeg is given for a source, so that every reader, cut and probe (``av.open``) opens a video where vtr finds
+one: a file's path; the bytes of a video read from a shard; the byte range of the video a motion photo carries
+(:mod:`vtr.data.motion_photo`); an animated WebP drawn frame by frame and written as an APNG in memory
+(:mod:`vtr.data.webp`: FFmpeg's WebP decoder reads stills only)."""
+
+from __future__ import annotations
+
+import functools
+import io
+import os
+
+from vtr.data.animation import animated_webp
+from vtr.data.motion_photo import embedded_video
+
+
+def ffmpeg_input(source):
+    """What ``av.open`` is given for ``source`` (a path or a file's bytes): a file object over bytes (an animated
+    WebP's as an APNG's); for a motion photo, its video's byte range (``subfile,,start,S,end,E,,:file:PATH``, which
+    FFmpeg opens as that file); else the path. Raises ``ValueError`` for an animated WebP whose structure is
+    damaged (what FFmpeg would say of any other damaged file as it opens it)."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+        return io.BytesIO(_webp_as_apng(data) if animated_webp(data) else data)
+    if os.path.splitext(os.fspath(source))[1].lower() == ".webp" and animated_webp(source):
+        try:
+            st = os.stat(source)
+            return io.BytesIO(_webp_file_as_apng(os.path.abspath(os.fspath(source)), st.st_size, st.st_mtime_ns))
+        except OSError:  # gone since: FFmpeg says so as it opens the path
+            return os.fspath(source)
+    span = embedded_video(source)
+    if span is None:
+        return os.fspath(source)
+    return f"subfile,,start,{span[0]},end,{span[1]},,:file:{os.path.abspath(os.fspath(source))}"
+
+
+# An index's build opens a file several times (probes, the reader, cut detection, thumbnails): each animated WebP is
+# drawn once. A few are kept: an APNG of a long one in memory can be tens of megabytes.
+@functools.lru_cache(maxsize=4)
+def _webp_as_apng(data: bytes) -> bytes:
+    from vtr.data.webp import as_apng
+
+    try:
+        return as_apng(data)
+    except ValueError as e:
+        raise ValueError(f"a damaged animated WebP: {e}") from e
+
+
+@functools.lru_cache(maxsize=4)
+def _webp_file_as_apng(path: str, size: int, mtime_ns: int) -> bytes:
+    with open(path, "rb") as f:
+        return _webp_as_apng.__wrapped__(f.read())
+
+
+__all__ = ["ffmpeg_input"]
