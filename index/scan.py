@@ -77,7 +77,7 @@ def is_source_code(path: str) -> bool:
 
 def is_still_picture(path: str, size: int, mtime: float) -> bool:
     """Whether ``path``, named as a picture that may be animated (:data:`ANIMATION_EXTENSIONS`: ``.gif``,
-    ``.apng``, ``.webp``, ``.avif``) or a photo that may carry a video (:data:`MOTION_PHOTO_EXTENSIONS`: ``.jpg``,
+    ``.apng``, ``.png``, ``.webp``, ``.avif``) or a photo that may carry a video (:data:`MOTION_PHOTO_EXTENSIONS`: ``.jpg``,
     ``.heic``, ...), holds a single frame and no video: a picture, left out. An animation (a phone's, or one saved
     from a chat) is indexed as the short video it is, and so is a motion photo's video (:mod:`vtr.data.motion_photo`).
     Remembered by size and modification time: a scan that runs every few minutes reads each picture once. Raises
@@ -136,8 +136,8 @@ def check_roots(roots, extensions=SCANNED_EXTENSIONS) -> None:
             if ext in MOTION_PHOTO_EXTENSIONS:
                 raise VtrError(f"{path} is a photo with no video in it, not a video: vtr indexes a photo when it is "
                                "a motion photo (a Pixel's .MP.jpg, a Galaxy's motion photo)")
-            raise VtrError(f"{path} is a still picture (a single frame), not a video: vtr indexes a GIF, an APNG or "
-                           "a WebP when it is animated")
+            raise VtrError(f"{path} is a still picture (a single frame), not a video: vtr indexes a GIF, PNG, WebP or "
+                           "AVIF when it is animated")
 
 
 def scan_folders(roots: list[str], extensions=SCANNED_EXTENSIONS, exclude=(),

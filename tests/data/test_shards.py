@@ -156,15 +156,17 @@ def test_an_animated_gif_is_a_video_sample_and_a_still_one_a_picture(tmp_path, t
     frames over time, packed under its own extension. A GIF of one frame stays a picture. Before, every GIF was a
     picture: the first frame of the animation, and nothing of its motion. An animated WebP (a chat's sticker) is a
     video sample too; FFmpeg decoding none, it was skipped ("InvalidDataError: ... Invalid data found when processing
-    input")."""
+    input"). So is an APNG named ``.png`` (a LINE sticker), which was packed as a picture."""
     from tests.videos import frame_index_of, indexed_frames, write_animated_webp, write_gif
 
     (tmp_path / "v").mkdir()
     write_gif(tmp_path / "v" / "tumblr_0001.gif", indexed_frames(40))  # 4 s at 10 frames a second
     write_gif(tmp_path / "v" / "logo.gif", indexed_frames(1))
     write_animated_webp(tmp_path / "v" / "sticker.webp", indexed_frames(4), lossless=True)
+    apng = write_video(tmp_path / "line.apng", indexed_frames(5), fps=10, codec="apng", pix_fmt="rgb24")
+    (tmp_path / "v" / "line.png").write_bytes(apng.read_bytes())  # an APNG under the still's name, as most are
     (tmp_path / "caps.csv").write_text("video,caption\ntumblr_0001.gif,a cat jumps\nlogo.gif,a logo\n"
-                                       "sticker.webp,a sticker\n")
+                                       "sticker.webp,a sticker\nline.png,a waving bear\n")
     assert shards_make_command(videos=str(tmp_path / "v"), captions=str(tmp_path / "caps.csv"),
                                out=str(tmp_path / "s")) == 0
     with tarfile.open(tmp_path / "s" / "00000.tar") as tar:
@@ -172,17 +174,21 @@ def test_an_animated_gif_is_a_video_sample_and_a_still_one_a_picture(tmp_path, t
             "000000000.gif", "000000001.gif", "000000002.webp"]
         meta = json.loads(tar.extractfile("000000000.json").read())
         sticker = json.loads(tar.extractfile("000000002.json").read())
+        line = json.loads(tar.extractfile("000000003.json").read())
     assert not json.loads((tmp_path / "s" / "00000_stats.json").read_text())["failures"]
     assert (meta["num_frames"], meta["duration"]) == (40, 4.0)  # media time: 40 frames of 0.1 s
     assert (sticker["num_frames"], sticker["duration"]) == (4, 0.4)
+    assert (line["num_frames"], line["duration"]) == (5, 0.5)
     videos = make_train_loader(str(tmp_path / "s"), tokenizer, batch_size=1, steps_per_epoch=6, num_frames=4,
                                img_size=48, num_workers=0, shuffle_buffer=1, mean=(0, 0, 0), std=(1, 1, 1),
                                crop_scale=1.0, flip_p=0.0)
     batches = {b["keys"][0]: b for b in videos}
-    assert set(batches) == {"000000000", "000000002"}
+    assert set(batches) == {"000000000", "000000002", "000000003"}
     numbers = [frame_index_of(f.numpy() * 255) for f in batches["000000000"]["frames"][0]]  # 4 frames, each's number
     assert numbers == sorted(numbers) and numbers[-1] - numbers[0] >= 20, numbers  # spread over its 40 frames
     assert [frame_index_of(f.numpy() * 255) for f in batches["000000002"]["frames"][0]] == [0, 1, 2, 3]
+    line_numbers = [frame_index_of(f.numpy() * 255) for f in batches["000000003"]["frames"][0]]
+    assert line_numbers == sorted(set(line_numbers)) and len(line_numbers) == 4, line_numbers  # 4 of its 5 frames
     photos = make_train_loader(str(tmp_path / "s"), tokenizer, batch_size=1, steps_per_epoch=1, img_size=32,
                                modality="image", num_workers=0)
     assert [b["keys"] for b in photos] == [["000000001"]]

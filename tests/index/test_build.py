@@ -555,29 +555,32 @@ def test_the_formats_people_have_index_whole(tmp_path, test_model):
 
 def test_animated_gifs_are_indexed_as_videos_and_still_ones_left_out(tmp_path, test_model):
     """A GIF, APNG, WebP or AVIF of several frames (a phone's animation, a clip or a sticker saved from a chat, the
-    web's GIF replacements) is a short video: indexed with its windows over its frames' times. One of a single frame
-    (a web page's spacer, a photo) is a picture, left out as photos are, until it holds an animation. Before, no
-    `.gif` was scanned: an animation was never found; nor was an animated WebP, which FFmpeg does not decode."""
-    from tests.videos import frame_index_of, indexed_frames, write_animated_webp, write_avif, write_gif
+    web's GIF replacements) is a short video: indexed with its windows over its frames' times, an APNG also under
+    the still's name (``.png``, as most are). One of a single frame (a web page's spacer, a photo, a screenshot) is a
+    picture, left out as photos are, until it holds an animation. Before, no `.gif` was scanned: an animation was
+    never found; nor was an animated WebP, which FFmpeg does not decode, or an APNG named `.png`."""
+    from tests.videos import frame_index_of, indexed_frames, write_animated_webp, write_avif, write_gif, write_photo
 
     root = tmp_path / "videos"
     (root / "chat").mkdir(parents=True)
     (root / "site").mkdir()
     frames = indexed_frames(30, 96, 128)
     write_gif(root / "chat" / "dance.GIF", frames)  # 3 s at 10 frames a second
-    write_video(root / "chat" / "sticker.apng", frames[:20], fps=10, codec="apng", pix_fmt="rgb24")
+    apng = write_video(root / "chat" / "sticker.apng", frames[:20], fps=10, codec="apng", pix_fmt="rgb24")
+    (root / "chat" / "line_sticker.png").write_bytes(apng.read_bytes())
     write_avif(root / "chat" / "loop.avif", frames[:20])
     write_animated_webp(root / "chat" / "wave.webp", frames[:20], lossless=True)
     write_gif(root / "site" / "spacer.gif", frames[:1])
     write_avif(root / "site" / "photo.avif", frames[:1])
     write_video(root / "site" / "banner.webp", frames[:1], fps=1, codec="libwebp")
+    write_photo(root / "site" / "screenshot.png", frames[0])
     idx = tmp_path / "idx"
     report = build_index([str(root)], str(idx), model=test_model, workers=0, progress=False)
-    assert (report.total_files, report.added, report.failed) == (4, 4, 0), report.failures
+    assert (report.total_files, report.added, report.failed) == (5, 5, 0), report.failures
     n = test_model.preprocess.num_frames
     spans = {}
     for f, w in snapshot_windows(idx):
-        length = {"dance.GIF": 3.0, "sticker.apng": 2.0, "loop.avif": 2.0, "wave.webp": 2.0}[os.path.basename(f.path)]
+        length = {"dance.GIF": 3.0, "loop.avif": 2.0}.get(os.path.basename(f.path), 2.0)
         assert f.duration == pytest.approx(length)  # media time: 0.1 s a frame
         spans.setdefault(os.path.basename(f.path), []).append((w.start, w.end))
         with av.open(io.BytesIO(thumbnail_path(idx, w.id).read_bytes())) as c:
@@ -586,10 +589,11 @@ def test_animated_gifs_are_indexed_as_videos_and_still_ones_left_out(tmp_path, t
         assert abs(shown - middle) <= 1, (f.path, w)  # the frame at the window's middle, not the first one
     assert {name: (min(s), max(e)) for name, ws in spans.items() for s, e in [zip(*ws)]} == \
         {"dance.GIF": (0.0, pytest.approx(3.0)), "sticker.apng": (0.0, pytest.approx(2.0)),
-         "loop.avif": (0.0, pytest.approx(2.0)), "wave.webp": (0.0, pytest.approx(2.0))}  # windows over it all
+         "loop.avif": (0.0, pytest.approx(2.0)), "wave.webp": (0.0, pytest.approx(2.0)),
+         "line_sticker.png": (0.0, pytest.approx(2.0))}  # windows over it all
     write_gif(root / "site" / "spacer.gif", frames[:10])  # the same name, now an animation
     later = build_index(None, str(idx), model=test_model, workers=0, progress=False)
-    assert (later.added, later.unchanged) == (1, 4)
+    assert (later.added, later.unchanged) == (1, 5)
 
 
 def test_motion_photos_are_indexed_as_their_videos_and_other_photos_left_out(tmp_path, test_model, capsys):

@@ -143,14 +143,16 @@ def test_a_file_named_alone_that_is_no_video_is_said_before_an_index_is_made(tmp
     cases = {"IMG_0042.jpg": "is a photo with no video in it, not a video: vtr indexes a photo when it is a motion "
                              "photo \\(a Pixel's .MP.jpg, a Galaxy's motion photo\\)$",
              "notes.txt": "is not a video file: vtr indexes the extensions .3g2, .3gp, .*, animated .apng, .avif, "
-                          ".gif, .webp files, and motion photos \\(.avif, .heic, .heif, .jpeg, .jpg holding a "
+                          ".gif, .png, .webp files, and motion photos \\(.avif, .heic, .heif, .jpeg, .jpg holding a "
                           "video\\)$",
-             "spacer.gif": "is a still picture \\(a single frame\\), not a video: vtr indexes a GIF, an APNG or a "
-                           "WebP when it is animated$",
+             "spacer.gif": "is a still picture \\(a single frame\\), not a video: vtr indexes a GIF, PNG, WebP or "
+                           "AVIF when it is animated$",
+             "screenshot.png": "is a still picture \\(a single frame\\)",
              "main.ts": "is text \\(source code such as TypeScript\\), not an MPEG-TS video$"}
     write_photo(tmp_path / "IMG_0042.jpg", indexed_frames(1)[0])
     (tmp_path / "notes.txt").write_text("a list of things")
     write_gif(tmp_path / "spacer.gif", indexed_frames(1))
+    write_photo(tmp_path / "screenshot.png", indexed_frames(1)[0])
     (tmp_path / "main.ts").write_text("export const answer: number = 42;\n")
     new = tmp_path / "new.idx"
     for name, says in cases.items():

@@ -15,9 +15,9 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".apng", ".bmp", ".webp",
                               ".heic", ".heif"})
 
 #: Pictures that are a video when they hold more than one frame (:func:`vtr.data.animation.is_animation`: a GIF, an
-#: APNG, an animated WebP, an AVIF image sequence), a photo when not: the index scans them with the videos and leaves
-#: out the stills.
-ANIMATION_EXTENSIONS = frozenset({".gif", ".apng", ".webp", ".avif"})
+#: APNG, also one named ``.png`` as most are, an animated WebP, an AVIF image sequence), a photo when not: the index
+#: scans them with the videos and leaves out the stills.
+ANIMATION_EXTENSIONS = frozenset({".gif", ".apng", ".png", ".webp", ".avif"})
 
 #: Photos that may carry a video (a phone's motion photo: :mod:`vtr.data.motion_photo`): the index scans them with the
 #: videos, indexes that video and leaves out the photos without one.

@@ -33,8 +33,8 @@ rows leave gaps, as in video2dataset).
   2-core machine the demo's decoding took as much time as its training step.
 
 Images are 1-frame videos; a stream holds one modality (``"video"`` or ``"image"``) so batches stack; samples of
-the other modality are skipped (not counted as corrupt). A ``key.gif`` (or ``.apng``) of several frames is a video
-(TGIF's clips are animated GIFs), one of a single frame an image.
+the other modality are skipped (not counted as corrupt). A ``key.gif`` (or ``.png``, ``.webp``, ...) of several frames
+is a video (TGIF's clips are animated GIFs), one of a single frame an image.
 """
 
 from __future__ import annotations
