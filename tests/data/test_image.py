@@ -160,6 +160,29 @@ def test_a_transparent_picture_is_read_over_white_as_a_page_shows_it(tmp_path, n
     assert np.abs(rgb[-2, 30].astype(int) - (127, 127, 255)).max() <= 3  # half-transparent blue over white
 
 
+@pytest.mark.parametrize("width", [18, 34, 24])
+def test_a_lossy_sticker_keeps_its_last_columns_whatever_its_width(tmp_path, width):
+    """A lossy WebP with transparency decodes as 4:2:0 YUV with an alpha plane, and FFmpeg 8's conversion of that to
+    RGBA writes wrong pixels in the last 1-4 columns of a picture 16k + 1 to 16k + 4 wide (its colours shifted by a
+    channel, its alpha garbage: here the red edge came out white or cyan). Its conversion to RGB is right: the colour
+    comes from that and the alpha from the plane."""
+    import av
+
+    rgba = np.zeros((16, width, 4), np.uint8)
+    rgba[:, :6] = (0, 255, 0, 0)  # transparent, green stored under it
+    rgba[:, 6:] = (200, 30, 30, 255)  # opaque red up to the right edge
+    path = tmp_path / "sticker.webp"
+    with av.open(str(path), "w", format="webp") as out:
+        stream = out.add_stream("libwebp", rate=1)
+        stream.width, stream.height, stream.pix_fmt = width, 16, "yuva420p"  # lossy, alpha in an ALPH chunk
+        for packet in [*stream.encode(av.VideoFrame.from_ndarray(rgba, format="rgba")), *stream.encode()]:
+            out.mux(packet)
+    assert b"ALPH" in path.read_bytes() and b"VP8 " in path.read_bytes()
+    rgb = read_image(path).astype(int)
+    assert (rgb[:, :4] == 255).all()  # transparent: white
+    assert np.abs(rgb[:, 8:] - (200, 30, 30)).max() <= 12, np.abs(rgb[:, 8:] - (200, 30, 30)).max(axis=(0, 2))
+
+
 def test_transparency_is_blended_over_white_exactly_for_every_colour_and_alpha():
     """The shifts that stand for the division by 255 round as the exact blend does, for all 65,536 pairs."""
     from vtr.data.image import over_background

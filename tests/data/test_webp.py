@@ -58,6 +58,20 @@ def test_each_frame_is_drawn_on_the_canvas_as_the_format_says(tmp_path):
     assert (canvases[4][4:8, 4:12] == HALF_BLUE).all() and (canvases[4][:4, :4] == canvases[2][:4, :4]).all()
 
 
+@pytest.mark.parametrize("width", [18, 20, 26])
+def test_a_lossy_frame_keeps_its_last_columns_whatever_its_width(tmp_path, width):
+    """FFmpeg 8 converts a lossy image (4:2:0 YUV) 16k + 1 to 16k + 4 wide to RGBA with wrong last columns (see
+    vtr.data.image.straight_rgba); a frame's rectangle can be any width. Compared with libwebp's own decoder, these
+    were the only pixels whose transparency differed."""
+    red = solid(10, width, (200, 30, 30, 255))
+    red[:, :2, 3] = 0  # a transparent edge: the image carries an ALPH chunk
+    path = write_webp_animation(tmp_path / "edge.webp", width, 10, [(0, 0, red, 100, False, False, False),
+                                                                   (0, 0, red, 100, False, False, False)])
+    canvas, _ = next(composited_frames(path.read_bytes()))
+    assert (canvas[:, :2, 3] == 0).all() and (canvas[:, 2:, 3] == 255).all()
+    assert np.abs(canvas[:, 4:, :3].astype(int) - (200, 30, 30)).max() <= 12
+
+
 def test_an_animated_webp_is_read_as_a_video_with_each_frame_at_its_time(tmp_path):
     """What libwebp's animation encoder writes (each frame only the rectangle that changed, drawn over the last) reads
     back as the frames it was given, from a path and from a shard's bytes, with each frame at its own time (the
@@ -115,8 +129,12 @@ def _damaged(tmp_path):
     empty_frame = riff_chunk(b"ANMF", bytes(15) + b"\0")  # a frame header and no image
     no_image = good[:12] + good[12:anmf] + empty_frame
     no_image = no_image[:4] + (len(no_image) - 8).to_bytes(4, "little") + no_image[8:]
+    inner = bytearray(good)
+    assert inner[anmf + 24:anmf + 28] == b"VP8L"
+    inner[anmf + 28:anmf + 32] = (1 << 20).to_bytes(4, "little")  # its image longer than the frame holding it
     return {"lies outside the 16x16 canvas": bytes(outside), "frame 0 holds no image": no_image,
-            "runs past the end of the file": good[:len(good) - 40]}
+            "runs past the end of the file \\(cut short\\)": good[:anmf + 30],  # in its first frame
+            "'VP8L' chunk runs past the end of frame 0$": bytes(inner)}
 
 
 def test_a_damaged_animated_webp_says_what_is_wrong(tmp_path):
@@ -127,6 +145,19 @@ def test_a_damaged_animated_webp_says_what_is_wrong(tmp_path):
         path.write_bytes(data)
         with pytest.raises(VideoReadError, match=f"a damaged animated WebP: .*{reason}"):
             open_video(str(path))
+
+
+def test_a_file_cut_short_reads_the_frames_it_holds_whole(tmp_path):
+    """An interrupted copy keeps its first frames, as a GIF cut short does (FFmpeg reads a GIF's frames up to the
+    cut); before, nothing of it was read."""
+    data = rules(tmp_path / "rules.webp").read_bytes()
+    last = data.rindex(b"ANMF")
+    path = tmp_path / "cut.webp"
+    path.write_bytes(data[:last + 20])  # cut in the fifth frame
+    assert len(read_animation(path.read_bytes())[2]) == 4
+    with open_video(str(path)) as reader:
+        assert reader.clock().times.tolist() == pytest.approx([0, 0.1, 0.14, 0.24])
+        assert (reader.get_frames([3]).numpy()[0][5:11, 5:11] == (127, 127, 255)).all()
 
 
 def test_a_still_webp_is_no_animation(tmp_path):

@@ -310,6 +310,25 @@ def over_background(rgba: np.ndarray) -> np.ndarray:
     return out
 
 
+def straight_rgba(frame, reformatter) -> np.ndarray:
+    """A decoded PyAV frame as uint8 [H, W, 4] RGBA with straight alpha (255 for a frame without). swscale's
+    conversion of 8-bit 4:2:0 YUV (a lossy WebP's, with or without its alpha plane) to RGBA writes wrong pixels in
+    the last 1-4 columns of a frame 16k + 1 to 16k + 4 wide (FFmpeg 8: tests/data/test_image.py), where its
+    conversion to RGB is right: such a frame's colour is converted to RGB and its alpha plane taken as it is."""
+    name = frame.format.name
+    if name not in ("yuv420p", "yuva420p"):
+        return reformatter.reformat(frame, format="rgba").to_ndarray()
+    h, w = frame.height, frame.width
+    out = np.empty((h, w, 4), np.uint8)
+    out[..., :3] = reformatter.reformat(frame, format="rgb24").to_ndarray()
+    if name == "yuva420p":
+        plane = frame.planes[3]
+        out[..., 3] = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[:h, :w]
+    else:
+        out[..., 3] = 255
+    return out
+
+
 def shown_rgb(frame, reformatter, width=None, height=None, interpolation=None) -> np.ndarray:
     """A decoded PyAV frame as uint8 [H, W, 3] RGB as it is shown: HDR (PQ, HLG) tone-mapped to SDR
     (:mod:`vtr.data.hdr`), transparency over :data:`BACKGROUND`, at ``width`` × ``height`` when given (swscale,
@@ -322,7 +341,7 @@ def shown_rgb(frame, reformatter, width=None, height=None, interpolation=None) -
                                     interpolation=interpolation).to_ndarray()
     import av
 
-    rgb = over_background(reformatter.reformat(frame, format="rgba").to_ndarray())
+    rgb = over_background(straight_rgba(frame, reformatter))
     if width is None and height is None:
         return rgb
     return reformatter.reformat(av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24"),
@@ -366,5 +385,5 @@ def _upright(rgb: np.ndarray, orientation: int | None, rotation: int) -> np.ndar
     return np.ascontiguousarray(rgb)
 
 
-__all__ = ["read_image", "shown_rgb", "has_alpha", "format_has_alpha", "over_background",
+__all__ = ["read_image", "shown_rgb", "straight_rgba", "has_alpha", "format_has_alpha", "over_background",
            "exif_orientation", "apply_orientation", "heif_grid"]

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import functools
 import io
+import logging
 import os
 
 from vtr.data.animation import animated_webp
 from vtr.data.motion_photo import embedded_video
+
+logger = logging.getLogger(__name__)
 
 
 def ffmpeg_input(source):
@@ -39,6 +42,7 @@ def ffmpeg_input(source):
 def _webp_as_apng(data: bytes) -> bytes:
     from vtr.data.webp import as_apng
 
+    logger.debug("drawing an animated WebP of %d bytes as an APNG", len(data))
     try:
         return as_apng(data)
     except ValueError as e:

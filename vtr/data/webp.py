@@ -10,6 +10,7 @@ its alpha, or replace that rectangle) and *disposal* (after it was shown, clear 
 leave it). :func:`composited_frames` draws the canvas as libwebp's animation decoder and browsers do: the canvas
 starts transparent, disposal clears to transparent (the ``ANIM`` background colour is a hint the RFC lets a viewer
 ignore, and they do), and a duration of 10 ms or less is shown for 100 ms (browsers' rule, also GIF's in FFmpeg).
+A file cut short (an interrupted copy) gives the frames it holds whole, as FFmpeg reads a GIF cut short.
 
 :func:`as_apng` writes the drawn canvases as an APNG in memory (lossless, with their transparency and their times),
 which FFmpeg reads as any animation: :func:`vtr.data.sources.ffmpeg_input` gives it to every reader, cut and probe.
@@ -20,9 +21,12 @@ Parsing is standard library only (the index's scan counts frames without loading
 from __future__ import annotations
 
 import io
+import logging
 import struct
 from fractions import Fraction
 from typing import Iterator, NamedTuple
+
+logger = logging.getLogger(__name__)
 
 #: A frame whose duration is at most this many milliseconds is shown for :data:`SHORT_FRAME_SHOWN_MS`: browsers do
 #: so, for WebP and GIF alike, and so does FFmpeg's GIF demuxer (a delay under 2/100 s is its default, 1/10 s)
@@ -33,8 +37,8 @@ _MAX_CHUNKS = 1 << 20
 
 
 class WebPFrame(NamedTuple):
-    """One ``ANMF`` chunk: where its image goes on the canvas, for how long, how it is drawn, and the image itself as
-    a still WebP file FFmpeg decodes."""
+    """One ``ANMF`` chunk: where its image goes on the canvas, for how long, how it is drawn, and the image itself
+    (:func:`decode_image`)."""
     x: int
     y: int
     width: int
@@ -42,12 +46,16 @@ class WebPFrame(NamedTuple):
     duration_ms: int
     blend: bool  # drawn over the canvas through its alpha; False: it replaces its rectangle
     dispose: bool  # its rectangle cleared to transparent after it was shown
-    still: bytes
+    still: bytes  # its image as a still WebP file: its VP8L chunk, or its VP8 chunk with its ALPH chunk if any
 
 
-def _chunks(f, end: int) -> Iterator[tuple[bytes, int, int]]:
-    """``(fourcc, offset of its data, size)`` of each RIFF chunk from ``f``'s position to ``end``. Raises
-    ``ValueError`` for a chunk that runs past ``end``, the file cut short."""
+class CutShort(ValueError):
+    """A WebP file whose chunks run past its end: an interrupted copy or download."""
+
+
+def _chunks(f, end: int, within: str = "the file") -> Iterator[tuple[bytes, int, int]]:
+    """``(fourcc, offset of its data, size)`` of each RIFF chunk from ``f``'s position to ``end``, the end of
+    ``within`` (what holds them, for the error). Raises ``ValueError`` for a chunk that runs past ``end``."""
     pos = f.tell()
     for _ in range(_MAX_CHUNKS):
         if pos + 8 > end:
@@ -57,7 +65,9 @@ def _chunks(f, end: int) -> Iterator[tuple[bytes, int, int]]:
             raise ValueError("the file is cut short")
         kind, size = head[:4], struct.unpack("<I", head[4:])[0]
         if pos + 8 + size > end:
-            raise ValueError(f"its {kind.decode('latin-1')!r} chunk runs past the end of the file (cut short)")
+            if within == "the file":
+                raise CutShort(f"its {kind.decode('latin-1')!r} chunk runs past the end of the file (cut short)")
+            raise ValueError(f"its {kind.decode('latin-1')!r} chunk runs past the end of {within}")
         yield kind, pos + 8, size
         pos += 8 + size + (size & 1)  # padded to an even size
         f.seek(pos)
@@ -111,9 +121,10 @@ def _still(width: int, height: int, alpha: bytes | None, image: tuple[bytes, byt
 
 
 def read_animation(data: bytes) -> tuple[int, int, list[WebPFrame]]:
-    """``(canvas width, canvas height, frames)`` of an animated WebP's bytes. Raises ``ValueError`` saying what is
-    wrong for a file that is no animated WebP, or whose structure is damaged (a frame outside the canvas, a frame
-    without an image, a chunk cut short)."""
+    """``(canvas width, canvas height, frames)`` of an animated WebP's bytes; of a file cut short, the frames it holds
+    whole (as FFmpeg reads a GIF cut short). Raises ``ValueError`` saying what is wrong for a file that is no
+    animated WebP, or whose structure is damaged (a frame outside the canvas, a frame without an image, a file cut
+    in its first frame)."""
     f = io.BytesIO(data)
     end = _riff_end(f)
     if end is None:
@@ -121,18 +132,23 @@ def read_animation(data: bytes) -> tuple[int, int, list[WebPFrame]]:
     end = min(end, len(data))  # a cut file: its chunks say where it stops
     canvas = None
     frames = []
-    for kind, at, size in _chunks(f, end):
-        if kind == b"VP8X":
-            if size < 10:
-                raise ValueError("its VP8X header is cut short")
-            head = data[at:at + 10]
-            if not head[0] & 0x02:
-                raise ValueError("a still WebP, not an animation")
-            canvas = (_u24(head, 4) + 1, _u24(head, 7) + 1)
-        elif kind == b"ANMF":
-            if canvas is None:
-                raise ValueError("an animation frame before the VP8X header")
-            frames.append(_frame(data, at, size, canvas, len(frames)))
+    try:
+        for kind, at, size in _chunks(f, end):
+            if kind == b"VP8X":
+                if size < 10:
+                    raise ValueError("its VP8X header is cut short")
+                head = data[at:at + 10]
+                if not head[0] & 0x02:
+                    raise ValueError("a still WebP, not an animation")
+                canvas = (_u24(head, 4) + 1, _u24(head, 7) + 1)
+            elif kind == b"ANMF":
+                if canvas is None:
+                    raise ValueError("an animation frame before the VP8X header")
+                frames.append(_frame(data, at, size, canvas, len(frames)))
+    except CutShort as e:
+        if not frames:
+            raise
+        logger.info("an animated WebP cut short: %s; its first %d frames are read", e, len(frames))
     if canvas is None:
         raise ValueError("a still WebP, not an animation")
     if not frames:
@@ -153,7 +169,7 @@ def _frame(data: bytes, at: int, size: int, canvas: tuple[int, int], index: int)
     alpha = image = None
     f = io.BytesIO(data)
     f.seek(at + 16)
-    for kind, sub, n in _chunks(f, at + size):
+    for kind, sub, n in _chunks(f, at + size, f"frame {index}"):
         if kind == b"ALPH":
             alpha = data[sub:sub + n]
         elif kind in (b"VP8 ", b"VP8L"):
@@ -171,21 +187,18 @@ def composited_frames(data: bytes):
     frame is, uint8 [H, W, 4] RGBA with straight alpha (one array, drawn over for the next frame: copy what you
     keep). Raises ``ValueError`` for a damaged file (see :func:`read_animation`; also an image that does not
     decode, or decodes to another size than its frame's)."""
-    import av
+    return _drawn(*read_animation(data))
+
+
+def _drawn(width: int, height: int, frames: list[WebPFrame]):
     import numpy as np
 
-    width, height, frames = read_animation(data)
     canvas = np.zeros((height, width, 4), np.uint8)
     for i, frame in enumerate(frames):
-        decoder = av.CodecContext.create("webp", "r")  # each frame's image is a still file of its own
         try:
-            [picture] = decoder.decode(av.Packet(frame.still))
-            image = picture.to_ndarray(format="rgba")
-        except (av.FFmpegError, ValueError) as e:
-            raise ValueError(f"frame {i}'s image does not decode: {e}") from e
-        if image.shape[:2] != (frame.height, frame.width):
-            raise ValueError(f"frame {i}'s image is {image.shape[1]}x{image.shape[0]}, its frame "
-                             f"{frame.width}x{frame.height}")
+            image = decode_image(frame.still, frame.width, frame.height)
+        except ValueError as e:
+            raise ValueError(f"frame {i}'s image {e}") from e
         region = canvas[frame.y:frame.y + frame.height, frame.x:frame.x + frame.width]
         if frame.blend:
             _blend_over(image, region)
@@ -194,6 +207,26 @@ def composited_frames(data: bytes):
         yield canvas, frame.duration_ms
         if frame.dispose:
             region[:] = 0
+
+
+def decode_image(still: bytes, width: int, height: int):
+    """uint8 [height, width, 4] RGBA (straight alpha) of a frame's image (:attr:`WebPFrame.still`), decoded by
+    FFmpeg (:func:`vtr.data.image.straight_rgba`: a lossy image is 4:2:0 YUV, whose RGBA conversion FFmpeg gets
+    wrong at some widths). Raises ``ValueError`` ("does not decode: ...", "is WxH, not ...") for an image that does
+    not decode to that size."""
+    import av
+    from av.video.reformatter import VideoReformatter
+
+    from vtr.data.image import straight_rgba
+
+    try:
+        [picture] = av.CodecContext.create("webp", "r").decode(av.Packet(still))
+        rgba = straight_rgba(picture, VideoReformatter())
+    except (av.FFmpegError, ValueError) as e:  # ValueError: no picture came out
+        raise ValueError(f"does not decode: {e}") from e
+    if rgba.shape[:2] != (height, width):
+        raise ValueError(f"is {rgba.shape[1]}x{rgba.shape[0]}, not {width}x{height}")
+    return rgba
 
 
 def _blend_over(src, dst) -> None:
@@ -218,14 +251,14 @@ def as_apng(data: bytes) -> bytes:
     import av
     import numpy as np
 
-    *_, frames = read_animation(data)
+    width, height, frames = read_animation(data)
     out = io.BytesIO()
     ms = Fraction(1, 1000)
     # the muxer times each frame until the next; the last one's time is said apart (else it repeats the one before)
     with av.open(out, "w", format="apng", options={"final_delay": f"{frames[-1].duration_ms}/1000"}) as container:
         stream = None
         pts = 0
-        for canvas, duration in composited_frames(data):
+        for canvas, duration in _drawn(width, height, frames):
             if stream is None:
                 # zlib's fastest level: a copy in memory, read soon after
                 stream = container.add_stream("apng", rate=1000, options={"compression_level": "1"})
@@ -241,5 +274,5 @@ def as_apng(data: bytes) -> bytes:
     return out.getvalue()
 
 
-__all__ = ["WebPFrame", "animation_frames", "read_animation", "composited_frames", "as_apng", "SHORT_FRAME_MS",
-           "SHORT_FRAME_SHOWN_MS"]
+__all__ = ["WebPFrame", "CutShort", "animation_frames", "read_animation", "composited_frames", "decode_image",
+           "as_apng", "SHORT_FRAME_MS", "SHORT_FRAME_SHOWN_MS"]
