@@ -860,11 +860,17 @@ def _reread_transparent(catalog: Catalog, index_dir: Path, todo, report: BuildRe
     overlay, PNG in MOV: :func:`vtr.data.video.transparent`), of an index built before transparency was put over
     white. Their windows and thumbnails showed the colour stored under it, which no player shows: embedded again.
     Each file's header is read (about 1 ms). The catalog's ``transparency_over_white`` mark says this was done (or
-    that every file was embedded so)."""
+    that every file was embedded so); its ``vpx_alpha_over_white`` mark the same for VP8/VP9 WebMs with
+    transparency (a chat's video sticker: :mod:`vtr.data.vpx_alpha`), which came later."""
     from vtr.data.video import transparent
+
+    from vtr.data.vpx_alpha import reads_alpha
 
     redo = _reread_once(catalog, index_dir, todo, "transparency_over_white", "video with transparency", transparent,
                         progress)
+    # VP8/VP9 WebMs' transparency came later: read by libvpx (vtr.data.vpx_alpha), FFmpeg's own decoders drop it
+    redo += _reread_once(catalog, index_dir, todo + redo, "vpx_alpha_over_white", "WebM with transparency",
+                         reads_alpha, progress)
     if redo:
         logger.info("embedding again %d video(s) with transparency, indexed before it was put over white", len(redo))
     report.transparent, report.unchanged = len(redo), max(0, report.unchanged - len(redo))

@@ -42,6 +42,17 @@ def frame_index_of(frame) -> int:
     return int(round((patch.mean() - INDEX_BASE) / INDEX_STEP))
 
 
+def encode_all(container, stream, frames, fmt: str = "rgb24") -> None:
+    """Encode uint8 [H, W, C] ``frames`` (numpy ``fmt``: rgb24, rgba) into ``stream`` and mux them, then flush it."""
+    import av
+
+    for f in frames:
+        for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format=fmt)):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
+
+
 def write_video(path, frames: np.ndarray, fps: int = 25, codec: str = "libx264", gop: int | None = None,
                 rotation: int = 0, audio_seconds: float | None = None, options: dict | None = None,
                 pix_fmt: str = "yuv420p", sample_aspect=None, tags: dict | None = None) -> Path:
@@ -78,11 +89,7 @@ def write_video(path, frames: np.ndarray, fps: int = 25, codec: str = "libx264",
             stream.options = {"crf": "10", "preset": "ultrafast"}
         if codec not in ("libx264", "libx265") and not (options or {}).get("b"):
             stream.bit_rate = 4_000_000
-        for f in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+        encode_all(container, stream, frames, "rgb24")
         if audio is not None:
             _mux_silence(container, audio, audio_seconds, 16000)
     return path
@@ -163,11 +170,7 @@ def _write_stills(path, frames: np.ndarray, fmt: str, codec: str, fps: int, opti
     with av.open(str(path), "w", format=fmt) as out:
         stream = out.add_stream(codec, rate=fps, options=options or {})
         stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-        for f in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
+        encode_all(out, stream, frames, "rgb24")
     return Path(path)
 
 
@@ -197,12 +200,26 @@ def write_rgba(path, frames: np.ndarray, fps: int = 10) -> Path:
         stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], pix_fmt
         if codec == "libwebp":
             stream.options = {"lossless": "1"}
-        for f in frames if ext == ".apng" else frames[:1]:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgba")):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
+        encode_all(out, stream, frames if ext == ".apng" else frames[:1], "rgba")
     return path
+
+
+def write_alpha_webm(path, frames: np.ndarray, codec: str = "libvpx-vp9", fps: int = 10, audio: bool = False,
+                     pix_fmt: str = "yuva420p") -> Path:
+    """uint8 [T, H, W, 4] RGBA frames as a WebM with transparency, as a chat's video sticker is (libvpx writes the
+    alpha as Matroska block additions, ``alpha_mode`` 1); with a second of silence when ``audio``; ``pix_fmt``
+    yuv420p: without transparency."""
+    import av
+
+    with av.open(str(path), "w", format="webm") as out:
+        # libvpx's VP8 encoder writes no alpha with alternate reference frames, which it uses by default
+        stream = out.add_stream(codec, rate=fps, options={"auto-alt-ref": "0"} if codec == "libvpx" else {})
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], pix_fmt
+        sound = out.add_stream("libopus", rate=48000) if audio else None  # every stream before muxing
+        encode_all(out, stream, frames, "rgba")
+        if sound is not None:
+            _mux_silence(out, sound, 1.0, 48000)
+    return Path(path)
 
 
 def write_palette_png(path, rgba: np.ndarray) -> Path:

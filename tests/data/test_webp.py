@@ -129,12 +129,16 @@ def _damaged(tmp_path):
     empty_frame = riff_chunk(b"ANMF", bytes(15) + b"\0")  # a frame header and no image
     no_image = good[:12] + good[12:anmf] + empty_frame
     no_image = no_image[:4] + (len(no_image) - 8).to_bytes(4, "little") + no_image[8:]
+    huge = bytearray(good)
+    vp8x = good.index(b"VP8X")
+    huge[vp8x + 12:vp8x + 18] = (30000 - 1).to_bytes(3, "little") * 2  # a 30000x30000 canvas: 3.6 GB to draw on
     inner = bytearray(good)
     assert inner[anmf + 24:anmf + 28] == b"VP8L"
     inner[anmf + 28:anmf + 32] = (1 << 20).to_bytes(4, "little")  # its image longer than the frame holding it
     return {"lies outside the 16x16 canvas": bytes(outside), "frame 0 holds no image": no_image,
             "runs past the end of the file \\(cut short\\)": good[:anmf + 30],  # in its first frame
-            "'VP8L' chunk runs past the end of frame 0$": bytes(inner)}
+            "'VP8L' chunk runs past the end of frame 0$": bytes(inner),
+            "its canvas of 30000x30000 is larger than any picture FFmpeg decodes": bytes(huge)}
 
 
 def test_a_damaged_animated_webp_says_what_is_wrong(tmp_path):

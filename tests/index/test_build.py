@@ -851,6 +851,27 @@ def test_an_index_built_before_transparency_was_put_over_white_reads_such_files_
                      "1 with transparency read anew")
 
 
+def test_an_index_built_before_webm_transparency_was_read_reads_such_files_again_once(tmp_path, test_model,
+                                                                                       monkeypatch):
+    """A chat's video sticker (VP9 with alpha) in an index built before vtr read a WebM's transparency: its windows
+    and thumbnails showed the green stored under it (FFmpeg's own decoder drops the alpha). An older index (no
+    ``vpx_alpha_over_white`` mark, which came after ``transparency_over_white``) embeds it again, once."""
+    import vtr.data.sources
+    from tests.videos import transparent_frames, write_alpha_webm
+
+    root = tmp_path / "videos"
+    root.mkdir()
+    write_alpha_webm(root / "sticker.webm", transparent_frames(20))
+    make_video(root / "plain.mp4", 3, seed=2)
+    idx = tmp_path / "idx"
+    want, old = built_now_and_before(root, idx, test_model, monkeypatch, "transparent", 2,
+                                     [(vtr.data.sources, "_vpx_file_as_apng", lambda *key: None)])
+    keys = [k for k in old if k[0] == "sticker.webm"]
+    assert keys and any(not np.allclose(old[k], want[k], atol=1e-3) for k in keys)  # from the green frames
+    reads_again_once(idx, test_model, want, "vpx_alpha_over_white", "transparent", 1, 1,
+                     "1 with transparency read anew")
+
+
 def test_frames_players_never_show_are_left_out_and_older_indexes_read_such_files_again(tmp_path, test_model):
     """A clip cut with `ffmpeg -ss ... -c copy` or LosslessCut (an edit list hides the frames before the cut, which
     the header still counts) and a TV recording started between keyframes (its first frames cannot be decoded) are

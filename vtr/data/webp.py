@@ -12,8 +12,9 @@ starts transparent, disposal clears to transparent (the ``ANIM`` background colo
 ignore, and they do), and a duration of 10 ms or less is shown for 100 ms (browsers' rule, also GIF's in FFmpeg).
 A file cut short (an interrupted copy) gives the frames it holds whole, as FFmpeg reads a GIF cut short.
 
-:func:`as_apng` writes the drawn canvases as an APNG in memory (lossless, with their transparency and their times),
-which FFmpeg reads as any animation: :func:`vtr.data.sources.ffmpeg_input` gives it to every reader, cut and probe.
+:func:`as_apng` writes the drawn canvases as an APNG in memory (:mod:`vtr.data.apng`: lossless, with their
+transparency and their times), which FFmpeg reads as any animation: :func:`vtr.data.sources.ffmpeg_input` gives it to
+every reader, cut and probe.
 
 Parsing is standard library only (the index's scan counts frames without loading numpy or PyAV).
 """
@@ -23,7 +24,6 @@ from __future__ import annotations
 import io
 import logging
 import struct
-from fractions import Fraction
 from typing import Iterator, NamedTuple
 
 logger = logging.getLogger(__name__)
@@ -34,6 +34,9 @@ SHORT_FRAME_MS = 10
 SHORT_FRAME_SHOWN_MS = 100
 #: chunks walked before giving up on a file (a frame is one chunk: an hour at 25 fps is 90,000)
 _MAX_CHUNKS = 1 << 20
+#: the largest picture FFmpeg decodes (its av_image_check_size: (width + 128) (height + 128) < INT_MAX / 8, about
+#: 268 million pixels); a canvas is drawn in memory, so a damaged header must not ask for more
+_MAX_AREA = (2**31 - 1) // 8
 
 
 class WebPFrame(NamedTuple):
@@ -141,6 +144,9 @@ def read_animation(data: bytes) -> tuple[int, int, list[WebPFrame]]:
                 if not head[0] & 0x02:
                     raise ValueError("a still WebP, not an animation")
                 canvas = (_u24(head, 4) + 1, _u24(head, 7) + 1)
+                if (canvas[0] + 128) * (canvas[1] + 128) >= _MAX_AREA:
+                    raise ValueError(f"its canvas of {canvas[0]}x{canvas[1]} is larger than any picture FFmpeg "
+                                     "decodes")
             elif kind == b"ANMF":
                 if canvas is None:
                     raise ValueError("an animation frame before the VP8X header")
@@ -246,32 +252,17 @@ def _blend_over(src, dst) -> None:
 
 
 def as_apng(data: bytes) -> bytes:
-    """An animated WebP's bytes as an APNG file's: the drawn canvases (:func:`composited_frames`), lossless with
-    their transparency, each at its time (milliseconds). Raises ``ValueError`` for a damaged file."""
-    import av
-    import numpy as np
+    """An animated WebP's bytes as an APNG file's (:func:`vtr.data.apng.write_apng`): the drawn canvases
+    (:func:`composited_frames`), lossless with their transparency, each at its time. Raises ``ValueError`` for a
+    damaged file."""
+    from vtr.data.apng import write_apng
 
     width, height, frames = read_animation(data)
-    out = io.BytesIO()
-    ms = Fraction(1, 1000)
-    # the muxer times each frame until the next; the last one's time is said apart (else it repeats the one before)
-    with av.open(out, "w", format="apng", options={"final_delay": f"{frames[-1].duration_ms}/1000"}) as container:
-        stream = None
-        pts = 0
-        for canvas, duration in _drawn(width, height, frames):
-            if stream is None:
-                # zlib's fastest level: a copy in memory, read soon after
-                stream = container.add_stream("apng", rate=1000, options={"compression_level": "1"})
-                stream.width, stream.height, stream.pix_fmt = canvas.shape[1], canvas.shape[0], "rgba"
-                stream.time_base = stream.codec_context.time_base = ms
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(canvas), format="rgba")
-            frame.pts, frame.time_base = pts, ms
-            for packet in stream.encode(frame):
-                container.mux(packet)
-            pts += duration
-        for packet in stream.encode():
-            container.mux(packet)
-    return out.getvalue()
+    starts = [0]
+    for frame in frames[:-1]:
+        starts.append(starts[-1] + frame.duration_ms)
+    drawn = ((canvas, t) for (canvas, _), t in zip(_drawn(width, height, frames), starts))
+    return write_apng(drawn, frames[-1].duration_ms)
 
 
 __all__ = ["WebPFrame", "CutShort", "animation_frames", "read_animation", "composited_frames", "decode_image",
