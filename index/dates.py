@@ -91,9 +91,9 @@ def recorded_at(path: str) -> tuple[float, str] | None:
     try:
         import av
 
-        from vtr.data.sources import ffmpeg_input
+        from vtr.data.sources import file_input
 
-        with av.open(ffmpeg_input(path)) as container:
+        with av.open(file_input(path)) as container:  # a motion photo's video; a WebM's own tags (not its APNG)
             tags = [{k.lower(): v for k, v in container.metadata.items()}]
             tags += [{k.lower(): v for k, v in s.metadata.items()} for s in container.streams]
         for tag in DATE_TAGS:

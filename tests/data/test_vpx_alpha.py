@@ -31,6 +31,16 @@ def test_a_webm_with_transparency_is_read_over_white(tmp_path, codec):
         assert next(c.decode(video=0)).to_ndarray(format="rgb24")[2, 60, 1] > 200
 
 
+def test_its_recording_date_is_read_from_the_file_not_from_its_frames(tmp_path):
+    """The APNG made of its frames carries no tags: the date comes from the WebM itself."""
+    from index.dates import recorded_at
+
+    path = write_alpha_webm(tmp_path / "sticker.webm", transparent_frames(5),
+                            tags={"creation_time": "2024-05-04T09:00:00.000000Z"})
+    assert vpx_alpha.reads_alpha(path)
+    assert recorded_at(str(path)) == (pytest.approx(1714813200.0), "metadata")
+
+
 def test_what_is_read_without_its_transparency(tmp_path, monkeypatch):
     """With sound (an APNG has none: an exported moment would lose it), longer than MAX_PIXELS, or without alpha:
     read by FFmpeg as before."""

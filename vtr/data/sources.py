@@ -38,11 +38,19 @@ def ffmpeg_input(source):
         except OSError:  # gone since: FFmpeg says so as it opens the path
             return os.fspath(source)
         apng = _webp_file_as_apng(*key) if ext == ".webp" else _vpx_file_as_apng(*key)
-        return io.BytesIO(apng) if apng is not None else os.fspath(source)
-    span = embedded_video(source)
+        if apng is not None:
+            return io.BytesIO(apng)
+    return file_input(source)
+
+
+def file_input(path) -> str:
+    """What ``av.open`` is given for the file at ``path`` to read its own streams and tags (a recording date): the
+    byte range of a motion photo's video (``subfile,,start,S,end,E,,:file:PATH``, which FFmpeg opens as that file),
+    else the path. Unlike :func:`ffmpeg_input`, it decodes nothing: an APNG made of a file's frames has no tags."""
+    span = embedded_video(path)
     if span is None:
-        return os.fspath(source)
-    return f"subfile,,start,{span[0]},end,{span[1]},,:file:{os.path.abspath(os.fspath(source))}"
+        return os.fspath(path)
+    return f"subfile,,start,{span[0]},end,{span[1]},,:file:{os.path.abspath(os.fspath(path))}"
 
 
 # An index's build opens a file several times (probes, the reader, cut detection, thumbnails): each animated WebP is
@@ -85,4 +93,4 @@ def _vpx_file_as_apng(path: str, size: int, mtime_ns: int) -> bytes | None:
     return _vpx_as_apng(path)
 
 
-__all__ = ["ffmpeg_input"]
+__all__ = ["ffmpeg_input", "file_input"]
