@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 #: the containers that carry a VP8/VP9 alpha channel (Matroska's block additions)
 EXTENSIONS = frozenset({".webm", ".mkv"})
 #: frames x width x height of the longest video read with its transparency: 2^28 (a 512x512 sticker of 34 s at 30
-#: fps, 720p at 30 fps for 9.7 s); its APNG is written at about 25 ms a 512x512 frame (bench/README.md, animations)
+#: fps, 720p at 30 fps for 9.7 s); an APNG is written at 13-20 ms a 512x512 frame (bench/README.md, animations)
 MAX_PIXELS = 1 << 28
 _LIBVPX = {"vp8": "libvpx", "vp9": "libvpx-vp9"}
 EBML = b"\x1a\x45\xdf\xa3"  # the first bytes of a Matroska or WebM file
