@@ -76,12 +76,13 @@ def is_source_code(path: str) -> bool:
 
 
 def is_still_picture(path: str, size: int, mtime: float) -> bool:
-    """Whether ``path``, named as a picture that may be animated (:data:`ANIMATION_EXTENSIONS`: ``.gif``,
-    ``.apng``, ``.png``, ``.webp``, ``.avif``) or a photo that may carry a video (:data:`MOTION_PHOTO_EXTENSIONS`: ``.jpg``,
+    """Whether ``path``, named as a picture that may be animated (:data:`ANIMATION_EXTENSIONS`: ``.gif``, ``.apng``,
+    ``.png``, ``.webp``, ``.avif``) or a photo that may carry a video (:data:`MOTION_PHOTO_EXTENSIONS`: ``.jpg``,
     ``.heic``, ...), holds a single frame and no video: a picture, left out. An animation (a phone's, or one saved
-    from a chat) is indexed as the short video it is, and so is a motion photo's video (:mod:`vtr.data.motion_photo`).
-    Remembered by size and modification time: a scan that runs every few minutes reads each picture once. Raises
-    ``OSError`` for a file that cannot be read: not known to be a picture, it is listed, and the build says why."""
+    from a chat) is indexed as the short video it is, and so is a motion photo's video
+    (:mod:`vtr.data.motion_photo`). Remembered by size and modification time: a scan that runs every few minutes
+    reads each picture once. Raises ``OSError`` for a file that cannot be read: not known to be a picture, it is
+    listed, and the build says why."""
     ext = os.path.splitext(path)[1].lower()
     if ext in MOTION_PHOTO_EXTENSIONS and video_at(path) is not None:  # its XMP and its tail, a few small reads
         return False

@@ -205,13 +205,14 @@ def write_rgba(path, frames: np.ndarray, fps: int = 10) -> Path:
 
 
 def write_alpha_webm(path, frames: np.ndarray, codec: str = "libvpx-vp9", fps: int = 10, audio: bool = False,
-                     pix_fmt: str = "yuva420p", tags: dict | None = None) -> Path:
+                     pix_fmt: str = "yuva420p", tags: dict | None = None, live: bool = False) -> Path:
     """uint8 [T, H, W, 4] RGBA frames as a WebM with transparency, as a chat's video sticker is (libvpx writes the
     alpha as Matroska block additions, ``alpha_mode`` 1); with a second of silence when ``audio``; ``pix_fmt``
-    yuv420p: without transparency; ``tags``: the file's metadata (``creation_time``)."""
+    yuv420p: without transparency; ``tags``: the file's metadata (``creation_time``); ``live``: without a duration,
+    as a live recording is written."""
     import av
 
-    with av.open(str(path), "w", format="webm") as out:
+    with av.open(str(path), "w", format="webm", options={"live": "1"} if live else {}) as out:
         out.metadata.update(tags or {})
         # libvpx's VP8 encoder writes no alpha with alternate reference frames, which it uses by default
         stream = out.add_stream(codec, rate=fps, options={"auto-alt-ref": "0"} if codec == "libvpx" else {})

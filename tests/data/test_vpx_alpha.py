@@ -42,11 +42,12 @@ def test_its_recording_date_is_read_from_the_file_not_from_its_frames(tmp_path):
 
 
 def test_what_is_read_without_its_transparency(tmp_path, monkeypatch):
-    """With sound (an APNG has none: an exported moment would lose it), longer than MAX_PIXELS, or without alpha:
-    read by FFmpeg as before."""
+    """With sound (an APNG has none: an exported moment would lose it), longer than MAX_PIXELS, of no known length
+    (a live recording: it could be any length), or without alpha: read by FFmpeg as before."""
     frames = transparent_frames(20)
     cases = {"with sound": write_alpha_webm(tmp_path / "talking.webm", frames, audio=True),
-             "without alpha": write_alpha_webm(tmp_path / "plain.webm", frames, pix_fmt="yuv420p")}
+             "without alpha": write_alpha_webm(tmp_path / "plain.webm", frames, pix_fmt="yuv420p"),
+             "live": write_alpha_webm(tmp_path / "live.webm", frames, live=True)}
     long = write_alpha_webm(tmp_path / "long.webm", frames)
     assert vpx_alpha.reads_alpha(long)
     for what, path in [*cases.items(), ("too long", long)]:

@@ -31,7 +31,7 @@ def ffmpeg_input(source):
         apng = _vpx_bytes_as_apng(data) if data[:4] == vpx_alpha.EBML else None  # a WebM's bytes: looked at once
         return io.BytesIO(apng or data)
     ext = os.path.splitext(os.fspath(source))[1].lower()
-    if ext == ".webp" and animated_webp(source) or ext in vpx_alpha.EXTENSIONS:
+    if (ext == ".webp" and animated_webp(source)) or ext in vpx_alpha.EXTENSIONS:
         try:
             st = os.stat(source)
             key = (os.path.abspath(os.fspath(source)), st.st_size, st.st_mtime_ns)

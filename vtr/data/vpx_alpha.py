@@ -6,16 +6,14 @@ PyAV's containers use, drop it and show the colour stored under it (black, often
 A short one (:func:`reads_alpha`) is decoded here with libvpx, frame by frame, and written as an APNG in memory
 (:mod:`vtr.data.apng`) that every reader, cut and probe then opens (:func:`vtr.data.sources.ffmpeg_input`), so its
 transparency is put over white as a picture's is. One with sound (an APNG has none: an exported moment would lose
-it) or longer than :data:`MAX_PIXELS` is read as before, without its transparency.
+it), longer than :data:`MAX_PIXELS` or of no known length (a live recording) is read as before, without its
+transparency.
 """
 
 from __future__ import annotations
 
 import io
-import logging
 import os
-
-logger = logging.getLogger(__name__)
 
 #: the containers that carry a VP8/VP9 alpha channel (Matroska's block additions)
 EXTENSIONS = frozenset({".webm", ".mkv"})
@@ -38,16 +36,16 @@ def _alpha_stream(container):
     return stream
 
 
-def _frames_and_rate(container, stream) -> tuple[float, float]:
+def _frames_and_rate(container, stream) -> tuple[float | None, float]:
+    """(the frames its duration and rate give, None when it has no duration: a live recording's; its rate)."""
     rate = float(stream.average_rate or stream.guessed_rate or 0) or 25.0
-    seconds = container.duration / 1_000_000 if container.duration else 0.0
-    return seconds * rate, rate
+    return (container.duration / 1_000_000 * rate if container.duration else None), rate
 
 
 def reads_alpha(source) -> bool:
-    """Whether ``source`` (a path or a file's bytes) is a VP8/VP9 video with transparency, without sound, of at most
-    :data:`MAX_PIXELS`, and this FFmpeg has libvpx's decoder for it: read with its transparency. From the header,
-    about a millisecond; False for what cannot be opened (whoever opens it next says why)."""
+    """Whether ``source`` (a path or a file's bytes) is a VP8/VP9 video with transparency, without sound, of a known
+    length of at most :data:`MAX_PIXELS`, and this FFmpeg has libvpx's decoder for it: read with its transparency.
+    From the header, about a millisecond; False for what cannot be opened (whoever opens it next says why)."""
     import av
 
     if not isinstance(source, (bytes, bytearray, memoryview)):
@@ -61,8 +59,9 @@ def reads_alpha(source) -> bool:
             stream = _alpha_stream(container)
             if stream is None or _LIBVPX[stream.codec_context.name] not in av.codecs_available:
                 return False
-            frames, _ = _frames_and_rate(container, stream)
-            return frames * stream.codec_context.width * stream.codec_context.height <= MAX_PIXELS
+            frames, _ = _frames_and_rate(container, stream)  # of no known length: not decoded whole in memory
+            area = stream.codec_context.width * stream.codec_context.height
+            return frames is not None and frames * area <= MAX_PIXELS
     except Exception:  # noqa: BLE001 - not ours to judge: the readers say what is wrong
         return False
 
