@@ -68,6 +68,7 @@ class BuildReport:
     reread: int = 0  # unchanged HDR or interlaced files embedded again, tone-mapped, deinterlaced (older indexes)
     trimmed: int = 0  # unchanged files with frames never shown (trimmed, cut in), embedded again (older indexes)
     transparent: int = 0  # unchanged files with transparency, embedded again over white (older indexes)
+    retried: int = 0  # unchanged files that failed before, tried again (--retry-failed, or a vtr that reads more)
     copies: int = 0  # new files whose content was already indexed (a backup, a copy): windows reused, not embedded
     waiting: list = field(default_factory=list)  # new or changed files left for a later build: still being written
     vanished: list = field(default_factory=list)  # files gone while this run read them (a share or drive dropped):
@@ -97,6 +98,7 @@ class BuildReport:
         retimed += f", {self.reread} HDR or interlaced read anew" if self.reread else ""
         retimed += f", {self.trimmed} trimmed or cut in read anew" if self.trimmed else ""
         retimed += f", {self.transparent} with transparency read anew" if self.transparent else ""
+        retimed += f", {self.retried} that failed before tried again" if self.retried else ""
         copies = ("" if not self.copies else " (1 copy of an indexed video, not embedded again)" if self.copies == 1
                   else f" ({self.copies} copies of indexed videos, not embedded again)")
         return (f"{self.index}: {self.total_files} files, {self.total_windows} windows ({self.factory}); this run: "
@@ -555,6 +557,8 @@ def _scan_and_plan(catalog: Catalog, index_dir: Path, dirs: list[str] | None, ex
     scanned_here = [m for m in catalog.get_meta("mounts", []) if any(_under(m, d) for d in dirs)]
     unmounted = [m for m in scanned_here if m not in mounts]
     report.scanned = len(scanned)
+    # a vtr that reads what an older one could not (READERS_VERSION) tries the files that failed once more
+    retry_failed = retry_failed or catalog.get_meta("readers_version") != READERS_VERSION
     todo = _plan(catalog, scanned, roots_now=dirs, retry_failed=retry_failed, report=report, index_dir=index_dir,
                  roots_gone=gone + unmounted, forget_gone=forget_missing, settled=settled,
                  unread=[d for d, _ in report.unreadable])
@@ -576,10 +580,15 @@ def _scan_and_plan(catalog: Catalog, index_dir: Path, dirs: list[str] | None, ex
         catalog.keep_pictures([(path, *rest) for path, rest in read.items() if kept_pictures.get(path) != rest],
                               forgotten=gone_pictures)
         catalog.set_meta("pictures_version", PICTURES_VERSION)
+        catalog.set_meta("readers_version", READERS_VERSION)
     return todo
 
 
 CANNOT_READ = "cannot read:"  # the start of the reason of a file the build could not open (permissions, I/O)
+#: Goes up when vtr learns to read files an older version failed on (the catalog's ``readers_version``): an index's
+#: next build tries its failed files once more, as ``--retry-failed`` does. 1 (2026-12-06): an index made before
+#: this tries its failures once with all vtr learned since they failed.
+READERS_VERSION = 1
 
 
 def _readable(path: str) -> bool:
@@ -678,6 +687,7 @@ def _plan(catalog: Catalog, scanned, roots_now, retry_failed, report: BuildRepor
                 if row.status == "failed" and (retry_failed or row.error == "file not found"
                                                or ((row.error or "").startswith(CANNOT_READ) and _readable(path))):
                     todo.append((catalog.upsert_pending(path, f.size, f.mtime, row.hash), path))
+                    report.retried += 1
                 else:
                     report.unchanged += 1
                 continue

@@ -85,6 +85,43 @@ def test_build_indexes_good_files_and_records_bad_ones(collection, tmp_path, tes
     assert (again.added, again.changed, again.deleted, again.failed, again.embedded_windows) == (0, 0, 0, 0, 0)
 
 
+def test_files_an_older_vtr_failed_on_are_tried_once_more(tmp_path, test_model, monkeypatch):
+    """A file an older vtr could not read stays failed while it does not change (a damaged file is not read on every
+    update). A vtr that reads more (``READERS_VERSION``) tries an older index's failures once: the file is indexed,
+    and the run says so; the update after it tries nothing."""
+    import vtr.data.video
+    from index.build import READERS_VERSION
+    from vtr.errors import VideoReadError
+
+    root = tmp_path / "videos"
+    make_video(root / "plain.mp4", 3, seed=1)
+    make_video(root / "new_kind.mp4", 3, seed=2)  # a kind of file the older vtr could not read
+    reader = vtr.data.video.PyAVVideoReader.__init__
+
+    def older(self, source, name, *args, **kwargs):
+        if str(source).endswith("new_kind.mp4"):
+            raise VideoReadError(name, "not a video file, or damaged beyond reading")
+        reader(self, source, name, *args, **kwargs)
+    monkeypatch.setattr(vtr.data.video.PyAVVideoReader, "__init__", older)
+    idx = tmp_path / "idx"
+    first = build_index([str(root)], str(idx), model=test_model, workers=0, progress=False)
+    assert (first.added, first.failed) == (2, 1) and index_status(str(idx))["files"] == 1
+    monkeypatch.undo()
+    again = build_index(None, str(idx), model=test_model, workers=0, progress=False)  # the same vtr: not tried
+    assert (again.retried, again.unchanged, again.added) == (0, 2, 0)
+    cat = Catalog(idx / "catalog.sqlite")
+    assert cat.get_meta("readers_version") == READERS_VERSION
+    with cat.transaction():
+        cat.set_meta("readers_version", READERS_VERSION - 1)  # as an older vtr left it
+    cat.close()
+    newer = build_index(None, str(idx), model=test_model, workers=0, progress=False)
+    assert (newer.retried, newer.failed, newer.unchanged) == (1, 0, 1) and newer.embedded_windows > 0
+    assert "1 that failed before tried again" in newer.summary()
+    assert index_status(str(idx))["files"] == 2 and not index_status(str(idx))["failed"]
+    last = build_index(None, str(idx), model=test_model, workers=0, progress=False)
+    assert (last.retried, last.embedded_windows) == (0, 0)
+
+
 def test_incremental_add_change_delete_rename(collection, tmp_path, test_model):
     idx = tmp_path / "idx"
     build_index([str(collection)], str(idx), model=test_model, workers=0, progress=False, window_policy="stride")
