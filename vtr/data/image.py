@@ -78,13 +78,11 @@ def exif_orientation(data: bytes) -> int | None:
                 return None
             pos += 12 + length
         return None
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":  # WebP: RIFF chunks, padded to even sizes
-        pos = 12
-        while pos + 8 <= len(data):
-            kind, length = struct.unpack("<4sI", data[pos:pos + 8])
-            if kind == b"EXIF":
-                return _tiff_orientation(_strip_exif_header(data[pos + 8:pos + 8 + length]))
-            pos += 8 + length + (length & 1)
+    from vtr.data.webp import riff_chunks
+
+    for kind, block in riff_chunks(data):  # WebP
+        if kind == b"EXIF":
+            return _tiff_orientation(_strip_exif_header(block))
     return None
 
 

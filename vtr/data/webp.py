@@ -56,9 +56,10 @@ class CutShort(ValueError):
     """A WebP file whose chunks run past its end: an interrupted copy or download."""
 
 
-def _chunks(f, end: int, within: str = "the file") -> Iterator[tuple[bytes, int, int]]:
+def _chunks(f, end: int, within: str = "the file", cut_ok: bool = False) -> Iterator[tuple[bytes, int, int]]:
     """``(fourcc, offset of its data, size)`` of each RIFF chunk from ``f``'s position to ``end``, the end of
-    ``within`` (what holds them, for the error). Raises ``ValueError`` for a chunk that runs past ``end``."""
+    ``within`` (what holds them, for the error). Raises ``ValueError`` for a chunk that runs past ``end``; with
+    ``cut_ok``, gives what ``end`` leaves of it instead, last."""
     pos = f.tell()
     for _ in range(_MAX_CHUNKS):
         if pos + 8 > end:
@@ -68,6 +69,9 @@ def _chunks(f, end: int, within: str = "the file") -> Iterator[tuple[bytes, int,
             raise ValueError("the file is cut short")
         kind, size = head[:4], struct.unpack("<I", head[4:])[0]
         if pos + 8 + size > end:
+            if cut_ok:
+                yield kind, pos + 8, end - pos - 8
+                return
             if within == "the file":
                 raise CutShort(f"its {kind.decode('latin-1')!r} chunk runs past the end of the file (cut short)")
             raise ValueError(f"its {kind.decode('latin-1')!r} chunk runs past the end of {within}")
@@ -84,6 +88,16 @@ def _riff_end(f) -> int | None:
     if len(head) < 12 or head[:4] != b"RIFF" or head[8:] != b"WEBP":
         return None
     return 8 + struct.unpack("<I", head[4:8])[0]
+
+
+def riff_chunks(data: bytes) -> Iterator[tuple[bytes, bytes]]:
+    """``(fourcc, data)`` of each top-level chunk of a WebP file's bytes, up to the end of the bytes (whatever its
+    RIFF header says); of a chunk cut short, what the bytes hold of it, last. Nothing for bytes that are no WebP."""
+    f = io.BytesIO(data)
+    if _riff_end(f) is None:
+        return
+    for kind, at, size in _chunks(f, len(data), cut_ok=True):
+        yield kind, data[at:at + size]
 
 
 def animation_frames(f, stop: int = 2) -> int:
@@ -265,5 +279,5 @@ def as_apng(data: bytes) -> bytes:
     return write_apng(drawn, frames[-1].duration_ms)
 
 
-__all__ = ["WebPFrame", "CutShort", "animation_frames", "read_animation", "composited_frames", "decode_image",
+__all__ = ["WebPFrame", "CutShort", "riff_chunks", "animation_frames", "read_animation", "composited_frames", "decode_image",
            "as_apng", "SHORT_FRAME_MS", "SHORT_FRAME_SHOWN_MS"]
