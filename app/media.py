@@ -83,7 +83,7 @@ def browser_plays(path: str) -> bool:
     washed out where the model sees it tone-mapped) nor interlaced (combed). False when it cannot be read."""
     import av
 
-    from vtr.data.video import main_video_stream, stream_flags
+    from vtr.data.video import codec_name, main_video_stream, stream_flags
 
     codecs = BROWSER_PLAYS.get(os.path.splitext(str(path))[1].lower())
     if not codecs:
@@ -91,7 +91,7 @@ def browser_plays(path: str) -> bool:
     try:
         with av.open(str(path)) as container:
             stream = main_video_stream(container)
-            return stream is not None and stream.codec_context.name in codecs and not any(stream_flags(stream))
+            return stream is not None and codec_name(stream) in codecs and not any(stream_flags(stream))
     except Exception:  # noqa: BLE001 - unreadable: not playable either
         return False
 

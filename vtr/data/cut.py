@@ -19,6 +19,10 @@ from vtr.errors import VtrError
 logger = logging.getLogger(__name__)
 
 AUDIO_RATE = 48000
+#: Audio packets in a row the decoder may refuse before the track counts as broken (and the clip is cut without
+#: sound): a seek in an MPEG program stream (a DVD's .VOB, an .mpg, a camcorder's .MOD) lands inside an AC-3 or MP2
+#: frame, and the first one to three packets after it do not decode.
+AUDIO_BAD_PACKETS = 32
 EXPORT_MAX_WIDTH = 1920  # an exported moment keeps up to 1080p's width
 
 
@@ -202,7 +206,7 @@ def _copy_audio(src, aout, dst, start, stop, origin: float = 0.0) -> None:
             for packet in aout.encode(f):
                 dst.mux(packet)
 
-    for frame in decode_from(src, ain, start, origin):
+    for frame in decode_from(src, ain, start, origin, frames=_audio_frames):
         if frame.time is None:
             continue
         t = frame.time - origin
@@ -214,6 +218,25 @@ def _copy_audio(src, aout, dst, start, stop, origin: float = 0.0) -> None:
     encode(resampler.resample(None))
     for packet in aout.encode():
         dst.mux(packet)
+
+
+def _audio_frames(container, stream):
+    """``stream``'s frames from where ``container`` was sought to, past packets the decoder refuses, as players
+    go past them (see :data:`AUDIO_BAD_PACKETS`): that error on the first packet after a seek cost a DVD's or an
+    ``.mpg``'s clips their sound. More than that many in a row raise the last error."""
+    import av
+
+    refused = 0
+    for packet in container.demux(stream):
+        try:
+            frames = packet.decode()
+        except av.error.InvalidDataError:
+            refused += 1
+            if refused > AUDIO_BAD_PACKETS:
+                raise
+            continue
+        refused = 0
+        yield from frames
 
 
 def export_clips(spans, folder, max_width: int = EXPORT_MAX_WIDTH, progress: bool = False) -> list[tuple]:

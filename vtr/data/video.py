@@ -288,6 +288,13 @@ def main_video_stream(container):
 #: store the footage to play at 24-60): FFmpeg's guess is taken instead (:func:`frame_rate`).
 MAX_AVERAGE_FPS = 1000
 
+def codec_name(stream) -> str:
+    """The format ``stream`` is coded in ("h264", "av1"), not the decoder FFmpeg picked for it: AV1's is
+    ``libdav1d``, which no list of formats names."""
+    codec = stream.codec_context.codec
+    return getattr(codec, "canonical_name", None) or codec.name  # an older PyAV may not have canonical_name
+
+
 def frame_rate(stream):
     """A PyAV stream's frame rate (a Fraction; None when the file gives none): its average rate, unless that is
     missing or above :data:`MAX_AVERAGE_FPS`, then FFmpeg's guess. FFmpeg 7's raw DV demuxer (a camcorder's .dv, as
