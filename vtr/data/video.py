@@ -284,16 +284,16 @@ def main_video_stream(container):
         return container.streams.video[0]
 
 
-#: An average frame rate above this is a time base, not a rate (high-speed cameras record at up to 1000 fps, but
-#: store the footage to play at 24-60): FFmpeg's guess is taken instead (:func:`frame_rate`).
-MAX_AVERAGE_FPS = 1000
-
 def codec_name(stream) -> str:
     """The format ``stream`` is coded in ("h264", "av1"), not the decoder FFmpeg picked for it: AV1's is
     ``libdav1d``, which no list of formats names."""
     codec = stream.codec_context.codec
     return getattr(codec, "canonical_name", None) or codec.name  # an older PyAV may not have canonical_name
 
+
+#: An average frame rate above this is a time base, not a rate (high-speed cameras record at up to 1000 fps, but
+#: store the footage to play at 24-60): FFmpeg's guess is taken instead (:func:`frame_rate`).
+MAX_AVERAGE_FPS = 1000
 
 def frame_rate(stream):
     """A PyAV stream's frame rate (a Fraction; None when the file gives none): its average rate, unless that is
