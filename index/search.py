@@ -474,6 +474,8 @@ class VideoIndex:
 
             try:  # upright, as the user sees the photo (its EXIF orientation)
                 image = read_image(path)
+            except ValueError as e:  # what is wrong with it is known (a TIFF FFmpeg cannot decode)
+                raise VtrError(f"The example {Path(path).name} cannot be used: {e}.") from e
             except Exception as e:  # noqa: BLE001
                 logger.debug("cannot read image %s: %s", path, e)
                 raise VtrError(f"The example {Path(path).name} is not an image file, or it is damaged.") from e

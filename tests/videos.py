@@ -326,6 +326,40 @@ def exif_block(orientation: int, byte_order: str = "MM") -> bytes:
             + struct.pack(order + "HHIHH", 0x0112, 3, 1, orientation, 0) + struct.pack(order + "I", 0))
 
 
+def write_tiff(path, rgb: np.ndarray, compression: int = 1, dng: bool = False) -> Path:
+    """Write uint8 [H, W, 3] ``rgb`` as a one-strip TIFF, by hand after the TIFF 6.0 layout: ``compression`` 1 the
+    pixels as they are; 7 a JPEG of them (PyAV's MJPEG encoder), as a scanner's or an editor's "JPEG" TIFF holds one;
+    any other number the pixels as they are under that tag (a file that says it is compressed so). ``dng``: a
+    DNGVersion tag, as a camera's raw photo carries."""
+    import av
+
+    h, w = rgb.shape[:2]
+    strip = rgb.tobytes()
+    if compression == 7:
+        with av.open(io.BytesIO(), "w", format="mjpeg") as c:
+            stream = c.add_stream("mjpeg", rate=1)
+            stream.width, stream.height, stream.pix_fmt = w, h, "yuvj420p"  # YCbCr 4:2:0, TIFF's default for it
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuvj420p")
+            strip = b"".join(bytes(p) for p in stream.encode(frame)) + b"".join(bytes(p) for p in stream.encode())
+    tags = [(256, 4, 1, w), (257, 4, 1, h), (258, 3, 3, None), (259, 3, 1, compression),
+            (262, 3, 1, 6 if compression == 7 else 2), (273, 4, 1, None), (277, 3, 1, 3), (278, 4, 1, h),
+            (279, 4, 1, len(strip))] + ([(50706, 1, 4, 0x01040000)] if dng else [])
+    ifd_at = 8
+    extra_at = ifd_at + 2 + 12 * len(tags) + 4  # BitsPerSample's three values, then the strip
+    strip_at = extra_at + 6
+    out = b"II" + struct.pack("<HI", 42, ifd_at) + struct.pack("<H", len(tags))
+    for tag, kind, count, value in tags:
+        if tag == 258:
+            value = extra_at
+        elif tag == 273:
+            value = strip_at
+        packed = struct.pack("<I", value) if kind in (1, 4) else struct.pack("<HH", value, 0)
+        out += struct.pack("<HHI", tag, kind, count) + packed
+    out += struct.pack("<I", 0) + struct.pack("<3H", 8, 8, 8) + strip
+    Path(path).write_bytes(out)
+    return Path(path)
+
+
 def write_photo(path, stored: np.ndarray, orientation: int | None = None, byte_order: str = "MM") -> Path:
     """Write uint8 [H, W, 3] ``stored`` pixels as a .jpg, .png or .webp still (by ``path``'s extension) with PyAV,
     tagged with an EXIF ``orientation`` as a camera tags it: an APP1 segment after the JPEG's start, a PNG

@@ -192,3 +192,30 @@ def test_transparency_is_blended_over_white_exactly_for_every_colour_and_alpha()
     alpha = a[..., None].astype(np.float64)
     exact = np.round((rgba[..., :3] * alpha + 255 * (255 - alpha)) / 255).astype(np.uint8)
     assert np.array_equal(over_background(rgba), exact)
+
+
+def test_a_tiff_ffmpeg_decodes_blank_or_not_at_all_is_refused_saying_why(tmp_path):
+    """A TIFF whose picture is a JPEG (a scanner's or an editor's "JPEG" TIFF): FFmpeg decodes JPEG only in a camera
+    raw (DNG) and gave this one as a blank picture, without an error, which a search took as its example. One
+    compressed in a way FFmpeg does not know (Zstandard) was "not an image file, or it is damaged". Both now say
+    what they are and what to do; an uncompressed TIFF reads as before."""
+    import av
+
+    from tests.videos import write_tiff
+    from vtr.data.image import tiff_compression
+
+    picture = stored_picture()
+    plain = write_tiff(tmp_path / "plain.tif", picture)
+    assert tiff_compression(plain.read_bytes()) == 1
+    assert np.array_equal(read_image(plain), picture)
+    jpeg = write_tiff(tmp_path / "scan.tif", picture, compression=7)
+    with av.open(str(jpeg)) as c:  # why it is refused: FFmpeg's picture of it is blank, its colours gone
+        blank = next(c.decode(video=0)).to_ndarray(format="rgb24")
+    assert np.ptp(blank.reshape(-1, 3), axis=0).max() == 0
+    with pytest.raises(ValueError, match="compressed with JPEG, which FFmpeg does not decode outside a camera raw"):
+        read_image(jpeg)
+    with pytest.raises(ValueError, match="compressed with Zstandard, which FFmpeg does not decode: save it as"):
+        read_image(write_tiff(tmp_path / "zstd.tif", picture, compression=50000))
+    # a DNG's JPEG is FFmpeg's to read; and none of this is a TIFF
+    assert tiff_compression(write_tiff(tmp_path / "raw.dng", picture, compression=7, dng=True).read_bytes()) is None
+    assert tiff_compression(write_photo(tmp_path / "photo.jpg", picture).read_bytes()) is None

@@ -191,6 +191,20 @@ def test_query_by_image_finds_the_red_span(red_collection, test_model, monkeypat
     assert top[1].path == str(root / "beach.mp4") and top[1].score < top[0].score
 
 
+def test_a_tiff_example_ffmpeg_shows_blank_is_refused_saying_why(red_collection, test_model, tmp_path):
+    """A scanner's JPEG-compressed TIFF of a red page: FFmpeg gives its picture blank, and the search ranked the
+    index by a blank picture, saying nothing. It says what the file is and what to do; an uncompressed TIFF of the
+    same page is searched."""
+    from tests.videos import write_tiff
+
+    root, idx = red_collection
+    red = np.full((48, 64, 3), RED, np.uint8)
+    with VideoIndex(str(idx), model=test_model, gpu=False) as vi:
+        with pytest.raises(VtrError, match=r"The example scan.tif cannot be used: a TIFF compressed with JPEG"):
+            vi.search(str(write_tiff(tmp_path / "scan.tif", red, compression=7)), k=1)
+        assert vi.search(str(write_tiff(tmp_path / "page.tif", red)), k=1)
+
+
 def test_an_avif_photo_is_an_image_example(red_collection, test_model, monkeypatch, tmp_path):
     """AVIF (what browsers save from the web now): read as an image, and shown as one by the app. Before, it went to
     the video reader, and the app put it in a video player, which shows nothing of a still."""

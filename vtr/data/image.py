@@ -28,24 +28,64 @@ from vtr.data import hdr  # its functions looked up at each call (tests stand in
 ORIENTATION_TAG = 0x0112  # EXIF/TIFF: 1 as stored, 2-8 mirrored and/or turned
 
 
-def _tiff_orientation(tiff: bytes) -> int | None:
-    """The orientation (1-8) in the first image directory of a TIFF/EXIF block; None when there is none."""
+#: TIFF tags read here: how the picture is compressed, and the version of a DNG (a camera's raw photo, a TIFF too)
+TIFF_COMPRESSION_TAG, DNG_VERSION_TAG = 259, 50706
+#: TIFF compressions FFmpeg's TIFF decoder reads: none, CCITT fax (2-4), LZW, Deflate (8, 32946), PackBits (and LZMA
+#: in an FFmpeg built with it; PyAV 18's wheel is not). JPEG (6, 7) it reads only in a DNG: another TIFF's
+#: picture comes out blank, black or green, without an error (a scanner's or an editor's "JPEG" TIFF).
+TIFF_DECODED = frozenset({1, 2, 3, 4, 5, 8, 32773, 32946})
+TIFF_JPEG = frozenset({6, 7})
+TIFF_COMPRESSION_NAMES = {6: "JPEG (old style)", 7: "JPEG", 34712: "JPEG 2000", 34925: "LZMA", 50000: "Zstandard",
+                          50001: "WebP", 52546: "JPEG XL"}
+
+
+def _tiff_entries(tiff: bytes) -> dict[int, tuple[int, bytes]] | None:
+    """The first image directory of a TIFF/EXIF block: {tag: (type, its 4-byte value field)}; None when ``tiff``
+    is not one."""
     order = {b"II": "<", b"MM": ">"}.get(tiff[:2])
     if order is None or len(tiff) < 8 or struct.unpack(order + "H", tiff[2:4])[0] != 42:
         return None
     ifd = struct.unpack(order + "I", tiff[4:8])[0]
     if ifd + 2 > len(tiff):
         return None
-    count = struct.unpack(order + "H", tiff[ifd:ifd + 2])[0]
-    for i in range(count):
+    entries = {}
+    for i in range(struct.unpack(order + "H", tiff[ifd:ifd + 2])[0]):
         entry = ifd + 2 + 12 * i
         if entry + 12 > len(tiff):
-            return None
+            break
         tag, kind = struct.unpack(order + "HH", tiff[entry:entry + 4])
-        if tag == ORIENTATION_TAG and kind == 3:  # SHORT, kept in the first two bytes of the value field
-            value = struct.unpack(order + "H", tiff[entry + 8:entry + 10])[0]
-            return value if 1 <= value <= 8 else None
-    return None
+        entries.setdefault(tag, (kind, tiff[entry + 8:entry + 12]))  # the first, as readers take it
+    return entries
+
+
+def _tiff_short(tiff: bytes, tag: int) -> int | None:
+    """The value of ``tag`` in the first image directory of a TIFF/EXIF block when it is a SHORT (kept in the
+    first two bytes of the value field), else None."""
+    entries = _tiff_entries(tiff)
+    kind, value = (entries or {}).get(tag, (None, b""))
+    return struct.unpack((">" if tiff[:2] == b"MM" else "<") + "H", value[:2])[0] if kind == 3 else None
+
+
+def _tiff_orientation(tiff: bytes) -> int | None:
+    """The orientation (1-8) in the first image directory of a TIFF/EXIF block; None when there is none."""
+    value = _tiff_short(tiff, ORIENTATION_TAG)
+    return value if value is not None and 1 <= value <= 8 else None
+
+
+def tiff_compression(data: bytes) -> int | None:
+    """How the first picture of a TIFF file's bytes is compressed (its tag 259: 1 none, 5 LZW, 7 JPEG ...), 1 when
+    the tag is left out; None when ``data`` is not a TIFF or is a DNG (whose JPEG FFmpeg reads)."""
+    entries = _tiff_entries(data)
+    if entries is None or DNG_VERSION_TAG in entries:
+        return None
+    return _tiff_short(data, TIFF_COMPRESSION_TAG) or 1
+
+
+def _tiff_refused(compression: int) -> str:
+    name = TIFF_COMPRESSION_NAMES.get(compression, f"number {compression}")
+    blank = " outside a camera raw (DNG): its picture comes out blank" if compression in TIFF_JPEG else ""
+    return (f"a TIFF compressed with {name}, which FFmpeg does not decode{blank}: save it as a JPEG or PNG, or as a "
+            "TIFF with LZW compression or none")
 
 
 def _strip_exif_header(block: bytes) -> bytes:
@@ -349,8 +389,9 @@ def shown_rgb(frame, reformatter, width=None, height=None, interpolation=None) -
 def read_image(source: bytes | str | os.PathLike) -> np.ndarray:
     """The first picture of an image file (its bytes or its path) as uint8 [H, W, 3] RGB, upright (see the
     module's docstring); an animated WebP's first frame as it is shown (:mod:`vtr.data.webp`: FFmpeg decodes no
-    animated WebP). Raises what PyAV raises for a file that is not an image or is damaged, ``ValueError`` for a
-    damaged animated WebP."""
+    animated WebP). Raises what PyAV raises for a file that is not an image or is damaged, ``ValueError`` saying
+    why for a damaged animated WebP and for a TIFF compressed in a way FFmpeg does not decode (JPEG, whose picture
+    it gives blank, Zstandard, ...)."""
     import av
     from av.video.reformatter import VideoReformatter
 
@@ -362,13 +403,21 @@ def read_image(source: bytes | str | os.PathLike) -> np.ndarray:
 
         canvas, _ = next(composited_frames(data))
         return _upright(over_background(canvas), exif_orientation(data), 0)
+    compression = tiff_compression(data)
+    if compression in TIFF_JPEG:
+        raise ValueError(_tiff_refused(compression))
     grid = heif_grid(data)
     # A JPEG is named as one: FFmpeg's probe reads past a small one's end, and where a motion photo's video follows
     # (vtr.data.motion_photo) it recognises neither
     with av.open(io.BytesIO(data), format="jpeg_pipe" if data[:3] == b"\xff\xd8\xff" else None) as container:
         if grid is not None:  # an iPhone's HEIC: its tiles, put together (its rotation is the grid's, not theirs)
             return np.ascontiguousarray(_tiled(container, grid))
-        frame = next(container.decode(video=0))
+        try:
+            frame = next(container.decode(video=0))
+        except av.FFmpegError as e:
+            if compression is not None and compression not in TIFF_DECODED:  # said, not "damaged"
+                raise ValueError(_tiff_refused(compression)) from e
+            raise
         rgb = shown_rgb(frame, VideoReformatter())  # HDR tone-mapped, transparency over white
         rotation = int(round(getattr(frame, "rotation", 0) or 0)) % 360
     return _upright(rgb, exif_orientation(data), rotation)
