@@ -587,8 +587,9 @@ def _scan_and_plan(catalog: Catalog, index_dir: Path, dirs: list[str] | None, ex
 CANNOT_READ = "cannot read:"  # the start of the reason of a file the build could not open (permissions, I/O)
 #: Goes up when vtr learns to read files an older version failed on (the catalog's ``readers_version``): an index's
 #: next build tries its failed files once more, as ``--retry-failed`` does. 1 (2026-12-06): an index made before
-#: this tries its failures once with all vtr learned since they failed.
-READERS_VERSION = 1
+#: this tries its failures once with all vtr learned since they failed. 2: Flash video with sound (an FLV of
+#: Sorenson H.263, whose start FFmpeg would not seek back to: :func:`vtr.data.video.rewind`).
+READERS_VERSION = 2
 
 
 def _readable(path: str) -> bool:

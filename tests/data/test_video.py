@@ -399,6 +399,28 @@ def test_a_raw_stream_without_a_container_is_said_in_a_line(tmp_path):
         open_video(raw, backend="pyav")
 
 
+def test_a_flash_video_with_sound_is_read_from_its_start(tmp_path):
+    """An FLV of Flash's own codec (Sorenson H.263, the web's video until about 2010) with sound: FFmpeg refuses
+    the backward seek to time 0 ("Operation not permitted"), its first keyframe coming after 0 with nothing indexed
+    before it, and the reader, which rewinds so, failed on every such file ("PyAV failed to decode"); cuts and
+    previews from its start failed too. The seek forward to 0 lands on its first frame."""
+    from vtr.data.cut import cut_clip
+
+    frames = indexed_frames(60)
+    path = write_video(tmp_path / "clip.flv", frames, fps=25, codec="flv", audio_seconds=2.4)
+    with av.open(str(path)) as c:  # what FFmpeg does with it
+        with pytest.raises(av.FFmpegError):
+            c.seek(0, stream=c.streams.video[0], backward=True)
+    with open_video(path, backend="pyav") as r:
+        assert r.clock().num_frames == 60
+        for indices in ([0, 30, 59], [0, 1, 2]):  # read again from the start
+            assert _indices_of(r.get_frames(indices)) == indices
+    cut_clip(str(path), 0.0, 1.0, tmp_path / "start.mp4")
+    with av.open(str(tmp_path / "start.mp4")) as c:
+        shown = [frame_index_of(f.to_ndarray(format="rgb24")) for f in c.decode(video=0)]
+    assert len(shown) == 25 and all(abs(got - want) <= 1 for got, want in zip(shown, range(25)))
+
+
 def test_pyav_reads_a_files_frame_times_once_per_process(tmp_path, monkeypatch):
     # the index opens a long file again for every chunk of its windows; without decord each open read every packet
     from vtr.data import video as V

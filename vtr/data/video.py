@@ -291,6 +291,19 @@ def codec_name(stream) -> str:
     return getattr(codec, "canonical_name", None) or codec.name  # an older PyAV may not have canonical_name
 
 
+def rewind(container, stream=None) -> None:
+    """Seek ``container`` (by ``stream``'s clock when given) back to its start. FFmpeg refuses the usual backward
+    seek to time 0 ("Operation not permitted") where a stream's first keyframe comes after 0 and the demuxer knows of
+    none before it: an FLV of Flash's own video codec (Sorenson H.263, as the web's videos were until about 2010) with
+    sound starts its video a few milliseconds in. A seek forward to 0 lands on that first keyframe: the start."""
+    import av
+
+    try:
+        container.seek(0, stream=stream, backward=True, any_frame=False)
+    except av.FFmpegError:
+        container.seek(0, stream=stream, backward=False, any_frame=False)
+
+
 #: An average frame rate above this is a time base, not a rate (high-speed cameras record at up to 1000 fps, but
 #: store the footage to play at 24-60): FFmpeg's guess is taken instead (:func:`frame_rate`).
 MAX_AVERAGE_FPS = 1000
@@ -706,7 +719,7 @@ class PyAVVideoReader(VideoReader):
                         by_pts = True
                     else:
                         if self._used:  # rewind a container that an earlier call (or seek) moved
-                            self._container.seek(0, stream=stream, backward=True, any_frame=False)
+                            rewind(self._container, stream)
                         packets = self._container.demux(stream)
                         by_pts = False
                     self._used = True
@@ -827,11 +840,11 @@ class PyAVVideoReader(VideoReader):
         back = 0
         while True:
             seek_pts = target_pts if back == 0 else (self._pts_of(target - back) if back < target else None)
-            self._container.seek(0 if seek_pts is None else seek_pts, stream=stream, backward=True,
-                                 any_frame=False)
-            packets = self._container.demux(stream)
             if seek_pts is None:
-                return packets
+                rewind(self._container, stream)
+                return self._container.demux(stream)
+            self._container.seek(seek_pts, stream=stream, backward=True, any_frame=False)
+            packets = self._container.demux(stream)
             first = None
             for packet in itertools.islice(packets, KEYFRAME_SCAN):
                 if packet.is_keyframe and packet.size:  # (the demuxer's last packet is empty: the end, no keyframe)
@@ -882,7 +895,7 @@ class PyAVVideoReader(VideoReader):
     def _read_frame_times(self):
         stream = self._stream
         pts, end, hidden, keyed = [], None, 0, None
-        self._container.seek(0, stream=stream, backward=True, any_frame=False)
+        rewind(self._container, stream)
         self._used = True
         for packet in self._container.demux(stream):
             if packet.size == 0:  # the demuxer's flush packet
@@ -1003,9 +1016,12 @@ def decode_from(container, stream, seconds: float, origin: float = 0.0, frames=N
     while True:
         target = seconds - margin
         try:
-            container.seek(int((origin + target) * av.time_base) if target > 0 else 0, backward=True)
+            if target > 0:
+                container.seek(int((origin + target) * av.time_base), backward=True)
+            else:
+                rewind(container)
         except av.error.FFmpegError:  # unseekable: decode from the start
-            container.seek(0)
+            rewind(container)
             target = 0.0
         out = frames(container, stream)
         first = next(out, None)
