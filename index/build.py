@@ -229,6 +229,7 @@ def _plan_run(catalog: Catalog, index_dir: Path, dirs, extensions, retry_failed:
     todo += _reread_hdr_and_interlaced(catalog, index_dir, todo, report, progress)
     todo += _reread_hidden_frames(catalog, index_dir, todo, report, progress)
     todo += _reread_transparent(catalog, index_dir, todo, report, progress)
+    todo += _retime_dropped_frames(catalog, index_dir, todo, report, progress)
     return todo
 
 
@@ -885,6 +886,24 @@ def _reread_transparent(catalog: Catalog, index_dir: Path, todo, report: BuildRe
     if redo:
         logger.info("embedding again %d video(s) with transparency, indexed before it was put over white", len(redo))
     report.transparent, report.unchanged = len(redo), max(0, report.unchanged - len(redo))
+    return redo
+
+
+def _retime_dropped_frames(catalog: Catalog, index_dir: Path, todo, report: BuildReport, progress: bool) -> list:
+    """Once per index: the AVI captures that dropped frames (:func:`vtr.data.video.drops_frames`: a VHS or camcorder
+    digitised, a webcam), of an index built before their frames were placed at their own periods. Counted frame by
+    frame, their windows drifted early by a period per drop, and their last ones "could not be decoded" (listed as
+    indexed in part): embedded again, counted as re-timed. Each AVI's header and index are read (about 1 ms). The
+    catalog's ``dropped_frames_timed`` mark says this was done (or that every file was embedded so)."""
+    from vtr.data.video import drops_frames
+
+    redo = _reread_once(catalog, index_dir, todo, "dropped_frames_timed", "captures that dropped frames",
+                        lambda path: Path(path).suffix.lower() in (".avi", ".divx") and drops_frames(path), progress)
+    if redo:
+        logger.info("embedding again %d AVI capture(s) that dropped frames, indexed before their frames were placed "
+                    "at their own times", len(redo))
+    report.retimed += len(redo)
+    report.unchanged = max(0, report.unchanged - len(redo))
     return redo
 
 

@@ -7,6 +7,7 @@ compression), the bottom half a moving colour texture (so frame comparisons betw
 from __future__ import annotations
 
 import io
+from fractions import Fraction
 import struct
 from pathlib import Path
 
@@ -547,6 +548,31 @@ def write_trimmed_copy(src, dst, cut_s: float) -> Path:
                 p.pts, p.dts, p.stream = p.pts - cut, p.dts - cut, copy
                 out.mux(p)
     return dst
+
+
+def write_dropping_capture(path, frames: np.ndarray, dropped, fps: int = 25, codec: str = "mjpeg") -> Path:
+    """An AVI capture that dropped frames (a VHS digitised, a webcam): ``frames`` [slots, H, W, 3] are its frame
+    periods, and those at ``dropped`` have no frame: FFmpeg's AVI muxer writes an empty chunk there, as capture
+    software does, which the header counts and no packet comes from. MJPEG, as capture cards write it."""
+    import av
+
+    dropped = set(dropped)
+    with av.open(str(path), "w", format="avi") as c:
+        stream = c.add_stream(codec, rate=fps)
+        stream.width, stream.height = frames.shape[2], frames.shape[1]
+        stream.pix_fmt = "yuvj420p" if codec == "mjpeg" else "yuv420p"
+        stream.codec_context.time_base = Fraction(1, fps)
+        stream.bit_rate = 20_000_000  # each frame's index readable from its pixels
+        for slot, rgb in enumerate(frames):
+            if slot in dropped:
+                continue
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format=stream.pix_fmt)
+            frame.pts, frame.time_base = slot, Fraction(1, fps)
+            for packet in stream.encode(frame):
+                c.mux(packet)
+        for packet in stream.encode():
+            c.mux(packet)
+    return Path(path)
 
 
 def write_cut_in_recording(path, frames: np.ndarray, fps: int = 25, keyint: int = 25) -> Path:

@@ -421,6 +421,32 @@ def test_a_flash_video_with_sound_is_read_from_its_start(tmp_path):
     assert len(shown) == 25 and all(abs(got - want) <= 1 for got, want in zip(shown, range(25)))
 
 
+@pytest.mark.parametrize("seek_threshold", [None, 4])
+def test_an_avi_capture_that_dropped_frames_shows_each_frame_at_its_own_time(tmp_path, seek_threshold):
+    """A capture (a VHS digitised, a webcam) drops frames under load and writes an empty chunk for each: the header
+    counts 79 periods, 68 frames are there. Counted one by one (frame k at k / 25 s), each frame drifted a period
+    early per drop before it, and the last eleven "could not be decoded" (an index listed such a file as damaged,
+    "indexed in part"). Each frame is at its period's time, as players show it, decoded in order or by seeking."""
+    from tests.videos import write_dropping_capture
+    from vtr.data.video import drops_frames  # noqa
+
+    dropped = set(range(5, 79, 7))
+    kept = [slot for slot in range(79) if slot not in dropped]
+    path = write_dropping_capture(tmp_path / "capture.avi", indexed_frames(79), dropped)
+    whole = write_video(tmp_path / "whole.avi", indexed_frames(20), codec="mjpeg", pix_fmt="yuvj420p")
+    assert drops_frames(path) and not drops_frames(whole)
+    with open_video(path, backend="pyav", seek_threshold=seek_threshold) as r:
+        clock = r.clock()
+        assert clock.num_frames == len(kept) == 68 and clock.variable
+        assert [round(clock.time_of(k) * 25) for k in range(68)] == kept
+        assert _indices_of(r.get_frames(list(range(68)))) == kept
+        assert _indices_of(r.get_frames([67, 3, 40])) == [kept[67], kept[3], kept[40]]
+        assert clock.frame_at(5.0 / 25 + 0.001) == 4  # period 5 was dropped: frame 4 is still shown
+    with open_video(path, backend="pyav", seek_threshold=seek_threshold) as r:  # by index alone, as training reads
+        assert r.num_frames == 68 and _indices_of(r.get_frames([67, 0])) == [kept[67], 0]
+    assert read_frames(path, 8).shape[0] == 8
+
+
 def test_pyav_reads_a_files_frame_times_once_per_process(tmp_path, monkeypatch):
     # the index opens a long file again for every chunk of its windows; without decord each open read every packet
     from vtr.data import video as V

@@ -1274,3 +1274,24 @@ def test_a_copy_made_before_its_source_changed_keeps_the_old_windows_and_thumbna
     assert a.duration == old_b.duration and len(a_windows) == len(old_windows)  # media length, not a timing
     assert all(np.array_equal(va, vb) for (_, va), (_, vb) in zip(a_windows, old_windows))
     assert all(thumbnail_path(idx, w.id).is_file() for w, _ in a_windows)
+
+
+def test_an_avi_capture_that_dropped_frames_is_indexed_whole_and_older_indexes_read_it_again(tmp_path, test_model):
+    """A capture that dropped frames (empty AVI chunks, which the header counts): before, its frames were counted one
+    by one, its windows drifted early and its last ones "could not be decoded" ("indexed in part"). It is indexed
+    whole, to its last second; an older index (no ``dropped_frames_timed`` mark) embeds it again, once, counted as
+    re-timed."""
+    from tests.videos import write_dropping_capture
+
+    root = tmp_path / "videos"
+    root.mkdir()
+    frames = textured_frames(12, seed=6, height=64, width=96)  # 12 s at 10 fps
+    write_dropping_capture(root / "capture.avi", frames, dropped=range(3, len(frames), 4), fps=10)  # a quarter
+    make_video(root / "plain.mp4", 9, seed=2)
+    idx = tmp_path / "idx"
+    first = build_index([str(root)], str(idx), model=test_model, workers=0, progress=False)
+    assert (first.added, first.partial, first.failed) == (2, 0, 0), first.partials
+    ends = [w.end for f, w in snapshot_windows(idx) if f.path.endswith("capture.avi")]
+    assert max(ends) == pytest.approx(12.0, abs=0.1)
+    reads_again_once(idx, test_model, snapshot(idx), "dropped_frames_timed", "retimed", 1, 1,
+                     "1 re-timed (variable frame rate)")

@@ -360,6 +360,31 @@ def hides_frames(path) -> bool:
         return False
 
 
+def drops_frames(path) -> bool:
+    """Whether the video at ``path`` is an AVI whose header counts more frame periods than it holds frames: a capture
+    that dropped some (:meth:`PyAVVideoReader._drops`), which readers before 2026-12-06 counted frame by frame,
+    drifting. From its header and the index FFmpeg reads with it (about a millisecond), not its packets; False when
+    it cannot be read, and where this PyAV does not list a stream's index."""
+    import av
+
+    try:
+        with av.open(ffmpeg_input(path)) as container:
+            stream = main_video_stream(container)
+            return stream is not None and _avi_frames(container, stream) is not None
+    except Exception as e:  # noqa: BLE001 - the reader says what is wrong with such a file
+        logger.debug("cannot read the index of %s: %s", path, e)
+        return False
+
+
+def _avi_frames(container, stream) -> int | None:
+    """The frames an AVI's index lists for ``stream`` when they are fewer than the frame periods its header counts
+    (a capture that dropped frames: :func:`drops_frames`), else None."""
+    if container.format.name != "avi" or not stream.frames:
+        return None
+    entries = len(getattr(stream, "index_entries", None) or ())  # a PyAV that lists no index: not known
+    return entries if 0 < entries < stream.frames else None
+
+
 def _first_packet(container, stream):
     """The stream's first packet that holds data, in decoding order (None in an empty stream)."""
     return next((p for p in container.demux(stream) if p.size), None)
@@ -611,6 +636,10 @@ class PyAVVideoReader(VideoReader):
             self._stored_size = (self.width, self.height)  # before a rotation turns it (see _rgb)
             self.num_frames = int(stream.frames or 0)
             self._count_estimated = self.num_frames <= 0
+            # a capture's dropped frames are counted in its header, not in its index: its frames are the index's,
+            # each at its own time (clock(), read below: frames by index and by time agree only then; _drops)
+            dropping = _avi_frames(self._container, stream)
+            self.num_frames = dropping or self.num_frames
             shown = self._shown_by_edit_list() if frames_shown(stream, self.fps) is not None else None
             self._edited = shown is not None  # the clock's packet times then give the count (see clock)
             if shown is not None:
@@ -650,6 +679,8 @@ class PyAVVideoReader(VideoReader):
         if self.rotation in (90, 270):
             self.width, self.height = self.height, self.width
             self.pixel_aspect = 1.0 / self.pixel_aspect  # turned upright, a wide pixel is a tall one
+        if dropping:
+            self.clock()
 
     def _shown_by_edit_list(self) -> int | None:
         """:func:`_edit_list_shows` of this reader's stream, its first packet read from a container of its own."""
@@ -910,7 +941,7 @@ class PyAVVideoReader(VideoReader):
             pts.append(packet.pts)
             if packet.duration:
                 end = max(end if end is not None else 0, packet.pts + packet.duration)
-        if not pts or (stream.frames and len(pts) + hidden != stream.frames):
+        if not pts or (stream.frames and len(pts) + hidden != stream.frames and not self._drops(pts, hidden)):
             return None, None
         pts, lead = _undecodable_start(pts, keyed)
         hidden += lead
@@ -920,6 +951,18 @@ class PyAVVideoReader(VideoReader):
         self._times_origin = pts[0]
         self._packet_pts = np.asarray(pts, np.int64)
         return (np.asarray(pts, np.float64) - pts[0]) * tb, None if end is None else (end - pts[0]) * tb
+
+    def _drops(self, pts: list, hidden: int) -> bool:
+        """Whether packets at ``pts``, fewer than the header's count, are the frames of a capture that dropped some:
+        an AVI has no timestamps but one chunk per frame period, and capture software (a VHS or camcorder
+        digitised, a webcam) writes an empty chunk for a frame it dropped, which the header counts and FFmpeg
+        gives no packet for. Each packet's time is then its period's, which players keep: the frame before a drop is
+        shown twice as long. Counted instead, frames drifted a period early per drop (seconds in a long capture)
+        and the last ones did not exist ("cannot be decoded past ...")."""
+        periods = float(self._stream.time_base) * self.fps  # periods per tick: 1 in an AVI
+        if len(pts) + hidden >= self._stream.frames or len(set(pts)) != len(pts) or abs(periods - 1) > 1e-6:
+            return False
+        return max(pts) - min(pts) + 1 + hidden == self._stream.frames
 
     def _origin(self) -> int:
         # the first frame's time: from the packets once they were read, else the first frame's, else the stream's
