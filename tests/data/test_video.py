@@ -445,6 +445,13 @@ def test_an_avi_capture_that_dropped_frames_shows_each_frame_at_its_own_time(tmp
     with open_video(path, backend="pyav", seek_threshold=seek_threshold) as r:  # by index alone, as training reads
         assert r.num_frames == 68 and _indices_of(r.get_frames([67, 0])) == [kept[67], 0]
     assert read_frames(path, 8).shape[0] == 8
+    # cut short (a capture or copy interrupted), it has no index, which an AVI writes last: FFmpeg lists the packets
+    # read so far, which is no count of its frames; read as any AVI cut short, its header's frames until they stop
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(path.read_bytes()[:len(path.read_bytes()) * 2 // 3])
+    assert not drops_frames(cut)
+    with open_video(cut, backend="pyav", seek_threshold=seek_threshold) as r:
+        assert r.num_frames == r.clock().num_frames == 79
 
 
 def test_pyav_reads_a_files_frame_times_once_per_process(tmp_path, monkeypatch):

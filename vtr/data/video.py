@@ -378,11 +378,14 @@ def drops_frames(path) -> bool:
 
 def _avi_frames(container, stream) -> int | None:
     """The frames an AVI's index lists for ``stream`` when they are fewer than the frame periods its header counts
-    (a capture that dropped frames: :func:`drops_frames`), else None."""
+    and span all of them (a capture that dropped frames: :func:`drops_frames`), else None. An AVI cut short has no
+    index (it is written last): FFmpeg lists the packets it has read so far, which span a few periods."""
     if container.format.name != "avi" or not stream.frames:
         return None
-    entries = len(getattr(stream, "index_entries", None) or ())  # a PyAV that lists no index: not known
-    return entries if 0 < entries < stream.frames else None
+    entries = getattr(stream, "index_entries", None)  # a PyAV that lists no index: not known
+    if not entries or len(entries) >= stream.frames:
+        return None
+    return len(entries) if entries[len(entries) - 1].timestamp - entries[0].timestamp + 1 == stream.frames else None
 
 
 def _first_packet(container, stream):
