@@ -74,20 +74,24 @@ def captions(page) -> list[str]:
 
 def set_page_size(page, size, n: int) -> None:
     """Type ``n`` in the page-size box and leave it (which commits it: the slider beside it moves to ``n``). Typed
-    while the opening panel is still rendering (a loaded machine: CI once), the first commit can be lost, as no
-    person could type that fast; so it is typed again, at most three times, before the test fails."""
+    while the opening panel is still rendering (a loaded machine: CI twice), the commit can be lost, as no person
+    could type that fast: once before the slider moved, once after it (both went back to 24, and the search asked
+    for 24). So the value must still be there a moment later, and it is typed again, at most three times, before
+    the test fails."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
     size.wait_for(state="visible")
+    slider = f"document.querySelector('#page-size input[type=range]').value === '{n}'"
     for _ in range(3):
         size.fill(str(n))
         size.press("Tab")
         try:
-            page.wait_for_function(f"() => document.querySelector('#page-size input[type=range]').value === '{n}'",
-                                   timeout=15000)
-            return
+            page.wait_for_function(f"() => {slider}", timeout=15000)
         except PlaywrightTimeout:
             continue
+        page.wait_for_timeout(1000)
+        if page.evaluate(f"() => {slider}") and size.input_value() == str(n):
+            return
     raise AssertionError(f"the page-size slider never took {n} (box: {size.input_value()!r})")
 
 
