@@ -202,11 +202,14 @@ EXAMPLE_PREVIEW_PX = 480  # the longest side of an example photo as the page sho
 def example_picture(path: str):
     """An example photo as the model sees it (upright, HDR tone-mapped, an iPhone's tiled HEIC whole), made small
     for the page, which shows it whatever its format (a browser shows no HEIC, nor TIFF); the file itself when it
-    cannot be read (the search says why)."""
+    cannot be read (the search says why). Raises ValueError saying why where that is known (a TIFF FFmpeg shows
+    blank: :func:`vtr.data.image.read_image`)."""
     from vtr.data.image import read_image
 
     try:
         rgb = read_image(path)
+    except ValueError:
+        raise
     except Exception as e:  # noqa: BLE001 - the search that follows says what is wrong with the file
         logger.debug("example %s not read for its preview: %s", path, e)
         return path
@@ -365,7 +368,12 @@ class _Handlers:
         note = (f"Searching by the example {literal(os.path.basename(example))}: the words above are not used "
                 "while an example is set.")
         if os.path.splitext(example)[1].lower() in IMAGE_EXTENSIONS and not is_animation(example):
-            return gr.update(value=example_picture(example), visible=True), gr.update(value=None, visible=False), note
+            try:
+                picture = example_picture(example)
+            except ValueError as e:  # said at once, where the browser showed a broken picture
+                note = f"The example {literal(os.path.basename(example))} cannot be used: {literal(str(e))}."
+                return gr.update(value=None, visible=False), gr.update(value=None, visible=False), note
+            return gr.update(value=picture, visible=True), gr.update(value=None, visible=False), note
         clip = self.service.example_clip(example)  # what a browser plays
         return gr.update(value=None, visible=False), gr.update(value=clip, visible=True), note
 

@@ -553,3 +553,19 @@ def test_a_full_disk_under_the_app_s_cache_is_said_as_such(built_index, app_mode
             "No space left on the disk of the app's cache: free some space, then try again.")
     finally:
         service.close()
+
+
+def test_an_example_picture_vtr_cannot_read_is_said_when_it_is_set(tmp_path):
+    """A scanner's JPEG-compressed TIFF set as the example: the page showed a broken picture (the browser shows no
+    TIFF, and FFmpeg's picture of it is blank) until a search said why. The note says it at once, with no picture;
+    a TIFF that reads is shown as the model sees it."""
+    from app.ui import _Handlers, literal
+    from tests.videos import write_tiff
+
+    handlers = _Handlers(IndexService(str(tmp_path / "none.idx"), cache_dir=str(tmp_path / "cache")))
+    red = np.full((48, 64, 3), (200, 40, 40), np.uint8)
+    picture, clip, note = handlers.on_example(str(write_tiff(tmp_path / "scan.tif", red, compression=7)))
+    assert picture["visible"] is False and clip["visible"] is False
+    assert note.startswith(f"The example {literal('scan.tif')} cannot be used: a TIFF compressed with JPEG")
+    picture, clip, note = handlers.on_example(str(write_tiff(tmp_path / "page.tif", red)))
+    assert picture["visible"] is True and np.array_equal(picture["value"], red) and "not used" in note
