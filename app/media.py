@@ -42,11 +42,13 @@ def _prune(cache_dir: Path, keep: int = CACHE_MAX_FILES) -> None:
 
 
 def make_preview(path: str, start: float, end: float, cache_dir, tail_s: float = PREVIEW_TAIL_S,
-                 max_seconds: float = PREVIEW_MAX_S, max_width: int = PREVIEW_MAX_WIDTH) -> Path:
+                 max_seconds: float = PREVIEW_MAX_S, max_width: int = PREVIEW_MAX_WIDTH,
+                 by_count: bool | None = None) -> Path:
     """Cut ``[start, end + tail_s]`` seconds (at most ``max_seconds``) of ``path`` into a browser-playable MP4.
 
     Video: H.264 yuv420p, at most ``max_width`` wide; audio (when the source has a decodable track): AAC stereo.
-    Cached in ``cache_dir`` by (file, size, mtime, span). Raises VtrError when nothing can be decoded there.
+    Cached in ``cache_dir`` by (file, size, mtime, span). ``by_count``: whether the video's timestamps jump, where
+    the index knows (:func:`vtr.data.cut.cut_clip`). Raises VtrError when nothing can be decoded there.
     """
     start = max(0.0, float(start))
     stop = min(float(end) + tail_s, start + max_seconds)
@@ -60,7 +62,7 @@ def make_preview(path: str, start: float, end: float, cache_dir, tail_s: float =
         return out
     try:
         with atomic_path(out) as tmp:
-            cut_clip(path, start, stop, tmp, max_width)
+            cut_clip(path, start, stop, tmp, max_width, by_count=by_count)
     except VtrError:
         raise
     except Exception as e:  # noqa: BLE001 - any decoder/encoder failure becomes one readable message

@@ -305,6 +305,13 @@ class IndexService:
             logger.info("no thumbnail for %s: %s", moment.path, e)
             return None
 
+    def _timed_by_count(self, path: str) -> bool | None:
+        """Whether the index found the video's timestamps jumping (:func:`index.timed_by_count`): a preview or an
+        export then need not read every packet of a TV recording to tell. None where it does not know."""
+        from index import timed_by_count
+
+        return timed_by_count(self.index_dir, path)
+
     def _check_source(self, moment: Moment) -> None:
         if not Path(moment.path).is_file():
             raise VtrError(f"{moment.name} is gone (moved or deleted since it was indexed); update the index.")
@@ -334,7 +341,7 @@ class IndexService:
         self._check_source(moment)
         cut = max(0.0, moment.start - context_s)
         clip = make_preview(moment.path, cut, moment.end, self.preview_dir, tail_s=context_s,
-                            max_seconds=moment.end - cut + context_s)
+                            max_seconds=moment.end - cut + context_s, by_count=self._timed_by_count(moment.path))
         return str(clip), moment.start - cut
 
     def export(self, moment: Moment, start: float | None = None, end: float | None = None) -> str:
@@ -355,7 +362,8 @@ class IndexService:
         st = os.stat(moment.path)
         key = f"{os.path.abspath(moment.path)}|{st.st_size}|{st.st_mtime_ns}|{start:.3f}|{end:.3f}"
         folder = self.cache_dir / "exports" / hashlib.sha1(key.encode()).hexdigest()[:12]
-        [(clip, error)] = export_clips([(moment.path, start, end, moment.recorded)], folder)
+        [(clip, error)] = export_clips([(moment.path, start, end, moment.recorded)], folder,
+                                       timed_by_count=self._timed_by_count)
         if error:
             raise VtrError(error)
         return clip
@@ -372,7 +380,8 @@ class IndexService:
         if not moments:
             raise VtrError("Search first: there are no moments to export.")
         folder = self.cache_dir / "exports" / f"all-{uuid.uuid4().hex[:12]}"
-        done = export_clips([(m.path, m.start, m.end, m.recorded) for m in moments], folder, progress=progress)
+        done = export_clips([(m.path, m.start, m.end, m.recorded) for m in moments], folder, progress=progress,
+                            timed_by_count=self._timed_by_count)
         clips = [Path(clip) for clip, _ in done if clip]
         errors: dict[str, int] = {}  # the same reason for each moment of a video gone: said once, counted
         for _, error in done:

@@ -21,7 +21,7 @@ import vtr  # noqa: F401  (first: sets OpenMP's wait policy before torch loads)
 
 __all__ = ["build_index", "update_index", "remove_from_index", "index_status", "check_writable", "check_creatable",
            "VideoIndex", "Segment", "search", "date_filters", "dates_summary", "pictures_summary", "local_day",
-           "local_time", "Settling", "watch_index"]
+           "local_time", "Settling", "watch_index", "timed_by_count"]
 
 
 def build_index(dirs, index, **kwargs):
@@ -67,6 +67,24 @@ def check_writable(index):
     from index.build import check_writable as _check
 
     _check(Path(index))
+
+
+def timed_by_count(index, path) -> bool | None:
+    """Whether the index found the timestamps of its video at ``path`` jumping, so that its frames are timed by
+    count (:meth:`index.catalog.Catalog.timed_by_count`); None where it does not know (or there is no index)."""
+    from pathlib import Path
+
+    from index.catalog import Catalog
+    from index.layout import CATALOG
+
+    try:
+        catalog = Catalog.for_reading(Path(index) / CATALOG)
+    except Exception:  # noqa: BLE001 - no readable catalog: not known
+        return None
+    try:
+        return catalog.timed_by_count(str(path))
+    finally:
+        catalog.close()
 
 
 def search(index, query, k=10, **kwargs):

@@ -63,7 +63,7 @@ class BuildReport:
     seconds: float = 0.0
     partial: int = 0  # files of this run indexed in part (damaged)
     resumed_windows: int = 0  # windows an interrupted build had committed, kept instead of embedded again
-    retimed: int = 0  # unchanged variable-frame-rate files embedded again on their frame times (older indexes)
+    retimed: int = 0  # unchanged files embedded again on their frame times: variable rate, dropped frames, jumps
     redecoded: int = 0  # unchanged files an older index's decoder may have misread, embedded again (older indexes)
     reread: int = 0  # unchanged HDR or interlaced files embedded again, tone-mapped, deinterlaced (older indexes)
     trimmed: int = 0  # unchanged files with frames never shown (trimmed, cut in), embedded again (older indexes)
@@ -93,7 +93,7 @@ class BuildReport:
 
     def summary(self) -> str:
         resumed = f", {self.resumed_windows} resumed from an interrupted build" if self.resumed_windows else ""
-        retimed = f", {self.retimed} re-timed (variable frame rate)" if self.retimed else ""
+        retimed = f", {self.retimed} re-timed (frame times read anew)" if self.retimed else ""
         retimed += f", {self.redecoded} decoded again (TS/MPEG/AVI)" if self.redecoded else ""
         retimed += f", {self.reread} HDR or interlaced read anew" if self.reread else ""
         retimed += f", {self.trimmed} trimmed or cut in read anew" if self.trimmed else ""
@@ -230,6 +230,7 @@ def _plan_run(catalog: Catalog, index_dir: Path, dirs, extensions, retry_failed:
     todo += _reread_hidden_frames(catalog, index_dir, todo, report, progress)
     todo += _reread_transparent(catalog, index_dir, todo, report, progress)
     todo += _retime_dropped_frames(catalog, index_dir, todo, report, progress)
+    todo += _retime_jumps(catalog, index_dir, todo, report, progress)
     return todo
 
 
@@ -902,6 +903,29 @@ def _retime_dropped_frames(catalog: Catalog, index_dir: Path, todo, report: Buil
     if redo:
         logger.info("embedding again %d AVI capture(s) that dropped frames, indexed before their frames were placed "
                     "at their own times", len(redo))
+    report.retimed += len(redo)
+    report.unchanged = max(0, report.unchanged - len(redo))
+    return redo
+
+
+#: Extensions of MPEG-TS and MPEG-PS files, whose timestamps can jump (:func:`_retime_jumps`)
+TS_PS_EXTENSIONS = frozenset({".ts", ".mts", ".m2ts", ".m2t", ".tod", ".mpg", ".mpeg", ".vob", ".mod"})
+
+
+def _retime_jumps(catalog: Catalog, index_dir: Path, todo, report: BuildReport, progress: bool) -> list:
+    """Once per index: the MPEG-TS/PS recordings whose timestamps jump (:func:`vtr.data.video.discontinuous`: a TV
+    recording that resumed, files joined end to end), of an index built before their frames were timed by count.
+    Their duration ran over the jump (minutes to a day more than they hold), with windows over it, and the windows
+    after it were cut from the wrong frames: embedded again, counted as re-timed. Each such file's packets are read
+    (no decoding). The catalog's ``jumps_timed_by_count`` mark says this was done (or that every file was embedded
+    so)."""
+    from vtr.data.video import discontinuous
+
+    redo = _reread_once(catalog, index_dir, todo, "jumps_timed_by_count", "recordings whose timestamps jump",
+                        lambda path: Path(path).suffix.lower() in TS_PS_EXTENSIONS and discontinuous(path), progress)
+    if redo:
+        logger.info("embedding again %d recording(s) whose timestamps jump, indexed before their frames were timed "
+                    "by count", len(redo))
     report.retimed += len(redo)
     report.unchanged = max(0, report.unchanged - len(redo))
     return redo

@@ -79,6 +79,9 @@ CREATE TABLE IF NOT EXISTS pictures (
     mtime REAL NOT NULL,
     video INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS timed_by_count (
+    file_id INTEGER PRIMARY KEY REFERENCES files(id) ON DELETE CASCADE
+);
 CREATE TABLE IF NOT EXISTS chunks (
     file_id INTEGER NOT NULL REFERENCES files(id) ON DELETE CASCADE,
     chunk INTEGER NOT NULL,
@@ -321,6 +324,7 @@ class Catalog:
     def finish_file(self, file_id: int, meta: dict, windows: list[tuple[float, float]], vectors: np.ndarray) -> list[int]:
         """Store a file's metadata and its windows with their vectors (status ok); returns the window ids."""
         self._drop_windows(file_id)
+        self._set_timing(file_id, meta)
         self.conn.execute(
             "UPDATE files SET duration=?, fps=?, width=?, height=?, status='ok', error=NULL, indexed_at=? WHERE id=?",
             (meta["duration"], meta["fps"], meta["width"], meta["height"], time.time(), file_id))
@@ -334,6 +338,9 @@ class Catalog:
             "UPDATE files SET (duration, fps, width, height, status, error, indexed_at) = "
             "(SELECT duration, fps, width, height, 'ok', error, ? FROM files WHERE id=?) WHERE id=?",
             (time.time(), source_id, file_id))
+        self.conn.execute("DELETE FROM timed_by_count WHERE file_id=?", (file_id,))
+        self.conn.execute("INSERT INTO timed_by_count(file_id) SELECT file_id FROM timed_by_count WHERE file_id=?",
+                          (source_id,))
         pairs = []
         for wid, start, end, vec in self.conn.execute(
                 "SELECT id, start, end, embedding FROM windows WHERE file_id=? ORDER BY start, id",
@@ -342,6 +349,25 @@ class Catalog:
                                     (file_id, start, end, vec))
             pairs.append((int(wid), int(cur.lastrowid)))
         return pairs
+
+    def _set_timing(self, file_id: int, meta: dict) -> None:
+        """Record whether the file's frames are timed by count (``meta["timed_by_count"]``: its timestamps jump,
+        :func:`vtr.data.video.discontinuous`)."""
+        if meta.get("timed_by_count"):
+            self.conn.execute("INSERT OR IGNORE INTO timed_by_count(file_id) VALUES (?)", (file_id,))
+        else:
+            self.conn.execute("DELETE FROM timed_by_count WHERE file_id=?", (file_id,))
+
+    def timed_by_count(self, path: str) -> bool | None:
+        """Whether the indexed video at ``path`` has its frames timed by count (its timestamps jump), as its reader
+        found when the index embedded it: previews and exports then need not read all its packets to tell. None
+        where the index does not know (a video it does not hold as indexed, or an index whose videos were embedded
+        before this was recorded: no ``jumps_timed_by_count`` mark)."""
+        row = self.conn.execute("SELECT f.id, t.file_id FROM files f LEFT JOIN timed_by_count t ON t.file_id = f.id "
+                                "WHERE f.path=? AND f.status='ok'", (path,)).fetchone()
+        if row is None or not self.get_meta("jumps_timed_by_count", False):
+            return None
+        return row[1] is not None
 
     def _insert_windows(self, file_id: int, windows, vectors) -> list[int]:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
@@ -357,6 +383,7 @@ class Catalog:
         """Store one chunk of a file being built (the file stays 'pending'); returns its window ids."""
         self.conn.execute("UPDATE files SET duration=?, fps=?, width=?, height=? WHERE id=?",
                           (meta["duration"], meta["fps"], meta["width"], meta["height"], file_id))
+        self._set_timing(file_id, meta)
         self.conn.execute("INSERT INTO chunks(file_id, chunk, n_chunks, windows, planned, partial) "
                           "VALUES (?, ?, ?, ?, ?, ?)", (file_id, chunk, n_chunks, len(windows), planned, partial))
         return self._insert_windows(file_id, windows, vectors)

@@ -210,11 +210,13 @@ def search_command(query: str, index: str = None, k: int = 10, rerank: bool = Fa
             segments = idx.similar(query, at, k=k, **filters)
         else:
             segments = idx.search(query, k=k, rerank=rerank, progress=rerank, **filters)
+        timing = {s.path: idx.catalog.timed_by_count(s.path) for s in segments} if export is not None else {}
     exported = None
     if export is not None:
         from vtr.data.cut import export_clips
 
-        exported = export_clips([(s.path, s.start, s.end, s.recorded) for s in segments], export, progress=True)
+        exported = export_clips([(s.path, s.start, s.end, s.recorded) for s in segments], export, progress=True,
+                                timed_by_count=timing.get)
     failed = sum(1 for _, error in exported or [] if error)
     if json:
         rows = [s.to_dict() for s in segments]

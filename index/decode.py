@@ -148,7 +148,8 @@ def decode_chunk(path: str, chunk: int, settings: DecodeSettings, key=None) -> C
     with open_video(path, backend=settings.video_backend, threads=settings.decoder_threads) as reader:
         clock = reader.clock()  # frames on the player's clock, also when the frame rate varies
         meta = {"num_frames": clock.num_frames, "fps": float(reader.fps), "duration": clock.duration,
-                "width": int(reader.width), "height": int(reader.height)}
+                "width": int(reader.width), "height": int(reader.height),
+                "timed_by_count": reader.timed_by_count}
         pixel_aspect = reader.pixel_aspect
         part, n_windows, n_chunks = plan_chunk_windows(path, meta["duration"], settings.window_policy,
                                                        settings.window_s, settings.stride_s, chunk,

@@ -78,7 +78,7 @@ def _detection_pass(path, start, end, fps, size, cheap):
 
     from vtr.data.image import shown_rgb
     from vtr.data.sources import ffmpeg_input
-    from vtr.data.video import decode_from, frame_rate, main_video_stream, time_origin
+    from vtr.data.video import decode_from, discontinuous, frame_rate, main_video_stream, time_origin
 
     times, frames = [], []
     to_rgb = VideoReformatter()  # one swscale context for the pass (a frame's own reformat builds one per frame)
@@ -86,20 +86,25 @@ def _detection_pass(path, start, end, fps, size, cheap):
         stream = main_video_stream(container)
         stream.thread_count = 1
         rate = float(frame_rate(stream) or 0.0)
-        if cheap and rate >= 2 * fps:  # a slower stream would lose grid frames to the skipping
+        by_count = discontinuous(path)  # timestamps that jump: timed by count from the start, as the reader times it
+        # a slower stream would lose grid frames to the skipping; frames timed by count must all be decoded
+        if cheap and rate >= 2 * fps and not by_count:
             stream.codec_context.skip_frame = "NONREF"
             stream.codec_context.options = {"skip_loop_filter": "all"}  # read when the decoder opens
         tb = float(stream.time_base) if stream.time_base else 0.0
-        stop = end if end is not None else (container.duration / av.time_base if container.duration else None)
+        if end is not None or by_count:  # (a jump makes the container's duration a guess)
+            stop = end
+        else:
+            stop = container.duration / av.time_base if container.duration else None
         expected = max(0.0, (stop - start) * min(fps, rate or fps)) if stop is not None else 1.0
         # the index's second 0 is its reader's, the first frame shown: from the start, the first frame this pass
         # decodes (set below); a later span seeks from it, so it is read first
         origin = None
-        if start > 0:
+        if start > 0 or by_count:
             shown_from = time_origin(path)
             origin = int(round(shown_from / tb)) if shown_from is not None and tb else stream.start_time
-        decoded = (decode_from(container, stream, start, origin * tb, frames=_decodable_frames)
-                   if start > 0 and tb and origin is not None else _decodable_frames(container, stream))
+        decoded = (decode_from(container, stream, start, origin * tb, frames=_decodable_frames, by_count=by_count)
+                   if (start > 0 or by_count) and tb and origin is not None else _decodable_frames(container, stream))
         next_t, last_t, gap = start, None, 0.0
         for frame in decoded:
             if frame.pts is None:

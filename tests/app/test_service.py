@@ -569,3 +569,36 @@ def test_an_example_picture_vtr_cannot_read_is_said_when_it_is_set(tmp_path):
     assert note.startswith(f"The example {literal('scan.tif')} cannot be used: a TIFF compressed with JPEG")
     picture, clip, note = handlers.on_example(str(write_tiff(tmp_path / "page.tif", red)))
     assert picture["visible"] is True and np.array_equal(picture["value"], red) and "not used" in note
+
+
+def test_previews_of_a_recording_whose_timestamps_jump_take_the_timing_the_index_found(tmp_path, app_model,
+                                                                                      monkeypatch):
+    """A TV recording that resumed (its clock jumps 1000 s): its preview after the jump shows the frames there,
+    timed by count as the index timed them. The index records which videos are timed so (its copy too), so a
+    preview or an export of an indexed video does not read all the packets of a TV recording to find out."""
+    import vtr.data.video
+    from index import build_index
+    from tests.videos import write_joined_ts
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    frames = indexed_frames(60)
+    write_joined_ts(videos / "recording.ts", [(frames[:30], 0), (frames[30:], 1000)])
+    (videos / "backup").mkdir()
+    (videos / "backup" / "recording.ts").write_bytes((videos / "recording.ts").read_bytes())
+    write_video(videos / "phone.mp4", frames, fps=10)
+    build_index([str(videos)], str(tmp_path / "idx"), model=app_model, workers=0, progress=False)
+    service = IndexService(str(tmp_path / "idx"), model=app_model, cache_dir=str(tmp_path / "cache"))
+    try:
+        assert [service._timed_by_count(str(p)) for p in (videos / "recording.ts", videos / "backup" / "recording.ts",
+                                                          videos / "phone.mp4")] == [True, True, False]
+        assert service._timed_by_count(str(tmp_path / "elsewhere.ts")) is None
+        monkeypatch.setattr(vtr.data.video, "discontinuous", lambda path: pytest.fail(f"{path}'s packets read"))
+        for path in (videos / "recording.ts", videos / "phone.mp4"):
+            clip, offset = service.preview(Moment(str(path), 4.0, 5.0, 0.5, None), context_s=0.5)
+            with av.open(clip) as c:
+                shown = [frame_index_of(f.to_ndarray(format="rgb24")) for f in c.decode(video=0)]
+            assert offset == pytest.approx(0.5) and len(shown) == 20  # 3.5 s to 5.5 s
+            assert all(abs(got - want) <= 1 for got, want in zip(shown, range(35, 55))), path
+    finally:
+        service.close()

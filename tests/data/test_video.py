@@ -454,6 +454,40 @@ def test_an_avi_capture_that_dropped_frames_shows_each_frame_at_its_own_time(tmp
         assert r.num_frames == r.clock().num_frames == 79
 
 
+@pytest.mark.parametrize("second_part_from", [1000, 0, -500], ids=["forward", "overlapping", "back"])
+def test_a_recording_whose_timestamps_jump_is_timed_by_count(tmp_path, second_part_from):
+    """Two MPEG-TS recordings joined end to end (``cat``; a TV recording that resumed): the second part's clock jumps
+    forward 1000 s, restarts where the first one's did, or jumps back (which FFmpeg reads as its clock's wrap: a
+    day ahead). Before, the clock ran over the jump (1003 s, 26 hours: the index put 11,747 windows over 6 s), and
+    previews after the jump showed the first part's frames or none. Its frames are timed by count, as ``ffmpeg``
+    goes on across a jump: 6 s here, every frame in its place, in the reader, in a cut and in its sound."""
+    from tests.videos import write_joined_ts
+    from vtr.data.cut import cut_clip
+    from vtr.data.video import discontinuous
+
+    frames = indexed_frames(60)
+    first = 500 if second_part_from < 0 else 0
+    path = write_joined_ts(tmp_path / "recording.ts", [(frames[:30], first), (frames[30:], first + second_part_from)],
+                           sound=True)
+    plain = write_joined_ts(tmp_path / "plain.ts", [(frames, 0)])
+    assert discontinuous(path) and not discontinuous(plain)
+    for threshold in (None, 4):
+        with open_video(path, backend="pyav", seek_threshold=threshold) as r:
+            clock = r.clock()
+            assert (clock.num_frames, clock.duration, clock.variable) == (60, 6.0, False)
+            assert _indices_of(r.get_frames([59, 0, 31, 29, 45])) == [59, 0, 31, 29, 45]
+    cut_clip(str(path), 2.5, 4.0, tmp_path / "cut.mp4")
+    with av.open(str(tmp_path / "cut.mp4")) as c:
+        shown = [frame_index_of(f.to_ndarray(format="rgb24")) for f in c.decode(video=0)]
+    with av.open(str(tmp_path / "cut.mp4")) as c:
+        rate = c.streams.audio[0].sample_rate
+        sound = np.concatenate([f.to_ndarray()[0] for f in c.decode(audio=0)])
+    assert all(abs(got - want) <= 1 for got, want in zip(shown, range(25, 40))) and len(shown) == 15
+    part = sound[int(0.7 * rate):int(1.3 * rate)]  # 3.2-3.8 s of the recording: its fourth second, 880 Hz
+    assert np.fft.rfftfreq(len(part), 1 / rate)[np.abs(np.fft.rfft(part * np.hanning(len(part)))).argmax()] == (
+        pytest.approx(880, abs=10))
+
+
 def test_pyav_reads_a_files_frame_times_once_per_process(tmp_path, monkeypatch):
     # the index opens a long file again for every chunk of its windows; without decord each open read every packet
     from vtr.data import video as V

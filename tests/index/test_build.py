@@ -1294,4 +1294,26 @@ def test_an_avi_capture_that_dropped_frames_is_indexed_whole_and_older_indexes_r
     ends = [w.end for f, w in snapshot_windows(idx) if f.path.endswith("capture.avi")]
     assert max(ends) == pytest.approx(12.0, abs=0.1)
     reads_again_once(idx, test_model, snapshot(idx), "dropped_frames_timed", "retimed", 1, 1,
-                     "1 re-timed (variable frame rate)")
+                     "1 re-timed (frame times read anew)")
+
+
+def test_a_recording_whose_timestamps_jump_is_indexed_on_the_frames_it_holds(tmp_path, test_model):
+    """A TV recording that resumed (two MPEG-TS parts joined, the second's clock a thousand seconds on): indexed as
+    the 12 s it holds, its windows inside them, where it was indexed as 1006 s with windows over the jump. An older
+    index (no ``jumps_timed_by_count`` mark) embeds it again, once, and leaves an MP4 beside it."""
+    from tests.videos import write_joined_ts
+
+    root = tmp_path / "videos"
+    root.mkdir()
+    frames = textured_frames(12, seed=7, height=64, width=96)  # 12 s at 10 fps
+    half = len(frames) // 2
+    write_joined_ts(root / "recording.ts", [(frames[:half], 0), (frames[half:], 1000)])
+    report = build_index([str(root)], str(tmp_path / "idx"), model=test_model, workers=0, progress=False)
+    assert (report.added, report.partial, report.failed) == (1, 0, 0), report.partials
+    windows = [w for _, w in snapshot_windows(tmp_path / "idx")]
+    assert max(w.end for w in windows) == pytest.approx(12.0) and len(windows) <= 4
+    assert index_status(str(tmp_path / "idx"))["hours"] == pytest.approx(12 / 3600)
+    make_video(root / "plain.mp4", 9, seed=2)
+    build_index(None, str(tmp_path / "idx"), model=test_model, workers=0, progress=False)
+    reads_again_once(tmp_path / "idx", test_model, snapshot(tmp_path / "idx"), "jumps_timed_by_count", "retimed", 1,
+                     1, "1 re-timed (frame times read anew)")

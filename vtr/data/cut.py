@@ -38,47 +38,54 @@ def export_name(path: str, start: float, end: float) -> str:
 
 
 def cut_clip(path: str, start: float, stop: float, out_path: Path, max_width: int = EXPORT_MAX_WIDTH,
-             comment: str | None = None, created: float | None = None) -> None:
+             comment: str | None = None, created: float | None = None, by_count: bool | None = None) -> None:
     """Write ``[start, stop)`` seconds of ``path`` (seconds from its first frame, as the index counts them) to
     ``out_path``: H.264 yuv420p (crf 23) at most ``max_width`` wide, non-square pixels squared, a display rotation
     kept; the sound as AAC stereo when the source has a track that decodes (a broken one costs the sound, not the
     picture). ``comment``: the MP4's comment tag; ``created``: its ``creation_time`` (seconds since the epoch), when
-    the clip was recorded. Raises VtrError when no frame lies in the span or the video has no video stream."""
+    the clip was recorded. ``by_count``: whether the video's timestamps jump, where that is known (an index
+    records it: :meth:`index.catalog.Catalog.timed_by_count`); None: found out, which reads every packet of an
+    MPEG-TS/PS file (:func:`~vtr.data.video.discontinuous`). Raises VtrError when no frame lies in the span or the
+    video has no video stream."""
     import av
 
     with av.open(ffmpeg_input(path)) as src:
         has_audio = bool(src.streams.audio)
-    rotation, origin = _rotation_and_origin(path)  # read once: the retry without sound reuses them
+    rotation, origin, by_count = _rotation_and_origin(path, by_count)  # once: the retry without sound reuses them
     tags = {"comment": comment} if comment else {}
     if created is not None:  # MP4's creation_time is UTC
         tags["creation_time"] = datetime.fromtimestamp(float(created), timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     try:
-        _transcode_once(path, start, stop, out_path, max_width, rotation, origin, with_audio=has_audio, tags=tags)
+        _transcode_once(path, start, stop, out_path, max_width, rotation, origin, with_audio=has_audio, tags=tags,
+                        by_count=by_count)
     except VtrError:
         raise
     except Exception as e:  # noqa: BLE001 - a broken audio track must not cost the picture
         if not has_audio:
             raise
         logger.info("preview of %s without sound: %s", path, e)
-        _transcode_once(path, start, stop, out_path, max_width, rotation, origin, with_audio=False, tags=tags)
+        _transcode_once(path, start, stop, out_path, max_width, rotation, origin, with_audio=False, tags=tags,
+                        by_count=by_count)
 
 
-def _rotation_and_origin(path: str) -> tuple[int, float | None]:
-    """The video's display rotation (degrees counter-clockwise; 0 when it has none) and where the index's second 0
+def _rotation_and_origin(path: str, by_count: bool | None = None) -> tuple[int, float | None, bool]:
+    """The video's display rotation (degrees counter-clockwise; 0 when it has none), where the index's second 0
     lies on its timestamps (the reader's :attr:`~vtr.data.video.PyAVVideoReader.time_origin`: its first frame
-    shown); ``(0, None)`` when it cannot be read."""
-    from vtr.data.video import open_video
+    shown), and whether its timestamps jump (``by_count`` where known, else :func:`~vtr.data.video.discontinuous`:
+    it is then cut timed by count); ``(0, None, False)`` when it cannot be read."""
+    from vtr.data.video import discontinuous, open_video
 
     try:
         with open_video(str(path), backend="pyav") as reader:
-            return reader.rotation, reader.time_origin
+            rotation, origin = reader.rotation, reader.time_origin
     except Exception as e:  # noqa: BLE001 - the transcode itself reports what is wrong with the file
         logger.debug("no display rotation nor first frame shown for %s: %s", path, e)
-        return 0, None
+        return 0, None, False
+    return rotation, origin, discontinuous(path) if by_count is None else by_count
 
 
 def _transcode_once(path, start, stop, out_path, max_width, rotation: int, origin: float | None, with_audio: bool,
-                    tags: dict | None = None) -> None:
+                    tags: dict | None = None, by_count: bool = False) -> None:
     import av
 
     from vtr.data.video import frame_rate, main_video_stream, pixel_aspect_of
@@ -117,11 +124,11 @@ def _transcode_once(path, start, stop, out_path, max_width, rotation: int, origi
             if rotation:  # portrait phone video: stored frames copied as they are, turned upright by the player
                 vout.set_display_rotation(rotation)
             aout = dst.add_stream("aac", rate=AUDIO_RATE, layout="stereo") if with_audio else None
-            n_frames = _copy_video(src, vin, vout, dst, start, stop, rate, width, height, origin)
+            n_frames = _copy_video(src, vin, vout, dst, start, stop, rate, width, height, origin, by_count)
             if n_frames == 0:
                 raise VtrError(f"no frames of {Path(path).name} between {start:.1f} s and {stop:.1f} s")
             if aout is not None:
-                _copy_audio(src, aout, dst, start, stop, origin)
+                _copy_audio(src, aout, dst, start, stop, origin, by_count)
 
 
 DEINTERLACE = ("bwdif", "mode=send_frame:parity=auto:deint=interlaced")
@@ -154,7 +161,8 @@ def deinterlaced(frames, time_base):
         yield from pulled(graph)
 
 
-def _copy_video(src, vin, vout, dst, start, stop, rate, width, height, origin: float = 0.0) -> int:
+def _copy_video(src, vin, vout, dst, start, stop, rate, width, height, origin: float = 0.0,
+                by_count: bool = False) -> int:
     import av
     from av.video.reformatter import VideoReformatter
 
@@ -162,7 +170,7 @@ def _copy_video(src, vin, vout, dst, start, stop, rate, width, height, origin: f
 
     last_pts = -1
     reformatter = VideoReformatter()
-    for frame in deinterlaced(decode_from(src, vin, start, origin), vin.time_base):
+    for frame in deinterlaced(decode_from(src, vin, start, origin, by_count=by_count), vin.time_base):
         t = frame.time
         if t is None:
             continue
@@ -188,7 +196,7 @@ def _copy_video(src, vin, vout, dst, start, stop, rate, width, height, origin: f
     return last_pts + 1
 
 
-def _copy_audio(src, aout, dst, start, stop, origin: float = 0.0) -> None:
+def _copy_audio(src, aout, dst, start, stop, origin: float = 0.0, by_count: bool = False) -> None:
     import av
 
     from vtr.data.video import decode_from
@@ -206,7 +214,7 @@ def _copy_audio(src, aout, dst, start, stop, origin: float = 0.0) -> None:
             for packet in aout.encode(f):
                 dst.mux(packet)
 
-    for frame in decode_from(src, ain, start, origin, frames=_audio_frames):
+    for frame in decode_from(src, ain, start, origin, frames=_audio_frames, by_count=by_count):
         if frame.time is None:
             continue
         t = frame.time - origin
@@ -239,7 +247,8 @@ def _audio_frames(container, stream):
         yield from frames
 
 
-def export_clips(spans, folder, max_width: int = EXPORT_MAX_WIDTH, progress: bool = False) -> list[tuple]:
+def export_clips(spans, folder, max_width: int = EXPORT_MAX_WIDTH, progress: bool = False,
+                 timed_by_count=None) -> list[tuple]:
     """Cut each ``(path, start, end)`` or ``(path, start, end, recorded)`` of ``spans`` into ``folder`` (created)
     as :func:`export_name` names it, and return ``(written path or None, error or None)`` for each, in order. One
     that fails (a video gone, a span with no frames) is said and the others go on. Each clip names its source in
@@ -247,7 +256,8 @@ def export_clips(spans, folder, max_width: int = EXPORT_MAX_WIDTH, progress: boo
     that clip, kept; one taken by another video gets `` (2)``, `` (3)``, ... Nothing is overwritten. ``recorded``
     (seconds since the epoch, when the video was recorded; None: not known): the clip's ``creation_time`` tag and
     its file's time are that moment's, ``recorded + start``, so that photo libraries and editors file it where the
-    video is, not on the day of the export."""
+    video is, not on the day of the export. ``timed_by_count``: ``path -> bool | None``, whether a video's timestamps
+    jump where that is known (:func:`cut_clip`'s ``by_count``: an index's catalog knows)."""
     from tqdm import tqdm
 
     from vtr.atomic import atomic_path
@@ -265,7 +275,8 @@ def export_clips(spans, folder, max_width: int = EXPORT_MAX_WIDTH, progress: boo
             target = _free_name(folder, export_name(path, start, end), comment)
             if not target.is_file():
                 with atomic_path(target) as tmp:
-                    cut_clip(path, start, end, tmp, max_width, comment=comment, created=created)
+                    cut_clip(path, start, end, tmp, max_width, comment=comment, created=created,
+                             by_count=timed_by_count(path) if timed_by_count else None)
                 if created is not None:
                     os.utime(target, (created, created))
             done.append((str(target), None))

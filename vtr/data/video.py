@@ -185,6 +185,16 @@ def window_frame_range(fps: float, vlen: int, start: float | None, end: float | 
 #: Frame times further than this share of a frame period from ``i / fps`` make a video variable-rate.
 VFR_TOLERANCE = 0.5
 
+#: Containers whose timestamps can jump (FFmpeg's ``AVFMT_TS_DISCONT``): MPEG-TS and MPEG-PS, a TV recording's or a
+#: camcorder's, and files joined end to end (``cat a.ts b.ts``). A step of the video's decoding times forward by more
+#: than :data:`DISCONTINUITY_S`, or back by more than :data:`DISCONTINUITY_BACK_S` (less is a muxer's jitter), is a
+#: discontinuity, not time passing: ``ffmpeg`` itself takes a step of more than 10 s (its
+#: ``-dts_delta_threshold``) for a new start and goes on from the frame before it. (FFmpeg reads a step back in
+#: MPEG-TS as the 26.5-hour wrap of its clock: a step forward of about a day.)
+DISCONTINUOUS_FORMATS = frozenset({"mpegts", "mpeg"})
+DISCONTINUITY_S = 10.0
+DISCONTINUITY_BACK_S = 0.5
+
 
 class Clock:
     """Where a video's frames lie in time (see the module docstring): frame ``i`` at ``i / fps`` (constant
@@ -388,6 +398,29 @@ def _avi_frames(container, stream) -> int | None:
     return len(entries) if entries[len(entries) - 1].timestamp - entries[0].timestamp + 1 == stream.frames else None
 
 
+def _jumps(dts: list, time_base: float) -> bool:
+    """Whether decoding times ``dts`` (in decoding order, in ``time_base`` units) jump (see
+    :data:`DISCONTINUOUS_FORMATS`)."""
+    d = np.diff(np.asarray([t for t in dts if t is not None], np.float64)) * time_base
+    return bool(len(d) and (d.min() < -DISCONTINUITY_BACK_S or d.max() > DISCONTINUITY_S))
+
+
+def discontinuous(path) -> bool:
+    """Whether the video at ``path`` is an MPEG-TS/PS whose timestamps jump (:data:`DISCONTINUOUS_FORMATS`: a TV
+    recording that resumed, files joined end to end), so that its frames are timed by count and cut from its start
+    (:func:`decode_from`'s ``by_count``). Its packets are read (once per process, with the reader's clock); other
+    formats are not read. False when it cannot be read."""
+    try:
+        with open_video(str(path), backend="pyav") as reader:
+            if reader._container.format.name not in DISCONTINUOUS_FORMATS:
+                return False
+            reader.clock()
+            return reader.timed_by_count
+    except Exception as e:  # noqa: BLE001 - the caller's own reading says what is wrong with the file
+        logger.debug("cannot tell whether the timestamps of %s jump: %s", path, e)
+        return False
+
+
 def _first_packet(container, stream):
     """The stream's first packet that holds data, in decoding order (None in an empty stream)."""
     return next((p for p in container.demux(stream) if p.size), None)
@@ -447,10 +480,17 @@ class VideoReader(abc.ABC):
     def __init__(self, name: str):
         self.name = name
         self._clock = None
+        self._discontinuous = False  # timestamps that jump: frames timed by count (PyAVVideoReader)
 
     @property
     def duration(self) -> float:
         return self.num_frames / self.fps if self.fps > 0 else 0.0
+
+    @property
+    def timed_by_count(self) -> bool:
+        """Whether the frames are timed by count, the file's timestamps jumping (:func:`discontinuous`); known once
+        :meth:`clock` has read them."""
+        return self._discontinuous
 
     def clock(self) -> Clock:
         """Where the frames lie in time, read once (see the module docstring); evaluation does not use it."""
@@ -914,26 +954,32 @@ class PyAVVideoReader(VideoReader):
         with _FRAME_TIMES_LOCK:
             cached = _FRAME_TIMES.get(key) if key is not None else None
         if cached is not None:
-            times, end, self._times_origin, self._packet_pts, hidden = cached
+            times, end, self._times_origin, self._packet_pts, hidden, self._discontinuous = cached
             self._edited = self._edited or hidden
+        else:
+            times, end = self._read_frame_times()
+        if self._discontinuous:  # frames by count only: a seek by time lands in either side of a jump
+            self.seek_threshold, self._count_estimated = None, True
+        if cached is not None:
             return (None if times is None else times.copy()), end
-        times, end = self._read_frame_times()
         if key is not None:
             with _FRAME_TIMES_LOCK:
                 _FRAME_TIMES[key] = (None if times is None else times.copy(), end,  # the caller may change its own
-                                     getattr(self, "_times_origin", None), self._packet_pts, self._edited)
+                                     getattr(self, "_times_origin", None), self._packet_pts, self._edited,
+                                     self._discontinuous)
                 while len(_FRAME_TIMES) > FRAME_TIMES_CACHE:
                     _FRAME_TIMES.pop(next(iter(_FRAME_TIMES)))
         return times, end
 
     def _read_frame_times(self):
         stream = self._stream
-        pts, end, hidden, keyed = [], None, 0, None
+        pts, end, hidden, keyed, dts = [], None, 0, None, []
         rewind(self._container, stream)
         self._used = True
         for packet in self._container.demux(stream):
             if packet.size == 0:  # the demuxer's flush packet
                 continue
+            dts.append(packet.dts if packet.dts is not None else packet.pts)
             if keyed is None and packet.is_keyframe:
                 keyed = len(pts)  # where a decoder can start (see _undecodable_start); hidden or not
             if packet.is_discard:  # before an edit list's start (see frames_shown): decoded, never shown
@@ -949,6 +995,13 @@ class PyAVVideoReader(VideoReader):
         pts, lead = _undecodable_start(pts, keyed)
         hidden += lead
         self._edited = self._edited or hidden > 0
+        if self._container.format.name in DISCONTINUOUS_FORMATS and _jumps(dts, float(stream.time_base)):
+            # timed by count: frame k at k / fps from the first, as ffmpeg goes on across a jump (and never
+            # sought by time, which the jump makes ambiguous: see discontinuous)
+            self._discontinuous, self._count_estimated, self._packet_pts = True, True, None
+            logger.info("%s: its timestamps jump (a recording joined or resumed): its frames are timed by count",
+                        self.name)
+            return np.arange(len(pts)) / self.fps, len(pts) / self.fps
         pts.sort()
         tb = float(stream.time_base)
         self._times_origin = pts[0]
@@ -1042,7 +1095,7 @@ def deinterlace_frame(frame):
     return out
 
 
-def decode_from(container, stream, seconds: float, origin: float = 0.0, frames=None):
+def decode_from(container, stream, seconds: float, origin: float = 0.0, frames=None, by_count: bool = False):
     """``stream``'s decoded frames from one shown at or before ``seconds`` (counted from ``origin``, the stream's
     first time, both in seconds) on. A seek alone does not promise one: MP4's demuxer seeks by decoding time (ahead
     of presentation by the B-frame delay), MPEG-TS by estimated byte position, landing anywhere, even past the
@@ -1052,12 +1105,18 @@ def decode_from(container, stream, seconds: float, origin: float = 0.0, frames=N
     :meth:`PyAVVideoReader._seek_to` is the same for frames by index.
 
     frames: ``frames(container, stream)``, the frames after a seek (default: ``container.decode(stream)``).
+    by_count: a file whose timestamps jump (:func:`discontinuous`): every frame from the start, timed by count as its
+    reader times it (a video frame ``k`` at ``origin + k / rate``, a sound frame after the samples before it), which
+    the callers skip to ``seconds``; a seek by time would land on either side of a jump.
     """
     import itertools
 
     import av
 
     frames = frames or (lambda c, s: c.decode(s))
+    if by_count:
+        rewind(container)
+        return _timed_by_count(frames(container, stream), stream, origin)
     margin = 0.0
     while True:
         target = seconds - margin
@@ -1074,6 +1133,23 @@ def decode_from(container, stream, seconds: float, origin: float = 0.0, frames=N
         if target <= 0 or (first is not None and (first.time is None or first.time - origin <= seconds + 1e-3)):
             return itertools.chain([first], out) if first is not None else iter(())
         margin = max(1.0, 2 * margin)
+
+
+def _timed_by_count(frames, stream, origin: float):
+    """``frames`` of ``stream`` from its start, their timestamps replaced by their count: video frame ``k`` at
+    ``origin + k / rate``, a sound frame at the sound's first time plus the samples before it
+    (:func:`decode_from`)."""
+    tb = float(stream.time_base)
+    rate = float(frame_rate(stream) or 25) if stream.type == "video" else None
+    k, samples, start = 0, 0, None
+    for frame in frames:
+        if rate is not None:
+            seconds, k = origin + k / rate, k + 1
+        else:  # from where the sound starts, before any jump (beside the video's first frame, or not)
+            start = start if start is not None else (frame.time if frame.time is not None else origin)
+            seconds, samples = start + samples / frame.sample_rate, samples + frame.samples
+        frame.pts, frame.time_base = int(round(seconds / tb)), stream.time_base
+        yield frame
 
 
 def _span(indices: list[int]) -> str:
