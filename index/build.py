@@ -890,6 +890,20 @@ def _reread_transparent(catalog: Catalog, index_dir: Path, todo, report: BuildRe
     return redo
 
 
+def _retime_once(catalog: Catalog, index_dir: Path, todo, report: BuildReport, progress: bool, mark: str,
+                 what: str, extensions, found_if) -> list:
+    """:func:`_reread_once` of the files with one of ``extensions`` for which ``found_if(path)`` holds, ``what``
+    they are in the log, counted as re-timed."""
+    redo = _reread_once(catalog, index_dir, todo, mark, what,
+                        lambda path: Path(path).suffix.lower() in extensions and found_if(path), progress)
+    if redo:
+        logger.info("embedding again %d %s, indexed before their frames were placed at their own times", len(redo),
+                    what)
+    report.retimed += len(redo)
+    report.unchanged = max(0, report.unchanged - len(redo))
+    return redo
+
+
 def _retime_dropped_frames(catalog: Catalog, index_dir: Path, todo, report: BuildReport, progress: bool) -> list:
     """Once per index: the AVI captures that dropped frames (:func:`vtr.data.video.drops_frames`: a VHS or camcorder
     digitised, a webcam), of an index built before their frames were placed at their own periods. Counted frame by
@@ -898,14 +912,8 @@ def _retime_dropped_frames(catalog: Catalog, index_dir: Path, todo, report: Buil
     catalog's ``dropped_frames_timed`` mark says this was done (or that every file was embedded so)."""
     from vtr.data.video import drops_frames
 
-    redo = _reread_once(catalog, index_dir, todo, "dropped_frames_timed", "captures that dropped frames",
-                        lambda path: Path(path).suffix.lower() in (".avi", ".divx") and drops_frames(path), progress)
-    if redo:
-        logger.info("embedding again %d AVI capture(s) that dropped frames, indexed before their frames were placed "
-                    "at their own times", len(redo))
-    report.retimed += len(redo)
-    report.unchanged = max(0, report.unchanged - len(redo))
-    return redo
+    return _retime_once(catalog, index_dir, todo, report, progress, "dropped_frames_timed",
+                        "AVI captures that dropped frames", (".avi", ".divx"), drops_frames)
 
 
 #: Extensions of MPEG-TS and MPEG-PS files, whose timestamps can jump (:func:`_retime_jumps`)
@@ -921,14 +929,8 @@ def _retime_jumps(catalog: Catalog, index_dir: Path, todo, report: BuildReport, 
     so)."""
     from vtr.data.video import discontinuous
 
-    redo = _reread_once(catalog, index_dir, todo, "jumps_timed_by_count", "recordings whose timestamps jump",
-                        lambda path: Path(path).suffix.lower() in TS_PS_EXTENSIONS and discontinuous(path), progress)
-    if redo:
-        logger.info("embedding again %d recording(s) whose timestamps jump, indexed before their frames were timed "
-                    "by count", len(redo))
-    report.retimed += len(redo)
-    report.unchanged = max(0, report.unchanged - len(redo))
-    return redo
+    return _retime_once(catalog, index_dir, todo, report, progress, "jumps_timed_by_count",
+                        "recordings whose timestamps jump", TS_PS_EXTENSIONS, discontinuous)
 
 
 def sync_store(catalog: Catalog, index_dir, manifest: dict, factory: str | None = None) -> VectorStore:
