@@ -339,8 +339,8 @@ class Catalog:
             "(SELECT duration, fps, width, height, 'ok', error, ? FROM files WHERE id=?) WHERE id=?",
             (time.time(), source_id, file_id))
         self.conn.execute("DELETE FROM timed_by_count WHERE file_id=?", (file_id,))
-        self.conn.execute("INSERT INTO timed_by_count(file_id) SELECT file_id FROM timed_by_count WHERE file_id=?",
-                          (source_id,))
+        self.conn.execute("INSERT INTO timed_by_count(file_id) SELECT ? FROM timed_by_count WHERE file_id=?",
+                          (file_id, source_id))
         pairs = []
         for wid, start, end, vec in self.conn.execute(
                 "SELECT id, start, end, embedding FROM windows WHERE file_id=? ORDER BY start, id",
