@@ -409,11 +409,15 @@ def discontinuous(path) -> bool:
     """Whether the video at ``path`` is an MPEG-TS/PS whose timestamps jump (:data:`DISCONTINUOUS_FORMATS`: a TV
     recording that resumed, files joined end to end), so that its frames are timed by count and cut from its start
     (:func:`decode_from`'s ``by_count``). Its packets are read (once per process, with the reader's clock); other
-    formats are not read. False when it cannot be read."""
+    formats are not read (their header alone: cut detection asks for every chunk of every video). False when it
+    cannot be read."""
+    import av
+
     try:
-        with open_video(str(path), backend="pyav") as reader:
-            if reader._container.format.name not in DISCONTINUOUS_FORMATS:
+        with av.open(ffmpeg_input(path)) as container:
+            if container.format.name not in DISCONTINUOUS_FORMATS:
                 return False
+        with open_video(str(path), backend="pyav") as reader:
             reader.clock()
             return reader.timed_by_count
     except Exception as e:  # noqa: BLE001 - the caller's own reading says what is wrong with the file
