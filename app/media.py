@@ -74,10 +74,11 @@ def make_preview(path: str, start: float, end: float, cache_dir, tail_s: float =
 
 
 #: What Chromium, Firefox and Safari all play, by file type (the extension decides the type the browser is told):
-#: MP4 with H.264, VP9 or AV1, and WebM with VP8, VP9 or AV1. Not Matroska (.mkv) nor QuickTime (.mov), which some
-#: browsers refuse whatever their codec.
-BROWSER_PLAYS = {".mp4": frozenset({"h264", "vp9", "av1"}), ".m4v": frozenset({"h264", "vp9", "av1"}),
-                 ".webm": frozenset({"vp8", "vp9", "av1"})}
+#: MP4 with H.264 or VP9, and WebM with VP8 or VP9. Not Matroska (.mkv) nor QuickTime (.mov), which some browsers
+#: refuse whatever their codec; not AV1, which Safari plays only where the device decodes it in hardware (not on a
+#: Mac before the M3), so an AV1 example is cut to H.264 as the others are.
+BROWSER_PLAYS = {".mp4": frozenset({"h264", "vp9"}), ".m4v": frozenset({"h264", "vp9"}),
+                 ".webm": frozenset({"vp8", "vp9"})}
 
 
 def browser_plays(path: str) -> bool:
