@@ -77,8 +77,8 @@ def timed_by_count(index, path) -> bool | None:
     from index.catalog import Catalog
     from index.layout import CATALOG
 
-    try:
-        catalog = Catalog.for_reading(Path(index) / CATALOG)
+    try:  # read-only: a catalog opened to be written waits for a build's transaction (a preview must not)
+        catalog = Catalog(Path(index) / CATALOG, readonly=True)
     except Exception:  # noqa: BLE001 - no readable catalog: not known
         return None
     try:

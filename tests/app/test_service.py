@@ -595,6 +595,16 @@ def test_previews_of_a_recording_whose_timestamps_jump_take_the_timing_the_index
         assert [service._timed_by_count(str(p)) for p in (videos / "recording.ts", videos / "backup" / "recording.ts",
                                                           videos / "phone.mp4")] == [True, True, False]
         assert service._timed_by_count(str(tmp_path / "elsewhere.ts")) is None
+        import sqlite3  # while a build holds the catalog in a transaction (a watch, the Index tab), it is read as it is
+
+        writer = sqlite3.connect(str(tmp_path / "idx" / "catalog.sqlite"), isolation_level=None)
+        writer.execute("BEGIN IMMEDIATE")
+        writer.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('a build', '1')")
+        try:
+            assert service._timed_by_count(str(videos / "recording.ts")) is True
+        finally:
+            writer.execute("ROLLBACK")
+            writer.close()
         monkeypatch.setattr(vtr.data.video, "discontinuous", lambda path: pytest.fail(f"{path}'s packets read"))
         for path in (videos / "recording.ts", videos / "phone.mp4"):
             clip, offset = service.preview(Moment(str(path), 4.0, 5.0, 0.5, None), context_s=0.5)
