@@ -124,22 +124,11 @@ def _detection_pass(path, start, end, fps, size, cheap):
 
 
 def _decodable_frames(container, stream):
-    """The frames of ``stream`` that decode, packet by packet; a damaged packet (or a damaged stretch of the
-    container) is skipped instead of ending the file."""
-    import av
+    """:func:`vtr.data.video.decodable_frames`: a damaged packet (or a damaged stretch of the container) is skipped
+    instead of ending the file."""
+    from vtr.data.video import decodable_frames
 
-    packets = container.demux(stream)
-    while True:
-        try:
-            packet = next(packets)
-        except StopIteration:
-            return
-        except av.FFmpegError:  # the demuxer itself gave up: nothing further can be read
-            return
-        try:
-            yield from packet.decode()
-        except av.FFmpegError:
-            continue
+    return decodable_frames(container, stream)
 
 
 def _colour_histograms(frames: np.ndarray, bins: int = 8) -> np.ndarray:

@@ -73,15 +73,14 @@ def _rotation_and_origin(path: str, by_count: bool | None = None) -> tuple[int, 
     lies on its timestamps (the reader's :attr:`~vtr.data.video.PyAVVideoReader.time_origin`: its first frame
     shown), and whether its timestamps jump (``by_count`` where known, else :func:`~vtr.data.video.discontinuous`:
     it is then cut timed by count); ``(0, None, False)`` when it cannot be read."""
-    from vtr.data.video import discontinuous, open_video
+    from vtr.data.video import open_video
 
     try:
         with open_video(str(path), backend="pyav") as reader:
-            rotation, origin = reader.rotation, reader.time_origin
+            return reader.rotation, reader.time_origin, reader.jumps() if by_count is None else by_count
     except Exception as e:  # noqa: BLE001 - the transcode itself reports what is wrong with the file
         logger.debug("no display rotation nor first frame shown for %s: %s", path, e)
         return 0, None, False
-    return rotation, origin, discontinuous(path) if by_count is None else by_count
 
 
 def _transcode_once(path, start, stop, out_path, max_width, rotation: int, origin: float | None, with_audio: bool,
@@ -229,22 +228,12 @@ def _copy_audio(src, aout, dst, start, stop, origin: float = 0.0, by_count: bool
 
 
 def _audio_frames(container, stream):
-    """``stream``'s frames from where ``container`` was sought to, past packets the decoder refuses, as players
-    go past them (see :data:`AUDIO_BAD_PACKETS`): that error on the first packet after a seek cost a DVD's or an
-    ``.mpg``'s clips their sound. More than that many in a row raise the last error."""
-    import av
+    """The sound's frames from where ``container`` was sought to, past packets the decoder refuses (see
+    :data:`AUDIO_BAD_PACKETS`): that error on the first packet after a seek cost a DVD's or an ``.mpg``'s clips their
+    sound."""
+    from vtr.data.video import decodable_frames
 
-    refused = 0
-    for packet in container.demux(stream):
-        try:
-            frames = packet.decode()
-        except av.error.InvalidDataError:
-            refused += 1
-            if refused > AUDIO_BAD_PACKETS:
-                raise
-            continue
-        refused = 0
-        yield from frames
+    return decodable_frames(container, stream, refused_in_a_row=AUDIO_BAD_PACKETS)
 
 
 def export_clips(spans, folder, max_width: int = EXPORT_MAX_WIDTH, progress: bool = False,

@@ -418,8 +418,7 @@ def discontinuous(path) -> bool:
             if container.format.name not in DISCONTINUOUS_FORMATS:
                 return False
         with open_video(str(path), backend="pyav") as reader:
-            reader.clock()
-            return reader.timed_by_count
+            return reader.jumps()
     except Exception as e:  # noqa: BLE001 - the caller's own reading says what is wrong with the file
         logger.debug("cannot tell whether the timestamps of %s jump: %s", path, e)
         return False
@@ -728,6 +727,14 @@ class PyAVVideoReader(VideoReader):
             self.pixel_aspect = 1.0 / self.pixel_aspect  # turned upright, a wide pixel is a tall one
         if dropping:
             self.clock()
+
+    def jumps(self) -> bool:
+        """Whether the file's timestamps jump (:func:`discontinuous`): its clock read for an MPEG-TS/PS (every
+        packet, once per process), nothing read for another format."""
+        if self._container.format.name not in DISCONTINUOUS_FORMATS:
+            return False
+        self.clock()
+        return self.timed_by_count
 
     def _shown_by_edit_list(self) -> int | None:
         """:func:`_edit_list_shows` of this reader's stream, its first packet read from a container of its own."""
@@ -1137,6 +1144,33 @@ def decode_from(container, stream, seconds: float, origin: float = 0.0, frames=N
         if target <= 0 or (first is not None and (first.time is None or first.time - origin <= seconds + 1e-3)):
             return itertools.chain([first], out) if first is not None else iter(())
         margin = max(1.0, 2 * margin)
+
+
+def decodable_frames(container, stream, refused_in_a_row: int | None = None):
+    """The frames of ``stream`` that decode, packet by packet: a packet the decoder refuses (a damaged one, or one a
+    seek landed inside: a DVD's AC-3 sound after a seek) is skipped, as players skip it, and a demuxer that gives up
+    ends them. ``refused_in_a_row``: more packets than that refused in a row raise the last error (a broken track);
+    None: never. Cut detection (``index.policies``) and the sound of cuts (:mod:`vtr.data.cut`) read frames so."""
+    import av
+
+    packets = container.demux(stream)
+    refused = 0
+    while True:
+        try:
+            packet = next(packets)
+        except StopIteration:
+            return
+        except av.FFmpegError:  # the demuxer itself gave up: nothing further can be read
+            return
+        try:
+            frames = packet.decode()
+        except av.FFmpegError:
+            refused += 1
+            if refused_in_a_row is not None and refused > refused_in_a_row:
+                raise
+            continue
+        refused = 0
+        yield from frames
 
 
 def _timed_by_count(frames, stream, origin: float):
