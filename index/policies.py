@@ -78,7 +78,7 @@ def _detection_pass(path, start, end, fps, size, cheap):
 
     from vtr.data.image import shown_rgb
     from vtr.data.sources import ffmpeg_input
-    from vtr.data.video import decode_from, discontinuous, frame_rate, main_video_stream, time_origin
+    from vtr.data.video import count_table, decode_from, frame_rate, main_video_stream, time_origin
 
     times, frames = [], []
     to_rgb = VideoReformatter()  # one swscale context for the pass (a frame's own reformat builds one per frame)
@@ -86,7 +86,7 @@ def _detection_pass(path, start, end, fps, size, cheap):
         stream = main_video_stream(container)
         stream.thread_count = 1
         rate = float(frame_rate(stream) or 0.0)
-        by_count = discontinuous(path)  # timestamps that jump: timed by count from the start, as the reader times it
+        by_count = count_table(path) or False  # timestamps that jump: timed by count, as the reader times it
         # a slower stream would lose grid frames to the skipping; frames timed by count must all be decoded
         if cheap and rate >= 2 * fps and not by_count:
             stream.codec_context.skip_frame = "NONREF"

@@ -575,29 +575,35 @@ def write_dropping_capture(path, frames: np.ndarray, dropped, fps: int = 25, cod
     return Path(path)
 
 
-def write_joined_ts(path, parts, fps: int = 10, sound: bool = False) -> Path:
+def write_joined_ts(path, parts, fps: int = 10, sound: bool = False, keyint: int | None = None,
+                    mpeg2: bool = False) -> Path:
     """MPEG-TS recordings joined end to end (``cat a.ts b.ts``, a TV recording that resumed): ``parts`` are
     ``(frames [T, H, W, 3], first second)``, each part's timestamps starting at its first second, so that they jump
     between parts. ``sound``: each second of the joined file (counted across parts) holds a tone of 220 Hz times
-    (its second + 1)."""
+    (its second + 1). ``keyint``: a keyframe every so many frames (else x264's default, 250). ``mpeg2``: MPEG-PS
+    instead (a DVD's VOBs joined, an ``.mpg``): MPEG-2 video with B-frames in open groups of pictures (broadcast's and
+    DVDs'), MP2 sound."""
     import av
 
     joined, second = b"", 0
     for frames, first in parts:
         part = io.BytesIO()
-        with av.open(part, "w", format="mpegts") as c:
-            video = c.add_stream("libx264", rate=fps)
+        with av.open(part, "w", format="mpeg" if mpeg2 else "mpegts") as c:
+            video = c.add_stream("mpeg2video" if mpeg2 else "libx264", rate=fps)
             video.width, video.height, video.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-            video.options = {"crf": "10", "preset": "ultrafast"}
+            video.options = {"bf": "2", "b": "4M"} if mpeg2 else {"crf": "10", "preset": "ultrafast"}
+            if keyint:
+                video.options = {**video.options, "g": str(keyint)}
             video.codec_context.time_base = Fraction(1, fps)
-            audio = c.add_stream("aac", rate=48000, layout="mono") if sound else None
+            audio = c.add_stream("mp2" if mpeg2 else "aac", rate=48000, layout="mono") if sound else None
             for i, rgb in enumerate(frames):
                 frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
                 frame.pts, frame.time_base = first * fps + i, Fraction(1, fps)
                 for packet in video.encode(frame):
                     c.mux(packet)
-            for k in range(0, 48000 * len(frames) // fps if sound else 0, 1024):
-                t = np.arange(k, k + 1024) / 48000
+            size = 1152 if mpeg2 else 1024
+            for k in range(0, 48000 * len(frames) // fps if sound else 0, size):
+                t = np.arange(k, k + size) / 48000
                 tone = 0.3 * np.sin(2 * np.pi * 220 * (second + np.floor(t) + 1) * t)
                 chunk = av.AudioFrame.from_ndarray(tone[None].astype(np.float32), format="fltp", layout="mono")
                 chunk.sample_rate, chunk.pts, chunk.time_base = 48000, first * 48000 + k, Fraction(1, 48000)

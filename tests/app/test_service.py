@@ -576,7 +576,8 @@ def test_previews_of_a_recording_whose_timestamps_jump_take_the_timing_the_index
                                                                                       monkeypatch):
     """A TV recording that resumed (its clock jumps 1000 s): its preview after the jump shows the frames there,
     timed by count as the index timed them. The index records which videos are timed so (its copy too), so a
-    preview or an export of an indexed video does not read all the packets of a TV recording to find out."""
+    preview or an export of an indexed video does not read all the packets of a video to find out (one that jumps
+    has them read once, to find the keyframe before the moment: vtr.data.video.CountTable)."""
     import vtr.data.video
     from index import build_index
     from tests.videos import write_joined_ts

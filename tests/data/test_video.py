@@ -477,15 +477,70 @@ def test_a_recording_whose_timestamps_jump_is_timed_by_count(tmp_path, second_pa
             assert (clock.num_frames, clock.duration, clock.variable) == (60, 6.0, False)
             assert _indices_of(r.get_frames([59, 0, 31, 29, 45])) == [59, 0, 31, 29, 45]
     cut_clip(str(path), 2.5, 4.0, tmp_path / "cut.mp4")
-    with av.open(str(tmp_path / "cut.mp4")) as c:
+    shown, pitch = _cut_frames_and_pitch(tmp_path / "cut.mp4")
+    assert all(abs(got - want) <= 1 for got, want in zip(shown, range(25, 40))) and len(shown) == 15
+    assert pitch(0.7, 1.3) == pytest.approx(880, abs=10)  # 3.2-3.8 s of the recording: its fourth second
+
+
+def _cut_frames_and_pitch(clip):
+    """The indices of a cut's frames (:func:`indexed_frames`), and ``pitch(a, b)``: the loudest frequency of its
+    sound from ``a`` to ``b`` seconds."""
+    with av.open(str(clip)) as c:
         shown = [frame_index_of(f.to_ndarray(format="rgb24")) for f in c.decode(video=0)]
-    with av.open(str(tmp_path / "cut.mp4")) as c:
+    with av.open(str(clip)) as c:
         rate = c.streams.audio[0].sample_rate
         sound = np.concatenate([f.to_ndarray()[0] for f in c.decode(audio=0)])
-    assert all(abs(got - want) <= 1 for got, want in zip(shown, range(25, 40))) and len(shown) == 15
-    part = sound[int(0.7 * rate):int(1.3 * rate)]  # 3.2-3.8 s of the recording: its fourth second, 880 Hz
-    assert np.fft.rfftfreq(len(part), 1 / rate)[np.abs(np.fft.rfft(part * np.hanning(len(part)))).argmax()] == (
-        pytest.approx(880, abs=10))
+
+    def pitch(a, b):
+        part = sound[int(a * rate):int(b * rate)]
+        return np.fft.rfftfreq(len(part), 1 / rate)[np.abs(np.fft.rfft(part * np.hanning(len(part)))).argmax()]
+
+    return shown, pitch
+
+
+@pytest.mark.parametrize("mpeg2", [False, True], ids=["h264_ts", "mpeg2_ps"])
+def test_a_recording_whose_timestamps_jump_is_decoded_from_the_keyframe_before_a_frame(tmp_path, mpeg2):
+    """Frames timed by count were decoded from the start of the file for every read: a preview near the end of an
+    hour's TV recording decoded the hour, and the index, which opens a file again for each chunk of its windows,
+    decoded a recording that jumps in time as often as it has chunks (24 minutes of one: 9.6 times 6 minutes').
+    They are decoded from the keyframe before them, found by its byte position, its count read with the clock. Here
+    three recordings joined end to end, the clock jumping forward, then back to where the first part's was (as
+    DVD VOBs and TV recordings joined with ``cat``), H.264 in MPEG-TS and MPEG-2 in MPEG-PS with open groups of
+    pictures (frames after a keyframe shown before it, which do not decode from it): every frame in its place by
+    count, as decoding from the start places it, in the reader, in a cut and in its sound, each part's sound beside
+    its pictures."""
+    from tests.videos import write_joined_ts
+    from vtr.data.cut import cut_clip
+    from vtr.data.video import count_table, decode_from
+
+    frames = indexed_frames(75)
+    path = write_joined_ts(tmp_path / ("recording.mpg" if mpeg2 else "recording.ts"),
+                           [(frames[:25], 100), (frames[25:50], 1000), (frames[50:], 100)], fps=5, sound=True,
+                           keyint=5, mpeg2=mpeg2)
+    with av.open(str(path)) as c:  # by count: the k-th frame the decoder gives from the start
+        assert [frame_index_of(f.to_ndarray(format="rgb24")) for f in c.decode(video=0)] == list(range(75))
+    table = count_table(path)
+    assert len(table.part_count) == 3 and table.part_count.tolist() == [0, 25, 50]
+    with open_video(path, backend="pyav") as r:
+        assert r.clock().num_frames == 75
+        assert _indices_of(r.get_frames([72])) == [72] and r.frames_decoded <= 12  # not 73: from the keyframe
+        assert _indices_of(r.get_frames([61, 3, 74, 30, 49, 50, 12])) == [61, 3, 74, 30, 49, 50, 12]
+    with av.open(str(path)) as c:
+        stream, decoded = c.streams.video[0], []
+
+        def counted(container, s):
+            for frame in container.decode(s):
+                decoded.append(frame)
+                yield frame
+
+        origin = table.part_first[0] * table.time_base
+        at = next(f for f in decode_from(c, stream, 12.4, origin, frames=counted, by_count=table)
+                  if f.time >= origin + 12.4)
+        assert frame_index_of(at.to_ndarray(format="rgb24")) == 62 and len(decoded) <= 8  # from frame 60's keyframe
+    cut_clip(str(path), 12.0, 14.0, tmp_path / "cut.mp4")  # the third part, whose times are the first's
+    shown, pitch = _cut_frames_and_pitch(tmp_path / "cut.mp4")
+    assert all(abs(got - want) <= 1 for got, want in zip(shown, range(60, 70))) and len(shown) == 10
+    assert [pitch(0.2, 0.8), pitch(1.2, 1.8)] == [pytest.approx(220 * 13, abs=10), pytest.approx(220 * 14, abs=10)]
 
 
 def test_pyav_reads_a_files_frame_times_once_per_process(tmp_path, monkeypatch):

@@ -10,11 +10,15 @@ import os
 from datetime import datetime, timezone
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vtr.data.hdr import HLG, PQ, is_hdr
 from vtr.data.image import format_has_alpha, has_alpha, shown_rgb
 from vtr.data.sources import ffmpeg_input
 from vtr.errors import VtrError
+
+if TYPE_CHECKING:
+    from vtr.data.video import CountTable
 
 logger = logging.getLogger(__name__)
 
@@ -68,23 +72,25 @@ def cut_clip(path: str, start: float, stop: float, out_path: Path, max_width: in
                         by_count=by_count)
 
 
-def _rotation_and_origin(path: str, by_count: bool | None = None) -> tuple[int, float | None, bool]:
+def _rotation_and_origin(path: str, by_count: bool | None = None) -> tuple[int, float | None, bool | CountTable]:
     """The video's display rotation (degrees counter-clockwise; 0 when it has none), where the index's second 0
     lies on its timestamps (the reader's :attr:`~vtr.data.video.PyAVVideoReader.time_origin`: its first frame
-    shown), and whether its timestamps jump (``by_count`` where known, else :func:`~vtr.data.video.discontinuous`:
-    it is then cut timed by count); ``(0, None, False)`` when it cannot be read."""
+    shown), and whether its timestamps jump: ``by_count`` False where that is known not to be so, else its reader's
+    :class:`~vtr.data.video.CountTable` (every packet read, once per process), with which it is cut timed by count
+    from the keyframe before the cut; ``(0, None, False)`` when it cannot be read."""
     from vtr.data.video import open_video
 
     try:
         with open_video(str(path), backend="pyav") as reader:
-            return reader.rotation, reader.time_origin, reader.jumps() if by_count is None else by_count
+            table = reader.count_table() if by_count is not False else None
+            return reader.rotation, reader.time_origin, table if table is not None else bool(by_count)
     except Exception as e:  # noqa: BLE001 - the transcode itself reports what is wrong with the file
         logger.debug("no display rotation nor first frame shown for %s: %s", path, e)
         return 0, None, False
 
 
 def _transcode_once(path, start, stop, out_path, max_width, rotation: int, origin: float | None, with_audio: bool,
-                    tags: dict | None = None, by_count: bool = False) -> None:
+                    tags: dict | None = None, by_count: bool | CountTable = False) -> None:
     import av
 
     from vtr.data.video import frame_rate, main_video_stream, pixel_aspect_of
@@ -161,7 +167,7 @@ def deinterlaced(frames, time_base):
 
 
 def _copy_video(src, vin, vout, dst, start, stop, rate, width, height, origin: float = 0.0,
-                by_count: bool = False) -> int:
+                by_count: bool | CountTable = False) -> int:
     import av
     from av.video.reformatter import VideoReformatter
 
@@ -195,7 +201,7 @@ def _copy_video(src, vin, vout, dst, start, stop, rate, width, height, origin: f
     return last_pts + 1
 
 
-def _copy_audio(src, aout, dst, start, stop, origin: float = 0.0, by_count: bool = False) -> None:
+def _copy_audio(src, aout, dst, start, stop, origin: float = 0.0, by_count: bool | CountTable = False) -> None:
     import av
 
     from vtr.data.video import decode_from

@@ -405,23 +405,160 @@ def _jumps(dts: list, time_base: float) -> bool:
     return bool(len(d) and (d.min() < -DISCONTINUITY_BACK_S or d.max() > DISCONTINUITY_S))
 
 
+class CountTable:
+    """Where decoding may start in a file whose timestamps jump (:func:`discontinuous`), whose frames are timed by
+    count: frame ``k`` is the ``k``-th frame the decoder gives from the file's start, at ``k / rate`` s. Read from
+    its packets with the reader's clock (:meth:`PyAVVideoReader.count_table`, no decoding), it lists each keyframe's
+    count and byte position, so that a frame far into a long recording is decoded from the keyframe before it (a
+    seek by byte, which MPEG-TS and MPEG-PS allow, and which a jump does not make ambiguous as it makes a seek by
+    time) instead of from the start of the file; and the first frame and its time of each part between two jumps,
+    which times the sound of each part beside its pictures (:func:`decode_from`).
+
+    A keyframe's count is its place in presentation order: the frames of the parts before it and the frames of its
+    own part shown before it (an open group of pictures, as MPEG-2 and broadcast H.264 write them, decodes frames
+    after a keyframe that are shown before it; from the keyframe those cannot be decoded, and are passed over)."""
+
+    def __init__(self, frames: int, rate: float, time_base: float, key_count, key_pos, key_part, part_count,
+                 part_first, part_last):
+        self.frames, self.rate, self.time_base = int(frames), float(rate), float(time_base)
+        self.key_count = np.asarray(key_count, np.int64)  # each keyframe's count, ascending
+        self.key_pos = np.asarray(key_pos, np.int64)  # its packet's byte position
+        self.key_part = np.asarray(key_part, np.int64)  # the part (between jumps) it lies in
+        self.part_count = np.asarray(part_count, np.int64)  # the count of each part's first frame shown
+        self.part_first = np.asarray(part_first, np.int64)  # its presentation time (the video's time base)
+        self.part_last = np.asarray(part_last, np.int64)  # the part's last presentation time
+
+    @classmethod
+    def from_packets(cls, pts: list, dts: list, keys: list, positions: list, keyed: int | None, rate: float,
+                     time_base: float) -> tuple[CountTable, int]:
+        """The table of a stream's packets in decoding order (``pts``, ``dts``, whether each is a keyframe, its byte
+        position or None), ``keyed`` its first keyframe's place. A keyframe of MPEG-1/2 video is given as the frames
+        of its group shown before it (its picture's temporal reference, :func:`_temporal_reference`), which counts
+        it where an MPEG-PS demuxer's timestamps do not (they are the stream's, given to packets as they come, which
+        can be a frame off either way, and repeat). Returns ``(table, frames dropped at the start)``:
+        as :func:`_undecodable_start`, the frames before the first keyframe, and those after it shown before it,
+        are not counted (decoders drop them); only in its own part (a part after a jump back in time is all shown
+        before it).
+
+        Presentation order differs from decoding order only among neighbours (a decoder holds back a few frames to
+        reorder them), so a keyframe's count is the frames decoded before it, less those of them shown after it,
+        plus those decoded after it and shown before it, each looked for among :data:`REORDER_PACKETS` neighbours
+        of its part a few seconds apart at most: a part's timestamps need not run on (MPEG-PS parts joined end to end
+        wrap FFmpeg's clock within a part), and those of its neighbours do."""
+        pts = np.asarray(pts, np.int64)
+        step = np.diff(np.asarray(dts, np.float64)) * time_base
+        part = np.concatenate([[0], np.cumsum((step < -DISCONTINUITY_BACK_S) | (step > DISCONTINUITY_S))])
+        kept = np.ones(len(pts), bool)
+        if keyed:
+            kept[:keyed] = False
+            near = (part[keyed:] == part[keyed]) & (np.abs(pts[keyed:] - pts[keyed]) * time_base < REORDER_S)
+            kept[keyed:] &= ~near | (pts[keyed:] >= pts[keyed])
+        before = np.concatenate([[0], np.cumsum(kept)])  # kept packets before each one in decoding order
+
+        def neighbours(i):
+            lo, hi = max(0, i - REORDER_PACKETS), min(len(pts), i + REORDER_PACKETS + 1)
+            j = np.arange(lo, hi)
+            return j[kept[j] & (part[j] == part[i]) & (np.abs(pts[j] - pts[i]) * time_base < REORDER_S)]
+
+        def count(i):
+            if keys[i] is not True:  # MPEG-1/2: the frames of its group shown before it come after it
+                return int(before[i] + keys[i])
+            j = neighbours(i)
+            return int(before[i] - np.sum((j < i) & (pts[j] > pts[i])) + np.sum((j > i) & (pts[j] < pts[i])))
+
+        entries = [i for i in np.flatnonzero(kept)
+                   if keys[i] is not False and keys[i] is not None and positions[i] is not None and positions[i] >= 0]
+        parts = np.unique(part[kept])
+        starts = [int(np.flatnonzero(kept & (part == s))[0]) for s in parts]  # each part's first packet decoded
+        first = []  # and its first frame shown: the earliest of its neighbours
+        for i in starts:
+            j = neighbours(i)
+            first.append(int(pts[j[j >= i]].min()))
+        table = cls(int(before[-1]), rate, time_base, [count(i) for i in entries], [positions[i] for i in entries],
+                    np.searchsorted(parts, part[entries]), before[starts], first,
+                    [pts[kept & (part == s)].max() for s in parts])
+        return table, len(pts) - int(before[-1])
+
+    def entry(self, frame: int) -> int | None:
+        """The last keyframe at or before frame ``frame`` (its place in the table), None where that is the file's
+        first (decoding from the start is as quick)."""
+        i = int(np.searchsorted(self.key_count, frame, side="right")) - 1
+        return i if i >= 0 and self.key_count[i] > 0 else None
+
+    def part_of(self, seconds: float, part: int, jumped: bool) -> tuple[int, bool]:
+        """The part a sound frame at ``seconds`` (its own timestamp) lies in, and whether its time lies in that part's
+        (give or take :data:`SOUND_SLACK_S`). ``part``: where the frame before lay, ``jumped``: whether the sound's
+        timestamps jumped since one that lay in it (parts joined end to end can share times). That part while they
+        did not jump and the time lies in it, else the next part it lies in, else the next one after a jump."""
+        ticks = seconds / self.time_base
+        slack = SOUND_SLACK_S / self.time_base
+
+        def inside(s):
+            return bool(self.part_first[s] - slack <= ticks <= self.part_last[s] + slack)
+
+        if not jumped and inside(part):
+            return part, True
+        later = [s for s in range(part + 1, len(self.part_count)) if inside(s)]
+        if later:
+            return later[0], True
+        return (min(part + 1, len(self.part_count) - 1) if jumped else part), False
+
+    def sound_offset(self, part: int, origin: float) -> float:
+        """Seconds to add to a sound timestamp of part ``part`` to time it as that part's pictures: the first part
+        keeps its own times (as the reader's second 0 lies on them), a later one is moved to where its first frame
+        is counted."""
+        if part == 0:
+            return 0.0
+        return origin + self.part_count[part] / self.rate - self.part_first[part] * self.time_base
+
+
+#: Codecs whose keyframes' places are read from their pictures (:func:`_temporal_reference`).
+MPEG_VIDEO_CODECS = frozenset({"mpeg1video", "mpeg2video"})
+
+
+def _temporal_reference(packet) -> int | None:
+    """The temporal reference of an MPEG-1/2 packet's first picture: its place in presentation order within its
+    group of pictures (an I-picture of an open group follows the B-pictures shown before it); None where the packet
+    holds no picture header."""
+    data = bytes(packet)
+    at = data.find(b"\x00\x00\x01\x00")
+    if at < 0 or at + 6 > len(data):
+        return None
+    return (data[at + 4] << 2) | (data[at + 5] >> 6)
+
+
+#: Neighbours in decoding order among which a frame's place in presentation order is found (decoders reorder a few
+#: frames: B-frames, pyramids of them; :meth:`CountTable.from_packets`), and how far apart in time they may lie.
+REORDER_PACKETS = 64
+REORDER_S = 5.0
+
+#: How far (seconds) a sound frame may lie outside the times of its part's pictures (a muxer interleaves sound
+#: ahead of or behind the pictures by up to about a second) and still be of that part (:meth:`CountTable.part_of`).
+SOUND_SLACK_S = 2.0
+
+
 def discontinuous(path) -> bool:
     """Whether the video at ``path`` is an MPEG-TS/PS whose timestamps jump (:data:`DISCONTINUOUS_FORMATS`: a TV
-    recording that resumed, files joined end to end), so that its frames are timed by count and cut from its start
-    (:func:`decode_from`'s ``by_count``). Its packets are read (once per process, with the reader's clock); other
-    formats are not read (their header alone: cut detection asks for every chunk of every video). False when it
-    cannot be read."""
+    recording that resumed, files joined end to end), so that its frames are timed by count (:func:`decode_from`'s
+    ``by_count``): :func:`count_table` is not None."""
+    return count_table(path) is not None
+
+
+def count_table(path) -> CountTable | None:
+    """Where decoding may start in the video at ``path``, whose timestamps jump (:class:`CountTable`); None where
+    they do not, or it cannot be read. An MPEG-TS/PS's packets are read (once per process, with the reader's clock);
+    other formats are not read (their header alone: cut detection asks for every chunk of every video)."""
     import av
 
     try:
         with av.open(ffmpeg_input(path)) as container:
             if container.format.name not in DISCONTINUOUS_FORMATS:
-                return False
+                return None
         with open_video(str(path), backend="pyav") as reader:
-            return reader.jumps()
+            return reader.count_table()
     except Exception as e:  # noqa: BLE001 - the caller's own reading says what is wrong with the file
         logger.debug("cannot tell whether the timestamps of %s jump: %s", path, e)
-        return False
+        return None
 
 
 def _first_packet(container, stream):
@@ -657,6 +794,7 @@ class PyAVVideoReader(VideoReader):
         self._reformatter = None  # one swscale context for all of this reader's conversions (see _rgb)
         self._packet_pts = None  # every packet's presentation time, sorted (read with the clock)
         self._pts_map = None  # {packet pts: frame index}, False when the packet times cannot place frames
+        self._count_table = None  # where to start decoding a file whose timestamps jump (read with the clock)
         self.frames_decoded = 0  # frames the decoder gave out for get_frames (the cost of a read)
         try:
             opened = ffmpeg_input(source)
@@ -736,6 +874,11 @@ class PyAVVideoReader(VideoReader):
         self.clock()
         return self.timed_by_count
 
+    def count_table(self) -> CountTable | None:
+        """Where decoding may start in this file, whose timestamps jump (:class:`CountTable`); None where they do
+        not (or where its packets cannot be read). Reads the clock, as :meth:`jumps`."""
+        return self._count_table if self.jumps() else None
+
     def _shown_by_edit_list(self) -> int | None:
         """:func:`_edit_list_shows` of this reader's stream, its first packet read from a container of its own."""
         import av
@@ -793,25 +936,38 @@ class PyAVVideoReader(VideoReader):
         decoder = None
         pos = -1            # index of the last decoded frame
         by_pts = False      # after a seek, indices come from timestamps instead of counting
+        keyed = False       # after a seek by byte (frames timed by count), counting starts at a keyframe
+        table = self._count_table if self._discontinuous else None
         try:
             for target in wanted:
                 if target in got:
                     continue
                 far = self.seek_threshold is not None and target - pos > self.seek_threshold
-                if decoder is None or target <= pos or far:
-                    if far and target > 0:
+                entry = table.entry(target) if table is not None else None
+                leap = entry is not None and (decoder is None or target <= pos
+                                              or table.key_count[entry] - pos > DEFAULT_SEEK_THRESHOLD)
+                if decoder is None or target <= pos or far or leap:
+                    keyed = False
+                    if leap:  # the keyframe before it, by byte: its count is known (CountTable)
+                        self._container.seek(int(table.key_pos[entry]), unsupported_byte_offset=True)
+                        packets = self._container.demux(stream)
+                        by_pts, keyed, pos = False, True, int(table.key_count[entry]) - 1
+                    elif far and target > 0:
                         packets = self._seek_to(target, self._pts_of(target))
-                        by_pts = True
+                        by_pts, pos = True, -1
                     else:
                         if self._used:  # rewind a container that an earlier call (or seek) moved
                             rewind(self._container, stream)
                         packets = self._container.demux(stream)
-                        by_pts = False
+                        by_pts, pos = False, -1
                     self._used = True
-                    pos = -1
                     decoder = (frame for packet in packets for frame in packet.decode())
                 for frame in decoder:
                     self.frames_decoded += 1
+                    if keyed:  # frames before the keyframe (shown before it, or the tail of the one before)
+                        if not frame.key_frame:
+                            continue
+                        keyed = False
                     if by_pts:
                         if frame.pts is None:  # cannot place the frame in time: count from the start instead
                             return self._sequential_fallback(indices, size)
@@ -965,7 +1121,7 @@ class PyAVVideoReader(VideoReader):
         with _FRAME_TIMES_LOCK:
             cached = _FRAME_TIMES.get(key) if key is not None else None
         if cached is not None:
-            times, end, self._times_origin, self._packet_pts, hidden, self._discontinuous = cached
+            times, end, self._times_origin, self._packet_pts, hidden, self._discontinuous, self._count_table = cached
             self._edited = self._edited or hidden
         else:
             times, end = self._read_frame_times()
@@ -977,7 +1133,7 @@ class PyAVVideoReader(VideoReader):
             with _FRAME_TIMES_LOCK:
                 _FRAME_TIMES[key] = (None if times is None else times.copy(), end,  # the caller may change its own
                                      getattr(self, "_times_origin", None), self._packet_pts, self._edited,
-                                     self._discontinuous)
+                                     self._discontinuous, self._count_table)
                 while len(_FRAME_TIMES) > FRAME_TIMES_CACHE:
                     _FRAME_TIMES.pop(next(iter(_FRAME_TIMES)))
         return times, end
@@ -985,6 +1141,9 @@ class PyAVVideoReader(VideoReader):
     def _read_frame_times(self):
         stream = self._stream
         pts, end, hidden, keyed, dts = [], None, 0, None, []
+        jumpy = self._container.format.name in DISCONTINUOUS_FORMATS
+        keys, positions, shown_dts = [], [], []  # of the packets in pts, for a file whose timestamps jump
+        mpeg_video = stream.codec_context.name in MPEG_VIDEO_CODECS
         rewind(self._container, stream)
         self._used = True
         for packet in self._container.demux(stream):
@@ -999,20 +1158,29 @@ class PyAVVideoReader(VideoReader):
             if packet.pts is None:
                 return None, None
             pts.append(packet.pts)
+            if jumpy:
+                keys.append(_temporal_reference(packet) if mpeg_video and packet.is_keyframe else packet.is_keyframe)
+                positions.append(packet.pos)
+                shown_dts.append(dts[-1])
             if packet.duration:
                 end = max(end if end is not None else 0, packet.pts + packet.duration)
         if not pts or (stream.frames and len(pts) + hidden != stream.frames and not self._drops(pts, hidden)):
             return None, None
-        pts, lead = _undecodable_start(pts, keyed)
-        hidden += lead
-        self._edited = self._edited or hidden > 0
-        if self._container.format.name in DISCONTINUOUS_FORMATS and _jumps(dts, float(stream.time_base)):
+        if jumpy and _jumps(dts, float(stream.time_base)):
             # timed by count: frame k at k / fps from the first, as ffmpeg goes on across a jump (and never
-            # sought by time, which the jump makes ambiguous: see discontinuous)
+            # sought by time, which the jump makes ambiguous: see discontinuous), decoded from the keyframe before
+            # it (CountTable)
+            self._count_table, lead = CountTable.from_packets(pts, shown_dts, keys, positions, keyed, self.fps,
+                                                              float(stream.time_base))
+            self._edited = self._edited or hidden + lead > 0
             self._discontinuous, self._count_estimated, self._packet_pts = True, True, None
             logger.info("%s: its timestamps jump (a recording joined or resumed): its frames are timed by count",
                         self.name)
-            return np.arange(len(pts)) / self.fps, len(pts) / self.fps
+            frames = self._count_table.frames
+            return np.arange(frames) / self.fps, frames / self.fps
+        pts, lead = _undecodable_start(pts, keyed)
+        hidden += lead
+        self._edited = self._edited or hidden > 0
         pts.sort()
         tb = float(stream.time_base)
         self._times_origin = pts[0]
@@ -1106,7 +1274,8 @@ def deinterlace_frame(frame):
     return out
 
 
-def decode_from(container, stream, seconds: float, origin: float = 0.0, frames=None, by_count: bool = False):
+def decode_from(container, stream, seconds: float, origin: float = 0.0, frames=None,
+                by_count: bool | CountTable = False):
     """``stream``'s decoded frames from one shown at or before ``seconds`` (counted from ``origin``, the stream's
     first time, both in seconds) on. A seek alone does not promise one: MP4's demuxer seeks by decoding time (ahead
     of presentation by the B-frame delay), MPEG-TS by estimated byte position, landing anywhere, even past the
@@ -1116,15 +1285,19 @@ def decode_from(container, stream, seconds: float, origin: float = 0.0, frames=N
     :meth:`PyAVVideoReader._seek_to` is the same for frames by index.
 
     frames: ``frames(container, stream)``, the frames after a seek (default: ``container.decode(stream)``).
-    by_count: a file whose timestamps jump (:func:`discontinuous`): every frame from the start, timed by count as its
-    reader times it (a video frame ``k`` at ``origin + k / rate``, a sound frame after the samples before it), which
-    the callers skip to ``seconds``; a seek by time would land on either side of a jump.
+    by_count: a file whose timestamps jump (:func:`discontinuous`): its frames timed by count as its reader times
+    them (a video frame ``k`` at ``origin + k / rate``), which the callers skip to ``seconds``; a seek by time would
+    land on either side of a jump. Given its :class:`CountTable`, they are decoded from the keyframe before
+    ``seconds`` (a seek by byte), and its sound is timed as the pictures of its part; True: from the start, the
+    sound timed by its samples.
     """
     import itertools
 
     import av
 
     frames = frames or (lambda c, s: c.decode(s))
+    if isinstance(by_count, CountTable):
+        return _from_keyframe(container, stream, seconds, origin, frames, by_count)
     if by_count:
         rewind(container)
         return _timed_by_count(frames(container, stream), stream, origin)
@@ -1173,16 +1346,56 @@ def decodable_frames(container, stream, refused_in_a_row: int | None = None):
         yield from frames
 
 
-def _timed_by_count(frames, stream, origin: float):
+def _from_keyframe(container, stream, seconds: float, origin: float, frames, table: CountTable):
+    """:func:`decode_from` for a file whose timestamps jump, with its :class:`CountTable`: from the last keyframe
+    whose first frame out is not after ``seconds``. A video's keyframe is counted (:meth:`CountTable.entry`); the
+    sound after a keyframe's byte position is muxed near its pictures, give or take a second, so a sound stream starts
+    from a keyframe :data:`SOUND_SLACK_S` earlier, and further back while its first frame is after ``seconds``."""
+    import itertools
+
+    video = stream.type == "video"
+    frame_at = max(0, math.floor(seconds * table.rate + 1e-6) - (0 if video else int(SOUND_SLACK_S * table.rate)))
+    entry = table.entry(frame_at)
+    while True:
+        if entry is None:
+            rewind(container)
+            return _timed_by_count(frames(container, stream), stream, origin, table)
+        container.seek(int(table.key_pos[entry]), unsupported_byte_offset=True)
+        out = _timed_by_count(frames(container, stream), stream, origin, table, entry)
+        first = next(out, None)
+        if first is not None and (video or first.time is None or first.time - origin <= seconds + 1e-3):
+            return itertools.chain([first], out)
+        entry = entry - 1 if entry > 0 and table.key_count[entry - 1] > 0 else None
+
+
+def _timed_by_count(frames, stream, origin: float, table: CountTable | None = None, entry: int | None = None):
     """``frames`` of ``stream`` from its start, their timestamps replaced by their count: video frame ``k`` at
     ``origin + k / rate``, a sound frame at the sound's first time plus the samples before it
-    (:func:`decode_from`)."""
+    (:func:`decode_from`). With the file's ``table`` (:class:`CountTable`), a sound frame is timed as the pictures of
+    its part; from its keyframe ``entry`` (the container sought to it by byte), video frames are counted from the
+    first keyframe out, the keyframe's count."""
     tb = float(stream.time_base)
     rate = float(frame_rate(stream) or 25) if stream.type == "video" else None
-    k, samples, start = 0, 0, None
+    k, samples, start, expected = 0, 0, None, None
+    keyed = entry is not None
+    part = int(table.key_part[entry]) if entry is not None else 0
+    if keyed and rate is not None:
+        k = int(table.key_count[entry])
     for frame in frames:
         if rate is not None:
+            if keyed:  # the frames before the keyframe: shown before it (an open GOP) or a packet's tail
+                if not frame.key_frame:
+                    continue
+                keyed = False
             seconds, k = origin + k / rate, k + 1
+        elif table is not None:  # as the pictures of its part: timestamps go on within one
+            if frame.time is None:
+                continue
+            # a step from a time that lay in its part (one before the first, as AAC's priming can give, did not)
+            step = frame.time - expected if expected is not None else 0.0
+            part, placed = table.part_of(frame.time, part, step > DISCONTINUITY_S or step < -DISCONTINUITY_BACK_S)
+            expected = frame.time + frame.samples / frame.sample_rate if placed else None
+            seconds = frame.time + table.sound_offset(part, origin)
         else:  # from where the sound starts, before any jump (beside the video's first frame, or not)
             start = start if start is not None else (frame.time if frame.time is not None else origin)
             seconds, samples = start + samples / frame.sample_rate, samples + frame.samples
