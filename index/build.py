@@ -857,13 +857,17 @@ def _reread_hidden_frames(catalog: Catalog, index_dir: Path, todo, report: Build
     keyframes (a TV or an IP camera's recording). Their windows were placed counting those frames, off by them, and
     some ends "could not be decoded" (listed as indexed in part): embedded again. Each file's header and first packet
     are read (about 1 ms). The catalog's ``hidden_frames_left_out`` mark says this was done (or that every file was
-    embedded so)."""
-    from vtr.data.video import hides_frames
+    embedded so); its ``open_gop_leads_left_out`` mark the same for recordings started on a keyframe of an open group
+    of pictures (:func:`vtr.data.video.opens_on_leading_frames`: a TV tuner's MPEG-2 recording that starts on an
+    I-frame, whose first B-frames, shown before it, do not decode), which came later."""
+    from vtr.data.video import hides_frames, opens_on_leading_frames
 
     redo = _reread_once(catalog, index_dir, todo, "hidden_frames_left_out", "trimmed video", hides_frames, progress)
+    redo += _reread_once(catalog, index_dir, todo + redo, "open_gop_leads_left_out", "recordings started on an open "
+                         "group of pictures", opens_on_leading_frames, progress)
     if redo:
         logger.info("embedding again %d video(s) with frames players never show (trimmed, or recorded from between "
-                    "two keyframes), indexed before those frames were left out", len(redo))
+                    "two keyframes or on one of an open group), indexed before those frames were left out", len(redo))
     report.trimmed, report.unchanged = len(redo), max(0, report.unchanged - len(redo))
     return redo
 

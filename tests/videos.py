@@ -639,6 +639,30 @@ def write_cut_in_recording(path, frames: np.ndarray, fps: int = 25, keyint: int 
     return path
 
 
+def write_open_gop_recording(path, frames: np.ndarray, fps: int = 10, keyint: int = 10, closed: bool = False) -> Path:
+    """uint8 [T, H, W, 3] frames (T >= 3 ``keyint``) as a TV tuner's MPEG-TS recording that starts on an I-frame of
+    broadcast MPEG-2 (B-frames, open groups of pictures): written whole, then its bytes from the transport packet of
+    its second keyframe (frame ``keyint``), whose two B-frames shown before it come after it and reference the group
+    before, which the file no longer holds: decoders drop them, and the first frame out is frame ``keyint``.
+    ``closed``: closed groups instead (``+cgop``: each keyframe's group refers to nothing before it)."""
+    import av
+
+    path = Path(path)
+    whole = io.BytesIO()
+    with av.open(whole, "w", format="mpegts") as c:
+        stream = c.add_stream("mpeg2video", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        stream.options = {"bf": "2", "g": str(keyint), "b": "4M", "sc_threshold": "1000000000",
+                          **({"flags": "+cgop"} if closed else {})}
+        stream.codec_context.time_base = Fraction(1, fps)
+        encode_all(c, stream, frames)
+    data = whole.getvalue()
+    with av.open(io.BytesIO(data)) as c:
+        keys = [p.pos for p in c.demux(video=0) if p.size and p.is_keyframe]
+    path.write_bytes(data[keys[1]:])
+    return path
+
+
 def _box(kind: bytes, payload: bytes) -> bytes:
     return struct.pack(">I4s", 8 + len(payload), kind) + payload
 

@@ -384,6 +384,27 @@ def test_a_recording_started_between_keyframes_starts_at_its_first_frame_shown(t
     assert not hides_frames(whole)
 
 
+@pytest.mark.parametrize("closed", [False, True], ids=["open", "closed"])
+def test_a_recording_started_on_a_keyframe_of_an_open_group_starts_at_it(tmp_path, closed):
+    """A TV tuner's MPEG-2 recording that starts on an I-frame (as tuners start them): broadcast MPEG-2 groups of
+    pictures are open, and the two B-frames after the I-frame, shown before it, reference the group before, which
+    the file does not hold; decoders drop them. Before, they were counted (the first packet being a keyframe, nothing
+    was left out): every frame was timed two frames early, and the last two "could not be decoded". A closed group's
+    frames all decode, and none is left out."""
+    from tests.videos import write_open_gop_recording
+    from vtr.data.video import decord_unsuited, hides_frames, opens_on_leading_frames
+
+    path = write_open_gop_recording(tmp_path / "tv.ts", indexed_frames(60), fps=10, keyint=10, closed=closed)
+    with av.open(str(path)) as c:
+        decoded = [frame_index_of(f.to_ndarray(format="rgb24")) for f in c.decode(video=0)]
+    assert decoded == list(range(decoded[0], 60)) and 8 <= decoded[0] <= 12  # from the I-frame (its B-frames: 2)
+    with open_video(path, backend="pyav") as r:
+        assert r.clock().num_frames == r.num_frames == len(decoded) and r.edited != closed
+        assert _indices_of(r.get_frames([0, 1, len(decoded) - 1])) == [decoded[0], decoded[1], 59]
+    assert (opens_on_leading_frames(path), hides_frames(path)) == (not closed, not closed)
+    assert (decord_unsuited(path) is not None) if not closed else True  # decord would count them
+
+
 def test_a_raw_stream_without_a_container_is_said_in_a_line(tmp_path):
     """A raw H.264 stream (a CCTV recorder's export) has no timestamps and cannot be read from its start again.
     Before, the reader let PyAV's "[Errno 1] Operation not permitted" out as a traceback."""

@@ -948,6 +948,25 @@ def test_frames_players_never_show_are_left_out_and_older_indexes_read_such_file
     assert (again.trimmed, again.unchanged, again.embedded_windows) == (0, 3, 0)  # once per index
 
 
+def test_a_recording_started_on_a_keyframe_of_an_open_group_is_indexed_from_it(tmp_path, test_model):
+    """A TV tuner's MPEG-2 recording that starts on an I-frame, whose two B-frames after it (shown before it, from the
+    group before) do not decode: indexed on the frames from the I-frame, 4.8 s of the 6 s written. Before, the two
+    were counted: its windows were placed two frames early, and its end "could not be decoded". An older index (no
+    ``open_gop_leads_left_out`` mark) embeds it again, once."""
+    from tests.videos import write_open_gop_recording
+
+    root = tmp_path / "videos"
+    root.mkdir()
+    write_open_gop_recording(root / "tv.ts", textured_frames(6, seed=5, height=64, width=96), fps=10, keyint=10)
+    make_video(root / "plain.mp4", 9, seed=2)
+    idx = tmp_path / "idx"
+    first = build_index([str(root)], str(idx), model=test_model, workers=0, progress=False)
+    assert (first.added, first.partial) == (2, 0), first.partials
+    assert max(w.end for f, w in snapshot_windows(idx) if f.path.endswith("tv.ts")) == pytest.approx(4.8)
+    reads_again_once(idx, test_model, snapshot(idx), "open_gop_leads_left_out", "trimmed", 1, 1,
+                     "1 trimmed or cut in read anew")
+
+
 def test_adding_a_folder_embeds_it_as_the_index_was_embedded(tmp_path, test_model_folder):
     """`vtr index build --index IDX NEW_FOLDER` on an existing index: its model and windows, not the defaults (which
     would load the release model, and then stop on a manifest that differs)."""

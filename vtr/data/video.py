@@ -357,8 +357,9 @@ def time_origin(path) -> float | None:
 def hides_frames(path) -> bool:
     """Whether the video at ``path`` holds frames that players never show and that readers before 2026-12-06
     counted as frames: frames an edit list hides (:func:`frames_shown`: a video trimmed without re-encoding), or
-    frames before its first keyframe (:func:`_undecodable_start`: a recording started between keyframes). From its
-    header and first packet (about a millisecond); False when it cannot be read."""
+    frames before its first keyframe (:func:`_undecodable_start`: a recording started between keyframes), or after it
+    and shown before it (one started on a keyframe of an open group of pictures, :func:`opens_on_leading_frames`).
+    From its header and first packets (about a millisecond); False when it cannot be read."""
     import av
 
     try:
@@ -429,11 +430,13 @@ class CountTable:
         self.part_last = np.asarray(part_last, np.int64)  # the part's last presentation time
 
     @classmethod
-    def from_packets(cls, pts: list, dts: list, keys: list, positions: list, keyed: int | None, rate: float,
-                     time_base: float) -> tuple[CountTable, int]:
+    def from_packets(cls, pts: list, dts: list, keys: list, positions: list, keyed: int | None, closed: bool,
+                     rate: float, time_base: float) -> tuple[CountTable, int]:
         """The table of a stream's packets in decoding order (``pts``, ``dts``, whether each is a keyframe, its byte
-        position or None), ``keyed`` its first keyframe's place. A keyframe of MPEG-1/2 video is given as the frames
-        of its group shown before it (its picture's temporal reference, :func:`_temporal_reference`), which counts
+        position or None), ``keyed`` its first keyframe's place (``closed``: it opens a closed group of pictures,
+        :func:`_closed_gop`). A keyframe of MPEG-1/2 video is given as the frames
+        of its group shown before it (its picture's temporal reference, :func:`_temporal_reference`; None where the
+        packet shows none), which counts
         it where an MPEG-PS demuxer's timestamps do not (they are the stream's, given to packets as they come, which
         can be a frame off either way, and repeat). Returns ``(table, frames dropped at the start)``:
         as :func:`_undecodable_start`, the frames before the first keyframe, and those after it shown before it,
@@ -449,10 +452,11 @@ class CountTable:
         step = np.diff(np.asarray(dts, np.float64)) * time_base
         part = np.concatenate([[0], np.cumsum((step < -DISCONTINUITY_BACK_S) | (step > DISCONTINUITY_S))])
         kept = np.ones(len(pts), bool)
-        if keyed:
+        if keyed is not None:
             kept[:keyed] = False
-            near = (part[keyed:] == part[keyed]) & (np.abs(pts[keyed:] - pts[keyed]) * time_base < REORDER_S)
-            kept[keyed:] &= ~near | (pts[keyed:] >= pts[keyed])
+            near = np.arange(len(pts) - keyed) <= REORDER_PACKETS
+            near &= (part[keyed:] == part[keyed]) & (np.abs(pts[keyed:] - pts[keyed]) * time_base < REORDER_S)
+            kept[keyed:] &= ~near | (pts[keyed:] >= pts[keyed]) | closed
         before = np.concatenate([[0], np.cumsum(kept)])  # kept packets before each one in decoding order
 
         def neighbours(i):
@@ -466,15 +470,24 @@ class CountTable:
             j = neighbours(i)
             return int(before[i] - np.sum((j < i) & (pts[j] > pts[i])) + np.sum((j > i) & (pts[j] < pts[i])))
 
-        entries = [i for i in np.flatnonzero(kept)
-                   if keys[i] is not False and keys[i] is not None and positions[i] is not None and positions[i] >= 0]
+        # where to read a keyframe from: its own byte position, else (MPEG-PS gives one only to a packet that starts
+        # a PES, and a small frame can start inside one) that of the packet before it that has one, with no other
+        # keyframe between them (reading skips to the first keyframe out)
+        start_at, last, key_since = [None] * len(pts), None, False
+        for i, at in enumerate(positions):
+            if at is not None and at >= 0:
+                last, key_since = at, False
+            if keys[i] is not False:  # (None: a keyframe that cannot be counted, not one to start at)
+                start_at[i] = last if not key_since and keys[i] is not None else None
+                key_since = True
+        entries = [i for i in np.flatnonzero(kept) if start_at[i] is not None]
         parts = np.unique(part[kept])
         starts = [int(np.flatnonzero(kept & (part == s))[0]) for s in parts]  # each part's first packet decoded
         first = []  # and its first frame shown: the earliest of its neighbours
         for i in starts:
             j = neighbours(i)
             first.append(int(pts[j[j >= i]].min()))
-        table = cls(int(before[-1]), rate, time_base, [count(i) for i in entries], [positions[i] for i in entries],
+        table = cls(int(before[-1]), rate, time_base, [count(i) for i in entries], [start_at[i] for i in entries],
                     np.searchsorted(parts, part[entries]), before[starts], first,
                     [pts[kept & (part == s)].max() for s in parts])
         return table, len(pts) - int(before[-1])
@@ -576,24 +589,71 @@ def _edit_list_shows(stream, fps: float, first) -> int | None:
 
 def _starts_hidden(container, stream) -> bool:
     """Whether the stream starts with frames players do not show (see :func:`hides_frames`); reads its first
-    packet from ``container``."""
+    packets from ``container``."""
     first = _first_packet(container, stream)
     if first is None:
         return False
     rate = frame_rate(stream)
-    return not first.is_keyframe or bool(rate and _edit_list_shows(stream, float(rate), first) is not None)
+    return (not first.is_keyframe or bool(rate and _edit_list_shows(stream, float(rate), first) is not None)
+            or _leads(container, stream, first))
 
 
-def _undecodable_start(pts: list, keyed: int | None) -> tuple[list, int]:
+def _leads(container, stream, first) -> bool:
+    """Whether ``first``, the stream's first packet and a keyframe, is followed by frames shown before it that do
+    not decode (:func:`_undecodable_start`): a recording started on a keyframe of an open group of pictures (MPEG-2
+    broadcast, DVDs, open-GOP H.264 and HEVC). Reads up to :data:`REORDER_PACKETS` packets after it."""
+    import itertools
+
+    if not first.is_keyframe or first.pts is None or _closed_gop(stream, first):
+        return False
+    after = itertools.islice((p for p in container.demux(stream) if p.size), REORDER_PACKETS)
+    return any(p.pts is not None and p.pts < first.pts for p in after)
+
+
+def opens_on_leading_frames(path) -> bool:
+    """Whether the video at ``path`` starts on a keyframe followed by frames shown before it that do not decode
+    (:func:`_leads`), which readers before 2026-12-06 counted as frames. Reads its first packets (about a
+    millisecond); False when it cannot be read."""
+    import av
+
+    try:
+        with av.open(ffmpeg_input(path)) as container:
+            stream = main_video_stream(container)
+            if stream is None:
+                return False
+            first = _first_packet(container, stream)
+            return first is not None and _leads(container, stream, first)
+    except Exception as e:  # noqa: BLE001 - the reader says what is wrong with such a file
+        logger.debug("cannot read the start of %s: %s", path, e)
+        return False
+
+
+def _closed_gop(stream, packet) -> bool:
+    """Whether an MPEG-1/2 keyframe ``packet`` opens a closed group of pictures (its GOP header says so): the frames
+    after it shown before it then refer to no earlier picture, and decode. Other codecs: False (an H.264 IDR or an
+    HEVC IDR has no such frames; after another keyframe they refer to pictures before it)."""
+    if stream.codec_context.name not in MPEG_VIDEO_CODECS:
+        return False
+    data = bytes(packet)
+    at = data.find(b"\x00\x00\x01\xb8")
+    return at >= 0 and at + 8 <= len(data) and bool(data[at + 7] & 0x40)
+
+
+def _undecodable_start(pts: list, keyed: int | None, closed: bool = False) -> tuple[list, int]:
     """The presentation times (decoding order) of a stream less those of the frames before its first keyframe
-    (index ``keyed``), and of those after it shown before it: a recording that starts between keyframes (a TV or an IP
-    camera's, a file whose start was cut off) begins with frames that reference pictures it does not hold. Decoders
-    drop them, players never show them, and counted as frames they shifted every later frame's index. Returns
-    ``(times kept, how many dropped)``; nothing is dropped from a stream that starts on a keyframe or has none."""
-    if not keyed:
+    (index ``keyed``), and of those after it shown before it (among its :data:`REORDER_PACKETS` next ones): a
+    recording that starts between keyframes (a TV or an IP camera's, a file whose start was cut off) begins with
+    frames that reference pictures it does not hold, and one that starts on a keyframe of an open group of pictures
+    (MPEG-2 broadcast and DVDs, open-GOP H.264 and HEVC) with frames shown before it that reference pictures before
+    it. Decoders drop them, players never show them, and counted as frames they shifted every later frame's index.
+    ``closed``: the keyframe opens a closed group (:func:`_closed_gop`), whose frames all decode. Returns ``(times
+    kept, how many dropped)``; nothing is dropped from a stream without keyframes."""
+    if keyed is None:
         return pts, 0
     first = pts[keyed]
-    kept = [p for p in pts[keyed:] if p >= first]
+    near = keyed + 1 + REORDER_PACKETS
+    kept = pts[keyed:keyed + 1] + [p for k, p in enumerate(pts[keyed + 1:], keyed + 1)
+                                   if closed or k >= near or p >= first]
     return kept, len(pts) - len(kept)
 
 
@@ -745,7 +805,8 @@ class DecordVideoReader(VideoReader):
                     if self._clock is not None and self._clock.variable:
                         reader.clock()  # PyAV places the frames it seeks to by their times, as decord counts them
                     return reader._get_frames(indices, size)
-            raise VideoReadError(self.name, f"decord failed to decode frames {_span(indices)} ({_first_line(e)})") from e
+            raise VideoReadError(self.name,
+                                 f"decord failed to decode frames {_span(indices)} ({_first_line(e)})") from e
 
     def _frame_times(self):
         # [n, (start, end)]; decord ends the last frame one nominal frame period after it starts: not used
@@ -1140,7 +1201,7 @@ class PyAVVideoReader(VideoReader):
 
     def _read_frame_times(self):
         stream = self._stream
-        pts, end, hidden, keyed, dts = [], None, 0, None, []
+        pts, end, hidden, keyed, dts, closed = [], None, 0, None, [], False
         jumpy = self._container.format.name in DISCONTINUOUS_FORMATS
         keys, positions, shown_dts = [], [], []  # of the packets in pts, for a file whose timestamps jump
         mpeg_video = stream.codec_context.name in MPEG_VIDEO_CODECS
@@ -1152,6 +1213,9 @@ class PyAVVideoReader(VideoReader):
             dts.append(packet.dts if packet.dts is not None else packet.pts)
             if keyed is None and packet.is_keyframe:
                 keyed = len(pts)  # where a decoder can start (see _undecodable_start); hidden or not
+                # the frames after it shown before it decode where its group is closed, and an edit list that hides
+                # it says itself which frames are shown
+                closed = packet.is_discard or _closed_gop(stream, packet)
             if packet.is_discard:  # before an edit list's start (see frames_shown): decoded, never shown
                 hidden += 1
                 continue
@@ -1170,15 +1234,15 @@ class PyAVVideoReader(VideoReader):
             # timed by count: frame k at k / fps from the first, as ffmpeg goes on across a jump (and never
             # sought by time, which the jump makes ambiguous: see discontinuous), decoded from the keyframe before
             # it (CountTable)
-            self._count_table, lead = CountTable.from_packets(pts, shown_dts, keys, positions, keyed, self.fps,
-                                                              float(stream.time_base))
+            self._count_table, lead = CountTable.from_packets(pts, shown_dts, keys, positions, keyed, closed,
+                                                              self.fps, float(stream.time_base))
             self._edited = self._edited or hidden + lead > 0
             self._discontinuous, self._count_estimated, self._packet_pts = True, True, None
             logger.info("%s: its timestamps jump (a recording joined or resumed): its frames are timed by count",
                         self.name)
             frames = self._count_table.frames
             return np.arange(frames) / self.fps, frames / self.fps
-        pts, lead = _undecodable_start(pts, keyed)
+        pts, lead = _undecodable_start(pts, keyed, closed)
         hidden += lead
         self._edited = self._edited or hidden > 0
         pts.sort()
