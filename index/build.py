@@ -231,6 +231,7 @@ def _plan_run(catalog: Catalog, index_dir: Path, dirs, extensions, retry_failed:
     todo += _reread_transparent(catalog, index_dir, todo, report, progress)
     todo += _retime_dropped_frames(catalog, index_dir, todo, report, progress)
     todo += _retime_jumps(catalog, index_dir, todo, report, progress)
+    todo += _reread_past_holes(catalog, index_dir, todo, report, progress)
     return todo
 
 
@@ -895,14 +896,13 @@ def _reread_transparent(catalog: Catalog, index_dir: Path, todo, report: BuildRe
 
 
 def _retime_once(catalog: Catalog, index_dir: Path, todo, report: BuildReport, progress: bool, mark: str,
-                 what: str, extensions, found_if) -> list:
+                 what: str, extensions, found_if, why: str = "their frames were placed at their own times") -> list:
     """:func:`_reread_once` of the files with one of ``extensions`` for which ``found_if(path)`` holds, ``what``
-    they are in the log, counted as re-timed."""
+    they are in the log (indexed before ``why``), counted as re-timed."""
     redo = _reread_once(catalog, index_dir, todo, mark, what,
                         lambda path: Path(path).suffix.lower() in extensions and found_if(path), progress)
     if redo:
-        logger.info("embedding again %d %s, indexed before their frames were placed at their own times", len(redo),
-                    what)
+        logger.info("embedding again %d %s, indexed before %s", len(redo), what, why)
     report.retimed += len(redo)
     report.unchanged = max(0, report.unchanged - len(redo))
     return redo
@@ -935,6 +935,19 @@ def _retime_jumps(catalog: Catalog, index_dir: Path, todo, report: BuildReport, 
 
     return _retime_once(catalog, index_dir, todo, report, progress, "jumps_timed_by_count",
                         "recordings whose timestamps jump", TS_PS_EXTENSIONS, discontinuous)
+
+
+def _reread_past_holes(catalog: Catalog, index_dir: Path, todo, report: BuildReport, progress: bool) -> list:
+    """Once per index: the MPEG-TS recordings holding a stretch of zeros (a download or a copy with holes, a disk's
+    bad sectors read back as zeros: :func:`vtr.data.video.stalls_demuxer`), of an index built before reading went on
+    past it (:func:`vtr.data.video.demuxed`). Their packets ended there, with no error: the rest of the file had no
+    windows. Embedded again, counted as re-timed. Each such file's packets are read (no decoding). The catalog's
+    ``holes_read_past`` mark says this was done (or that every file was embedded so)."""
+    from vtr.data.video import stalls_demuxer
+
+    return _retime_once(catalog, index_dir, todo, report, progress, "holes_read_past",
+                        "TS recordings with a stretch of zeros", TS_PS_EXTENSIONS, stalls_demuxer,
+                        "reading went on past it")
 
 
 def sync_store(catalog: Catalog, index_dir, manifest: dict, factory: str | None = None) -> VectorStore:

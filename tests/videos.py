@@ -663,6 +663,19 @@ def write_open_gop_recording(path, frames: np.ndarray, fps: int = 10, keyint: in
     return path
 
 
+def write_holed_ts(path, frames: np.ndarray, fps: int = 10, zeros: int = 200_000) -> Path:
+    """uint8 [T, H, W, 3] frames as MPEG-TS with ``zeros`` bytes of zeros between two transport packets half-way
+    (a download or a copy with a hole, a disk's bad sectors read back as zeros): FFmpeg's demuxer cannot resynchronise
+    in them and says "try again"."""
+    path = Path(path)
+    whole = write_video(path.with_name(path.stem + ".whole.ts"), frames, fps=fps)
+    data = whole.read_bytes()
+    whole.unlink()
+    half = len(data) // 2 // 188 * 188
+    path.write_bytes(data[:half] + bytes(zeros) + data[half:])
+    return path
+
+
 def _box(kind: bytes, payload: bytes) -> bytes:
     return struct.pack(">I4s", 8 + len(payload), kind) + payload
 

@@ -405,6 +405,27 @@ def test_a_recording_started_on_a_keyframe_of_an_open_group_starts_at_it(tmp_pat
     assert (decord_unsuited(path) is not None) if not closed else True  # decord would count them
 
 
+def test_a_stretch_of_zeros_in_a_recording_does_not_end_it(tmp_path):
+    """200 KB of zeros half-way through an MPEG-TS (a download or a copy with a hole, bad sectors read back as zeros):
+    FFmpeg's demuxer cannot resynchronise in them and says "try again", which PyAV raises, ending the packets. Before,
+    the reader's clock failed there and took the container's estimate (the index saw the part before the hole and
+    said nothing), and decoding stopped at it. Every frame is read, timed and cut, after the hole too."""
+    from tests.videos import write_holed_ts
+    from vtr.data.cut import cut_clip
+    from vtr.data.video import stalls_demuxer
+
+    path = write_holed_ts(tmp_path / "holed.ts", indexed_frames(75), fps=25)
+    assert stalls_demuxer(path) and not stalls_demuxer(write_video(tmp_path / "whole.ts", indexed_frames(10)))
+    for threshold in (None, 4):
+        with open_video(path, backend="pyav", seek_threshold=threshold) as r:
+            assert r.clock().num_frames == 75 and r.clock().duration == pytest.approx(3.0)
+            assert _indices_of(r.get_frames([74, 10, 60])) == [74, 10, 60]
+    cut_clip(str(path), 2.0, 2.8, tmp_path / "cut.mp4")
+    with av.open(str(tmp_path / "cut.mp4")) as c:
+        shown = [frame_index_of(f.to_ndarray(format="rgb24")) for f in c.decode(video=0)]
+    assert len(shown) == 20 and all(abs(got - want) <= 1 for got, want in zip(shown, range(50, 70)))
+
+
 def test_a_raw_stream_without_a_container_is_said_in_a_line(tmp_path):
     """A raw H.264 stream (a CCTV recorder's export) has no timestamps and cannot be read from its start again.
     Before, the reader let PyAV's "[Errno 1] Operation not permitted" out as a traceback."""

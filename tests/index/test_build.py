@@ -967,6 +967,24 @@ def test_a_recording_started_on_a_keyframe_of_an_open_group_is_indexed_from_it(t
                      "1 trimmed or cut in read anew")
 
 
+def test_a_recording_with_a_stretch_of_zeros_is_indexed_to_its_end(tmp_path, test_model):
+    """An MPEG-TS with 200 KB of zeros in its middle (a copy with a hole): indexed to its end, 12 s. Before, its
+    packets ended at the zeros with no error, and it was indexed as the part before them. An older index (no
+    ``holes_read_past`` mark) embeds it again, once."""
+    from tests.videos import write_holed_ts
+
+    root = tmp_path / "videos"
+    root.mkdir()
+    write_holed_ts(root / "recording.ts", textured_frames(12, seed=7, height=64, width=96))
+    make_video(root / "plain.mp4", 9, seed=2)
+    idx = tmp_path / "idx"
+    report = build_index([str(root)], str(idx), model=test_model, workers=0, progress=False)
+    assert (report.added, report.partial, report.failed) == (2, 0, 0), report.partials
+    assert max(w.end for f, w in snapshot_windows(idx) if f.path.endswith(".ts")) == pytest.approx(12.0)
+    reads_again_once(idx, test_model, snapshot(idx), "holes_read_past", "retimed", 1, 1,
+                     "1 re-timed (frame times read anew)")
+
+
 def test_adding_a_folder_embeds_it_as_the_index_was_embedded(tmp_path, test_model_folder):
     """`vtr index build --index IDX NEW_FOLDER` on an existing index: its model and windows, not the defaults (which
     would load the release model, and then stop on a manifest that differs)."""

@@ -574,9 +574,58 @@ def count_table(path) -> CountTable | None:
         return None
 
 
+#: Times in a row the demuxer may give up for a moment (EAGAIN) before the file counts as ended (:func:`demuxed`).
+DEMUX_RETRIES = 1000
+
+
+def demuxed(container, *streams):
+    """``container.demux(*streams)``, on past a stretch where the demuxer gives up for a moment: FFmpeg's MPEG-TS
+    demuxer says "try again" (EAGAIN) after bytes it cannot resynchronise in, as a stretch of zeros (a download or a
+    copy with holes, a disk's bad sectors read back as zeros), and PyAV ends the packets there with the error: the
+    rest of the file was lost (a 195 s recording with 200 KB of zeros in its middle was indexed as its first 33 s, and
+    said nothing). Asked again, it goes on after the stretch. Every reading loop over a file's packets goes through
+    this."""
+    import av
+
+    again = 0
+    while True:
+        try:
+            for packet in container.demux(*streams):
+                again = 0
+                yield packet
+            return
+        except av.error.BlockingIOError:
+            again += 1
+            if again > DEMUX_RETRIES:
+                raise
+
+
+def stalls_demuxer(path) -> bool:
+    """Whether FFmpeg's demuxer gives up for a moment in the file at ``path`` (:func:`demuxed`: a stretch of zeros in
+    an MPEG-TS), where readers before 2026-12-06 ended it. Reads its packets (no decoding); False when it cannot be
+    read."""
+    import av
+
+    try:
+        with av.open(ffmpeg_input(path)) as container:
+            for _ in container.demux():
+                pass
+    except av.error.BlockingIOError:
+        return True
+    except Exception as e:  # noqa: BLE001 - the reader says what is wrong with such a file
+        logger.debug("cannot read the packets of %s: %s", path, e)
+    return False
+
+
+def _decoded(container, stream):
+    """``stream``'s frames, read through :func:`demuxed`."""
+    for packet in demuxed(container, stream):
+        yield from packet.decode()
+
+
 def _first_packet(container, stream):
     """The stream's first packet that holds data, in decoding order (None in an empty stream)."""
-    return next((p for p in container.demux(stream) if p.size), None)
+    return next((p for p in demuxed(container, stream) if p.size), None)
 
 
 def _edit_list_shows(stream, fps: float, first) -> int | None:
@@ -606,7 +655,7 @@ def _leads(container, stream, first) -> bool:
 
     if not first.is_keyframe or first.pts is None or _closed_gop(stream, first):
         return False
-    after = itertools.islice((p for p in container.demux(stream) if p.size), REORDER_PACKETS)
+    after = itertools.islice((p for p in demuxed(container, stream) if p.size), REORDER_PACKETS)
     return any(p.pts is not None and p.pts < first.pts for p in after)
 
 
@@ -1011,7 +1060,7 @@ class PyAVVideoReader(VideoReader):
                     keyed = False
                     if leap:  # the keyframe before it, by byte: its count is known (CountTable)
                         self._container.seek(int(table.key_pos[entry]), unsupported_byte_offset=True)
-                        packets = self._container.demux(stream)
+                        packets = demuxed(self._container, stream)
                         by_pts, keyed, pos = False, True, int(table.key_count[entry]) - 1
                     elif far and target > 0:
                         packets = self._seek_to(target, self._pts_of(target))
@@ -1019,7 +1068,7 @@ class PyAVVideoReader(VideoReader):
                     else:
                         if self._used:  # rewind a container that an earlier call (or seek) moved
                             rewind(self._container, stream)
-                        packets = self._container.demux(stream)
+                        packets = demuxed(self._container, stream)
                         by_pts, pos = False, -1
                     self._used = True
                     decoder = (frame for packet in packets for frame in packet.decode())
@@ -1135,18 +1184,26 @@ class PyAVVideoReader(VideoReader):
         runs ahead of presentation time by the B-frame delay, so a seek to a frame just before a keyframe lands on
         that keyframe; MPEG-TS can land on any packet, from which the decoder waits for the next keyframe. Either way
         the frames before it never come out. So the packets are read on to the first keyframe and, where that is
-        shown after ``target``, the seek goes further back (2, 4, 8... frames, then the start)."""
+        shown after ``target``, the seek goes further back (2, 4, 8... frames, then the start, where a seek is
+        refused)."""
         import itertools
+
+        import av
 
         stream = self._stream
         back = 0
         while True:
             seek_pts = target_pts if back == 0 else (self._pts_of(target - back) if back < target else None)
+            if seek_pts is not None:
+                try:
+                    self._container.seek(seek_pts, stream=stream, backward=True, any_frame=False)
+                except av.error.FFmpegError as e:  # a stretch of zeros on the way in an MPEG-TS: "not permitted"
+                    logger.debug("cannot seek in %s (%s): from the start", self.name, _first_line(e))
+                    seek_pts = None
             if seek_pts is None:
                 rewind(self._container, stream)
-                return self._container.demux(stream)
-            self._container.seek(seek_pts, stream=stream, backward=True, any_frame=False)
-            packets = self._container.demux(stream)
+                return demuxed(self._container, stream)
+            packets = demuxed(self._container, stream)
             first = None
             for packet in itertools.islice(packets, KEYFRAME_SCAN):
                 if packet.is_keyframe and packet.size:  # (the demuxer's last packet is empty: the end, no keyframe)
@@ -1207,7 +1264,7 @@ class PyAVVideoReader(VideoReader):
         mpeg_video = stream.codec_context.name in MPEG_VIDEO_CODECS
         rewind(self._container, stream)
         self._used = True
-        for packet in self._container.demux(stream):
+        for packet in demuxed(self._container, stream):
             if packet.size == 0:  # the demuxer's flush packet
                 continue
             dts.append(packet.dts if packet.dts is not None else packet.pts)
@@ -1348,7 +1405,7 @@ def decode_from(container, stream, seconds: float, origin: float = 0.0, frames=N
     time 0, before every stream's start. Used where frames are cut by time (cut detection, the app's previews);
     :meth:`PyAVVideoReader._seek_to` is the same for frames by index.
 
-    frames: ``frames(container, stream)``, the frames after a seek (default: ``container.decode(stream)``).
+    frames: ``frames(container, stream)``, the frames after a seek (default: every frame, through :func:`demuxed`).
     by_count: a file whose timestamps jump (:func:`discontinuous`): its frames timed by count as its reader times
     them (a video frame ``k`` at ``origin + k / rate``), which the callers skip to ``seconds``; a seek by time would
     land on either side of a jump. Given its :class:`CountTable`, they are decoded from the keyframe before
@@ -1359,7 +1416,7 @@ def decode_from(container, stream, seconds: float, origin: float = 0.0, frames=N
 
     import av
 
-    frames = frames or (lambda c, s: c.decode(s))
+    frames = frames or _decoded
     if isinstance(by_count, CountTable):
         return _from_keyframe(container, stream, seconds, origin, frames, by_count)
     if by_count:
@@ -1390,7 +1447,7 @@ def decodable_frames(container, stream, refused_in_a_row: int | None = None):
     None: never. Cut detection (``index.policies``) and the sound of cuts (:mod:`vtr.data.cut`) read frames so."""
     import av
 
-    packets = container.demux(stream)
+    packets = demuxed(container, stream)
     refused = 0
     while True:
         try:
@@ -1647,7 +1704,7 @@ def cut_short(path, video_seconds: float) -> tuple[float, float] | None:
                 return None
             start = (container.start_time or 0) / 1_000_000
             end = None
-            for packet in container.demux():
+            for packet in demuxed(container):
                 if packet.pts is None or packet.size == 0 or packet.stream.time_base is None:
                     continue
                 t = float((packet.pts + (packet.duration or 0)) * packet.stream.time_base)
