@@ -232,6 +232,7 @@ def _plan_run(catalog: Catalog, index_dir: Path, dirs, extensions, retry_failed:
     todo += _retime_dropped_frames(catalog, index_dir, todo, report, progress)
     todo += _retime_jumps(catalog, index_dir, todo, report, progress)
     todo += _reread_past_holes(catalog, index_dir, todo, report, progress)
+    todo += _retry_in_part(catalog, index_dir, todo, report)
     return todo
 
 
@@ -935,6 +936,23 @@ def _retime_jumps(catalog: Catalog, index_dir: Path, todo, report: BuildReport, 
 
     return _retime_once(catalog, index_dir, todo, report, progress, "jumps_timed_by_count",
                         "recordings whose timestamps jump", TS_PS_EXTENSIONS, discontinuous)
+
+
+def _retry_in_part(catalog: Catalog, index_dir: Path, todo, report: BuildReport) -> list:
+    """Once per index: the files an index built before damaged packets were passed over
+    (:data:`vtr.data.video.DAMAGED_PACKETS`: a hole of zeros in an MP4's data, bad sectors) listed as indexed in
+    part, embedded again, counted as tried again: the first damaged packet ended their reading, and the windows after
+    it in its keyframe's group were lost. One still damaged past reading is listed in part again. The catalog's
+    ``damaged_packets_passed_over`` mark says this was done (or that every file was embedded so)."""
+    mark = "damaged_packets_passed_over"
+    if catalog.get_meta(mark, False):
+        return []
+    queued = {t[0] for t in todo}
+    redo = _embed_again(catalog, index_dir, [r for r in catalog.files("ok") if r.id not in queued and r.error], mark)
+    if redo:
+        logger.info("embedding again %d video(s) indexed in part before damaged packets were passed over", len(redo))
+    report.retried, report.unchanged = report.retried + len(redo), max(0, report.unchanged - len(redo))
+    return redo
 
 
 def _reread_past_holes(catalog: Catalog, index_dir: Path, todo, report: BuildReport, progress: bool) -> list:

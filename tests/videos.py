@@ -676,6 +676,27 @@ def write_holed_ts(path, frames: np.ndarray, fps: int = 10, zeros: int = 200_000
     return path
 
 
+def write_damaged_mp4(path, frames: np.ndarray, fps: int = 25, damaged=(30, 31), keyint: int = 25) -> Path:
+    """uint8 [T, H, W, 3] frames as H.264 MP4 (B-frames, a keyframe every ``keyint`` frames) whose packets at the
+    decoding-order places ``damaged`` are overwritten with zeros (a hole in a phone video's copy, bad sectors read
+    back as zeros): the decoder refuses them."""
+    import av
+
+    path = Path(path)
+    write_video(path, frames, fps=fps, options={"preset": "veryfast", "crf": "12",
+                                                "x264-params": f"bframes=2:keyint={keyint}:min-keyint={keyint}"
+                                                               ":scenecut=0"})
+    data = bytearray(path.read_bytes())
+    with av.open(str(path)) as c:
+        packets = [(p.pos, p.size, p.is_keyframe) for p in c.demux(video=0) if p.size]
+    for k in damaged:
+        at, size, key = packets[k]
+        assert not key, "a keyframe would take its whole group"
+        data[at:at + size] = bytes(size)
+    path.write_bytes(bytes(data))
+    return path
+
+
 def _box(kind: bytes, payload: bytes) -> bytes:
     return struct.pack(">I4s", 8 + len(payload), kind) + payload
 

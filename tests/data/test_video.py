@@ -426,6 +426,25 @@ def test_a_stretch_of_zeros_in_a_recording_does_not_end_it(tmp_path):
     assert len(shown) == 20 and all(abs(got - want) <= 1 for got, want in zip(shown, range(50, 70)))
 
 
+def test_damaged_packets_in_an_mp4_are_passed_over_as_players_pass_them(tmp_path):
+    """Two packets of an H.264 MP4 zeroed (a hole in a copy, bad sectors read back as zeros): the decoder refuses
+    them. Before, the first refusal ended the reading ("the video data is damaged after frame 30"): the index lost
+    every window after it in the keyframe's group and listed the file as indexed in part. Read as its clock places
+    them (as the index reads), they are passed over: every frame outside their group in its place, within it as
+    near as the decoder gives them (a damaged frame's place takes the next one out, the frames that refer to it show
+    its damage, as in players)."""
+    from tests.videos import write_damaged_mp4
+
+    path = write_damaged_mp4(tmp_path / "damaged.mp4", indexed_frames(75), damaged=(30, 31))
+    with open_video(path, backend="pyav") as r:
+        assert r.clock().num_frames == 75
+        got = _indices_of(r.get_frames(list(range(75))))
+        assert r.damaged_packets == 2
+    assert got[:25] == list(range(25)) and got[50:] == list(range(50, 75))  # the groups around the damaged one
+    # in it, up to the next keyframe, the decoder's frames after the damaged ones are as near as a player shows them
+    assert all(abs(g - i) <= 2 for i, g in enumerate(got[25:50], 25)), got[25:50]
+
+
 def test_a_raw_stream_without_a_container_is_said_in_a_line(tmp_path):
     """A raw H.264 stream (a CCTV recorder's export) has no timestamps and cannot be read from its start again.
     Before, the reader let PyAV's "[Errno 1] Operation not permitted" out as a traceback."""

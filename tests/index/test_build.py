@@ -985,6 +985,32 @@ def test_a_recording_with_a_stretch_of_zeros_is_indexed_to_its_end(tmp_path, tes
                      "1 re-timed (frame times read anew)")
 
 
+def test_a_video_with_damaged_packets_is_indexed_whole(tmp_path, test_model):
+    """An H.264 MP4 two of whose packets were zeroed (a hole in a copy): every window indexed, and the file not listed
+    as indexed in part. Before, the first damaged packet ended the reading of its keyframe's group: windows lost, and
+    "cannot be decoded past" said of a file that decodes to its end. An older index (no
+    ``damaged_packets_passed_over`` mark) embeds the files it lists in part again, once."""
+    from tests.videos import write_damaged_mp4
+
+    root = tmp_path / "videos"
+    root.mkdir()
+    write_damaged_mp4(root / "phone.mp4", textured_frames(12, seed=7, height=64, width=96), fps=10,
+                      damaged=(45, 46), keyint=100)
+    idx = tmp_path / "idx"
+    report = build_index([str(root)], str(idx), model=test_model, workers=0, progress=False)
+    assert (report.added, report.partial, report.failed) == (1, 0, 0), report.partials
+    assert max(w.end for f, w in snapshot_windows(idx)) == pytest.approx(12.0)
+    want = snapshot(idx)
+    cat = Catalog(idx / "catalog.sqlite")  # as an older index left it: listed in part
+    with cat.transaction():
+        cat.conn.execute("UPDATE files SET error=? WHERE path LIKE '%phone.mp4'",
+                         ("the video cannot be decoded past 4.5 s of 12.0 s (damaged or cut short)",))
+    cat.close()
+    reads_again_once(idx, test_model, want, "damaged_packets_passed_over", "retried", 1, 0,
+                     "1 that failed before tried again")
+    assert index_status(str(idx))["partial"] == []
+
+
 def test_adding_a_folder_embeds_it_as_the_index_was_embedded(tmp_path, test_model_folder):
     """`vtr index build --index IDX NEW_FOLDER` on an existing index: its model and windows, not the defaults (which
     would load the release model, and then stop on a manifest that differs)."""

@@ -871,6 +871,11 @@ class DecordVideoReader(VideoReader):
 #: :meth:`PyAVVideoReader._decode_skipping`.
 SKIP_CODECS = frozenset({"h264", "hevc"})
 
+#: Damaged packets in a row (the decoder refuses them: a hole of zeros in an MP4's data, bad sectors) that reading
+#: passes over, as players do, showing the next frame for each of theirs (:meth:`PyAVVideoReader._decode_skipping`);
+#: more is a stream that does not decode, whose reading stops there as before.
+DAMAGED_PACKETS = 25
+
 #: How many packets after a seek :meth:`PyAVVideoReader._seek_to` reads for a keyframe before it seeks further back
 #: (keyframes come every 1-10 s in ordinary footage: 250 frames is x264's default).
 KEYFRAME_SCAN = 600
@@ -906,6 +911,7 @@ class PyAVVideoReader(VideoReader):
         self._pts_map = None  # {packet pts: frame index}, False when the packet times cannot place frames
         self._count_table = None  # where to start decoding a file whose timestamps jump (read with the clock)
         self.frames_decoded = 0  # frames the decoder gave out for get_frames (the cost of a read)
+        self.damaged_packets = 0  # packets the decoder refused and get_frames passed over (_decode_skipping)
         try:
             opened = ffmpeg_input(source)
         except ValueError as e:  # an animated WebP whose frames cannot be drawn: what is wrong with it
@@ -1131,9 +1137,18 @@ class PyAVVideoReader(VideoReader):
         frames (``bench/README.md``, fourteenth round). Frames are placed by their packets' presentation times
         (presentation order), so this runs once :meth:`clock` has read them (:meth:`_pts_index`).
 
+        A packet the decoder refuses (a damaged one: a hole of zeros in an MP4's data) is passed over, as players
+        pass over it, up to :data:`DAMAGED_PACKETS` in a row; a wanted frame that does not come out after one (its own
+        packet, or one it refers to, was damaged) is given as the next frame out (the frames after a damaged one show
+        its damage, as they do in players). Before, one damaged packet
+        ended the reading: the index lost every window after it in the keyframe's group, and listed the file as
+        indexed in part ("cannot be decoded past").
+
         Only for :data:`SKIP_CODECS`. None where it cannot tell (no packet times, a frame whose time is not a
         packet's, a wanted frame that does not come out, a decoding error): the caller then decodes every frame,
         which also reports what is wrong with the file."""
+        import av
+
         stream = self._stream
         if stream.codec_context.name not in SKIP_CODECS:
             return None
@@ -1145,21 +1160,35 @@ class PyAVVideoReader(VideoReader):
         ctx = stream.codec_context
         got: dict[int, np.ndarray] = {}
         remaining = list(reversed(wanted))  # next wanted frame last
+        refused: set[int] = set()  # the times of the packets the decoder refused
         try:
             while remaining:
                 target = remaining[-1]
                 packets = self._seek_to(target, int(pts_of[target]))
                 self._used = True
                 pos = -1
+                refused_in_a_row, frame = 0, None
                 for packet in packets:
                     # the demuxer's last, empty packet drains the decoder: nothing of it to skip
                     ctx.skip_frame = "DEFAULT" if packet.size == 0 or packet.pts in want_pts else "NONREF"
-                    for frame in packet.decode():
+                    try:
+                        frames = packet.decode()
+                    except av.error.InvalidDataError:  # a damaged packet: passed over, as players pass over it
+                        refused_in_a_row += 1
+                        if refused_in_a_row > DAMAGED_PACKETS or packet.pts is None:
+                            raise
+                        refused.add(int(packet.pts))
+                        continue
+                    refused_in_a_row = 0
+                    for frame in frames:
                         self.frames_decoded += 1
                         pos = index_of.get(frame.pts, -2) if frame.pts is not None else -2
                         if pos == -2:
                             return None
-                        if pos == remaining[-1]:
+                        while remaining and pos > remaining[-1] and refused:
+                            # its packet was damaged, or one it refers to (the decoder drops such a frame): the next
+                            got[remaining.pop()] = self._rgb(frame, fmt)
+                        if remaining and pos == remaining[-1]:
                             got[pos] = self._rgb(frame, fmt)
                             remaining.pop()
                         elif remaining and pos > remaining[-1]:
@@ -1170,12 +1199,19 @@ class PyAVVideoReader(VideoReader):
                                          and remaining[-1] - pos > self.seek_threshold):
                         break  # all there, or the next one after this seek's target is far: seek to it
                 else:
-                    return None  # the packets ended before every wanted frame came out
+                    if frame is None or not refused:
+                        return None  # the packets ended before every wanted frame came out
+                    while remaining:  # the last ones' packets were damaged: the last frame shown
+                        got[remaining.pop()] = self._rgb(frame, fmt)
         except Exception as e:  # noqa: BLE001 - the full decode reports it
             logger.debug("decoding %s with skipping failed (%s); decoding every frame", self.name, e)
             return None
         finally:
             ctx.skip_frame = "DEFAULT"
+        if refused:
+            self.damaged_packets += len(refused)
+            logger.info("%s: %d damaged packet(s) passed over (each of their frames shown as the next one)",
+                        self.name, len(refused))
         return got
 
     def _seek_to(self, target: int, target_pts: int):
