@@ -434,14 +434,12 @@ class CountTable:
                      rate: float, time_base: float) -> tuple[CountTable, int]:
         """The table of a stream's packets in decoding order (``pts``, ``dts``, whether each is a keyframe, its byte
         position or None), ``keyed`` its first keyframe's place (``closed``: it opens a closed group of pictures,
-        :func:`_closed_gop`). A keyframe of MPEG-1/2 video is given as the frames
-        of its group shown before it (its picture's temporal reference, :func:`_temporal_reference`; None where the
-        packet shows none), which counts
-        it where an MPEG-PS demuxer's timestamps do not (they are the stream's, given to packets as they come, which
-        can be a frame off either way, and repeat). Returns ``(table, frames dropped at the start)``:
-        as :func:`_undecodable_start`, the frames before the first keyframe, and those after it shown before it,
-        are not counted (decoders drop them); only in its own part (a part after a jump back in time is all shown
-        before it).
+        :func:`_closed_gop`). A keyframe of MPEG-1/2 video is given as the frames of its group shown before it (its
+        picture's temporal reference, :func:`_temporal_reference`; None where the packet shows none), which counts it
+        where an MPEG-PS demuxer's timestamps do not (they are the stream's, given to packets as they come, which can
+        be a frame off either way, and repeat). Returns ``(table, frames dropped at the start)``: as
+        :func:`_undecodable_start`, the frames before the first keyframe, and those after it shown before it, are not
+        counted (decoders drop them); only in its own part (a part after a jump back in time is all shown before it).
 
         Presentation order differs from decoding order only among neighbours (a decoder holds back a few frames to
         reorder them), so a keyframe's count is the frames decoded before it, less those of them shown after it,
@@ -487,7 +485,10 @@ class CountTable:
         for i in starts:
             j = neighbours(i)
             first.append(int(pts[j[j >= i]].min()))
-        table = cls(int(before[-1]), rate, time_base, [count(i) for i in entries], [start_at[i] for i in entries],
+        counts = np.asarray([count(i) for i in entries], np.int64)
+        order = np.argsort(counts, kind="stable")  # (in decoding order they ascend; CountTable.entry relies on it)
+        entries = [entries[k] for k in order]
+        table = cls(int(before[-1]), rate, time_base, counts[order], [start_at[i] for i in entries],
                     np.searchsorted(parts, part[entries]), before[starts], first,
                     [pts[kept & (part == s)].max() for s in parts])
         return table, len(pts) - int(before[-1])
@@ -1140,9 +1141,8 @@ class PyAVVideoReader(VideoReader):
         A packet the decoder refuses (a damaged one: a hole of zeros in an MP4's data) is passed over, as players
         pass over it, up to :data:`DAMAGED_PACKETS` in a row; a wanted frame that does not come out after one (its own
         packet, or one it refers to, was damaged) is given as the next frame out (the frames after a damaged one show
-        its damage, as they do in players). Before, one damaged packet
-        ended the reading: the index lost every window after it in the keyframe's group, and listed the file as
-        indexed in part ("cannot be decoded past").
+        its damage, as they do in players). Before, one damaged packet ended the reading: the index lost every window
+        after it in the keyframe's group, and listed the file as indexed in part ("cannot be decoded past").
 
         Only for :data:`SKIP_CODECS`. None where it cannot tell (no packet times, a frame whose time is not a
         packet's, a wanted frame that does not come out, a decoding error): the caller then decodes every frame,
