@@ -432,8 +432,9 @@ def test_damaged_packets_in_an_mp4_are_passed_over_as_players_pass_them(tmp_path
     every window after it in the keyframe's group and listed the file as indexed in part. Read as its clock places
     them (as the index reads), they are passed over: every frame outside their group in its place, within it as
     near as the decoder gives them (a damaged frame's place takes the next one out, the frames that refer to it show
-    its damage, as in players)."""
+    its damage, as in players); and a preview or export across them (which raised the decoder's error) is cut."""
     from tests.videos import write_damaged_mp4
+    from vtr.data.cut import cut_clip
 
     path = write_damaged_mp4(tmp_path / "damaged.mp4", indexed_frames(75), damaged=(30, 31))
     with open_video(path, backend="pyav") as r:
@@ -443,6 +444,10 @@ def test_damaged_packets_in_an_mp4_are_passed_over_as_players_pass_them(tmp_path
     assert got[:25] == list(range(25)) and got[50:] == list(range(50, 75))  # the groups around the damaged one
     # in it, up to the next keyframe, the decoder's frames after the damaged ones are as near as a player shows them
     assert all(abs(g - i) <= 2 for i, g in enumerate(got[25:50], 25)), got[25:50]
+    cut_clip(str(path), 0.8, 2.4, tmp_path / "cut.mp4")  # a preview across them (it raised the decoder's error)
+    with av.open(str(tmp_path / "cut.mp4")) as c:
+        shown = [frame_index_of(f.to_ndarray(format="rgb24")) for f in c.decode(video=0)]
+    assert 38 <= len(shown) <= 40 and shown[0] == 20 and shown[-1] == 59, shown  # less the damaged ones
 
 
 def test_a_raw_stream_without_a_container_is_said_in_a_line(tmp_path):

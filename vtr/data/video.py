@@ -618,12 +618,6 @@ def stalls_demuxer(path) -> bool:
     return False
 
 
-def _decoded(container, stream):
-    """``stream``'s frames, read through :func:`demuxed`."""
-    for packet in demuxed(container, stream):
-        yield from packet.decode()
-
-
 def _first_packet(container, stream):
     """The stream's first packet that holds data, in decoding order (None in an empty stream)."""
     return next((p for p in demuxed(container, stream) if p.size), None)
@@ -1441,7 +1435,8 @@ def decode_from(container, stream, seconds: float, origin: float = 0.0, frames=N
     time 0, before every stream's start. Used where frames are cut by time (cut detection, the app's previews);
     :meth:`PyAVVideoReader._seek_to` is the same for frames by index.
 
-    frames: ``frames(container, stream)``, the frames after a seek (default: every frame, through :func:`demuxed`).
+    frames: ``frames(container, stream)``, the frames after a seek (default: :func:`decodable_frames`, passing over
+    up to :data:`DAMAGED_PACKETS` damaged packets in a row, as the index's reading does).
     by_count: a file whose timestamps jump (:func:`discontinuous`): its frames timed by count as its reader times
     them (a video frame ``k`` at ``origin + k / rate``), which the callers skip to ``seconds``; a seek by time would
     land on either side of a jump. Given its :class:`CountTable`, they are decoded from the keyframe before
@@ -1452,7 +1447,7 @@ def decode_from(container, stream, seconds: float, origin: float = 0.0, frames=N
 
     import av
 
-    frames = frames or _decoded
+    frames = frames or (lambda c, s: decodable_frames(c, s, refused_in_a_row=DAMAGED_PACKETS))
     if isinstance(by_count, CountTable):
         return _from_keyframe(container, stream, seconds, origin, frames, by_count)
     if by_count:
