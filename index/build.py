@@ -921,8 +921,10 @@ def _retime_dropped_frames(catalog: Catalog, index_dir: Path, todo, report: Buil
                         "AVI captures that dropped frames", (".avi", ".divx"), drops_frames)
 
 
+#: Extensions of MPEG-TS files (:func:`_reread_past_holes`: only its demuxer stalls on a stretch of zeros)
+TS_EXTENSIONS = frozenset({".ts", ".mts", ".m2ts", ".m2t", ".tod"})
 #: Extensions of MPEG-TS and MPEG-PS files, whose timestamps can jump (:func:`_retime_jumps`)
-TS_PS_EXTENSIONS = frozenset({".ts", ".mts", ".m2ts", ".m2t", ".tod", ".mpg", ".mpeg", ".vob", ".mod"})
+TS_PS_EXTENSIONS = TS_EXTENSIONS | {".mpg", ".mpeg", ".vob", ".mod"}
 
 
 def _retime_jumps(catalog: Catalog, index_dir: Path, todo, report: BuildReport, progress: bool) -> list:
@@ -964,7 +966,7 @@ def _reread_past_holes(catalog: Catalog, index_dir: Path, todo, report: BuildRep
     from vtr.data.video import stalls_demuxer
 
     return _retime_once(catalog, index_dir, todo, report, progress, "holes_read_past",
-                        "TS recordings with a stretch of zeros", TS_PS_EXTENSIONS, stalls_demuxer,
+                        "TS recordings with a stretch of zeros", TS_EXTENSIONS, stalls_demuxer,
                         "reading went on past it")
 
 
