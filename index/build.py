@@ -943,10 +943,12 @@ def _retime_jumps(catalog: Catalog, index_dir: Path, todo, report: BuildReport, 
 def _retry_in_part(catalog: Catalog, index_dir: Path, todo, report: BuildReport) -> list:
     """Once per index: the files an index built before damaged packets were passed over
     (:data:`vtr.data.video.DAMAGED_PACKETS`: a hole of zeros in an MP4's data, bad sectors) listed as indexed in
-    part, embedded again, counted as tried again: the first damaged packet ended their reading, and the windows after
-    it in its keyframe's group were lost. One still damaged past reading is listed in part again. The catalog's
-    ``damaged_packets_passed_over`` mark says this was done (or that every file was embedded so)."""
-    mark = "damaged_packets_passed_over"
+    part, embedded again, counted as tried again: the first damaged packet ended their reading (of H.264 and HEVC, the
+    windows after it in its keyframe's group were lost; of other codecs, an old camera's MJPEG or MPEG-4, every window
+    after it). One still damaged past reading is listed in part again. The catalog's
+    ``damaged_packets_passed_over_in_every_codec`` mark says this was done (or that every file was embedded so); an
+    index that has only ``damaged_packets_passed_over`` (H.264 and HEVC were read past them) tries again once more."""
+    mark = "damaged_packets_passed_over_in_every_codec"
     if catalog.get_meta(mark, False):
         return []
     queued = {t[0] for t in todo}

@@ -680,18 +680,26 @@ def write_damaged_mp4(path, frames: np.ndarray, fps: int = 25, damaged=(30, 31),
     """uint8 [T, H, W, 3] frames as H.264 MP4 (B-frames, a keyframe every ``keyint`` frames) whose packets at the
     decoding-order places ``damaged`` are overwritten with zeros (a hole in a phone video's copy, bad sectors read
     back as zeros): the decoder refuses them."""
-    import av
-
     path = Path(path)
     write_video(path, frames, fps=fps, options={"preset": "veryfast", "crf": "12",
                                                 "x264-params": f"bframes=2:keyint={keyint}:min-keyint={keyint}"
                                                                ":scenecut=0"})
+    return damage_packets(path, damaged)
+
+
+def damage_packets(path, damaged) -> Path:
+    """Overwrite with zeros the video packets of ``path`` at the decoding-order places ``damaged`` (none of them a
+    keyframe, which would take its whole group, unless every frame is one: MJPEG)."""
+    import av
+
+    path = Path(path)
     data = bytearray(path.read_bytes())
     with av.open(str(path)) as c:
         packets = [(p.pos, p.size, p.is_keyframe) for p in c.demux(video=0) if p.size]
+    intra = all(key for _, _, key in packets)
     for k in damaged:
         at, size, key = packets[k]
-        assert not key, "a keyframe would take its whole group"
+        assert intra or not key, "a keyframe would take its whole group"
         data[at:at + size] = bytes(size)
     path.write_bytes(bytes(data))
     return path

@@ -93,6 +93,89 @@ def test_a_recording_started_between_keyframes_is_cut_on_the_index_seconds(tmp_p
     assert len(got) == 20 and all(abs(g - w) <= 1 for g, w in zip(got, range(35, 55)))  # the reader's 10 to 29
 
 
+@pytest.mark.parametrize("name, codec", [("android.mp4", "libx264"), ("camera.avi", "mjpeg")])
+def test_a_full_range_video_is_cut_at_the_levels_it_shows(tmp_path, name, codec):
+    """A full-range source (an Android phone's H.264, an old camera's or a webcam's MJPEG: 0-255, where broadcast
+    video is 16-235) cut into H.264: players show the clip at the source's levels. Before, its YUV went into the clip
+    unconverted, which players take as limited range: the app's previews and the exports crushed the shadows and
+    clipped the highlights (grey 20 shown as 2)."""
+    from vtr.data.cut import cut_clip
+
+    src = write_video(tmp_path / name, indexed_frames(50, height=32, width=32), codec=codec, pix_fmt="yuvj420p")
+
+    def levels(path):  # the mean of each frame's top half, as a player converts it to RGB
+        with av.open(str(path)) as c:
+            return [float(f.to_ndarray(format="rgb24")[:16].mean()) for f in c.decode(video=0)]
+
+    shown = levels(src)
+    assert shown[0] < 25 and shown[-1] > 160  # dark and bright frames
+    cut_clip(str(src), 0.0, 2.0, tmp_path / "cut.mp4")
+    cut = levels(tmp_path / "cut.mp4")
+    assert len(cut) == 50 and max(abs(a - b) for a, b in zip(cut, shown)) < 2.5, list(zip(cut, shown))
+
+
+def _painted(path, width, height, codec="libx264", pix_fmt="yuv420p", matrix="ITU709", full=False, tags=None):
+    """A second of a red and a green half (200,30,30 | 30,160,60) in YUV of ``matrix``, tagged ``tags`` (matrix,
+    primaries, transfer) or not at all, as phones, cameras and screen recorders write them."""
+    im = np.zeros((height, width, 3), np.uint8)
+    im[:, :width // 2], im[:, width // 2:] = (200, 30, 30), (30, 160, 60)
+    with av.open(str(path), "w") as c:
+        s = c.add_stream(codec, rate=10)
+        s.width, s.height, s.pix_fmt = width, height, pix_fmt
+        s.options = {"crf": "8", "preset": "ultrafast"} if codec == "libx264" else {}
+        if codec != "libx264":
+            s.bit_rate = 8_000_000
+        if tags:
+            s.codec_context.colorspace, s.codec_context.color_primaries, s.codec_context.color_trc = tags
+        for i in range(10):
+            f = av.VideoFrame.from_ndarray(im, format="rgb24")
+            if pix_fmt != "rgb24":
+                f = f.reformat(format=pix_fmt, dst_colorspace=matrix, dst_color_range="JPEG" if full else "MPEG")
+            f.pts = i
+            for packet in s.encode(f):
+                c.mux(packet)
+        for packet in s.encode():
+            c.mux(packet)
+    return path
+
+
+def _as_a_browser_shows(path) -> tuple:
+    """The red and green halves of ``path``'s first frame as Chromium shows them (measured with Chromium 2026-12-06):
+    in the matrix its stream says, where it says matrix, primaries and transfer; an untagged stream (or one that says
+    a matrix alone) as BT.709 from 1280x720 up, BT.601 below."""
+    with av.open(str(path)) as c:
+        cc = c.streams.video[0].codec_context
+        frame = next(c.decode(video=0))
+    tagged = 2 not in (cc.colorspace, cc.color_primaries, cc.color_trc)
+    matrix = cc.colorspace if tagged else (1 if frame.width >= 1280 or frame.height > 576 else 6)
+    rgb = frame.reformat(format="rgb24", src_colorspace=matrix).to_ndarray().astype(int)
+    h, w = rgb.shape[:2]
+    return tuple(rgb[h // 2, w // 4]), tuple(rgb[h // 2, 3 * w // 4])
+
+
+@pytest.mark.parametrize("name, size, kwargs", [
+    ("phone.mp4", (1920, 1080), {"tags": (1, 1, 1)}),  # an iPhone's, a Pixel's: BT.709, said so
+    ("untagged.mp4", (1920, 1080), {}),  # BT.709, as players take HD that says nothing
+    ("android.mp4", (1920, 1080), {"matrix": "ITU601", "tags": (6, 6, 6)}),  # some Android phones: BT.601 HD
+    ("sd.mp4", (640, 480), {"matrix": "ITU601"}),  # BT.601, as players take SD that says nothing
+    ("camera.mov", (1280, 720), {"codec": "mjpeg", "pix_fmt": "yuvj420p", "matrix": "ITU601", "full": True}),
+    ("screen.mov", (1280, 720), {"codec": "qtrle", "pix_fmt": "rgb24"}),  # a screen recording in RGB
+])
+def test_a_cut_is_shown_in_the_colours_of_its_source(tmp_path, name, size, kwargs):
+    """A preview (854 wide) and an export (1920) of sources in the colours phones, cameras and screen recorders write,
+    shown by a browser within 4 levels of what was painted. The cut copies the source's YUV, so it says the source's
+    colours (or, for a source that says none, what players take it to be by its size). Before, it said none: Chromium
+    took the 854x480 preview of an HD phone video (BT.709) as BT.601, a red 200,30,30 shown as 186,12,32, and an HD
+    export of a BT.601 Android video as BT.709; an MJPEG camera's full range was crushed."""
+    from vtr.data.cut import cut_clip
+
+    src = _painted(tmp_path / name, *size, **kwargs)
+    for width in (854, 1920):
+        cut_clip(str(src), 0.0, 0.5, tmp_path / f"cut{width}.mp4", max_width=width)
+        red, green = _as_a_browser_shows(tmp_path / f"cut{width}.mp4")
+        assert max(abs(a - b) for a, b in zip(red + green, (200, 30, 30, 30, 160, 60))) <= 4, (width, red, green)
+
+
 def test_interlaced_video_is_deinterlaced_in_the_cut(tmp_path):
     """A 1080i camcorder clip cut as it was decoded combed every moving edge in the (progressive) H.264 file, which
     players then show as it is; players deinterlace the source, and so does the cut now."""

@@ -1,3 +1,4 @@
+import contextlib
 import random
 import sys
 
@@ -449,6 +450,40 @@ def test_damaged_packets_in_an_mp4_are_passed_over_as_players_pass_them(tmp_path
     with av.open(str(tmp_path / "cut.mp4")) as c:
         shown = [frame_index_of(f.to_ndarray(format="rgb24")) for f in c.decode(video=0)]
     assert 38 <= len(shown) <= 40 and shown[0] == 20 and shown[-1] == 59, shown  # less the damaged ones
+
+
+@pytest.mark.parametrize("name, codec, options, pix_fmt", [
+    ("camera.avi", "mjpeg", None, "yuvj420p"),  # an old digital camera's Motion JPEG
+    ("xvid.avi", "mpeg4", {"g": "25", "bf": "2", "b": "2M"}, "yuv420p"),  # MPEG-4 Part 2 with B-frames
+    ("phone.3gp", "mpeg4", {"g": "25", "b": "2M"}, "yuv420p"),  # an old phone's
+])
+def test_damaged_packets_of_other_codecs_are_passed_over(tmp_path, name, codec, options, pix_fmt):
+    """Two zeroed packets in an old camera's MJPEG AVI, an MPEG-4 Part 2 AVI with B-frames, an old phone's 3GP: the
+    decoder refuses them, and the first refusal ended the reading (H.264 and HEVC were read past them): the index
+    listed such a file "cannot be decoded past" the damage and lost every window after it. Every frame is read in its
+    place, by counting from the start and after a seek by time; a damaged frame's place takes the next frame out
+    (those that refer to it, up to the next keyframe, as near as the decoder gives them)."""
+    from tests.videos import damage_packets
+
+    path = write_video(tmp_path / name, indexed_frames(75), codec=codec, options=options, pix_fmt=pix_fmt)
+    damage_packets(path, (30, 31))
+    with av.open(str(path)) as c:
+        times = sorted(p.pts for p in c.demux(video=0) if p.size)
+    shown = {}  # what a player shows: the frames out, each at its time (the frames after the damaged ones show it)
+    with av.open(str(path)) as c:
+        for packet in c.demux(video=0):
+            with contextlib.suppress(av.error.InvalidDataError):
+                shown.update((times.index(f.pts), frame_index_of(f.to_ndarray(format="rgb24")))
+                             for f in packet.decode())
+    assert len(shown) < 74  # the decoder refused two packets (and can drop frames that refer to them)
+    want = [shown[min(j for j in shown if j >= i)] for i in range(75)]  # a frame not out: the next one
+    assert want[:25] == list(range(25)) and want[50:] == list(range(50, 75))  # the groups around the damage
+    for threshold in (None, 4):
+        with open_video(path, backend="pyav", seek_threshold=threshold) as r:
+            assert r.clock().num_frames == 75
+            assert _indices_of(r.get_frames(list(range(75)))) == want
+            assert r.damaged_packets == 2
+            assert _indices_of(r.get_frames([74, 31, 60])) == [74, want[31], 60]
 
 
 def test_a_raw_stream_without_a_container_is_said_in_a_line(tmp_path):

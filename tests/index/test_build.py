@@ -986,28 +986,34 @@ def test_a_recording_with_a_stretch_of_zeros_is_indexed_to_its_end(tmp_path, tes
 
 
 def test_a_video_with_damaged_packets_is_indexed_whole(tmp_path, test_model):
-    """An H.264 MP4 two of whose packets were zeroed (a hole in a copy): every window indexed, and the file not listed
-    as indexed in part. Before, the first damaged packet ended the reading of its keyframe's group: windows lost, and
-    "cannot be decoded past" said of a file that decodes to its end. An older index (no
-    ``damaged_packets_passed_over`` mark) embeds the files it lists in part again, once."""
-    from tests.videos import write_damaged_mp4
+    """An H.264 MP4 and an old camera's MJPEG AVI, two packets of each zeroed (a hole in a copy): every window indexed,
+    and neither listed as indexed in part. Before, the first damaged packet ended the reading (of the MP4's keyframe's
+    group; of the AVI, the rest of it): windows lost, and "cannot be decoded past" said of a file that decodes to its
+    end. An older index (no ``damaged_packets_passed_over_in_every_codec`` mark) embeds the files it lists in part
+    again, once."""
+    from tests.videos import damage_packets, write_damaged_mp4
 
     root = tmp_path / "videos"
     root.mkdir()
     write_damaged_mp4(root / "phone.mp4", textured_frames(12, seed=7, height=64, width=96), fps=10,
                       damaged=(45, 46), keyint=100)
+    damage_packets(write_video(root / "camera.avi", textured_frames(12, seed=8, height=64, width=96), fps=10,
+                               codec="mjpeg", pix_fmt="yuvj420p"), (45, 46))
     idx = tmp_path / "idx"
     report = build_index([str(root)], str(idx), model=test_model, workers=0, progress=False)
-    assert (report.added, report.partial, report.failed) == (1, 0, 0), report.partials
-    assert max(w.end for f, w in snapshot_windows(idx)) == pytest.approx(12.0)
+    assert (report.added, report.partial, report.failed) == (2, 0, 0), report.partials
+    ends = {}
+    for f, w in snapshot_windows(idx):
+        ends[Path(f.path).name] = max(ends.get(Path(f.path).name, 0), w.end)
+    assert ends == {"phone.mp4": pytest.approx(12.0), "camera.avi": pytest.approx(12.0)}
     want = snapshot(idx)
-    cat = Catalog(idx / "catalog.sqlite")  # as an older index left it: listed in part
+    cat = Catalog(idx / "catalog.sqlite")  # as an older index left them: listed in part
     with cat.transaction():
-        cat.conn.execute("UPDATE files SET error=? WHERE path LIKE '%phone.mp4'",
-                         ("the video cannot be decoded past 4.5 s of 12.0 s (damaged or cut short)",))
+        cat.conn.execute("UPDATE files SET error=?", ("the video cannot be decoded past 4.5 s of 12.0 s (damaged or "
+                                                      "cut short)",))
     cat.close()
-    reads_again_once(idx, test_model, want, "damaged_packets_passed_over", "retried", 1, 0,
-                     "1 that failed before tried again")
+    reads_again_once(idx, test_model, want, "damaged_packets_passed_over_in_every_codec", "retried", 2, 0,
+                     "2 that failed before tried again")
     assert index_status(str(idx))["partial"] == []
 
 

@@ -126,6 +126,9 @@ def _transcode_once(path, start, stop, out_path, max_width, rotation: int, origi
                 # BT.709 (_copy_video), and said so
                 cc = vout.codec_context
                 cc.color_primaries, cc.color_trc, cc.colorspace, cc.color_range = 1, 1, 1, 1  # BT.709, limited
+            else:  # its YUV copied: said in the source's colours, where players would guess them by the clip's size
+                cc = vout.codec_context
+                cc.colorspace, cc.color_primaries, cc.color_trc = source_colors(vin)
             if rotation:  # portrait phone video: stored frames copied as they are, turned upright by the player
                 vout.set_display_rotation(rotation)
             aout = dst.add_stream("aac", rate=AUDIO_RATE, layout="stereo") if with_audio else None
@@ -175,6 +178,7 @@ def _copy_video(src, vin, vout, dst, start, stop, rate, width, height, origin: f
 
     last_pts = -1
     reformatter = VideoReformatter()
+    matrix = source_colors(vin)[0]  # the matrix the stream says: YUV is copied in its own, RGB converted to it
     for frame in deinterlaced(decode_from(src, vin, start, origin, by_count=by_count), vin.time_base):
         t = frame.time
         if t is None:
@@ -190,8 +194,10 @@ def _copy_video(src, vin, vout, dst, start, stop, rate, width, height, origin: f
             rgb = shown_rgb(frame, reformatter, width, height, "BICUBIC")
             out = reformatter.reformat(av.VideoFrame.from_ndarray(rgb, format="rgb24"), format="yuv420p",
                                        dst_colorspace="ITU709", dst_color_range="MPEG")
-        else:
-            out = frame.reformat(width=width, height=height, format="yuv420p")
+        else:  # limited range, which players take an H.264 stream without a range flag to be in
+            rgb_source = frame.format.is_rgb or frame.format.has_palette
+            out = frame.reformat(width=width, height=height, format="yuv420p", src_color_range=color_range(frame),
+                                 dst_color_range="MPEG", dst_colorspace=matrix if rgb_source else None)
         out.pts, out.time_base = pts, 1 / rate
         last_pts = pts
         for packet in vout.encode(out):
@@ -199,6 +205,36 @@ def _copy_video(src, vin, vout, dst, start, stop, rate, width, height, origin: f
     for packet in vout.encode():
         dst.mux(packet)
     return last_pts + 1
+
+
+#: FFmpeg's codes (AVColorSpace, AVColorPrimaries, AVColorTransferCharacteristic) of the colours the cut tags
+BT709, SMPTE170M, UNSPECIFIED = 1, 6, 2
+RGB_MATRIX = 0  # a stream of RGB pictures (AVCOL_SPC_RGB)
+
+
+def source_colors(vin) -> tuple[int, int, int]:
+    """(matrix, primaries, transfer) of the source's YUV, which the cut copies: its tags, and where it has none, what
+    players take an untagged stream of its size to be (BT.709 from 1280 wide or more than 576 lines up, BT.601
+    below: mpv, Chromium). The cut's stream says them, all three (Chromium ignores a matrix said alone). Before, the
+    cut said none, and Chromium took an 854x480 preview of an HD phone video (BT.709) to be BT.601: reds and greens
+    shown off by up to 20 levels (a red 200,30,30 as 186,12,32). An RGB source is converted to BT.709."""
+    cc = vin.codec_context
+    matrix = cc.colorspace
+    if matrix in (RGB_MATRIX, UNSPECIFIED) or matrix > 14:  # RGB, none, or a reserved code
+        hd = (cc.width or 0) >= 1280 or (cc.height or 0) > 576
+        matrix = BT709 if hd or matrix == RGB_MATRIX else SMPTE170M
+    bt709 = matrix == BT709
+    primaries = cc.color_primaries if cc.color_primaries not in (UNSPECIFIED, 0) else (BT709 if bt709 else SMPTE170M)
+    transfer = cc.color_trc if cc.color_trc not in (UNSPECIFIED, 0) else (BT709 if bt709 else SMPTE170M)
+    return matrix, primaries, transfer
+
+
+def color_range(frame) -> str:
+    """The range ``frame``'s YUV is in: "JPEG" (full, 0-255) for a full-range source (many Android phones' H.264 and
+    HEVC, MJPEG cameras and webcams: FFmpeg's ``yuvj`` formats, or a frame tagged full range), else "MPEG" (16-235).
+    Converted without it, as before, a full-range frame went into the H.264 file as it was and players, taking the
+    file to be limited range, crushed its shadows and clipped its highlights (grey 20 shown as 2)."""
+    return "JPEG" if frame.color_range == 2 or frame.format.name.startswith("yuvj") else "MPEG"
 
 
 def _copy_audio(src, aout, dst, start, stop, origin: float = 0.0, by_count: bool | CountTable = False) -> None:

@@ -1049,6 +1049,7 @@ class PyAVVideoReader(VideoReader):
         by_pts = False      # after a seek, indices come from timestamps instead of counting
         keyed = False       # after a seek by byte (frames timed by count), counting starts at a keyframe
         table = self._count_table if self._discontinuous else None
+        damaged, last, placed = 0, None, None  # packets the decoder refused; the last frame out; {pts: frame}
         try:
             for target in wanted:
                 if target in got:
@@ -1072,8 +1073,15 @@ class PyAVVideoReader(VideoReader):
                         packets = demuxed(self._container, stream)
                         by_pts, pos = False, -1
                     self._used = True
-                    decoder = (frame for packet in packets for frame in packet.decode())
+                    decoder, gap = _passing_damage(packets), None
                 for frame in decoder:
+                    if frame is None:  # a damaged packet: its frame never comes out (counted, when frames are)
+                        if not keyed:
+                            damaged, gap = damaged + 1, pos + 1 if gap is None else gap
+                            pos += 0 if by_pts else 1
+                            if placed is None:  # the decoder can drop frames that refer to it without a word
+                                placed = (self._pts_index() if table is None else None) or {}
+                        continue
                     self.frames_decoded += 1
                     if keyed:  # frames before the keyframe (shown before it, or the tail of the one before)
                         if not frame.key_frame:
@@ -1083,12 +1091,22 @@ class PyAVVideoReader(VideoReader):
                         if frame.pts is None:  # cannot place the frame in time: count from the start instead
                             return self._sequential_fallback(indices, size)
                         pos = self._index_of(frame.pts)
+                    elif placed and frame.pts in placed:  # after damage: by the clock's packet times, where read
+                        pos = placed[frame.pts]
                     else:
                         pos += 1
+                    last = frame
+                    if gap is not None:  # the damaged packets' places take the next frame out, as players show it
+                        for i in wanted_set.difference(got).intersection(range(gap, pos)):
+                            got[i] = self._rgb(frame, fmt)
+                        gap = None
                     if pos in wanted_set and pos not in got:
                         got[pos] = self._rgb(frame, fmt)
                     if pos >= target:
                         break
+                if target not in got and gap is not None and last is not None:  # the last packets were damaged
+                    for i in wanted_set.difference(got).intersection(range(gap, pos + 1)):
+                        got[i] = self._rgb(last, fmt)
                 if target not in got:
                     if by_pts and pos < target:
                         decoded = f"decoding stopped near frame {pos}"
@@ -1103,6 +1121,10 @@ class PyAVVideoReader(VideoReader):
             raise VideoReadError(self.name, f"the video data is damaged after frame {pos + 1} ({_first_line(e)})"
                                  if pos >= 0 else f"PyAV failed to decode ({_first_line(e)})",
                                  decodable_frames=None if by_pts else pos + 1) from e
+        if damaged:
+            self.damaged_packets += damaged
+            logger.info("%s: %d damaged packet(s) passed over (each of their frames shown as the next one)",
+                        self.name, damaged)
         return np.stack([got[i] for i in indices])
 
     def _rgb(self, frame, fmt) -> np.ndarray:
@@ -1469,6 +1491,28 @@ def decode_from(container, stream, seconds: float, origin: float = 0.0, frames=N
         if target <= 0 or (first is not None and (first.time is None or first.time - origin <= seconds + 1e-3)):
             return itertools.chain([first], out) if first is not None else iter(())
         margin = max(1.0, 2 * margin)
+
+
+def _passing_damage(packets):
+    """The frames of ``packets``, and None in place of each packet the decoder refuses as damaged (a hole of zeros
+    in the file, bad sectors read back as zeros), up to :data:`DAMAGED_PACKETS` in a row, as players pass over them;
+    more raise the decoder's error. Before, the first refusal ended the reading, of every codec but H.264 and HEVC
+    (which :meth:`PyAVVideoReader._decode_skipping` reads): an old camera's MJPEG or MPEG-4 AVI lost everything after
+    one damaged frame."""
+    import av
+
+    in_a_row = 0
+    for packet in packets:
+        try:
+            frames = packet.decode()
+        except av.error.InvalidDataError:
+            in_a_row += 1
+            if in_a_row > DAMAGED_PACKETS or not packet.size:
+                raise
+            yield None
+            continue
+        in_a_row = 0
+        yield from frames
 
 
 def decodable_frames(container, stream, refused_in_a_row: int | None = None):
