@@ -176,6 +176,43 @@ def test_a_cut_is_shown_in_the_colours_of_its_source(tmp_path, name, size, kwarg
         assert max(abs(a - b) for a, b in zip(red + green, (200, 30, 30, 30, 160, 60))) <= 4, (width, red, green)
 
 
+def test_a_cut_plays_the_sound_a_player_plays(tmp_path):
+    """A video with two sound tracks, the first an audio description for the visually impaired (as broadcasts carry
+    it beside the programme's sound), the second marked default: the cut plays the default one, as players do.
+    Before, it took the first track, whichever it was."""
+    from tests.data.test_video import _cut_frames_and_pitch
+    from vtr.data.cut import cut_clip
+
+    path = tmp_path / "broadcast.mkv"
+    with av.open(str(path), "w") as c:
+        video = c.add_stream("libx264", rate=10)
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        video.options = {"crf": "10", "preset": "ultrafast"}
+        tracks = [(c.add_stream("aac", rate=16000, layout="mono"), hz) for hz in (880, 440)]
+        tracks[0][0].disposition = av.stream.Disposition.visual_impaired
+        tracks[1][0].disposition = av.stream.Disposition.default
+        for i, frame in enumerate(indexed_frames(20)):
+            f = av.VideoFrame.from_ndarray(frame, format="rgb24")
+            f.pts = i
+            for packet in video.encode(f):
+                c.mux(packet)
+        for packet in video.encode():
+            c.mux(packet)
+        for stream, hz in tracks:
+            for k in range(0, 2 * 16000, 1024):
+                tone = 0.3 * np.sin(2 * np.pi * hz * np.arange(k, k + 1024) / 16000)
+                f = av.AudioFrame.from_ndarray(tone.astype(np.float32)[None], format="fltp", layout="mono")
+                f.sample_rate, f.pts = 16000, k
+                for packet in stream.encode(f):
+                    c.mux(packet)
+            for packet in stream.encode():
+                c.mux(packet)
+    cut_clip(str(path), 0.5, 1.5, tmp_path / "cut.mp4")
+    shown, pitch = _cut_frames_and_pitch(tmp_path / "cut.mp4")
+    assert len(shown) == 10 and all(abs(got - want) <= 1 for got, want in zip(shown, range(5, 15)))
+    assert pitch(0.2, 0.8) == pytest.approx(440, abs=10)
+
+
 def test_interlaced_video_is_deinterlaced_in_the_cut(tmp_path):
     """A 1080i camcorder clip cut as it was decoded combed every moving edge in the (progressive) H.264 file, which
     players then show as it is; players deinterlace the source, and so does the cut now."""

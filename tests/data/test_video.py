@@ -486,6 +486,22 @@ def test_damaged_packets_of_other_codecs_are_passed_over(tmp_path, name, codec, 
             assert _indices_of(r.get_frames([74, 31, 60])) == [74, want[31], 60]
 
 
+def test_a_stretch_of_damaged_packets_ends_the_reading_where_it_starts(tmp_path):
+    """More damaged packets in a row than players pass over (an MJPEG AVI with 30 of its frames zeroed): the reading
+    ends, and the frames that decode are those before the damage (the index lists the file in part from there), not
+    those the damaged packets' places were counted to."""
+    from tests.videos import damage_packets
+    from vtr.data.video import DAMAGED_PACKETS
+
+    path = write_video(tmp_path / "camera.avi", indexed_frames(75), codec="mjpeg", pix_fmt="yuvj420p")
+    damage_packets(path, range(30, 31 + DAMAGED_PACKETS))
+    with open_video(path, backend="pyav", seek_threshold=None) as r:
+        assert _indices_of(r.get_frames([0, 29])) == [0, 29]
+        with pytest.raises(VideoReadError, match="damaged after frame 30") as e:
+            r.get_frames([29, 70])
+    assert e.value.decodable_frames == 30
+
+
 def test_a_raw_stream_without_a_container_is_said_in_a_line(tmp_path):
     """A raw H.264 stream (a CCTV recorder's export) has no timestamps and cannot be read from its start again.
     Before, the reader let PyAV's "[Errno 1] Operation not permitted" out as a traceback."""

@@ -136,7 +136,7 @@ def _transcode_once(path, start, stop, out_path, max_width, rotation: int, origi
             if n_frames == 0:
                 raise VtrError(f"no frames of {Path(path).name} between {start:.1f} s and {stop:.1f} s")
             if aout is not None:
-                _copy_audio(src, aout, dst, start, stop, origin, by_count)
+                _copy_audio(src, vin, aout, dst, start, stop, origin, by_count)
 
 
 DEINTERLACE = ("bwdif", "mode=send_frame:parity=auto:deint=interlaced")
@@ -237,12 +237,12 @@ def color_range(frame) -> str:
     return "JPEG" if frame.color_range == 2 or frame.format.name.startswith("yuvj") else "MPEG"
 
 
-def _copy_audio(src, aout, dst, start, stop, origin: float = 0.0, by_count: bool | CountTable = False) -> None:
+def _copy_audio(src, vin, aout, dst, start, stop, origin: float = 0.0, by_count: bool | CountTable = False) -> None:
     import av
 
-    from vtr.data.video import decode_from
+    from vtr.data.video import decode_from, main_sound_stream
 
-    ain = src.streams.audio[0]
+    ain = main_sound_stream(src, vin)  # the sound a player plays with the video
     resampler = av.AudioResampler(format="fltp", layout="stereo", rate=AUDIO_RATE)
     samples = 0
     tb = Fraction(1, AUDIO_RATE)

@@ -294,6 +294,19 @@ def main_video_stream(container):
         return container.streams.video[0]
 
 
+def main_sound_stream(container, video=None):
+    """The sound a player plays with ``video``, as FFmpeg picks it (``av_find_best_stream`` related to the video): in
+    a recording of a whole TV multiplex, the video's own channel; the track marked default; not a track for the
+    visually or hearing impaired (a broadcast's audio description) where another is there. None when the container
+    has no sound. Before, previews and exports took the first track, whichever it was."""
+    if not container.streams.audio:
+        return None
+    try:
+        return container.streams.best("audio", related=video) or container.streams.audio[0]
+    except Exception:  # noqa: BLE001 - an FFmpeg that cannot rank them: the first, as before
+        return container.streams.audio[0]
+
+
 def codec_name(stream) -> str:
     """The format ``stream`` is coded in ("h264", "av1"), not the decoder FFmpeg picked for it: AV1's is
     ``libdav1d``, which no list of formats names."""
@@ -1050,6 +1063,7 @@ class PyAVVideoReader(VideoReader):
         keyed = False       # after a seek by byte (frames timed by count), counting starts at a keyframe
         table = self._count_table if self._discontinuous else None
         damaged, last, placed = 0, None, None  # packets the decoder refused; the last frame out; {pts: frame}
+        gap = None  # the first place of damaged packets whose frames wait for the next frame out
         try:
             for target in wanted:
                 if target in got:
@@ -1118,6 +1132,8 @@ class PyAVVideoReader(VideoReader):
         except VideoReadError:
             raise
         except Exception as e:
+            if gap is not None and not by_pts:  # too many damaged packets in a row: the frames before them decoded
+                pos = gap - 1
             raise VideoReadError(self.name, f"the video data is damaged after frame {pos + 1} ({_first_line(e)})"
                                  if pos >= 0 else f"PyAV failed to decode ({_first_line(e)})",
                                  decodable_frames=None if by_pts else pos + 1) from e
