@@ -176,6 +176,45 @@ def test_a_cut_is_shown_in_the_colours_of_its_source(tmp_path, name, size, kwarg
         assert max(abs(a - b) for a, b in zip(red + green, (200, 30, 30, 30, 160, 60))) <= 4, (width, red, green)
 
 
+def _with_tones(path, tones, seconds: float = 3.0):
+    """An MP4 or MKV of ``seconds`` of indexed frames (10 fps) and a sound track per ``(hz, disposition, on)`` of
+    ``tones``: a tone sounding over the spans ``on`` [(from, to) seconds], no sound (no packets) between them."""
+    with av.open(str(path), "w") as c:
+        video = c.add_stream("libx264", rate=10)
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        video.options = {"crf": "10", "preset": "ultrafast"}
+        tracks = [(c.add_stream("aac", rate=16000, layout="mono"), hz, on) for hz, _, on in tones]
+        for (stream, _, _), (_, disposition, _) in zip(tracks, tones):
+            stream.disposition = disposition
+        for i, frame in enumerate(indexed_frames(int(seconds * 10))):
+            f = av.VideoFrame.from_ndarray(frame, format="rgb24")
+            f.pts = i
+            for packet in video.encode(f):
+                c.mux(packet)
+        for packet in video.encode():
+            c.mux(packet)
+        for stream, hz, on in tracks:
+            for a, b in on:
+                for k in range(int(a * 16000), int(b * 16000), 1024):
+                    tone = 0.3 * np.sin(2 * np.pi * hz * np.arange(k, k + 1024) / 16000)
+                    f = av.AudioFrame.from_ndarray(tone.astype(np.float32)[None], format="fltp", layout="mono")
+                    f.sample_rate, f.pts = 16000, k
+                    for packet in stream.encode(f):
+                        c.mux(packet)
+            for packet in stream.encode():
+                c.mux(packet)
+    return path
+
+
+def _loudness(clip, step: float = 0.1) -> list[float]:
+    """The mean loudness of each ``step`` seconds of ``clip``'s sound, as it is laid out (from its first sample)."""
+    with av.open(str(clip)) as c:
+        rate = c.streams.audio[0].sample_rate
+        sound = np.concatenate([f.to_ndarray()[0] for f in c.decode(audio=0)])
+    n = int(step * rate)
+    return [float(np.abs(sound[i:i + n]).mean()) for i in range(0, len(sound) - n + 1, n)]
+
+
 def test_a_cut_plays_the_sound_a_player_plays(tmp_path):
     """A video with two sound tracks, the first an audio description for the visually impaired (as broadcasts carry
     it beside the programme's sound), the second marked default: the cut plays the default one, as players do.
@@ -183,34 +222,78 @@ def test_a_cut_plays_the_sound_a_player_plays(tmp_path):
     from tests.data.test_video import _cut_frames_and_pitch
     from vtr.data.cut import cut_clip
 
-    path = tmp_path / "broadcast.mkv"
+    path = _with_tones(tmp_path / "broadcast.mkv", [(880, av.stream.Disposition.visual_impaired, [(0, 2)]),
+                                                    (440, av.stream.Disposition.default, [(0, 2)])], seconds=2)
+    cut_clip(str(path), 0.5, 1.5, tmp_path / "cut.mp4")
+    shown, pitch = _cut_frames_and_pitch(tmp_path / "cut.mp4")
+    assert len(shown) == 10 and all(abs(got - want) <= 1 for got, want in zip(shown, range(5, 15)))
+    assert pitch(0.2, 0.8) == pytest.approx(440, abs=10)
+
+
+def test_a_cut_keeps_its_sound_in_time_where_the_sound_starts_late_or_stops(tmp_path):
+    """A recording whose sound starts 1 s after its pictures (a screen recorder's microphone), and one whose sound
+    stops from 1.0 to 1.5 s (a broadcast's dropout): the cut's sound is silent there and sounds where the source
+    does. Before, the sound's frames were written one after the other from the clip's start: the first clip's sound
+    came 1 s early, the second's half a second early after the dropout."""
+    from vtr.data.cut import cut_clip
+
+    for name, on, cut, silent in (("late.mp4", [(1.0, 3.0)], (0.0, 3.0), [(0.0, 1.0)]),
+                                  ("dropout.mp4", [(0.0, 1.0), (1.5, 3.0)], (0.0, 3.0), [(1.0, 1.5)]),
+                                  ("dropout.mp4", [(0.0, 1.0), (1.5, 3.0)], (1.2, 2.6), [(0.0, 0.3)])):
+        path = _with_tones(tmp_path / name, [(440, av.stream.Disposition.default, on)])
+        cut_clip(str(path), *cut, tmp_path / "cut.mp4")
+        loud = _loudness(tmp_path / "cut.mp4")
+        assert len(loud) >= round((cut[1] - cut[0]) * 10) - 1, loud  # sound to the end of the clip
+        for i, level in enumerate(loud):
+            t = (i + 0.5) / 10  # the middle of the tenth of a second, in the clip
+            quiet = any(a + 0.05 < t < b - 0.05 for a, b in silent)
+            loud_there = not any(a - 0.05 < t < b + 0.05 for a, b in silent)
+            assert (level < 0.01) if quiet else (level > 0.05 if loud_there else True), (name, cut, t, loud)
+
+
+@pytest.mark.parametrize("rate", [48000, 44100])
+def test_a_cut_keeps_sound_and_pictures_together(tmp_path, rate):
+    """A flash and a beep together at 1.0 s and 2.48 s of a video, cut from 0.37 s and 0.9 s (between frames, and
+    inside a sound frame): in the clip, each beep starts within 2 ms of its flash. Before, the sound's first frame
+    was taken whole from before the cut, and the pictures were laid on a grid of frames from the cut's second, not
+    from their own: the beeps came 16 ms early or 12 ms late."""
+    from vtr.data.cut import cut_clip
+
+    path, fps = tmp_path / "flash.mp4", 25
     with av.open(str(path), "w") as c:
-        video = c.add_stream("libx264", rate=10)
-        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
-        video.options = {"crf": "10", "preset": "ultrafast"}
-        tracks = [(c.add_stream("aac", rate=16000, layout="mono"), hz) for hz in (880, 440)]
-        tracks[0][0].disposition = av.stream.Disposition.visual_impaired
-        tracks[1][0].disposition = av.stream.Disposition.default
-        for i, frame in enumerate(indexed_frames(20)):
-            f = av.VideoFrame.from_ndarray(frame, format="rgb24")
+        video = c.add_stream("libx264", rate=fps)
+        video.width, video.height, video.pix_fmt, video.options = 64, 48, "yuv420p", {"preset": "ultrafast"}
+        sound = c.add_stream("aac", rate=rate, layout="mono")
+        for i in range(4 * fps):
+            f = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 255 if i in (fps, 2 * fps + 12) else 0, np.uint8),
+                                           format="rgb24")
             f.pts = i
             for packet in video.encode(f):
                 c.mux(packet)
         for packet in video.encode():
             c.mux(packet)
-        for stream, hz in tracks:
-            for k in range(0, 2 * 16000, 1024):
-                tone = 0.3 * np.sin(2 * np.pi * hz * np.arange(k, k + 1024) / 16000)
-                f = av.AudioFrame.from_ndarray(tone.astype(np.float32)[None], format="fltp", layout="mono")
-                f.sample_rate, f.pts = 16000, k
-                for packet in stream.encode(f):
-                    c.mux(packet)
-            for packet in stream.encode():
+        for k in range(0, 4 * rate, 1024):
+            t = np.arange(k, k + 1024) / rate
+            beep = ((t >= 1.0) & (t < 1.04)) | ((t >= 2.48) & (t < 2.52))
+            f = av.AudioFrame.from_ndarray((0.5 * np.sin(2 * np.pi * 1000 * t) * beep).astype(np.float32)[None],
+                                           format="fltp", layout="mono")
+            f.sample_rate, f.pts = rate, k
+            for packet in sound.encode(f):
                 c.mux(packet)
-    cut_clip(str(path), 0.5, 1.5, tmp_path / "cut.mp4")
-    shown, pitch = _cut_frames_and_pitch(tmp_path / "cut.mp4")
-    assert len(shown) == 10 and all(abs(got - want) <= 1 for got, want in zip(shown, range(5, 15)))
-    assert pitch(0.2, 0.8) == pytest.approx(440, abs=10)
+        for packet in sound.encode():
+            c.mux(packet)
+    for start in (0.37, 0.9):
+        cut_clip(str(path), start, 3.5, tmp_path / "cut.mp4")
+        with av.open(str(tmp_path / "cut.mp4")) as c:
+            flashes = [float(f.time) for f in c.decode(video=0) if f.to_ndarray(format="gray").mean() > 128]
+        with av.open(str(tmp_path / "cut.mp4")) as c:
+            frames = list(c.decode(audio=0))
+            level = np.abs(np.concatenate([f.to_ndarray()[0] for f in frames])) > 0.1
+            out_rate, t0 = frames[0].sample_rate, float(frames[0].time)
+        onsets = [t0 + i / out_rate for i in np.flatnonzero(level[1:] & ~level[:-1]) + 1]
+        beeps = [t for i, t in enumerate(onsets) if i == 0 or t - onsets[i - 1] > 0.2]
+        assert len(flashes) == len(beeps) == 2, (flashes, beeps)
+        assert all(abs(b - f) < 0.002 for b, f in zip(beeps, flashes)), (start, flashes, beeps)
 
 
 def test_interlaced_video_is_deinterlaced_in_the_cut(tmp_path):

@@ -132,11 +132,11 @@ def _transcode_once(path, start, stop, out_path, max_width, rotation: int, origi
             if rotation:  # portrait phone video: stored frames copied as they are, turned upright by the player
                 vout.set_display_rotation(rotation)
             aout = dst.add_stream("aac", rate=AUDIO_RATE, layout="stereo") if with_audio else None
-            n_frames = _copy_video(src, vin, vout, dst, start, stop, rate, width, height, origin, by_count)
+            n_frames, first = _copy_video(src, vin, vout, dst, start, stop, rate, width, height, origin, by_count)
             if n_frames == 0:
                 raise VtrError(f"no frames of {Path(path).name} between {start:.1f} s and {stop:.1f} s")
             if aout is not None:
-                _copy_audio(src, vin, aout, dst, start, stop, origin, by_count)
+                _copy_audio(src, vin, aout, dst, first, stop, origin, by_count)  # the clip's time 0: its first frame
 
 
 DEINTERLACE = ("bwdif", "mode=send_frame:parity=auto:deint=interlaced")
@@ -170,13 +170,15 @@ def deinterlaced(frames, time_base):
 
 
 def _copy_video(src, vin, vout, dst, start, stop, rate, width, height, origin: float = 0.0,
-                by_count: bool | CountTable = False) -> int:
+                by_count: bool | CountTable = False) -> tuple[int, float | None]:
+    """The frames of ``[start, stop)`` into ``vout``, the first at time 0; returns (frames written, the first's
+    time in seconds from ``origin``; None when none)."""
     import av
     from av.video.reformatter import VideoReformatter
 
     from vtr.data.video import decode_from
 
-    last_pts = -1
+    last_pts, first = -1, None
     reformatter = VideoReformatter()
     matrix = source_colors(vin)[0]  # the matrix the stream says: YUV is copied in its own, RGB converted to it
     for frame in deinterlaced(decode_from(src, vin, start, origin, by_count=by_count), vin.time_base):
@@ -188,7 +190,9 @@ def _copy_video(src, vin, vout, dst, start, stop, rate, width, height, origin: f
             continue
         if t >= stop - 1e-3:  # [start, stop), to a millisecond both ways: the seconds are sums of floats
             break
-        pts = max(last_pts + 1, int(round((t - start) * rate)))
+        if first is None:  # the clip's time 0 (its sound is laid out from it too, so it keeps time to the sample)
+            first = t
+        pts = max(last_pts + 1, int(round((t - first) * rate)))
         if is_hdr(frame) or has_alpha(frame):  # a phone's HDR video as SDR, an APNG's transparency over white (as
             # the model sees them), in BT.709 (the stream is tagged so)
             rgb = shown_rgb(frame, reformatter, width, height, "BICUBIC")
@@ -204,7 +208,7 @@ def _copy_video(src, vin, vout, dst, start, stop, rate, width, height, origin: f
             dst.mux(packet)
     for packet in vout.encode():
         dst.mux(packet)
-    return last_pts + 1
+    return last_pts + 1, first
 
 
 #: FFmpeg's codes (AVColorSpace, AVColorPrimaries, AVColorTransferCharacteristic) of the colours the cut tags
@@ -238,35 +242,70 @@ def color_range(frame) -> str:
 
 
 def _copy_audio(src, vin, aout, dst, start, stop, origin: float = 0.0, by_count: bool | CountTable = False) -> None:
+    """The sound of ``[start, stop)`` into ``aout`` (AAC stereo), each stretch at its time: the samples of the first
+    frame before ``start`` left out, and silence where the sound starts after ``start`` or stops for a while (a
+    recording whose sound starts late, a broadcast's dropout). Before, the frames were written one after the other
+    from the clip's start: the sound of a recording whose sound starts 1 s after its pictures came 1 s early, and after
+    each dropout it ran earlier by its length."""
     import av
+    import numpy as np
 
     from vtr.data.video import decode_from, main_sound_stream
 
     ain = main_sound_stream(src, vin)  # the sound a player plays with the video
     resampler = av.AudioResampler(format="fltp", layout="stereo", rate=AUDIO_RATE)
-    samples = 0
+    samples, skip = 0, 0  # samples written; samples still to leave out (those before ``start``)
     tb = Fraction(1, AUDIO_RATE)
 
     def encode(frames):
-        nonlocal samples
+        nonlocal samples, skip
         for f in frames:
+            if skip:
+                if f.samples <= skip:
+                    skip -= f.samples
+                    continue
+                f = _frame_of(f.to_ndarray()[:, skip:])
+                skip = 0
             f.pts, f.time_base = samples, tb
             samples += f.samples
             for packet in aout.encode(f):
                 dst.mux(packet)
 
+    given = None  # seconds of sound given to the resampler, from ``start``
     for frame in decode_from(src, ain, start, origin, frames=_audio_frames, by_count=by_count):
         if frame.time is None:
             continue
         t = frame.time - origin
-        if t + frame.samples / frame.sample_rate <= start:
+        length = frame.samples / frame.sample_rate
+        if t + length <= start:
             continue
         if t >= stop:
             break
+        if given is None:  # the first frame: its samples before ``start`` left out
+            skip, given = max(0, round((start - t) * AUDIO_RATE)), min(t - start, 0.0)
+        gap = (t - start) - given
+        if gap > max(SOUND_GAP_S, 2 * length):  # the sound stops or starts late here: silence, as players keep time
+            encode([_frame_of(np.zeros((2, round(gap * AUDIO_RATE)), np.float32))])
+            given += gap
         encode(resampler.resample(frame))
+        given += length
     encode(resampler.resample(None))
     for packet in aout.encode():
         dst.mux(packet)
+
+
+#: A stop in a clip's sound longer than this (and than two of its frames) is kept as silence (:func:`_copy_audio`)
+SOUND_GAP_S = 0.05
+
+
+def _frame_of(planes):
+    """An AAC encoder's frame (fltp stereo at :data:`AUDIO_RATE`) of float32 ``planes`` [2, samples]."""
+    import av
+    import numpy as np
+
+    frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(planes, dtype=np.float32), format="fltp", layout="stereo")
+    frame.sample_rate = AUDIO_RATE
+    return frame
 
 
 def _audio_frames(container, stream):
