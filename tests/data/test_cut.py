@@ -296,6 +296,23 @@ def test_a_cut_keeps_sound_and_pictures_together(tmp_path, rate):
         assert all(abs(b - f) < 0.002 for b, f in zip(beeps, flashes)), (start, flashes, beeps)
 
 
+def test_a_preview_of_a_60_fps_video_keeps_every_other_frame_on_time(tmp_path):
+    """``max_rate=30`` (the app's previews): a 60 fps video's clip holds every other frame, each at its own time,
+    and an export (no ``max_rate``) every frame."""
+    from vtr.data.cut import cut_clip
+
+    src = write_video(tmp_path / "sixty.mp4", indexed_frames(60, height=96, width=128), fps=60,
+                      options={"crf": "4", "preset": "ultrafast"})
+    cut_clip(str(src), 0.1, 0.9, tmp_path / "preview.mp4", max_rate=30)
+    with av.open(str(tmp_path / "preview.mp4")) as c:
+        assert c.streams.video[0].average_rate == 30
+        shown = [(float(f.time), frame_index_of(f.to_ndarray(format="rgb24"))) for f in c.decode(video=0)]
+    assert [i for _, i in shown] == list(range(6, 54, 2))
+    assert all(abs(t - (i - 6) / 60) < 1e-3 for t, i in shown)
+    cut_clip(str(src), 0.1, 0.9, tmp_path / "export.mp4")
+    assert shown_frames(tmp_path / "export.mp4") == list(range(6, 54))
+
+
 def test_interlaced_video_is_deinterlaced_in_the_cut(tmp_path):
     """A 1080i camcorder clip cut as it was decoded combed every moving edge in the (progressive) H.264 file, which
     players then show as it is; players deinterlace the source, and so does the cut now."""

@@ -1,0 +1,169 @@
+"""What the app's preview of a moment costs (an 8 s moment at 12-20 s, cut with the 10 s before and after it to H.264 at
+most 854 wide, as the app cuts it when the moment is selected), now and as it was made before, side by side in one
+run.
+
+Before: every frame was scaled by its own converter (a frame's ``reformat`` builds a swscale context per call),
+written at the source's rate by x264's ``veryfast``. Now: one converter for the clip (the same bits), a 60 fps source
+previewed at 30 (``app.media.PREVIEW_MAX_RATE``, every other frame, each on time), x264's ``superfast``
+(``app.media.PREVIEW_PRESET``; the file twice the size, served locally). Sources are written in the run: a moving picture
+(smooth gradients and shapes, as footage is, not noise) as H.264 at 1080p30, 1080p60 and 4K60 (a phone's), each
+``--seconds`` long (at least 30). Each row is the median of ``--repeats`` previews, each into an empty cache, after
+one to warm up. Also the converter alone: a 4K frame scaled to 854x480, one context per call against one for all.
+
+    python -m bench.preview                      # 1080p30, 1080p60, 4K60
+    python -m bench.preview --sources 4k60 --repeats 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from contextlib import nullcontext
+from fractions import Fraction
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import vtr  # noqa: E402,F401  (vtr's thread settings before torch or PyAV start threads)
+from bench import write_results  # noqa: E402
+from av.video.reformatter import VideoReformatter as _CONVERTER  # noqa: E402  (the real one, which "before" patches)
+
+SOURCES = {"1080p30": (1920, 1080, 30), "1080p60": (1920, 1080, 60), "4k60": (3840, 2160, 60)}
+
+
+def write_source(path: Path, width: int, height: int, fps: int, seconds: float) -> None:
+    """``seconds`` of a moving picture as H.264 (x264 ultrafast, crf 20): a gradient sliding under a moving box, drawn
+    at a quarter of the size and scaled up (smooth, as footage is; drawing 4K frames in numpy took minutes)."""
+    import av
+
+    w, h = width // 4, height // 4
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=fps)
+        s.width, s.height, s.pix_fmt = width, height, "yuv420p"
+        s.options = {"preset": "ultrafast", "crf": "20"}
+        for i in range(int(seconds * fps)):
+            shift = i * w / 480
+            img = np.empty((h, w, 3), np.uint8)
+            img[..., 0] = (127 + 100 * np.sin((xx + shift) / w * 6.28)).astype(np.uint8)
+            img[..., 1] = (127 + 100 * np.cos(yy / h * 6.28 + i / fps)).astype(np.uint8)
+            img[..., 2] = ((xx + yy + shift) / (w + h) * 255 % 256).astype(np.uint8)
+            x = int((i * 2 * w / 480) % (w - w // 8))
+            img[h // 3: h // 3 + h // 8, x: x + w // 8] = (240, 240, 240)
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24").reformat(width=width, height=height,
+                                                                             format="yuv420p")
+            frame.pts, frame.time_base = i, Fraction(1, fps)
+            for packet in s.encode(frame):
+                c.mux(packet)
+        for packet in s.encode():
+            c.mux(packet)
+
+
+class _ConverterPerCall:
+    """A frame's own ``reformat``: a swscale context built per call (what the cut did before)."""
+
+    def reformat(self, frame, *args, **kwargs):
+        return _CONVERTER().reformat(frame, *args, **kwargs)
+
+
+def preview_seconds(path: Path, before: bool, repeats: int) -> tuple[float, int]:
+    """(median seconds, frames in the preview) of ``repeats`` previews of the moment at 12-20 s of ``path`` as the app
+    makes it (:meth:`app.service.IndexService.preview`: from ``CONTEXT_S`` before to ``CONTEXT_S`` after), each into
+    an empty cache, after one to warm up; ``before``: a converter per frame, at the source's rate."""
+    import av
+
+    import app.media
+    from app.media import make_preview
+    from app.service import CONTEXT_S
+
+    start, end = 12.0, 20.0
+    cut = max(0.0, start - CONTEXT_S)
+    times, frames = [], 0
+    patches = (mock.patch("av.video.reformatter.VideoReformatter", _ConverterPerCall),
+               mock.patch.object(app.media, "PREVIEW_MAX_RATE", None),
+               mock.patch.object(app.media, "PREVIEW_PRESET", "veryfast")) if before else (nullcontext(),) * 3
+    with patches[0], patches[1], patches[2]:
+        for run in range(repeats + 1):
+            with tempfile.TemporaryDirectory() as cache:
+                t = time.perf_counter()
+                out = make_preview(str(path), cut, end, cache, tail_s=CONTEXT_S, max_seconds=end - cut + CONTEXT_S)
+                if run:
+                    times.append(time.perf_counter() - t)
+                with av.open(str(out)) as c:
+                    frames = sum(1 for _ in c.demux(video=0)) - 1
+    return statistics.median(times), frames
+
+
+def converter_ms(path: Path, n: int = 40) -> tuple[float, float, bool]:
+    """(ms a frame with a context per call, ms with one for all, same bits) scaling ``n`` frames of ``path`` to 854x480
+    as the preview does."""
+    import av
+    from av.video.reformatter import VideoReformatter
+
+    with av.open(str(path)) as c:
+        frames = [f for _, f in zip(range(n), c.decode(video=0))]
+    kw = {"width": 854, "height": 480, "format": "yuv420p", "src_color_range": "MPEG", "dst_color_range": "MPEG"}
+    t = time.perf_counter()
+    each = [f.reformat(**kw).to_ndarray() for f in frames]
+    per_call = (time.perf_counter() - t) / n * 1000
+    one = VideoReformatter()
+    t = time.perf_counter()
+    shared = [one.reformat(f, **kw).to_ndarray() for f in frames]
+    shared_ms = (time.perf_counter() - t) / n * 1000
+    return per_call, shared_ms, all(np.array_equal(a, b) for a, b in zip(each, shared))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sources", default="1080p30,1080p60,4k60", help=f"of {', '.join(SOURCES)}")
+    ap.add_argument("--seconds", type=float, default=32.0)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "preview.json"))
+    args = ap.parse_args(argv)
+    names = [s.strip() for s in args.sources.split(",") if s.strip()]
+    unknown = [s for s in names if s not in SOURCES]
+    if unknown:
+        ap.error(f"unknown source(s) {', '.join(unknown)}; known: {', '.join(SOURCES)}")
+
+    load_before = os.getloadavg()[0]
+    rows, converter = [], None
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in names:
+            width, height, fps = SOURCES[name]
+            path = Path(tmp) / f"{name}.mp4"
+            t = time.perf_counter()
+            write_source(path, width, height, fps, args.seconds)
+            print(f"wrote {name} ({args.seconds:.0f} s) in {time.perf_counter() - t:.0f} s", flush=True)
+            before, before_frames = preview_seconds(path, True, args.repeats)
+            now, now_frames = preview_seconds(path, False, args.repeats)
+            rows.append({"source": name, "before_s": before, "before_frames": before_frames, "now_s": now,
+                         "now_frames": now_frames, "speedup": before / now})
+            print(rows[-1], flush=True)
+            if name == "4k60" or converter is None:
+                per_call, shared, same = converter_ms(path)
+                converter = {"source": name, "per_call_ms": per_call, "shared_ms": shared, "same_bits": same}
+    load = f"load {load_before:.2f} before, {os.getloadavg()[0]:.2f} after"
+    print(f"\npreview of the moment at 12-20 s (cut 2-30 s) of H.264 sources, at most 854 wide; median of "
+          f"{args.repeats}; {load}")
+    print("\n| source | before: s | frames | now: s | frames | before / now |\n|---|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['source']} | {r['before_s']:.2f} | {r['before_frames']} | {r['now_s']:.2f} | {r['now_frames']} | "
+              f"{r['speedup']:.2f}x |")
+    if converter:
+        print(f"\nscaling a {converter['source']} frame to 854x480: {converter['per_call_ms']:.2f} ms with a context "
+              f"per call, {converter['shared_ms']:.2f} ms with one for all (same bits: {converter['same_bits']})")
+    write_results(args.out, {"seconds": args.seconds, "repeats": args.repeats, "load": load, "rows": rows,
+                             "converter": converter})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
