@@ -251,30 +251,27 @@ def test_a_cut_keeps_its_sound_in_time_where_the_sound_starts_late_or_stops(tmp_
             assert (level < 0.01) if quiet else (level > 0.05 if loud_there else True), (name, cut, t, loud)
 
 
-@pytest.mark.parametrize("rate", [48000, 44100])
-def test_a_cut_keeps_sound_and_pictures_together(tmp_path, rate):
-    """A flash and a beep together at 1.0 s and 2.48 s of a video, cut from 0.37 s and 0.9 s (between frames, and
-    inside a sound frame): in the clip, each beep starts within 2 ms of its flash. Before, the sound's first frame
-    was taken whole from before the cut, and the pictures were laid on a grid of frames from the cut's second, not
-    from their own: the beeps came 16 ms early or 12 ms late."""
-    from vtr.data.cut import cut_clip
+def _flashes_and_beeps(path, times, flashes, rate: int = 48000):
+    """An MP4 whose frames are shown at ``times`` (seconds; a variable rate where they are uneven), white at
+    ``flashes`` and black elsewhere, with a 40 ms beep starting at each flash (AAC at ``rate``)."""
+    from fractions import Fraction
 
-    path, fps = tmp_path / "flash.mp4", 25
     with av.open(str(path), "w") as c:
-        video = c.add_stream("libx264", rate=fps)
+        video = c.add_stream("libx264", rate=30)
         video.width, video.height, video.pix_fmt, video.options = 64, 48, "yuv420p", {"preset": "ultrafast"}
+        video.codec_context.time_base = Fraction(1, 90000)
         sound = c.add_stream("aac", rate=rate, layout="mono")
-        for i in range(4 * fps):
-            f = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 255 if i in (fps, 2 * fps + 12) else 0, np.uint8),
-                                           format="rgb24")
-            f.pts = i
+        for t in times:
+            white = any(abs(t - f) < 1e-6 for f in flashes)
+            f = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 255 if white else 0, np.uint8), format="rgb24")
+            f.pts, f.time_base = int(round(t * 90000)), Fraction(1, 90000)
             for packet in video.encode(f):
                 c.mux(packet)
         for packet in video.encode():
             c.mux(packet)
-        for k in range(0, 4 * rate, 1024):
+        for k in range(0, int((times[-1] + 0.1) * rate), 1024):
             t = np.arange(k, k + 1024) / rate
-            beep = ((t >= 1.0) & (t < 1.04)) | ((t >= 2.48) & (t < 2.52))
+            beep = np.any([(t >= f) & (t < f + 0.04) for f in flashes], axis=0)
             f = av.AudioFrame.from_ndarray((0.5 * np.sin(2 * np.pi * 1000 * t) * beep).astype(np.float32)[None],
                                            format="fltp", layout="mono")
             f.sample_rate, f.pts = rate, k
@@ -282,18 +279,51 @@ def test_a_cut_keeps_sound_and_pictures_together(tmp_path, rate):
                 c.mux(packet)
         for packet in sound.encode():
             c.mux(packet)
+    return path
+
+
+def _flash_and_beep_times(clip) -> tuple[list, list]:
+    """The times of ``clip``'s white frames and of the starts of its beeps, in seconds."""
+    with av.open(str(clip)) as c:
+        flashes = [float(f.time) for f in c.decode(video=0) if f.to_ndarray(format="gray").mean() > 128]
+    with av.open(str(clip)) as c:
+        frames = list(c.decode(audio=0))
+        level = np.abs(np.concatenate([f.to_ndarray()[0] for f in frames])) > 0.1
+        out_rate, t0 = frames[0].sample_rate, float(frames[0].time)
+    onsets = [t0 + i / out_rate for i in np.flatnonzero(level[1:] & ~level[:-1]) + 1]
+    return flashes, [t for i, t in enumerate(onsets) if i == 0 or t - onsets[i - 1] > 0.2]
+
+
+@pytest.mark.parametrize("rate", [48000, 44100])
+def test_a_cut_keeps_sound_and_pictures_together(tmp_path, rate):
+    """A flash and a beep together at 1.0 s and 2.48 s of a 25 fps video, cut from 0.37 s and 0.9 s (between frames,
+    and inside a sound frame): in the clip, each beep starts within 2 ms of its flash. Before, the sound's first
+    frame was taken whole from before the cut, and the pictures were laid on a grid of frames from the cut's second,
+    not from their own: the beeps came 16 ms early or 12 ms late."""
+    from vtr.data.cut import cut_clip
+
+    path = _flashes_and_beeps(tmp_path / "flash.mp4", np.arange(100) / 25, [1.0, 2.48], rate)
     for start in (0.37, 0.9):
         cut_clip(str(path), start, 3.5, tmp_path / "cut.mp4")
-        with av.open(str(tmp_path / "cut.mp4")) as c:
-            flashes = [float(f.time) for f in c.decode(video=0) if f.to_ndarray(format="gray").mean() > 128]
-        with av.open(str(tmp_path / "cut.mp4")) as c:
-            frames = list(c.decode(audio=0))
-            level = np.abs(np.concatenate([f.to_ndarray()[0] for f in frames])) > 0.1
-            out_rate, t0 = frames[0].sample_rate, float(frames[0].time)
-        onsets = [t0 + i / out_rate for i in np.flatnonzero(level[1:] & ~level[:-1]) + 1]
-        beeps = [t for i, t in enumerate(onsets) if i == 0 or t - onsets[i - 1] > 0.2]
+        flashes, beeps = _flash_and_beep_times(tmp_path / "cut.mp4")
         assert len(flashes) == len(beeps) == 2, (flashes, beeps)
         assert all(abs(b - f) < 0.002 for b, f in zip(beeps, flashes)), (start, flashes, beeps)
+
+
+def test_a_variable_rate_video_is_cut_with_its_sound_in_time(tmp_path):
+    """A phone's variable-rate video (5 s at 30 fps, 5 s at 15, 5 s at 30: 25 on average) with a flash and a beep
+    together at 4.5, 9.0 and 14.5 s: in the clip, each beep starts within 2 ms of its flash, as a preview (at most
+    30 fps) and as an export. Before, the frames were put on a grid of the average rate, each in the next free
+    place: the pictures of the 30 fps stretches ran 0.9 s behind the sound."""
+    from vtr.data.cut import cut_clip
+
+    times = np.concatenate([np.arange(150) / 30, 5 + np.arange(75) / 15, 10 + np.arange(150) / 30])
+    path = _flashes_and_beeps(tmp_path / "phone.mp4", times, [4.5, 9.0, 14.5])
+    for max_rate in (30, None):
+        cut_clip(str(path), 0.0, 15.0, tmp_path / "cut.mp4", max_rate=max_rate)
+        flashes, beeps = _flash_and_beep_times(tmp_path / "cut.mp4")
+        assert len(flashes) == len(beeps) == 3, (flashes, beeps)
+        assert all(abs(b - f) < 0.002 for b, f in zip(beeps, flashes)), (max_rate, flashes, beeps)
 
 
 def test_a_preview_of_a_60_fps_video_keeps_every_other_frame_on_time(tmp_path):
