@@ -247,7 +247,8 @@ def source_colors(vin) -> tuple[int, int, int]:
     players take an untagged stream of its size to be (BT.709 from 1280 wide or more than 576 lines up, BT.601
     below: mpv, Chromium). The cut's stream says them, all three (Chromium ignores a matrix said alone). Before, the
     cut said none, and Chromium took an 854x480 preview of an HD phone video (BT.709) to be BT.601: reds and greens
-    shown off by up to 20 levels (a red 200,30,30 as 186,12,32). An RGB source is converted to BT.709."""
+    shown off by up to 20 levels (a red 200,30,30 as 186,12,32). A source of RGB pictures is converted to the matrix
+    said: BT.709 where its stream says RGB, else the one its size gives."""
     cc = vin.codec_context
     matrix = cc.colorspace
     if matrix in (RGB_MATRIX, UNSPECIFIED) or matrix > 14:  # RGB, none, or a reserved code

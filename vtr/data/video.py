@@ -1062,7 +1062,7 @@ class PyAVVideoReader(VideoReader):
         by_pts = False      # after a seek, indices come from timestamps instead of counting
         keyed = False       # after a seek by byte (frames timed by count), counting starts at a keyframe
         table = self._count_table if self._discontinuous else None
-        damaged, last, placed = 0, None, None  # packets the decoder refused; the last frame out; {pts: frame}
+        damaged, last, placed = 0, None, None  # packets the decoder refused; the last frame out; {pts: index}
         gap = None  # the first place of damaged packets whose frames wait for the next frame out
         try:
             for target in wanted:
