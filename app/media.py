@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 
 PREVIEW_MAX_WIDTH = 854  # 480p is plenty for a preview and keeps transcoding fast on a CPU
 PREVIEW_MAX_RATE = 30  # a 60 fps video's preview at 30: a third less time to make it (bench/README.md)
-PREVIEW_PRESET = "superfast"  # x264's: 1.3x faster than an export's veryfast, at twice the size (served locally)
+PREVIEW_PRESET = "superfast"  # x264's: faster than an export's veryfast, in a larger file (served locally)
 PREVIEW_TAIL_S = 2.0  # seconds kept after the matched span, so the moment does not end abruptly
 PREVIEW_MAX_S = 60.0
 CACHE_MAX_FILES = 256

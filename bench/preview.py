@@ -5,7 +5,7 @@ run.
 Before: every frame was scaled by its own converter (a frame's ``reformat`` builds a swscale context per call),
 written at the source's rate by x264's ``veryfast``. Now: one converter for the clip (the same bits), a 60 fps source
 previewed at 30 (``app.media.PREVIEW_MAX_RATE``, every other frame, each on time), x264's ``superfast``
-(``app.media.PREVIEW_PRESET``; the file twice the size, served locally). Sources are written in the run: a moving picture
+(``app.media.PREVIEW_PRESET``; a larger file, served locally). Sources are written in the run: a moving picture
 (smooth gradients and shapes, as footage is, not noise) as H.264 at 1080p30, 1080p60 and 4K60 (a phone's), each
 ``--seconds`` long (at least 30). Each row is the median of ``--repeats`` previews, each into an empty cache, after
 one to warm up. Also the converter alone: a 4K frame scaled to 854x480, one context per call against one for all.

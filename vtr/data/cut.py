@@ -54,8 +54,8 @@ def cut_clip(path: str, start: float, stop: float, out_path: Path, max_width: in
     records it: :meth:`index.catalog.Catalog.timed_by_count`); None: found out, which reads every packet of an
     MPEG-TS/PS file (:func:`~vtr.data.video.discontinuous`). ``max_rate``: at most that many frames a second (the
     app's previews: 30), the frames between left out; None: the source's rate. Raises VtrError when no frame lies in
-    the span or the video has no video stream. ``preset``: x264's (the app's previews: ``superfast``, 1.3x faster
-    than ``veryfast`` at twice the size)."""
+    the span or the video has no video stream. ``preset``: x264's (the app's previews: ``superfast``, faster than
+    ``veryfast``, in a larger file)."""
     import av
 
     with av.open(ffmpeg_input(path)) as src:

@@ -919,7 +919,7 @@ class PyAVVideoReader(VideoReader):
         self._pts_map = None  # {packet pts: frame index}, False when the packet times cannot place frames
         self._count_table = None  # where to start decoding a file whose timestamps jump (read with the clock)
         self.frames_decoded = 0  # frames the decoder gave out for get_frames (the cost of a read)
-        self.damaged_packets = 0  # packets the decoder refused and get_frames passed over (_decode_skipping)
+        self.damaged_packets = 0  # packets the decoder refused and get_frames passed over
         try:
             opened = ffmpeg_input(source)
         except ValueError as e:  # an animated WebP whose frames cannot be drawn: what is wrong with it
@@ -1509,26 +1509,43 @@ def decode_from(container, stream, seconds: float, origin: float = 0.0, frames=N
         margin = max(1.0, 2 * margin)
 
 
-def _passing_damage(packets):
-    """The frames of ``packets``, and None in place of each packet the decoder refuses as damaged (a hole of zeros
-    in the file, bad sectors read back as zeros), up to :data:`DAMAGED_PACKETS` in a row, as players pass over them;
-    more raise the decoder's error. Before, the first refusal ended the reading, of every codec but H.264 and HEVC
-    (which :meth:`PyAVVideoReader._decode_skipping` reads): an old camera's MJPEG or MPEG-4 AVI lost everything after
-    one damaged frame."""
+def _passing_damage(packets, refused_in_a_row: int | None = DAMAGED_PACKETS, refused=None):
+    """The frames of ``packets``, and None in place of each packet the decoder refuses (``refused``: the errors that
+    mean so; default InvalidDataError, a damaged one: a hole of zeros in the file, bad sectors read back as zeros), as
+    players pass over them; more than ``refused_in_a_row`` in a row (None: no limit) raise the last error. Before,
+    the reader's first refusal ended its reading, of every codec but H.264 and HEVC (which
+    :meth:`PyAVVideoReader._decode_skipping` reads): an old camera's MJPEG or MPEG-4 AVI lost everything after one
+    damaged frame."""
     import av
 
+    refused = refused or av.error.InvalidDataError
     in_a_row = 0
     for packet in packets:
         try:
             frames = packet.decode()
-        except av.error.InvalidDataError:
+        except refused:
+            if not packet.size:  # the decoder's drain at the end: no frame of its own to stand for
+                return
             in_a_row += 1
-            if in_a_row > DAMAGED_PACKETS or not packet.size:
+            if refused_in_a_row is not None and in_a_row > refused_in_a_row:
                 raise
             yield None
             continue
         in_a_row = 0
         yield from frames
+
+
+def _until_demuxer_gives_up(packets):
+    """``packets``, ended where the demuxer itself gives up (an FFmpeg error of its own): nothing further can be
+    read."""
+    import av
+
+    while True:
+        try:
+            packet = next(packets)
+        except (StopIteration, av.FFmpegError):
+            return
+        yield packet
 
 
 def decodable_frames(container, stream, refused_in_a_row: int | None = None):
@@ -1538,24 +1555,8 @@ def decodable_frames(container, stream, refused_in_a_row: int | None = None):
     None: never. Cut detection (``index.policies``) and the sound of cuts (:mod:`vtr.data.cut`) read frames so."""
     import av
 
-    packets = demuxed(container, stream)
-    refused = 0
-    while True:
-        try:
-            packet = next(packets)
-        except StopIteration:
-            return
-        except av.FFmpegError:  # the demuxer itself gave up: nothing further can be read
-            return
-        try:
-            frames = packet.decode()
-        except av.FFmpegError:
-            refused += 1
-            if refused_in_a_row is not None and refused > refused_in_a_row:
-                raise
-            continue
-        refused = 0
-        yield from frames
+    packets = _until_demuxer_gives_up(demuxed(container, stream))
+    yield from (f for f in _passing_damage(packets, refused_in_a_row, av.FFmpegError) if f is not None)
 
 
 def _from_keyframe(container, stream, seconds: float, origin: float, frames, table: CountTable):
