@@ -70,8 +70,9 @@ def check_writable(index):
 
 
 def timed_by_count(index, path) -> bool | None:
-    """Whether the index found the timestamps of its video at ``path`` jumping, so that its frames are timed by
-    count (:meth:`index.catalog.Catalog.timed_by_count`); None where it does not know (or there is no index)."""
+    """Whether the index found the timestamps of its video at ``path`` jumping (or none: a raw stream), so that its
+    frames are timed by count (:meth:`index.catalog.Catalog.timed_by_count`); None where it does not know (or there
+    is no index)."""
     from pathlib import Path
 
     from index.catalog import Catalog

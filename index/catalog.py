@@ -351,18 +351,18 @@ class Catalog:
         return pairs
 
     def _set_timing(self, file_id: int, meta: dict) -> None:
-        """Record whether the file's frames are timed by count (``meta["timed_by_count"]``: its timestamps jump,
-        :func:`vtr.data.video.discontinuous`)."""
+        """Record whether the file's frames are timed by count (``meta["timed_by_count"]``: its timestamps jump, or
+        a raw stream has none: :func:`vtr.data.video.discontinuous`)."""
         if meta.get("timed_by_count"):
             self.conn.execute("INSERT OR IGNORE INTO timed_by_count(file_id) VALUES (?)", (file_id,))
         else:
             self.conn.execute("DELETE FROM timed_by_count WHERE file_id=?", (file_id,))
 
     def timed_by_count(self, path: str) -> bool | None:
-        """Whether the indexed video at ``path`` has its frames timed by count (its timestamps jump), as its reader
-        found when the index embedded it: previews and exports then need not read all its packets to tell. None
-        where the index does not know (a video it does not hold as indexed, or an index whose videos were embedded
-        before this was recorded: no ``jumps_timed_by_count`` mark)."""
+        """Whether the indexed video at ``path`` has its frames timed by count (its timestamps jump, or it has
+        none), as its reader found when the index embedded it: previews and exports then need not read all its
+        packets to tell. None where the index does not know (a video it does not hold as indexed, or an index whose
+        videos were embedded before this was recorded: no ``jumps_timed_by_count`` mark)."""
         row = self.conn.execute("SELECT f.id, t.file_id FROM files f LEFT JOIN timed_by_count t ON t.file_id = f.id "
                                 "WHERE f.path=? AND f.status='ok'", (path,)).fetchone()
         if row is None or not self.get_meta("jumps_timed_by_count", False):

@@ -142,9 +142,9 @@ def test_a_file_named_alone_that_is_no_video_is_said_before_an_index_is_made(tmp
 
     cases = {"IMG_0042.jpg": "is a photo with no video in it, not a video: vtr indexes a photo when it is a motion "
                              "photo \\(a Pixel's .MP.jpg, a Galaxy's motion photo\\)$",
-             "notes.txt": "is not a video file: vtr indexes the extensions .3g2, .3gp, .*, animated .apng, .avif, "
-                          ".gif, .png, .webp files, and motion photos \\(.avif, .heic, .heif, .jpeg, .jpg holding a "
-                          "video\\)$",
+             "notes.txt": "is not a video file: vtr indexes the extensions .264, .265, .3g2, .3gp, .*, animated .apng, "
+                          ".avif, .gif, .png, .webp files, and motion photos \\(.avif, .heic, .heif, .jpeg, .jpg "
+                          "holding a video\\)$",
              "spacer.gif": "is a still picture \\(a single frame\\), not a video: vtr indexes a GIF, PNG, WebP or "
                            "AVIF when it is animated$",
              "screenshot.png": "is a still picture \\(a single frame\\)",

@@ -50,9 +50,10 @@ def cut_clip(path: str, start: float, stop: float, out_path: Path, max_width: in
     ``out_path``: H.264 yuv420p (crf 23) at most ``max_width`` wide, non-square pixels squared, a display rotation
     kept; the sound as AAC stereo when the source has a track that decodes (a broken one costs the sound, not the
     picture). ``comment``: the MP4's comment tag; ``created``: its ``creation_time`` (seconds since the epoch), when
-    the clip was recorded. ``by_count``: whether the video's timestamps jump, where that is known (an index
-    records it: :meth:`index.catalog.Catalog.timed_by_count`); None: found out, which reads every packet of an
-    MPEG-TS/PS file (:func:`~vtr.data.video.discontinuous`). ``max_rate``: at most that many frames a second (the
+    the clip was recorded. ``by_count``: whether the video's frames are timed by count (its timestamps jump, or a raw
+    stream has none), where that is known (an index records it: :meth:`index.catalog.Catalog.timed_by_count`);
+    None: found out, which reads every packet of an MPEG-TS/PS file or a raw stream
+    (:func:`~vtr.data.video.discontinuous`). ``max_rate``: at most that many frames a second (the
     app's previews: 30), the frames between left out; None: the source's rate. Raises VtrError when no frame lies in
     the span or the video has no video stream. ``preset``: x264's (the app's previews: ``superfast``, faster than
     ``veryfast``, in a larger file)."""

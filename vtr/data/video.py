@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import abc
 import io
+import itertools
 import logging
 import math
 import os
@@ -195,6 +196,22 @@ DISCONTINUOUS_FORMATS = frozenset({"mpegts", "mpeg"})
 DISCONTINUITY_S = 10.0
 DISCONTINUITY_BACK_S = 0.5
 
+#: Raw H.264 and HEVC streams, without a container (FFmpeg's demuxer names): what a Raspberry Pi's camera writes
+#: (``rpicam-vid -o video.h264``, as its documentation shows), and many CCTV recorders' and IP cameras' exports
+#: (``.264``, ``.h265``). Their packets and frames carry no time, nor the file its frame count: the frames are timed
+#: by count (frame ``k`` at ``k / rate``, :func:`frame_rate`), counted from the packets, and decoded from the keyframe
+#: before a far frame by its byte position (:class:`CountTable`), as a recording whose timestamps jump.
+RAW_FORMATS = frozenset({"h264", "hevc"})
+
+#: How messages name a raw stream's codec.
+RAW_CODEC_NAMES = {"h264": "H.264", "hevc": "HEVC"}
+
+#: The rate FFmpeg's raw demuxers and players (ffplay, VLC, mpv) take for a raw stream whose parameters give none.
+RAW_DEFAULT_FPS = 25
+
+#: The formats whose frames can be timed by count: their timestamps can jump, or they have none.
+COUNTED_FORMATS = DISCONTINUOUS_FORMATS | RAW_FORMATS
+
 
 class Clock:
     """Where a video's frames lie in time (see the module docstring): frame ``i`` at ``i / fps`` (constant
@@ -318,12 +335,16 @@ def rewind(container, stream=None) -> None:
     """Seek ``container`` (by ``stream``'s clock when given) back to its start. FFmpeg refuses the usual backward
     seek to time 0 ("Operation not permitted") where a stream's first keyframe comes after 0 and the demuxer knows of
     none before it: an FLV of Flash's own video codec (Sorenson H.263, as the web's videos were until about 2010) with
-    sound starts its video a few milliseconds in. A seek forward to 0 lands on that first keyframe: the start."""
+    sound starts its video a few milliseconds in. A seek forward to 0 lands on that first keyframe: the start. A raw
+    stream (:data:`RAW_FORMATS`) has no time to seek by: to its first byte."""
     import av
 
     try:
         container.seek(0, stream=stream, backward=True, any_frame=False)
     except av.FFmpegError:
+        if container.format.name in RAW_FORMATS:  # no time to seek by: to its first byte
+            container.seek(0, unsupported_byte_offset=True)
+            return
         container.seek(0, stream=stream, backward=False, any_frame=False)
 
 
@@ -336,10 +357,23 @@ def frame_rate(stream):
     missing or above :data:`MAX_AVERAGE_FPS`, then FFmpeg's guess. FFmpeg 7's raw DV demuxer (a camcorder's .dv, as
     dvgrab writes it) reports an average of 60000 (the inverse of its 1/60000 time base); its guess from the codec
     says 25 (PAL) or 29.97 (NTSC), as decord reads. The reader, cut detection and the app's preview all use it."""
+    if stream.type == "video" and stream.container.format.name in RAW_FORMATS:
+        return raw_rate(stream)
     rate = stream.average_rate
     if not rate or rate > MAX_AVERAGE_FPS:
         rate = stream.guessed_rate or stream.base_rate
     return rate or None
+
+
+def raw_rate(stream) -> Fraction:
+    """The frame rate of a raw H.264/HEVC stream (:data:`RAW_FORMATS`): the one its sequence parameters give (their
+    timing information, as an encoder writes it), else :data:`RAW_DEFAULT_FPS`, as players take it. FFmpeg's
+    average rate there is its raw demuxer's default (25) whatever the stream says: a 30 fps stream was timed 1.2x
+    too slow."""
+    rate = stream.codec_context.framerate
+    if rate and 0 < rate <= MAX_AVERAGE_FPS:
+        return Fraction(rate.numerator, rate.denominator)
+    return Fraction(RAW_DEFAULT_FPS)
 
 
 def frames_shown(stream, fps: float) -> int | None:
@@ -566,20 +600,21 @@ SOUND_SLACK_S = 2.0
 
 def discontinuous(path) -> bool:
     """Whether the video at ``path`` is an MPEG-TS/PS whose timestamps jump (:data:`DISCONTINUOUS_FORMATS`: a TV
-    recording that resumed, files joined end to end), so that its frames are timed by count (:func:`decode_from`'s
-    ``by_count``): :func:`count_table` is not None."""
+    recording that resumed, files joined end to end), or a raw stream (:data:`RAW_FORMATS`), which has none, so that
+    its frames are timed by count (:func:`decode_from`'s ``by_count``): :func:`count_table` is not None."""
     return count_table(path) is not None
 
 
 def count_table(path) -> CountTable | None:
-    """Where decoding may start in the video at ``path``, whose timestamps jump (:class:`CountTable`); None where
-    they do not, or it cannot be read. An MPEG-TS/PS's packets are read (once per process, with the reader's clock);
-    other formats are not read (their header alone: cut detection asks for every chunk of every video)."""
+    """Where decoding may start in the video at ``path``, whose frames are timed by count (:class:`CountTable`);
+    None where they are not, or it cannot be read. An MPEG-TS/PS's or a raw stream's packets are read (once per
+    process, with the reader's clock); other formats are not read (their header alone: cut detection asks for every
+    chunk of every video)."""
     import av
 
     try:
         with av.open(ffmpeg_input(path)) as container:
-            if container.format.name not in DISCONTINUOUS_FORMATS:
+            if container.format.name not in COUNTED_FORMATS:
                 return None
         with open_video(str(path), backend="pyav") as reader:
             return reader.count_table()
@@ -991,16 +1026,17 @@ class PyAVVideoReader(VideoReader):
             self.clock()
 
     def jumps(self) -> bool:
-        """Whether the file's timestamps jump (:func:`discontinuous`): its clock read for an MPEG-TS/PS (every
-        packet, once per process), nothing read for another format."""
-        if self._container.format.name not in DISCONTINUOUS_FORMATS:
+        """Whether the file's frames are timed by count (:func:`discontinuous`): its timestamps jump, or it has none
+        (a raw stream, :data:`RAW_FORMATS`). Its clock read for an MPEG-TS/PS or a raw stream (every packet, once per
+        process), nothing read for another format."""
+        if self._container.format.name not in COUNTED_FORMATS:
             return False
         self.clock()
         return self.timed_by_count
 
     def count_table(self) -> CountTable | None:
-        """Where decoding may start in this file, whose timestamps jump (:class:`CountTable`); None where they do
-        not (or where its packets cannot be read). Reads the clock, as :meth:`jumps`."""
+        """Where decoding may start in this file, whose frames are timed by count (:class:`CountTable`); None where
+        they are not (or where its packets cannot be read). Reads the clock, as :meth:`jumps`."""
         return self._count_table if self.jumps() else None
 
     def _shown_by_edit_list(self) -> int | None:
@@ -1328,12 +1364,18 @@ class PyAVVideoReader(VideoReader):
         stream = self._stream
         pts, end, hidden, keyed, dts, closed = [], None, 0, None, [], False
         jumpy = self._container.format.name in DISCONTINUOUS_FORMATS
+        raw = self._container.format.name in RAW_FORMATS
         keys, positions, shown_dts = [], [], []  # of the packets in pts, for a file whose timestamps jump
         mpeg_video = stream.codec_context.name in MPEG_VIDEO_CODECS
         rewind(self._container, stream)
         self._used = True
         for packet in demuxed(self._container, stream):
             if packet.size == 0:  # the demuxer's flush packet
+                continue
+            if raw:  # no times: each packet one frame (FFmpeg's parser gives a picture a packet), in decoding order
+                keys.append(packet.is_keyframe)
+                positions.append(packet.pos)
+                pts.append(_hevc_leading(packet) if stream.codec_context.name == "hevc" else None)
                 continue
             dts.append(packet.dts if packet.dts is not None else packet.pts)
             if keyed is None and packet.is_keyframe:
@@ -1353,6 +1395,8 @@ class PyAVVideoReader(VideoReader):
                 shown_dts.append(dts[-1])
             if packet.duration:
                 end = max(end if end is not None else 0, packet.pts + packet.duration)
+        if raw:
+            return self._timed_raw(pts, keys, positions)
         if not pts or (stream.frames and len(pts) + hidden != stream.frames and not self._drops(pts, hidden)):
             return None, None
         if jumpy and _jumps(dts, float(stream.time_base)):
@@ -1375,6 +1419,38 @@ class PyAVVideoReader(VideoReader):
         self._times_origin = pts[0]
         self._packet_pts = np.asarray(pts, np.int64)
         return (np.asarray(pts, np.float64) - pts[0]) * tb, None if end is None else (end - pts[0]) * tb
+
+    def _timed_raw(self, leading: list, keys: list, positions: list):
+        """:meth:`_read_frame_times` of a raw stream (:data:`RAW_FORMATS`), from its packets in decoding order:
+        whether each is an HEVC leading picture (:func:`_hevc_leading`), a keyframe, its byte position. Frame ``k``
+        is at ``k / fps``, decoded from the keyframe before it (:class:`CountTable`). The packets before the first
+        keyframe are not counted (a stream cut from a longer one, a recording started between keyframes), nor that
+        keyframe's skipped leading pictures: decoders drop them.
+
+        Packets come in decoding order; a keyframe is shown after the frames decoded before it, and, in HEVC,
+        after its leading pictures, which follow it (an open group of pictures, as x265 writes by default): its
+        count takes them in. (An H.264 keyframe that is not an IDR, a recovery point, can have B-frames after it
+        shown before it too; only its slices' picture order would say so. Encoders write IDRs unless told
+        otherwise, and a camera's H.264 has no B-frames.)"""
+        if not keys:
+            return None, None
+        keyed = next((i for i, key in enumerate(keys) if key), None)
+        if keyed is not None:  # the first keyframe's skipped leading pictures are never shown: not frames
+            gone = set(itertools.takewhile(lambda i: leading[i] == "skipped", range(keyed + 1, len(keys))))
+            leading, keys, positions = ([x for i, x in enumerate(v) if i not in gone]
+                                        for v in (leading, keys, positions))
+        order, last_key = [], None  # presentation order enough to count: 2i, a leading picture just before its key
+        for i, (key, lead) in enumerate(zip(keys, leading)):
+            last_key = i if key else last_key
+            order.append(2 * last_key - 1 if lead and last_key is not None and not key else 2 * i)
+        self._count_table, lead = CountTable.from_packets(order, order, keys, positions, keyed, True,
+                                                          self.fps, 1.0 / (2 * self.fps))
+        self._edited = self._edited or lead > 0
+        self._discontinuous, self._count_estimated, self._packet_pts = True, True, None
+        logger.info("%s: a raw %s stream, without a container: its frames are timed by count at %g fps", self.name,
+                    RAW_CODEC_NAMES.get(self._stream.codec_context.name, self._stream.codec_context.name), self.fps)
+        frames = self._count_table.frames
+        return np.arange(frames) / self.fps, frames / self.fps
 
     def _drops(self, pts: list, hidden: int) -> bool:
         """Whether packets at ``pts``, fewer than the header's count, are the frames of a capture that dropped some:
@@ -1614,6 +1690,35 @@ def _timed_by_count(frames, stream, origin: float, table: CountTable | None = No
             seconds, samples = start + samples / frame.sample_rate, samples + frame.samples
         frame.pts, frame.time_base = int(round(seconds / tb)), stream.time_base
         yield frame
+
+
+#: HEVC's leading pictures: after their keyframe (a CRA or an IDR) in decoding order, shown before it. RADL pictures
+#: refer to nothing before it, and are shown; RASL pictures refer to frames before it, and a decoder that starts at
+#: the keyframe skips them (their NAL unit types).
+HEVC_RADL = frozenset({6, 7})
+HEVC_RASL = frozenset({8, 9})
+
+#: How far into a raw stream's packet its first picture's slice is looked for: the first bytes, where it lies after
+#: a few parameter sets, else further (after an encoder's SEI that names its settings, a few kilobytes).
+NAL_SCAN_BYTES = (512, 65536)
+
+
+def _hevc_leading(packet) -> str | None:
+    """Whether an HEVC packet of Annex B (a raw stream's) holds a leading picture: ``"shown"`` (RADL),
+    ``"skipped"`` (RASL, skipped where decoding starts at its keyframe: :data:`HEVC_RASL`), None where it does
+    not. From its first slice's NAL unit type."""
+    view = memoryview(packet)
+    for size in NAL_SCAN_BYTES:
+        data = view[:size].tobytes()
+        at = data.find(b"\x00\x00\x01")
+        while 0 <= at < len(data) - 3:
+            kind = (data[at + 3] >> 1) & 0x3F
+            if kind < 32:  # a slice: the picture's own type
+                return "shown" if kind in HEVC_RADL else "skipped" if kind in HEVC_RASL else None
+            at = data.find(b"\x00\x00\x01", at + 3)
+        if len(data) < size:
+            break
+    return None
 
 
 def _span(indices: list[int]) -> str:
