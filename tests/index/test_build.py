@@ -489,9 +489,9 @@ def test_dvd_broadcast_and_old_windows_containers_are_indexed(tmp_path, test_mod
 
 
 def test_raw_streams_are_indexed_and_cut(tmp_path, test_model):
-    """A folder of a Raspberry Pi camera's .h264 and a recorder's .265 and .264 (raw streams, without a container) is
-    indexed, its windows at the players' times, and a moment is cut from the frame at its start. Before, their
-    extensions were not scanned, and the reader refused them."""
+    """A folder of a Raspberry Pi camera's .h264 and .mjpeg and a recorder's .265 and .264 (raw streams, without a
+    container) is indexed, its windows at the players' times, and a moment is cut from the frame at its start.
+    Before, their extensions were not scanned, and the reader refused the H.264 and HEVC ones."""
     import av
 
     from tests.data.test_raw_streams import X264, X265_OPEN
@@ -504,14 +504,16 @@ def test_raw_streams_are_indexed_and_cut(tmp_path, test_model):
     write_video(root / "garden.h264", frames, fps=10, options=X264)
     write_video(root / "door.265", frames, fps=10, codec="libx265", options=X265_OPEN)
     write_video(root / "dvr.264", frames[:40], fps=10, options=X264)
+    write_video(root / "still_cam.mjpeg", frames[:50], fps=25, codec="mjpeg", pix_fmt="yuvj420p")  # 25 fps: no rate
     (root / "notes.h264").write_text("not a stream\n" * 50)
     report = build_index([str(root)], str(tmp_path / "idx"), model=test_model, workers=0, progress=False)
-    assert (report.total_files, report.failed) == (3, 1), report.failures  # (total: those indexed)
+    assert (report.total_files, report.failed) == (4, 1), report.failures  # (total: those indexed)
     assert "notes.h264" in str(report.failures)
     ends = {}
     for f, w in snapshot_windows(tmp_path / "idx"):
         ends[os.path.basename(f.path)] = max(ends.get(os.path.basename(f.path), 0.0), w.end)
-    assert ends == {"garden.h264": pytest.approx(6.0), "door.265": pytest.approx(6.0), "dvr.264": pytest.approx(4.0)}
+    assert ends == {"garden.h264": pytest.approx(6.0), "door.265": pytest.approx(6.0), "dvr.264": pytest.approx(4.0),
+                    "still_cam.mjpeg": pytest.approx(2.0)}
     out = tmp_path / "door 3.0-4.5.mp4"
     cut_clip(str(root / "door.265"), 3.0, 4.5, out)
     with av.open(str(out)) as c:
