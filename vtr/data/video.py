@@ -1447,8 +1447,9 @@ class PyAVVideoReader(VideoReader):
                                                           self.fps, 1.0 / (2 * self.fps))
         self._edited = self._edited or lead > 0
         self._discontinuous, self._count_estimated, self._packet_pts = True, True, None
-        logger.info("%s: a raw %s stream, without a container: its frames are timed by count at %g fps", self.name,
-                    RAW_CODEC_NAMES.get(self._stream.codec_context.name, self._stream.codec_context.name), self.fps)
+        codec = self._stream.codec_context.name
+        logger.debug("%s: a raw %s stream, without a container: its frames are timed by count at %g fps", self.name,
+                     RAW_CODEC_NAMES.get(codec, codec), self.fps)
         frames = self._count_table.frames
         return np.arange(frames) / self.fps, frames / self.fps
 
