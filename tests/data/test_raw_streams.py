@@ -55,6 +55,26 @@ def test_raw_stream_is_read_at_its_own_rate_far_frames_from_the_keyframe_before(
         assert [frame_index_of(f) for f in reader.get_frames(range(60)).numpy()] == list(range(60))
 
 
+def test_raw_stream_refreshed_by_stripes_is_decoded_from_its_idr(tmp_path):
+    """A stream refreshed by stripes (x264's intra refresh, as low-latency cameras write it) has one IDR and then
+    recovery points, which FFmpeg's parser calls keyframes: from one, the decoder gives nothing until the picture is
+    whole, nine frames later here, and marks none a keyframe. Taken for keyframes, every frame after the first
+    recovery point "could not be decoded"; they are not places to start from: the frames are decoded from the
+    IDR."""
+    import av
+
+    from vtr.data.video import open_video
+
+    options = {"crf": "10", "preset": "veryfast", "x264-params": "intra-refresh=1:keyint=10"}
+    path = write_video(tmp_path / "doorbell.h264", indexed_frames(60, 64, 96), fps=10, options=options)
+    with av.open(str(path)) as c:
+        assert sum(p.is_keyframe for p in c.demux(video=0) if p.size) >= 5  # the parser's "keyframes"
+    for i in (59, 33, 15):
+        with open_video(path, backend="pyav") as reader:
+            assert reader.num_frames == 60
+            assert frame_index_of(reader.get_frames([i])[0].numpy()) == i
+
+
 def test_raw_stream_cut_between_keyframes_starts_at_its_first_keyframe(tmp_path):
     """A raw stream whose first bytes are gone (copied from a longer recording, a ring buffer's export) starts with
     frames that refer to what is gone: decoders drop them, and so does the count (frame 0 is the first keyframe)."""

@@ -1373,9 +1373,10 @@ class PyAVVideoReader(VideoReader):
             if packet.size == 0:  # the demuxer's flush packet
                 continue
             if raw:  # no times: each packet one frame (FFmpeg's parser gives a picture a packet), in decoding order
-                keys.append(packet.is_keyframe)
+                hevc = stream.codec_context.name == "hevc"
+                keys.append(packet.is_keyframe and (hevc or _slice_type(packet, "h264") == H264_IDR))
                 positions.append(packet.pos)
-                pts.append(_hevc_leading(packet) if stream.codec_context.name == "hevc" else None)
+                pts.append(_hevc_leading(packet) if hevc else None)
                 continue
             dts.append(packet.dts if packet.dts is not None else packet.pts)
             if keyed is None and packet.is_keyframe:
@@ -1429,9 +1430,9 @@ class PyAVVideoReader(VideoReader):
 
         Packets come in decoding order; a keyframe is shown after the frames decoded before it, and, in HEVC,
         after its leading pictures, which follow it (an open group of pictures, as x265 writes by default): its
-        count takes them in. (An H.264 keyframe that is not an IDR, a recovery point, can have B-frames after it
-        shown before it too; only its slices' picture order would say so. Encoders write IDRs unless told
-        otherwise, and a camera's H.264 has no B-frames.)"""
+        count takes them in. An H.264 keyframe is an IDR (:data:`H264_IDR`); FFmpeg's recovery points are not
+        places to start from (a decoder gives nothing from one until its picture is whole, and an open group's
+        B-frames after one are shown before it, which only its slices' picture order would say)."""
         if not keys:
             return None, None
         keyed = next((i for i, key in enumerate(keys) if key), None)
@@ -1704,22 +1705,37 @@ HEVC_RASL = frozenset({8, 9})
 NAL_SCAN_BYTES = (512, 65536)
 
 
-def _hevc_leading(packet) -> str | None:
-    """Whether an HEVC packet of Annex B (a raw stream's) holds a leading picture: ``"shown"`` (RADL),
-    ``"skipped"`` (RASL, skipped where decoding starts at its keyframe: :data:`HEVC_RASL`), None where it does
-    not. From its first slice's NAL unit type."""
+def _slice_type(packet, codec: str) -> int | None:
+    """The NAL unit type of the first slice of an H.264 or HEVC packet of Annex B (a raw stream's: its picture's
+    type, after the parameter sets and SEI before it); None where none is found."""
     view = memoryview(packet)
     for size in NAL_SCAN_BYTES:
         data = view[:size].tobytes()
         at = data.find(b"\x00\x00\x01")
         while 0 <= at < len(data) - 3:
-            kind = (data[at + 3] >> 1) & 0x3F
-            if kind < 32:  # a slice: the picture's own type
-                return "shown" if kind in HEVC_RADL else "skipped" if kind in HEVC_RASL else None
+            header = data[at + 3]
+            kind = header & 0x1F if codec == "h264" else (header >> 1) & 0x3F
+            if (1 <= kind <= 5) if codec == "h264" else kind < 32:
+                return kind
             at = data.find(b"\x00\x00\x01", at + 3)
         if len(data) < size:
             break
     return None
+
+
+def _hevc_leading(packet) -> str | None:
+    """Whether an HEVC packet of Annex B (a raw stream's) holds a leading picture: ``"shown"`` (RADL),
+    ``"skipped"`` (RASL, skipped where decoding starts at its keyframe: :data:`HEVC_RASL`), None where it does
+    not. From its first slice's NAL unit type."""
+    kind = _slice_type(packet, "hevc")
+    return "shown" if kind in HEVC_RADL else "skipped" if kind in HEVC_RASL else None
+
+
+#: H.264's NAL unit type of an IDR picture's slice, from which decoding starts clean. FFmpeg's parser also calls a
+#: picture at a recovery point a keyframe (an I-picture that is no IDR, or any picture of a stream refreshed by
+#: stripes, as some cameras write it): a decoder that starts there gives nothing until the picture is whole, some
+#: frames later, and none of its frames is marked a keyframe.
+H264_IDR = 5
 
 
 def _span(indices: list[int]) -> str:
