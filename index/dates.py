@@ -5,7 +5,8 @@ From the first of these that says:
 1. the tags FFmpeg reads, in this order, each in the container and then in its streams: Apple's
    ``com.apple.quicktime.creationdate`` (local time with its offset: iPhones), ``creation_time`` (MP4/MOV/MKV/WebM,
    in UTC), ``date_recorded``, ``date`` (AVI's ``ICRD``). QuickTime's and Unix's zero dates (files written without
-   a clock) say nothing;
+   a clock) say nothing. A Dahua recorder's ``.dav`` has none, but dates each chunk (local time:
+   :func:`recorder_date`);
 2. the file's name, as phones and cameras write it: ``VID_20230714_153012.mp4``, ``PXL_20230714_153012345.mp4``,
    ``2023-07-14 15.30.12.mov``, ``WhatsApp Video 2023-07-14 at 15.30.12.mp4``, ``DJI_20230714153012_0001_D.MP4``
    (local time);
@@ -96,10 +97,13 @@ def recorded_at(path: str) -> tuple[float, str] | None:
         with av.open(file_input(path)) as container:  # a motion photo's video; a WebM's own tags (not its APNG)
             tags = [{k.lower(): v for k, v in container.metadata.items()}]
             tags += [{k.lower(): v for k, v in s.metadata.items()} for s in container.streams]
+            recorder = recorder_date(container)
         for tag in DATE_TAGS:
             for found in tags:
                 if tag in found and (stamp := parse_tag(found[tag])) is not None:
                     return stamp, "metadata"
+        if recorder is not None:
+            return recorder, "metadata"
     except Exception as e:  # noqa: BLE001 - a file PyAV cannot open still has a name and a time
         logger.debug("no tags from %s: %s", path, e)
     stamp = date_from_name(path)
@@ -108,6 +112,23 @@ def recorded_at(path: str) -> tuple[float, str] | None:
     try:
         return os.path.getmtime(path), "file"
     except OSError:
+        return None
+
+
+def recorder_date(container) -> float | None:
+    """When a Dahua recorder's export (a ``.dav``: FFmpeg's ``dhav`` format) started, from the date each of its
+    chunks holds: the recorder's local time, which FFmpeg gives as milliseconds since the epoch as if it were UTC.
+    None for another format, or a date not believed. An export's name often holds it too
+    (``CH01_20240517140358_20240517150358.dav``), but not once the file is renamed (``front door.dav``)."""
+    if container.format.name != "dhav":
+        return None
+    starts = [s.start_time * s.time_base for s in container.streams if s.start_time is not None and s.time_base]
+    if not starts:
+        return None
+    try:
+        local = datetime.fromtimestamp(float(min(starts)), timezone.utc).replace(tzinfo=None)
+        return _believable(local.timestamp())
+    except (ValueError, OverflowError, OSError):
         return None
 
 
@@ -170,5 +191,5 @@ def dates_summary(recorded: dict | None) -> str:
     return text
 
 
-__all__ = ["DATE_TAGS", "parse_tag", "date_from_name", "recorded_at", "parse_day_bound", "date_filters",
-           "local_day", "dates_summary"]
+__all__ = ["DATE_TAGS", "parse_tag", "date_from_name", "recorded_at", "recorder_date", "parse_day_bound",
+           "date_filters", "local_day", "dates_summary"]

@@ -900,3 +900,63 @@ def write_motion_photo(path, photo: np.ndarray, frames: np.ndarray, layout: str 
         raise ValueError(layout)
     path.write_bytes(data)
     return path
+
+
+def _dav_date(t) -> int:
+    """A DHAV chunk's date: the recorder's local time packed into 32 bits (FFmpeg's ``dhav`` demuxer)."""
+    return t.second | t.minute << 6 | t.hour << 12 | t.day << 17 | t.month << 22 | (t.year - 2000) << 26
+
+
+def write_dav(path, frames: np.ndarray, fps: int = 25, start=None, gop: int = 25, sound: bool = False,
+              header: bool = False) -> Path:
+    """uint8 [T, H, W, 3] frames as a Dahua recorder's export (``.dav``, as CCTV's NVRs and DVRs write it): H.264
+    (no B-frames, headers before each keyframe) in DHAV chunks, each with the recorder's local date (``start``, a naive
+    datetime: 2024-05-17 14:03:58 by default) and its millisecond; a keyframe's chunk says the size, codec and rate.
+    ``sound``: G.711 A-law at 8 kHz in chunks of its own (a camera's microphone), a tone of 440 Hz. ``header``: the
+    1024-byte ``DAHUA`` file header some exports begin with."""
+    import datetime
+
+    import av
+
+    start = start or datetime.datetime(2024, 5, 17, 14, 3, 58)
+    buf = io.BytesIO()
+    packets = []
+    with av.open(buf, "w", format="h264") as c:
+        stream = c.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        stream.options = {"crf": "10", "preset": "veryfast", "g": str(gop), "bf": "0",
+                          "x264-params": "repeat-headers=1"}
+        for rgb in frames:
+            packets += [(bytes(p), p.is_keyframe) for p in stream.encode(av.VideoFrame.from_ndarray(rgb, "rgb24"))]
+        packets += [(bytes(p), p.is_keyframe) for p in stream.encode()]
+    sound_chunks = []
+    if sound:
+        alaw = av.CodecContext.create("pcm_alaw", "w")
+        alaw.sample_rate, alaw.format, alaw.layout = 8000, "s16", "mono"
+        t = np.arange(8000 * len(frames) // fps) / 8000
+        tone = (0.3 * 32767 * np.sin(2 * np.pi * 440 * t)).astype(np.int16)
+        for k in range(0, len(tone), 320):  # 40 ms a chunk
+            samples = av.AudioFrame.from_ndarray(tone[None, k:k + 320], format="s16", layout="mono")
+            samples.sample_rate = 8000
+            sound_chunks.append((k * 1000 // 8000, b"".join(bytes(p) for p in alaw.encode(samples))))
+    out = bytearray(b"DAHUA" + bytes(0x400 - 5) if header else b"")
+    height, width = frames.shape[1], frames.shape[2]
+
+    def chunk(kind: int, number: int, ms: int, ext: bytes, data: bytes) -> bytes:
+        length = 24 + len(ext) + len(data) + 8  # header, its extension, the data, the trailer
+        date = _dav_date(start + datetime.timedelta(milliseconds=ms))
+        head = b"DHAV" + bytes([kind, 0, 0, 0]) + struct.pack("<III", number, length, date)
+        return head + struct.pack("<HBB", ms % 65536, len(ext), 0) + ext + data + b"dhav" + struct.pack("<I", length)
+
+    sounds = iter(sound_chunks)
+    pending = next(sounds, None)
+    for n, (data, key) in enumerate(packets):
+        ms = n * 1000 // fps
+        while pending is not None and pending[0] <= ms:  # the sound muxed beside the pictures of its time
+            out += chunk(0xF0, n, pending[0], bytes([0x83, 1, 0x0E, 0]), pending[1])  # mono, A-law, 8 kHz
+            pending = next(sounds, None)
+        # a keyframe's chunk: its size (0x82: width and height) and its codec and rate (0x81: H.264, fps)
+        ext = bytes([0x82, 0, 0, 0]) + struct.pack("<HH", width, height) + bytes([0x81, 0, 0x2, fps]) if key else b""
+        out += chunk(0xFD if key else 0xFC, n, ms, ext, data)
+    Path(path).write_bytes(bytes(out))
+    return Path(path)

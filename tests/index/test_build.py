@@ -521,6 +521,46 @@ def test_raw_streams_are_indexed_and_cut(tmp_path, test_model):
     assert got == list(range(30, 45))
 
 
+def test_a_dahua_recorder_s_exports_are_indexed_dated_and_cut_with_their_sound(tmp_path, test_model):
+    """Dahua's NVRs and DVRs export ``.dav`` files (DHAV chunks of H.264, the camera's G.711 sound beside it), which
+    FFmpeg reads; vtr did not scan the extension. One renamed, one as the recorder names it (with the 1024-byte file
+    header some exports begin with): both indexed to their end, dated by the recorder's clock, and a moment cut from
+    the frame at its start, with its sound."""
+    import av
+
+    from tests.videos import frame_index_of, indexed_frames, write_dav
+    from vtr.data.cut import cut_clip
+
+    root = tmp_path / "cctv"
+    root.mkdir()
+    write_dav(root / "front door.dav", indexed_frames(75, 64, 96), sound=True)
+    write_dav(root / "CH01_20240517140358_20240517140401.dav", indexed_frames(50, 64, 96), header=True)
+    report = build_index([str(root)], str(tmp_path / "idx"), model=test_model, workers=0, progress=False)
+    assert (report.total_files, report.failed) == (2, 0), report.failures
+    ends = {}
+    for f, w in snapshot_windows(tmp_path / "idx"):
+        ends[os.path.basename(f.path)] = max(ends.get(os.path.basename(f.path), 0.0), w.end)
+    assert ends == {"front door.dav": pytest.approx(3.0), "CH01_20240517140358_20240517140401.dav": pytest.approx(2.0)}
+    cat = Catalog(tmp_path / "idx" / "catalog.sqlite")
+    try:
+        dates = cat.recorded_of(f.id for f in cat.files("ok"))
+    finally:
+        cat.close()
+    from datetime import datetime
+
+    assert list(dates.values()) == [(datetime(2024, 5, 17, 14, 3, 58).timestamp(), "metadata")] * 2
+    for start, stop in ((1.0, 2.0), (0.0, 2.0)):  # from its start too (the app's preview of its first moment),
+        # which lost its first second: a seek to the start of a file just opened landed after what FFmpeg had read
+        out = tmp_path / f"door {start}.mp4"
+        cut_clip(str(root / "front door.dav"), start, stop, out)
+        with av.open(str(out)) as c:
+            got = [frame_index_of(f.to_ndarray(format="rgb24")) for f in c.decode(video=0)]
+        with av.open(str(out)) as c:
+            sound = sum(f.samples for f in c.decode(audio=0)) / c.streams.audio[0].sample_rate
+        assert got == list(range(int(start * 25), int(stop * 25)))
+        assert sound == pytest.approx(stop - start, abs=0.05)
+
+
 @pytest.mark.parametrize("rotation", [0, 90])
 def test_thumbnails_are_shown_as_players_show_non_square_pixels(tmp_path, test_model, rotation):
     """HDV camcorders store 1440x1080 and mark each pixel 4/3 as wide (shown 16:9); the thumbnails were 4:3, every

@@ -73,6 +73,24 @@ def test_a_video_s_date_comes_from_its_tags_then_its_name_then_its_file(tmp_path
     assert recorded_at(str(tmp_path / "gone.mp4")) is None
 
 
+def test_a_dahua_recorder_s_export_is_dated_by_its_chunks_in_local_time(tmp_path, monkeypatch):
+    """A Dahua NVR's or DVR's export (``.dav``) has no date tag, but dates each of its chunks with the recorder's local
+    time; renamed (``front door.dav``), its name says nothing. Before, its date was the file's, the day of the
+    copy."""
+    import time
+
+    from tests.videos import indexed_frames, write_dav
+
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        path = write_dav(tmp_path / "front door.dav", indexed_frames(10, 64, 96), sound=True)  # 2024-05-17 14:03:58
+        assert recorded_at(str(path)) == (utc(2024, 5, 17, 18, 3, 58), "metadata")  # 14:03:58 in New York (EDT)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
 def test_filter_dates_cover_whole_periods():
     assert parse_day_bound("2023") == local(2023, 1, 1)
     assert parse_day_bound("2023", end=True) == local(2024, 1, 1)

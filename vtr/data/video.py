@@ -336,9 +336,21 @@ def rewind(container, stream=None) -> None:
     seek to time 0 ("Operation not permitted") where a stream's first keyframe comes after 0 and the demuxer knows of
     none before it: an FLV of Flash's own video codec (Sorenson H.263, as the web's videos were until about 2010) with
     sound starts its video a few milliseconds in. A seek forward to 0 lands on that first keyframe: the start. A raw
-    stream (:data:`RAW_FORMATS`) has no time to seek by: to its first byte."""
+    stream (:data:`RAW_FORMATS`) has no time to seek by: to its first byte.
+
+    A demuxer that seeks by the keyframes it has read (FFmpeg's generic index) and whose clock does not start at 0 (a
+    Dahua recorder's ``.dav``, timed by its date) refuses the seek back too, and in a container just opened, whose
+    first second FFmpeg read to find its streams, it knows of no keyframe before that second: the seek forward landed
+    after it, and a clip cut from the start of such a file lost its first second. One packet read first puts the
+    first keyframe in its index."""
     import av
 
+    if container.format.flags & AVFMT_GENERIC_INDEX and (container.start_time or 0) > 0:
+        first = stream if stream is not None else main_video_stream(container)
+        try:  # (the video's: its keyframe is where the seek lands)
+            next(iter(container.demux(first) if first is not None else container.demux()), None)
+        except av.FFmpegError:  # (the seek says what is wrong)
+            pass
     try:
         container.seek(0, stream=stream, backward=True, any_frame=False)
     except av.FFmpegError:
@@ -346,6 +358,10 @@ def rewind(container, stream=None) -> None:
             container.seek(0, unsupported_byte_offset=True)
             return
         container.seek(0, stream=stream, backward=False, any_frame=False)
+
+
+#: FFmpeg's flag of a demuxer that seeks by the keyframes it has read (``AVFMT_GENERIC_INDEX``).
+AVFMT_GENERIC_INDEX = 0x0100
 
 
 #: An average frame rate above this is a time base, not a rate (high-speed cameras record at up to 1000 fps, but
