@@ -184,6 +184,16 @@ def test_an_example_clip_a_browser_cannot_play_is_shown_cut_to_h264(tmp_path):
     for name, codec in (("phone.mp4", "libx264"), ("browser.webm", "libvpx-vp9")):
         playable = str(write_video(tmp_path / name, frames, codec=codec))
         assert service.example_clip(playable) == playable, name
+    # H.264 in another container than the name says: a recorder's MPEG-PS (Hikvision's exports), a grabber's MPEG-TS,
+    # a DVR's raw stream, each named .mp4: given to the page as they were, they showed an empty player; and the cut of
+    # the PS lost the small frames that share a packet with the one before (no time of their own): 12 of 30 were left
+    for kind in ("vob", "ts", "h264"):
+        misnamed = tmp_path / f"cctv_{kind}.mp4"
+        write_video(tmp_path / f"cctv.{kind}", frames, fps=10).rename(misnamed)
+        clip = service.example_clip(str(misnamed))
+        assert clip.startswith(str(service.preview_dir)), kind
+        with av.open(clip) as c:  # every frame (those of the PS that share a packet have no time of their own)
+            assert [frame_index_of(f.to_ndarray(format="rgb24")) for f in c.decode(video=0)] == list(range(30)), kind
     # AV1 (a download's .mp4): Safari plays it only where the device decodes it in hardware
     av1 = write_video(tmp_path / "download.mp4", indexed_frames(30, 64, 64), codec="libsvtav1")  # SVT-AV1: >= 64 high
     assert service.example_clip(str(av1)).startswith(str(service.preview_dir))

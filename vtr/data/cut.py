@@ -192,15 +192,20 @@ def _copy_video(src, vin, vout, dst, start, stop, rate, width, height, origin: f
     import av
     from av.video.reformatter import VideoReformatter
 
-    from vtr.data.video import decode_from
+    from vtr.data.video import decode_from, frame_rate
 
     last_pts, last_tick, first, written = -1, -1, None, 0
     reformatter = VideoReformatter()
     matrix = source_colors(vin)[0]  # the matrix the stream says: YUV is copied in its own, RGB converted to it
+    period, before = 1.0 / float(frame_rate(vin) or 25), None
     for frame in deinterlaced(decode_from(src, vin, start, origin, by_count=by_count), vin.time_base):
         t = frame.time
-        if t is None:
-            continue
+        if t is None:  # a frame whose packet has no time: one of several small ones that share an MPEG-PS packet
+            # (H.264 in a recorder's PS), as players show it, a frame period after the one before; it was left out
+            if before is None:
+                continue
+            t = before + period
+        before = t
         t -= origin
         if t < start - 1e-3:
             continue
