@@ -201,7 +201,8 @@ def _copy_video(src, vin, vout, dst, start, stop, rate, width, height, origin: f
     for frame in deinterlaced(decode_from(src, vin, start, origin, by_count=by_count), vin.time_base):
         t = frame.time
         if t is None:  # a frame whose packet has no time: one of several small ones that share an MPEG-PS packet
-            # (H.264 in a recorder's PS), as players show it, a frame period after the one before; it was left out
+            # (H.264 in PS, as FFmpeg's muxer writes it), as players show it, a frame period after the one before; it
+            # was left out
             if before is None:
                 continue
             t = before + period
