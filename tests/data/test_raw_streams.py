@@ -98,7 +98,7 @@ def test_raw_stream_cut_between_keyframes_starts_at_its_first_keyframe(tmp_path)
 
 def test_raw_rate_is_the_parameters_else_what_players_take():
     """An SPS with timing information gives the rate (an NTSC camera's 30000/1001); one without gives 25, as
-    FFmpeg's raw demuxer, ffplay and VLC take it (a Raspberry Pi's hardware encoder writes none)."""
+    FFmpeg's raw demuxer, ffplay and VLC take it (an encoder that writes none)."""
     from vtr.data.video import RAW_DEFAULT_FPS, frame_rate
 
     def raw(framerate, format_name="h264"):
@@ -109,7 +109,6 @@ def test_raw_rate_is_the_parameters_else_what_players_take():
     assert frame_rate(raw(Fraction(50), "hevc")) == 50
     assert frame_rate(raw(None)) == frame_rate(raw(Fraction(0, 1))) == RAW_DEFAULT_FPS == 25
     assert frame_rate(raw(Fraction(30), "mp4")) == 25  # a container's own rate is kept
-
 
 
 def test_raw_streams_are_packed_and_read_by_training(tmp_path):
