@@ -488,6 +488,32 @@ def test_dvd_broadcast_and_old_windows_containers_are_indexed(tmp_path, test_mod
                                                           "MOV001.TOD", "tape.m2t"}
 
 
+def test_tv_recordings_pvr_streams_and_old_containers_are_indexed(tmp_path, test_model):
+    """Containers FFmpeg reads under extensions the scan left out: Windows Media Center's TV recordings (.wtv, and
+    .dvr-ms, an ASF), HD PVRs' MPEG-TS (.trp, .tp), VP9 in IVF (.ivf: libvpx's output, a WebRTC call recorded),
+    MPEG-1 video (.m1v), old QuickTime (.qt) and OGM video (.ogm): each indexed to its end."""
+    from tests.videos import encode_all, indexed_frames
+
+    root = tmp_path / "videos"
+    root.mkdir()
+    frames = indexed_frames(50, 64, 96)  # 2 s at 25 fps (MPEG-1 takes the broadcast and film rates only)
+    kinds = {"show.wtv": ("wtv", "mpeg2video"), "film.dvr-ms": ("asf", "msmpeg4"), "match.trp": ("mpegts", "libx264"),
+             "news.tp": ("mpegts", "mpeg2video"), "call.ivf": ("ivf", "libvpx-vp9"), "clip.m1v": ("mpeg1video",
+             "mpeg1video"), "trailer.qt": ("mov", "libx264"), "episode.ogm": ("ogg", "libvpx")}
+    for name, (fmt, codec) in kinds.items():
+        with av.open(str(root / name), "w", format=fmt) as c:
+            stream = c.add_stream(codec, rate=25)
+            stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
+            stream.bit_rate = 4_000_000
+            encode_all(c, stream, frames)
+    report = build_index([str(root)], str(tmp_path / "idx"), model=test_model, workers=0, progress=False)
+    assert (report.total_files, report.failed) == (len(kinds), 0), report.failures
+    ends = {}
+    for f, w in snapshot_windows(tmp_path / "idx"):
+        ends[os.path.basename(f.path)] = max(ends.get(os.path.basename(f.path), 0.0), w.end)
+    assert ends == {name: pytest.approx(2.0) for name in kinds}
+
+
 def test_raw_streams_are_indexed_and_cut(tmp_path, test_model):
     """A folder of a Raspberry Pi camera's .h264 and .mjpeg and a recorder's .265 and .264 (raw streams, without a
     container) is indexed, its windows at the players' times, and a moment is cut from the frame at its start.
