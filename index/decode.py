@@ -92,12 +92,17 @@ class FileFailure:
     reason: str
 
 
-def encode_jpeg(rgb: np.ndarray, width: int = THUMB_WIDTH, pixel_aspect: float = 1.0) -> bytes:
+def encode_jpeg(rgb: np.ndarray, width: int = THUMB_WIDTH, pixel_aspect: float = 1.0,
+                colors: np.ndarray | None = None) -> bytes:
     """uint8 [H, W, 3] → JPEG bytes (PyAV's mjpeg encoder), scaled to ``width`` keeping the aspect ratio the frame
-    is shown at (``pixel_aspect``: :attr:`vtr.data.video.VideoReader.pixel_aspect`; HDV's circles stay round)."""
+    is shown at (``pixel_aspect``: :attr:`vtr.data.video.VideoReader.pixel_aspect`; HDV's circles stay round), in
+    the colours players show (``colors``: :attr:`vtr.data.video.VideoReader.shown_colors`, applied to the RGB)."""
     import fractions
 
     import av
+
+    if colors is not None:
+        rgb = np.clip(rgb.astype(np.float32) @ colors.T.astype(np.float32) + 0.5, 0, 255).astype(np.uint8)
 
     h, w = rgb.shape[:2]
     shown_w = w * pixel_aspect
@@ -150,7 +155,7 @@ def decode_chunk(path: str, chunk: int, settings: DecodeSettings, key=None) -> C
         meta = {"num_frames": clock.num_frames, "fps": float(reader.fps), "duration": clock.duration,
                 "width": int(reader.width), "height": int(reader.height),
                 "timed_by_count": reader.timed_by_count}
-        pixel_aspect = reader.pixel_aspect
+        pixel_aspect, colors = reader.pixel_aspect, reader.shown_colors
         part, n_windows, n_chunks = plan_chunk_windows(path, meta["duration"], settings.window_policy,
                                                        settings.window_s, settings.stride_s, chunk,
                                                        settings.chunk_windows)
@@ -178,7 +183,7 @@ def decode_chunk(path: str, chunk: int, settings: DecodeSettings, key=None) -> C
         clip = decoded[[pos[i] for i in idx]]  # [T, H, W, 3]
         frames.append(pre.resize(clip.permute(0, 3, 1, 2).contiguous()))
         if settings.thumbnails:
-            thumbs.append(encode_jpeg(clip[len(idx) // 2].numpy(), pixel_aspect=pixel_aspect))
+            thumbs.append(encode_jpeg(clip[len(idx) // 2].numpy(), pixel_aspect=pixel_aspect, colors=colors))
     s = settings.img_size
     stacked = torch.stack(frames).numpy() if frames else np.zeros((0, settings.num_frames, 3, s, s), np.uint8)
     return ChunkResult(key=key, path=path, meta=meta, n_windows=n_windows, n_chunks=n_chunks, chunk=chunk,

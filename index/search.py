@@ -316,8 +316,8 @@ class VideoIndex:
 
         with open_video(str(video), backend=VIDEO_BACKEND) as reader:
             rgb = reader.get_frames([reader.clock().frame_at(seconds)])[0].numpy()
-            pixel_aspect = reader.pixel_aspect
-        return encode_jpeg(rgb, pixel_aspect=pixel_aspect)
+            pixel_aspect, colors = reader.pixel_aspect, reader.shown_colors
+        return encode_jpeg(rgb, pixel_aspect=pixel_aspect, colors=colors)
 
     # ------------------------------------------------------------------------------------------ encoding
     @property

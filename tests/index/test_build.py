@@ -617,6 +617,51 @@ def test_thumbnails_are_shown_as_players_show_non_square_pixels(tmp_path, test_m
         assert shown == pytest.approx(16 / 9 if rotation == 0 else 9 / 16, rel=0.03)
 
 
+def test_thumbnails_show_the_colours_players_show(tmp_path, test_model):
+    """An HD video that says no colour matrix (a screen recording, a web download, gradio's own a.mp4) is shown by
+    players as BT.709, while FFmpeg converts it as BT.601, as the model's frames keep it: the thumbnails showed a red
+    200,30,30 as 185,11,31 beside a preview that shows it right (Chromium, last session). Tagged or SD videos agreed
+    already, and are unchanged."""
+    import io
+
+    import av
+
+    from index.search import VideoIndex
+
+    root = tmp_path / "videos"
+    root.mkdir()
+    red = (200, 30, 30)
+    cases = {"hd_untagged.mp4": (1280, 720, None), "hd_tagged.mp4": (1280, 720, 1), "sd_untagged.mp4": (640, 480, None)}
+    for name, (width, height, tag) in cases.items():
+        matrix = "ITU709" if width >= 1280 else "ITU601"  # each painted in the matrix players take it to be in
+        with av.open(str(root / name), "w") as c:
+            stream = c.add_stream("libx264", rate=10)
+            stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+            stream.options = {"crf": "5", "preset": "ultrafast"}
+            if tag:
+                cc = stream.codec_context
+                cc.colorspace, cc.color_primaries, cc.color_trc = tag, tag, tag
+            picture = np.empty((height, width, 3), np.uint8)
+            picture[:] = red
+            frame = av.VideoFrame.from_ndarray(picture, format="rgb24").reformat(format="yuv420p",
+                                                                                  dst_colorspace=matrix)
+            frame.colorspace = tag or 2  # said, or not
+            for _ in range(20):
+                for packet in stream.encode(frame):
+                    c.mux(packet)
+            for packet in stream.encode():
+                c.mux(packet)
+    build_index([str(root)], str(tmp_path / "idx"), model=test_model, workers=0, progress=False)
+    windows = {os.path.basename(f.path): w.id for f, w in snapshot_windows(tmp_path / "idx")}
+    with VideoIndex(str(tmp_path / "idx"), gpu=False) as vi:  # and one cut later (an index without thumbnails)
+        later = {name: vi.thumbnail(str(root / name), 1.0) for name in cases}
+    for name in cases:
+        for jpeg in (thumbnail_path(tmp_path / "idx", windows[name]).read_bytes(), later[name]):
+            with av.open(io.BytesIO(jpeg)) as c:
+                shown = next(c.decode(video=0)).to_ndarray(format="rgb24").reshape(-1, 3).mean(axis=0)
+            assert np.abs(shown - red).max() <= 4, (name, shown)
+
+
 def test_the_formats_people_have_index_whole(tmp_path, test_model):
     """Long-GOP footage in the containers and codecs of phones, cameras, browsers and old PCs, each 16 s (400
     frames, past the readers' seek threshold): every file indexes whole, with the duration the player shows, its

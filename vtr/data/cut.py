@@ -256,11 +256,12 @@ def source_colors(vin) -> tuple[int, int, int]:
     cut said none, and Chromium took an 854x480 preview of an HD phone video (BT.709) to be BT.601: reds and greens
     shown off by up to 20 levels (a red 200,30,30 as 186,12,32). A source of RGB pictures is converted to the matrix
     said: BT.709 where its stream says RGB, else the one its size gives."""
+    from vtr.data.video import guessed_matrix
+
     cc = vin.codec_context
     matrix = cc.colorspace
     if matrix in (RGB_MATRIX, UNSPECIFIED) or matrix > 14:  # RGB, none, or a reserved code
-        hd = (cc.width or 0) >= 1280 or (cc.height or 0) > 576
-        matrix = BT709 if hd or matrix == RGB_MATRIX else SMPTE170M
+        matrix = BT709 if matrix == RGB_MATRIX else guessed_matrix(cc.width, cc.height)
     bt709 = matrix == BT709
     primaries = cc.color_primaries if cc.color_primaries not in (UNSPECIFIED, 0) else (BT709 if bt709 else SMPTE170M)
     transfer = cc.color_trc if cc.color_trc not in (UNSPECIFIED, 0) else (BT709 if bt709 else SMPTE170M)

@@ -392,6 +392,42 @@ def raw_rate(stream) -> Fraction:
     return Fraction(RAW_DEFAULT_FPS)
 
 
+#: FFmpeg's codes of the YUV matrices (AVColorSpace) that players guess for a stream that says none.
+BT709, SMPTE170M, UNSPECIFIED_MATRIX = 1, 6, 2
+
+
+def guessed_matrix(width: int, height: int) -> int:
+    """The YUV matrix players take a stream of this stored size that says none to be in (mpv, Chromium): BT.709 from
+    1280 wide or more than 576 lines up, BT.601 (SMPTE 170M) below."""
+    return BT709 if (width or 0) >= 1280 or (height or 0) > 576 else SMPTE170M
+
+
+def _rgb_of_yuv(kr: float, kb: float) -> np.ndarray:
+    """The matrix that turns (Y, Cb, Cr) into (R, G, B) for a YUV matrix of luma weights ``kr``, ``kb``."""
+    kg = 1.0 - kr - kb
+    return np.array([[1.0, 0.0, 2 * (1 - kr)],
+                     [1.0, -2 * kb * (1 - kb) / kg, -2 * kr * (1 - kr) / kg],
+                     [1.0, 2 * (1 - kb), 0.0]])
+
+
+#: RGB converted as BT.601 (FFmpeg's default for a stream that says no matrix) → as BT.709 from the same YUV.
+BT601_TO_BT709 = _rgb_of_yuv(0.2126, 0.0722) @ np.linalg.inv(_rgb_of_yuv(0.299, 0.114))
+
+
+def shown_colors(stream) -> np.ndarray | None:
+    """:attr:`VideoReader.shown_colors` of a PyAV video stream: :data:`BT601_TO_BT709` for a YUV stream that says no
+    matrix and is HD (:func:`guessed_matrix`), whose frames FFmpeg converts as BT.601 (as decord does, and so the
+    release's training did: the model's frames keep it) while players show them as BT.709: a red 200,30,30 came out
+    185,11,31 in the index's thumbnails, beside a preview that shows it right. None otherwise."""
+    cc = stream.codec_context
+    fmt = cc.format
+    if fmt is None or fmt.is_rgb or fmt.has_palette or stream_flags(stream)[0]:  # RGB, a palette, or HDR (its own)
+        return None
+    if cc.colorspace != UNSPECIFIED_MATRIX and cc.colorspace <= 14:  # said (a reserved code says nothing)
+        return None
+    return BT601_TO_BT709 if guessed_matrix(cc.width, cc.height) == BT709 else None
+
+
 def frames_shown(stream, fps: float) -> int | None:
     """How many frames of a PyAV video stream players show, when an edit list hides some that its header counts;
     None when it hides none. A video trimmed without re-encoding (`ffmpeg -ss ... -c copy`, LosslessCut) keeps the
@@ -784,6 +820,9 @@ class VideoReader(abc.ABC):
     width: int
     height: int
     pixel_aspect: float = 1.0
+    #: The 3x3 matrix that turns this reader's RGB into the RGB players show, where they differ
+    #: (:func:`shown_colors`); None where they agree. Thumbnails use it; the model's frames keep the reader's RGB.
+    shown_colors: np.ndarray | None = None
 
     def __init__(self, name: str):
         self.name = name
@@ -1035,6 +1074,7 @@ class PyAVVideoReader(VideoReader):
         self._used = False
         self.rotation = self._probe_rotation()
         self.pixel_aspect = pixel_aspect_of(stream)
+        self.shown_colors = shown_colors(stream)
         if self.rotation in (90, 270):
             self.width, self.height = self.height, self.width
             self.pixel_aspect = 1.0 / self.pixel_aspect  # turned upright, a wide pixel is a tall one
