@@ -79,32 +79,30 @@ def make_preview(path: str, start: float, end: float, cache_dir, tail_s: float =
 #: What Chromium, Firefox and Safari all play, by file type (the extension decides the type the browser is told):
 #: MP4 with H.264 or VP9, and WebM with VP8 or VP9. Not Matroska (.mkv) nor QuickTime (.mov), which some browsers
 #: refuse whatever their codec; not AV1, which Safari plays only where the device decodes it in hardware (not on a
-#: Mac before the M3), so an AV1 example is cut to H.264 as the others are.
-BROWSER_PLAYS = {".mp4": frozenset({"h264", "vp9"}), ".m4v": frozenset({"h264", "vp9"}),
-                 ".webm": frozenset({"vp8", "vp9"})}
-
-#: The container each of those types must be (one of FFmpeg's names for the demuxer that reads it): a file's name can
-#: say another than it holds, and players, reading the bytes, do not mind. A recorder's MPEG-PS or MPEG-TS named
+#: Mac before the M3), so an AV1 example is cut to H.264 as the others are. Each type is ``(container, codecs)``: the
+#: container must be the one the name says (one of FFmpeg's names for the demuxer that reads it), as a file's name can
+#: say another than it holds and players, reading the bytes, do not mind; a recorder's MPEG-PS or MPEG-TS named
 #: ``.mp4`` (Hikvision's exports, stream grabbers'), or a raw H.264 stream so named (some DVRs'), each with H.264
 #: inside, was given to the page as it was, and its player stayed empty.
-BROWSER_CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".webm": "webm"}
+BROWSER_PLAYS = {".mp4": ("mp4", frozenset({"h264", "vp9"})), ".m4v": ("mp4", frozenset({"h264", "vp9"})),
+                 ".webm": ("webm", frozenset({"vp8", "vp9"}))}
 
 
 def browser_plays(path: str) -> bool:
-    """Whether every browser shows the video at ``path`` as players do (:data:`BROWSER_PLAYS`, in the container its
-    name says: :data:`BROWSER_CONTAINERS`), neither HDR (shown washed out where the model sees it tone-mapped) nor
-    interlaced (combed). False when it cannot be read."""
+    """Whether every browser shows the video at ``path`` as players do (:data:`BROWSER_PLAYS`: a codec they play, in
+    the container its name says), neither HDR (shown washed out where the model sees it tone-mapped) nor interlaced
+    (combed). False when it cannot be read."""
     import av
 
     from vtr.data.video import codec_name, main_video_stream, stream_flags
 
-    kind = os.path.splitext(str(path))[1].lower()
-    codecs = BROWSER_PLAYS.get(kind)
-    if not codecs:
+    kind = BROWSER_PLAYS.get(os.path.splitext(str(path))[1].lower())
+    if not kind:
         return False
+    demuxer, codecs = kind
     try:
         with av.open(str(path)) as container:
-            if BROWSER_CONTAINERS[kind] not in container.format.name.split(","):
+            if demuxer not in container.format.name.split(","):
                 return False
             stream = main_video_stream(container)
             return stream is not None and codec_name(stream) in codecs and not any(stream_flags(stream))

@@ -13,6 +13,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from vtr.data.colors import BT709, RGB_MATRIX, SMPTE170M, UNSPECIFIED, guessed_matrix, said_matrix
 from vtr.data.hdr import HLG, PQ, is_hdr
 from vtr.data.image import format_has_alpha, has_alpha, shown_rgb
 from vtr.data.sources import ffmpeg_input
@@ -244,9 +245,6 @@ def _copy_video(src, vin, vout, dst, start, stop, rate, width, height, origin: f
 CLIP_TICKS = 90000
 
 
-#: FFmpeg's codes (AVColorSpace, AVColorPrimaries, AVColorTransferCharacteristic) of the colours the cut tags
-BT709, SMPTE170M, UNSPECIFIED = 1, 6, 2
-RGB_MATRIX = 0  # a stream of RGB pictures (AVCOL_SPC_RGB)
 
 
 def source_colors(vin) -> tuple[int, int, int]:
@@ -256,11 +254,9 @@ def source_colors(vin) -> tuple[int, int, int]:
     cut said none, and Chromium took an 854x480 preview of an HD phone video (BT.709) to be BT.601: reds and greens
     shown off by up to 20 levels (a red 200,30,30 as 186,12,32). A source of RGB pictures is converted to the matrix
     said: BT.709 where its stream says RGB, else the one its size gives."""
-    from vtr.data.video import guessed_matrix
-
     cc = vin.codec_context
-    matrix = cc.colorspace
-    if matrix in (RGB_MATRIX, UNSPECIFIED) or matrix > 14:  # RGB, none, or a reserved code
+    matrix = said_matrix(cc.colorspace)
+    if matrix in (None, RGB_MATRIX):  # none (or a reserved code), or RGB pictures
         matrix = BT709 if matrix == RGB_MATRIX else guessed_matrix(cc.width, cc.height)
     bt709 = matrix == BT709
     primaries = cc.color_primaries if cc.color_primaries not in (UNSPECIFIED, 0) else (BT709 if bt709 else SMPTE170M)

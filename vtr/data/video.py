@@ -71,6 +71,7 @@ import numpy as np
 import torch
 
 from vtr.data.animation import animated_webp
+from vtr.data.colors import BT601_TO_BT709, BT709, guessed_matrix, said_matrix
 from vtr.data.hdr import HLG as HDR_HLG, PQ as HDR_PQ
 from vtr.data.image import format_has_alpha, shown_rgb
 from vtr.data.motion_photo import embedded_video
@@ -392,38 +393,17 @@ def raw_rate(stream) -> Fraction:
     return Fraction(RAW_DEFAULT_FPS)
 
 
-#: FFmpeg's codes of the YUV matrices (AVColorSpace) that players guess for a stream that says none.
-BT709, SMPTE170M, UNSPECIFIED_MATRIX = 1, 6, 2
-
-
-def guessed_matrix(width: int, height: int) -> int:
-    """The YUV matrix players take a stream of this stored size that says none to be in (mpv, Chromium): BT.709 from
-    1280 wide or more than 576 lines up, BT.601 (SMPTE 170M) below."""
-    return BT709 if (width or 0) >= 1280 or (height or 0) > 576 else SMPTE170M
-
-
-def _rgb_of_yuv(kr: float, kb: float) -> np.ndarray:
-    """The matrix that turns (Y, Cb, Cr) into (R, G, B) for a YUV matrix of luma weights ``kr``, ``kb``."""
-    kg = 1.0 - kr - kb
-    return np.array([[1.0, 0.0, 2 * (1 - kr)],
-                     [1.0, -2 * kb * (1 - kb) / kg, -2 * kr * (1 - kr) / kg],
-                     [1.0, 2 * (1 - kb), 0.0]])
-
-
-#: RGB converted as BT.601 (FFmpeg's default for a stream that says no matrix) → as BT.709 from the same YUV.
-BT601_TO_BT709 = _rgb_of_yuv(0.2126, 0.0722) @ np.linalg.inv(_rgb_of_yuv(0.299, 0.114))
-
-
 def shown_colors(stream) -> np.ndarray | None:
-    """:attr:`VideoReader.shown_colors` of a PyAV video stream: :data:`BT601_TO_BT709` for a YUV stream that says no
-    matrix and is HD (:func:`guessed_matrix`), whose frames FFmpeg converts as BT.601 (as decord does, and so the
-    release's training did: the model's frames keep it) while players show them as BT.709: a red 200,30,30 came out
-    185,11,31 in the index's thumbnails, beside a preview that shows it right. None otherwise."""
+    """:attr:`VideoReader.shown_colors` of a PyAV video stream: :data:`~vtr.data.colors.BT601_TO_BT709` for a YUV
+    stream that says no matrix and is HD (:func:`~vtr.data.colors.guessed_matrix`), whose frames FFmpeg converts as
+    BT.601 (as decord does, and so the release's training did: the model's frames keep it) while players show them
+    as BT.709: a red 200,30,30 came out 185,11,31 in the index's thumbnails, beside a preview that shows it right.
+    None otherwise."""
     cc = stream.codec_context
     fmt = cc.format
     if fmt is None or fmt.is_rgb or fmt.has_palette or stream_flags(stream)[0]:  # RGB, a palette, or HDR (its own)
         return None
-    if cc.colorspace != UNSPECIFIED_MATRIX and cc.colorspace <= 14:  # said (a reserved code says nothing)
+    if said_matrix(cc.colorspace) is not None:
         return None
     return BT601_TO_BT709 if guessed_matrix(cc.width, cc.height) == BT709 else None
 
@@ -1421,7 +1401,9 @@ class PyAVVideoReader(VideoReader):
         pts, end, hidden, keyed, dts, closed = [], None, 0, None, [], False
         jumpy = self._container.format.name in DISCONTINUOUS_FORMATS
         raw = self._container.format.name in RAW_FORMATS
+        hevc = stream.codec_context.name == "hevc"
         keys, positions, shown_dts = [], [], []  # of the packets in pts, for a file whose timestamps jump
+        leading = []  # of a raw stream's packets: whether each is an HEVC leading picture (_hevc_leading)
         mpeg_video = stream.codec_context.name in MPEG_VIDEO_CODECS
         rewind(self._container, stream)
         self._used = True
@@ -1429,10 +1411,9 @@ class PyAVVideoReader(VideoReader):
             if packet.size == 0:  # the demuxer's flush packet
                 continue
             if raw:  # no times: each packet one frame (FFmpeg's parser gives a picture a packet), in decoding order
-                hevc = stream.codec_context.name == "hevc"
                 keys.append(packet.is_keyframe and (hevc or _slice_type(packet, "h264") == H264_IDR))
                 positions.append(packet.pos)
-                pts.append(_hevc_leading(packet) if hevc else None)
+                leading.append(_hevc_leading(packet) if hevc else None)
                 continue
             dts.append(packet.dts if packet.dts is not None else packet.pts)
             if keyed is None and packet.is_keyframe:
@@ -1453,7 +1434,7 @@ class PyAVVideoReader(VideoReader):
             if packet.duration:
                 end = max(end if end is not None else 0, packet.pts + packet.duration)
         if raw:
-            return self._timed_raw(pts, keys, positions)
+            return self._timed_raw(leading, keys, positions)
         if not pts or (stream.frames and len(pts) + hidden != stream.frames and not self._drops(pts, hidden)):
             return None, None
         if jumpy and _jumps(dts, float(stream.time_base)):
