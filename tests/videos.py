@@ -137,15 +137,17 @@ def riff_chunk(kind: bytes, data: bytes) -> bytes:
     return kind + struct.pack("<I", len(data)) + data + b"\0" * (len(data) & 1)
 
 
-def write_webp_animation(path, width: int, height: int, frames) -> Path:
+def write_webp_animation(path, width: int, height: int, frames, icc: bytes | None = None) -> Path:
     """An animated WebP written chunk by chunk as RFC 9649 lays it out, each frame a ``(x, y, rgba, duration_ms,
     blend, dispose)`` (even offsets; ``rgba`` uint8 [h, w, 4]) or ``(..., lossless)``, its image encoded by libwebp
     (:func:`webp_still_chunks`): every rule of the format chosen here, where libwebp's animation encoder picks its
-    own."""
+    own. ``icc``: an ICC profile, in an ``ICCP`` chunk."""
     def u24(n):
         return int(n).to_bytes(3, "little")
 
-    body = riff_chunk(b"VP8X", bytes([0x12, 0, 0, 0]) + u24(width - 1) + u24(height - 1))  # animation, alpha
+    flags = 0x12 | (0x20 if icc else 0)  # animation, alpha, ICC profile
+    body = riff_chunk(b"VP8X", bytes([flags, 0, 0, 0]) + u24(width - 1) + u24(height - 1))
+    body += riff_chunk(b"ICCP", icc) if icc else b""
     body += riff_chunk(b"ANIM", bytes([255, 255, 255, 255, 0, 0]))  # a white background (viewers draw none)
     for x, y, rgba, duration, blend, dispose, *lossless in frames:
         head = u24(x // 2) + u24(y // 2) + u24(rgba.shape[1] - 1) + u24(rgba.shape[0] - 1) + u24(duration)
@@ -749,11 +751,13 @@ def _hevc_still(rgb: np.ndarray) -> tuple[bytes, bytes]:
     return data[hs:he], data[ms:me]
 
 
-def write_heif(path, rgb: np.ndarray, tile: int | None = None, quarter_turns: int = 0) -> Path:
+def write_heif(path, rgb: np.ndarray, tile: int | None = None, quarter_turns: int = 0, icc: bytes | None = None,
+               icc_on: str = "primary") -> Path:
     """uint8 [H, W, 3] (even sizes) as a HEIF photo, written box by box after ISO/IEC 23008-12: one HEVC image, or,
     with ``tile``, a grid of ``tile`` x ``tile`` HEVC tiles (the last row and column padded; the grid's size crops
     them) as an iPhone writes its HEIC (512-pixel tiles, the grid in ``idat``, the tiles hidden). ``quarter_turns``:
-    an ``irot`` property on the primary image (anticlockwise, as shown)."""
+    an ``irot`` property on the primary image (anticlockwise, as shown). ``icc``: an ICC profile in a ``colr``
+    property (type ``prof``) of the primary image, or of each tile (``icc_on="tiles"``)."""
     h, w = rgb.shape[:2]
     if tile is None:
         tiles = [rgb]
@@ -784,6 +788,10 @@ def write_heif(path, rgb: np.ndarray, tile: int | None = None, quarter_turns: in
     if quarter_turns:
         props.append(_box(b"irot", bytes([quarter_turns & 3])))
         assoc[-1][1].append(len(props))
+    if icc is not None:
+        props.append(_box(b"colr", b"prof" + icc))
+        for item, ps in (assoc[:n] if icc_on == "tiles" else assoc[-1:]):
+            ps.append(len(props))
     ipma = _full_box(b"ipma", 0, 0, struct.pack(">I", len(assoc)) + b"".join(
         struct.pack(">HB", item, len(ps)) + bytes(p | (0x80 if k == 0 else 0) for k, p in enumerate(ps))
         for item, ps in assoc))

@@ -9,9 +9,10 @@ read the matrix itself), so the orientation is read here from the file's EXIF bl
 or HEIF whose rotation is a container box) is turned by the rotation FFmpeg reports. A photo tagged PQ or HLG (an
 HDR AVIF) is tone-mapped to SDR as HDR video is (:mod:`vtr.data.hdr`). An iPhone's HEIC is a grid of tiles, each
 coded as an image of its own, which FFmpeg gives as separate streams: the grid, its tiles' order and its rotation
-are read from the file's boxes (:func:`heif_grid`) and the tiles put together. A picture with transparency (a chat's
-sticker, a logo) is put over white, as a page shows it (:func:`shown_rgb`: video frames with transparency too, such
-as an APNG's).
+are read from the file's boxes (:func:`heif_grid`) and the tiles put together. A photo whose embedded ICC profile
+is not sRGB's (an iPhone's Display P3, a camera's Adobe RGB: :func:`embedded_icc`) is converted to sRGB
+(:mod:`vtr.data.icc`). A picture with transparency (a chat's sticker, a logo) is put over white, as a page shows it
+(:func:`shown_rgb`: video frames with transparency too, such as an APNG's).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import io
 import os
 import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +28,8 @@ import numpy as np
 from vtr.data import hdr  # its functions looked up at each call (tests stand in for them)
 
 ORIENTATION_TAG = 0x0112  # EXIF/TIFF: 1 as stored, 2-8 mirrored and/or turned
+ICC_PROFILE_TAG = 34675  # TIFF: the picture's ICC profile (bytes)
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 #: TIFF tags read here: how the picture is compressed, and the version of a DNG (a camera's raw photo, a TIFF too)
@@ -39,9 +43,9 @@ TIFF_COMPRESSION_NAMES = {6: "JPEG (old style)", 7: "JPEG", 34712: "JPEG 2000", 
                           50001: "WebP", 52546: "JPEG XL"}
 
 
-def _tiff_entries(tiff: bytes) -> dict[int, tuple[int, bytes]] | None:
-    """The first image directory of a TIFF/EXIF block: {tag: (type, its 4-byte value field)}; None when ``tiff``
-    is not one."""
+def _tiff_entries(tiff: bytes) -> dict[int, tuple[int, bytes, int]] | None:
+    """The first image directory of a TIFF/EXIF block: {tag: (type, its 4-byte value field, its count)}; None when
+    ``tiff`` is not one."""
     order = {b"II": "<", b"MM": ">"}.get(tiff[:2])
     if order is None or len(tiff) < 8 or struct.unpack(order + "H", tiff[2:4])[0] != 42:
         return None
@@ -53,8 +57,8 @@ def _tiff_entries(tiff: bytes) -> dict[int, tuple[int, bytes]] | None:
         entry = ifd + 2 + 12 * i
         if entry + 12 > len(tiff):
             break
-        tag, kind = struct.unpack(order + "HH", tiff[entry:entry + 4])
-        entries.setdefault(tag, (kind, tiff[entry + 8:entry + 12]))  # the first, as readers take it
+        tag, kind, count = struct.unpack(order + "HHI", tiff[entry:entry + 8])
+        entries.setdefault(tag, (kind, tiff[entry + 8:entry + 12], count))  # the first, as readers take it
     return entries
 
 
@@ -62,7 +66,7 @@ def _tiff_short(tiff: bytes, tag: int) -> int | None:
     """The value of ``tag`` in the first image directory of a TIFF/EXIF block when it is a SHORT (kept in the
     first two bytes of the value field), else None."""
     entries = _tiff_entries(tiff)
-    kind, value = (entries or {}).get(tag, (None, b""))
+    kind, value, _ = (entries or {}).get(tag, (None, b"", 0))
     return struct.unpack((">" if tiff[:2] == b"MM" else "<") + "H", value[:2])[0] if kind == 3 else None
 
 
@@ -92,31 +96,43 @@ def _strip_exif_header(block: bytes) -> bytes:
     return block[6:] if block.startswith(b"Exif\0\0") else block
 
 
+def _jpeg_segments(data: bytes):
+    """``(marker, payload)`` of a JPEG file's segments before its image data."""
+    pos = 2
+    while pos + 4 <= len(data) and data[pos] == 0xFF:
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker in (0xD9, 0xDA):  # end of image, start of scan: no more segments of interest
+            return
+        length = struct.unpack(">H", data[pos + 2:pos + 4])[0]
+        yield marker, data[pos + 4:pos + 2 + length]
+        pos += 2 + length
+
+
+def _png_chunks(data: bytes):
+    """``(type, data)`` of a PNG file's chunks, up to ``IEND`` (``eXIf`` and ``iCCP`` may come anywhere)."""
+    pos = 8
+    while pos + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        if kind == b"IEND":
+            return
+        yield kind, data[pos + 8:pos + 8 + length]
+        pos += 12 + length
+
+
 def exif_orientation(data: bytes) -> int | None:
     """The EXIF orientation of a JPEG, PNG or WebP file's bytes (1-8); None when the file carries none."""
     if data[:2] == b"\xff\xd8":  # JPEG: segments up to the image data
-        pos = 2
-        while pos + 4 <= len(data) and data[pos] == 0xFF:
-            marker = data[pos + 1]
-            if marker == 0xFF:  # fill byte
-                pos += 1
-                continue
-            if marker in (0xD9, 0xDA):  # end of image, start of scan: no EXIF after this point
-                return None
-            length = struct.unpack(">H", data[pos + 2:pos + 4])[0]
-            if marker == 0xE1 and data[pos + 4:pos + 10] == b"Exif\0\0":
-                return _tiff_orientation(data[pos + 10:pos + 2 + length])
-            pos += 2 + length
+        for marker, block in _jpeg_segments(data):
+            if marker == 0xE1 and block[:6] == b"Exif\0\0":
+                return _tiff_orientation(block[6:])
         return None
-    if data[:8] == b"\x89PNG\r\n\x1a\n":  # PNG: chunks (eXIf may come after the image data)
-        pos = 8
-        while pos + 8 <= len(data):
-            length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+    if data[:8] == PNG_SIGNATURE:
+        for kind, block in _png_chunks(data):
             if kind == b"eXIf":
-                return _tiff_orientation(_strip_exif_header(data[pos + 8:pos + 8 + length]))
-            if kind == b"IEND":
-                return None
-            pos += 12 + length
+                return _tiff_orientation(_strip_exif_header(block))
         return None
     from vtr.data.webp import riff_chunks
 
@@ -168,22 +184,30 @@ def _uint(data: bytes, pos: int, size: int) -> tuple[int, int]:
     return (int.from_bytes(data[pos:pos + size], "big") if size else 0), pos + size
 
 
+def _heif_meta(data: bytes) -> tuple[dict, int | None]:
+    """The boxes in a HEIF file's ``meta`` box ({type: (payload start, end)}) and its primary item's id; ``({},
+    None)`` for a file that is not HEIF or names no primary item."""
+    if data[4:8] != b"ftyp":
+        return {}, None
+    meta = next(((s, e) for kind, s, e in _boxes(data) if kind == b"meta"), None)
+    if meta is None:
+        return {}, None
+    kids = {kind: (s, e) for kind, s, e in _boxes(data, meta[0] + 4, meta[1])}  # meta is a full box
+    if b"pitm" not in kids:
+        return {}, None
+    s, _ = kids[b"pitm"]
+    return kids, _uint(data, s + 4, 2 if data[s] == 0 else 4)[0]
+
+
 def heif_grid(data: bytes) -> dict | None:
     """The layout of a HEIF photo (an iPhone's HEIC) whose primary image is a grid of tiles, each coded as an image
     of its own (ISO/IEC 23008-12, 6.6.2.3): ``{"rows", "columns", "width", "height", "tiles": [item ids, row by
     row], "transforms": [("irot", quarter turns anticlockwise) or ("imir", axis), in order]}``. None when the file is
     not HEIF or its primary image is not a grid. FFmpeg gives such a file's tiles as streams (their ids the items'),
     and PyAV has no access to the grid FFmpeg reads, so the first stream was one tile: a corner of the photo."""
-    if data[4:8] != b"ftyp":
+    kids, primary = _heif_meta(data)
+    if not {b"iinf", b"iloc", b"iref"} <= kids.keys():
         return None
-    meta = next(((s, e) for kind, s, e in _boxes(data) if kind == b"meta"), None)
-    if meta is None:
-        return None
-    kids = {kind: (s, e) for kind, s, e in _boxes(data, meta[0] + 4, meta[1])}  # meta is a full box
-    if not {b"pitm", b"iinf", b"iloc", b"iref"} <= kids.keys():
-        return None
-    s, _ = kids[b"pitm"]
-    primary, _ = _uint(data, s + 4, 2 if data[s] == 0 else 4)
     s, e = kids[b"iinf"]
     types = {}
     for kind, bs, be in _boxes(data, s + 4 + (2 if data[s] == 0 else 4), e):
@@ -244,14 +268,14 @@ def _item_data(data: bytes, kids: dict, item_id: int) -> bytes | None:
     return None
 
 
-def _transforms(data: bytes, kids: dict, item_id: int) -> list:
-    """The rotation (``irot``) and mirror (``imir``) properties associated with an item, in their order."""
+def _properties(data: bytes, kids: dict, item_id: int) -> list[tuple[bytes, int, int]]:
+    """``(type, payload start, payload end)`` of the properties associated with an item (``ipma``), in their order."""
     if b"iprp" not in kids:
         return []
     iprp = {kind: (s, e) for kind, s, e in _boxes(data, *kids[b"iprp"])}
     if b"ipco" not in iprp or b"ipma" not in iprp:
         return []
-    props = [(kind, s) for kind, s, _ in _boxes(data, *iprp[b"ipco"])]
+    props = list(_boxes(data, *iprp[b"ipco"]))
     s, e = iprp[b"ipma"]
     version, flags = data[s], int.from_bytes(data[s + 1:s + 4], "big")
     count, pos = _uint(data, s + 4, 4)
@@ -263,12 +287,67 @@ def _transforms(data: bytes, kids: dict, item_id: int) -> list:
             index, pos = _uint(data, pos, 2 if flags & 1 else 1)
             index &= 0x7FFF if flags & 1 else 0x7F
             if item == item_id and 1 <= index <= len(props):
-                kind, ps = props[index - 1]
-                if kind == b"irot":
-                    out.append(("irot", data[ps] & 3))
-                elif kind == b"imir":
-                    out.append(("imir", data[ps] & 1))
+                out.append(props[index - 1])
     return out
+
+
+def _transforms(data: bytes, kids: dict, item_id: int) -> list:
+    """The rotation (``irot``) and mirror (``imir``) properties associated with an item, in their order."""
+    return [("irot", data[ps] & 3) if kind == b"irot" else ("imir", data[ps] & 1)
+            for kind, ps, _ in _properties(data, kids, item_id) if kind in (b"irot", b"imir")]
+
+
+def _heif_icc(data: bytes) -> bytes | None:
+    """The ICC profile of a HEIF photo's primary image (a ``colr`` property of type ``prof`` or ``rICC``), else of
+    its first tile where it is a grid (a writer may give the tiles the property and not the grid)."""
+    kids, primary = _heif_meta(data)
+    if primary is None:
+        return None
+    grid = heif_grid(data)
+    for item in [primary] + (grid["tiles"][:1] if grid else []):
+        for kind, ps, pe in _properties(data, kids, item):
+            if kind == b"colr" and data[ps:ps + 4] in (b"prof", b"rICC"):
+                return data[ps + 4:pe]
+    return None
+
+
+def embedded_icc(data: bytes) -> bytes | None:
+    """The ICC colour profile a photo's bytes carry (:mod:`vtr.data.icc`): JPEG's ``ICC_PROFILE`` APP2 segments (in
+    their order: a large profile takes several), PNG's ``iCCP`` chunk, WebP's ``ICCP`` chunk, TIFF's tag 34675, a
+    HEIF's or AVIF's ``colr`` property. None when it carries none, or the profile cannot be put together."""
+    if data[:2] == b"\xff\xd8":
+        parts: dict[int, bytes] = {}
+        total = 0
+        for marker, block in _jpeg_segments(data):
+            if marker == 0xE2 and block[:12] == b"ICC_PROFILE\0" and len(block) > 14:
+                parts.setdefault(block[12], block[14:])
+                total = block[13]
+        if not parts or sorted(parts) != list(range(1, total + 1)):
+            return None
+        return b"".join(parts[k] for k in sorted(parts))
+    if data[:8] == PNG_SIGNATURE:
+        for kind, block in _png_chunks(data):
+            if kind == b"iCCP":
+                name_end = block.find(b"\0")
+                if name_end < 0 or block[name_end + 1:name_end + 2] != b"\0":  # 0: zlib, the only method
+                    return None
+                try:
+                    return zlib.decompress(block[name_end + 2:])
+                except zlib.error:
+                    return None
+        return None
+    if data[:4] == b"RIFF":
+        from vtr.data.webp import riff_chunks
+
+        return next((block for kind, block in riff_chunks(data) if kind == b"ICCP"), None)
+    entries = _tiff_entries(data)
+    if entries is not None:
+        kind, value, count = entries.get(ICC_PROFILE_TAG, (None, b"", 0))
+        if kind not in (1, 7) or count <= 4:  # BYTE or UNDEFINED, at the offset the value field gives
+            return None
+        at = struct.unpack((">" if data[:2] == b"MM" else "<") + "I", value)[0]
+        return data[at:at + count] if at + count <= len(data) else None
+    return _heif_icc(data)
 
 
 def _tiled(container, grid: dict) -> np.ndarray:
@@ -402,7 +481,7 @@ def read_image(source: bytes | str | os.PathLike) -> np.ndarray:
         from vtr.data.webp import composited_frames
 
         canvas, _ = next(composited_frames(data))
-        return _upright(over_background(canvas), exif_orientation(data), 0)
+        return _upright(_in_srgb(over_background(canvas), data), exif_orientation(data), 0)
     compression = tiff_compression(data)
     if compression in TIFF_JPEG:
         raise ValueError(_tiff_refused(compression))
@@ -411,7 +490,7 @@ def read_image(source: bytes | str | os.PathLike) -> np.ndarray:
     # (vtr.data.motion_photo) it recognises neither
     with av.open(io.BytesIO(data), format="jpeg_pipe" if data[:3] == b"\xff\xd8\xff" else None) as container:
         if grid is not None:  # an iPhone's HEIC: its tiles, put together (its rotation is the grid's, not theirs)
-            return np.ascontiguousarray(_tiled(container, grid))
+            return np.ascontiguousarray(_in_srgb(_tiled(container, grid), data))
         try:
             frame = next(container.decode(video=0))
         except av.FFmpegError as e:
@@ -419,8 +498,19 @@ def read_image(source: bytes | str | os.PathLike) -> np.ndarray:
                 raise ValueError(_tiff_refused(compression)) from e
             raise
         rgb = shown_rgb(frame, VideoReformatter())  # HDR tone-mapped, transparency over white
+        if not hdr.is_hdr(frame):  # an HDR photo's colours are its tags' (tone-mapped to sRGB above)
+            rgb = _in_srgb(rgb, data)
         rotation = int(round(getattr(frame, "rotation", 0) or 0)) % 360
     return _upright(rgb, exif_orientation(data), rotation)
+
+
+def _in_srgb(rgb: np.ndarray, data: bytes) -> np.ndarray:
+    """A decoded picture in sRGB, as its viewer shows it: converted from the colour space its embedded ICC profile
+    says (Display P3, Adobe RGB: :mod:`vtr.data.icc`); as decoded where it carries none, or sRGB's."""
+    from vtr.data.icc import srgb_transform, to_srgb
+
+    transform = srgb_transform(embedded_icc(data))
+    return rgb if transform is None else to_srgb(rgb, transform)
 
 
 def _upright(rgb: np.ndarray, orientation: int | None, rotation: int) -> np.ndarray:
@@ -433,4 +523,4 @@ def _upright(rgb: np.ndarray, orientation: int | None, rotation: int) -> np.ndar
 
 
 __all__ = ["read_image", "shown_rgb", "straight_rgba", "has_alpha", "format_has_alpha", "over_background",
-           "exif_orientation", "apply_orientation", "heif_grid"]
+           "exif_orientation", "apply_orientation", "heif_grid", "embedded_icc"]
