@@ -25,6 +25,15 @@ PREVIEW_PRESET = "superfast"  # x264's: faster than an export's veryfast, in a l
 PREVIEW_TAIL_S = 2.0  # seconds kept after the matched span, so the moment does not end abruptly
 PREVIEW_MAX_S = 60.0
 CACHE_MAX_FILES = 256
+#: The cache's size at most: a copied preview (:func:`moment_preview`) is the source's own bits (a phone's 1080p30 is
+#: ~60 MB for 28 s, its 4K ~175 MB), where a transcoded one is a few MB
+CACHE_MAX_BYTES = 2 << 30
+#: Sources whose moments are previewed as their own packets (:func:`vtr.data.cut.copy_clip`) where every browser
+#: plays them (:func:`copyable`): MP4 (a WebM's VP8 or VP9 is cut to H.264 as other videos are), up to 1080p (either
+#: way up) and 40 Mbit/s (a phone's 1080p is 10-20)
+COPIED_TYPES = frozenset({".mp4", ".m4v"})
+COPY_MAX_PIXELS = 1920 * 1088
+COPY_MAX_BITS = 40_000_000
 
 
 def _cache_name(path: str, start: float, end: float, suffix: str) -> str:
@@ -33,14 +42,25 @@ def _cache_name(path: str, start: float, end: float, suffix: str) -> str:
     return hashlib.sha1(key.encode()).hexdigest()[:20] + suffix
 
 
-def _prune(cache_dir: Path, keep: int = CACHE_MAX_FILES) -> None:
-    """Keep the cache bounded: drop the least recently written files beyond ``keep``."""
-    files = sorted(cache_dir.glob("*.*"), key=lambda p: p.stat().st_mtime, reverse=True)
-    for old in files[keep:]:
+def _prune(cache_dir: Path, keep: int = CACHE_MAX_FILES, max_bytes: int = CACHE_MAX_BYTES) -> None:
+    """Keep the cache bounded: drop the least recently written files beyond ``keep`` files or ``max_bytes`` in all
+    (the newest file is kept whatever its size)."""
+    files = []
+    for path in cache_dir.glob("*.*"):
         try:
-            old.unlink()
-        except OSError:
-            pass
+            st = path.stat()
+        except OSError:  # removed meanwhile (another page's prune)
+            continue
+        files.append((st.st_mtime, st.st_size, path))
+    files.sort(key=lambda f: f[0], reverse=True)
+    total = 0
+    for i, (_, size, old) in enumerate(files):
+        total += size
+        if i >= keep or (i and total > max_bytes):
+            try:
+                old.unlink()
+            except OSError:
+                pass
 
 
 def make_preview(path: str, start: float, end: float, cache_dir, tail_s: float = PREVIEW_TAIL_S,
@@ -76,6 +96,41 @@ def make_preview(path: str, start: float, end: float, cache_dir, tail_s: float =
     return out
 
 
+def moment_preview(path: str, start: float, end: float, cache_dir, tail_s: float = PREVIEW_TAIL_S,
+                   max_seconds: float = PREVIEW_MAX_S, by_count: bool | None = None) -> tuple[Path, float]:
+    """A moment's preview, ``[start, end + tail_s]`` seconds of ``path`` (at most ``max_seconds``), and the second
+    of the video it starts at. Where every browser plays the source as it is (an H.264 MP4 from a phone, a camera or
+    the web, up to 1080p: :func:`copyable`), its own packets from the keyframe at or before ``start``
+    (:func:`vtr.data.cut.copy_clip`): milliseconds, where transcoding a 1080p moment took seconds on two cores
+    (bench/README.md), in the source's own quality. Otherwise, or where the packets cannot be taken as they are (a
+    keyframe far before ``start``, sound in another codec), :func:`make_preview`'s H.264 cut, which starts at
+    ``start``. Cached as :func:`make_preview` caches."""
+    from vtr.data.cut import NotCopied, clip_start, copy_clip
+
+    start = max(0.0, float(start))
+    stop = min(float(end) + tail_s, start + max_seconds)
+    if not by_count and copyable(path):
+        cache_dir = Path(cache_dir)
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        out = cache_dir / _cache_name(path, start, stop, ".copy.mp4")
+        begin = clip_start(out) if out.is_file() else None
+        if begin is not None:
+            return out, begin
+        try:
+            with atomic_path(out) as tmp:
+                begin = copy_clip(path, start, stop, tmp)
+        except NotCopied as e:
+            logger.debug("preview of %s transcoded: %s", path, e)
+        except Exception as e:  # noqa: BLE001 - the transcode says what is wrong with the file, if anything is
+            if disk_full(e):
+                raise
+            logger.info("preview of %s not copied: %s", path, e)
+        else:
+            _prune(cache_dir)
+            return out, begin
+    return make_preview(path, start, end, cache_dir, tail_s, max_seconds, by_count=by_count), start
+
+
 #: What Chromium, Firefox and Safari all play, by file type (the extension decides the type the browser is told):
 #: MP4 with H.264 or VP9, and WebM with VP8 or VP9. Not Matroska (.mkv) nor QuickTime (.mov), which some browsers
 #: refuse whatever their codec; not AV1, which Safari plays only where the device decodes it in hardware (not on a
@@ -88,26 +143,55 @@ BROWSER_PLAYS = {".mp4": ("mp4", frozenset({"h264", "vp9"})), ".m4v": ("mp4", fr
                  ".webm": ("webm", frozenset({"vp8", "vp9"}))}
 
 
-def browser_plays(path: str) -> bool:
-    """Whether every browser shows the video at ``path`` as players do (:data:`BROWSER_PLAYS`: a codec they play, in
-    the container its name says), neither HDR (shown washed out where the model sees it tone-mapped) nor interlaced
-    (combed). False when it cannot be read."""
+#: H.264 as browsers promise to play it (the Main and High profiles): 8-bit 4:2:0. A camera's 10-bit or 4:2:2 H.264
+#: (High 10, High 4:2:2) is cut to H.264 as other videos are.
+BROWSER_H264_FORMATS = frozenset({"yuv420p", "yuvj420p"})
+
+
+def _browser_stream(path: str):
+    """``(width, height, bits a second)`` of the video at ``path`` where every browser shows it as players do, else
+    None (see :func:`browser_plays`)."""
     import av
 
     from vtr.data.video import codec_name, main_video_stream, stream_flags
 
     kind = BROWSER_PLAYS.get(os.path.splitext(str(path))[1].lower())
     if not kind:
-        return False
+        return None
     demuxer, codecs = kind
     try:
         with av.open(str(path)) as container:
             if demuxer not in container.format.name.split(","):
-                return False
+                return None
             stream = main_video_stream(container)
-            return stream is not None and codec_name(stream) in codecs and not any(stream_flags(stream))
+            if stream is None or codec_name(stream) not in codecs or any(stream_flags(stream)):
+                return None
+            cc = stream.codec_context
+            if codec_name(stream) == "h264" and cc.pix_fmt not in BROWSER_H264_FORMATS:
+                return None
+            seconds = float(container.duration or 0) / av.time_base
+            rate = container.bit_rate or (os.path.getsize(path) * 8 / seconds if seconds > 0 else 0)
+            return cc.width, cc.height, rate
     except Exception:  # noqa: BLE001 - unreadable: not playable either
+        return None
+
+
+def browser_plays(path: str) -> bool:
+    """Whether every browser shows the video at ``path`` as players do (:data:`BROWSER_PLAYS`: a codec they play, in
+    the container its name says; H.264 in 8-bit 4:2:0, :data:`BROWSER_H264_FORMATS`), neither HDR (shown washed out
+    where the model sees it tone-mapped) nor interlaced (combed). False when it cannot be read."""
+    return _browser_stream(path) is not None
+
+
+def copyable(path: str) -> bool:
+    """Whether a moment of the video at ``path`` is previewed as its own packets (:func:`moment_preview`): an MP4
+    every browser plays as it is (:func:`browser_plays`), of at most :data:`COPY_MAX_PIXELS` a frame and
+    :data:`COPY_MAX_BITS` a second. A 4K or camera-bitrate video is cut to 854 wide, as before: a two-core machine's
+    browser plays that smoothly, where it may not decode the source itself in time."""
+    if os.path.splitext(str(path))[1].lower() not in COPIED_TYPES:
         return False
+    found = _browser_stream(path)
+    return found is not None and found[0] * found[1] <= COPY_MAX_PIXELS and found[2] <= COPY_MAX_BITS
 
 
 def make_thumbnail(path: str, seconds: float, cache_dir, render: Callable[[str, float], bytes]) -> Path:

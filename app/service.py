@@ -335,14 +335,17 @@ class IndexService:
         """A browser-playable cut around the moment: ``context_s`` seconds before it to ``context_s`` after it.
 
         Returns ``(clip path, offset)``: the moment starts ``offset`` seconds into the clip (the page seeks there).
+        The clip of an MP4 every browser plays is its own packets from the keyframe before the cut
+        (:func:`app.media.moment_preview`).
         """
-        from app.media import make_preview
+        from app.media import moment_preview
 
         self._check_source(moment)
         cut = max(0.0, moment.start - context_s)
-        clip = make_preview(moment.path, cut, moment.end, self.preview_dir, tail_s=context_s,
-                            max_seconds=moment.end - cut + context_s, by_count=self._timed_by_count(moment.path))
-        return str(clip), moment.start - cut
+        clip, begin = moment_preview(moment.path, cut, moment.end, self.preview_dir, tail_s=context_s,
+                                     max_seconds=moment.end - cut + context_s,
+                                     by_count=self._timed_by_count(moment.path))
+        return str(clip), moment.start - begin
 
     def export(self, moment: Moment, start: float | None = None, end: float | None = None) -> str:
         """An mp4 of ``[start, end]`` seconds of the moment's video (default: the moment's span), named after the

@@ -1,14 +1,16 @@
-"""What the app's preview of a moment costs (an 8 s moment at 12-20 s, cut with the 10 s before and after it to H.264 at
-most 854 wide, as the app cuts it when the moment is selected), now and as it was made before, side by side in one
-run.
+"""What the app's preview of a moment costs (an 8 s moment at 12-20 s, with the 10 s before and after it, as the app
+makes it when the moment is selected), three ways side by side in one run.
 
-Before: every frame was scaled by its own converter (a frame's ``reformat`` builds a swscale context per call),
-written at the source's rate by x264's ``veryfast``. Now: one converter for the clip (the same bits), a 60 fps source
-previewed at 30 (``app.media.PREVIEW_MAX_RATE``, every other frame, each on time), x264's ``superfast``
-(``app.media.PREVIEW_PRESET``; a larger file, served locally). Sources are written in the run: a moving picture
-(smooth gradients and shapes, as footage is, not noise) as H.264 at 1080p30, 1080p60 and 4K60 (a phone's), each
-``--seconds`` long (at least 30). Each row is the median of ``--repeats`` previews, each into an empty cache, after
-one to warm up. Also the converter alone: a 4K frame scaled to 854x480, one context per call against one for all.
+Before (2026-12-05): cut to H.264 at most 854 wide, every frame scaled by its own converter (a frame's ``reformat``
+builds a swscale context per call), written at the source's rate by x264's ``veryfast``. Transcoded (what
+``app.media.make_preview`` does since): one converter for the clip (the same bits), a 60 fps source previewed at 30
+(``app.media.PREVIEW_MAX_RATE``, every other frame, each on time), x264's ``superfast``. The app now
+(``app.media.moment_preview``): a video every browser plays, as these are, up to 1080p, copied (the source's own
+packets from the keyframe before the cut, nothing decoded or encoded); over 1080p, transcoded. Sources are written in
+the run: a moving picture (smooth gradients and shapes, as footage is, not noise) as H.264 at 1080p30, 1080p60 and
+4K60, a keyframe each second as phones write, each ``--seconds`` long (at least 30). Each row is the median of
+``--repeats`` previews, each into an empty cache, after one to warm up. Also the converter alone: a 4K frame scaled
+to 854x480, one context per call against one for all.
 
     python -m bench.preview                      # 1080p30, 1080p60, 4K60
     python -m bench.preview --sources 4k60 --repeats 5
@@ -40,8 +42,9 @@ SOURCES = {"1080p30": (1920, 1080, 30), "1080p60": (1920, 1080, 60), "4k60": (38
 
 
 def write_source(path: Path, width: int, height: int, fps: int, seconds: float) -> None:
-    """``seconds`` of a moving picture as H.264 (x264 ultrafast, crf 20): a gradient sliding under a moving box, drawn
-    at a quarter of the size and scaled up (smooth, as footage is; drawing 4K frames in numpy took minutes)."""
+    """``seconds`` of a moving picture as H.264 (x264 ultrafast, crf 20, a keyframe each second): a gradient sliding
+    under a moving box, drawn at a quarter of the size and scaled up (smooth, as footage is; drawing 4K frames in
+    numpy took minutes)."""
     import av
 
     w, h = width // 4, height // 4
@@ -49,7 +52,7 @@ def write_source(path: Path, width: int, height: int, fps: int, seconds: float) 
     with av.open(str(path), "w") as c:
         s = c.add_stream("libx264", rate=fps)
         s.width, s.height, s.pix_fmt = width, height, "yuv420p"
-        s.options = {"preset": "ultrafast", "crf": "20"}
+        s.options = {"preset": "ultrafast", "crf": "20", "g": str(fps)}  # a keyframe each second, as phones write
         for i in range(int(seconds * fps)):
             shift = i * w / 480
             img = np.empty((h, w, 3), np.uint8)
@@ -74,32 +77,40 @@ class _ConverterPerCall:
         return _CONVERTER().reformat(frame, *args, **kwargs)
 
 
-def preview_seconds(path: Path, before: bool, repeats: int) -> tuple[float, int]:
-    """(median seconds, frames in the preview) of ``repeats`` previews of the moment at 12-20 s of ``path`` as the app
-    makes it (:meth:`app.service.IndexService.preview`: from ``CONTEXT_S`` before to ``CONTEXT_S`` after), each into
-    an empty cache, after one to warm up; ``before``: a converter per frame, at the source's rate."""
+def preview_seconds(path: Path, how: str, repeats: int) -> tuple[float, int, float, bool]:
+    """(median seconds, frames in the preview, its MB, whether it was copied) of ``repeats`` previews of the moment at
+    12-20 s of ``path`` (:meth:`app.service.IndexService.preview`: from ``CONTEXT_S`` before to ``CONTEXT_S`` after),
+    each into an empty cache, after one to warm up. ``how``: "before" (a converter per frame, at the source's rate,
+    ``veryfast``), "transcoded" (:func:`app.media.make_preview`) or "app" (:func:`app.media.moment_preview`, as the
+    app makes it: copied up to 1080p, else transcoded)."""
     import av
 
     import app.media
-    from app.media import make_preview
+    from app.media import make_preview, moment_preview
     from app.service import CONTEXT_S
 
     start, end = 12.0, 20.0
     cut = max(0.0, start - CONTEXT_S)
-    times, frames = [], 0
+    times, frames, size, copied = [], 0, 0.0, False
     patches = (mock.patch("av.video.reformatter.VideoReformatter", _ConverterPerCall),
                mock.patch.object(app.media, "PREVIEW_MAX_RATE", None),
-               mock.patch.object(app.media, "PREVIEW_PRESET", "veryfast")) if before else (nullcontext(),) * 3
+               mock.patch.object(app.media, "PREVIEW_PRESET", "veryfast")) if how == "before" else (nullcontext(),) * 3
     with patches[0], patches[1], patches[2]:
         for run in range(repeats + 1):
             with tempfile.TemporaryDirectory() as cache:
                 t = time.perf_counter()
-                out = make_preview(str(path), cut, end, cache, tail_s=CONTEXT_S, max_seconds=end - cut + CONTEXT_S)
+                if how == "app":
+                    out, _ = moment_preview(str(path), cut, end, cache, tail_s=CONTEXT_S,
+                                            max_seconds=end - cut + CONTEXT_S)
+                    copied = out.name.endswith(".copy.mp4")
+                else:
+                    out = make_preview(str(path), cut, end, cache, tail_s=CONTEXT_S, max_seconds=end - cut + CONTEXT_S)
                 if run:
                     times.append(time.perf_counter() - t)
                 with av.open(str(out)) as c:
                     frames = sum(1 for _ in c.demux(video=0)) - 1
-    return statistics.median(times), frames
+                size = out.stat().st_size / 1e6
+    return statistics.median(times), frames, size, copied
 
 
 def converter_ms(path: Path, n: int = 40) -> tuple[float, float, bool]:
@@ -142,21 +153,25 @@ def main(argv=None) -> int:
             t = time.perf_counter()
             write_source(path, width, height, fps, args.seconds)
             print(f"wrote {name} ({args.seconds:.0f} s) in {time.perf_counter() - t:.0f} s", flush=True)
-            before, before_frames = preview_seconds(path, True, args.repeats)
-            now, now_frames = preview_seconds(path, False, args.repeats)
+            before, before_frames, _, _ = preview_seconds(path, "before", args.repeats)
+            now, now_frames, now_mb, _ = preview_seconds(path, "transcoded", args.repeats)
+            app_s, app_frames, app_mb, copied = preview_seconds(path, "app", args.repeats)
             rows.append({"source": name, "before_s": before, "before_frames": before_frames, "now_s": now,
-                         "now_frames": now_frames, "speedup": before / now})
+                         "now_frames": now_frames, "now_mb": now_mb, "speedup": before / now, "app_s": app_s,
+                         "app_frames": app_frames, "app_mb": app_mb, "copied": copied, "app_speedup": now / app_s})
             print(rows[-1], flush=True)
             if name == "4k60" or converter is None:
                 per_call, shared, same = converter_ms(path)
                 converter = {"source": name, "per_call_ms": per_call, "shared_ms": shared, "same_bits": same}
     load = f"load {load_before:.2f} before, {os.getloadavg()[0]:.2f} after"
-    print(f"\npreview of the moment at 12-20 s (cut 2-30 s) of H.264 sources, at most 854 wide; median of "
-          f"{args.repeats}; {load}")
-    print("\n| source | before: s | frames | now: s | frames | before / now |\n|---|---:|---:|---:|---:|---:|")
+    print(f"\npreview of the moment at 12-20 s (cut 2-30 s) of H.264 sources; median of {args.repeats}; {load}")
+    print("\n| source | before: s | frames | transcoded: s | frames | MB | the app now: s | how | frames | MB | "
+          "before / transcoded | transcoded / the app now |")
+    print("|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['source']} | {r['before_s']:.2f} | {r['before_frames']} | {r['now_s']:.2f} | {r['now_frames']} | "
-              f"{r['speedup']:.2f}x |")
+              f"{r['now_mb']:.1f} | {r['app_s']:.3f} | {'copied' if r['copied'] else 'transcoded'} | "
+              f"{r['app_frames']} | {r['app_mb']:.1f} | {r['speedup']:.2f}x | {r['app_speedup']:.1f}x |")
     if converter:
         print(f"\nscaling a {converter['source']} frame to 854x480: {converter['per_call_ms']:.2f} ms with a context "
               f"per call, {converter['shared_ms']:.2f} ms with one for all (same bits: {converter['same_bits']})")

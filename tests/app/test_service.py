@@ -11,7 +11,7 @@ import pytest
 
 from app.media import make_preview, make_thumbnail
 from app.service import IndexService, Moment, clock, folder_glob, group_by_video, typed_folder
-from tests.videos import frame_index_of, indexed_frames, write_video
+from tests.videos import frame_index_of, indexed_frames, write_trimmed_copy, write_video
 from vtr.errors import VtrError
 
 
@@ -141,6 +141,121 @@ def test_preview_of_non_square_pixels_is_shown_at_its_display_aspect(tmp_path):
         v = c.streams.video[0]
         assert (v.codec_context.width, v.codec_context.height) == (192, 108)
         assert not v.sample_aspect_ratio or v.sample_aspect_ratio == 1
+
+
+def packets_of(path) -> list[bytes]:
+    with av.open(str(path)) as c:
+        return [bytes(p) for p in c.demux(video=0) if p.size]
+
+
+def test_a_moment_of_an_h264_mp4_is_previewed_as_its_own_packets_in_time_with_its_sound(tmp_path):
+    """A phone's or the web's H.264 MP4 plays in every browser as it is: its moment's preview is its own packets
+    from the keyframe before the cut (no decoding, no encoding: what took seconds on two cores takes milliseconds),
+    and the page is told where the clip starts, so the player is put at the moment. Its B-frames, its size and its
+    sound come along, the sound in time with the pictures (the tone of each second of the source)."""
+    from app.media import moment_preview
+
+    frames = np.repeat(indexed_frames(60, 96, 128), 2, axis=0)  # 6 s at 20 fps, each index twice
+    src = write_video_with_sound(tmp_path / "VID_20230714.mp4", frames, fps=20, video="libx264", rising=True)
+    with av.open(str(src)) as c:
+        v = c.streams.video[0]
+        keys = [float(p.pts * v.time_base) for p in c.demux(v) if p.is_keyframe]
+    clip, begin = moment_preview(str(src), 3.3, 4.0, tmp_path / "cache", tail_s=1.0)
+    assert begin == max(k for k in keys if k <= 3.3)  # the keyframe before the cut
+    with av.open(str(clip)) as c:
+        assert [(s.type, s.codec_context.name) for s in c.streams] == [("video", "h264"), ("audio", "aac")]
+        assert (c.streams.video[0].codec_context.width, c.streams.video[0].codec_context.height) == (128, 96)
+        shown = [frame_index_of(f.to_ndarray(format="rgb24")) for f in c.decode(video=0)]
+    first = round(begin * 20)
+    assert shown[:round((5.0 - begin) * 20)] == [i // 2 for i in range(first, 100)]  # every frame to 5 s, as it was
+    source_packets = packets_of(src)
+    assert packets_of(clip) == source_packets[first:first + len(packets_of(clip))]  # the very bits
+    with av.open(str(clip)) as c:
+        rate = c.streams.audio[0].sample_rate
+        sound = np.concatenate([f.to_ndarray()[0] for f in c.decode(audio=0)])
+
+    def pitch(seconds):  # the loudest frequency of the clip's [seconds, seconds + 0.5)
+        part = sound[int(seconds * rate):int((seconds + 0.5) * rate)]
+        return np.fft.rfftfreq(len(part), 1 / rate)[np.abs(np.fft.rfft(part * np.hanning(len(part)))).argmax()]
+
+    for t in np.arange(0.0, 4.5 - begin, 0.5):  # the source's second s sounds (s + 1) x 220 Hz
+        second = int(begin + t + 0.25)
+        if abs(begin + t + 0.25 - round(begin + t + 0.25)) > 0.3:  # not astride a change of tone
+            assert pitch(t) == pytest.approx(220 * (1 + second), abs=12), t
+    assert moment_preview(str(src), 3.3, 4.0, tmp_path / "cache", tail_s=1.0) == (clip, begin)  # cached
+
+
+@pytest.mark.parametrize("case", ["far keyframe", "opus sound", "matroska", "non-square pixels", "10-bit",
+                                  "over 1080p", "over 40 Mbit/s", "trimmed"])
+def test_a_moment_whose_packets_cannot_be_taken_as_they_are_is_transcoded(tmp_path, monkeypatch, case):
+    """Its keyframe before the cut is more than 10 s before it (a screen recording's), its sound is in a codec not
+    every browser plays in MP4, its container is not MP4, its pixels are not square, it is H.264 in 10 bits (a
+    camera's High 10, outside the profiles browsers promise), it is larger than 1080p or its bitrate a camera's (a
+    two-core machine's browser may not decode it in time: here the limits are made this video's size and rate), its
+    keyframe is one players hide (a video trimmed without re-encoding, at its start): cut to H.264 from the cut on,
+    as before."""
+    import app.media
+    from app.media import moment_preview
+
+    frames = indexed_frames(70, 48, 64)
+    if case in ("over 1080p", "over 40 Mbit/s"):
+        src = write_video(tmp_path / "drone.mp4", frames, fps=10)
+        assert app.media.copyable(str(src))
+        with av.open(str(src)) as c:
+            bits = c.bit_rate
+        monkeypatch.setattr(app.media, "COPY_MAX_PIXELS" if case == "over 1080p" else "COPY_MAX_BITS",
+                            64 * 48 - 1 if case == "over 1080p" else bits - 1)
+        start = 2.0
+    elif case == "trimmed":
+        whole = write_video(tmp_path / "whole.mp4", np.repeat(frames, 2, axis=0)[:140], fps=10, gop=20)
+        src = write_trimmed_copy(whole, tmp_path / "trimmed.mp4", 1.3)  # its keyframe at 0 hidden, 1.3 s before
+        start = 0.0
+    elif case == "10-bit":
+        src = write_video(tmp_path / "GH5.mp4", frames, fps=10, pix_fmt="yuv420p10le")
+        start = 2.0
+    elif case == "far keyframe":
+        src = write_video(tmp_path / "screen.mp4", np.repeat(frames, 2, axis=0)[:140], fps=10, gop=140)
+        start = 12.0
+    elif case == "opus sound":
+        src = write_video_with_sound(tmp_path / "call.mp4", frames, video="libx264", audio="libopus", rate=48000)
+        start = 2.0
+    elif case == "matroska":
+        src = write_video(tmp_path / "clip.mkv", frames, fps=10)
+        start = 2.0
+    else:
+        src = write_video(tmp_path / "hdv.mp4", frames, fps=10, sample_aspect=Fraction(4, 3))
+        start = 2.0
+    clip, begin = moment_preview(str(src), start, start + 1.0, tmp_path / "cache", tail_s=0.0)
+    assert begin == start and not clip.name.endswith(".copy.mp4")
+    with av.open(str(clip)) as c:
+        shown = [frame_index_of(f.to_ndarray(format="rgb24")) for f in c.decode(video=0)]
+    assert len(shown) == 10
+
+
+def test_a_copied_preview_keeps_a_portrait_video_upright(tmp_path):
+    from app.media import moment_preview
+
+    src = write_video(tmp_path / "portrait.mp4", indexed_frames(30, 64, 128), fps=10, rotation=90)
+    clip, begin = moment_preview(str(src), 1.0, 2.0, tmp_path / "cache")
+    assert clip.name.endswith(".copy.mp4") and begin == 0.0
+    with av.open(str(clip)) as c:
+        frame = next(c.decode(video=0))
+        assert (frame.width, frame.height, frame.rotation % 360) == (128, 64, 90)
+
+
+def test_the_preview_cache_keeps_to_its_size(tmp_path):
+    """Copied previews are the source's bits (a 4K moment is ~175 MB): the cache drops the oldest beyond its byte
+    budget as beyond its count, and keeps the newest whatever its size."""
+    from app.media import _prune
+
+    for i, size in enumerate([400, 300, 200, 500]):
+        path = tmp_path / f"{i}.mp4"
+        path.write_bytes(bytes(size))
+        os.utime(path, (1000 + i, 1000 + i))
+    _prune(tmp_path, keep=10, max_bytes=900)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["2.mp4", "3.mp4"]  # 500 + 200; 300 more is over
+    _prune(tmp_path, keep=10, max_bytes=100)
+    assert [p.name for p in tmp_path.iterdir()] == ["3.mp4"]
 
 
 def test_preview_caps_length_and_thumbnail(tmp_path):
@@ -547,12 +662,14 @@ def test_a_full_disk_under_the_app_s_cache_is_said_as_such(built_index, app_mode
     import errno
 
     import app.media
+    import vtr.data.cut
     from app.ui import _message
 
     def full(path, start, stop, out, *args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device", str(out))
 
-    monkeypatch.setattr(app.media, "cut_clip", full)
+    monkeypatch.setattr(app.media, "cut_clip", full)  # a transcoded preview
+    monkeypatch.setattr(vtr.data.cut, "copy_clip", full)  # a copied one (an H.264 MP4's)
     service = IndexService(str(built_index), model=app_model, cache_dir=str(tmp_path / "cache"))
     try:
         moment = service.search("a dog", k=1)[0]
@@ -621,7 +738,8 @@ def test_previews_of_a_recording_whose_timestamps_jump_take_the_timing_the_index
             clip, offset = service.preview(Moment(str(path), 4.0, 5.0, 0.5, None), context_s=0.5)
             with av.open(clip) as c:
                 shown = [frame_index_of(f.to_ndarray(format="rgb24")) for f in c.decode(video=0)]
-            assert offset == pytest.approx(0.5) and len(shown) == 20  # 3.5 s to 5.5 s
-            assert all(abs(got - want) <= 1 for got, want in zip(shown, range(35, 55))), path
+            first = round((4.0 - offset) * 10)  # the TS cut at 3.5 s; the MP4's own packets from its keyframe before
+            assert first == (35 if path.suffix == ".ts" else 0) and len(shown) == 55 - first  # to 5.5 s
+            assert all(abs(got - want) <= 1 for got, want in zip(shown, range(first, 55))), path
     finally:
         service.close()

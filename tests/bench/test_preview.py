@@ -1,5 +1,6 @@
-"""bench.preview on the smallest case: it runs, the 60 fps source's preview now holds half the frames (at 30 fps), the
-shared converter gives the same bits, and it writes the table and its JSON."""
+"""bench.preview on the smallest case: it runs, the 60 fps source's transcoded preview holds half the frames (at 30
+fps), the copied one every frame from the keyframe before the cut, the shared converter gives the same bits, and it
+writes the table and its JSON."""
 
 import json
 
@@ -13,5 +14,6 @@ def test_the_bench_runs_and_thins_a_60_fps_preview(tmp_path, capsys, monkeypatch
     report = json.loads(out.read_text())
     [row] = report["rows"]
     assert row["before_frames"] == 1680 and row["now_frames"] == 840  # 28 s (2-30 s) at 60 fps, then at 30
+    assert row["copied"] and row["app_frames"] == 1680  # copied, 2-30 s at 60 fps: a keyframe each second
     assert report["converter"]["same_bits"] is True
     assert "| tiny60 | " in capsys.readouterr().out

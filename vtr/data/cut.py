@@ -5,6 +5,7 @@ windows do, also for streams that start late (MPEG-TS, camcorders' ``.mts``).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import os
@@ -77,6 +78,108 @@ def cut_clip(path: str, start: float, stop: float, out_path: Path, max_width: in
         logger.info("preview of %s without sound: %s", path, e)
         _transcode_once(path, start, stop, out_path, max_width, rotation, origin, with_audio=False, tags=tags,
                         by_count=by_count, max_rate=max_rate, preset=preset)
+
+
+#: Sound codecs every browser plays in MP4: a clip whose sound is in one of them may be the source's packets
+COPIED_SOUND = frozenset({"aac", "mp3"})
+#: A clip copied from its source (:func:`copy_clip`) starts at the keyframe at or before its start: at most this many
+#: seconds before it (a phone's keyframes are a second or two apart; a screen recording's or a camera's may be 10 s)
+COPY_MAX_LEAD_S = 10.0
+
+
+CLIP_START_TAG = "vtr: from second "  # a copied clip's comment: the second of its source it starts at
+
+
+class NotCopied(Exception):
+    """:func:`copy_clip` cannot take the source's packets as they are (it says why); nothing was written."""
+
+
+def copy_clip(path: str, start: float, stop: float, out_path: Path, max_lead_s: float = COPY_MAX_LEAD_S) -> float:
+    """Write the packets of ``path`` from its keyframe at or before ``start`` up to ``stop`` seconds (as the index
+    counts them) into the MP4 ``out_path`` as they are: nothing decoded or encoded, so a clip of a video every browser
+    plays (an H.264 MP4 from a phone or the web: :func:`app.media.browser_plays`) is made in milliseconds where its
+    transcoding took seconds, in the source's own pictures, colours and display rotation. The sound is the track a
+    player plays with the video, copied too. Every frame shown before ``stop`` is in the clip (its packets come
+    before ``stop`` in decoding order). Returns the second the clip starts at (its first keyframe's), which may be
+    up to ``max_lead_s`` before ``start``, and writes it in the clip's comment tag (:func:`clip_start`). Raises
+    :class:`NotCopied`, having written nothing, where the packets cannot be taken so: sound in a codec browsers may
+    not play in MP4 (only AAC and MP3 are copied), non-square pixels (shown squared by the transcode), no keyframe
+    within ``max_lead_s`` before ``start``, or one before the first frame players show (a file trimmed without
+    re-encoding, whose edit list hides the frames before the cut: the clip would show them)."""
+    import av
+
+    from vtr.data.video import main_sound_stream, main_video_stream, pixel_aspect_of
+
+    _, origin, _ = _rotation_and_origin(path, by_count=False)
+    with av.open(ffmpeg_input(path)) as src:
+        vin = main_video_stream(src)
+        if vin is None:
+            raise NotCopied("no video stream")
+        ain = main_sound_stream(src, vin)
+        if ain is not None and ain.codec_context.name not in COPIED_SOUND:
+            raise NotCopied(f"its sound is {ain.codec_context.name}")
+        if pixel_aspect_of(vin) != 1.0:
+            raise NotCopied("non-square pixels")
+        vtb = vin.time_base
+        if origin is None:
+            origin = float(vin.start_time * vtb) if vin.start_time is not None else 0.0
+        src.seek(int(math.floor((start + origin) / vtb)), stream=vin, backward=True, any_frame=False)
+        packets = src.demux(*[s for s in (vin, ain) if s is not None])
+        head = []  # the sound read before the first keyframe (a container may store it first)
+        for packet in packets:
+            if packet.stream is vin and packet.is_keyframe and packet.pts is not None:
+                break
+            head.append(packet)
+        else:
+            raise NotCopied(f"no keyframe before {start:.1f} s")
+        begin = float(packet.pts * vtb)  # on the file's clock
+        if not (start + origin - max_lead_s <= begin <= start + origin + 0.5):
+            raise NotCopied(f"its keyframe before {start:.1f} s is at {begin - origin:.1f} s")
+        if begin < origin - 0.001:  # a file trimmed without re-encoding: its frames before the cut are hidden
+            raise NotCopied(f"its keyframe before {start:.1f} s is one players hide ({begin - origin:.2f} s)")
+        end = stop + origin
+        with av.open(str(out_path), "w", format="mp4", options={"movflags": "+faststart"}) as dst:
+            dst.metadata["comment"] = f"{CLIP_START_TAG}{begin - origin:.6f}"
+            outs = {vin: dst.add_stream_from_template(vin)}
+            if ain is not None:
+                outs[ain] = dst.add_stream_from_template(ain)
+            done = {vin: False, ain: ain is None}
+            shift = {s: int(round(begin / s.time_base)) for s in outs}
+            for packet in itertools.chain([p for p in head if p.stream is ain], [packet], packets):
+                stream = packet.stream
+                if stream not in outs or done[stream] or packet.dts is None:
+                    continue
+                at = float((packet.dts if stream is vin else packet.pts) * stream.time_base)
+                if at >= end:  # a frame shown before ``stop`` is decoded before it
+                    done[stream] = True
+                    if all(done.values()):
+                        break
+                    continue
+                if stream is ain and float(packet.pts * stream.time_base) < begin:
+                    continue
+                packet.pts -= shift[stream]
+                packet.dts -= shift[stream]
+                packet.stream = outs[stream]
+                dst.mux(packet)
+    return begin - origin
+
+
+def clip_start(path) -> float | None:
+    """The second of its source a clip made by :func:`copy_clip` starts at (its comment tag); None for another file
+    or one that cannot be read."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            comment = container.metadata.get("comment", "")
+    except Exception:  # noqa: BLE001 - unreadable: made again
+        return None
+    if not comment.startswith(CLIP_START_TAG):
+        return None
+    try:
+        return float(comment[len(CLIP_START_TAG):])
+    except ValueError:
+        return None
 
 
 def _rotation_and_origin(path: str, by_count: bool | None = None) -> tuple[int, float | None, bool | CountTable]:
