@@ -29,9 +29,10 @@ CACHE_MAX_FILES = 256
 #: ~60 MB for 28 s, its 4K ~175 MB), where a transcoded one is a few MB
 CACHE_MAX_BYTES = 2 << 30
 #: Sources whose moments are previewed as their own packets (:func:`vtr.data.cut.copy_clip`) where every browser
-#: plays them (:func:`copyable`): MP4 (a WebM's VP8 or VP9 is cut to H.264 as other videos are), up to 1080p (either
-#: way up) and 40 Mbit/s (a phone's 1080p is 10-20)
-COPIED_TYPES = frozenset({".mp4", ".m4v"})
+#: plays them (:func:`copyable`), by type, with the container the clip is copied into: MP4 (a phone's, a camera's)
+#: and WebM (the web's VP9, yt-dlp's downloads, a browser's recording), up to 1080p (either way up) and 40 Mbit/s (a
+#: phone's 1080p is 10-20)
+COPIED_TYPES = {".mp4": "mp4", ".m4v": "mp4", ".webm": "webm"}
 COPY_MAX_PIXELS = 1920 * 1088
 COPY_MAX_BITS = 40_000_000
 
@@ -99,8 +100,8 @@ def make_preview(path: str, start: float, end: float, cache_dir, tail_s: float =
 def moment_preview(path: str, start: float, end: float, cache_dir, tail_s: float = PREVIEW_TAIL_S,
                    max_seconds: float = PREVIEW_MAX_S, by_count: bool | None = None) -> tuple[Path, float]:
     """A moment's preview, ``[start, end + tail_s]`` seconds of ``path`` (at most ``max_seconds``), and the second
-    of the video it starts at. Where every browser plays the source as it is (an H.264 MP4 from a phone, a camera or
-    the web, up to 1080p: :func:`copyable`), its own packets from the keyframe at or before ``start``
+    of the video it starts at. Where every browser plays the source as it is (an H.264 MP4 from a phone or a camera,
+    a VP9 WebM from the web, up to 1080p: :func:`copyable`), its own packets from the keyframe at or before ``start``
     (:func:`vtr.data.cut.copy_clip`): milliseconds, where transcoding a 1080p moment took seconds on two cores
     (bench/README.md), in the source's own quality. Otherwise, or where the packets cannot be taken as they are (a
     keyframe far before ``start``, sound in another codec), :func:`make_preview`'s H.264 cut, which starts at
@@ -112,13 +113,14 @@ def moment_preview(path: str, start: float, end: float, cache_dir, tail_s: float
     if not by_count and copyable(path):
         cache_dir = Path(cache_dir)
         cache_dir.mkdir(parents=True, exist_ok=True)
-        out = cache_dir / _cache_name(path, start, stop, ".copy.mp4")
+        container = COPIED_TYPES[os.path.splitext(str(path))[1].lower()]
+        out = cache_dir / _cache_name(path, start, stop, f".copy.{container}")
         begin = clip_start(out) if out.is_file() else None
         if begin is not None:
             return out, begin
         try:
             with atomic_path(out) as tmp:
-                begin = copy_clip(path, start, stop, tmp)
+                begin = copy_clip(path, start, stop, tmp, container=container)
         except NotCopied as e:
             logger.debug("preview of %s transcoded: %s", path, e)
         except Exception as e:  # noqa: BLE001 - the transcode says what is wrong with the file, if anything is
@@ -184,8 +186,8 @@ def browser_plays(path: str) -> bool:
 
 
 def copyable(path: str) -> bool:
-    """Whether a moment of the video at ``path`` is previewed as its own packets (:func:`moment_preview`): an MP4
-    every browser plays as it is (:func:`browser_plays`), of at most :data:`COPY_MAX_PIXELS` a frame and
+    """Whether a moment of the video at ``path`` is previewed as its own packets (:func:`moment_preview`): an MP4 or
+    a WebM every browser plays as it is (:func:`browser_plays`), of at most :data:`COPY_MAX_PIXELS` a frame and
     :data:`COPY_MAX_BITS` a second. A 4K or camera-bitrate video is cut to 854 wide, as before: a two-core machine's
     browser plays that smoothly, where it may not decode the source itself in time."""
     if os.path.splitext(str(path))[1].lower() not in COPIED_TYPES:

@@ -80,8 +80,9 @@ def cut_clip(path: str, start: float, stop: float, out_path: Path, max_width: in
                         by_count=by_count, max_rate=max_rate, preset=preset)
 
 
-#: Sound codecs every browser plays in MP4: a clip whose sound is in one of them may be the source's packets
-COPIED_SOUND = frozenset({"aac", "mp3"})
+#: The containers a clip is copied into (:func:`copy_clip`), and the sound codecs every browser plays in each: a
+#: source whose sound is in one of them may be copied
+COPIED_SOUND = {"mp4": frozenset({"aac", "mp3"}), "webm": frozenset({"opus", "vorbis"})}
 #: A clip copied from its source (:func:`copy_clip`) starts at the keyframe at or before its start: at most this many
 #: seconds before it (a phone's keyframes are a second or two apart; a screen recording's or a camera's may be 10 s)
 COPY_MAX_LEAD_S = 10.0
@@ -94,18 +95,20 @@ class NotCopied(Exception):
     """:func:`copy_clip` cannot take the source's packets as they are (it says why); nothing was written."""
 
 
-def copy_clip(path: str, start: float, stop: float, out_path: Path, max_lead_s: float = COPY_MAX_LEAD_S) -> float:
+def copy_clip(path: str, start: float, stop: float, out_path: Path, max_lead_s: float = COPY_MAX_LEAD_S,
+              container: str = "mp4") -> float:
     """Write the packets of ``path`` from its keyframe at or before ``start`` up to ``stop`` seconds (as the index
-    counts them) into the MP4 ``out_path`` as they are: nothing decoded or encoded, so a clip of a video every browser
-    plays (an H.264 MP4 from a phone or the web: :func:`app.media.browser_plays`) is made in milliseconds where its
-    transcoding took seconds, in the source's own pictures, colours and display rotation. The sound is the track a
-    player plays with the video, copied too. Every frame shown before ``stop`` is in the clip (its packets come
-    before ``stop`` in decoding order). Returns the second the clip starts at (its first keyframe's), which may be
-    up to ``max_lead_s`` before ``start``, and writes it in the clip's comment tag (:func:`clip_start`). Raises
-    :class:`NotCopied`, having written nothing, where the packets cannot be taken so: sound in a codec browsers may
-    not play in MP4 (only AAC and MP3 are copied), non-square pixels (shown squared by the transcode), no keyframe
-    within ``max_lead_s`` before ``start``, or one before the first frame players show (a file trimmed without
-    re-encoding, whose edit list hides the frames before the cut: the clip would show them)."""
+    counts them) into ``out_path`` as they are, in an MP4 or a WebM (``container``): nothing decoded or encoded, so a
+    clip of a video every browser plays (an H.264 MP4 from a phone, a VP9 WebM from the web:
+    :func:`app.media.browser_plays`) is made in milliseconds where its transcoding took seconds, in the source's own
+    pictures, colours and display rotation. The sound is the track a player plays with the video, copied too. Every
+    frame shown before ``stop`` is in the clip (its packets come before ``stop`` in decoding order). Returns the
+    second the clip starts at (its first keyframe's), which may be up to ``max_lead_s`` before ``start``, and writes
+    it in the clip's comment tag (:func:`clip_start`). Raises :class:`NotCopied`, having written nothing, where the
+    packets cannot be taken so: sound in a codec browsers may not play in that container (:data:`COPIED_SOUND`),
+    non-square pixels (shown squared by the transcode), no keyframe within ``max_lead_s`` before ``start``, or one
+    before the first frame players show (a file trimmed without re-encoding, whose edit list hides the frames before
+    the cut: the clip would show them)."""
     import av
 
     from vtr.data.video import main_sound_stream, main_video_stream, pixel_aspect_of
@@ -116,7 +119,7 @@ def copy_clip(path: str, start: float, stop: float, out_path: Path, max_lead_s: 
         if vin is None:
             raise NotCopied("no video stream")
         ain = main_sound_stream(src, vin)
-        if ain is not None and ain.codec_context.name not in COPIED_SOUND:
+        if ain is not None and ain.codec_context.name not in COPIED_SOUND[container]:
             raise NotCopied(f"its sound is {ain.codec_context.name}")
         if pixel_aspect_of(vin) != 1.0:
             raise NotCopied("non-square pixels")
@@ -138,7 +141,8 @@ def copy_clip(path: str, start: float, stop: float, out_path: Path, max_lead_s: 
         if begin < origin - 0.001:  # a file trimmed without re-encoding: its frames before the cut are hidden
             raise NotCopied(f"its keyframe before {start:.1f} s is one players hide ({begin - origin:.2f} s)")
         end = stop + origin
-        with av.open(str(out_path), "w", format="mp4", options={"movflags": "+faststart"}) as dst:
+        options = {"movflags": "+faststart"} if container == "mp4" else {}
+        with av.open(str(out_path), "w", format=container, options=options) as dst:
             dst.metadata["comment"] = f"{CLIP_START_TAG}{begin - origin:.6f}"
             outs = {vin: dst.add_stream_from_template(vin)}
             if ain is not None:
