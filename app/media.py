@@ -1,8 +1,9 @@
-"""What the browser is shown of a video: short H.264 preview clips and fallback thumbnails, cut with PyAV.
+"""What the browser is shown of a video: short preview clips and fallback thumbnails, cut with PyAV.
 
 ``gr.Video`` cannot start playback at a given second, and browsers cannot play many codecs people have on disk
-(MPEG-4 part 2, HEVC in some browsers, WMV, ...). So a selected result is cut out of its video, from the matched
-second on, and transcoded to H.264/AAC in MP4 (``+faststart`` so it streams), into a cache folder the app owns.
+(MPEG-4 part 2, HEVC in some browsers, WMV, ...). So a selected result is cut out of its video around the matched
+second, into a cache folder the app owns: as its own packets, in an MP4 or a WebM, where browsers play its codecs
+(:func:`moment_preview`), else transcoded to H.264/AAC in MP4 (``+faststart`` so it streams: :func:`make_preview`).
 """
 
 from __future__ import annotations
@@ -28,11 +29,10 @@ CACHE_MAX_FILES = 256
 #: The cache's size at most: a copied preview (:func:`moment_preview`) is the source's own bits (a phone's 1080p30 is
 #: ~60 MB for 28 s, its 4K ~175 MB), where a transcoded one is a few MB
 CACHE_MAX_BYTES = 2 << 30
-#: Sources whose moments are previewed as their own packets (:func:`vtr.data.cut.copy_clip`) where every browser
-#: plays them (:func:`copyable`), by type, with the container the clip is copied into: MP4 (a phone's, a camera's)
-#: and WebM (the web's VP9, yt-dlp's downloads, a browser's recording), up to 1080p (either way up) and 40 Mbit/s (a
-#: phone's 1080p is 10-20)
-COPIED_TYPES = {".mp4": "mp4", ".m4v": "mp4", ".webm": "webm"}
+#: Sources whose moments are previewed as their own packets (:func:`vtr.data.cut.copy_clip`, :func:`copy_plan`):
+#: those FFmpeg reads from a container that indexes its packets by time (MP4, MOV, 3GP, Matroska, WebM: FFmpeg's
+#: demuxer names), up to 1080p (either way up) and 40 Mbit/s (a phone's 1080p is 10-20)
+COPIED_DEMUXERS = frozenset({"mov", "mp4", "matroska", "webm"})
 COPY_MAX_PIXELS = 1920 * 1088
 COPY_MAX_BITS = 40_000_000
 
@@ -100,20 +100,21 @@ def make_preview(path: str, start: float, end: float, cache_dir, tail_s: float =
 def moment_preview(path: str, start: float, end: float, cache_dir, tail_s: float = PREVIEW_TAIL_S,
                    max_seconds: float = PREVIEW_MAX_S, by_count: bool | None = None) -> tuple[Path, float]:
     """A moment's preview, ``[start, end + tail_s]`` seconds of ``path`` (at most ``max_seconds``), and the second
-    of the video it starts at. Where every browser plays the source as it is (an H.264 MP4 from a phone or a camera,
-    a VP9 WebM from the web, up to 1080p: :func:`copyable`), its own packets from the keyframe at or before ``start``
+    of the video it starts at. Where every browser plays the source's codecs (a phone's or a camera's H.264 with AAC
+    sound in an MP4 or a MOV, a screen recorder's in Matroska, a download's VP9 with Opus in a WebM; up to 1080p:
+    :func:`copy_plan`), its own packets from the keyframe at or before ``start``, in an MP4 or a WebM
     (:func:`vtr.data.cut.copy_clip`): milliseconds, where transcoding a 1080p moment took seconds on two cores
     (bench/README.md), in the source's own quality. Otherwise, or where the packets cannot be taken as they are (a
-    keyframe far before ``start``, sound in another codec), :func:`make_preview`'s H.264 cut, which starts at
-    ``start``. Cached as :func:`make_preview` caches."""
+    keyframe far before ``start``), :func:`make_preview`'s H.264 cut, which starts at ``start``. Cached as
+    :func:`make_preview` caches."""
     from vtr.data.cut import NotCopied, clip_start, copy_clip
 
     start = max(0.0, float(start))
     stop = min(float(end) + tail_s, start + max_seconds)
-    if not by_count and copyable(path):
+    container = None if by_count else copy_plan(path)
+    if container:
         cache_dir = Path(cache_dir)
         cache_dir.mkdir(parents=True, exist_ok=True)
-        container = COPIED_TYPES[os.path.splitext(str(path))[1].lower()]
         out = cache_dir / _cache_name(path, start, stop, f".copy.{container}")
         begin = clip_start(out) if out.is_file() else None
         if begin is not None:
@@ -150,50 +151,74 @@ BROWSER_PLAYS = {".mp4": ("mp4", frozenset({"h264", "vp9"})), ".m4v": ("mp4", fr
 BROWSER_H264_FORMATS = frozenset({"yuv420p", "yuvj420p"})
 
 
-def _browser_stream(path: str):
-    """``(width, height, bits a second)`` of the video at ``path`` where every browser shows it as players do, else
-    None (see :func:`browser_plays`)."""
-    import av
-
+def _browser_stream(container, names: frozenset | None = None):
+    """The main video stream of the opened ``container`` where every browser shows it as players do (a codec in
+    ``names``, else any they play; H.264 in 8-bit 4:2:0: :data:`BROWSER_H264_FORMATS`; neither HDR, shown washed out
+    where the model sees it tone-mapped, nor interlaced, combed), else None."""
     from vtr.data.video import codec_name, main_video_stream, stream_flags
 
-    kind = BROWSER_PLAYS.get(os.path.splitext(str(path))[1].lower())
-    if not kind:
+    stream = main_video_stream(container)
+    if stream is None or any(stream_flags(stream)):
         return None
-    demuxer, codecs = kind
-    try:
-        with av.open(str(path)) as container:
-            if demuxer not in container.format.name.split(","):
-                return None
-            stream = main_video_stream(container)
-            if stream is None or codec_name(stream) not in codecs or any(stream_flags(stream)):
-                return None
-            cc = stream.codec_context
-            if codec_name(stream) == "h264" and cc.pix_fmt not in BROWSER_H264_FORMATS:
-                return None
-            seconds = float(container.duration or 0) / av.time_base
-            rate = container.bit_rate or (os.path.getsize(path) * 8 / seconds if seconds > 0 else 0)
-            return cc.width, cc.height, rate
-    except Exception:  # noqa: BLE001 - unreadable: not playable either
+    codec = codec_name(stream)
+    if codec not in (names if names is not None else BROWSER_CODECS):
         return None
+    if codec == "h264" and stream.codec_context.pix_fmt not in BROWSER_H264_FORMATS:
+        return None
+    return stream
+
+
+#: The video codecs every browser plays (in the containers :data:`BROWSER_PLAYS` pairs them with)
+BROWSER_CODECS = frozenset({"h264", "vp8", "vp9"})
 
 
 def browser_plays(path: str) -> bool:
     """Whether every browser shows the video at ``path`` as players do (:data:`BROWSER_PLAYS`: a codec they play, in
-    the container its name says; H.264 in 8-bit 4:2:0, :data:`BROWSER_H264_FORMATS`), neither HDR (shown washed out
-    where the model sees it tone-mapped) nor interlaced (combed). False when it cannot be read."""
-    return _browser_stream(path) is not None
+    the container its name says; see :func:`_browser_stream`). False when it cannot be read."""
+    import av
 
-
-def copyable(path: str) -> bool:
-    """Whether a moment of the video at ``path`` is previewed as its own packets (:func:`moment_preview`): an MP4 or
-    a WebM every browser plays as it is (:func:`browser_plays`), of at most :data:`COPY_MAX_PIXELS` a frame and
-    :data:`COPY_MAX_BITS` a second. A 4K or camera-bitrate video is cut to 854 wide, as before: a two-core machine's
-    browser plays that smoothly, where it may not decode the source itself in time."""
-    if os.path.splitext(str(path))[1].lower() not in COPIED_TYPES:
+    kind = BROWSER_PLAYS.get(os.path.splitext(str(path))[1].lower())
+    if not kind:
         return False
-    found = _browser_stream(path)
-    return found is not None and found[0] * found[1] <= COPY_MAX_PIXELS and found[2] <= COPY_MAX_BITS
+    demuxer, codecs = kind
+    try:
+        with av.open(str(path)) as container:
+            return demuxer in container.format.name.split(",") and _browser_stream(container, codecs) is not None
+    except Exception:  # noqa: BLE001 - unreadable: not playable either
+        return False
+
+
+def copy_plan(path: str) -> str | None:
+    """The container (``"mp4"`` or ``"webm"``) a moment of the video at ``path`` is previewed in as its own packets
+    (:func:`moment_preview`), None where it is transcoded instead. Copied: a video in a container that indexes its
+    packets (:data:`COPIED_DEMUXERS`) whose codecs every browser plays in an MP4 or a WebM
+    (:func:`vtr.data.cut.copy_container`: H.264 or VP9 with AAC or MP3, VP8 or VP9 with Opus or Vorbis), as
+    :func:`_browser_stream` takes them, with square pixels, of at most :data:`COPY_MAX_PIXELS` a frame and
+    :data:`COPY_MAX_BITS` a second. A 4K or camera-bitrate video is cut to 854 wide, as before: a two-core machine's
+    browser plays that smoothly, where it may not decode the source itself in time. An iPhone's H.264 ``.MOV`` (its
+    "Most Compatible" setting) or an OBS recording's Matroska is copied into an MP4, which every browser plays where
+    some refuse the MOV or the MKV itself."""
+    import av
+
+    from vtr.data.cut import copy_container
+    from vtr.data.video import codec_name, main_sound_stream, pixel_aspect_of
+
+    try:
+        with av.open(str(path)) as container:
+            if not COPIED_DEMUXERS & set(container.format.name.split(",")):
+                return None
+            stream = _browser_stream(container)
+            if stream is None or pixel_aspect_of(stream) != 1.0:
+                return None
+            cc = stream.codec_context
+            seconds = float(container.duration or 0) / av.time_base
+            bits = container.bit_rate or (os.path.getsize(path) * 8 / seconds if seconds > 0 else 0)
+            if cc.width * cc.height > COPY_MAX_PIXELS or bits > COPY_MAX_BITS:
+                return None
+            sound = main_sound_stream(container, stream)
+            return copy_container(codec_name(stream), sound.codec_context.name if sound is not None else None)
+    except Exception:  # noqa: BLE001 - unreadable: the transcode says what is wrong
+        return None
 
 
 def make_thumbnail(path: str, seconds: float, cache_dir, render: Callable[[str, float], bytes]) -> Path:

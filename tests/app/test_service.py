@@ -148,15 +148,19 @@ def packets_of(path) -> list[bytes]:
         return [bytes(p) for p in c.demux(video=0) if p.size]
 
 
-@pytest.mark.parametrize("name, video, audio, rate", [("VID_20230714.mp4", "libx264", "aac", 16000),
-                                                      ("downloaded.webm", "libvpx-vp9", "libopus", 48000)])
-def test_a_moment_of_a_video_browsers_play_is_previewed_as_its_own_packets_in_time_with_its_sound(
-        tmp_path, name, video, audio, rate):
-    """A phone's H.264 MP4 or the web's VP9 WebM (yt-dlp's downloads) plays in every browser as it is: its moment's
-    preview is its own packets from the keyframe before the cut, in the same kind of container (no decoding, no
-    encoding: what took seconds on two cores takes milliseconds), and the page is told where the clip starts, so the
-    player is put at the moment. Its B-frames, its size and its sound come along, the sound in time with the
-    pictures (the tone of each second of the source)."""
+@pytest.mark.parametrize("name, video, audio, rate, into", [
+    ("VID_20230714.mp4", "libx264", "aac", 16000, ".mp4"),
+    ("IMG_0042.MOV", "libx264", "aac", 16000, ".mp4"),  # an iPhone's "Most Compatible" H.264
+    ("2024-03-01 10-00-00.mkv", "libx264", "aac", 16000, ".mp4"),  # OBS's recording
+    ("downloaded.webm", "libvpx-vp9", "libopus", 48000, ".webm"),  # yt-dlp's VP9 and Opus
+])
+def test_a_moment_in_codecs_browsers_play_is_previewed_as_its_own_packets_in_time_with_its_sound(
+        tmp_path, name, video, audio, rate, into):
+    """A phone's H.264 in an MP4 or a MOV, a screen recorder's in Matroska, the web's VP9 in a WebM: every browser
+    plays these codecs, so the moment's preview is the video's own packets from the keyframe before the cut, in an
+    MP4 or a WebM (no decoding, no encoding: what took seconds on two cores takes milliseconds), and the page is told
+    where the clip starts, so the player is put at the moment. Its B-frames, its size and its sound come along, the
+    sound in time with the pictures (the tone of each second of the source)."""
     from app.media import moment_preview
 
     frames = np.repeat(indexed_frames(60, 96, 128), 2, axis=0)  # 6 s at 20 fps, each index twice
@@ -166,7 +170,7 @@ def test_a_moment_of_a_video_browsers_play_is_previewed_as_its_own_packets_in_ti
         keys = [float(p.pts * v.time_base) for p in c.demux(v) if p.is_keyframe]
     clip, begin = moment_preview(str(src), 3.3, 4.0, tmp_path / "cache", tail_s=1.0)
     assert begin == max(k for k in keys if k <= 3.3)  # the keyframe before the cut
-    assert clip.suffix == src.suffix
+    assert clip.suffix == into
     with av.open(str(clip)) as c:
         codecs = {"libx264": "h264", "libvpx-vp9": "vp9", "libopus": "opus"}
         assert [(s.type, s.codec_context.name) for s in c.streams] == [("video", codecs[video]),
@@ -192,11 +196,12 @@ def test_a_moment_of_a_video_browsers_play_is_previewed_as_its_own_packets_in_ti
     assert moment_preview(str(src), 3.3, 4.0, tmp_path / "cache", tail_s=1.0) == (clip, begin)  # cached
 
 
-@pytest.mark.parametrize("case", ["far keyframe", "opus sound", "matroska", "non-square pixels", "10-bit",
+@pytest.mark.parametrize("case", ["far keyframe", "opus sound", "hevc", "mpeg-ts", "non-square pixels", "10-bit",
                                   "over 1080p", "over 40 Mbit/s", "trimmed"])
 def test_a_moment_whose_packets_cannot_be_taken_as_they_are_is_transcoded(tmp_path, monkeypatch, case):
     """Its keyframe before the cut is more than 10 s before it (a screen recording's), its sound is in a codec not
-    every browser plays in MP4, its container is not MP4, its pixels are not square, it is H.264 in 10 bits (a
+    every browser plays in MP4, its video is HEVC (an iPhone's default), its container does not index its packets
+    (MPEG-TS), its pixels are not square, it is H.264 in 10 bits (a
     camera's High 10, outside the profiles browsers promise), it is larger than 1080p or its bitrate a camera's (a
     two-core machine's browser may not decode it in time: here the limits are made this video's size and rate), its
     keyframe is one players hide (a video trimmed without re-encoding, at its start): cut to H.264 from the cut on,
@@ -207,7 +212,7 @@ def test_a_moment_whose_packets_cannot_be_taken_as_they_are_is_transcoded(tmp_pa
     frames = indexed_frames(70, 48, 64)
     if case in ("over 1080p", "over 40 Mbit/s"):
         src = write_video(tmp_path / "drone.mp4", frames, fps=10)
-        assert app.media.copyable(str(src))
+        assert app.media.copy_plan(str(src)) == "mp4"
         with av.open(str(src)) as c:
             bits = c.bit_rate
         monkeypatch.setattr(app.media, "COPY_MAX_PIXELS" if case == "over 1080p" else "COPY_MAX_BITS",
@@ -226,8 +231,11 @@ def test_a_moment_whose_packets_cannot_be_taken_as_they_are_is_transcoded(tmp_pa
     elif case == "opus sound":
         src = write_video_with_sound(tmp_path / "call.mp4", frames, video="libx264", audio="libopus", rate=48000)
         start = 2.0
-    elif case == "matroska":
-        src = write_video(tmp_path / "clip.mkv", frames, fps=10)
+    elif case == "hevc":
+        src = write_video(tmp_path / "IMG_0043.MOV", frames, fps=10, codec="libx265")
+        start = 2.0
+    elif case == "mpeg-ts":
+        src = write_video(tmp_path / "recording.ts", frames, fps=10)
         start = 2.0
     else:
         src = write_video(tmp_path / "hdv.mp4", frames, fps=10, sample_aspect=Fraction(4, 3))

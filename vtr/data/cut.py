@@ -80,9 +80,21 @@ def cut_clip(path: str, start: float, stop: float, out_path: Path, max_width: in
                         by_count=by_count, max_rate=max_rate, preset=preset)
 
 
-#: The containers a clip is copied into (:func:`copy_clip`), and the sound codecs every browser plays in each: a
-#: source whose sound is in one of them may be copied
-COPIED_SOUND = {"mp4": frozenset({"aac", "mp3"}), "webm": frozenset({"opus", "vorbis"})}
+#: The containers a clip of its source's own packets is written in (:func:`copy_clip`), each with the video and the
+#: sound codecs every browser plays in it
+COPY_CONTAINERS = (("mp4", frozenset({"h264", "vp9"}), frozenset({"aac", "mp3"})),
+                   ("webm", frozenset({"vp8", "vp9"}), frozenset({"opus", "vorbis"})))
+
+
+def copy_container(video: str, sound: str | None) -> str | None:
+    """The container (:data:`COPY_CONTAINERS`) a video in the codec ``video`` with its sound in ``sound`` (None: no
+    sound) is copied into; None where none takes both."""
+    for container, videos, sounds in COPY_CONTAINERS:
+        if video in videos and (sound is None or sound in sounds):
+            return container
+    return None
+
+
 #: A clip copied from its source (:func:`copy_clip`) starts at the keyframe at or before its start: at most this many
 #: seconds before it (a phone's keyframes are a second or two apart; a screen recording's or a camera's may be 10 s)
 COPY_MAX_LEAD_S = 10.0
@@ -105,13 +117,13 @@ def copy_clip(path: str, start: float, stop: float, out_path: Path, max_lead_s: 
     frame shown before ``stop`` is in the clip (its packets come before ``stop`` in decoding order). Returns the
     second the clip starts at (its first keyframe's), which may be up to ``max_lead_s`` before ``start``, and writes
     it in the clip's comment tag (:func:`clip_start`). Raises :class:`NotCopied`, having written nothing, where the
-    packets cannot be taken so: sound in a codec browsers may not play in that container (:data:`COPIED_SOUND`),
+    packets cannot be taken so: codecs browsers may not play in that container (:func:`copy_container`),
     non-square pixels (shown squared by the transcode), no keyframe within ``max_lead_s`` before ``start``, or one
     before the first frame players show (a file trimmed without re-encoding, whose edit list hides the frames before
     the cut: the clip would show them)."""
     import av
 
-    from vtr.data.video import main_sound_stream, main_video_stream, pixel_aspect_of
+    from vtr.data.video import codec_name, main_sound_stream, main_video_stream, pixel_aspect_of
 
     _, origin, _ = _rotation_and_origin(path, by_count=False)
     with av.open(ffmpeg_input(path)) as src:
@@ -119,8 +131,9 @@ def copy_clip(path: str, start: float, stop: float, out_path: Path, max_lead_s: 
         if vin is None:
             raise NotCopied("no video stream")
         ain = main_sound_stream(src, vin)
-        if ain is not None and ain.codec_context.name not in COPIED_SOUND[container]:
-            raise NotCopied(f"its sound is {ain.codec_context.name}")
+        sound = ain.codec_context.name if ain is not None else None
+        if copy_container(codec_name(vin), sound) != container:
+            raise NotCopied(f"{codec_name(vin)} with {sound or 'no'} sound is not copied into {container}")
         if pixel_aspect_of(vin) != 1.0:
             raise NotCopied("non-square pixels")
         vtb = vin.time_base
@@ -149,9 +162,10 @@ def copy_clip(path: str, start: float, stop: float, out_path: Path, max_lead_s: 
                 outs[ain] = dst.add_stream_from_template(ain)
             done = {vin: False, ain: ain is None}
             shift = {s: int(round(begin / s.time_base)) for s in outs}
-            for packet in itertools.chain([p for p in head if p.stream is ain], [packet], packets):
+            timed = _with_dts(itertools.chain([p for p in head if p.stream is ain], [packet], packets), vin)
+            for packet in timed:
                 stream = packet.stream
-                if stream not in outs or done[stream] or packet.dts is None:
+                if stream not in outs or done[stream] or packet.dts is None or packet.pts is None:
                     continue
                 at = float((packet.dts if stream is vin else packet.pts) * stream.time_base)
                 if at >= end:  # a frame shown before ``stop`` is decoded before it
@@ -166,6 +180,38 @@ def copy_clip(path: str, start: float, stop: float, out_path: Path, max_lead_s: 
                 packet.stream = outs[stream]
                 dst.mux(packet)
     return begin - origin
+
+
+def _with_dts(packets, video):
+    """``packets`` with a decoding time on each of ``video``'s: Matroska stores none, and FFmpeg's demuxer finds it
+    from the presentation times only after the first frames of a stream with B-frames (after a seek too), which the
+    MP4 muxer refuses. Those are held until a packet with one comes, and given times before it a frame apart (or
+    between it and the last one known), never after their own presentation time: what ``ffmpeg -c copy`` does."""
+    step = int(round(1 / (video.average_rate * video.time_base))) if video.average_rate else 1
+    held, last = [], None
+    for packet in packets:
+        if packet.stream is not video:
+            yield packet
+            continue
+        if packet.dts is None and packet.pts is not None:
+            held.append(packet)
+            continue
+        if held and packet.dts is not None:
+            n = len(held)
+            for k, early in enumerate(held):
+                if last is None or packet.dts - last <= n:
+                    dts = packet.dts - (n - k) * max(step, 1)
+                else:
+                    dts = last + (packet.dts - last) * (k + 1) // (n + 1)
+                early.dts = min(dts, early.pts)
+                yield early
+            held = []
+        if packet.dts is not None:
+            last = packet.dts
+        yield packet
+    for k, late in enumerate(held):  # the stream ended before a time came: a frame apart after the last one known
+        late.dts = min((last if last is not None else late.pts) + (k + 1) * max(step, 1), late.pts)
+        yield late
 
 
 def clip_start(path) -> float | None:
