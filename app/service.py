@@ -318,15 +318,16 @@ class IndexService:
 
     def example_clip(self, path: str) -> str:
         """An example clip as the page can play it: the file itself where every browser plays it
-        (:func:`app.media.browser_plays`), else its first ``EXAMPLE_PREVIEW_S`` seconds cut to H.264 as a moment's
-        preview is (a camcorder's .MTS, an .mpg, .avi, .wmv, .mkv or an iPhone's HEVC .MOV showed an empty player;
-        the search reads the whole clip all the same); the file itself when it cannot be read (the search says why)."""
-        from app.media import browser_plays, make_preview
+        (:func:`app.media.browser_plays`), else its first ``EXAMPLE_PREVIEW_S`` seconds as a moment's preview is made
+        (:func:`app.media.moment_preview`: an iPhone's H.264 .MOV or an OBS .mkv copied into an MP4; a camcorder's
+        .MTS, an .mpg, .avi, .wmv or an iPhone's HEVC .MOV cut to H.264; each showed an empty player; the search reads
+        the whole clip all the same); the file itself when it cannot be read (the search says why)."""
+        from app.media import browser_plays, moment_preview
 
         if browser_plays(path):
             return path
         try:
-            return str(make_preview(path, 0.0, EXAMPLE_PREVIEW_S, self.preview_dir, tail_s=0.0))
+            return str(moment_preview(path, 0.0, EXAMPLE_PREVIEW_S, self.preview_dir, tail_s=0.0)[0])
         except Exception as e:  # noqa: BLE001 - the search by it says what is wrong with the file
             logger.debug("no preview of the example %s: %s", path, e)
             return path

@@ -294,9 +294,9 @@ def test_preview_caps_length_and_thumbnail(tmp_path):
 
 def test_an_example_clip_a_browser_cannot_play_is_shown_cut_to_h264(tmp_path):
     """An example clip from a camcorder (.MTS), a DVD (.mpg), Windows (.wmv), an old camera (.avi), an iPhone (HEVC
-    .MOV) or OBS (.mkv) showed an empty player in one browser or another. The page gets the clip cut to H.264 as a
-    moment's preview is, every frame of it; a file every browser plays is shown as it is, and a damaged one too (the
-    search says what is wrong)."""
+    .MOV) or OBS (.mkv) showed an empty player in one browser or another. The page gets the clip as a moment's
+    preview is made, every frame of it: OBS's H.264 copied into an MP4, the others cut to H.264; a file every browser
+    plays is shown as it is, and a damaged one too (the search says what is wrong)."""
     from tests.videos import write_hdr_video, write_interlaced_video
 
     service = IndexService(str(tmp_path / "none.idx"), cache_dir=str(tmp_path / "cache"))
@@ -307,6 +307,7 @@ def test_an_example_clip_a_browser_cannot_play_is_shown_cut_to_h264(tmp_path):
     for name, how in kinds.items():
         clip = service.example_clip(str(write_video(tmp_path / name, frames, fps=10, **how)))
         assert clip.startswith(str(service.preview_dir)) and clip.endswith(".mp4"), name
+        assert clip.endswith(".copy.mp4") == (name == "obs.mkv"), name
         with av.open(clip) as c:
             assert c.streams.video[0].codec_context.name == "h264"
             shown = [frame_index_of(f.to_ndarray(format="rgb24")) for f in c.decode(video=0)]
