@@ -146,6 +146,8 @@ BROWSER_PLAYS = {".mp4": ("mp4", frozenset({"h264", "vp9"})), ".m4v": ("mp4", fr
                  ".webm": ("webm", frozenset({"vp8", "vp9"}))}
 
 
+#: The video codecs every browser plays (in the containers :data:`BROWSER_PLAYS` pairs them with)
+BROWSER_CODECS = frozenset().union(*(codecs for _, codecs in BROWSER_PLAYS.values()))
 #: H.264 as browsers promise to play it (the Main and High profiles): 8-bit 4:2:0. A camera's 10-bit or 4:2:2 H.264
 #: (High 10, High 4:2:2) is cut to H.264 as other videos are.
 BROWSER_H264_FORMATS = frozenset({"yuv420p", "yuvj420p"})
@@ -166,10 +168,6 @@ def _browser_stream(container, names: frozenset | None = None):
     if codec == "h264" and stream.codec_context.pix_fmt not in BROWSER_H264_FORMATS:
         return None
     return stream
-
-
-#: The video codecs every browser plays (in the containers :data:`BROWSER_PLAYS` pairs them with)
-BROWSER_CODECS = frozenset({"h264", "vp8", "vp9"})
 
 
 def browser_plays(path: str) -> bool:

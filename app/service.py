@@ -336,7 +336,7 @@ class IndexService:
         """A browser-playable cut around the moment: ``context_s`` seconds before it to ``context_s`` after it.
 
         Returns ``(clip path, offset)``: the moment starts ``offset`` seconds into the clip (the page seeks there).
-        The clip of an MP4 every browser plays is its own packets from the keyframe before the cut
+        The clip of a video whose codecs every browser plays is its own packets from the keyframe before the cut
         (:func:`app.media.moment_preview`).
         """
         from app.media import moment_preview

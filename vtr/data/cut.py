@@ -111,8 +111,8 @@ def copy_clip(path: str, start: float, stop: float, out_path: Path, max_lead_s: 
               container: str = "mp4") -> float:
     """Write the packets of ``path`` from its keyframe at or before ``start`` up to ``stop`` seconds (as the index
     counts them) into ``out_path`` as they are, in an MP4 or a WebM (``container``): nothing decoded or encoded, so a
-    clip of a video every browser plays (an H.264 MP4 from a phone, a VP9 WebM from the web:
-    :func:`app.media.browser_plays`) is made in milliseconds where its transcoding took seconds, in the source's own
+    clip of a video in codecs every browser plays (a phone's H.264, a download's VP9: the app's
+    :func:`app.media.copy_plan`) is made in milliseconds where its transcoding took seconds, in the source's own
     pictures, colours and display rotation. The sound is the track a player plays with the video, copied too. Every
     frame shown before ``stop`` is in the clip (its packets come before ``stop`` in decoding order). Returns the
     second the clip starts at (its first keyframe's), which may be up to ``max_lead_s`` before ``start``, and writes
@@ -220,8 +220,8 @@ def clip_start(path) -> float | None:
     import av
 
     try:
-        with av.open(str(path)) as container:
-            comment = container.metadata.get("comment", "")
+        with av.open(str(path)) as container:  # a WebM's tags read back in capitals
+            comment = next((v for k, v in container.metadata.items() if k.lower() == "comment"), "")
     except Exception:  # noqa: BLE001 - unreadable: made again
         return None
     if not comment.startswith(CLIP_START_TAG):
