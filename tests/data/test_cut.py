@@ -393,3 +393,28 @@ def test_auto_reads_interlaced_video_deinterlaced_where_decord_would_not(tmp_pat
         assert reader.backend == "pyav"
         shown = np.mean([_combing(f) for f in reader.get_frames(list(range(0, 20, 3))).numpy()])
     assert combed > 3 and shown < 0.1 * combed
+
+
+def test_packets_without_a_decoding_time_get_one_before_the_next_known_as_ffmpeg_copy_gives_it():
+    """Matroska stores no decoding times; FFmpeg's demuxer gives none to the first packets of a stream with B-frames
+    (after a seek too), and the MP4 muxer refuses them (a preview copied from an OBS recording): they get times a
+    frame apart before the first one known, between two known ones, or after the last one at the end, never after
+    their own presentation time, in order."""
+    from fractions import Fraction
+    from types import SimpleNamespace
+
+    from vtr.data.cut import _with_dts
+
+    video = SimpleNamespace(average_rate=Fraction(20), time_base=Fraction(1, 1000))  # a frame is 50 ticks
+    sound = SimpleNamespace()
+
+    def packets(*times):
+        return [SimpleNamespace(stream=video if s == "v" else sound, pts=p, dts=d) for s, p, d in times]
+
+    given = packets(("v", 1000, None), ("a", 990, 990), ("v", 1200, None), ("v", 1100, 1000), ("v", 1050, 1050),
+                    ("v", 1400, None), ("v", 1300, None), ("v", 1250, 1200), ("v", 1600, None))
+    out = list(_with_dts(given, video))
+    frames = [p for p in out if p.stream is video]
+    assert [p.dts for p in frames] == [900, 950, 1000, 1050, 1100, 1150, 1200, 1250]
+    assert all(p.dts <= p.pts for p in frames) and sorted(map(id, out)) == sorted(map(id, given))
+    assert out[0].stream is sound  # other streams pass at once
