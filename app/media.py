@@ -99,14 +99,14 @@ def make_preview(path: str, start: float, end: float, cache_dir, tail_s: float =
 
 def moment_preview(path: str, start: float, end: float, cache_dir, tail_s: float = PREVIEW_TAIL_S,
                    max_seconds: float = PREVIEW_MAX_S, by_count: bool | None = None) -> tuple[Path, float]:
-    """A moment's preview, ``[start, end + tail_s]`` seconds of ``path`` (at most ``max_seconds``), and the second
-    of the video it starts at. Where every browser plays the source's codecs (a phone's or a camera's H.264 with AAC
-    sound in an MP4 or a MOV, a screen recorder's in Matroska, a download's VP9 with Opus in a WebM; up to 1080p:
-    :func:`copy_plan`), its own packets from the keyframe at or before ``start``, in an MP4 or a WebM
-    (:func:`vtr.data.cut.copy_clip`): milliseconds, where transcoding a 1080p moment took seconds on two cores
-    (bench/README.md), in the source's own quality. Otherwise, or where the packets cannot be taken as they are (a
-    keyframe far before ``start``), :func:`make_preview`'s H.264 cut, which starts at ``start``. Cached as
-    :func:`make_preview` caches."""
+    """A moment's preview, ``[start, end + tail_s]`` seconds of ``path`` (at most ``max_seconds``), and the second of
+    the video it starts at. Where every browser plays the source's codecs (a phone's or a camera's H.264 with AAC sound
+    in an MP4 or a MOV, a screen recorder's in Matroska, a download's VP9 with Opus in a WebM; or its pictures' alone,
+    as a camera's H.264 with PCM sound, whose sound is then encoded to AAC; up to 1080p: :func:`copy_plan`), its own
+    packets from the keyframe at or before ``start``, in an MP4 or a WebM (:func:`vtr.data.cut.copy_clip`):
+    milliseconds, where transcoding a 1080p moment took seconds on two cores (bench/README.md), in the source's own
+    quality. Otherwise, or where the packets cannot be taken as they are (a keyframe far before ``start``),
+    :func:`make_preview`'s H.264 cut, which starts at ``start``. Cached as :func:`make_preview` caches."""
     from vtr.data.cut import NotCopied, clip_start, copy_clip
 
     start = max(0.0, float(start))
@@ -172,8 +172,13 @@ def _browser_stream(container, names: frozenset | None = None):
 
 def browser_plays(path: str) -> bool:
     """Whether every browser shows the video at ``path`` as players do (:data:`BROWSER_PLAYS`: a codec they play, in
-    the container its name says; see :func:`_browser_stream`). False when it cannot be read."""
+    the container its name says; see :func:`_browser_stream`) and plays its sound (in a codec every browser plays in
+    that container: :data:`vtr.data.cut.COPY_CONTAINERS`; an MP4's AC-3 played silent in Chromium, and its PCM, Opus
+    or FLAC, which Chromium plays, not in every browser). False when it cannot be read."""
     import av
+
+    from vtr.data.cut import sound_copied
+    from vtr.data.video import main_sound_stream
 
     kind = BROWSER_PLAYS.get(os.path.splitext(str(path))[1].lower())
     if not kind:
@@ -181,7 +186,12 @@ def browser_plays(path: str) -> bool:
     demuxer, codecs = kind
     try:
         with av.open(str(path)) as container:
-            return demuxer in container.format.name.split(",") and _browser_stream(container, codecs) is not None
+            stream = _browser_stream(container, codecs)
+            if demuxer not in container.format.name.split(",") or stream is None:
+                return False
+            sound = main_sound_stream(container, stream)
+            sound = sound.codec_context.name if sound is not None else None
+            return sound_copied(demuxer, sound)  # demuxer: "mp4" or "webm", COPY_CONTAINERS' names
     except Exception:  # noqa: BLE001 - unreadable: not playable either
         return False
 
@@ -190,12 +200,13 @@ def copy_plan(path: str) -> str | None:
     """The container (``"mp4"`` or ``"webm"``) a moment of the video at ``path`` is previewed in as its own packets
     (:func:`moment_preview`), None where it is transcoded instead. Copied: a video in a container that indexes its
     packets (:data:`COPIED_DEMUXERS`) whose codecs every browser plays in an MP4 or a WebM
-    (:func:`vtr.data.cut.copy_container`: H.264 or VP9 with AAC or MP3, VP8 or VP9 with Opus or Vorbis), as
-    :func:`_browser_stream` takes them, with square pixels, of at most :data:`COPY_MAX_PIXELS` a frame and
-    :data:`COPY_MAX_BITS` a second. A 4K or camera-bitrate video is cut to 854 wide, as before: a two-core machine's
-    browser plays that smoothly, where it may not decode the source itself in time. An iPhone's H.264 ``.MOV`` (its
-    "Most Compatible" setting) or an OBS recording's Matroska is copied into an MP4, which every browser plays where
-    some refuse the MOV or the MKV itself."""
+    (:func:`vtr.data.cut.copy_container`: H.264 or VP9 with AAC or MP3, VP8 or VP9 with Opus or Vorbis; H.264 or VP9
+    with sound in another codec into an MP4, the sound alone encoded to AAC), as :func:`_browser_stream` takes them,
+    with square pixels, of at most :data:`COPY_MAX_PIXELS` a frame and :data:`COPY_MAX_BITS` a second. A 4K or
+    camera-bitrate video is cut to 854 wide, as before: a two-core machine's browser plays that smoothly, where it may
+    not decode the source itself in time. An iPhone's H.264 ``.MOV`` (its "Most Compatible" setting) or an OBS
+    recording's Matroska is copied into an MP4, which every browser plays where some refuse the MOV or the MKV
+    itself."""
     import av
 
     from vtr.data.cut import copy_container

@@ -319,9 +319,10 @@ class IndexService:
     def example_clip(self, path: str) -> str:
         """An example clip as the page can play it: the file itself where every browser plays it
         (:func:`app.media.browser_plays`), else its first ``EXAMPLE_PREVIEW_S`` seconds as a moment's preview is made
-        (:func:`app.media.moment_preview`: an iPhone's H.264 .MOV or an OBS .mkv copied into an MP4; a camcorder's
-        .MTS, an .mpg, .avi, .wmv or an iPhone's HEVC .MOV cut to H.264; each showed an empty player; the search reads
-        the whole clip all the same); the file itself when it cannot be read (the search says why)."""
+        (:func:`app.media.moment_preview`: an iPhone's H.264 .MOV or an OBS .mkv copied into an MP4, and an MP4 whose
+        sound is AC-3 or PCM with that sound encoded to AAC; a camcorder's .MTS, an .mpg, .avi, .wmv or an iPhone's
+        HEVC .MOV cut to H.264; each showed an empty player, or a silent one; the search reads the whole clip all the
+        same); the file itself when it cannot be read (the search says why)."""
         from app.media import browser_plays, moment_preview
 
         if browser_plays(path):

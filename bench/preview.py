@@ -8,11 +8,13 @@ builds a swscale context per call), written at the source's rate by x264's ``ver
 (``app.media.moment_preview``): a video every browser plays, as these are, up to 1080p, copied (the source's own
 packets from the keyframe before the cut, nothing decoded or encoded); over 1080p, transcoded. Sources are written in
 the run: a moving picture (smooth gradients and shapes, as footage is, not noise) as H.264 at 1080p30, 1080p60 and
-4K60, a keyframe each second as phones write, each ``--seconds`` long (at least 30). Each row is the median of
+4K60, a keyframe each second as phones write, each ``--seconds`` long (at least 30), and at 1080p30 with a camera's
+sound, 48 kHz stereo PCM in a MOV (Canon's, Panasonic's, Fujifilm's), which the app copies with only its sound
+encoded to AAC. Each row is the median of
 ``--repeats`` previews, each into an empty cache, after one to warm up. Also the converter alone: a 4K frame scaled
 to 854x480, one context per call against one for all.
 
-    python -m bench.preview                      # 1080p30, 1080p60, 4K60
+    python -m bench.preview                      # 1080p30, 1080p60, 4K60, 1080p30 with PCM sound
     python -m bench.preview --sources 4k60 --repeats 5
 """
 
@@ -38,13 +40,16 @@ import vtr  # noqa: E402,F401  (vtr's thread settings before torch or PyAV start
 from bench import write_results  # noqa: E402
 from av.video.reformatter import VideoReformatter as _CONVERTER  # noqa: E402  (the real one, which "before" patches)
 
-SOURCES = {"1080p30": (1920, 1080, 30), "1080p60": (1920, 1080, 60), "4k60": (3840, 2160, 60)}
+#: name: (width, height, frames a second, sound codec or None, file type)
+SOURCES = {"1080p30": (1920, 1080, 30, None, ".mp4"), "1080p60": (1920, 1080, 60, None, ".mp4"),
+           "4k60": (3840, 2160, 60, None, ".mp4"), "1080p30-pcm": (1920, 1080, 30, "pcm_s16le", ".MOV")}
 
 
-def write_source(path: Path, width: int, height: int, fps: int, seconds: float) -> None:
+def write_source(path: Path, width: int, height: int, fps: int, seconds: float, sound: str | None = None) -> None:
     """``seconds`` of a moving picture as H.264 (x264 ultrafast, crf 20, a keyframe each second): a gradient sliding
     under a moving box, drawn at a quarter of the size and scaled up (smooth, as footage is; drawing 4K frames in
-    numpy took minutes)."""
+    numpy took minutes). ``sound``: a codec for 48 kHz stereo sound beside it (a tone under noise), written a second
+    at a time between the pictures, as a camera interleaves them."""
     import av
 
     w, h = width // 4, height // 4
@@ -53,7 +58,16 @@ def write_source(path: Path, width: int, height: int, fps: int, seconds: float) 
         s = c.add_stream("libx264", rate=fps)
         s.width, s.height, s.pix_fmt = width, height, "yuv420p"
         s.options = {"preset": "ultrafast", "crf": "20", "g": str(fps)}  # a keyframe each second, as phones write
+        a = c.add_stream(sound, rate=48000, layout="stereo") if sound else None
+        rng = np.random.default_rng(0)
         for i in range(int(seconds * fps)):
+            if a is not None and i % fps == 0:  # the next second of sound
+                t = np.arange(48000) / 48000 + i // fps
+                wave = (0.2 * np.sin(2 * np.pi * 440 * t) + 0.05 * rng.standard_normal(48000)).astype(np.float32)
+                sf = av.AudioFrame.from_ndarray(np.stack([wave, wave]), format="fltp", layout="stereo")
+                sf.sample_rate, sf.pts = 48000, (i // fps) * 48000
+                for packet in a.encode(sf):
+                    c.mux(packet)
             shift = i * w / 480
             img = np.empty((h, w, 3), np.uint8)
             img[..., 0] = (127 + 100 * np.sin((xx + shift) / w * 6.28)).astype(np.uint8)
@@ -66,8 +80,9 @@ def write_source(path: Path, width: int, height: int, fps: int, seconds: float) 
             frame.pts, frame.time_base = i, Fraction(1, fps)
             for packet in s.encode(frame):
                 c.mux(packet)
-        for packet in s.encode():
-            c.mux(packet)
+        for stream in (s, a) if a is not None else (s,):
+            for packet in stream.encode():
+                c.mux(packet)
 
 
 class _ConverterPerCall:
@@ -132,9 +147,17 @@ def converter_ms(path: Path, n: int = 40) -> tuple[float, float, bool]:
     return per_call, shared_ms, all(np.array_equal(a, b) for a, b in zip(each, shared))
 
 
+def how(row: dict) -> str:
+    """How the app made a row's preview: transcoded, or copied (with its sound encoded where it had some: the
+    sources' only sound is PCM, which no MP4 in a browser plays)."""
+    if not row["copied"]:
+        return "transcoded"
+    return "copied, sound to AAC" if row["sound"] else "copied"
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--sources", default="1080p30,1080p60,4k60", help=f"of {', '.join(SOURCES)}")
+    ap.add_argument("--sources", default=",".join(SOURCES), help=f"of {', '.join(SOURCES)}")
     ap.add_argument("--seconds", type=float, default=32.0)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "preview.json"))
@@ -148,17 +171,18 @@ def main(argv=None) -> int:
     rows, converter = [], None
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
-            width, height, fps = SOURCES[name]
-            path = Path(tmp) / f"{name}.mp4"
+            width, height, fps, sound, ext = SOURCES[name]
+            path = Path(tmp) / f"{name}{ext}"
             t = time.perf_counter()
-            write_source(path, width, height, fps, args.seconds)
+            write_source(path, width, height, fps, args.seconds, sound)
             print(f"wrote {name} ({args.seconds:.0f} s) in {time.perf_counter() - t:.0f} s", flush=True)
             before, before_frames, _, _ = preview_seconds(path, "before", args.repeats)
             now, now_frames, now_mb, _ = preview_seconds(path, "transcoded", args.repeats)
             app_s, app_frames, app_mb, copied = preview_seconds(path, "app", args.repeats)
-            rows.append({"source": name, "before_s": before, "before_frames": before_frames, "now_s": now,
-                         "now_frames": now_frames, "now_mb": now_mb, "speedup": before / now, "app_s": app_s,
-                         "app_frames": app_frames, "app_mb": app_mb, "copied": copied, "app_speedup": now / app_s})
+            rows.append({"source": name, "sound": sound, "before_s": before, "before_frames": before_frames,
+                         "now_s": now, "now_frames": now_frames, "now_mb": now_mb, "speedup": before / now,
+                         "app_s": app_s, "app_frames": app_frames, "app_mb": app_mb, "copied": copied,
+                         "app_speedup": now / app_s})
             print(rows[-1], flush=True)
             if name == "4k60" or converter is None:
                 per_call, shared, same = converter_ms(path)
@@ -170,7 +194,7 @@ def main(argv=None) -> int:
     print("|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['source']} | {r['before_s']:.2f} | {r['before_frames']} | {r['now_s']:.2f} | {r['now_frames']} | "
-              f"{r['now_mb']:.1f} | {r['app_s']:.3f} | {'copied' if r['copied'] else 'transcoded'} | "
+              f"{r['now_mb']:.1f} | {r['app_s']:.3f} | {how(r)} | "
               f"{r['app_frames']} | {r['app_mb']:.1f} | {r['speedup']:.2f}x | {r['app_speedup']:.1f}x |")
     if converter:
         print(f"\nscaling a {converter['source']} frame to 854x480: {converter['per_call_ms']:.2f} ms with a context "

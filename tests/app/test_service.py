@@ -1,5 +1,6 @@
 """The app's service layer and media helpers, without a server."""
 
+import math
 import os
 import time
 from fractions import Fraction
@@ -148,6 +149,26 @@ def packets_of(path) -> list[bytes]:
         return [bytes(p) for p in c.demux(video=0) if p.size]
 
 
+def assert_rising_tones_in_time(clip, begin: float, until: float) -> None:
+    """The sound of ``clip``, cut from second ``begin`` of a ``rising=True`` source (:func:`write_video_with_sound`:
+    its second s sounds (s + 1) x 220 Hz), plays each tone at its second of the source, up to ``until``."""
+    with av.open(str(clip)) as c:
+        rate = c.streams.audio[0].sample_rate
+        sound = np.concatenate([f.to_ndarray()[0] for f in c.decode(audio=0)])
+
+    def pitch(seconds):  # the loudest frequency of the clip's [seconds, seconds + 0.5)
+        part = sound[int(seconds * rate):int((seconds + 0.5) * rate)]
+        return np.fft.rfftfreq(len(part), 1 / rate)[np.abs(np.fft.rfft(part * np.hanning(len(part)))).argmax()]
+
+    checked = 0
+    for t in np.arange(0.0, until - begin - 0.5, 0.25):
+        second = math.floor(begin + t + 0.05)
+        if second == math.floor(begin + t + 0.45):  # not astride a change of tone
+            assert pitch(t) == pytest.approx(220 * (1 + second), abs=12), t
+            checked += 1
+    assert checked >= 3
+
+
 @pytest.mark.parametrize("name, video, audio, rate, into", [
     ("VID_20230714.mp4", "libx264", "aac", 16000, ".mp4"),
     ("IMG_0042.MOV", "libx264", "aac", 16000, ".mp4"),  # an iPhone's "Most Compatible" H.264
@@ -181,18 +202,7 @@ def test_a_moment_in_codecs_browsers_play_is_previewed_as_its_own_packets_in_tim
     assert shown[:round((5.0 - begin) * 20)] == [i // 2 for i in range(first, 100)]  # every frame to 5 s, as it was
     source_packets = packets_of(src)
     assert packets_of(clip) == source_packets[first:first + len(packets_of(clip))]  # the very bits
-    with av.open(str(clip)) as c:
-        rate = c.streams.audio[0].sample_rate
-        sound = np.concatenate([f.to_ndarray()[0] for f in c.decode(audio=0)])
-
-    def pitch(seconds):  # the loudest frequency of the clip's [seconds, seconds + 0.5)
-        part = sound[int(seconds * rate):int((seconds + 0.5) * rate)]
-        return np.fft.rfftfreq(len(part), 1 / rate)[np.abs(np.fft.rfft(part * np.hanning(len(part)))).argmax()]
-
-    for t in np.arange(0.0, 4.5 - begin, 0.5):  # the source's second s sounds (s + 1) x 220 Hz
-        second = int(begin + t + 0.25)
-        if abs(begin + t + 0.25 - round(begin + t + 0.25)) > 0.3:  # not astride a change of tone
-            assert pitch(t) == pytest.approx(220 * (1 + second), abs=12), t
+    assert_rising_tones_in_time(clip, begin, 4.5)
     import vtr.data.cut
 
     def copied_again(*args, **kwargs):
@@ -203,11 +213,12 @@ def test_a_moment_in_codecs_browsers_play_is_previewed_as_its_own_packets_in_tim
         assert moment_preview(str(src), 3.3, 4.0, tmp_path / "cache", tail_s=1.0) == (clip, begin)  # cached
 
 
-@pytest.mark.parametrize("case", ["far keyframe", "opus sound", "hevc", "mpeg-ts", "non-square pixels", "10-bit",
+@pytest.mark.parametrize("case", ["far keyframe", "vp8 with aac", "hevc", "mpeg-ts", "non-square pixels", "10-bit",
                                   "over 1080p", "over 40 Mbit/s", "trimmed"])
 def test_a_moment_whose_packets_cannot_be_taken_as_they_are_is_transcoded(tmp_path, monkeypatch, case):
-    """Its keyframe before the cut is more than 10 s before it (a screen recording's), its sound is in a codec not
-    every browser plays in MP4, its video is HEVC (an iPhone's default), its container does not index its packets
+    """Its keyframe before the cut is more than 10 s before it (a screen recording's), its video is VP8 with sound
+    that no container every browser plays VP8 in takes, its video is HEVC (an iPhone's default), its container does
+    not index its packets
     (MPEG-TS), its pixels are not square, it is H.264 in 10 bits (a
     camera's High 10, outside the profiles browsers promise), it is larger than 1080p or its bitrate a camera's (a
     two-core machine's browser may not decode it in time: here the limits are made this video's size and rate), its
@@ -235,8 +246,8 @@ def test_a_moment_whose_packets_cannot_be_taken_as_they_are_is_transcoded(tmp_pa
     elif case == "far keyframe":
         src = write_video(tmp_path / "screen.mp4", np.repeat(frames, 2, axis=0)[:140], fps=10, gop=140)
         start = 12.0
-    elif case == "opus sound":
-        src = write_video_with_sound(tmp_path / "call.mp4", frames, video="libx264", audio="libopus", rate=48000)
+    elif case == "vp8 with aac":
+        src = write_video_with_sound(tmp_path / "old.mkv", frames, video="libvpx", audio="aac", rate=48000)
         start = 2.0
     elif case == "hevc":
         src = write_video(tmp_path / "IMG_0043.MOV", frames, fps=10, codec="libx265")
@@ -252,6 +263,73 @@ def test_a_moment_whose_packets_cannot_be_taken_as_they_are_is_transcoded(tmp_pa
     with av.open(str(clip)) as c:
         shown = [frame_index_of(f.to_ndarray(format="rgb24")) for f in c.decode(video=0)]
     assert len(shown) == 10
+
+
+@pytest.mark.parametrize("name, video, audio, into", [
+    ("C0001.MOV", "libx264", "pcm_s16le", "h264"),  # a camera's H.264 with PCM sound
+    ("call.mp4", "libx264", "libopus", "h264"),  # a call recorder's Opus, which not every browser plays in MP4
+    ("film.mkv", "libx264", "ac3", "h264"),  # a film's AC-3
+    ("talk.mkv", "libvpx-vp9", "flac", "vp9"),  # VP9 with FLAC: into an MP4, where every browser plays VP9
+])
+def test_a_moment_whose_sound_browsers_cannot_play_is_copied_with_its_sound_converted_in_time(
+        tmp_path, name, video, audio, into):
+    """A camera's H.264 with PCM sound (Canon's, Panasonic's, Fujifilm's MOV), a film's AC-3, Opus or FLAC: the
+    pictures are in codecs every browser plays, the sound is not (in an MP4). The pictures are copied as their own
+    packets, as for a phone's video, and only the sound is decoded and encoded to AAC, in the same pass: each tone
+    at its second, muxed beside its pictures (a browser reading the clip as it streams needs both in step), where
+    before the whole moment was transcoded, seconds for a 1080p one on two cores."""
+    from app.media import copy_plan, moment_preview
+
+    frames = np.repeat(indexed_frames(60, 96, 128), 2, axis=0)  # 6 s at 20 fps, each index twice
+    src = write_video_with_sound(tmp_path / name, frames, fps=20, video=video, audio=audio, rate=48000, rising=True)
+    assert copy_plan(str(src)) == "mp4"
+    with av.open(str(src)) as c:
+        v = c.streams.video[0]
+        keys = [float(p.pts * v.time_base) for p in c.demux(v) if p.is_keyframe]
+    clip, begin = moment_preview(str(src), 3.3, 4.0, tmp_path / "cache", tail_s=1.0)
+    assert begin == max(k for k in keys if k <= 3.3) and clip.name.endswith(".copy.mp4")
+    with av.open(str(clip)) as c:
+        assert [(s.type, s.codec_context.name) for s in c.streams] == [("video", into), ("audio", "aac")]
+        order = [(p.stream.type, float(p.pts * p.stream.time_base)) for p in c.demux() if p.size]
+    assert packets_of(clip) == packets_of(src)[round(begin * 20):][:len(packets_of(clip))]  # the very bits
+    assert_rising_tones_in_time(clip, begin, 4.8)
+    seen = {"video": [], "audio": []}  # in the order the file holds them: sound and pictures within a second
+    for kind, at in order:
+        seen[kind].append(at)
+        if seen["video"] and seen["audio"]:
+            assert abs(max(seen["video"]) - max(seen["audio"])) < 1.0, order
+    assert max(seen["audio"]) >= 4.8 - begin - 0.1
+    clip, begin = moment_preview(str(src), 5.0, 5.5, tmp_path / "cache", tail_s=2.0)  # to past its end
+    assert clip.name.endswith(".copy.mp4")
+    assert_rising_tones_in_time(clip, begin, 6.0)
+
+
+def test_a_sound_track_that_stops_decoding_costs_the_copy_not_the_picture(tmp_path):
+    """A camera file whose sound is damaged (every packet refused by the decoder) is not copied with a broken
+    sound: its preview is the transcode, which plays the pictures without it."""
+    from app.media import moment_preview
+
+    good = write_video_with_sound(tmp_path / "good.mkv", indexed_frames(70, 48, 64), video="libx264", audio="ac3",
+                                  rate=48000)
+    src = tmp_path / "damaged.mkv"
+    with av.open(str(good)) as c, av.open(str(src), "w") as out:
+        streams = {s: out.add_stream_from_template(s) for s in c.streams}
+        for packet in c.demux():
+            if packet.size == 0:
+                continue
+            if packet.stream.type == "audio":  # the same length, no AC-3 sync word
+                damaged = av.Packet(bytes(packet.size))
+                damaged.pts, damaged.dts, damaged.time_base = packet.pts, packet.dts, packet.time_base
+                packet = damaged
+                packet.stream = streams[c.streams.audio[0]]
+            else:
+                packet.stream = streams[packet.stream]
+            out.mux(packet)
+    clip, begin = moment_preview(str(src), 2.0, 4.0, tmp_path / "cache", tail_s=0.0)
+    assert begin == 2.0 and ".copy." not in clip.name
+    with av.open(str(clip)) as c:
+        shown = [frame_index_of(f.to_ndarray(format="rgb24")) for f in c.decode(video=0)]
+    assert len(shown) == 20
 
 
 def test_a_copied_preview_keeps_a_portrait_video_upright(tmp_path):
@@ -322,6 +400,17 @@ def test_an_example_clip_a_browser_cannot_play_is_shown_cut_to_h264(tmp_path):
     for name, codec in (("phone.mp4", "libx264"), ("browser.webm", "libvpx-vp9")):
         playable = str(write_video(tmp_path / name, frames, codec=codec))
         assert service.example_clip(playable) == playable, name
+    for name, video, audio in (("phone.mp4", "libx264", "aac"), ("browser.webm", "libvpx-vp9", "libopus")):
+        playable = str(write_video_with_sound(tmp_path / f"sound_{name}", frames, video=video, audio=audio,
+                                              rate=48000))
+        assert service.example_clip(playable) == playable, name
+    # an MP4 whose sound not every browser plays (AC-3 played silent in Chromium): its pictures copied, its sound AAC
+    for audio in ("ac3", "pcm_s16le", "libopus"):
+        clip = service.example_clip(str(write_video_with_sound(tmp_path / f"C0002_{audio}.mp4", frames,
+                                                               video="libx264", audio=audio, rate=48000)))
+        assert clip.startswith(str(service.preview_dir)) and clip.endswith(".copy.mp4"), audio
+        with av.open(clip) as c:
+            assert [s.codec_context.name for s in c.streams] == ["h264", "aac"], audio
     # H.264 in another container than the name says: a recorder's MPEG-PS (Hikvision's exports), a grabber's MPEG-TS,
     # a DVR's raw stream, each named .mp4: given to the page as they were, they showed an empty player; and the cut of
     # the PS lost the small frames that share a packet with the one before (no time of their own): 12 of 30 were left

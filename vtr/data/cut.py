@@ -86,13 +86,30 @@ COPY_CONTAINERS = (("mp4", frozenset({"h264", "vp9"}), frozenset({"aac", "mp3"})
                    ("webm", frozenset({"vp8", "vp9"}), frozenset({"opus", "vorbis"})))
 
 
+#: The sound encoder of a container whose copied clip may carry its source's sound converted (:func:`copy_clip`), and
+#: its options: FFmpeg's "fast" AAC coder (its default before 2020, "very decent at 128 kbps" by its author), 0.6x the
+#: time of the default two-loop one for a preview's 28 s of stereo (a probe, 2026-12-06)
+SOUND_ENCODERS = {"mp4": ("aac", {"aac_coder": "fast"})}
+
+
 def copy_container(video: str, sound: str | None) -> str | None:
     """The container (:data:`COPY_CONTAINERS`) a video in the codec ``video`` with its sound in ``sound`` (None: no
-    sound) is copied into; None where none takes both."""
+    sound) is copied into: one that takes both, else one that takes the video and converts the sound
+    (:data:`SOUND_ENCODERS`: a camera's PCM, a film's AC-3 or FLAC, a call's Opus in an MP4, to AAC); None where
+    none takes the video."""
     for container, videos, sounds in COPY_CONTAINERS:
         if video in videos and (sound is None or sound in sounds):
             return container
+    for container, videos, _ in COPY_CONTAINERS:
+        if video in videos and container in SOUND_ENCODERS:
+            return container
     return None
+
+
+def sound_copied(container: str, sound: str | None) -> bool:
+    """Whether a clip copied into ``container`` (:func:`copy_clip`) carries sound in the codec ``sound`` as its
+    packets (else it is decoded and encoded with :data:`SOUND_ENCODERS`)."""
+    return sound is None or any(sound in sounds for name, _, sounds in COPY_CONTAINERS if name == container)
 
 
 #: A clip copied from its source (:func:`copy_clip`) starts at the keyframe at or before its start: at most this many
@@ -113,14 +130,18 @@ def copy_clip(path: str, start: float, stop: float, out_path: Path, max_lead_s: 
     counts them) into ``out_path`` as they are, in an MP4 or a WebM (``container``): nothing decoded or encoded, so a
     clip of a video in codecs every browser plays (a phone's H.264, a download's VP9: the app's
     :func:`app.media.copy_plan`) is made in milliseconds where its transcoding took seconds, in the source's own
-    pictures, colours and display rotation. The sound is the track a player plays with the video, copied too. Every
-    frame shown before ``stop`` is in the clip (its packets come before ``stop`` in decoding order). Returns the
-    second the clip starts at (its first keyframe's), which may be up to ``max_lead_s`` before ``start``, and writes
-    it in the clip's comment tag (:func:`clip_start`). Raises :class:`NotCopied`, having written nothing, where the
-    packets cannot be taken so: codecs browsers may not play in that container (:func:`copy_container`),
-    non-square pixels (shown squared by the transcode), no keyframe within ``max_lead_s`` before ``start``, or one
-    before the first frame players show (a file trimmed without re-encoding, whose edit list hides the frames before
-    the cut: the clip would show them)."""
+    pictures, colours and display rotation. The sound is the track a player plays with the video, copied too, or,
+    where its codec is not one browsers play in that container (a camera's PCM, a film's AC-3, a call's Opus in an
+    MP4: :func:`sound_copied`), decoded and encoded to AAC as it is read, so it is muxed beside its pictures, from
+    the clip's first frame on, in time with them (:class:`_SoundWriter`). Every frame shown before ``stop`` is in the
+    clip (its packets come before ``stop`` in decoding order). Returns the second the clip starts at (its first
+    keyframe's), which may be up to ``max_lead_s`` before ``start``, and writes it in the clip's comment tag
+    (:func:`clip_start`). Raises :class:`NotCopied` where the packets cannot be taken so: codecs browsers may not play
+    in that container (:func:`copy_container`), non-square pixels (shown squared by the transcode), no keyframe within
+    ``max_lead_s`` before ``start``, or one before the first frame players show (a file trimmed without re-encoding,
+    whose edit list hides the frames before the cut: the clip would show them), having written nothing; or a sound
+    track whose packets stop decoding (more than :data:`AUDIO_BAD_PACKETS` in a row), with ``out_path`` part
+    written (the app writes it through :func:`vtr.atomic.atomic_path`)."""
     import av
 
     from vtr.data.video import codec_name, main_sound_stream, main_video_stream, pixel_aspect_of
@@ -158,13 +179,36 @@ def copy_clip(path: str, start: float, stop: float, out_path: Path, max_lead_s: 
         with av.open(str(out_path), "w", format=container, options=options) as dst:
             dst.metadata["comment"] = f"{CLIP_START_TAG}{begin - origin:.6f}"
             outs = {vin: dst.add_stream_from_template(vin)}
-            if ain is not None:
+            converted = None  # the sound decoded and encoded, where the container does not take its codec
+            if ain is not None and sound_copied(container, sound):
                 outs[ain] = dst.add_stream_from_template(ain)
+            elif ain is not None:
+                encoder, options = SOUND_ENCODERS[container]
+                aout = dst.add_stream(encoder, rate=AUDIO_RATE, layout="stereo")
+                aout.options = dict(options)
+                converted = _SoundWriter(aout, dst, begin - origin, stop, origin)
+                refused = 0
             done = {vin: False, ain: ain is None}
             shift = {s: int(round(begin / s.time_base)) for s in outs}
             timed = _with_dts(itertools.chain([p for p in head if p.stream is ain], [packet], packets), vin)
             for packet in timed:
                 stream = packet.stream
+                if converted is not None and stream is ain:  # in the order read, so muxed beside its pictures
+                    if done[ain] or packet.size == 0:  # the demuxer's empty packet at the end: flushed below
+                        continue
+                    try:
+                        frames = ain.decode(packet)
+                    except av.FFmpegError as e:  # a damaged packet, skipped as players skip it
+                        refused += 1
+                        if refused > AUDIO_BAD_PACKETS:
+                            raise NotCopied(f"its sound does not decode: {e}") from e
+                        continue
+                    refused = 0
+                    if not all(converted.add(f) for f in frames):
+                        done[ain] = True
+                        if all(done.values()):
+                            break
+                    continue
                 if stream not in outs or done[stream] or packet.dts is None or packet.pts is None:
                     continue
                 at = float((packet.dts if stream is vin else packet.pts) * stream.time_base)
@@ -179,6 +223,12 @@ def copy_clip(path: str, start: float, stop: float, out_path: Path, max_lead_s: 
                 packet.dts -= shift[stream]
                 packet.stream = outs[stream]
                 dst.mux(packet)
+            if converted is not None:
+                if not done[ain]:  # the decoder's last frames
+                    for frame in ain.decode(None):
+                        if not converted.add(frame):
+                            break
+                converted.close()
     return begin - origin
 
 
@@ -426,56 +476,73 @@ def color_range(frame) -> str:
 
 
 def _copy_audio(src, vin, aout, dst, start, stop, origin: float = 0.0, by_count: bool | CountTable = False) -> None:
-    """The sound of ``[start, stop)`` into ``aout`` (AAC stereo), each stretch at its time: the samples of the first
-    frame before ``start`` left out, and silence where the sound starts after ``start`` or stops for a while (a
-    recording whose sound starts late, a broadcast's dropout). Before, the frames were written one after the other
-    from the clip's start: the sound of a recording whose sound starts 1 s after its pictures came 1 s early, and after
-    each dropout it ran earlier by its length."""
-    import av
-    import numpy as np
-
+    """The sound of ``[start, stop)`` into ``aout`` (AAC stereo), each stretch at its time (:class:`_SoundWriter`)."""
     from vtr.data.video import decode_from, main_sound_stream
 
     ain = main_sound_stream(src, vin)  # the sound a player plays with the video
-    resampler = av.AudioResampler(format="fltp", layout="stereo", rate=AUDIO_RATE)
-    samples, skip = 0, 0  # samples written; samples still to leave out (those before ``start``)
-    tb = Fraction(1, AUDIO_RATE)
-
-    def encode(frames):
-        nonlocal samples, skip
-        for f in frames:
-            if skip:
-                if f.samples <= skip:
-                    skip -= f.samples
-                    continue
-                f = _frame_of(f.to_ndarray()[:, skip:])
-                skip = 0
-            f.pts, f.time_base = samples, tb
-            samples += f.samples
-            for packet in aout.encode(f):
-                dst.mux(packet)
-
-    given = None  # seconds of sound given to the resampler, from ``start``
+    writer = _SoundWriter(aout, dst, start, stop, origin)
     for frame in decode_from(src, ain, start, origin, frames=_audio_frames, by_count=by_count):
-        if frame.time is None:
-            continue
-        t = frame.time - origin
-        length = frame.samples / frame.sample_rate
-        if t + length <= start:
-            continue
-        if t >= stop:
+        if not writer.add(frame):
             break
-        if given is None:  # the first frame: its samples before ``start`` left out
-            skip, given = max(0, round((start - t) * AUDIO_RATE)), min(t - start, 0.0)
-        gap = (t - start) - given
+    writer.close()
+
+
+class _SoundWriter:
+    """The sound of ``[start, stop)`` seconds (from the video's first frame, ``origin`` seconds on the file's clock)
+    encoded into ``aout`` (an encoder's stream of ``dst`` taking fltp stereo at :data:`AUDIO_RATE`), from decoded
+    frames given in order (:meth:`add`), each stretch at its time: the samples of the first frame before ``start`` left
+    out, and silence where the sound starts after ``start`` or stops for a while (a recording whose sound starts late,
+    a broadcast's dropout). Before, the frames were written one after the other from the clip's start: the sound of a
+    recording whose sound starts 1 s after its pictures came 1 s early, and after each dropout it ran earlier by its
+    length. :meth:`close` writes what the resampler and the encoder still hold."""
+
+    def __init__(self, aout, dst, start: float, stop: float, origin: float = 0.0):
+        import av
+
+        self.aout, self.dst, self.start, self.stop, self.origin = aout, dst, start, stop, origin
+        self.resampler = av.AudioResampler(format="fltp", layout="stereo", rate=AUDIO_RATE)
+        self.samples, self.skip = 0, 0  # samples written; samples still to leave out (those before ``start``)
+        self.given = None  # seconds of sound given to the resampler, from ``start``
+
+    def _encode(self, frames) -> None:
+        for f in frames:
+            if self.skip:
+                if f.samples <= self.skip:
+                    self.skip -= f.samples
+                    continue
+                f = _frame_of(f.to_ndarray()[:, self.skip:])
+                self.skip = 0
+            f.pts, f.time_base = self.samples, Fraction(1, AUDIO_RATE)
+            self.samples += f.samples
+            for packet in self.aout.encode(f):
+                self.dst.mux(packet)
+
+    def add(self, frame) -> bool:
+        """Take one decoded frame; False once it starts at or after ``stop`` (nothing more is needed)."""
+        import numpy as np
+
+        if frame.time is None:
+            return True
+        t = frame.time - self.origin
+        length = frame.samples / frame.sample_rate
+        if t + length <= self.start:
+            return True
+        if t >= self.stop:
+            return False
+        if self.given is None:  # the first frame: its samples before ``start`` left out
+            self.skip, self.given = max(0, round((self.start - t) * AUDIO_RATE)), min(t - self.start, 0.0)
+        gap = (t - self.start) - self.given
         if gap > max(SOUND_GAP_S, 2 * length):  # the sound stops or starts late here: silence, as players keep time
-            encode([_frame_of(np.zeros((2, round(gap * AUDIO_RATE)), np.float32))])
-            given += gap
-        encode(resampler.resample(frame))
-        given += length
-    encode(resampler.resample(None))
-    for packet in aout.encode():
-        dst.mux(packet)
+            self._encode([_frame_of(np.zeros((2, round(gap * AUDIO_RATE)), np.float32))])
+            self.given += gap
+        self._encode(self.resampler.resample(frame))
+        self.given += length
+        return True
+
+    def close(self) -> None:
+        self._encode(self.resampler.resample(None))
+        for packet in self.aout.encode():
+            self.dst.mux(packet)
 
 
 #: A stop in a clip's sound longer than this (and than two of its frames) is kept as silence (:func:`_copy_audio`)
