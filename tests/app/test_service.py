@@ -304,6 +304,59 @@ def test_a_moment_whose_sound_browsers_cannot_play_is_copied_with_its_sound_conv
     assert_rising_tones_in_time(clip, begin, 6.0)
 
 
+def write_onset_video(path, audio: str, onset: float = 3.5):
+    """6 s of 64x48 H.264 at 20 fps, a keyframe each second, no B-frames, with mono ``audio`` at 48 kHz that is silent
+    until a 1 kHz tone starts at ``onset`` seconds; each sound packet muxed ahead of the pictures of its time, as a
+    recorder interleaves them (so the one just before a keyframe lies before it in the file)."""
+    frames = np.repeat(indexed_frames(60, 48, 64), 2, axis=0)
+    with av.open(str(path), "w") as c:
+        v = c.add_stream("libx264", rate=20)
+        v.width, v.height, v.pix_fmt, v.options = 64, 48, "yuv420p", {"g": "20", "bf": "0"}
+        a = c.add_stream(audio, rate=48000, layout="mono")
+        t = np.arange(6 * 48000) / 48000
+        wave = np.where(t >= onset, 0.5 * np.sin(2 * np.pi * 1000 * t), 0.0).astype(np.float32)
+        sound = []
+        for k in range(0, len(wave) - 1023, 1024):
+            af = av.AudioFrame.from_ndarray(wave[None, k:k + 1024], format="fltp", layout="mono")
+            af.sample_rate, af.pts = 48000, k
+            sound += a.encode(af)
+        sound += a.encode()
+        pictures = [p for f in frames for p in v.encode(av.VideoFrame.from_ndarray(f, format="rgb24"))] + v.encode()
+        for p in pictures:
+            while sound and sound[0].pts * sound[0].time_base <= p.dts * p.time_base:
+                c.mux(sound.pop(0))
+            c.mux(p)
+        for q in sound:
+            c.mux(q)
+    return path
+
+
+def sound_onset(path) -> float:
+    """The second the sound of ``path`` first goes over half its tone's level."""
+    with av.open(str(path)) as c:
+        rate = c.streams.audio[0].sample_rate
+        x = np.concatenate([f.to_ndarray()[0] for f in c.decode(audio=0)])
+    return np.argmax(np.abs(x) > 0.25) / rate
+
+
+@pytest.mark.parametrize("audio", ["flac", "ac3"])
+def test_a_copied_preview_s_sound_starts_on_time_where_its_first_packet_lies_before_the_keyframe(tmp_path, audio):
+    """A film's FLAC or AC-3 in Matroska, its sound muxed ahead of the pictures: the sound packet that starts just
+    before the keyframe the clip is copied from lies before it in the file, so the clip's sound begins with the next
+    packet, up to a frame (96 ms of FLAC, 32 of AC-3) after the clip's start. That sound was written from the clip's
+    start: 72 ms early for FLAC. Now silence comes first, as long as the gap, so each sound is at its time (the
+    transcode's too), within 2 ms."""
+    from app.media import make_preview, moment_preview
+
+    src = write_onset_video(tmp_path / f"film_{audio}.mkv", audio)
+    assert sound_onset(src) == pytest.approx(3.5, abs=0.002)
+    clip, begin = moment_preview(str(src), 3.3, 4.0, tmp_path / "cache", tail_s=1.0)
+    assert clip.name.endswith(".copy.mp4") and begin == 3.0
+    assert sound_onset(clip) == pytest.approx(3.5 - begin, abs=0.002)
+    cut = make_preview(str(src), 3.3, 4.0, tmp_path / "cache", tail_s=1.0)
+    assert sound_onset(cut) == pytest.approx(3.5 - 3.3, abs=0.002)
+
+
 def test_a_sound_track_that_stops_decoding_costs_the_copy_not_the_picture(tmp_path):
     """A camera file whose sound is damaged (every packet refused by the decoder) is not copied with a broken
     sound: its preview is the transcode, which plays the pictures without it."""

@@ -529,10 +529,14 @@ class _SoundWriter:
             return True
         if t >= self.stop:
             return False
-        if self.given is None:  # the first frame: its samples before ``start`` left out
+        first = self.given is None
+        if first:  # the first frame: its samples before ``start`` left out
             self.skip, self.given = max(0, round((self.start - t) * AUDIO_RATE)), min(t - self.start, 0.0)
         gap = (t - self.start) - self.given
-        if gap > max(SOUND_GAP_S, 2 * length):  # the sound stops or starts late here: silence, as players keep time
+        # the sound stops or starts late here: silence, as players keep time. Before the first frame, however short:
+        # a copied clip's sound starts at the packet after its keyframe (:func:`copy_clip`), up to a frame late (a
+        # FLAC frame is 96 ms), and that sound came that much early
+        if gap > (0.5 / AUDIO_RATE if first else max(SOUND_GAP_S, 2 * length)):
             self._encode([_frame_of(np.zeros((2, round(gap * AUDIO_RATE)), np.float32))])
             self.given += gap
         self._encode(self.resampler.resample(frame))
