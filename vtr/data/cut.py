@@ -87,8 +87,8 @@ COPY_CONTAINERS = (("mp4", frozenset({"h264", "vp9"}), frozenset({"aac", "mp3"})
 
 
 #: The sound encoder of a container whose copied clip may carry its source's sound converted (:func:`copy_clip`), and
-#: its options: FFmpeg's "fast" AAC coder (its default before 2020, "very decent at 128 kbps" by its author), 0.6x the
-#: time of the default two-loop one for a preview's 28 s of stereo (a probe, 2026-12-06)
+#: its options: FFmpeg's "fast" AAC coder (FFmpeg's default for a time from 2018; "very decent at 128 kbps", its author
+#: wrote), 0.6x the time of today's default two-loop one for a preview's 28 s of stereo (a probe, 2026-12-06)
 SOUND_ENCODERS = {"mp4": ("aac", {"aac_coder": "fast"})}
 
 
@@ -537,7 +537,8 @@ class _SoundWriter:
         # a copied clip's sound starts at the packet after its keyframe (:func:`copy_clip`), up to a frame late (a
         # FLAC frame is 96 ms), and that sound came that much early
         if gap > (0.5 / AUDIO_RATE if first else max(SOUND_GAP_S, 2 * length)):
-            self._encode([_frame_of(np.zeros((2, round(gap * AUDIO_RATE)), np.float32))])
+            if round(gap * AUDIO_RATE):
+                self._encode([_frame_of(np.zeros((2, round(gap * AUDIO_RATE)), np.float32))])
             self.given += gap
         self._encode(self.resampler.resample(frame))
         self.given += length
