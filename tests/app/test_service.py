@@ -218,8 +218,7 @@ def test_a_moment_in_codecs_browsers_play_is_previewed_as_its_own_packets_in_tim
 def test_a_moment_whose_packets_cannot_be_taken_as_they_are_is_transcoded(tmp_path, monkeypatch, case):
     """Its keyframe before the cut is more than 10 s before it (a screen recording's), its video is VP8 with sound
     that no container every browser plays VP8 in takes, its video is HEVC (an iPhone's default), its container does
-    not index its packets
-    (MPEG-TS), its pixels are not square, it is H.264 in 10 bits (a
+    not index its packets (MPEG-TS), its pixels are not square, it is H.264 in 10 bits (a
     camera's High 10, outside the profiles browsers promise), it is larger than 1080p or its bitrate a camera's (a
     two-core machine's browser may not decode it in time: here the limits are made this video's size and rate), its
     keyframe is one players hide (a video trimmed without re-encoding, at its start): cut to H.264 from the cut on,
