@@ -10,9 +10,8 @@ packets from the keyframe before the cut, nothing decoded or encoded); over 1080
 the run: a moving picture (smooth gradients and shapes, as footage is, not noise) as H.264 at 1080p30, 1080p60 and
 4K60, a keyframe each second as phones write, each ``--seconds`` long (at least 30), and at 1080p30 with a camera's
 sound, 48 kHz stereo PCM in a MOV (Canon's, Panasonic's, Fujifilm's), which the app copies with only its sound
-encoded to AAC. Each row is the median of
-``--repeats`` previews, each into an empty cache, after one to warm up. Also the converter alone: a 4K frame scaled
-to 854x480, one context per call against one for all.
+encoded to AAC. Each row is the median of ``--repeats`` previews, each into an empty cache, after one to warm up.
+Also the converter alone: a 4K frame scaled to 854x480, one context per call against one for all.
 
     python -m bench.preview                      # 1080p30, 1080p60, 4K60, 1080p30 with PCM sound
     python -m bench.preview --sources 4k60 --repeats 5
@@ -149,7 +148,8 @@ def converter_ms(path: Path, n: int = 40) -> tuple[float, float, bool]:
 
 def how(row: dict) -> str:
     """How the app made a row's preview: transcoded, or copied (with its sound encoded where it had some: the
-    sources' only sound is PCM, which no MP4 in a browser plays)."""
+    sources' only sound is PCM, which the app does not copy into an MP4 as it is, since not every browser plays it
+    there)."""
     if not row["copied"]:
         return "transcoded"
     return "copied, sound to AAC" if row["sound"] else "copied"
