@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from vtr.atomic import atomic_path, write_bytes_atomic
-from vtr.data.cut import cut_clip
+from vtr.data.cut import COPIED_DEMUXERS, PLAYED_H264_FORMATS, cut_clip
 from vtr.errors import VtrError, disk_full
 
 logger = logging.getLogger(__name__)
@@ -30,9 +30,8 @@ CACHE_MAX_FILES = 256
 #: ~60 MB for 28 s, its 4K ~175 MB), where a transcoded one is a few MB
 CACHE_MAX_BYTES = 2 << 30
 #: Sources whose moments are previewed as their own packets (:func:`vtr.data.cut.copy_clip`, :func:`copy_plan`):
-#: those FFmpeg reads from a container that indexes its packets by time (MP4, MOV, 3GP, Matroska, WebM: FFmpeg's
-#: demuxer names), up to 1080p (either way up) and 40 Mbit/s (a phone's 1080p is 10-20)
-COPIED_DEMUXERS = frozenset({"mov", "mp4", "matroska", "webm"})
+#: those in a container that indexes its packets (:data:`vtr.data.cut.COPIED_DEMUXERS`), up to 1080p (either way up)
+#: and 40 Mbit/s (a phone's 1080p is 10-20)
 COPY_MAX_PIXELS = 1920 * 1088
 COPY_MAX_BITS = 40_000_000
 
@@ -148,15 +147,10 @@ BROWSER_PLAYS = {".mp4": ("mp4", frozenset({"h264", "vp9"})), ".m4v": ("mp4", fr
 
 #: The video codecs every browser plays (in the containers :data:`BROWSER_PLAYS` pairs them with)
 BROWSER_CODECS = frozenset().union(*(codecs for _, codecs in BROWSER_PLAYS.values()))
-#: H.264 as browsers promise to play it (the Main and High profiles): 8-bit 4:2:0. A camera's 10-bit or 4:2:2 H.264
-#: (High 10, High 4:2:2) is cut to H.264 as other videos are.
-BROWSER_H264_FORMATS = frozenset({"yuv420p", "yuvj420p"})
-
-
 def _browser_stream(container, names: frozenset | None = None):
     """The main video stream of the opened ``container`` where every browser shows it as players do (a codec in
-    ``names``, else any they play; H.264 in 8-bit 4:2:0: :data:`BROWSER_H264_FORMATS`; neither HDR, shown washed out
-    where the model sees it tone-mapped, nor interlaced, combed), else None."""
+    ``names``, else any they play; H.264 in 8-bit 4:2:0: :data:`vtr.data.cut.PLAYED_H264_FORMATS`; neither HDR,
+    shown washed out where the model sees it tone-mapped, nor interlaced, combed), else None."""
     from vtr.data.video import codec_name, main_video_stream, stream_flags
 
     stream = main_video_stream(container)
@@ -165,7 +159,7 @@ def _browser_stream(container, names: frozenset | None = None):
     codec = codec_name(stream)
     if codec not in (names if names is not None else BROWSER_CODECS):
         return None
-    if codec == "h264" and stream.codec_context.pix_fmt not in BROWSER_H264_FORMATS:
+    if codec == "h264" and stream.codec_context.pix_fmt not in PLAYED_H264_FORMATS:
         return None
     return stream
 

@@ -155,27 +155,39 @@ def how(row: dict) -> str:
     return "copied, sound to AAC" if row["sound"] else "copied"
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def parse_args(doc: str, argv, seconds: float, results: str) -> tuple[argparse.Namespace, list[str]]:
+    """The options of a bench over :data:`SOURCES` (``--sources``, ``--seconds``, ``--repeats``, ``--out``: its JSON,
+    ``results`` under bench/results by default), and the sources named."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     ap.add_argument("--sources", default=",".join(SOURCES), help=f"of {', '.join(SOURCES)}")
-    ap.add_argument("--seconds", type=float, default=32.0)
+    ap.add_argument("--seconds", type=float, default=seconds)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "preview.json"))
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / results))
     args = ap.parse_args(argv)
     names = [s.strip() for s in args.sources.split(",") if s.strip()]
     unknown = [s for s in names if s not in SOURCES]
     if unknown:
         ap.error(f"unknown source(s) {', '.join(unknown)}; known: {', '.join(SOURCES)}")
+    return args, names
 
+
+def written_sources(names: list[str], folder, seconds: float):
+    """(name, path, sound codec or None) of each source of ``names`` as it is written into ``folder``."""
+    for name in names:
+        width, height, fps, sound, ext = SOURCES[name]
+        path = Path(folder) / f"{name}{ext}"
+        t = time.perf_counter()
+        write_source(path, width, height, fps, seconds, sound)
+        print(f"wrote {name} ({seconds:.0f} s) in {time.perf_counter() - t:.0f} s", flush=True)
+        yield name, path, sound
+
+
+def main(argv=None) -> int:
+    args, names = parse_args(__doc__, argv, seconds=32.0, results="preview.json")
     load_before = os.getloadavg()[0]
     rows, converter = [], None
     with tempfile.TemporaryDirectory() as tmp:
-        for name in names:
-            width, height, fps, sound, ext = SOURCES[name]
-            path = Path(tmp) / f"{name}{ext}"
-            t = time.perf_counter()
-            write_source(path, width, height, fps, args.seconds, sound)
-            print(f"wrote {name} ({args.seconds:.0f} s) in {time.perf_counter() - t:.0f} s", flush=True)
+        for name, path, sound in written_sources(names, tmp, args.seconds):
             before, before_frames, _, _ = preview_seconds(path, "before", args.repeats)
             now, now_frames, now_mb, _ = preview_seconds(path, "transcoded", args.repeats)
             app_s, app_frames, app_mb, copied = preview_seconds(path, "app", args.repeats)

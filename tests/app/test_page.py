@@ -124,8 +124,31 @@ def test_best_first_paging_and_grouped_view(browser, running_app, tmp_path):
     page.close()
 
 
-def test_selected_moment_plays_in_context_and_exports(browser, running_app, tmp_path):
+def _first_frame_in_the_browser(page, clip) -> tuple[float, "np.ndarray"]:
+    """The duration Chromium gives the MP4 at ``clip`` and the RGB of the first frame it shows."""
+    import base64
+
+    import numpy as np
+
+    got = page.evaluate("""async (data) => {
+        const v = document.createElement('video');
+        v.muted = true;
+        v.src = URL.createObjectURL(new Blob([Uint8Array.from(atob(data), c => c.charCodeAt(0))], {type: 'video/mp4'}));
+        await new Promise((ok, bad) => { v.onloadeddata = ok; v.onerror = () => bad(new Error(v.error.message)); });
+        await new Promise(ok => { v.onseeked = ok; v.currentTime = 0; });  // the frame at 0 ready to draw
+        const c = document.createElement('canvas');
+        c.width = v.videoWidth; c.height = v.videoHeight;
+        const g = c.getContext('2d');
+        g.drawImage(v, 0, 0);
+        return [v.duration, c.width, c.height, Array.from(g.getImageData(0, 0, c.width, c.height).data)];
+    }""", base64.b64encode(clip.read_bytes()).decode())
+    duration, width, height, rgba = got
+    return duration, np.array(rgba, np.uint8).reshape(height, width, 4)[..., :3]
+
+
+def test_selected_moment_plays_in_context_and_exports(browser, running_app, collection, tmp_path):
     import av
+    import numpy as np
 
     page = open_page(browser, running_app.url, tmp_path)
     run_search(page, "a walk in the park")
@@ -157,6 +180,15 @@ def test_selected_moment_plays_in_context_and_exports(browser, running_app, tmp_
     with av.open(str(saved)) as c:
         frames = list(c.decode(video=0))
     assert len(frames) == 30  # 3.0 s at 10 fps: exactly the span asked for
+    # the clip is the video's own packets from its keyframe at 0 s, the frames before 1.5 s hidden by its edit list:
+    # Chromium starts it at 1.5 s, and ends it at 4.5 s
+    with av.open(str(saved)) as c:
+        assert sum(1 for packet in c.demux(video=0) if packet.size) == 45
+    with av.open(str(next(collection.rglob(name)))) as c:
+        source = [f.to_ndarray(format="rgb24").astype(int) for f in c.decode(video=0)]
+    duration, shown = _first_frame_in_the_browser(page, saved)
+    assert duration == pytest.approx(3.0, abs=0.01)
+    assert int(np.argmin([np.abs(shown - f).mean() for f in source])) == 15
     page.screenshot(path=str(tmp_path / "export.png"), full_page=True)
     assert not page.errors, page.errors
     page.close()

@@ -2,6 +2,7 @@
 overwritten, a failed one said while the others are written."""
 
 import os
+from fractions import Fraction
 
 import av
 import numpy as np
@@ -251,16 +252,19 @@ def test_a_cut_keeps_its_sound_in_time_where_the_sound_starts_late_or_stops(tmp_
             assert (level < 0.01) if quiet else (level > 0.05 if loud_there else True), (name, cut, t, loud)
 
 
-def _flashes_and_beeps(path, times, flashes, rate: int = 48000):
-    """An MP4 whose frames are shown at ``times`` (seconds; a variable rate where they are uneven), white at
-    ``flashes`` and black elsewhere, with a 40 ms beep starting at each flash (AAC at ``rate``)."""
+def _flashes_and_beeps(path, times, flashes, rate: int = 48000, sound_codec: str = "aac", options=None):
+    """An MP4 (or a MOV, ...: ``path``'s suffix) whose frames are shown at ``times`` (seconds; a variable rate where
+    they are uneven), white at ``flashes`` and black elsewhere, with a 40 ms beep starting at each flash (AAC at
+    ``rate``, or ``sound_codec``: ``pcm_s16le``, a camera's). ``options``: x264's (default: ultrafast)."""
     from fractions import Fraction
 
+    pcm = sound_codec.startswith("pcm_")
     with av.open(str(path), "w") as c:
         video = c.add_stream("libx264", rate=30)
-        video.width, video.height, video.pix_fmt, video.options = 64, 48, "yuv420p", {"preset": "ultrafast"}
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        video.options = options or {"preset": "ultrafast"}
         video.codec_context.time_base = Fraction(1, 90000)
-        sound = c.add_stream("aac", rate=rate, layout="mono")
+        sound = c.add_stream(sound_codec, rate=rate, layout="mono")
         for t in times:
             white = any(abs(t - f) < 1e-6 for f in flashes)
             f = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 255 if white else 0, np.uint8), format="rgb24")
@@ -272,8 +276,9 @@ def _flashes_and_beeps(path, times, flashes, rate: int = 48000):
         for k in range(0, int((times[-1] + 0.1) * rate), 1024):
             t = np.arange(k, k + 1024) / rate
             beep = np.any([(t >= f) & (t < f + 0.04) for f in flashes], axis=0)
-            f = av.AudioFrame.from_ndarray((0.5 * np.sin(2 * np.pi * 1000 * t) * beep).astype(np.float32)[None],
-                                           format="fltp", layout="mono")
+            wave = (0.5 * np.sin(2 * np.pi * 1000 * t) * beep).astype(np.float32)[None]
+            f = av.AudioFrame.from_ndarray((wave * 32767).astype(np.int16) if pcm else wave,
+                                           format="s16" if pcm else "fltp", layout="mono")
             f.sample_rate, f.pts = rate, k
             for packet in sound.encode(f):
                 c.mux(packet)
@@ -418,3 +423,127 @@ def test_packets_without_a_decoding_time_get_one_before_the_next_known_as_ffmpeg
     assert [p.dts for p in frames] == [900, 950, 1000, 1050, 1100, 1150, 1200, 1250]
     assert all(p.dts <= p.pts for p in frames) and sorted(map(id, out)) == sorted(map(id, given))
     assert out[0].stream is sound  # other streams pass at once
+
+
+def _decoded(path) -> list[np.ndarray]:
+    with av.open(str(path)) as c:
+        return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+
+
+def test_an_export_of_h264_is_its_own_packets_showing_the_span_asked_for(tmp_path):
+    """A phone's H.264 with B-frames and a keyframe every 2.5 s, exported from 3.3 s (between keyframes) to 5.7 s:
+    the clip is the source's own packets, decoded to the very pixels the source decodes to, showing exactly the
+    frames of [3.3, 5.7) (the frames from the keyframe to 3.3 s hidden by its edit list, those decoded after 5.7 s
+    to show the last ones cut off by it), with its sound (copied), its display rotation and its date. Before, an
+    export was transcoded (seconds for a 1080p moment on two cores, and a generation of quality lost)."""
+    import shutil
+
+    from vtr.data.cut import export_clips, exported_as_is
+
+    src = write_video(tmp_path / "phone.mp4", indexed_frames(70), fps=10, rotation=90, audio_seconds=7,
+                      options={"preset": "veryfast", "bf": "3", "g": "25", "crf": "18"})
+    assert exported_as_is(str(src))
+    source = _decoded(src)
+    taken = 1689341412.0
+    [(clip, error)] = export_clips([(str(src), 3.3, 5.7, taken)], tmp_path / "out")
+    assert error is None
+    with av.open(clip) as c:
+        assert [s.codec_context.name for s in c.streams] == ["h264", "aac"]
+        assert c.metadata["comment"] == f"vtr: {src} 3.300-5.700"
+        assert c.metadata["creation_time"].startswith("2023-07-14T13:30:15")  # MP4 keeps whole seconds
+        assert float(c.duration / av.time_base) == pytest.approx(2.4, abs=0.002)
+        rotation = next(c.decode(video=0)).rotation
+    assert rotation % 360 == 90
+    shown = _decoded(clip)
+    assert [frame_index_of(f) for f in shown] == list(range(33, 57))
+    assert all(np.array_equal(a, b) for a, b in zip(shown, source[33:57]))  # not re-encoded: the same pixels
+    # a 10-bit camera's H.264, non-square pixels, and a video wider than exports keep are transcoded, as before
+    for name, kwargs in (("camera.mp4", {"pix_fmt": "yuv420p10le", "options": {"preset": "ultrafast"}}),
+                         ("hdv.mp4", {"sample_aspect": Fraction(4, 3)})):
+        other = write_video(tmp_path / name, indexed_frames(30), fps=10, **kwargs)
+        assert not exported_as_is(str(other))
+    wide = write_video(tmp_path / "wide.mp4", indexed_frames(30, 48, 96), fps=10)
+    assert not exported_as_is(str(wide), max_width=64)
+    [(clip, error)] = export_clips([(str(wide), 1.0, 2.0)], tmp_path / "out", max_width=64)
+    with av.open(clip) as c:
+        assert (c.streams.video[0].width, c.streams.video[0].height) == (64, 32)
+    # and a video whose timestamps jump (the index knows), which the copy would show out of order
+    shutil.copy(src, tmp_path / "jumps.mp4")
+    [(clip, error)] = export_clips([(str(tmp_path / "jumps.mp4"), 3.3, 5.7)], tmp_path / "out",
+                                   timed_by_count=lambda path: True)
+    assert not any(np.array_equal(a, b) for a, b in zip(_decoded(clip), source[33:57]))  # transcoded
+
+
+@pytest.mark.parametrize("name, sound_codec", [("phone.mp4", "aac"), ("camera.mov", "pcm_s16le")])
+def test_an_exported_copy_keeps_sound_and_pictures_together(tmp_path, name, sound_codec):
+    """A flash and a beep together at 1.0 s and 2.48 s of a 25 fps H.264 video with B-frames and one keyframe, its
+    sound AAC (copied) or a camera's PCM (encoded to AAC), exported as its own packets from 0.37 s and 0.9 s: in the
+    clip, each beep starts within 2 ms of its flash (23 ms, an AAC frame, where the sound is copied: its packet
+    that holds the start comes whole, its samples before the start hidden by the edit list)."""
+    from vtr.data.cut import export_clips
+
+    path = _flashes_and_beeps(tmp_path / name, np.arange(100) / 25, [1.0, 2.48], sound_codec=sound_codec,
+                              options={"preset": "veryfast", "bf": "3", "g": "250"})
+    for start in (0.37, 0.9):
+        [(clip, error)] = export_clips([(str(path), start, 3.5)], tmp_path / f"out{start}")
+        assert error is None
+        with av.open(clip) as c:
+            assert c.streams.audio[0].codec_context.name == "aac" and c.streams.video[0].codec_context.name == "h264"
+            held = sum(1 for packet in c.demux(video=0) if packet.size)
+        assert held > len(_decoded(clip)) >= round((3.5 - start) * 25)  # the frames from the keyframe on, hidden
+        flashes, beeps = _flash_and_beep_times(clip)
+        first = np.ceil(start * 25) / 25  # the clip starts on the first frame at or after its start
+        assert [round(f, 3) for f in flashes] == [round(1.0 - first, 3), round(2.48 - first, 3)]
+        assert len(beeps) == 2 and all(abs(b - f) < 0.002 for b, f in zip(beeps, flashes)), (start, flashes, beeps)
+
+
+def _box(kind: bytes, body: bytes) -> bytes:
+    import struct
+
+    return struct.pack(">I", 8 + len(body)) + kind + body
+
+
+def test_a_clips_edit_lists_end_at_its_end_in_32_and_64_bit_boxes(tmp_path):
+    """``_end_edits_at`` on an MP4 laid out by hand: a track of 64-bit boxes whose edit list starts with an empty
+    edit (its sound starts late) and runs 10.5 s, cut to 4 s (500 ms empty + 3.5 s shown); a track of 32-bit boxes of
+    2 s, kept; the movie's duration, the longest track's; the mdat before the moov (a 64-bit size) passed over."""
+    import struct
+
+    from vtr.data.cut import _end_edits_at
+
+    def elst(v1, *entries):
+        form = ">QqI" if v1 else ">IiI"
+        return _box(b"elst", bytes([int(v1), 0, 0, 0]) + struct.pack(">I", len(entries))
+                    + b"".join(struct.pack(form, d, t, 0x10000) for d, t in entries))
+
+    def tkhd(v1, duration):
+        times = struct.pack(">QQII", 0, 0, 1, 0) if v1 else struct.pack(">IIII", 0, 0, 1, 0)
+        return _box(b"tkhd", bytes([int(v1), 0, 0, 7]) + times + struct.pack(">Q" if v1 else ">I", duration)
+                    + bytes(60))
+
+    mvhd = _box(b"mvhd", bytes([1, 0, 0, 0]) + struct.pack(">QQIQ", 0, 0, 1000, 10500) + bytes(80))
+    late = _box(b"trak", tkhd(True, 10500) + _box(b"edts", elst(True, (500, -1), (10000, 1234))) + _box(b"mdia", b""))
+    short = _box(b"trak", tkhd(False, 2000) + _box(b"edts", elst(False, (2000, 0))))
+    media = b"\x00" * 64
+    path = tmp_path / "clip.mp4"
+    path.write_bytes(_box(b"ftyp", b"isom\x00\x00\x02\x00") + struct.pack(">I4sQ", 1, b"mdat", 16 + len(media))
+                     + media + _box(b"moov", mvhd + late + short))
+    before = path.read_bytes()
+    _end_edits_at(path, 4.0)
+    after = path.read_bytes()
+    assert len(after) == len(before) and after[:100] == before[:100]  # ftyp and mdat as they were
+
+    def at(kind, nth=0):  # where the nth box of that type starts its body
+        i = -1
+        for _ in range(nth + 1):
+            i = after.index(kind, i + 1)
+        return i + 4
+
+    body = at(b"mvhd")
+    assert struct.unpack_from(">Q", after, body + 24)[0] == 4000
+    body = at(b"elst")
+    assert [struct.unpack_from(">Qq", after, body + 8 + 20 * k) for k in range(2)] == [(500, -1), (3500, 1234)]
+    assert struct.unpack_from(">Q", after, at(b"tkhd") + 28)[0] == 4000
+    body = at(b"elst", 1)
+    assert struct.unpack_from(">Ii", after, body + 8) == (2000, 0)
+    assert struct.unpack_from(">I", after, at(b"tkhd", 1) + 20)[0] == 2000

@@ -1,6 +1,8 @@
 """Cutting a span of a video into a playable MP4 (H.264/AAC, ``+faststart`` so it streams), with PyAV: the app's
-previews and exports, and ``vtr search --export``. Seconds count from the video's first frame, as the index's
-windows do, also for streams that start late (MPEG-TS, camcorders' ``.mts``).
+previews and exports, and ``vtr search --export``. Transcoded (:func:`cut_clip`), or, where players play the
+source's codecs, its own packets (:func:`copy_clip`: a preview from the keyframe before, an export shown exactly
+through its edit list). Seconds count from the video's first frame, as the index's windows do, also for streams that
+start late (MPEG-TS, camcorders' ``.mts``).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from vtr.data.colors import BT709, RGB_MATRIX, SMPTE170M, UNSPECIFIED, guessed_m
 from vtr.data.hdr import HLG, PQ, is_hdr
 from vtr.data.image import format_has_alpha, has_alpha, shown_rgb
 from vtr.data.sources import ffmpeg_input
-from vtr.errors import VtrError
+from vtr.errors import VtrError, disk_full
 
 if TYPE_CHECKING:
     from vtr.data.video import CountTable
@@ -64,9 +66,7 @@ def cut_clip(path: str, start: float, stop: float, out_path: Path, max_width: in
     with av.open(ffmpeg_input(path)) as src:
         has_audio = bool(src.streams.audio)
     rotation, origin, by_count = _rotation_and_origin(path, by_count)  # once: the retry without sound reuses them
-    tags = {"comment": comment} if comment else {}
-    if created is not None:  # MP4's creation_time is UTC
-        tags["creation_time"] = datetime.fromtimestamp(float(created), timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    tags = clip_tags(comment, created)
     try:
         _transcode_once(path, start, stop, out_path, max_width, rotation, origin, with_audio=has_audio, tags=tags,
                         by_count=by_count, max_rate=max_rate, preset=preset)
@@ -78,6 +78,50 @@ def cut_clip(path: str, start: float, stop: float, out_path: Path, max_width: in
         logger.info("preview of %s without sound: %s", path, e)
         _transcode_once(path, start, stop, out_path, max_width, rotation, origin, with_audio=False, tags=tags,
                         by_count=by_count, max_rate=max_rate, preset=preset)
+
+
+def clip_tags(comment: str | None = None, created: float | None = None) -> dict:
+    """A clip's metadata: its ``comment``, and its ``creation_time`` (UTC, as MP4 keeps it) from ``created``, seconds
+    since the epoch (None: not known)."""
+    tags = {"comment": comment} if comment else {}
+    if created is not None:
+        tags["creation_time"] = datetime.fromtimestamp(float(created), timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return tags
+
+
+#: The formats whose moments are cut as their own packets (:func:`copy_clip`: the app's previews, exports): those
+#: FFmpeg reads from a container that indexes its packets by time (MP4, MOV, 3GP, Matroska, WebM: FFmpeg's demuxer
+#: names)
+COPIED_DEMUXERS = frozenset({"mov", "mp4", "matroska", "webm"})
+#: H.264 as every player plays it (the Main and High profiles): 8-bit 4:2:0. A camera's 10-bit or 4:2:2 H.264
+#: (High 10, High 4:2:2) is not: its moments are cut to H.264 as other videos are.
+PLAYED_H264_FORMATS = frozenset({"yuv420p", "yuvj420p"})
+
+
+def exported_as_is(path: str, max_width: int = EXPORT_MAX_WIDTH) -> bool:
+    """Whether a moment of the video at ``path`` is exported as its own packets (:func:`copy_clip`, ``exact``):
+    in milliseconds and as it was recorded, where transcoding a 1080p moment took seconds on two cores and cost some
+    of its quality. So is a video of the kind the transcode (:func:`cut_clip`) makes: H.264 in 8-bit 4:2:0 that every
+    player plays (:data:`PLAYED_H264_FORMATS`; a phone's in "Most Compatible", most cameras', screen recorders'), in a
+    container that indexes its packets (:data:`COPIED_DEMUXERS`), at most ``max_width`` either way up, with square
+    pixels, neither HDR nor interlaced (whose cuts are tone-mapped and deinterlaced), with any sound (in a codec
+    other than AAC or MP3, encoded to AAC). False where it cannot be read."""
+    import av
+
+    from vtr.data.video import codec_name, main_video_stream, pixel_aspect_of, stream_flags
+
+    try:
+        with av.open(str(path)) as container:
+            if not COPIED_DEMUXERS & set(container.format.name.split(",")):
+                return False
+            stream = main_video_stream(container)
+            if stream is None or codec_name(stream) != "h264" or any(stream_flags(stream)):
+                return False
+            cc = stream.codec_context
+            return (cc.pix_fmt in PLAYED_H264_FORMATS and pixel_aspect_of(stream) == 1.0
+                    and 0 < cc.width <= max_width and 0 < cc.height <= max_width)
+    except Exception:  # noqa: BLE001 - unreadable: the transcode says what is wrong
+        return False
 
 
 #: The containers a clip of its source's own packets is written in (:func:`copy_clip`), each with the video and the
@@ -125,7 +169,7 @@ class NotCopied(Exception):
 
 
 def copy_clip(path: str, start: float, stop: float, out_path: Path, max_lead_s: float = COPY_MAX_LEAD_S,
-              container: str = "mp4") -> float:
+              container: str = "mp4", exact: bool = False, tags: dict | None = None) -> float:
     """Write the packets of ``path`` from its keyframe at or before ``start`` up to ``stop`` seconds (as the index
     counts them) into ``out_path`` as they are, in an MP4 or a WebM (``container``): nothing decoded or encoded, so a
     clip of a video in codecs every browser plays (a phone's H.264, a download's VP9: the app's
@@ -141,11 +185,22 @@ def copy_clip(path: str, start: float, stop: float, out_path: Path, max_lead_s: 
     ``max_lead_s`` before ``start``, or one before the first frame players show (a file trimmed without re-encoding,
     whose edit list hides the frames before the cut: the clip would show them), having written nothing; or a sound
     track whose packets stop decoding (more than :data:`AUDIO_BAD_PACKETS` in a row), with ``out_path`` part
-    written (the app writes it through :func:`vtr.atomic.atomic_path`)."""
+    written (the app writes it through :func:`vtr.atomic.atomic_path`).
+
+    ``exact`` (an MP4 only): the clip shows ``[start, stop)`` and nothing else, as an exported moment must, from
+    its first frame at or after ``start`` (:func:`_first_shown_from`; the second returned): the frames from the
+    keyframe to it are in the clip, to be decoded, and hidden by its edit list, as ``ffmpeg -ss … -c copy`` and
+    lossless cutters write it (FFmpeg's decoder, so mpv, and Chromium honour it; QuickTime made them), and its tracks
+    end at ``stop`` (:func:`_end_edits_at`); the copied sound starts with the packet that holds that second, a
+    converted one at it. ``tags``: the clip's metadata instead of the comment that says where it starts (which an
+    exact clip does not need)."""
     import av
 
     from vtr.data.video import codec_name, main_sound_stream, main_video_stream, pixel_aspect_of
 
+    if exact and container != "mp4":
+        raise ValueError(f"an exact clip is an MP4 (its edit list hides what it holds outside its span), "
+                         f"not {container}")
     _, origin, _ = _rotation_and_origin(path, by_count=False)
     with av.open(ffmpeg_input(path)) as src:
         vin = main_video_stream(src)
@@ -175,9 +230,14 @@ def copy_clip(path: str, start: float, stop: float, out_path: Path, max_lead_s: 
         if begin < origin - 0.001:  # a file trimmed without re-encoding: its frames before the cut are hidden
             raise NotCopied(f"its keyframe before {start:.1f} s is one players hide ({begin - origin:.2f} s)")
         end = stop + origin
+        timed = _with_dts(itertools.chain([p for p in head if p.stream is ain], [packet], packets), vin)
+        zero = begin  # the file's second that is the clip's 0: before it, hidden
+        if exact:
+            ahead, zero = _first_shown_from(timed, vin, start + origin)
+            timed = itertools.chain(ahead, timed)
         options = {"movflags": "+faststart"} if container == "mp4" else {}
         with av.open(str(out_path), "w", format=container, options=options) as dst:
-            dst.metadata["comment"] = f"{CLIP_START_TAG}{begin - origin:.6f}"
+            dst.metadata.update(tags if tags is not None else {"comment": f"{CLIP_START_TAG}{begin - origin:.6f}"})
             outs = {vin: dst.add_stream_from_template(vin)}
             converted = None  # the sound decoded and encoded, where the container does not take its codec
             if ain is not None and sound_copied(container, sound):
@@ -186,11 +246,23 @@ def copy_clip(path: str, start: float, stop: float, out_path: Path, max_lead_s: 
                 encoder, options = SOUND_ENCODERS[container]
                 aout = dst.add_stream(encoder, rate=AUDIO_RATE, layout="stereo")
                 aout.options = dict(options)
-                converted = _SoundWriter(aout, dst, begin - origin, stop, origin)
+                converted = _SoundWriter(aout, dst, zero - origin, stop, origin)
                 refused = 0
             done = {vin: False, ain: ain is None}
-            shift = {s: int(round(begin / s.time_base)) for s in outs}
-            timed = _with_dts(itertools.chain([p for p in head if p.stream is ain], [packet], packets), vin)
+            shift = {s: int(round(zero / s.time_base)) for s in outs}
+
+            shown = []  # the first video frame shown in the clip, once there is one
+
+            def put(packet):
+                stream = packet.stream
+                if stream is vin and not shown and zero <= packet.pts * vtb < end:
+                    shown.append(packet.pts)
+                packet.pts -= shift[stream]
+                packet.dts -= shift[stream]
+                packet.stream = outs[stream]
+                dst.mux(packet)
+
+            late = []  # the video's packets decoded at or after ``stop``: some may be shown before it (B-frames)
             for packet in timed:
                 stream = packet.stream
                 if converted is not None and stream is ain:  # in the order read, so muxed beside its pictures
@@ -211,25 +283,148 @@ def copy_clip(path: str, start: float, stop: float, out_path: Path, max_lead_s: 
                     continue
                 if stream not in outs or done[stream] or packet.dts is None or packet.pts is None:
                     continue
-                at = float((packet.dts if stream is vin else packet.pts) * stream.time_base)
-                if at >= end:  # a frame shown before ``stop`` is decoded before it
-                    done[stream] = True
+                if stream is vin and (late or packet.dts * stream.time_base >= end):
+                    # a frame shown before ``stop`` is decoded before it, or among the few after it a decoder holds
+                    # back (its reorder depth: at most 16 frames, and never past a keyframe)
+                    if not packet.is_keyframe and len(late) < MAX_REORDERED:
+                        late.append(packet)
+                        continue
+                    _put_shown_before(late, end, put)
+                    late, done[vin] = [], True
                     if all(done.values()):
                         break
                     continue
-                if stream is ain and float(packet.pts * stream.time_base) < begin:
-                    continue
-                packet.pts -= shift[stream]
-                packet.dts -= shift[stream]
-                packet.stream = outs[stream]
-                dst.mux(packet)
+                if stream is ain:
+                    if float(packet.pts * stream.time_base) >= end:
+                        done[ain] = True
+                        if all(done.values()):
+                            break
+                        continue
+                    if exact:  # from the packet that holds the clip's 0 (its samples before it hidden)
+                        if float((packet.pts + (packet.duration or 0)) * stream.time_base) <= zero:
+                            continue
+                    elif float(packet.pts * stream.time_base) < zero:
+                        continue
+                put(packet)
+            _put_shown_before(late, end, put)  # the video ended while they were held
             if converted is not None:
                 if not done[ain]:  # the decoder's last frames
                     for frame in ain.decode(None):
                         if not converted.add(frame):
                             break
                 converted.close()
-    return begin - origin
+    if not shown:
+        raise NotCopied(f"no frames between {start:.1f} s and {stop:.1f} s")
+    if exact:
+        _end_edits_at(out_path, stop + origin - zero)
+    return zero - origin
+
+
+def _first_shown_from(packets, video, second: float) -> tuple[list, float]:
+    """The packets read from ``packets`` (in decoding order) until the time of ``video``'s first frame shown at or
+    after ``second`` (on the file's clock) is sure, and that time (``second`` where no frame comes): a clip that
+    starts there starts on a frame, which every player shows from its first instant (one that starts between two
+    frames is shown from the earlier by some, from the later by others). Sure once a frame is decoded after it:
+    those decoded later are shown later still."""
+    ahead, first = [], None
+    for packet in packets:
+        ahead.append(packet)
+        if packet.stream is not video or packet.pts is None:
+            continue
+        at = float(packet.pts * video.time_base)
+        if at >= second - 1e-6 and (first is None or at < first):
+            first = at
+        if first is not None and packet.dts is not None and float(packet.dts * video.time_base) >= first:
+            break
+    return ahead, first if first is not None else second
+
+
+#: Video packets decoded after a clip's end that may hold frames shown before it (:func:`copy_clip`): H.264's and
+#: HEVC's decoded picture buffer holds at most 16 frames
+MAX_REORDERED = 16
+
+
+def _put_shown_before(late, end: float, put) -> None:
+    """Of ``late`` (video packets in decoding order, each decoded at or after ``end`` seconds on its stream's clock),
+    ``put`` those up to the last one shown before ``end``: the frames a decoder needs to show every frame before
+    ``end``, and none after it for nothing."""
+    shown = [k for k, p in enumerate(late) if p.pts is not None and p.pts * p.stream.time_base < end]
+    for packet in late[:shown[-1] + 1] if shown else []:
+        put(packet)
+
+
+def _end_edits_at(path, seconds: float) -> None:
+    """Shorten the edit list of each track of the MP4 at ``path`` (as FFmpeg's muxer writes it: its ``moov`` box,
+    ``+faststart``, before the media) to ``seconds`` of presentation at most, and the track's and the movie's durations
+    with it: the frames and sound a copied clip holds after its end, to be decoded, are not shown (:func:`copy_clip`).
+    A track without an edit list is left as it is (FFmpeg's muxer writes one for each)."""
+    import struct
+
+    def header(buf, at, end):  # (type, body start, box end) of the box at buf[at:]
+        size, kind = struct.unpack_from(">I4s", buf, at)
+        head = 8
+        if size == 1:
+            size, head = struct.unpack_from(">Q", buf, at + 8)[0], 16
+        elif size == 0:
+            size = end - at
+        if size < head or at + size > end:
+            raise ValueError(f"{path}: a damaged {kind.decode('latin-1')!r} box")
+        return kind, at + head, at + size
+
+    def boxes(buf, begin, end):
+        while begin + 8 <= end:
+            kind, body, begin = header(buf, begin, end)
+            yield kind, body, begin
+
+    def number(buf, at, wide, value=None):  # an unsigned 32- or 64-bit field, read, or written first
+        form = ">Q" if wide else ">I"
+        if value is not None:
+            struct.pack_into(form, buf, at, value)
+        return struct.unpack_from(form, buf, at)[0]
+
+    with open(path, "r+b") as f:
+        size, at = os.fstat(f.fileno()).st_size, 0
+        while True:  # the top-level boxes, to the moov
+            f.seek(at)
+            head = f.read(16)
+            if len(head) < 8:
+                raise ValueError(f"{path} has no moov box")
+            kind, body, box_end = header(head.ljust(16, b"\0"), 0, size - at)
+            if kind == b"moov":
+                break
+            at += box_end
+        f.seek(at)
+        moov = bytearray(f.read(box_end))
+        movie = dict((k, b) for k, b, _ in boxes(moov, body, len(moov)))
+        if b"mvhd" not in movie:
+            raise ValueError(f"{path}: its moov has no mvhd")
+        mvhd = movie[b"mvhd"]
+        wide = moov[mvhd] == 1  # version 1: 64-bit times
+        scale = number(moov, mvhd + (20 if wide else 12), False)
+        limit = int(round(seconds * scale))
+        longest = 0
+        for kind, trak, trak_end in boxes(moov, body, len(moov)):
+            if kind != b"trak":
+                continue
+            parts = {k: (b, e) for k, b, e in boxes(moov, trak, trak_end)}
+            tkhd = parts[b"tkhd"][0]
+            tkhd_duration = tkhd + (28 if moov[tkhd] == 1 else 20)
+            if b"edts" not in parts:
+                longest = max(longest, number(moov, tkhd_duration, moov[tkhd] == 1))
+                continue
+            elst = next(b for k, b, _ in boxes(moov, *parts[b"edts"]) if k == b"elst")
+            v1 = moov[elst] == 1
+            left = limit
+            for k in range(number(moov, elst + 4, False)):  # each edit: its duration, media time, rate
+                entry = elst + 8 + k * (20 if v1 else 12)
+                kept = min(number(moov, entry, v1), left)
+                number(moov, entry, v1, kept)
+                left -= kept
+            number(moov, tkhd_duration, moov[tkhd] == 1, limit - left)
+            longest = max(longest, limit - left)
+        number(moov, mvhd + (24 if wide else 16), wide, longest)
+        f.seek(at)
+        f.write(moov)
 
 
 def _with_dts(packets, video):
@@ -600,9 +795,11 @@ def export_clips(spans, folder, max_width: int = EXPORT_MAX_WIDTH, progress: boo
         try:
             target = _free_name(folder, export_name(path, start, end), comment)
             if not target.is_file():
-                with atomic_path(target) as tmp:
-                    cut_clip(path, start, end, tmp, max_width, comment=comment, created=created,
-                             by_count=timed_by_count(path) if timed_by_count else None)
+                by_count = timed_by_count(path) if timed_by_count else None
+                if by_count or not _copied(path, float(start), float(end), target, max_width, comment, created):
+                    with atomic_path(target) as tmp:
+                        cut_clip(path, start, end, tmp, max_width, comment=comment, created=created,
+                                 by_count=by_count)
                 if created is not None:
                     os.utime(target, (created, created))
             done.append((str(target), None))
@@ -611,6 +808,28 @@ def export_clips(spans, folder, max_width: int = EXPORT_MAX_WIDTH, progress: boo
         except Exception as e:  # noqa: BLE001 - any decoder/encoder failure of one clip: said, the others go on
             done.append((None, f"cannot cut {Path(path).name}: {e}"))
     return done
+
+
+def _copied(path: str, start: float, end: float, target: Path, max_width: int, comment: str,
+            created: float | None) -> bool:
+    """Whether the moment ``[start, end)`` of ``path`` was written to ``target`` as its own packets
+    (:func:`exported_as_is`); False where it is to be transcoded, nothing written."""
+    from vtr.atomic import atomic_path
+
+    if not exported_as_is(path, max_width):
+        return False
+    try:
+        with atomic_path(target) as tmp:
+            copy_clip(path, start, end, tmp, exact=True, tags=clip_tags(comment, created))
+    except NotCopied as e:
+        logger.debug("export of %s transcoded: %s", path, e)
+        return False
+    except Exception as e:  # noqa: BLE001 - the transcode says what is wrong with the file, if anything is
+        if disk_full(e):
+            raise
+        logger.info("export of %s not copied: %s", path, e)
+        return False
+    return True
 
 
 def export_folder(folder) -> Path:
