@@ -147,6 +147,8 @@ BROWSER_PLAYS = {".mp4": ("mp4", frozenset({"h264", "vp9"})), ".m4v": ("mp4", fr
 
 #: The video codecs every browser plays (in the containers :data:`BROWSER_PLAYS` pairs them with)
 BROWSER_CODECS = frozenset().union(*(codecs for _, codecs in BROWSER_PLAYS.values()))
+
+
 def _browser_stream(container, names: frozenset | None = None):
     """The main video stream of the opened ``container`` where every browser shows it as players do (a codec in
     ``names``, else any they play; H.264 in 8-bit 4:2:0: :data:`vtr.data.cut.PLAYED_H264_FORMATS`; neither HDR,

@@ -134,8 +134,11 @@ def _first_frame_in_the_browser(page, clip) -> tuple[float, "np.ndarray"]:
         const v = document.createElement('video');
         v.muted = true;
         v.src = URL.createObjectURL(new Blob([Uint8Array.from(atob(data), c => c.charCodeAt(0))], {type: 'video/mp4'}));
-        await new Promise((ok, bad) => { v.onloadeddata = ok; v.onerror = () => bad(new Error(v.error.message)); });
-        await new Promise(ok => { v.onseeked = ok; v.currentTime = 0; });  // the frame at 0 ready to draw
+        const late = (what) => new Promise((_, bad) => setTimeout(() => bad(new Error(what + ': no event in 20 s')),
+                                                                  20000));  // a failure, not a test that hangs
+        await Promise.race([late('loadeddata'), new Promise((ok, bad) => {
+            v.onloadeddata = ok; v.onerror = () => bad(new Error(v.error.message)); })]);
+        await Promise.race([late('seeked'), new Promise(ok => { v.onseeked = ok; v.currentTime = 0; })]);
         const c = document.createElement('canvas');
         c.width = v.videoWidth; c.height = v.videoHeight;
         const g = c.getContext('2d');
