@@ -379,17 +379,15 @@ class _Handlers:
 
     # ----------------------------------------------------------------------------------- player and export
     def on_select(self, results, view, evt: gr.SelectData):
-        blank = (gr.update(value=None, label=PLAYER_LABEL), "", "", "", gr.update(value=""), gr.update(value=""), -1)
+        """The moment clicked, selected at once: its details, timeline and In/Out, and the index the export and
+        "Moments like this" read. Its preview comes after (:meth:`on_preview`), which may take seconds (a
+        transcoded one): before, the selection waited for it, so an Export clicked meanwhile cut the moment before,
+        and In/Out typed meanwhile were overwritten when the preview came."""
         if not results or evt.index is None or not 0 <= int(evt.index) < len(view):
-            return blank
+            return "", "", gr.update(value=""), gr.update(value=""), -1
         i = view[int(evt.index)]
         d = results[i]
         m = Moment(d["video"], d["start"], d["end"], d["score"], d.get("thumb"))
-        try:
-            clip, offset = self.service.preview(m)
-        except Exception as e:  # noqa: BLE001
-            player, _, seek, timeline, t_in, t_out, sel = blank
-            return player, _warn(_message(e)), seek, timeline, t_in, t_out, sel
         details = (f"**{literal(m.name)}** · {clock(m.start)}–{clock(m.end)} · score {m.score:.3f}\n\n"
                    f"{literal(m.path)}")
         when = recorded_text(d.get("recorded"), d.get("recorded_by"))
@@ -398,9 +396,23 @@ class _Handlers:
         copies = d.get("copies") or []
         if copies:  # the same video kept elsewhere too: one result, its other places named
             details += "\n\nThe same video is also at:" + "".join(f"\n- {literal(c)}" for c in copies)
-        return (gr.update(value=clip, label=f"{m.name} from {clock(m.start)}"), details,
-                f'<span data-t="{offset:.3f}"></span>', _timeline_html(results, i, self.service.duration_of(m.path)),
-                f"{m.start:g}", f"{m.end:g}", i)
+        return (details, _timeline_html(results, i, self.service.duration_of(m.path)), f"{m.start:g}", f"{m.end:g}",
+                i)
+
+    def on_preview(self, results, selected):
+        """The selected moment in the player, from its second (a preview clip: :meth:`IndexService.preview`); where
+        it cannot be made (the video gone), the player empties, the details say why, and nothing stays selected."""
+        empty, kept = gr.update(value=None, label=PLAYER_LABEL), gr.update()
+        if not results or selected is None or not 0 <= int(selected) < len(results):
+            return empty, kept, "", kept, kept, kept, kept
+        d = results[int(selected)]
+        m = Moment(d["video"], d["start"], d["end"], d["score"], d.get("thumb"))
+        try:
+            clip, offset = self.service.preview(m)
+        except Exception as e:  # noqa: BLE001
+            return empty, _warn(_message(e)), "", "", gr.update(value=""), gr.update(value=""), -1
+        return (gr.update(value=clip, label=f"{m.name} from {clock(m.start)}"), kept,
+                f'<span data-t="{offset:.3f}"></span>', kept, kept, kept, kept)
 
     def on_export(self, results, selected, t_in, t_out):
         if not results or selected is None or not 0 <= int(selected) < len(results):
@@ -698,10 +710,12 @@ def _search_events(ui: SimpleNamespace, h: _Handlers) -> None:
     ui.suggest.click(lambda s: s[0], [ui.suggest], [ui.query], api_visibility="private").then(
         h.on_new_search, filters, search_outputs + [ui.like], **searching).then(**no_moment).then(
         **export_all).then(**counts)
-    ui.gallery.select(h.on_select, [ui.results, ui.view],
-                      [ui.player, ui.details, ui.seek_to, ui.timeline, ui.t_in, ui.t_out, ui.selected],
-                      js=SCROLL_TO_PLAYER_JS, api_visibility="private", concurrency_limit=2,
-                      show_progress_on=[ui.player])
+    # The moment is selected at once, its preview made after: an export or In/Out typed meanwhile are its own
+    ui.gallery.select(h.on_select, [ui.results, ui.view], [ui.details, ui.timeline, ui.t_in, ui.t_out, ui.selected],
+                      js=SCROLL_TO_PLAYER_JS, api_visibility="private", show_progress="hidden").then(
+        h.on_preview, [ui.results, ui.selected],
+        [ui.player, ui.details, ui.seek_to, ui.timeline, ui.t_in, ui.t_out, ui.selected], api_visibility="private",
+        concurrency_limit=2, show_progress_on=[ui.player])
     ui.export_btn.click(h.on_export, [ui.results, ui.selected, ui.t_in, ui.t_out], [ui.export_file, ui.export_note],
                         api_visibility="private", concurrency_limit=2, show_progress_on=[ui.export_file])
     ui.export_all_btn.click(h.on_export_all, [ui.results], [ui.export_all_file, ui.export_all_note],

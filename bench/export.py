@@ -68,13 +68,13 @@ def _psnr(clip: Path, source: Path, first: float) -> float:
     source's size where it is smaller; ``inf`` where every one is the same. Both are read once, side by side."""
     errors = []
     frames = _shown(source, near=first)
-    t, ref = next(frames)
+    _, ref = next(frames)
     for at, f in _shown(clip):
         for t_next, ref_next in frames:  # the source's frame shown at the clip frame's second
             if t_next > first + at + 1e-3:
                 frames = itertools.chain([(t_next, ref_next)], frames)
                 break
-            t, ref = t_next, ref_next
+            ref = ref_next
         want = _luma(ref)
         got = _luma(f, *want.shape[::-1])
         errors.append(float(np.mean((got.astype(np.float64) - want) ** 2)))
@@ -90,7 +90,7 @@ def export_seconds(path: Path, how: str, repeats: int) -> dict:
 
     import vtr.data.cut as cut
 
-    times, clip = [], None
+    times, kept = [], None
     as_before = mock.patch.object(cut, "exported_as_is", lambda *a, **k: False)
     with as_before if how == "transcoded" else nullcontext():
         for run in range(repeats + 1):
@@ -101,16 +101,16 @@ def export_seconds(path: Path, how: str, repeats: int) -> dict:
                     raise RuntimeError(f"export of {path.name} failed: {error}")
                 if run:
                     times.append(time.perf_counter() - t)
-                clip = Path(clip)
-                kept = Path(tempfile.mkdtemp()) / clip.name
-                clip.replace(kept)
+                if run == repeats:  # the last one kept, to look at
+                    kept = Path(tempfile.mkdtemp()) / Path(clip).name
+                    Path(clip).replace(kept)
     with av.open(str(kept)) as c:
         packets = sum(1 for p in c.demux(video=0) if p.size)
         size = kept.stat().st_size / 1e6
         width = c.streams.video[0].codec_context.width
         sound = c.streams.audio[0].codec_context.name if c.streams.audio else None
     shown = sum(1 for _ in _shown(kept))
-    first = next(t for t, _ in _shown(path, near=START) if t >= START - 1e-6)  # the clip's 0: the first frame at or after START
+    first = next(t for t, _ in _shown(path, near=START) if t >= START - 1e-6)  # the clip's 0: its first frame
     # copied: it holds the frames from the keyframe before the moment, hidden (a transcode holds the shown ones only)
     row = {"s": statistics.median(times), "frames": shown, "packets": packets, "mb": size, "width": width,
            "sound": sound, "copied": packets > shown}

@@ -197,6 +197,46 @@ def test_selected_moment_plays_in_context_and_exports(browser, running_app, coll
     page.close()
 
 
+def test_a_moment_is_selected_and_exported_while_its_preview_is_made(browser, running_app, tmp_path, monkeypatch):
+    """A preview may take seconds (a transcoded one: HEVC, 4K). The moment clicked is selected at once, its details
+    and In/Out shown, and Export cuts it with the In/Out typed while its preview is still being made (held here until
+    the export is done); when the preview comes, the typed In/Out stay. Before, the selection waited for the preview:
+    an Export clicked meanwhile cut the moment selected before, and In/Out typed meanwhile were overwritten."""
+    import threading
+
+    from app.service import IndexService
+
+    page = open_page(browser, running_app.url, tmp_path)
+    run_search(page, "a walk in the park")
+    names = [t.split("·")[0].strip() for t in captions(page)]
+    other = next(i for i, name in enumerate(names) if name != names[0])
+    page.locator("#results .thumbnail-item").first.click()
+    page.wait_for_function("(n) => document.querySelector('#player').innerText.includes(n + ' from')", arg=names[0])
+    release, made = threading.Event(), IndexService.preview
+
+    def held(self, moment, *args, **kwargs):
+        release.wait(120)
+        return made(self, moment, *args, **kwargs)
+
+    monkeypatch.setattr(IndexService, "preview", held)
+    try:
+        page.locator("#results .thumbnail-item").nth(other).click()
+        page.wait_for_function("(n) => document.querySelector('#details').innerText.includes(n)", arg=names[other])
+        page.locator("#export-in input, #export-in textarea").first.fill("0.5")
+        page.locator("#export-out input, #export-out textarea").first.fill("2.5")
+        page.locator("#export").click()
+        page.wait_for_function("(n) => document.querySelector('#export-note').innerText.includes(n)",
+                               arg=f"Ready: {names[other].rsplit('.', 1)[0]} 0m01s-0m03s.mp4")
+    finally:
+        release.set()
+    page.wait_for_function("(n) => document.querySelector('#player').innerText.includes(n + ' from')",
+                           arg=names[other])
+    assert page.locator("#export-in input, #export-in textarea").first.input_value() == "0.5"
+    assert page.locator("#export-out input, #export-out textarea").first.input_value() == "2.5"
+    assert not page.errors, page.errors
+    page.close()
+
+
 def test_on_a_phone_the_player_comes_into_view(browser, running_app, tmp_path):
     page = browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True)
     page.set_default_timeout(60_000)
