@@ -478,8 +478,9 @@ def test_an_export_of_h264_is_its_own_packets_showing_the_span_asked_for(tmp_pat
 def test_an_exported_copy_keeps_sound_and_pictures_together(tmp_path, name, sound_codec):
     """A flash and a beep together at 1.0 s and 2.48 s of a 25 fps H.264 video with B-frames and one keyframe, its
     sound AAC (copied) or a camera's PCM (encoded to AAC), exported as its own packets from 0.37 s and 0.9 s: in the
-    clip, each beep starts within 2 ms of its flash (23 ms, an AAC frame, where the sound is copied: its packet
-    that holds the start comes whole, its samples before the start hidden by the edit list)."""
+    clip, which starts on the first frame at or after its start, each flash is where the source has it and each beep
+    starts within 2 ms of its flash (a copied sound's packet that holds the start comes whole, its samples before the
+    start hidden by the edit list)."""
     from vtr.data.cut import export_clips
 
     path = _flashes_and_beeps(tmp_path / name, np.arange(100) / 25, [1.0, 2.48], sound_codec=sound_codec,
