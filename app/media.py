@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from vtr.atomic import atomic_path, write_bytes_atomic
-from vtr.data.cut import COPIED_DEMUXERS, PLAYED_H264_FORMATS, cut_clip
+from vtr.data.cut import copied_stream, cut_clip, video_kind
 from vtr.errors import VtrError, disk_full
 
 logger = logging.getLogger(__name__)
@@ -97,7 +97,8 @@ def make_preview(path: str, start: float, end: float, cache_dir, tail_s: float =
 
 
 def moment_preview(path: str, start: float, end: float, cache_dir, tail_s: float = PREVIEW_TAIL_S,
-                   max_seconds: float = PREVIEW_MAX_S, by_count: bool | None = None) -> tuple[Path, float]:
+                   max_seconds: float = PREVIEW_MAX_S, by_count: bool | None = None,
+                   plays: frozenset = frozenset(), copy: bool = True) -> tuple[Path, float]:
     """A moment's preview, ``[start, end + tail_s]`` seconds of ``path`` (at most ``max_seconds``), and the second of
     the video it starts at. Where every browser plays the source's codecs (a phone's or a camera's H.264 with AAC sound
     in an MP4 or a MOV, a screen recorder's in Matroska, a download's VP9 with Opus in a WebM; or its pictures' alone,
@@ -105,12 +106,15 @@ def moment_preview(path: str, start: float, end: float, cache_dir, tail_s: float
     packets from the keyframe at or before ``start``, in an MP4 or a WebM (:func:`vtr.data.cut.copy_clip`):
     milliseconds, where transcoding a 1080p moment took seconds on two cores (bench/README.md), in the source's own
     quality. Otherwise, or where the packets cannot be taken as they are (a keyframe far before ``start``),
-    :func:`make_preview`'s H.264 cut, which starts at ``start``. Cached as :func:`make_preview` caches."""
+    :func:`make_preview`'s H.264 cut, which starts at ``start``. ``plays``: the kinds of video the browser said it
+    plays besides (:data:`PLAYED_IF_SAID`: Safari's and Edge's HEVC, Chromium's AV1), copied too; ``copy=False``:
+    transcoded whatever the source (the browser showed no pictures of its copy). Cached as :func:`make_preview`
+    caches."""
     from vtr.data.cut import NotCopied, clip_start, copy_clip
 
     start = max(0.0, float(start))
     stop = min(float(end) + tail_s, start + max_seconds)
-    container = None if by_count else copy_plan(path)
+    container = copy_plan(path, plays) if copy and not by_count else None
     if container:
         cache_dir = Path(cache_dir)
         cache_dir.mkdir(parents=True, exist_ok=True)
@@ -134,9 +138,10 @@ def moment_preview(path: str, start: float, end: float, cache_dir, tail_s: float
 
 
 #: What Chromium, Firefox and Safari all play, by file type (the extension decides the type the browser is told):
-#: MP4 with H.264 or VP9, and WebM with VP8 or VP9. Not Matroska (.mkv) nor QuickTime (.mov), which some browsers
-#: refuse whatever their codec; not AV1, which Safari plays only where the device decodes it in hardware (not on a
-#: Mac before the M3), so an AV1 example is cut to H.264 as the others are. Each type is ``(container, codecs)``: the
+#: MP4 with H.264 or VP9, and WebM with VP8 or VP9, each in 8-bit 4:2:0 (:func:`vtr.data.cut.video_kind`). Not
+#: Matroska (.mkv) nor QuickTime (.mov), which some browsers refuse whatever their codec; not AV1, which Safari plays
+#: only where the device decodes it in hardware (not on a Mac before the M3), so an AV1 example is cut to H.264 as the
+#: others are. Each type is ``(container, kinds)``: the
 #: container must be the one the name says (one of FFmpeg's names for the demuxer that reads it), as a file's name can
 #: say another than it holds and players, reading the bytes, do not mind; a recorder's MPEG-PS or MPEG-TS named
 #: ``.mp4`` (Hikvision's exports, stream grabbers'), or a raw H.264 stream so named (some DVRs'), each with H.264
@@ -145,23 +150,53 @@ BROWSER_PLAYS = {".mp4": ("mp4", frozenset({"h264", "vp9"})), ".m4v": ("mp4", fr
                  ".webm": ("webm", frozenset({"vp8", "vp9"}))}
 
 
-#: The video codecs every browser plays (in the containers :data:`BROWSER_PLAYS` pairs them with)
-BROWSER_CODECS = frozenset().union(*(codecs for _, codecs in BROWSER_PLAYS.values()))
+#: The kinds of video (:func:`vtr.data.cut.video_kind`: codec and bit depth) every browser plays, in 8-bit 4:2:0 (in
+#: the containers :data:`BROWSER_PLAYS` pairs them with)
+BROWSER_KINDS = frozenset().union(*(kinds for _, kinds in BROWSER_PLAYS.values()))
+#: The kinds of video some browsers play and others do not, each with the codec string (RFC 6381, at 1080p60's
+#: level) the page asks its browser about in an MP4 with AAC (``canPlayType``, answered "probably" or not from what
+#: the browser, and for HEVC the machine's hardware, decodes): a moment of such a video is copied for a browser that
+#: said it plays it (:func:`copy_plan`), transcoded for the others. HEVC (an iPhone's "High Efficiency", a drone's, an
+#: action camera's) in Safari, and in Chrome and Edge where the GPU decodes it; AV1 in Chromium and Firefox; 10-bit
+#: H.264 (a camera's High 10) in Chromium. A browser that said so and still shows no pictures is given the transcode
+#: (``app.ui``: the page tells the app).
+PLAYED_IF_SAID = {"hevc": "hvc1.1.6.L123.B0", "hevc.10": "hvc1.2.4.L123.B0", "av1": "av01.0.09M.08",
+                  "av1.10": "av01.0.09M.10", "h264.10": "avc1.6E0029"}
 
 
-def _browser_stream(container, names: frozenset | None = None):
-    """The main video stream of the opened ``container`` where every browser shows it as players do (a codec in
-    ``names``, else any they play; H.264 in 8-bit 4:2:0: :data:`vtr.data.cut.PLAYED_H264_FORMATS`; neither HDR,
-    shown washed out where the model sees it tone-mapped, nor interlaced, combed), else None."""
-    from vtr.data.video import codec_name, main_video_stream, stream_flags
+def said_plays(words: str | None) -> frozenset:
+    """The kinds of video (:data:`PLAYED_IF_SAID`) in the page's word for what its browser plays (names separated by
+    spaces); other words are ignored."""
+    return frozenset(str(words or "").split()) & PLAYED_IF_SAID.keys()
+
+
+def kind_of(path: str) -> str | None:
+    """The kind of video (:func:`vtr.data.cut.video_kind`) at ``path``; None where it cannot be read."""
+    import av
+
+    from vtr.data.video import main_video_stream
+
+    try:
+        with av.open(str(path)) as container:
+            stream = main_video_stream(container)
+            return video_kind(stream) if stream is not None else None
+    except Exception:  # noqa: BLE001 - unreadable: no kind
+        return None
+
+
+def is_copied(clip) -> bool:
+    """Whether the preview at ``clip`` (:func:`moment_preview`) is its source's own packets, not a transcode."""
+    return ".copy." in Path(clip).name
+
+
+def _browser_stream(container, kinds: frozenset = BROWSER_KINDS):
+    """The main video stream of the opened ``container`` where a browser that plays the kinds of video ``kinds``
+    (:func:`vtr.data.cut.video_kind`) shows it as players do: neither HDR, shown washed out where the model sees it
+    tone-mapped, nor interlaced, combed; else None."""
+    from vtr.data.video import main_video_stream, stream_flags
 
     stream = main_video_stream(container)
-    if stream is None or any(stream_flags(stream)):
-        return None
-    codec = codec_name(stream)
-    if codec not in (names if names is not None else BROWSER_CODECS):
-        return None
-    if codec == "h264" and stream.codec_context.pix_fmt not in PLAYED_H264_FORMATS:
+    if stream is None or any(stream_flags(stream)) or video_kind(stream) not in kinds:
         return None
     return stream
 
@@ -176,13 +211,13 @@ def browser_plays(path: str) -> bool:
     from vtr.data.cut import sound_copied
     from vtr.data.video import main_sound_stream
 
-    kind = BROWSER_PLAYS.get(os.path.splitext(str(path))[1].lower())
-    if not kind:
+    played = BROWSER_PLAYS.get(os.path.splitext(str(path))[1].lower())
+    if not played:
         return False
-    demuxer, codecs = kind
+    demuxer, kinds = played
     try:
         with av.open(str(path)) as container:
-            stream = _browser_stream(container, codecs)
+            stream = _browser_stream(container, kinds)
             if demuxer not in container.format.name.split(",") or stream is None:
                 return False
             sound = main_sound_stream(container, stream)
@@ -192,13 +227,14 @@ def browser_plays(path: str) -> bool:
         return False
 
 
-def copy_plan(path: str) -> str | None:
+def copy_plan(path: str, plays: frozenset = frozenset()) -> str | None:
     """The container (``"mp4"`` or ``"webm"``) a moment of the video at ``path`` is previewed in as its own packets
-    (:func:`moment_preview`), None where it is transcoded instead. Copied: a video in a container that indexes its
-    packets (:data:`COPIED_DEMUXERS`) whose codecs every browser plays in an MP4 or a WebM
-    (:func:`vtr.data.cut.copy_container`: H.264 or VP9 with AAC or MP3, VP8 or VP9 with Opus or Vorbis; H.264 or VP9
-    with sound in another codec into an MP4, the sound alone encoded to AAC), as :func:`_browser_stream` takes them,
-    with square pixels, of at most :data:`COPY_MAX_PIXELS` a frame and :data:`COPY_MAX_BITS` a second. A 4K or
+    (:func:`moment_preview`), None where it is transcoded instead. Copied: a video whose pictures every browser plays
+    (:data:`BROWSER_KINDS`) or the browser said it plays (``plays``: :data:`PLAYED_IF_SAID`), as
+    :func:`vtr.data.cut.copied_stream` takes them (from a container that indexes its packets, square pixels, neither
+    HDR nor interlaced), with sound as :func:`vtr.data.cut.copy_container` pairs it (H.264, VP9, HEVC or AV1 with AAC
+    or MP3 into an MP4, VP8 or VP9 with Opus or Vorbis into a WebM; other sound encoded to AAC in an MP4), of at most
+    :data:`COPY_MAX_PIXELS` a frame and :data:`COPY_MAX_BITS` a second. A 4K or
     camera-bitrate video is cut to 854 wide, as before: a two-core machine's browser plays that smoothly, where it may
     not decode the source itself in time. An iPhone's H.264 ``.MOV`` (its "Most Compatible" setting) or an OBS
     recording's Matroska is copied into an MP4, which every browser plays where some refuse the MOV or the MKV
@@ -206,14 +242,12 @@ def copy_plan(path: str) -> str | None:
     import av
 
     from vtr.data.cut import copy_container
-    from vtr.data.video import codec_name, main_sound_stream, pixel_aspect_of
+    from vtr.data.video import codec_name, main_sound_stream
 
     try:
         with av.open(str(path)) as container:
-            if not COPIED_DEMUXERS & set(container.format.name.split(",")):
-                return None
-            stream = _browser_stream(container)
-            if stream is None or pixel_aspect_of(stream) != 1.0:
+            stream = copied_stream(container, BROWSER_KINDS | plays)
+            if stream is None:
                 return None
             cc = stream.codec_context
             seconds = float(container.duration or 0) / av.time_base

@@ -333,12 +333,14 @@ class IndexService:
             logger.debug("no preview of the example %s: %s", path, e)
             return path
 
-    def preview(self, moment: Moment, context_s: float = CONTEXT_S) -> tuple[str, float]:
+    def preview(self, moment: Moment, context_s: float = CONTEXT_S, plays: frozenset = frozenset(),
+                copy: bool = True) -> tuple[str, float]:
         """A browser-playable cut around the moment: ``context_s`` seconds before it to ``context_s`` after it.
 
         Returns ``(clip path, offset)``: the moment starts ``offset`` seconds into the clip (the page seeks there).
-        The clip of a video whose codecs every browser plays is its own packets from the keyframe before the cut
-        (:func:`app.media.moment_preview`).
+        The clip of a video whose codecs every browser plays, or the browser said it plays (``plays``:
+        :data:`app.media.PLAYED_IF_SAID`), is its own packets from the keyframe before the cut, unless ``copy`` is
+        False (:func:`app.media.moment_preview`).
         """
         from app.media import moment_preview
 
@@ -346,7 +348,7 @@ class IndexService:
         cut = max(0.0, moment.start - context_s)
         clip, begin = moment_preview(moment.path, cut, moment.end, self.preview_dir, tail_s=context_s,
                                      max_seconds=moment.end - cut + context_s,
-                                     by_count=self._timed_by_count(moment.path))
+                                     by_count=self._timed_by_count(moment.path), plays=plays, copy=copy)
         return str(clip), moment.start - begin
 
     def export(self, moment: Moment, start: float | None = None, end: float | None = None) -> str:

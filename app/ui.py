@@ -13,6 +13,7 @@ the moments like that one) and ``/status`` (→ the index's counts and failures)
 from __future__ import annotations
 
 import html
+import json
 import logging
 import os
 import re
@@ -23,6 +24,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # the app never call
 
 import gradio as gr  # noqa: E402
 
+from app.media import PLAYED_IF_SAID, is_copied, said_plays  # noqa: E402
 from app.service import IndexService, Moment, clock, group_by_video, parse_seconds, recorded_text  # noqa: E402
 from vtr.data.animation import is_animation  # noqa: E402
 from vtr.data.extensions import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS  # noqa: E402
@@ -60,18 +62,43 @@ CSS = """
 
 # Runs once when the page loads. gr.Video cannot start at a given second, so the clip of a selected moment starts
 # a little before it (context) and the page seeks to the moment once the browser has the clip's metadata; the
-# offset travels in #seek-to, updated by the same event that changes the clip.
+# offset travels in #seek-to, updated by the same event that changes the clip. A preview of the source's own
+# packets (marked data-copied there) that the browser cannot show (an error, or a player with sound and no pictures,
+# as Chromium plays an MP4 whose video codec it lacks) is asked for again, transcoded (#unplayed:
+# _Handlers.on_unplayed).
 PAGE_JS = """
 () => {
+  const unshown = () => {
+    const mark = document.querySelector('#seek-to [data-copied]');
+    if (!mark) return false;
+    mark.removeAttribute('data-copied');
+    document.querySelector('#unplayed').click();
+    return true;
+  };
+  const inPlayer = (e) => {
+    const v = e.target instanceof HTMLSourceElement ? e.target.parentElement : e.target;
+    return v instanceof HTMLVideoElement && v.closest('#player') ? v : null;
+  };
   document.addEventListener('loadedmetadata', (e) => {
-    const v = e.target;
-    if (!(v instanceof HTMLVideoElement) || !v.closest('#player')) return;
+    const v = inPlayer(e);
+    if (!v || (v.videoWidth === 0 && unshown())) return;
     const mark = document.querySelector('#seek-to [data-t]');
     const t = mark ? parseFloat(mark.dataset.t) : 0;
     if (t > 0 && t < v.duration) v.currentTime = t;
   }, true);
+  document.addEventListener('error', (e) => { if (inPlayer(e)) unshown(); }, true);
 }
 """
+# Runs when the page loads: the kinds of video its browser plays besides those every browser plays
+# (app.media.PLAYED_IF_SAID, asked of canPlayType), into #plays, for the previews (app.media.copy_plan).
+PLAYS_JS = """
+() => {
+  const v = document.createElement('video');
+  const asked = %s;
+  return [Object.keys(asked).filter(
+    (k) => v.canPlayType('video/mp4; codecs="' + asked[k] + ', mp4a.40.2"') === 'probably').join(' ')];
+}
+""" % json.dumps(PLAYED_IF_SAID)
 # On a selection, bring the player into view: on a phone-width screen it sits below the whole gallery.
 SCROLL_TO_PLAYER_JS = """
 (...args) => {
@@ -399,20 +426,35 @@ class _Handlers:
         return (details, _timeline_html(results, i, self.service.duration_of(m.path)), f"{m.start:g}", f"{m.end:g}",
                 i)
 
-    def on_preview(self, results, selected):
-        """The selected moment in the player, from its second (a preview clip: :meth:`IndexService.preview`); where
-        it cannot be made (the video gone), the player empties, the details say why, and nothing stays selected."""
+    def on_preview(self, results, selected, plays="", copy=True):
+        """The selected moment in the player, from its second (a preview clip: :meth:`IndexService.preview`, of the
+        source's own packets where the browser plays them: ``plays``, the kinds of video the page said its browser
+        plays besides those all do, :data:`app.media.PLAYED_IF_SAID`; transcoded whatever the source where ``copy`` is
+        False); where it cannot be made (the video gone), the player empties, the details say why, and nothing stays
+        selected."""
         empty, kept = gr.update(value=None, label=PLAYER_LABEL), gr.update()
         if not results or selected is None or not 0 <= int(selected) < len(results):
             return empty, kept, "", kept, kept, kept, kept
         d = results[int(selected)]
         m = Moment(d["video"], d["start"], d["end"], d["score"], d.get("thumb"))
         try:
-            clip, offset = self.service.preview(m)
+            clip, offset = self.service.preview(m, plays=said_plays(plays), copy=copy)
         except Exception as e:  # noqa: BLE001
             return empty, _warn(_message(e)), "", "", gr.update(value=""), gr.update(value=""), -1
+        copied = ' data-copied="1"' if copy and is_copied(clip) else ""
         return (gr.update(value=clip, label=f"{m.name} from {clock(m.start)}"), kept,
-                f'<span data-t="{offset:.3f}"></span>', kept, kept, kept, kept)
+                f'<span data-t="{offset:.3f}"{copied}></span>', kept, kept, kept, kept)
+
+    def on_unplayed(self, results, selected, plays):
+        """The browser showed no pictures of the selected moment's preview made of its source's own packets (its
+        codec one the browser said it plays, yet does not: a GPU's decoder that refuses the video's profile; or a
+        damaged file): the moment again, transcoded, and that kind of video no longer copied for this page."""
+        from app.media import kind_of
+
+        chosen = bool(results) and selected is not None and 0 <= int(selected) < len(results)
+        kind = kind_of(results[int(selected)]["video"]) if chosen else None
+        plays = " ".join(sorted(said_plays(plays) - {kind}))
+        return (*self.on_preview(results, selected, plays, copy=False), plays)
 
     def on_export(self, results, selected, t_in, t_out):
         if not results or selected is None or not 0 <= int(selected) < len(results):
@@ -650,6 +692,8 @@ def _results_and_player(ui: SimpleNamespace) -> None:
             ui.player = gr.Video(label=PLAYER_LABEL, autoplay=True, interactive=False, elem_id="player",
                                  buttons=["download"])
             ui.seek_to = gr.HTML(elem_id="seek-to", visible="hidden")
+            ui.plays = gr.Textbox(elem_id="plays", visible="hidden")  # what the browser plays (PLAYS_JS)
+            ui.unplayed = gr.Button(elem_id="unplayed", visible="hidden")  # clicked by PAGE_JS
             ui.timeline = gr.HTML(elem_id="timeline")
             ui.details = gr.Markdown(elem_id="details")
             ui.like_btn = gr.Button("Moments like this", elem_id="like", size="sm")
@@ -711,11 +755,13 @@ def _search_events(ui: SimpleNamespace, h: _Handlers) -> None:
         h.on_new_search, filters, search_outputs + [ui.like], **searching).then(**no_moment).then(
         **export_all).then(**counts)
     # The moment is selected at once, its preview made after: an export or In/Out typed meanwhile are its own
+    previewed = [ui.player, ui.details, ui.seek_to, ui.timeline, ui.t_in, ui.t_out, ui.selected]
     ui.gallery.select(h.on_select, [ui.results, ui.view], [ui.details, ui.timeline, ui.t_in, ui.t_out, ui.selected],
                       js=SCROLL_TO_PLAYER_JS, api_visibility="private", show_progress="hidden").then(
-        h.on_preview, [ui.results, ui.selected],
-        [ui.player, ui.details, ui.seek_to, ui.timeline, ui.t_in, ui.t_out, ui.selected], api_visibility="private",
-        concurrency_limit=2, show_progress_on=[ui.player])
+        h.on_preview, [ui.results, ui.selected, ui.plays], previewed, api_visibility="private", concurrency_limit=2,
+        show_progress_on=[ui.player])
+    ui.unplayed.click(h.on_unplayed, [ui.results, ui.selected, ui.plays], previewed + [ui.plays],
+                      api_visibility="private", concurrency_limit=2, show_progress_on=[ui.player])
     ui.export_btn.click(h.on_export, [ui.results, ui.selected, ui.t_in, ui.t_out], [ui.export_file, ui.export_note],
                         api_visibility="private", concurrency_limit=2, show_progress_on=[ui.export_file])
     ui.export_all_btn.click(h.on_export_all, [ui.results], [ui.export_all_file, ui.export_all_note],
@@ -728,6 +774,7 @@ def _index_events(ui: SimpleNamespace, h: _Handlers, page: gr.Blocks) -> None:
     refresh_outputs = [ui.no_index, ui.folder, ui.index_status, ui.failures, ui.overview, ui.suggest,
                        ui.remove_folder]
     page.load(h.on_refresh, None, refresh_outputs, api_visibility="private")
+    page.load(None, None, [ui.plays], js=PLAYS_JS, api_visibility="private")
     if h.service.watching:  # the counts follow the watch's updates while the page stays open
         # show_progress="hidden" alone still flashes a "0.0s" over Markdown outputs at each tick (gradio 6.31):
         # the progress goes to an element never shown instead

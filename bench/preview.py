@@ -6,14 +6,17 @@ builds a swscale context per call), written at the source's rate by x264's ``ver
 ``app.media.make_preview`` does since): one converter for the clip (the same bits), a 60 fps source previewed at 30
 (``app.media.PREVIEW_MAX_RATE``, every other frame, each on time), x264's ``superfast``. The app now
 (``app.media.moment_preview``): a video every browser plays, as these are, up to 1080p, copied (the source's own
-packets from the keyframe before the cut, nothing decoded or encoded); over 1080p, transcoded. Sources are written in
-the run: a moving picture (smooth gradients and shapes, as footage is, not noise) as H.264 at 1080p30, 1080p60 and
-4K60, a keyframe each second as phones write, each ``--seconds`` long (at least 30), and at 1080p30 with a camera's
-sound, 48 kHz stereo PCM in a MOV (Canon's, Panasonic's, Fujifilm's), which the app copies with only its sound
-encoded to AAC. Each row is the median of ``--repeats`` previews, each into an empty cache, after one to warm up.
-Also the converter alone: a 4K frame scaled to 854x480, one context per call against one for all.
+packets from the keyframe before the cut, nothing decoded or encoded); over 1080p, transcoded; HEVC, copied for a
+browser that says it plays it (``plays``: Safari, Chrome and Edge where the machine decodes HEVC), as measured here,
+transcoded for the others (the "transcoded" column). Sources are written in the run: a moving picture (smooth
+gradients and shapes, as footage is, not noise) as H.264 at 1080p30, 1080p60 and 4K60, a keyframe each second as
+phones write, each ``--seconds`` long (at least 30); at 1080p30 with a camera's sound, 48 kHz stereo PCM in a MOV
+(Canon's, Panasonic's, Fujifilm's), which the app copies with only its sound encoded to AAC; and at 1080p30 as an
+iPhone's HEVC with AAC sound in a MOV. Each row is the median of ``--repeats`` previews, each into an empty cache,
+after one to warm up. Also the converter alone: a 4K frame scaled to 854x480, one context per call against one for
+all.
 
-    python -m bench.preview                      # 1080p30, 1080p60, 4K60, 1080p30 with PCM sound
+    python -m bench.preview                      # 1080p30, 1080p60, 4K60, 1080p30 with PCM sound, 1080p30 HEVC
     python -m bench.preview --sources 4k60 --repeats 5
 """
 
@@ -39,24 +42,28 @@ import vtr  # noqa: E402,F401  (vtr's thread settings before torch or PyAV start
 from bench import write_results  # noqa: E402
 from av.video.reformatter import VideoReformatter as _CONVERTER  # noqa: E402  (the real one, which "before" patches)
 
-#: name: (width, height, frames a second, sound codec or None, file type)
+#: name: (width, height, frames a second, sound codec or None, file type[, video encoder: libx264 unless named])
 SOURCES = {"1080p30": (1920, 1080, 30, None, ".mp4"), "1080p60": (1920, 1080, 60, None, ".mp4"),
-           "4k60": (3840, 2160, 60, None, ".mp4"), "1080p30-pcm": (1920, 1080, 30, "pcm_s16le", ".MOV")}
+           "4k60": (3840, 2160, 60, None, ".mp4"), "1080p30-pcm": (1920, 1080, 30, "pcm_s16le", ".MOV"),
+           "1080p30-hevc": (1920, 1080, 30, "aac", ".MOV", "libx265")}
 
 
-def write_source(path: Path, width: int, height: int, fps: int, seconds: float, sound: str | None = None) -> None:
-    """``seconds`` of a moving picture as H.264 (x264 ultrafast, crf 20, a keyframe each second): a gradient sliding
-    under a moving box, drawn at a quarter of the size and scaled up (smooth, as footage is; drawing 4K frames in
-    numpy took minutes). ``sound``: a codec for 48 kHz stereo sound beside it (a tone under noise), written a second
-    at a time between the pictures, as a camera interleaves them."""
+def write_source(path: Path, width: int, height: int, fps: int, seconds: float, sound: str | None = None,
+                 video: str = "libx264") -> None:
+    """``seconds`` of a moving picture as H.264 (x264 ultrafast, crf 20, a keyframe each second; or ``video``, as
+    HEVC: x265 likewise): a gradient sliding under a moving box, drawn at a quarter of the size and scaled up (smooth,
+    as footage is; drawing 4K frames in numpy took minutes). ``sound``: a codec for 48 kHz stereo sound beside it (a
+    tone under noise), written a second at a time between the pictures, as a camera interleaves them."""
     import av
 
     w, h = width // 4, height // 4
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     with av.open(str(path), "w") as c:
-        s = c.add_stream("libx264", rate=fps)
+        s = c.add_stream(video, rate=fps)
         s.width, s.height, s.pix_fmt = width, height, "yuv420p"
         s.options = {"preset": "ultrafast", "crf": "20", "g": str(fps)}  # a keyframe each second, as phones write
+        if video == "libx265":
+            s.options["x265-params"] = "log-level=error"
         a = c.add_stream(sound, rate=48000, layout="stereo") if sound else None
         rng = np.random.default_rng(0)
         for i in range(int(seconds * fps)):
@@ -96,7 +103,8 @@ def preview_seconds(path: Path, how: str, repeats: int) -> tuple[float, int, flo
     12-20 s of ``path`` (:meth:`app.service.IndexService.preview`: from ``CONTEXT_S`` before to ``CONTEXT_S`` after),
     each into an empty cache, after one to warm up. ``how``: "before" (a converter per frame, at the source's rate,
     ``veryfast``), "transcoded" (:func:`app.media.make_preview`) or "app" (:func:`app.media.moment_preview`, as the
-    app makes it: copied up to 1080p, else transcoded)."""
+    app makes it for a browser that plays every kind of video some browsers play, :data:`app.media.PLAYED_IF_SAID`:
+    copied up to 1080p, else transcoded)."""
     import av
 
     import app.media
@@ -115,7 +123,8 @@ def preview_seconds(path: Path, how: str, repeats: int) -> tuple[float, int, flo
                 t = time.perf_counter()
                 if how == "app":
                     out, _ = moment_preview(str(path), cut, end, cache, tail_s=CONTEXT_S,
-                                            max_seconds=end - cut + CONTEXT_S)
+                                            max_seconds=end - cut + CONTEXT_S,
+                                            plays=frozenset(app.media.PLAYED_IF_SAID))
                     copied = out.name.endswith(".copy.mp4")
                 else:
                     out = make_preview(str(path), cut, end, cache, tail_s=CONTEXT_S, max_seconds=end - cut + CONTEXT_S)
@@ -147,12 +156,13 @@ def converter_ms(path: Path, n: int = 40) -> tuple[float, float, bool]:
 
 
 def how(row: dict) -> str:
-    """How the app made a row's preview: transcoded, or copied (with its sound encoded where it had some: the
-    sources' only sound is PCM, which the app does not copy into an MP4 as it is, since not every browser plays it
-    there)."""
+    """How the app made a row's preview: transcoded, or copied (with its sound encoded where it is in a codec not
+    every browser plays in an MP4, as PCM)."""
+    from vtr.data.cut import sound_copied
+
     if not row["copied"]:
         return "transcoded"
-    return "copied, sound to AAC" if row["sound"] else "copied"
+    return "copied" if sound_copied("mp4", row["sound"]) else "copied, sound to AAC"
 
 
 def parse_args(doc: str, argv, seconds: float, results: str) -> tuple[argparse.Namespace, list[str]]:
@@ -174,10 +184,10 @@ def parse_args(doc: str, argv, seconds: float, results: str) -> tuple[argparse.N
 def written_sources(names: list[str], folder, seconds: float):
     """(name, path, sound codec or None) of each source of ``names`` as it is written into ``folder``."""
     for name in names:
-        width, height, fps, sound, ext = SOURCES[name]
+        width, height, fps, sound, ext, *video = SOURCES[name]
         path = Path(folder) / f"{name}{ext}"
         t = time.perf_counter()
-        write_source(path, width, height, fps, seconds, sound)
+        write_source(path, width, height, fps, seconds, sound, *video)
         print(f"wrote {name} ({seconds:.0f} s) in {time.perf_counter() - t:.0f} s", flush=True)
         yield name, path, sound
 
@@ -200,7 +210,8 @@ def main(argv=None) -> int:
                 per_call, shared, same = converter_ms(path)
                 converter = {"source": name, "per_call_ms": per_call, "shared_ms": shared, "same_bits": same}
     load = f"load {load_before:.2f} before, {os.getloadavg()[0]:.2f} after"
-    print(f"\npreview of the moment at 12-20 s (cut 2-30 s) of H.264 sources; median of {args.repeats}; {load}")
+    print(f"\npreview of the moment at 12-20 s (cut 2-30 s); the app for a browser that plays HEVC; median of "
+          f"{args.repeats}; {load}")
     print("\n| source | before: s | frames | transcoded: s | frames | MB | the app now: s | how | frames | MB | "
           "before / transcoded | transcoded / the app now |")
     print("|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|")

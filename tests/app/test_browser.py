@@ -9,9 +9,12 @@ from tests.app.conftest import free_port, make_collection
 TIMEOUT_MS = 60_000
 
 
-def open_page(browser, url, tmp_path):
-    """A page that may only talk to the app: anything not on localhost is refused and recorded."""
+def open_page(browser, url, tmp_path, init_script: str | None = None):
+    """A page that may only talk to the app: anything not on localhost is refused and recorded. ``init_script``: run
+    in the page before its own scripts."""
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    if init_script:
+        page.add_init_script(init_script)
     page.set_default_timeout(TIMEOUT_MS)
     page.outside = []
 

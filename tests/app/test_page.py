@@ -237,6 +237,78 @@ def test_a_moment_is_selected_and_exported_while_its_preview_is_made(browser, ru
     page.close()
 
 
+#: Makes Chromium say it plays HEVC, which this build of it cannot decode
+SAYS_IT_PLAYS_HEVC = """(() => {
+  const asked = HTMLMediaElement.prototype.canPlayType;
+  HTMLMediaElement.prototype.canPlayType = function (type) {
+    return type.includes('hvc1') ? 'probably' : asked.call(this, type);
+  };
+})();"""
+
+
+def _shown(page) -> dict:
+    """What the player shows once it plays: its clip's name, its pictures' width (0: sound alone) and its second."""
+    page.wait_for_function("() => { const v = document.querySelector('#player video');"
+                           " return v && v.readyState >= 2 && v.currentTime > 0.3; }")
+    return page.evaluate("() => { const v = document.querySelector('#player video');"
+                         " return {clip: v.currentSrc.split('/').pop(), width: v.videoWidth}; }")
+
+
+def test_a_browser_is_shown_copies_it_plays_and_transcodes_of_what_it_cannot(browser, app_model, tmp_path,
+                                                                              monkeypatch):
+    """The page asks its browser which kinds of video it plays besides those every browser plays (``canPlayType``).
+    This Chromium plays AV1: a moment of an AV1 video is previewed as its own packets, and shown. It cannot decode
+    HEVC and says so: an iPhone's HEVC moment is transcoded, and shown. Made to say it plays HEVC, it is given the
+    copy, plays its sound alone (as Chromium plays an MP4 whose video it cannot decode), and the page asks for the
+    moment again: the transcode, shown. Before, AV1 was transcoded as HEVC is."""
+    from app.media import is_copied
+    from app.server import launch_app
+    from app.service import IndexService
+    from index import build_index
+    from tests.app.conftest import free_port
+    from tests.index.media import textured_frames
+    from tests.videos import write_video
+
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    write_video(folder / "IMG_0001.MOV", textured_frames(8, 1, 10, height=96, width=128), fps=10, codec="libx265",
+                audio_seconds=8, options={"x265-params": "log-level=error"})
+    write_video(folder / "download.mp4", textured_frames(8, 2, 10, height=96, width=128), fps=10,
+                codec="libsvtav1", audio_seconds=8, options={})
+    build_index([str(folder)], str(tmp_path / "videos.idx"), model=app_model, workers=0, progress=False,
+                window_policy="stride")
+    made, previews = IndexService.preview, []
+
+    def recorded(self, moment, *args, **kwargs):
+        clip, offset = made(self, moment, *args, **kwargs)
+        previews.append((moment.name, is_copied(clip)))
+        return clip, offset
+
+    monkeypatch.setattr(IndexService, "preview", recorded)
+    app = launch_app(str(tmp_path / "videos.idx"), port=free_port(), model=app_model, quiet=True)
+    try:
+        for says in (False, True):
+            page = open_page(browser, app.url, tmp_path, init_script=SAYS_IT_PLAYS_HEVC if says else None)
+            run_search(page, "anything")
+            names = [t.split("·")[0].strip() for t in captions(page)]
+            for name in ("download.mp4", "IMG_0001.MOV"):
+                del previews[:]
+                page.locator("#results .thumbnail-item").nth(names.index(name)).click()
+                page.wait_for_function("(n) => document.querySelector('#player').innerText.includes(n + ' from')",
+                                       arg=name)
+                shown = _shown(page)
+                assert shown["width"] == 128, (name, says, shown)
+                copied = name == "download.mp4"
+                assert (".copy." in shown["clip"]) == copied, (name, says, shown)
+                said = [(name, True), (name, False)] if says and not copied else [(name, copied)]
+                assert previews == said, (says, previews)
+            page.screenshot(path=str(tmp_path / f"codecs{int(says)}.png"), full_page=True)
+            assert not page.errors, page.errors
+            page.close()
+    finally:
+        app.close()
+
+
 def test_on_a_phone_the_player_comes_into_view(browser, running_app, tmp_path):
     page = browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True)
     page.set_default_timeout(60_000)

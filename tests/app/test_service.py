@@ -16,11 +16,12 @@ from tests.videos import frame_index_of, indexed_frames, write_trimmed_copy, wri
 from vtr.errors import VtrError
 
 
-def write_video_with_sound(path, frames, fps=10, rate=16000, video="mpeg4", audio="aac", fmt=None, rising=False):
+def write_video_with_sound(path, frames, fps=10, rate=16000, video="mpeg4", audio="aac", fmt=None, rising=False,
+                           pix_fmt="yuv420p"):
     """``frames`` with a mono tone; ``rising``: 220 Hz in its first second, 440 in its second, and so on."""
     with av.open(str(path), "w", format=fmt) as c:
         v = c.add_stream(video, rate=fps)  # MPEG-4 part 2: a codec browsers cannot play
-        v.width, v.height, v.pix_fmt, v.bit_rate = frames.shape[2], frames.shape[1], "yuv420p", 4_000_000
+        v.width, v.height, v.pix_fmt, v.bit_rate = frames.shape[2], frames.shape[1], pix_fmt, 4_000_000
         a = c.add_stream(audio, rate=rate, layout="mono")
         for f in frames:
             for p in v.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
@@ -211,6 +212,38 @@ def test_a_moment_in_codecs_browsers_play_is_previewed_as_its_own_packets_in_tim
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(vtr.data.cut, "copy_clip", copied_again)
         assert moment_preview(str(src), 3.3, 4.0, tmp_path / "cache", tail_s=1.0) == (clip, begin)  # cached
+
+
+@pytest.mark.parametrize("name, video, audio, pix_fmt, kind", [
+    ("IMG_0043.MOV", "libx265", "aac", "yuv420p", "hevc"),  # an iPhone's "High Efficiency"
+    ("download.webm", "libsvtav1", "libopus", "yuv420p10le", "av1.10"),  # the web's AV1, its Opus into AAC
+    ("GH5.mp4", "libx264", "aac", "yuv420p10le", "h264.10"),  # a camera's High 10
+])
+def test_a_moment_in_a_codec_the_browser_said_it_plays_is_copied_for_it(tmp_path, name, video, audio, pix_fmt, kind):
+    """HEVC, AV1, 10-bit H.264: browsers that play them (the page asks its own: ``app.ui.PLAYS_JS``) get a moment's
+    preview as the video's own packets, in an MP4 (HEVC tagged hvc1, as Safari takes it), milliseconds; the others,
+    and a page whose browser showed no pictures of such a copy (``copy=False``), the transcode, as before (seconds on
+    two cores for a phone's 1080p moment)."""
+    from app.media import PLAYED_IF_SAID, copy_plan, is_copied, kind_of, moment_preview, said_plays
+
+    frames = np.repeat(indexed_frames(60, 96, 128), 2, axis=0)  # 6 s at 20 fps, each index twice
+    src = write_video_with_sound(tmp_path / name, frames, fps=20, video=video, audio=audio, rate=48000, rising=True,
+                                 pix_fmt=pix_fmt)
+    assert kind_of(str(src)) == kind and said_plays(f"vp8 {kind} <b>") == {kind}
+    others = frozenset(PLAYED_IF_SAID) - {kind}  # 8 bits for 10 too
+    assert copy_plan(str(src)) is None and copy_plan(str(src), others) is None
+    assert copy_plan(str(src), frozenset({kind})) == "mp4"
+    clip, begin = moment_preview(str(src), 3.3, 4.0, tmp_path / "cache", tail_s=1.0, plays=frozenset({kind}))
+    assert is_copied(clip) and clip.suffix == ".mp4" and begin <= 3.3
+    with av.open(str(clip)) as c:
+        v = c.streams.video[0]
+        assert (v.codec_tag, c.streams.audio[0].codec_context.name) == ({"hevc": "hvc1"}.get(kind, v.codec_tag), "aac")
+        assert kind_of(str(clip)) == kind
+    assert packets_of(clip) == packets_of(src)[round(begin * 20):][:len(packets_of(clip))]  # the very bits
+    assert_rising_tones_in_time(clip, begin, 4.8)
+    clip, begin = moment_preview(str(src), 3.3, 4.0, tmp_path / "cache", tail_s=1.0, plays=frozenset({kind}),
+                                 copy=False)
+    assert not is_copied(clip) and begin == 3.3 and kind_of(str(clip)) == "h264"
 
 
 @pytest.mark.parametrize("case", ["far keyframe", "vp8 with aac", "hevc", "mpeg-ts", "non-square pixels", "10-bit",

@@ -1,6 +1,7 @@
 """bench.preview on the smallest cases: it runs, the 60 fps source's transcoded preview holds half the frames (at 30
 fps), the copied one every frame from the keyframe before the cut, the shared converter gives the same bits, a
-camera's MOV with PCM sound is copied with its sound encoded, and it writes the table and its JSON."""
+camera's MOV with PCM sound is copied with its sound encoded, an iPhone's HEVC is copied (for a browser that plays it),
+and it writes the table and its JSON."""
 
 import json
 
@@ -10,13 +11,18 @@ def test_the_bench_runs_and_thins_a_60_fps_preview(tmp_path, capsys, monkeypatch
 
     monkeypatch.setitem(bench.SOURCES, "tiny60", (96, 64, 60, None, ".mp4"))
     monkeypatch.setitem(bench.SOURCES, "tinypcm", (96, 64, 30, "pcm_s16le", ".MOV"))
+    monkeypatch.setitem(bench.SOURCES, "tinyhevc", (96, 64, 30, "aac", ".MOV", "libx265"))
     out = tmp_path / "preview.json"
-    assert bench.main(["--sources", "tiny60,tinypcm", "--seconds", "31", "--repeats", "1", "--out", str(out)]) == 0
+    assert bench.main(["--sources", "tiny60,tinypcm,tinyhevc", "--seconds", "31", "--repeats", "1",
+                       "--out", str(out)]) == 0
     report = json.loads(out.read_text())
-    fast, camera = report["rows"]
+    fast, camera, iphone = report["rows"]
+    assert iphone["copied"] and iphone["now_frames"] == 840  # copied for a browser that plays HEVC, ...
+    assert 840 <= iphone["app_frames"] <= 840 + 16  # ... with the B-frames decoded after 30 s that are shown before
     assert fast["before_frames"] == 1680 and fast["now_frames"] == 840  # 28 s (2-30 s) at 60 fps, then at 30
     assert fast["copied"] and fast["app_frames"] == 1680  # copied, 2-30 s at 60 fps: a keyframe each second
     assert camera["copied"] and camera["app_frames"] == 840 and camera["sound"] == "pcm_s16le"
     assert report["converter"]["same_bits"] is True
     printed = capsys.readouterr().out
-    assert "| tiny60 | " in printed and "| copied, sound to AAC |" in printed
+    assert "| tiny60 | " in printed and "| tinypcm | " in printed and "| copied, sound to AAC |" in printed
+    assert "| tinyhevc | " in printed and printed.count("| copied |") == 2

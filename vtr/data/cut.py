@@ -93,40 +93,65 @@ def clip_tags(comment: str | None = None, created: float | None = None) -> dict:
 #: FFmpeg reads from a container that indexes its packets by time (MP4, MOV, 3GP, Matroska, WebM: FFmpeg's demuxer
 #: names)
 COPIED_DEMUXERS = frozenset({"mov", "mp4", "matroska", "webm"})
-#: H.264 as every player plays it (the Main and High profiles): 8-bit 4:2:0. A camera's 10-bit or 4:2:2 H.264
-#: (High 10, High 4:2:2) is not: its moments are cut to H.264 as other videos are.
-PLAYED_H264_FORMATS = frozenset({"yuv420p", "yuvj420p"})
+#: The pictures a clip may carry as its source's own packets, by their pixel format, and what it adds to their
+#: codec's name in the video's kind (:func:`video_kind`): 4:2:0, as players decode it, in 8 bits (nothing: "h264",
+#: "hevc") or 10 (".10": "hevc.10", an iPhone's SDR HEVC in 10 bits, a camera's High 10 H.264). A camera's 4:2:2 or
+#: a screen capture's 4:4:4 is not: its moments are cut to H.264 as other videos are.
+KIND_FORMATS = {"yuv420p": "", "yuvj420p": "", "yuv420p10le": ".10"}
+#: The kind of video (:func:`video_kind`) every player plays: H.264 in 8-bit 4:2:0 (the Main and High profiles)
+PLAYED_EVERYWHERE = "h264"
+
+
+def video_kind(stream) -> str | None:
+    """What a player must decode to show the PyAV video ``stream``'s own packets: its codec's name, with ".10" for
+    10-bit pictures (:data:`KIND_FORMATS`: "h264", "h264.10", "hevc", "av1.10"); None where its pictures are not
+    4:2:0 (a camera's 4:2:2), which players may not decode."""
+    from vtr.data.video import codec_name
+
+    suffix = KIND_FORMATS.get(stream.codec_context.pix_fmt)
+    return None if suffix is None else codec_name(stream) + suffix
+
+
+def copied_stream(container, kinds):
+    """The main video stream of the opened PyAV ``container`` where a player that plays the kinds of video ``kinds``
+    (:func:`video_kind`) shows a clip of its own packets (:func:`copy_clip`) as the video looks: read from a container
+    that indexes its packets (:data:`COPIED_DEMUXERS`), with square pixels (else shown squared by the transcode),
+    neither HDR (tone-mapped by the transcode, shown washed out as it is) nor interlaced (deinterlaced by the
+    transcode, combed as it is); else None."""
+    from vtr.data.video import main_video_stream, pixel_aspect_of, stream_flags
+
+    if not COPIED_DEMUXERS & set(container.format.name.split(",")):
+        return None
+    stream = main_video_stream(container)
+    if stream is None or video_kind(stream) not in kinds or any(stream_flags(stream)):
+        return None
+    return stream if pixel_aspect_of(stream) == 1.0 else None
 
 
 def exported_as_is(path: str, max_width: int = EXPORT_MAX_WIDTH) -> bool:
     """Whether a moment of the video at ``path`` is exported as its own packets (:func:`copy_clip`, ``exact``):
     in milliseconds and as it was recorded, where transcoding a 1080p moment took seconds on two cores and cost some
-    of its quality. So is a video of the kind the transcode (:func:`cut_clip`) makes: H.264 in 8-bit 4:2:0 that every
-    player plays (:data:`PLAYED_H264_FORMATS`; a phone's in "Most Compatible", most cameras', screen recorders'), in a
-    container that indexes its packets (:data:`COPIED_DEMUXERS`), at most ``max_width`` either way up, with square
-    pixels, neither HDR nor interlaced (whose cuts are tone-mapped and deinterlaced), with any sound (in a codec
-    other than AAC or MP3, encoded to AAC). False where it cannot be read."""
+    of its quality. So is a video of the kind the transcode (:func:`cut_clip`) makes, which every player plays
+    (:data:`PLAYED_EVERYWHERE`: a phone's in "Most Compatible", most cameras', screen recorders'), as
+    :func:`copied_stream` takes it, at most ``max_width`` either way up, with any sound (in a codec other than AAC or
+    MP3, encoded to AAC). False where it cannot be read."""
     import av
-
-    from vtr.data.video import codec_name, main_video_stream, pixel_aspect_of, stream_flags
 
     try:
         with av.open(str(path)) as container:
-            if not COPIED_DEMUXERS & set(container.format.name.split(",")):
-                return False
-            stream = main_video_stream(container)
-            if stream is None or codec_name(stream) != "h264" or any(stream_flags(stream)):
+            stream = copied_stream(container, {PLAYED_EVERYWHERE})
+            if stream is None:
                 return False
             cc = stream.codec_context
-            return (cc.pix_fmt in PLAYED_H264_FORMATS and pixel_aspect_of(stream) == 1.0
-                    and 0 < cc.width <= max_width and 0 < cc.height <= max_width)
+            return 0 < cc.width <= max_width and 0 < cc.height <= max_width
     except Exception:  # noqa: BLE001 - unreadable: the transcode says what is wrong
         return False
 
 
-#: The containers a clip of its source's own packets is written in (:func:`copy_clip`), each with the video and the
-#: sound codecs every browser plays in it
-COPY_CONTAINERS = (("mp4", frozenset({"h264", "vp9"}), frozenset({"aac", "mp3"})),
+#: The containers a clip of its source's own packets is written in (:func:`copy_clip`), each with the video codecs it
+#: carries (which of them a browser plays is the app's choice: :func:`app.media.copy_plan`) and the sound codecs every
+#: browser plays in it
+COPY_CONTAINERS = (("mp4", frozenset({"h264", "vp9", "hevc", "av1"}), frozenset({"aac", "mp3"})),
                    ("webm", frozenset({"vp8", "vp9"}), frozenset({"opus", "vorbis"})))
 
 
@@ -238,7 +263,10 @@ def copy_clip(path: str, start: float, stop: float, out_path: Path, max_lead_s: 
         options = {"movflags": "+faststart"} if container == "mp4" else {}
         with av.open(str(out_path), "w", format=container, options=options) as dst:
             dst.metadata.update(tags if tags is not None else {"comment": f"{CLIP_START_TAG}{begin - origin:.6f}"})
-            outs = {vin: dst.add_stream_from_template(vin)}
+            # from the decoder itself where no encoder has its name (AV1's libdav1d, which PyAV would look up)
+            outs = {vin: dst.add_stream_from_template(vin, opaque=vin.codec_context.codec.name != codec_name(vin))}
+            if codec_name(vin) == "hevc":  # Safari plays HEVC tagged hvc1 only, not the muxer's default hev1
+                outs[vin].codec_tag = "hvc1"
             converted = None  # the sound decoded and encoded, where the container does not take its codec
             if ain is not None and sound_copied(container, sound):
                 outs[ain] = dst.add_stream_from_template(ain)
