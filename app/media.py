@@ -34,6 +34,11 @@ CACHE_MAX_BYTES = 2 << 30
 #: and 40 Mbit/s (a phone's 1080p is 10-20)
 COPY_MAX_PIXELS = 1920 * 1088
 COPY_MAX_BITS = 40_000_000
+#: ... and, for a browser whose machine decodes their kind of video in hardware at 4K60 (:data:`LARGE_ASKED`), up to
+#: 4K either way up (DCI's 4096 wide too) and an action camera's 100 Mbit/s: a 28 s preview of such a video is up to
+#: 350 MB in the cache
+LARGE_MAX_PIXELS = 4096 * 2304
+LARGE_MAX_BITS = 100_000_000
 
 
 def _cache_name(path: str, start: float, end: float, suffix: str) -> str:
@@ -164,14 +169,44 @@ PLAYED_IF_SAID = {"hevc": "hvc1.1.6.L123.B0", "hevc.10": "hvc1.2.4.L123.B0", "av
                   "av1.10": "av01.0.09M.10", "h264.10": "avc1.6E0029"}
 
 
+#: The kinds of video the page asks about at 4K60 (``navigator.mediaCapabilities.decodingInfo`` for a file of 3840×2160
+#: at 60 frames and 100 Mbit/s a second, each with its codec string at 4K60's level), and says it plays large (its
+#: kind followed by :data:`LARGE`) where the answer is "supported" and "power efficient": decoded by the machine's
+#: GPU, which keeps up. A moment of a video larger than :data:`COPY_MAX_PIXELS` or :data:`COPY_MAX_BITS` (a phone's
+#: 4K, an action camera's bitrate) is copied for such a browser only (:func:`copy_plan`), and cut to 854 wide for the
+#: others. Smoothness is not asked: a browser that decodes in software answers "smooth" whatever the machine (this
+#: machine's Chromium did for 4K60 on two cores, which is why 4K previews are transcoded).
+LARGE_ASKED = {"h264": "avc1.640034", "vp9": "vp09.00.51.08", "hevc": "hvc1.1.6.L156.B0",
+               "hevc.10": "hvc1.2.4.L156.B0", "av1": "av01.0.13M.08", "av1.10": "av01.0.13M.10"}
+LARGE = "@4k"
+
+
 def said_plays(words: str | None) -> frozenset:
-    """The kinds of video (:data:`PLAYED_IF_SAID`) in the page's word for what its browser plays (names separated by
-    spaces); other words are ignored."""
-    return frozenset(str(words or "").split()) & PLAYED_IF_SAID.keys()
+    """The kinds of video in the page's word for what its browser plays (names separated by spaces): those of
+    :data:`PLAYED_IF_SAID`, and those of :data:`LARGE_ASKED` followed by :data:`LARGE`; other words are ignored."""
+    known = PLAYED_IF_SAID.keys() | {kind + LARGE for kind in LARGE_ASKED}
+    return frozenset(str(words or "").split()) & known
+
+
+def _size_word(container, stream, path) -> str | None:
+    """What the page's word for its browser adds to the kind of the video ``stream`` of the opened ``container``
+    (read from ``path``) by its size: nothing up to :data:`COPY_MAX_PIXELS` a frame and :data:`COPY_MAX_BITS` a second
+    (a file's size over its duration where the container gives no rate), :data:`LARGE` up to :data:`LARGE_MAX_PIXELS`
+    and :data:`LARGE_MAX_BITS`; None for a larger video, never copied."""
+    import av
+
+    cc = stream.codec_context
+    seconds = float(container.duration or 0) / av.time_base
+    bits = container.bit_rate or (os.path.getsize(path) * 8 / seconds if seconds > 0 else 0)
+    if cc.width * cc.height <= COPY_MAX_PIXELS and bits <= COPY_MAX_BITS:
+        return ""
+    return LARGE if cc.width * cc.height <= LARGE_MAX_PIXELS and bits <= LARGE_MAX_BITS else None
 
 
 def kind_of(path: str) -> str | None:
-    """The kind of video (:func:`vtr.data.cut.video_kind`) at ``path``; None where it cannot be read."""
+    """What the page's word for its browser calls the video at ``path``: its kind (:func:`vtr.data.cut.video_kind`),
+    followed by :data:`LARGE` where it is over 1080p's limits (:func:`_size_word`); None where it cannot be read or is
+    never copied."""
     import av
 
     from vtr.data.video import main_video_stream
@@ -179,7 +214,9 @@ def kind_of(path: str) -> str | None:
     try:
         with av.open(str(path)) as container:
             stream = main_video_stream(container)
-            return video_kind(stream) if stream is not None else None
+            kind = video_kind(stream) if stream is not None else None
+            size = _size_word(container, stream, path) if kind else None
+            return kind + size if size is not None else None
     except Exception:  # noqa: BLE001 - unreadable: no kind
         return None
 
@@ -234,11 +271,12 @@ def copy_plan(path: str, plays: frozenset = frozenset()) -> str | None:
     :func:`vtr.data.cut.copied_stream` takes them (from a container that indexes its packets, square pixels, neither
     HDR nor interlaced), with sound as :func:`vtr.data.cut.copy_container` pairs it (H.264, VP9, HEVC or AV1 with AAC
     or MP3 into an MP4, VP8 or VP9 with Opus or Vorbis into a WebM; other sound encoded to AAC in an MP4), of at most
-    :data:`COPY_MAX_PIXELS` a frame and :data:`COPY_MAX_BITS` a second. A 4K or
-    camera-bitrate video is cut to 854 wide, as before: a two-core machine's browser plays that smoothly, where it may
-    not decode the source itself in time. An iPhone's H.264 ``.MOV`` (its "Most Compatible" setting) or an OBS
-    recording's Matroska is copied into an MP4, which every browser plays where some refuse the MOV or the MKV
-    itself."""
+    :data:`COPY_MAX_PIXELS` a frame and :data:`COPY_MAX_BITS` a second. A 4K or camera-bitrate video (up to
+    :data:`LARGE_MAX_PIXELS` and :data:`LARGE_MAX_BITS`) is copied for a browser that decodes its kind in hardware
+    (its kind followed by :data:`LARGE` in ``plays``: :data:`LARGE_ASKED`), and cut to 854 wide for the others: a
+    two-core machine's browser plays that smoothly, where it may not decode the source itself in time. An iPhone's
+    H.264 ``.MOV`` (its "Most Compatible" setting) or an OBS recording's Matroska is copied into an MP4, which every
+    browser plays where some refuse the MOV or the MKV itself."""
     import av
 
     from vtr.data.cut import copy_container
@@ -247,12 +285,8 @@ def copy_plan(path: str, plays: frozenset = frozenset()) -> str | None:
     try:
         with av.open(str(path)) as container:
             stream = copied_stream(container, BROWSER_KINDS | plays)
-            if stream is None:
-                return None
-            cc = stream.codec_context
-            seconds = float(container.duration or 0) / av.time_base
-            bits = container.bit_rate or (os.path.getsize(path) * 8 / seconds if seconds > 0 else 0)
-            if cc.width * cc.height > COPY_MAX_PIXELS or bits > COPY_MAX_BITS:
+            size = _size_word(container, stream, path) if stream is not None else None
+            if size is None or (size and video_kind(stream) + size not in plays):
                 return None
             sound = main_sound_stream(container, stream)
             return copy_container(codec_name(stream), sound.codec_context.name if sound is not None else None)

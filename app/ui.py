@@ -24,7 +24,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # the app never call
 
 import gradio as gr  # noqa: E402
 
-from app.media import PLAYED_IF_SAID, is_copied, said_plays  # noqa: E402
+from app.media import LARGE, LARGE_ASKED, LARGE_MAX_BITS, PLAYED_IF_SAID, is_copied, said_plays  # noqa: E402
 from app.service import IndexService, Moment, clock, group_by_video, parse_seconds, recorded_text  # noqa: E402
 from vtr.data.animation import is_animation  # noqa: E402
 from vtr.data.extensions import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS  # noqa: E402
@@ -90,15 +90,26 @@ PAGE_JS = """
 }
 """
 # Runs when the page loads: the kinds of video its browser plays besides those every browser plays
-# (app.media.PLAYED_IF_SAID, asked of canPlayType), into #plays, for the previews (app.media.copy_plan).
+# (app.media.PLAYED_IF_SAID, asked of canPlayType), and those its machine decodes in hardware at 4K60
+# (app.media.LARGE_ASKED, asked of mediaCapabilities; a browser without it says none), into #plays, for the previews
+# (app.media.copy_plan).
 PLAYS_JS = """
-() => {
+async () => {
   const v = document.createElement('video');
-  const asked = %s;
-  return [Object.keys(asked).filter(
-    (k) => v.canPlayType('video/mp4; codecs="' + asked[k] + ', mp4a.40.2"') === 'probably').join(' ')];
+  const said = Object.entries(%s).filter(
+    ([kind, codec]) => v.canPlayType('video/mp4; codecs="' + codec + ', mp4a.40.2"') === 'probably');
+  const large = await Promise.all(Object.entries(%s).map(async ([kind, codec]) => {
+    try {
+      const r = await navigator.mediaCapabilities.decodingInfo({type: 'file', video: {
+        contentType: 'video/mp4; codecs="' + codec + '"', width: 3840, height: 2160, bitrate: %d, framerate: 60}});
+      return r.supported && r.powerEfficient ? kind + %s : null;
+    } catch (e) {
+      return null;
+    }
+  }));
+  return [said.map(([kind]) => kind).concat(large.filter((kind) => kind)).join(' ')];
 }
-""" % json.dumps(PLAYED_IF_SAID)
+""" % (json.dumps(PLAYED_IF_SAID), json.dumps(LARGE_ASKED), LARGE_MAX_BITS, json.dumps(LARGE))
 # On a selection, bring the player into view: on a phone-width screen it sits below the whole gallery.
 SCROLL_TO_PLAYER_JS = """
 (...args) => {

@@ -6,15 +6,15 @@ builds a swscale context per call), written at the source's rate by x264's ``ver
 ``app.media.make_preview`` does since): one converter for the clip (the same bits), a 60 fps source previewed at 30
 (``app.media.PREVIEW_MAX_RATE``, every other frame, each on time), x264's ``superfast``. The app now
 (``app.media.moment_preview``): a video every browser plays, as these are, up to 1080p, copied (the source's own
-packets from the keyframe before the cut, nothing decoded or encoded); over 1080p, transcoded; HEVC, copied for a
-browser that says it plays it (``plays``: Safari, Chrome and Edge where the machine decodes HEVC), as measured here,
-transcoded for the others (the "transcoded" column). Sources are written in the run: a moving picture (smooth
-gradients and shapes, as footage is, not noise) as H.264 at 1080p30, 1080p60 and 4K60, a keyframe each second as
-phones write, each ``--seconds`` long (at least 30); at 1080p30 with a camera's sound, 48 kHz stereo PCM in a MOV
-(Canon's, Panasonic's, Fujifilm's), which the app copies with only its sound encoded to AAC; and at 1080p30 as an
-iPhone's HEVC with AAC sound in a MOV. Each row is the median of ``--repeats`` previews, each into an empty cache,
-after one to warm up. Also the converter alone: a 4K frame scaled to 854x480, one context per call against one for
-all.
+packets from the keyframe before the cut, nothing decoded or encoded); HEVC, and over 1080p, copied for a browser
+that says it plays it and its machine decodes it in hardware (``plays``: Safari, Chrome and Edge where the GPU decodes
+HEVC and 4K), as measured here, transcoded for the others (the "transcoded" column). Sources are written in the run:
+a moving picture (smooth gradients and shapes, as footage is, not noise) as H.264 at 1080p30, 1080p60 and 4K60, a
+keyframe each second as phones write, each ``--seconds`` long (at least 30); at 1080p30 with a camera's sound, 48
+kHz stereo PCM in a MOV (Canon's, Panasonic's, Fujifilm's), which the app copies with only its sound encoded to AAC;
+and at 1080p30 as an iPhone's HEVC with AAC sound in a MOV. Each row is the median of ``--repeats`` previews, each
+into an empty cache, after one to warm up. Also the converter alone: a 4K frame scaled to 854x480, one context per
+call against one for all.
 
     python -m bench.preview                      # 1080p30, 1080p60, 4K60, 1080p30 with PCM sound, 1080p30 HEVC
     python -m bench.preview --sources 4k60 --repeats 5
@@ -103,8 +103,8 @@ def preview_seconds(path: Path, how: str, repeats: int) -> tuple[float, int, flo
     12-20 s of ``path`` (:meth:`app.service.IndexService.preview`: from ``CONTEXT_S`` before to ``CONTEXT_S`` after),
     each into an empty cache, after one to warm up. ``how``: "before" (a converter per frame, at the source's rate,
     ``veryfast``), "transcoded" (:func:`app.media.make_preview`) or "app" (:func:`app.media.moment_preview`, as the
-    app makes it for a browser that plays every kind of video some browsers play, :data:`app.media.PLAYED_IF_SAID`:
-    copied up to 1080p, else transcoded)."""
+    app makes it for a browser that plays every kind of video some browsers play, :data:`app.media.PLAYED_IF_SAID`,
+    on a machine that decodes them in hardware at 4K, :data:`app.media.LARGE_ASKED`: copied up to 4K)."""
     import av
 
     import app.media
@@ -114,6 +114,7 @@ def preview_seconds(path: Path, how: str, repeats: int) -> tuple[float, int, flo
     start, end = 12.0, 20.0
     cut = max(0.0, start - CONTEXT_S)
     times, frames, size, copied = [], 0, 0.0, False
+    plays = frozenset(app.media.PLAYED_IF_SAID) | {kind + app.media.LARGE for kind in app.media.LARGE_ASKED}
     patches = (mock.patch("av.video.reformatter.VideoReformatter", _ConverterPerCall),
                mock.patch.object(app.media, "PREVIEW_MAX_RATE", None),
                mock.patch.object(app.media, "PREVIEW_PRESET", "veryfast")) if how == "before" else (nullcontext(),) * 3
@@ -123,8 +124,7 @@ def preview_seconds(path: Path, how: str, repeats: int) -> tuple[float, int, flo
                 t = time.perf_counter()
                 if how == "app":
                     out, _ = moment_preview(str(path), cut, end, cache, tail_s=CONTEXT_S,
-                                            max_seconds=end - cut + CONTEXT_S,
-                                            plays=frozenset(app.media.PLAYED_IF_SAID))
+                                            max_seconds=end - cut + CONTEXT_S, plays=plays)
                     copied = out.name.endswith(".copy.mp4")
                 else:
                     out = make_preview(str(path), cut, end, cache, tail_s=CONTEXT_S, max_seconds=end - cut + CONTEXT_S)
@@ -210,8 +210,8 @@ def main(argv=None) -> int:
                 per_call, shared, same = converter_ms(path)
                 converter = {"source": name, "per_call_ms": per_call, "shared_ms": shared, "same_bits": same}
     load = f"load {load_before:.2f} before, {os.getloadavg()[0]:.2f} after"
-    print(f"\npreview of the moment at 12-20 s (cut 2-30 s); the app for a browser that plays HEVC; median of "
-          f"{args.repeats}; {load}")
+    print(f"\npreview of the moment at 12-20 s (cut 2-30 s); the app for a browser that plays HEVC, on a GPU that "
+          f"decodes 4K; median of {args.repeats}; {load}")
     print("\n| source | before: s | frames | transcoded: s | frames | MB | the app now: s | how | frames | MB | "
           "before / transcoded | transcoded / the app now |")
     print("|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|")

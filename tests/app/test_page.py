@@ -244,10 +244,15 @@ SAYS_IT_PLAYS_HEVC = """(() => {
     return type.includes('hvc1') ? 'probably' : asked.call(this, type);
   };
 })();"""
+#: Makes Chromium say its machine decodes every kind of video in hardware at 4K60 (on this machine it decodes in
+#: software, and says so)
+SAYS_ITS_GPU_DECODES_4K = """(() => {
+  navigator.mediaCapabilities.decodingInfo = async () => ({supported: true, smooth: true, powerEfficient: true});
+})();"""
 
 
 def _shown(page) -> dict:
-    """What the player shows once it plays: its clip's name, its pictures' width (0: sound alone) and its second."""
+    """What the player shows once it plays: its clip's name and its pictures' width (0: sound alone)."""
     page.wait_for_function("() => { const v = document.querySelector('#player video');"
                            " return v && v.readyState >= 2 && v.currentTime > 0.3; }")
     return page.evaluate("() => { const v = document.querySelector('#player video');"
@@ -256,11 +261,15 @@ def _shown(page) -> dict:
 
 def test_a_browser_is_shown_copies_it_plays_and_transcodes_of_what_it_cannot(browser, app_model, tmp_path,
                                                                               monkeypatch):
-    """The page asks its browser which kinds of video it plays besides those every browser plays (``canPlayType``).
-    This Chromium plays AV1: a moment of an AV1 video is previewed as its own packets, and shown. It cannot decode
-    HEVC and says so: an iPhone's HEVC moment is transcoded, and shown. Made to say it plays HEVC, it is given the
-    copy, plays its sound alone (as Chromium plays an MP4 whose video it cannot decode), and the page asks for the
-    moment again: the transcode, shown. Before, AV1 was transcoded as HEVC is."""
+    """The page asks its browser which kinds of video it plays besides those every browser plays (``canPlayType``),
+    and which its machine decodes in hardware at 4K (``mediaCapabilities``). This Chromium plays AV1: a moment of an
+    AV1 video is previewed as its own packets, and shown. It cannot decode HEVC and says so: an iPhone's HEVC moment
+    is transcoded, and shown. Made to say it plays HEVC, it is given the copy, plays its sound alone (as Chromium
+    plays an MP4 whose video it cannot decode), and the page asks for the moment again: the transcode, shown. Videos
+    larger than 1080p (here: the limit made smaller than these) are transcoded for it, as it decodes in software, and
+    copied where it is made to say its GPU decodes them (AV1; not HEVC, which it still does not play). Before, AV1
+    was transcoded as HEVC is, and every video larger than 1080p."""
+    from app import media
     from app.media import is_copied
     from app.server import launch_app
     from app.service import IndexService
@@ -281,28 +290,33 @@ def test_a_browser_is_shown_copies_it_plays_and_transcodes_of_what_it_cannot(bro
 
     def recorded(self, moment, *args, **kwargs):
         clip, offset = made(self, moment, *args, **kwargs)
-        previews.append((moment.name, is_copied(clip)))
+        previews.append(is_copied(clip))
         return clip, offset
 
     monkeypatch.setattr(IndexService, "preview", recorded)
+    passes = [  # what the browser is made to say, whether the videos count as larger than 1080p, and for each video
+        # whether the previews the app made of its moment, in order, were copies
+        (None, False, {"download.mp4": [True], "IMG_0001.MOV": [False]}),
+        (SAYS_IT_PLAYS_HEVC, False, {"download.mp4": [True], "IMG_0001.MOV": [True, False]}),
+        (None, True, {"download.mp4": [False], "IMG_0001.MOV": [False]}),
+        (SAYS_ITS_GPU_DECODES_4K, True, {"download.mp4": [True], "IMG_0001.MOV": [False]}),
+    ]
     app = launch_app(str(tmp_path / "videos.idx"), port=free_port(), model=app_model, quiet=True)
     try:
-        for says in (False, True):
-            page = open_page(browser, app.url, tmp_path, init_script=SAYS_IT_PLAYS_HEVC if says else None)
+        for number, (says, large, copies) in enumerate(passes):
+            monkeypatch.setattr(media, "COPY_MAX_PIXELS", 128 * 96 - 1 if large else 1920 * 1088)
+            page = open_page(browser, app.url, tmp_path, init_script=says)
             run_search(page, "anything")
             names = [t.split("·")[0].strip() for t in captions(page)]
-            for name in ("download.mp4", "IMG_0001.MOV"):
+            for name, copied in copies.items():
                 del previews[:]
                 page.locator("#results .thumbnail-item").nth(names.index(name)).click()
                 page.wait_for_function("(n) => document.querySelector('#player').innerText.includes(n + ' from')",
                                        arg=name)
                 shown = _shown(page)
-                assert shown["width"] == 128, (name, says, shown)
-                copied = name == "download.mp4"
-                assert (".copy." in shown["clip"]) == copied, (name, says, shown)
-                said = [(name, True), (name, False)] if says and not copied else [(name, copied)]
-                assert previews == said, (says, previews)
-            page.screenshot(path=str(tmp_path / f"codecs{int(says)}.png"), full_page=True)
+                assert shown["width"] == 128 and (".copy." in shown["clip"]) == copied[-1], (number, name, shown)
+                assert previews == copied, (number, name, previews)
+            page.screenshot(path=str(tmp_path / f"codecs{number}.png"), full_page=True)
             assert not page.errors, page.errors
             page.close()
     finally:

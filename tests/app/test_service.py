@@ -246,6 +246,32 @@ def test_a_moment_in_a_codec_the_browser_said_it_plays_is_copied_for_it(tmp_path
     assert not is_copied(clip) and begin == 3.3 and kind_of(str(clip)) == "h264"
 
 
+def test_a_video_larger_than_1080p_is_copied_for_a_browser_whose_gpu_decodes_it(tmp_path, monkeypatch):
+    """A phone's 4K, an action camera's bitrate (here: the limits made smaller than this video's size, then its
+    rate): cut to 854 wide for a browser that decodes in software (two cores may not keep up with the source), as
+    before; copied for one that said its machine decodes that kind of video in hardware at 4K60 ("h264@4k":
+    ``app.ui.PLAYS_JS`` asks ``mediaCapabilities``); never over :data:`app.media.LARGE_MAX_PIXELS` or
+    :data:`app.media.LARGE_MAX_BITS`."""
+    import app.media
+    from app.media import copy_plan, is_copied, kind_of, moment_preview, said_plays
+
+    src = write_video(tmp_path / "GX010001.MP4", indexed_frames(70, 48, 64), fps=10)
+    assert kind_of(str(src)) == "h264" and copy_plan(str(src)) == "mp4"
+    monkeypatch.setattr(app.media, "COPY_MAX_PIXELS", 64 * 48 - 1)
+    assert kind_of(str(src)) == "h264@4k" and said_plays("h264@4k vp8@4k hevc hevc@8k") == {"h264@4k", "hevc"}
+    assert copy_plan(str(src)) is None and copy_plan(str(src), frozenset({"hevc@4k", "h264"})) is None
+    assert copy_plan(str(src), frozenset({"h264@4k"})) == "mp4"
+    clip, begin = moment_preview(str(src), 2.0, 3.0, tmp_path / "cache", tail_s=0.0, plays=frozenset({"h264@4k"}))
+    assert is_copied(clip) and packets_of(clip) == packets_of(src)[round(begin * 10):][:len(packets_of(clip))]
+    with av.open(str(src)) as c:
+        bits = c.bit_rate
+    monkeypatch.setattr(app.media, "COPY_MAX_PIXELS", 1920 * 1088)
+    monkeypatch.setattr(app.media, "COPY_MAX_BITS", bits - 1)  # an action camera's rate
+    assert kind_of(str(src)) == "h264@4k" and copy_plan(str(src), frozenset({"h264@4k"})) == "mp4"
+    monkeypatch.setattr(app.media, "LARGE_MAX_BITS", bits - 1)  # over what is ever copied
+    assert kind_of(str(src)) is None and copy_plan(str(src), frozenset({"h264@4k"})) is None
+
+
 @pytest.mark.parametrize("case", ["far keyframe", "vp8 with aac", "hevc", "mpeg-ts", "non-square pixels", "10-bit",
                                   "over 1080p", "over 40 Mbit/s", "trimmed"])
 def test_a_moment_whose_packets_cannot_be_taken_as_they_are_is_transcoded(tmp_path, monkeypatch, case):

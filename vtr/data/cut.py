@@ -197,8 +197,8 @@ def copy_clip(path: str, start: float, stop: float, out_path: Path, max_lead_s: 
               container: str = "mp4", exact: bool = False, tags: dict | None = None) -> float:
     """Write the packets of ``path`` from its keyframe at or before ``start`` up to ``stop`` seconds (as the index
     counts them) into ``out_path`` as they are, in an MP4 or a WebM (``container``): nothing decoded or encoded, so a
-    clip of a video in codecs every browser plays (a phone's H.264, a download's VP9: the app's
-    :func:`app.media.copy_plan`) is made in milliseconds where its transcoding took seconds, in the source's own
+    clip of a video in codecs the browser plays (a phone's H.264, a download's VP9; an iPhone's HEVC in Safari: the
+    app's :func:`app.media.copy_plan`) is made in milliseconds where its transcoding took seconds, in the source's own
     pictures, colours and display rotation. The sound is the track a player plays with the video, copied too, or,
     where its codec is not one browsers play in that container (a camera's PCM, a film's AC-3, a call's Opus in an
     MP4: :func:`sound_copied`), decoded and encoded to AAC as it is read, so it is muxed beside its pictures, from
