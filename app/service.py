@@ -351,10 +351,12 @@ class IndexService:
                                      by_count=self._timed_by_count(moment.path), plays=plays, copy=copy)
         return str(clip), moment.start - begin
 
-    def export(self, moment: Moment, start: float | None = None, end: float | None = None) -> str:
+    def export(self, moment: Moment, start: float | None = None, end: float | None = None,
+               export_as: str = "h264") -> str:
         """An mp4 of ``[start, end]`` seconds of the moment's video (default: the moment's span), named after the
-        video and the times, dated when that moment was recorded (:func:`vtr.data.cut.export_clips`); in the app's
-        cache (so the browser may download it)."""
+        video and the times, dated when that moment was recorded (:func:`vtr.data.cut.export_clips`; ``export_as``:
+        "h264", a clip every player plays, or "recorded", the video's own packets whatever their codec and size); in
+        the app's cache (so the browser may download it)."""
         import hashlib
 
         from vtr.data.cut import export_clips
@@ -367,18 +369,19 @@ class IndexService:
         # One folder per video (as it is now) and span: the file carries a readable name without clashing with
         # another export's, and exporting the same again gives the clip already cut.
         st = os.stat(moment.path)
-        key = f"{os.path.abspath(moment.path)}|{st.st_size}|{st.st_mtime_ns}|{start:.3f}|{end:.3f}"
+        key = f"{os.path.abspath(moment.path)}|{st.st_size}|{st.st_mtime_ns}|{start:.3f}|{end:.3f}|{export_as}"
         folder = self.cache_dir / "exports" / hashlib.sha1(key.encode()).hexdigest()[:12]
         [(clip, error)] = export_clips([(moment.path, start, end, moment.recorded)], folder,
-                                       timed_by_count=self._timed_by_count)
+                                       timed_by_count=self._timed_by_count, export_as=export_as)
         if error:
             raise VtrError(error)
         return clip
 
-    def export_all(self, moments: list[Moment], progress: bool = True) -> tuple[str, list[str]]:
-        """A zip of every moment's span cut into an mp4 (named as :meth:`export` names one), for one download; and
-        what could not be cut (a video gone since the search), said rather than fatal. In the app's cache. Raises
-        VtrError when there is nothing to export or no moment could be cut."""
+    def export_all(self, moments: list[Moment], progress: bool = True,
+                   export_as: str = "h264") -> tuple[str, list[str]]:
+        """A zip of every moment's span cut into an mp4 (named as :meth:`export` names one, ``export_as`` as it
+        takes it), for one download; and what could not be cut (a video gone since the search), said rather than
+        fatal. In the app's cache. Raises VtrError when there is nothing to export or no moment could be cut."""
         import uuid
         import zipfile
 
@@ -388,7 +391,7 @@ class IndexService:
             raise VtrError("Search first: there are no moments to export.")
         folder = self.cache_dir / "exports" / f"all-{uuid.uuid4().hex[:12]}"
         done = export_clips([(m.path, m.start, m.end, m.recorded) for m in moments], folder, progress=progress,
-                            timed_by_count=self._timed_by_count)
+                            timed_by_count=self._timed_by_count, export_as=export_as)
         clips = [Path(clip) for clip, _ in done if clip]
         errors: dict[str, int] = {}  # the same reason for each moment of a video gone: said once, counted
         for _, error in done:

@@ -467,7 +467,7 @@ class _Handlers:
         plays = " ".join(sorted(said_plays(plays) - {kind}))
         return (*self.on_preview(results, selected, plays, copy=False), plays)
 
-    def on_export(self, results, selected, t_in, t_out):
+    def on_export(self, results, selected, t_in, t_out, as_recorded=False):
         if not results or selected is None or not 0 <= int(selected) < len(results):
             gr.Warning("Select a moment first.")
             return gr.update(value=None, visible=False), ""
@@ -476,17 +476,18 @@ class _Handlers:
         try:
             start = parse_seconds(t_in, "In")
             end = parse_seconds(t_out, "Out")
-            path = self.service.export(m, start, end)
+            path = self.service.export(m, start, end, export_as="recorded" if as_recorded else "h264")
         except Exception as e:  # noqa: BLE001
             return gr.update(value=None, visible=False), _warn(_message(e))
         return gr.update(value=path, visible=True), f"Ready: {literal(os.path.basename(path))}"
 
-    def on_export_all(self, results, progress=gr.Progress(track_tqdm=True)):
-        """Every moment of the search so far cut into an mp4, in one zip to download."""
+    def on_export_all(self, results, as_recorded=False, progress=gr.Progress(track_tqdm=True)):
+        """Every moment of the search so far cut into an mp4 (as recorded: the videos' own packets), in one zip to
+        download."""
         moments = [Moment(d["video"], d["start"], d["end"], d["score"], None, recorded=d.get("recorded"))
                    for d in results or []]
         try:
-            path, failed = self.service.export_all(moments)
+            path, failed = self.service.export_all(moments, export_as="recorded" if as_recorded else "h264")
         except Exception as e:  # noqa: BLE001
             return gr.update(value=None, visible=False), _warn(_message(e))
         note = f"Ready: {literal(os.path.basename(path))}"
@@ -712,6 +713,11 @@ def _results_and_player(ui: SimpleNamespace) -> None:
                 ui.t_in = gr.Textbox(label="In (s)", max_lines=1, elem_id="export-in", min_width=80)
                 ui.t_out = gr.Textbox(label="Out (s)", max_lines=1, elem_id="export-out", min_width=80)
                 ui.export_btn = gr.Button("Export mp4", elem_id="export", min_width=100)
+            ui.as_recorded = gr.Checkbox(
+                label="Export as recorded", value=False, elem_id="as-recorded",
+                info="The video's own codec, size and HDR (an iPhone's 4K HEVC as it was), for players that play the "
+                     "video. Off: H.264 up to 1080p, which every player plays. For “Export mp4” and “Export these "
+                     "moments”.")
             ui.export_file = gr.File(label="Exported moment", visible=False, interactive=False,
                                      elem_id="export-file")
             ui.export_note = gr.Markdown(elem_id="export-note")
@@ -773,9 +779,10 @@ def _search_events(ui: SimpleNamespace, h: _Handlers) -> None:
         show_progress_on=[ui.player])
     ui.unplayed.click(h.on_unplayed, [ui.results, ui.selected, ui.plays], previewed + [ui.plays],
                       api_visibility="private", concurrency_limit=2, show_progress_on=[ui.player])
-    ui.export_btn.click(h.on_export, [ui.results, ui.selected, ui.t_in, ui.t_out], [ui.export_file, ui.export_note],
-                        api_visibility="private", concurrency_limit=2, show_progress_on=[ui.export_file])
-    ui.export_all_btn.click(h.on_export_all, [ui.results], [ui.export_all_file, ui.export_all_note],
+    ui.export_btn.click(h.on_export, [ui.results, ui.selected, ui.t_in, ui.t_out, ui.as_recorded],
+                        [ui.export_file, ui.export_note], api_visibility="private", concurrency_limit=2,
+                        show_progress_on=[ui.export_file])
+    ui.export_all_btn.click(h.on_export_all, [ui.results, ui.as_recorded], [ui.export_all_file, ui.export_all_note],
                             api_visibility="private", concurrency_limit=1, show_progress_on=[ui.export_all_note])
     ui.example.change(h.on_example, [ui.example], [ui.example_image, ui.example_video, ui.example_note],
                       api_visibility="private")

@@ -5,12 +5,14 @@ Transcoded (every export before 2026-12-07, and now those of videos :func:`vtr.d
 decoded, encoded by x264 ``veryfast`` crf 23 at most 1920 wide, the sound to AAC. The export now: a video in H.264
 that every player plays, up to 1080p, as its own packets from the keyframe before the moment, shown from the moment's
 first frame to its end by the MP4's edit list (:func:`vtr.data.cut.copy_clip`, ``exact``); the sound copied, or
-encoded to AAC where it is a camera's PCM. Sources are :mod:`bench.preview`'s (a moving picture as H.264, a keyframe
-each second), written in the run. Each row is the median of ``--repeats`` exports, each into an empty folder, after
+encoded to AAC where it is a camera's PCM. As recorded (``--export-as recorded``, the app's "Export as recorded"):
+any video in a codec an MP4 carries, its own packets the same way, whatever its size (the 4K source) or codec (the
+HEVC one). Sources are :mod:`bench.preview`'s (a moving picture as H.264, a keyframe each second; one as HEVC),
+written in the run. Each row is the median of ``--repeats`` exports, each into an empty folder, after
 one to warm up; "frames" is the frames a player shows (FFmpeg's decoder, which honours the edit list), "PSNR" theirs
 against the source's frames at the same times ("same pixels": every one decodes to the source's pixels).
 
-    python -m bench.export                      # 1080p30, 1080p60, 4K60, 1080p30 with PCM sound
+    python -m bench.export                      # 1080p30, 1080p60, 4K60, 1080p30 with PCM sound, 1080p30 HEVC
     python -m bench.export --sources 1080p30 --repeats 5
 """
 
@@ -85,7 +87,7 @@ def _psnr(clip: Path, source: Path, first: float) -> float:
 def export_seconds(path: Path, how: str, repeats: int) -> dict:
     """The median seconds of ``repeats`` exports of the moment at :data:`START`-:data:`END` of ``path`` (each into an
     empty folder, after one to warm up), how it was made, and what it shows. ``how``: "transcoded" (every video
-    transcoded, as before) or "now" (:func:`vtr.data.cut.export_clips` as it is)."""
+    transcoded, as before), "now" (:func:`vtr.data.cut.export_clips` as it is) or "recorded" (``export_as``)."""
     import av
 
     import vtr.data.cut as cut
@@ -96,7 +98,8 @@ def export_seconds(path: Path, how: str, repeats: int) -> dict:
         for run in range(repeats + 1):
             with tempfile.TemporaryDirectory() as folder:
                 t = time.perf_counter()
-                [(clip, error)] = cut.export_clips([(str(path), START, END)], folder)
+                [(clip, error)] = cut.export_clips([(str(path), START, END)], folder,
+                                                   export_as="recorded" if how == "recorded" else "h264")
                 if error:
                     raise RuntimeError(f"export of {path.name} failed: {error}")
                 if run:
@@ -125,6 +128,16 @@ def _db(row: dict) -> str:
     return "same pixels" if row["same_pixels"] else f"{row['psnr']:.1f}"
 
 
+def _made(row: dict, source_sound: str | None) -> str:
+    """How an export was made: transcoded, or copied (its sound encoded to AAC where the source's is in a codec an
+    MP4 does not carry as it is, as PCM)."""
+    from vtr.data.cut import sound_copied
+
+    if not row["copied"]:
+        return "transcoded"
+    return "copied" if sound_copied("mp4", source_sound) else "copied, sound to AAC"
+
+
 def main(argv=None) -> int:
     args, names = parse_args(__doc__, argv, seconds=24.0, results="export.json")
     if args.seconds < END + 1:
@@ -135,20 +148,22 @@ def main(argv=None) -> int:
         for name, path, sound in written_sources(names, tmp, args.seconds):
             before = export_seconds(path, "transcoded", args.repeats)
             now = export_seconds(path, "now", args.repeats)
+            recorded = export_seconds(path, "recorded", args.repeats)
             rows.append({"source": name, "source_sound": sound, "transcoded": before, "now": now,
-                         "speedup": before["s"] / now["s"]})
+                         "speedup": before["s"] / now["s"], "recorded": recorded,
+                         "recorded_speedup": before["s"] / recorded["s"]})
             print(rows[-1], flush=True)
     load = f"load {load_before:.2f} before, {os.getloadavg()[0]:.2f} after"
-    print(f"\nexport of the moment at {START:g}-{END:g} s of H.264 sources; median of {args.repeats}; {load}")
+    print(f"\nexport of the moment at {START:g}-{END:g} s; median of {args.repeats}; {load}")
     print("\n| source | transcoded: s | frames | MB | PSNR dB | the export now: s | how | frames | MB | PSNR dB | "
-          "transcoded / now |")
-    print("|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|")
+          "transcoded / now | as recorded: s | how | wide | MB | PSNR dB | transcoded / as recorded |")
+    print("|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|")
     for r in rows:
-        b, n = r["transcoded"], r["now"]
-        made = ("copied" + (", sound to AAC" if r["source_sound"] and n["sound"] == "aac" else "")
-                if n["copied"] else "transcoded")
+        b, n, a = r["transcoded"], r["now"], r["recorded"]
         print(f"| {r['source']} | {b['s']:.2f} | {b['frames']} | {b['mb']:.1f} | {_db(b)} | {n['s']:.3f} | "
-              f"{made} | {n['frames']} | {n['mb']:.1f} | {_db(n)} | {r['speedup']:.1f}x |")
+              f"{_made(n, r['source_sound'])} | {n['frames']} | {n['mb']:.1f} | {_db(n)} | {r['speedup']:.1f}x | "
+              f"{a['s']:.3f} | {_made(a, r['source_sound'])} | {a['width']} | {a['mb']:.1f} | {_db(a)} | "
+              f"{r['recorded_speedup']:.1f}x |")
     write_results(args.out, {"seconds": args.seconds, "repeats": args.repeats, "moment": [START, END], "load": load,
                              "rows": rows})
     return 0

@@ -166,7 +166,7 @@ def status_command(index: str = None, json: bool = False) -> int:
 def search_command(query: str, index: str = None, k: int = 10, rerank: bool = False, json: bool = False,
                    path: str = None, min_duration: float = None, max_duration: float = None, model: str = None,
                    device: str = None, nprobe: int = None, precision: str = "auto", at: float = None,
-                   since: str = None, until: str = None, export: str = None) -> int:
+                   since: str = None, until: str = None, export: str = None, export_as: str = "h264") -> int:
     """Find moments in an indexed collection: a text query, or the path of an image or a video clip. Each result:
     rank, score, span, the day its video was recorded (~: only the file's date), path.
 
@@ -190,6 +190,9 @@ def search_command(query: str, index: str = None, k: int = 10, rerank: bool = Fa
     precision: encoder precision for an example query: fp32, bf16 or auto (as for index build)
     export: also cut each moment found into an mp4 in this folder, named after its video and times (an existing
             file is never overwritten; a clip exported before is kept)
+    export_as: h264 (a clip every player plays: the video's own H.264 up to 1080p, else transcoded to it) or
+               recorded (the video's own packets whatever their codec, size and HDR, as an iPhone's 4K HEVC was
+               recorded, where an MP4 carries them; else transcoded as for h264)
     """
     from index.dates import date_filters
     from index.search import VideoIndex
@@ -201,9 +204,14 @@ def search_command(query: str, index: str = None, k: int = 10, rerank: bool = Fa
         raise VtrError("--rerank scores words against moments; --at finds moments like a moment: use one")
     filters = dict(path_glob=path, min_duration=min_duration, max_duration=max_duration,
                    **date_filters(since, until))  # checked before the index opens
-    if export is not None:  # a folder that cannot be made is said before the model loads
-        from vtr.data.cut import export_folder
+    if export is not None or export_as != "h264":  # said before the model loads: a folder that cannot be made, ...
+        from vtr.data.cut import EXPORT_AS, export_folder
+        from vtr.errors import VtrError
 
+        if export_as not in EXPORT_AS:  # ... a kind of export unknown, one without a folder
+            raise VtrError(f"--export-as takes {' or '.join(EXPORT_AS)}, not {export_as!r}")
+        if export is None:
+            raise VtrError("--export-as says how --export cuts the moments: name their folder with --export DIR")
         export_folder(export)
     with VideoIndex(index, model=model, device=device, nprobe=nprobe, precision=precision) as idx:
         if at is not None:
@@ -216,7 +224,7 @@ def search_command(query: str, index: str = None, k: int = 10, rerank: bool = Fa
         from vtr.data.cut import export_clips
 
         exported = export_clips([(s.path, s.start, s.end, s.recorded) for s in segments], export, progress=True,
-                                timed_by_count=timing.get)
+                                timed_by_count=timing.get, export_as=export_as)
     failed = sum(1 for _, error in exported or [] if error)
     if json:
         rows = [s.to_dict() for s in segments]

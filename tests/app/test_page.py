@@ -268,7 +268,10 @@ def test_a_browser_is_shown_copies_it_plays_and_transcodes_of_what_it_cannot(bro
     plays an MP4 whose video it cannot decode), and the page asks for the moment again: the transcode, shown. Videos
     larger than 1080p (here: the limit made smaller than these) are transcoded for it, as it decodes in software, and
     copied where it is made to say its GPU decodes them (AV1; not HEVC, which it still does not play). Before, AV1
-    was transcoded as HEVC is, and every video larger than 1080p."""
+    was transcoded as HEVC is, and every video larger than 1080p. The HEVC moment exports as recorded (its own
+    packets) with "Export as recorded" ticked, as H.264 without."""
+    import av
+
     from app import media
     from app.media import is_copied
     from app.server import launch_app
@@ -316,6 +319,20 @@ def test_a_browser_is_shown_copies_it_plays_and_transcodes_of_what_it_cannot(bro
                 shown = _shown(page)
                 assert shown["width"] == 128 and (".copy." in shown["clip"]) == copied[-1], (number, name, shown)
                 assert previews == copied, (number, name, previews)
+            if number == 0:  # the HEVC moment in the player: exported as recorded, then as H.264
+                link = "() => { const a = document.querySelector('#export-file a'); return a ? a.href : ''; }"
+                for as_recorded, codec in ((True, "hevc"), (False, "h264")):
+                    page.locator("#as-recorded input").set_checked(as_recorded)
+                    before = page.evaluate(link)
+                    page.locator("#export").click()  # each way its own file (the link changes)
+                    page.wait_for_function(f"(before) => ({link})() !== before", arg=before)
+                    assert "IMG_0001 0m00s" in page.locator("#export-note").inner_text()
+                    with page.expect_download() as info:
+                        page.locator("#export-file a").first.click()
+                    info.value.save_as(tmp_path / f"{codec}.mp4")
+                    with av.open(str(tmp_path / f"{codec}.mp4")) as c:
+                        assert c.streams.video[0].codec_context.name == codec
+                        assert c.metadata["comment"].endswith(" as recorded") == as_recorded
             page.screenshot(path=str(tmp_path / f"codecs{number}.png"), full_page=True)
             assert not page.errors, page.errors
             page.close()

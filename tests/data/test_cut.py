@@ -474,6 +474,72 @@ def test_an_export_of_h264_is_its_own_packets_showing_the_span_asked_for(tmp_pat
     assert not any(np.array_equal(a, b) for a, b in zip(_decoded(clip), source[33:57]))  # transcoded
 
 
+@pytest.mark.parametrize("name, codec, kwargs", [
+    ("IMG_0001.MOV", "libx265", {"pix_fmt": "yuv420p10le", "options": {"x265-params": "log-level=error:bframes=3"}}),
+    ("C0001.MP4", "libx264", {"pix_fmt": "yuv422p10le", "options": {"preset": "ultrafast", "crf": "10"}}),  # 4:2:2
+    ("hdv.mp4", "libx264", {"sample_aspect": Fraction(4, 3)}),  # non-square pixels
+    ("drone.mp4", "libx264", {}),  # wider than this export keeps (64)
+    ("download.webm", "libvpx-vp9", {}),  # VP9, its Opus sound into AAC
+])
+def test_an_export_as_recorded_is_the_videos_own_packets_whatever_their_codec_and_size(tmp_path, name, codec, kwargs):
+    """``export_as="recorded"``: an iPhone's 10-bit HEVC, a camera's 4:2:2 H.264, HDV's non-square pixels, a video
+    wider than exports keep, VP9 from the web: the moment [1.25, 3.5) is the source's own packets, showing exactly
+    the frames of the span, pixel for pixel the source's, in its size and pixel shape, with its sound, named and
+    tagged as recorded (an export of the same span the other way into the same folder is another clip). As "h264",
+    each is transcoded to H.264 up to ``max_width``, as before."""
+    from vtr.data.cut import export_clips, exported_as_is
+    from vtr.data.video import pixel_aspect_of
+
+    webm = name.endswith(".webm")
+    src = write_video(tmp_path / ("vp9.mp4" if webm else name), indexed_frames(60, 96, 128), fps=10, codec=codec,
+                      audio_seconds=6, **kwargs)
+    if webm:  # the web's, with Opus sound
+        src = _with_opus(src, tmp_path / name)
+    assert not exported_as_is(str(src), max_width=64) and exported_as_is(str(src), 64, export_as="recorded")
+    source = _decoded(src)
+    [(clip, error)] = export_clips([(str(src), 1.25, 3.5)], tmp_path / "out", max_width=64, export_as="recorded")
+    assert error is None
+    with av.open(str(src)) as c:
+        v = c.streams.video[0]
+        want = (v.codec_context.name, v.codec_context.pix_fmt, v.codec_context.width, pixel_aspect_of(v))
+    with av.open(clip) as c:
+        v = c.streams.video[0]
+        assert (v.codec_context.name, v.codec_context.pix_fmt, v.codec_context.width, pixel_aspect_of(v)) == want
+        assert c.streams.audio[0].codec_context.name == "aac"
+        assert c.metadata["comment"] == f"vtr: {src} 1.250-3.500 as recorded"
+        assert float(c.duration / av.time_base) == pytest.approx(2.2, abs=0.002)  # from its frame at 1.3 s
+        if name.endswith(".MOV"):
+            assert v.codec_tag == "hvc1"
+    shown = _decoded(clip)
+    assert len(shown) == 22 and not any(np.array_equal(a, b) for a, b in zip(source[12:34], source[13:35]))
+    assert all(np.array_equal(a, b) for a, b in zip(shown, source[13:35]))  # not re-encoded: the same pixels
+    [(other, error)] = export_clips([(str(src), 1.25, 3.5)], tmp_path / "out", max_width=64)
+    assert other.endswith(" (2).mp4")
+    with av.open(other) as c:
+        assert (c.streams.video[0].codec_context.name, c.streams.video[0].width) == ("h264", 64)
+    with pytest.raises(VtrError, match="an export is h264 or recorded, not 'hevc'"):
+        export_clips([(str(src), 1.25, 3.5)], tmp_path / "out", export_as="hevc")
+
+
+def _with_opus(src, out):
+    """``src``'s video with its sound encoded to Opus, in a WebM (as the web's downloads are)."""
+    with av.open(str(src)) as i, av.open(str(out), "w") as o:
+        vo = o.add_stream_from_template(i.streams.video[0])
+        ao = o.add_stream("libopus", rate=48000, layout="mono")
+        for packet in i.demux():
+            if packet.stream.type == "video" and packet.dts is not None:
+                packet.stream = vo
+                o.mux(packet)
+            elif packet.stream.type == "audio":
+                for frame in packet.decode():
+                    frame.pts = None
+                    for q in ao.encode(frame):
+                        o.mux(q)
+        for q in ao.encode():
+            o.mux(q)
+    return out
+
+
 @pytest.mark.parametrize("name, sound_codec", [("phone.mp4", "aac"), ("camera.mov", "pcm_s16le")])
 def test_an_exported_copy_keeps_sound_and_pictures_together(tmp_path, name, sound_codec):
     """A flash and a beep together at 1.0 s and 2.48 s of a 25 fps H.264 video with B-frames and one keyframe, its

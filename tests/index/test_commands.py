@@ -87,6 +87,18 @@ def test_search_export_cuts_the_moments_found_into_a_folder(tmp_path, test_model
     (tmp_path / "note.txt").write_text("x")
     with pytest.raises(VtrError, match="cannot export into .*note.txt/clips: Not a directory"):
         search_command("anything", index=str(tmp_path / "no-index"), export=str(tmp_path / "note.txt" / "clips"))
+    # --export-as: recorded, as the clips' tags say (the moments' own packets: tests/data/test_cut.py); an unknown
+    # kind, or one without --export, is said before the index opens
+    (tmp_path / "away.mp4").rename(gone)
+    recorded = tmp_path / "recorded"
+    assert search_command("anything", index=idx, k=2, json=True, export=str(recorded), export_as="recorded") == 0
+    for h in json.loads(capsys.readouterr().out):
+        with av.open(h["exported"]) as c:
+            assert c.metadata["comment"] == f"vtr: {h['path']} {h['start']:.3f}-{h['end']:.3f} as recorded"
+    for export, export_as, said in ((str(again), "hevc", "--export-as takes h264 or recorded, not 'hevc'"),
+                                    (None, "recorded", "name their folder with --export DIR")):
+        with pytest.raises(VtrError, match=said):
+            search_command("anything", index=str(tmp_path / "no-index"), export=export, export_as=export_as)
 
 
 def test_search_and_remove_without_faiss_say_so(tmp_path, test_model_folder, monkeypatch):

@@ -128,17 +128,32 @@ def copied_stream(container, kinds):
     return stream if pixel_aspect_of(stream) == 1.0 else None
 
 
-def exported_as_is(path: str, max_width: int = EXPORT_MAX_WIDTH) -> bool:
+#: What an exported moment is (:func:`export_clips`' ``export_as``): "h264", a clip every player plays (the source's
+#: own packets where they are such H.264 up to 1080p, else transcoded to it), or "recorded", the source's own packets
+#: whatever their codec, size, bit depth, chroma, HDR, pixels or scanning, where an MP4 carries them (H.264, HEVC, AV1,
+#: VP9: an iPhone's 4K HDR HEVC, a camera's 10-bit 4:2:2 H.264, as they were recorded; for players that play the
+#: source), else transcoded as for "h264"
+EXPORT_AS = ("h264", "recorded")
+
+
+def exported_as_is(path: str, max_width: int = EXPORT_MAX_WIDTH, export_as: str = "h264") -> bool:
     """Whether a moment of the video at ``path`` is exported as its own packets (:func:`copy_clip`, ``exact``):
     in milliseconds and as it was recorded, where transcoding a 1080p moment took seconds on two cores and cost some
     of its quality. So is a video of the kind the transcode (:func:`cut_clip`) makes, which every player plays
     (:data:`PLAYED_EVERYWHERE`: a phone's in "Most Compatible", most cameras', screen recorders'), as
     :func:`copied_stream` takes it, at most ``max_width`` either way up, with any sound (in a codec other than AAC or
-    MP3, encoded to AAC). False where it cannot be read."""
+    MP3, encoded to AAC); ``export_as="recorded"`` (:data:`EXPORT_AS`): any video in a codec an MP4 carries, read from
+    a container that indexes its packets (:data:`COPIED_DEMUXERS`). False where it cannot be read."""
     import av
+
+    from vtr.data.video import codec_name, main_video_stream
 
     try:
         with av.open(str(path)) as container:
+            if export_as == "recorded":
+                stream = main_video_stream(container)
+                return (stream is not None and bool(COPIED_DEMUXERS & set(container.format.name.split(",")))
+                        and copy_container(codec_name(stream), None) == "mp4")
             stream = copied_stream(container, {PLAYED_EVERYWHERE})
             if stream is None:
                 return False
@@ -205,12 +220,13 @@ def copy_clip(path: str, start: float, stop: float, out_path: Path, max_lead_s: 
     the clip's first frame on, in time with them (:class:`_SoundWriter`). Every frame shown before ``stop`` is in the
     clip (its packets come before ``stop`` in decoding order). Returns the second the clip starts at (its first
     keyframe's), which may be up to ``max_lead_s`` before ``start``, and writes it in the clip's comment tag
-    (:func:`clip_start`). Raises :class:`NotCopied` where the packets cannot be taken so: codecs browsers may not play
-    in that container (:func:`copy_container`), non-square pixels (shown squared by the transcode), no keyframe within
-    ``max_lead_s`` before ``start``, or one before the first frame players show (a file trimmed without re-encoding,
-    whose edit list hides the frames before the cut: the clip would show them), having written nothing; or a sound
-    track whose packets stop decoding (more than :data:`AUDIO_BAD_PACKETS` in a row), with ``out_path`` part
-    written (the app writes it through :func:`vtr.atomic.atomic_path`).
+    (:func:`clip_start`). Raises :class:`NotCopied` where the packets cannot be taken so: a video codec that container
+    does not carry, or sound it neither carries nor converts (:data:`COPY_CONTAINERS`, :data:`SOUND_ENCODERS`),
+    non-square pixels (shown squared by the transcode; an ``exact`` clip keeps them, its MP4 saying their shape, as
+    its source's does), no keyframe within ``max_lead_s`` before ``start``, or one before the first frame players
+    show (a file trimmed without re-encoding, whose edit list hides the frames before the cut: the clip would show
+    them), having written nothing; or a sound track whose packets stop decoding (more than :data:`AUDIO_BAD_PACKETS`
+    in a row), with ``out_path`` part written (the app writes it through :func:`vtr.atomic.atomic_path`).
 
     ``exact`` (an MP4 only): the clip shows ``[start, stop)`` and nothing else, as an exported moment must, from
     its first frame at or after ``start`` (:func:`_first_shown_from`; the second returned): the frames from the
@@ -233,9 +249,10 @@ def copy_clip(path: str, start: float, stop: float, out_path: Path, max_lead_s: 
             raise NotCopied("no video stream")
         ain = main_sound_stream(src, vin)
         sound = ain.codec_context.name if ain is not None else None
-        if copy_container(codec_name(vin), sound) != container:
+        videos = next(videos for name, videos, _ in COPY_CONTAINERS if name == container)
+        if codec_name(vin) not in videos or not (sound_copied(container, sound) or container in SOUND_ENCODERS):
             raise NotCopied(f"{codec_name(vin)} with {sound or 'no'} sound is not copied into {container}")
-        if pixel_aspect_of(vin) != 1.0:
+        if pixel_aspect_of(vin) != 1.0 and not exact:
             raise NotCopied("non-square pixels")
         vtb = vin.time_base
         if origin is None:
@@ -797,7 +814,7 @@ def _audio_frames(container, stream):
 
 
 def export_clips(spans, folder, max_width: int = EXPORT_MAX_WIDTH, progress: bool = False,
-                 timed_by_count=None) -> list[tuple]:
+                 timed_by_count=None, export_as: str = "h264") -> list[tuple]:
     """Cut each ``(path, start, end)`` or ``(path, start, end, recorded)`` of ``spans`` into ``folder`` (created)
     as :func:`export_name` names it, and return ``(written path or None, error or None)`` for each, in order. One
     that fails (a video gone, a span with no frames) is said and the others go on. Each clip names its source in
@@ -806,16 +823,22 @@ def export_clips(spans, folder, max_width: int = EXPORT_MAX_WIDTH, progress: boo
     (seconds since the epoch, when the video was recorded; None: not known): the clip's ``creation_time`` tag and
     its file's time are that moment's, ``recorded + start``, so that photo libraries and editors file it where the
     video is, not on the day of the export. ``timed_by_count``: ``path -> bool | None``, whether a video's timestamps
-    jump where that is known (:func:`cut_clip`'s ``by_count``: an index's catalog knows)."""
+    jump where that is known (:func:`cut_clip`'s ``by_count``: an index's catalog knows). ``export_as``
+    (:data:`EXPORT_AS`): "h264", a clip every player plays, or "recorded", the source's own packets whatever their
+    codec, size and HDR where an MP4 carries them (:func:`exported_as_is`), its comment tag saying so (`` as
+    recorded``), so that a clip of the same span exported the other way is not taken for it."""
     from tqdm import tqdm
 
     from vtr.atomic import atomic_path
 
+    if export_as not in EXPORT_AS:
+        raise VtrError(f"an export is {' or '.join(EXPORT_AS)}, not {export_as!r}")
     folder = export_folder(folder)
     done = []
     for path, start, end, *recorded in tqdm(spans, desc="exporting", unit="moment", disable=not progress or not spans,
                                             dynamic_ncols=True):
         comment = f"vtr: {path} {float(start):.3f}-{float(end):.3f}"
+        comment += " as recorded" if export_as == "recorded" else ""
         created = float(recorded[0]) + float(start) if recorded and recorded[0] is not None else None
         if not Path(path).is_file():
             done.append((None, f"{Path(path).name} is not there (moved or deleted since it was indexed?)"))
@@ -824,7 +847,8 @@ def export_clips(spans, folder, max_width: int = EXPORT_MAX_WIDTH, progress: boo
             target = _free_name(folder, export_name(path, start, end), comment)
             if not target.is_file():
                 by_count = timed_by_count(path) if timed_by_count else None
-                if by_count or not _copied(path, float(start), float(end), target, max_width, comment, created):
+                if by_count or not _copied(path, float(start), float(end), target, max_width, comment, created,
+                                           export_as):
                     with atomic_path(target) as tmp:
                         cut_clip(path, start, end, tmp, max_width, comment=comment, created=created,
                                  by_count=by_count)
@@ -839,12 +863,12 @@ def export_clips(spans, folder, max_width: int = EXPORT_MAX_WIDTH, progress: boo
 
 
 def _copied(path: str, start: float, end: float, target: Path, max_width: int, comment: str,
-            created: float | None) -> bool:
+            created: float | None, export_as: str = "h264") -> bool:
     """Whether the moment ``[start, end)`` of ``path`` was written to ``target`` as its own packets
     (:func:`exported_as_is`); False where it is to be transcoded, nothing written."""
     from vtr.atomic import atomic_path
 
-    if not exported_as_is(path, max_width):
+    if not exported_as_is(path, max_width, export_as):
         return False
     try:
         with atomic_path(target) as tmp:
