@@ -112,6 +112,11 @@ def video_kind(stream) -> str | None:
     return None if suffix is None else codec_name(stream) + suffix
 
 
+def _indexes_packets(container) -> bool:
+    """Whether the opened PyAV ``container`` is read by a demuxer that indexes its packets (:data:`COPIED_DEMUXERS`)."""
+    return bool(COPIED_DEMUXERS & set(container.format.name.split(",")))
+
+
 def copied_stream(container, kinds):
     """The main video stream of the opened PyAV ``container`` where a player that plays the kinds of video ``kinds``
     (:func:`video_kind`) shows a clip of its own packets (:func:`copy_clip`) as the video looks: read from a container
@@ -120,7 +125,7 @@ def copied_stream(container, kinds):
     transcode, combed as it is); else None."""
     from vtr.data.video import main_video_stream, pixel_aspect_of, stream_flags
 
-    if not COPIED_DEMUXERS & set(container.format.name.split(",")):
+    if not _indexes_packets(container):
         return None
     stream = main_video_stream(container)
     if stream is None or video_kind(stream) not in kinds or any(stream_flags(stream)):
@@ -152,8 +157,7 @@ def exported_as_is(path: str, max_width: int = EXPORT_MAX_WIDTH, export_as: str 
         with av.open(str(path)) as container:
             if export_as == "recorded":
                 stream = main_video_stream(container)
-                return (stream is not None and bool(COPIED_DEMUXERS & set(container.format.name.split(",")))
-                        and copy_container(codec_name(stream), None) == "mp4")
+                return stream is not None and _indexes_packets(container) and carries("mp4", codec_name(stream))
             stream = copied_stream(container, {PLAYED_EVERYWHERE})
             if stream is None:
                 return False
@@ -174,6 +178,11 @@ COPY_CONTAINERS = (("mp4", frozenset({"h264", "vp9", "hevc", "av1"}), frozenset(
 #: its options: FFmpeg's "fast" AAC coder (FFmpeg's default for a time from 2018; "very decent at 128 kbps", its author
 #: wrote), 0.6x the time of today's default two-loop one for a preview's 28 s of stereo (a probe, 2026-12-06)
 SOUND_ENCODERS = {"mp4": ("aac", {"aac_coder": "fast"})}
+
+
+def carries(container: str, video: str) -> bool:
+    """Whether a clip copied into ``container`` (:data:`COPY_CONTAINERS`) carries video in the codec ``video``."""
+    return any(video in videos for name, videos, _ in COPY_CONTAINERS if name == container)
 
 
 def copy_container(video: str, sound: str | None) -> str | None:
@@ -249,8 +258,8 @@ def copy_clip(path: str, start: float, stop: float, out_path: Path, max_lead_s: 
             raise NotCopied("no video stream")
         ain = main_sound_stream(src, vin)
         sound = ain.codec_context.name if ain is not None else None
-        videos = next(videos for name, videos, _ in COPY_CONTAINERS if name == container)
-        if codec_name(vin) not in videos or not (sound_copied(container, sound) or container in SOUND_ENCODERS):
+        sound_taken = sound_copied(container, sound) or container in SOUND_ENCODERS  # as it is, or converted
+        if not carries(container, codec_name(vin)) or not sound_taken:
             raise NotCopied(f"{codec_name(vin)} with {sound or 'no'} sound is not copied into {container}")
         if pixel_aspect_of(vin) != 1.0 and not exact:
             raise NotCopied("non-square pixels")
