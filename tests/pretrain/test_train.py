@@ -379,12 +379,22 @@ def test_ctrl_c_stops_after_the_step_with_a_checkpoint_that_resume_goes_on_from(
     assert "Traceback" not in err and not (cut / "model").exists()
     # said once, when the signal came: by the trainer, not again by its worker (which leaves signals to it)
     assert err.count("SIGINT: stopping after this step with a checkpoint (again: stop at once, without one)") == 1
-    # --resume goes on from there, as a run that was never stopped did
+    # --resume goes on from there, as a run that was never stopped did (the two side by side, a core each)
+    runs = []
     for out, more in ((cut, ["--resume"]), (tmp_path / "whole", [])):
-        done = subprocess.run([sys.executable, "-m", "pretrain.train", *flags, "--out_dir", str(out),
-                               "--stop_after", str(stopped + 2), *more], cwd=REPO, env=env, capture_output=True,
-                              text=True, timeout=300)
-        assert done.returncode == 0, done.stderr[-3000:]
+        log = open(tmp_path / f"{out.name}.log", "w+")
+        runs.append((subprocess.Popen([sys.executable, "-m", "pretrain.train", *flags, "--out_dir", str(out),
+                                       "--stop_after", str(stopped + 2), *more], cwd=REPO, env=env,
+                                      stdout=subprocess.DEVNULL, stderr=log), log))
+    try:
+        for run, log in runs:
+            assert run.wait(timeout=300) == 0, (log.seek(0), log.read()[-3000:])
+    finally:
+        for run, log in runs:
+            if run.poll() is None:
+                run.kill()
+            run.wait()
+            log.close()
     whole, resumed = _losses(tmp_path / "whole"), _losses(cut)
     assert sorted(resumed) == list(range(1, stopped + 3))
     for step in (stopped + 1, stopped + 2):
