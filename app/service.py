@@ -316,19 +316,22 @@ class IndexService:
         if not Path(moment.path).is_file():
             raise VtrError(f"{moment.name} is gone (moved or deleted since it was indexed); update the index.")
 
-    def example_clip(self, path: str) -> str:
+    def example_clip(self, path: str, plays: frozenset = frozenset(), copy: bool = True) -> str:
         """An example clip as the page can play it: the file itself where every browser plays it
         (:func:`app.media.browser_plays`), else its first ``EXAMPLE_PREVIEW_S`` seconds as a moment's preview is made
         (:func:`app.media.moment_preview`: an iPhone's H.264 .MOV or an OBS .mkv copied into an MP4, and an MP4 whose
         sound is AC-3 or PCM with that sound encoded to AAC; a camcorder's .MTS, an .mpg, .avi, .wmv or an iPhone's
         HEVC .MOV cut to H.264; each showed an empty player, or a silent one; the search reads the whole clip all the
-        same); the file itself when it cannot be read (the search says why)."""
+        same); the file itself when it cannot be read (the search says why). ``plays`` and ``copy`` as for
+        :meth:`preview`: an iPhone's HEVC copied for a browser that said it plays HEVC, transcoded where ``copy`` is
+        False."""
         from app.media import browser_plays, moment_preview
 
-        if browser_plays(path):
+        if copy and browser_plays(path):
             return path
         try:
-            return str(moment_preview(path, 0.0, EXAMPLE_PREVIEW_S, self.preview_dir, tail_s=0.0)[0])
+            return str(moment_preview(path, 0.0, EXAMPLE_PREVIEW_S, self.preview_dir, tail_s=0.0, plays=plays,
+                                      copy=copy)[0])
         except Exception as e:  # noqa: BLE001 - the search by it says what is wrong with the file
             logger.debug("no preview of the example %s: %s", path, e)
             return path

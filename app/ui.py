@@ -62,31 +62,36 @@ CSS = """
 
 # Runs once when the page loads. gr.Video cannot start at a given second, so the clip of a selected moment starts
 # a little before it (context) and the page seeks to the moment once the browser has the clip's metadata; the
-# offset travels in #seek-to, updated by the same event that changes the clip. A preview of the source's own
-# packets (marked data-copied there) that the browser cannot show (an error, or a player with sound and no pictures,
-# as Chromium plays an MP4 whose video codec it lacks) is asked for again, transcoded (#unplayed:
-# _Handlers.on_unplayed).
+# offset travels in #seek-to, updated by the same event that changes the clip. A clip of the source's own packets
+# (marked data-copied there, or in #example-mark for the example's player) that the browser cannot show (an error, or
+# a player with sound and no pictures, as Chromium plays an MP4 whose video codec it lacks) is asked for again,
+# transcoded (#unplayed: _Handlers.on_unplayed; #example-unplayed: _Handlers.on_example_unplayed).
 PAGE_JS = """
 () => {
-  const unshown = () => {
-    const mark = document.querySelector('#seek-to [data-copied]');
-    if (!mark) return false;
-    mark.removeAttribute('data-copied');
-    document.querySelector('#unplayed').click();
+  const players = {'#player': ['#seek-to', '#unplayed'], '#example-video': ['#example-mark', '#example-unplayed']};
+  const playerOf = (e) => {
+    const v = e.target instanceof HTMLSourceElement ? e.target.parentElement : e.target;
+    if (!(v instanceof HTMLVideoElement)) return null;
+    const id = Object.keys(players).find((p) => v.closest(p));
+    return id ? [v, ...players[id]] : null;
+  };
+  const unshown = (mark, button) => {
+    const copied = document.querySelector(mark + ' [data-copied]');
+    if (!copied) return false;
+    copied.removeAttribute('data-copied');
+    document.querySelector(button).click();
     return true;
   };
-  const inPlayer = (e) => {
-    const v = e.target instanceof HTMLSourceElement ? e.target.parentElement : e.target;
-    return v instanceof HTMLVideoElement && v.closest('#player') ? v : null;
-  };
   document.addEventListener('loadedmetadata', (e) => {
-    const v = inPlayer(e);
-    if (!v || (v.videoWidth === 0 && unshown())) return;
-    const mark = document.querySelector('#seek-to [data-t]');
-    const t = mark ? parseFloat(mark.dataset.t) : 0;
+    const p = playerOf(e);
+    if (!p) return;
+    const [v, mark, button] = p;
+    if (v.videoWidth === 0 && unshown(mark, button)) return;
+    const at = document.querySelector(mark + ' [data-t]');
+    const t = at ? parseFloat(at.dataset.t) : 0;
     if (t > 0 && t < v.duration) v.currentTime = t;
   }, true);
-  document.addEventListener('error', (e) => { if (inPlayer(e)) unshown(); }, true);
+  document.addEventListener('error', (e) => { const p = playerOf(e); if (p) unshown(p[1], p[2]); }, true);
 }
 """
 # Runs when the page loads: the kinds of video its browser plays besides those every browser plays
@@ -158,6 +163,15 @@ def _message(e: BaseException) -> str:
         return f"No space left on the disk of {where}: free some space, then try again."
     logger.exception("unexpected error in the app")
     return f"Something went wrong ({type(e).__name__}). The details are in the server's log."
+
+
+def _player_mark(clip, copy: bool = True, t: float | None = None) -> str:
+    """The hidden mark beside a player that PAGE_JS reads when its clip loads: the second to seek to (``t``), and
+    whether the clip is its source's own packets (:func:`app.media.is_copied`; ``copy=False``: a transcode was
+    asked for)."""
+    copied = ' data-copied="1"' if copy and is_copied(clip) else ""
+    attributes = (f' data-t="{t:.3f}"' if t is not None else "") + copied
+    return f"<span{attributes}></span>" if attributes else ""
 
 
 def _warn(msg: str) -> str:
@@ -399,10 +413,14 @@ class _Handlers:
         gallery, _, view = self.show(results, order)
         return _marked_gallery(gallery, _position_in(view, selected)), view
 
-    def on_example(self, example):
-        """Show the example and say that it replaces the words."""
+    def on_example(self, example, plays=""):
+        """Show the example and say that it replaces the words. A clip is shown as :meth:`IndexService.example_clip`
+        makes it for the kinds of video the page said its browser plays (``plays``), marked in ``#example-mark``
+        where it is the source's own packets (the page asks again, :meth:`on_example_unplayed`, if it shows no
+        pictures)."""
+        hidden = gr.update(value=None, visible=False)
         if not example:
-            return gr.update(value=None, visible=False), gr.update(value=None, visible=False), ""
+            return hidden, hidden, "", ""
         note = (f"Searching by the example {literal(os.path.basename(example))}: the words above are not used "
                 "while an example is set.")
         if os.path.splitext(example)[1].lower() in IMAGE_EXTENSIONS and not is_animation(example):
@@ -410,10 +428,20 @@ class _Handlers:
                 picture = example_picture(example)
             except ValueError as e:  # said at once, where the browser showed a broken picture
                 note = f"The example {literal(os.path.basename(example))} cannot be used: {literal(str(e))}."
-                return gr.update(value=None, visible=False), gr.update(value=None, visible=False), note
-            return gr.update(value=picture, visible=True), gr.update(value=None, visible=False), note
-        clip = self.service.example_clip(example)  # what a browser plays
-        return gr.update(value=None, visible=False), gr.update(value=clip, visible=True), note
+                return hidden, hidden, note, ""
+            return gr.update(value=picture, visible=True), hidden, note, ""
+        clip = self.service.example_clip(example, plays=said_plays(plays))  # what the browser plays
+        return hidden, gr.update(value=clip, visible=True), note, _player_mark(clip)
+
+    def on_example_unplayed(self, example, plays):
+        """The browser showed no pictures of the example clip made of its own packets (a kind it said it plays, yet
+        does not): the clip again, transcoded, and that kind of video no longer copied for this page."""
+        from app.media import kind_of
+
+        plays = " ".join(sorted(said_plays(plays) - {kind_of(example) if example else None}))
+        if not example:
+            return gr.update(value=None, visible=False), "", plays
+        return gr.update(value=self.service.example_clip(example, copy=False), visible=True), "", plays
 
     # ----------------------------------------------------------------------------------- player and export
     def on_select(self, results, view, evt: gr.SelectData):
@@ -452,9 +480,8 @@ class _Handlers:
             clip, offset = self.service.preview(m, plays=said_plays(plays), copy=copy)
         except Exception as e:  # noqa: BLE001
             return empty, _warn(_message(e)), "", "", gr.update(value=""), gr.update(value=""), -1
-        copied = ' data-copied="1"' if copy and is_copied(clip) else ""
-        return (gr.update(value=clip, label=f"{m.name} from {clock(m.start)}"), kept,
-                f'<span data-t="{offset:.3f}"{copied}></span>', kept, kept, kept, kept)
+        return (gr.update(value=clip, label=f"{m.name} from {clock(m.start)}"), kept, _player_mark(clip, copy, offset),
+                kept, kept, kept, kept)
 
     def on_unplayed(self, results, selected, plays):
         """The browser showed no pictures of the selected moment's preview made of its source's own packets (its
@@ -706,6 +733,8 @@ def _results_and_player(ui: SimpleNamespace) -> None:
             ui.seek_to = gr.HTML(elem_id="seek-to", visible="hidden")
             ui.plays = gr.Textbox(elem_id="plays", visible="hidden")  # what the browser plays (PLAYS_JS)
             ui.unplayed = gr.Button(elem_id="unplayed", visible="hidden")  # clicked by PAGE_JS
+            ui.example_mark = gr.HTML(elem_id="example-mark", visible="hidden")  # the example player's: PAGE_JS
+            ui.example_unplayed = gr.Button(elem_id="example-unplayed", visible="hidden")
             ui.timeline = gr.HTML(elem_id="timeline")
             ui.details = gr.Markdown(elem_id="details")
             ui.like_btn = gr.Button("Moments like this", elem_id="like", size="sm")
@@ -784,8 +813,10 @@ def _search_events(ui: SimpleNamespace, h: _Handlers) -> None:
                         show_progress_on=[ui.export_file])
     ui.export_all_btn.click(h.on_export_all, [ui.results, ui.as_recorded], [ui.export_all_file, ui.export_all_note],
                             api_visibility="private", concurrency_limit=1, show_progress_on=[ui.export_all_note])
-    ui.example.change(h.on_example, [ui.example], [ui.example_image, ui.example_video, ui.example_note],
-                      api_visibility="private")
+    ui.example.change(h.on_example, [ui.example, ui.plays],
+                      [ui.example_image, ui.example_video, ui.example_note, ui.example_mark], api_visibility="private")
+    ui.example_unplayed.click(h.on_example_unplayed, [ui.example, ui.plays], [ui.example_video, ui.example_mark,
+                                                                              ui.plays], api_visibility="private")
 
 
 def _index_events(ui: SimpleNamespace, h: _Handlers, page: gr.Blocks) -> None:

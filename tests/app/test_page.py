@@ -269,7 +269,8 @@ def test_a_browser_is_shown_copies_it_plays_and_transcodes_of_what_it_cannot(bro
     larger than 1080p (here: the limit made smaller than these) are transcoded for it, as it decodes in software, and
     copied where it is made to say its GPU decodes them (AV1; not HEVC, which it still does not play). Before, AV1
     was transcoded as HEVC is, and every video larger than 1080p. The HEVC moment exports as recorded (its own
-    packets) with "Export as recorded" ticked, as H.264 without."""
+    packets) with "Export as recorded" ticked, as H.264 without. The HEVC video set as the example is copied and
+    then transcoded as its moment is (before, always transcoded)."""
     import av
 
     from app import media
@@ -297,18 +298,35 @@ def test_a_browser_is_shown_copies_it_plays_and_transcodes_of_what_it_cannot(bro
         return clip, offset
 
     monkeypatch.setattr(IndexService, "preview", recorded)
+    made_example, examples = IndexService.example_clip, []
+
+    def example_recorded(self, path, *args, **kwargs):
+        clip = made_example(self, path, *args, **kwargs)
+        examples.append(is_copied(clip))
+        return clip
+
+    monkeypatch.setattr(IndexService, "example_clip", example_recorded)
     passes = [  # what the browser is made to say, whether the videos count as larger than 1080p, and for each video
         # whether the previews the app made of its moment, in order, were copies
         (None, False, {"download.mp4": [True], "IMG_0001.MOV": [False]}),
         (SAYS_IT_PLAYS_HEVC, False, {"download.mp4": [True], "IMG_0001.MOV": [True, False]}),
         (None, True, {"download.mp4": [False], "IMG_0001.MOV": [False]}),
         (SAYS_ITS_GPU_DECODES_4K, True, {"download.mp4": [True], "IMG_0001.MOV": [False]}),
+        (SAYS_IT_PLAYS_HEVC, False, {"IMG_0001.MOV": [False]}),  # after the example's copy showed no pictures
     ]
     app = launch_app(str(tmp_path / "videos.idx"), port=free_port(), model=app_model, quiet=True)
     try:
         for number, (says, large, copies) in enumerate(passes):
             monkeypatch.setattr(media, "COPY_MAX_PIXELS", 128 * 96 - 1 if large else 1920 * 1088)
             page = open_page(browser, app.url, tmp_path, init_script=says)
+            if number == 4:  # the HEVC clip set as the example: copied, shown no pictures, then the transcode; and
+                # the page no longer takes HEVC copies for its moments either
+                page.locator("#options").get_by_text("Search by example, filters").click()
+                page.locator("#example input[type=file]").set_input_files(str(folder / "IMG_0001.MOV"))
+                page.wait_for_function("() => { const v = document.querySelector('#example-video video');"
+                                       " return v && v.readyState >= 1 && v.videoWidth === 128; }")
+                shown = page.evaluate("() => document.querySelector('#example-video video').currentSrc")
+                assert examples == [True, False] and ".copy." not in shown, (examples, shown)
             run_search(page, "anything")
             names = [t.split("·")[0].strip() for t in captions(page)]
             for name, copied in copies.items():

@@ -535,6 +535,23 @@ def test_an_example_clip_a_browser_cannot_play_is_shown_cut_to_h264(tmp_path):
     # AV1 (a download's .mp4): Safari plays it only where the device decodes it in hardware
     av1 = write_video(tmp_path / "download.mp4", indexed_frames(30, 64, 64), codec="libsvtav1")  # SVT-AV1: >= 64 high
     assert service.example_clip(str(av1)).startswith(str(service.preview_dir))
+    # an iPhone's HEVC: its own packets for a browser that said it plays HEVC (marked so, for the page to ask again
+    # if it shows no pictures), cut to H.264 for the others and when the page asks again; 8 bits do not stand for 10
+    from app.ui import _Handlers
+
+    handlers = _Handlers(service)
+    iphone = str(tmp_path / "IMG_0001.MOV")
+    for plays, codec in (("hevc h264.10", "hevc"), ("hevc.10", "h264"), ("", "h264")):
+        _, clip, _, mark = handlers.on_example(iphone, plays)
+        assert (clip["value"].endswith(".copy.mp4"), 'data-copied="1"' in mark) == ((codec == "hevc"),) * 2, plays
+        with av.open(clip["value"]) as c:
+            assert c.streams.video[0].codec_context.name == codec, plays
+            shown = [frame_index_of(f.to_ndarray(format="rgb24")) for f in c.decode(video=0)]
+        assert len(shown) == 30 and all(abs(got - want) <= 1 for got, want in zip(shown, range(30))), plays
+    clip, mark, plays = handlers.on_example_unplayed(iphone, "av1 hevc h264@4k")
+    assert plays == "av1 h264@4k" and mark == "" and not clip["value"].endswith(".copy.mp4")
+    with av.open(clip["value"]) as c:
+        assert c.streams.video[0].codec_context.name == "h264"
     hdr = write_hdr_video(tmp_path / "iphone.mov", indexed_frames(10), "hlg")  # tone-mapped, as the model sees it
     interlaced = write_interlaced_video(tmp_path / "camcorder.mkv")  # deinterlaced
     assert all(service.example_clip(str(p)).startswith(str(service.preview_dir)) for p in (hdr, interlaced))
@@ -915,10 +932,10 @@ def test_an_example_picture_vtr_cannot_read_is_said_when_it_is_set(tmp_path):
 
     handlers = _Handlers(IndexService(str(tmp_path / "none.idx"), cache_dir=str(tmp_path / "cache")))
     red = np.full((48, 64, 3), (200, 40, 40), np.uint8)
-    picture, clip, note = handlers.on_example(str(write_tiff(tmp_path / "scan.tif", red, compression=7)))
-    assert picture["visible"] is False and clip["visible"] is False
+    picture, clip, note, mark = handlers.on_example(str(write_tiff(tmp_path / "scan.tif", red, compression=7)))
+    assert picture["visible"] is False and clip["visible"] is False and mark == ""
     assert note.startswith(f"The example {literal('scan.tif')} cannot be used: a TIFF compressed with JPEG")
-    picture, clip, note = handlers.on_example(str(write_tiff(tmp_path / "page.tif", red)))
+    picture, clip, note, mark = handlers.on_example(str(write_tiff(tmp_path / "page.tif", red)))
     assert picture["visible"] is True and np.array_equal(picture["value"], red) and "not used" in note
 
 
