@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from vtr.atomic import atomic_path, write_bytes_atomic
-from vtr.data.cut import copied_stream, cut_clip, video_kind
+from vtr.data.cut import HDR_TRANSFERS, copied_stream, cut_clip, video_kind
 from vtr.errors import VtrError, disk_full
 
 logger = logging.getLogger(__name__)
@@ -179,12 +179,43 @@ PLAYED_IF_SAID = {"hevc": "hvc1.1.6.L123.B0", "hevc.10": "hvc1.2.4.L123.B0", "av
 LARGE_ASKED = {"h264": "avc1.640034", "vp9": "vp09.00.51.08", "hevc": "hvc1.1.6.L156.B0",
                "hevc.10": "hvc1.2.4.L156.B0", "av1": "av01.0.13M.08", "av1.10": "av01.0.13M.10"}
 LARGE = "@4k"
+#: The 10-bit kinds HDR video comes in (an iPhone's HEVC in HLG, an Android phone's HEVC in HDR10, a YouTube
+#: download's VP9 or AV1 in PQ), each with its codec string at 1080p60's level. For each transfer
+#: (:data:`vtr.data.cut.HDR_TRANSFERS`) the page asks ``mediaCapabilities.decodingInfo`` whether its browser decodes
+#: and shows that kind in that HDR (the transfer and BT.2020's gamut; the browser tone-maps it for an SDR screen, as
+#: Safari and Chrome do), and says "hevc.10+hlg" where it does; at 4K60 too, for the kinds of :data:`LARGE_ASKED`
+#: ("hevc.10+hlg@4k", where the machine decodes it in hardware). A browser that answers without weighing the transfer
+#: (one that does not know the question's ``transferFunction``) is asked no HDR question.
+HDR_ASKED = {"hevc.10": "hvc1.2.4.L123.B0", "av1.10": "av01.0.09M.10", "vp9.10": "vp09.02.41.10"}
+
+
+def _media_questions() -> list[dict]:
+    """What the page asks ``mediaCapabilities.decodingInfo`` (``app.ui.PLAYS_JS``): for each word it says when the
+    answer is "supported" (and "power efficient" where ``efficient``), a file of ``codec`` in an MP4 at ``width`` ×
+    ``height``, ``framerate`` and ``bitrate``, in the HDR ``transfer`` (None: SDR)."""
+    def asked(word, codec, large, transfer=None):
+        return {"word": word, "codec": codec, "width": 3840 if large else 1920, "height": 2160 if large else 1080,
+                "bitrate": LARGE_MAX_BITS if large else COPY_MAX_BITS, "framerate": 60, "transfer": transfer,
+                "efficient": large}
+
+    questions = [asked(kind + LARGE, codec, True) for kind, codec in LARGE_ASKED.items()]
+    for kind, codec in HDR_ASKED.items():
+        for suffix in HDR_TRANSFERS.values():
+            questions.append(asked(kind + suffix, codec, False, suffix.lstrip("+")))
+            if kind in LARGE_ASKED:
+                questions.append(asked(kind + suffix + LARGE, LARGE_ASKED[kind], True, suffix.lstrip("+")))
+    return questions
+
+
+#: What the page asks ``mediaCapabilities`` (:func:`_media_questions`)
+MEDIA_ASKED = _media_questions()
 
 
 def said_plays(words: str | None) -> frozenset:
     """The kinds of video in the page's word for what its browser plays (names separated by spaces): those of
-    :data:`PLAYED_IF_SAID`, and those of :data:`LARGE_ASKED` followed by :data:`LARGE`; other words are ignored."""
-    known = PLAYED_IF_SAID.keys() | {kind + LARGE for kind in LARGE_ASKED}
+    :data:`PLAYED_IF_SAID`, and those it asks ``mediaCapabilities`` about (:data:`MEDIA_ASKED`: "h264@4k",
+    "hevc.10+hlg"); other words are ignored."""
+    known = PLAYED_IF_SAID.keys() | {question["word"] for question in MEDIA_ASKED}
     return frozenset(str(words or "").split()) & known
 
 
@@ -228,12 +259,12 @@ def is_copied(clip) -> bool:
 
 def _browser_stream(container, kinds: frozenset = BROWSER_KINDS):
     """The main video stream of the opened ``container`` where a browser that plays the kinds of video ``kinds``
-    (:func:`vtr.data.cut.video_kind`) shows it as players do: neither HDR, shown washed out where the model sees it
-    tone-mapped, nor interlaced, combed; else None."""
+    (:func:`vtr.data.cut.video_kind`: not HDR, shown washed out where the model sees it tone-mapped, as none of
+    :data:`BROWSER_KINDS` is) shows it as players do: not interlaced, combed; else None."""
     from vtr.data.video import main_video_stream, stream_flags
 
     stream = main_video_stream(container)
-    if stream is None or any(stream_flags(stream)) or video_kind(stream) not in kinds:
+    if stream is None or stream_flags(stream)[1] or video_kind(stream) not in kinds:
         return None
     return stream
 
@@ -267,9 +298,9 @@ def browser_plays(path: str) -> bool:
 def copy_plan(path: str, plays: frozenset = frozenset()) -> str | None:
     """The container (``"mp4"`` or ``"webm"``) a moment of the video at ``path`` is previewed in as its own packets
     (:func:`moment_preview`), None where it is transcoded instead. Copied: a video whose pictures every browser plays
-    (:data:`BROWSER_KINDS`) or the browser said it plays (``plays``: :data:`PLAYED_IF_SAID`), as
-    :func:`vtr.data.cut.copied_stream` takes them (from a container that indexes its packets, square pixels, neither
-    HDR nor interlaced), with sound as :func:`vtr.data.cut.copy_container` pairs it (H.264, VP9, HEVC or AV1 with AAC
+    (:data:`BROWSER_KINDS`) or the browser said it plays (``plays``: :data:`PLAYED_IF_SAID`; an HDR kind where it said
+    it shows that HDR, :data:`HDR_ASKED`), as :func:`vtr.data.cut.copied_stream` takes them (from a container that
+    indexes its packets, square pixels, not interlaced), with sound as :func:`vtr.data.cut.copy_container` pairs it (H.264, VP9, HEVC or AV1 with AAC
     or MP3 into an MP4, VP8 or VP9 with Opus or Vorbis into a WebM; other sound encoded to AAC in an MP4), of at most
     :data:`COPY_MAX_PIXELS` a frame and :data:`COPY_MAX_BITS` a second. A 4K or camera-bitrate video (up to
     :data:`LARGE_MAX_PIXELS` and :data:`LARGE_MAX_BITS`) is copied for a browser that decodes its kind in hardware

@@ -24,7 +24,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # the app never call
 
 import gradio as gr  # noqa: E402
 
-from app.media import LARGE, LARGE_ASKED, LARGE_MAX_BITS, PLAYED_IF_SAID, is_copied, said_plays  # noqa: E402
+from app.media import MEDIA_ASKED, PLAYED_IF_SAID, is_copied, said_plays  # noqa: E402
 from app.service import IndexService, Moment, clock, group_by_video, parse_seconds, recorded_text  # noqa: E402
 from vtr.data.animation import is_animation  # noqa: E402
 from vtr.data.extensions import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS  # noqa: E402
@@ -95,26 +95,35 @@ PAGE_JS = """
 }
 """
 # Runs when the page loads: the kinds of video its browser plays besides those every browser plays
-# (app.media.PLAYED_IF_SAID, asked of canPlayType), and those its machine decodes in hardware at 4K60
-# (app.media.LARGE_ASKED, asked of mediaCapabilities; a browser without it says none), into #plays, for the previews
-# (app.media.copy_plan).
+# (app.media.PLAYED_IF_SAID, asked of canPlayType), those its machine decodes in hardware at 4K60, and the HDR ones it
+# shows (app.media.MEDIA_ASKED, asked of mediaCapabilities; a browser without it says none), into #plays, for the
+# previews (app.media.copy_plan). A browser that does not know mediaCapabilities' transferFunction ignores it and
+# answers for SDR: asked for a transfer that does not exist, one that knows the question refuses it (a TypeError), and
+# only such a browser is asked about HDR.
 PLAYS_JS = """
 async () => {
   const v = document.createElement('video');
   const said = Object.entries(%s).filter(
     ([kind, codec]) => v.canPlayType('video/mp4; codecs="' + codec + ', mp4a.40.2"') === 'probably');
-  const large = await Promise.all(Object.entries(%s).map(async ([kind, codec]) => {
+  const caps = navigator.mediaCapabilities;
+  const ask = (q, transfer) => caps.decodingInfo({type: 'file', video: Object.assign({
+    contentType: 'video/mp4; codecs="' + q.codec + '"', width: q.width, height: q.height, bitrate: q.bitrate,
+    framerate: q.framerate}, transfer ? {transferFunction: transfer, colorGamut: 'rec2020'} : {})});
+  const questions = %s;
+  const weighsHdr = caps ? await ask(questions[0], 'no-such-transfer').then(() => false, (e) => e instanceof TypeError)
+                         : false;
+  const answered = await Promise.all(questions.map(async (q) => {
+    if (!caps || (q.transfer && !weighsHdr)) return null;
     try {
-      const r = await navigator.mediaCapabilities.decodingInfo({type: 'file', video: {
-        contentType: 'video/mp4; codecs="' + codec + '"', width: 3840, height: 2160, bitrate: %d, framerate: 60}});
-      return r.supported && r.powerEfficient ? kind + %s : null;
+      const r = await ask(q, q.transfer);
+      return r.supported && (r.powerEfficient || !q.efficient) ? q.word : null;
     } catch (e) {
       return null;
     }
   }));
-  return [said.map(([kind]) => kind).concat(large.filter((kind) => kind)).join(' ')];
+  return [said.map(([kind]) => kind).concat(answered.filter((word) => word)).join(' ')];
 }
-""" % (json.dumps(PLAYED_IF_SAID), json.dumps(LARGE_ASKED), LARGE_MAX_BITS, json.dumps(LARGE))
+""" % (json.dumps(PLAYED_IF_SAID), json.dumps(MEDIA_ASKED))
 # On a selection, bring the player into view: on a phone-width screen it sits below the whole gallery.
 SCROLL_TO_PLAYER_JS = """
 (...args) => {

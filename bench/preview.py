@@ -12,11 +12,12 @@ HEVC and 4K), as measured here, transcoded for the others (the "transcoded" colu
 a moving picture (smooth gradients and shapes, as footage is, not noise) as H.264 at 1080p30, 1080p60 and 4K60, a
 keyframe each second as phones write, each ``--seconds`` long (at least 30); at 1080p30 with a camera's sound, 48
 kHz stereo PCM in a MOV (Canon's, Panasonic's, Fujifilm's), which the app copies with only its sound encoded to AAC;
-and at 1080p30 as an iPhone's HEVC with AAC sound in a MOV. Each row is the median of ``--repeats`` previews, each
-into an empty cache, after one to warm up. Also the converter alone: a 4K frame scaled to 854x480, one context per
-call against one for all.
+and at 1080p30 as an iPhone's HEVC with AAC sound in a MOV, in SDR and in HDR (10-bit HLG, the iPhone's default,
+whose transcode is tone-mapped; copied for a browser that shows HLG: Safari, Chrome). Each row is the median of
+``--repeats`` previews, each into an empty cache, after one to warm up. Also the converter alone: a 4K frame scaled
+to 854x480, one context per call against one for all.
 
-    python -m bench.preview                      # 1080p30, 1080p60, 4K60, 1080p30 with PCM sound, 1080p30 HEVC
+    python -m bench.preview        # 1080p30, 1080p60, 4K60, 1080p30 with PCM sound, 1080p30 HEVC (SDR, HLG)
     python -m bench.preview --sources 4k60 --repeats 5
 """
 
@@ -45,25 +46,34 @@ from av.video.reformatter import VideoReformatter as _CONVERTER  # noqa: E402  (
 #: name: (width, height, frames a second, sound codec or None, file type[, video encoder: libx264 unless named])
 SOURCES = {"1080p30": (1920, 1080, 30, None, ".mp4"), "1080p60": (1920, 1080, 60, None, ".mp4"),
            "4k60": (3840, 2160, 60, None, ".mp4"), "1080p30-pcm": (1920, 1080, 30, "pcm_s16le", ".MOV"),
-           "1080p30-hevc": (1920, 1080, 30, "aac", ".MOV", "libx265")}
+           "1080p30-hevc": (1920, 1080, 30, "aac", ".MOV", "libx265"),
+           "1080p30-hlg": (1920, 1080, 30, "aac", ".MOV", "libx265", "hlg")}
 
 
 def write_source(path: Path, width: int, height: int, fps: int, seconds: float, sound: str | None = None,
-                 video: str = "libx264") -> None:
+                 video: str = "libx264", transfer: str | None = None) -> None:
     """``seconds`` of a moving picture as H.264 (x264 ultrafast, crf 20, a keyframe each second; or ``video``, as
     HEVC: x265 likewise): a gradient sliding under a moving box, drawn at a quarter of the size and scaled up (smooth,
     as footage is; drawing 4K frames in numpy took minutes). ``sound``: a codec for 48 kHz stereo sound beside it (a
-    tone under noise), written a second at a time between the pictures, as a camera interleaves them."""
+    tone under noise), written a second at a time between the pictures, as a camera interleaves them. ``transfer``
+    ("hlg", "pq"): in 10 bits, tagged HDR as a phone tags it (BT.2020; the pictures are the SDR ones, which is all a
+    timing needs)."""
     import av
+
+    from vtr.data.hdr import BT2020_PRIMARIES, HLG, PQ
 
     w, h = width // 4, height // 4
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    pix_fmt = "yuv420p10le" if transfer else "yuv420p"
     with av.open(str(path), "w") as c:
         s = c.add_stream(video, rate=fps)
-        s.width, s.height, s.pix_fmt = width, height, "yuv420p"
+        s.width, s.height, s.pix_fmt = width, height, pix_fmt
         s.options = {"preset": "ultrafast", "crf": "20", "g": str(fps)}  # a keyframe each second, as phones write
         if video == "libx265":
             s.options["x265-params"] = "log-level=error"
+        if transfer:
+            cc = s.codec_context
+            cc.color_primaries, cc.colorspace, cc.color_trc = BT2020_PRIMARIES, 9, {"hlg": HLG, "pq": PQ}[transfer]
         a = c.add_stream(sound, rate=48000, layout="stereo") if sound else None
         rng = np.random.default_rng(0)
         for i in range(int(seconds * fps)):
@@ -82,7 +92,7 @@ def write_source(path: Path, width: int, height: int, fps: int, seconds: float, 
             x = int((i * 2 * w / 480) % (w - w // 8))
             img[h // 3: h // 3 + h // 8, x: x + w // 8] = (240, 240, 240)
             frame = av.VideoFrame.from_ndarray(img, format="rgb24").reformat(width=width, height=height,
-                                                                             format="yuv420p")
+                                                                             format=pix_fmt)
             frame.pts, frame.time_base = i, Fraction(1, fps)
             for packet in s.encode(frame):
                 c.mux(packet)
@@ -104,7 +114,8 @@ def preview_seconds(path: Path, how: str, repeats: int) -> tuple[float, int, flo
     each into an empty cache, after one to warm up. ``how``: "before" (a converter per frame, at the source's rate,
     ``veryfast``), "transcoded" (:func:`app.media.make_preview`) or "app" (:func:`app.media.moment_preview`, as the
     app makes it for a browser that plays every kind of video some browsers play, :data:`app.media.PLAYED_IF_SAID`,
-    on a machine that decodes them in hardware at 4K, :data:`app.media.LARGE_ASKED`: copied up to 4K)."""
+    shows their HDR, on a machine that decodes them in hardware at 4K, :data:`app.media.MEDIA_ASKED`: copied up to
+    4K, HDR too)."""
     import av
 
     import app.media
@@ -114,7 +125,7 @@ def preview_seconds(path: Path, how: str, repeats: int) -> tuple[float, int, flo
     start, end = 12.0, 20.0
     cut = max(0.0, start - CONTEXT_S)
     times, frames, size, copied = [], 0, 0.0, False
-    plays = frozenset(app.media.PLAYED_IF_SAID) | {kind + app.media.LARGE for kind in app.media.LARGE_ASKED}
+    plays = frozenset(app.media.PLAYED_IF_SAID) | {question["word"] for question in app.media.MEDIA_ASKED}
     patches = (mock.patch("av.video.reformatter.VideoReformatter", _ConverterPerCall),
                mock.patch.object(app.media, "PREVIEW_MAX_RATE", None),
                mock.patch.object(app.media, "PREVIEW_PRESET", "veryfast")) if how == "before" else (nullcontext(),) * 3
@@ -210,8 +221,8 @@ def main(argv=None) -> int:
                 per_call, shared, same = converter_ms(path)
                 converter = {"source": name, "per_call_ms": per_call, "shared_ms": shared, "same_bits": same}
     load = f"load {load_before:.2f} before, {os.getloadavg()[0]:.2f} after"
-    print(f"\npreview of the moment at 12-20 s (cut 2-30 s); the app for a browser that plays HEVC, on a GPU that "
-          f"decodes 4K; median of {args.repeats}; {load}")
+    print(f"\npreview of the moment at 12-20 s (cut 2-30 s); the app for a browser that plays HEVC and shows HDR, "
+          f"on a GPU that decodes 4K; median of {args.repeats}; {load}")
     print("\n| source | before: s | frames | transcoded: s | frames | MB | the app now: s | how | frames | MB | "
           "before / transcoded | transcoded / the app now |")
     print("|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|")

@@ -251,6 +251,44 @@ SAYS_ITS_GPU_DECODES_4K = """(() => {
 })();"""
 
 
+#: Makes Chromium's mediaCapabilities answer as a browser that shows HLG (not PQ) does: it knows the transfer
+#: question (refuses a transfer that does not exist, as Chromium does) and decodes every kind, in software
+SAYS_IT_SHOWS_HLG = """(() => {
+  navigator.mediaCapabilities.decodingInfo = async (config) => {
+    const transfer = config.video.transferFunction;
+    if (transfer !== undefined && !['srgb', 'pq', 'hlg'].includes(transfer)) throw new TypeError('not a transfer');
+    return {supported: transfer !== 'pq', smooth: true, powerEfficient: false};
+  };
+})();"""
+#: ... and as one that answers without weighing the transfer: "supported", whatever it is asked
+ANSWERS_BLIND_TO_HDR = """(() => {
+  navigator.mediaCapabilities.decodingInfo = async () => ({supported: true, smooth: true, powerEfficient: true});
+})();"""
+
+
+def test_the_page_says_which_hdr_videos_its_browser_shows(browser, tmp_path):
+    """The page asks mediaCapabilities whether its browser shows each HDR kind of video (HLG, PQ), and says so only
+    where the browser weighs the question: this Chromium (which shows no HDR here) says no HDR word; made to show
+    HLG, it says the HLG words at 1080p (not at 4K: not decoded in hardware) and no PQ one; a browser that answers
+    "supported" to anything, the transfer unread, is asked nothing about HDR (its 4K answers stand)."""
+    from app.media import MEDIA_ASKED
+    from app.ui import PLAYS_JS
+
+    hdr = {q["word"] for q in MEDIA_ASKED if q["transfer"]}
+    large = {q["word"] for q in MEDIA_ASKED if q["efficient"] and not q["transfer"]}
+    said = {}
+    for name, init in (("chromium", None), ("hlg", SAYS_IT_SHOWS_HLG), ("blind", ANSWERS_BLIND_TO_HDR)):
+        page = browser.new_page()
+        if init:
+            page.add_init_script(init)
+        page.goto("about:blank")
+        said[name] = set(page.evaluate(PLAYS_JS)[0].split())
+        page.close()
+    assert not said["chromium"] & hdr, said["chromium"]
+    assert said["hlg"] & hdr == {"hevc.10+hlg", "av1.10+hlg", "vp9.10+hlg"}, said["hlg"]
+    assert not said["blind"] & hdr and large <= said["blind"], said["blind"]
+
+
 def _shown(page) -> dict:
     """What the player shows once it plays: its clip's name and its pictures' width (0: sound alone)."""
     page.wait_for_function("() => { const v = document.querySelector('#player video');"

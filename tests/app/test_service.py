@@ -246,6 +246,37 @@ def test_a_moment_in_a_codec_the_browser_said_it_plays_is_copied_for_it(tmp_path
     assert not is_copied(clip) and begin == 3.3 and kind_of(str(clip)) == "h264"
 
 
+@pytest.mark.parametrize("transfer", ["hlg", "pq"])
+def test_an_hdr_moment_is_copied_for_a_browser_that_shows_that_hdr(tmp_path, monkeypatch, transfer):
+    """An iPhone's HDR HEVC (HLG, its default since the iPhone 12), an Android phone's HDR10 (PQ): the browser that
+    said it shows that HDR ("hevc.10+hlg": ``app.ui.PLAYS_JS`` asks ``mediaCapabilities``) gets the video's own
+    packets, its transfer and BT.2020 kept; one that plays 10-bit HEVC in SDR alone, or the other transfer, gets
+    the transcode, tone-mapped to SDR as the model sees it (before: every HDR moment, seconds on two cores). Larger
+    than 1080p, copied only for "hevc.10+hlg@4k"."""
+    import app.media
+    from app.media import copy_plan, is_copied, kind_of, moment_preview
+    from tests.videos import write_hdr_video
+
+    src = write_hdr_video(tmp_path / "IMG_0002.MOV", indexed_frames(40, 64, 96), transfer, fps=10)
+    kind, other = f"hevc.10+{transfer}", "hevc.10+" + ({"hlg": "pq", "pq": "hlg"}[transfer])
+    assert kind_of(str(src)) == kind
+    assert copy_plan(str(src)) is None and copy_plan(str(src), frozenset({"hevc.10", "hevc", other})) is None
+    assert copy_plan(str(src), frozenset({kind})) == "mp4"
+    clip, begin = moment_preview(str(src), 2.0, 3.0, tmp_path / "cache", tail_s=0.0, plays=frozenset({kind}))
+    assert is_copied(clip) and packets_of(clip) == packets_of(src)[round(begin * 10):][:len(packets_of(clip))]
+    with av.open(str(clip)) as c:
+        cc = c.streams.video[0].codec_context
+        assert (c.streams.video[0].codec_tag, cc.color_trc, cc.color_primaries) == ("hvc1", {"hlg": 18, "pq": 16}[
+            transfer], 9)
+    clip, _ = moment_preview(str(src), 2.0, 3.0, tmp_path / "cache", tail_s=0.0, plays=frozenset({"hevc.10"}))
+    with av.open(str(clip)) as c:  # tone-mapped: SDR H.264
+        cc = c.streams.video[0].codec_context
+        assert not is_copied(clip) and (cc.name, cc.color_trc) in (("h264", 1), ("h264", 2)), (cc.name, cc.color_trc)
+    monkeypatch.setattr(app.media, "COPY_MAX_PIXELS", 64 * 96 - 1)
+    assert kind_of(str(src)) == kind + "@4k" and copy_plan(str(src), frozenset({kind})) is None
+    assert copy_plan(str(src), frozenset({kind, kind + "@4k"})) == "mp4"
+
+
 def test_a_video_larger_than_1080p_is_copied_for_a_browser_whose_gpu_decodes_it(tmp_path, monkeypatch):
     """A phone's 4K, an action camera's bitrate (here: the limits made smaller than this video's size, then its
     rate): cut to 854 wide for a browser that decodes in software (two cores may not keep up with the source), as

@@ -1,7 +1,7 @@
 """bench.preview on the smallest cases: it runs, the 60 fps source's transcoded preview holds half the frames (at 30
 fps), the copied one every frame from the keyframe before the cut, the shared converter gives the same bits, a
-camera's MOV with PCM sound is copied with its sound encoded, an iPhone's HEVC is copied (for a browser that plays it),
-and it writes the table and its JSON."""
+camera's MOV with PCM sound is copied with its sound encoded, an iPhone's HDR HEVC is copied (for a browser that
+plays it and shows its HDR), and it writes the table and its JSON."""
 
 import json
 
@@ -11,7 +11,7 @@ def test_the_bench_runs_and_thins_a_60_fps_preview(tmp_path, capsys, monkeypatch
 
     monkeypatch.setitem(bench.SOURCES, "tiny60", (96, 64, 60, None, ".mp4"))
     monkeypatch.setitem(bench.SOURCES, "tinypcm", (96, 64, 30, "pcm_s16le", ".MOV"))
-    monkeypatch.setitem(bench.SOURCES, "tinyhevc", (96, 64, 30, "aac", ".MOV", "libx265"))
+    monkeypatch.setitem(bench.SOURCES, "tinyhevc", (96, 64, 30, "aac", ".MOV", "libx265", "hlg"))
     out = tmp_path / "preview.json"
     assert bench.main(["--sources", "tiny60,tinypcm,tinyhevc", "--seconds", "31", "--repeats", "1",
                        "--out", str(out)]) == 0

@@ -98,18 +98,24 @@ COPIED_DEMUXERS = frozenset({"mov", "mp4", "matroska", "webm"})
 #: "hevc") or 10 (".10": "hevc.10", an iPhone's SDR HEVC in 10 bits, a camera's High 10 H.264). A camera's 4:2:2 or
 #: a screen capture's 4:4:4 is not: its moments are cut to H.264 as other videos are.
 KIND_FORMATS = {"yuv420p": "", "yuvj420p": "", "yuv420p10le": ".10"}
+#: What an HDR video's transfer adds to its kind (:func:`video_kind`): "+hlg" (an iPhone's HDR, Dolby Vision 8.4's
+#: base, broadcast HDR), "+pq" (HDR10, HDR10+, a YouTube download's HDR). A player that shows SDR alone shows either
+#: washed out, so such a video is copied only for a player that said it shows that HDR kind.
+HDR_TRANSFERS = {HLG: "+hlg", PQ: "+pq"}
 #: The kind of video (:func:`video_kind`) every player plays: H.264 in 8-bit 4:2:0 (the Main and High profiles)
 PLAYED_EVERYWHERE = "h264"
 
 
 def video_kind(stream) -> str | None:
-    """What a player must decode to show the PyAV video ``stream``'s own packets: its codec's name, with ".10" for
-    10-bit pictures (:data:`KIND_FORMATS`: "h264", "h264.10", "hevc", "av1.10"); None where its pictures are not
-    4:2:0 (a camera's 4:2:2), which players may not decode."""
+    """What a player must decode and show for the PyAV video ``stream``'s own packets: its codec's name, with ".10" for
+    10-bit pictures (:data:`KIND_FORMATS`: "h264", "h264.10", "hevc", "av1.10") and its transfer for HDR pictures
+    (:data:`HDR_TRANSFERS`: "hevc.10+hlg", an iPhone's default); None where its pictures are not 4:2:0 (a camera's
+    4:2:2), which players may not decode."""
     from vtr.data.video import codec_name
 
-    suffix = KIND_FORMATS.get(stream.codec_context.pix_fmt)
-    return None if suffix is None else codec_name(stream) + suffix
+    cc = stream.codec_context
+    suffix = KIND_FORMATS.get(cc.pix_fmt)
+    return None if suffix is None else codec_name(stream) + suffix + HDR_TRANSFERS.get(cc.color_trc, "")
 
 
 def _indexes_packets(container) -> bool:
@@ -119,16 +125,16 @@ def _indexes_packets(container) -> bool:
 
 def copied_stream(container, kinds):
     """The main video stream of the opened PyAV ``container`` where a player that plays the kinds of video ``kinds``
-    (:func:`video_kind`) shows a clip of its own packets (:func:`copy_clip`) as the video looks: read from a container
-    that indexes its packets (:data:`COPIED_DEMUXERS`), with square pixels (else shown squared by the transcode),
-    neither HDR (tone-mapped by the transcode, shown washed out as it is) nor interlaced (deinterlaced by the
-    transcode, combed as it is); else None."""
+    (:func:`video_kind`; an HDR kind where it shows that HDR, else the transcode tone-maps it) shows a clip of its own
+    packets (:func:`copy_clip`) as the video looks: read from a container that indexes its packets
+    (:data:`COPIED_DEMUXERS`), with square pixels (else shown squared by the transcode), not interlaced (deinterlaced
+    by the transcode, combed as it is); else None."""
     from vtr.data.video import main_video_stream, pixel_aspect_of, stream_flags
 
     if not _indexes_packets(container):
         return None
     stream = main_video_stream(container)
-    if stream is None or video_kind(stream) not in kinds or any(stream_flags(stream)):
+    if stream is None or video_kind(stream) not in kinds or stream_flags(stream)[1]:
         return None
     return stream if pixel_aspect_of(stream) == 1.0 else None
 
