@@ -297,17 +297,18 @@ def browser_plays(path: str) -> bool:
 
 def copy_plan(path: str, plays: frozenset = frozenset()) -> str | None:
     """The container (``"mp4"`` or ``"webm"``) a moment of the video at ``path`` is previewed in as its own packets
-    (:func:`moment_preview`), None where it is transcoded instead. Copied: a video whose pictures every browser plays
-    (:data:`BROWSER_KINDS`) or the browser said it plays (``plays``: :data:`PLAYED_IF_SAID`; an HDR kind where it said
-    it shows that HDR, :data:`HDR_ASKED`), as :func:`vtr.data.cut.copied_stream` takes them (from a container that
-    indexes its packets, square pixels, not interlaced), with sound as :func:`vtr.data.cut.copy_container` pairs it (H.264, VP9, HEVC or AV1 with AAC
-    or MP3 into an MP4, VP8 or VP9 with Opus or Vorbis into a WebM; other sound encoded to AAC in an MP4), of at most
-    :data:`COPY_MAX_PIXELS` a frame and :data:`COPY_MAX_BITS` a second. A 4K or camera-bitrate video (up to
-    :data:`LARGE_MAX_PIXELS` and :data:`LARGE_MAX_BITS`) is copied for a browser that decodes its kind in hardware
-    (its kind followed by :data:`LARGE` in ``plays``: :data:`LARGE_ASKED`), and cut to 854 wide for the others: a
-    two-core machine's browser plays that smoothly, where it may not decode the source itself in time. An iPhone's
-    H.264 ``.MOV`` (its "Most Compatible" setting) or an OBS recording's Matroska is copied into an MP4, which every
-    browser plays where some refuse the MOV or the MKV itself."""
+    (:func:`moment_preview`), None where it is transcoded instead. Copied: a video whose pictures every browser
+    plays (:data:`BROWSER_KINDS`) or the browser said it plays (``plays``: :data:`PLAYED_IF_SAID`; an HDR kind where
+    it said it shows that HDR, :data:`HDR_ASKED`), as :func:`vtr.data.cut.copied_stream` takes them (from a
+    container that indexes its packets, square pixels, not interlaced), with sound as
+    :func:`vtr.data.cut.copy_container` pairs it (H.264, VP9, HEVC or AV1 with AAC or MP3 into an MP4, VP8 or VP9
+    with Opus or Vorbis into a WebM; other sound encoded to AAC in an MP4), of at most :data:`COPY_MAX_PIXELS` a
+    frame and :data:`COPY_MAX_BITS` a second. A 4K or camera-bitrate video (up to :data:`LARGE_MAX_PIXELS` and
+    :data:`LARGE_MAX_BITS`) is copied for a browser that decodes its kind in hardware (its kind followed by
+    :data:`LARGE` in ``plays``: :data:`LARGE_ASKED`), and cut to 854 wide for the others: a two-core machine's
+    browser plays that smoothly, where it may not decode the source itself in time. An iPhone's H.264 ``.MOV`` (its
+    "Most Compatible" setting) or an OBS recording's Matroska is copied into an MP4, which every browser plays where
+    some refuse the MOV or the MKV itself."""
     import av
 
     from vtr.data.cut import copy_container

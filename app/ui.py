@@ -427,9 +427,11 @@ class _Handlers:
         makes it for the kinds of video the page said its browser plays (``plays``), marked in ``#example-mark``
         where it is the source's own packets (the page asks again, :meth:`on_example_unplayed`, if it shows no
         pictures)."""
-        hidden = gr.update(value=None, visible=False)
+        def hidden():  # a dict each: gradio takes the value out of an update it is given
+            return gr.update(value=None, visible=False)
+
         if not example:
-            return hidden, hidden, "", ""
+            return hidden(), hidden(), "", ""
         note = (f"Searching by the example {literal(os.path.basename(example))}: the words above are not used "
                 "while an example is set.")
         if os.path.splitext(example)[1].lower() in IMAGE_EXTENSIONS and not is_animation(example):
@@ -437,10 +439,10 @@ class _Handlers:
                 picture = example_picture(example)
             except ValueError as e:  # said at once, where the browser showed a broken picture
                 note = f"The example {literal(os.path.basename(example))} cannot be used: {literal(str(e))}."
-                return hidden, hidden, note, ""
-            return gr.update(value=picture, visible=True), hidden, note, ""
+                return hidden(), hidden(), note, ""
+            return gr.update(value=picture, visible=True), hidden(), note, ""
         clip = self.service.example_clip(example, plays=said_plays(plays))  # what the browser plays
-        return hidden, gr.update(value=clip, visible=True), note, _player_mark(clip)
+        return hidden(), gr.update(value=clip, visible=True), note, _player_mark(clip)
 
     def on_example_unplayed(self, example, plays):
         """The browser showed no pictures of the example clip made of its own packets (a kind it said it plays, yet
@@ -824,8 +826,8 @@ def _search_events(ui: SimpleNamespace, h: _Handlers) -> None:
                             api_visibility="private", concurrency_limit=1, show_progress_on=[ui.export_all_note])
     ui.example.change(h.on_example, [ui.example, ui.plays],
                       [ui.example_image, ui.example_video, ui.example_note, ui.example_mark], api_visibility="private")
-    ui.example_unplayed.click(h.on_example_unplayed, [ui.example, ui.plays], [ui.example_video, ui.example_mark,
-                                                                              ui.plays], api_visibility="private")
+    ui.example_unplayed.click(h.on_example_unplayed, [ui.example, ui.plays],
+                              [ui.example_video, ui.example_mark, ui.plays], api_visibility="private")
 
 
 def _index_events(ui: SimpleNamespace, h: _Handlers, page: gr.Blocks) -> None:

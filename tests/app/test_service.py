@@ -966,6 +966,8 @@ def test_an_example_picture_vtr_cannot_read_is_said_when_it_is_set(tmp_path):
     picture, clip, note, mark = handlers.on_example(str(write_tiff(tmp_path / "scan.tif", red, compression=7)))
     assert picture["visible"] is False and clip["visible"] is False and mark == ""
     assert note.startswith(f"The example {literal('scan.tif')} cannot be used: a TIFF compressed with JPEG")
+    picture, clip, note, mark = handlers.on_example(None)  # cleared: both emptied (gradio takes each dict's value)
+    assert picture is not clip and picture["value"] is None is clip["value"] and note == mark == ""
     picture, clip, note, mark = handlers.on_example(str(write_tiff(tmp_path / "page.tif", red)))
     assert picture["visible"] is True and np.array_equal(picture["value"], red) and "not used" in note
 

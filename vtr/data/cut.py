@@ -107,8 +107,8 @@ PLAYED_EVERYWHERE = "h264"
 
 
 def video_kind(stream) -> str | None:
-    """What a player must decode and show for the PyAV video ``stream``'s own packets: its codec's name, with ".10" for
-    10-bit pictures (:data:`KIND_FORMATS`: "h264", "h264.10", "hevc", "av1.10") and its transfer for HDR pictures
+    """What a player must decode and show for the PyAV video ``stream``'s own packets: its codec's name, with ".10"
+    for 10-bit pictures (:data:`KIND_FORMATS`: "h264", "h264.10", "hevc", "av1.10") and its transfer for HDR pictures
     (:data:`HDR_TRANSFERS`: "hevc.10+hlg", an iPhone's default); None where its pictures are not 4:2:0 (a camera's
     4:2:2), which players may not decode."""
     from vtr.data.video import codec_name
