@@ -17,8 +17,14 @@ whose transcode is tone-mapped; copied for a browser that shows HLG: Safari, Chr
 ``--repeats`` previews, each into an empty cache, after one to warm up. Also the converter alone: a 4K frame scaled
 to 854x480, one context per call against one for all.
 
+``--rev REV`` adds a table of the transcodes alone at commit REV (``git archive``) and in this checkout, side by side:
+the preview's (:func:`app.media.make_preview`, 2-30 s) and a whole-size export's (:func:`vtr.data.cut.cut_clip` of
+12.3-20.3 s, at most 1920 wide), each timed in a fresh process of its checkout (after a half-second cut that loads
+it), the two checkouts taking turns, ``--repeats`` times each; wall and CPU seconds (all the process's threads).
+
     python -m bench.preview        # 1080p30, 1080p60, 4K60, 1080p30 with PCM sound, 1080p30 HEVC (SDR, HLG)
     python -m bench.preview --sources 4k60 --repeats 5
+    python -m bench.preview --sources 1080p30-hevc,1080p30-hlg --rev a2ac3af
 """
 
 from __future__ import annotations
@@ -166,6 +172,60 @@ def converter_ms(path: Path, n: int = 40) -> tuple[float, float, bool]:
     return per_call, shared_ms, all(np.array_equal(a, b) for a, b in zip(each, shared))
 
 
+#: A transcode timed in a process of its own checkout (``python -c``, run there): what ("preview" or "export"), the
+#: source, and its span; prints [wall s, CPU s, the file of the vtr it ran]
+_TRANSCODE_WORKER = """
+import json, sys, tempfile, time
+from pathlib import Path
+import vtr
+from app.media import make_preview
+from vtr.data.cut import cut_clip
+what, path, start, end = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
+def timed(start, end):
+    with tempfile.TemporaryDirectory() as folder:
+        t, c = time.perf_counter(), time.process_time()
+        if what == "preview":
+            make_preview(path, start, end, folder, tail_s=10.0, max_seconds=end - start + 10.0)
+        else:
+            cut_clip(path, start, end, Path(folder) / "clip.mp4")
+        return [time.perf_counter() - t, time.process_time() - c]
+timed(0.0, 0.5)
+print(json.dumps(timed(start, end) + [vtr.__file__]))
+"""
+#: The spans the side-by-side transcodes cut: the preview's (the moment at 12-20 s with 10 s either side, the tail
+#: cut at 28 s in all) and an export's (:mod:`bench.export`'s moment)
+_TRANSCODE_SPANS = {"preview": (2.0, 20.0), "export": (12.3, 20.3)}
+
+
+def transcodes_side_by_side(path: Path, rev: str, repeats: int) -> list[dict]:
+    """For the preview's and an export's transcode of ``path``: the median wall and CPU seconds at ``rev`` and in this
+    checkout, each run in a fresh process of its checkout, the two taking turns ``repeats`` times; and the vtr each
+    ran (``rev_vtr``, ``now_vtr``)."""
+    import json
+    import subprocess
+
+    from bench.encoder import checkout_of
+
+    rows = []
+    for what, (start, end) in _TRANSCODE_SPANS.items():
+        times = {rev: [], ".": []}
+        for _ in range(repeats):
+            for tree in (rev, "."):
+                folder = checkout_of(tree)
+                env = dict(os.environ, PYTHONPATH=str(folder))
+                done = subprocess.run([sys.executable, "-c", _TRANSCODE_WORKER, what, str(path), str(start), str(end)],
+                                      cwd=folder, env=env, capture_output=True, text=True, check=False)
+                if done.returncode != 0:
+                    raise SystemExit(f"bench.preview: the {what} at {tree} failed: {done.stderr.strip()[-2000:]}")
+                times[tree].append(json.loads(done.stdout.strip().splitlines()[-1]))
+        (rev_s, rev_cpu), (now_s, now_cpu) = ([statistics.median(col) for col in list(zip(*times[t]))[:2]]
+                                              for t in (rev, "."))
+        rows.append({"what": what, "span": [start, end], "rev_s": rev_s, "rev_cpu_s": rev_cpu, "now_s": now_s,
+                     "now_cpu_s": now_cpu, "speedup": rev_s / now_s, "rev_vtr": times[rev][0][2],
+                     "now_vtr": times["."][0][2]})
+    return rows
+
+
 def how(row: dict) -> str:
     """How the app made a row's preview: transcoded, or copied (with its sound encoded where it is in a codec not
     every browser plays in an MP4, as PCM)."""
@@ -176,14 +236,18 @@ def how(row: dict) -> str:
     return "copied" if sound_copied("mp4", row["sound"]) else "copied, sound to AAC"
 
 
-def parse_args(doc: str, argv, seconds: float, results: str) -> tuple[argparse.Namespace, list[str]]:
+def parse_args(doc: str, argv, seconds: float, results: str,
+               rev: bool = False) -> tuple[argparse.Namespace, list[str]]:
     """The options of a bench over :data:`SOURCES` (``--sources``, ``--seconds``, ``--repeats``, ``--out``: its JSON,
-    ``results`` under bench/results by default), and the sources named."""
+    ``results`` under bench/results by default; ``rev``: ``--rev`` too), and the sources named."""
     ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     ap.add_argument("--sources", default=",".join(SOURCES), help=f"of {', '.join(SOURCES)}")
     ap.add_argument("--seconds", type=float, default=seconds)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / results))
+    if rev:
+        ap.add_argument("--rev", default=None,
+                        help="also time the transcodes alone at this commit and here, side by side")
     args = ap.parse_args(argv)
     names = [s.strip() for s in args.sources.split(",") if s.strip()]
     unknown = [s for s in names if s not in SOURCES]
@@ -204,11 +268,15 @@ def written_sources(names: list[str], folder, seconds: float):
 
 
 def main(argv=None) -> int:
-    args, names = parse_args(__doc__, argv, seconds=32.0, results="preview.json")
+    args, names = parse_args(__doc__, argv, seconds=32.0, results="preview.json", rev=True)
     load_before = os.getloadavg()[0]
-    rows, converter = [], None
+    rows, converter, side_by_side = [], None, []
     with tempfile.TemporaryDirectory() as tmp:
         for name, path, sound in written_sources(names, tmp, args.seconds):
+            if args.rev:
+                for row in transcodes_side_by_side(path, args.rev, args.repeats):
+                    side_by_side.append(dict(row, source=name))
+                    print(side_by_side[-1], flush=True)
             before, before_frames, _, _ = preview_seconds(path, "before", args.repeats)
             now, now_frames, now_mb, _ = preview_seconds(path, "transcoded", args.repeats)
             app_s, app_frames, app_mb, copied = preview_seconds(path, "app", args.repeats)
@@ -233,8 +301,16 @@ def main(argv=None) -> int:
     if converter:
         print(f"\nscaling a {converter['source']} frame to 854x480: {converter['per_call_ms']:.2f} ms with a context "
               f"per call, {converter['shared_ms']:.2f} ms with one for all (same bits: {converter['same_bits']})")
+    if side_by_side:
+        print(f"\nthe transcodes alone at {args.rev} and here, each in a fresh process, taking turns; median of "
+              f"{args.repeats}")
+        print(f"\n| source | transcode | span s | at {args.rev}: s | CPU s | here: s | CPU s | {args.rev} / here |")
+        print("|---|---|---|---:|---:|---:|---:|---:|")
+        for r in side_by_side:
+            print(f"| {r['source']} | {r['what']} | {r['span'][0]:g}-{r['span'][1]:g} | {r['rev_s']:.2f} | "
+                  f"{r['rev_cpu_s']:.2f} | {r['now_s']:.2f} | {r['now_cpu_s']:.2f} | {r['speedup']:.2f}x |")
     write_results(args.out, {"seconds": args.seconds, "repeats": args.repeats, "load": load, "rows": rows,
-                             "converter": converter})
+                             "converter": converter, "rev": args.rev, "side_by_side": side_by_side})
     return 0
 
 

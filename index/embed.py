@@ -15,6 +15,7 @@ from typing import Iterator
 import numpy as np
 
 from index.decode import ChunkResult, DecodePool, DecodeSettings, FileFailure
+from vtr.device import usable_cores
 
 logger = logging.getLogger(__name__)
 
@@ -236,14 +237,6 @@ def embed_chunks(model, files: list[tuple], settings: DecodeSettings, batch_size
     finally:
         torch.set_num_threads(threads_before)
         bar.close()
-
-
-def usable_cores() -> int:
-    """CPU cores this process may run on (its affinity mask, e.g. under taskset or a container's cpuset)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # no sched_getaffinity (macOS, Windows)
-        return max(1, os.cpu_count() or 1)
 
 
 def embed_files(model, files: list[tuple[object, str]], settings: DecodeSettings, batch_size: int | None = None,

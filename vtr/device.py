@@ -6,6 +6,7 @@ a one-line error that says what to use instead, not a traceback from inside torc
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 from vtr.errors import VtrError
@@ -14,6 +15,14 @@ if TYPE_CHECKING:
     import torch
 
 AUTO = "auto"
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, e.g. under taskset or a container's cpuset)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # no sched_getaffinity (macOS, Windows)
+        return max(1, os.cpu_count() or 1)
 
 
 def device_type(device) -> str:

@@ -26,3 +26,22 @@ def test_the_bench_runs_and_thins_a_60_fps_preview(tmp_path, capsys, monkeypatch
     printed = capsys.readouterr().out
     assert "| tiny60 | " in printed and "| tinypcm | " in printed and "| copied, sound to AAC |" in printed
     assert "| tinyhevc | " in printed and printed.count("| copied |") == 2
+
+
+def test_the_transcodes_are_timed_at_another_commit_and_here_side_by_side(tmp_path):
+    """``--rev``: each transcode (the preview's, an export's) runs in a fresh process of each checkout, that commit's
+    code from its own extracted tree."""
+    import subprocess
+
+    import bench.preview as bench
+    from bench.encoder import checkout_of
+
+    head = subprocess.run(["git", "-C", str(bench.ROOT), "rev-parse", "HEAD"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    src = tmp_path / "tiny.mp4"
+    bench.write_source(src, 64, 48, 10, 21.0)
+    rows = bench.transcodes_side_by_side(src, head, repeats=1)
+    assert [r["what"] for r in rows] == ["preview", "export"]
+    for r in rows:
+        assert r["rev_s"] > 0 and r["now_s"] > 0 and r["speedup"] == r["rev_s"] / r["now_s"]
+        assert r["rev_vtr"].startswith(str(checkout_of(head))) and r["now_vtr"].startswith(str(bench.ROOT))

@@ -614,3 +614,78 @@ def test_a_clips_edit_lists_end_at_its_end_in_32_and_64_bit_boxes(tmp_path):
     body = at(b"elst", 1)
     assert struct.unpack_from(">Ii", after, body + 8) == (2000, 0)
     assert struct.unpack_from(">I", after, at(b"tkhd", 1) + 20)[0] == 2000
+
+
+@pytest.mark.parametrize("kind", ["hdr", "sdr"])
+def test_a_transcode_is_the_same_on_one_thread_and_on_several(tmp_path, monkeypatch, kind):
+    """The frames a transcode converts (scaled; an HDR one tone-mapped) on several threads reach the encoder in order,
+    each at its time, the same bit for bit as on one thread; and the clip shows its source's frames in turn. (The
+    encoder's input is compared, not the clip: x264 on its automatic threads does not encode the same frames to the
+    same bits every time.)"""
+    import vtr.data.cut as cut
+    from tests.videos import write_hdr_video
+
+    frames = indexed_frames(40, height=64, width=96)
+    src = (write_hdr_video(tmp_path / "hlg.mp4", frames, "hlg") if kind == "hdr"
+           else write_video(tmp_path / "sdr.mp4", frames, options={"crf": "4", "preset": "ultrafast"}))
+
+    class Encoder:  # what x264 is given
+        def __init__(self):
+            self.given = []
+
+        def encode(self, frame=None):
+            if frame is not None:
+                self.given.append((frame.pts, frame.to_ndarray()))
+            return []
+
+    monkeypatch.setattr("vtr.device.usable_cores", lambda: 4)
+    given = {}
+    for threads in (1, 4):
+        monkeypatch.setattr(cut, "CONVERT_THREADS", threads)
+        encoder = Encoder()
+        with av.open(str(src)) as c:
+            assert cut._copy_video(c, c.streams.video[0], encoder, None, 0.2, 1.4, Fraction(25), 64, 42) == (30, 0.2)
+        given[threads] = encoder.given
+    assert [pts for pts, _ in given[4]] == [i * 3600 for i in range(30)]  # 1/25 s apart, at 90 kHz
+    assert all(a == b and np.array_equal(x, y) for (a, x), (b, y) in zip(given[1], given[4]))
+    cut.cut_clip(str(src), 0.2, 1.4, tmp_path / "clip.mp4", max_width=64)
+    with av.open(str(tmp_path / "clip.mp4")) as c:
+        shown = [frame_index_of(f.to_ndarray(format="rgb24")) for f in c.decode(video=0)]
+    if kind == "sdr":
+        assert shown == list(range(5, 35))
+    else:  # its greys through HDR and back, a level or two off: each within a frame of its own
+        assert len(shown) == 30 and all(abs(i - want) <= 1 for i, want in zip(shown, range(5, 35))), shown
+
+
+def test_frames_converted_on_threads_keep_their_order_and_stop_with_an_error_or_the_consumer():
+    import threading
+    import time
+
+    from vtr.data.cut import _converted
+
+    def slow(i):  # later frames finish first
+        time.sleep(0.002 * (i % 3))
+        return i * 10
+
+    assert list(_converted(((i, i) for i in range(50)), slow, 3)) == [(i * 10, i) for i in range(50)]
+    assert list(_converted(((i, i) for i in range(5)), slow, 1)) == [(i * 10, i) for i in range(5)]
+
+    def broken(i):
+        if i == 7:
+            raise ValueError("frame 7 is damaged")
+        return i
+
+    with pytest.raises(ValueError, match="frame 7"):
+        list(_converted(((i, i) for i in range(50)), broken, 2))
+    seen, lock = [], threading.Lock()
+
+    def counted(i):
+        with lock:
+            seen.append(i)
+        time.sleep(0.01)
+        return i
+
+    taken = _converted(((i, i) for i in range(1000)), counted, 2)
+    assert next(taken) == (0, 0)
+    taken.close()  # the consumer gone (an encoder error): the frames queued are not converted
+    assert len(seen) <= 6

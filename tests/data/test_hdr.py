@@ -100,3 +100,36 @@ def test_the_cut_detection_sees_hdr_video_as_the_windows_do(hdr_video):
     times, frames = detection_frames(str(hdr_video), 0.0, None, fps=5.0, size=(64, 32))
     assert len(frames) >= 1
     assert np.abs(patches(frames[0]) - CHART).max() <= 6, patches(frames[0]).tolist()
+
+
+@pytest.mark.parametrize("transfer", [PQ, HLG])
+@pytest.mark.parametrize("primaries", [9, 1])
+def test_tone_mapping_is_the_standards_formulas(transfer, primaries):
+    """:func:`to_sdr` (tables, rows at a time, the gain and the roll-off as one factor) against the chain written out
+    in float64, pixel by pixel, on every kind of colour (out of BT.709's gamut, over the knee, near black), on a frame
+    whose rows do not fill its last block: a code value apart at most, and rarely."""
+    rng = np.random.default_rng(transfer + primaries)
+    rgb16 = rng.integers(0, 65536, (75, 41, 3)).astype(np.uint16)
+    rgb16[:5] = rng.integers(0, 2000, (5, 41, 3))  # near black, where the output is steep
+    e = rgb16.astype(np.float64) / 65535
+    if transfer == PQ:
+        p = np.power(e, 4096 / (2523 * 128))
+        light = 10000 * np.power(np.maximum(p - 3424 / 4096, 0) / (2413 / 128 - 2392 / 128 * p), 16384 / 2610) / 203
+    else:
+        a = 0.17883277
+        scene = np.where(e <= 0.5, e * e / 3, (np.exp((e - (0.5 - a * np.log(4 * a))) / a) + 1 - 4 * a) / 12)
+        luma = [0.2627, 0.6780, 0.0593] if primaries == 9 else [0.2126, 0.7152, 0.0722]
+        ys = np.maximum(scene @ np.array(luma), 1e-12)[..., None]
+        light = scene * np.power(ys, 0.2) * 1000 / 203
+    if primaries == 9:
+        light = light @ np.array([[1.660491, -0.587641, -0.072850], [-0.124551, 1.132900, -0.008349],
+                                  [-0.018151, -0.100579, 1.118730]]).T
+    light = np.maximum(light, 0)
+    peak = light.max(-1, keepdims=True)
+    rolled = (0.8 + 0.2 * (1 - np.exp(-(peak - 0.8) / 0.2))) / np.maximum(peak, 1e-30)
+    light = np.where(peak > 0.8, light * rolled, light)
+    want = np.round(255 * np.power(light, 1 / 2.4))
+    got = to_sdr(rgb16, transfer, primaries).astype(np.float64)
+    diff = np.abs(got - want)
+    assert diff.max() <= 1 and (diff > 0).mean() < 0.02, (diff.max(), (diff > 0).mean())
+    assert np.array_equal(to_sdr(rgb16[3, 4], transfer, primaries), got[3, 4])  # one pixel as in a frame

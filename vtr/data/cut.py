@@ -640,6 +640,39 @@ def deinterlaced(frames, time_base):
         yield from pulled(graph)
 
 
+#: Threads that turn a transcode's decoded frames into the encoder's (swscale, HDR tone mapping in numpy, both out
+#: of the GIL), a frame each, beside the decoder's and the encoder's own threads, at most this many: one did the work
+#: of the frame while the second core waited, and an HDR moment, its conversion the most costly, took 1.7× longer
+#: (bench/README.md, twenty-seventh round)
+CONVERT_THREADS = 4
+
+
+def _converted(frames, convert, threads: int):
+    """``convert(frame)`` of each ``(frame, pts)`` of ``frames`` as ``(converted, pts)``, in their order, on ``threads``
+    threads (each frame whole; its own converter per thread, as swscale's are not shared); at most two frames a
+    thread held at once."""
+    if threads <= 1:
+        yield from ((convert(frame), pts) for frame, pts in frames)
+        return
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    pending = deque()
+    with ThreadPoolExecutor(threads, thread_name_prefix="vtr-cut") as pool:
+        try:
+            for frame, pts in frames:
+                pending.append((pool.submit(convert, frame), pts))
+                if len(pending) >= 2 * threads:
+                    future, at = pending.popleft()
+                    yield future.result(), at
+            while pending:
+                future, at = pending.popleft()
+                yield future.result(), at
+        finally:
+            for future, _ in pending:  # an error, or the consumer gone: the queued frames are not converted
+                future.cancel()
+
+
 def _copy_video(src, vin, vout, dst, start, stop, rate, width, height, origin: float = 0.0,
                 by_count: bool | CountTable = False, thin: bool = False) -> tuple[int, float | None]:
     """The frames of ``[start, stop)`` into ``vout``, each at its own time from the first's (time 0), to
@@ -647,51 +680,68 @@ def _copy_video(src, vin, vout, dst, start, stop, rate, width, height, origin: f
     (frames written, the first's time in seconds from ``origin``; None when none). Before, frames were put on a grid
     of the source's average rate, each in the next free place: in a variable-rate video (a phone's in low light) the
     pictures of a stretch faster than the average ran late, 0.9 s behind the sound after 5 s at 30 fps in a video
-    averaging 25."""
+    averaging 25. Frames are converted (:func:`_converted`) on up to :data:`CONVERT_THREADS` threads."""
+    import threading
+
     import av
     from av.video.reformatter import VideoReformatter
 
     from vtr.data.video import decode_from, frame_rate
+    from vtr.device import usable_cores
 
-    last_pts, last_tick, first, written = -1, -1, None, 0
-    reformatter = VideoReformatter()
     matrix = source_colors(vin)[0]  # the matrix the stream says: YUV is copied in its own, RGB converted to it
-    period, before = 1.0 / float(frame_rate(vin) or 25), None
-    for frame in deinterlaced(decode_from(src, vin, start, origin, by_count=by_count), vin.time_base):
-        t = frame.time
-        if t is None:  # a frame whose packet has no time: one of several small ones that share an MPEG-PS packet
-            # (H.264 in PS, as FFmpeg's muxer writes it), as players show it, a frame period after the one before; it
-            # was left out
-            if before is None:
-                continue
-            t = before + period
-        before = t
-        t -= origin
-        if t < start - 1e-3:
-            continue
-        if t >= stop - 1e-3:  # [start, stop), to a millisecond both ways: the seconds are sums of floats
-            break
-        if first is None:  # the clip's time 0 (its sound is laid out from it too, so it keeps time to the sample)
-            first = t
-        if thin:  # the first frame in each tick of the rate (every other one of 60 fps at 30)
-            tick = math.floor((t - first) * rate + 1e-6)
-            if tick <= last_tick:
-                continue
-            last_tick = tick
-        pts = max(last_pts + 1, int(round((t - first) * CLIP_TICKS)))
+    local = threading.local()
+
+    def convert(frame):
+        # (one converter a thread for the clip: a frame's own reformat builds one per call, half the time of 4K to 480p)
+        reformatter = getattr(local, "reformatter", None) or VideoReformatter()
+        local.reformatter = reformatter
         if is_hdr(frame) or has_alpha(frame):  # a phone's HDR video as SDR, an APNG's transparency over white (as
             # the model sees them), in BT.709 (the stream is tagged so)
             rgb = shown_rgb(frame, reformatter, width, height, "BICUBIC")
-            out = reformatter.reformat(av.VideoFrame.from_ndarray(rgb, format="rgb24"), format="yuv420p",
-                                       dst_colorspace="ITU709", dst_color_range="MPEG")
-        else:  # limited range, which players take an H.264 stream without a range flag to be in
-            rgb_source = frame.format.is_rgb or frame.format.has_palette
-            # (one converter for the clip: a frame's own reformat builds one per call, half the time of 4K to 480p)
-            out = reformatter.reformat(frame, width=width, height=height, format="yuv420p",
-                                       src_color_range=color_range(frame), dst_color_range="MPEG",
-                                       dst_colorspace=matrix if rgb_source else None)
+            return reformatter.reformat(av.VideoFrame.from_ndarray(rgb, format="rgb24"), format="yuv420p",
+                                        dst_colorspace="ITU709", dst_color_range="MPEG")
+        # limited range, which players take an H.264 stream without a range flag to be in
+        rgb_source = frame.format.is_rgb or frame.format.has_palette
+        return reformatter.reformat(frame, width=width, height=height, format="yuv420p",
+                                    src_color_range=color_range(frame), dst_color_range="MPEG",
+                                    dst_colorspace=matrix if rgb_source else None)
+
+    first = None
+
+    def timed():
+        """The frames to write, each with its time in the clip (1/CLIP_TICKS s)."""
+        nonlocal first
+        last_pts, last_tick = -1, -1
+        period, before = 1.0 / float(frame_rate(vin) or 25), None
+        for frame in deinterlaced(decode_from(src, vin, start, origin, by_count=by_count), vin.time_base):
+            t = frame.time
+            if t is None:  # a frame whose packet has no time: one of several small ones that share an MPEG-PS packet
+                # (H.264 in PS, as FFmpeg's muxer writes it), as players show it, a frame period after the one before;
+                # it was left out
+                if before is None:
+                    continue
+                t = before + period
+            before = t
+            t -= origin
+            if t < start - 1e-3:
+                continue
+            if t >= stop - 1e-3:  # [start, stop), to a millisecond both ways: the seconds are sums of floats
+                break
+            if first is None:  # the clip's time 0 (its sound is laid out from it too, so it keeps time to the sample)
+                first = t
+            if thin:  # the first frame in each tick of the rate (every other one of 60 fps at 30)
+                tick = math.floor((t - first) * rate + 1e-6)
+                if tick <= last_tick:
+                    continue
+                last_tick = tick
+            last_pts = max(last_pts + 1, int(round((t - first) * CLIP_TICKS)))
+            yield frame, last_pts
+
+    written = 0
+    for out, pts in _converted(timed(), convert, min(CONVERT_THREADS, usable_cores())):
         out.pts, out.time_base = pts, Fraction(1, CLIP_TICKS)
-        last_pts, written = pts, written + 1
+        written += 1
         for packet in vout.encode(out):
             dst.mux(packet)
     for packet in vout.encode():

@@ -58,46 +58,68 @@ _HLG_SCENE_TABLE = np.where(_TABLE <= 0.5, _TABLE * _TABLE / 3,
 # black, where the signal is steep (a step of light there is a quarter of a code value)
 _OUT_STEPS = 4096
 _OUT_TABLE = np.round(255 * np.power(np.linspace(0, 1, _OUT_STEPS + 1), 2 / SDR_GAMMA)).astype(np.uint8)
+# ... read at half steps, so that the integer part of the square root times 2 * _OUT_STEPS picks the nearest step
+# (one entry more, for a light a rounding above 1)
+_OUT_HALF_STEPS = np.append(_OUT_TABLE[(np.arange(2 * _OUT_STEPS + 1) + 1) // 2], np.uint8(255))
+_ROWS = 32  # rows of a frame converted at a time: their seven float planes stay in a core's cache
 
 
 def to_sdr(rgb16: np.ndarray, transfer: int, primaries: int = BT2020_PRIMARIES) -> np.ndarray:
     """uint8 [..., 3] SDR (BT.709, gamma 2.4) from uint16 [..., 3] non-linear RGB of a PQ or HLG frame. Channel by
-    channel, in tables where it can (2 ms for a 224x224 frame here, 45-70 ms for 1280x720, timed by hand)."""
-    channels = np.moveaxis(rgb16, -1, 0)
-    if transfer == PQ:
-        r, g, b = (np.take(_PQ_TABLE, c) for c in channels)
-    elif transfer == HLG:
-        r, g, b = (np.take(_HLG_SCENE_TABLE, c) for c in channels)
-        luma = BT2020_LUMA if primaries == BT2020_PRIMARIES else BT709_LUMA
-        ys = luma[0] * r + luma[1] * g + luma[2] * b  # scene luminance, for the OOTF
-        np.maximum(ys, np.float32(1e-12), out=ys)
-        gain = np.power(ys, np.float32(0.2), out=ys)  # system gamma 1.2
-        gain *= np.float32(HLG_PEAK_NITS / REFERENCE_WHITE_NITS)
-        r *= gain
-        g *= gain
-        b *= gain
-    else:
+    channel, in tables where it can, :data:`_ROWS` rows at a time through scratch planes (7.4 ms for an 854x480
+    frame on the AMX VM, where a pass over the whole frame per step took 10.8; bench/README.md, twenty-seventh
+    round). HLG's OOTF gain (one factor a pixel) and the highlights' roll-off are one factor, applied last."""
+    if transfer not in (PQ, HLG):
         raise ValueError(f"not an HDR transfer: {transfer}")
-    if primaries == BT2020_PRIMARIES:
-        m = BT2020_TO_BT709
-        r, g, b = (m[i, 0] * r + m[i, 1] * g + m[i, 2] * b for i in range(3))
-    for c in (r, g, b):
-        np.maximum(c, 0, out=c)  # outside BT.709: clipped
-    peak = np.maximum(np.maximum(r, g), b)
-    over = peak > KNEE
-    if over.any():
-        p = peak[over]
-        scale = (KNEE + (1 - KNEE) * -np.expm1(-(p - KNEE) / (1 - KNEE))) / p
-        for c in (r, g, b):
-            c[over] *= scale
+    shape = rgb16.shape
+    rgb16 = rgb16.reshape(-1, shape[-2], 3) if rgb16.ndim >= 2 else rgb16.reshape(1, -1, 3)
+    h, w = rgb16.shape[:2]
     out = np.empty(rgb16.shape, np.uint8)
-    for i, c in enumerate((r, g, b)):
-        np.sqrt(c, out=c)
-        c *= _OUT_STEPS
-        c += 0.5
-        np.minimum(c, _OUT_STEPS, out=c)
-        out[..., i] = np.take(_OUT_TABLE, c.astype(np.int32))
-    return out
+    table = _PQ_TABLE if transfer == PQ else _HLG_SCENE_TABLE
+    luma = BT2020_LUMA if primaries == BT2020_PRIMARIES else BT709_LUMA
+    m = BT2020_TO_BT709 if primaries == BT2020_PRIMARIES else None
+    planes = np.empty((7, min(h, _ROWS), w), np.float32)
+    index = np.empty(planes.shape[1:], np.int32)
+    for top in range(0, h, _ROWS):
+        n = min(_ROWS, h - top)
+        r, g, b, factor, t, u, v = (plane[:n] for plane in planes)
+        for i, c in enumerate((r, g, b)):  # (mode "clip": a uint16 is always in the table; "raise" buffers)
+            np.take(table, rgb16[top:top + n, :, i], out=c, mode="clip")
+        if transfer == HLG:  # the OOTF's gain, from the scene luminance: system gamma 1.2
+            np.multiply(r, luma[0], out=factor)
+            factor += np.multiply(g, luma[1], out=t)
+            factor += np.multiply(b, luma[2], out=t)
+            np.maximum(factor, np.float32(1e-12), out=factor)
+            np.power(factor, np.float32(0.2), out=factor)
+            factor *= np.float32(HLG_PEAK_NITS / REFERENCE_WHITE_NITS)
+        else:
+            factor.fill(1)
+        if m is not None:  # BT.2020 primaries to BT.709's: red into t, green into v, blue in place
+            np.multiply(r, m[0, 0], out=t)
+            t += np.multiply(g, m[0, 1], out=u)
+            t += np.multiply(b, m[0, 2], out=u)
+            np.multiply(r, m[1, 0], out=v)
+            v += np.multiply(g, m[1, 1], out=u)
+            v += np.multiply(b, m[1, 2], out=u)
+            b *= m[2, 2]
+            b += np.multiply(r, m[2, 0], out=u)
+            b += np.multiply(g, m[2, 1], out=u)
+            r, g, t, v = t, v, r, g
+        for c in (r, g, b):
+            np.maximum(c, 0, out=c)  # outside BT.709: clipped
+        peak = np.maximum(np.maximum(r, g, out=t), b, out=t)
+        peak *= factor
+        over = peak > KNEE
+        if over.any():  # rolled off towards white, each pixel's RGB by one factor (its hue kept)
+            p = peak[over]
+            factor[over] *= (KNEE + (1 - KNEE) * -np.expm1(-(p - KNEE) / (1 - KNEE))) / p
+        factor *= np.float32(4 * _OUT_STEPS * _OUT_STEPS)  # the output table's half steps, before the square root
+        for i, c in enumerate((r, g, b)):
+            c *= factor
+            np.sqrt(c, out=c)
+            np.copyto(index[:n], c, casting="unsafe")
+            np.take(_OUT_HALF_STEPS, index[:n], out=out[top:top + n, :, i], mode="clip")
+    return out.reshape(shape)
 
 
 def frame_to_rgb(frame, reformatter, width=None, height=None, interpolation=None) -> np.ndarray:
