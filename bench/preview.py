@@ -173,28 +173,30 @@ def converter_ms(path: Path, n: int = 40) -> tuple[float, float, bool]:
 
 
 #: A transcode timed in a process of its own checkout (``python -c``, run there): what ("preview" or "export"), the
-#: source, and its span; prints [wall s, CPU s, the file of the vtr it ran]
+#: source, its span, and the preview's tail (seconds it adds after the span); prints [wall s, CPU s, the file of the
+#: vtr it ran]
 _TRANSCODE_WORKER = """
 import json, sys, tempfile, time
 from pathlib import Path
 import vtr
 from app.media import make_preview
 from vtr.data.cut import cut_clip
-what, path, start, end = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
+what, path, start, end, tail = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5])
 def timed(start, end):
     with tempfile.TemporaryDirectory() as folder:
         t, c = time.perf_counter(), time.process_time()
         if what == "preview":
-            make_preview(path, start, end, folder, tail_s=10.0, max_seconds=end - start + 10.0)
+            make_preview(path, start, end, folder, tail_s=tail, max_seconds=end - start + tail)
         else:
             cut_clip(path, start, end, Path(folder) / "clip.mp4")
         return [time.perf_counter() - t, time.process_time() - c]
 timed(0.0, 0.5)
 print(json.dumps(timed(start, end) + [vtr.__file__]))
 """
-#: The spans the side-by-side transcodes cut: the preview's (the moment at 12-20 s with 10 s either side, the tail
-#: cut at 28 s in all) and an export's (:mod:`bench.export`'s moment)
+#: The spans the side-by-side transcodes are asked for: the preview's (the moment at 12-20 s from 10 s before it; the
+#: preview adds the 10 s after it, 2-30 s in all) and an export's (:mod:`bench.export`'s moment)
 _TRANSCODE_SPANS = {"preview": (2.0, 20.0), "export": (12.3, 20.3)}
+_PREVIEW_TAIL_S = 10.0
 
 
 def transcodes_side_by_side(path: Path, rev: str, repeats: int) -> list[dict]:
@@ -213,14 +215,16 @@ def transcodes_side_by_side(path: Path, rev: str, repeats: int) -> list[dict]:
             for tree in (rev, "."):
                 folder = checkout_of(tree)
                 env = dict(os.environ, PYTHONPATH=str(folder))
-                done = subprocess.run([sys.executable, "-c", _TRANSCODE_WORKER, what, str(path), str(start), str(end)],
+                done = subprocess.run([sys.executable, "-c", _TRANSCODE_WORKER, what, str(path), str(start), str(end),
+                                       str(_PREVIEW_TAIL_S)],
                                       cwd=folder, env=env, capture_output=True, text=True, check=False)
                 if done.returncode != 0:
                     raise SystemExit(f"bench.preview: the {what} at {tree} failed: {done.stderr.strip()[-2000:]}")
                 times[tree].append(json.loads(done.stdout.strip().splitlines()[-1]))
         (rev_s, rev_cpu), (now_s, now_cpu) = ([statistics.median(col) for col in list(zip(*times[t]))[:2]]
                                               for t in (rev, "."))
-        rows.append({"what": what, "span": [start, end], "rev_s": rev_s, "rev_cpu_s": rev_cpu, "now_s": now_s,
+        cut = [start, end + _PREVIEW_TAIL_S] if what == "preview" else [start, end]
+        rows.append({"what": what, "span": cut, "rev_s": rev_s, "rev_cpu_s": rev_cpu, "now_s": now_s,
                      "now_cpu_s": now_cpu, "speedup": rev_s / now_s, "rev_vtr": times[rev][0][2],
                      "now_vtr": times["."][0][2]})
     return rows
