@@ -27,6 +27,7 @@ decode workers), less sensitive to other users of a shared machine. The load ave
 On 2 idle cores the default run should take about 10 minutes (estimated from the encoder's 2.4-4.2 s per window;
 on the loaded machine it was measured on, 16 s of footage at two resolutions took about 13 minutes).
     python -m bench.index_throughput --resolutions 360p,720p,1080p,2160p --seconds 60
+    python -m bench.index_throughput --resolutions 1080p --codecs h264,hevc-hlg   # beside an iPhone's HDR HEVC
 
 Writes ``bench/results/index_throughput.json`` (``--out``) and prints a table.
 """
@@ -58,22 +59,37 @@ SHOTS = (3.0, 10.0)  # seconds a shot of the default footage lasts (uniform): ed
 STATIC = 1 / 3  # chance that a shot of the default footage does not move
 
 
+#: The footage's codecs (``--codecs``): x264's H.264 (every round before the twenty-seventh), and a phone's HDR as an
+#: iPhone records it by default (10-bit HEVC tagged HLG and BT.2020, a keyframe each second): encoder, pixel format,
+#: extra options, (primaries, matrix, transfer) or None
+CODECS = {"h264": ("libx264", "yuv420p", {}, None),
+          "hevc-hlg": ("libx265", "yuv420p10le", {"x265-params": f"keyint={FPS}:log-level=error"}, (9, 9, 18))}
+
+
 def make_footage(path: Path, seconds: float, width: int, height: int, seed: int = 0,
-                 preset: str = "ultrafast", shots: tuple = SHOTS, static: float = STATIC) -> Path:
-    """H.264 footage of shots ``shots`` seconds long (3-10 s) with hard cuts: each shot a random texture over its
-    own colour cast, panning or (a ``static`` share, one in three) static. Textures are drawn at 1/8 resolution and
-    upscaled, so generation stays cheap at 4K. ``preset``: x264's; ``ultrafast`` (what every round before the
-    eleventh measured) has no B-frames and no deblocking filter, so it decodes faster than ordinary footage;
-    ``veryfast`` and slower have both. Long shots that all move (``--shots 60-120 --static 0``) stand for a phone's
-    single takes: the window count of the shots policy then follows the length alone, and no window is reused."""
+                 preset: str = "ultrafast", shots: tuple = SHOTS, static: float = STATIC,
+                 codec: str = "h264") -> Path:
+    """Footage (H.264 unless ``codec`` says) of shots ``shots`` seconds long (3-10 s) with hard cuts: each shot a random
+    texture over its own colour cast, panning or (a ``static`` share, one in three) static. Textures are drawn at 1/8
+    resolution and upscaled, so generation stays cheap at 4K. ``preset``: x264's (x265's); ``ultrafast`` (what every
+    round before the eleventh measured) has no B-frames and no deblocking filter, so it decodes faster than ordinary
+    footage; ``veryfast`` and slower have both. Long shots that all move (``--shots 60-120 --static 0``) stand for a
+    phone's single takes: the window count of the shots policy then follows the length alone, and no window is reused.
+    ``codec``: of :data:`CODECS` (an HDR one holds the same pictures, only tagged HDR: all a timing needs, as they are
+    decoded and tone-mapped all the same)."""
     import av
+
+    encoder, pix_fmt, options, colours = CODECS[codec]
 
     rng = np.random.default_rng(seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=FPS)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"crf": "23", "preset": preset}
+        stream = container.add_stream(encoder, rate=FPS)
+        stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
+        stream.options = {"crf": "23", "preset": preset, **options}
+        if colours:
+            cc = stream.codec_context
+            cc.color_primaries, cc.colorspace, cc.color_trc = colours
         t = 0
         total = int(seconds * FPS)
         while t < total:
@@ -283,6 +299,7 @@ def main(argv=None) -> int:
     p.add_argument("--decode-backends", default="pyav",
                    help="decoders of the decode-only and build rows, comma separated: pyav (the index's) "
                         "and/or decord (the index's before the fourteenth round) or auto")
+    p.add_argument("--codecs", default="h264", help=f"footage codecs, comma separated, of {', '.join(CODECS)}")
     p.add_argument("--quick", action="store_true", help="720p only, 16 s of footage")
     p.add_argument("--out", default=str(RESULTS))
     a = p.parse_args(argv)
@@ -310,6 +327,10 @@ def main(argv=None) -> int:
     for r in resolutions:
         if r not in RESOLUTIONS:
             p.error(f"unknown resolution {r!r}")
+    codecs = [x for x in a.codecs.split(",") if x]
+    for c in codecs:
+        if c not in CODECS:
+            p.error(f"unknown --codecs entry {c!r}: {', '.join(CODECS)}")
 
     import torch
 
@@ -358,15 +379,17 @@ def main(argv=None) -> int:
                   f"  load {e['loadavg']:.1f}", flush=True)
     variants = [tuple(int(x) for x in v.split("x")) for v in a.thread_variants.split(",") if v]
 
-    for res in resolutions:
+    for res, codec in [(r_, c_) for r_ in resolutions for c_ in codecs]:
         w, h = RESOLUTIONS[res]
         tag = "" if a.preset == "ultrafast" else f"_{a.preset}"
         if shots != SHOTS or a.static != STATIC:
             tag += f"_shots{a.shots}_static{a.static:g}"
-        path = footage / f"footage_v2_{res}_{int(a.seconds)}s{tag}.mp4"
+        path = footage / f"footage_v2_{res}_{int(a.seconds)}s{tag}{'' if codec == 'h264' else '_' + codec}.mp4"
+        if codec != "h264":  # the rows' resolution says the codec too
+            res = f"{res} {codec}"
         if not path.is_file():
             t0 = time.perf_counter()
-            make_footage(path, a.seconds, w, h, preset=a.preset, shots=shots, static=a.static)
+            make_footage(path, a.seconds, w, h, preset=a.preset, shots=shots, static=a.static, codec=codec)
             print(f"[footage] {res}: {a.seconds:g} s generated in {time.perf_counter() - t0:.1f} s", flush=True)
         for policy, scale, det, be in [(p_, s_, d_, b_) for p_ in policies
                                        for s_ in ((True,) if a.no_decoder_scale_rows else (True, False))

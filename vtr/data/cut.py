@@ -11,6 +11,8 @@ import itertools
 import logging
 import math
 import os
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from fractions import Fraction
 from pathlib import Path
@@ -641,9 +643,10 @@ def deinterlaced(frames, time_base):
 
 
 #: Threads that turn a transcode's decoded frames into the encoder's (swscale, HDR tone mapping in numpy, both out
-#: of the GIL), a frame each, beside the decoder's and the encoder's own threads, at most this many: one did the work
-#: of the frame while the second core waited, and an HDR moment, its conversion the most costly, took 1.7× longer
-#: (bench/README.md, twenty-seventh round)
+#: of the GIL), a frame each, beside the decoder's and the encoder's own threads: at most this many, and no more than
+#: the cores the process may use. On one thread, the second of two cores waited while a frame was converted: an HLG
+#: moment's preview took 22.3 s where two threads take 14.8 (timed by hand on the AMX VM; bench/README.md, twenty-
+#: seventh round, with the faster tone mapping too)
 CONVERT_THREADS = 4
 
 
@@ -654,9 +657,6 @@ def _converted(frames, convert, threads: int):
     if threads <= 1:
         yield from ((convert(frame), pts) for frame, pts in frames)
         return
-    from collections import deque
-    from concurrent.futures import ThreadPoolExecutor
-
     pending = deque()
     with ThreadPoolExecutor(threads, thread_name_prefix="vtr-cut") as pool:
         try:
@@ -694,8 +694,9 @@ def _copy_video(src, vin, vout, dst, start, stop, rate, width, height, origin: f
 
     def convert(frame):
         # (one converter a thread for the clip: a frame's own reformat builds one per call, half the time of 4K to 480p)
-        reformatter = getattr(local, "reformatter", None) or VideoReformatter()
-        local.reformatter = reformatter
+        reformatter = getattr(local, "reformatter", None)
+        if reformatter is None:
+            reformatter = local.reformatter = VideoReformatter()
         if is_hdr(frame) or has_alpha(frame):  # a phone's HDR video as SDR, an APNG's transparency over white (as
             # the model sees them), in BT.709 (the stream is tagged so)
             rgb = shown_rgb(frame, reformatter, width, height, "BICUBIC")

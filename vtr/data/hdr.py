@@ -66,8 +66,8 @@ _ROWS = 32  # rows of a frame converted at a time: their seven float planes stay
 
 def to_sdr(rgb16: np.ndarray, transfer: int, primaries: int = BT2020_PRIMARIES) -> np.ndarray:
     """uint8 [..., 3] SDR (BT.709, gamma 2.4) from uint16 [..., 3] non-linear RGB of a PQ or HLG frame. Channel by
-    channel, in tables where it can, :data:`_ROWS` rows at a time through scratch planes (7.4 ms for an 854x480
-    frame on the AMX VM, where a pass over the whole frame per step took 10.8; bench/README.md, twenty-seventh
+    channel, in tables where it can, :data:`_ROWS` rows at a time through scratch planes (6.6 ms for an 854x480
+    HLG frame on the AMX VM, where a pass over the whole frame per step took 10.2; bench/README.md, twenty-seventh
     round). HLG's OOTF gain (one factor a pixel) and the highlights' roll-off are one factor, applied last."""
     if transfer not in (PQ, HLG):
         raise ValueError(f"not an HDR transfer: {transfer}")
