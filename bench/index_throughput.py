@@ -28,6 +28,7 @@ On 2 idle cores the default run should take about 10 minutes (estimated from the
 on the loaded machine it was measured on, 16 s of footage at two resolutions took about 13 minutes).
     python -m bench.index_throughput --resolutions 360p,720p,1080p,2160p --seconds 60
     python -m bench.index_throughput --resolutions 1080p --codecs h264,hevc-hlg   # beside an iPhone's HDR HEVC
+    python -m bench.index_throughput --resolutions 720p --mbits 8 --grain 3        # at a phone's bitrate
 
 Writes ``bench/results/index_throughput.json`` (``--out``) and prints a table.
 """
@@ -68,7 +69,7 @@ CODECS = {"h264": ("libx264", "yuv420p", {}, None),
 
 def make_footage(path: Path, seconds: float, width: int, height: int, seed: int = 0,
                  preset: str = "ultrafast", shots: tuple = SHOTS, static: float = STATIC,
-                 codec: str = "h264") -> Path:
+                 codec: str = "h264", mbits: float | None = None, grain: float = 0.0) -> Path:
     """Footage (H.264 unless ``codec`` says) of shots ``shots`` seconds long (3-10 s) with hard cuts: each shot a random
     texture over its own colour cast, panning or (a ``static`` share, one in three) static. Textures are drawn at 1/8
     resolution and upscaled, so generation stays cheap at 4K. ``preset``: x264's (x265's); ``ultrafast`` (what every
@@ -76,17 +77,24 @@ def make_footage(path: Path, seconds: float, width: int, height: int, seed: int 
     footage; ``veryfast`` and slower have both. Long shots that all move (``--shots 60-120 --static 0``) stand for a
     phone's single takes: the window count of the shots policy then follows the length alone, and no window is reused.
     ``codec``: of :data:`CODECS` (an HDR one holds the same pictures, only tagged HDR: all a timing needs, as they are
-    decoded and tone-mapped all the same)."""
+    decoded and tone-mapped all the same). ``mbits``: encoded at that average bitrate (Mbit/s) instead of crf 23, which
+    gives these textures a fraction of a phone's (0.2-0.5 Mbit/s at 720p-1080p against a phone's 8-20): decoding costs
+    more the more bits it reads. ``grain``: a camera sensor's noise over every frame (its standard deviation in code
+    values; 8 noise frames drawn once and taken in turn, shifted), which is what makes a phone's bitrate."""
     import av
 
     encoder, pix_fmt, options, colours = CODECS[codec]
 
     rng = np.random.default_rng(seed)
+    noise = (np.clip(np.random.default_rng([seed, 1]).normal(0, grain, (8, height, width, 3)), -127, 127)
+             .astype(np.int16) if grain else None)  # (its own generator: the same shots with or without it)
     path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), "w") as container:
         stream = container.add_stream(encoder, rate=FPS)
         stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
-        stream.options = {"crf": "23", "preset": preset, **options}
+        stream.options = {"preset": preset, **options, **({} if mbits else {"crf": "23"})}
+        if mbits:
+            stream.bit_rate = int(mbits * 1e6)
         if colours:
             cc = stream.codec_context
             cc.color_primaries, cc.colorspace, cc.color_trc = colours
@@ -100,6 +108,9 @@ def make_footage(path: Path, seconds: float, width: int, height: int, seed: int 
             speed = 0 if rng.random() < static else int(rng.integers(2, 9))
             for i in range(shot):
                 frame = np.roll(base, speed * i, axis=1) if speed else base
+                if noise is not None:
+                    grainy = noise[(t + i) % len(noise)]
+                    frame = np.clip(frame + np.roll(grainy, (t + i) // len(noise), axis=0), 0, 255).astype(np.uint8)
                 for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
                     container.mux(packet)
             t += shot
@@ -300,6 +311,10 @@ def main(argv=None) -> int:
                    help="decoders of the decode-only and build rows, comma separated: pyav (the index's) "
                         "and/or decord (the index's before the fourteenth round) or auto")
     p.add_argument("--codecs", default="h264", help=f"footage codecs, comma separated, of {', '.join(CODECS)}")
+    p.add_argument("--grain", type=float, default=0.0,
+                   help="a camera's sensor noise over the footage, its standard deviation in code values (e.g. 3)")
+    p.add_argument("--mbits", type=float, default=None,
+                   help="footage at this average bitrate, Mbit/s (a phone's: 8-20), instead of crf 23")
     p.add_argument("--quick", action="store_true", help="720p only, 16 s of footage")
     p.add_argument("--out", default=str(RESULTS))
     a = p.parse_args(argv)
@@ -384,12 +399,17 @@ def main(argv=None) -> int:
         tag = "" if a.preset == "ultrafast" else f"_{a.preset}"
         if shots != SHOTS or a.static != STATIC:
             tag += f"_shots{a.shots}_static{a.static:g}"
+        if a.mbits:
+            tag += f"_{a.mbits:g}mbits"
+        if a.grain:
+            tag += f"_grain{a.grain:g}"
         path = footage / f"footage_v2_{res}_{int(a.seconds)}s{tag}{'' if codec == 'h264' else '_' + codec}.mp4"
         if codec != "h264":  # the rows' resolution says the codec too
             res = f"{res} {codec}"
         if not path.is_file():
             t0 = time.perf_counter()
-            make_footage(path, a.seconds, w, h, preset=a.preset, shots=shots, static=a.static, codec=codec)
+            make_footage(path, a.seconds, w, h, preset=a.preset, shots=shots, static=a.static, codec=codec,
+                         mbits=a.mbits, grain=a.grain)
             print(f"[footage] {res}: {a.seconds:g} s generated in {time.perf_counter() - t0:.1f} s", flush=True)
         for policy, scale, det, be in [(p_, s_, d_, b_) for p_ in policies
                                        for s_ in ((True,) if a.no_decoder_scale_rows else (True, False))

@@ -24,3 +24,15 @@ def test_the_hdr_footage_is_an_iphones_hevc_and_the_index_reads_it(tmp_path):
     assert hdr.windows == sdr.windows == [(0.0, 3.0)] and hdr.frames.shape == sdr.frames.shape == (1, 4, 3, 32, 32)
     # its pictures are the H.264 footage's, only tagged HLG: read as HDR (tone-mapped), they come out otherwise
     assert np.abs(hdr.frames.astype(np.int16) - sdr.frames).mean() > 5
+
+
+def test_footage_with_a_cameras_grain_at_a_phones_bitrate(tmp_path):
+    """``--grain`` and ``--mbits``: the textures alone compress to a fraction of a phone's bitrate (decoding then
+    reads few bits); with sensor noise and a bitrate asked, the footage holds about that many bits."""
+    plain = make_footage(tmp_path / "plain.mp4", 2, 320, 192, seed=2)
+    grainy = make_footage(tmp_path / "grainy.mp4", 2, 320, 192, seed=2, grain=3, mbits=2.0)
+    mbits = grainy.stat().st_size * 8 / 2 / 1e6
+    assert 1.4 < mbits < 2.6 and grainy.stat().st_size > 2 * plain.stat().st_size, (mbits, plain.stat().st_size)
+    with av.open(str(plain)) as a, av.open(str(grainy)) as b:
+        fa, fb = (next(c.decode(video=0)).to_ndarray(format="rgb24").astype(np.int16) for c in (a, b))
+    assert 1.5 < np.abs(fa - fb).mean() < 6  # the same pictures under noise of about 3 levels
