@@ -193,10 +193,6 @@ def timed(start, end):
 timed(0.0, 0.5)
 print(json.dumps(timed(start, end) + [vtr.__file__]))
 """
-#: The spans the side-by-side transcodes are asked for: the preview's (the moment at 12-20 s from 10 s before it; the
-#: preview adds the 10 s after it, 2-30 s in all) and an export's (:mod:`bench.export`'s moment)
-_TRANSCODE_SPANS = {"preview": (2.0, 20.0), "export": (12.3, 20.3)}
-_PREVIEW_TAIL_S = 10.0
 
 
 def transcodes_side_by_side(path: Path, rev: str, repeats: int) -> list[dict]:
@@ -206,24 +202,29 @@ def transcodes_side_by_side(path: Path, rev: str, repeats: int) -> list[dict]:
     import json
     import subprocess
 
+    from app.service import CONTEXT_S
+    from bench import export
     from bench.encoder import checkout_of
 
+    # the preview's span as the app asks for it (the moment at 12-20 s from CONTEXT_S before it; the preview adds
+    # CONTEXT_S after it), and bench.export's moment
+    spans = {"preview": (12.0 - CONTEXT_S, 20.0), "export": (export.START, export.END)}
     rows = []
-    for what, (start, end) in _TRANSCODE_SPANS.items():
+    for what, (start, end) in spans.items():
         times = {rev: [], ".": []}
         for _ in range(repeats):
             for tree in (rev, "."):
                 folder = checkout_of(tree)
                 env = dict(os.environ, PYTHONPATH=str(folder))
                 done = subprocess.run([sys.executable, "-c", _TRANSCODE_WORKER, what, str(path), str(start), str(end),
-                                       str(_PREVIEW_TAIL_S)],
+                                       str(CONTEXT_S)],
                                       cwd=folder, env=env, capture_output=True, text=True, check=False)
                 if done.returncode != 0:
                     raise SystemExit(f"bench.preview: the {what} at {tree} failed: {done.stderr.strip()[-2000:]}")
                 times[tree].append(json.loads(done.stdout.strip().splitlines()[-1]))
         (rev_s, rev_cpu), (now_s, now_cpu) = ([statistics.median(col) for col in list(zip(*times[t]))[:2]]
                                               for t in (rev, "."))
-        cut = [start, end + _PREVIEW_TAIL_S] if what == "preview" else [start, end]
+        cut = [start, end + CONTEXT_S] if what == "preview" else [start, end]
         rows.append({"what": what, "span": cut, "rev_s": rev_s, "rev_cpu_s": rev_cpu, "now_s": now_s,
                      "now_cpu_s": now_cpu, "speedup": rev_s / now_s, "rev_vtr": times[rev][0][2],
                      "now_vtr": times["."][0][2]})

@@ -42,6 +42,7 @@ def test_the_transcodes_are_timed_at_another_commit_and_here_side_by_side(tmp_pa
     bench.write_source(src, 64, 48, 10, 21.0)
     rows = bench.transcodes_side_by_side(src, head, repeats=1)
     assert [r["what"] for r in rows] == ["preview", "export"]
+    assert [r["span"] for r in rows] == [[2.0, 30.0], [12.3, 20.3]]  # the app's preview of 12-20 s, bench.export's
     for r in rows:
         assert r["rev_s"] > 0 and r["now_s"] > 0 and r["speedup"] == r["rev_s"] / r["now_s"]
         assert r["rev_vtr"].startswith(str(checkout_of(head))) and r["now_vtr"].startswith(str(bench.ROOT))
