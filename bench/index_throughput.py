@@ -3,7 +3,8 @@
 For each resolution (generated footage: textured shots with hard cuts, some static, H.264 at 24 fps) and each
 precision, in ONE run so the ratios share the machine's load:
 
-- ``vtr build``     per window policy (``stride``, ``shots``: :mod:`index.policies`): decode (worker processes)
+- ``vtr build``     per window policy (``stride``, ``shots``: :mod:`index.policies`; ``shots-2pass``: shots in two
+                    decoding passes, the default before the twenty-eighth round): decode (worker processes)
                     + encode every window (``enc``: windows that ran the encoder) with the release-size model
                     (``videomamba_middle_bert``, random weights: speed does not depend on them) through
                     :func:`index.embed.embed_files`, exactly what ``vtr index build`` runs between its catalog
@@ -29,6 +30,7 @@ on the loaded machine it was measured on, 16 s of footage at two resolutions too
     python -m bench.index_throughput --resolutions 360p,720p,1080p,2160p --seconds 60
     python -m bench.index_throughput --resolutions 1080p --codecs h264,hevc-hlg   # beside an iPhone's HDR HEVC
     python -m bench.index_throughput --resolutions 720p --mbits 8 --grain 3        # at a phone's bitrate
+    python -m bench.index_throughput --policies shots,shots-2pass --decode-only    # one decoding pass or two
 
 Writes ``bench/results/index_throughput.json`` (``--out``) and prints a table.
 """
@@ -189,8 +191,10 @@ def run_vtr_build(model, path: Path, precision: str, batch: int, workers: int, p
     from index.decode import DecodeSettings, FileFailure
 
     pre = model.preprocess
+    policy, one_pass = policy_of(policy)
     settings = DecodeSettings(num_frames=pre.num_frames, img_size=pre.img_size, window_policy=policy,
-                              decoder_threads=decoder_threads, antialias=pre.antialias, video_backend=backend)
+                              decoder_threads=decoder_threads, antialias=pre.antialias, video_backend=backend,
+                              one_pass=one_pass)
     embedder = _TimedEmbedder(WindowEmbedder(model, batch, precision, reuse_duplicates=policy == "shots"))
     t0, c0, k0 = time.perf_counter(), time.process_time(), _children_cpu_s()
     items = list(embed_files(model, [(0, str(path))], settings, batch_size=batch, workers=workers, progress=False,
@@ -225,6 +229,18 @@ class _TimedEmbedder:
         return out
 
 
+#: A row's window policy: one of index.policies.POLICIES, or ``shots-2pass``: the shots policy in two decoding passes
+#: (cut detection on cheap frames, then the windows' own frames; the default before the twenty-eighth round).
+TWO_PASS = "shots-2pass"
+
+
+def policy_of(name: str) -> tuple[str, bool]:
+    """(window policy, one decoding pass) of a ``--policies`` entry."""
+    from index.policies import check_policy
+
+    return ("shots", False) if name == TWO_PASS else (check_policy(name), True)
+
+
 def run_vtr_decode(model, path: Path, policy: str = "stride", decoder_scale: bool = True,
                    detection: str = "cheap", backend: str = "pyav") -> dict:
     """Decoding alone, in this process (one decoding thread, as in a worker): every chunk of the file, the
@@ -244,8 +260,10 @@ def run_vtr_decode(model, path: Path, policy: str = "stride", decoder_scale: boo
     policies.detection_frames = lambda *a, **k: real(*a, **k, cheap=detection == "cheap")
 
     pre = model.preprocess
+    policy, one_pass = policy_of(policy)
     settings = DecodeSettings(num_frames=pre.num_frames, img_size=pre.img_size, window_policy=policy,
-                              decoder_scale=decoder_scale, antialias=pre.antialias, video_backend=backend)
+                              decoder_scale=decoder_scale, antialias=pre.antialias, video_backend=backend,
+                              one_pass=one_pass)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # what a decode worker runs with
     try:
@@ -282,7 +300,8 @@ def main(argv=None) -> int:
     p.add_argument("--resolutions", default="720p,1080p", help=f"comma separated, of {', '.join(RESOLUTIONS)}")
     p.add_argument("--seconds", type=float, default=32.0, help="seconds of footage per resolution")
     p.add_argument("--precisions", default="fp32,bf16")
-    p.add_argument("--policies", default="stride,shots", help="window policies (index.policies)")
+    p.add_argument("--policies", default="stride,shots",
+                   help=f"window policies (index.policies), or {TWO_PASS}: shots in two decoding passes")
     p.add_argument("--batch-size", type=int, default=4, help="windows per encoder batch (vtr)")
     p.add_argument("--workers", type=int, default=1, help="decode worker processes (vtr)")
     p.add_argument("--thread-variants", default="",
@@ -305,7 +324,7 @@ def main(argv=None) -> int:
                         "e.g. 60-120 for single takes")
     p.add_argument("--static", type=float, default=STATIC, help="share of static shots in the generated footage")
     p.add_argument("--detection", default="cheap",
-                   help="cut detection of the shots policy's decode-only rows, comma separated: cheap (the "
+                   help=f"cut detection of the {TWO_PASS} policy's decode-only rows, comma separated: cheap (the "
                         "default: unreferenced frames and the loop filter skipped) and/or full (every frame)")
     p.add_argument("--decode-backends", default="pyav",
                    help="decoders of the decode-only and build rows, comma separated: pyav (the index's) "
@@ -323,6 +342,11 @@ def main(argv=None) -> int:
     resolutions = [r for r in a.resolutions.split(",") if r]
     precisions = [x for x in a.precisions.split(",") if x]
     policies = [x for x in a.policies.split(",") if x]
+    for x in policies:
+        try:
+            policy_of(x)
+        except Exception as e:  # noqa: BLE001 - VtrError: the policies it knows
+            p.error(str(e))
     detections = [x for x in a.detection.split(",") if x]
     backends = [x for x in a.decode_backends.split(",") if x]
     for b_ in backends:
@@ -413,7 +437,7 @@ def main(argv=None) -> int:
             print(f"[footage] {res}: {a.seconds:g} s generated in {time.perf_counter() - t0:.1f} s", flush=True)
         for policy, scale, det, be in [(p_, s_, d_, b_) for p_ in policies
                                        for s_ in ((True,) if a.no_decoder_scale_rows else (True, False))
-                                       for d_ in (detections if p_ == "shots" else ["cheap"]) for b_ in backends]:
+                                       for d_ in (detections if p_ == TWO_PASS else ["cheap"]) for b_ in backends]:
             d = run_vtr_decode(model, path, policy, decoder_scale=scale, detection=det, backend=be)
             row = {"system": "vtr decode only" + ("" if scale else " (full-res)")
                              + (" (full detection)" if det == "full" else "")

@@ -26,7 +26,8 @@ from typing import Iterator
 
 import numpy as np
 
-from index.policies import plan_chunk_windows
+from index.policies import (DETECT_SIZE, find_cuts, grid_fps, grid_frames, nearest_on_grid, plan_chunk_windows,
+                            plan_shot_windows, shot_span)
 from index.windows import DEFAULT_STRIDE_S, DEFAULT_WINDOW_S, plan_windows, window_frame_indices
 
 logger = logging.getLogger(__name__)
@@ -55,6 +56,10 @@ class DecodeSettings:
     # decoder_size); False: every frame is converted to RGB at full resolution and only Preprocess resizes (what
     # evaluation does).
     decoder_scale: bool = True
+    # shots: cut detection and the windows' frames from one decoding pass of a grid of 4 or more frames a second
+    # (index.policies, "one pass"); False: two passes, cut detection on cheap frames and then each window's own
+    # sampled frames (the shots policy before the twenty-eighth round; benches compare the two)
+    one_pass: bool = True
     # Codec threads per decode worker (0: FFmpeg's automatic count, one per core). One: the workers decode beside
     # an encoder that already uses every core, so more threads only preempt it (bench/README.md, issue 14).
     decoder_threads: int = 1
@@ -104,11 +109,7 @@ def encode_jpeg(rgb: np.ndarray, width: int = THUMB_WIDTH, pixel_aspect: float =
     if colors is not None:
         rgb = np.clip(rgb.astype(np.float32) @ colors.T.astype(np.float32) + 0.5, 0, 255).astype(np.uint8)
 
-    h, w = rgb.shape[:2]
-    shown_w = w * pixel_aspect
-    width = min(width, max(2, int(round(shown_w))))
-    height = max(2, int(round(h * width / shown_w / 2)) * 2)
-    width = max(2, width // 2 * 2)
+    width, height = _thumbnail_size(rgb, width, pixel_aspect)
     ctx = av.CodecContext.create("mjpeg", "w")
     ctx.width, ctx.height, ctx.pix_fmt = width, height, "yuvj420p"
     ctx.time_base = fractions.Fraction(1, 25)
@@ -116,6 +117,30 @@ def encode_jpeg(rgb: np.ndarray, width: int = THUMB_WIDTH, pixel_aspect: float =
     frame = frame.reformat(width=width, height=height, format="yuvj420p", interpolation="AREA")
     packets = list(ctx.encode(frame)) + list(ctx.encode(None))
     return b"".join(bytes(p) for p in packets)
+
+
+def thumbnail_rgb(rgb: np.ndarray, width: int = THUMB_WIDTH, pixel_aspect: float = 1.0,
+                  reformatter=None) -> np.ndarray:
+    """``rgb`` scaled to the size of its :func:`encode_jpeg` thumbnail (square pixels): what a thumbnail needs of a
+    frame, under a third of a model-size frame's bytes. ``encode_jpeg(thumbnail_rgb(rgb, ...), colors=...)`` is its
+    thumbnail, within rounding (the colours applied after the scaling instead of before). ``reformatter``: a PyAV
+    VideoReformatter kept for many frames (a frame's own reformat builds a swscale context each time: 4× the
+    time at 796×448)."""
+    import av
+    from av.video.reformatter import VideoReformatter
+
+    width, height = _thumbnail_size(rgb, width, pixel_aspect)
+    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+    return (reformatter or VideoReformatter()).reformat(frame, width=width, height=height,
+                                                        interpolation="AREA").to_ndarray()
+
+
+def _thumbnail_size(rgb: np.ndarray, width: int, pixel_aspect: float) -> tuple[int, int]:
+    h, w = rgb.shape[:2]
+    shown_w = w * pixel_aspect
+    width = min(width, max(2, int(round(shown_w))))
+    height = max(2, int(round(h * width / shown_w / 2)) * 2)
+    return max(2, width // 2 * 2), height
 
 
 def decoder_size(width: int, height: int, img_size: int, antialias: bool = True) -> tuple[int, int] | None:
@@ -156,6 +181,15 @@ def decode_chunk(path: str, chunk: int, settings: DecodeSettings, key=None) -> C
                 "width": int(reader.width), "height": int(reader.height),
                 "timed_by_count": reader.timed_by_count}
         pixel_aspect, colors = reader.pixel_aspect, reader.shown_colors
+        size = (decoder_size(reader.width, reader.height, settings.img_size, settings.antialias)
+                if settings.decoder_scale else None)
+        if settings.window_policy == "shots" and settings.one_pass:
+            one = _shots_in_one_pass(reader, clock, meta["duration"], chunk, settings, size)
+            if one is not None:
+                part, frames, thumbs, n_chunks = one
+                if chunk == n_chunks - 1:
+                    partial = _cut_short_reason(path, meta["duration"])
+                return _result(key, path, meta, -1, n_chunks, chunk, part, frames, thumbs, partial, settings)
         part, n_windows, n_chunks = plan_chunk_windows(path, meta["duration"], settings.window_policy,
                                                        settings.window_s, settings.stride_s, chunk,
                                                        settings.chunk_windows)
@@ -167,8 +201,6 @@ def decode_chunk(path: str, chunk: int, settings: DecodeSettings, key=None) -> C
             windows, lo = part, 0
         per_window = [window_frame_indices(w, clock, settings.num_frames) for w in part]
         wanted = sorted({i for idx in per_window for i in idx})
-        size = (decoder_size(reader.width, reader.height, settings.img_size, settings.antialias)
-                if settings.decoder_scale else None)
         try:
             decoded = reader.get_frames(wanted, size=size)  # uint8 [N, H, W, 3]
         except VideoReadError as e:
@@ -184,11 +216,69 @@ def decode_chunk(path: str, chunk: int, settings: DecodeSettings, key=None) -> C
         frames.append(pre.resize(clip.permute(0, 3, 1, 2).contiguous()))
         if settings.thumbnails:
             thumbs.append(encode_jpeg(clip[len(idx) // 2].numpy(), pixel_aspect=pixel_aspect, colors=colors))
+    return _result(key, path, meta, n_windows, n_chunks, chunk, part, frames, thumbs, partial, settings, planned)
+
+
+def _result(key, path, meta, n_windows, n_chunks, chunk, part, frames, thumbs, partial, settings,
+            planned=None) -> ChunkResult:
+    import torch
+
     s = settings.img_size
     stacked = torch.stack(frames).numpy() if frames else np.zeros((0, settings.num_frames, 3, s, s), np.uint8)
     return ChunkResult(key=key, path=path, meta=meta, n_windows=n_windows, n_chunks=n_chunks, chunk=chunk,
                        windows=[(w.start, w.end) for w in part], frames=stacked, thumbnails=thumbs,
-                       partial=partial, planned=planned)
+                       partial=partial, planned=len(part) if planned is None else planned)
+
+
+def _shots_in_one_pass(reader, clock, duration: float, chunk: int, settings: DecodeSettings, size):
+    """The ``shots`` policy's span ``chunk`` from one decoding pass (:mod:`index.policies`, "one pass"):
+    ``(windows, frames [T, 3, S, S] per window, thumbnails, number of spans)``, or None when the grid's frames do
+    not all decode (a damaged file: the two passes then salvage what decodes, :func:`_salvage`).
+
+    Of each grid frame only what is used stays while the span decodes: the model's S×S copy, cut detection's
+    32×18 one and the thumbnail's (about 0.2 MB at S = 224: a span of the defaults, 128 s at 4 frames a second,
+    holds 100 MB)."""
+    import torch
+    from av.video.reformatter import VideoReformatter
+
+    from vtr.errors import VideoReadError
+
+    pre = settings.preprocess
+    to_thumbnail = VideoReformatter()
+    lo, hi, n_chunks = shot_span(duration, settings.window_s, chunk, settings.chunk_windows)
+    try:
+        grid = grid_frames(clock, lo, hi, grid_fps(settings.num_frames, settings.window_s))
+    except ValueError:  # a span past the clock's last frame: the two passes say what is wrong
+        return None
+    if not grid:
+        return None
+    w, h = DETECT_SIZE
+
+    def keep(rgb):
+        model = pre.resize(torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).contiguous())
+        # cut detection's frame from the model's (squashed: differences and histograms do not see the aspect)
+        small = torch.nn.functional.adaptive_avg_pool2d(model[None].float(), (h, w))[0]
+        thumb = (thumbnail_rgb(rgb, pixel_aspect=reader.pixel_aspect, reformatter=to_thumbnail)
+                 if settings.thumbnails else None)
+        return model, small.round().to(torch.uint8).permute(1, 2, 0).numpy(), thumb
+
+    try:
+        kept = reader.map_frames(grid, keep, size=size)
+    except VideoReadError as e:
+        logger.debug("%s [%.1f, %.1f) does not decode in one pass (%s): two passes", reader.name, lo, hi, e.cause)
+        return None
+    at = {i: k for k, i in enumerate(grid)}
+    detect = [i for i in grid_frames(clock, lo, hi) if i in at]  # DETECT_FPS: the grid's frames or some of them
+    times = np.asarray([clock.time_of(i) for i in detect])
+    cuts = find_cuts(times, np.stack([kept[at[i]][1] for i in detect])) if detect else []
+    part = plan_shot_windows(hi, cuts, settings.window_s, start=lo)
+    frames, thumbs = [], []
+    for window in part:
+        idx = nearest_on_grid(window_frame_indices(window, clock, settings.num_frames), window, grid, clock)
+        frames.append(torch.stack([kept[at[i]][0] for i in idx]))
+        if settings.thumbnails:
+            thumbs.append(encode_jpeg(kept[at[idx[len(idx) // 2]]][2], colors=reader.shown_colors))
+    return part, frames, thumbs, n_chunks
 
 
 def _salvage(reader, windows, lo, part, per_window, settings, error):

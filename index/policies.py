@@ -9,6 +9,11 @@ static scene cut into several windows, a still slide) reuses that window's vecto
 (:class:`DuplicateFilter`). Fewer windows (about one per shot or per ``window_s`` instead of two per ``window_s``)
 and no encoder for still ones.
 
+A span is decoded once (:func:`index.decode._shots_in_one_pass`, "one pass" below): a grid of frames a second
+(:func:`grid_fps`) gives cut detection its frames and each window the grid frames nearest to its sampled ones. A
+span that does not decode whole (a damaged file) is read in two passes instead: :func:`detection_frames` on cheap
+frames, then each window's own sampled frames, which also salvage the windows that decode.
+
 ``stride`` (:func:`index.windows.plan_windows`; the default before shots, and of indexes built before policies were
 recorded): ``window_s`` windows every ``stride_s`` seconds, so every moment lies in two windows.
 """
@@ -199,14 +204,67 @@ def plan_chunk_windows(path: str, duration: float, policy: str, window_s: float,
         windows = plan_windows(duration, window_s, stride_s)
         n_chunks = max(1, -(-len(windows) // chunk_windows))
         return windows[chunk * chunk_windows:(chunk + 1) * chunk_windows], len(windows), n_chunks
-    span = chunk_windows * window_s
-    duration = max(float(duration), 0.0)
-    n_chunks = max(1, math.ceil(duration / span - 1e-6))
-    lo, hi = chunk * span, duration if chunk == n_chunks - 1 else (chunk + 1) * span
+    lo, hi, n_chunks = shot_span(duration, window_s, chunk, chunk_windows)
     times, frames = detection_frames(path, lo, hi)
     cuts = find_cuts(times, frames)
     logger.debug("%s [%.1f, %.1f): %d cuts", path, lo, hi, len(cuts))
     return plan_shot_windows(hi, cuts, window_s, start=lo), -1, n_chunks
+
+
+def shot_span(duration: float, window_s: float, chunk: int, chunk_windows: int) -> tuple[float, float, int]:
+    """(start, end, number of spans) of span ``chunk`` of the ``shots`` policy: ``chunk_windows · window_s``
+    seconds, the last one to the end of the video."""
+    span = chunk_windows * window_s
+    duration = max(float(duration), 0.0)
+    n_chunks = max(1, math.ceil(duration / span - 1e-6))
+    return chunk * span, (duration if chunk == n_chunks - 1 else (chunk + 1) * span), n_chunks
+
+
+# ------------------------------------------------------------------------------------------------ one pass
+# The shots policy in one decoding pass (index.decode, the default): the frames of a grid of :func:`grid_fps`
+# frames a second (DETECT_FPS for the defaults), decoded at full quality, give both the cut detection's small frames
+# and every window's frames, each window's sampled frame being replaced by the grid frame nearest to it in time
+# inside the window. Two passes (cut detection on cheap frames, then the windows' own frames) decoded most of a
+# span's frames twice: at a phone's bitrate the detection pass was about 40% of the shots policy's decoding
+# (bench/README.md, twenty-eighth round). A window's frames move by at most half a grid step (0.125 s for the
+# defaults), and never across a cut: a cut is a grid frame, and a window takes grid frames inside it.
+def grid_fps(num_frames: int, window_s: float) -> float:
+    """Frames a second of the one pass's grid: DETECT_FPS (cut detection's frames), or more where a window of
+    ``window_s`` seconds samples ``num_frames`` frames more densely than one every two grid steps (short windows:
+    the demo's 2 s), so that a whole window's sampled frames stay distinct and within a quarter of their segment.
+    Cut detection takes the DETECT_FPS frames among them (a grid's frames include those of any coarser grid whose
+    rate divides its own)."""
+    need = 2.0 * num_frames / window_s
+    return DETECT_FPS if need <= DETECT_FPS else DETECT_FPS * math.ceil(need / DETECT_FPS)
+
+
+def grid_frames(clock, start: float, end: float, fps: float = DETECT_FPS) -> list[int]:
+    """Indices of about ``fps`` frames a second of ``[start, end)`` on ``clock``: the first frame at or after each
+    step of a grid of ``1 / fps`` s (the frames :func:`detection_frames` takes when it decodes every frame); all of
+    them for a slower stream. A span in which no frame starts (a still of a screen recording) gets the frame on
+    screen at its start."""
+    lo, hi = clock.frame_range(start, end)
+    picked, next_t = [], -math.inf
+    for i in range(lo, hi):
+        t = max(clock.time_of(i), start)
+        if t + 1e-6 < next_t:
+            continue
+        next_t = (math.floor(t * fps + 1e-6) + 1) / fps  # on a grid: no drift when fps does not divide the rate
+        picked.append(i)
+    return picked
+
+
+def nearest_on_grid(wanted: list[int], window: Window, grid: list[int], clock) -> list[int]:
+    """For each frame index of ``wanted`` (a window's sampled frames), the index of the ``grid`` frame nearest to
+    it in time (the earlier on a tie) among the grid frames shown in ``window``; among all of them when none is (a
+    window shorter than a grid step)."""
+    times = np.asarray([clock.time_of(i) for i in grid])
+    inside = np.flatnonzero((times >= window.start - 1e-6) & (times < window.end - 1e-6))
+    if not len(inside):
+        inside = np.arange(len(grid))
+    want = np.asarray([clock.time_of(i) for i in wanted])
+    nearest = inside[np.argmin(np.abs(times[inside][None, :] - want[:, None]), axis=1)]
+    return [grid[k] for k in nearest]
 
 
 # ----------------------------------------------------------------------------------------- duplicates

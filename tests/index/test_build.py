@@ -672,6 +672,7 @@ def test_the_formats_people_have_index_whole(tmp_path, test_model):
 
     import av
 
+    from index.policies import grid_frames, nearest_on_grid
     from index.windows import Window, window_frame_indices
     from vtr.data.video import Clock
 
@@ -726,8 +727,11 @@ def test_the_formats_people_have_index_whole(tmp_path, test_model):
             windows = cat.windows_of(f.id)
             assert f.duration == pytest.approx(length, abs=0.05), (f.path, f.duration)  # media time, not a timing
             assert windows[0].start == 0.0 and windows[-1].end == pytest.approx(f.duration), f.path
+            clock = Clock(float(fps), len(frames))
+            grid = grid_frames(clock, 0.0, length)  # shot windows take their frames from one pass's grid
             for w in windows:
-                sampled = window_frame_indices(Window(w.start, w.end), Clock(float(fps), len(frames)), n)  # middle
+                window = Window(w.start, w.end)
+                sampled = nearest_on_grid(window_frame_indices(window, clock, n), window, grid, clock)  # middle
                 middle = sampled[len(sampled) // 2]
                 assert number(thumbnail_path(idx, w.id).read_bytes()) == middle, (f.path, w)
     finally:

@@ -849,6 +849,28 @@ class VideoReader(abc.ABC):
         size: ``(width, height)`` to have the decoder scale to (FFmpeg's swscale, bicubic, in the same pass as
         the YUV→RGB conversion): a downscaled frame never exists at full resolution in RGB. None: the source size.
         """
+        indices, size = self._checked(indices, size)
+        if not indices:
+            w, h = size or (self.width, self.height)
+            return torch.empty((0, h, w, 3), dtype=torch.uint8)
+        return torch.from_numpy(np.ascontiguousarray(self._get_frames(indices, size)))
+
+    def map_frames(self, indices: Sequence[int], fn, size: tuple[int, int] | None = None) -> list:
+        """``[fn(frame) for frame in get_frames(indices, size)]``, each frame a uint8 RGB ``[H, W, 3]`` array, without
+        holding every decoded frame at once: what ``fn`` keeps of a frame (the model's small copy of it, say) is all
+        that stays. This base reads :data:`MAP_BATCH` frames at a time; PyAV hands each frame to ``fn`` as it comes
+        out of its one decoding pass."""
+        indices, size = self._checked(indices, size)
+        order = sorted(set(indices))
+        kept = {}
+        for k in range(0, len(order), MAP_BATCH):
+            part = order[k:k + MAP_BATCH]
+            for i, frame in zip(part, self._get_frames(part, size)):
+                kept[i] = fn(frame)
+        return [kept[i] for i in indices]
+
+    def _checked(self, indices: Sequence[int], size: tuple[int, int] | None) -> tuple[list[int], tuple | None]:
+        """(indices as ints, size or None for the source's): :meth:`get_frames`' arguments checked."""
         indices = [int(i) for i in indices]
         estimated = self._clock is None and getattr(self, "_count_estimated", False)
         if estimated and max(indices, default=0) >= self.num_frames:
@@ -862,10 +884,7 @@ class VideoReader(abc.ABC):
                 raise ValueError(f"decode size must be positive (width, height), got {size}")
             if size == (self.width, self.height):
                 size = None
-        if not indices:
-            w, h = size or (self.width, self.height)
-            return torch.empty((0, h, w, 3), dtype=torch.uint8)
-        return torch.from_numpy(np.ascontiguousarray(self._get_frames(indices, size)))
+        return indices, size
 
     @abc.abstractmethod
     def _get_frames(self, indices: list[int], size: tuple[int, int] | None = None) -> np.ndarray:
@@ -944,6 +963,9 @@ class DecordVideoReader(VideoReader):
         self._sized = {}
 
 
+#: Frames :meth:`VideoReader.map_frames` reads at a time where the backend converts a batch at once (decord).
+MAP_BATCH = 32
+
 #: Codecs whose decoders drop, when asked (``skip_frame=NONREF``), exactly the frames no other frame references
 #: (H.264: ``nal_ref_idc`` 0; HEVC: the sub-layer non-reference NAL types), so the others decode to the same bits:
 #: :meth:`PyAVVideoReader._decode_skipping`.
@@ -985,6 +1007,7 @@ class PyAVVideoReader(VideoReader):
         self.seek_threshold = seek_threshold
         self._source = source
         self._reformatter = None  # one swscale context for all of this reader's conversions (see _rgb)
+        self._keep = None  # what map_frames keeps of each frame as it is converted (see _rgb)
         self._packet_pts = None  # every packet's presentation time, sorted (read with the clock)
         self._pts_map = None  # {packet pts: frame index}, False when the packet times cannot place frames
         self._count_table = None  # where to start decoding a file whose timestamps jump (read with the clock)
@@ -1125,7 +1148,7 @@ class PyAVVideoReader(VideoReader):
         wanted = sorted(set(indices))
         got = self._decode_skipping(wanted, fmt)
         if got is not None:
-            return np.stack([got[i] for i in indices])
+            return self._gathered(got, indices)
         wanted_set = set(wanted)
         got = {}
         stream = self._stream
@@ -1213,7 +1236,23 @@ class PyAVVideoReader(VideoReader):
             self.damaged_packets += damaged
             logger.info("%s: %d damaged packet(s) passed over (each of their frames shown as the next one)",
                         self.name, damaged)
-        return np.stack([got[i] for i in indices])
+        return self._gathered(got, indices)
+
+    def map_frames(self, indices, fn, size=None) -> list:
+        # one decoding pass, each frame handed to fn as it is converted (_rgb)
+        indices, size = self._checked(indices, size)
+        if not indices:
+            return []
+        self._keep = fn
+        try:
+            return self._get_frames(indices, size)
+        finally:
+            self._keep = None
+
+    def _gathered(self, got: dict, indices: list):
+        """The frames at ``indices`` (repeats allowed) from ``got``: stacked, or as a list of what ``fn`` kept of each
+        (:meth:`map_frames`)."""
+        return [got[i] for i in indices] if self._keep is not None else np.stack([got[i] for i in indices])
 
     def _rgb(self, frame, fmt) -> np.ndarray:
         # one swscale context for the reader's frames: a frame's own to_ndarray builds one per call, which costs
@@ -1232,7 +1271,7 @@ class PyAVVideoReader(VideoReader):
         rgb = shown_rgb(frame, self._reformatter, fmt.get("width"), fmt.get("height"), fmt.get("interpolation"))
         if self.rotation:  # counter-clockwise, as FFmpeg's display rotation and decord
             rgb = np.rot90(rgb, self.rotation // 90)
-        return rgb
+        return rgb if self._keep is None else self._keep(rgb)
 
     def _decode_skipping(self, wanted: list[int], fmt) -> dict | None:
         """The frames at ``wanted`` (sorted, distinct), decoded without the frames that are neither wanted nor
