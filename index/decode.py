@@ -235,16 +235,13 @@ def _shots_in_one_pass(reader, clock, duration: float, chunk: int, settings: Dec
     ``(windows, frames [T, 3, S, S] per window, thumbnails, number of spans)``, or None when the grid's frames do
     not all decode (a damaged file: the two passes then salvage what decodes, :func:`_salvage`).
 
-    Of each grid frame only what is used stays while the span decodes: the model's S×S copy, cut detection's
-    32×18 one and the thumbnail's (about 0.2 MB at S = 224: a span of the defaults, 128 s at 4 frames a second,
-    holds 100 MB)."""
+    Of each grid frame only what is used stays while the span decodes (:class:`_GridCopies`): the model's S×S copy,
+    cut detection's 32×18 one and the thumbnail's (about 0.2 MB at S = 224: a span of the defaults, 128 s at 4
+    frames a second, holds 100 MB)."""
     import torch
-    from av.video.reformatter import VideoReformatter
 
     from vtr.errors import VideoReadError
 
-    pre = settings.preprocess
-    to_thumbnail = VideoReformatter()
     lo, hi, n_chunks = shot_span(duration, settings.window_s, chunk, settings.chunk_windows)
     try:
         grid = grid_frames(clock, lo, hi, grid_fps(settings.num_frames, settings.window_s))
@@ -252,33 +249,75 @@ def _shots_in_one_pass(reader, clock, duration: float, chunk: int, settings: Dec
         return None
     if not grid:
         return None
-    w, h = DETECT_SIZE
-
-    def keep(rgb):
-        model = pre.resize(torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).contiguous())
-        # cut detection's frame from the model's (squashed: differences and histograms do not see the aspect)
-        small = torch.nn.functional.adaptive_avg_pool2d(model[None].float(), (h, w))[0]
-        thumb = (thumbnail_rgb(rgb, pixel_aspect=reader.pixel_aspect, reformatter=to_thumbnail)
-                 if settings.thumbnails else None)
-        return model, small.round().to(torch.uint8).permute(1, 2, 0).numpy(), thumb
-
+    copies = _GridCopies(len(grid), settings, reader.pixel_aspect)
     try:
-        kept = reader.map_frames(grid, keep, size=size)
+        kept = reader.map_frames(grid, copies.keep, size=size)  # a row of copies per grid frame
     except VideoReadError as e:
         logger.debug("%s [%.1f, %.1f) does not decode in one pass (%s): two passes", reader.name, lo, hi, e.cause)
         return None
-    at = {i: k for k, i in enumerate(grid)}
-    detect = [i for i in grid_frames(clock, lo, hi) if i in at]  # DETECT_FPS: the grid's frames or some of them
+    row = dict(zip(grid, kept))
+    detect = [i for i in grid_frames(clock, lo, hi) if i in row]  # DETECT_FPS: the grid's frames or some of them
     times = np.asarray([clock.time_of(i) for i in detect])
-    cuts = find_cuts(times, np.stack([kept[at[i]][1] for i in detect])) if detect else []
+    cuts = find_cuts(times, copies.small[[row[i] for i in detect]]) if detect else []
     part = plan_shot_windows(hi, cuts, settings.window_s, start=lo)
     frames, thumbs = [], []
     for window in part:
         idx = nearest_on_grid(window_frame_indices(window, clock, settings.num_frames), window, grid, clock)
-        frames.append(torch.stack([kept[at[i]][0] for i in idx]))
+        frames.append(torch.from_numpy(copies.model[[row[i] for i in idx]]))
         if settings.thumbnails:
-            thumbs.append(encode_jpeg(kept[at[idx[len(idx) // 2]]][2], colors=reader.shown_colors))
+            thumbs.append(encode_jpeg(copies.thumbnail(row[idx[len(idx) // 2]]), colors=reader.shown_colors))
     return part, frames, thumbs, n_chunks
+
+
+class _GridCopies:
+    """What the one pass keeps of each grid frame, in rows of arrays allocated before decoding starts.
+
+    Each frame's copies are small beside what making them frees again (the 796×448 float frame of the model's
+    resize, 4 MB): allocated one by one, under vtr's malloc settings (no ``mmap``, nothing handed back:
+    ``vtr._keep_freed_memory``) each landed in the hole the last frame's temporaries left, so the next frame's
+    could not reuse it and the heap grew by 4 MB a frame (2.1 GB for a 300 s span of 720p, against 0.7 GB in two
+    passes). :meth:`keep` returns a row number; rows past the planned count (a decode that starts over) grow the
+    arrays."""
+
+    def __init__(self, n: int, settings: DecodeSettings, pixel_aspect: float):
+        from av.video.reformatter import VideoReformatter
+
+        s = settings.img_size
+        self.pre, self.thumbnails, self.pixel_aspect = settings.preprocess, settings.thumbnails, pixel_aspect
+        self.model = np.empty((n, 3, s, s), np.uint8)
+        self.small = np.empty((n, DETECT_SIZE[1], DETECT_SIZE[0], 3), np.uint8)
+        self.thumbs = None  # [n, h, w, 3], sized by the first frame; another size (a stream that changes) aside
+        self.odd: dict[int, np.ndarray] = {}
+        self.rows = 0
+        self.to_thumbnail = VideoReformatter()  # one swscale context for the span
+
+    def keep(self, rgb: np.ndarray) -> int:
+        import torch
+
+        k = self.rows
+        self.rows += 1
+        if k == len(self.model):
+            self.model, self.small = (np.concatenate([a, np.empty_like(a)]) for a in (self.model, self.small))
+            if self.thumbs is not None:
+                self.thumbs = np.concatenate([self.thumbs, np.empty_like(self.thumbs)])
+        model = self.pre.resize(torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).contiguous())
+        self.model[k] = model.numpy()
+        # cut detection's frame from the model's (squashed: differences and histograms do not see the aspect)
+        w, h = DETECT_SIZE
+        small = torch.nn.functional.adaptive_avg_pool2d(model[None].float(), (h, w))[0]
+        self.small[k] = small.round_().to(torch.uint8).permute(1, 2, 0).numpy()
+        if self.thumbnails:
+            thumb = thumbnail_rgb(rgb, pixel_aspect=self.pixel_aspect, reformatter=self.to_thumbnail)
+            if self.thumbs is None:
+                self.thumbs = np.empty((len(self.model), *thumb.shape), np.uint8)
+            if thumb.shape == self.thumbs.shape[1:]:
+                self.thumbs[k] = thumb
+            else:
+                self.odd[k] = thumb
+        return k
+
+    def thumbnail(self, k: int) -> np.ndarray:
+        return self.odd[k] if k in self.odd else self.thumbs[k]
 
 
 def _salvage(reader, windows, lo, part, per_window, settings, error):
