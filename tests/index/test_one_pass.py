@@ -5,6 +5,7 @@ import os
 
 import numpy as np
 import pytest
+import torch
 
 from index.decode import DecodeSettings, decode_chunk, decoder_size, encode_jpeg, thumbnail_rgb
 from index.policies import (DETECT_FPS, detection_frames, grid_fps, grid_frames, nearest_on_grid,
@@ -203,3 +204,20 @@ def test_one_pass_holds_the_copies_it_keeps_not_a_heap_of_freed_frames(tmp_path)
                          timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert int(out.stdout.strip().splitlines()[-1]) < 150, out.stdout  # MB the span's decoding left resident
+
+
+def test_the_copies_grow_past_their_rows_when_a_decode_starts_over():
+    """A PyAV read that gives up skipping part-way decodes every frame again, handing frames to ``keep`` twice."""
+    from index.decode import _GridCopies
+
+    settings = DecodeSettings(img_size=32)
+    copies = _GridCopies(2, settings, pixel_aspect=1.0)
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 256, (36, 64, 3), dtype=np.uint8) for _ in range(5)]
+    rows = [copies.keep(f) for f in frames] + [copies.keep(frames[0][:32])]  # the last: another size
+    assert rows == list(range(6)) and len(copies.model) >= 6
+    for k, f in enumerate(frames):
+        want = settings.preprocess.resize(torch.from_numpy(f).permute(2, 0, 1).contiguous())
+        np.testing.assert_array_equal(copies.model[k], want.numpy())
+        np.testing.assert_array_equal(copies.thumbnail(k), thumbnail_rgb(f))
+    assert copies.thumbnail(5).shape != copies.thumbnail(0).shape
