@@ -188,8 +188,8 @@ print(rss_mb() - before)
 @pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="reads Linux's /proc")
 def test_one_pass_holds_the_copies_it_keeps_not_a_heap_of_freed_frames(tmp_path):
     """A span's copies (0.2 MB a grid frame) were allocated between the frees of each frame's temporaries (4 MB), so
-    under vtr's malloc settings the heap grew by 4 MB a frame: 2.1 GB for 300 s of 720p. Here 144 grid frames of
-    720p: 47 MB stay resident after the span (482 MB then)."""
+    under vtr's malloc settings the heap grew by 4 MB a frame: 2.1 GB for a 128 s span of 720p. Here 144 grid frames
+    of 720p: 47 MB stay resident after the span (482 MB then)."""
     import subprocess
     import sys
 

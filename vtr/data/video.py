@@ -859,7 +859,8 @@ class VideoReader(abc.ABC):
         """``[fn(frame) for frame in get_frames(indices, size)]``, each frame a uint8 RGB ``[H, W, 3]`` array, without
         holding every decoded frame at once: what ``fn`` keeps of a frame (the model's small copy of it, say) is all
         that stays. This base reads :data:`MAP_BATCH` frames at a time; PyAV hands each frame to ``fn`` as it comes
-        out of its one decoding pass."""
+        out of its one decoding pass. ``fn`` may be handed a frame more than once (a PyAV read that gives up
+        skipping and starts over): what it returned for a frame before is then dropped."""
         indices, size = self._checked(indices, size)
         order = sorted(set(indices))
         kept = {}
