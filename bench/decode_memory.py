@@ -91,14 +91,9 @@ def main(argv=None) -> int:
     p.add_argument("--chunk", type=int, default=0, help="which chunk of each video (0: its first)")
     p.add_argument("--out", default=str(RESULTS))
     a = p.parse_args(argv)
-    from bench.index_throughput import policy_of
+    from bench.index_throughput import policies_arg
 
-    policies = [x for x in a.policies.split(",") if x]
-    for name in policies:
-        try:
-            policy_of(name)
-        except Exception as e:  # noqa: BLE001 - VtrError: the policies it knows
-            p.error(str(e))
+    policies = policies_arg(p, a.policies)
     for v in a.videos:
         if not Path(v).is_file():
             p.error(f"{v} is not a file")

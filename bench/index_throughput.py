@@ -241,6 +241,19 @@ def policy_of(name: str) -> tuple[str, bool]:
     return ("shots", False) if name == TWO_PASS else (check_policy(name), True)
 
 
+def policies_arg(parser, text: str) -> list[str]:
+    """A ``--policies`` value as a list, each entry known (:func:`policy_of`), or the parser's error naming them."""
+    from vtr.errors import VtrError
+
+    names = [x for x in text.split(",") if x]
+    for name in names:
+        try:
+            policy_of(name)
+        except VtrError as e:
+            parser.error(f"{e}, or {TWO_PASS} (shots in two decoding passes)")
+    return names
+
+
 def run_vtr_decode(model, path: Path, policy: str = "stride", decoder_scale: bool = True,
                    detection: str = "cheap", backend: str = "pyav") -> dict:
     """Decoding alone, in this process (one decoding thread, as in a worker): every chunk of the file, the
@@ -341,12 +354,7 @@ def main(argv=None) -> int:
         a.resolutions, a.seconds = "720p", 16.0
     resolutions = [r for r in a.resolutions.split(",") if r]
     precisions = [x for x in a.precisions.split(",") if x]
-    policies = [x for x in a.policies.split(",") if x]
-    for x in policies:
-        try:
-            policy_of(x)
-        except Exception as e:  # noqa: BLE001 - VtrError: the policies it knows
-            p.error(str(e))
+    policies = policies_arg(p, a.policies)
     detections = [x for x in a.detection.split(",") if x]
     backends = [x for x in a.decode_backends.split(",") if x]
     for b_ in backends:
