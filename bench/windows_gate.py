@@ -41,16 +41,18 @@ def main(argv=None) -> int:
     cfg = json.loads((corpus / "corpus.json").read_text())["config"]
     clip_seconds = cfg["num_frames"] / cfg["fps"]
     rows = []
-    for policy in [x for x in a.policies.split(",") if x]:
+    from bench.index_throughput import policies_arg
+
+    for policy in policies_arg(p, a.policies):
         with tempfile.TemporaryDirectory(prefix=f"vtr-gate-{policy}-") as tmp, _passes(policy) as built:
             t0 = time.perf_counter()
             res = run_index(corpus, model_dir, Path(tmp) / "index", clip_seconds, window_policy=built)
             res.update(policy=policy, seconds=time.perf_counter() - t0, loadavg=os.getloadavg()[0])
         rows.append(res)
-    print(f"\n{'policy':8s} {'files':>5s} {'windows':>7s} {'queries':>7s} {'top-1 hit rate':>15s} {'s':>6s} "
+    print(f"\n{'policy':11s} {'files':>5s} {'windows':>7s} {'queries':>7s} {'top-1 hit rate':>15s} {'s':>6s} "
           f"{'load':>5s}")
     for r in rows:
-        print(f"{r['policy']:8s} {r['files']:5d} {r['windows']:7d} {r['queries']:7d} {r['top1_hit_rate']:14.1f}% "
+        print(f"{r['policy']:11s} {r['files']:5d} {r['windows']:7d} {r['queries']:7d} {r['top1_hit_rate']:14.1f}% "
               f"{r['seconds']:6.1f} {r['loadavg']:5.1f}")
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
