@@ -122,10 +122,16 @@ def _detection_pass(path, start, end, fps, size, cheap):
             gap, last_t = (max(gap, t - last_t) if last_t is not None else gap), t
             if t + 1e-6 < next_t:
                 continue
-            next_t = (math.floor(t * fps + 1e-6) + 1) / fps  # on a grid: no drift when fps does not divide
+            next_t = _next_step(t, fps)
             times.append(t)
             frames.append(shown_rgb(frame, to_rgb, size[0], size[1]))  # as the windows: HDR tone-mapped, ...
     return times, frames, expected, gap
+
+
+def _next_step(t: float, fps: float) -> float:
+    """The grid step after a frame taken at ``t`` s: the next multiple of ``1 / fps`` (on a grid, so there is no drift
+    where ``fps`` does not divide the frame rate). Cut detection's passes and the one pass's grid both follow it."""
+    return (math.floor(t * fps + 1e-6) + 1) / fps
 
 
 def _decodable_frames(container, stream):
@@ -249,7 +255,7 @@ def grid_frames(clock, start: float, end: float, fps: float = DETECT_FPS) -> lis
         t = max(clock.time_of(i), start)
         if t + 1e-6 < next_t:
             continue
-        next_t = (math.floor(t * fps + 1e-6) + 1) / fps  # on a grid: no drift when fps does not divide the rate
+        next_t = _next_step(t, fps)
         picked.append(i)
     return picked
 
