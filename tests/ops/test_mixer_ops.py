@@ -9,6 +9,7 @@ from vtr.models.mamba import BiMambaMixer
 from vtr.models.videomamba import videomamba_test
 from vtr.ops import mixer_ops
 from vtr.ops.mixer_ops import causal_conv1d_silu_ref, causal_conv1d_silu_rows
+from vtr.ops.selective_scan import selective_scan_rows as real_scan
 
 needs_numba = pytest.mark.skipif(mixer_ops._load() is None, reason="numba not importable")
 
@@ -44,6 +45,23 @@ def test_fused_conv_one_pass_loop_gives_the_general_loops_bits(reverse, dtype):
     four = causal_conv1d_silu_rows(xz, w, b, reverse=reverse)
     five = causal_conv1d_silu_rows(xz, torch.cat([torch.zeros(40, 1), w], 1), b, reverse=reverse)
     assert torch.equal(four, five)
+
+
+@needs_numba
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("taps", [4, 3])
+def test_fused_conv_writes_bf16_rounded_once(reverse, taps):
+    # the official bf16 path's conv output, for the scan and x_proj to read: the kernel's fp32 result rounded to
+    # nearest even once, as it is written (both loops: 4 taps run the one-pass loop, 3 the general one)
+    torch.manual_seed(1)
+    xz = torch.randn(2, 70, 48).to(torch.bfloat16)
+    w, b = torch.randn(24, taps), torch.randn(24)
+    f32 = causal_conv1d_silu_rows(xz[..., :24], w, b, reverse=reverse)
+    low = causal_conv1d_silu_rows(xz[..., :24], w, b, reverse=reverse, out_dtype=torch.bfloat16)
+    assert low.dtype == torch.bfloat16 and low.shape == f32.shape
+    assert torch.equal(low, f32.to(torch.bfloat16))
+    with pytest.raises(ValueError, match="out_dtype"):
+        causal_conv1d_silu_rows(xz[..., :24], w, b, out_dtype=torch.float16)
 
 
 def test_conv_reference_is_the_channels_first_conv():
@@ -145,6 +163,36 @@ def test_mixer_fused_rows_path_matches_reference(length, monkeypatch):
         plain = m(h)
     torch.testing.assert_close(fused, ref, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(fused, plain, rtol=0, atol=1e-5)
+
+
+@needs_numba
+@pytest.mark.parametrize("autocast", [False, True], ids=["fp32", "bf16"])
+def test_mixer_fused_rows_path_takes_the_official_dtypes(autocast, monkeypatch):
+    # mamba_ssm under bf16 autocast: the conv's u, x_proj's output and Δ are bf16 (its scan reads them and computes in
+    # fp32); in fp32 everything is fp32. The scan gets exactly those tensors: Δ = dt_proj(x_proj(u)[:R]) in u's dtype
+    torch.manual_seed(0)
+    m = _randomize(BiMambaMixer(32, d_state=8)).eval()
+    h = torch.randn(2, 40, 32)
+    seen = []
+
+    def scan(u, delta, A, B, *a, **k):
+        seen.append((u, delta, B))
+        return real_scan(u, delta, A, B, *a, **k)
+
+    monkeypatch.setattr("vtr.models.mamba.selective_scan_rows", scan)
+    dtype = torch.bfloat16 if autocast else torch.float32
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        out = m(h)
+    assert len(seen) == 2 and out.shape == h.shape
+    for (u, delta, B), x_proj, dt_proj in zip(seen, (m.x_proj, m.x_proj_b), (m.dt_proj, m.dt_proj_b)):
+        assert u.dtype == delta.dtype == dtype
+        with torch.autocast("cpu", enabled=False):
+            x_dbl = torch.nn.functional.linear(u, x_proj.weight.to(dtype))
+            want = torch.nn.functional.linear(x_dbl[..., :m.dt_rank], dt_proj.weight.to(dtype))
+        # bf16: the same GEMMs, the same bits; fp32: oneDNN's (linear_rows) sums in another order than F.linear's
+        tol = dict(rtol=0, atol=0) if autocast else dict(rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(delta, want, **tol)
+        torch.testing.assert_close(B, x_dbl[..., m.dt_rank:m.dt_rank + m.d_state], **tol)
 
 
 @needs_numba

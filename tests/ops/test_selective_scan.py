@@ -436,6 +436,32 @@ def test_scan_rows_kernel_is_the_training_kernel_bit_for_bit(reverse):
 
 
 @needs_numba
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reversed"])
+def test_scan_rows_reads_bf16_u_and_delta_as_their_fp32_values(reverse, monkeypatch):
+    # the official bf16 path's scan inputs (u from the conv, Δ from dt_proj, both bf16): read in place and widened
+    # exactly, so the result is that of their fp32 values bit for bit, with no fp32 copy of either made
+    x, z = _rows_case(torch.bfloat16, sliced=True, batch=2, dim=37, length=90)
+    low = {**x, "u": x["u"].to(torch.bfloat16), "delta": x["delta"].to(torch.bfloat16)}
+    wide = {**x, "u": low["u"].float(), "delta": low["delta"].float()}
+    add = torch.randn(x["u"].shape)
+    with torch.no_grad():
+        want = ss.selective_scan_rows(**wide, z=z, delta_softplus=True, reverse=reverse, add=add.clone(),
+                                      out_dtype=torch.bfloat16)
+        casts = []
+        real_to = torch.Tensor.to
+        monkeypatch.setattr(torch.Tensor, "to",
+                            lambda self, *a, **k: casts.append((self.dtype, self.shape)) or real_to(self, *a, **k))
+        got = ss.selective_scan_rows(**low, z=z, delta_softplus=True, reverse=reverse, add=add.clone(),
+                                     out_dtype=torch.bfloat16)
+        monkeypatch.undo()
+    assert torch.equal(got, want)
+    assert (torch.bfloat16, x["u"].shape) not in casts  # neither u nor Δ was copied to fp32 on the way in
+    with torch.no_grad():
+        assert not torch.equal(got, ss.selective_scan_rows(**x, z=z, delta_softplus=True, reverse=reverse,
+                                                           add=add.clone(), out_dtype=torch.bfloat16))
+
+
+@needs_numba
 def test_scan_rows_reads_slices_in_place_and_adds_without_a_new_buffer(monkeypatch):
     x, z = _rows_case(torch.bfloat16, sliced=True)
     add = torch.randn(x["u"].shape)

@@ -208,8 +208,10 @@ class BiMambaMixer(nn.Module):
         Every step reads and writes [B, L, ·] rows, the layout the projections' GEMMs produce and consume, so nothing
         is transposed; the backward direction's conv and scan run back to front over the same rows (nothing flipped)
         and its scan adds into the forward direction's output as it writes it, in the dtype out_proj reads (bf16
-        under autocast). x_proj and dt_proj run in fp32 as on the readable path (Δ is not rounded to bf16). The fp32
-        GEMMs go through oneDNN (:func:`linear_rows`).
+        under autocast). Under bf16 autocast every step takes the official bf16 path's dtypes (mamba_ssm under
+        autocast): the conv writes u in bf16, x_proj and dt_proj run in bf16 (AMX / AVX512-BF16 GEMMs), and the scan
+        reads u and Δ as bf16, computing in fp32 (Δ's softplus included); B and C reach it in fp32. In fp32 every
+        step is fp32 and the GEMMs go through oneDNN (:func:`linear_rows`).
         """
         di, r, n = self.d_inner, self.dt_rank, self.d_state
         dtype = _autocast_dtype("cpu") or torch.float32
@@ -219,9 +221,10 @@ class BiMambaMixer(nn.Module):
             for conv, x_proj, dt_proj, A_log, D, reverse in (
                     (self.conv1d, self.x_proj, self.dt_proj, self.A_log, self.D, False),
                     (self.conv1d_b, self.x_proj_b, self.dt_proj_b, self.A_b_log, self.D_b, True)):
-                u = causal_conv1d_silu_rows(xz[..., :di], conv.weight, conv.bias, reverse=reverse)  # [B, L, di] fp32
-                x_dbl = linear_rows(u, x_proj.weight.float())  # [B, L, R+2N]
-                delta = linear_rows(x_dbl[..., :r], dt_proj.weight.float())  # [B, L, di]; bias in the scan
+                # [B, L, di] in the autocast dtype; then [B, L, R+2N] and Δ: [B, L, di], its bias added in the scan
+                u = causal_conv1d_silu_rows(xz[..., :di], conv.weight, conv.bias, reverse=reverse, out_dtype=dtype)
+                x_dbl = linear_rows(u, x_proj.weight.to(dtype))
+                delta = linear_rows(x_dbl[..., :r], dt_proj.weight.to(dtype))
                 o = selective_scan_rows(u, delta, -torch.exp(A_log.float()), x_dbl[..., r:r + n], x_dbl[..., r + n:],
                                         D.float(), xz[..., di:], dt_proj.bias.float(), True, reverse=reverse, add=o,
                                         out_dtype=torch.float32 if o is None else dtype)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from vtr.ops._scan_numba import as_f32, exp32
+from vtr.ops._scan_numba import as_f32, exp32, from_f32
 
 _F = np.float32
 
@@ -27,10 +27,11 @@ def conv1d_silu_rows(xz, c0, wt, bias, reverse, out):
     outside [0, L)), in natural time order.
 
     xz: [B, L, C'] float32 or int16 (bf16 bits); wt: [K, C] float32 (the taps transposed, so that one tap of all
-    channels is a row); bias: [C]; out: [B, L, C] float32. ``reverse``: the conv of the backward direction, causal in
-    reversed time, x[b, t + (K-1) - j] (its output stays in natural order: the scan reads it back to front). One task
-    per (batch, chunk of 32 steps), every loop along the channels, contiguous; the taps are summed in the order of
-    nn.Conv1d's weight, with fused multiply-adds.
+    channels is a row); bias: [C]; out: [B, L, C] float32 or int16 (bf16 bits: each value computed in fp32 and
+    rounded once, as it is written). ``reverse``: the conv of the backward direction, causal in reversed time,
+    x[b, t + (K-1) - j] (its output stays in natural order: the scan reads it back to front). One task per (batch,
+    chunk of 32 steps), every loop along the channels, contiguous; the taps are summed in the order of nn.Conv1d's
+    weight, with fused multiply-adds.
     """
     nb, L, nc = out.shape
     K = wt.shape[0]
@@ -40,6 +41,7 @@ def conv1d_silu_rows(xz, c0, wt, bias, reverse, out):
     for task in prange(nb * nch):
         b = task // nch
         t0 = (task % nch) * TC
+        acc = np.empty(nc, np.float32)  # a row's sums before SiLU, in fp32 whatever out's dtype
         for t in range(t0, min(L, t0 + TC)):
             o = out[b, t]
             q0 = t - step * (K - 1)  # tap 0's row
@@ -54,10 +56,10 @@ def conv1d_silu_rows(xz, c0, wt, bias, reverse, out):
                 for c in range(nc):
                     v = (bias[c] + w0[c] * as_f32(x0[c]) + w1[c] * as_f32(x1[c]) + w2[c] * as_f32(x2[c])
                          + w3[c] * as_f32(x3[c]))
-                    o[c] = v / (_F(1.0) + exp32(-v))
+                    o[c] = from_f32(v / (_F(1.0) + exp32(-v)), o)
                 continue
             for c in range(nc):
-                o[c] = bias[c]
+                acc[c] = bias[c]
             for j in range(K):
                 q = q0 + step * j
                 if q < 0 or q >= L:
@@ -65,7 +67,7 @@ def conv1d_silu_rows(xz, c0, wt, bias, reverse, out):
                 xr = xz[b, q, c0:c0 + nc]
                 wj = wt[j]
                 for c in range(nc):
-                    o[c] += wj[c] * as_f32(xr[c])
+                    acc[c] += wj[c] * as_f32(xr[c])
             for c in range(nc):
-                v = o[c]
-                o[c] = v / (_F(1.0) + exp32(-v))
+                v = acc[c]
+                o[c] = from_f32(v / (_F(1.0) + exp32(-v)), o)

@@ -488,11 +488,12 @@ def scan_fwd(u, delta, A, Bt, Ct, Dv, z, bias, softplus, has_z, out, ckpt):
 def scan_rows(u, delta, A, Bm, bc0, Cm, cc0, Dv, z, zc0, bias, softplus, has_z, reverse, acc, has_acc, out):
     """The inference scan on channels-last tensors, [B, L, ·] rows in natural time (the mixer's own layout).
 
-    u, delta: [B, L, D] float32; A: [D, N]; Bm, Cm: [B, L, K] float32 whose columns ``bc0 + n`` and ``cc0 + n``
-    are B_t[n] and C_t[n] (both may be x_proj's output, read in place); Dv, bias: [D]; z: [B, L, C'] float32 or
-    int16 (bf16 bits), channel d's gate at column ``zc0 + d`` (z may be the whole xz); acc: [B, L, D] float32, added
-    when ``has_acc`` (it may be out); out: [B, L, D] float32 or int16 (bf16 bits). ``reverse``: the scan runs from
-    t = L-1 down to 0 (the backward direction, with nothing flipped).
+    u, delta: [B, L, D] float32 or int16 (bf16 bits, widened exactly: the official bf16 path's inputs); A: [D, N];
+    Bm, Cm: [B, L, K] float32 whose columns ``bc0 + n`` and ``cc0 + n`` are B_t[n] and C_t[n] (both may be x_proj's
+    output, read in place); Dv, bias: [D]; z: [B, L, C'] float32 or int16 (bf16 bits), channel d's gate at column
+    ``zc0 + d`` (z may be the whole xz); acc: [B, L, D] float32, added when ``has_acc`` (it may be out); out:
+    [B, L, D] float32 or int16 (bf16 bits). ``reverse``: the scan runs from t = L-1 down to 0 (the backward
+    direction, with nothing flipped).
 
     Same arithmetic as :func:`scan_fwd`, in the same order, so the results are the same bit for bit; what changes is
     only where values are read: one time step of a block of W channels is W consecutive values of a row, so the
@@ -522,12 +523,12 @@ def scan_rows(u, delta, A, Bm, bc0, Cm, cc0, Dv, z, zc0, bias, softplus, has_z, 
                 du = carray(_ptr(dub, (t, 0)), W)
                 if softplus:
                     for c in range(nc):
-                        dr[c] = softplus32(de[c] + bb[c])
+                        dr[c] = softplus32(as_f32(de[c]) + bb[c])
                 else:
                     for c in range(nc):
-                        dr[c] = de[c] + bb[c]
+                        dr[c] = as_f32(de[c]) + bb[c]
                 for c in range(nc):
-                    du[c] = dr[c] * ur[c]
+                    du[c] = dr[c] * as_f32(ur[c])
             for t in range(T):  # the recurrence: the same vector code as scan_fwd's
                 p = L - 1 - t0 - t if reverse else t0 + t
                 _recurrence(dtb, dub, Ab, s, yb, t, Bm, b, p, bc0, Cm, cc0)
@@ -549,10 +550,10 @@ def scan_rows(u, delta, A, Bm, bc0, Cm, cc0, Dv, z, zc0, bias, softplus, has_z, 
                     zr = carray(_ptr(z, (b, p, zc0 + d0)), nc)
                     for c in range(nc):
                         zt = as_f32(zr[c])
-                        yr[c] = (yr[c] + Db[c] * ur[c]) * silu32(zt)
+                        yr[c] = (yr[c] + Db[c] * as_f32(ur[c])) * silu32(zt)
                 else:
                     for c in range(nc):
-                        yr[c] = yr[c] + Db[c] * ur[c]
+                        yr[c] = yr[c] + Db[c] * as_f32(ur[c])
                 if has_acc:
                     ar = carray(_ptr(acc, (b, p, d0)), nc)
                     for c in range(nc):

@@ -99,9 +99,10 @@ def causal_conv1d_silu_ref(x, weight, bias, reverse=False):
     return (y.flip(-1) if reverse else y).mT
 
 
-def causal_conv1d_silu_rows(x, weight, bias, reverse=False):
+def causal_conv1d_silu_rows(x, weight, bias, reverse=False, out_dtype=torch.float32):
     """The numba kernel: the same result as :func:`causal_conv1d_silu_ref`. x: [B, L, C] fp32 or bf16, read in place
-    when it is a column slice of a contiguous tensor (``xz[..., :d_inner]``) -> fp32 [B, L, C]."""
+    when it is a column slice of a contiguous tensor (``xz[..., :d_inner]``) -> [B, L, C] in ``out_dtype`` (fp32, or
+    bf16: computed in fp32 and rounded once as it is written, the reference's result ``.to(torch.bfloat16)``)."""
     from vtr.ops.selective_scan import _cols_of, _launch, numba_view
 
     mod = _load()
@@ -109,7 +110,9 @@ def causal_conv1d_silu_rows(x, weight, bias, reverse=False):
     b, length, channels = x.shape
     wt = weight.detach().reshape(channels, -1).float().T.contiguous()  # [K, C]: one tap of every channel a row
     bias = torch.zeros(channels) if bias is None else bias.detach().float().contiguous()
-    out = torch.empty(b, length, channels, dtype=torch.float32)
+    if out_dtype not in (torch.float32, torch.bfloat16):
+        raise ValueError(f"out_dtype must be torch.float32 or torch.bfloat16, got {out_dtype}")
+    out = torch.empty(b, length, channels, dtype=out_dtype)
     _launch(mod.conv1d_silu_rows, numba_view(src.detach()), int(c0), wt.numpy(), bias.numpy(), bool(reverse),
-            out.numpy())
+            numba_view(out))
     return out

@@ -469,6 +469,11 @@ def _cols_of(t):
     return t.contiguous(), 0
 
 
+def _kernel_rows(t):
+    """u or Δ as :func:`~vtr.ops._scan_numba.scan_rows` reads it: fp32, or bf16 bits read without a copy."""
+    return numba_view(t.detach().contiguous() if t.dtype in _KERNEL_DTYPES else _f32(t))
+
+
 def _numba_rows(mod, u, delta, A, B, C, D, z, delta_bias, delta_softplus, reverse, add, out_dtype):
     """:func:`selective_scan_rows` on the numba kernel, one call (see there)."""
     dim = u.shape[2]
@@ -486,7 +491,7 @@ def _numba_rows(mod, u, delta, A, B, C, D, z, delta_bias, delta_softplus, revers
     acc = torch.zeros(1, 1, 1) if add is None else _f32(add)
     Dv = zeros if D is None else _f32(D)
     bias = zeros if delta_bias is None else _f32(delta_bias)
-    _launch(_kernels(mod)[2], _f32(u).numpy(), _f32(delta).numpy(), _f32(A).numpy(), Bm.detach().numpy(), int(bc0),
+    _launch(_kernels(mod)[2], _kernel_rows(u), _kernel_rows(delta), _f32(A).numpy(), Bm.detach().numpy(), int(bc0),
             Cm.detach().numpy(), int(cc0), Dv.numpy(), numba_view(z_src.detach()), int(zc0), bias.numpy(),
             bool(delta_softplus), z is not None, bool(reverse), acc.numpy(), add is not None, numba_view(out))
     return out
@@ -497,10 +502,11 @@ def selective_scan_rows(u, delta, A, B, C, D=None, z=None, delta_bias=None, delt
     """The scan on channels-last tensors, for inference: the bidirectional mixer's own layout.
 
     u, delta, z: [B, L, D]; B, C: [B, L, N]; A, D, delta_bias as in :func:`selective_scan`; every tensor in natural
-    time order. ``reverse``: the scan runs from the last step to the first (the mixer's backward direction: no
-    flipped copies in or out). z may be fp32 or bf16 and a column slice of a larger tensor (``xz[..., d_inner:]``),
-    B and C column slices of x_proj's output; they are read in place. add: [B, L, D], added to the result (it may be
-    overwritten with the sum). out_dtype: the result's dtype (default u's).
+    time order. u and delta may be bf16 (the official bf16 path's inputs), read as their fp32 values. ``reverse``:
+    the scan runs from the last step to the first (the mixer's backward direction: no flipped copies in or out). z
+    may be fp32 or bf16 and a column slice of a larger tensor (``xz[..., d_inner:]``), B and C column slices of
+    x_proj's output; they are read in place. add: [B, L, D], added to the result (it may be overwritten with the
+    sum). out_dtype: the result's dtype (default u's).
 
     Equals ``rev(selective_scan(rev(u)ᵀ, rev(delta)ᵀ, A, rev(B)ᵀ, rev(C)ᵀ, D, rev(z)ᵀ, ...)ᵀ) + add`` cast to
     ``out_dtype``, with ``ᵀ`` the swap of the last two dims and ``rev`` a flip of time when ``reverse`` — which is
