@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from tests.models.test_mamba import _randomize, reference_mixer
-from vtr.models.mamba import BiMambaMixer
+from vtr.models.mamba import BiMambaMixer, Block, RMSNorm
 from vtr.models.videomamba import videomamba_test
 from vtr.ops import mixer_ops
-from vtr.ops.mixer_ops import causal_conv1d_silu_ref, causal_conv1d_silu_rows
+from vtr.ops.mixer_ops import add_rows, causal_conv1d_silu_ref, causal_conv1d_silu_rows, rmsnorm_rows
 from vtr.ops.selective_scan import selective_scan_rows as real_scan
 
 needs_numba = pytest.mark.skipif(mixer_ops._load() is None, reason="numba not importable")
@@ -62,6 +62,60 @@ def test_fused_conv_writes_bf16_rounded_once(reverse, taps):
     assert torch.equal(low, f32.to(torch.bfloat16))
     with pytest.raises(ValueError, match="out_dtype"):
         causal_conv1d_silu_rows(xz[..., :24], w, b, out_dtype=torch.float16)
+
+
+@needs_numba
+@pytest.mark.parametrize("width", [7, 576])
+def test_rmsnorm_rows_is_the_norm_in_one_pass(width):
+    torch.manual_seed(2)
+    x = torch.randn(3, 50, width) * 4
+    norm = RMSNorm(width)
+    with torch.no_grad():
+        norm.weight.copy_(torch.randn(width))
+        want = norm(x)
+    got = rmsnorm_rows(x, norm.weight, norm.eps)
+    assert got.dtype == torch.float32 and got.shape == x.shape
+    torch.testing.assert_close(got, want, rtol=2e-6, atol=1e-6)  # only the sum of squares is summed in another order
+    assert torch.equal(rmsnorm_rows(x, norm.weight, norm.eps, torch.bfloat16), got.to(torch.bfloat16))
+    rows = rmsnorm_rows(x[:, 10:20].contiguous(), norm.weight, norm.eps)  # each row on its own
+    torch.testing.assert_close(rows, got[:, 10:20], rtol=0, atol=0)
+    with pytest.raises(ValueError, match="fp32 x"):
+        rmsnorm_rows(x.to(torch.bfloat16), norm.weight, norm.eps)
+
+
+@needs_numba
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_add_rows_is_torchs_add(dtype):
+    torch.manual_seed(3)
+    a, b = torch.randn(2, 33, 40), torch.randn(2, 33, 40).to(dtype)
+    got = add_rows(a, b)
+    assert got.dtype == torch.float32 and torch.equal(got, a + b)
+    with pytest.raises(ValueError, match="same-shape"):
+        add_rows(a, b[:, :5])
+
+
+@needs_numba
+@pytest.mark.parametrize("autocast", [False, True], ids=["fp32", "bf16"])
+def test_block_inference_norms_and_adds_in_the_kernels(autocast, monkeypatch):
+    # CPU inference: the block's norm is written in the dtype in_proj reads and its residual add takes the bf16 mixer
+    # output as it is; the result is the readable block's (r + mixer(norm(r))) up to the norm's summation order
+    torch.manual_seed(4)
+    block = Block(24, d_state=8).eval()
+    _randomize(block.mixer)
+    r = torch.randn(2, 30, 24)
+    seen, real_mixer, adds = [], block.mixer.forward, []
+    monkeypatch.setattr(block.mixer, "forward", lambda h: seen.append(h.dtype) or real_mixer(h))
+    monkeypatch.setattr("vtr.models.mamba.add_rows", lambda a, b: adds.append(b.dtype) or add_rows(a, b))
+    dtype = torch.bfloat16 if autocast else torch.float32
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        got = block(r)
+        monkeypatch.setenv("VTR_FUSED", "0")
+        plain = block(r)
+    assert seen == [dtype, torch.float32]  # the kernels' norm in the autocast dtype; the readable norm in fp32
+    assert adds == [dtype]  # the kernel added the mixer's output, in the dtype it came in
+    assert got.dtype == plain.dtype == torch.float32
+    tol = dict(rtol=2e-2, atol=2e-2) if autocast else dict(rtol=1e-5, atol=1e-5)  # bf16: other GEMM roundings
+    torch.testing.assert_close(got, plain, **tol)
 
 
 def test_conv_reference_is_the_channels_first_conv():

@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from vtr.ops.mixer_ops import causal_conv1d_silu_rows, fused_available, linear_rows
+from vtr.ops.mixer_ops import add_rows, causal_conv1d_silu_rows, fused_available, linear_rows, rmsnorm_rows
 from vtr.ops.selective_scan import selective_scan, selective_scan_rows
 
 logger = logging.getLogger(__name__)
@@ -249,5 +249,12 @@ class Block(nn.Module):
 
     def forward(self, residual):
         """residual: [B, L, D] fp32 -> [B, L, D] fp32."""
+        dtype = _autocast_dtype("cpu") or torch.float32
+        if (not self.training and residual.dtype == torch.float32 and dtype in (torch.float32, torch.bfloat16)
+                and fused_available(residual)):
+            # CPU inference: the norm in one pass over memory, written in the dtype in_proj reads (bf16 under
+            # autocast), and the residual add without an fp32 copy of the bf16 mixer output (bench/README.md,
+            # twenty-ninth round); the same values as below up to the order of the norm's sum of squares
+            return add_rows(residual, self.mixer(rmsnorm_rows(residual, self.norm.weight, self.norm.eps, dtype)))
         h = self.mixer(self.norm(residual))
         return residual + self.drop_path(h)  # promotes a bf16 mixer output into the fp32 residual

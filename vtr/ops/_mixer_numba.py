@@ -6,7 +6,10 @@ cast and one for SiLU, plus a flipped copy for the backward direction. The input
 *bits* (an int16 view of a bf16 tensor: numba has no bf16 type), so an autocast ``in_proj`` output is upcast
 inside the kernel instead of in a copy.
 
-(A fused RMSNorm kernel was measured too and dropped: no faster than torch's on [1569, 576] rows.)
+The block's RMSNorm and residual add (:func:`rmsnorm_rows`, :func:`add_rows`) are here too. A fused RMSNorm was
+first measured at batch 1 in fp32 and dropped (no faster than torch's on [1569, 576] rows); at batch 4 in bf16 on an
+AMX CPU torch's norm, its bf16 cast and the add's promotion of the bf16 mixer output took 8% of a clip, and one pass
+each saves most of it (``bench/README.md``, twenty-ninth round).
 """
 
 from __future__ import annotations
@@ -71,3 +74,34 @@ def conv1d_silu_rows(xz, c0, wt, bias, reverse, out):
             for c in range(nc):
                 v = acc[c]
                 o[c] = from_f32(v / (_F(1.0) + exp32(-v)), o)
+
+
+# The sum of squares may be reassociated (vectorised: the order of a row's 576 terms is not torch's either); the
+# scaling keeps torch's order, (x · r) · w.
+@njit(parallel=True, fastmath={"contract", "reassoc"}, error_model="numpy", cache=True)
+def rmsnorm_rows(x, w, eps, out):
+    """out[i] = (x[i] · 1/sqrt(mean(x[i]²) + eps)) · w for every row i of x: [R, C] float32; w: [C] float32; out:
+    [R, C] float32 or int16 (bf16 bits: each value rounded once, as it is written). One pass over memory: a row is
+    summed and scaled while it is in cache."""
+    rows, nc = x.shape
+    inv_n = _F(1.0) / _F(nc)
+    for i in prange(rows):
+        xr = x[i]
+        o = out[i]
+        s = _F(0.0)
+        for c in range(nc):
+            s += xr[c] * xr[c]
+        r = _F(1.0) / np.sqrt(s * inv_n + eps)
+        for c in range(nc):
+            o[c] = from_f32((xr[c] * r) * w[c], o)
+
+
+@njit(parallel=True, fastmath={"contract"}, error_model="numpy", cache=True)
+def add_rows(a, b, out):
+    """out = a + b over rows: a: [R, C] float32; b: [R, C] float32 or int16 (bf16 bits, widened exactly); out:
+    [R, C] float32. torch's ``a + b`` (it promotes a bf16 b to fp32 first, the same values) without b's fp32 copy."""
+    rows, nc = a.shape
+    for i in prange(rows):
+        ar, br, o = a[i], b[i], out[i]
+        for c in range(nc):
+            o[c] = ar[c] + as_f32(br[c])

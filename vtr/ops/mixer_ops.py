@@ -3,7 +3,10 @@
 :func:`causal_conv1d_silu_ref` / :func:`causal_conv1d_silu_rows` (numba ``conv1d_silu_rows``): SiLU(causal
 depthwise conv1d + bias) of channels-last rows ``x: [B, L, C]`` (e.g. the x half of the mixer's ``xz``, read in
 place), optionally causal in reversed time (the backward direction's conv, without a flipped copy), from fp32 or
-bf16 input to fp32 output in natural time order.
+bf16 input to fp32 or bf16 output in natural time order.
+
+:func:`rmsnorm_rows`, :func:`add_rows`: the block's RMSNorm (written in the dtype ``in_proj`` reads) and residual
+add (a bf16 mixer output read as it is), one pass over memory each (numba ``rmsnorm_rows`` / ``add_rows``).
 
 :func:`linear_rows`: the mixer's inference GEMMs. The fp32 ones go through oneDNN
 (``torch.ops.mkldnn._linear_pointwise``, the op torch's own CPU compiler emits for a frozen linear) where this torch
@@ -82,6 +85,37 @@ def linear_rows(x, weight):
         log.warning("oneDNN linear failed (%s); the mixer's GEMMs use F.linear", str(e).splitlines()[0][:200])
         _state["onednn"] = None
         return F.linear(x, weight)
+
+
+# ------------------------------------------------------------------------------------- the block's norm and add
+def rmsnorm_rows(x, weight, eps, out_dtype=torch.float32):
+    """:class:`~vtr.models.mamba.RMSNorm` of x: [..., C] fp32 (contiguous) in one pass over memory -> [..., C] in
+    ``out_dtype`` (fp32, or bf16 rounded once from the fp32 result: what the mixer's bf16 ``in_proj`` reads)."""
+    from vtr.ops.selective_scan import _launch, numba_view
+
+    if x.dtype != torch.float32 or out_dtype not in (torch.float32, torch.bfloat16):
+        raise ValueError(f"rmsnorm_rows takes fp32 x to fp32 or bf16, got {x.dtype} to {out_dtype}")
+    x = x.detach().contiguous()
+    out = torch.empty(x.shape, dtype=out_dtype)
+    _launch(_load().rmsnorm_rows, x.view(-1, x.shape[-1]).numpy(), weight.detach().float().contiguous().numpy(),
+            float(eps), numba_view(out).reshape(-1, x.shape[-1]))
+    return out
+
+
+def add_rows(a, b):
+    """``a + b`` for a: [..., C] fp32 and b of a's shape in fp32 or bf16 -> fp32: the block's residual add, in one
+    pass (torch first copies a bf16 b to fp32)."""
+    from vtr.ops.selective_scan import _launch, numba_view
+
+    if a.dtype != torch.float32 or b.dtype not in (torch.float32, torch.bfloat16) or a.shape != b.shape:
+        raise ValueError(f"add_rows takes fp32 a and a same-shape fp32 or bf16 b, got {a.dtype} {tuple(a.shape)}, "
+                         f"{b.dtype} {tuple(b.shape)}")
+    a, b = a.detach().contiguous(), b.detach().contiguous()
+    out = torch.empty(a.shape, dtype=torch.float32)
+    width = a.shape[-1]
+    _launch(_load().add_rows, a.view(-1, width).numpy(), numba_view(b).reshape(-1, width),
+            out.view(-1, width).numpy())
+    return out
 
 
 # ------------------------------------------------------------------------------------- conv1d + SiLU
