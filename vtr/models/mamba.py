@@ -215,16 +215,18 @@ class BiMambaMixer(nn.Module):
         """
         di, r, n = self.d_inner, self.dt_rank, self.d_state
         dtype = _autocast_dtype("cpu") or torch.float32
+        low = torch.bfloat16 if dtype == torch.bfloat16 else torch.float32  # u, x_proj's and dt_proj's outputs
         with torch.autocast("cpu", enabled=False):
             xz = linear_rows(h.to(dtype), self.in_proj.weight.to(dtype))  # [B, L, 2·di]
             o = None
             for conv, x_proj, dt_proj, A_log, D, reverse in (
                     (self.conv1d, self.x_proj, self.dt_proj, self.A_log, self.D, False),
                     (self.conv1d_b, self.x_proj_b, self.dt_proj_b, self.A_b_log, self.D_b, True)):
-                # [B, L, di] in the autocast dtype; then [B, L, R+2N] and Δ: [B, L, di], its bias added in the scan
-                u = causal_conv1d_silu_rows(xz[..., :di], conv.weight, conv.bias, reverse=reverse, out_dtype=dtype)
-                x_dbl = linear_rows(u, x_proj.weight.to(dtype))
-                delta = linear_rows(x_dbl[..., :r], dt_proj.weight.to(dtype))
+                # [B, L, di] in bf16 under bf16 autocast, else fp32; then [B, L, R+2N] and Δ: [B, L, di] in that
+                # dtype (Δ's bias is added in the scan)
+                u = causal_conv1d_silu_rows(xz[..., :di], conv.weight, conv.bias, reverse=reverse, out_dtype=low)
+                x_dbl = linear_rows(u, x_proj.weight.to(low))
+                delta = linear_rows(x_dbl[..., :r], dt_proj.weight.to(low))
                 o = selective_scan_rows(u, delta, -torch.exp(A_log.float()), x_dbl[..., r:r + n], x_dbl[..., r + n:],
                                         D.float(), xz[..., di:], dt_proj.bias.float(), True, reverse=reverse, add=o,
                                         out_dtype=torch.float32 if o is None else dtype)
