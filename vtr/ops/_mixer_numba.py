@@ -84,14 +84,14 @@ def rmsnorm_rows(x, w, eps, out):
     [R, C] float32 or int16 (bf16 bits: each value rounded once, as it is written). One pass over memory: a row is
     summed and scaled while it is in cache."""
     rows, nc = x.shape
-    inv_n = _F(1.0) / _F(nc)
+    inv_n, eps32 = _F(1.0) / _F(nc), _F(eps)  # eps comes as a Python float: every step stays in fp32, as torch's
     for i in prange(rows):
         xr = x[i]
         o = out[i]
         s = _F(0.0)
         for c in range(nc):
             s += xr[c] * xr[c]
-        r = _F(1.0) / np.sqrt(s * inv_n + eps)
+        r = _F(1.0) / np.sqrt(s * inv_n + eps32)
         for c in range(nc):
             o[c] = from_f32((xr[c] * r) * w[c], o)
 
