@@ -76,22 +76,27 @@ def conv1d_silu_rows(xz, c0, wt, bias, reverse, out):
                 o[c] = from_f32(v / (_F(1.0) + exp32(-v)), o)
 
 
-# The sum of squares may be reassociated (vectorised: the order of a row's 576 terms is not torch's either); the
-# scaling keeps torch's order, (x · r) · w.
-@njit(parallel=True, fastmath={"contract", "reassoc"}, error_model="numpy", cache=True)
+# The sum of squares may be reassociated (vectorised: the order of a row's 576 terms is not torch's either). Its own
+# function, not numba-inlined, so that the flag stays on its instructions alone and the scaling keeps torch's order.
+@njit(fastmath={"contract", "reassoc"}, error_model="numpy", cache=True)
+def _sum_squares(xr):
+    s = _F(0.0)
+    for c in range(xr.shape[0]):
+        s += xr[c] * xr[c]
+    return s
+
+
+@njit(parallel=True, fastmath={"contract"}, error_model="numpy", cache=True)
 def rmsnorm_rows(x, w, eps, out):
     """out[i] = (x[i] · 1/sqrt(mean(x[i]²) + eps)) · w for every row i of x: [R, C] float32; w: [C] float32; out:
-    [R, C] float32 or int16 (bf16 bits: each value rounded once, as it is written). One pass over memory: a row is
-    summed and scaled while it is in cache."""
+    [R, C] float32 or int16 (bf16 bits: each value rounded once, as it is written), scaled as torch's RMSNorm scales,
+    (x · r) · w in fp32. One pass over memory: a row is summed and scaled while it is in cache."""
     rows, nc = x.shape
     inv_n, eps32 = _F(1.0) / _F(nc), _F(eps)  # eps comes as a Python float: every step stays in fp32, as torch's
     for i in prange(rows):
         xr = x[i]
         o = out[i]
-        s = _F(0.0)
-        for c in range(nc):
-            s += xr[c] * xr[c]
-        r = _F(1.0) / np.sqrt(s * inv_n + eps32)
+        r = _F(1.0) / np.sqrt(_sum_squares(xr) * inv_n + eps32)
         for c in range(nc):
             o[c] = from_f32((xr[c] * r) * w[c], o)
 
