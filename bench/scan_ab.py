@@ -27,7 +27,7 @@ import statistics
 import time
 from pathlib import Path
 
-from bench.scan_train import REPO, load_old, same_convention
+from bench.scan_train import REPO, _params, load_old, same_convention
 
 import torch  # noqa: E402  (after bench.scan_train, which puts the checkout on sys.path)
 
@@ -126,6 +126,10 @@ def main() -> None:
     if not same_convention(old, new) or not hasattr(old, "scan_rows"):
         raise SystemExit(f"{args.rev}'s kernels take other arguments than this checkout's (or have no scan_rows): pick "
                          "a later --rev, or compare whole checkouts with python -m bench.encoder --rev")
+    if "width" not in _params(old.scan_rows):  # before the block width followed the threads (thirtieth round)
+        old_rows = old.scan_rows
+        old.scan_rows = lambda *args: old_rows(*args[:-1])
+        old.rows_width = new.rows_width
     mods = {"old": old, "new": new}
     load = round(os.getloadavg()[0], 2)
     try:

@@ -388,6 +388,13 @@ def _rows_case(dtype_z, sliced, batch=2, dim=21, length=130, n=16):
     return x, z
 
 
+@pytest.fixture(params=[16, 64], ids=["blocks16", "blocks64"])
+def block_width(request, monkeypatch):
+    """The inference scan's channels per block, forced (it is otherwise chosen from the batch and the threads)."""
+    monkeypatch.setattr(ss._load_numba(), "rows_width", lambda nb, nd, threads: request.param)
+    return request.param
+
+
 def _cf(x, z, reverse):
     """The channels-first, scan-order inputs that the rows stand for."""
     flip = (lambda t: t.flip(1)) if reverse else (lambda t: t)  # noqa: E731
@@ -400,8 +407,8 @@ def _cf(x, z, reverse):
 @pytest.mark.parametrize("with_add", [False, True], ids=["alone", "add"])
 @pytest.mark.parametrize("dtype_z, sliced", [(torch.float32, False), (torch.float32, True), (torch.bfloat16, True)],
                          ids=["z32", "z32-slice", "z16-slice"])
-def test_scan_rows_match_the_reference(reverse, with_add, dtype_z, sliced):
-    x, z = _rows_case(dtype_z, sliced)
+def test_scan_rows_match_the_reference(reverse, with_add, dtype_z, sliced, block_width):
+    x, z = _rows_case(dtype_z, sliced, dim=21 if block_width == 16 else 150)  # a partial last block
     add = torch.randn(x["u"].shape) if with_add else None
     xc, zc = _cf(x, z, reverse)
     with torch.no_grad():
@@ -425,9 +432,10 @@ def test_scan_rows_match_the_reference(reverse, with_add, dtype_z, sliced):
 
 @needs_numba
 @pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reversed"])
-def test_scan_rows_kernel_is_the_training_kernel_bit_for_bit(reverse):
-    # scan_rows does scan_fwd's arithmetic in scan_fwd's order; only where it reads and writes differs
-    x, z = _rows_case(torch.float32, sliced=True, batch=3, dim=37, length=200)
+def test_scan_rows_kernel_is_the_training_kernel_bit_for_bit(reverse, block_width):
+    # scan_rows does scan_fwd's arithmetic in scan_fwd's order, in blocks of 16 or 64 channels; only where it reads
+    # and writes differs
+    x, z = _rows_case(torch.float32, sliced=True, batch=3, dim=37 if block_width == 16 else 150, length=200)
     xc, zc = _cf(x, z, reverse)
     with torch.no_grad():
         rows = ss.selective_scan_rows(**x, z=z, delta_softplus=True, reverse=reverse)
@@ -437,7 +445,7 @@ def test_scan_rows_kernel_is_the_training_kernel_bit_for_bit(reverse):
 
 @needs_numba
 @pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reversed"])
-def test_scan_rows_reads_bf16_u_and_delta_as_their_fp32_values(reverse, monkeypatch):
+def test_scan_rows_reads_bf16_u_and_delta_as_their_fp32_values(reverse, monkeypatch, block_width):
     # the official bf16 path's scan inputs (u from the conv, Δ from dt_proj, both bf16): read in place and widened
     # exactly, so the result is that of their fp32 values bit for bit, with no fp32 copy of either made
     x, z = _rows_case(torch.bfloat16, sliced=True, batch=2, dim=37, length=90)
@@ -459,6 +467,23 @@ def test_scan_rows_reads_bf16_u_and_delta_as_their_fp32_values(reverse, monkeypa
     with torch.no_grad():
         assert not torch.equal(got, ss.selective_scan_rows(**x, z=z, delta_softplus=True, reverse=reverse,
                                                            add=add.clone(), out_dtype=torch.bfloat16))
+
+
+@needs_numba
+def test_scan_rows_block_width_follows_the_batch_and_the_threads(monkeypatch):
+    mod = ss._load_numba()
+    assert (mod.W, mod.WR) == (16, 64)
+    assert mod.rows_width(4, 1152, 2) == 64  # a batch of M clips on 2 cores: 72 tasks of 64 channels
+    assert mod.rows_width(1, 1152, 2) == 64
+    assert mod.rows_width(1, 1152, 16) == 16  # one clip on 16 threads: 18 wide tasks would idle 14 threads a round
+    assert mod.rows_width(4, 1152, 16) == 64
+    assert mod.rows_width(1, 20, 1) == 16  # 20 channels: a block of 64 would be mostly empty lanes
+
+    # the kernel has recurrences of 16 and 64 lanes only: any other width is refused, not run on mismatched rows
+    x, z = _rows_case(torch.float32, sliced=False)
+    monkeypatch.setattr(mod, "rows_width", lambda nb, nd, threads: 32)
+    with torch.no_grad(), pytest.raises(ValueError, match="width must be W or WR"):
+        ss.selective_scan_rows(**x, z=z, delta_softplus=True)
 
 
 @needs_numba

@@ -16,7 +16,8 @@ forward, which also saves the state at the start of every chunk), :func:`scan_bw
 recomputes one chunk's states from its checkpoint and runs the reverse-time recurrence over them, so the full
 [B, D, L, N] state is never stored) and :func:`scan_rows` (inference on the mixer's own channels-last rows,
 [B, L, D]: one time step of a block is W consecutive values, so it needs no transposes, reads a bf16 gate and
-writes a bf16 result in place, and runs back to front for the backward direction without a flipped copy).
+writes a bf16 result in place, and runs back to front for the backward direction without a flipped copy; its blocks
+are WR = 64 channels, four vectors a step, when the batch has blocks enough for the threads).
 exp/log are polynomial versions written here (≤ 2 ulp; the recurrence's decay is :func:`exp2_32`, the cheapest):
 LLVM cannot vectorise calls to libm's expf, and the scalar calls cost more than the whole recurrence. Everything
 is fp32 except the sums over time of the parameter gradients (float64).
@@ -226,19 +227,34 @@ def silu32(x):
 
 
 W = 16  # channels per block: one SIMD lane per channel (one zmm)
+#: Channels per block of the inference scan when there are blocks enough for the threads (:func:`rows_width`): four
+#: vectors a step give the core four independent chains of the same operations, 1.13-1.26x the scan of 16
+#: (``python -m bench.scan_ab``, bench/README.md thirtieth round).
+WR = 64
+WIDE_GAIN = 1.2  # how much faster a channel goes in a block of WR than of W (measured, above)
 
 
 @njit(inline="always", fastmath=False, cache=True)
-def _n_blocks(nd):
-    """The number of blocks of W channels among nd (the last one may be partial)."""
-    return (nd + W - 1) // W
+def _n_blocks(nd, width=W):
+    """The number of blocks of ``width`` channels among nd (the last one may be partial)."""
+    return (nd + width - 1) // width
+
+
+def rows_width(nb: int, nd: int, threads: int) -> int:
+    """The block width :func:`scan_rows` should take for nb × nd channels on ``threads`` threads: WR, unless its fewer
+    tasks (one per batch item and block) would leave threads idle long enough to lose more than the wider block
+    gains (one clip on a many-core CPU: 18 blocks of WR on 16 threads take two rounds, 72 of W 4.5 rounds of a
+    quarter of the work)."""
+    rounds_wide = -(-nb * -(-nd // WR) // threads)
+    rounds = -(-nb * -(-nd // W) // threads)
+    return WR if rounds_wide * WR <= rounds * W * WIDE_GAIN else W
 
 
 @njit(inline="always", fastmath=False, cache=True)
-def _block_decays(A, d0, nc):
-    """A·log2 e of channels d0..d0+nc as [N, W], state fastest-varying across rows (zero lanes past nc):
+def _block_decays(A, d0, nc, width=W):
+    """A·log2 e of channels d0..d0+nc as [N, width], state fastest-varying across rows (zero lanes past nc):
     exp(Δ·A) = 2**(Δ·A·log2 e), the form :func:`exp2_32` takes."""
-    Ab = np.zeros((A.shape[1], W), np.float32)
+    Ab = np.zeros((A.shape[1], width), np.float32)
     for c in range(nc):
         for n in range(A.shape[1]):
             Ab[n, c] = A[d0 + c, n] * LOG2E
@@ -298,9 +314,9 @@ def _prefetch(typingctx, ptr):
     return sig, codegen
 
 
-@intrinsic
-def _recurrence(typingctx, dtb, dub, Ab, s, yb, t, Bm, b, p, bc0, Cm, cc0):
-    """One time step of a block of W = 16 channels, emitted as LLVM vector code, one <16 x float> per row:
+def _make_recurrence(width: int):
+    """An ``@intrinsic``: one time step of a block of ``width`` channels (a multiple of 16), emitted as LLVM vector
+    code, one <width x float> per row:
 
         for n in 0..N-1 (N = Ab.shape[0]):
             s[n] = exp2(dtb[t] · Ab[n]) · s[n] + dub[t] · Bm[b, p, bc0 + n]
@@ -312,89 +328,114 @@ def _recurrence(typingctx, dtb, dub, Ab, s, yb, t, Bm, b, p, bc0, Cm, cc0):
     LLVM built a vectorised loop over the 16 lanes guarded by runtime alias checks of every array against every
     other, kept y in memory across n (a store-to-load chain per state) and chose between versions per step: half
     of the recurrence's time (``python -m bench.scan_profile`` on the kernel before it). Here y is a register,
-    nothing is checked, and the loop over n is the only loop. dtb, dub, yb: [CHUNK, W], Ab, s: [N, W], all
-    C-contiguous float32 with rows of exactly W (one row = one vector; not checked); Bm, Cm: 3-D float32, read one
-    value per state and broadcast.
+    nothing is checked, and the loop over n is the only loop. A row wider than one vector is split by LLVM into
+    independent vectors whose operations interleave: each state's chain (exp2, the update, y's fma) is long and one
+    block's 16 lanes left the core waiting on it (:data:`WR`). dtb, dub, yb: [CHUNK, width], Ab, s: [N, width],
+    all C-contiguous float32 with rows of exactly ``width`` (one row = one vector; not checked); Bm, Cm: 3-D float32,
+    read one value per state and broadcast.
     """
-    for name, ty in (("dtb", dtb), ("dub", dub), ("Ab", Ab), ("s", s), ("yb", yb)):
-        _c_rows(name, ty)
-    for name, ty in (("Bm", Bm), ("Cm", Cm)):
-        if not (isinstance(ty, types.Array) and ty.ndim == 3 and ty.dtype == types.float32):
-            raise errors.TypingError(f"{name} must be a 3-D float32 array, got {ty}")
-    sig = types.void(dtb, dub, Ab, s, yb, types.intp, Bm, types.intp, types.intp, types.intp, Cm, types.intp)
+    if width < 16 or width & (width - 1):
+        raise ValueError(f"the recurrence's width must be 16 times a power of two, got {width}")
 
-    def codegen(context, builder, signature, args):
-        dtb_v, dub_v, ab_v, s_v, yb_v, t_v, bm_v, b_v, p_v, bc0_v, cm_v, cc0_v = args
-        tys = signature.args
-        f32, i32, i64 = ir.FloatType(), ir.IntType(32), ir.IntType(64)
-        vec = ir.VectorType(f32, W)
-        ivec = ir.VectorType(i32, W)
+    def _recurrence(typingctx, dtb, dub, Ab, s, yb, t, Bm, b, p, bc0, Cm, cc0):
+        for name, ty in (("dtb", dtb), ("dub", dub), ("Ab", Ab), ("s", s), ("yb", yb)):
+            _c_rows(name, ty)
+        for name, ty in (("Bm", Bm), ("Cm", Cm)):
+            if not (isinstance(ty, types.Array) and ty.ndim == 3 and ty.dtype == types.float32):
+                raise errors.TypingError(f"{name} must be a 3-D float32 array, got {ty}")
+        sig = types.void(dtb, dub, Ab, s, yb, types.intp, Bm, types.intp, types.intp, types.intp, Cm, types.intp)
 
-        def const(x):
-            return ir.Constant(vec, [float(np.float32(x))] * W)
+        def codegen(context, builder, signature, args):
+            dtb_v, dub_v, ab_v, s_v, yb_v, t_v, bm_v, b_v, p_v, bc0_v, cm_v, cc0_v = args
+            tys = signature.args
+            f32, i32, i64 = ir.FloatType(), ir.IntType(32), ir.IntType(64)
+            vec = ir.VectorType(f32, width)
+            ivec = ir.VectorType(i32, width)
 
-        def row(i, value, r):  # <W x float>* to row r of a C-contiguous [R, W] array
-            data = context.make_array(tys[i])(context, builder, value=value).data
-            return builder.bitcast(builder.gep(data, [builder.mul(r, ir.Constant(i64, W))]), vec.as_pointer())
+            def const(x):
+                return ir.Constant(vec, [float(np.float32(x))] * width)
 
-        def broadcast(i, value, k):  # the float at [b, p, k] of a 3-D array, in every lane
-            x = builder.load(_item_pointer(context, builder, tys[i], value, (b_v, p_v, k)))
-            one = builder.insert_element(ir.Constant(vec, ir.Undefined), x, ir.Constant(i32, 0))
-            return builder.shuffle_vector(one, ir.Constant(vec, ir.Undefined), ir.Constant(ivec, [0] * W))
+            def row(i, value, r):  # <width x float>* to row r of a C-contiguous [R, width] array
+                data = context.make_array(tys[i])(context, builder, value=value).data
+                return builder.bitcast(builder.gep(data, [builder.mul(r, ir.Constant(i64, width))]), vec.as_pointer())
 
-        # fmuladd: fused where the target has FMA, as the fastmath={"contract"} loops are
-        fma = builder.module.declare_intrinsic("llvm.fmuladd.v16f32", (), ir.FunctionType(vec, [vec, vec, vec]))
-        rint = builder.module.declare_intrinsic("llvm.rint.v16f32", (), ir.FunctionType(vec, [vec]))
-        dt = builder.load(row(0, dtb_v, t_v), align=4)
-        du = builder.load(row(1, dub_v, t_v), align=4)
-        n_states = builder.extract_value(context.make_array(tys[2])(context, builder, value=ab_v).shape, 0)
-        entry = builder.basic_block
-        loop = builder.append_basic_block("recurrence.n")
-        done = builder.append_basic_block("recurrence.done")
-        zero = const(0.0)
-        builder.cbranch(builder.icmp_signed(">", n_states, ir.Constant(i64, 0)), loop, done)
+            def broadcast(i, value, k):  # the float at [b, p, k] of a 3-D array, in every lane
+                x = builder.load(_item_pointer(context, builder, tys[i], value, (b_v, p_v, k)))
+                one = builder.insert_element(ir.Constant(vec, ir.Undefined), x, ir.Constant(i32, 0))
+                return builder.shuffle_vector(one, ir.Constant(vec, ir.Undefined), ir.Constant(ivec, [0] * width))
 
-        builder.position_at_end(loop)
-        n = builder.phi(i64)
-        y = builder.phi(vec)
-        n.add_incoming(ir.Constant(i64, 0), entry)
-        y.add_incoming(zero, entry)
-        # exp2_32(Δ · A log2 e): clamp (NaN passes through), 2**f on [-1/2, 1/2], scale by 2**k
-        x = builder.fmul(dt, builder.load(row(2, ab_v, n), align=4))
-        x = builder.select(builder.fcmp_ordered("<", x, const(-_EXP2_CLAMP)), const(-_EXP2_CLAMP), x)
-        x = builder.select(builder.fcmp_ordered(">", x, const(_EXP2_CLAMP)), const(_EXP2_CLAMP), x)
-        k = builder.call(rint, [x])
-        f = builder.fsub(x, k)
-        poly = const(_EXP2_POLY[0])
-        for coef in _EXP2_POLY[1:]:
-            poly = builder.call(fma, [poly, f, const(coef)])
-        if SCALEF:  # vscalefps: poly · 2**k, exact, as llvm.ldexp lowers in exp2_32
-            scalef = builder.module.declare_intrinsic(
-                "llvm.x86.avx512.mask.scalef.ps.512", (), ir.FunctionType(vec, [vec, vec, vec, ir.IntType(16), i32]))
-            e = builder.call(scalef, [poly, k, ir.Constant(vec, ir.Undefined), ir.Constant(ir.IntType(16), -1),
-                                      ir.Constant(i32, 4)])
-        else:  # 2**k's bits, as exp2_32 builds them
-            bits = builder.shl(builder.add(builder.fptosi(k, ivec), ir.Constant(ivec, [127] * W)),
-                               ir.Constant(ivec, [23] * W))
-            e = builder.fmul(poly, builder.bitcast(bits, vec))
-        sp = row(3, s_v, n)
-        es = builder.fmul(e, builder.load(sp, align=4))
-        sv = builder.call(fma, [du, broadcast(6, bm_v, builder.add(bc0_v, n)), es])
-        builder.store(sv, sp, align=4)
-        y_next = builder.call(fma, [sv, broadcast(10, cm_v, builder.add(cc0_v, n)), y])
-        n_next = builder.add(n, ir.Constant(i64, 1))
-        n.add_incoming(n_next, builder.basic_block)
-        y.add_incoming(y_next, builder.basic_block)
-        builder.cbranch(builder.icmp_signed("<", n_next, n_states), loop, done)
+            # fmuladd: fused where the target has FMA, as the fastmath={"contract"} loops are
+            fma = builder.module.declare_intrinsic(f"llvm.fmuladd.v{width}f32", (),
+                                                   ir.FunctionType(vec, [vec, vec, vec]))
+            rint = builder.module.declare_intrinsic(f"llvm.rint.v{width}f32", (), ir.FunctionType(vec, [vec]))
+            dt = builder.load(row(0, dtb_v, t_v), align=4)
+            du = builder.load(row(1, dub_v, t_v), align=4)
+            n_states = builder.extract_value(context.make_array(tys[2])(context, builder, value=ab_v).shape, 0)
+            entry = builder.basic_block
+            loop = builder.append_basic_block("recurrence.n")
+            done = builder.append_basic_block("recurrence.done")
+            zero = const(0.0)
+            builder.cbranch(builder.icmp_signed(">", n_states, ir.Constant(i64, 0)), loop, done)
 
-        builder.position_at_end(done)
-        y_out = builder.phi(vec)
-        y_out.add_incoming(zero, entry)
-        y_out.add_incoming(y_next, loop)
-        builder.store(y_out, row(4, yb_v, t_v), align=4)
-        return context.get_dummy_value()
+            builder.position_at_end(loop)
+            n = builder.phi(i64)
+            y = builder.phi(vec)
+            n.add_incoming(ir.Constant(i64, 0), entry)
+            y.add_incoming(zero, entry)
+            # exp2_32(Δ · A log2 e): clamp (NaN passes through), 2**f on [-1/2, 1/2], scale by 2**k
+            x = builder.fmul(dt, builder.load(row(2, ab_v, n), align=4))
+            x = builder.select(builder.fcmp_ordered("<", x, const(-_EXP2_CLAMP)), const(-_EXP2_CLAMP), x)
+            x = builder.select(builder.fcmp_ordered(">", x, const(_EXP2_CLAMP)), const(_EXP2_CLAMP), x)
+            k = builder.call(rint, [x])
+            f = builder.fsub(x, k)
+            poly = const(_EXP2_POLY[0])
+            for coef in _EXP2_POLY[1:]:
+                poly = builder.call(fma, [poly, f, const(coef)])
+            if SCALEF:  # vscalefps: poly · 2**k, exact, as llvm.ldexp lowers in exp2_32 (one zmm at a time)
+                v16 = ir.VectorType(f32, 16)
+                scalef = builder.module.declare_intrinsic("llvm.x86.avx512.mask.scalef.ps.512", (), ir.FunctionType(
+                    v16, [v16, v16, v16, ir.IntType(16), i32]))
 
-    return sig, codegen
+                def lanes(v, j, m):  # lanes j..j+m-1 of v
+                    return builder.shuffle_vector(v, ir.Constant(v.type, ir.Undefined),
+                                                  ir.Constant(ir.VectorType(i32, m), list(range(j, j + m))))
+
+                parts = [builder.call(scalef, [lanes(poly, j, 16), lanes(k, j, 16), ir.Constant(v16, ir.Undefined),
+                                               ir.Constant(ir.IntType(16), -1), ir.Constant(i32, 4)])
+                         for j in range(0, width, 16)]
+                while len(parts) > 1:  # joined pairwise back into one row
+                    m = 2 * parts[0].type.count
+                    parts = [builder.shuffle_vector(x0, x1, ir.Constant(ir.VectorType(i32, m), list(range(m))))
+                             for x0, x1 in zip(parts[::2], parts[1::2])]
+                e = parts[0]
+            else:  # 2**k's bits, as exp2_32 builds them
+                bits = builder.shl(builder.add(builder.fptosi(k, ivec), ir.Constant(ivec, [127] * width)),
+                                   ir.Constant(ivec, [23] * width))
+                e = builder.fmul(poly, builder.bitcast(bits, vec))
+            sp = row(3, s_v, n)
+            es = builder.fmul(e, builder.load(sp, align=4))
+            sv = builder.call(fma, [du, broadcast(6, bm_v, builder.add(bc0_v, n)), es])
+            builder.store(sv, sp, align=4)
+            y_next = builder.call(fma, [sv, broadcast(10, cm_v, builder.add(cc0_v, n)), y])
+            n_next = builder.add(n, ir.Constant(i64, 1))
+            n.add_incoming(n_next, builder.basic_block)
+            y.add_incoming(y_next, builder.basic_block)
+            builder.cbranch(builder.icmp_signed("<", n_next, n_states), loop, done)
+
+            builder.position_at_end(done)
+            y_out = builder.phi(vec)
+            y_out.add_incoming(zero, entry)
+            y_out.add_incoming(y_next, loop)
+            builder.store(y_out, row(4, yb_v, t_v), align=4)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return intrinsic(_recurrence)
+
+
+_recurrence = _make_recurrence(W)  # training's kernels, and the inference scan on few blocks
+_recurrence_rows = _make_recurrence(WR)  # the inference scan
 
 
 # fastmath={"contract"} only: lets LLVM fuse a*b + c into FMAs (one rounding instead of two: never less
@@ -485,7 +526,8 @@ def scan_fwd(u, delta, A, Bt, Ct, Dv, z, bias, softplus, has_z, out, ckpt):
 
 
 @njit(parallel=True, fastmath={"contract"}, error_model="numpy", cache=True)
-def scan_rows(u, delta, A, Bm, bc0, Cm, cc0, Dv, z, zc0, bias, softplus, has_z, reverse, acc, has_acc, out):
+def scan_rows(u, delta, A, Bm, bc0, Cm, cc0, Dv, z, zc0, bias, softplus, has_z, reverse, acc, has_acc, out,
+              width):
     """The inference scan on channels-last tensors, [B, L, ·] rows in natural time (the mixer's own layout).
 
     u, delta: [B, L, D] float32 or int16 (bf16 bits, widened exactly: the official bf16 path's inputs); A: [D, N];
@@ -493,34 +535,38 @@ def scan_rows(u, delta, A, Bm, bc0, Cm, cc0, Dv, z, zc0, bias, softplus, has_z, 
     output, read in place); Dv, bias: [D]; z: [B, L, C'] float32 or int16 (bf16 bits), channel d's gate at column
     ``zc0 + d`` (z may be the whole xz); acc: [B, L, D] float32, added when ``has_acc`` (it may be out); out:
     [B, L, D] float32 or int16 (bf16 bits). ``reverse``: the scan runs from t = L-1 down to 0 (the backward
-    direction, with nothing flipped).
+    direction, with nothing flipped). ``width``: channels per block, W or WR (:func:`rows_width`).
 
     Same arithmetic as :func:`scan_fwd`, in the same order, so the results are the same bit for bit; what changes is
-    only where values are read: one time step of a block of W channels is W consecutive values of a row, so the
-    channels go into SIMD lanes with no transposes, and running backwards is a matter of which row comes next.
+    only where values are read: one time step of a block of channels is consecutive values of a row, so the
+    channels go into SIMD lanes with no transposes, and running backwards is a matter of which row comes next. A
+    block is WR = 64 channels (four vectors a step, :func:`_recurrence_rows`) or W = 16 when the batch has too few
+    blocks of 64 for the threads (:func:`rows_width`); each channel's arithmetic is the same either way.
     """
     nb, L, nd = u.shape
     N = A.shape[1]
-    nblk = _n_blocks(nd)
+    if width != W and width != WR:
+        raise ValueError("scan_rows: width must be W or WR")
+    nblk = _n_blocks(nd, width)
     for task in prange(nb * nblk):
         b = task // nblk
-        d0 = (task % nblk) * W
-        nc = min(W, nd - d0)
-        dtb = np.zeros((CHUNK, W), np.float32)
-        dub = np.zeros((CHUNK, W), np.float32)
-        yb = np.zeros((CHUNK, W), np.float32)  # y of the chunk's steps (each row written whole)
-        s = np.zeros((N, W), np.float32)
-        Ab = _block_decays(A, d0, nc)
+        d0 = (task % nblk) * width
+        nc = min(width, nd - d0)
+        dtb = np.zeros((CHUNK, width), np.float32)
+        dub = np.zeros((CHUNK, width), np.float32)
+        yb = np.zeros((CHUNK, width), np.float32)  # y of the chunk's steps (each row written whole)
+        s = np.zeros((N, width), np.float32)
+        Ab = _block_decays(A, d0, nc, width)
         bb = bias[d0:d0 + nc]
         Db = Dv[d0:d0 + nc]
         for t0 in range(0, L, CHUNK):
             T = min(CHUNK, L - t0)
-            for t in range(T):  # Δ and Δ·u of the chunk's steps, W channels per row
+            for t in range(T):  # Δ and Δ·u of the chunk's steps, a block's channels per row
                 p = L - 1 - t0 - t if reverse else t0 + t
                 de = carray(_ptr(delta, (b, p, d0)), nc)
                 ur = carray(_ptr(u, (b, p, d0)), nc)
-                dr = carray(_ptr(dtb, (t, 0)), W)
-                du = carray(_ptr(dub, (t, 0)), W)
+                dr = carray(_ptr(dtb, (t, 0)), width)
+                du = carray(_ptr(dub, (t, 0)), width)
                 if softplus:
                     for c in range(nc):
                         dr[c] = softplus32(as_f32(de[c]) + bb[c])
@@ -531,20 +577,25 @@ def scan_rows(u, delta, A, Bm, bc0, Cm, cc0, Dv, z, zc0, bias, softplus, has_z, 
                     du[c] = dr[c] * as_f32(ur[c])
             for t in range(T):  # the recurrence: the same vector code as scan_fwd's
                 p = L - 1 - t0 - t if reverse else t0 + t
-                _recurrence(dtb, dub, Ab, s, yb, t, Bm, b, p, bc0, Cm, cc0)
-                # meanwhile, the rows the epilogue reads next and those of the next chunk's prologue
-                if has_z:
-                    _prefetch(_ptr(z, (b, p, zc0 + d0)))
-                if has_acc:
-                    _prefetch(_ptr(acc, (b, p, d0)))
+                if width == WR:
+                    _recurrence_rows(dtb, dub, Ab, s, yb, t, Bm, b, p, bc0, Cm, cc0)
+                else:
+                    _recurrence(dtb, dub, Ab, s, yb, t, Bm, b, p, bc0, Cm, cc0)
+                # meanwhile, the rows the epilogue reads next and those of the next chunk's prologue (one
+                # 64-byte line per 16 channels: two in fp32, one in bf16, each asked for)
                 q = p - CHUNK if reverse else p + CHUNK
-                if 0 <= q < L:
-                    _prefetch(_ptr(delta, (b, q, d0)))
-                    _prefetch(_ptr(u, (b, q, d0)))
+                for j in range(d0, d0 + nc, 16):
+                    if has_z:
+                        _prefetch(_ptr(z, (b, p, zc0 + j)))
+                    if has_acc:
+                        _prefetch(_ptr(acc, (b, p, j)))
+                    if 0 <= q < L:
+                        _prefetch(_ptr(delta, (b, q, j)))
+                        _prefetch(_ptr(u, (b, q, j)))
             for t in range(T):  # D skip, SiLU gate, sum, written in the output's dtype
                 p = L - 1 - t0 - t if reverse else t0 + t
                 ur = carray(_ptr(u, (b, p, d0)), nc)
-                yr = carray(_ptr(yb, (t, 0)), W)
+                yr = carray(_ptr(yb, (t, 0)), width)
                 o = carray(_ptr(out, (b, p, d0)), nc)
                 if has_z:
                     zr = carray(_ptr(z, (b, p, zc0 + d0)), nc)

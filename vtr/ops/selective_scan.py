@@ -266,13 +266,20 @@ def _kernels(mod):
     return mod.scan_fwd, mod.scan_bwd, mod.scan_rows
 
 
+def _pool_threads() -> int:
+    """The threads numba's kernels run on: torch's intra-op thread count (torch.set_num_threads, OMP_NUM_THREADS),
+    within numba's pool."""
+    import numba
+
+    return max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+
+
 def _launch(kernel, *args):
     import numba
 
     with _numba_lock:
-        # numba's pool follows torch's intra-op thread count (torch.set_num_threads, OMP_NUM_THREADS)
         threads = torch.get_num_threads()
-        numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+        numba.set_num_threads(_pool_threads())
         if torch.get_num_threads() != threads:
             # the first call starts numba's OpenMP pool, which sets the process's OpenMP thread count (torch's
             # too) to every core: give torch back the count it had
@@ -493,7 +500,8 @@ def _numba_rows(mod, u, delta, A, B, C, D, z, delta_bias, delta_softplus, revers
     bias = zeros if delta_bias is None else _f32(delta_bias)
     _launch(_kernels(mod)[2], _kernel_rows(u), _kernel_rows(delta), _f32(A).numpy(), Bm.detach().numpy(), int(bc0),
             Cm.detach().numpy(), int(cc0), Dv.numpy(), numba_view(z_src.detach()), int(zc0), bias.numpy(),
-            bool(delta_softplus), z is not None, bool(reverse), acc.numpy(), add is not None, numba_view(out))
+            bool(delta_softplus), z is not None, bool(reverse), acc.numpy(), add is not None, numba_view(out),
+            mod.rows_width(u.shape[0], dim, _pool_threads()))
     return out
 
 
