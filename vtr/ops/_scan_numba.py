@@ -581,8 +581,8 @@ def scan_rows(u, delta, A, Bm, bc0, Cm, cc0, Dv, z, zc0, bias, softplus, has_z, 
                     _recurrence_rows(dtb, dub, Ab, s, yb, t, Bm, b, p, bc0, Cm, cc0)
                 else:
                     _recurrence(dtb, dub, Ab, s, yb, t, Bm, b, p, bc0, Cm, cc0)
-                # meanwhile, the rows the epilogue reads next and those of the next chunk's prologue (one
-                # 64-byte line per 16 channels: two in fp32, one in bf16, each asked for)
+                # meanwhile, the rows the epilogue reads next and those of the next chunk's prologue, asked for
+                # every 16 channels (a 64-byte line in fp32, half of one in bf16)
                 q = p - CHUNK if reverse else p + CHUNK
                 for j in range(d0, d0 + nc, 16):
                     if has_z:
