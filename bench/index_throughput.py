@@ -222,9 +222,9 @@ class _TimedEmbedder:
     def __getattr__(self, name):
         return getattr(self.inner, name)
 
-    def __call__(self, frames):
+    def __call__(self, frames, groups=None):
         before = self.inner.reused
-        out = self.inner(frames)
+        out = self.inner(frames, groups)
         self.calls.append((time.perf_counter(), len(frames) - (self.inner.reused - before)))
         return out
 

@@ -81,6 +81,7 @@ class WindowEmbedder:
 
     reuse_duplicates: a window that is a near-duplicate of the last encoded one takes its vector instead of
     running the encoder (:class:`index.policies.DuplicateFilter`; the ``shots`` window policy turns it on).
+    ``groups`` (a call's sizes of consecutive runs, e.g. chunks) keeps that comparison inside each run.
     """
 
     def __init__(self, model, batch_size: int | None = None, precision: str | None = None,
@@ -97,10 +98,10 @@ class WindowEmbedder:
         self.precision = resolve_precision(precision, self.device, model)
         self.preprocess = model.preprocess
 
-    def __call__(self, frames: np.ndarray) -> np.ndarray:
+    def __call__(self, frames: np.ndarray, groups: list[int] | None = None) -> np.ndarray:
         if self.duplicates is None:
             return self._encode(frames)
-        encode, source = self.duplicates.split(frames)
+        encode, source = self.duplicates.split(frames, groups)
         vectors = self._encode(frames[encode])
         out = np.empty((len(frames), vectors.shape[1]), np.float32)
         out[encode] = vectors
@@ -201,7 +202,8 @@ def embed_chunks(model, files: list[tuple], settings: DecodeSettings, batch_size
                 take.append(queue.pop(0))
                 size += len(take[-1].frames)
             queued_windows -= size
-            vectors = embedder(np.concatenate([c.frames for c in take]))
+            # each chunk is its own group: what a window reuses never depends on the order chunks arrive in
+            vectors = embedder(np.concatenate([c.frames for c in take]), groups=[len(c.frames) for c in take])
             n_windows += size
             offset = 0
             for c in take:

@@ -4,9 +4,9 @@
 (``DETECT_FPS`` frames a second scaled to ``DETECT_SIZE`` by the decoder), each shot gets ``ceil(length /
 window_s)`` equal windows that do not overlap and never straddle a cut, and shots shorter than ``MIN_SHOT_S`` join
 the previous one (a file is planned in spans of ``chunk_windows · window_s`` seconds, one per decode task; a span's
-end is a window boundary). A window whose frames are a near-duplicate of the last window the encoder ran on (a
-static scene cut into several windows, a still slide) reuses that window's vector instead of running the encoder
-(:class:`DuplicateFilter`). Fewer windows (about one per shot or per ``window_s`` instead of two per ``window_s``)
+end is a window boundary). A window whose frames are a near-duplicate of the last window the encoder ran on in its
+span (a static scene cut into several windows, a still slide) reuses that window's vector instead of running the
+encoder (:class:`DuplicateFilter`). Fewer windows (about one per shot or per ``window_s`` instead of two per ``window_s``)
 and no encoder for still ones.
 
 A span is decoded once (:func:`index.decode._shots_in_one_pass`, "one pass" below): a grid of frames a second
@@ -277,9 +277,16 @@ def nearest_on_grid(wanted: list[int], window: Window, grid: list[int], clock) -
 class DuplicateFilter:
     """Which windows can reuse the vector of the window embedded just before them.
 
-    ``split(frames [n, T, 3, S, S] uint8)`` -> (indices to encode, source [n]: for each window the index whose
-    vector it takes, or -1 for "the last vector of the previous call"). The state carries across calls, so a
-    static scene split over two batches is still caught; windows are compared in the order they come.
+    ``split(frames [n, T, 3, S, S] uint8, groups=None)`` -> (indices to encode, source [n]: for each window the
+    index whose vector it takes, or -1 for "the last vector of the previous call"). Windows are compared in the
+    order they come. ``groups`` (sizes of consecutive runs of windows summing to n, e.g. the decoded chunks of a
+    build) keeps comparisons inside each run: a run's first window is always encoded. Without it the state carries
+    across calls, so a static scene split over two calls is still caught.
+
+    The index build groups by chunk (:func:`index.embed.embed_chunks`): chunks arrive in the order the decode
+    workers finish them, and a window compared with whatever came before it took, in one build, the vector of a
+    near-identical window of another file (a copy of the video, a truncated one) and in the next build its own
+    (cosine 0.998): the same folder gave different indexes from run to run.
     """
 
     def __init__(self, tol: float = DUPLICATE_TOL):
@@ -294,12 +301,17 @@ class DuplicateFilter:
         f = frames[..., : b * 16, : b * 16].astype(np.float32)
         return f.reshape(n, t, c, 16, b, 16, b).mean(axis=(4, 6))
 
-    def split(self, frames: np.ndarray):
+    def split(self, frames: np.ndarray, groups: list[int] | None = None):
         thumbs = self.thumbnails(frames)
         source = np.full(len(frames), -1, dtype=np.int64)
         encode = []
         ref, ref_index = self._ref, -1
+        if groups is not None and sum(groups) != len(frames):
+            raise ValueError(f"groups of {sum(groups)} windows for {len(frames)} windows")
+        starts = set(np.cumsum([0, *groups[:-1]]).tolist()) if groups else set()
         for k in range(len(frames)):
+            if k in starts:
+                ref = None  # a new group: nothing before it to reuse
             # compared with the last *encoded* window, not the previous one: a slow drift cannot chain along
             if ref is not None and float(np.abs(thumbs[k] - ref).mean()) < self.tol:
                 source[k] = ref_index

@@ -113,13 +113,13 @@ from index.embed import WindowEmbedder
 calls, real = 0, WindowEmbedder.__call__
 
 
-def held(self, frames):
+def held(self, frames, groups=None):
     global calls
     calls += 1
     if calls == 3:  # two batches embedded and committed: say so, then hang until killed
         open(sys.argv[4], "w").close()
         time.sleep(3600)
-    return real(self, frames)
+    return real(self, frames, groups)
 
 
 WindowEmbedder.__call__ = held

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from index.build import build_index, index_status
-from index.embed import WindowEmbedder
+from index.decode import ChunkResult, DecodeSettings
+from index.embed import WindowEmbedder, embed_chunks
 from index.policies import (DETECT_FPS, DuplicateFilter, detection_frames, find_cuts, plan_chunk_windows,
                             plan_shot_windows)
 from index.windows import Window, plan_windows
@@ -172,6 +173,44 @@ def test_duplicate_filter_reuses_only_near_identical_windows():
     assert encode.tolist() == [0, 2, 3] and source.tolist() == [0, 0, 2, 3]
     encode, source = f.split(np.stack([a, b]))  # across calls: window 0 repeats the last encoded one
     assert encode.tolist() == [1] and source.tolist() == [-1, 1]
+    # groups: each run of windows starts with nothing to reuse, also after the last call
+    encode, source = f.split(np.stack([b, a, noisy, a]), groups=[1, 2, 1])
+    assert encode.tolist() == [0, 1, 3] and source.tolist() == [0, 1, 1, 3]
+    with pytest.raises(ValueError, match="groups of 3 windows for 4"):
+        f.split(np.stack([a, b, a, b]), groups=[1, 2])
+
+
+def test_what_a_window_reuses_does_not_depend_on_the_order_chunks_arrive_in(test_model, monkeypatch):
+    """Chunks arrive as the decode workers finish them. A window compared with whatever came before it took, in one
+    build, the vector of a near-identical window of another file (a copy of the video, a truncated one) and in the
+    next its own: the same folder indexed twice gave different vectors (cosine 0.998)."""
+    rng = np.random.default_rng(3)
+    pre = test_model.preprocess
+    x, y, z = rng.integers(0, 256, (3, pre.num_frames, 3, pre.img_size, pre.img_size), dtype=np.uint8)
+    near = (x.astype(np.int32) + rng.integers(-1, 2, x.shape)).clip(0, 255).astype(np.uint8)  # x re-encoded
+    chunks = {key: ChunkResult(key=key, path=f"{key}.mp4", meta={}, n_windows=-1, n_chunks=1, chunk=0,
+                               windows=[(0.0, 8.0), (8.0, 16.0)], frames=np.stack(frames), planned=2)
+              for key, frames in (("a", [y, x]), ("b", [near, z]))}
+
+    class Pool:  # the decode workers, finishing in the order given
+        order: list = []
+
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def run(self, files):
+            yield from (chunks[key] for key in Pool.order)
+
+    monkeypatch.setattr("index.embed.DecodePool", Pool)
+    settings = DecodeSettings(num_frames=pre.num_frames, img_size=pre.img_size, window_policy="shots")
+    got = {}
+    for order in ("ab", "ba"):
+        Pool.order = list(order)
+        items = embed_chunks(test_model, [("a", "a.mp4"), ("b", "b.mp4")], settings, batch_size=4, progress=False)
+        got[order] = {c.key: c.vectors for c in items}
+    for key in "ab":
+        np.testing.assert_array_equal(got["ab"][key], got["ba"][key])
+    assert not np.array_equal(got["ab"]["a"][1], got["ab"]["b"][0])  # x and its near copy: each its own vector
 
 
 def test_embedder_reuse_gives_the_encoded_vector(test_model):

@@ -26,7 +26,7 @@ def test_embed_loop_sets_encoder_threads_and_restores_them(tmp_path, test_model,
     class Recorder:
         batch_size = 4
 
-        def __call__(self, frames):
+        def __call__(self, frames, groups=None):
             seen.append(torch.get_num_threads())
             return np.zeros((len(frames), test_model.cfg.embed_dim), np.float32)
 
