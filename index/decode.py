@@ -3,7 +3,8 @@
 Work is cut into *tasks*: ``(file, chunk)`` with up to ``chunk_windows`` windows each. A task opens the file,
 plans its windows (:mod:`index.windows`), decodes the frames of its chunk (large sources scaled by the decoder
 first: :func:`decoder_size`), resizes them to the model's resolution (uint8, so little is sent between processes) and encodes one JPEG thumbnail per window (the window's
-middle sampled frame). The first chunk's result tells how many chunks the file has; the others are queued then.
+middle sampled frame). The first chunk tells how many chunks the file has as soon as it has opened the file; the
+others are queued then, and decoded by the other workers beside it.
 
 :class:`DecodePool` runs tasks in ``workers`` spawned processes. Each worker has its own pipes, so the pool always
 knows which task each worker is on: a task running longer than ``timeout_s`` gets its worker killed and its file
@@ -26,8 +27,8 @@ from typing import Iterator
 
 import numpy as np
 
-from index.policies import (DETECT_SIZE, find_cuts, grid_fps, grid_frames, nearest_on_grid, plan_chunk_windows,
-                            plan_shot_windows, shot_span)
+from index.policies import (DETECT_SIZE, count_chunks, find_cuts, grid_fps, grid_frames, nearest_on_grid,
+                            plan_chunk_windows, plan_shot_windows, shot_span)
 from index.windows import DEFAULT_STRIDE_S, DEFAULT_WINDOW_S, plan_windows, window_frame_indices
 
 logger = logging.getLogger(__name__)
@@ -162,11 +163,12 @@ def decoder_size(width: int, height: int, img_size: int, antialias: bool = True)
     return (max(short, int(round(width * f))), max(short, int(round(height * f))))
 
 
-def decode_chunk(path: str, chunk: int, settings: DecodeSettings, key=None) -> ChunkResult:
+def decode_chunk(path: str, chunk: int, settings: DecodeSettings, key=None, on_plan=None) -> ChunkResult:
     """Open ``path`` and decode chunk ``chunk`` of its windows (raises VideoReadError/any error on failure).
 
     A file damaged or cut short in the middle keeps the windows that decode (see :func:`_salvage`); the result
-    says why the others are missing (``partial``).
+    says why the others are missing (``partial``). ``on_plan(n_chunks)`` is called once the file is open, before
+    any frame is decoded, with the number of chunks the result will give (the pool queues the others then).
     """
     import torch
 
@@ -180,6 +182,9 @@ def decode_chunk(path: str, chunk: int, settings: DecodeSettings, key=None) -> C
         meta = {"num_frames": clock.num_frames, "fps": float(reader.fps), "duration": clock.duration,
                 "width": int(reader.width), "height": int(reader.height),
                 "timed_by_count": reader.timed_by_count}
+        if on_plan is not None:
+            on_plan(count_chunks(meta["duration"], settings.window_policy, settings.window_s, settings.stride_s,
+                                 settings.chunk_windows))
         pixel_aspect, colors = reader.pixel_aspect, reader.shown_colors
         size = (decoder_size(reader.width, reader.height, settings.img_size, settings.antialias)
                 if settings.decoder_scale else None)
@@ -399,7 +404,8 @@ def _worker_main(task_conn, result_conn, settings: DecodeSettings):
         tid, key, path, chunk = task
         result_conn.send(("start", tid))
         try:
-            result = decode_chunk(path, chunk, settings, key=key)
+            plan = (lambda n, tid=tid: result_conn.send(("plan", tid, n))) if chunk == 0 else None
+            result = decode_chunk(path, chunk, settings, key=key, on_plan=plan)
         except Exception as e:  # noqa: BLE001 - any failure of one file is reported, never fatal
             logger.debug("decode %s failed: %s", path, traceback.format_exc())
             result_conn.send(("error", tid, _reason(e)))
@@ -467,8 +473,11 @@ class DecodePool:
 class _PoolRun:
     """One :meth:`DecodePool.run` over worker processes: the task queue, the workers and what each is doing.
 
-    A task is one chunk of one file. Chunk 0 of a file tells how many chunks it has, so the others are queued when
-    it comes back (unless the caller listed the chunks). Each worker holds up to ``per_worker`` tasks; a worker
+    A task is one chunk of one file. Chunk 0 of a file tells how many chunks it has once the file is open, before
+    it decodes, so the others are queued then (unless the caller listed the chunks) and other workers decode them
+    beside it. (They waited for chunk 0's whole result before, and a build of one file had one worker: a long file
+    decoded on one core, 1.6-1.7x slower where decoding is what the build waits for; ``bench/README.md``,
+    thirty-first round.) Each worker holds up to ``per_worker`` tasks; a worker
     that dies or overruns ``timeout_s`` fails the file of the task it was running and is replaced.
     """
 
@@ -480,13 +489,16 @@ class _PoolRun:
         self.failed: set = set()
         self.next_tid = 0
         self.listed: set = set()  # files whose chunks were given: chunk 0 does not schedule the others
+        self.planned: dict = {}  # file -> chunks queued when its chunk 0 said how many there are
         for key, path, *only in files:
             chunks = only[0] if only and only[0] is not None else [0]
             if only and only[0] is not None:
                 self.listed.add(key)
             for c in chunks:
                 self._queue(key, path, c)
-        self.workers = [_Worker(self.ctx, settings) for _ in range(min(workers, max(1, len(files))))]
+        # as many workers as there are tasks, up to ``workers``; more start as chunks are queued (:meth:`assign`)
+        self.max_workers = max(1, workers)
+        self.workers = [_Worker(self.ctx, settings) for _ in range(min(self.max_workers, max(1, len(self.pending))))]
         self.outstanding = 0  # tasks queued or running
         self.startup_failures = 0
 
@@ -524,16 +536,23 @@ class _PoolRun:
             yield from events
 
     def assign(self) -> None:
-        """Top every worker up to ``per_worker`` tasks (skipping those of files that already failed)."""
-        for w in self.workers:
-            while self.pending and len(w.assigned) < self.per_worker:
-                task = self.pending.popleft()
-                if task[1] in self.failed:
-                    continue
-                self.tasks[task[0]] = task
-                w.assigned.append(task[0])
-                w.task_send.send(task)
-                self.outstanding += 1
+        """Give the pending tasks (skipping those of files that already failed) to the least busy workers, up to
+        ``per_worker`` each, starting another worker rather than queueing behind a busy one while fewer than
+        ``workers`` run (a build of one long file has one task at first, chunk 0, and then its other chunks)."""
+        while self.pending:
+            w = min(self.workers, key=lambda w: len(w.assigned))
+            if w.assigned and len(self.workers) < self.max_workers:
+                w = _Worker(self.ctx, self.settings)
+                self.workers.append(w)
+            if len(w.assigned) >= self.per_worker:
+                return
+            task = self.pending.popleft()
+            if task[1] in self.failed:
+                continue
+            self.tasks[task[0]] = task
+            w.assigned.append(task[0])
+            w.task_send.send(task)
+            self.outstanding += 1
 
     def receive(self, w: _Worker, events: list) -> None:
         """Append to ``events`` what the messages ``w`` has sent say; raises EOFError/OSError when it died (the
@@ -542,6 +561,13 @@ class _PoolRun:
             msg = w.result_recv.recv()
             if msg[0] == "start":
                 w.started_at = time.monotonic()
+                continue
+            if msg[0] == "plan":  # chunk 0 opened its file: the other chunks can start
+                _, key, path, _ = self.tasks[msg[1]]
+                if key not in self.listed and key not in self.failed and key not in self.planned:
+                    self.planned[key] = msg[2]
+                    for c in range(1, msg[2]):
+                        self._queue(key, path, c)
                 continue
             tid = w.assigned.popleft()
             assert tid == msg[1]
@@ -555,8 +581,8 @@ class _PoolRun:
                 events.append(FileFailure(key, path, msg[2]))
             else:
                 result: ChunkResult = msg[2]
-                if chunk == 0 and key not in self.listed:
-                    for c in range(1, result.n_chunks):
+                if chunk == 0 and key not in self.listed:  # the chunks its plan did not queue (none, normally)
+                    for c in range(self.planned.pop(key, 1), result.n_chunks):
                         self._queue(key, path, c)
                 events.append(result)
 

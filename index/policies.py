@@ -208,13 +208,21 @@ def plan_chunk_windows(path: str, duration: float, policy: str, window_s: float,
     """
     if check_policy(policy) == "stride":
         windows = plan_windows(duration, window_s, stride_s)
-        n_chunks = max(1, -(-len(windows) // chunk_windows))
-        return windows[chunk * chunk_windows:(chunk + 1) * chunk_windows], len(windows), n_chunks
+        return windows[chunk * chunk_windows:(chunk + 1) * chunk_windows], len(windows), \
+            count_chunks(duration, policy, window_s, stride_s, chunk_windows)
     lo, hi, n_chunks = shot_span(duration, window_s, chunk, chunk_windows)
     times, frames = detection_frames(path, lo, hi)
     cuts = find_cuts(times, frames)
     logger.debug("%s [%.1f, %.1f): %d cuts", path, lo, hi, len(cuts))
     return plan_shot_windows(hi, cuts, window_s, start=lo), -1, n_chunks
+
+
+def count_chunks(duration: float, policy: str, window_s: float, stride_s: float, chunk_windows: int) -> int:
+    """The number of chunks (decode tasks) of a video of ``duration`` seconds under ``policy``: what
+    :func:`plan_chunk_windows` returns for it, known before any frame is decoded."""
+    if check_policy(policy) == "stride":
+        return max(1, -(-len(plan_windows(duration, window_s, stride_s)) // chunk_windows))
+    return shot_span(duration, window_s, 0, chunk_windows)[2]
 
 
 def shot_span(duration: float, window_s: float, chunk: int, chunk_windows: int) -> tuple[float, float, int]:

@@ -12,14 +12,39 @@ def misbehaving_worker(task_conn, result_conn, settings):
 
     real = decode.decode_chunk
 
-    def decode_chunk(path, chunk, settings, key=None):
+    def decode_chunk(path, chunk, settings, key=None, on_plan=None):
         name = os.path.basename(path)
         if "crash" in name:
             time.sleep(1)  # the pool reads "start" first: the file is at fault, not the start-up
             os._exit(3)
         if "hang" in name:
             time.sleep(3600)
-        return real(path, chunk, settings, key=key)
+        return real(path, chunk, settings, key=key, on_plan=on_plan)
+
+    decode.decode_chunk = decode_chunk  # in this worker process only
+    decode._worker_main(task_conn, result_conn, settings)
+
+
+def waits_for_chunk_1(task_conn, result_conn, settings):
+    """The real worker, except that chunk 0 of a file, once it has said how many chunks the file has, waits (up to
+    60 s) until chunk 1 of the file has been decoded, which another worker must do meanwhile."""
+    from index import decode
+
+    real = decode.decode_chunk
+
+    def decode_chunk(path, chunk, settings, key=None, on_plan=None):
+        marker = path + ".chunk1-done"
+
+        def plan(n):
+            on_plan(n)
+            deadline = time.monotonic() + 60
+            while not os.path.exists(marker) and time.monotonic() < deadline:
+                time.sleep(0.05)
+
+        result = real(path, chunk, settings, key=key, on_plan=plan if on_plan is not None else None)
+        if chunk == 1:
+            open(marker, "w").close()
+        return result
 
     decode.decode_chunk = decode_chunk  # in this worker process only
     decode._worker_main(task_conn, result_conn, settings)

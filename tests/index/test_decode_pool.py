@@ -7,7 +7,7 @@ import pytest
 import index.decode as decode
 from index.decode import ChunkResult, DecodePool, DecodeSettings, FileFailure
 from tests.index.media import make_video
-from tests.index.pool_workers import dies_at_start, misbehaving_worker
+from tests.index.pool_workers import dies_at_start, misbehaving_worker, waits_for_chunk_1
 from vtr.errors import VtrError
 
 SETTINGS = DecodeSettings(num_frames=4, img_size=32, window_s=4.0, stride_s=2.0, chunk_windows=2, thumbnails=False)
@@ -56,6 +56,26 @@ def test_workers_that_die_before_decoding_anything_stop_the_run(tmp_path, files,
         run(tmp_path, files, "fine.mp4", dies_at_start, monkeypatch)
 
 
+@pytest.mark.parametrize("policy", ["stride", "shots"])
+def test_the_chunks_of_one_long_file_decode_beside_its_first(tmp_path, monkeypatch, policy):
+    """A build of one long file began with one worker (one task: chunk 0) and queued the file's other chunks when
+    chunk 0's whole result came back: a long file's first chunk decoded alone, on one core. Chunk 0 now says how
+    many chunks there are once its file is open, and another worker decodes them beside it (here chunk 0 waits
+    until chunk 1 is done, which only another worker can do: it waited 60 s and came back first before)."""
+    video = make_video(tmp_path / "long.mp4", 10, seed=3)
+    settings = DecodeSettings(num_frames=4, img_size=32, window_s=4.0, stride_s=2.0, chunk_windows=2,
+                              thumbnails=False, window_policy=policy)
+    monkeypatch.setattr(decode, "_worker_main", waits_for_chunk_1)
+    chunks = list(DecodePool(settings, workers=2).run([(0, str(video))]))
+    inline = list(DecodePool(settings, workers=0).run([(0, str(video))]))
+    assert all(isinstance(c, ChunkResult) for c in chunks) and chunks[0].chunk != 0
+    assert len(inline) >= 2 and sorted(c.chunk for c in chunks) == [c.chunk for c in inline]
+    for got in chunks:
+        want = inline[got.chunk]
+        assert (got.n_chunks, got.windows) == (want.n_chunks, want.windows)
+        assert np.array_equal(got.frames, want.frames)
+
+
 def test_a_worker_leaves_ctrl_c_to_the_build(tmp_path):
     """A terminal's Ctrl-C reaches the decoding workers too (one process group): each printed a KeyboardInterrupt
     traceback above the build's message. A worker now ignores it and goes on until the build stops it."""
@@ -69,6 +89,7 @@ def test_a_worker_leaves_ctrl_c_to_the_build(tmp_path):
         for tid in (0, 1):
             worker.task_send.send((tid, 0, str(video), 0))
             assert worker.result_recv.recv() == ("start", tid)
+            assert worker.result_recv.recv()[:2] == ("plan", tid)  # chunk 0: how many chunks, before decoding
             assert worker.result_recv.recv()[:2] == ("ok", tid)  # the worker runs its loop, its handler set
             if tid == 0:
                 os.kill(worker.process.pid, signal.SIGINT)
