@@ -6,8 +6,8 @@ window_s)`` equal windows that do not overlap and never straddle a cut, and shot
 the previous one (a file is planned in spans of ``chunk_windows · window_s`` seconds, one per decode task; a span's
 end is a window boundary). A window whose frames are a near-duplicate of the last window the encoder ran on in its
 span (a static scene cut into several windows, a still slide) reuses that window's vector instead of running the
-encoder (:class:`DuplicateFilter`). Fewer windows (about one per shot or per ``window_s`` instead of two per ``window_s``)
-and no encoder for still ones.
+encoder (:class:`DuplicateFilter`). Fewer windows (about one per shot or per ``window_s`` instead of two per
+``window_s``) and no encoder for still ones.
 
 A span is decoded once (:func:`index.decode._shots_in_one_pass`, "one pass" below): a grid of frames a second
 (:func:`grid_fps`) gives cut detection its frames and each window the grid frames nearest to its sampled ones. A

@@ -60,8 +60,9 @@ def test_workers_that_die_before_decoding_anything_stop_the_run(tmp_path, files,
 def test_the_chunks_of_one_long_file_decode_beside_its_first(tmp_path, monkeypatch, policy):
     """A build of one long file began with one worker (one task: chunk 0) and queued the file's other chunks when
     chunk 0's whole result came back: a long file's first chunk decoded alone, on one core. Chunk 0 now says how
-    many chunks there are once its file is open, and another worker decodes them beside it (here chunk 0 waits
-    until chunk 1 is done, which only another worker can do: it waited 60 s and came back first before)."""
+    many chunks there are once its file is open, and another worker decodes them beside it. Here chunk 0 waits
+    until chunk 1 is done, which only another worker can do: with the count sent early but chunk 1 queued behind
+    the busy worker (a version of this change), chunk 0 waited its 60 s and came back first."""
     video = make_video(tmp_path / "long.mp4", 10, seed=3)
     settings = DecodeSettings(num_frames=4, img_size=32, window_s=4.0, stride_s=2.0, chunk_windows=2,
                               thumbnails=False, window_policy=policy)
