@@ -150,8 +150,8 @@ snap
 
 if ! step index; then :
 elif ! T=$(limit "bench.index_throughput (cuda)" 900); then :
-elif timeout -k 10 "$T" "$PY" -m bench.index_throughput --device cuda $IDX --batch-size 16 --workers 4 \
-        --out "$RES/index_throughput.json" > "$RES/index_throughput.txt" 2>&1; then
+elif timeout -k 10 "$T" "$PY" -m bench.index_throughput --device cuda $IDX --batch-size 16 --workers auto \
+        --thread-variants 2x1 --out "$RES/index_throughput.json" > "$RES/index_throughput.txt" 2>&1; then
     status "bench.index_throughput (cuda)" ok
 else
     status "bench.index_throughput (cuda)" "FAILED: $(tail -1 "$RES/index_throughput.txt")"
@@ -187,7 +187,8 @@ idx = out / "index_throughput.json"
 if idx.is_file():
     for r in json.loads(idx.read_text()).get("rows", []):
         rows.append((f"{r['system']} {r['resolution']}", r["precision"], f"{r['min_per_hour']:.2f} min/h",
-                     f"{100 * r['build_vs_encoder']:.0f}% of encoder" if "build_vs_encoder" in r else ""))
+                     (f"{100 * r['build_vs_encoder']:.0f}% of encoder, {r.get('peak_workers')} decode workers"
+                      if "build_vs_encoder" in r else "")))
 rr = out / "rerank.json"
 if rr.is_file():
     for r in json.loads(rr.read_text()).get("rows", []):

@@ -188,7 +188,7 @@ def _children_cpu_s() -> float:
 def run_vtr_build(model, path: Path, precision: str, batch: int, workers: int, policy: str = "stride",
                   decoder_threads: int = 1, backend: str = "pyav") -> dict:
     from index.embed import WindowEmbedder, embed_files
-    from index.decode import DecodeSettings, FileFailure
+    from index.decode import DecodePool, DecodeSettings, FileFailure
 
     pre = model.preprocess
     policy, one_pass = policy_of(policy)
@@ -197,14 +197,16 @@ def run_vtr_build(model, path: Path, precision: str, batch: int, workers: int, p
                               one_pass=one_pass)
     embedder = _TimedEmbedder(WindowEmbedder(model, batch, precision, reuse_duplicates=policy == "shots"))
     t0, c0, k0 = time.perf_counter(), time.process_time(), _children_cpu_s()
+    pool = DecodePool(settings, workers=workers)
     items = list(embed_files(model, [(0, str(path))], settings, batch_size=batch, workers=workers, progress=False,
-                             embedder=embedder))
+                             embedder=embedder, pool=pool))
     wall = time.perf_counter() - t0
     failed = [i for i in items if isinstance(i, FileFailure)]
     if failed:
         raise RuntimeError(f"build failed: {failed[0].reason}")
     calls = embedder.calls  # [(end time, windows encoded by the call)]
     return {"windows": len(items[0].windows), "reused": embedder.reused, "wall_s": wall,
+            "peak_workers": pool.peak_workers,
             "cpu_s": time.process_time() - c0 + _children_cpu_s() - k0,
             # the fixed start (worker spawn, the first chunk's decode, the encoder's first call) and what follows it
             "start_s": calls[0][0] - t0 if calls else None,
@@ -307,6 +309,11 @@ def run_vtr_encoder(model, windows: int, precision: str, batch: int, passes: int
     return {"s_per_window": best / windows, "cpu_s_per_window": best_cpu / windows, "vectors": vectors}
 
 
+def _workers(text: str) -> int | None:
+    """``--workers``: a number, or ``auto`` (None: the build's default, a pool that grows while it is waited for)."""
+    return None if text == "auto" else int(text)
+
+
 # ------------------------------------------------------------------------------------------------- main
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -316,7 +323,9 @@ def main(argv=None) -> int:
     p.add_argument("--policies", default="stride,shots",
                    help=f"window policies (index.policies), or {TWO_PASS}: shots in two decoding passes")
     p.add_argument("--batch-size", type=int, default=4, help="windows per encoder batch (vtr)")
-    p.add_argument("--workers", type=int, default=1, help="decode worker processes (vtr)")
+    p.add_argument("--workers", type=_workers, default=1,
+                   help="decode worker processes (vtr), or auto: 2 and more while the encoder waits (the build's "
+                        "default)")
     p.add_argument("--thread-variants", default="",
                    help="extra vtr build rows with other decode threading, WORKERSxCODEC_THREADS comma separated, "
                         "e.g. 2x0 (two workers, FFmpeg's automatic codec threads: the settings before issue 14)")
@@ -467,7 +476,8 @@ def main(argv=None) -> int:
                 enc_s = e["s_per_window"] * encoded
                 name = ("vtr build" + ("" if (workers, codec) == (a.workers, 1) else f" {workers}w×{codec or 'auto'}t")
                         + ("" if be == "pyav" else f" ({be})"))
-                row = {"system": name, "resolution": res, "precision": prec, "policy": policy, "workers": workers,
+                row = {"system": name, "resolution": res, "precision": prec, "policy": policy,
+                       "workers": "auto" if workers is None else workers, "peak_workers": b["peak_workers"],
                        "decoder_threads": codec,
                        "video_s": a.seconds, "units": b["windows"], "encoded": encoded, "wall_s": b["wall_s"],
                        "cpu_s": b["cpu_s"], "min_per_hour": b["wall_s"] / a.seconds * 60,

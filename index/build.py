@@ -117,7 +117,7 @@ class BuildReport:
 
 
 def build_index(dirs: list[str] | None, index: str, model=None, window_s: float | None = None,
-                stride_s: float | None = None, batch_size: int | None = None, workers: int = 2,
+                stride_s: float | None = None, batch_size: int | None = None, workers: int | None = None,
                 timeout_s: float = 120.0, factory: str | None = None, reembed: bool = False, retry_failed: bool = False,
                 device: str | None = None, thumbnails: bool = True, progress: bool = True,
                 extensions=SCANNED_EXTENSIONS, precision: str | None = None, window_policy: str | None = None,
@@ -147,6 +147,12 @@ def build_index(dirs: list[str] | None, index: str, model=None, window_s: float 
     require("faiss")  # before the folder is made, the model loads and videos are embedded for a store not written
     if dirs is not None:
         check_roots(dirs)  # a mistyped folder: before, a new index of nothing was left, its model loaded for nothing
+    # the flags given, before the folder is made (`--workers -1` left an empty index folder with its lock file)
+    _check_numbers(window_s=window_s, stride_s=stride_s, batch_size=batch_size, timeout_s=timeout_s, workers=workers)
+    from index.policies import DEFAULT_POLICY, check_policy
+
+    if window_policy is not None:
+        check_policy(window_policy)
     make_index_folder(index_dir)
     with build_lock(index_dir), disk_full_said(index_dir):
         old_manifest = read_manifest(index_dir)
@@ -160,8 +166,6 @@ def build_index(dirs: list[str] | None, index: str, model=None, window_s: float 
                         and window_s is None and stride_s is None
                         and window_policy in (None, old_manifest.get("window_policy", "stride")))
         model, window_s, stride_s = _settings(old_manifest, model, window_s, stride_s)
-        from index.policies import DEFAULT_POLICY, check_policy
-
         if window_policy is None:  # a manifest without a policy was built before policies, with stride windows
             window_policy = old_manifest.get("window_policy", "stride") if old_manifest else DEFAULT_POLICY
         from vtr.precision import resolve_precision

@@ -10,7 +10,7 @@ from index.build import build_index, check_is_index, index_status, remove_from_i
 
 
 def build_command(dirs: list[str], index: str = None, model: str = None, window_s: float = None,
-                  stride_s: float = None, batch_size: int = None, workers: int = 2,
+                  stride_s: float = None, batch_size: int = None, workers: int = None,
                   timeout_s: float = 120.0, factory: str = None, reembed: bool = False, retry_failed: bool = False,
                   device: str = None, thumbnails: bool = True, precision: str = "auto",
                   window_policy: str = None) -> int:
@@ -24,7 +24,8 @@ def build_command(dirs: list[str], index: str = None, model: str = None, window_
     stride_s: seconds between window starts (default: the index's; for a new index 4)
     batch_size: windows per encoder batch (default: 4 on a CPU, where larger batches are no faster and take more
                 memory; 16 on a GPU)
-    workers: decoding processes (0: decode in this process, no timeout)
+    workers: decoding processes (default: 2, and more, up to the cores less one, while the encoder waits for them;
+             0: decode in this process, no timeout)
     timeout_s: seconds one decode task (opening a file or decoding up to 16 windows) may take before the file fails
     factory: FAISS factory string instead of the automatic choice (e.g. "IVF4096,Flat", "HNSW32,Flat")
     reembed: re-embed every file when the model or sampling settings differ from the index's manifest
@@ -45,7 +46,7 @@ def build_command(dirs: list[str], index: str = None, model: str = None, window_
     return 0
 
 
-def update_command(index: str = None, model: str = None, batch_size: int = None, workers: int = 2,
+def update_command(index: str = None, model: str = None, batch_size: int = None, workers: int = None,
                    timeout_s: float = 120.0, reembed: bool = False, retry_failed: bool = False, device: str = None,
                    precision: str = "auto", forget_missing: bool = False, watch: float = None) -> int:
     """Re-scan an index's folders: embed new and changed files, drop deleted ones, recognise renamed ones.
@@ -54,7 +55,7 @@ def update_command(index: str = None, model: str = None, batch_size: int = None,
     model: model to embed with (default: the one in the index's manifest)
     batch_size: windows per encoder batch (default: 4 on a CPU, where larger batches are no faster and take more
                 memory; 16 on a GPU)
-    workers: decoding processes
+    workers: decoding processes (default: 2, and more while the encoder waits for them)
     timeout_s: seconds one decode task may take before the file fails
     reembed: re-embed every file when the model differs from the manifest
     retry_failed: try again the files that failed before

@@ -6,7 +6,9 @@ first: :func:`decoder_size`), resizes them to the model's resolution (uint8, so 
 middle sampled frame). The first chunk tells how many chunks the file has as soon as it has opened the file; the
 others are queued then, and decoded by the other workers beside it.
 
-:class:`DecodePool` runs tasks in ``workers`` spawned processes. Each worker has its own pipes, so the pool always
+:class:`DecodePool` runs tasks in ``workers`` spawned processes; by default (``workers=None``) it starts two and
+starts more while the builder waits for decoded windows (:func:`auto_worker_cap`). Each worker has its own pipes, so
+the pool always
 knows which task each worker is on: a task running longer than ``timeout_s`` gets its worker killed and its file
 failed ("timed out"); a worker that dies (a decoder segfault) fails its current file ("decoder process
 crashed") and is replaced; other files carry on. A worker's send blocks until the builder takes the result, so
@@ -17,7 +19,9 @@ calling process (no timeout; for debugging).
 from __future__ import annotations
 
 import logging
+import math
 import multiprocessing as mp
+import os
 import time
 import traceback
 from collections import deque
@@ -41,6 +45,40 @@ THUMB_WIDTH = 160
 #: time, a chunk with its cut detection in 0.67-0.80x, and reads MPEG-TS, MPEG-PS and AVI with B-frames right, where
 #: decord 0.6 returns other frames (bench/README.md, fourteenth round).
 VIDEO_BACKEND = "pyav"
+
+#: Decode workers an automatic pool (``workers=None``) starts with: the fixed default before, which keeps two cores
+#: busy with the release model (bench/README.md, thirty-first round).
+AUTO_START = 2
+#: Another worker starts when the builder waited for decoded windows this share of the time (or more) while tasks
+#: waited for a worker. Where the encoder runs elsewhere (a GPU) or is cheap, decoding is what a build waits for.
+STARVED_SHARE = 0.15
+#: The least time a measurement of that share lasts; it starts once every worker busy since the last start has
+#: delivered a chunk (a new worker's first chunk takes a chunk's decode time: 5-20 s at 720p).
+GROW_AFTER_S = 2.0
+#: A worker is started only while this much memory is available (a worker holds about 0.35 GB at 720p).
+GROW_MEMORY_BYTES = 2 << 30
+
+
+def auto_worker_cap() -> int:
+    """The most decode workers an automatic pool grows to: the cores this process may use less one for the process
+    that embeds, split between the processes of a torchrun job on this node (LOCAL_WORLD_SIZE); at least
+    :data:`AUTO_START`."""
+    from vtr.device import usable_cores
+
+    local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
+    return max(AUTO_START, usable_cores() // local - 1)
+
+
+def _memory_available() -> int | None:
+    """Bytes of memory available to new processes (Linux's MemAvailable), or None where unknown."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 @dataclass(frozen=True)
@@ -421,6 +459,7 @@ class _Worker:
         self.process.start()
         self.assigned: deque = deque()  # task ids, in the order the worker runs them
         self.started_at: float | None = None  # when the current (first assigned) task started
+        self.delivered = 0  # tasks finished
 
     def kill(self):
         if self.process.is_alive():
@@ -433,17 +472,19 @@ class _Worker:
 class DecodePool:
     """Decode files' windows in worker processes; iterate :meth:`run` for ChunkResult / FileFailure events."""
 
-    def __init__(self, settings: DecodeSettings, workers: int = 2, timeout_s: float = 120.0, per_worker: int = 2):
+    def __init__(self, settings: DecodeSettings, workers: int | None = None, timeout_s: float = 120.0,
+                 per_worker: int = 2):
         self.settings = settings
-        self.workers = int(workers)
+        self.workers = None if workers is None else int(workers)  # None: automatic (AUTO_START, more when waited on)
         self.timeout_s = float(timeout_s)
         self.per_worker = int(per_worker)
+        self.peak_workers = 0  # the most worker processes the last run had at once
 
     def run(self, files: list[tuple]) -> Iterator[ChunkResult | FileFailure]:
         """files: ``[(key, path)]`` or ``[(key, path, chunks)]``. Yields every chunk of every good file and one
         FileFailure per bad file; ``chunks`` (a list of chunk numbers) decodes only those, e.g. what an interrupted
         build left to do."""
-        if self.workers <= 0:
+        if self.workers is not None and self.workers <= 0:
             yield from self._run_inline(files)
             return
         yield from self._run_pool(files)
@@ -467,6 +508,7 @@ class DecodePool:
         try:
             yield from pool.events()
         finally:
+            self.peak_workers = pool.peak
             pool.shut_down()
 
 
@@ -479,6 +521,10 @@ class _PoolRun:
     decoded on one core, 1.6-1.7x slower where decoding is what the build waits for; ``bench/README.md``,
     thirty-first round.) Each worker holds up to ``per_worker`` tasks; a worker
     that dies or overruns ``timeout_s`` fails the file of the task it was running and is replaced.
+
+    ``workers=None`` starts :data:`AUTO_START` workers and more, up to :func:`auto_worker_cap`, while the caller
+    waits for results and tasks wait for a worker (:meth:`grow`): on a GPU's host, or with a cheap encoder, decoding
+    is what a build waits for, and two workers decoded about 3 windows a second of a phone's 720p.
     """
 
     def __init__(self, settings: DecodeSettings, workers: int, timeout_s: float, per_worker: int, files):
@@ -496,11 +542,18 @@ class _PoolRun:
                 self.listed.add(key)
             for c in chunks:
                 self._queue(key, path, c)
-        # as many workers as there are tasks, up to ``workers``; more start as chunks are queued (:meth:`assign`)
-        self.max_workers = max(1, workers)
-        self.workers = [_Worker(self.ctx, settings) for _ in range(min(self.max_workers, max(1, len(self.pending))))]
+        # as many workers as there are tasks, up to ``limit``; more start as chunks are queued (:meth:`assign`), and
+        # an automatic pool raises ``limit`` up to ``cap`` while its caller waits (:meth:`grow`)
+        self.cap = auto_worker_cap() if workers is None else max(1, workers)
+        self.limit = min(AUTO_START, self.cap) if workers is None else self.cap
+        self.workers = [_Worker(self.ctx, settings) for _ in range(min(self.limit, max(1, len(self.pending))))]
+        self.peak = len(self.workers)
         self.outstanding = 0  # tasks queued or running
         self.startup_failures = 0
+        # the caller's waits: time spent in events() since it last asked for one, summed over the measurement
+        self.asked: float | None = None  # when the caller last asked for an event (None until it had one)
+        self.waited = 0.0
+        self.measuring_since: float | None = None  # None: not measuring (workers started since have not delivered)
 
     def _queue(self, key, path, chunk) -> None:
         self.pending.append((self.next_tid, key, path, chunk))
@@ -533,7 +586,39 @@ class _PoolRun:
                 if w.started_at is not None and w.assigned and now - w.started_at > self.timeout_s:
                     events += self.fail_worker(i, f"timed out: decoding took longer than {self.timeout_s:g} s")
             self.assign()
-            yield from events
+            self.grow(now)
+            for event in events:
+                if self.asked is not None:
+                    self.waited += time.monotonic() - self.asked
+                yield event
+                self.asked = time.monotonic()
+
+    def grow(self, now: float) -> None:
+        """An automatic pool's decision: when the caller waited for results at least :data:`STARVED_SHARE` of the
+        last :data:`GROW_AFTER_S` or more while tasks waited for a worker, allow as many more workers as would have
+        kept it busy (n / (1 - share), at least one more), up to ``cap`` and while memory allows. The measurement
+        starts once every busy worker has delivered a chunk, so a worker still starting is not counted as missing."""
+        if self.limit >= self.cap or self.asked is None:
+            return
+        if self.measuring_since is None:
+            if all(w.delivered or not w.assigned for w in self.workers):
+                self.measuring_since, self.waited, self.asked = now, 0.0, now  # the wait before it is not measured
+            return
+        span = now - self.measuring_since
+        if span < GROW_AFTER_S:
+            return
+        share = min(1.0, (self.waited + max(0.0, now - self.asked)) / span)
+        if share >= STARVED_SHARE and self.pending:
+            memory = _memory_available()
+            if memory is None or memory >= GROW_MEMORY_BYTES:
+                n = len(self.workers)
+                self.limit = min(self.cap, max(n + 1, math.ceil(n / max(1.0 - share, 0.1))))
+                logger.info("decoding is what the encoder waits for (%.0f%% of %.1f s): up to %d decode workers",
+                            100 * share, span, self.limit)
+                self.measuring_since = None
+                self.assign()
+                return
+        self.measuring_since, self.waited, self.asked = now, 0.0, now
 
     def assign(self) -> None:
         """Give the pending tasks (skipping those of files that already failed) to the least busy workers, up to
@@ -541,9 +626,10 @@ class _PoolRun:
         ``workers`` run (a build of one long file has one task at first, chunk 0, and then its other chunks)."""
         while self.pending:
             w = min(self.workers, key=lambda w: len(w.assigned))
-            if w.assigned and len(self.workers) < self.max_workers:
+            if w.assigned and len(self.workers) < self.limit:
                 w = _Worker(self.ctx, self.settings)
                 self.workers.append(w)
+                self.peak = max(self.peak, len(self.workers))
             if len(w.assigned) >= self.per_worker:
                 return
             task = self.pending.popleft()
@@ -571,6 +657,7 @@ class _PoolRun:
                 continue
             tid = w.assigned.popleft()
             assert tid == msg[1]
+            w.delivered += 1
             _, key, path, chunk = self.tasks.pop(tid)
             self.outstanding -= 1
             w.started_at = None

@@ -55,7 +55,7 @@ def _rank_world() -> tuple[int, int, int]:
 
 def embed_shard(dirs: list[str], out: str, model=DEFAULT_MODEL, rank: int = 0, world: int = 1,
                 window_s: float = DEFAULT_WINDOW_S, stride_s: float = DEFAULT_STRIDE_S, batch_size: int | None = None,
-                workers: int = 2, timeout_s: float = 120.0, device: str | None = None, progress: bool = True,
+                workers: int | None = None, timeout_s: float = 120.0, device: str | None = None, progress: bool = True,
                 precision: str | None = None, window_policy: str = DEFAULT_POLICY) -> dict:
     """Embed this rank's share of the files under ``dirs`` into ``out/shard-{rank}.{npy,jsonl}``, windows planned by
     ``window_policy`` (:mod:`index.policies`), as ``vtr index build`` does."""
@@ -192,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stride-s", type=float, default=DEFAULT_STRIDE_S)
     p.add_argument("--batch-size", type=int, default=None,
                    help="windows per encoder batch (default: 4 on a CPU, 16 on a GPU)")
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--workers", type=int, default=None,
+                   help="decode processes per rank (default: 2, more while the encoder waits for them)")
     p.add_argument("--timeout-s", type=float, default=120.0)
     p.add_argument("--window-policy", default=DEFAULT_POLICY, choices=POLICIES,
                    help="shots (windows inside shots, static ones reuse a vector) or stride (index.policies)")

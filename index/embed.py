@@ -144,19 +144,21 @@ class EmbeddedChunk:
 
 
 def embed_chunks(model, files: list[tuple], settings: DecodeSettings, batch_size: int | None = None,
-                 workers: int = 2, timeout_s: float = 120.0, progress: bool = True, embedder=None,
-                 precision: str | None = None) -> Iterator[EmbeddedChunk | FileFailure]:
+                 workers: int | None = None, timeout_s: float = 120.0, progress: bool = True, embedder=None,
+                 precision: str | None = None, pool: DecodePool | None = None) -> Iterator[EmbeddedChunk | FileFailure]:
     """Decode (worker processes) and embed (this process, in batches) the windows of ``files``, chunk by chunk.
 
     files: ``[(key, path)]``, or ``[(key, path, chunks)]`` to embed only those chunks (resuming a file). Yields an
     EmbeddedChunk as soon as a chunk's windows are embedded, one FileFailure per bad file. Chunks of several files
-    share batches.
+    share batches. ``workers=None`` lets the decoding pool grow while the encoder waits for it (:class:`DecodePool`);
+    ``pool`` decodes instead of one made from ``settings``, ``workers`` and ``timeout_s`` (a bench reads its
+    ``peak_workers`` after).
     """
     from tqdm.auto import tqdm
 
     embedder = embedder or WindowEmbedder(model, batch_size, precision,
                                           reuse_duplicates=settings.window_policy == "shots")
-    pool = DecodePool(settings, workers=workers, timeout_s=timeout_s)
+    pool = pool or DecodePool(settings, workers=workers, timeout_s=timeout_s)
     left: dict = {key: len(only[0]) for key, _, *only in files if only and only[0] is not None}  # chunks to go
     queue: list = []  # ChunkResults not yet embedded
     queued_windows = 0
@@ -242,13 +244,15 @@ def embed_chunks(model, files: list[tuple], settings: DecodeSettings, batch_size
 
 
 def embed_files(model, files: list[tuple[object, str]], settings: DecodeSettings, batch_size: int | None = None,
-                workers: int = 2, timeout_s: float = 120.0, progress: bool = True,
-                embedder=None, precision: str | None = None) -> Iterator[EmbeddedFile | FileFailure]:
+                workers: int | None = None, timeout_s: float = 120.0, progress: bool = True,
+                embedder=None, precision: str | None = None,
+                pool: DecodePool | None = None) -> Iterator[EmbeddedFile | FileFailure]:
     """Like :func:`embed_chunks`, one EmbeddedFile per good file once all its chunks are embedded (for
     :mod:`index.embed`, which writes whole files). A file in which no window decodes is a FileFailure."""
     parts: dict = {}
     failed: set = set()
-    for item in embed_chunks(model, files, settings, batch_size, workers, timeout_s, progress, embedder, precision):
+    for item in embed_chunks(model, files, settings, batch_size, workers, timeout_s, progress, embedder, precision,
+                             pool):
         if isinstance(item, FileFailure):
             parts.pop(item.key, None)
             failed.add(item.key)

@@ -53,3 +53,18 @@ def waits_for_chunk_1(task_conn, result_conn, settings):
 def dies_at_start(task_conn, result_conn, settings):
     """A worker that exits before it starts any task (a broken install, say)."""
     os._exit(1)
+
+
+def slow_worker(task_conn, result_conn, settings):
+    """The real worker, except that each task takes 0.4 s more, sleeping (a decoder slower than its consumer, whatever
+    the machine's load)."""
+    from index import decode
+
+    real = decode.decode_chunk
+
+    def decode_chunk(path, chunk, settings, key=None, on_plan=None):
+        time.sleep(0.4)
+        return real(path, chunk, settings, key=key, on_plan=on_plan)
+
+    decode.decode_chunk = decode_chunk  # in this worker process only
+    decode._worker_main(task_conn, result_conn, settings)

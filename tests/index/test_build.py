@@ -1336,15 +1336,18 @@ def test_a_moved_folder_keeps_its_vectors(tmp_path, test_model):
                                                 ("stride_s", -1.0, "--stride-s must be positive, not -1"),
                                                 ("batch_size", 0, "--batch-size must be at least 1, not 0"),
                                                 ("timeout_s", 0.0, "--timeout-s must be positive, not 0"),
-                                                ("workers", -1, "--workers must be 0 .* or more, not -1")])
+                                                ("workers", -1, "--workers must be 0 .* or more, not -1"),
+                                                ("window_policy", "bogus", "unknown window policy 'bogus'")])
 def test_numbers_no_build_can_use_are_refused_before_the_model_loads(tmp_path, flag, value, says):
-    # before: --window-s 0 failed every file with ZeroDivisionError, --batch-size 0 raised a ValueError traceback
+    # before: --window-s 0 failed every file with ZeroDivisionError, --batch-size 0 raised a ValueError traceback;
+    # then each was refused after the index folder was made, and left it empty with its lock file
     from vtr.errors import VtrError
 
     make_video(tmp_path / "videos" / "a.mp4", 3, seed=1)
     with pytest.raises(VtrError, match=says):  # the model named does not exist: the check came first
         build_index([str(tmp_path / "videos")], str(tmp_path / "idx"), model="no_such_model", progress=False,
                     **{flag: value})
+    assert not (tmp_path / "idx").exists()
 
 
 def test_a_faiss_factory_faiss_cannot_parse_is_refused_before_embedding(tmp_path, test_model, monkeypatch):

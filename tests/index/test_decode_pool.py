@@ -7,7 +7,7 @@ import pytest
 import index.decode as decode
 from index.decode import ChunkResult, DecodePool, DecodeSettings, FileFailure
 from tests.index.media import make_video
-from tests.index.pool_workers import dies_at_start, misbehaving_worker, waits_for_chunk_1
+from tests.index.pool_workers import dies_at_start, misbehaving_worker, slow_worker, waits_for_chunk_1
 from vtr.errors import VtrError
 
 SETTINGS = DecodeSettings(num_frames=4, img_size=32, window_s=4.0, stride_s=2.0, chunk_windows=2, thumbnails=False)
@@ -75,6 +75,59 @@ def test_the_chunks_of_one_long_file_decode_beside_its_first(tmp_path, monkeypat
         want = inline[got.chunk]
         assert (got.n_chunks, got.windows) == (want.n_chunks, want.windows)
         assert np.array_equal(got.frames, want.frames)
+
+
+@pytest.mark.parametrize("workers, memory, peak", [(None, None, 4), (2, None, 2), (None, 1 << 30, 2)],
+                         ids=["automatic", "two given", "automatic, memory short"])
+def test_an_automatic_pool_starts_workers_while_it_is_waited_for(tmp_path, monkeypatch, workers, memory, peak):
+    """Builds ran two decode workers unless told otherwise, so where the encoder is fast (a GPU, a cheap model)
+    decoding on two cores was the whole build, whatever cores the machine had. An automatic pool (``workers=None``)
+    starts more, up to its cap, while its caller waits for results and tasks wait for a worker; a number given is
+    kept, and no worker starts while memory is short. Here every task sleeps 0.4 s and the caller takes each result
+    at once: it waits nearly all the time."""
+    videos = [make_video(tmp_path / f"v{i}.mp4", 10, seed=i) for i in range(5)]
+    monkeypatch.setattr(decode, "_worker_main", slow_worker)
+    monkeypatch.setattr(decode, "auto_worker_cap", lambda: 4)
+    monkeypatch.setattr(decode, "GROW_AFTER_S", 0.3)
+    monkeypatch.setattr(decode, "_memory_available", lambda: memory)
+    pool = DecodePool(SETTINGS, workers=workers)
+    files = [(i, str(v)) for i, v in enumerate(videos)]
+    chunks = list(pool.run(files))
+    assert pool.peak_workers == peak
+    inline = list(DecodePool(SETTINGS, workers=0).run(files))
+    assert len(inline) >= 10 and sorted((c.key, c.chunk) for c in chunks) == [(c.key, c.chunk) for c in inline]
+    for got in sorted(chunks, key=lambda c: (c.key, c.chunk)):
+        want = next(c for c in inline if (c.key, c.chunk) == (got.key, got.chunk))
+        assert got.windows == want.windows and np.array_equal(got.frames, want.frames)
+
+
+def test_an_automatic_pool_keeps_two_workers_when_its_caller_is_the_slower(tmp_path, monkeypatch):
+    """The caller (the encoder) takes 0.3 s a result, decoding much less: the results wait for it, never it for
+    them, and no worker starts beyond the first two."""
+    import time
+
+    videos = [make_video(tmp_path / f"v{i}.mp4", 10, seed=i) for i in range(4)]
+    monkeypatch.setattr(decode, "auto_worker_cap", lambda: 4)
+    monkeypatch.setattr(decode, "GROW_AFTER_S", 0.3)
+    pool = DecodePool(SETTINGS)
+    got = 0
+    for event in pool.run([(i, str(v)) for i, v in enumerate(videos)]):
+        assert isinstance(event, ChunkResult)
+        got += 1
+        time.sleep(0.3)
+    assert got >= 8 and pool.peak_workers == 2
+
+
+def test_the_automatic_cap_leaves_a_core_to_the_encoder_and_shares_a_node_between_ranks(monkeypatch):
+    import vtr.device
+
+    for cores, local, cap in [(16, None, 15), (16, "4", 3), (2, None, 2), (1, None, 2), (64, "8", 7)]:
+        monkeypatch.setattr(vtr.device, "usable_cores", lambda cores=cores: cores)
+        if local is None:
+            monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+        else:
+            monkeypatch.setenv("LOCAL_WORLD_SIZE", local)
+        assert decode.auto_worker_cap() == cap, (cores, local)
 
 
 def test_a_worker_leaves_ctrl_c_to_the_build(tmp_path):
