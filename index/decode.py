@@ -8,9 +8,8 @@ others are queued then, and decoded by the other workers beside it.
 
 :class:`DecodePool` runs tasks in ``workers`` spawned processes; by default (``workers=None``) it starts two and
 starts more while the builder waits for decoded windows (:func:`auto_worker_cap`). Each worker has its own pipes, so
-the pool always
-knows which task each worker is on: a task running longer than ``timeout_s`` gets its worker killed and its file
-failed ("timed out"); a worker that dies (a decoder segfault) fails its current file ("decoder process
+the pool always knows which task each worker is on: a task running longer than ``timeout_s`` gets its worker killed
+and its file failed ("timed out"); a worker that dies (a decoder segfault) fails its current file ("decoder process
 crashed") and is replaced; other files carry on. A worker's send blocks until the builder takes the result, so
 memory stays bounded by about two chunks per worker however slow the encoder is. ``workers=0`` decodes in the
 calling process (no timeout; for debugging).
@@ -55,7 +54,7 @@ STARVED_SHARE = 0.15
 #: The least time a measurement of that share lasts; it starts once every worker busy since the last start has
 #: delivered a chunk (a new worker's first chunk takes a chunk's decode time: 5-20 s at 720p).
 GROW_AFTER_S = 2.0
-#: A worker is started only while this much memory is available (a worker holds about 0.35 GB at 720p).
+#: A worker is started only while this much memory is available (a worker holds about 0.33 GB at 720p).
 GROW_MEMORY_BYTES = 2 << 30
 
 
@@ -623,7 +622,7 @@ class _PoolRun:
     def assign(self) -> None:
         """Give the pending tasks (skipping those of files that already failed) to the least busy workers, up to
         ``per_worker`` each, starting another worker rather than queueing behind a busy one while fewer than
-        ``workers`` run (a build of one long file has one task at first, chunk 0, and then its other chunks)."""
+        ``limit`` run (a build of one long file has one task at first, chunk 0, and then its other chunks)."""
         while self.pending:
             w = min(self.workers, key=lambda w: len(w.assigned))
             if w.assigned and len(self.workers) < self.limit:
