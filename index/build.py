@@ -153,8 +153,9 @@ def build_index(dirs: list[str] | None, index: str, model=None, window_s: float 
 
     if window_policy is not None:
         check_policy(window_policy)
+    created = not index_dir.exists()
     make_index_folder(index_dir)
-    with build_lock(index_dir), disk_full_said(index_dir):
+    with _removed_if_failed_empty(index_dir, created), build_lock(index_dir), disk_full_said(index_dir):
         old_manifest = read_manifest(index_dir)
         # An index's own settings (an update, or a folder added as the index was built): the plan comes first, and
         # a run with nothing to embed (a cron update) loads no model. Otherwise the model and its settings are
@@ -368,6 +369,24 @@ def make_index_folder(index_dir: Path) -> None:
         index_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise VtrError(f"cannot create the index folder {index_dir}: {e.strerror or e}") from None
+
+
+@contextmanager
+def _removed_if_failed_empty(index_dir: Path, created: bool):
+    """A new index folder that its build left holding nothing but its lock file (an unknown model, a factory FAISS
+    cannot parse, Ctrl-C while the model loads) is removed when the build fails; before, an empty folder was left
+    behind. A folder that held anything before, or that the build wrote to, is kept."""
+    try:
+        yield
+    except BaseException:
+        if created:
+            try:
+                if {p.name for p in index_dir.iterdir()} <= {LOCK}:
+                    (index_dir / LOCK).unlink(missing_ok=True)
+                    index_dir.rmdir()
+            except OSError:
+                pass
+        raise
 
 
 def check_creatable(index_dir: Path) -> None:

@@ -1358,6 +1358,20 @@ def test_a_faiss_factory_faiss_cannot_parse_is_refused_before_embedding(tmp_path
     with pytest.raises(VtrError, match="--factory 'Bogus': FAISS cannot build it .*could not parse"):
         build_index([str(tmp_path / "videos")], str(tmp_path / "idx"), model=test_model, factory="Bogus",
                     workers=0, progress=False)
+    assert not (tmp_path / "idx").exists()  # the new folder, its lock file alone in it, is not left behind
+
+
+def test_a_new_index_whose_build_fails_at_once_leaves_no_folder_and_a_folder_there_before_stays(tmp_path):
+    """An unknown model's build made the new index folder, then failed and left it, empty but for its lock file."""
+    from vtr.errors import VtrError
+
+    make_video(tmp_path / "videos" / "a.mp4", 3, seed=1)
+    for idx in (tmp_path / "new.idx", tmp_path / "made before.idx"):
+        if "before" in idx.name:
+            idx.mkdir()
+        with pytest.raises(VtrError, match="unknown model 'no_such_model'"):
+            build_index([str(tmp_path / "videos")], str(idx), model="no_such_model", progress=False)
+    assert not (tmp_path / "new.idx").exists() and (tmp_path / "made before.idx").is_dir()
 
 
 def test_the_progress_bar_moves_inside_a_long_file(tmp_path, test_model, capsys, monkeypatch):
