@@ -5,6 +5,7 @@ batches), chunk by chunk, for :func:`index.build.build_index` (which commits eac
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -218,6 +219,12 @@ def embed_chunks(model, files: list[tuple], settings: DecodeSettings, batch_size
     # workers run one codec thread each (DecodeSettings.decoder_threads) and fill the gaps.
     threads_before = torch.get_num_threads()
     torch.set_num_threads(usable_cores())
+    # a line logged while the bar runs (the pool starting decode workers) goes above the bar, not after its text
+    redirect = contextlib.ExitStack()
+    if progress:
+        from tqdm.contrib.logging import logging_redirect_tqdm
+
+        redirect.enter_context(logging_redirect_tqdm(tqdm_class=type(bar)))
     try:
         for event in pool.run(files):
             if isinstance(event, FileFailure):
@@ -240,6 +247,7 @@ def embed_chunks(model, files: list[tuple], settings: DecodeSettings, batch_size
         yield from flush(final=True)
     finally:
         torch.set_num_threads(threads_before)
+        redirect.close()
         bar.close()
 
 

@@ -1399,6 +1399,36 @@ def test_the_progress_bar_moves_inside_a_long_file(tmp_path, test_model, capsys,
     assert len({round(x, 3) for x in seen}) >= 10 and abs(seen[-1] - 6) < 1e-9, updates  # what the app shows
 
 
+def test_a_line_logged_during_a_build_goes_above_the_bar_not_after_its_text(tmp_path, test_model, capsys):
+    """The build logs a failed file while its bar runs (as the pool logs starting decode workers): the line was
+    written after the bar's text ("... 1 failed]2026-12-07 ... INFO index.build: failed: ..."). It now goes through
+    tqdm, which clears the bar, writes the line and draws the bar again below it."""
+    import logging
+    import sys
+
+    handler = logging.StreamHandler(sys.stderr)  # as `vtr`'s logging.basicConfig: the console, sys.stderr
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.root.addHandler(handler)
+    build_logger = logging.getLogger("index.build")
+    level = build_logger.level
+    build_logger.setLevel(logging.INFO)
+    try:
+        root = tmp_path / "videos"
+        make_video(root / "a.mp4", 6, seed=1)
+        (root / "broken.mp4").write_bytes(b"this is not a video")
+        report = build_index([str(root)], str(tmp_path / "idx"), model=test_model, workers=0, progress=True)
+    finally:
+        logging.root.removeHandler(handler)
+        build_logger.setLevel(level)
+    assert report.failed == 1
+    err = capsys.readouterr().err
+    at = err.index("INFO index.build: failed: ")
+    assert err[at - 1] in "\r\n", repr(err[max(0, at - 80):at + 40])  # on a line of its own
+    assert "indexing:" in err[at:]  # the bar drawn again after it
+    assert logging.root.handlers.count(handler) == 0 and all(
+        type(h).__name__ != "_TqdmLoggingHandler" for h in logging.root.handlers)  # the console handlers restored
+
+
 def test_the_encoder_batch_is_4_windows_on_a_cpu_and_16_on_a_gpu(tmp_path, test_model, monkeypatch):
     """On a CPU a batch of 16 held 1.2 GB more than a batch of 4 at the same speed, so a build without
     ``batch_size`` encodes 4 windows at a time there; a GPU needs larger batches to fill it."""
