@@ -54,8 +54,10 @@ STARVED_SHARE = 0.15
 #: The least time a measurement of that share lasts; it starts once every worker busy since the last start has
 #: delivered a chunk (a new worker's first chunk takes a chunk's decode time: 5-20 s at 720p).
 GROW_AFTER_S = 2.0
-#: A worker is started only while this much memory is available (a worker holds about 0.33 GB at 720p).
+#: A worker is started only while this much memory is available (a worker holds about 0.33 GB at 720p:
+#: WORKER_BYTES, rounded up).
 GROW_MEMORY_BYTES = 2 << 30
+WORKER_BYTES = 400 << 20
 
 
 def auto_worker_cap() -> int:
@@ -66,6 +68,24 @@ def auto_worker_cap() -> int:
 
     local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
     return max(AUTO_START, usable_cores() // local - 1)
+
+
+def auto_start(device) -> int:
+    """Decode workers an automatic pool starts with for an encoder on ``device``: :data:`AUTO_START` on a CPU, where
+    the encoder needs the cores too and the pool grows if it waits; on a GPU every worker :func:`auto_worker_cap`
+    allows while memory does (:data:`WORKER_BYTES` each, :data:`GROW_MEMORY_BYTES` kept free). There the encoder
+    is 60-90x faster than a decode worker (bf16 VideoMamba-M 9.1 ms a clip on an H200 at batch 8, against 0.5-0.8
+    CPU-s to decode a window of a phone's 720p: bench/README.md, seventeenth, twenty-ninth and thirty-second rounds),
+    so decoding is what a build waits for from its start, and growing from two would wait a chunk's decode (5-20 s)
+    first."""
+    from vtr.device import device_type
+
+    if device_type(device) != "cuda":
+        return AUTO_START
+    cap, memory = auto_worker_cap(), _memory_available()
+    if memory is not None:
+        cap = min(cap, max(AUTO_START, (memory - GROW_MEMORY_BYTES) // WORKER_BYTES))
+    return cap
 
 
 def _memory_available() -> int | None:
@@ -472,9 +492,10 @@ class DecodePool:
     """Decode files' windows in worker processes; iterate :meth:`run` for ChunkResult / FileFailure events."""
 
     def __init__(self, settings: DecodeSettings, workers: int | None = None, timeout_s: float = 120.0,
-                 per_worker: int = 2):
+                 per_worker: int = 2, start: int | None = None):
         self.settings = settings
         self.workers = None if workers is None else int(workers)  # None: automatic (AUTO_START, more when waited on)
+        self.start = start  # workers an automatic pool starts with (None: AUTO_START; see auto_start)
         self.timeout_s = float(timeout_s)
         self.per_worker = int(per_worker)
         self.peak_workers = 0  # the most worker processes the last run had at once
@@ -503,7 +524,7 @@ class DecodePool:
             yield from chunks
 
     def _run_pool(self, files):
-        pool = _PoolRun(self.settings, self.workers, self.timeout_s, self.per_worker, files)
+        pool = _PoolRun(self.settings, self.workers, self.timeout_s, self.per_worker, files, self.start)
         try:
             yield from pool.events()
         finally:
@@ -526,7 +547,8 @@ class _PoolRun:
     is what a build waits for, and two workers decoded about 3 windows a second of a phone's 720p.
     """
 
-    def __init__(self, settings: DecodeSettings, workers: int, timeout_s: float, per_worker: int, files):
+    def __init__(self, settings: DecodeSettings, workers: int | None, timeout_s: float, per_worker: int, files,
+                 start: int | None = None):
         self.ctx = mp.get_context("spawn")  # fork would copy the encoder's threads and locks
         self.settings, self.timeout_s, self.per_worker = settings, timeout_s, per_worker
         self.pending: deque = deque()  # (tid, key, path, chunk)
@@ -544,7 +566,7 @@ class _PoolRun:
         # as many workers as there are tasks, up to ``limit``; more start as chunks are queued (:meth:`assign`), and
         # an automatic pool raises ``limit`` up to ``cap`` while its caller waits (:meth:`grow`)
         self.cap = auto_worker_cap() if workers is None else max(1, workers)
-        self.limit = min(AUTO_START, self.cap) if workers is None else self.cap
+        self.limit = min(start or AUTO_START, self.cap) if workers is None else self.cap
         self.workers = [_Worker(self.ctx, settings) for _ in range(min(self.limit, max(1, len(self.pending))))]
         self.peak = len(self.workers)
         self.outstanding = 0  # tasks queued or running

@@ -15,7 +15,7 @@ from typing import Iterator
 
 import numpy as np
 
-from index.decode import ChunkResult, DecodePool, DecodeSettings, FileFailure
+from index.decode import ChunkResult, DecodePool, DecodeSettings, FileFailure, auto_start
 from vtr.device import usable_cores
 
 logger = logging.getLogger(__name__)
@@ -159,7 +159,9 @@ def embed_chunks(model, files: list[tuple], settings: DecodeSettings, batch_size
 
     embedder = embedder or WindowEmbedder(model, batch_size, precision,
                                           reuse_duplicates=settings.window_policy == "shots")
-    pool = pool or DecodePool(settings, workers=workers, timeout_s=timeout_s)
+    # an automatic pool feeding a GPU starts with every worker it may have (index.decode.auto_start)
+    pool = pool or DecodePool(settings, workers=workers, timeout_s=timeout_s,
+                              start=auto_start(next(model.parameters()).device) if workers is None else None)
     left: dict = {key: len(only[0]) for key, _, *only in files if only and only[0] is not None}  # chunks to go
     queue: list = []  # ChunkResults not yet embedded
     queued_windows = 0

@@ -84,8 +84,9 @@ def test_an_automatic_pool_starts_workers_while_it_is_waited_for(tmp_path, monke
     decoding on two cores was the whole build, whatever cores the machine had. An automatic pool (``workers=None``)
     starts more, up to its cap, while its caller waits for results and tasks wait for a worker; a number given is
     kept, and no worker starts while memory is short. Here every task sleeps 0.4 s and the caller takes each result
-    at once: it waits nearly all the time."""
-    videos = [make_video(tmp_path / f"v{i}.mp4", 10, seed=i) for i in range(5)]
+    at once: it waits nearly all the time. 24 tasks of 0.4 s: tasks still wait for a worker when the measurement
+    ends, even where starting the workers took seconds (a loaded machine)."""
+    videos = [make_video(tmp_path / f"v{i}.mp4", 16, seed=i) for i in range(6)]
     monkeypatch.setattr(decode, "_worker_main", slow_worker)
     monkeypatch.setattr(decode, "auto_worker_cap", lambda: 4)
     monkeypatch.setattr(decode, "GROW_AFTER_S", 0.3)
@@ -95,7 +96,7 @@ def test_an_automatic_pool_starts_workers_while_it_is_waited_for(tmp_path, monke
     chunks = list(pool.run(files))
     assert pool.peak_workers == peak
     inline = list(DecodePool(SETTINGS, workers=0).run(files))
-    assert len(inline) >= 10 and sorted((c.key, c.chunk) for c in chunks) == [(c.key, c.chunk) for c in inline]
+    assert len(inline) == 24 and sorted((c.key, c.chunk) for c in chunks) == [(c.key, c.chunk) for c in inline]
     for got in sorted(chunks, key=lambda c: (c.key, c.chunk)):
         want = next(c for c in inline if (c.key, c.chunk) == (got.key, got.chunk))
         assert got.windows == want.windows and np.array_equal(got.frames, want.frames)
@@ -108,7 +109,7 @@ def test_an_automatic_pool_keeps_two_workers_when_its_caller_is_the_slower(tmp_p
 
     videos = [make_video(tmp_path / f"v{i}.mp4", 10, seed=i) for i in range(4)]
     monkeypatch.setattr(decode, "auto_worker_cap", lambda: 4)
-    monkeypatch.setattr(decode, "GROW_AFTER_S", 0.3)
+    monkeypatch.setattr(decode, "GROW_AFTER_S", 1.0)  # a pause of a loaded machine would need 0.15 s to count
     pool = DecodePool(SETTINGS)
     got = 0
     for event in pool.run([(i, str(v)) for i, v in enumerate(videos)]):
@@ -128,6 +129,42 @@ def test_the_automatic_cap_leaves_a_core_to_the_encoder_and_shares_a_node_betwee
         else:
             monkeypatch.setenv("LOCAL_WORLD_SIZE", local)
         assert decode.auto_worker_cap() == cap, (cores, local)
+
+
+def test_a_pool_feeding_a_gpu_starts_with_every_worker_memory_allows(monkeypatch):
+    """On a GPU the encoder outruns a decode worker 60-90 times: growing from two would first wait a chunk's decode.
+    A pool feeding one starts with its cap, fewer where memory is short; on a CPU it starts with two."""
+    import torch
+
+    monkeypatch.setattr(decode, "auto_worker_cap", lambda: 15)
+    for memory, start in [(None, 15), (64 << 30, 15), (4 << 30, 5), (1 << 30, 2)]:
+        monkeypatch.setattr(decode, "_memory_available", lambda memory=memory: memory)
+        assert decode.auto_start(torch.device("cuda", 0)) == start, memory
+        assert decode.auto_start("cuda") == start and decode.auto_start(torch.device("cpu")) == decode.AUTO_START
+
+
+def test_the_embedding_loop_starts_the_pool_its_device_wants(tmp_path, monkeypatch, test_model):
+    """``embed_chunks`` with ``workers`` left out asks :func:`index.decode.auto_start` for its encoder's device (a
+    CPU here, standing in for a GPU through the stand-in), and a number given starts as given."""
+    import index.embed as embed
+
+    videos = [make_video(tmp_path / f"v{i}.mp4", 10, seed=i) for i in range(4)]
+    asked, made = [], []
+
+    class Recorded(DecodePool):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(embed, "DecodePool", Recorded)
+    monkeypatch.setattr(embed, "auto_start", lambda device: asked.append(str(device)) or 3)
+    monkeypatch.setattr(decode, "auto_worker_cap", lambda: 4)
+    monkeypatch.setattr(decode, "GROW_AFTER_S", 60.0)  # no growth: the start alone is measured
+    files = [(i, str(v)) for i, v in enumerate(videos)]
+    for workers, peak in [(None, 3), (1, 1)]:
+        got = list(embed.embed_chunks(test_model, files, SETTINGS, workers=workers, progress=False))
+        assert len(got) >= 8 and made[-1].peak_workers == peak, workers
+    assert asked == ["cpu"]
 
 
 def test_a_worker_leaves_ctrl_c_to_the_build(tmp_path):
