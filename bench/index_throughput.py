@@ -187,8 +187,8 @@ def _children_cpu_s() -> float:
 
 def run_vtr_build(model, path: Path, precision: str, batch: int, workers: int, policy: str = "stride",
                   decoder_threads: int = 1, backend: str = "pyav") -> dict:
-    from index.embed import WindowEmbedder, embed_files
-    from index.decode import DecodePool, DecodeSettings, FileFailure
+    from index.embed import WindowEmbedder, embed_files, make_pool
+    from index.decode import DecodeSettings, FileFailure
 
     pre = model.preprocess
     policy, one_pass = policy_of(policy)
@@ -197,7 +197,7 @@ def run_vtr_build(model, path: Path, precision: str, batch: int, workers: int, p
                               one_pass=one_pass)
     embedder = _TimedEmbedder(WindowEmbedder(model, batch, precision, reuse_duplicates=policy == "shots"))
     t0, c0, k0 = time.perf_counter(), time.process_time(), _children_cpu_s()
-    pool = DecodePool(settings, workers=workers)
+    pool = make_pool(model, settings, workers)  # as a build makes it: on a GPU an automatic pool starts at its cap
     items = list(embed_files(model, [(0, str(path))], settings, batch_size=batch, workers=workers, progress=False,
                              embedder=embedder, pool=pool))
     wall = time.perf_counter() - t0

@@ -144,6 +144,14 @@ class EmbeddedChunk:
     partial: str | None  # why windows are missing (damaged file), else None
 
 
+def make_pool(model, settings: DecodeSettings, workers: int | None = None, timeout_s: float = 120.0) -> DecodePool:
+    """The decoding pool of a build with ``model``: ``workers`` processes, or (None) an automatic pool, which starts
+    with :func:`index.decode.auto_start` workers for the model's device (every one it may have on a GPU) and grows
+    while it is waited for."""
+    start = auto_start(next(model.parameters()).device) if workers is None else None
+    return DecodePool(settings, workers=workers, timeout_s=timeout_s, start=start)
+
+
 def embed_chunks(model, files: list[tuple], settings: DecodeSettings, batch_size: int | None = None,
                  workers: int | None = None, timeout_s: float = 120.0, progress: bool = True, embedder=None,
                  precision: str | None = None, pool: DecodePool | None = None) -> Iterator[EmbeddedChunk | FileFailure]:
@@ -159,9 +167,7 @@ def embed_chunks(model, files: list[tuple], settings: DecodeSettings, batch_size
 
     embedder = embedder or WindowEmbedder(model, batch_size, precision,
                                           reuse_duplicates=settings.window_policy == "shots")
-    # an automatic pool feeding a GPU starts with every worker it may have (index.decode.auto_start)
-    pool = pool or DecodePool(settings, workers=workers, timeout_s=timeout_s,
-                              start=auto_start(next(model.parameters()).device) if workers is None else None)
+    pool = pool or make_pool(model, settings, workers, timeout_s)
     left: dict = {key: len(only[0]) for key, _, *only in files if only and only[0] is not None}  # chunks to go
     queue: list = []  # ChunkResults not yet embedded
     queued_windows = 0

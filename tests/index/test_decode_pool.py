@@ -144,8 +144,9 @@ def test_a_pool_feeding_a_gpu_starts_with_every_worker_memory_allows(monkeypatch
 
 
 def test_the_embedding_loop_starts_the_pool_its_device_wants(tmp_path, monkeypatch, test_model):
-    """``embed_chunks`` with ``workers`` left out asks :func:`index.decode.auto_start` for its encoder's device (a
-    CPU here, standing in for a GPU through the stand-in), and a number given starts as given."""
+    """``embed_chunks`` (through ``make_pool``, which the index bench uses too) with ``workers`` left out asks
+    :func:`index.decode.auto_start` for its encoder's device (a CPU here, standing in for a GPU through the
+    stand-in), and a number given starts as given."""
     import index.embed as embed
 
     videos = [make_video(tmp_path / f"v{i}.mp4", 10, seed=i) for i in range(4)]
