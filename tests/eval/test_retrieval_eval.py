@@ -488,3 +488,16 @@ def test_an_interrupted_evaluation_says_its_cache_goes_on(tmp_path, monkeypatch)
     with pytest.raises(KeyboardInterrupt, match=f"^interrupted: the features computed so far are kept in "
                                                 f"{tmp_path / 'out'}; the same command goes on from there$"):
         C.eval_command(dataset="msrvtt", root=str(root), out=str(tmp_path / "out"))
+
+
+def test_the_evaluation_loads_videos_on_no_more_processes_than_its_cores(monkeypatch):
+    """``os.cpu_count`` counts the host's CPUs: in a container given 2 of 64 cores an evaluation ran 4 loaders."""
+    import os
+
+    import vtr.device
+    from vtr.eval.retrieval import default_workers
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    for usable, workers in [(2, 2), (1, 1), (64, 4)]:
+        monkeypatch.setattr(vtr.device, "usable_cores", lambda usable=usable: usable)
+        assert default_workers() == workers

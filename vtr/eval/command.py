@@ -276,7 +276,7 @@ def eval_command(dataset: str = None, annotations: str = None, videos: str = Non
     all: run msrvtt, didemo, anet, lsmdc and msvd from --root and compare with the published numbers
     root: data root with one folder per benchmark (see vtr/data/retrieval.py)
     batch_size: videos per encoding batch
-    workers: video-decoding DataLoader workers (default: min(4, CPU count))
+    workers: video-decoding DataLoader workers (default: min(4, the cores this process may use))
     precision: fp32, bf16 (autocast, the official evaluation's) or auto (bf16 on CUDA or a native-bf16 CPU where it
                measures faster, else fp32; fp32 for a model whose config says it runs in fp32)
     device: auto (CUDA when present), cpu, cuda or cuda:N

@@ -131,7 +131,11 @@ def evaluate_retrieval(model, texts: Sequence[str], videos: torch.utils.data.Dat
 
 
 def default_workers() -> int:
-    return min(4, os.cpu_count() or 1)
+    """Video-loading processes of an evaluation: up to 4, no more than the cores this process may use (a container's
+    cpuset or taskset; ``os.cpu_count`` counted the host's, 4 loaders on a container's 2 cores)."""
+    from vtr.device import usable_cores
+
+    return min(4, usable_cores())
 
 
 # The command's names were importable from here before it had its own module (vtr.eval.command); they still are,
