@@ -95,7 +95,8 @@ def test_an_adobe_rgb_camera_jpeg_split_over_several_segments_is_read_in_srgb(tm
     ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes(),  # Little CMS's own
     rgb_profile(SRGB, ("table", 1024), version=2, description="sRGB IEC61966-2.1"),  # HP's: rounded colorants
     rgb_profile(SRGB, SRGB_PARA, version=4, description="sRGB IEC61966-2.1"),
-])
+], ids=["lcms", "hp-v2-table", "v4-para"])  # named: Little CMS dates its profile, and pytest-xdist's workers collected
+# it a second apart with different ids ("Different tests were collected between gw0 and gw1")
 def test_srgb_however_its_profile_writes_it_is_read_as_stored(tmp_path, profile):
     assert icc.parse(profile) is not None and icc.srgb_transform(profile) is None
     path = tmp_path / "s.png"
@@ -110,7 +111,7 @@ def test_srgb_however_its_profile_writes_it_is_read_as_stored(tmp_path, profile)
     rgb_profile()[:300],  # cut short: its tags point past its end
     rgb_profile(colorants=((0.5, 0.2, 0.0), (0.5, 0.2, 0.0), (0.1, 0.1, 0.7))),  # two equal colorants: no matrix
     b"not a profile at all" * 10,
-])
+], ids=["lcms-lab", "gray", "lab-pcs", "cut-short", "equal-colorants", "not-a-profile"])
 def test_a_profile_that_is_not_an_rgb_matrix_profile_leaves_the_picture_as_stored(tmp_path, profile):
     assert icc.srgb_transform(profile) is None
     path = tmp_path / "odd.png"
