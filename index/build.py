@@ -375,9 +375,12 @@ def make_index_folder(index_dir: Path) -> None:
 def _removed_if_failed_empty(index_dir: Path, created: bool):
     """A new index folder that its build left holding nothing but its lock file (an unknown model, a factory FAISS
     cannot parse, Ctrl-C while the model loads) is removed when the build fails; before, an empty folder was left
-    behind. A folder that held anything before, or that the build wrote to, is kept."""
+    behind. A folder that held anything before, or that the build wrote to, is kept, and so is one whose lock another
+    build holds (two builds of one new index started at once: the one refused must not remove the other's folder)."""
     try:
         yield
+    except IndexNotReady:
+        raise
     except BaseException:
         if created:
             try:

@@ -1374,6 +1374,22 @@ def test_a_new_index_whose_build_fails_at_once_leaves_no_folder_and_a_folder_the
     assert not (tmp_path / "new.idx").exists() and (tmp_path / "made before.idx").is_dir()
 
 
+def test_a_build_refused_by_another_builds_lock_leaves_that_builds_new_folder(tmp_path):
+    """Two builds of one new index started at once both find no folder (both "created" it); the second is refused
+    by the first's lock while the folder holds only that lock, and must not remove it under the first. Another
+    failure of a build that created the folder removes it."""
+    from index.build import LOCK, IndexNotReady, _removed_if_failed_empty
+    from vtr.errors import VtrError
+
+    for error, kept in [(IndexNotReady("is being built by process 1"), True), (VtrError("unknown model"), False)]:
+        folder = tmp_path / f"{kept}.idx"
+        folder.mkdir()
+        (folder / LOCK).touch()  # the first build's lock, or this build's own
+        with pytest.raises(type(error)), _removed_if_failed_empty(folder, created=True):
+            raise error
+        assert (folder / LOCK).is_file() == kept and folder.exists() == kept
+
+
 def test_the_progress_bar_moves_inside_a_long_file(tmp_path, test_model, capsys, monkeypatch):
     """An hour-long video is one file of 30-60 chunks: the bar moves chunk by chunk, not only when a file ends (it
     stood at 0% for the whole of a single long file), a failed file counts as done, and the bar ends on its total
