@@ -34,6 +34,29 @@ def open_page(browser, url, tmp_path, init_script: str | None = None):
     return page
 
 
+def open_options(page) -> None:
+    """Unfold "Search by example, filters" and wait for what it holds. Gradio makes a closed accordion's contents only
+    when it first opens, so nothing inside exists before. Once in CI (f670ce4) its contents had not appeared 60 s
+    after the click, and the cause was not found (40 tries under load, and 40 with the load events delayed, all opened
+    it). A click that left it closed is tried once more; an accordion that opened and stays empty fails, saying what
+    the page showed."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    label = page.locator("#options .label-wrap")
+    inside = page.locator("#example input[type=file]")
+    seen = []
+    for _ in range(2):
+        if "open" not in (label.get_attribute("class") or "").split():
+            label.click()
+        try:
+            inside.wait_for(state="attached", timeout=15_000)
+            return
+        except PlaywrightTimeout as e:
+            seen.append(f"label class {label.get_attribute('class')!r}: {str(e).splitlines()[0]}")
+    raise AssertionError(f"'Search by example, filters' never showed its contents ({'; '.join(seen)}); "
+                         f"page errors: {page.errors}")
+
+
 def test_search_select_play(browser, running_app, tmp_path):
     page = open_page(browser, running_app.url, tmp_path)
     box = page.locator("#query textarea, #query input").first

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.app.test_browser import open_page
+from tests.app.test_browser import open_options, open_page
 
 
 def search_box(page):
@@ -11,7 +11,7 @@ def search_box(page):
 
 def test_opening_the_filters_keeps_every_search_working(browser, running_app, tmp_path):
     page = open_page(browser, running_app.url, tmp_path)
-    page.locator("#options").get_by_text("Search by example, filters").click()
+    open_options(page)
     inputs = page.locator("#min-duration input, #max-duration input")
     inputs.first.wait_for()
     assert [inputs.nth(i).input_value() for i in range(inputs.count())] == ["", ""]  # empty: no limit
@@ -97,7 +97,7 @@ def set_page_size(page, size, n: int) -> None:
 
 def test_best_first_paging_and_grouped_view(browser, running_app, tmp_path):
     page = open_page(browser, running_app.url, tmp_path)
-    page.locator("#options").get_by_text("Search by example, filters").click()
+    open_options(page)
     size = page.locator("#page-size input[type=number]")
     set_page_size(page, size, 3)
     asked = []
@@ -359,7 +359,7 @@ def test_a_browser_is_shown_copies_it_plays_and_transcodes_of_what_it_cannot(bro
             page = open_page(browser, app.url, tmp_path, init_script=says)
             if number == 4:  # the HEVC clip set as the example: copied, shown no pictures, then the transcode; and
                 # the page no longer takes HEVC copies for its moments either
-                page.locator("#options").get_by_text("Search by example, filters").click()
+                open_options(page)
                 page.locator("#example input[type=file]").set_input_files(str(folder / "IMG_0001.MOV"))
                 page.wait_for_function("() => { const v = document.querySelector('#example-video video');"
                                        " return v && v.readyState >= 1 && v.videoWidth === 128; }")
@@ -433,7 +433,7 @@ def test_example_shows_a_preview_and_says_it_replaces_the_words(browser, running
 
     clip = write_video(tmp_path / "my clip.mp4", textured_frames(8, seed=3), fps=10)
     page = open_page(browser, running_app.url, tmp_path)
-    page.locator("#options").get_by_text("Search by example, filters").click()
+    open_options(page)
     page.locator("#example input[type=file]").set_input_files(str(clip))
     page.wait_for_function("() => document.querySelector('#example-note').innerText.includes('not used')")
     assert "my clip.mp4" in page.locator("#example-note").inner_text()
@@ -451,7 +451,7 @@ def test_an_example_clip_from_a_dvd_plays_in_the_page(browser, running_app, tmp_
 
     clip = write_video(tmp_path / "VTS_01_1.mpg", textured_frames(20, seed=3), fps=10, codec="mpeg2video")
     page = open_page(browser, running_app.url, tmp_path)
-    page.locator("#options").get_by_text("Search by example, filters").click()
+    open_options(page)
     page.locator("#example input[type=file]").set_input_files(str(clip))
     page.wait_for_function("() => { const v = document.querySelector('#example-video video');"
                            " return v && v.readyState >= 1 && v.videoWidth > 0 && v.duration > 1.5; }", timeout=30000)
@@ -470,7 +470,7 @@ def test_an_animated_gif_example_plays_as_the_clip_the_search_reads(browser, run
     write = write_gif if name.endswith(".gif") else write_animated_webp
     animation = write(tmp_path / name, indexed_frames(30, 96, 128))
     page = open_page(browser, running_app.url, tmp_path)
-    page.locator("#options").get_by_text("Search by example, filters").click()
+    open_options(page)
     page.locator("#example input[type=file]").set_input_files(str(animation))
     page.wait_for_function("() => { const v = document.querySelector('#example-video video');"
                            " return v && v.readyState >= 1 && v.videoWidth > 0 && v.duration > 2.5; }", timeout=30000)
@@ -491,7 +491,7 @@ def test_every_video_file_the_index_reads_is_taken_as_an_example(browser, runnin
     clip = tmp_path / name
     clip.write_bytes(write_video(tmp_path / "clip.mp4", indexed_frames(10)).read_bytes())  # FFmpeg reads any name
     page = open_page(browser, running_app.url, tmp_path)
-    page.locator("#options").get_by_text("Search by example, filters").click()
+    open_options(page)
     page.locator("#example input[type=file]").set_input_files(str(clip))
     page.wait_for_function("() => document.querySelector('#example-note').innerText.includes('not used')")
     assert not [t for t in page.locator(".toast-body").all_inner_texts() if "Invalid" in t]
@@ -506,7 +506,7 @@ def test_an_iphone_heic_example_is_shown_as_the_model_sees_it(browser, running_a
 
     photo = write_heif(tmp_path / "IMG_0042.HEIC", heic_picture(), tile=64, quarter_turns=1)  # shown 120 x 200
     page = open_page(browser, running_app.url, tmp_path)
-    page.locator("#options").get_by_text("Search by example, filters").click()
+    open_options(page)
     page.locator("#example input[type=file]").set_input_files(str(photo))
     page.wait_for_function("() => { const i = document.querySelector('#example-image img');"
                            " return i && i.complete && i.naturalWidth > 0; }")
