@@ -289,6 +289,23 @@ def write_audio_only(path, seconds: float = 0.5, rate: int = 16000) -> Path:
     return path
 
 
+def write_covered_sound(path, seconds: float = 2.0, rate: int = 16000) -> Path:
+    """A song or a podcast episode as an mp4: AAC sound and its cover picture (a one-frame MJPEG stream marked
+    ``attached_pic``), the only picture in the file."""
+    import av
+
+    path = Path(path)
+    with av.open(str(path), "w") as container:
+        cover = container.add_stream("mjpeg", rate=1)
+        cover.width, cover.height, cover.pix_fmt = 64, 48, "yuvj420p"
+        cover.disposition = av.stream.Disposition.attached_pic
+        sound = container.add_stream("aac", rate=rate)  # every stream before the first packet
+        picture = av.VideoFrame.from_ndarray(indexed_frames(1)[0], format="rgb24").reformat(format="yuvj420p")
+        for packet in [*cover.encode(picture), *cover.encode()]:
+            container.mux(packet)
+        _mux_silence(container, sound, seconds, rate)
+    return path
+
 def _mux_silence(container, stream, seconds: float, rate: int) -> None:
     """Encode and mux ``seconds`` of mono silence into an audio ``stream`` of ``container``."""
     import av

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from tests.data.conftest import FPS, NUM_FRAMES
-from tests.videos import (frame_index_of, indexed_frames, write_audio_only, write_vfr_video, write_video,
-                          write_zero_frame_video)
+from tests.videos import (frame_index_of, indexed_frames, write_audio_only, write_covered_sound, write_vfr_video,
+                          write_video, write_zero_frame_video)
 from vtr.data import video as video_mod
 from vtr.data.video import Clock, open_video, read_frames, sample_frame_indices, window_frame_range
 from vtr.errors import VideoReadError
@@ -745,12 +745,14 @@ def broken(tmp_path_factory, videos):
     (d / "truncated.mp4").write_bytes(data[: len(data) // 2])
     (d / "random.mp4").write_bytes(np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes())
     write_audio_only(d / "audio_only.mp4")
+    write_covered_sound(d / "song.mp4")
     write_zero_frame_video(d / "zero_frames.mkv")
     (d / "x.mp4").mkdir()
     return d
 
 
-BROKEN = ["empty.mp4", "truncated.mp4", "random.mp4", "audio_only.mp4", "zero_frames.mkv", "x.mp4", "missing.mp4"]
+BROKEN = ["empty.mp4", "truncated.mp4", "random.mp4", "audio_only.mp4", "song.mp4", "zero_frames.mkv", "x.mp4",
+          "missing.mp4"]
 
 
 @pytest.mark.parametrize("backend", ["auto", pytest.param("decord", marks=needs_decord), "pyav"])
@@ -772,6 +774,8 @@ def test_specific_causes(broken):
     assert "not found" in cause("missing.mp4")
     assert "directory" in cause("x.mp4")
     assert "no video stream" in cause("audio_only.mp4", backend="pyav")
+    # its cover picture is no video (the index called the file damaged: its one picture gave no frames)
+    assert cause("song.mp4", backend="pyav") == "no video stream: sound with a cover picture"
 
 
 @pytest.mark.parametrize("name", ["empty.mp4", "random.mp4", "audio_only.mp4", "truncated.mp4"])

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.videos import write_audio_only, write_vfr_video, write_video
+from tests.videos import write_audio_only, write_covered_sound, write_vfr_video, write_video
 
 FPS = 10
 RED = (200, 30, 30)
@@ -60,7 +60,8 @@ def make_broken(folder) -> dict[str, str]:
     (folder / "truncated.mp4").write_bytes(data[: len(data) // 3])
     (folder / "random.mp4").write_bytes(np.random.default_rng(0).integers(0, 256, 20_000, dtype=np.uint8).tobytes())
     write_audio_only(folder / "audio_only.mp4")
+    write_covered_sound(folder / "song.mp4")
     (folder / "x.mp4").mkdir()
     os.symlink(folder / "does_not_exist.mp4", folder / "dangling.mp4")
     return {"empty.mp4": "empty", "truncated.mp4": "truncated", "random.mp4": "random", "audio_only.mp4": "audio",
-            "dangling.mp4": "dangling"}
+            "song.mp4": "audio", "dangling.mp4": "dangling"}

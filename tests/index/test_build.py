@@ -69,6 +69,7 @@ def test_build_indexes_good_files_and_records_bad_ones(collection, tmp_path, tes
     assert "empty" in failed["empty.mp4"]
     assert "dangling" in failed["dangling.mp4"]
     assert "no video stream" in failed["audio_only.mp4"]
+    assert failed["song.mp4"] == "no video stream: sound with a cover picture"  # was "damaged"
     assert all(reason for reason in failed.values())
     m = st["manifest"]
     assert (m["num_frames"], m["img_size"], m["window_s"], m["stride_s"], m["embed_dim"]) == (4, 32, 8.0, 4.0, 16)

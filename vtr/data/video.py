@@ -303,13 +303,24 @@ class Clock:
 def main_video_stream(container):
     """The video stream a player shows, as FFmpeg picks it (``av_find_best_stream``, which decord uses too): not a
     one-picture stream stored before it (a cover image: yt-dlp's ``--embed-thumbnail``, Matroska attachments). None
-    when the container has no video."""
-    if not container.streams.video:
+    when the container has no video, and when its only pictures are covers (``attached_pic``: a song's or a podcast
+    episode's artwork), which FFmpeg would pick, and which is no video: its one picture does not decode as frames
+    over the sound's length (the index called such a file damaged)."""
+    moving = [s for s in container.streams.video if not is_cover(s)]
+    if not moving:
         return None
     try:
-        return container.streams.best("video")
+        best = container.streams.best("video")
     except Exception:  # noqa: BLE001 - an FFmpeg that cannot rank them: the first, as before
-        return container.streams.video[0]
+        best = None
+    return best if best is not None and not is_cover(best) else moving[0]
+
+
+def is_cover(stream) -> bool:
+    """Whether ``stream`` holds only a cover picture that goes with the file's sound (``attached_pic``)."""
+    import av
+
+    return bool(int(stream.disposition) & int(av.stream.Disposition.attached_pic))
 
 
 def main_sound_stream(container, video=None):
@@ -1027,7 +1038,9 @@ class PyAVVideoReader(VideoReader):
         try:
             stream = main_video_stream(self._container)
             if stream is None:
-                raise VideoReadError(name, "no video stream (audio-only or data file)")
+                covers = any(is_cover(s) for s in self._container.streams.video)
+                raise VideoReadError(name, "no video stream: sound with a cover picture" if covers
+                                     else "no video stream (audio-only or data file)")
             stream.thread_type = "AUTO"
             if threads:
                 stream.thread_count = int(threads)
