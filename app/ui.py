@@ -41,6 +41,9 @@ QUOTED = 80  # characters of the query the status line quotes (a longer one is c
 WATCH_TICK_MIN_S = 15.0  # while the app watches its index, the counts on the page refresh at most this often
 BEST_FIRST, BY_VIDEO = "Best first", "Grouped by video"
 PLAYER_LABEL = "Preview"  # the player's label when no moment is selected (a selection names its moment)
+#: What a new search's results replace, in the order _Handlers.emptied gives them (names of the page's components).
+EMPTIED = ("player", "details", "seek_to", "timeline", "t_in", "t_out", "export_note", "selected", "export_file",
+           "export_all_btn", "export_all_file", "export_all_note")
 
 # System fonts only: the default theme would fetch web fonts from the internet.
 THEME = gr.themes.Soft(primary_hue="indigo", neutral_hue="slate",
@@ -389,22 +392,32 @@ class _Handlers:
     def on_new_search(self, query, example, folder, min_duration, max_duration, rerank, page, order, since, until,
                       progress=gr.Progress(track_tqdm=True)):
         """A new search by words or example: no moment of its results is in the player (the mark stayed at the old
-        position), and "More results" follows it, not an earlier "Moments like this"."""
-        gallery, *rest = self.on_search(query, example, folder, min_duration, max_duration, rerank, page, order, 0,
-                                        None, since, until, progress)
-        return (_marked_gallery(gallery, None), *rest, None)
+        position), and "More results" follows it, not an earlier "Moments like this"; then :meth:`emptied`."""
+        gallery, status, results, *rest = self.on_search(query, example, folder, min_duration, max_duration, rerank,
+                                                         page, order, 0, None, since, until, progress)
+        return (_marked_gallery(gallery, None), status, results, *rest, None, *self.emptied(results))
+
+    @classmethod
+    def emptied(cls, results) -> tuple:
+        """What a new search's results replace (:data:`EMPTIED`): the player and everything that named the last
+        moment (its label and export span too), and the last search's zip of moments ("Export these moments" offered
+        when there are some). Returned with the results, not by an event after them: a moment clicked as the results
+        appeared was selected, and then such an event emptied the selection, so its preview never came (on a loaded
+        machine 3 clicks of 25; the browser test held such an event to show it)."""
+        return (gr.update(value=None, label=PLAYER_LABEL), "", "", "", "", "", "", -1,
+                gr.update(value=None, visible=False), *cls.after_search(results))
 
     def on_like(self, results, selected, folder, min_duration, max_duration, page, order, since, until,
                 progress=gr.Progress(track_tqdm=True)):
         """Moments like the one in the player, with the page's filters; it becomes what "More results" follows."""
         if not results or selected is None or not 0 <= int(selected) < len(results):
             gr.Warning("Select a moment first.")
-            return (gr.skip(),) * 8
+            return (gr.skip(),) * (8 + len(EMPTIED))
         d = results[int(selected)]
         like = {"video": d["video"], "start": d["start"], "end": d["end"]}
-        gallery, *rest = self.on_search("", None, folder, min_duration, max_duration, False, page, order, 0, like,
-                                        since, until, progress)
-        return (_marked_gallery(gallery, None), *rest, like)
+        gallery, status, found, *rest = self.on_search("", None, folder, min_duration, max_duration, False, page,
+                                                       order, 0, like, since, until, progress)
+        return (_marked_gallery(gallery, None), status, found, *rest, like, *self.emptied(found))
 
     def on_more(self, query, example, folder, min_duration, max_duration, rerank, page, order, since, until, shown,
                 selected, like, progress=gr.Progress(track_tqdm=True)):
@@ -788,29 +801,22 @@ def _search_events(ui: SimpleNamespace, h: _Handlers) -> None:
     search_outputs = [ui.gallery, ui.status, ui.results, ui.grouped, ui.view, ui.shown, ui.more_btn]
     searching = dict(api_visibility="private", concurrency_id="index", concurrency_limit=1,
                      show_progress_on=[ui.gallery])
-    # A new search empties the player and everything that named the last moment (its label and export span too).
-    no_moment = dict(fn=lambda: (gr.update(value=None, label=PLAYER_LABEL), "", "", "", "", "", "", -1,
-                                 gr.update(value=None, visible=False)), inputs=None,
-                     outputs=[ui.player, ui.details, ui.seek_to, ui.timeline, ui.t_in, ui.t_out, ui.export_note,
-                              ui.selected, ui.export_file], api_visibility="private")
-    # ... and the export of all its moments offered anew
-    export_all = dict(fn=h.after_search, inputs=[ui.results],
-                      outputs=[ui.export_all_btn, ui.export_all_file, ui.export_all_note], api_visibility="private")
-    # ... and the counts as the search saw the index (another tab or process may have changed it since the page
+    # A new search empties the player and what named the last moment, and offers the export of its own moments, in
+    # its own outputs (_Handlers.emptied)
+    new_search_outputs = search_outputs + [ui.like] + [getattr(ui, name) for name in EMPTIED]
+    # ... then the counts as the search saw the index (another tab or process may have changed it since the page
     # loaded): without a flash of progress over them (see _index_events)
     counts = dict(fn=h.on_counts, inputs=None, outputs=[ui.index_status, ui.failures, ui.overview],
                   api_visibility="private", show_progress="hidden", show_progress_on=[ui.unseen])
-    gr.on([ui.query.submit, ui.search_btn.click], h.on_new_search, filters, search_outputs + [ui.like],
-          **searching).then(**no_moment).then(**export_all).then(**counts)
+    gr.on([ui.query.submit, ui.search_btn.click], h.on_new_search, filters, new_search_outputs,
+          **searching).then(**counts)
     # Moments like the one in the player: new results, so the player empties as for a new search.
     ui.like_btn.click(h.on_like, [ui.results, ui.selected, ui.folder, ui.min_duration, ui.max_duration, ui.k, ui.order,
-                                  ui.since, ui.until], search_outputs + [ui.like], **searching).then(
-        **no_moment).then(**export_all).then(**counts)
+                                  ui.since, ui.until], new_search_outputs, **searching).then(**counts)
     ui.more_btn.click(h.on_more, filters + [ui.shown, ui.selected, ui.like], search_outputs, **searching)
     ui.order.change(h.on_order, [ui.results, ui.order, ui.selected], [ui.gallery, ui.view], api_visibility="private")
     ui.suggest.click(lambda s: s[0], [ui.suggest], [ui.query], api_visibility="private").then(
-        h.on_new_search, filters, search_outputs + [ui.like], **searching).then(**no_moment).then(
-        **export_all).then(**counts)
+        h.on_new_search, filters, new_search_outputs, **searching).then(**counts)
     # The moment is selected at once, its preview made after: an export or In/Out typed meanwhile are its own
     previewed = [ui.player, ui.details, ui.seek_to, ui.timeline, ui.t_in, ui.t_out, ui.selected]
     ui.gallery.select(h.on_select, [ui.results, ui.view], [ui.details, ui.timeline, ui.t_in, ui.t_out, ui.selected],
