@@ -139,10 +139,10 @@ SCROLL_TO_PLAYER_JS = """
 # Taking a folder out of the index asks first (adding it back embeds its videos again); cancel sends None, an empty
 # choice "" (the handler says to choose one).
 CONFIRM_REMOVE_JS = """
-(folder) => {
-  if (!folder) return [""];
+(folder, filtered) => {
+  if (!folder) return ["", filtered];
   return [confirm('Take ' + folder + ' out of the index?\\n\\nIts videos stay on disk; adding the folder again '
-                  + 'embeds them again.') ? folder : null];
+                  + 'embeds them again.') ? folder : null, filtered];
 }
 """
 
@@ -279,6 +279,12 @@ def example_picture(path: str):
         return path
     step = -(-max(rgb.shape[:2]) // EXAMPLE_PREVIEW_PX)
     return rgb[::step, ::step]
+
+
+def _inside(path: str, folder: str) -> bool:
+    """Whether ``path`` is ``folder`` or lies under it."""
+    path, folder = Path(path), Path(folder)
+    return path == folder or folder in path.parents
 
 
 def _overview_markdown(ov: dict | None) -> str:
@@ -566,7 +572,9 @@ class _Handlers:
             ov = None
         suggestions = (ov or {}).get("suggestions") or []
         choices = self.folder_choices()
-        return (self.empty_state(), gr.update(choices=choices, value=ALL_FOLDERS),
+        # the folder filter's choices only: a folder chosen before the page's load event answered, or before a
+        # build in the Index tab ended, stays chosen (it went back to all folders, unsaid)
+        return (self.empty_state(), gr.update(choices=choices),
                 _status_markdown(st, self.service.index_dir, self.service.watching) + error, _problem_rows(st),
                 _overview_markdown(ov),
                 gr.update(samples=[[s] for s in suggestions], visible=bool(suggestions)),
@@ -592,11 +600,16 @@ class _Handlers:
     def on_update(self, progress=gr.Progress(track_tqdm=True)):
         return self.on_build(None, progress)
 
-    def on_remove(self, folder):
-        """Take ``folder`` out of the index; None: the page's confirmation was cancelled (nothing changes)."""
+    def on_remove(self, folder, filtered=ALL_FOLDERS):
+        """Take ``folder`` out of the index; None: the page's confirmation was cancelled (nothing changes). The
+        Search tab's folder filter (``filtered``) goes back to all folders when it named that folder or one in it,
+        which has nothing left to search; any other stays."""
         if folder is None:
             return (gr.skip(),) * (1 + self.REFRESHED)
-        return self._change_index(lambda: self.service.remove(folder), _remove_summary)
+        summary, no_index, choices, *rest = self._change_index(lambda: self.service.remove(folder), _remove_summary)
+        if filtered and _inside(filtered, folder):
+            choices = gr.update(choices=self.folder_choices(), value=ALL_FOLDERS)
+        return summary, no_index, choices, *rest
 
     def _change_index(self, change, summarize):
         """Run ``change`` (a build or a removal); its summary (or its error) and the refreshed Index tab."""
@@ -852,8 +865,8 @@ def _index_events(ui: SimpleNamespace, h: _Handlers, page: gr.Blocks) -> None:
     ui.add_btn.click(h.on_build, [ui.new_folder], [ui.build_summary] + refresh_outputs, **building)
     ui.update_btn.click(h.on_update, None, [ui.build_summary] + refresh_outputs, **building)
     # The browser asks first: putting the videos back means embedding them again. Cancel sends None.
-    ui.remove_btn.click(h.on_remove, [ui.remove_folder], [ui.build_summary] + refresh_outputs, js=CONFIRM_REMOVE_JS,
-                        **building)
+    ui.remove_btn.click(h.on_remove, [ui.remove_folder, ui.folder], [ui.build_summary] + refresh_outputs,
+                        js=CONFIRM_REMOVE_JS, **building)
 
 
 def _api_endpoints(ui: SimpleNamespace, h: _Handlers) -> None:
