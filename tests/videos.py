@@ -306,6 +306,7 @@ def write_covered_sound(path, seconds: float = 2.0, rate: int = 16000) -> Path:
         _mux_silence(container, sound, seconds, rate)
     return path
 
+
 def _mux_silence(container, stream, seconds: float, rate: int) -> None:
     """Encode and mux ``seconds`` of mono silence into an audio ``stream`` of ``container``."""
     import av

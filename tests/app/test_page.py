@@ -240,7 +240,7 @@ def test_a_moment_is_selected_and_exported_while_its_preview_is_made(browser, ru
 def test_a_moment_clicked_as_the_results_appear_stays_selected(browser, running_app, tmp_path):
     """A new search emptied the player and the selection in an event of its own, sent after the results were shown:
     a moment clicked before that event ran was selected and then emptied, and its preview never came (on a loaded
-    machine, 3 clicks of 25 and twice in the suite). Here the events the page sends after the results are held until
+    machine, 3 clicks of 25, and once in the suite). Here the events the page sends after the results are held until
     the clicked moment plays; once they ran, it is still selected and playing."""
     page = open_page(browser, running_app.url, tmp_path)
     page.wait_for_function("() => document.querySelector('#overview').innerText.includes('Searching')")  # loaded
